@@ -1,0 +1,40 @@
+"""Destination names: what is allowed and what a name implies."""
+
+from __future__ import annotations
+
+import re
+
+from mqless.errors import InvalidRequest
+
+MAX_NAME_LENGTH = 80
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+FIFO_SUFFIX = ".fifo"
+DLQ_MARK = ".dlq"
+
+
+def validate_queue_name(name: str) -> str:
+    """Return `name` if it is a valid destination name, else raise InvalidRequest."""
+    if not _NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"invalid queue name {name[:100]!r}: use 1-80 characters from A-Z a-z 0-9 _ . -"
+        )
+    return name
+
+
+def is_fifo(name: str) -> bool:
+    """A `.fifo` suffix makes a FIFO queue (as in SQS)."""
+    return name.endswith(FIFO_SUFFIX)
+
+
+def is_dead_letter_name(name: str) -> bool:
+    """Names made by `default_dead_letter_queue` (they get no dead-letter queue of their own)."""
+    return name.endswith(DLQ_MARK) or name.endswith(DLQ_MARK + FIFO_SUFFIX)
+
+
+def default_dead_letter_queue(name: str) -> str | None:
+    """`orders` -> `orders.dlq`, `orders.fifo` -> `orders.dlq.fifo`; None if too long."""
+    if is_fifo(name):
+        candidate = name[: -len(FIFO_SUFFIX)] + DLQ_MARK + FIFO_SUFFIX
+    else:
+        candidate = name + DLQ_MARK
+    return candidate if len(candidate) <= MAX_NAME_LENGTH else None
