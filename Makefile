@@ -1,0 +1,54 @@
+# mqless — the verbs people expect. Every target sets up what it needs first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+PYTEST_ARGS ?=
+
+.PHONY: setup test unit lint typecheck validate build deploy bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
+	touch $@
+
+## test: lint, type-check, validate the template, then the whole test suite
+test: lint typecheck validate
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## unit: the fast tests only (no moto)
+unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+validate: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+
+## build: sam build (cross-builds the arm64 layer from PyPI wheels; no Docker)
+build: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) build
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy
+
+## bench: AWS calls and write units per operation, envelope throughput (under moto)
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

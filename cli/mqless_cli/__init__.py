@@ -1,0 +1,1 @@
+"""mqless_cli: the `mqless` command and the local runtime built from template.yaml."""

@@ -1,0 +1,19 @@
+"""Scheduled sweep: dead-letter over-limit messages and drop expired ones between receives."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mqless import runtime
+from mqless.observability import logger
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    budget_ms = max(1_000, context.get_remaining_time_in_millis() - 10_000)
+    report = runtime.queue_service().sweep(budget_ms=budget_ms)
+    logger.info("sweep done", extra={"report": report.__dict__})
+    return {
+        "queues": report.queues,
+        "dead_lettered": report.dead_lettered,
+        "expired": report.expired,
+        "errors": report.errors,
+    }

@@ -1,0 +1,87 @@
+"""DynamoDB plumbing shared by the adapters: (un)marshalling and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from mqless.errors import PayloadTooLarge, Throttled
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+
+Item = dict[str, Any]
+WireItem = dict[str, Any]
+
+
+def to_wire(values: Mapping[str, Any]) -> WireItem:
+    """Python values -> DynamoDB attribute values, dropping None (absent attributes)."""
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_wire(item: Mapping[str, Any]) -> Item:
+    """DynamoDB attribute values -> Python values (ints for whole numbers, bytes for binary)."""
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return bytes(value.value)  # type: ignore[attr-defined]  # untyped in boto3-stubs
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    return value
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def is_condition_failure(exc: ClientError) -> bool:
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def cancellation_codes(exc: ClientError) -> list[str]:
+    """Per-item reasons of a cancelled transaction ('None' where that item was fine)."""
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = [str(r.get("Code", "None")) for r in reasons]
+    if not codes:
+        # moto and older endpoints put the reasons only in the message text
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        if "[" in message and "]" in message:
+            inner = message[message.index("[") + 1 : message.rindex("]")]
+            codes = [c.strip() for c in inner.split(",")]
+    return codes
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn AWS throttling into `Throttled` and oversize items into `PayloadTooLarge`."""
+    try:
+        yield
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in THROTTLING_CODES:
+            raise Throttled("DynamoDB is throttling requests; retry shortly") from exc
+        if code == "ValidationException" and "size" in str(exc).lower():
+            raise PayloadTooLarge("message too large to store") from exc
+        raise

@@ -1,0 +1,263 @@
+"""HTTP request and response bodies; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mqless import models
+from mqless.errors import InvalidRequest, PayloadTooLarge
+from mqless.models import Delivery, EntryFailure, NewMessage, QueueConfig, QueueCounts
+
+Receipts = Annotated[
+    list[Annotated[str, Field(max_length=1024)]],
+    Field(min_length=1, max_length=models.MAX_BATCH, description="1-10 receipt handles."),
+]
+
+
+class Problem(BaseModel):
+    """Every error response: a stable code and a sentence saying what is wrong."""
+
+    error: Annotated[str, Field(description="Machine-readable code, e.g. `queue_not_found`.")]
+    message: Annotated[str, Field(description="What is wrong, for a person.")]
+    details: list[dict[str, object]] | None = None
+
+
+class SendMessageRequest(BaseModel):
+    """A message to send; only `body` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: Annotated[
+        str, Field(description="Text (UTF-8), or base64 when `binary` is true. Up to 256 KiB.")
+    ]
+    binary: Annotated[bool, Field(description="`body` is base64-encoded bytes.")] = False
+    attributes: Annotated[
+        dict[str, str], Field(description="String headers (at most 50), delivered as sent.")
+    ] = Field(default_factory=dict)
+    content_type: Annotated[str | None, Field(max_length=256)] = None
+    correlation_id: Annotated[str | None, Field(max_length=256)] = None
+    reply_to: Annotated[str | None, Field(max_length=256)] = None
+    delay_seconds: Annotated[
+        int | None,
+        Field(ge=0, le=models.MAX_DELAY_SECONDS, description="Hold back delivery (0-900 s)."),
+    ] = None
+    ttl_seconds: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=models.MAX_RETENTION_SECONDS,
+            description="Drop the message if not delivered within this time.",
+        ),
+    ] = None
+    group_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=models.MAX_GROUP_ID,
+            description="FIFO queues: messages of a group are delivered in order, one at a time.",
+        ),
+    ] = None
+    dedup_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=models.MAX_DEDUP_ID,
+            description="FIFO queues: a repeat within 5 minutes is accepted but not stored again "
+            "(default: SHA-256 of the body).",
+        ),
+    ] = None
+
+    def to_message(self) -> NewMessage:
+        """Decode the body and check the limits the model itself cannot express."""
+        if len(self.body) > 2 * models.MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"body is over the {models.MAX_BODY_BYTES}-byte limit")
+        if self.binary:
+            try:
+                raw = base64.b64decode(self.body, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidRequest("body is not valid base64 (binary is true)") from exc
+        else:
+            raw = self.body.encode("utf-8", errors="surrogatepass")
+        try:
+            return NewMessage(body=raw, **self.model_dump(exclude={"body"}))
+        except ValueError as exc:
+            raise InvalidRequest(_first_error(exc)) from exc
+
+
+class BatchEntry(SendMessageRequest):
+    id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=80,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="Your id for this entry, echoed in the result.",
+        ),
+    ]
+
+    def to_message(self) -> NewMessage:
+        return SendMessageRequest.model_validate(self.model_dump(exclude={"id"})).to_message()
+
+
+class SendBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entries: Annotated[list[BatchEntry], Field(min_length=1, max_length=models.MAX_BATCH)]
+
+
+class SendMessageResponse(BaseModel):
+    message_id: str
+    duplicate: Annotated[
+        bool, Field(description="FIFO: the message repeated one sent within 5 minutes.")
+    ] = False
+    sequence: Annotated[int | None, Field(description="FIFO: position within its group.")] = None
+
+
+class BatchResultEntry(SendMessageResponse):
+    id: str
+
+
+class SendBatchResponse(BaseModel):
+    successful: list[BatchResultEntry]
+    failed: list[EntryFailure]
+
+
+class ReceiveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_messages: Annotated[int, Field(ge=1, le=models.MAX_BATCH)] = 1
+    wait_seconds: Annotated[
+        float,
+        Field(ge=0, le=models.MAX_WAIT_SECONDS, description="Long poll: wait up to 20 s."),
+    ] = 0
+    visibility_timeout: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=models.MAX_VISIBILITY_SECONDS,
+            description="Lease length for these messages (default: the queue's).",
+        ),
+    ] = None
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    receipt: Annotated[str, Field(description="Pass to ack, nack or visibility.")]
+    body: str
+    binary: bool
+    attributes: dict[str, str]
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    receive_count: int
+    sent_at: Annotated[int, Field(description="Epoch milliseconds.")]
+    first_received_at: int | None = None
+    group_id: str | None = None
+    dedup_id: str | None = None
+    dead_letter_reason: str | None = None
+    source_queue: str | None = None
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> MessageOut:
+        values = delivery.model_dump(exclude={"body", "queue"})
+        return cls(body=delivery.body_text(), **values)
+
+
+class ReceiveResponse(BaseModel):
+    messages: list[MessageOut]
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receipts: Receipts
+
+
+class NackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receipts: Receipts
+    delay_seconds: Annotated[
+        int,
+        Field(ge=0, le=models.MAX_VISIBILITY_SECONDS, description="Redeliver after this long."),
+    ] = 0
+
+
+class VisibilityRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receipts: Receipts
+    visibility_timeout: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=models.MAX_VISIBILITY_SECONDS,
+            description="Seconds from now until the message is visible again.",
+        ),
+    ]
+
+
+class AckResponse(BaseModel):
+    acked: list[str]
+    failed: list[EntryFailure]
+
+
+class NackResponse(BaseModel):
+    released: list[str]
+    failed: list[EntryFailure]
+
+
+class VisibilityResponse(BaseModel):
+    changed: list[str]
+    failed: list[EntryFailure]
+
+
+class QueueView(BaseModel):
+    name: str
+    fifo: bool
+    visibility_timeout: int
+    max_receive_count: int | None
+    dead_letter_queue: str | None
+    retention_seconds: int
+    delay_seconds: int
+    created_at: int
+    updated_at: int
+    counts: QueueCounts | None = None
+
+    @classmethod
+    def of(cls, config: QueueConfig, counts: QueueCounts | None = None) -> QueueView:
+        return cls(counts=counts, **config.model_dump())
+
+
+class QueueList(BaseModel):
+    queues: list[QueueView]
+
+
+class PurgeResponse(BaseModel):
+    purged: int
+
+
+class RedriveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_messages: Annotated[int, Field(ge=1, le=1000)] = 100
+    destination: Annotated[
+        str | None,
+        Field(description="Where to move them (default: the queue each one came from)."),
+    ] = None
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        found = errors()
+        if found:
+            first = found[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+            return f"{where}: {text}" if where else text
+    return str(exc)

@@ -1,0 +1,209 @@
+"""Domain models shared by every transport: queue configuration, messages, deliveries."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mqless import names
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_NAME = 256
+MAX_ATTRIBUTE_VALUE = 4096
+MAX_DELAY_SECONDS = 900
+MAX_VISIBILITY_SECONDS = 12 * 60 * 60
+MIN_RETENTION_SECONDS = 60
+MAX_RETENTION_SECONDS = 14 * 24 * 60 * 60
+DEFAULT_RETENTION_SECONDS = 4 * 24 * 60 * 60
+DEFAULT_VISIBILITY_SECONDS = 30
+DEFAULT_MAX_RECEIVE_COUNT = 10
+MAX_BATCH = 10
+MAX_WAIT_SECONDS = 20
+DEDUP_WINDOW_SECONDS = 5 * 60
+MAX_GROUP_ID = 128
+MAX_DEDUP_ID = 128
+
+VisibilitySeconds = Annotated[
+    int,
+    Field(ge=0, le=MAX_VISIBILITY_SECONDS, description="Lease length in seconds (0-43200)."),
+]
+DelaySeconds = Annotated[
+    int, Field(ge=0, le=MAX_DELAY_SECONDS, description="Seconds before delivery (0-900).")
+]
+
+
+class QueueSettings(BaseModel):
+    """The settable part of a queue; omitted fields take defaults on create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    visibility_timeout: VisibilitySeconds | None = None
+    max_receive_count: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=1000,
+            description="Deliveries before a message is dead-lettered; null: never.",
+        ),
+    ] = DEFAULT_MAX_RECEIVE_COUNT
+    dead_letter_queue: Annotated[
+        str | None,
+        Field(
+            description="Where over-limit messages go; default `<name>.dlq` "
+            "(`<base>.dlq.fifo` for FIFO queues).",
+        ),
+    ] = None
+    retention_seconds: Annotated[
+        int | None,
+        Field(ge=MIN_RETENTION_SECONDS, le=MAX_RETENTION_SECONDS, description="Message lifetime."),
+    ] = None
+    delay_seconds: DelaySeconds | None = None
+
+    @field_validator("dead_letter_queue")
+    @classmethod
+    def _dlq_name(cls, value: str | None) -> str | None:
+        return None if value is None else names.validate_queue_name(value)
+
+
+class QueueConfig(BaseModel):
+    """A queue as stored: its name, type and resolved settings."""
+
+    name: str
+    fifo: bool
+    visibility_timeout: int = DEFAULT_VISIBILITY_SECONDS
+    max_receive_count: int | None = DEFAULT_MAX_RECEIVE_COUNT
+    dead_letter_queue: str | None = None
+    retention_seconds: int = DEFAULT_RETENTION_SECONDS
+    delay_seconds: int = 0
+    created_at: int = 0
+    updated_at: int = 0
+
+    @classmethod
+    def from_settings(cls, name: str, settings: QueueSettings, now_ms: int) -> QueueConfig:
+        """Resolve defaults: a dead-letter queue is named for the queue unless set or unwanted."""
+        names.validate_queue_name(name)
+        fifo = names.is_fifo(name)
+        max_receive = settings.max_receive_count
+        dlq = settings.dead_letter_queue
+        if "max_receive_count" not in settings.model_fields_set and names.is_dead_letter_name(name):
+            max_receive = None  # a dead-letter queue keeps what it is given
+        if max_receive is not None and dlq is None:
+            dlq = names.default_dead_letter_queue(name)
+            if dlq is None:
+                from mqless.errors import InvalidRequest
+
+                raise InvalidRequest(
+                    f"queue name {name!r} is too long to derive a dead-letter queue name; "
+                    "set dead_letter_queue or max_receive_count: null"
+                )
+        return cls(
+            name=name,
+            fifo=fifo,
+            visibility_timeout=(
+                DEFAULT_VISIBILITY_SECONDS
+                if settings.visibility_timeout is None
+                else settings.visibility_timeout
+            ),
+            max_receive_count=max_receive,
+            dead_letter_queue=dlq if max_receive is not None else None,
+            retention_seconds=settings.retention_seconds or DEFAULT_RETENTION_SECONDS,
+            delay_seconds=settings.delay_seconds or 0,
+            created_at=now_ms,
+            updated_at=now_ms,
+        )
+
+
+class NewMessage(BaseModel):
+    """A message as a producer hands it over (body already decoded to bytes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: bytes
+    binary: bool = False
+    attributes: dict[str, str] = Field(default_factory=dict)
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    delay_seconds: int | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+    ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_RETENTION_SECONDS)
+    group_id: str | None = Field(default=None, min_length=1, max_length=MAX_GROUP_ID)
+    dedup_id: str | None = Field(default=None, min_length=1, max_length=MAX_DEDUP_ID)
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        for key, item in value.items():
+            if not key or len(key) > MAX_ATTRIBUTE_NAME:
+                raise ValueError(f"attribute names are 1-{MAX_ATTRIBUTE_NAME} characters")
+            if len(item) > MAX_ATTRIBUTE_VALUE:
+                raise ValueError(f"attribute {key!r} is over {MAX_ATTRIBUTE_VALUE} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _text_is_utf8(self) -> NewMessage:
+        if not self.binary:
+            try:
+                self.body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError("a text body must be UTF-8; send binary with binary=true") from exc
+        return self
+
+    def size(self) -> int:
+        """Bytes counted against the 256 KiB limit: body plus attribute names and values."""
+        attrs = sum(len(k.encode()) + len(v.encode()) for k, v in self.attributes.items())
+        return len(self.body) + attrs
+
+
+class Delivery(BaseModel):
+    """A leased message as a consumer sees it."""
+
+    message_id: str
+    receipt: str
+    queue: str
+    body: bytes
+    binary: bool
+    attributes: dict[str, str]
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    receive_count: int
+    sent_at: int
+    first_received_at: int | None = None
+    group_id: str | None = None
+    dedup_id: str | None = None
+    dead_letter_reason: str | None = None
+    source_queue: str | None = None
+
+    def body_text(self) -> str:
+        """The body as it travels in JSON: text as is, binary as base64."""
+        return base64.b64encode(self.body).decode() if self.binary else self.body.decode()
+
+
+class SendResult(BaseModel):
+    message_id: str
+    duplicate: bool = False
+    sequence: int | None = None
+
+
+class EntryFailure(BaseModel):
+    id: str
+    error: str
+    message: str
+
+
+class QueueCounts(BaseModel):
+    """Message counts; exact at the moment of the query (each is a bounded index count)."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+class RedriveResult(BaseModel):
+    moved: int
+    failed: list[EntryFailure] = Field(default_factory=list)

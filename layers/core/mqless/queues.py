@@ -1,0 +1,863 @@
+"""Queue semantics: send, lease, ack, nack, visibility, dead letters, redrive, FIFO, sweep.
+
+The rules live here; `store.MessageStore` knows how items sit in DynamoDB and
+`envelope` how bodies are sealed. Every operation takes the calling principal and asks
+the policy first, so permissions are checked in exactly one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from mqless import models, names
+from mqless.clock import Clock
+from mqless.dynamo import Item
+from mqless.envelope import Sealed
+from mqless.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidRequest,
+    MqlessError,
+    PayloadTooLarge,
+    StaleReceipt,
+)
+from mqless.ids import new_lease_id, new_message_id
+from mqless.models import (
+    Delivery,
+    EntryFailure,
+    NewMessage,
+    QueueConfig,
+    QueueCounts,
+    QueueSettings,
+    RedriveResult,
+    SendResult,
+)
+from mqless.principals import Action, AllowAll, Policy, Principal
+from mqless.receipts import Receipt, decode_receipt
+from mqless.registry import QueueRegistry
+from mqless.store import (
+    Duplicate,
+    LeaseLost,
+    MessageStore,
+    group_key,
+    group_of_key,
+    standard_key,
+)
+
+logger = Logger(service="mqless", child=True)
+
+MAX_PAGES_PER_RECEIVE = 5
+MAX_HEADS_PER_GROUP = 100
+FIRST_POLL_SECONDS = 0.05
+MAX_POLL_SECONDS = 1.0
+
+
+class BodyCipher(Protocol):
+    """What the queue core needs from envelope encryption (`envelope.EnvelopeCipher`)."""
+
+    def encrypt(self, plaintext: bytes, *, destination: str, message_id: str) -> Sealed: ...
+
+    def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> bytes: ...
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"  # handed to the consumer; the lease stays
+    CONSUMED = "consumed"  # gone from the queue (moved, expired) under our lease
+    SKIPPED = "skipped"  # left as it was; give the lease back
+
+
+@dataclass
+class SweepReport:
+    queues: int = 0
+    dead_lettered: int = 0
+    expired: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+Handler = Callable[[QueueConfig, Item, str, "str | None"], "tuple[Outcome, Delivery | None]"]
+
+
+class QueueService:
+    """The broker's queue operations, over a registry, a message store and a body cipher."""
+
+    def __init__(
+        self,
+        *,
+        registry: QueueRegistry,
+        store: MessageStore,
+        cipher: BodyCipher,
+        clock: Clock,
+        policy: Policy | None = None,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._cipher = cipher
+        self._clock = clock
+        self._policy: Policy = policy or AllowAll()
+
+    # ---- queue admin ------------------------------------------------------------------
+
+    def put_queue(
+        self, principal: Principal, name: str, settings: QueueSettings
+    ) -> tuple[QueueConfig, bool]:
+        """Create a queue or replace its settings; returns (config, created)."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        now = self._clock.now_ms()
+        config = QueueConfig.from_settings(name, settings, now)
+        self._check_dead_letter_target(config)
+        if config.dead_letter_queue:
+            self._ensure_queue(config.dead_letter_queue, dead_letter=True)
+        self._registry.forget(name)
+        existing = self._registry.find(name)
+        if existing is None and self._registry.create(config):
+            logger.info("queue created", extra={"queue": name, "principal": principal.id})
+            return config, True
+        existing = existing or self._registry.get(name)
+        config = config.model_copy(update={"created_at": existing.created_at})
+        self._registry.replace(config)
+        return config, False
+
+    def get_queue(self, principal: Principal, name: str) -> tuple[QueueConfig, QueueCounts]:
+        """A queue's settings and message counts."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        config = self._registry.get(name)
+        return config, self.counts(config)
+
+    def counts(self, config: QueueConfig) -> QueueCounts:
+        now = self._clock.now_ms()
+        if config.fifo:
+            visible, in_flight, delayed = self._store.count_fifo(config.name, now)
+        else:
+            visible, in_flight, delayed = self._store.count_standard(config.name, now)
+        return QueueCounts(visible=visible, in_flight=in_flight, delayed=delayed)
+
+    def list_queues(self, principal: Principal) -> list[QueueConfig]:
+        """Every queue the principal may administer."""
+        self._policy.check(principal, Action.ADMIN, "*")
+        return self._registry.list()
+
+    def delete_queue(self, principal: Principal, name: str) -> None:
+        """Delete a queue and everything in it (dedup records included)."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        if not self._registry.delete(name):
+            self._registry.get(name)  # raises QueueNotFound
+        self._store.delete_keys(name, self._store.keys(name, ("M#", "G#", "D#", "X#")))
+        logger.info("queue deleted", extra={"queue": name, "principal": principal.id})
+
+    def purge(self, principal: Principal, name: str) -> int:
+        """Delete every message of a queue (dedup records stay, as in SQS); returns the count."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        self._registry.get(name)
+        keys = self._store.keys(name, ("M#", "G#"))
+        self._store.delete_keys(name, keys)
+        purged = sum(1 for k in keys if k.startswith("M#"))
+        logger.info("queue purged", extra={"queue": name, "purged": purged})
+        return purged
+
+    # ---- producing ----------------------------------------------------------------------
+
+    def send(self, principal: Principal, queue: str, message: NewMessage) -> SendResult:
+        """Accept one message (creating the queue with defaults if it does not exist)."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.SEND, queue)
+        config = self._ensure_queue(queue)
+        self._check_message(config, message)
+        item, now = self._new_item(config, message)
+        if not config.fifo:
+            self._store.put(item)
+            return SendResult(message_id=item["id"])
+        return self._append_fifo(config, item, message, now)
+
+    def send_batch(
+        self, principal: Principal, queue: str, entries: Sequence[tuple[str, NewMessage]]
+    ) -> tuple[list[tuple[str, SendResult]], list[EntryFailure]]:
+        """Accept up to 10 messages; each entry succeeds or fails on its own, as in SQS."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.SEND, queue)
+        if not 1 <= len(entries) <= models.MAX_BATCH:
+            raise InvalidRequest(f"a batch holds 1 to {models.MAX_BATCH} entries")
+        ids = [entry_id for entry_id, _ in entries]
+        if len(set(ids)) != len(ids):
+            raise InvalidRequest("batch entry ids must be unique")
+        config = self._ensure_queue(queue)
+        done: list[tuple[str, SendResult]] = []
+        failed: list[EntryFailure] = []
+        standard: list[tuple[str, Item]] = []
+        for entry_id, message in entries:
+            try:
+                self._check_message(config, message)
+                item, now = self._new_item(config, message)
+                if config.fifo:
+                    done.append((entry_id, self._append_fifo(config, item, message, now)))
+                else:
+                    standard.append((entry_id, item))
+            except MqlessError as exc:
+                failed.append(EntryFailure(id=entry_id, error=exc.code, message=exc.message))
+        if standard:
+            self._store.put_many([item for _, item in standard])
+            done.extend(
+                (entry_id, SendResult(message_id=item["id"])) for entry_id, item in standard
+            )
+        order = {entry_id: i for i, entry_id in enumerate(ids)}
+        done.sort(key=lambda pair: order[pair[0]])
+        return done, failed
+
+    def _check_message(self, config: QueueConfig, message: NewMessage) -> None:
+        if message.size() > models.MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"message is {message.size()} bytes; the limit is {models.MAX_BODY_BYTES} "
+                "(body plus attribute names and values)"
+            )
+        if config.fifo and not message.group_id:
+            raise InvalidRequest(f"queue {config.name!r} is FIFO: group_id is required")
+        if not config.fifo and message.dedup_id:
+            raise InvalidRequest(
+                f"dedup_id is only for FIFO queues; {config.name!r} is a standard queue"
+            )
+
+    def _new_item(self, config: QueueConfig, message: NewMessage) -> tuple[Item, int]:
+        now = self._clock.now_ms()
+        message_id = new_message_id(now)
+        sealed = self._cipher.encrypt(message.body, destination=config.name, message_id=message_id)
+        delay = config.delay_seconds if message.delay_seconds is None else message.delay_seconds
+        lifetime = config.retention_seconds
+        if message.ttl_seconds is not None:
+            lifetime = min(lifetime, message.ttl_seconds)
+        available = now + delay * 1000
+        item: Item = {
+            "id": message_id,
+            "origin": config.name,
+            "body": sealed.ciphertext,
+            "dk": sealed.encrypted_key,
+            "bin": message.binary,
+            "attrs": message.attributes or None,
+            "ctype": message.content_type,
+            "corr": message.correlation_id,
+            "reply": message.reply_to,
+            "grp": message.group_id,
+            "sent_at": now,
+            "expires_at": now // 1000 + lifetime,
+            "receive_count": 0,
+        }
+        if config.fifo:
+            item["avail"] = available
+        else:
+            item.update(
+                pk=f"Q#{config.name}",
+                sk=standard_key(message_id),
+                vq=config.name,
+                visible_at=available,
+            )
+        return item, now
+
+    def _append_fifo(
+        self, config: QueueConfig, item: Item, message: NewMessage, now: int
+    ) -> SendResult:
+        assert message.group_id is not None
+        dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
+        item["dedup"] = dedup_id
+        window_end = now + models.DEDUP_WINDOW_SECONDS * 1000
+        result = self._store.put_fifo(
+            config.name,
+            item,
+            group=message.group_id,
+            now_ms=now,
+            dedup=(dedup_id, window_end, window_end // 1000 + 60),
+        )
+        if isinstance(result, Duplicate):
+            return SendResult(message_id=result.message_id, duplicate=True)
+        return SendResult(message_id=item["id"], sequence=result)
+
+    # ---- consuming ----------------------------------------------------------------------
+
+    def receive(
+        self,
+        principal: Principal,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        wait_seconds: float = 0,
+        visibility_timeout: int | None = None,
+        owner: str | None = None,
+    ) -> list[Delivery]:
+        """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.RECEIVE, queue)
+        if not 1 <= max_messages <= models.MAX_BATCH:
+            raise InvalidRequest(f"max_messages must be 1 to {models.MAX_BATCH}")
+        if not 0 <= wait_seconds <= models.MAX_WAIT_SECONDS:
+            raise InvalidRequest(f"wait_seconds must be 0 to {models.MAX_WAIT_SECONDS}")
+        if visibility_timeout is not None and not (
+            0 <= visibility_timeout <= models.MAX_VISIBILITY_SECONDS
+        ):
+            raise InvalidRequest(f"visibility_timeout must be 0 to {models.MAX_VISIBILITY_SECONDS}")
+        config = self._registry.get(queue)
+        lease_seconds = (
+            config.visibility_timeout if visibility_timeout is None else visibility_timeout
+        )
+        deadline = self._clock.now_ms() + int(wait_seconds * 1000)
+        pause = FIRST_POLL_SECONDS
+        who = owner or principal.id
+        while True:
+            found = self._lease(
+                config, max_messages, lease_seconds, self._delivery_handler(), owner=who
+            )
+            remaining = (deadline - self._clock.now_ms()) / 1000
+            if found or remaining <= 0:
+                return found
+            self._clock.sleep(min(pause, remaining))
+            pause = min(pause * 2, MAX_POLL_SECONDS)
+
+    def ack(
+        self, principal: Principal, queue: str, receipts: Sequence[str]
+    ) -> tuple[list[str], list[EntryFailure]]:
+        """Delete messages under their leases; a stale receipt deletes nothing."""
+        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
+        acked: list[str] = []
+        now = self._clock.now_ms()
+        for text, receipt in parsed:
+            group = group_of_key(receipt.key) if config.fifo else None
+            if group is not None:
+                ok = self._store.delete_leased_fifo(
+                    queue, receipt.key, group, receipt.lease_id, now
+                )
+            else:
+                ok = self._store.delete_leased(queue, receipt.key, receipt.lease_id)
+            if ok:
+                acked.append(text)
+            else:
+                failed.append(_stale(text))
+        return acked, failed
+
+    def nack(
+        self, principal: Principal, queue: str, receipts: Sequence[str], delay_seconds: int = 0
+    ) -> tuple[list[str], list[EntryFailure]]:
+        """Give messages back now or after a delay; the delivery counts as a failed attempt."""
+        if not 0 <= delay_seconds <= models.MAX_VISIBILITY_SECONDS:
+            raise InvalidRequest(f"delay_seconds must be 0 to {models.MAX_VISIBILITY_SECONDS}")
+        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
+        released: list[str] = []
+        at = self._clock.now_ms() + delay_seconds * 1000
+        for text, receipt in parsed:
+            group = group_of_key(receipt.key) if config.fifo else None
+            if group is not None:
+                ok = self._store.release_fifo(queue, receipt.key, group, receipt.lease_id, at)
+            else:
+                ok = self._store.release(queue, receipt.key, receipt.lease_id, at) is not None
+            if ok:
+                released.append(text)
+            else:
+                failed.append(_stale(text))
+        return released, failed
+
+    def change_visibility(
+        self, principal: Principal, queue: str, receipts: Sequence[str], timeout_seconds: int
+    ) -> tuple[list[str], list[EntryFailure]]:
+        """Set the remaining lease to `timeout_seconds` from now (0 releases at once)."""
+        if not 0 <= timeout_seconds <= models.MAX_VISIBILITY_SECONDS:
+            raise InvalidRequest(f"visibility_timeout must be 0 to {models.MAX_VISIBILITY_SECONDS}")
+        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
+        changed: list[str] = []
+        until = self._clock.now_ms() + timeout_seconds * 1000
+        for text, receipt in parsed:
+            group = group_of_key(receipt.key) if config.fifo else None
+            if group is not None:
+                ok = self._store.extend_fifo(queue, receipt.key, group, receipt.lease_id, until)
+            else:
+                ok = self._store.extend(queue, receipt.key, receipt.lease_id, until)
+            if ok:
+                changed.append(text)
+            else:
+                failed.append(_stale(text))
+        return changed, failed
+
+    def _settle_prelude(
+        self, principal: Principal, queue: str, receipts: Sequence[str]
+    ) -> tuple[QueueConfig, list[tuple[str, Receipt]], list[EntryFailure]]:
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.RECEIVE, queue)
+        if not 1 <= len(receipts) <= models.MAX_BATCH:
+            raise InvalidRequest(f"give 1 to {models.MAX_BATCH} receipts")
+        config = self._registry.get(queue)
+        parsed: list[tuple[str, Receipt]] = []
+        failed: list[EntryFailure] = []
+        for text in receipts:
+            try:
+                parsed.append((text, decode_receipt(text, queue=queue)))
+            except InvalidRequest as exc:
+                failed.append(EntryFailure(id=text[:200], error=exc.code, message=exc.message))
+        return config, parsed, failed
+
+    # ---- dead letters -------------------------------------------------------------------
+
+    def redrive(
+        self,
+        principal: Principal,
+        queue: str,
+        *,
+        max_messages: int = 100,
+        destination: str | None = None,
+    ) -> RedriveResult:
+        """Move messages from a (dead-letter) queue back to where they came from."""
+        names.validate_queue_name(queue)
+        if destination is not None:
+            names.validate_queue_name(destination)
+        self._policy.check(principal, Action.ADMIN, queue)
+        if not 1 <= max_messages <= 1000:
+            raise InvalidRequest("max_messages must be 1 to 1000")
+        config = self._registry.get(queue)
+        if destination is not None:
+            target = self._registry.get(destination)
+            if destination == queue:
+                raise InvalidRequest("cannot redrive a queue into itself")
+            self._policy.check(principal, Action.SEND, destination)
+            if config.fifo and not target.fifo:
+                raise InvalidRequest("a FIFO queue can only be redriven into a FIFO queue")
+        result = RedriveResult(moved=0)
+        failed_ids: set[str] = set()
+
+        def move_back(
+            source: QueueConfig, item: Item, lease: str, group: str | None
+        ) -> tuple[Outcome, Delivery | None]:
+            target_name = destination or item.get("dl_source")
+            target = self._registry.find(str(target_name)) if target_name else None
+            problem = None
+            if target is None:
+                problem = f"source queue {target_name!r} does not exist; pass destination"
+            elif target.fifo and not item.get("grp"):
+                problem = f"queue {target.name!r} is FIFO and the message has no group"
+            if problem or target is None:
+                failed_ids.add(str(item["id"]))
+                result.failed.append(
+                    EntryFailure(id=str(item["id"]), error="redrive_failed", message=problem or "")
+                )
+                return Outcome.SKIPPED, None
+            fresh = {
+                k: v
+                for k, v in item.items()
+                if k
+                not in (
+                    "dl_reason",
+                    "dl_source",
+                    "first_rx",
+                    "lease_id",
+                    "lease_owner",
+                    "lease_until",
+                    "seq",
+                )
+            }
+            fresh["receive_count"] = 0
+            fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
+            self._enqueue_moving(source, item, lease, group, target, fresh)
+            result.moved += 1
+            return Outcome.CONSUMED, None
+
+        rounds = 0
+        while result.moved + len(failed_ids) < max_messages and rounds < 50:
+            rounds += 1
+            wanted = min(models.MAX_BATCH, max_messages - result.moved - len(failed_ids))
+            before = result.moved + len(failed_ids)
+            self._lease(config, wanted, 30, move_back, skip_ids=failed_ids)
+            if result.moved + len(failed_ids) == before:
+                break
+        if result.moved or result.failed:
+            logger.info(
+                "queue redriven",
+                extra={"queue": queue, "moved": result.moved, "failed": len(result.failed)},
+            )
+        return result
+
+    def sweep(self, *, budget_ms: int = 50_000) -> SweepReport:
+        """Dead-letter over-limit messages and drop expired ones without waiting for receivers."""
+        report = SweepReport()
+        start = self._clock.now_ms()
+        for config in self._registry.list():
+            if self._clock.now_ms() - start > budget_ms:
+                break
+            report.queues += 1
+            try:
+                self._sweep_queue(config, report)
+            except MqlessError as exc:
+                report.errors.append(f"{config.name}: {exc.message}")
+        return report
+
+    def _sweep_queue(self, config: QueueConfig, report: SweepReport) -> None:
+        def settle(
+            queue: QueueConfig, item: Item, lease: str, group: str | None
+        ) -> tuple[Outcome, Delivery | None]:
+            outcome = self._enforce_limits(queue, item, lease, group)
+            if outcome is None:
+                return Outcome.SKIPPED, None
+            if outcome == "expired":
+                report.expired += 1
+            else:
+                report.dead_lettered += 1
+            return Outcome.CONSUMED, None
+
+        now_s = self._clock.now_ms() // 1000
+        limit = config.max_receive_count
+
+        def worth_leasing(receive_count: int, expires_at: int | None) -> bool:
+            over = limit is not None and receive_count >= limit
+            return over or (expires_at is not None and expires_at <= now_s)
+
+        self._lease(config, 1000, 30, settle, sweep_filter=worth_leasing)
+
+    # ---- leasing machinery ------------------------------------------------------------
+
+    def _delivery_handler(self) -> Handler:
+        def deliver(
+            config: QueueConfig, item: Item, lease: str, group: str | None
+        ) -> tuple[Outcome, Delivery | None]:
+            if self._enforce_limits(config, item, lease, group) is not None:
+                return Outcome.CONSUMED, None
+            try:
+                body = self._cipher.decrypt(
+                    Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
+                    destination=str(item["origin"]),
+                    message_id=str(item["id"]),
+                )
+            except IntegrityError as exc:
+                logger.error(
+                    "message failed authentication",
+                    extra={"queue": config.name, "message_id": item["id"], "reason": exc.message},
+                )
+                self._dead_letter(config, item, lease, group, f"integrity: {exc.message}")
+                return Outcome.CONSUMED, None
+            return Outcome.DELIVERED, _delivery(config, item, lease, body)
+
+        return deliver
+
+    def _enforce_limits(
+        self, config: QueueConfig, item: Item, lease: str, group: str | None
+    ) -> str | None:
+        """Drop an expired message or dead-letter an over-limit one; None if it may go out."""
+        now = self._clock.now_ms()
+        if int(item.get("expires_at", 0)) <= now // 1000:
+            self._drop(config, item, lease, group)
+            logger.info("message expired", extra={"queue": config.name, "message_id": item["id"]})
+            return "expired"
+        limit = config.max_receive_count
+        if limit is not None and int(item["receive_count"]) > limit:
+            self._dead_letter(
+                config,
+                item,
+                lease,
+                group,
+                f"max_receive_count exceeded ({limit} deliveries)",
+                receive_count=int(item["receive_count"]) - 1,
+            )
+            return "dead_lettered"
+        return None
+
+    def _lease(
+        self,
+        config: QueueConfig,
+        wanted: int,
+        lease_seconds: int,
+        handle: Handler,
+        *,
+        sweep_filter: Callable[[int, int | None], bool] | None = None,
+        skip_ids: set[str] | None = None,
+        owner: str = "mqless",
+    ) -> list[Delivery]:
+        """Walk the visibility index, lease what is free and let `handle` decide its fate."""
+        delivered: list[Delivery] = []
+        start: dict[str, Any] | None = None
+        pages = 0
+        page_size = max(wanted * 2, 10)
+        while len(delivered) < wanted and pages < MAX_PAGES_PER_RECEIVE * (
+            20 if sweep_filter else 1
+        ):
+            now = self._clock.now_ms()
+            candidates, start = self._store.candidates(config.name, now, page_size, start)
+            pages += 1
+            for candidate in candidates:
+                if len(delivered) >= wanted:
+                    break
+                if config.fifo:
+                    got = self._lease_group(
+                        config,
+                        candidate.key,
+                        lease_seconds,
+                        handle,
+                        sweep_filter,
+                        skip_ids,
+                        owner,
+                    )
+                else:
+                    if sweep_filter and not sweep_filter(
+                        candidate.receive_count, candidate.expires_at
+                    ):
+                        continue
+                    got = self._lease_one(
+                        config, candidate.key, lease_seconds, handle, skip_ids, owner
+                    )
+                if got is not None:
+                    delivered.append(got)
+            if start is None:
+                break
+        return delivered
+
+    def _lease_one(
+        self,
+        config: QueueConfig,
+        key: str,
+        lease_seconds: int,
+        handle: Handler,
+        skip_ids: set[str] | None,
+        owner: str,
+    ) -> Delivery | None:
+        now = self._clock.now_ms()
+        lease = new_lease_id()
+        item = self._store.lease(
+            config.name,
+            key,
+            now_ms=now,
+            until_ms=now + lease_seconds * 1000,
+            lease_id=lease,
+            owner=owner,
+        )
+        if item is None:
+            return None
+        if skip_ids and str(item["id"]) in skip_ids:
+            self._store.release(config.name, key, lease, now)
+            return None
+        try:
+            outcome, delivery = handle(config, item, lease, None)
+        except LeaseLost:
+            return None
+        if outcome is Outcome.SKIPPED:
+            self._store.release(config.name, key, lease, now)
+        return delivery
+
+    def _lease_group(
+        self,
+        config: QueueConfig,
+        group_sk: str,
+        lease_seconds: int,
+        handle: Handler,
+        sweep_filter: Callable[[int, int | None], bool] | None,
+        skip_ids: set[str] | None,
+        owner: str,
+    ) -> Delivery | None:
+        now = self._clock.now_ms()
+        until = now + lease_seconds * 1000
+        lease = new_lease_id()
+        group_item = self._store.lease_group(
+            config.name, group_sk, now_ms=now, until_ms=until, lease_id=lease
+        )
+        if group_item is None:
+            return None
+        group = group_sk[2:]
+        for _ in range(MAX_HEADS_PER_GROUP):
+            head = self._store.head_of_group(config.name, group)
+            if head is None:
+                if not self._store.drop_empty_group(
+                    config.name, group, lease, int(group_item.get("seq", 0))
+                ):
+                    self._store.release_group(config.name, group, lease, now)
+                return None
+            if int(head.get("avail", 0)) > now:
+                self._store.release_group(config.name, group, lease, int(head["avail"]))
+                return None
+            if skip_ids and str(head["id"]) in skip_ids:
+                self._store.release_group(config.name, group, lease, now)
+                return None
+            if sweep_filter and not sweep_filter(
+                int(head.get("receive_count", 0)), head.get("expires_at")
+            ):
+                self._store.release_group(config.name, group, lease, now)
+                return None
+            item = self._store.lease_head(
+                config.name,
+                str(head["sk"]),
+                now_ms=now,
+                until_ms=until,
+                lease_id=lease,
+                owner=owner,
+            )
+            if item is None:
+                continue
+            try:
+                outcome, delivery = handle(config, item, lease, group)
+            except LeaseLost:
+                return None
+            if outcome is Outcome.DELIVERED:
+                return delivery
+            if outcome is Outcome.SKIPPED:
+                self._store.release_fifo(config.name, str(head["sk"]), group, lease, now)
+                return None
+            # CONSUMED: the head left under our lease; the group's next message is up
+        self._store.release_group(config.name, group, lease, now)
+        return None
+
+    def _drop(self, config: QueueConfig, item: Item, lease: str, group: str | None) -> None:
+        key = str(item["sk"])
+        if group is None:
+            if not self._store.delete_leased(config.name, key, lease):
+                raise LeaseLost("expired message was taken meanwhile")
+            return
+        ops = [
+            self._store.delete_op(config.name, key, lease),
+            self._store.group_done_op(config.name, group, lease, 0, keep_lease=True),
+        ]
+        if not self._store.transact(ops):
+            raise LeaseLost("expired message was taken meanwhile")
+
+    def _dead_letter(
+        self,
+        config: QueueConfig,
+        item: Item,
+        lease: str,
+        group: str | None,
+        reason: str,
+        *,
+        receive_count: int | None = None,
+    ) -> None:
+        """Move a leased message to the queue's dead-letter queue (or quarantine it)."""
+        moved = {
+            k: v
+            for k, v in item.items()
+            if k not in ("lease_id", "lease_owner", "lease_until", "seq")
+        }
+        moved["dl_reason"] = reason
+        moved["dl_source"] = config.name
+        if receive_count is not None:
+            moved["receive_count"] = receive_count
+        target_name = config.dead_letter_queue
+        if target_name is None:
+            self._quarantine(config, item, lease, group, moved)
+            return
+        target = self._ensure_queue(target_name, dead_letter=True)
+        moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
+        self._enqueue_moving(config, item, lease, group, target, moved)
+        logger.warning(
+            "message dead-lettered",
+            extra={
+                "queue": config.name,
+                "dlq": target.name,
+                "message_id": item["id"],
+                "reason": reason,
+            },
+        )
+
+    def _quarantine(
+        self, config: QueueConfig, item: Item, lease: str, group: str | None, moved: Item
+    ) -> None:
+        # No dead-letter queue: keep the message out of delivery but never lose it.
+        moved = {k: v for k, v in moved.items() if k not in ("vq", "visible_at", "avail")}
+        moved.update(pk=f"Q#{config.name}", sk=f"X#{item['id']}")
+        self._store.put_with(moved, self._source_ops(config, item, lease, group))
+        logger.warning(
+            "message quarantined (queue has no dead-letter queue)",
+            extra={"queue": config.name, "message_id": item["id"], "reason": moved["dl_reason"]},
+        )
+
+    def _source_ops(
+        self, config: QueueConfig, item: Item, lease: str, group: str | None
+    ) -> list[dict[str, Any]]:
+        ops = [self._store.delete_op(config.name, str(item["sk"]), lease)]
+        if group is not None:
+            ops.append(self._store.group_done_op(config.name, group, lease, 0, keep_lease=True))
+        return ops
+
+    def _enqueue_moving(
+        self,
+        source: QueueConfig,
+        item: Item,
+        lease: str,
+        group: str | None,
+        target: QueueConfig,
+        fresh: Item,
+    ) -> None:
+        """Put `fresh` on `target` and take `item` off `source` in one transaction."""
+        now = self._clock.now_ms()
+        also = self._source_ops(source, item, lease, group)
+        for key in ("pk", "sk", "vq", "visible_at", "avail"):
+            fresh.pop(key, None)
+        if target.fifo:
+            fresh["avail"] = now
+            target_group = str(fresh.get("grp") or "default")
+            self._store.put_fifo(target.name, fresh, group=target_group, now_ms=now, also=also)
+        else:
+            fresh.update(
+                pk=f"Q#{target.name}",
+                sk=standard_key(str(fresh["id"])),
+                vq=target.name,
+                visible_at=now,
+            )
+            self._store.put_with(fresh, also)
+
+    # ---- queue lookup --------------------------------------------------------------------
+
+    def _ensure_queue(self, name: str, *, dead_letter: bool = False) -> QueueConfig:
+        """The queue's config, creating it with defaults first if needed."""
+        config = self._registry.find(name)
+        if config is not None:
+            return config
+        settings = QueueSettings(max_receive_count=None) if dead_letter else QueueSettings()
+        config = QueueConfig.from_settings(name, settings, self._clock.now_ms())
+        self._check_dead_letter_target(config)
+        if config.dead_letter_queue:
+            self._ensure_queue(config.dead_letter_queue, dead_letter=True)
+        if not self._registry.create(config):
+            return self._registry.get(name)
+        logger.info("queue created on first use", extra={"queue": name})
+        return config
+
+    def _check_dead_letter_target(self, config: QueueConfig) -> None:
+        dlq = config.dead_letter_queue
+        if dlq is None:
+            return
+        if dlq == config.name:
+            raise InvalidRequest("a queue cannot be its own dead-letter queue")
+        if names.is_fifo(dlq) != config.fifo:
+            kind = "FIFO" if config.fifo else "standard"
+            raise InvalidRequest(f"the dead-letter queue of a {kind} queue must be {kind} too")
+        existing = self._registry.find(dlq)
+        if existing is not None and existing.fifo != config.fifo:
+            raise Conflict(f"queue {dlq!r} cannot be the dead-letter queue of {config.name!r}")
+
+
+def _stale(receipt: str) -> EntryFailure:
+    return EntryFailure(
+        id=receipt[:200],
+        error=StaleReceipt.code,
+        message="receipt is stale: the message was acknowledged, or its lease expired and "
+        "it was delivered again",
+    )
+
+
+def _delivery(config: QueueConfig, item: Item, lease: str, body: bytes) -> Delivery:
+    return Delivery(
+        message_id=str(item["id"]),
+        receipt=Receipt(config.name, str(item["sk"]), lease).encode(),
+        queue=config.name,
+        body=body,
+        binary=bool(item.get("bin", False)),
+        attributes=dict(item.get("attrs") or {}),
+        content_type=item.get("ctype"),
+        correlation_id=item.get("corr"),
+        reply_to=item.get("reply"),
+        receive_count=int(item["receive_count"]),
+        sent_at=int(item["sent_at"]),
+        first_received_at=item.get("first_rx"),
+        group_id=item.get("grp"),
+        dedup_id=item.get("dedup"),
+        dead_letter_reason=item.get("dl_reason"),
+        source_queue=item.get("dl_source"),
+    )
+
+
+__all__ = ["QueueService", "SweepReport", "group_key"]

@@ -1,0 +1,127 @@
+"""Queue configurations, stored in the destinations table and cached briefly per process."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from mqless.clock import Clock
+from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.errors import QueueNotFound
+from mqless.models import QueueConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+QUEUE_PARTITION = "QUEUE"
+# A short cache keeps a config read off the send path; a change is seen within this time.
+CACHE_SECONDS = 5.0
+
+
+class QueueRegistry:
+    """Create, read, list and delete queue configurations."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str, clock: Clock) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self._clock = clock
+        self._cache: dict[str, tuple[int, QueueConfig | None]] = {}
+        self._lock = threading.Lock()
+
+    def find(self, name: str) -> QueueConfig | None:
+        """The queue's config, or None if there is no such queue (cached for a few seconds)."""
+        now = self._clock.now_ms()
+        with self._lock:
+            hit = self._cache.get(name)
+        if hit is not None and now - hit[0] < CACHE_SECONDS * 1000:
+            return hit[1]
+        with translated_errors():
+            response = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": QUEUE_PARTITION, "sk": name}),
+                ConsistentRead=True,
+            )
+        config = _config(response.get("Item"))
+        self._remember(name, config)
+        return config
+
+    def get(self, name: str) -> QueueConfig:
+        """The queue's config; QueueNotFound if absent."""
+        config = self.find(name)
+        if config is None:
+            raise QueueNotFound(f"queue {name!r} does not exist")
+        return config
+
+    def create(self, config: QueueConfig) -> bool:
+        """Store a new queue; False (and nothing written) if it already exists."""
+        try:
+            with translated_errors():
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_wire(_record(config)),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                self.forget(config.name)
+                return False
+            raise
+        self._remember(config.name, config)
+        return True
+
+    def replace(self, config: QueueConfig) -> None:
+        """Overwrite an existing queue's settings (creation time kept by the caller)."""
+        with translated_errors():
+            self._db.put_item(TableName=self._table, Item=to_wire(_record(config)))
+        self._remember(config.name, config)
+
+    def delete(self, name: str) -> bool:
+        """Remove a queue's config; False if it did not exist."""
+        with translated_errors():
+            response = self._db.delete_item(
+                TableName=self._table,
+                Key=to_wire({"pk": QUEUE_PARTITION, "sk": name}),
+                ReturnValues="ALL_OLD",
+            )
+        self.forget(name)
+        return "Attributes" in response
+
+    def list(self) -> list[QueueConfig]:
+        """All queues, by name (one partition: a query, not a scan)."""
+        configs: list[QueueConfig] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :p",
+            "ExpressionAttributeValues": to_wire({":p": QUEUE_PARTITION}),
+            "ConsistentRead": True,
+        }
+        while True:
+            with translated_errors():
+                page = self._db.query(**kwargs)
+            configs.extend(c for c in (_config(i) for i in page.get("Items", [])) if c)
+            if "LastEvaluatedKey" not in page:
+                return configs
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._cache.pop(name, None)
+
+    def _remember(self, name: str, config: QueueConfig | None) -> None:
+        with self._lock:
+            self._cache[name] = (self._clock.now_ms(), config)
+
+
+def _record(config: QueueConfig) -> dict[str, Any]:
+    return {"pk": QUEUE_PARTITION, "sk": config.name, "kind": "queue", **config.model_dump()}
+
+
+def _config(item: dict[str, Any] | None) -> QueueConfig | None:
+    if not item:
+        return None
+    values = from_wire(item)
+    for key in ("pk", "sk", "kind"):
+        values.pop(key, None)
+    return QueueConfig.model_validate(values)

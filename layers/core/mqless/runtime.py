@@ -1,0 +1,89 @@
+"""Wiring: the default broker built from the environment, created once per process.
+
+Nothing here runs at import time; handlers call `queue_service()` on their first
+invocation, and tests call `reset()` between cases.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from mqless.clock import SystemClock
+from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
+from mqless.settings import Settings
+from mqless.store import MessageStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=10,
+    max_pool_connections=32,
+)
+_lock = threading.Lock()
+
+
+@cache
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=_CLIENT_CONFIG)
+
+
+@cache
+def kms_client() -> KMSClient:
+    return boto3.client("kms", config=_CLIENT_CONFIG)
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def build_queue_service(
+    settings: Settings, *, dynamodb: DynamoDBClient, kms: KMSClient
+) -> QueueService:
+    """A QueueService over the given clients (what tests and the local runtime call)."""
+    clock = SystemClock()
+    cipher = EnvelopeCipher(
+        KmsKeyProvider(kms, settings.kms_key_id),
+        clock,
+        max_key_age_seconds=settings.data_key_max_age_seconds,
+        max_messages_per_key=settings.data_key_max_messages,
+    )
+    return QueueService(
+        registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
+        store=MessageStore(dynamodb, settings.messages_table),
+        cipher=cipher,
+        clock=clock,
+    )
+
+
+_service: QueueService | None = None
+
+
+def queue_service() -> QueueService:
+    """The process-wide QueueService, built on first use from the environment."""
+    global _service
+    with _lock:
+        if _service is None:
+            _service = build_queue_service(settings(), dynamodb=dynamodb_client(), kms=kms_client())
+        return _service
+
+
+def reset() -> None:
+    """Forget the cached clients, settings and service (tests switch environments)."""
+    global _service
+    with _lock:
+        _service = None
+    dynamodb_client.cache_clear()
+    kms_client.cache_clear()
+    settings.cache_clear()

@@ -1,0 +1,251 @@
+"""Provisioning template.yaml's tables, streams, key and alias in moto, from the template itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+
+from mqless_cli.template import (
+    HttpRoute,
+    Stack,
+    StreamSource,
+    load_template,
+    parse_template,
+    provision,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
+TABLES = ["MessagesTable", "DestinationsTable"]
+
+
+# The aws_env, dynamodb, kms and stack fixtures come from tests/conftest.py.
+
+
+def test_messages_table_is_created_with_the_visibility_index(
+    stack: Stack, dynamodb: DynamoDBClient
+) -> None:
+    # Given the provisioned template
+    # When the messages table is described
+    table = dynamodb.describe_table(TableName=stack.resources["MessagesTable"])["Table"]
+    # Then it has the by_visibility index keyed by queue and visibility time
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert indexes["by_visibility"]["KeySchema"] == [
+        {"AttributeName": "vq", "KeyType": "HASH"},
+        {"AttributeName": "visible_at", "KeyType": "RANGE"},
+    ]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_tables_are_named_after_the_stack_and_logical_id(
+    dynamodb: DynamoDBClient, kms: KMSClient
+) -> None:
+    # Given a stack name other than the default
+    # When the template is provisioned under it
+    stack = provision(load_template(TEMPLATE_PATH), dynamodb=dynamodb, kms=kms, stack_name="orders")
+    # Then the tables and the alias carry that name, and exist
+    assert stack.resources["MessagesTable"] == "orders-MessagesTable"
+    assert stack.resources["DestinationsTable"] == "orders-DestinationsTable"
+    assert stack.resources["MessageKeyAlias"] == "alias/orders-messages"
+    assert sorted(dynamodb.list_tables()["TableNames"]) == [
+        "orders-DestinationsTable",
+        "orders-MessagesTable",
+    ]
+
+
+def test_messages_table_stream_delivers_new_and_old_images(
+    stack: Stack, dynamodb: DynamoDBClient
+) -> None:
+    # Given the provisioned messages table and its stream
+    streams = boto3.client("dynamodbstreams")
+    stream_arn = stack.attribute("MessagesTable", "StreamArn")
+    description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
+    # When an item is written
+    dynamodb.put_item(
+        TableName=stack.resources["MessagesTable"],
+        Item={"pk": {"S": "q#orders"}, "sk": {"S": "m#1"}},
+    )
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn,
+        ShardId=description["Shards"][0]["ShardId"],
+        ShardIteratorType="TRIM_HORIZON",
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    # Then the stream carries it as an INSERT with its new image
+    assert description["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert [record["eventName"] for record in records] == ["INSERT"]
+    assert records[0]["dynamodb"]["NewImage"]["sk"] == {"S": "m#1"}
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_tables_expire_items_on_expires_at(
+    stack: Stack, dynamodb: DynamoDBClient, table: str
+) -> None:
+    # Given the provisioned template
+    # When a table's TTL is described
+    ttl = dynamodb.describe_time_to_live(TableName=stack.resources[table])
+    # Then it is enabled on expires_at
+    assert ttl["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "expires_at",
+    }
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_tables_are_encrypted_with_the_message_key(
+    stack: Stack, dynamodb: DynamoDBClient, table: str
+) -> None:
+    # Given the provisioned template
+    # When a table's encryption is described
+    sse = dynamodb.describe_table(TableName=stack.resources[table])["Table"]["SSEDescription"]
+    # Then it is the customer managed message key, reported by ARN as DynamoDB does
+    assert sse["Status"] == "ENABLED"
+    assert sse["SSEType"] == "KMS"
+    assert sse["KMSMasterKeyArn"] == stack.attribute("MessageKey", "Arn")
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_tables_have_point_in_time_recovery(
+    stack: Stack, dynamodb: DynamoDBClient, table: str
+) -> None:
+    # Given the provisioned template
+    # When a table's backups are described
+    backups = dynamodb.describe_continuous_backups(TableName=stack.resources[table])
+    # Then point-in-time recovery is on
+    recovery = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert recovery["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_alias_resolves_to_the_rotating_message_key(stack: Stack, kms: KMSClient) -> None:
+    # Given the provisioned template
+    # When the alias is looked up
+    key = kms.describe_key(KeyId=stack.resources["MessageKeyAlias"])["KeyMetadata"]
+    # Then it is the message key, described as in the template, with rotation on
+    assert stack.resources["MessageKeyAlias"] == "alias/mqless-messages"
+    assert key["KeyId"] == stack.resources["MessageKey"]
+    assert key["Arn"] == stack.attribute("MessageKey", "Arn")
+    assert key["Description"].startswith("mqless message bodies")
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
+
+
+def test_http_api_environment_names_the_created_tables_and_key(
+    stack: Stack, dynamodb: DynamoDBClient, kms: KMSClient
+) -> None:
+    # Given the provisioned template
+    # When the HTTP API function's environment is resolved
+    environment = stack.environment("HttpApiFunction")
+    # Then it names the created tables and key, and they work
+    assert environment["MESSAGES_TABLE"] == stack.resources["MessagesTable"]
+    assert environment["DESTINATIONS_TABLE"] == stack.resources["DestinationsTable"]
+    assert environment["KMS_KEY_ID"] == stack.resources["MessageKey"]
+    assert dynamodb.describe_table(TableName=environment["MESSAGES_TABLE"])["Table"]
+    data_key = kms.generate_data_key(KeyId=environment["KMS_KEY_ID"], KeySpec="AES_256")
+    assert len(data_key["Plaintext"]) == 32
+    assert environment["POWERTOOLS_SERVICE_NAME"] == "mqless"
+
+
+def test_environment_carries_parameter_overrides_as_strings(
+    dynamodb: DynamoDBClient, kms: KMSClient
+) -> None:
+    # Given parameter overrides for the data key cache and log level
+    overrides = {"DataKeyMaxAgeSeconds": 60, "LogLevel": "DEBUG"}
+    # When the template is provisioned with them
+    stack = provision(
+        load_template(TEMPLATE_PATH), dynamodb=dynamodb, kms=kms, parameter_overrides=overrides
+    )
+    # Then every function sees them, as strings like Lambda gives them
+    for function in ("HttpApiFunction", "SweeperFunction"):
+        environment = stack.environment(function)
+        assert environment["DATA_KEY_MAX_AGE_SECONDS"] == "60"
+        assert environment["DATA_KEY_MAX_MESSAGES"] == "10000"
+        assert environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+
+
+def test_http_routes_send_each_route_to_the_http_api_function(stack: Stack) -> None:
+    # Given the provisioned template
+    # When its HTTP routes are listed
+    routes = stack.http_routes()
+    # Then receive and the other queue routes go to the HTTP API function, each once
+    assert ("POST", "/queues/{name}/receive", "HttpApiFunction") in routes
+    assert HttpRoute("GET", "/openapi.json", "HttpApiFunction") in routes
+    assert len(routes) == len(set(routes)) == 13
+
+
+def test_schedules_run_the_sweeper_every_minute(stack: Stack) -> None:
+    # Given the provisioned template
+    # When its schedules are listed
+    sweeps = [schedule for schedule in stack.schedules() if schedule.function == "SweeperFunction"]
+    # Then the sweeper runs once a minute
+    assert [(sweep.expression, sweep.rate_seconds, sweep.enabled) for sweep in sweeps] == [
+        ("rate(1 minute)", 60, True)
+    ]
+
+
+def test_outputs_name_the_created_resources(stack: Stack) -> None:
+    # Given the provisioned template
+    # When its outputs are resolved
+    outputs = stack.outputs()
+    # Then they point at the created tables, key and alias
+    assert outputs["MessagesTableName"] == stack.resources["MessagesTable"]
+    assert outputs["DestinationsTableName"] == stack.resources["DestinationsTable"]
+    assert outputs["MessageKeyArn"] == stack.attribute("MessageKey", "Arn")
+    assert outputs["MessageKeyAlias"] == "alias/mqless-messages"
+
+
+STREAM_TEMPLATE = """
+Resources:
+  Events:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: events
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  Dispatch:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.lambda_handler
+      Events:
+        Changes:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt Events.StreamArn
+            StartingPosition: LATEST
+            BatchSize: 25
+            BisectBatchOnFunctionError: true
+            FunctionResponseTypes: [ReportBatchItemFailures]
+            FilterCriteria:
+              Filters:
+                - Pattern: '{"eventName": ["INSERT"]}'
+"""
+
+
+def test_stream_sources_point_at_the_created_table_stream(
+    dynamodb: DynamoDBClient, kms: KMSClient
+) -> None:
+    # Given a template whose function reads a table's stream
+    # When it is provisioned
+    stack = provision(parse_template(STREAM_TEMPLATE), dynamodb=dynamodb, kms=kms)
+    # Then the stream source names the real stream ARN, with the template's settings
+    # and Lambda's defaults for the rest
+    stream_arn = dynamodb.describe_table(TableName="events")["Table"]["LatestStreamArn"]
+    assert stack.stream_sources() == [
+        StreamSource(
+            function="Dispatch",
+            stream_arn=stream_arn,
+            table="Events",
+            starting_position="LATEST",
+            batch_size=25,
+            bisect_batch_on_function_error=True,
+            report_batch_item_failures=True,
+            filter_patterns=('{"eventName": ["INSERT"]}',),
+        )
+    ]
+    assert stack.stream_sources()[0].maximum_retry_attempts == -1

@@ -1,0 +1,111 @@
+"""Shared fixtures: a moto-backed AWS built from template.yaml, and the broker over it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mqless import runtime
+from mqless.clock import ManualClock
+from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
+from mqless.settings import Settings
+from mqless.store import MessageStore
+from mqless_cli.template import Stack, load_template, provision
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region; never reach real AWS."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        # boto3 >= 1.36 sends DynamoDB Streams calls to account endpoints moto cannot match
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def moto_aws(aws_env: None) -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamodb(moto_aws: None) -> Any:
+    return boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def kms(moto_aws: None) -> Any:
+    return boto3.client("kms", region_name="us-east-1")
+
+
+@pytest.fixture
+def stack(dynamodb: Any, kms: Any) -> Stack:
+    """Every table, key and alias that template.yaml declares, created in moto."""
+    return provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+
+
+@pytest.fixture
+def settings(stack: Stack) -> Settings:
+    return Settings.from_env(stack.environment("HttpApiFunction"))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    import time
+
+    return ManualClock(start_ms=time.time_ns() // 1_000_000)
+
+
+@pytest.fixture
+def cipher(kms: Any, settings: Settings, clock: ManualClock) -> EnvelopeCipher:
+    return EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), clock)
+
+
+@pytest.fixture
+def service(
+    dynamodb: Any, settings: Settings, cipher: EnvelopeCipher, clock: ManualClock
+) -> QueueService:
+    """The broker on a manual clock: tests move time instead of sleeping."""
+    return QueueService(
+        registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
+        store=MessageStore(dynamodb, settings.messages_table),
+        cipher=cipher,
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def function_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The HTTP function's environment from the template, applied as Lambda would."""
+    env = stack.environment("HttpApiFunction")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    yield env
+    runtime.reset()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a developer's shell must not leak table names into tests
+    for name in ("MESSAGES_TABLE", "DESTINATIONS_TABLE", "KMS_KEY_ID"):
+        if name in os.environ:
+            monkeypatch.delenv(name)

@@ -1,0 +1,72 @@
+"""Build API Gateway events and a Lambda context the way the AWS services do."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools reads from a Lambda context."""
+
+    function_name: str = "mqless-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mqless-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_ms: int = 29_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def http_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    route: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw_body: str | bytes | None = None,
+) -> dict[str, Any]:
+    """An HTTP API payload-format-2.0 event; `body` is sent as JSON unless `raw_body` is given."""
+    encoded = False
+    if raw_body is not None:
+        if isinstance(raw_body, bytes):
+            text: str | None = base64.b64encode(raw_body).decode()
+            encoded = True
+        else:
+            text = raw_body
+    else:
+        text = None if body is None else json.dumps(body)
+    request_id = str(uuid.uuid4())
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {route or path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "api.local", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "api.local",
+            "domainPrefix": "api",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "pytest",
+            },
+            "requestId": request_id,
+            "routeKey": f"{method} {route or path}",
+            "stage": "$default",
+            "time": "27/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 1795737600000,
+        },
+        "body": text,
+        "isBase64Encoded": encoded,
+    }

@@ -1,0 +1,654 @@
+"""template.yaml checks that `sam validate --lint` misses, and the template reader's rules."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqless_cli.template import (
+    Json,
+    Schedule,
+    Stack,
+    Template,
+    TemplateError,
+    load_template,
+    parse_template,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+PSEUDO_PARAMETERS = {
+    "AWS::AccountId",
+    "AWS::NotificationARNs",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+}
+# GetAtt attributes of the resource types we use; a type missing here is not checked.
+ATTRIBUTES = {
+    "AWS::DynamoDB::Table": {"Arn", "StreamArn"},
+    "AWS::KMS::Key": {"Arn", "KeyId"},
+    "AWS::Logs::LogGroup": {"Arn"},
+    "AWS::Serverless::Function": {"Arn"},
+    "AWS::Serverless::HttpApi": {"ApiEndpoint", "ApiId"},
+    "AWS::ApiGatewayV2::Api": {"ApiEndpoint", "ApiId"},
+}
+SAM_EVENT_TYPES = {
+    "Api",
+    "CloudWatchEvent",
+    "CloudWatchLogs",
+    "Cognito",
+    "DocumentDB",
+    "DynamoDB",
+    "EventBridgeRule",
+    "HttpApi",
+    "IoTRule",
+    "Kinesis",
+    "MQ",
+    "MSK",
+    "S3",
+    "SNS",
+    "SQS",
+    "Schedule",
+    "ScheduleV2",
+    "SelfManagedKafka",
+}
+# API Gateway gives up on an integration after 30 s; receive long-polls for up to 20 s.
+LONGEST_LONG_POLL_SECONDS = 20
+API_GATEWAY_TIMEOUT_SECONDS = 30
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return load_template(TEMPLATE_PATH)
+
+
+Resources = dict[str, Any]
+"""The template's Resources section; tests read it loosely and let assertions fail loudly."""
+
+
+@pytest.fixture(scope="module")
+def merged_functions(template: Template) -> dict[str, Any]:
+    """The template's functions with Globals.Function merged in, as SAM deploys them."""
+    return dict(Stack(template).functions())
+
+
+@pytest.fixture(scope="module")
+def resources(template: Template) -> Resources:
+    declared = template["Resources"]
+    assert isinstance(declared, dict)
+    return declared
+
+
+def properties_of(resources: Resources, logical_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = resources[logical_id]["Properties"]
+    return properties
+
+
+def references(node: Json) -> Iterator[tuple[str, str | None]]:
+    """Yield (name, attribute or None) for every Ref, GetAtt and Fn::Sub variable in ``node``."""
+    if isinstance(node, list):
+        for item in node:
+            yield from references(item)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "Ref" and isinstance(value, str):
+            yield value, None
+        elif key == "Fn::GetAtt" and isinstance(value, list):
+            yield str(value[0]), str(value[1])
+        elif key == "Fn::Sub":
+            source, local = (value[0], value[1]) if isinstance(value, list) else (value, {})
+            assert isinstance(source, str) and isinstance(local, dict)
+            for name in re.findall(r"\$\{([^!}][^}]*)\}", source):
+                if name not in local:
+                    logical_id, _, attribute = name.partition(".")
+                    yield (name, None) if "::" in name else (logical_id, attribute or None)
+            yield from references(local)
+        else:
+            yield from references(value)
+
+
+def functions(resources: Resources) -> dict[str, dict[str, Any]]:
+    return {
+        name: properties_of(resources, name)
+        for name, resource in resources.items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def events(resources: Resources) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Yield (function, event name, event) for every function event."""
+    for function, properties in functions(resources).items():
+        for name, event in properties.get("Events", {}).items():
+            yield function, name, event
+
+
+def mentions(node: Json, logical_id: str) -> bool:
+    return any(name == logical_id for name, _ in references(node))
+
+
+# --- reading CloudFormation YAML -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("!Ref Stage", {"Ref": "Stage"}),
+        ("!GetAtt Table.StreamArn", {"Fn::GetAtt": ["Table", "StreamArn"]}),
+        ("!GetAtt [Table, Arn]", {"Fn::GetAtt": ["Table", "Arn"]}),
+        ("!Sub arn:${AWS::Partition}:x", {"Fn::Sub": "arn:${AWS::Partition}:x"}),
+        ("!Sub ['a-${X}', {X: !Ref Y}]", {"Fn::Sub": ["a-${X}", {"X": {"Ref": "Y"}}]}),
+        ("!Join [',', [a, !Ref B]]", {"Fn::Join": [",", ["a", {"Ref": "B"}]]}),
+        ("!If [IsProd, 1, 2]", {"Fn::If": ["IsProd", 1, 2]}),
+        ("!Equals [!Ref Stage, prod]", {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}),
+        ("!Not [!Condition IsProd]", {"Fn::Not": [{"Condition": "IsProd"}]}),
+        (
+            "!And [!Condition A, !Condition B]",
+            {"Fn::And": [{"Condition": "A"}, {"Condition": "B"}]},
+        ),
+        ("!Or [!Condition A, !Condition B]", {"Fn::Or": [{"Condition": "A"}, {"Condition": "B"}]}),
+        ("!Select [0, !Split [',', a]]", {"Fn::Select": [0, {"Fn::Split": [",", "a"]}]}),
+        ("!FindInMap [M, a, b]", {"Fn::FindInMap": ["M", "a", "b"]}),
+        ("!Base64 hello", {"Fn::Base64": "hello"}),
+        ("!ImportValue shared-vpc", {"Fn::ImportValue": "shared-vpc"}),
+        ("!GetAZs ''", {"Fn::GetAZs": ""}),
+    ],
+)
+def test_short_form_tags_read_as_long_form_intrinsics(text: str, expected: Json) -> None:
+    # Given a value written with a CloudFormation short-form tag
+    # When the template is parsed
+    parsed = parse_template(f"Value: {text}")
+    # Then it is the long-form intrinsic CloudFormation documents
+    assert parsed["Value"] == expected
+
+
+def test_getatt_short_form_keeps_dots_inside_the_attribute_name() -> None:
+    # Given a GetAtt whose attribute name itself has a dot
+    # When it is parsed
+    parsed = parse_template("Value: !GetAtt Db.Endpoint.Address")
+    # Then only the first dot separates the resource from the attribute
+    assert parsed["Value"] == {"Fn::GetAtt": ["Db", "Endpoint.Address"]}
+
+
+def test_unquoted_dates_stay_strings_as_in_cloudformation() -> None:
+    # Given an unquoted date, as in AWSTemplateFormatVersion
+    # When it is parsed
+    parsed = parse_template("AWSTemplateFormatVersion: 2010-09-09")
+    # Then it stays the string CloudFormation expects, not a date
+    assert parsed["AWSTemplateFormatVersion"] == "2010-09-09"
+
+
+# --- resolving values without AWS ---------------------------------------------------------
+
+SMALL_TEMPLATE = """
+Parameters:
+  Stage: {Type: String, Default: dev, AllowedValues: [dev, prod]}
+  Retention: {Type: Number, Default: 30, MinValue: 1}
+  Zones: {Type: CommaDelimitedList, Default: "a,b"}
+Mappings:
+  Sizes: {dev: {memory: 256}, prod: {memory: 1024}}
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+  IsDev: !Not [!Condition IsProd]
+Globals:
+  Function:
+    Runtime: python3.11
+    Layers: [!Ref Layer]
+    Environment: {Variables: {A: global, B: global, DEBUG: true}}
+Resources:
+  Layer: {Type: AWS::Serverless::LayerVersion, Properties: {ContentUri: x}}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Layers: [extra]
+      Environment: {Variables: {B: own, STAGE: !Ref Stage}}
+      Events:
+        Tick: {Type: ScheduleV2, Properties: {ScheduleExpression: rate(5 minutes)}}
+        Nightly: {Type: Schedule, Properties: {Schedule: "cron(0 3 * * ? *)", Enabled: false}}
+  ProdOnly: {Type: AWS::Serverless::Function, Condition: IsProd, Properties: {}}
+"""
+
+
+def small_stack(**overrides: object) -> Stack:
+    return Stack(parse_template(SMALL_TEMPLATE), stack_name="s", parameter_overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"Ref": "Stage"}, "dev"),
+        ({"Ref": "Retention"}, "30"),
+        ({"Ref": "Zones"}, ["a", "b"]),
+        ({"Ref": "AWS::URLSuffix"}, "amazonaws.com"),
+        ({"Ref": "Layer"}, "s-Layer"),
+        (
+            {"Fn::Sub": "${AWS::Partition}:${AWS::Region}:${Stage}:${!Literal}"},
+            "aws:us-east-1:dev:${Literal}",
+        ),
+        ({"Fn::Sub": ["${A}-${Stage}", {"A": {"Ref": "AWS::StackName"}}]}, "s-dev"),
+        ({"Fn::Join": ["/", ["a", {"Ref": "Stage"}]]}, "a/dev"),
+        ({"Fn::Select": [1, {"Fn::Split": [",", "x,y,z"]}]}, "y"),
+        ({"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "memory"]}, 256),
+        ({"Fn::If": ["IsProd", "big", "small"]}, "small"),
+        ({"Fn::Base64": "hi"}, "aGk="),
+        ({"Keep": 1, "Drop": {"Ref": "AWS::NoValue"}}, {"Keep": 1}),
+    ],
+)
+def test_stack_resolves_intrinsics_against_parameters_and_pseudo_parameters(
+    value: Json, expected: Json
+) -> None:
+    # Given a stack of a small template with default parameter values
+    stack = small_stack()
+    # When a value with intrinsics is resolved
+    resolved = stack.resolve(value)
+    # Then it is what CloudFormation would compute
+    assert resolved == expected
+
+
+def test_parameter_overrides_change_resolved_values_and_conditions() -> None:
+    # Given a stack deployed to prod
+    stack = small_stack(Stage="prod")
+    # When values depending on the stage are resolved
+    # Then they follow the override, conditions included
+    assert stack.resolve({"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "memory"]}) == 1024
+    assert stack.condition("IsProd") is True
+    assert stack.condition("IsDev") is False
+    assert "ProdOnly" in stack.functions()
+
+
+def test_resources_whose_condition_is_false_are_left_out() -> None:
+    # Given a dev stack and a function only prod declares
+    stack = small_stack()
+    # When the functions are listed
+    # Then the prod-only function is not among them
+    assert list(stack.functions()) == ["Fn"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"Stage": "qa"}, "not one of"),
+        ({"Retention": "0"}, "MinValue"),
+        ({"Retention": "many"}, "not a number"),
+        ({"Nope": "x"}, "undeclared"),
+    ],
+)
+def test_parameter_overrides_are_checked_like_cloudformation_does(
+    overrides: dict[str, str], complaint: str
+) -> None:
+    # Given a parameter override the template does not allow
+    # When the stack is built
+    # Then it is refused, saying why
+    with pytest.raises(TemplateError, match=complaint):
+        small_stack(**overrides)
+
+
+def test_function_properties_merge_globals_the_way_sam_does() -> None:
+    # Given a function that overrides some global settings
+    stack = small_stack()
+    # When its properties and environment are read
+    function = stack.functions()["Fn"]
+    environment = stack.environment("Fn")
+    # Then scalars are overridden, lists concatenated, env vars merged key by key as strings
+    assert function["Runtime"] == "python3.12"
+    assert function["Layers"] == [{"Ref": "Layer"}, "extra"]
+    assert environment == {"A": "global", "B": "own", "DEBUG": "true", "STAGE": "dev"}
+
+
+def test_schedules_list_both_schedule_event_kinds_with_their_state() -> None:
+    # Given a function with a ScheduleV2 rate and a disabled Schedule cron
+    stack = small_stack()
+    # When the schedules are read
+    schedules = stack.schedules()
+    # Then both are there, with the rate's period in seconds
+    assert schedules == [
+        Schedule("Fn", "rate(5 minutes)", enabled=True),
+        Schedule("Fn", "cron(0 3 * * ? *)", enabled=False),
+    ]
+    assert [schedule.rate_seconds for schedule in schedules] == [300, None]
+
+
+def test_getatt_of_an_unprovisioned_resource_is_an_error_not_a_guess() -> None:
+    # Given a stack where nothing was provisioned
+    stack = small_stack()
+    # When an attribute of a resource is asked for
+    # Then the stack refuses rather than inventing an ARN
+    with pytest.raises(TemplateError, match="not provisioned"):
+        stack.resolve({"Fn::GetAtt": ["Layer", "Arn"]})
+
+
+# --- template.yaml: references ------------------------------------------------------------
+
+
+def test_every_ref_and_getatt_names_a_declared_parameter_resource_or_pseudo_parameter(
+    template: Template, resources: Resources
+) -> None:
+    # Given everything the template declares, and what SAM generates for each function
+    parameters = template.get("Parameters", {})
+    assert isinstance(parameters, dict)
+    generated = {f"{name}Role" for name in functions(resources)}
+    known = set(parameters) | set(resources) | PSEUDO_PARAMETERS | generated
+    # When every reference in the template is collected
+    dangling = {name for name, _ in references(template) if name not in known}
+    # Then none of them points at nothing
+    assert dangling == set()
+
+
+def test_every_getatt_asks_for_an_attribute_its_resource_has(
+    template: Template, resources: Resources
+) -> None:
+    # Given every GetAtt in the template
+    wrong = []
+    for name, attribute in references(template):
+        if attribute is None or name not in resources:
+            continue
+        resource_type = str(resources[name].get("Type"))
+        available = set(ATTRIBUTES.get(resource_type, {attribute}))
+        if resource_type == "AWS::DynamoDB::Table" and (
+            "StreamSpecification" not in properties_of(resources, name)
+        ):
+            available.discard("StreamArn")
+        # When the attribute is checked against what its resource type offers
+        if attribute not in available:
+            wrong.append(f"{name}.{attribute}")
+    # Then all exist (a stream ARN only where the table has a stream)
+    assert wrong == []
+
+
+def test_every_http_api_event_points_at_a_declared_http_api(
+    resources: Resources,
+) -> None:
+    # Given the HTTP APIs the template declares
+    apis = {
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::HttpApi"
+    }
+    # When each HttpApi event's ApiId is read
+    targets = {
+        f"{function}.{name}": event["Properties"].get("ApiId")
+        for function, name, event in events(resources)
+        if event["Type"] == "HttpApi"
+    }
+    # Then each names one of them explicitly
+    refs_to_apis = [{"Ref": api} for api in apis]
+    assert targets
+    assert {event: api for event, api in targets.items() if api not in refs_to_apis} == {}
+
+
+def test_every_event_type_is_one_sam_knows(resources: Resources) -> None:
+    # Given every function event
+    # When its type is read
+    unknown = {
+        f"{function}.{name}": event["Type"]
+        for function, name, event in events(resources)
+        if event["Type"] not in SAM_EVENT_TYPES
+    }
+    # Then SAM knows it (a typo would otherwise deploy a function nothing calls)
+    assert unknown == {}
+
+
+def test_websocket_apis_declare_a_valid_protocol(resources: Resources) -> None:
+    # Given the raw API Gateway v2 APIs (WebSocket APIs are declared this way)
+    apis = {
+        name: properties_of(resources, name)
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::ApiGatewayV2::Api"
+    }
+    # When their protocol is read
+    wrong = {
+        name: properties.get("ProtocolType")
+        for name, properties in apis.items()
+        if properties.get("ProtocolType") not in ("HTTP", "WEBSOCKET")
+    }
+    # Then it is one API Gateway accepts (lint misses a WEBSOCKETS typo)
+    assert wrong == {}
+
+
+# --- template.yaml: functions -------------------------------------------------------------
+
+
+def test_every_function_handler_exists_in_its_code_uri(
+    resources: Resources,
+) -> None:
+    missing = []
+    for name, properties in functions(resources).items():
+        # Given a function's CodeUri and Handler
+        module, _, handler = str(properties["Handler"]).rpartition(".")
+        source = ROOT / str(properties["CodeUri"]) / f"{module.replace('.', '/')}.py"
+        # When its module is read
+        if not source.is_file():
+            missing.append(f"{name}: {source.relative_to(ROOT)} does not exist")
+            continue
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        defined = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        } | {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        # Then it defines the handler at module level
+        if handler not in defined:
+            missing.append(f"{name}: {handler} is not defined in {source.relative_to(ROOT)}")
+    assert missing == []
+
+
+def test_every_function_runs_python311_on_arm64(merged_functions: dict[str, Any]) -> None:
+    # Given the functions with Globals merged in
+    # When their runtime and architecture are read
+    platforms = {
+        name: (properties.get("Runtime"), tuple(properties.get("Architectures", [])))
+        for name, properties in merged_functions.items()
+    }
+    # Then they all match the layer build (python3.11, arm64)
+    assert platforms
+    assert set(platforms.values()) == {("python3.11", ("arm64",))}
+
+
+def test_core_layer_is_built_for_the_functions_platform(
+    resources: Resources,
+) -> None:
+    # Given the core layer
+    layer = resources["CoreLayer"]
+    properties = properties_of(resources, "CoreLayer")
+    # When its build settings are read
+    # Then sam builds it for python3.11 on arm64 from a folder that holds the package
+    assert layer["Metadata"] == {"BuildMethod": "python3.11", "BuildArchitecture": "arm64"}
+    assert properties["CompatibleRuntimes"] == ["python3.11"]
+    assert properties["CompatibleArchitectures"] == ["arm64"]
+    content = ROOT / str(properties["ContentUri"])
+    assert (content / "requirements.txt").is_file()
+    assert (content / "mqless" / "__init__.py").is_file()
+
+
+def test_http_api_function_outlasts_a_long_poll_but_not_api_gateway(
+    resources: Resources,
+) -> None:
+    # Given the HTTP API function
+    timeout = properties_of(resources, "HttpApiFunction")["Timeout"]
+    # When its timeout is read
+    # Then a 20 s long poll fits, and the function stops before API Gateway's 30 s limit
+    assert isinstance(timeout, int)
+    assert LONGEST_LONG_POLL_SECONDS < timeout < API_GATEWAY_TIMEOUT_SECONDS
+
+
+def resources_named_in_environment(
+    properties: dict[str, Any], resources: Resources, resource_type: str
+) -> set[str]:
+    """The resources of ``resource_type`` that a function's environment variables refer to."""
+    variables = properties.get("Environment", {}).get("Variables", {})
+    return {
+        name
+        for name, _ in references(variables)
+        if resources.get(name, {}).get("Type") == resource_type
+    }
+
+
+def test_functions_may_use_the_tables_their_environment_names(
+    merged_functions: dict[str, Any], resources: Resources
+) -> None:
+    missing = []
+    for name, properties in merged_functions.items():
+        # Given a function and the tables its environment names
+        tables = resources_named_in_environment(properties, resources, "AWS::DynamoDB::Table")
+        # When its DynamoDB policy templates are read
+        policies = [
+            policy
+            for policy in properties.get("Policies", [])
+            if isinstance(policy, dict) and any(key.startswith("DynamoDB") for key in policy)
+        ]
+        # Then each of those tables is granted
+        missing += [
+            f"{name} -> {table}"
+            for table in tables
+            if not any(mentions(policy, table) for policy in policies)
+        ]
+    assert missing == []
+
+
+def test_functions_may_make_and_open_data_keys_with_the_key_their_environment_names(
+    merged_functions: dict[str, Any], resources: Resources
+) -> None:
+    missing = []
+    for name, properties in merged_functions.items():
+        # Given a function and the KMS keys its environment names
+        keys = resources_named_in_environment(properties, resources, "AWS::KMS::Key")
+        statements = [
+            statement
+            for policy in properties.get("Policies", [])
+            if isinstance(policy, dict)
+            for statement in policy.get("Statement", [])
+        ]
+        for key in keys:
+            # When the actions its policy statements allow on that key are collected
+            actions = {
+                action
+                for statement in statements
+                if statement["Effect"] == "Allow" and mentions(statement["Resource"], key)
+                for action in statement["Action"]
+            }
+            # Then envelope encryption's two calls are among them
+            if not {"kms:GenerateDataKey", "kms:Decrypt"} <= actions:
+                missing.append(f"{name} -> {key}")
+    assert missing == []
+
+
+def test_every_function_has_a_log_group_with_the_configured_retention(
+    resources: Resources,
+) -> None:
+    # Given the log groups the template declares
+    log_groups = {
+        name: properties_of(resources, name)
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    }
+    # When they are matched to the function whose /aws/lambda/ group they name
+    covered = {
+        function
+        for function in functions(resources)
+        for group in log_groups.values()
+        if group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+        and group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    }
+    # Then every function has one
+    assert covered == set(functions(resources))
+
+
+# --- template.yaml: storage and encryption ------------------------------------------------
+
+
+def test_messages_table_indexes_visible_messages_by_queue_and_time(
+    resources: Resources,
+) -> None:
+    # Given the messages table
+    table = properties_of(resources, "MessagesTable")
+    # When its global secondary indexes are read
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    # Then by_visibility is keyed by queue then visibility time, and carries what the sweeper reads
+    by_visibility = indexes["by_visibility"]
+    assert by_visibility["KeySchema"] == [
+        {"AttributeName": "vq", "KeyType": "HASH"},
+        {"AttributeName": "visible_at", "KeyType": "RANGE"},
+    ]
+    assert by_visibility["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["receive_count", "expires_at"],
+    }
+    assert {"AttributeName": "visible_at", "AttributeType": "N"} in table["AttributeDefinitions"]
+
+
+def test_messages_table_streams_new_and_old_images(resources: Resources) -> None:
+    # Given the messages table
+    table = properties_of(resources, "MessagesTable")
+    # When its stream is read
+    # Then dispatch sees both images of every change
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+@pytest.mark.parametrize("table", ["MessagesTable", "DestinationsTable"])
+def test_tables_expire_items_on_expires_at(resources: Resources, table: str) -> None:
+    # Given a table
+    # When its TTL setting is read
+    # Then DynamoDB expires items by their expires_at attribute
+    assert properties_of(resources, table)["TimeToLiveSpecification"] == {
+        "AttributeName": "expires_at",
+        "Enabled": True,
+    }
+
+
+@pytest.mark.parametrize("table", ["MessagesTable", "DestinationsTable"])
+def test_tables_are_encrypted_with_the_message_key_and_recoverable(
+    resources: Resources, table: str
+) -> None:
+    # Given a table
+    properties = properties_of(resources, table)
+    # When its encryption and recovery settings are read
+    # Then it uses the customer managed key and has point-in-time recovery
+    assert properties["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "MessageKey"},
+    }
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_message_key_rotates_and_trusts_no_wildcard_principal(
+    resources: Resources,
+) -> None:
+    # Given the message key
+    key = properties_of(resources, "MessageKey")
+    # When its rotation and the principals of its policy are read
+    principals = [
+        principal
+        for statement in key["KeyPolicy"]["Statement"]
+        for principal in flatten_principal(statement["Principal"])
+    ]
+    # Then it rotates, and no statement opens it to "*"
+    assert key["EnableKeyRotation"] is True
+    assert principals
+    assert "*" not in principals
+
+
+def flatten_principal(principal: Any) -> list[Any]:
+    """Every principal in a policy's Principal, whether "*", {"AWS": x} or {"AWS": [x, y]}."""
+    if not isinstance(principal, dict):
+        return [principal]
+    values = principal.values()
+    return [item for value in values for item in (value if isinstance(value, list) else [value])]
