@@ -132,12 +132,21 @@ class NewMessage(BaseModel):
     group_id: str | None = Field(default=None, min_length=1, max_length=MAX_GROUP_ID)
     dedup_id: str | None = Field(default=None, min_length=1, max_length=MAX_DEDUP_ID)
 
+    @field_validator("content_type", "correlation_id", "reply_to", "group_id", "dedup_id")
+    @classmethod
+    def _valid_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            _require_unicode(value)
+        return value
+
     @field_validator("attributes")
     @classmethod
     def _attribute_limits(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
         for key, item in value.items():
+            _require_unicode(key)
+            _require_unicode(item)
             if not key or len(key) > MAX_ATTRIBUTE_NAME:
                 raise ValueError(f"attribute names are 1-{MAX_ATTRIBUTE_NAME} characters")
             if len(item) > MAX_ATTRIBUTE_VALUE:
@@ -157,6 +166,14 @@ class NewMessage(BaseModel):
         """Bytes counted against the 256 KiB limit: body plus attribute names and values."""
         attrs = sum(len(k.encode()) + len(v.encode()) for k, v in self.attributes.items())
         return len(self.body) + attrs
+
+
+def _require_unicode(text: str) -> None:
+    # lone surrogates survive JSON parsing but cannot be stored or sent on
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
 
 
 class Delivery(BaseModel):

@@ -467,7 +467,14 @@ class QueueService:
             rounds += 1
             wanted = min(models.MAX_BATCH, max_messages - result.moved - len(failed_ids))
             before = result.moved + len(failed_ids)
-            self._lease(config, wanted, 30, move_back, skip_ids=failed_ids)
+            self._lease(
+                config,
+                wanted,
+                30,
+                move_back,
+                skip_ids=failed_ids,
+                enough=lambda: result.moved + len(failed_ids) >= max_messages,
+            )
             if result.moved + len(failed_ids) == before:
                 break
         if result.moved or result.failed:
@@ -570,20 +577,28 @@ class QueueService:
         sweep_filter: Callable[[int, int | None], bool] | None = None,
         skip_ids: set[str] | None = None,
         owner: str = "mqless",
+        enough: Callable[[], bool] | None = None,
     ) -> list[Delivery]:
-        """Walk the visibility index, lease what is free and let `handle` decide its fate."""
+        """Walk the visibility index, lease what is free and let `handle` decide its fate.
+
+        Stops at `wanted` deliveries, or when `enough()` says so: handlers that consume
+        messages without delivering them (redrive) count their own progress.
+        """
+        done = enough or (lambda: False)
         delivered: list[Delivery] = []
         start: dict[str, Any] | None = None
         pages = 0
         page_size = max(wanted * 2, 10)
-        while len(delivered) < wanted and pages < MAX_PAGES_PER_RECEIVE * (
-            20 if sweep_filter else 1
+        while (
+            len(delivered) < wanted
+            and not done()
+            and pages < MAX_PAGES_PER_RECEIVE * (20 if sweep_filter else 1)
         ):
             now = self._clock.now_ms()
             candidates, start = self._store.candidates(config.name, now, page_size, start)
             pages += 1
             for candidate in candidates:
-                if len(delivered) >= wanted:
+                if len(delivered) >= wanted or done():
                     break
                 if config.fifo:
                     got = self._lease_group(
@@ -594,6 +609,7 @@ class QueueService:
                         sweep_filter,
                         skip_ids,
                         owner,
+                        done,
                     )
                 else:
                     if sweep_filter and not sweep_filter(
@@ -650,6 +666,7 @@ class QueueService:
         sweep_filter: Callable[[int, int | None], bool] | None,
         skip_ids: set[str] | None,
         owner: str,
+        done: Callable[[], bool],
     ) -> Delivery | None:
         now = self._clock.now_ms()
         until = now + lease_seconds * 1000
@@ -661,6 +678,8 @@ class QueueService:
             return None
         group = group_sk[2:]
         for _ in range(MAX_HEADS_PER_GROUP):
+            if done():
+                break
             head = self._store.head_of_group(config.name, group)
             if head is None:
                 if not self._store.drop_empty_group(

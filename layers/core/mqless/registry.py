@@ -124,4 +124,7 @@ def _config(item: dict[str, Any] | None) -> QueueConfig | None:
     values = from_wire(item)
     for key in ("pk", "sk", "kind"):
         values.pop(key, None)
+    # to_wire drops None, so an absent limit was stored as "never dead-letter"; without this
+    # it would come back as the default limit of 10
+    values.setdefault("max_receive_count", None)
     return QueueConfig.model_validate(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from mqless import __version__, runtime
 from mqless.errors import (
@@ -98,11 +100,14 @@ def _core_error(exc: MqlessError) -> Response[str]:
 def _invalid(exc: RequestValidationError) -> Response[str]:
     details = []
     for error in exc.errors():
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
-        details.append({"field": ".".join(loc) or "body", "problem": str(error.get("msg", ""))})
+        # Powertools puts the whole body at ("body",); a field of it at ("body", name, ...)
+        loc = [str(p) for p in error.get("loc", ())]
+        field = ".".join(loc[1:] if loc[:1] == ["body"] else loc) or "request body"
+        problem = str(error.get("msg", "")).removeprefix("Value error, ")
+        details.append({"field": field, "problem": problem})
     if details and details[0]["problem"].startswith("JSON decode error"):
         return _problem(400, "invalid_request", "request body is not valid JSON")
-    first = details[0] if details else {"field": "body", "problem": "invalid"}
+    first = details[0] if details else {"field": "request body", "problem": "invalid"}
     return _problem(
         400, "invalid_request", f"{first['field']}: {first['problem']}", details=details
     )
@@ -114,8 +119,21 @@ def _no_route(exc: NotFoundError) -> Response[str]:
     return _problem(404, "no_such_route", f"no route for {path}")
 
 
+def _unreadable_body() -> bool:
+    """The event says its body is base64 but it does not decode to UTF-8 text."""
+    try:
+        app.current_event.decoded_body  # noqa: B018 - decoding is the check
+    except (binascii.Error, UnicodeDecodeError):
+        return True
+    return False
+
+
 @app.exception_handler(Exception)
 def _unexpected(exc: Exception) -> Response[str]:
+    # Powertools decodes a base64 body before validation and lets a bad one escape as a
+    # plain ValueError; that is the client's mistake, not ours.
+    if isinstance(exc, ValueError) and _unreadable_body():
+        return _problem(400, "invalid_request", "request body is not base64-encoded UTF-8 text")
     logger.exception("unhandled error")
     return _problem(500, "internal_error", "the broker failed; the request may be retried")
 
@@ -134,11 +152,27 @@ def _json(status: int, model: Any) -> Response[str]:
 
 
 def _settled(done: list[str], failed: list[EntryFailure], model: Any, field: str) -> Response[str]:
-    """200 unless every receipt failed; then the first failure's status (409 stale, 400 bad)."""
-    status = 200
-    if failed and not done:
-        status = 409 if failed[0].error == "stale_receipt" else 400
-    return _json(status, model(**{field: done, "failed": failed}))
+    """200 unless every receipt failed; then the first failure's status (409 stale, 400 bad).
+
+    A total failure is an error response, so it is a problem body too (`error`, `message`),
+    with the per-receipt results alongside.
+    """
+    result = model(**{field: done, "failed": failed})
+    if not failed or done:
+        return _json(200, result)
+    first = failed[0]
+    status = 409 if first.error == "stale_receipt" else 400
+    problem = Problem(error=first.error, message=first.message).model_dump(exclude_none=True)
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({**problem, **result.model_dump(mode="json")}, separators=(",", ":")),
+    )
+
+
+def _content(model: type[Any], description: str) -> OpenAPIResponse:
+    """An OpenAPI response whose body is `model` (for routes that return a raw Response)."""
+    return {"description": description, "content": {"application/json": {"model": model}}}
 
 
 # ---- queue admin ------------------------------------------------------------------------
@@ -154,10 +188,18 @@ def list_queues() -> QueueList:
     "/queues/<name>",
     summary="Create a queue or replace its settings",
     tags=["queues"],
-    responses={200: {"description": "Settings replaced"}, 201: {"description": "Created"}},
+    responses={
+        200: _content(QueueView, "Settings replaced"),
+        201: _content(QueueView, "Created"),
+    },
 )
-def put_queue(name: QueueName, settings: Annotated[QueueSettings, Body()]) -> Response[str]:
-    config, created = runtime.queue_service().put_queue(_principal(), name, settings)
+def put_queue(
+    name: QueueName, settings: Annotated[QueueSettings | None, Body()] = None
+) -> Response[str]:
+    # `curl -X PUT .../queues/orders` with no body creates the queue with defaults
+    config, created = runtime.queue_service().put_queue(
+        _principal(), name, settings or QueueSettings()
+    )
     return _json(201 if created else 200, QueueView.of(config))
 
 
@@ -171,7 +213,7 @@ def get_queue(name: QueueName) -> QueueView:
     "/queues/<name>",
     summary="Delete a queue and its messages",
     tags=["queues"],
-    responses={204: {"description": "Deleted"}},
+    responses={204: {"description": "Deleted", "content": {}}},
 )
 def delete_queue(name: QueueName) -> Response[str]:
     runtime.queue_service().delete_queue(_principal(), name)
@@ -188,7 +230,10 @@ def purge(name: QueueName) -> PurgeResponse:
     summary="Move messages from a dead-letter queue back to their source",
     tags=["queues"],
 )
-def redrive(name: QueueName, request: Annotated[RedriveRequest, Body()]) -> RedriveResult:
+def redrive(
+    name: QueueName, request: Annotated[RedriveRequest | None, Body()] = None
+) -> RedriveResult:
+    request = request or RedriveRequest()
     return runtime.queue_service().redrive(
         _principal(), name, max_messages=request.max_messages, destination=request.destination
     )
@@ -201,7 +246,7 @@ def redrive(name: QueueName, request: Annotated[RedriveRequest, Body()]) -> Redr
     "/queues/<name>/messages",
     summary="Send a message",
     tags=["messages"],
-    responses={201: {"description": "Accepted"}},
+    responses={201: _content(SendMessageResponse, "Accepted")},
 )
 def send(name: QueueName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
     result = runtime.queue_service().send(_principal(), name, request.to_message())
@@ -232,7 +277,11 @@ def send_batch(name: QueueName, request: Annotated[SendBatchRequest, Body()]) ->
 
 
 @app.post("/queues/<name>/receive", summary="Lease up to 10 messages", tags=["messages"])
-def receive(name: QueueName, request: Annotated[ReceiveRequest, Body()]) -> ReceiveResponse:
+def receive(
+    name: QueueName, request: Annotated[ReceiveRequest | None, Body()] = None
+) -> ReceiveResponse:
+    # every field has a default, so a bare `curl -X POST .../receive` is a valid receive
+    request = request or ReceiveRequest()
     deliveries = runtime.queue_service().receive(
         _principal(),
         name,
@@ -243,7 +292,12 @@ def receive(name: QueueName, request: Annotated[ReceiveRequest, Body()]) -> Rece
     return ReceiveResponse(messages=[MessageOut.of(d) for d in deliveries])
 
 
-@app.post("/queues/<name>/ack", summary="Acknowledge (delete) leased messages", tags=["messages"])
+@app.post(
+    "/queues/<name>/ack",
+    summary="Acknowledge (delete) leased messages",
+    tags=["messages"],
+    responses={200: _content(AckResponse, "Acknowledged (failed lists any that were not)")},
+)
 def ack(name: QueueName, request: Annotated[AckRequest, Body()]) -> Response[str]:
     done, failed = runtime.queue_service().ack(_principal(), name, request.receipts)
     return _settled(done, failed, AckResponse, "acked")
@@ -253,6 +307,7 @@ def ack(name: QueueName, request: Annotated[AckRequest, Body()]) -> Response[str
     "/queues/<name>/nack",
     summary="Release leased messages now or after a delay",
     tags=["messages"],
+    responses={200: _content(NackResponse, "Released (failed lists any that were not)")},
 )
 def nack(name: QueueName, request: Annotated[NackRequest, Body()]) -> Response[str]:
     done, failed = runtime.queue_service().nack(
@@ -261,7 +316,12 @@ def nack(name: QueueName, request: Annotated[NackRequest, Body()]) -> Response[s
     return _settled(done, failed, NackResponse, "released")
 
 
-@app.post("/queues/<name>/visibility", summary="Extend or shorten leases", tags=["messages"])
+@app.post(
+    "/queues/<name>/visibility",
+    summary="Extend or shorten leases",
+    tags=["messages"],
+    responses={200: _content(VisibilityResponse, "Changed (failed lists any that were not)")},
+)
 def visibility(name: QueueName, request: Annotated[VisibilityRequest, Body()]) -> Response[str]:
     done, failed = runtime.queue_service().change_visibility(
         _principal(), name, request.receipts, request.visibility_timeout
@@ -280,11 +340,37 @@ def openapi() -> Response[str]:
         description="Queues with acks, redelivery, dead letters and FIFO groups, "
         'serverless on AWS. Errors are JSON problems: {"error", "message"}.',
     )
-    # Every route may answer with a problem body; say so once for all of them.
-    parsed = json.loads(document)
-    parsed.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-        Problem.model_json_schema()
-    )
-    return Response(
-        status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(parsed)
-    )
+    document = json.dumps(_with_problems(json.loads(document)))
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document)
+
+
+def _with_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Say what errors really look like: a Problem with a 4xx/5xx, never Powertools' 422."""
+    problem = {
+        "description": "An error: a JSON problem saying what is wrong",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["default"] = problem
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(unused, None)
+    schemas["Problem"] = Problem.model_json_schema()
+    return document
+
+
+def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Handle one HTTP API event. Bodies are JSON whatever the content type says.
+
+    `curl -d` labels its body application/x-www-form-urlencoded, which Powertools would
+    parse as a form; this API has no form endpoints, so such bodies are read as JSON.
+    """
+    headers = event.get("headers") or {}
+    content_type = str(headers.get("content-type", "")).lower()
+    if event.get("body") and not content_type.startswith("application/json"):
+        event = {**event, "headers": {**headers, "content-type": "application/json"}}
+    result: dict[str, Any] = app.resolve(event, context)
+    return result

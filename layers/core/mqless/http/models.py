@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqless import models
 from mqless.errors import InvalidRequest, PayloadTooLarge
@@ -71,6 +71,15 @@ class SendMessageRequest(BaseModel):
         ),
     ] = None
 
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_are_text(cls, value: dict[str, str]) -> dict[str, str]:
+        # JSON can carry lone surrogates ("\ud800"); they are not text and cannot be stored.
+        for text in (*value.keys(), *value.values()):
+            if not _is_unicode(text):
+                raise ValueError("attribute names and values must be valid Unicode text")
+        return value
+
     def to_message(self) -> NewMessage:
         """Decode the body and check the limits the model itself cannot express."""
         if len(self.body) > 2 * models.MAX_BODY_BYTES:
@@ -107,6 +116,15 @@ class SendBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entries: Annotated[list[BatchEntry], Field(min_length=1, max_length=models.MAX_BATCH)]
+
+    @field_validator("entries")
+    @classmethod
+    def _unique_ids(cls, entries: list[BatchEntry]) -> list[BatchEntry]:
+        # checked here, before any entry is decoded, so a bad entry cannot hide a repeated id
+        ids = [entry.id for entry in entries]
+        if len(set(ids)) != len(ids):
+            raise ValueError("batch entry ids must be unique")
+        return entries
 
 
 class SendMessageResponse(BaseModel):
@@ -249,6 +267,14 @@ class RedriveRequest(BaseModel):
         str | None,
         Field(description="Where to move them (default: the queue each one came from)."),
     ] = None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _first_error(exc: ValueError) -> str:

@@ -1,0 +1,132 @@
+"""Fixtures for the queue component tests: a broker over moto, fresh for every test.
+
+Provisioning template.yaml in a new moto costs about half a second (two tables, a KMS
+key, fresh clients), more than most queue tests take to run. So the queue tests share
+one provisioned moto per test module (`shared_aws`) and start each test from empty
+tables instead (`aws`): no queue, no message, no dedup record survives from one test
+to the next. Tests of provisioning itself use the per-test fixtures of tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mqless.clock import ManualClock
+from mqless.dynamo import Item, from_wire, to_wire
+from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
+from mqless.settings import Settings
+from mqless.store import MessageStore
+from mqless_cli.template import load_template, provision
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+FAKE_AWS_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+
+RawItems = Callable[[str], list[Item]]
+Tamper = Callable[..., Item]
+
+
+@dataclass(frozen=True)
+class Aws:
+    """The moto AWS a queue test runs against."""
+
+    dynamodb: Any
+    kms: Any
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def shared_aws() -> Iterator[Aws]:
+    """One moto with template.yaml's tables and key, for a whole test module."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in FAKE_AWS_ENV.items():
+            env.setenv(name, value)
+        env.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+            kms = boto3.client("kms", region_name="us-east-1")
+            stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+            settings = Settings.from_env(stack.environment("HttpApiFunction"))
+            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings)
+
+
+@pytest.fixture
+def aws(shared_aws: Aws) -> Aws:
+    """The module's moto with both tables emptied: the test starts from nothing."""
+    db = shared_aws.dynamodb
+    for table in (shared_aws.settings.messages_table, shared_aws.settings.destinations_table):
+        for page in db.get_paginator("scan").paginate(
+            TableName=table, ProjectionExpression="pk, sk"
+        ):
+            keys = page["Items"]
+            for start in range(0, len(keys), 25):
+                db.batch_write_item(
+                    RequestItems={
+                        table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
+                    }
+                )
+    return shared_aws
+
+
+@pytest.fixture
+def broker(aws: Aws, clock: ManualClock) -> QueueService:
+    """A QueueService over empty tables, on the manual clock (tests move time, never sleep)."""
+    return QueueService(
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        store=MessageStore(aws.dynamodb, aws.settings.messages_table),
+        cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def raw_items(aws: Aws) -> RawItems:
+    """Every stored item of a queue's partition, as plain values (see store.py's layout)."""
+
+    def items(queue: str) -> list[Item]:
+        pages = aws.dynamodb.get_paginator("query").paginate(
+            TableName=aws.settings.messages_table,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues=to_wire({":p": f"Q#{queue}"}),
+            ConsistentRead=True,
+        )
+        return [from_wire(i) for page in pages for i in page["Items"]]
+
+    return items
+
+
+@pytest.fixture
+def tamper(aws: Aws, raw_items: RawItems) -> Tamper:
+    """Flip one bit of a stored message's binary attribute (`body` or `dk`), as someone with
+    write access to the table could; returns the item as it was before."""
+
+    def flip(queue: str, attribute: str, *, message_id: str | None = None, at: int = -1) -> Item:
+        messages = [i for i in raw_items(queue) if str(i["sk"]).startswith("M#")]
+        item = next(i for i in messages if message_id is None or i["id"] == message_id)
+        altered = bytearray(item[attribute])
+        altered[at] ^= 0x01
+        aws.dynamodb.update_item(
+            TableName=aws.settings.messages_table,
+            Key=to_wire({"pk": item["pk"], "sk": item["sk"]}),
+            UpdateExpression="SET #a = :v",
+            ExpressionAttributeNames={"#a": attribute},
+            ExpressionAttributeValues=to_wire({":v": bytes(altered)}),
+        )
+        return item
+
+    return flip

@@ -1,0 +1,299 @@
+"""Dead letters: the receive limit, where over-limit messages go and how they come back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from mqless.clock import ManualClock
+from mqless.dynamo import Item
+from mqless.errors import InvalidRequest
+from mqless.models import Delivery, NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+
+P = ANONYMOUS
+LEASE = 10
+RawItems = Callable[[str], list[Item]]
+
+
+@pytest.fixture
+def queue(broker: QueueService) -> str:
+    """A queue that gives a message two deliveries, then dead-letters it to orders.dlq."""
+    broker.put_queue(P, "orders", QueueSettings(visibility_timeout=LEASE, max_receive_count=2))
+    return "orders"
+
+
+def _fail_deliveries(
+    broker: QueueService, clock: ManualClock, queue: str, times: int
+) -> list[Delivery]:
+    """Receive the queue's message `times` times, letting each lease run out."""
+    seen = []
+    for _ in range(times):
+        seen.extend(broker.receive(P, queue))
+        clock.advance(LEASE + 1)
+    return seen
+
+
+def test_a_message_is_delivered_up_to_max_receive_count_times(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message on a queue with max_receive_count 2
+    broker.send(P, queue, NewMessage(body=b"poison"))
+    # When consumers keep receiving it without acking
+    seen = _fail_deliveries(broker, clock, queue, 3)
+    # Then it was delivered twice, and the third receive found nothing
+    assert [d.receive_count for d in seen] == [1, 2]
+
+
+def test_an_over_limit_message_lands_in_the_dead_letter_queue_with_reason_and_source(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message that failed its two deliveries
+    sent = broker.send(
+        P, queue, NewMessage(body=b"poison", attributes={"k": "v"}, correlation_id="c-1")
+    )
+    _fail_deliveries(broker, clock, queue, 2)
+    # When the next receive passes by
+    assert broker.receive(P, queue) == []
+    # Then the dead-letter queue holds it, body and headers intact, saying why and from where
+    [dead] = broker.receive(P, "orders.dlq")
+    assert dead.message_id == sent.message_id
+    assert dead.body == b"poison"
+    assert dead.attributes == {"k": "v"}
+    assert dead.correlation_id == "c-1"
+    assert dead.source_queue == "orders"
+    assert dead.dead_letter_reason is not None
+    assert "max_receive_count" in dead.dead_letter_reason
+    assert broker.get_queue(P, queue)[1].visible == 0
+
+
+def test_a_nack_counts_as_a_failed_delivery(broker: QueueService, queue: str) -> None:
+    # Given a message nacked at once after each of its two deliveries
+    broker.send(P, queue, NewMessage(body=b"rejected"))
+    for _ in range(2):
+        [delivery] = broker.receive(P, queue)
+        broker.nack(P, queue, [delivery.receipt])
+    # When it is received a third time
+    third = broker.receive(P, queue)
+    # Then it is not delivered: it went to the dead-letter queue
+    assert third == []
+    assert [d.body for d in broker.receive(P, "orders.dlq")] == [b"rejected"]
+
+
+def test_an_acked_message_is_not_dead_lettered_on_its_last_delivery(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message on its second and last allowed delivery
+    broker.send(P, queue, NewMessage(body=b"late success"))
+    _fail_deliveries(broker, clock, queue, 1)
+    [last] = broker.receive(P, queue)
+    # When it is acked
+    acked, _ = broker.ack(P, queue, [last.receipt])
+    # Then it is gone from both queues
+    assert acked == [last.receipt]
+    clock.advance(LEASE + 1)
+    assert broker.receive(P, queue) == []
+    assert broker.receive(P, "orders.dlq") == []
+
+
+def test_other_messages_are_still_delivered_when_one_is_dead_lettered(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a poison message that used up its deliveries, and a fresh one behind it
+    broker.send(P, queue, NewMessage(body=b"poison"))
+    _fail_deliveries(broker, clock, queue, 2)
+    broker.send(P, queue, NewMessage(body=b"fresh"))
+    # When a consumer receives
+    received = broker.receive(P, queue, max_messages=10)
+    # Then it gets the fresh one in the same call
+    assert [d.body for d in received] == [b"fresh"]
+
+
+def test_a_named_dead_letter_queue_receives_the_message(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a queue dead-lettering after one delivery to "graveyard"
+    broker.put_queue(
+        P,
+        "orders",
+        QueueSettings(visibility_timeout=LEASE, max_receive_count=1, dead_letter_queue="graveyard"),
+    )
+    broker.send(P, "orders", NewMessage(body=b"poison"))
+    # When the message fails its one delivery and is received again
+    _fail_deliveries(broker, clock, "orders", 2)
+    # Then it is in graveyard
+    [dead] = broker.receive(P, "graveyard")
+    assert (dead.body, dead.source_queue) == (b"poison", "orders")
+
+
+def test_a_message_is_never_lost_on_a_queue_without_a_dead_letter_queue(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a queue with no receive limit
+    broker.put_queue(P, "orders", QueueSettings(visibility_timeout=LEASE, max_receive_count=None))
+    broker.send(P, "orders", NewMessage(body=b"stubborn"))
+    # When it fails many deliveries
+    seen = _fail_deliveries(broker, clock, "orders", 12)
+    # Then it is delivered every time
+    assert [d.receive_count for d in seen] == list(range(1, 13))
+
+
+def test_redrive_moves_dead_letters_back_to_their_source_queue(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message in orders.dlq that came from orders
+    sent = broker.send(P, queue, NewMessage(body=b"retry me", attributes={"k": "v"}))
+    _fail_deliveries(broker, clock, queue, 3)
+    # When the dead-letter queue is redriven
+    result = broker.redrive(P, "orders.dlq")
+    # Then the message is back on orders as if new: first delivery, no dead-letter marks
+    assert result.moved == 1
+    assert result.failed == []
+    [back] = broker.receive(P, queue)
+    assert back.message_id == sent.message_id
+    assert back.body == b"retry me"
+    assert back.attributes == {"k": "v"}
+    assert back.receive_count == 1
+    assert back.dead_letter_reason is None
+    assert back.source_queue is None
+    assert broker.get_queue(P, "orders.dlq")[1].visible == 0
+
+
+def test_redrive_can_target_another_queue(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a dead letter from orders, and a queue "repairs"
+    broker.send(P, queue, NewMessage(body=b"fix me"))
+    _fail_deliveries(broker, clock, queue, 3)
+    broker.put_queue(P, "repairs", QueueSettings())
+    # When the dead-letter queue is redriven into repairs
+    result = broker.redrive(P, "orders.dlq", destination="repairs")
+    # Then the message is on repairs, not on orders
+    assert result.moved == 1
+    assert [d.body for d in broker.receive(P, "repairs")] == [b"fix me"]
+    assert broker.receive(P, queue) == []
+
+
+def test_redrive_moves_no_more_than_asked(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given three dead letters
+    for i in range(3):
+        broker.send(P, queue, NewMessage(body=f"m{i}".encode()))
+    for _ in range(3):
+        broker.receive(P, queue, max_messages=10)
+        clock.advance(LEASE + 1)
+    assert broker.get_queue(P, "orders.dlq")[1].visible == 3
+    # When two are redriven
+    result = broker.redrive(P, "orders.dlq", max_messages=2)
+    # Then two moved and one stays behind
+    assert result.moved == 2
+    assert broker.get_queue(P, "orders.dlq")[1].visible == 1
+    assert broker.get_queue(P, queue)[1].visible == 2
+
+
+def test_redrive_of_a_fifo_group_moves_no_more_than_asked(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given three dead letters of one FIFO group
+    broker.put_queue(P, "jobs.fifo", QueueSettings(visibility_timeout=LEASE, max_receive_count=1))
+    for i in range(3):
+        broker.send(P, "jobs.fifo", NewMessage(body=f"m{i}".encode(), group_id="g"))
+    for _ in range(4):
+        broker.receive(P, "jobs.fifo")
+        clock.advance(LEASE + 1)
+    assert broker.get_queue(P, "jobs.dlq.fifo")[1].visible == 3
+    # When one is redriven
+    result = broker.redrive(P, "jobs.dlq.fifo", max_messages=1)
+    # Then only the oldest moved, and the other two stay, still in order
+    assert result.moved == 1
+    assert [d.body for d in broker.receive(P, "jobs.fifo")] == [b"m0"]
+    assert [d.body for d in broker.receive(P, "jobs.dlq.fifo")] == [b"m1"]
+
+
+def test_redrive_to_a_deleted_source_fails_per_message_and_keeps_it(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a dead letter whose source queue has since been deleted
+    sent = broker.send(P, queue, NewMessage(body=b"orphan"))
+    _fail_deliveries(broker, clock, queue, 3)
+    broker.delete_queue(P, queue)
+    # When the dead-letter queue is redriven
+    result = broker.redrive(P, "orders.dlq")
+    # Then nothing moved, the message is reported, and it is still in the dead-letter queue
+    assert result.moved == 0
+    assert [(f.id, f.error) for f in result.failed] == [(sent.message_id, "redrive_failed")]
+    [kept] = broker.receive(P, "orders.dlq")
+    assert kept.body == b"orphan"
+
+
+def test_redrive_into_itself_is_refused(broker: QueueService, queue: str) -> None:
+    # Given a queue
+    # When it is redriven into itself
+    with pytest.raises(InvalidRequest) as caught:
+        broker.redrive(P, queue, destination=queue)
+    # Then the call is refused
+    assert caught.value.code == "invalid_request"
+
+
+def test_redriving_an_empty_queue_moves_nothing(broker: QueueService, queue: str) -> None:
+    # Given an empty dead-letter queue
+    # When it is redriven
+    result = broker.redrive(P, "orders.dlq")
+    # Then nothing moved and nothing failed
+    assert (result.moved, result.failed) == (0, [])
+
+
+def test_a_fifo_dead_letter_keeps_its_group_and_frees_the_group(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a FIFO queue allowing one delivery, with two messages in group g
+    broker.put_queue(P, "jobs.fifo", QueueSettings(visibility_timeout=LEASE, max_receive_count=1))
+    broker.send(P, "jobs.fifo", NewMessage(body=b"first", group_id="g"))
+    broker.send(P, "jobs.fifo", NewMessage(body=b"second", group_id="g"))
+    # When the first fails its delivery and the queue is received from again
+    _fail_deliveries(broker, clock, "jobs.fifo", 1)
+    [next_up] = broker.receive(P, "jobs.fifo")
+    # Then the second message is delivered, and the first waits in the FIFO dead-letter queue
+    assert next_up.body == b"second"
+    [dead] = broker.receive(P, "jobs.dlq.fifo")
+    assert (dead.body, dead.group_id, dead.source_queue) == (b"first", "g", "jobs.fifo")
+
+
+def test_a_fifo_dead_letter_is_redriven_to_the_end_of_its_group(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a FIFO dead letter from group g, and a newer message in group g
+    broker.put_queue(P, "jobs.fifo", QueueSettings(visibility_timeout=LEASE, max_receive_count=1))
+    broker.send(P, "jobs.fifo", NewMessage(body=b"first", group_id="g"))
+    _fail_deliveries(broker, clock, "jobs.fifo", 2)
+    broker.send(P, "jobs.fifo", NewMessage(body=b"newer", group_id="g"))
+    # When the dead-letter queue is redriven
+    assert broker.redrive(P, "jobs.dlq.fifo").moved == 1
+    # Then the group delivers the newer message first, then the redriven one
+    bodies = []
+    for _ in range(2):
+        [d] = broker.receive(P, "jobs.fifo")
+        bodies.append(d.body)
+        broker.ack(P, "jobs.fifo", [d.receipt])
+    assert bodies == [b"newer", b"first"]
+
+
+def test_a_message_without_a_dead_letter_queue_is_quarantined_not_lost(
+    broker: QueueService, raw_items: RawItems, tamper: Callable[..., Item]
+) -> None:
+    # Given a queue with no dead-letter queue holding a message whose body was altered
+    broker.put_queue(P, "orders", QueueSettings(max_receive_count=None))
+    sent = broker.send(P, "orders", NewMessage(body=b"evidence"))
+    tamper("orders", "body")
+    # When a consumer receives
+    received = broker.receive(P, "orders")
+    # Then it is not delivered and not counted, but kept aside with the reason
+    assert received == []
+    counts = broker.get_queue(P, "orders")[1]
+    assert (counts.visible, counts.in_flight, counts.delayed) == (0, 0, 0)
+    [kept] = [i for i in raw_items("orders") if i["sk"].startswith("X#")]
+    assert kept["id"] == sent.message_id
+    assert kept["dl_reason"].startswith("integrity")

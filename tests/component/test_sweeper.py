@@ -1,0 +1,147 @@
+"""The sweeper: dead letters and expired messages are dealt with without waiting for a receiver."""
+
+from __future__ import annotations
+
+import pytest
+
+from mqless.clock import ManualClock
+from mqless.models import NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+
+P = ANONYMOUS
+LEASE = 10
+
+
+@pytest.fixture
+def queue(broker: QueueService) -> str:
+    """A queue that dead-letters after two deliveries."""
+    broker.put_queue(P, "orders", QueueSettings(visibility_timeout=LEASE, max_receive_count=2))
+    return "orders"
+
+
+def _use_up_deliveries(broker: QueueService, clock: ManualClock, queue: str) -> None:
+    for _ in range(2):
+        assert broker.receive(P, queue, max_messages=10)
+        clock.advance(LEASE + 1)
+
+
+def test_the_sweeper_moves_an_over_limit_message_to_the_dead_letter_queue(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message that failed all its deliveries, and no receiver since
+    sent = broker.send(P, queue, NewMessage(body=b"poison"))
+    _use_up_deliveries(broker, clock, queue)
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then the message is in the dead-letter queue, not in the source
+    assert report.dead_lettered == 1
+    assert broker.get_queue(P, queue)[1].visible == 0
+    [dead] = broker.receive(P, "orders.dlq")
+    assert (dead.message_id, dead.source_queue) == (sent.message_id, "orders")
+    assert dead.dead_letter_reason is not None
+    assert "max_receive_count" in dead.dead_letter_reason
+
+
+def test_the_sweeper_drops_expired_messages(broker: QueueService, clock: ManualClock) -> None:
+    # Given two messages past their TTL and one still live
+    broker.send(P, "events", NewMessage(body=b"old-1", ttl_seconds=5))
+    broker.send(P, "events", NewMessage(body=b"old-2", ttl_seconds=5))
+    broker.send(P, "events", NewMessage(body=b"live"))
+    clock.advance(6)
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then the expired ones are gone and the live one stays
+    assert report.expired == 2
+    assert broker.get_queue(P, "events")[1].visible == 1
+    assert [d.body for d in broker.receive(P, "events", max_messages=10)] == [b"live"]
+
+
+def test_the_sweeper_leaves_healthy_messages_as_they_were(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message delivered once (of two allowed) and released, and a fresh one
+    broker.send(P, queue, NewMessage(body=b"tried once"))
+    [first] = broker.receive(P, queue)
+    broker.nack(P, queue, [first.receipt])
+    broker.send(P, queue, NewMessage(body=b"fresh"))
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then it moved and dropped nothing, and did not count a delivery against either message
+    assert (report.dead_lettered, report.expired, report.errors) == (0, 0, [])
+    received = broker.receive(P, queue, max_messages=10)
+    assert {d.body: d.receive_count for d in received} == {b"tried once": 2, b"fresh": 1}
+
+
+def test_the_sweeper_leaves_a_message_in_flight_alone(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message on its last allowed delivery, still leased, past its TTL
+    broker.send(P, queue, NewMessage(body=b"slow work", ttl_seconds=15))
+    broker.receive(P, queue)
+    clock.advance(LEASE + 1)
+    [last] = broker.receive(P, queue, visibility_timeout=60)
+    clock.advance(10)
+    # When the sweeper runs during the lease
+    report = broker.sweep()
+    # Then it does not touch it: the consumer can still ack
+    assert (report.dead_lettered, report.expired) == (0, 0)
+    assert broker.ack(P, queue, [last.receipt]) == ([last.receipt], [])
+
+
+def test_the_sweeper_visits_every_queue(broker: QueueService, clock: ManualClock) -> None:
+    # Given expired messages in two queues
+    for name in ("a", "b"):
+        broker.send(P, name, NewMessage(body=b"old", ttl_seconds=1))
+    clock.advance(2)
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then it visited every queue (a, b and their dead-letter queues) and cleared both
+    assert report.queues == 4
+    assert report.expired == 2
+
+
+def test_the_sweeper_dead_letters_an_over_limit_fifo_head_and_keeps_the_group_going(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a FIFO group whose head used up its one delivery, and a second message behind it
+    broker.put_queue(P, "jobs.fifo", QueueSettings(visibility_timeout=LEASE, max_receive_count=1))
+    broker.send(P, "jobs.fifo", NewMessage(body=b"poison", group_id="g"))
+    broker.send(P, "jobs.fifo", NewMessage(body=b"next", group_id="g"))
+    broker.receive(P, "jobs.fifo")
+    clock.advance(LEASE + 1)
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then the head is dead-lettered, and the next message is delivered on its first try
+    assert report.dead_lettered == 1
+    [dead] = broker.receive(P, "jobs.dlq.fifo")
+    assert dead.body == b"poison"
+    [following] = broker.receive(P, "jobs.fifo")
+    assert (following.body, following.receive_count) == (b"next", 1)
+
+
+def test_the_sweeper_drops_an_expired_fifo_head(broker: QueueService, clock: ManualClock) -> None:
+    # Given a FIFO group whose head has expired
+    broker.send(P, "jobs.fifo", NewMessage(body=b"old", group_id="g", ttl_seconds=5))
+    broker.send(P, "jobs.fifo", NewMessage(body=b"new", group_id="g"))
+    clock.advance(6)
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then the head is gone and the rest of the group is untouched
+    assert report.expired == 1
+    [following] = broker.receive(P, "jobs.fifo")
+    assert (following.body, following.receive_count) == (b"new", 1)
+
+
+def test_sweeping_twice_does_nothing_the_second_time(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a swept queue
+    broker.send(P, queue, NewMessage(body=b"poison"))
+    _use_up_deliveries(broker, clock, queue)
+    broker.sweep()
+    # When the sweeper runs again
+    report = broker.sweep()
+    # Then it finds nothing to do and the dead letter is still there, once
+    assert (report.dead_lettered, report.expired) == (0, 0)
+    assert broker.get_queue(P, "orders.dlq")[1].visible == 1

@@ -1,0 +1,61 @@
+"""The sweeper function, invoked with the sample EventBridge Scheduler event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest_http import EVENTS, load_function
+
+from mqless import runtime
+from mqless.clock import ManualClock
+from mqless.models import NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+from mqless_cli.template import Stack
+from tests.lambda_support import FakeLambdaContext
+
+Sweep = Callable[[], dict[str, Any]]
+
+
+@pytest.fixture
+def sweep(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sweep]:
+    """Invoke the sweeper as its schedule does, in its own environment from the template."""
+    for name, value in stack.environment("SweeperFunction").items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    handler = load_function("sweeper").lambda_handler
+    event = json.loads((EVENTS / "sweeper_schedule.json").read_text())
+
+    def invoke() -> dict[str, Any]:
+        report: dict[str, Any] = handler(event, FakeLambdaContext())
+        return report
+
+    yield invoke
+    runtime.reset()
+
+
+def test_sweep_of_an_empty_broker_reports_nothing_to_do(sweep: Sweep) -> None:
+    assert sweep() == {"queues": 0, "dead_lettered": 0, "expired": 0, "errors": []}
+
+
+def test_sweep_dead_letters_and_expires_and_counts_both(
+    sweep: Sweep, service: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the broker on a manual clock, a queue that dead-letters after one delivery,
+    # a message delivered once whose lease ran out, and a message with a one-minute TTL
+    monkeypatch.setattr(runtime, "queue_service", lambda: service)
+    service.put_queue(ANONYMOUS, "orders", QueueSettings(max_receive_count=1))
+    service.send(ANONYMOUS, "orders", NewMessage(body=b"poison"))
+    assert len(service.receive(ANONYMOUS, "orders", visibility_timeout=0)) == 1
+    service.send(ANONYMOUS, "orders", NewMessage(body=b"perishable", ttl_seconds=60))
+    clock.advance(61)
+    # When the schedule fires
+    report = sweep()
+    # Then one was dead-lettered and one dropped, over both queues, without errors
+    assert report == {"queues": 2, "dead_lettered": 1, "expired": 1, "errors": []}
+    (dead,) = service.receive(ANONYMOUS, "orders.dlq")
+    assert dead.body == b"poison"
+    assert service.receive(ANONYMOUS, "orders") == []
