@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit lint typecheck validate build deploy bench clean
+.PHONY: setup dev test unit lint typecheck validate build deploy bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
+
+## dev: the whole stack on this machine (moto as AWS): HTTP on :8080, WebSocket on :8081
+dev: setup
+	$(BIN)/mqless dev $(DEV_ARGS)
 
 ## test: lint, type-check, validate the template, then the whole test suite
 test: lint typecheck validate

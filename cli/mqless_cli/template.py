@@ -6,7 +6,10 @@ itself, so there is no second, hand-written copy of the infrastructure to drift 
 Only the stateful resources are created (``AWS::KMS::Key``, ``AWS::KMS::Alias``,
 ``AWS::DynamoDB::Table``). Everything else (functions, APIs, layers, log groups) is only read:
 the local runtime plays those parts itself. A ``Ref`` to such a resource resolves to the
-placeholder name ``{stack_name}-{LogicalId}``.
+placeholder name ``{stack_name}-{LogicalId}`` (an ``AWS::ApiGatewayV2::Stage`` to its stage name,
+as CloudFormation does), and the few attributes the local runtime needs are derived from it:
+a function's ``Arn`` (``arn:aws:lambda:{region}:{account}:function:{stack_name}-{LogicalId}``)
+and an ``AWS::ApiGatewayV2::Api``'s ``ApiId`` and ``ApiEndpoint``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
     "StreamSource",
     "Template",
     "TemplateError",
+    "WebSocketApi",
+    "WebSocketRoute",
     "load_template",
     "parse_template",
     "provision",
@@ -165,6 +170,33 @@ class StreamSource:
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+class WebSocketRoute(NamedTuple):
+    """One WebSocket API route: its key, the function its integration calls, and whether it is
+    two-way (a RouteResponse sends the integration's answer back to the client)."""
+
+    route_key: str
+    function: str | None
+    """Logical id of the Lambda function behind an AWS_PROXY/AWS integration; None otherwise."""
+    two_way: bool
+
+
+@dataclass(frozen=True)
+class WebSocketApi:
+    """An ``AWS::ApiGatewayV2::Api`` with ``ProtocolType: WEBSOCKET`` and its routes."""
+
+    logical_id: str
+    api_id: str
+    name: str
+    route_selection_expression: str
+    stage: str | None
+    routes: Mapping[str, WebSocketRoute]
+    """Route key -> route."""
+
+
+# The function a Lambda ARN or API Gateway invocation URI names (an alias/version may follow).
+_LAMBDA_FUNCTION = re.compile(r"arn:[^:]+:lambda:[^:]*:[^:]*:function:(?P<name>[^/:]+)")
 
 
 @dataclass(frozen=True)
@@ -367,10 +399,17 @@ class Stack:
     # -- values --------------------------------------------------------------------------
 
     def attribute(self, logical_id: str, attribute: str) -> str:
-        """The value of ``Fn::GetAtt [logical_id, attribute]`` for a provisioned resource."""
+        """The value of ``Fn::GetAtt [logical_id, attribute]``.
+
+        Provisioned resources answer with what was recorded; functions and WebSocket/HTTP APIs
+        (never provisioned locally) with values derived from their placeholder names.
+        """
         try:
             return self._attributes[logical_id, attribute]
         except KeyError:
+            derived = self._derived_attribute(logical_id, attribute)
+            if derived is not None:
+                return derived
             state = "provisioned" if logical_id in self.resources else "not provisioned"
             raise TemplateError(
                 f"{logical_id}.{attribute} is unknown ({logical_id} is {state})"
@@ -398,9 +437,47 @@ class Stack:
             return list(value) if isinstance(value, list) else value
         if name in self.resources:
             return self.resources[name]
-        if any(logical_id == name for logical_id, _ in self.declared()):
+        resource = self._resource(name)
+        if resource is not None:
+            if resource.get("Type") == "AWS::ApiGatewayV2::Stage":
+                # CloudFormation's Ref of a stage is its name (endpoints end in /{stage})
+                properties = _mapping(resource.get("Properties", {}), f"{name}.Properties")
+                if "StageName" in properties:
+                    return _text(self.resolve(properties["StageName"]), f"{name}.StageName")
             return f"{self.stack_name}-{name}"
         raise TemplateError(f"Ref {name!r} names no parameter, pseudo parameter or resource")
+
+    def _resource(self, logical_id: str) -> dict[str, Json] | None:
+        """The declared resource ``logical_id`` (its Condition holding), or None."""
+        for found, resource in self.declared():
+            if found == logical_id:
+                return resource
+        return None
+
+    def _derived_attribute(self, logical_id: str, attribute: str) -> str | None:
+        """GetAtt values the local runtime can derive for resources it never provisions."""
+        resource = self._resource(logical_id)
+        if resource is None or logical_id in self.resources:
+            return None
+        resource_type = resource.get("Type")
+        partition, url_suffix = _partition(self.region)
+        if (
+            resource_type in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+            and attribute == "Arn"
+        ):
+            return (
+                f"arn:{partition}:lambda:{self.region}:{self.account_id}:function:"
+                f"{self.stack_name}-{logical_id}"
+            )
+        if resource_type == "AWS::ApiGatewayV2::Api" and attribute in ("ApiId", "ApiEndpoint"):
+            api_id = _text(self.ref(logical_id), f"{logical_id} id")
+            if attribute == "ApiId":
+                return api_id
+            properties = _mapping(resource.get("Properties", {}), f"{logical_id}.Properties")
+            protocol = _text(self.resolve(properties.get("ProtocolType", "HTTP")), "ProtocolType")
+            scheme = "wss" if protocol.upper() == "WEBSOCKET" else "https"
+            return f"{scheme}://{api_id}.execute-api.{self.region}.{url_suffix}"
+        return None
 
     def resolve(self, value: Json) -> Json:
         """Resolve every intrinsic function in ``value`` against this stack."""
@@ -551,6 +628,82 @@ class Stack:
             )
             for function, event in self._events("HttpApi")
         ]
+
+    def websocket_apis(self) -> list[WebSocketApi]:
+        """The WebSocket APIs declared as raw ``AWS::ApiGatewayV2`` resources, in template order.
+
+        Routes are joined to their integrations through ``Target: integrations/{id}`` and to
+        their route responses through ``RouteId``; a route whose integration is not a Lambda
+        function of this template gets ``function=None``. Only the properties needed here are
+        resolved, so unrelated intrinsics (a role ARN, an authorizer) cannot get in the way.
+        """
+
+        def field(logical_id: str, resource: dict[str, Json], name: str) -> Json:
+            properties = _mapping(resource.get("Properties", {}), f"{logical_id}.Properties")
+            return self.resolve(properties.get(name))
+
+        apis: dict[str, tuple[str, dict[str, Json]]] = {}  # api id -> (logical id, resource)
+        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Api"):
+            protocol = field(logical_id, resource, "ProtocolType")
+            if str(protocol).upper() == "WEBSOCKET":
+                apis[_text(self.ref(logical_id), logical_id)] = (logical_id, resource)
+        if not apis:
+            return []
+
+        functions = {
+            f"{self.stack_name}-{logical_id}": logical_id for logical_id in self.functions()
+        }
+        integrations: dict[str, str | None] = {}  # integration id -> function logical id
+        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Integration"):
+            kind = str(field(logical_id, resource, "IntegrationType")).upper()
+            uri = field(logical_id, resource, "IntegrationUri")
+            match = _LAMBDA_FUNCTION.search(uri) if isinstance(uri, str) else None
+            function = None
+            if kind in ("AWS_PROXY", "AWS") and match is not None:
+                function = functions.get(match.group("name"))
+            integrations[_text(self.ref(logical_id), logical_id)] = function
+
+        two_way = {
+            _text(field(logical_id, resource, "RouteId"), f"{logical_id}.RouteId")
+            for logical_id, resource in self.declared("AWS::ApiGatewayV2::RouteResponse")
+        }
+        routes: dict[str, dict[str, WebSocketRoute]] = {api_id: {} for api_id in apis}
+        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Route"):
+            api_id = _text(field(logical_id, resource, "ApiId"), f"{logical_id}.ApiId")
+            if api_id not in routes:
+                continue
+            key = _text(field(logical_id, resource, "RouteKey"), f"{logical_id}.RouteKey")
+            target = field(logical_id, resource, "Target")
+            integration = target.partition("integrations/")[2] if isinstance(target, str) else ""
+            routes[api_id][key] = WebSocketRoute(
+                route_key=key,
+                function=integrations.get(integration),
+                two_way=_text(self.ref(logical_id), logical_id) in two_way,
+            )
+
+        stages: dict[str, str] = {}
+        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Stage"):
+            api_id = _text(field(logical_id, resource, "ApiId"), f"{logical_id}.ApiId")
+            stages.setdefault(api_id, _text(self.ref(logical_id), logical_id))
+
+        found = []
+        for api_id, (logical_id, resource) in apis.items():
+            expression = field(logical_id, resource, "RouteSelectionExpression")
+            name = field(logical_id, resource, "Name")
+            found.append(
+                WebSocketApi(
+                    logical_id=logical_id,
+                    api_id=api_id,
+                    name=_text(name, "Name") if name is not None else logical_id,
+                    route_selection_expression=_text(
+                        expression if expression is not None else "$request.body.action",
+                        f"{logical_id}.RouteSelectionExpression",
+                    ),
+                    stage=stages.get(api_id),
+                    routes=routes[api_id],
+                )
+            )
+        return found
 
     def stream_sources(self) -> list[StreamSource]:
         """The DynamoDB stream event sources, with Lambda's defaults filled in."""

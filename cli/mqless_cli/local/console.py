@@ -1,0 +1,81 @@
+"""What `mqless dev` prints: one line per function invocation, and the functions' logs.
+
+Powertools logs are JSON lines on stdout. By default each becomes a short line (level
+and message, with the queue or connection when present); `--verbose` prints them whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from mqless_cli.local.functions import Invocation
+
+_CONTEXT_KEYS = ("queue", "message_id", "connection_id", "code", "reason")
+
+
+class Console:
+    """Thread-safe console output for the local runtime."""
+
+    def __init__(self, out: TextIO | None = None, *, verbose: bool = False) -> None:
+        self._out = out or sys.__stdout__ or sys.stdout
+        self._verbose = verbose
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text + "\n")
+            self._out.flush()
+
+    def invocation(self, call: Invocation) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        outcome = "ERROR " + str(call.error) if call.error else call.summary
+        self.line(f"{stamp} {call.function:<22} {call.milliseconds:7.1f} ms  {outcome}")
+        if call.error and self._verbose:
+            self.line(call.error.trace.rstrip())
+
+    def function_output(self, text: str) -> None:
+        """A line a function printed: condensed if it is a Powertools JSON log record."""
+        if self._verbose:
+            self.line(text)
+            return
+        try:
+            record: Any = json.loads(text)
+        except ValueError:
+            self.line(f"         {text}")
+            return
+        if not isinstance(record, dict) or "message" not in record:
+            self.line(f"         {text}")
+            return
+        extras = " ".join(
+            f"{key}={record[key]}" for key in _CONTEXT_KEYS if record.get(key) is not None
+        )
+        level = str(record.get("level", "INFO"))
+        self.line(f"         {level:<7} {record['message']} {extras}".rstrip())
+
+
+class FunctionOutput(io.TextIOBase):
+    """Stands in for sys.stdout so that whatever functions print goes through the console."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._buffer = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        pending = getattr(self._buffer, "text", "") + text
+        *lines, rest = pending.split("\n")
+        self._buffer.text = rest
+        for line in lines:
+            if line.strip():
+                self._console.function_output(line)
+        return len(text)
+
+    def flush(self) -> None:
+        return None

@@ -1,0 +1,428 @@
+"""An HTTP API gateway on loopback: requests in, payload-format-2.0 events to the functions.
+
+Routes come from the template's `HttpApi` events (`Stack.http_routes()`); each request
+becomes the event API Gateway would send, and the function's answer is mapped back the
+way HTTP APIs map it (a dict with `statusCode`, or anything else as a 200 JSON body).
+The same server answers the WebSocket API's `@connections` management calls, so the
+unchanged boto3 `apigatewaymanagementapi` client reaches live sockets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from mqless_cli.local.functions import FunctionError, FunctionHost
+from mqless_cli.template import HttpRoute, Stack
+
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "+json",
+    "+xml",
+)
+_CONNECTIONS = re.compile(r"^(?:/[^/@]+)?/@connections/(?P<id>[^/?]+)$")
+
+
+class ConnectionGone(Exception):
+    """The connection is closed or never existed (API Gateway's 410 GoneException)."""
+
+
+class Connections(Protocol):
+    """The @connections operations the WebSocket gateway provides."""
+
+    def post(self, connection_id: str, data: bytes) -> None: ...
+
+    def get(self, connection_id: str) -> dict[str, Any]: ...
+
+    def delete(self, connection_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _CompiledRoute:
+    route: HttpRoute
+    pattern: re.Pattern[str]
+    params: tuple[str, ...]
+    specificity: tuple[int, int]
+
+
+def _compile(route: HttpRoute) -> _CompiledRoute:
+    params: list[str] = []
+    parts: list[str] = []
+    literal = 0
+    for segment in route.path.strip("/").split("/") if route.path != "/" else []:
+        greedy = re.fullmatch(r"\{(\w+)\+\}", segment)
+        single = re.fullmatch(r"\{(\w+)\}", segment)
+        if greedy:
+            params.append(greedy.group(1))
+            parts.append(f"(?P<{greedy.group(1)}>.+)")
+        elif single:
+            params.append(single.group(1))
+            parts.append(f"(?P<{single.group(1)}>[^/]+)")
+        else:
+            literal += 1
+            parts.append(re.escape(segment))
+    pattern = re.compile("^/" + "/".join(parts) + "$")
+    # API Gateway prefers the most specific route: more literal segments, fewer greedy
+    return _CompiledRoute(route, pattern, tuple(params), (literal, -len(params)))
+
+
+class HttpGateway:
+    """A threaded HTTP server in front of the template's HTTP API functions."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        functions: FunctionHost,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        connections: Connections | None = None,
+        cors: bool = True,
+    ) -> None:
+        self._stack = stack
+        self._functions = functions
+        self._connections = connections
+        self._cors = cors
+        self._routes = sorted(
+            (_compile(r) for r in stack.http_routes()),
+            key=lambda c: c.specificity,
+            reverse=True,
+        )
+        gateway = self
+
+        class Handler(_RequestHandler):
+            owner = gateway
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://{host}:{port}"
+
+    def set_connections(self, connections: Connections) -> None:
+        self._connections = connections
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="http-gateway", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    def match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        for compiled in self._routes:
+            if compiled.route.method not in (method, "ANY"):
+                continue
+            found = compiled.pattern.match(path)
+            if found:
+                return compiled.route, {k: unquote(v) for k, v in found.groupdict().items()}
+        return None
+
+    def event(
+        self,
+        *,
+        method: str,
+        raw_path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        route: HttpRoute,
+        params: dict[str, str],
+        source_ip: str,
+    ) -> dict[str, Any]:
+        """The HTTP API payload-format-2.0 event for this request."""
+        merged: dict[str, str] = {}
+        cookies: list[str] = []
+        for name, value in headers:
+            key = name.lower()
+            if key == "cookie":
+                cookies.extend(c.strip() for c in value.split(";") if c.strip())
+                continue
+            merged[key] = f"{merged[key]},{value}" if key in merged else value
+        query_params: dict[str, str] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            query_params[name] = f"{query_params[name]},{value}" if name in query_params else value
+        now = datetime.now(UTC)
+        content_type = merged.get("content-type", "")
+        text_body: str | None = None
+        encoded = False
+        if body:
+            if _is_text(content_type):
+                try:
+                    text_body = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    text_body, encoded = base64.b64encode(body).decode(), True
+            else:
+                text_body, encoded = base64.b64encode(body).decode(), True
+        route_key = f"{route.method} {route.path}"
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": raw_path,
+            "rawQueryString": query,
+            "headers": merged,
+            "requestContext": {
+                "accountId": self._stack.account_id,
+                "apiId": "local",
+                "domainName": merged.get("host", "localhost"),
+                "domainPrefix": merged.get("host", "localhost").split(".")[0],
+                "http": {
+                    "method": method,
+                    "path": raw_path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source_ip,
+                    "userAgent": merged.get("user-agent", ""),
+                },
+                "requestId": str(uuid.uuid4()),
+                "routeKey": route_key,
+                "stage": "$default",
+                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+            },
+            "isBase64Encoded": encoded,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        if query_params:
+            event["queryStringParameters"] = query_params
+        if params:
+            event["pathParameters"] = params
+        if text_body is not None:
+            event["body"] = text_body
+        return event
+
+    def invoke(
+        self, route: HttpRoute, event: dict[str, Any], summary: Callable[[Any], str]
+    ) -> _Reply:
+        try:
+            result = self._functions.invoke(route.function, event, summary=summary)
+        except FunctionError:
+            return _Reply(
+                500,
+                {"content-type": "application/json"},
+                [],
+                b'{"message":"Internal Server Error"}',
+            )
+        return _reply_from(result)
+
+    def connections(self) -> Connections | None:
+        return self._connections
+
+    @property
+    def cors(self) -> bool:
+        return self._cors
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: dict[str, str]
+    cookies: list[str]
+    body: bytes
+
+
+def _wire_connection(info: dict[str, Any]) -> dict[str, Any]:
+    """GetConnection's JSON as API Gateway sends it (botocore reads these lower-case names)."""
+    identity = info.get("Identity", {})
+    return {
+        "connectedAt": info.get("ConnectedAt"),
+        "lastActiveAt": info.get("LastActiveAt"),
+        "identity": {"sourceIp": identity.get("SourceIp"), "userAgent": identity.get("UserAgent")},
+    }
+
+
+def _is_text(content_type: str) -> bool:
+    lowered = content_type.lower()
+    return not lowered or any(t in lowered for t in _TEXT_TYPES)
+
+
+def _reply_from(result: Any) -> _Reply:
+    """Map a function's return value the way HTTP APIs do for payload format 2.0."""
+    if isinstance(result, dict) and "statusCode" in result:
+        headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[str(name).lower()] = ",".join(str(v) for v in values)
+        raw = result.get("body")
+        if raw is None:
+            body = b""
+        elif result.get("isBase64Encoded"):
+            body = base64.b64decode(str(raw))
+        else:
+            body = str(raw).encode()
+        return _Reply(int(result["statusCode"]), headers, list(result.get("cookies") or []), body)
+    if isinstance(result, str):
+        return _Reply(200, {"content-type": "application/json"}, [], result.encode())
+    return _Reply(200, {"content-type": "application/json"}, [], json.dumps(result).encode())
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    owner: HttpGateway
+    protocol_version = "HTTP/1.1"
+    server_version = "mqless-dev"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # the console reports invocations; no per-request access log
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            self._send(
+                _Reply(
+                    413,
+                    {"content-type": "application/json"},
+                    [],
+                    b'{"message":"Request Entity Too Large"}',
+                )
+            )
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else b""
+        connections = _CONNECTIONS.match(parts.path)
+        if connections:
+            self._send(self._manage(connections.group("id"), body))
+            return
+        if (
+            self.command == "OPTIONS"
+            and self.owner.cors
+            and self.headers.get("access-control-request-method")
+        ):
+            self._send(_Reply(204, self._cors_headers(preflight=True), [], b""))
+            return
+        found = self.owner.match(self.command, parts.path)
+        if found is None:
+            self._send(
+                _Reply(404, {"content-type": "application/json"}, [], b'{"message":"Not Found"}')
+            )
+            return
+        route, params = found
+        event = self.owner.event(
+            method=self.command,
+            raw_path=parts.path,
+            query=parts.query,
+            headers=list(self.headers.items()),
+            body=body,
+            route=route,
+            params=params,
+            source_ip=self.client_address[0],
+        )
+        request_line = f"{self.command} {parts.path}"
+
+        def summary(result: Any) -> str:
+            status = result.get("statusCode", 200) if isinstance(result, dict) else 200
+            return f"{request_line} -> {status if result is not None else 500}"
+
+        reply = self.owner.invoke(route, event, summary)
+        if self.owner.cors:
+            reply.headers.update(self._cors_headers(preflight=False))
+        self._send(reply)
+
+    def _cors_headers(self, *, preflight: bool) -> dict[str, str]:
+        headers = {"access-control-allow-origin": self.headers.get("origin") or "*"}
+        if preflight:
+            headers.update(
+                {
+                    "access-control-allow-methods": "GET,POST,PUT,DELETE,OPTIONS",
+                    "access-control-allow-headers": self.headers.get(
+                        "access-control-request-headers", "content-type,authorization"
+                    ),
+                    "access-control-max-age": "600",
+                }
+            )
+        return headers
+
+    def _manage(self, connection_id: str, body: bytes) -> _Reply:
+        """The @connections API: POST sends, GET describes, DELETE closes."""
+        connections = self.owner.connections()
+        json_type = {"content-type": "application/json"}
+        if connections is None:
+            return _Reply(404, json_type, [], b'{"message":"No WebSocket API is running"}')
+        try:
+            if self.command == "POST":
+                connections.post(unquote(connection_id), body)
+                return _Reply(200, json_type, [], b"")
+            if self.command == "GET":
+                info = connections.get(unquote(connection_id))
+                return _Reply(200, json_type, [], json.dumps(_wire_connection(info)).encode())
+            if self.command == "DELETE":
+                connections.delete(unquote(connection_id))
+                return _Reply(204, json_type, [], b"")
+        except ConnectionGone:
+            return _Reply(
+                410, {**json_type, "x-amzn-errortype": "GoneException"}, [], b'{"message":null}'
+            )
+        except ValueError as exc:
+            return _Reply(
+                413,
+                {**json_type, "x-amzn-errortype": "PayloadTooLargeException"},
+                [],
+                json.dumps({"message": str(exc)}).encode(),
+            )
+        return _Reply(405, json_type, [], b'{"message":"Method Not Allowed"}')
+
+    def _send(self, reply: _Reply) -> None:
+        try:
+            self.send_response(
+                reply.status,
+                HTTPStatus(reply.status).phrase
+                if reply.status in HTTPStatus._value2member_map_
+                else None,
+            )
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            for cookie in reply.cookies:
+                self.send_header("set-cookie", cookie)
+            self.send_header("content-length", str(len(reply.body)))
+            self.send_header("apigw-requestid", uuid.uuid4().hex[:16])
+            self.end_headers()
+            if self.command != "HEAD" and reply.body:
+                self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True

@@ -1,0 +1,115 @@
+"""`mqless dev`: moto, the functions, the gateways, the stream pollers and the schedules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from mqless_cli.local.cloud import LocalCloud
+from mqless_cli.local.console import Console, FunctionOutput
+from mqless_cli.local.functions import FunctionHost
+from mqless_cli.local.http_gateway import HttpGateway
+
+_EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
+
+
+class DevRuntime:
+    """The whole stack of one template, started and stopped as a unit."""
+
+    def __init__(
+        self,
+        template: Path,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 8080,
+        ws_port: int = 8081,
+        schedule_rate: float | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.template = template
+        self.host = host
+        self.http_port = http_port
+        self.ws_port = ws_port
+        self.schedule_rate = schedule_rate
+        self.console = Console(verbose=verbose)
+        self.cloud: LocalCloud | None = None
+        self.http: HttpGateway | None = None
+        self.ws: Any = None
+        self._pollers: list[Any] = []
+        self._schedules: Any = None
+
+    def start(self) -> None:
+        self.console.line(f"mqless dev: starting {self.template.name} (moto in-process)")
+        # the runtime's own warnings (dropped stream batches, cron not run...) go to the console
+        handler = logging.StreamHandler(FunctionOutput(self.console))
+        handler.setFormatter(logging.Formatter("runtime %(levelname)s %(message)s"))
+        runtime_log = logging.getLogger("mqless_cli")
+        runtime_log.addHandler(handler)
+        runtime_log.setLevel(logging.INFO)
+        runtime_log.propagate = False
+        self.cloud = LocalCloud.start(self.template)
+        stack = self.cloud.stack
+        # Functions print Powertools JSON logs; route them through the console.
+        sys.stdout = FunctionOutput(self.console)
+        functions = FunctionHost(stack, self.template.parent, listener=self.console.invocation)
+        self.http = HttpGateway(stack, functions, host=self.host, port=self.http_port)
+        http_url = self.http.url
+        for name, value in functions.environment().items():
+            # management endpoints of API Gateway become this machine's gateway
+            os.environ[name] = _EXECUTE_API.sub(http_url, value)
+        if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
+            from mqless_cli.local.ws_gateway import WebSocketGateway
+
+            self.ws = WebSocketGateway(stack, functions, host=self.host, port=self.ws_port)
+            self.ws.start()
+            self.http.set_connections(self.ws)
+        self.http.start()
+        sources = stack.stream_sources()
+        if sources:
+            from mqless_cli.local.streams import StreamPoller
+
+            for source in sources:
+                poller = StreamPoller(
+                    source, functions, LocalCloud.client("dynamodbstreams"), region=stack.region
+                )
+                poller.start()
+                self._pollers.append(poller)
+        schedules = stack.schedules()
+        if schedules:
+            from mqless_cli.local.schedules import ScheduleRunner
+
+            self._schedules = ScheduleRunner(
+                schedules,
+                functions,
+                rate_override_seconds=self.schedule_rate,
+                region=stack.region,
+                account_id=stack.account_id,
+            )
+            self._schedules.start()
+        self.console.line(f"  HTTP API       {http_url}")
+        if self.ws is not None:
+            self.console.line(f"  WebSocket API  {self.ws.url}")
+        self.console.line(f"  functions      {', '.join(sorted(functions.specs))}")
+        if sources:
+            self.console.line(f"  stream pollers {len(sources)}")
+        if schedules:
+            rate = f"every {self.schedule_rate:g} s" if self.schedule_rate else "template rate"
+            self.console.line(f"  schedules      {len(schedules)} ({rate})")
+        self.console.line("mqless dev: ready (Ctrl-C to stop)")
+
+    def stop(self) -> None:
+        if self._schedules is not None:
+            self._schedules.stop()
+        for poller in self._pollers:
+            poller.stop()
+        if self.http is not None:
+            self.http.stop()
+        if self.ws is not None:
+            self.ws.stop()
+        if self.cloud is not None:
+            self.cloud.stop()
+        sys.stdout = sys.__stdout__

@@ -1,0 +1,148 @@
+"""Start `mqless dev` as a user does (the `mqless` command, in a subprocess) on free ports."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+READY = "mqless dev: ready"
+START_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DevServer:
+    """A running `mqless dev`: its URLs and everything it printed so far."""
+
+    process: subprocess.Popen[str]
+    http_url: str
+    ws_url: str
+    lines: list[str] = field(default_factory=list)
+    _queue: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    def output(self) -> str:
+        self._drain()
+        return "\n".join(self.lines)
+
+    def wait_for_output(self, text: str, timeout: float = 10.0) -> str:
+        """Block until a printed line contains `text`; return that line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._drain()
+            for line in self.lines:
+                if text in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"`mqless dev` never printed {text!r}; it printed:\n{self.output()}")
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.lines.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._drain()
+        return int(self.process.returncode)
+
+
+def _mqless_command() -> list[str]:
+    script = Path(sys.executable).with_name("mqless")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "mqless_cli.main"]
+
+
+def start_dev(template: Path, *extra: str) -> DevServer:
+    """Run `mqless dev --template ...` on free ports and wait for its ready line."""
+    http_port, ws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen(
+        [
+            *_mqless_command(),
+            "dev",
+            "--template",
+            str(template),
+            "--http-port",
+            str(http_port),
+            "--ws-port",
+            str(ws_port),
+            *extra,
+        ],
+        cwd=template.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    server = DevServer(process, f"http://127.0.0.1:{http_port}", f"ws://127.0.0.1:{ws_port}")
+    assert process.stdout is not None
+    stream = process.stdout
+
+    def pump() -> None:
+        for line in stream:
+            server._queue.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        server._drain()
+        if any(READY in line for line in server.lines):
+            return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"`mqless dev` did not become ready:\n{server.output()}")
+
+
+@pytest.fixture
+def dev_server() -> Iterator[Callable[..., DevServer]]:
+    """Factory: `dev_server(template_path, *flags)`; every server is stopped afterwards."""
+    started: list[DevServer] = []
+
+    def factory(template: Path = ROOT / "template.yaml", *extra: str) -> DevServer:
+        server = start_dev(template, *extra)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        code = server.stop()
+        assert code == 0, f"`mqless dev` exited with {code}:\n{server.output()}"
+
+
+@pytest.fixture(scope="module")
+def mqless_dev() -> Iterator[DevServer]:
+    """One `mqless dev` of the project's own template.yaml, shared by a module's tests."""
+    server = start_dev(ROOT / "template.yaml", "--schedule-rate", "1")
+    yield server
+    code = server.stop()
+    assert code == 0, f"`mqless dev` exited with {code}:\n{server.output()}"

@@ -1,0 +1,212 @@
+"""`mqless dev` behaves like API Gateway, Lambda's stream triggers and Scheduler.
+
+Each test runs the `mqless` command in a subprocess on free ports, with a fixture
+template whose functions make the gateway's behaviour observable, and drives it with
+real clients over loopback: httpx for HTTP, `websockets` for WebSocket, boto3's
+unchanged `apigatewaymanagementapi` client for `@connections`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import websockets
+from botocore.config import Config
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.e2e.conftest import FIXTURES, DevServer
+
+WS_APP = FIXTURES / "ws_app" / "template.yaml"
+STREAM_APP = FIXTURES / "stream_app" / "template.yaml"
+
+
+def _management(server: DevServer) -> Any:
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"{server.http_url}/prod",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="module")
+def ws_dev() -> Any:
+    from tests.e2e.conftest import start_dev
+
+    server = start_dev(WS_APP)
+    yield server
+    assert server.stop() == 0, server.output()
+
+
+def test_connect_echoes_the_subprotocol_chosen_by_connect(ws_dev: DevServer) -> None:
+    async def scenario() -> str | None:
+        async with websockets.connect(
+            ws_dev.ws_url,
+            subprotocols=["v10.stomp", "v12.stomp"],  # type: ignore[list-item]
+        ) as ws:
+            return ws.subprotocol
+
+    assert asyncio.run(scenario()) == "v12.stomp"
+
+
+def test_connect_refusal_fails_the_upgrade_with_its_status(ws_dev: DevServer) -> None:
+    async def scenario() -> int:
+        try:
+            async with websockets.connect(f"{ws_dev.ws_url}/?deny=1"):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(scenario()) == 403
+
+
+def test_non_json_goes_to_default_which_answers_through_connections(ws_dev: DevServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(ws_dev.ws_url) as ws:
+            await ws.send("plain text, not JSON")
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    reply = asyncio.run(scenario())
+    assert reply["body"] == "plain text, not JSON"
+    assert reply["requestContext"]["routeKey"] == "$default"
+    assert reply["requestContext"]["eventType"] == "MESSAGE"
+
+
+def test_route_selection_picks_the_action_route_and_replies_two_way(ws_dev: DevServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(ws_dev.ws_url) as ws:
+            await ws.send(json.dumps({"action": "echo", "data": "ping"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    reply = asyncio.run(scenario())
+    assert reply["routeKey"] == "echo"
+    assert reply["echo"] == "ping"
+
+
+def test_get_connection_through_boto3_describes_the_caller(ws_dev: DevServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(ws_dev.ws_url) as ws:
+            await ws.send("whoami")
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    reply = asyncio.run(scenario())
+    assert reply["identity"]["SourceIp"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("send", "code"),
+    [
+        (lambda ws: ws.send(b"\x00\x01binary"), 1003),
+        (lambda ws: ws.send("x" * (128 * 1024 + 1)), 1009),
+    ],
+    ids=["binary-frame-1003", "oversize-message-1009"],
+)
+def test_frames_api_gateway_refuses_close_the_socket(
+    ws_dev: DevServer, send: Callable[[Any], Any], code: int
+) -> None:
+    async def scenario() -> int | None:
+        async with websockets.connect(ws_dev.ws_url, max_size=None) as ws:
+            await send(ws)
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+        return None
+
+    assert asyncio.run(scenario()) == code
+
+
+def test_post_to_a_closed_connection_is_gone(ws_dev: DevServer) -> None:
+    async def open_and_close() -> str:
+        async with websockets.connect(ws_dev.ws_url) as ws:
+            await ws.send("whoami")
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            return str(reply["requestContext"]["connectionId"])
+
+    connection_id = asyncio.run(open_and_close())
+    client = _management(ws_dev)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.post_to_connection(ConnectionId=connection_id, Data=b"late")
+        except client.exceptions.GoneException:
+            break
+        assert time.monotonic() < deadline, "posting to a closed connection kept succeeding"
+        time.sleep(0.1)
+    ws_dev.wait_for_output("$disconnect")
+
+
+def test_stream_partial_failure_is_retried_from_the_failed_record(
+    dev_server: Callable[..., DevServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("STREAM_APP_JOURNAL", str(journal))
+    server = dev_server(STREAM_APP)
+
+    # When three items are written and the middle one fails its first delivery
+    with httpx.Client(base_url=server.http_url, timeout=30) as http:
+        for key, fail in (("a", 0), ("b", 1), ("c", 0)):
+            http.post("/items", json={"pk": key, "fail_times": fail}).raise_for_status()
+
+    # Then a, b, c arrive; b and c (not a) are delivered again, b succeeding the second time
+    def deliveries() -> list[tuple[str, int]]:
+        if not journal.exists():
+            return []
+        lines = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+        return [
+            (e["record"]["dynamodb"]["Keys"]["pk"]["S"], e["attempt"])
+            for e in lines
+            if e.get("kind") == "stream"
+        ]
+
+    deadline = time.monotonic() + 20
+    while ("b", 2) not in deliveries() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = deliveries()
+    assert ("b", 2) in seen, seen
+    assert [attempt for key, attempt in seen if key == "a"] == [1]
+    assert sorted(attempt for key, attempt in seen if key == "b") == [1, 2]
+    entries = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+    first = next(e for e in entries if e.get("kind") == "stream")
+    assert first["record"]["eventSourceARN"].startswith("arn:aws:dynamodb:")
+
+
+def test_schedules_run_at_the_dev_rate(
+    dev_server: Callable[..., DevServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("STREAM_APP_JOURNAL", str(journal))
+    server = dev_server(STREAM_APP, "--schedule-rate", "0.5")
+    server.wait_for_output("TickFunction", timeout=10)
+    deadline = time.monotonic() + 10
+    ticks: list[dict[str, Any]] = []
+    while len(ticks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if journal.exists():
+            ticks = [
+                json.loads(x)
+                for x in journal.read_text().splitlines()
+                if x.strip() and json.loads(x).get("kind") == "tick"
+            ]
+    assert len(ticks) >= 2
+    assert ticks[0]["event"]["source"] == "aws.scheduler"
+
+
+def test_curl_style_form_bodies_are_read_as_json(dev_server: Callable[..., DevServer]) -> None:
+    server = dev_server()
+    with httpx.Client(base_url=server.http_url, timeout=30) as http:
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        created = http.put("/queues/curl", content=b"{}", headers=form)
+        sent = http.post("/queues/curl/messages", content=b'{"body": "hi"}', headers=form)
+    assert created.status_code == 201, created.text
+    assert sent.status_code == 201, sent.text
