@@ -322,22 +322,16 @@ class QueueService:
         self, principal: Principal, queue: str, receipts: Sequence[str]
     ) -> tuple[list[str], list[EntryFailure]]:
         """Delete messages under their leases; a stale receipt deletes nothing."""
-        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
-        acked: list[str] = []
         now = self._clock.now_ms()
-        for text, receipt in parsed:
-            group = group_of_key(receipt.key) if config.fifo else None
-            if group is not None:
-                ok = self._store.delete_leased_fifo(
-                    queue, receipt.key, group, receipt.lease_id, now
-                )
-            else:
-                ok = self._store.delete_leased(queue, receipt.key, receipt.lease_id)
-            if ok:
-                acked.append(text)
-            else:
-                failed.append(_stale(text))
-        return acked, failed
+        return self._settle(
+            principal,
+            queue,
+            receipts,
+            standard=lambda r: self._store.delete_leased(queue, r.key, r.lease_id),
+            fifo=lambda r, group: self._store.delete_leased_fifo(
+                queue, r.key, group, r.lease_id, now
+            ),
+        )
 
     def nack(
         self, principal: Principal, queue: str, receipts: Sequence[str], delay_seconds: int = 0
@@ -345,20 +339,14 @@ class QueueService:
         """Give messages back now or after a delay; the delivery counts as a failed attempt."""
         if not 0 <= delay_seconds <= models.MAX_VISIBILITY_SECONDS:
             raise InvalidRequest(f"delay_seconds must be 0 to {models.MAX_VISIBILITY_SECONDS}")
-        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
-        released: list[str] = []
         at = self._clock.now_ms() + delay_seconds * 1000
-        for text, receipt in parsed:
-            group = group_of_key(receipt.key) if config.fifo else None
-            if group is not None:
-                ok = self._store.release_fifo(queue, receipt.key, group, receipt.lease_id, at)
-            else:
-                ok = self._store.release(queue, receipt.key, receipt.lease_id, at) is not None
-            if ok:
-                released.append(text)
-            else:
-                failed.append(_stale(text))
-        return released, failed
+        return self._settle(
+            principal,
+            queue,
+            receipts,
+            standard=lambda r: self._store.release(queue, r.key, r.lease_id, at) is not None,
+            fifo=lambda r, group: self._store.release_fifo(queue, r.key, group, r.lease_id, at),
+        )
 
     def change_visibility(
         self, principal: Principal, queue: str, receipts: Sequence[str], timeout_seconds: int
@@ -366,20 +354,35 @@ class QueueService:
         """Set the remaining lease to `timeout_seconds` from now (0 releases at once)."""
         if not 0 <= timeout_seconds <= models.MAX_VISIBILITY_SECONDS:
             raise InvalidRequest(f"visibility_timeout must be 0 to {models.MAX_VISIBILITY_SECONDS}")
-        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
-        changed: list[str] = []
         until = self._clock.now_ms() + timeout_seconds * 1000
+        return self._settle(
+            principal,
+            queue,
+            receipts,
+            standard=lambda r: self._store.extend(queue, r.key, r.lease_id, until),
+            fifo=lambda r, group: self._store.extend_fifo(queue, r.key, group, r.lease_id, until),
+        )
+
+    def _settle(
+        self,
+        principal: Principal,
+        queue: str,
+        receipts: Sequence[str],
+        *,
+        standard: Callable[[Receipt], bool],
+        fifo: Callable[[Receipt, str], bool],
+    ) -> tuple[list[str], list[EntryFailure]]:
+        """Apply a lease operation to each receipt; a False from the store means stale."""
+        config, parsed, failed = self._settle_prelude(principal, queue, receipts)
+        done: list[str] = []
         for text, receipt in parsed:
             group = group_of_key(receipt.key) if config.fifo else None
-            if group is not None:
-                ok = self._store.extend_fifo(queue, receipt.key, group, receipt.lease_id, until)
-            else:
-                ok = self._store.extend(queue, receipt.key, receipt.lease_id, until)
+            ok = fifo(receipt, group) if group is not None else standard(receipt)
             if ok:
-                changed.append(text)
+                done.append(text)
             else:
                 failed.append(_stale(text))
-        return changed, failed
+        return done, failed
 
     def _settle_prelude(
         self, principal: Principal, queue: str, receipts: Sequence[str]
