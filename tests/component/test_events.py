@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,9 @@ def test_http_event_is_shaped_like_api_gateway_payload_v2(path: Path) -> None:
     pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route)) + "$"
     match = re.match(pattern, event["rawPath"])
     assert match is not None
-    assert event.get("pathParameters", {}) == match.groupdict()
+    # (decoded, as API Gateway hands them over: `orders.%3E` arrives as `orders.>`)
+    decoded = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+    assert event.get("pathParameters", {}) == decoded
     assert sorted(event.get("pathParameters", {})) == sorted(names)
     # ... and a JSON body whose content-length is its size
     if "body" in event:
@@ -155,6 +158,16 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "queue_purge": lambda r: r.status == 200 and r.json == {"purged": 1},
     "queue_redrive": lambda r: r.status == 200 and r.json == {"moved": 0, "failed": []},
     "openapi_get": lambda r: r.status == 200 and r.json["openapi"].startswith("3.1"),
+    "topic_publish": _created,
+    "topic_publish_batch": lambda r: (
+        r.status == 200 and [e["id"] for e in r.json["successful"]] == ["a", "b"]
+    ),
+    "subscriptions_list": lambda r: r.status == 200 and r.json == {"subscriptions": []},
+    "subscription_put": lambda r: (
+        r.status == 201 and r.json["queue"] == "orders" and r.json["topic"] == "orders.>"
+    ),
+    # the sample names a subscription that was never made
+    "subscription_delete": lambda r: r.is_problem(404, "not_found"),
 }
 
 

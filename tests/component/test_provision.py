@@ -174,7 +174,18 @@ def test_http_routes_send_each_route_to_the_http_api_function(stack: Stack) -> N
     # Then receive and the other queue routes go to the HTTP API function, each once
     assert ("POST", "/queues/{name}/receive", "HttpApiFunction") in routes
     assert HttpRoute("GET", "/openapi.json", "HttpApiFunction") in routes
-    assert len(routes) == len(set(routes)) == 13
+    assert ("POST", "/topics/{name}/messages", "HttpApiFunction") in routes
+    assert len(routes) == len(set(routes)) == 18
+
+
+def test_dispatch_reads_only_new_topic_messages_from_the_stream(stack: Stack) -> None:
+    # When the stream triggers are listed
+    [source] = stack.stream_sources()
+    # Then the dispatch function gets INSERTs of topic items, with partial batch retries
+    assert source.function == "DispatchFunction"
+    assert source.stream_arn == stack.attribute("MessagesTable", "StreamArn")
+    assert source.report_batch_item_failures
+    assert any('"prefix": "T#"' in pattern for pattern in source.filter_patterns)
 
 
 def test_schedules_run_the_sweeper_every_minute(stack: Stack) -> None:

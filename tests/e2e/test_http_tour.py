@@ -82,3 +82,35 @@ def test_console_prints_one_line_per_invocation(mqless_dev: DevServer) -> None:
         http.get("/queues")
     line = mqless_dev.wait_for_output("GET /queues -> 200")
     assert "HttpApiFunction" in line
+
+
+def test_topic_publish_reaches_a_durable_subscription_through_the_stream(
+    mqless_dev: DevServer,
+) -> None:
+    import time
+
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+        # Given a queue subscribed to every `shop.` topic whose region is eu
+        http.put("/queues/eu-orders", json={})
+        subscribed = http.put(
+            "/topics/shop.%3E/subscriptions/eu",
+            json={"queue": "eu-orders", "filter_policy": {"region": ["eu"]}},
+        )
+        # When two messages are published, one for eu and one for us
+        start = time.monotonic()
+        http.post(
+            "/topics/shop.orders/messages", json={"body": "eu", "attributes": {"region": "eu"}}
+        )
+        http.post(
+            "/topics/shop.orders/messages", json={"body": "us", "attributes": {"region": "us"}}
+        )
+        # Then the stream poller and dispatch function deliver only the eu one to the queue
+        received = http.post("/queues/eu-orders/receive", json={"wait_seconds": 10}).json()
+        elapsed = time.monotonic() - start
+        time.sleep(0.5)
+        rest = http.post("/queues/eu-orders/receive", json={}).json()
+
+    assert subscribed.status_code == 201, subscribed.text
+    assert [m["body"] for m in received["messages"]] == ["eu"]
+    assert rest["messages"] == []
+    assert elapsed < 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
@@ -36,6 +37,26 @@ def to_wire(values: Mapping[str, Any]) -> WireItem:
 def from_wire(item: Mapping[str, Any]) -> Item:
     """DynamoDB attribute values -> Python values (ints for whole numbers, bytes for binary)."""
     return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def from_stream_image(image: Mapping[str, Any]) -> Item:
+    """A stream record's image (JSON: binary values as base64 text) -> Python values."""
+    return from_wire({k: _binary_from_json(v) for k, v in image.items()})
+
+
+def _binary_from_json(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((kind, inner),) = value.items()
+    if kind == "B" and isinstance(inner, str):
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS" and isinstance(inner, list):
+        return {"BS": [base64.b64decode(v) if isinstance(v, str) else v for v in inner]}
+    if kind == "M" and isinstance(inner, dict):
+        return {"M": {k: _binary_from_json(v) for k, v in inner.items()}}
+    if kind == "L" and isinstance(inner, list):
+        return {"L": [_binary_from_json(v) for v in inner]}
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -15,6 +15,7 @@ from botocore.config import Config
 
 from mqless.clock import SystemClock
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.pubsub import TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.settings import Settings
@@ -48,26 +49,54 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-def build_queue_service(
-    settings: Settings, *, dynamodb: DynamoDBClient, kms: KMSClient
-) -> QueueService:
-    """A QueueService over the given clients (what tests and the local runtime call)."""
-    clock = SystemClock()
-    cipher = EnvelopeCipher(
+def _cipher(settings: Settings, kms: KMSClient, clock: SystemClock) -> EnvelopeCipher:
+    return EnvelopeCipher(
         KmsKeyProvider(kms, settings.kms_key_id),
         clock,
         max_key_age_seconds=settings.data_key_max_age_seconds,
         max_messages_per_key=settings.data_key_max_messages,
     )
+
+
+def build_queue_service(
+    settings: Settings, *, dynamodb: DynamoDBClient, kms: KMSClient
+) -> QueueService:
+    """A QueueService over the given clients (what tests and the local runtime call)."""
+    clock = SystemClock()
     return QueueService(
         registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
         store=MessageStore(dynamodb, settings.messages_table),
-        cipher=cipher,
+        cipher=_cipher(settings, kms, clock),
+        clock=clock,
+    )
+
+
+def build_topic_service(
+    settings: Settings, *, dynamodb: DynamoDBClient, kms: KMSClient
+) -> TopicService:
+    """A TopicService over the given clients."""
+    clock = SystemClock()
+    return TopicService(
+        dynamodb=dynamodb,
+        messages_table=settings.messages_table,
+        destinations_table=settings.destinations_table,
+        queues=QueueRegistry(dynamodb, settings.destinations_table, clock),
+        cipher=_cipher(settings, kms, clock),
         clock=clock,
     )
 
 
 _service: QueueService | None = None
+_topics: TopicService | None = None
+
+
+def topic_service() -> TopicService:
+    """The process-wide TopicService, built on first use from the environment."""
+    global _topics
+    with _lock:
+        if _topics is None:
+            _topics = build_topic_service(settings(), dynamodb=dynamodb_client(), kms=kms_client())
+        return _topics
 
 
 def queue_service() -> QueueService:
@@ -81,9 +110,10 @@ def queue_service() -> QueueService:
 
 def reset() -> None:
     """Forget the cached clients, settings and service (tests switch environments)."""
-    global _service
+    global _service, _topics
     with _lock:
         _service = None
+        _topics = None
     dynamodb_client.cache_clear()
     kms_client.cache_clear()
     settings.cache_clear()

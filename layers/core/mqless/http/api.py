@@ -6,6 +6,7 @@ import binascii
 import json
 from http import HTTPStatus
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -42,11 +43,13 @@ from mqless.http.models import (
     SendBatchResponse,
     SendMessageRequest,
     SendMessageResponse,
+    SubscriptionList,
     VisibilityRequest,
     VisibilityResponse,
 )
-from mqless.models import EntryFailure, QueueSettings, RedriveResult
+from mqless.models import EntryFailure, NewMessage, QueueSettings, RedriveResult
 from mqless.principals import ANONYMOUS, Principal
+from mqless.pubsub import Subscription, SubscriptionSettings
 
 logger = Logger(service="mqless", child=True)
 
@@ -259,13 +262,7 @@ def send(name: QueueName, request: Annotated[SendMessageRequest, Body()]) -> Res
     tags=["messages"],
 )
 def send_batch(name: QueueName, request: Annotated[SendBatchRequest, Body()]) -> SendBatchResponse:
-    entries = []
-    decode_failures: list[EntryFailure] = []
-    for entry in request.entries:
-        try:
-            entries.append((entry.id, entry.to_message()))
-        except MqlessError as exc:
-            decode_failures.append(EntryFailure(id=entry.id, error=exc.code, message=exc.message))
+    entries, decode_failures = _decoded_entries(request)
     if entries:
         done, failed = runtime.queue_service().send_batch(_principal(), name, entries)
     else:
@@ -274,6 +271,20 @@ def send_batch(name: QueueName, request: Annotated[SendBatchRequest, Body()]) ->
         successful=[BatchResultEntry(id=i, **r.model_dump()) for i, r in done],
         failed=decode_failures + failed,
     )
+
+
+def _decoded_entries(
+    request: SendBatchRequest,
+) -> tuple[list[tuple[str, NewMessage]], list[EntryFailure]]:
+    """Decode each entry's body; an entry that does not decode fails alone."""
+    entries: list[tuple[str, NewMessage]] = []
+    failures: list[EntryFailure] = []
+    for entry in request.entries:
+        try:
+            entries.append((entry.id, entry.to_message()))
+        except MqlessError as exc:
+            failures.append(EntryFailure(id=entry.id, error=exc.code, message=exc.message))
+    return entries, failures
 
 
 @app.post("/queues/<name>/receive", summary="Lease up to 10 messages", tags=["messages"])
@@ -327,6 +338,87 @@ def visibility(name: QueueName, request: Annotated[VisibilityRequest, Body()]) -
         _principal(), name, request.receipts, request.visibility_timeout
     )
     return _settled(done, failed, VisibilityResponse, "changed")
+
+
+# ---- topics --------------------------------------------------------------------------------
+
+TopicName = Annotated[
+    str,
+    Path(
+        description="Topic: segments of A-Z a-z 0-9 _ - joined by `.` (patterns may use "
+        "`*` for one segment and a final `>` for the rest; percent-encode them)."
+    ),
+]
+
+
+@app.post(
+    "/topics/<name>/messages",
+    summary="Publish a message to a topic (written once, fanned out to subscriptions)",
+    tags=["topics"],
+    responses={201: _content(SendMessageResponse, "Published")},
+)
+def publish(name: TopicName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
+    result = runtime.topic_service().publish(_principal(), unquote(name), request.to_message())
+    return _json(201, SendMessageResponse(**result.model_dump()))
+
+
+@app.post(
+    "/topics/<name>/messages/batch",
+    summary="Publish up to 10 messages; each entry succeeds or fails on its own",
+    tags=["topics"],
+)
+def publish_batch(
+    name: TopicName, request: Annotated[SendBatchRequest, Body()]
+) -> SendBatchResponse:
+    entries, decode_failures = _decoded_entries(request)
+    done, failed = (
+        runtime.topic_service().publish_batch(_principal(), unquote(name), entries)
+        if entries
+        else ([], [])
+    )
+    return SendBatchResponse(
+        successful=[BatchResultEntry(id=i, **r.model_dump()) for i, r in done],
+        failed=decode_failures + failed,
+    )
+
+
+@app.get(
+    "/topics/<name>/subscriptions",
+    summary="Durable subscriptions declared on a topic or pattern",
+    tags=["topics"],
+)
+def list_subscriptions(name: TopicName) -> SubscriptionList:
+    found = runtime.topic_service().subscriptions(_principal(), unquote(name))
+    return SubscriptionList(subscriptions=found)
+
+
+@app.put(
+    "/topics/<name>/subscriptions/<sub>",
+    summary="Create or replace a durable subscription (topic or pattern -> queue)",
+    tags=["topics"],
+    responses={
+        200: _content(Subscription, "Replaced"),
+        201: _content(Subscription, "Created"),
+    },
+)
+def put_subscription(
+    name: TopicName,
+    sub: Annotated[str, Path(description="Subscription name (like a queue name).")],
+    settings: Annotated[SubscriptionSettings, Body()],
+) -> Response[str]:
+    found, created = runtime.topic_service().subscribe(_principal(), unquote(name), sub, settings)
+    return _json(201 if created else 200, found)
+
+
+@app.delete(
+    "/topics/<name>/subscriptions/<sub>",
+    summary="Delete a durable subscription (its queue stays)",
+    tags=["topics"],
+    responses={204: {"description": "Deleted", "content": {}}},
+)
+def delete_subscription(name: TopicName, sub: str) -> Response[str]:
+    runtime.topic_service().unsubscribe(_principal(), unquote(name), sub)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
 
 
 # ---- the API describing itself --------------------------------------------------------------

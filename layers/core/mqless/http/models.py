@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mqless import models
 from mqless.errors import InvalidRequest, PayloadTooLarge
 from mqless.models import Delivery, EntryFailure, NewMessage, QueueConfig, QueueCounts
+from mqless.pubsub import Subscription
 
 Receipts = Annotated[
     list[Annotated[str, Field(max_length=1024)]],
@@ -287,3 +288,7 @@ def _first_error(exc: ValueError) -> str:
             text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
             return f"{where}: {text}" if where else text
     return str(exc)
+
+
+class SubscriptionList(BaseModel):
+    subscriptions: list[Subscription]

@@ -1,0 +1,329 @@
+"""Topics: publish once, fan out to durable subscriptions (topic pattern -> queue, filtered).
+
+A publish writes one item (`pk = T#<topic>`), whatever the number of subscribers. The
+messages table's stream hands it to the dispatch function, which copies it into each
+matching subscription's queue. The copy keeps the sealed body as it is: its AES-GCM
+associated data binds the topic (`origin`) and the message id, not the queue, so no KMS
+call and no re-encryption is needed per subscriber. A copy is a conditional put keyed by
+the message id, so a stream retry never delivers a message twice to one subscription.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from mqless import models, names
+from mqless.clock import Clock
+from mqless.dynamo import Item, from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.errors import InvalidRequest, NotFound, PayloadTooLarge
+from mqless.ids import new_message_id
+from mqless.models import EntryFailure, NewMessage, SendResult
+from mqless.principals import Action, AllowAll, Policy, Principal
+from mqless.queues import BodyCipher
+from mqless.registry import QueueRegistry
+from mqless.store import standard_key
+from mqless.topics import FilterPolicy, TopicIndex, validate_topic_name, validate_topic_pattern
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = Logger(service="mqless", child=True)
+
+SUBSCRIPTION_PARTITION = "SUBSCRIPTION"
+TOPIC_MESSAGE_SECONDS = 24 * 60 * 60  # a published item only has to live until dispatched
+CACHE_SECONDS = 5.0
+
+
+class Subscription(BaseModel):
+    """A durable subscription: messages published to topics matching `topic` go to `queue`."""
+
+    topic: str
+    name: str
+    queue: str
+    filter_policy: dict[str, Any] | None = None
+    created_at: int = 0
+
+
+_Matcher = tuple["Subscription", FilterPolicy | None]
+
+
+class SubscriptionSettings(BaseModel):
+    queue: str = Field(description="The standard queue that receives matching messages.")
+    filter_policy: dict[str, Any] | None = Field(
+        default=None,
+        description="SNS-style attribute filter policy; null delivers every message.",
+    )
+
+
+class DispatchReport(BaseModel):
+    delivered: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+
+
+class TopicService:
+    """Publishing to topics and managing durable subscriptions."""
+
+    def __init__(
+        self,
+        *,
+        dynamodb: DynamoDBClient,
+        messages_table: str,
+        destinations_table: str,
+        queues: QueueRegistry,
+        cipher: BodyCipher,
+        clock: Clock,
+        policy: Policy | None = None,
+    ) -> None:
+        self._db = dynamodb
+        self._messages = messages_table
+        self._destinations = destinations_table
+        self._queues = queues
+        self._cipher = cipher
+        self._clock = clock
+        self._policy: Policy = policy or AllowAll()
+        self._lock = threading.Lock()
+        self._index: tuple[int, TopicIndex, dict[tuple[str, str], _Matcher]] | None = None
+
+    # ---- publishing ---------------------------------------------------------------------
+
+    def publish(self, principal: Principal, topic: str, message: NewMessage) -> SendResult:
+        """Write one topic message; the dispatch function fans it out."""
+        validate_topic_name(topic)
+        self._policy.check(principal, Action.SEND, topic)
+        item = self._topic_item(topic, message)
+        with translated_errors():
+            self._db.put_item(TableName=self._messages, Item=to_wire(item))
+        return SendResult(message_id=item["id"])
+
+    def publish_batch(
+        self, principal: Principal, topic: str, entries: Sequence[tuple[str, NewMessage]]
+    ) -> tuple[list[tuple[str, SendResult]], list[EntryFailure]]:
+        """Publish up to 10 messages in one request; each entry succeeds or fails alone."""
+        validate_topic_name(topic)
+        self._policy.check(principal, Action.SEND, topic)
+        if not 1 <= len(entries) <= models.MAX_BATCH:
+            raise InvalidRequest(f"a batch holds 1 to {models.MAX_BATCH} entries")
+        done: list[tuple[str, SendResult]] = []
+        failed: list[EntryFailure] = []
+        items: list[Item] = []
+        for entry_id, message in entries:
+            try:
+                item = self._topic_item(topic, message)
+            except (InvalidRequest, PayloadTooLarge) as exc:
+                failed.append(EntryFailure(id=entry_id, error=exc.code, message=exc.message))
+                continue
+            items.append(item)
+            done.append((entry_id, SendResult(message_id=item["id"])))
+        if items:
+            requests: Any = [{"PutRequest": {"Item": to_wire(i)}} for i in items]
+            with translated_errors():
+                response = self._db.batch_write_item(RequestItems={self._messages: requests})
+            if response.get("UnprocessedItems"):
+                unprocessed = {
+                    from_wire(r["PutRequest"]["Item"])["id"]
+                    for r in response["UnprocessedItems"].get(self._messages, [])
+                }
+                kept = [(i, r) for i, r in done if r.message_id not in unprocessed]
+                failed.extend(
+                    EntryFailure(id=i, error="throttled", message="not written; retry")
+                    for i, r in done
+                    if r.message_id in unprocessed
+                )
+                done = kept
+        return done, failed
+
+    def _topic_item(self, topic: str, message: NewMessage) -> Item:
+        if message.size() > models.MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"message is {message.size()} bytes; the limit is {models.MAX_BODY_BYTES}"
+            )
+        if message.group_id or message.dedup_id or message.delay_seconds:
+            raise InvalidRequest("group_id, dedup_id and delay_seconds are for queues, not topics")
+        now = self._clock.now_ms()
+        message_id = new_message_id(now)
+        sealed = self._cipher.encrypt(message.body, destination=topic, message_id=message_id)
+        return {
+            "pk": f"T#{topic}",
+            "sk": standard_key(message_id),
+            "id": message_id,
+            "origin": topic,
+            "body": sealed.ciphertext,
+            "dk": sealed.encrypted_key,
+            "bin": message.binary,
+            "attrs": message.attributes or None,
+            "ctype": message.content_type,
+            "corr": message.correlation_id,
+            "reply": message.reply_to,
+            "sent_at": now,
+            "ttl": message.ttl_seconds,
+            "expires_at": now // 1000 + TOPIC_MESSAGE_SECONDS,
+        }
+
+    # ---- durable subscriptions ----------------------------------------------------------
+
+    def subscribe(
+        self, principal: Principal, topic: str, name: str, settings: SubscriptionSettings
+    ) -> tuple[Subscription, bool]:
+        """Create or replace a durable subscription; returns (subscription, created)."""
+        validate_topic_pattern(topic)
+        names.validate_queue_name(name)
+        names.validate_queue_name(settings.queue)
+        self._policy.check(principal, Action.ADMIN, topic)
+        self._policy.check(principal, Action.SEND, settings.queue)
+        if names.is_fifo(settings.queue):
+            raise InvalidRequest("durable subscriptions deliver to standard queues only")
+        if settings.filter_policy is not None:
+            FilterPolicy.parse(settings.filter_policy)
+        self._queues.get(settings.queue)  # the queue must exist: QueueNotFound otherwise
+        subscription = Subscription(
+            topic=topic,
+            name=name,
+            queue=settings.queue,
+            filter_policy=settings.filter_policy,
+            created_at=self._clock.now_ms(),
+        )
+        with translated_errors():
+            old = self._db.put_item(
+                TableName=self._destinations,
+                Item=to_wire(
+                    {
+                        "pk": SUBSCRIPTION_PARTITION,
+                        "sk": f"{topic}#{name}",
+                        "kind": "subscription",
+                        **subscription.model_dump(),
+                    }
+                ),
+                ReturnValues="ALL_OLD",
+            )
+        self._forget()
+        logger.info(
+            "subscription saved",
+            extra={"topic": topic, "subscription": name, "queue": settings.queue},
+        )
+        return subscription, "Attributes" not in old
+
+    def unsubscribe(self, principal: Principal, topic: str, name: str) -> None:
+        """Delete a durable subscription (its queue and messages stay)."""
+        validate_topic_pattern(topic)
+        self._policy.check(principal, Action.ADMIN, topic)
+        with translated_errors():
+            old = self._db.delete_item(
+                TableName=self._destinations,
+                Key=to_wire({"pk": SUBSCRIPTION_PARTITION, "sk": f"{topic}#{name}"}),
+                ReturnValues="ALL_OLD",
+            )
+        self._forget()
+        if "Attributes" not in old:
+            raise NotFound(f"topic {topic!r} has no subscription {name!r}")
+
+    def subscriptions(self, principal: Principal, topic: str | None = None) -> list[Subscription]:
+        """Durable subscriptions, all or those declared on `topic` (a name or pattern)."""
+        self._policy.check(principal, Action.ADMIN, topic or "*")
+        found = self._load()
+        return [s for s in found if topic is None or s.topic == topic]
+
+    # ---- fan-out (the dispatch function) ------------------------------------------------
+
+    def fan_out(self, item: Item) -> DispatchReport:
+        """Copy one published topic message into every matching subscription's queue."""
+        report = DispatchReport()
+        topic = str(item["origin"])
+        attributes = {str(k): str(v) for k, v in (item.get("attrs") or {}).items()}
+        for subscription, policy in self._matching(topic):
+            if policy is not None and not policy.matches(attributes):
+                report.filtered += 1
+                continue
+            queue = self._queues.find(subscription.queue)
+            if queue is None:
+                logger.warning(
+                    "subscription's queue is gone; message not delivered to it",
+                    extra={"subscription": subscription.name, "queue": subscription.queue},
+                )
+                continue
+            now = self._clock.now_ms()
+            lifetime = queue.retention_seconds
+            if item.get("ttl") is not None:
+                lifetime = min(lifetime, int(item["ttl"]))
+            copy = {k: v for k, v in item.items() if k not in ("pk", "sk", "ttl", "expires_at")}
+            copy.update(
+                pk=f"Q#{queue.name}",
+                sk=standard_key(str(item["id"])),
+                vq=queue.name,
+                visible_at=now + queue.delay_seconds * 1000,
+                receive_count=0,
+                expires_at=int(item["sent_at"]) // 1000 + lifetime,
+                topic=topic,
+                subscription=subscription.name,
+            )
+            try:
+                with translated_errors():
+                    self._db.put_item(
+                        TableName=self._messages,
+                        Item=to_wire(copy),
+                        ConditionExpression="attribute_not_exists(pk)",
+                    )
+                report.delivered += 1
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+                report.duplicates += 1  # a stream retry: this subscription has it already
+        return report
+
+    def _matching(self, topic: str) -> list[tuple[Subscription, FilterPolicy | None]]:
+        index, by_key = self._cached_index()
+        return [by_key[key] for key in sorted(index.match(topic))]
+
+    def _cached_index(self) -> tuple[TopicIndex, dict[tuple[str, str], _Matcher]]:
+        now = self._clock.now_ms()
+        with self._lock:
+            if self._index is not None and now - self._index[0] < CACHE_SECONDS * 1000:
+                return self._index[1], self._index[2]
+        index = TopicIndex()
+        by_key: dict[tuple[str, str], _Matcher] = {}
+        for subscription in self._load():
+            key = (subscription.topic, subscription.name)
+            index.add(subscription.topic, key)
+            # policies are parsed once per cache refresh, not once per message
+            policy = (
+                None
+                if subscription.filter_policy is None
+                else FilterPolicy.parse(subscription.filter_policy)
+            )
+            by_key[key] = (subscription, policy)
+        with self._lock:
+            self._index = (now, index, by_key)
+        return index, by_key
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._index = None
+
+    def _load(self) -> list[Subscription]:
+        found: list[Subscription] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._destinations,
+            "KeyConditionExpression": "pk = :p",
+            "ExpressionAttributeValues": to_wire({":p": SUBSCRIPTION_PARTITION}),
+            "ConsistentRead": True,
+        }
+        while True:
+            with translated_errors():
+                page = self._db.query(**kwargs)
+            for raw in page.get("Items", []):
+                values = from_wire(raw)
+                values.setdefault("filter_policy", None)
+                found.append(
+                    Subscription.model_validate(
+                        {k: v for k, v in values.items() if k not in ("pk", "sk", "kind")}
+                    )
+                )
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

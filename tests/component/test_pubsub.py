@@ -1,0 +1,213 @@
+"""Topics: a publish is written once and the dispatch function fans it out to durable
+subscriptions (topic or pattern -> queue, with an attribute filter)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from mqless.clock import ManualClock
+from mqless.dispatch import handle_batch
+from mqless.dynamo import from_wire, to_wire
+from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.errors import InvalidRequest, QueueNotFound
+from mqless.models import NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.pubsub import SubscriptionSettings, TopicService
+from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
+from mqless_cli.awscalls import counting
+from tests.component.conftest import Aws
+from tests.lambda_support import FakeLambdaContext
+
+
+@pytest.fixture
+def topics(aws: Aws, clock: ManualClock) -> TopicService:
+    return TopicService(
+        dynamodb=aws.dynamodb,
+        messages_table=aws.settings.messages_table,
+        destinations_table=aws.settings.destinations_table,
+        queues=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        clock=clock,
+    )
+
+
+def _b64(value: object) -> str:
+    assert isinstance(value, bytes)
+    return base64.b64encode(value).decode()
+
+
+def _published(aws: Aws) -> list[dict[str, Any]]:
+    """The topic items in the table, as the stream's NewImage would carry them."""
+    page = aws.dynamodb.scan(
+        TableName=aws.settings.messages_table,
+        FilterExpression="begins_with(pk, :t)",
+        ExpressionAttributeValues=to_wire({":t": "T#"}),
+    )
+    return [from_wire(i) for i in page["Items"]]
+
+
+def _dispatch(topics: TopicService, aws: Aws) -> None:
+    for item in _published(aws):
+        topics.fan_out(item)
+
+
+def _bodies(broker: QueueService, queue: str) -> list[bytes]:
+    got = broker.receive(ANONYMOUS, queue, max_messages=10)
+    return sorted(d.body for d in got)
+
+
+def test_publish_writes_once_whatever_the_number_of_subscriptions(
+    topics: TopicService, broker: QueueService, aws: Aws
+) -> None:
+    # Given three durable subscriptions on one topic
+    for name in ("a", "b", "c"):
+        broker.put_queue(ANONYMOUS, name, QueueSettings())
+        topics.subscribe(ANONYMOUS, "orders.created", name, SubscriptionSettings(queue=name))
+
+    # When a message is published
+    with counting(aws.dynamodb) as log:
+        topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"hello"))
+
+    # Then the publish itself is a single write
+    assert log.calls == {("dynamodb", "PutItem"): 1}
+    assert len(_published(aws)) == 1
+
+
+def test_fan_out_delivers_to_every_matching_subscription_with_wildcards(
+    topics: TopicService, broker: QueueService, aws: Aws
+) -> None:
+    for queue, pattern in (("all", "orders.>"), ("created", "orders.*"), ("other", "users.>")):
+        broker.put_queue(ANONYMOUS, queue, QueueSettings())
+        topics.subscribe(ANONYMOUS, pattern, queue, SubscriptionSettings(queue=queue))
+
+    topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"o1", attributes={"k": "v"}))
+    _dispatch(topics, aws)
+
+    all_ = broker.receive(ANONYMOUS, "all")
+    assert [d.body for d in all_] == [b"o1"]
+    assert all_[0].attributes == {"k": "v"}
+    assert _bodies(broker, "created") == [b"o1"]
+    assert _bodies(broker, "other") == []
+
+
+def test_filter_policy_keeps_only_matching_messages(
+    topics: TopicService, broker: QueueService, aws: Aws
+) -> None:
+    broker.put_queue(ANONYMOUS, "eu", QueueSettings())
+    topics.subscribe(
+        ANONYMOUS,
+        "orders.created",
+        "eu",
+        SubscriptionSettings(queue="eu", filter_policy={"region": ["eu"]}),
+    )
+
+    topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"eu", attributes={"region": "eu"}))
+    topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"us", attributes={"region": "us"}))
+    _dispatch(topics, aws)
+
+    assert _bodies(broker, "eu") == [b"eu"]
+
+
+def test_a_retried_stream_batch_delivers_once_per_subscription(
+    topics: TopicService, broker: QueueService, aws: Aws
+) -> None:
+    broker.put_queue(ANONYMOUS, "once", QueueSettings())
+    topics.subscribe(ANONYMOUS, "t.x", "once", SubscriptionSettings(queue="once"))
+    topics.publish(ANONYMOUS, "t.x", NewMessage(body=b"m"))
+
+    # When the same stream records are handled twice (Lambda retried the batch)
+    _dispatch(topics, aws)
+    _dispatch(topics, aws)
+
+    assert _bodies(broker, "once") == [b"m"]
+
+
+def test_dispatch_handler_takes_a_lambda_stream_batch(
+    topics: TopicService, broker: QueueService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mqless import runtime
+
+    monkeypatch.setattr(runtime, "topic_service", lambda: topics)
+    broker.put_queue(ANONYMOUS, "handler", QueueSettings())
+    topics.subscribe(ANONYMOUS, "t.y", "handler", SubscriptionSettings(queue="handler"))
+    topics.publish(ANONYMOUS, "t.y", NewMessage(body=b"via stream"))
+    [item] = _published(aws)
+    record = {
+        "eventID": "1",
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+        "dynamodb": {
+            "Keys": to_wire({"pk": item["pk"], "sk": item["sk"]}),
+            "NewImage": to_wire(item),
+            "SequenceNumber": "100",
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    queue_record = {
+        **record,
+        "eventID": "2",
+        "dynamodb": {
+            **record["dynamodb"],
+            "Keys": to_wire({"pk": "Q#handler", "sk": "M#x"}),
+            "SequenceNumber": "101",
+        },
+    }
+
+    # Lambda hands the records over as JSON: binary attributes arrive as base64 text
+    event = json.loads(json.dumps({"Records": [record, queue_record]}, default=_b64))
+    response = handle_batch(event, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert _bodies(broker, "handler") == [b"via stream"]
+
+
+def test_subscriptions_are_listed_replaced_and_deleted(
+    topics: TopicService, broker: QueueService
+) -> None:
+    broker.put_queue(ANONYMOUS, "q1", QueueSettings())
+    broker.put_queue(ANONYMOUS, "q2", QueueSettings())
+    _, created = topics.subscribe(ANONYMOUS, "a.>", "s", SubscriptionSettings(queue="q1"))
+    _, created_again = topics.subscribe(ANONYMOUS, "a.>", "s", SubscriptionSettings(queue="q2"))
+
+    listed = topics.subscriptions(ANONYMOUS, "a.>")
+    topics.unsubscribe(ANONYMOUS, "a.>", "s")
+
+    assert (created, created_again) == (True, False)
+    assert [(s.name, s.queue) for s in listed] == [("s", "q2")]
+    assert topics.subscriptions(ANONYMOUS, "a.>") == []
+
+
+def test_subscribing_needs_an_existing_standard_queue_and_a_valid_policy(
+    topics: TopicService, broker: QueueService
+) -> None:
+    broker.put_queue(ANONYMOUS, "f.fifo", QueueSettings())
+    broker.put_queue(ANONYMOUS, "ok", QueueSettings())
+    with pytest.raises(QueueNotFound):
+        topics.subscribe(ANONYMOUS, "t", "s", SubscriptionSettings(queue="missing"))
+    with pytest.raises(InvalidRequest):
+        topics.subscribe(ANONYMOUS, "t", "s", SubscriptionSettings(queue="f.fifo"))
+    with pytest.raises(InvalidRequest):
+        topics.subscribe(
+            ANONYMOUS,
+            "t",
+            "s",
+            SubscriptionSettings(queue="ok", filter_policy={"k": [{"nope": 1}]}),
+        )
+    with pytest.raises(InvalidRequest):
+        topics.subscribe(ANONYMOUS, "a.>.b", "s", SubscriptionSettings(queue="ok"))
+
+
+def test_publishing_refuses_queue_only_fields_and_wildcards(topics: TopicService) -> None:
+    with pytest.raises(InvalidRequest):
+        topics.publish(ANONYMOUS, "t", NewMessage(body=b"x", group_id="g"))
+    with pytest.raises(InvalidRequest):
+        topics.publish(ANONYMOUS, "orders.*", NewMessage(body=b"x"))
