@@ -297,3 +297,26 @@ def test_a_message_without_a_dead_letter_queue_is_quarantined_not_lost(
     [kept] = [i for i in raw_items("orders") if i["sk"].startswith("X#")]
     assert kept["id"] == sent.message_id
     assert kept["dl_reason"].startswith("integrity")
+
+
+def test_redrive_drops_dead_letters_past_their_lifetime_instead_of_reviving_them(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a dead letter whose dead-letter queue keeps messages for one minute
+    broker.put_queue(ANONYMOUS, "short.dlq", QueueSettings(retention_seconds=60))
+    broker.put_queue(
+        ANONYMOUS,
+        "short",
+        QueueSettings(max_receive_count=1, dead_letter_queue="short.dlq"),
+    )
+    broker.send(ANONYMOUS, "short", NewMessage(body=b"old"))
+    broker.receive(ANONYMOUS, "short", visibility_timeout=0)
+    broker.receive(ANONYMOUS, "short")  # over the limit: moved to short.dlq
+    clock.advance(120)
+
+    # When the dead-letter queue is redriven after that minute
+    result = broker.redrive(ANONYMOUS, "short.dlq")
+
+    # Then nothing comes back to the source queue
+    assert result.moved == 0
+    assert broker.receive(ANONYMOUS, "short") == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -432,6 +433,8 @@ class QueueService:
         def move_back(
             source: QueueConfig, item: Item, lease: str, group: str | None
         ) -> tuple[Outcome, Delivery | None]:
+            if self._enforce_limits(source, item, lease, group) == "expired":
+                return Outcome.CONSUMED, None  # past its lifetime: dropped, not revived
             target_name = destination or item.get("dl_source")
             target = self._registry.find(str(target_name)) if target_name else None
             problem = None
@@ -600,6 +603,11 @@ class QueueService:
             now = self._clock.now_ms()
             candidates, start = self._store.candidates(config.name, now, page_size, start)
             pages += 1
+            if not config.fifo and len(candidates) > wanted:
+                # Competing receivers all see the same oldest page; trying it in a random
+                # order halves the lease writes lost to collisions. Standard queues promise
+                # best-effort order only, and the page is still the oldest messages.
+                random.shuffle(candidates)
             for candidate in candidates:
                 if len(delivered) >= wanted or done():
                     break
