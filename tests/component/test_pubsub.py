@@ -14,6 +14,7 @@ from mqless.dispatch import handle_batch
 from mqless.dynamo import from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import InvalidRequest, QueueNotFound
+from mqless.live import LiveSubscriptions
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.pubsub import SubscriptionSettings, TopicService
@@ -133,6 +134,8 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
     from mqless import runtime
 
     monkeypatch.setattr(runtime, "topic_service", lambda: topics)
+    live = LiveSubscriptions(aws.dynamodb, aws.settings.destinations_table, ManualClock())
+    monkeypatch.setattr(runtime, "live_subscriptions", lambda: live)
     broker.put_queue(ANONYMOUS, "handler", QueueSettings())
     topics.subscribe(ANONYMOUS, "t.y", "handler", SubscriptionSettings(queue="handler"))
     topics.publish(ANONYMOUS, "t.y", NewMessage(body=b"via stream"))

@@ -17,19 +17,22 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from mqless import runtime
 from mqless.dynamo import from_stream_image
+from mqless.websocket import push_topic_message
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 def handle_record(record: DynamoDBRecord) -> None:
-    """Fan out one published topic message; other records are not ours to handle."""
+    """Fan out one published topic message (durable, then live); others are not ours."""
     change = record.raw_event.get("dynamodb", {})
     keys = from_stream_image(change.get("Keys", {}))
     if record.raw_event.get("eventName") != "INSERT" or not str(keys.get("pk", "")).startswith(
         "T#"
     ):
         return
-    runtime.topic_service().fan_out(from_stream_image(change.get("NewImage", {})))
+    item = from_stream_image(change.get("NewImage", {}))
+    runtime.topic_service().fan_out(item)
+    push_topic_message(item)
 
 
 def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ invocation, and tests call `reset()` between cases.
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cache
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from botocore.config import Config
 
 from mqless.clock import SystemClock
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.live import ApiGatewayPusher, LiveSubscriptions
 from mqless.pubsub import TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
@@ -47,6 +49,28 @@ def kms_client() -> KMSClient:
 @cache
 def settings() -> Settings:
     return Settings.from_env()
+
+
+@cache
+def cipher() -> EnvelopeCipher:
+    """The process-wide body cipher (one data-key cache for every service here)."""
+    return _cipher(settings(), kms_client(), SystemClock())
+
+
+@cache
+def live_subscriptions() -> LiveSubscriptions:
+    return LiveSubscriptions(dynamodb_client(), settings().destinations_table, SystemClock())
+
+
+@cache
+def pusher() -> ApiGatewayPusher:
+    """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
+    endpoint = os.environ.get("CONNECTIONS_ENDPOINT")
+    if not endpoint:
+        raise RuntimeError("CONNECTIONS_ENDPOINT is not set: no WebSocket API to push to")
+    return ApiGatewayPusher(
+        boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=_CLIENT_CONFIG)
+    )
 
 
 def _cipher(settings: Settings, kms: KMSClient, clock: SystemClock) -> EnvelopeCipher:
@@ -115,5 +139,8 @@ def reset() -> None:
         _service = None
         _topics = None
     dynamodb_client.cache_clear()
+    cipher.cache_clear()
+    live_subscriptions.cache_clear()
+    pusher.cache_clear()
     kms_client.cache_clear()
     settings.cache_clear()

@@ -1,0 +1,143 @@
+"""The WebSocket JSON protocol against `mqless dev`: live topic subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import websockets
+
+from tests.e2e.conftest import DevServer
+
+
+async def _next(ws: Any, kind: str, timeout: float = 10) -> dict[str, Any]:
+    """The next server frame of type `kind` (others are skipped)."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if frame.get("type") == kind:
+            return dict(frame)
+
+
+def test_live_subscribers_get_matching_topic_messages(mqless_dev: DevServer) -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with (
+            websockets.connect(mqless_dev.ws_url) as first,
+            websockets.connect(mqless_dev.ws_url) as second,
+        ):
+            # Given two clients subscribed to a wildcard and an exact topic
+            await first.send(
+                json.dumps({"action": "subscribe", "destination": "/topic/news.*", "id": "a"})
+            )
+            await second.send(
+                json.dumps({"action": "subscribe", "destination": "/topic/news.eu", "id": "b"})
+            )
+            await _next(first, "subscribed")
+            await _next(second, "subscribed")
+            # When a message is published over HTTP
+            async with httpx.AsyncClient(base_url=mqless_dev.http_url, timeout=30) as http:
+                published = await http.post(
+                    "/topics/news.eu/messages",
+                    json={"body": "hello", "attributes": {"lang": "en"}},
+                )
+            # Then both receive it, each under its own subscription id
+            return published.json(), await _next(first, "message"), await _next(second, "message")
+
+    published, got_first, got_second = asyncio.run(scenario())
+    assert got_first["message_id"] == got_second["message_id"] == published["message_id"]
+    assert (got_first["subscription"], got_second["subscription"]) == ("a", "b")
+    assert got_first["body"] == "hello"
+    assert got_first["attributes"] == {"lang": "en"}
+    assert got_first["destination"] == "/topic/news.eu"
+
+
+def test_publish_over_websocket_with_a_receipt(mqless_dev: DevServer) -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with websockets.connect(mqless_dev.ws_url) as ws:
+            await ws.send(
+                json.dumps({"action": "subscribe", "destination": "/topic/chat.>", "id": "s"})
+            )
+            await _next(ws, "subscribed")
+            await ws.send(
+                json.dumps(
+                    {
+                        "action": "publish",
+                        "destination": "/topic/chat.room1",
+                        "body": "hi all",
+                        "receipt": "r-1",
+                    }
+                )
+            )
+            return await _next(ws, "receipt"), await _next(ws, "message")
+
+    receipt, message = asyncio.run(scenario())
+    assert receipt["receipt"] == "r-1"
+    assert message["message_id"] == receipt["message_id"]
+    assert message["body"] == "hi all"
+
+
+def test_publish_to_a_queue_over_websocket_lands_in_the_queue(mqless_dev: DevServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(mqless_dev.ws_url) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "action": "publish",
+                        "destination": "/queue/ws-jobs",
+                        "body": "job",
+                        "receipt": "q",
+                    }
+                )
+            )
+            return await _next(ws, "receipt")
+
+    receipt = asyncio.run(scenario())
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+        got = http.post("/queues/ws-jobs/receive", json={"wait_seconds": 2}).json()
+    assert [m["message_id"] for m in got["messages"]] == [receipt["message_id"]]
+
+
+def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
+    mqless_dev: DevServer,
+) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        async with websockets.connect(mqless_dev.ws_url) as ws:
+            errors = []
+            for frame in (
+                "not json",
+                json.dumps({"action": "dance"}),
+                json.dumps({"action": "subscribe", "destination": "/topic/a.>.b", "id": "x"}),
+                json.dumps({"action": "subscribe", "destination": "/queue/jobs", "id": "q"}),
+                json.dumps({"action": "unsubscribe", "id": "never"}),
+            ):
+                await ws.send(frame)
+                errors.append(await _next(ws, "error"))
+            await ws.send(
+                json.dumps({"action": "subscribe", "destination": "/topic/ok", "id": "fine"})
+            )
+            await _next(ws, "subscribed")
+            return errors
+
+    errors = asyncio.run(scenario())
+    assert [e["error"] for e in errors] == ["invalid_request"] * 5
+    assert all(e["message"] for e in errors)
+    assert "queue push consumers" in errors[3]["message"]
+
+
+def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
+    async def subscribe_and_leave() -> None:
+        async with websockets.connect(mqless_dev.ws_url) as ws:
+            await ws.send(
+                json.dumps({"action": "subscribe", "destination": "/topic/gone.x", "id": "g"})
+            )
+            await _next(ws, "subscribed")
+
+    asyncio.run(subscribe_and_leave())
+    mqless_dev.wait_for_output("WebSocketFunction")
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+        published = http.post("/topics/gone.x/messages", json={"body": "anyone?"})
+    assert published.status_code == 201
+    # the dispatch function finds no subscriber and fails nothing
+    line = mqless_dev.wait_for_output("DispatchFunction")
+    assert "ERROR" not in line
