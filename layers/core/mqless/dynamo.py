@@ -94,6 +94,24 @@ def cancellation_codes(exc: ClientError) -> list[str]:
     return codes
 
 
+def partition_items(client: Any, table: str, partition: str) -> Iterator[Item]:
+    """Every item of one partition (`pk = partition`), strongly consistent, page by page."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :p",
+        "ExpressionAttributeValues": to_wire({":p": partition}),
+        "ConsistentRead": True,
+    }
+    while True:
+        with translated_errors():
+            page = client.query(**kwargs)
+        for raw in page.get("Items", []):
+            yield from_wire(raw)
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 @contextmanager
 def translated_errors() -> Iterator[None]:
     """Turn AWS throttling into `Throttled` and oversize items into `PayloadTooLarge`."""

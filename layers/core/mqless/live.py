@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 
 from mqless.clock import Clock
-from mqless.dynamo import error_code, from_wire, to_wire, translated_errors
+from mqless.dynamo import error_code, from_wire, partition_items, to_wire, translated_errors
 from mqless.topics import TopicIndex, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -134,34 +134,12 @@ class LiveSubscriptions:
     def matching(self, topic: str) -> list[tuple[str, str]]:
         """(connection, subscription id) of every live subscription matching `topic`."""
         index: TopicIndex = TopicIndex()
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :p",
-            "ExpressionAttributeValues": to_wire({":p": LIVE_PARTITION}),
-            "ConsistentRead": True,
-        }
-        while True:
-            with translated_errors():
-                page = self._db.query(**kwargs)
-            for raw in page.get("Items", []):
-                item = from_wire(raw)
-                index.add(
-                    str(item["pattern"]), (str(item["connection"]), str(item["subscription"]))
-                )
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in partition_items(self._db, self._table, LIVE_PARTITION):
+            index.add(str(item["pattern"]), (str(item["connection"]), str(item["subscription"])))
         return sorted(index.match(topic))
 
     def _connection_items(self, connection_id: str) -> list[dict[str, Any]]:
-        with translated_errors():
-            page = self._db.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues=to_wire({":p": f"CONN#{connection_id}"}),
-                ConsistentRead=True,
-            )
-        return [from_wire(i) for i in page.get("Items", [])]
+        return list(partition_items(self._db, self._table, f"CONN#{connection_id}"))
 
     def _write(self, items: Iterable[dict[str, Any]]) -> None:
         requests: Any = [{"PutRequest": {"Item": to_wire(i)}} for i in items]

@@ -20,7 +20,14 @@ from pydantic import BaseModel, Field
 
 from mqless import models, names
 from mqless.clock import Clock
-from mqless.dynamo import Item, from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import (
+    Item,
+    from_wire,
+    is_condition_failure,
+    partition_items,
+    to_wire,
+    translated_errors,
+)
 from mqless.errors import InvalidRequest, NotFound, PayloadTooLarge
 from mqless.ids import new_message_id
 from mqless.models import EntryFailure, NewMessage, SendResult
@@ -307,23 +314,11 @@ class TopicService:
 
     def _load(self) -> list[Subscription]:
         found: list[Subscription] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._destinations,
-            "KeyConditionExpression": "pk = :p",
-            "ExpressionAttributeValues": to_wire({":p": SUBSCRIPTION_PARTITION}),
-            "ConsistentRead": True,
-        }
-        while True:
-            with translated_errors():
-                page = self._db.query(**kwargs)
-            for raw in page.get("Items", []):
-                values = from_wire(raw)
-                values.setdefault("filter_policy", None)
-                found.append(
-                    Subscription.model_validate(
-                        {k: v for k, v in values.items() if k not in ("pk", "sk", "kind")}
-                    )
+        for values in partition_items(self._db, self._destinations, SUBSCRIPTION_PARTITION):
+            values.setdefault("filter_policy", None)
+            found.append(
+                Subscription.model_validate(
+                    {k: v for k, v in values.items() if k not in ("pk", "sk", "kind")}
                 )
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            )
+        return found

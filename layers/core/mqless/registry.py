@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from mqless.clock import Clock
-from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import (
+    from_wire,
+    is_condition_failure,
+    partition_items,
+    to_wire,
+    translated_errors,
+)
 from mqless.errors import QueueNotFound
 from mqless.models import QueueConfig
 
@@ -90,20 +96,8 @@ class QueueRegistry:
 
     def list(self) -> list[QueueConfig]:
         """All queues, by name (one partition: a query, not a scan)."""
-        configs: list[QueueConfig] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :p",
-            "ExpressionAttributeValues": to_wire({":p": QUEUE_PARTITION}),
-            "ConsistentRead": True,
-        }
-        while True:
-            with translated_errors():
-                page = self._db.query(**kwargs)
-            configs.extend(c for c in (_config(i) for i in page.get("Items", [])) if c)
-            if "LastEvaluatedKey" not in page:
-                return configs
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found = (_config_values(v) for v in partition_items(self._db, self._table, QUEUE_PARTITION))
+        return [c for c in found if c is not None]
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -119,9 +113,10 @@ def _record(config: QueueConfig) -> dict[str, Any]:
 
 
 def _config(item: dict[str, Any] | None) -> QueueConfig | None:
-    if not item:
-        return None
-    values = from_wire(item)
+    return _config_values(from_wire(item)) if item else None
+
+
+def _config_values(values: dict[str, Any]) -> QueueConfig | None:
     for key in ("pk", "sk", "kind"):
         values.pop(key, None)
     # to_wire drops None, so an absent limit was stored as "never dead-letter"; without this
