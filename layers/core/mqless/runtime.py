@@ -7,7 +7,6 @@ invocation, and tests call `reset()` between cases.
 from __future__ import annotations
 
 import os
-import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,6 @@ _CLIENT_CONFIG = Config(
     read_timeout=10,
     max_pool_connections=32,
 )
-_lock = threading.Lock()
 
 
 @cache
@@ -83,20 +81,30 @@ def _cipher(settings: Settings, kms: KMSClient, clock: SystemClock) -> EnvelopeC
 
 
 def build_queue_service(
-    settings: Settings, *, dynamodb: DynamoDBClient, kms: KMSClient
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    kms: KMSClient,
+    cipher: EnvelopeCipher | None = None,
+    registry: QueueRegistry | None = None,
 ) -> QueueService:
     """A QueueService over the given clients (what tests and the local runtime call)."""
     clock = SystemClock()
     return QueueService(
-        registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
+        registry=registry or QueueRegistry(dynamodb, settings.destinations_table, clock),
         store=MessageStore(dynamodb, settings.messages_table),
-        cipher=_cipher(settings, kms, clock),
+        cipher=cipher or _cipher(settings, kms, clock),
         clock=clock,
     )
 
 
 def build_topic_service(
-    settings: Settings, *, dynamodb: DynamoDBClient, kms: KMSClient
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    kms: KMSClient,
+    cipher: EnvelopeCipher | None = None,
+    registry: QueueRegistry | None = None,
 ) -> TopicService:
     """A TopicService over the given clients."""
     clock = SystemClock()
@@ -104,43 +112,58 @@ def build_topic_service(
         dynamodb=dynamodb,
         messages_table=settings.messages_table,
         destinations_table=settings.destinations_table,
-        queues=QueueRegistry(dynamodb, settings.destinations_table, clock),
-        cipher=_cipher(settings, kms, clock),
+        queues=registry or QueueRegistry(dynamodb, settings.destinations_table, clock),
+        cipher=cipher or _cipher(settings, kms, clock),
         clock=clock,
     )
 
 
-_service: QueueService | None = None
-_topics: TopicService | None = None
+# The process-wide services share one data-key cache and one queue-config cache, so a
+# function that both sends and pushes (or fans out) asks KMS and DynamoDB once, not per service.
+@cache
+def registry() -> QueueRegistry:
+    return QueueRegistry(dynamodb_client(), settings().destinations_table, SystemClock())
 
 
+@cache
 def topic_service() -> TopicService:
     """The process-wide TopicService, built on first use from the environment."""
-    global _topics
-    with _lock:
-        if _topics is None:
-            _topics = build_topic_service(settings(), dynamodb=dynamodb_client(), kms=kms_client())
-        return _topics
+    return build_topic_service(
+        settings(),
+        dynamodb=dynamodb_client(),
+        kms=kms_client(),
+        cipher=cipher(),
+        registry=registry(),
+    )
 
 
+@cache
 def queue_service() -> QueueService:
     """The process-wide QueueService, built on first use from the environment."""
-    global _service
-    with _lock:
-        if _service is None:
-            _service = build_queue_service(settings(), dynamodb=dynamodb_client(), kms=kms_client())
-        return _service
+    return build_queue_service(
+        settings(),
+        dynamodb=dynamodb_client(),
+        kms=kms_client(),
+        cipher=cipher(),
+        registry=registry(),
+    )
+
+
+# captured here, so reset() clears the real caches even while a test has patched a name
+_CACHED = (
+    queue_service,
+    topic_service,
+    registry,
+    pusher,
+    live_subscriptions,
+    cipher,
+    settings,
+    kms_client,
+    dynamodb_client,
+)
 
 
 def reset() -> None:
-    """Forget the cached clients, settings and service (tests switch environments)."""
-    global _service, _topics
-    with _lock:
-        _service = None
-        _topics = None
-    dynamodb_client.cache_clear()
-    cipher.cache_clear()
-    live_subscriptions.cache_clear()
-    pusher.cache_clear()
-    kms_client.cache_clear()
-    settings.cache_clear()
+    """Forget the cached clients, settings and services (tests switch environments)."""
+    for cached in _CACHED:
+        cached.cache_clear()
