@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -92,6 +93,21 @@ def cancellation_codes(exc: ClientError) -> list[str]:
             inner = message[message.index("[") + 1 : message.rindex("]")]
             codes = [c.strip() for c in inner.split(",")]
     return codes
+
+
+def batch_write(client: Any, table: str, requests: Sequence[Any]) -> None:
+    """Put/delete requests, 25 per call, retrying what DynamoDB leaves unprocessed."""
+    for start in range(0, len(requests), 25):
+        pending: dict[str, Any] = {table: list(requests[start : start + 25])}
+        for attempt in range(8):
+            with translated_errors():
+                response = client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            if attempt == 7:
+                raise Throttled("DynamoDB left writes unprocessed; retry shortly")
+            time.sleep(min(0.05 * 2**attempt, 1.0))
 
 
 def partition_items(client: Any, table: str, partition: str) -> Iterator[Item]:

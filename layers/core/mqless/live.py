@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 
 from mqless.clock import Clock
-from mqless.dynamo import error_code, from_wire, partition_items, to_wire, translated_errors
+from mqless.dynamo import (
+    batch_write,
+    error_code,
+    from_wire,
+    partition_items,
+    to_wire,
+    translated_errors,
+)
+from mqless.errors import InvalidRequest
 from mqless.topics import TopicIndex, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -79,8 +87,6 @@ class LiveSubscriptions:
         existing = self._connection_items(connection_id)
         subscriptions = [i for i in existing if str(i["sk"]).startswith("SUB#")]
         if len(subscriptions) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
-            from mqless.errors import InvalidRequest
-
             raise InvalidRequest(
                 f"a connection may hold at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions"
             )
@@ -142,15 +148,8 @@ class LiveSubscriptions:
         return list(partition_items(self._db, self._table, f"CONN#{connection_id}"))
 
     def _write(self, items: Iterable[dict[str, Any]]) -> None:
-        requests: Any = [{"PutRequest": {"Item": to_wire(i)}} for i in items]
-        with translated_errors():
-            self._db.batch_write_item(RequestItems={self._table: requests})
+        batch_write(self._db, self._table, [{"PutRequest": {"Item": to_wire(i)}} for i in items])
 
     def _delete(self, keys: list[tuple[str, str]]) -> None:
-        for start in range(0, len(keys), 25):
-            requests: Any = [
-                {"DeleteRequest": {"Key": to_wire({"pk": pk, "sk": sk})}}
-                for pk, sk in keys[start : start + 25]
-            ]
-            with translated_errors():
-                self._db.batch_write_item(RequestItems={self._table: requests})
+        requests = [{"DeleteRequest": {"Key": to_wire({"pk": pk, "sk": sk})}} for pk, sk in keys]
+        batch_write(self._db, self._table, requests)

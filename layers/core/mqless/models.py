@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mqless import names
+from mqless.errors import PayloadTooLarge
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ATTRIBUTES = 50
@@ -166,6 +167,14 @@ class NewMessage(BaseModel):
         """Bytes counted against the 256 KiB limit: body plus attribute names and values."""
         attrs = sum(len(k.encode()) + len(v.encode()) for k, v in self.attributes.items())
         return len(self.body) + attrs
+
+    def check_size(self) -> None:
+        """Raise PayloadTooLarge if the message is over the 256 KiB limit."""
+        if self.size() > MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"message is {self.size()} bytes; the limit is {MAX_BODY_BYTES} "
+                "(body plus attribute names and values)"
+            )
 
 
 def _require_unicode(text: str) -> None:

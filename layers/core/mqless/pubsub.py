@@ -22,19 +22,17 @@ from mqless import models, names
 from mqless.clock import Clock
 from mqless.dynamo import (
     Item,
-    from_wire,
     is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
 )
 from mqless.errors import InvalidRequest, NotFound, PayloadTooLarge
-from mqless.ids import new_message_id
 from mqless.models import EntryFailure, NewMessage, SendResult
 from mqless.principals import Action, AllowAll, Policy, Principal
-from mqless.queues import BodyCipher
+from mqless.queues import BodyCipher, sealed_message
 from mqless.registry import QueueRegistry
-from mqless.store import standard_key
+from mqless.store import MessageStore, standard_key
 from mqless.topics import FilterPolicy, TopicIndex, validate_topic_name, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -90,6 +88,7 @@ class TopicService:
     ) -> None:
         self._db = dynamodb
         self._messages = messages_table
+        self._store = MessageStore(dynamodb, messages_table)
         self._destinations = destinations_table
         self._queues = queues
         self._cipher = cipher
@@ -105,8 +104,7 @@ class TopicService:
         validate_topic_name(topic)
         self._policy.check(principal, Action.SEND, topic)
         item = self._topic_item(topic, message)
-        with translated_errors():
-            self._db.put_item(TableName=self._messages, Item=to_wire(item))
+        self._store.put(item)
         return SendResult(message_id=item["id"])
 
     def publish_batch(
@@ -129,49 +127,22 @@ class TopicService:
             items.append(item)
             done.append((entry_id, SendResult(message_id=item["id"])))
         if items:
-            requests: Any = [{"PutRequest": {"Item": to_wire(i)}} for i in items]
-            with translated_errors():
-                response = self._db.batch_write_item(RequestItems={self._messages: requests})
-            if response.get("UnprocessedItems"):
-                unprocessed = {
-                    from_wire(r["PutRequest"]["Item"])["id"]
-                    for r in response["UnprocessedItems"].get(self._messages, [])
-                }
-                kept = [(i, r) for i, r in done if r.message_id not in unprocessed]
-                failed.extend(
-                    EntryFailure(id=i, error="throttled", message="not written; retry")
-                    for i, r in done
-                    if r.message_id in unprocessed
-                )
-                done = kept
+            self._store.put_many(items)  # retries what DynamoDB leaves unprocessed
         return done, failed
 
     def _topic_item(self, topic: str, message: NewMessage) -> Item:
-        if message.size() > models.MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                f"message is {message.size()} bytes; the limit is {models.MAX_BODY_BYTES}"
-            )
+        message.check_size()
         if message.group_id or message.dedup_id or message.delay_seconds:
             raise InvalidRequest("group_id, dedup_id and delay_seconds are for queues, not topics")
         now = self._clock.now_ms()
-        message_id = new_message_id(now)
-        sealed = self._cipher.encrypt(message.body, destination=topic, message_id=message_id)
-        return {
-            "pk": f"T#{topic}",
-            "sk": standard_key(message_id),
-            "id": message_id,
-            "origin": topic,
-            "body": sealed.ciphertext,
-            "dk": sealed.encrypted_key,
-            "bin": message.binary,
-            "attrs": message.attributes or None,
-            "ctype": message.content_type,
-            "corr": message.correlation_id,
-            "reply": message.reply_to,
-            "sent_at": now,
-            "ttl": message.ttl_seconds,
-            "expires_at": now // 1000 + TOPIC_MESSAGE_SECONDS,
-        }
+        item = sealed_message(self._cipher, message, destination=topic, now_ms=now)
+        item.update(
+            pk=f"T#{topic}",
+            sk=standard_key(str(item["id"])),
+            ttl=message.ttl_seconds,
+            expires_at=now // 1000 + TOPIC_MESSAGE_SECONDS,
+        )
+        return item
 
     # ---- durable subscriptions ----------------------------------------------------------
 

@@ -25,7 +25,6 @@ from mqless.errors import (
     IntegrityError,
     InvalidRequest,
     MqlessError,
-    PayloadTooLarge,
     StaleReceipt,
 )
 from mqless.ids import new_lease_id, new_message_id
@@ -46,7 +45,6 @@ from mqless.store import (
     Duplicate,
     LeaseLost,
     MessageStore,
-    group_key,
     group_of_key,
     standard_key,
 )
@@ -214,11 +212,7 @@ class QueueService:
         return done, failed
 
     def _check_message(self, config: QueueConfig, message: NewMessage) -> None:
-        if message.size() > models.MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                f"message is {message.size()} bytes; the limit is {models.MAX_BODY_BYTES} "
-                "(body plus attribute names and values)"
-            )
+        message.check_size()
         if config.fifo and not message.group_id:
             raise InvalidRequest(f"queue {config.name!r} is FIFO: group_id is required")
         if not config.fifo and message.dedup_id:
@@ -228,28 +222,18 @@ class QueueService:
 
     def _new_item(self, config: QueueConfig, message: NewMessage) -> tuple[Item, int]:
         now = self._clock.now_ms()
-        message_id = new_message_id(now)
-        sealed = self._cipher.encrypt(message.body, destination=config.name, message_id=message_id)
+        item = sealed_message(self._cipher, message, destination=config.name, now_ms=now)
+        message_id = str(item["id"])
         delay = config.delay_seconds if message.delay_seconds is None else message.delay_seconds
         lifetime = config.retention_seconds
         if message.ttl_seconds is not None:
             lifetime = min(lifetime, message.ttl_seconds)
         available = now + delay * 1000
-        item: Item = {
-            "id": message_id,
-            "origin": config.name,
-            "body": sealed.ciphertext,
-            "dk": sealed.encrypted_key,
-            "bin": message.binary,
-            "attrs": message.attributes or None,
-            "ctype": message.content_type,
-            "corr": message.correlation_id,
-            "reply": message.reply_to,
-            "grp": message.group_id,
-            "sent_at": now,
-            "expires_at": now // 1000 + lifetime,
-            "receive_count": 0,
-        }
+        item.update(
+            grp=message.group_id,
+            expires_at=now // 1000 + lifetime,
+            receive_count=0,
+        )
         if config.fifo:
             item["avail"] = available
         else:
@@ -860,6 +844,26 @@ class QueueService:
             raise Conflict(f"queue {dlq!r} cannot be the dead-letter queue of {config.name!r}")
 
 
+def sealed_message(
+    cipher: BodyCipher, message: NewMessage, *, destination: str, now_ms: int
+) -> Item:
+    """The stored fields every new message has, its body sealed for `destination`."""
+    message_id = new_message_id(now_ms)
+    sealed = cipher.encrypt(message.body, destination=destination, message_id=message_id)
+    return {
+        "id": message_id,
+        "origin": destination,
+        "body": sealed.ciphertext,
+        "dk": sealed.encrypted_key,
+        "bin": message.binary,
+        "attrs": message.attributes or None,
+        "ctype": message.content_type,
+        "corr": message.correlation_id,
+        "reply": message.reply_to,
+        "sent_at": now_ms,
+    }
+
+
 def _stale(receipt: str) -> EntryFailure:
     return EntryFailure(
         id=receipt[:200],
@@ -890,4 +894,4 @@ def _delivery(config: QueueConfig, item: Item, lease: str, body: bytes) -> Deliv
     )
 
 
-__all__ = ["QueueService", "SweepReport", "group_key"]
+__all__ = ["QueueService", "SweepReport", "sealed_message"]

@@ -24,13 +24,13 @@ from botocore.exceptions import ClientError
 
 from mqless.dynamo import (
     Item,
+    batch_write,
     cancellation_codes,
     from_wire,
     is_condition_failure,
     to_wire,
     translated_errors,
 )
-from mqless.errors import Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -120,7 +120,7 @@ class MessageStore:
     def put_many(self, items: Sequence[Item]) -> None:
         """Store up to 25 standard messages in one request, retrying unprocessed ones."""
         requests: list[Any] = [{"PutRequest": {"Item": to_wire(i)}} for i in items]
-        self._batch_write(requests)
+        batch_write(self._db, self._table, requests)
 
     def put_fifo(
         self,
@@ -519,7 +519,7 @@ class MessageStore:
         requests: list[Any] = [
             {"DeleteRequest": {"Key": to_wire({"pk": pk, "sk": k})}} for k in keys
         ]
-        self._batch_write(requests)
+        batch_write(self._db, self._table, requests)
 
     def count_standard(self, queue: str, now_ms: int) -> tuple[int, int, int]:
         """(visible, in flight, delayed) from the index; in flight = delivered at least once."""
@@ -618,16 +618,3 @@ class MessageStore:
                 continue
             return True
         return False
-
-    def _batch_write(self, requests: list[Any]) -> None:
-        for start in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
-            for attempt in range(8):
-                with translated_errors():
-                    response = self._db.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                if attempt == 7:
-                    raise Throttled("DynamoDB left writes unprocessed; retry shortly")
-                time.sleep(min(0.05 * 2**attempt, 1.0))
