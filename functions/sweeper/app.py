@@ -1,4 +1,5 @@
-"""Scheduled sweep: dead-letter over-limit messages and drop expired ones between receives."""
+"""Scheduled sweep: dead-letter over-limit messages and drop expired ones between receives,
+then feed push consumers what became visible without a stream record (ended leases, delays)."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -10,10 +11,12 @@ from mqless.observability import logger
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     budget_ms = max(1_000, context.get_remaining_time_in_millis() - 10_000)
     report = runtime.queue_service().sweep(budget_ms=budget_ms)
-    logger.info("sweep done", extra={"report": report.__dict__})
+    pushed = runtime.sessions().pump_all()
+    logger.info("sweep done", extra={"report": report.__dict__, "pushed": pushed})
     return {
         "queues": report.queues,
         "dead_lettered": report.dead_lettered,
         "expired": report.expired,
         "errors": report.errors,
+        "pushed": pushed,
     }

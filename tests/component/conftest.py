@@ -9,6 +9,7 @@ to the next. Tests of provisioning itself use the per-test fixtures of tests/con
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,16 @@ import pytest
 from moto import mock_aws
 
 from mqless.clock import ManualClock
+from mqless.consumers import QueueConsumers
 from mqless.dynamo import Item, from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.live import LiveSubscriptions
+from mqless.pubsub import TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
+from mqless.sessions import Sessions
 from mqless.settings import Settings
+from mqless.stomp import Frame, decode_frames
 from mqless.store import MessageStore
 from mqless_cli.template import load_template, provision
 
@@ -130,3 +136,75 @@ def tamper(aws: Aws, raw_items: RawItems) -> Tamper:
         return item
 
     return flip
+
+
+class RecordingPusher:
+    """Stands in for API Gateway's @connections: keeps what was posted, per connection.
+
+    A connection in `gone` answers like a closed socket (GoneException); `close` is what
+    the server does after a STOMP ERROR or DISCONNECT.
+    """
+
+    def __init__(self) -> None:
+        self.posts: dict[str, list[str]] = {}
+        self.gone: set[str] = set()
+        self.closed: list[str] = []
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        if connection_id in self.gone:
+            return False
+        self.posts.setdefault(connection_id, []).append(data.decode())
+        return True
+
+    def close(self, connection_id: str) -> None:
+        self.closed.append(connection_id)
+        self.gone.add(connection_id)
+
+    def json_frames(self, connection_id: str) -> list[dict[str, Any]]:
+        """Every JSON frame the connection got, `batch` frames opened up."""
+        frames: list[dict[str, Any]] = []
+        for text in self.posts.get(connection_id, []):
+            frame = json.loads(text)
+            frames.extend(frame["frames"] if frame["type"] == "batch" else [frame])
+        return frames
+
+    def stomp_frames(self, connection_id: str) -> list[Frame]:
+        """Every STOMP frame the connection got (several may share one post)."""
+        return [f for text in self.posts.get(connection_id, []) for f in decode_frames(text)]
+
+    def take(self, connection_id: str) -> list[str]:
+        """The posts so far, forgetting them (the next call sees only newer ones)."""
+        return self.posts.pop(connection_id, [])
+
+
+@pytest.fixture
+def pusher() -> RecordingPusher:
+    return RecordingPusher()
+
+
+@pytest.fixture
+def sessions(
+    aws: Aws, broker: QueueService, clock: ManualClock, pusher: RecordingPusher
+) -> Sessions:
+    """WebSocket sessions over the test broker, pushing into `pusher`."""
+    table = aws.settings.destinations_table
+    cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
+    topics = TopicService(
+        dynamodb=aws.dynamodb,
+        messages_table=aws.settings.messages_table,
+        destinations_table=table,
+        queues=QueueRegistry(aws.dynamodb, table, clock),
+        cipher=cipher,
+        clock=clock,
+    )
+    return Sessions(
+        dynamodb=aws.dynamodb,
+        table_name=table,
+        live=LiveSubscriptions(aws.dynamodb, table, clock),
+        consumers=QueueConsumers(aws.dynamodb, table, broker, pusher, clock),
+        queues=broker,
+        topics=topics,
+        pusher=pusher,
+        cipher=cipher,
+        clock=clock,
+    )

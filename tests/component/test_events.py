@@ -245,4 +245,4 @@ def test_sweeper_takes_the_schedule_event(function_env: dict[str, str]) -> None:
     # When the sample schedule event invokes it
     report = handler(load(EVENTS / "sweeper_schedule.json"), FakeLambdaContext())
     # Then it reports its sweep
-    assert report == {"queues": 0, "dead_lettered": 0, "expired": 0, "errors": []}
+    assert report == {"queues": 0, "dead_lettered": 0, "expired": 0, "errors": [], "pushed": 0}

@@ -14,12 +14,12 @@ from mqless.dispatch import handle_batch
 from mqless.dynamo import from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import InvalidRequest, QueueNotFound
-from mqless.live import LiveSubscriptions
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.pubsub import SubscriptionSettings, TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
+from mqless.sessions import Sessions
 from mqless_cli.awscalls import counting
 from tests.component.conftest import Aws
 from tests.lambda_support import FakeLambdaContext
@@ -129,13 +129,16 @@ def test_a_retried_stream_batch_delivers_once_per_subscription(
 
 
 def test_dispatch_handler_takes_a_lambda_stream_batch(
-    topics: TopicService, broker: QueueService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+    topics: TopicService,
+    broker: QueueService,
+    aws: Aws,
+    sessions: Sessions,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mqless import runtime
 
     monkeypatch.setattr(runtime, "topic_service", lambda: topics)
-    live = LiveSubscriptions(aws.dynamodb, aws.settings.destinations_table, ManualClock())
-    monkeypatch.setattr(runtime, "live_subscriptions", lambda: live)
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
     broker.put_queue(ANONYMOUS, "handler", QueueSettings())
     topics.subscribe(ANONYMOUS, "t.y", "handler", SubscriptionSettings(queue="handler"))
     topics.publish(ANONYMOUS, "t.y", NewMessage(body=b"via stream"))

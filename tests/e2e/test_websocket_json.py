@@ -1,4 +1,4 @@
-"""The WebSocket JSON protocol against `mqless dev`: live topic subscribers."""
+"""The WebSocket JSON protocol against `mqless dev`: topic subscribers, queue consumers."""
 
 from __future__ import annotations
 
@@ -11,13 +11,27 @@ import websockets
 
 from tests.e2e.conftest import DevServer
 
+_pending: dict[int, list[dict[str, Any]]] = {}
+
 
 async def _next(ws: Any, kind: str, timeout: float = 10) -> dict[str, Any]:
-    """The next server frame of type `kind` (others are skipped)."""
+    """The next server frame of type `kind` (others are skipped; batches opened up)."""
+    queue = _pending.setdefault(id(ws), [])
     while True:
+        while queue:
+            frame = queue.pop(0)
+            if frame.get("type") == kind:
+                return frame
         frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if frame.get("type") == kind:
-            return dict(frame)
+        queue.extend(frame["frames"] if frame.get("type") == "batch" else [frame])
+
+
+async def _quiet(ws: Any, seconds: float) -> list[dict[str, Any]]:
+    """Frames that arrive within `seconds` (none expected)."""
+    try:
+        return [json.loads(await asyncio.wait_for(ws.recv(), seconds))]
+    except TimeoutError:
+        return []
 
 
 def test_live_subscribers_get_matching_topic_messages(mqless_dev: DevServer) -> None:
@@ -108,7 +122,9 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
                 "not json",
                 json.dumps({"action": "dance"}),
                 json.dumps({"action": "subscribe", "destination": "/topic/a.>.b", "id": "x"}),
-                json.dumps({"action": "subscribe", "destination": "/queue/jobs", "id": "q"}),
+                json.dumps(
+                    {"action": "subscribe", "destination": "/queue/jobs", "id": "q", "prefetch": 0}
+                ),
                 json.dumps({"action": "unsubscribe", "id": "never"}),
             ):
                 await ws.send(frame)
@@ -122,7 +138,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
     errors = asyncio.run(scenario())
     assert [e["error"] for e in errors] == ["invalid_request"] * 5
     assert all(e["message"] for e in errors)
-    assert "queue push consumers" in errors[3]["message"]
+    assert "prefetch" in errors[3]["message"]
 
 
 def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
@@ -141,3 +157,69 @@ def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
     # the dispatch function finds no subscriber and fails nothing
     line = mqless_dev.wait_for_output("DispatchFunction")
     assert "ERROR" not in line
+
+
+def test_queue_consumers_get_pushed_messages_ack_nack_and_share(mqless_dev: DevServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with (
+            websockets.connect(mqless_dev.ws_url) as first,
+            websockets.connect(mqless_dev.ws_url) as second,
+            httpx.AsyncClient(base_url=mqless_dev.http_url, timeout=30) as http,
+        ):
+            # Given a consumer with client-individual acks and prefetch 1
+            await first.send(
+                json.dumps(
+                    {
+                        "action": "subscribe",
+                        "destination": "/queue/push-e2e",
+                        "id": "w1",
+                        "ack": "client-individual",
+                        "prefetch": 1,
+                    }
+                )
+            )
+            await _next(first, "subscribed")
+            # When two messages are sent over HTTP, the stream pushes the first one
+            for body in ("one", "two"):
+                sent = await http.post("/queues/push-e2e/messages", json={"body": body})
+                assert sent.status_code == 201
+            got = await _next(first, "message")
+            seen["first"] = got
+            seen["held_back"] = await _quiet(first, 1.0)  # prefetch 1: nothing more yet
+            # A nack gives it back at once; the consumer's credit takes the next one
+            await first.send(json.dumps({"action": "nack", "id": got["ack"]}))
+            seen["after_nack"] = await _next(first, "message")
+            # A second consumer joins and gets the nacked one, redelivered
+            await second.send(
+                json.dumps(
+                    {
+                        "action": "subscribe",
+                        "destination": "/queue/push-e2e",
+                        "id": "w2",
+                        "ack": "client-individual",
+                        "prefetch": 5,
+                    }
+                )
+            )
+            await _next(second, "subscribed")
+            seen["second_first"] = await _next(second, "message")
+            # When the first consumer's connection closes, what it held moves over at once
+            await first.close()
+            seen["second_next"] = await _next(second, "message")
+            for frame in (seen["second_first"], seen["second_next"]):
+                await second.send(
+                    json.dumps({"action": "ack", "id": frame["ack"], "receipt": frame["body"]})
+                )
+                await _next(second, "receipt")
+            queue = await http.get("/queues/push-e2e")
+            seen["counts"] = queue.json()["counts"]
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["first"]["body"] == "one" and seen["first"]["redelivered"] is False
+    assert seen["held_back"] == []
+    assert seen["after_nack"]["body"] == "two"
+    assert (seen["second_first"]["body"], seen["second_first"]["redelivered"]) == ("one", True)
+    assert (seen["second_next"]["body"], seen["second_next"]["redelivered"]) == ("two", True)
+    assert seen["counts"]["visible"] == seen["counts"]["in_flight"] == 0

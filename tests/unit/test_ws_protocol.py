@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqless.errors import InvalidRequest
-from mqless.websocket import Publish, Subscribe, Unsubscribe, _frames, split_destination
+from mqless.json_protocol import Ack, Nack, Publish, Subscribe, Unsubscribe, _frames, parse_frame
+from mqless.sessions import split_destination
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ def test_destinations_name_a_topic_or_a_queue(destination: str, expected: tuple[
 
 @pytest.mark.parametrize("destination", ["", "/topic/", "/exchange/x", "queue/x", "/queue"])
 def test_other_destinations_are_refused(destination: str) -> None:
-    with pytest.raises(InvalidRequest, match="must be /topic/NAME or /queue/NAME"):
+    with pytest.raises(InvalidRequest, match="must be /queue/NAME or /topic/NAME"):
         split_destination(destination)
 
 
@@ -37,14 +38,33 @@ def test_frames_are_told_apart_by_action() -> None:
     assert publish.to_message().body == b"hi"
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
 def test_any_text_is_a_frame_or_a_validation_error(text: str) -> None:
-    from mqless.websocket import handle_message
-
-    # Only frames that parse reach AWS; everything else is answered with an error frame.
+    # What does not parse is an InvalidRequest (answered with an error frame), never a crash.
     try:
-        _frames.validate_json(text)
-    except ValueError:
-        reply = handle_message("conn", text)
-        assert reply is not None and reply["type"] == "error"
+        frame = parse_frame(text)
+    except InvalidRequest as exc:
+        assert exc.message
+    else:
+        assert frame.action in {"subscribe", "unsubscribe", "publish", "ack", "nack"}
+
+
+def test_bad_frames_say_what_is_wrong() -> None:
+    with pytest.raises(InvalidRequest, match="prefetch"):
+        parse_frame('{"action":"subscribe","destination":"/queue/q","id":"1","prefetch":0}')
+    with pytest.raises(InvalidRequest, match="ack"):
+        parse_frame('{"action":"subscribe","destination":"/queue/q","id":"1","ack":"never"}')
+    with pytest.raises(InvalidRequest, match="id"):
+        parse_frame('{"action":"ack"}')
+    with pytest.raises(InvalidRequest, match="action"):
+        parse_frame('{"action":"fly"}')
+    with pytest.raises(InvalidRequest):
+        parse_frame("not json")
+
+
+def test_ack_and_nack_frames_carry_the_ack_id() -> None:
+    ack = parse_frame('{"action":"ack","id":"3:s1","receipt":"r"}')
+    nack = parse_frame('{"action":"nack","id":"4:s1","delay_seconds":5}')
+    assert isinstance(ack, Ack) and (ack.id, ack.receipt) == ("3:s1", "r")
+    assert isinstance(nack, Nack) and (nack.id, nack.delay_seconds) == ("4:s1", 5)

@@ -110,12 +110,30 @@ def batch_write(client: Any, table: str, requests: Sequence[Any]) -> None:
             time.sleep(min(0.05 * 2**attempt, 1.0))
 
 
-def partition_items(client: Any, table: str, partition: str) -> Iterator[Item]:
-    """Every item of one partition (`pk = partition`), strongly consistent, page by page."""
+def partition_items(
+    client: Any,
+    table: str,
+    partition: str,
+    *,
+    prefix: str | None = None,
+    between: tuple[str, str] | None = None,
+) -> Iterator[Item]:
+    """Items of one partition (`pk = partition`), strongly consistent, page by page.
+
+    `prefix` keeps the sort keys that begin with it; `between` an inclusive sort-key range.
+    """
+    condition = "pk = :p"
+    values: dict[str, Any] = {":p": partition}
+    if prefix is not None:
+        condition += " AND begins_with(sk, :prefix)"
+        values[":prefix"] = prefix
+    elif between is not None:
+        condition += " AND sk BETWEEN :low AND :high"
+        values[":low"], values[":high"] = between
     kwargs: dict[str, Any] = {
         "TableName": table,
-        "KeyConditionExpression": "pk = :p",
-        "ExpressionAttributeValues": to_wire({":p": partition}),
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": to_wire(values),
         "ConsistentRead": True,
     }
     while True:

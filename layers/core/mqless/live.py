@@ -1,8 +1,11 @@
-"""Live WebSocket subscribers: connections, their topic subscriptions, and pushing to them.
+"""Live WebSocket connections: who is connected, how they speak, what they subscribed to.
 
-Stored in the destinations table: `CONN#<id>` holds a connection and its subscriptions;
-the `LIVE` partition lists every live topic subscription (`<pattern>#<connection>#<id>`)
-so the dispatch function finds who matches a published topic with one query.
+Stored in the destinations table: `CONN#<id>` holds a connection (`#META`: principal,
+protocol, STOMP version and session state) and its subscriptions (`SUB#<id>`: a topic
+pattern, or the queue a push consumer reads); the `LIVE` partition lists every live topic
+subscription (`<pattern>#<connection>#<id>`, with the connection's protocol) so the
+dispatch function finds who matches a published topic with one query. Queue consumers'
+credit and deliveries live with their queue (`consumers.py`).
 Connections are pushed to through a `Pusher` (API Gateway's @connections on AWS, the
 local gateway under `mqless dev`); a gone connection is cleaned up when first noticed.
 """
@@ -10,6 +13,7 @@ local gateway under `mqless dev`); a gone connection is cleaned up when first no
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -24,6 +28,7 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import InvalidRequest
+from mqless.outbound import Connection
 from mqless.topics import TopicIndex, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -38,6 +43,9 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
 class Pusher(Protocol):
     def post(self, connection_id: str, data: bytes) -> bool:
         """Send to a connection; False if it is gone."""
+
+    def close(self, connection_id: str) -> None:
+        """Close a connection (the client sees the socket close); gone ones are ignored."""
 
 
 class ApiGatewayPusher:
@@ -55,16 +63,48 @@ class ApiGatewayPusher:
             raise
         return True
 
+    def close(self, connection_id: str) -> None:
+        try:
+            self._client.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            if error_code(exc) != "GoneException":
+                raise
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """A connection's `#META` item."""
+
+    connection: Connection
+    principal: str
+    stomp_connected: bool = False
+
+
+@dataclass(frozen=True)
+class LiveTarget:
+    """A live topic subscription that a published message goes to."""
+
+    connection: Connection
+    subscription: str
+    ack: str
+
 
 class LiveSubscriptions:
-    """Connections and their live topic subscriptions."""
+    """Connections, their subscriptions, and the index of live topic subscriptions."""
 
     def __init__(self, dynamodb: DynamoDBClient, table_name: str, clock: Clock) -> None:
         self._db = dynamodb
         self._table = table_name
         self._clock = clock
 
-    def connect(self, connection_id: str, principal_id: str) -> None:
+    def connect(
+        self,
+        connection_id: str,
+        principal_id: str,
+        *,
+        protocol: str = "json",
+        version: str = "1.2",
+    ) -> None:
         """Record a new connection (it expires with API Gateway's 2-hour limit)."""
         now = self._clock.now_ms()
         with translated_errors():
@@ -75,44 +115,118 @@ class LiveSubscriptions:
                         "pk": f"CONN#{connection_id}",
                         "sk": "#META",
                         "principal": principal_id,
+                        "protocol": protocol,
+                        "version": version,
                         "connected_at": now,
                         "expires_at": now // 1000 + CONNECTION_SECONDS,
                     }
                 ),
             )
 
-    def subscribe(self, connection_id: str, subscription_id: str, pattern: str) -> None:
-        """Add (or replace) a live topic subscription of a connection."""
-        validate_topic_pattern(pattern)
-        existing = self._connection_items(connection_id)
-        subscriptions = [i for i in existing if str(i["sk"]).startswith("SUB#")]
-        if len(subscriptions) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
-            raise InvalidRequest(
-                f"a connection may hold at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions"
+    def connection(self, connection_id: str) -> ConnectionInfo | None:
+        """The connection's record; None if it is not (or no longer) connected."""
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": f"CONN#{connection_id}", "sk": "#META"}),
+                ConsistentRead=True,
             )
-        self.unsubscribe(connection_id, subscription_id)
+        if "Item" not in found:
+            return None
+        item = from_wire(found["Item"])
+        return ConnectionInfo(
+            connection=Connection(
+                id=connection_id,
+                protocol="stomp" if item.get("protocol") == "stomp" else "json",
+                version=str(item.get("version", "1.2")),
+            ),
+            principal=str(item["principal"]),
+            stomp_connected=bool(item.get("stomp_connected", False)),
+        )
+
+    def stomp_connected(self, connection_id: str, version: str) -> None:
+        """Note that the STOMP session is open, in the version CONNECT negotiated."""
+        with translated_errors():
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_wire({"pk": f"CONN#{connection_id}", "sk": "#META"}),
+                UpdateExpression="SET stomp_connected = :yes, version = :v",
+                ExpressionAttributeValues=to_wire({":yes": True, ":v": version}),
+            )
+
+    def subscribe(
+        self,
+        connection: Connection,
+        subscription_id: str,
+        pattern: str,
+        *,
+        ack: str = "auto",
+    ) -> None:
+        """Add a live topic subscription to a connection."""
+        validate_topic_pattern(pattern)
+        self._check_room(connection.id)
         expires = self._clock.now_ms() // 1000 + CONNECTION_SECONDS
         self._write(
             [
                 {
-                    "pk": f"CONN#{connection_id}",
+                    "pk": f"CONN#{connection.id}",
                     "sk": f"SUB#{subscription_id}",
+                    "kind": "topic",
                     "pattern": pattern,
                     "expires_at": expires,
                 },
                 {
                     "pk": LIVE_PARTITION,
-                    "sk": f"{pattern}#{connection_id}#{subscription_id}",
+                    "sk": _live_key(pattern, connection.id, subscription_id),
                     "pattern": pattern,
-                    "connection": connection_id,
+                    "connection": connection.id,
+                    "protocol": connection.protocol,
+                    "version": connection.version,
                     "subscription": subscription_id,
+                    "ack": ack,
                     "expires_at": expires,
                 },
             ]
         )
 
-    def unsubscribe(self, connection_id: str, subscription_id: str) -> bool:
-        """Remove one subscription; False if the connection had no such subscription."""
+    def add_queue_subscription(
+        self, connection_id: str, subscription_id: str, queue: str, destination: str
+    ) -> None:
+        """Note that a subscription of this connection is a push consumer of `queue`."""
+        self._check_room(connection_id)
+        self._write(
+            [
+                {
+                    "pk": f"CONN#{connection_id}",
+                    "sk": f"SUB#{subscription_id}",
+                    "kind": "queue",
+                    "queue": queue,
+                    "destination": destination,
+                    "expires_at": self._clock.now_ms() // 1000 + CONNECTION_SECONDS,
+                }
+            ]
+        )
+
+    def subscription(self, connection_id: str, subscription_id: str) -> dict[str, Any] | None:
+        """A subscription's record (`kind` topic or queue); None if there is none."""
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": f"CONN#{connection_id}", "sk": f"SUB#{subscription_id}"}),
+                ConsistentRead=True,
+            )
+        return _subscription(from_wire(found["Item"])) if "Item" in found else None
+
+    def subscriptions(self, connection_id: str) -> list[dict[str, Any]]:
+        return [
+            _subscription(item)
+            for item in partition_items(
+                self._db, self._table, f"CONN#{connection_id}", prefix="SUB#"
+            )
+        ]
+
+    def unsubscribe(self, connection_id: str, subscription_id: str) -> dict[str, Any] | None:
+        """Remove one subscription; its record, or None if the connection had none."""
         with translated_errors():
             old = self._db.delete_item(
                 TableName=self._table,
@@ -120,32 +234,48 @@ class LiveSubscriptions:
                 ReturnValues="ALL_OLD",
             )
         if "Attributes" not in old:
-            return False
-        pattern = from_wire(old["Attributes"])["pattern"]
-        self._delete([(LIVE_PARTITION, f"{pattern}#{connection_id}#{subscription_id}")])
-        return True
+            return None
+        record = _subscription(from_wire(old["Attributes"]))
+        if record["kind"] == "topic":
+            self._delete(
+                [(LIVE_PARTITION, _live_key(record["pattern"], connection_id, subscription_id))]
+            )
+        return record
 
-    def disconnect(self, connection_id: str) -> int:
-        """Forget a connection and all its subscriptions; returns how many there were."""
-        items = self._connection_items(connection_id)
+    def disconnect(self, connection_id: str) -> list[dict[str, Any]]:
+        """Forget a connection and everything it held; returns its subscriptions."""
+        items = list(partition_items(self._db, self._table, f"CONN#{connection_id}"))
+        subscriptions = [_subscription(i) for i in items if str(i["sk"]).startswith("SUB#")]
         keys = [(f"CONN#{connection_id}", str(i["sk"])) for i in items]
         keys += [
-            (LIVE_PARTITION, f"{i['pattern']}#{connection_id}#{str(i['sk'])[4:]}")
-            for i in items
-            if str(i["sk"]).startswith("SUB#")
+            (LIVE_PARTITION, _live_key(s["pattern"], connection_id, s["id"]))
+            for s in subscriptions
+            if s["kind"] == "topic"
         ]
         self._delete(keys)
-        return sum(1 for i in items if str(i["sk"]).startswith("SUB#"))
+        return subscriptions
 
-    def matching(self, topic: str) -> list[tuple[str, str]]:
-        """(connection, subscription id) of every live subscription matching `topic`."""
+    def matching(self, topic: str) -> list[LiveTarget]:
+        """Every live subscription whose pattern matches `topic`."""
         index: TopicIndex = TopicIndex()
         for item in partition_items(self._db, self._table, LIVE_PARTITION):
-            index.add(str(item["pattern"]), (str(item["connection"]), str(item["subscription"])))
-        return sorted(index.match(topic))
+            target = LiveTarget(
+                connection=Connection(
+                    id=str(item["connection"]),
+                    protocol="stomp" if item.get("protocol") == "stomp" else "json",
+                    version=str(item.get("version", "1.2")),
+                ),
+                subscription=str(item["subscription"]),
+                ack=str(item.get("ack", "auto")),
+            )
+            index.add(str(item["pattern"]), target)
+        return sorted(index.match(topic), key=lambda t: (t.connection.id, t.subscription))
 
-    def _connection_items(self, connection_id: str) -> list[dict[str, Any]]:
-        return list(partition_items(self._db, self._table, f"CONN#{connection_id}"))
+    def _check_room(self, connection_id: str) -> None:
+        if len(self.subscriptions(connection_id)) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
+            raise InvalidRequest(
+                f"a connection may hold at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions"
+            )
 
     def _write(self, items: Iterable[dict[str, Any]]) -> None:
         batch_write(self._db, self._table, [{"PutRequest": {"Item": to_wire(i)}} for i in items])
@@ -153,3 +283,11 @@ class LiveSubscriptions:
     def _delete(self, keys: list[tuple[str, str]]) -> None:
         requests = [{"DeleteRequest": {"Key": to_wire({"pk": pk, "sk": sk})}} for pk, sk in keys]
         batch_write(self._db, self._table, requests)
+
+
+def _live_key(pattern: str, connection_id: str, subscription_id: str) -> str:
+    return f"{pattern}#{connection_id}#{subscription_id}"
+
+
+def _subscription(item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "id": str(item["sk"])[4:], "kind": str(item.get("kind", "topic"))}

@@ -204,6 +204,7 @@ class Delivery(BaseModel):
     dedup_id: str | None = None
     dead_letter_reason: str | None = None
     source_queue: str | None = None
+    origin: str | None = None  # where it was sent: the queue, or the topic it was published to
 
     def body_text(self) -> str:
         """The body as it travels in JSON: text as is, binary as base64."""

@@ -149,7 +149,7 @@ class QueueService:
         self._policy.check(principal, Action.ADMIN, name)
         if not self._registry.delete(name):
             self._registry.get(name)  # raises QueueNotFound
-        self._store.delete_keys(name, self._store.keys(name, ("M#", "G#", "D#", "X#")))
+        self._store.delete_keys(name, self._store.keys(name, ("M#", "G#", "D#", "X#", "W#")))
         logger.info("queue deleted", extra={"queue": name, "principal": principal.id})
 
     def purge(self, principal: Principal, name: str) -> int:
@@ -265,6 +265,28 @@ class QueueService:
 
     # ---- consuming ----------------------------------------------------------------------
 
+    def open_for_receive(self, principal: Principal, queue: str) -> QueueConfig:
+        """Check that `principal` may consume `queue`, creating it with defaults if new.
+
+        Push consumers subscribe before anything is sent, as on ActiveMQ, where a
+        subscription creates its queue.
+        """
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.RECEIVE, queue)
+        return self._ensure_queue(queue)
+
+    def wake(self, queue: str) -> None:
+        """Ask for another pump of the queue's push consumers (through the stream)."""
+        self._store.wake(queue, self._clock.now_ms())
+
+    def queue_names(self) -> list[str]:
+        """Every queue's name (internal: the sweeper's round, no permission involved)."""
+        return [config.name for config in self._registry.list()]
+
+    def visibility_of(self, queue: str) -> int:
+        """The queue's lease length in seconds (what a receive without override gets)."""
+        return self._registry.get(queue).visibility_timeout
+
     def receive(
         self,
         principal: Principal,
@@ -274,8 +296,13 @@ class QueueService:
         wait_seconds: float = 0,
         visibility_timeout: int | None = None,
         owner: str | None = None,
+        oldest_first: bool = False,
     ) -> list[Delivery]:
-        """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive."""
+        """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive.
+
+        Competing receivers take the oldest page in a random order (fewer collisions);
+        `oldest_first` keeps the page's order instead (push consumers, fed one by one).
+        """
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
         if not 1 <= max_messages <= models.MAX_BATCH:
@@ -295,7 +322,12 @@ class QueueService:
         who = owner or principal.id
         while True:
             found = self._lease(
-                config, max_messages, lease_seconds, self._delivery_handler(), owner=who
+                config,
+                max_messages,
+                lease_seconds,
+                self._delivery_handler(),
+                owner=who,
+                shuffle=not oldest_first,
             )
             remaining = (deadline - self._clock.now_ms()) / 1000
             if found or remaining <= 0:
@@ -568,6 +600,7 @@ class QueueService:
         skip_ids: set[str] | None = None,
         owner: str = "mqless",
         enough: Callable[[], bool] | None = None,
+        shuffle: bool = True,
     ) -> list[Delivery]:
         """Walk the visibility index, lease what is free and let `handle` decide its fate.
 
@@ -587,7 +620,7 @@ class QueueService:
             now = self._clock.now_ms()
             candidates, start = self._store.candidates(config.name, now, page_size, start)
             pages += 1
-            if not config.fifo and len(candidates) > wanted:
+            if shuffle and not config.fifo and len(candidates) > wanted:
                 # Competing receivers all see the same oldest page; trying it in a random
                 # order halves the lease writes lost to collisions. Standard queues promise
                 # best-effort order only, and the page is still the oldest messages.
@@ -891,6 +924,7 @@ def _delivery(config: QueueConfig, item: Item, lease: str, body: bytes) -> Deliv
         dedup_id=item.get("dedup"),
         dead_letter_reason=item.get("dl_reason"),
         source_queue=item.get("dl_source"),
+        origin=item.get("origin"),
     )
 
 

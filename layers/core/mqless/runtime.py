@@ -14,11 +14,13 @@ import boto3
 from botocore.config import Config
 
 from mqless.clock import SystemClock
+from mqless.consumers import QueueConsumers
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.live import ApiGatewayPusher, LiveSubscriptions
+from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
 from mqless.pubsub import TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
+from mqless.sessions import Sessions
 from mqless.settings import Settings
 from mqless.store import MessageStore
 
@@ -61,13 +63,45 @@ def live_subscriptions() -> LiveSubscriptions:
 
 
 @cache
-def pusher() -> ApiGatewayPusher:
+def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
     endpoint = os.environ.get("CONNECTIONS_ENDPOINT")
     if not endpoint:
-        raise RuntimeError("CONNECTIONS_ENDPOINT is not set: no WebSocket API to push to")
+        return NoWebSocketApi()
     return ApiGatewayPusher(
         boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=_CLIENT_CONFIG)
+    )
+
+
+class NoWebSocketApi:
+    """The pusher where no WebSocket API is configured: pushing is a deployment fault."""
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        raise RuntimeError("CONNECTIONS_ENDPOINT is not set: no WebSocket API to push to")
+
+    def close(self, connection_id: str) -> None:
+        self.post(connection_id, b"")
+
+
+@cache
+def sessions() -> Sessions:
+    """WebSocket sessions (JSON and STOMP) over the process-wide services."""
+    return Sessions(
+        dynamodb=dynamodb_client(),
+        table_name=settings().destinations_table,
+        live=live_subscriptions(),
+        consumers=QueueConsumers(
+            dynamodb_client(),
+            settings().destinations_table,
+            queue_service(),
+            pusher(),
+            SystemClock(),
+        ),
+        queues=queue_service(),
+        topics=topic_service(),
+        pusher=pusher(),
+        cipher=cipher(),
+        clock=SystemClock(),
     )
 
 
@@ -151,6 +185,7 @@ def queue_service() -> QueueService:
 
 # captured here, so reset() clears the real caches even while a test has patched a name
 _CACHED = (
+    sessions,
     queue_service,
     topic_service,
     registry,

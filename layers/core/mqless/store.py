@@ -9,12 +9,15 @@ Layout (one partition per queue, `pk = Q#<queue>`):
   `sk = G#<group>` is what the index holds: leasing the group is what makes at most
   one message of a group in flight, and the head (lowest seq) is always the one delivered.
 - dedup record      `sk = D#<dedup id>`, the message id it stood for, kept 5 minutes.
+- wake marker       `sk = W#<time>#<random>`: written only for its stream record, which
+  asks the dispatch function to feed the queue's push consumers again (`wake`).
 
 Every lease is a conditional write, so two receivers never hold the same message.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -493,6 +496,21 @@ class MessageStore:
         }
 
     # ---- admin -----------------------------------------------------------------------
+
+    def wake(self, queue: str, now_ms: int) -> None:
+        """Write a marker (`W#...`) whose stream record brings the dispatch function back
+        to feed the queue's push consumers; it expires by itself within the hour."""
+        with translated_errors():
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_wire(
+                    {
+                        "pk": partition(queue),
+                        "sk": f"W#{now_ms:013d}#{os.urandom(4).hex()}",
+                        "expires_at": now_ms // 1000 + 3600,
+                    }
+                ),
+            )
 
     def keys(self, queue: str, prefixes: Iterable[str] = ("M#", "G#")) -> list[str]:
         """Sort keys of a queue's items with the given prefixes (for purge and delete)."""

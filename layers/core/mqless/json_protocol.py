@@ -1,0 +1,158 @@
+"""The WebSocket JSON protocol: client frames in, server frames out.
+
+Client frames (a discriminated union on `action`; every one may carry a `receipt`):
+  {"action": "subscribe", "destination": "/topic/orders.*" | "/queue/jobs", "id": "s1",
+   "ack": "auto" | "client" | "client-individual", "prefetch": 10, "durable": "name"}
+  {"action": "unsubscribe", "id": "s1"}
+  {"action": "publish", "destination": "/topic/orders.created" | "/queue/jobs",
+   "body": "...", "attributes": {...}, ...the fields of an HTTP send...}
+  {"action": "ack", "id": "<the message's ack>"}
+  {"action": "nack", "id": "<the message's ack>", "delay_seconds": 0}
+Server frames: `message` (or `batch`, several messages in one WebSocket message),
+`subscribed`, `unsubscribed`, `receipt`, `error`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from mqless import models
+from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
+from mqless.errors import InvalidRequest, MqlessError, StaleReceipt
+from mqless.http.models import SendMessageRequest
+from mqless.live import ConnectionInfo
+from mqless.models import NewMessage
+from mqless.sessions import Sessions, Settle
+
+SubscriptionId = Annotated[str, Field(min_length=1, max_length=128)]
+ReceiptId = Annotated[str | None, Field(max_length=128)]
+
+
+class Subscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["subscribe"]
+    destination: Annotated[str, Field(description="`/topic/<name or pattern>` or `/queue/<name>`")]
+    id: SubscriptionId
+    ack: AckMode = "auto"
+    prefetch: Annotated[int, Field(ge=1, le=MAX_PREFETCH)] = DEFAULT_PREFETCH
+    durable: Annotated[
+        str | None,
+        Field(description="Topics: name a durable subscription (and its queue) to resume."),
+    ] = None
+    receipt: ReceiptId = None
+
+
+class Unsubscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["unsubscribe"]
+    id: SubscriptionId
+    receipt: ReceiptId = None
+
+
+class Publish(SendMessageRequest):
+    action: Literal["publish"]
+    destination: str
+    receipt: ReceiptId = None
+
+    def to_message(self) -> NewMessage:
+        fields = self.model_dump(exclude={"action", "destination", "receipt"})
+        return SendMessageRequest.model_validate(fields).to_message()
+
+
+class Ack(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["ack"]
+    id: Annotated[str, Field(min_length=1, max_length=200, description="The message's `ack`.")]
+    receipt: ReceiptId = None
+
+
+class Nack(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["nack"]
+    id: Annotated[str, Field(min_length=1, max_length=200, description="The message's `ack`.")]
+    delay_seconds: Annotated[int, Field(ge=0, le=models.MAX_VISIBILITY_SECONDS)] = 0
+    receipt: ReceiptId = None
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish | Ack | Nack
+_frames: TypeAdapter[ClientFrame] = TypeAdapter(
+    Annotated[ClientFrame, Field(discriminator="action")]
+)
+
+
+def parse_frame(text: str) -> ClientFrame:
+    """A client frame, or InvalidRequest saying what is wrong with it."""
+    try:
+        return _frames.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidRequest(f"{where or 'frame'}: {first.get('msg')}") from exc
+
+
+def handle_text(sessions: Sessions, info: ConnectionInfo, text: str) -> None:
+    """Act on one WebSocket message of a JSON connection and answer it."""
+    receipt: str | None = None
+    to_pump: str | None = None
+    try:
+        frame = parse_frame(text)
+        receipt = frame.receipt
+        reply, to_pump = _act(sessions, info, frame)
+    except MqlessError as exc:
+        reply = {"type": "error", "error": exc.code, "message": exc.message}
+        if receipt is not None:
+            reply["receipt"] = receipt
+    if reply is not None:
+        sessions.pusher.post(info.connection.id, json.dumps(reply).encode())
+    if to_pump is not None:
+        sessions.pump(to_pump)
+
+
+def _act(
+    sessions: Sessions, info: ConnectionInfo, frame: ClientFrame
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the answer frame, the queue to feed after answering)."""
+    if isinstance(frame, Subscribe):
+        queue = sessions.subscribe(
+            info,
+            frame.id,
+            frame.destination,
+            ack=frame.ack,
+            prefetch=frame.prefetch,
+            durable=frame.durable,
+        )
+        reply = {"type": "subscribed", "id": frame.id, "destination": frame.destination}
+        return _with_receipt(reply, frame.receipt), queue
+    if isinstance(frame, Unsubscribe):
+        queue = sessions.unsubscribe(info, frame.id)
+        return _with_receipt({"type": "unsubscribed", "id": frame.id}, frame.receipt), queue
+    if isinstance(frame, Publish):
+        result = sessions.send(info, frame.destination, frame.to_message())
+        if frame.receipt is None:
+            return None, None
+        reply = {"type": "receipt", "receipt": frame.receipt, "message_id": result.message_id}
+        return reply, None
+    nack = isinstance(frame, Nack)
+    settle = Settle(
+        ack_id=frame.id,
+        nack=nack,
+        delay_seconds=frame.delay_seconds if isinstance(frame, Nack) else 0,
+    )
+    report, queue = sessions.settle(info, settle)
+    if report.stale:
+        stale = StaleReceipt(
+            f"{frame.id!r} was not {'nacked' if nack else 'acked'}: its lease had expired "
+            "and the message went back to the queue"
+        )
+        error = {"type": "error", "error": stale.code, "message": stale.message}
+        return _with_receipt(error, frame.receipt), queue
+    if frame.receipt is None:
+        return None, queue
+    return {"type": "receipt", "receipt": frame.receipt}, queue
+
+
+def _with_receipt(reply: dict[str, Any], receipt: str | None) -> dict[str, Any]:
+    return reply if receipt is None else {**reply, "receipt": receipt}

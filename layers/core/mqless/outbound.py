@@ -1,0 +1,170 @@
+"""Messages on their way to WebSocket clients: one shape, two protocols, packed posts.
+
+A `Push` is one message for one subscription of one connection. `render` turns a list of
+them into the text of as few WebSocket messages as the 32 KB frame allows (API Gateway
+bills a WebSocket message per 32 KB, and each post is a call): JSON clients get one
+`message` frame, or a `batch` frame holding several; STOMP clients get MESSAGE frames,
+several concatenated in one WebSocket message, which STOMP's framing (NUL-terminated
+frames) allows and stompjs's parser reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from mqless.stomp import Frame, encode_frame
+
+Protocol = Literal["json", "stomp"]
+
+FRAME_BYTES: Final = 32 * 1024  # one billed WebSocket frame
+# Attributes are the sender's STOMP headers; these names are the broker's own.
+_RESERVED_HEADERS: Final = frozenset(
+    {
+        "destination",
+        "message-id",
+        "subscription",
+        "ack",
+        "content-type",
+        "content-length",
+        "correlation-id",
+        "reply-to",
+        "redelivered",
+        "timestamp",
+        "expires",
+        "persistent",
+        "receipt",
+        "transaction",
+        "JMSXGroupID",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a push goes and how it must be spoken."""
+
+    id: str
+    protocol: Protocol = "json"
+    version: str = "1.2"
+
+
+@dataclass(frozen=True)
+class Push:
+    """One message for one subscription."""
+
+    subscription: str
+    destination: str  # "/queue/NAME" or "/topic/NAME"
+    message_id: str
+    body: bytes
+    binary: bool = False
+    ack: str | None = None  # what the client acks with; None when nothing is to be acked
+    attributes: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    sent_at: int = 0
+    receive_count: int = 1
+    group_id: str | None = None
+
+
+def json_frame(push: Push) -> dict[str, Any]:
+    """The JSON protocol's `message` frame."""
+    frame: dict[str, Any] = {
+        "type": "message",
+        "subscription": push.subscription,
+        "destination": push.destination,
+        "message_id": push.message_id,
+        "body": base64.b64encode(push.body).decode() if push.binary else push.body.decode(),
+        "binary": push.binary,
+        "attributes": push.attributes,
+        "content_type": push.content_type,
+        "correlation_id": push.correlation_id,
+        "reply_to": push.reply_to,
+        "sent_at": push.sent_at,
+        "receive_count": push.receive_count,
+        "redelivered": push.receive_count > 1,
+    }
+    if push.ack is not None:
+        frame["ack"] = push.ack
+    if push.group_id is not None:
+        frame["group_id"] = push.group_id
+    return frame
+
+
+def stomp_frame(push: Push, version: str) -> Frame:
+    """A STOMP MESSAGE frame, headers named as ActiveMQ names them."""
+    headers: list[tuple[str, str]] = [
+        ("destination", push.destination),
+        ("message-id", push.message_id),
+        ("subscription", push.subscription),
+    ]
+    if push.ack is not None and version == "1.2":
+        headers.append(("ack", push.ack))
+    headers.append(("redelivered", "true" if push.receive_count > 1 else "false"))
+    headers.append(("timestamp", str(push.sent_at)))
+    body = push.body
+    if push.binary:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            # API Gateway carries text only: send the octets as base64 and say so
+            body = base64.b64encode(body)
+            headers.append(("mqless-body-encoding", "base64"))
+    if push.content_type is not None:
+        headers.append(("content-type", push.content_type))
+    if push.correlation_id is not None:
+        headers.append(("correlation-id", push.correlation_id))
+    if push.reply_to is not None:
+        headers.append(("reply-to", push.reply_to))
+    if push.group_id is not None:
+        headers.append(("JMSXGroupID", push.group_id))
+    headers.extend(
+        (name, value)
+        for name, value in sorted(push.attributes.items())
+        if name not in _RESERVED_HEADERS
+    )
+    return Frame("MESSAGE", tuple(headers), body)
+
+
+def render(connection: Connection, pushes: Sequence[Push]) -> list[str]:
+    """The WebSocket messages that carry `pushes`, packed within FRAME_BYTES each.
+
+    A single message larger than a frame travels alone (API Gateway posts up to 128 KB).
+    """
+    if connection.protocol == "stomp":
+        texts = [
+            encode_frame(stomp_frame(p, connection.version), version=connection.version)
+            for p in pushes
+        ]
+        return _pack(texts, lambda group: "".join(group), overhead=0, separator=0)
+    frames = [json.dumps(json_frame(p), separators=(",", ":")) for p in pushes]
+    return _pack(
+        frames,
+        lambda group: (
+            group[0] if len(group) == 1 else '{"type":"batch","frames":[' + ",".join(group) + "]}"
+        ),
+        overhead=len('{"type":"batch","frames":[]}'),
+        separator=1,
+    )
+
+
+def _pack(
+    texts: Iterable[str], join: Callable[[list[str]], str], *, overhead: int, separator: int
+) -> list[str]:
+    messages: list[str] = []
+    group: list[str] = []
+    size = overhead
+    for text in texts:
+        length = len(text.encode())
+        if group and size + separator + length > FRAME_BYTES:
+            messages.append(join(group))
+            group, size = [], overhead
+        size += length + (separator if group else 0)
+        group.append(text)
+    if group:
+        messages.append(join(group))
+    return messages

@@ -1,0 +1,505 @@
+"""What a WebSocket connection may do, whatever protocol it speaks (JSON or STOMP).
+
+Both protocols map their frames onto these operations: subscribe to a topic (live) or a
+queue (push consumer; a durable topic subscription is a push consumer of its queue),
+unsubscribe, send, ack/nack, transactions, close. Frames of one connection arrive as
+separate Lambda invocations, so all session state is in the destinations table.
+
+Transactions (STOMP BEGIN/COMMIT/ABORT) hold their SEND, ACK and NACK frames as items of
+the connection (`TX#<name>`, then `TXOP#<name>#<n>`); a held body is sealed like a stored
+message (AES-GCM under a KMS data key, the connection, transaction and position bound in
+its associated data), so the table holds no plaintext. COMMIT applies the held frames in
+order; ABORT and disconnecting drop them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from mqless import names
+from mqless.clock import Clock
+from mqless.consumers import (
+    DEFAULT_PREFETCH,
+    AckMode,
+    Consumer,
+    NotInFlight,
+    PumpReport,
+    QueueConsumers,
+    SettleReport,
+    parse_ack_id,
+)
+from mqless.dynamo import (
+    Item,
+    batch_write,
+    from_wire,
+    is_condition_failure,
+    partition_items,
+    to_wire,
+    translated_errors,
+)
+from mqless.envelope import Sealed
+from mqless.errors import Conflict, InvalidRequest
+from mqless.live import ConnectionInfo, LiveSubscriptions, Pusher
+from mqless.models import NewMessage, SendResult
+from mqless.outbound import Connection, Push, render
+from mqless.principals import Principal
+from mqless.pubsub import SubscriptionSettings, TopicService
+from mqless.queues import BodyCipher, QueueService
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = Logger(service="mqless", child=True)
+
+MAX_OPEN_TRANSACTIONS: Final = 10
+MAX_TRANSACTION_FRAMES: Final = 100
+TRANSACTION_KEY_DESTINATION: Final = "mqless.transactions"  # one data key for held frames
+MAX_PUMP_ROUNDS: Final = 5
+
+
+def split_destination(destination: str) -> tuple[str, str]:
+    """`/topic/a.b` -> ("topic", "a.b"); `/queue/x` -> ("queue", "x")."""
+    for kind in ("topic", "queue"):
+        prefix = f"/{kind}/"
+        if destination.startswith(prefix) and len(destination) > len(prefix):
+            return kind, destination[len(prefix) :]
+    raise InvalidRequest(f"destination {destination[:100]!r} must be /queue/NAME or /topic/NAME")
+
+
+class UnknownTransaction(Conflict):
+    code = "unknown_transaction"
+
+
+@dataclass(frozen=True)
+class Settle:
+    """An ack or nack as a client gave it: by ack id, or by message id (STOMP 1.0/1.1)."""
+
+    ack_id: str | None = None
+    subscription: str | None = None
+    message_id: str | None = None
+    nack: bool = False
+    delay_seconds: int = 0
+
+
+class Sessions:
+    """The broker as WebSocket connections see it."""
+
+    def __init__(
+        self,
+        *,
+        dynamodb: DynamoDBClient,
+        table_name: str,
+        live: LiveSubscriptions,
+        consumers: QueueConsumers,
+        queues: QueueService,
+        topics: TopicService,
+        pusher: Pusher,
+        cipher: BodyCipher,
+        clock: Clock,
+    ) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self.live = live
+        self.consumers = consumers
+        self._queues = queues
+        self._topics = topics
+        self.pusher = pusher
+        self._cipher = cipher
+        self._clock = clock
+
+    # ---- connections ---------------------------------------------------------------------
+
+    def open(self, connection: Connection, principal: Principal) -> None:
+        self.live.connect(
+            connection.id,
+            principal.id,
+            protocol=connection.protocol,
+            version=connection.version,
+        )
+
+    def info(self, connection_id: str) -> ConnectionInfo | None:
+        return self.live.connection(connection_id)
+
+    def close(self, connection_id: str) -> None:
+        """Forget a connection: its leases go back to their queues at once."""
+        self._close_all({connection_id})
+
+    def _close_all(self, connection_ids: set[str]) -> None:
+        pending = set(connection_ids)
+        closed: set[str] = set()
+        while pending:
+            connection_id = pending.pop()
+            closed.add(connection_id)
+            queues: set[str] = set()
+            released = 0
+            for record in self.live.disconnect(connection_id):
+                if record["kind"] != "queue":
+                    continue
+                consumer = self.consumers.get(record["queue"], connection_id, record["id"])
+                if consumer is not None:
+                    released += self.consumers.remove(consumer)
+                    queues.add(consumer.queue)
+            logger.info(
+                "connection closed",
+                extra={"connection_id": connection_id, "released": released},
+            )
+            for queue in sorted(queues):
+                pending |= self._pump_once(queue).gone - closed
+
+    # ---- subscriptions -------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        info: ConnectionInfo,
+        subscription: str,
+        destination: str,
+        *,
+        ack: AckMode = "auto",
+        prefetch: int = DEFAULT_PREFETCH,
+        durable: str | None = None,
+    ) -> str | None:
+        """Subscribe to a topic (live, or durable when named) or to a queue (push).
+
+        Returns the queue to `pump` once the client has been answered, if any.
+        """
+        kind, name = split_destination(destination)
+        connection = info.connection
+        principal = _principal(info)
+        if self.live.subscription(connection.id, subscription) is not None:
+            raise Conflict(f"subscription id {subscription!r} is already in use on this connection")
+        if kind == "topic" and durable is None:
+            self.live.subscribe(connection, subscription, name, ack=ack)
+            return None
+        if kind == "topic":
+            assert durable is not None
+            names.validate_queue_name(durable)
+            self._queues.open_for_receive(principal, durable)
+            self._topics.subscribe(principal, name, durable, SubscriptionSettings(queue=durable))
+            queue = durable
+        else:
+            queue = name
+        consumer = Consumer(
+            queue=queue,
+            connection=connection,
+            subscription=subscription,
+            ack=ack,
+            prefetch=prefetch,
+            principal=principal.id,
+            destination=destination,
+        )
+        self.consumers.add(principal, consumer)
+        self.live.add_queue_subscription(connection.id, subscription, queue, destination)
+        return queue
+
+    def unsubscribe(self, info: ConnectionInfo, subscription: str) -> str | None:
+        """Drop a subscription; returns the queue to `pump` (its leases went back), if any."""
+        record = self.live.unsubscribe(info.connection.id, subscription)
+        if record is None:
+            raise InvalidRequest(f"no subscription {subscription!r} on this connection")
+        if record["kind"] != "queue":
+            return None
+        consumer = self.consumers.get(record["queue"], info.connection.id, subscription)
+        if consumer is None:
+            return None
+        self.consumers.remove(consumer)
+        return consumer.queue
+
+    def drop_durable(self, info: ConnectionInfo, topic: str, name: str) -> None:
+        """Delete a durable topic subscription (its queue and messages stay)."""
+        self._topics.unsubscribe(_principal(info), topic, name)
+
+    # ---- producing and settling ----------------------------------------------------------
+
+    def send(self, info: ConnectionInfo, destination: str, message: NewMessage) -> SendResult:
+        kind, name = split_destination(destination)
+        principal = _principal(info)
+        if kind == "topic":
+            return self._topics.publish(principal, name, message)
+        return self._queues.send(principal, name, message)
+
+    def settle(self, info: ConnectionInfo, settle: Settle) -> tuple[SettleReport, str | None]:
+        """Ack or nack a pushed message (a topic message needs none: that is a no-op).
+
+        Returns what was settled and the queue to `pump` (credit was freed), if any.
+        """
+        connection_id = info.connection.id
+        seq: int | None = None
+        if settle.ack_id is not None:
+            subscription, seq = parse_ack_id(settle.ack_id)
+            candidates = [subscription]
+        elif settle.subscription is not None:
+            candidates = [settle.subscription]
+        else:  # STOMP 1.0 names the message only
+            candidates = [s["id"] for s in self.live.subscriptions(connection_id)]
+        for subscription in candidates:
+            record = self.live.subscription(connection_id, subscription)
+            if record is None:
+                if len(candidates) == 1:
+                    raise NotInFlight(f"no subscription {subscription!r} on this connection")
+                continue
+            if record["kind"] == "topic":
+                if len(candidates) == 1:
+                    return SettleReport(settled=0, stale=0), None
+                continue
+            consumer = self.consumers.get(record["queue"], connection_id, subscription)
+            if consumer is None:
+                continue
+            try:
+                report = self.consumers.settle(
+                    consumer,
+                    seq=seq,
+                    message_id=settle.message_id,
+                    nack=settle.nack,
+                    delay_seconds=settle.delay_seconds,
+                )
+            except NotInFlight:
+                if len(candidates) == 1:
+                    raise
+                continue
+            return report, consumer.queue
+        raise NotInFlight(f"message {settle.message_id!r} is not in flight on this connection")
+
+    # ---- feeding -------------------------------------------------------------------------
+
+    def pump(self, queue: str) -> PumpReport:
+        """Feed a queue's push consumers; connections found gone are closed."""
+        report = self._pump_once(queue)
+        if report.gone:
+            self._close_all(report.gone)
+        if report.more:
+            self._queues.wake(queue)  # a stream record brings the next pump
+        return report
+
+    def _pump_once(self, queue: str) -> PumpReport:
+        return self.consumers.pump(queue)
+
+    def pump_all(self) -> int:
+        """Feed every queue's consumers (the sweeper: expired leases, ended delays)."""
+        pushed = 0
+        for queue in self._queues.queue_names():
+            if self.consumers.consumers(queue):
+                pushed += self.pump(queue).pushed
+        return pushed
+
+    def push_published(self, items: Sequence[Item]) -> int:
+        """Push published topic messages to live subscribers, packed per connection."""
+        by_connection: dict[Connection, list[Push]] = {}
+        for item in items:
+            topic = str(item["origin"])
+            targets = self.live.matching(topic)
+            if not targets:
+                continue
+            body = self._cipher.decrypt(
+                Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
+                destination=topic,
+                message_id=str(item["id"]),
+            )
+            for target in targets:
+                push = Push(
+                    subscription=target.subscription,
+                    destination=f"/topic/{topic}",
+                    message_id=str(item["id"]),
+                    body=body,
+                    binary=bool(item.get("bin", False)),
+                    # live topic messages need no ack; one is accepted (and ignored)
+                    ack=None if target.ack == "auto" else f"0:{target.subscription}",
+                    attributes={str(k): str(v) for k, v in (item.get("attrs") or {}).items()},
+                    content_type=item.get("ctype"),
+                    correlation_id=item.get("corr"),
+                    reply_to=item.get("reply"),
+                    sent_at=int(item["sent_at"]),
+                )
+                by_connection.setdefault(target.connection, []).append(push)
+        sent = 0
+        gone: set[str] = set()
+        for connection, pushes in by_connection.items():
+            for text in render(connection, pushes):
+                if not self.pusher.post(connection.id, text.encode()):
+                    gone.add(connection.id)
+                    break
+            else:
+                sent += len(pushes)
+        if gone:
+            self._close_all(gone)  # closed without $disconnect reaching us: tidy up
+        return sent
+
+    # ---- transactions --------------------------------------------------------------------
+
+    def begin(self, info: ConnectionInfo, transaction: str) -> None:
+        open_now = list(
+            partition_items(self._db, self._table, f"CONN#{info.connection.id}", prefix="TX#")
+        )
+        if len(open_now) >= MAX_OPEN_TRANSACTIONS:
+            raise InvalidRequest(
+                f"a connection may have at most {MAX_OPEN_TRANSACTIONS} open transactions"
+            )
+        try:
+            with translated_errors():
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_wire(
+                        {
+                            **self._tx_key(info, transaction),
+                            "frames": 0,
+                            "expires_at": self._clock.now_ms() // 1000 + 3 * 60 * 60,
+                        }
+                    ),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise Conflict(f"transaction {transaction!r} has already begun") from exc
+            raise
+
+    def hold_send(
+        self, info: ConnectionInfo, transaction: str, destination: str, message: NewMessage
+    ) -> None:
+        split_destination(destination)  # refuse a bad destination now, not at COMMIT
+        position = self._next_position(info, transaction)
+        sealed = self._cipher.encrypt(
+            message.body,
+            destination=TRANSACTION_KEY_DESTINATION,
+            message_id=self._held_id(info, transaction, position),
+        )
+        fields = message.model_dump(exclude={"body"}, exclude_none=True)
+        self._hold(
+            info,
+            transaction,
+            position,
+            {
+                "op": "send",
+                "destination": destination,
+                "body": sealed.ciphertext,
+                "dk": sealed.encrypted_key,
+                "message": fields,
+            },
+        )
+
+    def hold_settle(self, info: ConnectionInfo, transaction: str, settle: Settle) -> None:
+        position = self._next_position(info, transaction)
+        fields = {
+            "ack_id": settle.ack_id,
+            "subscription": settle.subscription,
+            "message_id": settle.message_id,
+            "nack": settle.nack,
+            "delay_seconds": settle.delay_seconds,
+        }
+        self._hold(info, transaction, position, {"op": "settle", "settle": fields})
+
+    def commit(self, info: ConnectionInfo, transaction: str) -> set[str]:
+        """Apply the held frames in order; returns the queues to `pump`."""
+        held = self._held(info, transaction)
+        to_pump: set[str] = set()
+        for item in held:
+            if item["op"] == "send":
+                body = self._cipher.decrypt(
+                    Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
+                    destination=TRANSACTION_KEY_DESTINATION,
+                    message_id=self._held_id(info, transaction, int(item["position"])),
+                )
+                message = NewMessage(body=body, **dict(item.get("message") or {}))
+                self.send(info, str(item["destination"]), message)
+            else:
+                fields = dict(item["settle"])
+                fields["delay_seconds"] = int(fields.get("delay_seconds") or 0)
+                _, queue = self.settle(info, Settle(**fields))
+                if queue is not None:
+                    to_pump.add(queue)
+        self._end(info, transaction, held)
+        return to_pump
+
+    def abort(self, info: ConnectionInfo, transaction: str) -> int:
+        held = self._held(info, transaction)
+        self._end(info, transaction, held)
+        return len(held)
+
+    def _tx_key(self, info: ConnectionInfo, transaction: str) -> dict[str, str]:
+        return {"pk": f"CONN#{info.connection.id}", "sk": f"TX#{_tag(transaction)}"}
+
+    def _held_id(self, info: ConnectionInfo, transaction: str, position: int) -> str:
+        return f"{info.connection.id}/{_tag(transaction)}/{position}"
+
+    def _next_position(self, info: ConnectionInfo, transaction: str) -> int:
+        try:
+            with translated_errors():
+                updated = self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire(self._tx_key(info, transaction)),
+                    UpdateExpression="SET frames = frames + :one",
+                    ConditionExpression="attribute_exists(pk) AND frames < :max",
+                    ExpressionAttributeValues=to_wire({":one": 1, ":max": MAX_TRANSACTION_FRAMES}),
+                    ReturnValues="UPDATED_NEW",
+                )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            if self._tx_exists(info, transaction):
+                raise InvalidRequest(
+                    f"transaction {transaction!r} holds {MAX_TRANSACTION_FRAMES} frames, "
+                    "the most one may hold"
+                ) from exc
+            raise UnknownTransaction(
+                f"transaction {transaction!r} has not begun on this connection"
+            ) from exc
+        return int(from_wire(updated["Attributes"])["frames"])
+
+    def _tx_exists(self, info: ConnectionInfo, transaction: str) -> bool:
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire(self._tx_key(info, transaction)),
+                ConsistentRead=True,
+            )
+        return "Item" in found
+
+    def _hold(
+        self, info: ConnectionInfo, transaction: str, position: int, fields: dict[str, Any]
+    ) -> None:
+        with translated_errors():
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_wire(
+                    {
+                        "pk": f"CONN#{info.connection.id}",
+                        "sk": f"TXOP#{_tag(transaction)}#{position:06d}",
+                        "position": position,
+                        "expires_at": self._clock.now_ms() // 1000 + 3 * 60 * 60,
+                        **fields,
+                    }
+                ),
+            )
+
+    def _held(self, info: ConnectionInfo, transaction: str) -> list[Item]:
+        if not self._tx_exists(info, transaction):
+            raise UnknownTransaction(
+                f"transaction {transaction!r} has not begun on this connection"
+            )
+        return list(
+            partition_items(
+                self._db,
+                self._table,
+                f"CONN#{info.connection.id}",
+                prefix=f"TXOP#{_tag(transaction)}#",
+            )
+        )
+
+    def _end(self, info: ConnectionInfo, transaction: str, held: Iterable[Item]) -> None:
+        keys = [self._tx_key(info, transaction)] + [{"pk": i["pk"], "sk": i["sk"]} for i in held]
+        batch_write(
+            self._db,
+            self._table,
+            [{"DeleteRequest": {"Key": to_wire(k)}} for k in keys],
+        )
+
+
+def _tag(name: str) -> str:
+    return f"{len(name)}:{name}"
+
+
+def _principal(info: ConnectionInfo) -> Principal:
+    return Principal(id=info.principal, kind="connection")

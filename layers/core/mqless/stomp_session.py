@@ -1,0 +1,371 @@
+"""STOMP 1.0/1.1/1.2 sessions over the WebSocket API, as ActiveMQ's WebSocket connector.
+
+Each WebSocket message is decoded (`stomp.decode_frames`), its frames are checked and
+acted on in order through `Sessions`, and the answers (CONNECTED, RECEIPT, ERROR) are
+posted back; MESSAGE frames come from the pushes (`consumers.py`, `outbound.py`).
+
+Behaviour a client can count on:
+- The subprotocol (`v12.stomp`, `v11.stomp`, `v10.stomp`) is chosen in `$connect`; CONNECT
+  (or STOMP) then negotiates the version from `accept-version`. A client that offered no
+  subprotocol but opens with CONNECT is served too.
+- Heart-beats: the server sends none (a Lambda cannot beat on a timer) and asks for one
+  every 5 minutes (`heart-beat:0,300000`), enough to keep API Gateway's 10-minute idle
+  timeout away; client beats are accepted and ignored.
+- Destinations are `/queue/NAME` and `/topic/NAME` (ActiveMQ wildcards in topic
+  subscriptions). SUBSCRIBE honours `ack`, `activemq.prefetchSize` and `prefetch-count`
+  (default 10, at most 1000), and `activemq.subscriptionName` for a durable topic
+  subscription (its queue has the subscription's name; UNSUBSCRIBE with the same header
+  deletes it). `selector` is refused, not ignored.
+- SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
+  `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `expires` (epoch ms) and every
+  other header (an attribute) onto the message; `persistent` and `priority` are
+  accepted and ignored (every message is persistent).
+- BEGIN/COMMIT/ABORT hold SEND, ACK and NACK frames until COMMIT (see `sessions.py`).
+- Any frame but CONNECT may ask for a RECEIPT. An error gets an ERROR frame (with
+  `receipt-id` when the frame asked for a receipt) and the connection is closed, as the
+  spec says, except an ACK/NACK for a message that is no longer in flight: like
+  ActiveMQ, the server answers ERROR and keeps the session, since the message was
+  redelivered anyway and closing would throw back every other message held.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Final, NoReturn
+
+from aws_lambda_powertools import Logger
+
+from mqless import models
+from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode, NotInFlight
+from mqless.errors import InvalidRequest, MqlessError, StaleReceipt
+from mqless.live import ConnectionInfo
+from mqless.models import NewMessage
+from mqless.outbound import Connection
+from mqless.sessions import Sessions, Settle
+from mqless.stomp import (
+    Frame,
+    StompError,
+    decode_frames,
+    encode_frame,
+    negotiate_version,
+    parse_heartbeat,
+    validate,
+)
+
+logger = Logger(service="mqless", child=True)
+
+SUBPROTOCOLS: Final = {"v12.stomp": "1.2", "v11.stomp": "1.1", "v10.stomp": "1.0"}
+SERVER: Final = "mqless/1"
+CLIENT_HEARTBEAT_MS: Final = 300_000  # what we ask of clients: one beat per 5 minutes
+_MESSAGE_HEADERS: Final = frozenset(
+    {
+        "destination",
+        "receipt",
+        "transaction",
+        "content-type",
+        "content-length",
+        "correlation-id",
+        "reply-to",
+        "JMSXGroupID",
+        "AMQ_SCHEDULED_DELAY",
+        "expires",
+        "persistent",
+        "priority",
+    }
+)
+
+
+def choose_subprotocol(offered: str | None) -> str | None:
+    """The STOMP subprotocol to accept from a `Sec-WebSocket-Protocol` offer, if any."""
+    if not offered:
+        return None
+    names = [part.strip() for part in offered.split(",")]
+    ours = [name for name in SUBPROTOCOLS if name in names]
+    return ours[0] if ours else None  # SUBPROTOCOLS lists the newest first
+
+
+def looks_like_connect(text: str) -> bool:
+    """Does a message on a connection without a subprotocol open a STOMP session?"""
+    head = text.lstrip("\r\n")
+    return head.startswith(("CONNECT\n", "CONNECT\r\n", "STOMP\n", "STOMP\r\n"))
+
+
+class _Fatal(Exception):
+    """Stop processing this message; the ERROR has been sent and the socket closed."""
+
+
+class StompSession:
+    """One WebSocket message's worth of STOMP frames for one connection."""
+
+    def __init__(self, sessions: Sessions, info: ConnectionInfo) -> None:
+        self._sessions = sessions
+        self._info = info
+        self._to_pump: set[str] = set()
+
+    @property
+    def _version(self) -> str:
+        return self._info.connection.version
+
+    def handle(self, text: str) -> None:
+        try:
+            try:
+                frames = decode_frames(text, version=self._version)
+            except StompError as exc:
+                self._fatal(exc.message, None)
+            for frame in frames:
+                self._one(frame)
+        except _Fatal:
+            return
+        for queue in sorted(self._to_pump):
+            self._sessions.pump(queue)
+
+    def _one(self, frame: Frame) -> None:
+        receipt = frame.header("receipt") if frame.command != "CONNECT" else None
+        try:
+            validate(frame, version=self._version)
+            if frame.command in ("CONNECT", "STOMP"):
+                self._connect(frame)
+                return
+            if not self._info.stomp_connected:
+                raise StompError(f"send CONNECT first; {frame.command} came before it")
+            handler = self._handlers()[frame.command]
+            handler(frame)
+        except (NotInFlight, StaleReceipt) as exc:
+            self._send(_error(exc.message, receipt, frame))
+            return
+        except MqlessError as exc:
+            self._fatal(exc.message, receipt, frame)
+        if frame.command == "DISCONNECT":
+            if receipt is not None:
+                self._send(Frame("RECEIPT", (("receipt-id", receipt),)))
+            self._sessions.close(self._info.connection.id)
+            self._sessions.pusher.close(self._info.connection.id)
+            raise _Fatal
+        if receipt is not None:
+            self._send(Frame("RECEIPT", (("receipt-id", receipt),)))
+
+    def _handlers(self) -> dict[str, Callable[[Frame], None]]:
+        return {
+            "SEND": self._send_frame,
+            "SUBSCRIBE": self._subscribe,
+            "UNSUBSCRIBE": self._unsubscribe,
+            "ACK": lambda f: self._settle(f, nack=False),
+            "NACK": lambda f: self._settle(f, nack=True),
+            "BEGIN": lambda f: self._sessions.begin(self._info, _required(f, "transaction")),
+            "COMMIT": self._commit,
+            "ABORT": self._abort,
+            "DISCONNECT": lambda f: None,
+        }
+
+    # ---- frames --------------------------------------------------------------------------
+
+    def _connect(self, frame: Frame) -> None:
+        if self._info.stomp_connected:
+            raise StompError("this session is already connected; CONNECT only once")
+        version = negotiate_version(frame.header("accept-version"))
+        parse_heartbeat(frame.header("heart-beat"))  # a malformed one is an error
+        connection_id = self._info.connection.id
+        self._sessions.live.stomp_connected(connection_id, version)
+        self._info = ConnectionInfo(
+            connection=Connection(id=connection_id, protocol="stomp", version=version),
+            principal=self._info.principal,
+            stomp_connected=True,
+        )
+        headers: tuple[tuple[str, str], ...] = (
+            ("version", version),
+            ("heart-beat", f"0,{CLIENT_HEARTBEAT_MS}"),
+            ("server", SERVER),
+            ("session", connection_id),
+        )
+        self._send(Frame("CONNECTED", headers))
+
+    def _send_frame(self, frame: Frame) -> None:
+        destination = _required(frame, "destination")
+        message = _message(frame)
+        transaction = frame.header("transaction")
+        if transaction is not None:
+            self._sessions.hold_send(self._info, transaction, destination, message)
+        else:
+            self._sessions.send(self._info, destination, message)
+
+    def _subscribe(self, frame: Frame) -> None:
+        destination = _required(frame, "destination")
+        if frame.header("selector") is not None:
+            raise InvalidRequest(
+                "message selectors are not supported; a durable subscription with a "
+                "filter policy (HTTP API) filters on attributes"
+            )
+        subscription = frame.header("id") or destination  # STOMP 1.0 ids are optional
+        durable = frame.header("activemq.subscriptionName")
+        if not destination.startswith("/topic/"):
+            durable = None
+        queue = self._sessions.subscribe(
+            self._info,
+            subscription,
+            destination,
+            ack=_ack_mode(frame.header("ack")),
+            prefetch=_prefetch(frame),
+            durable=durable,
+        )
+        if queue is not None:
+            self._to_pump.add(queue)
+
+    def _unsubscribe(self, frame: Frame) -> None:
+        subscription = frame.header("id") or _required(frame, "destination")
+        record = self._sessions.live.subscription(self._info.connection.id, subscription)
+        queue = self._sessions.unsubscribe(self._info, subscription)
+        if queue is not None:
+            self._to_pump.add(queue)
+        durable = frame.header("activemq.subscriptionName")
+        if (
+            durable
+            and record is not None
+            and str(record.get("destination", "")).startswith("/topic/")
+        ):
+            self._sessions.drop_durable(self._info, str(record["destination"])[7:], durable)
+
+    def _settle(self, frame: Frame, *, nack: bool) -> None:
+        if self._version == "1.2":
+            settle = Settle(ack_id=_required(frame, "id"), nack=nack)
+        else:
+            settle = Settle(
+                subscription=frame.header("subscription"),
+                message_id=_required(frame, "message-id"),
+                nack=nack,
+            )
+        transaction = frame.header("transaction")
+        if transaction is not None:
+            self._sessions.hold_settle(self._info, transaction, settle)
+            return
+        report, queue = self._sessions.settle(self._info, settle)
+        if queue is not None:
+            self._to_pump.add(queue)
+        if report.stale:
+            raise StaleReceipt(
+                f"{'NACK' if nack else 'ACK'} came after the lease ran out: the message "
+                "went back to the queue and will be delivered again"
+            )
+
+    def _abort(self, frame: Frame) -> None:
+        self._sessions.abort(self._info, _required(frame, "transaction"))
+
+    def _commit(self, frame: Frame) -> None:
+        self._to_pump |= self._sessions.commit(self._info, _required(frame, "transaction"))
+
+    # ---- answers -------------------------------------------------------------------------
+
+    def _send(self, frame: Frame) -> None:
+        text = encode_frame(frame, version=self._version)
+        self._sessions.pusher.post(self._info.connection.id, text.encode())
+
+    def _fatal(self, message: str, receipt: str | None, frame: Frame | None = None) -> NoReturn:
+        connection_id = self._info.connection.id
+        logger.info(
+            "STOMP error; closing the connection",
+            extra={"connection_id": connection_id, "error": message},
+        )
+        self._send(_error(message, receipt, frame))
+        self._sessions.close(connection_id)
+        self._sessions.pusher.close(connection_id)
+        raise _Fatal
+
+
+def _error(message: str, receipt: str | None, frame: Frame | None) -> Frame:
+    headers: list[tuple[str, str]] = [("message", _one_line(message))]
+    if receipt is not None:
+        headers.append(("receipt-id", receipt))
+    headers.append(("content-type", "text/plain"))
+    body = message
+    if frame is not None:
+        body += f"\n\nThe frame was {frame.command}."
+    return Frame("ERROR", tuple(headers), body.encode())
+
+
+def _one_line(text: str) -> str:
+    line = text.replace("\r", " ").replace("\n", " ")
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _required(frame: Frame, name: str) -> str:
+    value = frame.header(name)
+    if not value:
+        raise StompError(f"{frame.command} frame needs a non-empty {name!r} header")
+    return value
+
+
+def _ack_mode(value: str | None) -> AckMode:
+    if value is None or value == "auto":
+        return "auto"
+    if value == "client":
+        return "client"
+    if value == "client-individual":
+        return "client-individual"
+    raise StompError(f"ack must be auto, client or client-individual, not {value[:50]!r}")
+
+
+def _prefetch(frame: Frame) -> int:
+    for name in ("activemq.prefetchSize", "prefetch-count"):
+        value = frame.header(name)
+        if value is None:
+            continue
+        if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= MAX_PREFETCH:
+            raise StompError(f"{name} must be a whole number from 1 to {MAX_PREFETCH}")
+        return int(value)
+    return DEFAULT_PREFETCH
+
+
+def _message(frame: Frame) -> NewMessage:
+    """The message a SEND frame carries."""
+    attributes = {name: value for name, value in frame.headers if name not in _MESSAGE_HEADERS}
+    # frame.headers keeps repeats; the first occurrence of a header is the one that counts
+    for name, value in reversed(frame.headers):
+        if name in attributes:
+            attributes[name] = value
+    delay: int | None = None
+    raw_delay = frame.header("AMQ_SCHEDULED_DELAY")
+    if raw_delay is not None:
+        if not raw_delay.isdigit() or len(raw_delay) > 9:
+            raise StompError("AMQ_SCHEDULED_DELAY must be a whole number of milliseconds")
+        delay = math.ceil(int(raw_delay) / 1000)
+        if delay > models.MAX_DELAY_SECONDS:
+            raise InvalidRequest(
+                f"AMQ_SCHEDULED_DELAY may be at most {models.MAX_DELAY_SECONDS * 1000} ms"
+            )
+        delay = delay or None
+    ttl: int | None = None
+    raw_expires = frame.header("expires")
+    if raw_expires is not None and raw_expires != "0":
+        if not raw_expires.isdigit() or len(raw_expires) > 15:
+            raise StompError("expires must be a time in epoch milliseconds (0: never)")
+        ttl = max(1, math.ceil((int(raw_expires) - _now_ms()) / 1000))
+        ttl = min(ttl, models.MAX_RETENTION_SECONDS)
+    try:
+        message = NewMessage(
+            body=frame.body,
+            attributes=attributes,
+            content_type=frame.header("content-type"),
+            correlation_id=frame.header("correlation-id"),
+            reply_to=frame.header("reply-to"),
+            group_id=frame.header("JMSXGroupID"),
+            delay_seconds=delay,
+            ttl_seconds=ttl,
+        )
+    except ValueError as exc:
+        raise InvalidRequest(f"SEND: {_first_error(exc)}") from exc
+    message.check_size()
+    return message
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg')}"
+    return str(exc)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,383 @@
+"""Queue push consumers over the WebSocket JSON protocol: credit, acks, sharing, release.
+
+The pushes land in a RecordingPusher (API Gateway's @connections stand-in); the queue is
+the real one over moto, so leases, receive counts and dead letters are the queue's own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mqless import runtime
+from mqless.clock import ManualClock
+from mqless.consumers import QueueConsumers
+from mqless.dispatch import handle_batch
+from mqless.dynamo import to_wire
+from mqless.json_protocol import handle_text
+from mqless.models import NewMessage, QueueSettings
+from mqless.outbound import Connection
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+from mqless.sessions import Sessions
+from tests.component.conftest import RecordingPusher
+from tests.lambda_support import FakeLambdaContext
+
+
+def _connect(sessions: Sessions, connection_id: str) -> None:
+    sessions.open(Connection(connection_id), ANONYMOUS)
+
+
+def _frame(sessions: Sessions, connection_id: str, **frame: Any) -> None:
+    info = sessions.info(connection_id)
+    assert info is not None
+    handle_text(sessions, info, json.dumps(frame))
+
+
+def _messages(pusher: RecordingPusher, connection_id: str) -> list[dict[str, Any]]:
+    return [f for f in pusher.json_frames(connection_id) if f["type"] == "message"]
+
+
+def _send(broker: QueueService, queue: str, *bodies: str) -> None:
+    # a millisecond apart: standard queues order by send time, ties in any order
+    clock = broker._clock
+    for body in bodies:
+        broker.send(ANONYMOUS, queue, NewMessage(body=body.encode()))
+        assert isinstance(clock, ManualClock)
+        clock.advance(0.001)
+
+
+def _counts(broker: QueueService, queue: str) -> tuple[int, int]:
+    config, counts = broker.get_queue(ANONYMOUS, queue)
+    return counts.visible, counts.in_flight
+
+
+def _subscribe(sessions: Sessions, connection_id: str, queue: str, **options: Any) -> None:
+    _frame(
+        sessions,
+        connection_id,
+        action="subscribe",
+        destination=f"/queue/{queue}",
+        id=options.pop("id", "s1"),
+        **options,
+    )
+
+
+def test_a_subscriber_gets_at_most_prefetch_messages_until_it_acks(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "m1", "m2", "m3", "m4", "m5")
+
+    # When a client-individual subscriber with prefetch 2 joins a queue of five
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=2)
+    first = _messages(pusher, "c1")
+    # and more pumps come (new messages, the sweeper) before it acks
+    sessions.pump("jobs")
+    sessions.pump("jobs")
+    still = _messages(pusher, "c1")
+    # Then it holds the two oldest, in order, each with an ack id
+    assert [m["body"] for m in first] == ["m1", "m2"]
+    assert still == first
+    assert all(m["ack"] and m["destination"] == "/queue/jobs" for m in first)
+    assert _counts(broker, "jobs") == (3, 2)
+
+    # When it acks one, the freed credit pulls the next message at once
+    _frame(sessions, "c1", action="ack", id=first[0]["ack"], receipt="r1")
+    frames = pusher.json_frames("c1")
+    assert {"type": "receipt", "receipt": "r1"} in frames
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _counts(broker, "jobs") == (2, 2)
+
+
+def test_a_nack_redelivers_and_counts_the_attempt(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "once")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=1)
+    [first] = _messages(pusher, "c1")
+
+    # When the consumer nacks it
+    _frame(sessions, "c1", action="nack", id=first["ack"])
+
+    # Then the same message comes back to it, marked redelivered, with a new ack id
+    second = _messages(pusher, "c1")[-1]
+    assert (second["message_id"], second["body"]) == (first["message_id"], "once")
+    assert (second["redelivered"], second["receive_count"]) == (True, 2)
+    assert second["ack"] != first["ack"]
+    assert (first["redelivered"], first["receive_count"]) == (False, 1)
+
+
+def test_a_nack_with_a_delay_holds_the_message_back(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, clock: ManualClock
+) -> None:
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "later")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=1)
+    [first] = _messages(pusher, "c1")
+
+    _frame(sessions, "c1", action="nack", id=first["ack"], delay_seconds=60)
+    assert len(_messages(pusher, "c1")) == 1
+    clock.advance(61)
+    sessions.pump_all()  # what the sweeper does on its schedule
+
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["later", "later"]
+
+
+def test_competing_subscribers_share_a_queue(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "a")
+    _connect(sessions, "b")
+    _subscribe(sessions, "a", "work", ack="client-individual", prefetch=2)
+    _subscribe(sessions, "b", "work", ack="client-individual", prefetch=2)
+
+    # When four messages arrive and the stream wakes the pump
+    _send(broker, "work", "1", "2", "3", "4")
+    sessions.pump("work")
+
+    # Then each subscriber holds two, and no message went to both
+    got_a = {m["body"] for m in _messages(pusher, "a")}
+    got_b = {m["body"] for m in _messages(pusher, "b")}
+    assert len(got_a) == len(got_b) == 2
+    assert got_a | got_b == {"1", "2", "3", "4"}
+
+
+def test_a_disconnect_gives_its_messages_to_the_other_subscriber_at_once(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "a")
+    _send(broker, "work", "x", "y")
+    _subscribe(sessions, "a", "work", ack="client", prefetch=5)
+    assert len(_messages(pusher, "a")) == 2
+    _connect(sessions, "b")
+    _subscribe(sessions, "b", "work", ack="client-individual", prefetch=5)
+    assert _messages(pusher, "b") == []
+
+    # When a's connection closes ($disconnect) without acking
+    sessions.close("a")
+
+    # Then b gets both now, not after the visibility timeout, marked redelivered
+    got = _messages(pusher, "b")
+    assert sorted(m["body"] for m in got) == ["x", "y"]
+    assert all(m["redelivered"] for m in got)
+    assert sessions.info("a") is None
+
+
+def test_a_connection_found_gone_during_a_push_loses_its_leases(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "a")
+    _connect(sessions, "b")
+    _subscribe(sessions, "a", "work", ack="client-individual", prefetch=5, id="sa")
+    _subscribe(sessions, "b", "work", ack="client-individual", prefetch=1, id="sb")
+    # a's socket died without API Gateway's $disconnect reaching us
+    pusher.gone.add("a")
+
+    _send(broker, "work", "1", "2", "3")
+    for _ in range(3):
+        sessions.pump("work")
+
+    # Then nothing is stuck with a: b holds one, the rest wait in the queue, a is forgotten
+    assert len(_messages(pusher, "b")) == 1
+    assert _counts(broker, "work") == (2, 1)
+    assert sessions.info("a") is None
+
+
+def test_auto_ack_deletes_what_was_pushed(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "c1")
+    _send(broker, "feed", *[f"m{i}" for i in range(25)])
+
+    _subscribe(sessions, "c1", "feed")  # ack: auto (the default)
+
+    got = _messages(pusher, "c1")
+    assert [m["body"] for m in got] == [f"m{i}" for i in range(25)]
+    assert all("ack" not in m for m in got)
+    assert _counts(broker, "feed") == (0, 0)
+
+
+def test_client_mode_acks_everything_up_to_the_acked_message(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "1", "2", "3", "4")
+    _subscribe(sessions, "c1", "jobs", ack="client", prefetch=4)
+    got = _messages(pusher, "c1")
+
+    # When the client acks the third message (cumulative ack)
+    _frame(sessions, "c1", action="ack", id=got[2]["ack"])
+
+    # Then the first three are gone, the fourth is still held
+    assert _counts(broker, "jobs") == (0, 1)
+    # and acking the first again says it is no longer in flight
+    _frame(sessions, "c1", action="ack", id=got[0]["ack"])
+    error = pusher.json_frames("c1")[-1]
+    assert error["type"] == "error" and error["error"] == "not_in_flight"
+
+
+def test_a_lease_that_runs_out_frees_credit_and_a_late_ack_is_refused(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, clock: ManualClock
+) -> None:
+    broker.put_queue(ANONYMOUS, "slow", QueueSettings(visibility_timeout=30))
+    _connect(sessions, "c1")
+    _send(broker, "slow", "m")
+    _subscribe(sessions, "c1", "slow", ack="client-individual", prefetch=1)
+    [first] = _messages(pusher, "c1")
+
+    # When the consumer holds it past the visibility timeout and the sweeper runs
+    clock.advance(31)
+    sessions.pump_all()
+
+    # Then it is delivered again (same consumer: it has credit again)
+    second = _messages(pusher, "c1")[-1]
+    assert second["message_id"] == first["message_id"] and second["receive_count"] == 2
+    # and the ack for the first delivery is refused; the second one works
+    _frame(sessions, "c1", action="ack", id=first["ack"])
+    assert pusher.json_frames("c1")[-1]["error"] == "not_in_flight"
+    _frame(sessions, "c1", action="ack", id=second["ack"], receipt="ok")
+    assert pusher.json_frames("c1")[-1] == {"type": "receipt", "receipt": "ok"}
+    assert _counts(broker, "slow") == (0, 0)
+
+
+def test_several_messages_share_a_post_within_the_32_kb_frame(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "small")
+    _send(broker, "tiny", *[f"m{i}" for i in range(10)])
+    _subscribe(sessions, "small", "tiny", ack="client-individual", prefetch=10)
+    posts = [json.loads(p) for p in pusher.posts["small"]]
+    assert [p["type"] for p in posts] == ["subscribed", "batch"]
+    assert len(posts[1]["frames"]) == 10
+
+    _connect(sessions, "big")
+    _send(broker, "large", *["x" * 12_000 for _ in range(5)])
+    _subscribe(sessions, "big", "large", ack="client-individual", prefetch=5)
+    big_posts = pusher.posts["big"][1:]
+    # 12 KB bodies: two fit in one 32 KB frame, so five take three posts
+    assert [len(p.encode()) <= 32 * 1024 for p in big_posts] == [True, True, True]
+    assert len(_messages(pusher, "big")) == 5
+
+
+def test_a_new_message_on_the_stream_wakes_the_pump(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
+    _send(broker, "jobs", "via stream")
+    assert _messages(pusher, "c1") == []
+
+    # When the dispatch function gets the message's INSERT record
+    record = {
+        "eventID": "1",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "Keys": to_wire({"pk": "Q#jobs", "sk": "M#any"}),
+            "SequenceNumber": "1",
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    response = handle_batch({"Records": [record, {**record, "eventID": "2"}]}, FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["via stream"]
+
+
+def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, aws: Any, clock: ManualClock
+) -> None:
+    small = Sessions(
+        dynamodb=aws.dynamodb,
+        table_name=aws.settings.destinations_table,
+        live=sessions.live,
+        consumers=QueueConsumers(
+            aws.dynamodb, aws.settings.destinations_table, broker, pusher, clock, budget=5
+        ),
+        queues=broker,
+        topics=sessions._topics,
+        pusher=pusher,
+        cipher=sessions._cipher,
+        clock=clock,
+    )
+    _connect(small, "c1")
+    _send(broker, "bulk", *[str(i) for i in range(8)])
+
+    _subscribe(small, "c1", "bulk")
+
+    assert len(_messages(pusher, "c1")) == 5
+    markers = aws.dynamodb.query(
+        TableName=aws.settings.messages_table,
+        KeyConditionExpression="pk = :p AND begins_with(sk, :w)",
+        ExpressionAttributeValues=to_wire({":p": "Q#bulk", ":w": "W#"}),
+    )["Items"]
+    assert len(markers) == 1  # its INSERT record brings the dispatch function back
+    small.pump("bulk")
+    assert len(_messages(pusher, "c1")) == 8
+
+
+def test_unsubscribing_releases_what_the_subscription_held(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "a", "b")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
+    assert _counts(broker, "jobs") == (0, 2)
+
+    _frame(sessions, "c1", action="unsubscribe", id="s1", receipt="bye")
+
+    assert pusher.json_frames("c1")[-1] == {"type": "unsubscribed", "id": "s1", "receipt": "bye"}
+    assert _counts(broker, "jobs") == (2, 0)
+
+
+def test_subscription_mistakes_get_error_frames(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual")
+    _subscribe(sessions, "c1", "jobs")  # same id again
+    _frame(sessions, "c1", action="subscribe", destination="/queue/bad name", id="s2")
+    _frame(sessions, "c1", action="ack", id="not-an-ack-id")
+    _frame(sessions, "c1", action="ack", id="7:nosuch")
+    _frame(sessions, "c1", action="unsubscribe", id="nosuch")
+
+    errors = [f for f in pusher.json_frames("c1") if f["type"] == "error"]
+    assert [e["error"] for e in errors] == [
+        "conflict",
+        "invalid_request",
+        "invalid_request",
+        "not_in_flight",
+        "invalid_request",
+    ]
+    assert "already in use" in errors[0]["message"]
+    assert "invalid queue name" in errors[1]["message"]
+
+
+def test_messages_sent_over_the_socket_reach_queue_subscribers(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    _connect(sessions, "producer")
+    _connect(sessions, "consumer")
+    _subscribe(sessions, "consumer", "chat")
+    _frame(
+        sessions,
+        "producer",
+        action="publish",
+        destination="/queue/chat",
+        body="hi",
+        attributes={"k": "v"},
+        receipt="sent",
+    )
+    sessions.pump("chat")  # the stream's doing when deployed
+
+    [message] = _messages(pusher, "consumer")
+    assert (message["body"], message["attributes"]) == ("hi", {"k": "v"})
+    assert pusher.json_frames("producer")[0]["receipt"] == "sent"
