@@ -1,0 +1,218 @@
+"""stomp.py 9 over WebSocket (`stomp.adapter.ws.WSStompConnection`) against `mqless dev`.
+
+stomp.py offers no WebSocket subprotocol unless told to, so it is given the header
+`Sec-WebSocket-Protocol: v12.stomp`, as a stomp.py user pointing it at API Gateway must do.
+It opens with a STOMP frame (not CONNECT) carrying `host`, and ACKs/NACKs 1.2 messages
+with `id` alone (no `subscription` header).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import stomp
+from stomp.adapter.ws import WSStompConnection
+from stomp.utils import Frame
+
+from tests.e2e.conftest import DevServer
+
+WAIT = 10.0
+QUIET = 1.0
+
+
+class Recorder(stomp.ConnectionListener):
+    """Every frame stomp.py hands its listener, in arrival order."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.connected: Frame | None = None
+        self.disconnected = threading.Event()
+        self._changed = threading.Condition()
+
+    def _add(self, frame: Frame) -> None:
+        with self._changed:
+            self.frames.append(frame)
+            self._changed.notify_all()
+
+    def on_connected(self, frame: Frame) -> None:
+        self.connected = frame
+        self._add(frame)
+
+    def on_message(self, frame: Frame) -> None:
+        self._add(frame)
+
+    def on_receipt(self, frame: Frame) -> None:
+        self._add(frame)
+
+    def on_error(self, frame: Frame) -> None:
+        self._add(frame)
+
+    def on_disconnected(self) -> None:
+        self.disconnected.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def of(self, command: str) -> list[Frame]:
+        with self._changed:
+            return [f for f in self.frames if f.cmd == command]
+
+    def wait_for(self, what: str, done: Callable[[], Any], timeout: float = WAIT) -> Any:
+        """Block until done() is truthy (returning it); fail with what arrived so far."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (result := done()):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.disconnected.is_set():
+                    seen = [(f.cmd, f.headers, f.body) for f in self.frames]
+                    raise AssertionError(f"stomp.py never saw {what}; it saw {seen}")
+                self._changed.wait(left)
+        return result
+
+    def receipt(self, receipt_id: str) -> Frame:
+        """The RECEIPT for `receipt_id`, once it has arrived."""
+
+        def arrived() -> Frame | None:
+            return next(
+                (
+                    f
+                    for f in self.frames
+                    if f.cmd == "RECEIPT" and f.headers.get("receipt-id") == receipt_id
+                ),
+                None,
+            )
+
+        return self.wait_for(f"RECEIPT {receipt_id}", arrived)
+
+    def messages(self, count: int) -> list[Frame]:
+        """The first `count` MESSAGE frames, once that many have arrived."""
+
+        def enough() -> list[Frame] | None:
+            messages = [f for f in self.frames if f.cmd == "MESSAGE"]
+            return messages[:count] if len(messages) >= count else None
+
+        return list(self.wait_for(f"{count} MESSAGE frame(s)", enough))
+
+
+@contextmanager
+def stomppy(server: DevServer) -> Iterator[tuple[WSStompConnection, Recorder]]:
+    """A connected stomp.py WebSocket client; DISCONNECTed (or cut) afterwards."""
+    url = urlsplit(server.ws_url)
+    connection = WSStompConnection(
+        [(url.hostname, url.port)],
+        header={"Sec-WebSocket-Protocol": "v12.stomp"},
+        reconnect_attempts_max=1,
+    )
+    recorder = Recorder()
+    connection.set_listener("recorder", recorder)
+    # wait=True would wait for CONNECTED with no time limit
+    connection.connect(wait=False)
+    try:
+        recorder.wait_for("CONNECTED", lambda: recorder.connected)
+        yield connection, recorder
+    finally:
+        if connection.is_connected():
+            # the socket closes when the DISCONNECT's receipt comes back
+            connection.disconnect()
+        if not recorder.disconnected.wait(WAIT):
+            connection.transport.disconnect_socket()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_stomppy_connects_with_a_stomp_frame_on_the_v12_subprotocol(
+    mqless_dev: DevServer,
+) -> None:
+    # Given stomp.py's WebSocket connection asking for the v12.stomp subprotocol
+    with stomppy(mqless_dev) as (connection, recorder):
+        # When it connects (with a STOMP frame)
+        handshake = connection.transport.socket.getheaders()
+        connected = recorder.connected
+    # Then the server agreed to the subprotocol and to STOMP 1.2
+    assert handshake.get("sec-websocket-protocol") == "v12.stomp"
+    assert connected is not None
+    assert connected.headers["version"] == "1.2"
+    assert re.fullmatch(r"0,\d+", connected.headers["heart-beat"])
+    assert recorder.of("ERROR") == []
+
+
+def test_stomppy_sends_receives_and_acks_on_a_queue(mqless_dev: DevServer) -> None:
+    queue = unique("stomppy-ack")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # Given a client-individual subscription
+        connection.subscribe(f"/queue/{queue}", id="py", ack="client-individual", receipt="s")
+        recorder.receipt("s")
+        # When a message is sent with a content type and a custom header, then ACKed
+        connection.send(
+            f"/queue/{queue}",
+            "hello from stomp.py",
+            content_type="text/plain",
+            headers={"colour": "red"},
+            receipt="sent",
+        )
+        recorder.receipt("sent")
+        [message] = recorder.messages(1)
+        connection.ack(message.headers["ack"], receipt="acked")
+        recorder.receipt("acked")
+        time.sleep(QUIET)
+        later = recorder.of("MESSAGE")[1:]
+        errors = recorder.of("ERROR")
+    # Then it arrived once with its headers, and the ACK removed it from the queue
+    assert message.body == "hello from stomp.py"
+    assert message.headers["destination"] == f"/queue/{queue}"
+    assert message.headers["subscription"] == "py"
+    assert message.headers["message-id"]
+    assert message.headers["redelivered"] == "false"
+    assert message.headers["content-type"] == "text/plain"
+    assert message.headers["colour"] == "red"
+    assert later == [] and errors == []
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+        left = http.post(f"/queues/{queue}/receive", json={"wait_seconds": 1}).json()
+    assert left["messages"] == []
+
+
+def test_stomppy_nack_gets_the_message_redelivered(mqless_dev: DevServer) -> None:
+    queue = unique("stomppy-nack")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # Given a message delivered to a client-individual subscriber
+        connection.subscribe(f"/queue/{queue}", id="py", ack="client-individual")
+        connection.send(f"/queue/{queue}", "again please")
+        [first] = recorder.messages(1)
+        # When it is NACKed (stomp.py 1.2 sends only `id`)
+        connection.nack(first.headers["ack"])
+        # Then it comes back, marked redelivered, and can be ACKed
+        second = recorder.messages(2)[1]
+        connection.ack(second.headers["ack"], receipt="acked")
+        recorder.receipt("acked")
+    assert second.body == "again please"
+    assert second.headers["message-id"] == first.headers["message-id"]
+    assert (first.headers["redelivered"], second.headers["redelivered"]) == ("false", "true")
+
+
+def test_stomppy_wildcard_topic_subscription(mqless_dev: DevServer) -> None:
+    prefix = unique("stomppy-news")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # Given subscriptions to P.> and to P.other
+        connection.subscribe(f"/topic/{prefix}.>", id="all")
+        connection.subscribe(f"/topic/{prefix}.other", id="other", receipt="subscribed")
+        recorder.receipt("subscribed")
+        # When a message is published to P.eu.fr
+        connection.send(f"/topic/{prefix}.eu.fr", "bonjour", headers={"lang": "fr"})
+        [message] = recorder.messages(1)
+        time.sleep(QUIET)
+        messages = recorder.of("MESSAGE")
+    # Then only the wildcard subscription gets it, once, under its real destination
+    assert len(messages) == 1
+    assert message.body == "bonjour"
+    assert message.headers["subscription"] == "all"
+    assert message.headers["destination"] == f"/topic/{prefix}.eu.fr"
+    assert message.headers["lang"] == "fr"
