@@ -50,9 +50,10 @@ build: $(SAM_VENV)/.installed
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy
 
-## bench: AWS calls and write units per operation, envelope throughput (under moto)
+## bench: AWS calls and write units per operation, push delivery, envelope throughput (moto)
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_push.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -346,7 +346,7 @@ def test_subscription_mistakes_get_error_frames(
     _subscribe(sessions, "c1", "jobs")  # same id again
     _frame(sessions, "c1", action="subscribe", destination="/queue/bad name", id="s2")
     _frame(sessions, "c1", action="ack", id="not-an-ack-id")
-    _frame(sessions, "c1", action="ack", id="7:nosuch")
+    _frame(sessions, "c1", action="ack", id="3.0a0b0c0d:nosuch")
     _frame(sessions, "c1", action="unsubscribe", id="nosuch")
 
     errors = [f for f in pusher.json_frames("c1") if f["type"] == "error"]

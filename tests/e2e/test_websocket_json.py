@@ -11,19 +11,21 @@ import websockets
 
 from tests.e2e.conftest import DevServer
 
-_pending: dict[int, list[dict[str, Any]]] = {}
-
 
 async def _next(ws: Any, kind: str, timeout: float = 10) -> dict[str, Any]:
-    """The next server frame of type `kind` (others are skipped; batches opened up)."""
-    queue = _pending.setdefault(id(ws), [])
+    """The next server frame of type `kind`, batches opened up; frames of other types are
+    kept for later calls (a pushed message may overtake the receipt of its publish)."""
+    if not hasattr(ws, "mqless_pending"):
+        ws.mqless_pending = []
+    pending: list[dict[str, Any]] = ws.mqless_pending
+    deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        while queue:
-            frame = queue.pop(0)
+        for index, frame in enumerate(pending):
             if frame.get("type") == kind:
-                return frame
-        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        queue.extend(frame["frames"] if frame.get("type") == "batch" else [frame])
+                return pending.pop(index)
+        remaining = deadline - asyncio.get_running_loop().time()
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(remaining, 0.001)))
+        pending.extend(frame["frames"] if frame.get("type") == "batch" else [frame])
 
 
 async def _quiet(ws: Any, seconds: float) -> list[dict[str, Any]]:

@@ -2,33 +2,41 @@
 
 Kept in the destinations table, one partition per queue (`pk = QC#<queue>`):
 - consumer  `sk = C#<tag>`: connection, subscription, how the client speaks (protocol,
-  STOMP version), ack mode, `prefetch`, principal, `inflight` (deliveries not yet
-  settled) and `seq` (the number of the last delivery).
-- delivery  `sk = D#<tag>#<seq:012d>`: receipt, message id and lease end of one message
-  pushed in a client ack mode; settling it deletes it. Auto mode keeps none.
-`<tag>` is `<connection>#<len>:<subscription>`: the length keeps subscription `a`'s
-deliveries out of a prefix query for `a#b`'s.
+  STOMP version), ack mode, `prefetch`, principal. Written once, on subscribe.
+- slot      `sk = S#<tag>#<n>` for n < prefetch: one message pushed in a client ack
+  mode and not yet settled (receipt, message id, lease end, delivery order, and `gen`,
+  a random token that the ack id carries). Auto mode keeps none.
+`<tag>` is `<connection>#<len>:<subscription>`: the length keeps subscription `a`'s items
+out of a prefix query for `a#b`'s.
 
-`pump(queue)` is how messages reach consumers. For each consumer with credit it reserves
-credit (a conditional add to `inflight`, so concurrent pumps never exceed prefetch),
-leases up to that many messages under the consumer's name with an ordinary receive (so
-leases, receive counts, dead-lettering and FIFO groups behave as for HTTP receivers),
-records the deliveries and pushes them in as few posts as the 32 KB frame allows.
-Consumers are served in rounds of at most 10 messages, so competing consumers share a
-busy queue. A pump runs when messages arrive (the dispatch function, on the stream),
-when a consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a
-lease that runs out or a delay that ends makes no stream record).
+Credit is the number of free slots. A pump reads the consumer's slots, leases up to that
+many messages under the consumer's name with an ordinary receive (so leases, receive
+counts, dead-lettering and FIFO groups behave as for HTTP receivers) and claims a slot
+per message with a conditional put: two pumps racing for one consumer can never fill
+more than `prefetch` slots (the loser gives its message back). A slot whose lease ran
+out is free again, so a consumer that sat on its messages is fed again once they went
+back to the queue. Settling deletes the slot, conditioned on its `gen`, so a late ack
+can never settle the slot's next occupant. Steady state, one message costs four writes:
+lease, slot, delete, slot delete; auto mode two (lease, delete).
+
+`pump(queue)` runs when messages arrive (the dispatch function, on the stream), when a
+consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a lease that
+runs out or a delay that ends makes no stream record). It first asks the queue's index
+whether anything is visible (one read), then serves consumers in rounds of at most 10
+messages so competing consumers share a busy queue, and pushes each round in as few
+posts as the 32 KB frame allows.
 
 A pushed lease lasts the queue's visibility timeout, as for HTTP receivers: a consumer
-that holds a message longer sees it redelivered, and its late ack is refused as stale.
+that holds a message longer sees it redelivered, and its late ack is refused.
 """
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -78,17 +86,40 @@ def tag(connection_id: str, subscription: str) -> str:
     return f"{connection_id}#{len(subscription)}:{subscription}"
 
 
-def ack_id(subscription: str, seq: int) -> str:
-    """What a client acks a delivery with: `<seq>:<subscription>`."""
-    return f"{seq}:{subscription}"
+TOPIC_ACK: Final = "t"  # the ack id prefix of a live topic message (nothing to settle)
 
 
-def parse_ack_id(text: str) -> tuple[str, int]:
-    """`<seq>:<subscription>` -> (subscription, seq); InvalidRequest if it is not one."""
-    seq, sep, subscription = text.partition(":")
-    if not sep or not subscription or not seq.isdigit() or len(seq) > 12:
+@dataclass(frozen=True)
+class AckId:
+    """What a client acks a pushed message with: `<slot>.<gen>:<subscription>`."""
+
+    subscription: str
+    slot: int | None = None  # None: a topic message (`t:<subscription>`)
+    gen: str = ""
+
+    def __str__(self) -> str:
+        if self.slot is None:
+            return f"{TOPIC_ACK}:{self.subscription}"
+        return f"{self.slot}.{self.gen}:{self.subscription}"
+
+
+def parse_ack_id(text: str) -> AckId:
+    """The ack id a MESSAGE carried; InvalidRequest if it is not one this server gave out."""
+    head, sep, subscription = text.partition(":")
+    if sep and subscription and head == TOPIC_ACK:
+        return AckId(subscription)
+    slot, dot, gen = head.partition(".")
+    if (
+        not sep
+        or not subscription
+        or not dot
+        or not slot.isdigit()
+        or len(slot) > 4
+        or len(gen) != 8
+        or not all(c in "0123456789abcdef" for c in gen)
+    ):
         raise InvalidRequest(f"{text[:100]!r} is not an ack id this server gave out")
-    return subscription, int(seq)
+    return AckId(subscription, int(slot), gen)
 
 
 @dataclass(frozen=True)
@@ -100,7 +131,6 @@ class Consumer:
     prefetch: int
     principal: str
     destination: str  # as the client named it: /queue/NAME, or /topic/PATTERN (durable)
-    inflight: int = 0
 
     @property
     def tag(self) -> str:
@@ -109,6 +139,9 @@ class Consumer:
     @property
     def key(self) -> dict[str, str]:
         return {"pk": partition(self.queue), "sk": f"C#{self.tag}"}
+
+    def slot_key(self, slot: int) -> dict[str, str]:
+        return {"pk": partition(self.queue), "sk": f"S#{self.tag}#{slot:04d}"}
 
 
 @dataclass
@@ -168,8 +201,6 @@ class QueueConsumers:
                         "prefetch": consumer.prefetch,
                         "principal": principal.id,
                         "destination": consumer.destination,
-                        "inflight": 0,
-                        "seq": 0,
                         "expires_at": now // 1000 + CONSUMER_SECONDS,
                     }
                 ),
@@ -194,10 +225,19 @@ class QueueConsumers:
 
     def remove(self, consumer: Consumer) -> int:
         """Drop a consumer and give back what it held at once; returns how many."""
-        deliveries = self._deliveries(consumer)
-        self._release(consumer, [str(d["receipt"]) for d in deliveries])
-        self._delete([consumer.key] + [_key(d) for d in deliveries])
-        return len(deliveries)
+        slots = self._slots(consumer)
+        now = self._clock.now_ms()
+        held = [s for s in slots if int(s["until"]) > now]
+        self._release(consumer, [str(s["receipt"]) for s in held])
+        batch_write(
+            self._db,
+            self._table,
+            [
+                {"DeleteRequest": {"Key": to_wire({"pk": k["pk"], "sk": k["sk"]})}}
+                for k in [consumer.key, *slots]
+            ],
+        )
+        return len(held)
 
     # ---- feeding -------------------------------------------------------------------------
 
@@ -205,6 +245,8 @@ class QueueConsumers:
         """Lease and push messages to the queue's consumers while they have credit."""
         report = PumpReport()
         active = self.consumers(queue)
+        if not active or not self._queues.has_visible(queue):
+            return report
         random.shuffle(active)  # no consumer is always first in line
         while active:
             hungry: list[Consumer] = []
@@ -224,50 +266,92 @@ class QueueConsumers:
     def _serve(self, consumer: Consumer, want: int, report: PumpReport) -> int | None:
         """Push up to `want` messages to one consumer; None when the queue had none."""
         principal = Principal(id=consumer.principal, kind="connection")
+        free: list[int] = []
         if consumer.ack == "auto":
-            credit, first_seq = want, 0
+            credit = want
         else:
-            credit, first_seq = self._reserve(consumer, want)
+            now = self._clock.now_ms()
+            busy = {int(s["slot"]) for s in self._slots(consumer) if int(s["until"]) > now}
+            free = [n for n in range(consumer.prefetch) if n not in busy]
+            credit = min(want, len(free))
             if credit == 0:
                 return 0
-        try:
-            deliveries = self._queues.receive(
-                principal,
-                consumer.queue,
-                max_messages=credit,
-                owner=consumer.tag,
-                oldest_first=True,
-            )
-        except Exception:
-            self._return_credit(consumer, credit)
-            raise
-        if consumer.ack != "auto" and len(deliveries) < credit:
-            self._return_credit(consumer, credit - len(deliveries))
+        deliveries = self._queues.receive(
+            principal,
+            consumer.queue,
+            max_messages=credit,
+            owner=consumer.tag,
+            oldest_first=True,
+        )
         if not deliveries:
             return None
-        seqs = list(range(first_seq, first_seq + len(deliveries)))
+        acks: list[str | None] = [None] * len(deliveries)
         if consumer.ack != "auto":
-            self._record(consumer, deliveries, seqs)
-        pushes = [self._push(consumer, d, s) for d, s in zip(deliveries, seqs, strict=True)]
-        receipts = [d.receipt for d in deliveries]
+            deliveries, acks = self._claim(consumer, deliveries, free)
+            if not deliveries:
+                return 0
+        pushes = [self._push(consumer, d, a) for d, a in zip(deliveries, acks, strict=True)]
         try:
             delivered = all(
                 self._pusher.post(consumer.connection.id, text.encode())
                 for text in render(consumer.connection, pushes)
             )
         except Exception:
-            self._give_back(consumer, receipts, seqs)
+            self._give_back(consumer, deliveries, acks)
             raise
         if not delivered:
-            self._give_back(consumer, receipts, seqs)
+            self._give_back(consumer, deliveries, acks)
             report.gone.add(consumer.connection.id)
             return 0
         if consumer.ack == "auto":
-            self._settle_receipts(principal, consumer.queue, receipts, nack=False)
+            self._settle_receipts(principal, consumer.queue, [d.receipt for d in deliveries])
         report.pushed += len(deliveries)
         return len(deliveries)
 
-    def _push(self, consumer: Consumer, delivery: Delivery, seq: int) -> Push:
+    def _claim(
+        self, consumer: Consumer, deliveries: Sequence[Delivery], free: list[int]
+    ) -> tuple[list[Delivery], list[str | None]]:
+        """Take a free slot per delivery; a delivery that loses its slot to a racing pump
+        goes back to the queue at once."""
+        now = self._clock.now_ms()
+        until = now + self._queues.visibility_of(consumer.queue) * 1000
+        claimed: list[Delivery] = []
+        acks: list[str | None] = []
+        lost: list[str] = []
+        for index, (delivery, slot) in enumerate(zip(deliveries, free, strict=False)):
+            gen = os.urandom(4).hex()
+            try:
+                with translated_errors():
+                    self._db.put_item(
+                        TableName=self._table,
+                        Item=to_wire(
+                            {
+                                **consumer.slot_key(slot),
+                                "slot": slot,
+                                "gen": gen,
+                                "order": f"{now:013d}{index:03d}",
+                                "receipt": delivery.receipt,
+                                "message_id": delivery.message_id,
+                                "until": until,
+                                "expires_at": until // 1000 + CONSUMER_SECONDS,
+                            }
+                        ),
+                        ConditionExpression="attribute_not_exists(pk) OR #until <= :now",
+                        ExpressionAttributeNames={"#until": "until"},
+                        ExpressionAttributeValues=to_wire({":now": now}),
+                    )
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+                lost.append(delivery.receipt)
+                continue
+            claimed.append(delivery)
+            acks.append(str(AckId(consumer.subscription, slot, gen)))
+        if lost:
+            self._release(consumer, lost)
+        return claimed, acks
+
+    def _push(self, consumer: Consumer, delivery: Delivery, ack: str | None) -> Push:
         if consumer.destination.startswith("/topic/"):
             destination = f"/topic/{delivery.origin or consumer.destination[7:]}"
         else:
@@ -278,7 +362,7 @@ class QueueConsumers:
             message_id=delivery.message_id,
             body=delivery.body,
             binary=delivery.binary,
-            ack=None if consumer.ack == "auto" else ack_id(consumer.subscription, seq),
+            ack=ack,
             attributes=delivery.attributes,
             content_type=delivery.content_type,
             correlation_id=delivery.correlation_id,
@@ -288,107 +372,16 @@ class QueueConsumers:
             group_id=delivery.group_id,
         )
 
-    def _reserve(self, consumer: Consumer, want: int) -> tuple[int, int]:
-        """Take up to `want` of the consumer's credit: (granted, first delivery number)."""
-        current: Consumer | None = consumer
-        for _ in range(4):
-            if current is None:
-                return 0, 0
-            free = current.prefetch - current.inflight
-            if free <= 0:
-                current = self._reclaim_expired(current)
-                free = current.prefetch - current.inflight
-                if free <= 0:
-                    return 0, 0
-            granted = min(want, free)
-            try:
-                with translated_errors():
-                    updated = self._db.update_item(
-                        TableName=self._table,
-                        Key=to_wire(consumer.key),
-                        UpdateExpression="SET inflight = inflight + :n, seq = seq + :n",
-                        ConditionExpression="attribute_exists(pk) AND inflight <= :limit",
-                        ExpressionAttributeValues=to_wire(
-                            {":n": granted, ":limit": current.prefetch - granted}
-                        ),
-                        ReturnValues="UPDATED_NEW",
-                    )
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
-                current = self.get(consumer.queue, consumer.connection.id, consumer.subscription)
-                continue
-            last = int(from_wire(updated["Attributes"])["seq"])
-            return granted, last - granted + 1
-        return 0, 0
-
-    def _return_credit(self, consumer: Consumer, count: int) -> None:
-        if count <= 0:
-            return
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(consumer.key),
-                    UpdateExpression="SET inflight = inflight - :n",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues=to_wire({":n": count}),
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):  # the consumer left meanwhile: nothing to do
-                raise
-
-    def _reclaim_expired(self, consumer: Consumer) -> Consumer:
-        """Forget deliveries whose lease ran out (their messages went back to the queue)."""
-        now = self._clock.now_ms()
-        expired = [d for d in self._deliveries(consumer) if int(d["until"]) <= now]
-        if not expired:
-            return consumer
-        self._delete([_key(d) for d in expired])
-        self._return_credit(consumer, len(expired))
-        logger.info(
-            "push leases expired unsettled",
-            extra={
-                "queue": consumer.queue,
-                "subscription": consumer.subscription,
-                "count": len(expired),
-            },
-        )
-        return replace(consumer, inflight=max(0, consumer.inflight - len(expired)))
-
-    def _record(self, consumer: Consumer, deliveries: Sequence[Delivery], seqs: list[int]) -> None:
-        now = self._clock.now_ms()
-        until = now + self._queues.visibility_of(consumer.queue) * 1000
-        batch_write(
-            self._db,
-            self._table,
-            [
-                {
-                    "PutRequest": {
-                        "Item": to_wire(
-                            {
-                                "pk": partition(consumer.queue),
-                                "sk": _delivery_key(consumer, seq),
-                                "receipt": delivery.receipt,
-                                "message_id": delivery.message_id,
-                                "until": until,
-                                "expires_at": until // 1000 + CONSUMER_SECONDS,
-                            }
-                        )
-                    }
-                }
-                for delivery, seq in zip(deliveries, seqs, strict=True)
-            ],
-        )
-
-    def _give_back(self, consumer: Consumer, receipts: list[str], seqs: list[int]) -> None:
+    def _give_back(
+        self, consumer: Consumer, deliveries: Sequence[Delivery], acks: Sequence[str | None]
+    ) -> None:
         """Undo deliveries that never reached the client."""
-        self._release(consumer, receipts)
-        if consumer.ack != "auto":
-            self._delete(
-                [{"pk": partition(consumer.queue), "sk": _delivery_key(consumer, s)} for s in seqs]
-            )
-            self._return_credit(consumer, len(seqs))
+        self._release(consumer, [d.receipt for d in deliveries])
+        for ack in acks:
+            if ack is not None:
+                parsed = parse_ack_id(ack)
+                assert parsed.slot is not None
+                self._delete_slot(consumer, parsed.slot, parsed.gen)
 
     # ---- settling ------------------------------------------------------------------------
 
@@ -396,7 +389,7 @@ class QueueConsumers:
         self,
         consumer: Consumer,
         *,
-        seq: int | None = None,
+        ack: AckId | None = None,
         message_id: str | None = None,
         nack: bool = False,
         delay_seconds: int = 0,
@@ -407,27 +400,26 @@ class QueueConsumers:
                 f"subscription {consumer.subscription!r} acknowledges automatically; "
                 "subscribe with ack client or client-individual to ack"
             )
-        target = self._find(consumer, seq=seq, message_id=message_id)
-        if target is None:
-            what = (
-                f"ack id {ack_id(consumer.subscription, seq)!r}"
-                if seq is not None
-                else (f"message {message_id!r}")
-            )
+        slots = self._slots(consumer)
+        if ack is not None:
+            matches = [s for s in slots if int(s["slot"]) == ack.slot and s["gen"] == ack.gen]
+            what = f"ack id {str(ack)!r}"
+        else:
+            matches = [s for s in slots if s["message_id"] == message_id]
+            what = f"message {message_id!r}"
+        now = self._clock.now_ms()
+        if not matches or int(matches[0]["until"]) <= now:
             raise NotInFlight(
                 f"{what} is not in flight on subscription {consumer.subscription!r}: "
                 "already acknowledged, or its lease expired and it went back to the queue"
             )
+        target = matches[0]
         if consumer.ack == "client":  # cumulative: this one and all delivered before it
-            low = f"D#{consumer.tag}#"
-            items = list(
-                partition_items(
-                    self._db,
-                    self._table,
-                    partition(consumer.queue),
-                    between=(low, str(target["sk"])),
-                )
-            )
+            items = [
+                s
+                for s in slots
+                if str(s["order"]) <= str(target["order"]) and int(s["until"]) > now
+            ]
         else:
             items = [target]
         principal = Principal(id=consumer.principal, kind="connection")
@@ -438,23 +430,9 @@ class QueueConsumers:
             nack=nack,
             delay_seconds=delay_seconds,
         )
-        self._delete([_key(i) for i in items])
-        self._return_credit(consumer, len(items))
+        for item in items:
+            self._delete_slot(consumer, int(item["slot"]), str(item["gen"]))
         return SettleReport(settled=settled, stale=stale)
-
-    def _find(self, consumer: Consumer, *, seq: int | None, message_id: str | None) -> Item | None:
-        if seq is not None:
-            with translated_errors():
-                found = self._db.get_item(
-                    TableName=self._table,
-                    Key=to_wire(
-                        {"pk": partition(consumer.queue), "sk": _delivery_key(consumer, seq)}
-                    ),
-                    ConsistentRead=True,
-                )
-            return from_wire(found["Item"]) if "Item" in found else None
-        matches = [d for d in self._deliveries(consumer) if d["message_id"] == message_id]
-        return matches[-1] if matches else None
 
     def _settle_receipts(
         self,
@@ -462,7 +440,7 @@ class QueueConsumers:
         queue: str,
         receipts: Sequence[str],
         *,
-        nack: bool,
+        nack: bool = False,
         delay_seconds: int = 0,
     ) -> tuple[int, int]:
         settled = stale = 0
@@ -483,27 +461,26 @@ class QueueConsumers:
 
     # ---- storage -------------------------------------------------------------------------
 
-    def _deliveries(self, consumer: Consumer) -> list[Item]:
+    def _slots(self, consumer: Consumer) -> list[Item]:
         return list(
             partition_items(
-                self._db, self._table, partition(consumer.queue), prefix=f"D#{consumer.tag}#"
+                self._db, self._table, partition(consumer.queue), prefix=f"S#{consumer.tag}#"
             )
         )
 
-    def _delete(self, keys: Iterable[dict[str, Any]]) -> None:
-        batch_write(
-            self._db,
-            self._table,
-            [{"DeleteRequest": {"Key": to_wire({"pk": k["pk"], "sk": k["sk"]})}} for k in keys],
-        )
-
-
-def _delivery_key(consumer: Consumer, seq: int) -> str:
-    return f"D#{consumer.tag}#{seq:012d}"
-
-
-def _key(item: Item) -> dict[str, Any]:
-    return {"pk": item["pk"], "sk": item["sk"]}
+    def _delete_slot(self, consumer: Consumer, slot: int, gen: str) -> None:
+        """Free a slot unless it already holds another delivery."""
+        try:
+            with translated_errors():
+                self._db.delete_item(
+                    TableName=self._table,
+                    Key=to_wire(consumer.slot_key(slot)),
+                    ConditionExpression="gen = :gen",
+                    ExpressionAttributeValues=to_wire({":gen": gen}),
+                )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
 
 
 def _consumer(queue: str, item: Item) -> Consumer:
@@ -519,7 +496,6 @@ def _consumer(queue: str, item: Item) -> Consumer:
         prefetch=int(item["prefetch"]),
         principal=str(item["principal"]),
         destination=str(item.get("destination") or f"/queue/{queue}"),
-        inflight=int(item.get("inflight", 0)),
     )
 
 

@@ -283,6 +283,11 @@ class QueueService:
         """Every queue's name (internal: the sweeper's round, no permission involved)."""
         return [config.name for config in self._registry.list()]
 
+    def has_visible(self, queue: str) -> bool:
+        """Whether anything may be leasable now (one index read; the index may lag)."""
+        candidates, _ = self._store.candidates(queue, self._clock.now_ms(), 1)
+        return bool(candidates)
+
     def visibility_of(self, queue: str) -> int:
         """The queue's lease length in seconds (what a receive without override gets)."""
         return self._registry.get(queue).visibility_timeout

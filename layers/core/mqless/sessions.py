@@ -25,6 +25,7 @@ from mqless import names
 from mqless.clock import Clock
 from mqless.consumers import (
     DEFAULT_PREFETCH,
+    AckId,
     AckMode,
     Consumer,
     NotInFlight,
@@ -228,10 +229,10 @@ class Sessions:
         Returns what was settled and the queue to `pump` (credit was freed), if any.
         """
         connection_id = info.connection.id
-        seq: int | None = None
+        ack: AckId | None = None
         if settle.ack_id is not None:
-            subscription, seq = parse_ack_id(settle.ack_id)
-            candidates = [subscription]
+            ack = parse_ack_id(settle.ack_id)
+            candidates = [ack.subscription]
         elif settle.subscription is not None:
             candidates = [settle.subscription]
         else:  # STOMP 1.0 names the message only
@@ -252,7 +253,7 @@ class Sessions:
             try:
                 report = self.consumers.settle(
                     consumer,
-                    seq=seq,
+                    ack=ack,
                     message_id=settle.message_id,
                     nack=settle.nack,
                     delay_seconds=settle.delay_seconds,
@@ -307,7 +308,7 @@ class Sessions:
                     body=body,
                     binary=bool(item.get("bin", False)),
                     # live topic messages need no ack; one is accepted (and ignored)
-                    ack=None if target.ack == "auto" else f"0:{target.subscription}",
+                    ack=None if target.ack == "auto" else str(AckId(target.subscription)),
                     attributes={str(k): str(v) for k, v in (item.get("attrs") or {}).items()},
                     content_type=item.get("ctype"),
                     correlation_id=item.get("corr"),
