@@ -199,6 +199,8 @@ def test_auto_ack_deletes_what_was_pushed(
     assert [m["body"] for m in got] == [f"m{i}" for i in range(25)]
     assert all("ack" not in m for m in got)
     assert _counts(broker, "feed") == (0, 0)
+    # leased in rounds of 10, pushed together: one post after the `subscribed` answer
+    assert len(pusher.posts["c1"]) == 2
 
 
 def test_client_mode_acks_everything_up_to_the_acked_message(

@@ -55,7 +55,7 @@ from mqless.dynamo import (
 from mqless.errors import Conflict, InvalidRequest
 from mqless.live import Pusher
 from mqless.models import Delivery
-from mqless.outbound import Connection, Push, render
+from mqless.outbound import FRAME_BYTES, Connection, Push, render
 from mqless.principals import Principal
 from mqless.queues import QueueService
 
@@ -144,8 +144,34 @@ class Consumer:
         return {"pk": partition(self.queue), "sk": f"S#{self.tag}#{slot:04d}"}
 
 
+@dataclass(frozen=True)
+class _Leased:
+    """A message leased for a consumer, with the ack id it goes out with (client modes)."""
+
+    delivery: Delivery
+    ack: AckId | None
+
+
+class _Outbox:
+    """A consumer's leased messages waiting to be pushed together."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self._items: list[_Leased] = []
+        self.size = 0
+
+    def add(self, items: Sequence[_Leased]) -> None:
+        self._items.extend(items)
+        self.size += sum(len(i.delivery.body) for i in items)
+
+    def take(self) -> list[_Leased]:
+        items, self._items, self.size = self._items, [], 0
+        return items
+
+
 @dataclass
 class PumpReport:
+    leased: int = 0
     pushed: int = 0
     gone: set[str] = field(default_factory=set)
     more: bool = False  # stopped at the budget with consumers still hungry
@@ -248,23 +274,35 @@ class QueueConsumers:
         if not active or not self._queues.has_visible(queue):
             return report
         random.shuffle(active)  # no consumer is always first in line
-        while active:
-            hungry: list[Consumer] = []
-            for consumer in active:
-                want = min(models.MAX_BATCH, self._budget - report.pushed)
-                if want <= 0:
-                    report.more = True
-                    return report
-                served = self._serve(consumer, want, report)
-                if served is None:  # nothing visible: the queue is drained for now
-                    return report
-                if served == want:
-                    hungry.append(consumer)
-            active = hungry
-        return report
+        outboxes: dict[str, _Outbox] = {}
+        try:
+            while active:
+                hungry: list[Consumer] = []
+                for consumer in active:
+                    if consumer.connection.id in report.gone:
+                        continue
+                    want = min(models.MAX_BATCH, self._budget - report.leased)
+                    if want <= 0:
+                        report.more = True
+                        return report
+                    leased = self._lease_for(consumer, want)
+                    if leased is None:  # nothing visible: the queue is drained for now
+                        return report
+                    report.leased += len(leased)
+                    outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
+                    outbox.add(leased)
+                    if outbox.size >= FRAME_BYTES:  # a frame's worth: no point waiting
+                        self._flush(outbox, report)
+                    if len(leased) == want:
+                        hungry.append(consumer)
+                active = hungry
+            return report
+        finally:
+            for outbox in outboxes.values():
+                self._flush(outbox, report)
 
-    def _serve(self, consumer: Consumer, want: int, report: PumpReport) -> int | None:
-        """Push up to `want` messages to one consumer; None when the queue had none."""
+    def _lease_for(self, consumer: Consumer, want: int) -> list[_Leased] | None:
+        """Lease up to `want` messages for one consumer; None when the queue had none."""
         principal = Principal(id=consumer.principal, kind="connection")
         free: list[int] = []
         if consumer.ack == "auto":
@@ -275,7 +313,7 @@ class QueueConsumers:
             free = [n for n in range(consumer.prefetch) if n not in busy]
             credit = min(want, len(free))
             if credit == 0:
-                return 0
+                return []
         deliveries = self._queues.receive(
             principal,
             consumer.queue,
@@ -285,38 +323,44 @@ class QueueConsumers:
         )
         if not deliveries:
             return None
-        acks: list[str | None] = [None] * len(deliveries)
-        if consumer.ack != "auto":
-            deliveries, acks = self._claim(consumer, deliveries, free)
-            if not deliveries:
-                return 0
-        pushes = [self._push(consumer, d, a) for d, a in zip(deliveries, acks, strict=True)]
+        if consumer.ack == "auto":
+            return [_Leased(d, None) for d in deliveries]
+        return self._claim(consumer, deliveries, free)
+
+    def _flush(self, outbox: _Outbox, report: PumpReport) -> None:
+        """Push what an outbox holds in as few posts as the frame size allows."""
+        consumer, leased = outbox.consumer, outbox.take()
+        if not leased:
+            return
+        if consumer.connection.id in report.gone:
+            self._give_back(consumer, leased)
+            return
+        pushes = [self._push(consumer, item.delivery, item.ack) for item in leased]
         try:
             delivered = all(
                 self._pusher.post(consumer.connection.id, text.encode())
                 for text in render(consumer.connection, pushes)
             )
         except Exception:
-            self._give_back(consumer, deliveries, acks)
+            self._give_back(consumer, leased)
             raise
         if not delivered:
-            self._give_back(consumer, deliveries, acks)
+            self._give_back(consumer, leased)
             report.gone.add(consumer.connection.id)
-            return 0
+            return
         if consumer.ack == "auto":
-            self._settle_receipts(principal, consumer.queue, [d.receipt for d in deliveries])
-        report.pushed += len(deliveries)
-        return len(deliveries)
+            principal = Principal(id=consumer.principal, kind="connection")
+            self._settle_receipts(principal, consumer.queue, [i.delivery.receipt for i in leased])
+        report.pushed += len(leased)
 
     def _claim(
         self, consumer: Consumer, deliveries: Sequence[Delivery], free: list[int]
-    ) -> tuple[list[Delivery], list[str | None]]:
+    ) -> list[_Leased]:
         """Take a free slot per delivery; a delivery that loses its slot to a racing pump
         goes back to the queue at once."""
         now = self._clock.now_ms()
         until = now + self._queues.visibility_of(consumer.queue) * 1000
-        claimed: list[Delivery] = []
-        acks: list[str | None] = []
+        claimed: list[_Leased] = []
         lost: list[str] = []
         for index, (delivery, slot) in enumerate(zip(deliveries, free, strict=False)):
             gen = os.urandom(4).hex()
@@ -345,13 +389,12 @@ class QueueConsumers:
                     raise
                 lost.append(delivery.receipt)
                 continue
-            claimed.append(delivery)
-            acks.append(str(AckId(consumer.subscription, slot, gen)))
+            claimed.append(_Leased(delivery, AckId(consumer.subscription, slot, gen)))
         if lost:
             self._release(consumer, lost)
-        return claimed, acks
+        return claimed
 
-    def _push(self, consumer: Consumer, delivery: Delivery, ack: str | None) -> Push:
+    def _push(self, consumer: Consumer, delivery: Delivery, ack: AckId | None) -> Push:
         if consumer.destination.startswith("/topic/"):
             destination = f"/topic/{delivery.origin or consumer.destination[7:]}"
         else:
@@ -362,7 +405,7 @@ class QueueConsumers:
             message_id=delivery.message_id,
             body=delivery.body,
             binary=delivery.binary,
-            ack=ack,
+            ack=None if ack is None else str(ack),
             attributes=delivery.attributes,
             content_type=delivery.content_type,
             correlation_id=delivery.correlation_id,
@@ -372,16 +415,12 @@ class QueueConsumers:
             group_id=delivery.group_id,
         )
 
-    def _give_back(
-        self, consumer: Consumer, deliveries: Sequence[Delivery], acks: Sequence[str | None]
-    ) -> None:
+    def _give_back(self, consumer: Consumer, leased: Sequence[_Leased]) -> None:
         """Undo deliveries that never reached the client."""
-        self._release(consumer, [d.receipt for d in deliveries])
-        for ack in acks:
-            if ack is not None:
-                parsed = parse_ack_id(ack)
-                assert parsed.slot is not None
-                self._delete_slot(consumer, parsed.slot, parsed.gen)
+        self._release(consumer, [item.delivery.receipt for item in leased])
+        for item in leased:
+            if item.ack is not None and item.ack.slot is not None:
+                self._delete_slot(consumer, item.ack.slot, item.ack.gen)
 
     # ---- settling ------------------------------------------------------------------------
 

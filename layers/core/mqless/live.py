@@ -89,6 +89,16 @@ class LiveTarget:
     ack: str
 
 
+class LiveIndex:
+    """Live topic subscriptions by pattern, as read at one moment."""
+
+    def __init__(self, index: TopicIndex[LiveTarget]) -> None:
+        self._index = index
+
+    def match(self, topic: str) -> list[LiveTarget]:
+        return sorted(self._index.match(topic), key=lambda t: (t.connection.id, t.subscription))
+
+
 class LiveSubscriptions:
     """Connections, their subscriptions, and the index of live topic subscriptions."""
 
@@ -257,7 +267,11 @@ class LiveSubscriptions:
 
     def matching(self, topic: str) -> list[LiveTarget]:
         """Every live subscription whose pattern matches `topic`."""
-        index: TopicIndex = TopicIndex()
+        return self.index().match(topic)
+
+    def index(self) -> LiveIndex:
+        """Every live topic subscription, read once (one query), to match many topics."""
+        index: TopicIndex[LiveTarget] = TopicIndex()
         for item in partition_items(self._db, self._table, LIVE_PARTITION):
             target = LiveTarget(
                 connection=Connection(
@@ -269,7 +283,7 @@ class LiveSubscriptions:
                 ack=str(item.get("ack", "auto")),
             )
             index.add(str(item["pattern"]), target)
-        return sorted(index.match(topic), key=lambda t: (t.connection.id, t.subscription))
+        return LiveIndex(index)
 
     def _check_room(self, connection_id: str) -> None:
         if len(self.subscriptions(connection_id)) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:

@@ -290,9 +290,11 @@ class Sessions:
     def push_published(self, items: Sequence[Item]) -> int:
         """Push published topic messages to live subscribers, packed per connection."""
         by_connection: dict[Connection, list[Push]] = {}
+        index = self.live.index() if items else None
         for item in items:
             topic = str(item["origin"])
-            targets = self.live.matching(topic)
+            assert index is not None
+            targets = index.match(topic)
             if not targets:
                 continue
             body = self._cipher.decrypt(
