@@ -416,3 +416,38 @@ def test_a_durable_subscription_keeps_messages_while_the_subscriber_is_away(
     # UNSUBSCRIBE naming the subscription deletes it
     _say("c2", "UNSUBSCRIBE", id="0", **{"activemq.subscriptionName": "auditor"})
     assert topics.subscriptions(ANONYMOUS) == []
+
+
+def test_the_first_of_repeated_headers_wins(pusher: RecordingPusher, broker: QueueService) -> None:
+    _session("c1")
+    handle_event(
+        _event(
+            "MESSAGE",
+            "c1",
+            "SEND\ndestination:/queue/first\ndestination:/queue/second\n"
+            "colour:red\ncolour:blue\n\nx\x00",
+        )
+    )
+
+    [delivery] = broker.receive(ANONYMOUS, "first")
+    assert delivery.attributes == {"colour": "red"}
+    assert [q.name for q in broker.list_queues(ANONYMOUS)] == ["first", "first.dlq"]
+
+
+def test_a_nul_inside_a_body_with_content_length_arrives_whole(
+    pusher: RecordingPusher, sessions: Sessions
+) -> None:
+    _session("c1")
+    _sub("c1", "/queue/nul")
+    body = "before\x00after"
+    handle_event(
+        _event(
+            "MESSAGE",
+            "c1",
+            f"SEND\ndestination:/queue/nul\ncontent-length:{len(body)}\n\n{body}\x00",
+        )
+    )
+    sessions.pump("nul")
+
+    [message] = _got(pusher, "c1", "MESSAGE")
+    assert message.body == body.encode()

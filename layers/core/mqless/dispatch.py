@@ -79,7 +79,4 @@ def deliver(batch: _Batch) -> None:
     except Exception:
         logger.exception("pushing to live subscribers failed")
     for queue in sorted(batch.queues):
-        try:
-            sessions.pump(queue)
-        except Exception:
-            logger.exception("feeding push consumers failed", extra={"queue": queue})
+        sessions.try_pump(queue)

@@ -108,7 +108,7 @@ def handle_text(sessions: Sessions, info: ConnectionInfo, text: str) -> None:
     if reply is not None:
         sessions.pusher.post(info.connection.id, json.dumps(reply).encode())
     if to_pump is not None:
-        sessions.pump(to_pump)
+        sessions.try_pump(to_pump)
 
 
 def _act(

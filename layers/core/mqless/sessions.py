@@ -276,6 +276,17 @@ class Sessions:
             self._queues.wake(queue)  # a stream record brings the next pump
         return report
 
+    def try_pump(self, queue: str) -> None:
+        """`pump` after answering a client frame: a failure is logged, not the frame's.
+
+        Nothing is lost when a pump fails: its leases go back to the queue, and the next
+        pump (a new message, an ack, the sweeper) tries again.
+        """
+        try:
+            self.pump(queue)
+        except Exception:
+            logger.exception("feeding push consumers failed", extra={"queue": queue})
+
     def _pump_once(self, queue: str) -> PumpReport:
         return self.consumers.pump(queue)
 

@@ -119,7 +119,7 @@ class StompSession:
         except _Fatal:
             return
         for queue in sorted(self._to_pump):
-            self._sessions.pump(queue)
+            self._sessions.try_pump(queue)
 
     def _one(self, frame: Frame) -> None:
         receipt = frame.header("receipt") if frame.command != "CONNECT" else None
