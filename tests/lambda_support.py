@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,11 @@ def http_event(
     headers: dict[str, str] | None = None,
     raw_body: str | bytes | None = None,
 ) -> dict[str, Any]:
-    """An HTTP API payload-format-2.0 event; `body` is sent as JSON unless `raw_body` is given."""
+    """An HTTP API payload-format-2.0 event; `body` is sent as JSON unless `raw_body` is given.
+
+    A query string in `path` (`/x?a=1`) becomes rawQueryString and queryStringParameters.
+    """
+    path, _, query = path.partition("?")
     encoded = False
     if raw_body is not None:
         if isinstance(raw_body, bytes):
@@ -43,11 +48,11 @@ def http_event(
     else:
         text = None if body is None else json.dumps(body)
     request_id = str(uuid.uuid4())
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": f"{method} {route or path}",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": {"content-type": "application/json", "host": "api.local", **(headers or {})},
         "requestContext": {
             "accountId": "123456789012",
@@ -70,3 +75,8 @@ def http_event(
         "body": text,
         "isBase64Encoded": encoded,
     }
+    if query:
+        event["queryStringParameters"] = {
+            k: ",".join(v) for k, v in urllib.parse.parse_qs(query).items()
+        }
+    return event

@@ -1,11 +1,11 @@
-"""Stream trigger: published topic messages are copied to their durable subscriptions."""
+"""Stream trigger: topic fan-out to durable and live subscribers; queue push consumers fed."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mqless.dispatch import handle_batch
-from mqless.observability import logger
+from mqless.observability import instrumented
 
 
-@logger.inject_lambda_context
+@instrumented()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return handle_batch(event, context)

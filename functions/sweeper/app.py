@@ -4,10 +4,10 @@ then feed push consumers what became visible without a stream record (ended leas
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mqless import runtime
-from mqless.observability import logger
+from mqless.observability import instrumented, logger
 
 
-@logger.inject_lambda_context
+@instrumented()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     budget_ms = max(1_000, context.get_remaining_time_in_millis() - 10_000)
     report = runtime.queue_service().sweep(budget_ms=budget_ms)

@@ -2,10 +2,10 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mqless.observability import logger
+from mqless.observability import instrumented
 from mqless.websocket import handle_event
 
 
-@logger.inject_lambda_context
+@instrumented(correlation_id_path="requestContext.connectionId")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return handle_event(event)

@@ -83,7 +83,7 @@ class HttpApi:
     def request(
         self, method: str, path: str, body: Any = None, *, raw_body: str | bytes | None = None
     ) -> Reply:
-        route, params = self.route_of(method, path)
+        route, params = self.route_of(method, path.partition("?")[0])
         event = http_event(method, path, body, route=route, raw_body=raw_body)
         if params:
             event["pathParameters"] = params

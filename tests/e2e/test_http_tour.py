@@ -26,7 +26,7 @@ def test_create_send_receive_ack_over_http(mqless_dev: DevServer) -> None:
     assert message["attributes"] == {"k": "v"}
     assert acked.status_code == 200
     assert acked.json()["acked"] == [message["receipt"]]
-    assert stats["counts"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert stats["counts"] == {"visible": 0, "in_flight": 0, "delayed": 0, "approximate": False}
 
 
 def test_long_poll_returns_as_soon_as_a_message_arrives(mqless_dev: DevServer) -> None:

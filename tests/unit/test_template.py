@@ -508,11 +508,12 @@ def test_functions_may_use_the_tables_their_environment_names(
     for name, properties in merged_functions.items():
         # Given a function and the tables its environment names
         tables = resources_named_in_environment(properties, resources, "AWS::DynamoDB::Table")
-        # When its DynamoDB policy templates are read
+        # When its DynamoDB statements are read
         policies = [
-            policy
+            statement
             for policy in properties.get("Policies", [])
-            if isinstance(policy, dict) and any(key.startswith("DynamoDB") for key in policy)
+            for statement in policy.get("Statement", [])
+            if any(str(a).startswith("dynamodb:") for a in statement.get("Action", []))
         ]
         # Then each of those tables is granted
         missing += [
@@ -652,3 +653,120 @@ def flatten_principal(principal: Any) -> list[Any]:
         return [principal]
     values = principal.values()
     return [item for value in values for item in (value if isinstance(value, list) else [value])]
+
+
+# ---- monitoring (issue #5) ------------------------------------------------------------------
+
+
+def _alarms(resources: Resources) -> dict[str, Any]:
+    return {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_the_alarms_an_operator_needs_are_there(resources: Resources) -> None:
+    alarms = _alarms(resources)
+    assert set(alarms) == {
+        "DeadLetterAlarm",
+        "DispatchErrorsAlarm",
+        "StreamIteratorAgeAlarm",
+        "ThrottlesAlarm",
+        "Http5xxAlarm",
+    }
+    dead = alarms["DeadLetterAlarm"]
+    # it reads the total the functions write (observability.py): namespace and dimension
+    from mqless.observability import COUNTS, NAMESPACE
+
+    assert (dead["Namespace"], dead["MetricName"]) == (NAMESPACE, "DeadLettered")
+    assert "DeadLettered" in COUNTS
+    assert dead["Dimensions"] == [{"Name": "service", "Value": "mqless"}]
+    for name, alarm in alarms.items():
+        # every alarm notifies the optional SNS topic, and only when one is given
+        for key in ("AlarmActions", "OKActions"):
+            assert alarm[key] == {
+                "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            }, name
+
+
+def test_the_dashboard_is_valid_json_naming_metrics_we_write(resources: Resources) -> None:
+    import json
+
+    from mqless.observability import COUNTS, LATENCY, NAMESPACE
+
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{[^}]+\}", "x", body)
+    widgets = json.loads(rendered)["widgets"]
+    ours = set()
+    for widget in widgets:
+        namespace = name = ""
+        for row in widget["properties"]["metrics"]:
+            # CloudWatch shorthand: "." repeats the row above's value, "..." all of them
+            if row[0] != "...":
+                namespace = namespace if row[0] == "." else row[0]
+                name = name if row[1] == "." else row[1]
+            if namespace == NAMESPACE:
+                ours.add(name)
+    assert ours <= COUNTS | {LATENCY}
+    assert {"Sent", "DeadLettered", LATENCY} <= ours
+
+
+def test_functions_can_tell_the_console_where_the_websocket_api_is(
+    merged_functions: dict[str, Any],
+) -> None:
+    env = merged_functions["HttpApiFunction"]["Environment"]["Variables"]
+    assert "WebSocketApi" in str(env["WEBSOCKET_URL"])
+
+
+# ---- least privilege (issue #6) --------------------------------------------------------------
+
+
+def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for policy in function["Policies"]:
+        assert set(policy) == {"Statement"}, f"only inline statements, not {set(policy)}"
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def test_functions_get_only_the_actions_they_use(merged_functions: dict[str, Any]) -> None:
+    allowed = {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:Query",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+        "execute-api:ManageConnections",
+    }
+    for name, function in merged_functions.items():
+        for statement in _statements(function):
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            assert set(actions) <= allowed, (name, actions)
+            assert statement["Effect"] == "Allow"
+            resources = statement["Resource"]
+            resources = resources if isinstance(resources, list) else [resources]
+            assert "*" not in resources, name
+            if any(a.startswith("kms:") for a in actions):
+                condition = statement["Condition"]["StringEquals"]
+                assert condition == {"kms:EncryptionContext:mqless:purpose": "message-body"}
+            if "execute-api:ManageConnections" in actions:
+                text = str(resources)
+                assert "@connections/*" in text and "WebSocketApi" in text
+
+
+def test_the_kms_condition_matches_what_the_core_sends() -> None:
+    from mqless.envelope import encryption_context
+
+    assert encryption_context("orders")["mqless:purpose"] == "message-body"
+
+
+def test_the_key_policy_names_no_wildcard_principal(resources: Resources) -> None:
+    for statement in resources["MessageKey"]["Properties"]["KeyPolicy"]["Statement"]:
+        principal = statement["Principal"]
+        assert principal != "*" and principal.get("AWS") != "*"

@@ -15,6 +15,8 @@ from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.http_gateway import HttpGateway
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
+# a WebSocket API's own URL (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)
+_WEBSOCKET_API = re.compile(r"^wss://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?(/[^/]*)?$")
 
 
 class DevRuntime:
@@ -58,8 +60,11 @@ class DevRuntime:
         functions = FunctionHost(stack, self.template.parent, listener=self.console.invocation)
         self.http = HttpGateway(stack, functions, host=self.host, port=self.http_port)
         http_url = self.http.url
+        ws_url = f"ws://{self.host}:{self.ws_port}"
         for name, value in functions.environment().items():
-            # management endpoints of API Gateway become this machine's gateway
+            # management endpoints of API Gateway become this machine's gateway, and a
+            # WebSocket API's URL this machine's WebSocket gateway
+            value = _WEBSOCKET_API.sub(ws_url, value)
             os.environ[name] = _EXECUTE_API.sub(http_url, value)
         if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
             from mqless_cli.local.ws_gateway import WebSocketGateway

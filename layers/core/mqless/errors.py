@@ -29,6 +29,10 @@ class QueueNotFound(NotFound):
     code = "queue_not_found"
 
 
+class MessageNotFound(NotFound):
+    code = "message_not_found"
+
+
 class Conflict(MqlessError):
     """The request clashes with the current state."""
 

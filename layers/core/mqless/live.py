@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 LIVE_PARTITION = "LIVE"
+CONNECTIONS_PARTITION = "CONNECTIONS"
 CONNECTION_SECONDS = 3 * 60 * 60  # API Gateway closes connections after 2 hours
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
 
@@ -117,21 +118,67 @@ class LiveSubscriptions:
     ) -> None:
         """Record a new connection (it expires with API Gateway's 2-hour limit)."""
         now = self._clock.now_ms()
+        record = {
+            "principal": principal_id,
+            "protocol": protocol,
+            "version": version,
+            "connected_at": now,
+            "expires_at": now // 1000 + CONNECTION_SECONDS,
+        }
+        self._write(
+            [
+                {"pk": f"CONN#{connection_id}", "sk": "#META", **record},
+                # the list of connections, for operators (one partition, one query)
+                {"pk": CONNECTIONS_PARTITION, "sk": connection_id, **record},
+            ]
+        )
+
+    def list_connections(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Open connections (at most `limit`), each with its subscription count."""
         with translated_errors():
-            self._db.put_item(
+            page = self._db.query(
                 TableName=self._table,
-                Item=to_wire(
-                    {
-                        "pk": f"CONN#{connection_id}",
-                        "sk": "#META",
-                        "principal": principal_id,
-                        "protocol": protocol,
-                        "version": version,
-                        "connected_at": now,
-                        "expires_at": now // 1000 + CONNECTION_SECONDS,
-                    }
-                ),
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues=to_wire({":p": CONNECTIONS_PARTITION}),
+                Limit=limit,
             )
+        connections = []
+        for item in (from_wire(i) for i in page.get("Items", [])):
+            with translated_errors():
+                counted = self._db.query(
+                    TableName=self._table,
+                    KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                    ExpressionAttributeValues=to_wire({":p": f"CONN#{item['sk']}", ":s": "SUB#"}),
+                    Select="COUNT",
+                )
+            connections.append(
+                {
+                    "id": str(item["sk"]),
+                    "protocol": str(item.get("protocol", "json")),
+                    "principal": str(item.get("principal", "")),
+                    "connected_at": int(item.get("connected_at", 0)),
+                    "subscriptions": int(counted.get("Count", 0)),
+                }
+            )
+        return connections
+
+    def count_connections(self) -> int:
+        with translated_errors():
+            page = self._db.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues=to_wire({":p": CONNECTIONS_PARTITION}),
+                Select="COUNT",
+            )
+        return int(page.get("Count", 0))
+
+    def live_counts(self) -> dict[str, int]:
+        """Live subscriptions per topic pattern."""
+        counts: dict[str, int] = {}
+        for item in partition_items(self._db, self._table, LIVE_PARTITION):
+            pattern = str(item["pattern"])
+            counts[pattern] = counts.get(pattern, 0) + 1
+        return counts
 
     def connection(self, connection_id: str) -> ConnectionInfo | None:
         """The connection's record; None if it is not (or no longer) connected."""
@@ -156,13 +203,17 @@ class LiveSubscriptions:
 
     def stomp_connected(self, connection_id: str, version: str) -> None:
         """Note that the STOMP session is open, in the version CONNECT negotiated."""
-        with translated_errors():
-            self._db.update_item(
-                TableName=self._table,
-                Key=to_wire({"pk": f"CONN#{connection_id}", "sk": "#META"}),
-                UpdateExpression="SET stomp_connected = :yes, version = :v",
-                ExpressionAttributeValues=to_wire({":yes": True, ":v": version}),
-            )
+        for key in (
+            {"pk": f"CONN#{connection_id}", "sk": "#META"},
+            {"pk": CONNECTIONS_PARTITION, "sk": connection_id},
+        ):
+            with translated_errors():
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire(key),
+                    UpdateExpression="SET stomp_connected = :yes, version = :v, protocol = :p",
+                    ExpressionAttributeValues=to_wire({":yes": True, ":v": version, ":p": "stomp"}),
+                )
 
     def subscribe(
         self,
@@ -257,6 +308,7 @@ class LiveSubscriptions:
         items = list(partition_items(self._db, self._table, f"CONN#{connection_id}"))
         subscriptions = [_subscription(i) for i in items if str(i["sk"]).startswith("SUB#")]
         keys = [(f"CONN#{connection_id}", str(i["sk"])) for i in items]
+        keys.append((CONNECTIONS_PARTITION, connection_id))
         keys += [
             (LIVE_PARTITION, _live_key(s["pattern"], connection_id, s["id"]))
             for s in subscriptions

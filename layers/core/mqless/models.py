@@ -224,11 +224,50 @@ class EntryFailure(BaseModel):
 
 
 class QueueCounts(BaseModel):
-    """Message counts; exact at the moment of the query (each is a bounded index count)."""
+    """Message counts at the moment of the query: exact unless `approximate`, when a
+    count reached its bound (1,000 index entries) and is a lower bound."""
 
     visible: int
     in_flight: int
     delayed: int
+    approximate: bool = False
+
+
+class QueueStats(BaseModel):
+    """What an operator watches on a queue."""
+
+    name: str
+    fifo: bool
+    visible: int
+    in_flight: int
+    delayed: int
+    oldest_age_seconds: int | None = Field(
+        description="Age of the oldest visible message (null: none visible)."
+    )
+    dead_letter_queue: str | None
+    dead_letter_visible: int | None
+    consumers: int = Field(description="WebSocket push consumers subscribed now.")
+    approximate: bool = Field(description="A count reached its bound: read it as 'at least'.")
+
+
+class BrowsedMessage(BaseModel):
+    """A message as an operator peeks at it (nothing is leased)."""
+
+    message_id: str
+    body: str | None = Field(description="Text, or base64 when binary; null if unreadable.")
+    binary: bool
+    attributes: dict[str, str]
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    sent_at: int
+    receive_count: int
+    state: str = Field(description="visible, in_flight or delayed")
+    visible_at: int | None = None
+    group_id: str | None = None
+    dead_letter_reason: str | None = None
+    source_queue: str | None = None
+    error: str | None = Field(default=None, description="Why the body is unreadable.")
 
 
 class RedriveResult(BaseModel):

@@ -1,5 +1,167 @@
-"""Logger (and later metrics and tracer) shared by every function, configured from the env."""
+"""Logs, traces, metrics and audit events, one set for every function.
 
-from aws_lambda_powertools import Logger
+- `logger`: Powertools Logger, structured JSON; handlers add the correlation ids
+  (request id, connection id) and the core logs message ids with what it does.
+- `tracer`: Powertools Tracer (X-Ray, active tracing in template.yaml); it switches itself
+  off outside Lambda (tests, `mqless dev`).
+- `metrics`: per-destination counters, flushed once per invocation as CloudWatch EMF
+  (namespace POWERTOOLS_METRICS_NAMESPACE, "mqless"): one document per destination with a
+  `Queue` or `Topic` dimension, and one with the service dimension only, which the
+  template's alarms and dashboard read. Counting in memory and flushing once keeps a busy
+  invocation to a few log lines, not one per message.
+- `audit`: a structured `audit` log event for every administrative action: who, what,
+  on which destination, when.
+- `instrumented`: the decorator every handler wears.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, cast
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 logger = Logger(service="mqless")
+tracer = Tracer(service="mqless")
+
+NAMESPACE: Final = "mqless"
+COUNTS: Final = frozenset(
+    {
+        "Sent",
+        "Delivered",
+        "Acked",
+        "Nacked",
+        "Redelivered",
+        "DeadLettered",
+        "Expired",
+        "Connections",
+    }
+)
+LATENCY: Final = "PublishToDeliverLatency"
+_FLUSH_AT: Final = 90  # distinct (destination, metric) entries held before a flush
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class DestinationMetrics:
+    """Counts and latencies per destination, held until `flush` writes them as EMF."""
+
+    def __init__(self, namespace: str = NAMESPACE) -> None:
+        self._namespace = namespace
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str], float] = {}
+        self._latencies: dict[tuple[str, str], list[float]] = {}
+
+    def count(
+        self, name: str, *, queue: str | None = None, topic: str | None = None, value: float = 1
+    ) -> None:
+        """Add to a counter of a queue (or topic); `Connections` may have neither."""
+        if name not in COUNTS:
+            raise ValueError(f"unknown metric {name!r}")
+        kind, destination = _dimension(queue, topic)
+        with self._lock:
+            key = (kind, destination, name)
+            self._counts[key] = self._counts.get(key, 0) + value
+            full = len(self._counts) >= _FLUSH_AT
+        if full:
+            self.flush()
+
+    def latency(
+        self, milliseconds: float, *, queue: str | None = None, topic: str | None = None
+    ) -> None:
+        """Record a publish-to-deliver latency."""
+        kind, destination = _dimension(queue, topic)
+        with self._lock:
+            self._latencies.setdefault((kind, destination), []).append(max(0.0, milliseconds))
+
+    def snapshot(self) -> dict[tuple[str, str, str], float]:
+        """The counters not yet flushed (what tests look at)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def flush(self) -> int:
+        """Write what was recorded as EMF log lines; returns how many documents."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            latencies, self._latencies = self._latencies, {}
+        if not counts and not latencies:
+            return 0
+        by_destination: dict[tuple[str, str], EphemeralMetrics] = {}
+        total = EphemeralMetrics(namespace=self._namespace, service="mqless")
+
+        def document(kind: str, destination: str) -> EphemeralMetrics:
+            found = by_destination.get((kind, destination))
+            if found is None:
+                found = EphemeralMetrics(namespace=self._namespace, service="mqless")
+                found.add_dimension(name=kind, value=destination)
+                by_destination[(kind, destination)] = found
+            return found
+
+        totals: dict[str, float] = {}
+        for (kind, destination, name), value in sorted(counts.items()):
+            if destination:
+                document(kind, destination).add_metric(
+                    name=name, unit=MetricUnit.Count, value=value
+                )
+            totals[name] = totals.get(name, 0) + value
+        for name, value in sorted(totals.items()):
+            total.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        for (kind, destination), values in sorted(latencies.items()):
+            for value in values[:100]:  # EMF holds at most 100 values per metric
+                document(kind, destination).add_metric(
+                    name=LATENCY, unit=MetricUnit.Milliseconds, value=value
+                )
+                total.add_metric(name=LATENCY, unit=MetricUnit.Milliseconds, value=value)
+        documents = [*by_destination.values(), total]
+        for metrics in documents:
+            metrics.flush_metrics()
+        return len(documents)
+
+
+def _dimension(queue: str | None, topic: str | None) -> tuple[str, str]:
+    if queue is not None:
+        return "Queue", queue
+    if topic is not None:
+        return "Topic", topic
+    return "", ""
+
+
+metrics = DestinationMetrics()
+
+
+def audit(action: str, principal: str, destination: str | None = None, **details: Any) -> None:
+    """Log an administrative action as a structured `audit` event."""
+    logger.info(
+        "audit",
+        extra={
+            "audit": {
+                "action": action,
+                "principal": principal,
+                "destination": destination,
+                "at": int(time.time() * 1000),
+                **details,
+            }
+        },
+    )
+
+
+def instrumented(*, correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
+    """Logger context (and correlation id), X-Ray segment, and a metrics flush at the end."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def run(event: Any, context: Any) -> Any:
+            try:
+                return handler(event, context)
+            finally:
+                metrics.flush()
+
+        traced = tracer.capture_lambda_handler(run)
+        wrapped = logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+        return cast(Handler, wrapped)
+
+    return wrap

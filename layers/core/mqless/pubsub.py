@@ -29,6 +29,7 @@ from mqless.dynamo import (
 )
 from mqless.errors import InvalidRequest, NotFound, PayloadTooLarge
 from mqless.models import EntryFailure, NewMessage, SendResult
+from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.queues import BodyCipher, sealed_message
 from mqless.registry import QueueRegistry
@@ -105,6 +106,7 @@ class TopicService:
         self._policy.check(principal, Action.SEND, topic)
         item = self._topic_item(topic, message)
         self._store.put(item)
+        metrics.count("Sent", topic=topic)
         return SendResult(message_id=item["id"])
 
     def publish_batch(
@@ -128,6 +130,7 @@ class TopicService:
             done.append((entry_id, SendResult(message_id=item["id"])))
         if items:
             self._store.put_many(items)  # retries what DynamoDB leaves unprocessed
+            metrics.count("Sent", topic=topic, value=len(items))
         return done, failed
 
     def _topic_item(self, topic: str, message: NewMessage) -> Item:
@@ -181,9 +184,13 @@ class TopicService:
                 ReturnValues="ALL_OLD",
             )
         self._forget()
-        logger.info(
-            "subscription saved",
-            extra={"topic": topic, "subscription": name, "queue": settings.queue},
+        audit(
+            "subscription.save",
+            principal.id,
+            topic,
+            subscription=name,
+            queue=settings.queue,
+            filter_policy=settings.filter_policy,
         )
         return subscription, "Attributes" not in old
 
@@ -200,6 +207,7 @@ class TopicService:
         self._forget()
         if "Attributes" not in old:
             raise NotFound(f"topic {topic!r} has no subscription {name!r}")
+        audit("subscription.delete", principal.id, topic, subscription=name)
 
     def subscriptions(self, principal: Principal, topic: str | None = None) -> list[Subscription]:
         """Durable subscriptions, all or those declared on `topic` (a name or pattern)."""

@@ -7,8 +7,11 @@ the policy first, so permissions are checked in exactly one place.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,20 +27,24 @@ from mqless.errors import (
     Conflict,
     IntegrityError,
     InvalidRequest,
+    MessageNotFound,
     MqlessError,
     StaleReceipt,
 )
 from mqless.ids import new_lease_id, new_message_id
 from mqless.models import (
+    BrowsedMessage,
     Delivery,
     EntryFailure,
     NewMessage,
     QueueConfig,
     QueueCounts,
     QueueSettings,
+    QueueStats,
     RedriveResult,
     SendResult,
 )
+from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.receipts import Receipt, decode_receipt
 from mqless.registry import QueueRegistry
@@ -52,6 +59,11 @@ from mqless.store import (
 logger = Logger(service="mqless", child=True)
 
 MAX_PAGES_PER_RECEIVE = 5
+MAX_BROWSE = 100
+# what a message carries about its current delivery (dropped when it moves queue)
+_DELIVERY_STATE = frozenset(
+    {"dl_reason", "dl_source", "first_rx", "lease_id", "lease_owner", "lease_until", "seq"}
+)
 MAX_HEADS_PER_GROUP = 100
 FIRST_POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 1.0
@@ -116,11 +128,12 @@ class QueueService:
         self._registry.forget(name)
         existing = self._registry.find(name)
         if existing is None and self._registry.create(config):
-            logger.info("queue created", extra={"queue": name, "principal": principal.id})
+            audit("queue.create", principal.id, name, settings=settings.model_dump())
             return config, True
         existing = existing or self._registry.get(name)
         config = config.model_copy(update={"created_at": existing.created_at})
         self._registry.replace(config)
+        audit("queue.update", principal.id, name, settings=settings.model_dump())
         return config, False
 
     def get_queue(self, principal: Principal, name: str) -> tuple[QueueConfig, QueueCounts]:
@@ -133,10 +146,144 @@ class QueueService:
     def counts(self, config: QueueConfig) -> QueueCounts:
         now = self._clock.now_ms()
         if config.fifo:
-            visible, in_flight, delayed = self._store.count_fifo(config.name, now)
+            visible, in_flight, delayed, bounded = self._store.count_fifo(config.name, now)
         else:
-            visible, in_flight, delayed = self._store.count_standard(config.name, now)
-        return QueueCounts(visible=visible, in_flight=in_flight, delayed=delayed)
+            visible, in_flight, delayed, bounded = self._store.count_standard(config.name, now)
+        return QueueCounts(
+            visible=visible, in_flight=in_flight, delayed=delayed, approximate=bounded
+        )
+
+    # ---- operator's view ----------------------------------------------------------------
+
+    def stats(self, principal: Principal, name: str, *, consumers: int = 0) -> QueueStats:
+        """Counts, the oldest message's age and the dead-letter depth, from bounded reads."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        config = self._registry.get(name)
+        now = self._clock.now_ms()
+        counts = self.counts(config)
+        oldest = self._store.oldest_visible_ms(name, now, fifo=config.fifo)
+        dlq_visible: int | None = None
+        approximate = counts.approximate
+        if config.dead_letter_queue:
+            dlq = self._registry.find(config.dead_letter_queue)
+            if dlq is not None:
+                dlq_counts = self.counts(dlq)
+                dlq_visible = dlq_counts.visible
+                approximate = approximate or dlq_counts.approximate
+        return QueueStats(
+            name=name,
+            fifo=config.fifo,
+            visible=counts.visible,
+            in_flight=counts.in_flight,
+            delayed=counts.delayed,
+            oldest_age_seconds=None if oldest is None else max(0, (now - oldest) // 1000),
+            dead_letter_queue=config.dead_letter_queue,
+            dead_letter_visible=dlq_visible,
+            consumers=consumers,
+            approximate=approximate,
+        )
+
+    def browse(
+        self, principal: Principal, name: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[BrowsedMessage], str | None]:
+        """A page of messages in send order, peeked at without leasing; and the next cursor."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        if not 1 <= limit <= MAX_BROWSE:
+            raise InvalidRequest(f"limit must be 1 to {MAX_BROWSE}")
+        config = self._registry.get(name)
+        items, last = self._store.browse(name, limit, _decode_cursor(cursor, name))
+        now = self._clock.now_ms()
+        return [self._browsed(config, item, now) for item in items], _encode_cursor(last)
+
+    def _browsed(self, config: QueueConfig, item: Item, now: int) -> BrowsedMessage:
+        body: str | None = None
+        error: str | None = None
+        binary = bool(item.get("bin", False))
+        try:
+            plain = self._cipher.decrypt(
+                Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
+                destination=str(item["origin"]),
+                message_id=str(item["id"]),
+            )
+            body = base64.b64encode(plain).decode() if binary else plain.decode()
+        except IntegrityError as exc:
+            error = f"integrity: {exc.message}"
+        if config.fifo:
+            if int(item.get("lease_until", 0)) > now:
+                state = "in_flight"
+            elif int(item.get("avail", 0)) > now:
+                state = "delayed"
+            else:
+                state = "visible"
+            visible_at = item.get("avail")
+        else:
+            visible_at = item.get("visible_at")
+            if int(visible_at or 0) <= now:
+                state = "visible"
+            elif item.get("lease_id"):
+                state = "in_flight"
+            else:
+                state = "delayed"
+        return BrowsedMessage(
+            message_id=str(item["id"]),
+            body=body,
+            binary=binary,
+            attributes=dict(item.get("attrs") or {}),
+            content_type=item.get("ctype"),
+            correlation_id=item.get("corr"),
+            reply_to=item.get("reply"),
+            sent_at=int(item["sent_at"]),
+            receive_count=int(item.get("receive_count", 0)),
+            state=state,
+            visible_at=None if visible_at is None else int(visible_at),
+            group_id=item.get("grp"),
+            dead_letter_reason=item.get("dl_reason"),
+            source_queue=item.get("dl_source"),
+            error=error,
+        )
+
+    def delete_message(self, principal: Principal, name: str, message_id: str) -> None:
+        """Delete one message, whatever its state (a consumer's late ack is then stale)."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        config = self._registry.get(name)
+        item = self._store.find_message(name, message_id, fifo=config.fifo)
+        if item is None or not self._store.delete_message(name, str(item["sk"])):
+            raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
+        audit("message.delete", principal.id, name, message_id=message_id)
+
+    def move_message(
+        self, principal: Principal, name: str, message_id: str, *, to: str, copy: bool = False
+    ) -> str:
+        """Move (or copy) one message to another queue; it keeps its id and body."""
+        names.validate_queue_name(name)
+        names.validate_queue_name(to)
+        self._policy.check(principal, Action.ADMIN, name)
+        self._policy.check(principal, Action.SEND, to)
+        if to == name:
+            raise InvalidRequest("the target queue must differ from the source")
+        config = self._registry.get(name)
+        target = self._ensure_queue(to)
+        item = self._store.find_message(name, message_id, fifo=config.fifo)
+        if item is None:
+            raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
+        if target.fifo and not item.get("grp"):
+            raise InvalidRequest(f"queue {to!r} is FIFO and the message has no group")
+        fresh = {k: v for k, v in item.items() if k not in _DELIVERY_STATE}
+        fresh["receive_count"] = 0
+        fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
+        also = [] if copy else [self._store.delete_existing_op(name, str(item["sk"]))]
+        self._put_moved(target, fresh, also)
+        audit(
+            "message.copy" if copy else "message.move",
+            principal.id,
+            name,
+            message_id=message_id,
+            to=to,
+        )
+        return str(item["id"])
 
     def list_queues(self, principal: Principal) -> list[QueueConfig]:
         """Every queue the principal may administer."""
@@ -150,7 +297,7 @@ class QueueService:
         if not self._registry.delete(name):
             self._registry.get(name)  # raises QueueNotFound
         self._store.delete_keys(name, self._store.keys(name, ("M#", "G#", "D#", "X#", "W#")))
-        logger.info("queue deleted", extra={"queue": name, "principal": principal.id})
+        audit("queue.delete", principal.id, name)
 
     def purge(self, principal: Principal, name: str) -> int:
         """Delete every message of a queue (dedup records stay, as in SQS); returns the count."""
@@ -160,7 +307,7 @@ class QueueService:
         keys = self._store.keys(name, ("M#", "G#"))
         self._store.delete_keys(name, keys)
         purged = sum(1 for k in keys if k.startswith("M#"))
-        logger.info("queue purged", extra={"queue": name, "purged": purged})
+        audit("queue.purge", principal.id, name, purged=purged)
         return purged
 
     # ---- producing ----------------------------------------------------------------------
@@ -174,8 +321,12 @@ class QueueService:
         item, now = self._new_item(config, message)
         if not config.fifo:
             self._store.put(item)
+            metrics.count("Sent", queue=queue)
             return SendResult(message_id=item["id"])
-        return self._append_fifo(config, item, message, now)
+        result = self._append_fifo(config, item, message, now)
+        if not result.duplicate:
+            metrics.count("Sent", queue=queue)
+        return result
 
     def send_batch(
         self, principal: Principal, queue: str, entries: Sequence[tuple[str, NewMessage]]
@@ -209,6 +360,9 @@ class QueueService:
             )
         order = {entry_id: i for i, entry_id in enumerate(ids)}
         done.sort(key=lambda pair: order[pair[0]])
+        accepted = sum(1 for _, result in done if not result.duplicate)
+        if accepted:
+            metrics.count("Sent", queue=queue, value=accepted)
         return done, failed
 
     def _check_message(self, config: QueueConfig, message: NewMessage) -> None:
@@ -345,7 +499,7 @@ class QueueService:
     ) -> tuple[list[str], list[EntryFailure]]:
         """Delete messages under their leases; a stale receipt deletes nothing."""
         now = self._clock.now_ms()
-        return self._settle(
+        done, failed = self._settle(
             principal,
             queue,
             receipts,
@@ -354,6 +508,9 @@ class QueueService:
                 queue, r.key, group, r.lease_id, now
             ),
         )
+        if done:
+            metrics.count("Acked", queue=queue, value=len(done))
+        return done, failed
 
     def nack(
         self, principal: Principal, queue: str, receipts: Sequence[str], delay_seconds: int = 0
@@ -362,13 +519,16 @@ class QueueService:
         if not 0 <= delay_seconds <= models.MAX_VISIBILITY_SECONDS:
             raise InvalidRequest(f"delay_seconds must be 0 to {models.MAX_VISIBILITY_SECONDS}")
         at = self._clock.now_ms() + delay_seconds * 1000
-        return self._settle(
+        done, failed = self._settle(
             principal,
             queue,
             receipts,
             standard=lambda r: self._store.release(queue, r.key, r.lease_id, at) is not None,
             fifo=lambda r, group: self._store.release_fifo(queue, r.key, group, r.lease_id, at),
         )
+        if done:
+            metrics.count("Nacked", queue=queue, value=len(done))
+        return done, failed
 
     def change_visibility(
         self, principal: Principal, queue: str, receipts: Sequence[str], timeout_seconds: int
@@ -469,20 +629,7 @@ class QueueService:
                     EntryFailure(id=str(item["id"]), error="redrive_failed", message=problem or "")
                 )
                 return Outcome.SKIPPED, None
-            fresh = {
-                k: v
-                for k, v in item.items()
-                if k
-                not in (
-                    "dl_reason",
-                    "dl_source",
-                    "first_rx",
-                    "lease_id",
-                    "lease_owner",
-                    "lease_until",
-                    "seq",
-                )
-            }
+            fresh = {k: v for k, v in item.items() if k not in _DELIVERY_STATE}
             fresh["receive_count"] = 0
             fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
             self._enqueue_moving(source, item, lease, group, target, fresh)
@@ -504,11 +651,14 @@ class QueueService:
             )
             if result.moved + len(failed_ids) == before:
                 break
-        if result.moved or result.failed:
-            logger.info(
-                "queue redriven",
-                extra={"queue": queue, "moved": result.moved, "failed": len(result.failed)},
-            )
+        audit(
+            "queue.redrive",
+            principal.id,
+            queue,
+            destination_queue=destination,
+            moved=result.moved,
+            failed=len(result.failed),
+        )
         return result
 
     def sweep(self, *, budget_ms: int = 50_000) -> SweepReport:
@@ -568,7 +718,12 @@ class QueueService:
                 )
                 self._dead_letter(config, item, lease, group, f"integrity: {exc.message}")
                 return Outcome.CONSUMED, None
-            return Outcome.DELIVERED, _delivery(config, item, lease, body)
+            delivery = _delivery(config, item, lease, body)
+            metrics.count("Delivered", queue=config.name)
+            if delivery.receive_count > 1:
+                metrics.count("Redelivered", queue=config.name)
+            metrics.latency(self._clock.now_ms() - delivery.sent_at, queue=config.name)
+            return Outcome.DELIVERED, delivery
 
         return deliver
 
@@ -759,6 +914,7 @@ class QueueService:
         if group is None:
             if not self._store.delete_leased(config.name, key, lease):
                 raise LeaseLost("expired message was taken meanwhile")
+            metrics.count("Expired", queue=config.name)
             return
         ops = [
             self._store.delete_op(config.name, key, lease),
@@ -766,6 +922,7 @@ class QueueService:
         ]
         if not self._store.transact(ops):
             raise LeaseLost("expired message was taken meanwhile")
+        metrics.count("Expired", queue=config.name)
 
     def _dead_letter(
         self,
@@ -794,6 +951,7 @@ class QueueService:
         target = self._ensure_queue(target_name, dead_letter=True)
         moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
         self._enqueue_moving(config, item, lease, group, target, moved)
+        metrics.count("DeadLettered", queue=config.name)
         logger.warning(
             "message dead-lettered",
             extra={
@@ -834,8 +992,11 @@ class QueueService:
         fresh: Item,
     ) -> None:
         """Put `fresh` on `target` and take `item` off `source` in one transaction."""
+        self._put_moved(target, fresh, self._source_ops(source, item, lease, group))
+
+    def _put_moved(self, target: QueueConfig, fresh: Item, also: list[dict[str, Any]]) -> None:
+        """Put `fresh` on `target` together with the `also` writes, all or nothing."""
         now = self._clock.now_ms()
-        also = self._source_ops(source, item, lease, group)
         for key in ("pk", "sk", "vq", "visible_at", "avail"):
             fresh.pop(key, None)
         if target.fifo:
@@ -900,6 +1061,27 @@ def sealed_message(
         "reply": message.reply_to,
         "sent_at": now_ms,
     }
+
+
+def _encode_cursor(last: dict[str, Any] | None) -> str | None:
+    """The browse position as an opaque string (DynamoDB's last key, base64url JSON)."""
+    if last is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(last, sort_keys=True).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None, queue: str) -> dict[str, Any] | None:
+    """A cursor this API gave out for this queue, or InvalidRequest."""
+    if cursor is None:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        pk, sk = key["pk"]["S"], key["sk"]["S"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeError) as exc:
+        raise InvalidRequest("malformed cursor") from exc
+    if pk != f"Q#{queue}" or not isinstance(sk, str) or not sk.startswith("M#"):
+        raise InvalidRequest("malformed cursor")
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
 def _stale(receipt: str) -> EntryFailure:

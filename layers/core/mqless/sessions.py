@@ -47,6 +47,7 @@ from mqless.envelope import Sealed
 from mqless.errors import Conflict, InvalidRequest
 from mqless.live import ConnectionInfo, LiveSubscriptions, Pusher
 from mqless.models import NewMessage, SendResult
+from mqless.observability import metrics
 from mqless.outbound import Connection, Push, render
 from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService
@@ -122,6 +123,7 @@ class Sessions:
             protocol=connection.protocol,
             version=connection.version,
         )
+        metrics.count("Connections")
 
     def info(self, connection_id: str) -> ConnectionInfo | None:
         return self.live.connection(connection_id)
@@ -331,6 +333,7 @@ class Sessions:
                 by_connection.setdefault(target.connection, []).append(push)
         sent = 0
         gone: set[str] = set()
+        now = self._clock.now_ms()
         for connection, pushes in by_connection.items():
             for text in render(connection, pushes):
                 if not self.pusher.post(connection.id, text.encode()):
@@ -338,6 +341,10 @@ class Sessions:
                     break
             else:
                 sent += len(pushes)
+                for push in pushes:
+                    topic = push.destination[len("/topic/") :]
+                    metrics.count("Delivered", topic=topic)
+                    metrics.latency(now - push.sent_at, topic=topic)
         if gone:
             self._close_all(gone)  # closed without $disconnect reaching us: tidy up
         return sent

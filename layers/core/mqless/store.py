@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 INDEX = "by_visibility"
 MAX_FIFO_ATTEMPTS = 25
+COUNT_BOUND = 1000  # index entries a count reads at most (~25 read units)
 
 
 def partition(queue: str) -> str:
@@ -539,49 +541,132 @@ class MessageStore:
         ]
         batch_write(self._db, self._table, requests)
 
-    def count_standard(self, queue: str, now_ms: int) -> tuple[int, int, int]:
-        """(visible, in flight, delayed) from the index; in flight = delivered at least once."""
-        visible = self._count(
+    def count_standard(
+        self, queue: str, now_ms: int, bound: int = COUNT_BOUND
+    ) -> tuple[int, int, int, bool]:
+        """(visible, in flight, delayed, bounded) from the index; in flight = delivered at
+        least once. Each count reads at most `bound` index entries; `bounded` says one
+        stopped there (the counts are then lower bounds)."""
+        visible, _, more_visible = self._count(
+            bound,
             IndexName=INDEX,
             KeyConditionExpression="vq = :q AND visible_at <= :now",
             ExpressionAttributeValues=to_wire({":q": queue, ":now": now_ms}),
-        )[0]
-        in_flight, hidden = self._count(
+        )
+        in_flight, hidden, more_hidden = self._count(
+            bound,
             IndexName=INDEX,
             KeyConditionExpression="vq = :q AND visible_at > :now",
             FilterExpression="receive_count > :zero",
             ExpressionAttributeValues=to_wire({":q": queue, ":now": now_ms, ":zero": 0}),
         )
-        return visible, in_flight, hidden - in_flight
+        return visible, in_flight, hidden - in_flight, more_visible or more_hidden
 
-    def count_fifo(self, queue: str, now_ms: int) -> tuple[int, int, int]:
-        """(visible, in flight, delayed) from the queue's partition."""
-        in_flight, total = self._count(
+    def count_fifo(
+        self, queue: str, now_ms: int, bound: int = COUNT_BOUND
+    ) -> tuple[int, int, int, bool]:
+        """(visible, in flight, delayed, bounded) from the queue's partition."""
+        in_flight, total, more_total = self._count(
+            bound,
             KeyConditionExpression="pk = :p AND begins_with(sk, :m)",
             FilterExpression="lease_until > :now",
             ExpressionAttributeValues=to_wire({":p": partition(queue), ":m": "M#", ":now": now_ms}),
         )
-        delayed, _ = self._count(
+        delayed, _, _ = self._count(
+            bound,
             KeyConditionExpression="pk = :p AND begins_with(sk, :m)",
             FilterExpression="avail > :now AND (attribute_not_exists(lease_until) "
             "OR lease_until <= :now)",
             ExpressionAttributeValues=to_wire({":p": partition(queue), ":m": "M#", ":now": now_ms}),
         )
-        return total - in_flight - delayed, in_flight, delayed
+        return total - in_flight - delayed, in_flight, delayed, more_total
 
-    # ---- plumbing ----------------------------------------------------------------------
+    def oldest_visible_ms(self, queue: str, now_ms: int, *, fifo: bool) -> int | None:
+        """When the oldest visible message was sent (standard: from its time-ordered id,
+        among the first 100 visible entries), or since when the oldest visible FIFO group
+        has waited; None if nothing is visible."""
+        candidates, _ = self.candidates(queue, now_ms, 1 if fifo else 100)
+        if not candidates:
+            return None
+        if fifo:
+            return min(c.visible_at for c in candidates)
+        return min(_id_time_ms(c.key[2:], c.visible_at) for c in candidates)
 
-    def _count(self, **query: Any) -> tuple[int, int]:
-        """(matching, scanned) over every page of a COUNT query."""
-        kwargs: dict[str, Any] = {"TableName": self._table, "Select": "COUNT", **query}
-        matching = scanned = 0
+    def browse(
+        self, queue: str, limit: int, start: dict[str, Any] | None
+    ) -> tuple[list[Item], dict[str, Any] | None]:
+        """A page of the queue's messages in key order (send order), without leasing."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :p AND begins_with(sk, :m)",
+            "ExpressionAttributeValues": to_wire({":p": partition(queue), ":m": "M#"}),
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        with translated_errors():
+            page = self._db.query(**kwargs)
+        return [from_wire(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+    def find_message(self, queue: str, message_id: str, *, fifo: bool) -> Item | None:
+        """A message by id: one read for a standard queue; FIFO keys hold group and
+        sequence, so there it is a filtered walk of the partition."""
+        if not fifo:
+            with translated_errors():
+                found = self._db.get_item(
+                    TableName=self._table,
+                    Key=to_wire({"pk": partition(queue), "sk": standard_key(message_id)}),
+                    ConsistentRead=True,
+                )
+            return from_wire(found["Item"]) if "Item" in found else None
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :p AND begins_with(sk, :m)",
+            "FilterExpression": "id = :id",
+            "ExpressionAttributeValues": to_wire(
+                {":p": partition(queue), ":m": "M#", ":id": message_id}
+            ),
+            "ConsistentRead": True,
+        }
         while True:
             with translated_errors():
                 page = self._db.query(**kwargs)
-            matching += int(page.get("Count", 0))
-            scanned += int(page.get("ScannedCount", 0))
+            if page.get("Items"):
+                return from_wire(page["Items"][0])
             if "LastEvaluatedKey" not in page:
-                return matching, scanned
+                return None
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def delete_existing_op(self, queue: str, key: str) -> dict[str, Any]:
+        """A transaction step deleting an item that must still be there."""
+        return {
+            "Delete": {
+                "TableName": self._table,
+                "Key": to_wire({"pk": partition(queue), "sk": key}),
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+
+    def delete_message(self, queue: str, key: str) -> bool:
+        """Delete a message whatever its state; False if it was not there."""
+        return self._conditional_delete(queue, key, "sk = :sk", {":sk": key})
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _count(self, bound: int, **query: Any) -> tuple[int, int, bool]:
+        """(matching, read, bounded) of a COUNT query that reads at most `bound` entries."""
+        kwargs: dict[str, Any] = {"TableName": self._table, "Select": "COUNT", **query}
+        matching = read = 0
+        while True:
+            kwargs["Limit"] = bound - read
+            with translated_errors():
+                page = self._db.query(**kwargs)
+            matching += int(page.get("Count", 0))
+            read += int(page.get("ScannedCount", 0))
+            if "LastEvaluatedKey" not in page:
+                return matching, read, False
+            if read >= bound:
+                return matching, read, True
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _conditional_update(
@@ -636,3 +721,11 @@ class MessageStore:
                 continue
             return True
         return False
+
+
+def _id_time_ms(message_id: str, fallback: int) -> int:
+    """The send time in a UUIDv7-shaped message id (its first 48 bits)."""
+    try:
+        return int(uuid.UUID(message_id)) >> 80
+    except ValueError:
+        return fallback

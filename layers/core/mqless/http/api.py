@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from mqless import __version__, runtime
@@ -25,13 +25,20 @@ from mqless.errors import (
     PayloadTooLarge,
     Throttled,
 )
+from mqless.http import console
 from mqless.http.models import (
     AckRequest,
     AckResponse,
     BatchResultEntry,
+    BrowseResponse,
+    ConnectionList,
+    ConnectionView,
     MessageOut,
+    MoveRequest,
+    MoveResponse,
     NackRequest,
     NackResponse,
+    Overview,
     Problem,
     PurgeResponse,
     QueueList,
@@ -44,10 +51,11 @@ from mqless.http.models import (
     SendMessageRequest,
     SendMessageResponse,
     SubscriptionList,
+    TopicStats,
     VisibilityRequest,
     VisibilityResponse,
 )
-from mqless.models import EntryFailure, NewMessage, QueueSettings, RedriveResult
+from mqless.models import EntryFailure, NewMessage, QueueSettings, QueueStats, RedriveResult
 from mqless.principals import ANONYMOUS, Principal
 from mqless.pubsub import Subscription, SubscriptionSettings
 
@@ -58,6 +66,7 @@ app = APIGatewayHttpResolver(enable_validation=True)
 QueueName = Annotated[
     str, Path(description="Queue name: 1-80 of A-Z a-z 0-9 _ . - (`.fifo` = FIFO).")
 ]
+MessageId = Annotated[str, Path(max_length=100, description="The message's id.")]
 
 # One mapping from the core's exceptions to HTTP statuses; the most specific class wins.
 _STATUS: list[tuple[type[MqlessError], HTTPStatus]] = [
@@ -419,6 +428,99 @@ def put_subscription(
 def delete_subscription(name: TopicName, sub: str) -> Response[str]:
     runtime.topic_service().unsubscribe(_principal(), unquote(name), sub)
     return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+# ---- operations: stats, browse, one-message actions, connections -----------------------------
+
+MAX_OVERVIEW_QUEUES = 100
+
+
+@app.get("/stats", summary="Every queue's counts, topics and connections", tags=["operations"])
+def overview() -> Overview:
+    principal = _principal()
+    queues = runtime.queue_service()
+    sessions = runtime.sessions()
+    stats = {}
+    for config in queues.list_queues(principal)[:MAX_OVERVIEW_QUEUES]:
+        consumers = len(sessions.consumers.consumers(config.name))
+        stats[config.name] = queues.stats(principal, config.name, consumers=consumers)
+    live = sessions.live.live_counts()
+    durable: dict[str, list[dict[str, str]]] = {}
+    for subscription in runtime.topic_service().subscriptions(principal):
+        durable.setdefault(subscription.topic, []).append(
+            {"name": subscription.name, "queue": subscription.queue}
+        )
+    topics = [
+        TopicStats(
+            pattern=pattern,
+            subscriptions=durable.get(pattern, []),
+            live_subscribers=live.get(pattern, 0),
+        )
+        for pattern in sorted(set(live) | set(durable))
+    ]
+    return Overview(
+        queues=list(stats.values()),
+        topics=topics,
+        connections=sessions.live.count_connections(),
+    )
+
+
+@app.get("/queues/<name>/stats", summary="A queue's counts and health", tags=["operations"])
+def queue_stats(name: QueueName) -> QueueStats:
+    consumers = len(runtime.sessions().consumers.consumers(name))
+    return runtime.queue_service().stats(_principal(), name, consumers=consumers)
+
+
+@app.get(
+    "/queues/<name>/messages",
+    summary="Browse messages without leasing them",
+    tags=["operations"],
+)
+def browse(
+    name: QueueName,
+    limit: Annotated[int, Query(ge=1, le=100, description="Messages per page.")] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048, description="From the last page.")] = None,
+) -> BrowseResponse:
+    messages, next_cursor = runtime.queue_service().browse(
+        _principal(), name, limit=limit, cursor=cursor
+    )
+    return BrowseResponse(messages=messages, cursor=next_cursor)
+
+
+@app.delete(
+    "/queues/<name>/messages/<message_id>",
+    summary="Delete one message",
+    tags=["operations"],
+    responses={204: {"description": "Deleted", "content": {}}},
+)
+def delete_message(name: QueueName, message_id: MessageId) -> Response[str]:
+    runtime.queue_service().delete_message(_principal(), name, message_id)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+@app.post(
+    "/queues/<name>/messages/<message_id>/move",
+    summary="Move or copy one message to another queue",
+    tags=["operations"],
+)
+def move_message(
+    name: QueueName, message_id: MessageId, request: Annotated[MoveRequest, Body()]
+) -> MoveResponse:
+    moved = runtime.queue_service().move_message(
+        _principal(), name, message_id, to=request.to, copy=request.copy_only
+    )
+    return MoveResponse(message_id=moved)
+
+
+@app.get("/connections", summary="Open WebSocket connections", tags=["operations"])
+def connections() -> ConnectionList:
+    found = runtime.sessions().live.list_connections()
+    return ConnectionList(connections=[ConnectionView(**c) for c in found])
+
+
+# ---- the web console -------------------------------------------------------------------------
+
+console.register(app)
 
 
 # ---- the API describing itself --------------------------------------------------------------

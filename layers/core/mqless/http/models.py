@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqless import models
 from mqless.errors import InvalidRequest, PayloadTooLarge
-from mqless.models import Delivery, EntryFailure, NewMessage, QueueConfig, QueueCounts
+from mqless.models import (
+    BrowsedMessage,
+    Delivery,
+    EntryFailure,
+    NewMessage,
+    QueueConfig,
+    QueueCounts,
+    QueueStats,
+)
 from mqless.pubsub import Subscription
 
 Receipts = Annotated[
@@ -292,3 +300,50 @@ def _first_error(exc: ValueError) -> str:
 
 class SubscriptionList(BaseModel):
     subscriptions: list[Subscription]
+
+
+# ---- operations (issue #5: stats, browse, one-message actions, connections) ---------------
+
+
+class TopicStats(BaseModel):
+    pattern: str
+    subscriptions: list[dict[str, str]] = Field(
+        description="Durable subscriptions declared on this pattern: name and queue."
+    )
+    live_subscribers: int
+
+
+class Overview(BaseModel):
+    queues: list[QueueStats]
+    topics: list[TopicStats]
+    connections: int
+
+
+class BrowseResponse(BaseModel):
+    messages: list[BrowsedMessage]
+    cursor: str | None = Field(description="Pass back as `cursor` for the next page; null: end.")
+
+
+class MoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: Annotated[str, Field(description="Target queue (created with defaults if new).")]
+    copy_only: Annotated[
+        bool, Field(alias="copy", description="Copy instead of move: the source keeps it.")
+    ] = False
+
+
+class MoveResponse(BaseModel):
+    message_id: str
+
+
+class ConnectionView(BaseModel):
+    id: str
+    protocol: str
+    principal: str
+    connected_at: int
+    subscriptions: int
+
+
+class ConnectionList(BaseModel):
+    connections: list[ConnectionView]

@@ -1,0 +1,929 @@
+// mqless console: plain JavaScript, no build step, no third-party code.
+// The page is <API root>/console; every API call is relative to that root, so the same file
+// works under `mqless dev`, on an execute-api URL and behind a custom domain's base path.
+"use strict";
+
+(() => {
+  const API_ROOT = new URL("./", location.href);
+  const POLL_MS = 2000;
+  const TAIL_LIMIT = 200;
+  const WS_URL_KEY = "mqless.console.websocket_url";
+
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const config = { websocket_url: null, version: "" };
+
+  // ---- the HTTP API -----------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  const enc = encodeURIComponent;
+
+  async function api(method, path, body) {
+    const init = { method, headers: { accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(new URL(path, API_ROOT), init);
+    } catch (error) {
+      throw new ApiError(0, "unreachable", `cannot reach the API (${error.message})`);
+    }
+    const text = response.status === 204 ? "" : await response.text();
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const code = (data && data.error) || `http_${response.status}`;
+      const message = (data && data.message) || response.statusText || "request failed";
+      throw new ApiError(response.status, code, message);
+    }
+    return data;
+  }
+
+  // ---- small helpers ----------------------------------------------------------------------
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key in node && key !== "list") node[key] = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function hidden(text) {
+    return el("span", { class: "visually-hidden", text });
+  }
+
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function count(value, approximate) {
+    if (value === null || value === undefined) return "–";
+    return approximate ? `≥ ${value}` : String(value);
+  }
+
+  function age(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 60) return `${seconds} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+    return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+  }
+
+  function when(millis) {
+    if (!millis) return "–";
+    const ms = millis < 1e12 ? millis * 1000 : millis; // seconds or milliseconds
+    const date = new Date(ms);
+    const today = new Date().toDateString() === date.toDateString();
+    return today ? date.toLocaleTimeString() : date.toLocaleString();
+  }
+
+  // localStorage throws where the browser forbids storage: the console works without it
+  const storage = {
+    get(key) {
+      try {
+        return localStorage.getItem(key);
+      } catch {
+        return null;
+      }
+    },
+    set(key, value) {
+      try {
+        localStorage.setItem(key, value);
+      } catch {
+        // not kept: fine
+      }
+    },
+    remove(key) {
+      try {
+        localStorage.removeItem(key);
+      } catch {
+        // nothing kept
+      }
+    },
+  };
+
+  function stamp() {
+    return new Date().toLocaleTimeString();
+  }
+
+  function parseAttributes(text) {
+    const attributes = {};
+    for (const part of text.split(",")) {
+      const pair = part.trim();
+      if (!pair) continue;
+      const at = pair.indexOf("=");
+      if (at < 1) throw new ApiError(0, "invalid_attributes", `attributes: "${pair}" is not key=value`);
+      attributes[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+    }
+    return attributes;
+  }
+
+  function attributeList(attributes) {
+    const entries = Object.entries(attributes || {});
+    if (!entries.length) return el("span", { class: "muted", text: "none" });
+    return el(
+      "ul",
+      { class: "attrs" },
+      ...entries.map(([key, value]) => el("li", {}, el("code", { text: `${key}=${value}` }))),
+    );
+  }
+
+  function bodyView(body, binary, error) {
+    if (body === null || body === undefined) {
+      return el("span", { class: "warn" }, "⚠ ", error || "unreadable body");
+    }
+    const label = binary ? "base64: " : "";
+    const text = label + body;
+    if (text.length <= 120) return el("pre", { class: "body", text });
+    return el(
+      "details",
+      {},
+      el("summary", {}, el("code", { text: `${text.slice(0, 80)}…` }), hidden(" (show all)")),
+      el("pre", { class: "body", text }),
+    );
+  }
+
+  // ---- notices and problems ---------------------------------------------------------------
+
+  const notice = $("#notice");
+  const problem = $("#problem");
+
+  function notify(text) {
+    problem.textContent = "";
+    notice.textContent = text;
+  }
+
+  function fail(error) {
+    notice.textContent = "";
+    const code = error && error.code ? `${error.code}: ` : "";
+    problem.textContent = `${code}${(error && error.message) || error}`;
+  }
+
+  function clearMessages() {
+    notice.textContent = "";
+    problem.textContent = "";
+  }
+
+  // Run an action from a button or form: keep the control disabled while it runs.
+  async function act(control, action) {
+    if (control) control.disabled = true;
+    try {
+      await action();
+    } catch (error) {
+      fail(error);
+    } finally {
+      if (control) control.disabled = false;
+    }
+  }
+
+  // ---- polling: one loop per view, paused while the tab is hidden -------------------------
+
+  function poll(task, onError) {
+    let timer = null;
+    let running = false;
+    let stopped = false;
+    const tick = async () => {
+      timer = null;
+      if (stopped || document.hidden) return;
+      running = true;
+      try {
+        await task();
+      } catch (error) {
+        onError(error);
+      } finally {
+        running = false;
+      }
+      if (!stopped) timer = setTimeout(tick, POLL_MS);
+    };
+    const wake = () => {
+      if (stopped || document.hidden || running) return;
+      clearTimeout(timer);
+      tick();
+    };
+    document.addEventListener("visibilitychange", wake);
+    tick();
+    return {
+      now: wake,
+      stop() {
+        stopped = true;
+        clearTimeout(timer);
+        document.removeEventListener("visibilitychange", wake);
+      },
+    };
+  }
+
+  // ---- confirmation and move dialogs ------------------------------------------------------
+
+  function confirmAction(title, text, okLabel) {
+    const dialog = $("#confirm-dialog");
+    $("#confirm-title").textContent = title;
+    $("#confirm-text").textContent = text;
+    $("#confirm-ok").textContent = okLabel;
+    return new Promise((resolve) => {
+      dialog.returnValue = "";
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+      $("#confirm-cancel").focus(); // destructive: the safe choice has the focus
+    });
+  }
+
+  function askMove(queue, messageId) {
+    const dialog = $("#move-dialog");
+    $("#move-text").textContent = `Message ${messageId} of ${queue}.`;
+    $("#move-to").value = "";
+    $("#move-copy").checked = false;
+    return new Promise((resolve) => {
+      dialog.returnValue = "";
+      dialog.addEventListener(
+        "close",
+        () =>
+          resolve(
+            dialog.returnValue === "ok"
+              ? { to: $("#move-to").value.trim(), copy: $("#move-copy").checked }
+              : null,
+          ),
+        { once: true },
+      );
+      dialog.showModal();
+      $("#move-to").focus();
+    });
+  }
+
+  // ---- view: queue list -------------------------------------------------------------------
+
+  function queueLink(name) {
+    return el("a", { href: `#/queues/${enc(name)}`, text: name });
+  }
+
+  function deadLetterCell(cell, stats) {
+    cell.replaceChildren();
+    cell.classList.remove("warn");
+    if (!stats.dead_letter_queue) {
+      cell.append(el("span", { class: "muted", text: "none" }));
+      return;
+    }
+    cell.append(queueLink(stats.dead_letter_queue));
+    const waiting = stats.dead_letter_visible;
+    if (waiting) {
+      cell.classList.add("warn");
+      cell.append(" ", el("span", { class: "flag", text: `⚠ ${waiting} waiting` }));
+    } else if (waiting === 0) {
+      cell.append(" ", el("span", { class: "muted", text: "(empty)" }));
+    }
+  }
+
+  function renderQueueRow(row, stats) {
+    const cells = row.cells;
+    const approx = stats.approximate;
+    setText(cells[1], stats.fifo ? "FIFO" : "standard");
+    setText(cells[2], count(stats.visible, approx));
+    setText(cells[3], count(stats.in_flight, approx));
+    setText(cells[4], count(stats.delayed, approx));
+    setText(cells[5], age(stats.oldest_age_seconds));
+    const key = `${stats.dead_letter_queue}|${stats.dead_letter_visible}`;
+    if (cells[6].dataset.key !== key) {
+      cells[6].dataset.key = key;
+      deadLetterCell(cells[6], stats);
+    }
+    setText(cells[7], String(stats.consumers ?? "–"));
+  }
+
+  function renderQueues(queues) {
+    const tbody = $("#queue-table tbody");
+    const existing = new Map([...tbody.rows].map((row) => [row.dataset.name, row]));
+    const wanted = [...queues].sort((a, b) => a.name.localeCompare(b.name));
+    wanted.forEach((stats, index) => {
+      let row = existing.get(stats.name);
+      if (!row) {
+        row = el("tr", {}, el("th", { scope: "row" }, queueLink(stats.name)));
+        row.dataset.name = stats.name;
+        row.append(
+          el("td"),
+          el("td", { class: "num" }),
+          el("td", { class: "num" }),
+          el("td", { class: "num" }),
+          el("td", { class: "num" }),
+          el("td"),
+          el("td", { class: "num" }),
+        );
+      }
+      existing.delete(stats.name);
+      renderQueueRow(row, stats);
+      // move a row only when it is out of place: moving the focused row would drop focus
+      if (tbody.rows[index] !== row) tbody.insertBefore(row, tbody.rows[index] || null);
+    });
+    for (const row of existing.values()) row.remove();
+    $("#queues-empty").hidden = wanted.length > 0;
+  }
+
+  function renderConnectionCount(n) {
+    setText($("#nav-connections"), typeof n === "number" ? `(${n})` : "");
+  }
+
+  const queuesView = {
+    enter() {
+      this.poller = poll(
+        async () => {
+          const stats = await api("GET", "stats");
+          renderQueues(stats.queues);
+          renderConnectionCount(stats.connections);
+          setText($("#queues-updated"), `Updated ${stamp()}`);
+        },
+        (error) => setText($("#queues-updated"), `Could not refresh: ${error.message}`),
+      );
+    },
+    leave() {
+      this.poller.stop();
+    },
+  };
+
+  $("#create-queue").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const input = $("#create-queue-name");
+    const name = input.value.trim();
+    if (!name) {
+      fail(new ApiError(0, "invalid_request", "type a queue name"));
+      input.focus();
+      return;
+    }
+    act(form.querySelector("button"), async () => {
+      // PUT replaces an existing queue's settings with the defaults: never do that here
+      try {
+        await api("GET", `queues/${enc(name)}`);
+        notify(`Queue ${name} already exists; nothing changed.`);
+        return;
+      } catch (error) {
+        if (error.status !== 404) throw error;
+      }
+      const created = await api("PUT", `queues/${enc(name)}`, {});
+      notify(`Created queue ${created.name}${created.fifo ? " (FIFO)" : ""}.`);
+      input.value = "";
+      if (queuesView.poller) queuesView.poller.now();
+    });
+  });
+
+  // ---- view: one queue --------------------------------------------------------------------
+
+  const queueView = {
+    name: "",
+    pages: [null], // cursors of the pages seen so far; the last is the current page's
+    next: null,
+    stats: null,
+
+    enter(name) {
+      this.name = name;
+      this.pages = [null];
+      this.next = null;
+      this.stats = null;
+      setText($("#queue-title"), name);
+      document.title = `${name} · mqless console`;
+      for (const dd of document.querySelectorAll("#queue-counts dd")) {
+        dd.textContent = "–";
+        delete dd.dataset.key;
+      }
+      $("#send-group-field").hidden = !name.endsWith(".fifo");
+      $("#browse-table tbody").replaceChildren();
+      setText($("#queue-updated"), "Loading…");
+      this.poller = poll(
+        () => this.refreshStats(),
+        (error) =>
+          setText(
+            $("#queue-updated"),
+            error.status === 404
+              ? `Queue ${name} does not exist (yet): sending to it creates it.`
+              : `Could not refresh: ${error.message}`,
+          ),
+      );
+      this.browse().catch(fail);
+    },
+
+    leave() {
+      this.poller.stop();
+    },
+
+    async refreshStats() {
+      const stats = await api("GET", `queues/${enc(this.name)}/stats`);
+      this.stats = stats;
+      const dds = Object.fromEntries(
+        [...document.querySelectorAll("#queue-counts dd")].map((dd) => [dd.dataset.stat, dd]),
+      );
+      setText(dds.visible, count(stats.visible, stats.approximate));
+      setText(dds.in_flight, count(stats.in_flight, stats.approximate));
+      setText(dds.delayed, count(stats.delayed, stats.approximate));
+      setText(dds.oldest_age_seconds, age(stats.oldest_age_seconds));
+      setText(dds.consumers, String(stats.consumers));
+      const key = `${stats.dead_letter_queue}|${stats.dead_letter_visible}`;
+      if (dds.dead_letter_queue.dataset.key !== key) {
+        dds.dead_letter_queue.dataset.key = key;
+        deadLetterCell(dds.dead_letter_queue, stats);
+      }
+      setText($("#queue-updated"), `Updated ${stamp()}${stats.approximate ? " (counts are lower bounds)" : ""}`);
+    },
+
+    async browse() {
+      const cursor = this.pages[this.pages.length - 1];
+      const query = cursor ? `&cursor=${enc(cursor)}` : "";
+      setText($("#browse-status"), "Loading…");
+      let page;
+      try {
+        page = await api("GET", `queues/${enc(this.name)}/messages?limit=20${query}`);
+      } catch (error) {
+        setText($("#browse-status"), "");
+        if (error.status === 404) {
+          $("#browse-table tbody").replaceChildren();
+          setText($("#browse-status"), "No such queue.");
+          return;
+        }
+        throw error;
+      }
+      this.next = page.cursor;
+      const tbody = $("#browse-table tbody");
+      tbody.replaceChildren(...page.messages.map((m) => this.messageRow(m)));
+      const pageNo = this.pages.length;
+      const shown = page.messages.length;
+      setText(
+        $("#browse-status"),
+        shown ? `Page ${pageNo}: ${shown} message${shown === 1 ? "" : "s"}` : pageNo > 1 ? `Page ${pageNo}: empty` : "No messages.",
+      );
+      $("#browse-next").disabled = !this.next;
+      $("#browse-first").disabled = this.pages.length === 1;
+    },
+
+    messageRow(m) {
+      const state = m.state.replace("_", " ");
+      const notes = [];
+      if (m.dead_letter_reason) notes.push(el("p", { class: "note" }, `Dead-lettered: ${m.dead_letter_reason}`, m.source_queue ? ` (from ${m.source_queue})` : ""));
+      if (m.group_id) notes.push(el("p", { class: "note" }, `Group ${m.group_id}`));
+      const short = m.message_id;
+      return el(
+        "tr",
+        {},
+        el("th", { scope: "row" }, el("code", { class: "id", text: m.message_id })),
+        el("td", {}, el("span", { class: `state state-${m.state}`, text: state })),
+        el("td", { text: when(m.sent_at) }),
+        el("td", { class: "num", text: String(m.receive_count) }),
+        el("td", {}, bodyView(m.body, m.binary, m.error), ...notes),
+        el("td", {}, attributeList(m.attributes)),
+        el(
+          "td",
+          { class: "row-actions" },
+          el("button", { type: "button", onclick: (e) => this.deleteMessage(e.currentTarget, m.message_id) }, "Delete", hidden(` message ${short}`)),
+          el("button", { type: "button", onclick: (e) => this.moveMessage(e.currentTarget, m.message_id) }, "Move…", hidden(` message ${short}`)),
+        ),
+      );
+    },
+
+    async deleteMessage(button, id) {
+      const ok = await confirmAction("Delete this message?", `Message ${id} leaves ${this.name} for good.`, "Delete message");
+      if (!ok) return;
+      await act(button, async () => {
+        await api("DELETE", `queues/${enc(this.name)}/messages/${enc(id)}`);
+        notify(`Deleted message ${id}.`);
+        await this.afterChange();
+      });
+    },
+
+    async moveMessage(button, id) {
+      const choice = await askMove(this.name, id);
+      if (!choice || !choice.to) return;
+      await act(button, async () => {
+        const moved = await api("POST", `queues/${enc(this.name)}/messages/${enc(id)}/move`, {
+          to: choice.to,
+          copy: choice.copy,
+        });
+        notify(`${choice.copy ? "Copied" : "Moved"} message ${id} to ${choice.to} (now ${moved.message_id}).`);
+        await this.afterChange();
+      });
+    },
+
+    async afterChange() {
+      this.poller.now();
+      await this.browse();
+    },
+  };
+
+  $("#browse-refresh").addEventListener("click", (e) => act(e.currentTarget, () => queueView.browse()));
+  $("#browse-next").addEventListener("click", (e) =>
+    act(e.currentTarget, async () => {
+      if (!queueView.next) return;
+      queueView.pages.push(queueView.next);
+      await queueView.browse();
+    }),
+  );
+  $("#browse-first").addEventListener("click", (e) =>
+    act(e.currentTarget, async () => {
+      queueView.pages = [null];
+      await queueView.browse();
+    }),
+  );
+
+  $("#send-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    act(form.querySelector("button[type=submit]"), async () => {
+      const message = { body: $("#send-body").value };
+      const attributes = parseAttributes($("#send-attributes").value);
+      if (Object.keys(attributes).length) message.attributes = attributes;
+      const group = $("#send-group").value.trim();
+      if (queueView.name.endsWith(".fifo") && group) message.group_id = group;
+      const sent = await api("POST", `queues/${enc(queueView.name)}/messages`, message);
+      notify(`Sent message ${sent.message_id}${sent.duplicate ? " (a duplicate: not stored again)" : ""}.`);
+      await queueView.afterChange();
+    });
+  });
+
+  $("#purge-button").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    const name = queueView.name;
+    const stats = queueView.stats;
+    const total = stats ? stats.visible + stats.in_flight + stats.delayed : null;
+    const ok = await confirmAction(
+      `Purge ${name}?`,
+      `Every message in ${name}${total === null ? "" : ` (${count(total, stats.approximate)} now)`} is deleted, leased ones included. This cannot be undone.`,
+      "Purge",
+    );
+    if (!ok) return;
+    await act(button, async () => {
+      const result = await api("POST", `queues/${enc(name)}/purge`);
+      notify(`Purged ${result.purged} message${result.purged === 1 ? "" : "s"} from ${name}.`);
+      await queueView.afterChange();
+    });
+  });
+
+  $("#delete-queue-button").addEventListener("click", async (event) => {
+    const name = queueView.name;
+    const ok = await confirmAction(`Delete queue ${name}?`, `${name} and all its messages are deleted. This cannot be undone.`, "Delete queue");
+    if (!ok) return;
+    await act(event.currentTarget, async () => {
+      await api("DELETE", `queues/${enc(name)}`);
+      pendingNotice = `Deleted queue ${name}.`;
+      location.hash = "#/";
+    });
+  });
+
+  $("#redrive-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    act(form.querySelector("button[type=submit]"), async () => {
+      const request = { max_messages: Number($("#redrive-max").value) || 100 };
+      const destination = $("#redrive-destination").value.trim();
+      if (destination) request.destination = destination;
+      const result = await api("POST", `queues/${enc(queueView.name)}/redrive`, request);
+      const failed = result.failed || [];
+      const detail = failed.length ? `; ${failed.length} failed: ${failed.map((f) => `${f.id}: ${f.message}`).join("; ")}` : "";
+      notify(`Redrove ${result.moved} message${result.moved === 1 ? "" : "s"}${detail}.`);
+      await queueView.afterChange();
+    });
+  });
+
+  // ---- view: topics and the live tail -----------------------------------------------------
+
+  const tail = {
+    socket: null,
+    wanted: false, // the user wants a tail running (reconnect when it drops)
+    url: "",
+    pattern: "",
+    retryMs: 1000,
+    retryTimer: null,
+    received: 0,
+
+    status(text) {
+      setText($("#tail-status"), text);
+    },
+
+    start(url, pattern) {
+      this.stop(true);
+      this.url = url;
+      this.pattern = pattern;
+      this.wanted = true;
+      this.retryMs = 1000;
+      this.connect();
+      $("#tail-stop").disabled = false;
+    },
+
+    connect() {
+      let socket;
+      try {
+        socket = new WebSocket(this.url);
+      } catch (error) {
+        this.wanted = false;
+        $("#tail-stop").disabled = true;
+        this.status("Not connected.");
+        fail(new ApiError(0, "invalid_websocket_url", `${this.url}: ${error.message}`));
+        return;
+      }
+      this.socket = socket;
+      this.status(`Connecting to ${this.url}…`);
+      socket.addEventListener("open", () => {
+        socket.send(JSON.stringify({ action: "subscribe", destination: `/topic/${this.pattern}`, id: "tail" }));
+        this.status(`Connected to ${this.url}; subscribing to ${this.pattern}…`);
+      });
+      socket.addEventListener("message", (event) => {
+        let frame;
+        try {
+          frame = JSON.parse(event.data);
+        } catch {
+          return; // not a JSON frame: nothing the tail can show
+        }
+        this.frame(frame);
+      });
+      socket.addEventListener("close", (event) => {
+        if (this.socket !== socket) return;
+        this.socket = null;
+        if (!this.wanted) {
+          this.status("Not connected.");
+          return;
+        }
+        const seconds = Math.round(this.retryMs / 1000);
+        this.status(`Disconnected (code ${event.code}); reconnecting in ${seconds} s…`);
+        this.retryTimer = setTimeout(() => this.connect(), this.retryMs);
+        this.retryMs = Math.min(this.retryMs * 2, 30000);
+      });
+    },
+
+    frame(frame) {
+      if (frame.type === "batch") {
+        for (const inner of frame.frames || []) this.frame(inner);
+      } else if (frame.type === "message") {
+        this.show(frame);
+      } else if (frame.type === "subscribed") {
+        this.retryMs = 1000;
+        this.status(`Tailing ${this.pattern} on ${this.url}.`);
+      } else if (frame.type === "error") {
+        fail(new ApiError(0, frame.error, frame.message));
+      }
+    },
+
+    show(m) {
+      this.received += 1;
+      const log = $("#tail-log");
+      const topic = String(m.destination || "").replace(/^\/topic\//, "");
+      const item = el(
+        "li",
+        { class: "entry" },
+        el(
+          "p",
+          { class: "entry-head" },
+          el("strong", { text: topic }),
+          " ",
+          el("span", { class: "muted", text: when(m.sent_at) }),
+          " ",
+          el("code", { class: "id", text: m.message_id }),
+        ),
+        bodyView(m.body, m.binary),
+        attributeList(m.attributes),
+      );
+      log.prepend(item);
+      while (log.children.length > TAIL_LIMIT) log.lastElementChild.remove();
+      $("#tail-empty").hidden = true;
+      setText($("#tail-count"), `(${this.received})`);
+    },
+
+    stop(quiet) {
+      this.wanted = false;
+      clearTimeout(this.retryTimer);
+      if (this.socket) {
+        const socket = this.socket;
+        this.socket = null;
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ action: "unsubscribe", id: "tail" }));
+        }
+        socket.close(1000);
+      }
+      $("#tail-stop").disabled = true;
+      if (!quiet) this.status("Stopped.");
+    },
+  };
+
+  // A WebSocket that the page's Content-Security-Policy forbids only fails with code 1006:
+  // say why, and how to fix it.
+  document.addEventListener("securitypolicyviolation", (event) => {
+    if (!event.violatedDirective.startsWith("connect-src")) return;
+    fail(
+      new ApiError(
+        0,
+        "blocked",
+        `this page may not connect to ${event.blockedURI}: its Content-Security-Policy allows only ` +
+          `the configured WebSocket API (${config.websocket_url || "none"}). Set WEBSOCKET_URL ` +
+          `on the HTTP API function to change it.`,
+      ),
+    );
+  });
+
+  $("#tail-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearMessages();
+    const url = $("#tail-url").value.trim();
+    const pattern = $("#tail-pattern").value.trim();
+    if (!url || !pattern) {
+      fail(new ApiError(0, "invalid_request", url ? "type a topic or pattern" : "type the WebSocket URL"));
+      (url ? $("#tail-pattern") : $("#tail-url")).focus();
+      return;
+    }
+    // a URL typed by the user is kept; the server's own is not (it may change)
+    if (url === config.websocket_url) storage.remove(WS_URL_KEY);
+    else storage.set(WS_URL_KEY, url);
+    tail.start(url, pattern);
+  });
+  $("#tail-stop").addEventListener("click", () => tail.stop(false));
+  $("#tail-clear").addEventListener("click", () => {
+    $("#tail-log").replaceChildren();
+    tail.received = 0;
+    setText($("#tail-count"), "");
+    $("#tail-empty").hidden = false;
+  });
+
+  $("#publish-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    act(form.querySelector("button[type=submit]"), async () => {
+      const topic = $("#publish-topic").value.trim();
+      if (!topic) throw new ApiError(0, "invalid_request", "type a topic name");
+      const message = { body: $("#publish-body").value };
+      const attributes = parseAttributes($("#publish-attributes").value);
+      if (Object.keys(attributes).length) message.attributes = attributes;
+      const sent = await api("POST", `topics/${enc(topic)}/messages`, message);
+      notify(`Published message ${sent.message_id} to ${topic}.`);
+    });
+  });
+
+  function renderTopics(topics) {
+    const tbody = $("#topic-table tbody");
+    tbody.replaceChildren(
+      ...topics.map((t) =>
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, el("code", { text: t.pattern })),
+          el(
+            "td",
+            {},
+            t.subscriptions.length
+              ? el(
+                  "ul",
+                  { class: "attrs" },
+                  ...t.subscriptions.map((s) => el("li", {}, `${s.name} → `, queueLink(s.queue))),
+                )
+              : el("span", { class: "muted", text: "none" }),
+          ),
+          el("td", { class: "num", text: String(t.live_subscribers) }),
+        ),
+      ),
+    );
+    $("#topics-empty").hidden = topics.length > 0;
+  }
+
+  const topicsView = {
+    lastKey: "",
+    enter() {
+      this.poller = poll(
+        async () => {
+          const stats = await api("GET", "stats");
+          renderConnectionCount(stats.connections);
+          // rebuild only on change: the table holds links a keyboard user may be on
+          const key = JSON.stringify(stats.topics);
+          if (key !== this.lastKey) {
+            this.lastKey = key;
+            renderTopics(stats.topics);
+          }
+        },
+        () => {},
+      );
+    },
+    leave() {
+      this.poller.stop();
+    },
+  };
+
+  // ---- view: connections ------------------------------------------------------------------
+
+  const connectionsView = {
+    enter() {
+      this.poller = poll(
+        async () => {
+          const found = await api("GET", "connections");
+          const rows = found.connections;
+          const tbody = $("#connection-table tbody");
+          const key = JSON.stringify(rows);
+          if (tbody.dataset.key !== key) {
+            tbody.dataset.key = key;
+            tbody.replaceChildren(
+              ...rows.map((c) =>
+                el(
+                  "tr",
+                  {},
+                  el("th", { scope: "row" }, el("code", { class: "id", text: c.id })),
+                  el("td", { text: c.protocol === "stomp" ? "STOMP" : "JSON" }),
+                  el("td", { text: c.principal }),
+                  el("td", { text: when(c.connected_at) }),
+                  el("td", { class: "num", text: String(c.subscriptions) }),
+                ),
+              ),
+            );
+          }
+          $("#connections-empty").hidden = rows.length > 0;
+          renderConnectionCount(rows.length);
+          setText($("#connections-updated"), `Updated ${stamp()}`);
+        },
+        (error) => setText($("#connections-updated"), `Could not refresh: ${error.message}`),
+      );
+    },
+    leave() {
+      this.poller.stop();
+    },
+  };
+
+  // ---- routing ----------------------------------------------------------------------------
+
+  const views = {
+    queues: { section: "#view-queues", title: "Queues", controller: queuesView },
+    queue: { section: "#view-queue", title: null, controller: queueView, nav: "queues" },
+    topics: { section: "#view-topics", title: "Topics", controller: topicsView },
+    connections: { section: "#view-connections", title: "Connections", controller: connectionsView },
+  };
+  let current = null;
+  let pendingNotice = ""; // shown by the next view (a route change clears messages)
+
+  function parseRoute(hash) {
+    if (hash === "" || hash === "#" || hash === "#/") return ["queues"];
+    const queue = /^#\/queues\/([^/]+)$/.exec(hash);
+    if (queue) {
+      try {
+        return ["queue", decodeURIComponent(queue[1])];
+      } catch {
+        return null; // a malformed escape: not a queue name
+      }
+    }
+    if (hash === "#/topics") return ["topics"];
+    if (hash === "#/connections") return ["connections"];
+    return null;
+  }
+
+  function route(initial) {
+    const hash = location.hash;
+    // "#main" (the skip link) and other in-page anchors are not routes
+    if (hash && !hash.startsWith("#/")) {
+      if (current) return;
+    }
+    const parsed = parseRoute(hash.startsWith("#/") ? hash : "#/") || ["queues"];
+    const [name, arg] = parsed;
+    const view = views[name];
+    if (current) current.controller.leave();
+    clearMessages();
+    if (pendingNotice) notify(pendingNotice);
+    pendingNotice = "";
+    for (const section of document.querySelectorAll(".view")) section.hidden = true;
+    $(view.section).hidden = false;
+    const navName = view.nav || name;
+    for (const link of document.querySelectorAll("[data-nav]")) {
+      if (link.dataset.nav === navName) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    if (view.title) document.title = `${view.title} · mqless console`;
+    current = view;
+    view.controller.enter(arg);
+    // move focus to the new view's heading so keyboard and screen reader users follow
+    if (!initial) $(`${view.section} h1`).focus();
+  }
+
+  async function loadConfig() {
+    try {
+      const loaded = await api("GET", "console/config.json");
+      Object.assign(config, loaded);
+    } catch (error) {
+      fail(new ApiError(0, "no_config", `could not load the console's configuration: ${error.message}`));
+    }
+    setText($("#version"), config.version ? `v${config.version}` : "");
+    const url = $("#tail-url");
+    if (!url.value) url.value = storage.get(WS_URL_KEY) || config.websocket_url || "";
+  }
+
+  window.addEventListener("hashchange", () => route(false));
+  loadConfig();
+  route(true);
+})();

@@ -1,0 +1,100 @@
+"""Metrics per destination (CloudWatch EMF) and audit events, as an operator reads them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mqless.clock import ManualClock
+from mqless.models import NewMessage, QueueSettings
+from mqless.observability import metrics
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics() -> None:
+    metrics.flush()
+
+
+def _emf(captured: str) -> list[dict[str, Any]]:
+    documents = []
+    for line in captured.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def test_queue_traffic_is_counted_per_queue(broker: QueueService, clock: ManualClock) -> None:
+    broker.put_queue(ANONYMOUS, "orders", QueueSettings(max_receive_count=1))
+    broker.send(ANONYMOUS, "orders", NewMessage(body=b"a"))
+    broker.send_batch(
+        ANONYMOUS, "orders", [("1", NewMessage(body=b"b")), ("2", NewMessage(body=b"c"))]
+    )
+    first = broker.receive(ANONYMOUS, "orders", max_messages=3)
+    broker.ack(ANONYMOUS, "orders", [first[0].receipt])
+    broker.nack(ANONYMOUS, "orders", [first[1].receipt])
+    clock.advance(31)  # the third one's lease runs out: its next receive is over the limit
+    broker.receive(ANONYMOUS, "orders", max_messages=3)
+
+    counts = metrics.snapshot()
+
+    def of(name: str) -> float:
+        return counts.get(("Queue", "orders", name), 0)
+
+    assert (of("Sent"), of("Delivered"), of("Acked"), of("Nacked")) == (3, 3, 1, 1)
+    assert of("DeadLettered") == 2  # both went over max_receive_count = 1
+
+
+def test_flush_writes_one_emf_document_per_destination_and_a_total(
+    broker: QueueService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker.send(ANONYMOUS, "a", NewMessage(body=b"x"))
+    broker.send(ANONYMOUS, "b", NewMessage(body=b"y"))
+    broker.send(ANONYMOUS, "b", NewMessage(body=b"z"))
+    [delivery] = broker.receive(ANONYMOUS, "a")
+    assert delivery
+    capsys.readouterr()
+
+    written = metrics.flush()
+    documents = _emf(capsys.readouterr().out)
+
+    assert written == len(documents) == 3
+    by_queue = {d.get("Queue"): d for d in documents}
+    assert (by_queue["a"]["Sent"], by_queue["b"]["Sent"]) == ([1.0], [2.0])
+    assert by_queue["a"]["Delivered"] == [1.0]
+    [latency] = by_queue["a"]["PublishToDeliverLatency"]
+    assert 0 <= latency < 60_000
+    total = by_queue[None]
+    assert (total["Sent"], total["Delivered"], total["service"]) == ([3.0], [1.0], "mqless")
+    directive = total["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "mqless"
+    assert directive["Dimensions"] == [["service"]]
+    assert by_queue["a"]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Queue", "service"]]
+    assert metrics.flush() == 0  # nothing left
+
+
+def test_admin_actions_leave_an_audit_trail(
+    broker: QueueService, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker.put_queue(ANONYMOUS, "orders", QueueSettings())
+    broker.send(ANONYMOUS, "orders", NewMessage(body=b"x"))
+    broker.purge(ANONYMOUS, "orders")
+    broker.delete_queue(ANONYMOUS, "orders")
+
+    audits = [r.audit for r in caplog.records if r.getMessage() == "audit"]  # type: ignore[attr-defined]
+
+    assert [(a["action"], a["destination"], a["principal"]) for a in audits] == [
+        ("queue.create", "orders", "anonymous"),
+        ("queue.purge", "orders", "anonymous"),
+        ("queue.delete", "orders", "anonymous"),
+    ]
+    assert audits[1]["purged"] == 1
+    assert all(isinstance(a["at"], int) for a in audits)
+
+
+def test_an_unknown_metric_name_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        metrics.count("Sennt", queue="q")

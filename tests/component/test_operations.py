@@ -1,0 +1,194 @@
+"""The operator's API as curl (and the console and CLI) see it: stats, browse, one-message
+actions and connections, through the HTTP function over moto."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from conftest_http import HttpApi
+
+from mqless import runtime
+from mqless.outbound import Connection
+from mqless.principals import ANONYMOUS
+from mqless.store import MessageStore
+from mqless_cli.template import Stack
+
+
+@pytest.fixture
+def api(function_env: dict[str, str], stack: Stack) -> HttpApi:
+    return HttpApi(stack.http_routes())
+
+
+def _send(api: HttpApi, queue: str, body: str, **fields: Any) -> str:
+    reply = api.post(f"/queues/{queue}/messages", {"body": body, **fields})
+    assert reply.status == 201, reply.text
+    message_id: str = reply.json["message_id"]
+    return message_id
+
+
+def test_queue_stats_count_states_age_and_dead_letters(api: HttpApi) -> None:
+    api.put("/queues/orders", {"max_receive_count": 1})
+    _send(api, "orders", "a")
+    _send(api, "orders", "b")
+    _send(api, "orders", "later", delay_seconds=600)
+    [leased] = api.post("/queues/orders/receive", {"max_messages": 1}).json["messages"]
+    assert leased
+
+    stats = api.get("/queues/orders/stats")
+
+    assert stats.status == 200
+    assert {k: stats.json[k] for k in ("visible", "in_flight", "delayed")} == {
+        "visible": 1,
+        "in_flight": 1,
+        "delayed": 1,
+    }
+    assert 0 <= stats.json["oldest_age_seconds"] < 60
+    assert stats.json["dead_letter_queue"] == "orders.dlq"
+    assert stats.json["dead_letter_visible"] == 0
+    assert (stats.json["consumers"], stats.json["approximate"]) == (0, False)
+
+
+def test_an_empty_queue_has_no_oldest_age_and_a_missing_one_is_404(api: HttpApi) -> None:
+    api.put("/queues/empty", {})
+    assert api.get("/queues/empty/stats").json["oldest_age_seconds"] is None
+    assert api.get("/queues/nope/stats").is_problem(404, "queue_not_found")
+
+
+def test_counts_are_bounded_and_say_so(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(7):
+        _send(api, "deep", str(i))
+    original = MessageStore.count_standard
+
+    def small_bound(self: MessageStore, queue: str, now_ms: int, bound: int = 5) -> Any:
+        return original(self, queue, now_ms, bound=5)
+
+    monkeypatch.setattr(MessageStore, "count_standard", small_bound)
+
+    stats = api.get("/queues/deep/stats").json
+
+    assert (stats["visible"], stats["approximate"]) == (5, True)
+
+
+def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
+    api.put("/queues/eu-orders", {})
+    _send(api, "eu-orders", "x")
+    api.put("/topics/shop.%3E/subscriptions/eu", {"queue": "eu-orders"})
+    sessions = runtime.sessions()
+    sessions.open(Connection("c1"), ANONYMOUS)
+    info = sessions.info("c1")
+    assert info is not None
+    sessions.subscribe(info, "live", "/topic/shop.>")
+
+    overview = api.get("/stats")
+
+    assert overview.status == 200
+    by_name = {q["name"]: q for q in overview.json["queues"]}
+    assert by_name["eu-orders"]["visible"] == 1
+    assert overview.json["topics"] == [
+        {
+            "pattern": "shop.>",
+            "subscriptions": [{"name": "eu", "queue": "eu-orders"}],
+            "live_subscribers": 1,
+        }
+    ]
+    assert overview.json["connections"] == 1
+    listed = api.get("/connections").json["connections"]
+    assert [(c["id"], c["protocol"], c["subscriptions"]) for c in listed] == [("c1", "json", 1)]
+
+
+def test_browse_pages_through_messages_without_leasing_them(api: HttpApi) -> None:
+    ids = []
+    for i in range(5):
+        ids.append(_send(api, "jobs", f"job {i}", attributes={"n": str(i)}))
+        time.sleep(0.002)  # ids are time-ordered: distinct milliseconds keep send order
+
+    first = api.get("/queues/jobs/messages?limit=3")
+    second = api.get(f"/queues/jobs/messages?limit=3&cursor={first.json['cursor']}")
+
+    assert first.status == second.status == 200
+    seen = first.json["messages"] + second.json["messages"]
+    assert [m["message_id"] for m in seen] == ids
+    assert [m["body"] for m in seen] == [f"job {i}" for i in range(5)]
+    assert all(m["state"] == "visible" and m["receive_count"] == 0 for m in seen)
+    assert second.json["cursor"] is None
+    # nothing was leased: a consumer still gets all five
+    got = api.post("/queues/jobs/receive", {"max_messages": 10}).json["messages"]
+    assert len(got) == 5
+
+
+def test_browse_refuses_a_forged_cursor_and_bad_limits(api: HttpApi) -> None:
+    api.put("/queues/jobs", {})
+    assert api.get("/queues/jobs/messages?cursor=bm9wZQ").is_problem(400, "invalid_request")
+    assert api.get("/queues/jobs/messages?limit=0").status == 400
+    assert api.get("/queues/jobs/messages?limit=101").status == 400
+
+
+def test_one_message_can_be_deleted(api: HttpApi) -> None:
+    keep = _send(api, "jobs", "keep")
+    drop = _send(api, "jobs", "drop")
+
+    deleted = api.delete(f"/queues/jobs/messages/{drop}")
+    again = api.delete(f"/queues/jobs/messages/{drop}")
+
+    assert deleted.status == 204
+    assert again.is_problem(404, "message_not_found")
+    left = api.get("/queues/jobs/messages").json["messages"]
+    assert [m["message_id"] for m in left] == [keep]
+
+
+def test_a_message_moves_or_copies_to_another_queue(api: HttpApi) -> None:
+    moved = _send(api, "inbox", "move me", attributes={"k": "v"})
+    copied = _send(api, "inbox", "copy me")
+
+    move = api.post(f"/queues/inbox/messages/{moved}/move", {"to": "archive"})
+    copy = api.post(f"/queues/inbox/messages/{copied}/move", {"to": "archive", "copy": True})
+
+    assert (move.status, move.json) == (200, {"message_id": moved})
+    assert copy.status == 200
+    archive = api.post("/queues/archive/receive", {"max_messages": 10}).json["messages"]
+    assert sorted(m["body"] for m in archive) == ["copy me", "move me"]
+    assert {m["body"]: m["attributes"] for m in archive}["move me"] == {"k": "v"}
+    inbox = api.get("/queues/inbox/messages").json["messages"]
+    assert [m["body"] for m in inbox] == ["copy me"]
+    assert api.post(f"/queues/inbox/messages/{copied}/move", {"to": "inbox"}).status == 400
+    assert api.post("/queues/inbox/messages/nope/move", {"to": "x"}).is_problem(
+        404, "message_not_found"
+    )
+
+
+def test_fifo_messages_can_be_browsed_deleted_and_moved(api: HttpApi) -> None:
+    first = _send(api, "jobs.fifo", "1", group_id="g")
+    second = _send(api, "jobs.fifo", "2", group_id="g")
+
+    assert [m["group_id"] for m in api.get("/queues/jobs.fifo/messages").json["messages"]] == [
+        "g",
+        "g",
+    ]
+    assert api.delete(f"/queues/jobs.fifo/messages/{first}").status == 204
+    assert api.post(f"/queues/jobs.fifo/messages/{second}/move", {"to": "other.fifo"}).status == 200
+    got = api.post("/queues/other.fifo/receive", {}).json["messages"]
+    assert [m["body"] for m in got] == ["2"]
+
+
+def test_a_tampered_body_is_browsed_as_unreadable(
+    api: HttpApi, stack: Stack, dynamodb: Any
+) -> None:
+    message_id = _send(api, "jobs", "secret")
+    table = stack.environment("HttpApiFunction")["MESSAGES_TABLE"]
+    key = {"pk": {"S": "Q#jobs"}, "sk": {"S": f"M#{message_id}"}}
+    item = dynamodb.get_item(TableName=table, Key=key)["Item"]
+    body = bytearray(item["body"]["B"])
+    body[-1] ^= 1
+    dynamodb.update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET body = :b",
+        ExpressionAttributeValues={":b": {"B": bytes(body)}},
+    )
+
+    [browsed] = api.get("/queues/jobs/messages").json["messages"]
+
+    assert browsed["body"] is None
+    assert browsed["error"].startswith("integrity")

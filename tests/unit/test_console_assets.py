@@ -1,0 +1,278 @@
+"""The web console's routes: the page, its assets, its configuration, and what they refuse."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqless.http import api
+from tests.lambda_support import FakeLambdaContext, http_event
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+LOOPBACK = {"host": "127.0.0.1:8080"}
+DEPLOYED = {"host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"}
+WSS = "wss://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com/live"
+
+
+def get(path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = api.resolve(
+        http_event("GET", path, headers=headers or DEPLOYED), FakeLambdaContext()
+    )
+    return result
+
+
+def header(result: dict[str, Any], name: str) -> str:
+    found = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    return str(found.get(name.lower(), ""))
+
+
+def directives(result: dict[str, Any]) -> dict[str, list[str]]:
+    policy = header(result, "Content-Security-Policy")
+    parsed = {}
+    for directive in policy.split(";"):
+        name, *values = directive.split()
+        parsed[name] = values
+    return parsed
+
+
+class _References(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline_scripts = 0
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in ("src", "href"):
+            value = values.get(name)
+            if value and not value.startswith("#"):
+                self.urls.append(value)
+        self._in_script = tag == "script"
+        if any(name.startswith("on") for name in values) or "style" in values:
+            self.inline_scripts += 1
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.inline_scripts += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+
+def references(html: str) -> _References:
+    parser = _References()
+    parser.feed(html)
+    return parser
+
+
+@pytest.fixture(autouse=True)
+def no_websocket_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEBSOCKET_URL", raising=False)
+
+
+def test_the_page_is_html_that_loads_only_relative_files_of_its_own() -> None:
+    # When the browser asks for the console
+    page = get("/console")
+
+    # Then it is HTML whose every script, style and icon is a relative URL on this API
+    assert page["statusCode"] == 200
+    assert header(page, "Content-Type") == "text/html; charset=utf-8"
+    found = references(page["body"])
+    assert found.urls, "the page references its assets"
+    for url in found.urls:
+        assert "//" not in url and not url.startswith("/"), url
+    # and nothing inline, which the Content-Security-Policy would refuse anyway
+    assert found.inline_scripts == 0
+
+
+def test_every_file_the_page_references_is_served() -> None:
+    # Given the files the page references (console/app.js, ...)
+    urls = references(get("/console")["body"]).urls
+
+    # When each is fetched relative to /console, as the browser resolves them
+    results = {url: get("/" + url) for url in urls}
+
+    # Then each is there
+    assert {url: r["statusCode"] for url, r in results.items()} == dict.fromkeys(urls, 200)
+
+
+@pytest.mark.parametrize(
+    ("file", "content_type"),
+    [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("icon.svg", "image/svg+xml"),
+    ],
+)
+def test_an_asset_is_served_with_its_content_type(file: str, content_type: str) -> None:
+    result = get(f"/console/{file}")
+
+    assert result["statusCode"] == 200
+    assert header(result, "Content-Type") == content_type
+    assert not result.get("isBase64Encoded")
+    assert result["body"]
+
+
+@pytest.mark.parametrize("file", ["app.js", "app.css"])
+def test_scripts_and_styles_fetch_nothing_from_other_sites(file: str) -> None:
+    body = get(f"/console/{file}")["body"]
+
+    assert "http://" not in body and "https://" not in body
+    assert "@import" not in body
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        "missing.js",
+        "__init__.py",  # the package's code is not an asset
+        "index.html",  # the page is /console only: its relative URLs resolve from there
+        "..%2F..%2Fhttp%2Fapi.py",
+        "%2e%2e",
+        "app.js%00.css",
+        "APP.JS",
+        "x" * 2000 + ".js",
+    ],
+)
+def test_anything_else_under_console_is_a_404_problem(file: str) -> None:
+    # When a file the console does not have is asked for
+    result = get(f"/console/{file}")
+
+    # Then the answer is the API's usual JSON problem, never a 500
+    assert result["statusCode"] == 404
+    assert header(result, "Content-Type") == "application/json"
+    problem = json.loads(result["body"])
+    assert problem["error"] == "not_found"
+    assert problem["message"]
+
+
+def test_a_nested_path_under_console_is_no_route() -> None:
+    result = get("/console/a/app.js")
+
+    assert result["statusCode"] == 404
+    assert json.loads(result["body"])["error"] == "no_such_route"
+
+
+@pytest.mark.parametrize("path", ["/console", "/console/app.js", "/console/config.json"])
+def test_every_console_answer_carries_the_security_headers(path: str) -> None:
+    result = get(path)
+
+    assert header(result, "X-Content-Type-Options") == "nosniff"
+    assert header(result, "Cache-Control") in ("no-cache", "no-store")
+    policy = directives(result)
+    assert policy["default-src"] == ["'none'"]
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+
+
+def test_the_page_may_connect_only_to_its_api_and_the_configured_websocket_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a deployed stack that names its WebSocket API
+    monkeypatch.setenv("WEBSOCKET_URL", WSS)
+
+    # When the page is served
+    page = get("/console")
+
+    # Then its scripts may reach this origin and that WebSocket API, nothing else
+    assert directives(page)["connect-src"] == [
+        "'self'",
+        "wss://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com",
+    ]
+
+
+def test_config_names_the_websocket_api_and_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBSOCKET_URL", WSS)
+
+    result = get("/console/config.json")
+
+    assert result["statusCode"] == 200
+    assert header(result, "Content-Type") == "application/json"
+    assert header(result, "Cache-Control") == "no-store"
+    assert json.loads(result["body"]) == {"websocket_url": WSS, "version": "0.1.0"}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "LOCALHOST"])
+def test_on_loopback_without_configuration_the_websocket_api_is_mqless_devs(host: str) -> None:
+    # Given `mqless dev` with no WEBSOCKET_URL, and a browser on this machine
+    name = host.split(":")[0].lower()
+
+    # When the page asks for its configuration
+    result = get("/console/config.json", {"host": host})
+
+    # Then it gets the dev WebSocket port, and may connect to any port of that host
+    assert json.loads(result["body"])["websocket_url"] == f"ws://{name}:8081"
+    assert f"ws://{name}:*" in directives(get("/console", {"host": host}))["connect-src"]
+
+
+def test_elsewhere_without_configuration_there_is_no_websocket_api() -> None:
+    result = get("/console/config.json", DEPLOYED)
+
+    assert json.loads(result["body"])["websocket_url"] is None
+    assert directives(get("/console", DEPLOYED))["connect-src"] == ["'self'"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com/live",
+        "wss://evil.example; script-src *",
+        "wss://host:99999/",
+        "not a url",
+    ],
+)
+def test_a_malformed_websocket_url_is_ignored(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("WEBSOCKET_URL", value)
+
+    config = get("/console/config.json")
+    policy = directives(get("/console"))
+
+    assert json.loads(config["body"])["websocket_url"] is None
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["script-src"] == ["'self'"]
+
+
+def test_a_forged_host_header_cannot_widen_the_policy() -> None:
+    page = get("/console", {"host": "127.0.0.1; script-src *"})
+
+    policy = directives(page)
+    assert policy["script-src"] == ["'self'"]
+    assert policy["connect-src"] == ["'self'"]
+
+
+def test_an_unchanged_asset_is_revalidated_without_a_body() -> None:
+    # Given a browser holding app.js and its ETag
+    first = get("/console/app.js")
+    etag = header(first, "ETag")
+    assert etag
+
+    # When it revalidates
+    again = get("/console/app.js", {**DEPLOYED, "if-none-match": etag})
+
+    # Then nothing is sent again
+    assert again["statusCode"] == 304
+    assert not again.get("body")
+    assert header(again, "ETag") == etag
+
+
+def test_the_console_is_not_part_of_the_openapi_document() -> None:
+    document = json.loads(get("/openapi.json")["body"])
+
+    assert not [path for path in document["paths"] if path.startswith("/console")]
+
+
+@pytest.mark.parametrize("event", ["console_page.json", "console_asset.json"])
+def test_the_sample_events_are_answered(event: str) -> None:
+    # Given the sample events for `sam local invoke`
+    payload = json.loads((EVENTS / event).read_text())
+
+    result = api.resolve(payload, FakeLambdaContext())
+
+    assert result["statusCode"] == 200
