@@ -4,9 +4,10 @@ VENV := .venv
 SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
+CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
 
-.PHONY: setup dev test unit lint typecheck validate build deploy bench clean
+.PHONY: setup dev test unit lint typecheck validate scan build deploy bench clean
 
 setup: $(VENV)/.installed
 
@@ -14,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(CHECKS_VENV)/.installed: requirements-checks.txt
+	$(PYTHON) -m venv $(CHECKS_VENV)
+	$(CHECKS_VENV)/bin/pip install --quiet -r requirements-checks.txt
 	touch $@
 
 $(SAM_VENV)/.installed: requirements-sam.txt
@@ -39,6 +45,11 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+## scan: checkov over template.yaml; every finding fails unless waived with a reason
+scan: $(CHECKS_VENV)/.installed
+	$(CHECKS_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact \
+		--quiet --skip-download
 
 validate: $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
