@@ -1,4 +1,5 @@
-"""The `mqless` command. `mqless dev` runs the whole stack of template.yaml on this machine."""
+"""The `mqless` command. `mqless dev` runs the whole stack of template.yaml on this machine;
+the other commands (`commands.py`) are a client of a local or deployed API."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from mqless_cli import commands as client_commands
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--verbose", action="store_true", help="print function logs in full")
     dev.set_defaults(run=_dev)
+    client_commands.register(commands)
     return parser
 
 

@@ -94,6 +94,7 @@ def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
         }
     ]
     assert overview.json["connections"] == 1
+    assert overview.json["truncated"] is False
     listed = api.get("/connections").json["connections"]
     assert [(c["id"], c["protocol"], c["subscriptions"]) for c in listed] == [("c1", "json", 1)]
 

@@ -383,3 +383,13 @@ def test_messages_sent_over_the_socket_reach_queue_subscribers(
     [message] = _messages(pusher, "consumer")
     assert (message["body"], message["attributes"]) == ("hi", {"k": "v"})
     assert pusher.json_frames("producer")[0]["receipt"] == "sent"
+
+
+def test_a_ping_keeps_the_connection_and_is_answered(
+    sessions: Sessions, pusher: RecordingPusher
+) -> None:
+    _connect(sessions, "c1")
+    _frame(sessions, "c1", action="ping")
+    _frame(sessions, "c1", action="ping", receipt="p")
+
+    assert pusher.json_frames("c1") == [{"type": "pong"}, {"type": "pong", "receipt": "p"}]

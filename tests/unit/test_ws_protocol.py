@@ -47,7 +47,7 @@ def test_any_text_is_a_frame_or_a_validation_error(text: str) -> None:
     except InvalidRequest as exc:
         assert exc.message
     else:
-        assert frame.action in {"subscribe", "unsubscribe", "publish", "ack", "nack"}
+        assert frame.action in {"subscribe", "unsubscribe", "publish", "ack", "nack", "ping"}
 
 
 def test_bad_frames_say_what_is_wrong() -> None:

@@ -8,8 +8,9 @@ Client frames (a discriminated union on `action`; every one may carry a `receipt
    "body": "...", "attributes": {...}, ...the fields of an HTTP send...}
   {"action": "ack", "id": "<the message's ack>"}
   {"action": "nack", "id": "<the message's ack>", "delay_seconds": 0}
+  {"action": "ping"}  (keeps an idle connection open: API Gateway closes it after 10 min)
 Server frames: `message` (or `batch`, several messages in one WebSocket message),
-`subscribed`, `unsubscribed`, `receipt`, `error`.
+`subscribed`, `unsubscribed`, `receipt`, `pong`, `error`.
 """
 
 from __future__ import annotations
@@ -77,7 +78,13 @@ class Nack(BaseModel):
     receipt: ReceiptId = None
 
 
-ClientFrame = Subscribe | Unsubscribe | Publish | Ack | Nack
+class Ping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["ping"]
+    receipt: ReceiptId = None
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish | Ack | Nack | Ping
 _frames: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="action")]
 )
@@ -129,6 +136,8 @@ def _act(
     if isinstance(frame, Unsubscribe):
         queue = sessions.unsubscribe(info, frame.id)
         return _with_receipt({"type": "unsubscribed", "id": frame.id}, frame.receipt), queue
+    if isinstance(frame, Ping):
+        return _with_receipt({"type": "pong"}, frame.receipt), None
     if isinstance(frame, Publish):
         result = sessions.send(info, frame.destination, frame.to_message())
         if frame.receipt is None:

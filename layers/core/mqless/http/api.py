@@ -441,7 +441,8 @@ def overview() -> Overview:
     queues = runtime.queue_service()
     sessions = runtime.sessions()
     stats = {}
-    for config in queues.list_queues(principal)[:MAX_OVERVIEW_QUEUES]:
+    configs = queues.list_queues(principal)
+    for config in configs[:MAX_OVERVIEW_QUEUES]:
         consumers = len(sessions.consumers.consumers(config.name))
         stats[config.name] = queues.stats(principal, config.name, consumers=consumers)
     live = sessions.live.live_counts()
@@ -460,6 +461,7 @@ def overview() -> Overview:
     ]
     return Overview(
         queues=list(stats.values()),
+        truncated=len(configs) > MAX_OVERVIEW_QUEUES,
         topics=topics,
         connections=sessions.live.count_connections(),
     )

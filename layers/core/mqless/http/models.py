@@ -315,6 +315,9 @@ class TopicStats(BaseModel):
 
 class Overview(BaseModel):
     queues: list[QueueStats]
+    truncated: bool = Field(
+        description="More queues exist than the first 100 listed here (use /queues)."
+    )
     topics: list[TopicStats]
     connections: int
 

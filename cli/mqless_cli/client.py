@@ -1,0 +1,211 @@
+"""A small client of the mqless HTTP API over an `httpx.Client` the caller owns.
+
+Every failure a user can expect comes out as a `ClientError` carrying one sentence:
+`ApiError` for the API's JSON problems (and anything else that is not a 2xx),
+`Unreachable` when nothing answers, `BadUrl` when the URL itself is wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+# Receive may long-poll for up to 20 s; everything else answers well within API Gateway's 30 s.
+TIMEOUT_SECONDS = 35.0
+THROTTLE_RETRIES = 5
+MAX_RETRY_AFTER_SECONDS = 10.0
+DEV_HINT = "is `mqless dev` running? set --url or MQLESS_URL"
+
+
+class ClientError(Exception):
+    """A failure to report to the user as one sentence, without a traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApiError(ClientError):
+    """The API answered with an error status (a JSON problem when it is the mqless API)."""
+
+    def __init__(self, status: int, code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Unreachable(ClientError):
+    """Nothing answered at the URL, or not in time."""
+
+
+class BadUrl(ClientError):
+    """The URL cannot be used at all (a usage mistake)."""
+
+
+def segment(name: str) -> str:
+    """One path segment: topic patterns carry `>` and `*`, which must be percent-encoded."""
+    return quote(name, safe="")
+
+
+class MqlessClient:
+    """The HTTP API's operations, one method each; answers are the API's JSON documents."""
+
+    def __init__(self, http: httpx.Client, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._http = http
+        self._sleep = sleep
+
+    # ---- queues ----------------------------------------------------------------------------
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """Settings and counts (`GET /queues/{name}`)."""
+        return self._call("GET", f"/queues/{segment(name)}")
+
+    def queue_stats(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/queues/{segment(name)}/stats")
+
+    def overview(self) -> dict[str, Any]:
+        """Every queue's stats, the topics and the connection count (`GET /stats`)."""
+        return self._call("GET", "/stats")
+
+    def purge(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/queues/{segment(name)}/purge")
+
+    def redrive(
+        self, name: str, *, max_messages: int, destination: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"max_messages": max_messages}
+        if destination is not None:
+            body["destination"] = destination
+        return self._call("POST", f"/queues/{segment(name)}/redrive", body)
+
+    # ---- messages --------------------------------------------------------------------------
+
+    def send(self, queue: str, message: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/queues/{segment(queue)}/messages", dict(message))
+
+    def send_batch(self, queue: str, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Up to 10 entries, each with its own `id`; each succeeds or fails on its own."""
+        body = {"entries": [dict(entry) for entry in entries]}
+        return self._call("POST", f"/queues/{segment(queue)}/messages/batch", body)
+
+    def receive(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        wait_seconds: float = 0,
+        visibility_timeout: int | None = None,
+    ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"max_messages": max_messages, "wait_seconds": wait_seconds}
+        if visibility_timeout is not None:
+            body["visibility_timeout"] = visibility_timeout
+        answer = self._call(
+            "POST",
+            f"/queues/{segment(queue)}/receive",
+            body,
+            timeout=max(TIMEOUT_SECONDS, wait_seconds + 15),
+        )
+        messages: list[dict[str, Any]] = answer.get("messages", [])
+        return messages
+
+    def ack(self, queue: str, receipts: Sequence[str]) -> dict[str, Any]:
+        return self._call("POST", f"/queues/{segment(queue)}/ack", {"receipts": list(receipts)})
+
+    def publish(self, topic: str, message: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/topics/{segment(topic)}/messages", dict(message))
+
+    # ---- transport -------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> dict[str, Any]:
+        for attempt in range(THROTTLE_RETRIES + 1):
+            response = self._send(method, path, body, timeout)
+            if response.status_code == 429 and attempt < THROTTLE_RETRIES:
+                # DynamoDB or KMS throttled the broker: nothing was stored; wait as asked
+                self._sleep(_retry_after(response))
+                continue
+            break
+        if response.is_success:
+            return _document(response)
+        raise _api_error(method, path, response)
+
+    def _send(
+        self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float
+    ) -> httpx.Response:
+        base = str(self._http.base_url).rstrip("/") or "(no URL)"
+        try:
+            return self._http.request(method, path, json=body, timeout=timeout)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise BadUrl(f"cannot use the URL {base!r}: {exc}") from exc
+        except httpx.ConnectTimeout as exc:
+            raise Unreachable(f"cannot reach {base} (no answer to connect): {DEV_HINT}") from exc
+        except httpx.ConnectError as exc:
+            raise Unreachable(f"cannot reach {base} ({_reason(exc)}): {DEV_HINT}") from exc
+        except httpx.TimeoutException as exc:
+            raise Unreachable(
+                f"{base} did not answer {method} {path} within {timeout:.0f} s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise Unreachable(f"lost the connection to {base}: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    return text or type(exc).__name__
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), MAX_RETRY_AFTER_SECONDS)
+
+
+def _document(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        document = response.json()
+    except ValueError as exc:
+        raise ApiError(
+            response.status_code, None, f"{response.request.url} answered something not JSON"
+        ) from exc
+    if not isinstance(document, dict):
+        raise ApiError(
+            response.status_code, None, f"{response.request.url} answered an unexpected document"
+        )
+    return document
+
+
+def _api_error(method: str, path: str, response: httpx.Response) -> ApiError:
+    """The API's problem as one sentence; a gateway's bare answer gets some context."""
+    status = response.status_code
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    code = problem.get("error") if isinstance(problem, dict) else None
+    text = problem.get("message") if isinstance(problem, dict) else None
+    if not isinstance(text, str) or not text:
+        text = f"HTTP {status} {response.reason_phrase}".rstrip()
+    if code == "no_such_route" or (code is None and status in (403, 404)):
+        # API Gateway answers an unknown route with {"message": "Not Found"} (or Forbidden)
+        text = f"{text} ({method} {response.request.url}: is this an up-to-date mqless API?)"
+    elif status == 429:
+        text = f"{text} (still throttled after {THROTTLE_RETRIES} retries; try again later)"
+    elif status >= 500:
+        text = f"the broker failed: {text} (HTTP {status})"
+    return ApiError(status, code if isinstance(code, str) else None, text)

@@ -1,0 +1,281 @@
+"""The `mqless` client commands as a user runs them: a subprocess against `mqless dev`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import DevServer, _mqless_command, free_port
+
+
+def _env(server: DevServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MQLESS_"))}
+    env.update(MQLESS_URL=server.http_url, MQLESS_WS_URL=server.ws_url, PYTHONUNBUFFERED="1")
+    return env
+
+
+def mqless(
+    server: DevServer, *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `mqless ARGS` to the end, with the server's URLs in the environment."""
+    return subprocess.run(
+        [*_mqless_command(), *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=_env(server),
+        timeout=timeout,
+    )
+
+
+def start(server: DevServer, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*_mqless_command(), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(server),
+    )
+
+
+def name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> bool:
+    return "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+# ---- send, receive, ack ----------------------------------------------------------------------
+
+
+def test_send_then_receive_with_ack_empties_the_queue(mqless_dev: DevServer) -> None:
+    queue = name("cli-send")
+    # Given a message sent with attributes
+    sent = as_json(mqless(mqless_dev, "send", queue, "hello", "-a", "tenant=acme", "--json"))
+    # When it is received with --ack
+    received = as_json(mqless(mqless_dev, "receive", queue, "--ack", "--wait", "5", "--json"))
+    # Then it is the same message, acked, and the queue holds nothing
+    [message] = received["messages"]
+    assert (message["message_id"], message["body"]) == (sent["message_id"], "hello")
+    assert message["attributes"] == {"tenant": "acme"}
+    assert received["acked"] == [message["receipt"]]
+    stats = as_json(mqless(mqless_dev, "stats", queue, "--json"))
+    assert (stats["visible"], stats["in_flight"]) == (0, 0)
+
+
+def test_receive_prints_a_readable_message(mqless_dev: DevServer) -> None:
+    queue = name("cli-human")
+    mqless(mqless_dev, "send", queue, "--content-type", "application/json", stdin='{"id": 7}\n')
+    result = mqless(mqless_dev, "receive", queue, "--wait", "5")
+    assert result.returncode == 0, result.stderr
+    header, details, body = result.stdout.splitlines()
+    assert len(header.split()) == 3  # date, time, message id
+    assert details == "  [content-type=application/json]"
+    assert body == '  {"id": 7}'
+    assert "not acked" in result.stderr
+
+
+def test_bulk_send_with_count_and_file(mqless_dev: DevServer, tmp_path: Path) -> None:
+    queue = name("cli-bulk")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("first\nsecond\n\nthird\n")
+    counted = as_json(mqless(mqless_dev, "send", queue, "same", "--count", "23", "--json"))
+    from_file = mqless(mqless_dev, "send", queue, "--file", str(lines))
+    assert counted["sent"] == 23 and len(set(counted["message_ids"])) == 23
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout.startswith(f"sent 3 messages to {queue} in ")
+    assert as_json(mqless(mqless_dev, "stats", queue, "--json"))["visible"] == 26
+
+
+# ---- consume ---------------------------------------------------------------------------------
+
+
+def test_consume_limit_takes_exactly_that_many_and_acks_them(mqless_dev: DevServer) -> None:
+    queue = name("cli-consume")
+    mqless(mqless_dev, "send", queue, "m", "--count", "5")
+    result = mqless(mqless_dev, "consume", queue, "--limit", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    consumed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [m["body"] for m in consumed] == ["m", "m", "m"]
+    assert result.stderr == f"consumed 3 messages from {queue}\n"
+    stats = as_json(mqless(mqless_dev, "stats", queue, "--json"))
+    assert (stats["visible"], stats["in_flight"]) == (2, 0)
+
+
+def test_consume_until_empty_drains_the_queue(mqless_dev: DevServer) -> None:
+    queue = name("cli-drain")
+    mqless(mqless_dev, "send", queue, "m", "--count", "12")
+    result = mqless(mqless_dev, "consume", queue, "--until-empty", "--wait", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines().count("  m") == 12
+    assert result.stderr == f"consumed 12 messages from {queue}\n"
+    assert as_json(mqless(mqless_dev, "stats", queue, "--json"))["visible"] == 0
+
+
+def test_ctrl_c_stops_consume_with_status_0(mqless_dev: DevServer) -> None:
+    queue = name("cli-sigint")
+    mqless(mqless_dev, "send", queue, "only")
+    consumer = start(mqless_dev, "consume", queue, "--wait", "2")
+    try:
+        time.sleep(4)  # it consumed the message and is long-polling again
+        consumer.send_signal(signal.SIGINT)
+        stdout, stderr = consumer.communicate(timeout=30)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    assert consumer.returncode == 0, stderr
+    assert "  only" in stdout
+    assert stderr == f"consumed 1 message from {queue}\n"
+
+
+# ---- publish and tail ------------------------------------------------------------------------
+
+
+def _wait_for_tail(process: subprocess.Popen[str]) -> str:
+    """Block until `tail` says it is subscribed; return that line."""
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert line.startswith("tailing "), line
+    return line
+
+
+def test_tail_prints_published_messages_until_its_limit(mqless_dev: DevServer) -> None:
+    topic = name("clitail")
+    tail = start(mqless_dev, "tail", f"{topic}.>", "--limit", "2", "--json")
+    try:
+        _wait_for_tail(tail)
+        first = as_json(mqless(mqless_dev, "publish", f"{topic}.eu", "one", "-a", "k=v", "--json"))
+        mqless(mqless_dev, "publish", "elsewhere", "not for us")
+        second = as_json(mqless(mqless_dev, "publish", f"{topic}.us", "two", "--json"))
+        stdout, stderr = tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.returncode == 0, stderr
+    frames = [json.loads(line) for line in stdout.splitlines()]
+    assert [f["message_id"] for f in frames] == [first["message_id"], second["message_id"]]
+    assert [f["body"] for f in frames] == ["one", "two"]
+    assert frames[0]["attributes"] == {"k": "v"}
+    assert frames[0]["destination"] == f"/topic/{topic}.eu"
+
+
+def test_ctrl_c_stops_tail_cleanly(mqless_dev: DevServer) -> None:
+    topic = name("clictrlc")
+    tail = start(mqless_dev, "subscribe", topic)
+    try:
+        _wait_for_tail(tail)
+        mqless(mqless_dev, "publish", topic, "live")
+        time.sleep(2)
+        tail.send_signal(signal.SIGINT)
+        stdout, stderr = tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.returncode == 0
+    assert "  live" in stdout
+    assert stderr == f"received 1 message on /topic/{topic}\n"
+
+
+# ---- queues, stats, purge, redrive -----------------------------------------------------------
+
+
+def test_queues_and_stats_show_the_counts(mqless_dev: DevServer) -> None:
+    queue = name("cli-stats")
+    mqless(mqless_dev, "send", queue, "x", "--count", "4")
+    listed = as_json(mqless(mqless_dev, "queues", "--json"))["queues"]
+    table = mqless(mqless_dev, "queues")
+    overview = mqless(mqless_dev, "stats")
+    mine = next(q for q in listed if q["name"] == queue)
+    assert (mine["visible"], mine["dead_letter_queue"]) == (4, f"{queue}.dlq")
+    assert table.stdout.splitlines()[0].split()[:3] == ["QUEUE", "TYPE", "VISIBLE"]
+    row = next(line for line in table.stdout.splitlines() if line.startswith(queue + " "))
+    assert row.split()[:5] == [queue, "standard", "4", "0", "0"]
+    assert "WebSocket connections:" in overview.stdout
+
+
+def test_purge_needs_yes_without_a_terminal_and_then_purges(mqless_dev: DevServer) -> None:
+    queue = name("cli-purge")
+    mqless(mqless_dev, "send", queue, "x", "--count", "3")
+    refused = mqless(mqless_dev, "purge", queue)
+    purged = mqless(mqless_dev, "purge", queue, "--yes", "--json")
+    assert refused.returncode == 2
+    assert refused.stderr == "mqless: purge deletes every message: confirm with --yes\n"
+    assert as_json(purged) == {"purged": 3}
+    assert as_json(mqless(mqless_dev, "stats", queue, "--json"))["visible"] == 0
+
+
+def test_redrive_moves_every_dead_letter_back(mqless_dev: DevServer) -> None:
+    queue = name("cli-redrive")
+    # Given messages dead-lettered after one delivery each
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+        http.put(f"/queues/{queue}", json={"max_receive_count": 1})
+    mqless(mqless_dev, "send", queue, "retry me", "--count", "12")
+    for _ in range(2):
+        mqless(mqless_dev, "receive", queue, "--max", "10", "--visibility", "0")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        # an over-limit message is dead-lettered at its next delivery attempt or sweep
+        mqless(mqless_dev, "receive", queue, "--max", "10", "--visibility", "0")
+        if as_json(mqless(mqless_dev, "stats", queue, "--json"))["dead_letter_visible"] == 12:
+            break
+        time.sleep(0.5)
+    # When the dead-letter queue is redriven in rounds of 5
+    first = mqless(mqless_dev, "redrive", f"{queue}.dlq", "--max", "5")
+    rest = as_json(mqless(mqless_dev, "redrive", f"{queue}.dlq", "--json"))
+    # Then every message is back in its source queue
+    assert first.stdout == f"moved 5 messages from {queue}.dlq\n"
+    assert rest == {"queue": f"{queue}.dlq", "moved": 7, "failed": []}
+    assert as_json(mqless(mqless_dev, "stats", queue, "--json"))["visible"] == 12
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def test_an_unknown_queue_is_an_api_error_without_a_traceback(mqless_dev: DevServer) -> None:
+    result = mqless(mqless_dev, "receive", name("never-made"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("mqless: queue ") and "does not exist" in result.stderr
+    assert no_traceback(result)
+
+
+def test_a_url_nobody_listens_on_gets_the_dev_hint(mqless_dev: DevServer) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = mqless(mqless_dev, "queues", "--url", url)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"mqless: cannot reach {url} (connection refused): "
+        "is `mqless dev` running? set --url or MQLESS_URL\n"
+    )
+
+
+def test_tail_without_a_websocket_server_gets_the_dev_hint(mqless_dev: DevServer) -> None:
+    result = mqless(mqless_dev, "tail", "x", "--ws-url", f"ws://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "set --ws-url or MQLESS_WS_URL" in result.stderr
+    assert no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("send", "q", "x", "--delay", "-1"), ("receive",), ("send", "q", "x", "--file", "f")],
+)
+def test_usage_mistakes_exit_2(mqless_dev: DevServer, args: tuple[str, ...]) -> None:
+    result = mqless(mqless_dev, *args)
+    assert result.returncode == 2
+    assert no_traceback(result)

@@ -1,0 +1,690 @@
+"""The `mqless` client commands without a network: parsing, output, error mapping.
+
+The HTTP API is an `httpx.MockTransport` answering as the contract says; the WebSocket
+API is a scripted fake connection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+import pytest
+
+from mqless_cli import commands
+from mqless_cli.commands import Terminal, frames_of, queue_row
+from mqless_cli.main import build_parser
+from mqless_cli.output import Output, age, count, message_text
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class TtyStringIO(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class FakeApi:
+    """Answers requests from a table of (method, path) -> responses, and records them."""
+
+    answers: dict[tuple[str, str], list[httpx.Response]] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def on(self, method: str, path: str, *responses: httpx.Response) -> FakeApi:
+        self.answers.setdefault((method, path), []).extend(responses)
+        return self
+
+    def bodies(self, method: str, path: str) -> list[Any]:
+        return [
+            json.loads(r.content) if r.content else None
+            for r in self.requests
+            if (r.method, r.url.path) == (method, path)
+        ]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        queue = self.answers.get((request.method, request.url.path))
+        if not queue:
+            return httpx.Response(404, json={"message": "Not Found"})
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def ok(document: Any, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json=document)
+
+
+def problem(status: int, code: str, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": code, "message": message})
+
+
+def cli(
+    argv: list[str],
+    api: Handler,
+    *,
+    stdin: io.StringIO | None = None,
+    stderr: io.StringIO | None = None,
+    ws: commands.WsConnect | None = None,
+) -> Result:
+    args = build_parser().parse_args(argv)
+    out, err = io.StringIO(), stderr or io.StringIO()
+    code = commands.run(
+        args,
+        terminal=Terminal(stdin or io.StringIO(""), out, err),
+        transport=httpx.MockTransport(api),
+        ws_connect=ws,
+    )
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+MESSAGE = {
+    "message_id": "m-1",
+    "receipt": "r1.a",
+    "body": '{"order": 42}',
+    "binary": False,
+    "attributes": {"tenant": "acme"},
+    "content_type": "application/json",
+    "receive_count": 1,
+    "sent_at": 1795746770127,
+}
+
+
+# ---- parsing ---------------------------------------------------------------------------------
+
+
+def test_dev_keeps_its_flags() -> None:
+    args = build_parser().parse_args(["dev", "--http-port", "9000", "--schedule-rate", "2"])
+    assert (args.command, args.http_port, args.ws_port, args.schedule_rate) == (
+        "dev",
+        9000,
+        8081,
+        2,
+    )
+
+
+def test_tail_is_an_alias_of_subscribe() -> None:
+    tail = build_parser().parse_args(["tail", "shop.>", "--limit", "2"])
+    subscribe = build_parser().parse_args(["subscribe", "shop.>"])
+    assert tail.handler is subscribe.handler
+    assert (tail.pattern, tail.limit) == ("shop.>", 2)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["send", "q", "x", "--delay", "901"],
+        ["send", "q", "x", "--attribute", "no-equals-sign"],
+        ["send", "q", "x", "--count", "0"],
+        ["receive", "q", "--max", "11"],
+        ["receive", "q", "--wait", "21"],
+        ["consume", "q", "--limit", "many"],
+        ["bogus"],
+    ],
+)
+def test_bad_flags_are_usage_errors_with_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_url_comes_from_the_environment_when_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given MQLESS_URL set and no --url
+    monkeypatch.setenv("MQLESS_URL", "http://broker.example:9999")
+    api = FakeApi().on("GET", "/stats", ok({"queues": [], "topics": [], "connections": 0}))
+    # When a command runs
+    cli(["queues"], api)
+    # Then it asked that URL
+    assert str(api.requests[0].url) == "http://broker.example:9999/stats"
+
+
+def test_the_url_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MQLESS_URL", "http://broker.example:9999")
+    api = FakeApi().on("GET", "/stats", ok({"queues": [], "topics": [], "connections": 0}))
+    cli(["queues", "--url", "http://other:1234"], api)
+    assert api.requests[0].url.host == "other"
+
+
+# ---- send and publish ------------------------------------------------------------------------
+
+
+def test_send_puts_every_flag_into_the_request() -> None:
+    api = FakeApi().on(
+        "POST", "/queues/pay.fifo/messages", ok({"message_id": "m-1", "sequence": 3}, 201)
+    )
+    argv = ["send", "pay.fifo", "debit 10", "-a", "tenant=acme", "--attribute", "k=a=b"]
+    argv += ["--group", "acct-7", "--dedup-id", "d-1", "--delay", "5", "--content-type", "text/x"]
+    result = cli(argv, api)
+    assert result.code == 0
+    assert api.bodies("POST", "/queues/pay.fifo/messages") == [
+        {
+            "body": "debit 10",
+            "attributes": {"tenant": "acme", "k": "a=b"},
+            "content_type": "text/x",
+            "group_id": "acct-7",
+            "dedup_id": "d-1",
+            "delay_seconds": 5,
+        }
+    ]
+    assert result.stdout == "sent m-1 to pay.fifo (sequence 3 in its group)\n"
+
+
+def test_send_reads_the_body_from_stdin_without_its_final_newline() -> None:
+    api = FakeApi().on("POST", "/queues/q/messages", ok({"message_id": "m-1"}, 201))
+    cli(["send", "q"], api, stdin=io.StringIO("line one\nline two\n"))
+    assert api.bodies("POST", "/queues/q/messages")[0]["body"] == "line one\nline two"
+
+
+def test_send_without_a_body_on_a_terminal_is_a_usage_error() -> None:
+    result = cli(["send", "q"], FakeApi(), stdin=TtyStringIO())
+    assert result.code == 2
+    assert result.stderr == "mqless: no message body: give BODY or pipe it on stdin\n"
+
+
+def test_send_json_prints_the_api_answer() -> None:
+    answer = {"message_id": "m-1", "duplicate": True}
+    api = FakeApi().on("POST", "/queues/q/messages", ok(answer, 201))
+    result = cli(["send", "q", "x", "--json"], api)
+    assert json.loads(result.stdout) == answer
+
+
+def test_bulk_send_goes_ten_at_a_time_through_the_batch_endpoint() -> None:
+    requests: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        entries = json.loads(request.content)["entries"]
+        requests.append({"entries": entries})
+        successful = [{"id": e["id"], "message_id": f"id-{e['id']}"} for e in entries]
+        return ok({"successful": successful, "failed": []})
+
+    result = cli(["send", "q", "hello", "--count", "25", "--json", "-a", "k=v"], handler)
+    assert [len(r["entries"]) for r in requests] == [10, 10, 5]
+    assert requests[0]["entries"][0] == {"id": "0", "body": "hello", "attributes": {"k": "v"}}
+    document = json.loads(result.stdout)
+    assert document["sent"] == 25
+    assert document["message_ids"] == [f"id-{i}" for i in range(25)]
+    assert result.code == 0
+
+
+def test_bulk_send_from_a_file_reports_failures_by_line(tmp_path: Any) -> None:
+    # Given a file with a blank line and an entry the API refuses
+    path = tmp_path / "messages.txt"
+    path.write_text("one\n\ntwo\nthree\n")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        entries = json.loads(request.content)["entries"]
+        assert [e["body"] for e in entries] == ["one", "two", "three"]
+        return ok(
+            {
+                "successful": [{"id": "0", "message_id": "a"}, {"id": "2", "message_id": "c"}],
+                "failed": [{"id": "1", "error": "payload_too_large", "message": "too big"}],
+            }
+        )
+
+    # When it is sent
+    result = cli(["send", "q", "--file", str(path)], handler)
+    # Then the failure names its line, and the exit status says something failed
+    assert result.code == 1
+    assert "sent 2 messages to q" in result.stdout
+    assert "line 3: too big (payload_too_large)" in result.stderr
+    assert result.stderr.endswith("mqless: 1 of 3 messages failed\n")
+
+
+def test_body_and_file_together_are_refused() -> None:
+    result = cli(["send", "q", "x", "--file", "f"], FakeApi())
+    assert (result.code, result.stderr) == (2, "mqless: give BODY or --file, not both\n")
+
+
+def test_an_unreadable_file_is_a_usage_error(tmp_path: Any) -> None:
+    result = cli(["send", "q", "--file", str(tmp_path / "missing")], FakeApi())
+    assert result.code == 2
+    assert result.stderr.startswith("mqless: cannot read ")
+
+
+def test_publish_encodes_the_topic_and_sends_attributes() -> None:
+    api = FakeApi().on("POST", "/topics/shop.orders/messages", ok({"message_id": "p-1"}, 201))
+    result = cli(["publish", "shop.orders", "hi", "-a", "region=eu"], api)
+    assert api.bodies("POST", "/topics/shop.orders/messages") == [
+        {"body": "hi", "attributes": {"region": "eu"}}
+    ]
+    assert result.stdout == "published p-1 to shop.orders\n"
+
+
+# ---- receive and consume ---------------------------------------------------------------------
+
+
+def test_receive_prints_messages_for_people_and_leaves_them_unacked() -> None:
+    api = FakeApi().on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
+    result = cli(["receive", "q", "--max", "5", "--wait", "2"], api)
+    assert api.bodies("POST", "/queues/q/receive") == [{"max_messages": 5, "wait_seconds": 2.0}]
+    assert "m-1" in result.stdout
+    assert "[content-type=application/json tenant=acme]" in result.stdout
+    assert '  {"order": 42}' in result.stdout
+    assert api.bodies("POST", "/queues/q/ack") == []
+    assert "not acked" in result.stderr
+
+
+def test_receive_ack_acks_what_it_printed() -> None:
+    api = (
+        FakeApi()
+        .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
+        .on("POST", "/queues/q/ack", ok({"acked": ["r1.a"], "failed": []}))
+    )
+    result = cli(["receive", "q", "--ack", "--json"], api)
+    assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a"]}]
+    document = json.loads(result.stdout)
+    assert document["messages"] == [MESSAGE]
+    assert document["acked"] == ["r1.a"]
+
+
+def test_receive_from_an_empty_queue_says_so_on_stderr_only() -> None:
+    api = FakeApi().on("POST", "/queues/q/receive", ok({"messages": []}))
+    result = cli(["receive", "q"], api)
+    assert (result.code, result.stdout, result.stderr) == (0, "", "no messages in q\n")
+
+
+def test_a_stale_ack_makes_the_exit_status_1() -> None:
+    api = (
+        FakeApi()
+        .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
+        .on("POST", "/queues/q/ack", problem(409, "stale_receipt", "the lease is gone"))
+    )
+    result = cli(["receive", "q", "--ack"], api)
+    assert result.code == 1
+    assert "the lease is gone" in result.stderr
+
+
+def test_consume_stops_at_its_limit_and_never_leases_more() -> None:
+    def message(n: int) -> dict[str, Any]:
+        return {**MESSAGE, "message_id": f"m-{n}", "receipt": f"r-{n}"}
+
+    api = (
+        FakeApi()
+        .on(
+            "POST",
+            "/queues/q/receive",
+            ok({"messages": [message(n) for n in range(10)]}),
+            ok({"messages": [message(n) for n in range(10, 12)]}),
+        )
+        .on("POST", "/queues/q/ack", ok({"acked": [], "failed": []}))
+    )
+    result = cli(["consume", "q", "--limit", "12", "--json"], api)
+    receives = api.bodies("POST", "/queues/q/receive")
+    assert [r["max_messages"] for r in receives] == [10, 2]
+    assert all(r["wait_seconds"] == 20 for r in receives)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [m["message_id"] for m in lines] == [f"m-{n}" for n in range(12)]
+    assert sum(len(a["receipts"]) for a in api.bodies("POST", "/queues/q/ack")) == 12
+    assert result.stderr == "consumed 12 messages from q\n"
+
+
+def test_consume_until_empty_stops_at_an_empty_poll() -> None:
+    api = (
+        FakeApi()
+        .on("GET", "/queues/q", ok({"name": "q", "counts": {"visible": 1}}))
+        .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}), ok({"messages": []}))
+        .on("POST", "/queues/q/ack", ok({"acked": ["r1.a"], "failed": []}))
+    )
+    result = cli(["consume", "q", "--until-empty", "--wait", "1"], api)
+    assert result.code == 0
+    assert result.stderr == "consumed 1 message from q\n"
+
+
+def test_ctrl_c_stops_consume_cleanly_after_acking_what_was_printed() -> None:
+    calls = {"receive": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/receive"):
+            calls["receive"] += 1
+            if calls["receive"] > 1:
+                raise KeyboardInterrupt
+            return ok({"messages": [MESSAGE]})
+        return ok({"acked": ["r1.a"], "failed": []})
+
+    result = cli(["consume", "q"], handler)
+    assert result.code == 0
+    assert result.stderr == "consumed 1 message from q\n"
+
+
+# ---- tail ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSocket:
+    """Plays the server's frames back, one per recv; records what the client sent."""
+
+    incoming: list[str]
+    sent: list[Any] = field(default_factory=list)
+
+    def send(self, message: str) -> None:
+        self.sent.append(json.loads(message))
+
+    def recv(self, timeout: float | None = None) -> str:
+        if not self.incoming:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C while waiting
+        return self.incoming.pop(0)
+
+    def __enter__(self) -> FakeSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+def frame(kind: str, **values: Any) -> dict[str, Any]:
+    return {"type": kind, **values}
+
+
+def test_tail_subscribes_and_prints_messages_from_batches_until_the_limit() -> None:
+    messages = [
+        frame("message", destination="/topic/shop.a", message_id=f"t-{n}", body=f"b{n}")
+        for n in range(3)
+    ]
+    socket = FakeSocket(
+        [
+            json.dumps(frame("subscribed", id="cli")),
+            json.dumps(messages[0]),
+            json.dumps(frame("batch", frames=messages[1:])),
+        ]
+    )
+    urls: list[str] = []
+
+    def connect(url: str) -> FakeSocket:
+        urls.append(url)
+        return socket
+
+    result = cli(
+        ["tail", "shop.>", "--limit", "2", "--json", "--ws-url", "ws://h:1"],
+        FakeApi(),
+        ws=connect,
+    )
+    assert urls == ["ws://h:1"]
+    assert socket.sent == [{"action": "subscribe", "destination": "/topic/shop.>", "id": "cli"}]
+    assert [json.loads(line)["message_id"] for line in result.stdout.splitlines()] == ["t-0", "t-1"]
+    assert result.code == 0
+
+
+def test_ctrl_c_stops_tail_with_a_summary_and_status_0() -> None:
+    socket = FakeSocket([json.dumps(frame("subscribed")), json.dumps(frame("message", body="x"))])
+    result = cli(["tail", "news.*"], FakeApi(), ws=lambda url: socket)
+    assert result.code == 0
+    assert result.stderr.endswith("received 1 message on /topic/news.*\n")
+    assert "  x" in result.stdout
+
+
+def test_a_refused_subscription_is_an_error() -> None:
+    refused = frame("error", error="invalid_request", message="bad destination")
+    socket = FakeSocket([json.dumps(refused)])
+    result = cli(["tail", "a..b"], FakeApi(), ws=lambda url: socket)
+    assert (result.code, result.stderr) == (1, "mqless: cannot subscribe: bad destination\n")
+
+
+def test_an_unreachable_websocket_gets_the_dev_hint() -> None:
+    def refuse(url: str) -> FakeSocket:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    result = cli(["tail", "a"], FakeApi(), ws=refuse)
+    assert result.code == 1
+    assert "cannot reach ws://127.0.0.1:8081 (connection refused)" in result.stderr
+    assert "set --ws-url or MQLESS_WS_URL" in result.stderr
+
+
+def test_frames_of_opens_batches() -> None:
+    assert frames_of('{"type":"batch","frames":[{"type":"message"},{"type":"message"}]}') == [
+        {"type": "message"},
+        {"type": "message"},
+    ]
+    assert frames_of('{"type":"subscribed"}') == [{"type": "subscribed"}]
+
+
+# ---- queues, stats, purge, redrive -----------------------------------------------------------
+
+STATS = {
+    "name": "orders",
+    "fifo": False,
+    "visible": 1200,
+    "in_flight": 3,
+    "delayed": 0,
+    "oldest_age_seconds": 185,
+    "dead_letter_queue": "orders.dlq",
+    "dead_letter_visible": 1,
+    "consumers": 2,
+    "approximate": True,
+}
+
+
+def test_queues_prints_an_aligned_table() -> None:
+    small = {**STATS, "name": "a", "visible": 5, "approximate": False, "oldest_age_seconds": None}
+    api = FakeApi().on(
+        "GET", "/stats", ok({"queues": [STATS, small], "topics": [], "connections": 0})
+    )
+    result = cli(["queues"], api)
+    header, first, second = result.stdout.splitlines()
+    assert header.split() == [
+        "QUEUE", "TYPE", "VISIBLE", "IN", "FLIGHT", "DELAYED", "OLDEST",
+        "DEAD-LETTER", "QUEUE", "DLQ", "VISIBLE", "CONSUMERS",
+    ]  # fmt: skip
+    assert first.split() == ["a", "standard", "5", "3", "0", "-", "orders.dlq", "1", "2"]
+    assert second.split()[:6] == ["orders", "standard", "1200+", "3+", "0+", "3m05s"]
+    # numbers are right-aligned under their header, and no line ends in spaces
+    assert first.index("5") + 1 == header.index("VISIBLE") + len("VISIBLE")
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
+
+
+def test_queues_json_is_the_stats_list() -> None:
+    api = FakeApi().on("GET", "/stats", ok({"queues": [STATS], "topics": [], "connections": 1}))
+    assert json.loads(cli(["queues", "--json"], api).stdout) == {"queues": [STATS]}
+
+
+def test_stats_of_one_queue_reads_its_stats_endpoint() -> None:
+    api = FakeApi().on("GET", "/queues/orders/stats", ok(STATS))
+    result = cli(["stats", "orders"], api)
+    assert "oldest message     3m05s" in result.stdout
+    assert "dead-letter queue  orders.dlq (1 visible)" in result.stdout
+
+
+def test_stats_overview_shows_topics_and_connections() -> None:
+    overview = {
+        "queues": [STATS],
+        "topics": [
+            {
+                "pattern": "shop.>",
+                "subscriptions": [{"name": "eu", "queue": "eu-orders"}],
+                "live_subscribers": 2,
+            }
+        ],
+        "connections": 3,
+    }
+    result = cli(["stats"], FakeApi().on("GET", "/stats", ok(overview)))
+    assert "shop.>" in result.stdout
+    assert "eu -> eu-orders" in result.stdout
+    assert result.stdout.rstrip().endswith("WebSocket connections: 3")
+
+
+def test_purge_without_yes_and_without_a_terminal_is_refused() -> None:
+    api = FakeApi().on("POST", "/queues/q/purge", ok({"purged": 3}))
+    result = cli(["purge", "q"], api)
+    assert result.code == 2
+    assert api.requests == []
+
+
+def test_purge_asks_and_a_no_keeps_the_messages() -> None:
+    api = FakeApi().on("GET", "/queues/q", ok({"counts": {"visible": 4, "in_flight": 0}}))
+    result = cli(["purge", "q"], api, stdin=TtyStringIO("n\n"))
+    assert result.code == 1
+    assert "Delete every message in q (4 visible" in result.stderr
+    assert [r.method for r in api.requests] == ["GET"]
+
+
+def test_purge_yes_purges() -> None:
+    api = FakeApi().on("POST", "/queues/q/purge", ok({"purged": 3}))
+    result = cli(["purge", "q", "--yes"], api)
+    assert (result.code, result.stdout) == (0, "purged 3 messages from q\n")
+
+
+def test_redrive_loops_until_nothing_moves_and_reports_each_failure_once() -> None:
+    failure = {"id": "m-9", "error": "redrive_failed", "message": "source queue 'x' is gone"}
+    api = (
+        FakeApi()
+        .on("GET", "/queues/q.dlq", ok({"counts": {"visible": 250}}))
+        .on(
+            "POST",
+            "/queues/q.dlq/redrive",
+            ok({"moved": 99, "failed": [failure]}),
+            ok({"moved": 100, "failed": [failure]}),
+            ok({"moved": 50, "failed": [failure]}),
+            ok({"moved": 0, "failed": [failure]}),
+        )
+    )
+    result = cli(["redrive", "q.dlq", "--json"], api)
+    calls = api.bodies("POST", "/queues/q.dlq/redrive")
+    assert len(calls) == 4
+    # a known failure is met again in every call, so each call asks for one more
+    assert calls[1] == {"max_messages": 101}
+    assert json.loads(result.stdout) == {"queue": "q.dlq", "moved": 249, "failed": [failure]}
+    assert result.code == 1
+
+
+def test_redrive_max_stops_at_max() -> None:
+    api = (
+        FakeApi()
+        .on("GET", "/queues/q.dlq", ok({"counts": {"visible": 500}}))
+        .on("POST", "/queues/q.dlq/redrive", ok({"moved": 100, "failed": []}))
+    )
+    result = cli(["redrive", "q.dlq", "--max", "150", "--to", "retry"], api)
+    calls = api.bodies("POST", "/queues/q.dlq/redrive")
+    assert calls == [
+        {"max_messages": 100, "destination": "retry"},
+        {"max_messages": 50, "destination": "retry"},
+    ]
+    assert result.stdout == "moved 200 messages from q.dlq to retry\n"
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def test_an_api_problem_is_one_line_and_status_1() -> None:
+    api = FakeApi().on(
+        "POST",
+        "/queues/nope/receive",
+        problem(404, "queue_not_found", "queue 'nope' does not exist"),
+    )
+    result = cli(["receive", "nope"], api)
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == "mqless: queue 'nope' does not exist\n"
+
+
+def test_connection_refused_hints_at_mqless_dev() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    result = cli(["queues"], refuse)
+    assert result.code == 1
+    assert result.stderr == (
+        "mqless: cannot reach http://127.0.0.1:8080 (connection refused): "
+        "is `mqless dev` running? set --url or MQLESS_URL\n"
+    )
+
+
+def test_a_url_without_a_scheme_is_a_usage_error() -> None:
+    result = cli(["queues", "--url", "localhost:8080"], FakeApi())
+    assert result.code == 2
+    assert result.stderr == (
+        "mqless: cannot use the URL 'localhost:8080': expected http://HOST[:PORT] or https://...\n"
+    )
+
+
+def test_a_gateways_bare_not_found_names_the_route() -> None:
+    result = cli(["stats"], FakeApi())  # nothing routed: {"message": "Not Found"}
+    assert result.code == 1
+    assert "Not Found (GET http://127.0.0.1:8080/stats: is this an up-to-date mqless API?)" in (
+        result.stderr
+    )
+
+
+def test_a_server_failure_says_the_broker_failed() -> None:
+    api = FakeApi().on("GET", "/stats", httpx.Response(502, text="<html>bad gateway</html>"))
+    result = cli(["stats"], api)
+    assert result.code == 1
+    assert result.stderr == "mqless: the broker failed: HTTP 502 Bad Gateway (HTTP 502)\n"
+
+
+def test_throttling_is_retried_after_the_servers_delay() -> None:
+    throttled = httpx.Response(
+        429, json={"error": "throttled", "message": "slow down"}, headers={"Retry-After": "0"}
+    )
+    api = FakeApi().on("POST", "/queues/q/purge", throttled, ok({"purged": 1}))
+    result = cli(["purge", "q", "--yes"], api)
+    assert result.code == 0
+    assert len(api.requests) == 2
+
+
+# ---- output ----------------------------------------------------------------------------------
+
+
+def test_json_output_stays_clean_while_a_progress_bar_draws_on_a_terminal_stderr() -> None:
+    api = FakeApi().on(
+        "POST",
+        "/queues/q/messages/batch",
+        ok({"successful": [{"id": str(i), "message_id": f"m{i}"} for i in range(3)], "failed": []}),
+    )
+    stderr = TtyStringIO()
+    result = cli(["send", "q", "x", "--count", "3", "--json"], api, stderr=stderr)
+    assert json.loads(result.stdout)["sent"] == 3
+    assert "send q" in result.stderr  # the bar went to stderr
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal() -> None:
+    output = Output(io.StringIO(), io.StringIO(), as_json=False)
+    with output.progress("work", 10) as bar:
+        bar.advance(5)
+        assert not bar.shown
+    assert output.stderr.getvalue() == ""  # type: ignore[attr-defined]
+
+
+def test_a_message_for_people_shows_its_headers_and_indents_its_body() -> None:
+    text = message_text(
+        {**MESSAGE, "body": "one\ntwo", "receive_count": 3, "group_id": "g"},
+        destination="/topic/a",
+    )
+    header, details, *body = text.splitlines()
+    assert header.endswith("  m-1  /topic/a  group g  delivery 3")
+    assert details == "  [content-type=application/json tenant=acme]"
+    assert body == ["  one", "  two"]
+
+
+def test_a_binary_body_is_shown_as_base64_not_raw() -> None:
+    text = message_text({**MESSAGE, "binary": True, "body": "AAEC/w==", "attributes": {}})
+    assert text.splitlines()[-1] == "  <binary body, base64: AAEC/w==>"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "-"), (41, "41s"), (185, "3m05s"), (7800, "2h10m"), (273600, "3d04h")],
+)
+def test_ages_are_short(seconds: int | None, shown: str) -> None:
+    assert age(seconds) == shown
+
+
+def test_approximate_counts_read_as_at_least() -> None:
+    assert count(1000, approximate=True) == "1000+"
+    assert queue_row({**STATS, "approximate": False})[2] == "1200"
