@@ -1,17 +1,62 @@
-"""Who is calling, and the one place that decides what they may do."""
+"""Who is calling, and the one place that decides what they may do.
+
+A principal carries grants: a destination pattern with the same wildcards as topic
+subscriptions (`.` separates segments, `*` is one segment, a final `>` the rest, so `>`
+alone is every destination) and the actions it allows: `send`, `receive` (consume,
+subscribe, ack) and `admin` (create, configure, purge, redrive, browse, move, delete).
+Grants only add: what no grant allows is refused, as in ActiveMQ's authorization map and
+RabbitMQ's permission patterns. Queue and topic names share one namespace here.
+`AllowAll` is the policy while authentication is off; `GrantPolicy` when it is on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mqless.errors import Forbidden, InvalidRequest
+
+ANY_SEGMENT = "*"
+ANY_TAIL = ">"
+MAX_GRANTS = 100
+MAX_PATTERN = 200
 
 
 class Action(StrEnum):
     SEND = "send"
     RECEIVE = "receive"
     ADMIN = "admin"
+
+
+class Grant(BaseModel):
+    """Actions allowed on the destinations a pattern matches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pattern: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_PATTERN,
+            description="Destinations: `orders`, `orders.*`, `shop.>`, or `>` for all.",
+        ),
+    ]
+    actions: Annotated[
+        tuple[Action, ...],
+        Field(min_length=1, description="Any of send, receive, admin."),
+    ]
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_pattern(cls, pattern: str) -> str:
+        validate_grant_pattern(pattern)
+        return pattern
+
+    def allows(self, action: Action, destination: str) -> bool:
+        return action in self.actions and pattern_matches(self.pattern, destination)
 
 
 class Principal(BaseModel):
@@ -21,6 +66,7 @@ class Principal(BaseModel):
 
     id: str
     kind: str = "anonymous"
+    grants: tuple[Grant, ...] = ()
 
 
 ANONYMOUS = Principal(id="anonymous", kind="anonymous")
@@ -36,3 +82,60 @@ class AllowAll:
 
     def check(self, principal: Principal, action: Action, destination: str) -> None:
         return None
+
+
+class GrantPolicy:
+    """Allow exactly what the principal's grants allow; refuse with a clear message."""
+
+    def check(self, principal: Principal, action: Action, destination: str) -> None:
+        if any(g.allows(action, destination) for g in principal.grants):
+            return
+        what = "list destinations" if destination == "*" else repr(destination)
+        raise Forbidden(f"{principal.id!r} may not {action.value} {what}")
+
+    def visible(self, principal: Principal, action: Action, names: Iterable[str]) -> list[str]:
+        """The names among `names` that `principal` may act on (for listings)."""
+        return [n for n in names if any(g.allows(action, n) for g in principal.grants)]
+
+
+def validate_grant_pattern(pattern: str) -> None:
+    """InvalidRequest unless `pattern` is a well-formed destination pattern."""
+    segments = pattern.split(".")
+    for position, segment in enumerate(segments):
+        if not segment:
+            raise InvalidRequest(f"pattern {pattern[:100]!r} has an empty segment")
+        if segment == ANY_TAIL and position != len(segments) - 1:
+            raise InvalidRequest(f"in pattern {pattern[:100]!r}, '>' may only come last")
+        if segment not in (ANY_SEGMENT, ANY_TAIL) and (
+            ANY_SEGMENT in segment or ANY_TAIL in segment
+        ):
+            raise InvalidRequest(
+                f"in pattern {pattern[:100]!r}, wildcards stand alone in their segment"
+            )
+
+
+def pattern_matches(pattern: str, destination: str) -> bool:
+    """Whether a grant pattern covers a destination name (never raises).
+
+    As for topic subscriptions, a final `>` matches zero or more further segments.
+    """
+    wanted = pattern.split(".")
+    segments = destination.split(".")
+    for position, want in enumerate(wanted):
+        if want == ANY_TAIL:
+            return True
+        if position >= len(segments):
+            return False
+        if want != ANY_SEGMENT and want != segments[position]:
+            return False
+    return len(wanted) == len(segments)
+
+
+def parse_grants(raw: Sequence[object]) -> tuple[Grant, ...]:
+    """Grants from JSON (a list of {"pattern", "actions"}); InvalidRequest if malformed."""
+    if len(raw) > MAX_GRANTS:
+        raise InvalidRequest(f"at most {MAX_GRANTS} grants")
+    try:
+        return tuple(Grant.model_validate(g) for g in raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"malformed grant: {exc}") from exc
