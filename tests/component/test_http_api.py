@@ -757,3 +757,26 @@ def test_any_string_as_a_body_is_never_a_5xx(
     method, suffix = route
     reply = fast_api.request(method, f"/queues/orders{suffix}", raw_body=raw)
     _assert_no_5xx(reply, route, raw)
+
+
+def test_overlapping_requests_keep_their_own_route(api: HttpApi) -> None:
+    # `mqless dev` resolves requests on threads with one resolver; Lambda never overlaps.
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    for name in ("a", "b", "c", "d"):
+        send(api, name, body=name)
+
+    def peek(name: str) -> tuple[int, str]:
+        reply = api.get(f"/queues/{name}/messages")
+        return reply.status, reply.json["messages"][0]["body"] if reply.status == 200 else ""
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(peek, ["a", "b", "c", "d"] * 50))
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert results == [(200, n) for n in ["a", "b", "c", "d"] * 50]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import binascii
 import json
+import threading
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -14,6 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from mqless import __version__, runtime
 from mqless.errors import (
@@ -61,7 +64,54 @@ from mqless.pubsub import Subscription, SubscriptionSettings
 
 logger = Logger(service="mqless", child=True)
 
-app = APIGatewayHttpResolver(enable_validation=True)
+
+class PerThreadResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP resolver, keeping the request being resolved per thread.
+
+    Powertools keeps the current event and route context on the resolver (and on its base
+    class), which is right for Lambda, where one process handles one event at a time. The
+    local runtime (`mqless dev`) serves requests on threads with one resolver; without
+    this, overlapping requests read or clear each other's route arguments.
+    """
+
+    _local = threading.local()
+
+    @property  # type: ignore[override]
+    def current_event(self) -> APIGatewayProxyEventV2:
+        event: APIGatewayProxyEventV2 = self._local.event
+        return event
+
+    @current_event.setter
+    def current_event(self, event: APIGatewayProxyEventV2) -> None:
+        self._local.event = event
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._local, "lambda_context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, context: Any) -> None:
+        self._local.lambda_context = context
+
+    @property
+    def context(self) -> dict[str, Any]:
+        found: dict[str, Any] | None = getattr(self._local, "context", None)
+        if found is None:
+            found = self._local.context = {}
+        return found
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._local.context = value
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        self._local.event = self._to_proxy_event(dict(event))
+        self._local.lambda_context = context
+        self._local.context = {}
+        return super().resolve(event, context)
+
+
+app = PerThreadResolver(enable_validation=True)
 
 QueueName = Annotated[
     str, Path(description="Queue name: 1-80 of A-Z a-z 0-9 _ . - (`.fifo` = FIFO).")
