@@ -7,6 +7,7 @@
   const API_ROOT = new URL("./", location.href);
   const POLL_MS = 2000;
   const TAIL_LIMIT = 200;
+  const PING_MS = 5 * 60 * 1000; // API Gateway closes a WebSocket idle for 10 minutes
   const WS_URL_KEY = "mqless.console.websocket_url";
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -24,7 +25,17 @@
 
   const enc = encodeURIComponent;
 
-  async function api(method, path, body) {
+  // One request at a time: a poll never overlaps an action or another poll, so the console
+  // puts at most one request's load on the API however slow /stats gets.
+  let inFlight = Promise.resolve();
+
+  function api(method, path, body) {
+    const request = inFlight.then(() => send(method, path, body));
+    inFlight = request.catch(() => undefined);
+    return request;
+  }
+
+  async function send(method, path, body) {
     const init = { method, headers: { accept: "application/json" } };
     if (body !== undefined) {
       init.headers["content-type"] = "application/json";
@@ -188,8 +199,10 @@
     problem.textContent = "";
   }
 
-  // Run an action from a button or form: keep the control disabled while it runs.
+  // Run an action from a button or form: keep the control disabled while it runs, and give
+  // the focus back to it (a disabled control drops the focus) unless the page moved it.
   async function act(control, action) {
+    const hadFocus = control && document.activeElement === control;
     if (control) control.disabled = true;
     try {
       await action();
@@ -197,7 +210,12 @@
       fail(error);
     } finally {
       if (control) control.disabled = false;
+      if (hadFocus && focusLost()) control.focus();
     }
+  }
+
+  function focusLost() {
+    return !document.activeElement || document.activeElement === document.body;
   }
 
   // ---- polling: one loop per view, paused while the tab is hidden -------------------------
@@ -351,7 +369,8 @@
           const stats = await api("GET", "stats");
           renderQueues(stats.queues);
           renderConnectionCount(stats.connections);
-          setText($("#queues-updated"), `Updated ${stamp()}`);
+          const some = stats.truncated ? ` (only the first ${stats.queues.length} queues are listed)` : "";
+          setText($("#queues-updated"), `Updated ${stamp()}${some}`);
         },
         (error) => setText($("#queues-updated"), `Could not refresh: ${error.message}`),
       );
@@ -524,6 +543,8 @@
     async afterChange() {
       this.poller.now();
       await this.browse();
+      // a row's button goes with its row: keep the keyboard user near the list
+      if (focusLost()) $("#browse-refresh").focus();
     },
   };
 
@@ -610,6 +631,7 @@
     pattern: "",
     retryMs: 1000,
     retryTimer: null,
+    pingTimer: null,
     received: 0,
 
     status(text) {
@@ -642,6 +664,10 @@
       socket.addEventListener("open", () => {
         socket.send(JSON.stringify({ action: "subscribe", destination: `/topic/${this.pattern}`, id: "tail" }));
         this.status(`Connected to ${this.url}; subscribing to ${this.pattern}…`);
+        clearInterval(this.pingTimer);
+        this.pingTimer = setInterval(() => {
+          if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action: "ping" }));
+        }, PING_MS);
       });
       socket.addEventListener("message", (event) => {
         let frame;
@@ -655,6 +681,7 @@
       socket.addEventListener("close", (event) => {
         if (this.socket !== socket) return;
         this.socket = null;
+        clearInterval(this.pingTimer);
         if (!this.wanted) {
           this.status("Not connected.");
           return;
@@ -707,6 +734,7 @@
     stop(quiet) {
       this.wanted = false;
       clearTimeout(this.retryTimer);
+      clearInterval(this.pingTimer);
       if (this.socket) {
         const socket = this.socket;
         this.socket = null;

@@ -4,10 +4,11 @@ GET /console is the page, GET /console/{file} its assets (read from the `mqless.
 package), GET /console/config.json what the page cannot know by itself: the WebSocket
 API's URL (env `WEBSOCKET_URL`) and the version.
 
-Under `mqless dev` WEBSOCKET_URL is usually unset; a page requested from 127.0.0.1 or
-localhost then gets `ws://<that host>:8081` (the default `--ws-port`), and its
-Content-Security-Policy lets it reach any port of that host, so a user who started
-`mqless dev --ws-port N` can type the right URL in the page.
+`mqless dev` points the template's WEBSOCKET_URL at its own WebSocket gateway. When the
+variable is unset and the page was requested from 127.0.0.1 or localhost (the Host
+header), the page gets `ws://<that host>:8081` (`mqless dev`'s default `--ws-port`), and
+on those hosts its Content-Security-Policy allows any port, so a URL typed in the page
+(kept in the browser) reaches a gateway started with another `--ws-port`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,277 @@
+"""The web console in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Against `mqless dev`: manage a queue from the page, and tail a topic over the WebSocket API.
+Screenshots go to test-output/console-*.png for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ROOT, DevServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = ROOT / "test-output"
+WAIT_MS = 10_000
+# every form control of the page (shown or not) has a label or an accessible name
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, textarea, select")]
+    .filter((c) => c.labels.length === 0 && !c.getAttribute("aria-label"))
+    .map((c) => c.id || c.outerHTML)"""
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    command = ["apt-get", *args]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            pytest.fail(f"{CHROMIUM} is missing; installing it needs root or sudo", pytrace=False)
+        command = ["sudo", "-n", *command]
+    return subprocess.run(
+        command,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed with apt-get when it is missing (never skipped)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if shutil.which("apt-get") is None:
+        pytest.fail(f"{CHROMIUM} is missing and there is no apt-get to install it", pytrace=False)
+    install = ("install", "-y", "--no-install-recommends", "chromium")
+    result = _apt_get(*install)
+    if result.returncode != 0:  # a fresh machine may have no package lists yet
+        _apt_get("update")
+        result = _apt_get(*install)
+    if result.returncode != 0 or not CHROMIUM.exists():
+        pytest.fail(
+            "could not install Debian's chromium for the console tests "
+            f"(apt-get exited {result.returncode}):\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}",
+            pytrace=False,
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Browser]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[dev]'", pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, mqless_dev: DevServer) -> Iterator[Page]:
+    """A fresh page; any script error, refused connection (CSP) or 5xx fails the test."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    opened.on("console", lambda msg: _note_console(msg, problems))
+    yield opened
+    context.close()
+    if problems:
+        failures = [
+            line for line in mqless_dev.output().splitlines() if "-> 5" in line or "ERROR" in line
+        ]
+        pytest.fail(
+            "the browser reported problems:\n"
+            + "\n".join(problems)
+            + "\n`mqless dev` answered:\n"
+            + "\n".join(failures),
+            pytrace=False,
+        )
+
+
+def _note_console(message: Any, problems: list[str]) -> None:
+    if message.type != "error":
+        return
+    url = str(message.location.get("url", "?"))
+    # the create form asks GET /queues/<name> first, and a 404 is the answer it hopes for
+    if "status of 404" in message.text and re.search(r"/queues/[^/]+$", url):
+        return
+    problems.append(f"console error: {message.text} ({url})")
+
+
+def _screenshot(page: Page, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    path = OUTPUT / f"console-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    with capsys.disabled():
+        print(f"\n  screenshot: {path}")
+    return path
+
+
+def test_console_page_and_assets_come_with_security_headers(mqless_dev: DevServer) -> None:
+    # Given the console under mqless dev
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=10) as client:
+        # When the browser asks for the page, its assets and its configuration
+        page = client.get("/console")
+        script = client.get("/console/app.js")
+        config = client.get("/console/config.json")
+        missing = client.get("/console/missing.js")
+
+    # Then each has its type, and the page may only talk to itself and the WebSocket API
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert page.headers["x-content-type-options"] == "nosniff"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "connect-src 'self'" in policy and "ws://127.0.0.1:" in policy
+    assert config.json()["websocket_url"].startswith("ws://127.0.0.1:")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_a_queue_is_created_filled_browsed_and_purged_from_the_console(
+    mqless_dev: DevServer, page: Page, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    name = f"console-{uuid.uuid4().hex[:8]}"
+    archive = f"{name}-archive"
+
+    # Given the console's queue list
+    page.goto(f"{mqless_dev.http_url}/console")
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
+    expect(page.locator("#version")).to_have_text("v0.1.0")
+    for landmark in ("banner", "navigation", "main", "contentinfo"):
+        expect(page.get_by_role(landmark)).to_have_count(1)
+    assert page.evaluate(UNLABELLED_CONTROLS) == []
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+    # When a queue is created from the keyboard
+    page.get_by_label("Queue name").fill(name)
+    page.get_by_label("Queue name").press("Enter")
+
+    # Then it is listed with nothing in it
+    expect(page.get_by_role("status")).to_have_text(f"Created queue {name}.")
+    row = page.locator("#queue-table tbody tr", has=page.get_by_role("link", name=name, exact=True))
+    expect(row.locator("td").nth(1)).to_have_text("0")
+
+    # When three messages are sent from the queue's page
+    row.get_by_role("link", name=name, exact=True).click()
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_focused()
+    queue_page = page.get_by_role("region", name=name, exact=True)
+    for body in ("first message", "second message", "third message"):
+        queue_page.get_by_label("Body").fill(body)
+        queue_page.get_by_label("Attributes").fill("tenant=acme, region=eu")
+        queue_page.get_by_role("button", name="Send message").click()
+        expect(page.get_by_role("status")).to_contain_text("Sent message")
+
+    # Then the count shows them and browsing lists them, with their attributes
+    visible = page.locator('#queue-counts dd[data-stat="visible"]')
+    expect(visible).to_have_text("3")
+    messages = page.locator("#browse-table tbody tr")
+    expect(messages).to_have_count(3)
+    first = messages.filter(has_text="first message")
+    expect(first).to_contain_text("tenant=acme")
+    expect(first).to_contain_text("visible")
+    _screenshot(page, "queue", capsys)
+
+    # When one message is deleted (confirmed) and another moved to a second queue
+    messages.filter(has_text="first message").get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete message").click()
+    expect(page.get_by_role("status")).to_contain_text("Deleted message")
+    expect(messages).to_have_count(2)
+    messages.filter(has_text="second message").get_by_role("button", name="Move").click()
+    page.get_by_role("dialog").get_by_label("Target queue").fill(archive)
+    page.get_by_role("dialog").get_by_role("button", name="Move").click()
+    expect(page.get_by_role("status")).to_contain_text(f"to {archive}")
+    expect(visible).to_have_text("1")
+    expect(messages).to_have_count(1)
+
+    # Then the queue list shows the new counts
+    page.get_by_role("navigation").get_by_role("link", name="Queues").click()
+    expect(row.locator("td").nth(1)).to_have_text("1")
+    archive_row = page.locator(
+        "#queue-table tbody tr", has=page.get_by_role("link", name=archive, exact=True)
+    )
+    expect(archive_row.locator("td").nth(1)).to_have_text("1")
+    _screenshot(page, "queues", capsys)
+
+    # When the queue is purged, confirming with the keyboard (Cancel has the focus first)
+    row.get_by_role("link", name=name, exact=True).click()
+    page.get_by_role("button", name="Purge…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading")).to_have_text(f"Purge {name}?")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    _screenshot(page, "purge-dialog", capsys)
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Purge")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    # Then the queue is empty
+    expect(page.get_by_role("status")).to_have_text(f"Purged 1 message from {name}.")
+    expect(visible).to_have_text("0")
+    expect(page.locator("#browse-status")).to_have_text("No messages.")
+    page.get_by_role("navigation").get_by_role("link", name="Queues").click()
+    expect(row.locator("td").nth(1)).to_have_text("0")
+
+
+def test_a_topic_tail_shows_what_is_published_over_http(
+    mqless_dev: DevServer, page: Page, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    topic = f"console.t{uuid.uuid4().hex[:8]}"
+
+    # Given the topics page, tailing `<topic>.>` on the dev server's WebSocket API
+    page.goto(f"{mqless_dev.http_url}/console#/topics")
+    topics = page.get_by_role("region", name="Topics")
+    url = topics.get_by_label("WebSocket URL")
+    expect(url).to_have_value(_starts_with("ws://127.0.0.1:"))
+    url.fill(mqless_dev.ws_url)  # the dev server runs on a free port, not 8081
+    topics.get_by_label("Topic or pattern").fill(f"{topic}.>")
+    topics.get_by_role("button", name="Start tail").click()
+    expect(page.locator("#tail-status")).to_have_text(f"Tailing {topic}.> on {mqless_dev.ws_url}.")
+
+    # When a message is published over HTTP from the page
+    topics.get_by_label("Topic", exact=True).fill(f"{topic}.orders")
+    topics.get_by_label("Body").fill('{"order": 42}')
+    topics.get_by_label("Attributes").fill("region=eu")
+    topics.get_by_role("button", name="Publish over HTTP").click()
+    expect(page.locator("#notice")).to_contain_text(f"to {topic}.orders")
+
+    # Then the tail shows it, with its topic and attributes
+    entry = page.locator("#tail-log li").first
+    expect(entry).to_contain_text('{"order": 42}')
+    expect(entry).to_contain_text(f"{topic}.orders")
+    expect(entry).to_contain_text("region=eu")
+    expect(page.locator("#topic-table")).to_contain_text(f"{topic}.>")
+    _screenshot(page, "topics", capsys)
+
+    # And the tail's WebSocket is listed among the connections
+    page.get_by_role("navigation").get_by_role("link", name="Connections").click()
+    expect(page.locator("#connection-table tbody tr").first).to_contain_text("JSON")
+    _screenshot(page, "connections", capsys)
+
+
+def _starts_with(prefix: str) -> re.Pattern[str]:
+    return re.compile("^" + re.escape(prefix))
