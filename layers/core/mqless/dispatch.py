@@ -55,15 +55,29 @@ def handle_record(record: DynamoDBRecord, batch: _Batch) -> None:
 def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Process a stream batch, reporting failed records for a partial retry."""
     batch = _Batch()
+    records = [r for r in event.get("Records") or [] if _is_stream_record(r)]
+    if not records:
+        return {"batchItemFailures": []}
     result = process_partial_response(
-        event=event,
+        event={**event, "Records": records},
         record_handler=lambda record: handle_record(record, batch),
-        # one processor per batch: it keeps per-batch state
-        processor=BatchProcessor(event_type=EventType.DynamoDBStreams),
+        # one processor per batch: it keeps per-batch state; a batch whose every record
+        # failed is reported like any other (Lambda retries from the first failure)
+        processor=BatchProcessor(
+            event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
+        ),
         context=context,
     )
     deliver(batch)
     return dict(result)
+
+
+def _is_stream_record(record: Any) -> bool:
+    """What Lambda sends has a `dynamodb` object; anything else cannot be one of ours."""
+    if isinstance(record, dict) and isinstance(record.get("dynamodb"), dict):
+        return True
+    logger.warning("skipping a malformed stream record", extra={"record": str(record)[:200]})
+    return False
 
 
 def deliver(batch: _Batch) -> None:

@@ -96,8 +96,10 @@ def parse_frame(text: str) -> ClientFrame:
         return _frames.validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidRequest(f"{where or 'frame'}: {first.get('msg')}") from exc
+        # clipped: a field name or tag can be as long as the frame, and is echoed here
+        where = ".".join(_clip(str(p), 64) for p in first.get("loc", ()))
+        message = f"{_clip(where, 200) or 'frame'}: {_clip(first.get('msg'), 300)}"
+        raise InvalidRequest(message) from exc
 
 
 def handle_text(sessions: Sessions, info: ConnectionInfo, text: str) -> None:
@@ -165,3 +167,8 @@ def _act(
 
 def _with_receipt(reply: dict[str, Any], receipt: str | None) -> dict[str, Any]:
     return reply if receipt is None else {**reply, "receipt": receipt}
+
+
+def _clip(text: object, limit: int) -> str:
+    value = str(text)
+    return value if len(value) <= limit else value[: limit - 3] + "..."

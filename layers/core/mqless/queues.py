@@ -1074,10 +1074,12 @@ def _decode_cursor(cursor: str | None, queue: str) -> dict[str, Any] | None:
     """A cursor this API gave out for this queue, or InvalidRequest."""
     if cursor is None:
         return None
+    if len(cursor) > 2048:
+        raise InvalidRequest("malformed cursor")
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         pk, sk = key["pk"]["S"], key["sk"]["S"]
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeError) as exc:
+    except (binascii.Error, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise InvalidRequest("malformed cursor") from exc
     if pk != f"Q#{queue}" or not isinstance(sk, str) or not sk.startswith("M#"):
         raise InvalidRequest("malformed cursor")

@@ -139,12 +139,12 @@ class StompSession:
             self._fatal(exc.message, receipt, frame)
         if frame.command == "DISCONNECT":
             if receipt is not None:
-                self._send(Frame("RECEIPT", (("receipt-id", receipt),)))
+                self._send(Frame("RECEIPT", (("receipt-id", _header_safe(receipt)),)))
             self._sessions.close(self._info.connection.id)
             self._sessions.pusher.close(self._info.connection.id)
             raise _Fatal
         if receipt is not None:
-            self._send(Frame("RECEIPT", (("receipt-id", receipt),)))
+            self._send(Frame("RECEIPT", (("receipt-id", _header_safe(receipt)),)))
 
     def _handlers(self) -> dict[str, Callable[[Frame], None]]:
         return {
@@ -275,7 +275,7 @@ class StompSession:
 def _error(message: str, receipt: str | None, frame: Frame | None) -> Frame:
     headers: list[tuple[str, str]] = [("message", _one_line(message))]
     if receipt is not None:
-        headers.append(("receipt-id", receipt))
+        headers.append(("receipt-id", _header_safe(receipt)))
     headers.append(("content-type", "text/plain"))
     body = message
     if frame is not None:
@@ -283,8 +283,14 @@ def _error(message: str, receipt: str | None, frame: Frame | None) -> Frame:
     return Frame("ERROR", tuple(headers), body.encode())
 
 
+def _header_safe(text: str) -> str:
+    """A header value every STOMP version can carry: STOMP 1.0 frames cannot escape CR or
+    LF, and a 1.0 client's own values (a receipt, say) may hold a bare CR."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
 def _one_line(text: str) -> str:
-    line = text.replace("\r", " ").replace("\n", " ")
+    line = _header_safe(text)
     return line if len(line) <= 300 else line[:297] + "..."
 
 
@@ -310,7 +316,7 @@ def _prefetch(frame: Frame) -> int:
         value = frame.header(name)
         if value is None:
             continue
-        if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= MAX_PREFETCH:
+        if not _is_digits(value) or len(value) > 7 or not 1 <= int(value) <= MAX_PREFETCH:
             raise StompError(f"{name} must be a whole number from 1 to {MAX_PREFETCH}")
         return int(value)
     return DEFAULT_PREFETCH
@@ -326,7 +332,7 @@ def _message(frame: Frame) -> NewMessage:
     delay: int | None = None
     raw_delay = frame.header("AMQ_SCHEDULED_DELAY")
     if raw_delay is not None:
-        if not raw_delay.isdigit() or len(raw_delay) > 9:
+        if not _is_digits(raw_delay) or len(raw_delay) > 9:
             raise StompError("AMQ_SCHEDULED_DELAY must be a whole number of milliseconds")
         delay = math.ceil(int(raw_delay) / 1000)
         if delay > models.MAX_DELAY_SECONDS:
@@ -337,7 +343,7 @@ def _message(frame: Frame) -> NewMessage:
     ttl: int | None = None
     raw_expires = frame.header("expires")
     if raw_expires is not None and raw_expires != "0":
-        if not raw_expires.isdigit() or len(raw_expires) > 15:
+        if not _is_digits(raw_expires) or len(raw_expires) > 15:
             raise StompError("expires must be a time in epoch milliseconds (0: never)")
         ttl = max(1, math.ceil((int(raw_expires) - _now_ms()) / 1000))
         ttl = min(ttl, models.MAX_RETENTION_SECONDS)
@@ -369,3 +375,8 @@ def _first_error(exc: ValueError) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()

@@ -74,11 +74,14 @@ def group_of_key(key: str) -> str | None:
     if not key.startswith("M#"):
         return None
     length, sep, rest = key[2:].partition(":")
-    if not sep or not length.isdigit():
+    # ASCII digits ('²' is a digit to isdigit), and few: group ids are at most 128 long
+    if not sep or not (length.isascii() and length.isdigit()) or len(length) > 4:
         return None
     size = int(length)
     group, tail = rest[:size], rest[size:]
-    if len(group) != size or not tail.startswith("#") or not tail[1:].isdigit():
+    if len(group) != size or not tail.startswith("#") or not tail[1:].isascii():
+        return None
+    if not tail[1:].isdigit():
         return None
     return group
 
