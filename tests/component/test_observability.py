@@ -98,3 +98,22 @@ def test_admin_actions_leave_an_audit_trail(
 def test_an_unknown_metric_name_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.count("Sennt", queue="q")
+
+
+def test_the_sweep_measures_every_dead_letter_queue(
+    broker: QueueService, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker.put_queue(ANONYMOUS, "orders", QueueSettings(max_receive_count=1))
+    broker.send(ANONYMOUS, "orders", NewMessage(body=b"poison"))
+    broker.receive(ANONYMOUS, "orders")
+    clock.advance(31)
+    broker.sweep()  # over the limit: dead-lettered, then the depths are measured
+    capsys.readouterr()
+
+    metrics.flush()
+    documents = _emf(capsys.readouterr().out)
+
+    by_queue = {d.get("Queue"): d for d in documents}
+    assert by_queue["orders.dlq"]["DeadLetterDepth"] == [1.0]
+    assert by_queue[None]["DeadLetterDepth"] == [1.0]
+    assert "orders" not in by_queue or "DeadLetterDepth" not in by_queue["orders"]

@@ -670,6 +670,7 @@ def test_the_alarms_an_operator_needs_are_there(resources: Resources) -> None:
     alarms = _alarms(resources)
     assert set(alarms) == {
         "DeadLetterAlarm",
+        "DeadLetterQueueNotEmptyAlarm",
         "DispatchErrorsAlarm",
         "StreamIteratorAgeAlarm",
         "ThrottlesAlarm",
@@ -682,6 +683,8 @@ def test_the_alarms_an_operator_needs_are_there(resources: Resources) -> None:
     assert (dead["Namespace"], dead["MetricName"]) == (NAMESPACE, "DeadLettered")
     assert "DeadLettered" in COUNTS
     assert dead["Dimensions"] == [{"Name": "service", "Value": "mqless"}]
+    depth = alarms["DeadLetterQueueNotEmptyAlarm"]
+    assert (depth["MetricName"], depth["Statistic"]) == ("DeadLetterDepth", "Maximum")
     for name, alarm in alarms.items():
         # every alarm notifies the optional SNS topic, and only when one is given
         for key in ("AlarmActions", "OKActions"):
@@ -693,7 +696,7 @@ def test_the_alarms_an_operator_needs_are_there(resources: Resources) -> None:
 def test_the_dashboard_is_valid_json_naming_metrics_we_write(resources: Resources) -> None:
     import json
 
-    from mqless.observability import COUNTS, LATENCY, NAMESPACE
+    from mqless.observability import COUNTS, GAUGES, LATENCY, NAMESPACE
 
     body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     rendered = re.sub(r"\$\{[^}]+\}", "x", body)
@@ -708,7 +711,7 @@ def test_the_dashboard_is_valid_json_naming_metrics_we_write(resources: Resource
                 name = name if row[1] == "." else row[1]
             if namespace == NAMESPACE:
                 ours.add(name)
-    assert ours <= COUNTS | {LATENCY}
+    assert ours <= COUNTS | GAUGES | {LATENCY}
     assert {"Sent", "DeadLettered", LATENCY} <= ours
 
 

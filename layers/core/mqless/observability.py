@@ -5,7 +5,8 @@
 - `tracer`: Powertools Tracer (X-Ray, active tracing in template.yaml); it switches itself
   off outside Lambda (tests, `mqless dev`).
 - `metrics`: per-destination counters, flushed once per invocation as CloudWatch EMF
-  (namespace POWERTOOLS_METRICS_NAMESPACE, "mqless"): one document per destination with a
+  (namespace "mqless"), and gauges the sweeper measures (dead-letter queue depth): one
+  document per destination with a
   `Queue` or `Topic` dimension, and one with the service dimension only, which the
   template's alarms and dashboard read. Counting in memory and flushing once keeps a busy
   invocation to a few log lines, not one per message.
@@ -42,6 +43,7 @@ COUNTS: Final = frozenset(
     }
 )
 LATENCY: Final = "PublishToDeliverLatency"
+GAUGES: Final = frozenset({"DeadLetterDepth"})  # a level measured now (last value wins)
 _FLUSH_AT: Final = 90  # distinct (destination, metric) entries held before a flush
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -55,6 +57,14 @@ class DestinationMetrics:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], float] = {}
         self._latencies: dict[tuple[str, str], list[float]] = {}
+        self._gauges: dict[tuple[str, str, str], float] = {}
+
+    def gauge(self, name: str, value: float, *, queue: str) -> None:
+        """Record a level (a dead-letter queue's depth, say) as measured now."""
+        if name not in GAUGES:
+            raise ValueError(f"unknown gauge {name!r}")
+        with self._lock:
+            self._gauges[("Queue", queue, name)] = value
 
     def count(
         self, name: str, *, queue: str | None = None, topic: str | None = None, value: float = 1
@@ -88,7 +98,8 @@ class DestinationMetrics:
         with self._lock:
             counts, self._counts = self._counts, {}
             latencies, self._latencies = self._latencies, {}
-        if not counts and not latencies:
+            gauges, self._gauges = self._gauges, {}
+        if not counts and not latencies and not gauges:
             return 0
         by_destination: dict[tuple[str, str], EphemeralMetrics] = {}
         total = EphemeralMetrics(namespace=self._namespace, service="mqless")
@@ -108,6 +119,9 @@ class DestinationMetrics:
                     name=name, unit=MetricUnit.Count, value=value
                 )
             totals[name] = totals.get(name, 0) + value
+        for (kind, destination, name), value in sorted(gauges.items()):
+            document(kind, destination).add_metric(name=name, unit=MetricUnit.Count, value=value)
+            totals[name] = totals.get(name, 0) + value  # the total: all of them together
         for name, value in sorted(totals.items()):
             total.add_metric(name=name, unit=MetricUnit.Count, value=value)
         for (kind, destination), values in sorted(latencies.items()):

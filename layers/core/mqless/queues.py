@@ -673,7 +673,18 @@ class QueueService:
                 self._sweep_queue(config, report)
             except MqlessError as exc:
                 report.errors.append(f"{config.name}: {exc.message}")
+        self._measure_dead_letters()
         return report
+
+    def _measure_dead_letters(self) -> None:
+        """Publish every dead-letter queue's depth (the alarm's "DLQ not empty")."""
+        configs = self._registry.list()
+        dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
+        for config in configs:
+            if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
+                counts = self.counts(config)
+                depth = counts.visible + counts.in_flight + counts.delayed
+                metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
     def _sweep_queue(self, config: QueueConfig, report: SweepReport) -> None:
         def settle(
