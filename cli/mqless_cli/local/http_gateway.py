@@ -310,6 +310,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._handle()
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) matches no route: API Gateway's 404, not the
+        # standard library's 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
     def _handle(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)

@@ -619,7 +619,11 @@ class QueueService:
             target_name = destination or item.get("dl_source")
             target = self._registry.find(str(target_name)) if target_name else None
             problem = None
-            if target is None:
+            if target_name is None:
+                problem = (
+                    "the message has no source queue (it was not dead-lettered); pass destination"
+                )
+            elif target is None:
                 problem = f"source queue {target_name!r} does not exist; pass destination"
             elif target.fifo and not item.get("grp"):
                 problem = f"queue {target.name!r} is FIFO and the message has no group"
