@@ -1,7 +1,8 @@
 """What `mqless dev` prints: one line per function invocation, and the functions' logs.
 
 Powertools logs are JSON lines on stdout. By default each becomes a short line (level
-and message, with the queue or connection when present); `--verbose` prints them whole.
+and message, with the queue or connection when present) and EMF metrics documents are
+left out; `--verbose` prints them whole.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Console:
         except ValueError:
             self.line(f"         {text}")
             return
+        if isinstance(record, dict) and "_aws" in record:
+            return  # a CloudWatch EMF metrics document: for CloudWatch, shown with --verbose
         if not isinstance(record, dict) or "message" not in record:
             self.line(f"         {text}")
             return

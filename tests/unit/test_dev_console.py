@@ -1,0 +1,30 @@
+"""What `mqless dev` prints of the functions' output."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from mqless_cli.local.console import Console
+
+
+def test_log_records_are_condensed_and_metrics_documents_left_out() -> None:
+    out = io.StringIO()
+    console = Console(out)
+    console.function_output(json.dumps({"level": "INFO", "message": "queue created", "queue": "q"}))
+    console.function_output(json.dumps({"_aws": {"CloudWatchMetrics": []}, "Sent": [1.0]}))
+    console.function_output("plain text")
+
+    assert out.getvalue().splitlines() == [
+        "         INFO    queue created queue=q",
+        "         plain text",
+    ]
+
+
+def test_verbose_prints_everything_whole() -> None:
+    out = io.StringIO()
+    console = Console(out, verbose=True)
+    document = json.dumps({"_aws": {"CloudWatchMetrics": []}, "Sent": [1.0]})
+    console.function_output(document)
+
+    assert out.getvalue().splitlines() == [document]
