@@ -59,6 +59,12 @@ class Throttled(MqlessError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class Unauthorized(MqlessError):
+    """No credentials, or credentials that do not prove who the caller is."""
+
+    code = "unauthorized"
+
+
 class Forbidden(MqlessError):
     """The principal may not do this to this destination."""
 
