@@ -28,3 +28,17 @@ def test_verbose_prints_everything_whole() -> None:
     console.function_output(document)
 
     assert out.getvalue().splitlines() == [document]
+
+
+def test_audit_events_say_who_did_what_where() -> None:
+    out = io.StringIO()
+    record = {
+        "level": "INFO",
+        "message": "audit",
+        "audit": {"action": "queue.purge", "destination": "orders", "principal": "anonymous"},
+    }
+    Console(out).function_output(json.dumps(record))
+
+    assert out.getvalue().strip() == (
+        "INFO    audit action=queue.purge destination=orders principal=anonymous"
+    )

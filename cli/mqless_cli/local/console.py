@@ -57,6 +57,13 @@ class Console:
         extras = " ".join(
             f"{key}={record[key]}" for key in _CONTEXT_KEYS if record.get(key) is not None
         )
+        audit = record.get("audit")
+        if isinstance(audit, dict):  # who did what to which destination
+            extras = " ".join(
+                f"{key}={audit[key]}"
+                for key in ("action", "destination", "principal")
+                if audit.get(key) is not None
+            )
         level = str(record.get("level", "INFO"))
         self.line(f"         {level:<7} {record['message']} {extras}".rstrip())
 
