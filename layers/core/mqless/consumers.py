@@ -53,6 +53,7 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import Conflict, InvalidRequest
+from mqless.ids import is_ascii_digits
 from mqless.live import Pusher
 from mqless.models import Delivery
 from mqless.outbound import FRAME_BYTES, Connection, Push, render
@@ -113,7 +114,7 @@ def parse_ack_id(text: str) -> AckId:
         not sep
         or not subscription
         or not dot
-        or not _is_digits(slot)
+        or not is_ascii_digits(slot)
         or len(slot) > 4
         or len(gen) != 8
         or not all(c in "0123456789abcdef" for c in gen)
@@ -544,8 +545,3 @@ def _ack_mode(value: str) -> AckMode:
     if value == "client-individual":
         return "client-individual"
     return "auto"
-
-
-def _is_digits(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
-    return text.isascii() and text.isdigit()

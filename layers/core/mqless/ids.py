@@ -19,3 +19,8 @@ def new_message_id(now_ms: int) -> str:
 def new_lease_id() -> str:
     """An unguessable lease id; a receipt is only as good as this secret."""
     return os.urandom(16).hex()
+
+
+def is_ascii_digits(text: str) -> bool:
+    """Digits int() accepts: str.isdigit() alone also passes '²', which int() refuses."""
+    return text.isascii() and text.isdigit()

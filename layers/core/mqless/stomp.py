@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mqless.errors import InvalidRequest
+from mqless.ids import is_ascii_digits
 
 VERSIONS: Final = ("1.0", "1.1", "1.2")
 
@@ -264,7 +265,7 @@ def parse_heartbeat(value: str | None) -> tuple[int, int]:
     if value is None:
         return 0, 0
     parts = [part.strip() for part in value.split(",")]
-    if len(parts) != 2 or not all(_is_digits(part) for part in parts):
+    if len(parts) != 2 or not all(is_ascii_digits(part) for part in parts):
         raise StompError(
             f"heart-beat must be two integers separated by a comma, not {_clip(value)}"
         )
@@ -285,11 +286,6 @@ def _escaping(version: str) -> bool:
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
-
-
-def _is_digits(text: str) -> bool:
-    # str.isdigit alone accepts non-ASCII digits such as "²", which int() then rejects.
-    return text.isascii() and text.isdigit()
 
 
 def _skip_eols(raw: bytes, pos: int) -> int:
@@ -427,7 +423,7 @@ def _unescape(text: str) -> str:
 
 
 def _content_length(value: str, max_frame_bytes: int) -> int:
-    if not _is_digits(value):
+    if not is_ascii_digits(value):
         raise StompError(f"content-length must be a non-negative integer, not {_clip(value)}")
     if len(value) > _MAX_DIGITS or int(value) > max_frame_bytes:
         raise StompError(f"content-length is over the {max_frame_bytes}-byte frame limit")

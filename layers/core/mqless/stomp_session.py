@@ -40,6 +40,7 @@ from aws_lambda_powertools import Logger
 from mqless import models
 from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode, NotInFlight
 from mqless.errors import InvalidRequest, MqlessError, StaleReceipt
+from mqless.ids import is_ascii_digits
 from mqless.live import ConnectionInfo
 from mqless.models import NewMessage
 from mqless.outbound import Connection
@@ -316,7 +317,7 @@ def _prefetch(frame: Frame) -> int:
         value = frame.header(name)
         if value is None:
             continue
-        if not _is_digits(value) or len(value) > 7 or not 1 <= int(value) <= MAX_PREFETCH:
+        if not is_ascii_digits(value) or len(value) > 7 or not 1 <= int(value) <= MAX_PREFETCH:
             raise StompError(f"{name} must be a whole number from 1 to {MAX_PREFETCH}")
         return int(value)
     return DEFAULT_PREFETCH
@@ -332,7 +333,7 @@ def _message(frame: Frame) -> NewMessage:
     delay: int | None = None
     raw_delay = frame.header("AMQ_SCHEDULED_DELAY")
     if raw_delay is not None:
-        if not _is_digits(raw_delay) or len(raw_delay) > 9:
+        if not is_ascii_digits(raw_delay) or len(raw_delay) > 9:
             raise StompError("AMQ_SCHEDULED_DELAY must be a whole number of milliseconds")
         delay = math.ceil(int(raw_delay) / 1000)
         if delay > models.MAX_DELAY_SECONDS:
@@ -343,7 +344,7 @@ def _message(frame: Frame) -> NewMessage:
     ttl: int | None = None
     raw_expires = frame.header("expires")
     if raw_expires is not None and raw_expires != "0":
-        if not _is_digits(raw_expires) or len(raw_expires) > 15:
+        if not is_ascii_digits(raw_expires) or len(raw_expires) > 15:
             raise StompError("expires must be a time in epoch milliseconds (0: never)")
         ttl = max(1, math.ceil((int(raw_expires) - _now_ms()) / 1000))
         ttl = min(ttl, models.MAX_RETENTION_SECONDS)
@@ -375,8 +376,3 @@ def _first_error(exc: ValueError) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _is_digits(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
-    return text.isascii() and text.isdigit()

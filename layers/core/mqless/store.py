@@ -35,6 +35,7 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
+from mqless.ids import is_ascii_digits
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,14 +75,12 @@ def group_of_key(key: str) -> str | None:
     if not key.startswith("M#"):
         return None
     length, sep, rest = key[2:].partition(":")
-    # ASCII digits ('²' is a digit to isdigit), and few: group ids are at most 128 long
-    if not sep or not (length.isascii() and length.isdigit()) or len(length) > 4:
+    # few digits: group ids are at most 128 long
+    if not sep or not is_ascii_digits(length) or len(length) > 4:
         return None
     size = int(length)
     group, tail = rest[:size], rest[size:]
-    if len(group) != size or not tail.startswith("#") or not tail[1:].isascii():
-        return None
-    if not tail[1:].isdigit():
+    if len(group) != size or not tail.startswith("#") or not is_ascii_digits(tail[1:]):
         return None
     return group
 
