@@ -141,6 +141,11 @@ class Consumer:
     def key(self) -> dict[str, str]:
         return {"pk": partition(self.queue), "sk": f"C#{self.tag}"}
 
+    @property
+    def acting_as(self) -> Principal:
+        """Who the consumer's leases and acks are done as: whoever subscribed."""
+        return Principal(id=self.principal, kind="connection")
+
     def slot_key(self, slot: int) -> dict[str, str]:
         return {"pk": partition(self.queue), "sk": f"S#{self.tag}#{slot:04d}"}
 
@@ -304,7 +309,7 @@ class QueueConsumers:
 
     def _lease_for(self, consumer: Consumer, want: int) -> list[_Leased] | None:
         """Lease up to `want` messages for one consumer; None when the queue had none."""
-        principal = Principal(id=consumer.principal, kind="connection")
+        principal = consumer.acting_as
         free: list[int] = []
         if consumer.ack == "auto":
             credit = want
@@ -350,7 +355,7 @@ class QueueConsumers:
             report.gone.add(consumer.connection.id)
             return
         if consumer.ack == "auto":
-            principal = Principal(id=consumer.principal, kind="connection")
+            principal = consumer.acting_as
             self._settle_receipts(principal, consumer.queue, [i.delivery.receipt for i in leased])
         report.pushed += len(leased)
 
@@ -462,7 +467,7 @@ class QueueConsumers:
             ]
         else:
             items = [target]
-        principal = Principal(id=consumer.principal, kind="connection")
+        principal = consumer.acting_as
         settled, stale = self._settle_receipts(
             principal,
             consumer.queue,
@@ -496,7 +501,7 @@ class QueueConsumers:
 
     def _release(self, consumer: Consumer, receipts: Sequence[str]) -> None:
         if receipts:
-            principal = Principal(id=consumer.principal, kind="connection")
+            principal = consumer.acting_as
             self._settle_receipts(principal, consumer.queue, receipts, nack=True)
 
     # ---- storage -------------------------------------------------------------------------
@@ -526,11 +531,7 @@ class QueueConsumers:
 def _consumer(queue: str, item: Item) -> Consumer:
     return Consumer(
         queue=queue,
-        connection=Connection(
-            id=str(item["connection"]),
-            protocol="stomp" if item.get("protocol") == "stomp" else "json",
-            version=str(item.get("version", "1.2")),
-        ),
+        connection=Connection.stored(str(item["connection"]), item),
         subscription=str(item["subscription"]),
         ack=_ack_mode(str(item["ack"])),
         prefetch=int(item["prefetch"]),

@@ -192,11 +192,7 @@ class LiveSubscriptions:
             return None
         item = from_wire(found["Item"])
         return ConnectionInfo(
-            connection=Connection(
-                id=connection_id,
-                protocol="stomp" if item.get("protocol") == "stomp" else "json",
-                version=str(item.get("version", "1.2")),
-            ),
+            connection=Connection.stored(connection_id, item),
             principal=str(item["principal"]),
             stomp_connected=bool(item.get("stomp_connected", False)),
         )
@@ -326,11 +322,7 @@ class LiveSubscriptions:
         index: TopicIndex[LiveTarget] = TopicIndex()
         for item in partition_items(self._db, self._table, LIVE_PARTITION):
             target = LiveTarget(
-                connection=Connection(
-                    id=str(item["connection"]),
-                    protocol="stomp" if item.get("protocol") == "stomp" else "json",
-                    version=str(item.get("version", "1.2")),
-                ),
+                connection=Connection.stored(str(item["connection"]), item),
                 subscription=str(item["subscription"]),
                 ack=str(item.get("ack", "auto")),
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -50,6 +50,15 @@ class Connection:
     id: str
     protocol: Protocol = "json"
     version: str = "1.2"
+
+    @classmethod
+    def stored(cls, connection_id: str, item: Mapping[str, Any]) -> Connection:
+        """The connection as a stored item (`protocol`, `version`) records it."""
+        return cls(
+            id=connection_id,
+            protocol="stomp" if item.get("protocol") == "stomp" else "json",
+            version=str(item.get("version", "1.2")),
+        )
 
 
 @dataclass(frozen=True)

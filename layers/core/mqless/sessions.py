@@ -152,7 +152,7 @@ class Sessions:
                 extra={"connection_id": connection_id, "released": released},
             )
             for queue in sorted(queues):
-                pending |= self._pump_once(queue).gone - closed
+                pending |= self.consumers.pump(queue).gone - closed
 
     # ---- subscriptions -------------------------------------------------------------------
 
@@ -199,11 +199,20 @@ class Sessions:
         self.live.add_queue_subscription(connection.id, subscription, queue, destination)
         return queue
 
-    def unsubscribe(self, info: ConnectionInfo, subscription: str) -> str | None:
-        """Drop a subscription; returns the queue to `pump` (its leases went back), if any."""
+    def unsubscribe(
+        self, info: ConnectionInfo, subscription: str, *, durable: str | None = None
+    ) -> str | None:
+        """Drop a subscription; returns the queue to `pump` (its leases went back), if any.
+
+        Naming the `durable` subscription of a topic subscription deletes that durable
+        subscription too (its queue and messages stay), as ActiveMQ's UNSUBSCRIBE does.
+        """
         record = self.live.unsubscribe(info.connection.id, subscription)
         if record is None:
             raise InvalidRequest(f"no subscription {subscription!r} on this connection")
+        destination = str(record.get("destination", ""))
+        if durable and destination.startswith("/topic/"):
+            self._topics.unsubscribe(_principal(info), destination[len("/topic/") :], durable)
         if record["kind"] != "queue":
             return None
         consumer = self.consumers.get(record["queue"], info.connection.id, subscription)
@@ -211,10 +220,6 @@ class Sessions:
             return None
         self.consumers.remove(consumer)
         return consumer.queue
-
-    def drop_durable(self, info: ConnectionInfo, topic: str, name: str) -> None:
-        """Delete a durable topic subscription (its queue and messages stay)."""
-        self._topics.unsubscribe(_principal(info), topic, name)
 
     # ---- producing and settling ----------------------------------------------------------
 
@@ -271,7 +276,7 @@ class Sessions:
 
     def pump(self, queue: str) -> PumpReport:
         """Feed a queue's push consumers; connections found gone are closed."""
-        report = self._pump_once(queue)
+        report = self.consumers.pump(queue)
         if report.gone:
             self._close_all(report.gone)
         if report.more:
@@ -288,9 +293,6 @@ class Sessions:
             self.pump(queue)
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
-
-    def _pump_once(self, queue: str) -> PumpReport:
-        return self.consumers.pump(queue)
 
     def pump_all(self) -> int:
         """Feed every queue's consumers (the sweeper: expired leases, ended delays)."""

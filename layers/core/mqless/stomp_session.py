@@ -215,17 +215,11 @@ class StompSession:
 
     def _unsubscribe(self, frame: Frame) -> None:
         subscription = frame.header("id") or _required(frame, "destination")
-        record = self._sessions.live.subscription(self._info.connection.id, subscription)
-        queue = self._sessions.unsubscribe(self._info, subscription)
+        queue = self._sessions.unsubscribe(
+            self._info, subscription, durable=frame.header("activemq.subscriptionName")
+        )
         if queue is not None:
             self._to_pump.add(queue)
-        durable = frame.header("activemq.subscriptionName")
-        if (
-            durable
-            and record is not None
-            and str(record.get("destination", "")).startswith("/topic/")
-        ):
-            self._sessions.drop_durable(self._info, str(record["destination"])[7:], durable)
 
     def _settle(self, frame: Frame, *, nack: bool) -> None:
         if self._version == "1.2":
