@@ -10,6 +10,28 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def authorizer_context(principal: str, grants: list[dict[str, Any]]) -> dict[str, str]:
+    """What the mqless authorizer puts in a request's context for this principal."""
+    return {
+        "principal": principal,
+        "kind": "api_key",
+        "grants": json.dumps(grants, separators=(",", ":")),
+    }
+
+
+ADMIN = authorizer_context(
+    "test-admin", [{"pattern": ">", "actions": ["send", "receive", "admin"]}]
+)
+"""An administrator of everything: what the tests act as unless they say otherwise."""
+
+
+def websocket_authorizer(context: dict[str, str] | None = ADMIN) -> dict[str, Any]:
+    """`requestContext.authorizer` of a `$connect` the WebSocket authorizer allowed."""
+    if context is None:
+        return {}
+    return {"principalId": context["principal"] or "unauthenticated", **context}
+
+
 @dataclass
 class FakeLambdaContext:
     """The attributes Powertools reads from a Lambda context."""
@@ -32,10 +54,12 @@ def http_event(
     route: str | None = None,
     headers: dict[str, str] | None = None,
     raw_body: str | bytes | None = None,
+    authorizer: dict[str, str] | None = ADMIN,
 ) -> dict[str, Any]:
     """An HTTP API payload-format-2.0 event; `body` is sent as JSON unless `raw_body` is given.
 
     A query string in `path` (`/x?a=1`) becomes rawQueryString and queryStringParameters.
+    `authorizer` is the Lambda authorizer's context (None: a route without an authorizer).
     """
     path, _, query = path.partition("?")
     encoded = False
@@ -75,6 +99,8 @@ def http_event(
         "body": text,
         "isBase64Encoded": encoded,
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = {"lambda": dict(authorizer)}
     if query:
         event["queryStringParameters"] = {
             k: ",".join(v) for k, v in urllib.parse.parse_qs(query).items()

@@ -33,7 +33,7 @@ from mqless.stomp import SERVER_COMMANDS, VERSIONS, Frame, StompError, decode_fr
 from mqless.stomp_session import SUBPROTOCOLS, looks_like_connect
 from mqless.websocket import handle_event
 from tests.component.conftest import RecordingPusher
-from tests.lambda_support import FakeLambdaContext
+from tests.lambda_support import FakeLambdaContext, websocket_authorizer
 
 # Each example opens fresh connections, so examples share the module's tables but never a
 # session. Few examples per property: each one is a round of moto calls. No shrinking:
@@ -65,6 +65,8 @@ def wired(sessions: Sessions, broker: QueueService, monkeypatch: pytest.MonkeyPa
 
 def _event(kind: str, connection_id: str, body: str | None = None, **headers: str) -> Any:
     event: dict[str, Any] = {"requestContext": {"connectionId": connection_id, "eventType": kind}}
+    if kind == "CONNECT":
+        event["requestContext"]["authorizer"] = websocket_authorizer()
     if body is not None:
         event["body"] = body
     if headers:

@@ -11,7 +11,8 @@ from conftest_http import HttpApi
 
 from mqless import runtime
 from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
+from mqless.access import EVERYTHING
+from mqless.principals import Principal
 from mqless.store import MessageStore
 from mqless_cli.template import Stack
 
@@ -76,7 +77,7 @@ def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
     _send(api, "eu-orders", "x")
     api.put("/topics/shop.%3E/subscriptions/eu", {"queue": "eu-orders"})
     sessions = runtime.sessions()
-    sessions.open(Connection("c1"), ANONYMOUS)
+    sessions.open(Connection("c1"), Principal(id="test-admin", grants=EVERYTHING))
     info = sessions.info("c1")
     assert info is not None
     sessions.subscribe(info, "live", "/topic/shop.>")

@@ -329,6 +329,10 @@ class DenyPrincipal:
         if principal.id == self.denied:
             raise Forbidden(f"{principal.id} may not {action} {destination}")
 
+    def permits(self, principal: Principal, action: Action, destination: str) -> bool:
+        self.asked.append((principal.id, action, destination))
+        return principal.id != self.denied
+
 
 @pytest.fixture
 def guarded(aws: Any, clock: ManualClock) -> tuple[QueueService, DenyPrincipal]:
@@ -352,7 +356,6 @@ MALLORY = Principal(id="mallory", kind="user")
     [
         ("put_queue", Action.ADMIN),
         ("get_queue", Action.ADMIN),
-        ("list_queues", Action.ADMIN),
         ("delete_queue", Action.ADMIN),
         ("purge", Action.ADMIN),
         ("redrive", Action.ADMIN),
@@ -375,7 +378,6 @@ def test_every_operation_asks_the_policy_about_the_calling_principal(
     calls = {
         "put_queue": lambda who: broker.put_queue(who, "orders", QueueSettings()),
         "get_queue": lambda who: broker.get_queue(who, "orders"),
-        "list_queues": lambda who: broker.list_queues(who),
         "delete_queue": lambda who: broker.delete_queue(who, "orders"),
         "purge": lambda who: broker.purge(who, "orders"),
         "redrive": lambda who: broker.redrive(who, "orders.dlq"),
@@ -396,3 +398,14 @@ def test_every_operation_asks_the_policy_about_the_calling_principal(
     assert policy.asked[0][:2] == ("mallory", action)
     _, counts = broker.get_queue(P, "orders")
     assert counts.visible == 1
+
+
+def test_a_listing_shows_only_the_queues_the_caller_administers(
+    guarded: tuple[QueueService, DenyPrincipal],
+) -> None:
+    broker, policy = guarded
+    _send(broker, "orders", "x")
+
+    assert broker.list_queues(MALLORY) == []
+    assert [q.name for q in broker.list_queues(P)] == ["orders", "orders.dlq"]
+    assert ("mallory", Action.ADMIN, "orders") in policy.asked

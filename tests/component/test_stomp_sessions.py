@@ -21,6 +21,7 @@ from mqless.sessions import Sessions
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
 from tests.component.conftest import RecordingPusher
+from tests.lambda_support import websocket_authorizer
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +31,8 @@ def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _event(kind: str, connection_id: str, body: str | None = None, **headers: str) -> Any:
     event: dict[str, Any] = {"requestContext": {"connectionId": connection_id, "eventType": kind}}
+    if kind == "CONNECT":
+        event["requestContext"]["authorizer"] = websocket_authorizer()
     if body is not None:
         event["body"] = body
     if headers:

@@ -8,10 +8,13 @@ from hypothesis import strategies as st
 
 from mqless.errors import Forbidden, InvalidRequest
 from mqless.principals import (
+    ACCESS_CONTROL,
+    EVERY_DESTINATION,
     Action,
     GrantPolicy,
     Principal,
     parse_grants,
+    pattern_covers,
     pattern_matches,
 )
 from mqless.topics import topic_matches
@@ -62,13 +65,38 @@ def test_a_principal_without_grants_may_do_nothing() -> None:
         GrantPolicy().check(Principal(id="nobody", kind="api_key"), Action.RECEIVE, "x")
 
 
-def test_an_admin_of_everything_may_list() -> None:
+def test_only_an_admin_of_everything_manages_access_or_lists_every_subscription() -> None:
     root = Principal(id="root", grants=parse_grants([{"pattern": ">", "actions": ["admin"]}]))
-    GrantPolicy().check(root, Action.ADMIN, "*")
-    assert GrantPolicy().visible(ORDERS_TEAM, Action.SEND, ["orders.a", "audit", "x"]) == [
-        "orders.a",
-        "audit",
-    ]
+    star = Principal(id="star", grants=parse_grants([{"pattern": "*", "actions": ["admin"]}]))
+    GrantPolicy().check(root, Action.ADMIN, ACCESS_CONTROL)
+    GrantPolicy().check(root, Action.ADMIN, EVERY_DESTINATION)
+    for destination in (ACCESS_CONTROL, EVERY_DESTINATION):
+        with pytest.raises(Forbidden):
+            GrantPolicy().check(star, Action.ADMIN, destination)
+    assert [
+        n for n in ["orders.a", "audit", "x"] if GrantPolicy().permits(ORDERS_TEAM, Action.SEND, n)
+    ] == ["orders.a", "audit"]
+
+
+@pytest.mark.parametrize(
+    ("grant", "subscription", "covered"),
+    [
+        ("orders.>", "orders.>", True),
+        ("orders.>", "orders.*.eu", True),
+        ("orders.*", "orders.*", True),
+        ("orders.*", "orders.>", False),
+        ("orders.eu", "orders.*", False),
+        ("*.eu", "orders.*", False),
+        (">", "a.>", True),
+        ("a.*.c", "a.*.c", True),
+        ("a.*.c", "a.b.*", False),
+    ],
+)
+def test_a_subscription_pattern_needs_a_grant_covering_all_it_matches(
+    grant: str, subscription: str, covered: bool
+) -> None:
+    principal = Principal(id="p", grants=parse_grants([{"pattern": grant, "actions": ["receive"]}]))
+    assert GrantPolicy().permits(principal, Action.RECEIVE, subscription) is covered
 
 
 @pytest.mark.parametrize(
@@ -107,3 +135,12 @@ def test_grant_patterns_match_as_topic_subscriptions_do(pattern: str, name: str)
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_matching_never_raises(pattern: str, destination: str) -> None:
     assert pattern_matches(pattern, destination) in (True, False)
+
+
+@settings(max_examples=300)
+@given(_patterns, _patterns, _names)
+def test_a_covered_subscription_matches_only_what_the_grant_matches(
+    grant: str, subscription: str, name: str
+) -> None:
+    if pattern_covers(grant, subscription) and topic_matches(subscription, name):
+        assert pattern_matches(grant, name)

@@ -4,7 +4,8 @@ A token is `mqk_<key id>_<secret>`. The key id (96 random bits, hex) finds the r
 with one read; the secret (256 random bits, base64url) is never stored: the record keeps
 its SHA-256, which is enough for a secret of that entropy (no salt or slow hash needed:
 those protect guessable passwords). Verification compares in constant time, then checks
-revocation and expiry, and yields the principal with the key's grants.
+revocation and expiry, and yields the principal the key belongs to; what that principal
+may do is its grants, kept with the principal (`access.py`), not with each key.
 
 Records live in the destinations table (`pk = APIKEY`, `sk = <key id>`); an expired key's
 record is removed by the table's TTL after it stops working.
@@ -17,7 +18,6 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
@@ -32,7 +32,7 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import InvalidRequest, NotFound, Unauthorized
-from mqless.principals import Grant, Principal, parse_grants
+from mqless.principals import PRINCIPAL_ID
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -41,7 +41,7 @@ PARTITION: Final = "APIKEY"
 PREFIX: Final = "mqk_"
 MAX_TTL_SECONDS: Final = 10 * 365 * 24 * 60 * 60
 _TOKEN: Final = re.compile(r"mqk_([0-9a-f]{24})_([A-Za-z0-9_-]{43})")
-_PRINCIPAL: Final = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
+_KEY_ID: Final = re.compile(r"[0-9a-f]{24}")
 
 
 class IssuedKey(BaseModel):
@@ -58,7 +58,6 @@ class ApiKeyView(BaseModel):
 
     key_id: str
     principal: str
-    grants: list[Grant]
     created_at: int
     expires_at: int | None
     revoked: bool
@@ -72,12 +71,10 @@ class ApiKeys:
         self._table = table_name
         self._clock = clock
 
-    def issue(
-        self, principal: str, grants: Sequence[Grant], *, ttl_seconds: int | None = None
-    ) -> IssuedKey:
-        """A new key for `principal` with `grants`; `ttl_seconds` None: until revoked."""
-        if not _PRINCIPAL.fullmatch(principal):
-            raise InvalidRequest("principal names are 1-128 of A-Z a-z 0-9 _ . @ : -")
+    def issue(self, principal: str, *, ttl_seconds: int | None = None) -> IssuedKey:
+        """A new key for `principal`; `ttl_seconds` None: until revoked."""
+        if not PRINCIPAL_ID.fullmatch(principal):
+            raise InvalidRequest("principal ids are 1-128 of A-Z a-z 0-9 _ . @ : + = , -")
         if ttl_seconds is not None and not 60 <= ttl_seconds <= MAX_TTL_SECONDS:
             raise InvalidRequest(f"ttl_seconds must be 60 to {MAX_TTL_SECONDS}")
         key_id = os.urandom(12).hex()
@@ -89,7 +86,6 @@ class ApiKeys:
             "sk": key_id,
             "principal": principal,
             "secret_sha256": _digest(secret),
-            "grants": [g.model_dump(mode="json") for g in grants],
             "created_at": now,
         }
         if expires_at is not None:
@@ -107,8 +103,8 @@ class ApiKeys:
             expires_at=expires_at,
         )
 
-    def verify(self, token: str) -> Principal:
-        """The principal a token proves; Unauthorized (saying no more than needed) if none."""
+    def verify(self, token: str) -> str:
+        """The principal id a token proves; Unauthorized (saying no more than needed) if none."""
         match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
         if match is None:
             raise Unauthorized("not an mqless API key")
@@ -129,15 +125,11 @@ class ApiKeys:
         expires_at = record.get("expires_at")
         if expires_at is not None and int(expires_at) <= self._clock.now_ms() // 1000:
             raise Unauthorized("this API key has expired")
-        return Principal(
-            id=str(record["principal"]),
-            kind="api_key",
-            grants=parse_grants(list(record.get("grants") or [])),
-        )
+        return str(record["principal"])
 
     def revoke(self, key_id: str) -> None:
         """Stop a key from working at once (authorizers may cache it for their TTL)."""
-        if not re.fullmatch(r"[0-9a-f]{24}", key_id):
+        if not _KEY_ID.fullmatch(key_id):
             raise NotFound(f"no API key {key_id[:40]!r}")
         try:
             with translated_errors():
@@ -153,17 +145,18 @@ class ApiKeys:
                 raise NotFound(f"no API key {key_id!r}") from exc
             raise
 
-    def list(self) -> list[ApiKeyView]:
+    def list(self, principal: str | None = None) -> list[ApiKeyView]:
+        """Every key (or `principal`'s), without secrets."""
         return [
             ApiKeyView(
                 key_id=str(item["sk"]),
                 principal=str(item["principal"]),
-                grants=list(parse_grants(list(item.get("grants") or []))),
                 created_at=int(item["created_at"]),
                 expires_at=None if item.get("expires_at") is None else int(item["expires_at"]),
                 revoked=item.get("revoked_at") is not None,
             )
             for item in partition_items(self._db, self._table, PARTITION)
+            if principal is None or item["principal"] == principal
         ]
 
 

@@ -57,7 +57,7 @@ from mqless.ids import is_ascii_digits
 from mqless.live import Pusher
 from mqless.models import Delivery
 from mqless.outbound import FRAME_BYTES, Connection, Push, render
-from mqless.principals import Principal
+from mqless.principals import Action, Grant, Principal
 from mqless.queues import QueueService
 
 if TYPE_CHECKING:
@@ -143,8 +143,10 @@ class Consumer:
 
     @property
     def acting_as(self) -> Principal:
-        """Who the consumer's leases and acks are done as: whoever subscribed."""
-        return Principal(id=self.principal, kind="connection")
+        """Who the consumer's leases and acks are done as: whoever subscribed, allowed to
+        receive from this queue (checked when it subscribed) and nothing else."""
+        receive = Grant.model_construct(pattern=self.queue, actions=(Action.RECEIVE,))
+        return Principal(id=self.principal, kind="consumer", grants=(receive,))
 
     def slot_key(self, slot: int) -> dict[str, str]:
         return {"pk": partition(self.queue), "sk": f"S#{self.tag}#{slot:04d}"}

@@ -29,6 +29,7 @@ from mqless.dynamo import (
 )
 from mqless.errors import InvalidRequest
 from mqless.outbound import Connection
+from mqless.principals import Grant, Principal, parse_grants
 from mqless.topics import TopicIndex, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -79,6 +80,13 @@ class ConnectionInfo:
     connection: Connection
     principal: str
     stomp_connected: bool = False
+    kind: str = "connection"
+    grants: tuple[Grant, ...] = ()
+
+    @property
+    def acting_as(self) -> Principal:
+        """The principal that authenticated this connection, with the grants it had then."""
+        return Principal(id=self.principal, kind=self.kind, grants=self.grants)
 
 
 @dataclass(frozen=True)
@@ -111,23 +119,34 @@ class LiveSubscriptions:
     def connect(
         self,
         connection_id: str,
-        principal_id: str,
+        principal: Principal,
         *,
         protocol: str = "json",
         version: str = "1.2",
     ) -> None:
-        """Record a new connection (it expires with API Gateway's 2-hour limit)."""
+        """Record a new connection (it expires with API Gateway's 2-hour limit).
+
+        The principal's grants are kept with it: a connection acts with the grants it
+        authenticated with until it closes (API Gateway authorizes once, at `$connect`).
+        """
         now = self._clock.now_ms()
         record = {
-            "principal": principal_id,
+            "principal": principal.id,
             "protocol": protocol,
             "version": version,
             "connected_at": now,
             "expires_at": now // 1000 + CONNECTION_SECONDS,
         }
+        grants = [g.model_dump(mode="json") for g in principal.grants]
         self._write(
             [
-                {"pk": f"CONN#{connection_id}", "sk": "#META", **record},
+                {
+                    "pk": f"CONN#{connection_id}",
+                    "sk": "#META",
+                    **record,
+                    "kind": principal.kind,
+                    "grants": grants,
+                },
                 # the list of connections, for operators (one partition, one query)
                 {"pk": CONNECTIONS_PARTITION, "sk": connection_id, **record},
             ]
@@ -195,6 +214,8 @@ class LiveSubscriptions:
             connection=Connection.stored(connection_id, item),
             principal=str(item["principal"]),
             stomp_connected=bool(item.get("stomp_connected", False)),
+            kind=str(item.get("kind", "connection")),
+            grants=parse_grants(list(item.get("grants") or [])),
         )
 
     def stomp_connected(self, connection_id: str, version: str) -> None:

@@ -6,12 +6,17 @@ alone is every destination) and the actions it allows: `send`, `receive` (consum
 subscribe, ack) and `admin` (create, configure, purge, redrive, browse, move, delete).
 Grants only add: what no grant allows is refused, as in ActiveMQ's authorization map and
 RabbitMQ's permission patterns. Queue and topic names share one namespace here.
+A subscription to a topic pattern is allowed only where a grant covers every topic the
+pattern can match (`orders.*` does not cover `orders.>`).
+Managing principals and keys is `admin` on `ACCESS_CONTROL` (`$access`), which no
+destination can be named, so only a grant of `>` reaches it.
 `AllowAll` is the policy while authentication is off; `GrantPolicy` when it is on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Protocol
 
@@ -23,6 +28,11 @@ ANY_SEGMENT = "*"
 ANY_TAIL = ">"
 MAX_GRANTS = 100
 MAX_PATTERN = 200
+ACCESS_CONTROL = "$access"
+"""The pseudo-destination that managing principals and API keys needs `admin` on."""
+EVERY_DESTINATION = "*"
+"""What an action on no one destination (listing every subscription) is checked against."""
+PRINCIPAL_ID = re.compile(r"[A-Za-z0-9_.@:+=,-]{1,128}")
 
 
 class Action(StrEnum):
@@ -56,7 +66,14 @@ class Grant(BaseModel):
         return pattern
 
     def allows(self, action: Action, destination: str) -> bool:
-        return action in self.actions and pattern_matches(self.pattern, destination)
+        """Whether this grant allows `action` on a destination or on every destination a
+        subscription pattern can match. Access control and "every destination" (`*`, as
+        in listing all subscriptions) are reached by `>` alone."""
+        if action not in self.actions:
+            return False
+        if destination in (ACCESS_CONTROL, EVERY_DESTINATION):
+            return self.pattern == ANY_TAIL
+        return pattern_covers(self.pattern, destination)
 
 
 class Principal(BaseModel):
@@ -76,6 +93,9 @@ class Policy(Protocol):
     def check(self, principal: Principal, action: Action, destination: str) -> None:
         """Return if allowed; raise mqless.errors.Forbidden if not."""
 
+    def permits(self, principal: Principal, action: Action, destination: str) -> bool:
+        """Whether `check` would allow it (for filtering listings)."""
+
 
 class AllowAll:
     """The policy while authentication is off: every principal may do everything."""
@@ -83,19 +103,23 @@ class AllowAll:
     def check(self, principal: Principal, action: Action, destination: str) -> None:
         return None
 
+    def permits(self, principal: Principal, action: Action, destination: str) -> bool:
+        return True
+
 
 class GrantPolicy:
     """Allow exactly what the principal's grants allow; refuse with a clear message."""
 
-    def check(self, principal: Principal, action: Action, destination: str) -> None:
-        if any(g.allows(action, destination) for g in principal.grants):
-            return
-        what = "list destinations" if destination == "*" else repr(destination)
-        raise Forbidden(f"{principal.id!r} may not {action.value} {what}")
+    def permits(self, principal: Principal, action: Action, destination: str) -> bool:
+        return any(g.allows(action, destination) for g in principal.grants)
 
-    def visible(self, principal: Principal, action: Action, names: Iterable[str]) -> list[str]:
-        """The names among `names` that `principal` may act on (for listings)."""
-        return [n for n in names if any(g.allows(action, n) for g in principal.grants)]
+    def check(self, principal: Principal, action: Action, destination: str) -> None:
+        if self.permits(principal, action, destination):
+            return
+        what = {EVERY_DESTINATION: "every destination", ACCESS_CONTROL: "manage access"}.get(
+            destination, repr(destination)
+        )
+        raise Forbidden(f"{principal.id!r} may not {action.value} {what}")
 
 
 def validate_grant_pattern(pattern: str) -> None:
@@ -129,6 +153,27 @@ def pattern_matches(pattern: str, destination: str) -> bool:
         if want != ANY_SEGMENT and want != segments[position]:
             return False
     return len(wanted) == len(segments)
+
+
+def pattern_covers(pattern: str, wanted: str) -> bool:
+    """Whether a grant pattern covers every destination `wanted` can name (never raises).
+
+    `wanted` is a destination name or a subscription pattern; for a name this is
+    `pattern_matches`. A wildcard in `wanted` is covered only by a wildcard at least as wide.
+    """
+    granted = pattern.split(".")
+    segments = wanted.split(".")
+    for position, grant in enumerate(granted):
+        if grant == ANY_TAIL:
+            return True
+        if position >= len(segments):
+            return False
+        segment = segments[position]
+        if segment == ANY_TAIL:
+            return False
+        if grant != ANY_SEGMENT and grant != segment:
+            return False
+    return len(granted) == len(segments)
 
 
 def parse_grants(raw: Sequence[object]) -> tuple[Grant, ...]:

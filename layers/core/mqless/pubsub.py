@@ -149,15 +149,34 @@ class TopicService:
 
     # ---- durable subscriptions ----------------------------------------------------------
 
+    def check_receive(self, principal: Principal, pattern: str) -> None:
+        """A live subscriber may receive from every topic `pattern` matches (or Forbidden)."""
+        validate_topic_pattern(pattern)
+        self._policy.check(principal, Action.RECEIVE, pattern)
+
     def subscribe(
-        self, principal: Principal, topic: str, name: str, settings: SubscriptionSettings
+        self,
+        principal: Principal,
+        topic: str,
+        name: str,
+        settings: SubscriptionSettings,
+        *,
+        as_consumer: bool = False,
     ) -> tuple[Subscription, bool]:
-        """Create or replace a durable subscription; returns (subscription, created)."""
+        """Create or replace a durable subscription; returns (subscription, created).
+
+        An operator needs `admin` on the topic and `send` on the queue it feeds; a consumer
+        making its own durable subscription (STOMP, as on ActiveMQ) needs `receive` on both.
+        """
         validate_topic_pattern(topic)
         names.validate_queue_name(name)
         names.validate_queue_name(settings.queue)
-        self._policy.check(principal, Action.ADMIN, topic)
-        self._policy.check(principal, Action.SEND, settings.queue)
+        if as_consumer:
+            self._policy.check(principal, Action.RECEIVE, topic)
+            self._policy.check(principal, Action.RECEIVE, settings.queue)
+        else:
+            self._policy.check(principal, Action.ADMIN, topic)
+            self._policy.check(principal, Action.SEND, settings.queue)
         if names.is_fifo(settings.queue):
             raise InvalidRequest("durable subscriptions deliver to standard queues only")
         if settings.filter_policy is not None:
@@ -194,10 +213,13 @@ class TopicService:
         )
         return subscription, "Attributes" not in old
 
-    def unsubscribe(self, principal: Principal, topic: str, name: str) -> None:
-        """Delete a durable subscription (its queue and messages stay)."""
+    def unsubscribe(
+        self, principal: Principal, topic: str, name: str, *, as_consumer: bool = False
+    ) -> None:
+        """Delete a durable subscription (its queue and messages stay); `admin` on the
+        topic, or `receive` for the consumer that made it."""
         validate_topic_pattern(topic)
-        self._policy.check(principal, Action.ADMIN, topic)
+        self._policy.check(principal, Action.RECEIVE if as_consumer else Action.ADMIN, topic)
         with translated_errors():
             old = self._db.delete_item(
                 TableName=self._destinations,
@@ -210,9 +232,11 @@ class TopicService:
         audit("subscription.delete", principal.id, topic, subscription=name)
 
     def subscriptions(self, principal: Principal, topic: str | None = None) -> list[Subscription]:
-        """Durable subscriptions, all or those declared on `topic` (a name or pattern)."""
-        self._policy.check(principal, Action.ADMIN, topic or "*")
-        found = self._load()
+        """Durable subscriptions, all (those the principal administers) or those declared on
+        `topic` (a name or pattern)."""
+        if topic is not None:
+            self._policy.check(principal, Action.ADMIN, topic)
+        found = [s for s in self._load() if self._policy.permits(principal, Action.ADMIN, s.topic)]
         return [s for s in found if topic is None or s.topic == topic]
 
     # ---- fan-out (the dispatch function) ------------------------------------------------

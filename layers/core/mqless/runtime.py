@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
+from mqless.access import AccessControl
+from mqless.auth import Authenticator, IamPrincipals, IssuerKeys, JwtSettings, JwtVerifier
 from mqless.clock import SystemClock
 from mqless.consumers import QueueConsumers
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
+from mqless.principals import AllowAll, GrantPolicy, Policy
 from mqless.pubsub import TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
@@ -49,6 +52,47 @@ def kms_client() -> KMSClient:
 @cache
 def settings() -> Settings:
     return Settings.from_env()
+
+
+@cache
+def auth_required() -> bool:
+    """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
+    mode = os.environ.get("AUTH_MODE", "required")
+    if mode not in ("required", "off"):
+        raise RuntimeError(f"AUTH_MODE must be 'required' or 'off', not {mode!r}")
+    return mode == "required"
+
+
+@cache
+def policy() -> Policy:
+    """Grants decide while authentication is on; with AUTH_MODE=off everything is allowed."""
+    return GrantPolicy() if auth_required() else AllowAll()
+
+
+@cache
+def access() -> AccessControl:
+    """Principals and API keys, managed under the process-wide policy."""
+    return AccessControl(dynamodb_client(), settings().destinations_table, SystemClock(), policy())
+
+
+@cache
+def authenticator() -> Authenticator:
+    """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
+    issuer = os.environ.get("JWT_ISSUER", "")
+    if not issuer:
+        return Authenticator(access())
+    jwt_settings = JwtSettings(
+        issuer=issuer,
+        audience=os.environ.get("JWT_AUDIENCE", ""),
+        principal_claim=os.environ.get("JWT_PRINCIPAL_CLAIM") or "sub",
+        groups_claim=os.environ.get("JWT_GROUPS_CLAIM") or "cognito:groups",
+    )
+    return Authenticator(access(), JwtVerifier(jwt_settings, IssuerKeys(issuer)))
+
+
+@cache
+def iam_principals() -> IamPrincipals:
+    return IamPrincipals(access())
 
 
 @cache
@@ -121,6 +165,7 @@ def build_queue_service(
     kms: KMSClient,
     cipher: EnvelopeCipher | None = None,
     registry: QueueRegistry | None = None,
+    policy: Policy | None = None,
 ) -> QueueService:
     """A QueueService over the given clients (what tests and the local runtime call)."""
     clock = SystemClock()
@@ -129,6 +174,7 @@ def build_queue_service(
         store=MessageStore(dynamodb, settings.messages_table),
         cipher=cipher or _cipher(settings, kms, clock),
         clock=clock,
+        policy=policy,
     )
 
 
@@ -139,6 +185,7 @@ def build_topic_service(
     kms: KMSClient,
     cipher: EnvelopeCipher | None = None,
     registry: QueueRegistry | None = None,
+    policy: Policy | None = None,
 ) -> TopicService:
     """A TopicService over the given clients."""
     clock = SystemClock()
@@ -149,6 +196,7 @@ def build_topic_service(
         queues=registry or QueueRegistry(dynamodb, settings.destinations_table, clock),
         cipher=cipher or _cipher(settings, kms, clock),
         clock=clock,
+        policy=policy,
     )
 
 
@@ -168,6 +216,7 @@ def topic_service() -> TopicService:
         kms=kms_client(),
         cipher=cipher(),
         registry=registry(),
+        policy=policy(),
     )
 
 
@@ -180,11 +229,17 @@ def queue_service() -> QueueService:
         kms=kms_client(),
         cipher=cipher(),
         registry=registry(),
+        policy=policy(),
     )
 
 
 # captured here, so reset() clears the real caches even while a test has patched a name
 _CACHED = (
+    auth_required,
+    policy,
+    access,
+    authenticator,
+    iam_principals,
     sessions,
     queue_service,
     topic_service,

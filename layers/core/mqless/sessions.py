@@ -119,7 +119,7 @@ class Sessions:
     def open(self, connection: Connection, principal: Principal) -> None:
         self.live.connect(
             connection.id,
-            principal.id,
+            principal,
             protocol=connection.protocol,
             version=connection.version,
         )
@@ -172,17 +172,21 @@ class Sessions:
         """
         kind, name = split_destination(destination)
         connection = info.connection
-        principal = _principal(info)
+        principal = info.acting_as
         if self.live.subscription(connection.id, subscription) is not None:
             raise Conflict(f"subscription id {subscription!r} is already in use on this connection")
         if kind == "topic" and durable is None:
+            self._topics.check_receive(principal, name)
             self.live.subscribe(connection, subscription, name, ack=ack)
             return None
         if kind == "topic":
             assert durable is not None
             names.validate_queue_name(durable)
+            self._topics.check_receive(principal, name)
             self._queues.open_for_receive(principal, durable)
-            self._topics.subscribe(principal, name, durable, SubscriptionSettings(queue=durable))
+            self._topics.subscribe(
+                principal, name, durable, SubscriptionSettings(queue=durable), as_consumer=True
+            )
             queue = durable
         else:
             queue = name
@@ -212,7 +216,9 @@ class Sessions:
             raise InvalidRequest(f"no subscription {subscription!r} on this connection")
         destination = str(record.get("destination", ""))
         if durable and destination.startswith("/topic/"):
-            self._topics.unsubscribe(_principal(info), destination[len("/topic/") :], durable)
+            self._topics.unsubscribe(
+                info.acting_as, destination[len("/topic/") :], durable, as_consumer=True
+            )
         if record["kind"] != "queue":
             return None
         consumer = self.consumers.get(record["queue"], info.connection.id, subscription)
@@ -225,7 +231,7 @@ class Sessions:
 
     def send(self, info: ConnectionInfo, destination: str, message: NewMessage) -> SendResult:
         kind, name = split_destination(destination)
-        principal = _principal(info)
+        principal = info.acting_as
         if kind == "topic":
             return self._topics.publish(principal, name, message)
         return self._queues.send(principal, name, message)
@@ -522,7 +528,3 @@ class Sessions:
 
 def _tag(name: str) -> str:
     return f"{len(name)}:{name}"
-
-
-def _principal(info: ConnectionInfo) -> Principal:
-    return Principal(id=info.principal, kind="connection")

@@ -30,6 +30,7 @@ Behaviour a client can count on:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -169,9 +170,9 @@ class StompSession:
         parse_heartbeat(frame.header("heart-beat"))  # a malformed one is an error
         connection_id = self._info.connection.id
         self._sessions.live.stomp_connected(connection_id, version)
-        self._info = ConnectionInfo(
+        self._info = dataclasses.replace(
+            self._info,
             connection=Connection(id=connection_id, protocol="stomp", version=version),
-            principal=self._info.principal,
             stomp_connected=True,
         )
         headers: tuple[tuple[str, str], ...] = (

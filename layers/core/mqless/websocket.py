@@ -5,6 +5,11 @@
 (`stomp_session.py`); any other client speaks the JSON protocol (`json_protocol.py`),
 unless its first message is a STOMP CONNECT. `$disconnect` releases what the connection
 held at once. Pushes to subscribers come from `sessions.py` and `consumers.py`.
+
+Authentication happens before `$connect` runs (`auth.py`): the connection is stored with
+its principal and grants. A STOMP client that brought no token is `pending`: nothing is
+stored for it until its CONNECT frame proves who it is with `passcode` (and, if given,
+a `login` equal to the principal's id); any other first frame closes it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mqless import runtime
+from mqless.auth import PENDING, websocket_caller
+from mqless.errors import Unauthorized
 from mqless.json_protocol import handle_text
+from mqless.live import ConnectionInfo
 from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
-from mqless.stomp import Frame, encode_frame
+from mqless.stomp import Frame, StompError, decode_frames, encode_frame
 from mqless.stomp_session import SUBPROTOCOLS, StompSession, choose_subprotocol, looks_like_connect
 
 logger = Logger(service="mqless", child=True)
@@ -31,12 +38,20 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
     kind = context.get("eventType")
     sessions = runtime.sessions()
     if kind == "CONNECT":
+        try:
+            principal = websocket_caller(event, required=runtime.auth_required())
+        except Unauthorized:
+            logger.warning("$connect without an authorizer's principal: refused")
+            return {"statusCode": 401}
         subprotocol = choose_subprotocol(_header(event, "Sec-WebSocket-Protocol"))
         if subprotocol is None:
-            sessions.open(Connection(connection_id), ANONYMOUS)
+            if principal.kind == PENDING:
+                return {"statusCode": 401}  # only STOMP can authenticate after the handshake
+            sessions.open(Connection(connection_id), principal)
             return {"statusCode": 200}
-        version = SUBPROTOCOLS[subprotocol]
-        sessions.open(Connection(connection_id, "stomp", version), ANONYMOUS)
+        if principal.kind != PENDING:
+            version = SUBPROTOCOLS[subprotocol]
+            sessions.open(Connection(connection_id, "stomp", version), principal)
         return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": subprotocol}}
     if kind == "DISCONNECT":
         sessions.close(connection_id)
@@ -49,6 +64,10 @@ def handle_message(connection_id: str, text: str) -> None:
     """Act on one WebSocket message from a connection, in the protocol it speaks."""
     sessions = runtime.sessions()
     info = sessions.info(connection_id)
+    if info is None and runtime.auth_required() and looks_like_connect(text):
+        info = _authenticate_stomp(connection_id, text)
+        if info is None:
+            return
     if info is None:
         # Unknown connection: its record expired, or $connect never completed.
         logger.warning("message from an unknown connection", extra={"connection_id": connection_id})
@@ -63,13 +82,40 @@ def handle_message(connection_id: str, text: str) -> None:
         return
     if info.connection.protocol == "json" and looks_like_connect(text):
         # A STOMP client that offered no subprotocol (stomp.py does not by default)
-        sessions.live.connect(connection_id, info.principal, protocol="stomp", version="1.2")
+        sessions.live.connect(connection_id, info.acting_as, protocol="stomp", version="1.2")
         info = sessions.info(connection_id)
         assert info is not None
     if info.connection.protocol == "stomp":
         StompSession(sessions, info).handle(text)
     else:
         handle_text(sessions, info, text)
+
+
+def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:
+    """Open a pending STOMP connection whose CONNECT proves its principal; else ERROR and
+    close (nothing stored)."""
+    sessions = runtime.sessions()
+    try:
+        connect = decode_frames(text, version="1.2")[0]
+        passcode = connect.header("passcode")
+        if not passcode:
+            raise Unauthorized(
+                "authentication required: send your API key (or JWT) as the CONNECT "
+                "passcode, or connect with ?access_token="
+            )
+        principal = runtime.authenticator().authenticate(passcode)
+        login = connect.header("login")
+        if login and login != principal.id:
+            raise Unauthorized("login does not name the principal the passcode proves")
+    except (Unauthorized, StompError, IndexError) as exc:
+        reason = exc.message if isinstance(exc, (Unauthorized, StompError)) else "no frame"
+        logger.warning("STOMP CONNECT refused", extra={"connection_id": connection_id})
+        error = Frame("ERROR", (("message", reason[:200].replace("\n", " ")),))
+        sessions.pusher.post(connection_id, encode_frame(error).encode())
+        sessions.pusher.close(connection_id)
+        return None
+    sessions.open(Connection(connection_id, "stomp", "1.2"), principal)
+    return sessions.info(connection_id)
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:

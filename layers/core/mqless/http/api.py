@@ -19,6 +19,9 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from mqless import __version__, runtime
+from mqless.access import PrincipalView
+from mqless.apikeys import IssuedKey
+from mqless.auth import http_caller
 from mqless.errors import (
     Conflict,
     Forbidden,
@@ -27,6 +30,7 @@ from mqless.errors import (
     NotFound,
     PayloadTooLarge,
     Throttled,
+    Unauthorized,
 )
 from mqless.http import console
 from mqless.http.models import (
@@ -36,12 +40,16 @@ from mqless.http.models import (
     BrowseResponse,
     ConnectionList,
     ConnectionView,
+    KeyList,
+    KeyRequest,
     MessageOut,
     MoveRequest,
     MoveResponse,
     NackRequest,
     NackResponse,
     Overview,
+    PrincipalList,
+    PrincipalRequest,
     Problem,
     PurgeResponse,
     QueueList,
@@ -59,7 +67,7 @@ from mqless.http.models import (
     VisibilityResponse,
 )
 from mqless.models import EntryFailure, NewMessage, QueueSettings, QueueStats, RedriveResult
-from mqless.principals import ANONYMOUS, Principal
+from mqless.principals import EVERY_DESTINATION, Action, Principal, parse_grants
 from mqless.pubsub import Subscription, SubscriptionSettings
 
 logger = Logger(service="mqless", child=True)
@@ -121,6 +129,7 @@ MessageId = Annotated[str, Path(max_length=100, description="The message's id.")
 # One mapping from the core's exceptions to HTTP statuses; the most specific class wins.
 _STATUS: list[tuple[type[MqlessError], HTTPStatus]] = [
     (InvalidRequest, HTTPStatus.BAD_REQUEST),
+    (Unauthorized, HTTPStatus.UNAUTHORIZED),
     (Forbidden, HTTPStatus.FORBIDDEN),
     (NotFound, HTTPStatus.NOT_FOUND),
     (Conflict, HTTPStatus.CONFLICT),
@@ -201,8 +210,12 @@ def _unexpected(exc: Exception) -> Response[str]:
 
 
 def _principal() -> Principal:
-    """The caller, from the authorizer context once authentication is configured."""
-    return ANONYMOUS
+    """The caller, from the authorizer's context (Unauthorized when there is none)."""
+    return http_caller(
+        app.current_event.raw_event,
+        required=runtime.auth_required(),
+        iam=runtime.iam_principals().principal,
+    )
 
 
 def _json(status: int, model: Any) -> Response[str]:
@@ -495,7 +508,11 @@ def overview() -> Overview:
     for config in configs[:MAX_OVERVIEW_QUEUES]:
         consumers = len(sessions.consumers.consumers(config.name))
         stats[config.name] = queues.stats(principal, config.name, consumers=consumers)
-    live = sessions.live.live_counts()
+    live = {
+        pattern: count
+        for pattern, count in sessions.live.live_counts().items()
+        if runtime.policy().permits(principal, Action.ADMIN, pattern)
+    }
     durable: dict[str, list[dict[str, str]]] = {}
     for subscription in runtime.topic_service().subscriptions(principal):
         durable.setdefault(subscription.topic, []).append(
@@ -509,11 +526,12 @@ def overview() -> Overview:
         )
         for pattern in sorted(set(live) | set(durable))
     ]
+    sees_all = runtime.policy().permits(principal, Action.ADMIN, EVERY_DESTINATION)
     return Overview(
         queues=list(stats.values()),
         truncated=len(configs) > MAX_OVERVIEW_QUEUES,
         topics=topics,
-        connections=sessions.live.count_connections(),
+        connections=sessions.live.count_connections() if sees_all else None,
     )
 
 
@@ -566,8 +584,94 @@ def move_message(
 
 @app.get("/connections", summary="Open WebSocket connections", tags=["operations"])
 def connections() -> ConnectionList:
+    runtime.policy().check(_principal(), Action.ADMIN, EVERY_DESTINATION)
     found = runtime.sessions().live.list_connections()
     return ConnectionList(connections=[ConnectionView(**c) for c in found])
+
+
+# ---- access control: principals and API keys (admin of everything) -------------------------
+
+PrincipalId = Annotated[
+    str, Path(max_length=128, description="1-128 of A-Z a-z 0-9 _ . @ : + = , -")
+]
+KeyId = Annotated[str, Path(max_length=64, description="The key's id (24 hex digits).")]
+
+
+@app.get("/access/principals", summary="List principals and their grants", tags=["access"])
+def list_principals() -> PrincipalList:
+    return PrincipalList(principals=runtime.access().list_principals(_principal()))
+
+
+@app.put(
+    "/access/principals/<principal_id>",
+    summary="Create a principal or replace its grants",
+    tags=["access"],
+    responses={
+        200: _content(PrincipalView, "Grants replaced"),
+        201: _content(PrincipalView, "Created"),
+    },
+)
+def put_principal(
+    principal_id: PrincipalId, request: Annotated[PrincipalRequest, Body()]
+) -> Response[str]:
+    grants = parse_grants([g.model_dump(mode="json") for g in request.grants])
+    view, created = runtime.access().put_principal(_principal(), unquote(principal_id), grants)
+    return _json(201 if created else 200, view)
+
+
+@app.get("/access/principals/<principal_id>", summary="A principal's grants", tags=["access"])
+def get_principal(principal_id: PrincipalId) -> PrincipalView:
+    return runtime.access().get_principal(_principal(), unquote(principal_id))
+
+
+@app.delete(
+    "/access/principals/<principal_id>",
+    summary="Delete a principal and revoke its API keys",
+    tags=["access"],
+    responses={204: {"description": "Deleted", "content": {}}},
+)
+def delete_principal(principal_id: PrincipalId) -> Response[str]:
+    runtime.access().delete_principal(_principal(), unquote(principal_id))
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+@app.post(
+    "/access/principals/<principal_id>/keys",
+    summary="Issue an API key (its token is shown only in this response)",
+    tags=["access"],
+    responses={201: _content(IssuedKey, "Issued")},
+)
+def issue_key(
+    principal_id: PrincipalId, request: Annotated[KeyRequest | None, Body()] = None
+) -> Response[str]:
+    ttl = (request or KeyRequest()).ttl_seconds
+    issued = runtime.access().issue_key(_principal(), unquote(principal_id), ttl_seconds=ttl)
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body=issued.model_dump_json(),
+        headers={"Cache-Control": ["no-store"]},
+    )
+
+
+@app.get("/access/keys", summary="List API keys (never their secrets)", tags=["access"])
+def list_keys(
+    principal: Annotated[
+        str | None, Query(max_length=128, description="Only this principal's keys.")
+    ] = None,
+) -> KeyList:
+    return KeyList(keys=runtime.access().list_keys(_principal(), principal))
+
+
+@app.delete(
+    "/access/keys/<key_id>",
+    summary="Revoke an API key",
+    tags=["access"],
+    responses={204: {"description": "Revoked", "content": {}}},
+)
+def revoke_key(key_id: KeyId) -> Response[str]:
+    runtime.access().revoke_key(_principal(), key_id)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
 
 
 # ---- the web console -------------------------------------------------------------------------

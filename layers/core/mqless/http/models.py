@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqless import models
+from mqless.access import PrincipalView
+from mqless.apikeys import MAX_TTL_SECONDS, ApiKeyView
 from mqless.errors import InvalidRequest, PayloadTooLarge
 from mqless.models import (
     BrowsedMessage,
@@ -19,6 +21,7 @@ from mqless.models import (
     QueueCounts,
     QueueStats,
 )
+from mqless.principals import MAX_GRANTS, Grant
 from mqless.pubsub import Subscription
 
 Receipts = Annotated[
@@ -319,7 +322,9 @@ class Overview(BaseModel):
         description="More queues exist than the first 100 listed here (use /queues)."
     )
     topics: list[TopicStats]
-    connections: int
+    connections: int | None = Field(
+        description="Open WebSocket connections; null unless the caller administers everything."
+    )
 
 
 class BrowseResponse(BaseModel):
@@ -350,3 +355,34 @@ class ConnectionView(BaseModel):
 
 class ConnectionList(BaseModel):
     connections: list[ConnectionView]
+
+
+# ---- access control ---------------------------------------------------------------------
+
+
+class PrincipalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grants: list[Grant] = Field(
+        max_length=MAX_GRANTS,
+        description="What the principal may do: destination patterns and actions.",
+    )
+
+
+class PrincipalList(BaseModel):
+    principals: list[PrincipalView]
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_TTL_SECONDS,
+        description="Seconds until the key stops working; omit for a key that lasts until revoked.",
+    )
+
+
+class KeyList(BaseModel):
+    keys: list[ApiKeyView]

@@ -1,0 +1,12 @@
+"""Lambda authorizer of both APIs: HTTP API requests and WebSocket `$connect` land here."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mqless import runtime
+from mqless.auth import authorize
+from mqless.observability import instrumented
+
+
+@instrumented(correlation_id_path="requestContext.requestId")
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return authorize(event, runtime.authenticator())

@@ -1,0 +1,359 @@
+"""Authentication: who a token proves, the authorizers that ask, and the caller of a request.
+
+Tokens are mqless API keys (`mqk_...`, `apikeys.py`) or JWTs from one configured OIDC
+issuer (Cognito or any other), verified against the issuer's published keys (JWKS). Either
+way the principal's grants come from the access store (`access.py`): a JWT's principal is
+the value of a configured claim (default `sub`), plus `group:<name>` for each group in a
+groups claim (default `cognito:groups`).
+
+The authorizer function (one for both APIs) answers:
+- the HTTP API (payload 2.0, simple responses, cached by API Gateway per token): allowed,
+  with the principal and its grants as context; or not;
+- the WebSocket API's `$connect` (REQUEST, IAM policy): the token from the `access_token`
+  query parameter or the `Authorization: Bearer` header. A handshake with neither that
+  offers a STOMP subprotocol is let through as `pending`: nothing is stored for it, and its
+  CONNECT frame must carry the token as `passcode` (`websocket.py`). Anything else without a
+  token is refused with 401 before any function runs or any state is written.
+
+The HTTP and WebSocket functions read the caller from the authorizer's context
+(`http_caller`, `websocket_caller`); with `AUTH_MODE=off` everyone is `anonymous` and
+every action is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+from aws_lambda_powertools import Logger
+
+from mqless.access import AccessControl
+from mqless.apikeys import PREFIX as API_KEY_PREFIX
+from mqless.errors import Unauthorized
+from mqless.principals import ANONYMOUS, Principal, parse_grants
+
+logger = Logger(service="mqless", child=True)
+
+PENDING: Final = "pending"
+"""The kind of a WebSocket connection that will authenticate with STOMP CONNECT."""
+STOMP_SUBPROTOCOLS: Final = ("v12.stomp", "v11.stomp", "v10.stomp")
+JWT_ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+MAX_TOKEN: Final = 8192
+MAX_GROUPS: Final = 20
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """Where JWTs come from and what in them names the caller (template parameters)."""
+
+    issuer: str
+    audience: str = ""
+    principal_claim: str = "sub"
+    groups_claim: str = "cognito:groups"
+
+
+Fetch = Callable[[str], bytes]
+
+
+def _https_get(url: str) -> bytes:
+    if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise Unauthorized("the JWT issuer must be an https URL")
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - scheme checked
+        body: bytes = response.read(1_000_000)
+        return body
+
+
+class IssuerKeys:
+    """The issuer's signing keys, found through OIDC discovery and cached.
+
+    Keys are fetched on first use and kept for an hour; a token signed with a key id not
+    in the set refetches, at most once a minute, so a rotated key is picked up quickly and
+    forged key ids cannot make us hammer the issuer.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        fetch: Fetch = _https_get,
+        *,
+        ttl_seconds: float = 3600,
+        refetch_seconds: float = 60,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._issuer = issuer.rstrip("/")
+        self._fetch = fetch
+        self._ttl = ttl_seconds
+        self._refetch = refetch_seconds
+        self._now = now
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+
+    def key(self, key_id: str) -> jwt.PyJWK:
+        with self._lock:
+            now = self._now()
+            stale = self._fetched_at is None or now - self._fetched_at > self._ttl
+            unknown = key_id not in self._keys and (
+                self._fetched_at is None or now - self._fetched_at > self._refetch
+            )
+            if stale or unknown:
+                self._keys = self._load()
+                self._fetched_at = now
+            found = self._keys.get(key_id)
+        if found is None:
+            raise Unauthorized("the token is signed with a key the issuer does not publish")
+        return found
+
+    def _load(self) -> dict[str, jwt.PyJWK]:
+        try:
+            discovery = json.loads(self._fetch(f"{self._issuer}/.well-known/openid-configuration"))
+            jwks = json.loads(self._fetch(str(discovery["jwks_uri"])))
+            key_set = jwt.PyJWKSet.from_dict(jwks)
+        except (OSError, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+            logger.warning("cannot read the JWT issuer's keys", extra={"error": str(exc)})
+            raise Unauthorized("the JWT issuer's keys cannot be read") from exc
+        return {str(k.key_id): k for k in key_set.keys if k.key_id}
+
+
+class JwtVerifier:
+    """Verify a JWT's signature, issuer, audience and lifetime; return who and which groups."""
+
+    def __init__(self, settings: JwtSettings, keys: IssuerKeys) -> None:
+        self._settings = settings
+        self._keys = keys
+
+    def verify(self, token: str) -> tuple[str, list[str]]:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._keys.key(str(header.get("kid", "")))
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=JWT_ALGORITHMS,
+                issuer=self._settings.issuer,
+                options={"require": ["exp", "iss"], "verify_aud": False},
+                leeway=30,
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid JWT: {exc}") from exc
+        audience = self._settings.audience
+        if audience:
+            # ID tokens carry `aud`; Cognito access tokens carry `client_id` instead
+            claimed = claims.get("aud", claims.get("client_id"))
+            claimed_list = claimed if isinstance(claimed, list) else [claimed]
+            if audience not in claimed_list:
+                raise Unauthorized("the JWT is for another audience")
+        subject = claims.get(self._settings.principal_claim)
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized(f"the JWT has no {self._settings.principal_claim!r} claim")
+        groups = claims.get(self._settings.groups_claim) or []
+        if isinstance(groups, str):
+            groups = groups.split()
+        names = [g for g in groups if isinstance(g, str)][:MAX_GROUPS]
+        return subject, names
+
+
+class Authenticator:
+    """Who a bearer token proves: an API key's principal, or a JWT's subject and groups."""
+
+    def __init__(self, access: AccessControl, jwt_verifier: JwtVerifier | None = None) -> None:
+        self._access = access
+        self._jwt = jwt_verifier
+
+    def authenticate(self, token: str) -> Principal:
+        if not token or len(token) > MAX_TOKEN:
+            raise Unauthorized("no usable token")
+        if token.startswith(API_KEY_PREFIX):
+            return self._access.principal_for_key(token)
+        if self._jwt is None:
+            raise Unauthorized("not an mqless API key (and no JWT issuer is configured)")
+        subject, groups = self._jwt.verify(token)
+        grants = self._access.grants_of([subject, *(f"group:{g}" for g in groups)])
+        return Principal(id=subject, kind="jwt", grants=grants)
+
+
+# ---- the authorizer function ------------------------------------------------------------
+
+
+def authorize(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
+    """Answer an HTTP API (payload 2.0) or WebSocket `$connect` authorizer event."""
+    if "methodArn" in event:
+        return _authorize_websocket(event, authenticator)
+    return _authorize_http(event, authenticator)
+
+
+def _authorize_http(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
+    token = bearer_token(_header(event, "authorization"))
+    try:
+        principal = authenticator.authenticate(token or "")
+    except Unauthorized as refused:
+        _refused(event, refused)
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": _context(principal)}
+
+
+def _authorize_websocket(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
+    query = event.get("queryStringParameters") or {}
+    token = query.get("access_token") or bearer_token(_header(event, "authorization"))
+    if not token:
+        offered = [p.strip() for p in (_header(event, "sec-websocket-protocol") or "").split(",")]
+        if any(p in STOMP_SUBPROTOCOLS for p in offered):
+            pending = Principal(id="", kind=PENDING)
+            return _policy("unauthenticated", "Allow", event["methodArn"], _context(pending))
+        # API Gateway answers 401 when the authorizer raises exactly this
+        raise Exception("Unauthorized")  # noqa: TRY002 - the message is API Gateway's contract
+    try:
+        principal = authenticator.authenticate(token)
+    except Unauthorized as refused:
+        _refused(event, refused)
+        return _policy("refused", "Deny", event["methodArn"], {})
+    return _policy(principal.id, "Allow", event["methodArn"], _context(principal))
+
+
+def _policy(
+    principal_id: str, effect: str, resource: str, context: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+        "context": context,
+    }
+
+
+def _context(principal: Principal) -> dict[str, str]:
+    grants = [g.model_dump(mode="json") for g in principal.grants]
+    return {
+        "principal": principal.id,
+        "kind": principal.kind,
+        "grants": json.dumps(grants, separators=(",", ":")),
+    }
+
+
+def _refused(event: Mapping[str, Any], refused: Unauthorized) -> None:
+    context = event.get("requestContext") or {}
+    logger.warning(
+        "authentication refused",
+        extra={
+            "reason": refused.message,
+            "route": event.get("routeKey") or context.get("routeKey"),
+            "source_ip": (context.get("http") or {}).get("sourceIp")
+            or (context.get("identity") or {}).get("sourceIp"),
+        },
+    )
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if str(key).lower() == name:
+            return str(value)
+    return None
+
+
+# ---- the caller, as the API functions see it --------------------------------------------
+
+
+def principal_from_context(context: Mapping[str, Any]) -> Principal:
+    """The principal an authorizer's context describes; Unauthorized if it describes none."""
+    principal_id = context.get("principal")
+    if not isinstance(principal_id, str) or not principal_id:
+        raise Unauthorized("authentication required")
+    raw = context.get("grants") or "[]"
+    try:
+        grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
+    except ValueError as exc:
+        raise Unauthorized("the authorizer's grants cannot be read") from exc
+    return Principal(id=principal_id, kind=str(context.get("kind") or "api_key"), grants=grants)
+
+
+class IamPrincipals:
+    """Principals of SigV4-signed calls (the IAM-authorized HTTP API), grants cached briefly.
+
+    The id is derived from the caller's ARN so that an admin can grant it:
+    `iam:<account>:role:<role name>` for an assumed role (any session),
+    `iam:<account>:user:<user name>`, `iam:<account>:root`.
+    """
+
+    def __init__(
+        self,
+        access: AccessControl,
+        *,
+        ttl_seconds: float = 60,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._access = access
+        self._ttl = ttl_seconds
+        self._now = now
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    def principal(self, user_arn: str) -> Principal:
+        principal_id = iam_principal_id(user_arn)
+        cached = self._cache.get(principal_id)
+        if cached is not None and self._now() - cached[0] < self._ttl:
+            return cached[1]
+        principal = Principal(
+            id=principal_id, kind="iam", grants=self._access.grants_of([principal_id])
+        )
+        self._cache[principal_id] = (self._now(), principal)
+        return principal
+
+
+def iam_principal_id(user_arn: str) -> str:
+    """`arn:aws:sts::1234:assumed-role/Role/session` -> `iam:1234:role:Role`, and so on."""
+    parts = user_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        raise Unauthorized("the IAM caller has no usable ARN")
+    account, resource = parts[4], parts[5]
+    kind, _, rest = resource.partition("/")
+    names = rest.split("/")
+    if kind == "assumed-role" and len(names) >= 1:
+        return f"iam:{account}:role:{names[0]}"
+    if kind in ("user", "role") and rest:
+        return f"iam:{account}:{kind}:{names[-1]}"
+    if kind == "root":
+        return f"iam:{account}:root"
+    raise Unauthorized("the IAM caller's ARN is of a kind mqless cannot grant")
+
+
+def http_caller(
+    event: Mapping[str, Any], *, required: bool, iam: Callable[[str], Principal]
+) -> Principal:
+    """The caller of an HTTP API request, from its authorizer context."""
+    if not required:
+        return ANONYMOUS
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if "lambda" in authorizer:
+        return principal_from_context(authorizer["lambda"] or {})
+    user_arn = (authorizer.get("iam") or {}).get("userArn")
+    if isinstance(user_arn, str) and user_arn:
+        return iam(user_arn)
+    raise Unauthorized("authentication required: send Authorization: Bearer <token>")
+
+
+def websocket_caller(event: Mapping[str, Any], *, required: bool) -> Principal:
+    """The caller of a `$connect`; kind `pending` for a STOMP client that will send its
+    token in CONNECT."""
+    if not required:
+        return ANONYMOUS
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if authorizer.get("kind") == PENDING:
+        return Principal(id="", kind=PENDING)
+    return principal_from_context(authorizer)
