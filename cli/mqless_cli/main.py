@@ -27,6 +27,7 @@ def _dev(args: argparse.Namespace) -> int:
         ws_port=args.ws_port,
         schedule_rate=args.schedule_rate,
         verbose=args.verbose,
+        auth=not args.no_auth,
     )
     stop = threading.Event()
 
@@ -80,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run scheduled functions this often instead of their template rate",
     )
     dev.add_argument("--verbose", action="store_true", help="print function logs in full")
+    dev.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="run no authorizer: every request is let in as `anonymous` (AUTH_MODE=off)",
+    )
     dev.set_defaults(run=_dev)
     client_commands.register(commands)
     return parser

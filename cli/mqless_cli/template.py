@@ -36,8 +36,10 @@ Template: TypeAlias = dict[str, Json]
 """A whole template, intrinsic functions in their long form (``{"Ref": ...}``)."""
 
 __all__ = [
+    "Authorizer",
     "CfnLoader",
     "HttpRoute",
+    "IdentitySource",
     "Json",
     "Schedule",
     "Stack",
@@ -142,11 +144,40 @@ def load_template(path: str | os.PathLike[str]) -> Template:
 
 
 class HttpRoute(NamedTuple):
-    """One HTTP API route: the method and path API Gateway matches, and the function it calls."""
+    """One HTTP API route: the method and path API Gateway matches, and the function it calls.
+
+    Its authorizer, if any, is in ``Stack.http_authorizers()``.
+    """
 
     method: str
     path: str
     function: str
+
+
+class IdentitySource(NamedTuple):
+    """One part of a request that an authorizer needs: ``("header", "Authorization")``.
+
+    ``location`` is ``header``, ``querystring``, ``stageVariables`` or ``context``.
+    """
+
+    location: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """A Lambda (REQUEST) authorizer, as API Gateway runs it in front of a route."""
+
+    name: str
+    function: str | None
+    """Logical id of the authorizer's function; None if it is no Lambda function of the template."""
+    identity_sources: tuple[IdentitySource, ...] = ()
+    """Checked before the function runs: one missing or empty means 401, uninvoked."""
+    ttl_seconds: int = 0
+    """How long a response is cached per identity-source values (0: not cached)."""
+    simple_responses: bool = False
+    """HTTP APIs: the function answers ``{"isAuthorized": ...}`` rather than an IAM policy."""
+    payload_format_version: str = "2.0"
 
 
 @dataclass(frozen=True)
@@ -180,6 +211,8 @@ class WebSocketRoute(NamedTuple):
     function: str | None
     """Logical id of the Lambda function behind an AWS_PROXY/AWS integration; None otherwise."""
     two_way: bool
+    authorizer: Authorizer | None = None
+    """The Lambda authorizer of a ``CUSTOM`` route (API Gateway allows one on ``$connect``)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +230,36 @@ class WebSocketApi:
 
 # The function a Lambda ARN or API Gateway invocation URI names (an alias/version may follow).
 _LAMBDA_FUNCTION = re.compile(r"arn:[^:]+:lambda:[^:]*:[^:]*:function:(?P<name>[^/:]+)")
+
+# SAM's Identity lists of an HTTP API Lambda authorizer, and where each looks.
+_SAM_IDENTITY = (
+    ("Headers", "header"),
+    ("QueryStrings", "querystring"),
+    ("StageVariables", "stageVariables"),
+    ("Context", "context"),
+)
+# An ApiGatewayV2 identity source: route.request.header.X, $request.querystring.x, context.x...
+_IDENTITY_SOURCE = re.compile(
+    r"\$?(?:route\.)?(?:request\.)?(?P<location>header|querystring|stageVariables|context)"
+    r"\.(?P<name>.+)"
+)
+# API Gateway's default result TTL where an identity source allows caching.
+_DEFAULT_AUTHORIZER_TTL = 300
+
+
+def _identity_sources(value: Json, where: str) -> tuple[IdentitySource, ...]:
+    """An ApiGatewayV2 ``IdentitySource`` (a list, or one comma-separated string) as a tuple."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else _sequence(value, where)
+    sources = []
+    for item in items:
+        text = _text(item, where).strip()
+        match = _IDENTITY_SOURCE.fullmatch(text)
+        if match is None:
+            raise TemplateError(f"{where}: {text!r} is not an identity source")
+        sources.append(IdentitySource(match.group("location"), match.group("name")))
+    return tuple(sources)
 
 
 @dataclass(frozen=True)
@@ -584,6 +647,9 @@ class Stack:
         return {
             name: _text(self.resolve(_mapping(output, name).get("Value")), f"Outputs.{name}")
             for name, output in outputs.items()
+            # an output whose Condition is false does not exist, as in CloudFormation
+            if "Condition" not in _mapping(output, name)
+            or self.condition(_text(_mapping(output, name)["Condition"], f"Outputs.{name}"))
         }
 
     # -- functions and their triggers ----------------------------------------------------
@@ -618,24 +684,99 @@ class Stack:
                     where = f"{logical_id}.Events.{event_name}.Properties"
                     yield logical_id, _mapping(self.resolve(event.get("Properties", {})), where)
 
-    def http_routes(self) -> list[HttpRoute]:
-        """The HTTP API routes, in template order (``$default`` where no path is given)."""
-        return [
-            HttpRoute(
+    def _http_events(self) -> Iterator[tuple[HttpRoute, dict[str, Json]]]:
+        """Yield each HttpApi event as a route, with its resolved properties."""
+        for function, event in self._events("HttpApi"):
+            route = HttpRoute(
                 method=_text(event.get("Method", "ANY"), "Method").upper(),
                 path=_text(event.get("Path", "$default"), "Path"),
                 function=function,
             )
-            for function, event in self._events("HttpApi")
-        ]
+            yield route, event
+
+    def http_routes(self) -> list[HttpRoute]:
+        """The HTTP API routes, in template order (``$default`` where no path is given)."""
+        return [route for route, _ in self._http_events()]
+
+    def http_authorizers(self) -> dict[HttpRoute, Authorizer]:
+        """The Lambda authorizer each HTTP API route runs first; public routes are left out.
+
+        A route's event names its authorizer in ``Auth.Authorizer`` (``NONE``: public), else
+        its API's ``Auth.DefaultAuthorizer`` applies (an event without ``ApiId`` belongs to
+        SAM's implicit API, configured by ``Globals.HttpApi``). Of an API's properties only
+        what is read here is resolved, so others (a log group's ARN, an invoke role) cannot
+        get in the way. JWT and IAM authorizers are left out: only functions run locally.
+        """
+        sam_globals = _mapping(self.template.get("Globals", {}), "Globals")
+        global_api = _mapping(sam_globals.get("HttpApi", {}), "Globals.HttpApi")
+        global_auth = _mapping(global_api.get("Auth", {}), "Globals.HttpApi.Auth")
+        auths: dict[str | None, dict[str, Json]] = {None: global_auth}  # API id -> its Auth
+        for logical_id, resource in self.declared("AWS::Serverless::HttpApi"):
+            properties = _mapping(resource.get("Properties", {}), f"{logical_id}.Properties")
+            own = properties.get("Auth", {})
+            auth = _merge_globals(copy.deepcopy(global_auth), copy.deepcopy(own))
+            auths[_text(self.ref(logical_id), logical_id)] = _mapping(auth, f"{logical_id}.Auth")
+
+        found: dict[HttpRoute, Authorizer] = {}
+        known: dict[tuple[str | None, str], Authorizer | None] = {}
+        for route, event in self._http_events():
+            where = f"{route.method} {route.path}"
+            api_id = event.get("ApiId")
+            api = None if api_id is None else _text(api_id, f"{where} ApiId")
+            auth = auths.get(api, {})
+            chosen = _mapping(event.get("Auth", {}), f"{where} Auth").get("Authorizer")
+            if chosen is None:
+                chosen = self.resolve(auth.get("DefaultAuthorizer"))
+            if chosen is None or _text(chosen, f"{where} Authorizer") == "NONE":
+                continue
+            name = _text(chosen, f"{where} Authorizer")
+            if (api, name) not in known:
+                declared = _mapping(auth.get("Authorizers", {}), "Auth.Authorizers")
+                if name not in declared:
+                    raise TemplateError(f"{where} names authorizer {name!r}, not declared")
+                known[api, name] = self._http_authorizer(name, _mapping(declared[name], name))
+            authorizer = known[api, name]
+            if authorizer is not None:
+                found[route] = authorizer
+        return found
+
+    def _http_authorizer(self, name: str, spec: dict[str, Json]) -> Authorizer | None:
+        """A SAM HttpApi ``Auth.Authorizers`` entry; None unless it is a Lambda authorizer."""
+        if "FunctionArn" not in spec:
+            return None  # a JWT (OAuth2) or IAM authorizer
+        arn = _text(self.resolve(spec["FunctionArn"]), f"{name}.FunctionArn")
+        match = _LAMBDA_FUNCTION.search(arn)
+        functions = {
+            f"{self.stack_name}-{logical_id}": logical_id for logical_id in self.functions()
+        }
+        identity = _mapping(self.resolve(spec.get("Identity", {})), f"{name}.Identity")
+        sources = tuple(
+            IdentitySource(location, _text(item, f"{name}.Identity.{key}"))
+            for key, location in _SAM_IDENTITY
+            for item in _sequence(identity.get(key, []), f"{name}.Identity.{key}")
+        )
+        ttl = _integer(
+            identity.get("ReauthorizeEvery", _DEFAULT_AUTHORIZER_TTL), "ReauthorizeEvery"
+        )
+        version = self.resolve(spec.get("AuthorizerPayloadFormatVersion", "2.0"))
+        return Authorizer(
+            name=name,
+            function=functions.get(match.group("name")) if match is not None else None,
+            identity_sources=sources,
+            # API Gateway caches only what it can key on: no identity source, no cache
+            ttl_seconds=ttl if sources else 0,
+            simple_responses=_flag(self.resolve(spec.get("EnableSimpleResponses", False))),
+            payload_format_version=_text(version, f"{name}.AuthorizerPayloadFormatVersion"),
+        )
 
     def websocket_apis(self) -> list[WebSocketApi]:
         """The WebSocket APIs declared as raw ``AWS::ApiGatewayV2`` resources, in template order.
 
-        Routes are joined to their integrations through ``Target: integrations/{id}`` and to
-        their route responses through ``RouteId``; a route whose integration is not a Lambda
-        function of this template gets ``function=None``. Only the properties needed here are
-        resolved, so unrelated intrinsics (a role ARN, an authorizer) cannot get in the way.
+        Routes are joined to their integrations through ``Target: integrations/{id}``, to
+        their route responses through ``RouteId`` and to their authorizers (``CUSTOM``) through
+        ``AuthorizerId``; a route whose integration is not a Lambda function of this template
+        gets ``function=None``. Only the properties needed here are resolved, so unrelated
+        intrinsics (a role ARN, a log group) cannot get in the way.
         """
 
         def field(logical_id: str, resource: dict[str, Json], name: str) -> Json:
@@ -667,6 +808,21 @@ class Stack:
             _text(field(logical_id, resource, "RouteId"), f"{logical_id}.RouteId")
             for logical_id, resource in self.declared("AWS::ApiGatewayV2::RouteResponse")
         }
+        authorizers: dict[str, Authorizer] = {}  # authorizer id -> authorizer
+        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Authorizer"):
+            authorizer_type = field(logical_id, resource, "AuthorizerType")
+            if _text(authorizer_type, f"{logical_id}.AuthorizerType").upper() != "REQUEST":
+                continue  # JWT authorizers belong to HTTP APIs
+            uri = field(logical_id, resource, "AuthorizerUri")
+            match = _LAMBDA_FUNCTION.search(uri) if isinstance(uri, str) else None
+            name = field(logical_id, resource, "Name")
+            authorizers[_text(self.ref(logical_id), logical_id)] = Authorizer(
+                name=_text(name, f"{logical_id}.Name") if name is not None else logical_id,
+                function=functions.get(match.group("name")) if match is not None else None,
+                identity_sources=_identity_sources(
+                    field(logical_id, resource, "IdentitySource"), f"{logical_id}.IdentitySource"
+                ),
+            )
         routes: dict[str, dict[str, WebSocketRoute]] = {api_id: {} for api_id in apis}
         for logical_id, resource in self.declared("AWS::ApiGatewayV2::Route"):
             api_id = _text(field(logical_id, resource, "ApiId"), f"{logical_id}.ApiId")
@@ -675,10 +831,21 @@ class Stack:
             key = _text(field(logical_id, resource, "RouteKey"), f"{logical_id}.RouteKey")
             target = field(logical_id, resource, "Target")
             integration = target.partition("integrations/")[2] if isinstance(target, str) else ""
+            authorizer = None
+            authorization = field(logical_id, resource, "AuthorizationType")
+            where = f"{logical_id}.AuthorizationType"
+            if authorization is not None and _text(authorization, where) == "CUSTOM":
+                authorizer_id = field(logical_id, resource, "AuthorizerId")
+                authorizer = authorizers.get(_text(authorizer_id, f"{logical_id}.AuthorizerId"))
+                if authorizer is None:
+                    raise TemplateError(
+                        f"{logical_id}: AuthorizerId names no REQUEST AWS::ApiGatewayV2::Authorizer"
+                    )
             routes[api_id][key] = WebSocketRoute(
                 route_key=key,
                 function=integrations.get(integration),
                 two_way=_text(self.ref(logical_id), logical_id) in two_way,
+                authorizer=authorizer,
             )
 
         stages: dict[str, str] = {}

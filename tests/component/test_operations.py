@@ -10,8 +10,8 @@ import pytest
 from conftest_http import HttpApi
 
 from mqless import runtime
-from mqless.outbound import Connection
 from mqless.access import EVERYTHING
+from mqless.outbound import Connection
 from mqless.principals import Principal
 from mqless.store import MessageStore
 from mqless_cli.template import Stack

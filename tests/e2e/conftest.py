@@ -1,4 +1,9 @@
-"""Start `mqless dev` as a user does (the `mqless` command, in a subprocess) on free ports."""
+"""Start `mqless dev` as a user does (the `mqless` command, in a subprocess) on free ports.
+
+A template whose routes have authorizers gets a dev token, printed at start; DevServer
+reads it, and gives it to clients: `auth_headers()` for HTTP (and WebSocket clients that
+can send headers), `authed_ws_url` (`?access_token=`) for WebSocket clients.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 READY = "mqless dev: ready"
+DEV_TOKEN = "  dev token "
 START_TIMEOUT = 90.0
 
 
@@ -37,6 +44,19 @@ class DevServer:
     ws_url: str
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str] = field(default_factory=queue.Queue)
+    token: str | None = None
+    """The dev token `mqless dev` printed (None: it printed none, e.g. with --no-auth)."""
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <dev token>`; nothing when there is no token."""
+        return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def authed_ws_url(self) -> str:
+        """The WebSocket URL with the dev token as `?access_token=` (if there is one)."""
+        if self.token is None:
+            return self.ws_url
+        return f"{self.ws_url}/?access_token={quote(self.token, safe='')}"
 
     def output(self) -> str:
         self._drain()
@@ -115,6 +135,8 @@ def start_dev(template: Path, *extra: str) -> DevServer:
     while time.monotonic() < deadline:
         server._drain()
         if any(READY in line for line in server.lines):
+            tokens = [line.split()[-1] for line in server.lines if line.startswith(DEV_TOKEN)]
+            server.token = tokens[0] if tokens else None
             return server
         if process.poll() is not None:
             break

@@ -204,7 +204,7 @@ def test_schedules_run_at_the_dev_rate(
 
 def test_curl_style_form_bodies_are_read_as_json(dev_server: Callable[..., DevServer]) -> None:
     server = dev_server()
-    with httpx.Client(base_url=server.http_url, timeout=30) as http:
+    with httpx.Client(base_url=server.http_url, headers=server.auth_headers(), timeout=30) as http:
         form = {"content-type": "application/x-www-form-urlencoded"}
         created = http.put("/queues/curl", content=b"{}", headers=form)
         sent = http.post("/queues/curl/messages", content=b'{"body": "hi"}', headers=form)

@@ -9,7 +9,9 @@ from tests.e2e.conftest import DevServer
 
 def test_create_send_receive_ack_over_http(mqless_dev: DevServer) -> None:
     # Given a running `mqless dev`
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         # When a queue is created, a message sent, received and acked with plain HTTP
         created = http.put("/queues/tour", json={"visibility_timeout": 30})
         sent = http.post("/queues/tour/messages", json={"body": "hello", "attributes": {"k": "v"}})
@@ -34,7 +36,9 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(mqless_dev: DevServer) -
     import time
 
     # Given a consumer long-polling an empty queue
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         http.put("/queues/longpoll", json={})
         result: dict[str, object] = {}
 
@@ -48,7 +52,9 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(mqless_dev: DevServer) -
         consumer.start()
         time.sleep(0.5)
         # When a producer sends
-        with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as producer:
+        with httpx.Client(
+            base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+        ) as producer:
             producer.post("/queues/longpoll/messages", json={"body": "wake up"})
         consumer.join(timeout=15)
 
@@ -59,7 +65,9 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(mqless_dev: DevServer) -
 
 
 def test_errors_are_json_problems_over_the_wire(mqless_dev: DevServer) -> None:
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         # When a client sends malformed JSON and asks for an unknown queue and route
         bad_json = http.post(
             "/queues/tour/messages",
@@ -78,7 +86,9 @@ def test_errors_are_json_problems_over_the_wire(mqless_dev: DevServer) -> None:
 
 
 def test_console_prints_one_line_per_invocation(mqless_dev: DevServer) -> None:
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         http.get("/queues")
     line = mqless_dev.wait_for_output("GET /queues -> 200")
     assert "HttpApiFunction" in line
@@ -89,7 +99,9 @@ def test_topic_publish_reaches_a_durable_subscription_through_the_stream(
 ) -> None:
     import time
 
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         # Given a queue subscribed to every `shop.` topic whose region is eu
         http.put("/queues/eu-orders", json={})
         subscribed = http.put(

@@ -11,6 +11,10 @@ subscription are seeded first, and the generated path parameters and receipts ar
 sometimes swapped for those (schema hooks below): such cases get past the 404s into the
 broker itself.
 
+Every request carries the dev token (an administrator of everything), so the cases reach
+the operations rather than the authorizer; the `dev` principal itself is never a generated
+path parameter, since replacing or deleting it would lock the rest of the run out.
+
 Undocumented methods (TRACE, QUERY, ...) are sent by a test of their own, so that a failure
 there does not cut the fuzzing of the documented ones short. There is no stateful test:
 the document has no links, and scenarios along the links schemathesis infers draw from live
@@ -67,6 +71,8 @@ QUEUES = ("orders", "orders.fifo", "poison", "poison.dlq")
 SCRATCH = tuple(f"scratch-{n}" for n in range(5))
 RECEIPT_PATHS = ("/ack", "/nack", "/visibility")
 TOPICS = ("orders.created", "orders.*", "orders.>")
+PRINCIPALS = ("fuzzed", "fuzzed.other")
+DEV_PRINCIPAL = "dev"
 VALID_NAME = st.from_regex(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"), fullmatch=True)
 # long polls are proven in test_http_tour; here they would only add wall time
 MAX_WAIT_SECONDS = 0.2
@@ -138,9 +144,18 @@ def _seed(http: httpx.Client) -> Seeded:
         ok(http.post("/queues/poison/receive", json={"visibility_timeout": 0}))
     assert ok(http.get("/queues/poison.dlq"))["counts"]["visible"] == 1
     ok(http.put("/topics/orders.created/subscriptions/audit", json={"queue": "orders"}))
+    for name in PRINCIPALS:
+        grants = [{"pattern": "orders.*", "actions": ["send", "receive"]}]
+        ok(http.put(f"/access/principals/{name}", json={"grants": grants}))
     for name in SCRATCH:
         ok(http.post(f"/queues/{name}/messages", json={"body": "scratch"}))
     return seeded
+
+
+def _not_the_dev_principal(path_parameters: dict[str, Any]) -> dict[str, Any]:
+    if path_parameters.get("principal_id") == DEV_PRINCIPAL:
+        return {**path_parameters, "principal_id": PRINCIPALS[0]}
+    return path_parameters
 
 
 def _forged_receipt(queue: str, key: str, lease: str) -> str:
@@ -190,8 +205,13 @@ def _with_hooks(loaded: schemathesis.BaseSchema, seeded: Seeded) -> None:
             names = st.just("orders")  # where the seeded messages and leases are
         else:
             names = queues | VALID_NAME
-        swaps = {"name": names, "message_id": message_ids, "sub": st.just("audit") | VALID_NAME}
-        return swapped(path_parameters, swaps)
+        swaps = {
+            "name": names,
+            "message_id": message_ids,
+            "sub": st.just("audit") | VALID_NAME,
+            "principal_id": st.sampled_from(PRINCIPALS),
+        }
+        return swapped(path_parameters, swaps).map(_not_the_dev_principal)
 
     @loaded.hook
     def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
@@ -224,7 +244,10 @@ def fuzzed_dev() -> Iterator[tuple[DevServer, Seeded]]:
     """One `mqless dev` for this module (not the shared one: the fuzzing litters it)."""
     server = start_dev(ROOT / "template.yaml")
     try:
-        with httpx.Client(base_url=server.http_url, timeout=30) as http:
+        assert server.token, f"`mqless dev` printed no dev token:\n{server.output()}"
+        with httpx.Client(
+            base_url=server.http_url, headers=server.auth_headers(), timeout=30
+        ) as http:
             seeded = _seed(http)
         yield server, seeded
     finally:
@@ -234,7 +257,7 @@ def fuzzed_dev() -> Iterator[tuple[DevServer, Seeded]]:
 
 def _load(server: DevServer, seeded: Seeded) -> schemathesis.BaseSchema:
     loaded = schemathesis.openapi.from_url(f"{server.http_url}/openapi.json")
-    loaded.config.update(base_url=server.http_url)
+    loaded.config.update(base_url=server.http_url, headers=server.auth_headers())
     _with_hooks(loaded, seeded)
     return loaded
 

@@ -76,9 +76,18 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def run_scenario(node: str, server: DevServer, script: str, **options: Any) -> dict[str, Any]:
-    """Run tests/e2e/stompjs/<script> against `server`; what its clients saw, as JSON."""
-    command = [node, str(SCRIPTS / script), server.ws_url, json.dumps({**OPTIONS, **options})]
+def run_scenario(
+    node: str, server: DevServer, script: str, *, auth: str = "query", **options: Any
+) -> dict[str, Any]:
+    """Run tests/e2e/stompjs/<script> against `server`; what its clients saw, as JSON.
+
+    The clients authenticate with the dev token in the URL (`auth="query"`, `?access_token=`)
+    or in every CONNECT frame (`auth="passcode"`, the URL carrying none).
+    """
+    url = server.authed_ws_url if auth == "query" else server.ws_url
+    if auth == "passcode" and server.token is not None:
+        options = {"passcode": server.token, **options}
+    command = [node, str(SCRIPTS / script), url, json.dumps({**OPTIONS, **options})]
     env = {**os.environ, "STOMP_DEBUG": "1"}  # the wire log goes to stderr, shown on failure
     try:
         done = subprocess.run(
@@ -110,7 +119,7 @@ def run_scenario(node: str, server: DevServer, script: str, **options: Any) -> d
 
 def receive_over_http(server: DevServer, queue: str) -> list[dict[str, Any]]:
     """What an HTTP consumer finds in `queue` now (after a short long poll)."""
-    with httpx.Client(base_url=server.http_url, timeout=30) as http:
+    with httpx.Client(base_url=server.http_url, headers=server.auth_headers(), timeout=30) as http:
         response = http.post(f"/queues/{queue}/receive", json={"wait_seconds": 1})
     assert response.status_code == 200, response.text
     return list(response.json()["messages"])
@@ -136,14 +145,16 @@ class QueueRun:
 
 @pytest.fixture(
     scope="module",
-    params=[(["1.2", "1.1", "1.0"], "1.2"), (["1.1"], "1.1")],
-    ids=["offers-1.2-1.1-1.0", "offers-1.1-only"],
+    params=[(["1.2", "1.1", "1.0"], "1.2", "query"), (["1.1"], "1.1", "passcode")],
+    ids=["offers-1.2-1.1-1.0-token-in-url", "offers-1.1-only-token-as-passcode"],
 )
 def queue_run(request: pytest.FixtureRequest, node: str, mqless_dev: DevServer) -> QueueRun:
     """One run of queue_ack.mjs: publish, receive, ACK; publish, NACK, redelivery, ACK."""
-    offered, expected = request.param
+    offered, expected, auth = request.param
     queue = unique("stompjs-ack")
-    result = run_scenario(node, mqless_dev, "queue_ack.mjs", queue=queue, versions=offered)
+    result = run_scenario(
+        node, mqless_dev, "queue_ack.mjs", auth=auth, queue=queue, versions=offered
+    )
     return QueueRun(queue, expected, result)
 
 
@@ -222,7 +233,9 @@ def test_disconnect_is_answered_with_its_receipt(queue_run: QueueRun) -> None:
 @pytest.fixture(scope="module")
 def receipts_run(node: str, mqless_dev: DevServer) -> dict[str, Any]:
     topic, queue = unique("stompjs-rcpt"), unique("stompjs-rcpt")
-    result = run_scenario(node, mqless_dev, "receipts.mjs", topic=topic, queue=queue)
+    result = run_scenario(
+        node, mqless_dev, "receipts.mjs", auth="passcode", topic=topic, queue=queue
+    )
     return {"topic": topic, "queue": queue, **result}
 
 

@@ -3,7 +3,8 @@
 stomp.py offers no WebSocket subprotocol unless told to, so it is given the header
 `Sec-WebSocket-Protocol: v12.stomp`, as a stomp.py user pointing it at API Gateway must do.
 It opens with a STOMP frame (not CONNECT) carrying `host`, and ACKs/NACKs 1.2 messages
-with `id` alone (no `subscription` header).
+with `id` alone (no `subscription` header). It authenticates with the dev token in an
+`Authorization: Bearer` header of the handshake, or as the STOMP frame's `passcode`.
 """
 
 from __future__ import annotations
@@ -101,19 +102,31 @@ class Recorder(stomp.ConnectionListener):
         return list(self.wait_for(f"{count} MESSAGE frame(s)", enough))
 
 
-@contextmanager
-def stomppy(server: DevServer) -> Iterator[tuple[WSStompConnection, Recorder]]:
-    """A connected stomp.py WebSocket client; DISCONNECTed (or cut) afterwards."""
+def open_stomppy(
+    server: DevServer, *, passcode: str | None = None
+) -> tuple[WSStompConnection, Recorder]:
+    """A stomp.py WebSocket client that has sent its STOMP frame. With no passcode the dev
+    token goes in the handshake's Authorization header; with one, in the STOMP frame."""
     url = urlsplit(server.ws_url)
+    header = {"Sec-WebSocket-Protocol": "v12.stomp"}
+    if passcode is None:
+        header.update(server.auth_headers())
     connection = WSStompConnection(
-        [(url.hostname, url.port)],
-        header={"Sec-WebSocket-Protocol": "v12.stomp"},
-        reconnect_attempts_max=1,
+        [(url.hostname, url.port)], header=header, reconnect_attempts_max=1
     )
     recorder = Recorder()
     connection.set_listener("recorder", recorder)
     # wait=True would wait for CONNECTED with no time limit
-    connection.connect(wait=False)
+    connection.connect(passcode=passcode, wait=False)
+    return connection, recorder
+
+
+@contextmanager
+def stomppy(
+    server: DevServer, *, passcode: str | None = None
+) -> Iterator[tuple[WSStompConnection, Recorder]]:
+    """A connected stomp.py WebSocket client; DISCONNECTed (or cut) afterwards."""
+    connection, recorder = open_stomppy(server, passcode=passcode)
     try:
         recorder.wait_for("CONNECTED", lambda: recorder.connected)
         yield connection, recorder
@@ -175,14 +188,17 @@ def test_stomppy_sends_receives_and_acks_on_a_queue(mqless_dev: DevServer) -> No
     assert message.headers["content-type"] == "text/plain"
     assert message.headers["colour"] == "red"
     assert later == [] and errors == []
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         left = http.post(f"/queues/{queue}/receive", json={"wait_seconds": 1}).json()
     assert left["messages"] == []
 
 
 def test_stomppy_nack_gets_the_message_redelivered(mqless_dev: DevServer) -> None:
     queue = unique("stomppy-nack")
-    with stomppy(mqless_dev) as (connection, recorder):
+    # (this client brings its token in the STOMP frame, not in the handshake)
+    with stomppy(mqless_dev, passcode=mqless_dev.token) as (connection, recorder):
         # Given a message delivered to a client-individual subscriber
         connection.subscribe(f"/queue/{queue}", id="py", ack="client-individual")
         connection.send(f"/queue/{queue}", "again please")
@@ -216,3 +232,21 @@ def test_stomppy_wildcard_topic_subscription(mqless_dev: DevServer) -> None:
     assert message.headers["subscription"] == "all"
     assert message.headers["destination"] == f"/topic/{prefix}.eu.fr"
     assert message.headers["lang"] == "fr"
+
+
+def test_stomppy_with_a_wrong_passcode_gets_an_error_and_is_disconnected(
+    mqless_dev: DevServer,
+) -> None:
+    # Given a stomp.py client that brings no token in its handshake
+    # When its STOMP frame carries a passcode that is no valid key
+    connection, recorder = open_stomppy(mqless_dev, passcode="mqk_not-a-key")
+    try:
+        error = recorder.wait_for("ERROR", lambda: recorder.of("ERROR"))[0]
+        disconnected = recorder.disconnected.wait(WAIT)
+    finally:
+        if connection.is_connected():
+            connection.transport.disconnect_socket()
+    # Then it gets an ERROR instead of CONNECTED, and the socket is closed
+    assert recorder.connected is None
+    assert error.headers["message"]
+    assert disconnected

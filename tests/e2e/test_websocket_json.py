@@ -39,8 +39,11 @@ async def _quiet(ws: Any, seconds: float) -> list[dict[str, Any]]:
 def test_live_subscribers_get_matching_topic_messages(mqless_dev: DevServer) -> None:
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         async with (
-            websockets.connect(mqless_dev.ws_url) as first,
-            websockets.connect(mqless_dev.ws_url) as second,
+            websockets.connect(mqless_dev.authed_ws_url) as first,
+            # (this one sends its token in a header, not in the URL)
+            websockets.connect(
+                mqless_dev.ws_url, additional_headers=mqless_dev.auth_headers()
+            ) as second,
         ):
             # Given two clients subscribed to a wildcard and an exact topic
             await first.send(
@@ -52,7 +55,9 @@ def test_live_subscribers_get_matching_topic_messages(mqless_dev: DevServer) -> 
             await _next(first, "subscribed")
             await _next(second, "subscribed")
             # When a message is published over HTTP
-            async with httpx.AsyncClient(base_url=mqless_dev.http_url, timeout=30) as http:
+            async with httpx.AsyncClient(
+                base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+            ) as http:
                 published = await http.post(
                     "/topics/news.eu/messages",
                     json={"body": "hello", "attributes": {"lang": "en"}},
@@ -70,7 +75,7 @@ def test_live_subscribers_get_matching_topic_messages(mqless_dev: DevServer) -> 
 
 def test_publish_over_websocket_with_a_receipt(mqless_dev: DevServer) -> None:
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
-        async with websockets.connect(mqless_dev.ws_url) as ws:
+        async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             await ws.send(
                 json.dumps({"action": "subscribe", "destination": "/topic/chat.>", "id": "s"})
             )
@@ -95,7 +100,7 @@ def test_publish_over_websocket_with_a_receipt(mqless_dev: DevServer) -> None:
 
 def test_publish_to_a_queue_over_websocket_lands_in_the_queue(mqless_dev: DevServer) -> None:
     async def scenario() -> dict[str, Any]:
-        async with websockets.connect(mqless_dev.ws_url) as ws:
+        async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             await ws.send(
                 json.dumps(
                     {
@@ -109,7 +114,9 @@ def test_publish_to_a_queue_over_websocket_lands_in_the_queue(mqless_dev: DevSer
             return await _next(ws, "receipt")
 
     receipt = asyncio.run(scenario())
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         got = http.post("/queues/ws-jobs/receive", json={"wait_seconds": 2}).json()
     assert [m["message_id"] for m in got["messages"]] == [receipt["message_id"]]
 
@@ -118,7 +125,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
     mqless_dev: DevServer,
 ) -> None:
     async def scenario() -> list[dict[str, Any]]:
-        async with websockets.connect(mqless_dev.ws_url) as ws:
+        async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             errors = []
             for frame in (
                 "not json",
@@ -145,7 +152,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
 
 def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
     async def subscribe_and_leave() -> None:
-        async with websockets.connect(mqless_dev.ws_url) as ws:
+        async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             await ws.send(
                 json.dumps({"action": "subscribe", "destination": "/topic/gone.x", "id": "g"})
             )
@@ -153,7 +160,9 @@ def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
 
     asyncio.run(subscribe_and_leave())
     mqless_dev.wait_for_output("WebSocketFunction")
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
         published = http.post("/topics/gone.x/messages", json={"body": "anyone?"})
     assert published.status_code == 201
     # the dispatch function finds no subscriber and fails nothing
@@ -165,9 +174,11 @@ def test_queue_consumers_get_pushed_messages_ack_nack_and_share(mqless_dev: DevS
     async def scenario() -> dict[str, Any]:
         seen: dict[str, Any] = {}
         async with (
-            websockets.connect(mqless_dev.ws_url) as first,
-            websockets.connect(mqless_dev.ws_url) as second,
-            httpx.AsyncClient(base_url=mqless_dev.http_url, timeout=30) as http,
+            websockets.connect(mqless_dev.authed_ws_url) as first,
+            websockets.connect(mqless_dev.authed_ws_url) as second,
+            httpx.AsyncClient(
+                base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+            ) as http,
         ):
             # Given a consumer with client-individual acks and prefetch 1
             await first.send(

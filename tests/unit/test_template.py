@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from mqless_cli.template import (
+    Authorizer,
+    HttpRoute,
+    IdentitySource,
     Json,
     Schedule,
     Stack,
@@ -329,6 +332,183 @@ def test_getatt_of_an_unprovisioned_resource_is_an_error_not_a_guess() -> None:
         stack.resolve({"Fn::GetAtt": ["Layer", "Arn"]})
 
 
+# --- authorizers ----------------------------------------------------------------------------
+
+AUTH_TEMPLATE = """
+Globals:
+  HttpApi:
+    Auth:
+      DefaultAuthorizer: Implicit
+      Authorizers:
+        Implicit:
+          FunctionArn: !GetAtt Check.Arn
+          AuthorizerPayloadFormatVersion: "2.0"
+Resources:
+  Check: {Type: AWS::Serverless::Function, Properties: {}}
+  Logs: {Type: AWS::Logs::LogGroup}
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      AccessLogSettings: {DestinationArn: !GetAtt Logs.Arn}
+      Auth:
+        DefaultAuthorizer: Token
+        Authorizers:
+          Token:
+            FunctionArn: !GetAtt Check.Arn
+            AuthorizerPayloadFormatVersion: "2.0"
+            EnableSimpleResponses: true
+            Identity: {Headers: [Authorization], QueryStrings: [t], ReauthorizeEvery: 60}
+          Shared:
+            FunctionArn: !Sub "arn:aws:lambda:us-east-1:123456789012:function:${Check}:live"
+            AuthorizerPayloadFormatVersion: "2.0"
+            Identity: {Headers: [Authorization]}
+          Jwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration: {issuer: https://issuer.example, audience: [mqless]}
+          Elsewhere:
+            FunctionArn: arn:aws:lambda:us-east-1:123456789012:function:not-ours
+            AuthorizerPayloadFormatVersion: "2.0"
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Default: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /a, Method: get}}
+        Public:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: /b, Method: GET, Auth: {Authorizer: NONE}}
+        Named:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: /c, Method: GET, Auth: {Authorizer: Shared}}
+        ByJwt:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: /d, Method: GET, Auth: {Authorizer: Jwt}}
+        NotOurs:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: /e, Method: GET, Auth: {Authorizer: Elsewhere}}
+        Implicit: {Type: HttpApi, Properties: {Path: /f, Method: GET}}
+"""
+
+
+def auth_stack(text: str = AUTH_TEMPLATE) -> Stack:
+    return Stack(parse_template(text), stack_name="s")
+
+
+def test_routes_without_their_own_auth_get_their_apis_default_authorizer() -> None:
+    # Given an HTTP API whose DefaultAuthorizer is a cached simple-response Lambda authorizer
+    # When the routes' authorizers are read
+    authorizers = auth_stack().http_authorizers()
+    # Then a route without Auth gets it, with its identity sources and TTL
+    assert authorizers[HttpRoute("GET", "/a", "Fn")] == Authorizer(
+        name="Token",
+        function="Check",
+        identity_sources=(
+            IdentitySource("header", "Authorization"),
+            IdentitySource("querystring", "t"),
+        ),
+        ttl_seconds=60,
+        simple_responses=True,
+    )
+
+
+def test_a_route_can_opt_out_of_authorization_or_name_another_authorizer() -> None:
+    # When the authorizers of a NONE route and of a route naming `Shared` are read
+    authorizers = auth_stack().http_authorizers()
+    # Then the first has none; the second gets Shared, IAM responses, API Gateway's 300 s TTL
+    assert HttpRoute("GET", "/b", "Fn") not in authorizers
+    assert authorizers[HttpRoute("GET", "/c", "Fn")] == Authorizer(
+        name="Shared",
+        function="Check",
+        identity_sources=(IdentitySource("header", "Authorization"),),
+        ttl_seconds=300,
+        simple_responses=False,
+    )
+
+
+def test_jwt_authorizers_are_not_run_and_foreign_functions_are_unknown() -> None:
+    # When the authorizers of a JWT route and of a route whose function is not in the template
+    authorizers = auth_stack().http_authorizers()
+    # Then the JWT route has none the local gateway could run; the other names no function
+    assert HttpRoute("GET", "/d", "Fn") not in authorizers
+    assert authorizers[HttpRoute("GET", "/e", "Fn")].function is None
+
+
+def test_events_without_an_api_id_use_the_implicit_apis_global_auth() -> None:
+    # When the authorizer of an event of SAM's implicit HTTP API is read
+    authorizer = auth_stack().http_authorizers()[HttpRoute("GET", "/f", "Fn")]
+    # Then it is Globals.HttpApi's default, uncached since it has no identity source
+    assert authorizer == Authorizer(name="Implicit", function="Check")
+
+
+def test_a_route_naming_an_undeclared_authorizer_is_an_error() -> None:
+    # Given a route that names an authorizer its API does not declare
+    text = AUTH_TEMPLATE.replace("Auth: {Authorizer: Shared}", "Auth: {Authorizer: Typo}")
+    # When the authorizers are read
+    # Then the template is refused, naming the route
+    with pytest.raises(TemplateError, match="GET /c names authorizer 'Typo'"):
+        auth_stack(text).http_authorizers()
+
+
+WS_AUTH_TEMPLATE = """
+Resources:
+  Check: {Type: AWS::Serverless::Function, Properties: {}}
+  Handle: {Type: AWS::Serverless::Function, Properties: {}}
+  Ws:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}
+  Gate:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: !Ref Ws
+      AuthorizerType: REQUEST
+      AuthorizerUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/functions/${Check.Arn}
+      IdentitySource: [route.request.querystring.access_token, route.request.header.Auth]
+      Name: gate
+  Integration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Ws
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/functions/${Handle.Arn}
+  Connect:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Ws
+      RouteKey: $connect
+      AuthorizationType: CUSTOM
+      AuthorizerId: !Ref Gate
+      Target: !Sub integrations/${Integration}
+  Default:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Ws, RouteKey: $default, Target: !Sub "integrations/${Integration}"}
+"""
+
+
+def test_a_custom_websocket_route_knows_its_request_authorizer() -> None:
+    # Given a WebSocket API whose $connect is CUSTOM with a REQUEST authorizer
+    # When its routes are read
+    (api,) = auth_stack(WS_AUTH_TEMPLATE).websocket_apis()
+    # Then $connect has the authorizer (its function, its identity sources); $default none
+    assert api.routes["$connect"].authorizer == Authorizer(
+        name="gate",
+        function="Check",
+        identity_sources=(
+            IdentitySource("querystring", "access_token"),
+            IdentitySource("header", "Auth"),
+        ),
+    )
+    assert api.routes["$connect"].function == "Handle"
+    assert api.routes["$default"].authorizer is None
+
+
+def test_a_custom_websocket_route_without_its_authorizer_is_an_error() -> None:
+    # Given a CUSTOM route whose AuthorizerId names no authorizer
+    text = WS_AUTH_TEMPLATE.replace("AuthorizerId: !Ref Gate", "AuthorizerId: nowhere")
+    # When the routes are read
+    # Then the template is refused
+    with pytest.raises(TemplateError, match="Connect: AuthorizerId"):
+        auth_stack(text).websocket_apis()
+
+
 # --- template.yaml: references ------------------------------------------------------------
 
 
@@ -505,7 +685,7 @@ def test_functions_may_use_the_tables_their_environment_names(
     merged_functions: dict[str, Any], resources: Resources
 ) -> None:
     missing = []
-    for name, properties in merged_functions.items():
+    for name, properties in _data_path(merged_functions).items():
         # Given a function and the tables its environment names
         tables = resources_named_in_environment(properties, resources, "AWS::DynamoDB::Table")
         # When its DynamoDB statements are read
@@ -528,7 +708,7 @@ def test_functions_may_make_and_open_data_keys_with_the_key_their_environment_na
     merged_functions: dict[str, Any], resources: Resources
 ) -> None:
     missing = []
-    for name, properties in merged_functions.items():
+    for name, properties in _data_path(merged_functions).items():
         # Given a function and the KMS keys its environment names
         keys = resources_named_in_environment(properties, resources, "AWS::KMS::Key")
         statements = [
@@ -742,6 +922,7 @@ def test_functions_get_only_the_actions_they_use(merged_functions: dict[str, Any
         "dynamodb:ConditionCheckItem",
         "dynamodb:BatchWriteItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",
         "kms:GenerateDataKey",
         "kms:Decrypt",
         "execute-api:ManageConnections",
@@ -761,6 +942,25 @@ def test_functions_get_only_the_actions_they_use(merged_functions: dict[str, Any
             if "execute-api:ManageConnections" in actions:
                 text = str(resources)
                 assert "@connections/*" in text and "WebSocketApi" in text
+
+
+def _data_path(functions: dict[str, Any]) -> dict[str, Any]:
+    """The functions that touch messages (the authorizer inherits the same environment from
+    Globals but reads only principals and keys: see the test below)."""
+    return {name: f for name, f in functions.items() if name != "AuthorizerFunction"}
+
+
+def test_the_authorizer_may_only_read_principals_and_keys(
+    merged_functions: dict[str, Any],
+) -> None:
+    statements = _statements(merged_functions["AuthorizerFunction"])
+
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        (
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+            {"Fn::GetAtt": ["DestinationsTable", "Arn"]},
+        )
+    ]
 
 
 def test_the_kms_condition_matches_what_the_core_sends() -> None:

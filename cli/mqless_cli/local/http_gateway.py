@@ -5,11 +5,17 @@ becomes the event API Gateway would send, and the function's answer is mapped ba
 way HTTP APIs map it (a dict with `statusCode`, or anything else as a 200 JSON body).
 The same server answers the WebSocket API's `@connections` management calls, so the
 unchanged boto3 `apigatewaymanagementapi` client reaches live sockets.
+
+A route with a Lambda authorizer (`Stack.http_authorizers()`) runs it first, as HTTP APIs
+do (`authorizers.py`): a missing identity source is a 401 without invoking it, a denial a
+403, a failed or unusable answer a 500; on success the route's event carries the
+authorizer's context in `requestContext.authorizer.lambda`.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import threading
@@ -22,6 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from mqless_cli.local.authorizers import (
+    InvalidResponse,
+    ResponseCache,
+    identity_values,
+    outcome,
+    verdict,
+)
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.template import HttpRoute, Stack
 
@@ -36,6 +49,7 @@ _TEXT_TYPES = (
     "+xml",
 )
 _CONNECTIONS = re.compile(r"^(?:/[^/@]+)?/@connections/(?P<id>[^/?]+)$")
+_JSON = {"content-type": "application/json"}
 
 
 class ConnectionGone(Exception):
@@ -93,11 +107,21 @@ class HttpGateway:
         port: int = 8080,
         connections: Connections | None = None,
         cors: bool = True,
+        run_authorizers: bool = True,
     ) -> None:
+        """`run_authorizers=False` lets every request through as if its route were public."""
         self._stack = stack
         self._functions = functions
         self._connections = connections
         self._cors = cors
+        self._authorizers = stack.http_authorizers() if run_authorizers else {}
+        for authorizer in set(self._authorizers.values()):
+            if authorizer.payload_format_version != "2.0":
+                raise ValueError(
+                    f"authorizer {authorizer.name}: only payload format 2.0 authorizers run "
+                    f"locally, not {authorizer.payload_format_version}"
+                )
+        self._authorizer_cache = ResponseCache()
         self._routes = sorted(
             (_compile(r) for r in stack.http_routes()),
             key=lambda c: c.specificity,
@@ -217,18 +241,86 @@ class HttpGateway:
             event["body"] = text_body
         return event
 
+    def authorize(
+        self, route: HttpRoute, event: dict[str, Any], request_line: str
+    ) -> _Reply | None:
+        """Run the route's authorizer for `event`: None to go on (the event now carries the
+        authorizer's context), else the answer API Gateway gives instead (401, 403, 500)."""
+        authorizer = self._authorizers.get(route)
+        if authorizer is None:
+            return None
+        values = identity_values(
+            authorizer.identity_sources,
+            headers=event["headers"],
+            query=event.get("queryStringParameters", {}),
+            context=event["requestContext"],
+        )
+        if values is None:
+            return _Reply(401, dict(_JSON), [], b'{"message":"Unauthorized"}')
+        context = event["requestContext"]
+        resource = (
+            f"arn:{self._stack.ref('AWS::Partition')}:execute-api:{self._stack.region}:"
+            f"{self._stack.account_id}:{context['apiId']}/{context['stage']}/"
+            f"{context['http']['method']}{event['rawPath']}"
+        )
+        key = ResponseCache.key(authorizer, values)
+        cached, response = self._authorizer_cache.get(key) if key is not None else (False, None)
+        if not cached:
+            if authorizer.function not in self._functions.specs:
+                return _server_error()
+            request = self._authorizer_event(event, values, resource)
+            simple = authorizer.simple_responses
+            try:
+                response = self._functions.invoke(
+                    str(authorizer.function),
+                    request,
+                    summary=lambda r: (
+                        f"authorize {request_line} -> "
+                        f"{outcome(r, simple=simple, resource=resource)}"
+                    ),
+                )
+            except FunctionError:
+                return _server_error()
+        try:
+            found = verdict(response, simple=authorizer.simple_responses, resource=resource)
+        except InvalidResponse:
+            return _server_error()
+        if key is not None and not cached:
+            self._authorizer_cache.put(key, response, authorizer.ttl_seconds)
+        if not found.allowed:
+            return _Reply(403, dict(_JSON), [], b'{"message":"Forbidden"}')
+        event["requestContext"]["authorizer"] = {"lambda": copy.deepcopy(found.context)}
+        return None
+
+    def _authorizer_event(
+        self, event: dict[str, Any], values: list[str], resource: str
+    ) -> dict[str, Any]:
+        """The payload-format-2.0 REQUEST event an HTTP API sends its Lambda authorizer."""
+        return copy.deepcopy(
+            {
+                "version": "2.0",
+                "type": "REQUEST",
+                "routeArn": resource,
+                "identitySource": values,
+                "routeKey": event["routeKey"],
+                "rawPath": event["rawPath"],
+                "rawQueryString": event["rawQueryString"],
+                "cookies": event.get("cookies", []),
+                "headers": event["headers"],
+                "queryStringParameters": event.get("queryStringParameters", {}),
+                "requestContext": event["requestContext"],
+                "pathParameters": event.get("pathParameters", {}),
+                "stageVariables": {},
+            }
+        )
+
     def invoke(
         self, route: HttpRoute, event: dict[str, Any], summary: Callable[[Any], str]
     ) -> _Reply:
         try:
             result = self._functions.invoke(route.function, event, summary=summary)
         except FunctionError:
-            return _Reply(
-                500,
-                {"content-type": "application/json"},
-                [],
-                b'{"message":"Internal Server Error"}',
-            )
+            return _server_error()
         return _reply_from(result)
 
     def connections(self) -> Connections | None:
@@ -245,6 +337,10 @@ class _Reply:
     headers: dict[str, str]
     cookies: list[str]
     body: bytes
+
+
+def _server_error() -> _Reply:
+    return _Reply(500, dict(_JSON), [], b'{"message":"Internal Server Error"}')
 
 
 def _wire_connection(info: dict[str, Any]) -> dict[str, Any]:
@@ -366,7 +462,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             status = result.get("statusCode", 200) if isinstance(result, dict) else 200
             return f"{request_line} -> {status if result is not None else 500}"
 
-        reply = self.owner.invoke(route, event, summary)
+        reply = self.owner.authorize(route, event, request_line)
+        if reply is None:
+            reply = self.owner.invoke(route, event, summary)
         if self.owner.cors:
             reply.headers.update(self._cors_headers(preflight=False))
         self._send(reply)

@@ -1,4 +1,9 @@
-"""`mqless dev`: moto, the functions, the gateways, the stream pollers and the schedules."""
+"""`mqless dev`: moto, the functions, the gateways, the stream pollers and the schedules.
+
+Authorizers run as API Gateway runs them, and a template whose routes have authorizers gets a
+dev token: an API key of principal `dev`, administrator of everything, made in the embedded
+AWS at start. `auth=False` (`--no-auth`) runs no authorizer and sets `AUTH_MODE=off`.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.http_gateway import HttpGateway
+from mqless_cli.template import Stack
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
 # a WebSocket API's own URL (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)
 _WEBSOCKET_API = re.compile(r"^wss://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?(/[^/]*)?$")
+DEV_PRINCIPAL = "dev"
 
 
 class DevRuntime:
@@ -31,12 +38,16 @@ class DevRuntime:
         ws_port: int = 8081,
         schedule_rate: float | None = None,
         verbose: bool = False,
+        auth: bool = True,
     ) -> None:
         self.template = template
         self.host = host
         self.http_port = http_port
         self.ws_port = ws_port
         self.schedule_rate = schedule_rate
+        self.auth = auth
+        self.token: str | None = None
+        """The dev token, once started (None: no authorizers, or `auth=False`)."""
         self.console = Console(verbose=verbose)
         self.cloud: LocalCloud | None = None
         self.http: HttpGateway | None = None
@@ -58,7 +69,9 @@ class DevRuntime:
         # Functions print Powertools JSON logs; route them through the console.
         sys.stdout = FunctionOutput(self.console)
         functions = FunctionHost(stack, self.template.parent, listener=self.console.invocation)
-        self.http = HttpGateway(stack, functions, host=self.host, port=self.http_port)
+        self.http = HttpGateway(
+            stack, functions, host=self.host, port=self.http_port, run_authorizers=self.auth
+        )
         http_url = self.http.url
         ws_url = f"ws://{self.host}:{self.ws_port}"
         for name, value in functions.environment().items():
@@ -66,10 +79,17 @@ class DevRuntime:
             # WebSocket API's URL this machine's WebSocket gateway
             value = _WEBSOCKET_API.sub(ws_url, value)
             os.environ[name] = _EXECUTE_API.sub(http_url, value)
+        if not self.auth:
+            os.environ["AUTH_MODE"] = "off"  # the functions let everyone in, as `anonymous`
+        protected = self.auth and _has_authorizers(stack)
+        if protected and "DESTINATIONS_TABLE" in os.environ:
+            self.token = _dev_token(os.environ["DESTINATIONS_TABLE"])
         if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
             from mqless_cli.local.ws_gateway import WebSocketGateway
 
-            self.ws = WebSocketGateway(stack, functions, host=self.host, port=self.ws_port)
+            self.ws = WebSocketGateway(
+                stack, functions, host=self.host, port=self.ws_port, run_authorizers=self.auth
+            )
             self.ws.start()
             self.http.set_connections(self.ws)
         self.http.start()
@@ -104,6 +124,16 @@ class DevRuntime:
         if schedules:
             rate = f"every {self.schedule_rate:g} s" if self.schedule_rate else "template rate"
             self.console.line(f"  schedules      {len(schedules)} ({rate})")
+        if not self.auth:
+            self.console.line("  auth           off (--no-auth)")
+        elif self.token is not None:
+            self.console.line(f"  dev token      {self.token}")
+            self.console.line(
+                f"                 export MQLESS_TOKEN={self.token}  "
+                "(HTTP: Authorization: Bearer <token>; WebSocket: ?access_token=<token>)"
+            )
+        elif protected:
+            self.console.line("  auth           authorizers on; no dev token for this template")
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
     def stop(self) -> None:
@@ -118,3 +148,23 @@ class DevRuntime:
         if self.cloud is not None:
             self.cloud.stop()
         sys.stdout = sys.__stdout__
+
+
+def _has_authorizers(stack: Stack) -> bool:
+    """Whether any HTTP or WebSocket route of the template runs an authorizer."""
+    if stack.http_authorizers():
+        return True
+    return any(
+        route.authorizer is not None
+        for api in stack.websocket_apis()
+        for route in api.routes.values()
+    )
+
+
+def _dev_token(destinations_table: str) -> str:
+    """A key of principal `dev`, administrator of everything, in the embedded AWS."""
+    from mqless.access import AccessControl, bootstrap_admin
+    from mqless.clock import SystemClock
+
+    access = AccessControl(LocalCloud.client("dynamodb"), destinations_table, SystemClock())
+    return str(bootstrap_admin(access, DEV_PRINCIPAL).token)

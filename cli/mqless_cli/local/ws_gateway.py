@@ -4,6 +4,12 @@ The API, its routes, integrations and route responses come from the template
 (`Stack.websocket_apis()`); the functions run in this process through `FunctionHost`.
 What API Gateway does, and so this gateway too:
 
+- A `CUSTOM` `$connect` route runs its Lambda REQUEST authorizer first, with the handshake's
+  headers and query string: a missing identity source refuses the upgrade with 401 uninvoked,
+  an IAM policy that does not allow `execute-api:Invoke` on the route's ARN with 403, the
+  function raising `Unauthorized` with 401, any other failure with 500. The authorizer's
+  `principalId` and context become `requestContext.authorizer` of every event of the
+  connection (`$connect`, messages, `$disconnect`).
 - `$connect` runs while the upgrade request waits. A non-2xx `statusCode` refuses the upgrade
   with that HTTP status; a crashed function refuses it with 502. A `Sec-WebSocket-Protocol`
   header in the function's response is echoed in the handshake; if the function returns none,
@@ -31,6 +37,7 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import copy
 import http
 import json
 import os
@@ -51,9 +58,10 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from mqless_cli.local.authorizers import InvalidResponse, identity_values, outcome, verdict
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.local.http_gateway import ConnectionGone
-from mqless_cli.template import Stack, WebSocketApi, WebSocketRoute
+from mqless_cli.template import Authorizer, Stack, WebSocketApi, WebSocketRoute
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -72,6 +80,7 @@ IDLE_TIMEOUT_SECONDS = 10 * 60.0
 MAX_CONNECTION_SECONDS = 2 * 60 * 60.0
 INTEGRATION_TIMEOUT_SECONDS = 29.0
 
+_AUTHORIZER_FAILED = '{"message":"Internal Server Error"}'
 # disconnectReason as API Gateway words it, for the codes whose wording is known; else the
 # close frame's own reason.
 _DISCONNECT_REASONS = {
@@ -203,6 +212,8 @@ class _Pending:
     user_agent: str
     domain: str
     subprotocol: str | None
+    authorizer: dict[str, Any] | None = None
+    """What the `$connect` authorizer said: `requestContext.authorizer` of every event."""
 
 
 @dataclass
@@ -216,6 +227,7 @@ class _Connection:
     user_agent: str
     domain: str
     last_active: int
+    authorizer: dict[str, Any] | None = None
     opened: float = field(default_factory=time.monotonic)
     last_active_monotonic: float = field(default_factory=time.monotonic)
     closing: tuple[int, str] | None = None
@@ -239,16 +251,22 @@ class WebSocketGateway:
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         max_connection_seconds: float = MAX_CONNECTION_SECONDS,
         workers: int = 32,
+        run_authorizers: bool = True,
     ) -> None:
+        """`run_authorizers=False` opens every connection as if `$connect` had no authorizer."""
         apis = stack.websocket_apis()
         if not apis:
             raise ValueError(
                 "the template declares no AWS::ApiGatewayV2::Api of ProtocolType WEBSOCKET"
             )
         self.api: WebSocketApi = apis[0]
+        self._stack = stack
         self._functions = functions
         self._routes: dict[str, WebSocketRoute] = {
-            key: route if route.function in functions.specs else route._replace(function=None)
+            key: route._replace(
+                function=route.function if route.function in functions.specs else None,
+                authorizer=route.authorizer if run_authorizers else None,
+            )
             for key, route in self.api.routes.items()
         }
         self._host = host
@@ -466,7 +484,7 @@ class WebSocketGateway:
     def _connection_context(
         self, connection: _Connection, route_key: str, event_type: str
     ) -> dict[str, Any]:
-        return self._context(
+        context = self._context(
             route_key=route_key,
             event_type=event_type,
             connection_id=connection.id,
@@ -475,6 +493,9 @@ class WebSocketGateway:
             user_agent=connection.user_agent,
             domain=connection.domain,
         )
+        if connection.authorizer is not None:
+            context["authorizer"] = copy.deepcopy(connection.authorizer)
+        return context
 
     async def _invoke(
         self, function: str, event: dict[str, Any], summary: Callable[[Any], str]
@@ -497,6 +518,12 @@ class WebSocketGateway:
         domain = request.headers.get("Host", f"{self._host}:{self._port}")
         pending = _Pending(connection_id, connected_at, source_ip, user_agent, domain, None)
         route = self._routes.get("$connect")
+        if route is not None and route.authorizer is not None:
+            refusal = await self._authorize(
+                route.authorizer, self._connect_event(socket, request, pending), pending
+            )
+            if refusal is not None:
+                return refusal
         if route is not None and route.function is not None:
             event = self._connect_event(socket, request, pending)
             try:
@@ -516,6 +543,62 @@ class WebSocketGateway:
                         result.get("multiValueHeaders"), "Sec-WebSocket-Protocol"
                     )
         self._pending[socket] = pending
+        return None
+
+    async def _authorize(
+        self, authorizer: Authorizer, event: dict[str, Any], pending: _Pending
+    ) -> Response | None:
+        """Run the `$connect` authorizer: None to go on (`pending` now holds what it said),
+        else the refusal API Gateway answers the handshake with."""
+        query = event.get("queryStringParameters", {})
+        values = identity_values(
+            authorizer.identity_sources,
+            headers=event["headers"],
+            query=query,
+            context=event["requestContext"],
+        )
+        if values is None:
+            return _refusal(http.HTTPStatus.UNAUTHORIZED, '{"message":"Unauthorized"}')
+        if authorizer.function is None or authorizer.function not in self._functions.specs:
+            return _refusal(http.HTTPStatus.INTERNAL_SERVER_ERROR, _AUTHORIZER_FAILED)
+        resource = (
+            f"arn:{self._stack.ref('AWS::Partition')}:execute-api:{self._stack.region}:"
+            f"{self._stack.account_id}:{self.api.api_id}/{self.stage}/$connect"
+        )
+        request = copy.deepcopy(
+            {
+                "type": "REQUEST",
+                "methodArn": resource,
+                "headers": event["headers"],
+                "multiValueHeaders": event["multiValueHeaders"],
+                "queryStringParameters": query,
+                "multiValueQueryStringParameters": event.get("multiValueQueryStringParameters", {}),
+                "stageVariables": {},
+                "requestContext": event["requestContext"],
+            }
+        )
+        connection_id = pending.connection_id
+        try:
+            response = await self._invoke(
+                authorizer.function,
+                request,
+                lambda r: (
+                    f"WS authorize {connection_id} -> {outcome(r, simple=False, resource=resource)}"
+                ),
+            )
+        except FunctionError as failure:
+            if (
+                str(failure.error) == "Unauthorized"
+            ):  # Lambda's errorMessage, as API Gateway reads it
+                return _refusal(http.HTTPStatus.UNAUTHORIZED, '{"message":"Unauthorized"}')
+            return _refusal(http.HTTPStatus.INTERNAL_SERVER_ERROR, _AUTHORIZER_FAILED)
+        try:
+            found = verdict(response, simple=False, resource=resource)
+        except InvalidResponse:
+            return _refusal(http.HTTPStatus.INTERNAL_SERVER_ERROR, _AUTHORIZER_FAILED)
+        if not found.allowed:
+            return _refusal(http.HTTPStatus.FORBIDDEN, '{"message":"Forbidden"}')
+        pending.authorizer = {"principalId": found.principal_id or "", **found.context}
         return None
 
     def _connect_event(
@@ -554,6 +637,8 @@ class WebSocketGateway:
             user_agent=pending.user_agent,
             domain=pending.domain,
         )
+        if pending.authorizer is not None:
+            event["requestContext"]["authorizer"] = copy.deepcopy(pending.authorizer)
         event["isBase64Encoded"] = False
         return event
 
@@ -582,6 +667,7 @@ class WebSocketGateway:
             user_agent=pending.user_agent,
             domain=pending.domain,
             last_active=pending.connected_at,
+            authorizer=pending.authorizer,
         )
         with self._lock:
             self._connections[connection.id] = connection

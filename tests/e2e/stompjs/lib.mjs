@@ -7,6 +7,8 @@
 //   quietMs   how long "nothing more arrives" is watched for (default 1000)
 //   timeoutMs the whole scenario's deadline (default 60000)
 //   versions  STOMP versions offered, highest first (default ["1.2", "1.1", "1.0"])
+//   passcode  sent in every CONNECT (with `login` if given): how a client that put no
+//             token in the URL (?access_token=) authenticates
 // STOMP_DEBUG=1 sends stompjs's debug log (every frame in and out) to stderr.
 //
 // Exit codes: 0 the scenario ran to its end (what it saw is in the JSON, right or wrong);
@@ -40,6 +42,9 @@ class Context {
     this.quietMs = options.quietMs ?? 1000;
     this.timeoutMs = options.timeoutMs ?? 60000;
     this.versions = options.versions ?? ['1.2', '1.1', '1.0'];
+    this.connectHeaders = {};
+    if (options.login) this.connectHeaders.login = options.login;
+    if (options.passcode) this.connectHeaders.passcode = options.passcode;
     this.connections = [];
     this.inboxes = [];
     this.out = {};
@@ -90,7 +95,7 @@ class Context {
   }
 
   /** Open a connection and wait for CONNECTED. */
-  async connect(name, { versions = this.versions, connectHeaders = {} } = {}) {
+  async connect(name, { versions = this.versions, connectHeaders = this.connectHeaders } = {}) {
     const connection = new Connection(this, name, versions, connectHeaders);
     this.connections.push(connection);
     connection.client.activate();

@@ -1,0 +1,351 @@
+"""Authentication: API keys and JWTs become principals; the authorizer answers both APIs.
+
+JWTs are signed here with a fresh RSA key and verified against a real OIDC issuer served
+on this machine (discovery document and JWKS over HTTP), as the authorizer does in AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mqless.access import EVERYTHING, AccessControl
+from mqless.auth import (
+    Authenticator,
+    IamPrincipals,
+    IssuerKeys,
+    JwtSettings,
+    JwtVerifier,
+    authorize,
+    bearer_token,
+    http_caller,
+    iam_principal_id,
+    websocket_caller,
+)
+from mqless.clock import ManualClock
+from mqless.errors import Unauthorized
+from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
+from tests.component.conftest import Aws
+
+ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
+ORDERS = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])
+OPS = parse_grants([{"pattern": ">", "actions": ["admin"]}])
+
+
+class Issuer:
+    """An OIDC issuer on 127.0.0.1: discovery, JWKS, and tokens signed with its key."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "k1"
+        self.requests: list[str] = []
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:
+                issuer.requests.append(self.path)
+                if self.path == "/.well-known/openid-configuration":
+                    body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks.json"}
+                elif self.path == "/jwks.json":
+                    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(issuer.key.public_key()))
+                    body = {"keys": [{**public, "kid": issuer.kid, "use": "sig", "alg": "RS256"}]}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, *, key: Any = None, kid: str | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {"iss": self.url, "sub": "alice", "exp": now + 300, "iat": now, **claims}
+        return jwt.encode(
+            payload, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid}
+        )
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    served = Issuer()
+    yield served
+    served.server.shutdown()
+
+
+@pytest.fixture
+def access(aws: Aws, clock: ManualClock) -> AccessControl:
+    return AccessControl(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
+
+
+@pytest.fixture
+def authenticator(access: AccessControl, issuer: Issuer) -> Authenticator:
+    settings = JwtSettings(issuer=issuer.url, audience="mqless-app")
+    return Authenticator(access, JwtVerifier(settings, IssuerKeys(issuer.url)))
+
+
+# ---- JWTs ---------------------------------------------------------------------------------
+
+
+def test_a_jwt_is_its_subject_with_the_grants_of_the_subject_and_its_groups(
+    authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    access.put_principal(ROOT, "alice", ORDERS)
+    access.put_principal(ROOT, "group:ops", OPS)
+
+    principal = authenticator.authenticate(
+        issuer.token(aud="mqless-app", **{"cognito:groups": ["ops", "nobody"]})
+    )
+
+    assert (principal.id, principal.kind) == ("alice", "jwt")
+    assert set(principal.grants) == {*ORDERS, *OPS}
+
+
+def test_a_cognito_access_token_names_its_app_in_client_id(
+    authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    access.put_principal(ROOT, "alice", ORDERS)
+
+    principal = authenticator.authenticate(issuer.token(client_id="mqless-app"))
+
+    GrantPolicy().check(principal, Action.SEND, "orders.eu")
+
+
+def test_a_jwt_nobody_granted_anything_may_do_nothing(
+    authenticator: Authenticator, issuer: Issuer
+) -> None:
+    principal = authenticator.authenticate(issuer.token(aud="mqless-app", sub="stranger"))
+
+    assert principal.grants == ()
+    assert not GrantPolicy().permits(principal, Action.RECEIVE, "orders.eu")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"aud": "another-app"}, "another audience"),
+        ({"iss": "https://evil.example"}, "invalid JWT"),
+        ({"exp": int(time.time()) - 120}, "invalid JWT"),
+        ({"sub": ""}, "no 'sub' claim"),
+        ({"kid": "rotated-away"}, "does not publish"),
+        ({"key": "forged"}, "invalid JWT"),
+    ],
+)
+def test_a_jwt_that_is_not_exactly_right_is_refused(
+    authenticator: Authenticator, issuer: Issuer, change: dict[str, Any], reason: str
+) -> None:
+    claims: dict[str, Any] = {"aud": "mqless-app", **change}
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = issuer.token(
+        key=key if claims.pop("key", None) else None, kid=claims.pop("kid", None), **claims
+    )
+
+    with pytest.raises(Unauthorized, match=reason):
+        authenticator.authenticate(token)
+
+
+def test_issuer_keys_are_fetched_once_and_unknown_key_ids_refetch_at_most_once_a_minute(
+    issuer: Issuer,
+) -> None:
+    now = [0.0]
+    keys = IssuerKeys(issuer.url, now=lambda: now[0])
+    issuer.requests.clear()
+
+    keys.key("k1")
+    keys.key("k1")
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            keys.key("forged-kid")
+    now[0] = 61.0
+    with pytest.raises(Unauthorized):
+        keys.key("forged-kid")
+
+    # discovery + JWKS on first use, and once more after a minute: never per token
+    assert issuer.requests.count("/jwks.json") == 2
+
+
+def test_without_an_issuer_only_api_keys_are_accepted(access: AccessControl) -> None:
+    with pytest.raises(Unauthorized, match="no JWT issuer"):
+        Authenticator(access).authenticate("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+
+
+def test_an_unreachable_issuer_refuses_instead_of_failing() -> None:
+    keys = IssuerKeys("http://127.0.0.1:9")
+
+    with pytest.raises(Unauthorized, match="cannot be read"):
+        keys.key("k1")
+
+
+# ---- the authorizer's answers ------------------------------------------------------------
+
+
+def _http_authorizer_event(authorization: str | None) -> dict[str, Any]:
+    headers = {"authorization": authorization} if authorization is not None else {}
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": "arn:aws:execute-api:us-east-1:123456789012:api/$default/GET/queues",
+        "identitySource": [authorization] if authorization else [],
+        "routeKey": "GET /queues",
+        "headers": headers,
+        "requestContext": {"http": {"sourceIp": "203.0.113.7"}, "routeKey": "GET /queues"},
+    }
+
+
+def _ws_authorizer_event(
+    query: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:ws/live/$connect",
+        "headers": headers or {},
+        "queryStringParameters": query,
+        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT"},
+    }
+
+
+def test_the_http_authorizer_passes_the_principal_and_grants_as_context(
+    authenticator: Authenticator, access: AccessControl
+) -> None:
+    access.put_principal(ROOT, "billing", ORDERS)
+    token = access.issue_key(ROOT, "billing").token
+
+    allowed = authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    refused = authorize(_http_authorizer_event(f"Bearer {token}x"), authenticator)
+    not_bearer = authorize(_http_authorizer_event(f"Basic {token}"), authenticator)
+
+    assert allowed["isAuthorized"] is True
+    caller = http_caller(
+        {"requestContext": {"authorizer": {"lambda": allowed["context"]}}},
+        required=True,
+        iam=lambda arn: ANONYMOUS,
+    )
+    assert (caller.id, caller.grants) == ("billing", ORDERS)
+    assert refused == not_bearer == {"isAuthorized": False}
+
+
+def test_the_websocket_authorizer_reads_the_query_string_or_the_header(
+    authenticator: Authenticator, access: AccessControl
+) -> None:
+    access.put_principal(ROOT, "billing", ORDERS)
+    token = access.issue_key(ROOT, "billing").token
+
+    by_query = authorize(_ws_authorizer_event(query={"access_token": token}), authenticator)
+    by_header = authorize(
+        _ws_authorizer_event(headers={"Authorization": f"Bearer {token}"}), authenticator
+    )
+    wrong = authorize(_ws_authorizer_event(query={"access_token": "mqk_nope"}), authenticator)
+
+    for answer in (by_query, by_header):
+        [statement] = answer["policyDocument"]["Statement"]
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"].endswith("/$connect")
+        caller = websocket_caller(
+            {"requestContext": {"authorizer": {"principalId": "x", **answer["context"]}}},
+            required=True,
+        )
+        assert (caller.id, caller.grants) == ("billing", ORDERS)
+    assert wrong["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+def test_a_websocket_handshake_without_a_token_is_401_unless_it_offers_stomp(
+    authenticator: Authenticator,
+) -> None:
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        authorize(_ws_authorizer_event(), authenticator)
+
+    pending = authorize(
+        _ws_authorizer_event(headers={"Sec-WebSocket-Protocol": "v11.stomp, v12.stomp"}),
+        authenticator,
+    )
+
+    assert pending["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert pending["context"]["kind"] == "pending"
+    caller = websocket_caller(
+        {"requestContext": {"authorizer": {"principalId": "x", **pending["context"]}}},
+        required=True,
+    )
+    assert (caller.id, caller.kind, caller.grants) == ("", "pending", ())
+
+
+# ---- the caller as the API functions see it ---------------------------------------------
+
+
+def test_with_auth_required_a_request_without_a_principal_is_unauthorized() -> None:
+    for authorizer in ({}, {"lambda": {}}, {"lambda": {"principal": ""}}):
+        with pytest.raises(Unauthorized):
+            http_caller(
+                {"requestContext": {"authorizer": authorizer}},
+                required=True,
+                iam=lambda arn: ANONYMOUS,
+            )
+    assert http_caller({}, required=False, iam=lambda arn: ROOT) == ANONYMOUS
+
+
+@pytest.mark.parametrize(
+    ("arn", "principal_id"),
+    [
+        (
+            "arn:aws:sts::123456789012:assumed-role/OrderService/i-0abc",
+            "iam:123456789012:role:OrderService",
+        ),
+        ("arn:aws:iam::123456789012:user/ops/jane", "iam:123456789012:user:jane"),
+        ("arn:aws:iam::123456789012:root", "iam:123456789012:root"),
+    ],
+)
+def test_iam_callers_are_named_so_an_admin_can_grant_them(arn: str, principal_id: str) -> None:
+    assert iam_principal_id(arn) == principal_id
+
+
+def test_an_iam_caller_gets_the_grants_kept_under_its_name(access: AccessControl) -> None:
+    access.put_principal(ROOT, "iam:123456789012:role:OrderService", ORDERS)
+    iam = IamPrincipals(access)
+
+    caller = http_caller(
+        {
+            "requestContext": {
+                "authorizer": {
+                    "iam": {"userArn": "arn:aws:sts::123456789012:assumed-role/OrderService/s1"}
+                }
+            }
+        },
+        required=True,
+        iam=iam.principal,
+    )
+
+    assert (caller.kind, caller.grants) == ("iam", ORDERS)
+    with pytest.raises(Unauthorized):
+        iam_principal_id("not-an-arn")
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc", "abc"),
+        ("bearer   abc ", "abc"),
+        ("Basic abc", None),
+        ("Bearer", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_tokens_are_read_from_the_authorization_header(
+    header: str | None, token: str | None
+) -> None:
+    assert bearer_token(header) == token
