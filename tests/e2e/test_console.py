@@ -1,7 +1,8 @@
 """The web console in a real browser: headless Chromium (Debian's) driven by Playwright.
 
-Against `mqless dev`: manage a queue from the page, and tail a topic over the WebSocket API.
-Screenshots go to test-output/console-*.png for a person to look at.
+Against `mqless dev` (authorizers on): sign in with the dev token, manage a queue from the
+page, and tail a topic over the WebSocket API. Screenshots go to test-output/console-*.png for
+a person to look at.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = ROOT / "test-output"
 WAIT_MS = 10_000
+TOKEN_KEY = "mqless.console.token"
+DEV_TOKEN = re.compile(r"dev token\b.*?\b(mqk_[0-9a-f]{24}_[A-Za-z0-9_-]{43})")
+# well formed, never issued: the authorizer refuses it
+WRONG_TOKEN = "mqk_" + "0" * 24 + "_" + "A" * 43
+# the browser logs each refused request as an error: tests that expect refusals allow them
+REFUSED = re.compile(r"status of (401|403) ")
 # every form control of the page (shown or not) has a label or an accessible name
 UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, textarea, select")]
     .filter((c) => c.labels.length === 0 && !c.getAttribute("aria-label"))
@@ -83,7 +90,26 @@ def browser(chromium: Path) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, mqless_dev: DevServer) -> Iterator[Page]:
+def allowed_console_errors() -> list[re.Pattern[str]]:
+    """Console errors a test expects (a refused token, say); it appends to this list."""
+    return []
+
+
+@pytest.fixture
+def dev_token(mqless_dev: DevServer) -> str:
+    """The admin token `mqless dev` prints on its `dev token` line."""
+    token = getattr(mqless_dev, "token", None)
+    if token:
+        return str(token)
+    match = DEV_TOKEN.search(mqless_dev.wait_for_output("dev token"))
+    assert match, f"no token on the `dev token` line:\n{mqless_dev.output()}"
+    return match.group(1)
+
+
+@pytest.fixture
+def page(
+    browser: Browser, mqless_dev: DevServer, allowed_console_errors: list[re.Pattern[str]]
+) -> Iterator[Page]:
     """A fresh page; any script error, refused connection (CSP) or 5xx fails the test."""
     from playwright.sync_api import expect
 
@@ -92,7 +118,7 @@ def page(browser: Browser, mqless_dev: DevServer) -> Iterator[Page]:
     opened = context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened.on("console", lambda msg: _note_console(msg, problems))
+    opened.on("console", lambda msg: _note_console(msg, problems, allowed_console_errors))
     yield opened
     context.close()
     if problems:
@@ -108,12 +134,14 @@ def page(browser: Browser, mqless_dev: DevServer) -> Iterator[Page]:
         )
 
 
-def _note_console(message: Any, problems: list[str]) -> None:
+def _note_console(message: Any, problems: list[str], allowed: list[re.Pattern[str]]) -> None:
     if message.type != "error":
         return
     url = str(message.location.get("url", "?"))
     # the create form asks GET /queues/<name> first, and a 404 is the answer it hopes for
     if "status of 404" in message.text and re.search(r"/queues/[^/]+$", url):
+        return
+    if any(pattern.search(message.text) for pattern in allowed):
         return
     problems.append(f"console error: {message.text} ({url})")
 
@@ -127,8 +155,25 @@ def _screenshot(page: Page, name: str, capsys: pytest.CaptureFixture[str]) -> Pa
     return path
 
 
+def _sign_in(page: Page, token: str) -> None:
+    """Sign in from the sign-in view the page shows first."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    page.get_by_label("Access token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def _stored(page: Page) -> dict[str, str]:
+    stored: dict[str, str] = page.evaluate(
+        """() => ({session: JSON.stringify(sessionStorage), local: JSON.stringify(localStorage)})"""
+    )
+    return stored
+
+
 def test_console_page_and_assets_come_with_security_headers(mqless_dev: DevServer) -> None:
-    # Given the console under mqless dev
+    # Given the console under mqless dev, and a browser that holds no token
     with httpx.Client(base_url=mqless_dev.http_url, timeout=10) as client:
         # When the browser asks for the page, its assets and its configuration
         page = client.get("/console")
@@ -146,18 +191,188 @@ def test_console_page_and_assets_come_with_security_headers(mqless_dev: DevServe
     assert "connect-src 'self'" in policy and "ws://127.0.0.1:" in policy
     assert config.json()["websocket_url"].startswith("ws://127.0.0.1:")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    # and the page is told to sign in first
+    assert config.json()["auth"] == "required"
+
+
+def test_signing_in_with_the_dev_token_opens_the_console_for_this_tab_only(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given the console, opened without a token
+    page.goto(f"{mqless_dev.http_url}/console")
+
+    # Then it asks for one before anything else: no sections, no data
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    expect(page.get_by_label("Access token")).to_be_focused()
+    expect(page.get_by_label("Access token")).to_have_attribute("type", "password")
+    expect(page.get_by_role("navigation")).to_have_count(0)
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_hidden()
+    assert page.evaluate(UNLABELLED_CONTROLS) == []
+    _screenshot(page, "signin", capsys)
+
+    # When the dev token is typed and submitted from the keyboard
+    page.get_by_label("Access token").fill(dev_token)
+    page.get_by_label("Access token").press("Enter")
+
+    # Then the queue list opens, and the token is kept for this tab only
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_focused()
+    expect(page.locator("#queues-updated")).to_contain_text("Updated")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    stored = _stored(page)
+    assert dev_token in stored["session"]
+    assert dev_token not in stored["local"]
+
+    # When the page is reloaded, the tab is still signed in
+    page.reload()
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
+    expect(page.locator("#queues-updated")).to_contain_text("Updated")
+
+    # When the user signs out
+    page.get_by_role("button", name="Sign out").click()
+
+    # Then the sign-in view is back, the token is gone, and a reload does not bring it back
+    expect(page.get_by_role("status")).to_have_text("Signed out.")
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    expect(page.get_by_role("navigation")).to_have_count(0)
+    assert dev_token not in _stored(page)["session"]
+    page.reload()
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+
+
+def test_under_no_auth_the_console_opens_without_signing_in(
+    dev_server: Callable[..., DevServer], browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given `mqless dev --no-auth`
+    server = dev_server(ROOT / "template.yaml", "--no-auth")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        # When the console is opened, with no token
+        page = context.new_page()
+        page.goto(f"{server.http_url}/console")
+
+        # Then the queue list loads at once, and there is nothing to sign in or out of
+        expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#queues-updated")).to_contain_text("Updated", timeout=WAIT_MS)
+        expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_hidden()
+        expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def test_a_wrong_token_shows_the_error_and_no_data(
+    mqless_dev: DevServer,
+    page: Page,
+    dev_token: str,
+    allowed_console_errors: list[re.Pattern[str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from playwright.sync_api import expect
+
+    allowed_console_errors.append(REFUSED)
+    # Given a queue the console would list to someone signed in
+    name = f"console-secret-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=10) as client:
+        created = client.put(
+            f"/queues/{name}", json={}, headers={"authorization": f"Bearer {dev_token}"}
+        )
+    assert created.status_code in (200, 201), created.text
+
+    # When a token the API never issued is submitted
+    page.goto(f"{mqless_dev.http_url}/console")
+    page.get_by_label("Access token").fill(WRONG_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+
+    # Then the sign-in view says it was not accepted, and shows nothing of the API's
+    alert = page.locator("#signin-error")
+    expect(alert).to_have_attribute("role", "alert")
+    expect(alert).to_contain_text("did not accept that token")
+    expect(page.get_by_label("Access token")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    expect(page.locator("body")).not_to_contain_text(name)
+    assert WRONG_TOKEN not in _stored(page)["session"]
+    _screenshot(page, "signin-refused", capsys)
+
+
+def test_a_token_the_api_refuses_later_brings_back_the_sign_in_view(
+    mqless_dev: DevServer,
+    page: Page,
+    dev_token: str,
+    allowed_console_errors: list[re.Pattern[str]],
+) -> None:
+    from playwright.sync_api import expect
+
+    allowed_console_errors.append(REFUSED)
+    # Given a tab signed in on the queue list
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+    expect(page.locator("#queues-updated")).to_contain_text("Updated")
+
+    # When the token it holds stops being accepted (here: replaced by one never issued)
+    page.evaluate(f"() => sessionStorage.setItem({TOKEN_KEY!r}, {WRONG_TOKEN!r})")
+    page.reload()
+
+    # Then its first refused call sends it back to the sign-in view, saying why
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    expect(page.locator("#signin-error")).to_contain_text("refused the token")
+    expect(page.get_by_role("navigation")).to_have_count(0)
+    assert WRONG_TOKEN not in _stored(page)["session"]
+
+    # And signing in again returns to where it was
+    _sign_in(page, dev_token)
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
+
+
+def test_an_action_the_principal_may_not_take_is_that_actions_error_not_a_sign_out(
+    mqless_dev: DevServer,
+    page: Page,
+    dev_token: str,
+    allowed_console_errors: list[re.Pattern[str]],
+) -> None:
+    from playwright.sync_api import expect
+
+    allowed_console_errors.append(REFUSED)
+    # Given a principal that may only send to and receive from `allowed.>` queues
+    principal = f"console-limited-{uuid.uuid4().hex[:8]}"
+    admin = {"authorization": f"Bearer {dev_token}"}
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=10, headers=admin) as client:
+        grants = [{"pattern": "allowed.>", "actions": ["send", "receive"]}]
+        put = client.put(f"/access/principals/{principal}", json={"grants": grants})
+        assert put.status_code == 201, put.text
+        issued = client.post(f"/access/principals/{principal}/keys", json={})
+        assert issued.status_code == 201, issued.text
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, issued.json()["token"])
+
+    # When it tries to create a queue outside its grants
+    denied = f"denied-{uuid.uuid4().hex[:8]}"
+    page.get_by_label("Queue name").fill(denied)
+    page.get_by_role("button", name="Create queue").click()
+
+    # Then that action fails with mqless's reason, and the tab stays signed in
+    expect(page.locator("#problem")).to_contain_text("forbidden")
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_hidden()
 
 
 def test_a_queue_is_created_filled_browsed_and_purged_from_the_console(
-    mqless_dev: DevServer, page: Page, capsys: pytest.CaptureFixture[str]
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from playwright.sync_api import expect
 
     name = f"console-{uuid.uuid4().hex[:8]}"
     archive = f"{name}-archive"
 
-    # Given the console's queue list
+    # Given the console's queue list, signed in with the dev token (reloaded: the tab keeps it)
     page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+    page.reload()
     expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
     expect(page.locator("#version")).to_have_text("v0.1.0")
     for landmark in ("banner", "navigation", "main", "contentinfo"):
@@ -236,14 +451,16 @@ def test_a_queue_is_created_filled_browsed_and_purged_from_the_console(
 
 
 def test_a_topic_tail_shows_what_is_published_over_http(
-    mqless_dev: DevServer, page: Page, capsys: pytest.CaptureFixture[str]
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from playwright.sync_api import expect
 
     topic = f"console.t{uuid.uuid4().hex[:8]}"
 
-    # Given the topics page, tailing `<topic>.>` on the dev server's WebSocket API
+    # Given the topics page (the sign-in view keeps the route), tailing `<topic>.>` on the dev
+    # server's WebSocket API, which gets the token in its URL
     page.goto(f"{mqless_dev.http_url}/console#/topics")
+    _sign_in(page, dev_token)
     topics = page.get_by_role("region", name="Topics")
     url = topics.get_by_label("WebSocket URL")
     expect(url).to_have_value(_starts_with("ws://127.0.0.1:"))
@@ -267,9 +484,11 @@ def test_a_topic_tail_shows_what_is_published_over_http(
     expect(page.locator("#topic-table")).to_contain_text(f"{topic}.>")
     _screenshot(page, "topics", capsys)
 
-    # And the tail's WebSocket is listed among the connections
+    # And the tail's WebSocket is listed among the connections, as the token's principal
     page.get_by_role("navigation").get_by_role("link", name="Connections").click()
-    expect(page.locator("#connection-table tbody tr").first).to_contain_text("JSON")
+    connection = page.locator("#connection-table tbody tr").first
+    expect(connection).to_contain_text("JSON")
+    expect(connection.locator("td").nth(1)).to_have_text("dev")
     _screenshot(page, "connections", capsys)
 
 

@@ -71,9 +71,48 @@ def references(html: str) -> _References:
     return parser
 
 
+class _Elements(HTMLParser):
+    """Every element's tag and attributes, and the text inside each element with an id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[dict[str, str | None]] = []
+        self.text: dict[str, str] = {}
+        self._open: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {"tag": tag, **dict(attrs)}
+        self.elements.append(values)
+        if tag not in ("input", "link", "meta", "br", "img"):
+            self._open.append(values.get("id"))
+            if values.get("id"):
+                self.text[str(values["id"])] = ""
+
+    def handle_data(self, data: str) -> None:
+        for element_id in self._open:
+            if element_id:
+                self.text[element_id] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open:
+            self._open.pop()
+
+    def by_id(self, element_id: str) -> dict[str, str | None]:
+        found = [e for e in self.elements if e.get("id") == element_id]
+        assert len(found) == 1, f"one element #{element_id}, found {len(found)}"
+        return found[0]
+
+
+def elements(html: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(html)
+    return parser
+
+
 @pytest.fixture(autouse=True)
 def no_websocket_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WEBSOCKET_URL", raising=False)
+    monkeypatch.delenv("AUTH_MODE", raising=False)
 
 
 def test_the_page_is_html_that_loads_only_relative_files_of_its_own() -> None:
@@ -196,7 +235,76 @@ def test_config_names_the_websocket_api_and_the_version(monkeypatch: pytest.Monk
     assert result["statusCode"] == 200
     assert header(result, "Content-Type") == "application/json"
     assert header(result, "Cache-Control") == "no-store"
-    assert json.loads(result["body"]) == {"websocket_url": WSS, "version": "0.1.0"}
+    assert json.loads(result["body"]) == {
+        "websocket_url": WSS,
+        "version": "0.1.0",
+        "auth": "required",
+    }
+
+
+@pytest.mark.parametrize(
+    ("auth_mode", "expected"),
+    [
+        (None, "required"),  # absent: the template's default
+        ("required", "required"),
+        ("off", "off"),  # `mqless dev --no-auth`
+        ("OFF ", "required"),  # anything but `off` asks for a token
+        ("", "required"),
+    ],
+)
+def test_config_says_whether_the_page_must_sign_in(
+    monkeypatch: pytest.MonkeyPatch, auth_mode: str | None, expected: str
+) -> None:
+    # Given the function's AUTH_MODE
+    if auth_mode is not None:
+        monkeypatch.setenv("AUTH_MODE", auth_mode)
+
+    # When the page asks for its configuration, without any token
+    result = get("/console/config.json")
+
+    # Then it is told whether to sign in first
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"])["auth"] == expected
+
+
+def test_the_page_has_an_accessible_sign_in_form() -> None:
+    # Given the page, as the browser gets it
+    page = elements(get("/console")["body"])
+
+    # Then there is a sign-in view: a form with a labelled password field for the token,
+    # a submit button, and an alert region for its error, which the field points at
+    form = page.by_id("signin-form")
+    assert form["tag"] == "form"
+    token = page.by_id("signin-token")
+    assert token["tag"] == "input" and token["type"] == "password"
+    labels = [e for e in page.elements if e["tag"] == "label" and e.get("for") == "signin-token"]
+    assert len(labels) == 1
+    assert page.text["signin-title"] == "Sign in"
+    error = page.by_id("signin-error")
+    assert error["role"] == "alert"
+    assert "signin-error" in str(token.get("aria-describedby")).split()
+    assert page.text["signin-form"].count("Sign in") == 1  # the submit button's text
+    assert "hidden" in page.by_id("view-signin")
+
+    # and a sign-out control, hidden until someone is signed in
+    sign_out = page.by_id("sign-out")
+    assert sign_out["tag"] == "button" and page.text["sign-out"] == "Sign out"
+    assert "hidden" in sign_out
+
+
+def test_the_script_keeps_the_token_for_this_tab_and_sends_it_with_every_call() -> None:
+    # Given the console's script
+    script = get("/console/app.js")["body"]
+
+    # Then the token is kept in sessionStorage, under a key localStorage never sees
+    assert 'TOKEN_KEY = "mqless.console.token"' in script
+    assert 'tabStorage = keptIn("sessionStorage")' in script
+    assert "storage.set(TOKEN_KEY" not in script.replace("tabStorage.set(TOKEN_KEY", "")
+    # sent as a bearer token over HTTP, in the query string to the WebSocket API
+    assert "init.headers.authorization = `Bearer ${token}`" in script
+    assert 'searchParams.set("access_token", session.token)' in script
+    # and it wires the sign-in form and the sign-out control
+    assert '$("#signin-form")' in script and '$("#sign-out")' in script
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "LOCALHOST"])

@@ -9,9 +9,12 @@
   const TAIL_LIMIT = 200;
   const PING_MS = 5 * 60 * 1000; // API Gateway closes a WebSocket idle for 10 minutes
   const WS_URL_KEY = "mqless.console.websocket_url";
+  const TOKEN_KEY = "mqless.console.token";
 
   const $ = (selector, root = document) => root.querySelector(selector);
-  const config = { websocket_url: null, version: "" };
+  // auth: "required" or "off" once loaded; null when the configuration could not be read
+  // (then a refused request is what asks for a token)
+  const config = { websocket_url: null, version: "", auth: null };
 
   // ---- the HTTP API -----------------------------------------------------------------------
 
@@ -29,14 +32,25 @@
   // puts at most one request's load on the API however slow /stats gets.
   let inFlight = Promise.resolve();
 
-  function api(method, path, body) {
-    const request = inFlight.then(() => send(method, path, body));
+  // `token` (sign-in's check of a candidate) overrides the session's; the session's is read
+  // when the request leaves, so a request queued before a sign-in carries the new token
+  function api(method, path, body, { token } = {}) {
+    let used = null;
+    const request = inFlight.then(() => {
+      used = token === undefined ? session.token : token;
+      return send(method, path, body, used);
+    });
     inFlight = request.catch(() => undefined);
-    return request;
+    return request.catch((error) => {
+      // the session's token was refused (expired, revoked): ask for another
+      if (error.refused && token === undefined && used === session.token) signIn.require(error);
+      throw error;
+    });
   }
 
-  async function send(method, path, body) {
+  async function send(method, path, body, token) {
     const init = { method, headers: { accept: "application/json" } };
+    if (token) init.headers.authorization = `Bearer ${token}`;
     if (body !== undefined) {
       init.headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -59,7 +73,11 @@
     if (!response.ok) {
       const code = (data && data.error) || `http_${response.status}`;
       const message = (data && data.message) || response.statusText || "request failed";
-      throw new ApiError(response.status, code, message);
+      const error = new ApiError(response.status, code, message);
+      // API Gateway's own answers: 401 (no token) or 403 `{"message":"Forbidden"}` (the
+      // authorizer said no). A 403 problem with mqless's `error` code refuses one action only.
+      error.refused = response.status === 401 || (response.status === 403 && !(data && data.error));
+      throw error;
     }
     return data;
   }
@@ -112,28 +130,47 @@
     return today ? date.toLocaleTimeString() : date.toLocaleString();
   }
 
-  // localStorage throws where the browser forbids storage: the console works without it
-  const storage = {
-    get(key) {
-      try {
-        return localStorage.getItem(key);
-      } catch {
-        return null;
-      }
+  // Web Storage throws where the browser forbids it: the console works without it
+  function keptIn(area) {
+    return {
+      get(key) {
+        try {
+          return window[area].getItem(key);
+        } catch {
+          return null;
+        }
+      },
+      set(key, value) {
+        try {
+          window[area].setItem(key, value);
+        } catch {
+          // not kept: fine
+        }
+      },
+      remove(key) {
+        try {
+          window[area].removeItem(key);
+        } catch {
+          // nothing kept
+        }
+      },
+    };
+  }
+
+  const storage = keptIn("localStorage"); // this browser's: a WebSocket URL the user typed
+  const tabStorage = keptIn("sessionStorage"); // this tab's only: the token
+
+  // The token lives in memory and in this tab's sessionStorage (a reload keeps it, closing
+  // the tab drops it); never in localStorage, which every tab and every later visit shares.
+  const session = {
+    token: tabStorage.get(TOKEN_KEY) || null,
+    set(token) {
+      this.token = token;
+      tabStorage.set(TOKEN_KEY, token);
     },
-    set(key, value) {
-      try {
-        localStorage.setItem(key, value);
-      } catch {
-        // not kept: fine
-      }
-    },
-    remove(key) {
-      try {
-        localStorage.removeItem(key);
-      } catch {
-        // nothing kept
-      }
+    clear() {
+      this.token = null;
+      tabStorage.remove(TOKEN_KEY);
     },
   };
 
@@ -189,6 +226,8 @@
   }
 
   function fail(error) {
+    // a refused token: the sign-in view says so, and this action's error would repeat it
+    if (error && error.refused && signIn.active) return;
     notice.textContent = "";
     const code = error && error.code ? `${error.code}: ` : "";
     problem.textContent = `${code}${(error && error.message) || error}`;
@@ -648,10 +687,19 @@
       $("#tail-stop").disabled = false;
     },
 
+    // Browsers cannot set headers on a WebSocket: the token goes in the query string. Only
+    // the connection sees it; the status line and the kept URL show the URL as typed.
+    socketUrl() {
+      if (!session.token) return this.url;
+      const url = new URL(this.url);
+      url.searchParams.set("access_token", session.token);
+      return url.href;
+    },
+
     connect() {
       let socket;
       try {
-        socket = new WebSocket(this.url);
+        socket = new WebSocket(this.socketUrl());
       } catch (error) {
         this.wanted = false;
         $("#tail-stop").disabled = true;
@@ -912,11 +960,98 @@
     return null;
   }
 
+  const signIn = {
+    active: false, // the sign-in view is shown: no view runs, no request is made
+
+    show(reason) {
+      if (current) current.controller.leave();
+      current = null;
+      tail.stop(true);
+      for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close("cancel");
+      clearMessages();
+      pendingNotice = "";
+      for (const section of document.querySelectorAll(".view")) section.hidden = true;
+      $("#view-signin").hidden = false;
+      $(".banner nav").hidden = true;
+      $("#sign-out").hidden = true;
+      document.title = "Sign in · mqless console";
+      this.active = true;
+      this.error(reason);
+      $("#signin-token").focus();
+    },
+
+    error(text) {
+      setText($("#signin-error"), text || "");
+      if (text) $("#signin-token").setAttribute("aria-invalid", "true");
+      else $("#signin-token").removeAttribute("aria-invalid");
+    },
+
+    // a request with the session's token was refused: the token is no good any more
+    require(error) {
+      session.clear();
+      if (this.active) return;
+      this.show(`The API refused the token (${error.status} ${error.message}): sign in again.`);
+    },
+
+    async submit(input) {
+      // a pasted header value works too
+      const token = input.value.trim().replace(/^bearer\s+/i, "");
+      if (!token) {
+        this.error("Paste an access token.");
+        return;
+      }
+      if (!/^[\x21-\x7e]+$/.test(token)) {
+        this.error("That is not a token: a token is one word of printable ASCII characters.");
+        return;
+      }
+      this.error("");
+      try {
+        // any page of the API checks the token: the authorizer runs before the route
+        await api("GET", "stats", undefined, { token });
+      } catch (error) {
+        if (error.refused) {
+          this.error(`The API did not accept that token (${error.status} ${error.message}).`);
+          return;
+        }
+        if (error.status === 0 || error.status >= 500) {
+          this.error(`Could not check the token: ${error.message}`);
+          return;
+        }
+        // accepted, though this principal may not read the stats: its views will say so
+      }
+      input.value = "";
+      session.set(token);
+      this.active = false;
+      route(false);
+    },
+  };
+
+  $("#signin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("#signin-token");
+    act(event.currentTarget.querySelector("button[type=submit]"), async () => {
+      await signIn.submit(input);
+      if (signIn.active) input.focus();
+    });
+  });
+  $("#signin-token").addEventListener("input", () => signIn.error(""));
+
+  $("#sign-out").addEventListener("click", () => {
+    session.clear();
+    signIn.show("");
+    notify("Signed out.");
+  });
+
   function route(initial) {
     const hash = location.hash;
     // "#main" (the skip link) and other in-page anchors are not routes
     if (hash && !hash.startsWith("#/")) {
-      if (current) return;
+      if (current || signIn.active) return;
+    }
+    // signed out: the route waits in the address bar until sign-in succeeds
+    if (signIn.active || (config.auth === "required" && !session.token)) {
+      if (!signIn.active) signIn.show("");
+      return;
     }
     const parsed = parseRoute(hash.startsWith("#/") ? hash : "#/") || ["queues"];
     const [name, arg] = parsed;
@@ -927,6 +1062,8 @@
     pendingNotice = "";
     for (const section of document.querySelectorAll(".view")) section.hidden = true;
     $(view.section).hidden = false;
+    $(".banner nav").hidden = false;
+    $("#sign-out").hidden = !session.token;
     const navName = view.nav || name;
     for (const link of document.querySelectorAll("[data-nav]")) {
       if (link.dataset.nav === navName) link.setAttribute("aria-current", "page");
@@ -951,7 +1088,9 @@
     if (!url.value) url.value = storage.get(WS_URL_KEY) || config.websocket_url || "";
   }
 
-  window.addEventListener("hashchange", () => route(false));
-  loadConfig();
-  route(true);
+  // the configuration says whether to sign in first: route only once it is known
+  loadConfig().then(() => {
+    window.addEventListener("hashchange", () => route(false));
+    route(true);
+  });
 })();

@@ -2,7 +2,8 @@
 
 GET /console is the page, GET /console/{file} its assets (read from the `mqless.console`
 package), GET /console/config.json what the page cannot know by itself: the WebSocket
-API's URL (env `WEBSOCKET_URL`) and the version.
+API's URL (env `WEBSOCKET_URL`), the version, and whether it must sign in (env `AUTH_MODE`).
+All three are public: the page signs in with a token, then sends it on every API call.
 
 `mqless dev` points the template's WEBSOCKET_URL at its own WebSocket gateway. When the
 variable is unset and the page was requested from 127.0.0.1 or localhost (the Host
@@ -34,6 +35,7 @@ logger = Logger(service="mqless", child=True)
 PACKAGE = "mqless.console"
 PAGE = "index.html"
 WEBSOCKET_URL_ENV = "WEBSOCKET_URL"
+AUTH_MODE_ENV = "AUTH_MODE"
 DEV_WS_PORT = 8081
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
@@ -100,6 +102,12 @@ def websocket_url(app: APIGatewayHttpResolver) -> str | None:
     if host in LOOPBACK_HOSTS:
         return f"ws://{host}:{DEV_WS_PORT}"
     return None
+
+
+def auth_mode() -> str:
+    """`off` only when AUTH_MODE says so; absent (or anything else) means `required`."""
+    # fail closed: a typo must not tell the page that it needs no token
+    return "off" if os.environ.get(AUTH_MODE_ENV, "").strip() == "off" else "required"
 
 
 def _websocket_origin(url: str) -> str | None:
@@ -169,7 +177,11 @@ def register(app: APIGatewayHttpResolver) -> None:
     # a static route: Powertools tries these before /console/<file>
     @app.get("/console/config.json", include_in_schema=False)
     def console_config() -> Response[str]:
-        config = {"websocket_url": websocket_url(app), "version": __version__}
+        config = {
+            "websocket_url": websocket_url(app),
+            "version": __version__,
+            "auth": auth_mode(),
+        }
         return Response(
             status_code=200,
             content_type="application/json",
