@@ -1,11 +1,17 @@
 """The sample events in events/ are real-shaped, cover every route and work with the handlers.
 
 Each file is fed to its function's lambda_handler the way `sam local invoke -e` would, with
-the function's environment from template.yaml and its tables and key in moto. There are four
+the function's environment from template.yaml and its tables and key in moto. There are five
 kinds, one per way the functions are invoked: HTTP API (payload format 2.0) requests for
 HttpApiFunction, WebSocket API (Lambda proxy integration) events for WebSocketFunction,
-DynamoDB stream batches for DispatchFunction, and EventBridge Scheduler events for
-SweeperFunction.
+DynamoDB stream batches for DispatchFunction, EventBridge Scheduler events for
+SweeperFunction, and Lambda authorizer (REQUEST) events for AuthorizerFunction.
+
+The requests and connections are those of `ops-admin`, an administrator of everything, holding
+one fake (well-formed, never issued) API key: each sample carries that key where its client
+sends it and, past the authorizer, the context the authorizer answers for `ops-admin`, so the
+samples work with `sam local invoke` as they are. The authorizer's samples are answered with
+a refusal for the fake key and with `ops-admin`'s context for a real key issued in moto.
 """
 
 from __future__ import annotations
@@ -22,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    parse_api_gateway_arn,
+)
 from aws_lambda_powertools.utilities.parser.models import (
+    ApiGatewayAuthorizerRequestV2,
+    APIGatewayProxyEventV2Model,
     APIGatewayWebSocketConnectEventModel,
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
@@ -32,6 +43,8 @@ from conftest_http import EVENTS, ROOT, HttpApi, Reply, load_function
 from pydantic import BaseModel
 
 from mqless import runtime
+from mqless.access import AccessControl, bootstrap_admin
+from mqless.clock import SystemClock
 from mqless.dynamo import from_stream_image, from_wire, to_wire
 from mqless.envelope import FORMAT_VERSION
 from mqless.json_protocol import parse_frame
@@ -41,9 +54,10 @@ from mqless.queues import QueueService
 from mqless.settings import Settings
 from mqless.stomp import decode_frames
 from mqless.store import partition, standard_key
+from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.streams import record_filter
 from mqless_cli.local.ws_gateway import select_route
-from mqless_cli.template import Stack, WebSocketApi, load_template
+from mqless_cli.template import IdentitySource, Stack, WebSocketApi, load_template
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext
 
@@ -59,10 +73,19 @@ _HTTP_ROUTE_KEY = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) /\S*
 def kinds_of(event: dict[str, Any]) -> set[str]:
     """The kinds of Lambda event that `event` looks like (a good sample is exactly one)."""
     kinds: set[str] = set()
-    if event.get("version") == "2.0" and _HTTP_ROUTE_KEY.fullmatch(str(event.get("routeKey"))):
+    # an authorizer's event repeats the request's fields; API Gateway's proxy events have no
+    # `type`, its authorizer events `type` REQUEST and the ARN of what is called
+    authorizer = event.get("type") == "REQUEST"
+    if authorizer and ("routeArn" in event or "methodArn" in event):
+        kinds.add("authorizer")
+    if (
+        not authorizer
+        and event.get("version") == "2.0"
+        and _HTTP_ROUTE_KEY.fullmatch(str(event.get("routeKey")))
+    ):
         kinds.add("http")
     context = event.get("requestContext")
-    if isinstance(context, dict) and "eventType" in context:
+    if not authorizer and isinstance(context, dict) and "eventType" in context:
         kinds.add("websocket")
     records = event.get("Records")
     if (
@@ -87,6 +110,18 @@ HTTP_EVENTS = _of_kind("http")
 WEBSOCKET_EVENTS = _of_kind("websocket")
 STREAM_EVENTS = _of_kind("stream")
 SCHEDULE_EVENTS = _of_kind("schedule")
+AUTHORIZER_EVENTS = _of_kind("authorizer")
+
+SAMPLE_PRINCIPAL = "ops-admin"
+SAMPLE_TOKEN = "mqk_c49f66a482ccd532e50c368a_sample-token_not-a-real-key_issue-your-own0"
+"""The one fake API key of the samples: well formed, never issued by any deployment."""
+API_KEY = re.compile(r"mqk_[0-9a-f]{24}_[A-Za-z0-9_-]{43}")
+SAMPLE_CONTEXT = {
+    "principal": SAMPLE_PRINCIPAL,
+    "kind": "api_key",
+    "grants": '[{"pattern":">","actions":["send","receive","admin"]}]',
+}
+"""What the authorizer answers for `ops-admin`, administrator of everything."""
 
 
 def body_of(event: dict[str, Any]) -> Any:
@@ -113,11 +148,28 @@ def seeded(api: HttpApi) -> HttpApi:
     return api
 
 
+@pytest.fixture(scope="module")
+def template() -> Stack:
+    """template.yaml as read (not provisioned): routes, authorizers, environments."""
+    return Stack(load_template(ROOT / "template.yaml"))
+
+
+def with_token(event: dict[str, Any], token: str) -> dict[str, Any]:
+    """The same event with the samples' fake key replaced by `token` wherever it appears."""
+    changed: dict[str, Any] = json.loads(json.dumps(event).replace(SAMPLE_TOKEN, token))
+    return changed
+
+
 # ---- the files themselves -------------------------------------------------------------------
 
 
 # the function each non-HTTP kind is for, and the prefix its files carry
-FILE_PREFIX = {"websocket": "ws_", "stream": "dispatch_", "schedule": "sweeper_"}
+FILE_PREFIX = {
+    "websocket": "ws_",
+    "stream": "dispatch_",
+    "schedule": "sweeper_",
+    "authorizer": "authorizer_",
+}
 
 
 def test_every_event_file_is_one_kind_of_event() -> None:
@@ -133,7 +185,9 @@ def test_every_event_file_is_one_kind_of_event() -> None:
             assert path.name.startswith(FILE_PREFIX[kind]), f"{path.name}: {kind} event"
     # ... every kind has samples, and together they are all the files
     assert HTTP_EVENTS and WEBSOCKET_EVENTS and STREAM_EVENTS and SCHEDULE_EVENTS
-    assert sorted(HTTP_EVENTS + WEBSOCKET_EVENTS + STREAM_EVENTS + SCHEDULE_EVENTS) == ALL_EVENTS
+    assert AUTHORIZER_EVENTS
+    together = HTTP_EVENTS + WEBSOCKET_EVENTS + STREAM_EVENTS + SCHEDULE_EVENTS + AUTHORIZER_EVENTS
+    assert sorted(together) == ALL_EVENTS
 
 
 @pytest.mark.parametrize("path", HTTP_EVENTS, ids=lambda p: p.stem)
@@ -152,6 +206,8 @@ def test_http_event_is_shaped_like_api_gateway_payload_v2(path: Path) -> None:
     assert context["domainName"].startswith(context["apiId"] + ".execute-api.")
     assert isinstance(context["timeEpoch"], int)
     assert event["isBase64Encoded"] is False
+    # ... as Powertools' model of the event describes it
+    APIGatewayProxyEventV2Model.model_validate(event)
     # ... path parameters that the route's placeholders take from rawPath
     names = re.findall(r"\{(\w+)\}", route)
     pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route)) + "$"
@@ -176,6 +232,31 @@ def test_every_template_route_has_a_sample_event(stack: Stack) -> None:
     # Then every route has one, and no sample names a route the template lacks
     assert routes - sampled == set()
     assert sampled - routes == set()
+
+
+def test_http_event_carries_a_key_exactly_where_the_template_wants_one(template: Stack) -> None:
+    # Given the routes the template puts behind a Lambda authorizer (the rest are public)
+    guarded = {f"{r.method} {r.path}": a for r, a in template.http_authorizers().items()}
+    public = {f"{r.method} {r.path}" for r in template.http_routes()} - set(guarded)
+    assert public == {"GET /console", "GET /console/{file}", "GET /openapi.json"}
+    for path in HTTP_EVENTS:
+        event = load(path)
+        authorizer = guarded.get(event["routeKey"])
+        if authorizer is None:
+            # Then a public route's sample has neither a key nor an authorizer's say
+            assert "authorization" not in event["headers"], path.name
+            assert "authorizer" not in event["requestContext"], path.name
+            continue
+        # Then a guarded route's sample has the identity source the authorizer needs, the
+        # samples' key as a bearer token ...
+        assert authorizer.function == "AuthorizerFunction"
+        assert authorizer.identity_sources == (IdentitySource("header", "Authorization"),)
+        assert event["headers"]["authorization"] == f"Bearer {SAMPLE_TOKEN}", path.name
+        # ... and, as API Gateway hands over a simple response's context, what the authorizer
+        # says of `ops-admin`
+        assert event["requestContext"]["authorizer"] == {"lambda": SAMPLE_CONTEXT}, path.name
+    # (a key of the form mqless issues, for the principal the access samples administer)
+    assert API_KEY.fullmatch(SAMPLE_TOKEN)
 
 
 def test_schedule_event_targets_a_function_the_template_schedules(stack: Stack) -> None:
@@ -257,6 +338,18 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "console_asset": lambda r: (
         r.status == 200 and r.headers["Content-Type"].startswith("text/javascript")
     ),
+    # access control: alone, the samples find no principal or key (see the sequence below)
+    "access_principals_list": lambda r: r.status == 200 and r.json == {"principals": []},
+    "access_principal_put": lambda r: (
+        r.status == 201
+        and r.json["id"] == "orders-service"
+        and [g["pattern"] for g in r.json["grants"]] == ["orders", "orders.>"]
+    ),
+    "access_principal_get": lambda r: r.is_problem(404, "not_found"),
+    "access_principal_delete": lambda r: r.is_problem(404, "not_found"),
+    "access_key_issue": lambda r: r.is_problem(404, "not_found"),
+    "access_keys_list": lambda r: r.status == 200 and r.json == {"keys": []},
+    "access_key_revoke": lambda r: r.is_problem(404, "not_found"),
 }
 
 
@@ -273,6 +366,58 @@ def test_http_event_gets_the_expected_answer(seeded: HttpApi, path: Path) -> Non
 
 def test_every_http_event_has_an_expectation() -> None:
     assert {p.stem for p in HTTP_EVENTS} == set(EXPECTED) | {"queue_put"}
+
+
+GUARDED_HTTP_EVENTS = [p for p in HTTP_EVENTS if "authorizer" in load(p)["requestContext"]]
+
+
+@pytest.mark.parametrize("path", GUARDED_HTTP_EVENTS, ids=lambda p: p.stem)
+def test_http_event_without_the_authorizers_context_is_refused(api: HttpApi, path: Path) -> None:
+    # Given a guarded route's sample that reaches the function with no authorizer's context
+    # (invoked directly, or the route deployed without its authorizer), key still attached
+    event = load(path)
+    del event["requestContext"]["authorizer"]
+    # When it is invoked
+    reply = api.invoke(event)
+    # Then the caller is told to authenticate: 401, a problem JSON
+    assert reply.is_problem(401, "unauthorized"), f"{path.stem}: {reply.status} {reply.text}"
+
+
+def test_access_events_in_order_manage_a_principal_and_its_key(api: HttpApi) -> None:
+    # Given the access samples, in the order an administrator would send them
+    stems = ("principal_put", "principal_get", "key_issue", "keys_list", "key_revoke")
+    put, get, issue, keys, revoke = (load(EVENTS / f"access_{s}.json") for s in stems)
+    delete = load(EVENTS / "access_principal_delete.json")
+    # When the principal is created, then read
+    created = api.invoke(put)
+    read = api.invoke(get)
+    # Then it has the sample's grants
+    assert created.status == 201, created.text
+    assert read.status == 200, read.text
+    assert read.json["id"] == "orders-service"
+    assert read.json["grants"] == body_of(put)["grants"]
+    # When a key is issued for it, its token is shown once, and listed without its secret
+    issued = api.invoke(issue)
+    assert issued.status == 201, issued.text
+    assert issued.headers["Cache-Control"] == "no-store"
+    assert API_KEY.fullmatch(issued.json["token"])
+    assert issued.json["principal"] == "orders-service"
+    assert isinstance(issued.json["expires_at"], int)
+    key_id = issued.json["key_id"]
+    listed = api.invoke(keys)
+    assert listed.status == 200, listed.text
+    assert [(k["key_id"], k["revoked"]) for k in listed.json["keys"]] == [(key_id, False)]
+    assert issued.json["token"] not in listed.text
+    # When the sample revocation names that key, it is revoked
+    path = f"/access/keys/{key_id}"
+    revoke["rawPath"] = revoke["requestContext"]["http"]["path"] = path
+    revoke["pathParameters"] = {"key_id": key_id}
+    assert api.invoke(revoke).status == 204
+    assert [k["revoked"] for k in api.invoke(keys).json["keys"]] == [True]
+    # When the principal is deleted, it is gone
+    deleted = api.invoke(delete)
+    assert deleted.status == 204 and deleted.text == ""
+    assert api.invoke(get).is_problem(404, "not_found")
 
 
 def test_queue_put_event_creates_the_queue_with_its_settings(api: HttpApi) -> None:
@@ -351,7 +496,8 @@ ROUTE_OF_EVENT_TYPE = {"CONNECT": "$connect", "DISCONNECT": "$disconnect"}
 # connection, message and request ids: 16 characters of URL-safe base64 (`BFaT_fALIAMCKug=`)
 API_GATEWAY_ID = re.compile(r"[A-Za-z0-9_-]{15}=")
 
-# The samples, in the order one JSON client and one STOMP client would cause them.
+# The samples, in the order one JSON client and one STOMP client would cause them (a third
+# client, a STOMP one that authenticates in CONNECT, is on its own further down).
 WEBSOCKET_SEQUENCE = (
     "ws_connect_json",
     "ws_message_subscribe",
@@ -363,6 +509,8 @@ WEBSOCKET_SEQUENCE = (
 )
 JSON_CLIENT = ("ws_connect_json", "ws_message_subscribe", "ws_message_publish", "ws_disconnect")
 STOMP_CLIENT = ("ws_connect_stomp", "ws_message_stomp_connect", "ws_message_stomp_send")
+PENDING_STOMP_CLIENT = ("ws_connect_stomp_pending", "ws_message_stomp_connect_passcode")
+CLIENTS = (JSON_CLIENT, STOMP_CLIENT, PENDING_STOMP_CLIENT)
 
 
 def ws_event(stem: str) -> dict[str, Any]:
@@ -426,6 +574,13 @@ def test_websocket_event_is_shaped_like_api_gateway_sends_it(
         assert "messageId" not in context and "body" not in event
         assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
         assert event["headers"]["Host"] == context["domainName"]
+    # ... a query string, where there is one, in both its forms
+    query = event.get("queryStringParameters", {})
+    assert event.get("multiValueQueryStringParameters", {}) == {k: [v] for k, v in query.items()}
+    # ... and, $connect being authorized, what its authorizer said about the connection
+    assert websocket_api.routes["$connect"].authorizer is not None
+    assert set(context["authorizer"]) == {"principalId", "principal", "kind", "grants"}
+    assert all(isinstance(v, str) for v in context["authorizer"].values())
     # ... $connect has the upgrade request's headers, sent when the connection was made
     if kind == "CONNECT":
         headers = event["headers"]
@@ -451,15 +606,18 @@ def test_websocket_samples_use_every_template_route(websocket_api: WebSocketApi)
     assert sampled == set(websocket_api.routes) == {"$connect", "$default", "$disconnect"}
 
 
-def test_websocket_samples_tell_two_connections_consistently() -> None:
-    # Given the samples in the order two clients cause them
-    assert sorted(WEBSOCKET_SEQUENCE) == sorted(p.stem for p in WEBSOCKET_EVENTS)
-    assert sorted(JSON_CLIENT + STOMP_CLIENT) == sorted(WEBSOCKET_SEQUENCE)
-    contexts = {stem: ws_event(stem)["requestContext"] for stem in WEBSOCKET_SEQUENCE}
+def test_websocket_samples_tell_three_connections_consistently() -> None:
+    # Given the samples of the three clients, each in the order it causes them
+    assert set(WEBSOCKET_SEQUENCE) <= {stem for client in CLIENTS for stem in client}
+    assert sorted(stem for client in CLIENTS for stem in client) == sorted(
+        p.stem for p in WEBSOCKET_EVENTS
+    )
+    contexts = {p.stem: load(p)["requestContext"] for p in WEBSOCKET_EVENTS}
     # Then all come from one API and stage
     assert len({(c["apiId"], c["domainName"], c["stage"]) for c in contexts.values()}) == 1
-    # ... each client is one connection, opened once, from one address, each event later
-    for client in (JSON_CLIENT, STOMP_CLIENT):
+    # ... each client is one connection, opened once, from one address, each event later,
+    # every event carrying what the authorizer said when it connected (API Gateway keeps it)
+    for client in CLIENTS:
         opened = contexts[client[0]]
         assert opened["eventType"] == "CONNECT"
         times = [contexts[stem]["requestTimeEpoch"] for stem in client]
@@ -468,7 +626,8 @@ def test_websocket_samples_tell_two_connections_consistently() -> None:
             assert contexts[stem]["connectionId"] == opened["connectionId"]
             assert contexts[stem]["connectedAt"] == opened["connectedAt"]
             assert contexts[stem]["identity"] == opened["identity"]
-    assert connection_of("ws_connect_json") != connection_of("ws_connect_stomp")
+            assert contexts[stem]["authorizer"] == opened["authorizer"]
+    assert len({connection_of(client[0]) for client in CLIENTS}) == len(CLIENTS)
     # ... and no two events share a request or message id
     request_ids = [c["requestId"] for c in contexts.values()]
     message_ids = [c["messageId"] for c in contexts.values() if "messageId" in c]
@@ -491,6 +650,42 @@ def test_websocket_message_bodies_are_what_the_protocols_take() -> None:
     offered = ws_event("ws_connect_stomp")["headers"]["Sec-WebSocket-Protocol"]
     assert offered == "v12.stomp, v11.stomp, v10.stomp"
     assert "Sec-WebSocket-Protocol" not in ws_event("ws_connect_json")["headers"]
+    # ... and the STOMP client that brought no key sends it in CONNECT, login its principal
+    (passcode_connect,) = decode_frames(ws_event("ws_message_stomp_connect_passcode")["body"])
+    assert passcode_connect.command == "CONNECT"
+    assert passcode_connect.header("accept-version") == "1.2,1.1,1.0"
+    assert passcode_connect.header("login") == SAMPLE_PRINCIPAL
+    assert passcode_connect.header("passcode") == SAMPLE_TOKEN
+    assert connect.header("passcode") is None  # its connection is authenticated already
+
+
+def test_websocket_clients_bring_their_key_the_way_they_can() -> None:
+    # Given the three clients' handshakes
+    browser, stomp, pending = (
+        ws_event(stem)
+        for stem in ("ws_connect_json", "ws_connect_stomp", "ws_connect_stomp_pending")
+    )
+    # Then the browser (which cannot set headers on a WebSocket) puts it in the URL ...
+    assert browser["queryStringParameters"] == {"access_token": SAMPLE_TOKEN}
+    assert "Authorization" not in browser["headers"]
+    # ... the STOMP client in an Authorization header
+    assert stomp["headers"]["Authorization"] == f"Bearer {SAMPLE_TOKEN}"
+    assert "queryStringParameters" not in stomp
+    # ... and the browser STOMP client nowhere: it offers STOMP and will say it in CONNECT
+    assert "Authorization" not in pending["headers"] and "queryStringParameters" not in pending
+    assert pending["headers"]["Sec-WebSocket-Protocol"] == "v12.stomp, v11.stomp, v10.stomp"
+    # ... so the two with a key are `ops-admin`'s, the other pending (no one yet)
+    for event in (browser, stomp):
+        assert event["requestContext"]["authorizer"] == {
+            "principalId": SAMPLE_PRINCIPAL,
+            **SAMPLE_CONTEXT,
+        }
+    assert pending["requestContext"]["authorizer"] == {
+        "principalId": "unauthenticated",
+        "principal": "",
+        "kind": "pending",
+        "grants": "[]",
+    }
 
 
 # ---- invoking the WebSocket function with each file ----------------------------------------
@@ -590,6 +785,78 @@ def test_json_subscriber_gets_what_the_stomp_client_sent_once_the_stream_says_so
     assert message["ack"]  # client-individual: the subscriber acks each message
 
 
+@pytest.fixture
+def ops_admin_key(dynamodb: Any, settings: Settings) -> str:
+    """A real API key of `ops-admin`, the samples' principal, issued in moto's tables."""
+    access = AccessControl(dynamodb, settings.destinations_table, SystemClock())
+    return bootstrap_admin(access, SAMPLE_PRINCIPAL).token
+
+
+def stored_about(connection_id: str, dynamodb: Any, settings: Settings) -> list[dict[str, Any]]:
+    """Every item of either table that mentions the connection."""
+    return [
+        item
+        for table in (settings.messages_table, settings.destinations_table)
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table)
+        for item in page["Items"]
+        if connection_id in json.dumps(item, default=str)
+    ]
+
+
+def test_pending_stomp_connection_is_opened_by_a_connect_with_a_real_key(
+    pushed: RecordingPusher, dynamodb: Any, settings: Settings, ops_admin_key: str
+) -> None:
+    client = connection_of("ws_connect_stomp_pending")
+    # When the STOMP client that brought no key connects
+    answer = invoke_ws("ws_connect_stomp_pending")
+    # Then the handshake goes on with the newest STOMP it offered, and nothing is stored
+    assert answer == {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "v12.stomp"}}
+    assert stored_about(client, dynamodb, settings) == []
+    assert runtime.sessions().info(client) is None
+    # When its CONNECT carries a real key of `ops-admin` as passcode (login `ops-admin`)
+    connect = with_token(ws_event("ws_message_stomp_connect_passcode"), ops_admin_key)
+    assert load_function("ws").lambda_handler(connect, FakeLambdaContext()) == {"statusCode": 200}
+    # Then the client is CONNECTED (STOMP 1.2), as `ops-admin`, and listed as a STOMP client
+    (connected,) = pushed.stomp_frames(client)
+    assert connected.command == "CONNECTED"
+    assert connected.header("version") == "1.2"
+    info = runtime.sessions().info(client)
+    assert info is not None and info.principal == SAMPLE_PRINCIPAL
+    listed = {c["id"]: c for c in runtime.sessions().live.list_connections()}
+    assert listed[client]["protocol"] == "stomp"
+    assert stored_about(client, dynamodb, settings) != []
+    assert pushed.closed == []
+
+
+def test_pending_stomp_connect_with_the_fake_sample_key_is_refused_and_closed(
+    pushed: RecordingPusher, dynamodb: Any, settings: Settings
+) -> None:
+    client = connection_of("ws_connect_stomp_pending")
+    # Given the pending STOMP client connected
+    invoke_ws("ws_connect_stomp_pending")
+    # When its CONNECT carries the samples' key, which no deployment issued
+    assert invoke_ws("ws_message_stomp_connect_passcode") == {"statusCode": 200}
+    # Then it gets a STOMP ERROR, the socket is closed, and still nothing is stored
+    (error,) = pushed.stomp_frames(client)
+    assert error.command == "ERROR"
+    assert error.header("message")
+    assert pushed.closed == [client]
+    assert stored_about(client, dynamodb, settings) == []
+
+
+def test_connect_without_the_authorizers_context_is_refused(
+    pushed: RecordingPusher, dynamodb: Any, settings: Settings
+) -> None:
+    # Given the JSON client's handshake reaching the function with no authorizer's say
+    event = ws_event("ws_connect_json")
+    del event["requestContext"]["authorizer"]
+    # When it is invoked
+    answer = load_function("ws").lambda_handler(event, FakeLambdaContext())
+    # Then the handshake is refused 401 and nothing is stored
+    assert answer == {"statusCode": 401}
+    assert stored_about(connection_of("ws_connect_json"), dynamodb, settings) == []
+
+
 # ---- the DynamoDB stream event -------------------------------------------------------------
 
 
@@ -676,3 +943,186 @@ def test_dispatch_takes_the_stream_event(
     # Then it reports no failed record, and there was no one to push to
     assert report == {"batchItemFailures": []}
     assert pushed.posts == {}
+
+
+# ---- the authorizer's events ----------------------------------------------------------------
+
+# the upgrade's hop-by-hop headers: shown to a WebSocket authorizer, not to the integration
+HOP_BY_HOP = {"Connection": "upgrade", "content-length": "0", "Upgrade": "websocket"}
+ACCOUNT_ID = "123456789012"  # the samples' AWS account (WebSocket events do not name it)
+
+
+def _region(domain_name: str) -> str:
+    return domain_name.split(".")[2]  # <api id>.execute-api.<region>.amazonaws.com
+
+
+def http_authorizer_event(request: dict[str, Any]) -> dict[str, Any]:
+    """The payload-2.0 event API Gateway sends the HTTP API's authorizer before `request`."""
+    context = {k: v for k, v in request["requestContext"].items() if k != "authorizer"}
+    route_arn = (
+        f"arn:aws:execute-api:{_region(context['domainName'])}:{context['accountId']}:"
+        f"{context['apiId']}/{context['stage']}/{context['http']['method']}{request['rawPath']}"
+    )
+    optional = ("cookies", "queryStringParameters", "pathParameters", "stageVariables")
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": route_arn,
+        "identitySource": [request["headers"]["authorization"]],
+        "routeKey": request["routeKey"],
+        "rawPath": request["rawPath"],
+        "rawQueryString": request["rawQueryString"],
+        "headers": request["headers"],
+        "requestContext": context,
+        **{k: request[k] for k in optional if k in request},
+    }
+
+
+def websocket_authorizer_event(connect: dict[str, Any]) -> dict[str, Any]:
+    """The REQUEST event API Gateway sends the `$connect` authorizer before `connect`."""
+    context = {k: v for k, v in connect["requestContext"].items() if k != "authorizer"}
+    headers = {**connect["headers"], **HOP_BY_HOP}
+    return {
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:{_region(context['domainName'])}:{ACCOUNT_ID}:"
+        f"{context['apiId']}/{context['stage']}/$connect",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": connect.get("queryStringParameters", {}),
+        "multiValueQueryStringParameters": connect.get("multiValueQueryStringParameters", {}),
+        "stageVariables": {},
+        "requestContext": context,
+    }
+
+
+def test_http_authorizer_event_is_what_api_gateway_sends_before_the_sample_send(
+    template: Stack,
+) -> None:
+    # Given the HTTP authorizer's sample and the sample request it stands before
+    event = load(EVENTS / "authorizer_http_request.json")
+    request = load(EVENTS / "messages_send.json")
+    # Then Powertools' model of a payload-2.0 authorizer event takes it
+    ApiGatewayAuthorizerRequestV2.model_validate(event)
+    # ... it is that request's, as API Gateway would send it (no body, no authorizer's say yet)
+    assert event == http_authorizer_event(request)
+    assert "body" not in event and "authorizer" not in event["requestContext"]
+    # ... its identity source is the template's (the Authorization header), and its route ARN
+    # names the request's API, stage, method and path
+    guarded = {f"{r.method} {r.path}": a for r, a in template.http_authorizers().items()}
+    assert guarded[request["routeKey"]].identity_sources == (
+        IdentitySource("header", "Authorization"),
+    )
+    assert event["identitySource"] == [f"Bearer {SAMPLE_TOKEN}"]
+    arn = parse_api_gateway_arn(event["routeArn"])
+    context = request["requestContext"]
+    assert (arn.api_id, arn.stage, arn.http_method) == (context["apiId"], "$default", "POST")
+    assert "/" + arn.resource == request["rawPath"]
+    assert arn.aws_account_id == context["accountId"]
+
+
+def test_websocket_authorizer_event_is_what_api_gateway_sends_before_the_json_connect(
+    websocket_api: WebSocketApi,
+) -> None:
+    # Given the WebSocket authorizer's sample and the JSON client's handshake
+    event = load(EVENTS / "authorizer_ws_connect.json")
+    connect = ws_event("ws_connect_json")
+    # Then it is that handshake's, as API Gateway sends it to a REQUEST authorizer
+    assert event == websocket_authorizer_event(connect)
+    assert event["queryStringParameters"] == {"access_token": SAMPLE_TOKEN}
+    # ... for the route the template authorizes with AuthorizerFunction, and no other
+    authorizer = websocket_api.routes["$connect"].authorizer
+    assert authorizer is not None and authorizer.function == "AuthorizerFunction"
+    assert authorizer.identity_sources == ()  # the function looks at query and header itself
+    authorized = {k for k, r in websocket_api.routes.items() if r.authorizer is not None}
+    assert authorized == {"$connect"}
+    arn = parse_api_gateway_arn(event["methodArn"], is_websocket_authorizer=True)
+    assert (arn.api_id, arn.stage, arn.resource) == (
+        connect["requestContext"]["apiId"],
+        "live",
+        "$connect",
+    )
+
+
+@pytest.fixture
+def authorize(
+    function_env: dict[str, str], stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[dict[str, Any]], Any]:
+    """Invoke the authorizer function, in its own environment from the template."""
+    become("AuthorizerFunction", stack, monkeypatch)
+    handler = load_function("authorizer").lambda_handler
+
+    def invoke(event: dict[str, Any]) -> Any:
+        return handler(event, FakeLambdaContext())
+
+    return invoke
+
+
+def test_http_authorizer_refuses_the_samples_fake_key(authorize: Callable[..., Any]) -> None:
+    # When the HTTP authorizer's sample (the fake key) invokes the authorizer
+    answer = authorize(load(EVENTS / "authorizer_http_request.json"))
+    # Then the request is not authorized (API Gateway answers 403 without calling the API)
+    assert answer == {"isAuthorized": False}
+
+
+def test_http_authorizer_answers_a_real_key_with_what_the_samples_carry(
+    authorize: Callable[..., Any], ops_admin_key: str
+) -> None:
+    # Given the HTTP authorizer's sample holding a real key of `ops-admin`
+    event = with_token(load(EVENTS / "authorizer_http_request.json"), ops_admin_key)
+    assert event["identitySource"] == [f"Bearer {ops_admin_key}"]
+    # When it invokes the authorizer
+    answer = authorize(event)
+    # Then the request is authorized with `ops-admin`'s grants as context: exactly what the
+    # HTTP samples carry in requestContext.authorizer.lambda
+    assert answer == {"isAuthorized": True, "context": SAMPLE_CONTEXT}
+    assert load(EVENTS / "messages_send.json")["requestContext"]["authorizer"] == {
+        "lambda": answer["context"]
+    }
+
+
+def _policy_document(effect: str, method_arn: str) -> dict[str, Any]:
+    """An IAM policy that allows or denies calling `method_arn`, and nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": method_arn}],
+    }
+
+
+def test_websocket_authorizer_denies_the_samples_fake_key(authorize: Callable[..., Any]) -> None:
+    # When the WebSocket authorizer's sample (the fake key) invokes the authorizer
+    event = load(EVENTS / "authorizer_ws_connect.json")
+    answer = authorize(event)
+    # Then its policy denies `$connect` (API Gateway refuses the handshake with 403)
+    assert answer["policyDocument"] == _policy_document("Deny", event["methodArn"])
+    assert not verdict(answer, simple=False, resource=event["methodArn"]).allowed
+
+
+@pytest.mark.parametrize("stem", [client[0] for client in CLIENTS])
+def test_websocket_authorizer_answers_each_handshake_with_what_its_connect_sample_carries(
+    authorize: Callable[..., Any], ops_admin_key: str, stem: str
+) -> None:
+    # Given the authorizer's event for a sample handshake, any key in it a real one
+    connect = with_token(ws_event(stem), ops_admin_key)
+    event = websocket_authorizer_event(connect)
+    # When it invokes the authorizer
+    answer = authorize(event)
+    # Then its policy allows `$connect`, and principalId and context are exactly the
+    # sample $connect event's requestContext.authorizer
+    expected = ws_event(stem)["requestContext"]["authorizer"]
+    assert answer == {
+        "principalId": expected["principalId"],
+        "policyDocument": _policy_document("Allow", event["methodArn"]),
+        "context": {k: v for k, v in expected.items() if k != "principalId"},
+    }
+    assert verdict(answer, simple=False, resource=event["methodArn"]).allowed
+
+
+def test_websocket_authorizer_refuses_a_keyless_handshake_that_offers_no_stomp(
+    authorize: Callable[..., Any],
+) -> None:
+    # Given the JSON client's handshake without its access_token
+    event = load(EVENTS / "authorizer_ws_connect.json")
+    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = {}
+    # When it invokes the authorizer, then it raises exactly `Unauthorized` (API Gateway's 401)
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(event)
