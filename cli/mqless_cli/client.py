@@ -3,6 +3,8 @@
 Every failure a user can expect comes out as a `ClientError` carrying one sentence:
 `ApiError` for the API's JSON problems (and anything else that is not a 2xx),
 `Unreachable` when nothing answers, `BadUrl` when the URL itself is wrong.
+A refused credential (401/403, from API Gateway's authorizer or from mqless) reads the
+same over HTTP and WebSocket: `auth_failure` words it in one place.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ TIMEOUT_SECONDS = 35.0
 THROTTLE_RETRIES = 5
 MAX_RETRY_AFTER_SECONDS = 10.0
 DEV_HINT = "is `mqless dev` running? set --url or MQLESS_URL"
+TOKEN_HINT = "set MQLESS_TOKEN or pass --token"
 
 
 class ClientError(Exception):
@@ -51,11 +54,41 @@ def segment(name: str) -> str:
     return quote(name, safe="")
 
 
+def bearer(token: str | None) -> dict[str, str]:
+    """The request headers that carry a token (none without one)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def auth_failure(status: int, *, authenticated: bool, detail: str | None = None) -> str:
+    """One sentence for a refused credential (401/403), as an HTTP answer or a handshake.
+
+    API Gateway answers 401 `Unauthorized` when no token came and 403 `Forbidden` when its
+    authorizer turned the token down; mqless itself answers a problem whose `message`
+    (`detail`) says which grant is missing.
+    """
+    if status == 401:
+        if not authenticated:
+            return f"not authenticated: {TOKEN_HINT}"
+        return f"not authenticated: {detail or 'the token was not accepted'}"
+    if detail:
+        return f"forbidden: {detail}"
+    if not authenticated:
+        return f"forbidden: {TOKEN_HINT}"
+    return "forbidden: the token was refused (unknown, revoked or expired?)"
+
+
 class MqlessClient:
     """The HTTP API's operations, one method each; answers are the API's JSON documents."""
 
-    def __init__(self, http: httpx.Client, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        token: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._http = http
+        self._token = token
         self._sleep = sleep
 
     # ---- queues ----------------------------------------------------------------------------
@@ -118,6 +151,44 @@ class MqlessClient:
     def publish(self, topic: str, message: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/topics/{segment(topic)}/messages", dict(message))
 
+    # ---- access: principals and API keys (admin on everything) -----------------------------
+
+    def principals(self) -> list[dict[str, Any]]:
+        principals: list[dict[str, Any]] = self._call("GET", "/access/principals").get(
+            "principals", []
+        )
+        return principals
+
+    def principal(self, principal_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/access/principals/{segment(principal_id)}")
+
+    def put_principal(
+        self, principal_id: str, grants: Sequence[Mapping[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """Create or replace a principal's grants: (the principal, whether it was created)."""
+        body = {"grants": [dict(grant) for grant in grants]}
+        response = self._request("PUT", f"/access/principals/{segment(principal_id)}", body)
+        return _document(response), response.status_code == 201
+
+    def delete_principal(self, principal_id: str) -> None:
+        """Delete a principal; its keys stop working."""
+        self._call("DELETE", f"/access/principals/{segment(principal_id)}")
+
+    def issue_key(self, principal_id: str, *, ttl_seconds: int | None = None) -> dict[str, Any]:
+        """A new API key: `{key_id, token, principal, expires_at}`; the token is shown once."""
+        body = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
+        return self._call("POST", f"/access/principals/{segment(principal_id)}/keys", body)
+
+    def keys(self, principal_id: str | None = None) -> list[dict[str, Any]]:
+        params = {} if principal_id is None else {"principal": principal_id}
+        keys: list[dict[str, Any]] = self._call("GET", "/access/keys", params=params).get(
+            "keys", []
+        )
+        return keys
+
+    def revoke_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/access/keys/{segment(key_id)}")
+
     # ---- transport -------------------------------------------------------------------------
 
     def _call(
@@ -126,25 +197,50 @@ class MqlessClient:
         path: str,
         body: Mapping[str, Any] | None = None,
         *,
+        params: Mapping[str, str] | None = None,
         timeout: float = TIMEOUT_SECONDS,
     ) -> dict[str, Any]:
+        return _document(self._request(method, path, body, params=params, timeout=timeout))
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> httpx.Response:
+        """The API's 2xx answer; an `ApiError` for any other, after retrying throttling."""
         for attempt in range(THROTTLE_RETRIES + 1):
-            response = self._send(method, path, body, timeout)
+            response = self._send(method, path, body, params, timeout)
             if response.status_code == 429 and attempt < THROTTLE_RETRIES:
                 # DynamoDB or KMS throttled the broker: nothing was stored; wait as asked
                 self._sleep(_retry_after(response))
                 continue
             break
         if response.is_success:
-            return _document(response)
-        raise _api_error(method, path, response)
+            return response
+        raise _api_error(method, path, response, authenticated=self._token is not None)
 
     def _send(
-        self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        timeout: float,
     ) -> httpx.Response:
         base = str(self._http.base_url).rstrip("/") or "(no URL)"
         try:
-            return self._http.request(method, path, json=body, timeout=timeout)
+            return self._http.request(
+                method,
+                path,
+                json=body,
+                params=params,
+                headers=bearer(self._token),
+                timeout=timeout,
+            )
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise BadUrl(f"cannot use the URL {base!r}: {exc}") from exc
         except httpx.ConnectTimeout as exc:
@@ -190,7 +286,9 @@ def _document(response: httpx.Response) -> dict[str, Any]:
     return document
 
 
-def _api_error(method: str, path: str, response: httpx.Response) -> ApiError:
+def _api_error(
+    method: str, path: str, response: httpx.Response, *, authenticated: bool
+) -> ApiError:
     """The API's problem as one sentence; a gateway's bare answer gets some context."""
     status = response.status_code
     try:
@@ -201,7 +299,11 @@ def _api_error(method: str, path: str, response: httpx.Response) -> ApiError:
     text = problem.get("message") if isinstance(problem, dict) else None
     if not isinstance(text, str) or not text:
         text = f"HTTP {status} {response.reason_phrase}".rstrip()
-    if code == "no_such_route" or (code is None and status in (403, 404)):
+    gateway_refusal = code is None and text in ("Unauthorized", "Forbidden")
+    if status == 401 or (status == 403 and (code is not None or gateway_refusal)):
+        detail = text if isinstance(code, str) else None
+        text = auth_failure(status, authenticated=authenticated, detail=detail)
+    elif code == "no_such_route" or (code is None and status in (403, 404)):
         # API Gateway answers an unknown route with {"message": "Not Found"} (or Forbidden)
         text = f"{text} ({method} {response.request.url}: is this an up-to-date mqless API?)"
     elif status == 429:

@@ -1,9 +1,12 @@
 """The client commands of `mqless`: send, receive, consume, publish, tail, queues, stats,
-purge and redrive, against a local (`mqless dev`) or deployed API.
+purge and redrive, principals and keys, against a local (`mqless dev`) or deployed API;
+and `bootstrap`, which writes a deployed stack's first admin key with AWS credentials.
 
 Each command gets a `Context` (the API client, the output, stdin) and returns an exit
 status. `run` maps every expected failure to `mqless: <message>` on stderr, in one place:
 2 for a usage mistake, 1 for an API or connection failure, never a traceback.
+The token (`--token` or `MQLESS_TOKEN`) goes in an `Authorization: Bearer` header, over
+HTTP and in the WebSocket handshake alike (never in a URL, which logs and errors show).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TextIO
@@ -26,8 +30,27 @@ import httpx
 import websockets
 from websockets.sync.client import connect as ws_connect
 
-from mqless_cli.client import TIMEOUT_SECONDS, ApiError, BadUrl, ClientError, MqlessClient
-from mqless_cli.output import Output, Tracker, age, count, message_text
+from mqless_cli.client import (
+    TIMEOUT_SECONDS,
+    ApiError,
+    BadUrl,
+    ClientError,
+    MqlessClient,
+    auth_failure,
+    bearer,
+)
+from mqless_cli.output import (
+    Output,
+    Tracker,
+    age,
+    count,
+    expires,
+    expiry,
+    grants_text,
+    key_status,
+    message_text,
+    timestamp,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_WS_URL = "ws://127.0.0.1:8081"
@@ -59,11 +82,12 @@ class WsConnection(Protocol):
     ) -> None: ...
 
 
-WsConnect = Callable[[str], WsConnection]
+WsConnect = Callable[[str, Mapping[str, str]], WsConnection]
+"""Open a WebSocket connection: (URL, extra handshake headers)."""
 
 
-def _default_ws_connect(url: str) -> WsConnection:
-    return ws_connect(url, open_timeout=10)
+def _default_ws_connect(url: str, headers: Mapping[str, str]) -> WsConnection:
+    return ws_connect(url, additional_headers=dict(headers), open_timeout=10)
 
 
 @dataclass
@@ -86,6 +110,7 @@ class Context:
     stdin: TextIO
     ws_url: str
     ws_connect: WsConnect
+    token: str | None = None
 
 
 Handler = Callable[[Context, argparse.Namespace], int]
@@ -104,12 +129,28 @@ def run(
     url = args.url or os.environ.get("MQLESS_URL") or DEFAULT_URL
     ws_url = getattr(args, "ws_url", None) or os.environ.get("MQLESS_WS_URL") or DEFAULT_WS_URL
     handler: Handler = args.handler
-    try:
-        with _sigterm_as_interrupt(), _http_client(url, transport) as http:
+
+    def command() -> int:
+        token = _token(args.token)
+        with _http_client(url, transport) as http:
             context = Context(
-                MqlessClient(http), out, terminal.stdin, ws_url, ws_connect or _default_ws_connect
+                MqlessClient(http, token=token),
+                out,
+                terminal.stdin,
+                ws_url,
+                ws_connect or _default_ws_connect,
+                token,
             )
             return handler(context, args)
+
+    return _reported(command, terminal)
+
+
+def _reported(command: Callable[[], int], terminal: Terminal) -> int:
+    """Run a command; its expected failures become `mqless: <sentence>` and an exit status."""
+    try:
+        with _sigterm_as_interrupt():
+            return command()
     except (UsageError, BadUrl) as exc:
         _error(terminal.stderr, exc.message)
         return 2
@@ -142,6 +183,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _token(flag: str | None) -> str | None:
+    """The token from --token, else MQLESS_TOKEN; None when neither is set."""
+    token = (flag if flag is not None else os.environ.get("MQLESS_TOKEN", "")).strip()
+    if not token:
+        return None
+    if not re.fullmatch(r"[\x21-\x7e]+", token):
+        source = "--token" if flag is not None else "MQLESS_TOKEN"
+        raise UsageError(f"the token in {source} has spaces or characters that cannot be sent")
+    return token
 
 
 def _http_client(url: str, transport: httpx.BaseTransport | None) -> httpx.Client:
@@ -503,11 +555,15 @@ def _print_frame(out: Output, frame: dict[str, Any]) -> None:
 def _open_ws(context: Context) -> WsConnection:
     url = context.ws_url
     try:
-        return context.ws_connect(url)
+        return context.ws_connect(url, bearer(context.token))
     except websockets.InvalidURI as exc:
         raise BadUrl(f"cannot use the WebSocket URL {url!r}: {exc}") from exc
     except websockets.InvalidStatus as exc:
         status = exc.response.status_code
+        if status in (401, 403):
+            # the authorizer's verdict on the handshake (API Gateway sends no reason)
+            refused = auth_failure(status, authenticated=context.token is not None)
+            raise ClientError(refused) from exc
         raise ClientError(f"{url} refused the WebSocket connection (HTTP {status})") from exc
     except websockets.InvalidHandshake as exc:
         raise ClientError(f"{url} did not complete the WebSocket handshake: {exc}") from exc
@@ -532,6 +588,8 @@ def _await_subscribed(ws: WsConnection, url: str, timeout: float = 15.0) -> None
             if frame.get("type") == "subscribed":
                 return
             if frame.get("type") == "error":
+                if frame.get("error") == "forbidden":
+                    raise ClientError(f"forbidden: {frame.get('message')}")
                 raise ClientError(f"cannot subscribe: {frame.get('message')}")
     raise ClientError(f"{url} did not confirm the subscription within {timeout:.0f} s")
 
@@ -706,6 +764,263 @@ def _redrive(context: Context, args: argparse.Namespace) -> int:
     return _report_failures(out, failed, moved + len(failed), "messages could not be moved")
 
 
+# ---- access: principals and API keys --------------------------------------------------------
+
+AUTHORIZER_CACHE_NOTE = (
+    "API Gateway caches each token's authorization for up to 5 minutes: "
+    "a token already in use may keep its old access that long"
+)
+
+
+def _principals_list(context: Context, args: argparse.Namespace) -> int:
+    out = context.out
+    principals = context.api.principals()
+    if out.as_json:
+        out.document({"principals": principals})
+        return 0
+    if not principals:
+        out.note("no principals yet (create one: mqless principals set ID --grant PATTERN=ACTIONS)")
+        return 0
+    out.table(
+        ["PRINCIPAL", "GRANTS", "UPDATED"],
+        [
+            [str(p.get("id")), grants_text(p.get("grants")), timestamp(p.get("updated_at"))]
+            for p in sorted(principals, key=lambda p: str(p.get("id")))
+        ],
+    )
+    return 0
+
+
+def _principals_show(context: Context, args: argparse.Namespace) -> int:
+    principal = context.api.principal(args.id)
+    if context.out.as_json:
+        context.out.document(principal)
+        return 0
+    grants = [grants_text([grant]) for grant in principal.get("grants") or []] or ["(none)"]
+    rows = [["principal", str(principal.get("id"))]]
+    rows += [["grants" if n == 0 else "", grant] for n, grant in enumerate(grants)]
+    rows += [
+        ["created", timestamp(principal.get("created_at"))],
+        ["updated", timestamp(principal.get("updated_at"))],
+    ]
+    context.out.table(["FIELD", "VALUE"], rows, show_header=False)
+    return 0
+
+
+def _principals_set(context: Context, args: argparse.Namespace) -> int:
+    out = context.out
+    principal, created = context.api.put_principal(args.id, args.grant)
+    if out.as_json:
+        out.document(principal)
+        return 0
+    grants = grants_text(principal.get("grants"))
+    out.line(f"{'created' if created else 'updated'} principal {args.id}: {grants}")
+    if not created:
+        out.note(AUTHORIZER_CACHE_NOTE)
+    return 0
+
+
+def _principals_delete(context: Context, args: argparse.Namespace) -> int:
+    context.api.delete_principal(args.id)
+    if context.out.as_json:
+        context.out.document({"principal": args.id, "deleted": True})
+        return 0
+    context.out.line(f"deleted principal {args.id} and revoked its keys")
+    context.out.note(AUTHORIZER_CACHE_NOTE)
+    return 0
+
+
+def _keys_issue(context: Context, args: argparse.Namespace) -> int:
+    """The token alone on stdout (`export MQLESS_TOKEN=$(mqless keys issue ...)`)."""
+    issued = context.api.issue_key(args.principal, ttl_seconds=args.ttl)
+    _print_issued(context.out, issued)
+    return 0
+
+
+def _print_issued(out: Output, issued: Mapping[str, Any], *, where: str = "") -> None:
+    if out.as_json:
+        out.document(dict(issued))
+        return
+    out.line(str(issued.get("token")))
+    out.note(
+        f"issued key {issued.get('key_id')} for {issued.get('principal')}{where}; "
+        f"{expiry(issued.get('expires_at'))}"
+    )
+    out.note("the token is shown only now: keep it secret (use it as MQLESS_TOKEN or --token)")
+
+
+def _keys_list(context: Context, args: argparse.Namespace) -> int:
+    out = context.out
+    keys = context.api.keys(args.principal)
+    if out.as_json:
+        out.document({"keys": keys})
+        return 0
+    if not keys:
+        whose = f" for {args.principal}" if args.principal else ""
+        out.note(f"no API keys{whose} (issue one: mqless keys issue PRINCIPAL)")
+        return 0
+    now = time.time()
+    out.table(
+        ["KEY ID", "PRINCIPAL", "CREATED", "EXPIRES", "STATUS"],
+        [
+            [
+                str(key.get("key_id")),
+                str(key.get("principal")),
+                timestamp(key.get("created_at")),
+                expires(key.get("expires_at")),
+                key_status(key, now),
+            ]
+            for key in sorted(
+                keys, key=lambda k: (str(k.get("principal")), k.get("created_at") or 0)
+            )
+        ],
+    )
+    return 0
+
+
+def _keys_revoke(context: Context, args: argparse.Namespace) -> int:
+    context.api.revoke_key(args.key_id)
+    if context.out.as_json:
+        context.out.document({"key_id": args.key_id, "revoked": True})
+        return 0
+    context.out.line(f"revoked key {args.key_id}")
+    context.out.note(AUTHORIZER_CACHE_NOTE)
+    return 0
+
+
+ACTIONS = ("send", "receive", "admin")
+
+
+def parse_grant(text: str) -> dict[str, Any]:
+    """`PATTERN=ACTIONS` (`orders.*=send,receive`, `>=admin`) as the API's grant document."""
+    pattern, sep, listed = text.rpartition("=")
+    if not sep or not pattern:
+        raise argparse.ArgumentTypeError(
+            f"expected PATTERN=ACTIONS such as 'orders.*=send,receive', got {text!r}"
+        )
+    actions = [action.strip().lower() for action in listed.split(",") if action.strip()]
+    if not actions:
+        raise argparse.ArgumentTypeError(f"no actions in {text!r}: give some of send,receive,admin")
+    unknown = [action for action in actions if action not in ACTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown action {unknown[0]!r} in {text!r}: the actions are send, receive, admin"
+        )
+    # the broker's own rule, so a pattern refused here would be refused by the API too
+    from mqless.errors import InvalidRequest
+    from mqless.principals import MAX_PATTERN, validate_grant_pattern
+
+    if len(pattern) > MAX_PATTERN:
+        raise argparse.ArgumentTypeError(f"pattern longer than {MAX_PATTERN} characters")
+    try:
+        validate_grant_pattern(pattern)
+    except InvalidRequest as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return {"pattern": pattern, "actions": list(dict.fromkeys(actions))}
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from `3600`, `90s`, `45m`, `12h`, `30d`, `2w` or a sum such as `1d12h`."""
+    cleaned = text.strip().lower()
+    if cleaned.isdigit():
+        seconds = int(cleaned)
+    elif re.fullmatch(r"(\d+[smhdw])+", cleaned):
+        seconds = sum(
+            int(number) * DURATION_UNITS[unit]
+            for number, unit in re.findall(r"(\d+)([smhdw])", cleaned)
+        )
+    else:
+        raise argparse.ArgumentTypeError(
+            f"expected SECONDS or a duration such as 30d, 12h, 45m, got {text!r}"
+        )
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive duration")
+    return seconds
+
+
+# ---- bootstrap: the first admin key of a deployed stack, with AWS credentials ----------------
+
+DESTINATIONS_TABLE_ID = "DestinationsTable"
+
+
+def run_bootstrap(
+    args: argparse.Namespace, *, terminal: Terminal | None = None, session: Any = None
+) -> int:
+    """`mqless bootstrap`: no HTTP and no token; the operator's AWS credentials write it."""
+    terminal = terminal or Terminal.system()
+    out = Output(terminal.stdout, terminal.stderr, as_json=args.json)
+    return _reported(lambda: _bootstrap(out, args, session), terminal)
+
+
+def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import ClientError as AwsError
+
+    from mqless.access import AccessControl, bootstrap_admin
+    from mqless.clock import SystemClock
+    from mqless.errors import MqlessError
+
+    session = session or boto3.Session()
+    table: str | None = args.table
+    try:
+        if args.stack:
+            cloudformation = session.client("cloudformation", region_name=args.region)
+            table = _stack_table(cloudformation, args.stack)
+        else:
+            table = args.table
+        dynamodb = session.client("dynamodb", region_name=args.region)
+        access = AccessControl(dynamodb, table, SystemClock())
+        issued = bootstrap_admin(access, args.principal, ttl_seconds=args.ttl)
+    except NoRegionError as exc:
+        raise ClientError("no AWS region: pass --region or set AWS_REGION") from exc
+    except NoCredentialsError as exc:
+        raise ClientError(
+            "no AWS credentials: bootstrap writes to the stack's table with your own "
+            "(set AWS_PROFILE, or run `aws sso login` or `aws configure`)"
+        ) from exc
+    except AwsError as exc:
+        raise ClientError(_aws_failure(exc, table, args.stack)) from exc
+    except BotoCoreError as exc:
+        raise ClientError(f"AWS call failed: {exc}") from exc
+    except MqlessError as exc:
+        raise ClientError(exc.message) from exc
+    region = dynamodb.meta.region_name
+    _print_issued(
+        out,
+        issued.model_dump(mode="json"),
+        where=f" (admin of everything) in {table} ({region})",
+    )
+    return 0
+
+
+def _stack_table(cloudformation: Any, stack: str) -> str:
+    """The physical name of the stack's destinations table."""
+    answer = cloudformation.describe_stack_resource(
+        StackName=stack, LogicalResourceId=DESTINATIONS_TABLE_ID
+    )
+    return str(answer["StackResourceDetail"]["PhysicalResourceId"])
+
+
+def _aws_failure(exc: Any, table: str | None, stack: str | None) -> str:
+    """One sentence for an AWS refusal during bootstrap."""
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)
+    if code == "ResourceNotFoundException":
+        return (
+            f"no table {table!r} in this region: give the stack's {DESTINATIONS_TABLE_ID} "
+            "(or --stack NAME) and its --region"
+        )
+    if code == "ValidationError" and stack:
+        return f"cannot find the destinations table of stack {stack!r}: {message}"
+    if "AccessDenied" in code or code == "UnrecognizedClientException":
+        return f"AWS refused: {message}"
+    return f"AWS error {code}: {message}"
+
+
 # ---- the command line ------------------------------------------------------------------------
 
 
@@ -744,6 +1059,11 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument(
         "--url",
         help=f"HTTP API URL (default: $MQLESS_URL or {DEFAULT_URL}; deployed: HttpApiUrl)",
+    )
+    common.add_argument(
+        "--token",
+        help="API key or JWT, sent as `Authorization: Bearer` (default: $MQLESS_TOKEN; "
+        "`mqless dev` prints its dev token)",
     )
     common.add_argument(
         "--json", action="store_true", help="machine-readable output (JSON; JSON lines for streams)"
@@ -869,3 +1189,85 @@ def register(commands: Any) -> None:
     redrive.add_argument(
         "--to", metavar="QUEUE", help="move them here instead of each one's source queue"
     )
+
+    _register_access(commands, common)
+    _register_bootstrap(commands)
+
+
+def _register_access(commands: Any, common: argparse.ArgumentParser) -> None:
+    """`mqless principals ...` and `mqless keys ...` (the Access API; admin on everything)."""
+
+    def group(name: str, help_text: str) -> Any:
+        parser = commands.add_parser(name, help=help_text, description=help_text)
+        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+    def add(group: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        parser.set_defaults(run=run, handler=handler)
+        return parser
+
+    principals = group("principals", "who may do what: principals and their grants")
+    add(principals, "list", _principals_list, "list principals with their grants")
+    show = add(principals, "show", _principals_show, "one principal's grants")
+    show.add_argument("id", metavar="ID")
+    put = add(
+        principals,
+        "set",
+        _principals_set,
+        "create a principal or replace its grants (its keys get the new grants)",
+    )
+    put.add_argument("id", metavar="ID", help="1-128 of A-Z a-z 0-9 _ . @ : + = , -")
+    put.add_argument(
+        "--grant",
+        action="append",
+        type=parse_grant,
+        required=True,
+        metavar="PATTERN=ACTIONS",
+        help="actions (send, receive, admin) on destinations matching PATTERN "
+        "(`orders.*=send,receive`, `'>=admin'` for everything); repeatable",
+    )
+    delete = add(principals, "delete", _principals_delete, "delete a principal and revoke its keys")
+    delete.add_argument("id", metavar="ID")
+
+    keys = group("keys", "API keys: issue, list, revoke")
+    issue = add(keys, "issue", _keys_issue, "issue an API key for a principal (printed once)")
+    issue.add_argument("principal", metavar="PRINCIPAL")
+    issue.add_argument(
+        "--ttl",
+        type=parse_duration,
+        metavar="DURATION",
+        help="expire after SECONDS or a duration such as 30d, 12h (default: never)",
+    )
+    listing = add(keys, "list", _keys_list, "list API keys (never their secrets)")
+    listing.add_argument("--principal", metavar="ID", help="only this principal's keys")
+    revoke = add(keys, "revoke", _keys_revoke, "revoke an API key")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+
+def _register_bootstrap(commands: Any) -> None:
+    help_text = (
+        "create (or reset) a deployed stack's first admin principal and issue it a key, "
+        "writing to DynamoDB with your own AWS credentials"
+    )
+    bootstrap = commands.add_parser("bootstrap", help=help_text, description=help_text)
+    where = bootstrap.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--table", metavar="NAME", help=f"the stack's destinations table ({DESTINATIONS_TABLE_ID})"
+    )
+    where.add_argument(
+        "--stack", metavar="NAME", help="find the table in this CloudFormation stack"
+    )
+    bootstrap.add_argument(
+        "--principal", default="admin", metavar="ID", help="its id (default: %(default)s)"
+    )
+    bootstrap.add_argument(
+        "--ttl",
+        type=parse_duration,
+        metavar="DURATION",
+        help="the key expires after SECONDS or a duration such as 30d (default: never)",
+    )
+    bootstrap.add_argument("--region", help="AWS region (default: your AWS configuration's)")
+    bootstrap.add_argument("--json", action="store_true", help="machine-readable output")
+    bootstrap.set_defaults(run=run_bootstrap)

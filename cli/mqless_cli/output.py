@@ -182,6 +182,42 @@ def age(seconds: object) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
+def expires(epoch_seconds: object) -> str:
+    """When an API key expires (the API gives epoch seconds, as the table's TTL needs)."""
+    if not isinstance(epoch_seconds, int | float):
+        return "never"
+    return timestamp(epoch_seconds * 1000)
+
+
+def expiry(epoch_seconds: object, *, now: float | None = None) -> str:
+    """An API key's expiry as a phrase: `expires 2026-01-31 12:00:00 (in 30d00h)`."""
+    if not isinstance(epoch_seconds, int | float):
+        return "it never expires (revoke it with `mqless keys revoke KEY_ID`)"
+    left = epoch_seconds - (time.time() if now is None else now)
+    return f"expires {expires(epoch_seconds)} (in {age(max(left, 0))})"
+
+
+def key_status(key: Mapping[str, Any], now: float) -> str:
+    """`active`, `revoked` or `expired`, for an API key as listed (`now` in epoch seconds)."""
+    if key.get("revoked"):
+        return "revoked"
+    expires_at = key.get("expires_at")
+    if isinstance(expires_at, int | float) and expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def grants_text(grants: object) -> str:
+    """Grants as `--grant` takes them: `orders.*=send,receive >=admin`; `-` for none."""
+    if not isinstance(grants, list) or not grants:
+        return "-"
+    return " ".join(
+        f"{grant.get('pattern')}={','.join(str(a) for a in grant.get('actions') or [])}"
+        for grant in grants
+        if isinstance(grant, Mapping)
+    )
+
+
 def count(value: object, *, approximate: bool = False) -> str:
     """A message count; `12+` when the API says counts are lower bounds."""
     if not isinstance(value, int):

@@ -1,4 +1,8 @@
-"""The `mqless` client commands as a user runs them: a subprocess against `mqless dev`."""
+"""The `mqless` client commands as a user runs them: a subprocess against `mqless dev`.
+
+Every command carries the dev token `mqless dev` prints (as MQLESS_TOKEN), unless a test
+gives another token, or none.
+"""
 
 from __future__ import annotations
 
@@ -16,35 +20,45 @@ import pytest
 
 from tests.e2e.conftest import DevServer, _mqless_command, free_port
 
+NO_TOKEN = ""
+"""`token=NO_TOKEN`: run the command without any credential."""
 
-def _env(server: DevServer) -> dict[str, str]:
+
+def _env(server: DevServer, token: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MQLESS_"))}
     env.update(MQLESS_URL=server.http_url, MQLESS_WS_URL=server.ws_url, PYTHONUNBUFFERED="1")
+    token = server.token if token is None else token
+    if token:
+        env["MQLESS_TOKEN"] = token
     return env
 
 
 def mqless(
-    server: DevServer, *args: str, stdin: str | None = None, timeout: float = 60
+    server: DevServer,
+    *args: str,
+    stdin: str | None = None,
+    timeout: float = 60,
+    token: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `mqless ARGS` to the end, with the server's URLs in the environment."""
+    """Run `mqless ARGS` to the end, with the server's URLs and a token in the environment."""
     return subprocess.run(
         [*_mqless_command(), *args],
         input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
-        env=_env(server),
+        env=_env(server, token),
         timeout=timeout,
     )
 
 
-def start(server: DevServer, *args: str) -> subprocess.Popen[str]:
+def start(server: DevServer, *args: str, token: str | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*_mqless_command(), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(server),
+        env=_env(server, token),
     )
 
 
@@ -223,8 +237,9 @@ def test_purge_needs_yes_without_a_terminal_and_then_purges(mqless_dev: DevServe
 def test_redrive_moves_every_dead_letter_back(mqless_dev: DevServer) -> None:
     queue = name("cli-redrive")
     # Given messages dead-lettered after one delivery each
-    with httpx.Client(base_url=mqless_dev.http_url, timeout=30) as http:
-        http.put(f"/queues/{queue}", json={"max_receive_count": 1})
+    headers = mqless_dev.auth_headers()
+    with httpx.Client(base_url=mqless_dev.http_url, headers=headers, timeout=30) as http:
+        http.put(f"/queues/{queue}", json={"max_receive_count": 1}).raise_for_status()
     mqless(mqless_dev, "send", queue, "retry me", "--count", "12")
     for _ in range(2):
         mqless(mqless_dev, "receive", queue, "--max", "10", "--visibility", "0")
@@ -242,6 +257,157 @@ def test_redrive_moves_every_dead_letter_back(mqless_dev: DevServer) -> None:
     assert first.stdout == f"moved 5 messages from {queue}.dlq\n"
     assert rest == {"queue": f"{queue}.dlq", "moved": 7, "failed": []}
     assert as_json(mqless(mqless_dev, "stats", queue, "--json"))["visible"] == 12
+
+
+# ---- access: principals, keys, and what a limited key may do --------------------------------
+#
+# The gateway caches each token's authorization for 300 s, as API Gateway does: a token
+# that was used keeps working that long after it is revoked. These tests revoke tokens
+# before their first use, so no cached answer can hide the revocation.
+
+REFUSED_TOKEN = "mqless: forbidden: the token was refused (unknown, revoked or expired?)\n"
+
+
+def limited_key(server: DevServer, grant: str, *, ttl: str = "1h") -> tuple[str, str, str]:
+    """A new principal with one grant, and a key for it: (principal, key id, token)."""
+    principal = name("clerk")
+    created = mqless(server, "principals", "set", principal, "--grant", grant)
+    assert created.returncode == 0, created.stderr
+    issued = as_json(mqless(server, "keys", "issue", principal, "--ttl", ttl, "--json"))
+    return principal, issued["key_id"], issued["token"]
+
+
+def test_principals_set_show_and_list(mqless_dev: DevServer) -> None:
+    principal = name("reader")
+    created = mqless(
+        mqless_dev,
+        "principals",
+        "set",
+        principal,
+        "--grant",
+        "shop.*=receive",
+        "--grant",
+        "audit=send",
+    )
+    replaced = mqless(mqless_dev, "principals", "set", principal, "--grant", "shop.>=receive")
+    shown = mqless(mqless_dev, "principals", "show", principal)
+    listed = as_json(mqless(mqless_dev, "principals", "list", "--json"))["principals"]
+    assert created.stdout == f"created principal {principal}: shop.*=receive audit=send\n"
+    assert replaced.stdout == f"updated principal {principal}: shop.>=receive\n"
+    assert shown.stdout.splitlines()[:2] == [f"principal  {principal}", "grants     shop.>=receive"]
+    mine = next(p for p in listed if p["id"] == principal)
+    assert mine["grants"] == [{"pattern": "shop.>", "actions": ["receive"]}]
+
+
+def test_a_limited_key_sends_where_its_grants_allow_and_is_refused_elsewhere(
+    mqless_dev: DevServer,
+) -> None:
+    prefix = name("orders")
+    own, other = f"{prefix}.eu", name("billing")
+    for queue in (own, other):  # made by the admin: creating a queue is not the clerk's job
+        assert mqless(mqless_dev, "send", queue, "setup").returncode == 0
+    # Given a principal that may send and receive on PREFIX.*, and a key for it
+    principal, _, token = limited_key(mqless_dev, f"{prefix}.*=send,receive")
+    # When it sends to its queue and to another
+    allowed = mqless(mqless_dev, "send", own, "hello", token=token)
+    refused = mqless(mqless_dev, "send", other, "hello", token=token)
+    # Then the first is stored and the second refused in one sentence
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.startswith("sent ")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("mqless: forbidden: ")
+    assert principal in refused.stderr and other in refused.stderr
+    assert refused.stderr.count("\n") == 1 and no_traceback(refused)
+
+
+def test_a_limited_key_may_not_manage_access(mqless_dev: DevServer) -> None:
+    _, _, token = limited_key(mqless_dev, f"{name('mine')}.>=send")
+    refused = mqless(mqless_dev, "principals", "list", token=token)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("mqless: forbidden: ")
+
+
+def test_a_revoked_key_is_refused_and_listed_as_revoked(mqless_dev: DevServer) -> None:
+    queue = name("revoke")
+    mqless(mqless_dev, "send", queue, "setup")
+    principal, key_id, token = limited_key(mqless_dev, f"{queue}=send")
+    # When the key is revoked (before its first use: nothing cached) and then used
+    revoked = mqless(mqless_dev, "keys", "revoke", key_id)
+    refused = mqless(mqless_dev, "send", queue, "late", token=token)
+    listed = as_json(mqless(mqless_dev, "keys", "list", "--principal", principal, "--json"))
+    # Then the API refuses it, and says it is revoked
+    assert revoked.stdout == f"revoked key {key_id}\n"
+    assert (refused.returncode, refused.stderr) == (1, REFUSED_TOKEN)
+    assert [(k["key_id"], k["revoked"]) for k in listed["keys"]] == [(key_id, True)]
+
+
+def test_deleting_a_principal_stops_its_keys(mqless_dev: DevServer) -> None:
+    queue = name("gone")
+    mqless(mqless_dev, "send", queue, "setup")
+    principal, _, token = limited_key(mqless_dev, f"{queue}=send")
+    deleted = mqless(mqless_dev, "principals", "delete", principal)
+    refused = mqless(mqless_dev, "send", queue, "late", token=token)
+    assert deleted.returncode == 0, deleted.stderr
+    assert (refused.returncode, refused.stderr) == (1, REFUSED_TOKEN)
+
+
+def test_keys_list_shows_an_issued_key_as_active_with_its_expiry(mqless_dev: DevServer) -> None:
+    principal, key_id, _ = limited_key(mqless_dev, f"{name('x')}=send", ttl="2d")
+    table = mqless(mqless_dev, "keys", "list", "--principal", principal)
+    [row] = [line.split() for line in table.stdout.splitlines()[1:]]
+    assert (row[0], row[1], row[-1]) == (key_id, principal, "active")
+    assert row[4] != "never"  # created date, time; expires date, time
+
+
+def test_without_a_token_the_cli_says_how_to_give_one(mqless_dev: DevServer) -> None:
+    result = mqless(mqless_dev, "queues", token=NO_TOKEN)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "mqless: not authenticated: set MQLESS_TOKEN or pass --token\n",
+    )
+
+
+def test_a_made_up_token_is_refused(mqless_dev: DevServer) -> None:
+    result = mqless(mqless_dev, "queues", "--token", "mqk_" + "0" * 24 + "_" + "A" * 43)
+    assert (result.returncode, result.stderr) == (1, REFUSED_TOKEN)
+
+
+def test_tail_with_a_limited_key_is_refused_outside_its_grants(mqless_dev: DevServer) -> None:
+    topic = name("news")
+    _, _, token = limited_key(mqless_dev, f"{topic}.*=receive")
+    refused = mqless(mqless_dev, "tail", name("secret"), "--limit", "1", token=token)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("mqless: forbidden: ")
+
+
+def test_tail_with_a_limited_key_gets_its_topics(mqless_dev: DevServer) -> None:
+    topic = name("feed")
+    _, _, token = limited_key(mqless_dev, f"{topic}.*=receive")
+    tail = start(mqless_dev, "tail", f"{topic}.*", "--limit", "1", "--json", token=token)
+    try:
+        _wait_for_tail(tail)
+        published = as_json(mqless(mqless_dev, "publish", f"{topic}.a", "one", "--json"))
+        stdout, stderr = tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.returncode == 0, stderr
+    assert json.loads(stdout)["message_id"] == published["message_id"]
+
+
+def test_tail_with_a_refused_token_fails_the_handshake(mqless_dev: DevServer) -> None:
+    _, key_id, token = limited_key(mqless_dev, f"{name('t')}.*=receive")
+    mqless(mqless_dev, "keys", "revoke", key_id)
+    refused = mqless(mqless_dev, "tail", "x", token=token)
+    assert (refused.returncode, refused.stderr) == (1, REFUSED_TOKEN)
+
+
+def test_tail_without_a_token_fails_the_handshake(mqless_dev: DevServer) -> None:
+    refused = mqless(mqless_dev, "tail", "x", token=NO_TOKEN)
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        "mqless: not authenticated: set MQLESS_TOKEN or pass --token\n",
+    )
 
 
 # ---- errors ----------------------------------------------------------------------------------

@@ -6,20 +6,38 @@ API is a scripted fake connection.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+import websockets
+from botocore.stub import Stubber
+from websockets.datastructures import Headers as WsHeaders
+from websockets.http11 import Response as WsResponse
 
 from mqless_cli import commands
 from mqless_cli.commands import Terminal, frames_of, queue_row
 from mqless_cli.main import build_parser
-from mqless_cli.output import Output, age, count, message_text
+from mqless_cli.output import (
+    Output,
+    age,
+    count,
+    expiry,
+    grants_text,
+    key_status,
+    message_text,
+    timestamp,
+)
+from mqless_cli.template import Stack
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -87,6 +105,13 @@ def cli(
         ws_connect=ws,
     )
     return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def _no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a developer's shell must not point these tests at a server or lend them a token
+    for name in ("MQLESS_URL", "MQLESS_WS_URL", "MQLESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
 
 
 MESSAGE = {
@@ -160,6 +185,49 @@ def test_the_url_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 # ---- send and publish ------------------------------------------------------------------------
+
+
+# ---- credentials -----------------------------------------------------------------------------
+
+STATS = {"queues": [], "topics": [], "connections": 0}
+
+
+def test_the_token_flag_goes_in_a_bearer_header() -> None:
+    api = FakeApi().on("GET", "/stats", ok(STATS))
+    cli(["queues", "--token", "mqk_abc_def"], api)
+    assert api.requests[0].headers["authorization"] == "Bearer mqk_abc_def"
+
+
+def test_the_token_comes_from_mqless_token_when_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given MQLESS_TOKEN set (with the newline `$(cat file)` keeps) and no --token
+    monkeypatch.setenv("MQLESS_TOKEN", "from-env\n")
+    api = FakeApi().on("GET", "/stats", ok(STATS))
+    # When a command runs
+    cli(["queues"], api)
+    # Then the token is sent, trimmed
+    assert api.requests[0].headers["authorization"] == "Bearer from-env"
+
+
+def test_the_token_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MQLESS_TOKEN", "from-env")
+    api = FakeApi().on("GET", "/stats", ok(STATS))
+    cli(["queues", "--token", "from-flag"], api)
+    assert api.requests[0].headers["authorization"] == "Bearer from-flag"
+
+
+def test_without_a_token_no_authorization_header_is_sent() -> None:
+    api = FakeApi().on("GET", "/stats", ok(STATS))
+    cli(["queues"], api)
+    assert "authorization" not in api.requests[0].headers
+
+
+def test_a_token_with_a_space_inside_is_a_usage_error() -> None:
+    api = FakeApi()
+    result = cli(["queues", "--token", "two words"], api)
+    assert (result.code, api.requests) == (2, [])
+    assert result.stderr == (
+        "mqless: the token in --token has spaces or characters that cannot be sent\n"
+    )
 
 
 def test_send_puts_every_flag_into_the_request() -> None:
@@ -408,7 +476,7 @@ def test_tail_subscribes_and_prints_messages_from_batches_until_the_limit() -> N
     )
     urls: list[str] = []
 
-    def connect(url: str) -> FakeSocket:
+    def connect(url: str, headers: Mapping[str, str]) -> FakeSocket:
         urls.append(url)
         return socket
 
@@ -423,9 +491,57 @@ def test_tail_subscribes_and_prints_messages_from_batches_until_the_limit() -> N
     assert result.code == 0
 
 
+def test_tail_sends_the_token_in_the_handshake_not_in_the_url() -> None:
+    socket = FakeSocket([json.dumps(frame("subscribed"))])
+    opened: list[tuple[str, dict[str, str]]] = []
+
+    def connect(url: str, headers: Mapping[str, str]) -> FakeSocket:
+        opened.append((url, dict(headers)))
+        return socket
+
+    cli(["tail", "news", "--token", "tok", "--ws-url", "ws://h:1"], FakeApi(), ws=connect)
+    assert opened == [("ws://h:1", {"Authorization": "Bearer tok"})]
+
+
+def refused_handshake(status: int) -> Callable[[str, Mapping[str, str]], FakeSocket]:
+    reason = {401: "Unauthorized", 403: "Forbidden"}[status]
+    response = WsResponse(status, reason, WsHeaders(), f'{{"message":"{reason}"}}'.encode())
+
+    def connect(url: str, headers: Mapping[str, str]) -> FakeSocket:
+        raise websockets.InvalidStatus(response)
+
+    return connect
+
+
+def test_a_handshake_refused_for_want_of_a_token_says_how_to_give_one() -> None:
+    result = cli(["tail", "news"], FakeApi(), ws=refused_handshake(401))
+    assert (result.code, result.stderr) == (
+        1,
+        "mqless: not authenticated: set MQLESS_TOKEN or pass --token\n",
+    )
+
+
+def test_a_handshake_refused_for_a_bad_token_says_so() -> None:
+    result = cli(["tail", "news", "--token", "old"], FakeApi(), ws=refused_handshake(403))
+    assert (result.code, result.stderr) == (
+        1,
+        "mqless: forbidden: the token was refused (unknown, revoked or expired?)\n",
+    )
+
+
+def test_a_subscription_the_grants_do_not_cover_is_forbidden() -> None:
+    refused = frame("error", error="forbidden", message="'alice' may not receive 'billing.>'")
+    socket = FakeSocket([json.dumps(refused)])
+    result = cli(["tail", "billing.>"], FakeApi(), ws=lambda url, headers: socket)
+    assert (result.code, result.stderr) == (
+        1,
+        "mqless: forbidden: 'alice' may not receive 'billing.>'\n",
+    )
+
+
 def test_ctrl_c_stops_tail_with_a_summary_and_status_0() -> None:
     socket = FakeSocket([json.dumps(frame("subscribed")), json.dumps(frame("message", body="x"))])
-    result = cli(["tail", "news.*"], FakeApi(), ws=lambda url: socket)
+    result = cli(["tail", "news.*"], FakeApi(), ws=lambda url, headers: socket)
     assert result.code == 0
     assert result.stderr.endswith("received 1 message on /topic/news.*\n")
     assert "  x" in result.stdout
@@ -434,12 +550,12 @@ def test_ctrl_c_stops_tail_with_a_summary_and_status_0() -> None:
 def test_a_refused_subscription_is_an_error() -> None:
     refused = frame("error", error="invalid_request", message="bad destination")
     socket = FakeSocket([json.dumps(refused)])
-    result = cli(["tail", "a..b"], FakeApi(), ws=lambda url: socket)
+    result = cli(["tail", "a..b"], FakeApi(), ws=lambda url, headers: socket)
     assert (result.code, result.stderr) == (1, "mqless: cannot subscribe: bad destination\n")
 
 
 def test_an_unreachable_websocket_gets_the_dev_hint() -> None:
-    def refuse(url: str) -> FakeSocket:
+    def refuse(url: str, headers: Mapping[str, str]) -> FakeSocket:
         raise ConnectionRefusedError(111, "Connection refused")
 
     result = cli(["tail", "a"], FakeApi(), ws=refuse)
@@ -593,6 +709,44 @@ def test_an_api_problem_is_one_line_and_status_1() -> None:
     assert result.stderr == "mqless: queue 'nope' does not exist\n"
 
 
+@pytest.mark.parametrize(
+    ("answer", "token", "said"),
+    [
+        (
+            httpx.Response(401, json={"message": "Unauthorized"}),
+            None,
+            "not authenticated: set MQLESS_TOKEN or pass --token",
+        ),
+        (
+            httpx.Response(403, json={"message": "Forbidden"}),
+            "mqk_x",
+            "forbidden: the token was refused (unknown, revoked or expired?)",
+        ),
+        (
+            problem(403, "forbidden", "'alice' may not send 'billing'"),
+            "mqk_x",
+            "forbidden: 'alice' may not send 'billing'",
+        ),
+        (
+            problem(401, "unauthorized", "this API key was revoked"),
+            "mqk_x",
+            "not authenticated: this API key was revoked",
+        ),
+        (
+            problem(401, "unauthorized", "no credentials"),
+            None,
+            "not authenticated: set MQLESS_TOKEN or pass --token",
+        ),
+    ],
+)
+def test_a_refused_credential_is_one_sentence_and_status_1(
+    answer: httpx.Response, token: str | None, said: str
+) -> None:
+    api = FakeApi().on("POST", "/queues/billing/messages", answer)
+    result = cli(["send", "billing", "x", *(["--token", token] if token else [])], api)
+    assert (result.code, result.stdout, result.stderr) == (1, "", f"mqless: {said}\n")
+
+
 def test_connection_refused_hints_at_mqless_dev() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
@@ -688,3 +842,384 @@ def test_ages_are_short(seconds: int | None, shown: str) -> None:
 def test_approximate_counts_read_as_at_least() -> None:
     assert count(1000, approximate=True) == "1000+"
     assert queue_row({**STATS, "approximate": False})[2] == "1200"
+
+
+# ---- access: principals and keys -------------------------------------------------------------
+
+ALICE = {
+    "id": "alice",
+    "grants": [
+        {"pattern": "orders.*", "actions": ["send", "receive"]},
+        {"pattern": "audit", "actions": ["receive"]},
+    ],
+    "created_at": 1795746770127,
+    "updated_at": 1795746770127,
+}
+ADMIN = {
+    "id": "admin",
+    "grants": [{"pattern": ">", "actions": ["send", "receive", "admin"]}],
+    "created_at": 1795746770127,
+    "updated_at": 1795746770127,
+}
+
+
+def test_principals_list_prints_each_with_its_grants_as_set_takes_them() -> None:
+    api = FakeApi().on("GET", "/access/principals", ok({"principals": [ALICE, ADMIN]}))
+    result = cli(["principals", "list", "--token", "t"], api)
+    header, first, second = result.stdout.splitlines()
+    assert header.split() == ["PRINCIPAL", "GRANTS", "UPDATED"]
+    assert first.startswith("admin      >=send,receive,admin ")
+    assert second.startswith("alice      orders.*=send,receive audit=receive ")
+    assert result.code == 0
+
+
+def test_principals_list_json_is_the_api_document() -> None:
+    api = FakeApi().on("GET", "/access/principals", ok({"principals": [ALICE]}))
+    result = cli(["principals", "list", "--json"], api)
+    assert json.loads(result.stdout) == {"principals": [ALICE]}
+
+
+def test_no_principals_is_a_note_not_a_table() -> None:
+    api = FakeApi().on("GET", "/access/principals", ok({"principals": []}))
+    result = cli(["principals", "list"], api)
+    assert result.stdout == ""
+    assert "no principals yet" in result.stderr
+
+
+def test_principals_show_lists_one_grant_per_line() -> None:
+    api = FakeApi().on("GET", "/access/principals/alice", ok(ALICE))
+    result = cli(["principals", "show", "alice"], api)
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "principal  alice",
+        "grants     orders.*=send,receive",
+        "           audit=receive",
+    ]
+    assert [line.split()[0] for line in lines[3:]] == ["created", "updated"]
+
+
+def test_an_unknown_principal_is_the_apis_sentence() -> None:
+    api = FakeApi().on(
+        "GET", "/access/principals/bob", problem(404, "not_found", "no principal 'bob'")
+    )
+    result = cli(["principals", "show", "bob"], api)
+    assert (result.code, result.stderr) == (1, "mqless: no principal 'bob'\n")
+
+
+def test_principals_set_puts_the_parsed_grants() -> None:
+    api = FakeApi().on("PUT", "/access/principals/alice", ok(ALICE, 201))
+    result = cli(
+        [
+            "principals",
+            "set",
+            "alice",
+            "--grant",
+            "orders.*=send,receive",
+            "--grant",
+            "audit=receive",
+        ],
+        api,
+    )
+    assert api.bodies("PUT", "/access/principals/alice") == [{"grants": ALICE["grants"]}]
+    assert result.stdout == "created principal alice: orders.*=send,receive audit=receive\n"
+    assert (result.code, result.stderr) == (0, "")
+
+
+def test_replacing_grants_warns_that_tokens_in_use_keep_theirs_a_while() -> None:
+    api = FakeApi().on("PUT", "/access/principals/alice", ok(ALICE, 200))
+    result = cli(["principals", "set", "alice", "--grant", "orders.*=send,receive"], api)
+    assert result.stdout.startswith("updated principal alice: ")
+    assert "up to 5 minutes" in result.stderr
+
+
+def test_a_principal_id_is_one_encoded_path_segment() -> None:
+    api = FakeApi().on("DELETE", "/access/principals/jwt:ann@example.com", httpx.Response(204))
+    result = cli(["principals", "delete", "jwt:ann@example.com"], api)
+    assert api.requests[0].url.raw_path == b"/access/principals/jwt%3Aann%40example.com"
+    assert result.stdout == "deleted principal jwt:ann@example.com and revoked its keys\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "grant"),
+    [
+        ("orders.*=send,receive", {"pattern": "orders.*", "actions": ["send", "receive"]}),
+        (">=admin", {"pattern": ">", "actions": ["admin"]}),
+        ("shop.>=Send, receive,send", {"pattern": "shop.>", "actions": ["send", "receive"]}),
+    ],
+)
+def test_grants_parse_to_the_apis_document(text: str, grant: dict[str, Any]) -> None:
+    assert commands.parse_grant(text) == grant
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("orders", "expected PATTERN=ACTIONS such as 'orders.*=send,receive', got 'orders'"),
+        ("=send", "expected PATTERN=ACTIONS"),
+        ("orders.*=", "no actions in 'orders.*='"),
+        ("orders.*=send,write", "unknown action 'write' in 'orders.*=send,write'"),
+        ("a.>.b=send", "'>' may only come last"),
+        ("a..b=send", "has an empty segment"),
+        ("ord*=send", "wildcards stand alone in their segment"),
+    ],
+)
+def test_a_malformed_grant_is_refused_before_any_request(
+    text: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["principals", "set", "alice", "--grant", text])
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_principals_set_needs_a_grant(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["principals", "set", "alice"])
+    assert "--grant" in capsys.readouterr().err
+
+
+ISSUED: dict[str, Any] = {
+    "key_id": "0123456789abcdef01234567",
+    "token": "mqk_0123456789abcdef01234567_" + "s" * 43,
+    "principal": "alice",
+    "expires_at": None,
+}
+
+
+def test_keys_issue_prints_the_token_alone_on_stdout() -> None:
+    api = FakeApi().on("POST", "/access/principals/alice/keys", ok(ISSUED, 201))
+    result = cli(["keys", "issue", "alice"], api)
+    assert api.bodies("POST", "/access/principals/alice/keys") == [{}]
+    assert result.stdout == ISSUED["token"] + "\n"
+    assert "issued key 0123456789abcdef01234567 for alice; it never expires" in result.stderr
+    assert "shown only now" in result.stderr
+
+
+def test_keys_issue_with_a_ttl_sends_seconds_and_says_when_it_expires() -> None:
+    expires_at = int(time.time()) + 30 * 86400 - 60  # the API answers a moment later
+    answer = ok({**ISSUED, "expires_at": expires_at}, 201)
+    api = FakeApi().on("POST", "/access/principals/alice/keys", answer)
+    result = cli(["keys", "issue", "alice", "--ttl", "30d"], api)
+    assert api.bodies("POST", "/access/principals/alice/keys") == [{"ttl_seconds": 2592000}]
+    assert f"; expires {timestamp(expires_at * 1000)} (in 29d23h)\n" in result.stderr
+
+
+def test_keys_issue_json_is_the_api_answer() -> None:
+    api = FakeApi().on("POST", "/access/principals/alice/keys", ok(ISSUED, 201))
+    result = cli(["keys", "issue", "alice", "--json"], api)
+    assert json.loads(result.stdout) == ISSUED
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("3600", 3600),
+        ("90s", 90),
+        ("45m", 2700),
+        ("12h", 43200),
+        ("30d", 2592000),
+        ("1d12h", 129600),
+        ("2W", 1209600),
+    ],
+)
+def test_durations_are_seconds_or_units(text: str, seconds: int) -> None:
+    assert commands.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "soon", "12x", "-5", "1.5h", ""])
+def test_a_bad_duration_is_a_usage_error(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["keys", "issue", "alice", "--ttl", text])
+    assert exit_info.value.code == 2
+    assert "--ttl" in capsys.readouterr().err
+
+
+KEYS = [
+    {
+        "key_id": "k2",
+        "principal": "bob",
+        "created_at": 1795746770127,
+        "expires_at": None,
+        "revoked": True,
+    },
+    {
+        "key_id": "k1",
+        "principal": "alice",
+        "created_at": 1795746770127,
+        "expires_at": 1000,
+        "revoked": False,
+    },
+    {
+        "key_id": "k3",
+        "principal": "alice",
+        "created_at": 1795746780127,
+        "expires_at": None,
+        "revoked": False,
+    },
+]
+
+
+def test_keys_list_shows_each_keys_status() -> None:
+    api = FakeApi().on("GET", "/access/keys", ok({"keys": KEYS}))
+    result = cli(["keys", "list"], api)
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert rows[0] == ["KEY", "ID", "PRINCIPAL", "CREATED", "EXPIRES", "STATUS"]
+    assert [(row[0], row[1], row[-1]) for row in rows[1:]] == [
+        ("k1", "alice", "expired"),
+        ("k3", "alice", "active"),
+        ("k2", "bob", "revoked"),
+    ]
+    assert rows[3][-2] == "never"
+
+
+def test_keys_list_of_one_principal_asks_the_api_for_just_those() -> None:
+    api = FakeApi().on("GET", "/access/keys", ok({"keys": []}))
+    result = cli(["keys", "list", "--principal", "jwt:ann", "--json"], api)
+    assert api.requests[0].url.params["principal"] == "jwt:ann"
+    assert json.loads(result.stdout) == {"keys": []}
+
+
+def test_keys_revoke_deletes_the_key_and_mentions_the_authorizer_cache() -> None:
+    api = FakeApi().on("DELETE", "/access/keys/0123456789abcdef01234567", httpx.Response(204))
+    result = cli(["keys", "revoke", "0123456789abcdef01234567"], api)
+    assert [r.method for r in api.requests] == ["DELETE"]
+    assert result.stdout == "revoked key 0123456789abcdef01234567\n"
+    assert "up to 5 minutes" in result.stderr
+
+
+def test_access_commands_without_admin_say_what_is_missing() -> None:
+    refused = problem(403, "forbidden", "'alice' may not admin manage access")
+    api = FakeApi().on("GET", "/access/principals", refused)
+    result = cli(["principals", "list", "--token", "t"], api)
+    assert (result.code, result.stderr) == (
+        1,
+        "mqless: forbidden: 'alice' may not admin manage access\n",
+    )
+
+
+def test_grants_text_round_trips_through_parse_grant() -> None:
+    text = grants_text(ALICE["grants"])
+    assert [commands.parse_grant(part) for part in text.split()] == ALICE["grants"]
+
+
+def test_key_status_and_expiry_phrases() -> None:
+    assert key_status({"revoked": False, "expires_at": 99}, now=100) == "expired"
+    assert key_status({"revoked": False, "expires_at": None}, now=100) == "active"
+    assert expiry(None).startswith("it never expires")
+    assert expiry(100 + 3 * 3600, now=100).endswith("(in 3h00m)")
+
+
+# ---- bootstrap -------------------------------------------------------------------------------
+
+
+def bootstrap(argv: list[str], session: Any = None) -> Result:
+    args = build_parser().parse_args(["bootstrap", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = commands.run_bootstrap(
+        args, terminal=Terminal(io.StringIO(""), out, err), session=session
+    )
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) -> None:
+    from mqless.access import AccessControl
+    from mqless.clock import SystemClock
+
+    table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
+    # When the operator bootstraps the deployed table with their AWS credentials
+    result = bootstrap(["--table", table, "--region", "us-east-1"])
+    # Then a token is printed, and it proves an administrator of everything
+    assert result.code == 0, result.stderr
+    token = result.stdout.strip()
+    principal = AccessControl(dynamodb, table, SystemClock()).principal_for_key(token)
+    assert principal.id == "admin"
+    assert [(g.pattern, set(g.actions)) for g in principal.grants] == [
+        (">", {"send", "receive", "admin"})
+    ]
+    assert f"for admin (admin of everything) in {table} (us-east-1)" in result.stderr
+
+
+def test_bootstrap_with_a_ttl_and_json(stack: Stack) -> None:
+    table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
+    before = int(time.time())
+    result = bootstrap(["--table", table, "--principal", "ops", "--ttl", "1h", "--json"])
+    issued = json.loads(result.stdout)
+    assert issued["principal"] == "ops" and issued["token"].startswith("mqk_")
+    assert before + 3600 <= issued["expires_at"] <= int(time.time()) + 3600
+
+
+def test_bootstrap_finds_the_table_in_the_stack(stack: Stack) -> None:
+    table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    stubber = Stubber(cloudformation)
+    stubber.add_response(
+        "describe_stack_resource",
+        {
+            "StackResourceDetail": {
+                "LogicalResourceId": "DestinationsTable",
+                "PhysicalResourceId": table,
+                "ResourceType": "AWS::DynamoDB::Table",
+                "LastUpdatedTimestamp": datetime.datetime(2026, 1, 1),
+                "ResourceStatus": "CREATE_COMPLETE",
+            }
+        },
+        {"StackName": "mqless", "LogicalResourceId": "DestinationsTable"},
+    )
+    session = SessionWith(cloudformation=cloudformation)
+    with stubber:
+        result = bootstrap(["--stack", "mqless"], session=session)
+    assert result.code == 0, result.stderr
+    assert f" in {table} (us-east-1)" in result.stderr
+
+
+def test_bootstrap_of_a_missing_table_says_which(dynamodb: Any) -> None:
+    result = bootstrap(["--table", "nope", "--region", "us-east-1"])
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr.startswith("mqless: no table 'nope' in this region: ")
+
+
+def test_bootstrap_of_an_unknown_stack_says_so(aws_env: None) -> None:
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    stubber = Stubber(cloudformation)
+    stubber.add_client_error(
+        "describe_stack_resource", "ValidationError", "Stack 'gone' does not exist"
+    )
+    with stubber:
+        result = bootstrap(["--stack", "gone"], session=SessionWith(cloudformation=cloudformation))
+    assert result.stderr == (
+        "mqless: cannot find the destinations table of stack 'gone': Stack 'gone' does not exist\n"
+    )
+
+
+def test_bootstrap_without_aws_credentials_says_how_to_get_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = bootstrap(["--table", "t", "--region", "eu-west-1"])
+    assert result.code == 1
+    assert result.stderr.startswith("mqless: no AWS credentials: ")
+
+
+def test_bootstrap_takes_a_table_or_a_stack_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["bootstrap", "--table", "t", "--stack", "s"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@dataclass
+class SessionWith:
+    """A boto3 session whose CloudFormation client is a stubbed one; the rest as usual."""
+
+    cloudformation: Any
+
+    def client(self, service: str, region_name: str | None = None) -> Any:
+        if service == "cloudformation":
+            return self.cloudformation
+        return boto3.client(service, region_name=region_name or "us-east-1")  # type: ignore[call-overload]
