@@ -163,7 +163,7 @@ def test_only_an_admin_of_everything_manages_access(
         lambda: access.revoke_key(operator, "0" * 24),
     ]
     for call in calls:
-        with pytest.raises(Forbidden, match="'ops' may not admin manage access"):
+        with pytest.raises(Forbidden, match="'ops' may not manage principals and keys"):
             call()
     assert aws.dynamodb.scan(TableName=aws.settings.destinations_table)["Items"] == before
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from mqless.clock import ManualClock
 from mqless.dynamo import Item
+from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import InvalidRequest
 from mqless.models import Delivery, NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
+from mqless.principals import ANONYMOUS, GrantPolicy, Principal, parse_grants
 from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
+from mqless.store import MessageStore
 
 P = ANONYMOUS
 LEASE = 10
@@ -320,3 +324,29 @@ def test_redrive_drops_dead_letters_past_their_lifetime_instead_of_reviving_them
     # Then nothing comes back to the source queue
     assert result.moved == 0
     assert broker.receive(ANONYMOUS, "short") == []
+
+
+def test_redriving_back_to_the_source_needs_send_on_it(
+    broker: QueueService, clock: ManualClock, queue: str, aws: Any
+) -> None:
+    # Given a dead letter from orders, and an operator who administers only orders.dlq
+    broker.send(P, queue, NewMessage(body=b"poison"))
+    _fail_deliveries(broker, clock, queue, 2)
+    broker.sweep()
+    guarded = QueueService(
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        store=MessageStore(aws.dynamodb, aws.settings.messages_table),
+        cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        clock=clock,
+        policy=GrantPolicy(),
+    )
+    operator = Principal(
+        id="dlq-ops", grants=parse_grants([{"pattern": "orders.dlq", "actions": ["admin"]}])
+    )
+    # When the operator redrives it back to its source
+    result = guarded.redrive(operator, "orders.dlq")
+    # Then it is not moved (moving back is sending to orders), and says why
+    assert result.moved == 0
+    assert [f.message for f in result.failed] == ["'dlq-ops' may not send 'orders'"]
+    assert broker.get_queue(P, "orders.dlq")[1].visible == 1
+    assert broker.get_queue(P, queue)[1].visible == 0

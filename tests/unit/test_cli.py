@@ -1089,12 +1089,14 @@ def test_keys_revoke_deletes_the_key_and_mentions_the_authorizer_cache() -> None
 
 
 def test_access_commands_without_admin_say_what_is_missing() -> None:
-    refused = problem(403, "forbidden", "'alice' may not admin manage access")
+    refused = problem(
+        403, "forbidden", "'alice' may not manage principals and keys (that needs admin on '>')"
+    )
     api = FakeApi().on("GET", "/access/principals", refused)
     result = cli(["principals", "list", "--token", "t"], api)
     assert (result.code, result.stderr) == (
         1,
-        "mqless: forbidden: 'alice' may not admin manage access\n",
+        "mqless: forbidden: 'alice' may not manage principals and keys (that needs admin on '>')\n",
     )
 
 

@@ -35,7 +35,7 @@ from aws_lambda_powertools import Logger
 
 from mqless.access import AccessControl
 from mqless.apikeys import PREFIX as API_KEY_PREFIX
-from mqless.errors import Unauthorized
+from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Principal, parse_grants
 
 logger = Logger(service="mqless", child=True)
@@ -279,7 +279,7 @@ def principal_from_context(context: Mapping[str, Any]) -> Principal:
     raw = context.get("grants") or "[]"
     try:
         grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
-    except ValueError as exc:
+    except (ValueError, InvalidRequest) as exc:
         raise Unauthorized("the authorizer's grants cannot be read") from exc
     return Principal(id=principal_id, kind=str(context.get("kind") or "api_key"), grants=grants)
 

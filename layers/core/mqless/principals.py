@@ -116,10 +116,16 @@ class GrantPolicy:
     def check(self, principal: Principal, action: Action, destination: str) -> None:
         if self.permits(principal, action, destination):
             return
-        what = {EVERY_DESTINATION: "every destination", ACCESS_CONTROL: "manage access"}.get(
-            destination, repr(destination)
-        )
-        raise Forbidden(f"{principal.id!r} may not {action.value} {what}")
+        if destination == ACCESS_CONTROL:
+            raise Forbidden(
+                f"{principal.id!r} may not manage principals and keys (that needs admin on '>')"
+            )
+        if destination == EVERY_DESTINATION:
+            raise Forbidden(
+                f"{principal.id!r} may not {action.value} every destination "
+                "(that needs a grant on '>')"
+            )
+        raise Forbidden(f"{principal.id!r} may not {action.value} {destination!r}")
 
 
 def validate_grant_pattern(pattern: str) -> None:

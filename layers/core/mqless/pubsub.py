@@ -149,6 +149,11 @@ class TopicService:
 
     # ---- durable subscriptions ----------------------------------------------------------
 
+    def check_publish(self, principal: Principal, topic: str) -> None:
+        """Forbidden unless `principal` may publish to `topic` (for frames held until later)."""
+        validate_topic_name(topic)
+        self._policy.check(principal, Action.SEND, topic)
+
     def check_receive(self, principal: Principal, pattern: str) -> None:
         """A live subscriber may receive from every topic `pattern` matches (or Forbidden)."""
         validate_topic_pattern(pattern)
@@ -220,6 +225,12 @@ class TopicService:
         topic, or `receive` for the consumer that made it."""
         validate_topic_pattern(topic)
         self._policy.check(principal, Action.RECEIVE if as_consumer else Action.ADMIN, topic)
+        if as_consumer:
+            # a consumer may drop a durable subscription only if it may consume its queue
+            found = next((s for s in self._load() if (s.topic, s.name) == (topic, name)), None)
+            if found is None:
+                raise NotFound(f"topic {topic!r} has no subscription {name!r}")
+            self._policy.check(principal, Action.RECEIVE, found.queue)
         with translated_errors():
             old = self._db.delete_item(
                 TableName=self._destinations,

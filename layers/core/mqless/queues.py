@@ -122,6 +122,9 @@ class QueueService:
         self._policy.check(principal, Action.ADMIN, name)
         now = self._clock.now_ms()
         config = QueueConfig.from_settings(name, settings, now)
+        if config.dead_letter_queue:
+            # failed messages will be written there: administer it too (`orders.>` does both)
+            self._policy.check(principal, Action.ADMIN, config.dead_letter_queue)
         self._check_dead_letter_target(config)
         if config.dead_letter_queue:
             self._ensure_queue(config.dead_letter_queue, dead_letter=True)
@@ -422,6 +425,11 @@ class QueueService:
 
     # ---- consuming ----------------------------------------------------------------------
 
+    def check_send(self, principal: Principal, queue: str) -> None:
+        """Forbidden unless `principal` may send to `queue` (for frames held until later)."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.SEND, queue)
+
     def open_for_receive(self, principal: Principal, queue: str) -> QueueConfig:
         """Check that `principal` may consume `queue`, creating it with defaults if new.
 
@@ -605,10 +613,10 @@ class QueueService:
             raise InvalidRequest("max_messages must be 1 to 1000")
         config = self._registry.get(queue)
         if destination is not None:
-            target = self._registry.get(destination)
             if destination == queue:
                 raise InvalidRequest("cannot redrive a queue into itself")
             self._policy.check(principal, Action.SEND, destination)
+            target = self._registry.get(destination)
             if config.fifo and not target.fifo:
                 raise InvalidRequest("a FIFO queue can only be redriven into a FIFO queue")
         result = RedriveResult(moved=0)
@@ -628,6 +636,9 @@ class QueueService:
                 )
             elif target is None:
                 problem = f"source queue {target_name!r} does not exist; pass destination"
+            elif not self._policy.permits(principal, Action.SEND, target.name):
+                # moving a message back is sending it there
+                problem = f"{principal.id!r} may not send {target.name!r}"
             elif target.fifo and not item.get("grp"):
                 problem = f"queue {target.name!r} is FIFO and the message has no group"
             if problem or target is None:

@@ -388,7 +388,12 @@ class Sessions:
     def hold_send(
         self, info: ConnectionInfo, transaction: str, destination: str, message: NewMessage
     ) -> None:
-        split_destination(destination)  # refuse a bad destination now, not at COMMIT
+        # refuse a bad or forbidden destination now, so a COMMIT applies all or nothing
+        kind, name = split_destination(destination)
+        if kind == "topic":
+            self._topics.check_publish(info.acting_as, name)
+        else:
+            self._queues.check_send(info.acting_as, name)
         position = self._next_position(info, transaction)
         sealed = self._cipher.encrypt(
             message.body,

@@ -334,9 +334,11 @@ def send(name: QueueName, request: Annotated[SendMessageRequest, Body()]) -> Res
     tags=["messages"],
 )
 def send_batch(name: QueueName, request: Annotated[SendBatchRequest, Body()]) -> SendBatchResponse:
+    principal = _principal()
+    runtime.queue_service().check_send(principal, name)  # refused: 403 whatever the entries
     entries, decode_failures = _decoded_entries(request)
     if entries:
-        done, failed = runtime.queue_service().send_batch(_principal(), name, entries)
+        done, failed = runtime.queue_service().send_batch(principal, name, entries)
     else:
         done, failed = [], []
     return SendBatchResponse(
@@ -442,9 +444,11 @@ def publish(name: TopicName, request: Annotated[SendMessageRequest, Body()]) -> 
 def publish_batch(
     name: TopicName, request: Annotated[SendBatchRequest, Body()]
 ) -> SendBatchResponse:
+    principal = _principal()
+    runtime.topic_service().check_publish(principal, unquote(name))
     entries, decode_failures = _decoded_entries(request)
     done, failed = (
-        runtime.topic_service().publish_batch(_principal(), unquote(name), entries)
+        runtime.topic_service().publish_batch(principal, unquote(name), entries)
         if entries
         else ([], [])
     )

@@ -1,0 +1,1177 @@
+"""Grants decide every action, over HTTP, the WebSocket JSON protocol and STOMP.
+
+Each action is tried by a principal whose grants allow exactly it and by principals that
+just miss (the right action on the destinations below it, or the other actions on it).
+The first succeeds; the others are refused with a message naming who, what and where,
+and leave both tables exactly as they were.
+
+Everything goes through the functions' entry points with the template's environment
+(AUTH_MODE=required, so `runtime` wires GrantPolicy): HTTP API payload-2.0 events carrying
+the authorizer's context, and WebSocket events whose `$connect` carries what the
+WebSocket authorizer allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mqless import runtime
+from mqless.access import EVERYTHING, AccessControl
+from mqless.clock import SystemClock
+from mqless.principals import Principal, parse_grants
+from mqless.settings import Settings
+from mqless.stomp import Frame
+from mqless.websocket import handle_event
+from mqless_cli.template import Stack, load_template, provision
+from tests.component.conftest import FAKE_AWS_ENV, TEMPLATE, Aws, RecordingPusher
+from tests.component.conftest_http import HttpApi, Reply
+from tests.lambda_support import authorizer_context, http_event, websocket_authorizer
+
+ACTIONS = ("send", "receive", "admin")
+ALLOWED = "alice"
+REFUSED = "mallory"
+ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
+ADMIN_CTX = authorizer_context("test-admin", [{"pattern": ">", "actions": list(ACTIONS)}])
+PENDING_CTX = {"principal": "", "kind": "pending", "grants": "[]"}
+
+Grants = tuple[dict[str, Any], ...]
+Snapshot = list[tuple[str, str]]
+
+
+def grant(pattern: str, *actions: str) -> dict[str, Any]:
+    return {"pattern": pattern, "actions": list(actions)}
+
+
+def caller(principal: str, grants: Grants) -> dict[str, str]:
+    """The authorizer's context for a principal with these grants."""
+    return authorizer_context(principal, list(grants))
+
+
+# ---- fixtures: the template's functions over one moto per module --------------------------
+
+
+@pytest.fixture(scope="module")
+def provisioned() -> Iterator[tuple[Aws, Stack]]:
+    """template.yaml in a moto of its own (kept for the whole module: it is slow to build)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in FAKE_AWS_ENV.items():
+            env.setenv(name, value)
+        env.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+            kms = boto3.client("kms", region_name="us-east-1")
+            stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+            settings = Settings.from_env(stack.environment("HttpApiFunction"))
+            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings), stack
+
+
+@pytest.fixture(scope="module")
+def shared_aws(provisioned: tuple[Aws, Stack]) -> Aws:
+    """conftest's `aws` empties these tables before every test."""
+    return provisioned[0]
+
+
+@pytest.fixture(autouse=True)
+def pusher(
+    aws: Aws, provisioned: tuple[Aws, Stack], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RecordingPusher]:
+    """Every test: empty tables, the functions' environment from the template (so `runtime`
+    builds the services with GrantPolicy), and pushes recorded instead of posted."""
+    _, stack = provisioned
+    for name, value in stack.environment("WebSocketFunction").items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    recording = RecordingPusher()
+    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    yield recording
+    runtime.reset()
+
+
+@pytest.fixture
+def api(provisioned: tuple[Aws, Stack]) -> HttpApi:
+    """The HTTP function with the template's routes; `api.get(...)` etc. act as an admin."""
+    return HttpApi(provisioned[1].http_routes())
+
+
+def snapshot(aws: Aws) -> Snapshot:
+    """Every item of both tables, comparable: a refused action must leave this unchanged."""
+    found: Snapshot = []
+    for table in (aws.settings.messages_table, aws.settings.destinations_table):
+        for page in aws.dynamodb.get_paginator("scan").paginate(
+            TableName=table, ConsistentRead=True
+        ):
+            found += [(table, json.dumps(i, sort_keys=True, default=str)) for i in page["Items"]]
+    return sorted(found)
+
+
+def as_(api: HttpApi, who: dict[str, str] | None, method: str, url: str, body: Any = None) -> Reply:
+    """A request through the HTTP function with this authorizer context (None: none)."""
+    route, params = api.route_of(method, url.partition("?")[0])
+    event = http_event(method, url, body, route=route, authorizer=who)
+    if params:
+        event["pathParameters"] = params
+    return api.invoke(event)
+
+
+def ok(reply: Reply, status: int = 200) -> Any:
+    assert reply.status == status, reply.text
+    return reply.json if reply.text else None
+
+
+# ---- HTTP: one table row per route -------------------------------------------------------
+
+Given = Callable[[HttpApi], dict[str, str]]
+
+
+def _nothing(api: HttpApi) -> dict[str, str]:
+    return {}
+
+
+def _a_queue(api: HttpApi) -> dict[str, str]:
+    ok(api.put("/queues/orders", {}), 201)
+    return {}
+
+
+def _a_message(api: HttpApi) -> dict[str, str]:
+    sent = ok(api.post("/queues/orders/messages", {"body": "hello"}), 201)
+    return {"message_id": sent["message_id"]}
+
+
+def _a_lease(api: HttpApi) -> dict[str, str]:
+    _a_message(api)
+    [leased] = ok(api.post("/queues/orders/receive", {}))["messages"]
+    return {"receipt": leased["receipt"]}
+
+
+def _a_message_in_the_dlq(api: HttpApi) -> dict[str, str]:
+    _a_queue(api)  # orders, and orders.dlq with it
+    ok(api.post("/queues/orders.dlq/messages", {"body": "back to orders"}), 201)
+    return {}
+
+
+def _an_audit_queue(api: HttpApi) -> dict[str, str]:
+    ok(api.put("/queues/audit", {}), 201)
+    return {}
+
+
+def _a_subscription(api: HttpApi) -> dict[str, str]:
+    _an_audit_queue(api)
+    ok(api.put("/topics/shop.orders/subscriptions/audit", {"queue": "audit"}), 201)
+    return {}
+
+
+def _a_principal(api: HttpApi) -> dict[str, str]:
+    ok(api.put("/access/principals/svc", {"grants": [grant("orders", "send")]}), 201)
+    return {}
+
+
+def _a_key(api: HttpApi) -> dict[str, str]:
+    _a_principal(api)
+    issued = ok(api.post("/access/principals/svc/keys", {}), 201)
+    return {"key_id": issued["key_id"]}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Grants that just miss an action, and what the refusal must say is missing."""
+
+    label: str
+    grants: Grants
+    missing: str  # "<action> <destination>", as the 403's message says it
+
+    @property
+    def message(self) -> str:
+        return f"{REFUSED!r} may not {self.missing}"
+
+
+def lacking(action: str, destination: str) -> tuple[Refusal, ...]:
+    """The near misses of `action` on `destination`."""
+    missing = f"{action} {destination!r}"
+    return (
+        # `x.*` covers x.a, x.b... but not x itself
+        Refusal("below it", (grant(f"{destination}.*", *ACTIONS),), missing),
+        Refusal(
+            "other actions", (grant(destination, *(a for a in ACTIONS if a != action)),), missing
+        ),
+    )
+
+
+def lacking_everything(missing: str) -> tuple[Refusal, ...]:
+    """The near misses of `admin` on every destination (`>` alone grants it)."""
+    return (
+        Refusal("admin of orders.>", (grant("orders.>", *ACTIONS),), missing),
+        Refusal("send and receive on >", (grant(">", "send", "receive"),), missing),
+    )
+
+
+ADMIN_OF_EVERYTHING: Grants = (grant(">", "admin"),)
+MANAGE_ACCESS = "manage principals and keys (that needs admin on '>')"
+EVERY_DESTINATION = "admin every destination (that needs a grant on '>')"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of the HTTP API and who may use it."""
+
+    method: str
+    route: str  # as template.yaml declares it
+    url: str  # the request's path; {names} come from what `given` returns
+    allowed: Grants
+    refused: tuple[Refusal, ...]
+    status: int  # what the allowed principal gets
+    body: Any = None  # a callable gets what `given` returned
+    given: Given = _nothing
+    changes: bool = True  # whether the allowed request writes anything
+
+    def request(self, api: HttpApi, who: dict[str, str] | None, values: dict[str, str]) -> Reply:
+        body = self.body(values) if callable(self.body) else self.body
+        return as_(api, who, self.method, self.url.format(**values), body)
+
+
+ROUTES = [
+    # queue admin
+    Route(
+        "PUT", "/queues/{name}", "/queues/orders",
+        (grant("orders.>", "admin"),), lacking("admin", "orders"), 201,
+        body={"visibility_timeout": 45},
+    ),
+    Route(
+        "GET", "/queues/{name}", "/queues/orders",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
+        given=_a_queue, changes=False,
+    ),
+    Route(
+        "DELETE", "/queues/{name}", "/queues/orders",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 204, given=_a_message,
+    ),
+    Route(
+        "POST", "/queues/{name}/purge", "/queues/orders/purge",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 200, given=_a_message,
+    ),
+    Route(
+        "POST", "/queues/{name}/redrive", "/queues/orders.dlq/redrive",
+        (grant("orders.dlq", "admin"), grant("orders", "send")),
+        (
+            Refusal("admin of the DLQ only", (grant("orders.dlq", "admin"),), "send 'orders'"),
+            Refusal(
+                "no admin of the DLQ",
+                (grant("orders", "send"), grant("orders.dlq", "send", "receive")),
+                "admin 'orders.dlq'",
+            ),
+        ),
+        200, body={"destination": "orders"}, given=_a_message_in_the_dlq,
+    ),
+    # messages
+    Route(
+        "POST", "/queues/{name}/messages", "/queues/orders/messages",
+        (grant("orders", "send"),), lacking("send", "orders"), 201,
+        body={"body": "hello"}, given=_a_queue,
+    ),
+    Route(
+        "POST", "/queues/{name}/messages/batch", "/queues/orders/messages/batch",
+        (grant("orders", "send"),), lacking("send", "orders"), 200,
+        body={"entries": [{"id": "1", "body": "a"}, {"id": "2", "body": "b"}]}, given=_a_queue,
+    ),
+    Route(
+        "POST", "/queues/{name}/receive", "/queues/orders/receive",
+        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
+        body={}, given=_a_message,
+    ),
+    Route(
+        "POST", "/queues/{name}/ack", "/queues/orders/ack",
+        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
+        body=lambda v: {"receipts": [v["receipt"]]}, given=_a_lease,
+    ),
+    Route(
+        "POST", "/queues/{name}/nack", "/queues/orders/nack",
+        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
+        body=lambda v: {"receipts": [v["receipt"]]}, given=_a_lease,
+    ),
+    Route(
+        "POST", "/queues/{name}/visibility", "/queues/orders/visibility",
+        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
+        body=lambda v: {"receipts": [v["receipt"]], "visibility_timeout": 300}, given=_a_lease,
+    ),
+    # operations
+    Route(
+        "GET", "/queues/{name}/stats", "/queues/orders/stats",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
+        given=_a_message, changes=False,
+    ),
+    Route(
+        "GET", "/queues/{name}/messages", "/queues/orders/messages",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
+        given=_a_message, changes=False,
+    ),
+    Route(
+        "DELETE", "/queues/{name}/messages/{message_id}", "/queues/orders/messages/{message_id}",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 204, given=_a_message,
+    ),
+    Route(
+        "POST", "/queues/{name}/messages/{message_id}/move",
+        "/queues/orders/messages/{message_id}/move",
+        (grant("orders", "admin"), grant("archive", "send")),
+        (
+            Refusal("admin of the source only", (grant("orders", "admin"),), "send 'archive'"),
+            Refusal(
+                "no admin of the source",
+                (grant("archive", "send"), grant("orders", "send", "receive")),
+                "admin 'orders'",
+            ),
+        ),
+        200, body={"to": "archive"}, given=_a_message,
+    ),
+    Route(
+        "GET", "/connections", "/connections",
+        ADMIN_OF_EVERYTHING, lacking_everything(EVERY_DESTINATION), 200, changes=False,
+    ),
+    # topics
+    Route(
+        "POST", "/topics/{name}/messages", "/topics/shop.orders/messages",
+        (grant("shop.orders", "send"),), lacking("send", "shop.orders"), 201,
+        body={"body": "hello"},
+    ),
+    Route(
+        "POST", "/topics/{name}/messages/batch", "/topics/shop.orders/messages/batch",
+        (grant("shop.orders", "send"),), lacking("send", "shop.orders"), 200,
+        body={"entries": [{"id": "1", "body": "a"}]},
+    ),
+    Route(
+        "GET", "/topics/{name}/subscriptions", "/topics/shop.orders/subscriptions",
+        (grant("shop.orders", "admin"),), lacking("admin", "shop.orders"), 200,
+        given=_a_subscription, changes=False,
+    ),
+    Route(
+        "PUT", "/topics/{name}/subscriptions/{sub}", "/topics/shop.orders/subscriptions/audit",
+        (grant("shop.orders", "admin"), grant("audit", "send")),
+        (
+            Refusal("admin of the topic only", (grant("shop.orders", "admin"),), "send 'audit'"),
+            Refusal(
+                "no admin of the topic",
+                (grant("audit", "send"), grant("shop.orders", "send", "receive")),
+                "admin 'shop.orders'",
+            ),
+        ),
+        201, body={"queue": "audit"}, given=_an_audit_queue,
+    ),
+    Route(
+        "DELETE", "/topics/{name}/subscriptions/{sub}", "/topics/shop.orders/subscriptions/audit",
+        (grant("shop.orders", "admin"),), lacking("admin", "shop.orders"), 204,
+        given=_a_subscription,
+    ),
+    # access control: admin of everything only
+    Route(
+        "GET", "/access/principals", "/access/principals",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 200,
+        given=_a_principal, changes=False,
+    ),
+    Route(
+        "PUT", "/access/principals/{principal_id}", "/access/principals/svc",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 201,
+        body={"grants": [grant(">", *ACTIONS)]},
+    ),
+    Route(
+        "GET", "/access/principals/{principal_id}", "/access/principals/svc",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 200,
+        given=_a_principal, changes=False,
+    ),
+    Route(
+        "DELETE", "/access/principals/{principal_id}", "/access/principals/svc",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 204, given=_a_key,
+    ),
+    Route(
+        "POST", "/access/principals/{principal_id}/keys", "/access/principals/svc/keys",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 201,
+        body={}, given=_a_principal,
+    ),
+    Route(
+        "GET", "/access/keys", "/access/keys",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 200,
+        given=_a_key, changes=False,
+    ),
+    Route(
+        "DELETE", "/access/keys/{key_id}", "/access/keys/{key_id}",
+        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 204, given=_a_key,
+    ),
+]  # fmt: skip
+# Listings answer everyone, with only what the caller administers (tests further down)
+LISTINGS = [
+    Route("GET", "/queues", "/queues", (), (), 200, given=_a_queue, changes=False),
+    Route("GET", "/stats", "/stats", (), (), 200, given=_a_queue, changes=False),
+]
+PUBLIC = {("GET", "/console"), ("GET", "/console/{file}"), ("GET", "/openapi.json")}
+
+
+def _route_id(route: Route) -> str:
+    return f"{route.method} {route.route}"
+
+
+REFUSALS = [
+    pytest.param(route, refusal, id=f"{_route_id(route)} [{refusal.label}]")
+    for route in ROUTES
+    for refusal in route.refused
+]
+
+
+def test_every_authenticated_route_of_the_template_is_covered_here(
+    provisioned: tuple[Aws, Stack],
+) -> None:
+    # Given the routes template.yaml declares
+    declared = {(r.method, r.path) for r in provisioned[1].http_routes()}
+    # When those the table and the filtered-listing tests cover are taken away
+    covered = [(r.method, r.route) for r in ROUTES + LISTINGS]
+    # Then only the public routes are left, and nothing is covered twice or made up
+    assert declared - set(covered) == PUBLIC
+    assert set(covered) <= declared
+    assert len(covered) == len(set(covered))
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=_route_id)
+def test_a_principal_granted_exactly_the_action_may_use_the_route(
+    api: HttpApi, aws: Aws, route: Route
+) -> None:
+    # Given what the route acts on
+    values = route.given(api)
+    before = snapshot(aws)
+    # When a principal whose grants allow exactly this action calls it
+    reply = route.request(api, caller(ALLOWED, route.allowed), values)
+    # Then it succeeds, and what it writes shows (so the refusals below could see it too)
+    assert reply.status == route.status, reply.text
+    assert (snapshot(aws) != before) is route.changes
+
+
+@pytest.mark.parametrize(("route", "refusal"), REFUSALS)
+def test_a_principal_without_the_grant_gets_403_and_nothing_changes(
+    api: HttpApi, aws: Aws, route: Route, refusal: Refusal
+) -> None:
+    # Given what the route acts on
+    values = route.given(api)
+    before = snapshot(aws)
+    # When a principal whose grants just miss the action calls it
+    reply = route.request(api, caller(REFUSED, refusal.grants), values)
+    # Then 403 says who may not do what where, and both tables are as they were
+    assert reply.status == 403, reply.text
+    assert reply.headers.get("Content-Type") == "application/json"
+    assert reply.json == {"error": "forbidden", "message": refusal.message}
+    assert snapshot(aws) == before
+
+
+@pytest.mark.parametrize("route", ROUTES + LISTINGS, ids=_route_id)
+def test_a_request_without_an_authorizer_context_is_401_and_changes_nothing(
+    api: HttpApi, aws: Aws, route: Route
+) -> None:
+    # Given what the route acts on
+    values = route.given(api)
+    before = snapshot(aws)
+    # When the request arrives without the authorizer's context (a route left without one)
+    reply = route.request(api, None, values)
+    # Then it is refused as unauthenticated, and nothing changes
+    assert reply.is_problem(401, "unauthorized"), reply.text
+    assert "Authorization: Bearer" in reply.json["message"]
+    assert snapshot(aws) == before
+
+
+def test_the_public_routes_need_no_authorizer_context(api: HttpApi) -> None:
+    # When the OpenAPI document is fetched without credentials
+    reply = as_(api, None, "GET", "/openapi.json")
+    # Then it is served
+    assert reply.status == 200
+    assert "/queues/{name}" in reply.json["paths"]
+
+
+def _two_teams(api: HttpApi) -> None:
+    """Queues of two teams, a durable subscription of each, and a live subscriber of each."""
+    for queue in ("orders", "payroll"):
+        ok(api.put(f"/queues/{queue}", {}), 201)
+    ok(api.put("/topics/orders.created/subscriptions/orders-audit", {"queue": "orders"}), 201)
+    ok(api.put("/topics/payroll.paid/subscriptions/payroll-audit", {"queue": "payroll"}), 201)
+    ws_connect("watcher", ADMIN_CTX)
+    json_frame("watcher", action="subscribe", destination="/topic/orders.>", id="a")
+    json_frame("watcher", action="subscribe", destination="/topic/payroll.>", id="b")
+
+
+@pytest.mark.parametrize(
+    ("grants", "expected"),
+    [
+        ((grant("orders.>", "admin"),), ["orders", "orders.dlq"]),
+        ((grant("orders", "admin"),), ["orders"]),
+        ((grant(">", "send", "receive"),), []),
+        (ADMIN_OF_EVERYTHING, ["orders", "orders.dlq", "payroll", "payroll.dlq"]),
+    ],
+    ids=["orders.> admin", "orders admin", "send+receive on >", "admin of >"],
+)
+def test_listing_queues_shows_only_those_the_principal_administers(
+    api: HttpApi, grants: Grants, expected: list[str]
+) -> None:
+    # Given the queues of two teams
+    _two_teams(api)
+    # When a principal lists the queues
+    reply = as_(api, caller(ALLOWED, grants), "GET", "/queues")
+    # Then it sees only those it may administer (none is not a refusal)
+    assert sorted(q["name"] for q in ok(reply)["queues"]) == expected
+
+
+def test_stats_show_only_what_the_principal_administers_and_no_connection_count(
+    api: HttpApi,
+) -> None:
+    # Given the queues, subscriptions and live subscribers of two teams
+    _two_teams(api)
+    # When an admin of orders.> asks for the overview
+    overview = ok(as_(api, caller(ALLOWED, (grant("orders.>", "admin"),)), "GET", "/stats"))
+    # Then it sees its team's queues and topics only, and not how many connections there are
+    assert sorted(q["name"] for q in overview["queues"]) == ["orders", "orders.dlq"]
+    assert overview["topics"] == [
+        {
+            "pattern": "orders.>",
+            "subscriptions": [],
+            "live_subscribers": 1,
+        },
+        {
+            "pattern": "orders.created",
+            "subscriptions": [{"name": "orders-audit", "queue": "orders"}],
+            "live_subscribers": 0,
+        },
+    ]
+    assert overview["connections"] is None
+
+
+def test_stats_of_an_admin_of_everything_show_everything(api: HttpApi) -> None:
+    # Given the queues, subscriptions and live subscribers of two teams
+    _two_teams(api)
+    # When an admin of everything asks for the overview
+    overview = ok(as_(api, caller(ALLOWED, ADMIN_OF_EVERYTHING), "GET", "/stats"))
+    # Then it sees every queue and topic, and the connection count
+    assert len(overview["queues"]) == 4
+    assert [t["pattern"] for t in overview["topics"]] == [
+        "orders.>",
+        "orders.created",
+        "payroll.>",
+        "payroll.paid",
+    ]
+    assert overview["connections"] == 1
+
+
+def test_naming_a_dead_letter_queue_needs_a_grant_on_it(api: HttpApi, aws: Aws) -> None:
+    # Given an admin of orders only
+    orders_admin = caller(REFUSED, (grant("orders", "admin"),))
+    before = snapshot(aws)
+    # When it creates orders with payroll as its dead-letter queue
+    reply = as_(api, orders_admin, "PUT", "/queues/orders", {"dead_letter_queue": "payroll"})
+    # Then it is refused (else orders' failures would be written into payroll) and no
+    # queue is made
+    assert reply.status == 403, reply.text
+    assert snapshot(aws) == before
+
+
+@pytest.mark.parametrize("url", ["/queues/orders/messages/batch", "/topics/orders/messages/batch"])
+def test_a_batch_of_only_malformed_entries_is_still_refused(api: HttpApi, url: str) -> None:
+    # Given a principal that may not send to orders
+    nobody = caller(REFUSED, (grant("payroll", *ACTIONS),))
+    # When it sends a batch whose one entry does not decode
+    entries = [{"id": "1", "body": "not base64!", "binary": True}]
+    reply = as_(api, nobody, "POST", url, {"entries": entries})
+    # Then the answer is the refusal, as for any other batch
+    assert reply.json == {"error": "forbidden", "message": f"{REFUSED!r} may not send 'orders'"}
+
+
+UNREADABLE_GRANTS = {"principal": "x", "kind": "api_key", "grants": '[{"pattern": "a..b"}]'}
+
+
+def test_an_authorizer_context_with_unreadable_grants_is_401(api: HttpApi) -> None:
+    # When a request's authorizer context carries grants that do not parse
+    reply = as_(api, UNREADABLE_GRANTS, "GET", "/queues")
+    # Then the caller is not authenticated (it is not the caller's request that is wrong)
+    assert reply.is_problem(401, "unauthorized"), reply.text
+
+
+# ---- WebSocket: events as API Gateway sends them -------------------------------------------
+
+
+def ws_connect(
+    connection_id: str, who: dict[str, str] | None, subprotocol: str | None = None
+) -> dict[str, Any]:
+    """A `$connect` the WebSocket authorizer let through with `who` as its context."""
+    context: dict[str, Any] = {
+        "connectionId": connection_id,
+        "eventType": "CONNECT",
+        "routeKey": "$connect",
+    }
+    if who is not None:
+        context["authorizer"] = websocket_authorizer(who)
+    event: dict[str, Any] = {"requestContext": context}
+    if subprotocol is not None:
+        event["headers"] = {"Sec-WebSocket-Protocol": subprotocol}
+    result: dict[str, Any] = handle_event(event)
+    return result
+
+
+def ws_say(connection_id: str, text: str) -> None:
+    context = {"connectionId": connection_id, "eventType": "MESSAGE", "routeKey": "$default"}
+    handle_event({"requestContext": context, "body": text})
+
+
+def json_frame(connection_id: str, **frame: Any) -> None:
+    ws_say(connection_id, json.dumps(frame))
+
+
+def sent_as_admin(destination: str, body: str = "hello") -> None:
+    """A message sent by an admin's own connection (its answers are not looked at)."""
+    ws_connect("admin-tool", ADMIN_CTX)
+    json_frame("admin-tool", action="publish", destination=destination, body=body)
+
+
+def test_a_connect_without_an_authorizer_context_is_refused_and_stores_nothing(
+    pusher: RecordingPusher, aws: Aws
+) -> None:
+    # Given empty tables
+    before = snapshot(aws)
+    # When $connect arrives with no principal in its authorizer context, JSON or STOMP
+    json_client = ws_connect("json", None)
+    stomp_client = ws_connect("stomp", None, "v12.stomp")
+    # Then both are refused, and nothing is stored
+    assert json_client == {"statusCode": 401}
+    assert stomp_client == {"statusCode": 401}
+    assert snapshot(aws) == before
+
+
+def test_a_connect_with_unreadable_grants_is_refused_with_401(aws: Aws) -> None:
+    # Given empty tables
+    before = snapshot(aws)
+    # When $connect carries grants that do not parse
+    response = ws_connect("c1", UNREADABLE_GRANTS)
+    # Then it is refused as unauthenticated, and nothing is stored
+    assert response == {"statusCode": 401}
+    assert snapshot(aws) == before
+
+
+# ---- WebSocket JSON protocol --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JsonAction:
+    """A JSON frame, the grants that allow it exactly, and the near misses."""
+
+    label: str
+    frame: dict[str, Any]
+    allowed: Grants
+    refused: tuple[Refusal, ...]
+    answer: str  # the type of the frame the allowed client gets back
+    given: Callable[[], None] = lambda: None
+
+
+JSON_ACTIONS = [
+    JsonAction(
+        "subscribe to a queue",
+        {"action": "subscribe", "destination": "/queue/orders", "id": "s1"},
+        (grant("orders", "receive"),),
+        lacking("receive", "orders"),
+        "subscribed",
+    ),
+    JsonAction(
+        "subscribe to a topic",
+        {"action": "subscribe", "destination": "/topic/shop.orders", "id": "s1"},
+        (grant("shop.orders", "receive"),),
+        lacking("receive", "shop.orders"),
+        "subscribed",
+    ),
+    JsonAction(
+        "subscribe to a one-segment pattern",
+        {"action": "subscribe", "destination": "/topic/shop.*", "id": "s1"},
+        (grant("shop.*", "receive"),),
+        (
+            Refusal("one topic it matches", (grant("shop.orders", *ACTIONS),), "receive 'shop.*'"),
+            *lacking("receive", "shop.*"),
+        ),
+        "subscribed",
+    ),
+    JsonAction(
+        "subscribe to a tail pattern",
+        {"action": "subscribe", "destination": "/topic/shop.>", "id": "s1"},
+        (grant("shop.>", "receive"),),
+        (
+            # shop.* covers shop.a but not shop.a.b, which shop.> also matches
+            Refusal("a narrower pattern", (grant("shop.*", *ACTIONS),), "receive 'shop.>'"),
+            Refusal("other actions", (grant("shop.>", "send", "admin"),), "receive 'shop.>'"),
+        ),
+        "subscribed",
+    ),
+    JsonAction(
+        "subscribe durably to a topic",
+        {
+            "action": "subscribe",
+            "destination": "/topic/shop.orders",
+            "id": "s1",
+            "durable": "audit",
+        },
+        (grant("shop.orders", "receive"), grant("audit", "receive")),
+        (
+            Refusal("the topic only", (grant("shop.orders", "receive"),), "receive 'audit'"),
+            Refusal("the queue only", (grant("audit", "receive"),), "receive 'shop.orders'"),
+        ),
+        "subscribed",
+    ),
+    JsonAction(
+        "publish to a queue",
+        {"action": "publish", "destination": "/queue/orders", "body": "hi", "receipt": "r1"},
+        (grant("orders", "send"),),
+        lacking("send", "orders"),
+        "receipt",
+    ),
+    JsonAction(
+        "publish to a topic",
+        {"action": "publish", "destination": "/topic/shop.orders", "body": "hi", "receipt": "r1"},
+        (grant("shop.orders", "send"),),
+        lacking("send", "shop.orders"),
+        "receipt",
+    ),
+]
+JSON_REFUSALS = [
+    pytest.param(action, refusal, id=f"{action.label} [{refusal.label}]")
+    for action in JSON_ACTIONS
+    for refusal in action.refused
+]
+
+
+@pytest.mark.parametrize("action", JSON_ACTIONS, ids=lambda a: a.label)
+def test_a_json_client_granted_exactly_the_action_may_do_it(
+    pusher: RecordingPusher, aws: Aws, action: JsonAction
+) -> None:
+    # Given a connection whose principal may do exactly this
+    action.given()
+    ws_connect("c1", caller(ALLOWED, action.allowed))
+    before = snapshot(aws)
+    # When it sends the frame
+    json_frame("c1", **action.frame)
+    # Then it is answered as usual, and the broker holds what it did
+    [answer] = pusher.json_frames("c1")
+    assert answer["type"] == action.answer, answer
+    assert snapshot(aws) != before
+
+
+@pytest.mark.parametrize(("action", "refusal"), JSON_REFUSALS)
+def test_a_json_client_without_the_grant_gets_a_forbidden_error_and_nothing_is_stored(
+    pusher: RecordingPusher, aws: Aws, action: JsonAction, refusal: Refusal
+) -> None:
+    # Given a connection whose principal's grants just miss this action
+    action.given()
+    ws_connect("c1", caller(REFUSED, refusal.grants))
+    before = snapshot(aws)
+    # When it sends the frame
+    json_frame("c1", **{**action.frame, "receipt": "r9"})
+    # Then an error frame says who may not do what where; no subscription, consumer, queue
+    # or message is stored, and the connection stays open
+    assert pusher.json_frames("c1") == [
+        {"type": "error", "error": "forbidden", "message": refusal.message, "receipt": "r9"}
+    ]
+    assert snapshot(aws) == before
+    assert pusher.closed == []
+
+
+def _json_delivery(pusher: RecordingPusher) -> str:
+    """A message leased to alice's client-individual subscription of orders; its ack id."""
+    ws_connect("alice", caller(ALLOWED, (grant("orders", "receive"),)))
+    json_frame(
+        "alice",
+        action="subscribe",
+        destination="/queue/orders",
+        id="s1",
+        ack="client-individual",
+    )
+    sent_as_admin("/queue/orders")
+    runtime.sessions().pump("orders")  # the stream record's doing when deployed
+    [message] = [f for f in pusher.json_frames("alice") if f["type"] == "message"]
+    ack: str = message["ack"]
+    return ack
+
+
+@pytest.mark.parametrize("settle", ["ack", "nack"])
+def test_a_json_subscriber_settles_its_own_delivery(
+    pusher: RecordingPusher, aws: Aws, settle: str
+) -> None:
+    # Given a message leased to alice's subscription
+    ack = _json_delivery(pusher)
+    before = snapshot(aws)
+    # When alice settles it
+    json_frame("alice", action=settle, id=ack, receipt="r1")
+    # Then it is settled (a nacked message comes again, after the receipt)
+    answers = [f for f in pusher.json_frames("alice") if f["type"] != "message"]
+    assert answers[-1] == {"type": "receipt", "receipt": "r1"}
+    assert snapshot(aws) != before
+
+
+@pytest.mark.parametrize("settle", ["ack", "nack"])
+def test_a_json_client_cannot_settle_a_delivery_held_by_another_connection(
+    pusher: RecordingPusher, aws: Aws, settle: str
+) -> None:
+    # Given a message leased to alice's subscription s1, and mallory subscribed as s1 to a
+    # queue she may read
+    ack = _json_delivery(pusher)
+    ws_connect("mallory", caller(REFUSED, (grant("payroll", "receive"),)))
+    json_frame(
+        "mallory",
+        action="subscribe",
+        destination="/queue/payroll",
+        id="s1",
+        ack="client-individual",
+    )
+    before = snapshot(aws)
+    # When mallory presents alice's ack id
+    json_frame("mallory", action=settle, id=ack, receipt="r1")
+    # Then she is told it is not hers to settle, and alice's lease is untouched
+    error = pusher.json_frames("mallory")[-1]
+    assert (error["type"], error["error"], error["receipt"]) == ("error", "not_in_flight", "r1")
+    assert snapshot(aws) == before
+
+
+# ---- STOMP --------------------------------------------------------------------------------
+
+
+def stomp(connection_id: str, command: str, body: str = "", **headers: str) -> None:
+    """One STOMP frame; `content_type=` is `content-type:`, dotted names stay as given."""
+    lines = [command] + [f"{k.replace('_', '-')}:{v}" for k, v in headers.items()]
+    ws_say(connection_id, "\n".join(lines) + "\n\n" + body + "\x00")
+
+
+def stomp_session(connection_id: str, who: dict[str, str]) -> None:
+    ws_connect(connection_id, who, "v12.stomp")
+    stomp(connection_id, "CONNECT", accept_version="1.2", host="/")
+
+
+def frames(pusher: RecordingPusher, connection_id: str, command: str) -> list[Frame]:
+    return [f for f in pusher.stomp_frames(connection_id) if f.command == command]
+
+
+def assert_refused(pusher: RecordingPusher, connection_id: str, message: str, frame: str) -> None:
+    """The STOMP client got one ERROR saying `message` about `frame`, then was closed."""
+    [error] = frames(pusher, connection_id, "ERROR")
+    assert error.header("message") == message
+    assert error.body.decode() == f"{message}\n\nThe frame was {frame}."
+    assert pusher.closed == [connection_id]
+    assert runtime.sessions().info(connection_id) is None
+
+
+@dataclass(frozen=True)
+class StompAction:
+    """A STOMP frame (command and headers), the grants that allow it, and the near misses."""
+
+    label: str
+    command: str
+    headers: dict[str, str]
+    allowed: Grants
+    refused: tuple[Refusal, ...]
+    body: str = ""
+    given: Callable[[], None] = lambda: None
+
+
+DURABLE = {"activemq.subscriptionName": "audit"}
+STOMP_ACTIONS = [
+    StompAction(
+        "SEND to a queue",
+        "SEND",
+        {"destination": "/queue/orders"},
+        (grant("orders", "send"),),
+        lacking("send", "orders"),
+        body="hello",
+    ),
+    StompAction(
+        "SEND to a topic",
+        "SEND",
+        {"destination": "/topic/shop.orders"},
+        (grant("shop.orders", "send"),),
+        lacking("send", "shop.orders"),
+        body="hello",
+    ),
+    StompAction(
+        "SUBSCRIBE to a queue",
+        "SUBSCRIBE",
+        {"destination": "/queue/orders", "id": "0"},
+        (grant("orders", "receive"),),
+        lacking("receive", "orders"),
+        given=lambda: sent_as_admin("/queue/orders"),
+    ),
+    StompAction(
+        "SUBSCRIBE to a topic",
+        "SUBSCRIBE",
+        {"destination": "/topic/shop.orders", "id": "0"},
+        (grant("shop.orders", "receive"),),
+        lacking("receive", "shop.orders"),
+    ),
+    StompAction(
+        "SUBSCRIBE to a tail pattern",
+        "SUBSCRIBE",
+        {"destination": "/topic/shop.>", "id": "0"},
+        (grant("shop.>", "receive"),),
+        (Refusal("a narrower pattern", (grant("shop.*", *ACTIONS),), "receive 'shop.>'"),),
+    ),
+    StompAction(
+        "SUBSCRIBE durably to a topic",
+        "SUBSCRIBE",
+        {"destination": "/topic/shop.orders", "id": "0", **DURABLE},
+        (grant("shop.orders", "receive"), grant("audit", "receive")),
+        (
+            Refusal("the topic only", (grant("shop.orders", "receive"),), "receive 'audit'"),
+            Refusal("the queue only", (grant("audit", "receive"),), "receive 'shop.orders'"),
+        ),
+    ),
+]
+STOMP_REFUSALS = [
+    pytest.param(action, refusal, id=f"{action.label} [{refusal.label}]")
+    for action in STOMP_ACTIONS
+    for refusal in action.refused
+]
+
+
+@pytest.mark.parametrize("action", STOMP_ACTIONS, ids=lambda a: a.label)
+def test_a_stomp_client_granted_exactly_the_action_may_do_it(
+    pusher: RecordingPusher, aws: Aws, action: StompAction
+) -> None:
+    # Given a session whose principal may do exactly this
+    action.given()
+    stomp_session("c1", caller(ALLOWED, action.allowed))
+    before = snapshot(aws)
+    # When it sends the frame, asking for a receipt
+    stomp("c1", action.command, action.body, **action.headers, receipt="r1")
+    # Then the receipt comes, no ERROR, and the broker holds what it did
+    assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r1"]
+    assert frames(pusher, "c1", "ERROR") == []
+    assert snapshot(aws) != before
+
+
+@pytest.mark.parametrize(("action", "refusal"), STOMP_REFUSALS)
+def test_a_stomp_client_without_the_grant_gets_an_error_is_closed_and_nothing_is_stored(
+    pusher: RecordingPusher, aws: Aws, action: StompAction, refusal: Refusal
+) -> None:
+    # Given what the frame acts on, before the client connects
+    action.given()
+    before = snapshot(aws)
+    # When a session whose principal's grants just miss it sends the frame
+    stomp_session("c1", caller(REFUSED, refusal.grants))
+    stomp("c1", action.command, action.body, **action.headers, receipt="r1")
+    # Then one ERROR says who may not do what where, the connection is closed (as STOMP
+    # says), and nothing is left of it or of what it tried
+    assert_refused(pusher, "c1", refusal.message, action.command)
+    assert frames(pusher, "c1", "ERROR")[0].header("receipt-id") == "r1"
+    assert snapshot(aws) == before
+
+
+def _stomp_delivery(pusher: RecordingPusher) -> str:
+    """A message leased to alice's client-individual STOMP subscription; its ack id."""
+    stomp_session("alice", caller(ALLOWED, (grant("orders", "receive"),)))
+    stomp("alice", "SUBSCRIBE", destination="/queue/orders", id="0", ack="client-individual")
+    sent_as_admin("/queue/orders")
+    runtime.sessions().pump("orders")
+    [message] = frames(pusher, "alice", "MESSAGE")
+    return message.header("ack") or ""
+
+
+@pytest.mark.parametrize("command", ["ACK", "NACK"])
+def test_a_stomp_subscriber_settles_its_own_delivery(
+    pusher: RecordingPusher, aws: Aws, command: str
+) -> None:
+    # Given a message leased to alice's subscription
+    ack = _stomp_delivery(pusher)
+    before = snapshot(aws)
+    # When alice settles it
+    stomp("alice", command, id=ack, receipt="r1")
+    # Then it is settled
+    assert [f.header("receipt-id") for f in frames(pusher, "alice", "RECEIPT")] == ["r1"]
+    assert snapshot(aws) != before
+
+
+@pytest.mark.parametrize("command", ["ACK", "NACK"])
+def test_a_stomp_client_cannot_settle_a_delivery_held_by_another_session(
+    pusher: RecordingPusher, aws: Aws, command: str
+) -> None:
+    # Given a message leased to alice's subscription 0, and mallory subscribed as 0 to a
+    # queue she may read
+    ack = _stomp_delivery(pusher)
+    stomp_session("mallory", caller(REFUSED, (grant("payroll", "receive"),)))
+    stomp("mallory", "SUBSCRIBE", destination="/queue/payroll", id="0", ack="client-individual")
+    before = snapshot(aws)
+    # When mallory presents alice's ack id
+    stomp("mallory", command, id=ack, receipt="r1")
+    # Then she gets an ERROR (the message is not in flight on her session), and alice's
+    # lease is untouched
+    [error] = frames(pusher, "mallory", "ERROR")
+    assert "not in flight" in (error.header("message") or "")
+    assert snapshot(aws) == before
+
+
+def test_a_transaction_whose_send_is_allowed_commits(pusher: RecordingPusher, api: HttpApi) -> None:
+    # Given a session that may send to orders, inside a transaction
+    stomp_session("c1", caller(ALLOWED, (grant("orders", "send"),)))
+    stomp("c1", "BEGIN", transaction="tx")
+    stomp("c1", "SEND", "held", destination="/queue/orders", transaction="tx")
+    # When it commits
+    stomp("c1", "COMMIT", transaction="tx", receipt="done")
+    # Then the message is in the queue
+    assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["done"]
+    browsed = ok(api.get("/queues/orders/messages"))
+    assert [m["body"] for m in browsed["messages"]] == ["held"]
+
+
+def test_a_send_into_a_transaction_is_refused_when_it_is_sent_and_nothing_is_kept(
+    pusher: RecordingPusher, aws: Aws
+) -> None:
+    # Given a session that may not send to payroll, in a transaction
+    before = snapshot(aws)
+    stomp_session("c1", caller(REFUSED, (grant("orders", "send"),)))
+    stomp("c1", "BEGIN", transaction="tx")
+    # When it sends to payroll inside the transaction
+    stomp("c1", "SEND", "held", destination="/queue/payroll", transaction="tx")
+    # Then that SEND is refused at once (so a COMMIT can never half-apply), the connection
+    # closes, and nothing is left: no message, no queue, no held frame, no transaction
+    assert_refused(pusher, "c1", f"{REFUSED!r} may not send 'payroll'", "SEND")
+    assert snapshot(aws) == before
+
+
+def test_a_transaction_with_one_refused_send_stores_none_of_its_sends(
+    pusher: RecordingPusher, aws: Aws
+) -> None:
+    # Given a transaction holding an allowed SEND
+    before = snapshot(aws)
+    stomp_session("c1", caller(REFUSED, (grant("orders", "send"),)))
+    stomp("c1", "BEGIN", transaction="tx")
+    stomp("c1", "SEND", "allowed", destination="/queue/orders", transaction="tx")
+    # When the second SEND is refused
+    stomp("c1", "SEND", "refused", destination="/queue/payroll", transaction="tx")
+    # Then the refusal ended the session and dropped the transaction: the allowed SEND is
+    # not stored either (the socket is closed, so no COMMIT can follow)
+    assert_refused(pusher, "c1", f"{REFUSED!r} may not send 'payroll'", "SEND")
+    assert snapshot(aws) == before
+
+
+def test_a_stomp_client_cannot_delete_a_durable_subscription_it_did_not_make(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws
+) -> None:
+    # Given an operator's durable subscription of shop.orders feeding the audit queue
+    _a_subscription(api)
+    # and mallory, who may read shop.orders and her own queue, subscribed durably as "mine"
+    stomp_session("m", caller(REFUSED, (grant("shop.orders", "receive"), grant("mine", "receive"))))
+    stomp(
+        "m",
+        "SUBSCRIBE",
+        destination="/topic/shop.orders",
+        id="0",
+        **{"activemq.subscriptionName": "mine"},
+    )
+    # When she unsubscribes naming the operator's subscription
+    stomp("m", "UNSUBSCRIBE", id="0", **DURABLE)
+    # Then the operator's subscription is still there
+    found = ok(api.get("/topics/shop.orders/subscriptions"))["subscriptions"]
+    assert {s["name"] for s in found} >= {"audit"}
+
+
+def test_a_session_keeps_the_grants_it_connected_with(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given bob, connected while he may send to orders only
+    ok(api.put("/access/principals/bob", {"grants": [grant("orders", "send")]}), 201)
+    stomp_session("c1", caller("bob", (grant("orders", "send"),)))
+    # When an admin then grants him payroll instead
+    ok(api.put("/access/principals/bob", {"grants": [grant("payroll", "send")]}))
+    # Then his open session still acts with the grants it connected with (API Gateway
+    # authorizes a WebSocket once, at $connect): orders yes, payroll no
+    stomp("c1", "SEND", "hi", destination="/queue/orders", receipt="r1")
+    assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r1"]
+    stomp("c1", "SEND", "hi", destination="/queue/payroll")
+    assert_refused(pusher, "c1", "'bob' may not send 'payroll'", "SEND")
+
+
+# ---- STOMP clients that authenticate with CONNECT ------------------------------------------
+
+
+@pytest.fixture
+def bob_key(aws: Aws) -> str:
+    """A real API key of bob, who may send to orders."""
+    access = AccessControl(aws.dynamodb, aws.settings.destinations_table, SystemClock())
+    access.put_principal(ROOT, "bob", parse_grants([grant("orders", "send")]))
+    return access.issue_key(ROOT, "bob").token
+
+
+def test_a_pending_stomp_handshake_stores_nothing(pusher: RecordingPusher, aws: Aws) -> None:
+    # Given empty tables
+    before = snapshot(aws)
+    # When a STOMP client without a token completes the handshake
+    response = ws_connect("c1", PENDING_CTX, "v12.stomp")
+    # Then it is let through to send CONNECT, and nothing is stored for it yet
+    assert response == {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "v12.stomp"}}
+    assert snapshot(aws) == before
+
+
+def test_a_pending_client_that_speaks_json_is_refused(pusher: RecordingPusher, aws: Aws) -> None:
+    # Given empty tables
+    before = snapshot(aws)
+    # When a token-less handshake offers no STOMP subprotocol (only STOMP can log in later)
+    response = ws_connect("c1", PENDING_CTX)
+    # Then it is refused and nothing is stored
+    assert response == {"statusCode": 401}
+    assert snapshot(aws) == before
+
+
+@pytest.mark.parametrize("login", [None, "bob"], ids=["no login", "login = the principal"])
+def test_connect_with_an_api_key_as_passcode_opens_a_session_with_its_grants(
+    pusher: RecordingPusher, bob_key: str, login: str | None
+) -> None:
+    # Given a pending STOMP connection
+    ws_connect("c1", PENDING_CTX, "v12.stomp")
+    # When it sends CONNECT with bob's API key as passcode
+    credentials = {"passcode": bob_key} | ({"login": login} if login else {})
+    stomp("c1", "CONNECT", accept_version="1.2", host="/", **credentials)
+    # Then the session is bob's: it may send to orders...
+    assert len(frames(pusher, "c1", "CONNECTED")) == 1
+    info = runtime.sessions().info("c1")
+    assert info is not None and info.principal == "bob"
+    stomp("c1", "SEND", "hi", destination="/queue/orders", receipt="r1")
+    assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r1"]
+    # ...and nothing else
+    stomp("c1", "SEND", "hi", destination="/queue/payroll")
+    assert_refused(pusher, "c1", "'bob' may not send 'payroll'", "SEND")
+
+
+@pytest.mark.parametrize(
+    ("credentials", "reason"),
+    [
+        ({}, "authentication required"),
+        ({"passcode": "wrong"}, "not an mqless API key"),
+        ({"passcode": "mqk_0123456789abcdef01234567_" + "A" * 43}, "unknown or wrong"),
+        ({"passcode": "{key}", "login": "alice"}, "login does not name the principal"),
+    ],
+    ids=["no passcode", "not a key", "unknown key", "login of someone else"],
+)
+def test_connect_without_a_valid_passcode_gets_an_error_and_nothing_is_stored(
+    pusher: RecordingPusher, aws: Aws, bob_key: str, credentials: dict[str, str], reason: str
+) -> None:
+    # Given a pending STOMP connection
+    ws_connect("c1", PENDING_CTX, "v12.stomp")
+    before = snapshot(aws)
+    # When its CONNECT does not prove a principal
+    headers = {k: v.format(key=bob_key) for k, v in credentials.items()}
+    stomp("c1", "CONNECT", accept_version="1.2", host="/", **headers)
+    # Then it gets an ERROR saying why, is closed, and nothing is stored for it
+    [error] = pusher.stomp_frames("c1")
+    assert error.command == "ERROR"
+    assert reason in (error.header("message") or ""), error.header("message")
+    assert pusher.closed == ["c1"]
+    assert snapshot(aws) == before
+
+
+def test_a_pending_client_whose_first_frame_is_not_connect_is_closed(
+    pusher: RecordingPusher, aws: Aws
+) -> None:
+    # Given a pending STOMP connection
+    ws_connect("c1", PENDING_CTX, "v12.stomp")
+    before = snapshot(aws)
+    # When it sends a SEND before any CONNECT
+    stomp("c1", "SEND", "hi", destination="/queue/orders")
+    # Then it gets an ERROR and is closed, and nothing is stored
+    assert [f.command for f in pusher.stomp_frames("c1")] == ["ERROR"]
+    assert pusher.closed == ["c1"]
+    assert snapshot(aws) == before
