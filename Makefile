@@ -61,10 +61,11 @@ build: $(SAM_VENV)/.installed
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy
 
-## bench: AWS calls and write units per operation, push delivery, envelope throughput (moto)
+## bench: AWS calls and write units per operation, push delivery, authorization, envelope throughput (moto)
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/bench_push.py
+	$(BIN)/python bench/bench_auth.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
