@@ -1171,7 +1171,11 @@ def test_a_pending_client_whose_first_frame_is_not_connect_is_closed(
     before = snapshot(aws)
     # When it sends a SEND before any CONNECT
     stomp("c1", "SEND", "hi", destination="/queue/orders")
-    # Then it gets an ERROR and is closed, and nothing is stored
-    assert [f.command for f in pusher.stomp_frames("c1")] == ["ERROR"]
+    # Then it gets an ERROR saying what to do, is closed, and nothing is stored
+    [error] = pusher.stomp_frames("c1")
+    assert (error.command, error.header("message")) == (
+        "ERROR",
+        "not connected: send CONNECT first, with your token as passcode",
+    )
     assert pusher.closed == ["c1"]
     assert snapshot(aws) == before

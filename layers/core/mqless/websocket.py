@@ -69,10 +69,16 @@ def handle_message(connection_id: str, text: str) -> None:
         if info is None:
             return
     if info is None:
-        # Unknown connection: its record expired, or $connect never completed.
+        # Unknown connection: its record expired, $connect never completed, or a STOMP
+        # client that brought no token sent something before its CONNECT.
         logger.warning("message from an unknown connection", extra={"connection_id": connection_id})
         if looks_like_connect(text) or not text.lstrip().startswith("{"):
-            reply = encode_frame(Frame("ERROR", (("message", "unknown connection; reconnect"),)))
+            why = (
+                "not connected: send CONNECT first, with your token as passcode"
+                if runtime.auth_required()
+                else "unknown connection; reconnect"
+            )
+            reply = encode_frame(Frame("ERROR", (("message", why),)))
         else:
             reply = json.dumps(
                 {"type": "error", "error": "unknown_connection", "message": "reconnect"}
