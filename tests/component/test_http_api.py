@@ -623,6 +623,14 @@ def test_openapi_document_describes_errors_as_problems(api: HttpApi) -> None:
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
 
 
+def test_openapi_document_says_every_route_needs_a_bearer_token(api: HttpApi) -> None:
+    document = api.get("/openapi.json").json
+
+    assert document["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    OpenAPI.model_validate(document)
+
+
 def test_openapi_document_gives_response_bodies_their_models(api: HttpApi) -> None:
     paths = api.get("/openapi.json").json["paths"]
 

@@ -704,15 +704,46 @@ def _with_problems(document: dict[str, Any]) -> dict[str, Any]:
         "description": "An error: a JSON problem saying what is wrong",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    gateway = {"$ref": "#/components/schemas/GatewayError"}
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    refused = {
+        "401": "No credentials: API Gateway's own answer, before any function runs",
+        "403": "Credentials refused (API Gateway), or an action the grants do not allow (a "
+        "Problem with error `forbidden`)",
+    }
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             responses["default"] = problem
+            for status, description in refused.items():
+                responses[status] = {
+                    "description": description,
+                    "content": {
+                        "application/json": {"schema": {"anyOf": [gateway, problem_ref]}}
+                    },
+                }
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(unused, None)
     schemas["Problem"] = Problem.model_json_schema()
+    schemas["GatewayError"] = {
+        "type": "object",
+        "description": "API Gateway's own error body (authorizer refusals): no `error` code.",
+        "required": ["message"],
+        "properties": {"message": {"type": "string"}},
+    }
+    # every documented route needs a bearer token (the console and this document do not,
+    # and are not listed)
+    document["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An mqless API key (mqk_...) or a JWT from the configured issuer. "
+            "Without one API Gateway answers 401; with one it refuses, 403.",
+        }
+    }
+    document["security"] = [{"bearer": []}]
     return document
 
 
