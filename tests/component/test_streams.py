@@ -302,6 +302,36 @@ def test_a_written_record_reaches_the_function_quickly(app: StreamApp) -> None:
     assert mean < 0.5
 
 
+def test_records_keep_flowing_after_a_failed_transaction(app: StreamApp) -> None:
+    # Given a poller that has delivered one record
+    app.poller()
+    app.put("before")
+    wait_until(lambda: app.delivered_keys() == ["before"], what="the first record")
+    # When a transaction writes one item, then fails its condition on another (moto rolls
+    # back by putting back a copy of the table, stream shard and all)
+    refused = False
+    try:
+        app.dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": app.table, "Item": {"pk": {"S": "rolled-back"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": app.table,
+                        "Key": {"pk": {"S": "absent"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+    except app.dynamodb.exceptions.TransactionCanceledException:
+        refused = True
+    app.put("after")
+    # Then the rolled-back write never reaches the function, and later writes still do
+    assert refused
+    wait_until(lambda: "after" in app.delivered_keys(), what="the record after the rollback")
+    assert app.delivered_keys() == ["before", "after"]
+
+
 def test_filter_criteria_keep_only_matching_records(app: StreamApp) -> None:
     # Given a filter for inserts of items whose kind starts with "keep"
     pattern = {

@@ -162,9 +162,15 @@ def dev_server() -> Iterator[Callable[..., DevServer]]:
 
 
 @pytest.fixture(scope="module")
-def mqless_dev() -> Iterator[DevServer]:
-    """One `mqless dev` of the project's own template.yaml, shared by a module's tests."""
+def mqless_dev(request: pytest.FixtureRequest) -> Iterator[DevServer]:
+    """One `mqless dev` of the project's own template.yaml, shared by a module's tests.
+
+    What it printed is kept in test-output/mqless-dev-<module>.log, to read after a failure.
+    """
     server = start_dev(ROOT / "template.yaml", "--schedule-rate", "1")
     yield server
     code = server.stop()
+    log = ROOT / "test-output" / f"mqless-dev-{request.module.__name__.rsplit('.', 1)[-1]}.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(server.output() + "\n")
     assert code == 0, f"`mqless dev` exited with {code}:\n{server.output()}"

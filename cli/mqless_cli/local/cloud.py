@@ -59,6 +59,45 @@ def atomic_requests() -> Iterator[None]:
         BotocoreStubber.process_request = original  # type: ignore[method-assign]
 
 
+@contextmanager
+def streams_survive_rollbacks() -> Iterator[None]:
+    """Keep a table's stream readable after moto rolls back a failed transaction.
+
+    moto undoes a failed TransactWriteItems by putting back a deep copy of each table it
+    touched, stream shard included. Shard iterators already handed out point at the
+    replaced shard object, so a stream poller would read nothing ever again (the dispatch
+    function would stop being invoked). Instead the table keeps its own shard, cut back
+    to its length before the transaction: exactly what a rollback means for the stream.
+    Requests are serialised (`atomic_requests`), so nothing else wrote in between.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+
+    def transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        shards = {}
+        for item in transact_items:
+            table_name = next(iter(item.values())).get("TableName")
+            table = self.tables.get(table_name) if table_name else None
+            if table is not None and table.stream_shard is not None:
+                shards[table_name] = (table.stream_shard, len(table.stream_shard.items))
+        try:
+            original(self, transact_items)
+        except BaseException:
+            for table_name, (shard, length) in shards.items():
+                restored = self.tables.get(table_name)
+                if restored is not None and restored.stream_shard is not shard:
+                    del shard.items[length:]
+                    restored.stream_shard = shard
+            raise
+
+    DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+
+
 @dataclass
 class LocalCloud:
     """An in-process AWS (moto) holding the template's tables, streams, key and alias."""
@@ -67,6 +106,7 @@ class LocalCloud:
     stack: Stack
     _mock: Any
     _atomic: Any = None
+    _streams: Any = None
 
     @classmethod
     def start(cls, template_path: Path, *, stack_name: str = "mqless") -> LocalCloud:
@@ -78,6 +118,8 @@ class LocalCloud:
         mock.start()
         atomic = atomic_requests()
         atomic.__enter__()
+        streams = streams_survive_rollbacks()
+        streams.__enter__()
         try:
             stack = provision(
                 load_template(template_path),
@@ -87,10 +129,17 @@ class LocalCloud:
                 region=REGION,
             )
         except BaseException:
+            streams.__exit__(None, None, None)
             atomic.__exit__(None, None, None)
             mock.stop()
             raise
-        return cls(template_path=template_path, stack=stack, _mock=mock, _atomic=atomic)
+        return cls(
+            template_path=template_path,
+            stack=stack,
+            _mock=mock,
+            _atomic=atomic,
+            _streams=streams,
+        )
 
     @staticmethod
     def client(service: str) -> Any:
@@ -98,6 +147,9 @@ class LocalCloud:
         return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
 
     def stop(self) -> None:
+        if self._streams is not None:
+            self._streams.__exit__(None, None, None)
+            self._streams = None
         if self._atomic is not None:
             self._atomic.__exit__(None, None, None)
             self._atomic = None
