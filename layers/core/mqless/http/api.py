@@ -719,9 +719,7 @@ def _with_problems(document: dict[str, Any]) -> dict[str, Any]:
             for status, description in refused.items():
                 responses[status] = {
                     "description": description,
-                    "content": {
-                        "application/json": {"schema": {"anyOf": [gateway, problem_ref]}}
-                    },
+                    "content": {"application/json": {"schema": {"anyOf": [gateway, problem_ref]}}},
                 }
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
