@@ -31,7 +31,7 @@ from mqless.sessions import Sessions
 from mqless.settings import Settings
 from mqless.stomp import Frame, decode_frames
 from mqless.store import MessageStore
-from mqless_cli.template import load_template, provision
+from mqless_cli.template import Stack, load_template, provision
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 FAKE_AWS_ENV = {
@@ -54,6 +54,8 @@ class Aws:
     dynamodb: Any
     kms: Any
     settings: Settings
+    stack: Stack | None = None
+    """What was provisioned from template.yaml (routes, function environments)."""
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def shared_aws() -> Iterator[Aws]:
             kms = boto3.client("kms", region_name="us-east-1")
             stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
             settings = Settings.from_env(stack.environment("HttpApiFunction"))
-            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings)
+            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)
 
 
 @pytest.fixture

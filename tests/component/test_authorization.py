@@ -18,19 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from mqless import runtime
 from mqless.access import EVERYTHING, AccessControl
 from mqless.clock import SystemClock
 from mqless.principals import Principal, parse_grants
-from mqless.settings import Settings
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
-from mqless_cli.template import Stack, load_template, provision
-from tests.component.conftest import FAKE_AWS_ENV, TEMPLATE, Aws, RecordingPusher
+from mqless_cli.template import Stack
+from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
 from tests.lambda_support import authorizer_context, http_event, websocket_authorizer
 
@@ -57,35 +54,16 @@ def caller(principal: str, grants: Grants) -> dict[str, str]:
 # ---- fixtures: the template's functions over one moto per module --------------------------
 
 
-@pytest.fixture(scope="module")
-def provisioned() -> Iterator[tuple[Aws, Stack]]:
-    """template.yaml in a moto of its own (kept for the whole module: it is slow to build)."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_AWS_ENV.items():
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-            kms = boto3.client("kms", region_name="us-east-1")
-            stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
-            settings = Settings.from_env(stack.environment("HttpApiFunction"))
-            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings), stack
-
-
-@pytest.fixture(scope="module")
-def shared_aws(provisioned: tuple[Aws, Stack]) -> Aws:
-    """conftest's `aws` empties these tables before every test."""
-    return provisioned[0]
+def _stack(aws: Aws) -> Stack:
+    assert aws.stack is not None
+    return aws.stack
 
 
 @pytest.fixture(autouse=True)
-def pusher(
-    aws: Aws, provisioned: tuple[Aws, Stack], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RecordingPusher]:
+def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPusher]:
     """Every test: empty tables, the functions' environment from the template (so `runtime`
     builds the services with GrantPolicy), and pushes recorded instead of posted."""
-    _, stack = provisioned
-    for name, value in stack.environment("WebSocketFunction").items():
+    for name, value in _stack(aws).environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
     runtime.reset()
     recording = RecordingPusher()
@@ -95,9 +73,9 @@ def pusher(
 
 
 @pytest.fixture
-def api(provisioned: tuple[Aws, Stack]) -> HttpApi:
+def api(aws: Aws) -> HttpApi:
     """The HTTP function with the template's routes; `api.get(...)` etc. act as an admin."""
-    return HttpApi(provisioned[1].http_routes())
+    return HttpApi(_stack(aws).http_routes())
 
 
 def snapshot(aws: Aws) -> Snapshot:
@@ -420,11 +398,9 @@ REFUSALS = [
 ]
 
 
-def test_every_authenticated_route_of_the_template_is_covered_here(
-    provisioned: tuple[Aws, Stack],
-) -> None:
+def test_every_authenticated_route_of_the_template_is_covered_here(aws: Aws) -> None:
     # Given the routes template.yaml declares
-    declared = {(r.method, r.path) for r in provisioned[1].http_routes()}
+    declared = {(r.method, r.path) for r in _stack(aws).http_routes()}
     # When those the table and the filtered-listing tests cover are taken away
     covered = [(r.method, r.route) for r in ROUTES + LISTINGS]
     # Then only the public routes are left, and nothing is covered twice or made up
