@@ -14,30 +14,18 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-    POWERTOOLS_LOG_LEVEL="WARNING",  # no audit lines for the setup
-)
-
-import boto3  # noqa: E402
 import jwt  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto_stack import provisioned  # sets moto's AWS variables first
 
 from mqless.access import EVERYTHING, AccessControl  # noqa: E402
 from mqless.auth import Authenticator, IssuerKeys, JwtSettings, JwtVerifier, authorize  # noqa: E402
 from mqless.clock import SystemClock  # noqa: E402
 from mqless.principals import Principal, parse_grants  # noqa: E402
-from mqless.settings import Settings  # noqa: E402
 from mqless_cli.awscalls import counting  # noqa: E402
-from mqless_cli.template import load_template, provision  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))
 CACHE_SECONDS = 300
@@ -88,10 +76,8 @@ def _event(token: str) -> dict[str, Any]:
 def main() -> int:
     url, key, server = _issuer()
     with mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        kms = boto3.client("kms")
-        stack = provision(load_template(ROOT / "template.yaml"), dynamodb=dynamodb, kms=kms)
-        table = Settings.from_env(stack.environment("HttpApiFunction")).destinations_table
+        dynamodb, _, settings = provisioned()
+        table = settings.destinations_table
         access = AccessControl(dynamodb, table, SystemClock())
         root = Principal(id="root", grants=EVERYTHING)
         grants = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])

@@ -13,18 +13,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-)
-
-import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto_stack import provisioned  # sets moto's AWS variables first
 
 from mqless.clock import SystemClock  # noqa: E402
 from mqless.consumers import QueueConsumers  # noqa: E402
@@ -38,10 +29,8 @@ from mqless.pubsub import TopicService  # noqa: E402
 from mqless.queues import QueueService  # noqa: E402
 from mqless.registry import QueueRegistry  # noqa: E402
 from mqless.sessions import Sessions, Settle  # noqa: E402
-from mqless.settings import Settings  # noqa: E402
 from mqless.store import MessageStore  # noqa: E402
 from mqless_cli.awscalls import CallLog, counting  # noqa: E402
-from mqless_cli.template import load_template, provision  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "200"))
 STREAM_BATCH = 10
@@ -67,10 +56,7 @@ class CountingPusher:
 
 
 def build() -> tuple[Sessions, CountingPusher, QueueService, TopicService, object, object]:
-    dynamodb = boto3.client("dynamodb")
-    kms = boto3.client("kms")
-    stack = provision(load_template(ROOT / "template.yaml"), dynamodb=dynamodb, kms=kms)
-    settings = Settings.from_env(stack.environment("HttpApiFunction"))
+    dynamodb, kms, settings = provisioned()
     clock = SystemClock()
     cipher = EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), clock)
     table = settings.destinations_table

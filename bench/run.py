@@ -13,18 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-)
-
-import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto_stack import ROOT, provisioned  # sets moto's AWS variables first
 
 from mqless.clock import SystemClock  # noqa: E402
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
@@ -32,10 +23,8 @@ from mqless.models import NewMessage  # noqa: E402
 from mqless.principals import ANONYMOUS  # noqa: E402
 from mqless.queues import QueueService  # noqa: E402
 from mqless.registry import QueueRegistry  # noqa: E402
-from mqless.settings import Settings  # noqa: E402
 from mqless.store import MessageStore  # noqa: E402
 from mqless_cli.awscalls import CallLog, counting  # noqa: E402
-from mqless_cli.template import load_template, provision  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "200"))
 DYNAMODB_PER_MILLION_WRITES = 0.625
@@ -104,10 +93,7 @@ def run_path(service: QueueService, clients: tuple[object, ...], queue: str, bat
 
 def main() -> int:
     with mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        kms = boto3.client("kms")
-        stack = provision(load_template(ROOT / "template.yaml"), dynamodb=dynamodb, kms=kms)
-        settings = Settings.from_env(stack.environment("HttpApiFunction"))
+        dynamodb, kms, settings = provisioned()
         clock = SystemClock()
         service = QueueService(
             registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
