@@ -144,28 +144,12 @@ def validate_grant_pattern(pattern: str) -> None:
             )
 
 
-def pattern_matches(pattern: str, destination: str) -> bool:
-    """Whether a grant pattern covers a destination name (never raises).
-
-    As for topic subscriptions, a final `>` matches zero or more further segments.
-    """
-    wanted = pattern.split(".")
-    segments = destination.split(".")
-    for position, want in enumerate(wanted):
-        if want == ANY_TAIL:
-            return True
-        if position >= len(segments):
-            return False
-        if want != ANY_SEGMENT and want != segments[position]:
-            return False
-    return len(wanted) == len(segments)
-
-
 def pattern_covers(pattern: str, wanted: str) -> bool:
     """Whether a grant pattern covers every destination `wanted` can name (never raises).
 
-    `wanted` is a destination name or a subscription pattern; for a name this is
-    `pattern_matches`. A wildcard in `wanted` is covered only by a wildcard at least as wide.
+    `wanted` is a destination name or a subscription pattern. For a name this is topic
+    matching (`topics.topic_matches`: a final `>` matches zero or more further segments);
+    a wildcard in `wanted` is covered only by a wildcard at least as wide.
     """
     granted = pattern.split(".")
     segments = wanted.split(".")
