@@ -26,7 +26,7 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.errors import InvalidRequest, NotFound, Unauthorized
+from mqless.errors import NotFound, Unauthorized
 from mqless.observability import audit
 from mqless.principals import (
     ACCESS_CONTROL,
@@ -38,6 +38,7 @@ from mqless.principals import (
     Policy,
     Principal,
     parse_grants,
+    validate_principal_id,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class AccessControl:
         """Create or replace a principal's grants; (the principal, whether it was created)."""
         self._policy.check(caller, Action.ADMIN, ACCESS_CONTROL)
         validate_principal_id(principal_id)
-        grants = parse_grants([g.model_dump(mode="json") for g in grants])
+        stored = [g.model_dump(mode="json") for g in grants]
+        grants = parse_grants(stored)  # the bound on their number holds for every caller
         now = self._clock.now_ms()
         with translated_errors():
             found = self._db.update_item(
@@ -89,9 +91,7 @@ class AccessControl:
                 Key=to_wire({"pk": PARTITION, "sk": principal_id}),
                 UpdateExpression="SET grants = :g, updated_at = :now, "
                 "created_at = if_not_exists(created_at, :now)",
-                ExpressionAttributeValues=to_wire(
-                    {":g": [g.model_dump(mode="json") for g in grants], ":now": now}
-                ),
+                ExpressionAttributeValues=to_wire({":g": stored, ":now": now}),
                 ReturnValues="ALL_OLD",
             )
         created = "Attributes" not in found
@@ -100,7 +100,7 @@ class AccessControl:
             caller.id,
             None,
             subject=principal_id,
-            grants=[g.model_dump(mode="json") for g in grants],
+            grants=stored,
         )
         old = from_wire(found["Attributes"]) if not created else {}
         view = PrincipalView(
@@ -221,13 +221,6 @@ def bootstrap_admin(
     operator = Principal(id="bootstrap", kind="operator", grants=EVERYTHING)
     access.put_principal(operator, principal_id, EVERYTHING)
     return access.issue_key(operator, principal_id, ttl_seconds=ttl_seconds)
-
-
-def validate_principal_id(principal_id: str) -> None:
-    if not PRINCIPAL_ID.fullmatch(principal_id):
-        raise InvalidRequest(
-            f"principal id {principal_id[:80]!r}: 1-128 of A-Z a-z 0-9 _ . @ : + = , -"
-        )
 
 
 def _grants(record: dict[str, Any]) -> tuple[Grant, ...]:

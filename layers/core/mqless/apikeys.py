@@ -32,7 +32,7 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import InvalidRequest, NotFound, Unauthorized
-from mqless.principals import PRINCIPAL_ID
+from mqless.principals import validate_principal_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -73,8 +73,7 @@ class ApiKeys:
 
     def issue(self, principal: str, *, ttl_seconds: int | None = None) -> IssuedKey:
         """A new key for `principal`; `ttl_seconds` None: until revoked."""
-        if not PRINCIPAL_ID.fullmatch(principal):
-            raise InvalidRequest("principal ids are 1-128 of A-Z a-z 0-9 _ . @ : + = , -")
+        validate_principal_id(principal)
         if ttl_seconds is not None and not 60 <= ttl_seconds <= MAX_TTL_SECONDS:
             raise InvalidRequest(f"ttl_seconds must be 60 to {MAX_TTL_SECONDS}")
         key_id = os.urandom(12).hex()

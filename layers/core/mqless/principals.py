@@ -128,6 +128,14 @@ class GrantPolicy:
         raise Forbidden(f"{principal.id!r} may not {action.value} {destination!r}")
 
 
+def validate_principal_id(principal_id: str) -> None:
+    """InvalidRequest unless `principal_id` is a usable principal id."""
+    if not PRINCIPAL_ID.fullmatch(principal_id):
+        raise InvalidRequest(
+            f"principal id {principal_id[:80]!r}: 1-128 of A-Z a-z 0-9 _ . @ : + = , -"
+        )
+
+
 def validate_grant_pattern(pattern: str) -> None:
     """InvalidRequest unless `pattern` is a well-formed destination pattern."""
     segments = pattern.split(".")

@@ -67,7 +67,7 @@ from mqless.http.models import (
     VisibilityResponse,
 )
 from mqless.models import EntryFailure, NewMessage, QueueSettings, QueueStats, RedriveResult
-from mqless.principals import EVERY_DESTINATION, Action, Principal, parse_grants
+from mqless.principals import EVERY_DESTINATION, Action, Principal
 from mqless.pubsub import Subscription, SubscriptionSettings
 
 logger = Logger(service="mqless", child=True)
@@ -618,8 +618,9 @@ def list_principals() -> PrincipalList:
 def put_principal(
     principal_id: PrincipalId, request: Annotated[PrincipalRequest, Body()]
 ) -> Response[str]:
-    grants = parse_grants([g.model_dump(mode="json") for g in request.grants])
-    view, created = runtime.access().put_principal(_principal(), unquote(principal_id), grants)
+    view, created = runtime.access().put_principal(
+        _principal(), unquote(principal_id), request.grants
+    )
     return _json(201 if created else 200, view)
 
 
