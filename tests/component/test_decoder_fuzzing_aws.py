@@ -29,8 +29,8 @@ from mqless.models import NewMessage
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.sessions import Sessions
-from mqless.stomp import SERVER_COMMANDS, VERSIONS, Frame, StompError, decode_frames
-from mqless.stomp_session import SUBPROTOCOLS, looks_like_connect
+from mqless.stomp import SERVER_COMMANDS, SUBPROTOCOLS, VERSIONS, Frame, StompError, decode_frames
+from mqless.stomp_session import looks_like_connect
 from mqless.websocket import handle_event
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext, websocket_authorizer

@@ -37,9 +37,11 @@ from mqless.stomp import (
     CLIENT_COMMANDS,
     COMMANDS,
     MAX_FRAME_BYTES,
+    SUBPROTOCOLS,
     VERSIONS,
     Frame,
     StompError,
+    choose_subprotocol,
     decode_frames,
     encode_frame,
     negotiate_heartbeat,
@@ -47,14 +49,7 @@ from mqless.stomp import (
     parse_heartbeat,
     validate,
 )
-from mqless.stomp_session import (
-    SUBPROTOCOLS,
-    _ack_mode,
-    _message,
-    _prefetch,
-    choose_subprotocol,
-    looks_like_connect,
-)
+from mqless.stomp_session import _ack_mode, _message, _prefetch, looks_like_connect
 from mqless.topics import FilterPolicy, validate_topic_name, validate_topic_pattern
 
 T = TypeVar("T")

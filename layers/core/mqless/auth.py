@@ -37,12 +37,12 @@ from mqless.access import AccessControl
 from mqless.apikeys import PREFIX as API_KEY_PREFIX
 from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Principal, parse_grants
+from mqless.stomp import choose_subprotocol
 
 logger = Logger(service="mqless", child=True)
 
 PENDING: Final = "pending"
 """The kind of a WebSocket connection that will authenticate with STOMP CONNECT."""
-STOMP_SUBPROTOCOLS: Final = ("v12.stomp", "v11.stomp", "v10.stomp")
 JWT_ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 MAX_TOKEN: Final = 8192
 MAX_GROUPS: Final = 20
@@ -189,7 +189,7 @@ def authorize(event: Mapping[str, Any], authenticator: Authenticator) -> dict[st
 
 
 def _authorize_http(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
-    token = bearer_token(_header(event, "authorization"))
+    token = bearer_token(event_header(event, "authorization"))
     try:
         principal = authenticator.authenticate(token or "")
     except Unauthorized as refused:
@@ -200,10 +200,9 @@ def _authorize_http(event: Mapping[str, Any], authenticator: Authenticator) -> d
 
 def _authorize_websocket(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
-    token = query.get("access_token") or bearer_token(_header(event, "authorization"))
+    token = query.get("access_token") or bearer_token(event_header(event, "authorization"))
     if not token:
-        offered = [p.strip() for p in (_header(event, "sec-websocket-protocol") or "").split(",")]
-        if any(p in STOMP_SUBPROTOCOLS for p in offered):
+        if choose_subprotocol(event_header(event, "sec-websocket-protocol")) is not None:
             pending = Principal(id="", kind=PENDING)
             return _policy("unauthenticated", "Allow", event["methodArn"], _context(pending))
         # API Gateway answers 401 when the authorizer raises exactly this
@@ -261,10 +260,12 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
-def _header(event: Mapping[str, Any], name: str) -> str | None:
-    for key, value in (event.get("headers") or {}).items():
-        if str(key).lower() == name:
-            return str(value)
+def event_header(event: Mapping[str, Any], name: str) -> str | None:
+    """A header of an API Gateway event, whatever its case (repeats joined with commas)."""
+    for source in ("headers", "multiValueHeaders"):
+        for key, value in (event.get(source) or {}).items():
+            if str(key).lower() == name.lower():
+                return ",".join(value) if isinstance(value, list) else str(value)
     return None
 
 

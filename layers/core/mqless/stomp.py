@@ -109,6 +109,19 @@ class StompError(InvalidRequest):
     code = "invalid_frame"
 
 
+SUBPROTOCOLS: Final = {"v12.stomp": "1.2", "v11.stomp": "1.1", "v10.stomp": "1.0"}
+"""The WebSocket subprotocols of STOMP, newest first, and their versions."""
+
+
+def choose_subprotocol(offered: str | None) -> str | None:
+    """The STOMP subprotocol to accept from a `Sec-WebSocket-Protocol` offer, if any."""
+    if not offered:
+        return None
+    names = [part.strip() for part in offered.split(",")]
+    ours = [name for name in SUBPROTOCOLS if name in names]
+    return ours[0] if ours else None  # SUBPROTOCOLS lists the newest first
+
+
 @dataclass(frozen=True)
 class Frame:
     """One STOMP frame: headers in wire order (repeats kept), body as octets.

@@ -58,7 +58,6 @@ from mqless.stomp import (
 
 logger = Logger(service="mqless", child=True)
 
-SUBPROTOCOLS: Final = {"v12.stomp": "1.2", "v11.stomp": "1.1", "v10.stomp": "1.0"}
 SERVER: Final = "mqless/1"
 CLIENT_HEARTBEAT_MS: Final = 300_000  # what we ask of clients: one beat per 5 minutes
 _MESSAGE_HEADERS: Final = frozenset(
@@ -77,15 +76,6 @@ _MESSAGE_HEADERS: Final = frozenset(
         "priority",
     }
 )
-
-
-def choose_subprotocol(offered: str | None) -> str | None:
-    """The STOMP subprotocol to accept from a `Sec-WebSocket-Protocol` offer, if any."""
-    if not offered:
-        return None
-    names = [part.strip() for part in offered.split(",")]
-    ours = [name for name in SUBPROTOCOLS if name in names]
-    return ours[0] if ours else None  # SUBPROTOCOLS lists the newest first
 
 
 def looks_like_connect(text: str) -> bool:

@@ -20,13 +20,20 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mqless import runtime
-from mqless.auth import PENDING, websocket_caller
+from mqless.auth import PENDING, event_header, websocket_caller
 from mqless.errors import Unauthorized
 from mqless.json_protocol import handle_text
 from mqless.live import ConnectionInfo
 from mqless.outbound import Connection
-from mqless.stomp import Frame, StompError, decode_frames, encode_frame
-from mqless.stomp_session import SUBPROTOCOLS, StompSession, choose_subprotocol, looks_like_connect
+from mqless.stomp import (
+    SUBPROTOCOLS,
+    Frame,
+    StompError,
+    choose_subprotocol,
+    decode_frames,
+    encode_frame,
+)
+from mqless.stomp_session import StompSession, looks_like_connect
 
 logger = Logger(service="mqless", child=True)
 
@@ -43,7 +50,7 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
         except Unauthorized:
             logger.warning("$connect without an authorizer's principal: refused")
             return {"statusCode": 401}
-        subprotocol = choose_subprotocol(_header(event, "Sec-WebSocket-Protocol"))
+        subprotocol = choose_subprotocol(event_header(event, "Sec-WebSocket-Protocol"))
         if subprotocol is None:
             if principal.kind == PENDING:
                 return {"statusCode": 401}  # only STOMP can authenticate after the handshake
@@ -122,12 +129,3 @@ def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:
         return None
     sessions.open(Connection(connection_id, "stomp", "1.2"), principal)
     return sessions.info(connection_id)
-
-
-def _header(event: dict[str, Any], name: str) -> str | None:
-    for source in ("headers", "multiValueHeaders"):
-        headers = event.get(source) or {}
-        for key, value in headers.items():
-            if key.lower() == name.lower():
-                return ",".join(value) if isinstance(value, list) else str(value)
-    return None
