@@ -32,6 +32,36 @@ def websocket_authorizer(context: dict[str, str] | None = ADMIN) -> dict[str, An
     return {"principalId": context["principal"] or "unauthenticated", **context}
 
 
+_ROUTE_KEYS = {"CONNECT": "$connect", "MESSAGE": "$default", "DISCONNECT": "$disconnect"}
+
+
+def websocket_event(
+    kind: str,
+    connection_id: str,
+    body: str | None = None,
+    *,
+    authorizer: dict[str, str] | None = ADMIN,
+    **headers: str,
+) -> dict[str, Any]:
+    """A WebSocket API event (`kind` CONNECT, MESSAGE or DISCONNECT) as API Gateway sends it.
+
+    A CONNECT carries what the authorizer allowed (`authorizer`; None: no authorizer context).
+    """
+    context: dict[str, Any] = {
+        "connectionId": connection_id,
+        "eventType": kind,
+        "routeKey": _ROUTE_KEYS[kind],
+    }
+    if kind == "CONNECT" and authorizer is not None:
+        context["authorizer"] = websocket_authorizer(authorizer)
+    event: dict[str, Any] = {"requestContext": context}
+    if body is not None:
+        event["body"] = body
+    if headers:
+        event["headers"] = headers
+    return event
+
+
 @dataclass
 class FakeLambdaContext:
     """The attributes Powertools reads from a Lambda context."""

@@ -29,7 +29,11 @@ from mqless.websocket import handle_event
 from mqless_cli.template import Stack
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
-from tests.lambda_support import authorizer_context, http_event, websocket_authorizer
+from tests.lambda_support import (
+    authorizer_context,
+    http_event,
+    websocket_event,
+)
 
 ACTIONS = ("send", "receive", "admin")
 ALLOWED = "alice"
@@ -574,23 +578,14 @@ def ws_connect(
     connection_id: str, who: dict[str, str] | None, subprotocol: str | None = None
 ) -> dict[str, Any]:
     """A `$connect` the WebSocket authorizer let through with `who` as its context."""
-    context: dict[str, Any] = {
-        "connectionId": connection_id,
-        "eventType": "CONNECT",
-        "routeKey": "$connect",
-    }
-    if who is not None:
-        context["authorizer"] = websocket_authorizer(who)
-    event: dict[str, Any] = {"requestContext": context}
-    if subprotocol is not None:
-        event["headers"] = {"Sec-WebSocket-Protocol": subprotocol}
+    headers = {} if subprotocol is None else {"Sec-WebSocket-Protocol": subprotocol}
+    event = websocket_event("CONNECT", connection_id, authorizer=who, **headers)
     result: dict[str, Any] = handle_event(event)
     return result
 
 
 def ws_say(connection_id: str, text: str) -> None:
-    context = {"connectionId": connection_id, "eventType": "MESSAGE", "routeKey": "$default"}
-    handle_event({"requestContext": context, "body": text})
+    handle_event(websocket_event("MESSAGE", connection_id, text))
 
 
 def json_frame(connection_id: str, **frame: Any) -> None:

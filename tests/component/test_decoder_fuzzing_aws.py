@@ -33,7 +33,7 @@ from mqless.stomp import SERVER_COMMANDS, SUBPROTOCOLS, VERSIONS, Frame, StompEr
 from mqless.stomp_session import looks_like_connect
 from mqless.websocket import handle_event
 from tests.component.conftest import RecordingPusher
-from tests.lambda_support import FakeLambdaContext, websocket_authorizer
+from tests.lambda_support import FakeLambdaContext, websocket_event
 
 # Each example opens fresh connections, so examples share the module's tables but never a
 # session. Few examples per property: each one is a round of moto calls. No shrinking:
@@ -63,21 +63,10 @@ def wired(sessions: Sessions, broker: QueueService, monkeypatch: pytest.MonkeyPa
     return sessions
 
 
-def _event(kind: str, connection_id: str, body: str | None = None, **headers: str) -> Any:
-    event: dict[str, Any] = {"requestContext": {"connectionId": connection_id, "eventType": kind}}
-    if kind == "CONNECT":
-        event["requestContext"]["authorizer"] = websocket_authorizer()
-    if body is not None:
-        event["body"] = body
-    if headers:
-        event["headers"] = headers
-    return event
-
-
 def _new_connection(offer: str | None = None) -> str:
     connection_id = f"fuzz-{next(_ids)}"
     headers = {} if offer is None else {"Sec-WebSocket-Protocol": offer}
-    assert handle_event(_event("CONNECT", connection_id, **headers))["statusCode"] == 200
+    assert handle_event(websocket_event("CONNECT", connection_id, **headers))["statusCode"] == 200
     return connection_id
 
 
@@ -88,12 +77,12 @@ def _connection(offer: str | None = None) -> Iterator[str]:
     try:
         yield connection_id
     finally:
-        handle_event(_event("DISCONNECT", connection_id))
+        handle_event(websocket_event("DISCONNECT", connection_id))
 
 
 def _say(connection_id: str, body: str) -> None:
     # the handler's contract with API Gateway: it returns, and returns 200
-    assert handle_event(_event("MESSAGE", connection_id, body)) == {"statusCode": 200}
+    assert handle_event(websocket_event("MESSAGE", connection_id, body)) == {"statusCode": 200}
 
 
 def _posts(pusher: RecordingPusher, connection_id: str) -> list[str]:

@@ -21,7 +21,7 @@ from mqless.sessions import Sessions
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
 from tests.component.conftest import RecordingPusher
-from tests.lambda_support import websocket_authorizer
+from tests.lambda_support import websocket_event
 
 
 @pytest.fixture(autouse=True)
@@ -29,20 +29,9 @@ def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "sessions", lambda: sessions)
 
 
-def _event(kind: str, connection_id: str, body: str | None = None, **headers: str) -> Any:
-    event: dict[str, Any] = {"requestContext": {"connectionId": connection_id, "eventType": kind}}
-    if kind == "CONNECT":
-        event["requestContext"]["authorizer"] = websocket_authorizer()
-    if body is not None:
-        event["body"] = body
-    if headers:
-        event["headers"] = headers
-    return event
-
-
 def _open(connection_id: str, offer: str = "v12.stomp") -> dict[str, Any]:
     result: dict[str, Any] = handle_event(
-        _event("CONNECT", connection_id, **{"Sec-WebSocket-Protocol": offer})
+        websocket_event("CONNECT", connection_id, **{"Sec-WebSocket-Protocol": offer})
     )
     return result
 
@@ -51,7 +40,9 @@ def _say(connection_id: str, command: str, body: str = "", **headers: str) -> No
     # content_type= is content-type:, as STOMP spells it; upper-case names stay as given
     names = {k: k if k.isupper() else k.replace("_", "-") for k in headers}
     lines = [command] + [f"{names[k]}:{v}" for k, v in headers.items()]
-    handle_event(_event("MESSAGE", connection_id, "\n".join(lines) + "\n\n" + body + "\x00"))
+    handle_event(
+        websocket_event("MESSAGE", connection_id, "\n".join(lines) + "\n\n" + body + "\x00")
+    )
 
 
 def _session(connection_id: str, version: str = "1.2") -> None:
@@ -85,7 +76,7 @@ def test_connect_negotiates_the_subprotocol_the_version_and_heart_beats(
 def test_a_client_without_a_stomp_subprotocol_is_served_json_unless_it_sends_connect(
     pusher: RecordingPusher,
 ) -> None:
-    response = handle_event(_event("CONNECT", "plain"))
+    response = handle_event(websocket_event("CONNECT", "plain"))
     _say("plain", "STOMP", accept_version="1.2")
 
     assert "headers" not in response
@@ -220,7 +211,7 @@ def test_abort_and_disconnect_drop_held_frames(
     _say("c1", "ABORT", transaction="t")
     _say("c1", "BEGIN", transaction="u")
     _say("c1", "SEND", "never either", destination="/queue/dropped", transaction="u")
-    handle_event(_event("DISCONNECT", "c1"))
+    handle_event(websocket_event("DISCONNECT", "c1"))
 
     assert broker.list_queues(ANONYMOUS) == []
     # a COMMIT of an aborted transaction is an error (and the session ends)
@@ -249,7 +240,9 @@ def test_a_malformed_frame_gets_an_error_and_only_that_connection_closes(
     _session("good")
     _sub("good", "/topic/news")
 
-    handle_event(_event("MESSAGE", "bad", "SEND\ndestination:/queue/x\nbad\\xheader:1\n\nx\x00"))
+    handle_event(
+        websocket_event("MESSAGE", "bad", "SEND\ndestination:/queue/x\nbad\\xheader:1\n\nx\x00")
+    )
     _say("good", "SEND", "still here", destination="/topic/news", receipt="ok")
 
     [error] = _got(pusher, "bad", "ERROR")
@@ -278,7 +271,7 @@ def test_client_mistakes_get_a_useful_error_then_the_socket_closes(
     pusher: RecordingPusher, frame: str, complaint: str
 ) -> None:
     _session("c1")
-    handle_event(_event("MESSAGE", "c1", frame.replace("RECEIPT_ID", "r")))
+    handle_event(websocket_event("MESSAGE", "c1", frame.replace("RECEIPT_ID", "r")))
 
     [error] = _got(pusher, "c1", "ERROR")
     assert complaint in (error.header("message") or "")
@@ -311,8 +304,8 @@ def test_an_ack_for_a_message_no_longer_held_is_an_error_that_keeps_the_session(
 
 def test_heart_beats_are_accepted_and_ignored(pusher: RecordingPusher) -> None:
     _session("c1")
-    handle_event(_event("MESSAGE", "c1", "\n"))
-    handle_event(_event("MESSAGE", "c1", "\r\n\n"))
+    handle_event(websocket_event("MESSAGE", "c1", "\n"))
+    handle_event(websocket_event("MESSAGE", "c1", "\r\n\n"))
 
     assert [f.command for f in _got(pusher, "c1")] == ["CONNECTED"]
     assert pusher.closed == []
@@ -361,10 +354,12 @@ def test_topic_messages_reach_live_stomp_and_json_subscribers(
     pusher: RecordingPusher, sessions: Sessions, aws: Any
 ) -> None:
     _session("stomp")
-    handle_event(_event("CONNECT", "json"))
+    handle_event(websocket_event("CONNECT", "json"))
     _sub("stomp", "/topic/prices.*", ack="client-individual")
     handle_event(
-        _event("MESSAGE", "json", '{"action":"subscribe","destination":"/topic/prices.>","id":"j"}')
+        websocket_event(
+            "MESSAGE", "json", '{"action":"subscribe","destination":"/topic/prices.>","id":"j"}'
+        )
     )
     _say("stomp", "SEND", "42", destination="/topic/prices.acme", currency="EUR")
 
@@ -424,7 +419,7 @@ def test_a_durable_subscription_keeps_messages_while_the_subscriber_is_away(
 def test_the_first_of_repeated_headers_wins(pusher: RecordingPusher, broker: QueueService) -> None:
     _session("c1")
     handle_event(
-        _event(
+        websocket_event(
             "MESSAGE",
             "c1",
             "SEND\ndestination:/queue/first\ndestination:/queue/second\n"
@@ -444,7 +439,7 @@ def test_a_nul_inside_a_body_with_content_length_arrives_whole(
     _sub("c1", "/queue/nul")
     body = "before\x00after"
     handle_event(
-        _event(
+        websocket_event(
             "MESSAGE",
             "c1",
             f"SEND\ndestination:/queue/nul\ncontent-length:{len(body)}\n\n{body}\x00",
