@@ -888,7 +888,7 @@ def _keys_revoke(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-ACTIONS = ("send", "receive", "admin")
+ACTIONS = ("send", "receive", "create", "admin")  # mqless.principals.Action
 
 
 def parse_grant(text: str) -> dict[str, Any]:
@@ -900,11 +900,13 @@ def parse_grant(text: str) -> dict[str, Any]:
         )
     actions = [action.strip().lower() for action in listed.split(",") if action.strip()]
     if not actions:
-        raise argparse.ArgumentTypeError(f"no actions in {text!r}: give some of send,receive,admin")
+        raise argparse.ArgumentTypeError(
+            f"no actions in {text!r}: give some of {','.join(ACTIONS)}"
+        )
     unknown = [action for action in actions if action not in ACTIONS]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown action {unknown[0]!r} in {text!r}: the actions are send, receive, admin"
+            f"unknown action {unknown[0]!r} in {text!r}: the actions are {', '.join(ACTIONS)}"
         )
     # the broker's own rule, so a pattern refused here would be refused by the API too
     from mqless.errors import InvalidRequest
@@ -1225,7 +1227,7 @@ def _register_access(commands: Any, common: argparse.ArgumentParser) -> None:
         type=parse_grant,
         required=True,
         metavar="PATTERN=ACTIONS",
-        help="actions (send, receive, admin) on destinations matching PATTERN "
+        help="actions (send, receive, create, admin) on destinations matching PATTERN "
         "(`orders.*=send,receive`, `'>=admin'` for everything); repeatable",
     )
     delete = add(principals, "delete", _principals_delete, "delete a principal and revoke its keys")

@@ -23,6 +23,7 @@ import pytest
 from mqless import runtime
 from mqless.access import EVERYTHING, AccessControl
 from mqless.clock import SystemClock
+from mqless.models import QueueSettings
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
@@ -132,6 +133,11 @@ def _a_lease(api: HttpApi) -> dict[str, str]:
     return {"receipt": leased["receipt"]}
 
 
+def _a_message_and_an_archive(api: HttpApi) -> dict[str, str]:
+    ok(api.put("/queues/archive", {}), 201)
+    return _a_message(api)
+
+
 def _a_message_in_the_dlq(api: HttpApi) -> dict[str, str]:
     _a_queue(api)  # orders, and orders.dlq with it
     ok(api.post("/queues/orders.dlq/messages", {"body": "back to orders"}), 201)
@@ -221,7 +227,7 @@ ROUTES = [
     # queue admin
     Route(
         "PUT", "/queues/{name}", "/queues/orders",
-        (grant("orders.>", "admin"),), lacking("admin", "orders"), 201,
+        (grant("orders", "admin"),), lacking("admin", "orders"), 201,
         body={"visibility_timeout": 45},
     ),
     Route(
@@ -308,7 +314,7 @@ ROUTES = [
                 "admin 'orders'",
             ),
         ),
-        200, body={"to": "archive"}, given=_a_message,
+        200, body={"to": "archive"}, given=_a_message_and_an_archive,
     ),
     Route(
         "GET", "/connections", "/connections",
@@ -481,7 +487,7 @@ def _two_teams(api: HttpApi) -> None:
     ("grants", "expected"),
     [
         ((grant("orders.>", "admin"),), ["orders", "orders.dlq"]),
-        ((grant("orders", "admin"),), ["orders"]),
+        ((grant("orders", "admin"),), ["orders", "orders.dlq"]),
         ((grant(">", "send", "receive"),), []),
         (ADMIN_OF_EVERYTHING, ["orders", "orders.dlq", "payroll", "payroll.dlq"]),
     ],
@@ -592,6 +598,11 @@ def json_frame(connection_id: str, **frame: Any) -> None:
     ws_say(connection_id, json.dumps(frame))
 
 
+def made_by_admin(queue: str) -> None:
+    """An empty queue an admin of everything made (what is tested is not creating it)."""
+    runtime.queue_service().put_queue(ROOT, queue, QueueSettings())
+
+
 def sent_as_admin(destination: str, body: str = "hello") -> None:
     """A message sent by an admin's own connection (its answers are not looked at)."""
     ws_connect("admin-tool", ADMIN_CTX)
@@ -637,6 +648,18 @@ class JsonAction:
     given: Callable[[], None] = lambda: None
 
 
+# a consumer's own durable subscription: receive on the topic and on its queue, and create
+# on both (the subscription is the topic's, the queue is new)
+DURABLE_ALLOWED = (grant("shop.orders", "receive", "create"), grant("audit", "receive", "create"))
+DURABLE_REFUSED = (
+    Refusal("the topic only", (grant("shop.orders", "receive", "create"),), "receive 'audit'"),
+    Refusal("the queue only", (grant("audit", "receive", "create"),), "receive 'shop.orders'"),
+    Refusal(
+        "no create right on the topic",
+        (grant("shop.orders", "receive"), grant("audit", "receive", "create")),
+        "create 'shop.orders'",
+    ),
+)
 JSON_ACTIONS = [
     JsonAction(
         "subscribe to a queue",
@@ -644,6 +667,7 @@ JSON_ACTIONS = [
         (grant("orders", "receive"),),
         lacking("receive", "orders"),
         "subscribed",
+        given=lambda: made_by_admin("orders"),
     ),
     JsonAction(
         "subscribe to a topic",
@@ -681,11 +705,8 @@ JSON_ACTIONS = [
             "id": "s1",
             "durable": "audit",
         },
-        (grant("shop.orders", "receive"), grant("audit", "receive")),
-        (
-            Refusal("the topic only", (grant("shop.orders", "receive"),), "receive 'audit'"),
-            Refusal("the queue only", (grant("audit", "receive"),), "receive 'shop.orders'"),
-        ),
+        DURABLE_ALLOWED,
+        DURABLE_REFUSED,
         "subscribed",
     ),
     JsonAction(
@@ -694,6 +715,7 @@ JSON_ACTIONS = [
         (grant("orders", "send"),),
         lacking("send", "orders"),
         "receipt",
+        given=lambda: made_by_admin("orders"),
     ),
     JsonAction(
         "publish to a topic",
@@ -747,6 +769,7 @@ def test_a_json_client_without_the_grant_gets_a_forbidden_error_and_nothing_is_s
 
 def _json_delivery(pusher: RecordingPusher) -> str:
     """A message leased to alice's client-individual subscription of orders; its ack id."""
+    made_by_admin("orders")
     ws_connect("alice", caller(ALLOWED, (grant("orders", "receive"),)))
     json_frame(
         "alice",
@@ -784,6 +807,7 @@ def test_a_json_client_cannot_settle_a_delivery_held_by_another_connection(
     # Given a message leased to alice's subscription s1, and mallory subscribed as s1 to a
     # queue she may read
     ack = _json_delivery(pusher)
+    made_by_admin("payroll")
     ws_connect("mallory", caller(REFUSED, (grant("payroll", "receive"),)))
     json_frame(
         "mallory",
@@ -850,6 +874,7 @@ STOMP_ACTIONS = [
         (grant("orders", "send"),),
         lacking("send", "orders"),
         body="hello",
+        given=lambda: made_by_admin("orders"),
     ),
     StompAction(
         "SEND to a topic",
@@ -885,11 +910,8 @@ STOMP_ACTIONS = [
         "SUBSCRIBE durably to a topic",
         "SUBSCRIBE",
         {"destination": "/topic/shop.orders", "id": "0", **DURABLE},
-        (grant("shop.orders", "receive"), grant("audit", "receive")),
-        (
-            Refusal("the topic only", (grant("shop.orders", "receive"),), "receive 'audit'"),
-            Refusal("the queue only", (grant("audit", "receive"),), "receive 'shop.orders'"),
-        ),
+        DURABLE_ALLOWED,
+        DURABLE_REFUSED,
     ),
 ]
 STOMP_REFUSALS = [
@@ -934,6 +956,7 @@ def test_a_stomp_client_without_the_grant_gets_an_error_is_closed_and_nothing_is
 
 def _stomp_delivery(pusher: RecordingPusher) -> str:
     """A message leased to alice's client-individual STOMP subscription; its ack id."""
+    made_by_admin("orders")
     stomp_session("alice", caller(ALLOWED, (grant("orders", "receive"),)))
     stomp("alice", "SUBSCRIBE", destination="/queue/orders", id="0", ack="client-individual")
     sent_as_admin("/queue/orders")
@@ -963,6 +986,7 @@ def test_a_stomp_client_cannot_settle_a_delivery_held_by_another_session(
     # Given a message leased to alice's subscription 0, and mallory subscribed as 0 to a
     # queue she may read
     ack = _stomp_delivery(pusher)
+    made_by_admin("payroll")
     stomp_session("mallory", caller(REFUSED, (grant("payroll", "receive"),)))
     stomp("mallory", "SUBSCRIBE", destination="/queue/payroll", id="0", ack="client-individual")
     before = snapshot(aws)
@@ -977,6 +1001,7 @@ def test_a_stomp_client_cannot_settle_a_delivery_held_by_another_session(
 
 def test_a_transaction_whose_send_is_allowed_commits(pusher: RecordingPusher, api: HttpApi) -> None:
     # Given a session that may send to orders, inside a transaction
+    made_by_admin("orders")
     stomp_session("c1", caller(ALLOWED, (grant("orders", "send"),)))
     stomp("c1", "BEGIN", transaction="tx")
     stomp("c1", "SEND", "held", destination="/queue/orders", transaction="tx")
@@ -1007,6 +1032,7 @@ def test_a_transaction_with_one_refused_send_stores_none_of_its_sends(
     pusher: RecordingPusher, aws: Aws
 ) -> None:
     # Given a transaction holding an allowed SEND
+    made_by_admin("orders")
     before = snapshot(aws)
     stomp_session("c1", caller(REFUSED, (grant("orders", "send"),)))
     stomp("c1", "BEGIN", transaction="tx")
@@ -1022,28 +1048,39 @@ def test_a_transaction_with_one_refused_send_stores_none_of_its_sends(
 def test_a_stomp_client_cannot_delete_a_durable_subscription_it_did_not_make(
     pusher: RecordingPusher, api: HttpApi, aws: Aws
 ) -> None:
-    # Given an operator's durable subscription of shop.orders feeding the audit queue
+    # Given an operator's durable subscriptions `audit` and `mine` of shop.orders
     _a_subscription(api)
-    # and mallory, who may read shop.orders and her own queue, subscribed durably as "mine"
-    stomp_session("m", caller(REFUSED, (grant("shop.orders", "receive"), grant("mine", "receive"))))
+    ok(api.put("/queues/mine", {}), 201)
+    ok(api.put("/topics/shop.orders/subscriptions/mine", {"queue": "mine"}), 201)
+    # and mallory, who may read shop.orders and both queues, attached to `mine`
+    readable = ("shop.orders", "mine", "audit")
+    stomp_session("m", caller(REFUSED, tuple(grant(d, "receive") for d in readable)))
     stomp(
         "m",
         "SUBSCRIBE",
         destination="/topic/shop.orders",
         id="0",
+        receipt="subscribed",
         **{"activemq.subscriptionName": "mine"},
     )
-    # When she unsubscribes naming the operator's subscription
+    assert [f.header("receipt-id") for f in frames(pusher, "m", "RECEIPT")] == ["subscribed"]
+    # When she unsubscribes naming `audit`
     stomp("m", "UNSUBSCRIBE", id="0", **DURABLE)
-    # Then the operator's subscription is still there
+    # Then she is told it is not hers, and the operator's subscriptions are still there
+    [error] = frames(pusher, "m", "ERROR")
+    assert error.header("message") == (
+        f"{REFUSED!r} may not delete durable subscription 'audit' of 'shop.orders': "
+        "only its owner or an admin of 'shop.orders' may"
+    )
     found = ok(api.get("/topics/shop.orders/subscriptions"))["subscriptions"]
-    assert {s["name"] for s in found} >= {"audit"}
+    assert sorted(s["name"] for s in found) == ["audit", "mine"]
 
 
 def test_a_session_keeps_the_grants_it_connected_with(
     pusher: RecordingPusher, api: HttpApi
 ) -> None:
     # Given bob, connected while he may send to orders only
+    made_by_admin("orders")
     ok(api.put("/access/principals/bob", {"grants": [grant("orders", "send")]}), 201)
     stomp_session("c1", caller("bob", (grant("orders", "send"),)))
     # When an admin then grants him payroll instead
@@ -1091,7 +1128,8 @@ def test_a_pending_client_that_speaks_json_is_refused(pusher: RecordingPusher, a
 def test_connect_with_an_api_key_as_passcode_opens_a_session_with_its_grants(
     pusher: RecordingPusher, bob_key: str, login: str | None
 ) -> None:
-    # Given a pending STOMP connection
+    # Given a pending STOMP connection, and the orders queue
+    made_by_admin("orders")
     ws_connect("c1", PENDING_CTX, "v12.stomp")
     # When it sends CONNECT with bob's API key as passcode
     credentials = {"passcode": bob_key} | ({"login": login} if login else {})
@@ -1150,3 +1188,369 @@ def test_a_pending_client_whose_first_frame_is_not_connect_is_closed(
     )
     assert pusher.closed == ["c1"]
     assert snapshot(aws) == before
+
+
+# ---- dead letters belong to whoever may act on their queue ---------------------------------
+# The principals of the review: low sends, rx sends and receives, opx administers, all on
+# `orders.*` and none on `orders`, whose dead-letter queue is `orders.dlq`.
+
+LOW = (grant("orders.*", "send", "create"),)
+RX = (grant("orders.*", "send", "receive"),)
+OPX = (grant("orders.*", "admin"),)
+
+
+@pytest.mark.parametrize(
+    ("who", "grants", "method", "url", "body", "missing"),
+    [
+        ("rx", RX, "POST", "/queues/orders.dlq/receive", {}, "receive 'orders.dlq'"),
+        ("rx", RX, "POST", "/queues/orders.dlq/messages", {"body": "x"}, "send 'orders.dlq'"),
+        ("opx", OPX, "GET", "/queues/orders.dlq/messages", None, "admin 'orders.dlq'"),
+        ("opx", OPX, "GET", "/queues/orders.dlq", None, "admin 'orders.dlq'"),
+        ("opx", OPX, "POST", "/queues/orders.dlq/purge", None, "admin 'orders.dlq'"),
+        ("opx", OPX, "POST", "/queues/orders.dlq/redrive", None, "admin 'orders.dlq'"),
+        ("opx", OPX, "DELETE", "/queues/orders.dlq", None, "admin 'orders.dlq'"),
+        (
+            "opx",
+            OPX,
+            "PUT",
+            "/queues/orders.dlq",
+            {"max_receive_count": 1, "dead_letter_queue": "orders.eu"},
+            "admin 'orders.dlq'",
+        ),
+        (
+            "opx",
+            OPX,
+            "PUT",
+            "/queues/orders.eu",
+            {"dead_letter_queue": "orders.dlq"},
+            "admin 'orders.dlq'",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith(("/", "rx", "opx")) else "",
+)
+def test_a_sibling_wildcard_grant_cannot_reach_a_queues_dead_letters(
+    api: HttpApi,
+    aws: Aws,
+    who: str,
+    grants: Grants,
+    method: str,
+    url: str,
+    body: Any,
+    missing: str,
+) -> None:
+    # Given orders with a dead letter in orders.dlq
+    _a_message_in_the_dlq(api)
+    before = snapshot(aws)
+    # When a principal whose grants cover orders.* but not orders acts on orders.dlq
+    reply = as_(api, caller(who, grants), method, url, body)
+    # Then it is refused as for any destination outside its grants, and nothing changes
+    assert reply.status == 403, reply.text
+    assert reply.json == {"error": "forbidden", "message": f"{who!r} may not {missing}"}
+    assert snapshot(aws) == before
+
+
+def test_a_sender_on_sibling_queues_cannot_create_a_queues_dead_letter_queue_first(
+    api: HttpApi, aws: Aws
+) -> None:
+    # Given no queue at all, and low, who may send to and create orders.* queues
+    before = snapshot(aws)
+    # When low sends to orders.dlq before orders exists (to own its dead letters later)
+    reply = as_(api, caller("low", LOW), "POST", "/queues/orders.dlq/messages", {"body": "mine"})
+    # Then it is refused, and no queue is made
+    assert reply.json == {"error": "forbidden", "message": "'low' may not send 'orders.dlq'"}
+    assert snapshot(aws) == before
+
+
+def test_whoever_may_receive_from_a_queue_receives_its_dead_letters(api: HttpApi) -> None:
+    # Given orders with a dead letter in orders.dlq
+    _a_message_in_the_dlq(api)
+    # When a consumer granted receive on orders (and nothing on orders.dlq) receives there
+    reply = as_(
+        api, caller("worker", (grant("orders", "receive"),)), "POST", "/queues/orders.dlq/receive"
+    )
+    # Then it gets the dead letter
+    assert [m["body"] for m in ok(reply)["messages"]] == ["back to orders"]
+
+
+def test_a_grant_naming_dlq_gives_dead_letters_and_not_their_queues(api: HttpApi) -> None:
+    # Given orders with a dead letter in orders.dlq
+    _a_message_in_the_dlq(api)
+    operator = caller("dlq-operator", (grant("*.dlq", "admin"),))
+    # When an operator granted admin on *.dlq browses orders.dlq, then orders
+    dead_letters = as_(api, operator, "GET", "/queues/orders.dlq/messages")
+    source = as_(api, operator, "GET", "/queues/orders/messages")
+    # Then the dead letters are its to see, the queue they came from is not
+    assert [m["body"] for m in ok(dead_letters)["messages"]] == ["back to orders"]
+    assert source.json == {"error": "forbidden", "message": "'dlq-operator' may not admin 'orders'"}
+
+
+# ---- creating a queue needs the create right ------------------------------------------------
+
+NOT_CREATED = (
+    "queue 'orders.p1' does not exist, and {who!r} may not create it "
+    "(creating a queue on first use needs the create right on 'orders.p1')"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/queues/orders.p1/messages", {"body": "p"}),
+        ("/queues/orders.p1/messages/batch", {"entries": [{"id": "1", "body": "p"}]}),
+    ],
+    ids=["send", "send batch"],
+)
+def test_a_send_to_a_missing_queue_without_the_create_right_is_404_and_creates_nothing(
+    api: HttpApi, aws: Aws, url: str, body: Any
+) -> None:
+    # Given no queue, and a principal that may send to orders.* but not create there
+    before = snapshot(aws)
+    # When it sends to a queue that does not exist
+    reply = as_(api, caller("low", (grant("orders.*", "send"),)), "POST", url, body)
+    # Then, as SQS answers a send to a missing queue, 404 says why, and nothing is created
+    assert reply.status == 404, reply.text
+    assert reply.json == {"error": "queue_not_found", "message": NOT_CREATED.format(who="low")}
+    assert snapshot(aws) == before
+
+
+def test_a_send_with_the_create_right_creates_the_queue_and_its_dead_letter_queue(
+    api: HttpApi,
+) -> None:
+    # Given a principal that may send to and create orders.* queues
+    # When it sends to a queue that does not exist
+    reply = as_(api, caller("maker", LOW), "POST", "/queues/orders.p1/messages", {"body": "p"})
+    # Then the queue is created with its dead-letter queue, both recorded as its doing
+    ok(reply, 201)
+    for queue in ("orders.p1", "orders.p1.dlq"):
+        assert ok(api.get(f"/queues/{queue}"))["created_by"] == "maker"
+
+
+def test_moving_a_message_to_a_missing_queue_needs_the_create_right(api: HttpApi, aws: Aws) -> None:
+    # Given a message in orders, and an admin of orders who may send to archive
+    values = _a_message(api)
+    mover = caller("mover", (grant("orders", "admin"), grant("archive", "send")))
+    before = snapshot(aws)
+    # When it moves the message to archive, which does not exist
+    url = f"/queues/orders/messages/{values['message_id']}/move"
+    reply = as_(api, mover, "POST", url, {"to": "archive"})
+    # Then 404 says archive would need creating, and the message stays where it was
+    assert reply.is_problem(404, "queue_not_found"), reply.text
+    assert "needs the create right on 'archive'" in reply.json["message"]
+    assert snapshot(aws) == before
+
+
+def test_a_json_subscribe_to_a_missing_queue_without_the_create_right_creates_nothing(
+    pusher: RecordingPusher, aws: Aws
+) -> None:
+    # Given a connection of a consumer that may receive from orders.* but not create there
+    ws_connect("c1", caller("rx", RX))
+    before = snapshot(aws)
+    # When it subscribes to a queue that does not exist
+    json_frame("c1", action="subscribe", destination="/queue/orders.p1", id="s1")
+    # Then an error frame says the queue is not there and why, and nothing is stored
+    assert pusher.json_frames("c1") == [
+        {"type": "error", "error": "queue_not_found", "message": NOT_CREATED.format(who="rx")}
+    ]
+    assert snapshot(aws) == before
+
+
+@pytest.mark.parametrize(
+    "frames_sent",
+    [
+        [("SUBSCRIBE", {"destination": "/queue/orders.p1", "id": "0"})],
+        [
+            ("BEGIN", {"transaction": "tx"}),
+            ("SEND", {"destination": "/queue/orders.p1", "transaction": "tx"}),
+        ],
+    ],
+    ids=["SUBSCRIBE", "SEND in a transaction"],
+)
+def test_a_stomp_client_without_the_create_right_is_told_at_once_and_nothing_is_stored(
+    pusher: RecordingPusher, aws: Aws, frames_sent: list[tuple[str, dict[str, str]]]
+) -> None:
+    # Given a session that may send to and receive from orders.* but not create there
+    before = snapshot(aws)
+    stomp_session("c1", caller("rx", RX))
+    # When it subscribes to, or sends in a transaction to, a queue that does not exist
+    for command, headers in frames_sent:
+        stomp("c1", command, **headers)
+    # Then one ERROR says the queue is not there and why (a held SEND is refused when it
+    # is sent, not at COMMIT), the connection is closed, and nothing is left
+    assert_refused(pusher, "c1", NOT_CREATED.format(who="rx"), frames_sent[-1][0])
+    assert snapshot(aws) == before
+
+
+# ---- durable subscriptions are their owner's ----------------------------------------------
+
+CONSUMER = (grant("shop.orders", "receive", "create"), grant("audit", "receive", "create"))
+READER = (grant("shop.orders", "receive"), grant("audit", "receive"))  # may create nothing
+FILTER = {"kind": ["refund"]}
+
+
+def _operators_subscription(api: HttpApi, queue: str) -> None:
+    """An operator's filtered durable subscription `audit` of shop.orders feeding `queue`."""
+    ok(api.put(f"/queues/{queue}", {}), 201)
+    settings = {"queue": queue, "filter_policy": FILTER}
+    ok(api.put("/topics/shop.orders/subscriptions/audit", settings), 201)
+
+
+def _the_subscription(api: HttpApi) -> dict[str, Any]:
+    [found] = ok(api.get("/topics/shop.orders/subscriptions"))["subscriptions"]
+    return dict(found)
+
+
+HIJACK = (
+    "durable subscription 'audit' of 'shop.orders' exists and it delivers to another queue, "
+    "not 'audit': subscribing by its name reattaches to it and never changes it (unsubscribe "
+    "it first, or choose another name)"
+)
+
+
+def test_a_json_durable_subscribe_cannot_replace_someone_elses_subscription(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws
+) -> None:
+    # Given an operator's subscription `audit` of shop.orders feeding audit-store, filtered
+    _operators_subscription(api, "audit-store")
+    subscription = _the_subscription(api)
+    ws_connect("c1", caller("rx", READER))
+    before = snapshot(aws)
+    # When rx subscribes durably to shop.orders under the same name (its queue: audit)
+    json_frame(
+        "c1",
+        action="subscribe",
+        destination="/topic/shop.orders",
+        id="s1",
+        durable="audit",
+        receipt="r1",
+    )
+    # Then it is refused as a conflict that says what differs (not where it delivers: rx
+    # may not see that), and the subscription, its queue and filter are as they were
+    assert pusher.json_frames("c1") == [
+        {"type": "error", "error": "conflict", "message": HIJACK, "receipt": "r1"}
+    ]
+    assert snapshot(aws) == before
+    assert _the_subscription(api) == subscription
+
+
+def test_a_stomp_durable_subscribe_cannot_replace_someone_elses_subscription(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws
+) -> None:
+    # Given an operator's subscription `audit` of shop.orders feeding audit-store, filtered
+    _operators_subscription(api, "audit-store")
+    subscription = _the_subscription(api)
+    before = snapshot(aws)
+    # When rx subscribes durably with activemq.subscriptionName audit
+    stomp_session("c1", caller("rx", READER))
+    stomp("c1", "SUBSCRIBE", destination="/topic/shop.orders", id="0", **DURABLE)
+    # Then an ERROR says what differs, the connection closes, and nothing changed
+    assert_refused(pusher, "c1", HIJACK, "SUBSCRIBE")
+    assert snapshot(aws) == before
+    assert _the_subscription(api) == subscription
+
+
+def test_a_subscribe_by_the_owner_that_would_change_the_queue_says_where_it_delivers(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given the operator's own subscription `audit` feeding audit-store
+    _operators_subscription(api, "audit-store")
+    # When the operator subscribes durably as `audit` over the WebSocket
+    ws_connect("c1", ADMIN_CTX)
+    json_frame("c1", action="subscribe", destination="/topic/shop.orders", id="s", durable="audit")
+    # Then the conflict names the queue it delivers to (the owner may see it)
+    [error] = pusher.json_frames("c1")
+    assert error["error"] == "conflict"
+    assert "it delivers to queue 'audit-store', not 'audit'" in error["message"]
+
+
+@pytest.mark.parametrize("protocol", ["json", "stomp"])
+def test_a_consumer_resubscribing_by_name_reattaches_without_changing_the_subscription(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws, protocol: str
+) -> None:
+    # Given an operator's filtered subscription `audit` feeding the audit queue
+    _operators_subscription(api, "audit")
+    subscription = _the_subscription(api)
+    # When a consumer that may read it subscribes durably by that name
+    if protocol == "json":
+        ws_connect("c1", caller("rx", READER))
+        json_frame(
+            "c1", action="subscribe", destination="/topic/shop.orders", id="s", durable="audit"
+        )
+        assert [f["type"] for f in pusher.json_frames("c1")] == ["subscribed"]
+    else:
+        stomp_session("c1", caller("rx", READER))
+        stomp("c1", "SUBSCRIBE", destination="/topic/shop.orders", id="0", receipt="r", **DURABLE)
+        assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r"]
+    # Then it consumes the subscription's queue, whose queue, filter and owner are unchanged
+    assert _the_subscription(api) == subscription
+    assert subscription["filter_policy"] == FILTER
+    assert subscription["owner"] == "test-admin"
+
+
+def test_a_consumers_durable_subscription_is_owned_by_it_and_reattached_on_reconnect(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given rx's own durable subscription, made over STOMP, and rx gone
+    stomp_session("c1", caller("rx", CONSUMER))
+    stomp("c1", "SUBSCRIBE", destination="/topic/shop.orders", id="0", **DURABLE)
+    stomp("c1", "DISCONNECT")
+    made = _the_subscription(api)
+    # When rx comes back and subscribes under the same name
+    stomp_session("c2", caller("rx", CONSUMER))
+    stomp("c2", "SUBSCRIBE", destination="/topic/shop.orders", id="0", receipt="r", **DURABLE)
+    # Then it is attached to the same subscription, which is rx's
+    assert [f.header("receipt-id") for f in frames(pusher, "c2", "RECEIPT")] == ["r"]
+    assert _the_subscription(api) == made
+    assert (made["owner"], made["queue"]) == ("rx", "audit")
+
+
+def test_an_operators_put_replaces_a_consumers_subscription_and_keeps_its_owner(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given rx's own durable subscription `audit`
+    stomp_session("c1", caller("rx", CONSUMER))
+    stomp("c1", "SUBSCRIBE", destination="/topic/shop.orders", id="0", **DURABLE)
+    ok(api.put("/queues/audit-store", {}), 201)
+    # When an admin of the topic replaces it explicitly with PUT
+    reply = api.put(
+        "/topics/shop.orders/subscriptions/audit", {"queue": "audit-store", "filter_policy": FILTER}
+    )
+    # Then it is replaced (200, not created), and it is still rx's
+    replaced = ok(reply, 200)
+    assert (replaced["queue"], replaced["filter_policy"], replaced["owner"]) == (
+        "audit-store",
+        FILTER,
+        "rx",
+    )
+    assert _the_subscription(api) == replaced
+
+
+def test_a_consumer_without_admin_cannot_replace_a_subscription_over_http(
+    api: HttpApi, aws: Aws
+) -> None:
+    # Given an operator's subscription `audit` feeding audit-store
+    _operators_subscription(api, "audit-store")
+    before = snapshot(aws)
+    # When rx, who may read the topic and the audit queue, PUTs its own settings
+    reply = as_(
+        api,
+        caller("rx", (*READER, grant("audit", "send"))),
+        "PUT",
+        "/topics/shop.orders/subscriptions/audit",
+        {"queue": "audit"},
+    )
+    # Then it is refused: replacing is an operator's act
+    assert reply.json == {"error": "forbidden", "message": "'rx' may not admin 'shop.orders'"}
+    assert snapshot(aws) == before
+
+
+def test_the_owner_of_a_durable_subscription_may_delete_it(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given rx's own durable subscription `audit`
+    stomp_session("c1", caller("rx", CONSUMER))
+    stomp("c1", "SUBSCRIBE", destination="/topic/shop.orders", id="0", **DURABLE)
+    # When rx unsubscribes naming it
+    stomp("c1", "UNSUBSCRIBE", id="0", receipt="gone", **DURABLE)
+    # Then it is deleted
+    assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["gone"]
+    assert ok(api.get("/topics/shop.orders/subscriptions"))["subscriptions"] == []

@@ -945,10 +945,19 @@ def test_a_principal_id_is_one_encoded_path_segment() -> None:
         ("orders.*=send,receive", {"pattern": "orders.*", "actions": ["send", "receive"]}),
         (">=admin", {"pattern": ">", "actions": ["admin"]}),
         ("shop.>=Send, receive,send", {"pattern": "shop.>", "actions": ["send", "receive"]}),
+        ("jobs.*=send,create", {"pattern": "jobs.*", "actions": ["send", "create"]}),
     ],
 )
 def test_grants_parse_to_the_apis_document(text: str, grant: dict[str, Any]) -> None:
     assert commands.parse_grant(text) == grant
+
+
+def test_the_cli_knows_every_action_the_broker_grants() -> None:
+    # Given the broker's actions (the CLI keeps its own list, to start without the core)
+    from mqless.principals import Action
+
+    # Then the CLI accepts exactly those
+    assert set(commands.ACTIONS) == {action.value for action in Action}
 
 
 @pytest.mark.parametrize(

@@ -136,3 +136,38 @@ def test_dead_letter_names_are_recognised(name: str, is_dlq: bool) -> None:
     # When it is asked whether it is a dead-letter queue name
     # Then only the shapes default_dead_letter_queue makes are
     assert names.is_dead_letter_name(name) is is_dlq
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [
+        ("orders.dlq", "orders"),
+        ("orders.dlq.fifo", "orders.fifo"),
+        ("a.b.dlq", "a.b"),
+        ("orders.dlq.dlq", "orders.dlq"),
+        ("orders", None),
+        ("orders.fifo", None),
+        ("orders.dlq.x", None),
+        ("orders.fifo.dlq", None),
+        (".dlq", None),
+    ],
+)
+def test_a_dead_letter_name_leads_back_to_its_source_queue(name: str, source: str | None) -> None:
+    # Given a queue name
+    # When the queue it is the default dead-letter queue of is asked for
+    # Then only dead-letter names have one, and it is the name without the `.dlq` mark
+    assert names.dead_letter_source(name) == source
+
+
+@given(name=st.from_regex(r"[A-Za-z0-9_.-]{1,80}", fullmatch=True))
+def test_dead_letter_source_undoes_default_dead_letter_queue(name: str) -> None:
+    # Given any valid queue name
+    dlq = names.default_dead_letter_queue(name)
+    source = names.dead_letter_source(name)
+    # Then the source of its dead-letter queue is the queue itself, and the dead-letter
+    # queue of its source (if it has one) is the name itself
+    if dlq is not None:
+        assert names.dead_letter_source(dlq) == name
+    if source is not None:
+        assert names.default_dead_letter_queue(source) == name
+        assert names.is_dead_letter_name(name)

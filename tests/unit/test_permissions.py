@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mqless import names
 from mqless.errors import Forbidden, InvalidRequest
 from mqless.principals import (
     ACCESS_CONTROL,
@@ -13,6 +14,7 @@ from mqless.principals import (
     Action,
     GrantPolicy,
     Principal,
+    grant_covers,
     parse_grants,
     pattern_covers,
 )
@@ -143,3 +145,142 @@ def test_a_covered_subscription_matches_only_what_the_grant_matches(
 ) -> None:
     if pattern_covers(grant, subscription) and topic_matches(subscription, name):
         assert topic_matches(grant, name)
+
+
+# ---- dead letters belong to whoever may act on their queue ---------------------------------
+
+LOW = Principal(id="low", grants=parse_grants([{"pattern": "orders.*", "actions": ["send"]}]))
+RX = Principal(
+    id="rx", grants=parse_grants([{"pattern": "orders.*", "actions": ["send", "receive"]}])
+)
+OPX = Principal(id="opx", grants=parse_grants([{"pattern": "orders.*", "actions": ["admin"]}]))
+
+
+@pytest.mark.parametrize(
+    ("principal", "action"),
+    [
+        (LOW, Action.SEND),
+        (LOW, Action.CREATE),
+        (RX, Action.RECEIVE),
+        (RX, Action.SEND),
+        (OPX, Action.ADMIN),
+        (OPX, Action.CREATE),
+    ],
+    ids=lambda v: v.id if isinstance(v, Principal) else v.value,
+)
+def test_a_sibling_wildcard_grant_does_not_reach_the_dead_letters_of_the_queue_above_it(
+    principal: Principal, action: Action
+) -> None:
+    # Given a grant on `orders.*`, and nothing on `orders` itself
+    policy = GrantPolicy()
+    # When it is asked about orders' dead-letter queue
+    with pytest.raises(Forbidden) as refused:
+        policy.check(principal, action, "orders.dlq")
+    # Then it is refused, saying who may not do what where, while the dead letters of a
+    # queue it does cover (orders.eu) are its own
+    assert refused.value.message == f"{principal.id!r} may not {action.value} 'orders.dlq'"
+    assert policy.permits(principal, action, "orders.eu.dlq") is policy.permits(
+        principal, action, "orders.eu"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "destination", "covered"),
+    [
+        # through the source queue
+        ("orders", "orders.dlq", True),
+        ("orders.fifo", "orders.dlq.fifo", True),
+        ("orders.>", "orders.dlq", True),
+        (">", "orders.dlq.fifo", True),
+        ("*", "orders.dlq", True),
+        ("*.fifo", "orders.dlq.fifo", True),
+        ("orders.*", "orders.eu.dlq", True),
+        # granted on purpose: the `dlq` segment named
+        ("orders.dlq", "orders.dlq", True),
+        ("*.dlq", "orders.dlq", True),
+        ("*.dlq.fifo", "orders.dlq.fifo", True),
+        ("orders.*.dlq", "orders.eu.dlq", True),
+        # a wildcard alone never reaches a `dlq` segment
+        ("orders.*", "orders.dlq", False),
+        ("orders.*.fifo", "orders.dlq.fifo", False),
+        ("*.*", "orders.dlq", False),
+        ("orders.eu", "orders.dlq", False),
+        # a `dlq` grant is about dead letters only, not their source
+        ("*.dlq", "orders", False),
+        # names that only look like dead letters are ordinary names
+        ("*.*.x", "orders.dlq.x", True),
+        ("x.*.*", "x.fifo.dlq", True),
+        # subscription patterns are matched as patterns
+        ("orders.*", "orders.*", True),
+    ],
+)
+def test_a_dead_letter_name_is_reached_through_its_source_or_by_naming_dlq(
+    pattern: str, destination: str, covered: bool
+) -> None:
+    assert grant_covers(pattern, destination) is covered
+
+
+def test_an_admin_of_a_queue_administers_its_dead_letters() -> None:
+    # Given an admin of orders (and nothing else)
+    owner = Principal(id="o", grants=parse_grants([{"pattern": "orders", "actions": ["admin"]}]))
+    # Then it may administer orders.dlq, but no other queue's dead letters
+    assert GrantPolicy().permits(owner, Action.ADMIN, "orders.dlq")
+    assert not GrantPolicy().permits(owner, Action.ADMIN, "payroll.dlq")
+
+
+_dlq_names = st.one_of(
+    _names.map(lambda n: n + ".dlq"),
+    _names.map(lambda n: n + ".dlq.fifo"),
+    _names.map(lambda n: n + ".dlq.dlq"),
+)
+_dlq_patterns = st.one_of(
+    _patterns,
+    st.lists(st.one_of(_segment, st.just("*"), st.just("dlq"), st.just("fifo")), max_size=4)
+    .flatmap(lambda head: st.sampled_from([head, [*head, ">"]] if head else [[">"]]))
+    .map(".".join),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_dlq_patterns, _names)
+def test_names_that_are_not_dead_letters_are_covered_as_before(pattern: str, name: str) -> None:
+    if names.dead_letter_source(name) is None:
+        assert grant_covers(pattern, name) == pattern_covers(pattern, name)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_dlq_patterns, _dlq_names)
+def test_a_grant_reaches_dead_letters_exactly_through_their_source_or_a_literal_dlq(
+    pattern: str, dead_letters: str
+) -> None:
+    source = names.dead_letter_source(dead_letters)
+    assert source is not None
+    literal = "dlq" in pattern.split(".")
+    # what reaches the source reaches its dead letters
+    if grant_covers(pattern, source):
+        assert grant_covers(pattern, dead_letters)
+    # anything else that reaches them matches them and names `dlq`
+    if grant_covers(pattern, dead_letters) and not grant_covers(pattern, source):
+        assert literal and pattern_covers(pattern, dead_letters)
+    # wildcards alone never do: without a `dlq` segment only the source leads there
+    if not literal:
+        assert grant_covers(pattern, dead_letters) == grant_covers(pattern, source)
+
+
+# ---- creating: its own right, implied by admin --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("actions", "may_create"),
+    [(["create"], True), (["admin"], True), (["send", "receive"], False)],
+)
+def test_creating_needs_the_create_right_or_admin(actions: list[str], may_create: bool) -> None:
+    principal = Principal(id="p", grants=parse_grants([{"pattern": "jobs.*", "actions": actions}]))
+    assert GrantPolicy().permits(principal, Action.CREATE, "jobs.a") is may_create
+    assert not GrantPolicy().permits(principal, Action.CREATE, "other")
+
+
+def test_the_create_right_allows_nothing_else() -> None:
+    creator = Principal(id="c", grants=parse_grants([{"pattern": ">", "actions": ["create"]}]))
+    for action in (Action.SEND, Action.RECEIVE, Action.ADMIN):
+        assert not GrantPolicy().permits(creator, action, "jobs")

@@ -71,6 +71,21 @@ class Forbidden(MqlessError):
     code = "forbidden"
 
 
+class QuotaExceeded(Forbidden):
+    """The principal has created as many queues (or durable subscriptions) as it may.
+
+    Refused like any other forbidden action (403, as SQS's `OverLimit` and RabbitMQ's
+    queue limits are): waiting does not help, deleting or a higher quota does.
+    """
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, quota: str, limit: int) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.limit = limit
+
+
 class IntegrityError(MqlessError):
     """Stored data failed authentication (tampered ciphertext, wrong context)."""
 

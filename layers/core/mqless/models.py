@@ -81,6 +81,8 @@ class QueueConfig(BaseModel):
     delay_seconds: int = 0
     created_at: int = 0
     updated_at: int = 0
+    created_by: str | None = None  # the principal whose request created it; None: the broker
+    charged_to: str | None = None  # whose quota it counts against (quotas.py)
 
     @classmethod
     def from_settings(cls, name: str, settings: QueueSettings, now_ms: int) -> QueueConfig:

@@ -31,6 +31,16 @@ def is_dead_letter_name(name: str) -> bool:
     return name.endswith(DLQ_MARK) or name.endswith(DLQ_MARK + FIFO_SUFFIX)
 
 
+def dead_letter_source(name: str) -> str | None:
+    """The queue whose default dead-letter queue `name` is: `orders.dlq` -> `orders`,
+    `orders.dlq.fifo` -> `orders.fifo`; None for any other name."""
+    if name.endswith(DLQ_MARK + FIFO_SUFFIX):
+        return name[: -len(DLQ_MARK + FIFO_SUFFIX)] + FIFO_SUFFIX
+    source = name[: -len(DLQ_MARK)] if name.endswith(DLQ_MARK) else ""
+    # `x.fifo.dlq` is no queue's: the dead-letter queue of `x.fifo` is `x.dlq.fifo`
+    return source if source and not is_fifo(source) else None
+
+
 def default_dead_letter_queue(name: str) -> str | None:
     """`orders` -> `orders.dlq`, `orders.fifo` -> `orders.dlq.fifo`; None if too long."""
     if is_fifo(name):

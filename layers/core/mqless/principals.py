@@ -3,9 +3,16 @@
 A principal carries grants: a destination pattern with the same wildcards as topic
 subscriptions (`.` separates segments, `*` is one segment, a final `>` the rest, so `>`
 alone is every destination) and the actions it allows: `send`, `receive` (consume,
-subscribe, ack) and `admin` (create, configure, purge, redrive, browse, move, delete).
-Grants only add: what no grant allows is refused, as in ActiveMQ's authorization map and
-RabbitMQ's permission patterns. Queue and topic names share one namespace here.
+subscribe, ack), `create` (make a queue on first use, a durable subscription) and `admin`
+(configure, purge, redrive, browse, move, delete; it implies `create`, as ActiveMQ's admin
+and RabbitMQ's configure do). Grants only add: what no grant allows is refused, as in
+ActiveMQ's authorization map and RabbitMQ's permission patterns. Queue and topic names
+share one namespace here.
+A queue's dead letters belong to whoever may act on the queue: a grant reaches a
+dead-letter name (`orders.dlq`, `orders.dlq.fifo`) if it reaches its source queue
+(`orders`, `orders.fifo`), or if its pattern names the `dlq` segment itself (`orders.dlq`,
+`*.dlq`: dead letters granted on purpose). A wildcard never reaches a `dlq` segment on its
+own: `orders.*` covers `orders.eu` but not `orders.dlq`, `orders.>` covers both.
 A subscription to a topic pattern is allowed only where a grant covers every topic the
 pattern can match (`orders.*` does not cover `orders.>`).
 Managing principals and keys is `admin` on `ACCESS_CONTROL` (`$access`), which no
@@ -22,6 +29,7 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mqless import names
 from mqless.errors import Forbidden, InvalidRequest
 
 ANY_SEGMENT = "*"
@@ -38,7 +46,12 @@ PRINCIPAL_ID = re.compile(r"[A-Za-z0-9_.@:+=,-]{1,128}")
 class Action(StrEnum):
     SEND = "send"
     RECEIVE = "receive"
+    CREATE = "create"
     ADMIN = "admin"
+
+
+IMPLIED: dict[Action, frozenset[Action]] = {Action.CREATE: frozenset({Action.ADMIN})}
+"""The actions that also allow an action: who may administer a destination may create it."""
 
 
 class Grant(BaseModel):
@@ -56,7 +69,7 @@ class Grant(BaseModel):
     ]
     actions: Annotated[
         tuple[Action, ...],
-        Field(min_length=1, description="Any of send, receive, admin."),
+        Field(min_length=1, description="Any of send, receive, create, admin."),
     ]
 
     @field_validator("pattern")
@@ -69,11 +82,11 @@ class Grant(BaseModel):
         """Whether this grant allows `action` on a destination or on every destination a
         subscription pattern can match. Access control and "every destination" (`*`, as
         in listing all subscriptions) are reached by `>` alone."""
-        if action not in self.actions:
+        if action not in self.actions and IMPLIED.get(action, frozenset()).isdisjoint(self.actions):
             return False
         if destination in (ACCESS_CONTROL, EVERY_DESTINATION):
             return self.pattern == ANY_TAIL
-        return pattern_covers(self.pattern, destination)
+        return grant_covers(self.pattern, destination)
 
 
 class Principal(BaseModel):
@@ -172,6 +185,30 @@ def pattern_covers(pattern: str, wanted: str) -> bool:
         if grant != ANY_SEGMENT and grant != segment:
             return False
     return len(granted) == len(segments)
+
+
+def grant_covers(pattern: str, destination: str) -> bool:
+    """Whether a grant pattern reaches `destination` (a name, or a subscription pattern).
+
+    As `pattern_covers`, except for dead-letter names (`names.dead_letter_source`): those
+    are reached through their source queue, or by a pattern whose segment at the `dlq`
+    mark is `dlq` itself, never by a wildcard alone. Subscription patterns are matched as
+    patterns: dead letters are never published to topics.
+    """
+    source = names.dead_letter_source(destination)
+    if source is None or ANY_SEGMENT in destination or ANY_TAIL in destination:
+        return pattern_covers(pattern, destination)
+    if pattern_covers(pattern, destination) and _names_dead_letters(pattern, destination):
+        return True
+    return grant_covers(pattern, source)
+
+
+def _names_dead_letters(pattern: str, dead_letter_name: str) -> bool:
+    """Whether `pattern` has the literal `dlq` segment where `dead_letter_name` has its mark."""
+    segments = dead_letter_name.split(".")
+    mark = len(segments) - (2 if names.is_fifo(dead_letter_name) else 1)
+    granted = pattern.split(".")
+    return mark < len(granted) and granted[mark] == segments[mark]
 
 
 def parse_grants(raw: Sequence[object]) -> tuple[Grant, ...]:

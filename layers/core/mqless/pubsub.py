@@ -18,20 +18,22 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from mqless import models, names
+from mqless import models, names, quotas
 from mqless.clock import Clock
 from mqless.dynamo import (
     Item,
+    from_wire,
     is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
 )
-from mqless.errors import InvalidRequest, NotFound, PayloadTooLarge
+from mqless.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 from mqless.models import EntryFailure, NewMessage, SendResult
 from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.queues import BodyCipher, sealed_message
+from mqless.quotas import Quota, Quotas
 from mqless.registry import QueueRegistry
 from mqless.store import MessageStore, standard_key
 from mqless.topics import FilterPolicy, TopicIndex, validate_topic_name, validate_topic_pattern
@@ -54,6 +56,10 @@ class Subscription(BaseModel):
     queue: str
     filter_policy: dict[str, Any] | None = None
     created_at: int = 0
+    owner: str | None = Field(
+        default=None,
+        description="The principal that created it: it may delete it without admin rights.",
+    )
 
 
 _Matcher = tuple["Subscription", FilterPolicy | None]
@@ -86,6 +92,7 @@ class TopicService:
         cipher: BodyCipher,
         clock: Clock,
         policy: Policy | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._db = dynamodb
         self._messages = messages_table
@@ -95,6 +102,7 @@ class TopicService:
         self._cipher = cipher
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
+        self._quotas = quotas or Quotas(self._policy)
         self._lock = threading.Lock()
         self._index: tuple[int, TopicIndex, dict[tuple[str, str], _Matcher]] | None = None
 
@@ -159,6 +167,28 @@ class TopicService:
         validate_topic_pattern(pattern)
         self._policy.check(principal, Action.RECEIVE, pattern)
 
+    def resume(self, principal: Principal, topic: str, name: str) -> Subscription | None:
+        """What a consumer subscribing durably as `name` (its queue too) to `topic` attaches to.
+
+        The existing subscription (Conflict if it feeds another queue), or None if there is
+        none and the consumer may create it: `create` on the topic (Forbidden otherwise),
+        within its quota. Writes nothing, so a refusal leaves no queue behind.
+        """
+        validate_topic_pattern(topic)
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.RECEIVE, topic)
+        self._policy.check(principal, Action.RECEIVE, name)
+        existing = self._find(topic, name)
+        if existing is not None:
+            return self._reattach(principal, existing, SubscriptionSettings(queue=name))
+        self._policy.check(principal, Action.CREATE, topic)
+        charge = self._quotas.charge(principal, Quota.SUBSCRIPTIONS, 1, _what(topic, name))
+        if charge is not None:
+            used = quotas.used(self._db, self._destinations, principal.id)[charge.quota]
+            if used + charge.count > charge.limit:
+                raise charge.refused()  # early: the transaction in `subscribe` is what holds
+        return None
+
     def subscribe(
         self,
         principal: Principal,
@@ -168,10 +198,14 @@ class TopicService:
         *,
         as_consumer: bool = False,
     ) -> tuple[Subscription, bool]:
-        """Create or replace a durable subscription; returns (subscription, created).
+        """Create a durable subscription, or replace one (operators); (subscription, created).
 
-        An operator needs `admin` on the topic and `send` on the queue it feeds; a consumer
-        making its own durable subscription (STOMP, as on ActiveMQ) needs `receive` on both.
+        An operator needs `admin` on the topic and `send` on the queue it feeds, and may
+        replace any subscription of the topic (its owner stays). A consumer making its own
+        durable subscription (STOMP and JSON `durable`, as on ActiveMQ) needs `receive` on
+        both, and `create` on the topic for a new one; naming one that exists reattaches to
+        it and never changes it (Conflict if the request would). The creator is its owner
+        and is charged for it (quotas.py).
         """
         validate_topic_pattern(topic)
         names.validate_queue_name(name)
@@ -187,60 +221,155 @@ class TopicService:
         if settings.filter_policy is not None:
             FilterPolicy.parse(settings.filter_policy)
         self._queues.get(settings.queue)  # the queue must exist: QueueNotFound otherwise
+        # conditional writes only: whatever another request does meanwhile, a write that
+        # would act on what it did not read fails and is looked at again
+        for _ in range(3):
+            existing = self._find(topic, name)
+            if existing is not None and as_consumer:
+                return self._reattach(principal, existing, settings), False
+            if existing is not None:
+                replaced = self._replace(existing, settings)
+                if replaced is None:
+                    continue
+                self._audit_save(principal, replaced, created=False)
+                return replaced, False
+            if as_consumer:
+                self._policy.check(principal, Action.CREATE, topic)
+            created = self._create(principal, topic, name, settings)
+            if created is None:
+                continue
+            self._audit_save(principal, created, created=True)
+            return created, True
+        raise Conflict(f"durable subscription {name!r} of {topic!r} is changing; retry")
+
+    def unsubscribe(
+        self, principal: Principal, topic: str, name: str, *, as_consumer: bool = False
+    ) -> None:
+        """Delete a durable subscription (its queue and messages stay): `admin` on the topic,
+        or, for a consumer (`receive` on the topic), being its owner."""
+        validate_topic_pattern(topic)
+        self._policy.check(principal, Action.RECEIVE if as_consumer else Action.ADMIN, topic)
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_exists(pk)"}
+        if not self._policy.permits(principal, Action.ADMIN, topic):
+            condition = {
+                "ConditionExpression": "attribute_exists(pk) AND #owner = :me",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ExpressionAttributeValues": to_wire({":me": principal.id}),
+            }
+        try:
+            with translated_errors():
+                old = self._db.delete_item(
+                    TableName=self._destinations,
+                    Key=to_wire(_key(topic, name)),
+                    ReturnValues="ALL_OLD",
+                    **condition,
+                )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            if self._find(topic, name) is None:
+                raise NotFound(f"topic {topic!r} has no subscription {name!r}") from exc
+            raise Forbidden(
+                f"{principal.id!r} may not delete durable subscription {name!r} of {topic!r}: "
+                f"only its owner or an admin of {topic!r} may"
+            ) from exc
+        self._forget()
+        charged_to = from_wire(old["Attributes"]).get("charged_to")
+        if charged_to:
+            quotas.credit(self._db, self._destinations, str(charged_to), Quota.SUBSCRIPTIONS)
+        audit("subscription.delete", principal.id, topic, subscription=name)
+
+    def _audit_save(self, principal: Principal, saved: Subscription, *, created: bool) -> None:
+        audit(
+            "subscription.save",
+            principal.id,
+            saved.topic,
+            subscription=saved.name,
+            queue=saved.queue,
+            filter_policy=saved.filter_policy,
+            owner=saved.owner,
+            created=created,
+        )
+
+    def _reattach(
+        self, principal: Principal, existing: Subscription, settings: SubscriptionSettings
+    ) -> Subscription:
+        """`existing`, if a consumer's request matches it; Conflict saying what differs."""
+        # who may not see the subscription is not told where it delivers
+        sees = principal.id == existing.owner or self._policy.permits(
+            principal, Action.ADMIN, existing.topic
+        )
+        differs = []
+        if existing.queue != settings.queue:
+            where = f"queue {existing.queue!r}" if sees else "another queue"
+            differs.append(f"it delivers to {where}, not {settings.queue!r}")
+        if settings.filter_policy is not None and settings.filter_policy != existing.filter_policy:
+            differs.append("its filter policy differs")
+        if differs:
+            raise Conflict(
+                f"durable subscription {existing.name!r} of {existing.topic!r} exists and "
+                f"{'; '.join(differs)}: subscribing by its name reattaches to it and never "
+                "changes it (unsubscribe it first, or choose another name)"
+            )
+        return existing
+
+    def _find(self, topic: str, name: str) -> Subscription | None:
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._destinations, Key=to_wire(_key(topic, name)), ConsistentRead=True
+            )
+        return _subscription(from_wire(found["Item"])) if "Item" in found else None
+
+    def _create(
+        self, principal: Principal, topic: str, name: str, settings: SubscriptionSettings
+    ) -> Subscription | None:
+        """A new subscription owned by and charged to `principal`; None if one exists."""
         subscription = Subscription(
             topic=topic,
             name=name,
             queue=settings.queue,
             filter_policy=settings.filter_policy,
             created_at=self._clock.now_ms(),
+            owner=principal.id,
         )
-        with translated_errors():
-            old = self._db.put_item(
-                TableName=self._destinations,
-                Item=to_wire(
-                    {
-                        "pk": SUBSCRIPTION_PARTITION,
-                        "sk": f"{topic}#{name}",
-                        "kind": "subscription",
-                        **subscription.model_dump(),
-                    }
-                ),
-                ReturnValues="ALL_OLD",
-            )
+        charge = self._quotas.charge(principal, Quota.SUBSCRIPTIONS, 1, _what(topic, name))
+        item = {
+            **_key(topic, name),
+            "kind": "subscription",
+            **subscription.model_dump(),
+            "charged_to": None if charge is None else charge.principal_id,
+        }
+        if not quotas.put_new(self._db, self._destinations, [item], charge):
+            return None
         self._forget()
-        audit(
-            "subscription.save",
-            principal.id,
-            topic,
-            subscription=name,
-            queue=settings.queue,
-            filter_policy=settings.filter_policy,
-        )
-        return subscription, "Attributes" not in old
+        return subscription
 
-    def unsubscribe(
-        self, principal: Principal, topic: str, name: str, *, as_consumer: bool = False
-    ) -> None:
-        """Delete a durable subscription (its queue and messages stay); `admin` on the
-        topic, or `receive` for the consumer that made it."""
-        validate_topic_pattern(topic)
-        self._policy.check(principal, Action.RECEIVE if as_consumer else Action.ADMIN, topic)
-        if as_consumer:
-            # a consumer may drop a durable subscription only if it may consume its queue
-            found = next((s for s in self._load() if (s.topic, s.name) == (topic, name)), None)
-            if found is None:
-                raise NotFound(f"topic {topic!r} has no subscription {name!r}")
-            self._policy.check(principal, Action.RECEIVE, found.queue)
-        with translated_errors():
-            old = self._db.delete_item(
-                TableName=self._destinations,
-                Key=to_wire({"pk": SUBSCRIPTION_PARTITION, "sk": f"{topic}#{name}"}),
-                ReturnValues="ALL_OLD",
-            )
+    def _replace(
+        self, existing: Subscription, settings: SubscriptionSettings
+    ) -> Subscription | None:
+        """`existing` with the new queue and filter; None if it changed since it was read."""
+        values: dict[str, Any] = {":queue": settings.queue, ":created": existing.created_at}
+        update = "SET #queue = :queue REMOVE #filter"
+        if settings.filter_policy is not None:
+            update = "SET #queue = :queue, #filter = :filter"
+            values[":filter"] = settings.filter_policy
+        try:
+            with translated_errors():
+                updated = self._db.update_item(
+                    TableName=self._destinations,
+                    Key=to_wire(_key(existing.topic, existing.name)),
+                    UpdateExpression=update,
+                    ConditionExpression="created_at = :created",
+                    ExpressionAttributeNames={"#queue": "queue", "#filter": "filter_policy"},
+                    ExpressionAttributeValues=to_wire(values),
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
         self._forget()
-        if "Attributes" not in old:
-            raise NotFound(f"topic {topic!r} has no subscription {name!r}")
-        audit("subscription.delete", principal.id, topic, subscription=name)
+        return _subscription(from_wire(updated["Attributes"]))
 
     def subscriptions(self, principal: Principal, topic: str | None = None) -> list[Subscription]:
         """Durable subscriptions, all (those the principal administers) or those declared on
@@ -336,3 +465,16 @@ class TopicService:
                 )
             )
         return found
+
+
+def _key(topic: str, name: str) -> dict[str, str]:
+    return {"pk": SUBSCRIPTION_PARTITION, "sk": f"{topic}#{name}"}
+
+
+def _subscription(values: Item) -> Subscription:
+    values.setdefault("filter_policy", None)
+    return Subscription.model_validate(values)
+
+
+def _what(topic: str, name: str) -> str:
+    return f"durable subscription {name!r} of {topic!r}"

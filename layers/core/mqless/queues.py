@@ -29,6 +29,7 @@ from mqless.errors import (
     InvalidRequest,
     MessageNotFound,
     MqlessError,
+    QueueNotFound,
     StaleReceipt,
 )
 from mqless.ids import new_lease_id, new_message_id
@@ -46,6 +47,7 @@ from mqless.models import (
 )
 from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
+from mqless.quotas import Quota, Quotas
 from mqless.receipts import Receipt, decode_receipt
 from mqless.registry import QueueRegistry
 from mqless.store import (
@@ -105,12 +107,14 @@ class QueueService:
         cipher: BodyCipher,
         clock: Clock,
         policy: Policy | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
         self._cipher = cipher
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
+        self._quotas = quotas or Quotas(self._policy)
 
     # ---- queue admin ------------------------------------------------------------------
 
@@ -126,15 +130,18 @@ class QueueService:
             # failed messages will be written there: administer it too (`orders.>` does both)
             self._policy.check(principal, Action.ADMIN, config.dead_letter_queue)
         self._check_dead_letter_target(config)
-        if config.dead_letter_queue:
-            self._ensure_queue(config.dead_letter_queue, dead_letter=True)
         self._registry.forget(name)
         existing = self._registry.find(name)
-        if existing is None and self._registry.create(config):
-            audit("queue.create", principal.id, name, settings=settings.model_dump())
-            return config, True
-        existing = existing or self._registry.get(name)
-        config = config.model_copy(update={"created_at": existing.created_at})
+        if existing is None:
+            created = self._create(config, principal)
+            if created is not None:
+                audit("queue.create", principal.id, name, settings=settings.model_dump())
+                return created, True
+            existing = self._registry.get(name)
+        if config.dead_letter_queue:
+            self._ensure_queue(config.dead_letter_queue, principal, dead_letter=True)
+        kept = ("created_at", "created_by", "charged_to")
+        config = config.model_copy(update={k: getattr(existing, k) for k in kept})
         self._registry.replace(config)
         audit("queue.update", principal.id, name, settings=settings.model_dump())
         return config, False
@@ -268,7 +275,7 @@ class QueueService:
         if to == name:
             raise InvalidRequest("the target queue must differ from the source")
         config = self._registry.get(name)
-        target = self._ensure_queue(to)
+        target = self._ensure_queue(to, principal)
         item = self._store.find_message(name, message_id, fifo=config.fifo)
         if item is None:
             raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
@@ -319,10 +326,11 @@ class QueueService:
     # ---- producing ----------------------------------------------------------------------
 
     def send(self, principal: Principal, queue: str, message: NewMessage) -> SendResult:
-        """Accept one message (creating the queue with defaults if it does not exist)."""
+        """Accept one message (creating the queue with defaults if it does not exist and the
+        principal may create it)."""
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.SEND, queue)
-        config = self._ensure_queue(queue)
+        config = self._ensure_queue(queue, principal)
         self._check_message(config, message)
         item, now = self._new_item(config, message)
         if not config.fifo:
@@ -345,7 +353,7 @@ class QueueService:
         ids = [entry_id for entry_id, _ in entries]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("batch entry ids must be unique")
-        config = self._ensure_queue(queue)
+        config = self._ensure_queue(queue, principal)
         done: list[tuple[str, SendResult]] = []
         failed: list[EntryFailure] = []
         standard: list[tuple[str, Item]] = []
@@ -426,19 +434,23 @@ class QueueService:
     # ---- consuming ----------------------------------------------------------------------
 
     def check_send(self, principal: Principal, queue: str) -> None:
-        """Forbidden unless `principal` may send to `queue` (for frames held until later)."""
+        """Forbidden unless `principal` may send to `queue`, QueueNotFound unless it exists
+        or `principal` may create it (for frames held until later)."""
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.SEND, queue)
+        if self._registry.find(queue) is None:
+            self._check_may_create(principal, queue)
 
     def open_for_receive(self, principal: Principal, queue: str) -> QueueConfig:
-        """Check that `principal` may consume `queue`, creating it with defaults if new.
+        """Check that `principal` may consume `queue`, creating it with defaults if new (and
+        the principal may create it).
 
         Push consumers subscribe before anything is sent, as on ActiveMQ, where a
         subscription creates its queue.
         """
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
-        return self._ensure_queue(queue)
+        return self._ensure_queue(queue, principal)
 
     def wake(self, queue: str) -> None:
         """Ask for another pump of the queue's push consumers (through the stream)."""
@@ -977,7 +989,8 @@ class QueueService:
         if target_name is None:
             self._quarantine(config, item, lease, group, moved)
             return
-        target = self._ensure_queue(target_name, dead_letter=True)
+        # the broker acting: a declared dead-letter queue that is missing is made, uncharged
+        target = self._ensure_queue(target_name, None, dead_letter=True)
         moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
         self._enqueue_moving(config, item, lease, group, target, moved)
         metrics.count("DeadLettered", queue=config.name)
@@ -1043,20 +1056,58 @@ class QueueService:
 
     # ---- queue lookup --------------------------------------------------------------------
 
-    def _ensure_queue(self, name: str, *, dead_letter: bool = False) -> QueueConfig:
-        """The queue's config, creating it with defaults first if needed."""
+    def _ensure_queue(
+        self, name: str, creator: Principal | None, *, dead_letter: bool = False
+    ) -> QueueConfig:
+        """The queue's config, creating it (and its dead-letter queue) with defaults first if
+        needed: for `creator`, who needs the create right and is charged for both, or for
+        the broker itself (None)."""
         config = self._registry.find(name)
         if config is not None:
             return config
+        self._check_may_create(creator, name)
         settings = QueueSettings(max_receive_count=None) if dead_letter else QueueSettings()
         config = QueueConfig.from_settings(name, settings, self._clock.now_ms())
         self._check_dead_letter_target(config)
-        if config.dead_letter_queue:
-            self._ensure_queue(config.dead_letter_queue, dead_letter=True)
-        if not self._registry.create(config):
+        created = self._create(config, creator)
+        if created is None:
             return self._registry.get(name)
-        logger.info("queue created on first use", extra={"queue": name})
-        return config
+        logger.info(
+            "queue created on first use",
+            extra={"queue": name, "created_by": created.created_by},
+        )
+        return created
+
+    def _check_may_create(self, creator: Principal | None, name: str) -> None:
+        # As SQS does for a missing queue, a 404: the queue is not there for this sender
+        if creator is not None and not self._policy.permits(creator, Action.CREATE, name):
+            raise QueueNotFound(
+                f"queue {name!r} does not exist, and {creator.id!r} may not create it "
+                f"(creating a queue on first use needs the create right on {name!r})"
+            )
+
+    def _create(self, config: QueueConfig, creator: Principal | None) -> QueueConfig | None:
+        """Store a new queue, and its dead-letter queue if that is missing too, charging
+        `creator` for both in the same transaction; None if the queue exists already."""
+        for _ in range(3):
+            new = [config]
+            dlq = config.dead_letter_queue
+            if dlq is not None and self._registry.find(dlq) is None:
+                dead_letters = QueueSettings(max_receive_count=None)
+                new.insert(0, QueueConfig.from_settings(dlq, dead_letters, config.created_at))
+            what = " and its dead-letter queue ".join(repr(c.name) for c in reversed(new))
+            charge = self._quotas.charge(creator, Quota.QUEUES, len(new), f"queue {what}")
+            stamp = {
+                "created_by": None if creator is None else creator.id,
+                "charged_to": None if charge is None else charge.principal_id,
+            }
+            stamped = [c.model_copy(update=stamp) for c in new]
+            if self._registry.create(stamped, charge):
+                return stamped[-1]
+            if self._registry.find(config.name) is not None:
+                return None
+            # the dead-letter queue appeared (or went) meanwhile: look again
+        raise Conflict(f"queue {config.name!r} is being created concurrently; retry")
 
     def _check_dead_letter_target(self, config: QueueConfig) -> None:
         dlq = config.dead_letter_queue

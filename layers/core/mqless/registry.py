@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
+from mqless import quotas
 from mqless.clock import Clock
 from mqless.dynamo import (
     from_wire,
-    is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
 )
 from mqless.errors import QueueNotFound
 from mqless.models import QueueConfig
+from mqless.quotas import Charge, Quota
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,31 +60,25 @@ class QueueRegistry:
             raise QueueNotFound(f"queue {name!r} does not exist")
         return config
 
-    def create(self, config: QueueConfig) -> bool:
-        """Store a new queue; False (and nothing written) if it already exists."""
-        try:
-            with translated_errors():
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_wire(_record(config)),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
+    def create(self, configs: Sequence[QueueConfig], charge: Charge | None = None) -> bool:
+        """Store new queues (a queue and its dead-letter queue) and apply `charge`, all or
+        nothing; False (nothing written) if one exists already, QuotaExceeded over quota."""
+        if not quotas.put_new(self._db, self._table, [_record(c) for c in configs], charge):
+            for config in configs:
                 self.forget(config.name)
-                return False
-            raise
-        self._remember(config.name, config)
+            return False
+        for config in configs:
+            self._remember(config.name, config)
         return True
 
     def replace(self, config: QueueConfig) -> None:
-        """Overwrite an existing queue's settings (creation time kept by the caller)."""
+        """Overwrite an existing queue's settings (creation time and creator kept by the caller)."""
         with translated_errors():
             self._db.put_item(TableName=self._table, Item=to_wire(_record(config)))
         self._remember(config.name, config)
 
     def delete(self, name: str) -> bool:
-        """Remove a queue's config; False if it did not exist."""
+        """Remove a queue's config, crediting whom it was charged to; False if it did not exist."""
         with translated_errors():
             response = self._db.delete_item(
                 TableName=self._table,
@@ -92,7 +86,12 @@ class QueueRegistry:
                 ReturnValues="ALL_OLD",
             )
         self.forget(name)
-        return "Attributes" in response
+        if "Attributes" not in response:
+            return False
+        charged_to = from_wire(response["Attributes"]).get("charged_to")
+        if charged_to:
+            quotas.credit(self._db, self._table, str(charged_to), Quota.QUEUES)
+        return True
 
     def list(self) -> list[QueueConfig]:
         """All queues, by name (one partition: a query, not a scan)."""

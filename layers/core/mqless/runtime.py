@@ -22,6 +22,7 @@ from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
 from mqless.principals import AllowAll, GrantPolicy, Policy
 from mqless.pubsub import TopicService
 from mqless.queues import QueueService
+from mqless.quotas import Quotas
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless.settings import Settings
@@ -169,12 +170,14 @@ def build_queue_service(
 ) -> QueueService:
     """A QueueService over the given clients (what tests and the local runtime call)."""
     clock = SystemClock()
+    policy = policy or AllowAll()
     return QueueService(
         registry=registry or QueueRegistry(dynamodb, settings.destinations_table, clock),
         store=MessageStore(dynamodb, settings.messages_table),
         cipher=cipher or _cipher(settings, kms, clock),
         clock=clock,
         policy=policy,
+        quotas=Quotas(policy, settings.limits),
     )
 
 
@@ -189,6 +192,7 @@ def build_topic_service(
 ) -> TopicService:
     """A TopicService over the given clients."""
     clock = SystemClock()
+    policy = policy or AllowAll()
     return TopicService(
         dynamodb=dynamodb,
         messages_table=settings.messages_table,
@@ -197,6 +201,7 @@ def build_topic_service(
         cipher=cipher or _cipher(settings, kms, clock),
         clock=clock,
         policy=policy,
+        quotas=Quotas(policy, settings.limits),
     )
 
 

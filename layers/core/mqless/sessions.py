@@ -183,10 +183,13 @@ class Sessions:
             assert durable is not None
             names.validate_queue_name(durable)
             self._topics.check_receive(principal, name)
+            # everything that can refuse is asked before anything is created
+            resumed = self._topics.resume(principal, name, durable)
             self._queues.open_for_receive(principal, durable)
-            self._topics.subscribe(
-                principal, name, durable, SubscriptionSettings(queue=durable), as_consumer=True
-            )
+            if resumed is None:
+                self._topics.subscribe(
+                    principal, name, durable, SubscriptionSettings(queue=durable), as_consumer=True
+                )
             queue = durable
         else:
             queue = name

@@ -29,6 +29,7 @@ from mqless.errors import (
     MqlessError,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     Throttled,
     Unauthorized,
 )
@@ -164,6 +165,9 @@ def _core_error(exc: MqlessError) -> Response[str]:
         logger.exception("core error", extra={"code": exc.code})
     if isinstance(exc, Throttled):
         return _problem(status, exc.code, exc.message, retry_after=exc.retry_after_seconds)
+    if isinstance(exc, QuotaExceeded):
+        details = [{"quota": exc.quota, "limit": exc.limit}]
+        return _problem(status, exc.code, exc.message, details=details)
     return _problem(status, exc.code, exc.message)
 
 
@@ -710,7 +714,8 @@ def _with_problems(document: dict[str, Any]) -> dict[str, Any]:
     refused = {
         "401": "No credentials: API Gateway's own answer, before any function runs",
         "403": "Credentials refused (API Gateway), or an action the grants do not allow (a "
-        "Problem with error `forbidden`)",
+        "Problem with error `forbidden`), or a creation over the principal's quota "
+        "(`quota_exceeded`)",
     }
     for operations in document.get("paths", {}).values():
         for operation in operations.values():

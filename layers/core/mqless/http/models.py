@@ -256,6 +256,9 @@ class QueueView(BaseModel):
     delay_seconds: int
     created_at: int
     updated_at: int
+    created_by: str | None = Field(
+        default=None, description="The principal whose request created the queue."
+    )
     counts: QueueCounts | None = None
 
     @classmethod
