@@ -31,7 +31,7 @@ from mqless.auth import (
     websocket_caller,
 )
 from mqless.clock import ManualClock
-from mqless.errors import Unauthorized
+from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
 from tests.component.conftest import Aws
 
@@ -106,21 +106,21 @@ def authenticator(access: AccessControl, issuer: Issuer) -> Authenticator:
 def test_a_jwt_is_its_subject_with_the_grants_of_the_subject_and_its_groups(
     authenticator: Authenticator, access: AccessControl, issuer: Issuer
 ) -> None:
-    access.put_principal(ROOT, "alice", ORDERS)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
     access.put_principal(ROOT, "group:ops", OPS)
 
     principal = authenticator.authenticate(
         issuer.token(aud="mqless-app", **{"cognito:groups": ["ops", "nobody"]})
     )
 
-    assert (principal.id, principal.kind) == ("alice", "jwt")
+    assert (principal.id, principal.kind) == ("jwt:alice", "jwt")
     assert set(principal.grants) == {*ORDERS, *OPS}
 
 
 def test_a_cognito_access_token_names_its_app_in_client_id(
     authenticator: Authenticator, access: AccessControl, issuer: Issuer
 ) -> None:
-    access.put_principal(ROOT, "alice", ORDERS)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
 
     principal = authenticator.authenticate(issuer.token(client_id="mqless-app"))
 
@@ -134,6 +134,98 @@ def test_a_jwt_nobody_granted_anything_may_do_nothing(
 
     assert principal.grants == ()
     assert not GrantPolicy().permits(principal, Action.RECEIVE, "orders.eu")
+
+
+@pytest.mark.parametrize(
+    ("claims", "impersonated"),
+    [
+        ({"sub": "admin"}, "admin"),
+        ({"sub": "group:admins"}, "group:admins"),
+        ({"sub": "billing"}, "billing"),
+        ({"sub": "iam:123456789012:role:Ops"}, "iam:123456789012:role:Ops"),
+    ],
+    ids=["the bootstrap admin", "a group", "a key's principal", "an IAM role"],
+)
+def test_a_jwt_subject_cannot_take_the_grants_of_a_principal_of_another_kind(
+    authenticator: Authenticator,
+    access: AccessControl,
+    issuer: Issuer,
+    claims: dict[str, Any],
+    impersonated: str,
+) -> None:
+    # Given a principal of another kind granted everything (the bootstrap admin `admin`,
+    # group `admins`, a key's principal, an IAM role)
+    access.put_principal(ROOT, impersonated, EVERYTHING)
+    # When a JWT from the trusted issuer names it as its subject
+    principal = authenticator.authenticate(issuer.token(aud="mqless-app", **claims))
+    # Then the caller is the JWT principal of that name, granted nothing
+    assert principal.id == f"jwt:{claims['sub']}"
+    assert principal.grants == ()
+    assert not GrantPolicy().permits(principal, Action.ADMIN, ">")
+
+
+def test_a_jwt_gets_what_was_granted_to_its_jwt_principal_only(
+    authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    # Given the bootstrap admin `admin` and, apart, the JWT principal `jwt:admin`
+    access.put_principal(ROOT, "admin", EVERYTHING)
+    access.put_principal(ROOT, "jwt:admin", ORDERS)
+    # When a JWT with subject `admin` authenticates
+    principal = authenticator.authenticate(issuer.token(aud="mqless-app", sub="admin"))
+    # Then it has what `jwt:admin` was granted, and nothing of the key principal `admin`
+    assert principal.grants == ORDERS
+
+
+def test_groups_come_from_the_groups_claim_only(
+    authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    # Given group `admins` granted everything
+    access.put_principal(ROOT, "group:admins", EVERYTHING)
+    # When one JWT names it as its subject and another lists it in its groups claim
+    as_subject = authenticator.authenticate(
+        issuer.token(aud="mqless-app", sub="group:admins", **{"cognito:groups": []})
+    )
+    as_member = authenticator.authenticate(
+        issuer.token(aud="mqless-app", sub="carol", **{"cognito:groups": ["admins"]})
+    )
+    # Then only the member gets the group's grants
+    assert as_subject.grants == ()
+    assert as_member.grants == EVERYTHING
+
+
+@pytest.mark.parametrize("principal_id", ["jwt:alice", "group:admins", "iam:1:role:Ops"])
+def test_no_api_key_is_issued_for_principals_that_other_credentials_prove(
+    access: AccessControl, principal_id: str
+) -> None:
+    # Given a principal of the JWT, group or IAM namespace, with grants
+    access.put_principal(ROOT, principal_id, ORDERS)
+    # When an admin asks for an API key for it
+    # Then it is refused: a key would let its holder act in a namespace it cannot prove
+    with pytest.raises(InvalidRequest, match="proven by their own credentials"):
+        access.issue_key(ROOT, principal_id)
+    assert access.list_keys(ROOT, principal_id) == []
+
+
+def test_an_issuer_without_an_audience_refuses_every_jwt_but_api_keys_still_work(
+    access: AccessControl, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an authenticator configured with an issuer and no audience (by hand: the
+    # template refuses to deploy so)
+    verifier = JwtVerifier(JwtSettings(issuer=issuer.url), IssuerKeys(issuer.url))
+    authenticator = Authenticator(access, verifier)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
+    access.put_principal(ROOT, "billing", ORDERS)
+    key = access.issue_key(ROOT, "billing").token
+    # When a valid JWT of that issuer, with any audience, authenticates
+    for token in (issuer.token(aud="mqless-app"), issuer.token(aud="another-app")):
+        # Then it is refused, saying why
+        with pytest.raises(Unauthorized, match="configured without an audience"):
+            authenticator.authenticate(token)
+    # ...the configuration error is logged
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("configuration error: JWT_ISSUER is set without" in e for e in errors)
+    # ...and API keys still work
+    assert authenticator.authenticate(key).id == "billing"
 
 
 @pytest.mark.parametrize(

@@ -298,6 +298,40 @@ def test_parameter_overrides_are_checked_like_cloudformation_does(
         small_stack(**overrides)
 
 
+RULES_TEMPLATE = """
+Parameters:
+  Issuer: {Type: String, Default: ""}
+  Audience: {Type: String, Default: ""}
+Rules:
+  IssuerNeedsAudience:
+    RuleCondition: !Not [!Equals [!Ref Issuer, ""]]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Audience, ""]]
+        AssertDescription: Audience is required with Issuer
+"""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"Audience": "app"}, {"Issuer": "https://id.example", "Audience": "app"}],
+    ids=["neither", "audience only", "both"],
+)
+def test_parameters_that_keep_every_rule_are_accepted(overrides: dict[str, str]) -> None:
+    # Given a rule that applies only when Issuer is set
+    # When the stack is built with parameters that keep it (or where it does not apply)
+    stack = Stack(parse_template(RULES_TEMPLATE), parameter_overrides=overrides)
+    # Then the parameters are taken
+    assert stack.parameters["Audience"] == overrides.get("Audience", "")
+
+
+def test_parameters_that_break_a_rule_are_refused_with_its_description() -> None:
+    # Given a rule that an Issuer needs an Audience
+    # When the stack is built with an Issuer alone
+    # Then it is refused, as CloudFormation refuses the deployment, with the rule's words
+    with pytest.raises(TemplateError, match="IssuerNeedsAudience: Audience is required"):
+        Stack(parse_template(RULES_TEMPLATE), parameter_overrides={"Issuer": "https://i.example"})
+
+
 def test_function_properties_merge_globals_the_way_sam_does() -> None:
     # Given a function that overrides some global settings
     stack = small_stack()
@@ -595,6 +629,21 @@ def test_websocket_apis_declare_a_valid_protocol(resources: Resources) -> None:
     }
     # Then it is one API Gateway accepts (lint misses a WEBSOCKETS typo)
     assert wrong == {}
+
+
+# --- template.yaml: parameters ------------------------------------------------------------
+
+
+def test_a_jwt_issuer_without_an_audience_cannot_be_deployed(template: Template) -> None:
+    # Given the template's parameters with a JWT issuer but no audience
+    issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example"
+    # When the stack is built with them (CloudFormation evaluates Rules before any change)
+    # Then it is refused, saying the audience is required
+    with pytest.raises(TemplateError, match="JwtAudience is required when JwtIssuer is set"):
+        Stack(template, parameter_overrides={"JwtIssuer": issuer})
+    # ...while an issuer with its audience, or no issuer at all, is fine
+    Stack(template, parameter_overrides={"JwtIssuer": issuer, "JwtAudience": "app-client"})
+    Stack(template)
 
 
 # --- template.yaml: functions -------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Authentication: who a token proves, the authorizers that ask, and the caller of a request.
 
 Tokens are mqless API keys (`mqk_...`, `apikeys.py`) or JWTs from one configured OIDC
-issuer (Cognito or any other), verified against the issuer's published keys (JWKS). Either
-way the principal's grants come from the access store (`access.py`): a JWT's principal is
-the value of a configured claim (default `sub`), plus `group:<name>` for each group in a
-groups claim (default `cognito:groups`).
+issuer (Cognito or any other), verified against the issuer's published keys (JWKS) and
+for one audience (required: an issuer mints tokens for many applications). Either way the
+principal's grants come from the access store (`access.py`). A JWT's principal is
+`jwt:<value of a configured claim>` (default `sub`), in a namespace of its own, so that no
+claim value can name a key's principal (`admin`) or a group; each group in the groups
+claim (default `cognito:groups`) adds the grants of `group:<name>`.
 
 The authorizer function (one for both APIs) answers:
 - the HTTP API (payload 2.0, simple responses, cached by API Gateway per token): allowed,
@@ -36,7 +38,13 @@ from aws_lambda_powertools import Logger
 from mqless.access import AccessControl
 from mqless.apikeys import PREFIX as API_KEY_PREFIX
 from mqless.errors import InvalidRequest, Unauthorized
-from mqless.principals import ANONYMOUS, Principal, parse_grants
+from mqless.principals import (
+    ANONYMOUS,
+    Principal,
+    group_principal_id,
+    jwt_principal_id,
+    parse_grants,
+)
 from mqless.stomp import choose_subprotocol
 
 logger = Logger(service="mqless", child=True)
@@ -54,6 +62,7 @@ class JwtSettings:
 
     issuer: str
     audience: str = ""
+    """Required: empty refuses every JWT (a configuration error, logged)."""
     principal_claim: str = "sub"
     groups_claim: str = "cognito:groups"
 
@@ -129,6 +138,18 @@ class JwtVerifier:
         self._keys = keys
 
     def verify(self, token: str) -> tuple[str, list[str]]:
+        audience = self._settings.audience
+        if not audience:
+            # template.yaml's Rules refuse this at deploy; a function configured by hand
+            # must still not take tokens the issuer minted for other applications
+            logger.error(
+                "configuration error: JWT_ISSUER is set without JWT_AUDIENCE; every JWT is "
+                "refused (API keys still work)",
+                extra={"issuer": self._settings.issuer},
+            )
+            raise Unauthorized(
+                "JWTs are not accepted: the issuer is configured without an audience"
+            )
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.key(str(header.get("kid", "")))
@@ -142,13 +163,11 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid JWT: {exc}") from exc
-        audience = self._settings.audience
-        if audience:
-            # ID tokens carry `aud`; Cognito access tokens carry `client_id` instead
-            claimed = claims.get("aud", claims.get("client_id"))
-            claimed_list = claimed if isinstance(claimed, list) else [claimed]
-            if audience not in claimed_list:
-                raise Unauthorized("the JWT is for another audience")
+        # ID tokens carry `aud`; Cognito access tokens carry `client_id` instead
+        claimed = claims.get("aud", claims.get("client_id"))
+        claimed_list = claimed if isinstance(claimed, list) else [claimed]
+        if audience not in claimed_list:
+            raise Unauthorized("the JWT is for another audience")
         subject = claims.get(self._settings.principal_claim)
         if not isinstance(subject, str) or not subject:
             raise Unauthorized(f"the JWT has no {self._settings.principal_claim!r} claim")
@@ -174,8 +193,9 @@ class Authenticator:
         if self._jwt is None:
             raise Unauthorized("not an mqless API key (and no JWT issuer is configured)")
         subject, groups = self._jwt.verify(token)
-        grants = self._access.grants_of([subject, *(f"group:{g}" for g in groups)])
-        return Principal(id=subject, kind="jwt", grants=grants)
+        principal_id = jwt_principal_id(subject)
+        grants = self._access.grants_of([principal_id, *map(group_principal_id, groups)])
+        return Principal(id=principal_id, kind="jwt", grants=grants)
 
 
 # ---- the authorizer function ------------------------------------------------------------
