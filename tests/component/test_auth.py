@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mqless.access import EVERYTHING, AccessControl
 from mqless.auth import (
+    JWT_LEEWAY_SECONDS,
     Authenticator,
     IamPrincipals,
     IssuerKeys,
@@ -233,7 +234,7 @@ def test_an_issuer_without_an_audience_refuses_every_jwt_but_api_keys_still_work
     [
         ({"aud": "another-app"}, "another audience"),
         ({"iss": "https://evil.example"}, "invalid JWT"),
-        ({"exp": int(time.time()) - 120}, "invalid JWT"),
+        ({"exp": int(time.time()) - 120}, "this JWT has expired"),
         ({"sub": ""}, "no 'sub' claim"),
         ({"kid": "rotated-away"}, "does not publish"),
         ({"key": "forged"}, "invalid JWT"),
@@ -326,6 +327,7 @@ def test_the_http_authorizer_passes_the_principal_and_grants_as_context(
     caller = http_caller(
         {"requestContext": {"authorizer": {"lambda": allowed["context"]}}},
         required=True,
+        now_s=time.time(),
         iam=lambda arn: ANONYMOUS,
     )
     assert (caller.id, caller.grants) == ("billing", ORDERS)
@@ -351,6 +353,7 @@ def test_the_websocket_authorizer_reads_the_query_string_or_the_header(
         caller = websocket_caller(
             {"requestContext": {"authorizer": {"principalId": "x", **answer["context"]}}},
             required=True,
+            now_s=time.time(),
         )
         assert (caller.id, caller.grants) == ("billing", ORDERS)
     assert wrong["policyDocument"]["Statement"][0]["Effect"] == "Deny"
@@ -372,8 +375,83 @@ def test_a_websocket_handshake_without_a_token_is_401_unless_it_offers_stomp(
     caller = websocket_caller(
         {"requestContext": {"authorizer": {"principalId": "x", **pending["context"]}}},
         required=True,
+        now_s=time.time(),
     )
     assert (caller.id, caller.kind, caller.grants) == ("", "pending", ())
+
+
+# ---- a credential's expiry caps the authorizer's (cached) answer ---------------------------
+
+
+def _http_caller_at(context: dict[str, str], now_s: float) -> Principal:
+    """The caller the HTTP function sees at `now_s` for this authorizer context."""
+    return http_caller(
+        {"requestContext": {"authorizer": {"lambda": context}}},
+        required=True,
+        iam=lambda arn: ANONYMOUS,
+        now_s=now_s,
+    )
+
+
+def test_a_keys_expiry_travels_with_the_authorizers_answer_and_ends_it(
+    authenticator: Authenticator, access: AccessControl, clock: ManualClock
+) -> None:
+    # Given a key that expires in 60 s, allowed by the HTTP authorizer now
+    access.put_principal(ROOT, "billing", ORDERS)
+    issued = access.issue_key(ROOT, "billing", ttl_seconds=60)
+    answer = authorize(_http_authorizer_event(f"Bearer {issued.token}"), authenticator)
+    # When API Gateway hands that (cached) answer to the function before and at the expiry
+    assert answer["context"]["expires_at"] == str(issued.expires_at)
+    assert issued.expires_at is not None
+    before = _http_caller_at(answer["context"], issued.expires_at - 1)
+    # Then it is the key's principal until then, and refused from then on
+    assert before.id == "billing"
+    with pytest.raises(Unauthorized, match="this API key has expired"):
+        _http_caller_at(answer["context"], issued.expires_at)
+
+
+def test_a_key_without_expiry_puts_none_in_the_authorizers_answer(
+    authenticator: Authenticator, access: AccessControl
+) -> None:
+    # Given a key that never expires
+    access.put_principal(ROOT, "billing", ORDERS)
+    token = access.issue_key(ROOT, "billing").token
+    # When the authorizer allows it
+    answer = authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    # Then its answer names no expiry, and works for as long as API Gateway keeps it
+    assert "expires_at" not in answer["context"]
+    assert _http_caller_at(answer["context"], time.time() + 10 * 365 * 86400).id == "billing"
+
+
+def test_a_jwts_expiry_ends_the_authorizers_answer_too(
+    authenticator: Authenticator, issuer: Issuer
+) -> None:
+    # Given a JWT that expires in 60 s, allowed by the HTTP authorizer now
+    exp = int(time.time()) + 60
+    token = issuer.token(aud="mqless-app", exp=exp)
+    answer = authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    # When API Gateway hands that answer to the function after the token's expiry (and
+    # the clock skew the authorizer allows)
+    # Then it is refused there, as the authorizer would refuse the token itself
+    assert _http_caller_at(answer["context"], exp + JWT_LEEWAY_SECONDS - 1).id == "jwt:alice"
+    with pytest.raises(Unauthorized, match="this JWT has expired"):
+        _http_caller_at(answer["context"], exp + JWT_LEEWAY_SECONDS)
+
+
+def test_a_websocket_connect_with_an_expired_credential_is_refused(
+    authenticator: Authenticator, access: AccessControl, clock: ManualClock
+) -> None:
+    # Given the WebSocket authorizer's answer for a key that expires in 60 s
+    access.put_principal(ROOT, "billing", ORDERS)
+    issued = access.issue_key(ROOT, "billing", ttl_seconds=60)
+    answer = authorize(_ws_authorizer_event(query={"access_token": issued.token}), authenticator)
+    event = {"requestContext": {"authorizer": {"principalId": "billing", **answer["context"]}}}
+    assert issued.expires_at is not None
+    # When $connect reads it after the key expired
+    # Then the caller is refused
+    assert websocket_caller(event, required=True, now_s=issued.expires_at - 1).id == "billing"
+    with pytest.raises(Unauthorized, match="this API key has expired"):
+        websocket_caller(event, required=True, now_s=issued.expires_at)
 
 
 # ---- the caller as the API functions see it ---------------------------------------------
@@ -385,9 +463,10 @@ def test_with_auth_required_a_request_without_a_principal_is_unauthorized() -> N
             http_caller(
                 {"requestContext": {"authorizer": authorizer}},
                 required=True,
+                now_s=time.time(),
                 iam=lambda arn: ANONYMOUS,
             )
-    assert http_caller({}, required=False, iam=lambda arn: ROOT) == ANONYMOUS
+    assert http_caller({}, required=False, iam=lambda arn: ROOT, now_s=0) == ANONYMOUS
 
 
 @pytest.mark.parametrize(
@@ -418,6 +497,7 @@ def test_an_iam_caller_gets_the_grants_kept_under_its_name(access: AccessControl
             }
         },
         required=True,
+        now_s=time.time(),
         iam=iam.principal,
     )
 

@@ -182,11 +182,16 @@ class AccessControl:
 
     def principal_for_key(self, token: str) -> Principal:
         """The principal an API key proves, with its current grants; Unauthorized if none."""
-        principal_id = self.keys.verify(token)
-        record = self._record(principal_id)
+        holder = self.keys.verify(token)
+        record = self._record(holder.principal)
         if record is None:
             raise Unauthorized("this API key's principal no longer exists")
-        return Principal(id=principal_id, kind="api_key", grants=_grants(record))
+        return Principal(
+            id=holder.principal,
+            kind="api_key",
+            grants=_grants(record),
+            expires_at=holder.expires_at,
+        )
 
     def grants_of(self, principal_ids: Iterable[str]) -> tuple[Grant, ...]:
         """The union of the grants stored for these ids (unknown ids add nothing)."""

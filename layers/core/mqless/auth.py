@@ -36,6 +36,7 @@ import jwt
 from aws_lambda_powertools import Logger
 
 from mqless.access import AccessControl
+from mqless.apikeys import KEY_EXPIRED as API_KEY_EXPIRED
 from mqless.apikeys import PREFIX as API_KEY_PREFIX
 from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import (
@@ -52,6 +53,8 @@ logger = Logger(service="mqless", child=True)
 PENDING: Final = "pending"
 """The kind of a WebSocket connection that will authenticate with STOMP CONNECT."""
 JWT_ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+JWT_LEEWAY_SECONDS: Final = 30  # clock skew allowed between the issuer and us
+JWT_EXPIRED: Final = "this JWT has expired"
 MAX_TOKEN: Final = 8192
 MAX_GROUPS: Final = 20
 
@@ -130,6 +133,16 @@ class IssuerKeys:
         return {str(k.key_id): k for k in key_set.keys if k.key_id}
 
 
+@dataclass(frozen=True)
+class JwtIdentity:
+    """What a verified JWT says: its principal claim, its groups, and until when the
+    token works (epoch seconds: `exp` plus the leeway the verification allows)."""
+
+    subject: str
+    groups: list[str]
+    expires_at: int
+
+
 class JwtVerifier:
     """Verify a JWT's signature, issuer, audience and lifetime; return who and which groups."""
 
@@ -137,7 +150,7 @@ class JwtVerifier:
         self._settings = settings
         self._keys = keys
 
-    def verify(self, token: str) -> tuple[str, list[str]]:
+    def verify(self, token: str) -> JwtIdentity:
         audience = self._settings.audience
         if not audience:
             # template.yaml's Rules refuse this at deploy; a function configured by hand
@@ -159,8 +172,10 @@ class JwtVerifier:
                 algorithms=JWT_ALGORITHMS,
                 issuer=self._settings.issuer,
                 options={"require": ["exp", "iss"], "verify_aud": False},
-                leeway=30,
+                leeway=JWT_LEEWAY_SECONDS,
             )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized(JWT_EXPIRED) from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid JWT: {exc}") from exc
         # ID tokens carry `aud`; Cognito access tokens carry `client_id` instead
@@ -175,7 +190,8 @@ class JwtVerifier:
         if isinstance(groups, str):
             groups = groups.split()
         names = [g for g in groups if isinstance(g, str)][:MAX_GROUPS]
-        return subject, names
+        expires_at = int(claims["exp"]) + JWT_LEEWAY_SECONDS
+        return JwtIdentity(subject=subject, groups=names, expires_at=expires_at)
 
 
 class Authenticator:
@@ -192,10 +208,10 @@ class Authenticator:
             return self._access.principal_for_key(token)
         if self._jwt is None:
             raise Unauthorized("not an mqless API key (and no JWT issuer is configured)")
-        subject, groups = self._jwt.verify(token)
-        principal_id = jwt_principal_id(subject)
-        grants = self._access.grants_of([principal_id, *map(group_principal_id, groups)])
-        return Principal(id=principal_id, kind="jwt", grants=grants)
+        identity = self._jwt.verify(token)
+        principal_id = jwt_principal_id(identity.subject)
+        grants = self._access.grants_of([principal_id, *map(group_principal_id, identity.groups)])
+        return Principal(id=principal_id, kind="jwt", grants=grants, expires_at=identity.expires_at)
 
 
 # ---- the authorizer function ------------------------------------------------------------
@@ -250,11 +266,16 @@ def _policy(
 
 def _context(principal: Principal) -> dict[str, str]:
     grants = [g.model_dump(mode="json") for g in principal.grants]
-    return {
+    context = {
         "principal": principal.id,
         "kind": principal.kind,
         "grants": json.dumps(grants, separators=(",", ":")),
     }
+    if principal.expires_at is not None:
+        # API Gateway may serve this answer from its cache after the credential expired;
+        # the functions refuse it from then on (`principal_from_context`)
+        context["expires_at"] = str(principal.expires_at)
+    return context
 
 
 def _refused(event: Mapping[str, Any], refused: Unauthorized) -> None:
@@ -292,17 +313,33 @@ def event_header(event: Mapping[str, Any], name: str) -> str | None:
 # ---- the caller, as the API functions see it --------------------------------------------
 
 
-def principal_from_context(context: Mapping[str, Any]) -> Principal:
-    """The principal an authorizer's context describes; Unauthorized if it describes none."""
+def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Principal:
+    """The principal an authorizer's context describes; Unauthorized if it describes none,
+    or if the credential that proved it has expired since (a cached answer)."""
     principal_id = context.get("principal")
     if not isinstance(principal_id, str) or not principal_id:
         raise Unauthorized("authentication required")
     raw = context.get("grants") or "[]"
     try:
         grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
+        raw_expiry = context.get("expires_at")
+        expires_at = None if raw_expiry in (None, "") else int(str(raw_expiry))
     except (ValueError, InvalidRequest) as exc:
-        raise Unauthorized("the authorizer's grants cannot be read") from exc
-    return Principal(id=principal_id, kind=str(context.get("kind") or "api_key"), grants=grants)
+        raise Unauthorized("the authorizer's context cannot be read") from exc
+    principal = Principal(
+        id=principal_id,
+        kind=str(context.get("kind") or "api_key"),
+        grants=grants,
+        expires_at=expires_at,
+    )
+    refuse_if_expired(principal, now_s)
+    return principal
+
+
+def refuse_if_expired(principal: Principal, now_s: float) -> None:
+    """Unauthorized once the credential that proved `principal` has expired."""
+    if principal.expired(now_s):
+        raise Unauthorized(JWT_EXPIRED if principal.kind == "jwt" else API_KEY_EXPIRED)
 
 
 class IamPrincipals:
@@ -355,26 +392,30 @@ def iam_principal_id(user_arn: str) -> str:
 
 
 def http_caller(
-    event: Mapping[str, Any], *, required: bool, iam: Callable[[str], Principal]
+    event: Mapping[str, Any],
+    *,
+    required: bool,
+    iam: Callable[[str], Principal],
+    now_s: float,
 ) -> Principal:
-    """The caller of an HTTP API request, from its authorizer context."""
+    """The caller of an HTTP API request, from its authorizer context (at `now_s`)."""
     if not required:
         return ANONYMOUS
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if "lambda" in authorizer:
-        return principal_from_context(authorizer["lambda"] or {})
+        return principal_from_context(authorizer["lambda"] or {}, now_s=now_s)
     user_arn = (authorizer.get("iam") or {}).get("userArn")
     if isinstance(user_arn, str) and user_arn:
         return iam(user_arn)
     raise Unauthorized("authentication required: send Authorization: Bearer <token>")
 
 
-def websocket_caller(event: Mapping[str, Any], *, required: bool) -> Principal:
-    """The caller of a `$connect`; kind `pending` for a STOMP client that will send its
-    token in CONNECT."""
+def websocket_caller(event: Mapping[str, Any], *, required: bool, now_s: float) -> Principal:
+    """The caller of a `$connect` (at `now_s`); kind `pending` for a STOMP client that will
+    send its token in CONNECT."""
     if not required:
         return ANONYMOUS
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if authorizer.get("kind") == PENDING:
         return Principal(id="", kind=PENDING)
-    return principal_from_context(authorizer)
+    return principal_from_context(authorizer, now_s=now_s)

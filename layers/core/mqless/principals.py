@@ -90,6 +90,14 @@ class Principal(BaseModel):
     id: str
     kind: str = "anonymous"
     grants: tuple[Grant, ...] = ()
+    expires_at: int | None = None
+    """When the credential that proved it stops working (epoch seconds); None: never.
+    Whoever holds on to a principal (API Gateway's authorizer cache, a WebSocket
+    connection) must stop acting as it from then on."""
+
+    def expired(self, now_s: float) -> bool:
+        """Whether the credential that proved this principal has stopped working."""
+        return self.expires_at is not None and self.expires_at <= now_s
 
 
 ANONYMOUS = Principal(id="anonymous", kind="anonymous")
