@@ -34,7 +34,8 @@ from mqless.auth import (
 from mqless.clock import ManualClock
 from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
-from tests.component.conftest import Aws
+from mqless_cli.template import Stack, load_template
+from tests.component.conftest import TEMPLATE, Aws
 
 ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
 ORDERS = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])
@@ -283,6 +284,56 @@ def test_an_unreachable_issuer_refuses_instead_of_failing() -> None:
 
     with pytest.raises(Unauthorized, match="cannot be read"):
         keys.key("k1")
+
+
+# ---- what the authorizer reads ------------------------------------------------------------
+
+
+def _authorizer_leading_keys() -> set[str]:
+    """The partitions template.yaml lets the authorizer read (`dynamodb:LeadingKeys`)."""
+    stack = Stack(load_template(TEMPLATE))
+    [statement] = [
+        s
+        for policy in stack.functions()["AuthorizerFunction"]["Policies"]
+        for s in policy["Statement"]
+    ]
+    return set(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"])
+
+
+def test_the_authorizer_reads_only_the_partitions_its_policy_allows(
+    aws: Aws, authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    # Given a key, a revoked key, and a JWT principal with a group
+    access.put_principal(ROOT, "billing", ORDERS)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
+    access.put_principal(ROOT, "group:ops", OPS)
+    good = access.issue_key(ROOT, "billing").token
+    revoked = access.issue_key(ROOT, "billing")
+    access.revoke_key(ROOT, revoked.key_id)
+    jwt_token = issuer.token(aud="mqless-app", **{"cognito:groups": ["ops"]})
+    # When the authorizer answers them (and a key it does not know), recording every
+    # DynamoDB call it makes
+    calls: list[tuple[str, set[str]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "GetItem":
+            keys = [params["Key"]]
+        elif model.name == "BatchGetItem":
+            keys = [k for table in params["RequestItems"].values() for k in table["Keys"]]
+        else:
+            keys = []
+        calls.append((model.name, {k["pk"]["S"] for k in keys}))
+
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
+    try:
+        for token in (good, revoked.token, "mqk_0123456789abcdef01234567_" + "A" * 43, jwt_token):
+            authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    finally:
+        aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.*", record)
+    # Then it only read items, of the partitions template.yaml's condition allows
+    assert {name for name, _ in calls} == {"GetItem", "BatchGetItem"}
+    read = set().union(*(partitions for _, partitions in calls))
+    assert read == _authorizer_leading_keys()
 
 
 # ---- the authorizer's answers ------------------------------------------------------------
