@@ -414,6 +414,22 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.parameters = _parameter_values(self.template, self.parameter_overrides)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """Refuse parameter values that break an assertion of the Rules section, as
+        CloudFormation does before it creates or changes anything."""
+        rules = _mapping(self.template.get("Rules", {}), "Rules")
+        for name, value in rules.items():
+            where = f"Rules.{name}"
+            rule = _mapping(value, where)
+            if "RuleCondition" in rule and not self._truth(rule["RuleCondition"], where):
+                continue
+            for assertion in _sequence(rule.get("Assertions", []), f"{where}.Assertions"):
+                spec = _mapping(assertion, f"{where}.Assertions")
+                if not self._truth(spec["Assert"], where):
+                    description = spec.get("AssertDescription", f"rule {name} does not hold")
+                    raise TemplateError(f"{where}: {_text(description, where)}")
 
     # -- template sections ---------------------------------------------------------------
 

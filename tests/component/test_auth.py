@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mqless.access import EVERYTHING, AccessControl
 from mqless.auth import (
+    JWT_LEEWAY_SECONDS,
     Authenticator,
     IamPrincipals,
     IssuerKeys,
@@ -31,9 +32,10 @@ from mqless.auth import (
     websocket_caller,
 )
 from mqless.clock import ManualClock
-from mqless.errors import Unauthorized
+from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
-from tests.component.conftest import Aws
+from mqless_cli.template import Stack, load_template
+from tests.component.conftest import TEMPLATE, Aws
 
 ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
 ORDERS = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])
@@ -106,21 +108,21 @@ def authenticator(access: AccessControl, issuer: Issuer) -> Authenticator:
 def test_a_jwt_is_its_subject_with_the_grants_of_the_subject_and_its_groups(
     authenticator: Authenticator, access: AccessControl, issuer: Issuer
 ) -> None:
-    access.put_principal(ROOT, "alice", ORDERS)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
     access.put_principal(ROOT, "group:ops", OPS)
 
     principal = authenticator.authenticate(
         issuer.token(aud="mqless-app", **{"cognito:groups": ["ops", "nobody"]})
     )
 
-    assert (principal.id, principal.kind) == ("alice", "jwt")
+    assert (principal.id, principal.kind) == ("jwt:alice", "jwt")
     assert set(principal.grants) == {*ORDERS, *OPS}
 
 
 def test_a_cognito_access_token_names_its_app_in_client_id(
     authenticator: Authenticator, access: AccessControl, issuer: Issuer
 ) -> None:
-    access.put_principal(ROOT, "alice", ORDERS)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
 
     principal = authenticator.authenticate(issuer.token(client_id="mqless-app"))
 
@@ -137,11 +139,103 @@ def test_a_jwt_nobody_granted_anything_may_do_nothing(
 
 
 @pytest.mark.parametrize(
+    ("claims", "impersonated"),
+    [
+        ({"sub": "admin"}, "admin"),
+        ({"sub": "group:admins"}, "group:admins"),
+        ({"sub": "billing"}, "billing"),
+        ({"sub": "iam:123456789012:role:Ops"}, "iam:123456789012:role:Ops"),
+    ],
+    ids=["the bootstrap admin", "a group", "a key's principal", "an IAM role"],
+)
+def test_a_jwt_subject_cannot_take_the_grants_of_a_principal_of_another_kind(
+    authenticator: Authenticator,
+    access: AccessControl,
+    issuer: Issuer,
+    claims: dict[str, Any],
+    impersonated: str,
+) -> None:
+    # Given a principal of another kind granted everything (the bootstrap admin `admin`,
+    # group `admins`, a key's principal, an IAM role)
+    access.put_principal(ROOT, impersonated, EVERYTHING)
+    # When a JWT from the trusted issuer names it as its subject
+    principal = authenticator.authenticate(issuer.token(aud="mqless-app", **claims))
+    # Then the caller is the JWT principal of that name, granted nothing
+    assert principal.id == f"jwt:{claims['sub']}"
+    assert principal.grants == ()
+    assert not GrantPolicy().permits(principal, Action.ADMIN, ">")
+
+
+def test_a_jwt_gets_what_was_granted_to_its_jwt_principal_only(
+    authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    # Given the bootstrap admin `admin` and, apart, the JWT principal `jwt:admin`
+    access.put_principal(ROOT, "admin", EVERYTHING)
+    access.put_principal(ROOT, "jwt:admin", ORDERS)
+    # When a JWT with subject `admin` authenticates
+    principal = authenticator.authenticate(issuer.token(aud="mqless-app", sub="admin"))
+    # Then it has what `jwt:admin` was granted, and nothing of the key principal `admin`
+    assert principal.grants == ORDERS
+
+
+def test_groups_come_from_the_groups_claim_only(
+    authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    # Given group `admins` granted everything
+    access.put_principal(ROOT, "group:admins", EVERYTHING)
+    # When one JWT names it as its subject and another lists it in its groups claim
+    as_subject = authenticator.authenticate(
+        issuer.token(aud="mqless-app", sub="group:admins", **{"cognito:groups": []})
+    )
+    as_member = authenticator.authenticate(
+        issuer.token(aud="mqless-app", sub="carol", **{"cognito:groups": ["admins"]})
+    )
+    # Then only the member gets the group's grants
+    assert as_subject.grants == ()
+    assert as_member.grants == EVERYTHING
+
+
+@pytest.mark.parametrize("principal_id", ["jwt:alice", "group:admins", "iam:1:role:Ops"])
+def test_no_api_key_is_issued_for_principals_that_other_credentials_prove(
+    access: AccessControl, principal_id: str
+) -> None:
+    # Given a principal of the JWT, group or IAM namespace, with grants
+    access.put_principal(ROOT, principal_id, ORDERS)
+    # When an admin asks for an API key for it
+    # Then it is refused: a key would let its holder act in a namespace it cannot prove
+    with pytest.raises(InvalidRequest, match="proven by their own credentials"):
+        access.issue_key(ROOT, principal_id)
+    assert access.list_keys(ROOT, principal_id) == []
+
+
+def test_an_issuer_without_an_audience_refuses_every_jwt_but_api_keys_still_work(
+    access: AccessControl, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an authenticator configured with an issuer and no audience (by hand: the
+    # template refuses to deploy so)
+    verifier = JwtVerifier(JwtSettings(issuer=issuer.url), IssuerKeys(issuer.url))
+    authenticator = Authenticator(access, verifier)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
+    access.put_principal(ROOT, "billing", ORDERS)
+    key = access.issue_key(ROOT, "billing").token
+    # When a valid JWT of that issuer, with any audience, authenticates
+    for token in (issuer.token(aud="mqless-app"), issuer.token(aud="another-app")):
+        # Then it is refused, saying why
+        with pytest.raises(Unauthorized, match="configured without an audience"):
+            authenticator.authenticate(token)
+    # ...the configuration error is logged
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("configuration error: JWT_ISSUER is set without" in e for e in errors)
+    # ...and API keys still work
+    assert authenticator.authenticate(key).id == "billing"
+
+
+@pytest.mark.parametrize(
     ("change", "reason"),
     [
         ({"aud": "another-app"}, "another audience"),
         ({"iss": "https://evil.example"}, "invalid JWT"),
-        ({"exp": int(time.time()) - 120}, "invalid JWT"),
+        ({"exp": int(time.time()) - 120}, "this JWT has expired"),
         ({"sub": ""}, "no 'sub' claim"),
         ({"kid": "rotated-away"}, "does not publish"),
         ({"key": "forged"}, "invalid JWT"),
@@ -192,6 +286,56 @@ def test_an_unreachable_issuer_refuses_instead_of_failing() -> None:
         keys.key("k1")
 
 
+# ---- what the authorizer reads ------------------------------------------------------------
+
+
+def _authorizer_leading_keys() -> set[str]:
+    """The partitions template.yaml lets the authorizer read (`dynamodb:LeadingKeys`)."""
+    stack = Stack(load_template(TEMPLATE))
+    [statement] = [
+        s
+        for policy in stack.functions()["AuthorizerFunction"]["Policies"]
+        for s in policy["Statement"]
+    ]
+    return set(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"])
+
+
+def test_the_authorizer_reads_only_the_partitions_its_policy_allows(
+    aws: Aws, authenticator: Authenticator, access: AccessControl, issuer: Issuer
+) -> None:
+    # Given a key, a revoked key, and a JWT principal with a group
+    access.put_principal(ROOT, "billing", ORDERS)
+    access.put_principal(ROOT, "jwt:alice", ORDERS)
+    access.put_principal(ROOT, "group:ops", OPS)
+    good = access.issue_key(ROOT, "billing").token
+    revoked = access.issue_key(ROOT, "billing")
+    access.revoke_key(ROOT, revoked.key_id)
+    jwt_token = issuer.token(aud="mqless-app", **{"cognito:groups": ["ops"]})
+    # When the authorizer answers them (and a key it does not know), recording every
+    # DynamoDB call it makes
+    calls: list[tuple[str, set[str]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "GetItem":
+            keys = [params["Key"]]
+        elif model.name == "BatchGetItem":
+            keys = [k for table in params["RequestItems"].values() for k in table["Keys"]]
+        else:
+            keys = []
+        calls.append((model.name, {k["pk"]["S"] for k in keys}))
+
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
+    try:
+        for token in (good, revoked.token, "mqk_0123456789abcdef01234567_" + "A" * 43, jwt_token):
+            authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    finally:
+        aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.*", record)
+    # Then it only read items, of the partitions template.yaml's condition allows
+    assert {name for name, _ in calls} == {"GetItem", "BatchGetItem"}
+    read = set().union(*(partitions for _, partitions in calls))
+    assert read == _authorizer_leading_keys()
+
+
 # ---- the authorizer's answers ------------------------------------------------------------
 
 
@@ -234,6 +378,7 @@ def test_the_http_authorizer_passes_the_principal_and_grants_as_context(
     caller = http_caller(
         {"requestContext": {"authorizer": {"lambda": allowed["context"]}}},
         required=True,
+        now_s=time.time(),
         iam=lambda arn: ANONYMOUS,
     )
     assert (caller.id, caller.grants) == ("billing", ORDERS)
@@ -259,6 +404,7 @@ def test_the_websocket_authorizer_reads_the_query_string_or_the_header(
         caller = websocket_caller(
             {"requestContext": {"authorizer": {"principalId": "x", **answer["context"]}}},
             required=True,
+            now_s=time.time(),
         )
         assert (caller.id, caller.grants) == ("billing", ORDERS)
     assert wrong["policyDocument"]["Statement"][0]["Effect"] == "Deny"
@@ -280,8 +426,83 @@ def test_a_websocket_handshake_without_a_token_is_401_unless_it_offers_stomp(
     caller = websocket_caller(
         {"requestContext": {"authorizer": {"principalId": "x", **pending["context"]}}},
         required=True,
+        now_s=time.time(),
     )
     assert (caller.id, caller.kind, caller.grants) == ("", "pending", ())
+
+
+# ---- a credential's expiry caps the authorizer's (cached) answer ---------------------------
+
+
+def _http_caller_at(context: dict[str, str], now_s: float) -> Principal:
+    """The caller the HTTP function sees at `now_s` for this authorizer context."""
+    return http_caller(
+        {"requestContext": {"authorizer": {"lambda": context}}},
+        required=True,
+        iam=lambda arn: ANONYMOUS,
+        now_s=now_s,
+    )
+
+
+def test_a_keys_expiry_travels_with_the_authorizers_answer_and_ends_it(
+    authenticator: Authenticator, access: AccessControl, clock: ManualClock
+) -> None:
+    # Given a key that expires in 60 s, allowed by the HTTP authorizer now
+    access.put_principal(ROOT, "billing", ORDERS)
+    issued = access.issue_key(ROOT, "billing", ttl_seconds=60)
+    answer = authorize(_http_authorizer_event(f"Bearer {issued.token}"), authenticator)
+    # When API Gateway hands that (cached) answer to the function before and at the expiry
+    assert answer["context"]["expires_at"] == str(issued.expires_at)
+    assert issued.expires_at is not None
+    before = _http_caller_at(answer["context"], issued.expires_at - 1)
+    # Then it is the key's principal until then, and refused from then on
+    assert before.id == "billing"
+    with pytest.raises(Unauthorized, match="this API key has expired"):
+        _http_caller_at(answer["context"], issued.expires_at)
+
+
+def test_a_key_without_expiry_puts_none_in_the_authorizers_answer(
+    authenticator: Authenticator, access: AccessControl
+) -> None:
+    # Given a key that never expires
+    access.put_principal(ROOT, "billing", ORDERS)
+    token = access.issue_key(ROOT, "billing").token
+    # When the authorizer allows it
+    answer = authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    # Then its answer names no expiry, and works for as long as API Gateway keeps it
+    assert "expires_at" not in answer["context"]
+    assert _http_caller_at(answer["context"], time.time() + 10 * 365 * 86400).id == "billing"
+
+
+def test_a_jwts_expiry_ends_the_authorizers_answer_too(
+    authenticator: Authenticator, issuer: Issuer
+) -> None:
+    # Given a JWT that expires in 60 s, allowed by the HTTP authorizer now
+    exp = int(time.time()) + 60
+    token = issuer.token(aud="mqless-app", exp=exp)
+    answer = authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
+    # When API Gateway hands that answer to the function after the token's expiry (and
+    # the clock skew the authorizer allows)
+    # Then it is refused there, as the authorizer would refuse the token itself
+    assert _http_caller_at(answer["context"], exp + JWT_LEEWAY_SECONDS - 1).id == "jwt:alice"
+    with pytest.raises(Unauthorized, match="this JWT has expired"):
+        _http_caller_at(answer["context"], exp + JWT_LEEWAY_SECONDS)
+
+
+def test_a_websocket_connect_with_an_expired_credential_is_refused(
+    authenticator: Authenticator, access: AccessControl, clock: ManualClock
+) -> None:
+    # Given the WebSocket authorizer's answer for a key that expires in 60 s
+    access.put_principal(ROOT, "billing", ORDERS)
+    issued = access.issue_key(ROOT, "billing", ttl_seconds=60)
+    answer = authorize(_ws_authorizer_event(query={"access_token": issued.token}), authenticator)
+    event = {"requestContext": {"authorizer": {"principalId": "billing", **answer["context"]}}}
+    assert issued.expires_at is not None
+    # When $connect reads it after the key expired
+    # Then the caller is refused
+    assert websocket_caller(event, required=True, now_s=issued.expires_at - 1).id == "billing"
+    with pytest.raises(Unauthorized, match="this API key has expired"):
+        websocket_caller(event, required=True, now_s=issued.expires_at)
 
 
 # ---- the caller as the API functions see it ---------------------------------------------
@@ -293,9 +514,10 @@ def test_with_auth_required_a_request_without_a_principal_is_unauthorized() -> N
             http_caller(
                 {"requestContext": {"authorizer": authorizer}},
                 required=True,
+                now_s=time.time(),
                 iam=lambda arn: ANONYMOUS,
             )
-    assert http_caller({}, required=False, iam=lambda arn: ROOT) == ANONYMOUS
+    assert http_caller({}, required=False, iam=lambda arn: ROOT, now_s=0) == ANONYMOUS
 
 
 @pytest.mark.parametrize(
@@ -326,6 +548,7 @@ def test_an_iam_caller_gets_the_grants_kept_under_its_name(access: AccessControl
             }
         },
         required=True,
+        now_s=time.time(),
         iam=iam.principal,
     )
 

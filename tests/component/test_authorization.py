@@ -22,15 +22,17 @@ import pytest
 
 from mqless import runtime
 from mqless.access import EVERYTHING, AccessControl
-from mqless.clock import SystemClock
+from mqless.clock import ManualClock, SystemClock
+from mqless.dynamo import from_wire
 from mqless.models import QueueSettings
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
 from mqless_cli.template import Stack
 from tests.component.conftest import Aws, RecordingPusher
-from tests.component.conftest_http import HttpApi, Reply
+from tests.component.conftest_http import HttpApi, Reply, load_function
 from tests.lambda_support import (
+    FakeLambdaContext,
     authorizer_context,
     http_event,
     websocket_event,
@@ -1554,3 +1556,154 @@ def test_the_owner_of_a_durable_subscription_may_delete_it(
     # Then it is deleted
     assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["gone"]
     assert ok(api.get("/topics/shop.orders/subscriptions"))["subscriptions"] == []
+
+
+# ---- a credential's expiry ends what was authorized with it ---------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """The functions' clock, moved by the test instead of slept through."""
+    moved = ManualClock(start_ms=SystemClock().now_ms())
+    monkeypatch.setattr(runtime, "clock", lambda: moved)
+    return moved
+
+
+def authorizer_answer(token: str, *, websocket: bool = False) -> dict[str, str]:
+    """The authorizer function's context for `token` (HTTP request, or WebSocket $connect),
+    which API Gateway caches and hands to the functions."""
+    handler = load_function("authorizer").lambda_handler
+    if websocket:
+        event: dict[str, Any] = {
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:ws/live/$connect",
+            "queryStringParameters": {"access_token": token},
+            "requestContext": {"routeKey": "$connect", "requestId": "r1"},
+        }
+        answer = handler(event, FakeLambdaContext())
+        assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    else:
+        event = {
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeKey": "POST /queues/{name}/messages",
+            "headers": {"authorization": f"Bearer {token}"},
+            "requestContext": {"requestId": "r1", "http": {"sourceIp": "203.0.113.7"}},
+        }
+        answer = handler(event, FakeLambdaContext())
+        assert answer["isAuthorized"] is True
+    context: dict[str, str] = answer["context"]
+    return context
+
+
+def bobs_key(api: HttpApi, *grants: dict[str, Any], ttl_seconds: int = 60) -> str:
+    """A key of bob (with these grants) that expires in `ttl_seconds`, issued over the API."""
+    ok(api.put("/access/principals/bob", {"grants": list(grants)}), 201)
+    issued = ok(api.post("/access/principals/bob/keys", {"ttl_seconds": ttl_seconds}), 201)
+    token: str = issued["token"]
+    return token
+
+
+def stored_messages(aws: Aws) -> list[dict[str, Any]]:
+    return aws.dynamodb.scan(TableName=aws.settings.messages_table, ConsistentRead=True)["Items"]
+
+
+def test_an_http_request_with_a_cached_allow_for_an_expired_key_is_401(
+    api: HttpApi, aws: Aws, clock: ManualClock
+) -> None:
+    # Given bob's key, good for 60 s, and the authorizer's answer for it (API Gateway
+    # caches that answer for up to 5 minutes)
+    cached = authorizer_answer(bobs_key(api, grant("orders", "send")))
+    sent = as_(api, cached, "POST", "/queues/orders/messages", {"body": "in time"})
+    assert sent.status == 201, sent.text
+    before = stored_messages(aws)
+    # When the key's 60 s are over and API Gateway serves the cached answer again
+    clock.advance(60)
+    late = as_(api, cached, "POST", "/queues/orders/messages", {"body": "too late"})
+    # Then the function refuses it: 401, saying the key expired, and nothing is stored
+    assert late.is_problem(401, "unauthorized"), late.text
+    assert "this API key has expired" in late.json["message"]
+    assert stored_messages(aws) == before
+
+
+def test_a_stomp_connection_whose_key_expired_gets_an_error_and_is_closed(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws, clock: ManualClock
+) -> None:
+    # Given a STOMP session opened with bob's key, good for 60 s
+    answer = authorizer_answer(bobs_key(api, grant("orders", "send")), websocket=True)
+    stomp_session("c1", answer)
+    stomp("c1", "SEND", "in time", destination="/queue/orders", receipt="r1")
+    assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r1"]
+    before = stored_messages(aws)
+    # When it sends a frame after the key expired
+    clock.advance(60)
+    stomp("c1", "SEND", "too late", destination="/queue/orders", receipt="r2")
+    # Then it gets an ERROR saying so, no RECEIPT, is closed, and nothing is stored
+    [error] = frames(pusher, "c1", "ERROR")
+    assert error.header("message") == (
+        "this API key has expired: reconnect with a valid credential"
+    )
+    assert len(frames(pusher, "c1", "RECEIPT")) == 1
+    assert pusher.closed == ["c1"]
+    assert runtime.sessions().info("c1") is None
+    assert stored_messages(aws) == before
+
+
+def test_a_json_connection_whose_key_expired_gets_an_error_and_is_closed(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws, clock: ManualClock
+) -> None:
+    # Given a JSON connection opened with bob's key, good for 60 s
+    answer = authorizer_answer(bobs_key(api, grant("orders", "send")), websocket=True)
+    ws_connect("c1", answer)
+    json_frame("c1", action="publish", destination="/queue/orders", body="hi", receipt="r1")
+    assert pusher.json_frames("c1")[-1]["type"] == "receipt"
+    before = stored_messages(aws)
+    # When it sends a frame after the key expired
+    clock.advance(60)
+    json_frame("c1", action="publish", destination="/queue/orders", body="late", receipt="r2")
+    # Then it gets an `unauthorized` error saying so, is closed, and nothing is stored
+    assert pusher.json_frames("c1")[-1] == {
+        "type": "error",
+        "error": "unauthorized",
+        "message": "this API key has expired: reconnect with a valid credential",
+    }
+    assert pusher.closed == ["c1"]
+    assert runtime.sessions().info("c1") is None
+    assert stored_messages(aws) == before
+
+
+def test_no_queue_message_is_pushed_to_a_consumer_whose_key_expired(
+    pusher: RecordingPusher, api: HttpApi, clock: ManualClock
+) -> None:
+    # Given bob's STOMP consumer of orders, opened with a key good for 60 s
+    answer = authorizer_answer(bobs_key(api, grant("orders", "receive")), websocket=True)
+    stomp_session("c1", answer)
+    stomp("c1", "SUBSCRIBE", destination="/queue/orders", id="s1", ack="auto")
+    ok(api.post("/queues/orders/messages", {"body": "in time"}), 201)
+    runtime.sessions().pump("orders")  # the stream record's doing when deployed
+    assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"in time"]
+    # When a message arrives after the key expired (the consumer sent nothing since)
+    clock.advance(60)
+    ok(api.post("/queues/orders/messages", {"body": "too late"}), 201)
+    runtime.sessions().pump("orders")
+    # Then it is not pushed to bob; it stays in the queue for someone who may have it
+    assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"in time"]
+    assert ok(api.get("/queues/orders/stats"))["visible"] == 1
+
+
+def test_no_topic_message_is_pushed_to_a_live_subscriber_whose_key_expired(
+    pusher: RecordingPusher, api: HttpApi, aws: Aws, clock: ManualClock
+) -> None:
+    # Given bob's live subscription to topic news, opened with a key good for 60 s
+    answer = authorizer_answer(bobs_key(api, grant("news", "receive")), websocket=True)
+    stomp_session("c1", answer)
+    stomp("c1", "SUBSCRIBE", destination="/topic/news", id="s1")
+    # When news is published after the key expired, and dispatch pushes it
+    clock.advance(60)
+    ok(api.post("/topics/news/messages", {"body": "too late"}), 201)
+    published = [from_wire(i) for i in stored_messages(aws) if i["pk"]["S"].startswith("T#")]
+    assert published
+    pushed = runtime.sessions().push_published(published)
+    # Then bob gets nothing
+    assert pushed == 0
+    assert frames(pusher, "c1", "MESSAGE") == []

@@ -10,7 +10,7 @@ import pytest
 from mqless.clock import ManualClock
 from mqless.dynamo import Item
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.errors import InvalidRequest
+from mqless.errors import InvalidRequest, NotADeadLetterQueue
 from mqless.models import Delivery, NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS, GrantPolicy, Principal, parse_grants
 from mqless.queues import QueueService
@@ -350,3 +350,112 @@ def test_redriving_back_to_the_source_needs_send_on_it(
     assert [f.message for f in result.failed] == ["'dlq-ops' may not send 'orders'"]
     assert broker.get_queue(P, "orders.dlq")[1].visible == 1
     assert broker.get_queue(P, queue)[1].visible == 0
+
+
+# ---- redrive is for dead-letter queues, and leaves what it cannot move as it was --------------
+
+
+def _receive_counts(raw_items: RawItems, queue: str) -> dict[str, int]:
+    """Each stored message of the queue and its receive count, as the table holds them."""
+    return {
+        str(i["id"]): int(i["receive_count"])
+        for i in raw_items(queue)
+        if str(i["sk"]).startswith("M#")
+    }
+
+
+@pytest.mark.parametrize("destination", [None, "elsewhere"], ids=["back", "to a destination"])
+def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_is_refused_and_touches_nothing(
+    broker: QueueService, raw_items: RawItems, queue: str, destination: str | None
+) -> None:
+    # Given live messages on orders, one of them delivered once and given back
+    for body in (b"a", b"b", b"c"):
+        broker.send(P, queue, NewMessage(body=body))
+    [taken] = broker.receive(P, queue)
+    broker.nack(P, queue, [taken.receipt])
+    broker.put_queue(P, "elsewhere", QueueSettings())
+    before = sorted(map(repr, raw_items(queue)))
+    # When someone asks to redrive orders, which is no queue's dead-letter queue
+    with pytest.raises(NotADeadLetterQueue) as refused:
+        broker.redrive(P, queue, destination=destination)
+    # Then it is refused, saying why, and not one item of orders changed (receive counts,
+    # visibility, leases), so a second call cannot dead-letter anything either
+    assert refused.value.code == "not_a_dead_letter_queue"
+    assert "'orders' is not a dead-letter queue" in refused.value.message
+    assert sorted(map(repr, raw_items(queue))) == before
+    assert broker.get_queue(P, queue)[1].visible == 3
+    assert broker.get_queue(P, "elsewhere")[1].visible == 0
+
+
+def test_a_queue_some_queue_names_as_its_dead_letter_queue_can_be_redriven(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given orders, whose dead-letter queue is parking (not a .dlq name), and a dead letter
+    broker.put_queue(P, "parking", QueueSettings(max_receive_count=None))
+    broker.put_queue(
+        P,
+        "orders",
+        QueueSettings(visibility_timeout=LEASE, max_receive_count=1, dead_letter_queue="parking"),
+    )
+    broker.send(P, "orders", NewMessage(body=b"retry me"))
+    _fail_deliveries(broker, clock, "orders", 2)
+    # When parking is redriven
+    result = broker.redrive(P, "parking")
+    # Then the dead letter is back on orders
+    assert result.moved == 1
+    assert [d.body for d in broker.receive(P, "orders")] == [b"retry me"]
+
+
+def test_a_default_dead_letter_queue_can_be_redriven_after_its_source_is_gone(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a dead letter in orders.dlq, orders since deleted, and a queue to take it
+    broker.send(P, queue, NewMessage(body=b"orphan"))
+    _fail_deliveries(broker, clock, queue, 3)
+    broker.delete_queue(P, queue)
+    broker.put_queue(P, "repairs", QueueSettings())
+    # When orders.dlq (a default dead-letter queue name) is redriven into repairs
+    result = broker.redrive(P, "orders.dlq", destination="repairs")
+    # Then it moves
+    assert result.moved == 1
+    assert [d.body for d in broker.receive(P, "repairs")] == [b"orphan"]
+
+
+def test_redrive_leaves_the_receive_count_of_what_it_cannot_move_as_it_was(
+    broker: QueueService, clock: ManualClock, raw_items: RawItems, queue: str
+) -> None:
+    # Given in orders.dlq two messages sent straight to it (no source queue), one of which
+    # someone received once, and a dead letter from orders
+    broker.send(P, "orders.dlq", NewMessage(body=b"looked at"))
+    [looked] = broker.receive(P, "orders.dlq")
+    broker.nack(P, "orders.dlq", [looked.receipt])
+    broker.send(P, "orders.dlq", NewMessage(body=b"never delivered"))
+    broker.send(P, queue, NewMessage(body=b"dead"))
+    _fail_deliveries(broker, clock, queue, 3)
+    before = _receive_counts(raw_items, "orders.dlq")
+    assert sorted(before.values()) == [0, 1, 2]
+    # When the dead-letter queue is redriven back to the sources, twice
+    first = broker.redrive(P, "orders.dlq")
+    second = broker.redrive(P, "orders.dlq")
+    # Then the dead letter moved, the two without a source are reported each time...
+    assert (first.moved, len(first.failed), second.moved, len(second.failed)) == (1, 2, 0, 2)
+    # ...and their receive counts are what they were: a redrive is no delivery
+    after = _receive_counts(raw_items, "orders.dlq")
+    assert after == {i: n for i, n in before.items() if n != 2}
+    never = [i for i in raw_items("orders.dlq") if i.get("receive_count") == 0]
+    assert [i.get("first_rx") for i in never] == [None]
+    # ...and both are still there to be received
+    assert len(broker.receive(P, "orders.dlq", max_messages=10)) == 2
+
+
+def test_redrive_of_a_fifo_dead_letter_queue_leaves_what_it_cannot_move_uncounted(
+    broker: QueueService, raw_items: RawItems
+) -> None:
+    # Given a FIFO dead-letter queue holding a message sent straight to it
+    broker.put_queue(P, "jobs.fifo", QueueSettings(max_receive_count=1))
+    broker.send(P, "jobs.dlq.fifo", NewMessage(body=b"no source", group_id="g"))
+    # When it is redriven back to the sources, twice
+    results = [broker.redrive(P, "jobs.dlq.fifo") for _ in range(2)]
+    # Then it is reported each time, and never counted as received
+    assert [(r.moved, len(r.failed)) for r in results] == [(0, 1), (0, 1)]
+    assert list(_receive_counts(raw_items, "jobs.dlq.fifo").values()) == [0]

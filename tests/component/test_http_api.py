@@ -160,6 +160,27 @@ def test_redrive_moves_dead_letters_back_to_their_queue(api: HttpApi) -> None:
     assert back["receive_count"] == 1
 
 
+def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_is_409_and_changes_nothing(
+    api: HttpApi,
+) -> None:
+    # Given live messages on orders, one of them received once and given back
+    assert api.put(Q, {}).status == 201
+    for body in ("a", "b"):
+        send(api, body=body)
+    (taken,) = receive(api, max_messages=1)
+    assert api.post(f"{Q}/nack", {"receipts": [taken["receipt"]]}).status == 200
+    # When orders itself is redriven, twice (what the issue saw dead-letter live messages)
+    replies = [api.post(f"{Q}/redrive", {}) for _ in range(2)]
+    # Then each is refused with a problem that says why
+    for reply in replies:
+        assert reply.is_problem(409, "not_a_dead_letter_queue"), reply.text
+        assert "'orders' is not a dead-letter queue" in reply.json["message"]
+    # ...and nothing moved or was counted: both messages are there, received once in all
+    assert counts(api) == {"visible": 2, "in_flight": 0, "delayed": 0}
+    assert counts(api, "orders.dlq") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert sorted(m["receive_count"] for m in receive(api, max_messages=10)) == [1, 2]
+
+
 # ---- sending ---------------------------------------------------------------------------------
 
 

@@ -6,12 +6,16 @@ import json
 from typing import Any
 
 import pytest
+from conftest_http import HttpApi
 
+from mqless import observability, runtime
 from mqless.clock import ManualClock
 from mqless.models import NewMessage, QueueSettings
 from mqless.observability import metrics
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
+from tests.component.conftest import Aws
+from tests.lambda_support import RecordingTraceProvider
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +121,29 @@ def test_the_sweep_measures_every_dead_letter_queue(
     assert by_queue["orders.dlq"]["DeadLetterDepth"] == [1.0]
     assert by_queue[None]["DeadLetterDepth"] == [1.0]
     assert "orders" not in by_queue or "DeadLetterDepth" not in by_queue["orders"]
+
+
+def test_traces_of_the_http_function_hold_no_issued_token_and_no_body(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the HTTP function with its environment from the template, traced by a
+    # recorder standing in for X-Ray
+    assert aws.stack is not None
+    for name, value in aws.stack.environment("HttpApiFunction").items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    provider = RecordingTraceProvider()
+    monkeypatch.setattr(observability.tracer, "provider", provider)
+    api = HttpApi(aws.stack.http_routes())
+    # When an admin issues a key, and a message is sent and received
+    assert api.put("/access/principals/billing", {"grants": []}).status == 201
+    issued = api.post("/access/principals/billing/keys", {})
+    token = issued.json["token"]
+    api.post("/queues/orders/messages", {"body": "card 4111-1111-1111-1111"})
+    received = api.post("/queues/orders/receive", {}).json["messages"]
+    # Then the caller got both, and the traces hold neither
+    assert received[0]["body"] == "card 4111-1111-1111-1111"
+    assert provider.recorded, "the requests ran in traced subsegments"
+    assert provider.holding(token) == []
+    assert provider.holding("4111-1111") == []
+    runtime.reset()

@@ -259,6 +259,26 @@ def test_redrive_moves_every_dead_letter_back(mqless_dev: DevServer) -> None:
     assert as_json(mqless(mqless_dev, "stats", queue, "--json"))["visible"] == 12
 
 
+def test_redrive_of_a_live_queue_is_refused_and_leaves_its_messages_alone(
+    mqless_dev: DevServer,
+) -> None:
+    queue = name("cli-live")
+    # Given a queue with messages that were never delivered
+    mqless(mqless_dev, "send", queue, "live", "--count", "3")
+    # When someone runs redrive on it (not on its dead-letter queue), twice
+    results = [mqless(mqless_dev, "redrive", queue) for _ in range(2)]
+    # Then each run says the queue is no dead-letter queue and exits 1...
+    for result in results:
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith(f"mqless: '{queue}' is not a dead-letter queue")
+        assert no_traceback(result)
+    # ...and the messages are all still there, never counted as received
+    stats = as_json(mqless(mqless_dev, "stats", queue, "--json"))
+    assert (stats["visible"], stats["in_flight"], stats["dead_letter_visible"]) == (3, 0, 0)
+    received = as_json(mqless(mqless_dev, "receive", queue, "--max", "10", "--json"))
+    assert sorted(m["receive_count"] for m in received["messages"]) == [1, 1, 1]
+
+
 # ---- access: principals, keys, and what a limited key may do --------------------------------
 #
 # The gateway caches each token's authorization for 300 s, as API Gateway does: a token

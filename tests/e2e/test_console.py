@@ -494,3 +494,50 @@ def test_a_topic_tail_shows_what_is_published_over_http(
 
 def _starts_with(prefix: str) -> re.Pattern[str]:
     return re.compile("^" + re.escape(prefix))
+
+
+def test_the_redrive_panel_is_shown_on_dead_letter_queues_only(
+    mqless_dev: DevServer, page: Page, dev_token: str
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given a live queue (its dead-letter queue is <name>.dlq) holding a dead letter, and a
+    # queue `parking` that another queue names as its dead-letter queue
+    name = f"console-dl-{uuid.uuid4().hex[:8]}"
+    parking = f"{name}-parking"
+    admin = {"authorization": f"Bearer {dev_token}"}
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=30, headers=admin) as client:
+        assert client.put(f"/queues/{name}", json={"max_receive_count": 1}).status_code == 201
+        assert client.put(f"/queues/{parking}", json={}).status_code == 201
+        other = {"dead_letter_queue": parking}
+        assert client.put(f"/queues/{name}-other", json=other).status_code == 201
+        client.post(f"/queues/{name}/messages", json={"body": "poison"}).raise_for_status()
+        client.post(f"/queues/{name}/receive", json={"visibility_timeout": 0}).raise_for_status()
+        # over its limit at the next receive: dead-lettered to <name>.dlq
+        client.post(f"/queues/{name}/receive", json={}).raise_for_status()
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+    redrive = page.get_by_role("button", name="Redrive")
+
+    # When the live queue's page is opened
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{name}")
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+    # Then it offers no redrive (the other actions are there)
+    expect(page.get_by_role("button", name="Purge…")).to_be_visible()
+    expect(redrive).to_be_hidden()
+
+    # When the queue that another queue names as its dead-letter queue is opened
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{parking}")
+    expect(page.get_by_role("heading", level=1, name=parking)).to_be_visible()
+    # Then it offers redrive
+    expect(redrive).to_be_visible()
+
+    # When the default dead-letter queue is opened and redriven from the page
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{name}.dlq")
+    expect(page.get_by_role("heading", level=1, name=f"{name}.dlq")).to_be_visible()
+    redrive.click()
+    # Then its dead letter goes back to the live queue
+    expect(page.get_by_role("status")).to_have_text("Redrove 1 message.")
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{name}")
+    expect(page.locator('#queue-counts dd[data-stat="visible"]')).to_have_text("1")
+    expect(redrive).to_be_hidden()

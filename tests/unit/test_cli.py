@@ -695,6 +695,25 @@ def test_redrive_max_stops_at_max() -> None:
     assert result.stdout == "moved 200 messages from q.dlq to retry\n"
 
 
+def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_says_why_and_exits_1() -> None:
+    # Given an API that refuses to redrive orders (no queue's dead-letter queue)
+    refusal = (
+        "'orders' is not a dead-letter queue: no queue names it dead_letter_queue and it is "
+        "not a default one (<name>.dlq, <name>.dlq.fifo); redrive moves dead letters back, "
+        "use move to relocate a message"
+    )
+    api = (
+        FakeApi()
+        .on("GET", "/queues/orders", ok({"counts": {"visible": 3}}))
+        .on("POST", "/queues/orders/redrive", problem(409, "not_a_dead_letter_queue", refusal))
+    )
+    # When `mqless redrive orders` runs
+    result = cli(["redrive", "orders"], api)
+    # Then it asked once, prints the API's reason as one line, and exits 1
+    assert len(api.bodies("POST", "/queues/orders/redrive")) == 1
+    assert (result.code, result.stdout, result.stderr) == (1, "", f"mqless: {refusal}\n")
+
+
 # ---- errors ----------------------------------------------------------------------------------
 
 

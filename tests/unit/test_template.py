@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,6 +297,40 @@ def test_parameter_overrides_are_checked_like_cloudformation_does(
     # Then it is refused, saying why
     with pytest.raises(TemplateError, match=complaint):
         small_stack(**overrides)
+
+
+RULES_TEMPLATE = """
+Parameters:
+  Issuer: {Type: String, Default: ""}
+  Audience: {Type: String, Default: ""}
+Rules:
+  IssuerNeedsAudience:
+    RuleCondition: !Not [!Equals [!Ref Issuer, ""]]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Audience, ""]]
+        AssertDescription: Audience is required with Issuer
+"""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"Audience": "app"}, {"Issuer": "https://id.example", "Audience": "app"}],
+    ids=["neither", "audience only", "both"],
+)
+def test_parameters_that_keep_every_rule_are_accepted(overrides: dict[str, str]) -> None:
+    # Given a rule that applies only when Issuer is set
+    # When the stack is built with parameters that keep it (or where it does not apply)
+    stack = Stack(parse_template(RULES_TEMPLATE), parameter_overrides=overrides)
+    # Then the parameters are taken
+    assert stack.parameters["Audience"] == overrides.get("Audience", "")
+
+
+def test_parameters_that_break_a_rule_are_refused_with_its_description() -> None:
+    # Given a rule that an Issuer needs an Audience
+    # When the stack is built with an Issuer alone
+    # Then it is refused, as CloudFormation refuses the deployment, with the rule's words
+    with pytest.raises(TemplateError, match="IssuerNeedsAudience: Audience is required"):
+        Stack(parse_template(RULES_TEMPLATE), parameter_overrides={"Issuer": "https://i.example"})
 
 
 def test_function_properties_merge_globals_the_way_sam_does() -> None:
@@ -595,6 +630,21 @@ def test_websocket_apis_declare_a_valid_protocol(resources: Resources) -> None:
     }
     # Then it is one API Gateway accepts (lint misses a WEBSOCKETS typo)
     assert wrong == {}
+
+
+# --- template.yaml: parameters ------------------------------------------------------------
+
+
+def test_a_jwt_issuer_without_an_audience_cannot_be_deployed(template: Template) -> None:
+    # Given the template's parameters with a JWT issuer but no audience
+    issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example"
+    # When the stack is built with them (CloudFormation evaluates Rules before any change)
+    # Then it is refused, saying the audience is required
+    with pytest.raises(TemplateError, match="JwtAudience is required when JwtIssuer is set"):
+        Stack(template, parameter_overrides={"JwtIssuer": issuer})
+    # ...while an issuer with its audience, or no issuer at all, is fine
+    Stack(template, parameter_overrides={"JwtIssuer": issuer, "JwtAudience": "app-client"})
+    Stack(template)
 
 
 # --- template.yaml: functions -------------------------------------------------------------
@@ -961,6 +1011,129 @@ def test_the_authorizer_may_only_read_principals_and_keys(
             {"Fn::GetAtt": ["DestinationsTable", "Arn"]},
         )
     ]
+
+
+def test_the_authorizer_may_read_only_the_partitions_of_keys_and_principals(
+    merged_functions: dict[str, Any],
+) -> None:
+    from mqless import access, apikeys
+
+    # Given the authorizer's one statement
+    [statement] = _statements(merged_functions["AuthorizerFunction"])
+    # When its condition is read
+    condition = statement["Condition"]
+    # Then every partition key of every item it asks for must be one of the two partitions
+    # the core keeps keys and principals in (not queues, subscriptions or connections)
+    assert list(condition) == ["ForAllValues:StringEquals"]
+    leading = condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+    assert sorted(leading) == sorted([apikeys.PARTITION, access.PARTITION])
+
+
+# ---- throttling and the key policy (issue 11, finding 11) -------------------------------------
+
+API_GATEWAY_ACCOUNT_RATE = 10_000  # requests/s per account and region, shared by every API
+API_GATEWAY_ACCOUNT_BURST = 5_000
+
+
+@pytest.mark.parametrize(
+    ("stage", "rate", "burst"),
+    [
+        ("HttpApi", "HttpApiRateLimit", "HttpApiBurstLimit"),
+        ("ServiceHttpApiStage", "HttpApiRateLimit", "HttpApiBurstLimit"),
+        ("WebSocketStage", "WebSocketRateLimit", "WebSocketBurstLimit"),
+    ],
+)
+def test_every_api_stage_throttles_every_route_by_parameters(
+    template: Template, resources: Resources, stage: str, rate: str, burst: str
+) -> None:
+    # Given an API stage (SAM's HttpApi makes its $default stage)
+    settings = properties_of(resources, stage)["DefaultRouteSettings"]
+    # When its default route settings are read
+    # Then both limits come from the template's parameters
+    assert settings == {
+        "ThrottlingRateLimit": {"Ref": rate},
+        "ThrottlingBurstLimit": {"Ref": burst},
+    }
+    # ...whose defaults sit below API Gateway's account quota, so one flood of this stack
+    # leaves room for the account's other APIs
+    parameters = template["Parameters"]
+    assert isinstance(parameters, dict)
+    assert 0 < int(parameters[rate]["Default"]) < API_GATEWAY_ACCOUNT_RATE
+    assert 0 < int(parameters[burst]["Default"]) < API_GATEWAY_ACCOUNT_BURST
+
+
+def cfn_generated_name(stack_name: str, logical_id: str, limit: int) -> str:
+    """The name CloudFormation gives a resource the template does not name:
+    `<stack>-<logical id>-<12 random characters>`, the first two cut to fit `limit` (13
+    characters kept for the tail; the stack name gets half of the rest, or more where the
+    logical id leaves it)."""
+    tail = "-Ab3dEf6hIj9L"
+    room = limit - len(tail) - 1
+    stack_length = min(len(stack_name), max((room + 1) // 2, room - len(logical_id)))
+    logical_length = min(len(logical_id), room - stack_length)
+    return f"{stack_name[:stack_length]}-{logical_id[:logical_length]}{tail}"
+
+
+def log_group_arns(resources: Resources, stack_name: str) -> dict[str, str]:
+    """The ARN each declared log group gets in a stack of this name."""
+    arns = {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Logs::LogGroup":
+            continue
+        declared = resource["Properties"].get("LogGroupName")
+        if declared is None:
+            group = cfn_generated_name(stack_name, name, limit=512)
+        else:
+            # /aws/lambda/${Function}: a function is named by CloudFormation (64 at most)
+            (function,) = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", declared["Fn::Sub"]).groups()
+            group = "/aws/lambda/" + cfn_generated_name(stack_name, function, limit=64)
+        arns[name] = f"arn:aws:logs:us-east-1:123456789012:log-group:{group}"
+    return arns
+
+
+def logs_may_use_the_key(template: Template, stack_name: str, arn: str) -> bool:
+    """Whether the key policy lets CloudWatch Logs use the key for log group `arn`."""
+    stack = Stack(template, stack_name=stack_name)
+    policy = stack.resolve(template["Resources"]["MessageKey"]["Properties"]["KeyPolicy"])
+    [statement] = [s for s in policy["Statement"] if "Service" in s["Principal"]]
+    patterns = statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    patterns = patterns if isinstance(patterns, list) else [patterns]
+    return any(fnmatch.fnmatchcase(arn, pattern) for pattern in patterns)
+
+
+@pytest.mark.parametrize("stack_name", ["mqless", "mqless-production-eu-west-1-blue"])
+def test_the_key_lets_cloudwatch_logs_encrypt_every_log_group_of_this_stack(
+    template: Template, resources: Resources, stack_name: str
+) -> None:
+    # Given the names CloudFormation gives this stack's log groups (stack names up to 32
+    # characters stay whole in a function's name)
+    arns = log_group_arns(resources, stack_name)
+    assert len(stack_name) <= 32 and len(arns) == 6
+    # When the key policy is asked whether CloudWatch Logs may encrypt each of them
+    refused = [
+        name for name, arn in arns.items() if not logs_may_use_the_key(template, stack_name, arn)
+    ]
+    # Then it may, for all of them (else creating the log group fails the deployment)
+    assert refused == []
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/payroll-Export-Ab3dEf6hIj9L",
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/mqless-prod-HttpApiFunction-X",
+        "arn:aws:logs:us-east-1:123456789012:log-group:mqless-prod-HttpApiAccessLogGroup-X",
+        "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/mqless",
+    ],
+    ids=["another app", "a stack whose name starts alike", "its access logs", "any other"],
+)
+def test_the_key_refuses_cloudwatch_logs_for_log_groups_of_anything_else(
+    template: Template, other: str
+) -> None:
+    # Given a log group of the account that is not one of stack mqless's
+    # When the key policy of stack mqless is asked whether CloudWatch Logs may use the key
+    # Then it may not
+    assert not logs_may_use_the_key(template, "mqless", other)
 
 
 def test_the_kms_condition_matches_what_the_core_sends() -> None:

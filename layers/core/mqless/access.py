@@ -2,9 +2,10 @@
 
 As in RabbitMQ (users with permissions) and ActiveMQ (an authorization map), what a
 principal may do is stored once, with the principal (`pk = PRINCIPAL`, `sk = <id>`);
-API keys (`apikeys.py`) only prove who is calling. Principals named after a JWT claim
-(`jwt:` ids are not special: the claim's value is the id) or a group (`group:<name>`)
-get their grants from here too, so one admin API manages every kind of caller.
+API keys (`apikeys.py`) only prove who is calling. The principals of JWTs
+(`jwt:<claim value>`), of groups (`group:<name>`) and of IAM callers (`iam:...`) get
+their grants from here too, so one admin API manages every kind of caller; no API key is
+issued to them, so each namespace is proven by its own kind of credential only.
 
 Every change is audited. Deleting a principal revokes its keys.
 """
@@ -26,7 +27,7 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.errors import NotFound, Unauthorized
+from mqless.errors import InvalidRequest, NotFound, Unauthorized
 from mqless.observability import audit
 from mqless.principals import (
     ACCESS_CONTROL,
@@ -38,6 +39,7 @@ from mqless.principals import (
     Policy,
     Principal,
     parse_grants,
+    proven_by_api_key,
     validate_principal_id,
 )
 
@@ -149,6 +151,11 @@ class AccessControl:
         """A new API key for an existing principal (the token is returned only here)."""
         self._policy.check(caller, Action.ADMIN, ACCESS_CONTROL)
         validate_principal_id(principal_id)
+        if not proven_by_api_key(principal_id):
+            raise InvalidRequest(
+                f"no API key for {principal_id!r}: jwt:, group: and iam: principals are "
+                "proven by their own credentials (a JWT, a groups claim, IAM) only"
+            )
         if self._record(principal_id) is None:
             raise NotFound(f"no principal {principal_id!r}; create it with its grants first")
         issued = self.keys.issue(principal_id, ttl_seconds=ttl_seconds)
@@ -175,11 +182,16 @@ class AccessControl:
 
     def principal_for_key(self, token: str) -> Principal:
         """The principal an API key proves, with its current grants; Unauthorized if none."""
-        principal_id = self.keys.verify(token)
-        record = self._record(principal_id)
+        holder = self.keys.verify(token)
+        record = self._record(holder.principal)
         if record is None:
             raise Unauthorized("this API key's principal no longer exists")
-        return Principal(id=principal_id, kind="api_key", grants=_grants(record))
+        return Principal(
+            id=holder.principal,
+            kind="api_key",
+            grants=_grants(record),
+            expires_at=holder.expires_at,
+        )
 
     def grants_of(self, principal_ids: Iterable[str]) -> tuple[Grant, ...]:
         """The union of the grants stored for these ids (unknown ids add nothing)."""

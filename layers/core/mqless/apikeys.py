@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 PARTITION: Final = "APIKEY"
+KEY_EXPIRED: Final = "this API key has expired"
 PREFIX: Final = "mqk_"
 MAX_TTL_SECONDS: Final = 10 * 365 * 24 * 60 * 60
 _TOKEN: Final = re.compile(r"mqk_([0-9a-f]{24})_([A-Za-z0-9_-]{43})")
@@ -49,6 +50,13 @@ class IssuedKey(BaseModel):
 
     key_id: str
     token: str
+    principal: str
+    expires_at: int | None
+
+
+class KeyHolder(BaseModel):
+    """Who a verified key proves, and until when the key works (epoch seconds)."""
+
     principal: str
     expires_at: int | None
 
@@ -102,8 +110,8 @@ class ApiKeys:
             expires_at=expires_at,
         )
 
-    def verify(self, token: str) -> str:
-        """The principal id a token proves; Unauthorized (saying no more than needed) if none."""
+    def verify(self, token: str) -> KeyHolder:
+        """Who a token proves; Unauthorized (saying no more than needed) if no one."""
         match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
         if match is None:
             raise Unauthorized("not an mqless API key")
@@ -121,10 +129,10 @@ class ApiKeys:
             raise Unauthorized("unknown or wrong API key")
         if record.get("revoked_at") is not None:
             raise Unauthorized("this API key was revoked")
-        expires_at = record.get("expires_at")
-        if expires_at is not None and int(expires_at) <= self._clock.now_ms() // 1000:
-            raise Unauthorized("this API key has expired")
-        return str(record["principal"])
+        expires_at = None if record.get("expires_at") is None else int(record["expires_at"])
+        if expires_at is not None and expires_at <= self._clock.now_ms() // 1000:
+            raise Unauthorized(KEY_EXPIRED)
+        return KeyHolder(principal=str(record["principal"]), expires_at=expires_at)
 
     def revoke(self, key_id: str) -> None:
         """Stop a key from working at once (authorizers may cache it for their TTL)."""

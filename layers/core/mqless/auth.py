@@ -1,10 +1,12 @@
 """Authentication: who a token proves, the authorizers that ask, and the caller of a request.
 
 Tokens are mqless API keys (`mqk_...`, `apikeys.py`) or JWTs from one configured OIDC
-issuer (Cognito or any other), verified against the issuer's published keys (JWKS). Either
-way the principal's grants come from the access store (`access.py`): a JWT's principal is
-the value of a configured claim (default `sub`), plus `group:<name>` for each group in a
-groups claim (default `cognito:groups`).
+issuer (Cognito or any other), verified against the issuer's published keys (JWKS) and
+for one audience (required: an issuer mints tokens for many applications). Either way the
+principal's grants come from the access store (`access.py`). A JWT's principal is
+`jwt:<value of a configured claim>` (default `sub`), in a namespace of its own, so that no
+claim value can name a key's principal (`admin`) or a group; each group in the groups
+claim (default `cognito:groups`) adds the grants of `group:<name>`.
 
 The authorizer function (one for both APIs) answers:
 - the HTTP API (payload 2.0, simple responses, cached by API Gateway per token): allowed,
@@ -34,9 +36,16 @@ import jwt
 from aws_lambda_powertools import Logger
 
 from mqless.access import AccessControl
+from mqless.apikeys import KEY_EXPIRED as API_KEY_EXPIRED
 from mqless.apikeys import PREFIX as API_KEY_PREFIX
 from mqless.errors import InvalidRequest, Unauthorized
-from mqless.principals import ANONYMOUS, Principal, parse_grants
+from mqless.principals import (
+    ANONYMOUS,
+    Principal,
+    group_principal_id,
+    jwt_principal_id,
+    parse_grants,
+)
 from mqless.stomp import choose_subprotocol
 
 logger = Logger(service="mqless", child=True)
@@ -44,6 +53,8 @@ logger = Logger(service="mqless", child=True)
 PENDING: Final = "pending"
 """The kind of a WebSocket connection that will authenticate with STOMP CONNECT."""
 JWT_ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+JWT_LEEWAY_SECONDS: Final = 30  # clock skew allowed between the issuer and us
+JWT_EXPIRED: Final = "this JWT has expired"
 MAX_TOKEN: Final = 8192
 MAX_GROUPS: Final = 20
 
@@ -54,6 +65,7 @@ class JwtSettings:
 
     issuer: str
     audience: str = ""
+    """Required: empty refuses every JWT (a configuration error, logged)."""
     principal_claim: str = "sub"
     groups_claim: str = "cognito:groups"
 
@@ -121,6 +133,16 @@ class IssuerKeys:
         return {str(k.key_id): k for k in key_set.keys if k.key_id}
 
 
+@dataclass(frozen=True)
+class JwtIdentity:
+    """What a verified JWT says: its principal claim, its groups, and until when the
+    token works (epoch seconds: `exp` plus the leeway the verification allows)."""
+
+    subject: str
+    groups: list[str]
+    expires_at: int
+
+
 class JwtVerifier:
     """Verify a JWT's signature, issuer, audience and lifetime; return who and which groups."""
 
@@ -128,7 +150,19 @@ class JwtVerifier:
         self._settings = settings
         self._keys = keys
 
-    def verify(self, token: str) -> tuple[str, list[str]]:
+    def verify(self, token: str) -> JwtIdentity:
+        audience = self._settings.audience
+        if not audience:
+            # template.yaml's Rules refuse this at deploy; a function configured by hand
+            # must still not take tokens the issuer minted for other applications
+            logger.error(
+                "configuration error: JWT_ISSUER is set without JWT_AUDIENCE; every JWT is "
+                "refused (API keys still work)",
+                extra={"issuer": self._settings.issuer},
+            )
+            raise Unauthorized(
+                "JWTs are not accepted: the issuer is configured without an audience"
+            )
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.key(str(header.get("kid", "")))
@@ -138,17 +172,17 @@ class JwtVerifier:
                 algorithms=JWT_ALGORITHMS,
                 issuer=self._settings.issuer,
                 options={"require": ["exp", "iss"], "verify_aud": False},
-                leeway=30,
+                leeway=JWT_LEEWAY_SECONDS,
             )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized(JWT_EXPIRED) from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid JWT: {exc}") from exc
-        audience = self._settings.audience
-        if audience:
-            # ID tokens carry `aud`; Cognito access tokens carry `client_id` instead
-            claimed = claims.get("aud", claims.get("client_id"))
-            claimed_list = claimed if isinstance(claimed, list) else [claimed]
-            if audience not in claimed_list:
-                raise Unauthorized("the JWT is for another audience")
+        # ID tokens carry `aud`; Cognito access tokens carry `client_id` instead
+        claimed = claims.get("aud", claims.get("client_id"))
+        claimed_list = claimed if isinstance(claimed, list) else [claimed]
+        if audience not in claimed_list:
+            raise Unauthorized("the JWT is for another audience")
         subject = claims.get(self._settings.principal_claim)
         if not isinstance(subject, str) or not subject:
             raise Unauthorized(f"the JWT has no {self._settings.principal_claim!r} claim")
@@ -156,7 +190,8 @@ class JwtVerifier:
         if isinstance(groups, str):
             groups = groups.split()
         names = [g for g in groups if isinstance(g, str)][:MAX_GROUPS]
-        return subject, names
+        expires_at = int(claims["exp"]) + JWT_LEEWAY_SECONDS
+        return JwtIdentity(subject=subject, groups=names, expires_at=expires_at)
 
 
 class Authenticator:
@@ -173,9 +208,10 @@ class Authenticator:
             return self._access.principal_for_key(token)
         if self._jwt is None:
             raise Unauthorized("not an mqless API key (and no JWT issuer is configured)")
-        subject, groups = self._jwt.verify(token)
-        grants = self._access.grants_of([subject, *(f"group:{g}" for g in groups)])
-        return Principal(id=subject, kind="jwt", grants=grants)
+        identity = self._jwt.verify(token)
+        principal_id = jwt_principal_id(identity.subject)
+        grants = self._access.grants_of([principal_id, *map(group_principal_id, identity.groups)])
+        return Principal(id=principal_id, kind="jwt", grants=grants, expires_at=identity.expires_at)
 
 
 # ---- the authorizer function ------------------------------------------------------------
@@ -230,11 +266,16 @@ def _policy(
 
 def _context(principal: Principal) -> dict[str, str]:
     grants = [g.model_dump(mode="json") for g in principal.grants]
-    return {
+    context = {
         "principal": principal.id,
         "kind": principal.kind,
         "grants": json.dumps(grants, separators=(",", ":")),
     }
+    if principal.expires_at is not None:
+        # API Gateway may serve this answer from its cache after the credential expired;
+        # the functions refuse it from then on (`principal_from_context`)
+        context["expires_at"] = str(principal.expires_at)
+    return context
 
 
 def _refused(event: Mapping[str, Any], refused: Unauthorized) -> None:
@@ -272,17 +313,33 @@ def event_header(event: Mapping[str, Any], name: str) -> str | None:
 # ---- the caller, as the API functions see it --------------------------------------------
 
 
-def principal_from_context(context: Mapping[str, Any]) -> Principal:
-    """The principal an authorizer's context describes; Unauthorized if it describes none."""
+def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Principal:
+    """The principal an authorizer's context describes; Unauthorized if it describes none,
+    or if the credential that proved it has expired since (a cached answer)."""
     principal_id = context.get("principal")
     if not isinstance(principal_id, str) or not principal_id:
         raise Unauthorized("authentication required")
     raw = context.get("grants") or "[]"
     try:
         grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
+        raw_expiry = context.get("expires_at")
+        expires_at = None if raw_expiry in (None, "") else int(str(raw_expiry))
     except (ValueError, InvalidRequest) as exc:
-        raise Unauthorized("the authorizer's grants cannot be read") from exc
-    return Principal(id=principal_id, kind=str(context.get("kind") or "api_key"), grants=grants)
+        raise Unauthorized("the authorizer's context cannot be read") from exc
+    principal = Principal(
+        id=principal_id,
+        kind=str(context.get("kind") or "api_key"),
+        grants=grants,
+        expires_at=expires_at,
+    )
+    refuse_if_expired(principal, now_s)
+    return principal
+
+
+def refuse_if_expired(principal: Principal, now_s: float) -> None:
+    """Unauthorized once the credential that proved `principal` has expired."""
+    if principal.expired(now_s):
+        raise Unauthorized(JWT_EXPIRED if principal.kind == "jwt" else API_KEY_EXPIRED)
 
 
 class IamPrincipals:
@@ -335,26 +392,30 @@ def iam_principal_id(user_arn: str) -> str:
 
 
 def http_caller(
-    event: Mapping[str, Any], *, required: bool, iam: Callable[[str], Principal]
+    event: Mapping[str, Any],
+    *,
+    required: bool,
+    iam: Callable[[str], Principal],
+    now_s: float,
 ) -> Principal:
-    """The caller of an HTTP API request, from its authorizer context."""
+    """The caller of an HTTP API request, from its authorizer context (at `now_s`)."""
     if not required:
         return ANONYMOUS
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if "lambda" in authorizer:
-        return principal_from_context(authorizer["lambda"] or {})
+        return principal_from_context(authorizer["lambda"] or {}, now_s=now_s)
     user_arn = (authorizer.get("iam") or {}).get("userArn")
     if isinstance(user_arn, str) and user_arn:
         return iam(user_arn)
     raise Unauthorized("authentication required: send Authorization: Bearer <token>")
 
 
-def websocket_caller(event: Mapping[str, Any], *, required: bool) -> Principal:
-    """The caller of a `$connect`; kind `pending` for a STOMP client that will send its
-    token in CONNECT."""
+def websocket_caller(event: Mapping[str, Any], *, required: bool, now_s: float) -> Principal:
+    """The caller of a `$connect` (at `now_s`); kind `pending` for a STOMP client that will
+    send its token in CONNECT."""
     if not required:
         return ANONYMOUS
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if authorizer.get("kind") == PENDING:
         return Principal(id="", kind=PENDING)
-    return principal_from_context(authorizer)
+    return principal_from_context(authorizer, now_s=now_s)

@@ -132,6 +132,8 @@ class Consumer:
     prefetch: int
     principal: str
     destination: str  # as the client named it: /queue/NAME, or /topic/PATTERN (durable)
+    credential_expires_at: int | None = None
+    """When the key or JWT its connection authenticated with expires: no pushes after."""
 
     @property
     def tag(self) -> str:
@@ -150,6 +152,10 @@ class Consumer:
 
     def slot_key(self, slot: int) -> dict[str, str]:
         return {"pk": partition(self.queue), "sk": f"S#{self.tag}#{slot:04d}"}
+
+    def credential_expired(self, now_s: int) -> bool:
+        expires_at = self.credential_expires_at
+        return expires_at is not None and expires_at <= now_s
 
 
 @dataclass(frozen=True)
@@ -221,24 +227,22 @@ class QueueConsumers:
             raise InvalidRequest(f"prefetch must be 1 to {MAX_PREFETCH}")
         self._queues.open_for_receive(principal, consumer.queue)
         now = self._clock.now_ms()
+        record: Item = {
+            **consumer.key,
+            "connection": consumer.connection.id,
+            "protocol": consumer.connection.protocol,
+            "version": consumer.connection.version,
+            "subscription": consumer.subscription,
+            "ack": consumer.ack,
+            "prefetch": consumer.prefetch,
+            "principal": principal.id,
+            "destination": consumer.destination,
+            "expires_at": now // 1000 + CONSUMER_SECONDS,
+        }
+        if principal.expires_at is not None:
+            record["credential_expires_at"] = principal.expires_at
         with translated_errors():
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_wire(
-                    {
-                        **consumer.key,
-                        "connection": consumer.connection.id,
-                        "protocol": consumer.connection.protocol,
-                        "version": consumer.connection.version,
-                        "subscription": consumer.subscription,
-                        "ack": consumer.ack,
-                        "prefetch": consumer.prefetch,
-                        "principal": principal.id,
-                        "destination": consumer.destination,
-                        "expires_at": now // 1000 + CONSUMER_SECONDS,
-                    }
-                ),
-            )
+            self._db.put_item(TableName=self._table, Item=to_wire(record))
 
     def get(self, queue: str, connection_id: str, subscription: str) -> Consumer | None:
         with translated_errors():
@@ -278,7 +282,9 @@ class QueueConsumers:
     def pump(self, queue: str) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit."""
         report = PumpReport()
-        active = self.consumers(queue)
+        now_s = self._clock.now_ms() // 1000
+        # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
+        active = [c for c in self.consumers(queue) if not c.credential_expired(now_s)]
         if not active or not self._queues.has_visible(queue):
             return report
         random.shuffle(active)  # no consumer is always first in line
@@ -539,6 +545,11 @@ def _consumer(queue: str, item: Item) -> Consumer:
         prefetch=int(item["prefetch"]),
         principal=str(item["principal"]),
         destination=str(item.get("destination") or f"/queue/{queue}"),
+        credential_expires_at=(
+            None
+            if item.get("credential_expires_at") is None
+            else int(item["credential_expires_at"])
+        ),
     )
 
 

@@ -39,6 +39,12 @@ class Conflict(MqlessError):
     code = "conflict"
 
 
+class NotADeadLetterQueue(Conflict):
+    """Redrive was asked of a queue that holds no dead letters (it would lease live messages)."""
+
+    code = "not_a_dead_letter_queue"
+
+
 class StaleReceipt(Conflict):
     """The receipt's lease is gone: acked already, or expired and leased to someone else."""
 

@@ -82,11 +82,18 @@ class ConnectionInfo:
     stomp_connected: bool = False
     kind: str = "connection"
     grants: tuple[Grant, ...] = ()
+    credential_expires_at: int | None = None
+    """When the key or JWT the connection authenticated with expires (epoch seconds)."""
 
     @property
     def acting_as(self) -> Principal:
         """The principal that authenticated this connection, with the grants it had then."""
-        return Principal(id=self.principal, kind=self.kind, grants=self.grants)
+        return Principal(
+            id=self.principal,
+            kind=self.kind,
+            grants=self.grants,
+            expires_at=self.credential_expires_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ class LiveSubscriptions:
         """Record a new connection (it expires with API Gateway's 2-hour limit).
 
         The principal's grants are kept with it: a connection acts with the grants it
-        authenticated with until it closes (API Gateway authorizes once, at `$connect`).
+        authenticated with until it closes (API Gateway authorizes once, at `$connect`),
+        or until the credential it authenticated with expires.
         """
         now = self._clock.now_ms()
         record = {
@@ -138,15 +146,18 @@ class LiveSubscriptions:
             "expires_at": now // 1000 + CONNECTION_SECONDS,
         }
         grants = [g.model_dump(mode="json") for g in principal.grants]
+        meta: dict[str, Any] = {
+            "pk": f"CONN#{connection_id}",
+            "sk": "#META",
+            **record,
+            "kind": principal.kind,
+            "grants": grants,
+        }
+        if principal.expires_at is not None:
+            meta["credential_expires_at"] = principal.expires_at
         self._write(
             [
-                {
-                    "pk": f"CONN#{connection_id}",
-                    "sk": "#META",
-                    **record,
-                    "kind": principal.kind,
-                    "grants": grants,
-                },
+                meta,
                 # the list of connections, for operators (one partition, one query)
                 {"pk": CONNECTIONS_PARTITION, "sk": connection_id, **record},
             ]
@@ -216,6 +227,7 @@ class LiveSubscriptions:
             stomp_connected=bool(item.get("stomp_connected", False)),
             kind=str(item.get("kind", "connection")),
             grants=parse_grants(list(item.get("grants") or [])),
+            credential_expires_at=_optional_int(item.get("credential_expires_at")),
         )
 
     def stomp_connected(self, connection_id: str, version: str) -> None:
@@ -239,11 +251,26 @@ class LiveSubscriptions:
         pattern: str,
         *,
         ack: str = "auto",
+        credential_expires_at: int | None = None,
     ) -> None:
-        """Add a live topic subscription to a connection."""
+        """Add a live topic subscription to a connection; it gets no pushes once the
+        connection's credential has expired (`credential_expires_at`)."""
         validate_topic_pattern(pattern)
         self._check_room(connection.id)
         expires = self._clock.now_ms() // 1000 + CONNECTION_SECONDS
+        live: dict[str, Any] = {
+            "pk": LIVE_PARTITION,
+            "sk": _live_key(pattern, connection.id, subscription_id),
+            "pattern": pattern,
+            "connection": connection.id,
+            "protocol": connection.protocol,
+            "version": connection.version,
+            "subscription": subscription_id,
+            "ack": ack,
+            "expires_at": expires,
+        }
+        if credential_expires_at is not None:
+            live["credential_expires_at"] = credential_expires_at
         self._write(
             [
                 {
@@ -253,17 +280,7 @@ class LiveSubscriptions:
                     "pattern": pattern,
                     "expires_at": expires,
                 },
-                {
-                    "pk": LIVE_PARTITION,
-                    "sk": _live_key(pattern, connection.id, subscription_id),
-                    "pattern": pattern,
-                    "connection": connection.id,
-                    "protocol": connection.protocol,
-                    "version": connection.version,
-                    "subscription": subscription_id,
-                    "ack": ack,
-                    "expires_at": expires,
-                },
+                live,
             ]
         )
 
@@ -341,7 +358,11 @@ class LiveSubscriptions:
     def index(self) -> LiveIndex:
         """Every live topic subscription, read once (one query), to match many topics."""
         index: TopicIndex[LiveTarget] = TopicIndex()
+        now_s = self._clock.now_ms() // 1000
         for item in partition_items(self._db, self._table, LIVE_PARTITION):
+            credential_expires_at = _optional_int(item.get("credential_expires_at"))
+            if credential_expires_at is not None and credential_expires_at <= now_s:
+                continue  # its key or JWT expired: no more pushes (its next frame closes it)
             target = LiveTarget(
                 connection=Connection.stored(str(item["connection"]), item),
                 subscription=str(item["subscription"]),
@@ -362,6 +383,10 @@ class LiveSubscriptions:
     def _delete(self, keys: list[tuple[str, str]]) -> None:
         requests = [{"DeleteRequest": {"Key": to_wire({"pk": pk, "sk": sk})}} for pk, sk in keys]
         batch_write(self._db, self._table, requests)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _live_key(pattern: str, connection_id: str, subscription_id: str) -> str:

@@ -3,7 +3,9 @@
 - `logger`: Powertools Logger, structured JSON; handlers add the correlation ids
   (request id, connection id) and the core logs message ids with what it does.
 - `tracer`: Powertools Tracer (X-Ray, active tracing in template.yaml); it switches itself
-  off outside Lambda (tests, `mqless dev`).
+  off outside Lambda (tests, `mqless dev`). Traces record timings and AWS calls, never
+  what a handler returns or raises: responses carry issued API keys and decrypted
+  bodies, which must not leave the customer managed key for X-Ray.
 - `metrics`: per-destination counters, flushed once per invocation as CloudWatch EMF
   (namespace "mqless"), and gauges the sweeper measures (dead-letter queue depth): one
   document per destination with a
@@ -174,7 +176,9 @@ def instrumented(*, correlation_id_path: str | None = None) -> Callable[[Handler
             finally:
                 metrics.flush()
 
-        traced = tracer.capture_lambda_handler(run)
+        # Powertools would store the response (tokens, bodies) and the exception as
+        # segment metadata by default; template.yaml also sets the env vars to false.
+        traced = tracer.capture_lambda_handler(run, capture_response=False, capture_error=False)
         wrapped = logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
         return cast(Handler, wrapped)
 

@@ -41,6 +41,12 @@ ACCESS_CONTROL = "$access"
 EVERY_DESTINATION = "*"
 """What an action on no one destination (listing every subscription) is checked against."""
 PRINCIPAL_ID = re.compile(r"[A-Za-z0-9_.@:+=,-]{1,128}")
+JWT_PREFIX = "jwt:"
+"""Principals proven by a JWT: `jwt:<claim value>`, never a key's principal or a group."""
+GROUP_PREFIX = "group:"
+"""Groups of a JWT's groups claim; their grants apply to every member."""
+IAM_PREFIX = "iam:"
+"""Callers of the IAM-authorized API (`auth.iam_principal_id`)."""
 
 
 class Action(StrEnum):
@@ -97,6 +103,14 @@ class Principal(BaseModel):
     id: str
     kind: str = "anonymous"
     grants: tuple[Grant, ...] = ()
+    expires_at: int | None = None
+    """When the credential that proved it stops working (epoch seconds); None: never.
+    Whoever holds on to a principal (API Gateway's authorizer cache, a WebSocket
+    connection) must stop acting as it from then on."""
+
+    def expired(self, now_s: float) -> bool:
+        """Whether the credential that proved this principal has stopped working."""
+        return self.expires_at is not None and self.expires_at <= now_s
 
 
 ANONYMOUS = Principal(id="anonymous", kind="anonymous")
@@ -147,6 +161,22 @@ def validate_principal_id(principal_id: str) -> None:
         raise InvalidRequest(
             f"principal id {principal_id[:80]!r}: 1-128 of A-Z a-z 0-9 _ . @ : + = , -"
         )
+
+
+def jwt_principal_id(claim_value: str) -> str:
+    """The principal a JWT proves: its claim's value, in the JWT namespace."""
+    return JWT_PREFIX + claim_value
+
+
+def group_principal_id(group: str) -> str:
+    """The principal that holds a group's grants."""
+    return GROUP_PREFIX + group
+
+
+def proven_by_api_key(principal_id: str) -> bool:
+    """Whether an API key may be issued to this principal: not to a group (no one calls as
+    a group) nor to the ids that JWTs and IAM callers prove, which are theirs alone."""
+    return not principal_id.startswith((JWT_PREFIX, GROUP_PREFIX, IAM_PREFIX))
 
 
 def validate_grant_pattern(pattern: str) -> None:

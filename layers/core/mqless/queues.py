@@ -29,6 +29,7 @@ from mqless.errors import (
     InvalidRequest,
     MessageNotFound,
     MqlessError,
+    NotADeadLetterQueue,
     QueueNotFound,
     StaleReceipt,
 )
@@ -616,7 +617,12 @@ class QueueService:
         max_messages: int = 100,
         destination: str | None = None,
     ) -> RedriveResult:
-        """Move messages from a (dead-letter) queue back to where they came from."""
+        """Move messages from a dead-letter queue back to where they came from.
+
+        Only a dead-letter queue (`is_dead_letter_queue`) may be redriven: on any other
+        queue, redrive would lease live messages that were never delivered, raising their
+        receive counts towards dead-lettering. That is refused before anything is read.
+        """
         names.validate_queue_name(queue)
         if destination is not None:
             names.validate_queue_name(destination)
@@ -631,6 +637,12 @@ class QueueService:
             target = self._registry.get(destination)
             if config.fifo and not target.fifo:
                 raise InvalidRequest("a FIFO queue can only be redriven into a FIFO queue")
+        if not self.is_dead_letter_queue(queue):
+            raise NotADeadLetterQueue(
+                f"{queue!r} is not a dead-letter queue: no queue names it dead_letter_queue "
+                "and it is not a default one (<name>.dlq, <name>.dlq.fifo); redrive moves "
+                "dead letters back, use move to relocate a message"
+            )
         result = RedriveResult(moved=0)
         failed_ids: set[str] = set()
 
@@ -690,6 +702,13 @@ class QueueService:
             failed=len(result.failed),
         )
         return result
+
+    def is_dead_letter_queue(self, name: str) -> bool:
+        """Whether `name` is where dead letters go: some queue names it `dead_letter_queue`,
+        or it has a name `default_dead_letter_queue` gives (the sweeper measures the same)."""
+        if names.is_dead_letter_name(name):
+            return True
+        return any(config.dead_letter_queue == name for config in self._registry.list())
 
     def sweep(self, *, budget_ms: int = 50_000) -> SweepReport:
         """Dead-letter over-limit messages and drop expired ones without waiting for receivers."""
@@ -863,6 +882,8 @@ class QueueService:
         skip_ids: set[str] | None,
         owner: str,
     ) -> Delivery | None:
+        if skip_ids and key in {standard_key(i) for i in skip_ids}:
+            return None  # decided already: leasing it again would only count a receive
         now = self._clock.now_ms()
         lease = new_lease_id()
         item = self._store.lease(
@@ -875,15 +896,14 @@ class QueueService:
         )
         if item is None:
             return None
-        if skip_ids and str(item["id"]) in skip_ids:
-            self._store.release(config.name, key, lease, now)
-            return None
         try:
             outcome, delivery = handle(config, item, lease, None)
         except LeaseLost:
             return None
         if outcome is Outcome.SKIPPED:
-            self._store.release(config.name, key, lease, now)
+            # no one got it: the lease must not count as a delivery towards dead-lettering
+            first = int(item["receive_count"]) == 1
+            self._store.give_back(config.name, key, lease, now, first=first)
         return delivery
 
     def _lease_group(
@@ -944,7 +964,10 @@ class QueueService:
             if outcome is Outcome.DELIVERED:
                 return delivery
             if outcome is Outcome.SKIPPED:
-                self._store.release_fifo(config.name, str(head["sk"]), group, lease, now)
+                first = int(item["receive_count"]) == 1
+                self._store.release_fifo(
+                    config.name, str(head["sk"]), group, lease, now, uncounted=True, first=first
+                )
                 return None
             # CONSUMED: the head left under our lease; the group's next message is up
         self._store.release_group(config.name, group, lease, now)

@@ -15,7 +15,7 @@ from botocore.config import Config
 
 from mqless.access import AccessControl
 from mqless.auth import Authenticator, IamPrincipals, IssuerKeys, JwtSettings, JwtVerifier
-from mqless.clock import SystemClock
+from mqless.clock import Clock, SystemClock
 from mqless.consumers import QueueConsumers
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
@@ -56,6 +56,12 @@ def settings() -> Settings:
 
 
 @cache
+def clock() -> Clock:
+    """The process's time (tests replace it to move time without sleeping)."""
+    return SystemClock()
+
+
+@cache
 def auth_required() -> bool:
     """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
     mode = os.environ.get("AUTH_MODE", "required")
@@ -73,7 +79,7 @@ def policy() -> Policy:
 @cache
 def access() -> AccessControl:
     """Principals and API keys, managed under the process-wide policy."""
-    return AccessControl(dynamodb_client(), settings().destinations_table, SystemClock(), policy())
+    return AccessControl(dynamodb_client(), settings().destinations_table, clock(), policy())
 
 
 @cache
@@ -99,12 +105,12 @@ def iam_principals() -> IamPrincipals:
 @cache
 def cipher() -> EnvelopeCipher:
     """The process-wide body cipher (one data-key cache for every service here)."""
-    return _cipher(settings(), kms_client(), SystemClock())
+    return _cipher(settings(), kms_client(), clock())
 
 
 @cache
 def live_subscriptions() -> LiveSubscriptions:
-    return LiveSubscriptions(dynamodb_client(), settings().destinations_table, SystemClock())
+    return LiveSubscriptions(dynamodb_client(), settings().destinations_table, clock())
 
 
 @cache
@@ -140,20 +146,20 @@ def sessions() -> Sessions:
             settings().destinations_table,
             queue_service(),
             pusher(),
-            SystemClock(),
+            clock(),
         ),
         queues=queue_service(),
         topics=topic_service(),
         pusher=pusher(),
         cipher=cipher(),
-        clock=SystemClock(),
+        clock=clock(),
     )
 
 
-def _cipher(settings: Settings, kms: KMSClient, clock: SystemClock) -> EnvelopeCipher:
+def _cipher(settings: Settings, kms: KMSClient, time: Clock) -> EnvelopeCipher:
     return EnvelopeCipher(
         KmsKeyProvider(kms, settings.kms_key_id),
-        clock,
+        time,
         max_key_age_seconds=settings.data_key_max_age_seconds,
         max_messages_per_key=settings.data_key_max_messages,
     )
@@ -167,15 +173,16 @@ def build_queue_service(
     cipher: EnvelopeCipher | None = None,
     registry: QueueRegistry | None = None,
     policy: Policy | None = None,
+    time: Clock | None = None,
 ) -> QueueService:
     """A QueueService over the given clients (what tests and the local runtime call)."""
-    clock = SystemClock()
+    time = time or SystemClock()
     policy = policy or AllowAll()
     return QueueService(
-        registry=registry or QueueRegistry(dynamodb, settings.destinations_table, clock),
+        registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
         store=MessageStore(dynamodb, settings.messages_table),
-        cipher=cipher or _cipher(settings, kms, clock),
-        clock=clock,
+        cipher=cipher or _cipher(settings, kms, time),
+        clock=time,
         policy=policy,
         quotas=Quotas(policy, settings.limits),
     )
@@ -189,17 +196,18 @@ def build_topic_service(
     cipher: EnvelopeCipher | None = None,
     registry: QueueRegistry | None = None,
     policy: Policy | None = None,
+    time: Clock | None = None,
 ) -> TopicService:
     """A TopicService over the given clients."""
-    clock = SystemClock()
+    time = time or SystemClock()
     policy = policy or AllowAll()
     return TopicService(
         dynamodb=dynamodb,
         messages_table=settings.messages_table,
         destinations_table=settings.destinations_table,
-        queues=registry or QueueRegistry(dynamodb, settings.destinations_table, clock),
-        cipher=cipher or _cipher(settings, kms, clock),
-        clock=clock,
+        queues=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
+        cipher=cipher or _cipher(settings, kms, time),
+        clock=time,
         policy=policy,
         quotas=Quotas(policy, settings.limits),
     )
@@ -209,7 +217,7 @@ def build_topic_service(
 # function that both sends and pushes (or fans out) asks KMS and DynamoDB once, not per service.
 @cache
 def registry() -> QueueRegistry:
-    return QueueRegistry(dynamodb_client(), settings().destinations_table, SystemClock())
+    return QueueRegistry(dynamodb_client(), settings().destinations_table, clock())
 
 
 @cache
@@ -222,6 +230,7 @@ def topic_service() -> TopicService:
         cipher=cipher(),
         registry=registry(),
         policy=policy(),
+        time=clock(),
     )
 
 
@@ -235,6 +244,7 @@ def queue_service() -> QueueService:
         cipher=cipher(),
         registry=registry(),
         policy=policy(),
+        time=clock(),
     )
 
 
@@ -253,6 +263,7 @@ _CACHED = (
     live_subscriptions,
     cipher,
     settings,
+    clock,
     kms_client,
     dynamodb_client,
 )

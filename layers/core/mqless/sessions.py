@@ -177,7 +177,13 @@ class Sessions:
             raise Conflict(f"subscription id {subscription!r} is already in use on this connection")
         if kind == "topic" and durable is None:
             self._topics.check_receive(principal, name)
-            self.live.subscribe(connection, subscription, name, ack=ack)
+            self.live.subscribe(
+                connection,
+                subscription,
+                name,
+                ack=ack,
+                credential_expires_at=principal.expires_at,
+            )
             return None
         if kind == "topic":
             assert durable is not None

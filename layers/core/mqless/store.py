@@ -393,19 +393,53 @@ class MessageStore:
             {":at": visible_at, ":lease": lease_id},
         )
 
+    def give_back(
+        self, queue: str, key: str, lease_id: str, visible_at: int, *, first: bool
+    ) -> Item | None:
+        """Return a standard message leased but delivered to no one (a redrive that cannot
+        move it, a sweep that found it within limits): visible again, its receive count
+        as before the lease (`first`: the lease was its first, so no first receive either).
+        One write, as a release is; None if the lease is gone."""
+        return self._conditional_update(
+            queue,
+            key,
+            "SET visible_at = :at REMOVE lease_id, lease_owner"
+            + (", first_rx" if first else "")
+            + " ADD receive_count :minus_one",
+            "lease_id = :lease",
+            {":at": visible_at, ":lease": lease_id, ":minus_one": -1},
+        )
+
     def release_fifo(
-        self, queue: str, key: str, group: str, lease_id: str, visible_at: int
+        self,
+        queue: str,
+        key: str,
+        group: str,
+        lease_id: str,
+        visible_at: int,
+        *,
+        uncounted: bool = False,
+        first: bool = False,
     ) -> bool:
-        """Nack a FIFO message: its group (and so it) is visible again at `visible_at`."""
+        """Nack a FIFO message: its group (and so it) is visible again at `visible_at`.
+
+        `uncounted`: the message was delivered to no one, so its receive count goes back to
+        what it was before the lease (and `first`: it had never been received).
+        """
+        message_update = "REMOVE lease_id, lease_owner, lease_until"
+        values: dict[str, Any] = {":lease": lease_id}
+        if uncounted:
+            message_update += (", first_rx" if first else "") + " ADD receive_count :minus_one"
+            values[":minus_one"] = -1
         return self.transact(
             [
                 {
                     "Update": {
                         "TableName": self._table,
                         "Key": to_wire({"pk": partition(queue), "sk": key}),
-                        "UpdateExpression": "REMOVE lease_id, lease_owner, lease_until",
+                        "UpdateExpression": message_update,
                         "ConditionExpression": "lease_id = :lease",
-                        "ExpressionAttributeValues": to_wire({":lease": lease_id}),
+                        "ExpressionAttributeValues": to_wire(values),
                     }
                 },
                 {

@@ -9,7 +9,9 @@ held at once. Pushes to subscribers come from `sessions.py` and `consumers.py`.
 Authentication happens before `$connect` runs (`auth.py`): the connection is stored with
 its principal and grants. A STOMP client that brought no token is `pending`: nothing is
 stored for it until its CONNECT frame proves who it is with `passcode` (and, if given,
-a `login` equal to the principal's id); any other first frame closes it.
+a `login` equal to the principal's id); any other first frame closes it. Once the key or
+JWT a connection authenticated with expires, its next frame is answered with an error
+(STOMP ERROR, or a JSON `unauthorized` error) and the connection is closed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mqless import runtime
-from mqless.auth import PENDING, event_header, websocket_caller
+from mqless.auth import PENDING, event_header, refuse_if_expired, websocket_caller
 from mqless.errors import Unauthorized
 from mqless.json_protocol import handle_text
 from mqless.live import ConnectionInfo
@@ -46,7 +48,9 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
     sessions = runtime.sessions()
     if kind == "CONNECT":
         try:
-            principal = websocket_caller(event, required=runtime.auth_required())
+            principal = websocket_caller(
+                event, required=runtime.auth_required(), now_s=runtime.clock().now_ms() / 1000
+            )
         except Unauthorized:
             logger.warning("$connect without an authorizer's principal: refused")
             return {"statusCode": 401}
@@ -93,6 +97,11 @@ def handle_message(connection_id: str, text: str) -> None:
         sessions.pusher.post(connection_id, reply.encode())
         sessions.pusher.close(connection_id)
         return
+    try:
+        refuse_if_expired(info.acting_as, runtime.clock().now_ms() / 1000)
+    except Unauthorized as expired:
+        _close_expired(info, expired)
+        return
     if info.connection.protocol == "json" and looks_like_connect(text):
         # A STOMP client that offered no subprotocol (stomp.py does not by default)
         sessions.live.connect(connection_id, info.acting_as, protocol="stomp", version="1.2")
@@ -102,6 +111,21 @@ def handle_message(connection_id: str, text: str) -> None:
         StompSession(sessions, info).handle(text)
     else:
         handle_text(sessions, info, text)
+
+
+def _close_expired(info: ConnectionInfo, expired: Unauthorized) -> None:
+    """Tell a connection its credential expired, in its protocol, and close it."""
+    sessions = runtime.sessions()
+    connection_id = info.connection.id
+    why = f"{expired.message}: reconnect with a valid credential"
+    logger.info("credential expired: connection closed", extra={"connection_id": connection_id})
+    if info.connection.protocol == "stomp":
+        reply = encode_frame(Frame("ERROR", (("message", why),)))
+    else:
+        reply = json.dumps({"type": "error", "error": expired.code, "message": why})
+    sessions.pusher.post(connection_id, reply.encode())
+    sessions.close(connection_id)  # its leases go back now, not when $disconnect arrives
+    sessions.pusher.close(connection_id)
 
 
 def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:

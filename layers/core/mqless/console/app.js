@@ -447,6 +447,14 @@
 
   // ---- view: one queue --------------------------------------------------------------------
 
+  // Where dead letters go, by the rule the API holds redrive to (QueueService.
+  // is_dead_letter_queue): a default dead-letter name, or some queue's dead_letter_queue.
+  const DEAD_LETTER_NAME = /\.dlq(\.fifo)?$/;
+
+  function isDeadLetterQueue(name, queues) {
+    return DEAD_LETTER_NAME.test(name) || queues.some((q) => q.dead_letter_queue === name);
+  }
+
   const queueView = {
     name: "",
     pages: [null], // cursors of the pages seen so far; the last is the current page's
@@ -465,6 +473,14 @@
         delete dd.dataset.key;
       }
       $("#send-group-field").hidden = !name.endsWith(".fifo");
+      // redrive is for dead-letter queues only (the API refuses it elsewhere)
+      const redrive = $("#redrive-form");
+      redrive.hidden = !DEAD_LETTER_NAME.test(name);
+      api("GET", "queues")
+        .then(({ queues }) => {
+          if (this.name === name) redrive.hidden = !isDeadLetterQueue(name, queues);
+        })
+        .catch(fail);
       $("#browse-table tbody").replaceChildren();
       setText($("#queue-updated"), "Loading…");
       this.poller = poll(

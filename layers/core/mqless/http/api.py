@@ -219,6 +219,7 @@ def _principal() -> Principal:
         app.current_event.raw_event,
         required=runtime.auth_required(),
         iam=runtime.iam_principals().principal,
+        now_s=runtime.clock().now_ms() / 1000,
     )
 
 
