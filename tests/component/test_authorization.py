@@ -1613,6 +1613,7 @@ def test_an_http_request_with_a_cached_allow_for_an_expired_key_is_401(
 ) -> None:
     # Given bob's key, good for 60 s, and the authorizer's answer for it (API Gateway
     # caches that answer for up to 5 minutes)
+    made_by_admin("orders")
     cached = authorizer_answer(bobs_key(api, grant("orders", "send")))
     sent = as_(api, cached, "POST", "/queues/orders/messages", {"body": "in time"})
     assert sent.status == 201, sent.text
@@ -1629,6 +1630,7 @@ def test_an_http_request_with_a_cached_allow_for_an_expired_key_is_401(
 def test_a_stomp_connection_whose_key_expired_gets_an_error_and_is_closed(
     pusher: RecordingPusher, api: HttpApi, aws: Aws, clock: ManualClock
 ) -> None:
+    made_by_admin("orders")
     # Given a STOMP session opened with bob's key, good for 60 s
     answer = authorizer_answer(bobs_key(api, grant("orders", "send")), websocket=True)
     stomp_session("c1", answer)
@@ -1652,6 +1654,7 @@ def test_a_stomp_connection_whose_key_expired_gets_an_error_and_is_closed(
 def test_a_json_connection_whose_key_expired_gets_an_error_and_is_closed(
     pusher: RecordingPusher, api: HttpApi, aws: Aws, clock: ManualClock
 ) -> None:
+    made_by_admin("orders")
     # Given a JSON connection opened with bob's key, good for 60 s
     answer = authorizer_answer(bobs_key(api, grant("orders", "send")), websocket=True)
     ws_connect("c1", answer)
@@ -1675,6 +1678,7 @@ def test_a_json_connection_whose_key_expired_gets_an_error_and_is_closed(
 def test_no_queue_message_is_pushed_to_a_consumer_whose_key_expired(
     pusher: RecordingPusher, api: HttpApi, clock: ManualClock
 ) -> None:
+    made_by_admin("orders")
     # Given bob's STOMP consumer of orders, opened with a key good for 60 s
     answer = authorizer_answer(bobs_key(api, grant("orders", "receive")), websocket=True)
     stomp_session("c1", answer)
