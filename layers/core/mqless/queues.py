@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from mqless import models, names
 from mqless.clock import Clock
 from mqless.dynamo import Item
-from mqless.envelope import Sealed
 from mqless.errors import (
     Conflict,
     IntegrityError,
@@ -48,6 +48,7 @@ from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.receipts import Receipt, decode_receipt
 from mqless.registry import QueueRegistry
+from mqless.sealing import BodyCipher, Headers, Holder, OpenedMessage, open_item, reseal, seal
 from mqless.store import (
     Duplicate,
     LeaseLost,
@@ -67,14 +68,6 @@ _DELIVERY_STATE = frozenset(
 MAX_HEADS_PER_GROUP = 100
 FIRST_POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 1.0
-
-
-class BodyCipher(Protocol):
-    """What the queue core needs from envelope encryption (`envelope.EnvelopeCipher`)."""
-
-    def encrypt(self, plaintext: bytes, *, destination: str, message_id: str) -> Sealed: ...
-
-    def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> bytes: ...
 
 
 class Outcome(enum.Enum):
@@ -203,14 +196,13 @@ class QueueService:
     def _browsed(self, config: QueueConfig, item: Item, now: int) -> BrowsedMessage:
         body: str | None = None
         error: str | None = None
-        binary = bool(item.get("bin", False))
+        headers = Headers()
         try:
-            plain = self._cipher.decrypt(
-                Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
-                destination=str(item["origin"]),
-                message_id=str(item["id"]),
+            opened = self._open(config, item)
+            headers = opened.headers
+            body = (
+                base64.b64encode(opened.body).decode() if headers.binary else opened.body.decode()
             )
-            body = base64.b64encode(plain).decode() if binary else plain.decode()
         except IntegrityError as exc:
             error = f"integrity: {exc.message}"
         if config.fifo:
@@ -232,11 +224,11 @@ class QueueService:
         return BrowsedMessage(
             message_id=str(item["id"]),
             body=body,
-            binary=binary,
-            attributes=dict(item.get("attrs") or {}),
-            content_type=item.get("ctype"),
-            correlation_id=item.get("corr"),
-            reply_to=item.get("reply"),
+            binary=headers.binary,
+            attributes=dict(headers.attributes),
+            content_type=headers.content_type,
+            correlation_id=headers.correlation_id,
+            reply_to=headers.reply_to,
             sent_at=int(item["sent_at"]),
             receive_count=int(item.get("receive_count", 0)),
             state=state,
@@ -274,7 +266,13 @@ class QueueService:
             raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
         if target.fifo and not item.get("grp"):
             raise InvalidRequest(f"queue {to!r} is FIFO and the message has no group")
-        fresh = {k: v for k, v in item.items() if k not in _DELIVERY_STATE}
+        try:
+            fresh = self._resealed(config, target, item)
+        except IntegrityError as exc:
+            raise Conflict(
+                f"message {message_id[:100]!r} cannot be moved: integrity: {exc.message}"
+            ) from exc
+        fresh = {k: v for k, v in fresh.items() if k not in _DELIVERY_STATE}
         fresh["receive_count"] = 0
         fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
         also = [] if copy else [self._store.delete_existing_op(name, str(item["sk"]))]
@@ -382,7 +380,13 @@ class QueueService:
 
     def _new_item(self, config: QueueConfig, message: NewMessage) -> tuple[Item, int]:
         now = self._clock.now_ms()
-        item = sealed_message(self._cipher, message, destination=config.name, now_ms=now)
+        item = sealed_message(
+            self._cipher,
+            message,
+            holder=Holder.queue(config.name),
+            now_ms=now,
+            content_dedup=config.fifo,
+        )
         message_id = str(item["id"])
         delay = config.delay_seconds if message.delay_seconds is None else message.delay_seconds
         lifetime = config.retention_seconds
@@ -410,7 +414,6 @@ class QueueService:
     ) -> SendResult:
         assert message.group_id is not None
         dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
-        item["dedup"] = dedup_id
         window_end = now + models.DEDUP_WINDOW_SECONDS * 1000
         result = self._store.put_fifo(
             config.name,
@@ -630,6 +633,7 @@ class QueueService:
             target_name = destination or item.get("dl_source")
             target = self._registry.find(str(target_name)) if target_name else None
             problem = None
+            fresh: Item | None = None
             if target_name is None:
                 problem = (
                     "the message has no source queue (it was not dead-lettered); pass destination"
@@ -641,13 +645,18 @@ class QueueService:
                 problem = f"{principal.id!r} may not send {target.name!r}"
             elif target.fifo and not item.get("grp"):
                 problem = f"queue {target.name!r} is FIFO and the message has no group"
-            if problem or target is None:
+            else:
+                try:
+                    fresh = self._resealed(source, target, item)
+                except IntegrityError as exc:
+                    problem = f"integrity: {exc.message}"
+            if problem or target is None or fresh is None:
                 failed_ids.add(str(item["id"]))
                 result.failed.append(
                     EntryFailure(id=str(item["id"]), error="redrive_failed", message=problem or "")
                 )
                 return Outcome.SKIPPED, None
-            fresh = {k: v for k, v in item.items() if k not in _DELIVERY_STATE}
+            fresh = {k: v for k, v in fresh.items() if k not in _DELIVERY_STATE}
             fresh["receive_count"] = 0
             fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
             self._enqueue_moving(source, item, lease, group, target, fresh)
@@ -735,19 +744,17 @@ class QueueService:
             if self._enforce_limits(config, item, lease, group) is not None:
                 return Outcome.CONSUMED, None
             try:
-                body = self._cipher.decrypt(
-                    Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
-                    destination=str(item["origin"]),
-                    message_id=str(item["id"]),
-                )
+                opened = self._open(config, item)
             except IntegrityError as exc:
                 logger.error(
                     "message failed authentication",
                     extra={"queue": config.name, "message_id": item["id"], "reason": exc.message},
                 )
-                self._dead_letter(config, item, lease, group, f"integrity: {exc.message}")
+                self._dead_letter(
+                    config, item, lease, group, f"integrity: {exc.message}", unreadable=True
+                )
                 return Outcome.CONSUMED, None
-            delivery = _delivery(config, item, lease, body)
+            delivery = _delivery(config, item, lease, opened)
             metrics.count("Delivered", queue=config.name)
             if delivery.receive_count > 1:
                 metrics.count("Redelivered", queue=config.name)
@@ -962,8 +969,13 @@ class QueueService:
         reason: str,
         *,
         receive_count: int | None = None,
+        unreadable: bool = False,
     ) -> None:
-        """Move a leased message to the queue's dead-letter queue (or quarantine it)."""
+        """Move a leased message to the queue's dead-letter queue (or quarantine it).
+
+        The message is sealed again for the dead-letter queue; one that cannot be opened
+        (`unreadable`: it already failed authentication) moves as it is, still unreadable.
+        """
         moved = {
             k: v
             for k, v in item.items()
@@ -978,6 +990,10 @@ class QueueService:
             self._quarantine(config, item, lease, group, moved)
             return
         target = self._ensure_queue(target_name, dead_letter=True)
+        if not unreadable:
+            # one that fails authentication here moves as it is, still unreadable
+            with contextlib.suppress(IntegrityError):
+                moved = self._resealed(config, target, moved)
         moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
         self._enqueue_moving(config, item, lease, group, target, moved)
         metrics.count("DeadLettered", queue=config.name)
@@ -1041,6 +1057,21 @@ class QueueService:
             )
             self._store.put_with(fresh, also)
 
+    # ---- sealed messages -------------------------------------------------------------
+
+    def _open(self, config: QueueConfig, item: Item) -> OpenedMessage:
+        """Open a message read from `config`'s queue: bound to that queue, never to a
+        destination the item names."""
+        return open_item(
+            self._cipher, item, holder=Holder.queue(config.name), now_ms=self._clock.now_ms()
+        )
+
+    def _resealed(self, source: QueueConfig, target: QueueConfig, item: Item) -> Item:
+        """`item` (read from `source`) sealed again for `target`, with cached data keys."""
+        return reseal(
+            self._cipher, item, self._open(source, item), target=Holder.queue(target.name)
+        )
+
     # ---- queue lookup --------------------------------------------------------------------
 
     def _ensure_queue(self, name: str, *, dead_letter: bool = False) -> QueueConfig:
@@ -1073,21 +1104,20 @@ class QueueService:
 
 
 def sealed_message(
-    cipher: BodyCipher, message: NewMessage, *, destination: str, now_ms: int
+    cipher: BodyCipher,
+    message: NewMessage,
+    *,
+    holder: Holder,
+    now_ms: int,
+    content_dedup: bool = False,
 ) -> Item:
-    """The stored fields every new message has, its body sealed for `destination`."""
+    """The stored fields every new message has: its id, its body and headers sealed for
+    `holder`, its send time. `content_dedup`: a FIFO queue dedups it on its body."""
     message_id = new_message_id(now_ms)
-    sealed = cipher.encrypt(message.body, destination=destination, message_id=message_id)
+    headers = Headers.of(message, content_dedup=content_dedup)
     return {
         "id": message_id,
-        "origin": destination,
-        "body": sealed.ciphertext,
-        "dk": sealed.encrypted_key,
-        "bin": message.binary,
-        "attrs": message.attributes or None,
-        "ctype": message.content_type,
-        "corr": message.correlation_id,
-        "reply": message.reply_to,
+        **seal(cipher, headers, message.body, holder=holder, message_id=message_id),
         "sent_at": now_ms,
     }
 
@@ -1124,26 +1154,27 @@ def _stale(receipt: str) -> EntryFailure:
     )
 
 
-def _delivery(config: QueueConfig, item: Item, lease: str, body: bytes) -> Delivery:
+def _delivery(config: QueueConfig, item: Item, lease: str, opened: OpenedMessage) -> Delivery:
+    headers = opened.headers
     return Delivery(
         message_id=str(item["id"]),
         receipt=Receipt(config.name, str(item["sk"]), lease).encode(),
         queue=config.name,
-        body=body,
-        binary=bool(item.get("bin", False)),
-        attributes=dict(item.get("attrs") or {}),
-        content_type=item.get("ctype"),
-        correlation_id=item.get("corr"),
-        reply_to=item.get("reply"),
+        body=opened.body,
+        binary=headers.binary,
+        attributes=dict(headers.attributes),
+        content_type=headers.content_type,
+        correlation_id=headers.correlation_id,
+        reply_to=headers.reply_to,
         receive_count=int(item["receive_count"]),
         sent_at=int(item["sent_at"]),
         first_received_at=item.get("first_rx"),
         group_id=item.get("grp"),
-        dedup_id=item.get("dedup"),
+        dedup_id=opened.dedup_id,
         dead_letter_reason=item.get("dl_reason"),
         source_queue=item.get("dl_source"),
-        origin=item.get("origin"),
+        origin=opened.origin,
     )
 
 
-__all__ = ["QueueService", "SweepReport", "sealed_message"]
+__all__ = ["BodyCipher", "QueueService", "SweepReport", "sealed_message"]
