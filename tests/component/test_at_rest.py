@@ -1,8 +1,9 @@
 """What the tables (and so their streams and backups) hold of a message: ciphertext for
-everything its sender wrote."""
+everything its sender wrote, and no hash that would let a guessed body be confirmed."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ SECRETS = {
     "content type": "application/x-9e1c",
     "correlation id": "corr-9e1c",
     "reply-to": "reply-9e1c",
+    "dedup id": "dedup-9e1c",
 }
 
 
@@ -72,10 +74,10 @@ def topics(aws: Aws, clock: ManualClock) -> TopicService:
 def test_stored_messages_hold_their_headers_only_as_ciphertext(
     broker: QueueService, topics: TopicService, clock: ManualClock, aws: Aws
 ) -> None:
-    # Given a message with every header on a standard queue, one on a FIFO queue, one
-    # published to a topic and fanned out, and one dead-lettered
+    # Given a message with every header on a standard queue, one on a FIFO queue with a
+    # dedup id, one published to a topic and fanned out, and one dead-lettered
     broker.send(P, "orders", _message())
-    broker.send(P, "jobs.fifo", _message(group_id="g"))
+    broker.send(P, "jobs.fifo", _message(group_id="g", dedup_id=SECRETS["dedup id"]))
     broker.put_queue(P, "audit", QueueSettings())
     topics.subscribe(P, "shop.>", "audit", SubscriptionSettings(queue="audit"))
     topics.publish(P, "shop.paid", _message())
@@ -92,12 +94,29 @@ def test_stored_messages_hold_their_headers_only_as_ciphertext(
     broker.sweep()
     # When someone reads the tables as they are stored
     dump = _dump(aws)
-    # Then no body, attribute, content type, correlation id or reply-to is there
+    # Then no body, attribute, content type, correlation id, reply-to or dedup id is there
     assert _found(dump, SECRETS) == []
     # (and the messages are all there: in their queues, the subscription and the DLQ)
     assert [len(broker.browse(P, q)[0]) for q in ("orders", "jobs.fifo", "audit")] == [1, 1, 1]
     [dead], _ = broker.browse(P, "fragile.dlq")
     assert (dead.body, dead.attributes) == (SECRETS["body"], _message().attributes)
+
+
+def test_fifo_content_dedup_stores_no_hash_of_the_body_and_still_dedups(
+    broker: QueueService, aws: Aws
+) -> None:
+    # Given a FIFO message with a guessable body and no dedup id
+    first = broker.send(P, "votes.fifo", NewMessage(body=b"yes", group_id="g"))
+    # When the same body is sent again within the dedup window
+    again = broker.send(P, "votes.fifo", NewMessage(body=b"yes", group_id="g"))
+    # Then it is a duplicate of the first, as before
+    assert (again.duplicate, again.message_id) == (True, first.message_id)
+    # And the tables hold no SHA-256 of the body (hex, as the dedup id was), keys included
+    digest = hashlib.sha256(b"yes").hexdigest()
+    assert digest not in _dump(aws)
+    # And the consumer still sees the body's SHA-256 as the message's dedup id
+    [delivery] = broker.receive(P, "votes.fifo")
+    assert delivery.dedup_id == digest
 
 
 def test_held_stomp_sends_keep_their_headers_sealed_until_commit(

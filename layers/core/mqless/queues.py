@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger
 
 from mqless import models, names
 from mqless.clock import Clock
+from mqless.dedup import DedupHasher
 from mqless.dynamo import Item
 from mqless.errors import (
     Conflict,
@@ -96,12 +97,14 @@ class QueueService:
         registry: QueueRegistry,
         store: MessageStore,
         cipher: BodyCipher,
+        dedup: DedupHasher,
         clock: Clock,
         policy: Policy | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
         self._cipher = cipher
+        self._dedup = dedup
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
 
@@ -413,14 +416,16 @@ class QueueService:
         self, config: QueueConfig, item: Item, message: NewMessage, now: int
     ) -> SendResult:
         assert message.group_id is not None
+        # SQS's rule (the client's id, else the body's SHA-256), stored only as a keyed hash
         dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
+        record_id = self._dedup.record_id(str(Holder.queue(config.name)), dedup_id)
         window_end = now + models.DEDUP_WINDOW_SECONDS * 1000
         result = self._store.put_fifo(
             config.name,
             item,
             group=message.group_id,
             now_ms=now,
-            dedup=(dedup_id, window_end, window_end // 1000 + 60),
+            dedup=(record_id, window_end, window_end // 1000 + 60),
         )
         if isinstance(result, Duplicate):
             return SendResult(message_id=result.message_id, duplicate=True)
