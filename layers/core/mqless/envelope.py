@@ -172,7 +172,8 @@ def _map_kms_error(exc: ClientError) -> Exception:
 
 
 def encryption_context(destination: str) -> dict[str, str]:
-    """The KMS encryption context of data keys that seal bodies for `destination`."""
+    """The KMS encryption context of data keys that seal messages held by `destination`
+    (`sealing.Holder`: `/queue/<name>` or `/topic/<name>`; format 0x01 used the bare name)."""
     return {"mqless:purpose": PURPOSE, "mqless:destination": destination}
 
 
