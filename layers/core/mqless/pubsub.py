@@ -267,6 +267,9 @@ class TopicService:
         """Copy one published topic message into every matching subscription's queue."""
         report = DispatchReport()
         topic = published_topic(item)
+        # a malformed image fails here, matching subscriptions or not (and is retried, then
+        # reported by the stream mapping); a tampered one is skipped below
+        message_id, sent_at = str(item["id"]), int(item["sent_at"])
         matching = self._matching(topic)
         if not matching:
             return report
@@ -279,7 +282,7 @@ class TopicService:
             # retrying cannot help, and a raise would hold up the stream behind it
             logger.error(
                 "published message failed authentication; not fanned out",
-                extra={"topic": topic, "message_id": item.get("id"), "reason": exc.message},
+                extra={"topic": topic, "message_id": message_id, "reason": exc.message},
             )
             report.unreadable += 1
             return report
@@ -303,11 +306,11 @@ class TopicService:
             copy = reseal(self._cipher, copy, opened, target=Holder.queue(queue.name))
             copy.update(
                 pk=f"Q#{queue.name}",
-                sk=standard_key(str(item["id"])),
+                sk=standard_key(message_id),
                 vq=queue.name,
                 visible_at=now + queue.delay_seconds * 1000,
                 receive_count=0,
-                expires_at=int(item["sent_at"]) // 1000 + lifetime,
+                expires_at=sent_at // 1000 + lifetime,
                 subscription=subscription.name,
             )
             try:
