@@ -19,6 +19,7 @@ from moto_stack import provisioned  # sets moto's AWS variables first
 
 from mqless.clock import SystemClock  # noqa: E402
 from mqless.consumers import QueueConsumers  # noqa: E402
+from mqless.dedup import DedupHasher  # noqa: E402
 from mqless.dynamo import from_wire  # noqa: E402
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
 from mqless.live import LiveSubscriptions  # noqa: E402
@@ -64,6 +65,7 @@ def build() -> tuple[Sessions, CountingPusher, QueueService, TopicService, objec
         registry=QueueRegistry(dynamodb, table, clock),
         store=MessageStore(dynamodb, settings.messages_table),
         cipher=cipher,
+        dedup=DedupHasher(KmsKeyProvider(kms, settings.kms_key_id), dynamodb, table),
         clock=clock,
     )
     topics = TopicService(

@@ -18,6 +18,7 @@ from moto import mock_aws  # noqa: E402
 from moto_stack import ROOT, provisioned  # sets moto's AWS variables first
 
 from mqless.clock import SystemClock  # noqa: E402
+from mqless.dedup import DedupHasher  # noqa: E402
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
 from mqless.models import NewMessage  # noqa: E402
 from mqless.principals import ANONYMOUS  # noqa: E402
@@ -99,6 +100,9 @@ def main() -> int:
             registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
             store=MessageStore(dynamodb, settings.messages_table),
             cipher=EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), clock),
+            dedup=DedupHasher(
+                KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+            ),
             clock=clock,
         )
         print(

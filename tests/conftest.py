@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from mqless import runtime
 from mqless.clock import ManualClock
+from mqless.dedup import DedupHasher
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
@@ -81,13 +82,16 @@ def cipher(kms: Any, settings: Settings, clock: ManualClock) -> EnvelopeCipher:
 
 @pytest.fixture
 def service(
-    dynamodb: Any, settings: Settings, cipher: EnvelopeCipher, clock: ManualClock
+    dynamodb: Any, kms: Any, settings: Settings, cipher: EnvelopeCipher, clock: ManualClock
 ) -> QueueService:
     """The broker on a manual clock: tests move time instead of sleeping."""
     return QueueService(
         registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
         store=MessageStore(dynamodb, settings.messages_table),
         cipher=cipher,
+        dedup=DedupHasher(
+            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+        ),
         clock=clock,
     )
 

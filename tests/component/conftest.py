@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from mqless.clock import ManualClock
 from mqless.consumers import QueueConsumers
+from mqless.dedup import DedupHasher
 from mqless.dynamo import Item, from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.live import LiveSubscriptions
@@ -98,6 +99,11 @@ def broker(aws: Aws, clock: ManualClock) -> QueueService:
         registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
         store=MessageStore(aws.dynamodb, aws.settings.messages_table),
         cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        dedup=DedupHasher(
+            KmsKeyProvider(aws.kms, aws.settings.kms_key_id),
+            aws.dynamodb,
+            aws.settings.destinations_table,
+        ),
         clock=clock,
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mqless.clock import ManualClock
+from mqless.dedup import DedupHasher
 from mqless.dynamo import Item
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import InvalidRequest, NotADeadLetterQueue
@@ -337,6 +338,11 @@ def test_redriving_back_to_the_source_needs_send_on_it(
         registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
         store=MessageStore(aws.dynamodb, aws.settings.messages_table),
         cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        dedup=DedupHasher(
+            KmsKeyProvider(aws.kms, aws.settings.kms_key_id),
+            aws.dynamodb,
+            aws.settings.destinations_table,
+        ),
         clock=clock,
         policy=GrantPolicy(),
     )

@@ -900,13 +900,18 @@ def test_stream_event_is_a_messages_table_insert_that_dispatch_takes(stack: Stac
     item = from_stream_image(change["NewImage"])
     assert keys == {"pk": partition("orders"), "sk": standard_key(str(item["id"]))}
     assert {name: item[name] for name in keys} == keys
-    assert item["vq"] == item["origin"] == "orders"
+    assert item["vq"] == "orders"
     # ... made when its id says (UUIDv7: milliseconds first) and visible at once
     assert int(uuid.UUID(str(item["id"]))) >> 80 == item["sent_at"] == item["visible_at"]
     assert change["ApproximateCreationDateTime"] == item["sent_at"] // 1000
-    # ... its body sealed (binary attributes are base64 in stream JSON)
+    # ... its body and headers sealed (binary attributes are base64 in stream JSON), and
+    # nothing its sender wrote beside them in the clear
     assert isinstance(item["body"], bytes) and item["body"][0] == FORMAT_VERSION
     assert isinstance(item["dk"], bytes) and item["dk"]
+    assert set(item) == {
+        *keys,
+        *("id", "body", "dk", "sent_at", "expires_at", "receive_count", "vq", "visible_at"),
+    }
 
 
 def test_stream_event_image_has_the_attributes_the_broker_stores(

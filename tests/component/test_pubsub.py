@@ -217,3 +217,35 @@ def test_publishing_refuses_queue_only_fields_and_wildcards(topics: TopicService
         topics.publish(ANONYMOUS, "t", NewMessage(body=b"x", group_id="g"))
     with pytest.raises(InvalidRequest):
         topics.publish(ANONYMOUS, "orders.*", NewMessage(body=b"x"))
+
+
+def test_fan_out_opens_a_message_once_whatever_the_number_of_subscriptions(
+    broker: QueueService, aws: Aws, clock: ManualClock
+) -> None:
+    # Given five subscriptions whose filter policies read the (sealed) attributes
+    cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
+    topics = TopicService(
+        dynamodb=aws.dynamodb,
+        messages_table=aws.settings.messages_table,
+        destinations_table=aws.settings.destinations_table,
+        queues=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        cipher=cipher,
+        clock=clock,
+    )
+    for i, region in enumerate(["eu", "eu", "us", "eu", "ap"]):
+        broker.put_queue(ANONYMOUS, f"q{i}", QueueSettings())
+        topics.subscribe(
+            ANONYMOUS,
+            "orders.>",
+            f"s{i}",
+            SubscriptionSettings(queue=f"q{i}", filter_policy={"region": [region]}),
+        )
+    topics.publish(ANONYMOUS, "orders.new", NewMessage(body=b"o", attributes={"region": "eu"}))
+    [item] = _published(aws)
+    # When the dispatch function fans it out
+    opened_before = cipher.stats.decrypts
+    report = topics.fan_out(item)
+    # Then it was opened once, and the filters picked the three "eu" subscriptions
+    assert cipher.stats.decrypts - opened_before == 1
+    assert (report.delivered, report.filtered) == (3, 2)
+    assert [_bodies(broker, f"q{i}") for i in range(5)] == [[b"o"], [b"o"], [], [b"o"], []]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mqless.clock import ManualClock
+from mqless.dedup import DedupHasher
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import Forbidden, MqlessError
 from mqless.models import NewMessage, QueueSettings
@@ -342,6 +343,11 @@ def guarded(aws: Any, clock: ManualClock) -> tuple[QueueService, DenyPrincipal]:
         registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
         store=MessageStore(aws.dynamodb, aws.settings.messages_table),
         cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        dedup=DedupHasher(
+            KmsKeyProvider(aws.kms, aws.settings.kms_key_id),
+            aws.dynamodb,
+            aws.settings.destinations_table,
+        ),
         clock=clock,
         policy=policy,
     )

@@ -1,8 +1,9 @@
-"""Envelope encryption of bodies, against an in-memory key provider (no network)."""
+"""Envelope encryption of messages, against an in-memory key provider (no network)."""
 
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqless.clock import ManualClock
-from mqless.envelope import FORMAT_VERSION, DataKey, EnvelopeCipher, Sealed, encryption_context
+from mqless.envelope import (
+    FORMAT_VERSION,
+    LEGACY_FORMAT_VERSION,
+    DataKey,
+    EnvelopeCipher,
+    Opened,
+    Sealed,
+    encryption_context,
+)
 from mqless.errors import IntegrityError, Throttled
 
 DEST = "orders"
@@ -75,6 +84,25 @@ def flip(data: bytes, position: int, mask: int = 0x01) -> bytes:
     return bytes(out)
 
 
+def documented_aad(version: int, destination: str, message_id: str) -> bytes:
+    """The associated data exactly as envelope.py's docstring gives it."""
+    dest, mid = destination.encode(), message_id.encode()
+    return (
+        bytes((version,)) + struct.pack(">I", len(dest)) + dest + struct.pack(">I", len(mid)) + mid
+    )
+
+
+def hand_sealed(
+    provider: FakeKeyProvider, version: int, plaintext: bytes, destination: str, message_id: str
+) -> Sealed:
+    """A ciphertext built by hand from the documented format (how format 0x01 was written)."""
+    data_key = provider.generate_data_key(encryption_context(destination))
+    nonce = os.urandom(12)
+    aad = documented_aad(version, destination, message_id)
+    body = AESGCM(data_key.plaintext).encrypt(nonce, plaintext, aad)
+    return Sealed(bytes((version,)) + nonce + body, data_key.encrypted_key)
+
+
 # --- round trip -------------------------------------------------------------------------
 
 
@@ -89,20 +117,42 @@ def test_decrypt_returns_the_body_that_was_encrypted(body: bytes) -> None:
     # When a body is sealed and opened with the same destination and message id
     sealed = cipher.encrypt(body, destination=DEST, message_id=MSG)
     opened = cipher.decrypt(sealed, destination=DEST, message_id=MSG)
-    # Then the same bytes come back
-    assert opened == body
+    # Then the same bytes come back, with an empty header
+    assert opened == Opened(FORMAT_VERSION, b"", body)
+    assert opened.body == body
 
 
-def test_ciphertext_is_version_nonce_body_tag_and_hides_the_body() -> None:
+@pytest.mark.parametrize("header", [b"", b"{}", b'{"a":{"k":"v"}}', os.urandom(70_000)])
+def test_a_header_travels_sealed_beside_the_body(header: bytes) -> None:
     # Given a cipher
     cipher, _, _ = make_cipher()
-    # When a body is sealed
-    sealed = cipher.encrypt(BODY, destination=DEST, message_id=MSG)
-    # Then the stored bytes are framed as documented and do not contain the body
-    assert sealed.ciphertext[0] == FORMAT_VERSION == 0x01
-    assert len(sealed.ciphertext) == 1 + 12 + len(BODY) + 16
-    assert BODY not in sealed.ciphertext
-    assert b"widget" not in sealed.ciphertext
+    # When a header and a body are sealed together and opened
+    sealed = cipher.encrypt(BODY, destination=DEST, message_id=MSG, header=header)
+    opened = cipher.decrypt(sealed, destination=DEST, message_id=MSG)
+    # Then both come back apart, as they went in
+    assert (opened.header, opened.body) == (header, BODY)
+
+
+def test_ciphertext_is_laid_out_as_documented_and_hides_header_and_body() -> None:
+    # Given a cipher
+    cipher, provider, _ = make_cipher()
+    header = b'{"a":{"colour":"teal"}}'
+    # When a header and body are sealed
+    sealed = cipher.encrypt(BODY, destination=DEST, message_id=MSG, header=header)
+    # Then the stored bytes are version 0x02 || nonce || ciphertext || tag ...
+    assert sealed.ciphertext[0] == FORMAT_VERSION == 0x02
+    assert len(sealed.ciphertext) == 1 + 12 + 4 + len(header) + len(BODY) + 16
+    # ... that open, with the documented associated data, to u32 BE length || header || body
+    key = provider.decrypt_data_key(sealed.encrypted_key, encryption_context(DEST))
+    plaintext = AESGCM(key).decrypt(
+        sealed.ciphertext[1:13],
+        sealed.ciphertext[13:],
+        documented_aad(0x02, DEST, MSG),
+    )
+    assert plaintext == struct.pack(">I", len(header)) + header + BODY
+    # ... and hold neither in the clear
+    for secret in (BODY, b"widget", header, b"teal"):
+        assert secret not in sealed.ciphertext
 
 
 def test_the_same_body_sealed_twice_gives_different_ciphertexts() -> None:
@@ -146,7 +196,7 @@ def test_a_data_key_is_replaced_once_it_reaches_max_age() -> None:
     # Then a new data key was generated, and the old message still opens
     assert provider.generate_calls == 2
     assert new.encrypted_key != old.encrypted_key
-    assert cipher.decrypt(old, destination=DEST, message_id="m-1") == BODY
+    assert cipher.decrypt(old, destination=DEST, message_id="m-1").body == BODY
 
 
 def test_a_data_key_is_replaced_after_sealing_max_messages() -> None:
@@ -182,7 +232,7 @@ def test_a_failed_key_generation_is_not_cached_and_the_next_send_retries() -> No
     sealed = cipher.encrypt(BODY, destination=DEST, message_id="m-2")
     # Then the second send generated a key and works
     assert provider.generate_calls == 2
-    assert cipher.decrypt(sealed, destination=DEST, message_id="m-2") == BODY
+    assert cipher.decrypt(sealed, destination=DEST, message_id="m-2").body == BODY
 
 
 @pytest.mark.parametrize(
@@ -225,7 +275,7 @@ def test_a_truncated_ciphertext_fails_authentication(length: int) -> None:
         _SENDER.decrypt(truncated, destination=DEST, message_id=MSG)
 
 
-@pytest.mark.parametrize("version", [0x00, 0x02, 0xFF])
+@pytest.mark.parametrize("version", [0x00, 0x03, 0xFF])
 def test_an_unknown_format_version_fails_before_any_key_is_fetched(version: int) -> None:
     # Given a sealed body whose version byte is not one this code knows
     sender, _, _ = make_cipher()
@@ -252,7 +302,7 @@ def test_a_body_moved_to_another_destination_fails_authentication() -> None:
     # Given a body sealed for "orders" and opened there once (so its key is cached)
     cipher, _, _ = make_cipher()
     sealed = cipher.encrypt(BODY, destination="orders", message_id=MSG)
-    assert cipher.decrypt(sealed, destination="orders", message_id=MSG) == BODY
+    assert cipher.decrypt(sealed, destination="orders", message_id=MSG).body == BODY
     # When it is opened as a message of "invoices" / Then it fails authentication
     with pytest.raises(IntegrityError):
         cipher.decrypt(sealed, destination="invoices", message_id=MSG)
@@ -266,6 +316,9 @@ class ContextBlindKeyProvider(FakeKeyProvider):
 
     def decrypt_data_key(self, blob: bytes, context: Mapping[str, str]) -> bytes:
         return super().decrypt_data_key(blob, {})
+
+
+_CONTEXT_BLIND = make_cipher(provider=ContextBlindKeyProvider())[0]
 
 
 def test_the_destination_is_bound_by_the_body_itself_not_only_by_kms() -> None:
@@ -315,6 +368,59 @@ def test_a_damaged_encrypted_key_fails_authentication(mutate: object) -> None:
         receiver.decrypt(damaged, destination=DEST, message_id=MSG)
 
 
+@given(text=st.text(min_size=2, max_size=30), cuts=st.tuples(st.integers(), st.integers()))
+def test_where_destination_ends_and_message_id_begins_is_authenticated(
+    text: str, cuts: tuple[int, int]
+) -> None:
+    # Given one string cut in two places: ("a.b", "c") and ("a", ".bc"), say
+    first, second = (cut % (len(text) + 1) for cut in cuts)
+    if first == second:
+        return
+    sealed = _CONTEXT_BLIND.encrypt(BODY, destination=text[:first], message_id=text[first:])
+    # When a body sealed for one cut is opened with the other / Then it fails (the
+    # associated data is length-prefixed, so no two pairs encode alike)
+    with pytest.raises(IntegrityError):
+        _CONTEXT_BLIND.decrypt(sealed, destination=text[:second], message_id=text[second:])
+
+
+def test_a_header_length_that_runs_past_the_plaintext_fails_authentication() -> None:
+    # Given a well-authenticated 0x02 ciphertext whose framing is wrong (a writer's bug)
+    cipher, provider, _ = make_cipher()
+    bad = hand_sealed(provider, 0x02, struct.pack(">I", 100) + b"short", DEST, MSG)
+    # When it is opened / Then it is refused rather than split somewhere arbitrary
+    with pytest.raises(IntegrityError, match="header runs past"):
+        cipher.decrypt(bad, destination=DEST, message_id=MSG)
+
+
+# --- format 0x01 (written by earlier versions, still opened) -----------------------------
+
+
+def test_a_format_0x01_body_still_opens_under_its_old_rule() -> None:
+    # Given a body sealed as version 0x01 wrote it: the bare body, bound to its origin
+    sender, provider, _ = make_cipher()
+    old = hand_sealed(provider, LEGACY_FORMAT_VERSION, BODY, "orders", MSG)
+    receiver, _, _ = make_cipher(provider=provider)
+    # When it is opened / Then the body comes back, with no header and its version
+    assert receiver.decrypt(old, destination="orders", message_id=MSG) == Opened(0x01, b"", BODY)
+
+
+@pytest.mark.parametrize(("written", "relabelled"), [(0x01, 0x02), (0x02, 0x01)])
+def test_a_ciphertext_relabelled_as_the_other_version_fails_authentication(
+    written: int, relabelled: int
+) -> None:
+    # Given a ciphertext of one format version whose version byte was changed to the other
+    cipher, provider, _ = make_cipher()
+    sealed = (
+        hand_sealed(provider, 0x01, BODY, DEST, MSG)
+        if written == 0x01
+        else cipher.encrypt(BODY, destination=DEST, message_id=MSG)
+    )
+    relabelled_sealed = Sealed(bytes((relabelled,)) + sealed.ciphertext[1:], sealed.encrypted_key)
+    # When it is opened / Then it fails (the version byte is in the associated data)
+    with pytest.raises(IntegrityError, match="failed authentication"):
+        cipher.decrypt(relabelled_sealed, destination=DEST, message_id=MSG)
+
+
 # --- the decrypted-key cache ------------------------------------------------------------
 
 
@@ -325,7 +431,7 @@ def test_a_receiver_opens_each_data_key_through_the_provider_once() -> None:
     sealed = [sender.encrypt(BODY, destination=DEST, message_id=f"m-{i}") for i in range(50)]
     # When a receiver opens them all
     for i, s in enumerate(sealed):
-        assert receiver.decrypt(s, destination=DEST, message_id=f"m-{i}") == BODY
+        assert receiver.decrypt(s, destination=DEST, message_id=f"m-{i}").body == BODY
     # Then the provider decrypted the data key once
     assert provider.decrypt_calls == 1
     assert receiver.stats.decrypt_calls == 1
@@ -337,7 +443,7 @@ def test_a_sender_opens_its_own_messages_without_the_provider() -> None:
     cipher, provider, _ = make_cipher()
     sealed = cipher.encrypt(BODY, destination=DEST, message_id=MSG)
     # When the same process opens it
-    assert cipher.decrypt(sealed, destination=DEST, message_id=MSG) == BODY
+    assert cipher.decrypt(sealed, destination=DEST, message_id=MSG).body == BODY
     # Then the key it generated was already known
     assert provider.decrypt_calls == 0
 
@@ -399,7 +505,7 @@ def test_concurrent_senders_and_receivers_round_trip_and_respect_the_count_bound
 
     def open_(pair: tuple[tuple[str, str, bytes], Sealed]) -> bytes:
         (dest, mid, _), sealed = pair
-        return receiver.decrypt(sealed, destination=dest, message_id=mid)
+        return receiver.decrypt(sealed, destination=dest, message_id=mid).body
 
     # When they seal and then open all bodies concurrently
     with ThreadPoolExecutor(max_workers=16) as pool:

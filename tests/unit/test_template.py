@@ -988,7 +988,10 @@ def test_functions_get_only_the_actions_they_use(merged_functions: dict[str, Any
             assert "*" not in resources, name
             if any(a.startswith("kms:") for a in actions):
                 condition = statement["Condition"]["StringEquals"]
-                assert condition == {"kms:EncryptionContext:mqless:purpose": "message-body"}
+                assert condition in (
+                    {"kms:EncryptionContext:mqless:purpose": "message-body"},
+                    {"kms:EncryptionContext:mqless:purpose": "dedup-key"},
+                ), name
             if "execute-api:ManageConnections" in actions:
                 text = str(resources)
                 assert "@connections/*" in text and "WebSocketApi" in text
@@ -1137,9 +1140,35 @@ def test_the_key_refuses_cloudwatch_logs_for_log_groups_of_anything_else(
 
 
 def test_the_kms_condition_matches_what_the_core_sends() -> None:
+    from mqless import dedup
     from mqless.envelope import encryption_context
 
-    assert encryption_context("orders")["mqless:purpose"] == "message-body"
+    assert encryption_context("/queue/orders")["mqless:purpose"] == "message-body"
+    assert dedup.encryption_context() == {"mqless:purpose": "dedup-key"}
+
+
+def test_only_the_functions_that_send_may_use_the_dedup_secret(
+    merged_functions: dict[str, Any],
+) -> None:
+    # Given the functions' KMS statements
+    def purposes(function: dict[str, Any]) -> set[str]:
+        return {
+            statement["Condition"]["StringEquals"]["kms:EncryptionContext:mqless:purpose"]
+            for statement in _statements(function)
+            if any(str(a).startswith("kms:") for a in statement["Action"])
+        }
+
+    # When the purposes each function may use are collected
+    granted = {name: purposes(function) for name, function in merged_functions.items()}
+    # Then the HTTP and WebSocket functions (they send to FIFO queues) hold the dedup key,
+    # and every function but the authorizer handles message bodies
+    assert {name for name, found in granted.items() if "dedup-key" in found} == {
+        "HttpApiFunction",
+        "WebSocketFunction",
+    }
+    assert {name for name, found in granted.items() if "message-body" in found} == (
+        set(merged_functions) - {"AuthorizerFunction"}
+    )
 
 
 def test_the_key_policy_names_no_wildcard_principal(resources: Resources) -> None:

@@ -1,16 +1,27 @@
-"""Envelope encryption of message bodies: AES-256-GCM under cached KMS data keys.
+"""Envelope encryption of messages: AES-256-GCM under cached KMS data keys.
 
-A body is sealed under a 256-bit data key from KMS GenerateDataKey. The item stores two
+A message is sealed under a 256-bit data key from KMS GenerateDataKey. The item stores two
 binary attributes, never the plaintext key:
 
-* ``encrypted_key``: the KMS ciphertext blob of the data key, bound by the KMS encryption
-  context ``{"mqless:purpose": "message-body", "mqless:destination": <destination>}``;
-* ``ciphertext``: ``version (1 byte, 0x01) || nonce (12 bytes) || AES-GCM ciphertext || tag (16)``.
+* ``dk``: the KMS ciphertext blob of the data key, bound by the KMS encryption context
+  ``{"mqless:purpose": "message-body", "mqless:destination": <destination>}``;
+* ``body``: ``version (1 byte, 0x02) || nonce (12 bytes) || AES-GCM ciphertext || tag (16)``.
+
+The plaintext of format 0x02 carries the message's headers with its body, so that tables,
+streams and backups hold only ciphertext for both:
+``len(header) (u32 BE) || header || body``. What the header holds is the caller's business
+(`sealing.py` puts a compact JSON block there); this module only frames it.
 
 The AES-GCM associated data authenticates the message's place in the broker:
 ``version (1 byte) || len(destination) (u32 BE) || destination (UTF-8)
-|| len(message_id) (u32 BE) || message_id (UTF-8)``. A ciphertext copied to another
-message id or destination, or a changed version byte, fails authentication.
+|| len(message_id) (u32 BE) || message_id (UTF-8)``. Under 0x02 the destination is the one
+that holds the item (`sealing.Holder`), and moving a message means sealing it again. A
+ciphertext copied to another message id or destination, or a changed version byte, fails
+authentication.
+
+Format 0x01 (before headers were sealed) has the same framing and associated data, with the
+bare body as plaintext and the destination the message was first sent to; it is opened,
+never written (see `sealing.py` for how long, and why).
 
 The message id lives in the AAD rather than in the KMS context because the KMS context is
 fixed per data key, and a data key is shared by up to ``max_messages_per_key`` messages of
@@ -37,11 +48,13 @@ from mqless.errors import IntegrityError, Throttled
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
-FORMAT_VERSION: Final = 0x01
+FORMAT_VERSION: Final = 0x02
+LEGACY_FORMAT_VERSION: Final = 0x01
 NONCE_BYTES: Final = 12
 TAG_BYTES: Final = 16
-_HEADER_BYTES: Final = 1 + NONCE_BYTES
+_PREFIX_BYTES: Final = 1 + NONCE_BYTES
 _DATA_KEY_BYTES: Final = 32
+_HEADER_LENGTH: Final = struct.Struct(">I")
 # NIST SP 800-38D caps random 96-bit nonces at 2**32 messages per key; the default of
 # 10,000 sits far below it, but a deployment parameter must not be able to pass it.
 _MAX_MESSAGES_CEILING: Final = 2**32
@@ -73,10 +86,24 @@ class DataKey:
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """An encrypted body as stored: the framed ciphertext and the KMS-encrypted data key."""
+    """An encrypted message as stored: the framed ciphertext and the KMS-encrypted data key."""
 
     ciphertext: bytes
     encrypted_key: bytes
+
+    @property
+    def version(self) -> int | None:
+        """The format version byte (None for an empty ciphertext); not yet authenticated."""
+        return self.ciphertext[0] if self.ciphertext else None
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An authenticated plaintext: its format version, header block and body."""
+
+    version: int
+    header: bytes
+    body: bytes = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -145,7 +172,8 @@ def _map_kms_error(exc: ClientError) -> Exception:
 
 
 def encryption_context(destination: str) -> dict[str, str]:
-    """The KMS encryption context of data keys that seal bodies for `destination`."""
+    """The KMS encryption context of data keys that seal messages held by `destination`
+    (`sealing.Holder`: `/queue/<name>` or `/topic/<name>`; format 0x01 used the bare name)."""
     return {"mqless:purpose": PURPOSE, "mqless:destination": destination}
 
 
@@ -223,40 +251,43 @@ class EnvelopeCipher:
         with self._lock:
             return replace(self._stats)
 
-    def encrypt(self, plaintext: bytes, *, destination: str, message_id: str) -> Sealed:
-        """Seal `plaintext` for message `message_id` on `destination`."""
+    def encrypt(
+        self, body: bytes, *, destination: str, message_id: str, header: bytes = b""
+    ) -> Sealed:
+        """Seal `header` and `body` (format 0x02) for message `message_id` on `destination`."""
         aead, encrypted_key = self._key_for_sealing(destination)
+        plaintext = b"".join((_HEADER_LENGTH.pack(len(header)), header, body))
         # A fresh random 96-bit nonce per message. With at most max_messages_per_key
         # (10,000 by default) messages per key, the chance that two nonces collide is
         # about n**2 / 2**97 ~ 1e-21, far below NIST's 2**-32 bound for random nonces.
         nonce = os.urandom(NONCE_BYTES)
-        body = aead.encrypt(
+        sealed = aead.encrypt(
             nonce, plaintext, _associated_data(FORMAT_VERSION, destination, message_id)
         )
         return Sealed(
-            ciphertext=b"".join((bytes((FORMAT_VERSION,)), nonce, body)),
+            ciphertext=b"".join((bytes((FORMAT_VERSION,)), nonce, sealed)),
             encrypted_key=encrypted_key,
         )
 
-    def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> bytes:
-        """Open a sealed body; IntegrityError if it was altered or moved."""
+    def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> Opened:
+        """Open a sealed message (format 0x02 or 0x01); IntegrityError if altered or moved."""
         ciphertext = sealed.ciphertext
         # Reject malformed input before spending a KMS call on it.
-        if len(ciphertext) < _HEADER_BYTES + TAG_BYTES:
+        if len(ciphertext) < _PREFIX_BYTES + TAG_BYTES:
             raise IntegrityError("message body failed authentication: ciphertext is truncated")
         version = ciphertext[0]
-        if version != FORMAT_VERSION:
+        if version not in (FORMAT_VERSION, LEGACY_FORMAT_VERSION):
             raise IntegrityError(
                 f"message body failed authentication: unknown format version {version}"
             )
         if not sealed.encrypted_key:
             raise IntegrityError("message body failed authentication: data key is missing")
         aead = self._key_for_opening(sealed.encrypted_key, destination)
-        nonce = ciphertext[1:_HEADER_BYTES]
+        nonce = ciphertext[1:_PREFIX_BYTES]
         try:
             plaintext = aead.decrypt(
                 nonce,
-                ciphertext[_HEADER_BYTES:],
+                ciphertext[_PREFIX_BYTES:],
                 _associated_data(version, destination, message_id),
             )
         except InvalidTag:
@@ -266,7 +297,9 @@ class EnvelopeCipher:
             ) from None
         with self._lock:
             self._stats.decrypts += 1
-        return plaintext
+        if version == LEGACY_FORMAT_VERSION:
+            return Opened(version, b"", plaintext)
+        return _unframe(version, plaintext)
 
     # -- caches ------------------------------------------------------------------------------
 
@@ -369,6 +402,17 @@ class EnvelopeCipher:
 
     def _fresh(self, since_ms: int) -> bool:
         return self._clock.now_ms() - since_ms < self._max_age_ms
+
+
+def _unframe(version: int, plaintext: bytes) -> Opened:
+    # Authenticated, so malformed framing means a writer's bug, not an attack; still refused.
+    if len(plaintext) < _HEADER_LENGTH.size:
+        raise IntegrityError("message failed authentication: plaintext has no header length")
+    (length,) = _HEADER_LENGTH.unpack_from(plaintext)
+    end = _HEADER_LENGTH.size + length
+    if end > len(plaintext):
+        raise IntegrityError("message failed authentication: header runs past the plaintext")
+    return Opened(version, plaintext[_HEADER_LENGTH.size : end], plaintext[end:])
 
 
 def _checked_key(plaintext: bytes) -> bytes:

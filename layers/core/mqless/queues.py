@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from mqless import models, names
 from mqless.clock import Clock
+from mqless.dedup import DedupHasher
 from mqless.dynamo import Item
-from mqless.envelope import Sealed
 from mqless.errors import (
     Conflict,
     IntegrityError,
@@ -51,6 +52,7 @@ from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.quotas import Quota, Quotas
 from mqless.receipts import Receipt, decode_receipt
 from mqless.registry import QueueRegistry
+from mqless.sealing import BodyCipher, Headers, Holder, OpenedMessage, open_item, reseal, seal
 from mqless.store import (
     Duplicate,
     LeaseLost,
@@ -70,14 +72,6 @@ _DELIVERY_STATE = frozenset(
 MAX_HEADS_PER_GROUP = 100
 FIRST_POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 1.0
-
-
-class BodyCipher(Protocol):
-    """What the queue core needs from envelope encryption (`envelope.EnvelopeCipher`)."""
-
-    def encrypt(self, plaintext: bytes, *, destination: str, message_id: str) -> Sealed: ...
-
-    def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> bytes: ...
 
 
 class Outcome(enum.Enum):
@@ -106,6 +100,7 @@ class QueueService:
         registry: QueueRegistry,
         store: MessageStore,
         cipher: BodyCipher,
+        dedup: DedupHasher,
         clock: Clock,
         policy: Policy | None = None,
         quotas: Quotas | None = None,
@@ -113,6 +108,7 @@ class QueueService:
         self._registry = registry
         self._store = store
         self._cipher = cipher
+        self._dedup = dedup
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
         self._quotas = quotas or Quotas(self._policy)
@@ -211,14 +207,13 @@ class QueueService:
     def _browsed(self, config: QueueConfig, item: Item, now: int) -> BrowsedMessage:
         body: str | None = None
         error: str | None = None
-        binary = bool(item.get("bin", False))
+        headers = Headers()
         try:
-            plain = self._cipher.decrypt(
-                Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
-                destination=str(item["origin"]),
-                message_id=str(item["id"]),
+            opened = self._open(config, item)
+            headers = opened.headers
+            body = (
+                base64.b64encode(opened.body).decode() if headers.binary else opened.body.decode()
             )
-            body = base64.b64encode(plain).decode() if binary else plain.decode()
         except IntegrityError as exc:
             error = f"integrity: {exc.message}"
         if config.fifo:
@@ -240,11 +235,11 @@ class QueueService:
         return BrowsedMessage(
             message_id=str(item["id"]),
             body=body,
-            binary=binary,
-            attributes=dict(item.get("attrs") or {}),
-            content_type=item.get("ctype"),
-            correlation_id=item.get("corr"),
-            reply_to=item.get("reply"),
+            binary=headers.binary,
+            attributes=dict(headers.attributes),
+            content_type=headers.content_type,
+            correlation_id=headers.correlation_id,
+            reply_to=headers.reply_to,
             sent_at=int(item["sent_at"]),
             receive_count=int(item.get("receive_count", 0)),
             state=state,
@@ -282,7 +277,13 @@ class QueueService:
             raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
         if target.fifo and not item.get("grp"):
             raise InvalidRequest(f"queue {to!r} is FIFO and the message has no group")
-        fresh = {k: v for k, v in item.items() if k not in _DELIVERY_STATE}
+        try:
+            fresh = self._resealed(config, target, item)
+        except IntegrityError as exc:
+            raise Conflict(
+                f"message {message_id[:100]!r} cannot be moved: integrity: {exc.message}"
+            ) from exc
+        fresh = {k: v for k, v in fresh.items() if k not in _DELIVERY_STATE}
         fresh["receive_count"] = 0
         fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
         also = [] if copy else [self._store.delete_existing_op(name, str(item["sk"]))]
@@ -391,7 +392,13 @@ class QueueService:
 
     def _new_item(self, config: QueueConfig, message: NewMessage) -> tuple[Item, int]:
         now = self._clock.now_ms()
-        item = sealed_message(self._cipher, message, destination=config.name, now_ms=now)
+        item = sealed_message(
+            self._cipher,
+            message,
+            holder=Holder.queue(config.name),
+            now_ms=now,
+            content_dedup=config.fifo,
+        )
         message_id = str(item["id"])
         delay = config.delay_seconds if message.delay_seconds is None else message.delay_seconds
         lifetime = config.retention_seconds
@@ -418,15 +425,16 @@ class QueueService:
         self, config: QueueConfig, item: Item, message: NewMessage, now: int
     ) -> SendResult:
         assert message.group_id is not None
+        # SQS's rule (the client's id, else the body's SHA-256), stored only as a keyed hash
         dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
-        item["dedup"] = dedup_id
+        record_id = self._dedup.record_id(str(Holder.queue(config.name)), dedup_id)
         window_end = now + models.DEDUP_WINDOW_SECONDS * 1000
         result = self._store.put_fifo(
             config.name,
             item,
             group=message.group_id,
             now_ms=now,
-            dedup=(dedup_id, window_end, window_end // 1000 + 60),
+            dedup=(record_id, window_end, window_end // 1000 + 60),
         )
         if isinstance(result, Duplicate):
             return SendResult(message_id=result.message_id, duplicate=True)
@@ -654,6 +662,7 @@ class QueueService:
             target_name = destination or item.get("dl_source")
             target = self._registry.find(str(target_name)) if target_name else None
             problem = None
+            fresh: Item | None = None
             if target_name is None:
                 problem = (
                     "the message has no source queue (it was not dead-lettered); pass destination"
@@ -665,13 +674,18 @@ class QueueService:
                 problem = f"{principal.id!r} may not send {target.name!r}"
             elif target.fifo and not item.get("grp"):
                 problem = f"queue {target.name!r} is FIFO and the message has no group"
-            if problem or target is None:
+            else:
+                try:
+                    fresh = self._resealed(source, target, item)
+                except IntegrityError as exc:
+                    problem = f"integrity: {exc.message}"
+            if problem or target is None or fresh is None:
                 failed_ids.add(str(item["id"]))
                 result.failed.append(
                     EntryFailure(id=str(item["id"]), error="redrive_failed", message=problem or "")
                 )
                 return Outcome.SKIPPED, None
-            fresh = {k: v for k, v in item.items() if k not in _DELIVERY_STATE}
+            fresh = {k: v for k, v in fresh.items() if k not in _DELIVERY_STATE}
             fresh["receive_count"] = 0
             fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
             self._enqueue_moving(source, item, lease, group, target, fresh)
@@ -766,19 +780,17 @@ class QueueService:
             if self._enforce_limits(config, item, lease, group) is not None:
                 return Outcome.CONSUMED, None
             try:
-                body = self._cipher.decrypt(
-                    Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
-                    destination=str(item["origin"]),
-                    message_id=str(item["id"]),
-                )
+                opened = self._open(config, item)
             except IntegrityError as exc:
                 logger.error(
                     "message failed authentication",
                     extra={"queue": config.name, "message_id": item["id"], "reason": exc.message},
                 )
-                self._dead_letter(config, item, lease, group, f"integrity: {exc.message}")
+                self._dead_letter(
+                    config, item, lease, group, f"integrity: {exc.message}", unreadable=True
+                )
                 return Outcome.CONSUMED, None
-            delivery = _delivery(config, item, lease, body)
+            delivery = _delivery(config, item, lease, opened)
             metrics.count("Delivered", queue=config.name)
             if delivery.receive_count > 1:
                 metrics.count("Redelivered", queue=config.name)
@@ -997,8 +1009,13 @@ class QueueService:
         reason: str,
         *,
         receive_count: int | None = None,
+        unreadable: bool = False,
     ) -> None:
-        """Move a leased message to the queue's dead-letter queue (or quarantine it)."""
+        """Move a leased message to the queue's dead-letter queue (or quarantine it).
+
+        The message is sealed again for the dead-letter queue; one that cannot be opened
+        (`unreadable`: it already failed authentication) moves as it is, still unreadable.
+        """
         moved = {
             k: v
             for k, v in item.items()
@@ -1014,6 +1031,10 @@ class QueueService:
             return
         # the broker acting: a declared dead-letter queue that is missing is made, uncharged
         target = self._ensure_queue(target_name, None, dead_letter=True)
+        if not unreadable:
+            # one that fails authentication here moves as it is, still unreadable
+            with contextlib.suppress(IntegrityError):
+                moved = self._resealed(config, target, moved)
         moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
         self._enqueue_moving(config, item, lease, group, target, moved)
         metrics.count("DeadLettered", queue=config.name)
@@ -1076,6 +1097,21 @@ class QueueService:
                 visible_at=now,
             )
             self._store.put_with(fresh, also)
+
+    # ---- sealed messages -------------------------------------------------------------
+
+    def _open(self, config: QueueConfig, item: Item) -> OpenedMessage:
+        """Open a message read from `config`'s queue: bound to that queue, never to a
+        destination the item names."""
+        return open_item(
+            self._cipher, item, holder=Holder.queue(config.name), now_ms=self._clock.now_ms()
+        )
+
+    def _resealed(self, source: QueueConfig, target: QueueConfig, item: Item) -> Item:
+        """`item` (read from `source`) sealed again for `target`, with cached data keys."""
+        return reseal(
+            self._cipher, item, self._open(source, item), target=Holder.queue(target.name)
+        )
 
     # ---- queue lookup --------------------------------------------------------------------
 
@@ -1147,21 +1183,20 @@ class QueueService:
 
 
 def sealed_message(
-    cipher: BodyCipher, message: NewMessage, *, destination: str, now_ms: int
+    cipher: BodyCipher,
+    message: NewMessage,
+    *,
+    holder: Holder,
+    now_ms: int,
+    content_dedup: bool = False,
 ) -> Item:
-    """The stored fields every new message has, its body sealed for `destination`."""
+    """The stored fields every new message has: its id, its body and headers sealed for
+    `holder`, its send time. `content_dedup`: a FIFO queue dedups it on its body."""
     message_id = new_message_id(now_ms)
-    sealed = cipher.encrypt(message.body, destination=destination, message_id=message_id)
+    headers = Headers.of(message, content_dedup=content_dedup)
     return {
         "id": message_id,
-        "origin": destination,
-        "body": sealed.ciphertext,
-        "dk": sealed.encrypted_key,
-        "bin": message.binary,
-        "attrs": message.attributes or None,
-        "ctype": message.content_type,
-        "corr": message.correlation_id,
-        "reply": message.reply_to,
+        **seal(cipher, headers, message.body, holder=holder, message_id=message_id),
         "sent_at": now_ms,
     }
 
@@ -1198,26 +1233,27 @@ def _stale(receipt: str) -> EntryFailure:
     )
 
 
-def _delivery(config: QueueConfig, item: Item, lease: str, body: bytes) -> Delivery:
+def _delivery(config: QueueConfig, item: Item, lease: str, opened: OpenedMessage) -> Delivery:
+    headers = opened.headers
     return Delivery(
         message_id=str(item["id"]),
         receipt=Receipt(config.name, str(item["sk"]), lease).encode(),
         queue=config.name,
-        body=body,
-        binary=bool(item.get("bin", False)),
-        attributes=dict(item.get("attrs") or {}),
-        content_type=item.get("ctype"),
-        correlation_id=item.get("corr"),
-        reply_to=item.get("reply"),
+        body=opened.body,
+        binary=headers.binary,
+        attributes=dict(headers.attributes),
+        content_type=headers.content_type,
+        correlation_id=headers.correlation_id,
+        reply_to=headers.reply_to,
         receive_count=int(item["receive_count"]),
         sent_at=int(item["sent_at"]),
         first_received_at=item.get("first_rx"),
         group_id=item.get("grp"),
-        dedup_id=item.get("dedup"),
+        dedup_id=opened.dedup_id,
         dead_letter_reason=item.get("dl_reason"),
         source_queue=item.get("dl_source"),
-        origin=item.get("origin"),
+        origin=opened.origin,
     )
 
 
-__all__ = ["QueueService", "SweepReport", "sealed_message"]
+__all__ = ["BodyCipher", "QueueService", "SweepReport", "sealed_message"]

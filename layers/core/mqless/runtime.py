@@ -17,6 +17,7 @@ from mqless.access import AccessControl
 from mqless.auth import Authenticator, IamPrincipals, IssuerKeys, JwtSettings, JwtVerifier
 from mqless.clock import Clock, SystemClock
 from mqless.consumers import QueueConsumers
+from mqless.dedup import DedupHasher
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
 from mqless.principals import AllowAll, GrantPolicy, Policy
@@ -182,6 +183,9 @@ def build_queue_service(
         registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
         store=MessageStore(dynamodb, settings.messages_table),
         cipher=cipher or _cipher(settings, kms, time),
+        dedup=DedupHasher(
+            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+        ),
         clock=time,
         policy=policy,
         quotas=Quotas(policy, settings.limits),

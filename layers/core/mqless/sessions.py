@@ -6,14 +6,15 @@ unsubscribe, send, ack/nack, transactions, close. Frames of one connection arriv
 separate Lambda invocations, so all session state is in the destinations table.
 
 Transactions (STOMP BEGIN/COMMIT/ABORT) hold their SEND, ACK and NACK frames as items of
-the connection (`TX#<name>`, then `TXOP#<name>#<n>`); a held body is sealed like a stored
-message (AES-GCM under a KMS data key, the connection, transaction and position bound in
-its associated data), so the table holds no plaintext. COMMIT applies the held frames in
-order; ABORT and disconnecting drop them.
+the connection (`TX#<name>`, then `TXOP#<name>#<n>`); a held SEND is sealed like a stored
+message, its fields (attributes and the rest) with its body (AES-GCM under a KMS data key,
+the connection, transaction and position bound in its associated data), so the table holds
+no plaintext. COMMIT applies the held frames in order; ABORT and disconnecting drop them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -43,15 +44,16 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.envelope import Sealed
-from mqless.errors import Conflict, InvalidRequest
+from mqless.envelope import LEGACY_FORMAT_VERSION, Sealed
+from mqless.errors import Conflict, IntegrityError, InvalidRequest
 from mqless.live import ConnectionInfo, LiveSubscriptions, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import metrics
 from mqless.outbound import Connection, Push, render
 from mqless.principals import Principal
-from mqless.pubsub import SubscriptionSettings, TopicService
+from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
+from mqless.sealing import Holder, open_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -322,29 +324,35 @@ class Sessions:
         by_connection: dict[Connection, list[Push]] = {}
         index = self.live.index() if items else None
         for item in items:
-            topic = str(item["origin"])
+            topic = published_topic(item)
             assert index is not None
             targets = index.match(topic)
             if not targets:
                 continue
-            body = self._cipher.decrypt(
-                Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
-                destination=topic,
-                message_id=str(item["id"]),
-            )
+            try:
+                opened = open_item(
+                    self._cipher, item, holder=Holder.topic(topic), now_ms=self._clock.now_ms()
+                )
+            except IntegrityError as exc:
+                logger.error(
+                    "published message failed authentication; not pushed",
+                    extra={"topic": topic, "message_id": item.get("id"), "reason": exc.message},
+                )
+                continue
+            headers = opened.headers
             for target in targets:
                 push = Push(
                     subscription=target.subscription,
                     destination=f"/topic/{topic}",
                     message_id=str(item["id"]),
-                    body=body,
-                    binary=bool(item.get("bin", False)),
+                    body=opened.body,
+                    binary=headers.binary,
                     # live topic messages need no ack; one is accepted (and ignored)
                     ack=None if target.ack == "auto" else str(AckId(target.subscription)),
-                    attributes={str(k): str(v) for k, v in (item.get("attrs") or {}).items()},
-                    content_type=item.get("ctype"),
-                    correlation_id=item.get("corr"),
-                    reply_to=item.get("reply"),
+                    attributes=dict(headers.attributes),
+                    content_type=headers.content_type,
+                    correlation_id=headers.correlation_id,
+                    reply_to=headers.reply_to,
                     sent_at=int(item["sent_at"]),
                 )
                 by_connection.setdefault(target.connection, []).append(push)
@@ -408,8 +416,8 @@ class Sessions:
             message.body,
             destination=TRANSACTION_KEY_DESTINATION,
             message_id=self._held_id(info, transaction, position),
+            header=message.model_dump_json(exclude={"body"}, exclude_none=True).encode(),
         )
-        fields = message.model_dump(exclude={"body"}, exclude_none=True)
         self._hold(
             info,
             transaction,
@@ -419,7 +427,6 @@ class Sessions:
                 "destination": destination,
                 "body": sealed.ciphertext,
                 "dk": sealed.encrypted_key,
-                "message": fields,
             },
         )
 
@@ -440,12 +447,18 @@ class Sessions:
         to_pump: set[str] = set()
         for item in held:
             if item["op"] == "send":
-                body = self._cipher.decrypt(
+                opened = self._cipher.decrypt(
                     Sealed(ciphertext=item["body"], encrypted_key=item["dk"]),
                     destination=TRANSACTION_KEY_DESTINATION,
                     message_id=self._held_id(info, transaction, int(item["position"])),
                 )
-                message = NewMessage(body=body, **dict(item.get("message") or {}))
+                # format 0x01 held the fields in the clear, beside the sealed body
+                fields = (
+                    dict(item.get("message") or {})
+                    if opened.version == LEGACY_FORMAT_VERSION
+                    else json.loads(opened.header)
+                )
+                message = NewMessage.model_validate({**fields, "body": opened.body})
                 self.send(info, str(item["destination"]), message)
             else:
                 fields = dict(item["settle"])

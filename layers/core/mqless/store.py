@@ -8,7 +8,8 @@ Layout (one partition per queue, `pk = Q#<queue>`):
 - FIFO message      `sk = M#<len>:<group>#<seq>`, not indexed. Its group's item
   `sk = G#<group>` is what the index holds: leasing the group is what makes at most
   one message of a group in flight, and the head (lowest seq) is always the one delivered.
-- dedup record      `sk = D#<dedup id>`, the message id it stood for, kept 5 minutes.
+- dedup record      `sk = D#<record id>`, the message id it stood for, kept 5 minutes;
+  the record id is a keyed hash of the dedup id (`dedup.py`), never the id or a body hash.
 - wake marker       `sk = W#<time>#<random>`: written only for its stream record, which
   asks the dispatch function to feed the queue's push consumers again (`wake`).
 

@@ -1,0 +1,160 @@
+"""What the tables (and so their streams and backups) hold of a message: ciphertext for
+everything its sender wrote, and no hash that would let a guessed body be confirmed."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from mqless import runtime
+from mqless.clock import ManualClock
+from mqless.dynamo import from_wire, to_wire
+from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.models import NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.pubsub import SubscriptionSettings, TopicService
+from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
+from mqless.sessions import Sessions
+from mqless.websocket import handle_event
+from tests.component.conftest import Aws
+from tests.lambda_support import websocket_event
+
+P = ANONYMOUS
+# What a sender writes, each easy to spot in a dump of the tables.
+SECRETS = {
+    "body": "body-9e1c",
+    "attribute name": "attr-name-9e1c",
+    "attribute value": "attr-value-9e1c",
+    "content type": "application/x-9e1c",
+    "correlation id": "corr-9e1c",
+    "reply-to": "reply-9e1c",
+    "dedup id": "dedup-9e1c",
+}
+
+
+def _message(**fields: Any) -> NewMessage:
+    return NewMessage(
+        body=SECRETS["body"].encode(),
+        attributes={SECRETS["attribute name"]: SECRETS["attribute value"]},
+        content_type=SECRETS["content type"],
+        correlation_id=SECRETS["correlation id"],
+        reply_to=SECRETS["reply-to"],
+        **fields,
+    )
+
+
+def _dump(aws: Aws) -> str:
+    """Every item of both tables, keys and values, as someone reading a backup sees them."""
+    items = []
+    for table in (aws.settings.messages_table, aws.settings.destinations_table):
+        for page in aws.dynamodb.get_paginator("scan").paginate(TableName=table):
+            items.extend(page["Items"])
+    return repr(items)
+
+
+def _found(dump: str, secrets: dict[str, str]) -> list[str]:
+    return [what for what, text in secrets.items() if text in dump]
+
+
+@pytest.fixture
+def topics(aws: Aws, clock: ManualClock) -> TopicService:
+    return TopicService(
+        dynamodb=aws.dynamodb,
+        messages_table=aws.settings.messages_table,
+        destinations_table=aws.settings.destinations_table,
+        queues=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
+        clock=clock,
+    )
+
+
+def test_stored_messages_hold_their_headers_only_as_ciphertext(
+    broker: QueueService, topics: TopicService, clock: ManualClock, aws: Aws
+) -> None:
+    # Given a message with every header on a standard queue, one on a FIFO queue with a
+    # dedup id, one published to a topic and fanned out, and one dead-lettered
+    broker.send(P, "orders", _message())
+    broker.send(P, "jobs.fifo", _message(group_id="g", dedup_id=SECRETS["dedup id"]))
+    broker.put_queue(P, "audit", QueueSettings())
+    topics.subscribe(P, "shop.>", "audit", SubscriptionSettings(queue="audit"))
+    topics.publish(P, "shop.paid", _message())
+    published = aws.dynamodb.query(
+        TableName=aws.settings.messages_table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues=to_wire({":p": "T#shop.paid"}),
+    )["Items"]
+    topics.fan_out(from_wire(published[0]))
+    broker.put_queue(P, "fragile", QueueSettings(visibility_timeout=10, max_receive_count=1))
+    broker.send(P, "fragile", _message())
+    broker.receive(P, "fragile")
+    clock.advance(11)
+    broker.sweep()
+    # When someone reads the tables as they are stored
+    dump = _dump(aws)
+    # Then no body, attribute, content type, correlation id, reply-to or dedup id is there
+    assert _found(dump, SECRETS) == []
+    # (and the messages are all there: in their queues, the subscription and the DLQ)
+    assert [len(broker.browse(P, q)[0]) for q in ("orders", "jobs.fifo", "audit")] == [1, 1, 1]
+    [dead], _ = broker.browse(P, "fragile.dlq")
+    assert (dead.body, dead.attributes) == (SECRETS["body"], _message().attributes)
+
+
+def test_fifo_content_dedup_stores_no_hash_of_the_body_and_still_dedups(
+    broker: QueueService, aws: Aws
+) -> None:
+    # Given a FIFO message with a guessable body and no dedup id
+    first = broker.send(P, "votes.fifo", NewMessage(body=b"yes", group_id="g"))
+    # When the same body is sent again within the dedup window
+    again = broker.send(P, "votes.fifo", NewMessage(body=b"yes", group_id="g"))
+    # Then it is a duplicate of the first, as before
+    assert (again.duplicate, again.message_id) == (True, first.message_id)
+    # And the tables hold no SHA-256 of the body (hex, as the dedup id was), keys included
+    digest = hashlib.sha256(b"yes").hexdigest()
+    assert digest not in _dump(aws)
+    # And the consumer still sees the body's SHA-256 as the message's dedup id
+    [delivery] = broker.receive(P, "votes.fifo")
+    assert delivery.dedup_id == digest
+
+
+def test_held_stomp_sends_keep_their_headers_sealed_until_commit(
+    sessions: Sessions, broker: QueueService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a STOMP client that sends inside a transaction, with headers of its own
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+
+    def say(command: str, body: str = "", **headers: str) -> None:
+        lines = [command] + [f"{k}:{v}" for k, v in headers.items()]
+        frame = "\n".join(lines) + "\n\n" + body + "\x00"
+        handle_event(websocket_event("MESSAGE", "c1", frame))
+
+    handle_event(websocket_event("CONNECT", "c1", **{"Sec-WebSocket-Protocol": "v12.stomp"}))
+    say("CONNECT", **{"accept-version": "1.2", "host": "/"})
+    say("BEGIN", transaction="t")
+    say(
+        "SEND",
+        SECRETS["body"],
+        destination="/queue/held",
+        transaction="t",
+        **{
+            SECRETS["attribute name"]: SECRETS["attribute value"],
+            "content-type": SECRETS["content type"],
+            "correlation-id": SECRETS["correlation id"],
+            "reply-to": SECRETS["reply-to"],
+        },
+    )
+    # When the held frame is stored
+    held = _dump(aws)
+    say("COMMIT", transaction="t")
+    # Then none of what the client wrote is in the tables in the clear
+    assert _found(held, SECRETS) == []
+    # And COMMIT sends the message with every header
+    [delivery] = broker.receive(P, "held")
+    assert delivery.attributes == {SECRETS["attribute name"]: SECRETS["attribute value"]}
+    assert (delivery.content_type, delivery.correlation_id, delivery.reply_to) == (
+        SECRETS["content type"],
+        SECRETS["correlation id"],
+        SECRETS["reply-to"],
+    )
