@@ -16,31 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from mqless.models import BROKER_HEADERS, RESERVED_PREFIX
 from mqless.stomp import Frame, encode_frame
 
 Protocol = Literal["json", "stomp"]
 
 FRAME_BYTES: Final = 32 * 1024  # one billed WebSocket frame
-# Attributes are the sender's STOMP headers; these names are the broker's own.
-_RESERVED_HEADERS: Final = frozenset(
-    {
-        "destination",
-        "message-id",
-        "subscription",
-        "ack",
-        "content-type",
-        "content-length",
-        "correlation-id",
-        "reply-to",
-        "redelivered",
-        "timestamp",
-        "expires",
-        "persistent",
-        "receipt",
-        "transaction",
-        "JMSXGroupID",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -131,10 +112,12 @@ def stomp_frame(push: Push, version: str) -> Frame:
         headers.append(("reply-to", push.reply_to))
     if push.group_id is not None:
         headers.append(("JMSXGroupID", push.group_id))
+    # Sends refuse these names; a message stored before they were refused must still not
+    # pass for the broker's own headers.
     headers.extend(
         (name, value)
         for name, value in sorted(push.attributes.items())
-        if name not in _RESERVED_HEADERS
+        if name not in BROKER_HEADERS and not name.lower().startswith(RESERVED_PREFIX)
     )
     return Frame("MESSAGE", tuple(headers), body)
 

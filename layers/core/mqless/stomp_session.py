@@ -355,7 +355,8 @@ def _first_error(exc: ValueError) -> str:
     if callable(errors):
         first = errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}"
+        text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return f"{where}: {text}"
     return str(exc)
 
 

@@ -1,0 +1,276 @@
+"""One bad message, name or queue never hurts anyone else (issue 11, findings 1 and 12).
+
+What cannot be represented is refused at the door, naming what is wrong: attribute names
+and values and the text fields hold SQS's character set (no NUL or other C0 control
+character but TAB, LF and CR), attribute names travel as STOMP headers (no control
+character, no ':'), the `mqless-` prefix and the headers the broker sets itself are
+reserved, and client ids that become storage keys have a length limit.
+
+What is accepted but still cannot be carried to one particular subscriber (a line break
+in a header, for a STOMP 1.0 client; a message over API Gateway's 128 KB) costs only
+that message and that subscriber: a queue's push consumer has the message dead-lettered
+with the reason and its neighbours go out untouched; a live topic subscriber skips it.
+One failing queue or connection never stops the sweeper, a pump or a stream batch.
+
+Everything goes through the functions' entry points (HTTP API events, WebSocket events)
+over one moto per module, with pushes recorded instead of posted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mqless import runtime
+from mqless.dispatch import _Batch, deliver
+from mqless.dynamo import from_wire, to_wire
+from mqless.models import NewMessage
+from mqless.observability import metrics
+from mqless.principals import ANONYMOUS
+from mqless.stomp import Frame
+from mqless.websocket import handle_event
+from tests.component.conftest import Aws, RecordingPusher
+from tests.component.conftest_http import HttpApi, Reply
+from tests.lambda_support import websocket_event
+
+SUBPROTOCOL = {"1.0": "v10.stomp", "1.1": "v11.stomp", "1.2": "v12.stomp"}
+
+
+@pytest.fixture(autouse=True)
+def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPusher]:
+    """Every test: empty tables, the functions' environment, pushes recorded."""
+    assert aws.stack is not None
+    for name, value in aws.stack.environment("WebSocketFunction").items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    recording = RecordingPusher()
+    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    metrics.snapshot()  # counters of earlier tests are not ours: start from none
+    metrics.flush()
+    yield recording
+    runtime.reset()
+
+
+@pytest.fixture
+def api(aws: Aws) -> HttpApi:
+    assert aws.stack is not None
+    return HttpApi(aws.stack.http_routes())
+
+
+# ---- clients --------------------------------------------------------------------------------
+
+
+def stomp(connection_id: str, version: str = "1.2") -> None:
+    """Open a STOMP session of this version."""
+    handle_event(
+        websocket_event(
+            "CONNECT", connection_id, **{"Sec-WebSocket-Protocol": SUBPROTOCOL[version]}
+        )
+    )
+    say(connection_id, "CONNECT", [("accept-version", version), ("host", "/")])
+
+
+def say(connection_id: str, command: str, headers: list[tuple[str, str]], body: str = "") -> None:
+    """One STOMP frame, headers written as given (escape them yourself)."""
+    lines = [command] + [f"{name}:{value}" for name, value in headers]
+    text = "\n".join(lines) + "\n\n" + body + "\x00"
+    handle_event(websocket_event("MESSAGE", connection_id, text))
+
+
+def got(pusher: RecordingPusher, connection_id: str, command: str) -> list[Frame]:
+    return [f for f in pusher.stomp_frames(connection_id) if f.command == command]
+
+
+def json_client(connection_id: str) -> None:
+    handle_event(websocket_event("CONNECT", connection_id))
+
+
+def json_say(connection_id: str, **frame: Any) -> None:
+    handle_event(websocket_event("MESSAGE", connection_id, json.dumps(frame)))
+
+
+def json_got(pusher: RecordingPusher, connection_id: str, kind: str) -> list[dict[str, Any]]:
+    return [f for f in pusher.json_frames(connection_id) if f["type"] == kind]
+
+
+def send(api: HttpApi, queue: str, body: str = "hello", **fields: Any) -> Reply:
+    return api.post(f"/queues/{queue}/messages", {"body": body, **fields})
+
+
+def sent(api: HttpApi, queue: str, body: str = "hello", **fields: Any) -> str:
+    reply = send(api, queue, body, **fields)
+    assert reply.status == 201, reply.text
+    message_id: str = reply.json["message_id"]
+    return message_id
+
+
+def dead_letters(api: HttpApi, queue: str) -> list[dict[str, Any]]:
+    reply = api.post(f"/queues/{queue}/receive", {"max_messages": 10})
+    assert reply.status == 200, reply.text
+    found: list[dict[str, Any]] = reply.json["messages"]
+    return found
+
+
+def publish_and_dispatch(aws: Aws, topic: str, *messages: NewMessage) -> None:
+    """Publish, then hand the stream's topic records to the dispatch step, as one batch."""
+    for message in messages:
+        runtime.topic_service().publish(ANONYMOUS, topic, message)
+    page = aws.dynamodb.scan(
+        TableName=aws.settings.messages_table,
+        FilterExpression="begins_with(pk, :t)",
+        ExpressionAttributeValues=to_wire({":t": "T#"}),
+        ConsistentRead=True,
+    )
+    batch = _Batch()
+    batch.published = sorted((from_wire(i) for i in page["Items"]), key=lambda i: str(i["sk"]))
+    deliver(batch)
+
+
+# ---- the issue's reproduction ------------------------------------------------------------
+
+
+def test_the_issues_poison_is_refused_and_a_stomp_consumer_gets_its_neighbours(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given three good messages on orders.p1
+    good = [sent(api, "orders.p1", f"good {n}") for n in range(3)]
+    # When the poison of the issue is sent (an attribute holding NUL)
+    poison = send(api, "orders.p1", "p", attributes={"x": "a\u0000b"})
+    # and a STOMP 1.2 client subscribes to the queue
+    stomp("c1")
+    say("c1", "SUBSCRIBE", [("id", "0"), ("destination", "/queue/orders.p1")])
+    # Then the poison was refused, naming the attribute and what it holds
+    assert poison.is_problem(400, "invalid_request"), poison.text
+    assert "'x'" in poison.json["message"] and "U+0000" in poison.json["message"]
+    # and the consumer got every good message, first time, and nothing was dead-lettered
+    messages = got(pusher, "c1", "MESSAGE")
+    assert sorted(m.header("message-id") or "" for m in messages) == sorted(good)
+    assert {m.header("redelivered") for m in messages} == {"false"}
+    assert dead_letters(api, "orders.p1.dlq") == []
+
+
+# ---- refused at the door: what no subscriber could be sent -------------------------------
+
+REFUSED_SENDS = [
+    # (label, the send's fields, what the problem's message must name)
+    ("nul in a value", {"attributes": {"x": "a\u0000b"}}, ["'x'", "U+0000"]),
+    ("escape in a value", {"attributes": {"colour": "\u001b[31mred"}}, ["'colour'", "U+001B"]),
+    ("noncharacter in a value", {"attributes": {"x": "\ufffe"}}, ["'x'", "U+FFFE"]),
+    ("colon in a name", {"attributes": {"a:b": "v"}}, ["'a:b'", "':'"]),
+    ("line feed in a name", {"attributes": {"a\nb": "v"}}, ["'a\\nb'", "U+000A"]),
+    ("tab in a name", {"attributes": {"a\tb": "v"}}, ["'a\\tb'", "U+0009"]),
+    ("nul in content_type", {"content_type": "text/plain\u0000"}, ["content_type", "U+0000"]),
+    ("bell in correlation_id", {"correlation_id": "c\u0007"}, ["correlation_id", "U+0007"]),
+    ("nul in reply_to", {"reply_to": "\u0000"}, ["reply_to", "U+0000"]),
+    ("reserved prefix", {"attributes": {"mqless-body-encoding": "base64"}}, ["'mqless-"]),
+    ("reserved prefix, any case", {"attributes": {"MQLess-Trace": "1"}}, ["'MQLess-Trace'"]),
+    ("a header the broker sets", {"attributes": {"message-id": "mine"}}, ["'message-id'"]),
+    ("another one", {"attributes": {"destination": "/queue/x"}}, ["'destination'"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [case[1:] for case in REFUSED_SENDS],
+    ids=[case[0] for case in REFUSED_SENDS],
+)
+def test_a_send_holding_what_cannot_be_represented_is_refused_naming_it(
+    api: HttpApi, fields: dict[str, Any], named: list[str]
+) -> None:
+    # Given a queue
+    sent(api, "orders")
+    # When a message is sent with a field no subscriber could be sent
+    reply = send(api, "orders", "body", **fields)
+    # Then it is a 400 whose message names the field and the character (or the rule)
+    assert reply.is_problem(400, "invalid_request"), reply.text
+    for part in named:
+        assert part in reply.json["message"], reply.json["message"]
+    # and nothing was stored
+    assert len(dead_letters(api, "orders")) == 1
+
+
+def test_a_fifo_group_id_holding_a_control_character_is_refused(api: HttpApi) -> None:
+    reply = send(api, "orders.fifo", group_id="g\u0001", dedup_id="d")
+    other = send(api, "orders.fifo", group_id="g", dedup_id="d\u0000")
+    assert reply.is_problem(400, "invalid_request") and "group_id" in reply.json["message"]
+    assert other.is_problem(400, "invalid_request") and "dedup_id" in other.json["message"]
+
+
+def test_what_sqs_accepts_is_accepted_and_delivered_as_sent(api: HttpApi) -> None:
+    # Given attribute values and names at the edges of what is allowed
+    attributes = {
+        "lines": "one\ntwo\r\nthree\tfour",
+        "controls": "\u007f\u0085\u009f",
+        "wide": "日本 🎉 \U0010fffd",
+        "name.with-every_thing+=/@ 空": "v",
+    }
+    # When they are sent
+    sent(api, "orders", attributes=attributes, correlation_id="a\tb", content_type="x\ny")
+    # Then a receiver gets them back exactly
+    [message] = dead_letters(api, "orders")
+    assert message["attributes"] == attributes
+    assert (message["correlation_id"], message["content_type"]) == ("a\tb", "x\ny")
+
+
+def test_a_batch_entry_holding_a_control_character_fails_alone(api: HttpApi) -> None:
+    reply = api.post(
+        "/queues/orders/messages/batch",
+        {
+            "entries": [
+                {"id": "good", "body": "fine"},
+                {"id": "bad", "body": "x", "attributes": {"x": "\u0000"}},
+            ]
+        },
+    )
+    assert reply.status == 200, reply.text
+    assert [e["id"] for e in reply.json["successful"]] == ["good"]
+    [failure] = reply.json["failed"]
+    assert failure["id"] == "bad" and failure["error"] == "invalid_request"
+    assert "'x'" in failure["message"]
+
+
+def test_a_json_publish_holding_what_cannot_be_represented_gets_an_error_frame(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    assert api.put("/queues/orders", {}).status == 201
+    json_client("j1")
+    json_say("j1", action="publish", destination="/queue/orders", body="b", attributes={"x": "\0"})
+    json_say(
+        "j1",
+        action="publish",
+        destination="/topic/news",
+        body="b",
+        attributes={"mqless-body-encoding": "base64"},
+    )
+    first, second = json_got(pusher, "j1", "error")
+    assert first["error"] == "invalid_request" and "'x'" in first["message"]
+    assert second["error"] == "invalid_request" and "mqless-" in second["message"]
+    assert dead_letters(api, "orders") == []
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        (("x", "a\u0001b"), "'x'"),
+        (("mqless-body-encoding", "base64"), "'mqless-body-encoding'"),
+        (("message-id", "forged"), "'message-id'"),
+        (("timestamp", "0"), "'timestamp'"),
+        (("a\\cb", "v"), "'a:b'"),  # STOMP 1.2 escapes ':' in a name as \c
+    ],
+    ids=["control character", "reserved prefix", "message-id", "timestamp", "colon in name"],
+)
+def test_a_stomp_send_holding_what_cannot_be_represented_gets_an_error_naming_it(
+    pusher: RecordingPusher, api: HttpApi, header: tuple[str, str], named: str
+) -> None:
+    # Given a queue and a STOMP 1.2 session
+    assert api.put("/queues/orders", {}).status == 201
+    stomp("c1")
+    # When it sends a header that cannot be an attribute
+    say("c1", "SEND", [("destination", "/queue/orders"), header], "body")
+    # Then an ERROR names it, and nothing was stored
+    [error] = got(pusher, "c1", "ERROR")
+    assert named in (error.header("message") or ""), error.header("message")
+    assert dead_letters(api, "orders") == []
