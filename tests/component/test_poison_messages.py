@@ -25,17 +25,19 @@ from typing import Any
 import pytest
 
 from mqless import runtime
+from mqless.access import EVERYTHING
 from mqless.dispatch import _Batch, deliver
 from mqless.dynamo import from_wire, to_wire
 from mqless.models import NewMessage
 from mqless.observability import metrics
-from mqless.principals import ANONYMOUS
+from mqless.principals import Principal
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
 from tests.lambda_support import websocket_event
 
+ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
 SUBPROTOCOL = {"1.0": "v10.stomp", "1.1": "v11.stomp", "1.2": "v12.stomp"}
 
 
@@ -117,7 +119,7 @@ def dead_letters(api: HttpApi, queue: str) -> list[dict[str, Any]]:
 def publish_and_dispatch(aws: Aws, topic: str, *messages: NewMessage) -> None:
     """Publish, then hand the stream's topic records to the dispatch step, as one batch."""
     for message in messages:
-        runtime.topic_service().publish(ANONYMOUS, topic, message)
+        runtime.topic_service().publish(ROOT, topic, message)
     page = aws.dynamodb.scan(
         TableName=aws.settings.messages_table,
         FilterExpression="begins_with(pk, :t)",
@@ -274,3 +276,228 @@ def test_a_stomp_send_holding_what_cannot_be_represented_gets_an_error_naming_it
     [error] = got(pusher, "c1", "ERROR")
     assert named in (error.header("message") or ""), error.header("message")
     assert dead_letters(api, "orders") == []
+
+
+# ---- isolated: what one subscriber cannot be sent costs only that message ---------------
+
+
+def test_a_message_a_stomp_1_0_consumer_cannot_carry_is_dead_lettered_alone(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given three messages, the middle one with a line break in an attribute (SQS takes it;
+    # STOMP 1.0 has no escaping, so no 1.0 frame can carry it)
+    first = sent(api, "orders", "first")
+    odd = sent(api, "orders", "odd", attributes={"note": "line one\nline two"})
+    last = sent(api, "orders", "last")
+    # When a STOMP 1.0 client subscribes to the queue
+    stomp("old", "1.0")
+    say("old", "SUBSCRIBE", [("destination", "/queue/orders"), ("ack", "client")])
+    # Then the one it cannot be sent is counted
+    assert metrics.snapshot()[("Queue", "orders", "Undeliverable")] == 1
+    # and it gets the two others, first time (not redelivered)
+    messages = got(pusher, "old", "MESSAGE")
+    assert [m.header("message-id") for m in messages] == [first, last]
+    assert {m.header("redelivered") for m in messages} == {"false"}
+    # and the odd one waits in the dead-letter queue, intact, with the reason
+    [dead] = dead_letters(api, "orders.dlq")
+    assert (dead["message_id"], dead["source_queue"]) == (odd, "orders")
+    assert dead["attributes"] == {"note": "line one\nline two"}
+    reason = dead["dead_letter_reason"]
+    assert reason.startswith("undeliverable") and "'note'" in reason and "STOMP 1.0" in reason
+    # and nothing else happened to the queue: the two are in flight, nothing is left over
+    assert api.get("/queues/orders").json["counts"]["in_flight"] == 2
+
+
+def test_a_json_consumer_gets_what_a_stomp_1_0_consumer_could_not_carry(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    odd = sent(api, "orders", "odd", attributes={"note": "line one\nline two"})
+    json_client("j1")
+    json_say("j1", action="subscribe", destination="/queue/orders", id="s1")
+    [message] = json_got(pusher, "j1", "message")
+    assert (message["message_id"], message["attributes"]) == (odd, {"note": "line one\nline two"})
+    assert api.get("/queues/orders.dlq").status == 404 or dead_letters(api, "orders.dlq") == []
+
+
+def test_a_poison_stored_before_sends_were_checked_costs_only_itself(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given the issue's queue as it was: three good messages and one holding NUL, stored
+    # before the door refused it (built here without validation, as it was then)
+    good = [sent(api, "orders.p1", f"good {n}") for n in range(3)]
+    poison = NewMessage.model_construct(body=b"p", binary=False, attributes={"x": "a\x00b"})
+    runtime.queue_service().send(ROOT, "orders.p1", poison)
+    # When a STOMP 1.2 client subscribes to the queue
+    stomp("c1")
+    say(
+        "c1",
+        "SUBSCRIBE",
+        [("id", "0"), ("destination", "/queue/orders.p1"), ("ack", "client-individual")],
+    )
+    # Then it gets the three good messages first time, and only the poison is dead-lettered
+    messages = got(pusher, "c1", "MESSAGE")
+    assert sorted(m.header("message-id") or "" for m in messages) == sorted(good)
+    assert {m.header("redelivered") for m in messages} == {"false"}
+    [dead] = dead_letters(api, "orders.p1.dlq")
+    assert dead["body"] == "p" and "NUL" in dead["dead_letter_reason"]
+    # and acking the good ones works as ever
+    for message in messages:
+        say("c1", "ACK", [("id", message.header("ack") or ""), ("receipt", "r")])
+    assert [r.header("receipt-id") for r in got(pusher, "c1", "RECEIPT")] == ["r"] * 3
+    assert api.get("/queues/orders.p1").json["counts"]["in_flight"] == 0
+
+
+def test_a_message_over_the_websocket_limit_is_dead_lettered_and_its_neighbours_pushed(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given a 200 KiB message between two small ones (HTTP takes 256 KiB; a WebSocket
+    # message, 128 KB)
+    small = sent(api, "big", "small")
+    large = sent(api, "big", "x" * 200 * 1024)
+    after = sent(api, "big", "after")
+    # When a push consumer subscribes
+    json_client("j1")
+    json_say("j1", action="subscribe", destination="/queue/big", id="s1", ack="client")
+    # Then it gets the small ones, and the large one waits in the dead-letter queue
+    assert [m["message_id"] for m in json_got(pusher, "j1", "message")] == [small, after]
+    [dead] = dead_letters(api, "big.dlq")
+    assert dead["message_id"] == large and "131072-byte" in dead["dead_letter_reason"]
+
+
+def test_a_fifo_group_goes_on_past_a_message_its_consumer_cannot_carry(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given a FIFO group whose first message has a line break in an attribute
+    odd = sent(api, "jobs.fifo", "odd", group_id="g", attributes={"note": "a\nb"})
+    nxt = sent(api, "jobs.fifo", "next", group_id="g")
+    # When a STOMP 1.0 consumer subscribes
+    stomp("old", "1.0")
+    say("old", "SUBSCRIBE", [("destination", "/queue/jobs.fifo"), ("ack", "client")])
+    # Then the odd one is dead-lettered and the group's next message follows at once
+    assert [m.header("message-id") for m in got(pusher, "old", "MESSAGE")] == [nxt]
+    [dead] = dead_letters(api, "jobs.dlq.fifo")
+    assert dead["message_id"] == odd
+
+
+def test_a_topic_message_one_live_subscriber_cannot_carry_is_skipped_for_it_alone(
+    aws: Aws, pusher: RecordingPusher
+) -> None:
+    # Given live subscribers of every kind on one topic, the STOMP 1.0 one listed first
+    stomp("a-stomp10", "1.0")
+    say("a-stomp10", "SUBSCRIBE", [("destination", "/topic/news")])
+    stomp("b-stomp12")
+    say("b-stomp12", "SUBSCRIBE", [("id", "n"), ("destination", "/topic/news")])
+    json_client("c-json")
+    json_say("c-json", action="subscribe", destination="/topic/news", id="n")
+    # When one stream batch brings a message with a line break in a header, and another
+    publish_and_dispatch(
+        aws,
+        "news",
+        NewMessage(body=b"odd", attributes={"note": "a\nb"}),
+        NewMessage(body=b"plain", attributes={"note": "ab"}),
+    )
+    # Then the 1.2 and JSON subscribers get both, the 1.0 one gets the one it can read
+    assert [m.body for m in got(pusher, "b-stomp12", "MESSAGE")] == [b"odd", b"plain"]
+    assert [m["body"] for m in json_got(pusher, "c-json", "message")] == ["odd", "plain"]
+    assert [m.body for m in got(pusher, "a-stomp10", "MESSAGE")] == [b"plain"]
+    # and the skip is counted for the topic
+    assert metrics.snapshot()[("Topic", "news", "Undeliverable")] == 1
+
+
+# ---- guarded: one failing queue or connection stops nothing else -------------------------
+
+
+def test_the_sweeper_goes_on_past_a_queue_it_cannot_sweep(api: HttpApi, aws: Aws) -> None:
+    # Given a queue holding an item damaged by someone with write access to the table
+    damaged = sent(api, "a-damaged")
+    aws.dynamodb.update_item(
+        TableName=aws.settings.messages_table,
+        Key=to_wire({"pk": "Q#a-damaged", "sk": f"M#{damaged}"}),
+        UpdateExpression="SET receive_count = :bad",
+        ExpressionAttributeValues=to_wire({":bad": "oops"}),
+    )
+    # and, later in the sweeper's round, a message over its queue's receive limit
+    assert api.put("/queues/b-healthy", {"max_receive_count": 1}).status == 201
+    over = sent(api, "b-healthy")
+    api.post("/queues/b-healthy/receive", {"visibility_timeout": 0})
+    # When the sweeper runs
+    report = runtime.queue_service().sweep()
+    # Then the damaged queue is reported, and the healthy one was swept all the same
+    assert report.errors == ["a-damaged: ValueError"]
+    assert report.dead_lettered == 1
+    assert [m["message_id"] for m in dead_letters(api, "b-healthy.dlq")] == [over]
+
+
+def test_feeding_every_queue_goes_on_past_a_queue_whose_consumer_fails(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given two queues with a push consumer each, the first one's connection failing
+    for connection, queue in (("broken", "a-first"), ("fine", "b-second")):
+        json_client(connection)
+        json_say(connection, action="subscribe", destination=f"/queue/{queue}", id="s")
+        sent(api, queue, f"for {connection}")
+    pusher.broken.add("broken")
+    # When the sweeper feeds every queue's consumers
+    report = runtime.sessions().pump_all()
+    # Then the failure is reported, and the second queue's consumer was fed
+    assert report.errors == ["a-first: ClientError"]
+    assert [m["body"] for m in json_got(pusher, "fine", "message")] == ["for fine"]
+    # and the first queue's message went back to wait for its consumer
+    assert api.get("/queues/a-first").json["counts"]["visible"] == 1
+
+
+def test_one_consumer_whose_post_fails_does_not_hold_back_the_others(
+    api: HttpApi, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a queue with two consumers, the first in line failing, and four messages
+    monkeypatch.setattr("mqless.consumers.random.shuffle", lambda items: None)
+    for connection, prefetch in (("a-broken", 2), ("b-fine", 10)):
+        json_client(connection)
+        json_say(
+            connection,
+            action="subscribe",
+            destination="/queue/shared",
+            id="s",
+            ack="client-individual",
+            prefetch=prefetch,
+        )
+    bodies = [f"m{n}" for n in range(4)]
+    for body in bodies:
+        sent(api, "shared", body)
+    pusher.broken.add("a-broken")
+    # When the queue is pumped (as a stream record makes it)
+    runtime.sessions().try_pump("shared")
+    # Then the other consumer gets every message at once, none stuck in a failed lease
+    assert sorted(m["body"] for m in json_got(pusher, "b-fine", "message")) == bodies
+    counts = api.get("/queues/shared").json["counts"]
+    assert (counts["visible"], counts["in_flight"]) == (0, 4)
+
+
+def test_one_live_subscriber_whose_post_fails_costs_the_others_nothing(
+    aws: Aws, pusher: RecordingPusher
+) -> None:
+    for connection in ("a-broken", "b-fine"):
+        json_client(connection)
+        json_say(connection, action="subscribe", destination="/topic/news", id="n")
+    pusher.broken.add("a-broken")
+
+    publish_and_dispatch(aws, "news", NewMessage(body=b"one"), NewMessage(body=b"two"))
+
+    assert [m["body"] for m in json_got(pusher, "b-fine", "message")] == ["one", "two"]
+
+
+def test_a_stream_batch_feeds_every_queue_even_when_one_pump_fails(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # (dispatch already pumped each queue on its own: this pins it)
+    for connection, queue in (("broken", "a-first"), ("fine", "b-second")):
+        json_client(connection)
+        json_say(connection, action="subscribe", destination=f"/queue/{queue}", id="s")
+        sent(api, queue, f"for {connection}")
+    pusher.broken.add("broken")
+    batch = _Batch()
+    batch.queues = {"a-first", "b-second"}
+
+    deliver(batch)
+
+    assert [m["body"] for m in json_got(pusher, "fine", "message")] == ["for fine"]

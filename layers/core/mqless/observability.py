@@ -38,6 +38,7 @@ COUNTS: Final = frozenset(
         "Nacked",
         "Redelivered",
         "DeadLettered",
+        "Undeliverable",
         "Expired",
         "Connections",
     }

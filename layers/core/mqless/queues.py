@@ -679,6 +679,36 @@ class QueueService:
         )
         return result
 
+    def dead_letter_undeliverable(
+        self, principal: Principal, queue: str, receipt: str, reason: str
+    ) -> bool:
+        """Dead-letter a leased message that its consumer cannot be sent (`outbound.render`).
+
+        The message never reached anyone, so its receive count is put back as it was and a
+        FIFO group goes on to its next message at once. False if the lease is gone already.
+        """
+        config, parsed, _ = self._settle_prelude(principal, queue, [receipt])
+        if not parsed:
+            return False
+        _, held = parsed[0]
+        item = self._store.get(queue, held.key)
+        if item is None or item.get("lease_id") != held.lease_id:
+            return False
+        group = group_of_key(held.key) if config.fifo else None
+        try:
+            self._dead_letter(
+                config,
+                item,
+                held.lease_id,
+                group,
+                reason,
+                receive_count=max(0, int(item.get("receive_count", 1)) - 1),
+                free_group=True,
+            )
+        except LeaseLost:
+            return False
+        return True
+
     def sweep(self, *, budget_ms: int = 50_000) -> SweepReport:
         """Dead-letter over-limit messages and drop expired ones without waiting for receivers."""
         report = SweepReport()
@@ -689,18 +719,25 @@ class QueueService:
             report.queues += 1
             try:
                 self._sweep_queue(config, report)
-            except MqlessError as exc:
-                report.errors.append(f"{config.name}: {exc.message}")
-        self._measure_dead_letters()
+            except Exception as exc:  # one queue's trouble must not starve the next ones
+                logger.exception("sweeping a queue failed", extra={"queue": config.name})
+                reason = exc.message if isinstance(exc, MqlessError) else type(exc).__name__
+                report.errors.append(f"{config.name}: {reason}")
+        self._measure_dead_letters(report)
         return report
 
-    def _measure_dead_letters(self) -> None:
+    def _measure_dead_letters(self, report: SweepReport) -> None:
         """Publish every dead-letter queue's depth (the alarm's "DLQ not empty")."""
         configs = self._registry.list()
         dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
         for config in configs:
             if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
-                counts = self.counts(config)
+                try:
+                    counts = self.counts(config)
+                except Exception as exc:
+                    logger.exception("measuring a queue failed", extra={"queue": config.name})
+                    report.errors.append(f"{config.name}: {type(exc).__name__}")
+                    continue
                 depth = counts.visible + counts.in_flight + counts.delayed
                 metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
@@ -962,8 +999,13 @@ class QueueService:
         reason: str,
         *,
         receive_count: int | None = None,
+        free_group: bool = False,
     ) -> None:
-        """Move a leased message to the queue's dead-letter queue (or quarantine it)."""
+        """Move a leased message to the queue's dead-letter queue (or quarantine it).
+
+        A FIFO group stays leased (a receive walking the group goes on to its next message)
+        unless `free_group`, when it is visible again at once.
+        """
         moved = {
             k: v
             for k, v in item.items()
@@ -974,12 +1016,13 @@ class QueueService:
         if receive_count is not None:
             moved["receive_count"] = receive_count
         target_name = config.dead_letter_queue
+        source_ops = self._source_ops(config, item, lease, group, free_group=free_group)
         if target_name is None:
-            self._quarantine(config, item, lease, group, moved)
+            self._quarantine(config, item, moved, source_ops)
             return
         target = self._ensure_queue(target_name, dead_letter=True)
         moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
-        self._enqueue_moving(config, item, lease, group, target, moved)
+        self._put_moved(target, moved, source_ops)
         metrics.count("DeadLettered", queue=config.name)
         logger.warning(
             "message dead-lettered",
@@ -992,23 +1035,32 @@ class QueueService:
         )
 
     def _quarantine(
-        self, config: QueueConfig, item: Item, lease: str, group: str | None, moved: Item
+        self, config: QueueConfig, item: Item, moved: Item, source_ops: list[dict[str, Any]]
     ) -> None:
         # No dead-letter queue: keep the message out of delivery but never lose it.
         moved = {k: v for k, v in moved.items() if k not in ("vq", "visible_at", "avail")}
         moved.update(pk=f"Q#{config.name}", sk=f"X#{item['id']}")
-        self._store.put_with(moved, self._source_ops(config, item, lease, group))
+        self._store.put_with(moved, source_ops)
         logger.warning(
             "message quarantined (queue has no dead-letter queue)",
             extra={"queue": config.name, "message_id": item["id"], "reason": moved["dl_reason"]},
         )
 
     def _source_ops(
-        self, config: QueueConfig, item: Item, lease: str, group: str | None
+        self,
+        config: QueueConfig,
+        item: Item,
+        lease: str,
+        group: str | None,
+        *,
+        free_group: bool = False,
     ) -> list[dict[str, Any]]:
         ops = [self._store.delete_op(config.name, str(item["sk"]), lease)]
         if group is not None:
-            ops.append(self._store.group_done_op(config.name, group, lease, 0, keep_lease=True))
+            now = self._clock.now_ms()
+            ops.append(
+                self._store.group_done_op(config.name, group, lease, now, keep_lease=not free_group)
+            )
         return ops
 
     def _enqueue_moving(
