@@ -501,3 +501,123 @@ def test_a_stream_batch_feeds_every_queue_even_when_one_pump_fails(
     deliver(batch)
 
     assert [m["body"] for m in json_got(pusher, "fine", "message")] == ["for fine"]
+
+
+# ---- limits on client ids that become storage keys ---------------------------------------
+
+TOO_LONG = "s" * 998  # the SUBSCRIBE id: with the connection, over a 1,024-byte key
+LONGEST = "\U0001d11e" * 128  # 128 characters of 4 UTF-8 bytes: the longest id allowed
+
+
+def _refused(pusher: RecordingPusher, connection_id: str, *named: str) -> None:
+    [error] = got(pusher, connection_id, "ERROR")
+    message = error.header("message") or ""
+    for part in named:
+        assert part in message, message
+    assert connection_id in pusher.closed
+
+
+@pytest.mark.parametrize(
+    ("version", "command", "headers", "named"),
+    [
+        ("1.2", "SUBSCRIBE", [("id", TOO_LONG), ("destination", "/queue/q")], "'id'"),
+        ("1.2", "UNSUBSCRIBE", [("id", TOO_LONG)], "'id'"),
+        ("1.2", "BEGIN", [("transaction", TOO_LONG)], "'transaction'"),
+        ("1.2", "COMMIT", [("transaction", TOO_LONG)], "'transaction'"),
+        (
+            "1.2",
+            "SEND",
+            [("destination", "/queue/q"), ("transaction", TOO_LONG)],
+            "'transaction'",
+        ),
+        ("1.1", "ACK", [("message-id", "m"), ("subscription", TOO_LONG)], "'subscription'"),
+        ("1.0", "UNSUBSCRIBE", [("destination", "/queue/" + TOO_LONG)], "'destination'"),
+    ],
+    ids=["subscribe", "unsubscribe", "begin", "commit", "send", "ack 1.1", "unsubscribe 1.0"],
+)
+def test_a_stomp_id_over_the_limit_gets_an_error_naming_the_header_and_the_limit(
+    pusher: RecordingPusher,
+    aws: Aws,
+    version: str,
+    command: str,
+    headers: list[tuple[str, str]],
+    named: str,
+) -> None:
+    # Given a STOMP session
+    stomp("c1", version)
+    # When a frame carries an id longer than the limit
+    say("c1", command, headers)
+    # Then an ERROR names the header and the limit, the session ends, nothing is kept
+    _refused(pusher, "c1", f"{command} header {named}", "characters long", "limit is 128")
+    items = aws.dynamodb.scan(TableName=aws.settings.destinations_table)["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith(("QC#", "CONN#c1"))]
+
+
+def test_a_stomp_1_0_subscription_named_by_a_long_destination_is_refused(
+    pusher: RecordingPusher,
+) -> None:
+    # STOMP 1.0 needs no id: the destination names the subscription
+    stomp("c1", "1.0")
+    say("c1", "SUBSCRIBE", [("destination", "/topic/" + "a" * 200)])
+    [error] = got(pusher, "c1", "ERROR")
+    assert "destination" in (error.header("message") or "")
+
+
+def test_a_durable_subscription_name_that_is_no_queue_name_is_refused_naming_the_header(
+    pusher: RecordingPusher,
+) -> None:
+    stomp("c1")
+    say(
+        "c1",
+        "SUBSCRIBE",
+        [("id", "0"), ("destination", "/topic/t"), ("activemq.subscriptionName", "x" * 81)],
+    )
+    _refused(pusher, "c1", "'activemq.subscriptionName'")
+
+
+def test_a_json_subscription_id_over_the_limit_gets_an_error_frame(
+    pusher: RecordingPusher,
+) -> None:
+    json_client("j1")
+    json_say("j1", action="subscribe", destination="/queue/q", id="s" * 129)
+    [error] = json_got(pusher, "j1", "error")
+    assert error["error"] == "invalid_request"
+    assert "id" in error["message"] and "128" in error["message"]
+
+
+def test_the_longest_ids_fit_every_key_they_become_part_of(
+    api: HttpApi, pusher: RecordingPusher, aws: Aws
+) -> None:
+    # Given a STOMP session subscribing with the longest id there may be (a push consumer
+    # in client-individual mode: its slots have the longest keys), and a durable one
+    stomp("c1")
+    say(
+        "c1",
+        "SUBSCRIBE",
+        [("id", LONGEST), ("destination", "/queue/q"), ("ack", "client-individual")],
+    )
+    say(
+        "c1",
+        "SUBSCRIBE",
+        [("id", LONGEST[1:]), ("destination", "/topic/" + "t" * 80)],
+    )
+    # When a message is sent in the longest-named transaction, committed, pushed and acked
+    say("c1", "BEGIN", [("transaction", LONGEST)])
+    say("c1", "SEND", [("destination", "/queue/q"), ("transaction", LONGEST)], "hello")
+    say("c1", "COMMIT", [("transaction", LONGEST), ("receipt", "committed")])
+    runtime.sessions().pump("q")  # the stream record's doing when deployed
+    [message] = got(pusher, "c1", "MESSAGE")
+    say("c1", "ACK", [("id", message.header("ack") or ""), ("receipt", "acked")])
+    # Then every step worked: no ERROR, the message came and went
+    assert got(pusher, "c1", "ERROR") == []
+    assert message.header("subscription") == LONGEST and message.body == b"hello"
+    assert [r.header("receipt-id") for r in got(pusher, "c1", "RECEIPT")] == [
+        "committed",
+        "acked",
+    ]
+    assert api.get("/queues/q").json["counts"] == {
+        "visible": 0,
+        "in_flight": 0,
+        "delayed": 0,
+        "approximate": False,
+    }

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from mqless import models
 from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
 from mqless.errors import InvalidRequest, MqlessError
+from mqless.ids import MAX_CLIENT_ID
 from mqless.json_protocol import Ack, Nack, Publish, Subscribe, Unsubscribe, parse_frame
 from mqless.models import NewMessage
 from mqless.queues import _decode_cursor, _encode_cursor
@@ -849,7 +850,7 @@ _ack_ids = st.one_of(
         st.sampled_from([".", "", ".."]),
         st.one_of(st.from_regex(r"[0-9a-f]{8}", fullmatch=True), st.text(max_size=9)),
         st.sampled_from([":", "", "::"]),
-        st.one_of(st.text(max_size=10), st.just("s1")),
+        st.one_of(st.text(max_size=10), st.just("s1"), st.text(min_size=120, max_size=140)),
     ),
     st.builds(lambda sub: f"t:{sub}", st.text(max_size=10)),
 )
@@ -866,7 +867,7 @@ def test_an_ack_id_is_one_the_server_gives_out_or_an_invalid_request(text: str) 
         _refusal_is_readable(result)
         return
     assert isinstance(result, AckId)
-    assert result.subscription
+    assert 1 <= len(result.subscription) <= MAX_CLIENT_ID  # it becomes part of a key
     if result.slot is None:
         assert text == f"t:{result.subscription}"
     else:
@@ -883,6 +884,16 @@ def test_an_ack_id_whose_slot_has_a_superscript_digit_is_an_invalid_request_regr
     # through Sessions.settle it escaped handle_text and StompSession alike.
     with pytest.raises(InvalidRequest, match="not an ack id"):
         parse_ack_id(text)
+
+
+@pytest.mark.parametrize("head", ["t", "1.0123abcd"])
+def test_an_ack_id_naming_a_subscription_over_the_id_limit_is_an_invalid_request(
+    head: str,
+) -> None:
+    # no subscription id is longer than the limit, so no such ack id was given out
+    parse_ack_id(f"{head}:{'s' * MAX_CLIENT_ID}")
+    with pytest.raises(InvalidRequest, match="not an ack id"):
+        parse_ack_id(f"{head}:{'s' * (MAX_CLIENT_ID + 1)}")
 
 
 # --- receipts -----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import Conflict, InvalidRequest
-from mqless.ids import is_ascii_digits
+from mqless.ids import MAX_CLIENT_ID, is_ascii_digits
 from mqless.live import Pusher
 from mqless.models import Delivery
 from mqless.observability import metrics
@@ -108,6 +108,8 @@ class AckId:
 def parse_ack_id(text: str) -> AckId:
     """The ack id a MESSAGE carried; InvalidRequest if it is not one this server gave out."""
     head, sep, subscription = text.partition(":")
+    if len(subscription) > MAX_CLIENT_ID:  # no subscription id is longer
+        raise InvalidRequest(f"{text[:100]!r} is not an ack id this server gave out")
     if sep and subscription and head == TOPIC_ACK:
         return AckId(subscription)
     slot, dot, gen = head.partition(".")

@@ -45,6 +45,7 @@ from mqless.dynamo import (
 )
 from mqless.envelope import Sealed
 from mqless.errors import Conflict, InvalidRequest, MqlessError
+from mqless.ids import check_client_id
 from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import metrics
@@ -183,6 +184,7 @@ class Sessions:
 
         Returns the queue to `pump` once the client has been answered, if any.
         """
+        check_client_id(subscription, "subscription id")
         kind, name = split_destination(destination)
         connection = info.connection
         principal = info.acting_as
@@ -224,6 +226,7 @@ class Sessions:
         Naming the `durable` subscription of a topic subscription deletes that durable
         subscription too (its queue and messages stay), as ActiveMQ's UNSUBSCRIBE does.
         """
+        check_client_id(subscription, "subscription id")
         record = self.live.unsubscribe(info.connection.id, subscription)
         if record is None:
             raise InvalidRequest(f"no subscription {subscription!r} on this connection")
@@ -260,7 +263,7 @@ class Sessions:
             ack = parse_ack_id(settle.ack_id)
             candidates = [ack.subscription]
         elif settle.subscription is not None:
-            candidates = [settle.subscription]
+            candidates = [check_client_id(settle.subscription, "subscription id")]
         else:  # STOMP 1.0 names the message only
             candidates = [s["id"] for s in self.live.subscriptions(connection_id)]
         for subscription in candidates:
@@ -521,6 +524,8 @@ class Sessions:
         return len(held)
 
     def _tx_key(self, info: ConnectionInfo, transaction: str) -> dict[str, str]:
+        # every transaction operation starts here: no longer name reaches a key
+        check_client_id(transaction, "transaction name")
         return {"pk": f"CONN#{info.connection.id}", "sk": f"TX#{_tag(transaction)}"}
 
     def _held_id(self, info: ConnectionInfo, transaction: str, position: int) -> str:
