@@ -978,7 +978,10 @@ def test_a_receipt_of_any_type_or_length_decodes_or_is_an_invalid_request(value:
 # --- browse cursors -----------------------------------------------------------------------
 
 _cursor_keys = st.fixed_dictionaries(
-    {"pk": st.just({"S": "Q#orders"}), "sk": st.builds(lambda s: {"S": "M#" + s}, st.text())}
+    {
+        "pk": st.just({"S": "Q#orders"}),
+        "sk": st.builds(lambda s: {"S": "M#" + s}, st.text(max_size=200)),
+    }
 )
 # The HTTP API accepts cursors of up to 2048 characters (api.py's Query max_length).
 MAX_CURSOR_CHARS = 2048
@@ -1022,12 +1025,24 @@ def test_a_browse_cursor_is_a_key_of_the_queue_or_an_invalid_request(cursor: str
     else:
         assert result is not None and result["pk"] == {"S": "Q#orders"}
         assert result["sk"]["S"].startswith("M#")
+        assert len(result["sk"]["S"].encode()) <= 1024  # DynamoDB's sort key limit
 
 
 @PURE
 @given(last=_cursor_keys)
 def test_a_cursor_the_api_gives_out_decodes_to_the_same_key(last: dict[str, Any]) -> None:
     assert _decode_cursor(_encode_cursor(last), "orders") == last
+
+
+@pytest.mark.parametrize("sk", ["M#" + "x" * 1023, "M#\ud800"])
+def test_a_cursor_naming_a_key_dynamodb_would_refuse_is_a_malformed_cursor(sk: str) -> None:
+    # Given a cursor of the right shape whose key no message has: over DynamoDB's 1,024-byte
+    # sort key limit (as a start key, DynamoDB fails the query: a 500), or not even text
+    cursor = _b64(json.dumps({"pk": {"S": "Q#orders"}, "sk": {"S": sk}}))
+    assert len(cursor) <= MAX_CURSOR_CHARS
+    # Then it is refused as malformed
+    with pytest.raises(InvalidRequest, match="malformed cursor"):
+        _decode_cursor(cursor, "orders")
 
 
 @pytest.mark.parametrize("nested", ["[" * 1000, '{"pk":' + "[" * 1500])

@@ -58,6 +58,8 @@ from mqless.store import (
 
 logger = Logger(service="mqless", child=True)
 
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key value
+
 MAX_PAGES_PER_RECEIVE = 5
 MAX_BROWSE = 100
 # what a message carries about its current delivery (dropped when it moves queue)
@@ -1164,7 +1166,17 @@ def _decode_cursor(cursor: str | None, queue: str) -> dict[str, Any] | None:
         raise InvalidRequest("malformed cursor") from exc
     if pk != f"Q#{queue}" or not isinstance(sk, str) or not sk.startswith("M#"):
         raise InvalidRequest("malformed cursor")
+    if len(sk.encode("utf-8", "surrogatepass")) > MAX_SORT_KEY_BYTES or not _is_text(sk):
+        raise InvalidRequest("malformed cursor")  # DynamoDB would refuse it as a start key
     return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        return False
+    return True
 
 
 def _stale(receipt: str) -> EntryFailure:
