@@ -28,6 +28,12 @@ posts as the 32 KB frame allows.
 
 A pushed lease lasts the queue's visibility timeout, as for HTTP receivers: a consumer
 that holds a message longer sees it redelivered, and its late ack is refused.
+
+A message that a consumer cannot be sent at all (a line break in a header, for a STOMP
+1.0 client; over API Gateway's 128 KB) is dead-lettered with the reason, its receive
+count unchanged: its neighbours go out as ever, and it cannot come back to the same
+consumer again and again. A consumer whose post fails has its messages given back and
+the others are fed all the same.
 """
 
 from __future__ import annotations

@@ -19,7 +19,11 @@ Behaviour a client can count on:
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
   `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `expires` (epoch ms) and every
   other header (an attribute) onto the message; `persistent` and `priority` are
-  accepted and ignored (every message is persistent).
+  accepted and ignored (every message is persistent). A header no attribute may be (a
+  name starting with `mqless-`, one the broker sets on MESSAGE frames such as
+  `message-id`, a control character) is refused with an ERROR naming it.
+- Subscription ids and transaction names become part of storage keys: longer than
+  128 characters, they are refused with an ERROR naming the header.
 - BEGIN/COMMIT/ABORT hold SEND, ACK and NACK frames until COMMIT (see `sessions.py`).
 - Any frame but CONNECT may ask for a RECEIPT. An error gets an ERROR frame (with
   `receipt-id` when the frame asked for a receipt) and the connection is closed, as the
