@@ -31,6 +31,7 @@ from mqless.dynamo import from_wire, to_wire
 from mqless.models import NewMessage
 from mqless.observability import metrics
 from mqless.principals import Principal
+from mqless.queues import QueueService
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
 from tests.component.conftest import Aws, RecordingPusher
@@ -306,6 +307,26 @@ def test_a_message_a_stomp_1_0_consumer_cannot_carry_is_dead_lettered_alone(
     assert reason.startswith("undeliverable") and "'note'" in reason and "STOMP 1.0" in reason
     # and nothing else happened to the queue: the two are in flight, nothing is left over
     assert api.get("/queues/orders").json["counts"]["in_flight"] == 2
+
+
+def test_when_setting_a_message_aside_fails_its_neighbours_still_go_out(
+    api: HttpApi, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a message STOMP 1.0 cannot carry between two others, and DynamoDB failing the
+    # dead-letter move
+    def failing(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("DynamoDB erred")
+
+    monkeypatch.setattr(QueueService, "dead_letter_undeliverable", failing)
+    first = sent(api, "orders", "first")
+    sent(api, "orders", "odd", attributes={"note": "a\nb"})
+    last = sent(api, "orders", "last")
+    # When a STOMP 1.0 consumer subscribes
+    stomp("old", "1.0")
+    say("old", "SUBSCRIBE", [("destination", "/queue/orders"), ("ack", "client")])
+    # Then the other two go out all the same, and the odd one waits out its lease
+    assert [m.header("message-id") for m in got(pusher, "old", "MESSAGE")] == [first, last]
+    assert api.get("/queues/orders").json["counts"]["in_flight"] == 3
 
 
 def test_a_json_consumer_gets_what_a_stomp_1_0_consumer_could_not_carry(

@@ -404,9 +404,6 @@ class QueueConsumers:
         rendered = render(
             consumer.connection, [self._push(consumer, i.delivery, i.ack) for i in leased]
         )
-        for index, reason in rendered.refused.items():
-            self._undeliverable(consumer, leased[index], reason)
-            report.undeliverable += 1
         sendable = [item for index, item in enumerate(leased) if index not in rendered.refused]
         try:
             delivered = all(
@@ -416,6 +413,9 @@ class QueueConsumers:
         except Exception:
             self._give_back(consumer, sendable)
             raise
+        finally:  # the neighbours first: setting a message aside never holds them back
+            for index, reason in rendered.refused.items():
+                self._undeliverable(consumer, leased[index], reason, report)
         if not delivered:
             self._give_back(consumer, sendable)
             report.gone.add(consumer.connection.id)
@@ -425,25 +425,37 @@ class QueueConsumers:
             self._settle_receipts(principal, consumer.queue, [i.delivery.receipt for i in sendable])
         report.pushed += len(sendable)
 
-    def _undeliverable(self, consumer: Consumer, item: _Leased, reason: str) -> None:
-        """Dead-letter a leased message this consumer cannot be sent, and free its slot."""
-        moved = self._queues.dead_letter_undeliverable(
-            consumer.acting_as, consumer.queue, item.delivery.receipt, reason
-        )
-        if item.ack is not None and item.ack.slot is not None:
-            self._delete_slot(consumer, item.ack.slot, item.ack.gen)
+    def _undeliverable(
+        self, consumer: Consumer, item: _Leased, reason: str, report: PumpReport
+    ) -> None:
+        """Dead-letter a leased message this consumer cannot be sent, and free its slot.
+
+        If that fails (DynamoDB erred), the message stays leased: it goes back to the
+        queue when the lease runs out and is set aside then.
+        """
+        where = {
+            "queue": consumer.queue,
+            "message_id": item.delivery.message_id,
+            "connection_id": consumer.connection.id,
+            "subscription": consumer.subscription,
+            "reason": reason,
+        }
+        try:
+            moved = self._queues.dead_letter_undeliverable(
+                consumer.acting_as, consumer.queue, item.delivery.receipt, reason
+            )
+            if item.ack is not None and item.ack.slot is not None:
+                self._delete_slot(consumer, item.ack.slot, item.ack.gen)
+        except Exception:
+            logger.exception("dead-lettering an undeliverable message failed", extra=where)
+            return
         metrics.count("Undeliverable", queue=consumer.queue)
         logger.warning(
             "a message its push consumer cannot be sent was dead-lettered",
-            extra={
-                "queue": consumer.queue,
-                "message_id": item.delivery.message_id,
-                "connection_id": consumer.connection.id,
-                "subscription": consumer.subscription,
-                "reason": reason,
-                "moved": moved,
-            },
+            extra={**where, "moved": moved},  # False: its lease was gone already
         )
+        if moved:
+            report.undeliverable += 1
 
     def _claim(
         self, consumer: Consumer, deliveries: Sequence[Delivery], free: list[int]
