@@ -186,7 +186,7 @@ class NewMessage(BaseModel):
         if len(value) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
         for key, item in value.items():
-            check_attribute_name(key)
+            _check_attribute_name(key)
             if len(item) > MAX_ATTRIBUTE_VALUE:
                 raise ValueError(
                     f"attribute {_quote(key)} is over {MAX_ATTRIBUTE_VALUE} characters"
@@ -224,7 +224,7 @@ class NewMessage(BaseModel):
 _TEXT: Final = "text may hold TAB, LF, CR and printable Unicode (as in SQS)"
 
 
-def check_attribute_name(name: str) -> None:
+def _check_attribute_name(name: str) -> None:
     """ValueError, naming the attribute, unless `name` may be an attribute's name."""
     if not name or len(name) > MAX_ATTRIBUTE_NAME:
         raise ValueError(f"attribute names are 1-{MAX_ATTRIBUTE_NAME} characters")
