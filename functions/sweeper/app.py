@@ -11,12 +11,12 @@ from mqless.observability import instrumented, logger
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     budget_ms = max(1_000, context.get_remaining_time_in_millis() - 10_000)
     report = runtime.queue_service().sweep(budget_ms=budget_ms)
-    pushed = runtime.sessions().pump_all()
-    logger.info("sweep done", extra={"report": report.__dict__, "pushed": pushed})
+    fed = runtime.sessions().pump_all()
+    logger.info("sweep done", extra={"report": report.__dict__, "pushed": fed.pushed})
     return {
         "queues": report.queues,
         "dead_lettered": report.dead_lettered,
         "expired": report.expired,
-        "errors": report.errors,
-        "pushed": pushed,
+        "errors": report.errors + fed.errors,
+        "pushed": fed.pushed,
     }

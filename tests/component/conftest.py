@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from mqless.clock import ManualClock
@@ -149,18 +150,25 @@ def tamper(aws: Aws, raw_items: RawItems) -> Tamper:
 class RecordingPusher:
     """Stands in for API Gateway's @connections: keeps what was posted, per connection.
 
-    A connection in `gone` answers like a closed socket (GoneException); `close` is what
-    the server does after a STOMP ERROR or DISCONNECT.
+    A connection in `gone` answers like a closed socket (GoneException), one in `broken`
+    like API Gateway failing (a ClientError), and a post over 128 KB is refused as API
+    Gateway refuses it (PayloadTooLargeException); `close` is what the server does after
+    a STOMP ERROR or DISCONNECT.
     """
 
     def __init__(self) -> None:
         self.posts: dict[str, list[str]] = {}
         self.gone: set[str] = set()
+        self.broken: set[str] = set()
         self.closed: list[str] = []
 
     def post(self, connection_id: str, data: bytes) -> bool:
         if connection_id in self.gone:
             return False
+        if connection_id in self.broken:
+            raise _client_error("InternalServerError", "the gateway failed")
+        if len(data) > 128 * 1024:
+            raise _client_error("PayloadTooLargeException", "Message too long")
         self.posts.setdefault(connection_id, []).append(data.decode())
         return True
 
@@ -183,6 +191,10 @@ class RecordingPusher:
     def take(self, connection_id: str) -> list[str]:
         """The posts so far, forgetting them (the next call sees only newer ones)."""
         return self.posts.pop(connection_id, [])
+
+
+def _client_error(code: str, message: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "PostToConnection")
 
 
 @pytest.fixture

@@ -809,3 +809,52 @@ def test_overlapping_requests_keep_their_own_route(api: HttpApi) -> None:
         sys.setswitchinterval(interval)
 
     assert results == [(200, n) for n in ["a", "b", "c", "d"] * 50]
+
+
+# ---- JSON no parser can hold: a 400, never a 500 (issue 11, finding 8) ----------------------
+
+UNPARSABLE = {
+    "nested 100,000 deep": "[" * 100_000,
+    "nested in a field": '{"body": "x", "attributes": ' + "[" * 5_000 + "}",
+    "a 5,000-digit integer": '{"delay_seconds": ' + "9" * 5_000 + "}",
+    "a 5,000-digit integer alone": "1" * 5_000,
+}
+PATH_VALUES = {
+    "name": "orders",
+    "sub": "audit",
+    "principal_id": "svc",
+    "message_id": "0190f6b6-5d5c-7000-8000-000000000000",
+    "key_id": "0123456789abcdef01234567",
+    "file": "app.js",
+}
+
+
+def _template_routes(stack: Stack) -> list[tuple[str, str]]:
+    """Every route of the template, its path parameters filled in."""
+    routes = []
+    for route in stack.http_routes():
+        path = route.path
+        for name, value in PATH_VALUES.items():
+            path = path.replace("{" + name + "}", value)
+        routes.append((route.method, path))
+    return sorted(set(routes))
+
+
+@pytest.mark.parametrize("raw", list(UNPARSABLE.values()), ids=list(UNPARSABLE))
+def test_json_nested_too_deep_or_with_huge_integers_is_a_400_on_every_route(
+    api: HttpApi, stack: Stack, raw: str
+) -> None:
+    # Given a queue, and every route the template declares
+    assert api.put(Q, {}).status == 201
+    for method, path in _template_routes(stack):
+        # When a body Python's JSON parser cannot hold (it raises RecursionError or, over
+        # 4,300 digits, ValueError) is sent to it
+        reply = api.request(method, path, raw_body=raw)
+        # Then no route fails: one that reads a body says it is not valid JSON
+        assert reply.status < 500, f"{method} {path}: {reply.status} {reply.text[:200]}"
+        if reply.status == 400:
+            assert reply.is_problem(400, "invalid_request"), reply.text[:200]
+    for method, path in (("POST", f"{Q}/messages"), ("PUT", Q), ("PUT", "/access/principals/x")):
+        reply = api.request(method, path, raw_body=raw)
+        assert reply.is_problem(400, "invalid_request"), f"{path}: {reply.text[:200]}"
+        assert reply.json["message"].startswith("request body is not valid JSON")

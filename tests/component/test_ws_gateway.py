@@ -161,6 +161,10 @@ def send_until_closed(client: ClientConnection, message: Any) -> ConnectionClose
         ("$request.body.action", "not json", None),
         ("$request.body.action", "[1, 2]", None),
         ("\\$default", "anything", "$default"),
+        # JSON Python's parser cannot hold (RecursionError; over 4,300 digits, ValueError)
+        ("$request.body.action", "[" * 100_000, None),
+        ("$request.body.action", '{"action": ' + "[" * 5_000 + "}", None),
+        ("$request.body.action", '{"action": ' + "9" * 5_000 + "}", None),
     ],
 )
 def test_selection_expressions_evaluate_against_the_json_body(
@@ -274,6 +278,23 @@ def test_non_json_and_unknown_actions_reach_default_with_a_message_event(local: 
         assert context["connectionId"] == me
         assert isinstance(context["messageId"], str)
     assert plain["requestContext"]["messageId"] != unknown["requestContext"]["messageId"]
+
+
+def test_json_nested_too_deep_for_the_parser_reaches_default_and_the_socket_stays_open(
+    local: Local,
+) -> None:
+    # Given a connected client
+    with local.open() as client:
+        # When it sends JSON nested deeper than Python's parser goes (within the 32 KB frame)
+        nested = "[" * 30_000
+        client.send(nested)
+        reply = json.loads(client.recv(timeout=TIMEOUT))
+        # Then it was routed like any message that selects no route: to $default
+        assert reply["body"] == nested
+        assert reply["requestContext"]["routeKey"] == "$default"
+        # and the connection is still open (no 1011)
+        client.send("after")
+        assert json.loads(client.recv(timeout=TIMEOUT))["body"] == "after"
 
 
 def test_a_two_way_route_sends_the_functions_body_back(local: Local) -> None:

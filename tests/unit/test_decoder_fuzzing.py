@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from mqless import models
 from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
 from mqless.errors import InvalidRequest, MqlessError
+from mqless.ids import MAX_CLIENT_ID
 from mqless.json_protocol import Ack, Nack, Publish, Subscribe, Unsubscribe, parse_frame
 from mqless.models import NewMessage
 from mqless.queues import _decode_cursor, _encode_cursor
@@ -849,7 +850,7 @@ _ack_ids = st.one_of(
         st.sampled_from([".", "", ".."]),
         st.one_of(st.from_regex(r"[0-9a-f]{8}", fullmatch=True), st.text(max_size=9)),
         st.sampled_from([":", "", "::"]),
-        st.one_of(st.text(max_size=10), st.just("s1")),
+        st.one_of(st.text(max_size=10), st.just("s1"), st.text(min_size=120, max_size=140)),
     ),
     st.builds(lambda sub: f"t:{sub}", st.text(max_size=10)),
 )
@@ -866,7 +867,7 @@ def test_an_ack_id_is_one_the_server_gives_out_or_an_invalid_request(text: str) 
         _refusal_is_readable(result)
         return
     assert isinstance(result, AckId)
-    assert result.subscription
+    assert 1 <= len(result.subscription) <= MAX_CLIENT_ID  # it becomes part of a key
     if result.slot is None:
         assert text == f"t:{result.subscription}"
     else:
@@ -883,6 +884,16 @@ def test_an_ack_id_whose_slot_has_a_superscript_digit_is_an_invalid_request_regr
     # through Sessions.settle it escaped handle_text and StompSession alike.
     with pytest.raises(InvalidRequest, match="not an ack id"):
         parse_ack_id(text)
+
+
+@pytest.mark.parametrize("head", ["t", "1.0123abcd"])
+def test_an_ack_id_naming_a_subscription_over_the_id_limit_is_an_invalid_request(
+    head: str,
+) -> None:
+    # no subscription id is longer than the limit, so no such ack id was given out
+    parse_ack_id(f"{head}:{'s' * MAX_CLIENT_ID}")
+    with pytest.raises(InvalidRequest, match="not an ack id"):
+        parse_ack_id(f"{head}:{'s' * (MAX_CLIENT_ID + 1)}")
 
 
 # --- receipts -----------------------------------------------------------------------------
@@ -967,7 +978,10 @@ def test_a_receipt_of_any_type_or_length_decodes_or_is_an_invalid_request(value:
 # --- browse cursors -----------------------------------------------------------------------
 
 _cursor_keys = st.fixed_dictionaries(
-    {"pk": st.just({"S": "Q#orders"}), "sk": st.builds(lambda s: {"S": "M#" + s}, st.text())}
+    {
+        "pk": st.just({"S": "Q#orders"}),
+        "sk": st.builds(lambda s: {"S": "M#" + s}, st.text(max_size=200)),
+    }
 )
 # The HTTP API accepts cursors of up to 2048 characters (api.py's Query max_length).
 MAX_CURSOR_CHARS = 2048
@@ -1011,12 +1025,24 @@ def test_a_browse_cursor_is_a_key_of_the_queue_or_an_invalid_request(cursor: str
     else:
         assert result is not None and result["pk"] == {"S": "Q#orders"}
         assert result["sk"]["S"].startswith("M#")
+        assert len(result["sk"]["S"].encode()) <= 1024  # DynamoDB's sort key limit
 
 
 @PURE
 @given(last=_cursor_keys)
 def test_a_cursor_the_api_gives_out_decodes_to_the_same_key(last: dict[str, Any]) -> None:
     assert _decode_cursor(_encode_cursor(last), "orders") == last
+
+
+@pytest.mark.parametrize("sk", ["M#" + "x" * 1023, "M#\ud800"])
+def test_a_cursor_naming_a_key_dynamodb_would_refuse_is_a_malformed_cursor(sk: str) -> None:
+    # Given a cursor of the right shape whose key no message has: over DynamoDB's 1,024-byte
+    # sort key limit (as a start key, DynamoDB fails the query: a 500), or not even text
+    cursor = _b64(json.dumps({"pk": {"S": "Q#orders"}, "sk": {"S": sk}}))
+    assert len(cursor) <= MAX_CURSOR_CHARS
+    # Then it is refused as malformed
+    with pytest.raises(InvalidRequest, match="malformed cursor"):
+        _decode_cursor(cursor, "orders")
 
 
 @pytest.mark.parametrize("nested", ["[" * 1000, '{"pk":' + "[" * 1500])

@@ -68,3 +68,22 @@ def test_ack_and_nack_frames_carry_the_ack_id() -> None:
     nack = parse_frame('{"action":"nack","id":"4:s1","delay_seconds":5}')
     assert isinstance(ack, Ack) and (ack.id, ack.receipt) == ("3:s1", "r")
     assert isinstance(nack, Nack) and (nack.id, nack.delay_seconds) == ("4:s1", 5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,
+        '{"action":"ping","receipt":' + "[" * 5_000 + "}",
+        '{"action":"publish","destination":"/queue/q","body":"x","delay_seconds":'
+        + "9" * 5_000
+        + "}",
+        '{"action":"subscribe","destination":"/queue/q","id":"s","prefetch":' + "1" * 5_000 + "}",
+    ],
+    ids=["nested", "nested in a field", "huge integer", "huge prefetch"],
+)
+def test_json_past_what_a_parser_holds_is_a_validation_error(text: str) -> None:
+    # (issue 11, finding 8: the HTTP API answered 500 to these; this protocol's parser,
+    # pydantic's, already refused them, and must go on doing so)
+    with pytest.raises(InvalidRequest, match="Invalid JSON"):
+        parse_frame(text)

@@ -120,14 +120,17 @@ def evaluate_selection_expression(expression: str, body: str) -> str | None:
     """The route key a route selection expression gives for a message; None if it cannot.
 
     `$request.body.<path>` and `${request.body.<path>}` are replaced by the (stringified) value
-    at that JSON path of the message; `\\$` is a literal dollar sign. A message that is not JSON,
-    or lacks a path the expression uses, gives None.
+    at that JSON path of the message; `\\$` is a literal dollar sign. A message that is not JSON
+    (nesting or numbers past what the parser holds included), or lacks a path the expression
+    uses, gives None.
     """
     document: Any = _MISSING
     if _BODY_VARIABLE.search(expression):
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # not JSON, or JSON nested deeper (or a number longer) than the parser holds:
+            # either way the message selects no route, and the socket must not close 1011
             return None
     missing = False
 

@@ -28,6 +28,12 @@ posts as the 32 KB frame allows.
 
 A pushed lease lasts the queue's visibility timeout, as for HTTP receivers: a consumer
 that holds a message longer sees it redelivered, and its late ack is refused.
+
+A message that a consumer cannot be sent at all (a line break in a header, for a STOMP
+1.0 client; over API Gateway's 128 KB) is dead-lettered with the reason, its receive
+count unchanged: its neighbours go out as ever, and it cannot come back to the same
+consumer again and again. A consumer whose post fails has its messages given back and
+the others are fed all the same.
 """
 
 from __future__ import annotations
@@ -53,9 +59,10 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import Conflict, InvalidRequest
-from mqless.ids import is_ascii_digits
+from mqless.ids import MAX_CLIENT_ID, is_ascii_digits
 from mqless.live import Pusher
 from mqless.models import Delivery
+from mqless.observability import metrics
 from mqless.outbound import FRAME_BYTES, Connection, Push, render
 from mqless.principals import Action, Grant, Principal
 from mqless.queues import QueueService
@@ -107,6 +114,8 @@ class AckId:
 def parse_ack_id(text: str) -> AckId:
     """The ack id a MESSAGE carried; InvalidRequest if it is not one this server gave out."""
     head, sep, subscription = text.partition(":")
+    if len(subscription) > MAX_CLIENT_ID:  # no subscription id is longer
+        raise InvalidRequest(f"{text[:100]!r} is not an ack id this server gave out")
     if sep and subscription and head == TOPIC_ACK:
         return AckId(subscription)
     slot, dot, gen = head.partition(".")
@@ -188,6 +197,8 @@ class PumpReport:
     leased: int = 0
     pushed: int = 0
     gone: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)  # connections whose post raised
+    undeliverable: int = 0  # dead-lettered: a consumer could not be sent them
     more: bool = False  # stopped at the budget with consumers still hungry
 
 
@@ -280,40 +291,82 @@ class QueueConsumers:
     # ---- feeding -------------------------------------------------------------------------
 
     def pump(self, queue: str) -> PumpReport:
-        """Lease and push messages to the queue's consumers while they have credit."""
+        """Lease and push messages to the queue's consumers while they have credit.
+
+        A consumer whose post fails (API Gateway erred) gets its messages given back and
+        is skipped for the rest of this pump; the others are still fed, those messages
+        included. The first such failure is raised once the others have been fed.
+        """
         report = PumpReport()
         now_s = self._clock.now_ms() // 1000
         # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
-        active = [c for c in self.consumers(queue) if not c.credential_expired(now_s)]
-        if not active or not self._queues.has_visible(queue):
+        consumers = [c for c in self.consumers(queue) if not c.credential_expired(now_s)]
+        if not consumers or not self._queues.has_visible(queue):
             return report
-        random.shuffle(active)  # no consumer is always first in line
-        outboxes: dict[str, _Outbox] = {}
+        random.shuffle(consumers)  # no consumer is always first in line
+        failures: list[Exception] = []
+        while True:
+            undeliverable, failed = report.undeliverable, len(failures)
+            outboxes: dict[str, _Outbox] = {}
+            try:
+                self._feed(list(consumers), outboxes, report, failures)
+            finally:
+                for outbox in outboxes.values():
+                    self._flush_guarded(outbox, report, failures)
+            # Feed again now, not at the next pump, when this round freed something: a
+            # message dead-lettered as undeliverable (its consumer's credit, its FIFO
+            # group), or the messages of a consumer whose post failed (given back for the
+            # others to take). Each such round removes a message or a consumer, and the
+            # budget bounds them all.
+            if report.more or (report.undeliverable == undeliverable and len(failures) == failed):
+                break
+        if failures:
+            raise failures[0]
+        return report
+
+    def _feed(
+        self,
+        active: list[Consumer],
+        outboxes: dict[str, _Outbox],
+        report: PumpReport,
+        failures: list[Exception],
+    ) -> None:
+        """Lease for consumers in rounds until the queue is drained or the budget is spent."""
+        while active:
+            hungry: list[Consumer] = []
+            for consumer in active:
+                if consumer.connection.id in report.gone | report.failed:
+                    continue
+                want = min(models.MAX_BATCH, self._budget - report.leased)
+                if want <= 0:
+                    report.more = True
+                    return
+                leased = self._lease_for(consumer, want)
+                if leased is None:  # nothing visible: the queue is drained for now
+                    return
+                report.leased += len(leased)
+                outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
+                outbox.add(leased)
+                if outbox.size >= FRAME_BYTES:  # a frame's worth: no point waiting
+                    self._flush_guarded(outbox, report, failures)
+                if len(leased) == want:
+                    hungry.append(consumer)
+            active = hungry
+
+    def _flush_guarded(
+        self, outbox: _Outbox, report: PumpReport, failures: list[Exception]
+    ) -> None:
+        """`_flush`, with a failure kept to this consumer (its messages were given back)."""
         try:
-            while active:
-                hungry: list[Consumer] = []
-                for consumer in active:
-                    if consumer.connection.id in report.gone:
-                        continue
-                    want = min(models.MAX_BATCH, self._budget - report.leased)
-                    if want <= 0:
-                        report.more = True
-                        return report
-                    leased = self._lease_for(consumer, want)
-                    if leased is None:  # nothing visible: the queue is drained for now
-                        return report
-                    report.leased += len(leased)
-                    outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
-                    outbox.add(leased)
-                    if outbox.size >= FRAME_BYTES:  # a frame's worth: no point waiting
-                        self._flush(outbox, report)
-                    if len(leased) == want:
-                        hungry.append(consumer)
-                active = hungry
-            return report
-        finally:
-            for outbox in outboxes.values():
-                self._flush(outbox, report)
+            self._flush(outbox, report)
+        except Exception as exc:
+            consumer = outbox.consumer
+            logger.exception(
+                "pushing to a consumer failed; its messages went back to the queue",
+                extra={"queue": consumer.queue, "connection_id": consumer.connection.id},
+            )
+            report.failed.add(consumer.connection.id)
+            failures.append(exc)
 
     def _lease_for(self, consumer: Consumer, want: int) -> list[_Leased] | None:
         """Lease up to `want` messages for one consumer; None when the queue had none."""
@@ -342,30 +395,73 @@ class QueueConsumers:
         return self._claim(consumer, deliveries, free)
 
     def _flush(self, outbox: _Outbox, report: PumpReport) -> None:
-        """Push what an outbox holds in as few posts as the frame size allows."""
+        """Push what an outbox holds in as few posts as the frame size allows.
+
+        A message this consumer cannot be sent (a header its STOMP version cannot carry, a
+        message over the WebSocket limit) is dead-lettered with the reason: giving it back
+        would hand it to this consumer again and again, and its neighbours go out anyway.
+        """
         consumer, leased = outbox.consumer, outbox.take()
         if not leased:
             return
-        if consumer.connection.id in report.gone:
+        if consumer.connection.id in report.gone | report.failed:
             self._give_back(consumer, leased)
             return
-        pushes = [self._push(consumer, item.delivery, item.ack) for item in leased]
+        rendered = render(
+            consumer.connection, [self._push(consumer, i.delivery, i.ack) for i in leased]
+        )
+        sendable = [item for index, item in enumerate(leased) if index not in rendered.refused]
         try:
             delivered = all(
                 self._pusher.post(consumer.connection.id, text.encode())
-                for text in render(consumer.connection, pushes)
+                for text in rendered.messages
             )
         except Exception:
-            self._give_back(consumer, leased)
+            self._give_back(consumer, sendable)
             raise
+        finally:  # the neighbours first: setting a message aside never holds them back
+            for index, reason in rendered.refused.items():
+                self._undeliverable(consumer, leased[index], reason, report)
         if not delivered:
-            self._give_back(consumer, leased)
+            self._give_back(consumer, sendable)
             report.gone.add(consumer.connection.id)
             return
-        if consumer.ack == "auto":
+        if consumer.ack == "auto" and sendable:
             principal = consumer.acting_as
-            self._settle_receipts(principal, consumer.queue, [i.delivery.receipt for i in leased])
-        report.pushed += len(leased)
+            self._settle_receipts(principal, consumer.queue, [i.delivery.receipt for i in sendable])
+        report.pushed += len(sendable)
+
+    def _undeliverable(
+        self, consumer: Consumer, item: _Leased, reason: str, report: PumpReport
+    ) -> None:
+        """Dead-letter a leased message this consumer cannot be sent, and free its slot.
+
+        If that fails (DynamoDB erred), the message stays leased: it goes back to the
+        queue when the lease runs out and is set aside then.
+        """
+        where = {
+            "queue": consumer.queue,
+            "message_id": item.delivery.message_id,
+            "connection_id": consumer.connection.id,
+            "subscription": consumer.subscription,
+            "reason": reason,
+        }
+        try:
+            moved = self._queues.dead_letter_undeliverable(
+                consumer.acting_as, consumer.queue, item.delivery.receipt, reason
+            )
+            if item.ack is not None and item.ack.slot is not None:
+                self._delete_slot(consumer, item.ack.slot, item.ack.gen)
+        except Exception:
+            logger.exception("dead-lettering an undeliverable message failed", extra=where)
+            return
+        metrics.count("Undeliverable", queue=consumer.queue)
+        logger.warning(
+            "a message its push consumer cannot be sent was dead-lettered",
+            extra={**where, "moved": moved},  # False: its lease was gone already
+        )
+        if moved:
+            report.undeliverable += 1
 
     def _claim(
         self, consumer: Consumer, deliveries: Sequence[Delivery], free: list[int]

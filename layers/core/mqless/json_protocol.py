@@ -24,11 +24,12 @@ from mqless import models
 from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
 from mqless.errors import InvalidRequest, MqlessError, StaleReceipt
 from mqless.http.models import SendMessageRequest
+from mqless.ids import MAX_CLIENT_ID
 from mqless.live import ConnectionInfo
 from mqless.models import NewMessage
 from mqless.sessions import Sessions, Settle
 
-SubscriptionId = Annotated[str, Field(min_length=1, max_length=128)]
+SubscriptionId = Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_ID)]
 ReceiptId = Annotated[str | None, Field(max_length=128)]
 
 

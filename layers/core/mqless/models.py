@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+import re
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mqless import names
 from mqless.errors import PayloadTooLarge
@@ -31,6 +39,38 @@ VisibilitySeconds = Annotated[
     int,
     Field(ge=0, le=MAX_VISIBILITY_SECONDS, description="Lease length in seconds (0-43200)."),
 ]
+# Text a message carries (attribute values, content type, correlation id, reply-to, group
+# and dedup ids) holds SQS's character set, the XML 1.0 Char production: TAB, LF, CR and
+# everything from U+0020 but surrogates, U+FFFE and U+FFFF. NUL and the other C0 controls
+# can travel in no STOMP header and mean nothing in a header anyway.
+_NOT_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Attribute names are STOMP header names too: STOMP 1.0 frames cannot escape CR, LF or ':'
+# in a name, so a name holds no control character at all, and no ':'.
+_NOT_NAME: Final = re.compile("[\x00-\x1f:\ud800-\udfff\ufffe\uffff]")
+RESERVED_PREFIX: Final = "mqless-"
+"""Attribute names starting with this (in any case) are the broker's own headers."""
+BROKER_HEADERS: Final = frozenset(
+    {
+        "destination",
+        "message-id",
+        "subscription",
+        "ack",
+        "content-type",
+        "content-length",
+        "correlation-id",
+        "reply-to",
+        "redelivered",
+        "timestamp",
+        "expires",
+        "persistent",
+        "receipt",
+        "transaction",
+        "JMSXGroupID",
+    }
+)
+"""STOMP headers the broker writes on a MESSAGE (or reads on a SEND): no attribute takes
+their names, so a STOMP consumer and a JSON consumer see the same attributes."""
+
 DelaySeconds = Annotated[
     int, Field(ge=0, le=MAX_DELAY_SECONDS, description="Seconds before delivery (0-900).")
 ]
@@ -137,9 +177,9 @@ class NewMessage(BaseModel):
 
     @field_validator("content_type", "correlation_id", "reply_to", "group_id", "dedup_id")
     @classmethod
-    def _valid_text(cls, value: str | None) -> str | None:
-        if value is not None:
-            _require_unicode(value)
+    def _valid_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and (found := _NOT_TEXT.search(value)):
+            raise ValueError(f"{info.field_name} must not hold {_describe(found.group())}; {_TEXT}")
         return value
 
     @field_validator("attributes")
@@ -148,12 +188,16 @@ class NewMessage(BaseModel):
         if len(value) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
         for key, item in value.items():
-            _require_unicode(key)
-            _require_unicode(item)
-            if not key or len(key) > MAX_ATTRIBUTE_NAME:
-                raise ValueError(f"attribute names are 1-{MAX_ATTRIBUTE_NAME} characters")
+            _check_attribute_name(key)
             if len(item) > MAX_ATTRIBUTE_VALUE:
-                raise ValueError(f"attribute {key!r} is over {MAX_ATTRIBUTE_VALUE} characters")
+                raise ValueError(
+                    f"attribute {_quote(key)} is over {MAX_ATTRIBUTE_VALUE} characters"
+                )
+            if found := _NOT_TEXT.search(item):
+                raise ValueError(
+                    f"attribute {_quote(key)} must not hold {_describe(found.group())} in its "
+                    f"value; {_TEXT}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -179,12 +223,44 @@ class NewMessage(BaseModel):
             )
 
 
-def _require_unicode(text: str) -> None:
-    # lone surrogates survive JSON parsing but cannot be stored or sent on
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
+_TEXT: Final = "text may hold TAB, LF, CR and printable Unicode (as in SQS)"
+
+
+def _check_attribute_name(name: str) -> None:
+    """ValueError, naming the attribute, unless `name` may be an attribute's name."""
+    if not name or len(name) > MAX_ATTRIBUTE_NAME:
+        raise ValueError(f"attribute names are 1-{MAX_ATTRIBUTE_NAME} characters")
+    if found := _NOT_NAME.search(name):
+        raise ValueError(
+            f"attribute name {_quote(name)} must not hold {_describe(found.group())}; names "
+            "travel as STOMP headers: no control characters and no ':'"
+        )
+    if name.lower().startswith(RESERVED_PREFIX):
+        raise ValueError(
+            f"attribute name {_quote(name)} is reserved: names starting with "
+            f"{RESERVED_PREFIX!r} are the broker's own headers"
+        )
+    if name in BROKER_HEADERS:
+        raise ValueError(
+            f"attribute name {_quote(name)} is reserved: it is a header the broker sets on "
+            "STOMP messages; choose another name"
+        )
+
+
+def _describe(char: str) -> str:
+    if char == ":":
+        return "':'"
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        return f"U+{code:04X} (a lone surrogate, not text)"
+    if code in (0xFFFE, 0xFFFF):
+        return f"U+{code:04X} (a noncharacter)"
+    return f"U+{code:04X} (a control character)"
+
+
+def _quote(text: str) -> str:
+    """A client's name quoted for an error message: escaped, cut short."""
+    return repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
 
 
 class Delivery(BaseModel):

@@ -40,6 +40,7 @@ COUNTS: Final = frozenset(
         "Nacked",
         "Redelivered",
         "DeadLettered",
+        "Undeliverable",
         "Expired",
         "Connections",
     }

@@ -5,7 +5,8 @@ them into the text of as few WebSocket messages as the 32 KB frame allows (API G
 bills a WebSocket message per 32 KB, and each post is a call): JSON clients get one
 `message` frame, or a `batch` frame holding several; STOMP clients get MESSAGE frames,
 several concatenated in one WebSocket message, which STOMP's framing (NUL-terminated
-frames) allows and stompjs's parser reads.
+frames) allows and stompjs's parser reads. A push the connection cannot be sent is set
+aside with the reason (`Rendered.refused`); the caller decides its fate.
 """
 
 from __future__ import annotations
@@ -16,31 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from mqless.models import BROKER_HEADERS, RESERVED_PREFIX
 from mqless.stomp import Frame, encode_frame
 
 Protocol = Literal["json", "stomp"]
 
 FRAME_BYTES: Final = 32 * 1024  # one billed WebSocket frame
-# Attributes are the sender's STOMP headers; these names are the broker's own.
-_RESERVED_HEADERS: Final = frozenset(
-    {
-        "destination",
-        "message-id",
-        "subscription",
-        "ack",
-        "content-type",
-        "content-length",
-        "correlation-id",
-        "reply-to",
-        "redelivered",
-        "timestamp",
-        "expires",
-        "persistent",
-        "receipt",
-        "transaction",
-        "JMSXGroupID",
-    }
-)
+MESSAGE_BYTES: Final = 128 * 1024  # the most one WebSocket message (one post) carries
 
 
 @dataclass(frozen=True)
@@ -131,34 +114,77 @@ def stomp_frame(push: Push, version: str) -> Frame:
         headers.append(("reply-to", push.reply_to))
     if push.group_id is not None:
         headers.append(("JMSXGroupID", push.group_id))
+    # Sends refuse these names; a message stored before they were refused must still not
+    # pass for the broker's own headers.
     headers.extend(
         (name, value)
         for name, value in sorted(push.attributes.items())
-        if name not in _RESERVED_HEADERS
+        if name not in BROKER_HEADERS and not name.lower().startswith(RESERVED_PREFIX)
     )
     return Frame("MESSAGE", tuple(headers), body)
 
 
-def render(connection: Connection, pushes: Sequence[Push]) -> list[str]:
+@dataclass(frozen=True)
+class Rendered:
+    """What `render` made of a list of pushes for one connection."""
+
+    messages: list[str]
+    """The WebSocket messages to post, in order, packed within FRAME_BYTES each."""
+    refused: dict[int, str]
+    """The pushes (by position) this connection cannot be sent, each with the reason."""
+
+
+def render(connection: Connection, pushes: Sequence[Push]) -> Rendered:
     """The WebSocket messages that carry `pushes`, packed within FRAME_BYTES each.
 
-    A single message larger than a frame travels alone (API Gateway posts up to 128 KB).
+    Each push is rendered on its own: one that this connection cannot be sent (a header
+    its STOMP version cannot carry, a message over API Gateway's 128 KB) is refused with
+    the reason and costs its neighbours nothing. A single message larger than a frame
+    travels alone.
     """
+    texts: list[str] = []
+    refused: dict[int, str] = {}
+    for index, push in enumerate(pushes):
+        try:
+            text = _text(connection, push)
+        except ValueError as exc:  # encode_frame's refusal, or a body that is not UTF-8
+            refused[index] = f"undeliverable to {_reader(connection)}: {exc}"
+            continue
+        size = len(text.encode())
+        if size > MESSAGE_BYTES:
+            refused[index] = (
+                f"undeliverable to {_reader(connection)}: it takes {size} bytes, over the "
+                f"{MESSAGE_BYTES}-byte WebSocket message limit of API Gateway; receive it "
+                "over HTTP"
+            )
+            continue
+        texts.append(text)
     if connection.protocol == "stomp":
-        texts = [
-            encode_frame(stomp_frame(p, connection.version), version=connection.version)
-            for p in pushes
-        ]
-        return _pack(texts, lambda group: "".join(group), overhead=0, separator=0)
-    frames = [json.dumps(json_frame(p), separators=(",", ":")) for p in pushes]
-    return _pack(
-        frames,
-        lambda group: (
-            group[0] if len(group) == 1 else '{"type":"batch","frames":[' + ",".join(group) + "]}"
-        ),
-        overhead=len('{"type":"batch","frames":[]}'),
-        separator=1,
-    )
+        messages = _pack(texts, lambda group: "".join(group), overhead=0, separator=0)
+    else:
+        messages = _pack(
+            texts,
+            lambda group: (
+                group[0]
+                if len(group) == 1
+                else '{"type":"batch","frames":[' + ",".join(group) + "]}"
+            ),
+            overhead=len('{"type":"batch","frames":[]}'),
+            separator=1,
+        )
+    return Rendered(messages, refused)
+
+
+def _text(connection: Connection, push: Push) -> str:
+    if connection.protocol == "stomp":
+        return encode_frame(stomp_frame(push, connection.version), version=connection.version)
+    return json.dumps(json_frame(push), separators=(",", ":"))
+
+
+def _reader(connection: Connection) -> str:
+    if connection.protocol == "stomp":
+        return f"a STOMP {connection.version} subscriber"
+    return "a JSON subscriber"
 
 
 def _pack(

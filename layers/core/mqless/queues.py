@@ -63,6 +63,8 @@ from mqless.store import (
 
 logger = Logger(service="mqless", child=True)
 
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key value
+
 MAX_PAGES_PER_RECEIVE = 5
 MAX_BROWSE = 100
 # what a message carries about its current delivery (dropped when it moves queue)
@@ -724,6 +726,36 @@ class QueueService:
             return True
         return any(config.dead_letter_queue == name for config in self._registry.list())
 
+    def dead_letter_undeliverable(
+        self, principal: Principal, queue: str, receipt: str, reason: str
+    ) -> bool:
+        """Dead-letter a leased message that its consumer cannot be sent (`outbound.render`).
+
+        The message never reached anyone, so its receive count is put back as it was and a
+        FIFO group goes on to its next message at once. False if the lease is gone already.
+        """
+        config, parsed, _ = self._settle_prelude(principal, queue, [receipt])
+        if not parsed:
+            return False
+        _, held = parsed[0]
+        item = self._store.get(queue, held.key)
+        if item is None or item.get("lease_id") != held.lease_id:
+            return False
+        group = group_of_key(held.key) if config.fifo else None
+        try:
+            self._dead_letter(
+                config,
+                item,
+                held.lease_id,
+                group,
+                reason,
+                receive_count=max(0, int(item.get("receive_count", 1)) - 1),
+                free_group=True,
+            )
+        except LeaseLost:
+            return False
+        return True
+
     def sweep(self, *, budget_ms: int = 50_000) -> SweepReport:
         """Dead-letter over-limit messages and drop expired ones without waiting for receivers."""
         report = SweepReport()
@@ -734,18 +766,25 @@ class QueueService:
             report.queues += 1
             try:
                 self._sweep_queue(config, report)
-            except MqlessError as exc:
-                report.errors.append(f"{config.name}: {exc.message}")
-        self._measure_dead_letters()
+            except Exception as exc:  # one queue's trouble must not starve the next ones
+                logger.exception("sweeping a queue failed", extra={"queue": config.name})
+                reason = exc.message if isinstance(exc, MqlessError) else type(exc).__name__
+                report.errors.append(f"{config.name}: {reason}")
+        self._measure_dead_letters(report)
         return report
 
-    def _measure_dead_letters(self) -> None:
+    def _measure_dead_letters(self, report: SweepReport) -> None:
         """Publish every dead-letter queue's depth (the alarm's "DLQ not empty")."""
         configs = self._registry.list()
         dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
         for config in configs:
             if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
-                counts = self.counts(config)
+                try:
+                    counts = self.counts(config)
+                except Exception as exc:
+                    logger.exception("measuring a queue failed", extra={"queue": config.name})
+                    report.errors.append(f"{config.name}: {type(exc).__name__}")
+                    continue
                 depth = counts.visible + counts.in_flight + counts.delayed
                 metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
@@ -1010,11 +1049,14 @@ class QueueService:
         *,
         receive_count: int | None = None,
         unreadable: bool = False,
+        free_group: bool = False,
     ) -> None:
         """Move a leased message to the queue's dead-letter queue (or quarantine it).
 
         The message is sealed again for the dead-letter queue; one that cannot be opened
         (`unreadable`: it already failed authentication) moves as it is, still unreadable.
+        A FIFO group stays leased (a receive walking the group goes on to its next message)
+        unless `free_group`, when it is visible again at once.
         """
         moved = {
             k: v
@@ -1026,8 +1068,9 @@ class QueueService:
         if receive_count is not None:
             moved["receive_count"] = receive_count
         target_name = config.dead_letter_queue
+        source_ops = self._source_ops(config, item, lease, group, free_group=free_group)
         if target_name is None:
-            self._quarantine(config, item, lease, group, moved)
+            self._quarantine(config, item, moved, source_ops)
             return
         # the broker acting: a declared dead-letter queue that is missing is made, uncharged
         target = self._ensure_queue(target_name, None, dead_letter=True)
@@ -1036,7 +1079,7 @@ class QueueService:
             with contextlib.suppress(IntegrityError):
                 moved = self._resealed(config, target, moved)
         moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
-        self._enqueue_moving(config, item, lease, group, target, moved)
+        self._put_moved(target, moved, source_ops)
         metrics.count("DeadLettered", queue=config.name)
         logger.warning(
             "message dead-lettered",
@@ -1049,23 +1092,32 @@ class QueueService:
         )
 
     def _quarantine(
-        self, config: QueueConfig, item: Item, lease: str, group: str | None, moved: Item
+        self, config: QueueConfig, item: Item, moved: Item, source_ops: list[dict[str, Any]]
     ) -> None:
         # No dead-letter queue: keep the message out of delivery but never lose it.
         moved = {k: v for k, v in moved.items() if k not in ("vq", "visible_at", "avail")}
         moved.update(pk=f"Q#{config.name}", sk=f"X#{item['id']}")
-        self._store.put_with(moved, self._source_ops(config, item, lease, group))
+        self._store.put_with(moved, source_ops)
         logger.warning(
             "message quarantined (queue has no dead-letter queue)",
             extra={"queue": config.name, "message_id": item["id"], "reason": moved["dl_reason"]},
         )
 
     def _source_ops(
-        self, config: QueueConfig, item: Item, lease: str, group: str | None
+        self,
+        config: QueueConfig,
+        item: Item,
+        lease: str,
+        group: str | None,
+        *,
+        free_group: bool = False,
     ) -> list[dict[str, Any]]:
         ops = [self._store.delete_op(config.name, str(item["sk"]), lease)]
         if group is not None:
-            ops.append(self._store.group_done_op(config.name, group, lease, 0, keep_lease=True))
+            now = self._clock.now_ms()
+            ops.append(
+                self._store.group_done_op(config.name, group, lease, now, keep_lease=not free_group)
+            )
         return ops
 
     def _enqueue_moving(
@@ -1221,7 +1273,17 @@ def _decode_cursor(cursor: str | None, queue: str) -> dict[str, Any] | None:
         raise InvalidRequest("malformed cursor") from exc
     if pk != f"Q#{queue}" or not isinstance(sk, str) or not sk.startswith("M#"):
         raise InvalidRequest("malformed cursor")
+    if len(sk.encode("utf-8", "surrogatepass")) > MAX_SORT_KEY_BYTES or not _is_text(sk):
+        raise InvalidRequest("malformed cursor")  # DynamoDB would refuse it as a start key
     return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        return False
+    return True
 
 
 def _stale(receipt: str) -> EntryFailure:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger
@@ -45,8 +45,9 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.envelope import LEGACY_FORMAT_VERSION, Sealed
-from mqless.errors import Conflict, IntegrityError, InvalidRequest
-from mqless.live import ConnectionInfo, LiveSubscriptions, Pusher
+from mqless.errors import Conflict, IntegrityError, InvalidRequest, MqlessError
+from mqless.ids import check_client_id
+from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import metrics
 from mqless.outbound import Connection, Push, render
@@ -73,6 +74,19 @@ def split_destination(destination: str) -> tuple[str, str]:
         if destination.startswith(prefix) and len(destination) > len(prefix):
             return kind, destination[len(prefix) :]
     raise InvalidRequest(f"destination {destination[:100]!r} must be /queue/NAME or /topic/NAME")
+
+
+@dataclass
+class FeedReport:
+    """What feeding every queue's push consumers did (`Sessions.pump_all`)."""
+
+    pushed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _reason(exc: Exception) -> str:
+    """An error as a report line: the core's own message, or the exception's kind."""
+    return exc.message if isinstance(exc, MqlessError) else type(exc).__name__
 
 
 class UnknownTransaction(Conflict):
@@ -172,6 +186,7 @@ class Sessions:
 
         Returns the queue to `pump` once the client has been answered, if any.
         """
+        check_client_id(subscription, "subscription id")
         kind, name = split_destination(destination)
         connection = info.connection
         principal = info.acting_as
@@ -222,6 +237,7 @@ class Sessions:
         Naming the `durable` subscription of a topic subscription deletes that durable
         subscription too (its queue and messages stay), as ActiveMQ's UNSUBSCRIBE does.
         """
+        check_client_id(subscription, "subscription id")
         record = self.live.unsubscribe(info.connection.id, subscription)
         if record is None:
             raise InvalidRequest(f"no subscription {subscription!r} on this connection")
@@ -258,7 +274,7 @@ class Sessions:
             ack = parse_ack_id(settle.ack_id)
             candidates = [ack.subscription]
         elif settle.subscription is not None:
-            candidates = [settle.subscription]
+            candidates = [check_client_id(settle.subscription, "subscription id")]
         else:  # STOMP 1.0 names the message only
             candidates = [s["id"] for s in self.live.subscriptions(connection_id)]
         for subscription in candidates:
@@ -311,37 +327,77 @@ class Sessions:
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
 
-    def pump_all(self) -> int:
-        """Feed every queue's consumers (the sweeper: expired leases, ended delays)."""
-        pushed = 0
+    def pump_all(self) -> FeedReport:
+        """Feed every queue's consumers (the sweeper: expired leases, ended delays).
+
+        Each queue on its own: one that fails is logged and reported, the next ones are
+        still fed (nothing is lost: a failed pump's leases went back to its queue).
+        """
+        report = FeedReport()
         for queue in self._queues.queue_names():
-            if self.consumers.consumers(queue):
-                pushed += self.pump(queue).pushed
-        return pushed
+            try:
+                if self.consumers.consumers(queue):
+                    report.pushed += self.pump(queue).pushed
+            except Exception as exc:
+                logger.exception("feeding push consumers failed", extra={"queue": queue})
+                report.errors.append(f"{queue}: {_reason(exc)}")
+        return report
 
     def push_published(self, items: Sequence[Item]) -> int:
-        """Push published topic messages to live subscribers, packed per connection."""
+        """Push published topic messages to live subscribers, packed per connection.
+
+        Live pushes are at most once, and each message and each connection stands alone:
+        a message that cannot be read, a subscriber that cannot be sent a message (logged
+        and counted as `Undeliverable`) or a connection whose post fails costs no other
+        subscriber any message.
+        """
         by_connection: dict[Connection, list[Push]] = {}
         index = self.live.index() if items else None
         for item in items:
-            topic = published_topic(item)
             assert index is not None
-            targets = index.match(topic)
-            if not targets:
-                continue
             try:
-                opened = open_item(
-                    self._cipher, item, holder=Holder.topic(topic), now_ms=self._clock.now_ms()
-                )
+                topic = published_topic(item)
+                targets = index.match(topic)
+                prepared = self._live_pushes(item, topic, targets) if targets else []
             except IntegrityError as exc:
                 logger.error(
                     "published message failed authentication; not pushed",
-                    extra={"topic": topic, "message_id": item.get("id"), "reason": exc.message},
+                    extra={"message_id": str(item.get("id")), "reason": exc.message},
                 )
                 continue
-            headers = opened.headers
-            for target in targets:
-                push = Push(
+            except Exception:
+                logger.exception(
+                    "a published message could not be prepared for live subscribers",
+                    extra={"message_id": str(item.get("id"))},
+                )
+                continue
+            for target, push in prepared:
+                by_connection.setdefault(target.connection, []).append(push)
+        sent = 0
+        gone: set[str] = set()
+        for connection, pushes in by_connection.items():
+            try:
+                sent += self._push_live(connection, pushes, gone)
+            except Exception:
+                logger.exception(
+                    "pushing to a live subscriber failed",
+                    extra={"connection_id": connection.id, "messages": len(pushes)},
+                )
+        if gone:
+            self._close_all(gone)  # closed without $disconnect reaching us: tidy up
+        return sent
+
+    def _live_pushes(
+        self, item: Item, topic: str, targets: Sequence[LiveTarget]
+    ) -> list[tuple[LiveTarget, Push]]:
+        opened = open_item(
+            self._cipher, item, holder=Holder.topic(topic), now_ms=self._clock.now_ms()
+        )
+        headers = opened.headers
+        return [
+            (
+                target,
+                Push(
                     subscription=target.subscription,
                     destination=f"/topic/{topic}",
                     message_id=str(item["id"]),
@@ -354,25 +410,39 @@ class Sessions:
                     correlation_id=headers.correlation_id,
                     reply_to=headers.reply_to,
                     sent_at=int(item["sent_at"]),
-                )
-                by_connection.setdefault(target.connection, []).append(push)
-        sent = 0
-        gone: set[str] = set()
+                ),
+            )
+            for target in targets
+        ]
+
+    def _push_live(self, connection: Connection, pushes: list[Push], gone: set[str]) -> int:
+        """Post one connection's live messages; a message it cannot be sent is skipped."""
+        rendered = render(connection, pushes)
+        for position, reason in rendered.refused.items():
+            push = pushes[position]
+            topic = push.destination[len("/topic/") :]
+            metrics.count("Undeliverable", topic=topic)
+            logger.warning(
+                "a live subscriber cannot be sent a message; it skips that one",
+                extra={
+                    "topic": topic,
+                    "message_id": push.message_id,
+                    "connection_id": connection.id,
+                    "subscription": push.subscription,
+                    "reason": reason,
+                },
+            )
+        for text in rendered.messages:
+            if not self.pusher.post(connection.id, text.encode()):
+                gone.add(connection.id)
+                return 0
         now = self._clock.now_ms()
-        for connection, pushes in by_connection.items():
-            for text in render(connection, pushes):
-                if not self.pusher.post(connection.id, text.encode()):
-                    gone.add(connection.id)
-                    break
-            else:
-                sent += len(pushes)
-                for push in pushes:
-                    topic = push.destination[len("/topic/") :]
-                    metrics.count("Delivered", topic=topic)
-                    metrics.latency(now - push.sent_at, topic=topic)
-        if gone:
-            self._close_all(gone)  # closed without $disconnect reaching us: tidy up
-        return sent
+        delivered = [p for i, p in enumerate(pushes) if i not in rendered.refused]
+        for push in delivered:
+            topic = push.destination[len("/topic/") :]
+            metrics.count("Delivered", topic=topic)
+            metrics.latency(now - push.sent_at, topic=topic)
+        return len(delivered)
 
     # ---- transactions --------------------------------------------------------------------
 
@@ -475,6 +545,8 @@ class Sessions:
         return len(held)
 
     def _tx_key(self, info: ConnectionInfo, transaction: str) -> dict[str, str]:
+        # every transaction operation starts here: no longer name reaches a key
+        check_client_id(transaction, "transaction name")
         return {"pk": f"CONN#{info.connection.id}", "sk": f"TX#{_tag(transaction)}"}
 
     def _held_id(self, info: ConnectionInfo, transaction: str, position: int) -> str:

@@ -447,7 +447,7 @@ def _encode_header(name: str, value: str, *, escaped: bool) -> str:
     if not name:
         raise ValueError("header names must not be empty")
     if "\x00" in name or "\x00" in value:
-        raise ValueError(f"header {name!r} contains NUL, which STOMP cannot carry in a header")
+        raise ValueError(f"header {name!r} holds NUL, which no STOMP header can carry")
     for text in (name, value):
         if not text.isascii():
             try:
@@ -456,10 +456,12 @@ def _encode_header(name: str, value: str, *, escaped: bool) -> str:
                 raise ValueError(f"header {name!r} is not encodable as UTF-8") from exc
     if escaped:
         return f"{_escape(name)}:{_escape(value)}"
-    if any(char in name for char in ":\r\n") or any(char in value for char in "\r\n"):
+    unescaped = "an unescaped frame (CONNECT, CONNECTED, or any frame of STOMP 1.0)"
+    if ":" in name:
+        raise ValueError(f"header name {name!r} holds ':', which {unescaped} cannot carry")
+    if any(char in name for char in "\r\n") or any(char in value for char in "\r\n"):
         raise ValueError(
-            f"header {name!r} has a CR, LF (or ':' in its name), which this frame cannot "
-            "escape (CONNECT, CONNECTED and STOMP 1.0 frames are not escaped)"
+            f"header {name!r} holds a line break (CR or LF), which {unescaped} cannot carry"
         )
     return f"{name}:{value}"
 

@@ -19,7 +19,11 @@ Behaviour a client can count on:
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
   `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `expires` (epoch ms) and every
   other header (an attribute) onto the message; `persistent` and `priority` are
-  accepted and ignored (every message is persistent).
+  accepted and ignored (every message is persistent). A header no attribute may be (a
+  name starting with `mqless-`, one the broker sets on MESSAGE frames such as
+  `message-id`, a control character) is refused with an ERROR naming it.
+- Subscription ids and transaction names become part of storage keys: longer than
+  128 characters, they are refused with an ERROR naming the header.
 - BEGIN/COMMIT/ABORT hold SEND, ACK and NACK frames until COMMIT (see `sessions.py`).
 - Any frame but CONNECT may ask for a RECEIPT. An error gets an ERROR frame (with
   `receipt-id` when the frame asked for a receipt) and the connection is closed, as the
@@ -38,10 +42,10 @@ from typing import Final, NoReturn
 
 from aws_lambda_powertools import Logger
 
-from mqless import models
+from mqless import models, names
 from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode, NotInFlight
 from mqless.errors import InvalidRequest, MqlessError, StaleReceipt
-from mqless.ids import is_ascii_digits
+from mqless.ids import check_client_id, is_ascii_digits
 from mqless.live import ConnectionInfo
 from mqless.models import NewMessage
 from mqless.outbound import Connection
@@ -122,6 +126,7 @@ class StompSession:
                 return
             if not self._info.stomp_connected:
                 raise StompError(f"send CONNECT first; {frame.command} came before it")
+            _check_key_headers(frame)
             handler = self._handlers()[frame.command]
             handler(frame)
         except (NotInFlight, StaleReceipt) as exc:
@@ -190,7 +195,7 @@ class StompSession:
                 "filter policy (HTTP API) filters on attributes"
             )
         subscription = frame.header("id") or destination  # STOMP 1.0 ids are optional
-        durable = frame.header("activemq.subscriptionName")
+        durable = _durable_name(frame)
         if not destination.startswith("/topic/"):
             durable = None
         queue = self._sessions.subscribe(
@@ -206,9 +211,7 @@ class StompSession:
 
     def _unsubscribe(self, frame: Frame) -> None:
         subscription = frame.header("id") or _required(frame, "destination")
-        queue = self._sessions.unsubscribe(
-            self._info, subscription, durable=frame.header("activemq.subscriptionName")
-        )
+        queue = self._sessions.unsubscribe(self._info, subscription, durable=_durable_name(frame))
         if queue is not None:
             self._to_pump.add(queue)
 
@@ -278,6 +281,33 @@ def _header_safe(text: str) -> str:
 def _one_line(text: str) -> str:
     line = _header_safe(text)
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _check_key_headers(frame: Frame) -> None:
+    """Refuse, naming the header, an id too long to be part of a storage key: subscription
+    ids (STOMP 1.0 may name a subscription by its destination) and transaction names."""
+    headers = ["transaction"]
+    if frame.command in ("SUBSCRIBE", "UNSUBSCRIBE"):
+        headers.append("id" if frame.header("id") else "destination")
+    elif frame.command in ("ACK", "NACK"):
+        headers.append("subscription")  # 1.2 acks by an ack id, which parse_ack_id bounds
+    for name in headers:
+        value = frame.header(name)
+        if value is not None:
+            check_client_id(value, f"{frame.command} header {name!r}")
+
+
+def _durable_name(frame: Frame) -> str | None:
+    """A durable subscription's name (it names its queue too), checked as a queue name."""
+    name = frame.header("activemq.subscriptionName")
+    if name is None:
+        return None
+    try:
+        return names.validate_queue_name(name)
+    except InvalidRequest as exc:
+        raise InvalidRequest(
+            f"{frame.command} header 'activemq.subscriptionName': {exc.message}"
+        ) from exc
 
 
 def _required(frame: Frame, name: str) -> str:
@@ -355,7 +385,8 @@ def _first_error(exc: ValueError) -> str:
     if callable(errors):
         first = errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}"
+        text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return f"{where}: {text}"
     return str(exc)
 
 

@@ -645,6 +645,16 @@ class MessageStore:
             page = self._db.query(**kwargs)
         return [from_wire(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
 
+    def get(self, queue: str, key: str) -> Item | None:
+        """One item of the queue's partition, read consistently; None if there is none."""
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": partition(queue), "sk": key}),
+                ConsistentRead=True,
+            )
+        return from_wire(found["Item"]) if "Item" in found else None
+
     def find_message(self, queue: str, message_id: str, *, fifo: bool) -> Item | None:
         """A message by id: one read for a standard queue; FIFO keys hold group and
         sequence, so there it is a filtered walk of the partition."""

@@ -120,7 +120,24 @@ class PerThreadResolver(APIGatewayHttpResolver):
         return super().resolve(event, context)
 
 
-app = PerThreadResolver(enable_validation=True)
+def client_json(text: str) -> Any:
+    """A request body parsed as JSON; what the parser cannot hold is a JSONDecodeError.
+
+    `json.loads` raises RecursionError for deep nesting (`[` x 100,000) and a plain
+    ValueError for an integer over Python's 4,300-digit limit; Powertools turns only a
+    JSONDecodeError into a validation error (our 400), so both become one.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from exc
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise json.JSONDecodeError("a number has more than 4,300 digits", text, 0) from exc
+
+
+app = PerThreadResolver(enable_validation=True, json_body_deserializer=client_json)
 
 QueueName = Annotated[
     str, Path(description="Queue name: 1-80 of A-Z a-z 0-9 _ . - (`.fifo` = FIFO).")
@@ -181,7 +198,9 @@ def _invalid(exc: RequestValidationError) -> Response[str]:
         problem = str(error.get("msg", "")).removeprefix("Value error, ")
         details.append({"field": field, "problem": problem})
     if details and details[0]["problem"].startswith("JSON decode error"):
-        return _problem(400, "invalid_request", "request body is not valid JSON")
+        why = (exc.errors()[0].get("ctx") or {}).get("error")
+        message = "request body is not valid JSON" + (f": {why}" if why else "")
+        return _problem(400, "invalid_request", message[:300])
     first = details[0] if details else {"field": "request body", "problem": "invalid"}
     return _problem(
         400, "invalid_request", f"{first['field']}: {first['problem']}", details=details
