@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import runtime
+from mqless import queues, runtime
 from mqless.access import EVERYTHING
 from mqless.outbound import Connection
 from mqless.principals import Principal
-from mqless.store import MessageStore
 from mqless_cli.template import Stack
 
 
@@ -60,12 +59,8 @@ def test_an_empty_queue_has_no_oldest_age_and_a_missing_one_is_404(api: HttpApi)
 def test_counts_are_bounded_and_say_so(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(7):
         _send(api, "deep", str(i))
-    original = MessageStore.count_standard
-
-    def small_bound(self: MessageStore, queue: str, now_ms: int, bound: int = 5) -> Any:
-        return original(self, queue, now_ms, bound=5)
-
-    monkeypatch.setattr(MessageStore, "count_standard", small_bound)
+    # (a count reads at most COUNT_BOUND references: here 5, so that 7 messages pass it)
+    monkeypatch.setattr(queues, "COUNT_BOUND", 5)
 
     stats = api.get("/queues/deep/stats").json
 

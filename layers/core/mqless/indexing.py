@@ -33,18 +33,10 @@ from mqless.storage.index import IndexStore, NewRef, Ref
 logger = Logger(service="mqless", child=True)
 
 
-@dataclass(frozen=True)
-class Route:
-    """A queue a topic message goes to (a durable subscription's queue)."""
-
-    queue: QueueConfig
-    subscription: str
-
-
 class TopicRoutes(Protocol):
-    """Which queues a published topic message goes to (patterns and filter policies)."""
+    """Which queues get which bodies of a published log item (patterns, filter policies)."""
 
-    def routes(self, topic: str, item: Item) -> list[Route]: ...
+    def routes(self, topic: str, image: Item) -> list[tuple[QueueConfig, list[int]]]: ...
 
 
 class Queues(Protocol):
@@ -88,9 +80,8 @@ class Indexer:
             except InvalidRequest:
                 continue
             if kind == "topic":
-                for route in self._topics.routes(destination, item):
-                    target = route.queue
-                    refs = self._topic_refs(item, target)
+                for target, bodies in self._topics.routes(destination, item):
+                    refs = self._topic_refs(item, target, bodies)
                     into = keys.shard_of(str(item["pk"]), target.shards)
                     standard.setdefault((target.name, into), []).extend(refs)
                 continue
@@ -117,14 +108,14 @@ class Indexer:
             report.queues.add(queue)
         return report
 
-    def _topic_refs(self, item: Item, target: QueueConfig) -> list[NewRef]:
+    def _topic_refs(self, item: Item, target: QueueConfig, bodies: Sequence[int]) -> list[NewRef]:
         now = self._clock.now_ms()
         sent_ms = keys.id_time_ms(str(item["sk"]))
         expires = min(int(item.get("x", 0)), sent_ms // 1000 + target.retention_seconds)
         visible = now + target.delay_seconds * 1000 if target.delay_seconds else 0
         return [
             NewRef(Ref(str(item["pk"]), str(item["sk"]), j), expires, visible_at=visible)
-            for j in range(len(item.get("b") or []))
+            for j in bodies
         ]
 
 

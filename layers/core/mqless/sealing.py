@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -39,6 +40,8 @@ from mqless.dynamo import Item
 from mqless.envelope import LEGACY_FORMAT_VERSION, Opened, Sealed
 from mqless.errors import IntegrityError
 from mqless.models import MAX_RETENTION_SECONDS, NewMessage
+from mqless.storage import keys
+from mqless.storage.log import LogItem
 
 # Format 0x01 kept these in the clear; an item sealed again drops them.
 LEGACY_FIELDS: Final = frozenset({"origin", "bin", "attrs", "ctype", "corr", "reply", "dedup"})
@@ -51,6 +54,10 @@ class BodyCipher(Protocol):
     def encrypt(
         self, body: bytes, *, destination: str, message_id: str, header: bytes = b""
     ) -> Sealed: ...
+
+    def encrypt_many(
+        self, messages: Sequence[tuple[bytes, bytes, str]], *, destination: str
+    ) -> list[Sealed]: ...
 
     def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> Opened: ...
 
@@ -143,6 +150,34 @@ def seal(
         body, destination=str(holder), message_id=message_id, header=headers.encode()
     )
     return {"body": sealed.ciphertext, "dk": sealed.encrypted_key}
+
+
+def seal_many(
+    cipher: BodyCipher, messages: Sequence[tuple[Headers, bytes, str]], *, holder: Holder
+) -> list[Sealed]:
+    """Seal (headers, body, message id) for `holder` under one data key (one log item)."""
+    return cipher.encrypt_many(
+        [(body, headers.encode(), message_id) for headers, body, message_id in messages],
+        destination=str(holder),
+    )
+
+
+def open_logged(cipher: BodyCipher, item: LogItem, slot: int, *, now_ms: int) -> OpenedMessage:
+    """Open body `slot` of a log item, as the queue or topic whose log holds it."""
+    kind, destination, _ = keys.parse_log_partition(item.partition)
+    holder = Holder.topic(destination) if kind == "topic" else Holder.queue(destination)
+    if slot >= len(item.bodies):
+        raise IntegrityError("message failed authentication: no such body in its log item")
+    return open_item(
+        cipher,
+        {
+            "id": keys.message_id(item.item, slot),
+            "body": item.bodies[slot],
+            "dk": item.encrypted_key,
+        },
+        holder=holder,
+        now_ms=now_ms,
+    )
 
 
 def open_item(cipher: BodyCipher, item: Item, *, holder: Holder, now_ms: int) -> OpenedMessage:

@@ -185,7 +185,6 @@ class MessageOut(BaseModel):
     reply_to: str | None = None
     receive_count: int
     sent_at: Annotated[int, Field(description="Epoch milliseconds.")]
-    first_received_at: int | None = None
     group_id: str | None = None
     dedup_id: str | None = None
     dead_letter_reason: str | None = None

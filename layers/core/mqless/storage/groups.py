@@ -119,7 +119,7 @@ class GroupStore:
         pending = list(refs)
         for _ in range(MAX_ATTEMPTS):
             group = self.group(queue, shard, name)
-            present = {r.ref for r in group.refs} if group else set()
+            present = {r.ref for r in group.refs if not r.acked} if group else set()
             if group is not None and group.waiting_spills:
                 present |= {r.ref for r in self._spill(queue, shard, name, group.spilled - 1)}
             pending = [r for r in pending if r.ref not in present]
@@ -336,15 +336,18 @@ class GroupStore:
         except _Contended:
             return None
 
-    def set_until(self, queue: str, shard: int, name: str, token: int, until: int) -> Group | None:
-        """Release (until now or later) or extend the group's lease; None if it is not
-        `token`'s any more."""
+    def set_until(
+        self, queue: str, shard: int, name: str, token: int, until: int, *, release: bool = False
+    ) -> Group | None:
+        """Extend the group's lease, or `release` it (the group is held until `until`, and
+        the lease's receipts are stale from now on); None if it is not `token`'s any more."""
+        update = "SET u = :u, t = :zero" if release else "SET u = :u"
         try:
             return self._update_key(
                 queue,
                 shard,
                 name,
-                "SET u = :u",
+                update,
                 "t = :tok AND c > :zero",
                 {":u": until, ":tok": token, ":zero": 0},
             )
@@ -371,6 +374,106 @@ class GroupStore:
             )
         except _Contended:
             return None
+
+    def give_back(self, group: Group, token: int) -> Group | None:
+        """End a lease that delivered to no one: the group is free at once and the covered
+        references' receive counts are as they were."""
+        sets = ["u = :zero", "c = :zero"]
+        sets += [f"n[{i}] = n[{i}] - :one" for i in range(group.covered)]
+        try:
+            return self._update(
+                group,
+                "SET " + ", ".join(sets),
+                "t = :tok AND c = :c",
+                {":zero": 0, ":one": 1, ":tok": token, ":c": group.covered},
+            )
+        except _Contended:
+            return None
+
+    # ---- operators ---------------------------------------------------------------------------
+
+    def remove(self, queue: str, shard: int, name: str, ref: Ref) -> bool:
+        """Take one reference out of a group, whatever its state (an operator's delete or
+        move); False if it is not there."""
+        for _ in range(MAX_ATTEMPTS):
+            group = self.group(queue, shard, name)
+            if group is None:
+                return False
+            found = [i for i, r in enumerate(group.refs) if r.ref == ref]
+            if found:
+                (position,) = found[:1]
+                names_ = ("r", "n", "v", "a", "e", "w")
+                update = "REMOVE " + ", ".join(f"{n}[{position}]" for n in names_)
+                values: dict[str, Any] = {
+                    ":text": _ref_text(ref, list(group.logs)),
+                    ":len": len(group.refs),
+                }
+                if position < group.covered:
+                    update = "SET c = c - :one " + update
+                    values[":one"] = 1
+                try:
+                    self._update(group, update, f"r[{position}] = :text AND size(r) = :len", values)
+                    return True
+                except _Contended:
+                    continue
+            return self._remove_spilled(group, ref)
+        return False
+
+    def _remove_spilled(self, group: Group, ref: Ref) -> bool:
+        for seq in range(group.taken, group.spilled):
+            refs = self._spill(group.queue, group.shard, group.name, seq)
+            found = [i for i, r in enumerate(refs) if r.ref == ref]
+            if not found:
+                continue
+            position = found[0]
+            names_ = ("r", "n", "v", "e", "w")
+            try:
+                with translated_errors():
+                    self._db.update_item(
+                        TableName=self._table,
+                        Key=to_wire(
+                            {
+                                "pk": keys.group_spill_partition(group.queue, group.shard),
+                                "sk": keys.spill_key(group.name, seq),
+                            }
+                        ),
+                        UpdateExpression="REMOVE " + ", ".join(f"{n}[{position}]" for n in names_),
+                        ConditionExpression="size(r) = :len",
+                        ExpressionAttributeValues=to_wire({":len": len(refs)}),
+                    )
+                return True
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+                return False
+        return False
+
+    def purge(self, queue: str, shard: int) -> int:
+        """Empty every group of a shard; returns how many references were waiting."""
+        purged = 0
+        for group in self.groups(queue, shard, consistent=True):
+            waiting = sum(1 for r in group.refs if not r.acked)
+            for seq in range(group.taken, group.spilled):
+                waiting += len(self._spill(queue, shard, group.name, seq))
+            try:
+                self._update(
+                    group,
+                    "SET l = :empty, r = :empty, n = :empty, v = :empty, a = :empty, "
+                    "e = :empty, w = :empty, c = :zero, u = :zero, t = :zero, s = o, x = :idle",
+                    "attribute_exists(pk)",
+                    {":empty": [], ":zero": 0, ":idle": _idle_expiry()},
+                )
+            except _Contended:
+                continue
+            purged += waiting
+        return purged
+
+    def drop(self, queue: str, shard: int) -> None:
+        """Delete a shard's group items and spills (the queue is being deleted)."""
+        from mqless.storage.index import drop_partition
+
+        drop_partition(self._db, self._table, keys.group_partition(queue, shard))
+        drop_partition(self._db, self._table, keys.group_spill_partition(queue, shard))
 
     # ---- plumbing ---------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ A segment holds up to 16 references and, per reference, three numbers:
 - `t`: the token of its current lease (random, 31 bits; 0 before the first lease). A
   receipt names it; settling with a token that is no longer there changes nothing.
 - `n`: how many times it was leased.
+- `e`: when its body expires (epoch s): an expired reference is settled, never delivered,
+  and counted nowhere, without reading its body.
 
 Every write here is one UpdateItem or PutItem of one segment of under 1 KB: 1 WRU, shared
 by every reference it touches. Leases and settlements are conditional per reference, so
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import batch_write, from_wire, is_condition_failure, to_wire, translated_errors
 from mqless.errors import Throttled
 from mqless.storage import keys
 
@@ -78,6 +80,7 @@ class Entry:
     token: int
     count: int
     reason: str = ""
+    expires_at: int = 0
 
     @property
     def settled(self) -> bool:
@@ -85,6 +88,9 @@ class Entry:
 
     def free_at(self, now_ms: int) -> bool:
         return 0 <= self.until <= now_ms
+
+    def expired(self, now_ms: int) -> bool:
+        return 0 < self.expires_at <= now_ms // 1000
 
 
 @dataclass(frozen=True)
@@ -198,12 +204,14 @@ class IndexStore:
 
     def append(self, queue: str, shard: int, refs: Sequence[NewRef]) -> AppendReport:
         """Append references in order, filling the last segment first; a reference already
-        in one of the last segments (a retried stream batch) is not appended again."""
+        waiting in one of the last segments (a retried stream batch) is not appended again."""
         report = AppendReport()
         pending = list(refs)
         for _ in range(MAX_APPEND_ATTEMPTS):
             recent = self.tail(queue, shard, DEDUP_LOOKBACK)
-            present = {e.ref for s in recent for e in s.entries}
+            # a body may come back after it was settled here (a redrive, a move back): only
+            # a reference still waiting is one a retried batch appended already
+            present = {e.ref for s in recent for e in s.entries if not e.settled}
             fresh = [r for r in pending if r.ref not in present]
             report.duplicates += len(pending) - len(fresh)
             pending = fresh
@@ -244,11 +252,12 @@ class IndexStore:
             ":u": [r.visible_at for r in taken],
             ":t": [0] * count,
             ":n": [r.count for r in taken],
+            ":e": [r.expires_at for r in taken],
             ":x": max([segment.expires_at, *(r.expires_at for r in taken)]),
             ":len": len(segment.entries),
         }
         update = "SET r = list_append(r, :r), u = list_append(u, :u), t = list_append(t, :t), "
-        update += "n = list_append(n, :n), x = :x"
+        update += "n = list_append(n, :n), e = list_append(e, :e), x = :x"
         if new_logs:
             update += ", l = list_append(l, :l)"
             values[":l"] = new_logs
@@ -274,6 +283,7 @@ class IndexStore:
             "u": [r.visible_at for r in taken],
             "t": [0] * count,
             "n": [r.count for r in taken],
+            "e": [r.expires_at for r in taken],
             "x": max(r.expires_at for r in taken),
         }
         if any(r.reason for r in taken):
@@ -334,15 +344,33 @@ class IndexStore:
         )
 
     def set_until(
-        self, queue: str, shard: int, seq: int, holds: Sequence[Hold], until: int
+        self,
+        queue: str,
+        shard: int,
+        seq: int,
+        holds: Sequence[Hold],
+        until: int,
+        *,
+        release: bool = False,
+        uncount: bool = False,
     ) -> Segment | None:
         """Settle (`until` = SETTLED), release or extend leased refs, each only while its
-        lease is still the one named; None if any of them is not (a stale receipt)."""
+        lease is still the one named; None if any of them is not (a stale receipt).
+        `release` ends the lease (its receipts are stale from now on); `uncount` also takes
+        it back out of the receive count (it delivered to no one)."""
         sets: list[str] = []
         conditions: list[str] = []
         values: dict[str, Any] = {":v": until, ":done": SETTLED}
+        if uncount:
+            values[":one"] = 1
+        if release or uncount:
+            values[":none"] = 0
         for index, hold in enumerate(holds):
             sets.append(f"u[{hold.slot}] = :v")
+            if release or uncount:
+                sets.append(f"t[{hold.slot}] = :none")
+            if uncount:
+                sets.append(f"n[{hold.slot}] = n[{hold.slot}] - :one")
             conditions.append(f"t[{hold.slot}] = :t{index} AND u[{hold.slot}] <> :done")
             values[f":t{index}"] = hold.token
         return self._conditional_update(
@@ -369,6 +397,37 @@ class IndexStore:
             {":done": SETTLED},
             quiet=True,
         )
+
+    def purge(self, queue: str, shard: int) -> int:
+        """Settle every reference of a shard; returns how many were unsettled.
+
+        The floor moves up to the last segment, and that segment's references are settled
+        one by one: the dispatch function may still fill it, and what it appends after the
+        purge must stay visible."""
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            last = self.tail(queue, shard)
+            if not last:
+                return 0
+            tail = last[0]
+            purged = 0
+            start = self.floor(queue, shard, consistent=True)
+            while start < tail.seq:
+                page = self.segments(queue, shard, start, limit=16, consistent=True)
+                page = [p for p in page if p.seq < tail.seq]
+                purged += sum(1 for p in page for e in p.entries if not e.settled)
+                if not page:
+                    break
+                start = page[-1].seq + 1
+            open_slots = [e.slot for e in tail.entries if not e.settled]
+            if open_slots and self.settle_any(queue, shard, tail.seq, open_slots) is None:
+                continue  # one was settled meanwhile: look again
+            self.advance_floor(queue, shard, tail.seq)
+            return purged + len(open_slots)
+        raise Throttled(f"could not purge {queue!r}: too much contention")
+
+    def drop(self, queue: str, shard: int) -> None:
+        """Delete a shard's segments and cursor (the queue is being deleted)."""
+        drop_partition(self._db, self._table, keys.index_partition(queue, shard))
 
     # ---- the cursor ---------------------------------------------------------------------------
 
@@ -427,6 +486,23 @@ class _Contended(Exception):
     """An append lost a race with another appender."""
 
 
+def drop_partition(client: Any, table: str, partition: str) -> None:
+    """Delete every item of a partition, 25 per request."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :p",
+        "ExpressionAttributeValues": to_wire({":p": partition}),
+        "ProjectionExpression": "pk, sk",
+    }
+    while True:
+        with translated_errors():
+            page = client.query(**kwargs)
+        batch_write(client, table, [{"DeleteRequest": {"Key": k}} for k in page.get("Items", [])])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def _logs_of(segment: Segment) -> list[str]:
     # stored refs name logs by their index in `l`: only ever add to it
     return list(segment.logs)
@@ -467,8 +543,8 @@ def _segment_bytes(segment: Segment) -> int:
 
 
 def _entry_bytes(until: int, count: int, reason: str) -> int:
-    # ref text (~3 + 26 + 3) + list overheads, u (up to 8), t (up to 6), n (up to 3)
-    return 33 + 1 + 9 + 7 + 4 + (len(reason.encode()) + 1 if reason else 0)
+    # ref text (~3 + 26 + 3) + list overheads, u (up to 8), t (up to 6), n (up to 3), e (7)
+    return 33 + 1 + 9 + 7 + 4 + 7 + (len(reason.encode()) + 1 if reason else 0)
 
 
 def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
@@ -477,6 +553,7 @@ def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
     until = [int(v) for v in item.get("u", [])]
     tokens = [int(v) for v in item.get("t", [])]
     counts = [int(v) for v in item.get("n", [])]
+    expiry = [int(v) for v in item.get("e", [])]
     reasons = [str(v) for v in item.get("w", [])] or [""] * len(refs)
     entries = []
     for slot, text in enumerate(refs):
@@ -489,6 +566,7 @@ def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
                 token=tokens[slot],
                 count=counts[slot],
                 reason=reasons[slot] if slot < len(reasons) else "",
+                expires_at=expiry[slot] if slot < len(expiry) else 0,
             )
         )
     return Segment(

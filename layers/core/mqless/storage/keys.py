@@ -18,6 +18,7 @@ names its log item and slot. The item's sort key is the first id in Crockford ba
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import zlib
 from typing import Final
@@ -128,14 +129,40 @@ def shard_of(text: str, shards: int) -> int:
 # ---- ids ----------------------------------------------------------------------------------
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
 def new_item_id(now_ms: int) -> str:
-    """The sort key of a new log item: a UUIDv7 with its low 4 bits free for slots."""
+    """The sort key of a new log item: a UUIDv7 with its low 4 bits free for slots.
+
+    Monotonic within a process (RFC 9562's "monotonic random"): an id made in the same
+    millisecond as the last one is that one plus one item, so a sender's messages sort in
+    the order it sent them."""
+    global _last_id
     rand = int.from_bytes(os.urandom(10), "big")
     value = (now_ms & ((1 << 48) - 1)) << 80 | rand & ((1 << 80) - 1)
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     value &= ~(SLOTS_PER_ITEM - 1)
+    with _id_lock:
+        if value <= _last_id:
+            value = _last_id + SLOTS_PER_ITEM
+        _last_id = value
     return _encode(value)
+
+
+_SEQUENCE_EPOCH_MS: Final = 1_577_836_800_000  # 2020-01-01: keeps sequences under 2**53
+_last_sequence = 0
+
+
+def next_sequence(now_ms: int) -> int:
+    """What a FIFO send answers as `sequence`: grows with time and, within a process, with
+    every send (1,024 per millisecond), and stays exact in JavaScript numbers."""
+    global _last_sequence
+    with _id_lock:
+        _last_sequence = max((now_ms - _SEQUENCE_EPOCH_MS) * 1024, _last_sequence + 1)
+        return _last_sequence
 
 
 def message_id(item_id: str, slot: int) -> str:

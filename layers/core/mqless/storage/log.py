@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from mqless.dynamo import Item, from_wire, to_wire, translated_errors
-from mqless.errors import IntegrityError, PayloadTooLarge
+from mqless.errors import IntegrityError
 from mqless.storage import keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_ITEM_BYTES: Final = 390 * 1024  # DynamoDB's 400 KB item limit, with room for names
-ITEM_OVERHEAD: Final = 120  # keys, names and numbers of a log item (a bound)
+ITEM_OVERHEAD: Final = 160  # keys, names and numbers of a log item (a bound)
+BODY_OVERHEAD: Final = 12  # per body in an item: list entry, visible_at (a bound)
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,6 @@ class Source:
     slot: int
     count: int = 0
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class Written:
-    """A log item as written: where it is and the ids of its bodies."""
-
-    partition: str
-    item: str
-    message_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -94,60 +86,54 @@ class LogStore:
 
     # ---- writing ----------------------------------------------------------------------
 
-    def append(
+    def put(
         self,
         partition: str,
+        item_id: str,
         bodies: Sequence[Body],
+        *,
+        expires_at: int,
+        group: str | None = None,
+    ) -> None:
+        """Write one log item: bodies sealed under one data key (`keys.message_id(item_id, j)`
+        is body j's message id)."""
+        if not 1 <= len(bodies) <= keys.SLOTS_PER_ITEM:
+            raise ValueError(f"a log item holds 1 to {keys.SLOTS_PER_ITEM} bodies")
+        encrypted = {b.encrypted_key for b in bodies}
+        if len(encrypted) != 1:
+            raise ValueError("the bodies of one log item share one data key")
+        (encrypted_key,) = encrypted
+        self._remember_key(_destination(partition), encrypted_key)
+        item: dict[str, Any] = {
+            "pk": partition,
+            "sk": item_id,
+            "b": [b.ciphertext for b in bodies],
+            "k": key_id(encrypted_key),
+            "x": expires_at,
+            "g": group,
+        }
+        if any(b.visible_at for b in bodies):
+            item["v"] = [b.visible_at for b in bodies]
+        with translated_errors():
+            self._db.put_item(TableName=self._table, Item=to_wire(item))
+
+    def append_references(
+        self,
+        partition: str,
+        sources: Sequence[Source],
         *,
         now_ms: int,
         expires_at: int,
         group: str | None = None,
-    ) -> list[Written]:
-        """Write bodies into as few items as the item size limit allows (one request each)."""
-        written: list[Written] = []
-        for chunk in _chunks(bodies):
-            destination = _destination(partition)
-            for encrypted_key in {b.encrypted_key for b in chunk}:
-                self._remember_key(destination, encrypted_key)
-            item_id = keys.new_item_id(now_ms)
-            # one item, one data key: a batch sealed across a key rotation is split
-            by_key: dict[bytes, list[Body]] = {}
-            for body in chunk:
-                by_key.setdefault(body.encrypted_key, []).append(body)
-            for encrypted_key, group_bodies in by_key.items():
-                if len(by_key) > 1:
-                    item_id = keys.new_item_id(now_ms)
-                item: dict[str, Any] = {
-                    "pk": partition,
-                    "sk": item_id,
-                    "b": [b.ciphertext for b in group_bodies],
-                    "k": key_id(encrypted_key),
-                    "x": expires_at,
-                    "g": group,
-                }
-                if any(b.visible_at for b in group_bodies):
-                    item["v"] = [b.visible_at for b in group_bodies]
-                with translated_errors():
-                    self._db.put_item(TableName=self._table, Item=to_wire(item))
-                written.append(
-                    Written(
-                        partition,
-                        item_id,
-                        tuple(keys.message_id(item_id, j) for j in range(len(group_bodies))),
-                    )
-                )
-        return written
-
-    def append_references(
-        self, partition: str, sources: Sequence[Source], *, now_ms: int, expires_at: int
     ) -> str:
-        """Write a reference item: bodies of other items to be indexed where this log is."""
+        """Write a reference item: bodies of other items, to be indexed where this log is."""
         item_id = keys.new_item_id(now_ms)
         item = {
             "pk": partition,
             "sk": item_id,
             "f": [[s.log, s.item, s.slot, s.count, s.reason] for s in sources],
             "x": expires_at,
+            "g": group,
         }
         with translated_errors():
             self._db.put_item(TableName=self._table, Item=to_wire(item))
@@ -184,7 +170,7 @@ class LogStore:
                 batch = missing[start : start + 100]
                 for raw in self._batch_get(batch, consistent):
                     item = from_wire(raw)
-                    log_item = self._log_item(item)
+                    log_item = self.log_item(item)
                     found[(log_item.partition, log_item.item)] = log_item
         return found
 
@@ -227,7 +213,8 @@ class LogStore:
                 break
         return got
 
-    def _log_item(self, item: Item) -> LogItem:
+    def log_item(self, item: Item) -> LogItem:
+        """A log item from its stored image (a read, or a stream record's NewImage)."""
         partition = str(item["pk"])
         destination = _destination(partition)
         sources = tuple(
@@ -251,22 +238,3 @@ def _destination(partition: str) -> str:
     """The holder a log's bodies are sealed for: `/queue/<name>` or `/topic/<name>`."""
     kind, destination, _ = keys.parse_log_partition(partition)
     return f"/{kind}/{destination}"
-
-
-def _chunks(bodies: Sequence[Body]) -> list[list[Body]]:
-    """Bodies grouped into items: at most 16 and under the item size limit each."""
-    chunks: list[list[Body]] = []
-    current: list[Body] = []
-    size = ITEM_OVERHEAD
-    for body in bodies:
-        length = len(body.ciphertext) + 12
-        if length + ITEM_OVERHEAD > MAX_ITEM_BYTES:
-            raise PayloadTooLarge("message too large to store")
-        if current and (size + length > MAX_ITEM_BYTES or len(current) >= keys.SLOTS_PER_ITEM):
-            chunks.append(current)
-            current, size = [], ITEM_OVERHEAD
-        current.append(body)
-        size += length
-    if current:
-        chunks.append(current)
-    return chunks
