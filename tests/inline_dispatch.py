@@ -29,10 +29,9 @@ from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.indexing import Indexer
 from mqless.pubsub import TopicService
 from mqless.registry import QueueRegistry
+from mqless.runtime import build_indexer
 from mqless.settings import Settings
 from mqless.storage import keys
-from mqless.storage.groups import GroupStore
-from mqless.storage.index import IndexStore
 
 _KEY = "inline_dispatch_items"
 
@@ -131,12 +130,13 @@ class InlineDispatch:
                 cipher=EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock),
                 clock=self.clock,
             )
-            found = Indexer(
-                queues=registry,
-                index=IndexStore(dynamodb, messages_table),
-                groups=GroupStore(dynamodb, messages_table),
+            found = build_indexer(
+                settings,
+                dynamodb=dynamodb,
+                kms=kms,
+                registry=registry,
                 topics=topics,
-                clock=self.clock,
+                time=self.clock,
             )
             self._indexers[messages_table] = found
         return found

@@ -300,7 +300,7 @@ def test_a_message_without_a_dead_letter_queue_is_quarantined_not_lost(
     counts = broker.get_queue(P, "orders")[1]
     assert (counts.visible, counts.in_flight, counts.delayed) == (0, 0, 0)
     [kept] = [i for i in raw_items("orders") if i["pk"] == "L#orders#quarantine"]
-    [(_, item_id, slot, _, reason)] = kept["f"]
+    [(_, item_id, slot, _, reason, _)] = kept["f"]
     assert keys.message_id(item_id, slot) == sent.message_id
     assert reason.startswith("orders\nintegrity")
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mqless.storage import keys
-from mqless.storage.groups import MAX_INLINE, GroupStore
+from mqless.storage.groups import GroupStore
 from mqless.storage.index import NewRef, Ref, new_token
 
 NOW = 1_800_000_000_000
@@ -110,7 +110,3 @@ def test_an_ack_under_an_old_lease_is_refused(groups: GroupStore) -> None:
     again = groups.claim(leased, 1, now_ms=NOW + 20, until_ms=NOW + 1000, token=new_token())
     assert again is not None
     assert groups.ack(again, old, [(0, refs[0].ref)], 1) is None
-
-
-def test_inline_capacity_is_what_the_docs_say() -> None:
-    assert MAX_INLINE == 12

@@ -28,7 +28,7 @@ def _refs(count: int, *, log: str = "L#orders#0", start: int = 0, **extra: Any) 
     ]
 
 
-def test_appended_refs_come_back_in_order_sixteen_to_a_segment(index: IndexStore) -> None:
+def test_appended_refs_come_back_in_order_twelve_to_a_segment(index: IndexStore) -> None:
     # Given 40 references appended in three stream batches
     refs = _refs(40)
     index.append("orders", 0, refs[:5])
@@ -40,8 +40,8 @@ def test_appended_refs_come_back_in_order_sixteen_to_a_segment(index: IndexStore
 
     # Then they are all there, in order, filling each segment before the next
     assert [e.ref for s in segments for e in s.entries] == [r.ref for r in refs]
-    assert [len(s.entries) for s in segments] == [16, 16, 8]
-    assert [s.seq for s in segments] == [0, 1, 2]
+    assert [len(s.entries) for s in segments] == [12, 12, 12, 4]
+    assert [s.seq for s in segments] == [0, 1, 2, 3]
 
 
 def test_a_retried_batch_appends_nothing_twice(index: IndexStore) -> None:

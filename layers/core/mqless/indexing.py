@@ -26,6 +26,7 @@ from mqless.clock import Clock
 from mqless.dynamo import Item
 from mqless.errors import InvalidRequest
 from mqless.models import QueueConfig
+from mqless.refs import Mac, genuine, signed
 from mqless.storage import keys
 from mqless.storage.groups import GroupStore
 from mqless.storage.index import IndexStore, NewRef, Ref
@@ -62,12 +63,14 @@ class Indexer:
         groups: GroupStore,
         topics: TopicRoutes,
         clock: Clock,
+        mac: Mac,
     ) -> None:
         self._queues = queues
         self._index = index
         self._groups = groups
         self._topics = topics
         self._clock = clock
+        self._mac = mac
 
     def index(self, items: Iterable[Item]) -> IndexReport:
         """Index the new log items of one stream batch (images in stream order)."""
@@ -89,7 +92,7 @@ class Indexer:
             if config is None:
                 report.skipped += 1
                 continue
-            refs = _queue_refs(item)
+            refs = self._queue_refs(item, config.name)
             if config.fifo:
                 group = str(item.get("g") or "")
                 into = keys.shard_of(group, config.shards)
@@ -114,30 +117,37 @@ class Indexer:
         expires = min(int(item.get("x", 0)), sent_ms // 1000 + target.retention_seconds)
         visible = now + target.delay_seconds * 1000 if target.delay_seconds else 0
         return [
-            NewRef(Ref(str(item["pk"]), str(item["sk"]), j), expires, visible_at=visible)
+            NewRef(
+                signed(self._mac, target.name, Ref(str(item["pk"]), str(item["sk"]), j)),
+                expires,
+                visible_at=visible,
+            )
             for j in bodies
         ]
 
-
-def _queue_refs(item: Item) -> list[NewRef]:
-    expires = int(item.get("x", 0))
-    sources: Sequence[Sequence[object]] = item.get("f") or []
-    if sources:
-        return [
-            NewRef(
-                Ref(str(s[0]), str(s[1]), int(str(s[2]))),
-                expires,
-                count=int(str(s[3])),
-                reason=str(s[4]),
-            )
-            for s in sources
-        ]
-    visible = [int(v) for v in item.get("v") or []]
-    return [
-        NewRef(
-            Ref(str(item["pk"]), str(item["sk"]), j),
-            expires,
-            visible_at=visible[j] if j < len(visible) else 0,
-        )
-        for j in range(len(item.get("b") or []))
-    ]
+    def _queue_refs(self, item: Item, queue: str) -> list[NewRef]:
+        """The references a queue's log item brings: its bodies, or (a reference item) the
+        bodies it points at, each only if the broker signed it for this queue."""
+        expires = int(item.get("x", 0))
+        sources: Sequence[Sequence[object]] = item.get("f") or []
+        if not sources:
+            visible = [int(v) for v in item.get("v") or []]
+            return [
+                NewRef(
+                    signed(self._mac, queue, Ref(str(item["pk"]), str(item["sk"]), j)),
+                    expires,
+                    visible_at=visible[j] if j < len(visible) else 0,
+                )
+                for j in range(len(item.get("b") or []))
+            ]
+        refs = []
+        for source in sources:
+            ref = Ref(str(source[0]), str(source[1]), int(str(source[2])), str(source[5]))
+            if not genuine(self._mac, queue, ref):
+                logger.error(
+                    "a reference item names a body the broker did not refer to this queue",
+                    extra={"queue": queue, "item": str(item.get("sk"))},
+                )
+                continue
+            refs.append(NewRef(ref, expires, count=int(str(source[3])), reason=str(source[4])))
+        return refs

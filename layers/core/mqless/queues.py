@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from aws_lambda_powertools import Logger
@@ -51,6 +51,7 @@ from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.quotas import Quota, Quotas
 from mqless.receipts import Lease, decode_receipt
+from mqless.refs import genuine, ref_mac
 from mqless.registry import QueueRegistry
 from mqless.sealing import BodyCipher, Headers, Holder, OpenedMessage, open_logged, seal_many
 from mqless.storage import keys
@@ -388,6 +389,8 @@ class QueueService:
         error: str | None = None
         headers = Headers()
         try:
+            if not genuine(self._dedup.mac, config.name, ref):
+                raise IntegrityError("a reference the broker did not put in this queue")
             if item is None or ref.slot >= len(item.bodies):
                 raise IntegrityError("the message body is gone (expired)")
             opened = self._open(item, ref)
@@ -728,6 +731,14 @@ class QueueService:
         gone: list[Lease] = []
         limit = config.max_receive_count
         for t in taken:
+            if not genuine(self._dedup.mac, config.name, t.ref):
+                # never dead-lettered: that would refer the body to another queue for real
+                logger.error(
+                    "a reference the broker did not put in this queue; dropped",
+                    extra={"queue": config.name, "message_id": t.ref.message_id},
+                )
+                gone.append(t.lease)
+                continue
             item = items.get((t.ref.log, t.ref.item))
             if item is None or item.expires_at <= now // 1000 or t.ref.slot >= len(item.bodies):
                 gone.append(t.lease)
@@ -910,8 +921,13 @@ class QueueService:
         self.leases.set_until(config, [taken.lease], SETTLED)
 
     def _refer(self, target: QueueConfig, sources: Sequence[Source], item: LogItem) -> None:
-        """Write a reference item into `target`'s log: its stream record indexes them there.
-        They live the shorter of the body's own lifetime and `target`'s retention."""
+        """Write a reference item into `target`'s log: its stream record indexes them there,
+        each carrying the MAC it will hold in `target`'s index (`refs.py`). They live the
+        shorter of the body's own lifetime and `target`'s retention."""
+        sources = [
+            replace(s, mac=ref_mac(self._dedup.mac, target.name, Ref(s.log, s.item, s.slot)))
+            for s in sources
+        ]
         group = item.group if target.fifo else None
         shard = (
             keys.shard_of(group, target.shards)

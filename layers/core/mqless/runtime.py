@@ -235,6 +235,7 @@ def build_indexer(
     settings: Settings,
     *,
     dynamodb: DynamoDBClient,
+    kms: KMSClient,
     registry: QueueRegistry,
     topics: TopicService,
     time: Clock,
@@ -247,6 +248,9 @@ def build_indexer(
         groups=GroupStore(dynamodb, table),
         topics=topics,
         clock=time,
+        mac=DedupHasher(
+            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+        ).mac,
     )
 
 
@@ -284,6 +288,7 @@ def indexer() -> Indexer:
     return build_indexer(
         settings(),
         dynamodb=dynamodb_client(),
+        kms=kms_client(),
         registry=registry(),
         topics=topic_service(),
         time=clock(),

@@ -29,12 +29,12 @@ from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_e
 from mqless.errors import Throttled
 from mqless.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
-from mqless.storage.index import NewRef, Ref
+from mqless.storage.index import NewRef, Ref, parse_ref
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-MAX_INLINE: Final = 12
+MAX_INLINE: Final = 10
 MAX_ATTEMPTS: Final = 20
 IDLE_SECONDS: Final = MAX_RETENTION_SECONDS + 24 * 60 * 60
 
@@ -533,7 +533,7 @@ def _idle_expiry() -> int:
 
 
 def _ref_text(ref: Ref, logs: list[str]) -> str:
-    return f"{logs.index(ref.log)}.{ref.item}.{ref.slot}"
+    return f"{logs.index(ref.log)}.{ref.item}.{ref.slot}.{ref.mac}"
 
 
 def _refs(item: dict[str, Any]) -> tuple[GroupRef, ...]:
@@ -546,10 +546,9 @@ def _refs(item: dict[str, Any]) -> tuple[GroupRef, ...]:
     reasons = [str(v) for v in item.get("w", [])] or [""] * len(refs)
     found = []
     for i, text in enumerate(refs):
-        index, item_id, slot = text.split(".")
         found.append(
             GroupRef(
-                ref=Ref(logs[int(index)], item_id, int(slot)),
+                ref=parse_ref(text, logs),
                 count=counts[i],
                 visible_at=visible[i],
                 acked=bool(acked[i]) if i < len(acked) else False,

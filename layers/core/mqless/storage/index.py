@@ -1,7 +1,7 @@
 """A queue's index: segments of references to bodies, with each reference's delivery state.
 
 `pk = I#<queue>#<shard>`; segments `sk = S#<seq>` (dense, from 0) and the cursor `sk = C`.
-A segment holds up to 16 references and, per reference, three numbers:
+A segment holds up to 12 references and, per reference, three numbers:
 
 - `u`: 0 or a moment (ms) from which the reference is free to lease (a delay, the end of a
   lease, a nack's delay); -1 once it is settled for good (acked, expired, dead-lettered,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 SETTLED: Final = -1
-MAX_REFS: Final = 16
+MAX_REFS: Final = 12
 MAX_SEGMENT_BYTES: Final = 1000  # stay under 1 KB: every update then bills 1 WRU
 MAX_APPEND_ATTEMPTS: Final = 20
 DEDUP_LOOKBACK: Final = 2  # segments read back for refs a retried batch appended already
@@ -48,11 +48,13 @@ DEDUP_LOOKBACK: Final = 2  # segments read back for refs a retried batch appende
 
 @dataclass(frozen=True)
 class Ref:
-    """Where a body sits: a log partition, an item of it, and the body's slot in the item."""
+    """Where a body sits: a log partition, an item of it, and the body's slot in the item;
+    `mac` vouches that the broker put this reference in this queue (`refs.py`)."""
 
     log: str
     item: str
     slot: int
+    mac: str = ""
 
     @property
     def message_id(self) -> str:
@@ -509,7 +511,13 @@ def _logs_of(segment: Segment) -> list[str]:
 
 
 def _ref_text(ref: Ref, logs: list[str]) -> str:
-    return f"{logs.index(ref.log)}.{ref.item}.{ref.slot}"
+    return f"{logs.index(ref.log)}.{ref.item}.{ref.slot}.{ref.mac}"
+
+
+def parse_ref(text: str, logs: Sequence[str]) -> Ref:
+    """A reference as stored (`<log index>.<item id>.<slot>.<mac>`)."""
+    index, item_id, slot, mac = (text.split(".") + [""])[:4]
+    return Ref(logs[int(index)], item_id, int(slot), mac)
 
 
 def _fitting(segment: Segment, logs: list[str], refs: Sequence[NewRef]) -> int:
@@ -543,8 +551,9 @@ def _segment_bytes(segment: Segment) -> int:
 
 
 def _entry_bytes(until: int, count: int, reason: str) -> int:
-    # ref text (~3 + 26 + 3) + list overheads, u (up to 8), t (up to 6), n (up to 3), e (7)
-    return 33 + 1 + 9 + 7 + 4 + 7 + (len(reason.encode()) + 1 if reason else 0)
+    # ref text (~3 + 26 + 3 + 12 for its MAC) + list overheads, u (up to 8), t (up to 6),
+    # n (up to 3), e (7)
+    return 45 + 1 + 9 + 7 + 4 + 7 + (len(reason.encode()) + 1 if reason else 0)
 
 
 def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
@@ -557,11 +566,10 @@ def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
     reasons = [str(v) for v in item.get("w", [])] or [""] * len(refs)
     entries = []
     for slot, text in enumerate(refs):
-        index, item_id, body = text.split(".")
         entries.append(
             Entry(
                 slot=slot,
-                ref=Ref(logs[int(index)], item_id, int(body)),
+                ref=parse_ref(text, logs),
                 until=until[slot],
                 token=tokens[slot],
                 count=counts[slot],

@@ -53,6 +53,7 @@ class Source:
     slot: int
     count: int = 0
     reason: str = ""
+    mac: str = ""  # the reference's MAC in the queue whose log this is (`refs.py`)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class LogStore:
         item = {
             "pk": partition,
             "sk": item_id,
-            "f": [[s.log, s.item, s.slot, s.count, s.reason] for s in sources],
+            "f": [[s.log, s.item, s.slot, s.count, s.reason, s.mac] for s in sources],
             "x": expires_at,
             "g": group,
         }
@@ -218,8 +219,9 @@ class LogStore:
         partition = str(item["pk"])
         destination = _destination(partition)
         sources = tuple(
-            Source(str(f[0]), str(f[1]), int(f[2]), int(f[3]), str(f[4]))
+            Source(str(f[0]), str(f[1]), int(f[2]), int(f[3]), str(f[4]), str(f[5]))
             for f in item.get("f") or []
+            if len(f) >= 6
         )
         encrypted_key = self.encrypted_key(destination, str(item["k"])) if "k" in item else b""
         return LogItem(
