@@ -41,7 +41,7 @@ class InlineDispatch:
 
     def __init__(self) -> None:
         self._settings: dict[str, Settings] = {}
-        self._indexers: dict[str, Indexer] = {}
+        self._clients: dict[str, tuple[Any, Any, EnvelopeCipher]] = {}
         self._local = threading.local()
         self.clock: Clock = SystemClock()
         self.paused_count = 0
@@ -50,10 +50,9 @@ class InlineDispatch:
     def serve(self, settings: Settings, clock: Clock | None = None) -> None:
         """Index what is written to this stack's messages table from now on."""
         self._settings[settings.messages_table] = settings
-        self._indexers.pop(settings.messages_table, None)
+        self._clients.pop(settings.messages_table, None)
         if clock is not None:
             self.clock = clock
-            self._indexers.clear()
 
     def install(self) -> None:
         """Every botocore session made from now on has the hooks: added to botocore's
@@ -114,32 +113,30 @@ class InlineDispatch:
             self._local.busy = False
 
     def _indexer(self, messages_table: str) -> Indexer | None:
+        """A fresh indexer for each batch, as a cold dispatch function would be: tests empty
+        the tables between cases, and a cached queue config would outlive its queue."""
         settings = self._settings.get(messages_table)
         if settings is None:
             return None
-        found = self._indexers.get(messages_table)
-        if found is None:
+        clients = self._clients.get(messages_table)
+        if clients is None:
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
-            registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
-            topics = TopicService(
-                dynamodb=dynamodb,
-                messages_table=settings.messages_table,
-                destinations_table=settings.destinations_table,
-                queues=registry,
-                cipher=EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock),
-                clock=self.clock,
-            )
-            found = build_indexer(
-                settings,
-                dynamodb=dynamodb,
-                kms=kms,
-                registry=registry,
-                topics=topics,
-                time=self.clock,
-            )
-            self._indexers[messages_table] = found
-        return found
+            cipher = EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock)
+            clients = self._clients[messages_table] = (dynamodb, kms, cipher)
+        dynamodb, kms, cipher = clients
+        registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
+        topics = TopicService(
+            dynamodb=dynamodb,
+            messages_table=settings.messages_table,
+            destinations_table=settings.destinations_table,
+            queues=registry,
+            cipher=cipher,
+            clock=self.clock,
+        )
+        return build_indexer(
+            settings, dynamodb=dynamodb, kms=kms, registry=registry, topics=topics, time=self.clock
+        )
 
 
 INLINE_DISPATCH = InlineDispatch()

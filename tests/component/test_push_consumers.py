@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mqless import runtime
-from mqless.clock import ManualClock
+from mqless.clock import ManualClock, SystemClock
 from mqless.consumers import QueueConsumers
 from mqless.dispatch import handle_batch
 from mqless.dynamo import to_wire
@@ -21,6 +21,7 @@ from mqless.models import NewMessage, QueueSettings
 from mqless.outbound import Connection
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext
@@ -269,23 +270,40 @@ def test_a_new_message_on_the_stream_wakes_the_pump(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
+    aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
+        topics=sessions._topics,
+        time=SystemClock(),
+    )
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
     _send(broker, "jobs", "via stream")
     assert _messages(pusher, "c1") == []
 
-    # When the dispatch function gets the message's INSERT record
+    # When the dispatch function gets the message's log INSERT record (twice, as a retried
+    # stream batch would: it is indexed once)
+    [logged] = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("L#jobs#")
+    ]
     record = {
         "eventID": "1",
         "eventName": "INSERT",
         "eventSource": "aws:dynamodb",
         "dynamodb": {
-            "Keys": to_wire({"pk": "Q#jobs", "sk": "M#any"}),
+            "Keys": {"pk": logged["pk"], "sk": logged["sk"]},
+            "NewImage": logged,
             "SequenceNumber": "1",
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
+            "StreamViewType": "NEW_IMAGE",
         },
     }
     response = handle_batch({"Records": [record, {**record, "eventID": "2"}]}, FakeLambdaContext())
@@ -309,6 +327,7 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
         pusher=pusher,
         cipher=sessions._cipher,
         clock=clock,
+        log=sessions._log,
     )
     _connect(small, "c1")
     _send(broker, "bulk", *[str(i) for i in range(8)])
@@ -318,8 +337,8 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
     assert len(_messages(pusher, "c1")) == 5
     markers = aws.dynamodb.query(
         TableName=aws.settings.messages_table,
-        KeyConditionExpression="pk = :p AND begins_with(sk, :w)",
-        ExpressionAttributeValues=to_wire({":p": "Q#bulk", ":w": "W#"}),
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues=to_wire({":p": "W#bulk"}),
     )["Items"]
     assert len(markers) == 1  # its INSERT record brings the dispatch function back
     small.pump("bulk")

@@ -131,6 +131,7 @@ class QueueService:
         self._policy: Policy = policy or AllowAll()
         self._quotas = quotas or Quotas(self._policy)
         self.leases = Leases(index, groups, clock)
+        self._send_shards: dict[str, int] = {}
 
     # ---- queue admin ------------------------------------------------------------------
 
@@ -595,9 +596,7 @@ class QueueService:
         ]
         group = messages[0].group_id if config.fifo else None
         shard = (
-            keys.shard_of(group, config.shards)
-            if group is not None
-            else random.randrange(config.shards)
+            keys.shard_of(group, config.shards) if group is not None else self._send_shard(config)
         )
         self._log.put(
             keys.queue_log(config.name, shard),
@@ -606,6 +605,15 @@ class QueueService:
             expires_at=_expires_at(config, messages[0], now),
             group=group,
         )
+
+    def _send_shard(self, config: QueueConfig) -> int:
+        """The log shard this process sends a queue's messages to: always the same one, so one
+        producer's messages are delivered in the order it sent them; several producers (each
+        Lambda instance is one) spread a busy queue over every shard."""
+        shard = self._send_shards.get(config.name)
+        if shard is None or shard >= config.shards:
+            shard = self._send_shards[config.name] = random.randrange(config.shards)
+        return shard
 
     def _deduplicate(
         self, config: QueueConfig, message: NewMessage, message_id: str, now: int
