@@ -146,7 +146,8 @@ def new_item_id(now_ms: int) -> str:
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     value &= ~(SLOTS_PER_ITEM - 1)
     with _id_lock:
-        if value <= _last_id:
+        # only within the last id's millisecond: a clock that went back gets its own time
+        if value <= _last_id and value >> 80 == _last_id >> 80:
             value = _last_id + SLOTS_PER_ITEM
         _last_id = value
     return _encode(value)
