@@ -59,6 +59,16 @@ class Usage:
     app_metrics: Tally = field(default_factory=dict)
     """The functions' own CloudWatch counters (mqless: Sent, Acked...)."""
 
+    def __add__(self, other: Usage) -> Usage:
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if isinstance(mine, dict):
+                values[item.name] = {k: mine.get(k, 0) + theirs.get(k, 0) for k in {*mine, *theirs}}
+            else:
+                values[item.name] = mine + theirs
+        return Usage(**values)
+
     def __sub__(self, earlier: Usage) -> Usage:
         values: dict[str, Any] = {}
         for item in dataclasses.fields(self):
