@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mqless_cli.local.authorizers import (
@@ -38,6 +38,9 @@ from mqless_cli.local.authorizers import (
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.template import HttpRoute, Stack
 
+if TYPE_CHECKING:
+    from mqless_cli.billing import Meter
+
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
 _TEXT_TYPES = (
     "text/",
@@ -49,6 +52,8 @@ _TEXT_TYPES = (
     "+xml",
 )
 _CONNECTIONS = re.compile(r"^(?:/[^/@]+)?/@connections/(?P<id>[^/?]+)$")
+LOCAL_BILL_PATH = "/_local/bill"
+"""The live bill of `mqless dev` (JSON); this gateway's own route, absent from AWS."""
 _JSON = {"content-type": "application/json"}
 
 
@@ -108,8 +113,14 @@ class HttpGateway:
         connections: Connections | None = None,
         cors: bool = True,
         run_authorizers: bool = True,
+        meter: Meter | None = None,
+        bill: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """`run_authorizers=False` lets every request through as if its route were public."""
+        """`run_authorizers=False` lets every request through as if its route were public.
+        `meter` is told of every request API Gateway would bill; `bill` answers
+        `GET /_local/bill`."""
+        self.meter = meter
+        self.bill = bill
         self._stack = stack
         self._functions = functions
         self._connections = connections
@@ -432,6 +443,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if connections:
             self._send(self._manage(connections.group("id"), body))
             return
+        if parts.path == LOCAL_BILL_PATH and self.owner.bill is not None:
+            bill = json.dumps(self.owner.bill()).encode()
+            self._send(_Reply(200, {**_JSON, "cache-control": "no-store"}, [], bill))
+            return
+        if self.owner.meter is not None:  # every request that reaches the API
+            self.owner.meter.record_http_request(len(body))
         if (
             self.command == "OPTIONS"
             and self.owner.cors
