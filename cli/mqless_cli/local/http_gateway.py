@@ -392,6 +392,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     owner: HttpGateway
     protocol_version = "HTTP/1.1"
     server_version = "mqless-dev"
+    # headers and body go out as two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms a response on Linux) on a keep-alive connection
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return  # the console reports invocations; no per-request access log
