@@ -115,3 +115,15 @@ def test_the_hottest_partition_and_the_ceiling_it_implies() -> None:
     # 6 WRU per message on one key: 1000 / 6 = 166.7 messages a second
     assert ceiling_per_second(6, 0, per=1) == pytest.approx(166.67, abs=0.01)
     assert ceiling_per_second(0, 0, per=1) == math.inf
+
+
+def test_stream_reads_by_the_lambda_trigger_cost_nothing() -> None:
+    # Given the stream poller's requests (what Lambda's event source mapping makes)
+    meter = Meter(clock=FakeClock())
+    for operation in ("DescribeStream", "GetShardIterator", "GetRecords"):
+        meter.record_request("dynamodbstreams", operation)
+
+    # Then they are counted but not billed
+    usage = meter.usage()
+    assert usage.count("dynamodbstreams") == 3
+    assert price(usage).total == 0
