@@ -143,8 +143,7 @@ class HttpGateway:
         class Handler(_RequestHandler):
             owner = gateway
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -340,6 +339,13 @@ class HttpGateway:
     @property
     def cors(self) -> bool:
         return self._cors
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # the standard library listens with a backlog of 5: a burst of clients connecting at
+    # once (50 competing consumers) would be reset
+    request_queue_size = 128
 
 
 @dataclass
