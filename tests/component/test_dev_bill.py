@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
+from mqless import observability
 from mqless import runtime as mqless_runtime
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.runtime import DevRuntime
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def dev() -> Iterator[tuple[DevRuntime, io.StringIO]]:
     environment = dict(os.environ)
+    # counters other tests left in this process's metrics would be flushed by our first
+    # invocation and counted as ours: `mqless dev` starts with none
+    observability.metrics.flush()
     out = io.StringIO()
     runtime = DevRuntime(
         ROOT / "template.yaml",
