@@ -20,7 +20,7 @@ from mqless.pubsub import SubscriptionSettings, TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
-from mqless_cli.awscalls import counting
+from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 from tests.lambda_support import FakeLambdaContext
 
@@ -71,11 +71,13 @@ def test_publish_writes_once_whatever_the_number_of_subscriptions(
         topics.subscribe(ANONYMOUS, "orders.created", name, SubscriptionSettings(queue=name))
 
     # When a message is published
-    with counting(aws.dynamodb) as log:
+    meter = Meter()
+    with observing_moto(meter):
         topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"hello"))
 
     # Then the publish itself is a single write
-    assert log.calls == {("dynamodb", "PutItem"): 1}
+    usage = meter.usage()
+    assert usage.count("dynamodb") == usage.count("dynamodb", "PutItem") == 1
     assert len(_published(aws)) == 1
 
 
