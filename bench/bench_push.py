@@ -1,10 +1,14 @@
 """Push delivery (WebSocket consumers and live topic subscribers): requests per message.
 
+Billed by the meter (`mqless_cli.billing`): write units by item size, index writes and
+failed conditions included. `bench/cost.py` measures the same paths all in, through the
+functions and gateways; this one isolates the sessions layer.
+
 Under moto, through the real services and the sessions layer, with a pusher that counts
 @connections posts and their 32 KB billing units instead of sending them. Each path
 runs as deployed: messages are sent, the dispatch function's pump runs once per stream
 batch (here: every 10 sends), and acks come one frame per message (client-individual)
-or one per 10 (client, cumulative). Sends are not counted (see bench/run.py); what is
+or one per 10 (client, cumulative). Sends are not counted (see bench/cost.py); what is
 counted is delivering and settling.
 """
 
@@ -31,7 +35,7 @@ from mqless.queues import QueueService  # noqa: E402
 from mqless.registry import QueueRegistry  # noqa: E402
 from mqless.sessions import Sessions, Settle  # noqa: E402
 from mqless.store import MessageStore  # noqa: E402
-from mqless_cli.awscalls import CallLog, counting  # noqa: E402
+from mqless_cli.billing import Meter, Usage, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "200"))
 STREAM_BATCH = 10
@@ -92,7 +96,7 @@ def build() -> tuple[Sessions, CountingPusher, QueueService, TopicService, objec
 
 
 def queue_path(ack: str, prefetch: int) -> dict[str, float]:
-    sessions, pusher, queues, _, dynamodb, kms = build()
+    sessions, pusher, queues, _, _, _ = build()
     connection = Connection("bench-conn", "stomp", "1.2")
     sessions.open(connection, ANONYMOUS)
     info = sessions.info(connection.id)
@@ -112,14 +116,16 @@ def queue_path(ack: str, prefetch: int) -> dict[str, float]:
         return original(conn, pushes)
 
     consumers_module.render = spy  # type: ignore[assignment]
-    total = CallLog()
+    meter = Meter()
+    counted = Usage()  # what delivering and settling billed, sends left out
     seconds = 0.0
     ack_frames = 0
     try:
         for first in range(0, N, STREAM_BATCH):
             for _ in range(STREAM_BATCH):
                 queues.send(ANONYMOUS, queue, NewMessage(body=body))
-            with counting(dynamodb, kms) as log:
+            with observing_moto(meter):
+                before = meter.usage()
                 start = time.perf_counter()
                 sessions.pump(queue)  # the dispatch function, once per stream batch
                 while seen:  # the client's acks, each a $default invocation
@@ -133,15 +139,16 @@ def queue_path(ack: str, prefetch: int) -> dict[str, float]:
                     if to_pump:
                         sessions.pump(to_pump)
                 seconds += time.perf_counter() - start
-            total.merge(log)
+                counted = counted + (meter.usage() - before)
             delivered = first + STREAM_BATCH
     finally:
         consumers_module.render = original  # type: ignore[assignment]
     _, counts = queues.get_queue(ANONYMOUS, queue)
     assert counts.visible == counts.in_flight == 0, counts
     return {
-        "ddb_req": total.count("dynamodb") / delivered,
-        "wru": total.write_units / delivered,
+        "ddb_req": counted.count("dynamodb") / delivered,
+        "wru": sum(counted.write_units.values()) / delivered,
+        "rru": counted.total_read_units() / delivered,
         "posts": pusher.posts / delivered,
         "units": pusher.units / delivered,
         "acks": ack_frames / delivered,
@@ -150,7 +157,7 @@ def queue_path(ack: str, prefetch: int) -> dict[str, float]:
 
 
 def topic_path(subscribers: int) -> dict[str, float]:
-    sessions, pusher, _, topics, dynamodb, kms = build()
+    sessions, pusher, _, topics, dynamodb, _ = build()
     for i in range(subscribers):
         connection = Connection(f"live-{i}", "json")
         sessions.open(connection, ANONYMOUS)
@@ -165,15 +172,17 @@ def topic_path(subscribers: int) -> dict[str, float]:
         for i in dynamodb.scan(TableName=topics._messages)["Items"]  # noqa: SLF001
         if i["pk"]["S"].startswith("T#")
     ]
-    with counting(dynamodb, kms) as log:
+    meter = Meter()
+    with observing_moto(meter):
         start = time.perf_counter()
         for first in range(0, len(published), STREAM_BATCH):
             sessions.push_published(published[first : first + STREAM_BATCH])
         seconds = time.perf_counter() - start
+    log = meter.usage()
     deliveries = messages * subscribers
     return {
         "ddb_req": log.count("dynamodb") / messages,
-        "wru": log.write_units / messages,
+        "wru": sum(log.write_units.values()) / messages,
         "posts": pusher.posts / deliveries,
         "units": pusher.units / deliveries,
         "msg_s": deliveries / seconds,
@@ -217,10 +226,9 @@ def main() -> int:
     print("WebSocket messages out (pushes) and in (acks, each also a Lambda invocation);")
     print("add the send ($0.625 of writes + the HTTP or WebSocket request):")
     for name, row in costs.items():
-        reads = max(row["ddb_req"] - row["wru"], 0.0)  # rough: non-batched writes are 1 req
         dollars = (
             row["wru"] * DYNAMODB_PER_MILLION_WRITES
-            + reads * DYNAMODB_PER_MILLION_READS
+            + row["rru"] * DYNAMODB_PER_MILLION_READS
             + row["units"] * API_GATEWAY_PER_MILLION_MESSAGES
             + row["acks"] * (API_GATEWAY_PER_MILLION_MESSAGES + LAMBDA_PER_MILLION_INVOCATIONS)
         )
