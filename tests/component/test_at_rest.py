@@ -59,7 +59,7 @@ def _dump(aws: Aws) -> str:
             continue
         description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
         for shard in description["Shards"]:
-            iterator = streams.get_shard_iterator(
+            iterator: str | None = streams.get_shard_iterator(
                 StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
             while iterator:
