@@ -996,9 +996,7 @@ def test_a_receipt_of_any_type_or_length_decodes_or_is_an_invalid_request(value:
 # --- browse cursors -----------------------------------------------------------------------
 
 _QUEUE = QueueConfig.from_settings("orders", QueueSettings(shards=4), 0)
-_positions = st.lists(
-    st.tuples(st.integers(0, 10**9), st.integers(0, 15)), min_size=4, max_size=4
-)
+_positions = st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 15)), min_size=4, max_size=4)
 # The HTTP API accepts cursors of up to 2048 characters (api.py's Query max_length).
 MAX_CURSOR_CHARS = 2048
 
