@@ -902,15 +902,16 @@ class QueueService:
 
     def _dead_letter(
         self, config: QueueConfig, taken: Taken, item: LogItem, reason: str, count: int
-    ) -> None:
-        """Refer a leased message from the queue's dead-letter queue, then settle it here.
+    ) -> bool:
+        """Refer a leased message from the queue's dead-letter queue, then settle it here;
+        False if it was not moved.
 
         Without a dead-letter queue it is kept in the queue's quarantine log (never lost,
         never delivered). A reference the broker did not put here is dropped, not moved."""
         why = f"{config.name}\n{reason}"
         if not genuine(self._dedup.mac, config.name, taken.ref):
             self._drop_forged(config, taken)
-            return
+            return False
         target_name = config.dead_letter_queue
         if target_name is None:
             self._log.append_references(
@@ -939,6 +940,7 @@ class QueueService:
                 },
             )
         self.leases.set_until(config, [taken.lease], SETTLED)
+        return True
 
     def _drop_forged(self, config: QueueConfig, taken: Taken) -> None:
         """Settle a reference the broker did not put in `config`'s index: never delivered,
@@ -1083,6 +1085,13 @@ class QueueService:
             problem = f"queue {target.name!r} is FIFO and the message has no group"
         elif not genuine(self._dedup.mac, config.name, taken.ref):
             self._drop_forged(config, taken)
+            result.failed.append(
+                EntryFailure(
+                    id=taken.ref.message_id,
+                    error="redrive_failed",
+                    message="integrity: a reference the broker did not put in this queue (dropped)",
+                )
+            )
             return
         else:
             try:
@@ -1217,10 +1226,8 @@ class QueueService:
             if item is None:
                 self.leases.set_until(config, [t.lease], SETTLED)
                 continue
-            self._dead_letter(
-                config, t, item, f"max_receive_count exceeded ({limit} deliveries)", t.count - 1
-            )
-            moved += 1
+            reason = f"max_receive_count exceeded ({limit} deliveries)"
+            moved += self._dead_letter(config, t, item, reason, t.count - 1)
         return moved
 
     def _sweep_groups(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
@@ -1251,8 +1258,8 @@ class QueueService:
                         self.leases.set_until(config, [taken.lease], SETTLED)
                     else:
                         reason = f"max_receive_count exceeded ({limit} deliveries)"
-                        self._dead_letter(config, taken, item, reason, taken.count - 1)
-                        report.dead_lettered += 1
+                        moved = self._dead_letter(config, taken, item, reason, taken.count - 1)
+                        report.dead_lettered += moved
                 found = self._groups.group(config.name, shard, group.name)
                 if found is None:
                     break
