@@ -1,0 +1,320 @@
+"""Bill what moto serves: each AWS request at moto's boundary, DynamoDB by its item images.
+
+moto runs in this process. Every request a boto3 client sends reaches
+`BotocoreStubber.process_request`; the observer wraps it. For a DynamoDB request it reads
+from moto's backend the images of the items the request names before moto applies it and
+again after, all under one lock (so no other request runs in between: `mqless dev`
+serialises moto's requests the same way), and bills them by `dynamodb.py`'s rules. A
+Query or Scan bills the items it read before any filter or projection: moto's
+`Table.query`/`Table.scan` are wrapped to see them. Any other service's request (KMS,
+DynamoDB Streams) is counted by operation.
+
+Pointed at real AWS instead, the same `Meter` would take DynamoDB's own
+`ConsumedCapacity` (ReturnConsumedCapacity=INDEXES) per request; only this observer is
+moto's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mqless_cli.billing.dynamodb import (
+    Capacity,
+    TableSchema,
+    WireItem,
+    item_read,
+    item_size,
+    item_write,
+    key_of,
+    query_read,
+    unapplied_write,
+)
+from mqless_cli.billing.meter import Meter
+
+_SERVICES = {"DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodbstreams"}
+_TRENT = "TrentService"  # KMS's JSON target prefix
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/")
+_lock = threading.RLock()
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class _Read:
+    """Items a Query or Scan read (before filters), captured inside moto."""
+
+    table: str
+    index: str | None
+    partition: str
+    sizes: tuple[int, ...]
+
+
+@contextmanager
+def observing_moto(meter: Meter) -> Iterator[None]:
+    """Report every request moto serves to `meter` while the block runs."""
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.dynamodb.models.table import Table
+
+    original_request = BotocoreStubber.process_request
+    original_query, original_scan = Table.query, Table.scan
+    active = True
+
+    def process_request(self: Any, request: Any) -> Any:
+        if not active:
+            return original_request(self, request)
+        return _observe(meter, request, lambda: original_request(self, request))
+
+    BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
+    Table.query = _capturing(original_query, _query_read)  # type: ignore[method-assign]
+    Table.scan = _capturing(original_scan, _scan_read)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        active = False
+        # Someone may have wrapped ours meanwhile (atomic_requests): leave theirs in place,
+        # ours passes everything through from now on.
+        if BotocoreStubber.process_request is process_request:
+            BotocoreStubber.process_request = original_request  # type: ignore[method-assign]
+        Table.query, Table.scan = original_query, original_scan  # type: ignore[method-assign]
+
+
+def _observe(meter: Meter, request: Any, send: Callable[[], Any]) -> Any:
+    service, operation = _target(request)
+    if service != "dynamodb":
+        result = send()
+        if result is not None and service:
+            meter.record_request(service, operation)
+        return result
+    with _lock:
+        params = json.loads(_text(request.body) or "{}")
+        backend = _backend(request)
+        touched = _touched(backend, operation, params)
+        _local.reads = []
+        try:
+            result = send()
+            reads: list[_Read] = _local.reads
+        finally:
+            _local.reads = None
+        if result is None:
+            return None
+        status, _, body = result
+        charges, failed = _charges(backend, operation, params, touched, reads, status, body)
+        meter.record_dynamodb(operation, charges, failed_conditions=failed)
+        return result
+
+
+def _target(request: Any) -> tuple[str, str]:
+    target = _text(request.headers.get("X-Amz-Target"))
+    prefix, _, operation = target.partition(".")
+    if prefix == _TRENT:
+        return "kms", operation
+    return _SERVICES.get(prefix, ""), operation
+
+
+def _text(body: Any) -> str:
+    if body is None:
+        return ""
+    return body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
+
+
+def _backend(request: Any) -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.iam.models import get_account_id_from
+
+    found = _CREDENTIAL.search(_text(request.headers.get("Authorization")))
+    access_key, region = (found.group(1), found.group(2)) if found else ("", "us-east-1")
+    return dynamodb_backends[get_account_id_from(access_key)][region]
+
+
+# ---- item images ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Touch:
+    """One item a write names: its table's schema, its key, and its image before."""
+
+    action: str
+    schema: TableSchema
+    key: dict[str, Any]
+    before: WireItem | None
+
+
+_schemas: dict[tuple[str, str], TableSchema] = {}
+
+
+def _schema(backend: Any, table_name: str) -> TableSchema | None:
+    table = backend.tables.get(table_name)
+    if table is None:
+        return None
+    cache_key = (table.table_arn, str(table.created_at))
+    found = _schemas.get(cache_key)
+    if found is None:
+        found = TableSchema.from_description(table.describe()["TableDescription"])
+        _schemas[cache_key] = found
+    return found
+
+
+def _image(backend: Any, table_name: str, key: Mapping[str, Any]) -> WireItem | None:
+    try:
+        item = backend.get_item(table_name, dict(key))
+    except Exception:  # a missing table or a malformed key: moto answers the request
+        return None
+    return None if item is None else dict(item.to_json()["Attributes"])
+
+
+def _touched(backend: Any, operation: str, params: dict[str, Any]) -> list[_Touch]:
+    """The items a request names, with their images before it runs."""
+    named: list[tuple[str, str, Mapping[str, Any]]] = []  # (action, table, key or item)
+    if operation in ("PutItem", "UpdateItem", "DeleteItem", "GetItem"):
+        named.append((operation, params.get("TableName", ""), params))
+    elif operation == "BatchWriteItem":
+        for table, requests in params.get("RequestItems", {}).items():
+            for request in requests:
+                for action, body in request.items():
+                    named.append((action, table, body))
+    elif operation == "BatchGetItem":
+        for table, spec in params.get("RequestItems", {}).items():
+            named.extend(("Get", table, {"Key": key}) for key in spec.get("Keys", []))
+    elif operation in ("TransactWriteItems", "TransactGetItems"):
+        for entry in params.get("TransactItems", []):
+            for action, body in entry.items():
+                named.append((action, body.get("TableName", ""), body))
+    touched = []
+    for action, table, body in named:
+        schema = _schema(backend, table)
+        if schema is None:
+            continue
+        key = body.get("Key") or key_of(schema, body.get("Item", {}))
+        touched.append(_Touch(action, schema, dict(key), _image(backend, table, key)))
+    return touched
+
+
+# ---- what each request bills ---------------------------------------------------------
+
+
+def _charges(
+    backend: Any,
+    operation: str,
+    params: dict[str, Any],
+    touched: Sequence[_Touch],
+    reads: Sequence[_Read],
+    status: int,
+    body: Any,
+) -> tuple[list[Capacity], int]:
+    """(capacity billed, failed conditions) of one answered DynamoDB request."""
+    error = _error(status, body)
+    consistent = bool(params.get("ConsistentRead"))
+    if error is None:
+        if operation in ("Query", "Scan"):
+            return [_read_capacity(backend, r, consistent) for r in reads], 0
+        if operation == "GetItem":
+            t = touched[0]
+            return [item_read(t.schema, t.before, t.key, consistent=consistent)], 0
+        if operation == "BatchGetItem":
+            specs = params.get("RequestItems", {})
+            return [
+                item_read(
+                    t.schema,
+                    t.before,
+                    t.key,
+                    consistent=bool(specs.get(t.schema.name, {}).get("ConsistentRead")),
+                )
+                for t in touched
+            ], 0
+        if operation == "TransactGetItems":
+            return [
+                item_read(t.schema, t.before, t.key, consistent=True, transactional=True)
+                for t in touched
+            ], 0
+        transactional = operation == "TransactWriteItems"
+        charges: list[Capacity] = []
+        for t in touched:
+            if t.action == "ConditionCheck":
+                charges.append(unapplied_write(t.schema, t.before, t.key, transactional=True))
+                continue
+            after = _image(backend, t.schema.name, t.key)
+            charges.extend(item_write(t.schema, t.before, after, transactional=transactional))
+        return charges, 0
+    code, reasons = error
+    if code == "ConditionalCheckFailedException" and touched:
+        t = touched[0]
+        return [unapplied_write(t.schema, t.before, t.key)], 1
+    if code == "TransactionCanceledException" and operation == "TransactWriteItems":
+        # a cancelled transaction still bills both underlying writes of every item
+        failed = sum(1 for r in reasons if r.get("Code") == "ConditionalCheckFailed")
+        return [unapplied_write(t.schema, t.before, t.key, transactional=True) for t in touched], (
+            failed
+        )
+    return [], 0  # validation errors and the like are not billed
+
+
+def _error(status: int, body: Any) -> tuple[str, list[dict[str, Any]]] | None:
+    if 200 <= int(status) < 300:
+        return None
+    try:
+        document = json.loads(_text(body))
+    except ValueError:
+        return "", []
+    code = str(document.get("__type", "")).rpartition("#")[2]
+    return code, list(document.get("CancellationReasons") or [])
+
+
+def _read_capacity(backend: Any, read: _Read, consistent: bool) -> Capacity:
+    schema = _schema(backend, read.table)
+    assert schema is not None  # moto just read from it
+    return query_read(schema, read.index, read.partition, read.sizes, consistent=consistent)
+
+
+# ---- inside moto: what a Query or Scan read --------------------------------------------
+
+
+def _capturing(original: Callable[..., Any], describe: Callable[..., Any]) -> Any:
+    """Wrap Table.query/scan: run without filter and projection, note every item read,
+    then filter and project as moto does."""
+    signature = inspect.signature(original)
+    filter_arg = "filter_expression"
+    projection_arg = (
+        "projection_expressions"
+        if "projection_expressions" in signature.parameters
+        else "projection_expression"
+    )
+
+    def run(table: Any, *args: Any, **kwargs: Any) -> Any:
+        reads: list[_Read] | None = getattr(_local, "reads", None)
+        if reads is None:
+            return original(table, *args, **kwargs)
+        bound = signature.bind(table, *args, **kwargs)
+        bound.apply_defaults()
+        condition = bound.arguments[filter_arg]
+        projection = bound.arguments[projection_arg]
+        bound.arguments[filter_arg] = None
+        bound.arguments[projection_arg] = None
+        results, scanned, last_key = original(*bound.args, **bound.kwargs)
+        sizes = tuple(item_size(r.to_json()["Attributes"]) for r in results)
+        reads.append(_Read(table.name, bound.arguments.get("index_name"), describe(bound), sizes))
+        if condition is not None:
+            results = [r for r in results if condition.expr(r)]
+        if projection:
+            results = [r.project(projection) for r in results]
+        return results, scanned, last_key
+
+    return run
+
+
+def _query_read(bound: inspect.BoundArguments) -> str:
+    """The partition key value a Query read."""
+    conditions = bound.arguments.get("hash_key_conditions") or []
+    if conditions:
+        return str(conditions[0][1].value)
+    hash_key = bound.arguments.get("hash_key")
+    return "" if hash_key is None else str(hash_key.value)
+
+
+def _scan_read(bound: inspect.BoundArguments) -> str:
+    return ""  # a Scan reads every partition

@@ -1,0 +1,51 @@
+"""The live bill's pieces: counting the functions' metrics, and when a line is printed."""
+
+from __future__ import annotations
+
+from mqless_cli.billing.dynamodb import Capacity
+from mqless_cli.billing.live import LiveBill, record_metrics
+from mqless_cli.billing.meter import Meter
+
+
+def emf(dimensions: list[list[str]], **values: object) -> dict[str, object]:
+    metrics = [{"Name": name, "Unit": "Count"} for name in values]
+    return {
+        "_aws": {"CloudWatchMetrics": [{"Dimensions": dimensions, "Metrics": metrics}]},
+        "service": "mqless",
+        **values,
+    }
+
+
+def test_only_the_totals_document_is_counted_not_each_destination_again() -> None:
+    meter = Meter()
+    # mqless flushes one document per queue and one of totals (dimension `service` only)
+    record_metrics(meter, emf([["Queue", "service"]], Sent=[2.0]))
+    record_metrics(meter, emf([["Queue", "service"]], Sent=[3.0]))
+    record_metrics(meter, emf([["service"]], Sent=[5.0], Acked=4))
+
+    assert meter.usage().app_metrics == {"Sent": 5.0, "Acked": 4.0}
+
+
+def test_a_period_without_clients_prints_no_line_even_if_a_schedule_ran() -> None:
+    meter, lines = Meter(), []
+    bill = LiveBill(meter, lines.append)
+    # a scheduled sweep: a Lambda invocation and its reads, no client request
+    meter.record_invocation("SweeperFunction", 512, 40)
+    meter.record_dynamodb("Query", [Capacity("t", None, "QUEUES", read_units=0.5)])
+
+    bill.tick()
+
+    assert lines == []
+    assert bill.document()["last_period"]["requests"]["lambda_invocations"] == 1
+
+
+def test_a_period_with_requests_but_no_messages_prints_units_and_dollars() -> None:
+    meter, lines = Meter(), []
+    bill = LiveBill(meter, lines.append)
+    meter.record_http_request(100)
+    meter.record_dynamodb("GetItem", [Capacity("t", None, "a", read_units=1)])
+
+    bill.tick()
+
+    # 1 RRU ($0.125/M) + 1 HTTP request ($1/M) = $0.000001125
+    assert lines == ["bill  last min: DynamoDB 0.0 WRU 1.0 RRU  HTTP 1  WS 0  Lambda 0  $0.000001"]

@@ -1,0 +1,287 @@
+"""DynamoDB's billing rules on hand-computed cases (cli/mqless_cli/billing/dynamodb.py).
+
+Every expected figure is worked out in the test from AWS's published rules, byte by byte.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from mqless_cli.billing.dynamodb import (
+    Capacity,
+    IndexSchema,
+    TableSchema,
+    item_read,
+    item_size,
+    item_write,
+    number_size,
+    query_read,
+    read_units,
+    unapplied_write,
+    write_units,
+)
+
+# A table like mqless's messages table: pk/sk, and an index on vq/visible_at that
+# projects the keys plus receive_count.
+SCHEMA = TableSchema.from_description(
+    {
+        "TableName": "messages",
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_visibility",
+                "KeySchema": [
+                    {"AttributeName": "vq", "KeyType": "HASH"},
+                    {"AttributeName": "visible_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["receive_count"]},
+            }
+        ],
+    }
+)
+
+
+def message(body: int, *, visible_at: str = "1000", receive_count: str | None = None) -> dict:
+    """An item whose size is 2+3 + 2+3 + 2+1 + 10+n(visible_at) + 4+body (+ count)."""
+    item = {
+        "pk": {"S": "Q#q"},  # 2 + 3
+        "sk": {"S": "M#1"},  # 2 + 3
+        "vq": {"S": "q"},  # 2 + 1
+        "visible_at": {"N": visible_at},  # 10 + number_size
+        "body": {"B": base64.b64encode(b"x" * body).decode()},  # 4 + body
+    }
+    if receive_count is not None:
+        item["receive_count"] = {"N": receive_count}  # 13 + number_size
+    return item
+
+
+# ---- item size ---------------------------------------------------------------------------
+
+
+def test_a_string_is_its_name_plus_its_utf8_bytes() -> None:
+    # "name" (4) + "héllo" (h, é=2 bytes, l, l, o: 6)
+    assert item_size({"name": {"S": "héllo"}}) == 4 + 6
+
+
+def test_a_number_is_one_byte_per_two_significant_digits_plus_one() -> None:
+    # 12345: 5 significant digits -> 3 bytes, + 1 = 4
+    assert number_size("12345") == 4
+    # 1000: trailing zeros trimmed -> "1": 1 digit -> 1 byte, + 1 = 2
+    assert number_size("1000") == 2
+    # 0.0012: leading zeros trimmed -> "12": 1 byte, + 1 = 2
+    assert number_size("0.0012") == 2
+    # -98.76: sign ignored, "9876": 2 bytes, + 1 = 3
+    assert number_size("-98.76") == 3
+    # "n" (1) + 4 for 12345
+    assert item_size({"n": {"N": "12345"}}) == 1 + 4
+
+
+def test_binary_counts_its_raw_bytes_not_its_base64() -> None:
+    # 300 raw bytes travel as 400 base64 characters; "b" (1) + 300
+    assert item_size({"b": {"B": base64.b64encode(b"\0" * 300).decode()}}) == 1 + 300
+    assert item_size({"b": {"B": b"\0" * 300}}) == 1 + 300
+
+
+def test_null_and_boolean_are_one_byte() -> None:
+    # "t" (1) + 1, "nothing" (7) + 1
+    assert item_size({"t": {"BOOL": True}, "nothing": {"NULL": True}}) == 2 + 8
+
+
+def test_a_map_or_list_is_3_bytes_plus_each_element_and_1_byte_per_element() -> None:
+    # "m" (1) + 3 + ["a" (1) + "xy" (2) + 1] + ["b" (1) + N 7 (1 digit: 1+1=2) + 1] = 1+3+4+4
+    assert item_size({"m": {"M": {"a": {"S": "xy"}, "b": {"N": "7"}}}}) == 12
+    # "l" (1) + 3 + ["abc" (3) + 1] + [BOOL (1) + 1] = 1+3+4+2
+    assert item_size({"l": {"L": [{"S": "abc"}, {"BOOL": False}]}}) == 10
+    # an empty map: "e" (1) + 3
+    assert item_size({"e": {"M": {}}}) == 4
+
+
+def test_a_set_is_the_sum_of_its_members() -> None:
+    # "s" (1) + "ab" (2) + "cde" (3)
+    assert item_size({"s": {"SS": ["ab", "cde"]}}) == 6
+
+
+def test_the_sample_message_is_the_size_its_docstring_says() -> None:
+    # 5 + 5 + 3 + (10 + 2 for "1000") + (4 + 1000)
+    assert item_size(message(1000)) == 1029
+
+
+# ---- units -------------------------------------------------------------------------------
+
+
+def test_a_write_is_one_unit_per_started_kilobyte_and_at_least_one() -> None:
+    assert write_units(0) == 1
+    assert write_units(1024) == 1
+    assert write_units(1025) == 2
+    assert write_units(1600) == 2  # AWS's example: 1.6 KB rounds up to 2 KB
+
+
+def test_a_read_is_one_unit_per_started_4_kb_half_when_eventually_consistent() -> None:
+    assert read_units(3500, consistent=True) == 1  # AWS's example: 3.5 KB -> 4 KB
+    assert read_units(10 * 1024, consistent=True) == 3  # 10 KB -> 12 KB
+    assert read_units(8 * 1024, consistent=False) == 1  # AWS's example: 8 KB, EC -> 1
+    assert read_units(0, consistent=False) == 0.5  # nothing read still bills the minimum
+
+
+# ---- writes ------------------------------------------------------------------------------
+
+
+def base(charges: list[Capacity]) -> float:
+    return sum(c.write_units for c in charges if c.index is None)
+
+
+def index(charges: list[Capacity]) -> list[float]:
+    return [c.write_units for c in charges if c.index is not None]
+
+
+def test_a_put_bills_the_item_and_its_index_entry() -> None:
+    # Given a new 1,029-byte item (2 units); its index entry is pk, sk, vq, visible_at:
+    # 5 + 5 + 3 + 12 = 25 bytes (1 unit)
+    charges = item_write(SCHEMA, None, message(1000))
+
+    assert base(charges) == 2
+    assert index(charges) == [1]
+    assert {(c.index, c.partition) for c in charges} == {
+        (None, "Q#q"),
+        ("by_visibility", "q"),
+    }
+
+
+def test_an_update_bills_the_larger_of_the_item_before_and_after() -> None:
+    # Given a 1,000-byte item (1 unit) that grows to 1,029 bytes (2 units)
+    before = message(971)  # 29 + 971 = 1,000 bytes
+    after = message(1000)
+    assert (item_size(before), item_size(after)) == (1000, 1029)
+
+    # Then the update bills 2 (the larger); shrinking back bills 2 as well
+    assert base(item_write(SCHEMA, before, after)) == 2
+    assert base(item_write(SCHEMA, after, before)) == 2
+
+
+def test_a_delete_bills_the_deleted_item_and_its_index_entry() -> None:
+    charges = item_write(SCHEMA, message(3000), None)  # 3,029 bytes: 3 units
+    assert base(charges) == 3
+    assert index(charges) == [1]
+
+
+def test_an_update_that_changes_the_index_sort_key_bills_a_delete_and_a_put_there() -> None:
+    # A lease: visible_at moves from 1000 to 5000 (both 2-byte numbers)
+    charges = item_write(SCHEMA, message(10), message(10, visible_at="5000"))
+    assert base(charges) == 1
+    assert index(charges) == [1, 1]
+
+
+def test_changing_only_a_projected_attribute_bills_one_put_in_the_index() -> None:
+    charges = item_write(SCHEMA, message(10, receive_count="1"), message(10, receive_count="2"))
+    assert index(charges) == [1]
+
+
+def test_changing_an_attribute_the_index_does_not_hold_bills_nothing_there() -> None:
+    before, after = message(10), message(10)
+    after["lease_id"] = {"S": "l-1"}
+    assert index(item_write(SCHEMA, before, after)) == []
+
+
+def test_removing_the_index_key_bills_a_delete_there_and_adding_it_a_put() -> None:
+    without = message(10)
+    del without["vq"]
+    assert index(item_write(SCHEMA, message(10), without)) == [1]  # left the index
+    assert index(item_write(SCHEMA, without, message(10))) == [1]  # joined it
+    assert index(item_write(SCHEMA, None, without)) == []  # never in it
+
+
+def test_an_index_entry_over_1_kb_bills_its_own_size() -> None:
+    # An index that projects everything: the entry is the whole 2,029-byte item
+    everything = TableSchema("t", "pk", "sk", (IndexSchema("all", "vq", "visible_at", "ALL"),))
+    assert index(item_write(everything, None, message(2000))) == [2]
+
+
+def test_a_transaction_bills_two_writes_per_item_on_the_table() -> None:
+    # 1,029 bytes: 2 units, twice; the index entry (25 bytes) once
+    charges = item_write(SCHEMA, None, message(1000), transactional=True)
+    assert base(charges) == 4
+    assert index(charges) == [1]
+
+
+def test_a_failed_condition_bills_the_existing_item_and_no_index() -> None:
+    existing = message(2000)  # 2,029 bytes: 2 units
+    key = {"pk": {"S": "Q#q"}, "sk": {"S": "M#1"}}
+    assert unapplied_write(SCHEMA, existing, key) == Capacity(
+        "messages", None, "Q#q", write_units=2
+    )
+
+
+def test_a_failed_condition_on_a_missing_item_bills_one_unit() -> None:
+    key = {"pk": {"S": "Q#q"}, "sk": {"S": "M#1"}}
+    assert unapplied_write(SCHEMA, None, key).write_units == 1
+
+
+def test_a_cancelled_transaction_bills_two_units_per_existing_item() -> None:
+    key = {"pk": {"S": "Q#q"}, "sk": {"S": "M#1"}}
+    assert unapplied_write(SCHEMA, message(1000), key, transactional=True).write_units == 4
+    assert unapplied_write(SCHEMA, None, key, transactional=True).write_units == 2
+
+
+# ---- reads -------------------------------------------------------------------------------
+
+
+def test_a_get_bills_the_whole_item_and_a_missing_one_the_minimum() -> None:
+    key = {"pk": {"S": "Q#q"}, "sk": {"S": "M#1"}}
+    # 5,029 bytes -> 8 KB: 2 units strongly consistent, 1 eventually
+    assert item_read(SCHEMA, message(5000), key, consistent=True).read_units == 2
+    assert item_read(SCHEMA, message(5000), key, consistent=False).read_units == 1
+    assert item_read(SCHEMA, None, key, consistent=False).read_units == 0.5
+    # a transactional read: 2 units per 4 KB
+    assert item_read(SCHEMA, message(10), key, consistent=True, transactional=True).read_units == 2
+
+
+def test_a_query_bills_every_item_read_rounded_once() -> None:
+    # Ten 1,500-byte items read (whatever a filter kept): 15,000 bytes -> 16 KB = 4 units
+    assert query_read(SCHEMA, None, "Q#q", [1500] * 10, consistent=True).read_units == 4
+    # eventually consistent: 2
+    assert query_read(SCHEMA, None, "Q#q", [1500] * 10, consistent=False).read_units == 2
+    # nothing read: the minimum
+    assert query_read(SCHEMA, None, "Q#q", [], consistent=True).read_units == 1
+
+
+def test_an_index_query_is_eventually_consistent_whatever_was_asked() -> None:
+    # AWS's example: 8 entries of 2,000 bytes = 16,000 bytes -> 16 KB -> 4 units, halved
+    assert query_read(SCHEMA, "by_visibility", "q", [2000] * 8, consistent=True).read_units == 2
+
+
+def test_a_batch_get_bills_each_item_rounded_on_its_own() -> None:
+    # AWS's example: 1.5 KB and 6.5 KB read in one BatchGetItem bill 4 KB + 8 KB = 3 units
+    key = {"pk": {"S": "Q#q"}, "sk": {"S": "M#1"}}
+    small, large = message(1536 - 29), message(6656 - 29)
+    units = [item_read(SCHEMA, item, key, consistent=True).read_units for item in (small, large)]
+    assert units == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        (
+            {"TableName": "t", "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]},
+            ("id", None),
+        ),
+        (
+            {
+                "TableName": "t",
+                "KeySchema": [
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                ],
+            },
+            ("pk", "sk"),
+        ),
+    ],
+)
+def test_the_schema_comes_from_the_table_description(description: dict, expected: tuple) -> None:
+    schema = TableSchema.from_description(description)
+    assert (schema.hash_key, schema.range_key) == expected
+    assert SCHEMA.index("by_visibility").non_key_attributes == ("receive_count",)
