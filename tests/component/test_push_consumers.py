@@ -433,6 +433,24 @@ def test_a_cumulative_ack_settles_every_earlier_message_however_close_they_were_
     assert _counts(broker, "jobs") == (0, 0)
 
 
+def test_a_consumer_is_pushed_everything_waiting_past_what_one_look_at_the_index_reads(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given 50 messages sent in batches of 10 (their references fill index segments of 12:
+    # a lease round of 10 ends at the fourth segment, two references short)
+    for start in range(0, 50, 10):
+        entries = [(f"e{i}", NewMessage(body=f"m{i}".encode())) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "deep", entries)
+    _connect(sessions, "c1")
+
+    # When an auto-ack consumer subscribes
+    _subscribe(sessions, "c1", "deep")
+
+    # Then its first pump pushes all 50, none left waiting for a later pump
+    assert len(_messages(pusher, "c1")) == 50
+    assert _counts(broker, "deep") == (0, 0)
+
+
 def test_two_pumps_racing_for_one_consumer_push_no_more_than_its_prefetch(
     sessions: Sessions,
     pusher: RecordingPusher,

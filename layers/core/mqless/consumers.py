@@ -386,7 +386,9 @@ class QueueConsumers:
                 outbox.add(leased)
                 if outbox.size >= FRAME_BYTES:  # a frame's worth: no point waiting
                     self._flush_guarded(outbox, holdings, report, failures)
-                if len(leased) == want:
+                # a short round may have stopped at the end of what one look at the index
+                # read, not at the end of the queue: a consumer that got some asks again
+                if leased:
                     hungry.append(consumer)
             active = hungry
 
