@@ -528,3 +528,24 @@ def test_subscribing_again_with_the_same_id_starts_with_the_whole_prefetch(
     _frame(sessions, "c1", action="ack", id=again[0]["ack"], receipt="ok")
     assert pusher.json_frames("c1")[-2] == {"type": "receipt", "receipt": "ok"}
     assert _messages(pusher, "c1")[-1]["body"] == "m3"
+
+
+def test_a_nack_pulls_the_next_message_and_leaves_the_refused_one_to_others(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a consumer with prefetch 1 holding the first of two messages
+    _connect(sessions, "a")
+    _send(broker, "jobs", "one", "two")
+    _subscribe(sessions, "a", "jobs", ack="client-individual", prefetch=1)
+    [first] = _messages(pusher, "a")
+
+    # When it nacks it
+    _frame(sessions, "a", action="nack", id=first["ack"])
+
+    # Then its freed credit takes the next message, not the one it refused
+    assert [m["body"] for m in _messages(pusher, "a")] == ["one", "two"]
+    # and the refused one goes at once to a consumer that has credit, redelivered
+    _connect(sessions, "b")
+    _subscribe(sessions, "b", "jobs", ack="client-individual", prefetch=1)
+    [again] = _messages(pusher, "b")
+    assert (again["body"], again["redelivered"], again["receive_count"]) == ("one", True, 2)

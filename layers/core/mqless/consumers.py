@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -626,11 +626,14 @@ class QueueConsumers:
         message_id: str | None = None,
         nack: bool = False,
         delay_seconds: int = 0,
+        before_release: Callable[[], None] | None = None,
     ) -> SettleReport:
         """Ack (or nack) one delivery, or in `client` mode every delivery up to it.
 
         The consumer's record (or watermark) lets go first, then the queue: credit is never
-        held for a message the client is done with.
+        held for a message the client is done with. A nack without delay calls
+        `before_release` (a pump) in between, so the freed credit pulls the next message,
+        not the one just refused, which then goes to whoever has credit.
         """
         if consumer.ack == "auto":
             raise InvalidRequest(
@@ -664,6 +667,8 @@ class QueueConsumers:
             leases = None if marked is None else [marked.leases[position]]
         if not leases:
             raise not_held
+        if nack and not delay_seconds and before_release is not None:
+            before_release()
         done = self._queues.settle_leases(
             consumer.acting_as,
             consumer.queue,
