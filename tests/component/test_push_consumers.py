@@ -549,3 +549,32 @@ def test_a_nack_pulls_the_next_message_and_leaves_the_refused_one_to_others(
     _subscribe(sessions, "b", "jobs", ack="client-individual", prefetch=1)
     [again] = _messages(pusher, "b")
     assert (again["body"], again["redelivered"], again["receive_count"]) == ("one", True, 2)
+
+
+@pytest.mark.parametrize("ack", ["client", "client-individual"])
+def test_a_fifo_consumer_acks_messages_of_groups_named_with_separators(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, ack: str
+) -> None:
+    # Given a FIFO queue with two messages in each of three groups, two of them named with
+    # the characters a delivery record separates its fields with
+    groups = ["a.b,c", "x:y", "plain"]
+    for group in groups:
+        for n in (1, 2):
+            broker.send(
+                ANONYMOUS, "f.fifo", NewMessage(body=f"{group}/{n}".encode(), group_id=group)
+            )
+    _connect(sessions, "c1")
+
+    # When a consumer takes what it is pushed and acks it as its mode says, until no more come
+    _subscribe(sessions, "c1", "f.fifo", ack=ack, prefetch=10)
+    got: list[dict[str, Any]] = []
+    while new := _messages(pusher, "c1")[len(got) :]:
+        got += new
+        for message in new if ack == "client-individual" else new[-1:]:
+            _frame(sessions, "c1", action="ack", id=message["ack"])
+
+    # Then every message came once, each group in order, and every ack was taken
+    assert [m["body"] for m in got if m["body"].startswith("a.b,c")] == ["a.b,c/1", "a.b,c/2"]
+    assert sorted(m["body"] for m in got) == sorted(f"{g}/{n}" for g in groups for n in (1, 2))
+    assert [f for f in pusher.json_frames("c1") if f["type"] == "error"] == []
+    assert _counts(broker, "f.fifo") == (0, 0)
