@@ -25,7 +25,7 @@ from mqless.models import NewMessage
 from mqless.outbound import Connection
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
-from mqless.sessions import Sessions
+from mqless.sessions import Sessions, Settle
 from mqless_cli.billing import Meter, Usage, observing_moto
 from tests.component.conftest import Aws, RecordingPusher
 
@@ -156,3 +156,32 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_55_write_units_per_messa
     assert (counts.visible, counts.in_flight) == (0, 0)
     assert counted.failed_conditions == {}
     assert _write_units(counted, aws) == (12, 21)
+
+
+def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could_carry(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, meter: Meter, aws: Aws
+) -> None:
+    # Given 120 small messages waiting (one 32 KB push could carry them all), and a STOMP 1.1
+    # consumer (it acks by message id, so its records keep a tag of each id)
+    for start in range(0, 120, 10):
+        entries = [(f"e{i}", NewMessage(body=b"tiny")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "many", entries)
+    sessions.open(Connection("c1", "stomp", "1.1"), ANONYMOUS)
+    info = sessions.info("c1")
+    assert info is not None
+    start = meter.usage()
+
+    # When it subscribes in client-individual mode with prefetch 200 and acks each message
+    queue = sessions.subscribe(info, "s1", "/queue/many", ack="client-individual", prefetch=200)
+    assert queue is not None
+    sessions.pump(queue)
+    pushed = [f.header("message-id") or "" for f in pusher.stomp_frames("c1")]
+    for message_id in pushed:
+        sessions.settle(info, Settle(subscription="s1", message_id=message_id))
+
+    # Then they went out in pushes of at most 50, whose records stay under 1 KB with every
+    # mark: the consumer's writes are the subscription's 2, 3 records and 1 unit per ack
+    assert len(pushed) == 120
+    _, counts = broker.get_queue(ANONYMOUS, "many")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    assert _write_units(meter.usage() - start, aws)[0] == 2 + 3 + 120

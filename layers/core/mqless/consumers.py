@@ -82,6 +82,7 @@ from mqless.receipts import Lease
 from mqless.storage.deliveries import (
     DeliveryRecord,
     DeliveryRecords,
+    id_tag,
     partition,
     record_prefix,
     seq_of,
@@ -98,6 +99,7 @@ ACK_MODES: Final = ("auto", "client", "client-individual")
 DEFAULT_PREFETCH: Final = 10
 MAX_PREFETCH: Final = 1000
 PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `more`)
+PUSH_LIMIT: Final = 50  # client-individual: messages per push (its record stays < 1 KB)
 CONSUMER_SECONDS: Final = 3 * 60 * 60  # outlives API Gateway's 2-hour connection limit
 MAX_SEQ_DIGITS: Final = 10
 MAX_POSITION_DIGITS: Final = 4  # a push holds at most the prefetch (1,000)
@@ -203,6 +205,13 @@ class _Outbox:
         self.consumer = consumer
         self._items: list[Delivery] = []
         self.size = 0
+        # client-individual: every ack rewrites the push's record, so a push stays small
+        # enough for its record (with every mark) to bill 1 unit
+        self.limit = PUSH_LIMIT if consumer.ack == "client-individual" else MAX_PREFETCH
+
+    @property
+    def room(self) -> int:
+        return self.limit - len(self._items)
 
     def add(self, items: Sequence[Delivery]) -> None:
         self._items.extend(items)
@@ -378,13 +387,14 @@ class QueueConsumers:
                 if want <= 0:
                     report.more = True
                     return
-                leased = self._lease_for(consumer, want, holdings)
+                outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
+                leased = self._lease_for(consumer, min(want, outbox.room), holdings)
                 if leased is None:  # nothing visible: the queue is drained for now
                     return
                 report.leased += len(leased)
-                outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
                 outbox.add(leased)
-                if outbox.size >= FRAME_BYTES:  # a frame's worth: no point waiting
+                # a frame's worth (no point waiting), or as much as one push may hold
+                if outbox.size >= FRAME_BYTES or outbox.room == 0:
                     self._flush_guarded(outbox, holdings, report, failures)
                 # a short round may have stopped at the end of what one look at the index
                 # read, not at the end of the queue: a consumer that got some asks again
@@ -533,7 +543,7 @@ class QueueConsumers:
             gen=gen,
             until=until,
             leases=tuple(leases),
-            message_ids=tuple(d.message_id for d in leased) if by_id else (),
+            id_tags=b"".join(id_tag(d.message_id) for d in leased) if by_id else b"",
             settled=frozenset(refused),  # set aside below: never held
             low=holding.low,
         )
@@ -682,11 +692,9 @@ class QueueConsumers:
     def _find(self, consumer: Consumer, message_id: str, now: int) -> tuple[int, int, str] | None:
         """(seq, position, gen) of a held message, by its id (STOMP 1.0 and 1.1 ack so)."""
         for record in self._recent(consumer):
-            for position in record.held(now, consumer.acked):
-                if position < len(record.message_ids) and record.message_ids[position] == (
-                    message_id
-                ):
-                    return record.seq, position, record.gen
+            position = record.position_of(message_id)
+            if position is not None and record.holds(position, now, consumer.acked):
+                return record.seq, position, record.gen
         return None
 
     def _up_to(

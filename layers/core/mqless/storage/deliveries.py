@@ -7,7 +7,8 @@ g   gen: 8 random hex digits, which the push's ack ids carry
 u   when its leases end (ms); past it the record holds nothing
 r   the leases, in push order ("<shard>.<segment>.<position>.<token>", FIFO:
     "g<shard>.<position>.<token>.<group>": a receipt without its queue and MAC, ~20 bytes)
-m   the message ids, in the same order (STOMP 1.0/1.1 consumers only: they ack by id)
+m   the last 6 bytes of each message id, in the same order, as one binary (STOMP 1.0/1.1
+    consumers only: they ack by message id)
 a   positions settled one at a time (a number set): client-individual acks and nacks, and
     messages set aside as undeliverable when the push was rendered
 lo  the lowest seq that still held anything when this record was written
@@ -26,6 +27,7 @@ Every write here is one small item (a push of ten 512-byte messages: ~350 bytes,
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -61,7 +63,7 @@ class DeliveryRecord:
     gen: str
     until: int
     leases: tuple[Lease, ...]
-    message_ids: tuple[str, ...] = ()
+    id_tags: bytes = b""  # `id_tag` of each message, concatenated (STOMP 1.0/1.1 only)
     settled: frozenset[int] = frozenset()
     low: int = 0
 
@@ -79,6 +81,26 @@ class DeliveryRecord:
     def held(self, now_ms: int, after: int = -1) -> list[int]:
         """Positions still held (`holds`)."""
         return [p for p in range(len(self.leases)) if self.holds(p, now_ms, after)]
+
+    def position_of(self, message_id: str) -> int | None:
+        """Where a message is in this push, by its id (a record that kept id tags)."""
+        tag = id_tag(message_id)
+        for position in range(len(self.id_tags) // ID_TAG_BYTES):
+            if self.id_tags[position * ID_TAG_BYTES : (position + 1) * ID_TAG_BYTES] == tag:
+                return position
+        return None
+
+
+ID_TAG_BYTES: Final = 6
+
+
+def id_tag(message_id: str) -> bytes:
+    """What a record keeps of a message id: its last 6 bytes (44 random bits and the body's
+    slot in its log item), enough to tell apart the messages one consumer holds."""
+    try:
+        return uuid.UUID(message_id).bytes[-ID_TAG_BYTES:]
+    except (ValueError, AttributeError, TypeError):
+        return b""
 
 
 POSITIONS: Final = 4096  # more than a push ever holds (at most the prefetch, 1,000)
@@ -131,7 +153,7 @@ class DeliveryRecords:
             "g": record.gen,
             "u": record.until,
             "r": _compact(record.leases),
-            "m": list(record.message_ids) or None,
+            "m": record.id_tags or None,
             "a": set(record.settled) or None,
             "lo": record.low,
             "expires_at": expires_at,
@@ -231,7 +253,7 @@ def _record(queue: str, item: Item) -> DeliveryRecord:
         gen=str(item["g"]),
         until=int(item["u"]),
         leases=_leases(queue, [str(text) for text in item.get("r", [])]),
-        message_ids=tuple(str(m) for m in item.get("m", [])),
+        id_tags=bytes(item.get("m", b"")),
         settled=frozenset(int(p) for p in item.get("a", set())),
         low=int(item.get("lo", 0)),
     )
