@@ -61,11 +61,13 @@ build: $(SAM_VENV)/.installed
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy
 
-## bench: AWS calls and write units per operation, push delivery, authorization, envelope throughput (moto)
+## bench: what a message costs on AWS, all in, beside SQS (BENCH_MESSAGES to scale); push
+## delivery, authorization, envelope throughput (moto). Writes bench/results/cost.json.
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/cost.py
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
+	$(BIN)/python bench/bench_envelope.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

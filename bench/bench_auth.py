@@ -25,7 +25,7 @@ from mqless.access import EVERYTHING, AccessControl  # noqa: E402
 from mqless.auth import Authenticator, IssuerKeys, JwtSettings, JwtVerifier, authorize  # noqa: E402
 from mqless.clock import SystemClock  # noqa: E402
 from mqless.principals import Principal, parse_grants  # noqa: E402
-from mqless_cli.awscalls import counting  # noqa: E402
+from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))
 CACHE_SECONDS = 300
@@ -93,22 +93,23 @@ def main() -> int:
         authorize(_event(token), authenticator)  # warm: discovery and JWKS, once an hour
 
         print(f"mqless bench: authorizer, {N} authorizations each, moto in-process\n")
-        header = f"{'credential':<16} {'DynamoDB req':>12} {'RRU':>5} {'ms each':>8} {'$ / M':>6}"
+        header = f"{'credential':<16} {'DynamoDB req':>12} {'RRU':>6} {'ms each':>8} {'$ / M':>6}"
         print(header)
         print("-" * len(header))
         for name, credential in (("API key", api_key), ("JWT, 2 groups", token)):
-            with counting(dynamodb) as log:
+            meter = Meter()
+            with observing_moto(meter):
                 start = time.perf_counter()
                 for _ in range(N):
                     answer = authorize(_event(credential), authenticator)
                     assert answer["isAuthorized"], answer
                 seconds = time.perf_counter() - start
-            requests = log.count("dynamodb") / N
-            # strongly consistent reads of items under 4 KB: 1 RRU per item read
-            items = 2 if name == "API key" else 3
-            dollars = LAMBDA_PER_MILLION + items * DYNAMODB_PER_MILLION_READS
+            usage = meter.usage()
+            requests = usage.count("dynamodb") / N
+            read_units = usage.total_read_units() / N  # billed by item size (the meter)
+            dollars = LAMBDA_PER_MILLION + read_units * DYNAMODB_PER_MILLION_READS
             print(
-                f"{name:<16} {requests:>12.2f} {items:>5} "
+                f"{name:<16} {requests:>12.2f} {read_units:>6.2f} "
                 f"{seconds / N * 1000:>8.2f} {dollars:>6.2f}"
             )
     server.shutdown()

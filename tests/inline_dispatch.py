@@ -41,7 +41,7 @@ class InlineDispatch:
 
     def __init__(self) -> None:
         self._settings: dict[str, Settings] = {}
-        self._clients: dict[str, tuple[Any, Any, EnvelopeCipher]] = {}
+        self._indexers: dict[str, Indexer] = {}
         self._local = threading.local()
         self.clock: Clock = SystemClock()
         self.paused_count = 0
@@ -50,7 +50,7 @@ class InlineDispatch:
     def serve(self, settings: Settings, clock: Clock | None = None) -> None:
         """Index what is written to this stack's messages table from now on."""
         self._settings[settings.messages_table] = settings
-        self._clients.pop(settings.messages_table, None)
+        self._indexers.clear()
         if clock is not None:
             self.clock = clock
 
@@ -112,31 +112,37 @@ class InlineDispatch:
         finally:
             self._local.busy = False
 
+    def forget(self) -> None:
+        """Start the next batch with a cold dispatch function (its caches empty): tests empty
+        the tables between cases, and a cached queue config or secret would outlive them."""
+        self._indexers.clear()
+
     def _indexer(self, messages_table: str) -> Indexer | None:
-        """A fresh indexer for each batch, as a cold dispatch function would be: tests empty
-        the tables between cases, and a cached queue config would outlive its queue."""
         settings = self._settings.get(messages_table)
         if settings is None:
             return None
-        clients = self._clients.get(messages_table)
-        if clients is None:
+        found = self._indexers.get(messages_table)
+        if found is None:
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
-            cipher = EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock)
-            clients = self._clients[messages_table] = (dynamodb, kms, cipher)
-        dynamodb, kms, cipher = clients
-        registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
-        topics = TopicService(
-            dynamodb=dynamodb,
-            messages_table=settings.messages_table,
-            destinations_table=settings.destinations_table,
-            queues=registry,
-            cipher=cipher,
-            clock=self.clock,
-        )
-        return build_indexer(
-            settings, dynamodb=dynamodb, kms=kms, registry=registry, topics=topics, time=self.clock
-        )
+            registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
+            topics = TopicService(
+                dynamodb=dynamodb,
+                messages_table=settings.messages_table,
+                destinations_table=settings.destinations_table,
+                queues=registry,
+                cipher=EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock),
+                clock=self.clock,
+            )
+            found = self._indexers[messages_table] = build_indexer(
+                settings,
+                dynamodb=dynamodb,
+                kms=kms,
+                registry=registry,
+                topics=topics,
+                time=self.clock,
+            )
+        return found
 
 
 INLINE_DISPATCH = InlineDispatch()

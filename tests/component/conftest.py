@@ -93,6 +93,7 @@ def aws(shared_aws: Aws) -> Aws:
                         table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
                     }
                 )
+    INLINE_DISPATCH.forget()
     return shared_aws
 
 

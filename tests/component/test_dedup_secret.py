@@ -17,7 +17,7 @@ from mqless.models import NewMessage
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
-from mqless_cli.awscalls import counting
+from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 
 P = ANONYMOUS
@@ -113,8 +113,10 @@ def test_the_secret_costs_one_kms_call_per_process(aws: Aws, clock: ManualClock)
     _process(aws, clock).send(P, "warm.fifo", NewMessage(body=b"warm", group_id="g"))
     second = _process(aws, clock)
     # When the second sends twenty FIFO messages deduplicated on their bodies
-    with counting(aws.kms) as log:
+    meter = Meter()
+    with observing_moto(meter):
         for i in range(20):
             second.send(P, "many.fifo", NewMessage(body=str(i).encode(), group_id="g"))
     # Then KMS was asked for one data key (the bodies') and one Decrypt (the secret)
-    assert log.calls == {("kms", "GenerateDataKey"): 1, ("kms", "Decrypt"): 1}
+    kms = {k: v for k, v in meter.usage().requests.items() if k.startswith("kms:")}
+    assert kms == {"kms:GenerateDataKey": 1, "kms:Decrypt": 1}

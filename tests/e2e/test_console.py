@@ -541,3 +541,60 @@ def test_the_redrive_panel_is_shown_on_dead_letter_queues_only(
     page.goto(f"{mqless_dev.http_url}/console#/queues/{name}")
     expect(page.locator('#queue-counts dd[data-stat="visible"]')).to_have_text("1")
     expect(redrive).to_be_hidden()
+
+
+def test_under_mqless_dev_the_console_shows_what_the_work_would_cost_on_aws(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given two messages sent to a queue over HTTP
+    queue = f"billed-{uuid.uuid4().hex[:8]}"
+    for body in ("one", "two"):
+        sent = httpx.post(
+            f"{mqless_dev.http_url}/queues/{queue}/messages",
+            json={"body": body},
+            headers={"Authorization": f"Bearer {dev_token}"},
+        )
+        assert sent.status_code == 201, sent.text
+
+    # When the console is opened
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+
+    # Then its bill panel shows the messages sent so far and a price per million beside SQS's
+    bill = page.get_by_role("region", name=re.compile("^Bill"))
+    expect(bill).to_be_visible()
+    sent_count = bill.locator('[data-bill="sent"]')
+    expect(sent_count).to_have_text(re.compile(r"^\d+$"))
+    assert int(sent_count.inner_text()) >= 2
+    expect(bill.locator('[data-bill="per_million"]')).to_have_text(re.compile(r"^\$\d+\.\d\d$"))
+    expect(bill.locator('[data-bill="sqs"]')).to_have_text("$1.20")
+    _screenshot(page, "bill", capsys)
+
+
+def test_where_there_is_no_local_bill_the_panel_stays_hidden(
+    mqless_dev: DevServer,
+    page: Page,
+    dev_token: str,
+    allowed_console_errors: list[re.Pattern[str]],
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given an API without the local-only route, as a deployed one answers it (the browser
+    # logs that 404 as an error)
+    allowed_console_errors.append(re.compile("status of 404"))
+    page.route(
+        "**/_local/bill",
+        lambda route: route.fulfill(
+            status=404, content_type="application/json", body='{"message":"Not Found"}'
+        ),
+    )
+
+    # When the console is opened
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+
+    # Then it works as ever and shows no bill
+    expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
+    expect(page.locator("#bill")).to_be_hidden()

@@ -1000,7 +1000,7 @@ def test_a_receipt_of_any_type_or_length_decodes_or_is_an_invalid_request(value:
 # --- browse cursors -----------------------------------------------------------------------
 
 _QUEUE = QueueConfig.from_settings("orders", QueueSettings(shards=4), 0)
-_positions = st.tuples(st.integers(0, 3), st.integers(0, 10**9), st.integers(0, 15))
+_positions = st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 15)), min_size=4, max_size=4)
 # The HTTP API accepts cursors of up to 2048 characters (api.py's Query max_length).
 MAX_CURSOR_CHARS = 2048
 
@@ -1022,7 +1022,7 @@ _cursors = st.one_of(
     # only arrays nest a thousand deep in the 1536 octets a 2048-character cursor holds
     st.builds(
         lambda prefix, depth: _b64(prefix + "[" * depth),
-        st.sampled_from(["", "[0,", "[0,[1,", '{"pk":']),
+        st.sampled_from(["", "[[0,", "[[0,1],[", '{"pk":']),
         st.one_of(st.integers(1, 50), st.integers(900, 1530)),
     ),
 ).filter(lambda cursor: cursor is None or len(cursor) <= MAX_CURSOR_CHARS)
@@ -1036,20 +1036,21 @@ def test_a_browse_cursor_is_a_position_in_the_queue_or_an_invalid_request(
     # Given any cursor the HTTP API lets through: text, base64 of any JSON (nested deep),
     # or a cursor the API gave out with a few characters changed
     result = _outcome(lambda: _decode_cursor(cursor, _QUEUE))
-    # Then it is a position (shard, segment or group, slot) in this queue, or "malformed"
+    # Then it is a position (segment or group, slot) for each of the queue's shards, or
+    # "malformed cursor"
     if isinstance(result, InvalidRequest):
         assert result.message == "malformed cursor"
     elif cursor is None:
-        assert result == (0, 0, 0)
+        assert result == [(0, 0)] * _QUEUE.shards
     else:
-        shard, place, slot = result
-        assert 0 <= shard < _QUEUE.shards and place >= 0 and slot >= 0
+        assert len(result) == _QUEUE.shards
+        assert all(place >= 0 and slot >= 0 for place, slot in result)
 
 
 @PURE
 @given(position=_positions)
 def test_a_cursor_the_api_gives_out_decodes_to_the_same_position(
-    position: tuple[int, int, int],
+    position: list[tuple[int, int]],
 ) -> None:
     assert _decode_cursor(_encode_cursor(position), _QUEUE) == position
 

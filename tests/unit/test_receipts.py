@@ -118,3 +118,15 @@ def test_malformed_receipts_are_invalid_requests(text: str) -> None:
 def test_any_bytes_in_a_receipt_are_refused_cleanly(raw: bytes) -> None:
     with pytest.raises(InvalidRequest):
         decode_receipt(_forge(raw), queue="orders", sign=sign)
+
+
+def test_a_receipt_whose_mac_is_not_ascii_is_refused_cleanly() -> None:
+    # Reproduction (fuzzing): hmac.compare_digest refuses non-ASCII str; a receipt whose
+    # MAC field had an é typed into it raised TypeError instead of InvalidRequest
+    genuine = Lease("orders", 0, "s", "0", 0, 1).encode(sign)
+    payload = genuine[3:]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    fields = raw.split("\x1f")
+    fields[6] = "é" + fields[6][1:]
+    with pytest.raises(InvalidRequest):
+        decode_receipt(_forge("\x1f".join(fields).encode()), queue="orders", sign=sign)

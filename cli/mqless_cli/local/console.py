@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from mqless_cli.local.functions import Invocation
@@ -26,6 +27,8 @@ class Console:
         self._out = out or sys.__stdout__ or sys.stdout
         self._verbose = verbose
         self._lock = threading.Lock()
+        self.metrics: Callable[[dict[str, Any]], None] | None = None
+        """Handed each EMF metrics document the functions print (the live bill counts them)."""
 
     def line(self, text: str) -> None:
         with self._lock:
@@ -41,12 +44,16 @@ class Console:
 
     def function_output(self, text: str) -> None:
         """A line a function printed: condensed if it is a Powertools JSON log record."""
-        if self._verbose:
-            self.line(text)
-            return
         try:
             record: Any = json.loads(text)
         except ValueError:
+            record = None
+        if self.metrics is not None and isinstance(record, dict) and "_aws" in record:
+            self.metrics(record)
+        if self._verbose:
+            self.line(text)
+            return
+        if record is None:
             self.line(f"         {text}")
             return
         if isinstance(record, dict) and "_aws" in record:

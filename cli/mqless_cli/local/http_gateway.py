@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mqless_cli.local.authorizers import (
@@ -38,6 +38,9 @@ from mqless_cli.local.authorizers import (
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.template import HttpRoute, Stack
 
+if TYPE_CHECKING:
+    from mqless_cli.billing import Meter
+
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
 _TEXT_TYPES = (
     "text/",
@@ -49,6 +52,8 @@ _TEXT_TYPES = (
     "+xml",
 )
 _CONNECTIONS = re.compile(r"^(?:/[^/@]+)?/@connections/(?P<id>[^/?]+)$")
+LOCAL_BILL_PATH = "/_local/bill"
+"""The live bill of `mqless dev` (JSON); this gateway's own route, absent from AWS."""
 _JSON = {"content-type": "application/json"}
 
 
@@ -108,8 +113,14 @@ class HttpGateway:
         connections: Connections | None = None,
         cors: bool = True,
         run_authorizers: bool = True,
+        meter: Meter | None = None,
+        bill: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """`run_authorizers=False` lets every request through as if its route were public."""
+        """`run_authorizers=False` lets every request through as if its route were public.
+        `meter` is told of every request API Gateway would bill; `bill` answers
+        `GET /_local/bill`."""
+        self.meter = meter
+        self.bill = bill
         self._stack = stack
         self._functions = functions
         self._connections = connections
@@ -132,8 +143,7 @@ class HttpGateway:
         class Handler(_RequestHandler):
             owner = gateway
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -331,6 +341,13 @@ class HttpGateway:
         return self._cors
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # the standard library listens with a backlog of 5: a burst of clients connecting at
+    # once (50 competing consumers) would be reset
+    request_queue_size = 128
+
+
 @dataclass
 class _Reply:
     status: int
@@ -381,6 +398,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     owner: HttpGateway
     protocol_version = "HTTP/1.1"
     server_version = "mqless-dev"
+    # headers and body go out as two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms a response on Linux) on a keep-alive connection
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return  # the console reports invocations; no per-request access log
@@ -432,6 +452,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if connections:
             self._send(self._manage(connections.group("id"), body))
             return
+        if parts.path == LOCAL_BILL_PATH and self.owner.bill is not None:
+            bill = json.dumps(self.owner.bill()).encode()
+            self._send(_Reply(200, {**_JSON, "cache-control": "no-store"}, [], bill))
+            return
+        if self.owner.meter is not None:  # every request that reaches the API
+            self.owner.meter.record_http_request(len(body))
         if (
             self.command == "OPTIONS"
             and self.owner.cors

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mqless_cli.billing import Meter, observing_moto
+from mqless_cli.billing.live import LiveBill, record_metrics
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
-from mqless_cli.local.functions import FunctionHost
-from mqless_cli.local.http_gateway import HttpGateway
+from mqless_cli.local.functions import FunctionHost, Invocation
+from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
 from mqless_cli.template import Stack
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
@@ -39,7 +41,13 @@ class DevRuntime:
         schedule_rate: float | None = None,
         verbose: bool = False,
         auth: bool = True,
+        streams: bool = True,
+        schedules: bool = True,
+        console: Console | None = None,
+        bill_period: float = 60.0,
     ) -> None:
+        """`streams=False`/`schedules=False` leave stream batches and schedules to the caller
+        (`make bench` drives them itself, one batch at a time)."""
         self.template = template
         self.host = host
         self.http_port = http_port
@@ -48,7 +56,14 @@ class DevRuntime:
         self.auth = auth
         self.token: str | None = None
         """The dev token, once started (None: no authorizers, or `auth=False`)."""
-        self.console = Console(verbose=verbose)
+        self.console = console or Console(verbose=verbose)
+        self.run_streams = streams
+        self.run_schedules = schedules
+        self.meter = Meter()
+        """What the stack used, billed as AWS bills it (`mqless_cli.billing`)."""
+        self.bill = LiveBill(self.meter, self.console.line, period=bill_period)
+        self.functions: FunctionHost | None = None
+        self._metering: Any = None
         self.cloud: LocalCloud | None = None
         self.http: HttpGateway | None = None
         self.ws: Any = None
@@ -66,11 +81,22 @@ class DevRuntime:
         runtime_log.propagate = False
         self.cloud = LocalCloud.start(self.template)
         stack = self.cloud.stack
-        # Functions print Powertools JSON logs; route them through the console.
+        self._metering = observing_moto(self.meter)
+        self._metering.__enter__()
+        # Functions print Powertools JSON logs; route them through the console, and their
+        # metrics to the bill.
+        self.console.metrics = lambda document: record_metrics(self.meter, document)
         sys.stdout = FunctionOutput(self.console)
-        functions = FunctionHost(stack, self.template.parent, listener=self.console.invocation)
+        functions = FunctionHost(stack, self.template.parent, listener=self._invoked)
+        self.functions = functions
         self.http = HttpGateway(
-            stack, functions, host=self.host, port=self.http_port, run_authorizers=self.auth
+            stack,
+            functions,
+            host=self.host,
+            port=self.http_port,
+            run_authorizers=self.auth,
+            meter=self.meter,
+            bill=self.bill.document,
         )
         http_url = self.http.url
         ws_url = f"ws://{self.host}:{self.ws_port}"
@@ -88,12 +114,17 @@ class DevRuntime:
             from mqless_cli.local.ws_gateway import WebSocketGateway
 
             self.ws = WebSocketGateway(
-                stack, functions, host=self.host, port=self.ws_port, run_authorizers=self.auth
+                stack,
+                functions,
+                host=self.host,
+                port=self.ws_port,
+                run_authorizers=self.auth,
+                meter=self.meter,
             )
             self.ws.start()
             self.http.set_connections(self.ws)
         self.http.start()
-        sources = stack.stream_sources()
+        sources = stack.stream_sources() if self.run_streams else []
         if sources:
             from mqless_cli.local.streams import StreamPoller
 
@@ -103,7 +134,7 @@ class DevRuntime:
                 )
                 poller.start()
                 self._pollers.append(poller)
-        schedules = stack.schedules()
+        schedules = stack.schedules() if self.run_schedules else []
         if schedules:
             from mqless_cli.local.schedules import ScheduleRunner
 
@@ -134,9 +165,21 @@ class DevRuntime:
             )
         elif protected:
             self.console.line("  auth           authorizers on; no dev token for this template")
+        self.console.line(
+            f"  bill           {http_url}{LOCAL_BILL_PATH} (AWS list prices; a line per "
+            "active minute here)"
+        )
+        self.bill.start()
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
+    def _invoked(self, call: Invocation) -> None:
+        self.console.invocation(call)
+        if self.functions is not None:
+            memory = self.functions.specs[call.function].memory
+            self.meter.record_invocation(call.function, memory, call.milliseconds)
+
     def stop(self) -> None:
+        self.bill.stop()
         if self._schedules is not None:
             self._schedules.stop()
         for poller in self._pollers:
@@ -145,6 +188,9 @@ class DevRuntime:
             self.http.stop()
         if self.ws is not None:
             self.ws.stop()
+        if self._metering is not None:
+            self._metering.__exit__(None, None, None)
+            self._metering = None
         if self.cloud is not None:
             self.cloud.stop()
         sys.stdout = sys.__stdout__

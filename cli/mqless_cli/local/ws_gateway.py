@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -62,6 +62,9 @@ from mqless_cli.local.authorizers import InvalidResponse, identity_values, outco
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.local.http_gateway import ConnectionGone
 from mqless_cli.template import Authorizer, Stack, WebSocketApi, WebSocketRoute
+
+if TYPE_CHECKING:
+    from mqless_cli.billing import Meter
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -255,8 +258,11 @@ class WebSocketGateway:
         max_connection_seconds: float = MAX_CONNECTION_SECONDS,
         workers: int = 32,
         run_authorizers: bool = True,
+        meter: Meter | None = None,
     ) -> None:
-        """`run_authorizers=False` opens every connection as if `$connect` had no authorizer."""
+        """`run_authorizers=False` opens every connection as if `$connect` had no authorizer.
+        `meter` is told of every message in and out and of connection time, as billed."""
+        self.meter = meter
         apis = stack.websocket_apis()
         if not apis:
             raise ValueError(
@@ -386,6 +392,8 @@ class WebSocketGateway:
                 f"Message too long: {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}"
             )
         self._call(self._post(connection_id, bytes(data)))
+        if self.meter is not None:
+            self.meter.record_websocket_message("out", len(data))
 
     def get(self, connection_id: str) -> dict[str, Any]:
         """The connection's description, as GetConnection returns it."""
@@ -674,6 +682,8 @@ class WebSocketGateway:
         )
         with self._lock:
             self._connections[connection.id] = connection
+        if self.meter is not None:
+            self.meter.connection_opened(connection.id)
         watchdog = asyncio.get_running_loop().create_task(self._watch(connection))
         try:
             async for message in socket:
@@ -696,6 +706,8 @@ class WebSocketGateway:
             await socket.wait_closed()
             with self._lock:
                 self._connections.pop(connection.id, None)
+            if self.meter is not None:
+                self.meter.connection_closed(connection.id)
             await self._disconnect(connection)
 
     async def _watch(self, connection: _Connection) -> None:
@@ -713,6 +725,8 @@ class WebSocketGateway:
             await asyncio.sleep(wait)
 
     async def _message(self, connection: _Connection, body: str) -> None:
+        if self.meter is not None:
+            self.meter.record_websocket_message("in", len(body.encode()))
         route_key = select_route(self.api.route_selection_expression, body, list(self._routes))
         context = self._connection_context(connection, route_key or "$default", "MESSAGE")
         context["messageId"] = _new_id()
@@ -739,6 +753,8 @@ class WebSocketGateway:
                 await self._send_frame(connection, reply)
 
     async def _send_frame(self, connection: _Connection, text: str) -> None:
+        if self.meter is not None:  # route responses and error frames are messages too
+            self.meter.record_websocket_message("out", len(text.encode()))
         with contextlib.suppress(ConnectionClosed):  # closing already: nothing to tell
             await connection.socket.send(text)
 

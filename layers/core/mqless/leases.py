@@ -30,6 +30,7 @@ from mqless.storage.groups import Group, GroupStore
 from mqless.storage.index import SETTLED, Entry, Hold, IndexStore, Ref, Segment, new_token
 
 SCAN_SEGMENTS: Final = 4  # segments read at once from the floor
+WIDE_SCAN_SEGMENTS: Final = 8  # competing receivers choose among more, to collide less
 MAX_SCAN_PAGES: Final = 4  # pages of segments one look at a shard reads at most
 FLOOR_STEP: Final = 8  # settled segments passed before the floor is moved (one write)
 FLOOR_CACHE_MS: Final = 2_000
@@ -101,15 +102,19 @@ class Leases:
         floor = self.floor(queue, shard)
         start = floor
         for _ in range(MAX_SCAN_PAGES):
-            segments = self._index.segments(queue, shard, start, limit=SCAN_SEGMENTS)
+            scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
+            segments = self._index.segments(queue, shard, start, limit=scan)
             if not segments:
                 return []
             now = self._clock.now_ms()
             self._pass_settled(queue, shard, floor, segments)
             with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
             if with_free:
+                if not oldest_first:
+                    # competing consumers spread over the oldest segments, not all on the first
+                    random.shuffle(with_free)
                 return self._claim_from(config, with_free, want, lease_ms, oldest_first)
-            if len(segments) < SCAN_SEGMENTS:
+            if len(segments) < scan:
                 return []
             start = segments[-1].seq + 1
         return []
@@ -155,6 +160,8 @@ class Leases:
                     break
                 with self._lock:
                     self.stats.lost += 1
+                if not oldest_first:
+                    break  # a competing consumer got there: try another segment
                 fresh = self._index.segment(segment.queue, segment.shard, segment.seq)
                 if fresh is None or attempt == 1:
                     break

@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from aws_lambda_powertools import Logger
@@ -77,7 +77,8 @@ MAX_POLL_SECONDS: Final = 1.0
 SEALING_OVERHEAD: Final = 1 + 12 + 16 + 4  # version, nonce, tag, header length
 QUARANTINE: Final = "quarantine"  # a log shard the dispatch function never indexes
 COUNT_BOUND: Final = 1000  # references a count reads at most per queue
-SWEEP_SEGMENTS: Final = 64
+SWEEP_SEGMENTS: Final = 16
+_DONE: Final = 10**10  # a browse cursor's mark for a shard read to its end
 MAX_SWEEP_HEADS: Final = 100  # heads of one group the sweeper drops in a round
 
 
@@ -87,6 +88,19 @@ class SweepReport:
     dead_lettered: int = 0
     expired: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Peeked:
+    """A message as browsing sees it, where it is in its shard's order."""
+
+    place: int  # segment number, or group number in the shard's sorted groups
+    slot: int  # slot in the segment, or position in the group
+    ref: Ref
+    until: int
+    count: int
+    reason: str
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -310,82 +324,79 @@ class QueueService:
     def browse(
         self, principal: Principal, name: str, *, limit: int = 20, cursor: str | None = None
     ) -> tuple[list[BrowsedMessage], str | None]:
-        """A page of messages in index order, peeked at without leasing; and the next cursor."""
+        """A page of messages peeked at without leasing, and the next cursor: in send order
+        (the shards merged by message time; a FIFO queue group by group)."""
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
         if not 1 <= limit <= MAX_BROWSE:
             raise InvalidRequest(f"limit must be 1 to {MAX_BROWSE}")
         config = self._registry.get(name)
-        start = _decode_cursor(cursor, config)
-        found: list[tuple[tuple[int, int, int], int, int, Ref, str, str | None]] = []
-        next_cursor: str | None = None
+        starts = _decode_cursor(cursor, config)
+        candidates: list[tuple[int, _Peeked]] = []
+        for shard in range(config.shards):
+            for count, peeked in enumerate(self._peek_shard(config, shard, starts[shard])):
+                if count > limit or (config.fifo and len(candidates) > limit):
+                    break
+                candidates.append((shard, peeked))
+        if not config.fifo:
+            candidates.sort(key=lambda c: (keys.id_time_ms(c[1].ref.item), c[1].ref.item))
+        page = candidates[:limit]
+        next_cursor = None
+        if len(candidates) > limit:
+            positions = list(starts)
+            for shard, peeked in page:
+                positions[shard] = (peeked.place, peeked.slot + 1)
+            if config.fifo:  # the shards before the last one taken from are done
+                last = page[-1][0]
+                positions = [(_DONE, 0) if s < last else p for s, p in enumerate(positions)]
+            next_cursor = _encode_cursor(positions)
+        items = self._log.items((p.ref.log, p.ref.item) for _, p in page)
         now = self._clock.now_ms()
-        for position, (until, count, ref, reason, group) in self._browse_states(config, start):
-            if len(found) == limit:
-                next_cursor = _encode_cursor(position)
-                break
-            found.append((position, until, count, ref, reason, group))
-        items = self._log.items((f[3].log, f[3].item) for f in found)
         return [
-            self._browsed(
-                config, items.get((ref.log, ref.item)), ref, until, count, reason, group, now
-            )
-            for _, until, count, ref, reason, group in found
+            self._browsed(config, items.get((p.ref.log, p.ref.item)), p, now) for _, p in page
         ], next_cursor
 
-    def _browse_states(
-        self, config: QueueConfig, start: tuple[int, int, int]
-    ) -> Iterable[tuple[tuple[int, int, int], tuple[int, int, Ref, str, str | None]]]:
-        """Every unsettled message from a cursor position on: (position, state)."""
-        first_shard, first_place, first_slot = start
+    def _peek_shard(
+        self, config: QueueConfig, shard: int, start: tuple[int, int]
+    ) -> Iterable[_Peeked]:
+        """A shard's unsettled messages from a position on, in its order."""
+        first_place, first_slot = start
+        if first_place >= _DONE:
+            return
         now = self._clock.now_ms()
-        for shard in range(first_shard, config.shards):
-            if config.fifo:
-                groups = sorted(
-                    self._groups.groups(config.name, shard, consistent=True), key=lambda g: g.name
-                )
-                for number, group in enumerate(groups):
-                    if (shard, number) < (first_shard, first_place):
+        if config.fifo:
+            groups = sorted(
+                self._groups.groups(config.name, shard, consistent=True), key=lambda g: g.name
+            )
+            for number, group in enumerate(groups):
+                if number < first_place:
+                    continue
+                leased = group.leased_at(now)
+                for index, ref in enumerate(group.refs):
+                    if (number == first_place and index < first_slot) or ref.acked:
                         continue
-                    leased = group.leased_at(now)
-                    for index, ref in enumerate(group.refs):
-                        if (shard, number) == (first_shard, first_place) and index < first_slot:
-                            continue
-                        if ref.acked:
-                            continue
-                        until = group.until if leased and index < group.covered else ref.visible_at
-                        yield (
-                            (shard, number, index),
-                            (until, ref.count, ref.ref, ref.reason, group.name),
-                        )
-                continue
-            seq = first_place if shard == first_shard else self.leases.floor(config.name, shard)
-            seq = max(seq, self.leases.floor(config.name, shard))
-            while True:
-                segments = self._index.segments(config.name, shard, seq, limit=8, consistent=True)
-                for segment in segments:
-                    for entry in segment.entries:
-                        if (shard, segment.seq, entry.slot) < start or entry.settled:
-                            continue
-                        yield (
-                            (shard, segment.seq, entry.slot),
-                            (entry.until, entry.count, entry.ref, entry.reason, None),
-                        )
-                if len(segments) < 8:
-                    break
-                seq = segments[-1].seq + 1
+                    until = group.until if leased and index < group.covered else ref.visible_at
+                    yield _Peeked(number, index, ref.ref, until, ref.count, ref.reason, group.name)
+            return
+        seq = max(first_place, self.leases.floor(config.name, shard))
+        while True:
+            segments = self._index.segments(config.name, shard, seq, limit=8, consistent=True)
+            for segment in segments:
+                for entry in segment.entries:
+                    if (segment.seq, entry.slot) < start or entry.settled or entry.expired(now):
+                        continue
+                    yield _Peeked(
+                        segment.seq, entry.slot, entry.ref, entry.until, entry.count, entry.reason
+                    )
+            if len(segments) < 8:
+                return
+            seq = segments[-1].seq + 1
 
     def _browsed(
-        self,
-        config: QueueConfig,
-        item: LogItem | None,
-        ref: Ref,
-        until: int,
-        count: int,
-        reason: str,
-        group: str | None,
-        now: int,
+        self, config: QueueConfig, item: LogItem | None, peeked: _Peeked, now: int
     ) -> BrowsedMessage:
+        ref, until, count, group = peeked.ref, peeked.until, peeked.count, peeked.group
+        reason = peeked.reason
         body: str | None = None
         error: str | None = None
         headers = Headers()
@@ -459,12 +470,14 @@ class QueueService:
         if target.fifo and not item.group:
             raise InvalidRequest(f"queue {to!r} is FIFO and the message has no group")
         try:
+            if not genuine(self._dedup.mac, config.name, found.ref):
+                raise IntegrityError("a reference the broker did not put in this queue")
             self._open(item, found.ref)
         except IntegrityError as exc:
             raise Conflict(
                 f"message {message_id[:100]!r} cannot be moved: integrity: {exc.message}"
             ) from exc
-        self._refer(target, [Source(found.ref.log, found.ref.item, found.ref.slot)], item)
+        self._refer(config, found.ref, target, item)
         if not copy and not self._settle_found(config, found):
             raise MessageNotFound(f"message {message_id[:100]!r} was taken meanwhile")
         audit(
@@ -479,14 +492,12 @@ class QueueService:
     def _find(self, config: QueueConfig, message_id: str) -> _Found | None:
         item_id, slot = keys.locate(message_id)
         for shard in range(config.shards):
-            for (s, place, position), (_, count, ref, reason, group) in self._browse_states(
-                config, (shard, 0, 0)
-            ):
-                if s != shard:
-                    break
-                if ref.item == item_id and ref.slot == slot:
-                    where = group if group is not None else str(place)
-                    return _Found(ref, shard, where, position, count, reason)
+            for peeked in self._peek_shard(config, shard, (0, 0)):
+                if peeked.ref.item == item_id and peeked.ref.slot == slot:
+                    place = peeked.group if peeked.group is not None else str(peeked.place)
+                    return _Found(
+                        peeked.ref, shard, place, peeked.slot, peeked.count, peeked.reason
+                    )
         return None
 
     def _settle_found(self, config: QueueConfig, found: _Found) -> bool:
@@ -891,19 +902,21 @@ class QueueService:
 
     def _dead_letter(
         self, config: QueueConfig, taken: Taken, item: LogItem, reason: str, count: int
-    ) -> None:
-        """Refer a leased message from the queue's dead-letter queue, then settle it here.
+    ) -> bool:
+        """Refer a leased message from the queue's dead-letter queue, then settle it here;
+        False if it was not moved.
 
         Without a dead-letter queue it is kept in the queue's quarantine log (never lost,
-        never delivered)."""
-        source = Source(
-            taken.ref.log, taken.ref.item, taken.ref.slot, count, f"{config.name}\n{reason}"
-        )
+        never delivered). A reference the broker did not put here is dropped, not moved."""
+        why = f"{config.name}\n{reason}"
+        if not genuine(self._dedup.mac, config.name, taken.ref):
+            self._drop_forged(config, taken)
+            return False
         target_name = config.dead_letter_queue
         if target_name is None:
             self._log.append_references(
                 f"{keys.QUEUE_LOG}{config.name}#{QUARANTINE}",
-                [source],
+                [Source(taken.ref.log, taken.ref.item, taken.ref.slot, count, why)],
                 now_ms=self._clock.now_ms(),
                 expires_at=item.expires_at,
                 group=item.group,
@@ -915,7 +928,7 @@ class QueueService:
         else:
             # the broker acting: a declared dead-letter queue that is missing is made, uncharged
             target = self._ensure_queue(target_name, None, dead_letter=True)
-            self._refer(target, [source], item)
+            self._refer(config, taken.ref, target, item, count=count, reason=why)
             metrics.count("DeadLettered", queue=config.name)
             logger.warning(
                 "message dead-lettered",
@@ -927,14 +940,45 @@ class QueueService:
                 },
             )
         self.leases.set_until(config, [taken.lease], SETTLED)
+        return True
 
-    def _refer(self, target: QueueConfig, sources: Sequence[Source], item: LogItem) -> None:
-        """Write a reference item into `target`'s log: its stream record indexes them there,
-        each carrying the MAC it will hold in `target`'s index (`refs.py`). They live the
-        shorter of the body's own lifetime and `target`'s retention."""
+    def _drop_forged(self, config: QueueConfig, taken: Taken) -> None:
+        """Settle a reference the broker did not put in `config`'s index: never delivered,
+        dead-lettered, redriven or moved (each of those would make it genuine elsewhere)."""
+        logger.error(
+            "a reference the broker did not put in this queue; dropped",
+            extra={"queue": config.name, "message_id": taken.ref.message_id},
+        )
+        self.leases.set_until(config, [taken.lease], SETTLED)
+
+    def _refer(
+        self,
+        source: QueueConfig,
+        ref: Ref,
+        target: QueueConfig,
+        item: LogItem,
+        *,
+        count: int = 0,
+        reason: str = "",
+    ) -> None:
+        """Write a reference item into `target`'s log: its stream record indexes the body
+        there, with the MAC it will hold in `target`'s index (`refs.py`). It lives the shorter
+        of the body's own lifetime and `target`'s retention.
+
+        Every move (dead letter, redrive, move, copy) comes through here, so this is where a
+        reference the broker did not put in `source` is stopped: signing it for `target`
+        would make a forged pointer genuine."""
+        if not genuine(self._dedup.mac, source.name, ref):
+            raise IntegrityError(f"a reference the broker did not put in {source.name!r}")
         sources = [
-            replace(s, mac=ref_mac(self._dedup.mac, target.name, Ref(s.log, s.item, s.slot)))
-            for s in sources
+            Source(
+                ref.log,
+                ref.item,
+                ref.slot,
+                count,
+                reason,
+                ref_mac(self._dedup.mac, target.name, Ref(ref.log, ref.item, ref.slot)),
+            )
         ]
         group = item.group if target.fifo else None
         shard = (
@@ -1039,6 +1083,16 @@ class QueueService:
             problem = f"{principal.id!r} may not send {target.name!r}"
         elif target.fifo and not item.group:
             problem = f"queue {target.name!r} is FIFO and the message has no group"
+        elif not genuine(self._dedup.mac, config.name, taken.ref):
+            self._drop_forged(config, taken)
+            result.failed.append(
+                EntryFailure(
+                    id=taken.ref.message_id,
+                    error="redrive_failed",
+                    message="integrity: a reference the broker did not put in this queue (dropped)",
+                )
+            )
+            return
         else:
             try:
                 self._open(item, taken.ref)
@@ -1050,7 +1104,7 @@ class QueueService:
             )
             self._hand_back(config, [taken])
             return
-        self._refer(target, [Source(taken.ref.log, taken.ref.item, taken.ref.slot)], item)
+        self._refer(config, taken.ref, target, item)
         self.leases.set_until(config, [taken.lease], SETTLED)
         result.moved += 1
 
@@ -1172,10 +1226,8 @@ class QueueService:
             if item is None:
                 self.leases.set_until(config, [t.lease], SETTLED)
                 continue
-            self._dead_letter(
-                config, t, item, f"max_receive_count exceeded ({limit} deliveries)", t.count - 1
-            )
-            moved += 1
+            reason = f"max_receive_count exceeded ({limit} deliveries)"
+            moved += self._dead_letter(config, t, item, reason, t.count - 1)
         return moved
 
     def _sweep_groups(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
@@ -1206,8 +1258,8 @@ class QueueService:
                         self.leases.set_until(config, [taken.lease], SETTLED)
                     else:
                         reason = f"max_receive_count exceeded ({limit} deliveries)"
-                        self._dead_letter(config, taken, item, reason, taken.count - 1)
-                        report.dead_lettered += 1
+                        moved = self._dead_letter(config, taken, item, reason, taken.count - 1)
+                        report.dead_lettered += moved
                 found = self._groups.group(config.name, shard, group.name)
                 if found is None:
                     break
@@ -1373,17 +1425,17 @@ def _reason(text: str) -> tuple[str | None, str | None]:
     return source or None, why or None
 
 
-def _encode_cursor(position: tuple[int, int, int]) -> str:
-    """A browse position (shard, segment or group, slot) as an opaque string."""
-    raw = json.dumps(list(position), separators=(",", ":")).encode()
+def _encode_cursor(positions: Sequence[tuple[int, int]]) -> str:
+    """Where a browse goes on, per shard (segment or group, slot), as an opaque string."""
+    raw = json.dumps([list(p) for p in positions], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None, config: QueueConfig) -> tuple[int, int, int]:
-    """A cursor this API gave out for this queue, or InvalidRequest."""
+def _decode_cursor(cursor: str | None, config: QueueConfig) -> list[tuple[int, int]]:
+    """A cursor this API gave out for this queue (one position per shard), or InvalidRequest."""
     if cursor is None:
-        return (0, 0, 0)
-    if len(cursor) > 200:
+        return [(0, 0)] * config.shards
+    if len(cursor) > 2048:
         raise InvalidRequest("malformed cursor")
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
@@ -1391,14 +1443,16 @@ def _decode_cursor(cursor: str | None, config: QueueConfig) -> tuple[int, int, i
         raise InvalidRequest("malformed cursor") from exc
     if (
         not isinstance(value, list)
-        or len(value) != 3
+        or len(value) != config.shards
         or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**10 for v in value
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _DONE for v in p)
+            for p in value
         )
-        or value[0] >= config.shards
     ):
         raise InvalidRequest("malformed cursor")
-    return value[0], value[1], value[2]
+    return [(p[0], p[1]) for p in value]
 
 
 def _stale(receipt: str) -> EntryFailure:

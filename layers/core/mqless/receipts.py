@@ -83,7 +83,7 @@ def decode_receipt(text: str, *, queue: str, sign: Signer) -> Lease:
     kind, owner, shard, place, position, token, mac = parts
     fields = _SEP.join(parts[:6])
     expected = base64.urlsafe_b64encode(sign(fields.encode())[:MAC_BYTES]).rstrip(b"=").decode()
-    if not hmac.compare_digest(expected, mac):
+    if not mac.isascii() or not hmac.compare_digest(expected.encode(), mac.encode()):
         raise InvalidRequest("malformed receipt: not one this broker gave out")
     if owner != queue:
         raise InvalidRequest(f"receipt belongs to queue {owner!r}, not {queue!r}")

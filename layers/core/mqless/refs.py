@@ -38,4 +38,8 @@ def signed(mac: Mac, queue: str, ref: Ref) -> Ref:
 
 def genuine(mac: Mac, queue: str, ref: Ref) -> bool:
     """Whether `ref` was put in `queue`'s index by the broker."""
-    return bool(ref.mac) and hmac.compare_digest(ref.mac, ref_mac(mac, queue, ref))
+    return (
+        bool(ref.mac)
+        and ref.mac.isascii()
+        and hmac.compare_digest(ref.mac.encode(), ref_mac(mac, queue, ref).encode())
+    )

@@ -1104,7 +1104,52 @@
     if (!url.value) url.value = storage.get(WS_URL_KEY) || config.websocket_url || "";
   }
 
+  // ---- the live bill: mqless dev serves GET /_local/bill; a deployed API answers 404 ----------
+
+  const BILL_MS = 5000;
+
+  function dollars(value, digits) {
+    return value === null || value === undefined ? "–" : `$${value.toFixed(digits)}`;
+  }
+
+  function number(value, digits) {
+    return value === null || value === undefined ? "–" : value.toFixed(digits);
+  }
+
+  async function pollBill() {
+    let bill;
+    try {
+      // not through api(): no token needed, and it must never ask for one
+      const response = await fetch(new URL("_local/bill", API_ROOT), {
+        headers: { accept: "application/json" },
+      });
+      if (!response.ok) return; // deployed: no such route; the panel stays hidden for good
+      bill = await response.json();
+    } catch {
+      return; // unreachable or not JSON: not mqless dev
+    }
+    const total = bill.since_start;
+    const shown = {
+      sent: String(Math.round(total.messages.sent)),
+      per_million: dollars(total.per_million_messages, 2),
+      sqs: dollars(total.sqs_per_million_messages, 2),
+      wru: number(total.dynamodb.write_units_per_message, 1),
+      rru: number(total.dynamodb.read_units_per_message, 1),
+      failed: String(total.dynamodb.failed_conditions),
+      dollars: dollars(total.dollars, 6),
+    };
+    for (const [key, text] of Object.entries(shown)) setText($(`[data-bill="${key}"]`), text);
+    setText(
+      $("#bill-note"),
+      `Since mqless dev started, at ${bill.region} list prices (${bill.prices_as_of}); ` +
+        "Lambda from local durations. The console prints a line for each active minute.",
+    );
+    $("#bill").hidden = false;
+    setTimeout(pollBill, BILL_MS);
+  }
+
   // the configuration says whether to sign in first: route only once it is known
+  pollBill();
   loadConfig().then(() => {
     window.addEventListener("hashchange", () => route(false));
     route(true);

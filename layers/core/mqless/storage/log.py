@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from mqless.dynamo import Item, from_wire, to_wire, translated_errors
 from mqless.errors import IntegrityError
+from mqless.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 MAX_ITEM_BYTES: Final = 390 * 1024  # DynamoDB's 400 KB item limit, with room for names
 ITEM_OVERHEAD: Final = 160  # keys, names and numbers of a log item (a bound)
 BODY_OVERHEAD: Final = 12  # per body in an item: list entry, visible_at (a bound)
+KEY_SECONDS: Final = MAX_RETENTION_SECONDS + 2 * 24 * 60 * 60
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,14 @@ class LogStore:
             self._db.put_item(
                 TableName=self._table,
                 Item=to_wire(
-                    {"pk": keys.data_key_partition(destination), "sk": name[1], "k": encrypted_key}
+                    {
+                        "pk": keys.data_key_partition(destination),
+                        "sk": name[1],
+                        "k": encrypted_key,
+                        # a key seals for minutes; what it sealed lives at most the longest
+                        # retention: then the key item goes too (DynamoDB's TTL, for free)
+                        "x": int(time.time()) + KEY_SECONDS,
+                    }
                 ),
             )
         with self._lock:
@@ -191,6 +201,8 @@ class LogStore:
         if "Item" not in found:
             raise IntegrityError(f"data key {name} of {destination!r} is missing")
         blob = bytes(from_wire(found["Item"])["k"])
+        if key_id(blob) != name:
+            raise IntegrityError(f"data key {name} of {destination!r} is not the one named")
         with self._lock:
             self._keys_read[cache_key] = blob
         return blob
@@ -223,7 +235,14 @@ class LogStore:
             for f in item.get("f") or []
             if len(f) >= 6
         )
-        encrypted_key = self.encrypted_key(destination, str(item["k"])) if "k" in item else b""
+        encrypted_key = b""
+        if "k" in item:
+            try:
+                encrypted_key = self.encrypted_key(destination, str(item["k"]))
+            except IntegrityError:
+                # its bodies fail authentication one by one (no key opens them), and the
+                # items read with it are not held back
+                encrypted_key = b""
         return LogItem(
             partition=partition,
             item=str(item["sk"]),
