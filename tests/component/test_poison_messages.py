@@ -309,6 +309,27 @@ def test_a_message_a_stomp_1_0_consumer_cannot_carry_is_dead_lettered_alone(
     assert api.get("/queues/orders").json["counts"]["in_flight"] == 2
 
 
+def test_a_cumulative_ack_past_a_message_set_aside_settles_its_neighbours_and_only_them(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given a STOMP 1.0 client-mode consumer that was pushed the two messages around one it
+    # cannot carry (that one went to the dead-letter queue)
+    first = sent(api, "orders", "first")
+    odd = sent(api, "orders", "odd", attributes={"note": "line one\nline two"})
+    last = sent(api, "orders", "last")
+    stomp("old", "1.0")
+    say("old", "SUBSCRIBE", [("destination", "/queue/orders"), ("ack", "client")])
+    assert [m.header("message-id") for m in got(pusher, "old", "MESSAGE")] == [first, last]
+    # When it acks the last one by its id (STOMP 1.0: cumulative, every earlier one too)
+    say("old", "ACK", [("message-id", last), ("receipt", "acked")])
+    # Then both are settled with no error (the one set aside was never its to ack), and the
+    # dead letter stays where it is
+    assert got(pusher, "old", "ERROR") == []
+    assert [r.header("receipt-id") for r in got(pusher, "old", "RECEIPT")] == ["acked"]
+    assert api.get("/queues/orders").json["counts"]["in_flight"] == 0
+    assert [d["message_id"] for d in dead_letters(api, "orders.dlq")] == [odd]
+
+
 def test_when_setting_a_message_aside_fails_its_neighbours_still_go_out(
     api: HttpApi, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
 ) -> None:

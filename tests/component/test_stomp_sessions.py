@@ -293,7 +293,7 @@ def test_an_ack_for_a_message_no_longer_held_is_an_error_that_keeps_the_session(
     _session("c1")
     _sub("c1", "/queue/q", ack="client-individual")
 
-    _say("c1", "ACK", id="5.00000000:0")
+    _say("c1", "ACK", id="5.0.00000000:0")
     _say("c1", "SEND", "after", destination="/queue/q", receipt="alive")
 
     [error] = _got(pusher, "c1", "ERROR")

@@ -652,7 +652,7 @@ _json_values = st.recursive(
 _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "destination": st.sampled_from(["/queue/q", "/topic/a.*", "/queue/", "q"])
     | st.text(max_size=9),
-    "id": st.sampled_from(["s1", "0.0123abcd:s1", "t:s1", ""]) | st.text(max_size=210),
+    "id": st.sampled_from(["s1", "0.0.0123abcd:s1", "t:s1", ""]) | st.text(max_size=210),
     "ack": st.sampled_from(["auto", "client", "client-individual", "never", ""]),
     "prefetch": st.integers(-2, 1002) | st.sampled_from([1.0, 1.5, "10", True, 10**30]),
     "durable": st.none() | st.text(max_size=10),
@@ -846,9 +846,10 @@ def test_a_json_error_message_does_not_echo_the_whole_frame_regression(
 _ack_ids = st.one_of(
     any_text,
     st.builds(
-        lambda slot, dot, gen, colon, sub: f"{slot}{dot}{gen}{colon}{sub}",
+        lambda seq, dot, position, gen, colon, sub: f"{seq}{dot}{position}.{gen}{colon}{sub}",
         digits,
         st.sampled_from([".", "", ".."]),
+        digits,
         st.one_of(st.from_regex(r"[0-9a-f]{8}", fullmatch=True), st.text(max_size=9)),
         st.sampled_from([":", "", "::"]),
         st.one_of(st.text(max_size=10), st.just("s1"), st.text(min_size=120, max_size=140)),
@@ -859,35 +860,38 @@ _ack_ids = st.one_of(
 
 @MANY
 @given(text=_ack_ids)
-@example(text="\u00b2.0123abcd:s1")
+@example(text="\u00b2.0.0123abcd:s1")
 def test_an_ack_id_is_one_the_server_gives_out_or_an_invalid_request(text: str) -> None:
     # Given any string a client sends as an ack id (JSON ack/nack `id`, STOMP 1.2 `id`)
     result = _outcome(lambda: parse_ack_id(text))
-    # Then it names a subscription and, for a queue message, a slot and an 8-hex generation
+    # Then it names a subscription and, for a queue message, a delivery record, a position
+    # in it and an 8-hex generation
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
         return
     assert isinstance(result, AckId)
     assert 1 <= len(result.subscription) <= MAX_CLIENT_ID  # it becomes part of a key
-    if result.slot is None:
+    if result.seq is None:
         assert text == f"t:{result.subscription}"
     else:
-        assert 0 <= result.slot <= 9999
+        assert 0 <= result.seq <= 9_999_999_999 and 0 <= result.position <= 9999
         assert re.fullmatch(r"[0-9a-f]{8}", result.gen)
         assert parse_ack_id(str(result)) == result
 
 
-@pytest.mark.parametrize("text", ["².0123abcd:s1", "1²³.0123abcd:s1", "⁴.0123abcd:t"])
-def test_an_ack_id_whose_slot_has_a_superscript_digit_is_an_invalid_request_regression(
+@pytest.mark.parametrize(
+    "text", ["².0.0123abcd:s1", "1²³.0.0123abcd:s1", "⁴.0.0123abcd:t", "0.².0123abcd:s1"]
+)
+def test_an_ack_id_whose_number_has_a_superscript_digit_is_an_invalid_request_regression(
     text: str,
 ) -> None:
-    # Reproduction: parse_ack_id("².0123abcd:s1") raised ValueError (isdigit, then int);
-    # through Sessions.settle it escaped handle_text and StompSession alike.
+    # Reproduction: parse_ack_id("².0123abcd:s1") (the slot format then) raised ValueError
+    # (isdigit, then int); through Sessions.settle it escaped handle_text and StompSession.
     with pytest.raises(InvalidRequest, match="not an ack id"):
         parse_ack_id(text)
 
 
-@pytest.mark.parametrize("head", ["t", "1.0123abcd"])
+@pytest.mark.parametrize("head", ["t", "1.0.0123abcd"])
 def test_an_ack_id_naming_a_subscription_over_the_id_limit_is_an_invalid_request(
     head: str,
 ) -> None:

@@ -17,7 +17,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from aws_lambda_powertools import Logger
 
@@ -1332,6 +1332,49 @@ class QueueService:
         existing = self._registry.find(dlq)
         if existing is not None and existing.fifo != config.fifo:
             raise Conflict(f"queue {dlq!r} cannot be the dead-letter queue of {config.name!r}")
+
+    # ---- push consumers (consumers.py) ---------------------------------------------------
+
+    def lease_of(self, queue: str, receipt: str) -> Lease:
+        """The lease a receipt of `queue` names (push consumers keep leases, a fifth of a
+        receipt's size); InvalidRequest unless this broker gave it out."""
+        return decode_receipt(receipt, queue=queue, sign=self._dedup.sign)
+
+    def settle_leases(
+        self,
+        principal: Principal,
+        queue: str,
+        leases: Sequence[Lease],
+        *,
+        outcome: Literal["ack", "nack", "hand_back"],
+        delay_seconds: int = 0,
+    ) -> list[bool]:
+        """Ack, nack (now or after `delay_seconds`) or hand back (uncounted: they reached no
+        one) any number of leases of `queue`, one write per segment or FIFO group they are in:
+        a push consumer's cumulative ack settles up to its prefetch at once, where `ack` takes
+        10 receipts. Per lease, whether it was still current (a stale one changes nothing)."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.RECEIVE, queue)
+        if not 0 <= delay_seconds <= models.MAX_VISIBILITY_SECONDS:
+            raise InvalidRequest(f"delay_seconds must be 0 to {models.MAX_VISIBILITY_SECONDS}")
+        config = self._registry.get(queue)
+        valid = [
+            lease.queue == queue
+            and lease.shard < config.shards
+            and (lease.kind == "g") == config.fifo
+            for lease in leases
+        ]
+        ours = [lease for lease, ok in zip(leases, valid, strict=True) if ok]
+        if outcome == "hand_back":
+            self.leases.hand_back(config, ours)
+            return valid
+        until = SETTLED if outcome == "ack" else self._clock.now_ms() + delay_seconds * 1000
+        outcomes = iter(self.leases.set_until(config, ours, until, release=outcome == "nack"))
+        done = [next(outcomes) if ok else False for ok in valid]
+        if any(done):
+            name = "Acked" if outcome == "ack" else "Nacked"
+            metrics.count(name, queue=queue, value=sum(done))
+        return done
 
 
 def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) -> list[list[int]]:

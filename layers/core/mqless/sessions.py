@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger
@@ -301,6 +302,8 @@ class Sessions:
                     message_id=settle.message_id,
                     nack=settle.nack,
                     delay_seconds=settle.delay_seconds,
+                    # the credit a nack frees pulls the next message, not the refused one
+                    before_release=partial(self.try_pump, consumer.queue),
                 )
             except NotInFlight:
                 if len(candidates) == 1:
