@@ -513,7 +513,9 @@ def test_the_redrive_panel_is_shown_on_dead_letter_queues_only(
         assert client.put(f"/queues/{name}-other", json=other).status_code == 201
         client.post(f"/queues/{name}/messages", json={"body": "poison"}).raise_for_status()
         # (a sent message is receivable once the stream has indexed it: wait for it)
-        first = client.post(f"/queues/{name}/receive", json={"visibility_timeout": 0, "wait_seconds": 5})
+        first = client.post(
+            f"/queues/{name}/receive", json={"visibility_timeout": 0, "wait_seconds": 5}
+        )
         assert len(first.raise_for_status().json()["messages"]) == 1
         # over its limit at the next receive: dead-lettered to <name>.dlq
         client.post(f"/queues/{name}/receive", json={}).raise_for_status()

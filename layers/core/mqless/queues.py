@@ -169,6 +169,13 @@ class QueueService:
                 audit("queue.create", principal.id, name, settings=settings.model_dump())
                 return created, True
             existing = self._registry.get(name)
+        if settings.shards is None:  # a replace that does not name shards keeps them
+            config = config.model_copy(update={"shards": existing.shards})
+        if existing.fifo and config.shards != existing.shards:
+            raise Conflict(
+                f"FIFO queue {name!r} has {existing.shards} shards, fixed when it was made: a "
+                "group's messages stay in the shard its name hashes to"
+            )
         if config.shards < existing.shards:
             raise Conflict(
                 f"queue {name!r} has {existing.shards} shards; shards can grow, never shrink "

@@ -253,6 +253,7 @@ class QueueView(BaseModel):
     dead_letter_queue: str | None
     retention_seconds: int
     delay_seconds: int
+    shards: int = Field(description="Partitions the queue's messages are spread over.")
     created_at: int
     updated_at: int
     created_by: str | None = Field(
