@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from conftest_http import HttpApi
 
+from mqless import queues
+from mqless.models import NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
 from mqless_cli.template import Stack
+from tests.component.conftest import RawItems
 
 
 @pytest.fixture
@@ -92,3 +97,20 @@ def test_a_fifo_queues_shards_are_fixed_so_a_group_stays_in_order(api: HttpApi) 
     api.post("/queues/pay.fifo/ack", {"receipts": [first["receipt"]]})
     [second] = api.post("/queues/pay.fifo/receive", {"max_messages": 10}).json["messages"]
     assert second["body"] == "second"
+
+
+def test_a_warm_producer_spreads_over_the_new_shards_once_its_queue_grows(
+    broker: QueueService, raw_items: RawItems, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a producer (one warm function instance) that has sent to a one-shard queue
+    broker.put_queue(ANONYMOUS, "widening", QueueSettings(shards=1))
+    broker.send(ANONYMOUS, "widening", NewMessage(body=b"before"))
+    monkeypatch.setattr(queues.random, "randrange", lambda n: n - 1)  # the draw: the last
+
+    # When the queue grows to 64 shards and the same producer sends again
+    broker.put_queue(ANONYMOUS, "widening", QueueSettings(shards=64))
+    broker.send(ANONYMOUS, "widening", NewMessage(body=b"after"))
+
+    # Then its new message went to a shard drawn among the 64, not the one it had
+    logs = {str(item["pk"]) for item in raw_items("widening") if str(item["pk"]).startswith("L#")}
+    assert logs == {"L#widening#0", "L#widening#63"}

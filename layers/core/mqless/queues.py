@@ -145,7 +145,7 @@ class QueueService:
         self._policy: Policy = policy or AllowAll()
         self._quotas = quotas or Quotas(self._policy)
         self.leases = Leases(index, groups, clock)
-        self._send_shards: dict[str, int] = {}
+        self._send_shards: dict[str, tuple[int, int]] = {}  # queue: (its shards, ours)
 
     # ---- queue admin ------------------------------------------------------------------
 
@@ -627,10 +627,12 @@ class QueueService:
     def _send_shard(self, config: QueueConfig) -> int:
         """The log shard this process sends a queue's messages to: always the same one, so one
         producer's messages are delivered in the order it sent them; several producers (each
-        Lambda instance is one) spread a busy queue over every shard."""
-        shard = self._send_shards.get(config.name)
-        if shard is None or shard >= config.shards:
-            shard = self._send_shards[config.name] = random.randrange(config.shards)
+        Lambda instance is one) spread a busy queue over every shard. When the queue grows,
+        the process draws again, so warm instances spread over the new shards too."""
+        shards, shard = self._send_shards.get(config.name, (0, 0))
+        if shards != config.shards:
+            shard = random.randrange(config.shards)
+            self._send_shards[config.name] = (config.shards, shard)
         return shard
 
     def _deduplicate(
