@@ -110,7 +110,7 @@ class QueueSettings(BaseModel):
             ge=1,
             le=MAX_SHARDS,
             description="Partitions the queue's messages are spread over (default 4; each "
-            "takes about 400 messages/s sent one per request, 1,500 in batches of 10). A "
+            "takes about 400 messages/s sent one per request, up to 1,500 in batches of 10). A "
             "standard queue's can grow, never shrink; a FIFO queue's are fixed when it is made.",
         ),
     ] = None

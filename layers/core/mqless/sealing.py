@@ -9,9 +9,10 @@ A sealed block is bound to the destination that *holds* the item (`Holder`: the 
 whose partition it is in, or the topic it was published to) and to the message id: that
 pair is the AES-GCM associated data, and the holder names the data key's KMS context. A
 reader opens an item with the holder it read it from, never with a field of the item, so
-an item copied into another queue's partition does not open there. Every legitimate move
-(dead letter, redrive, move or copy, fan-out into a subscription's queue) seals the message
-again for its new holder, with cached keys: no KMS call per message.
+an item copied into another log does not open there. A body never moves (storage engine
+v2): a dead letter, redrive, move, copy or fan-out into a subscription's queue appends a
+reference to it, which carries a MAC (`refs.py`), and the body is opened with the holder of
+the log it is in.
 
 What stays in the clear is what the broker must read without opening anything: keys and
 ids (destination names, message id, FIFO group id and sequence), timestamps and counters
