@@ -44,6 +44,7 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "cli")]
 
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
+from mqless.models import DEFAULT_SHARDS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
 from mqless_cli.billing.meter import ceiling_per_second  # noqa: E402
 from mqless_cli.billing.prices import PRICES_AS_OF, REGION  # noqa: E402
@@ -53,6 +54,9 @@ from mqless_cli.local.runtime import DevRuntime  # noqa: E402
 from mqless_cli.local.streams import lambda_record, record_filter  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "20"))
+# new messages in each stream batch the dispatch function is handed: 1 is a trickle (each
+# message indexed on its own), 16 a busy queue (Lambda polls a shard about 4 times a second)
+STREAM_RECORDS = int(os.environ.get("BENCH_STREAM_RECORDS", "16"))
 KIB = 1024
 MAX_BODY = 256 * KIB  # the send limit counts body and attributes; these messages have none
 SIZES = [
@@ -272,10 +276,12 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
     if path in ("standard", "fifo"):
         destination = f"/queues/{name}"
 
-        def step(entries: list[dict[str, Any]]) -> None:
-            send(destination, entries)
+        def step(requests: list[list[dict[str, Any]]]) -> None:
+            for entries in requests:
+                send(destination, entries)
             stack.stream.drain()
-            consume(name, len(entries))
+            for entries in requests:
+                consume(name, len(entries))
 
         return _run(stack, path, size, batch, new_messages, step)
 
@@ -287,11 +293,13 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
             stack.api("PUT", f"/queues/{queue}", {})
             stack.api("PUT", f"/topics/{topic}/subscriptions/{queue}", {"queue": queue})
 
-        def publish(entries: list[dict[str, Any]]) -> None:
-            send(f"/topics/{topic}", entries)
-            stack.stream.drain()  # fan-out into each subscription's queue
+        def publish(requests: list[list[dict[str, Any]]]) -> None:
+            for entries in requests:
+                send(f"/topics/{topic}", entries)
+            stack.stream.drain()  # indexed into each subscription's queue
             for queue in queues:
-                consume(queue, len(entries))
+                for entries in requests:
+                    consume(queue, len(entries))
 
         return _run(stack, path, size, batch, new_messages, publish)
 
@@ -301,10 +309,11 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
     consumer = StompConsumer(stack, name, ack)
     try:
 
-        def push(entries: list[dict[str, Any]]) -> None:
-            send(f"/queues/{name}", entries)
+        def push(requests: list[list[dict[str, Any]]]) -> None:
+            for entries in requests:
+                send(f"/queues/{name}", entries)
             stack.stream.drain()  # dispatch pumps the queue: pushes over @connections
-            consumer.take(len(entries))
+            consumer.take(sum(len(entries) for entries in requests))
 
         return _run(stack, path, size, batch, new_messages, push)
     finally:
@@ -317,14 +326,23 @@ def _run(
     size: int,
     batch: int,
     new_messages: Callable[[int], list[dict[str, Any]]],
-    step: Callable[[list[dict[str, Any]]], None],
+    step: Callable[[list[list[dict[str, Any]]]], None],
 ) -> Cell:
-    step(new_messages(batch))  # warm: queue made, data key cached, functions loaded
+    """Send `count` messages in requests of `batch`; the dispatch function gets a stream batch
+    of STREAM_RECORDS new messages at a time (what Lambda gathers from a busy queue), then
+    the consumers take them."""
+    requests_per_drain = max(1, STREAM_RECORDS // batch)
+    step([new_messages(batch)])  # warm: queue made, data key cached, functions loaded
     wanted = max(10, N // 2) if path in ("fifo", "topic, 5 subs") else N
     count = max(batch, wanted // batch * batch)
     before = stack.meter.usage()
-    for _ in range(count // batch):
-        step(new_messages(batch))
+    sent = 0
+    while sent < count:
+        requests = [
+            new_messages(batch) for _ in range(min(requests_per_drain, (count - sent) // batch))
+        ]
+        step(requests)
+        sent += batch * len(requests)
     return Cell(path, size, batch, count, stack.meter.usage() - before)
 
 
@@ -351,19 +369,23 @@ class StompConsumer:
         )
 
     def take(self, count: int) -> None:
-        """Receive `count` messages and acknowledge them as the ack mode says."""
-        acks: list[str] = []
-        while len(acks) < count:
+        """Receive `count` messages, acknowledging each push as it arrives as the ack mode says
+        (a `client` consumer acks a push's last message, which covers the push): with a
+        prefetch of 10, more than 10 waiting messages arrive only as earlier ones are acked."""
+        taken = 0
+        while taken < count:
+            acks = []
             for command, headers in self._read():
                 if command == "ERROR":
                     raise RuntimeError(f"STOMP ERROR: {headers}")
                 if command == "MESSAGE":
                     acks.append(headers.get("ack", ""))
-        if self._ack == "client-individual":
-            for ack_id in acks:
-                self._send(f"ACK\nid:{ack_id}\n\n\x00")
-        elif self._ack == "client":
-            self._send(f"ACK\nid:{acks[-1]}\n\n\x00")  # cumulative: everything up to it
+            taken += len(acks)
+            if acks and self._ack == "client-individual":
+                for ack_id in acks:
+                    self._send(f"ACK\nid:{ack_id}\n\n\x00")
+            elif acks and self._ack == "client":
+                self._send(f"ACK\nid:{acks[-1]}\n\n\x00")  # cumulative: the whole push
 
     def close(self) -> None:
         self._socket.close()
@@ -394,28 +416,29 @@ class StompConsumer:
 
 
 def stored_overhead(stack: Stack, size: int = 1024) -> dict[str, Any]:
-    """Bytes a stored standard message takes beyond its body: its item as DynamoDB sizes it
-    (envelope, keys, attributes), and its index entry."""
-    from mqless_cli.billing.dynamodb import TableSchema, item_size
+    """Bytes a stored standard message takes beyond its body and attributes: its log item as
+    DynamoDB sizes it (keys, envelope, names), and its share of the index segment that
+    references it (a segment holds up to 12)."""
+    from mqless_cli.billing.dynamodb import item_size
 
     queue = "b-stored"
     stack.api("POST", f"/queues/{queue}/messages", {"body": body_of(0, size)})
+    stack.stream.drain()
     dynamodb = LocalCloud.client("dynamodb")
     table = os.environ["MESSAGES_TABLE"]
-    items = dynamodb.query(
-        TableName=table,
-        KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues={":p": {"S": f"Q#{queue}"}},
-    )["Items"]
-    [message] = [i for i in items if i["sk"]["S"].startswith("M#")]
-    schema = TableSchema.from_description(dynamodb.describe_table(TableName=table)["Table"])
-    entries = [index.entry(message, schema.keys) for index in schema.indexes]
-    stack.stream.drain()
+    found = [
+        i
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table)
+        for i in page["Items"]
+    ]
+    [logged] = [i for i in found if i["pk"]["S"].startswith(f"L#{queue}#")]
+    [segment] = [i for i in found if i["pk"]["S"].startswith(f"I#{queue}#") and "r" in i]
+    per_entry = item_size(segment) - item_size({"pk": segment["pk"], "sk": segment["sk"]})
     return {
         "body": size,
-        "item_bytes": item_size(message),
-        "bytes_beyond_body": item_size(message) - size,
-        "index_entry_bytes": sum(item_size(e) for e in entries if e),
+        "item_bytes": item_size(logged),
+        "bytes_beyond_body": item_size(logged) - size,
+        "index_entry_bytes": per_entry // max(1, len(segment["r"]["L"])),
     }
 
 
@@ -539,9 +562,14 @@ def issue_13_figures(
             str(b // KIB): wru(find("standard", b, 1)) for b in SIZES if b >= KIB
         },
         "bytes_stored_beyond_body": stored.get("bytes_beyond_body"),
+        "bytes_stored_in_the_index": stored.get("index_entry_bytes"),
         "fifo_x1_wru": wru(find("fifo", 512, 1)),
         "fifo_x10_wru": wru(find("fifo", 512, 10)),
-        "ceiling_standard_1KB_msg_s": find("standard", KIB, 1).get("ceiling_messages_per_second"),
+        # one producer's messages share one shard (its order kept); many producers (Lambda
+        # instances) spread a busy queue over every shard, each its own partition keys
+        "ceiling_standard_1KB_msg_s": _times(
+            find("standard", KIB, 1).get("ceiling_messages_per_second"), DEFAULT_SHARDS
+        ),
         "ceiling_fifo_1KB_msg_s": find("fifo", KIB, 1).get("ceiling_messages_per_second"),
         "competing_consumers_failed_per_lease": contended.get("failed_per_successful_lease"),
         "all_in_512B_http_x10": find("standard", 512, 10).get("dollars_per_million"),
@@ -556,6 +584,10 @@ def issue_13_figures(
     return figures
 
 
+def _times(value: Any, factor: int) -> Any:
+    return None if value is None else value * factor
+
+
 def show_figures(figures: dict[str, Any]) -> list[str]:
     def f(value: Any, digits: int = 1) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
@@ -565,14 +597,16 @@ def show_figures(figures: dict[str, Any]) -> list[str]:
         "Issue 13's figures, today (write units per acked message, table + index):",
         f"  standard 512 B: {f(figures['standard_512B_x1_wru'])} one per request, "
         f"{f(figures['standard_512B_x10_wru'])} in batches of 10; by body: {by_kb}",
-        f"  bytes stored per message beyond its body: {f(figures['bytes_stored_beyond_body'], 0)}",
+        f"  bytes stored per message beyond its body: {f(figures['bytes_stored_beyond_body'], 0)}"
+        f" in its log item, {f(figures['bytes_stored_in_the_index'], 0)} in the index",
         f"  topic, batches of 10, per subscriber: "
         f"{f(figures['topic_1_subs_x10_wru_per_subscriber'])} (1 sub), "
         f"{f(figures['topic_5_subs_x10_wru_per_subscriber'])} (5 subs)",
         f"  FIFO 512 B: {f(figures['fifo_x1_wru'])} one per request, "
         f"{f(figures['fifo_x10_wru'])} in batches of 10",
-        f"  one queue's ceiling (1 KB): standard {f(figures['ceiling_standard_1KB_msg_s'], 0)} "
-        f"msg/s, FIFO ({GROUPS} groups) {f(figures['ceiling_fifo_1KB_msg_s'], 0)} msg/s",
+        f"  one queue's ceiling (1 KB, one per request): standard "
+        f"{f(figures['ceiling_standard_1KB_msg_s'], 0)} msg/s ({DEFAULT_SHARDS} shards), "
+        f"FIFO ({GROUPS} groups) {f(figures['ceiling_fifo_1KB_msg_s'], 0)} msg/s",
         f"  {CONSUMERS} competing consumers: "
         f"{f(figures['competing_consumers_failed_per_lease'], 2)} failed conditional writes "
         "per successful lease",
@@ -609,9 +643,9 @@ def show(r: dict[str, Any]) -> str:
 LEGEND = """
 Per message sent (a topic's: per message published, every subscription's delivery
 included), billed as AWS bills, us-east-1 on-demand list prices ({asof}):
-  WRU tbl / idx  DynamoDB write units on the table / on its by_visibility index (1 per
-                 started KB of the item: a put or update the larger of before and after, a
-                 delete the deleted item; an index key change a delete and a put there)
+  WRU tbl / idx  DynamoDB write units on the table / on secondary indexes (none since
+                 storage engine v2; 1 per started KB of the item: a put or update the
+                 larger of before and after, a delete the deleted item)
   RRU            read units (4 KB, half when eventually consistent; queries bill what they
                  read before filters)   fail  conditional writes refused (billed too)
   DDB HTTP WS λ KMS   requests: DynamoDB, API Gateway HTTP, WebSocket messages (both ways,
@@ -624,10 +658,13 @@ included), billed as AWS bills, us-east-1 on-demand list prices ({asof}):
                  64 KB chunk, 10 per request in batches ($0.40/M; FIFO $0.50/M); a topic
                  publishes once to SNS ($0.50/M), delivery to each queue free
   hot WRU        write units per message on the busiest partition key (table or index);
-  msg/s          the ceiling it implies for one queue: 1,000 WCU/s and 3,000 RCU/s a key
+  msg/s          the ceiling it implies: 1,000 WCU/s and 3,000 RCU/s a key (for a standard
+                 queue, one shard's: this bench has one producer, whose messages share a
+                 shard; the queue's {shards} shards take {shards} times that from many)
   b              messages per request (1, or batches of 10)
-Dispatch runs once per client request that wrote new items (low traffic); the 256 KB rows
-use a 256 KiB body (262,144 bytes, the send limit with no attributes).
+The dispatch function is handed stream batches of {records} new messages (BENCH_STREAM_RECORDS:
+16 is a busy queue; at 1, a trickle, each message pays one more index write); the 256 KB
+rows use a 256 KiB body (262,144 bytes, the send limit with no attributes).
 """
 
 
@@ -669,14 +706,14 @@ def main() -> int:
             f"${contended['all_in_per_million']:.2f} per million all in"
         )
         say(
-            "  (moto's index is strongly consistent; DynamoDB's is eventually consistent, "
-            "so on AWS consumers see the same head entries longer and lose more races)"
+            "  (moto reads are always current; receivers read segments eventually consistent, "
+            "so on AWS they see a taken reference as free a little longer and lose more races)"
         )
     figures = issue_13_figures(rows, stored, contended)
     say()
     for line in show_figures(figures):
         say(line)
-    say(LEGEND.format(asof=PRICES_AS_OF))
+    say(LEGEND.format(asof=PRICES_AS_OF, shards=DEFAULT_SHARDS, records=STREAM_RECORDS))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -13,16 +13,20 @@ from moto import mock_aws
 
 from mqless import runtime
 from mqless.clock import ManualClock
-from mqless.dedup import DedupHasher
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.settings import Settings
-from mqless.store import MessageStore
 from mqless_cli.template import Stack, load_template, provision
+from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # before any client is made: every boto3 client indexes the log items it writes
+    INLINE_DISPATCH.install()
 
 
 @pytest.fixture
@@ -60,7 +64,9 @@ def kms(moto_aws: None) -> Any:
 @pytest.fixture
 def stack(dynamodb: Any, kms: Any) -> Stack:
     """Every table, key and alias that template.yaml declares, created in moto."""
-    return provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+    stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+    INLINE_DISPATCH.serve(Settings.from_env(stack.environment("HttpApiFunction")))
+    return stack
 
 
 @pytest.fixture
@@ -85,14 +91,14 @@ def service(
     dynamodb: Any, kms: Any, settings: Settings, cipher: EnvelopeCipher, clock: ManualClock
 ) -> QueueService:
     """The broker on a manual clock: tests move time instead of sleeping."""
-    return QueueService(
-        registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
-        store=MessageStore(dynamodb, settings.messages_table),
+    INLINE_DISPATCH.serve(settings, clock)
+    return runtime.build_queue_service(
+        settings,
+        dynamodb=dynamodb,
+        kms=kms,
         cipher=cipher,
-        dedup=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
-        ),
-        clock=clock,
+        registry=QueueRegistry(dynamodb, settings.destinations_table, clock),
+        time=clock,
     )
 
 

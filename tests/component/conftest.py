@@ -20,9 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from mqless import runtime
 from mqless.clock import ManualClock
 from mqless.consumers import QueueConsumers
-from mqless.dedup import DedupHasher
 from mqless.dynamo import Item, from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.live import LiveSubscriptions
@@ -32,8 +32,10 @@ from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless.settings import Settings
 from mqless.stomp import Frame, decode_frames
-from mqless.store import MessageStore
+from mqless.storage import keys
+from mqless.storage.log import LogStore
 from mqless_cli.template import Stack, load_template, provision
+from tests.inline_dispatch import INLINE_DISPATCH
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 FAKE_AWS_ENV = {
@@ -72,6 +74,7 @@ def shared_aws() -> Iterator[Aws]:
             kms = boto3.client("kms", region_name="us-east-1")
             stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
             settings = Settings.from_env(stack.environment("HttpApiFunction"))
+            INLINE_DISPATCH.serve(settings)
             yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)
 
 
@@ -90,57 +93,77 @@ def aws(shared_aws: Aws) -> Aws:
                         table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
                     }
                 )
+    INLINE_DISPATCH.forget()
     return shared_aws
 
 
 @pytest.fixture
 def broker(aws: Aws, clock: ManualClock) -> QueueService:
     """A QueueService over empty tables, on the manual clock (tests move time, never sleep)."""
-    return QueueService(
-        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
-        store=MessageStore(aws.dynamodb, aws.settings.messages_table),
+    INLINE_DISPATCH.serve(aws.settings, clock)
+    return runtime.build_queue_service(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
         cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
-        dedup=DedupHasher(
-            KmsKeyProvider(aws.kms, aws.settings.kms_key_id),
-            aws.dynamodb,
-            aws.settings.destinations_table,
-        ),
-        clock=clock,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        time=clock,
     )
 
 
 @pytest.fixture
 def raw_items(aws: Aws) -> RawItems:
-    """Every stored item of a queue's partition, as plain values (see store.py's layout)."""
+    """Every stored item of a queue, as plain values (docs/storage-engine.md): its log items
+    (`L#<queue>#<shard>`: the bodies), its index (`I#`: segments and cursor) and its FIFO
+    groups (`F#`, `FS#`)."""
 
     def items(queue: str) -> list[Item]:
-        pages = aws.dynamodb.get_paginator("query").paginate(
-            TableName=aws.settings.messages_table,
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues=to_wire({":p": f"Q#{queue}"}),
-            ConsistentRead=True,
+        prefixes = [f"{p}{queue}#" for p in ("L#", "I#", "F#", "FS#")]
+        pages = aws.dynamodb.get_paginator("scan").paginate(
+            TableName=aws.settings.messages_table, ConsistentRead=True
         )
-        return [from_wire(i) for page in pages for i in page["Items"]]
+        found = [from_wire(i) for page in pages for i in page["Items"]]
+        return [i for i in found if str(i["pk"]).startswith(tuple(prefixes))]
 
     return items
 
 
 @pytest.fixture
 def tamper(aws: Aws, raw_items: RawItems) -> Tamper:
-    """Flip one bit of a stored message's binary attribute (`body` or `dk`), as someone with
-    write access to the table could; returns the item as it was before."""
+    """Flip one bit of what is stored of a message, as someone with write access to the table
+    could: `body` (its sealed body in its log item) or `dk` (the KMS-encrypted data key its
+    log item names); returns the log item as it was before."""
 
     def flip(queue: str, attribute: str, *, message_id: str | None = None, at: int = -1) -> Item:
-        messages = [i for i in raw_items(queue) if str(i["sk"]).startswith("M#")]
-        item = next(i for i in messages if message_id is None or i["id"] == message_id)
-        altered = bytearray(item[attribute])
-        altered[at] ^= 0x01
+        logs = [i for i in raw_items(queue) if str(i["pk"]).startswith("L#") and "b" in i]
+        if message_id is None:
+            item, slot = logs[0], 0
+        else:
+            item_id, slot = keys.locate(message_id)
+            item = next(i for i in logs if i["sk"] == item_id)
+        if attribute == "body":
+            bodies = [bytes(b) for b in item["b"]]
+            altered = bytearray(bodies[slot])
+            altered[at] ^= 0x01
+            bodies[slot] = bytes(altered)
+            key = {"pk": item["pk"], "sk": item["sk"]}
+            name, value = "b", bodies
+        else:
+            key = {"pk": f"K#/queue/{queue}", "sk": item["k"]}
+            stored = from_wire(
+                aws.dynamodb.get_item(TableName=aws.settings.messages_table, Key=to_wire(key))[
+                    "Item"
+                ]
+            )
+            altered = bytearray(stored["k"])
+            altered[at] ^= 0x01
+            name, value = "k", bytes(altered)
         aws.dynamodb.update_item(
             TableName=aws.settings.messages_table,
-            Key=to_wire({"pk": item["pk"], "sk": item["sk"]}),
+            Key=to_wire(key),
             UpdateExpression="SET #a = :v",
-            ExpressionAttributeNames={"#a": attribute},
-            ExpressionAttributeValues=to_wire({":v": bytes(altered)}),
+            ExpressionAttributeNames={"#a": name},
+            ExpressionAttributeValues=to_wire({":v": value}),
         )
         return item
 
@@ -227,4 +250,5 @@ def sessions(
         pusher=pusher,
         cipher=cipher,
         clock=clock,
+        log=LogStore(aws.dynamodb, aws.settings.messages_table),
     )

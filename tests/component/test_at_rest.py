@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import boto3
 import pytest
 
 from mqless import runtime
 from mqless.clock import ManualClock
-from mqless.dynamo import from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
@@ -47,11 +47,25 @@ def _message(**fields: Any) -> NewMessage:
 
 
 def _dump(aws: Aws) -> str:
-    """Every item of both tables, keys and values, as someone reading a backup sees them."""
-    items = []
+    """Every item of both tables, keys and values, as someone reading a backup sees them,
+    and every image their streams carry (those hold what was written, even if it is gone)."""
+    items: list[Any] = []
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
     for table in (aws.settings.messages_table, aws.settings.destinations_table):
         for page in aws.dynamodb.get_paginator("scan").paginate(TableName=table):
             items.extend(page["Items"])
+        stream_arn = aws.dynamodb.describe_table(TableName=table)["Table"].get("LatestStreamArn")
+        if stream_arn is None:
+            continue
+        description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
+        for shard in description["Shards"]:
+            iterator: str | None = streams.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                page = streams.get_records(ShardIterator=iterator)
+                items.extend(r["dynamodb"] for r in page["Records"])
+                iterator = page.get("NextShardIterator") if page["Records"] else None
     return repr(items)
 
 
@@ -75,31 +89,45 @@ def test_stored_messages_hold_their_headers_only_as_ciphertext(
     broker: QueueService, topics: TopicService, clock: ManualClock, aws: Aws
 ) -> None:
     # Given a message with every header on a standard queue, one on a FIFO queue with a
-    # dedup id, one published to a topic and fanned out, and one dead-lettered
+    # dedup id, one published to a topic and indexed for a durable subscription, a batch of
+    # two (one log item), one dead-lettered, and one redriven and moved on from there
     broker.send(P, "orders", _message())
     broker.send(P, "jobs.fifo", _message(group_id="g", dedup_id=SECRETS["dedup id"]))
     broker.put_queue(P, "audit", QueueSettings())
     topics.subscribe(P, "shop.>", "audit", SubscriptionSettings(queue="audit"))
     topics.publish(P, "shop.paid", _message())
-    published = aws.dynamodb.query(
-        TableName=aws.settings.messages_table,
-        KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues=to_wire({":p": "T#shop.paid"}),
-    )["Items"]
-    topics.fan_out(from_wire(published[0]))
-    broker.put_queue(P, "fragile", QueueSettings(visibility_timeout=10, max_receive_count=1))
-    broker.send(P, "fragile", _message())
-    broker.receive(P, "fragile")
+    broker.send_batch(P, "batched", [("a", _message()), ("b", _message())])
+    for queue in ("fragile", "moving"):
+        broker.put_queue(P, queue, QueueSettings(visibility_timeout=10, max_receive_count=1))
+        broker.send(P, queue, _message())
+        broker.receive(P, queue)
     clock.advance(11)
     broker.sweep()
-    # When someone reads the tables as they are stored
+    broker.redrive(P, "moving.dlq")
+    [moving], _ = broker.browse(P, "moving")
+    broker.move_message(P, "moving", moving.message_id, to="archive")
+    # When someone reads the tables, and their streams, as they are stored
     dump = _dump(aws)
     # Then no body, attribute, content type, correlation id, reply-to or dedup id is there
     assert _found(dump, SECRETS) == []
-    # (and the messages are all there: in their queues, the subscription and the DLQ)
-    assert [len(broker.browse(P, q)[0]) for q in ("orders", "jobs.fifo", "audit")] == [1, 1, 1]
-    [dead], _ = broker.browse(P, "fragile.dlq")
-    assert (dead.body, dead.attributes) == (SECRETS["body"], _message().attributes)
+    # (and the messages are all there: in their queues, the subscription, the batch, the
+    # dead-letter queue and where the moved one went)
+    queues = ("orders", "jobs.fifo", "audit", "batched", "fragile.dlq", "archive")
+    browsed = {q: broker.browse(P, q)[0] for q in queues}
+    assert {q: len(found) for q, found in browsed.items()} == {
+        "orders": 1,
+        "jobs.fifo": 1,
+        "audit": 1,
+        "batched": 2,
+        "fragile.dlq": 1,
+        "archive": 1,
+    }
+    expected = (SECRETS["body"], _message().attributes, SECRETS["correlation id"])
+    assert {
+        (m.body, tuple(m.attributes.items()), m.correlation_id)
+        for found in browsed.values()
+        for m in found
+    } == {(expected[0], tuple(expected[1].items()), expected[2])}
 
 
 def test_fifo_content_dedup_stores_no_hash_of_the_body_and_still_dedups(

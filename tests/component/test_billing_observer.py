@@ -1,8 +1,9 @@
-"""The moto observer bills real requests by the items moto holds (template.yaml's tables).
+"""The moto observer bills real requests by the items moto holds.
 
-The messages table's `by_visibility` index is keyed on `vq` + `visible_at` and projects
-`receive_count` and `expires_at`: an item's index entry is its table keys, those two keys
-and those two attributes.
+Index billing is tested on a table of this module's own (the messages table has no index
+since storage engine v2): its `by_visibility` index is keyed on `vq` + `visible_at` and
+projects `receive_count` and `expires_at`, so an item's index entry is its table keys, those
+two keys and those two attributes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,36 @@ INDEX = "by_visibility"
 
 
 @pytest.fixture
-def table(aws: Aws) -> str:
-    return aws.settings.messages_table
+def table(aws: Aws) -> Iterator[str]:
+    """A table with a secondary index, made for the test and deleted after it."""
+    name = "billing-indexed"
+    aws.dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": t}
+            for n, t in (("pk", "S"), ("sk", "S"), ("vq", "S"), ("visible_at", "N"))
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": INDEX,
+                "KeySchema": [
+                    {"AttributeName": "vq", "KeyType": "HASH"},
+                    {"AttributeName": "visible_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": ["receive_count", "expires_at"],
+                },
+            }
+        ],
+    )
+    yield name
+    aws.dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture

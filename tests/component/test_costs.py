@@ -1,18 +1,30 @@
 """What each queue operation bills on AWS, metered from the requests moto serves.
 
-The meter (`mqless_cli.billing`) bills DynamoDB by item size, index writes, transactions
-and failed conditions, as AWS does (DESIGN.md §5). These are today's layout's figures;
-`make bench` prints them for every path and body size.
+The meter (`mqless_cli.billing`) bills DynamoDB as AWS does: 1 write unit (WRU) per started
+KB of the larger of the item before and after a write, a write whose condition fails
+billed all the same (on the existing item, at least 1), every index write billed too.
+These are storage engine v2's figures (docs/storage-engine.md): a body is written once
+into a log item and never rewritten; leases and acks are small conditional updates of one
+index segment (or one FIFO group item) shared by up to 12 messages; the dispatch function
+indexes new log items from the stream with one segment write per stream batch and queue
+shard. There is no secondary index.
+
+The tests send on queues of one shard, so that every step reads and writes exactly one
+partition; with more shards a receive may also read (never write) the shards it finds
+empty. In these tests the dispatch function's indexing runs as each log item is written
+(tests/inline_dispatch.py): a stream batch of one item, the dearest case. Where a step is
+measured apart from its indexing, indexing is paused around it and run on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from mqless.clock import ManualClock
-from mqless.dynamo import from_wire, to_wire
+from mqless.dynamo import Item, from_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
@@ -20,7 +32,12 @@ from mqless.pubsub import SubscriptionSettings, TopicService
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless_cli.billing import Meter, Usage, observing_moto
+from mqless_cli.billing.dynamodb import item_size, number_size
 from tests.component.conftest import Aws
+from tests.inline_dispatch import INLINE_DISPATCH
+
+P = ANONYMOUS
+ONE_SHARD = QueueSettings(shards=1)
 
 
 @pytest.fixture
@@ -30,117 +47,281 @@ def meter() -> Iterator[Meter]:
         yield found
 
 
-def table_and_index(usage: Usage, aws: Aws) -> tuple[float, float]:
-    table = aws.settings.messages_table
-    return usage.write_units.get(table, 0), usage.write_units.get(f"{table}/by_visibility", 0)
+class Steps:
+    """Usage snapshots around the steps of a scenario: `steps.take()` after each one."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._meter = meter
+        self._last = meter.usage()
+
+    def take(self) -> Usage:
+        now = self._meter.usage()
+        step, self._last = now - self._last, now
+        return step
 
 
-def test_an_acked_512_byte_standard_message_bills_3_table_and_4_index_write_units(
+def _writes(usage: Usage, aws: Aws) -> float:
+    """Write units billed on the messages table."""
+    return usage.write_units.get(aws.settings.messages_table, 0)
+
+
+def _requests(usage: Usage) -> dict[str, float]:
+    """DynamoDB requests to the messages table and KMS calls; reads of the destinations
+    table (queue configs, subscriptions: cached per process) left out."""
+    return {k: v for k, v in usage.requests.items() if k.startswith(("dynamodb:", "kms:"))}
+
+
+def _log_items(aws: Aws, queue: str) -> list[Item]:
+    page = aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+    found = [from_wire(i) for i in page if i["pk"]["S"].startswith(f"L#{queue}#")]
+    return sorted(found, key=lambda i: i["sk"])
+
+
+def _item_size(aws: Aws, item: Item) -> int:
+    """The item's size as DynamoDB bills it, read back in wire format."""
+    stored = aws.dynamodb.get_item(
+        TableName=aws.settings.messages_table,
+        Key={"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}},
+    )["Item"]
+    return item_size(stored)
+
+
+def _expiry_bytes(item: Item) -> int:
+    """What an item's expiry (`x`) adds to its size: 1 for the name, and the number (one
+    byte per two significant digits, plus one: 6 for most epoch seconds)."""
+    return 1 + number_size(str(item["x"]))
+
+
+def _log_items_of_topic(aws: Aws, topic: str) -> list[Item]:
+    page = aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+    return [from_wire(i) for i in page if i["pk"]["S"].startswith(f"T#{topic}#")]
+
+
+def _warm(broker: QueueService, queue: str, **fields: Any) -> None:
+    """One message through the queue: its config cached, a data key in hand, the stack's
+    secret loaded, the index's first segment and cursor read."""
+    broker.put_queue(P, queue, ONE_SHARD)
+    broker.send(P, queue, NewMessage(body=b"warm-up", **fields))
+    [warm] = broker.receive(P, queue)
+    broker.ack(P, queue, [warm.receipt])
+
+
+def test_an_acked_512_byte_message_sent_alone_bills_4_write_units(
     broker: QueueService, aws: Aws, meter: Meter
 ) -> None:
-    # Given an existing queue (its config cached, a data key already in hand)
-    broker.send(ANONYMOUS, "costs", NewMessage(body=b"warm-up"))
-    [warm] = broker.receive(ANONYMOUS, "costs")
-    broker.ack(ANONYMOUS, "costs", [warm.receipt])
+    # Given a queue in use
+    _warm(broker, "costs")
+    steps = Steps(meter)
 
-    # When one message of 512 bytes (an item under 1 KB) is sent, received and acked
-    start = meter.usage()
-    broker.send(ANONYMOUS, "costs", NewMessage(body=b"x" * 512))
-    sent = meter.usage()
-    [delivery] = broker.receive(ANONYMOUS, "costs")
-    received = meter.usage()
-    broker.ack(ANONYMOUS, "costs", [delivery.receipt])
-    acked = meter.usage()
+    # When one message of 512 bytes is sent, indexed (alone in its stream batch), received
+    # and acked
+    with INLINE_DISPATCH.paused():
+        broker.send(P, "costs", NewMessage(body=b"x" * 512))
+    sent = steps.take()
+    [logged] = _log_items(aws, "costs")[-1:]
+    steps.take()
+    INLINE_DISPATCH.index_table(aws.settings.messages_table, [logged])
+    indexed = steps.take()
+    [delivery] = broker.receive(P, "costs")
+    received = steps.take()
+    broker.ack(P, "costs", [delivery.receipt])
+    acked = steps.take()
 
-    # Then the send is one put (1 unit) entering the index (1); the lease one update (1)
-    # that moves the index sort key (a delete and a put there: 2) after one index query;
-    # the ack one delete (1) leaving the index (1): 3 + 4 = 7 write units, no KMS call
-    assert (sent - start).requests == {"dynamodb:PutItem": 1}
-    assert table_and_index(sent - start, aws) == (1, 1)
-    assert (received - sent).requests == {"dynamodb:Query": 1, "dynamodb:UpdateItem": 1}
-    assert table_and_index(received - sent, aws) == (1, 2)
-    assert (acked - received).requests == {"dynamodb:DeleteItem": 1}
-    assert table_and_index(acked - received, aws) == (1, 1)
-    assert table_and_index(acked - start, aws) == (3, 4)
-
-
-def test_a_16_kb_message_bills_its_size_on_every_table_write(
-    broker: QueueService, aws: Aws, meter: Meter
-) -> None:
-    # Given an existing queue
-    broker.send(ANONYMOUS, "big", NewMessage(body=b"warm-up"))
-    [warm] = broker.receive(ANONYMOUS, "big")
-    broker.ack(ANONYMOUS, "big", [warm.receipt])
-    start = meter.usage()
-
-    # When a 16 KB body is sent, received and acked
-    broker.send(ANONYMOUS, "big", NewMessage(body=b"x" * 16 * 1024))
-    [delivery] = broker.receive(ANONYMOUS, "big")
-    broker.ack(ANONYMOUS, "big", [delivery.receipt])
-
-    # Then each of the three table writes bills the 17 KB item (body + envelope and
-    # attributes): 51 units; the index still 4
-    assert table_and_index(meter.usage() - start, aws) == (51, 4)
-
-
-def test_a_batch_of_ten_is_one_request_and_ten_items_written(
-    broker: QueueService, aws: Aws, meter: Meter
-) -> None:
-    broker.send(ANONYMOUS, "batched", NewMessage(body=b"warm-up"))
-    entries = [(f"e{i}", NewMessage(body=f"m{i}".encode())) for i in range(10)]
-    start = meter.usage()
-
-    done, failed = broker.send_batch(ANONYMOUS, "batched", entries)
-
-    usage = meter.usage() - start
-    assert len(done) == 10 and failed == []
-    assert usage.requests == {"dynamodb:BatchWriteItem": 1}
-    assert table_and_index(usage, aws) == (10, 10)
-
-
-def test_a_thousand_sends_cost_one_data_key(broker: QueueService, meter: Meter) -> None:
-    # Given a fresh process (no data key yet)
-    # When a thousand messages are sent to one queue
-    for i in range(1000):
-        broker.send(ANONYMOUS, "many", NewMessage(body=str(i).encode()))
-
-    # Then KMS was asked for one data key in all: 0.001 calls per message
-    assert meter.usage().count("kms") == 1
-    assert meter.usage().count("kms", "GenerateDataKey") == 1
-
-
-def test_a_fifo_message_bills_transactions_twice_per_item(
-    broker: QueueService, aws: Aws, meter: Meter
-) -> None:
-    broker.send(ANONYMOUS, "costs.fifo", NewMessage(body=b"warm", group_id="g"))
-    [warm] = broker.receive(ANONYMOUS, "costs.fifo")
-    broker.ack(ANONYMOUS, "costs.fifo", [warm.receipt])
-    start = meter.usage()
-
-    broker.send(ANONYMOUS, "costs.fifo", NewMessage(body=b"one", group_id="g"))
-    sent = meter.usage()
-    [delivery] = broker.receive(ANONYMOUS, "costs.fifo")
-    received = meter.usage()
-    broker.ack(ANONYMOUS, "costs.fifo", [delivery.receipt])
-    acked = meter.usage()
-
-    # a sequence read, then group + message + dedup record in one transaction: 3 x 2
-    assert (sent - start).requests == {
-        "dynamodb:GetItem": 1,
-        "dynamodb:TransactWriteItems": 1,
+    # Then the send is one put of the log item: 512 + 33 (sealing) + 4 (list) + 57 (keys,
+    # names, data key id) + 7 (expiry) = 613 bytes: 1 unit, and no KMS call (the data key
+    # is cached)
+    assert _requests(sent) == {"dynamodb:PutItem": 1}
+    assert (_writes(sent, aws), _item_size(aws, logged)) == (1, 606 + _expiry_bytes(logged))
+    # ... indexing reads the shard's last segments and appends to the last one: 1 unit
+    assert _requests(indexed) == {"dynamodb:Query": 1, "dynamodb:UpdateItem": 1}
+    assert _writes(indexed, aws) == 1
+    # ... the receive reads segments from the floor (its cursor cached), takes the message
+    # with one conditional update of its segment (1 unit) and reads the body
+    assert _requests(received) == {
+        "dynamodb:Query": 1,
+        "dynamodb:UpdateItem": 1,
+        "dynamodb:BatchGetItem": 1,
     }
-    assert table_and_index(sent - start, aws) == (6, 0)
-    # lease the group (its index sort key moves: 2 there), read its head, mark it delivered
-    assert (received - sent).requests == {"dynamodb:Query": 2, "dynamodb:UpdateItem": 2}
-    assert table_and_index(received - sent, aws) == (2, 2)
-    # delete the message and free the group in one transaction: 2 x 2, the group's
-    # index entry moves again
-    assert (acked - received).requests == {"dynamodb:TransactWriteItems": 1}
-    assert table_and_index(acked - received, aws) == (4, 2)
+    assert _writes(received, aws) == 1
+    # ... the ack is one conditional update of the same segment: 1 unit
+    assert _requests(acked) == {"dynamodb:UpdateItem": 1}
+    assert _writes(acked, aws) == 1
+    # 1 + 1 + 1 + 1 = 4 (3 + 1/b when b messages share the index write); nothing is written
+    # to an index, and no condition failed
+    total = sent + indexed + received + acked
+    assert (_writes(total, aws), total.index_write_units(), total.failed_conditions) == (4, 0, {})
+
+
+def test_a_waiting_512_byte_message_stores_157_bytes_beside_its_body(
+    broker: QueueService, aws: Aws
+) -> None:
+    # Given a queue of one shard
+    broker.put_queue(P, "costs", ONE_SHARD)
+    segment_key = {"pk": "I#costs#0", "sk": "S#0000000000"}
+
+    # When messages of 512 bytes are sent one by one (each its own log item), and indexed
+    sizes = []
+    for _ in range(3):
+        broker.send(P, "costs", NewMessage(body=b"x" * 512))
+        sizes.append(_item_size(aws, segment_key))
+    logs = [_item_size(aws, item) for item in _log_items(aws, "costs")]
+
+    # Then each log item holds its body and about 101 bytes: 33 of sealing (version, nonce,
+    # tag, header length), 4 of list framing, 57 of keys, names and data key id, and its
+    # expiry (1 + about 6: a number is billed one byte per two significant digits, plus one)
+    expiry = _expiry_bytes(_log_items(aws, "costs")[0])
+    assert logs == [512 + 94 + expiry] * 3
+    # ... and each waiting reference adds about 56 bytes to the index segment: the
+    # reference and its MAC (42), free-from (2), lease token (2), receive count (2), expiry
+    # (1 + about 6). (Leased, it grows by 13: a lease end in ms and a token. The segment's
+    # own 66 bytes are shared by its 12 references; the data key's item, 131 bytes, by up to
+    # 10,000 messages.)
+    assert [b - a for a, b in zip(sizes, sizes[1:], strict=False)] == [49 + expiry] * 2
+    # about 101 + 56 = 157 bytes a waiting message stores beside its body
+
+
+def test_a_batch_of_ten_512_byte_messages_bills_9_write_units(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a queue in use
+    _warm(broker, "batched")
+    entries = [(f"e{i}", NewMessage(body=b"x" * 512)) for i in range(10)]
+    steps = Steps(meter)
+
+    # When ten messages of 512 bytes are sent in one batch (and indexed), received in one
+    # request and acked in one request
+    done, failed = broker.send_batch(P, "batched", entries)
+    sent = steps.take()
+    received = broker.receive(P, "batched", max_messages=10)
+    leased = steps.take()
+    broker.ack(P, "batched", [d.receipt for d in received])
+    acked = steps.take()
+
+    # Then the ten bodies share one log item: 10 x (512 + 33 + 1) + 3 + 59 + 7 = 5,529 bytes:
+    # 6 units; indexing appends the ten references to the shard's segment (11 of 12 places
+    # taken, under 1 KB): 1 unit
+    assert (len(done), failed) == (10, [])
+    assert _requests(sent) == {
+        "dynamodb:PutItem": 1,
+        "dynamodb:Query": 1,
+        "dynamodb:UpdateItem": 1,
+    }
+    [logged] = _log_items(aws, "batched")[-1:]
+    assert _item_size(aws, logged) == 5_522 + _expiry_bytes(logged)
+    assert _writes(sent, aws) == 6 + 1
+    # ... the ten are leased with one update of that segment, and acked with another
+    assert len(received) == 10
+    assert (_writes(leased, aws), _writes(acked, aws)) == (1, 1)
+    assert _requests(acked) == {"dynamodb:UpdateItem": 1}
+    # 9 units for ten acknowledged messages: 0.9 a message
+    assert _writes(sent + leased + acked, aws) == 9
+
+
+def test_a_16_kb_message_bills_its_size_once(broker: QueueService, aws: Aws, meter: Meter) -> None:
+    # Given a queue in use
+    _warm(broker, "big")
+    steps = Steps(meter)
+
+    # When a 16 KB body is sent (and indexed), received and acked
+    broker.send(P, "big", NewMessage(body=b"x" * 16 * 1024))
+    sent = steps.take()
+    [delivery] = broker.receive(P, "big")
+    broker.ack(P, "big", [delivery.receipt])
+    settled = steps.take()
+
+    # Then only the send bills the body: 16,384 + 33 + 4 + 55 + 7 = 16,483 bytes, 17 units;
+    # indexing 1; the lease and the ack touch the small segment only: 1 each. S + 4 = 20
+    assert _writes(sent, aws) == 17 + 1
+    assert _writes(settled, aws) == 1 + 1
+
+
+def test_a_fifo_message_bills_5_write_units(broker: QueueService, aws: Aws, meter: Meter) -> None:
+    # Given a FIFO queue in use
+    _warm(broker, "costs.fifo", group_id="g")
+    steps = Steps(meter)
+
+    # When one message is sent, indexed, received and acked
+    with INLINE_DISPATCH.paused():
+        broker.send(P, "costs.fifo", NewMessage(body=b"x" * 512, group_id="g"))
+    sent = steps.take()
+    [logged] = _log_items(aws, "costs.fifo")[-1:]
+    steps.take()
+    INLINE_DISPATCH.index_table(aws.settings.messages_table, [logged])
+    indexed = steps.take()
+    [delivery] = broker.receive(P, "costs.fifo")
+    received = steps.take()
+    broker.ack(P, "costs.fifo", [delivery.receipt])
+    acked = steps.take()
+
+    # Then the send claims its dedup record (a conditional put: 1 unit) and puts its log
+    # item (1 unit)
+    assert _requests(sent) == {"dynamodb:PutItem": 2}
+    assert _writes(sent, aws) == 2
+    # ... indexing reads the group's item and appends the reference to it (1 unit)
+    assert _requests(indexed) == {"dynamodb:GetItem": 1, "dynamodb:UpdateItem": 1}
+    assert _writes(indexed, aws) == 1
+    # ... the receive reads the shard's groups, leases the group (1 unit), reads the body
+    assert _requests(received) == {
+        "dynamodb:Query": 1,
+        "dynamodb:UpdateItem": 1,
+        "dynamodb:BatchGetItem": 1,
+    }
+    assert _writes(received, aws) == 1
+    # ... the ack reads the group and moves past the message, freeing the group (1 unit)
+    assert _requests(acked) == {"dynamodb:GetItem": 1, "dynamodb:UpdateItem": 1}
+    assert _writes(acked, aws) == 1
+    # 2 + 1 + 1 + 1 = 5, no transaction (which bills every item twice)
+    assert _writes(sent + indexed + received + acked, aws) == 5
+
+
+def test_a_duplicate_fifo_send_bills_one_failed_condition_and_writes_no_body(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a FIFO message sent with a dedup id
+    _warm(broker, "dedup.fifo", group_id="g")
+    first = broker.send(P, "dedup.fifo", NewMessage(body=b"pay", group_id="g", dedup_id="p-1"))
+    steps = Steps(meter)
+
+    # When it is sent again within the dedup window
+    again = broker.send(P, "dedup.fifo", NewMessage(body=b"pay", group_id="g", dedup_id="p-1"))
+    duplicate = steps.take()
+
+    # Then it answers the first id, having billed the refused conditional put of the dedup
+    # record (its existing item is under 1 KB: 1 unit) and one read of that record; no log
+    # item, no index write
+    assert (again.duplicate, again.message_id) == (True, first.message_id)
+    assert _requests(duplicate) == {"dynamodb:PutItem": 1, "dynamodb:GetItem": 1}
+    assert (_writes(duplicate, aws), duplicate.failed_conditions) == (
+        1,
+        {aws.settings.messages_table: 1},
+    )
+
+
+def test_a_stale_ack_changes_nothing_and_bills_one_write_unit(
+    broker: QueueService, aws: Aws, meter: Meter, clock: ManualClock
+) -> None:
+    # Given a message whose first lease ran out and which was leased again
+    _warm(broker, "stale")
+    broker.send(P, "stale", NewMessage(body=b"m"))
+    [first] = broker.receive(P, "stale", visibility_timeout=10)
+    clock.advance(11)
+    [second] = broker.receive(P, "stale", visibility_timeout=10)
+    steps = Steps(meter)
+
+    # When the first consumer acks with its old receipt
+    done, failed = broker.ack(P, "stale", [first.receipt])
+    stale = steps.take()
+
+    # Then nothing is acked, and the refused conditional update bills the segment (1 unit)
+    assert (done, [f.error for f in failed]) == ([], ["stale_receipt"])
+    assert _requests(stale) == {"dynamodb:UpdateItem": 1}
+    assert (_writes(stale, aws), stale.failed_conditions) == (1, {aws.settings.messages_table: 1})
+    # (and the second lease still holds it)
+    assert broker.ack(P, "stale", [second.receipt])[0] == [second.receipt]
 
 
 def _topic_process(aws: Aws, clock: ManualClock) -> TopicService:
-    """Topics in a process (and data-key cache) of their own."""
+    """Topics in a function instance (and data-key cache) of their own."""
     return TopicService(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
@@ -151,47 +332,98 @@ def _topic_process(aws: Aws, clock: ManualClock) -> TopicService:
     )
 
 
-def _kms(usage: Usage) -> dict[str, int]:
-    return {k: v for k, v in usage.requests.items() if k.startswith("kms:")}
+def test_a_published_batch_bills_its_bodies_once_and_each_subscriber_3_write_units(
+    broker: QueueService, aws: Aws, meter: Meter, clock: ManualClock
+) -> None:
+    # Given three durable subscriptions to a topic, each with a queue in use
+    topics = _topic_process(aws, clock)
+    subscribers = ("red", "green", "blue")
+    for queue in subscribers:
+        _warm(broker, queue)
+        topics.subscribe(P, "paint.>", queue, SubscriptionSettings(queue=queue))
+    entries = [(f"e{i}", NewMessage(body=b"x" * 512)) for i in range(10)]
+    topics.publish(P, "paint.red", NewMessage(body=b"warm-up"))
+    [warm_item] = [str(i["sk"]) for i in _log_items_of_topic(aws, "paint.red")]
+    for queue in subscribers:
+        broker.ack(P, queue, [d.receipt for d in broker.receive(P, queue)])
+    steps = Steps(meter)
+
+    # When ten messages of 512 bytes are published in one batch (and indexed), then each
+    # subscriber receives and acks them, ten at a time
+    with INLINE_DISPATCH.paused():
+        done, _ = topics.publish_batch(P, "paint.red", entries)
+    published = steps.take()
+    [logged] = [i for i in _log_items_of_topic(aws, "paint.red") if i["sk"] > warm_item]
+    steps.take()
+    INLINE_DISPATCH.index_table(aws.settings.messages_table, [logged])
+    indexed = steps.take()
+    per_subscriber = []
+    for queue in subscribers:
+        received = broker.receive(P, queue, max_messages=10)
+        broker.ack(P, queue, [d.receipt for d in received])
+        assert len(received) == 10
+        per_subscriber.append(_writes(steps.take(), aws))
+
+    # Then the publish is one log item whatever the number of subscriptions: 6 units
+    assert len(done) == 10
+    assert (_requests(published), _writes(published, aws)) == ({"dynamodb:PutItem": 1}, 6)
+    # ... indexing appends one segment write per subscription's queue: 1 unit each
+    assert _writes(indexed, aws) == len(subscribers)
+    # ... and each subscriber leases and acks the ten with one update each: per message
+    # and subscriber (1 + 1 + 1) / 10 = 0.3
+    assert per_subscriber == [2, 2, 2]
 
 
-def test_sealing_again_on_every_move_costs_no_kms_call_per_message(
+def test_a_thousand_sends_cost_one_data_key(broker: QueueService, meter: Meter) -> None:
+    # Given a fresh function instance (no data key yet)
+    # When a thousand messages are sent to one queue (their indexing is the dispatch
+    # function's, another instance: paused here)
+    with INLINE_DISPATCH.paused():
+        for i in range(1000):
+            broker.send(P, "many", NewMessage(body=str(i).encode()))
+
+    # Then KMS was asked for one data key in all: 0.001 calls per message
+    assert meter.usage().count("kms") == 1
+    assert meter.usage().count("kms", "GenerateDataKey") == 1
+
+
+def test_no_move_costs_a_kms_call_per_message(
     broker: QueueService, aws: Aws, clock: ManualClock, meter: Meter
 ) -> None:
-    # Given 50 messages published by one process to a topic with two subscriptions, whose
-    # queues dead-letter a message after one delivery
+    # Given 50 messages published by one function instance to a topic with two durable
+    # subscriptions, whose queues dead-letter a message after one delivery
     for queue in ("red", "blue"):
-        broker.put_queue(
-            ANONYMOUS, queue, QueueSettings(visibility_timeout=10, max_receive_count=1)
-        )
-    publisher, dispatcher = _topic_process(aws, clock), _topic_process(aws, clock)
-    publisher.subscribe(ANONYMOUS, "paint.>", "red", SubscriptionSettings(queue="red"))
-    publisher.subscribe(ANONYMOUS, "paint.blue", "blue", SubscriptionSettings(queue="blue"))
+        broker.put_queue(P, queue, QueueSettings(visibility_timeout=10, max_receive_count=1))
+    publisher = _topic_process(aws, clock)
+    publisher.subscribe(P, "paint.>", "red", SubscriptionSettings(queue="red"))
+    publisher.subscribe(P, "paint.blue", "blue", SubscriptionSettings(queue="blue"))
+    steps = Steps(meter)
     for i in range(50):
         topic = "paint.blue" if i < 10 else "paint.red"
-        publisher.publish(ANONYMOUS, topic, NewMessage(body=f"m{i}".encode()))
-    published = aws.dynamodb.scan(
-        TableName=aws.settings.messages_table,
-        FilterExpression="begins_with(pk, :t)",
-        ExpressionAttributeValues=to_wire({":t": "T#"}),
-    )["Items"]
+        publisher.publish(P, topic, NewMessage(body=f"m{i}".encode()))
+    publishing = steps.take()
 
-    # When the dispatch process fans them out (60 copies, each sealed for its queue)
-    start = meter.usage()
-    for item in published:
-        dispatcher.fan_out(from_wire(item))
-    fanned = meter.usage()
-    # ... and the broker's process delivers blue's ten, dead-letters them and redrives them
-    # (moves are transactions, which moto makes slow: ten of each are enough to count)
-    assert len(broker.receive(ANONYMOUS, "blue", max_messages=10)) == 10
+    # When the broker's instance delivers blue's ten, dead-letters them, redrives them,
+    # delivers them again and moves them to another queue, where they are delivered
+    assert len(broker.receive(P, "blue", max_messages=10)) == 10
     clock.advance(11)
     assert broker.sweep().dead_lettered == 10
-    assert broker.redrive(ANONYMOUS, "blue.dlq").moved == 10
-    assert len(broker.receive(ANONYMOUS, "blue", max_messages=10)) == 10
-    moved = meter.usage()
+    assert broker.redrive(P, "blue.dlq").moved == 10
+    back = broker.receive(P, "blue", max_messages=10)
+    for delivery in back:
+        broker.move_message(P, "blue", delivery.message_id, to="archive")
+    assert len(broker.receive(P, "archive", max_messages=10)) == 10
+    moving = steps.take()
 
-    # Then KMS saw one call per data key, not per message: fanning out opened the two
-    # topics' keys and made one for each queue; the broker opened blue's key and made one
-    # for blue.dlq and one for blue, where the redriven messages went back
-    assert _kms(fanned - start) == {"kms:Decrypt": 2, "kms:GenerateDataKey": 2}
-    assert _kms(moved - fanned) == {"kms:Decrypt": 1, "kms:GenerateDataKey": 2}
+    # Then KMS saw calls per data key and per instance, never per message: the publisher
+    # made one data key per topic; the dispatch function made the stack's secret (it signs
+    # the references it indexes: the first use in this stack) and opened each topic's key
+    # once (to read the attributes subscriptions filter on)
+    assert (publishing.count("kms", "GenerateDataKey"), publishing.count("kms", "Decrypt")) == (
+        2 + 1,
+        2,
+    )
+    # ... and forty moves of ten messages cost the broker's instance two calls: the stack's
+    # secret (receipts, references) and blue's topic key, opened once. Nothing is sealed
+    # again: every move writes a reference to the one body the publish wrote
+    assert (moving.count("kms", "GenerateDataKey"), moving.count("kms", "Decrypt")) == (0, 2)

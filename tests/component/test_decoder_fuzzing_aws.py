@@ -104,7 +104,9 @@ def _stomp_answers(posts: list[str], version: str) -> list[Frame]:
 # --- WebSocket: a JSON connection ---------------------------------------------------------
 
 _ack_ids = st.one_of(
-    st.sampled_from(["0.0123abcd:s1", "t:s1", "9999.ffffffff:x", "².0123abcd:s1", ":", "1."]),
+    st.sampled_from(
+        ["0.0.0123abcd:s1", "t:s1", "9999999999.999.ffffffff:x", "².0.0123abcd:s1", ":", "1."]
+    ),
     st.text(max_size=30),
 )
 _destinations = st.one_of(
@@ -195,7 +197,7 @@ _alterations = st.sampled_from(["same", "same", "cut", "more", "swap"])
 
 @ON_AWS
 @given(body=_json_bodies, settle=st.sampled_from(["ack", "nack"]), how=_alterations)
-@example(body='{"action": "ack", "id": "\u00b2.0123abcd:s1"}', settle="ack", how="same")
+@example(body='{"action": "ack", "id": "\u00b2.0.0123abcd:s1"}', settle="ack", how="same")
 def test_any_message_on_a_json_connection_is_answered_with_readable_frames(
     wired: Sessions,
     broker: QueueService,
@@ -248,10 +250,10 @@ def _json_connection_answers(
 def test_a_json_ack_with_a_superscript_digit_is_answered_with_an_error_regression(
     wired: Sessions, pusher: RecordingPusher
 ) -> None:
-    # Reproduction: on a JSON connection, {"action": "ack", "id": "².0123abcd:s1"} made
+    # Reproduction: on a JSON connection, {"action": "ack", "id": "².0.0123abcd:s1"} made
     # handle_event raise ValueError (parse_ack_id: "²".isdigit(), then int("²")).
     connection = _new_connection()
-    _say(connection, json.dumps({"action": "ack", "id": "².0123abcd:s1", "receipt": "r"}))
+    _say(connection, json.dumps({"action": "ack", "id": "².0.0123abcd:s1", "receipt": "r"}))
     [frame] = [json.loads(post) for post in _posts(pusher, connection)]
     assert (frame["type"], frame["error"], frame["receipt"]) == ("error", "invalid_request", "r")
 
@@ -332,7 +334,7 @@ _stomp_bodies = st.one_of(
 )
 # bugs found earlier, kept as examples: a CR in a 1.0 receipt, a superscript digit
 @example(version="1.0", body="BEGIN\ntransaction:t\nreceipt:a\rb\n\n\x00", nack=False, how="same")
-@example(version="1.2", body="ACK\nid:\u00b2.0123abcd:0\n\n\x00", nack=False, how="same")
+@example(version="1.2", body="ACK\nid:\u00b2.0.0123abcd:0\n\n\x00", nack=False, how="same")
 def test_any_message_on_a_stomp_connection_is_answered_with_readable_stomp_frames(
     wired: Sessions,
     broker: QueueService,
@@ -424,7 +426,7 @@ def test_a_receipt_with_a_cr_on_a_stomp_1_0_session_is_answered_regression(
         "SEND\ndestination:/queue/jobs\nAMQ_SCHEDULED_DELAY:²\n\nx\x00",
         "SEND\ndestination:/queue/jobs\nexpires:²\n\nx\x00",
         "SUBSCRIBE\ndestination:/queue/jobs\nid:0\nprefetch-count:²\n\n\x00",
-        "ACK\nid:².0123abcd:0\n\n\x00",
+        "ACK\nid:².0.0123abcd:0\n\n\x00",
     ],
     ids=["AMQ_SCHEDULED_DELAY", "expires", "prefetch-count", "ack-id"],
 )

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from mqless import runtime
 from mqless.clock import ManualClock
 from mqless.dedup import SECRET_KEY, SECRET_PARTITION, DedupHasher
 from mqless.dynamo import from_wire, to_wire
-from mqless.envelope import DataKey, EnvelopeCipher, KmsKeyProvider
+from mqless.envelope import DataKey, KmsKeyProvider
 from mqless.models import NewMessage
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
-from mqless.store import MessageStore
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 
@@ -34,12 +34,12 @@ def _hasher(aws: Aws) -> DedupHasher:
 
 def _process(aws: Aws, clock: ManualClock) -> QueueService:
     """A broker with caches of its own, as another Lambda instance has."""
-    return QueueService(
+    return runtime.build_queue_service(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
         registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
-        store=MessageStore(aws.dynamodb, aws.settings.messages_table),
-        cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
-        dedup=_hasher(aws),
-        clock=clock,
+        time=clock,
     )
 
 

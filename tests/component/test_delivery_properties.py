@@ -305,10 +305,11 @@ def _key(item: Received) -> str:
 
 
 def _published(aws: Aws, topic: str) -> list[dict[str, Any]]:
-    page = aws.dynamodb.query(
+    """The topic's log items (every shard of its log), as the stream's images carry them."""
+    page = aws.dynamodb.scan(
         TableName=aws.settings.messages_table,
-        KeyConditionExpression="pk = :t",
-        ExpressionAttributeValues=to_wire({":t": f"T#{topic}"}),
+        FilterExpression="begins_with(pk, :t)",
+        ExpressionAttributeValues=to_wire({":t": f"T#{topic}#"}),
         ConsistentRead=True,
     )
     return [from_wire(i) for i in page["Items"]]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import hmac
 import json
 import re
 import urllib.parse
@@ -45,15 +47,16 @@ from pydantic import BaseModel
 from mqless import runtime
 from mqless.access import AccessControl, bootstrap_admin
 from mqless.clock import SystemClock
-from mqless.dynamo import from_stream_image, from_wire, to_wire
+from mqless.dynamo import from_stream_image, from_wire
 from mqless.envelope import FORMAT_VERSION
 from mqless.json_protocol import parse_frame
-from mqless.models import NewMessage
+from mqless.models import DEFAULT_RETENTION_SECONDS, DEFAULT_SHARDS, NewMessage
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
+from mqless.receipts import decode_receipt
 from mqless.settings import Settings
 from mqless.stomp import decode_frames
-from mqless.store import partition, standard_key
+from mqless.storage import keys
 from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.streams import record_filter
 from mqless_cli.local.ws_gateway import select_route
@@ -275,10 +278,24 @@ def test_schedule_event_targets_a_function_the_template_schedules(stack: Stack) 
 # ---- invoking the HTTP function with each file ---------------------------------------------
 
 
-def _stale(reply: Reply) -> bool:
-    # the sample receipts are well formed but their leases never existed
-    return reply.is_problem(409, "stale_receipt") and reply.json["failed"][0]["error"] == (
-        "stale_receipt"
+SAMPLE_RECEIPT_SECRET = b"mqless sample events: a secret no stack has"
+"""The secret the samples' receipts are signed with (a stack signs with its own)."""
+
+
+def sample_signer(message: bytes) -> bytes:
+    """Signs receipt fields as a broker does (`dedup.DedupHasher.sign`), under the samples'
+    secret."""
+    return hmac.digest(SAMPLE_RECEIPT_SECRET, b"receipt\x00" + message, hashlib.sha256)
+
+
+def _not_this_brokers(reply: Reply) -> bool:
+    # the sample receipts are real receipts, signed by no deployment: refused before
+    # anything is looked up, whichever stack they are sent to
+    failure = reply.json["failed"][0]
+    return (
+        reply.is_problem(400, "invalid_request")
+        and failure["error"] == "invalid_request"
+        and "not one this broker gave out" in failure["message"]
     )
 
 
@@ -294,7 +311,11 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "queue_delete": lambda r: r.status == 204 and r.text == "",
     "messages_send": _created,
     "messages_send_binary": _created,
-    "messages_send_fifo": lambda r: _created(r) and r.json["sequence"] == 1,
+    # a FIFO send's sequence grows with time (and with every send of a process): a large
+    # number, exact in JavaScript
+    "messages_send_fifo": lambda r: (
+        _created(r) and isinstance(r.json["sequence"], int) and 1 < r.json["sequence"] < 2**53
+    ),
     "messages_batch": lambda r: (
         r.status == 200
         and [e["id"] for e in r.json["successful"]] == ["first", "second", "third"]
@@ -303,9 +324,9 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "messages_receive": lambda r: (
         r.status == 200 and [m["body"] for m in r.json["messages"]] == ["seed"]
     ),
-    "messages_ack": _stale,
-    "messages_nack": _stale,
-    "messages_visibility": _stale,
+    "messages_ack": _not_this_brokers,
+    "messages_nack": _not_this_brokers,
+    "messages_visibility": _not_this_brokers,
     "queue_purge": lambda r: r.status == 200 and r.json == {"purged": 1},
     "queue_redrive": lambda r: r.status == 200 and r.json == {"moved": 0, "failed": []},
     "openapi_get": lambda r: r.status == 200 and r.json["openapi"].startswith("3.1"),
@@ -366,6 +387,33 @@ def test_http_event_gets_the_expected_answer(seeded: HttpApi, path: Path) -> Non
 
 def test_every_http_event_has_an_expectation() -> None:
     assert {p.stem for p in HTTP_EVENTS} == set(EXPECTED) | {"queue_put"}
+
+
+@pytest.mark.parametrize("stem", ["messages_ack", "messages_nack", "messages_visibility"])
+def test_settle_event_carries_a_real_receipt_for_its_queue(stem: str) -> None:
+    # Given a settle sample
+    event = load(EVENTS / f"{stem}.json")
+    (receipt,) = body_of(event)["receipts"]
+    # When its receipt is read with the secret that signed it
+    lease = decode_receipt(receipt, queue="orders", sign=sample_signer)
+    # Then it is a receipt as a broker gives out: a lease on a message of the queue the
+    # route names (a standard queue: a slot of an index segment)
+    assert event["pathParameters"]["name"] == lease.queue == "orders"
+    assert (lease.kind, lease.segment) == ("s", 0)
+    assert 0 < lease.token < 2**31
+
+
+def test_fifo_send_event_answers_a_sequence_that_grows_with_each_send(api: HttpApi) -> None:
+    # Given the FIFO send sample, and the same with another dedup id
+    event = load(EVENTS / "messages_send_fifo.json")
+    later = with_body(event, {**body_of(event), "dedup_id": "order-1042-shipped"})
+    # When both are sent, one after the other, and the first again
+    first, second, again = (api.invoke(e) for e in (event, later, event))
+    # Then the later message has the larger sequence, and the repeat (a duplicate within
+    # the dedup window) answers with the first one's message id
+    assert first.status == second.status == 201, (first.text, second.text)
+    assert first.json["sequence"] < second.json["sequence"]
+    assert again.json["message_id"] == first.json["message_id"]
 
 
 GUARDED_HTTP_EVENTS = [p for p in HTTP_EVENTS if "authorizer" in load(p)["requestContext"]]
@@ -895,23 +943,38 @@ def test_stream_event_is_a_messages_table_insert_that_dispatch_takes(stack: Stac
     assert "OldImage" not in change  # an INSERT has no old image
     assert re.fullmatch(r"\d{21,40}", change["SequenceNumber"])
     assert isinstance(change["SizeBytes"], int) and change["SizeBytes"] > 0
-    # ... about a message of queue `orders`, its keys those of the new item
-    keys = from_stream_image(change["Keys"])
+    # ... and would let no index, group, dedup or data-key write through
+    for pk in ("I#orders#0", "F#orders.fifo#0", "D#orders.fifo#a", "K#/queue/orders"):
+        other = copy.deepcopy(record)
+        other["dynamodb"]["Keys"]["pk"] = {"S": pk}
+        assert not matches(other), pk
+    # ... about a new log item of queue `orders` (one of its shards), its keys those of the
+    # new item (storage engine v2: docs/storage-engine.md)
+    item_keys = from_stream_image(change["Keys"])
     item = from_stream_image(change["NewImage"])
-    assert keys == {"pk": partition("orders"), "sk": standard_key(str(item["id"]))}
-    assert {name: item[name] for name in keys} == keys
-    assert item["vq"] == "orders"
-    # ... made when its id says (UUIDv7: milliseconds first) and visible at once
-    assert int(uuid.UUID(str(item["id"]))) >> 80 == item["sent_at"] == item["visible_at"]
-    assert change["ApproximateCreationDateTime"] == item["sent_at"] // 1000
-    # ... its body and headers sealed (binary attributes are base64 in stream JSON), and
-    # nothing its sender wrote beside them in the clear
-    assert isinstance(item["body"], bytes) and item["body"][0] == FORMAT_VERSION
-    assert isinstance(item["dk"], bytes) and item["dk"]
-    assert set(item) == {
-        *keys,
-        *("id", "body", "dk", "sent_at", "expires_at", "receive_count", "vq", "visible_at"),
-    }
+    assert {name: item[name] for name in item_keys} == item_keys
+    kind, queue, shard = keys.parse_log_partition(str(item_keys["pk"]))
+    assert (kind, queue) == ("queue", "orders")
+    assert 0 <= shard < DEFAULT_SHARDS
+    # ... written when its id says (the item id is a UUIDv7, its first body's message id),
+    # kept for the default retention
+    item_id = str(item_keys["sk"])
+    message_id = keys.message_id(item_id, 0)
+    assert uuid.UUID(message_id).version == 7
+    sent_s = keys.id_time_ms(item_id) // 1000
+    assert sent_s <= change["ApproximateCreationDateTime"] <= sent_s + 1
+    assert item["x"] == sent_s + DEFAULT_RETENTION_SECONDS
+    # ... one body, sealed with its headers (binary values are base64 in stream JSON),
+    # naming its data key by id; nothing its sender wrote beside them in the clear
+    (sealed,) = item["b"]
+    assert isinstance(sealed, bytes) and sealed[0] == FORMAT_VERSION
+    assert re.fullmatch(r"[0-9a-f]{16}", str(item["k"]))
+    assert set(item) == {"pk", "sk", "b", "k", "x"}
+    # ... the body of the STOMP client's SEND (its size: the sealed body is the body and its
+    # headers plus 33 bytes of framing, nonce and tag)
+    (send,) = decode_frames(ws_event("ws_message_stomp_send")["body"])
+    headers = b'{"t":"application/json"}'
+    assert len(sealed) == len(send.body) + len(headers) + 33
 
 
 def test_stream_event_image_has_the_attributes_the_broker_stores(
@@ -925,10 +988,13 @@ def test_stream_event_image_has_the_attributes_the_broker_stores(
         "orders",
         NewMessage(body=b'{"order_id":1043}', content_type="application/json"),
     )
-    stored = dynamodb.get_item(
-        TableName=settings.messages_table,
-        Key=to_wire({"pk": partition("orders"), "sk": standard_key(sent.message_id)}),
-    )["Item"]
+    item_id, _ = keys.locate(sent.message_id)
+    [stored] = [
+        item
+        for page in dynamodb.get_paginator("scan").paginate(TableName=settings.messages_table)
+        for item in page["Items"]
+        if item["sk"] == {"S": item_id}
+    ]
     # Then the sample's new image has the same attributes, of the same DynamoDB types
     assert {name: next(iter(value)) for name, value in image.items()} == {
         name: next(iter(value)) for name, value in stored.items()

@@ -4,16 +4,17 @@ actions and connections, through the HTTP function over moto."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
 from conftest_http import HttpApi
 
-from mqless import runtime
+from mqless import queues, runtime
 from mqless.access import EVERYTHING
 from mqless.outbound import Connection
 from mqless.principals import Principal
-from mqless.store import MessageStore
+from mqless.storage import keys
 from mqless_cli.template import Stack
 
 
@@ -60,12 +61,8 @@ def test_an_empty_queue_has_no_oldest_age_and_a_missing_one_is_404(api: HttpApi)
 def test_counts_are_bounded_and_say_so(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(7):
         _send(api, "deep", str(i))
-    original = MessageStore.count_standard
-
-    def small_bound(self: MessageStore, queue: str, now_ms: int, bound: int = 5) -> Any:
-        return original(self, queue, now_ms, bound=5)
-
-    monkeypatch.setattr(MessageStore, "count_standard", small_bound)
+    # (a count reads at most COUNT_BOUND references: here 5, so that 7 messages pass it)
+    monkeypatch.setattr(queues, "COUNT_BOUND", 5)
 
     stats = api.get("/queues/deep/stats").json
 
@@ -101,23 +98,27 @@ def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
 
 
 def test_browse_pages_through_messages_without_leasing_them(api: HttpApi) -> None:
+    # Given eight messages sent one after the other to a queue (spread over its shards)
     ids = []
-    for i in range(5):
+    for i in range(8):
         ids.append(_send(api, "jobs", f"job {i}", attributes={"n": str(i)}))
         time.sleep(0.002)  # ids are time-ordered: distinct milliseconds keep send order
 
+    # When an operator browses them three at a time
     first = api.get("/queues/jobs/messages?limit=3")
     second = api.get(f"/queues/jobs/messages?limit=3&cursor={first.json['cursor']}")
+    third = api.get(f"/queues/jobs/messages?limit=3&cursor={second.json['cursor']}")
 
-    assert first.status == second.status == 200
-    seen = first.json["messages"] + second.json["messages"]
+    # Then the pages hold every message once, in send order (as the README promises)
+    assert first.status == second.status == third.status == 200
+    seen = first.json["messages"] + second.json["messages"] + third.json["messages"]
     assert [m["message_id"] for m in seen] == ids
-    assert [m["body"] for m in seen] == [f"job {i}" for i in range(5)]
+    assert [m["body"] for m in seen] == [f"job {i}" for i in range(8)]
     assert all(m["state"] == "visible" and m["receive_count"] == 0 for m in seen)
-    assert second.json["cursor"] is None
-    # nothing was leased: a consumer still gets all five
+    assert third.json["cursor"] is None
+    # nothing was leased: a consumer still gets all eight
     got = api.post("/queues/jobs/receive", {"max_messages": 10}).json["messages"]
-    assert len(got) == 5
+    assert len(got) == 8
 
 
 def test_browse_refuses_a_forged_cursor_and_bad_limits(api: HttpApi) -> None:
@@ -155,8 +156,13 @@ def test_a_message_moves_or_copies_to_another_queue(api: HttpApi) -> None:
     inbox = api.get("/queues/inbox/messages").json["messages"]
     assert [m["body"] for m in inbox] == ["copy me"]
     assert api.post(f"/queues/inbox/messages/{copied}/move", {"to": "inbox"}).status == 400
-    assert api.post("/queues/inbox/messages/nope/move", {"to": "x"}).is_problem(
+    # a message id no queue holds is not found; one that is no message id at all is refused
+    unknown = str(uuid.UUID(int=uuid.UUID(copied).int ^ (1 << 90)))
+    assert api.post(f"/queues/inbox/messages/{unknown}/move", {"to": "x"}).is_problem(
         404, "message_not_found"
+    )
+    assert api.post("/queues/inbox/messages/nope/move", {"to": "x"}).is_problem(
+        400, "invalid_request"
     )
 
 
@@ -177,20 +183,32 @@ def test_fifo_messages_can_be_browsed_deleted_and_moved(api: HttpApi) -> None:
 def test_a_tampered_body_is_browsed_as_unreadable(
     api: HttpApi, stack: Stack, dynamodb: Any
 ) -> None:
+    # Given a message whose sealed body had one bit flipped in its log item
     message_id = _send(api, "jobs", "secret")
+    kept = _send(api, "jobs", "intact")
     table = stack.environment("HttpApiFunction")["MESSAGES_TABLE"]
-    key = {"pk": {"S": "Q#jobs"}, "sk": {"S": f"M#{message_id}"}}
-    item = dynamodb.get_item(TableName=table, Key=key)["Item"]
-    body = bytearray(item["body"]["B"])
-    body[-1] ^= 1
+    item_id, slot = keys.locate(message_id)
+    [key] = [
+        {"pk": item["pk"], "sk": item["sk"]}
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table)
+        for item in page["Items"]
+        if item["sk"] == {"S": item_id} and item["pk"]["S"].startswith("L#jobs#")
+    ]
+    bodies = dynamodb.get_item(TableName=table, Key=key)["Item"]["b"]["L"]
+    altered = bytearray(bodies[slot]["B"])
+    altered[-1] ^= 1
+    bodies[slot] = {"B": bytes(altered)}
     dynamodb.update_item(
         TableName=table,
         Key=key,
-        UpdateExpression="SET body = :b",
-        ExpressionAttributeValues={":b": {"B": bytes(body)}},
+        UpdateExpression="SET b = :b",
+        ExpressionAttributeValues={":b": {"L": bodies}},
     )
 
-    [browsed] = api.get("/queues/jobs/messages").json["messages"]
+    # When an operator browses the queue
+    browsed = api.get("/queues/jobs/messages").json["messages"]
 
-    assert browsed["body"] is None
-    assert browsed["error"].startswith("integrity")
+    # Then the altered message is listed as unreadable, the other one as it was sent
+    by_id = {m["message_id"]: m for m in browsed}
+    assert (by_id[message_id]["body"], by_id[message_id]["error"][:10]) == (None, "integrity:")
+    assert (by_id[kept]["body"], by_id[kept]["error"]) == ("intact", None)

@@ -309,6 +309,27 @@ def test_a_message_a_stomp_1_0_consumer_cannot_carry_is_dead_lettered_alone(
     assert api.get("/queues/orders").json["counts"]["in_flight"] == 2
 
 
+def test_a_cumulative_ack_past_a_message_set_aside_settles_its_neighbours_and_only_them(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given a STOMP 1.0 client-mode consumer that was pushed the two messages around one it
+    # cannot carry (that one went to the dead-letter queue)
+    first = sent(api, "orders", "first")
+    odd = sent(api, "orders", "odd", attributes={"note": "line one\nline two"})
+    last = sent(api, "orders", "last")
+    stomp("old", "1.0")
+    say("old", "SUBSCRIBE", [("destination", "/queue/orders"), ("ack", "client")])
+    assert [m.header("message-id") for m in got(pusher, "old", "MESSAGE")] == [first, last]
+    # When it acks the last one by its id (STOMP 1.0: cumulative, every earlier one too)
+    say("old", "ACK", [("message-id", last), ("receipt", "acked")])
+    # Then both are settled with no error (the one set aside was never its to ack), and the
+    # dead letter stays where it is
+    assert got(pusher, "old", "ERROR") == []
+    assert [r.header("receipt-id") for r in got(pusher, "old", "RECEIPT")] == ["acked"]
+    assert api.get("/queues/orders").json["counts"]["in_flight"] == 0
+    assert [d["message_id"] for d in dead_letters(api, "orders.dlq")] == [odd]
+
+
 def test_when_setting_a_message_aside_fails_its_neighbours_still_go_out(
     api: HttpApi, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -430,11 +451,16 @@ def test_a_topic_message_one_live_subscriber_cannot_carry_is_skipped_for_it_alon
 
 def test_the_sweeper_goes_on_past_a_queue_it_cannot_sweep(api: HttpApi, aws: Aws) -> None:
     # Given a queue holding an item damaged by someone with write access to the table
-    damaged = sent(api, "a-damaged")
+    sent(api, "a-damaged")
+    [segment] = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("I#a-damaged#") and i["sk"]["S"].startswith("S#")
+    ]
     aws.dynamodb.update_item(
         TableName=aws.settings.messages_table,
-        Key=to_wire({"pk": "Q#a-damaged", "sk": f"M#{damaged}"}),
-        UpdateExpression="SET receive_count = :bad",
+        Key={"pk": segment["pk"], "sk": segment["sk"]},
+        UpdateExpression="SET n = :bad",
         ExpressionAttributeValues=to_wire({":bad": "oops"}),
     )
     # and, later in the sweeper's round, a message over its queue's receive limit

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
+from mqless.clock import ManualClock
+from mqless.dynamo import from_wire
+from mqless.models import NewMessage, QueueSettings
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+from mqless.storage import keys
+from mqless_cli.local.streams import record_filter
 from mqless_cli.template import (
     HttpRoute,
     Stack,
@@ -28,18 +35,19 @@ TABLES = ["MessagesTable", "DestinationsTable"]
 # The aws_env, dynamodb, kms and stack fixtures come from tests/conftest.py.
 
 
-def test_messages_table_is_created_with_the_visibility_index(
+def test_messages_table_is_created_with_no_secondary_index(
     stack: Stack, dynamodb: DynamoDBClient
 ) -> None:
     # Given the provisioned template
     # When the messages table is described
     table = dynamodb.describe_table(TableName=stack.resources["MessagesTable"])["Table"]
-    # Then it has the by_visibility index keyed by queue and visibility time
-    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    assert indexes["by_visibility"]["KeySchema"] == [
-        {"AttributeName": "vq", "KeyType": "HASH"},
-        {"AttributeName": "visible_at", "KeyType": "RANGE"},
+    # Then it is keyed by pk and sk, billed on demand, and has no index to write to
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
+    assert table.get("GlobalSecondaryIndexes", []) == []
+    assert table.get("LocalSecondaryIndexes", []) == []
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
@@ -59,42 +67,67 @@ def test_tables_are_named_after_the_stack_and_logical_id(
     ]
 
 
-def test_messages_table_stream_delivers_new_and_old_images(
-    stack: Stack, dynamodb: DynamoDBClient
+def test_messages_table_stream_delivers_new_images(
+    stack: Stack, dynamodb: DynamoDBClient, service: QueueService
 ) -> None:
     # Given the provisioned messages table and its stream
     streams = boto3.client("dynamodbstreams")
     stream_arn = stack.attribute("MessagesTable", "StreamArn")
     description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
-    # When an item is written
-    dynamodb.put_item(
-        TableName=stack.resources["MessagesTable"],
-        Item={"pk": {"S": "q#orders"}, "sk": {"S": "m#1"}},
-    )
+    # When a message is sent (one log item written)
+    sent = service.send(ANONYMOUS, "orders", NewMessage(body=b"hello"))
     iterator = streams.get_shard_iterator(
         StreamArn=stream_arn,
         ShardId=description["Shards"][0]["ShardId"],
         ShardIteratorType="TRIM_HORIZON",
     )["ShardIterator"]
     records = streams.get_records(ShardIterator=iterator)["Records"]
-    # Then the stream carries it as an INSERT with its new image
-    assert description["StreamViewType"] == "NEW_AND_OLD_IMAGES"
-    assert [record["eventName"] for record in records] == ["INSERT"]
-    assert records[0]["dynamodb"]["NewImage"]["sk"] == {"S": "m#1"}
+    # Then the stream carries its log item as an INSERT with the new image only
+    assert description["StreamViewType"] == "NEW_IMAGE"
+    item_id, _ = keys.locate(sent.message_id)
+    [logged] = [r for r in records if r["dynamodb"]["Keys"]["sk"] == {"S": item_id}]
+    assert logged["eventName"] == "INSERT"
+    assert logged["dynamodb"]["NewImage"]["pk"]["S"].startswith("L#orders#")
+    assert "OldImage" not in logged["dynamodb"]
 
 
-@pytest.mark.parametrize("table", TABLES)
-def test_tables_expire_items_on_expires_at(
-    stack: Stack, dynamodb: DynamoDBClient, table: str
+@pytest.mark.parametrize(
+    ("table", "attribute"), [("MessagesTable", "x"), ("DestinationsTable", "expires_at")]
+)
+def test_tables_expire_items_on_their_ttl_attribute(
+    stack: Stack, dynamodb: DynamoDBClient, table: str, attribute: str
 ) -> None:
     # Given the provisioned template
     # When a table's TTL is described
     ttl = dynamodb.describe_time_to_live(TableName=stack.resources[table])
-    # Then it is enabled on expires_at
+    # Then it is enabled on the attribute the core writes there
     assert ttl["TimeToLiveDescription"] == {
         "TimeToLiveStatus": "ENABLED",
-        "AttributeName": "expires_at",
+        "AttributeName": attribute,
     }
+
+
+def test_every_stored_message_item_carries_the_ttl_attribute(
+    stack: Stack, dynamodb: DynamoDBClient, service: QueueService, clock: ManualClock
+) -> None:
+    # Given a standard and a FIFO message sent at a known time to queues that keep them a day
+    for queue in ("orders", "jobs.fifo"):
+        service.put_queue(ANONYMOUS, queue, QueueSettings(retention_seconds=86_400))
+    service.send(ANONYMOUS, "orders", NewMessage(body=b"a"))
+    service.send(ANONYMOUS, "jobs.fifo", NewMessage(body=b"b", group_id="g"))
+    # When the messages table is read
+    pages = dynamodb.get_paginator("scan").paginate(TableName=stack.resources["MessagesTable"])
+    items = [from_wire(i) for page in pages for i in page["Items"]]
+    # Then every item written per message expires by itself, for free: the log items (the
+    # bodies) at the end of their retention, the index segment with them, and the FIFO
+    # dedup record a minute after its 5-minute window
+    sent_at = clock.now_ms() // 1000
+    logs = [i for i in items if str(i["pk"]).startswith(keys.QUEUE_LOG)]
+    assert [i["x"] for i in logs] == [sent_at + 86_400] * 2
+    segments = [i for i in items if str(i["pk"]).startswith(keys.INDEX)]
+    assert [i["x"] for i in segments] == [sent_at + 86_400]
+    [dedup] = [i for i in items if str(i["pk"]).startswith(keys.DEDUP)]
+    assert dedup["x"] == sent_at + 300 + 60
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -178,14 +211,25 @@ def test_http_routes_send_each_route_to_the_http_api_function(stack: Stack) -> N
     assert len(routes) == len(set(routes)) == 33
 
 
-def test_dispatch_reads_only_new_topic_messages_from_the_stream(stack: Stack) -> None:
+def test_dispatch_reads_only_new_log_items_and_wake_markers_from_the_stream(stack: Stack) -> None:
     # When the stream triggers are listed
     [source] = stack.stream_sources()
-    # Then the dispatch function gets INSERTs of topic items, with partial batch retries
+    # Then the dispatch function gets INSERTs of log items (queue and topic) and of wake
+    # markers, with partial batch retries
     assert source.function == "DispatchFunction"
     assert source.stream_arn == stack.attribute("MessagesTable", "StreamArn")
     assert source.report_batch_item_failures
-    assert any('"prefix": "T#"' in pattern for pattern in source.filter_patterns)
+    matches = record_filter(source.filter_patterns)
+
+    def insert(pk: str) -> dict[str, Any]:
+        return {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": pk}, "sk": {"S": "1"}}}}
+
+    assert [matches(insert(pk)) for pk in ("L#orders#0", "T#shop.paid#3", "W#orders")] == [True] * 3
+    # ... and none of the writes that leasing, acking and indexing make
+    assert [matches(insert(pk)) for pk in ("I#orders#0", "F#jobs.fifo#0", "D#jobs.fifo#a")] == [
+        False
+    ] * 3
+    assert not matches({**insert("L#orders#0"), "eventName": "MODIFY"})
 
 
 def test_schedules_run_the_sweeper_every_minute(stack: Stack) -> None:

@@ -1,5 +1,8 @@
-"""Topics: a publish is written once and the dispatch function fans it out to durable
-subscriptions (topic or pattern -> queue, with an attribute filter)."""
+"""Topics: a publish is written once, into the topic's log; the dispatch function refers it to
+durable subscriptions' queues (topic or pattern -> queue, with an attribute filter).
+
+In these tests the dispatch function indexes what is written at once (tests/inline_dispatch.py),
+except where a test pauses it to feed the dispatch function itself."""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from mqless import runtime
 from mqless.clock import ManualClock
 from mqless.dispatch import handle_batch
 from mqless.dynamo import from_wire, to_wire
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import InvalidRequest, QueueNotFound
+from mqless.indexing import Indexer
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.pubsub import SubscriptionSettings, TopicService
@@ -22,6 +27,7 @@ from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
+from tests.inline_dispatch import INLINE_DISPATCH
 from tests.lambda_support import FakeLambdaContext
 
 
@@ -43,7 +49,7 @@ def _b64(value: object) -> str:
 
 
 def _published(aws: Aws) -> list[dict[str, Any]]:
-    """The topic items in the table, as the stream's NewImage would carry them."""
+    """The topic log items in the table, as the stream's NewImage would carry them."""
     page = aws.dynamodb.scan(
         TableName=aws.settings.messages_table,
         FilterExpression="begins_with(pk, :t)",
@@ -52,9 +58,16 @@ def _published(aws: Aws) -> list[dict[str, Any]]:
     return [from_wire(i) for i in page["Items"]]
 
 
-def _dispatch(topics: TopicService, aws: Aws) -> None:
-    for item in _published(aws):
-        topics.fan_out(item)
+def _indexer(aws: Aws, topics: TopicService, clock: ManualClock) -> Indexer:
+    """The dispatch function's indexer, over the test's tables."""
+    return runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        topics=topics,
+        time=clock,
+    )
 
 
 def _bodies(broker: QueueService, queue: str) -> list[bytes]:
@@ -65,23 +78,24 @@ def _bodies(broker: QueueService, queue: str) -> list[bytes]:
 def test_publish_writes_once_whatever_the_number_of_subscriptions(
     topics: TopicService, broker: QueueService, aws: Aws
 ) -> None:
-    # Given three durable subscriptions on one topic
+    # Given three durable subscriptions on one topic (and its data key made already)
     for name in ("a", "b", "c"):
         broker.put_queue(ANONYMOUS, name, QueueSettings())
         topics.subscribe(ANONYMOUS, "orders.created", name, SubscriptionSettings(queue=name))
+    topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"warm-up"))
 
-    # When a message is published
+    # When a message is published (before the dispatch function runs)
     meter = Meter()
-    with observing_moto(meter):
+    with observing_moto(meter), INLINE_DISPATCH.paused():
         topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"hello"))
 
-    # Then the publish itself is a single write
+    # Then the publish itself is a single write: one log item, whatever the subscriptions
     usage = meter.usage()
     assert usage.count("dynamodb") == usage.count("dynamodb", "PutItem") == 1
-    assert len(_published(aws)) == 1
+    assert len(_published(aws)) == 2
 
 
-def test_fan_out_delivers_to_every_matching_subscription_with_wildcards(
+def test_a_publish_reaches_every_matching_subscription_with_wildcards(
     topics: TopicService, broker: QueueService, aws: Aws
 ) -> None:
     for queue, pattern in (("all", "orders.>"), ("created", "orders.*"), ("other", "users.>")):
@@ -89,7 +103,6 @@ def test_fan_out_delivers_to_every_matching_subscription_with_wildcards(
         topics.subscribe(ANONYMOUS, pattern, queue, SubscriptionSettings(queue=queue))
 
     topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"o1", attributes={"k": "v"}))
-    _dispatch(topics, aws)
 
     all_ = broker.receive(ANONYMOUS, "all")
     assert [d.body for d in all_] == [b"o1"]
@@ -111,22 +124,25 @@ def test_filter_policy_keeps_only_matching_messages(
 
     topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"eu", attributes={"region": "eu"}))
     topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"us", attributes={"region": "us"}))
-    _dispatch(topics, aws)
 
     assert _bodies(broker, "eu") == [b"eu"]
 
 
 def test_a_retried_stream_batch_delivers_once_per_subscription(
-    topics: TopicService, broker: QueueService, aws: Aws
+    topics: TopicService, broker: QueueService, aws: Aws, clock: ManualClock
 ) -> None:
     broker.put_queue(ANONYMOUS, "once", QueueSettings())
     topics.subscribe(ANONYMOUS, "t.x", "once", SubscriptionSettings(queue="once"))
-    topics.publish(ANONYMOUS, "t.x", NewMessage(body=b"m"))
+    with INLINE_DISPATCH.paused():
+        topics.publish(ANONYMOUS, "t.x", NewMessage(body=b"m"))
 
-    # When the same stream records are handled twice (Lambda retried the batch)
-    _dispatch(topics, aws)
-    _dispatch(topics, aws)
+    # When the same stream records are indexed twice (Lambda retried the batch)
+    indexer = _indexer(aws, topics, clock)
+    first = indexer.index(_published(aws))
+    again = indexer.index(_published(aws))
 
+    # Then the subscription's queue got it once
+    assert (first.appended, again.appended, again.duplicates) == (1, 0, 1)
     assert _bodies(broker, "once") == [b"m"]
 
 
@@ -135,15 +151,17 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
     broker: QueueService,
     aws: Aws,
     sessions: Sessions,
+    clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mqless import runtime
-
     monkeypatch.setattr(runtime, "topic_service", lambda: topics)
     monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = _indexer(aws, topics, clock)
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
     broker.put_queue(ANONYMOUS, "handler", QueueSettings())
     topics.subscribe(ANONYMOUS, "t.y", "handler", SubscriptionSettings(queue="handler"))
-    topics.publish(ANONYMOUS, "t.y", NewMessage(body=b"via stream"))
+    with INLINE_DISPATCH.paused():
+        topics.publish(ANONYMOUS, "t.y", NewMessage(body=b"via stream"))
     [item] = _published(aws)
     record = {
         "eventID": "1",
@@ -157,21 +175,21 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
             "NewImage": to_wire(item),
             "SequenceNumber": "100",
             "SizeBytes": 100,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
+            "StreamViewType": "NEW_IMAGE",
         },
     }
-    queue_record = {
+    index_record = {  # an index write: not the dispatch function's business
         **record,
         "eventID": "2",
         "dynamodb": {
             **record["dynamodb"],
-            "Keys": to_wire({"pk": "Q#handler", "sk": "M#x"}),
+            "Keys": to_wire({"pk": "I#handler#0", "sk": "S#0000000000"}),
             "SequenceNumber": "101",
         },
     }
 
     # Lambda hands the records over as JSON: binary attributes arrive as base64 text
-    event = json.loads(json.dumps({"Records": [record, queue_record]}, default=_b64))
+    event = json.loads(json.dumps({"Records": [record, index_record]}, default=_b64))
     response = handle_batch(event, FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
@@ -221,7 +239,7 @@ def test_publishing_refuses_queue_only_fields_and_wildcards(topics: TopicService
         topics.publish(ANONYMOUS, "orders.*", NewMessage(body=b"x"))
 
 
-def test_fan_out_opens_a_message_once_whatever_the_number_of_subscriptions(
+def test_routing_opens_a_message_once_whatever_the_number_of_subscriptions(
     broker: QueueService, aws: Aws, clock: ManualClock
 ) -> None:
     # Given five subscriptions whose filter policies read the (sealed) attributes
@@ -242,12 +260,14 @@ def test_fan_out_opens_a_message_once_whatever_the_number_of_subscriptions(
             f"s{i}",
             SubscriptionSettings(queue=f"q{i}", filter_policy={"region": [region]}),
         )
-    topics.publish(ANONYMOUS, "orders.new", NewMessage(body=b"o", attributes={"region": "eu"}))
+    with INLINE_DISPATCH.paused():
+        topics.publish(ANONYMOUS, "orders.new", NewMessage(body=b"o", attributes={"region": "eu"}))
     [item] = _published(aws)
-    # When the dispatch function fans it out
+    # When the dispatch function routes it
     opened_before = cipher.stats.decrypts
-    report = topics.fan_out(item)
-    # Then it was opened once, and the filters picked the three "eu" subscriptions
+    routes = topics.routes("orders.new", item)
+    # Then it was opened once, and the filters picked the three "eu" subscriptions' queues
     assert cipher.stats.decrypts - opened_before == 1
-    assert (report.delivered, report.filtered) == (3, 2)
+    assert sorted(queue.name for queue, _ in routes) == ["q0", "q1", "q3"]
+    _indexer(aws, topics, clock).index([item])
     assert [_bodies(broker, f"q{i}") for i in range(5)] == [[b"o"], [b"o"], [], [b"o"], []]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mqless import runtime
-from mqless.clock import ManualClock
+from mqless.clock import ManualClock, SystemClock
 from mqless.consumers import QueueConsumers
 from mqless.dispatch import handle_batch
 from mqless.dynamo import to_wire
@@ -21,6 +21,7 @@ from mqless.models import NewMessage, QueueSettings
 from mqless.outbound import Connection
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
+from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext
@@ -269,23 +270,40 @@ def test_a_new_message_on_the_stream_wakes_the_pump(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
+    aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
+        topics=sessions._topics,
+        time=SystemClock(),
+    )
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
     _send(broker, "jobs", "via stream")
     assert _messages(pusher, "c1") == []
 
-    # When the dispatch function gets the message's INSERT record
+    # When the dispatch function gets the message's log INSERT record (twice, as a retried
+    # stream batch would: it is indexed once)
+    [logged] = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("L#jobs#")
+    ]
     record = {
         "eventID": "1",
         "eventName": "INSERT",
         "eventSource": "aws:dynamodb",
         "dynamodb": {
-            "Keys": to_wire({"pk": "Q#jobs", "sk": "M#any"}),
+            "Keys": {"pk": logged["pk"], "sk": logged["sk"]},
+            "NewImage": logged,
             "SequenceNumber": "1",
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
+            "StreamViewType": "NEW_IMAGE",
         },
     }
     response = handle_batch({"Records": [record, {**record, "eventID": "2"}]}, FakeLambdaContext())
@@ -309,6 +327,7 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
         pusher=pusher,
         cipher=sessions._cipher,
         clock=clock,
+        log=sessions._log,
     )
     _connect(small, "c1")
     _send(broker, "bulk", *[str(i) for i in range(8)])
@@ -318,8 +337,8 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
     assert len(_messages(pusher, "c1")) == 5
     markers = aws.dynamodb.query(
         TableName=aws.settings.messages_table,
-        KeyConditionExpression="pk = :p AND begins_with(sk, :w)",
-        ExpressionAttributeValues=to_wire({":p": "Q#bulk", ":w": "W#"}),
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues=to_wire({":p": "W#bulk"}),
     )["Items"]
     assert len(markers) == 1  # its INSERT record brings the dispatch function back
     small.pump("bulk")
@@ -348,7 +367,7 @@ def test_subscription_mistakes_get_error_frames(
     _subscribe(sessions, "c1", "jobs")  # same id again
     _frame(sessions, "c1", action="subscribe", destination="/queue/bad name", id="s2")
     _frame(sessions, "c1", action="ack", id="not-an-ack-id")
-    _frame(sessions, "c1", action="ack", id="3.0a0b0c0d:nosuch")
+    _frame(sessions, "c1", action="ack", id="3.0.0a0b0c0d:nosuch")
     _frame(sessions, "c1", action="unsubscribe", id="nosuch")
 
     errors = [f for f in pusher.json_frames("c1") if f["type"] == "error"]
@@ -393,3 +412,169 @@ def test_a_ping_keeps_the_connection_and_is_answered(
     _frame(sessions, "c1", action="ping", receipt="p")
 
     assert pusher.json_frames("c1") == [{"type": "pong"}, {"type": "pong", "receipt": "p"}]
+
+
+def test_a_cumulative_ack_settles_every_earlier_message_however_close_they_were_pushed(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given 25 messages pushed to a client-mode consumer in one pump: three rounds of
+    # leases (10, 10, 5), all within one millisecond of the clock
+    _connect(sessions, "c1")
+    _send(broker, "jobs", *[f"m{i}" for i in range(25)])
+    _subscribe(sessions, "c1", "jobs", ack="client", prefetch=25)
+    got = _messages(pusher, "c1")
+    assert [m["body"] for m in got] == [f"m{i}" for i in range(25)]
+
+    # When it acks the last one (cumulative: that one and every earlier one)
+    _frame(sessions, "c1", action="ack", id=got[-1]["ack"], receipt="r")
+
+    # Then all 25 are settled, whichever round they came in
+    assert pusher.json_frames("c1")[-1] == {"type": "receipt", "receipt": "r"}
+    assert _counts(broker, "jobs") == (0, 0)
+
+
+def test_a_consumer_is_pushed_everything_waiting_past_what_one_look_at_the_index_reads(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given 50 messages sent in batches of 10 (their references fill index segments of 12:
+    # a lease round of 10 ends at the fourth segment, two references short)
+    for start in range(0, 50, 10):
+        entries = [(f"e{i}", NewMessage(body=f"m{i}".encode())) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "deep", entries)
+    _connect(sessions, "c1")
+
+    # When an auto-ack consumer subscribes
+    _subscribe(sessions, "c1", "deep")
+
+    # Then its first pump pushes all 50, none left waiting for a later pump
+    assert len(_messages(pusher, "c1")) == 50
+    assert _counts(broker, "deep") == (0, 0)
+
+
+def test_two_pumps_racing_for_one_consumer_push_no_more_than_its_prefetch(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 3 and six messages, and a second pump
+    # (another Lambda instance) that runs whole while the first one is leasing: both
+    # counted the same free credit
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "race", ack="client", prefetch=3)
+    _send(broker, "race", *[f"m{i}" for i in range(6)])
+    receive = broker.receive
+    raced: list[bool] = []
+
+    def receive_after_a_racing_pump(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            sessions.pump("race")
+        return receive(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "receive", receive_after_a_racing_pump)
+
+    # When the first pump goes on after the second one pushed
+    sessions.pump("race")
+
+    # Then the consumer holds three, not six: the first pump lost its record to the second
+    # and gave its three back, uncounted
+    got = _messages(pusher, "c1")
+    assert [m["body"] for m in got] == ["m0", "m1", "m2"]
+    assert _counts(broker, "race") == (3, 3)
+    # and once it acks them it gets the others as first deliveries
+    monkeypatch.setattr(broker, "receive", receive)
+    _frame(sessions, "c1", action="ack", id=got[-1]["ack"])
+    rest = _messages(pusher, "c1")[3:]
+    assert [(m["body"], m["receive_count"]) for m in rest] == [("m3", 1), ("m4", 1), ("m5", 1)]
+
+
+def test_a_consumer_whose_push_failed_is_fed_again_at_the_next_pump(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a consumer whose pushes fail (API Gateway erred) when its messages arrive
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "flaky", ack="client-individual", prefetch=2)
+    _send(broker, "flaky", "a", "b")
+    pusher.broken.add("c1")
+    with pytest.raises(Exception, match="gateway failed"):
+        sessions.pump("flaky")
+    assert _counts(broker, "flaky") == (2, 0)  # given back
+
+    # When API Gateway recovers and the next pump comes
+    pusher.broken.clear()
+    sessions.pump("flaky")
+
+    # Then the consumer gets both: the failed push did not keep its credit
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["a", "b"]
+
+
+def test_subscribing_again_with_the_same_id_starts_with_the_whole_prefetch(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a consumer that held two messages and unsubscribed (they went back)
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "m1", "m2", "m3")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=2)
+    _frame(sessions, "c1", action="unsubscribe", id="s1")
+    assert _counts(broker, "jobs") == (3, 0)
+
+    # When it subscribes again under the same id
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=2)
+
+    # Then it is pushed two again (its earlier deliveries hold nothing), and acks work
+    again = _messages(pusher, "c1")[2:]
+    assert [(m["body"], m["redelivered"]) for m in again] == [("m1", True), ("m2", True)]
+    _frame(sessions, "c1", action="ack", id=again[0]["ack"], receipt="ok")
+    assert pusher.json_frames("c1")[-2] == {"type": "receipt", "receipt": "ok"}
+    assert _messages(pusher, "c1")[-1]["body"] == "m3"
+
+
+def test_a_nack_pulls_the_next_message_and_leaves_the_refused_one_to_others(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a consumer with prefetch 1 holding the first of two messages
+    _connect(sessions, "a")
+    _send(broker, "jobs", "one", "two")
+    _subscribe(sessions, "a", "jobs", ack="client-individual", prefetch=1)
+    [first] = _messages(pusher, "a")
+
+    # When it nacks it
+    _frame(sessions, "a", action="nack", id=first["ack"])
+
+    # Then its freed credit takes the next message, not the one it refused
+    assert [m["body"] for m in _messages(pusher, "a")] == ["one", "two"]
+    # and the refused one goes at once to a consumer that has credit, redelivered
+    _connect(sessions, "b")
+    _subscribe(sessions, "b", "jobs", ack="client-individual", prefetch=1)
+    [again] = _messages(pusher, "b")
+    assert (again["body"], again["redelivered"], again["receive_count"]) == ("one", True, 2)
+
+
+@pytest.mark.parametrize("ack", ["client", "client-individual"])
+def test_a_fifo_consumer_acks_messages_of_groups_named_with_separators(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, ack: str
+) -> None:
+    # Given a FIFO queue with two messages in each of three groups, two of them named with
+    # the characters a delivery record separates its fields with
+    groups = ["a.b,c", "x:y", "plain"]
+    for group in groups:
+        for n in (1, 2):
+            broker.send(
+                ANONYMOUS, "f.fifo", NewMessage(body=f"{group}/{n}".encode(), group_id=group)
+            )
+    _connect(sessions, "c1")
+
+    # When a consumer takes what it is pushed and acks it as its mode says, until no more come
+    _subscribe(sessions, "c1", "f.fifo", ack=ack, prefetch=10)
+    got: list[dict[str, Any]] = []
+    while new := _messages(pusher, "c1")[len(got) :]:
+        got += new
+        for message in new if ack == "client-individual" else new[-1:]:
+            _frame(sessions, "c1", action="ack", id=message["ack"])
+
+    # Then every message came once, each group in order, and every ack was taken
+    assert [m["body"] for m in got if m["body"].startswith("a.b,c")] == ["a.b,c/1", "a.b,c/2"]
+    assert sorted(m["body"] for m in got) == sorted(f"{g}/{n}" for g in groups for n in (1, 2))
+    assert [f for f in pusher.json_frames("c1") if f["type"] == "error"] == []
+    assert _counts(broker, "f.fifo") == (0, 0)

@@ -6,15 +6,13 @@ from typing import Any
 
 import pytest
 
+from mqless import runtime
 from mqless.clock import ManualClock
-from mqless.dedup import DedupHasher
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.errors import Forbidden, MqlessError
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS, Action, Principal
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
-from mqless.store import MessageStore
 
 P = ANONYMOUS
 
@@ -339,17 +337,13 @@ class DenyPrincipal:
 def guarded(aws: Any, clock: ManualClock) -> tuple[QueueService, DenyPrincipal]:
     """A broker over the same tables whose policy refuses "mallory"."""
     policy = DenyPrincipal("mallory")
-    broker = QueueService(
+    broker = runtime.build_queue_service(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
         registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
-        store=MessageStore(aws.dynamodb, aws.settings.messages_table),
-        cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
-        dedup=DedupHasher(
-            KmsKeyProvider(aws.kms, aws.settings.kms_key_id),
-            aws.dynamodb,
-            aws.settings.destinations_table,
-        ),
-        clock=clock,
         policy=policy,
+        time=clock,
     )
     return broker, policy
 

@@ -512,7 +512,11 @@ def test_the_redrive_panel_is_shown_on_dead_letter_queues_only(
         other = {"dead_letter_queue": parking}
         assert client.put(f"/queues/{name}-other", json=other).status_code == 201
         client.post(f"/queues/{name}/messages", json={"body": "poison"}).raise_for_status()
-        client.post(f"/queues/{name}/receive", json={"visibility_timeout": 0}).raise_for_status()
+        # (a sent message is receivable once the stream has indexed it: wait for it)
+        first = client.post(
+            f"/queues/{name}/receive", json={"visibility_timeout": 0, "wait_seconds": 5}
+        )
+        assert len(first.raise_for_status().json()["messages"]) == 1
         # over its limit at the next receive: dead-lettered to <name>.dlq
         client.post(f"/queues/{name}/receive", json={}).raise_for_status()
     page.goto(f"{mqless_dev.http_url}/console")

@@ -135,12 +135,20 @@ def _seed(http: httpx.Client) -> Seeded:
         )
     # leased for the whole run: receipts that ack, nack and visibility accept
     leased = ok(
-        http.post("/queues/orders/receive", json={"max_messages": 10, "visibility_timeout": 43200})
+        http.post(
+            "/queues/orders/receive",
+            json={"max_messages": 10, "visibility_timeout": 43200, "wait_seconds": 5},
+        )
     )
     seeded.receipts += [m["receipt"] for m in leased["messages"]]
     # one message over its receive limit: dead-lettered at its next delivery attempt
     ok(http.post("/queues/poison/messages", json={"body": "poison"}))
-    for _ in range(3):
+    # (receivable once indexed: the first receive waits for it)
+    first = ok(
+        http.post("/queues/poison/receive", json={"visibility_timeout": 0, "wait_seconds": 5})
+    )
+    assert len(first["messages"]) == 1
+    for _ in range(2):
         ok(http.post("/queues/poison/receive", json={"visibility_timeout": 0}))
     assert ok(http.get("/queues/poison.dlq"))["counts"]["visible"] == 1
     ok(http.put("/topics/orders.created/subscriptions/audit", json={"queue": "orders"}))

@@ -14,6 +14,7 @@ minimal reproduction of a bug these properties found, and guards its fix.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import re
@@ -31,9 +32,9 @@ from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
 from mqless.errors import InvalidRequest, MqlessError
 from mqless.ids import MAX_CLIENT_ID
 from mqless.json_protocol import Ack, Nack, Publish, Subscribe, Unsubscribe, parse_frame
-from mqless.models import NewMessage
+from mqless.models import NewMessage, QueueConfig, QueueSettings
 from mqless.queues import _decode_cursor, _encode_cursor
-from mqless.receipts import MAX_RECEIPT_LENGTH, Receipt, decode_receipt
+from mqless.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
 from mqless.stomp import (
     CLIENT_COMMANDS,
     COMMANDS,
@@ -651,7 +652,7 @@ _json_values = st.recursive(
 _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "destination": st.sampled_from(["/queue/q", "/topic/a.*", "/queue/", "q"])
     | st.text(max_size=9),
-    "id": st.sampled_from(["s1", "0.0123abcd:s1", "t:s1", ""]) | st.text(max_size=210),
+    "id": st.sampled_from(["s1", "0.0.0123abcd:s1", "t:s1", ""]) | st.text(max_size=210),
     "ack": st.sampled_from(["auto", "client", "client-individual", "never", ""]),
     "prefetch": st.integers(-2, 1002) | st.sampled_from([1.0, 1.5, "10", True, 10**30]),
     "durable": st.none() | st.text(max_size=10),
@@ -845,9 +846,10 @@ def test_a_json_error_message_does_not_echo_the_whole_frame_regression(
 _ack_ids = st.one_of(
     any_text,
     st.builds(
-        lambda slot, dot, gen, colon, sub: f"{slot}{dot}{gen}{colon}{sub}",
+        lambda seq, dot, position, gen, colon, sub: f"{seq}{dot}{position}.{gen}{colon}{sub}",
         digits,
         st.sampled_from([".", "", ".."]),
+        digits,
         st.one_of(st.from_regex(r"[0-9a-f]{8}", fullmatch=True), st.text(max_size=9)),
         st.sampled_from([":", "", "::"]),
         st.one_of(st.text(max_size=10), st.just("s1"), st.text(min_size=120, max_size=140)),
@@ -858,35 +860,38 @@ _ack_ids = st.one_of(
 
 @MANY
 @given(text=_ack_ids)
-@example(text="\u00b2.0123abcd:s1")
+@example(text="\u00b2.0.0123abcd:s1")
 def test_an_ack_id_is_one_the_server_gives_out_or_an_invalid_request(text: str) -> None:
     # Given any string a client sends as an ack id (JSON ack/nack `id`, STOMP 1.2 `id`)
     result = _outcome(lambda: parse_ack_id(text))
-    # Then it names a subscription and, for a queue message, a slot and an 8-hex generation
+    # Then it names a subscription and, for a queue message, a delivery record, a position
+    # in it and an 8-hex generation
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
         return
     assert isinstance(result, AckId)
     assert 1 <= len(result.subscription) <= MAX_CLIENT_ID  # it becomes part of a key
-    if result.slot is None:
+    if result.seq is None:
         assert text == f"t:{result.subscription}"
     else:
-        assert 0 <= result.slot <= 9999
+        assert 0 <= result.seq <= 9_999_999_999 and 0 <= result.position <= 9999
         assert re.fullmatch(r"[0-9a-f]{8}", result.gen)
         assert parse_ack_id(str(result)) == result
 
 
-@pytest.mark.parametrize("text", ["².0123abcd:s1", "1²³.0123abcd:s1", "⁴.0123abcd:t"])
-def test_an_ack_id_whose_slot_has_a_superscript_digit_is_an_invalid_request_regression(
+@pytest.mark.parametrize(
+    "text", ["².0.0123abcd:s1", "1²³.0.0123abcd:s1", "⁴.0.0123abcd:t", "0.².0123abcd:s1"]
+)
+def test_an_ack_id_whose_number_has_a_superscript_digit_is_an_invalid_request_regression(
     text: str,
 ) -> None:
-    # Reproduction: parse_ack_id("².0123abcd:s1") raised ValueError (isdigit, then int);
-    # through Sessions.settle it escaped handle_text and StompSession alike.
+    # Reproduction: parse_ack_id("².0123abcd:s1") (the slot format then) raised ValueError
+    # (isdigit, then int); through Sessions.settle it escaped handle_text and StompSession.
     with pytest.raises(InvalidRequest, match="not an ack id"):
         parse_ack_id(text)
 
 
-@pytest.mark.parametrize("head", ["t", "1.0123abcd"])
+@pytest.mark.parametrize("head", ["t", "1.0.0123abcd"])
 def test_an_ack_id_naming_a_subscription_over_the_id_limit_is_an_invalid_request(
     head: str,
 ) -> None:
@@ -898,13 +903,29 @@ def test_an_ack_id_naming_a_subscription_over_the_id_limit_is_an_invalid_request
 
 # --- receipts -----------------------------------------------------------------------------
 
-_receipt_parts = st.text(
+
+def _sign(message: bytes) -> bytes:
+    return hashlib.sha256(b"fuzz secret" + message).digest()
+
+
+_receipt_groups = st.text(
     st.characters(codec="utf-8", exclude_characters="\x1f"), min_size=1, max_size=40
 )
-_real_receipts = st.builds(
-    lambda key, lease: Receipt("orders", "M#" + key, lease).encode(),
-    _receipt_parts,
-    _receipt_parts,
+_real_receipts = st.one_of(
+    st.builds(
+        lambda shard, seq, slot, token: Lease("orders", shard, "s", str(seq), slot, token).encode(
+            _sign
+        ),
+        st.integers(0, 63),
+        st.integers(0, 10**9),
+        st.integers(0, 15),
+        st.integers(1, 2**31 - 1),
+    ),
+    st.builds(
+        lambda group, token: Lease("orders", 0, "g", group, 0, token).encode(_sign),
+        _receipt_groups,
+        st.integers(1, 2**31 - 1),
+    ),
 )
 
 
@@ -948,14 +969,15 @@ def test_a_mutated_receipt_decodes_for_its_queue_or_is_an_invalid_request(
 ) -> None:
     # Given a real receipt with a few characters deleted, inserted, replaced or cut off
     text = _mutate(receipt, edits)
-    result = _outcome(lambda: decode_receipt(text, queue=queue))
-    # Then it decodes only to a message key of the queue asked about, else InvalidRequest
+    result = _outcome(lambda: decode_receipt(text, queue=queue, sign=_sign))
+    # Then it decodes only to a lease of the queue asked about (its MAC still good: an
+    # edit that left the receipt whole), else InvalidRequest
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
     else:
         assert result.queue == queue
-        assert result.key.startswith("M#") and result.lease_id
-        assert "\x1f" not in result.key + result.lease_id
+        assert result.kind in ("s", "g") and result.token >= 0
+        assert "\x1f" not in result.place
 
 
 @PURE
@@ -963,26 +985,22 @@ def test_a_mutated_receipt_decodes_for_its_queue_or_is_an_invalid_request(
     value=st.one_of(
         _json_values,
         st.binary(max_size=20),
-        st.builds(lambda tail: "r1." + "QQ" * 512 + tail, st.text(max_size=20)),  # over 1 KiB
+        st.builds(lambda tail: "r2." + "QQ" * 512 + tail, st.text(max_size=20)),  # over 1 KiB
     )
 )
 def test_a_receipt_of_any_type_or_length_decodes_or_is_an_invalid_request(value: Any) -> None:
-    result = _outcome(lambda: decode_receipt(value, queue="orders"))
+    result = _outcome(lambda: decode_receipt(value, queue="orders", sign=_sign))
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
     else:
         assert isinstance(value, str) and len(value) <= MAX_RECEIPT_LENGTH
-        assert result.queue == "orders" and result.key.startswith("M#")
+        assert result.queue == "orders"
 
 
 # --- browse cursors -----------------------------------------------------------------------
 
-_cursor_keys = st.fixed_dictionaries(
-    {
-        "pk": st.just({"S": "Q#orders"}),
-        "sk": st.builds(lambda s: {"S": "M#" + s}, st.text(max_size=200)),
-    }
-)
+_QUEUE = QueueConfig.from_settings("orders", QueueSettings(shards=4), 0)
+_positions = st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 15)), min_size=4, max_size=4)
 # The HTTP API accepts cursors of up to 2048 characters (api.py's Query max_length).
 MAX_CURSOR_CHARS = 2048
 
@@ -1000,11 +1018,11 @@ _cursors = st.one_of(
         st.integers(1, 400),
     ),
     st.builds(lambda value: _b64(_dumps(value, ascii_only=True)), _json_values),
-    st.builds(lambda last, edits: _mutate(_encode_cursor(last) or "", edits), _cursor_keys, _edits),
+    st.builds(lambda position, edits: _mutate(_encode_cursor(position), edits), _positions, _edits),
     # only arrays nest a thousand deep in the 1536 octets a 2048-character cursor holds
     st.builds(
         lambda prefix, depth: _b64(prefix + "[" * depth),
-        st.sampled_from(["", '{"pk":', '{"pk":{"S":', '{"sk":{"S":"M#"},"pk":']),
+        st.sampled_from(["", "[[0,", "[[0,1],[", '{"pk":']),
         st.one_of(st.integers(1, 50), st.integers(900, 1530)),
     ),
 ).filter(lambda cursor: cursor is None or len(cursor) <= MAX_CURSOR_CHARS)
@@ -1012,37 +1030,29 @@ _cursors = st.one_of(
 
 @MANY
 @given(cursor=_cursors)
-def test_a_browse_cursor_is_a_key_of_the_queue_or_an_invalid_request(cursor: str | None) -> None:
+def test_a_browse_cursor_is_a_position_in_the_queue_or_an_invalid_request(
+    cursor: str | None,
+) -> None:
     # Given any cursor the HTTP API lets through: text, base64 of any JSON (nested deep),
-    # or a cursor the API gave out with a few characters changed. (Hypothesis raises the
-    # recursion limit while a test runs, so the nesting bug shows in the plain test below.)
-    result = _outcome(lambda: _decode_cursor(cursor, "orders"))
-    # Then it is a message key in this queue's partition, or "malformed cursor"
+    # or a cursor the API gave out with a few characters changed
+    result = _outcome(lambda: _decode_cursor(cursor, _QUEUE))
+    # Then it is a position (segment or group, slot) for each of the queue's shards, or
+    # "malformed cursor"
     if isinstance(result, InvalidRequest):
         assert result.message == "malformed cursor"
     elif cursor is None:
-        assert result is None
+        assert result == [(0, 0)] * _QUEUE.shards
     else:
-        assert result is not None and result["pk"] == {"S": "Q#orders"}
-        assert result["sk"]["S"].startswith("M#")
-        assert len(result["sk"]["S"].encode()) <= 1024  # DynamoDB's sort key limit
+        assert len(result) == _QUEUE.shards
+        assert all(place >= 0 and slot >= 0 for place, slot in result)
 
 
 @PURE
-@given(last=_cursor_keys)
-def test_a_cursor_the_api_gives_out_decodes_to_the_same_key(last: dict[str, Any]) -> None:
-    assert _decode_cursor(_encode_cursor(last), "orders") == last
-
-
-@pytest.mark.parametrize("sk", ["M#" + "x" * 1023, "M#\ud800"])
-def test_a_cursor_naming_a_key_dynamodb_would_refuse_is_a_malformed_cursor(sk: str) -> None:
-    # Given a cursor of the right shape whose key no message has: over DynamoDB's 1,024-byte
-    # sort key limit (as a start key, DynamoDB fails the query: a 500), or not even text
-    cursor = _b64(json.dumps({"pk": {"S": "Q#orders"}, "sk": {"S": sk}}))
-    assert len(cursor) <= MAX_CURSOR_CHARS
-    # Then it is refused as malformed
-    with pytest.raises(InvalidRequest, match="malformed cursor"):
-        _decode_cursor(cursor, "orders")
+@given(position=_positions)
+def test_a_cursor_the_api_gives_out_decodes_to_the_same_position(
+    position: list[tuple[int, int]],
+) -> None:
+    assert _decode_cursor(_encode_cursor(position), _QUEUE) == position
 
 
 @pytest.mark.parametrize("nested", ["[" * 1000, '{"pk":' + "[" * 1500])
@@ -1052,7 +1062,7 @@ def test_a_deeply_nested_cursor_is_a_malformed_cursor_regression(nested: str) ->
     cursor = _b64(nested)
     assert len(cursor) <= MAX_CURSOR_CHARS
     with pytest.raises(InvalidRequest, match="malformed cursor"):
-        _decode_cursor(cursor, "orders")
+        _decode_cursor(cursor, _QUEUE)
 
 
 # --- topic names, patterns and filter policies --------------------------------------------

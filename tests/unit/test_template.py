@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mqless.storage import keys, wake
 from mqless_cli.template import (
     Authorizer,
     HttpRoute,
@@ -805,41 +807,68 @@ def test_every_function_has_a_log_group_with_the_configured_retention(
 # --- template.yaml: storage and encryption ------------------------------------------------
 
 
-def test_messages_table_indexes_visible_messages_by_queue_and_time(
-    resources: Resources,
-) -> None:
-    # Given the messages table
+def test_messages_table_has_no_secondary_index(resources: Resources) -> None:
+    # Given the messages table (storage engine v2: docs/storage-engine.md)
     table = properties_of(resources, "MessagesTable")
-    # When its global secondary indexes are read
-    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    # Then by_visibility is keyed by queue then visibility time, and carries what the sweeper reads
-    by_visibility = indexes["by_visibility"]
-    assert by_visibility["KeySchema"] == [
-        {"AttributeName": "vq", "KeyType": "HASH"},
-        {"AttributeName": "visible_at", "KeyType": "RANGE"},
+    # When its indexes and key attributes are read
+    # Then there is no index to bill on every write: order comes from the stream, delivery
+    # state from the queue's own index items; only the table's keys are declared
+    assert "GlobalSecondaryIndexes" not in table
+    assert "LocalSecondaryIndexes" not in table
+    assert table["AttributeDefinitions"] == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
     ]
-    assert by_visibility["Projection"] == {
-        "ProjectionType": "INCLUDE",
-        "NonKeyAttributes": ["receive_count", "expires_at"],
-    }
-    assert {"AttributeName": "visible_at", "AttributeType": "N"} in table["AttributeDefinitions"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
 
 
-def test_messages_table_streams_new_and_old_images(resources: Resources) -> None:
+def test_messages_table_streams_new_images_only(resources: Resources) -> None:
     # Given the messages table
     table = properties_of(resources, "MessagesTable")
     # When its stream is read
-    # Then dispatch sees both images of every change
-    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    # Then it carries each new item's image: what the dispatch function indexes and pushes
+    # (it reads no old image, and a record half the size is cheaper to carry)
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
 
 
-@pytest.mark.parametrize("table", ["MessagesTable", "DestinationsTable"])
-def test_tables_expire_items_on_expires_at(resources: Resources, table: str) -> None:
+def test_dispatch_is_invoked_only_by_new_log_items_and_wake_markers(
+    merged_functions: dict[str, Any],
+) -> None:
+    # Given the dispatch function's stream event
+    events = merged_functions["DispatchFunction"]["Events"]
+    [stream] = [e["Properties"] for e in events.values() if e["Type"] == "DynamoDB"]
+    assert stream["Stream"] == {"Fn::GetAtt": ["MessagesTable", "StreamArn"]}
+    # When its filter is read
+    [pattern] = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    # Then only INSERTs of queue and topic log items and of wake markers invoke it: index
+    # segments, FIFO groups, dedup records, data keys, leases and acks cost no invocation
+    assert pattern == {
+        "eventName": ["INSERT"],
+        "dynamodb": {
+            "Keys": {
+                "pk": {"S": [{"prefix": p} for p in (keys.QUEUE_LOG, keys.TOPIC_LOG, wake.PREFIX)]}
+            }
+        },
+    }
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize(
+    ("table", "attribute"), [("MessagesTable", "x"), ("DestinationsTable", "expires_at")]
+)
+def test_tables_expire_items_on_their_ttl_attribute(
+    resources: Resources, table: str, attribute: str
+) -> None:
     # Given a table
     # When its TTL setting is read
-    # Then DynamoDB expires items by their expires_at attribute
+    # Then DynamoDB expires its items, for free, by the attribute the core writes: `x` on
+    # every messages-table item (one letter: its name is billed in every item), `expires_at`
+    # on connections, held frames and the like
     assert properties_of(resources, table)["TimeToLiveSpecification"] == {
-        "AttributeName": "expires_at",
+        "AttributeName": attribute,
         "Enabled": True,
     }
 
@@ -1147,7 +1176,7 @@ def test_the_kms_condition_matches_what_the_core_sends() -> None:
     assert dedup.encryption_context() == {"mqless:purpose": "dedup-key"}
 
 
-def test_only_the_functions_that_send_may_use_the_dedup_secret(
+def test_the_functions_that_sign_or_check_receipts_and_references_may_use_the_stack_secret(
     merged_functions: dict[str, Any],
 ) -> None:
     # Given the functions' KMS statements
@@ -1160,15 +1189,21 @@ def test_only_the_functions_that_send_may_use_the_dedup_secret(
 
     # When the purposes each function may use are collected
     granted = {name: purposes(function) for name, function in merged_functions.items()}
-    # Then the HTTP and WebSocket functions (they send to FIFO queues) hold the dedup key,
-    # and every function but the authorizer handles message bodies
+    # Then every function that touches messages holds the stack's secret (the dedup-key
+    # purpose): it keys FIFO dedup records, signs and checks receipts (HTTP and WebSocket
+    # consumers, push consumers fed by dispatch, the sweeper's own leases) and the MACs of
+    # references (dispatch signs what it indexes; every reader checks them) ...
     assert {name for name, found in granted.items() if "dedup-key" in found} == {
         "HttpApiFunction",
         "WebSocketFunction",
+        "DispatchFunction",
+        "SweeperFunction",
     }
+    # ... every one of them handles message bodies, and the authorizer neither
     assert {name for name, found in granted.items() if "message-body" in found} == (
         set(merged_functions) - {"AuthorizerFunction"}
     )
+    assert granted["AuthorizerFunction"] == set()
 
 
 def test_the_key_policy_names_no_wildcard_principal(resources: Resources) -> None:

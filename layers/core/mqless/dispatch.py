@@ -1,15 +1,17 @@
-"""The dispatch function's work: DynamoDB stream batches in, deliveries out.
+"""The dispatch function's work: DynamoDB stream batches in, indexes and deliveries out.
 
-- A published topic message (`T#` INSERT) is copied into each matching durable
-  subscription's queue, then pushed to the live subscribers.
-- A new item in a queue's partition (`Q#` INSERT: a message, a FIFO group, a wake
-  marker) means the queue's push consumers may have something to take: the queue is
-  pumped once per batch, however many of its records the batch holds.
+- New log items (`L#` queue logs, `T#` topic logs) are indexed (`indexing.py`): one index
+  write per queue shard per batch, however many messages the batch brings. Their queues'
+  push consumers are then fed, and published topic messages pushed to live subscribers.
+- A wake marker (`W#<queue>`) asks for the queue's push consumers to be fed again.
+- Everything else (index, group, dedup and data-key items) passes by: the event source
+  mapping's filter keeps most of it from invoking the function at all.
 
-Powertools' BatchProcessor reports failed records by SequenceNumber, so Lambda retries
-only from the first failure. The fan-out is idempotent (conditional puts); pushes and
-pumps run after the batch, once per connection and per queue, so several messages for
-one connection travel in as few posts as the frame size allows.
+Indexing is idempotent, so a failed batch is simply retried: it is reported as failed from
+its first log record on (Powertools' BatchProcessor reports by SequenceNumber, and Lambda
+retries from the lowest one). Pushes and pumps run once the batch is indexed, once per
+connection and per queue, so several messages for one connection go out in as few posts as
+the frame size allows.
 """
 
 from __future__ import annotations
@@ -26,50 +28,68 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from mqless import runtime
 from mqless.dynamo import Item, from_stream_image
+from mqless.storage import keys, wake
 
 logger = Logger(service="mqless", child=True)
 
 
 class _Batch:
-    """What the records of one batch ask for once they are all handled."""
+    """What the records of one batch ask for once they are all read."""
 
     def __init__(self) -> None:
+        self.logged: list[tuple[str, Item]] = []  # (sequence number, new image)
         self.published: list[Item] = []
         self.queues: set[str] = set()
 
 
 def handle_record(record: DynamoDBRecord, batch: _Batch) -> None:
-    """Fan out one published topic message; note queues with new items; skip the rest."""
+    """Note a new log item or wake marker; skip the rest."""
     if record.raw_event.get("eventName") != "INSERT":
         return
     change = record.raw_event.get("dynamodb", {})
     pk = str(from_stream_image(change.get("Keys", {})).get("pk", ""))
-    if pk.startswith("T#"):
-        item = from_stream_image(change.get("NewImage", {}))
-        runtime.topic_service().fan_out(item)
+    queue = wake.queue_of(pk)
+    if queue is not None:
+        batch.queues.add(queue)
+        return
+    if not pk.startswith((keys.QUEUE_LOG, keys.TOPIC_LOG)):
+        return
+    item = from_stream_image(change.get("NewImage", {}))
+    batch.logged.append((str(change.get("SequenceNumber", "")), item))
+    if pk.startswith(keys.TOPIC_LOG):
         batch.published.append(item)
-    elif pk.startswith("Q#"):
-        batch.queues.add(pk[2:])
 
 
 def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Process a stream batch, reporting failed records for a partial retry."""
+    """Index a stream batch, then deliver; report failed records for a retry."""
     batch = _Batch()
     records = [r for r in event.get("Records") or [] if _is_stream_record(r)]
     if not records:
         return {"batchItemFailures": []}
-    result = process_partial_response(
-        event={**event, "Records": records},
-        record_handler=lambda record: handle_record(record, batch),
-        # one processor per batch: it keeps per-batch state; a batch whose every record
-        # failed is reported like any other (Lambda retries from the first failure)
-        processor=BatchProcessor(
-            event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
-        ),
-        context=context,
+    result = dict(
+        process_partial_response(
+            event={**event, "Records": records},
+            record_handler=lambda record: handle_record(record, batch),
+            # one processor per batch: it keeps per-batch state; a batch whose every record
+            # failed is reported like any other (Lambda retries from the first failure)
+            processor=BatchProcessor(
+                event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
+            ),
+            context=context,
+        )
     )
+    if batch.logged:
+        try:
+            report = runtime.indexer().index(item for _, item in batch.logged)
+        except Exception:
+            logger.exception("indexing a stream batch failed; it will be retried")
+            earlier = result.get("batchItemFailures")
+            reported: list[Any] = earlier if isinstance(earlier, list) else []
+            failures = [*reported, {"itemIdentifier": batch.logged[0][0]}]
+            return {"batchItemFailures": failures}
+        batch.queues |= report.queues
     deliver(batch)
-    return dict(result)
+    return result
 
 
 def _is_stream_record(record: Any) -> bool:

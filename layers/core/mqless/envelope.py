@@ -34,7 +34,7 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
@@ -256,18 +256,18 @@ class EnvelopeCipher:
     ) -> Sealed:
         """Seal `header` and `body` (format 0x02) for message `message_id` on `destination`."""
         aead, encrypted_key = self._key_for_sealing(destination)
-        plaintext = b"".join((_HEADER_LENGTH.pack(len(header)), header, body))
-        # A fresh random 96-bit nonce per message. With at most max_messages_per_key
-        # (10,000 by default) messages per key, the chance that two nonces collide is
-        # about n**2 / 2**97 ~ 1e-21, far below NIST's 2**-32 bound for random nonces.
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = aead.encrypt(
-            nonce, plaintext, _associated_data(FORMAT_VERSION, destination, message_id)
-        )
-        return Sealed(
-            ciphertext=b"".join((bytes((FORMAT_VERSION,)), nonce, sealed)),
-            encrypted_key=encrypted_key,
-        )
+        return _seal(aead, encrypted_key, body, destination, message_id, header)
+
+    def encrypt_many(
+        self, messages: Sequence[tuple[bytes, bytes, str]], *, destination: str
+    ) -> list[Sealed]:
+        """Seal several (body, header, message id) under one data key (they are stored in
+        one item that names that key once)."""
+        aead, encrypted_key = self._key_for_sealing(destination, uses=len(messages))
+        return [
+            _seal(aead, encrypted_key, body, destination, message_id, header)
+            for body, header, message_id in messages
+        ]
 
     def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> Opened:
         """Open a sealed message (format 0x02 or 0x01); IntegrityError if altered or moved."""
@@ -303,19 +303,19 @@ class EnvelopeCipher:
 
     # -- caches ------------------------------------------------------------------------------
 
-    def _key_for_sealing(self, destination: str) -> tuple[AESGCM, bytes]:
+    def _key_for_sealing(self, destination: str, uses: int = 1) -> tuple[AESGCM, bytes]:
         def lookup() -> tuple[AESGCM, bytes] | None:
             active = self._active.get(destination)
             if (
                 active is None
                 or not self._fresh(active.created_ms)
-                or (active.uses >= self._max_messages)
+                or (active.uses + uses > self._max_messages)
             ):
                 return None
             # Counted under the lock, before sealing, so threads never overrun the bound.
-            active.uses += 1
+            active.uses += uses
             self._active.move_to_end(destination)
-            self._stats.encrypts += 1
+            self._stats.encrypts += uses
             return active.aead, active.encrypted_key
 
         def load() -> tuple[AESGCM, bytes]:
@@ -326,13 +326,13 @@ class EnvelopeCipher:
             aead = AESGCM(_checked_key(data_key.plaintext))
             now = self._clock.now_ms()
             with self._lock:
-                self._active[destination] = _ActiveKey(aead, data_key.encrypted_key, now, uses=1)
+                self._active[destination] = _ActiveKey(aead, data_key.encrypted_key, now, uses=uses)
                 self._active.move_to_end(destination)
                 _trim(self._active, self._cache_size)
                 # The sender already knows this key: a receiver in the same warm process
                 # (the local runtime, or a function that does both) needs no Decrypt.
                 self._remember_opened(data_key.encrypted_key, destination, aead, now)
-                self._stats.encrypts += 1
+                self._stats.encrypts += uses
             return aead, data_key.encrypted_key
 
         return self._single_flight(("seal", destination), lookup, load)
@@ -413,6 +413,28 @@ def _unframe(version: int, plaintext: bytes) -> Opened:
     if end > len(plaintext):
         raise IntegrityError("message failed authentication: header runs past the plaintext")
     return Opened(version, plaintext[_HEADER_LENGTH.size : end], plaintext[end:])
+
+
+def _seal(
+    aead: AESGCM,
+    encrypted_key: bytes,
+    body: bytes,
+    destination: str,
+    message_id: str,
+    header: bytes,
+) -> Sealed:
+    plaintext = b"".join((_HEADER_LENGTH.pack(len(header)), header, body))
+    # A fresh random 96-bit nonce per message. With at most max_messages_per_key
+    # (10,000 by default) messages per key, the chance that two nonces collide is
+    # about n**2 / 2**97 ~ 1e-21, far below NIST's 2**-32 bound for random nonces.
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = aead.encrypt(
+        nonce, plaintext, _associated_data(FORMAT_VERSION, destination, message_id)
+    )
+    return Sealed(
+        ciphertext=b"".join((bytes((FORMAT_VERSION,)), nonce, sealed)),
+        encrypted_key=encrypted_key,
+    )
 
 
 def _checked_key(plaintext: bytes) -> bytes:

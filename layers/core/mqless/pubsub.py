@@ -1,16 +1,17 @@
-"""Topics: publish once, fan out to durable subscriptions (topic pattern -> queue, filtered).
+"""Topics: publish once, deliver to durable subscriptions (topic pattern -> queue, filtered).
 
-A publish writes one item (`pk = T#<topic>`), whatever the number of subscribers. The
-messages table's stream hands it to the dispatch function, which opens it once (its
-attributes are sealed, and the filter policies need them) and copies it into each matching
-subscription's queue, sealed again for that queue (`sealing.py`: a sealed block opens only
-where it is held) with cached data keys, so no KMS call per message or subscriber. A copy
-is a conditional put keyed by the message id, so a stream retry never delivers a message
-twice to one subscription.
+A publish writes its bodies once, into the topic's log (`T#<topic>#<shard>`), whatever
+the number of subscribers. The messages table's stream hands each new log item to the
+dispatch function, whose indexer (`indexing.py`) asks `routes` which queues should get
+which of its bodies: the item is opened once (attributes are sealed, and the filter
+policies read them), and each matching subscription's queue gets a reference to the body
+in its index. Nothing is copied and nothing is sealed again: a body stays bound to the
+topic that holds it. Live subscribers are pushed the same bodies (`sessions.py`).
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,14 +38,14 @@ from mqless.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from mqless.models import EntryFailure, NewMessage, SendResult
+from mqless.models import EntryFailure, NewMessage, QueueConfig, SendResult
 from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
-from mqless.queues import BodyCipher, sealed_message
 from mqless.quotas import Quota, Quotas
 from mqless.registry import QueueRegistry
-from mqless.sealing import Holder, open_item, reseal
-from mqless.store import MessageStore, standard_key
+from mqless.sealing import BodyCipher, Headers, Holder, open_logged, seal_many
+from mqless.storage import keys
+from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body, LogStore
 from mqless.topics import FilterPolicy, TopicIndex, validate_topic_name, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 logger = Logger(service="mqless", child=True)
 
 SUBSCRIPTION_PARTITION = "SUBSCRIPTION"
-TOPIC_MESSAGE_SECONDS = 24 * 60 * 60  # a published item only has to live until dispatched
+TOPIC_MESSAGE_SECONDS = 24 * 60 * 60  # kept a day when no subscription's queue needs longer
+TOPIC_SHARDS = 4  # a topic's log is spread over this many partitions
 CACHE_SECONDS = 5.0
 
 
@@ -90,11 +92,15 @@ class DispatchReport(BaseModel):
 
 
 def published_topic(item: Item) -> str:
-    """The topic a published item is held by: the one its partition key names."""
+    """The topic a published log item is held by: the one its partition key names."""
     pk = str(item.get("pk", ""))
-    if not pk.startswith("T#"):
+    try:
+        kind, topic, _ = keys.parse_log_partition(pk)
+    except InvalidRequest:
+        kind = ""
+    if kind != "topic":
         raise IntegrityError(f"not a published message: partition {pk[:100]!r}")
-    return pk[2:]
+    return topic
 
 
 class TopicService:
@@ -111,10 +117,11 @@ class TopicService:
         clock: Clock,
         policy: Policy | None = None,
         quotas: Quotas | None = None,
+        log: LogStore | None = None,
     ) -> None:
         self._db = dynamodb
         self._messages = messages_table
-        self._store = MessageStore(dynamodb, messages_table)
+        self._log = log or LogStore(dynamodb, messages_table)
         self._destinations = destinations_table
         self._queues = queues
         self._cipher = cipher
@@ -127,51 +134,69 @@ class TopicService:
     # ---- publishing ---------------------------------------------------------------------
 
     def publish(self, principal: Principal, topic: str, message: NewMessage) -> SendResult:
-        """Write one topic message; the dispatch function fans it out."""
+        """Write one topic message into the topic's log; the dispatch function delivers it."""
         validate_topic_name(topic)
         self._policy.check(principal, Action.SEND, topic)
-        item = self._topic_item(topic, message)
-        self._store.put(item)
+        _check_topic_message(message)
+        (result,) = self._store(topic, [message])
         metrics.count("Sent", topic=topic)
-        return SendResult(message_id=item["id"])
+        return result
 
     def publish_batch(
         self, principal: Principal, topic: str, entries: Sequence[tuple[str, NewMessage]]
     ) -> tuple[list[tuple[str, SendResult]], list[EntryFailure]]:
-        """Publish up to 10 messages in one request; each entry succeeds or fails alone."""
+        """Publish up to 10 messages in one request (as few log items as their size allows);
+        each entry succeeds or fails alone."""
         validate_topic_name(topic)
         self._policy.check(principal, Action.SEND, topic)
         if not 1 <= len(entries) <= models.MAX_BATCH:
             raise InvalidRequest(f"a batch holds 1 to {models.MAX_BATCH} entries")
-        done: list[tuple[str, SendResult]] = []
         failed: list[EntryFailure] = []
-        items: list[Item] = []
+        accepted: list[tuple[str, NewMessage]] = []
         for entry_id, message in entries:
             try:
-                item = self._topic_item(topic, message)
+                _check_topic_message(message)
             except (InvalidRequest, PayloadTooLarge) as exc:
                 failed.append(EntryFailure(id=entry_id, error=exc.code, message=exc.message))
                 continue
-            items.append(item)
-            done.append((entry_id, SendResult(message_id=item["id"])))
-        if items:
-            self._store.put_many(items)  # retries what DynamoDB leaves unprocessed
-            metrics.count("Sent", topic=topic, value=len(items))
+            accepted.append((entry_id, message))
+        done: list[tuple[str, SendResult]] = []
+        if accepted:
+            results = self._store(topic, [m for _, m in accepted])
+            done = [(entry_id, r) for (entry_id, _), r in zip(accepted, results, strict=True)]
+            metrics.count("Sent", topic=topic, value=len(done))
         return done, failed
 
-    def _topic_item(self, topic: str, message: NewMessage) -> Item:
-        message.check_size()
-        if message.group_id or message.dedup_id or message.delay_seconds:
-            raise InvalidRequest("group_id, dedup_id and delay_seconds are for queues, not topics")
+    def _store(self, topic: str, messages: Sequence[NewMessage]) -> list[SendResult]:
         now = self._clock.now_ms()
-        item = sealed_message(self._cipher, message, holder=Holder.topic(topic), now_ms=now)
-        item.update(
-            pk=f"T#{topic}",
-            sk=standard_key(str(item["id"])),
-            ttl=message.ttl_seconds,
-            expires_at=now // 1000 + TOPIC_MESSAGE_SECONDS,
-        )
-        return item
+        keep = self._retention_of(topic)
+        results: list[SendResult] = []
+        for chunk in _chunks(messages, keep, now):
+            item_id = keys.new_item_id(now)
+            ids = [keys.message_id(item_id, j) for j in range(len(chunk))]
+            sealed = seal_many(
+                self._cipher,
+                [(Headers.of(m), m.body, i) for m, i in zip(chunk, ids, strict=True)],
+                holder=Holder.topic(topic),
+            )
+            self._log.put(
+                keys.topic_log(topic, random.randrange(TOPIC_SHARDS)),
+                item_id,
+                [Body(s.ciphertext, s.encrypted_key) for s in sealed],
+                expires_at=_expiry(chunk[0], keep, now),
+            )
+            results.extend(SendResult(message_id=i) for i in ids)
+        return results
+
+    def _retention_of(self, topic: str) -> int:
+        """How long a published body must stay: the longest retention of the queues it may
+        go to (a subscription's queue holds a reference, not a copy); a day if none."""
+        longest = 0
+        for subscription, _ in self._matching(topic):
+            queue = self._queues.find(subscription.queue)
+            if queue is not None:
+                longest = max(longest, queue.retention_seconds)
+        return longest or TOPIC_MESSAGE_SECONDS
 
     # ---- durable subscriptions ----------------------------------------------------------
 
@@ -397,36 +422,34 @@ class TopicService:
         found = [s for s in self._load() if self._policy.permits(principal, Action.ADMIN, s.topic)]
         return [s for s in found if topic is None or s.topic == topic]
 
-    # ---- fan-out (the dispatch function) ------------------------------------------------
+    # ---- routing (the dispatch function's indexer) ---------------------------------------
 
-    def fan_out(self, item: Item) -> DispatchReport:
-        """Copy one published topic message into every matching subscription's queue."""
-        report = DispatchReport()
-        topic = published_topic(item)
-        # a malformed image fails here, matching subscriptions or not (and is retried, then
-        # reported by the stream mapping); a tampered one is skipped below
-        message_id, sent_at = str(item["id"]), int(item["sent_at"])
+    def routes(self, topic: str, image: Item) -> list[tuple[QueueConfig, list[int]]]:
+        """Which queues get which bodies of a new log item of `topic` (`indexing.TopicRoutes`):
+        every matching subscription's, filter policies read from the opened attributes. A
+        body that fails authentication goes nowhere (logged; retrying cannot help)."""
         matching = self._matching(topic)
         if not matching:
-            return report
-        try:
-            # once per message, whatever the number of subscriptions
-            opened = open_item(
-                self._cipher, item, holder=Holder.topic(topic), now_ms=self._clock.now_ms()
-            )
-        except IntegrityError as exc:
-            # retrying cannot help, and a raise would hold up the stream behind it
-            logger.error(
-                "published message failed authentication; not fanned out",
-                extra={"topic": topic, "message_id": message_id, "reason": exc.message},
-            )
-            report.unreadable += 1
-            return report
-        attributes = opened.headers.attributes
+            return []
+        item = self._log.log_item(image)
+        now = self._clock.now_ms()
+        attributes: list[dict[str, str] | None] = []
+        for slot in range(len(item.bodies)):
+            try:
+                opened = open_logged(self._cipher, item, slot, now_ms=now)
+                attributes.append(dict(opened.headers.attributes))
+            except IntegrityError as exc:
+                logger.error(
+                    "published message failed authentication; delivered to no one",
+                    extra={
+                        "topic": topic,
+                        "message_id": keys.message_id(item.item, slot),
+                        "reason": exc.message,
+                    },
+                )
+                attributes.append(None)
+        by_queue: dict[str, tuple[QueueConfig, set[int]]] = {}
         for subscription, policy in matching:
-            if policy is not None and not policy.matches(attributes):
-                report.filtered += 1
-                continue
             queue = self._queues.find(subscription.queue)
             if queue is None:
                 logger.warning(
@@ -434,34 +457,14 @@ class TopicService:
                     extra={"subscription": subscription.name, "queue": subscription.queue},
                 )
                 continue
-            now = self._clock.now_ms()
-            lifetime = queue.retention_seconds
-            if item.get("ttl") is not None:
-                lifetime = min(lifetime, int(item["ttl"]))
-            copy = {k: v for k, v in item.items() if k not in ("pk", "sk", "ttl", "expires_at")}
-            copy = reseal(self._cipher, copy, opened, target=Holder.queue(queue.name))
-            copy.update(
-                pk=f"Q#{queue.name}",
-                sk=standard_key(message_id),
-                vq=queue.name,
-                visible_at=now + queue.delay_seconds * 1000,
-                receive_count=0,
-                expires_at=sent_at // 1000 + lifetime,
-                subscription=subscription.name,
-            )
-            try:
-                with translated_errors():
-                    self._db.put_item(
-                        TableName=self._messages,
-                        Item=to_wire(copy),
-                        ConditionExpression="attribute_not_exists(pk)",
-                    )
-                report.delivered += 1
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
-                report.duplicates += 1  # a stream retry: this subscription has it already
-        return report
+            bodies = {
+                slot
+                for slot, attrs in enumerate(attributes)
+                if attrs is not None and (policy is None or policy.matches(attrs))
+            }
+            if bodies:
+                by_queue.setdefault(queue.name, (queue, set()))[1].update(bodies)
+        return [(queue, sorted(bodies)) for queue, bodies in by_queue.values()]
 
     def _matching(self, topic: str) -> list[tuple[Subscription, FilterPolicy | None]]:
         index, by_key = self._cached_index()
@@ -502,6 +505,37 @@ class TopicService:
                 )
             )
         return found
+
+
+def _check_topic_message(message: NewMessage) -> None:
+    message.check_size()
+    if message.group_id or message.dedup_id or message.delay_seconds:
+        raise InvalidRequest("group_id, dedup_id and delay_seconds are for queues, not topics")
+
+
+def _expiry(message: NewMessage, keep: int, now_ms: int) -> int:
+    lifetime = keep if message.ttl_seconds is None else min(keep, message.ttl_seconds)
+    return now_ms // 1000 + lifetime
+
+
+def _chunks(messages: Sequence[NewMessage], keep: int, now_ms: int) -> list[list[NewMessage]]:
+    """Messages that share a log item: consecutive, one expiry, within the item size."""
+    chunks: list[list[NewMessage]] = []
+    size = ITEM_OVERHEAD
+    for message in messages:
+        length = len(message.body) + len(Headers.of(message).encode()) + 33 + BODY_OVERHEAD
+        if (
+            chunks
+            and len(chunks[-1]) < keys.SLOTS_PER_ITEM
+            and size + length <= MAX_ITEM_BYTES
+            and _expiry(chunks[-1][0], keep, now_ms) == _expiry(message, keep, now_ms)
+        ):
+            chunks[-1].append(message)
+            size += length
+            continue
+        chunks.append([message])
+        size = ITEM_OVERHEAD + length
+    return chunks
 
 
 def _key(topic: str, name: str) -> dict[str, str]:

@@ -1,29 +1,29 @@
 """Queue semantics: send, lease, ack, nack, visibility, dead letters, redrive, FIFO, sweep.
 
-The rules live here; `store.MessageStore` knows how items sit in DynamoDB and
-`envelope` how bodies are sealed. Every operation takes the calling principal and asks
-the policy first, so permissions are checked in exactly one place.
+The rules live here; storage engine v2 keeps the data (docs/storage-engine.md): a body is
+written once into its queue's log (`storage.log`) and never rewritten; the dispatch
+function indexes it (`indexing.py`); leases and settlements are small writes shared by many
+messages (`leases.py`). Moving a message (dead letter, redrive, move, copy) writes a
+reference to its body into the target's log, never the body again. Every operation takes
+the calling principal and asks the policy first, so permissions are checked in one place.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import enum
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Final, Literal
 
 from aws_lambda_powertools import Logger
 
 from mqless import models, names
 from mqless.clock import Clock
 from mqless.dedup import DedupHasher
-from mqless.dynamo import Item
 from mqless.errors import (
     Conflict,
     IntegrityError,
@@ -34,7 +34,7 @@ from mqless.errors import (
     QueueNotFound,
     StaleReceipt,
 )
-from mqless.ids import new_lease_id, new_message_id
+from mqless.leases import Leases, Taken
 from mqless.models import (
     BrowsedMessage,
     Delivery,
@@ -50,36 +50,36 @@ from mqless.models import (
 from mqless.observability import audit, metrics
 from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.quotas import Quota, Quotas
-from mqless.receipts import Receipt, decode_receipt
+from mqless.receipts import Lease, decode_receipt
+from mqless.refs import genuine, ref_mac
 from mqless.registry import QueueRegistry
-from mqless.sealing import BodyCipher, Headers, Holder, OpenedMessage, open_item, reseal, seal
-from mqless.store import (
-    Duplicate,
-    LeaseLost,
-    MessageStore,
-    group_of_key,
-    standard_key,
+from mqless.sealing import BodyCipher, Headers, Holder, OpenedMessage, open_logged, seal_many
+from mqless.storage import keys
+from mqless.storage.dedup_records import DedupRecords
+from mqless.storage.groups import GroupStore
+from mqless.storage.index import SETTLED, Entry, IndexStore, Ref, Segment
+from mqless.storage.log import (
+    BODY_OVERHEAD,
+    ITEM_OVERHEAD,
+    MAX_ITEM_BYTES,
+    Body,
+    LogItem,
+    LogStore,
+    Source,
 )
+from mqless.storage.wake import WakeMarkers
 
 logger = Logger(service="mqless", child=True)
 
-MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key value
-
-MAX_PAGES_PER_RECEIVE = 5
-MAX_BROWSE = 100
-# what a message carries about its current delivery (dropped when it moves queue)
-_DELIVERY_STATE = frozenset(
-    {"dl_reason", "dl_source", "first_rx", "lease_id", "lease_owner", "lease_until", "seq"}
-)
-MAX_HEADS_PER_GROUP = 100
-FIRST_POLL_SECONDS = 0.05
-MAX_POLL_SECONDS = 1.0
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"  # handed to the consumer; the lease stays
-    CONSUMED = "consumed"  # gone from the queue (moved, expired) under our lease
-    SKIPPED = "skipped"  # left as it was; give the lease back
+MAX_BROWSE: Final = 100
+FIRST_POLL_SECONDS: Final = 0.05
+MAX_POLL_SECONDS: Final = 1.0
+SEALING_OVERHEAD: Final = 1 + 12 + 16 + 4  # version, nonce, tag, header length
+QUARANTINE: Final = "quarantine"  # a log shard the dispatch function never indexes
+COUNT_BOUND: Final = 1000  # references a count reads at most per queue
+SWEEP_SEGMENTS: Final = 16
+_DONE: Final = 10**10  # a browse cursor's mark for a shard read to its end
+MAX_SWEEP_HEADS: Final = 100  # heads of one group the sweeper drops in a round
 
 
 @dataclass
@@ -90,17 +90,43 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
 
 
-Handler = Callable[[QueueConfig, Item, str, "str | None"], "tuple[Outcome, Delivery | None]"]
+@dataclass(frozen=True)
+class _Peeked:
+    """A message as browsing sees it, where it is in its shard's order."""
+
+    place: int  # segment number, or group number in the shard's sorted groups
+    slot: int  # slot in the segment, or position in the group
+    ref: Ref
+    until: int
+    count: int
+    reason: str
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A message found by id in a queue's index (for the operator's actions)."""
+
+    ref: Ref
+    shard: int
+    place: str  # segment number or group
+    position: int
+    count: int
+    reason: str
 
 
 class QueueService:
-    """The broker's queue operations, over a registry, a message store and a body cipher."""
+    """The broker's queue operations, over a registry, the storage engine and a body cipher."""
 
     def __init__(
         self,
         *,
         registry: QueueRegistry,
-        store: MessageStore,
+        log: LogStore,
+        index: IndexStore,
+        groups: GroupStore,
+        dedup_records: DedupRecords,
+        wake: WakeMarkers,
         cipher: BodyCipher,
         dedup: DedupHasher,
         clock: Clock,
@@ -108,12 +134,18 @@ class QueueService:
         quotas: Quotas | None = None,
     ) -> None:
         self._registry = registry
-        self._store = store
+        self._log = log
+        self._index = index
+        self._groups = groups
+        self._dedup_records = dedup_records
+        self._wake = wake
         self._cipher = cipher
         self._dedup = dedup
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
         self._quotas = quotas or Quotas(self._policy)
+        self.leases = Leases(index, groups, clock)
+        self._send_shards: dict[str, tuple[int, int]] = {}  # queue: (its shards, ours)
 
     # ---- queue admin ------------------------------------------------------------------
 
@@ -137,6 +169,18 @@ class QueueService:
                 audit("queue.create", principal.id, name, settings=settings.model_dump())
                 return created, True
             existing = self._registry.get(name)
+        if settings.shards is None:  # a replace that does not name shards keeps them
+            config = config.model_copy(update={"shards": existing.shards})
+        if existing.fifo and config.shards != existing.shards:
+            raise Conflict(
+                f"FIFO queue {name!r} has {existing.shards} shards, fixed when it was made: a "
+                "group's messages stay in the shard its name hashes to"
+            )
+        if config.shards < existing.shards:
+            raise Conflict(
+                f"queue {name!r} has {existing.shards} shards; shards can grow, never shrink "
+                "(messages wait in every shard)"
+            )
         if config.dead_letter_queue:
             self._ensure_queue(config.dead_letter_queue, principal, dead_letter=True)
         kept = ("created_at", "created_by", "charged_to")
@@ -152,17 +196,96 @@ class QueueService:
         config = self._registry.get(name)
         return config, self.counts(config)
 
+    def list_queues(self, principal: Principal) -> list[QueueConfig]:
+        """Every queue the principal may administer (the others are not listed)."""
+        return [
+            config
+            for config in self._registry.list()
+            if self._policy.permits(principal, Action.ADMIN, config.name)
+        ]
+
+    def delete_queue(self, principal: Principal, name: str) -> None:
+        """Delete a queue: its settings and its index (its logs expire by themselves)."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        config = self._registry.find(name)
+        if not self._registry.delete(name):
+            self._registry.get(name)  # raises QueueNotFound
+        shards = config.shards if config is not None else keys.MAX_SHARDS
+        for shard in range(shards):
+            self._index.drop(name, shard)
+            self._groups.drop(name, shard)
+        if names.is_fifo(name):
+            self._dedup_records.drop(name)
+        self.leases.forget_floors(name)
+        audit("queue.delete", principal.id, name)
+
+    def purge(self, principal: Principal, name: str) -> int:
+        """Drop every message of a queue (dedup records stay, as in SQS); returns the count."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        config = self._registry.get(name)
+        purged = 0
+        for shard in range(config.shards):
+            if config.fifo:
+                purged += self._groups.purge(name, shard)
+            else:
+                purged += self._index.purge(name, shard)
+        self.leases.forget_floors(name)
+        audit("queue.purge", principal.id, name, purged=purged)
+        return purged
+
+    # ---- operator's view ----------------------------------------------------------------
+
     def counts(self, config: QueueConfig) -> QueueCounts:
+        """Visible, in flight and delayed, exact up to COUNT_BOUND references read."""
         now = self._clock.now_ms()
-        if config.fifo:
-            visible, in_flight, delayed, bounded = self._store.count_fifo(config.name, now)
-        else:
-            visible, in_flight, delayed, bounded = self._store.count_standard(config.name, now)
+        visible = in_flight = delayed = 0
+        read = 0
+        bounded = False
+        for shard in range(config.shards):
+            for until, count, _ in self._states(config, shard):
+                read += 1
+                if read > COUNT_BOUND:
+                    bounded = True
+                    break
+                if 0 <= until <= now:
+                    visible += 1
+                elif count > 0:
+                    in_flight += 1
+                else:
+                    delayed += 1
+            if bounded:
+                break
         return QueueCounts(
             visible=visible, in_flight=in_flight, delayed=delayed, approximate=bounded
         )
 
-    # ---- operator's view ----------------------------------------------------------------
+    def _states(self, config: QueueConfig, shard: int) -> Iterable[tuple[int, int, Ref]]:
+        """(until, receive count, ref) of every unsettled reference of a shard, in order."""
+        if config.fifo:
+            now = self._clock.now_ms()
+            for group in self._groups.groups(config.name, shard):
+                leased = group.leased_at(now)
+                for position, ref in enumerate(group.refs):
+                    if ref.acked or 0 < ref.expires_at <= now // 1000:
+                        continue
+                    if leased and position < group.covered:
+                        yield group.until, max(ref.count, 1), ref.ref
+                    else:
+                        yield ref.visible_at, ref.count, ref.ref
+            return
+        start = self.leases.floor(config.name, shard)
+        while True:
+            segments = self._index.segments(config.name, shard, start, limit=8)
+            now = self._clock.now_ms()
+            for segment in segments:
+                for entry in segment.entries:
+                    if not entry.settled and not entry.expired(now):
+                        yield entry.until, entry.count, entry.ref
+            if len(segments) < 8:
+                return
+            start = segments[-1].seq + 1
 
     def stats(self, principal: Principal, name: str, *, consumers: int = 0) -> QueueStats:
         """Counts, the oldest message's age and the dead-letter depth, from bounded reads."""
@@ -171,7 +294,7 @@ class QueueService:
         config = self._registry.get(name)
         now = self._clock.now_ms()
         counts = self.counts(config)
-        oldest = self._store.oldest_visible_ms(name, now, fifo=config.fifo)
+        oldest = self._oldest_visible_ms(config, now)
         dlq_visible: int | None = None
         approximate = counts.approximate
         if config.dead_letter_queue:
@@ -193,62 +316,131 @@ class QueueService:
             approximate=approximate,
         )
 
+    def _oldest_visible_ms(self, config: QueueConfig, now: int) -> int | None:
+        """When the oldest visible message was sent (among the first 100 per shard)."""
+        oldest: int | None = None
+        for shard in range(config.shards):
+            for read, (until, _, ref) in enumerate(self._states(config, shard)):
+                if read >= 100:
+                    break
+                if 0 <= until <= now:
+                    sent = keys.id_time_ms(ref.item)
+                    oldest = sent if oldest is None else min(oldest, sent)
+        return oldest
+
     def browse(
         self, principal: Principal, name: str, *, limit: int = 20, cursor: str | None = None
     ) -> tuple[list[BrowsedMessage], str | None]:
-        """A page of messages in send order, peeked at without leasing; and the next cursor."""
+        """A page of messages peeked at without leasing, and the next cursor: in send order
+        (the shards merged by message time; a FIFO queue group by group)."""
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
         if not 1 <= limit <= MAX_BROWSE:
             raise InvalidRequest(f"limit must be 1 to {MAX_BROWSE}")
         config = self._registry.get(name)
-        items, last = self._store.browse(name, limit, _decode_cursor(cursor, name))
+        starts = _decode_cursor(cursor, config)
+        candidates: list[tuple[int, _Peeked]] = []
+        for shard in range(config.shards):
+            for count, peeked in enumerate(self._peek_shard(config, shard, starts[shard])):
+                if count > limit or (config.fifo and len(candidates) > limit):
+                    break
+                candidates.append((shard, peeked))
+        if not config.fifo:
+            candidates.sort(key=lambda c: (keys.id_time_ms(c[1].ref.item), c[1].ref.item))
+        page = candidates[:limit]
+        next_cursor = None
+        if len(candidates) > limit:
+            positions = list(starts)
+            for shard, peeked in page:
+                positions[shard] = (peeked.place, peeked.slot + 1)
+            if config.fifo:  # the shards before the last one taken from are done
+                last = page[-1][0]
+                positions = [(_DONE, 0) if s < last else p for s, p in enumerate(positions)]
+            next_cursor = _encode_cursor(positions)
+        items = self._log.items((p.ref.log, p.ref.item) for _, p in page)
         now = self._clock.now_ms()
-        return [self._browsed(config, item, now) for item in items], _encode_cursor(last)
+        return [
+            self._browsed(config, items.get((p.ref.log, p.ref.item)), p, now) for _, p in page
+        ], next_cursor
 
-    def _browsed(self, config: QueueConfig, item: Item, now: int) -> BrowsedMessage:
+    def _peek_shard(
+        self, config: QueueConfig, shard: int, start: tuple[int, int]
+    ) -> Iterable[_Peeked]:
+        """A shard's unsettled messages from a position on, in its order."""
+        first_place, first_slot = start
+        if first_place >= _DONE:
+            return
+        now = self._clock.now_ms()
+        if config.fifo:
+            groups = sorted(
+                self._groups.groups(config.name, shard, consistent=True), key=lambda g: g.name
+            )
+            for number, group in enumerate(groups):
+                if number < first_place:
+                    continue
+                leased = group.leased_at(now)
+                for index, ref in enumerate(group.refs):
+                    if (number == first_place and index < first_slot) or ref.acked:
+                        continue
+                    until = group.until if leased and index < group.covered else ref.visible_at
+                    yield _Peeked(number, index, ref.ref, until, ref.count, ref.reason, group.name)
+            return
+        seq = max(first_place, self.leases.floor(config.name, shard))
+        while True:
+            segments = self._index.segments(config.name, shard, seq, limit=8, consistent=True)
+            for segment in segments:
+                for entry in segment.entries:
+                    if (segment.seq, entry.slot) < start or entry.settled or entry.expired(now):
+                        continue
+                    yield _Peeked(
+                        segment.seq, entry.slot, entry.ref, entry.until, entry.count, entry.reason
+                    )
+            if len(segments) < 8:
+                return
+            seq = segments[-1].seq + 1
+
+    def _browsed(
+        self, config: QueueConfig, item: LogItem | None, peeked: _Peeked, now: int
+    ) -> BrowsedMessage:
+        ref, until, count, group = peeked.ref, peeked.until, peeked.count, peeked.group
+        reason = peeked.reason
         body: str | None = None
         error: str | None = None
         headers = Headers()
         try:
-            opened = self._open(config, item)
+            if not genuine(self._dedup.mac, config.name, ref):
+                raise IntegrityError("a reference the broker did not put in this queue")
+            if item is None or ref.slot >= len(item.bodies):
+                raise IntegrityError("the message body is gone (expired)")
+            opened = self._open(item, ref)
             headers = opened.headers
             body = (
                 base64.b64encode(opened.body).decode() if headers.binary else opened.body.decode()
             )
         except IntegrityError as exc:
             error = f"integrity: {exc.message}"
-        if config.fifo:
-            if int(item.get("lease_until", 0)) > now:
-                state = "in_flight"
-            elif int(item.get("avail", 0)) > now:
-                state = "delayed"
-            else:
-                state = "visible"
-            visible_at = item.get("avail")
+        if 0 <= until <= now:
+            state = "visible"
+        elif count > 0:
+            state = "in_flight"
         else:
-            visible_at = item.get("visible_at")
-            if int(visible_at or 0) <= now:
-                state = "visible"
-            elif item.get("lease_id"):
-                state = "in_flight"
-            else:
-                state = "delayed"
+            state = "delayed"
+        source, why = _reason(reason)
         return BrowsedMessage(
-            message_id=str(item["id"]),
+            message_id=ref.message_id,
             body=body,
             binary=headers.binary,
             attributes=dict(headers.attributes),
             content_type=headers.content_type,
             correlation_id=headers.correlation_id,
             reply_to=headers.reply_to,
-            sent_at=int(item["sent_at"]),
-            receive_count=int(item.get("receive_count", 0)),
+            sent_at=keys.id_time_ms(ref.item),
+            receive_count=count,
             state=state,
-            visible_at=None if visible_at is None else int(visible_at),
-            group_id=item.get("grp"),
-            dead_letter_reason=item.get("dl_reason"),
-            source_queue=item.get("dl_source"),
+            visible_at=until if until > 0 else None,
+            group_id=group if group is not None else (item.group if item else None),
+            dead_letter_reason=why,
+            source_queue=source,
             error=error,
         )
 
@@ -257,8 +449,8 @@ class QueueService:
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
         config = self._registry.get(name)
-        item = self._store.find_message(name, message_id, fifo=config.fifo)
-        if item is None or not self._store.delete_message(name, str(item["sk"])):
+        found = self._find(config, message_id)
+        if found is None or not self._settle_found(config, found):
             raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
         audit("message.delete", principal.id, name, message_id=message_id)
 
@@ -274,22 +466,27 @@ class QueueService:
             raise InvalidRequest("the target queue must differ from the source")
         config = self._registry.get(name)
         target = self._ensure_queue(to, principal)
-        item = self._store.find_message(name, message_id, fifo=config.fifo)
-        if item is None:
+        found = self._find(config, message_id)
+        if found is None:
             raise MessageNotFound(f"no message {message_id[:100]!r} in queue {name!r}")
-        if target.fifo and not item.get("grp"):
+        item = self._log.items([(found.ref.log, found.ref.item)]).get(
+            (found.ref.log, found.ref.item)
+        )
+        if item is None:
+            raise MessageNotFound(f"message {message_id[:100]!r} has expired")
+        if target.fifo and not item.group:
             raise InvalidRequest(f"queue {to!r} is FIFO and the message has no group")
         try:
-            fresh = self._resealed(config, target, item)
+            if not genuine(self._dedup.mac, config.name, found.ref):
+                raise IntegrityError("a reference the broker did not put in this queue")
+            self._open(item, found.ref)
         except IntegrityError as exc:
             raise Conflict(
                 f"message {message_id[:100]!r} cannot be moved: integrity: {exc.message}"
             ) from exc
-        fresh = {k: v for k, v in fresh.items() if k not in _DELIVERY_STATE}
-        fresh["receive_count"] = 0
-        fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
-        also = [] if copy else [self._store.delete_existing_op(name, str(item["sk"]))]
-        self._put_moved(target, fresh, also)
+        self._refer(config, found.ref, target, item)
+        if not copy and not self._settle_found(config, found):
+            raise MessageNotFound(f"message {message_id[:100]!r} was taken meanwhile")
         audit(
             "message.copy" if copy else "message.move",
             principal.id,
@@ -297,35 +494,26 @@ class QueueService:
             message_id=message_id,
             to=to,
         )
-        return str(item["id"])
+        return message_id
 
-    def list_queues(self, principal: Principal) -> list[QueueConfig]:
-        """Every queue the principal may administer (the others are not listed)."""
-        return [
-            config
-            for config in self._registry.list()
-            if self._policy.permits(principal, Action.ADMIN, config.name)
-        ]
+    def _find(self, config: QueueConfig, message_id: str) -> _Found | None:
+        item_id, slot = keys.locate(message_id)
+        for shard in range(config.shards):
+            for peeked in self._peek_shard(config, shard, (0, 0)):
+                if peeked.ref.item == item_id and peeked.ref.slot == slot:
+                    place = peeked.group if peeked.group is not None else str(peeked.place)
+                    return _Found(
+                        peeked.ref, shard, place, peeked.slot, peeked.count, peeked.reason
+                    )
+        return None
 
-    def delete_queue(self, principal: Principal, name: str) -> None:
-        """Delete a queue and everything in it (dedup records included)."""
-        names.validate_queue_name(name)
-        self._policy.check(principal, Action.ADMIN, name)
-        if not self._registry.delete(name):
-            self._registry.get(name)  # raises QueueNotFound
-        self._store.delete_keys(name, self._store.keys(name, ("M#", "G#", "D#", "X#", "W#")))
-        audit("queue.delete", principal.id, name)
-
-    def purge(self, principal: Principal, name: str) -> int:
-        """Delete every message of a queue (dedup records stay, as in SQS); returns the count."""
-        names.validate_queue_name(name)
-        self._policy.check(principal, Action.ADMIN, name)
-        self._registry.get(name)
-        keys = self._store.keys(name, ("M#", "G#"))
-        self._store.delete_keys(name, keys)
-        purged = sum(1 for k in keys if k.startswith("M#"))
-        audit("queue.purge", principal.id, name, purged=purged)
-        return purged
+    def _settle_found(self, config: QueueConfig, found: _Found) -> bool:
+        if config.fifo:
+            return self._groups.remove(config.name, found.shard, found.place, found.ref)
+        return (
+            self._index.settle_any(config.name, found.shard, int(found.place), [found.position])
+            is not None
+        )
 
     # ---- producing ----------------------------------------------------------------------
 
@@ -336,12 +524,7 @@ class QueueService:
         self._policy.check(principal, Action.SEND, queue)
         config = self._ensure_queue(queue, principal)
         self._check_message(config, message)
-        item, now = self._new_item(config, message)
-        if not config.fifo:
-            self._store.put(item)
-            metrics.count("Sent", queue=queue)
-            return SendResult(message_id=item["id"])
-        result = self._append_fifo(config, item, message, now)
+        (result,) = self._store(config, [message])
         if not result.duplicate:
             metrics.count("Sent", queue=queue)
         return result
@@ -349,7 +532,8 @@ class QueueService:
     def send_batch(
         self, principal: Principal, queue: str, entries: Sequence[tuple[str, NewMessage]]
     ) -> tuple[list[tuple[str, SendResult]], list[EntryFailure]]:
-        """Accept up to 10 messages; each entry succeeds or fails on its own, as in SQS."""
+        """Accept up to 10 messages; each entry succeeds or fails on its own, as in SQS.
+        Their bodies share as few log items as the item size allows."""
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.SEND, queue)
         if not 1 <= len(entries) <= models.MAX_BATCH:
@@ -358,29 +542,21 @@ class QueueService:
         if len(set(ids)) != len(ids):
             raise InvalidRequest("batch entry ids must be unique")
         config = self._ensure_queue(queue, principal)
-        done: list[tuple[str, SendResult]] = []
         failed: list[EntryFailure] = []
-        standard: list[tuple[str, Item]] = []
+        accepted: list[tuple[str, NewMessage]] = []
         for entry_id, message in entries:
             try:
                 self._check_message(config, message)
-                item, now = self._new_item(config, message)
-                if config.fifo:
-                    done.append((entry_id, self._append_fifo(config, item, message, now)))
-                else:
-                    standard.append((entry_id, item))
+                accepted.append((entry_id, message))
             except MqlessError as exc:
                 failed.append(EntryFailure(id=entry_id, error=exc.code, message=exc.message))
-        if standard:
-            self._store.put_many([item for _, item in standard])
-            done.extend(
-                (entry_id, SendResult(message_id=item["id"])) for entry_id, item in standard
-            )
-        order = {entry_id: i for i, entry_id in enumerate(ids)}
-        done.sort(key=lambda pair: order[pair[0]])
-        accepted = sum(1 for _, result in done if not result.duplicate)
+        done: list[tuple[str, SendResult]] = []
         if accepted:
-            metrics.count("Sent", queue=queue, value=accepted)
+            results = self._store(config, [m for _, m in accepted])
+            done = [(entry_id, r) for (entry_id, _), r in zip(accepted, results, strict=True)]
+        sent = sum(1 for _, result in done if not result.duplicate)
+        if sent:
+            metrics.count("Sent", queue=queue, value=sent)
         return done, failed
 
     def _check_message(self, config: QueueConfig, message: NewMessage) -> None:
@@ -392,55 +568,86 @@ class QueueService:
                 f"dedup_id is only for FIFO queues; {config.name!r} is a standard queue"
             )
 
-    def _new_item(self, config: QueueConfig, message: NewMessage) -> tuple[Item, int]:
+    def _store(self, config: QueueConfig, messages: Sequence[NewMessage]) -> list[SendResult]:
+        """Write messages into the queue's log, as few items as possible, in order."""
         now = self._clock.now_ms()
-        item = sealed_message(
-            self._cipher,
-            message,
-            holder=Holder.queue(config.name),
-            now_ms=now,
-            content_dedup=config.fifo,
-        )
-        message_id = str(item["id"])
-        delay = config.delay_seconds if message.delay_seconds is None else message.delay_seconds
-        lifetime = config.retention_seconds
-        if message.ttl_seconds is not None:
-            lifetime = min(lifetime, message.ttl_seconds)
-        available = now + delay * 1000
-        item.update(
-            grp=message.group_id,
-            expires_at=now // 1000 + lifetime,
-            receive_count=0,
-        )
-        if config.fifo:
-            item["avail"] = available
-        else:
-            item.update(
-                pk=f"Q#{config.name}",
-                sk=standard_key(message_id),
-                vq=config.name,
-                visible_at=available,
-            )
-        return item, now
+        results: list[SendResult | None] = [None] * len(messages)
+        for positions in _item_groups(config, messages, now):
+            item_id = keys.new_item_id(now)
+            kept: list[int] = []
+            for position in positions:
+                message = messages[position]
+                message_id = keys.message_id(item_id, len(kept))
+                if config.fifo:
+                    original = self._deduplicate(config, message, message_id, now)
+                    if original is not None:
+                        results[position] = SendResult(message_id=original, duplicate=True)
+                        continue
+                kept.append(position)
+                results[position] = SendResult(
+                    message_id=message_id,
+                    sequence=keys.next_sequence(now) if config.fifo else None,
+                )
+            if kept:
+                self._write_item(config, item_id, [messages[p] for p in kept], now)
+        return [r for r in results if r is not None]
 
-    def _append_fifo(
-        self, config: QueueConfig, item: Item, message: NewMessage, now: int
-    ) -> SendResult:
-        assert message.group_id is not None
+    def _write_item(
+        self, config: QueueConfig, item_id: str, messages: Sequence[NewMessage], now: int
+    ) -> None:
+        holder = Holder.queue(config.name)
+        sealed = seal_many(
+            self._cipher,
+            [
+                (
+                    Headers.of(m, content_dedup=config.fifo),
+                    m.body,
+                    keys.message_id(item_id, j),
+                )
+                for j, m in enumerate(messages)
+            ],
+            holder=holder,
+        )
+        bodies = [
+            Body(s.ciphertext, s.encrypted_key, visible_at=_visible_at(config, m, now))
+            for s, m in zip(sealed, messages, strict=True)
+        ]
+        group = messages[0].group_id if config.fifo else None
+        shard = (
+            keys.shard_of(group, config.shards) if group is not None else self._send_shard(config)
+        )
+        self._log.put(
+            keys.queue_log(config.name, shard),
+            item_id,
+            bodies,
+            expires_at=_expires_at(config, messages[0], now),
+            group=group,
+        )
+
+    def _send_shard(self, config: QueueConfig) -> int:
+        """The log shard this process sends a queue's messages to: always the same one, so one
+        producer's messages are delivered in the order it sent them; several producers (each
+        Lambda instance is one) spread a busy queue over every shard. When the queue grows,
+        the process draws again, so warm instances spread over the new shards too."""
+        shards, shard = self._send_shards.get(config.name, (0, 0))
+        if shards != config.shards:
+            shard = random.randrange(config.shards)
+            self._send_shards[config.name] = (config.shards, shard)
+        return shard
+
+    def _deduplicate(
+        self, config: QueueConfig, message: NewMessage, message_id: str, now: int
+    ) -> str | None:
         # SQS's rule (the client's id, else the body's SHA-256), stored only as a keyed hash
         dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
         record_id = self._dedup.record_id(str(Holder.queue(config.name)), dedup_id)
-        window_end = now + models.DEDUP_WINDOW_SECONDS * 1000
-        result = self._store.put_fifo(
+        return self._dedup_records.claim(
             config.name,
-            item,
-            group=message.group_id,
+            record_id,
+            message_id,
             now_ms=now,
-            dedup=(record_id, window_end, window_end // 1000 + 60),
+            window_ms=models.DEDUP_WINDOW_SECONDS * 1000,
         )
-        if isinstance(result, Duplicate):
-            return SendResult(message_id=result.message_id, duplicate=True)
-        return SendResult(message_id=item["id"], sequence=result)
 
     # ---- consuming ----------------------------------------------------------------------
 
@@ -465,16 +672,25 @@ class QueueService:
 
     def wake(self, queue: str) -> None:
         """Ask for another pump of the queue's push consumers (through the stream)."""
-        self._store.wake(queue, self._clock.now_ms())
+        self._wake.wake(queue, self._clock.now_ms())
 
     def queue_names(self) -> list[str]:
         """Every queue's name (internal: the sweeper's round, no permission involved)."""
         return [config.name for config in self._registry.list()]
 
     def has_visible(self, queue: str) -> bool:
-        """Whether anything may be leasable now (one index read; the index may lag)."""
-        candidates, _ = self._store.candidates(queue, self._clock.now_ms(), 1)
-        return bool(candidates)
+        """Whether anything may be leasable now (reads only; the index may lag)."""
+        config = self._registry.find(queue)
+        if config is None:
+            return False
+        now = self._clock.now_ms()
+        for shard in range(config.shards):
+            for read, (until, _, _) in enumerate(self._states(config, shard)):
+                if 0 <= until <= now:
+                    return True
+                if read >= 64:
+                    break
+        return False
 
     def visibility_of(self, queue: str) -> int:
         """The queue's lease length in seconds (what a receive without override gets)."""
@@ -493,8 +709,8 @@ class QueueService:
     ) -> list[Delivery]:
         """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive.
 
-        Competing receivers take the oldest page in a random order (fewer collisions);
-        `oldest_first` keeps the page's order instead (push consumers, fed one by one).
+        Competing receivers take free messages of the oldest segments in a random order
+        (fewer collisions); `oldest_first` keeps their order instead (push consumers).
         """
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
@@ -512,36 +728,112 @@ class QueueService:
         )
         deadline = self._clock.now_ms() + int(wait_seconds * 1000)
         pause = FIRST_POLL_SECONDS
-        who = owner or principal.id
         while True:
-            found = self._lease(
-                config,
-                max_messages,
-                lease_seconds,
-                self._delivery_handler(),
-                owner=who,
-                shuffle=not oldest_first,
-            )
+            found = self._deliver(config, max_messages, lease_seconds * 1000, oldest_first)
             remaining = (deadline - self._clock.now_ms()) / 1000
             if found or remaining <= 0:
                 return found
             self._clock.sleep(min(pause, remaining))
             pause = min(pause * 2, MAX_POLL_SECONDS)
 
+    def _deliver(
+        self, config: QueueConfig, want: int, lease_ms: int, oldest_first: bool
+    ) -> list[Delivery]:
+        """Lease messages and open them; what may not go out is expired or dead-lettered."""
+        deliveries: list[Delivery] = []
+        for _ in range(3):  # a round that only expired or dead-lettered looks again
+            taken = self.leases.take(
+                config, want - len(deliveries), lease_ms, oldest_first=oldest_first
+            )
+            if not taken:
+                break
+            deliveries.extend(self._open_taken(config, taken))
+            if len(deliveries) >= want or len(deliveries) > 0:
+                break
+        return deliveries
+
+    def _open_taken(self, config: QueueConfig, taken: Sequence[Taken]) -> list[Delivery]:
+        items = self._log.items((t.ref.log, t.ref.item) for t in taken)
+        now = self._clock.now_ms()
+        deliveries: list[Delivery] = []
+        gone: list[Lease] = []
+        limit = config.max_receive_count
+        for t in taken:
+            if not genuine(self._dedup.mac, config.name, t.ref):
+                # never dead-lettered: that would refer the body to another queue for real
+                logger.error(
+                    "a reference the broker did not put in this queue; dropped",
+                    extra={"queue": config.name, "message_id": t.ref.message_id},
+                )
+                gone.append(t.lease)
+                continue
+            item = items.get((t.ref.log, t.ref.item))
+            if item is None or item.expires_at <= now // 1000 or t.ref.slot >= len(item.bodies):
+                gone.append(t.lease)
+                metrics.count("Expired", queue=config.name)
+                logger.info(
+                    "message expired", extra={"queue": config.name, "message_id": t.ref.message_id}
+                )
+                continue
+            if limit is not None and t.count > limit:
+                self._dead_letter(
+                    config, t, item, f"max_receive_count exceeded ({limit} deliveries)", t.count - 1
+                )
+                continue
+            try:
+                opened = self._open(item, t.ref)
+            except IntegrityError as exc:
+                logger.error(
+                    "message failed authentication",
+                    extra={
+                        "queue": config.name,
+                        "message_id": t.ref.message_id,
+                        "reason": exc.message,
+                    },
+                )
+                self._dead_letter(config, t, item, f"integrity: {exc.message}", t.count)
+                continue
+            delivery = self._delivery(config, t, item, opened)
+            deliveries.append(delivery)
+            metrics.count("Delivered", queue=config.name)
+            if delivery.receive_count > 1:
+                metrics.count("Redelivered", queue=config.name)
+            metrics.latency(now - delivery.sent_at, queue=config.name)
+        if gone:
+            self.leases.set_until(config, gone, SETTLED)
+        return deliveries
+
+    def _delivery(
+        self, config: QueueConfig, taken: Taken, item: LogItem, opened: OpenedMessage
+    ) -> Delivery:
+        source, why = _reason(taken.reason)
+        return Delivery(
+            message_id=taken.ref.message_id,
+            receipt=taken.lease.encode(self._dedup.sign),
+            queue=config.name,
+            body=opened.body,
+            binary=opened.headers.binary,
+            attributes=dict(opened.headers.attributes),
+            content_type=opened.headers.content_type,
+            correlation_id=opened.headers.correlation_id,
+            reply_to=opened.headers.reply_to,
+            receive_count=taken.count,
+            sent_at=keys.id_time_ms(taken.ref.item),
+            group_id=item.group,
+            dedup_id=opened.dedup_id,
+            dead_letter_reason=why,
+            source_queue=source,
+            origin=opened.origin,
+        )
+
+    def _open(self, item: LogItem, ref: Ref) -> OpenedMessage:
+        return open_logged(self._cipher, item, ref.slot, now_ms=self._clock.now_ms())
+
     def ack(
         self, principal: Principal, queue: str, receipts: Sequence[str]
     ) -> tuple[list[str], list[EntryFailure]]:
-        """Delete messages under their leases; a stale receipt deletes nothing."""
-        now = self._clock.now_ms()
-        done, failed = self._settle(
-            principal,
-            queue,
-            receipts,
-            standard=lambda r: self._store.delete_leased(queue, r.key, r.lease_id),
-            fifo=lambda r, group: self._store.delete_leased_fifo(
-                queue, r.key, group, r.lease_id, now
-            ),
-        )
+        """Settle messages under their leases; a stale receipt settles nothing."""
+        done, failed = self._settle(principal, queue, receipts, lambda: SETTLED)
         if done:
             metrics.count("Acked", queue=queue, value=len(done))
         return done, failed
@@ -552,13 +844,12 @@ class QueueService:
         """Give messages back now or after a delay; the delivery counts as a failed attempt."""
         if not 0 <= delay_seconds <= models.MAX_VISIBILITY_SECONDS:
             raise InvalidRequest(f"delay_seconds must be 0 to {models.MAX_VISIBILITY_SECONDS}")
-        at = self._clock.now_ms() + delay_seconds * 1000
         done, failed = self._settle(
             principal,
             queue,
             receipts,
-            standard=lambda r: self._store.release(queue, r.key, r.lease_id, at) is not None,
-            fifo=lambda r, group: self._store.release_fifo(queue, r.key, group, r.lease_id, at),
+            lambda: self._clock.now_ms() + delay_seconds * 1000,
+            release=True,
         )
         if done:
             metrics.count("Nacked", queue=queue, value=len(done))
@@ -570,13 +861,8 @@ class QueueService:
         """Set the remaining lease to `timeout_seconds` from now (0 releases at once)."""
         if not 0 <= timeout_seconds <= models.MAX_VISIBILITY_SECONDS:
             raise InvalidRequest(f"visibility_timeout must be 0 to {models.MAX_VISIBILITY_SECONDS}")
-        until = self._clock.now_ms() + timeout_seconds * 1000
         return self._settle(
-            principal,
-            queue,
-            receipts,
-            standard=lambda r: self._store.extend(queue, r.key, r.lease_id, until),
-            fifo=lambda r, group: self._store.extend_fifo(queue, r.key, group, r.lease_id, until),
+            principal, queue, receipts, lambda: self._clock.now_ms() + timeout_seconds * 1000
         )
 
     def _settle(
@@ -584,40 +870,140 @@ class QueueService:
         principal: Principal,
         queue: str,
         receipts: Sequence[str],
+        until: Callable[[], int],
         *,
-        standard: Callable[[Receipt], bool],
-        fifo: Callable[[Receipt, str], bool],
+        release: bool = False,
     ) -> tuple[list[str], list[EntryFailure]]:
-        """Apply a lease operation to each receipt; a False from the store means stale."""
+        """Apply a lease change to each receipt; a stale one changes nothing."""
         config, parsed, failed = self._settle_prelude(principal, queue, receipts)
         done: list[str] = []
-        for text, receipt in parsed:
-            group = group_of_key(receipt.key) if config.fifo else None
-            ok = fifo(receipt, group) if group is not None else standard(receipt)
-            if ok:
-                done.append(text)
-            else:
-                failed.append(_stale(text))
+        if parsed:
+            leases = [lease for _, lease in parsed]
+            outcome = self.leases.set_until(config, leases, until(), release=release)
+            for (text, _), ok in zip(parsed, outcome, strict=True):
+                if ok:
+                    done.append(text)
+                else:
+                    failed.append(_stale(text))
         return done, failed
 
     def _settle_prelude(
         self, principal: Principal, queue: str, receipts: Sequence[str]
-    ) -> tuple[QueueConfig, list[tuple[str, Receipt]], list[EntryFailure]]:
+    ) -> tuple[QueueConfig, list[tuple[str, Lease]], list[EntryFailure]]:
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
         if not 1 <= len(receipts) <= models.MAX_BATCH:
             raise InvalidRequest(f"give 1 to {models.MAX_BATCH} receipts")
         config = self._registry.get(queue)
-        parsed: list[tuple[str, Receipt]] = []
+        parsed: list[tuple[str, Lease]] = []
         failed: list[EntryFailure] = []
         for text in receipts:
             try:
-                parsed.append((text, decode_receipt(text, queue=queue)))
+                lease = decode_receipt(text, queue=queue, sign=self._dedup.sign)
+                if lease.shard >= config.shards or (lease.kind == "g") != config.fifo:
+                    raise InvalidRequest("malformed receipt")
+                parsed.append((text, lease))
             except InvalidRequest as exc:
                 failed.append(EntryFailure(id=text[:200], error=exc.code, message=exc.message))
         return config, parsed, failed
 
     # ---- dead letters -------------------------------------------------------------------
+
+    def _dead_letter(
+        self, config: QueueConfig, taken: Taken, item: LogItem, reason: str, count: int
+    ) -> bool:
+        """Refer a leased message from the queue's dead-letter queue, then settle it here;
+        False if it was not moved.
+
+        Without a dead-letter queue it is kept in the queue's quarantine log (never lost,
+        never delivered). A reference the broker did not put here is dropped, not moved."""
+        why = f"{config.name}\n{reason}"
+        if not genuine(self._dedup.mac, config.name, taken.ref):
+            self._drop_forged(config, taken)
+            return False
+        target_name = config.dead_letter_queue
+        if target_name is None:
+            self._log.append_references(
+                f"{keys.QUEUE_LOG}{config.name}#{QUARANTINE}",
+                [Source(taken.ref.log, taken.ref.item, taken.ref.slot, count, why)],
+                now_ms=self._clock.now_ms(),
+                expires_at=item.expires_at,
+                group=item.group,
+            )
+            logger.warning(
+                "message quarantined (queue has no dead-letter queue)",
+                extra={"queue": config.name, "message_id": taken.ref.message_id, "reason": reason},
+            )
+        else:
+            # the broker acting: a declared dead-letter queue that is missing is made, uncharged
+            target = self._ensure_queue(target_name, None, dead_letter=True)
+            self._refer(config, taken.ref, target, item, count=count, reason=why)
+            metrics.count("DeadLettered", queue=config.name)
+            logger.warning(
+                "message dead-lettered",
+                extra={
+                    "queue": config.name,
+                    "dlq": target.name,
+                    "message_id": taken.ref.message_id,
+                    "reason": reason,
+                },
+            )
+        self.leases.set_until(config, [taken.lease], SETTLED)
+        return True
+
+    def _drop_forged(self, config: QueueConfig, taken: Taken) -> None:
+        """Settle a reference the broker did not put in `config`'s index: never delivered,
+        dead-lettered, redriven or moved (each of those would make it genuine elsewhere)."""
+        logger.error(
+            "a reference the broker did not put in this queue; dropped",
+            extra={"queue": config.name, "message_id": taken.ref.message_id},
+        )
+        self.leases.set_until(config, [taken.lease], SETTLED)
+
+    def _refer(
+        self,
+        source: QueueConfig,
+        ref: Ref,
+        target: QueueConfig,
+        item: LogItem,
+        *,
+        count: int = 0,
+        reason: str = "",
+    ) -> None:
+        """Write a reference item into `target`'s log: its stream record indexes the body
+        there, with the MAC it will hold in `target`'s index (`refs.py`). It lives the shorter
+        of the body's own lifetime and `target`'s retention.
+
+        Every move (dead letter, redrive, move, copy) comes through here, so this is where a
+        reference the broker did not put in `source` is stopped: signing it for `target`
+        would make a forged pointer genuine."""
+        if not genuine(self._dedup.mac, source.name, ref):
+            raise IntegrityError(f"a reference the broker did not put in {source.name!r}")
+        sources = [
+            Source(
+                ref.log,
+                ref.item,
+                ref.slot,
+                count,
+                reason,
+                ref_mac(self._dedup.mac, target.name, Ref(ref.log, ref.item, ref.slot)),
+            )
+        ]
+        group = item.group if target.fifo else None
+        shard = (
+            keys.shard_of(group, target.shards)
+            if group is not None
+            else random.randrange(target.shards)
+        )
+        now = self._clock.now_ms()
+        self._log.append_references(
+            keys.queue_log(target.name, shard),
+            sources,
+            now_ms=now,
+            # the body is there until its own expiry; the target may keep it for less
+            expires_at=min(item.expires_at, now // 1000 + target.retention_seconds),
+            group=group,
+        )
 
     def redrive(
         self,
@@ -629,9 +1015,9 @@ class QueueService:
     ) -> RedriveResult:
         """Move messages from a dead-letter queue back to where they came from.
 
-        Only a dead-letter queue (`is_dead_letter_queue`) may be redriven: on any other
-        queue, redrive would lease live messages that were never delivered, raising their
-        receive counts towards dead-lettering. That is refused before anything is read.
+        Only a dead-letter queue (`is_dead_letter_queue`) may be redriven; that is checked
+        before anything is read. A message that cannot be moved stays, its receive count
+        as it was.
         """
         names.validate_queue_name(queue)
         if destination is not None:
@@ -654,61 +1040,22 @@ class QueueService:
                 "dead letters back, use move to relocate a message"
             )
         result = RedriveResult(moved=0)
-        failed_ids: set[str] = set()
-
-        def move_back(
-            source: QueueConfig, item: Item, lease: str, group: str | None
-        ) -> tuple[Outcome, Delivery | None]:
-            if self._enforce_limits(source, item, lease, group) == "expired":
-                return Outcome.CONSUMED, None  # past its lifetime: dropped, not revived
-            target_name = destination or item.get("dl_source")
-            target = self._registry.find(str(target_name)) if target_name else None
-            problem = None
-            fresh: Item | None = None
-            if target_name is None:
-                problem = (
-                    "the message has no source queue (it was not dead-lettered); pass destination"
-                )
-            elif target is None:
-                problem = f"source queue {target_name!r} does not exist; pass destination"
-            elif not self._policy.permits(principal, Action.SEND, target.name):
-                # moving a message back is sending it there
-                problem = f"{principal.id!r} may not send {target.name!r}"
-            elif target.fifo and not item.get("grp"):
-                problem = f"queue {target.name!r} is FIFO and the message has no group"
-            else:
-                try:
-                    fresh = self._resealed(source, target, item)
-                except IntegrityError as exc:
-                    problem = f"integrity: {exc.message}"
-            if problem or target is None or fresh is None:
-                failed_ids.add(str(item["id"]))
-                result.failed.append(
-                    EntryFailure(id=str(item["id"]), error="redrive_failed", message=problem or "")
-                )
-                return Outcome.SKIPPED, None
-            fresh = {k: v for k, v in fresh.items() if k not in _DELIVERY_STATE}
-            fresh["receive_count"] = 0
-            fresh["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
-            self._enqueue_moving(source, item, lease, group, target, fresh)
-            result.moved += 1
-            return Outcome.CONSUMED, None
-
-        rounds = 0
-        while result.moved + len(failed_ids) < max_messages and rounds < 50:
-            rounds += 1
-            wanted = min(models.MAX_BATCH, max_messages - result.moved - len(failed_ids))
-            before = result.moved + len(failed_ids)
-            self._lease(
-                config,
-                wanted,
-                30,
-                move_back,
-                skip_ids=failed_ids,
-                enough=lambda: result.moved + len(failed_ids) >= max_messages,
-            )
-            if result.moved + len(failed_ids) == before:
+        seen: set[tuple[str, int]] = set()
+        for _ in range(max_messages // models.MAX_BATCH + 50):
+            remaining = max_messages - result.moved - len(result.failed)
+            if remaining <= 0:
                 break
+            taken = self.leases.take(
+                config, min(models.MAX_BATCH, remaining), 30_000, oldest_first=True
+            )
+            fresh = [t for t in taken if (t.ref.item, t.ref.slot) not in seen]
+            if not fresh:
+                self._hand_back(config, taken)
+                break
+            self._hand_back(config, [t for t in taken if t not in fresh])
+            for t in fresh:
+                seen.add((t.ref.item, t.ref.slot))
+                self._redrive_one(principal, config, t, destination, result)
         audit(
             "queue.redrive",
             principal.id,
@@ -718,6 +1065,62 @@ class QueueService:
             failed=len(result.failed),
         )
         return result
+
+    def _redrive_one(
+        self,
+        principal: Principal,
+        config: QueueConfig,
+        taken: Taken,
+        destination: str | None,
+        result: RedriveResult,
+    ) -> None:
+        item = self._log.items([(taken.ref.log, taken.ref.item)]).get(
+            (taken.ref.log, taken.ref.item)
+        )
+        if item is None or item.expires_at <= self._clock.now_ms() // 1000:
+            self.leases.set_until(config, [taken.lease], SETTLED)  # past its lifetime: dropped
+            return
+        source, _ = _reason(taken.reason)
+        target_name = destination or source
+        target = self._registry.find(target_name) if target_name else None
+        problem = None
+        if target_name is None:
+            problem = "the message has no source queue (it was not dead-lettered); pass destination"
+        elif target is None:
+            problem = f"source queue {target_name!r} does not exist; pass destination"
+        elif not self._policy.permits(principal, Action.SEND, target.name):
+            problem = f"{principal.id!r} may not send {target.name!r}"
+        elif target.fifo and not item.group:
+            problem = f"queue {target.name!r} is FIFO and the message has no group"
+        elif not genuine(self._dedup.mac, config.name, taken.ref):
+            self._drop_forged(config, taken)
+            result.failed.append(
+                EntryFailure(
+                    id=taken.ref.message_id,
+                    error="redrive_failed",
+                    message="integrity: a reference the broker did not put in this queue (dropped)",
+                )
+            )
+            return
+        else:
+            try:
+                self._open(item, taken.ref)
+            except IntegrityError as exc:
+                problem = f"integrity: {exc.message}"
+        if problem or target is None:
+            result.failed.append(
+                EntryFailure(id=taken.ref.message_id, error="redrive_failed", message=problem or "")
+            )
+            self._hand_back(config, [taken])
+            return
+        self._refer(config, taken.ref, target, item)
+        self.leases.set_until(config, [taken.lease], SETTLED)
+        result.moved += 1
+
+    def _hand_back(self, config: QueueConfig, taken: Sequence[Taken]) -> None:
+        """Give back leases that delivered to no one, their receive counts as they were."""
+        if taken:
+            self.leases.hand_back(config, [t.lease for t in taken])
 
     def is_dead_letter_queue(self, name: str) -> bool:
         """Whether `name` is where dead letters go: some queue names it `dead_letter_queue`,
@@ -731,33 +1134,28 @@ class QueueService:
     ) -> bool:
         """Dead-letter a leased message that its consumer cannot be sent (`outbound.render`).
 
-        The message never reached anyone, so its receive count is put back as it was and a
-        FIFO group goes on to its next message at once. False if the lease is gone already.
+        The message never reached anyone, so its receive count stays as it was (the lease is
+        not counted). False if the lease is gone already.
         """
         config, parsed, _ = self._settle_prelude(principal, queue, [receipt])
         if not parsed:
             return False
-        _, held = parsed[0]
-        item = self._store.get(queue, held.key)
-        if item is None or item.get("lease_id") != held.lease_id:
+        _, lease = parsed[0]
+        state = self.leases.holding(config, lease)
+        if state is None:
             return False
-        group = group_of_key(held.key) if config.fifo else None
-        try:
-            self._dead_letter(
-                config,
-                item,
-                held.lease_id,
-                group,
-                reason,
-                receive_count=max(0, int(item.get("receive_count", 1)) - 1),
-                free_group=True,
-            )
-        except LeaseLost:
-            return False
+        ref, count, why = state
+        item = self._log.items([(ref.log, ref.item)]).get((ref.log, ref.item))
+        if item is None:
+            return self.leases.set_until(config, [lease], SETTLED)[0]
+        taken = Taken(lease=lease, ref=ref, count=count, reason=why)
+        self._dead_letter(config, taken, item, reason, max(0, count - 1))
         return True
 
+    # ---- the sweeper ------------------------------------------------------------------------
+
     def sweep(self, *, budget_ms: int = 50_000) -> SweepReport:
-        """Dead-letter over-limit messages and drop expired ones without waiting for receivers."""
+        """Dead-letter over-limit messages without waiting for receivers, and move floors."""
         report = SweepReport()
         start = self._clock.now_ms()
         for config in self._registry.list():
@@ -789,381 +1187,92 @@ class QueueService:
                 metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
     def _sweep_queue(self, config: QueueConfig, report: SweepReport) -> None:
-        def settle(
-            queue: QueueConfig, item: Item, lease: str, group: str | None
-        ) -> tuple[Outcome, Delivery | None]:
-            outcome = self._enforce_limits(queue, item, lease, group)
-            if outcome is None:
-                return Outcome.SKIPPED, None
-            if outcome == "expired":
-                report.expired += 1
+        for shard in range(config.shards):
+            if config.fifo:
+                self._sweep_groups(config, shard, report)
             else:
-                report.dead_lettered += 1
-            return Outcome.CONSUMED, None
+                self._sweep_shard(config, shard, report)
 
-        now_s = self._clock.now_ms() // 1000
+    def _sweep_shard(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
+        """Settle expired references and dead-letter over-limit ones of a shard's oldest
+        segments (one write per segment), and move its floor past settled ones."""
+        floor = self.leases.floor(config.name, shard)
+        segments = self._index.segments(
+            config.name, shard, floor, limit=SWEEP_SEGMENTS, consistent=True
+        )
         limit = config.max_receive_count
-
-        def worth_leasing(receive_count: int, expires_at: int | None) -> bool:
-            over = limit is not None and receive_count >= limit
-            return over or (expires_at is not None and expires_at <= now_s)
-
-        self._lease(config, 1000, 30, settle, sweep_filter=worth_leasing)
-
-    # ---- leasing machinery ------------------------------------------------------------
-
-    def _delivery_handler(self) -> Handler:
-        def deliver(
-            config: QueueConfig, item: Item, lease: str, group: str | None
-        ) -> tuple[Outcome, Delivery | None]:
-            if self._enforce_limits(config, item, lease, group) is not None:
-                return Outcome.CONSUMED, None
-            try:
-                opened = self._open(config, item)
-            except IntegrityError as exc:
-                logger.error(
-                    "message failed authentication",
-                    extra={"queue": config.name, "message_id": item["id"], "reason": exc.message},
-                )
-                self._dead_letter(
-                    config, item, lease, group, f"integrity: {exc.message}", unreadable=True
-                )
-                return Outcome.CONSUMED, None
-            delivery = _delivery(config, item, lease, opened)
-            metrics.count("Delivered", queue=config.name)
-            if delivery.receive_count > 1:
-                metrics.count("Redelivered", queue=config.name)
-            metrics.latency(self._clock.now_ms() - delivery.sent_at, queue=config.name)
-            return Outcome.DELIVERED, delivery
-
-        return deliver
-
-    def _enforce_limits(
-        self, config: QueueConfig, item: Item, lease: str, group: str | None
-    ) -> str | None:
-        """Drop an expired message or dead-letter an over-limit one; None if it may go out."""
-        now = self._clock.now_ms()
-        if int(item.get("expires_at", 0)) <= now // 1000:
-            self._drop(config, item, lease, group)
-            logger.info("message expired", extra={"queue": config.name, "message_id": item["id"]})
-            return "expired"
-        limit = config.max_receive_count
-        if limit is not None and int(item["receive_count"]) > limit:
-            self._dead_letter(
-                config,
-                item,
-                lease,
-                group,
-                f"max_receive_count exceeded ({limit} deliveries)",
-                receive_count=int(item["receive_count"]) - 1,
-            )
-            return "dead_lettered"
-        return None
-
-    def _lease(
-        self,
-        config: QueueConfig,
-        wanted: int,
-        lease_seconds: int,
-        handle: Handler,
-        *,
-        sweep_filter: Callable[[int, int | None], bool] | None = None,
-        skip_ids: set[str] | None = None,
-        owner: str = "mqless",
-        enough: Callable[[], bool] | None = None,
-        shuffle: bool = True,
-    ) -> list[Delivery]:
-        """Walk the visibility index, lease what is free and let `handle` decide its fate.
-
-        Stops at `wanted` deliveries, or when `enough()` says so: handlers that consume
-        messages without delivering them (redrive) count their own progress.
-        """
-        done = enough or (lambda: False)
-        delivered: list[Delivery] = []
-        start: dict[str, Any] | None = None
-        pages = 0
-        page_size = max(wanted * 2, 10)
-        while (
-            len(delivered) < wanted
-            and not done()
-            and pages < MAX_PAGES_PER_RECEIVE * (20 if sweep_filter else 1)
-        ):
+        settled = 0
+        for segment in segments:
             now = self._clock.now_ms()
-            candidates, start = self._store.candidates(config.name, now, page_size, start)
-            pages += 1
-            if shuffle and not config.fifo and len(candidates) > wanted:
-                # Competing receivers all see the same oldest page; trying it in a random
-                # order halves the lease writes lost to collisions. Standard queues promise
-                # best-effort order only, and the page is still the oldest messages.
-                random.shuffle(candidates)
-            for candidate in candidates:
-                if len(delivered) >= wanted or done():
-                    break
-                if config.fifo:
-                    got = self._lease_group(
-                        config,
-                        candidate.key,
-                        lease_seconds,
-                        handle,
-                        sweep_filter,
-                        skip_ids,
-                        owner,
-                        done,
-                    )
-                else:
-                    if sweep_filter and not sweep_filter(
-                        candidate.receive_count, candidate.expires_at
-                    ):
-                        continue
-                    got = self._lease_one(
-                        config, candidate.key, lease_seconds, handle, skip_ids, owner
-                    )
-                if got is not None:
-                    delivered.append(got)
-            if start is None:
-                break
-        return delivered
-
-    def _lease_one(
-        self,
-        config: QueueConfig,
-        key: str,
-        lease_seconds: int,
-        handle: Handler,
-        skip_ids: set[str] | None,
-        owner: str,
-    ) -> Delivery | None:
-        if skip_ids and key in {standard_key(i) for i in skip_ids}:
-            return None  # decided already: leasing it again would only count a receive
-        now = self._clock.now_ms()
-        lease = new_lease_id()
-        item = self._store.lease(
-            config.name,
-            key,
-            now_ms=now,
-            until_ms=now + lease_seconds * 1000,
-            lease_id=lease,
-            owner=owner,
-        )
-        if item is None:
-            return None
-        try:
-            outcome, delivery = handle(config, item, lease, None)
-        except LeaseLost:
-            return None
-        if outcome is Outcome.SKIPPED:
-            # no one got it: the lease must not count as a delivery towards dead-lettering
-            first = int(item["receive_count"]) == 1
-            self._store.give_back(config.name, key, lease, now, first=first)
-        return delivery
-
-    def _lease_group(
-        self,
-        config: QueueConfig,
-        group_sk: str,
-        lease_seconds: int,
-        handle: Handler,
-        sweep_filter: Callable[[int, int | None], bool] | None,
-        skip_ids: set[str] | None,
-        owner: str,
-        done: Callable[[], bool],
-    ) -> Delivery | None:
-        now = self._clock.now_ms()
-        until = now + lease_seconds * 1000
-        lease = new_lease_id()
-        group_item = self._store.lease_group(
-            config.name, group_sk, now_ms=now, until_ms=until, lease_id=lease
-        )
-        if group_item is None:
-            return None
-        group = group_sk[2:]
-        for _ in range(MAX_HEADS_PER_GROUP):
-            if done():
-                break
-            head = self._store.head_of_group(config.name, group)
-            if head is None:
-                if not self._store.drop_empty_group(
-                    config.name, group, lease, int(group_item.get("seq", 0))
-                ):
-                    self._store.release_group(config.name, group, lease, now)
-                return None
-            if int(head.get("avail", 0)) > now:
-                self._store.release_group(config.name, group, lease, int(head["avail"]))
-                return None
-            if skip_ids and str(head["id"]) in skip_ids:
-                self._store.release_group(config.name, group, lease, now)
-                return None
-            if sweep_filter and not sweep_filter(
-                int(head.get("receive_count", 0)), head.get("expires_at")
+            free = [e for e in segment.entries if e.free_at(now)]
+            expired = [e.slot for e in free if e.expired(now)]
+            if expired and self._index.claim(
+                segment, [], now_ms=now, until_ms=now, token=0, settle=expired
             ):
-                self._store.release_group(config.name, group, lease, now)
-                return None
-            item = self._store.lease_head(
-                config.name,
-                str(head["sk"]),
-                now_ms=now,
-                until_ms=until,
-                lease_id=lease,
-                owner=owner,
-            )
+                report.expired += len(expired)
+                metrics.count("Expired", queue=config.name, value=len(expired))
+            over = [e for e in free if not e.expired(now) and limit and e.count >= limit]
+            if over and limit is not None:
+                report.dead_lettered += self._dead_letter_entries(config, segment, over, limit)
+            if (
+                segment.seq == floor + settled
+                and segment.full
+                and (segment.settled or all(e.settled or e.expired(now) for e in segment.entries))
+            ):
+                settled += 1
+        if settled:
+            self.leases.advance_floor(config.name, shard, floor + settled)
+
+    def _dead_letter_entries(
+        self, config: QueueConfig, segment: Segment, entries: Sequence[Entry], limit: int
+    ) -> int:
+        fresh = self._index.segment(segment.queue, segment.shard, segment.seq) or segment
+        taken = self.leases.take_entries(config, fresh, entries, 30_000)
+        items = self._log.items((t.ref.log, t.ref.item) for t in taken)
+        moved = 0
+        for t in taken:
+            item = items.get((t.ref.log, t.ref.item))
             if item is None:
+                self.leases.set_until(config, [t.lease], SETTLED)
                 continue
-            try:
-                outcome, delivery = handle(config, item, lease, group)
-            except LeaseLost:
-                return None
-            if outcome is Outcome.DELIVERED:
-                return delivery
-            if outcome is Outcome.SKIPPED:
-                first = int(item["receive_count"]) == 1
-                self._store.release_fifo(
-                    config.name, str(head["sk"]), group, lease, now, uncounted=True, first=first
-                )
-                return None
-            # CONSUMED: the head left under our lease; the group's next message is up
-        self._store.release_group(config.name, group, lease, now)
-        return None
+            reason = f"max_receive_count exceeded ({limit} deliveries)"
+            moved += self._dead_letter(config, t, item, reason, t.count - 1)
+        return moved
 
-    def _drop(self, config: QueueConfig, item: Item, lease: str, group: str | None) -> None:
-        key = str(item["sk"])
-        if group is None:
-            if not self._store.delete_leased(config.name, key, lease):
-                raise LeaseLost("expired message was taken meanwhile")
-            metrics.count("Expired", queue=config.name)
-            return
-        ops = [
-            self._store.delete_op(config.name, key, lease),
-            self._store.group_done_op(config.name, group, lease, 0, keep_lease=True),
-        ]
-        if not self._store.transact(ops):
-            raise LeaseLost("expired message was taken meanwhile")
-        metrics.count("Expired", queue=config.name)
-
-    def _dead_letter(
-        self,
-        config: QueueConfig,
-        item: Item,
-        lease: str,
-        group: str | None,
-        reason: str,
-        *,
-        receive_count: int | None = None,
-        unreadable: bool = False,
-        free_group: bool = False,
-    ) -> None:
-        """Move a leased message to the queue's dead-letter queue (or quarantine it).
-
-        The message is sealed again for the dead-letter queue; one that cannot be opened
-        (`unreadable`: it already failed authentication) moves as it is, still unreadable.
-        A FIFO group stays leased (a receive walking the group goes on to its next message)
-        unless `free_group`, when it is visible again at once.
-        """
-        moved = {
-            k: v
-            for k, v in item.items()
-            if k not in ("lease_id", "lease_owner", "lease_until", "seq")
-        }
-        moved["dl_reason"] = reason
-        moved["dl_source"] = config.name
-        if receive_count is not None:
-            moved["receive_count"] = receive_count
-        target_name = config.dead_letter_queue
-        source_ops = self._source_ops(config, item, lease, group, free_group=free_group)
-        if target_name is None:
-            self._quarantine(config, item, moved, source_ops)
-            return
-        # the broker acting: a declared dead-letter queue that is missing is made, uncharged
-        target = self._ensure_queue(target_name, None, dead_letter=True)
-        if not unreadable:
-            # one that fails authentication here moves as it is, still unreadable
-            with contextlib.suppress(IntegrityError):
-                moved = self._resealed(config, target, moved)
-        moved["expires_at"] = self._clock.now_ms() // 1000 + target.retention_seconds
-        self._put_moved(target, moved, source_ops)
-        metrics.count("DeadLettered", queue=config.name)
-        logger.warning(
-            "message dead-lettered",
-            extra={
-                "queue": config.name,
-                "dlq": target.name,
-                "message_id": item["id"],
-                "reason": reason,
-            },
-        )
-
-    def _quarantine(
-        self, config: QueueConfig, item: Item, moved: Item, source_ops: list[dict[str, Any]]
-    ) -> None:
-        # No dead-letter queue: keep the message out of delivery but never lose it.
-        moved = {k: v for k, v in moved.items() if k not in ("vq", "visible_at", "avail")}
-        moved.update(pk=f"Q#{config.name}", sk=f"X#{item['id']}")
-        self._store.put_with(moved, source_ops)
-        logger.warning(
-            "message quarantined (queue has no dead-letter queue)",
-            extra={"queue": config.name, "message_id": item["id"], "reason": moved["dl_reason"]},
-        )
-
-    def _source_ops(
-        self,
-        config: QueueConfig,
-        item: Item,
-        lease: str,
-        group: str | None,
-        *,
-        free_group: bool = False,
-    ) -> list[dict[str, Any]]:
-        ops = [self._store.delete_op(config.name, str(item["sk"]), lease)]
-        if group is not None:
-            now = self._clock.now_ms()
-            ops.append(
-                self._store.group_done_op(config.name, group, lease, now, keep_lease=not free_group)
-            )
-        return ops
-
-    def _enqueue_moving(
-        self,
-        source: QueueConfig,
-        item: Item,
-        lease: str,
-        group: str | None,
-        target: QueueConfig,
-        fresh: Item,
-    ) -> None:
-        """Put `fresh` on `target` and take `item` off `source` in one transaction."""
-        self._put_moved(target, fresh, self._source_ops(source, item, lease, group))
-
-    def _put_moved(self, target: QueueConfig, fresh: Item, also: list[dict[str, Any]]) -> None:
-        """Put `fresh` on `target` together with the `also` writes, all or nothing."""
-        now = self._clock.now_ms()
-        for key in ("pk", "sk", "vq", "visible_at", "avail"):
-            fresh.pop(key, None)
-        if target.fifo:
-            fresh["avail"] = now
-            target_group = str(fresh.get("grp") or "default")
-            self._store.put_fifo(target.name, fresh, group=target_group, now_ms=now, also=also)
-        else:
-            fresh.update(
-                pk=f"Q#{target.name}",
-                sk=standard_key(str(fresh["id"])),
-                vq=target.name,
-                visible_at=now,
-            )
-            self._store.put_with(fresh, also)
-
-    # ---- sealed messages -------------------------------------------------------------
-
-    def _open(self, config: QueueConfig, item: Item) -> OpenedMessage:
-        """Open a message read from `config`'s queue: bound to that queue, never to a
-        destination the item names."""
-        return open_item(
-            self._cipher, item, holder=Holder.queue(config.name), now_ms=self._clock.now_ms()
-        )
-
-    def _resealed(self, source: QueueConfig, target: QueueConfig, item: Item) -> Item:
-        """`item` (read from `source`) sealed again for `target`, with cached data keys."""
-        return reseal(
-            self._cipher, item, self._open(source, item), target=Holder.queue(target.name)
-        )
+    def _sweep_groups(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
+        """Drop an expired head and dead-letter an over-limit head of every free group."""
+        limit = config.max_receive_count
+        for group in self._groups.groups(config.name, shard, consistent=True):
+            for _ in range(MAX_SWEEP_HEADS):
+                now = self._clock.now_ms()
+                pending = [r for r in group.refs if not r.acked]
+                if not pending or group.leased_at(now) or pending[0] is not group.refs[0]:
+                    break
+                head = pending[0]
+                expired = 0 < head.expires_at <= now // 1000
+                if not expired and (limit is None or head.count < limit):
+                    break
+                taken = self.leases.take_head(config, group, 30_000)
+                if taken is None:
+                    break
+                if expired:
+                    self.leases.set_until(config, [taken.lease], SETTLED)
+                    report.expired += 1
+                    metrics.count("Expired", queue=config.name)
+                else:
+                    item = self._log.items([(taken.ref.log, taken.ref.item)]).get(
+                        (taken.ref.log, taken.ref.item)
+                    )
+                    if item is None:
+                        self.leases.set_until(config, [taken.lease], SETTLED)
+                    else:
+                        reason = f"max_receive_count exceeded ({limit} deliveries)"
+                        moved = self._dead_letter(config, taken, item, reason, taken.count - 1)
+                        report.dead_lettered += moved
+                found = self._groups.group(config.name, shard, group.name)
+                if found is None:
+                    break
+                group = found
 
     # ---- queue lookup --------------------------------------------------------------------
 
@@ -1233,57 +1342,126 @@ class QueueService:
         if existing is not None and existing.fifo != config.fifo:
             raise Conflict(f"queue {dlq!r} cannot be the dead-letter queue of {config.name!r}")
 
+    # ---- push consumers (consumers.py) ---------------------------------------------------
 
-def sealed_message(
-    cipher: BodyCipher,
-    message: NewMessage,
-    *,
-    holder: Holder,
-    now_ms: int,
-    content_dedup: bool = False,
-) -> Item:
-    """The stored fields every new message has: its id, its body and headers sealed for
-    `holder`, its send time. `content_dedup`: a FIFO queue dedups it on its body."""
-    message_id = new_message_id(now_ms)
-    headers = Headers.of(message, content_dedup=content_dedup)
-    return {
-        "id": message_id,
-        **seal(cipher, headers, message.body, holder=holder, message_id=message_id),
-        "sent_at": now_ms,
-    }
+    def lease_of(self, queue: str, receipt: str) -> Lease:
+        """The lease a receipt of `queue` names (push consumers keep leases, a fifth of a
+        receipt's size); InvalidRequest unless this broker gave it out."""
+        return decode_receipt(receipt, queue=queue, sign=self._dedup.sign)
+
+    def settle_leases(
+        self,
+        principal: Principal,
+        queue: str,
+        leases: Sequence[Lease],
+        *,
+        outcome: Literal["ack", "nack", "hand_back"],
+        delay_seconds: int = 0,
+    ) -> list[bool]:
+        """Ack, nack (now or after `delay_seconds`) or hand back (uncounted: they reached no
+        one) any number of leases of `queue`, one write per segment or FIFO group they are in:
+        a push consumer's cumulative ack settles up to its prefetch at once, where `ack` takes
+        10 receipts. Per lease, whether it was still current (a stale one changes nothing)."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.RECEIVE, queue)
+        if not 0 <= delay_seconds <= models.MAX_VISIBILITY_SECONDS:
+            raise InvalidRequest(f"delay_seconds must be 0 to {models.MAX_VISIBILITY_SECONDS}")
+        config = self._registry.get(queue)
+        valid = [
+            lease.queue == queue
+            and lease.shard < config.shards
+            and (lease.kind == "g") == config.fifo
+            for lease in leases
+        ]
+        ours = [lease for lease, ok in zip(leases, valid, strict=True) if ok]
+        if outcome == "hand_back":
+            self.leases.hand_back(config, ours)
+            return valid
+        until = SETTLED if outcome == "ack" else self._clock.now_ms() + delay_seconds * 1000
+        outcomes = iter(self.leases.set_until(config, ours, until, release=outcome == "nack"))
+        done = [next(outcomes) if ok else False for ok in valid]
+        if any(done):
+            name = "Acked" if outcome == "ack" else "Nacked"
+            metrics.count(name, queue=queue, value=sum(done))
+        return done
 
 
-def _encode_cursor(last: dict[str, Any] | None) -> str | None:
-    """The browse position as an opaque string (DynamoDB's last key, base64url JSON)."""
-    if last is None:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(last, sort_keys=True).encode()).decode()
+def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) -> list[list[int]]:
+    """Positions of messages that share a log item: consecutive ones of one FIFO group and
+    one expiry, at most 16 and within DynamoDB's item size."""
+    groups: list[list[int]] = []
+    size = ITEM_OVERHEAD
+    for position, message in enumerate(messages):
+        length = (
+            len(message.body)
+            + len(Headers.of(message, content_dedup=config.fifo).encode())
+            + SEALING_OVERHEAD
+            + BODY_OVERHEAD
+        )
+        if groups:
+            first = messages[groups[-1][0]]
+            if (
+                len(groups[-1]) < keys.SLOTS_PER_ITEM
+                and size + length <= MAX_ITEM_BYTES
+                and first.group_id == message.group_id
+                and _expires_at(config, first, now) == _expires_at(config, message, now)
+            ):
+                groups[-1].append(position)
+                size += length
+                continue
+        groups.append([position])
+        size = ITEM_OVERHEAD + length
+    return groups
 
 
-def _decode_cursor(cursor: str | None, queue: str) -> dict[str, Any] | None:
-    """A cursor this API gave out for this queue, or InvalidRequest."""
+def _visible_at(config: QueueConfig, message: NewMessage, now: int) -> int:
+    delay = config.delay_seconds if message.delay_seconds is None else message.delay_seconds
+    return now + delay * 1000 if delay else 0
+
+
+def _expires_at(config: QueueConfig, message: NewMessage, now: int) -> int:
+    lifetime = config.retention_seconds
+    if message.ttl_seconds is not None:
+        lifetime = min(lifetime, message.ttl_seconds)
+    return now // 1000 + lifetime
+
+
+def _reason(text: str) -> tuple[str | None, str | None]:
+    """(source queue, reason) of a dead letter's reference; (None, None) for any other."""
+    if not text:
+        return None, None
+    source, _, why = text.partition("\n")
+    return source or None, why or None
+
+
+def _encode_cursor(positions: Sequence[tuple[int, int]]) -> str:
+    """Where a browse goes on, per shard (segment or group, slot), as an opaque string."""
+    raw = json.dumps([list(p) for p in positions], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, config: QueueConfig) -> list[tuple[int, int]]:
+    """A cursor this API gave out for this queue (one position per shard), or InvalidRequest."""
     if cursor is None:
-        return None
+        return [(0, 0)] * config.shards
     if len(cursor) > 2048:
         raise InvalidRequest("malformed cursor")
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        pk, sk = key["pk"]["S"], key["sk"]["S"]
-    except (binascii.Error, ValueError, TypeError, KeyError, RecursionError) as exc:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidRequest("malformed cursor") from exc
-    if pk != f"Q#{queue}" or not isinstance(sk, str) or not sk.startswith("M#"):
+    if (
+        not isinstance(value, list)
+        or len(value) != config.shards
+        or not all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _DONE for v in p)
+            for p in value
+        )
+    ):
         raise InvalidRequest("malformed cursor")
-    if len(sk.encode("utf-8", "surrogatepass")) > MAX_SORT_KEY_BYTES or not _is_text(sk):
-        raise InvalidRequest("malformed cursor")  # DynamoDB would refuse it as a start key
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
-def _is_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
-        return False
-    return True
+    return [(p[0], p[1]) for p in value]
 
 
 def _stale(receipt: str) -> EntryFailure:
@@ -1295,27 +1473,4 @@ def _stale(receipt: str) -> EntryFailure:
     )
 
 
-def _delivery(config: QueueConfig, item: Item, lease: str, opened: OpenedMessage) -> Delivery:
-    headers = opened.headers
-    return Delivery(
-        message_id=str(item["id"]),
-        receipt=Receipt(config.name, str(item["sk"]), lease).encode(),
-        queue=config.name,
-        body=opened.body,
-        binary=headers.binary,
-        attributes=dict(headers.attributes),
-        content_type=headers.content_type,
-        correlation_id=headers.correlation_id,
-        reply_to=headers.reply_to,
-        receive_count=int(item["receive_count"]),
-        sent_at=int(item["sent_at"]),
-        first_received_at=item.get("first_rx"),
-        group_id=item.get("grp"),
-        dedup_id=opened.dedup_id,
-        dead_letter_reason=item.get("dl_reason"),
-        source_queue=item.get("dl_source"),
-        origin=opened.origin,
-    )
-
-
-__all__ = ["BodyCipher", "QueueService", "SweepReport", "sealed_message"]
+__all__ = ["BodyCipher", "QueueService", "SweepReport"]

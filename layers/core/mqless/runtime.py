@@ -19,6 +19,7 @@ from mqless.clock import Clock, SystemClock
 from mqless.consumers import QueueConsumers
 from mqless.dedup import DedupHasher
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.indexing import Indexer
 from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
 from mqless.principals import AllowAll, GrantPolicy, Policy
 from mqless.pubsub import TopicService
@@ -27,7 +28,11 @@ from mqless.quotas import Quotas
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless.settings import Settings
-from mqless.store import MessageStore
+from mqless.storage.dedup_records import DedupRecords
+from mqless.storage.groups import GroupStore
+from mqless.storage.index import IndexStore
+from mqless.storage.log import LogStore
+from mqless.storage.wake import WakeMarkers
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -154,6 +159,7 @@ def sessions() -> Sessions:
         pusher=pusher(),
         cipher=cipher(),
         clock=clock(),
+        log=log_store(),
     )
 
 
@@ -175,13 +181,19 @@ def build_queue_service(
     registry: QueueRegistry | None = None,
     policy: Policy | None = None,
     time: Clock | None = None,
+    log: LogStore | None = None,
 ) -> QueueService:
     """A QueueService over the given clients (what tests and the local runtime call)."""
     time = time or SystemClock()
     policy = policy or AllowAll()
+    table = settings.messages_table
     return QueueService(
         registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
-        store=MessageStore(dynamodb, settings.messages_table),
+        log=log or LogStore(dynamodb, table),
+        index=IndexStore(dynamodb, table),
+        groups=GroupStore(dynamodb, table),
+        dedup_records=DedupRecords(dynamodb, table),
+        wake=WakeMarkers(dynamodb, table),
         cipher=cipher or _cipher(settings, kms, time),
         dedup=DedupHasher(
             KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
@@ -201,6 +213,7 @@ def build_topic_service(
     registry: QueueRegistry | None = None,
     policy: Policy | None = None,
     time: Clock | None = None,
+    log: LogStore | None = None,
 ) -> TopicService:
     """A TopicService over the given clients."""
     time = time or SystemClock()
@@ -214,6 +227,30 @@ def build_topic_service(
         clock=time,
         policy=policy,
         quotas=Quotas(policy, settings.limits),
+        log=log,
+    )
+
+
+def build_indexer(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    kms: KMSClient,
+    registry: QueueRegistry,
+    topics: TopicService,
+    time: Clock,
+) -> Indexer:
+    """The dispatch function's indexer over the given clients."""
+    table = settings.messages_table
+    return Indexer(
+        queues=registry,
+        index=IndexStore(dynamodb, table),
+        groups=GroupStore(dynamodb, table),
+        topics=topics,
+        clock=time,
+        mac=DedupHasher(
+            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+        ).mac,
     )
 
 
@@ -222,6 +259,12 @@ def build_topic_service(
 @cache
 def registry() -> QueueRegistry:
     return QueueRegistry(dynamodb_client(), settings().destinations_table, clock())
+
+
+@cache
+def log_store() -> LogStore:
+    """The process-wide log adapter (it caches the data keys bodies name)."""
+    return LogStore(dynamodb_client(), settings().messages_table)
 
 
 @cache
@@ -234,6 +277,20 @@ def topic_service() -> TopicService:
         cipher=cipher(),
         registry=registry(),
         policy=policy(),
+        time=clock(),
+        log=log_store(),
+    )
+
+
+@cache
+def indexer() -> Indexer:
+    """The process-wide indexer (the dispatch function)."""
+    return build_indexer(
+        settings(),
+        dynamodb=dynamodb_client(),
+        kms=kms_client(),
+        registry=registry(),
+        topics=topic_service(),
         time=clock(),
     )
 
@@ -249,6 +306,7 @@ def queue_service() -> QueueService:
         registry=registry(),
         policy=policy(),
         time=clock(),
+        log=log_store(),
     )
 
 
@@ -262,6 +320,8 @@ _CACHED = (
     sessions,
     queue_service,
     topic_service,
+    indexer,
+    log_store,
     registry,
     pusher,
     live_subscriptions,

@@ -9,9 +9,10 @@ A sealed block is bound to the destination that *holds* the item (`Holder`: the 
 whose partition it is in, or the topic it was published to) and to the message id: that
 pair is the AES-GCM associated data, and the holder names the data key's KMS context. A
 reader opens an item with the holder it read it from, never with a field of the item, so
-an item copied into another queue's partition does not open there. Every legitimate move
-(dead letter, redrive, move or copy, fan-out into a subscription's queue) seals the message
-again for its new holder, with cached keys: no KMS call per message.
+an item copied into another log does not open there. A body never moves (storage engine
+v2): a dead letter, redrive, move, copy or fan-out into a subscription's queue appends a
+reference to it, which carries a MAC (`refs.py`), and the body is opened with the holder of
+the log it is in.
 
 What stays in the clear is what the broker must read without opening anything: keys and
 ids (destination names, message id, FIFO group id and sequence), timestamps and counters
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -39,6 +41,8 @@ from mqless.dynamo import Item
 from mqless.envelope import LEGACY_FORMAT_VERSION, Opened, Sealed
 from mqless.errors import IntegrityError
 from mqless.models import MAX_RETENTION_SECONDS, NewMessage
+from mqless.storage import keys
+from mqless.storage.log import LogItem
 
 # Format 0x01 kept these in the clear; an item sealed again drops them.
 LEGACY_FIELDS: Final = frozenset({"origin", "bin", "attrs", "ctype", "corr", "reply", "dedup"})
@@ -51,6 +55,10 @@ class BodyCipher(Protocol):
     def encrypt(
         self, body: bytes, *, destination: str, message_id: str, header: bytes = b""
     ) -> Sealed: ...
+
+    def encrypt_many(
+        self, messages: Sequence[tuple[bytes, bytes, str]], *, destination: str
+    ) -> list[Sealed]: ...
 
     def decrypt(self, sealed: Sealed, *, destination: str, message_id: str) -> Opened: ...
 
@@ -143,6 +151,34 @@ def seal(
         body, destination=str(holder), message_id=message_id, header=headers.encode()
     )
     return {"body": sealed.ciphertext, "dk": sealed.encrypted_key}
+
+
+def seal_many(
+    cipher: BodyCipher, messages: Sequence[tuple[Headers, bytes, str]], *, holder: Holder
+) -> list[Sealed]:
+    """Seal (headers, body, message id) for `holder` under one data key (one log item)."""
+    return cipher.encrypt_many(
+        [(body, headers.encode(), message_id) for headers, body, message_id in messages],
+        destination=str(holder),
+    )
+
+
+def open_logged(cipher: BodyCipher, item: LogItem, slot: int, *, now_ms: int) -> OpenedMessage:
+    """Open body `slot` of a log item, as the queue or topic whose log holds it."""
+    kind, destination, _ = keys.parse_log_partition(item.partition)
+    holder = Holder.topic(destination) if kind == "topic" else Holder.queue(destination)
+    if slot >= len(item.bodies):
+        raise IntegrityError("message failed authentication: no such body in its log item")
+    return open_item(
+        cipher,
+        {
+            "id": keys.message_id(item.item, slot),
+            "body": item.bodies[slot],
+            "dk": item.encrypted_key,
+        },
+        holder=holder,
+        now_ms=now_ms,
+    )
 
 
 def open_item(cipher: BodyCipher, item: Item, *, holder: Holder, now_ms: int) -> OpenedMessage:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger
@@ -54,7 +55,9 @@ from mqless.outbound import Connection, Push, render
 from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
-from mqless.sealing import Holder, open_item
+from mqless.sealing import open_logged
+from mqless.storage import keys
+from mqless.storage.log import LogStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -119,9 +122,11 @@ class Sessions:
         pusher: Pusher,
         cipher: BodyCipher,
         clock: Clock,
+        log: LogStore,
     ) -> None:
         self._db = dynamodb
         self._table = table_name
+        self._log = log
         self.live = live
         self.consumers = consumers
         self._queues = queues
@@ -297,6 +302,8 @@ class Sessions:
                     message_id=settle.message_id,
                     nack=settle.nack,
                     delay_seconds=settle.delay_seconds,
+                    # the credit a nack frees pulls the next message, not the refused one
+                    before_release=partial(self.try_pump, consumer.queue),
                 )
             except NotInFlight:
                 if len(candidates) == 1:
@@ -388,32 +395,45 @@ class Sessions:
         return sent
 
     def _live_pushes(
-        self, item: Item, topic: str, targets: Sequence[LiveTarget]
+        self, image: Item, topic: str, targets: Sequence[LiveTarget]
     ) -> list[tuple[LiveTarget, Push]]:
-        opened = open_item(
-            self._cipher, item, holder=Holder.topic(topic), now_ms=self._clock.now_ms()
-        )
-        headers = opened.headers
-        return [
-            (
-                target,
-                Push(
-                    subscription=target.subscription,
-                    destination=f"/topic/{topic}",
-                    message_id=str(item["id"]),
-                    body=opened.body,
-                    binary=headers.binary,
-                    # live topic messages need no ack; one is accepted (and ignored)
-                    ack=None if target.ack == "auto" else str(AckId(target.subscription)),
-                    attributes=dict(headers.attributes),
-                    content_type=headers.content_type,
-                    correlation_id=headers.correlation_id,
-                    reply_to=headers.reply_to,
-                    sent_at=int(item["sent_at"]),
-                ),
+        """The pushes of every body of a published log item (one that fails authentication
+        is logged and skipped alone)."""
+        item = self._log.log_item(image)
+        now = self._clock.now_ms()
+        pushes: list[tuple[LiveTarget, Push]] = []
+        for slot in range(len(item.bodies)):
+            message_id = keys.message_id(item.item, slot)
+            try:
+                opened = open_logged(self._cipher, item, slot, now_ms=now)
+            except IntegrityError as exc:
+                logger.error(
+                    "published message failed authentication; not pushed",
+                    extra={"topic": topic, "message_id": message_id, "reason": exc.message},
+                )
+                continue
+            headers = opened.headers
+            pushes.extend(
+                (
+                    target,
+                    Push(
+                        subscription=target.subscription,
+                        destination=f"/topic/{topic}",
+                        message_id=message_id,
+                        body=opened.body,
+                        binary=headers.binary,
+                        # live topic messages need no ack; one is accepted (and ignored)
+                        ack=None if target.ack == "auto" else str(AckId(target.subscription)),
+                        attributes=dict(headers.attributes),
+                        content_type=headers.content_type,
+                        correlation_id=headers.correlation_id,
+                        reply_to=headers.reply_to,
+                        sent_at=keys.id_time_ms(item.item),
+                    ),
+                )
+                for target in targets
             )
-            for target in targets
-        ]
+        return pushes
 
     def _push_live(self, connection: Connection, pushes: list[Push], gone: set[str]) -> int:
         """Post one connection's live messages; a message it cannot be sent is skipped."""

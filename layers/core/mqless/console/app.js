@@ -502,7 +502,15 @@
 
     async refreshStats() {
       const stats = await api("GET", `queues/${enc(this.name)}/stats`);
+      const before = this.stats;
       this.stats = stats;
+      // a sent message is listed once the stream has indexed it (a moment after the send):
+      // when the counts move, list the first page again, unless the keyboard is in it
+      const total = (s) => s.visible + s.in_flight + s.delayed;
+      if (before && before.name === stats.name && total(before) !== total(stats)
+          && this.pages.length === 1 && !$("#browse-table").contains(document.activeElement)) {
+        this.browse().catch(fail);
+      }
       const dds = Object.fromEntries(
         [...document.querySelectorAll("#queue-counts dd")].map((dd) => [dd.dataset.stat, dd]),
       );

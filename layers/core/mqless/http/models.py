@@ -185,7 +185,6 @@ class MessageOut(BaseModel):
     reply_to: str | None = None
     receive_count: int
     sent_at: Annotated[int, Field(description="Epoch milliseconds.")]
-    first_received_at: int | None = None
     group_id: str | None = None
     dedup_id: str | None = None
     dead_letter_reason: str | None = None
@@ -254,6 +253,7 @@ class QueueView(BaseModel):
     dead_letter_queue: str | None
     retention_seconds: int
     delay_seconds: int
+    shards: int = Field(description="Partitions the queue's messages are spread over.")
     created_at: int
     updated_at: int
     created_by: str | None = Field(

@@ -1,0 +1,153 @@
+"""Indexing: what the dispatch function does with new log items (storage engine v2).
+
+The stream hands the dispatch function every new log item in the order it was written
+(per partition key). For each it appends references to the queue indexes that should
+deliver it:
+- a queue's own log item (`L#<queue>#<shard>`): its bodies, into the queue's index shard
+  of the same number (a FIFO queue: into the group's item);
+- a reference item in a queue's log (a dead letter, a redrive, a move): the bodies it
+  points at, with the receive count and reason each keeps;
+- a topic's log item (`T#<topic>#<shard>`): its bodies, into the index of every durable
+  subscription's queue whose pattern and filter policy match (`TopicRoutes`).
+
+Appends are idempotent (a retried stream batch appends nothing twice) and grouped: one
+index write per queue shard per batch, however many messages the batch brings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from mqless.clock import Clock
+from mqless.dynamo import Item
+from mqless.errors import InvalidRequest
+from mqless.models import QueueConfig
+from mqless.refs import Mac, genuine, signed
+from mqless.storage import keys
+from mqless.storage.groups import GroupStore
+from mqless.storage.index import IndexStore, NewRef, Ref
+
+logger = Logger(service="mqless", child=True)
+
+
+class TopicRoutes(Protocol):
+    """Which queues get which bodies of a published log item (patterns, filter policies)."""
+
+    def routes(self, topic: str, image: Item) -> list[tuple[QueueConfig, list[int]]]: ...
+
+
+class Queues(Protocol):
+    def find(self, name: str) -> QueueConfig | None: ...
+
+
+@dataclass
+class IndexReport:
+    queues: set[str] = field(default_factory=set)
+    appended: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # log items of queues that no longer exist
+
+
+class Indexer:
+    """Appends references to queue indexes for new log items, in stream order."""
+
+    def __init__(
+        self,
+        *,
+        queues: Queues,
+        index: IndexStore,
+        groups: GroupStore,
+        topics: TopicRoutes,
+        clock: Clock,
+        mac: Mac,
+    ) -> None:
+        self._queues = queues
+        self._index = index
+        self._groups = groups
+        self._topics = topics
+        self._clock = clock
+        self._mac = mac
+
+    def index(self, items: Iterable[Item]) -> IndexReport:
+        """Index the new log items of one stream batch (images in stream order)."""
+        report = IndexReport()
+        standard: dict[tuple[str, int], list[NewRef]] = {}
+        fifo: dict[tuple[str, int, str], list[NewRef]] = {}
+        for item in items:
+            try:
+                kind, destination, shard = keys.parse_log_partition(str(item.get("pk", "")))
+            except InvalidRequest:
+                continue
+            if kind == "topic":
+                for target, bodies in self._topics.routes(destination, item):
+                    refs = self._topic_refs(item, target, bodies)
+                    into = keys.shard_of(str(item["pk"]), target.shards)
+                    standard.setdefault((target.name, into), []).extend(refs)
+                continue
+            config = self._queues.find(destination)
+            if config is None:
+                report.skipped += 1
+                continue
+            refs = self._queue_refs(item, config.name)
+            if config.fifo:
+                group = str(item.get("g") or "")
+                into = keys.shard_of(group, config.shards)
+                fifo.setdefault((config.name, into, group), []).extend(refs)
+            else:
+                standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(refs)
+        for (queue, shard), refs in standard.items():
+            appended = self._index.append(queue, shard, refs)
+            report.appended += appended.appended
+            report.duplicates += appended.duplicates
+            report.queues.add(queue)
+        for (queue, shard, group), refs in fifo.items():
+            count = self._groups.append(queue, shard, group, refs)
+            report.appended += count
+            report.duplicates += len(refs) - count
+            report.queues.add(queue)
+        return report
+
+    def _topic_refs(self, item: Item, target: QueueConfig, bodies: Sequence[int]) -> list[NewRef]:
+        now = self._clock.now_ms()
+        sent_ms = keys.id_time_ms(str(item["sk"]))
+        expires = min(int(item.get("x", 0)), sent_ms // 1000 + target.retention_seconds)
+        visible = now + target.delay_seconds * 1000 if target.delay_seconds else 0
+        return [
+            NewRef(
+                signed(self._mac, target.name, Ref(str(item["pk"]), str(item["sk"]), j)),
+                expires,
+                visible_at=visible,
+            )
+            for j in bodies
+        ]
+
+    def _queue_refs(self, item: Item, queue: str) -> list[NewRef]:
+        """The references a queue's log item brings: its bodies, or (a reference item) the
+        bodies it points at, each only if the broker signed it for this queue."""
+        expires = int(item.get("x", 0))
+        sources: Sequence[Sequence[object]] = item.get("f") or []
+        if not sources:
+            visible = [int(v) for v in item.get("v") or []]
+            return [
+                NewRef(
+                    signed(self._mac, queue, Ref(str(item["pk"]), str(item["sk"]), j)),
+                    expires,
+                    visible_at=visible[j] if j < len(visible) else 0,
+                )
+                for j in range(len(item.get("b") or []))
+            ]
+        refs = []
+        for source in sources:
+            ref = Ref(str(source[0]), str(source[1]), int(str(source[2])), str(source[5]))
+            if not genuine(self._mac, queue, ref):
+                logger.error(
+                    "a reference item names a body the broker did not refer to this queue",
+                    extra={"queue": queue, "item": str(item.get("sk"))},
+                )
+                continue
+            refs.append(NewRef(ref, expires, count=int(str(source[3])), reason=str(source[4])))
+        return refs

@@ -1,0 +1,601 @@
+"""A queue's index: segments of references to bodies, with each reference's delivery state.
+
+`pk = I#<queue>#<shard>`; segments `sk = S#<seq>` (dense, from 0) and the cursor `sk = C`.
+A segment holds up to 12 references and, per reference, three numbers:
+
+- `u`: 0 or a moment (ms) from which the reference is free to lease (a delay, the end of a
+  lease, a nack's delay); -1 once it is settled for good (acked, expired, dead-lettered,
+  purged, deleted).
+- `t`: the token of its current lease (random, 31 bits; 0 before the first lease). A
+  receipt names it; settling with a token that is no longer there changes nothing.
+- `n`: how many times it was leased.
+- `e`: when its body expires (epoch s): an expired reference is settled, never delivered,
+  and counted nowhere, without reading its body.
+
+Every write here is one UpdateItem or PutItem of one segment of under 1 KB: 1 WRU, shared
+by every reference it touches. Leases and settlements are conditional per reference, so
+two consumers never hold the same reference, and writes to other references of the same
+segment never make them fail. Only the dispatch function appends (in stream order); an
+append is conditional on the segment's length, so concurrent appenders never overwrite
+each other, and a retried stream batch does not append a reference twice.
+
+The cursor holds `f`, the floor: every segment below it is settled. It is moved forward
+lazily, several segments at a time (`advance_floor`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from mqless.dynamo import batch_write, from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.errors import Throttled
+from mqless.storage import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+SETTLED: Final = -1
+MAX_REFS: Final = 12
+MAX_SEGMENT_BYTES: Final = 1000  # stay under 1 KB: every update then bills 1 WRU
+MAX_APPEND_ATTEMPTS: Final = 20
+DEDUP_LOOKBACK: Final = 2  # segments read back for refs a retried batch appended already
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where a body sits: a log partition, an item of it, and the body's slot in the item;
+    `mac` vouches that the broker put this reference in this queue (`refs.py`)."""
+
+    log: str
+    item: str
+    slot: int
+    mac: str = ""
+
+    @property
+    def message_id(self) -> str:
+        return keys.message_id(self.item, self.slot)
+
+
+@dataclass(frozen=True)
+class NewRef:
+    """A reference to append, with the state it starts with."""
+
+    ref: Ref
+    expires_at: int  # epoch s: when the body is gone (the segment's TTL covers it)
+    visible_at: int = 0  # ms: not leasable before (a delay)
+    count: int = 0  # receive count it carries (a dead letter keeps its count)
+    reason: str = ""  # why it is here (dead letters: the reason and the source queue)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A reference in a segment, with its state."""
+
+    slot: int  # position in the segment
+    ref: Ref
+    until: int
+    token: int
+    count: int
+    reason: str = ""
+    expires_at: int = 0
+
+    @property
+    def settled(self) -> bool:
+        return self.until == SETTLED
+
+    def free_at(self, now_ms: int) -> bool:
+        return 0 <= self.until <= now_ms
+
+    def expired(self, now_ms: int) -> bool:
+        return 0 < self.expires_at <= now_ms // 1000
+
+
+@dataclass(frozen=True)
+class Segment:
+    queue: str
+    shard: int
+    seq: int
+    entries: tuple[Entry, ...]
+    expires_at: int = 0
+    logs: tuple[str, ...] = ()
+
+    @property
+    def settled(self) -> bool:
+        return all(e.settled for e in self.entries)
+
+    @property
+    def full(self) -> bool:
+        return len(self.entries) >= MAX_REFS
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A lease on one reference, as a receipt names it."""
+
+    slot: int
+    token: int
+
+
+@dataclass
+class AppendReport:
+    appended: int = 0
+    duplicates: int = 0
+    segments: list[int] = field(default_factory=list)
+
+
+def new_token() -> int:
+    """A lease token: random, never 0 (0 means 'never leased')."""
+    return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
+
+
+class IndexStore:
+    """DynamoDB adapter for queue indexes; takes its client as an argument."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+        self._db = dynamodb
+        self._table = table_name
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def segments(
+        self,
+        queue: str,
+        shard: int,
+        start: int = 0,
+        *,
+        limit: int = 4,
+        consistent: bool = False,
+    ) -> list[Segment]:
+        """Up to `limit` segments from `start` on, in order (eventually consistent by default:
+        a lease is conditional, so a stale view costs a retry, never a double delivery)."""
+        with translated_errors():
+            page = self._db.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :p AND sk >= :s",
+                ExpressionAttributeValues=to_wire(
+                    {":p": keys.index_partition(queue, shard), ":s": keys.segment_key(start)}
+                ),
+                Limit=limit,
+                ConsistentRead=consistent,
+            )
+        return [_segment(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+
+    def segment(self, queue: str, shard: int, seq: int) -> Segment | None:
+        """One segment, strongly consistent."""
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire(
+                    {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+                ),
+                ConsistentRead=True,
+            )
+        return _segment(queue, shard, from_wire(found["Item"])) if "Item" in found else None
+
+    def tail(self, queue: str, shard: int, count: int = 1) -> list[Segment]:
+        """The last `count` segments, newest first (strongly consistent)."""
+        with translated_errors():
+            page = self._db.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                ExpressionAttributeValues=to_wire(
+                    {":p": keys.index_partition(queue, shard), ":s": keys.SEGMENT}
+                ),
+                ScanIndexForward=False,
+                Limit=count,
+                ConsistentRead=True,
+            )
+        return [_segment(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+
+    def floor(self, queue: str, shard: int, *, consistent: bool = False) -> int:
+        """The first segment that may hold an unsettled reference."""
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
+                ConsistentRead=consistent,
+            )
+        return int(from_wire(found["Item"]).get("f", 0)) if "Item" in found else 0
+
+    # ---- appending (the dispatch function, and moves) -----------------------------------
+
+    def append(self, queue: str, shard: int, refs: Sequence[NewRef]) -> AppendReport:
+        """Append references in order, filling the last segment first; a reference already
+        waiting in one of the last segments (a retried stream batch) is not appended again."""
+        report = AppendReport()
+        pending = list(refs)
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            recent = self.tail(queue, shard, DEDUP_LOOKBACK)
+            # a body may come back after it was settled here (a redrive, a move back): only
+            # a reference still waiting is one a retried batch appended already
+            present = {e.ref for s in recent for e in s.entries if not e.settled}
+            fresh = [r for r in pending if r.ref not in present]
+            report.duplicates += len(pending) - len(fresh)
+            pending = fresh
+            if not pending:
+                return report
+            last = recent[0] if recent else None
+            try:
+                if last is not None and not last.full:
+                    taken = self._fill(last, pending)
+                    if taken:
+                        report.appended += taken
+                        report.segments.append(last.seq)
+                        pending = pending[taken:]
+                seq = last.seq + 1 if last is not None else 0
+                while pending:
+                    taken = self._put_segment(queue, shard, seq, pending)
+                    report.appended += taken
+                    report.segments.append(seq)
+                    pending = pending[taken:]
+                    seq += 1
+                return report
+            except _Contended:
+                continue  # another appender got there first: read the tail again
+        raise Throttled(f"could not append to the index of {queue!r}: too much contention")
+
+    def _fill(self, segment: Segment, refs: Sequence[NewRef]) -> int:
+        """Append what fits to an existing segment; returns how many refs went in."""
+        logs = _logs_of(segment)
+        count = _fitting(segment, logs, refs)
+        if count == 0:
+            return 0
+        taken = refs[:count]
+        new_logs = [r.ref.log for r in taken if r.ref.log not in logs]
+        new_logs = list(dict.fromkeys(new_logs))
+        all_logs = logs + new_logs
+        values: dict[str, Any] = {
+            ":r": [_ref_text(r.ref, all_logs) for r in taken],
+            ":u": [r.visible_at for r in taken],
+            ":t": [0] * count,
+            ":n": [r.count for r in taken],
+            ":e": [r.expires_at for r in taken],
+            ":x": max([segment.expires_at, *(r.expires_at for r in taken)]),
+            ":len": len(segment.entries),
+        }
+        update = "SET r = list_append(r, :r), u = list_append(u, :u), t = list_append(t, :t), "
+        update += "n = list_append(n, :n), e = list_append(e, :e), x = :x"
+        if new_logs:
+            update += ", l = list_append(l, :l)"
+            values[":l"] = new_logs
+        reasons = [r.reason for r in taken]
+        if any(reasons) or any(e.reason for e in segment.entries):
+            update += ", w = :w"
+            values[":w"] = [e.reason for e in segment.entries] + reasons
+        self._conditional_update(
+            segment.queue, segment.shard, segment.seq, update, "size(r) = :len", values
+        )
+        return count
+
+    def _put_segment(self, queue: str, shard: int, seq: int, refs: Sequence[NewRef]) -> int:
+        empty = Segment(queue, shard, seq, ())
+        count = _fitting(empty, [], refs)
+        taken = refs[:count]
+        logs = list(dict.fromkeys(r.ref.log for r in taken))
+        item: dict[str, Any] = {
+            "pk": keys.index_partition(queue, shard),
+            "sk": keys.segment_key(seq),
+            "l": logs,
+            "r": [_ref_text(r.ref, logs) for r in taken],
+            "u": [r.visible_at for r in taken],
+            "t": [0] * count,
+            "n": [r.count for r in taken],
+            "e": [r.expires_at for r in taken],
+            "x": max(r.expires_at for r in taken),
+        }
+        if any(r.reason for r in taken):
+            item["w"] = [r.reason for r in taken]
+        try:
+            with translated_errors():
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=to_wire(item),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise _Contended from exc
+            raise
+        return count
+
+    # ---- leasing and settling ----------------------------------------------------------------
+
+    def claim(
+        self,
+        segment: Segment,
+        slots: Sequence[int],
+        *,
+        now_ms: int,
+        until_ms: int,
+        token: int,
+        settle: Sequence[int] = (),
+    ) -> Segment | None:
+        """Lease `slots` (each must still be free at `now_ms`) under `token` until `until_ms`,
+        and settle `settle` (refs found expired) in the same write; None if any was taken."""
+        sets: list[str] = []
+        conditions: list[str] = []
+        values: dict[str, Any] = {
+            ":zero": 0,
+            ":now": now_ms,
+        }
+        if slots:
+            values.update({":until": until_ms, ":tok": token, ":one": 1})
+        for slot in slots:
+            sets.append(f"u[{slot}] = :until, t[{slot}] = :tok, n[{slot}] = n[{slot}] + :one")
+            conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+        if settle:
+            values[":done"] = SETTLED
+        for slot in settle:
+            sets.append(f"u[{slot}] = :done")
+            conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+        if not sets:
+            return segment
+        return self._conditional_update(
+            segment.queue,
+            segment.shard,
+            segment.seq,
+            "SET " + ", ".join(sets),
+            " AND ".join(conditions),
+            values,
+            quiet=True,
+        )
+
+    def set_until(
+        self,
+        queue: str,
+        shard: int,
+        seq: int,
+        holds: Sequence[Hold],
+        until: int,
+        *,
+        release: bool = False,
+        uncount: bool = False,
+    ) -> Segment | None:
+        """Settle (`until` = SETTLED), release or extend leased refs, each only while its
+        lease is still the one named; None if any of them is not (a stale receipt).
+        `release` ends the lease (its receipts are stale from now on); `uncount` also takes
+        it back out of the receive count (it delivered to no one)."""
+        sets: list[str] = []
+        conditions: list[str] = []
+        values: dict[str, Any] = {":v": until, ":done": SETTLED}
+        if uncount:
+            values[":one"] = 1
+        if release or uncount:
+            values[":none"] = 0
+        for index, hold in enumerate(holds):
+            sets.append(f"u[{hold.slot}] = :v")
+            if release or uncount:
+                sets.append(f"t[{hold.slot}] = :none")
+            if uncount:
+                sets.append(f"n[{hold.slot}] = n[{hold.slot}] - :one")
+            conditions.append(f"t[{hold.slot}] = :t{index} AND u[{hold.slot}] <> :done")
+            values[f":t{index}"] = hold.token
+        return self._conditional_update(
+            queue,
+            shard,
+            seq,
+            "SET " + ", ".join(sets),
+            " AND ".join(conditions),
+            values,
+            quiet=True,
+        )
+
+    def settle_any(self, queue: str, shard: int, seq: int, slots: Sequence[int]) -> Segment | None:
+        """Settle refs whatever their lease (an operator's delete or purge); None if one
+        of them was settled already."""
+        sets = [f"u[{s}] = :done" for s in slots]
+        conditions = [f"u[{s}] <> :done" for s in slots]
+        return self._conditional_update(
+            queue,
+            shard,
+            seq,
+            "SET " + ", ".join(sets),
+            " AND ".join(conditions),
+            {":done": SETTLED},
+            quiet=True,
+        )
+
+    def purge(self, queue: str, shard: int) -> int:
+        """Settle every reference of a shard; returns how many were unsettled.
+
+        The floor moves up to the last segment, and that segment's references are settled
+        one by one: the dispatch function may still fill it, and what it appends after the
+        purge must stay visible."""
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            last = self.tail(queue, shard)
+            if not last:
+                return 0
+            tail = last[0]
+            purged = 0
+            start = self.floor(queue, shard, consistent=True)
+            while start < tail.seq:
+                page = self.segments(queue, shard, start, limit=16, consistent=True)
+                page = [p for p in page if p.seq < tail.seq]
+                purged += sum(1 for p in page for e in p.entries if not e.settled)
+                if not page:
+                    break
+                start = page[-1].seq + 1
+            open_slots = [e.slot for e in tail.entries if not e.settled]
+            if open_slots and self.settle_any(queue, shard, tail.seq, open_slots) is None:
+                continue  # one was settled meanwhile: look again
+            self.advance_floor(queue, shard, tail.seq)
+            return purged + len(open_slots)
+        raise Throttled(f"could not purge {queue!r}: too much contention")
+
+    def drop(self, queue: str, shard: int) -> None:
+        """Delete a shard's segments and cursor (the queue is being deleted)."""
+        drop_partition(self._db, self._table, keys.index_partition(queue, shard))
+
+    # ---- the cursor ---------------------------------------------------------------------------
+
+    def advance_floor(self, queue: str, shard: int, to: int) -> bool:
+        """Move the floor up to `to` (never down); False if it was there already."""
+        try:
+            with translated_errors():
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
+                    UpdateExpression="SET f = :to",
+                    ConditionExpression="attribute_not_exists(f) OR f < :to",
+                    ExpressionAttributeValues=to_wire({":to": to}),
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _conditional_update(
+        self,
+        queue: str,
+        shard: int,
+        seq: int,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        quiet: bool = False,
+    ) -> Segment | None:
+        try:
+            with translated_errors():
+                response = self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire(
+                        {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+                    ),
+                    UpdateExpression=update,
+                    ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+                    ExpressionAttributeValues=to_wire(values),
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            if quiet:
+                return None
+            raise _Contended from exc
+        return _segment(queue, shard, from_wire(response.get("Attributes", {})))
+
+
+class _Contended(Exception):
+    """An append lost a race with another appender."""
+
+
+def drop_partition(client: Any, table: str, partition: str) -> None:
+    """Delete every item of a partition, 25 per request."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :p",
+        "ExpressionAttributeValues": to_wire({":p": partition}),
+        "ProjectionExpression": "pk, sk",
+    }
+    while True:
+        with translated_errors():
+            page = client.query(**kwargs)
+        batch_write(client, table, [{"DeleteRequest": {"Key": k}} for k in page.get("Items", [])])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _logs_of(segment: Segment) -> list[str]:
+    # stored refs name logs by their index in `l`: only ever add to it
+    return list(segment.logs)
+
+
+def _ref_text(ref: Ref, logs: list[str]) -> str:
+    return f"{logs.index(ref.log)}.{ref.item}.{ref.slot}.{ref.mac}"
+
+
+def parse_ref(text: str, logs: Sequence[str]) -> Ref:
+    """A reference as stored (`<log index>.<item id>.<slot>.<mac>`)."""
+    index, item_id, slot, mac = (text.split(".") + [""])[:4]
+    return Ref(logs[int(index)], item_id, int(slot), mac)
+
+
+def _fitting(segment: Segment, logs: list[str], refs: Sequence[NewRef]) -> int:
+    """How many of `refs` fit in the segment (by count, and by bytes under 1 KB)."""
+    size = _segment_bytes(segment)
+    known = list(logs)
+    count = 0
+    for new in refs:
+        if len(segment.entries) + count >= MAX_REFS:
+            break
+        extra = _entry_bytes(new.visible_at, new.count, new.reason)
+        if new.ref.log not in known:
+            extra += len(new.ref.log) + 1
+        if size + extra > MAX_SEGMENT_BYTES and count + len(segment.entries) > 0:
+            break
+        known.append(new.ref.log)
+        size += extra
+        count += 1
+    return count
+
+
+def _segment_bytes(segment: Segment) -> int:
+    """What DynamoDB counts for a segment item (attribute names and values), a bound."""
+    queue_bytes = len(keys.index_partition(segment.queue, segment.shard).encode())
+    size = 2 + queue_bytes + 2 + len(keys.segment_key(segment.seq)) + 8 * 3 + 8
+    for log in _logs_of(segment):
+        size += len(log.encode()) + 1
+    for entry in segment.entries:
+        size += _entry_bytes(entry.until, entry.count, entry.reason)
+    return size
+
+
+def _entry_bytes(until: int, count: int, reason: str) -> int:
+    # ref text (~3 + 26 + 3 + 12 for its MAC) + list overheads, u (up to 8), t (up to 6),
+    # n (up to 3), e (7)
+    return 45 + 1 + 9 + 7 + 4 + 7 + (len(reason.encode()) + 1 if reason else 0)
+
+
+def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
+    logs = [str(v) for v in item.get("l", [])]
+    refs = [str(v) for v in item.get("r", [])]
+    until = [int(v) for v in item.get("u", [])]
+    tokens = [int(v) for v in item.get("t", [])]
+    counts = [int(v) for v in item.get("n", [])]
+    expiry = [int(v) for v in item.get("e", [])]
+    reasons = [str(v) for v in item.get("w", [])] or [""] * len(refs)
+    entries = []
+    for slot, text in enumerate(refs):
+        entries.append(
+            Entry(
+                slot=slot,
+                ref=parse_ref(text, logs),
+                until=until[slot],
+                token=tokens[slot],
+                count=counts[slot],
+                reason=reasons[slot] if slot < len(reasons) else "",
+                expires_at=expiry[slot] if slot < len(expiry) else 0,
+            )
+        )
+    return Segment(
+        queue=queue,
+        shard=shard,
+        seq=keys.segment_seq(str(item["sk"])),
+        entries=tuple(entries),
+        expires_at=int(item.get("x", 0)),
+        logs=tuple(logs),
+    )
+
+
+__all__ = [
+    "SETTLED",
+    "AppendReport",
+    "Entry",
+    "Hold",
+    "IndexStore",
+    "NewRef",
+    "Ref",
+    "Segment",
+    "new_token",
+    "replace",
+]

@@ -1,0 +1,261 @@
+"""Logs: where message bodies sit, written once and never rewritten.
+
+`pk = L#<queue>#<shard>` (a queue's own sends) or `T#<topic>#<shard>` (a topic's
+publishes), `sk = <item id>`. An item holds one or more sealed bodies (`b`, one per
+message, in order) that share the item's key, its data key id (`k`) and its expiry (`x`,
+DynamoDB's TTL: the item is removed for free when its retention ends). Optional: `v` the
+moment each body may first be delivered (delays), `g` the FIFO group of every body in it.
+
+A *reference item* (`f` instead of `b`) holds no body: it points at bodies of other log
+items (a dead letter, a redrive, a move or copy), with the receive count and reason each
+keeps. Its stream record is what makes the dispatch function index those bodies into the
+queue whose log it is in, so only the dispatch function ever appends to an index.
+
+The KMS-encrypted data key (about 180 bytes) is not repeated in every item: it is stored
+once under `pk = K#<destination>`, `sk = <key id>`, the key id being its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from mqless.dynamo import Item, from_wire, to_wire, translated_errors
+from mqless.errors import IntegrityError
+from mqless.models import MAX_RETENTION_SECONDS
+from mqless.storage import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+MAX_ITEM_BYTES: Final = 390 * 1024  # DynamoDB's 400 KB item limit, with room for names
+ITEM_OVERHEAD: Final = 160  # keys, names and numbers of a log item (a bound)
+BODY_OVERHEAD: Final = 12  # per body in an item: list entry, visible_at (a bound)
+KEY_SECONDS: Final = MAX_RETENTION_SECONDS + 2 * 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class Body:
+    """A sealed body to write: its ciphertext and the encrypted data key that opens it."""
+
+    ciphertext: bytes
+    encrypted_key: bytes
+    visible_at: int = 0
+
+
+@dataclass(frozen=True)
+class Source:
+    """A body pointed at by a reference item, with the state it keeps where it goes."""
+
+    log: str
+    item: str
+    slot: int
+    count: int = 0
+    reason: str = ""
+    mac: str = ""  # the reference's MAC in the queue whose log this is (`refs.py`)
+
+
+@dataclass(frozen=True)
+class LogItem:
+    """A log item as read."""
+
+    partition: str
+    item: str
+    bodies: tuple[bytes, ...]
+    encrypted_key: bytes
+    expires_at: int
+    group: str | None = None
+    visible_at: tuple[int, ...] = ()
+    sources: tuple[Source, ...] = ()
+
+
+def key_id(encrypted_key: bytes) -> str:
+    """A short, stable name for a KMS-encrypted data key."""
+    return hashlib.sha256(encrypted_key).hexdigest()[:16]
+
+
+class LogStore:
+    """DynamoDB adapter for logs and the data keys they use; takes its client as an argument."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self._lock = threading.Lock()
+        self._keys_written: set[tuple[str, str]] = set()
+        self._keys_read: dict[tuple[str, str], bytes] = {}
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def put(
+        self,
+        partition: str,
+        item_id: str,
+        bodies: Sequence[Body],
+        *,
+        expires_at: int,
+        group: str | None = None,
+    ) -> None:
+        """Write one log item: bodies sealed under one data key (`keys.message_id(item_id, j)`
+        is body j's message id)."""
+        if not 1 <= len(bodies) <= keys.SLOTS_PER_ITEM:
+            raise ValueError(f"a log item holds 1 to {keys.SLOTS_PER_ITEM} bodies")
+        encrypted = {b.encrypted_key for b in bodies}
+        if len(encrypted) != 1:
+            raise ValueError("the bodies of one log item share one data key")
+        (encrypted_key,) = encrypted
+        self._remember_key(_destination(partition), encrypted_key)
+        item: dict[str, Any] = {
+            "pk": partition,
+            "sk": item_id,
+            "b": [b.ciphertext for b in bodies],
+            "k": key_id(encrypted_key),
+            "x": expires_at,
+            "g": group,
+        }
+        if any(b.visible_at for b in bodies):
+            item["v"] = [b.visible_at for b in bodies]
+        with translated_errors():
+            self._db.put_item(TableName=self._table, Item=to_wire(item))
+
+    def append_references(
+        self,
+        partition: str,
+        sources: Sequence[Source],
+        *,
+        now_ms: int,
+        expires_at: int,
+        group: str | None = None,
+    ) -> str:
+        """Write a reference item: bodies of other items, to be indexed where this log is."""
+        item_id = keys.new_item_id(now_ms)
+        item = {
+            "pk": partition,
+            "sk": item_id,
+            "f": [[s.log, s.item, s.slot, s.count, s.reason, s.mac] for s in sources],
+            "x": expires_at,
+            "g": group,
+        }
+        with translated_errors():
+            self._db.put_item(TableName=self._table, Item=to_wire(item))
+        return item_id
+
+    def _remember_key(self, destination: str, encrypted_key: bytes) -> None:
+        name = (destination, key_id(encrypted_key))
+        with self._lock:
+            if name in self._keys_written:
+                return
+        with translated_errors():
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_wire(
+                    {
+                        "pk": keys.data_key_partition(destination),
+                        "sk": name[1],
+                        "k": encrypted_key,
+                        # a key seals for minutes; what it sealed lives at most the longest
+                        # retention: then the key item goes too (DynamoDB's TTL, for free)
+                        "x": int(time.time()) + KEY_SECONDS,
+                    }
+                ),
+            )
+        with self._lock:
+            self._keys_written.add(name)
+            self._keys_read[name] = encrypted_key
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def items(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LogItem]:
+        """Log items by (partition, item id); missing ones (expired, never written) are absent.
+
+        Eventually consistent first (half the price); what is missing is asked again
+        strongly consistent, since a body is written before anything can reference it."""
+        keys_wanted = list(dict.fromkeys(wanted))
+        found: dict[tuple[str, str], LogItem] = {}
+        for consistent in (False, True):
+            missing = [k for k in keys_wanted if k not in found]
+            for start in range(0, len(missing), 100):
+                batch = missing[start : start + 100]
+                for raw in self._batch_get(batch, consistent):
+                    item = from_wire(raw)
+                    log_item = self.log_item(item)
+                    found[(log_item.partition, log_item.item)] = log_item
+        return found
+
+    def encrypted_key(self, destination: str, name: str) -> bytes:
+        """The KMS-encrypted data key a log item names (read once per process)."""
+        cache_key = (destination, name)
+        with self._lock:
+            hit = self._keys_read.get(cache_key)
+        if hit is not None:
+            return hit
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": keys.data_key_partition(destination), "sk": name}),
+                ConsistentRead=True,
+            )
+        if "Item" not in found:
+            raise IntegrityError(f"data key {name} of {destination!r} is missing")
+        blob = bytes(from_wire(found["Item"])["k"])
+        if key_id(blob) != name:
+            raise IntegrityError(f"data key {name} of {destination!r} is not the one named")
+        with self._lock:
+            self._keys_read[cache_key] = blob
+        return blob
+
+    def _batch_get(self, wanted: list[tuple[str, str]], consistent: bool) -> list[dict[str, Any]]:
+        if not wanted:
+            return []
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": [to_wire({"pk": pk, "sk": sk}) for pk, sk in wanted],
+                "ConsistentRead": consistent,
+            }
+        }
+        got: list[dict[str, Any]] = []
+        for _ in range(8):
+            with translated_errors():
+                response = self._db.batch_get_item(RequestItems=request)
+            got.extend(response.get("Responses", {}).get(self._table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        return got
+
+    def log_item(self, item: Item) -> LogItem:
+        """A log item from its stored image (a read, or a stream record's NewImage)."""
+        partition = str(item["pk"])
+        destination = _destination(partition)
+        sources = tuple(
+            Source(str(f[0]), str(f[1]), int(f[2]), int(f[3]), str(f[4]), str(f[5]))
+            for f in item.get("f") or []
+            if len(f) >= 6
+        )
+        encrypted_key = b""
+        if "k" in item:
+            try:
+                encrypted_key = self.encrypted_key(destination, str(item["k"]))
+            except IntegrityError:
+                # its bodies fail authentication one by one (no key opens them), and the
+                # items read with it are not held back
+                encrypted_key = b""
+        return LogItem(
+            partition=partition,
+            item=str(item["sk"]),
+            bodies=tuple(bytes(b) for b in item.get("b") or []),
+            encrypted_key=encrypted_key,
+            expires_at=int(item.get("x", 0)),
+            group=item.get("g"),
+            visible_at=tuple(int(v) for v in item.get("v") or []),
+            sources=sources,
+        )
+
+
+def _destination(partition: str) -> str:
+    """The holder a log's bodies are sealed for: `/queue/<name>` or `/topic/<name>`."""
+    kind, destination, _ = keys.parse_log_partition(partition)
+    return f"/{kind}/{destination}"

@@ -1,0 +1,187 @@
+"""What pushing and acknowledging a queue's messages bills, per ack mode, as AWS bills it.
+
+The meter (`mqless_cli.billing`) bills each DynamoDB request by the item sizes moto holds
+before and after it. Sending and indexing are left out (they cost the same whoever
+consumes); what is counted is leasing, recording, pushing and settling. Every write here
+is of an item under 1 KB: one write unit each.
+
+Where the units go (docs/storage-engine.md, `consumers.py`): the queue leases up to 10
+messages per round with one write per index segment (12 references) the round touches,
+and settles them with one write per segment; a push consumer in a client ack mode writes
+one delivery record per push, and settles with one more write per cumulative ack (its
+watermark) or per message (`client-individual`: the record's mark).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mqless.json_protocol import handle_text
+from mqless.models import NewMessage
+from mqless.outbound import Connection
+from mqless.principals import ANONYMOUS
+from mqless.queues import QueueService
+from mqless.sessions import Sessions, Settle
+from mqless_cli.billing import Meter, Usage, observing_moto
+from tests.component.conftest import Aws, RecordingPusher
+
+BODY = b"x" * 512
+
+
+@pytest.fixture
+def meter() -> Iterator[Meter]:
+    found = Meter()
+    with observing_moto(found):
+        yield found
+
+
+def _frame(sessions: Sessions, connection_id: str, **frame: Any) -> None:
+    info = sessions.info(connection_id)
+    assert info is not None
+    handle_text(sessions, info, json.dumps(frame))
+
+
+def _send_batches(broker: QueueService, queue: str, count: int) -> None:
+    for start in range(0, count, 10):
+        entries = [(f"e{i}", NewMessage(body=BODY)) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, queue, entries)
+
+
+def _new_messages(pusher: RecordingPusher, seen: int) -> list[dict[str, Any]]:
+    return [f for f in pusher.json_frames("c1") if f["type"] == "message"][seen:]
+
+
+def _write_units(used: Usage, aws: Aws) -> tuple[float, float]:
+    """(destinations table: the consumer's own, messages table: the queue's)."""
+    return (
+        used.write_units.get(aws.settings.destinations_table, 0),
+        used.write_units.get(aws.settings.messages_table, 0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("ack", "consumer_units", "queue_units"),
+    [
+        # auto: no record; the queue's leases (9, below) and one ack per segment of the one
+        # push (its 50 references sit in 5 segments): 9 + 5 = 14, 0.28 per message
+        ("auto", 0, 14),
+        # client: one record for the one push (its 50 leases in 9 runs: ~400 bytes), one
+        # cumulative ack settling 5 segments and moving the watermark: 1 + 1 and 9 + 5,
+        # 16 in all, 0.32 per message
+        ("client", 2, 14),
+        # client-individual: the record, then per ack one mark of the record and one
+        # segment write: 1 + 50 and 9 + 50, 110 in all, 2.2 per message
+        ("client-individual", 51, 59),
+    ],
+)
+def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_units(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    ack: str,
+    consumer_units: int,
+    queue_units: int,
+) -> None:
+    # Given 50 messages of 512 bytes, sent in batches of 10: their references fill index
+    # segments of 12 (12, 12, 12, 12, 2), so lease rounds of 10 touch 1, 2, 2, 2 segments,
+    # then 1 (the fourth segment's last 8) and 1 (the fifth's 2): 9 writes
+    queue = f"costs-{ack}"
+    _send_batches(broker, queue, 50)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    start = meter.usage()
+
+    # When a consumer subscribes with prefetch 100 and acks what it is pushed as its mode
+    # says: nothing (auto), the last message (client), each message (client-individual)
+    _frame(
+        sessions,
+        "c1",
+        action="subscribe",
+        destination=f"/queue/{queue}",
+        id="s1",
+        ack=ack,
+        prefetch=100,
+    )
+    pushed = _new_messages(pusher, 0)
+    if ack == "client":
+        _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    elif ack == "client-individual":
+        for message in pushed:
+            _frame(sessions, "c1", action="ack", id=message["ack"])
+
+    # Then all 50 were pushed in one pump and settled, with no error and no lost race
+    assert len(pushed) == 50
+    assert not [f for f in pusher.json_frames("c1") if f["type"] == "error"]
+    _, counts = broker.get_queue(ANONYMOUS, queue)
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    used = meter.usage() - start
+    assert used.failed_conditions == {}
+    # and beyond the subscription's own two writes (the consumer; the connection's record of
+    # its subscription), the figures above
+    assert _write_units(used, aws) == (2 + consumer_units, queue_units)
+
+
+def test_a_stream_of_batches_acked_cumulatively_bills_0_55_write_units_per_message(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, meter: Meter, aws: Aws
+) -> None:
+    # Given a client-mode consumer with prefetch 10 (issue 13's push path: batches of 10
+    # sent over HTTP, pushed 10 per frame, one cumulative ack per push)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(sessions, "c1", action="subscribe", destination="/queue/stream", id="s1", ack="client")
+    counted = Usage()
+    seen = 0
+
+    # When six batches of 10 arrive one after the other, each pumped by the dispatch
+    # function and acked by the consumer's ack of its last message
+    for _ in range(6):
+        _send_batches(broker, "stream", 10)
+        before = meter.usage()
+        sessions.pump("stream")
+        pushed = _new_messages(pusher, seen)
+        assert len(pushed) == 10
+        seen += len(pushed)
+        _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+        counted = counted + (meter.usage() - before)
+
+    # Then the 60 references fill 5 segments, and the six leases touch 1, 2, 2, 2, 2 and 1
+    # of them, the six acks the same: 10 + 10 queue writes, and 1 moving the index's floor
+    # past the first 4 settled segments; the consumer writes a record per push and a
+    # watermark per ack: 6 + 6. 33 units for 60 messages: 0.55 each
+    _, counts = broker.get_queue(ANONYMOUS, "stream")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    assert counted.failed_conditions == {}
+    assert _write_units(counted, aws) == (12, 21)
+
+
+def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could_carry(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, meter: Meter, aws: Aws
+) -> None:
+    # Given 120 small messages waiting (one 32 KB push could carry them all), and a STOMP 1.1
+    # consumer (it acks by message id, so its records keep a tag of each id)
+    for start in range(0, 120, 10):
+        entries = [(f"e{i}", NewMessage(body=b"tiny")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "many", entries)
+    sessions.open(Connection("c1", "stomp", "1.1"), ANONYMOUS)
+    info = sessions.info("c1")
+    assert info is not None
+    start = meter.usage()
+
+    # When it subscribes in client-individual mode with prefetch 200 and acks each message
+    queue = sessions.subscribe(info, "s1", "/queue/many", ack="client-individual", prefetch=200)
+    assert queue is not None
+    sessions.pump(queue)
+    pushed = [f.header("message-id") or "" for f in pusher.stomp_frames("c1")]
+    for message_id in pushed:
+        sessions.settle(info, Settle(subscription="s1", message_id=message_id))
+
+    # Then they went out in pushes of at most 50, whose records stay under 1 KB with every
+    # mark: the consumer's writes are the subscription's 2, 3 records and 1 unit per ack
+    assert len(pushed) == 120
+    _, counts = broker.get_queue(ANONYMOUS, "many")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    assert _write_units(meter.usage() - start, aws)[0] == 2 + 3 + 120

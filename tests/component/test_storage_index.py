@@ -1,0 +1,139 @@
+"""The index of storage engine v2: appends in order, exclusive leases, token-checked settling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mqless.storage import keys
+from mqless.storage.index import SETTLED, Hold, IndexStore, NewRef, Ref, new_token
+
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture
+def index(dynamodb: Any, settings: Any) -> IndexStore:
+    return IndexStore(dynamodb, settings.messages_table)
+
+
+def _refs(count: int, *, log: str = "L#orders#0", start: int = 0, **extra: Any) -> list[NewRef]:
+    return [
+        NewRef(
+            Ref(log, keys.new_item_id(NOW + start + i), 0),
+            expires_at=NOW // 1000 + 3600,
+            **extra,
+        )
+        for i in range(count)
+    ]
+
+
+def test_appended_refs_come_back_in_order_twelve_to_a_segment(index: IndexStore) -> None:
+    # Given 40 references appended in three stream batches
+    refs = _refs(40)
+    index.append("orders", 0, refs[:5])
+    index.append("orders", 0, refs[5:30])
+    index.append("orders", 0, refs[30:])
+
+    # When the index is read from its start
+    segments = index.segments("orders", 0, 0, limit=10, consistent=True)
+
+    # Then they are all there, in order, filling each segment before the next
+    assert [e.ref for s in segments for e in s.entries] == [r.ref for r in refs]
+    assert [len(s.entries) for s in segments] == [12, 12, 12, 4]
+    assert [s.seq for s in segments] == [0, 1, 2, 3]
+
+
+def test_a_retried_batch_appends_nothing_twice(index: IndexStore) -> None:
+    # Given a batch already appended
+    refs = _refs(20)
+    index.append("orders", 0, refs[:12])
+
+    # When the stream hands the whole batch again (a retry), with more after it
+    report = index.append("orders", 0, refs)
+
+    # Then only the new references are appended
+    assert (report.appended, report.duplicates) == (8, 12)
+    segments = index.segments("orders", 0, 0, limit=10, consistent=True)
+    assert [e.ref for s in segments for e in s.entries] == [r.ref for r in refs]
+
+
+def test_refs_from_several_logs_share_a_segment(index: IndexStore) -> None:
+    # Given references into a topic's log and a queue's own log, alternating
+    refs = [*_refs(2, log="T#shop.orders#1"), *_refs(2, log="L#orders#0", start=5)]
+    index.append("orders", 0, refs[:1])
+    index.append("orders", 0, refs[1:])
+
+    # Then each keeps its log
+    (segment,) = index.segments("orders", 0, 0, consistent=True)
+    assert [e.ref.log for e in segment.entries] == [r.ref.log for r in refs]
+
+
+def test_a_delayed_ref_is_not_free_before_its_time(index: IndexStore) -> None:
+    index.append("orders", 0, _refs(1, visible_at=NOW + 5_000))
+    (segment,) = index.segments("orders", 0, consistent=True)
+    (entry,) = segment.entries
+    assert not entry.free_at(NOW)
+    assert entry.free_at(NOW + 5_000)
+
+
+def test_two_consumers_never_lease_the_same_ref(index: IndexStore) -> None:
+    # Given one free reference seen by two consumers
+    index.append("orders", 0, _refs(3))
+    (seen,) = index.segments("orders", 0, consistent=True)
+
+    # When both try to lease it
+    first = index.claim(seen, [1], now_ms=NOW, until_ms=NOW + 30_000, token=new_token())
+    second = index.claim(seen, [1], now_ms=NOW, until_ms=NOW + 30_000, token=new_token())
+
+    # Then only the first gets it, and its receive count is 1
+    assert first is not None and second is None
+    assert first.entries[1].count == 1 and first.entries[1].until == NOW + 30_000
+
+
+def test_leases_of_other_refs_of_a_segment_do_not_collide(index: IndexStore) -> None:
+    index.append("orders", 0, _refs(3))
+    (seen,) = index.segments("orders", 0, consistent=True)
+    assert index.claim(seen, [0], now_ms=NOW, until_ms=NOW + 1000, token=new_token())
+    assert index.claim(seen, [2], now_ms=NOW, until_ms=NOW + 1000, token=new_token())
+
+
+def test_an_ack_with_the_current_token_settles_and_a_stale_one_does_nothing(
+    index: IndexStore,
+) -> None:
+    # Given a reference leased, its lease run out, and leased again by someone else
+    index.append("orders", 0, _refs(1))
+    (seen,) = index.segments("orders", 0, consistent=True)
+    old, new = new_token(), new_token()
+    leased = index.claim(seen, [0], now_ms=NOW, until_ms=NOW + 1000, token=old)
+    assert leased is not None
+    again = index.claim(leased, [0], now_ms=NOW + 2000, until_ms=NOW + 9000, token=new)
+    assert again is not None and again.entries[0].count == 2
+
+    # When the first holder acks late
+    stale = index.set_until("orders", 0, 0, [Hold(0, old)], SETTLED)
+
+    # Then nothing changes; the current holder's ack settles it
+    assert stale is None
+    done = index.set_until("orders", 0, 0, [Hold(0, new)], SETTLED)
+    assert done is not None and done.entries[0].settled
+    assert index.set_until("orders", 0, 0, [Hold(0, new)], SETTLED) is None  # twice: stale
+
+
+def test_a_released_ref_is_free_again_at_once_or_after_a_delay(index: IndexStore) -> None:
+    index.append("orders", 0, _refs(2))
+    (seen,) = index.segments("orders", 0, consistent=True)
+    token = new_token()
+    assert index.claim(seen, [0, 1], now_ms=NOW, until_ms=NOW + 30_000, token=token)
+
+    released = index.set_until("orders", 0, 0, [Hold(0, token), Hold(1, token)], NOW + 10)
+    assert released is not None
+    assert not released.entries[0].free_at(NOW) and released.entries[1].free_at(NOW + 10)
+
+
+def test_the_floor_only_moves_forward(index: IndexStore) -> None:
+    assert index.floor("orders", 0) == 0
+    assert index.advance_floor("orders", 0, 3)
+    assert not index.advance_floor("orders", 0, 2)
+    assert index.floor("orders", 0, consistent=True) == 3
+    assert index.segments("orders", 0, 3, consistent=True) == []
