@@ -7,7 +7,7 @@ SAM := $(SAM_VENV)/bin/sam
 CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
 
-.PHONY: setup dev test unit lint typecheck validate scan build deploy bench clean
+.PHONY: setup install dev test unit lint typecheck validate scan build deploy bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
+
+## install: put the `mqless` CLI on your PATH (a link in ~/.local/bin to .venv/bin/mqless)
+install: setup
+	mkdir -p $(HOME)/.local/bin
+	ln -sf $(CURDIR)/$(BIN)/mqless $(HOME)/.local/bin/mqless
+	@case ":$$PATH:" in *":$(HOME)/.local/bin:"*) echo "mqless is on your PATH: $$(command -v mqless)";; \
+	  *) echo "linked $(HOME)/.local/bin/mqless; add $(HOME)/.local/bin to PATH to call it as mqless";; esac
 
 ## dev: the whole stack on this machine (moto as AWS): HTTP on :8080, WebSocket on :8081
 dev: setup

@@ -95,6 +95,9 @@ class HttpApi:
     def put(self, path: str, body: Any = None) -> Reply:
         return self.request("PUT", path, body)
 
+    def patch(self, path: str, body: Any = None) -> Reply:
+        return self.request("PATCH", path, body)
+
     def post(self, path: str, body: Any = None, *, raw_body: str | bytes | None = None) -> Reply:
         return self.request("POST", path, body, raw_body=raw_body)
 

@@ -233,6 +233,11 @@ ROUTES = [
         body={"visibility_timeout": 45},
     ),
     Route(
+        "PATCH", "/queues/{name}", "/queues/orders",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
+        body={"visibility_timeout": 45}, given=_a_queue,
+    ),
+    Route(
         "GET", "/queues/{name}", "/queues/orders",
         (grant("orders", "admin"),), lacking("admin", "orders"), 200,
         given=_a_queue, changes=False,
@@ -1338,6 +1343,20 @@ def test_moving_a_message_to_a_missing_queue_needs_the_create_right(api: HttpApi
     # Then 404 says archive would need creating, and the message stays where it was
     assert reply.is_problem(404, "queue_not_found"), reply.text
     assert "needs the create right on 'archive'" in reply.json["message"]
+    assert snapshot(aws) == before
+
+
+def test_redriving_into_a_missing_queue_needs_the_create_right(api: HttpApi, aws: Aws) -> None:
+    # Given a dead letter in orders.dlq, and an admin of it who may send to repairs
+    _a_message_in_the_dlq(api)
+    redriver = caller("redriver", (grant("orders.>", "admin"), grant("repairs", "send")))
+    before = snapshot(aws)
+    # When it redrives the dead letters into repairs, which does not exist
+    reply = as_(api, redriver, "POST", "/queues/orders.dlq/redrive", {"destination": "repairs"})
+    # Then 404 says repairs would need creating (the rule of sends and moves), and the dead
+    # letter stays where it was
+    assert reply.is_problem(404, "queue_not_found"), reply.text
+    assert "needs the create right on 'repairs'" in reply.json["message"]
     assert snapshot(aws) == before
 
 

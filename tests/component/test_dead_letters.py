@@ -180,6 +180,20 @@ def test_redrive_can_target_another_queue(
     assert broker.receive(P, queue) == []
 
 
+def test_redrive_into_a_queue_that_does_not_exist_creates_it_as_a_move_does(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a dead letter from orders, and no queue "repairs"
+    broker.send(P, queue, NewMessage(body=b"fix me"))
+    _fail_deliveries(broker, clock, queue, 3)
+    # When the dead-letter queue is redriven into repairs
+    result = broker.redrive(P, "orders.dlq", destination="repairs")
+    # Then repairs is made with the defaults (as a send or a move would make it) and holds it
+    assert (result.moved, result.failed) == (1, [])
+    assert broker.get_queue(P, "repairs")[0].dead_letter_queue == "repairs.dlq"
+    assert [d.body for d in broker.receive(P, "repairs")] == [b"fix me"]
+
+
 def test_redrive_moves_no_more_than_asked(
     broker: QueueService, clock: ManualClock, queue: str
 ) -> None:

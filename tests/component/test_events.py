@@ -309,6 +309,12 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     ),
     "queue_get": lambda r: r.status == 200 and r.json["counts"]["visible"] == 1,
     "queue_delete": lambda r: r.status == 204 and r.text == "",
+    # a partial update: the field sent changes, the others keep what they were
+    "queue_patch": lambda r: (
+        r.status == 200
+        and r.json["max_receive_count"] == 3
+        and r.json["visibility_timeout"] == 30
+    ),
     "messages_send": _created,
     "messages_send_binary": _created,
     # a FIFO send's sequence grows with time (and with every send of a process): a large

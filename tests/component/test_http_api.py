@@ -556,16 +556,8 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int, str]] = [
     ("receive-unknown-queue", "POST", "/queues/nowhere/receive", {}, 404, "queue_not_found"),
     ("get-unknown-queue", "GET", "/queues/nowhere", None, 404, "queue_not_found"),
     ("purge-unknown-queue", "POST", "/queues/nowhere/purge", None, 404, "queue_not_found"),
-    (
-        "redrive-unknown-destination",
-        "POST",
-        f"{Q}/redrive",
-        {"destination": "nowhere"},
-        404,
-        "queue_not_found",
-    ),
     ("unknown-route", "GET", "/topics", None, 404, "no_such_route"),
-    ("unknown-method", "PATCH", Q, {}, 404, "no_such_route"),
+    ("unknown-method", "PATCH", f"{Q}/messages", {}, 404, "no_such_route"),
     (
         "too-large",
         "POST",
@@ -860,3 +852,36 @@ def test_json_nested_too_deep_or_with_huge_integers_is_a_400_on_every_route(
         reply = api.request(method, path, raw_body=raw)
         assert reply.is_problem(400, "invalid_request"), f"{path}: {reply.text[:200]}"
         assert reply.json["message"].startswith("request body is not valid JSON")
+
+
+def test_patch_changes_only_the_settings_it_names_where_put_replaces_them_all(
+    api: HttpApi,
+) -> None:
+    # Given a queue made with a 60 s visibility timeout, 3 deliveries and a 2-day retention
+    made = {"visibility_timeout": 60, "max_receive_count": 3, "retention_seconds": 172800}
+    assert api.put("/queues/tuned", made).status == 201
+
+    # When only max_receive_count is patched
+    patched = api.patch("/queues/tuned", {"max_receive_count": 5})
+
+    # Then it changes and every other setting keeps its value
+    assert patched.status == 200, patched.text
+    settings = api.get("/queues/tuned").json
+    assert {k: settings[k] for k in (*made, "dead_letter_queue")} == {
+        "visibility_timeout": 60,
+        "max_receive_count": 5,
+        "retention_seconds": 172800,
+        "dead_letter_queue": "tuned.dlq",
+    }
+    # while a PUT with the same body replaces the rest with their defaults
+    api.put("/queues/tuned", {"max_receive_count": 5})
+    assert api.get("/queues/tuned").json["visibility_timeout"] == 30
+
+
+def test_patch_of_a_missing_queue_is_404_and_bad_settings_are_400(api: HttpApi) -> None:
+    assert api.patch("/queues/nowhere", {"delay_seconds": 5}).is_problem(404, "queue_not_found")
+    assert api.get("/queues/nowhere").status == 404  # nothing was created
+    api.put("/queues/tuned", {})
+    assert api.patch("/queues/tuned", {"delay_seconds": 901}).is_problem(400, "invalid_request")
+    assert api.patch("/queues/tuned", {"colour": "red"}).is_problem(400, "invalid_request")
+    assert api.get("/queues/tuned").json["delay_seconds"] == 0

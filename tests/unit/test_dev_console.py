@@ -42,3 +42,19 @@ def test_audit_events_say_who_did_what_where() -> None:
     assert out.getvalue().strip() == (
         "INFO    audit action=queue.purge destination=orders principal=anonymous"
     )
+
+
+def test_an_audit_event_about_a_principal_names_it_beside_who_acted() -> None:
+    # Given the audit record of mqless dev making its dev principal at start
+    out = io.StringIO()
+    record = {
+        "level": "INFO",
+        "message": "audit",
+        "audit": {"action": "principal.create", "principal": "bootstrap", "subject": "dev"},
+    }
+    # When the console shows it
+    Console(out).function_output(json.dumps(record))
+    # Then the line says who acted and which principal was made
+    assert out.getvalue().strip() == (
+        "INFO    audit action=principal.create principal=bootstrap subject=dev"
+    )

@@ -65,10 +65,10 @@ class Console:
             f"{key}={record[key]}" for key in _CONTEXT_KEYS if record.get(key) is not None
         )
         audit = record.get("audit")
-        if isinstance(audit, dict):  # who did what to which destination
+        if isinstance(audit, dict):  # who did what to which destination or principal
             extras = " ".join(
                 f"{key}={audit[key]}"
-                for key in ("action", "destination", "principal")
+                for key in ("action", "destination", "principal", "subject")
                 if audit.get(key) is not None
             )
         level = str(record.get("level", "INFO"))

@@ -189,6 +189,25 @@ class QueueService:
         audit("queue.update", principal.id, name, settings=settings.model_dump())
         return config, False
 
+    def update_queue(self, principal: Principal, name: str, changes: QueueSettings) -> QueueConfig:
+        """Change the settings named in `changes`, keeping the others (SQS's
+        SetQueueAttributes; `put_queue` replaces them all). QueueNotFound if there is none."""
+        names.validate_queue_name(name)
+        self._policy.check(principal, Action.ADMIN, name)
+        self._registry.forget(name)
+        existing = self._registry.get(name)
+        kept = QueueSettings(
+            visibility_timeout=existing.visibility_timeout,
+            max_receive_count=existing.max_receive_count,
+            dead_letter_queue=existing.dead_letter_queue,
+            retention_seconds=existing.retention_seconds,
+            delay_seconds=existing.delay_seconds,
+            shards=existing.shards,
+        )
+        merged = kept.model_dump() | changes.model_dump(include=changes.model_fields_set)
+        config, _ = self.put_queue(principal, name, QueueSettings.model_validate(merged))
+        return config
+
     def get_queue(self, principal: Principal, name: str) -> tuple[QueueConfig, QueueCounts]:
         """A queue's settings and message counts."""
         names.validate_queue_name(name)
@@ -1030,8 +1049,7 @@ class QueueService:
             if destination == queue:
                 raise InvalidRequest("cannot redrive a queue into itself")
             self._policy.check(principal, Action.SEND, destination)
-            target = self._registry.get(destination)
-            if config.fifo and not target.fifo:
+            if config.fifo and not names.is_fifo(destination):
                 raise InvalidRequest("a FIFO queue can only be redriven into a FIFO queue")
         if not self.is_dead_letter_queue(queue):
             raise NotADeadLetterQueue(
@@ -1039,6 +1057,9 @@ class QueueService:
                 "and it is not a default one (<name>.dlq, <name>.dlq.fifo); redrive moves "
                 "dead letters back, use move to relocate a message"
             )
+        if destination is not None:
+            # the rule of every send and move: a missing queue is made for whoever may create it
+            self._ensure_queue(destination, principal)
         result = RedriveResult(moved=0)
         seen: set[tuple[str, int]] = set()
         for _ in range(max_messages // models.MAX_BATCH + 50):

@@ -302,6 +302,17 @@ def put_queue(
     return _json(201 if created else 200, QueueView.of(config))
 
 
+@app.patch(
+    "/queues/<name>",
+    summary="Change some of a queue's settings",
+    description="Only the settings in the body change; the others keep their values (SQS's "
+    "SetQueueAttributes). PUT replaces them all.",
+    tags=["queues"],
+)
+def update_queue(name: QueueName, changes: Annotated[QueueSettings, Body()]) -> QueueView:
+    return QueueView.of(runtime.queue_service().update_queue(_principal(), name, changes))
+
+
 @app.get("/queues/<name>", summary="A queue's settings and counts", tags=["queues"])
 def get_queue(name: QueueName) -> QueueView:
     config, counts = runtime.queue_service().get_queue(_principal(), name)
