@@ -243,7 +243,34 @@ class Leases:
 
         Settling is final and references are only appended, so a group's first message not
         settled stays so until it is settled: the claim's condition (still free) is all it
-        takes for one message of a group in flight at a time, in order."""
+        takes for one message of a group in flight at a time, in order.
+
+        A head found expired and free is settled on the way (in the write that leases other
+        heads of its segment, or one of its own), and only then does its group's next
+        message go: a stale read may show a leased head as free, and only that write's
+        condition can tell. So a look that settled some looks once more, counting what it
+        settled as settled whatever the (eventually consistent) reads still show."""
+        taken: list[Taken] = []
+        settled: set[tuple[int, int]] = set()
+        for _ in range(2):
+            more, newly = self._take_fifo_heads(
+                config, want - len(taken), lease_ms, oldest_first, settled
+            )
+            taken.extend(more)
+            if not newly or len(taken) >= want:
+                break
+            settled |= newly
+        return taken
+
+    def _take_fifo_heads(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        settled: set[tuple[int, int]],
+    ) -> tuple[list[Taken], set[tuple[int, int]]]:
+        """One look at the heads: what it leased, and the (segment, slot)s it settled."""
         now = self._clock.now_ms()
         floor, _ = self.fifo_floor(config.name)
         blocked: set[int] = set()
@@ -256,16 +283,14 @@ class Leases:
             chosen: list[FifoEntry] = []
             expired: list[int] = []
             for entry in segment.entries:
-                if entry.tag in blocked:
-                    continue
-                if entry.gone(now):
-                    if not entry.settled:
-                        expired.append(entry.slot)  # expired and free: settle on the way
+                if entry.tag in blocked or entry.settled or (segment.seq, entry.slot) in settled:
                     continue
                 blocked.add(entry.tag)
-                if entry.free_at(now):
+                if entry.gone(now):
+                    expired.append(entry.slot)  # its group waits for the settle (see above)
+                elif entry.free_at(now):
                     chosen.append(entry)
-            if chosen:
+            if chosen or expired:
                 heads.append((segment, chosen, expired))
                 found += len(chosen)
             if found >= want and (oldest_first or found >= 2 * want):
@@ -276,13 +301,16 @@ class Leases:
             # competing consumers spread over the heads found, not all on the oldest
             random.shuffle(heads)
         taken: list[Taken] = []
+        newly: set[tuple[int, int]] = set()
         for segment, chosen, expired in heads:
             if len(taken) >= want:
                 break
-            taken.extend(
-                self._claim_heads(config, segment, chosen, expired, want - len(taken), lease_ms)
+            leased, done = self._claim_heads(
+                config, segment, chosen, expired, want - len(taken), lease_ms
             )
-        return taken
+            taken.extend(leased)
+            newly |= {(segment.seq, slot) for slot in done}
+        return taken, newly
 
     def _claim_heads(
         self,
@@ -292,9 +320,10 @@ class Leases:
         expired: list[int],
         want: int,
         lease_ms: int,
-    ) -> list[Taken]:
-        """Lease heads of one segment with one write; after a lost race, the ones still
-        free (still their groups' heads: nothing before them can come back) once more."""
+    ) -> tuple[list[Taken], list[int]]:
+        """Lease heads of one segment with one write, settling `expired` in it; after a lost
+        race, the ones still free (still their groups' heads: nothing before them can come
+        back) once more. What it leased, and the slots it settled."""
         chosen = heads[:want]
         for attempt in range(2):
             now = self._clock.now_ms()
@@ -314,7 +343,7 @@ class Leases:
                     metrics.count("Expired", queue=config.name, value=len(expired))
                 return [
                     _fifo_taken(config, claimed, claimed.entries[e.slot], token) for e in chosen
-                ]
+                ], expired
             with self._lock:
                 self.stats.lost += 1
             fresh = self._fifo.segment(config.name, config.shards, segment.seq)
@@ -324,9 +353,9 @@ class Leases:
             chosen = [fresh.entries[e.slot] for e in chosen if fresh.entries[e.slot].free_at(now)]
             expired = [s for s in expired if fresh.entries[s].free_at(now)]
             segment = fresh
-            if not chosen:
+            if not chosen and not expired:
                 break
-        return []
+        return [], []
 
     def advance_fifo_floor(self, queue: str, to: int) -> None:
         self._fifo.advance_floor(queue, to)

@@ -1266,9 +1266,11 @@ class QueueService:
             expired = [e.slot for e in segment.entries if not e.settled and e.gone(now)]
             over: list[FifoEntry] = []
             for entry in segment.entries:
-                if entry.tag in blocked or entry.gone(now):
+                if entry.tag in blocked or entry.settled:
                     continue
                 blocked.add(entry.tag)  # the group's head: only it may be dead-lettered
+                if entry.gone(now):
+                    continue  # settled below; the group's next head waits for the next sweep
                 if entry.free_at(now) and limit is not None and entry.count >= limit:
                     over.append(entry)
             if expired and self._fifo.claim(
