@@ -15,8 +15,9 @@ measured here, moto in-process: an estimate); KMS requests. Results go to
 bench/results/cost.json.
 
 BENCH_MESSAGES (default 20) messages per cell, half that on the FIFO and 5-subscription
-paths (moto copies whole tables on every transaction, and fan-out multiplies the work;
-every figure is per message and the layout bills the same each time); BENCH_SIZES
+paths (fan-out multiplies the work; every figure is per message and the layout bills the
+same each time), except the FIFO ceiling cell (1 KB, one per request: two rotations of
+its segments over its shards, 320 messages); BENCH_SIZES
 (e.g. "256,1024") and BENCH_PATHS (e.g. "standard,fifo") narrow the table;
 BENCH_CONSUMERS (default 50) competing consumers share BENCH_CONTENDED (default 200)
 messages.
@@ -44,7 +45,8 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "cli")]
 
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
-from mqless.models import DEFAULT_SHARDS  # noqa: E402
+from mqless.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
+from mqless.storage.groups import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
 from mqless_cli.billing.meter import ceiling_per_second  # noqa: E402
 from mqless_cli.billing.prices import PRICES_AS_OF, REGION  # noqa: E402
@@ -81,6 +83,10 @@ CONTENDED = int(os.environ.get("BENCH_CONTENDED", "200"))
 RESULTS = ROOT / "bench" / "results" / "cost.json"
 STOMP = "v12.stomp"
 GROUPS = 30  # FIFO groups: issue 13 measures one FIFO queue's ceiling with 30 or more
+# A FIFO queue's segments (10 references each) rotate over its shards: a sample shorter than
+# one rotation sees one segment's partition take every lease and ack. Its ceiling cell (1 KB,
+# one per request) runs two rotations, so each partition key shows its share of the load.
+FIFO_CEILING_MESSAGES = 2 * DEFAULT_FIFO_SHARDS * FIFO_SEGMENT_REFS
 
 
 def say(text: str = "") -> None:
@@ -334,6 +340,8 @@ def _run(
     requests_per_drain = max(1, STREAM_RECORDS // batch)
     step([new_messages(batch)])  # warm: queue made, data key cached, functions loaded
     wanted = max(10, N // 2) if path in ("fifo", "topic, 5 subs") else N
+    if (path, size, batch) == ("fifo", KIB, 1):
+        wanted = max(wanted, FIFO_CEILING_MESSAGES)
     count = max(batch, wanted // batch * batch)
     before = stack.meter.usage()
     sent = 0

@@ -29,7 +29,7 @@ from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless.settings import Settings
 from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.groups import GroupStore
+from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
 from mqless.storage.log import LogStore
 from mqless.storage.wake import WakeMarkers
@@ -191,7 +191,7 @@ def build_queue_service(
         registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
         log=log or LogStore(dynamodb, table),
         index=IndexStore(dynamodb, table),
-        groups=GroupStore(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table),
         dedup_records=DedupRecords(dynamodb, table),
         wake=WakeMarkers(dynamodb, table),
         cipher=cipher or _cipher(settings, kms, time),
@@ -245,7 +245,7 @@ def build_indexer(
     return Indexer(
         queues=registry,
         index=IndexStore(dynamodb, table),
-        groups=GroupStore(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table),
         topics=topics,
         clock=time,
         mac=DedupHasher(
