@@ -157,7 +157,8 @@ class HistoryService:
             rates=rates,
             depth=depth,
             totals=total,
-            totals_since=(end_s - span_s) * 1000,
+            # a queue's creation; else the start of the span (data before it is none)
+            totals_since=since_ms if queue is not None else (end_s - span_s) * 1000,
             topics={
                 name: int(sum(totals.get(f"p_{n}", {}).values()))
                 for n, name in enumerate(topic_names)
