@@ -9,6 +9,7 @@ metrics (here through mqless dev's EmfToCloudWatch, which hands them to moto's C
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -190,3 +191,40 @@ def test_an_admin_closes_a_connection_and_its_leases_go_back(
     assert (stats["visible"], stats["in_flight"]) == (1, 0)
     # and closing it again says there is no such connection
     assert api.delete("/connections/c1").is_problem(404, "not_found")
+
+
+def test_mqless_dev_keeps_one_statistic_set_per_metric_and_minute(
+    api: HttpApi, cloudwatch: Any
+) -> None:
+    # Given mqless dev's CloudWatch, handed many documents within one minute
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    ingest = EmfToCloudWatch.in_this_process()
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    held = len(backend.metric_data)
+    now_ms = int(time.time() // 60 * 60 * 1000)  # the start of this minute: all in one
+    for n in range(50):
+        ingest(
+            {
+                "_aws": {
+                    "Timestamp": now_ms + n,
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": "mqless",
+                            "Dimensions": [["Queue", "service"]],
+                            "Metrics": [{"Name": "Sent", "Unit": "Count"}],
+                        }
+                    ],
+                },
+                "Queue": "busy",
+                "service": "mqless",
+                "Sent": [2.0],
+            }
+        )
+
+    # Then it holds one data point for them, and the history counts every one of them
+    assert len(backend.metric_data) == held + 1
+    assert api.put("/queues/busy", {}).status == 201
+    history = api.get("/history?queue=busy").json
+    assert round(sum(history["rates"]["sent"]) * 60) == 100

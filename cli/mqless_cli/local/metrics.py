@@ -9,8 +9,9 @@ to moto's CloudWatch backend directly, not through a boto3 client, so that the l
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -59,12 +60,20 @@ def emf_metric_data(document: Mapping[str, Any]) -> list[tuple[str, list[dict[st
 
 
 class EmfToCloudWatch:
-    """Feeds EMF documents to moto's CloudWatch in this process (started by LocalCloud)."""
+    """Feeds EMF documents to moto's CloudWatch in this process (started by LocalCloud).
+
+    Values are kept as one statistic set per metric and minute (what CloudWatch stores at
+    one-minute resolution), not one data point per document: moto's GetMetricData scans
+    every point it holds for every period it answers, and a busy `mqless dev` would
+    otherwise make each chart refresh slower than the last.
+    """
 
     def __init__(self, account_id: str, region: str) -> None:
         from moto.cloudwatch.models import cloudwatch_backends
 
         self._backend = cloudwatch_backends[account_id][region]
+        self._lock = threading.Lock()
+        self._minutes: dict[tuple[Any, ...], Any] = {}
 
     @classmethod
     def in_this_process(cls) -> EmfToCloudWatch:
@@ -76,5 +85,43 @@ class EmfToCloudWatch:
         return cls(DEFAULT_ACCOUNT_ID, REGION)
 
     def __call__(self, document: Mapping[str, Any]) -> None:
-        for namespace, entries in emf_metric_data(document):
-            self._backend.put_metric_data(namespace, entries)
+        with self._lock:
+            for namespace, entries in emf_metric_data(document):
+                for entry in entries:
+                    self._add(namespace, entry)
+
+    def _add(self, namespace: str, entry: dict[str, Any]) -> None:
+        when = entry.get("Timestamp") or datetime.now(UTC).replace(tzinfo=None)
+        minute = when.replace(second=0, microsecond=0)
+        dimensions = tuple(sorted((d["Name"], d["Value"]) for d in entry["Dimensions"]))
+        key = (namespace, entry["MetricName"], dimensions, entry["Unit"], minute)
+        values = entry["Values"]
+        found = self._minutes.get(key)
+        if found is not None:
+            found.sum += sum(values)
+            found.min = min(found.min, *values)
+            found.max = max(found.max, *values)
+            found.sample_count += len(values)
+            return
+        statistics = {
+            "Sum": sum(values),
+            "Minimum": min(values),
+            "Maximum": max(values),
+            "SampleCount": len(values),
+        }
+        self._backend.put_metric_data(
+            namespace,
+            [
+                {
+                    "MetricName": entry["MetricName"],
+                    "StatisticValues": statistics,
+                    "Dimensions": entry["Dimensions"],
+                    "Unit": entry["Unit"],
+                    "Timestamp": minute,
+                }
+            ],
+        )
+        self._minutes[key] = self._backend.metric_data[-1]
+        # only the current minutes are added to: forget older ones' handles
+        for old in [k for k in self._minutes if k[-1] < minute - timedelta(minutes=2)]:
+            del self._minutes[old]
