@@ -1200,12 +1200,15 @@ class QueueService:
         minute, none per message."""
         configs = self._registry.list()
         dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
+        # a queue the sweep could not read is reported once, not again for its depth
+        failed = {error.split(": ", 1)[0] for error in report.errors}
         for config in configs:
             try:
                 counts = self.counts(config)
             except Exception as exc:
                 logger.exception("measuring a queue failed", extra={"queue": config.name})
-                report.errors.append(f"{config.name}: {type(exc).__name__}")
+                if config.name not in failed:
+                    report.errors.append(f"{config.name}: {type(exc).__name__}")
                 continue
             depth = counts.visible + counts.in_flight + counts.delayed
             metrics.gauge("Depth", depth, queue=config.name)
