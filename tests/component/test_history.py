@@ -105,6 +105,28 @@ def test_a_queues_history_shows_this_minutes_rates_its_depth_and_totals_since_cr
     assert history["totals_since"] <= created
 
 
+def test_a_dead_letter_queues_history_counts_the_dead_letters_arriving_as_enqueued(
+    api: HttpApi, cloudwatch: Any
+) -> None:
+    # Given a message dead-lettered from `orders` to `orders.dlq`, and one sent to the DLQ
+    assert api.put("/queues/orders", {"max_receive_count": 1}).status == 201
+    assert api.post("/queues/orders/messages", {"body": "poison"}).status == 201
+    received = api.post("/queues/orders/receive", {"visibility_timeout": 0}).json["messages"]
+    assert len(received) == 1
+    assert api.post("/queues/orders/receive", {}).json["messages"] == []
+    assert api.post("/queues/orders.dlq/messages", {"body": "direct"}).status == 201
+    cloudwatch()
+
+    # When the dead-letter queue's history is asked for
+    reply = api.get("/history?queue=orders.dlq")
+
+    # Then both arrivals are enqueued ones, and it says whose dead letters it receives
+    assert reply.status == 200, reply.text
+    assert reply.json["totals"]["sent"] == 2
+    assert reply.json["rates"]["sent"][-1] == round(2 / 60, 3)
+    assert reply.json["dead_letters_from"] == ["orders"]
+
+
 def test_the_overall_history_counts_every_queue_and_each_topics_publishes(
     api: HttpApi, cloudwatch: Any
 ) -> None:

@@ -880,6 +880,10 @@ def test_a_dead_letter_queue_links_its_source_and_its_receive_count_agrees_with_
     row = page.locator("#browse-table tbody tr").first
     expect(row).to_contain_text("max_receive_count exceeded (1 deliveries)")
     expect(row.locator("td").nth(2)).to_have_text(f"2 (1 in {name}, 1 here)")
+    # and its chart counts the dead letter that arrived as enqueued, saying from where
+    history = page.get_by_role("region", name="Last hour")
+    expect(history.locator("dd").nth(0)).to_have_text("1")
+    expect(history).to_contain_text(f"Enqueued includes the dead letters arriving from {name}.")
     _screenshot(page, "dead-letters", capsys)
     # and its source's page links to it, with no redrive
     page.locator("#queue-dlq-of").get_by_role("link", name=name).click()

@@ -38,6 +38,7 @@ RETENTION_S: Final = 455 * 86400
 # as long as CloudWatch keeps 1-minute data
 RECENT_S: Final = 15 * 86400
 MAX_TOPICS: Final = 100
+MAX_SOURCES: Final = 20  # a dead-letter queue's sources whose dead letters it counts
 # series name -> (metric, statistic); counters are summed per minute, depth is a level
 COUNTERS: Final = {
     "sent": "Sent",
@@ -63,8 +64,8 @@ class History(BaseModel):
     period_seconds: int = Field(description="Each point covers this many seconds.")
     timestamps: list[int] = Field(description="Start of each point (epoch ms), oldest first.")
     rates: dict[str, list[float]] = Field(
-        description="Per second, averaged over each point: sent (enqueued), delivered "
-        "(dequeued), acked, dead_lettered."
+        description="Per second, averaged over each point: sent (enqueued; on a dead-letter "
+        "queue, the dead letters arriving too), delivered (dequeued), acked, dead_lettered."
     )
     depth: list[int | None] = Field(
         description="Messages held (visible + in flight + delayed) as the sweeper measured "
@@ -74,6 +75,10 @@ class History(BaseModel):
     totals_since: int = Field(
         description="Epoch ms the totals count from: the queue's creation (at most 455 days "
         "back, CloudWatch's retention), else 15 days back."
+    )
+    dead_letters_from: list[str] = Field(
+        default_factory=list,
+        description="The queues whose dead letters this one receives (counted as sent).",
     )
     topics: dict[str, int] = Field(
         default_factory=dict,
@@ -107,12 +112,17 @@ class HistoryService:
         end_s = (now_ms // 1000 // PERIOD_S + 1) * PERIOD_S
         since_ms = now_ms - RECENT_S * 1000
         dimensions: list[dict[str, str]] = []
+        sources: list[str] = []
         if queue is not None:
             names.validate_queue_name(queue)
             self._policy.check(principal, Action.ADMIN, queue)
             config = self._registry.get(queue)  # NotFound: no such queue
             since_ms = max(config.created_at, now_ms - RETENTION_S * 1000)
             dimensions = [{"Name": "Queue", "Value": queue}]
+            # dead letters arrive without a send: a dead-letter queue's enqueued figures are
+            # its sources' DeadLettered counts added to its own
+            sources = [c.name for c in self._registry.list() if c.dead_letter_queue == queue]
+            sources = sources[:MAX_SOURCES]
         elif topic is not None:
             validate_topic_name(topic)
             self._policy.check(principal, Action.ADMIN, topic)
@@ -129,6 +139,13 @@ class HistoryService:
             queries.append(_query(f"r_{key}", metric, dimensions, PERIOD_S, "Sum"))
             queries.append(_query(f"t_{key}", metric, dimensions, span_s, "Sum"))
         queries.append(_query("depth", DEPTH, dimensions, PERIOD_S, "Maximum"))
+        for n, source in enumerate(sources):
+            source_dims = [
+                {"Name": "Queue", "Value": source},
+                {"Name": "service", "Value": SERVICE},
+            ]
+            queries.append(_query(f"rd_{n}", "DeadLettered", source_dims, PERIOD_S, "Sum"))
+            queries.append(_query(f"td_{n}", "DeadLettered", source_dims, span_s, "Sum"))
         topic_names = self._topics(principal) if queue is None and topic is None else []
         for n, name in enumerate(topic_names):
             topic_dims = [{"Name": "Topic", "Value": name}, {"Name": "service", "Value": SERVICE}]
@@ -142,13 +159,18 @@ class HistoryService:
             span_s,
         )
         starts = list(range(end_s - WINDOW_S, end_s, PERIOD_S))
-        rates = {
-            key: [round(hourly.get(f"r_{key}", {}).get(t, 0.0) / PERIOD_S, 3) for t in starts]
-            for key in COUNTERS
-        }
+        arriving = ["r_sent", *(f"rd_{n}" for n in range(len(sources)))]
+
+        def per_minute(key: str, start: int) -> float:
+            ids = arriving if key == "sent" else [f"r_{key}"]
+            return sum(hourly.get(i, {}).get(start, 0.0) for i in ids)
+
+        rates = {key: [round(per_minute(key, t) / PERIOD_S, 3) for t in starts] for key in COUNTERS}
         depth_points = hourly.get("depth", {})
         depth = [int(depth_points[t]) if t in depth_points else None for t in starts]
-        total = Totals(**{key: int(sum(totals.get(f"t_{key}", {}).values())) for key in COUNTERS})
+        counted = {key: sum(totals.get(f"t_{key}", {}).values()) for key in COUNTERS}
+        counted["sent"] += sum(sum(totals.get(f"td_{n}", {}).values()) for n in range(len(sources)))
+        total = Totals(**{key: int(value) for key, value in counted.items()})
         return History(
             queue=queue,
             topic=topic,
@@ -157,6 +179,7 @@ class HistoryService:
             rates=rates,
             depth=depth,
             totals=total,
+            dead_letters_from=sources,
             # a queue's creation; else the start of the span (data before it is none)
             totals_since=since_ms if queue is not None else (end_s - span_s) * 1000,
             topics={

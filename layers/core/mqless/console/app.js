@@ -364,9 +364,11 @@
         el("div", {}, el("dt", { text: `${label}, total` }), el("dd", { text: String(history.totals[key]) })),
       ),
     );
+    const sources = history.dead_letters_from || [];
+    const arriving = sources.length ? ` Enqueued includes the dead letters arriving from ${sources.join(", ")}.` : "";
     setText(
       $("[data-history-note]", section),
-      `Totals since ${when(history.totals_since)}. Depth is measured once a minute; CloudWatch shows a minute's figures a minute or two later.`,
+      `Totals since ${when(history.totals_since)}.${arriving} Depth is measured once a minute; CloudWatch shows a minute's figures a minute or two later.`,
     );
     section.hidden = false;
   }
