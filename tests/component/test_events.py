@@ -357,6 +357,15 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "message_delete": lambda r: r.is_problem(404, "message_not_found"),
     "message_move": lambda r: r.is_problem(404, "message_not_found"),
     "connections_list": lambda r: r.status == 200 and r.json == {"connections": []},
+    # the sample names a connection that is not open
+    "connection_close": lambda r: r.is_problem(404, "not_found"),
+    # `orders` was created just now: its history so far, minute by minute
+    "history_get": lambda r: (
+        r.status == 200
+        and r.json["queue"] == "orders"
+        and len(r.json["timestamps"]) == 60
+        and set(r.json["totals"]) == {"sent", "delivered", "acked", "dead_lettered"}
+    ),
     "console_page": lambda r: (
         r.status == 200 and r.headers["Content-Type"].startswith("text/html") and "<html" in r.text
     ),

@@ -1183,22 +1183,30 @@ class QueueService:
                 logger.exception("sweeping a queue failed", extra={"queue": config.name})
                 reason = exc.message if isinstance(exc, MqlessError) else type(exc).__name__
                 report.errors.append(f"{config.name}: {reason}")
-        self._measure_dead_letters(report)
+        self._measure_depths(report)
         return report
 
-    def _measure_dead_letters(self, report: SweepReport) -> None:
-        """Publish every dead-letter queue's depth (the alarm's "DLQ not empty")."""
+    def _measure_depths(self, report: SweepReport) -> None:
+        """Publish every queue's depth (the console's depth chart), and every dead-letter
+        queue's as `DeadLetterDepth` too (the alarm's "DLQ not empty").
+
+        One bounded read of each queue's references per sweep: a cost per queue and
+        minute, none per message."""
         configs = self._registry.list()
         dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
+        # a queue the sweep could not read is reported once, not again for its depth
+        failed = {error.split(": ", 1)[0] for error in report.errors}
         for config in configs:
-            if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
-                try:
-                    counts = self.counts(config)
-                except Exception as exc:
-                    logger.exception("measuring a queue failed", extra={"queue": config.name})
+            try:
+                counts = self.counts(config)
+            except Exception as exc:
+                logger.exception("measuring a queue failed", extra={"queue": config.name})
+                if config.name not in failed:
                     report.errors.append(f"{config.name}: {type(exc).__name__}")
-                    continue
-                depth = counts.visible + counts.in_flight + counts.delayed
+                continue
+            depth = counts.visible + counts.in_flight + counts.delayed
+            metrics.gauge("Depth", depth, queue=config.name)
+            if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
                 metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
     def _sweep_queue(self, config: QueueConfig, report: SweepReport) -> None:
