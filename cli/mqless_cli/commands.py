@@ -138,7 +138,7 @@ def run(
     handler: Handler = args.handler
 
     def command() -> int:
-        token = _token(args.token)
+        token = token_from(args.token)
         with _http_client(url, transport) as http:
             context = Context(
                 MqlessClient(http, token=token),
@@ -150,10 +150,10 @@ def run(
             )
             return handler(context, args)
 
-    return _reported(command, terminal)
+    return reported(command, terminal)
 
 
-def _reported(command: Callable[[], int], terminal: Terminal) -> int:
+def reported(command: Callable[[], int], terminal: Terminal) -> int:
     """Run a command; its expected failures become `mqless: <sentence>` and an exit status."""
     try:
         with _sigterm_as_interrupt():
@@ -192,7 +192,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _token(flag: str | None) -> str | None:
+def token_from(flag: str | None) -> str | None:
     """The token from --token, else MQLESS_TOKEN; None when neither is set."""
     token = (flag if flag is not None else os.environ.get("MQLESS_TOKEN", "")).strip()
     if not token:
@@ -1017,7 +1017,7 @@ def run_bootstrap(
     """`mqless bootstrap`: no HTTP and no token; the operator's AWS credentials write it."""
     terminal = terminal or Terminal.system()
     out = Output(terminal.stdout, terminal.stderr, as_json=args.json)
-    return _reported(lambda: _bootstrap(out, args, session), terminal)
+    return reported(lambda: _bootstrap(out, args, session), terminal)
 
 
 def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:

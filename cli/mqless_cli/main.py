@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mqless_cli import commands as client_commands
+from mqless_cli import invoke
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(run=_dev)
     client_commands.register(commands)
+    invoke.register(commands)
     return parser
 
 
