@@ -584,6 +584,17 @@ def test_ack_reads_receipts_from_stdin_ten_per_request() -> None:
     assert result.code == 0
 
 
+def test_ack_takes_the_json_lines_receive_prints() -> None:
+    # Given what `mqless receive q --json` printed, piped in as it is
+    piped = io.StringIO(json.dumps(MESSAGE) + "\n" + json.dumps({**MESSAGE, "receipt": "r2.b"}))
+    api = FakeApi().on("POST", "/queues/q/ack", ok({"acked": ["r1.a", "r2.b"], "failed": []}))
+    # When `mqless ack q` reads it
+    result = cli(["ack", "q"], api, stdin=piped)
+    # Then each line's receipt is acked
+    assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a", "r2.b"]}]
+    assert result.stdout == "acked 2 messages in q\n"
+
+
 def test_ack_without_receipts_on_a_terminal_is_a_usage_error() -> None:
     api = FakeApi()
     result = cli(["ack", "q"], api, stdin=TtyStringIO())
