@@ -1,6 +1,9 @@
 """The client commands of `mqless`: send, receive, consume, publish, tail, queues, stats,
 purge and redrive, principals and keys, against a local (`mqless dev`) or deployed API;
 and `bootstrap`, which writes a deployed stack's first admin key with AWS credentials.
+The other verbs live in modules of their own, on the same `Context` and `run`:
+`settling` (ack, nack, extend), `queue_admin` (create, update, delete, browse, move),
+`subscriptions`; and `invoke` (`sam local invoke` without Docker).
 
 Each command gets a `Context` (the API client, the output, stdin) and returns an exit
 status. `run` maps every expected failure to `mqless: <message>` on stderr, in one place:

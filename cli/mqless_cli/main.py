@@ -59,7 +59,15 @@ def _dev(args: argparse.Namespace) -> int:
     try:
         runtime.start()
     except Exception as exc:  # a bad template or a taken port: say so, no traceback
-        print(f"mqless dev: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            # taken after the check above (a race): which one is not known here
+            reason = (
+                f"port {args.http_port} or {args.ws_port} is in use: choose others with "
+                "--http-port PORT and --ws-port PORT"
+            )
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        print(f"mqless dev: cannot start: {reason}", file=sys.stderr)
         runtime.stop()
         return 1
     try:
