@@ -654,19 +654,21 @@ def test_extend_sets_the_lease_to_the_seconds_given() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "named"),
     [
-        ["extend", "q", "r1.a"],
-        ["extend", "q", "r1.a", "--visibility", "43201"],
-        ["nack", "q", "r1.a", "--delay", "-1"],
+        (["extend", "q", "r1.a"], "the following arguments are required: --visibility"),
+        (["extend", "q", "r1.a", "--visibility", "43201"], "argument --visibility: 43201 is not"),
+        (["nack", "q", "r1.a", "--delay", "-1"], "argument --delay:"),
     ],
 )
 def test_settling_flags_out_of_range_are_usage_errors(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
+    # Then the command line is refused, naming the flag
     assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err
 
 
 # ---- tail ------------------------------------------------------------------------------------
@@ -942,16 +944,18 @@ def test_redrive_max_stops_at_max() -> None:
 
 
 def test_redrive_counts_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a dead-letter queue of 12 messages, and a progress bar that records its steps
+    # Given a dead-letter queue of 12 messages, an API that moves as many as it is asked,
+    # and a progress bar that records its steps
     steps: list[int] = []
     monkeypatch.setattr(commands.Tracker, "advance", lambda self, n=1: steps.append(n))
-    moved = iter([1] * 12 + [0])
+    left = [12]
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
-            return ok({"name": "q.dlq", "counts": {"visible": 12}})
-        wanted = json.loads(request.content)["max_messages"]
-        return ok({"moved": min(wanted, next(moved)), "failed": []})
+            return ok({"name": "q.dlq", "counts": {"visible": left[0]}})
+        moved = min(json.loads(request.content)["max_messages"], left[0])
+        left[0] -= moved
+        return ok({"moved": moved, "failed": []})
 
     # When it is redriven
     result = cli(["redrive", "q.dlq"], handler, stderr=TtyStringIO())
@@ -1098,29 +1102,36 @@ def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "named"),
     [
-        ["create", "q", "--visibility-timeout", "12h1s"],
-        ["create", "q", "--retention", "30s"],
-        ["create", "q", "--retention", "15d"],
-        ["create", "q", "--delay", "901"],
-        ["create", "q", "--shards", "65"],
-        ["create", "q", "--max-receive-count", "0"],
-        ["create", "q", "--max-receive-count", "3", "--no-dead-letter"],
-        ["update", "q", "--visibility-timeout", "soon"],
-        ["move", "q", "m-1"],
-        ["subscriptions", "create", "t", "s"],
-        ["subscriptions", "create", "t", "s", "--queue", "q", "--filter", "[1]"],
-        ["browse", "q", "--limit", "101"],
+        (["create", "q", "--visibility-timeout", "12h1s"], "argument --visibility-timeout: 12h1s"),
+        (["create", "q", "--retention", "30s"], "argument --retention: 30s is not within 1m-2w"),
+        (["create", "q", "--retention", "15d"], "argument --retention: 15d is not within"),
+        (["create", "q", "--delay", "901"], "argument --delay: 901 is not within"),
+        (["create", "q", "--shards", "65"], "argument --shards: 65 is not within 1-64"),
+        (["create", "q", "--max-receive-count", "0"], "argument --max-receive-count: 0"),
+        (
+            ["create", "q", "--max-receive-count", "3", "--no-dead-letter"],
+            "argument --no-dead-letter: not allowed with argument --max-receive-count",
+        ),
+        (["update", "q", "--visibility-timeout", "soon"], "expected SECONDS or a duration"),
+        (["move", "q", "m-1"], "the following arguments are required: --to"),
+        (["subscriptions", "create", "t", "s"], "the following arguments are required: --queue"),
+        (
+            ["subscriptions", "create", "t", "s", "--queue", "q", "--filter", "[1]"],
+            "argument --filter: a filter policy is a JSON object",
+        ),
+        (["browse", "q", "--limit", "101"], "argument --limit: 101 is not within 1-100"),
     ],
 )
 def test_bad_admin_flags_are_usage_errors(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
+    # Then the command line is refused before any request, saying which flag and why
     assert exit_info.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    assert named in capsys.readouterr().err
 
 
 def test_no_dead_letter_with_a_dead_letter_queue_is_a_usage_error() -> None:
