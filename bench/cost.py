@@ -15,8 +15,9 @@ measured here, moto in-process: an estimate); KMS requests. Results go to
 bench/results/cost.json.
 
 BENCH_MESSAGES (default 20) messages per cell, half that on the FIFO and 5-subscription
-paths (moto copies whole tables on every transaction, and fan-out multiplies the work;
-every figure is per message and the layout bills the same each time); BENCH_SIZES
+paths (fan-out multiplies the work; every figure is per message and the layout bills the
+same each time), except the FIFO ceiling cell (1 KB, one per request: two rotations of
+its segments over its shards, 320 messages); BENCH_SIZES
 (e.g. "256,1024") and BENCH_PATHS (e.g. "standard,fifo") narrow the table;
 BENCH_CONSUMERS (default 50) competing consumers share BENCH_CONTENDED (default 200)
 messages.
@@ -44,10 +45,11 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "cli")]
 
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
-from mqless.models import DEFAULT_SHARDS  # noqa: E402
+from mqless.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
+from mqless.storage.groups import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
 from mqless_cli.billing.meter import ceiling_per_second  # noqa: E402
-from mqless_cli.billing.prices import PRICES_AS_OF, REGION  # noqa: E402
+from mqless_cli.billing.prices import PRICES, PRICES_AS_OF, REGION  # noqa: E402
 from mqless_cli.local.cloud import LocalCloud  # noqa: E402
 from mqless_cli.local.console import Console  # noqa: E402
 from mqless_cli.local.runtime import DevRuntime  # noqa: E402
@@ -81,6 +83,10 @@ CONTENDED = int(os.environ.get("BENCH_CONTENDED", "200"))
 RESULTS = ROOT / "bench" / "results" / "cost.json"
 STOMP = "v12.stomp"
 GROUPS = 30  # FIFO groups: issue 13 measures one FIFO queue's ceiling with 30 or more
+# A FIFO queue's segments (10 references each) rotate over its shards: a sample shorter than
+# one rotation sees one segment's partition take every lease and ack. Its ceiling cell (1 KB,
+# one per request) runs two rotations, so each partition key shows its share of the load.
+FIFO_CEILING_MESSAGES = 2 * DEFAULT_FIFO_SHARDS * FIFO_SEGMENT_REFS
 
 
 def say(text: str = "") -> None:
@@ -334,6 +340,8 @@ def _run(
     requests_per_drain = max(1, STREAM_RECORDS // batch)
     step([new_messages(batch)])  # warm: queue made, data key cached, functions loaded
     wanted = max(10, N // 2) if path in ("fifo", "topic, 5 subs") else N
+    if (path, size, batch) == ("fifo", KIB, 1):
+        wanted = max(wanted, FIFO_CEILING_MESSAGES)
     count = max(batch, wanted // batch * batch)
     before = stack.meter.usage()
     sent = 0
@@ -525,6 +533,8 @@ def row(cell: Cell) -> dict[str, Any]:
         / m,
         "lambda_invocations": sum(u.lambda_invocations.values()) / m,
         "kms_requests": u.count("kms") / m,
+        "metric_log_bytes": u.metric_log_bytes / m,
+        "metrics_dollars_per_million": bill.lines["CloudWatch Logs (EMF metrics)"],
         "dollars_per_million": bill.total,
         "dollars_per_million_by_service": bill.lines,
         "sqs_dollars_per_million": sqs.dollars,
@@ -616,6 +626,48 @@ def show_figures(figures: dict[str, Any]) -> list[str]:
     ]
 
 
+# GET /history (the console's charts) reads 9 series a view: 4 rates, 4 totals and depth
+HISTORY_SERIES = 9
+HISTORY_REFRESH_S = 30
+
+
+def metrics_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the metrics behind the console's charts cost: per message (the EMF documents the
+    functions print, billed as CloudWatch Logs ingestion) and per hour a chart is open."""
+    by_path: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if "messages" in r and r["body"] == 512:
+            by_path[f"{r['path']} x{r['batch']}"] = {
+                "emf_bytes_per_message": r["metric_log_bytes"],
+                "dollars_per_million_messages": r["metrics_dollars_per_million"],
+            }
+    views_per_hour = 3600 / HISTORY_REFRESH_S
+    return {
+        "by_path_512B": by_path,
+        "history_dollars_per_console_hour": views_per_hour
+        * HISTORY_SERIES
+        * PRICES.cloudwatch_metrics_requested,
+        "custom_metric_dollars_per_month": PRICES.cloudwatch_custom_metric_month,
+    }
+
+
+def show_metrics_figures(figures: dict[str, Any]) -> list[str]:
+    lines = ["The console's charts (issue 17), from the functions' own EMF metrics:"]
+    for path, f in figures["by_path_512B"].items():
+        lines.append(
+            f"  {path:<32} {f['emf_bytes_per_message']:>6,.0f} EMF bytes a message "
+            f"(CloudWatch Logs, $0.50/GB): ${f['dollars_per_million_messages']:.3f}/M, in $/M"
+        )
+    lines.append(
+        f"  reading them back (GET /history, GetMetricData $0.01 per 1,000 series, "
+        f"{HISTORY_SERIES} series every {HISTORY_REFRESH_S} s): "
+        f"${figures['history_dollars_per_console_hour']:.4f} per hour a chart is open; "
+        f"each queue's or topic's metrics ${figures['custom_metric_dollars_per_month']:.2f} "
+        "a metric a month (CloudWatch custom metrics); nothing per message"
+    )
+    return lines
+
+
 HEADER = (
     f"{'path':<24}{'body':>7}{'b':>3} |{'WRU tbl':>8}{'idx':>6}{'RRU':>6}{'fail':>6} |"
     f"{'DDB':>6}{'HTTP':>5}{'WS':>5}{'λ':>5}{'KMS':>6} |{'$/M':>8}{'SQS':>6}{'×SQS':>6} |"
@@ -652,8 +704,9 @@ included), billed as AWS bills, us-east-1 on-demand list prices ({asof}):
                  @connections posts included), Lambda invocations, KMS
   $/M            all in per million messages: DynamoDB + API Gateway + Lambda (GB-s at
                  512 MB, arm64, from durations measured here with moto in-process: an
-                 estimate) + KMS; WebSocket connection minutes left out (a consumer
-                 connected all month: $0.011)
+                 estimate) + KMS + CloudWatch Logs for the functions' EMF metric
+                 documents ($0.50/GB: what the console's charts read); WebSocket
+                 connection minutes left out (a consumer connected all month: $0.011)
   SQS            SQS's bill for the same work: send + receive + delete, one request per
                  64 KB chunk, 10 per request in batches ($0.40/M; FIFO $0.50/M); a topic
                  publishes once to SNS ($0.50/M), delivery to each queue free
@@ -713,6 +766,10 @@ def main() -> int:
     say()
     for line in show_figures(figures):
         say(line)
+    metrics = metrics_figures(rows)
+    say()
+    for line in show_metrics_figures(metrics):
+        say(line)
     say(LEGEND.format(asof=PRICES_AS_OF, shards=DEFAULT_SHARDS, records=STREAM_RECORDS))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -727,6 +784,7 @@ def main() -> int:
                 "competing_consumers": contended,
                 "stored_message": stored,
                 "issue_13_figures": figures,
+                "console_metrics": metrics,
             },
             indent=1,
         )

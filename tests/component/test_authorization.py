@@ -25,6 +25,7 @@ from mqless.access import EVERYTHING, AccessControl
 from mqless.clock import ManualClock, SystemClock
 from mqless.dynamo import from_wire
 from mqless.models import QueueSettings
+from mqless.outbound import Connection
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
@@ -133,6 +134,11 @@ def _a_lease(api: HttpApi) -> dict[str, str]:
     _a_message(api)
     [leased] = ok(api.post("/queues/orders/receive", {}))["messages"]
     return {"receipt": leased["receipt"]}
+
+
+def _a_connection(api: HttpApi) -> dict[str, str]:
+    runtime.sessions().open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
+    return {"connection_id": "c1"}
 
 
 def _a_message_and_an_archive(api: HttpApi) -> dict[str, str]:
@@ -326,6 +332,16 @@ ROUTES = [
     Route(
         "GET", "/connections", "/connections",
         ADMIN_OF_EVERYTHING, lacking_everything(EVERY_DESTINATION), 200, changes=False,
+    ),
+    Route(
+        "DELETE", "/connections/{connection_id}", "/connections/{connection_id}",
+        ADMIN_OF_EVERYTHING, lacking_everything(EVERY_DESTINATION), 204,
+        given=_a_connection,
+    ),
+    Route(
+        "GET", "/history", "/history?queue=orders",
+        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
+        given=_a_queue, changes=False,
     ),
     # topics
     Route(

@@ -5,7 +5,7 @@ KB of the larger of the item before and after a write, a write whose condition f
 billed all the same (on the existing item, at least 1), every index write billed too.
 These are storage engine v2's figures (docs/storage-engine.md): a body is written once
 into a log item and never rewritten; leases and acks are small conditional updates of one
-index segment (or one FIFO group item) shared by up to 12 messages; the dispatch function
+index segment (a FIFO queue's too) shared by up to 12 messages; the dispatch function
 indexes new log items from the stream with one segment write per stream batch and queue
 shard. There is no secondary index.
 
@@ -257,21 +257,65 @@ def test_a_fifo_message_bills_5_write_units(broker: QueueService, aws: Aws, mete
     # item (1 unit)
     assert _requests(sent) == {"dynamodb:PutItem": 2}
     assert _writes(sent, aws) == 2
-    # ... indexing reads the group's item and appends the reference to it (1 unit)
-    assert _requests(indexed) == {"dynamodb:GetItem": 1, "dynamodb:UpdateItem": 1}
+    # ... indexing reads the queue's tail segment and appends the reference to it (1 unit)
+    assert _requests(indexed) == {"dynamodb:BatchGetItem": 1, "dynamodb:UpdateItem": 1}
     assert _writes(indexed, aws) == 1
-    # ... the receive reads the shard's groups, leases the group (1 unit), reads the body
-    assert _requests(received) == {
-        "dynamodb:Query": 1,
-        "dynamodb:UpdateItem": 1,
-        "dynamodb:BatchGetItem": 1,
-    }
+    # ... the receive reads the segments from the floor, leases the group's head (1 unit),
+    # reads the body
+    assert _requests(received) == {"dynamodb:BatchGetItem": 2, "dynamodb:UpdateItem": 1}
     assert _writes(received, aws) == 1
-    # ... the ack reads the group and moves past the message, freeing the group (1 unit)
-    assert _requests(acked) == {"dynamodb:GetItem": 1, "dynamodb:UpdateItem": 1}
+    # ... the ack settles it in its segment, no read first (1 unit)
+    assert _requests(acked) == {"dynamodb:UpdateItem": 1}
     assert _writes(acked, aws) == 1
     # 2 + 1 + 1 + 1 = 5, no transaction (which bills every item twice)
     assert _writes(sent + indexed + received + acked, aws) == 5
+
+
+def test_a_fifo_batch_of_ten_groups_bills_under_2_5_write_units_a_message(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    queue = "batches.fifo"
+
+    def send_batch(round: int) -> tuple[Usage, Usage]:
+        """Ten 512-byte messages of ten groups sent in one request, then indexed as one
+        stream batch: what the send and the indexing billed."""
+        entries = [
+            (f"e{i}", NewMessage(body=b"%d.%d." % (round, i) * 128, group_id=f"g{i}"))
+            for i in range(10)
+        ]
+        with INLINE_DISPATCH.paused():
+            done, failed = broker.send_batch(P, queue, entries)
+        assert (len(done), failed) == (10, [])
+        sent = steps.take()
+        logged = _log_items(aws, queue)[-10:]
+        steps.take()
+        INLINE_DISPATCH.index_table(aws.settings.messages_table, logged)
+        return sent, steps.take()
+
+    # Given a FIFO queue in use, sent batches of ten groups before
+    _warm(broker, queue, group_id="g0")
+    steps = Steps(meter)
+    send_batch(0)
+    broker.ack(P, queue, [d.receipt for d in broker.receive(P, queue, max_messages=10)])
+    steps.take()
+
+    # When ten more are sent in one batch and indexed, received in one request and acked
+    # in one request
+    sent, indexed = send_batch(1)
+    received = broker.receive(P, queue, max_messages=10)
+    leased = steps.take()
+    broker.ack(P, queue, [d.receipt for d in received])
+    acked = steps.take()
+
+    # Then each message claims its dedup record and puts its group's log item (1 unit
+    # each: 20), and the ten groups' references share one segment: indexing them is one
+    # write, leasing all ten groups' heads one write, acking them one write
+    assert _writes(sent, aws) == 20
+    assert _writes(indexed, aws) == 1
+    assert sorted(d.group_id or "" for d in received) == sorted(f"g{i}" for i in range(10))
+    assert (_writes(leased, aws), _writes(acked, aws)) == (1, 1)
+    # 23 units for ten acknowledged messages: 2.3 a message
+    assert _writes(sent + indexed + leased + acked, aws) == 23
 
 
 def test_a_duplicate_fifo_send_bills_one_failed_condition_and_writes_no_body(

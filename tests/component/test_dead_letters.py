@@ -471,3 +471,19 @@ def test_redrive_of_a_fifo_dead_letter_queue_leaves_what_it_cannot_move_uncounte
     # Then it is reported each time, and never counted as received
     assert [(r.moved, len(r.failed)) for r in results] == [(0, 1), (0, 1)]
     assert list(_receive_counts(broker, "jobs.dlq.fifo").values()) == [0]
+
+
+def test_a_dead_letters_receive_count_and_reason_agree_when_browsed(
+    broker: QueueService, clock: ManualClock, queue: str
+) -> None:
+    # Given a message that failed the two deliveries its queue allows
+    broker.send(P, queue, NewMessage(body=b"poison"))
+    _fail_deliveries(broker, clock, queue, 3)
+
+    # When the dead-letter queue is browsed (as its console page lists it)
+    [browsed], _ = broker.browse(P, "orders.dlq", limit=10)
+
+    # Then its receive count is the deliveries the reason names
+    assert browsed.receive_count == 2
+    assert browsed.dead_letter_reason is not None
+    assert "(2 deliveries)" in browsed.dead_letter_reason

@@ -311,9 +311,7 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "queue_delete": lambda r: r.status == 204 and r.text == "",
     # a partial update: the field sent changes, the others keep what they were
     "queue_patch": lambda r: (
-        r.status == 200
-        and r.json["max_receive_count"] == 3
-        and r.json["visibility_timeout"] == 30
+        r.status == 200 and r.json["max_receive_count"] == 3 and r.json["visibility_timeout"] == 30
     ),
     "messages_send": _created,
     "messages_send_binary": _created,
@@ -359,6 +357,15 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "message_delete": lambda r: r.is_problem(404, "message_not_found"),
     "message_move": lambda r: r.is_problem(404, "message_not_found"),
     "connections_list": lambda r: r.status == 200 and r.json == {"connections": []},
+    # the sample names a connection that is not open
+    "connection_close": lambda r: r.is_problem(404, "not_found"),
+    # `orders` was created just now: its history so far, minute by minute
+    "history_get": lambda r: (
+        r.status == 200
+        and r.json["queue"] == "orders"
+        and len(r.json["timestamps"]) == 60
+        and set(r.json["totals"]) == {"sent", "delivered", "acked", "dead_lettered"}
+    ),
     "console_page": lambda r: (
         r.status == 200 and r.headers["Content-Type"].startswith("text/html") and "<html" in r.text
     ),

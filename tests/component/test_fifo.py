@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mqless.clock import ManualClock
@@ -9,6 +11,7 @@ from mqless.errors import InvalidRequest
 from mqless.models import Delivery, NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
+from mqless.storage.groups import FifoIndex
 
 P = ANONYMOUS
 Q = "jobs.fifo"
@@ -320,3 +323,30 @@ def test_an_emptied_group_can_be_used_again(broker: QueueService) -> None:
     _send(broker, "second")
     # Then it is delivered
     assert _drain(broker) == [b"second"]
+
+
+def test_a_stale_read_of_an_expired_head_still_in_flight_does_not_free_its_group(
+    broker: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a group of two sent 30 s apart to a queue keeping messages 60 s, its head
+    # received with a lease that outlasts its retention
+    broker.put_queue(P, Q, QueueSettings(visibility_timeout=300, retention_seconds=60))
+    _send(broker, "m0")
+    clock.advance(30)
+    _send(broker, "m1")
+    shards = broker.get_queue(P, Q)[0].shards
+    before_lease = FifoIndex.segments(broker._fifo, Q, shards, range(4))
+    [head] = broker.receive(P, Q)
+    # ... and a receiver whose eventually consistent read of the segments is from before
+    # that lease (the head shown free and, once 60 s are past, expired)
+    fresh = FifoIndex.segments
+
+    def stale(self: FifoIndex, queue: str, shards: int, seqs: Any, **kw: Any) -> Any:
+        return before_lease if not kw.get("consistent") else fresh(self, queue, shards, seqs, **kw)
+
+    monkeypatch.setattr(FifoIndex, "segments", stale)
+    clock.advance(31)
+    # When it receives
+    received = broker.receive(P, Q, max_messages=10)
+    # Then the group's second message is not delivered while its head is still in flight
+    assert (head.body, received) == (b"m0", [])

@@ -123,6 +123,29 @@ def test_the_sweep_measures_every_dead_letter_queue(
     assert "orders" not in by_queue or "DeadLetterDepth" not in by_queue["orders"]
 
 
+def test_the_sweep_measures_every_queues_depth_and_their_sum(
+    broker: QueueService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given two queues holding two messages and one (one of them leased)
+    broker.send(ANONYMOUS, "eu", NewMessage(body=b"1"))
+    broker.send(ANONYMOUS, "eu", NewMessage(body=b"2"))
+    broker.send(ANONYMOUS, "us", NewMessage(body=b"3"))
+    broker.receive(ANONYMOUS, "eu", max_messages=1)
+    capsys.readouterr()
+
+    # When the sweeper runs (once a minute), and its metrics are flushed
+    broker.sweep()
+    metrics.flush()
+    documents = _emf(capsys.readouterr().out)
+
+    # Then each queue's depth is a gauge (the console's depth chart), the total their sum
+    by_queue = {d.get("Queue"): d for d in documents}
+    assert by_queue["eu"]["Depth"] == [2.0]
+    assert by_queue["us"]["Depth"] == [1.0]
+    assert by_queue[None]["Depth"] == [3.0]
+    assert "DeadLetterDepth" not in by_queue["eu"]
+
+
 def test_traces_of_the_http_function_hold_no_issued_token_and_no_body(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:

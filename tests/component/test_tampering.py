@@ -3,7 +3,7 @@
 Someone who can write the messages table (but not use the KMS key or know the stack's
 secret) can alter, swap or copy items. In storage engine v2 (docs/storage-engine.md) that
 means log items (`L#<queue>#<shard>`, `T#<topic>#<shard>`: sealed bodies), the data keys
-they name (`K#<destination>`), and references: index segments (`I#`), FIFO group items
+they name (`K#<destination>`), and references: index segments (`I#`), FIFO segments
 (`F#`) and reference items (`f` lists in a log). Every body is sealed for the log that
 holds it and its message id, so an altered or copied body fails authentication where it
 is read and is dead-lettered `integrity: …`. Every reference carries a MAC of the queue it
@@ -350,16 +350,19 @@ def test_a_reference_item_written_into_a_queues_log_is_not_indexed_there(
 def test_a_forged_reference_over_the_receive_limit_is_not_dead_lettered_by_the_sweeper(
     broker: QueueService, aws: Aws, kind: str
 ) -> None:
-    # Given a message of "payroll", and a pointer at its body written into the index (or,
-    # FIFO, a group item) of "orders" with a receive count past orders' limit of 3
+    # Given a message of "payroll", and a pointer at its body written into the index (or
+    # FIFO segments) of "orders" with a receive count past orders' limit of 3
     fifo = ".fifo" if kind == "fifo" else ""
     source, queue = f"payroll{fifo}", f"orders{fifo}"
     broker.send(P, source, NewMessage(body=b"salary data", group_id="g" if fifo else None))
     broker.put_queue(P, queue, QueueSettings(max_receive_count=3))
     if fifo:
-        [group] = _stored(aws, f"F#{source}#")
-        shard = keys.shard_of("g", broker.get_queue(P, queue)[0].shards)
-        _put_raw(aws, dict(group, pk=keys.group_partition(queue, shard), n=[7]))
+        # the source's FIFO segment, its reference naming payroll's log shard outright
+        [segment] = [i for i in _stored(aws, f"F#{source}#") if str(i["sk"]) != keys.CURSOR]
+        where, rest = str(segment["r"][0]).split(".", 1)
+        logs = [keys.queue_log(source, int(where.removeprefix("q")))]
+        into = {"pk": keys.fifo_partition(queue, 0), "sk": keys.segment_key(0)}
+        _put_raw(aws, {**segment, **into, "l": logs, "r": [f"0.{rest}"], "n": [7]})
     else:
         _forge_segment(aws, source, into=queue, n=[7])
     # When the sweeper runs (it dead-letters over-limit messages without waiting for a

@@ -7,10 +7,12 @@ a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -602,3 +604,473 @@ def test_where_there_is_no_local_bill_the_panel_stays_hidden(
     # Then it works as ever and shows no bill
     expect(page.get_by_role("heading", level=1, name="Queues")).to_be_visible()
     expect(page.locator("#bill")).to_be_hidden()
+
+
+def _admin(mqless_dev: DevServer, dev_token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=mqless_dev.http_url,
+        timeout=30,
+        headers={"authorization": f"Bearer {dev_token}"},
+    )
+
+
+def _no_sideways_scroll(page: Page) -> None:
+    """Neither the page nor a table scrolls sideways at the window's width."""
+    overflowing = page.evaluate(
+        """() => [document.documentElement, ...document.querySelectorAll(".table-wrap")]
+            .filter((e) => e.offsetParent !== null || e === document.documentElement)
+            .filter((e) => e.scrollWidth > e.clientWidth + 1)
+            .map((e) => `${e.id || e.className}: ${e.scrollWidth} > ${e.clientWidth}`)"""
+    )
+    assert overflowing == []
+
+
+def _listed(page: Page) -> list[str]:
+    """The queue table's rows, top to bottom, by queue name."""
+    names: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll("#queue-table tbody tr")]
+            .map((r) => r.dataset.name)"""
+    )
+    return names
+
+
+def _dead_letter_one(client: httpx.Client, name: str) -> None:
+    """Send `name` one message and fail it past max_receive_count 1: it goes to <name>.dlq."""
+    assert client.put(f"/queues/{name}", json={"max_receive_count": 1}).status_code == 201
+    client.post(f"/queues/{name}/messages", json={"body": "poison"}).raise_for_status()
+    first = client.post(
+        f"/queues/{name}/receive", json={"visibility_timeout": 0, "wait_seconds": 5}
+    )
+    assert len(first.raise_for_status().json()["messages"]) == 1
+    client.post(f"/queues/{name}/receive", json={}).raise_for_status()
+
+
+def test_the_queue_list_is_searched_sorted_filtered_and_fits_a_laptop_screen(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given queues sharing a prefix: one holding a dead letter (its DLQ beside it), one
+    # FIFO queue holding two messages, and one with a long name
+    prefix = f"list{uuid.uuid4().hex[:6]}"
+    source, fifo = f"{prefix}-orders", f"{prefix}-payments.fifo"
+    long_name = f"{prefix}-" + "a-rather-long-queue-name-for-an-integration" * 1
+    with _admin(mqless_dev, dev_token) as client:
+        _dead_letter_one(client, source)
+        for n in ("1", "2"):
+            sent = client.post(f"/queues/{fifo}/messages", json={"body": n, "group_id": "g"})
+            assert sent.status_code == 201, sent.text
+        assert client.put(f"/queues/{long_name}", json={}).status_code == 201
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+    rows = page.locator("#queue-table tbody tr")
+
+    # When the list is searched for the prefix
+    page.get_by_label("Search").fill(prefix)
+
+    # Then only those queues are listed, by name, each dead-letter queue right under its source
+    expect(rows).to_have_count(6)
+    assert _listed(page) == [
+        long_name,
+        f"{long_name}.dlq",
+        source,
+        f"{source}.dlq",
+        fifo,
+        f"{prefix}-payments.dlq.fifo",
+    ]
+    expect(rows.nth(3).locator("th")).to_contain_text(f"dead-letter queue of {source}")
+    # and the overall charts are drawn above it
+    overview = page.get_by_role("region", name=re.compile("^Last hour, every queue"))
+    expect(overview.get_by_role("img", name="Messages per second")).to_be_visible()
+    expect(overview.get_by_role("img", name="Depth")).to_be_visible()
+    # and at a laptop's 1280 px nothing scrolls sideways
+    _no_sideways_scroll(page)
+    _screenshot(page, "queues-overview", capsys)
+
+    # When it is sorted by visible messages, most first
+    page.get_by_role("button", name="Visible").click()
+    # Then the FIFO queue with two comes first, and each DLQ still follows its source
+    expect(page.locator("#queue-table th[data-sort=visible]")).to_have_attribute(
+        "aria-sort", "descending"
+    )
+    expect(rows.nth(0).locator("th")).to_contain_text(fifo)
+    listed = _listed(page)
+    assert listed[:3] == [fifo, f"{prefix}-payments.dlq.fifo", source]
+    assert listed[listed.index(source) + 1] == f"{source}.dlq"
+
+    # When only the queues with dead letters waiting are shown
+    page.get_by_label("Show").select_option("waiting")
+    # Then the source and its DLQ are listed, and the list says how many it hides
+    expect(rows).to_have_count(2)
+    assert _listed(page) == [source, f"{source}.dlq"]
+    expect(page.locator("#queues-shown")).to_contain_text("Showing 2 of")
+    _screenshot(page, "queues-filtered", capsys)
+
+    # When dead-letter queues only are shown, each links back to its source
+    page.get_by_label("Show").select_option("dlq")
+    expect(rows).to_have_count(3)
+    expect(rows.filter(has_text=f"{source}.dlq")).to_contain_text(f"dead letters of {source}")
+
+    # When FIFO queues only are shown, the FIFO ones alone are
+    page.get_by_label("Show").select_option("fifo")
+    expect(rows).to_have_count(2)
+    assert _listed(page) == [fifo, f"{prefix}-payments.dlq.fifo"]
+
+
+def test_a_queue_is_created_with_settings_which_its_page_shows_and_changes(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    name = f"settings-{uuid.uuid4().hex[:8]}"
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+
+    # When a queue is created with a visibility timeout of 45 s and 3 receives
+    create = page.locator("#create-queue")
+    create.get_by_label("Queue name").fill(name)
+    create.locator("summary").click()
+    create.get_by_label("Visibility timeout (s)").fill("45")
+    create.get_by_label("Max receives").fill("3")
+    create.get_by_role("button", name="Create queue").click()
+    expect(page.get_by_role("status")).to_have_text(f"Created queue {name}.")
+    # Then the form is empty again
+    expect(create.get_by_label("Queue name")).to_have_value("")
+    expect(create.get_by_label("Visibility timeout (s)")).to_have_value("")
+
+    # When its page is opened, it shows those settings
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{name}")
+    settings = page.locator("#settings-form")
+    expect(settings.get_by_label("Visibility timeout (s)")).to_have_value("45")
+    expect(settings.get_by_label("Max receives")).to_have_value("3")
+    expect(settings.get_by_label("Dead-letter queue")).to_have_value(f"{name}.dlq")
+    expect(page.locator("#settings-dates")).to_contain_text("Created")
+    _screenshot(page, "queue-settings", capsys)
+
+    # When the visibility timeout is changed to 60 and saved
+    settings.get_by_label("Visibility timeout (s)").fill("60")
+    settings.get_by_role("button", name="Save settings").click()
+
+    # Then only that setting changed: the receive limit kept its value
+    expect(page.get_by_role("status")).to_have_text(f"Saved visibility_timeout of {name}.")
+    with _admin(mqless_dev, dev_token) as client:
+        stored = client.get(f"/queues/{name}").json()
+    assert (stored["visibility_timeout"], stored["max_receive_count"]) == (60, 3)
+    expect(settings.get_by_label("Visibility timeout (s)")).to_have_value("60")
+
+
+def test_a_queues_page_charts_its_last_hour_and_shows_a_messages_every_detail(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given a queue sent two messages, one with headers and attributes, one received and acked
+    name = f"detail-{uuid.uuid4().hex[:8]}"
+    body = '{"order": 42, "lines": ["' + "x" * 200 + '"]}'
+    with _admin(mqless_dev, dev_token) as client:
+        sent = client.post(
+            f"/queues/{name}/messages",
+            json={
+                "body": body,
+                "attributes": {"tenant": "acme", "region": "eu"},
+                "correlation_id": "corr-7",
+                "reply_to": "replies",
+                "content_type": "application/json",
+            },
+        )
+        assert sent.status_code == 201, sent.text
+        client.post(f"/queues/{name}/messages", json={"body": "second"}).raise_for_status()
+        # (each is receivable once the stream has indexed it: receive until both came)
+        leased: dict[str, str] = {}
+        for _ in range(5):
+            got = client.post(
+                f"/queues/{name}/receive", json={"max_messages": 10, "wait_seconds": 2}
+            ).json()["messages"]
+            leased.update({m["body"]: m["receipt"] for m in got})
+            if len(leased) == 2:
+                break
+        acked = client.post(f"/queues/{name}/ack", json={"receipts": [leased["second"]]})
+        assert acked.status_code == 200, acked.text
+
+    # When its page is opened
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{name}")
+    _sign_in(page, dev_token)
+
+    # Then the last hour is charted, with the totals since the queue was created
+    history = page.get_by_role("region", name="Last hour")
+    expect(history.get_by_role("img", name="Messages per second")).to_be_visible()
+    expect(history.get_by_role("img", name="Depth")).to_be_visible()
+    expect(history.locator("dd").nth(0)).to_have_text("2")  # enqueued
+    expect(history.locator("dd").nth(2)).to_have_text("1")  # acked
+    expect(history).to_contain_text("Enqueued 0.03")  # this minute, per second
+    _screenshot(page, "queue-history", capsys)
+
+    # When the message's details are opened
+    row = page.locator("#browse-table tbody tr").filter(has_text="order")
+    expect(row).to_have_count(1)
+    row.get_by_role("button", name="Details").click()
+
+    # Then every header and attribute, the full body and the receive count are shown, and
+    # its date with its time
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading", level=2)).to_have_text(
+        f"Message {sent.json()['message_id']}"
+    )
+    for text in ("corr-7", "replies", "application/json", "tenant", "acme", "region"):
+        expect(dialog).to_contain_text(text)
+    expect(dialog.locator("#message-body")).to_have_text(body)
+    expect(dialog.locator("dd").filter(has_text="in flight")).to_have_count(1)
+    year = str(time.gmtime().tm_year)
+    expect(dialog.locator("#message-fields")).to_contain_text(year)
+    _screenshot(page, "message-detail", capsys)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    # and the list shows dates too, not only times
+    expect(row.locator("td").nth(1)).to_contain_text(year)
+
+
+def test_what_is_typed_on_one_queues_page_is_not_on_the_next(
+    mqless_dev: DevServer, page: Page, dev_token: str
+) -> None:
+    from playwright.sync_api import expect
+
+    first, second = (f"forms-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    with _admin(mqless_dev, dev_token) as client:
+        for name in (first, second):
+            assert client.put(f"/queues/{name}", json={}).status_code == 201
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{first}")
+    _sign_in(page, dev_token)
+
+    # Given a body and attributes typed (not sent) on one queue's page
+    expect(page.get_by_role("heading", level=1, name=first)).to_be_visible()
+    send = page.locator("#send-form")
+    send.get_by_label("Body").fill("meant for the first queue")
+    send.get_by_label("Attributes").fill("tenant=acme")
+
+    # When another queue's page is opened
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{second}")
+    expect(page.get_by_role("heading", level=1, name=second)).to_be_visible()
+
+    # Then its form is empty
+    expect(send.get_by_label("Body")).to_have_value("")
+    expect(send.get_by_label("Attributes")).to_have_value("")
+
+
+def test_a_dead_letter_queue_links_its_source_and_its_receive_count_agrees_with_the_reason(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given a message dead-lettered after one delivery, then received once from the DLQ
+    name = f"agree-{uuid.uuid4().hex[:8]}"
+    with _admin(mqless_dev, dev_token) as client:
+        _dead_letter_one(client, name)
+        again = client.post(
+            f"/queues/{name}.dlq/receive", json={"visibility_timeout": 0, "wait_seconds": 5}
+        )
+        assert len(again.raise_for_status().json()["messages"]) == 1
+
+    # When the dead-letter queue's page is opened
+    page.goto(f"{mqless_dev.http_url}/console#/queues/{name}.dlq")
+    _sign_in(page, dev_token)
+
+    # Then it names its source, offers redrive, and its receive count explains itself
+    expect(page.locator("#queue-dlq-of")).to_have_text(f"Dead-letter queue of {name}.")
+    expect(page.get_by_role("button", name="Redrive")).to_be_visible()
+    row = page.locator("#browse-table tbody tr").first
+    expect(row).to_contain_text("max_receive_count exceeded (1 deliveries)")
+    expect(row.locator("td").nth(2)).to_have_text(f"2 (1 in {name}, 1 here)")
+    # and its chart counts the dead letter that arrived as enqueued, saying from where
+    history = page.get_by_role("region", name="Last hour")
+    expect(history.locator("dd").nth(0)).to_have_text("1")
+    expect(history).to_contain_text(f"Enqueued includes the dead letters arriving from {name}.")
+    _screenshot(page, "dead-letters", capsys)
+    # and its source's page links to it, with no redrive
+    page.locator("#queue-dlq-of").get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+    expect(page.get_by_role("button", name="Redrive")).to_be_hidden()
+
+
+def test_topics_show_publish_counts_and_durable_subscriptions_made_from_the_console(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    topic = f"shop.t{uuid.uuid4().hex[:8]}"
+    queue = f"sub-{uuid.uuid4().hex[:8]}"
+    page.goto(f"{mqless_dev.http_url}/console#/topics")
+    _sign_in(page, dev_token)
+    topics = page.get_by_role("region", name="Topics")
+
+    # When a durable subscription of `<topic>.>` into a queue is created from the page
+    form = page.locator("#subscription-form")
+    form.get_by_label("Pattern to subscribe to").fill(f"{topic}.>")
+    form.get_by_label("Subscription name").fill("archive")
+    form.get_by_label("Queue").fill(queue)
+    form.get_by_label("Filter policy").fill('{"region": ["eu"]}')
+    form.get_by_role("button", name="Create subscription").click()
+
+    # Then it is listed under its pattern, and the form is empty again
+    notice = page.locator("#notice")
+    expect(notice).to_have_text(f"Subscription archive: {topic}.> → {queue} (queue created).")
+    listed = page.locator("#topic-table tbody tr").filter(has_text=f"{topic}.>")
+    expect(listed).to_contain_text(f"archive → {queue}")
+    expect(form.get_by_label("Queue")).to_have_value("")
+
+    # When two messages are published to a matching topic and the page is opened again
+    with _admin(mqless_dev, dev_token) as client:
+        for region in ("eu", "us"):
+            published = client.post(
+                f"/topics/{topic}.orders/messages",
+                json={"body": region, "attributes": {"region": region}},
+            )
+            assert published.status_code == 201, published.text
+    page.goto(f"{mqless_dev.http_url}/console#/")
+    page.goto(f"{mqless_dev.http_url}/console#/topics")
+
+    # Then the topic's publish count is 2
+    count = page.locator("#published-table tbody tr").filter(has_text=f"{topic}.orders")
+    expect(count.locator("td")).to_have_text("2")
+    _screenshot(page, "topics-subscriptions", capsys)
+
+    # When the subscription is deleted (confirmed)
+    listed.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete subscription").click()
+    # Then it is gone
+    expect(notice).to_have_text(f"Deleted subscription archive of {topic}.>.")
+    expect(page.locator("#topic-table")).not_to_contain_text(f"{topic}.>")
+    assert topics
+
+
+def test_admins_manage_principals_grants_and_keys_from_the_console(
+    mqless_dev: DevServer,
+    page: Page,
+    dev_token: str,
+    capsys: pytest.CaptureFixture[str],
+    allowed_console_errors: list[re.Pattern[str]],
+) -> None:
+    from playwright.sync_api import expect
+
+    allowed_console_errors.append(REFUSED)
+    principal = f"svc-{uuid.uuid4().hex[:8]}"
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, dev_token)
+
+    # Given an admin: the Access section is offered
+    nav = page.get_by_role("navigation")
+    nav.get_by_role("link", name="Access").click()
+    expect(page.get_by_role("heading", level=1, name="Access")).to_be_focused()
+
+    # When a principal is created with two grants
+    page.get_by_label("Principal", exact=True).fill(principal)
+    page.get_by_label("Grants").fill(
+        f"{principal}.>: send, receive, create\n{principal}.ops: admin"
+    )
+    page.get_by_role("button", name="Save principal").click()
+
+    # Then it is listed with them
+    expect(page.get_by_role("status")).to_contain_text(f"Saved principal {principal}")
+    row = page.locator("#principal-table tbody tr").filter(has_text=principal)
+    expect(row).to_contain_text(f"{principal}.>: send, receive, create")
+
+    # When a key is issued for it
+    row.get_by_role("button", name="Issue key").click()
+
+    # Then its token is shown once, and the key is listed
+    issued = page.get_by_role("region", name="New API key")
+    expect(issued).to_be_visible()
+    token = page.locator("#issued-key-token").inner_text()
+    assert token.startswith("mqk_")
+    key_id = page.locator("#issued-key-id").inner_text()
+    expect(row).to_contain_text(key_id)
+    _screenshot(page, "access", capsys)
+    page.get_by_role("button", name="Done").click()
+    expect(issued).to_be_hidden()
+    # and the key works
+    with httpx.Client(base_url=mqless_dev.http_url, timeout=10) as client:
+        works = client.post(
+            f"/queues/{principal}.jobs/messages",
+            json={"body": "x"},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert works.status_code == 201, works.text
+
+    # When the key is revoked, then the principal deleted (each confirmed)
+    row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke key").click()
+    expect(page.get_by_role("status")).to_have_text(f"Revoked key {key_id}.")
+    expect(row).not_to_contain_text(key_id)
+    row.get_by_role("button", name="Delete…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete principal").click()
+
+    # Then it is gone
+    expect(page.get_by_role("status")).to_have_text(f"Deleted principal {principal}.")
+    expect(page.locator("#principal-table")).not_to_contain_text(principal)
+
+
+def test_the_access_section_is_not_offered_to_a_principal_that_is_no_admin(
+    mqless_dev: DevServer, page: Page, dev_token: str
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given a principal that may only send and receive on its own queues
+    principal = f"limited-{uuid.uuid4().hex[:8]}"
+    with _admin(mqless_dev, dev_token) as client:
+        grants = [{"pattern": f"{principal}.>", "actions": ["send", "receive"]}]
+        assert client.put(f"/access/principals/{principal}", json={"grants": grants}).is_success
+        token = client.post(f"/access/principals/{principal}/keys", json={}).json()["token"]
+
+    # When it signs in
+    page.goto(f"{mqless_dev.http_url}/console")
+    _sign_in(page, token)
+
+    # Then the queue list works and no Access section is offered
+    expect(page.locator("#queues-updated")).to_contain_text("Updated")
+    expect(page.get_by_role("navigation").get_by_role("link", name="Access")).to_be_hidden()
+
+
+def test_connections_show_subscriptions_and_connected_since_and_one_can_be_closed(
+    mqless_dev: DevServer, page: Page, dev_token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Given a WebSocket client (outside the page) subscribed to a topic pattern and a queue
+    from websockets.sync.client import connect
+
+    topic = f"conn.t{uuid.uuid4().hex[:8]}"
+    queue = f"conn-{uuid.uuid4().hex[:8]}"
+    url = f"{mqless_dev.ws_url}?access_token={dev_token}"
+    with connect(url) as socket:
+        socket.send(
+            json.dumps({"action": "subscribe", "destination": f"/topic/{topic}.>", "id": "live"})
+        )
+        assert json.loads(socket.recv(timeout=10))["type"] == "subscribed"
+        socket.send(
+            json.dumps({"action": "subscribe", "destination": f"/queue/{queue}", "id": "work"})
+        )
+        assert json.loads(socket.recv(timeout=10))["type"] == "subscribed"
+
+        # When the connections page is opened
+        page.goto(f"{mqless_dev.http_url}/console#/connections")
+        _sign_in(page, dev_token)
+
+        # Then the connection is listed with its principal, its subscriptions by name and
+        # when it connected (a date, not only a time)
+        row = page.locator("#connection-table tbody tr").filter(has_text=f"/topic/{topic}.>")
+        expect(row).to_have_count(1)
+        expect(row.locator("td").nth(1)).to_have_text("dev")
+        expect(row.locator("td").nth(2)).to_contain_text(queue)
+        expect(row.locator("td").nth(3)).to_contain_text(str(time.gmtime().tm_year))
+        _no_sideways_scroll(page)
+        _screenshot(page, "connections-detail", capsys)
+
+        # When it is closed from the page (confirmed)
+        row.get_by_role("button", name="Close…").click()
+        page.get_by_role("dialog").get_by_role("button", name="Close connection").click()
+
+        # Then it is listed no more, and the client's socket is closed
+        expect(page.get_by_role("status")).to_contain_text("Closed connection")
+        expect(row).to_have_count(0)
+        with pytest.raises(Exception, match="(?i)close|1000|1001|1006|1005"):
+            for _ in range(10):
+                socket.recv(timeout=5)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from mqless_cli.billing.dynamodb import Capacity
 from mqless_cli.billing.live import LiveBill, record_metrics
-from mqless_cli.billing.meter import Meter
+from mqless_cli.billing.meter import Meter, price
 
 
 def emf(dimensions: list[list[str]], **values: object) -> dict[str, object]:
@@ -49,3 +53,20 @@ def test_a_period_with_requests_but_no_messages_prints_units_and_dollars() -> No
 
     # 1 RRU ($0.125/M) + 1 HTTP request ($1/M) = $0.000001125
     assert lines == ["bill  last min: DynamoDB 0.0 WRU 1.0 RRU  HTTP 1  WS 0  Lambda 0  $0.000001"]
+
+
+def test_every_emf_document_is_billed_as_the_log_event_it_is() -> None:
+    # Given a queue's document and the totals' document, as a function prints them
+    meter = Meter()
+    documents = [emf([["Queue", "service"]], Sent=[2.0]), emf([["service"]], Sent=[2.0])]
+    printed = [len(json.dumps(d, separators=(",", ":")).encode()) for d in documents]
+
+    # When both are counted
+    for document in documents:
+        record_metrics(meter, document)
+
+    # Then CloudWatch Logs' bytes are their UTF-8 bytes plus 26 per event, at $0.50 per GB
+    usage = meter.usage()
+    assert usage.metric_log_bytes == sum(printed) + 2 * 26
+    dollars = price(usage).lines["CloudWatch Logs (EMF metrics)"]
+    assert dollars == pytest.approx(usage.metric_log_bytes / 1024**3 * 0.50)

@@ -7,6 +7,7 @@ bill of the minute divided by the messages sent in it, as AWS would charge it.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,8 +21,11 @@ ACKED = "Acked"
 
 
 def record_metrics(meter: Meter, document: Mapping[str, Any]) -> None:
-    """Count a function's EMF document: only the one without dimensions (the totals), so
+    """Count a function's EMF document: its bytes as a log event CloudWatch Logs ingests
+    (every document), and its counters from the one without dimensions (the totals), so
     that per-destination documents are not counted twice."""
+    # the line Powertools printed: compact JSON, one document a line
+    meter.record_metric_log(len(json.dumps(document, separators=(",", ":")).encode()))
     directives = document.get("_aws", {}).get("CloudWatchMetrics", [])
     for directive in directives:
         if any(directive.get("Dimensions") or []):

@@ -24,6 +24,8 @@ from mqless_cli.billing.dynamodb import (
 )
 from mqless_cli.billing.prices import PRICES, Prices
 
+GIB = 1024**3  # CloudWatch bills ingested logs per GB
+
 Tally = dict[str, float]
 """Amounts by name (a dict that `Usage` adds to and subtracts)."""
 
@@ -58,6 +60,8 @@ class Usage:
     lambda_milliseconds: Tally = field(default_factory=dict)
     app_metrics: Tally = field(default_factory=dict)
     """The functions' own CloudWatch counters (mqless: Sent, Acked...)."""
+    metric_log_bytes: float = 0.0
+    """CloudWatch Logs bytes of the functions' EMF documents (event bytes + 26 each)."""
 
     def __add__(self, other: Usage) -> Usage:
         values: dict[str, Any] = {}
@@ -208,6 +212,11 @@ class Meter:
         with self._lock:
             _add(self._usage.app_metrics, name, value)
 
+    def record_metric_log(self, event_bytes: int, prices: Prices = PRICES) -> None:
+        """One EMF document a function printed: a log event CloudWatch Logs ingests."""
+        with self._lock:
+            self._usage.metric_log_bytes += event_bytes + prices.log_event_overhead_bytes
+
     def usage(self) -> Usage:
         """A snapshot; open connections count up to now."""
         with self._lock:
@@ -258,6 +267,7 @@ def price(usage: Usage, prices: Prices = PRICES, *, connection_minutes: bool = T
         "Lambda requests": sum(usage.lambda_invocations.values()) * prices.lambda_request,
         "Lambda duration": sum(usage.lambda_gb_seconds.values()) * prices.lambda_gb_second,
         "KMS": usage.count("kms") * prices.kms_request,
+        "CloudWatch Logs (EMF metrics)": usage.metric_log_bytes / GIB * prices.cloudwatch_logs_gb,
     }
     if connection_minutes:
         lines["API Gateway connection minutes"] = (

@@ -16,6 +16,12 @@ Sources (the public pricing pages, as published when this was written, 2026-12):
 - SQS, the reference: https://aws.amazon.com/sqs/pricing/ — $0.40 per million requests for
   standard queues, $0.50 for FIFO queues; "each 64 KB chunk of a payload is billed as
   1 request"; a batch of up to 10 messages is one request.
+- CloudWatch: https://aws.amazon.com/cloudwatch/pricing/ — logs ingested (standard class)
+  $0.50 per GB: the functions' EMF metric documents are log lines, each billed as its UTF-8
+  bytes plus 26 bytes of event overhead (PutLogEvents' own size rule); CloudWatch turns them
+  into metrics without a PutMetricData request. Custom metrics $0.30 per metric a month
+  (first 10,000) and GetMetricData $0.01 per 1,000 metrics requested are per queue and
+  per console view, not per message, and left out.
 - SNS, the reference for topics: https://aws.amazon.com/sns/pricing/ — $0.50 per million
   publish requests (64 KB chunks, as SQS), deliveries to SQS queues free.
 """
@@ -48,6 +54,10 @@ class Prices:
     sqs_request_bytes: int = 64 * 1024
     sqs_batch: int = 10
     sns_publish_request: float = 0.50 / MILLION
+    cloudwatch_logs_gb: float = 0.50
+    log_event_overhead_bytes: int = 26
+    cloudwatch_custom_metric_month: float = 0.30
+    cloudwatch_metrics_requested: float = 0.01 / 1000
 
 
 PRICES = Prices()

@@ -21,6 +21,7 @@ from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.functions import FunctionHost, Invocation
 from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
 from mqless_cli.local.invocations import InvokeApi
+from mqless_cli.local.metrics import EmfToCloudWatch
 from mqless_cli.template import Stack
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
@@ -85,8 +86,15 @@ class DevRuntime:
         self._metering = observing_moto(self.meter)
         self._metering.__enter__()
         # Functions print Powertools JSON logs; route them through the console, and their
-        # metrics to the bill.
-        self.console.metrics = lambda document: record_metrics(self.meter, document)
+        # metrics to the bill and to CloudWatch (as CloudWatch Logs does with EMF on AWS:
+        # GET /history reads them back)
+        to_cloudwatch = EmfToCloudWatch.in_this_process()
+
+        def metrics(document: dict[str, Any]) -> None:
+            record_metrics(self.meter, document)
+            to_cloudwatch(document)
+
+        self.console.metrics = metrics
         sys.stdout = FunctionOutput(self.console)
         functions = FunctionHost(stack, self.template.parent, listener=self._invoked)
         self.functions = functions

@@ -4,14 +4,15 @@ The stream hands the dispatch function every new log item in the order it was wr
 (per partition key). For each it appends references to the queue indexes that should
 deliver it:
 - a queue's own log item (`L#<queue>#<shard>`): its bodies, into the queue's index shard
-  of the same number (a FIFO queue: into the group's item);
+  of the same number (a FIFO queue: into its one sequence, tagged with their group);
 - a reference item in a queue's log (a dead letter, a redrive, a move): the bodies it
   points at, with the receive count and reason each keeps;
 - a topic's log item (`T#<topic>#<shard>`): its bodies, into the index of every durable
   subscription's queue whose pattern and filter policy match (`TopicRoutes`).
 
 Appends are idempotent (a retried stream batch appends nothing twice) and grouped: one
-index write per queue shard per batch, however many messages the batch brings.
+index write per queue shard per batch (a FIFO queue: per queue, whatever the groups),
+however many messages the batch brings.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mqless.errors import InvalidRequest
 from mqless.models import QueueConfig
 from mqless.refs import Mac, genuine, signed
 from mqless.storage import keys
-from mqless.storage.groups import GroupStore
+from mqless.storage.groups import FifoIndex, GroupedRef
 from mqless.storage.index import IndexStore, NewRef, Ref
 
 logger = Logger(service="mqless", child=True)
@@ -60,14 +61,14 @@ class Indexer:
         *,
         queues: Queues,
         index: IndexStore,
-        groups: GroupStore,
+        fifo: FifoIndex,
         topics: TopicRoutes,
         clock: Clock,
         mac: Mac,
     ) -> None:
         self._queues = queues
         self._index = index
-        self._groups = groups
+        self._fifo = fifo
         self._topics = topics
         self._clock = clock
         self._mac = mac
@@ -76,7 +77,7 @@ class Indexer:
         """Index the new log items of one stream batch (images in stream order)."""
         report = IndexReport()
         standard: dict[tuple[str, int], list[NewRef]] = {}
-        fifo: dict[tuple[str, int, str], list[NewRef]] = {}
+        fifo: dict[str, tuple[QueueConfig, list[GroupedRef]]] = {}
         for item in items:
             try:
                 kind, destination, shard = keys.parse_log_partition(str(item.get("pk", "")))
@@ -94,9 +95,11 @@ class Indexer:
                 continue
             refs = self._queue_refs(item, config.name)
             if config.fifo:
+                # in stream order, whatever the group: a group's messages come from one log
+                # shard, so the stream brings them in the order they were sent
                 group = str(item.get("g") or "")
-                into = keys.shard_of(group, config.shards)
-                fifo.setdefault((config.name, into, group), []).extend(refs)
+                grouped = fifo.setdefault(config.name, (config, []))[1]
+                grouped.extend(GroupedRef(ref, group) for ref in refs)
             else:
                 standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(refs)
         for (queue, shard), refs in standard.items():
@@ -104,10 +107,10 @@ class Indexer:
             report.appended += appended.appended
             report.duplicates += appended.duplicates
             report.queues.add(queue)
-        for (queue, shard, group), refs in fifo.items():
-            count = self._groups.append(queue, shard, group, refs)
-            report.appended += count
-            report.duplicates += len(refs) - count
+        for queue, (config, grouped) in fifo.items():
+            fifo_appended = self._fifo.append(queue, config.shards, grouped)
+            report.appended += fifo_appended.appended
+            report.duplicates += fifo_appended.duplicates
             report.queues.add(queue)
         return report
 

@@ -1,11 +1,11 @@
 """Leases: finding free messages in a queue, taking them, and settling them.
 
 A standard queue's messages are references in its index segments (`storage.index`); a
-FIFO queue's are references in its group items (`storage.groups`). Taking messages is one
-conditional write per segment or group, whatever the number of messages it takes; so is
-settling them. What is taken is returned as `Taken` (the lease, the reference, the receive
-count); opening bodies and deciding to deliver, expire or dead-letter is the queue
-service's (`queues.py`).
+FIFO queue's are references in one sequence of segments for the whole queue, each tagged
+with its group (`storage.groups`). Taking messages is one conditional write per segment,
+whatever the number of messages it takes; so is settling them. What is taken is returned
+as `Taken` (the lease, the reference, the receive count); opening bodies and deciding to
+deliver, expire or dead-letter is the queue service's (`queues.py`).
 
 Competing consumers: each process remembers, per queue, the shard where it last found
 messages and starts there; others start at a random shard. Within the oldest segments it
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,15 +26,18 @@ from mqless.clock import Clock
 from mqless.models import QueueConfig
 from mqless.observability import metrics
 from mqless.receipts import Lease
-from mqless.storage.groups import Group, GroupStore
-from mqless.storage.index import SETTLED, Entry, Hold, IndexStore, Ref, Segment, new_token
+from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
+from mqless.storage.index import Entry, Hold, IndexStore, Ref, Segment, new_token
 
 SCAN_SEGMENTS: Final = 4  # segments read at once from the floor
 WIDE_SCAN_SEGMENTS: Final = 8  # competing receivers choose among more, to collide less
 MAX_SCAN_PAGES: Final = 4  # pages of segments one look at a shard reads at most
 FLOOR_STEP: Final = 8  # settled segments passed before the floor is moved (one write)
 FLOOR_CACHE_MS: Final = 2_000
-MAX_PER_GROUP: Final = 1  # one message of a group in flight at a time
+FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, ...)
+FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most
+FIFO_FLOOR_STEP: Final = 4  # passable segments at the floor before it is moved (one write)
+_FIFO: Final = -1  # the floor cache's shard for a FIFO queue's one sequence
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,16 @@ class LeaseStats:
 
 
 class Leases:
-    """Take and settle leases over the index and the FIFO groups."""
+    """Take and settle leases over the index and the FIFO segments."""
 
-    def __init__(self, index: IndexStore, groups: GroupStore, clock: Clock) -> None:
+    def __init__(self, index: IndexStore, fifo: FifoIndex, clock: Clock) -> None:
         self._index = index
-        self._groups = groups
+        self._fifo = fifo
         self._clock = clock
         self._lock = threading.Lock()
         self._floors: dict[tuple[str, int], tuple[int, int]] = {}
         self._home: dict[str, int] = {}
+        self._fifo_hints: dict[str, int] = {}
         self.stats = LeaseStats()
 
     # ---- taking -------------------------------------------------------------------------
@@ -74,14 +78,13 @@ class Leases:
         self, config: QueueConfig, want: int, lease_ms: int, *, oldest_first: bool = False
     ) -> list[Taken]:
         """Lease up to `want` messages for `lease_ms`."""
+        if config.fifo:
+            return self._take_fifo(config, want, lease_ms, oldest_first)
         taken: list[Taken] = []
         for shard in self._shard_order(config):
             if len(taken) >= want:
                 break
-            if config.fifo:
-                got = self._take_fifo(config, shard, want - len(taken), lease_ms, oldest_first)
-            else:
-                got = self._take_standard(config, shard, want - len(taken), lease_ms, oldest_first)
+            got = self._take_standard(config, shard, want - len(taken), lease_ms, oldest_first)
             if got:
                 with self._lock:
                     self._home[config.name] = shard
@@ -201,67 +204,176 @@ class Leases:
 
     # ---- FIFO ------------------------------------------------------------------------------
 
-    def _take_fifo(
-        self, config: QueueConfig, shard: int, want: int, lease_ms: int, oldest_first: bool
-    ) -> list[Taken]:
+    def fifo_floor(self, queue: str) -> tuple[int, int]:
+        """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
         now = self._clock.now_ms()
-        candidates = [
-            g
-            for g in self._groups.groups(config.name, shard)
-            if not g.leased_at(now) and (g.refs or g.waiting_spills)
-        ]
-        if oldest_first:
-            candidates.sort(key=lambda g: g.refs[0].ref.item if g.refs else "~")
-        else:
-            random.shuffle(candidates)
+        with self._lock:
+            cached = self._floors.get((queue, _FIFO))
+            hint = self._fifo_hints.get(queue, 0)
+        if cached is not None and now - cached[1] < FLOOR_CACHE_MS:
+            return cached[0], hint
+        cursor = self._fifo.cursor(queue)
+        with self._lock:
+            self._floors[(queue, _FIFO)] = (cursor.floor, now)
+            self._fifo_hints[queue] = cursor.hint
+        return cursor.floor, cursor.hint
+
+    def fifo_segments(
+        self, config: QueueConfig, *, consistent: bool = False, limit: int | None = FIFO_MAX_SCAN
+    ) -> Iterator[FifoSegment]:
+        """A FIFO queue's segments from the floor, in order, as far as they may be used: up
+        to the first missing one or one not full (a reader may have seen it before it
+        filled, so what follows may be newer than what it shows). A segment missing behind
+        others (21 days old, removed by its TTL) comes as an empty closed one."""
+        floor, hint = self.fifo_floor(config.name)
+        yield from self._fifo.ordered(
+            config.name,
+            config.shards,
+            floor,
+            hint=hint,
+            consistent=consistent,
+            first_read=FIFO_FIRST_READ,
+            limit=limit,
+        )
+
+    def _take_fifo(
+        self, config: QueueConfig, want: int, lease_ms: int, oldest_first: bool
+    ) -> list[Taken]:
+        """Lease up to `want` heads: per group, its first message not settled, if free.
+
+        Settling is final and references are only appended, so a group's first message not
+        settled stays so until it is settled: the claim's condition (still free) is all it
+        takes for one message of a group in flight at a time, in order.
+
+        A head found expired and free is settled on the way (in the write that leases other
+        heads of its segment, or one of its own), and only then does its group's next
+        message go: a stale read may show a leased head as free, and only that write's
+        condition can tell. So a look that settled some looks once more, counting what it
+        settled as settled whatever the (eventually consistent) reads still show."""
         taken: list[Taken] = []
-        for group in candidates:
-            if len(taken) >= want:
+        settled: set[tuple[int, int]] = set()
+        for _ in range(2):
+            more, newly = self._take_fifo_heads(
+                config, want - len(taken), lease_ms, oldest_first, settled
+            )
+            taken.extend(more)
+            if not newly or len(taken) >= want:
                 break
-            taken.extend(self._take_group(config, group, want - len(taken), lease_ms))
+            settled |= newly
         return taken
 
-    def _take_group(
-        self, config: QueueConfig, group: Group, want: int, lease_ms: int
-    ) -> list[Taken]:
+    def _take_fifo_heads(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        settled: set[tuple[int, int]],
+    ) -> tuple[list[Taken], set[tuple[int, int]]]:
+        """One look at the heads: what it leased, and the (segment, slot)s it settled."""
         now = self._clock.now_ms()
-        found: Group | None = group
-        if not group.refs and group.waiting_spills:
-            found = self._groups.take_spill(group)
-        elif group.refs and group.refs[0].acked:
-            found = self._groups.drop_acked(group, now)
-        if found is None or not found.ready(now):
-            return []
-        group = found
-        count = 0
-        for ref in group.refs:
-            if count >= min(want, MAX_PER_GROUP) or ref.visible_at > now:
+        floor, _ = self.fifo_floor(config.name)
+        blocked: set[int] = set()
+        heads: list[tuple[FifoSegment, list[FifoEntry], list[int]]] = []
+        found = 0
+        passable = 0  # segments from the floor on that nothing in will be delivered
+        for segment in self.fifo_segments(config):
+            if passable == segment.seq - floor and segment.passable(now):
+                passable += 1
+            chosen: list[FifoEntry] = []
+            expired: list[int] = []
+            for entry in segment.entries:
+                if entry.tag in blocked or entry.settled or (segment.seq, entry.slot) in settled:
+                    continue
+                blocked.add(entry.tag)
+                if entry.gone(now):
+                    expired.append(entry.slot)  # its group waits for the settle (see above)
+                elif entry.free_at(now):
+                    chosen.append(entry)
+            if chosen or expired:
+                heads.append((segment, chosen, expired))
+                found += len(chosen)
+            if found >= want and (oldest_first or found >= 2 * want):
                 break
-            count += 1
-        if count == 0:
-            return []
-        limit = config.max_receive_count
-        if limit is not None and group.refs[0].count >= limit:
-            count = 1  # the head goes to the dead-letter queue alone
-        token = new_token()
-        with self._lock:
-            self.stats.claims += 1
-        claimed = self._groups.claim(group, count, now_ms=now, until_ms=now + lease_ms, token=token)
-        if claimed is None:
+        if passable >= FIFO_FLOOR_STEP:
+            self.advance_fifo_floor(config.name, floor + passable)
+        if not oldest_first:
+            # competing consumers spread over the heads found, not all on the oldest
+            random.shuffle(heads)
+        taken: list[Taken] = []
+        newly: set[tuple[int, int]] = set()
+        for segment, chosen, expired in heads:
+            if len(taken) >= want:
+                break
+            leased, done = self._claim_heads(
+                config, segment, chosen, expired, want - len(taken), lease_ms
+            )
+            taken.extend(leased)
+            newly |= {(segment.seq, slot) for slot in done}
+        return taken, newly
+
+    def _claim_heads(
+        self,
+        config: QueueConfig,
+        segment: FifoSegment,
+        heads: list[FifoEntry],
+        expired: list[int],
+        want: int,
+        lease_ms: int,
+    ) -> tuple[list[Taken], list[int]]:
+        """Lease heads of one segment with one write, settling `expired` in it; after a lost
+        race, the ones still free (still their groups' heads: nothing before them can come
+        back) once more. What it leased, and the slots it settled."""
+        chosen = heads[:want]
+        for attempt in range(2):
+            now = self._clock.now_ms()
+            token = new_token()
+            with self._lock:
+                self.stats.claims += 1
+            claimed = self._fifo.claim(
+                segment,
+                [e.slot for e in chosen],
+                now_ms=now,
+                until_ms=now + lease_ms,
+                token=token,
+                settle=expired,
+            )
+            if claimed is not None:
+                if expired:
+                    metrics.count("Expired", queue=config.name, value=len(expired))
+                return [
+                    _fifo_taken(config, claimed, claimed.entries[e.slot], token) for e in chosen
+                ], expired
             with self._lock:
                 self.stats.lost += 1
+            fresh = self._fifo.segment(config.name, config.shards, segment.seq)
+            if fresh is None or attempt == 1:
+                break
+            now = self._clock.now_ms()
+            chosen = [fresh.entries[e.slot] for e in chosen if fresh.entries[e.slot].free_at(now)]
+            expired = [s for s in expired if fresh.entries[s].free_at(now)]
+            segment = fresh
+            if not chosen and not expired:
+                break
+        return [], []
+
+    def advance_fifo_floor(self, queue: str, to: int) -> None:
+        self._fifo.advance_floor(queue, to)
+        with self._lock:
+            self._floors[(queue, _FIFO)] = (to, self._clock.now_ms())
+
+    def take_fifo_entries(
+        self, config: QueueConfig, segment: FifoSegment, entries: Sequence[FifoEntry], lease_ms: int
+    ) -> list[Taken]:
+        """Lease these heads of a FIFO segment (the sweeper, for over-limit ones)."""
+        now = self._clock.now_ms()
+        token = new_token()
+        claimed = self._fifo.claim(
+            segment, [e.slot for e in entries], now_ms=now, until_ms=now + lease_ms, token=token
+        )
+        if claimed is None:
             return []
-        return [
-            Taken(
-                lease=Lease(config.name, group.shard, "g", group.name, i, token),
-                ref=claimed.refs[i].ref,
-                count=claimed.refs[i].count,
-                reason=claimed.refs[i].reason,
-                group=group.name,
-            )
-            for i in range(count)
-            if not claimed.refs[i].acked
-        ]
+        return [_fifo_taken(config, claimed, claimed.entries[e.slot], token) for e in entries]
 
     def take_entries(
         self, config: QueueConfig, segment: Segment, entries: Sequence[Entry], lease_ms: int
@@ -280,24 +392,6 @@ class Leases:
             return []
         return [_taken(config, claimed, claimed.entries[e.slot], token) for e in entries]
 
-    def take_head(self, config: QueueConfig, group: Group, lease_ms: int) -> Taken | None:
-        """Lease a free group's head, whatever it is (the sweeper: expired or over-limit)."""
-        now = self._clock.now_ms()
-        if not group.ready(now) or not group.refs or group.refs[0].acked:
-            return None
-        token = new_token()
-        claimed = self._groups.claim(group, 1, now_ms=now, until_ms=now + lease_ms, token=token)
-        if claimed is None:
-            return None
-        head = claimed.refs[0]
-        return Taken(
-            lease=Lease(config.name, group.shard, "g", group.name, 0, token),
-            ref=head.ref,
-            count=head.count,
-            reason=head.reason,
-            group=group.name,
-        )
-
     # ---- settling ---------------------------------------------------------------------------
 
     def hand_back(self, config: QueueConfig, leases: Sequence[Lease]) -> None:
@@ -308,9 +402,7 @@ class Leases:
             by_place.setdefault((lease.shard, lease.place), []).append(lease)
         for (shard, place), group in by_place.items():
             if group[0].kind == "g":
-                found = self._groups.group(config.name, shard, place)
-                if found is not None and found.token == group[0].token:
-                    self._groups.give_back(found, group[0].token)
+                self._set_fifo_segment(config, place, group, now, release=True, uncount=True)
                 continue
             for lease in group:
                 self._index.set_until(
@@ -325,14 +417,16 @@ class Leases:
     def holding(self, config: QueueConfig, lease: Lease) -> tuple[Ref, int, str] | None:
         """(ref, receive count, reason) of the message a lease holds, None if it is stale."""
         if lease.kind == "g":
-            group = self._groups.group(config.name, lease.shard, lease.place)
-            if (
-                group is None
-                or group.token != lease.token
-                or lease.position >= min(group.covered, len(group.refs))
-            ):
+            fifo = (
+                self._fifo.segment(config.name, config.shards, int(lease.place))
+                if _fifo_place(config, lease)
+                else None
+            )
+            if fifo is None or lease.position >= len(fifo.entries):
                 return None
-            held = group.refs[lease.position]
+            held = fifo.entries[lease.position]
+            if held.token != lease.token or held.settled:
+                return None
             return held.ref, held.count, held.reason
         segment = self._index.segment(config.name, lease.shard, lease.segment)
         if segment is None or lease.position >= len(segment.entries):
@@ -354,7 +448,7 @@ class Leases:
         for (shard, place), positions in by_place.items():
             group = [leases[p] for p in positions]
             if group[0].kind == "g":
-                outcome = self._set_group(config, shard, place, group, until, release)
+                outcome = self._set_fifo_segment(config, place, group, until, release=release)
             else:
                 outcome = self._set_segment(config, shard, int(place), group, until, release)
             for p, ok in zip(positions, outcome, strict=True):
@@ -383,38 +477,43 @@ class Leases:
             for hold in holds
         ]
 
-    def _set_group(
+    def _set_fifo_segment(
         self,
         config: QueueConfig,
-        shard: int,
-        name: str,
+        place: str,
         leases: list[Lease],
         until: int,
-        release: bool,
+        *,
+        release: bool = False,
+        uncount: bool = False,
     ) -> list[bool]:
-        group = self._groups.group(config.name, shard, name)
-        tokens = {lease.token for lease in leases}
-        if group is None or len(tokens) != 1 or group.token not in tokens or group.covered == 0:
-            return [False] * len(leases)
-        token = group.token
-        if until != SETTLED:
-            changed = self._groups.set_until(
-                config.name, shard, name, token, until, release=release
+        """What `_set_segment` does, on a FIFO segment: one write for every lease in it."""
+        if not all(_fifo_place(config, lease) for lease in leases):
+            return [False] * len(leases)  # not a segment of this queue's (an old receipt)
+        seq = int(place)
+        holds = [Hold(lease.position, lease.token) for lease in leases]
+
+        def write(chosen: list[Hold]) -> bool:
+            return (
+                self._fifo.set_until(
+                    config.name,
+                    config.shards,
+                    seq,
+                    chosen,
+                    until,
+                    release=release,
+                    uncount=uncount,
+                )
+                is not None
             )
-            return [changed is not None] * len(leases)
-        valid = [
-            lease.position < group.covered and not group.refs[lease.position].acked
-            for lease in leases
-        ]
-        held = [
-            (lease.position, group.refs[lease.position].ref)
-            for lease, ok in zip(leases, valid, strict=True)
-            if ok
-        ]
-        if not held:
-            return [False] * len(leases)
-        done = self._groups.ack(group, token, held, group.covered) is not None
-        return [ok and done for ok in valid]
+
+        if len({h.slot for h in holds}) == len(holds):
+            if write(holds):
+                return [True] * len(holds)
+            if len(holds) == 1:
+                return [False]
+        # one of them is stale (or named twice): find out which, one at a time
+        return [write([hold]) for hold in holds]
 
 
 def _taken(config: QueueConfig, segment: Segment, entry: Entry, token: int) -> Taken:
@@ -423,4 +522,25 @@ def _taken(config: QueueConfig, segment: Segment, entry: Entry, token: int) -> T
         ref=entry.ref,
         count=entry.count,
         reason=entry.reason,
+    )
+
+
+def _fifo_taken(config: QueueConfig, segment: FifoSegment, entry: FifoEntry, token: int) -> Taken:
+    return Taken(
+        lease=Lease(config.name, segment.shard, "g", str(segment.seq), entry.slot, token),
+        ref=entry.ref,
+        count=entry.count,
+        reason=entry.reason,
+    )
+
+
+def _fifo_place(config: QueueConfig, lease: Lease) -> bool:
+    """Whether a FIFO lease names a segment of this queue (a receipt of the group items
+    FIFO queues had before their segments names a group: stale)."""
+    place = lease.place
+    return (
+        place.isascii()
+        and place.isdigit()
+        and len(place) <= 12
+        and int(place) % config.shards == lease.shard
     )

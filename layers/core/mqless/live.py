@@ -164,7 +164,7 @@ class LiveSubscriptions:
         )
 
     def list_connections(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Open connections (at most `limit`), each with its subscription count."""
+        """Open connections (at most `limit`), each with its subscriptions."""
         with translated_errors():
             page = self._db.query(
                 TableName=self._table,
@@ -174,20 +174,23 @@ class LiveSubscriptions:
             )
         connections = []
         for item in (from_wire(i) for i in page.get("Items", [])):
-            with translated_errors():
-                counted = self._db.query(
-                    TableName=self._table,
-                    KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-                    ExpressionAttributeValues=to_wire({":p": f"CONN#{item['sk']}", ":s": "SUB#"}),
-                    Select="COUNT",
-                )
+            # the same items a count would read (and bill): the names cost nothing more
+            subscribed = [
+                {
+                    "id": record["id"],
+                    "kind": record["kind"],
+                    "destination": _destination_of(record),
+                }
+                for record in self.subscriptions(str(item["sk"]))
+            ]
             connections.append(
                 {
                     "id": str(item["sk"]),
                     "protocol": str(item.get("protocol", "json")),
                     "principal": str(item.get("principal", "")),
                     "connected_at": int(item.get("connected_at", 0)),
-                    "subscriptions": int(counted.get("Count", 0)),
+                    "subscriptions": len(subscribed),
+                    "subscribed_to": subscribed,
                 }
             )
         return connections
@@ -391,6 +394,13 @@ def _optional_int(value: Any) -> int | None:
 
 def _live_key(pattern: str, connection_id: str, subscription_id: str) -> str:
     return f"{pattern}#{connection_id}#{subscription_id}"
+
+
+def _destination_of(record: dict[str, Any]) -> str:
+    """A subscription's destination as its client named it (`/topic/...`, `/queue/...`)."""
+    if record["kind"] == "queue":
+        return str(record.get("destination") or f"/queue/{record.get('queue', '')}")
+    return f"/topic/{record.get('pattern', '')}"
 
 
 def _subscription(item: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,8 @@
   what a handler returns or raises: responses carry issued API keys and decrypted
   bodies, which must not leave the customer managed key for X-Ray.
 - `metrics`: per-destination counters, flushed once per invocation as CloudWatch EMF
-  (namespace "mqless"), and gauges the sweeper measures (dead-letter queue depth): one
+  (namespace "mqless"), and gauges the sweeper measures (each queue's depth, and
+  dead-letter queues' again as DeadLetterDepth): one
   document per destination with a
   `Queue` or `Topic` dimension, and one with the service dimension only, which the
   template's alarms and dashboard read. Counting in memory and flushing once keeps a busy
@@ -46,7 +47,9 @@ COUNTS: Final = frozenset(
     }
 )
 LATENCY: Final = "PublishToDeliverLatency"
-GAUGES: Final = frozenset({"DeadLetterDepth"})  # a level measured now (last value wins)
+# levels measured now (last value wins): every queue's depth, and dead-letter queues' again
+# under their own name (the alarm reads it)
+GAUGES: Final = frozenset({"Depth", "DeadLetterDepth"})
 _FLUSH_AT: Final = 90  # distinct (destination, metric) entries held before a flush
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

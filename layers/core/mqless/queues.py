@@ -56,7 +56,7 @@ from mqless.registry import QueueRegistry
 from mqless.sealing import BodyCipher, Headers, Holder, OpenedMessage, open_logged, seal_many
 from mqless.storage import keys
 from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.groups import GroupStore
+from mqless.storage.groups import FifoEntry, FifoIndex
 from mqless.storage.index import SETTLED, Entry, IndexStore, Ref, Segment
 from mqless.storage.log import (
     BODY_OVERHEAD,
@@ -79,7 +79,6 @@ QUARANTINE: Final = "quarantine"  # a log shard the dispatch function never inde
 COUNT_BOUND: Final = 1000  # references a count reads at most per queue
 SWEEP_SEGMENTS: Final = 16
 _DONE: Final = 10**10  # a browse cursor's mark for a shard read to its end
-MAX_SWEEP_HEADS: Final = 100  # heads of one group the sweeper drops in a round
 
 
 @dataclass
@@ -94,8 +93,8 @@ class SweepReport:
 class _Peeked:
     """A message as browsing sees it, where it is in its shard's order."""
 
-    place: int  # segment number, or group number in the shard's sorted groups
-    slot: int  # slot in the segment, or position in the group
+    place: int  # segment number (a FIFO queue's: in its one sequence)
+    slot: int  # slot in the segment
     ref: Ref
     until: int
     count: int
@@ -109,7 +108,7 @@ class _Found:
 
     ref: Ref
     shard: int
-    place: str  # segment number or group
+    place: str  # segment number
     position: int
     count: int
     reason: str
@@ -124,7 +123,7 @@ class QueueService:
         registry: QueueRegistry,
         log: LogStore,
         index: IndexStore,
-        groups: GroupStore,
+        fifo: FifoIndex,
         dedup_records: DedupRecords,
         wake: WakeMarkers,
         cipher: BodyCipher,
@@ -136,7 +135,7 @@ class QueueService:
         self._registry = registry
         self._log = log
         self._index = index
-        self._groups = groups
+        self._fifo = fifo
         self._dedup_records = dedup_records
         self._wake = wake
         self._cipher = cipher
@@ -144,7 +143,7 @@ class QueueService:
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
         self._quotas = quotas or Quotas(self._policy)
-        self.leases = Leases(index, groups, clock)
+        self.leases = Leases(index, fifo, clock)
         self._send_shards: dict[str, tuple[int, int]] = {}  # queue: (its shards, ours)
 
     # ---- queue admin ------------------------------------------------------------------
@@ -233,7 +232,8 @@ class QueueService:
         shards = config.shards if config is not None else keys.MAX_SHARDS
         for shard in range(shards):
             self._index.drop(name, shard)
-            self._groups.drop(name, shard)
+            if names.is_fifo(name):
+                self._fifo.drop(name, shard)
         if names.is_fifo(name):
             self._dedup_records.drop(name)
         self.leases.forget_floors(name)
@@ -245,11 +245,10 @@ class QueueService:
         self._policy.check(principal, Action.ADMIN, name)
         config = self._registry.get(name)
         purged = 0
-        for shard in range(config.shards):
-            if config.fifo:
-                purged += self._groups.purge(name, shard)
-            else:
-                purged += self._index.purge(name, shard)
+        if config.fifo:
+            purged = self._fifo.purge(name, config.shards)
+        for shard in range(0 if config.fifo else config.shards):
+            purged += self._index.purge(name, shard)
         self.leases.forget_floors(name)
         audit("queue.purge", principal.id, name, purged=purged)
         return purged
@@ -283,16 +282,13 @@ class QueueService:
     def _states(self, config: QueueConfig, shard: int) -> Iterable[tuple[int, int, Ref]]:
         """(until, receive count, ref) of every unsettled reference of a shard, in order."""
         if config.fifo:
-            now = self._clock.now_ms()
-            for group in self._groups.groups(config.name, shard):
-                leased = group.leased_at(now)
-                for position, ref in enumerate(group.refs):
-                    if ref.acked or 0 < ref.expires_at <= now // 1000:
-                        continue
-                    if leased and position < group.covered:
-                        yield group.until, max(ref.count, 1), ref.ref
-                    else:
-                        yield ref.visible_at, ref.count, ref.ref
+            # one sequence for the whole queue: shard 0 stands for it
+            sequence = self.leases.fifo_segments(config, limit=None) if shard == 0 else ()
+            for fifo in sequence:
+                now = self._clock.now_ms()
+                for e in fifo.entries:
+                    if not e.gone(now):
+                        yield e.until, e.count, e.ref
             return
         start = self.leases.floor(config.name, shard)
         while True:
@@ -351,7 +347,7 @@ class QueueService:
         self, principal: Principal, name: str, *, limit: int = 20, cursor: str | None = None
     ) -> tuple[list[BrowsedMessage], str | None]:
         """A page of messages peeked at without leasing, and the next cursor: in send order
-        (the shards merged by message time; a FIFO queue group by group)."""
+        (the shards merged by message time; a FIFO queue in its one sequence)."""
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
         if not 1 <= limit <= MAX_BROWSE:
@@ -391,18 +387,13 @@ class QueueService:
             return
         now = self._clock.now_ms()
         if config.fifo:
-            groups = sorted(
-                self._groups.groups(config.name, shard, consistent=True), key=lambda g: g.name
-            )
-            for number, group in enumerate(groups):
-                if number < first_place:
-                    continue
-                leased = group.leased_at(now)
-                for index, ref in enumerate(group.refs):
-                    if (number == first_place and index < first_slot) or ref.acked:
+            # one sequence for the whole queue, browsed in its order: shard 0 stands for it
+            sequence = self.leases.fifo_segments(config, consistent=True, limit=None)
+            for fifo in sequence if shard == 0 else ():
+                for e in fifo.entries:
+                    if (fifo.seq, e.slot) < start or e.gone(now):
                         continue
-                    until = group.until if leased and index < group.covered else ref.visible_at
-                    yield _Peeked(number, index, ref.ref, until, ref.count, ref.reason, group.name)
+                    yield _Peeked(fifo.seq, e.slot, e.ref, e.until, e.count, e.reason)
             return
         seq = max(first_place, self.leases.floor(config.name, shard))
         while True:
@@ -528,7 +519,10 @@ class QueueService:
 
     def _settle_found(self, config: QueueConfig, found: _Found) -> bool:
         if config.fifo:
-            return self._groups.remove(config.name, found.shard, found.place, found.ref)
+            fifo = self._fifo.settle_any(
+                config.name, config.shards, int(found.place), [found.position]
+            )
+            return fifo is not None
         return (
             self._index.settle_any(config.name, found.shard, int(found.place), [found.position])
             is not None
@@ -1189,30 +1183,38 @@ class QueueService:
                 logger.exception("sweeping a queue failed", extra={"queue": config.name})
                 reason = exc.message if isinstance(exc, MqlessError) else type(exc).__name__
                 report.errors.append(f"{config.name}: {reason}")
-        self._measure_dead_letters(report)
+        self._measure_depths(report)
         return report
 
-    def _measure_dead_letters(self, report: SweepReport) -> None:
-        """Publish every dead-letter queue's depth (the alarm's "DLQ not empty")."""
+    def _measure_depths(self, report: SweepReport) -> None:
+        """Publish every queue's depth (the console's depth chart), and every dead-letter
+        queue's as `DeadLetterDepth` too (the alarm's "DLQ not empty").
+
+        One bounded read of each queue's references per sweep: a cost per queue and
+        minute, none per message."""
         configs = self._registry.list()
         dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
+        # a queue the sweep could not read is reported once, not again for its depth
+        failed = {error.split(": ", 1)[0] for error in report.errors}
         for config in configs:
-            if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
-                try:
-                    counts = self.counts(config)
-                except Exception as exc:
-                    logger.exception("measuring a queue failed", extra={"queue": config.name})
+            try:
+                counts = self.counts(config)
+            except Exception as exc:
+                logger.exception("measuring a queue failed", extra={"queue": config.name})
+                if config.name not in failed:
                     report.errors.append(f"{config.name}: {type(exc).__name__}")
-                    continue
-                depth = counts.visible + counts.in_flight + counts.delayed
+                continue
+            depth = counts.visible + counts.in_flight + counts.delayed
+            metrics.gauge("Depth", depth, queue=config.name)
+            if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
                 metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
     def _sweep_queue(self, config: QueueConfig, report: SweepReport) -> None:
+        if config.fifo:
+            self._sweep_fifo(config, report)
+            return
         for shard in range(config.shards):
-            if config.fifo:
-                self._sweep_groups(config, shard, report)
-            else:
-                self._sweep_shard(config, shard, report)
+            self._sweep_shard(config, shard, report)
 
     def _sweep_shard(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
         """Settle expired references and dead-letter over-limit ones of a shard's oldest
@@ -1260,40 +1262,50 @@ class QueueService:
             moved += self._dead_letter(config, t, item, reason, t.count - 1)
         return moved
 
-    def _sweep_groups(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
-        """Drop an expired head and dead-letter an over-limit head of every free group."""
+    def _sweep_fifo(self, config: QueueConfig, report: SweepReport) -> None:
+        """Settle expired free references and dead-letter over-limit heads of a FIFO queue's
+        oldest segments (one write per segment and per dead letter), and move its floor."""
+        floor, _ = self.leases.fifo_floor(config.name)
         limit = config.max_receive_count
-        for group in self._groups.groups(config.name, shard, consistent=True):
-            for _ in range(MAX_SWEEP_HEADS):
-                now = self._clock.now_ms()
-                pending = [r for r in group.refs if not r.acked]
-                if not pending or group.leased_at(now) or pending[0] is not group.refs[0]:
-                    break
-                head = pending[0]
-                expired = 0 < head.expires_at <= now // 1000
-                if not expired and (limit is None or head.count < limit):
-                    break
-                taken = self.leases.take_head(config, group, 30_000)
-                if taken is None:
-                    break
-                if expired:
-                    self.leases.set_until(config, [taken.lease], SETTLED)
-                    report.expired += 1
-                    metrics.count("Expired", queue=config.name)
-                else:
-                    item = self._log.items([(taken.ref.log, taken.ref.item)]).get(
-                        (taken.ref.log, taken.ref.item)
-                    )
+        blocked: set[int] = set()
+        passable = 0
+        for segment in self.leases.fifo_segments(config, consistent=True, limit=SWEEP_SEGMENTS):
+            now = self._clock.now_ms()
+            expired = [e.slot for e in segment.entries if not e.settled and e.gone(now)]
+            over: list[FifoEntry] = []
+            for entry in segment.entries:
+                if entry.tag in blocked or entry.settled:
+                    continue
+                blocked.add(entry.tag)  # the group's head: only it may be dead-lettered
+                if entry.gone(now):
+                    continue  # settled below; the group's next head waits for the next sweep
+                if entry.free_at(now) and limit is not None and entry.count >= limit:
+                    over.append(entry)
+            if expired and self._fifo.claim(
+                segment, [], now_ms=now, until_ms=now, token=0, settle=expired
+            ):
+                report.expired += len(expired)
+                metrics.count("Expired", queue=config.name, value=len(expired))
+                segment = self._fifo.segment(config.name, config.shards, segment.seq) or segment
+            if over and limit is not None:
+                taken = self.leases.take_fifo_entries(config, segment, over, 30_000)
+                items = self._log.items((t.ref.log, t.ref.item) for t in taken)
+                for t in taken:
+                    item = items.get((t.ref.log, t.ref.item))
                     if item is None:
-                        self.leases.set_until(config, [taken.lease], SETTLED)
-                    else:
-                        reason = f"max_receive_count exceeded ({limit} deliveries)"
-                        moved = self._dead_letter(config, taken, item, reason, taken.count - 1)
-                        report.dead_lettered += moved
-                found = self._groups.group(config.name, shard, group.name)
-                if found is None:
-                    break
-                group = found
+                        self.leases.set_until(config, [t.lease], SETTLED)
+                        continue
+                    reason = f"max_receive_count exceeded ({limit} deliveries)"
+                    report.dead_lettered += self._dead_letter(config, t, item, reason, t.count - 1)
+            if passable == segment.seq - floor and (
+                segment.passable(now)
+                or not over
+                and all(e.settled or e.gone(now) for e in segment.entries)
+                and segment.full
+            ):
+                passable += 1
+        if passable:
+            self.leases.advance_fifo_floor(config.name, floor + passable)
 
     # ---- queue lookup --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from mqless.clock import Clock, SystemClock
 from mqless.consumers import QueueConsumers
 from mqless.dedup import DedupHasher
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.history import HistoryService
 from mqless.indexing import Indexer
 from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
 from mqless.principals import AllowAll, GrantPolicy, Policy
@@ -29,12 +30,13 @@ from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless.settings import Settings
 from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.groups import GroupStore
+from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
 from mqless.storage.log import LogStore
 from mqless.storage.wake import WakeMarkers
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kms import KMSClient
 
@@ -54,6 +56,17 @@ def dynamodb_client() -> DynamoDBClient:
 @cache
 def kms_client() -> KMSClient:
     return boto3.client("kms", config=_CLIENT_CONFIG)
+
+
+@cache
+def cloudwatch_client() -> CloudWatchClient:
+    return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
+
+
+@cache
+def history() -> HistoryService:
+    """The functions' own metrics, read back (the console's charts)."""
+    return HistoryService(cloudwatch_client(), registry(), policy(), clock())
 
 
 @cache
@@ -191,7 +204,7 @@ def build_queue_service(
         registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
         log=log or LogStore(dynamodb, table),
         index=IndexStore(dynamodb, table),
-        groups=GroupStore(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table),
         dedup_records=DedupRecords(dynamodb, table),
         wake=WakeMarkers(dynamodb, table),
         cipher=cipher or _cipher(settings, kms, time),
@@ -245,7 +258,7 @@ def build_indexer(
     return Indexer(
         queues=registry,
         index=IndexStore(dynamodb, table),
-        groups=GroupStore(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table),
         topics=topics,
         clock=time,
         mac=DedupHasher(
@@ -330,6 +343,8 @@ _CACHED = (
     clock,
     kms_client,
     dynamodb_client,
+    cloudwatch_client,
+    history,
 )
 
 

@@ -46,11 +46,11 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.envelope import LEGACY_FORMAT_VERSION, Sealed
-from mqless.errors import Conflict, IntegrityError, InvalidRequest, MqlessError
+from mqless.errors import Conflict, IntegrityError, InvalidRequest, MqlessError, NotFound
 from mqless.ids import check_client_id
 from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
-from mqless.observability import metrics
+from mqless.observability import audit, metrics
 from mqless.outbound import Connection, Push, render
 from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
@@ -152,6 +152,16 @@ class Sessions:
     def close(self, connection_id: str) -> None:
         """Forget a connection: its leases go back to their queues at once."""
         self._close_all({connection_id})
+
+    def close_by_operator(self, connection_id: str, *, by: str) -> None:
+        """An operator closes a connection: the client sees its socket close, and its
+        leases go back at once (the `$disconnect` that follows finds nothing left)."""
+        info = self.live.connection(connection_id)
+        if info is None:
+            raise NotFound(f"no open connection {connection_id[:128]!r}")
+        self.pusher.close(connection_id)
+        self.close(connection_id)
+        audit("close_connection", by, None, connection=connection_id, subject=info.principal)
 
     def _close_all(self, connection_ids: set[str]) -> None:
         pending = set(connection_ids)

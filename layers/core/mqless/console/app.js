@@ -122,12 +122,17 @@
     return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
   }
 
+  // dates and times, always both: a dead letter from last week must not look like today's
+  const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
   function when(millis) {
     if (!millis) return "–";
     const ms = millis < 1e12 ? millis * 1000 : millis; // seconds or milliseconds
-    const date = new Date(ms);
-    const today = new Date().toDateString() === date.toDateString();
-    return today ? date.toLocaleTimeString() : date.toLocaleString();
+    return DATE_TIME.format(new Date(ms));
+  }
+
+  function clockTime(millis) {
+    return new Date(millis).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
   }
 
   // Web Storage throws where the browser forbids it: the console works without it
@@ -213,6 +218,188 @@
       el("summary", {}, el("code", { text: `${text.slice(0, 80)}…` }), hidden(" (show all)")),
       el("pre", { class: "body", text }),
     );
+  }
+
+  // ---- forms: what was typed on one page never shows up on another -------------------------
+
+  function resetForms(root) {
+    for (const form of root.querySelectorAll("form")) {
+      if (form.id === "tail-form") continue; // the tail's URL and pattern are kept on purpose
+      form.reset();
+    }
+  }
+
+  // ---- charts: plain SVG drawn here (no library, nothing fetched) --------------------------
+
+  // SVG's namespace, as the HTML parser gives it (the page names no URL it does not fetch)
+  const SVG_NS = (() => {
+    const probe = document.createElement("div");
+    probe.innerHTML = "<svg></svg>";
+    return probe.firstChild.namespaceURI;
+  })();
+
+  function svg(tag, attrs = {}, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function niceMax(value) {
+    if (!(value > 0)) return 1;
+    const power = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 2.5, 5, 10]) if (value <= step * power) return step * power;
+    return 10 * power;
+  }
+
+  function shortNumber(value) {
+    if (value === null || value === undefined) return "–";
+    if (value >= 100 || Number.isInteger(value)) return String(Math.round(value));
+    return value.toFixed(value >= 10 ? 1 : 2);
+  }
+
+  // One line chart: `series` [{label, values (null: no point), cls}] over `timestamps` (ms).
+  // The figure gets a caption, an SVG with a text alternative, and a legend with the latest
+  // value of each line (what a screen reader or a glance needs).
+  function drawChart(figure, { title, unit, series, timestamps }) {
+    const W = 560;
+    const H = 170;
+    const left = 44;
+    const right = 10;
+    const top = 10;
+    const bottom = 24;
+    const n = timestamps.length;
+    const all = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
+    const max = niceMax(Math.max(0, ...all));
+    const x = (i) => left + (n > 1 ? (i * (W - left - right)) / (n - 1) : 0);
+    const y = (v) => top + (H - top - bottom) * (1 - v / max);
+    const latest = series.map((s) => {
+      const last = [...s.values].reverse().find((v) => v !== null && v !== undefined);
+      return `${s.label} ${shortNumber(last ?? null)}`;
+    });
+    const titleId = `${figure.closest("section").id}-${figure.dataset.chart}-title`;
+    const grid = [0, max / 2, max].map((v) =>
+      svg(
+        "g",
+        { class: "grid" },
+        svg("line", { x1: left, x2: W - right, y1: y(v), y2: y(v) }),
+        svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, shortNumber(v)),
+      ),
+    );
+    const ticks = n
+      ? [0, Math.floor((n - 1) / 2), n - 1].map((i) =>
+          svg(
+            "text",
+            { x: x(i), y: H - 6, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle" },
+            clockTime(timestamps[i]),
+          ),
+        )
+      : [];
+    const lines = series.map((s) => {
+      // a gap where there is no point (depth not measured yet), a line elsewhere
+      let d = "";
+      let pen = "M";
+      s.values.forEach((v, i) => {
+        if (v === null || v === undefined) {
+          pen = "M";
+          return;
+        }
+        const point = `${x(i).toFixed(1)},${y(v).toFixed(1)}`;
+        // a point with no neighbour is drawn as a dot (a zero-length, round-capped line)
+        const alone = pen === "M" && (s.values[i + 1] === null || s.values[i + 1] === undefined);
+        d += alone ? `M${point}h0.01` : `${pen}${point}`;
+        pen = alone ? "M" : "L";
+      });
+      return svg("path", { d: d || "M0,0", class: `line ${s.cls}` });
+    });
+    const chart = svg(
+      "svg",
+      {
+        viewBox: `0 0 ${W} ${H}`,
+        role: "img",
+        "aria-labelledby": titleId,
+        "aria-describedby": `${titleId}-desc`,
+        preserveAspectRatio: "none",
+      },
+      svg("title", { id: titleId }, title),
+      svg("desc", { id: `${titleId}-desc` }, `Last hour, one point a minute; latest (${unit}): ${latest.join(", ")}.`),
+      svg("g", { class: "axis" }, ...grid, ...ticks),
+      ...lines,
+    );
+    figure.replaceChildren(
+      el("figcaption", {}, title, " ", el("span", { class: "muted", text: `(${unit})` })),
+      chart,
+      el(
+        "ul",
+        { class: "legend" },
+        ...series.map((s, i) => el("li", {}, el("span", { class: `swatch ${s.cls}` }), latest[i])),
+      ),
+    );
+  }
+
+  const RATE_SERIES = [
+    ["sent", "Enqueued", "c1"],
+    ["delivered", "Dequeued", "c2"],
+    ["acked", "Acked", "c3"],
+    ["dead_lettered", "Dead-lettered", "c4"],
+  ];
+
+  // GET /history's answer into a history section: two charts and the totals
+  function renderHistory(section, history) {
+    drawChart($('[data-chart="rates"]', section), {
+      title: "Messages per second",
+      unit: "per second",
+      timestamps: history.timestamps,
+      series: RATE_SERIES.map(([key, label, cls]) => ({ label, cls, values: history.rates[key] })),
+    });
+    drawChart($('[data-chart="depth"]', section), {
+      title: "Depth",
+      unit: "messages",
+      timestamps: history.timestamps,
+      series: [{ label: "Depth", cls: "c5", values: history.depth }],
+    });
+    const totals = $("[data-totals]", section);
+    totals.replaceChildren(
+      ...RATE_SERIES.map(([key, label]) =>
+        el("div", {}, el("dt", { text: `${label}, total` }), el("dd", { text: String(history.totals[key]) })),
+      ),
+    );
+    const sources = history.dead_letters_from || [];
+    const arriving = sources.length ? ` Enqueued includes the dead letters arriving from ${sources.join(", ")}.` : "";
+    setText(
+      $("[data-history-note]", section),
+      `Totals since ${when(history.totals_since)}.${arriving} Depth is measured once a minute; CloudWatch shows a minute's figures a minute or two later.`,
+    );
+    section.hidden = false;
+  }
+
+  const HISTORY_MS = 30000;
+
+  // Poll GET /history for a section, every 30 s while the view is shown (the figures are
+  // per minute: polling faster would only cost GetMetricData calls)
+  function pollHistory(section, path) {
+    let timer = null;
+    let stopped = false;
+    const tick = async () => {
+      if (stopped) return;
+      if (!document.hidden) {
+        try {
+          renderHistory(section, await api("GET", path));
+        } catch (error) {
+          // not allowed to see it (403), or CloudWatch unreachable: no charts, no alarm
+          section.hidden = true;
+          if (error.status !== 403) setText($("[data-history-note]", section), "");
+        }
+      }
+      if (!stopped) timer = setTimeout(tick, HISTORY_MS);
+    };
+    tick();
+    return {
+      stop() {
+        stopped = true;
+        clearTimeout(timer);
+      },
+    };
   }
 
   // ---- notices and problems ---------------------------------------------------------------
@@ -369,15 +556,84 @@
     setText(cells[7], String(stats.consumers ?? "–"));
   }
 
+  // the table's order and filter: kept while the page is open, not across visits
+  const queueTable = { sort: "name", descending: false, stats: [] };
+
+  // Each dead-letter queue's source (the first, by name, of the queues naming it)
+  function sourcesOf(queues) {
+    const sources = new Map();
+    for (const q of [...queues].sort((a, b) => a.name.localeCompare(b.name))) {
+      if (q.dead_letter_queue && !sources.has(q.dead_letter_queue)) sources.set(q.dead_letter_queue, q.name);
+    }
+    return sources;
+  }
+
+  function compareQueues(a, b) {
+    const key = queueTable.sort;
+    let order;
+    if (key === "name") order = a.name.localeCompare(b.name);
+    else order = (a[key] ?? -1) - (b[key] ?? -1) || a.name.localeCompare(b.name);
+    return queueTable.descending ? -order : order;
+  }
+
+  // What the table shows: filtered, sorted, and each dead-letter queue right under its
+  // source (when both are shown)
+  function shownQueues(queues) {
+    const search = $("#queue-search").value.trim().toLowerCase();
+    const filter = $("#queue-filter").value;
+    const sources = sourcesOf(queues);
+    const isDlq = (q) => sources.has(q.name) || DEAD_LETTER_NAME.test(q.name);
+    const kept = queues.filter((q) => {
+      if (search && !q.name.toLowerCase().includes(search)) return false;
+      if (filter === "standard") return !q.fifo;
+      if (filter === "fifo") return q.fifo;
+      if (filter === "dlq") return isDlq(q);
+      if (filter === "waiting") return Boolean(q.dead_letter_visible) || (isDlq(q) && q.visible > 0);
+      return true;
+    });
+    const names = new Set(kept.map((q) => q.name));
+    const underSource = (q) => sources.has(q.name) && names.has(sources.get(q.name)) && filter !== "dlq";
+    const top = kept.filter((q) => !underSource(q)).sort(compareQueues);
+    const children = new Map();
+    for (const q of kept.filter(underSource)) {
+      const source = sources.get(q.name);
+      children.set(source, [...(children.get(source) || []), q]);
+    }
+    const rows = [];
+    for (const q of top) {
+      rows.push({ stats: q, source: sources.get(q.name) || (DEAD_LETTER_NAME.test(q.name) ? q.name.replace(/\.dlq(\.fifo)?$/, "$1") : null), nested: false });
+      for (const child of children.get(q.name) || []) rows.push({ stats: child, source: q.name, nested: true });
+    }
+    return rows;
+  }
+
+  function nameCell(row) {
+    const cell = el("th", { scope: "row" });
+    if (row.nested) {
+      cell.classList.add("nested");
+      cell.append(el("span", { class: "muted", "aria-hidden": "true", text: "↳ " }));
+    }
+    cell.append(queueLink(row.stats.name));
+    if (row.source && !row.nested) {
+      cell.append(el("span", { class: "note muted" }, " dead letters of ", queueLink(row.source)));
+    } else if (row.nested) {
+      cell.append(hidden(` (dead-letter queue of ${row.source})`));
+    }
+    return cell;
+  }
+
   function renderQueues(queues) {
+    queueTable.stats = queues;
     const tbody = $("#queue-table tbody");
-    const existing = new Map([...tbody.rows].map((row) => [row.dataset.name, row]));
-    const wanted = [...queues].sort((a, b) => a.name.localeCompare(b.name));
-    wanted.forEach((stats, index) => {
-      let row = existing.get(stats.name);
+    const existing = new Map([...tbody.rows].map((row) => [row.dataset.key, row]));
+    const wanted = shownQueues(queues);
+    wanted.forEach((shown, index) => {
+      const key = `${shown.stats.name}|${shown.nested}|${shown.source}`;
+      let row = existing.get(key);
       if (!row) {
-        row = el("tr", {}, el("th", { scope: "row" }, queueLink(stats.name)));
-        row.dataset.name = stats.name;
+        row = el("tr", { class: shown.nested ? "dlq-row" : "" }, nameCell(shown));
+        row.dataset.key = key;
+        row.dataset.name = shown.stats.name;
         row.append(
           el("td"),
           el("td", { class: "num" }),
@@ -388,26 +644,59 @@
           el("td", { class: "num" }),
         );
       }
-      existing.delete(stats.name);
-      renderQueueRow(row, stats);
+      existing.delete(key);
+      renderQueueRow(row, shown.stats);
       // move a row only when it is out of place: moving the focused row would drop focus
       if (tbody.rows[index] !== row) tbody.insertBefore(row, tbody.rows[index] || null);
     });
     for (const row of existing.values()) row.remove();
-    $("#queues-empty").hidden = wanted.length > 0;
+    $("#queues-empty").hidden = queues.length > 0;
+    setText(
+      $("#queues-shown"),
+      queues.length && wanted.length !== queues.length ? `Showing ${wanted.length} of ${queues.length}.` : "",
+    );
+  }
+
+  function rerenderQueues() {
+    renderQueues(queueTable.stats);
+  }
+
+  $("#queue-search").addEventListener("input", rerenderQueues);
+  $("#queue-filter").addEventListener("change", rerenderQueues);
+  for (const th of document.querySelectorAll("#queue-table th[data-sort]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const key = th.dataset.sort;
+      queueTable.descending = queueTable.sort === key ? !queueTable.descending : key !== "name";
+      queueTable.sort = key;
+      for (const other of document.querySelectorAll("#queue-table th[data-sort]")) other.removeAttribute("aria-sort");
+      th.setAttribute("aria-sort", queueTable.descending ? "descending" : "ascending");
+      rerenderQueues();
+    });
   }
 
   function renderConnectionCount(n) {
     setText($("#nav-connections"), typeof n === "number" ? `(${n})` : "");
   }
 
+  // /stats counts connections only for those who administer everything: the same people
+  // may manage access, so the Access section is offered to them only
+  function noteAdmin(stats) {
+    const admin = typeof stats.connections === "number";
+    $("#nav-access-item").hidden = !admin;
+    return admin;
+  }
+
   const queuesView = {
     enter() {
+      resetForms($("#view-queues"));
+      this.history = null;
       this.poller = poll(
         async () => {
           const stats = await api("GET", "stats");
           renderQueues(stats.queues);
           renderConnectionCount(stats.connections);
+          // every destination's history is for those who administer everything
+          if (noteAdmin(stats) && !this.history) this.history = pollHistory($("#overview-history"), "history");
           const some = stats.truncated ? ` (only the first ${stats.queues.length} queues are listed)` : "";
           setText($("#queues-updated"), `Updated ${stamp()}${some}`);
         },
@@ -416,8 +705,40 @@
     },
     leave() {
       this.poller.stop();
+      if (this.history) this.history.stop();
+      $("#overview-history").hidden = true;
     },
   };
+
+  const SETTING_NAMES = [
+    "visibility_timeout",
+    "max_receive_count",
+    "dead_letter_queue",
+    "retention_seconds",
+    "delay_seconds",
+    "shards",
+  ];
+
+  // The settings typed in a form (prefix "create" or "settings"): only the filled ones
+  function typedSettings(prefix) {
+    const settings = {};
+    for (const name of SETTING_NAMES) {
+      const input = $(`#${prefix}-${name}`);
+      const value = input.value.trim();
+      if (value === "") continue;
+      if (input.type === "number") {
+        const number = Number(value);
+        if (!Number.isInteger(number)) {
+          input.focus();
+          throw new ApiError(0, "invalid_request", `${input.labels[0].textContent}: a whole number, please`);
+        }
+        settings[name] = number;
+      } else {
+        settings[name] = value;
+      }
+    }
+    return settings;
+  }
 
   $("#create-queue").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -429,8 +750,9 @@
       input.focus();
       return;
     }
-    act(form.querySelector("button"), async () => {
-      // PUT replaces an existing queue's settings with the defaults: never do that here
+    act(form.querySelector("button[type=submit]"), async () => {
+      const settings = typedSettings("create");
+      // PUT replaces an existing queue's settings: never do that here
       try {
         await api("GET", `queues/${enc(name)}`);
         notify(`Queue ${name} already exists; nothing changed.`);
@@ -438,9 +760,9 @@
       } catch (error) {
         if (error.status !== 404) throw error;
       }
-      const created = await api("PUT", `queues/${enc(name)}`, {});
+      const created = await api("PUT", `queues/${enc(name)}`, settings);
       notify(`Created queue ${created.name}${created.fifo ? " (FIFO)" : ""}.`);
-      input.value = "";
+      form.reset();
       if (queuesView.poller) queuesView.poller.now();
     });
   });
@@ -455,6 +777,75 @@
     return DEAD_LETTER_NAME.test(name) || queues.some((q) => q.dead_letter_queue === name);
   }
 
+  // A dead letter's receive count goes on from its source's (as SQS's does): the reason
+  // names the deliveries it had there, and any receive from the dead-letter queue adds one.
+  // Say both, so that "2" beside "exceeded (1 deliveries)" reads as what it is.
+  function deliveriesBefore(m) {
+    const found = /\((\d+) deliveries\)/.exec(m.dead_letter_reason || "");
+    return found ? Number(found[1]) : null;
+  }
+
+  function receives(m) {
+    const before = deliveriesBefore(m);
+    if (before === null) return String(m.receive_count);
+    const here = Math.max(0, m.receive_count - before);
+    return el(
+      "span",
+      {},
+      String(m.receive_count),
+      el("span", { class: "note muted" }, ` (${before} in ${m.source_queue || "its source"}, ${here} here)`),
+    );
+  }
+
+  const STATE_NAMES = { visible: "visible", in_flight: "in flight (leased)", delayed: "delayed" };
+
+  function showMessage(button, queue, m) {
+    const dialog = $("#message-dialog");
+    setText($("#message-title"), `Message ${m.message_id}`);
+    const before = deliveriesBefore(m);
+    const rows = [
+      ["Queue", queue],
+      ["Message id", m.message_id],
+      ["State", STATE_NAMES[m.state] || m.state],
+      ["Sent", when(m.sent_at)],
+      ["Visible from", m.visible_at ? when(m.visible_at) : null],
+      [
+        "Receive count",
+        before === null
+          ? String(m.receive_count)
+          : `${m.receive_count}: ${before} in ${m.source_queue || "its source"} before it was dead-lettered, ${Math.max(0, m.receive_count - before)} from this queue`,
+      ],
+      ["Dead-letter reason", m.dead_letter_reason],
+      ["Dead-lettered from", m.source_queue],
+      ["Group id", m.group_id],
+      ["Content type", m.content_type],
+      ["Correlation id", m.correlation_id],
+      ["Reply to", m.reply_to],
+      ["Body encoding", m.binary ? "binary, shown as base64" : "text"],
+      ["Unreadable because", m.error],
+    ];
+    $("#message-fields").replaceChildren(
+      ...rows
+        .filter(([, value]) => value !== null && value !== undefined && value !== "")
+        .flatMap(([label, value]) => [el("dt", { text: label }), el("dd", {}, el("code", { text: String(value) }))]),
+    );
+    const attributes = Object.entries(m.attributes || {});
+    $("#message-attributes").replaceChildren(
+      attributes.length
+        ? el(
+            "table",
+            { class: "attributes" },
+            el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Value" }))),
+            el("tbody", {}, ...attributes.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, el("code", { text: k })), el("td", {}, el("code", { text: v }))))),
+          )
+        : el("p", { class: "muted", text: "No attributes." }),
+    );
+    setText($("#message-body"), m.body === null || m.body === undefined ? `(unreadable: ${m.error || "unknown"})` : m.body);
+    dialog.addEventListener("close", () => button.isConnected && button.focus(), { once: true });
+    dialog.showModal();
+    $("#message-close").focus();
+  }
+
   const queueView = {
     name: "",
     pages: [null], // cursors of the pages seen so far; the last is the current page's
@@ -466,6 +857,12 @@
       this.pages = [null];
       this.next = null;
       this.stats = null;
+      this.config = null;
+      this.history = null;
+      const section = $("#view-queue");
+      resetForms(section);
+      $("#queue-history").hidden = true;
+      setText($("#settings-dates"), "");
       setText($("#queue-title"), name);
       document.title = `${name} · mqless console`;
       for (const dd of document.querySelectorAll("#queue-counts dd")) {
@@ -476,11 +873,24 @@
       // redrive is for dead-letter queues only (the API refuses it elsewhere)
       const redrive = $("#redrive-form");
       redrive.hidden = !DEAD_LETTER_NAME.test(name);
+      const dlqOf = $("#queue-dlq-of");
+      dlqOf.hidden = true;
       api("GET", "queues")
         .then(({ queues }) => {
-          if (this.name === name) redrive.hidden = !isDeadLetterQueue(name, queues);
+          if (this.name !== name) return;
+          redrive.hidden = !isDeadLetterQueue(name, queues);
+          const sources = queues.filter((q) => q.dead_letter_queue === name).map((q) => q.name);
+          if (sources.length) {
+            dlqOf.replaceChildren(
+              "Dead-letter queue of ",
+              ...sources.flatMap((source, i) => (i ? [", ", queueLink(source)] : [queueLink(source)])),
+              ".",
+            );
+            dlqOf.hidden = false;
+          }
         })
         .catch(fail);
+      this.loadSettings().catch(() => {}); // a queue not made yet: its stats say so
       $("#browse-table tbody").replaceChildren();
       setText($("#queue-updated"), "Loading…");
       this.poller = poll(
@@ -496,8 +906,28 @@
       this.browse().catch(fail);
     },
 
+    // the settings form shows what the queue has now; saving sends only what changed
+    async loadSettings() {
+      const name = this.name;
+      const config = await api("GET", `queues/${enc(name)}`);
+      if (this.name !== name) return;
+      this.config = config;
+      for (const setting of SETTING_NAMES) {
+        const value = config[setting];
+        $(`#settings-${setting}`).value = value === null || value === undefined ? "" : String(value);
+      }
+      setText(
+        $("#settings-dates"),
+        `Created ${when(config.created_at)}${config.created_by ? ` by ${config.created_by}` : ""}; changed ${when(config.updated_at)}.`,
+      );
+      // its history once it is known to exist (a 404 there would only repeat the stats')
+      if (!this.history) this.history = pollHistory($("#queue-history"), `history?queue=${enc(name)}`);
+    },
+
     leave() {
       this.poller.stop();
+      if (this.history) this.history.stop();
+      this.history = null;
     },
 
     async refreshStats() {
@@ -568,12 +998,13 @@
         el("th", { scope: "row" }, el("code", { class: "id", text: m.message_id })),
         el("td", {}, el("span", { class: `state state-${m.state}`, text: state })),
         el("td", { text: when(m.sent_at) }),
-        el("td", { class: "num", text: String(m.receive_count) }),
+        el("td", { class: "num" }, receives(m)),
         el("td", {}, bodyView(m.body, m.binary, m.error), ...notes),
         el("td", {}, attributeList(m.attributes)),
         el(
           "td",
           { class: "row-actions" },
+          el("button", { type: "button", onclick: (e) => showMessage(e.currentTarget, this.name, m) }, "Details", hidden(` of message ${short}`)),
           el("button", { type: "button", onclick: (e) => this.deleteMessage(e.currentTarget, m.message_id) }, "Delete", hidden(` message ${short}`)),
           el("button", { type: "button", onclick: (e) => this.moveMessage(e.currentTarget, m.message_id) }, "Move…", hidden(` message ${short}`)),
         ),
@@ -638,6 +1069,29 @@
       const sent = await api("POST", `queues/${enc(queueView.name)}/messages`, message);
       notify(`Sent message ${sent.message_id}${sent.duplicate ? " (a duplicate: not stored again)" : ""}.`);
       await queueView.afterChange();
+    });
+  });
+
+  $("#settings-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    act(form.querySelector("button[type=submit]"), async () => {
+      const config = queueView.config;
+      if (!config) throw new ApiError(0, "not_found", `queue ${queueView.name} does not exist yet`);
+      const typed = typedSettings("settings");
+      const changes = {};
+      for (const name of SETTING_NAMES) {
+        const now = config[name] ?? null;
+        const wanted = name in typed ? typed[name] : null;
+        if (wanted !== now && wanted !== null) changes[name] = wanted;
+      }
+      if (!Object.keys(changes).length) {
+        notify("Nothing changed.");
+        return;
+      }
+      await api("PATCH", `queues/${enc(queueView.name)}`, changes);
+      await queueView.loadSettings();
+      notify(`Saved ${Object.keys(changes).join(", ")} of ${queueView.name}.`);
     });
   });
 
@@ -887,7 +1341,21 @@
               ? el(
                   "ul",
                   { class: "attrs" },
-                  ...t.subscriptions.map((s) => el("li", {}, `${s.name} → `, queueLink(s.queue))),
+                  ...t.subscriptions.map((s) =>
+                    el(
+                      "li",
+                      {},
+                      `${s.name} → `,
+                      queueLink(s.queue),
+                      " ",
+                      el(
+                        "button",
+                        { type: "button", class: "small", onclick: (e) => deleteSubscription(e.currentTarget, t.pattern, s.name) },
+                        "Delete",
+                        hidden(` subscription ${s.name} of ${t.pattern}`),
+                      ),
+                    ),
+                  ),
                 )
               : el("span", { class: "muted", text: "none" }),
           ),
@@ -898,13 +1366,96 @@
     $("#topics-empty").hidden = topics.length > 0;
   }
 
+  async function deleteSubscription(button, pattern, name) {
+    const ok = await confirmAction(
+      `Delete subscription ${name}?`,
+      `Messages published to ${pattern} stop going to its queue; the queue and what it holds stay.`,
+      "Delete subscription",
+    );
+    if (!ok) return;
+    await act(button, async () => {
+      await api("DELETE", `topics/${enc(pattern)}/subscriptions/${enc(name)}`);
+      notify(`Deleted subscription ${name} of ${pattern}.`);
+      topicsView.refresh();
+    });
+  }
+
+  $("#subscription-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    act(form.querySelector("button[type=submit]"), async () => {
+      const topic = $("#subscription-topic").value.trim();
+      const name = $("#subscription-name").value.trim();
+      const queue = $("#subscription-queue").value.trim();
+      if (!topic || !name || !queue) {
+        throw new ApiError(0, "invalid_request", "a subscription needs a topic or pattern, a name and a queue");
+      }
+      const settings = { queue };
+      const filter = $("#subscription-filter").value.trim();
+      if (filter) {
+        try {
+          settings.filter_policy = JSON.parse(filter);
+        } catch (error) {
+          throw new ApiError(0, "invalid_request", `filter policy: not JSON (${error.message})`);
+        }
+      }
+      // the queue must exist: make it with the defaults when it does not (never replace one)
+      let createdQueue = false;
+      try {
+        await api("GET", `queues/${enc(queue)}`);
+      } catch (error) {
+        if (error.status !== 404) throw error;
+        await api("PUT", `queues/${enc(queue)}`, {});
+        createdQueue = true;
+      }
+      const made = await api("PUT", `topics/${enc(topic)}/subscriptions/${enc(name)}`, settings);
+      notify(`Subscription ${made.name}: ${made.topic} → ${made.queue}${createdQueue ? " (queue created)" : ""}.`);
+      form.reset();
+      topicsView.refresh();
+    });
+  });
+
+  function renderPublished(history) {
+    const entries = Object.entries(history.topics || {}).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    $("#published-table tbody").replaceChildren(
+      ...entries.map(([topic, n]) =>
+        el("tr", {}, el("th", { scope: "row" }, el("code", { text: topic })), el("td", { class: "num", text: String(n) })),
+      ),
+    );
+    setText($("#published-since"), `(since ${when(history.totals_since)})`);
+    $("#published-empty").hidden = entries.length > 0;
+  }
+
   const topicsView = {
     lastKey: "",
     enter() {
+      resetForms($("#view-topics"));
+      this.lastKey = "";
+      const published = $("#published-table");
+      published.hidden = true;
+      $("#published-empty").hidden = true;
+      const tick = async () => {
+        try {
+          renderPublished(await api("GET", "history"));
+          published.hidden = false;
+        } catch {
+          published.hidden = true;
+          $("#published-empty").hidden = true;
+        }
+      };
+      // every topic's counts are for those who administer everything (/stats says who)
+      this.published = false;
+      this.tickPublished = () => {
+        if (this.published) return;
+        this.published = true;
+        tick();
+        this.timer = setInterval(() => document.hidden || tick(), HISTORY_MS);
+      };
       this.poller = poll(
         async () => {
           const stats = await api("GET", "stats");
           renderConnectionCount(stats.connections);
+          if (noteAdmin(stats)) this.tickPublished();
           // rebuild only on change: the table holds links a keyboard user may be on
           const key = JSON.stringify(stats.topics);
           if (key !== this.lastKey) {
@@ -915,12 +1466,44 @@
         () => {},
       );
     },
+    refresh() {
+      if (this.poller) this.poller.now();
+    },
     leave() {
       this.poller.stop();
+      clearInterval(this.timer);
     },
   };
 
   // ---- view: connections ------------------------------------------------------------------
+
+  function subscriptionList(c) {
+    const subscribed = c.subscribed_to || [];
+    if (!subscribed.length) return el("span", { class: "muted", text: "none" });
+    return el(
+      "ul",
+      { class: "attrs" },
+      ...subscribed.map((s) => {
+        const queue = /^\/queue\/(.+)$/.exec(s.destination);
+        return el("li", {}, queue ? queueLink(queue[1]) : el("code", { text: s.destination }), el("span", { class: "muted", text: ` (${s.id})` }));
+      }),
+    );
+  }
+
+  async function closeConnection(button, c) {
+    const ok = await confirmAction(
+      `Close connection ${c.id}?`,
+      `${c.principal}'s ${c.protocol === "stomp" ? "STOMP" : "JSON"} connection is closed; the messages it holds go back to their queues at once. Its client may reconnect.`,
+      "Close connection",
+    );
+    if (!ok) return;
+    await act(button, async () => {
+      await api("DELETE", `connections/${enc(c.id)}`);
+      notify(`Closed connection ${c.id}.`);
+      connectionsView.poller.now();
+      if (focusLost()) $("#connections-title").focus();
+    });
+  }
 
   const connectionsView = {
     enter() {
@@ -940,8 +1523,13 @@
                   el("th", { scope: "row" }, el("code", { class: "id", text: c.id })),
                   el("td", { text: c.protocol === "stomp" ? "STOMP" : "JSON" }),
                   el("td", { text: c.principal }),
+                  el("td", {}, subscriptionList(c)),
                   el("td", { text: when(c.connected_at) }),
-                  el("td", { class: "num", text: String(c.subscriptions) }),
+                  el(
+                    "td",
+                    { class: "row-actions" },
+                    el("button", { type: "button", class: "danger", onclick: (e) => closeConnection(e.currentTarget, c) }, "Close…", hidden(` connection ${c.id}`)),
+                  ),
                 ),
               ),
             );
@@ -958,6 +1546,146 @@
     },
   };
 
+  // ---- view: access (principals, grants, keys) --------------------------------------------
+
+  function parseGrants(text) {
+    const grants = [];
+    for (const line of text.split("\n")) {
+      const trimmed = line.trim();
+      if (!trimmed) continue;
+      const at = trimmed.lastIndexOf(":");
+      if (at < 1) throw new ApiError(0, "invalid_request", `grants: "${trimmed}" is not "pattern: actions"`);
+      const actions = trimmed.slice(at + 1).split(",").map((a) => a.trim()).filter(Boolean);
+      grants.push({ pattern: trimmed.slice(0, at).trim(), actions });
+    }
+    if (!grants.length) throw new ApiError(0, "invalid_request", "grants: type at least one line");
+    return grants;
+  }
+
+  function grantsText(grants) {
+    return grants.map((g) => `${g.pattern}: ${g.actions.join(", ")}`).join("\n");
+  }
+
+  const accessView = {
+    enter() {
+      resetForms($("#view-access"));
+      $("#issued-key").hidden = true;
+      setText($("#issued-key-token"), "");
+      this.refresh().catch((error) => {
+        setText($("#access-updated"), `Could not load: ${error.message}`);
+        fail(error);
+      });
+    },
+    leave() {},
+
+    async refresh() {
+      const [{ principals }, { keys }] = [await api("GET", "access/principals"), await api("GET", "access/keys")];
+      const byPrincipal = new Map();
+      for (const key of keys) byPrincipal.set(key.principal, [...(byPrincipal.get(key.principal) || []), key]);
+      $("#principal-table tbody").replaceChildren(...principals.map((p) => this.row(p, byPrincipal.get(p.id) || [])));
+      $("#principals-empty").hidden = principals.length > 0;
+      setText($("#access-updated"), `Updated ${stamp()}`);
+    },
+
+    row(p, keys) {
+      const live = keys.filter((k) => !k.revoked);
+      return el(
+        "tr",
+        {},
+        el("th", { scope: "row", text: p.id }),
+        el("td", {}, el("ul", { class: "attrs" }, ...p.grants.map((g) => el("li", {}, el("code", { text: g.pattern }), `: ${g.actions.join(", ")}`)))),
+        el(
+          "td",
+          {},
+          live.length
+            ? el(
+                "ul",
+                { class: "attrs" },
+                ...live.map((k) =>
+                  el(
+                    "li",
+                    {},
+                    el("code", { text: k.key_id }),
+                    el("span", { class: "note muted", text: ` issued ${when(k.created_at)}${k.expires_at ? `, expires ${when(k.expires_at)}` : ""} ` }),
+                    el("button", { type: "button", class: "small", onclick: (e) => this.revoke(e.currentTarget, k) }, "Revoke", hidden(` key ${k.key_id}`)),
+                  ),
+                ),
+              )
+            : el("span", { class: "muted", text: "none" }),
+        ),
+        el("td", { text: when(p.updated_at) }),
+        el(
+          "td",
+          { class: "row-actions" },
+          el("button", { type: "button", onclick: (e) => this.issue(e.currentTarget, p.id) }, "Issue key", hidden(` for ${p.id}`)),
+          el("button", { type: "button", onclick: () => this.edit(p) }, "Edit", hidden(` ${p.id}`)),
+          el("button", { type: "button", class: "danger", onclick: (e) => this.remove(e.currentTarget, p.id) }, "Delete…", hidden(` ${p.id}`)),
+        ),
+      );
+    },
+
+    edit(p) {
+      $("#principal-id").value = p.id;
+      $("#principal-grants").value = grantsText(p.grants);
+      $("#principal-grants").focus();
+    },
+
+    async issue(button, id) {
+      await act(button, async () => {
+        const issued = await api("POST", `access/principals/${enc(id)}/keys`, {});
+        setText($("#issued-key-id"), issued.key_id);
+        setText($("#issued-key-principal"), issued.principal);
+        setText($("#issued-key-token"), issued.token);
+        $("#issued-key").hidden = false;
+        notify(`Issued key ${issued.key_id} for ${issued.principal}.`);
+        await this.refresh();
+        $("#issued-key-done").focus();
+      });
+    },
+
+    async revoke(button, key) {
+      const ok = await confirmAction(`Revoke key ${key.key_id}?`, `Requests with this key of ${key.principal} are refused from now on.`, "Revoke key");
+      if (!ok) return;
+      await act(button, async () => {
+        await api("DELETE", `access/keys/${enc(key.key_id)}`);
+        notify(`Revoked key ${key.key_id}.`);
+        await this.refresh();
+        if (focusLost()) $("#access-title").focus();
+      });
+    },
+
+    async remove(button, id) {
+      const ok = await confirmAction(`Delete principal ${id}?`, `${id} and all its API keys stop working.`, "Delete principal");
+      if (!ok) return;
+      await act(button, async () => {
+        await api("DELETE", `access/principals/${enc(id)}`);
+        notify(`Deleted principal ${id}.`);
+        await this.refresh();
+        if (focusLost()) $("#access-title").focus();
+      });
+    },
+  };
+
+  $("#principal-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    act(form.querySelector("button[type=submit]"), async () => {
+      const id = $("#principal-id").value.trim();
+      if (!id) throw new ApiError(0, "invalid_request", "type the principal's name");
+      const grants = parseGrants($("#principal-grants").value);
+      const saved = await api("PUT", `access/principals/${enc(id)}`, { grants });
+      notify(`Saved principal ${saved.id}: ${grantsText(saved.grants).replaceAll("\n", "; ")}.`);
+      form.reset();
+      await accessView.refresh();
+    });
+  });
+
+  $("#issued-key-done").addEventListener("click", () => {
+    setText($("#issued-key-token"), "");
+    $("#issued-key").hidden = true;
+    $("#access-title").focus();
+  });
+
   // ---- routing ----------------------------------------------------------------------------
 
   const views = {
@@ -965,6 +1693,7 @@
     queue: { section: "#view-queue", title: null, controller: queueView, nav: "queues" },
     topics: { section: "#view-topics", title: "Topics", controller: topicsView },
     connections: { section: "#view-connections", title: "Connections", controller: connectionsView },
+    access: { section: "#view-access", title: "Access", controller: accessView },
   };
   let current = null;
   let pendingNotice = ""; // shown by the next view (a route change clears messages)
@@ -981,6 +1710,7 @@
     }
     if (hash === "#/topics") return ["topics"];
     if (hash === "#/connections") return ["connections"];
+    if (hash === "#/access") return ["access"];
     return null;
   }
 

@@ -33,6 +33,7 @@ from mqless.errors import (
     Throttled,
     Unauthorized,
 )
+from mqless.history import History
 from mqless.http import console
 from mqless.http.models import (
     AckRequest,
@@ -626,6 +627,43 @@ def connections() -> ConnectionList:
     runtime.policy().check(_principal(), Action.ADMIN, EVERY_DESTINATION)
     found = runtime.sessions().live.list_connections()
     return ConnectionList(connections=[ConnectionView(**c) for c in found])
+
+
+ConnectionId = Annotated[
+    str, Path(max_length=128, description="A connection's id, as GET /connections lists it.")
+]
+
+
+@app.delete(
+    "/connections/<connection_id>",
+    summary="Close a WebSocket connection (its leases go back to their queues at once)",
+    tags=["operations"],
+    responses={204: {"description": "Closed", "content": {}}},
+)
+def close_connection(connection_id: ConnectionId) -> Response[str]:
+    principal = _principal()
+    runtime.policy().check(principal, Action.ADMIN, EVERY_DESTINATION)
+    runtime.sessions().close_by_operator(unquote(connection_id), by=principal.id)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+@app.get(
+    "/history",
+    summary="Rates and depth over the last hour, and totals, of a queue, a topic or all",
+    description="From the functions' CloudWatch metrics (GetMetricData): per-minute rates "
+    "of sent (enqueued), delivered (dequeued), acked and dead-lettered messages, the depth "
+    "the sweeper measures each minute, and totals since the queue was created (topics and "
+    "the overall view: the last 15 days). Without `queue` or `topic`: every destination "
+    "together, for those who administer everything.",
+    tags=["operations"],
+)
+def history(
+    queue: Annotated[str | None, Query(max_length=80, description="A queue's figures.")] = None,
+    topic: Annotated[
+        str | None, Query(max_length=250, description="A topic's figures (publish counts).")
+    ] = None,
+) -> History:
+    return runtime.history().history(_principal(), queue=queue, topic=topic)
 
 
 # ---- access control: principals and API keys (admin of everything) -------------------------

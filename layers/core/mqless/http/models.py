@@ -348,12 +348,21 @@ class MoveResponse(BaseModel):
     message_id: str
 
 
+class SubscriptionRef(BaseModel):
+    """One subscription of a connection, as its client named it."""
+
+    id: str = Field(description="The client's subscription id.")
+    kind: str = Field(description="topic (live) or queue (push consumer)")
+    destination: str = Field(description="`/topic/<pattern>` or `/queue/<name>`")
+
+
 class ConnectionView(BaseModel):
     id: str
     protocol: str
     principal: str
-    connected_at: int
-    subscriptions: int
+    connected_at: int = Field(description="Epoch milliseconds.")
+    subscriptions: int = Field(description="How many subscriptions (subscribed_to lists them).")
+    subscribed_to: list[SubscriptionRef] = Field(default_factory=list)
 
 
 class ConnectionList(BaseModel):

@@ -260,11 +260,11 @@ def _record(queue: str, item: Item) -> DeliveryRecord:
 
 
 def _compact(leases: Sequence[Lease]) -> list[str]:
-    """Leases as a record keeps them: a run of leases taken together (one segment or group,
-    one token) as one string, "<shard>.<segment>.<token>.<position>,<position>,..." or, for
-    a FIFO group, "g<shard>.<token>.<positions>.<group>" (ten leases: ~40 bytes). The queue
-    is the partition's; no MAC: only the broker writes records, and the queue's conditions
-    settle a lease only while its token is current."""
+    """Leases as a record keeps them: a run of leases taken together (one segment, one
+    token) as one string, "<shard>.<segment>.<token>.<position>,<position>,..." or, for a
+    FIFO queue's segment, "g<shard>.<token>.<positions>.<segment>" (ten leases: ~40 bytes).
+    The queue is the partition's; no MAC: only the broker writes records, and the queue's
+    conditions settle a lease only while its token is current."""
     runs: list[tuple[Lease, list[int]]] = []
     for lease in leases:
         if runs and _same_run(runs[-1][0], lease):

@@ -4,8 +4,9 @@ Storage engine v2 (docs/storage-engine.md):
 - logs       `pk = L#<queue>#<shard>` (a queue's sends) or `T#<topic>#<shard>` (a topic's
              publishes), `sk = <item id>`: bodies, written once.
 - index      `pk = I#<queue>#<shard>`: segments `sk = S#<seq>` and the cursor `sk = C`.
-- groups     `pk = F#<queue>#<shard>`, `sk = <len>:<group>`: a FIFO group's refs and lease;
-             refs beyond what the group item holds wait in `pk = FS#<queue>#<shard>`.
+- FIFO       `pk = F#<queue>#<seq mod shards>`: a FIFO queue's segments `sk = S#<seq>`, one
+             sequence for the whole queue (references tagged with their group), and, in
+             shard 0, its cursor `sk = C`.
 - dedup      `pk = D#<queue>#<h>`, `sk = <keyed hash>`: FIFO deduplication records.
 - data keys  `pk = K#<destination>`, `sk = <key id>`: a KMS-encrypted data key, stored once.
 
@@ -28,8 +29,7 @@ from mqless.errors import InvalidRequest
 QUEUE_LOG: Final = "L#"
 TOPIC_LOG: Final = "T#"
 INDEX: Final = "I#"
-GROUPS: Final = "F#"
-GROUP_SPILL: Final = "FS#"
+FIFO_INDEX: Final = "F#"
 DEDUP: Final = "D#"
 DATA_KEYS: Final = "K#"
 CURSOR: Final = "C"
@@ -78,28 +78,10 @@ def parse_index_partition(pk: str) -> tuple[str, int]:
     return queue, int(shard)
 
 
-def group_partition(queue: str, shard: int) -> str:
-    return f"{GROUPS}{queue}#{shard}"
-
-
-def group_spill_partition(queue: str, shard: int) -> str:
-    return f"{GROUP_SPILL}{queue}#{shard}"
-
-
-def group_key(group: str) -> str:
-    # the length keeps group "a" apart from group "a#1" in every prefix and range
-    return f"{len(group)}:{group}"
-
-
-def group_of_key(sk: str) -> str:
-    length, sep, rest = sk.partition(":")
-    if not sep or not length.isascii() or not length.isdigit() or len(rest) < int(length):
-        raise InvalidRequest(f"not a group key: {sk[:100]!r}")
-    return rest[: int(length)]
-
-
-def spill_key(group: str, seq: int) -> str:
-    return f"{group_key(group)}#{seq:06d}"
+def fifo_partition(queue: str, shard: int) -> str:
+    """A FIFO queue's segments rotate over its shards (segment `seq` in shard `seq mod
+    shards`); shard 0 also holds the queue's cursor."""
+    return f"{FIFO_INDEX}{queue}#{shard}"
 
 
 def dedup_partition(queue: str, digest: str) -> str:

@@ -1,0 +1,127 @@
+"""CloudWatch's part of EMF under `mqless dev`: the functions' metric documents become
+metrics in moto's CloudWatch, so GET /history reads the same figures as on AWS.
+
+On AWS, CloudWatch Logs extracts the metrics from the EMF log lines the functions print:
+no PutMetricData request is made or billed. This does the same by handing each document
+to moto's CloudWatch backend directly, not through a boto3 client, so that the live bill
+(which observes every request moto serves) counts no request either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def emf_metric_data(document: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(namespace, PutMetricData-shaped entries) for each directive of an EMF document."""
+    aws = document.get("_aws") or {}
+    millis = aws.get("Timestamp")
+    # moto keeps naive UTC datetimes
+    when = (
+        datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None)
+        if isinstance(millis, int | float)
+        else None
+    )
+    found: list[tuple[str, list[dict[str, Any]]]] = []
+    for directive in aws.get("CloudWatchMetrics") or []:
+        namespace = directive.get("Namespace")
+        if not isinstance(namespace, str):
+            continue
+        entries: list[dict[str, Any]] = []
+        # each dimension set is a metric of its own (EMF's rule)
+        for dimension_set in directive.get("Dimensions") or [[]]:
+            dimensions = [
+                {"Name": name, "Value": str(document[name])}
+                for name in dimension_set
+                if name in document
+            ]
+            for metric in directive.get("Metrics") or []:
+                name = metric.get("Name")
+                value = document.get(name)
+                values = value if isinstance(value, list) else [value]
+                numbers = [float(v) for v in values if isinstance(v, int | float)]
+                if not numbers:
+                    continue
+                entry: dict[str, Any] = {
+                    "MetricName": name,
+                    "Values": numbers,
+                    "Dimensions": dimensions,
+                    "Unit": metric.get("Unit", "None"),
+                }
+                if when is not None:
+                    entry["Timestamp"] = when
+                entries.append(entry)
+        if entries:
+            found.append((namespace, entries))
+    return found
+
+
+class EmfToCloudWatch:
+    """Feeds EMF documents to moto's CloudWatch in this process (started by LocalCloud).
+
+    Values are kept as one statistic set per metric and minute (what CloudWatch stores at
+    one-minute resolution), not one data point per document: moto's GetMetricData scans
+    every point it holds for every period it answers, and a busy `mqless dev` would
+    otherwise make each chart refresh slower than the last.
+    """
+
+    def __init__(self, account_id: str, region: str) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        self._backend = cloudwatch_backends[account_id][region]
+        self._lock = threading.Lock()
+        self._minutes: dict[tuple[Any, ...], Any] = {}
+
+    @classmethod
+    def in_this_process(cls) -> EmfToCloudWatch:
+        """The CloudWatch of the moto that LocalCloud started (its account and region)."""
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+
+        from mqless_cli.local.cloud import REGION
+
+        return cls(DEFAULT_ACCOUNT_ID, REGION)
+
+    def __call__(self, document: Mapping[str, Any]) -> None:
+        with self._lock:
+            for namespace, entries in emf_metric_data(document):
+                for entry in entries:
+                    self._add(namespace, entry)
+
+    def _add(self, namespace: str, entry: dict[str, Any]) -> None:
+        when = entry.get("Timestamp") or datetime.now(UTC).replace(tzinfo=None)
+        minute = when.replace(second=0, microsecond=0)
+        dimensions = tuple(sorted((d["Name"], d["Value"]) for d in entry["Dimensions"]))
+        key = (namespace, entry["MetricName"], dimensions, entry["Unit"], minute)
+        values = entry["Values"]
+        found = self._minutes.get(key)
+        if found is not None:
+            found.sum += sum(values)
+            found.min = min(found.min, *values)
+            found.max = max(found.max, *values)
+            found.sample_count += len(values)
+            return
+        statistics = {
+            "Sum": sum(values),
+            "Minimum": min(values),
+            "Maximum": max(values),
+            "SampleCount": len(values),
+        }
+        self._backend.put_metric_data(
+            namespace,
+            [
+                {
+                    "MetricName": entry["MetricName"],
+                    "StatisticValues": statistics,
+                    "Dimensions": entry["Dimensions"],
+                    "Unit": entry["Unit"],
+                    "Timestamp": minute,
+                }
+            ],
+        )
+        self._minutes[key] = self._backend.metric_data[-1]
+        # only the current minutes are added to: forget older ones' handles
+        for old in [k for k in self._minutes if k[-1] < minute - timedelta(minutes=2)]:
+            del self._minutes[old]
