@@ -35,10 +35,18 @@ class ClientError(Exception):
 class ApiError(ClientError):
     """The API answered with an error status (a JSON problem when it is the mqless API)."""
 
-    def __init__(self, status: int, code: str | None, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str | None,
+        message: str,
+        document: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.document = document or {}
+        """The whole answer (a settle that failed for every receipt lists each failure)."""
 
 
 class Unreachable(ClientError):
@@ -107,6 +115,34 @@ class MqlessClient:
     def purge(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/queues/{segment(name)}/purge")
 
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue's settings (`GET /queues`)."""
+        queues: list[dict[str, Any]] = self._call("GET", "/queues").get("queues", [])
+        return queues
+
+    def put_queue(self, name: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a queue, or replace every setting: (the queue, whether it was created)."""
+        response = self._request("PUT", f"/queues/{segment(name)}", dict(settings))
+        return _document(response), response.status_code == 201
+
+    def update_queue(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change only the settings named (`PATCH`); the others keep their values."""
+        return self._call("PATCH", f"/queues/{segment(name)}", dict(changes))
+
+    def delete_queue(self, name: str) -> None:
+        self._call("DELETE", f"/queues/{segment(name)}")
+
+    def browse(self, name: str, *, limit: int | None, cursor: str | None) -> dict[str, Any]:
+        """One page of messages, leasing none: `{messages, cursor}` (cursor None: the end)."""
+        params = {"limit": str(limit)} if limit is not None else {}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return self._call("GET", f"/queues/{segment(name)}/messages", params=params)
+
+    def move(self, name: str, message_id: str, *, to: str, copy: bool) -> dict[str, Any]:
+        path = f"/queues/{segment(name)}/messages/{segment(message_id)}/move"
+        return self._call("POST", path, {"to": to, "copy": copy})
+
     def redrive(
         self, name: str, *, max_messages: int, destination: str | None = None
     ) -> dict[str, Any]:
@@ -146,10 +182,53 @@ class MqlessClient:
         return messages
 
     def ack(self, queue: str, receipts: Sequence[str]) -> dict[str, Any]:
-        return self._call("POST", f"/queues/{segment(queue)}/ack", {"receipts": list(receipts)})
+        """`{acked, failed}`; see `_settle`."""
+        return self._settle("ack", queue, {"receipts": list(receipts)})
+
+    def nack(self, queue: str, receipts: Sequence[str], *, delay_seconds: int) -> dict[str, Any]:
+        """`{released, failed}`; see `_settle`."""
+        body = {"receipts": list(receipts), "delay_seconds": delay_seconds}
+        return self._settle("nack", queue, body)
+
+    def change_visibility(
+        self, queue: str, receipts: Sequence[str], *, visibility_timeout: int
+    ) -> dict[str, Any]:
+        """`{changed, failed}`; see `_settle`."""
+        body = {"receipts": list(receipts), "visibility_timeout": visibility_timeout}
+        return self._settle("visibility", queue, body)
+
+    def _settle(self, verb: str, queue: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Each receipt succeeds or fails on its own: the answer lists both. When every one
+        failed the API answers that failure's status (409 stale, 400 bad) with the same
+        lists, which come back here as an answer too."""
+        try:
+            return self._call("POST", f"/queues/{segment(queue)}/{verb}", body)
+        except ApiError as exc:
+            if exc.status not in (400, 409) or not isinstance(exc.document.get("failed"), list):
+                raise
+            return exc.document
 
     def publish(self, topic: str, message: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/topics/{segment(topic)}/messages", dict(message))
+
+    # ---- durable subscriptions -------------------------------------------------------------
+
+    def subscriptions(self, topic: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call(
+            "GET", f"/topics/{segment(topic)}/subscriptions"
+        ).get("subscriptions", [])
+        return found
+
+    def put_subscription(
+        self, topic: str, name: str, settings: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Create or replace one: (the subscription, whether it was created)."""
+        path = f"/topics/{segment(topic)}/subscriptions/{segment(name)}"
+        response = self._request("PUT", path, dict(settings))
+        return _document(response), response.status_code == 201
+
+    def delete_subscription(self, topic: str, name: str) -> None:
+        self._call("DELETE", f"/topics/{segment(topic)}/subscriptions/{segment(name)}")
 
     # ---- access: principals and API keys (admin on everything) -----------------------------
 
@@ -310,4 +389,5 @@ def _api_error(
         text = f"{text} (still throttled after {THROTTLE_RETRIES} retries; try again later)"
     elif status >= 500:
         text = f"the broker failed: {text} (HTTP {status})"
-    return ApiError(status, code if isinstance(code, str) else None, text)
+    document = problem if isinstance(problem, dict) else None
+    return ApiError(status, code if isinstance(code, str) else None, text, document)

@@ -1,6 +1,9 @@
 """The client commands of `mqless`: send, receive, consume, publish, tail, queues, stats,
 purge and redrive, principals and keys, against a local (`mqless dev`) or deployed API;
 and `bootstrap`, which writes a deployed stack's first admin key with AWS credentials.
+The other verbs live in modules of their own, on the same `Context` and `run`:
+`settling` (ack, nack, extend), `queue_admin` (create, update, delete, browse, move),
+`subscriptions`; and `invoke` (`sam local invoke` without Docker).
 
 Each command gets a `Context` (the API client, the output, stdin) and returns an exit
 status. `run` maps every expected failure to `mqless: <message>` on stderr, in one place:
@@ -32,7 +35,6 @@ from websockets.sync.client import connect as ws_connect
 
 from mqless_cli.client import (
     TIMEOUT_SECONDS,
-    ApiError,
     BadUrl,
     ClientError,
     MqlessClient,
@@ -56,8 +58,14 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_WS_URL = "ws://127.0.0.1:8081"
 BATCH = 10  # the API's limit for batch sends, receives and acks
 REDRIVE_CHUNK = 100  # messages per redrive call: well within API Gateway's 30 s
+REDRIVE_STEPS = 20
 MAX_REDRIVE_CALL = 1000
 SUBSCRIPTION_ID = "cli"
+DEFAULT_CONSUME_WAIT = 20.0  # the longest long poll: the fewest requests while waiting
+EMPTY_WAIT_SECONDS = 2.0
+"""`consume --until-empty`: a poll this long that finds nothing means the queue is empty.
+Longer than the time a sent message takes to be indexed (0.3-1 s on AWS, milliseconds
+under `mqless dev`), far shorter than a 20 s long poll."""
 SHOWN_FAILURES = 10
 
 
@@ -114,6 +122,8 @@ class Context:
 
 
 Handler = Callable[[Context, argparse.Namespace], int]
+AddCommand = Callable[..., argparse.ArgumentParser]
+"""`add(name, handler, help, **parser_options)`: a client command with the common flags."""
 
 
 def run(
@@ -131,7 +141,7 @@ def run(
     handler: Handler = args.handler
 
     def command() -> int:
-        token = _token(args.token)
+        token = token_from(args.token)
         with _http_client(url, transport) as http:
             context = Context(
                 MqlessClient(http, token=token),
@@ -143,22 +153,22 @@ def run(
             )
             return handler(context, args)
 
-    return _reported(command, terminal)
+    return reported(command, terminal)
 
 
-def _reported(command: Callable[[], int], terminal: Terminal) -> int:
+def reported(command: Callable[[], int], terminal: Terminal) -> int:
     """Run a command; its expected failures become `mqless: <sentence>` and an exit status."""
     try:
         with _sigterm_as_interrupt():
             return command()
     except (UsageError, BadUrl) as exc:
-        _error(terminal.stderr, exc.message)
+        print_error(terminal.stderr, exc.message)
         return 2
     except ClientError as exc:
-        _error(terminal.stderr, exc.message)
+        print_error(terminal.stderr, exc.message)
         return 1
     except KeyboardInterrupt:
-        _error(terminal.stderr, "interrupted")
+        print_error(terminal.stderr, "interrupted")
         return 130
     except BrokenPipeError:
         # the reader went away (`mqless consume q | head`): stop quietly, as Unix tools do
@@ -185,7 +195,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _token(flag: str | None) -> str | None:
+def token_from(flag: str | None) -> str | None:
     """The token from --token, else MQLESS_TOKEN; None when neither is set."""
     token = (flag if flag is not None else os.environ.get("MQLESS_TOKEN", "")).strip()
     if not token:
@@ -206,7 +216,7 @@ def _http_client(url: str, transport: httpx.BaseTransport | None) -> httpx.Clien
     return httpx.Client(base_url=parsed, transport=transport, timeout=TIMEOUT_SECONDS)
 
 
-def _error(stderr: TextIO, message: str) -> None:
+def print_error(stderr: TextIO, message: str) -> None:
     with contextlib.suppress(OSError):
         stderr.write(f"mqless: {message}\n")
         stderr.flush()
@@ -235,14 +245,35 @@ def _read_body(context: Context, body: str | None) -> str:
     """The body from the argument, or else from stdin (one trailing newline dropped)."""
     if body is not None:
         return body
-    if _is_terminal(context.stdin):
+    if is_terminal(context.stdin):
         raise UsageError("no message body: give BODY or pipe it on stdin")
     return context.stdin.read().removesuffix("\n")
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def items_given(context: Context, given: list[str], what: str, key: str) -> list[str]:
+    """The items named as arguments or else piped in on stdin, one per line (blank lines
+    skipped; a JSON line, as `--json` commands print, gives its `key`). A terminal on stdin
+    with no arguments is a usage mistake; an empty pipe is no items."""
+    if given:
+        return given
+    if is_terminal(context.stdin):
+        raise UsageError(f"no {what}: give them as arguments or pipe them in, one per line")
+    items = []
+    for line in context.stdin.read().splitlines():
+        text = line.strip()
+        if text.startswith("{"):
+            try:
+                text = str(json.loads(text)[key])
+            except (ValueError, KeyError, TypeError):
+                raise UsageError(f"a JSON line on stdin without {key!r}: {text[:80]}") from None
+        if text:
+            items.append(text)
+    return items
 
 
 def _send(context: Context, args: argparse.Namespace) -> int:
@@ -351,10 +382,10 @@ def _send_bulk(
         rate = f", {len(message_ids) / elapsed:.0f}/s" if elapsed > 0 else ""
         dup = f" ({duplicates} duplicates not stored again)" if duplicates else ""
         out.line(f"sent {len(message_ids)} messages to {queue} in {elapsed:.1f} s{rate}{dup}")
-    return _report_failures(out, failed, total, "messages failed")
+    return report_failures(out, failed, total, "messages failed")
 
 
-def _report_failures(out: Output, failed: list[dict[str, Any]], total: int, what: str) -> int:
+def report_failures(out: Output, failed: list[dict[str, Any]], total: int, what: str) -> int:
     """List the first failures on stderr; exit status 1 when there are any."""
     if not failed:
         return 0
@@ -364,7 +395,7 @@ def _report_failures(out: Output, failed: list[dict[str, Any]], total: int, what
         out.note(f"  {label}: {failure.get('message')} ({failure.get('error')})")
     if len(failed) > SHOWN_FAILURES:
         out.note(f"  ... and {len(failed) - SHOWN_FAILURES} more")
-    _error(out.stderr, f"{len(failed)} of {total} {what}")
+    print_error(out.stderr, f"{len(failed)} of {total} {what}")
     return 1
 
 
@@ -385,18 +416,12 @@ def _settle(context: Context, queue: str, receipts: list[str]) -> list[dict[str,
     """Ack the receipts; the ones that failed (a lease that ran out), as the API lists them."""
     if not receipts:
         return []
-    try:
-        answer = context.api.ack(queue, receipts)
-    except ApiError as exc:
-        if exc.status not in (400, 409):
-            raise
-        # every receipt failed: the API answers the first failure's status
-        return [{"id": r, "error": exc.code, "message": exc.message} for r in receipts]
-    failed: list[dict[str, Any]] = answer.get("failed", [])
+    failed: list[dict[str, Any]] = context.api.ack(queue, receipts).get("failed", [])
     return failed
 
 
 def _receive(context: Context, args: argparse.Namespace) -> int:
+    """Lease and print; the receipts are printed too unless --ack settles them here."""
     out = context.out
     messages = context.api.receive(
         args.queue,
@@ -404,37 +429,44 @@ def _receive(context: Context, args: argparse.Namespace) -> int:
         wait_seconds=args.wait,
         visibility_timeout=args.visibility,
     )
-    printed: list[str] = []
     for message in messages:
-        if not out.as_json:
-            out.line(message_text(message))
-        printed.append(str(message.get("receipt")))
-    failed = _settle(context, args.queue, printed) if args.ack else []
-    if out.as_json:
-        document: dict[str, Any] = {"messages": messages}
-        if args.ack:
-            failed_ids = {f.get("id") for f in failed}
-            document["acked"] = [r for r in printed if r not in failed_ids]
-            document["ack_failed"] = failed
-        out.document(document)
-    elif not messages:
+        if out.as_json:
+            out.document(message)
+        else:
+            out.line(message_text(message, receipt=not args.ack))
+    receipts = [str(message.get("receipt")) for message in messages]
+    failed = _settle(context, args.queue, receipts) if args.ack else []
+    if not messages:
         out.note(f"no messages in {args.queue}")
     elif args.ack and not failed:
-        out.note(f"acked {len(printed)}")
+        out.note(f"acked {len(receipts)}")
     elif not args.ack:
-        out.note(f"leased {len(messages)}, not acked: they come back when the lease ends (--ack)")
-    return _report_failures(out, failed, len(printed), "acks failed")
+        out.note(
+            f"leased {len(messages)}, not acked: settle with "
+            f"`mqless ack|nack|extend {args.queue} RECEIPT...`, or they come back when the "
+            "lease ends (--ack acks at once)"
+        )
+    return report_failures(out, failed, len(receipts), "acks failed")
 
 
 def _consume(context: Context, args: argparse.Namespace) -> int:
-    """Receive with long polls, print, ack; until --limit, an empty queue or Ctrl-C."""
+    """Receive with long polls, print, ack; until --limit, an empty queue or Ctrl-C.
+
+    With --until-empty, a queue is empty when a poll of EMPTY_WAIT_SECONDS finds nothing:
+    the counts cannot say so, since a message sent a moment ago is receivable (and counted)
+    only once the dispatch function has indexed it, well within that time.
+    """
     out = context.out
     limit: int | None = args.limit
+    wait: float = args.wait if args.wait is not None else DEFAULT_CONSUME_WAIT
     total = limit
     if args.until_empty:
+        if args.wait is None:
+            wait = EMPTY_WAIT_SECONDS
         counts = context.api.queue(args.queue).get("counts", {})
         visible = counts.get("visible")
         if isinstance(visible, int):
+            # for the bar only: messages sent but not yet indexed are not counted
             total = visible if limit is None else min(limit, visible)
     consumed = 0
     failed: list[dict[str, Any]] = []
@@ -445,19 +477,19 @@ def _consume(context: Context, args: argparse.Namespace) -> int:
         with bar_context as bar:
             while limit is None or consumed < limit:
                 wanted = BATCH if limit is None else min(BATCH, limit - consumed)
-                messages = context.api.receive(
-                    args.queue, max_messages=wanted, wait_seconds=args.wait
-                )
+                messages = context.api.receive(args.queue, max_messages=wanted, wait_seconds=wait)
                 if not messages and args.until_empty:
                     break
                 for message in messages:
                     if out.as_json:
-                        out.json_line(message)
+                        out.document(message)
                     else:
                         out.line(message_text(message))
                     printed.append(str(message.get("receipt")))
                 failed += _settle(context, args.queue, printed)
                 consumed += len(printed)
+                if total is not None and consumed > total:
+                    bar.total(consumed)  # more arrived (or were indexed) while draining
                 bar.advance(len(printed))
                 printed = []
     except KeyboardInterrupt:
@@ -465,7 +497,7 @@ def _consume(context: Context, args: argparse.Namespace) -> int:
         failed += _settle(context, args.queue, printed)
         consumed += len(printed)
     out.note(f"consumed {consumed} message{'s' if consumed != 1 else ''} from {args.queue}")
-    return _report_failures(out, failed, consumed, "acks failed (those messages come back)")
+    return report_failures(out, failed, consumed, "acks failed (those messages come back)")
 
 
 @contextlib.contextmanager
@@ -547,7 +579,7 @@ def _tail(context: Context, args: argparse.Namespace) -> int:
 
 def _print_frame(out: Output, frame: dict[str, Any]) -> None:
     if out.as_json:
-        out.json_line(frame)
+        out.document(frame)
     else:
         out.line(message_text(frame, destination=str(frame.get("destination", ""))))
 
@@ -706,7 +738,7 @@ def queue_fields(stats: dict[str, Any]) -> list[list[str]]:
 def _purge(context: Context, args: argparse.Namespace) -> int:
     out = context.out
     if not args.yes:
-        if not _is_terminal(context.stdin):
+        if not is_terminal(context.stdin):
             raise UsageError("purge deletes every message: confirm with --yes")
         counts = context.api.queue(args.queue).get("counts", {})
         approximate = bool(counts.get("approximate"))
@@ -722,7 +754,7 @@ def _purge(context: Context, args: argparse.Namespace) -> int:
         out.stderr.flush()
         answer = context.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
-            _error(out.stderr, f"{args.queue} not purged")
+            print_error(out.stderr, f"{args.queue} not purged")
             return 1
     answer_doc = context.api.purge(args.queue)
     if out.as_json:
@@ -730,6 +762,14 @@ def _purge(context: Context, args: argparse.Namespace) -> int:
     else:
         out.line(f"purged {answer_doc.get('purged', 0)} messages from {args.queue}")
     return 0
+
+
+def redrive_chunk(total: int | None) -> int:
+    """Messages per redrive call: a twentieth of the total, so the bar moves in steps of
+    about 5 % (one call each), and at most REDRIVE_CHUNK, well within API Gateway's 30 s."""
+    if total is None:
+        return REDRIVE_CHUNK
+    return max(1, min(REDRIVE_CHUNK, total // REDRIVE_STEPS))
 
 
 def _redrive(context: Context, args: argparse.Namespace) -> int:
@@ -741,12 +781,13 @@ def _redrive(context: Context, args: argparse.Namespace) -> int:
     if args.max is not None and total is not None:
         total = min(total, args.max)
     moved = 0
+    chunk = redrive_chunk(total)
     failures: dict[str, dict[str, Any]] = {}
     with out.progress(f"redrive {args.queue}", total) as bar:
         while args.max is None or moved < args.max:
-            remaining = REDRIVE_CHUNK if args.max is None else args.max - moved
+            remaining = chunk if args.max is None else args.max - moved
             # messages that failed before are met again and count against the call's max
-            wanted = min(min(REDRIVE_CHUNK, remaining) + len(failures), MAX_REDRIVE_CALL)
+            wanted = min(min(chunk, remaining) + len(failures), MAX_REDRIVE_CALL)
             answer = context.api.redrive(args.queue, max_messages=wanted, destination=args.to)
             for failure in answer.get("failed", []):
                 failures[str(failure.get("id"))] = failure
@@ -761,7 +802,7 @@ def _redrive(context: Context, args: argparse.Namespace) -> int:
     else:
         where = f" to {args.to}" if args.to else ""
         out.line(f"moved {moved} message{'s' if moved != 1 else ''} from {args.queue}{where}")
-    return _report_failures(out, failed, moved + len(failed), "messages could not be moved")
+    return report_failures(out, failed, moved + len(failed), "messages could not be moved")
 
 
 # ---- access: principals and API keys --------------------------------------------------------
@@ -924,23 +965,48 @@ def parse_grant(text: str) -> dict[str, Any]:
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_duration(text: str) -> int:
+def _seconds(text: str) -> int:
     """Seconds from `3600`, `90s`, `45m`, `12h`, `30d`, `2w` or a sum such as `1d12h`."""
     cleaned = text.strip().lower()
     if cleaned.isdigit():
-        seconds = int(cleaned)
-    elif re.fullmatch(r"(\d+[smhdw])+", cleaned):
-        seconds = sum(
+        return int(cleaned)
+    if re.fullmatch(r"(\d+[smhdw])+", cleaned):
+        return sum(
             int(number) * DURATION_UNITS[unit]
             for number, unit in re.findall(r"(\d+)([smhdw])", cleaned)
         )
-    else:
-        raise argparse.ArgumentTypeError(
-            f"expected SECONDS or a duration such as 30d, 12h, 45m, got {text!r}"
-        )
+    raise argparse.ArgumentTypeError(
+        f"expected SECONDS or a duration such as 30d, 12h, 45m, got {text!r}"
+    )
+
+
+def parse_duration(text: str) -> int:
+    """A positive duration in seconds (`_seconds`)."""
+    seconds = _seconds(text)
     if seconds < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive duration")
     return seconds
+
+
+def duration_within(low: int, high: int) -> Callable[[str], int]:
+    """A duration flag (`_seconds`) that must lie within low..high seconds."""
+
+    def parse(text: str) -> int:
+        seconds = _seconds(text)
+        if not low <= seconds <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text} is not within {_span(low)}-{_span(high)} ({low}-{high} s)"
+            )
+        return seconds
+
+    return parse
+
+
+def _span(seconds: int) -> str:
+    for unit in ("w", "d", "h", "m"):
+        if seconds >= DURATION_UNITS[unit] and seconds % DURATION_UNITS[unit] == 0:
+            return f"{seconds // DURATION_UNITS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 # ---- bootstrap: the first admin key of a deployed stack, with AWS credentials ----------------
@@ -954,7 +1020,7 @@ def run_bootstrap(
     """`mqless bootstrap`: no HTTP and no token; the operator's AWS credentials write it."""
     terminal = terminal or Terminal.system()
     out = Output(terminal.stdout, terminal.stderr, as_json=args.json)
-    return _reported(lambda: _bootstrap(out, args, session), terminal)
+    return reported(lambda: _bootstrap(out, args, session), terminal)
 
 
 def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:
@@ -1026,7 +1092,7 @@ def _aws_failure(exc: Any, table: str | None, stack: str | None) -> str:
 # ---- the command line ------------------------------------------------------------------------
 
 
-def _bounded(low: float, high: float, kind: type[int] | type[float] = int) -> Any:
+def bounded(low: float, high: float, kind: type[int] | type[float] = int) -> Any:
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -1039,7 +1105,7 @@ def _bounded(low: float, high: float, kind: type[int] | type[float] = int) -> An
     return parse
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -1103,13 +1169,13 @@ def register(commands: Any) -> None:
     send.add_argument("--group", metavar="ID", help="FIFO queues: the message group")
     send.add_argument("--dedup-id", metavar="ID", help="FIFO queues: the deduplication id")
     send.add_argument(
-        "--delay", type=_bounded(0, 900), metavar="SECONDS", help="hold back delivery (0-900)"
+        "--delay", type=bounded(0, 900), metavar="SECONDS", help="hold back delivery (0-900)"
     )
     send.add_argument(
-        "--ttl", type=_positive, metavar="SECONDS", help="drop it if not delivered in time"
+        "--ttl", type=positive, metavar="SECONDS", help="drop it if not delivered in time"
     )
     send.add_argument(
-        "--count", type=_positive, metavar="N", help="send the body N times (10 per request)"
+        "--count", type=positive, metavar="N", help="send the body N times (10 per request)"
     )
     send.add_argument(
         "--file",
@@ -1120,11 +1186,11 @@ def register(commands: Any) -> None:
     receive = add("receive", _receive, "lease messages from a queue and print them")
     receive.add_argument("queue", metavar="QUEUE")
     receive.add_argument(
-        "--max", type=_bounded(1, BATCH), default=1, metavar="N", help="up to N (1-10; default 1)"
+        "--max", type=bounded(1, BATCH), default=1, metavar="N", help="up to N (1-10; default 1)"
     )
     receive.add_argument(
         "--wait",
-        type=_bounded(0, 20, float),
+        type=bounded(0, 20, float),
         default=0.0,
         metavar="SECONDS",
         help="long poll: wait up to SECONDS for a message (0-20; default 0)",
@@ -1132,7 +1198,7 @@ def register(commands: Any) -> None:
     receive.add_argument("--ack", action="store_true", help="ack what was printed")
     receive.add_argument(
         "--visibility",
-        type=_bounded(0, 43200),
+        type=bounded(0, 43200),
         metavar="SECONDS",
         help="lease length (default: the queue's visibility timeout)",
     )
@@ -1143,16 +1209,20 @@ def register(commands: Any) -> None:
         "drain a queue: receive with long polls, print and ack until --limit or Ctrl-C",
     )
     consume.add_argument("queue", metavar="QUEUE")
-    consume.add_argument("--limit", type=_positive, metavar="N", help="stop after N messages")
+    consume.add_argument("--limit", type=positive, metavar="N", help="stop after N messages")
     consume.add_argument(
-        "--until-empty", action="store_true", help="stop when a long poll comes back empty"
+        "--until-empty",
+        action="store_true",
+        help=f"stop when a poll finds nothing (each poll waits {EMPTY_WAIT_SECONDS:g} s "
+        "unless --wait is given)",
     )
     consume.add_argument(
         "--wait",
-        type=_bounded(1, 20, float),
-        default=20.0,
+        type=bounded(1, 20, float),
+        default=None,
         metavar="SECONDS",
-        help="long poll length (1-20; default 20)",
+        help=f"long poll length (1-20; default {DEFAULT_CONSUME_WAIT:g}, "
+        f"{EMPTY_WAIT_SECONDS:g} with --until-empty)",
     )
 
     publish = add("publish", _publish, "publish a message to a topic")
@@ -1167,7 +1237,7 @@ def register(commands: Any) -> None:
         aliases=["tail"],
     )
     tail.add_argument("pattern", metavar="PATTERN", help="topic name or pattern (`*`, final `>`)")
-    tail.add_argument("--limit", type=_positive, metavar="N", help="stop after N messages")
+    tail.add_argument("--limit", type=positive, metavar="N", help="stop after N messages")
     tail.add_argument(
         "--ws-url",
         help=f"WebSocket API URL (default: $MQLESS_WS_URL or {DEFAULT_WS_URL}; "
@@ -1187,11 +1257,17 @@ def register(commands: Any) -> None:
         "redrive", _redrive, "move a dead-letter queue's messages back to where they came from"
     )
     redrive.add_argument("queue", metavar="QUEUE", help="the dead-letter queue, e.g. orders.dlq")
-    redrive.add_argument("--max", type=_positive, metavar="N", help="move at most N (default: all)")
+    redrive.add_argument("--max", type=positive, metavar="N", help="move at most N (default: all)")
     redrive.add_argument(
         "--to", metavar="QUEUE", help="move them here instead of each one's source queue"
     )
 
+    # the verbs kept in modules of their own; imported here, as they import this one
+    from mqless_cli import queue_admin, settling, subscriptions
+
+    settling.register(add)
+    queue_admin.register(add)
+    subscriptions.register(commands, common)
     _register_access(commands, common)
     _register_bootstrap(commands)
 

@@ -4,13 +4,17 @@ the other commands (`commands.py`) are a client of a local or deployed API."""
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
+import socket
 import sys
 import threading
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mqless_cli import commands as client_commands
+from mqless_cli import invoke
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -20,6 +24,22 @@ def _dev(args: argparse.Namespace) -> int:
     if not template.is_file():
         print(f"mqless dev: no template at {template}", file=sys.stderr)
         return 2
+    if args.http_port == args.ws_port and args.http_port != 0:
+        print(
+            f"mqless dev: --http-port and --ws-port are both {args.http_port}: "
+            "the two APIs need a port each",
+            file=sys.stderr,
+        )
+        return 2
+    busy = _busy_port(args.host, {"--http-port": args.http_port, "--ws-port": args.ws_port})
+    if busy is not None:
+        flag, port = busy
+        print(
+            f"mqless dev: cannot start: port {port} is in use (another `mqless dev`, or "
+            f"another program): stop it, or choose another port with {flag} PORT",
+            file=sys.stderr,
+        )
+        return 1
     runtime = DevRuntime(
         template,
         host=args.host,
@@ -39,7 +59,15 @@ def _dev(args: argparse.Namespace) -> int:
     try:
         runtime.start()
     except Exception as exc:  # a bad template or a taken port: say so, no traceback
-        print(f"mqless dev: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            # taken after the check above (a race): which one is not known here
+            reason = (
+                f"port {args.http_port} or {args.ws_port} is in use: choose others with "
+                "--http-port PORT and --ws-port PORT"
+            )
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        print(f"mqless dev: cannot start: {reason}", file=sys.stderr)
         runtime.stop()
         return 1
     try:
@@ -52,9 +80,34 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _busy_port(host: str, ports: dict[str, int]) -> tuple[str, int] | None:
+    """The first (flag, port) another program listens on, found before anything starts
+    (the servers would fail with a bare `[Errno 98]` after moto and the tables are up)."""
+    for flag, port in ports.items():
+        if port == 0:
+            continue  # any free port
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        except OSError:
+            return None  # a host that cannot be resolved: the servers will say so
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # as the servers bind: a port left in TIME_WAIT by a stopped `mqless dev` is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return flag, port
+                return None
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqless", description="Broker semantics without a broker to run."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"mqless {metadata.version('mqless')}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser(
@@ -88,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(run=_dev)
     client_commands.register(commands)
+    invoke.register(commands)
     return parser
 
 

@@ -49,11 +49,7 @@ class Output:
     # ---- results (stdout) ------------------------------------------------------------------
 
     def document(self, document: Any) -> None:
-        """The one JSON document of a command's `--json` output."""
-        self._write(json.dumps(document, indent=2, ensure_ascii=False))
-
-    def json_line(self, document: Any) -> None:
-        """One record of a streamed `--json` output (JSON lines)."""
+        """A JSON document of a command's `--json` output: one line, whole (what jq reads)."""
         self._write(json.dumps(document, ensure_ascii=False, separators=(",", ":")))
 
     def line(self, text: str = "") -> None:
@@ -228,8 +224,15 @@ def count(value: object, *, approximate: bool = False) -> str:
 BINARY_PREVIEW = 60
 
 
-def message_text(message: Mapping[str, Any], *, destination: str | None = None) -> str:
-    """A message for people: a header line, its attributes, then the body indented."""
+def message_text(
+    message: Mapping[str, Any],
+    *,
+    destination: str | None = None,
+    receipt: bool = False,
+    state: str | None = None,
+) -> str:
+    """A message for people: a header line (`state` at its end), its attributes, its receipt
+    when asked (what `mqless ack|nack|extend` take), then the body indented."""
     header = [timestamp(message.get("sent_at")), str(message.get("message_id", "?"))]
     if destination:
         header.append(destination)
@@ -244,6 +247,8 @@ def message_text(message: Mapping[str, Any], *, destination: str | None = None) 
         header.append(f"from {message['source_queue']}")
     if message.get("dead_letter_reason"):
         header.append(f"dead-lettered: {message['dead_letter_reason']}")
+    if state:
+        header.append(state)
     lines = ["  ".join(header)]
     headers = {
         "content-type": message.get("content_type"),
@@ -256,6 +261,8 @@ def message_text(message: Mapping[str, Any], *, destination: str | None = None) 
     ]
     if details:
         lines.append("  [" + " ".join(details) + "]")
+    if receipt and message.get("receipt"):
+        lines.append(f"  receipt: {message['receipt']}")
     body = str(message.get("body", ""))
     if message.get("binary"):
         preview = body if len(body) <= BINARY_PREVIEW else body[:BINARY_PREVIEW] + "..."

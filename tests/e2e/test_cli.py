@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -71,6 +72,12 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
+def json_lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
+    """`--json` output of a command that prints many documents: one per line."""
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def no_traceback(result: subprocess.CompletedProcess[str]) -> bool:
     return "Traceback" not in result.stderr and "Traceback" not in result.stdout
 
@@ -83,12 +90,12 @@ def test_send_then_receive_with_ack_empties_the_queue(mqless_dev: DevServer) -> 
     # Given a message sent with attributes
     sent = as_json(mqless(mqless_dev, "send", queue, "hello", "-a", "tenant=acme", "--json"))
     # When it is received with --ack
-    received = as_json(mqless(mqless_dev, "receive", queue, "--ack", "--wait", "5", "--json"))
+    received = mqless(mqless_dev, "receive", queue, "--ack", "--wait", "5", "--json")
     # Then it is the same message, acked, and the queue holds nothing
-    [message] = received["messages"]
+    [message] = json_lines(received)
     assert (message["message_id"], message["body"]) == (sent["message_id"], "hello")
     assert message["attributes"] == {"tenant": "acme"}
-    assert received["acked"] == [message["receipt"]]
+    assert received.stderr == "acked 1\n"
     stats = as_json(mqless(mqless_dev, "stats", queue, "--json"))
     assert (stats["visible"], stats["in_flight"]) == (0, 0)
 
@@ -98,11 +105,12 @@ def test_receive_prints_a_readable_message(mqless_dev: DevServer) -> None:
     mqless(mqless_dev, "send", queue, "--content-type", "application/json", stdin='{"id": 7}\n')
     result = mqless(mqless_dev, "receive", queue, "--wait", "5")
     assert result.returncode == 0, result.stderr
-    header, details, body = result.stdout.splitlines()
+    header, details, receipt, body = result.stdout.splitlines()
     assert len(header.split()) == 3  # date, time, message id
     assert details == "  [content-type=application/json]"
+    assert receipt.startswith("  receipt: r")
     assert body == '  {"id": 7}'
-    assert "not acked" in result.stderr
+    assert "not acked: settle with `mqless ack|nack|extend" in result.stderr
 
 
 def test_bulk_send_with_count_and_file(mqless_dev: DevServer, tmp_path: Path) -> None:
@@ -275,8 +283,151 @@ def test_redrive_of_a_live_queue_is_refused_and_leaves_its_messages_alone(
     # ...and the messages are all still there, never counted as received
     stats = as_json(mqless(mqless_dev, "stats", queue, "--json"))
     assert (stats["visible"], stats["in_flight"], stats["dead_letter_visible"]) == (3, 0, 0)
-    received = as_json(mqless(mqless_dev, "receive", queue, "--max", "10", "--json"))
-    assert sorted(m["receive_count"] for m in received["messages"]) == [1, 1, 1]
+    received = json_lines(mqless(mqless_dev, "receive", queue, "--max", "10", "--json"))
+    assert sorted(m["receive_count"] for m in received) == [1, 1, 1]
+
+
+# ---- settling by receipt, queue administration, subscriptions (issue 17) ----------------------
+
+
+def visible_soon(server: DevServer, queue: str, count: int, timeout: float = 10) -> None:
+    """Wait until `queue` shows `count` visible (a sent or moved message is counted, and
+    receivable, once the dispatch function has indexed it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if as_json(mqless(server, "stats", queue, "--json"))["visible"] == count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{queue} never showed {count} visible")
+
+
+def test_receipts_piped_from_receive_into_ack_settle_the_leases(mqless_dev: DevServer) -> None:
+    queue = name("cli-pipe")
+    # Given two messages leased by `receive --json` (one JSON document per line)
+    mqless(mqless_dev, "send", queue, "m", "--count", "2")
+    received = mqless(mqless_dev, "receive", queue, "--max", "2", "--wait", "5", "--json")
+    assert len(json_lines(received)) == 2
+    # When its output is piped into `mqless ack` (as with `| mqless ack QUEUE`)
+    acked = mqless(mqless_dev, "ack", queue, stdin=received.stdout)
+    # Then both are acked and gone
+    assert (acked.returncode, acked.stdout) == (0, f"acked 2 messages in {queue}\n")
+    stats = as_json(mqless(mqless_dev, "stats", queue, "--json"))
+    assert (stats["visible"], stats["in_flight"]) == (0, 0)
+
+
+def test_extend_then_nack_by_receipt(mqless_dev: DevServer) -> None:
+    queue = name("cli-nack")
+    mqless(mqless_dev, "send", queue, "again")
+    [message] = json_lines(mqless(mqless_dev, "receive", queue, "--wait", "5", "--json"))
+    receipt = message["receipt"]
+    # When its lease is extended, then it is given back
+    extended = mqless(mqless_dev, "extend", queue, receipt, "--visibility", "2m")
+    in_flight = as_json(mqless(mqless_dev, "stats", queue, "--json"))["in_flight"]
+    released = mqless(mqless_dev, "nack", queue, receipt)
+    # Then it stayed leased, then came back at once, to be delivered again
+    assert extended.stdout == f"changed 1 lease in {queue}: visible again in 120 s unless acked\n"
+    assert in_flight == 1
+    assert released.stdout == f"released 1 message in {queue}: delivered again now\n"
+    [again] = json_lines(mqless(mqless_dev, "receive", queue, "--json"))
+    assert (again["message_id"], again["receive_count"]) == (message["message_id"], 2)
+
+
+def test_create_update_and_delete_a_queue_with_its_dead_letter_queue(
+    mqless_dev: DevServer,
+) -> None:
+    queue = name("cli-admin")
+    # Given a queue created with settings
+    created = as_json(
+        mqless(mqless_dev, "create", queue, "--visibility-timeout", "1m",
+               "--max-receive-count", "3", "--shards", "2", "--json")
+    )  # fmt: skip
+    assert (created["visibility_timeout"], created["max_receive_count"], created["shards"]) == (
+        60,
+        3,
+        2,
+    )
+    # When it is created again, with the same and with other settings
+    same = mqless(mqless_dev, "create", queue, "--visibility-timeout", "60")
+    other = mqless(mqless_dev, "create", queue, "--visibility-timeout", "30")
+    # Then the first changes nothing, the second is refused and names `update`
+    assert same.returncode == 0 and same.stdout.startswith(f"queue {queue} already exists\n")
+    assert other.returncode == 1
+    assert f"`mqless update {queue} --visibility-timeout`" in other.stderr
+    # When one setting is updated
+    updated = as_json(mqless(mqless_dev, "update", queue, "--delay", "5", "--json"))
+    # Then only it changed
+    assert (updated["delay_seconds"], updated["visibility_timeout"]) == (5, 60)
+    # When it is deleted with its dead-letter queue
+    deleted = as_json(mqless(mqless_dev, "delete", queue, "--with-dlq", "--yes", "--json"))
+    # Then both are gone
+    assert deleted == {"deleted": [queue, f"{queue}.dlq"], "kept": []}
+    listed = {q["name"] for q in as_json(mqless(mqless_dev, "queues", "--json"))["queues"]}
+    assert {queue, f"{queue}.dlq"} & listed == set()
+
+
+def test_create_a_fifo_queue(mqless_dev: DevServer) -> None:
+    queue = name("cli-fifo") + ".fifo"
+    created = as_json(mqless(mqless_dev, "create", queue, "--fifo", "--json"))
+    assert created["fifo"] is True
+    misnamed = mqless(mqless_dev, "create", name("cli-fifo"), "--fifo")
+    assert misnamed.returncode == 2 and "ends in .fifo" in misnamed.stderr
+
+
+def test_browse_pages_then_move_and_copy_by_id(mqless_dev: DevServer) -> None:
+    queue, archive, audit = name("cli-browse"), name("cli-archive"), name("cli-audit")
+    mqless(mqless_dev, "send", queue, "m", "--count", "3")
+    visible_soon(mqless_dev, queue, 3)
+    # When the first page of two is browsed, then every page
+    page = mqless(mqless_dev, "browse", queue, "--limit", "2")
+    every = json_lines(mqless(mqless_dev, "browse", queue, "--limit", "2", "--all", "--json"))
+    # Then the page says how to get the next, and --all follows the cursors
+    assert page.stdout.count("\n  m\n") + page.stdout.endswith("\n  m\n") >= 2
+    assert f"more: mqless browse {queue} --cursor " in page.stderr
+    assert len(every) == 3 and {m["state"] for m in every} == {"visible"}
+    # When the first is copied and moved, by id
+    first = every[0]["message_id"]
+    copied = mqless(mqless_dev, "move", queue, first, "--to", audit, "--copy")
+    moved = mqless(mqless_dev, "move", queue, first, "--to", archive)
+    # Then it is in both, and no longer in the queue
+    assert copied.stdout == f"copied {first} from {queue} to {audit}\n"
+    assert moved.stdout == f"moved {first} from {queue} to {archive}\n"
+    visible_soon(mqless_dev, archive, 1)
+    visible_soon(mqless_dev, audit, 1)
+    visible_soon(mqless_dev, queue, 2)
+
+
+def test_subscriptions_create_list_and_delete(mqless_dev: DevServer) -> None:
+    topic, queue = name("clitopic"), name("cli-sub")
+    mqless(mqless_dev, "create", queue)  # a subscription feeds a queue that exists
+    created = mqless(mqless_dev, "subscriptions", "create", f"{topic}.>", "eu", "--queue", queue,
+                     "--filter", '{"region": ["eu"]}')  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    listed = json_lines(mqless(mqless_dev, "subscriptions", "list", f"{topic}.>", "--json"))
+    assert [(s["name"], s["queue"], s["filter_policy"]) for s in listed] == [
+        ("eu", queue, {"region": ["eu"]})
+    ]
+    # a message published under the topic with region=eu reaches the queue
+    mqless(mqless_dev, "publish", f"{topic}.orders", "for eu", "-a", "region=eu")
+    visible_soon(mqless_dev, queue, 1)
+    deleted = mqless(mqless_dev, "subscriptions", "delete", f"{topic}.>", "eu")
+    assert deleted.stdout == f"deleted subscription eu on {topic}.> (its queue stays)\n"
+    assert mqless(mqless_dev, "subscriptions", "list", f"{topic}.>", "--json").stdout == ""
+
+
+def test_consume_until_empty_on_an_empty_queue_ends_in_seconds(mqless_dev: DevServer) -> None:
+    queue = name("cli-empty")
+    mqless(mqless_dev, "create", queue)
+    started = time.monotonic()
+    result = mqless(mqless_dev, "consume", queue, "--until-empty")
+    elapsed = time.monotonic() - started
+    assert (result.returncode, result.stderr) == (0, f"consumed 0 messages from {queue}\n")
+    assert elapsed < 10, f"took {elapsed:.1f} s (a 20 s long poll?)"
+
+
+def test_version_names_the_package(mqless_dev: DevServer) -> None:
+    result = mqless(mqless_dev, "--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"mqless \d+\.\d+\.\d+\S*\n", result.stdout)
 
 
 # ---- access: principals, keys, and what a limited key may do --------------------------------

@@ -58,17 +58,17 @@ NOT_RUN_BY_DESIGN: dict[tuple[str, int], str] = {
         "a stomp.py snippet (needs a `token` and never disconnects); "
         "tests/e2e/test_stomppy.py drives stomp.py"
     ),
+    ("CLI", 2): "`mqless bootstrap --stack` writes to a deployed stack's table",
+    ("CLI", 3): (
+        "runs from the repository's root (template.yaml, events/); tests/e2e/test_invoke.py "
+        "runs every file of events/ through `mqless invoke`"
+    ),
     ("Deploy", 1): "`sam deploy` needs an AWS account",
     ("Deploy", 2): "`mqless bootstrap --table` and the deployed URLs need a deployed stack",
 }
 """Blocks that cannot run on one machine without AWS: (heading, nth code block under it)."""
 
-NOT_RUN_YET: dict[tuple[str, int], str] = {
-    ("CLI", 1): (
-        "the CLI section is being rewritten with issue 17's new verbs; delete this entry to "
-        "run it (`mqless` is on PATH, MQLESS_URL and MQLESS_WS_URL point at the server)"
-    ),
-}
+NOT_RUN_YET: dict[tuple[str, int], str] = {}
 """Shell blocks this runner can run, left out for now: delete an entry to run its block."""
 
 

@@ -10,6 +10,7 @@ import datetime
 import io
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from websockets.http11 import Response as WsResponse
 
 from mqless_cli import commands
 from mqless_cli.commands import Terminal, frames_of, queue_row
-from mqless_cli.main import build_parser
+from mqless_cli.main import build_parser, main
 from mqless_cli.output import (
     Output,
     age,
@@ -58,10 +59,12 @@ class Result:
 class FakeApi:
     """Answers requests from a table of (method, path) -> responses, and records them."""
 
-    answers: dict[tuple[str, str], list[httpx.Response]] = field(default_factory=dict)
+    answers: dict[tuple[str, str], list[httpx.Response | Handler]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
 
-    def on(self, method: str, path: str, *responses: httpx.Response) -> FakeApi:
+    def on(self, method: str, path: str, *responses: httpx.Response | Handler) -> FakeApi:
+        """Answer these, in turn (the last one again and again); a function answers from the
+        request."""
         self.answers.setdefault((method, path), []).extend(responses)
         return self
 
@@ -77,7 +80,8 @@ class FakeApi:
         queue = self.answers.get((request.method, request.url.path))
         if not queue:
             return httpx.Response(404, json={"message": "Not Found"})
-        return queue.pop(0) if len(queue) > 1 else queue[0]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return answer if isinstance(answer, httpx.Response) else answer(request)
 
 
 def ok(document: Any, status: int = 200) -> httpx.Response:
@@ -137,6 +141,59 @@ def test_dev_keeps_its_flags() -> None:
         8081,
         2,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_version_says_which_mqless_this_is(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"mqless {metadata.version('mqless')}\n"
+
+
+def test_dev_on_a_busy_port_names_it_and_the_flag_and_starts_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given another program listening on the port `mqless dev` is asked to use
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        busy = other.getsockname()[1]
+        # When mqless dev starts there
+        code = main(["dev", "--http-port", str(busy), "--ws-port", str(free_port())])
+    # Then it says which port and how to choose another, in one line, and exits 1
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"mqless dev: cannot start: port {busy} is in use (another `mqless dev`, or another "
+        "program): stop it, or choose another port with --http-port PORT\n"
+    )
+
+
+def test_dev_on_a_busy_websocket_port_names_the_ws_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        busy = other.getsockname()[1]
+        code = main(["dev", "--http-port", str(free_port()), "--ws-port", str(busy)])
+    assert code == 1
+    assert "choose another port with --ws-port PORT" in capsys.readouterr().err
+
+
+def test_dev_with_one_port_for_both_apis_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["dev", "--http-port", "9000", "--ws-port", "9000"])
+    assert code == 2
+    assert "--http-port and --ws-port are both 9000" in capsys.readouterr().err
 
 
 def test_tail_is_an_alias_of_subscribe() -> None:
@@ -354,9 +411,33 @@ def test_receive_ack_acks_what_it_printed() -> None:
     )
     result = cli(["receive", "q", "--ack", "--json"], api)
     assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a"]}]
-    document = json.loads(result.stdout)
-    assert document["messages"] == [MESSAGE]
-    assert document["acked"] == ["r1.a"]
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [MESSAGE]
+    assert (result.code, result.stderr) == (0, "acked 1\n")
+
+
+def test_receive_prints_each_messages_receipt_for_people() -> None:
+    # Given a queue holding a message
+    api = FakeApi().on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
+    # When it is received (not acked)
+    result = cli(["receive", "q"], api)
+    # Then its receipt is printed under its header, and the note says what to do with it
+    lines = result.stdout.splitlines()
+    assert lines[1:] == [
+        "  [content-type=application/json tenant=acme]",
+        "  receipt: r1.a",
+        '  {"order": 42}',
+    ]
+    assert "settle with `mqless ack|nack|extend q RECEIPT...`" in result.stderr
+
+
+def test_receive_json_is_one_message_per_line_for_jq() -> None:
+    # Given two messages received at once
+    second = {**MESSAGE, "message_id": "m-2", "receipt": "r2.b"}
+    api = FakeApi().on("POST", "/queues/q/receive", ok({"messages": [MESSAGE, second]}))
+    # When they are printed as JSON
+    result = cli(["receive", "q", "--max", "2", "--json"], api)
+    # Then each is one line (what `jq -r .receipt` reads), nothing else on stdout
+    assert [json.loads(line)["receipt"] for line in result.stdout.splitlines()] == ["r1.a", "r2.b"]
 
 
 def test_receive_from_an_empty_queue_says_so_on_stderr_only() -> None:
@@ -407,9 +488,57 @@ def test_consume_until_empty_stops_at_an_empty_poll() -> None:
         .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}), ok({"messages": []}))
         .on("POST", "/queues/q/ack", ok({"acked": ["r1.a"], "failed": []}))
     )
-    result = cli(["consume", "q", "--until-empty", "--wait", "1"], api)
+    result = cli(["consume", "q", "--until-empty", "--wait", "3"], api)
     assert result.code == 0
     assert result.stderr == "consumed 1 message from q\n"
+    assert [r["wait_seconds"] for r in api.bodies("POST", "/queues/q/receive")] == [3, 3]
+
+
+def test_consume_until_empty_on_an_empty_queue_exits_after_one_short_poll() -> None:
+    # Given a queue whose counts show nothing visible, and nothing to receive
+    api = (
+        FakeApi()
+        .on("GET", "/queues/q", ok({"name": "q", "counts": {"visible": 0, "in_flight": 2}}))
+        .on("POST", "/queues/q/receive", ok({"messages": []}))
+    )
+    # When it is drained
+    result = cli(["consume", "q", "--until-empty"], api)
+    # Then one poll of 2 s (not a 20 s long poll) found it empty, and it exits
+    assert (result.code, result.stdout) == (0, "")
+    assert result.stderr == "consumed 0 messages from q\n"
+    assert [r["wait_seconds"] for r in api.bodies("POST", "/queues/q/receive")] == [2]
+
+
+def test_consume_until_empty_takes_a_message_sent_but_not_yet_counted() -> None:
+    # Given a message just sent: not indexed yet, so the counts show nothing visible, but a
+    # poll receives it once the dispatch function has indexed it (0.3-1 s on AWS)
+    api = (
+        FakeApi()
+        .on("GET", "/queues/q", ok({"name": "q", "counts": {"visible": 0}}))
+        .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}), ok({"messages": []}))
+        .on("POST", "/queues/q/ack", ok({"acked": ["r1.a"], "failed": []}))
+    )
+    # When the queue is drained
+    result = cli(["consume", "q", "--until-empty", "--json"], api)
+    # Then the message is consumed (and acked), not left behind on the counts' word
+    assert [json.loads(line)["message_id"] for line in result.stdout.splitlines()] == ["m-1"]
+    assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a"]}]
+    assert result.stderr == "consumed 1 message from q\n"
+
+
+def test_consume_until_empty_drains_with_short_polls() -> None:
+    # Given a queue with one message visible
+    api = (
+        FakeApi()
+        .on("GET", "/queues/q", ok({"name": "q", "counts": {"visible": 1}}))
+        .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}), ok({"messages": []}))
+        .on("POST", "/queues/q/ack", ok({"acked": ["r1.a"], "failed": []}))
+    )
+    # When it is drained without --wait
+    cli(["consume", "q", "--until-empty"], api)
+    # Then each poll waits 2 s (longer than a message takes to be indexed), so the last,
+    # empty one ends the command within 2 s
+    assert [r["wait_seconds"] for r in api.bodies("POST", "/queues/q/receive")] == [2, 2]
 
 
 def test_ctrl_c_stops_consume_cleanly_after_acking_what_was_printed() -> None:
@@ -426,6 +555,120 @@ def test_ctrl_c_stops_consume_cleanly_after_acking_what_was_printed() -> None:
     result = cli(["consume", "q"], handler)
     assert result.code == 0
     assert result.stderr == "consumed 1 message from q\n"
+
+
+# ---- ack, nack, extend -----------------------------------------------------------------------
+
+
+def test_ack_takes_receipts_as_arguments() -> None:
+    api = FakeApi().on("POST", "/queues/q/ack", ok({"acked": ["r1.a", "r2.b"], "failed": []}))
+    result = cli(["ack", "q", "r1.a", "r2.b"], api)
+    assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a", "r2.b"]}]
+    assert (result.code, result.stdout, result.stderr) == (0, "acked 2 messages in q\n", "")
+
+
+def test_ack_reads_receipts_from_stdin_ten_per_request() -> None:
+    # Given 12 receipts piped in, one per line (as `jq -r .receipt` writes them), blank lines
+    receipts = [f"r{n}.x" for n in range(12)]
+    piped = io.StringIO("\n".join(receipts[:6]) + "\n\n" + "\n".join(receipts[6:]) + "\n")
+
+    def acked(request: httpx.Request) -> httpx.Response:
+        return ok({"acked": json.loads(request.content)["receipts"], "failed": []})
+
+    api = FakeApi().on("POST", "/queues/q/ack", acked)
+    # When `mqless ack q` reads them
+    result = cli(["ack", "q", "--json"], api, stdin=piped)
+    # Then they are acked in two requests (the API takes 10 at a time), and all are listed
+    assert [len(b["receipts"]) for b in api.bodies("POST", "/queues/q/ack")] == [10, 2]
+    assert json.loads(result.stdout) == {"acked": receipts, "failed": []}
+    assert result.code == 0
+
+
+def test_ack_takes_the_json_lines_receive_prints() -> None:
+    # Given what `mqless receive q --json` printed, piped in as it is
+    piped = io.StringIO(json.dumps(MESSAGE) + "\n" + json.dumps({**MESSAGE, "receipt": "r2.b"}))
+    api = FakeApi().on("POST", "/queues/q/ack", ok({"acked": ["r1.a", "r2.b"], "failed": []}))
+    # When `mqless ack q` reads it
+    result = cli(["ack", "q"], api, stdin=piped)
+    # Then each line's receipt is acked
+    assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a", "r2.b"]}]
+    assert result.stdout == "acked 2 messages in q\n"
+
+
+def test_ack_without_receipts_on_a_terminal_is_a_usage_error() -> None:
+    api = FakeApi()
+    result = cli(["ack", "q"], api, stdin=TtyStringIO())
+    assert (result.code, api.requests) == (2, [])
+    assert result.stderr.startswith("mqless: no receipts: give them as arguments or pipe them in")
+
+
+def test_ack_of_an_empty_pipe_does_nothing_and_succeeds() -> None:
+    # Given a receive that found nothing, piped into ack
+    api = FakeApi()
+    result = cli(["ack", "q"], api, stdin=io.StringIO(""))
+    # Then no request is made and nothing failed
+    assert (result.code, result.stdout, api.requests) == (0, "", [])
+    assert result.stderr == "no receipts on stdin: nothing to ack\n"
+
+
+def test_a_stale_receipt_is_listed_and_the_exit_status_is_1() -> None:
+    # Given an API refusing the only receipt (its lease ran out): 409 with each failure listed
+    stale = {"id": "r1.a", "error": "stale_receipt", "message": "the lease has expired"}
+    refusal = httpx.Response(
+        409,
+        json={"error": "stale_receipt", "message": "the lease has expired", "acked": [],
+              "failed": [stale]},
+    )  # fmt: skip
+    api = FakeApi().on("POST", "/queues/q/ack", refusal)
+    # When it is acked
+    result = cli(["ack", "q", "r1.a"], api)
+    # Then the failure is named, and the status says something failed
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "  r1.a: the lease has expired (stale_receipt)\n"
+        "mqless: 1 of 1 receipts could not be acked\n"
+    )
+
+
+def test_nack_releases_with_the_delay_given() -> None:
+    api = FakeApi().on("POST", "/queues/q/nack", ok({"released": ["r1.a"], "failed": []}))
+    result = cli(["nack", "q", "r1.a", "--delay", "30"], api)
+    assert api.bodies("POST", "/queues/q/nack") == [{"receipts": ["r1.a"], "delay_seconds": 30}]
+    assert result.stdout == "released 1 message in q: delivered again in 30 s\n"
+
+
+def test_nack_without_a_delay_redelivers_now() -> None:
+    api = FakeApi().on("POST", "/queues/q/nack", ok({"released": ["r1.a"], "failed": []}))
+    result = cli(["nack", "q", "r1.a", "--json"], api)
+    assert api.bodies("POST", "/queues/q/nack") == [{"receipts": ["r1.a"], "delay_seconds": 0}]
+    assert json.loads(result.stdout) == {"released": ["r1.a"], "failed": []}
+
+
+def test_extend_sets_the_lease_to_the_seconds_given() -> None:
+    api = FakeApi().on("POST", "/queues/q/visibility", ok({"changed": ["r1.a"], "failed": []}))
+    result = cli(["extend", "q", "r1.a", "--visibility", "120"], api)
+    assert api.bodies("POST", "/queues/q/visibility") == [
+        {"receipts": ["r1.a"], "visibility_timeout": 120}
+    ]
+    assert result.stdout == "changed 1 lease in q: visible again in 120 s unless acked\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["extend", "q", "r1.a"], "the following arguments are required: --visibility"),
+        (["extend", "q", "r1.a", "--visibility", "43201"], "argument --visibility: 43201 is not"),
+        (["nack", "q", "r1.a", "--delay", "-1"], "argument --delay:"),
+    ],
+)
+def test_settling_flags_out_of_range_are_usage_errors(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    # Then the command line is refused, naming the flag
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err
 
 
 # ---- tail ------------------------------------------------------------------------------------
@@ -661,7 +904,7 @@ def test_redrive_loops_until_nothing_moves_and_reports_each_failure_once() -> No
     failure = {"id": "m-9", "error": "redrive_failed", "message": "source queue 'x' is gone"}
     api = (
         FakeApi()
-        .on("GET", "/queues/q.dlq", ok({"counts": {"visible": 250}}))
+        .on("GET", "/queues/q.dlq", ok({"counts": {"visible": 2500}}))
         .on(
             "POST",
             "/queues/q.dlq/redrive",
@@ -681,18 +924,51 @@ def test_redrive_loops_until_nothing_moves_and_reports_each_failure_once() -> No
 
 
 def test_redrive_max_stops_at_max() -> None:
+    # Given a dead-letter queue of 5,000 messages and an API that moves what is asked
+    def moved(request: httpx.Request) -> httpx.Response:
+        return ok({"moved": json.loads(request.content)["max_messages"], "failed": []})
+
     api = (
         FakeApi()
-        .on("GET", "/queues/q.dlq", ok({"counts": {"visible": 500}}))
-        .on("POST", "/queues/q.dlq/redrive", ok({"moved": 100, "failed": []}))
+        .on("GET", "/queues/q.dlq", ok({"counts": {"visible": 5000}}))
+        .on("POST", "/queues/q.dlq/redrive", moved)
     )
+    # When at most 150 are redriven to another queue
     result = cli(["redrive", "q.dlq", "--max", "150", "--to", "retry"], api)
+    # Then exactly 150 were asked for, in chunks, every one to that queue
     calls = api.bodies("POST", "/queues/q.dlq/redrive")
-    assert calls == [
-        {"max_messages": 100, "destination": "retry"},
-        {"max_messages": 50, "destination": "retry"},
-    ]
-    assert result.stdout == "moved 200 messages from q.dlq to retry\n"
+    assert sum(call["max_messages"] for call in calls) == 150
+    assert {call["destination"] for call in calls} == {"retry"}
+    assert len(calls) > 1
+    assert result.stdout == "moved 150 messages from q.dlq to retry\n"
+
+
+def test_redrive_counts_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a dead-letter queue of 12 messages, an API that moves as many as it is asked,
+    # and a progress bar that records its steps
+    steps: list[int] = []
+    monkeypatch.setattr(commands.Tracker, "advance", lambda self, n=1: steps.append(n))
+    left = [12]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return ok({"name": "q.dlq", "counts": {"visible": left[0]}})
+        moved = min(json.loads(request.content)["max_messages"], left[0])
+        left[0] -= moved
+        return ok({"moved": moved, "failed": []})
+
+    # When it is redriven
+    result = cli(["redrive", "q.dlq"], handler, stderr=TtyStringIO())
+    # Then it moved them in small chunks, and the bar advanced with each one, not 0 then 12
+    assert result.stdout == "moved 12 messages from q.dlq\n"
+    assert steps[:12] == [1] * 12
+
+
+@pytest.mark.parametrize(
+    ("total", "chunk"), [(None, 100), (12, 1), (100, 5), (1000, 50), (10**6, 100)]
+)
+def test_a_redrive_chunk_keeps_the_progress_moving(total: int | None, chunk: int) -> None:
+    assert commands.redrive_chunk(total) == chunk
 
 
 def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_says_why_and_exits_1() -> None:
@@ -712,6 +988,394 @@ def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_says_why_and_exits_1
     # Then it asked once, prints the API's reason as one line, and exits 1
     assert len(api.bodies("POST", "/queues/orders/redrive")) == 1
     assert (result.code, result.stdout, result.stderr) == (1, "", f"mqless: {refusal}\n")
+
+
+# ---- create, update, delete, browse, move -----------------------------------------------------
+
+QUEUE = {
+    "name": "orders",
+    "fifo": False,
+    "visibility_timeout": 60,
+    "max_receive_count": 5,
+    "dead_letter_queue": "orders.dlq",
+    "retention_seconds": 345600,
+    "delay_seconds": 0,
+    "shards": 4,
+    "created_at": 1795746770127,
+    "updated_at": 1795746770127,
+    "created_by": "dev",
+}
+DEAD_LETTERS = {**QUEUE, "name": "orders.dlq", "max_receive_count": None, "dead_letter_queue": None}
+NO_QUEUE = problem(404, "queue_not_found", "queue 'orders' does not exist")
+
+
+def test_create_puts_only_the_settings_named_and_shows_the_result() -> None:
+    # Given no queue `orders`
+    api = (
+        FakeApi().on("GET", "/queues/orders", NO_QUEUE).on("PUT", "/queues/orders", ok(QUEUE, 201))
+    )
+    # When it is created with two settings, one of them a duration
+    result = cli(
+        ["create", "orders", "--visibility-timeout", "1m", "--max-receive-count", "5"], api
+    )
+    # Then only those are sent (the API gives the rest their defaults), and the queue is shown
+    assert api.bodies("PUT", "/queues/orders") == [
+        {"visibility_timeout": 60, "max_receive_count": 5}
+    ]
+    assert result.stdout.splitlines() == [
+        "created queue orders",
+        "queue               orders (standard)",
+        "visibility timeout  1m00s",
+        "max receive count   5 deliveries, then to orders.dlq",
+        "retention           4d00h",
+        "delay               0 s",
+        "shards              4",
+    ]
+    assert result.code == 0
+
+
+def test_create_with_every_setting_flag() -> None:
+    api = FakeApi().on("GET", "/queues/jobs", NO_QUEUE).on("PUT", "/queues/jobs", ok(QUEUE, 201))
+    argv = ["create", "jobs", "--dead-letter-queue", "failed", "--retention", "1d12h"]
+    argv += ["--delay", "15", "--shards", "8", "--json"]
+    result = cli(argv, api)
+    assert api.bodies("PUT", "/queues/jobs") == [
+        {"dead_letter_queue": "failed", "retention_seconds": 129600, "delay_seconds": 15,
+         "shards": 8}
+    ]  # fmt: skip
+    assert json.loads(result.stdout) == QUEUE
+
+
+def test_create_no_dead_letter_asks_for_redelivery_forever() -> None:
+    forever = {**QUEUE, "max_receive_count": None, "dead_letter_queue": None}
+    api = (
+        FakeApi()
+        .on("GET", "/queues/orders", NO_QUEUE)
+        .on("PUT", "/queues/orders", ok(forever, 201))
+    )
+    result = cli(["create", "orders", "--no-dead-letter"], api)
+    assert api.bodies("PUT", "/queues/orders") == [{"max_receive_count": None}]
+    assert "max receive count   none: redelivered until acked or expired" in result.stdout
+
+
+def test_create_of_a_queue_that_exists_with_those_settings_changes_nothing() -> None:
+    api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
+    result = cli(["create", "orders", "--visibility-timeout", "60"], api)
+    assert [r.method for r in api.requests] == ["GET"]
+    assert result.stdout.startswith("queue orders already exists\n")
+    assert result.code == 0
+
+
+def test_create_of_a_queue_that_exists_with_other_settings_is_refused_and_says_how() -> None:
+    # Given `orders` with a 60 s visibility timeout
+    api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
+    # When it is created again with 30 s
+    result = cli(["create", "orders", "--visibility-timeout", "30"], api)
+    # Then nothing is replaced, and the message names the setting and the way to change it
+    assert [r.method for r in api.requests] == ["GET"]
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "mqless: queue 'orders' already exists with visibility_timeout 60: change its settings "
+        "with `mqless update orders --visibility-timeout`\n"
+    )
+
+
+def test_update_patches_only_the_settings_named() -> None:
+    api = FakeApi().on("PATCH", "/queues/orders", ok({**QUEUE, "max_receive_count": 3}))
+    result = cli(["update", "orders", "--max-receive-count", "3"], api)
+    assert api.bodies("PATCH", "/queues/orders") == [{"max_receive_count": 3}]
+    assert result.stdout.splitlines()[0] == "updated queue orders"
+    assert "max receive count   3 deliveries, then to orders.dlq" in result.stdout
+
+
+def test_update_without_a_setting_is_a_usage_error() -> None:
+    api = FakeApi()
+    result = cli(["update", "orders"], api)
+    assert (result.code, api.requests) == (2, [])
+    assert result.stderr.startswith("mqless: nothing to change: name a setting (")
+
+
+def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
+    api = FakeApi().on("PATCH", "/queues/orders", NO_QUEUE)
+    result = cli(["update", "orders", "--delay", "5"], api)
+    assert (result.code, result.stderr) == (1, "mqless: queue 'orders' does not exist\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["create", "q", "--visibility-timeout", "12h1s"], "argument --visibility-timeout: 12h1s"),
+        (["create", "q", "--retention", "30s"], "argument --retention: 30s is not within 1m-2w"),
+        (["create", "q", "--retention", "15d"], "argument --retention: 15d is not within"),
+        (["create", "q", "--delay", "901"], "argument --delay: 901 is not within"),
+        (["create", "q", "--shards", "65"], "argument --shards: 65 is not within 1-64"),
+        (["create", "q", "--max-receive-count", "0"], "argument --max-receive-count: 0"),
+        (
+            ["create", "q", "--max-receive-count", "3", "--no-dead-letter"],
+            "argument --no-dead-letter: not allowed with argument --max-receive-count",
+        ),
+        (["update", "q", "--visibility-timeout", "soon"], "expected SECONDS or a duration"),
+        (["move", "q", "m-1"], "the following arguments are required: --to"),
+        (["subscriptions", "create", "t", "s"], "the following arguments are required: --queue"),
+        (
+            ["subscriptions", "create", "t", "s", "--queue", "q", "--filter", "[1]"],
+            "argument --filter: a filter policy is a JSON object",
+        ),
+        (["browse", "q", "--limit", "101"], "argument --limit: 101 is not within 1-100"),
+    ],
+)
+def test_bad_admin_flags_are_usage_errors(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    # Then the command line is refused before any request, saying which flag and why
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_no_dead_letter_with_a_dead_letter_queue_is_a_usage_error() -> None:
+    result = cli(["create", "q", "--no-dead-letter", "--dead-letter-queue", "d"], FakeApi())
+    assert result.code == 2
+    assert "--no-dead-letter redelivers forever" in result.stderr
+
+
+def test_delete_without_yes_and_without_a_terminal_is_refused() -> None:
+    api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
+    result = cli(["delete", "orders"], api)
+    assert result.code == 2
+    assert result.stderr == (
+        "mqless: delete removes the queue and its messages: confirm with --yes\n"
+    )
+    assert [r.method for r in api.requests] == ["GET"]
+
+
+def test_delete_asks_with_the_counts_and_says_the_dead_letter_queue_stays() -> None:
+    # Given `orders` holding messages
+    counts = {"visible": 4, "in_flight": 1, "delayed": 0, "approximate": False}
+    api = (
+        FakeApi()
+        .on("GET", "/queues/orders", ok({**QUEUE, "counts": counts}))
+        .on("DELETE", "/queues/orders", httpx.Response(204))
+    )
+    # When it is deleted on a terminal, answering yes
+    result = cli(["delete", "orders"], api, stdin=TtyStringIO("y\n"))
+    # Then the question said what goes and what stays, and only the queue was deleted
+    assert result.stderr.startswith(
+        "Delete queue orders (4 visible, 1 in flight, 0 delayed) with their messages? "
+        "orders.dlq stays: --with-dead-letter-queue deletes it too. [y/N] "
+    )
+    assert [(r.method, r.url.path) for r in api.requests][-1] == ("DELETE", "/queues/orders")
+    assert result.stdout == "deleted orders\n"
+
+
+def test_delete_answered_no_deletes_nothing() -> None:
+    api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
+    result = cli(["delete", "orders"], api, stdin=TtyStringIO("n\n"))
+    assert (result.code, [r.method for r in api.requests]) == (1, ["GET"])
+    assert result.stderr.endswith("mqless: orders not deleted\n")
+
+
+def test_delete_with_its_dead_letter_queue_deletes_both() -> None:
+    api = (
+        FakeApi()
+        .on("GET", "/queues/orders", ok(QUEUE))
+        .on("GET", "/queues", ok({"queues": [QUEUE, DEAD_LETTERS]}))
+        .on("GET", "/queues/orders.dlq", ok(DEAD_LETTERS))
+        .on("DELETE", "/queues/orders", httpx.Response(204))
+        .on("DELETE", "/queues/orders.dlq", httpx.Response(204))
+    )
+    result = cli(["delete", "orders", "--with-dead-letter-queue", "--yes", "--json"], api)
+    deletes = [r.url.path for r in api.requests if r.method == "DELETE"]
+    assert deletes == ["/queues/orders", "/queues/orders.dlq"]
+    assert json.loads(result.stdout) == {"deleted": ["orders", "orders.dlq"], "kept": []}
+
+
+def test_delete_keeps_a_dead_letter_queue_that_another_queue_uses() -> None:
+    # Given `billing` sending its dead letters to orders.dlq too
+    billing = {**QUEUE, "name": "billing"}
+    api = (
+        FakeApi()
+        .on("GET", "/queues/orders", ok(QUEUE))
+        .on("GET", "/queues", ok({"queues": [QUEUE, billing]}))
+        .on("DELETE", "/queues/orders", httpx.Response(204))
+    )
+    # When orders is deleted with its dead-letter queue
+    result = cli(["delete", "orders", "--with-dlq", "--yes"], api)
+    # Then the dead-letter queue stays, and the note says why
+    assert [r.url.path for r in api.requests if r.method == "DELETE"] == ["/queues/orders"]
+    assert result.stdout == "deleted orders\n"
+    assert result.stderr == "orders.dlq stays: also the dead-letter queue of billing\n"
+
+
+BROWSED = {
+    "message_id": "m-1",
+    "body": "hello",
+    "binary": False,
+    "attributes": {},
+    "sent_at": 1795746770127,
+    "receive_count": 0,
+    "state": "visible",
+}
+
+
+def test_browse_shows_a_page_and_says_how_to_get_the_next() -> None:
+    leased = {**BROWSED, "message_id": "m-2", "state": "in_flight", "visible_at": 1795746800127}
+    api = FakeApi().on(
+        "GET", "/queues/orders/messages", ok({"messages": [BROWSED, leased], "cursor": "c-2"})
+    )
+    result = cli(["browse", "orders", "--limit", "2"], api)
+    assert dict(api.requests[0].url.params) == {"limit": "2"}
+    header_1, body_1, header_2, _ = result.stdout.splitlines()
+    assert header_1.endswith("  m-1") and body_1 == "  hello"
+    assert header_2.endswith(f"  m-2  in flight until {timestamp(1795746800127)}")
+    assert result.stderr == "more: mqless browse orders --cursor c-2  (or --all)\n"
+
+
+def test_browse_all_follows_the_cursors_to_the_end() -> None:
+    pages = [
+        ok({"messages": [BROWSED], "cursor": "c-2"}),
+        ok({"messages": [{**BROWSED, "message_id": "m-2"}], "cursor": None}),
+    ]
+    api = FakeApi().on("GET", "/queues/orders/messages", *pages)
+    result = cli(["browse", "orders", "--all", "--json"], api)
+    assert [r.url.params.get("cursor") for r in api.requests] == [None, "c-2"]
+    assert [json.loads(line)["message_id"] for line in result.stdout.splitlines()] == [
+        "m-1",
+        "m-2",
+    ]
+    assert result.stderr == ""
+
+
+def test_browse_from_a_cursor_and_of_an_empty_queue() -> None:
+    api = FakeApi().on("GET", "/queues/orders/messages", ok({"messages": [], "cursor": None}))
+    result = cli(["browse", "orders", "--cursor", "c-9"], api)
+    assert api.requests[0].url.params["cursor"] == "c-9"
+    assert (result.stdout, result.stderr) == ("", "no messages in orders\n")
+
+
+def test_move_sends_the_target_and_copy() -> None:
+    api = FakeApi().on("POST", "/queues/orders/messages/m-1/move", ok({"message_id": "m-1"}))
+    result = cli(["move", "orders", "m-1", "--to", "archive", "--copy"], api)
+    assert api.bodies("POST", "/queues/orders/messages/m-1/move") == [
+        {"to": "archive", "copy": True}
+    ]
+    assert result.stdout == "copied m-1 from orders to archive\n"
+
+
+def test_move_reads_ids_from_stdin_and_lists_one_that_is_gone() -> None:
+    # Given two ids piped in, the second no longer in the queue
+    api = (
+        FakeApi()
+        .on("POST", "/queues/orders/messages/m-1/move", ok({"message_id": "m-1"}))
+        .on(
+            "POST",
+            "/queues/orders/messages/m-2/move",
+            problem(404, "message_not_found", "no message 'm-2' in queue 'orders'"),
+        )
+    )
+    # When they are moved
+    result = cli(
+        ["move", "orders", "--to", "archive", "--json"], api, stdin=io.StringIO("m-1\nm-2\n")
+    )
+    # Then the first is moved, the second named as failed, and the status is 1
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"message_id": "m-1", "from": "orders", "to": "archive", "copy": False}
+    ]
+    assert "m-2: no message 'm-2' in queue 'orders' (message_not_found)" in result.stderr
+    assert result.code == 1
+
+
+# ---- subscriptions -----------------------------------------------------------------------------
+
+SUBSCRIPTION = {
+    "topic": "shop.>",
+    "name": "eu",
+    "queue": "eu-orders",
+    "filter_policy": {"region": ["eu"]},
+    "created_at": 1795746770127,
+    "owner": "dev",
+}
+
+
+def test_subscriptions_of_a_topic_are_a_table_and_the_pattern_is_encoded() -> None:
+    api = FakeApi().on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": [SUBSCRIPTION]}))
+    result = cli(["subscriptions", "list", "shop.>"], api)
+    assert api.requests[0].url.raw_path == b"/topics/shop.%3E/subscriptions"
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["TOPIC", "NAME", "QUEUE", "FILTER", "OWNER"]
+    assert row.split() == ["shop.>", "eu", "eu-orders", '{"region":["eu"]}', "dev"]
+
+
+def test_subscriptions_without_a_topic_lists_every_pattern_the_stats_name() -> None:
+    overview = {
+        "queues": [],
+        "topics": [
+            {"pattern": "shop.>", "subscriptions": [{"name": "eu", "queue": "eu-orders"}],
+             "live_subscribers": 0},
+            {"pattern": "news", "subscriptions": [], "live_subscribers": 2},
+        ],
+        "connections": 2,
+    }  # fmt: skip
+    api = (
+        FakeApi()
+        .on("GET", "/stats", ok(overview))
+        .on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": [SUBSCRIPTION]}))
+    )
+    result = cli(["subscriptions", "list", "--json"], api)
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [SUBSCRIPTION]
+    assert [r.url.path for r in api.requests] == ["/stats", "/topics/shop.>/subscriptions"]
+
+
+def test_subscriptions_create_puts_the_queue_and_the_filter() -> None:
+    api = (
+        FakeApi()
+        .on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": []}))
+        .on("PUT", "/topics/shop.>/subscriptions/eu", ok(SUBSCRIPTION, 201))
+    )
+    argv = ["subscriptions", "create", "shop.>", "eu", "--queue", "eu-orders"]
+    result = cli([*argv, "--filter", '{"region": ["eu"]}'], api)
+    assert api.bodies("PUT", "/topics/shop.>/subscriptions/eu") == [
+        {"queue": "eu-orders", "filter_policy": {"region": ["eu"]}}
+    ]
+    assert result.stdout == (
+        'created subscription eu on shop.> -> eu-orders (filter {"region":["eu"]})\n'
+    )
+
+
+def test_subscriptions_create_never_replaces_another_one_silently() -> None:
+    # Given `eu` on shop.> feeding eu-orders
+    api = FakeApi().on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": [SUBSCRIPTION]}))
+    # When `eu` is created again to feed another queue
+    result = cli(["subscriptions", "create", "shop.>", "eu", "--queue", "other"], api)
+    # Then nothing is replaced, and --replace is named
+    assert [r.method for r in api.requests] == ["GET"]
+    assert result.code == 1
+    assert result.stderr == (
+        "mqless: subscription 'eu' on shop.> exists, feeding eu-orders with filter "
+        '{"region":["eu"]}: replace it with --replace\n'
+    )
+
+
+def test_subscriptions_create_replace_replaces() -> None:
+    replaced = {**SUBSCRIPTION, "queue": "other", "filter_policy": None}
+    api = (
+        FakeApi()
+        .on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": [SUBSCRIPTION]}))
+        .on("PUT", "/topics/shop.>/subscriptions/eu", ok(replaced, 200))
+    )
+    result = cli(["subscriptions", "create", "shop.>", "eu", "--queue", "other", "--replace"], api)
+    assert api.bodies("PUT", "/topics/shop.>/subscriptions/eu") == [
+        {"queue": "other", "filter_policy": None}
+    ]
+    assert result.stdout == "replaced subscription eu on shop.> -> other\n"
+
+
+def test_subscriptions_delete() -> None:
+    api = FakeApi().on("DELETE", "/topics/shop.>/subscriptions/eu", httpx.Response(204))
+    result = cli(["subscriptions", "delete", "/topic/shop.>", "eu"], api)
+    assert api.requests[0].url.raw_path == b"/topics/shop.%3E/subscriptions/eu"
+    assert result.stdout == "deleted subscription eu on shop.> (its queue stays)\n"
 
 
 # ---- errors ----------------------------------------------------------------------------------
@@ -812,6 +1476,91 @@ def test_throttling_is_retried_after_the_servers_delay() -> None:
 
 
 # ---- output ----------------------------------------------------------------------------------
+
+
+def every_route() -> FakeApi:
+    """An API answering every route the client commands call, each with a nested document."""
+    settled = {"acked": ["r1.a"], "released": ["r1.a"], "changed": ["r1.a"], "failed": []}
+    stats = {"queues": [STATS], "topics": [], "connections": 0}
+    return (
+        FakeApi()
+        .on("POST", "/queues/q/messages", ok({"message_id": "m-1"}, 201))
+        .on("POST", "/queues/q/messages/batch", ok({"successful": [{"id": "0", "message_id": "m"}],
+                                                    "failed": []}))
+        .on("POST", "/topics/t/messages", ok({"message_id": "p-1"}, 201))
+        .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE, MESSAGE]}))
+        .on("POST", "/queues/q/ack", ok(settled))
+        .on("POST", "/queues/q/nack", ok(settled))
+        .on("POST", "/queues/q/visibility", ok(settled))
+        .on("GET", "/stats", ok(stats))
+        .on("GET", "/queues/q/stats", ok(STATS))
+        .on("GET", "/queues/q", ok({**QUEUE, "name": "q", "counts": {"visible": 1}}))
+        .on("GET", "/queues/new", problem(404, "queue_not_found", "no queue 'new'"))
+        .on("PUT", "/queues/new", ok(QUEUE, 201))
+        .on("PATCH", "/queues/q", ok(QUEUE))
+        .on("DELETE", "/queues/q", httpx.Response(204))
+        .on("POST", "/queues/q/purge", ok({"purged": 1}))
+        .on("POST", "/queues/q/redrive", ok({"moved": 1, "failed": []}),
+            ok({"moved": 0, "failed": []}))
+        .on("GET", "/queues/q/messages", ok({"messages": [BROWSED, BROWSED], "cursor": None}))
+        .on("POST", "/queues/q/messages/m-1/move", ok({"message_id": "m-1"}))
+        .on("GET", "/topics/t/subscriptions", ok({"subscriptions": [SUBSCRIPTION]}))
+        .on("PUT", "/topics/t/subscriptions/s", ok(SUBSCRIPTION, 201))
+        .on("DELETE", "/topics/t/subscriptions/s", httpx.Response(204))
+        .on("GET", "/access/principals", ok({"principals": [ALICE, ADMIN]}))
+        .on("GET", "/access/principals/alice", ok(ALICE))
+        .on("PUT", "/access/principals/alice", ok(ALICE, 201))
+        .on("DELETE", "/access/principals/alice", httpx.Response(204))
+        .on("POST", "/access/principals/alice/keys", ok(ISSUED, 201))
+        .on("GET", "/access/keys", ok({"keys": KEYS}))
+        .on("DELETE", "/access/keys/k1", httpx.Response(204))
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["send", "q", "x"],
+        ["send", "q", "x", "--count", "1"],
+        ["publish", "t", "x"],
+        ["receive", "q", "--max", "2"],
+        ["receive", "q", "--max", "2", "--ack"],
+        ["ack", "q", "r1.a"],
+        ["nack", "q", "r1.a"],
+        ["extend", "q", "r1.a", "--visibility", "5"],
+        ["consume", "q", "--limit", "2"],
+        ["queues"],
+        ["stats"],
+        ["stats", "q"],
+        ["create", "new", "--delay", "1"],
+        ["update", "q", "--delay", "1"],
+        ["delete", "q", "--yes"],
+        ["browse", "q"],
+        ["move", "q", "m-1", "--to", "r"],
+        ["purge", "q", "--yes"],
+        ["redrive", "q"],
+        ["subscriptions", "list", "t"],
+        ["subscriptions", "create", "t", "s", "--queue", "q"],
+        ["subscriptions", "delete", "t", "s"],
+        ["principals", "list"],
+        ["principals", "show", "alice"],
+        ["principals", "set", "alice", "--grant", "a=send"],
+        ["principals", "delete", "alice"],
+        ["keys", "issue", "alice"],
+        ["keys", "list"],
+        ["keys", "revoke", "k1"],
+    ],
+    ids=" ".join,
+)
+def test_json_output_is_one_document_per_line(argv: list[str]) -> None:
+    # When a command runs with --json
+    result = cli([*argv, "--json"], every_route())
+    # Then it succeeded, and each line of stdout is a whole JSON document (what jq reads)
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and result.stdout.endswith("\n")
+    for line in lines:
+        assert isinstance(json.loads(line), dict | list), line
 
 
 def test_json_output_stays_clean_while_a_progress_bar_draws_on_a_terminal_stderr() -> None:

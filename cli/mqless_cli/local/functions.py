@@ -105,7 +105,12 @@ class FunctionHost:
         return merged
 
     def invoke(
-        self, logical_id: str, event: Any, *, summary: str | Callable[[Any], str] = ""
+        self,
+        logical_id: str,
+        event: Any,
+        *,
+        summary: str | Callable[[Any], str] = "",
+        request_id: str | None = None,
     ) -> Any:
         """Call the function with `event`; FunctionError if it raised."""
         handler = self._handler(logical_id)
@@ -117,7 +122,7 @@ class FunctionHost:
                 f"arn:aws:lambda:{self._stack.region}:{self._stack.account_id}:function:"
                 f"{self._stack.stack_name}-{logical_id}"
             ),
-            aws_request_id=str(uuid.uuid4()),
+            aws_request_id=request_id or str(uuid.uuid4()),
             timeout_seconds=spec.timeout,
             log_group_name=f"/aws/lambda/{self._stack.stack_name}-{logical_id}",
         )

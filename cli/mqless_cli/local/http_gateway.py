@@ -36,6 +36,7 @@ from mqless_cli.local.authorizers import (
     verdict,
 )
 from mqless_cli.local.functions import FunctionError, FunctionHost
+from mqless_cli.local.invocations import INVOKE_PATH, InvokeApi
 from mqless_cli.template import HttpRoute, Stack
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class HttpGateway:
         self._stack = stack
         self._functions = functions
         self._connections = connections
+        self.invocations: InvokeApi | None = None
+        """Lambda's Invoke API for `mqless invoke` (`local/invocations.py`), once set."""
         self._cors = cors
         self._authorizers = stack.http_authorizers() if run_authorizers else {}
         for authorizer in set(self._authorizers.values()):
@@ -448,6 +451,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
+        invoke = INVOKE_PATH.match(parts.path)
+        if invoke and self.owner.invocations is not None:
+            answer = self.owner.invocations.handle(
+                self.command,
+                unquote(invoke.group("name")),
+                body,
+                self.headers.get("authorization"),
+            )
+            self._send(_Reply(answer.status, dict(answer.headers), [], answer.body))
+            return
         connections = _CONNECTIONS.match(parts.path)
         if connections:
             self._send(self._manage(connections.group("id"), body))

@@ -20,6 +20,7 @@ from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.functions import FunctionHost, Invocation
 from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
+from mqless_cli.local.invocations import InvokeApi
 from mqless_cli.local.metrics import EmfToCloudWatch
 from mqless_cli.template import Stack
 
@@ -118,6 +119,11 @@ class DevRuntime:
         protected = self.auth and _has_authorizers(stack)
         if protected and "DESTINATIONS_TABLE" in os.environ:
             self.token = _dev_token(os.environ["DESTINATIONS_TABLE"])
+        if not protected or self.token is not None:
+            # `mqless invoke` runs functions here; behind authorizers, for the dev token only
+            self.http.invocations = InvokeApi(
+                functions, stack_name=stack.stack_name, token=self.token if protected else None
+            )
         if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
             from mqless_cli.local.ws_gateway import WebSocketGateway
 

@@ -1,0 +1,77 @@
+"""`mqless dev`'s Lambda Invoke API (what `mqless invoke` calls), without a server."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mqless_cli.local.functions import FunctionError
+from mqless_cli.local.invocations import InvokeApi
+
+DEV_TOKEN = "mqk_dev"
+
+
+@dataclass
+class FakeFunctions:
+    """The part of FunctionHost the Invoke API uses: its specs and `invoke`."""
+
+    answer: Any = field(default_factory=lambda: {"statusCode": 200})
+    raises: Exception | None = None
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    specs: dict[str, object] = field(default_factory=lambda: {"HttpApiFunction": object()})
+
+    def invoke(self, logical_id: str, event: Any, **_: Any) -> Any:
+        self.calls.append((logical_id, event))
+        if self.raises is not None:
+            raise FunctionError(logical_id, self.raises)
+        return self.answer
+
+
+def api(functions: FakeFunctions, token: str | None = DEV_TOKEN) -> InvokeApi:
+    return InvokeApi(functions, stack_name="mqless", token=token)  # type: ignore[arg-type]
+
+
+def test_the_dev_token_invokes_the_function_with_the_event() -> None:
+    functions = FakeFunctions()
+    reply = api(functions).handle("POST", "HttpApiFunction", b'{"a": 1}', f"Bearer {DEV_TOKEN}")
+    assert (reply.status, json.loads(reply.body)) == (200, {"statusCode": 200})
+    assert functions.calls == [("HttpApiFunction", {"a": 1})]
+    assert "x-amz-function-error" not in reply.headers
+
+
+def test_without_the_dev_token_nothing_runs() -> None:
+    # Given a caller with another token, or none: any event would pass any authorizer
+    functions = FakeFunctions()
+    for authorization in (None, "Bearer mqk_other", DEV_TOKEN):
+        reply = api(functions).handle("POST", "HttpApiFunction", b"{}", authorization)
+        # Then it is refused as Lambda refuses, and the function never ran
+        assert (reply.status, reply.headers["x-amzn-errortype"]) == (403, "AccessDeniedException")
+    assert functions.calls == []
+
+
+def test_with_no_auth_everyone_may_invoke() -> None:
+    reply = api(FakeFunctions(), token=None).handle("POST", "mqless-HttpApiFunction", b"{}", None)
+    assert reply.status == 200
+
+
+def test_an_unknown_function_and_a_bad_event_are_refused_as_lambda_does() -> None:
+    functions = FakeFunctions()
+    unknown = api(functions).handle("POST", "Nope", b"{}", f"Bearer {DEV_TOKEN}")
+    bad = api(functions).handle("POST", "HttpApiFunction", b"{not json", f"Bearer {DEV_TOKEN}")
+    assert (unknown.status, unknown.headers["x-amzn-errortype"]) == (
+        404,
+        "ResourceNotFoundException",
+    )
+    assert "HttpApiFunction" in json.loads(unknown.body)["message"]
+    assert (bad.status, bad.headers["x-amzn-errortype"]) == (400, "InvalidRequestContentException")
+    assert functions.calls == []
+
+
+def test_an_unhandled_error_is_the_runtimes_error_document() -> None:
+    functions = FakeFunctions(raises=KeyError("requestContext"))
+    reply = api(functions).handle("POST", "HttpApiFunction", b"{}", f"Bearer {DEV_TOKEN}")
+    document = json.loads(reply.body)
+    assert (reply.status, reply.headers["x-amz-function-error"]) == (200, "Unhandled")
+    assert (document["errorType"], document["errorMessage"]) == ("KeyError", "'requestContext'")
+    assert document["requestId"] == reply.headers["x-amzn-requestid"]
