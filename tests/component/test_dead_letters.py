@@ -487,3 +487,38 @@ def test_a_dead_letters_receive_count_and_reason_agree_when_browsed(
     assert browsed.receive_count == 2
     assert browsed.dead_letter_reason is not None
     assert "(2 deliveries)" in browsed.dead_letter_reason
+
+
+def test_a_message_two_receivers_find_over_its_limit_at_once_is_dead_lettered_once(
+    broker: QueueService, aws: Any, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a queue that dead-letters after one delivery, and its message delivered once
+    # with a lease of 0 s (free again at once)
+    broker.put_queue(P, "jobs", QueueSettings(visibility_timeout=LEASE, max_receive_count=1))
+    broker.send(P, "jobs", NewMessage(body=b"retry me"))
+    [first] = broker.receive(P, "jobs", visibility_timeout=0)
+    # When two receivers (two function instances) find it over its limit at the same
+    # moment: the other receives while the first is moving it to the dead-letter queue
+    other = runtime.build_queue_service(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
+        time=clock,
+    )
+    refer = broker._refer
+    second: list[Delivery] = []
+
+    def racing(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(broker, "_refer", refer)
+        clock.advance(1)  # a second later: the first receiver's lease of 0 s has ended
+        second.extend(other.receive(P, "jobs", visibility_timeout=0))
+        refer(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "_refer", racing)
+    assert broker.receive(P, "jobs", visibility_timeout=0) == []
+    # Then neither delivers it, and the dead-letter queue holds it once
+    assert second == []
+    dead = broker.receive(P, "jobs.dlq", max_messages=10)
+    assert [d.message_id for d in dead] == [first.message_id]
+    assert broker.receive(P, "jobs.dlq", max_messages=10) == []

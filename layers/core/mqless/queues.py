@@ -79,6 +79,10 @@ QUARANTINE: Final = "quarantine"  # a log shard the dispatch function never inde
 COUNT_BOUND: Final = 1000  # references a count reads at most per queue
 SWEEP_SEGMENTS: Final = 16
 _DONE: Final = 10**10  # a browse cursor's mark for a shard read to its end
+# how long a message being dead-lettered is held first: moving it takes milliseconds, and
+# no other receiver may take it meanwhile (a lease of 0 s, or one that ran out, would let
+# two receivers both find it over its limit and refer it twice)
+DEAD_LETTER_HOLD_MS: Final = 30_000
 
 
 @dataclass
@@ -925,8 +929,8 @@ class QueueService:
     def _dead_letter(
         self, config: QueueConfig, taken: Taken, item: LogItem, reason: str, count: int
     ) -> bool:
-        """Refer a leased message from the queue's dead-letter queue, then settle it here;
-        False if it was not moved.
+        """Hold a leased message, refer it from the queue's dead-letter queue, then settle it
+        here; False if it was not moved (not genuine, or no longer this lease's).
 
         Without a dead-letter queue it is kept in the queue's quarantine log (never lost,
         never delivered). A reference the broker did not put here is dropped, not moved."""
@@ -934,6 +938,9 @@ class QueueService:
         if not genuine(self._dedup.mac, config.name, taken.ref):
             self._drop_forged(config, taken)
             return False
+        hold = self._clock.now_ms() + DEAD_LETTER_HOLD_MS
+        if not self.leases.set_until(config, [taken.lease], hold)[0]:
+            return False  # another receiver took it since: it is that one's to move
         target_name = config.dead_letter_queue
         if target_name is None:
             self._log.append_references(
