@@ -7,7 +7,7 @@ SAM := $(SAM_VENV)/bin/sam
 CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
 
-.PHONY: setup install dev test unit lint typecheck validate scan build deploy bench clean
+.PHONY: setup install dev test unit lint typecheck validate scan build deploy bench bench-local clean
 
 setup: $(VENV)/.installed
 
@@ -75,6 +75,10 @@ bench: setup
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py
+
+## bench-local: mqless dev's speed (STOMP, HTTP, stalls, memory, make test) beside ActiveMQ 5.17
+bench-local: setup
+	$(BIN)/python bench/bench_local.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
