@@ -17,6 +17,7 @@ from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.settings import Settings
+from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.template import Stack, load_template, provision
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -47,7 +48,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
-    with mock_aws():
+    """moto with the fixes `mqless dev` runs it with (mqless_cli.local.moto_fixes)."""
+    with mock_aws(), fixed_moto():
         yield
 
 

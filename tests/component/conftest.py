@@ -34,6 +34,7 @@ from mqless.settings import Settings
 from mqless.stomp import Frame, decode_frames
 from mqless.storage import keys
 from mqless.storage.log import LogStore
+from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.template import Stack, load_template, provision
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -64,12 +65,13 @@ class Aws:
 
 @pytest.fixture(scope="module")
 def shared_aws() -> Iterator[Aws]:
-    """One moto with template.yaml's tables and key, for a whole test module."""
+    """One moto with template.yaml's tables and key, for a whole test module (with the fixes
+    `mqless dev` runs moto with: mqless_cli.local.moto_fixes)."""
     with pytest.MonkeyPatch.context() as env:
         for name, value in FAKE_AWS_ENV.items():
             env.setenv(name, value)
         env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
+        with mock_aws(), fixed_moto():
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
             stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)

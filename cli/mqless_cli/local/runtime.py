@@ -20,6 +20,7 @@ from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.functions import FunctionHost, Invocation
 from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
+from mqless_cli.local.moto_fixes import REQUEST_LOCK
 from mqless_cli.template import Stack
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
@@ -192,6 +193,8 @@ class DevRuntime:
             self._metering.__exit__(None, None, None)
             self._metering = None
         if self.cloud is not None:
+            # how long any AWS request had to wait behind another: the local stall figure
+            self.console.line(f"mqless dev: {REQUEST_LOCK.stats.summary()}")
             self.cloud.stop()
         sys.stdout = sys.__stdout__
 

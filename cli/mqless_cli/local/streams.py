@@ -48,6 +48,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from mqless_cli.local.functions import FunctionError, FunctionHost
+from mqless_cli.local.moto_fixes import discard_shard_iterator
 from mqless_cli.template import StreamSource
 
 __all__ = ["DEV_RETRY_CAP", "PollerStats", "StreamPoller", "lambda_record", "record_filter"]
@@ -279,7 +280,7 @@ class StreamPoller:
         response = self._client.get_records(
             ShardIterator=iterator, Limit=min(_GET_RECORDS_LIMIT, self.source.batch_size)
         )
-        _forget_iterator(self._arn, iterator)
+        discard_shard_iterator(self._arn, iterator)
         return response.get("Records", []), response.get("NextShardIterator")
 
     def _reopen(self, shard_id: str, last_sequence: str | None) -> str | None:
@@ -448,21 +449,6 @@ def _wire(value: Any) -> Any:
     if isinstance(value, list | tuple | set):
         return [_wire(item) for item in value]
     return value
-
-
-def _forget_iterator(stream_arn: str, iterator: str) -> None:
-    """Let moto drop a used shard iterator, if moto serves this stream.
-
-    moto keeps every iterator it ever issued (about 1.6 KB each), and a poller is handed a
-    new one on every poll: some 100 MB an hour while idle. Anything but moto is left alone.
-    """
-    try:
-        from moto.dynamodbstreams.models import dynamodbstreams_backends
-
-        _, _, _, region, account = stream_arn.split(":")[:5]
-        dynamodbstreams_backends[account][region].shard_iterators.pop(iterator, None)
-    except Exception:  # not moto, or a moto that keeps them elsewhere
-        return
 
 
 # --- FilterCriteria ------------------------------------------------------------------------
