@@ -712,3 +712,51 @@ def test_the_longest_lock_hold_names_its_request() -> None:
     assert stats.requests == 2
     assert stats.longest_hold_operation in {"DynamoDB.PutItem", "DynamoDB.Query"}
     assert "longest lock hold" in stats.summary()
+
+
+# ---- memory and per-request work -----------------------------------------------------------
+
+
+def test_a_deleted_item_is_freed() -> None:
+    import gc
+    import weakref
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    with moto(fixed=True) as (db, streams):
+        # Given an item that was written, read, streamed and deleted
+        db.put_item(TableName=TABLE, Item=item("p", "gone", v={"S": "x" * 100}))
+        [partition] = dynamodb_backends["123456789012"]["us-east-1"].tables[TABLE].items.values()
+        [stored] = partition.values()
+        written = weakref.ref(stored)
+        del stored
+        db.get_item(TableName=TABLE, Key=key("p", "gone"))
+        read_all(streams, iterator(db, streams))
+        db.delete_item(TableName=TABLE, Key=key("p", "gone"))
+        # When nothing refers to it any more
+        gc.collect()
+        # Then it is gone from memory (moto kept every Item it ever made in a class list)
+        assert written() is None
+
+
+def test_a_handlers_methods_are_listed_once_not_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inspect
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        listings = 0
+        original = inspect.getmembers
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal listings
+            listings += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(inspect, "getmembers", counting)
+        # When three more requests are served
+        for _ in range(3):
+            db.get_item(TableName=TABLE, Key=key("p", "a"))
+    # Then the handler's methods were not listed again for each
+    assert listings == 0

@@ -8,6 +8,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `atomic_requests`: one request at a time, as DynamoDB applies each request atomically
   (moto's in-process backend lets a thread switch fall between a condition and its write).
   It also measures how long each request held the lock (`REQUEST_LOCK`).
+- `data_models_untracked`: moto keeps no list of every DynamoDB item, stream record and
+  shard iterator it ever made (memory and garbage collection time grew with every request).
+- `handler_methods_listed_once`: moto lists a response handler's methods once per class,
+  not with `inspect.getmembers` on every request.
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -33,14 +37,17 @@ import bisect
 import copy
 import functools
 import inspect
+import logging
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "REQUEST_LOCK",
@@ -49,8 +56,11 @@ __all__ = [
     "LockStats",
     "atomic_requests",
     "attribute_values_serialize_directly",
+    "data_models_untracked",
     "discard_shard_iterator",
+    "discard_stream_records",
     "fixed_moto",
+    "handler_methods_listed_once",
     "queries_read_one_partition",
     "shard_iterators_expire",
     "stream_records_expire",
@@ -64,6 +74,10 @@ STREAM_RETENTION = timedelta(hours=24)
 SHARD_ITERATOR_LIFETIME = timedelta(minutes=15)
 """How long a DynamoDB Streams shard iterator stays valid after GetShardIterator/GetRecords."""
 _HOUSEKEEPING_SECONDS = 60.0  # trim streams and iterators at most this often
+SLOW_REQUEST_MS = 500.0
+"""A request that holds the lock longer is logged (with the start of its body)."""
+
+log = logging.getLogger(__name__)
 
 
 _MISSING = object()
@@ -94,12 +108,16 @@ class LockStats:
     longest_hold_ms: float = 0.0
     longest_hold_operation: str = ""
     longest_wait_ms: float = 0.0
+    by_operation: Counter[str] = field(default_factory=Counter)
+    """Requests per operation (`DynamoDB.Query`, `KMS.GenerateDataKey`, ...)."""
 
     def summary(self) -> str:
         """One line for people: how many requests, and the longest lock hold and wait."""
+        busiest = ", ".join(f"{name} {n}" for name, n in self.by_operation.most_common(8))
         return (
             f"{self.requests} AWS requests; longest lock hold {self.longest_hold_ms:.1f} ms "
             f"({self.longest_hold_operation or '-'}), longest wait {self.longest_wait_ms:.1f} ms"
+            f"; most requested: {busiest or '-'}"
         )
 
 
@@ -117,13 +135,21 @@ REQUEST_LOCK = _RequestLock()
 
 
 def _operation(request: Any) -> str:
+    """`Service.Operation` of a JSON-protocol request (the others: method and path)."""
     target = request.headers.get("X-Amz-Target")
     if target:
         text = target.decode() if isinstance(target, bytes) else str(target)
-        return text.replace("DynamoDB_20120810.", "DynamoDB.").replace(
-            "DynamoDBStreams_20120810.", "DynamoDBStreams."
-        )
-    return f"{request.method} {str(request.url).split('?')[0]}"
+        service, _, operation = text.partition(".")
+        return f"{_SERVICES.get(service, service)}.{operation}"
+    path = urlsplit(str(request.url)).path
+    return f"{request.method} {'/@connections' if '/@connections/' in path else path}"
+
+
+_SERVICES = {
+    "DynamoDB_20120810": "DynamoDB",
+    "DynamoDBStreams_20120810": "DynamoDBStreams",
+    "TrentService": "KMS",
+}
 
 
 @contextmanager
@@ -149,13 +175,82 @@ def atomic_requests() -> Iterator[None]:
                 return original(self, request)
             finally:
                 held = (time.perf_counter() - acquired) * 1000
+                operation = _operation(request)
                 stats.requests += 1
+                stats.by_operation[operation] += 1
                 stats.longest_wait_ms = max(stats.longest_wait_ms, (acquired - arrived) * 1000)
                 if held > stats.longest_hold_ms:
                     stats.longest_hold_ms = held
-                    stats.longest_hold_operation = _operation(request)
+                    stats.longest_hold_operation = operation
+                if held > SLOW_REQUEST_MS:
+                    body = request.body or b""
+                    log.warning(
+                        "%s held the request lock for %.0f ms (every other request waited): %s",
+                        operation,
+                        held,
+                        (body if isinstance(body, bytes) else str(body).encode())[:300],
+                    )
 
     with _patched(BotocoreStubber, "process_request", atomic):
+        yield
+
+
+# ---- memory: data items are not tracked for the dashboard -----------------------------------
+
+
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    return object.__new__(cls)
+
+
+@contextmanager
+def data_models_untracked() -> Iterator[None]:
+    """Keep no list of every DynamoDB item, stream record and shard iterator ever made.
+
+    Upstream behaviour: every `BaseModel` subclass appends each instance it creates to a
+    class-level `instances_tracked` list (for the moto dashboard), which is emptied only
+    when moto is reset. For DynamoDB that is every `Item` ever built (each write, each copy
+    made for a query result, a stream image or a rollback), every `StreamRecord` and every
+    `ShardIterator`: memory grows with every request, and Python's full garbage
+    collections, which walk all of it, grow from milliseconds to seconds, stalling
+    whichever request they fall in.
+
+    Here those three classes are created without being tracked (the dashboard does not
+    list them); what a table holds is unchanged, and is freed when deleted.
+    """
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import StreamRecord
+    from moto.dynamodbstreams.models import ShardIterator
+
+    with ExitStack() as stack:
+        for model in (Item, StreamRecord, ShardIterator):
+            stack.enter_context(_patched(model, "__new__", staticmethod(_untracked_new)))
+        yield
+
+
+# ---- responses: a handler's methods listed once ---------------------------------------------
+
+
+@contextmanager
+def handler_methods_listed_once() -> Iterator[None]:
+    """List a response handler's methods once per class, not on every request.
+
+    Upstream behaviour: `BaseResponse.call_action` calls `method_names_from_class`, which
+    runs `inspect.getmembers` over every attribute of the handler class, for each request
+    (about a tenth of an in-process DynamoDB call). A class's methods do not change while
+    requests are served, so the list is kept per class.
+    """
+    from moto.core import responses
+
+    original = responses.method_names_from_class  # type: ignore[attr-defined]
+    listed: dict[Any, list[str]] = {}
+
+    def method_names(clazz: object) -> list[str]:
+        names = listed.get(clazz)
+        if names is None:
+            names = listed[clazz] = original(clazz)
+        return names
+
+    with _patched(responses, "method_names_from_class", method_names):
         yield
 
 
@@ -716,6 +811,17 @@ def _utcnow() -> Any:
     return utils.utcnow()
 
 
+def _drop_oldest(shard: Any, count: int) -> int:
+    """Drop a shard's `count` oldest records; sequence numbers go on from where they were,
+    TRIM_HORIZON becomes the oldest record left, StartingSequenceNumber stays the same."""
+    count = min(count, len(shard.items))
+    if count > 0:
+        _first_sequence.setdefault(shard, int(shard.starting_sequence_number))
+        del shard.items[:count]
+        shard.starting_sequence_number = int(shard.starting_sequence_number) + count
+    return max(count, 0)
+
+
 def trim_stream(shard: Any) -> int:
     """Drop a shard's records older than STREAM_RETENTION; how many were dropped."""
     cutoff = _utcnow() - STREAM_RETENTION
@@ -726,12 +832,7 @@ def trim_stream(shard: Any) -> int:
         and records[old].record["dynamodb"]["ApproximateCreationDateTime"] < cutoff
     ):
         old += 1
-    if old:
-        _first_sequence.setdefault(shard, int(shard.starting_sequence_number))
-        del records[:old]
-        # sequence numbers go on from where they were; TRIM_HORIZON is the oldest record left
-        shard.starting_sequence_number = int(shard.starting_sequence_number) + old
-    return old
+    return _drop_oldest(shard, old)
 
 
 @contextmanager
@@ -842,6 +943,8 @@ def discard_shard_iterator(stream_arn: str, iterator: str) -> None:
 
 FIXES: tuple[Callable[[], Any], ...] = (
     atomic_requests,
+    data_models_untracked,
+    handler_methods_listed_once,
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
@@ -854,6 +957,28 @@ FIXES: tuple[Callable[[], Any], ...] = (
 _applied = threading.Lock()
 _users = 0
 _stack: ExitStack | None = None
+
+
+def discard_stream_records(stream_arn: str, shard_id: str, through_sequence: int) -> int:
+    """Drop a moto stream shard's records up to `through_sequence`; how many (0 off moto).
+
+    Not a fix: DynamoDB keeps records 24 hours for any reader. In `mqless dev` the local
+    pollers are a stream's only readers (moto lives inside the process), so once every one
+    of them has handled a record nobody can read it again, and keeping it would only grow
+    memory with every write (see mqless_cli.local.streams).
+    """
+    try:
+        from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+        _, _, _, region, account = stream_arn.split(":")[:5]
+        table = dynamodbstreams_backends[account][region]._get_table_from_arn(stream_arn)
+    except Exception:  # not moto, or the table is gone
+        return 0
+    with REQUEST_LOCK.lock:  # a write appending to the shard must not interleave
+        shard = table.stream_shard
+        if shard is None or shard.id != shard_id:
+            return 0
+        return _drop_oldest(shard, through_sequence - int(shard.starting_sequence_number) + 1)
 
 
 @contextmanager
