@@ -7,6 +7,7 @@ AWS at start. `auth=False` (`--no-auth`) runs no authorizer and sets `AUTH_MODE=
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -124,6 +125,8 @@ class DevRuntime:
             )
             self.ws.start()
             self.http.set_connections(self.ws)
+            # the functions' @connections calls are answered in-process, not over loopback
+            self.cloud.handle("before-send.apigatewaymanagementapi", self.http.answer_in_process)
         self.http.start()
         sources = stack.stream_sources() if self.run_streams else []
         if sources:
@@ -131,7 +134,11 @@ class DevRuntime:
 
             for source in sources:
                 poller = StreamPoller(
-                    source, functions, LocalCloud.client("dynamodbstreams"), region=stack.region
+                    source,
+                    functions,
+                    LocalCloud.client("dynamodbstreams"),
+                    region=stack.region,
+                    discard_handled=True,  # the pollers are the embedded streams' only readers
                 )
                 poller.start()
                 self._pollers.append(poller)
@@ -171,6 +178,11 @@ class DevRuntime:
             "active minute here)"
         )
         self.bill.start()
+        # Everything loaded so far (modules, botocore models, moto backends) lives as long as
+        # the process: keep it out of the garbage collector's full collections, which would
+        # otherwise walk it every time and stall whatever request they fall in.
+        gc.collect()
+        gc.freeze()
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
     def _invoked(self, call: Invocation) -> None:
