@@ -760,3 +760,39 @@ def test_a_handlers_methods_are_listed_once_not_per_request(
             db.get_item(TableName=TABLE, Key=key("p", "a"))
     # Then the handler's methods were not listed again for each
     assert listings == 0
+
+
+def test_an_update_expression_is_parsed_once_however_many_updates_use_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing import tokens
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", n={"N": "0"}))
+        parses = 0
+        original = tokens.ExpressionTokenizer.make_list
+
+        def counting(expression: str) -> Any:
+            nonlocal parses
+            parses += 1
+            return original(expression)
+
+        monkeypatch.setattr(tokens.ExpressionTokenizer, "make_list", staticmethod(counting))
+        # When three updates use the same expression, and two use one that does not parse
+        for _ in range(3):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(ClientError) as refused:
+                db.update_item(TableName=TABLE, Key=key("p", "a"), UpdateExpression="ADD")
+            refusals.append(refused.value.response["Error"]["Code"])
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]["n"]
+    # Then the good one was parsed once and applied three times; the bad one refused twice
+    assert found == {"N": "3"}
+    assert refusals == ["ValidationException", "ValidationException"]
+    assert parses == 1 + 2

@@ -12,6 +12,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   shard iterator it ever made (memory and garbage collection time grew with every request).
 - `handler_methods_listed_once`: moto lists a response handler's methods once per class,
   not with `inspect.getmembers` on every request.
+- `update_expressions_parsed_once`: each UpdateExpression text is parsed once, not twice
+  per UpdateItem.
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -66,6 +68,7 @@ __all__ = [
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
+    "update_expressions_parsed_once",
     "updates_that_create_write_one_record",
 ]
 
@@ -251,6 +254,38 @@ def handler_methods_listed_once() -> Iterator[None]:
         return names
 
     with _patched(responses, "method_names_from_class", method_names):
+        yield
+
+
+# ---- update expressions parsed once ---------------------------------------------------------
+
+
+@contextmanager
+def update_expressions_parsed_once() -> Iterator[None]:
+    """Keep the parse of each UpdateExpression text instead of parsing it on every use.
+
+    Upstream behaviour: `UpdateExpressionParser.make` tokenizes and parses the expression
+    each time, and an UpdateItem uses it twice (the response handler checks the names and
+    values it uses, the backend validates and runs it): a seventh of an update's time.
+    The tree is only read, or deep-copied by the validator before it is processed, so one
+    parse per distinct text (the last 512) serves every request; a text that does not
+    parse is refused as before, every time.
+    """
+    from moto.dynamodb.parsing import expressions
+
+    parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]
+    original = parser.make.__func__
+
+    @functools.lru_cache(maxsize=512)
+    def parsed(expression: str) -> Any:
+        return original(parser, expression)
+
+    def make(cls: type, expression: str) -> Any:
+        if cls is not parser or not isinstance(expression, str):
+            return original(cls, expression)
+        return parsed(expression)
+
+    with _patched(parser, "make", classmethod(make)):
         yield
 
 
@@ -945,6 +980,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     atomic_requests,
     data_models_untracked,
     handler_methods_listed_once,
+    update_expressions_parsed_once,
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
