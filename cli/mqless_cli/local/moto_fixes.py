@@ -512,9 +512,9 @@ class _Ordering:
             self.where[key] = filed
 
     def window(self, values: tuple[Any, ...], arguments: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The sort tuples that can be among the query's results, in moto's order: those of
-        the partition that meet the sort key condition, from the exclusive start key on,
-        at most `Limit` and two more (moto reads one past the limit to know there is more)."""
+        """The sort tuples moto's query can look at, in moto's order: those of the partition
+        that meet the sort key condition, from the exclusive start key on, at most `Limit`
+        and a few more (moto reads one past the limit to know whether there is more)."""
         entries = self.partitions.get(values, [])
         if arguments.get("filter_kwargs"):
             return entries  # QueryFilter: moto's Limit counts what passes it, so no cut
@@ -530,6 +530,7 @@ class _Ordering:
             return entries  # a condition this ordering cannot place: moto checks them all
         limit, start = arguments.get("limit"), arguments.get("exclusive_start_key")
         forward = arguments.get("scan_index_forward") is not False
+        at: int | None = None
         if start:
             found = self.sort_tuple(
                 start, start.get(self.table_hash_name), start.get(self.table_range_name or "")
@@ -537,16 +538,21 @@ class _Ordering:
             if found is None:
                 return entries[low:high]  # no place to start from: moto walks the partition
             at = bisect.bisect_left(entries, found)
-            if forward:
+        # moto skips what comes up to the start key, then takes `limit` and looks at one more:
+        # the window holds the start key's neighbours and `limit` + 2 beyond it
+        if forward:
+            if at is not None:
                 low = max(low, at - 1)
-            else:
+            if limit:
+                high = min(high, max(low, at if at is not None else low) + int(limit) + 3)
+        else:
+            if at is not None:
                 high = min(high, at + 2)
-        if limit:
-            if forward:
-                high = min(high, low + int(limit) + 2)
-            else:
-                low = max(low, high - int(limit) - 2)
-        return entries[low:high]
+            if limit:
+                low = max(low, min(high, at if at is not None else high) - int(limit) - 3)
+        # and one item on each side, whatever it is: moto answers with a LastEvaluatedKey
+        # when any item follows the last one it returned, met the sort key condition or not
+        return entries[max(0, low - 1) : high + 1]
 
 
 def _position(comparison: str, bounds: list[Any], value: Any) -> int:
