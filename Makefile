@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
+# test files run in parallel on this many workers (each file on one worker, so module
+# fixtures such as a shared mqless dev start once); TEST_WORKERS=0 runs serially
+TEST_WORKERS ?= 2
 
 .PHONY: setup install dev test unit lint typecheck validate scan build deploy bench bench-local clean
 
@@ -40,7 +43,7 @@ dev: setup
 
 ## test: lint, type-check, validate the template, then the whole test suite
 test: lint typecheck validate
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## unit: the fast tests only (no moto)
 unit: setup
