@@ -530,6 +530,18 @@ def test_clients_of_the_embedded_aws_send_unsigned_requests(local: Local) -> Non
     assert sent and "Authorization" not in sent[0]
 
 
+def test_an_idle_http_gateway_stops_at_once(local: Local) -> None:
+    # Given an HTTP gateway serving, idle
+    gateway = HttpGateway(local.cloud.stack, local.functions, port=0)
+    gateway.start()
+    time.sleep(0.1)
+    # When it is stopped (Ctrl-C on mqless dev; every end-to-end test's server)
+    started = time.monotonic()
+    gateway.stop()
+    # Then it does not sit out the rest of a half-second poll first
+    assert time.monotonic() - started < 0.25
+
+
 # --- timeouts and shutdown -------------------------------------------------------------------
 
 

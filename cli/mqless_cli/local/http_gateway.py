@@ -160,7 +160,11 @@ class HttpGateway:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="http-gateway", daemon=True
+            # stop() waits for the loop to notice: look every 50 ms, not every half second
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="http-gateway",
+            daemon=True,
         )
         self._thread.start()
 
