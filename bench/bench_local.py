@@ -477,6 +477,8 @@ def run(args: argparse.Namespace) -> Figures:
             )
             for repeat in range(args.repeat):
                 for count in counts:
+                    if count == counts[-1] and repeat > 0:
+                        continue  # the long run once: it is there for flatness
                     result = stompjs(
                         node,
                         {
@@ -496,6 +498,8 @@ def run(args: argparse.Namespace) -> Figures:
                     for count in counts:
                         if not server.alive:
                             break
+                        if count == counts[-1] and repeat > 0:
+                            continue  # the long run once: it is there for flatness
                         result = stompjs(
                             node,
                             {
@@ -584,8 +588,11 @@ def run(args: argparse.Namespace) -> Figures:
     if not args.no_suite:
         log("make test (wall time)")
         start = time.monotonic()
-        subprocess.run(["make", "test"], cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+        done = subprocess.run(["make", "test"], cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
         figures.suite_seconds = time.monotonic() - start
+        if done.returncode != 0:
+            log(f"make test failed ({done.returncode}): its wall time is not the figure")
+            figures.suite_seconds = None
     return figures
 
 
@@ -781,14 +788,19 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each workload (median)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs of each workload (median); the longest STOMP run goes once",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     parser.add_argument("--no-suite", action="store_true", help="do not time `make test`")
     parser.add_argument("--no-activemq", action="store_true", help="mqless only")
     parser.add_argument(
         "--soak-seconds", type=float, default=900, help="time budget to reach 50,000 messages"
     )
-    parser.add_argument("--stomp-deadline", type=float, default=300, help="seconds per STOMP run")
+    parser.add_argument("--stomp-deadline", type=float, default=900, help="seconds per STOMP run")
     parser.add_argument("--http-deadline", type=float, default=300, help="seconds per HTTP run")
     args = parser.parse_args()
     # `kill` (or a CI timeout) still stops mqless dev and ActiveMQ: the finally blocks run
