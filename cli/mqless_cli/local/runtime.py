@@ -183,6 +183,7 @@ class DevRuntime:
         # otherwise walk it every time and stall whatever request they fall in.
         gc.collect()
         gc.freeze()
+        REQUEST_LOCK.reset()  # what requests wait for from now on, not provisioning
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
     def _invoked(self, call: Invocation) -> None:
