@@ -18,8 +18,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
   The tables stay the same objects, so stream shard iterators survive a rollback.
-- `queries_read_one_partition`: a Query reads the partition it names (base table and local
-  indexes) or the global index entries of its partition key, not every item of the table.
+- `queries_read_one_partition`: a Query reads the partition it names (of the base table or
+  an index) in key order, from its sort key condition and start key up to its limit, not
+  every item of the table sorted.
 - `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
   without asking moto's attribute picker for each of its ten possible members.
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
@@ -29,8 +30,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `shard_iterators_expire`: a shard iterator expires 15 minutes after it was issued
   (ExpiredIteratorException), instead of being kept for ever.
 
-`fixed_moto()` applies them all; `discard_shard_iterator` is the local runtime's own
-shortcut (not a fix): its pollers never reuse an iterator, so they drop each one at once.
+`fixed_moto()` applies them all. `discard_shard_iterator` and `discard_stream_records` are
+the local runtime's own shortcuts, not fixes: its stream pollers never reuse an iterator, and
+are a stream's only readers, so they drop iterators and handled records at once.
 """
 
 from __future__ import annotations
