@@ -560,6 +560,76 @@ def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.Mon
     assert lookups < 10
 
 
+def test_an_item_of_text_and_numbers_is_written_without_walking_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an item holding a list of 200 numbers and a map of 50 strings
+    from moto.core.serialize import BaseJSONSerializer
+
+    with moto(fixed=True) as (db, _):
+        numbers = {"L": [{"N": str(n)} for n in range(200)]}
+        texts = {"M": {f"k{n}": {"S": str(n)} for n in range(50)}}
+        db.put_item(TableName=TABLE, Item=item("p", "a", numbers=numbers, texts=texts))
+        walked = 0
+        original = BaseJSONSerializer._serialize
+
+        def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal walked
+            walked += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(BaseJSONSerializer, "_serialize", counting)
+        # When it is read
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then it reads back whole, and the serializer visited the response, not every value
+    assert found["numbers"] == numbers and found["texts"] == texts
+    assert walked < 20
+
+
+def test_a_query_that_projects_nothing_returns_its_items_uncopied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a partition of 8 items
+    from moto.dynamodb.models.dynamo_type import Item
+
+    with moto(fixed=True) as (db, _):
+        for n in range(8):
+            db.put_item(TableName=TABLE, Item=item("p", f"{n}", v={"L": [{"N": str(n)}] * 20}))
+        copies = 0
+        original = Item.__deepcopy__
+
+        def counting(self: Any, memo: Any) -> Any:
+            nonlocal copies
+            copies += 1
+            return original(self, memo)
+
+        monkeypatch.setattr(Item, "__deepcopy__", counting)
+        # When it is queried without a projection, then with one
+        whole = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )["Items"]
+        uncopied = copies
+        projected = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+            ProjectionExpression="sk",
+        )["Items"]
+        again = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )["Items"]
+    # Then the first answer copied no item; the projected one is trimmed and the items
+    # are left whole for the next query
+    assert [i["v"]["L"][0] for i in whole] == [{"N": str(n)} for n in range(8)]
+    assert uncopied == 0
+    assert projected == [{"sk": {"S": str(n)}} for n in range(8)]
+    assert again == whole
+
+
 # ---- streams -------------------------------------------------------------------------------
 
 
