@@ -93,6 +93,28 @@ def test_a_subscriber_gets_at_most_prefetch_messages_until_it_acks(
     assert _counts(broker, "jobs") == (2, 2)
 
 
+def test_a_consumer_holding_more_than_64_messages_gets_more_as_it_acks(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 150 messages
+    # (one producer: they sit in one shard of the queue, behind each other)
+    _connect(sessions, "c1")
+    _send(broker, "jobs", *(f"m{n:03d}" for n in range(150)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+
+    # When it acks twenty of them
+    for message in held[:20]:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    # Then the messages after the ones it holds came to it, in order (the hundred leased
+    # ones in front of them did not hide them)
+    more = [m["body"] for m in _messages(pusher, "c1")[100:]]
+    assert more == [f"m{n:03d}" for n in range(100, 100 + len(more))]
+    assert len(more) >= 10
+    assert _counts(broker, "jobs")[1] > 80
+
+
 def test_a_nack_redelivers_and_counts_the_attempt(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService
 ) -> None:
