@@ -232,7 +232,7 @@ class DevServer:
 
 
 def start_dev() -> DevServer:
-    http_port, ws_port = free_port(), free_port()
+    """`mqless dev` on any free ports (it binds them itself and prints its URLs)."""
     script = Path(sys.executable).with_name("mqless")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "mqless_cli.main"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -244,9 +244,9 @@ def start_dev() -> DevServer:
             "--template",
             str(ROOT / "template.yaml"),
             "--http-port",
-            str(http_port),
+            "0",
             "--ws-port",
-            str(ws_port),
+            "0",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -254,7 +254,7 @@ def start_dev() -> DevServer:
         text=True,
         env=env,
     )
-    server = DevServer(process, f"http://127.0.0.1:{http_port}", f"ws://127.0.0.1:{ws_port}")
+    server = DevServer(process, "", "")
     ready = threading.Event()
 
     def pump() -> None:
@@ -266,6 +266,10 @@ def start_dev() -> DevServer:
                 server.lines.append(line)
             if line.startswith("  dev token "):
                 server.token = line.split()[-1]
+            if line.startswith("  HTTP API "):
+                server.http_url = line.split()[-1]
+            if line.startswith("  WebSocket API "):
+                server.ws_url = line.split()[-1]
             if "mqless dev: ready" in line:
                 ready.set()
 

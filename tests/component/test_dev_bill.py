@@ -25,7 +25,6 @@ from mqless import observability
 from mqless import runtime as mqless_runtime
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.runtime import DevRuntime
-from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,8 +38,8 @@ def dev() -> Iterator[tuple[DevRuntime, io.StringIO]]:
     out = io.StringIO()
     runtime = DevRuntime(
         ROOT / "template.yaml",
-        http_port=free_port(),
-        ws_port=free_port(),
+        http_port=0,  # any free ports: another test worker may be serving too
+        ws_port=0,
         schedules=False,
         console=Console(out),
         bill_period=3600,  # the test closes periods itself

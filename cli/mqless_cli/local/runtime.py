@@ -100,18 +100,7 @@ class DevRuntime:
             meter=self.meter,
             bill=self.bill.document,
         )
-        http_url = self.http.url
         ws_url = f"ws://{self.host}:{self.ws_port}"
-        for name, value in functions.environment().items():
-            # management endpoints of API Gateway become this machine's gateway, and a
-            # WebSocket API's URL this machine's WebSocket gateway
-            value = _WEBSOCKET_API.sub(ws_url, value)
-            os.environ[name] = _EXECUTE_API.sub(http_url, value)
-        if not self.auth:
-            os.environ["AUTH_MODE"] = "off"  # the functions let everyone in, as `anonymous`
-        protected = self.auth and _has_authorizers(stack)
-        if protected and "DESTINATIONS_TABLE" in os.environ:
-            self.token = _dev_token(os.environ["DESTINATIONS_TABLE"])
         if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
             from mqless_cli.local.ws_gateway import WebSocketGateway
 
@@ -124,9 +113,21 @@ class DevRuntime:
                 meter=self.meter,
             )
             self.ws.start()
+            ws_url = self.ws.url  # the port it got, if asked for any free one (0)
             self.http.set_connections(self.ws)
             # the functions' @connections calls are answered in-process, not over loopback
             self.cloud.handle("before-send.apigatewaymanagementapi", self.http.answer_in_process)
+        http_url = self.http.url
+        for name, value in functions.environment().items():
+            # management endpoints of API Gateway become this machine's gateway, and a
+            # WebSocket API's URL this machine's WebSocket gateway
+            value = _WEBSOCKET_API.sub(ws_url, value)
+            os.environ[name] = _EXECUTE_API.sub(http_url, value)
+        if not self.auth:
+            os.environ["AUTH_MODE"] = "off"  # the functions let everyone in, as `anonymous`
+        protected = self.auth and _has_authorizers(stack)
+        if protected and "DESTINATIONS_TABLE" in os.environ:
+            self.token = _dev_token(os.environ["DESTINATIONS_TABLE"])
         self.http.start()
         sources = stack.stream_sources() if self.run_streams else []
         if sources:
