@@ -311,9 +311,7 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
     "queue_delete": lambda r: r.status == 204 and r.text == "",
     # a partial update: the field sent changes, the others keep what they were
     "queue_patch": lambda r: (
-        r.status == 200
-        and r.json["max_receive_count"] == 3
-        and r.json["visibility_timeout"] == 30
+        r.status == 200 and r.json["max_receive_count"] == 3 and r.json["visibility_timeout"] == 30
     ),
     "messages_send": _created,
     "messages_send_binary": _created,
