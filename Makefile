@@ -79,7 +79,8 @@ bench: setup
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py
 
-## bench-local: mqless dev's speed (STOMP, HTTP, stalls, memory, make test) beside ActiveMQ 5.17
+## bench-local: mqless dev's speed (STOMP, HTTP, stalls, memory, make test) beside ActiveMQ 5.17;
+## writes bench/results/local.json. Shorter: BENCH_ARGS='--repeat 1 --soak-seconds 300 --no-suite'
 bench-local: setup
 	$(BIN)/python bench/bench_local.py $(BENCH_ARGS)
 

@@ -20,6 +20,8 @@ Setup is part of the run: `npm ci` in bench/stompjs, `apt-get install -y activem
 missing (needs root), a throwaway ActiveMQ instance in a temporary directory.
 
     python bench/bench_local.py [--repeat N] [--quick] [--no-suite] [--no-activemq]
+
+It prints the table and writes it, with every STOMP run, to bench/results/local.json.
 """
 
 from __future__ import annotations
@@ -621,7 +623,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:,.0f}{unit}" if abs(value) >= 10 else f"{value:.2f}{unit}"
 
 
-def report(figures: Figures, args: argparse.Namespace) -> None:
+def report(figures: Figures, args: argparse.Namespace) -> list[dict[str, str]]:
     counts = list(figures.stomp)
     rows: list[tuple[str, str, str, str, str, str]] = []
 
@@ -788,6 +790,24 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         print(f"mqless dev said: {figures.lock_line}")
     if figures.memory_guard:
         print(f"mqless dev was killed when it passed {MEMORY_GUARD_MB} MB resident")
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def write_results(
+    path: Path, table: list[dict[str, str]], figures: Figures, args: argparse.Namespace
+) -> None:
+    """The printed table and the STOMP runs as JSON (bench/results/local.json), to commit."""
+    document = {
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end",
+        "arguments": {k: v for k, v in vars(args).items() if k != "results"},
+        "table": table,
+        "stomp": {"mqless": figures.stomp, "activemq": figures.activemq},
+        "lock": figures.lock_line,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    log(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 def main() -> None:
@@ -806,10 +826,18 @@ def main() -> None:
     )
     parser.add_argument("--stomp-deadline", type=float, default=900, help="seconds per STOMP run")
     parser.add_argument("--http-deadline", type=float, default=300, help="seconds per HTTP run")
+    parser.add_argument(
+        "--results",
+        default=str(ROOT / "bench" / "results" / "local.json"),
+        help="where to write the figures as JSON ('' for nowhere; --quick writes none)",
+    )
     args = parser.parse_args()
     # `kill` (or a CI timeout) still stops mqless dev and ActiveMQ: the finally blocks run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report(run(args), args)
+    figures = run(args)
+    table = report(figures, args)
+    if args.results and not args.quick:
+        write_results(Path(args.results), table, figures, args)
 
 
 if __name__ == "__main__":

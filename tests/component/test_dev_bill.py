@@ -25,6 +25,7 @@ from mqless import observability
 from mqless import runtime as mqless_runtime
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.runtime import DevRuntime
+from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,11 +45,15 @@ def dev() -> Iterator[tuple[DevRuntime, io.StringIO]]:
         console=Console(out),
         bill_period=3600,  # the test closes periods itself
     )
-    runtime.start()
-    try:
-        yield runtime, out
-    finally:
-        runtime.stop()
+    # mqless dev indexes sent messages through its own stream poller and dispatch function;
+    # the suite's inline dispatcher (tests/inline_dispatch.py) must not index them a second
+    # time with the settings of an earlier module's stack, whose tables had these names
+    with INLINE_DISPATCH.paused():
+        runtime.start()
+        try:
+            yield runtime, out
+        finally:
+            runtime.stop()
         os.environ.clear()
         os.environ.update(environment)
         mqless_runtime.reset()
