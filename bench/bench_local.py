@@ -461,6 +461,7 @@ class Figures:
     probe_p99_ms: float | None = None
     lock_hold_ms: float | None = None
     lock_line: str | None = None
+    slow_requests: list[str] = field(default_factory=list)  # what held the lock over 500 ms
     messages: int = 0
     rss_mb: float | None = None
     rss_peak_mb: float | None = None
@@ -586,6 +587,7 @@ def run(args: argparse.Namespace) -> Figures:
         finally:
             server.stop()
             figures.memory_guard = server.guard_tripped
+        figures.slow_requests = [line for line in server.lines if "held the request lock" in line]
         for line in server.lines:
             found = re.search(r"longest lock hold ([\d.]+) ms", line)
             if found:
@@ -788,6 +790,8 @@ def report(figures: Figures, args: argparse.Namespace) -> list[dict[str, str]]:
             print(f"          ActiveMQ {' | '.join(theirs)}")
     if figures.lock_line:
         print(f"mqless dev said: {figures.lock_line}")
+    for line in figures.slow_requests[:10]:
+        print(f"  {line[:200]}")
     if figures.memory_guard:
         print(f"mqless dev was killed when it passed {MEMORY_GUARD_MB} MB resident")
     return [dict(zip(header, row, strict=True)) for row in rows]
@@ -804,6 +808,7 @@ def write_results(
         "table": table,
         "stomp": {"mqless": figures.stomp, "activemq": figures.activemq},
         "lock": figures.lock_line,
+        "slow_requests": figures.slow_requests[:50],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n")
