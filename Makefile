@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
+# test files run in parallel on this many workers (each file on one worker, so module
+# fixtures such as a shared mqless dev start once); TEST_WORKERS=0 runs serially
+TEST_WORKERS ?= 2
 
-.PHONY: setup install dev test unit lint typecheck validate scan build deploy bench clean
+.PHONY: setup install dev test unit lint typecheck validate scan build deploy bench bench-local clean
 
 setup: $(VENV)/.installed
 
@@ -40,7 +43,7 @@ dev: setup
 
 ## test: lint, type-check, validate the template, then the whole test suite
 test: lint typecheck validate
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## unit: the fast tests only (no moto)
 unit: setup
@@ -75,6 +78,11 @@ bench: setup
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py
+
+## bench-local: mqless dev's speed (STOMP, HTTP, stalls, memory, make test) beside ActiveMQ 5.17;
+## writes bench/results/local.json. Shorter: BENCH_ARGS='--repeat 1 --soak-seconds 300 --no-suite'
+bench-local: setup
+	$(BIN)/python bench/bench_local.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

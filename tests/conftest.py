@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +19,25 @@ from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.settings import Settings
-from mqless_cli.template import Stack, load_template, provision
+from mqless_cli.local.moto_fixes import fixed_moto
+from mqless_cli.template import Stack, Template, load_template, provision
 from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
+# moto normally gives boto3 a new default session on every start, and each new session
+# loads the service models again (~0.1 s a client): keep one for the whole run.
+MOTO_CONFIG: dict[str, Any] = {"core": {"reset_boto3_session": False}}
+
+
+@functools.cache
+def _parsed_template() -> Template:
+    return load_template(TEMPLATE)
+
+
+def project_template() -> Template:
+    """template.yaml, parsed once per run (a copy each time: callers may change theirs)."""
+    return copy.deepcopy(_parsed_template())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,7 +63,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
-    with mock_aws():
+    """moto with the fixes `mqless dev` runs it with (mqless_cli.local.moto_fixes)."""
+    with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
         yield
 
 
@@ -64,7 +81,7 @@ def kms(moto_aws: None) -> Any:
 @pytest.fixture
 def stack(dynamodb: Any, kms: Any) -> Stack:
     """Every table, key and alias that template.yaml declares, created in moto."""
-    stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+    stack = provision(project_template(), dynamodb=dynamodb, kms=kms)
     INLINE_DISPATCH.serve(Settings.from_env(stack.environment("HttpApiFunction")))
     return stack
 

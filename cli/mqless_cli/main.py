@@ -121,10 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     dev.add_argument(
-        "--http-port", type=int, default=8080, help="HTTP API port (default: %(default)s)"
+        "--http-port",
+        type=int,
+        default=8080,
+        help="HTTP API port; 0: any free one, printed at start (default: %(default)s)",
     )
     dev.add_argument(
-        "--ws-port", type=int, default=8081, help="WebSocket API port (default: %(default)s)"
+        "--ws-port",
+        type=int,
+        default=8081,
+        help="WebSocket API port; 0: any free one, printed at start (default: %(default)s)",
     )
     dev.add_argument(
         "--schedule-rate",

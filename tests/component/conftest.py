@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -34,10 +33,11 @@ from mqless.settings import Settings
 from mqless.stomp import Frame, decode_frames
 from mqless.storage import keys
 from mqless.storage.log import LogStore
-from mqless_cli.template import Stack, load_template, provision
+from mqless_cli.local.moto_fixes import fixed_moto
+from mqless_cli.template import Stack, provision
+from tests.conftest import MOTO_CONFIG, project_template
 from tests.inline_dispatch import INLINE_DISPATCH
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 FAKE_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
@@ -64,15 +64,16 @@ class Aws:
 
 @pytest.fixture(scope="module")
 def shared_aws() -> Iterator[Aws]:
-    """One moto with template.yaml's tables and key, for a whole test module."""
+    """One moto with template.yaml's tables and key, for a whole test module (with the fixes
+    `mqless dev` runs moto with: mqless_cli.local.moto_fixes)."""
     with pytest.MonkeyPatch.context() as env:
         for name, value in FAKE_AWS_ENV.items():
             env.setenv(name, value)
         env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
+        with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
-            stack = provision(load_template(TEMPLATE), dynamodb=dynamodb, kms=kms)
+            stack = provision(project_template(), dynamodb=dynamodb, kms=kms)
             settings = Settings.from_env(stack.environment("HttpApiFunction"))
             INLINE_DISPATCH.serve(settings)
             yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)

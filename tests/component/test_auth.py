@@ -35,7 +35,8 @@ from mqless.clock import ManualClock
 from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
 from mqless_cli.template import Stack, load_template
-from tests.component.conftest import TEMPLATE, Aws
+from tests.component.conftest import Aws
+from tests.conftest import TEMPLATE
 
 ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
 ORDERS = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -20,7 +20,6 @@ from mqless.models import Delivery, NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.runtime import build_queue_service
-from mqless_cli.local.cloud import atomic_requests
 
 P = ANONYMOUS
 WORKERS = 8
@@ -159,10 +158,3 @@ def test_concurrent_fifo_consumers_keep_each_group_in_order_one_at_a_time(
     # Then no group ever had two messages out at once, and each came out in send order
     assert overlaps == []
     assert dict(order) == {g: [f"{g}{i}".encode() for i in range(5)] for g in groups}
-
-
-@pytest.fixture(autouse=True)
-def _moto_requests_are_atomic() -> Iterator[None]:
-    """moto in-process is not atomic per request, as DynamoDB is; the runtime fixes that."""
-    with atomic_requests():
-        yield

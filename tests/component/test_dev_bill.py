@@ -25,7 +25,7 @@ from mqless import observability
 from mqless import runtime as mqless_runtime
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.runtime import DevRuntime
-from tests.e2e.conftest import free_port
+from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,17 +39,21 @@ def dev() -> Iterator[tuple[DevRuntime, io.StringIO]]:
     out = io.StringIO()
     runtime = DevRuntime(
         ROOT / "template.yaml",
-        http_port=free_port(),
-        ws_port=free_port(),
+        http_port=0,  # any free ports: another test worker may be serving too
+        ws_port=0,
         schedules=False,
         console=Console(out),
         bill_period=3600,  # the test closes periods itself
     )
-    runtime.start()
-    try:
-        yield runtime, out
-    finally:
-        runtime.stop()
+    # mqless dev indexes sent messages through its own stream poller and dispatch function;
+    # the suite's inline dispatcher (tests/inline_dispatch.py) must not index them a second
+    # time with the settings of an earlier module's stack, whose tables had these names
+    with INLINE_DISPATCH.paused():
+        runtime.start()
+        try:
+            yield runtime, out
+        finally:
+            runtime.stop()
         os.environ.clear()
         os.environ.update(environment)
         mqless_runtime.reset()

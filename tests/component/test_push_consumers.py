@@ -23,7 +23,7 @@ from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
-from tests.component.conftest import RecordingPusher
+from tests.component.conftest import Aws, RecordingPusher
 from tests.lambda_support import FakeLambdaContext
 
 
@@ -91,6 +91,80 @@ def test_a_subscriber_gets_at_most_prefetch_messages_until_it_acks(
     assert {"type": "receipt", "receipt": "r1"} in frames
     assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
     assert _counts(broker, "jobs") == (2, 2)
+
+
+def test_a_consumer_holding_more_than_64_messages_gets_more_as_it_acks(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 150 messages
+    # (one producer: they sit in one shard of the queue, behind each other)
+    _connect(sessions, "c1")
+    _send(broker, "jobs", *(f"m{n:03d}" for n in range(150)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+
+    # When it acks twenty of them
+    for message in held[:20]:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    # Then the messages after the ones it holds came to it, in order (the hundred leased
+    # ones in front of them did not hide them)
+    more = [m["body"] for m in _messages(pusher, "c1")[100:]]
+    assert more == [f"m{n:03d}" for n in range(100, 100 + len(more))]
+    assert len(more) >= 10
+    assert _counts(broker, "jobs")[1] > 80
+
+
+def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_ten_at_a_time(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 130 messages
+    _connect(sessions, "c1")
+    _send(broker, "jobs", *(f"m{n:03d}" for n in range(130)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+
+    # When it acks nine of them
+    for message in held[:9]:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    # Then nothing new comes yet (nine pushes of one message each would cost nine pumps)
+    assert len(_messages(pusher, "c1")) == 100
+
+    # When it acks the tenth
+    _frame(sessions, "c1", action="ack", id=held[9]["ack"])
+    # Then the next ten come, in order, and it holds 100 again
+    assert [m["body"] for m in _messages(pusher, "c1")[100:]] == [
+        f"m{n:03d}" for n in range(100, 110)
+    ]
+    assert _counts(broker, "jobs") == (20, 100)
+
+
+def test_acks_of_a_consumer_with_room_left_do_not_read_the_queue(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, aws: Aws
+) -> None:
+    # Given a client-individual subscriber with prefetch 10 holding the only three messages
+    _connect(sessions, "c1")
+    _send(broker, "jobs", "a", "b", "c")
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=10)
+    held = _messages(pusher, "c1")
+    queries: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        queries.append(str(params["ExpressionAttributeValues"][":p"]["S"]))
+
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.Query", note)
+    try:
+        # When it acks all three
+        for message in held:
+            _frame(sessions, "c1", action="ack", id=message["ack"])
+    finally:
+        aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.Query", note)
+    # Then every ack was taken, and no ack read the queue's index looking for more (the
+    # queue had nothing a pump could give it that the last pump had not)
+    assert _counts(broker, "jobs") == (0, 0)
+    assert [p for p in queries if p.startswith("I#")] == []
+    assert len(_messages(pusher, "c1")) == 3
 
 
 def test_a_nack_redelivers_and_counts_the_attempt(

@@ -20,7 +20,7 @@ from mqless.errors import QuotaExceeded
 from mqless.models import NewMessage
 from mqless.principals import GrantPolicy, Principal, parse_grants
 from mqless.settings import Settings
-from mqless_cli.local.cloud import atomic_requests
+from mqless_cli.local.moto_fixes import atomic_requests
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
 from tests.component.test_authorization import (

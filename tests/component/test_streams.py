@@ -400,6 +400,40 @@ def test_an_idle_poller_does_not_pile_up_shard_iterators_in_moto(app: StreamApp)
     assert len(dynamodbstreams_backends["123456789012"]["us-east-1"].shard_iterators) <= 2
 
 
+def stream_length(app: StreamApp) -> int:
+    """How many records the table's stream holds (what a TRIM_HORIZON reader would get)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    shard = dynamodb_backends["123456789012"]["us-east-1"].tables[app.table].stream_shard
+    return len(shard.items)
+
+
+def test_records_every_local_poller_has_handled_leave_the_stream(app: StreamApp) -> None:
+    # Given two pollers of the stream that drop what they have handled (as mqless dev's do:
+    # they are its only readers)
+    first = app.poller(discard_handled=True)
+    second = app.poller(discard_handled=True)
+    # When records are written and both have handled them
+    for n in range(5):
+        app.put(f"k{n}")
+    wait_until(lambda: first.stats.records == second.stats.records == 5, what="both pollers")
+    # Then the stream no longer holds them, and what comes next still reaches both
+    wait_until(lambda: stream_length(app) == 0, what="the handled records dropped")
+    app.put("later")
+    wait_until(lambda: app.delivered_keys().count("later") == 2, what="the next record")
+
+
+def test_a_poller_that_keeps_records_leaves_the_stream_whole(app: StreamApp) -> None:
+    # Given a poller that does not drop what it handled (the default)
+    poller = app.poller()
+    # When records are written and handled
+    for n in range(5):
+        app.put(f"k{n}")
+    wait_until(lambda: poller.stats.records == 5, what="five records")
+    # Then the stream still holds them (DynamoDB keeps records 24 hours)
+    assert stream_length(app) == 5
+
+
 def test_filter_patterns_follow_event_pattern_rules() -> None:
     record = {
         "eventName": "MODIFY",

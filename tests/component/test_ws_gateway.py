@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -483,6 +484,62 @@ def test_delete_closes_the_socket_then_disconnect_runs_and_the_connection_is_gon
     with pytest.raises(ClientError) as gone:
         local.management().post_to_connection(ConnectionId=me, Data=b"x")
     assert gone.value.response["Error"]["Code"] == "GoneException"
+
+
+def test_the_functions_connections_calls_are_answered_in_process(local: Local) -> None:
+    # Given an HTTP gateway that listens but never serves a request, answering boto3's
+    # @connections calls in-process (as mqless dev does for its functions)
+    idle = HttpGateway(local.cloud.stack, local.functions, port=0, connections=local.gateway)
+    session = boto3.Session(region_name="us-east-1")
+    session.events.register("before-send.apigatewaymanagementapi", idle.answer_in_process)
+    management = session.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"{idle.url}/{local.gateway.stage}",
+        config=Config(read_timeout=2, retries={"max_attempts": 1}),
+    )
+    try:
+        with local.open() as client:
+            me = connection_id(client)
+            # When a function posts to a connection, asks about it, and posts too much
+            management.post_to_connection(ConnectionId=me, Data="héllo".encode())
+            received = client.recv(timeout=TIMEOUT)
+            info = management.get_connection(ConnectionId=me)
+            with pytest.raises(ClientError) as too_big:
+                management.post_to_connection(ConnectionId=me, Data=b"z" * (MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(ClientError) as gone:
+            management.post_to_connection(ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x")
+    finally:
+        idle.stop()
+    # Then each gets the answer the HTTP route gives, without the server's help
+    assert received == "héllo"
+    assert info["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": USER_AGENT}
+    assert too_big.value.response["Error"]["Code"] == "PayloadTooLargeException"
+    assert gone.value.response["Error"]["Code"] == "GoneException"
+
+
+def test_clients_of_the_embedded_aws_send_unsigned_requests(local: Local) -> None:
+    # Given a client made while mqless dev's embedded AWS runs (moto checks no signature)
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    sent: list[Any] = []
+    dynamodb.meta.events.register(
+        "before-send.dynamodb", lambda request, **_: sent.append(request.headers)
+    )
+    # When it calls DynamoDB
+    dynamodb.list_tables()
+    # Then the request went without SigV4 (signing is a fifth of an in-process call)
+    assert sent and "Authorization" not in sent[0]
+
+
+def test_an_idle_http_gateway_stops_at_once(local: Local) -> None:
+    # Given an HTTP gateway serving, idle
+    gateway = HttpGateway(local.cloud.stack, local.functions, port=0)
+    gateway.start()
+    time.sleep(0.1)
+    # When it is stopped (Ctrl-C on mqless dev; every end-to-end test's server)
+    started = time.monotonic()
+    gateway.stop()
+    # Then it does not sit out the rest of a half-second poll first
+    assert time.monotonic() - started < 0.25
 
 
 # --- timeouts and shutdown -------------------------------------------------------------------

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 READY = "mqless dev: ready"
 DEV_TOKEN = "  dev token "
+HTTP_LINE = "  HTTP API "
+WS_LINE = "  WebSocket API "
 START_TIMEOUT = 90.0
 
 
@@ -100,8 +102,12 @@ def _mqless_command() -> list[str]:
 
 
 def start_dev(template: Path, *extra: str) -> DevServer:
-    """Run `mqless dev --template ...` on free ports and wait for its ready line."""
-    http_port, ws_port = free_port(), free_port()
+    """Run `mqless dev --template ...` on free ports and wait for its ready line.
+
+    `mqless dev` binds any free ports itself (port 0) and the URLs are read from what it
+    prints: a port chosen here and bound there could be taken in between (by another test
+    worker's server, or as the local port of some client's connection).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
@@ -111,9 +117,9 @@ def start_dev(template: Path, *extra: str) -> DevServer:
             "--template",
             str(template),
             "--http-port",
-            str(http_port),
+            "0",
             "--ws-port",
-            str(ws_port),
+            "0",
             *extra,
         ],
         cwd=template.parent,
@@ -122,7 +128,7 @@ def start_dev(template: Path, *extra: str) -> DevServer:
         text=True,
         env=env,
     )
-    server = DevServer(process, f"http://127.0.0.1:{http_port}", f"ws://127.0.0.1:{ws_port}")
+    server = DevServer(process, "", "")
     assert process.stdout is not None
     stream = process.stdout
 
@@ -137,12 +143,20 @@ def start_dev(template: Path, *extra: str) -> DevServer:
         if any(READY in line for line in server.lines):
             tokens = [line.split()[-1] for line in server.lines if line.startswith(DEV_TOKEN)]
             server.token = tokens[0] if tokens else None
+            server.http_url = _printed_url(server.lines, HTTP_LINE)
+            server.ws_url = _printed_url(server.lines, WS_LINE)
             return server
         if process.poll() is not None:
             break
         time.sleep(0.05)
     server.stop()
     raise AssertionError(f"`mqless dev` did not become ready:\n{server.output()}")
+
+
+def _printed_url(lines: list[str], label: str) -> str:
+    """The URL `mqless dev` printed on its `label` line ("" if it printed none)."""
+    found = [line.split()[-1] for line in lines if line.startswith(label)]
+    return found[0] if found else ""
 
 
 @pytest.fixture

@@ -210,3 +210,18 @@ def test_curl_style_form_bodies_are_read_as_json(dev_server: Callable[..., DevSe
         sent = http.post("/queues/curl/messages", content=b'{"body": "hi"}', headers=form)
     assert created.status_code == 201, created.text
     assert sent.status_code == 201, sent.text
+
+
+def test_on_any_free_ports_mqless_dev_prints_and_uses_the_ports_it_got(
+    dev_server: Callable[..., DevServer],
+) -> None:
+    # Given `mqless dev` asked for any free ports (port 0: how the tests start it, so
+    # that parallel test workers never race for a port)
+    server = dev_server()
+    # When a client reads the web console's configuration from the printed HTTP URL
+    with httpx.Client(base_url=server.http_url, timeout=30) as http:
+        config = http.get("/console/config.json").json()
+    # Then both printed URLs name real ports, and the functions were told the WebSocket
+    # gateway's (the console connects to what they say)
+    assert not server.http_url.endswith(":0") and not server.ws_url.endswith(":0")
+    assert config["websocket_url"] == server.ws_url

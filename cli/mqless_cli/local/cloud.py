@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore
 from moto import mock_aws
 
+from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.template import Stack, load_template, provision
 
 REGION = "us-east-1"
@@ -32,81 +31,21 @@ _AWS_ENV = {
 }
 
 
-_atomic_lock = threading.RLock()
-
-
-@contextmanager
-def atomic_requests() -> Iterator[None]:
-    """Give in-process moto DynamoDB's per-request atomicity while the block runs.
-
-    DynamoDB applies each request (condition and write) atomically; moto's in-process
-    backend does not, so a thread switch between its condition check and its write lets
-    two conditional updates both succeed. Serialising moto's request handling restores
-    the guarantee the broker's leases rely on; callers still interleave between requests.
-    """
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    original = BotocoreStubber.process_request
-
-    def atomic(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
-        with _atomic_lock:
-            return original(self, *args, **kwargs)
-
-    BotocoreStubber.process_request = atomic  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        BotocoreStubber.process_request = original  # type: ignore[method-assign]
-
-
-@contextmanager
-def streams_survive_rollbacks() -> Iterator[None]:
-    """Keep a table's stream readable after moto rolls back a failed transaction.
-
-    moto undoes a failed TransactWriteItems by putting back a deep copy of each table it
-    touched, stream shard included. Shard iterators already handed out point at the
-    replaced shard object, so a stream poller would read nothing ever again (the dispatch
-    function would stop being invoked). Instead the table keeps its own shard, cut back
-    to its length before the transaction: exactly what a rollback means for the stream.
-    Requests are serialised (`atomic_requests`), so nothing else wrote in between.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    original = DynamoDBBackend.transact_write_items
-
-    def transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-        shards = {}
-        for item in transact_items:
-            table_name = next(iter(item.values())).get("TableName")
-            table = self.tables.get(table_name) if table_name else None
-            if table is not None and table.stream_shard is not None:
-                shards[table_name] = (table.stream_shard, len(table.stream_shard.items))
-        try:
-            original(self, transact_items)
-        except BaseException:
-            for table_name, (shard, length) in shards.items():
-                restored = self.tables.get(table_name)
-                if restored is not None and restored.stream_shard is not shard:
-                    del shard.items[length:]
-                    restored.stream_shard = shard
-            raise
-
-    DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+def _unsigned(**_: Any) -> Any:
+    """botocore `choose-signer`: send requests unsigned."""
+    return botocore.UNSIGNED
 
 
 @dataclass
 class LocalCloud:
-    """An in-process AWS (moto) holding the template's tables, streams, key and alias."""
+    """An in-process AWS (moto, with `moto_fixes` applied) holding the template's tables,
+    streams, key and alias."""
 
     template_path: Path
     stack: Stack
     _mock: Any
-    _atomic: Any = None
-    _streams: Any = None
+    _fixes: Any = None
+    _handlers: list[tuple[str, Any]] = field(default_factory=list)
 
     @classmethod
     def start(cls, template_path: Path, *, stack_name: str = "mqless") -> LocalCloud:
@@ -116,10 +55,10 @@ class LocalCloud:
         os.environ.pop("AWS_PROFILE", None)
         mock = mock_aws(config=_PASSTHROUGH)  # type: ignore[call-overload]
         mock.start()
-        atomic = atomic_requests()
-        atomic.__enter__()
-        streams = streams_survive_rollbacks()
-        streams.__enter__()
+        fixes = fixed_moto()
+        fixes.__enter__()
+        # Clients made from now on (the functions') share this session's event handlers.
+        boto3.setup_default_session()
         try:
             stack = provision(
                 load_template(template_path),
@@ -129,17 +68,22 @@ class LocalCloud:
                 region=REGION,
             )
         except BaseException:
-            streams.__exit__(None, None, None)
-            atomic.__exit__(None, None, None)
+            fixes.__exit__(None, None, None)
             mock.stop()
             raise
-        return cls(
-            template_path=template_path,
-            stack=stack,
-            _mock=mock,
-            _atomic=atomic,
-            _streams=streams,
-        )
+        cloud = cls(template_path=template_path, stack=stack, _mock=mock, _fixes=fixes)
+        # moto checks no signature: signing (about a fifth of an in-process call) is skipped
+        cloud.handle("choose-signer", _unsigned)
+        return cloud
+
+    def handle(self, event_name: str, handler: Any) -> None:
+        """Register a botocore event handler for every client made from now on (until stop)."""
+        events = boto3.DEFAULT_SESSION.events if boto3.DEFAULT_SESSION else None
+        if events is None:
+            boto3.setup_default_session()
+            events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
+        events.register(event_name, handler)
+        self._handlers.append((event_name, handler))
 
     @staticmethod
     def client(service: str) -> Any:
@@ -147,10 +91,11 @@ class LocalCloud:
         return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
 
     def stop(self) -> None:
-        if self._streams is not None:
-            self._streams.__exit__(None, None, None)
-            self._streams = None
-        if self._atomic is not None:
-            self._atomic.__exit__(None, None, None)
-            self._atomic = None
+        if boto3.DEFAULT_SESSION is not None:
+            for event_name, handler in self._handlers:
+                boto3.DEFAULT_SESSION.events.unregister(event_name, handler)
+        self._handlers.clear()
+        if self._fixes is not None:
+            self._fixes.__exit__(None, None, None)
+            self._fixes = None
         self._mock.stop()

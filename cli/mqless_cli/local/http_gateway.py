@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from mqless_cli.local.authorizers import (
     InvalidResponse,
@@ -160,12 +163,17 @@ class HttpGateway:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="http-gateway", daemon=True
+            # stop() waits for the loop to notice: look every 50 ms, not every half second
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="http-gateway",
+            daemon=True,
         )
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for a serve_forever() that ran
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -339,6 +347,58 @@ class HttpGateway:
     def connections(self) -> Connections | None:
         return self._connections
 
+    def manage(self, method: str, connection_id: str, body: bytes) -> _Reply:
+        """The @connections API: POST sends, GET describes, DELETE closes."""
+        connections = self._connections
+        json_type = {"content-type": "application/json"}
+        if connections is None:
+            return _Reply(404, json_type, [], b'{"message":"No WebSocket API is running"}')
+        try:
+            if method == "POST":
+                connections.post(unquote(connection_id), body)
+                return _Reply(200, json_type, [], b"")
+            if method == "GET":
+                info = connections.get(unquote(connection_id))
+                return _Reply(200, json_type, [], json.dumps(_wire_connection(info)).encode())
+            if method == "DELETE":
+                connections.delete(unquote(connection_id))
+                return _Reply(204, json_type, [], b"")
+        except ConnectionGone:
+            return _Reply(
+                410, {**json_type, "x-amzn-errortype": "GoneException"}, [], b'{"message":null}'
+            )
+        except ValueError as exc:
+            return _Reply(
+                413,
+                {**json_type, "x-amzn-errortype": "PayloadTooLargeException"},
+                [],
+                json.dumps({"message": str(exc)}).encode(),
+            )
+        return _Reply(405, json_type, [], b'{"message":"Method Not Allowed"}')
+
+    def answer_in_process(self, request: Any, **_: Any) -> Any:
+        """A botocore `before-send` handler: @connections calls to this gateway are answered
+        here, without the round trip through a socket and this server's request thread.
+
+        The client is the unchanged boto3 `apigatewaymanagementapi` client and the answer
+        the one the HTTP route gives (status, headers, body), so it parses the same way
+        (410 GoneException, 413 PayloadTooLargeException). Anything else: None (not ours).
+        """
+        parts = urlsplit(str(request.url))
+        if f"{parts.scheme}://{parts.netloc}" != self.url:
+            return None
+        found = _CONNECTIONS.match(parts.path)
+        if found is None:
+            return None
+        body = request.body or b""
+        if not isinstance(body, bytes):
+            body = body.read() if hasattr(body, "read") else str(body).encode()
+        reply = self.manage(str(request.method), found.group("id"), body)
+        headers = HTTPHeaders()
+        for name, value in {**reply.headers, "content-length": str(len(reply.body))}.items():
+            headers[name] = value
+        return AWSResponse(str(request.url), reply.status, headers, _RawBody(reply.body))
+
     @property
     def cors(self) -> bool:
         return self._cors
@@ -349,6 +409,16 @@ class _Server(ThreadingHTTPServer):
     # the standard library listens with a backlog of 5: a burst of clients connecting at
     # once (50 competing consumers) would be reset
     request_queue_size = 128
+
+
+class _RawBody(io.BytesIO):
+    """A response body as botocore reads it (`stream()`), for in-process answers."""
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        chunk = self.read()
+        while chunk:
+            yield chunk
+            chunk = self.read()
 
 
 @dataclass
@@ -463,7 +533,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         connections = _CONNECTIONS.match(parts.path)
         if connections:
-            self._send(self._manage(connections.group("id"), body))
+            self._send(self.owner.manage(self.command, connections.group("id"), body))
             return
         if parts.path == LOCAL_BILL_PATH and self.owner.bill is not None:
             bill = json.dumps(self.owner.bill()).encode()
@@ -521,35 +591,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 }
             )
         return headers
-
-    def _manage(self, connection_id: str, body: bytes) -> _Reply:
-        """The @connections API: POST sends, GET describes, DELETE closes."""
-        connections = self.owner.connections()
-        json_type = {"content-type": "application/json"}
-        if connections is None:
-            return _Reply(404, json_type, [], b'{"message":"No WebSocket API is running"}')
-        try:
-            if self.command == "POST":
-                connections.post(unquote(connection_id), body)
-                return _Reply(200, json_type, [], b"")
-            if self.command == "GET":
-                info = connections.get(unquote(connection_id))
-                return _Reply(200, json_type, [], json.dumps(_wire_connection(info)).encode())
-            if self.command == "DELETE":
-                connections.delete(unquote(connection_id))
-                return _Reply(204, json_type, [], b"")
-        except ConnectionGone:
-            return _Reply(
-                410, {**json_type, "x-amzn-errortype": "GoneException"}, [], b'{"message":null}'
-            )
-        except ValueError as exc:
-            return _Reply(
-                413,
-                {**json_type, "x-amzn-errortype": "PayloadTooLargeException"},
-                [],
-                json.dumps({"message": str(exc)}).encode(),
-            )
-        return _Reply(405, json_type, [], b'{"message":"Method Not Allowed"}')
 
     def _send(self, reply: _Reply) -> None:
         try:

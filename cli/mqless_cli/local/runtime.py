@@ -7,6 +7,7 @@ AWS at start. `auth=False` (`--no-auth`) runs no authorizer and sets `AUTH_MODE=
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from mqless_cli.local.functions import FunctionHost, Invocation
 from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
 from mqless_cli.local.invocations import InvokeApi
 from mqless_cli.local.metrics import EmfToCloudWatch
+from mqless_cli.local.moto_fixes import REQUEST_LOCK
 from mqless_cli.template import Stack
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
@@ -107,8 +109,24 @@ class DevRuntime:
             meter=self.meter,
             bill=self.bill.document,
         )
-        http_url = self.http.url
         ws_url = f"ws://{self.host}:{self.ws_port}"
+        if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
+            from mqless_cli.local.ws_gateway import WebSocketGateway
+
+            self.ws = WebSocketGateway(
+                stack,
+                functions,
+                host=self.host,
+                port=self.ws_port,
+                run_authorizers=self.auth,
+                meter=self.meter,
+            )
+            self.ws.start()
+            ws_url = self.ws.url  # the port it got, if asked for any free one (0)
+            self.http.set_connections(self.ws)
+            # the functions' @connections calls are answered in-process, not over loopback
+            self.cloud.handle("before-send.apigatewaymanagementapi", self.http.answer_in_process)
+        http_url = self.http.url
         for name, value in functions.environment().items():
             # management endpoints of API Gateway become this machine's gateway, and a
             # WebSocket API's URL this machine's WebSocket gateway
@@ -124,19 +142,6 @@ class DevRuntime:
             self.http.invocations = InvokeApi(
                 functions, stack_name=stack.stack_name, token=self.token if protected else None
             )
-        if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
-            from mqless_cli.local.ws_gateway import WebSocketGateway
-
-            self.ws = WebSocketGateway(
-                stack,
-                functions,
-                host=self.host,
-                port=self.ws_port,
-                run_authorizers=self.auth,
-                meter=self.meter,
-            )
-            self.ws.start()
-            self.http.set_connections(self.ws)
         self.http.start()
         sources = stack.stream_sources() if self.run_streams else []
         if sources:
@@ -144,7 +149,11 @@ class DevRuntime:
 
             for source in sources:
                 poller = StreamPoller(
-                    source, functions, LocalCloud.client("dynamodbstreams"), region=stack.region
+                    source,
+                    functions,
+                    LocalCloud.client("dynamodbstreams"),
+                    region=stack.region,
+                    discard_handled=True,  # the pollers are the embedded streams' only readers
                 )
                 poller.start()
                 self._pollers.append(poller)
@@ -184,6 +193,12 @@ class DevRuntime:
             "active minute here)"
         )
         self.bill.start()
+        # Everything loaded so far (modules, botocore models, moto backends) lives as long as
+        # the process: keep it out of the garbage collector's full collections, which would
+        # otherwise walk it every time and stall whatever request they fall in.
+        gc.collect()
+        gc.freeze()
+        REQUEST_LOCK.reset()  # what requests wait for from now on, not provisioning
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
     def _invoked(self, call: Invocation) -> None:
@@ -206,6 +221,8 @@ class DevRuntime:
             self._metering.__exit__(None, None, None)
             self._metering = None
         if self.cloud is not None:
+            # how long any AWS request had to wait behind another: the local stall figure
+            self.console.line(f"mqless dev: {REQUEST_LOCK.stats.summary()}")
             self.cloud.stop()
         sys.stdout = sys.__stdout__
 

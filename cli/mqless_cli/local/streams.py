@@ -48,9 +48,18 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from mqless_cli.local.functions import FunctionError, FunctionHost
+from mqless_cli.local.moto_fixes import discard_shard_iterator, discard_stream_records
 from mqless_cli.template import StreamSource
 
-__all__ = ["DEV_RETRY_CAP", "PollerStats", "StreamPoller", "lambda_record", "record_filter"]
+__all__ = [
+    "CHECKPOINTS",
+    "DEV_RETRY_CAP",
+    "PollerStats",
+    "StreamCheckpoints",
+    "StreamPoller",
+    "lambda_record",
+    "record_filter",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,49 @@ class PollerStats:
     """Records that matched no filter and were never delivered."""
 
 
+class StreamCheckpoints:
+    """How far each local poller of a shard has handled its records; what all of them have
+    handled is dropped from the (moto) stream.
+
+    DynamoDB keeps records 24 hours for any reader. Under `mqless dev` the pollers are a
+    stream's only readers (moto lives inside the process), so a record every one of them
+    has handled can never be read again: keeping it for a day would make memory grow with
+    every write (and every full garbage collection slower).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._positions: dict[tuple[str, str], dict[int, int | None]] = {}
+
+    def join(self, stream_arn: str, shard_id: str, reader: int) -> None:
+        """A reader starts on a shard (nothing handled yet: nothing is dropped meanwhile)."""
+        with self._lock:
+            self._positions.setdefault((stream_arn, shard_id), {})[reader] = None
+
+    def leave(self, stream_arn: str, shard_id: str, reader: int) -> None:
+        with self._lock:
+            readers = self._positions.get((stream_arn, shard_id), {})
+            readers.pop(reader, None)
+            if not readers:
+                self._positions.pop((stream_arn, shard_id), None)
+
+    def handled(self, stream_arn: str, shard_id: str, reader: int, sequence: str) -> None:
+        """`reader` is done with every record up to `sequence`."""
+        with self._lock:
+            readers = self._positions.get((stream_arn, shard_id))
+            if readers is None or reader not in readers:
+                return
+            readers[reader] = int(sequence)
+            positions = [p for p in readers.values() if p is not None]
+            everyone = len(positions) == len(readers)
+        if everyone:
+            discard_stream_records(stream_arn, shard_id, min(positions))
+
+
+CHECKPOINTS = StreamCheckpoints()
+"""The checkpoints of every poller of this process."""
+
+
 class _Failed(NamedTuple):
     """How an invocation failed: retry from this index; raised or reported."""
 
@@ -104,7 +156,11 @@ class StreamPoller:
         max_backoff_seconds: float = 2.0,
         dev_retry_cap: int = DEV_RETRY_CAP,
         shard_discovery_seconds: float = 2.0,
+        discard_handled: bool = False,
     ) -> None:
+        """`discard_handled`: drop from the stream what this poller (and every other one of
+        the shard, see `StreamCheckpoints`) has handled; only where they are its only readers.
+        """
         self.source = source
         self._functions = functions
         self._client = streams_client
@@ -125,6 +181,7 @@ class StreamPoller:
         self._closed: set[str] = set()
         self._supervisor: threading.Thread | None = None
         self._describe_failing = False
+        self._discard_handled = discard_handled
 
     @property
     def stats(self) -> PollerStats:
@@ -232,6 +289,8 @@ class StreamPoller:
         idle_wait = 0.0
         batch_size = max(1, self.source.batch_size)
         window = max(0, self.source.maximum_batching_window_seconds)
+        if self._discard_handled:
+            CHECKPOINTS.join(self._arn, shard_id, id(self))
         try:
             while not self._stop.is_set():
                 if iterator is not None and len(pending) < batch_size:
@@ -255,6 +314,8 @@ class StreamPoller:
                     if was_empty and pending:
                         gathering_since = time.monotonic()
                 if not pending:
+                    if last_sequence is not None:
+                        self._handled(shard_id, last_sequence)  # filtered ones included
                     if iterator is None:
                         return  # the shard is closed and everything in it was handled
                     idle_wait = min(self._idle_poll, max(idle_wait * 2, _FIRST_IDLE_WAIT))
@@ -271,15 +332,25 @@ class StreamPoller:
                 batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
                 self._deliver(batch)
                 gathering_since = time.monotonic()
+                if not self._stop.is_set():  # stopped midway: the batch may not be done
+                    done = last_sequence if not pending else batch[-1]["dynamodb"]["SequenceNumber"]
+                    if done is not None:
+                        self._handled(shard_id, done)
         finally:
+            if self._discard_handled:
+                CHECKPOINTS.leave(self._arn, shard_id, id(self))
             with self._lock:
                 self._closed.add(shard_id)
+
+    def _handled(self, shard_id: str, sequence: str) -> None:
+        if self._discard_handled:
+            CHECKPOINTS.handled(self._arn, shard_id, id(self), sequence)
 
     def _get_records(self, iterator: str) -> tuple[list[dict[str, Any]], str | None]:
         response = self._client.get_records(
             ShardIterator=iterator, Limit=min(_GET_RECORDS_LIMIT, self.source.batch_size)
         )
-        _forget_iterator(self._arn, iterator)
+        discard_shard_iterator(self._arn, iterator)
         return response.get("Records", []), response.get("NextShardIterator")
 
     def _reopen(self, shard_id: str, last_sequence: str | None) -> str | None:
@@ -448,21 +519,6 @@ def _wire(value: Any) -> Any:
     if isinstance(value, list | tuple | set):
         return [_wire(item) for item in value]
     return value
-
-
-def _forget_iterator(stream_arn: str, iterator: str) -> None:
-    """Let moto drop a used shard iterator, if moto serves this stream.
-
-    moto keeps every iterator it ever issued (about 1.6 KB each), and a poller is handed a
-    new one on every poll: some 100 MB an hour while idle. Anything but moto is left alone.
-    """
-    try:
-        from moto.dynamodbstreams.models import dynamodbstreams_backends
-
-        _, _, _, region, account = stream_arn.split(":")[:5]
-        dynamodbstreams_backends[account][region].shard_iterators.pop(iterator, None)
-    except Exception:  # not moto, or a moto that keeps them elsewhere
-        return
 
 
 # --- FilterCriteria ------------------------------------------------------------------------

@@ -22,6 +22,15 @@ consumer can never both count the same credit (the loser hands its messages back
 uncounted). A record whose leases ran out holds nothing, so a consumer that sat on its
 messages is fed again once they went back to the queue.
 
+An ack frees credit, but a pump after it is worth its reads (the consumers, their credit,
+the queue's index from the floor) only when that credit was what held messages back. A
+consumer with room left was given everything visible when it was last fed, and whatever
+became visible since (a new message indexed, a nack, a lease or delay that ran out) brings
+its own pump. So an ack pumps when it takes the consumer down through `refill_step`
+below its prefetch: from full with prefetch under 20 (every ack of a saturated consumer),
+in steps of 10 with prefetch 100 (one push of 10, not ten of one). What makes a message
+visible always pumps: a nack, a FIFO ack (the next message of its group), a stale ack.
+
 An ack id is `<seq>.<position>.<gen>:<subscription>`: it names the record and the place
 in it, so settling needs no search. `client-individual`: one conditional update of the
 record marks the position settled (only while its gen matches, its lease has not ended
@@ -54,13 +63,13 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from mqless import models
+from mqless import models, names
 from mqless.clock import Clock
 from mqless.dynamo import (
     Item,
@@ -247,6 +256,12 @@ class PumpReport:
 class SettleReport:
     settled: int
     stale: int
+    refill: bool = True  # the credit freed is worth a pump (see the module docstring)
+
+
+def refill_step(prefetch: int) -> int:
+    """How much room an ack must open in a consumer's credit to be worth a pump."""
+    return max(1, min(models.MAX_BATCH, prefetch // 10))
 
 
 class QueueConsumers:
@@ -666,10 +681,12 @@ class QueueConsumers:
             raise not_held
         seq, position, gen = target
         leases: list[Lease] | None
+        settled_by = consumer  # as it stands once this settle is written
         if consumer.ack == "client":
             leases = self._up_to(consumer, seq, position, gen, now)
             if leases:
                 self._advance(consumer, watermark(seq, position))
+                settled_by = replace(consumer, acked=max(consumer.acked, watermark(seq, position)))
         else:
             marked = self._records.settle(
                 consumer.queue, consumer.records, seq, position, gen=gen, now_ms=now
@@ -687,7 +704,21 @@ class QueueConsumers:
             delay_seconds=delay_seconds,
         )
         settled = sum(done)
-        return SettleReport(settled=settled, stale=len(done) - settled)
+        # a nack makes its message visible, and so does a FIFO ack the next of its group
+        refill = (
+            nack
+            or names.is_fifo(consumer.queue)
+            or settled < len(done)  # a lease that had run out: its message is visible
+            or self._room_opened(settled_by, freed=len(leases))
+        )
+        return SettleReport(settled=settled, stale=len(done) - settled, refill=refill)
+
+    def _room_opened(self, consumer: Consumer, *, freed: int) -> bool:
+        """Whether releasing `freed` messages took the consumer down through its refill
+        threshold (from holding more than prefetch - step to holding no more than that)."""
+        threshold = consumer.prefetch - refill_step(consumer.prefetch)
+        holding = self._holding(consumer, {}).in_flight
+        return holding <= threshold < holding + freed
 
     def _find(self, consumer: Consumer, message_id: str, now: int) -> tuple[int, int, str] | None:
         """(seq, position, gen) of a held message, by its id (STOMP 1.0 and 1.1 ack so)."""

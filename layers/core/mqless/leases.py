@@ -98,6 +98,22 @@ class Leases:
             start = random.randrange(config.shards)
         return [(start + i) % config.shards for i in range(config.shards)]
 
+    def visible_in(self, queue: str, shard: int) -> bool:
+        """Whether an oldest-first lease (a push consumer's) would find a message in this
+        standard queue shard: the segments it would read, from the floor on, looked at with
+        no write."""
+        start = self.floor(queue, shard)
+        for _ in range(MAX_SCAN_PAGES):
+            segments = self._index.segments(queue, shard, start, limit=SCAN_SEGMENTS)
+            now = self._clock.now_ms()
+            for segment in segments:
+                if any(e.free_at(now) and not e.expired(now) for e in segment.entries):
+                    return True
+            if len(segments) < SCAN_SEGMENTS:
+                return False
+            start = segments[-1].seq + 1
+        return False
+
     def _take_standard(
         self, config: QueueConfig, shard: int, want: int, lease_ms: int, oldest_first: bool
     ) -> list[Taken]:

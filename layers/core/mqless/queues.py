@@ -702,6 +702,12 @@ class QueueService:
             return False
         now = self._clock.now_ms()
         for shard in range(config.shards):
+            if not config.fifo:
+                # as far as a push consumer's receive reads: messages held by consumers (a
+                # prefetch of 100 is 100 leased references) do not hide the ones after them
+                if self.leases.visible_in(config.name, shard):
+                    return True
+                continue
             for read, (until, _, _) in enumerate(self._states(config, shard)):
                 if 0 <= until <= now:
                     return True

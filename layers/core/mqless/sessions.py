@@ -281,7 +281,8 @@ class Sessions:
     def settle(self, info: ConnectionInfo, settle: Settle) -> tuple[SettleReport, str | None]:
         """Ack or nack a pushed message (a topic message needs none: that is a no-op).
 
-        Returns what was settled and the queue to `pump` (credit was freed), if any.
+        Returns what was settled and the queue to `pump` (credit was freed that held
+        messages back: `SettleReport.refill`), if any.
         """
         connection_id = info.connection.id
         ack: AckId | None = None
@@ -319,7 +320,7 @@ class Sessions:
                 if len(candidates) == 1:
                     raise
                 continue
-            return report, consumer.queue
+            return report, consumer.queue if report.refill else None
         raise NotInFlight(f"message {settle.message_id!r} is not in flight on this connection")
 
     # ---- feeding -------------------------------------------------------------------------

@@ -1,0 +1,876 @@
+"""mqless_cli.local.moto_fixes against moto's own behaviour.
+
+Each fix is checked twice: where it must not change what moto answers, the same requests go
+to plain moto and to fixed moto and the answers are compared; where it changes moto (the
+cost of a rollback or a query, stream retention, iterator expiry), a test states the new
+behaviour, and fails on plain moto.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from mqless_cli.local import moto_fixes
+from mqless_cli.local.moto_fixes import (
+    REQUEST_LOCK,
+    attribute_values_serialize_directly,
+    discard_shard_iterator,
+    fixed_moto,
+)
+from tests.conftest import MOTO_CONFIG
+
+TABLE = "fixes"
+
+
+@contextmanager
+def moto(*, fixed: bool) -> Iterator[tuple[Any, Any]]:
+    """A fresh moto (with every fix, or none): a DynamoDB and a DynamoDB Streams client."""
+    with mock_aws(config=MOTO_CONFIG), fixed_moto() if fixed else nullcontext():  # type: ignore[call-overload]
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+        db.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+                {"AttributeName": "gk", "AttributeType": "S"},
+                {"AttributeName": "gr", "AttributeType": "N"},
+                {"AttributeName": "lr", "AttributeType": "N"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by_g",
+                    "KeySchema": [
+                        {"AttributeName": "gk", "KeyType": "HASH"},
+                        {"AttributeName": "gr", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            LocalSecondaryIndexes=[
+                {
+                    "IndexName": "by_l",
+                    "KeySchema": [
+                        {"AttributeName": "pk", "KeyType": "HASH"},
+                        {"AttributeName": "lr", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        yield db, streams
+
+
+@pytest.fixture(autouse=True)
+def _credentials(aws_env: None) -> None:
+    """Fake credentials (tests/conftest.py); each test starts its own motos."""
+
+
+def key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def item(pk: str, sk: str, **attributes: Any) -> dict[str, Any]:
+    return {**key(pk, sk), **attributes}
+
+
+def stream_arn(db: Any) -> str:
+    return str(db.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"])
+
+
+def iterator(db: Any, streams: Any, position: str = "TRIM_HORIZON", **extra: Any) -> str:
+    arn = stream_arn(db)
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    return str(
+        streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard, ShardIteratorType=position, **extra
+        )["ShardIterator"]
+    )
+
+
+def read_all(streams: Any, start: str) -> list[dict[str, Any]]:
+    """Every record from `start` on (until a read comes back empty)."""
+    records: list[dict[str, Any]] = []
+    position: str | None = start
+    while position:
+        page = streams.get_records(ShardIterator=position)
+        if not page["Records"]:
+            break
+        records.extend(page["Records"])
+        position = page.get("NextShardIterator")
+    return records
+
+
+def plain(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Records without what differs from run to run (event ids, times)."""
+    return [
+        (
+            r["eventName"],
+            json.dumps(r["dynamodb"]["Keys"], sort_keys=True),
+            json.dumps(r["dynamodb"].get("OldImage"), sort_keys=True),
+            json.dumps(r["dynamodb"].get("NewImage"), sort_keys=True),
+            r["dynamodb"]["SequenceNumber"],
+        )
+        for r in records
+    ]
+
+
+def table_contents(db: Any) -> list[str]:
+    return sorted(json.dumps(i, sort_keys=True) for i in db.scan(TableName=TABLE)["Items"])
+
+
+def same_on_plain_and_fixed_moto(scenario: Callable[[Any, Any], Any]) -> Any:
+    """Run `scenario(db, streams)` on plain moto, then on fixed moto; both results."""
+    with moto(fixed=False) as (db, streams):
+        expected = scenario(db, streams)
+    with moto(fixed=True) as (db, streams):
+        found = scenario(db, streams)
+    return expected, found
+
+
+# ---- transactions: undo log ----------------------------------------------------------------
+
+
+def failing_transaction(db: Any) -> dict[str, Any]:
+    """Put a new item, update one, delete one, then a condition that fails: cancelled."""
+    with pytest.raises(ClientError) as failure:
+        db.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": item("p", "new", v={"S": "x"})}},
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": key("p", "a"),
+                        "UpdateExpression": "SET v = :v, gk = :g, gr = :r",
+                        "ExpressionAttributeValues": {
+                            ":v": {"S": "changed"},
+                            ":g": {"S": "moved"},
+                            ":r": {"N": "9"},
+                        },
+                    }
+                },
+                {"Delete": {"TableName": TABLE, "Key": key("p", "b")}},
+                {
+                    "ConditionCheck": {
+                        "TableName": TABLE,
+                        "Key": key("p", "c"),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    return dict(failure.value.response)
+
+
+def seed(db: Any, count: int = 3) -> None:
+    for n, sk in enumerate(["a", "b", "c", *(f"x{i}" for i in range(count - 3))]):
+        db.put_item(
+            TableName=TABLE,
+            Item=item("p", sk, v={"S": sk}, gk={"S": "g"}, gr={"N": str(n)}, lr={"N": str(n)}),
+        )
+
+
+def test_a_cancelled_transaction_leaves_items_and_stream_as_moto_leaves_them() -> None:
+    # Given a table with items, When a transaction that writes three of them is cancelled
+    def scenario(db: Any, streams: Any) -> tuple[Any, ...]:
+        seed(db)
+        response = failing_transaction(db)
+        after = db.query(
+            TableName=TABLE,
+            IndexName="by_g",
+            KeyConditionExpression="gk = :g",
+            ExpressionAttributeValues={":g": {"S": "g"}},
+        )["Items"]
+        return (
+            response["Error"]["Code"],
+            response["CancellationReasons"],
+            table_contents(db),
+            after,
+            plain(read_all(streams, iterator(db, streams))),
+        )
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    # Then the error, the items, the index and the stream are what moto's rollback gives
+    assert found == expected
+    assert found[0] == "TransactionCanceledException"
+    assert [r["Code"] for r in found[1]] == ["None", "None", "None", "ConditionalCheckFailed"]
+
+
+def test_a_cancelled_transaction_copies_only_the_items_it_wrote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a table of 300 items (and their 300 stream records)
+    from moto.dynamodb.models.dynamo_type import Item
+
+    with moto(fixed=True) as (db, _):
+        seed(db, 300)
+        copies = 0
+        original = Item.__deepcopy__
+
+        def counting(self: Item, memo: dict[int, Any]) -> Item:
+            nonlocal copies
+            copies += 1
+            return original(self, memo)
+
+        monkeypatch.setattr(Item, "__deepcopy__", counting)
+        # When a transaction writing three items is cancelled
+        failing_transaction(db)
+    # Then only those items were copied for the rollback (and the update's own old image),
+    # not the table
+    assert copies <= 6
+
+
+def test_a_stream_reader_keeps_reading_after_a_cancelled_transaction() -> None:
+    # Given a reader at the end of the stream, and a cancelled transaction
+    with moto(fixed=True) as (db, streams):
+        seed(db)
+        position = iterator(db, streams, "LATEST")
+        failing_transaction(db)
+        # When an item is written afterwards
+        db.put_item(TableName=TABLE, Item=item("p", "later"))
+        # Then the reader's iterator (taken before the rollback) sees it
+        records = read_all(streams, position)
+    assert [r["dynamodb"]["Keys"]["sk"]["S"] for r in records] == ["later"]
+
+
+def test_a_transaction_refused_midway_writes_nothing() -> None:
+    # Given an empty table
+    with moto(fixed=True) as (db, _):
+        # When the second element of a transaction holds two operations (refused)
+        with pytest.raises(ClientError) as refused:
+            db.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": TABLE, "Item": item("p", "first")}},
+                    {
+                        "Put": {"TableName": TABLE, "Item": item("p", "second")},
+                        "Delete": {"TableName": TABLE, "Key": key("p", "first")},
+                    },
+                ]
+            )
+        # Then it is a validation error and the first put did not happen either
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert table_contents(db) == []
+
+
+# ---- queries read one partition ------------------------------------------------------------
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "update", "delete", "cancelled"]),
+        st.sampled_from(["p1", "p2", "p3"]),
+        st.sampled_from(["a", "b", "c", "d", "e", "bb", "ba", "c0"]),
+        st.sampled_from(["g1", "g2", None]),
+        st.integers(min_value=0, max_value=4),
+    ),
+    max_size=30,
+)
+QUERIES = st.lists(
+    st.tuples(
+        st.sampled_from(["table", "by_g", "by_l"]),
+        st.sampled_from(["p1", "p2", "g1", "g2", "zz"]),
+        st.sampled_from([None, "=", "<", "<=", ">", ">=", "between", "begins_with"]),
+        st.integers(min_value=0, max_value=4),
+        st.booleans(),
+        st.sampled_from([None, 1, 2, 10]),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def apply(db: Any, operation: tuple[str, str, str, str | None, int]) -> None:
+    kind, pk, sk, gk, n = operation
+    attributes: dict[str, Any] = {"lr": {"N": str(n)}, "gr": {"N": str(n)}}
+    if gk is not None:
+        attributes["gk"] = {"S": gk}
+    if kind == "put":
+        db.put_item(TableName=TABLE, Item=item(pk, sk, **attributes))
+    elif kind == "update":
+        db.update_item(
+            TableName=TABLE,
+            Key=key(pk, sk),
+            UpdateExpression="SET gk = :g, gr = :r" if gk else "REMOVE gk SET lr = :r",
+            ExpressionAttributeValues={":g": {"S": gk}, ":r": {"N": str(n)}}
+            if gk
+            else {":r": {"N": str(n)}},
+        )
+    elif kind == "delete":
+        db.delete_item(TableName=TABLE, Key=key(pk, sk))
+    else:
+        with pytest.raises(ClientError):
+            db.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": TABLE, "Item": item(pk, sk, **attributes)}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": TABLE,
+                            "Key": key("nowhere", "x"),
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    },
+                ]
+            )
+
+
+def run_query(
+    db: Any, query: tuple[str, str, str | None, int, bool, int | None, bool]
+) -> list[Any]:
+    """Every page of one query (Items, Count, ScannedCount, LastEvaluatedKey of each)."""
+    index, value, comparison, bound, forward, limit, filtered = query
+    hash_name, range_name = {"table": ("pk", "sk"), "by_g": ("gk", "gr"), "by_l": ("pk", "lr")}[
+        index
+    ]
+    condition = f"{hash_name} = :h"
+    values: dict[str, Any] = {":h": {"S": value}}
+    range_value = {"S": "abcde"[bound]} if index == "table" else {"N": str(bound)}
+    if comparison == "between":
+        condition += f" AND {range_name} BETWEEN :lo AND :hi"
+        values[":lo"] = {"S": "b"} if index == "table" else {"N": "1"}
+        values[":hi"] = range_value
+    elif comparison == "begins_with":
+        if index == "table":  # strings only
+            condition += f" AND begins_with({range_name}, :r)"
+            values[":r"] = {"S": "abcde"[bound]}
+    elif comparison is not None:
+        condition += f" AND {range_name} {comparison} :r"
+        values[":r"] = range_value
+    kwargs: dict[str, Any] = {
+        "TableName": TABLE,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": forward,
+    }
+    if index != "table":
+        kwargs["IndexName"] = index
+    if limit is not None:
+        kwargs["Limit"] = limit
+    if filtered:
+        kwargs["FilterExpression"] = "attribute_exists(gk)"
+    pages = []
+    for _ in range(20):
+        page = db.query(**kwargs)
+        pages.append(
+            (page["Items"], page["Count"], page["ScannedCount"], page.get("LastEvaluatedKey"))
+        )
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return pages
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=OPERATIONS, queries=QUERIES)
+def test_queries_return_what_moto_returns(
+    operations: list[tuple[str, str, str, str | None, int]],
+    queries: list[tuple[str, str, str | None, int, bool, int | None, bool]],
+) -> None:
+    # Given the same writes (puts, index key changes, deletes, cancelled transactions)
+    def scenario(db: Any, streams: Any) -> list[Any]:
+        for operation in operations:
+            apply(db, operation)
+        # When the base table, the global and the local index are queried, page by page
+        return [run_query(db, query) for query in queries]
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    # Then fixed moto answers every page exactly as moto does
+    assert found == expected
+
+
+def comparisons_during(monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]) -> int:
+    """How many times DynamoDB values are compared (sorted, matched) while `action` runs."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    count = 0
+
+    def counted(name: str) -> Callable[..., bool]:
+        original = getattr(DynamoType, name)
+
+        def compare(self: DynamoType, other: DynamoType) -> bool:
+            nonlocal count
+            count += 1
+            return bool(original(self, other))
+
+        return compare
+
+    with monkeypatch.context() as patch:
+        for name in ("__lt__", "__eq__", "__ne__"):
+            patch.setattr(DynamoType, name, counted(name))
+        action()
+    return count
+
+
+def test_a_query_looks_only_at_the_partition_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 400 items in other partitions and 3 in partition "p" (index partition "g")
+    with moto(fixed=True) as (db, _):
+        for n in range(400):
+            db.put_item(
+                TableName=TABLE,
+                Item=item(f"other{n % 50}", f"s{n}", gk={"S": f"h{n % 50}"}, gr={"N": "1"}),
+            )
+        seed(db)
+        table_query = {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "p"}},
+        }
+        index_query = {**table_query, "IndexName": "by_g", "KeyConditionExpression": "gk = :p"}
+        index_query["ExpressionAttributeValues"] = {":p": {"S": "g"}}
+        # (the first query of the table, and of each index, puts its keys in order, once)
+        assert len(db.query(**table_query)["Items"]) == len(db.query(**index_query)["Items"]) == 3
+        # When the base table and the global index are queried for that partition
+        table = comparisons_during(monkeypatch, lambda: db.query(**table_query))
+        index = comparisons_during(monkeypatch, lambda: db.query(**index_query))
+    # Then the work is that of 3 items, not of 403 (moto compares every item of the table)
+    assert table < 100
+    assert index < 100
+
+
+def test_a_query_with_a_limit_looks_only_at_what_it_can_return(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given one partition of 400 items, all in one index partition too
+    with moto(fixed=True) as (db, _):
+        for n in range(400):
+            db.put_item(
+                TableName=TABLE, Item=item("p", f"m{n:04d}", gk={"S": "g"}, gr={"N": str(n)})
+            )
+        head = {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :p AND begins_with(sk, :m)",
+            "ExpressionAttributeValues": {":p": {"S": "p"}, ":m": {"S": "m02"}},
+            "Limit": 2,
+        }
+        oldest = {
+            "TableName": TABLE,
+            "IndexName": "by_g",
+            "KeyConditionExpression": "gk = :g AND gr <= :now",
+            "ExpressionAttributeValues": {":g": {"S": "g"}, ":now": {"N": "200"}},
+            "Limit": 2,
+        }
+        db.query(**head)
+        db.query(**oldest)
+        # When each is queried for its first 2 matches (a FIFO group's head, the oldest
+        # visible messages)
+        found: dict[str, Any] = {}
+        table = comparisons_during(monkeypatch, lambda: found.update(head=db.query(**head)))
+        index = comparisons_during(monkeypatch, lambda: found.update(old=db.query(**oldest)))
+    # Then the answers are right, and the work is that of a few items, not of 400
+    assert [i["sk"]["S"] for i in found["head"]["Items"]] == ["m0200", "m0201"]
+    assert [i["gr"]["N"] for i in found["old"]["Items"]] == ["0", "1"]
+    assert table < 200
+    assert index < 200
+
+
+# ---- responses: AttributeValues ------------------------------------------------------------
+
+LEAVES = st.one_of(
+    st.builds(lambda s: {"S": s}, st.text(max_size=8)),
+    st.builds(lambda n: {"N": str(n)}, st.integers()),
+    st.builds(lambda b: {"B": b}, st.binary(max_size=8)),
+    st.builds(lambda s: {"SS": sorted(s)}, st.sets(st.text(max_size=4), min_size=1, max_size=3)),
+    st.builds(lambda s: {"NS": [str(n) for n in sorted(s)]}, st.sets(st.integers(), min_size=1)),
+    st.builds(lambda s: {"BS": sorted(s)}, st.sets(st.binary(max_size=4), min_size=1, max_size=3)),
+    st.just({"NULL": True}),
+    st.builds(lambda b: {"BOOL": b}, st.booleans()),
+)
+VALUES = st.recursive(
+    LEAVES,
+    lambda children: st.one_of(
+        st.builds(lambda m: {"M": m}, st.dictionaries(st.text(max_size=4), children, max_size=3)),
+        st.builds(lambda items: {"L": items}, st.lists(children, max_size=3)),
+    ),
+    max_leaves=10,
+)
+
+
+def serialized_get_item(item_value: dict[str, Any]) -> str:
+    """A GetItem response body as moto's JSON serializer writes it (values as moto holds them)."""
+    from moto.core.serialize import XFormedAttributePicker, get_serializer_class
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    model = get_service_model("dynamodb")
+    serializer = get_serializer_class("dynamodb", "json")(
+        operation_model=model.operation_model("GetItem"),
+        value_picker=XFormedAttributePicker(),
+    )
+    wire = copy.deepcopy(item_value)
+    for value in wire.values():
+        if "B" in value:  # moto keeps binary as the base64 text the request carried
+            value["B"] = base64.b64encode(value["B"]).decode()
+    result = {"Item": dynamo_to_dict({k: DynamoType(v) for k, v in wire.items()})}
+    return str(serializer.serialize(result)["body"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes=st.dictionaries(st.text(min_size=1, max_size=6), VALUES, max_size=5))
+def test_attribute_values_serialize_as_moto_serializes_them(attributes: dict[str, Any]) -> None:
+    # Given any item (every AttributeValue type, nested maps and lists)
+    # When moto serializes it with and without the fix
+    expected = serialized_get_item(attributes)
+    with attribute_values_serialize_directly():
+        found = serialized_get_item(attributes)
+    # Then the bytes are the same
+    assert found == expected
+
+
+def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an item of 20 attributes
+    from moto.core.serialize import AttributePicker
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(
+            TableName=TABLE,
+            Item=item("p", "a", **{f"a{n}": {"S": str(n)} for n in range(20)}),
+        )
+        lookups = 0
+        original = AttributePicker.__call__
+
+        def counting(self: AttributePicker, context: Any) -> Any:
+            nonlocal lookups
+            lookups += 1
+            return original(self, context)
+
+        monkeypatch.setattr(AttributePicker, "__call__", counting)
+        # When it is read
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then it reads back whole, with a few lookups for the response, none per attribute
+    assert found["a19"] == {"S": "19"}
+    assert lookups < 10
+
+
+def test_an_item_of_text_and_numbers_is_written_without_walking_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an item holding a list of 200 numbers and a map of 50 strings
+    from moto.core.serialize import BaseJSONSerializer
+
+    with moto(fixed=True) as (db, _):
+        numbers = {"L": [{"N": str(n)} for n in range(200)]}
+        texts = {"M": {f"k{n}": {"S": str(n)} for n in range(50)}}
+        db.put_item(TableName=TABLE, Item=item("p", "a", numbers=numbers, texts=texts))
+        walked = 0
+        original = BaseJSONSerializer._serialize
+
+        def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal walked
+            walked += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(BaseJSONSerializer, "_serialize", counting)
+        # When it is read
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then it reads back whole, and the serializer visited the response, not every value
+    assert found["numbers"] == numbers and found["texts"] == texts
+    assert walked < 20
+
+
+def test_a_query_that_projects_nothing_returns_its_items_uncopied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a partition of 8 items
+    from moto.dynamodb.models.dynamo_type import Item
+
+    with moto(fixed=True) as (db, _):
+        for n in range(8):
+            db.put_item(TableName=TABLE, Item=item("p", f"{n}", v={"L": [{"N": str(n)}] * 20}))
+        copies = 0
+        original = Item.__deepcopy__
+
+        def counting(self: Any, memo: Any) -> Any:
+            nonlocal copies
+            copies += 1
+            return original(self, memo)
+
+        monkeypatch.setattr(Item, "__deepcopy__", counting)
+        # When it is queried without a projection, then with one
+        whole = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )["Items"]
+        uncopied = copies
+        projected = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+            ProjectionExpression="sk",
+        )["Items"]
+        again = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )["Items"]
+    # Then the first answer copied no item; the projected one is trimmed and the items
+    # are left whole for the next query
+    assert [i["v"]["L"][0] for i in whole] == [{"N": str(n)} for n in range(8)]
+    assert uncopied == 0
+    assert projected == [{"sk": {"S": str(n)}} for n in range(8)]
+    assert again == whole
+
+
+# ---- streams -------------------------------------------------------------------------------
+
+
+def test_an_update_that_creates_an_item_streams_one_insert() -> None:
+    with moto(fixed=True) as (db, streams):
+        # When an update creates an item that was not there
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "new"),
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"S": "x"}},
+        )
+        records = read_all(streams, iterator(db, streams))
+    # Then the stream holds one INSERT, with the item as the update left it
+    assert [(r["eventName"], r["dynamodb"]["NewImage"]) for r in records] == [
+        ("INSERT", {**key("p", "new"), "v": {"S": "x"}})
+    ]
+
+
+def test_updates_of_existing_items_stream_as_moto_streams_them() -> None:
+    # Given an item, When it is updated twice (once conditionally, failing) and deleted
+    def scenario(db: Any, streams: Any) -> list[Any]:
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"S": "1"}))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"S": "2"}},
+        )
+        with pytest.raises(ClientError):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression="SET v = :v",
+                ConditionExpression="v = :old",
+                ExpressionAttributeValues={":v": {"S": "3"}, ":old": {"S": "1"}},
+            )
+        db.delete_item(TableName=TABLE, Key=key("p", "a"))
+        return plain(read_all(streams, iterator(db, streams)))
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    # Then the records are moto's: INSERT, MODIFY, REMOVE
+    assert found == expected
+    assert [r[0] for r in found] == ["INSERT", "MODIFY", "REMOVE"]
+
+
+def moved_clock(monkeypatch: pytest.MonkeyPatch, *targets: str, by: datetime.timedelta) -> None:
+    """Move moto's clock (as the named modules see it) by `by`."""
+    from moto.core.utils import utcnow
+
+    real = utcnow
+    for target in targets:
+        monkeypatch.setattr(target, lambda: real() + by)
+
+
+def test_stream_records_older_than_24_hours_are_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
+    with moto(fixed=True) as (db, streams):
+        arn = stream_arn(db)
+        first = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        # Given two records written 25 hours ago
+        with monkeypatch.context() as past:
+            moved_clock(past, "moto.dynamodb.models.table.utcnow", by=-datetime.timedelta(hours=25))
+            db.put_item(TableName=TABLE, Item=item("p", "old1"))
+            db.put_item(TableName=TABLE, Item=item("p", "old2"))
+        # When a record is written now
+        db.put_item(TableName=TABLE, Item=item("p", "new"))
+        records = read_all(streams, iterator(db, streams))
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        # Then only it is left, its sequence number follows theirs, the shard still starts
+        # where it started, and reading from a trimmed record is refused as DynamoDB does
+        start = int(first["SequenceNumberRange"]["StartingSequenceNumber"])
+        assert [r["dynamodb"]["Keys"]["sk"]["S"] for r in records] == ["new"]
+        assert int(records[0]["dynamodb"]["SequenceNumber"]) == start + 2
+        assert shard["SequenceNumberRange"] == first["SequenceNumberRange"]
+        trimmed = iterator(
+            db,
+            streams,
+            "AT_SEQUENCE_NUMBER",
+            SequenceNumber=first["SequenceNumberRange"]["StartingSequenceNumber"],
+        )
+        with pytest.raises(ClientError) as refused:
+            streams.get_records(ShardIterator=trimmed)
+        assert refused.value.response["Error"]["Code"] == "TrimmedDataAccessException"
+
+
+def test_stream_records_younger_than_24_hours_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
+    with moto(fixed=True) as (db, streams):
+        # Given a record written 23 hours ago
+        with monkeypatch.context() as past:
+            moved_clock(past, "moto.dynamodb.models.table.utcnow", by=-datetime.timedelta(hours=23))
+            db.put_item(TableName=TABLE, Item=item("p", "old"))
+        # When a record is written now
+        db.put_item(TableName=TABLE, Item=item("p", "new"))
+        # Then both are read from the start of the shard
+        records = read_all(streams, iterator(db, streams))
+    assert [r["dynamodb"]["Keys"]["sk"]["S"] for r in records] == ["old", "new"]
+
+
+def test_a_shard_iterator_expires_after_15_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    with moto(fixed=True) as (db, streams):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        # Given an iterator taken 16 minutes ago
+        position = iterator(db, streams)
+        moved_clock(monkeypatch, "moto.core.utils.utcnow", by=datetime.timedelta(minutes=16))
+        # When it is used
+        with pytest.raises(ClientError) as expired:
+            streams.get_records(ShardIterator=position)
+        # Then it is refused as expired, and a fresh one reads the record
+        assert expired.value.response["Error"]["Code"] == "ExpiredIteratorException"
+        assert len(read_all(streams, iterator(db, streams))) == 1
+
+
+def test_a_dropped_shard_iterator_is_expired_not_an_internal_error() -> None:
+    with moto(fixed=True) as (db, streams):
+        # Given an iterator its reader dropped (as the local stream pollers do)
+        position = iterator(db, streams)
+        discard_shard_iterator(stream_arn(db), position)
+        # When it is used
+        with pytest.raises(ClientError) as expired:
+            streams.get_records(ShardIterator=position)
+    # Then DynamoDB Streams' answer for an unusable iterator comes back
+    assert expired.value.response["Error"]["Code"] == "ExpiredIteratorException"
+
+
+def test_expired_shard_iterators_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    monkeypatch.setattr(moto_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
+    with moto(fixed=True) as (db, streams):
+        backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
+        # Given 50 iterators issued and never used
+        for _ in range(50):
+            iterator(db, streams)
+        # When a reader reads 16 minutes later
+        moved_clock(monkeypatch, "moto.core.utils.utcnow", by=datetime.timedelta(minutes=16))
+        read_all(streams, iterator(db, streams))
+        # Then the old iterators are no longer kept
+        assert len(backend.shard_iterators) <= 2
+
+
+# ---- one request at a time -----------------------------------------------------------------
+
+
+def test_the_longest_lock_hold_names_its_request() -> None:
+    with moto(fixed=True) as (db, _):
+        REQUEST_LOCK.reset()
+        # When requests run
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )
+        stats = REQUEST_LOCK.stats
+    # Then they were counted, and the longest hold names a DynamoDB operation
+    assert stats.requests == 2
+    assert stats.longest_hold_operation in {"DynamoDB.PutItem", "DynamoDB.Query"}
+    assert "longest lock hold" in stats.summary()
+
+
+# ---- memory and per-request work -----------------------------------------------------------
+
+
+def test_a_deleted_item_is_freed() -> None:
+    import gc
+    import weakref
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    with moto(fixed=True) as (db, streams):
+        # Given an item that was written, read, streamed and deleted
+        db.put_item(TableName=TABLE, Item=item("p", "gone", v={"S": "x" * 100}))
+        [partition] = dynamodb_backends["123456789012"]["us-east-1"].tables[TABLE].items.values()
+        [stored] = partition.values()
+        written = weakref.ref(stored)
+        del stored
+        db.get_item(TableName=TABLE, Key=key("p", "gone"))
+        read_all(streams, iterator(db, streams))
+        db.delete_item(TableName=TABLE, Key=key("p", "gone"))
+        # When nothing refers to it any more
+        gc.collect()
+        # Then it is gone from memory (moto kept every Item it ever made in a class list)
+        assert written() is None
+
+
+def test_a_handlers_methods_are_listed_once_not_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inspect
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        listings = 0
+        original = inspect.getmembers
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal listings
+            listings += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(inspect, "getmembers", counting)
+        # When three more requests are served
+        for _ in range(3):
+            db.get_item(TableName=TABLE, Key=key("p", "a"))
+    # Then the handler's methods were not listed again for each
+    assert listings == 0
+
+
+def test_an_update_expression_is_parsed_once_however_many_updates_use_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing import tokens
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", n={"N": "0"}))
+        parses = 0
+        original = tokens.ExpressionTokenizer.make_list
+
+        def counting(expression: str) -> Any:
+            nonlocal parses
+            parses += 1
+            return original(expression)
+
+        monkeypatch.setattr(tokens.ExpressionTokenizer, "make_list", staticmethod(counting))
+        # When three updates use the same expression, and two use one that does not parse
+        for _ in range(3):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(ClientError) as refused:
+                db.update_item(TableName=TABLE, Key=key("p", "a"), UpdateExpression="ADD")
+            refusals.append(refused.value.response["Error"]["Code"])
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]["n"]
+    # Then the good one was parsed once and applied three times; the bad one refused twice
+    assert found == {"N": "3"}
+    assert refusals == ["ValidationException", "ValidationException"]
+    assert parses == 1 + 2
