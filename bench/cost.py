@@ -528,6 +528,7 @@ def compete(stack: Stack, queue: str, *, lag_ms: int) -> dict[str, Any]:
         "failed_conditional_writes": failed,
         "failed_per_successful_lease": failed / CONTENDED,
         "lost_lease_claims": sum(i.leases.stats.lost for i in instances),
+        "ticket_writes": sum(i.leases.stats.tickets for i in instances),
         "wru_per_message": usage.base_write_units() / CONTENDED,
         "rru_per_message": usage.total_read_units() / CONTENDED,
         "empty_receives": empty[0],
@@ -550,7 +551,7 @@ def show_contention(run: dict[str, Any]) -> str:
     return (
         f"  {reads}: {run['failed_per_successful_lease']:.2f} failed conditional writes per "
         f"lease ({run['failed_conditional_writes']:,.0f}, {run['lost_lease_claims']} of them "
-        "lost lease claims); "
+        f"lost lease claims; {run['ticket_writes']} ticket writes); "
         f"{run['wru_per_message']:.2f} WRU and "
         f"{run['rru_per_message']:.2f} RRU per message (lease + ack + failures); leases per "
         f"consumer {run['leases_per_consumer_min']}-{run['leases_per_consumer_max']}, "
