@@ -59,15 +59,17 @@ def meter() -> Iterator[Meter]:
 
 
 @contextmanager
-def stale_reads(receiver: QueueService) -> Iterator[None]:
+def stale_reads(receiver: QueueService, *, consistent_too: bool = False) -> Iterator[None]:
     """While the block runs, the receiver's eventually consistent reads of the queue's
-    segments answer with the segments as they are when the block starts."""
+    segments (and its strongly consistent queries of them, if `consistent_too`: a write
+    that lands between its read and its own write) answer with the segments as they are
+    when the block starts."""
     index = receiver.leases._index
     frozen = index.segments(QUEUE, 0, 0, limit=16)
     real = index.segments
 
     def segments(queue: str, shard: int, start: int = 0, **options: Any) -> list[Any]:
-        if options.get("consistent"):
+        if options.get("consistent") and not consistent_too:
             return real(queue, shard, start, **options)
         return [s for s in frozen if s.seq >= start][: options.get("limit", 4)]
 
@@ -180,3 +182,22 @@ def test_a_lone_receiver_never_takes_a_ticket(
     assert got == sent
     cursor = [i for i in raw_items(QUEUE) if i["sk"] == keys.CURSOR]
     assert all("d" not in i and "k" not in i for i in cursor)
+
+
+def test_a_ticket_holder_that_lost_one_of_its_positions_still_leases_the_others(
+    receivers: list[QueueService],
+) -> None:
+    # Given racing receivers (b leased by ticket), and two new messages m1 and m2
+    a, b, _, _ = receivers
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        a.receive(P, QUEUE, oldest_first=True)
+        b.receive(P, QUEUE)
+    m1, m2 = send(a, "m1"), send(a, "m2")
+    # When b reads both free, a leases m1 before b's write lands, and b receives two
+    with stale_reads(b, consistent_too=True):
+        assert [m.message_id for m in a.receive(P, QUEUE, oldest_first=True)] == [m1]
+        got = b.receive(P, QUEUE, max_messages=2)
+    # Then b still leases m2, which its ticket named and no other ticket will
+    assert [m.message_id for m in got] == [m2]

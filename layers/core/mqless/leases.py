@@ -314,19 +314,31 @@ class Leases:
             self._own_tickets[(queue, shard)] = (now, int(cursor.dispensed or end))
         taken: list[Taken] = []
         for segment in read:
-            mine = [
-                e
-                for e in segment.entries
-                if start <= position(segment.seq, e.slot) < end and e.free_at(now)
-            ]
-            if not mine:
-                continue
-            got = self._claim(config, segment, mine, (), lease_ms)
+            got = self._claim_positions(config, segment, start, end, lease_ms)
             if got is None:
-                self._lost_race(queue)  # a receiver that was not racing took one
-                continue
-            taken.extend(got)
+                # a receiver that was not racing took one of them: the others are still
+                # this ticket's, and no other ticket will ever name them
+                self._lost_race(queue)
+                fresh = self._index.segment(queue, shard, segment.seq)
+                got = (
+                    None
+                    if fresh is None
+                    else self._claim_positions(config, fresh, start, end, lease_ms)
+                )
+            taken.extend(got or [])
         return taken, tail is not None and end >= tail
+
+    def _claim_positions(
+        self, config: QueueConfig, segment: Segment, start: int, end: int, lease_ms: int
+    ) -> list[Taken] | None:
+        """Lease what is free in the segment at positions `start` to `end` (excluded)."""
+        now = self._clock.now_ms()
+        mine = [
+            e
+            for e in segment.entries
+            if start <= position(segment.seq, e.slot) < end and e.free_at(now)
+        ]
+        return self._claim(config, segment, mine, (), lease_ms) if mine else []
 
     def _tail_position(self, queue: str, shard: int) -> int | None:
         last = self._index.tail(queue, shard)
