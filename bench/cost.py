@@ -538,7 +538,11 @@ def compete(stack: Stack, queue: str, *, lag_ms: int) -> dict[str, Any]:
         "receive_ms_p50": 1000 * latencies[len(latencies) // 2],
         "receive_ms_p99": 1000 * latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)],
         "seconds": seconds,
-        "dynamodb_per_million": price(usage, connection_minutes=False).per(CONTENDED).total,
+        "dynamodb_per_million": sum(
+            dollars
+            for line, dollars in price(usage, connection_minutes=False).per(CONTENDED).lines.items()
+            if line.startswith("DynamoDB")
+        ),
     }
 
 
@@ -553,7 +557,8 @@ def show_contention(run: dict[str, Any]) -> str:
         f"lease ({run['failed_conditional_writes']:,.0f}, {run['lost_lease_claims']} of them "
         f"lost lease claims; {run['ticket_writes']} ticket writes); "
         f"{run['wru_per_message']:.2f} WRU and "
-        f"{run['rru_per_message']:.2f} RRU per message (lease + ack + failures); leases per "
+        f"{run['rru_per_message']:.2f} RRU per message (lease + ack + failures + tickets; "
+        f"${run['dynamodb_per_million']:.2f} per million in DynamoDB); leases per "
         f"consumer {run['leases_per_consumer_min']}-{run['leases_per_consumer_max']}, "
         f"{run['consumers_with_none']} got none; receive p50 {run['receive_ms_p50']:.0f} ms, "
         f"p99 {run['receive_ms_p99']:.0f} ms; {run['empty_receives']:,} empty receives; "
