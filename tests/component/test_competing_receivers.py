@@ -201,3 +201,27 @@ def test_a_ticket_holder_that_lost_one_of_its_positions_still_leases_the_others(
         got = b.receive(P, QUEUE, max_messages=2)
     # Then b still leases m2, which its ticket named and no other ticket will
     assert [m.message_id for m in got] == [m2]
+
+
+def test_a_message_whose_ticket_holder_stopped_before_leasing_it_is_received_later(
+    receivers: list[QueueService], clock: ManualClock
+) -> None:
+    # Given racing receivers, and a message m whose position went to a receiver that
+    # stopped right after taking its ticket (a Lambda cut off by its timeout)
+    a, b, c, d = receivers
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        a.receive(P, QUEUE, oldest_first=True)
+        b.receive(P, QUEUE)
+    m = send(a, "m")
+    b.leases._index.take_positions(QUEUE, 0, 1, first=0, now_ms=clock.now_ms())
+    assert c.receive(P, QUEUE) == []  # c sees m free, but its position was dispensed
+    # When receivers keep racing for longer than a lease of 30 s would have held it
+    clock.advance(20)
+    with stale_reads(d):
+        d.receive(P, QUEUE)  # another ticket: c still sees receivers race
+    clock.advance(11)
+    got = c.receive(P, QUEUE)
+    # Then c receives m
+    assert [msg.message_id for msg in got] == [m]

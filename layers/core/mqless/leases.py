@@ -61,6 +61,7 @@ MAX_PER_GROUP: Final = 1  # one message of a group in flight at a time
 RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing
 STRAGGLER_SHARE: Final = 0.125  # racing receives that look behind the dispenser first
 FLOOR_SHARE: Final = 0.125  # racing receivers that move the floor past a settled run
+STRAY_MS: Final = 30_000  # how long a dispensed, never-leased reference waits for its holder
 MAX_TICKETS: Final = 3  # tickets one receive takes when the positions it got were taken
 
 
@@ -97,6 +98,8 @@ class Leases:
         self._others_at: dict[str, int] = {}  # when it last saw another's ticket
         # per shard: (when it last took a ticket, where its positions ended)
         self._own_tickets: dict[tuple[str, int], tuple[int, int]] = {}
+        # per shard: never-leased references seen free behind the dispenser, since when
+        self._stray_seen: dict[tuple[str, int], dict[tuple[int, int], int]] = {}
         self._home: dict[str, int] = {}
         self.stats = LeaseStats()
 
@@ -251,12 +254,13 @@ class Leases:
             cached = self._cursors.get((config.name, shard))
         dispensed = cached[0].dispensed if cached is not None else None
         now = self._clock.now_ms()
-        behind = [] if dispensed is None else _behind(seen, dispensed, now)
+        strays = self._strays(config.name, shard, seen, dispensed, now)
+        behind = _behind(seen, dispensed, now, strays)
         taken: list[Taken] = []
         looked_behind = False
         if behind and random.random() < STRAGGLER_SHARE:
             looked_behind = True
-            taken += self._take_behind(config, shard, behind, want, lease_ms)
+            taken += self._take_behind(config, shard, behind, want, lease_ms, strays)
         for _ in range(MAX_TICKETS):
             if len(taken) >= want:
                 break
@@ -268,10 +272,32 @@ class Leases:
             with self._lock:
                 cached = self._cursors.get((config.name, shard))
             dispensed = cached[0].dispensed if cached is not None else None
-            if dispensed is not None:
-                behind = _behind(seen, dispensed, self._clock.now_ms())
-                taken += self._take_behind(config, shard, behind, want - len(taken), lease_ms)
+            behind = _behind(seen, dispensed, self._clock.now_ms(), strays)
+            taken += self._take_behind(config, shard, behind, want - len(taken), lease_ms, strays)
         return taken
+
+    def _strays(
+        self, queue: str, shard: int, seen: list[Segment], dispensed: int | None, now: int
+    ) -> set[tuple[int, int]]:
+        """(segment, slot) of never-leased references behind the dispenser that this process
+        has seen free for STRAY_MS: their ticket's receiver stopped before leasing them (a
+        Lambda timeout), and no ticket will name them again. Younger ones are, most likely,
+        being leased by their ticket's receiver right now."""
+        if dispensed is None:
+            return set()
+        with self._lock:
+            before = self._stray_seen.get((queue, shard), {})
+            current = {
+                (segment.seq, e.slot): before.get((segment.seq, e.slot), now)
+                for segment in seen
+                for e in segment.entries
+                if e.free_at(now)
+                and e.count == 0
+                and e.until == 0
+                and position(segment.seq, e.slot) < dispensed
+            }
+            self._stray_seen[(queue, shard)] = current
+        return {place for place, since in current.items() if now - since >= STRAY_MS}
 
     def _take_by_ticket(
         self, config: QueueConfig, shard: int, want: int, lease_ms: int
@@ -345,7 +371,13 @@ class Leases:
         return position(last[0].seq, len(last[0].entries)) if last else None
 
     def _take_behind(
-        self, config: QueueConfig, shard: int, seen: list[Segment], want: int, lease_ms: int
+        self,
+        config: QueueConfig,
+        shard: int,
+        seen: list[Segment],
+        want: int,
+        lease_ms: int,
+        strays: set[tuple[int, int]],
     ) -> list[Taken]:
         """Lease free references behind the dispenser (their first lease was dispensed):
         each segment read strongly consistent first, so a stale read costs a read, not a
@@ -363,11 +395,7 @@ class Leases:
             if segment is None:
                 continue
             now = self._clock.now_ms()
-            free = [
-                e
-                for e in segment.entries
-                if _free_again(e, now) and position(segment.seq, e.slot) < dispensed
-            ]
+            free = [e for e in segment.entries if _behind_free(segment, e, dispensed, now, strays)]
             if not free:
                 continue
             chosen = random.sample(free, min(len(free), want - len(taken)))
@@ -422,6 +450,10 @@ class Leases:
         with self._lock:
             for key in [k for k in self._cursors if k[0] == queue]:
                 del self._cursors[key]
+            for key in [k for k in self._own_tickets if k[0] == queue]:
+                del self._own_tickets[key]  # a queue made again starts a new dispenser
+            for key in [k for k in self._stray_seen if k[0] == queue]:
+                del self._stray_seen[key]
 
     # ---- FIFO ------------------------------------------------------------------------------
 
@@ -641,19 +673,28 @@ class Leases:
         return [ok and done for ok in valid]
 
 
-def _behind(segments: Sequence[Segment], dispensed: int, now: int) -> list[Segment]:
-    """The segments with a reference free again (as read) behind the dispenser."""
+def _behind(
+    segments: Sequence[Segment], dispensed: int | None, now: int, strays: set[tuple[int, int]]
+) -> list[Segment]:
+    """The segments with a reference to lease behind the dispenser (as read)."""
+    if dispensed is None:
+        return []
     return [
-        s
-        for s in segments
-        if any(_free_again(e, now) and position(s.seq, e.slot) < dispensed for e in s.entries)
+        s for s in segments if any(_behind_free(s, e, dispensed, now, strays) for e in s.entries)
     ]
 
 
-def _free_again(entry: Entry, now: int) -> bool:
-    """Free, and either leased before (its lease ran out, or it was nacked) or delayed: a
-    reference that was neither is one whose position a ticket holder is about to lease."""
-    return entry.free_at(now) and (entry.count > 0 or entry.until > 0)
+def _behind_free(
+    segment: Segment, entry: Entry, dispensed: int, now: int, strays: set[tuple[int, int]]
+) -> bool:
+    """Free behind the dispenser, and either leased before (its lease ran out, or it was
+    nacked), delayed, or a stray: a reference that is none of these is one whose position
+    a ticket holder is about to lease."""
+    return (
+        entry.free_at(now)
+        and position(segment.seq, entry.slot) < dispensed
+        and (entry.count > 0 or entry.until > 0 or (segment.seq, entry.slot) in strays)
+    )
 
 
 def _tail_position(read: Sequence[Segment], asked: int) -> int | None:
