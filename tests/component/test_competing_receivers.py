@@ -225,3 +225,26 @@ def test_a_message_whose_ticket_holder_stopped_before_leasing_it_is_received_lat
     got = c.receive(P, QUEUE)
     # Then c receives m
     assert [msg.message_id for msg in got] == [m]
+
+
+def test_racing_receivers_move_the_floor_past_settled_segments_without_a_failed_write(
+    receivers: list[QueueService], meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given racing receivers (b lost one race), no chance drawn in their favour, and five
+    # segments' worth of messages
+    a, b, c, _ = receivers
+    monkeypatch.setattr("mqless.leases.random.random", lambda: 0.99)
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    a.ack(P, QUEUE, [m.receipt for m in leased])
+    for i in range(0, 60, 10):
+        a.send_batch(P, QUEUE, [(str(j), NewMessage(body=f"{i + j}".encode())) for j in range(10)])
+    before = failed_writes(meter)
+    # When b and c receive and ack them all, one at a time
+    while found := b.receive(P, QUEUE) + c.receive(P, QUEUE):
+        a.ack(P, QUEUE, [m.receipt for m in found])
+    # Then the shard's floor moved past the settled segments, and no write failed
+    assert a.leases._index.cursor(QUEUE, 0, consistent=True).floor >= 4
+    assert failed_writes(meter) == before

@@ -60,7 +60,6 @@ FLOOR_CACHE_MS: Final = 2_000
 MAX_PER_GROUP: Final = 1  # one message of a group in flight at a time
 RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing
 STRAGGLER_SHARE: Final = 0.125  # racing receives that look behind the dispenser first
-FLOOR_SHARE: Final = 0.125  # racing receivers that move the floor past a settled run
 STRAY_MS: Final = 30_000  # how long a dispensed, never-leased reference waits for its holder
 MAX_TICKETS: Final = 3  # tickets one receive takes when the positions it got were taken
 
@@ -100,6 +99,7 @@ class Leases:
         self._own_tickets: dict[tuple[str, int], tuple[int, int]] = {}
         # per shard: never-leased references seen free behind the dispenser, since when
         self._stray_seen: dict[tuple[str, int], dict[tuple[int, int], int]] = {}
+        self._floor_hints: dict[tuple[str, int], int] = {}  # for the shard's next ticket
         self._home: dict[str, int] = {}
         self.stats = LeaseStats()
 
@@ -307,8 +307,10 @@ class Leases:
         queue = config.name
         now = self._clock.now_ms()
         known = self.floor(queue, shard)
+        with self._lock:
+            hint = self._floor_hints.pop((queue, shard), None)
         start, cursor = self._index.take_positions(
-            queue, shard, want, first=position(known, 0), now_ms=now
+            queue, shard, want, first=position(known, 0), now_ms=now, floor_hint=hint
         )
         with self._lock:
             own = self._own_tickets.get((queue, shard))
@@ -415,9 +417,11 @@ class Leases:
             settled += 1
         if settled < min(FLOOR_STEP, SCAN_SEGMENTS):
             return
-        # racing receivers all see the same settled run: one in eight moves the floor (the
-        # others would lose the race to it), and the next ticket tells everyone it moved
-        if self._racing(queue, self._clock.now_ms()) and random.random() >= FLOOR_SHARE:
+        if self._racing(queue, self._clock.now_ms()):
+            # racing receivers all see the same settled run: a conditional move would fail
+            # for all but one; the next ticket carries it instead, in a write that cannot
+            with self._lock:
+                self._floor_hints[(queue, shard)] = floor + settled
             return
         self.advance_floor(queue, shard, floor + settled)
 
@@ -454,6 +458,8 @@ class Leases:
                 del self._own_tickets[key]  # a queue made again starts a new dispenser
             for key in [k for k in self._stray_seen if k[0] == queue]:
                 del self._stray_seen[key]
+            for key in [k for k in self._floor_hints if k[0] == queue]:
+                del self._floor_hints[key]
 
     # ---- FIFO ------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ The cursor holds `f`, the floor: every segment below it is settled. It is moved 
 lazily, several segments at a time (`advance_floor`). It also holds the shard's ticket
 dispenser, used only by receivers that compete (`leases.py`): `d`, the next *position* to
 hand out (a position is `seq * 12 + slot`), and `k`, when a ticket was last taken (ms). A
-ticket is one unconditional UpdateItem (ADD, ALL_NEW): it cannot fail, and two receivers
-never get the same positions.
+ticket is one unconditional UpdateItem (ALL_NEW): it cannot fail, and two receivers never
+get the same positions. A ticket may carry `g`, a floor its receiver read (see `_cursor`).
 """
 
 from __future__ import annotations
@@ -225,19 +225,32 @@ class IndexStore:
         return _cursor(from_wire(found["Item"])) if "Item" in found else Cursor()
 
     def take_positions(
-        self, queue: str, shard: int, count: int, *, first: int, now_ms: int
+        self,
+        queue: str,
+        shard: int,
+        count: int,
+        *,
+        first: int,
+        now_ms: int,
+        floor_hint: int | None = None,
     ) -> tuple[int, Cursor]:
         """Take `count` positions from the shard's dispenser (which starts at `first` the
         first time); returns the first position taken and the cursor after the write.
+        `floor_hint`: a floor the receiver read settled below, carried by the same write.
 
         One UpdateItem with no condition: it never fails, and concurrent receivers get
         disjoint positions."""
+        update = "SET d = if_not_exists(d, :first) + :n, k = :now"
+        values: dict[str, Any] = {":first": first, ":n": count, ":now": now_ms}
+        if floor_hint is not None:
+            update += ", g = :g"
+            values[":g"] = floor_hint
         with translated_errors():
             response = self._db.update_item(
                 TableName=self._table,
                 Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
-                UpdateExpression="SET d = if_not_exists(d, :first) + :n, k = :now",
-                ExpressionAttributeValues=to_wire({":first": first, ":n": count, ":now": now_ms}),
+                UpdateExpression=update,
+                ExpressionAttributeValues=to_wire(values),
                 ReturnValues="ALL_NEW",
             )
         cursor = _cursor(from_wire(response.get("Attributes", {})))
@@ -610,7 +623,10 @@ def _entry_bytes(until: int, count: int, reason: str) -> int:
 
 def _cursor(item: dict[str, Any]) -> Cursor:
     return Cursor(
-        floor=int(item.get("f", 0)),
+        # `g`: a floor racing receivers write with their tickets, unconditionally; it may go
+        # back (a hint from an older read), never past an unsettled segment (every hint was
+        # read settled and full, which is for good), so the floor is the higher of the two
+        floor=max(int(item.get("f", 0)), int(item.get("g", 0))),
         dispensed=int(item["d"]) if "d" in item else None,
         ticket_at=int(item.get("k", 0)),
     )
