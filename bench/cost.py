@@ -20,11 +20,13 @@ same each time), except the FIFO ceiling cell (1 KB, one per request: two rotati
 its segments over its shards, 320 messages); BENCH_SIZES
 (e.g. "256,1024") and BENCH_PATHS (e.g. "standard,fifo") narrow the table;
 BENCH_CONSUMERS (default 50) competing consumers share BENCH_CONTENDED (default 200)
-messages.
+messages, once with moto's reads (always current) and once with eventually consistent reads
+that may return the state of up to BENCH_READ_LAG_MS (default 1000; 0 skips that run) ago.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -46,11 +48,15 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "cli")]
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
 from mqless.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
+from mqless.principals import ANONYMOUS  # noqa: E402
+from mqless.runtime import build_queue_service  # noqa: E402
+from mqless.settings import Settings  # noqa: E402
 from mqless.storage.groups import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
 from mqless_cli.billing.meter import ceiling_per_second  # noqa: E402
 from mqless_cli.billing.prices import PRICES, PRICES_AS_OF, REGION  # noqa: E402
 from mqless_cli.local.cloud import LocalCloud  # noqa: E402
+from mqless_cli.local.consistency import lagging_reads  # noqa: E402
 from mqless_cli.local.console import Console  # noqa: E402
 from mqless_cli.local.runtime import DevRuntime  # noqa: E402
 from mqless_cli.local.streams import lambda_record, record_filter  # noqa: E402
@@ -80,6 +86,11 @@ if "BENCH_PATHS" in os.environ:
     PATHS = [p for p in ALL_PATHS if any(p.replace(" ", "").startswith(w) for w in wanted)]
 CONSUMERS = int(os.environ.get("BENCH_CONSUMERS", "50"))
 CONTENDED = int(os.environ.get("BENCH_CONTENDED", "200"))
+# DynamoDB: eventually consistent reads "may not reflect the results of a recently completed
+# write"; its FAQ put consistency across copies at "usually within a second". What matters
+# is how many leases happen within the lag: 50 receivers here run ~100 times slower than
+# on AWS (one process, moto), so 1 s here is about as many leases as ~10 ms there.
+READ_LAG_MS = int(os.environ.get("BENCH_READ_LAG_MS", "1000"))
 RESULTS = ROOT / "bench" / "results" / "cost.json"
 STOMP = "v12.stomp"
 GROUPS = 30  # FIFO groups: issue 13 measures one FIFO queue's ceiling with 30 or more
@@ -454,51 +465,113 @@ def stored_overhead(stack: Stack, size: int = 1024) -> dict[str, Any]:
 
 
 def contention(stack: Stack) -> dict[str, Any]:
-    """CONSUMERS clients receive (one at a time) and ack CONTENDED messages of one queue."""
-    queue = "b-contended"
+    """CONSUMERS receivers compete for CONTENDED messages of one queue: once with moto's
+    reads (always current), once with eventually consistent reads that may answer with
+    the state of up to READ_LAG_MS ago, as DynamoDB's may."""
+    runs = {"current_reads": compete(stack, "b-contended", lag_ms=0)}
+    if READ_LAG_MS:
+        runs["lagging_reads"] = compete(stack, "b-contended-lag", lag_ms=READ_LAG_MS)
+    return runs
+
+
+def compete(stack: Stack, queue: str, *, lag_ms: int) -> dict[str, Any]:
+    """Each consumer is its own Lambda instance (on AWS, 50 concurrent receives run in 50
+    instances): its own QueueService, clients and caches. Each receives one message at a
+    time and acks it, until all CONTENDED are acked."""
     for start in range(0, CONTENDED, 10):
         entries = [{"id": f"e{i}", "body": body_of(start + i, 1024)} for i in range(10)]
         stack.api("POST", f"/queues/{queue}/messages/batch", {"entries": entries})
     stack.stream.drain()
-    before = stack.meter.usage()
-    leased: list[int] = [0] * CONSUMERS
+    settings = Settings.from_env()
+    instances = [
+        build_queue_service(
+            settings, dynamodb=LocalCloud.client("dynamodb"), kms=LocalCloud.client("kms")
+        )
+        for _ in range(CONSUMERS)
+    ]
+    leased = [0] * CONSUMERS
+    latencies: list[float] = []
+    empty = [0]
     remaining = [CONTENDED]
     lock = threading.Lock()
+    ready = threading.Barrier(CONSUMERS + 1)
 
     def consumer(index: int) -> None:
-        api = Api(stack.http_url, stack.token)
+        broker = instances[index]
+        ready.wait()
         while True:
             with lock:
                 if remaining[0] <= 0:
                     return
-            found = api.call("POST", f"/queues/{queue}/receive", {"max_messages": 1})["messages"]
+            asked = time.perf_counter()
+            found = broker.receive(ANONYMOUS, queue, max_messages=1)
+            took = time.perf_counter() - asked
             if not found:
+                with lock:
+                    empty[0] += 1
                 continue
-            api.call("POST", f"/queues/{queue}/ack", {"receipts": [found[0]["receipt"]]})
+            broker.ack(ANONYMOUS, queue, [found[0].receipt])
             with lock:
                 leased[index] += 1
                 remaining[0] -= 1
+                latencies.append(took)
 
     threads = [threading.Thread(target=consumer, args=(i,)) for i in range(CONSUMERS)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    before = stack.meter.usage()
+    with lagging_reads(lag_ms) if lag_ms else contextlib.nullcontext():
+        started = time.perf_counter()
+        ready.wait()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
     usage = stack.meter.usage() - before
     failed = sum(usage.failed_conditions.values())
+    latencies.sort()
     return {
         "consumers": CONSUMERS,
         "messages": CONTENDED,
+        "read_lag_ms": lag_ms,
         "failed_conditional_writes": failed,
         "failed_per_successful_lease": failed / CONTENDED,
+        "lost_lease_claims": sum(i.leases.stats.lost for i in instances),
+        "ticket_writes": sum(i.leases.stats.tickets for i in instances),
+        "wru_per_message": usage.base_write_units() / CONTENDED,
+        "rru_per_message": usage.total_read_units() / CONTENDED,
+        "empty_receives": empty[0],
         "leases_per_consumer_min": min(leased),
         "leases_per_consumer_max": max(leased),
         "consumers_with_none": sum(1 for n in leased if n == 0),
+        "receive_ms_p50": 1000 * latencies[len(latencies) // 2],
+        "receive_ms_p99": 1000 * latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)],
         "seconds": seconds,
-        "all_in_per_million": price(usage, connection_minutes=False).per(CONTENDED).total,
+        "dynamodb_per_million": sum(
+            dollars
+            for line, dollars in price(usage, connection_minutes=False).per(CONTENDED).lines.items()
+            if line.startswith("DynamoDB")
+        ),
     }
+
+
+def show_contention(run: dict[str, Any]) -> str:
+    reads = (
+        f"reads up to {run['read_lag_ms']} ms old"
+        if run["read_lag_ms"]
+        else "current reads (moto's)"
+    )
+    return (
+        f"  {reads}: {run['failed_per_successful_lease']:.2f} failed conditional writes per "
+        f"lease ({run['failed_conditional_writes']:,.0f}, {run['lost_lease_claims']} of them "
+        f"lost lease claims; {run['ticket_writes']} ticket writes); "
+        f"{run['wru_per_message']:.2f} WRU and "
+        f"{run['rru_per_message']:.2f} RRU per message (lease + ack + failures + tickets; "
+        f"${run['dynamodb_per_million']:.2f} per million in DynamoDB); leases per "
+        f"consumer {run['leases_per_consumer_min']}-{run['leases_per_consumer_max']}, "
+        f"{run['consumers_with_none']} got none; receive p50 {run['receive_ms_p50']:.0f} ms, "
+        f"p99 {run['receive_ms_p99']:.0f} ms; {run['empty_receives']:,} empty receives; "
+        f"{run['seconds']:.1f} s"
+    )
 
 
 # ---- the table -----------------------------------------------------------------------------
@@ -581,7 +654,12 @@ def issue_13_figures(
             find("standard", KIB, 1).get("ceiling_messages_per_second"), DEFAULT_SHARDS
         ),
         "ceiling_fifo_1KB_msg_s": find("fifo", KIB, 1).get("ceiling_messages_per_second"),
-        "competing_consumers_failed_per_lease": contended.get("failed_per_successful_lease"),
+        "competing_consumers_failed_per_lease": contended.get("current_reads", {}).get(
+            "failed_per_successful_lease"
+        ),
+        "competing_consumers_failed_per_lease_lagging_reads": contended.get(
+            "lagging_reads", {}
+        ).get("failed_per_successful_lease"),
         "all_in_512B_http_x10": find("standard", 512, 10).get("dollars_per_million"),
         "all_in_512B_push_x10_cumulative": find("push, client", 512, 10).get("dollars_per_million"),
     }
@@ -619,7 +697,9 @@ def show_figures(figures: dict[str, Any]) -> list[str]:
         f"FIFO ({GROUPS} groups) {f(figures['ceiling_fifo_1KB_msg_s'], 0)} msg/s",
         f"  {CONSUMERS} competing consumers: "
         f"{f(figures['competing_consumers_failed_per_lease'], 2)} failed conditional writes "
-        "per successful lease",
+        "per successful lease with current reads, "
+        f"{f(figures['competing_consumers_failed_per_lease_lagging_reads'], 2)} with reads up "
+        f"to {READ_LAG_MS} ms old",
         f"  all in, 512 B: HTTP batches of 10 ${f(figures['all_in_512B_http_x10'], 2)}/M; "
         f"push (batch send, 10 per frame, cumulative ack) "
         f"${f(figures['all_in_512B_push_x10_cumulative'], 2)}/M",
@@ -749,19 +829,11 @@ def main() -> int:
         stack.stop()
     if contended:
         say(
-            f"{contended['consumers']} competing consumers on one queue, "
-            f"{contended['messages']} messages of 1 KB: "
-            f"{contended['failed_per_successful_lease']:.2f} failed conditional writes per "
-            f"successful lease ({contended['failed_conditional_writes']:,.0f} in all); leases "
-            f"per consumer {contended['leases_per_consumer_min']}-"
-            f"{contended['leases_per_consumer_max']}, "
-            f"{contended['consumers_with_none']} consumers got none; "
-            f"${contended['all_in_per_million']:.2f} per million all in"
+            f"{CONSUMERS} competing consumers on one queue, {CONTENDED} messages of 1 KB, "
+            "each consumer its own instance (receive 1, ack it):"
         )
-        say(
-            "  (moto reads are always current; receivers read segments eventually consistent, "
-            "so on AWS they see a taken reference as free a little longer and lose more races)"
-        )
+        for run in contended.values():
+            say(show_contention(run))
     figures = issue_13_figures(rows, stored, contended)
     say()
     for line in show_figures(figures):

@@ -93,7 +93,7 @@ def _observe(meter: Meter, request: Any, send: Callable[[], Any]) -> Any:
         return result
     with _lock:
         params = json.loads(_text(request.body) or "{}")
-        backend = _backend(request)
+        backend = dynamodb_backend(request)
         touched = _touched(backend, operation, params)
         _local.reads = []
         try:
@@ -123,7 +123,8 @@ def _text(body: Any) -> str:
     return body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
 
 
-def _backend(request: Any) -> Any:
+def dynamodb_backend(request: Any) -> Any:
+    """The moto DynamoDB backend a request goes to (its account and region)."""
     from moto.dynamodb.models import dynamodb_backends
     from moto.iam.models import get_account_id_from
 

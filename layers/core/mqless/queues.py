@@ -732,8 +732,9 @@ class QueueService:
     ) -> list[Delivery]:
         """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive.
 
-        Competing receivers take free messages of the oldest segments in a random order
-        (fewer collisions); `oldest_first` keeps their order instead (push consumers).
+        Receivers take free messages of the oldest segments in a random order; once they
+        compete, by ticket (`leases.py`); `oldest_first` keeps their order instead (push
+        consumers).
         """
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)

@@ -20,7 +20,11 @@ append is conditional on the segment's length, so concurrent appenders never ove
 each other, and a retried stream batch does not append a reference twice.
 
 The cursor holds `f`, the floor: every segment below it is settled. It is moved forward
-lazily, several segments at a time (`advance_floor`).
+lazily, several segments at a time (`advance_floor`). It also holds the shard's ticket
+dispenser, used only by receivers that compete (`leases.py`): `d`, the next *position* to
+hand out (a position is `seq * 12 + slot`), and `k`, when a ticket was last taken (ms). A
+ticket is one unconditional UpdateItem (ALL_NEW): it cannot fail, and two receivers never
+get the same positions. A ticket may carry `g`, a floor its receiver read (see `_cursor`).
 """
 
 from __future__ import annotations
@@ -121,6 +125,20 @@ class Hold:
     token: int
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """A shard's cursor: the floor, and the ticket dispenser competing receivers use."""
+
+    floor: int = 0  # every segment below it is settled
+    dispensed: int | None = None  # the next position a ticket hands out (None: never used)
+    ticket_at: int = 0  # ms: when a ticket was last taken (0: never)
+
+
+def position(seq: int, slot: int) -> int:
+    """A reference's place in its shard, as tickets count: `seq * MAX_REFS + slot`."""
+    return seq * MAX_REFS + slot
+
+
 @dataclass
 class AppendReport:
     appended: int = 0
@@ -194,13 +212,60 @@ class IndexStore:
 
     def floor(self, queue: str, shard: int, *, consistent: bool = False) -> int:
         """The first segment that may hold an unsettled reference."""
+        return self.cursor(queue, shard, consistent=consistent).floor
+
+    def cursor(self, queue: str, shard: int, *, consistent: bool = False) -> Cursor:
+        """The shard's cursor (floor and ticket dispenser)."""
         with translated_errors():
             found = self._db.get_item(
                 TableName=self._table,
                 Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
                 ConsistentRead=consistent,
             )
-        return int(from_wire(found["Item"]).get("f", 0)) if "Item" in found else 0
+        return _cursor(from_wire(found["Item"])) if "Item" in found else Cursor()
+
+    def take_positions(
+        self,
+        queue: str,
+        shard: int,
+        count: int,
+        *,
+        first: int,
+        now_ms: int,
+        floor_hint: int | None = None,
+    ) -> tuple[int, Cursor]:
+        """Take `count` positions from the shard's dispenser (which starts at `first` the
+        first time); returns the first position taken and the cursor after the write.
+        `floor_hint`: a floor the receiver read settled below, carried by the same write.
+
+        One UpdateItem with no condition: it never fails, and concurrent receivers get
+        disjoint positions."""
+        update = "SET d = if_not_exists(d, :first) + :n, k = :now"
+        values: dict[str, Any] = {":first": first, ":n": count, ":now": now_ms}
+        if floor_hint is not None:
+            update += ", g = :g"
+            values[":g"] = floor_hint
+        with translated_errors():
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
+                UpdateExpression=update,
+                ExpressionAttributeValues=to_wire(values),
+                ReturnValues="ALL_NEW",
+            )
+        cursor = _cursor(from_wire(response.get("Attributes", {})))
+        return int(cursor.dispensed or 0) - count, cursor
+
+    def move_dispenser(self, queue: str, shard: int, to: int) -> None:
+        """Point the dispenser at `to` (back to the tail after it ran past it, or up to the
+        floor after a purge); unconditional, as a ticket is."""
+        with translated_errors():
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
+                UpdateExpression="SET d = :to",
+                ExpressionAttributeValues=to_wire({":to": to}),
+            )
 
     # ---- appending (the dispatch function, and moves) -----------------------------------
 
@@ -556,6 +621,17 @@ def _entry_bytes(until: int, count: int, reason: str) -> int:
     return 45 + 1 + 9 + 7 + 4 + 7 + (len(reason.encode()) + 1 if reason else 0)
 
 
+def _cursor(item: dict[str, Any]) -> Cursor:
+    return Cursor(
+        # `g`: a floor racing receivers write with their tickets, unconditionally; it may go
+        # back (a hint from an older read), never past an unsettled segment (every hint was
+        # read settled and full, which is for good), so the floor is the higher of the two
+        floor=max(int(item.get("f", 0)), int(item.get("g", 0))),
+        dispensed=int(item["d"]) if "d" in item else None,
+        ticket_at=int(item.get("k", 0)),
+    )
+
+
 def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
     logs = [str(v) for v in item.get("l", [])]
     refs = [str(v) for v in item.get("r", [])]
@@ -590,6 +666,7 @@ def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
 __all__ = [
     "SETTLED",
     "AppendReport",
+    "Cursor",
     "Entry",
     "Hold",
     "IndexStore",
@@ -597,5 +674,6 @@ __all__ = [
     "Ref",
     "Segment",
     "new_token",
+    "position",
     "replace",
 ]
