@@ -41,7 +41,7 @@ from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_e
 from mqless.errors import Throttled
 from mqless.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
-from mqless.storage.index import SETTLED, Hold, NewRef, Ref
+from mqless.storage.index import SETTLED, Hold, NewRef, Ref, holds_update
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -498,23 +498,8 @@ class FifoIndex:
         lease is the one named; None if any of them is not (a stale receipt). `release`
         makes the lease's receipts stale; `uncount` also takes the lease back out of the
         receive count (it delivered to no one)."""
-        sets: list[str] = []
-        conditions: list[str] = []
-        values: dict[str, Any] = {":v": until, ":done": SETTLED}
-        if uncount:
-            values[":one"] = 1
-        if release or uncount:
-            values[":none"] = 0
-        for index, hold in enumerate(holds):
-            sets.append(f"u[{hold.slot}] = :v")
-            if release or uncount:
-                sets.append(f"t[{hold.slot}] = :none")
-            if uncount:
-                sets.append(f"n[{hold.slot}] = n[{hold.slot}] - :one")
-            conditions.append(f"t[{hold.slot}] = :t{index} AND u[{hold.slot}] <> :done")
-            values[f":t{index}"] = hold.token
-        empty = FifoSegment(queue, shards, seq, ())
-        return self._quiet_update(empty, "SET " + ", ".join(sets), " AND ".join(conditions), values)
+        update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
+        return self._quiet_update(FifoSegment(queue, shards, seq, ()), update, condition, values)
 
     def settle_any(
         self, queue: str, shards: int, seq: int, slots: Sequence[int]

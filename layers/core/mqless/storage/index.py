@@ -151,6 +151,31 @@ def new_token() -> int:
     return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
 
 
+def holds_update(
+    holds: Sequence[Hold], until: int, *, release: bool = False, uncount: bool = False
+) -> tuple[str, str, dict[str, Any]]:
+    """The update, condition and values that set leased refs of a segment (standard or
+    FIFO) to `until` (SETTLED, a new lease end), each only while its lease is the one named
+    and not settled. `release` also ends the lease (its receipts go stale); `uncount` also
+    takes it back out of the receive count (it delivered to no one)."""
+    sets: list[str] = []
+    conditions: list[str] = []
+    values: dict[str, Any] = {":v": until, ":done": SETTLED}
+    if uncount:
+        values[":one"] = 1
+    if release or uncount:
+        values[":none"] = 0
+    for index, hold in enumerate(holds):
+        sets.append(f"u[{hold.slot}] = :v")
+        if release or uncount:
+            sets.append(f"t[{hold.slot}] = :none")
+        if uncount:
+            sets.append(f"n[{hold.slot}] = n[{hold.slot}] - :one")
+        conditions.append(f"t[{hold.slot}] = :t{index} AND u[{hold.slot}] <> :done")
+        values[f":t{index}"] = hold.token
+    return "SET " + ", ".join(sets), " AND ".join(conditions), values
+
+
 class IndexStore:
     """DynamoDB adapter for queue indexes; takes its client as an argument."""
 
@@ -425,30 +450,8 @@ class IndexStore:
         lease is still the one named; None if any of them is not (a stale receipt).
         `release` ends the lease (its receipts are stale from now on); `uncount` also takes
         it back out of the receive count (it delivered to no one)."""
-        sets: list[str] = []
-        conditions: list[str] = []
-        values: dict[str, Any] = {":v": until, ":done": SETTLED}
-        if uncount:
-            values[":one"] = 1
-        if release or uncount:
-            values[":none"] = 0
-        for index, hold in enumerate(holds):
-            sets.append(f"u[{hold.slot}] = :v")
-            if release or uncount:
-                sets.append(f"t[{hold.slot}] = :none")
-            if uncount:
-                sets.append(f"n[{hold.slot}] = n[{hold.slot}] - :one")
-            conditions.append(f"t[{hold.slot}] = :t{index} AND u[{hold.slot}] <> :done")
-            values[f":t{index}"] = hold.token
-        return self._conditional_update(
-            queue,
-            shard,
-            seq,
-            "SET " + ", ".join(sets),
-            " AND ".join(conditions),
-            values,
-            quiet=True,
-        )
+        update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
+        return self._conditional_update(queue, shard, seq, update, condition, values, quiet=True)
 
     def settle_any(self, queue: str, shard: int, seq: int, slots: Sequence[int]) -> Segment | None:
         """Settle refs whatever their lease (an operator's delete or purge); None if one
