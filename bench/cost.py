@@ -51,7 +51,6 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
 from mqless.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
 from mqless.principals import ANONYMOUS  # noqa: E402
-from mqless.runtime import build_queue_service  # noqa: E402
 from mqless.settings import Settings  # noqa: E402
 from mqless.storage.groups import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
@@ -480,6 +479,10 @@ def compete(stack: Stack, queue: str, *, lag_ms: int) -> dict[str, Any]:
     """Each consumer is its own Lambda instance (on AWS, 50 concurrent receives run in 50
     instances): its own QueueService, clients and caches. Each receives one message at a
     time and acks it, until all CONTENDED are acked."""
+    # imported here, once the runtime runs: its logger then writes to the runtime's
+    # console, not over the bench's table
+    from mqless.runtime import build_queue_service
+
     for start in range(0, CONTENDED, 10):
         entries = [{"id": f"e{i}", "body": body_of(start + i, 1024)} for i in range(10)]
         stack.api("POST", f"/queues/{queue}/messages/batch", {"entries": entries})
