@@ -150,7 +150,11 @@ def _seed(http: httpx.Client) -> Seeded:
     assert len(first["messages"]) == 1
     for _ in range(2):
         ok(http.post("/queues/poison/receive", json={"visibility_timeout": 0}))
-    assert ok(http.get("/queues/poison.dlq"))["counts"]["visible"] == 1
+    # the dead letter is in poison.dlq once the stream has indexed it there
+    deadline = time.monotonic() + 10
+    while ok(http.get("/queues/poison.dlq"))["counts"]["visible"] != 1:
+        assert time.monotonic() < deadline, "the dead letter never reached poison.dlq"
+        time.sleep(0.05)
     ok(http.put("/topics/orders.created/subscriptions/audit", json={"queue": "orders"}))
     for name in PRINCIPALS:
         grants = [{"pattern": "orders.*", "actions": ["send", "receive"]}]
