@@ -22,9 +22,12 @@ import struct
 import threading
 from typing import TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
-
-from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import (
+    from_wire,
+    put_if_absent,
+    to_wire,
+    translated_errors,
+)
 from mqless.envelope import KeyProvider
 
 if TYPE_CHECKING:
@@ -79,23 +82,13 @@ class DedupHasher:
             if blob is not None:
                 return self._provider.decrypt_data_key(blob, encryption_context())
             data_key = self._provider.generate_data_key(encryption_context())
-            try:
-                with translated_errors():
-                    self._db.put_item(
-                        TableName=self._table,
-                        Item=to_wire(
-                            {
-                                "pk": SECRET_PARTITION,
-                                "sk": SECRET_KEY,
-                                "kind": "secret",
-                                "blob": data_key.encrypted_key,
-                            }
-                        ),
-                        ConditionExpression="attribute_not_exists(pk)",
-                    )
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
+            secret = {
+                "pk": SECRET_PARTITION,
+                "sk": SECRET_KEY,
+                "kind": "secret",
+                "blob": data_key.encrypted_key,
+            }
+            if not put_if_absent(self._db, self._table, secret):
                 continue  # another process stored its secret first: all must use that one
             return data_key.plaintext
         raise RuntimeError("the dedup secret could not be read or stored")

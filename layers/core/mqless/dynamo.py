@@ -158,3 +158,20 @@ def translated_errors() -> Iterator[None]:
         if code == "ValidationException" and "size" in str(exc).lower():
             raise PayloadTooLarge("message too large to store") from exc
         raise
+
+
+def put_if_absent(client: Any, table: str, item: Mapping[str, Any]) -> bool:
+    """Write `item` (plain values) only if no item has its key; False if one has (a failed
+    condition, billed as DynamoDB bills it)."""
+    try:
+        with translated_errors():
+            client.put_item(
+                TableName=table,
+                Item=to_wire(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True

@@ -42,6 +42,7 @@ from mqless.dynamo import (
     from_wire,
     is_condition_failure,
     partition_items,
+    put_if_absent,
     to_wire,
     translated_errors,
 )
@@ -485,23 +486,13 @@ class Sessions:
             raise InvalidRequest(
                 f"a connection may have at most {MAX_OPEN_TRANSACTIONS} open transactions"
             )
-        try:
-            with translated_errors():
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_wire(
-                        {
-                            **self._tx_key(info, transaction),
-                            "frames": 0,
-                            "expires_at": self._clock.now_ms() // 1000 + 3 * 60 * 60,
-                        }
-                    ),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise Conflict(f"transaction {transaction!r} has already begun") from exc
-            raise
+        begun = {
+            **self._tx_key(info, transaction),
+            "frames": 0,
+            "expires_at": self._clock.now_ms() // 1000 + 3 * 60 * 60,
+        }
+        if not put_if_absent(self._db, self._table, begun):
+            raise Conflict(f"transaction {transaction!r} has already begun")
 
     def hold_send(
         self, info: ConnectionInfo, transaction: str, destination: str, message: NewMessage

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import Item, from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import (
+    Item,
+    from_wire,
+    is_condition_failure,
+    put_if_absent,
+    to_wire,
+    translated_errors,
+)
 from mqless.receipts import Lease
 
 if TYPE_CHECKING:
@@ -158,18 +165,7 @@ class DeliveryRecords:
             "lo": record.low,
             "expires_at": expires_at,
         }
-        try:
-            with translated_errors():
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_wire(item),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return put_if_absent(self._db, self._table, item)
 
     def settle(
         self, queue: str, prefix: str, seq: int, position: int, *, gen: str, now_ms: int

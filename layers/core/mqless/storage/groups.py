@@ -37,11 +37,25 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import (
+    from_wire,
+    is_condition_failure,
+    put_if_absent,
+    to_wire,
+    translated_errors,
+)
 from mqless.errors import Throttled
 from mqless.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
-from mqless.storage.index import SETTLED, Hold, NewRef, Ref, holds_update
+from mqless.storage.index import (
+    SETTLED,
+    Entry,
+    Hold,
+    NewRef,
+    Ref,
+    claim_update,
+    holds_update,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -72,27 +86,11 @@ class GroupedRef:
 
 
 @dataclass(frozen=True)
-class FifoEntry:
-    """A reference in a FIFO segment, with its state and its group's tag."""
+class FifoEntry(Entry):
+    """A reference in a FIFO segment, with its state (a standard entry's) and its group's
+    tag."""
 
-    slot: int
-    ref: Ref
-    tag: int
-    until: int
-    token: int
-    count: int
-    reason: str = ""
-    expires_at: int = 0
-
-    @property
-    def settled(self) -> bool:
-        return self.until == SETTLED
-
-    def free_at(self, now_ms: int) -> bool:
-        return 0 <= self.until <= now_ms
-
-    def expired(self, now_ms: int) -> bool:
-        return 0 < self.expires_at <= now_ms // 1000
+    tag: int = field(kw_only=True)
 
     def gone(self, now_ms: int) -> bool:
         """Settled, or expired and not leased: it will never be delivered, and its group's
@@ -398,17 +396,8 @@ class FifoIndex:
         }
         if closed:
             item["z"] = 1
-        try:
-            with translated_errors():
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_wire(item),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise _Contended from exc
-            raise
+        if not put_if_absent(self._db, self._table, item):
+            raise _Contended
         return count
 
     def _move_hint(self, queue: str, seq: int) -> None:
@@ -464,24 +453,10 @@ class FifoIndex:
         """Lease `slots` (each must still be free at `now_ms`) under `token` until `until_ms`,
         and settle `settle` (refs found expired and free) in the same write; None if any of
         them was taken meanwhile."""
-        sets: list[str] = []
-        conditions: list[str] = []
-        values: dict[str, Any] = {":zero": 0, ":now": now_ms}
-        if slots:
-            values.update({":until": until_ms, ":tok": token, ":one": 1})
-        for slot in slots:
-            sets.append(f"u[{slot}] = :until, t[{slot}] = :tok, n[{slot}] = n[{slot}] + :one")
-            conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
-        if settle:
-            values[":done"] = SETTLED
-        for slot in settle:
-            sets.append(f"u[{slot}] = :done")
-            conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
-        if not sets:
+        if not slots and not settle:
             return segment
-        return self._quiet_update(
-            segment, "SET " + ", ".join(sets), " AND ".join(conditions), values
-        )
+        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token)
+        return self._quiet_update(segment, update, condition, values)
 
     def set_until(
         self,

@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import batch_write, from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.dynamo import (
+    batch_write,
+    from_wire,
+    is_condition_failure,
+    put_if_absent,
+    to_wire,
+    translated_errors,
+)
 from mqless.errors import Throttled
 from mqless.storage import keys
 
@@ -149,6 +156,27 @@ class AppendReport:
 def new_token() -> int:
     """A lease token: random, never 0 (0 means 'never leased')."""
     return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF or 1
+
+
+def claim_update(
+    slots: Sequence[int], settle: Sequence[int], now_ms: int, until_ms: int, token: int
+) -> tuple[str, str, dict[str, Any]]:
+    """The update, condition and values that lease `slots` of a segment (standard or FIFO)
+    under `token` until `until_ms` and settle `settle`, each only while free at `now_ms`."""
+    sets: list[str] = []
+    conditions: list[str] = []
+    values: dict[str, Any] = {":zero": 0, ":now": now_ms}
+    if slots:
+        values.update({":until": until_ms, ":tok": token, ":one": 1})
+    for slot in slots:
+        sets.append(f"u[{slot}] = :until, t[{slot}] = :tok, n[{slot}] = n[{slot}] + :one")
+        conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+    if settle:
+        values[":done"] = SETTLED
+    for slot in settle:
+        sets.append(f"u[{slot}] = :done")
+        conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+    return "SET " + ", ".join(sets), " AND ".join(conditions), values
 
 
 def holds_update(
@@ -380,17 +408,8 @@ class IndexStore:
         }
         if any(r.reason for r in taken):
             item["w"] = [r.reason for r in taken]
-        try:
-            with translated_errors():
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=to_wire(item),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise _Contended from exc
-            raise
+        if not put_if_absent(self._db, self._table, item):
+            raise _Contended
         return count
 
     # ---- leasing and settling ----------------------------------------------------------------
@@ -407,32 +426,11 @@ class IndexStore:
     ) -> Segment | None:
         """Lease `slots` (each must still be free at `now_ms`) under `token` until `until_ms`,
         and settle `settle` (refs found expired) in the same write; None if any was taken."""
-        sets: list[str] = []
-        conditions: list[str] = []
-        values: dict[str, Any] = {
-            ":zero": 0,
-            ":now": now_ms,
-        }
-        if slots:
-            values.update({":until": until_ms, ":tok": token, ":one": 1})
-        for slot in slots:
-            sets.append(f"u[{slot}] = :until, t[{slot}] = :tok, n[{slot}] = n[{slot}] + :one")
-            conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
-        if settle:
-            values[":done"] = SETTLED
-        for slot in settle:
-            sets.append(f"u[{slot}] = :done")
-            conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
-        if not sets:
+        if not slots and not settle:
             return segment
+        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token)
         return self._conditional_update(
-            segment.queue,
-            segment.shard,
-            segment.seq,
-            "SET " + ", ".join(sets),
-            " AND ".join(conditions),
-            values,
-            quiet=True,
+            segment.queue, segment.shard, segment.seq, update, condition, values, quiet=True
         )
 
     def set_until(
