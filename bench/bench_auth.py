@@ -28,6 +28,7 @@ from mqless.principals import Principal, parse_grants  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))
+AUDIENCE = "mqless-app"  # JWTs are refused unless an audience is configured and matches
 CACHE_SECONDS = 300
 # Lambda arm64: $0.20 per million requests + $0.0000133334 per GB-s; 20 ms at 512 MB assumed
 LAMBDA_PER_MILLION = 0.20 + 0.0000133334 * 0.5 * 0.020 * 1_000_000
@@ -81,12 +82,12 @@ def main() -> int:
         access = AccessControl(dynamodb, table, SystemClock())
         root = Principal(id="root", grants=EVERYTHING)
         grants = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])
-        for name in ("billing", "alice", "group:ops", "group:eu"):
+        for name in ("billing", "jwt:alice", "group:ops", "group:eu"):
             access.put_principal(root, name, grants)
         api_key = access.issue_key(root, "billing").token
-        verifier = JwtVerifier(JwtSettings(issuer=url), IssuerKeys(url))
+        verifier = JwtVerifier(JwtSettings(issuer=url, audience=AUDIENCE), IssuerKeys(url))
         authenticator = Authenticator(access, verifier)
-        claims = {"iss": url, "sub": "alice", "exp": int(time.time()) + 3600}
+        claims = {"iss": url, "aud": AUDIENCE, "sub": "alice", "exp": int(time.time()) + 3600}
         token = jwt.encode(
             {**claims, "cognito:groups": ["ops", "eu"]}, key, "RS256", headers={"kid": "k1"}
         )
