@@ -248,3 +248,26 @@ def test_racing_receivers_move_the_floor_past_settled_segments_without_a_failed_
     # Then the shard's floor moved past the settled segments, and no write failed
     assert a.leases._index.cursor(QUEUE, 0, consistent=True).floor >= 4
     assert failed_writes(meter) == before
+
+
+def test_racing_receivers_pass_the_empty_places_a_batch_left_in_a_closed_segment(
+    receivers: list[QueueService], meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given racing receivers (b lost a race) that have taken every single message, and a
+    # batch of ten that did not fit the rest of their segment: it started the next one and
+    # left eight places of the first empty, where the shard's dispenser now points
+    a, b, c, _ = receivers
+    monkeypatch.setattr("mqless.leases.random.random", lambda: 0.99)
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    a.ack(P, QUEUE, [m.receipt for m in leased])
+    batch = [(str(j), NewMessage(body=f"batch {j}".encode())) for j in range(10)]
+    sent = [r.message_id for _, r in a.send_batch(P, QUEUE, batch)[0]]
+
+    # When b and c receive one message at a time, taking turns, ten times
+    got = [m for _ in range(5) for m in b.receive(P, QUEUE) + c.receive(P, QUEUE)]
+
+    # Then no receive came back empty: each got the next message of the batch by ticket
+    assert sorted(m.message_id for m in got) == sorted(sent)
