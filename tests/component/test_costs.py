@@ -138,11 +138,10 @@ def test_an_acked_512_byte_message_sent_alone_bills_4_write_units(
     broker.ack(P, "costs", [delivery.receipt])
     acked = steps.take()
 
-    # Then the send is one put of the log item: 512 + 33 (sealing) + 4 (list) + 57 (keys,
-    # names, data key id) + 7 (expiry) = 613 bytes: 1 unit, and no KMS call (the data key
-    # is cached)
+    # Then the send is one put of the log item: 512 + 33 (sealing) + 49 (keys, names, data
+    # key id) + 7 (expiry) = 601 bytes: 1 unit, and no KMS call (the data key is cached)
     assert _requests(sent) == {"dynamodb:PutItem": 1}
-    assert (_writes(sent, aws), _item_size(aws, logged)) == (1, 606 + _expiry_bytes(logged))
+    assert (_writes(sent, aws), _item_size(aws, logged)) == (1, 594 + _expiry_bytes(logged))
     # ... indexing reads the shard's last segments and appends to the last one: 1 unit
     assert _requests(indexed) == {"dynamodb:Query": 1, "dynamodb:UpdateItem": 1}
     assert _writes(indexed, aws) == 1
@@ -163,7 +162,7 @@ def test_an_acked_512_byte_message_sent_alone_bills_4_write_units(
     assert (_writes(total, aws), total.index_write_units(), total.failed_conditions) == (4, 0, {})
 
 
-def test_a_waiting_512_byte_message_stores_157_bytes_beside_its_body(
+def test_a_waiting_512_byte_message_stores_89_bytes_beside_its_body_in_its_log_item(
     broker: QueueService, aws: Aws
 ) -> None:
     # Given a queue of one shard
@@ -177,18 +176,20 @@ def test_a_waiting_512_byte_message_stores_157_bytes_beside_its_body(
         sizes.append(_item_size(aws, segment_key))
     logs = [_item_size(aws, item) for item in _log_items(aws, "costs")]
 
-    # Then each log item holds its body and about 101 bytes: 33 of sealing (version, nonce,
-    # tag, header length), 4 of list framing, 57 of keys, names and data key id, and its
-    # expiry (1 + about 6: a number is billed one byte per two significant digits, plus one)
+    # Then each log item holds its body and about 89 bytes: 33 of sealing (version, nonce,
+    # tag, header length), 49 of keys and names (`pk` L#costs#0: 11, `sk` the item id: 28,
+    # `b`: 1, `k` the data key id's 8 bytes: 9), and its expiry (1 + about 6: a number is
+    # billed one byte per two significant digits, plus one). A lone body is `b` itself, not a
+    # list of one (4 bytes), and the key id 8 bytes, not 16 hex digits: 101 before
     expiry = _expiry_bytes(_log_items(aws, "costs")[0])
-    assert logs == [512 + 94 + expiry] * 3
+    assert logs == [512 + 82 + expiry] * 3
     # ... and each waiting reference adds about 56 bytes to the index segment: the
     # reference and its MAC (42), free-from (2), lease token (2), receive count (2), expiry
     # (1 + about 6). (Leased, it grows by 13: a lease end in ms and a token. The segment's
-    # own 66 bytes are shared by its 12 references; the data key's item, 131 bytes, by up to
+    # own 66 bytes are shared by its 10 references; the data key's item, 131 bytes, by up to
     # 10,000 messages.)
     assert [b - a for a, b in zip(sizes, sizes[1:], strict=False)] == [49 + expiry] * 2
-    # about 101 + 56 = 157 bytes a waiting message stores beside its body
+    # about 89 + 56 = 145 bytes a waiting message stores beside its body
 
 
 def test_a_batch_of_ten_512_byte_messages_bills_9_write_units(
@@ -208,13 +209,13 @@ def test_a_batch_of_ten_512_byte_messages_bills_9_write_units(
     broker.ack(P, "batched", [d.receipt for d in received])
     acked = steps.take()
 
-    # Then the ten bodies share one log item: 10 x (512 + 33 + 1) + 3 + 59 + 7 = 5,529 bytes:
+    # Then the ten bodies share one log item: 10 x (512 + 33 + 1) + 3 + 51 + 7 = 5,521 bytes:
     # 6 units; indexing puts the ten references in a segment of their own (the last one is
     # full: it holds the ten before), under 1 KB: 1 unit
     assert (len(done), failed) == (10, [])
     assert _requests(sent) == {"dynamodb:PutItem": 2, "dynamodb:Query": 1}
     [logged] = _log_items(aws, "batched")[-1:]
-    assert _item_size(aws, logged) == 5_522 + _expiry_bytes(logged)
+    assert _item_size(aws, logged) == 5_514 + _expiry_bytes(logged)
     assert _writes(sent, aws) == 6 + 1
     # ... the ten are leased with one update of that segment, and acked with another
     assert len(received) == 10
@@ -263,7 +264,7 @@ def test_a_16_kb_message_bills_its_size_once(broker: QueueService, aws: Aws, met
     broker.ack(P, "big", [delivery.receipt])
     settled = steps.take()
 
-    # Then only the send bills the body: 16,384 + 33 + 4 + 55 + 7 = 16,483 bytes, 17 units;
+    # Then only the send bills the body: 16,384 + 33 + 47 + 7 = 16,471 bytes, 17 units;
     # indexing 1; the lease and the ack touch the small segment only: 1 each. S + 4 = 20
     assert _writes(sent, aws) == 17 + 1
     assert _writes(settled, aws) == 1 + 1
