@@ -186,3 +186,54 @@ def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could
     _, counts = broker.get_queue(ANONYMOUS, "many")
     assert (counts.visible, counts.in_flight) == (0, 0)
     assert _write_units(meter.usage() - start, aws)[0] == 2 + 3 + 120
+
+
+def test_a_pump_after_new_messages_reads_the_shard_they_are_in_not_the_empty_ones(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a push consumer (issue 13's push path: prefetch 10, cumulative acks) of a queue
+    # of 4 shards, fed once from the shard its one producer sends to (the last: every random
+    # draw here is the highest) while the other three hold nothing, and acked
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(
+        sessions,
+        "c1",
+        action="subscribe",
+        destination="/queue/spread",
+        id="s1",
+        ack="client",
+        prefetch=10,
+    )
+    _send_batches(broker, "spread", 10)
+    sessions.pump("spread")
+    pushed = _new_messages(pusher, 0)
+    assert len(pushed) == 10
+    _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    [home] = {
+        p.rsplit("#", 1)[1]
+        for p in meter.usage().partition_write_units
+        if p.startswith(f"{aws.settings.messages_table} L#spread#")
+    }
+    assert home == "3"
+
+    # When the producer sends ten more and the dispatch function pumps the queue
+    _send_batches(broker, "spread", 10)
+    before = meter.usage()
+    sessions.pump("spread")
+    used = meter.usage() - before
+
+    # Then the ten are pushed, and the pump read no shard but theirs (the three empty ones
+    # cost 0.5 read units each, every pump)
+    assert len(_new_messages(pusher, 10)) == 10
+    index_reads = {
+        p.split(" ", 1)[1]: units
+        for p, units in used.partition_read_units.items()
+        if p.startswith(f"{aws.settings.messages_table} I#spread#")
+    }
+    assert set(index_reads) == {f"I#spread#{home}"}

@@ -115,7 +115,7 @@ class Leases:
         if config.fifo:
             return self._take_fifo(config, want, lease_ms, oldest_first)
         taken: list[Taken] = []
-        for shard in self._shard_order(config):
+        for shard in self.shard_order(config):
             if len(taken) >= want:
                 break
             got = self._take_standard(config, shard, want - len(taken), lease_ms, oldest_first)
@@ -125,7 +125,10 @@ class Leases:
             taken.extend(got)
         return taken
 
-    def _shard_order(self, config: QueueConfig) -> list[int]:
+    def shard_order(self, config: QueueConfig) -> list[int]:
+        """The shards in the order to look at them: from where this process last found
+        messages (a producer's messages share a shard: that is where the next ones are),
+        otherwise from a random one (competing consumers spread)."""
         with self._lock:
             start = self._home.get(config.name)
         if start is None or start >= config.shards:
@@ -142,6 +145,8 @@ class Leases:
             now = self._clock.now_ms()
             for segment in segments:
                 if any(e.free_at(now) and not e.expired(now) for e in segment.entries):
+                    with self._lock:
+                        self._home[queue] = shard  # look here first next time
                     return True
             if len(segments) < SCAN_SEGMENTS:
                 return False
