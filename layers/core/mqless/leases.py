@@ -402,7 +402,8 @@ class Leases:
         mine = [
             e
             for e in segment.entries
-            if start <= position(segment.seq, e.slot) < end and e.free_at(now)
+            # (a segment of 12 from before segments of 10: its last two are no position's)
+            if e.slot < MAX_REFS and start <= position(segment.seq, e.slot) < end and e.free_at(now)
         ]
         return self._claim(config, segment, mine, (), lease_ms) if mine else []
 
