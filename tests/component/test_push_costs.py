@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from mqless.json_protocol import handle_text
-from mqless.models import NewMessage
+from mqless.models import NewMessage, QueueSettings
 from mqless.outbound import Connection
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
@@ -200,6 +200,7 @@ def test_a_pump_after_new_messages_reads_the_shard_they_are_in_not_the_empty_one
     # of 4 shards, fed once from the shard its one producer sends to (the last: every random
     # draw here is the highest) while the other three hold nothing, and acked
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    broker.put_queue(ANONYMOUS, "spread", QueueSettings(shards=4))
     sessions.open(Connection("c1"), ANONYMOUS)
     _frame(
         sessions,
