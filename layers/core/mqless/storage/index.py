@@ -21,6 +21,12 @@ segment never make them fail. Only the dispatch function appends (in stream orde
 append is conditional on the segment's length, so concurrent appenders never overwrite
 each other, and a retried stream batch does not append a reference twice.
 
+The references of one log item (a batch sent together) are never split over two segments:
+an item that does not fit whole in the last segment's room starts the next one, and the
+last is *closed* (`z`) in the same write (or one of its own). A closed segment takes no more
+(appends are also conditional on `z` being absent), so a segment has a successor only once
+it is full or closed, and a read that shows it so shows every reference it will hold.
+
 The cursor holds `f`, the floor: every segment below it is settled. It is moved forward
 lazily, several segments at a time (`advance_floor`). It also holds the shard's ticket
 dispenser, used only by receivers that compete (`leases.py`): `d`, the next *position* to
