@@ -87,6 +87,11 @@ if "BENCH_PATHS" in os.environ:
     PATHS = [p for p in ALL_PATHS if any(p.replace(" ", "").startswith(w) for w in wanted)]
 CONSUMERS = int(os.environ.get("BENCH_CONSUMERS", "50"))
 CONTENDED = int(os.environ.get("BENCH_CONTENDED", "1000"))
+# what a receive that finds nothing costs, by shard count (every shard is read): EMPTY_RECEIVES
+# back to back, and one long poll of LONG_POLL_S (0: none; it takes that long, per count)
+EMPTY_SHARDS = [int(n) for n in os.environ.get("BENCH_EMPTY_SHARDS", "4,8").split(",") if n]
+EMPTY_RECEIVES = int(os.environ.get("BENCH_EMPTY_RECEIVES", "20"))
+LONG_POLL_S = int(os.environ.get("BENCH_LONG_POLL_S", "20"))
 # DynamoDB: eventually consistent reads "may not reflect the results of a recently completed
 # write"; its FAQ put consistency across copies at "usually within a second". What matters
 # is how many leases happen within the lag: 50 receivers here run ~100 times slower than
@@ -462,6 +467,56 @@ def stored_overhead(stack: Stack, size: int = 1024) -> dict[str, Any]:
     }
 
 
+# ---- receives that find nothing ---------------------------------------------------------------
+
+
+def empty_receives(stack: Stack, shards: int) -> dict[str, Any]:
+    """What a receive of an empty queue of `shards` shards bills (it reads every shard, the
+    cursors cached for 2 s), and a long poll of LONG_POLL_S that finds nothing (it looks
+    again after 0.05 s, doubling to every 1 s): all in, Lambda's duration included."""
+    queue = f"b-empty-{shards}"
+    stack.api("PUT", f"/queues/{queue}", {"shards": shards})
+    stack.api("POST", f"/queues/{queue}/receive", {"max_messages": 1})  # caches warm
+    before = stack.meter.usage()
+    for _ in range(EMPTY_RECEIVES):
+        stack.api("POST", f"/queues/{queue}/receive", {"max_messages": 1})
+    quick = stack.meter.usage() - before
+    found: dict[str, Any] = {"shards": shards, "receives": EMPTY_RECEIVES}
+    bill = price(quick, connection_minutes=False).per(EMPTY_RECEIVES)
+    found["empty_receive_rru"] = quick.total_read_units() / EMPTY_RECEIVES
+    found["empty_receive_dollars_per_million"] = bill.total
+    found["empty_receive_dynamodb_dollars_per_million"] = bill.lines["DynamoDB reads"]
+    if LONG_POLL_S:
+        before = stack.meter.usage()
+        stack.api(
+            "POST", f"/queues/{queue}/receive", {"max_messages": 1, "wait_seconds": LONG_POLL_S}
+        )
+        poll = stack.meter.usage() - before
+        bill = price(poll, connection_minutes=False).per(1)
+        found["long_poll_seconds"] = LONG_POLL_S
+        found["long_poll_rru"] = poll.total_read_units()
+        found["long_poll_dollars_per_million"] = bill.total
+        found["long_poll_dynamodb_dollars_per_million"] = bill.lines["DynamoDB reads"]
+        found["long_poll_lambda_dollars_per_million"] = bill.lines["Lambda duration"]
+    return found
+
+
+def show_empty(run: dict[str, Any]) -> str:
+    line = (
+        f"  {run['shards']:>2} shards: an empty receive {run['empty_receive_rru']:.1f} RRU "
+        f"(${run['empty_receive_dynamodb_dollars_per_million']:.2f}/M in DynamoDB, "
+        f"${run['empty_receive_dollars_per_million']:.2f}/M all in)"
+    )
+    if "long_poll_rru" in run:
+        line += (
+            f"; a {run['long_poll_seconds']} s long poll {run['long_poll_rru']:.1f} RRU "
+            f"(${run['long_poll_dynamodb_dollars_per_million']:.2f}/M in DynamoDB, "
+            f"${run['long_poll_dollars_per_million']:.2f}/M all in, of which Lambda's duration "
+            f"${run['long_poll_lambda_dollars_per_million']:.2f})"
+        )
+    return line
+
+
 # ---- 50 competing consumers ----------------------------------------------------------------
 
 
@@ -830,6 +885,7 @@ def main() -> int:
             say(f"{'':<24}({time.perf_counter() - path_started:.0f} s)")
         contended = contention(stack) if CONSUMERS else {}
         stored = stored_overhead(stack)
+        empty = [empty_receives(stack, shards) for shards in EMPTY_SHARDS]
     finally:
         stack.stop()
     if contended:
@@ -839,6 +895,10 @@ def main() -> int:
         )
         for run in contended.values():
             say(show_contention(run))
+    if empty:
+        say("Receives that find nothing (each reads every shard of the queue):")
+        for found in empty:
+            say(show_empty(found))
     figures = issue_13_figures(rows, stored, contended)
     say()
     for line in show_figures(figures):
@@ -860,6 +920,7 @@ def main() -> int:
                 "rows": rows,
                 "competing_consumers": contended,
                 "stored_message": stored,
+                "empty_receives": empty,
                 "issue_13_figures": figures,
                 "console_metrics": metrics,
             },

@@ -322,7 +322,7 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
         dest="shards",
         type=bounded(1, MAX_SHARDS),
         metavar="N",
-        help="partitions (1-64; default 4; a standard queue's may grow, a FIFO queue's are "
+        help="partitions (1-64; default 8; a standard queue's may grow, a FIFO queue's are "
         "fixed at creation)",
     )
 

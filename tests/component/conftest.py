@@ -32,7 +32,7 @@ from mqless.sessions import Sessions
 from mqless.settings import Settings
 from mqless.stomp import Frame, decode_frames
 from mqless.storage import keys
-from mqless.storage.log import LogStore
+from mqless.storage.log import LogStore, bodies_of
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.template import Stack, provision
 from tests.conftest import MOTO_CONFIG, project_template
@@ -143,14 +143,19 @@ def tamper(aws: Aws, raw_items: RawItems) -> Tamper:
             item_id, slot = keys.locate(message_id)
             item = next(i for i in logs if i["sk"] == item_id)
         if attribute == "body":
-            bodies = [bytes(b) for b in item["b"]]
+            bodies = list(bodies_of(item))
             altered = bytearray(bodies[slot])
             altered[at] ^= 0x01
             bodies[slot] = bytes(altered)
             key = {"pk": item["pk"], "sk": item["sk"]}
-            name, value = "b", bodies
+            # stored as it was: a lone body is `b` itself, several a list
+            name, value = "b", bodies if isinstance(item["b"], list) else bodies[0]
         else:
-            key = {"pk": f"K#/queue/{queue}", "sk": item["k"]}
+            named = item["k"]
+            key = {
+                "pk": f"K#/queue/{queue}",
+                "sk": named.hex() if isinstance(named, bytes) else named,
+            }
             stored = from_wire(
                 aws.dynamodb.get_item(TableName=aws.settings.messages_table, Key=to_wire(key))[
                     "Item"

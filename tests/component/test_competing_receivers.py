@@ -248,3 +248,59 @@ def test_racing_receivers_move_the_floor_past_settled_segments_without_a_failed_
     # Then the shard's floor moved past the settled segments, and no write failed
     assert a.leases._index.cursor(QUEUE, 0, consistent=True).floor >= 4
     assert failed_writes(meter) == before
+
+
+def test_racing_receivers_pass_the_empty_places_a_batch_left_in_a_closed_segment(
+    receivers: list[QueueService], meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given racing receivers (b lost a race) that have taken every single message, and a
+    # batch of ten that did not fit the rest of their segment: it started the next one and
+    # left eight places of the first empty, where the shard's dispenser now points
+    a, b, c, _ = receivers
+    monkeypatch.setattr("mqless.leases.random.random", lambda: 0.99)
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    a.ack(P, QUEUE, [m.receipt for m in leased])
+    batch = [(str(j), NewMessage(body=f"batch {j}".encode())) for j in range(10)]
+    sent = [r.message_id for _, r in a.send_batch(P, QUEUE, batch)[0]]
+
+    # When b and c receive one message at a time, taking turns, ten times
+    got = [m for _ in range(5) for m in b.receive(P, QUEUE) + c.receive(P, QUEUE)]
+
+    # Then no receive came back empty: each got the next message of the batch by ticket
+    assert sorted(m.message_id for m in got) == sorted(sent)
+
+
+def test_a_racing_receive_gets_no_more_than_it_asked_from_a_segment_of_twelve(
+    receivers: list[QueueService], aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a segment of 12 references, as segments were before they held 10 (the index
+    # written by an earlier version), and ten more messages in a segment after it
+    a, b, _, _ = receivers
+    monkeypatch.setattr("mqless.leases.random.random", lambda: 0.99)
+    with monkeypatch.context() as old:
+        old.setattr("mqless.storage.index.MAX_REFS", 12)
+        for i in range(12):
+            send(a, f"m{i}")
+    for i in range(10):
+        send(a, f"n{i}")
+    assert [len(s.entries) for s in a.leases._index.segments(QUEUE, 0, 0, limit=4)] == [12, 10]
+    # ... the first nine leased, b racing (it lost a race for the first), and the shard's
+    # dispenser at the tenth (as if tickets had handed out the nine)
+    with stale_reads(b), monkeypatch.context() as oldest:
+        # (b's guesses go to the oldest: it wants the first, which a took)
+        oldest.setattr("mqless.leases.random.shuffle", lambda items: None)
+        oldest.setattr("mqless.leases.random.sample", lambda items, k: list(items)[:k])
+        assert len(a.receive(P, QUEUE, oldest_first=True, max_messages=9)) == 9
+        b.receive(P, QUEUE)
+    a.leases._index.move_dispenser(QUEUE, 0, 9)
+
+    # When b receives two messages
+    got = b.receive(P, QUEUE, max_messages=2)
+
+    # Then it gets two: the tenth and the first of the next segment (the old segment's 11th
+    # and 12th are no ticket's position: `seq × 10 + slot` would give them the next
+    # segment's first two)
+    assert [m.body for m in got] == [b"m9", b"n0"]

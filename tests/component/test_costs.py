@@ -5,7 +5,7 @@ KB of the larger of the item before and after a write, a write whose condition f
 billed all the same (on the existing item, at least 1), every index write billed too.
 These are storage engine v2's figures (docs/storage-engine.md): a body is written once
 into a log item and never rewritten; leases and acks are small conditional updates of one
-index segment (a FIFO queue's too) shared by up to 12 messages; the dispatch function
+index segment (a FIFO queue's too) shared by up to 10 messages; the dispatch function
 indexes new log items from the stream with one segment write per stream batch and queue
 shard. There is no secondary index.
 
@@ -106,6 +106,17 @@ def _warm(broker: QueueService, queue: str, **fields: Any) -> None:
     broker.ack(P, queue, [warm.receipt])
 
 
+def _warm_with_batch(broker: QueueService, queue: str) -> None:
+    """A batch of ten through the queue (what `_warm` does, for batches): its segment full."""
+    broker.put_queue(P, queue, ONE_SHARD)
+    done, _ = broker.send_batch(
+        P, queue, [(f"w{i}", NewMessage(body=b"warm-up")) for i in range(10)]
+    )
+    assert len(done) == 10
+    warm = broker.receive(P, queue, max_messages=10)
+    broker.ack(P, queue, [d.receipt for d in warm])
+
+
 def test_an_acked_512_byte_message_sent_alone_bills_4_write_units(
     broker: QueueService, aws: Aws, meter: Meter
 ) -> None:
@@ -127,11 +138,10 @@ def test_an_acked_512_byte_message_sent_alone_bills_4_write_units(
     broker.ack(P, "costs", [delivery.receipt])
     acked = steps.take()
 
-    # Then the send is one put of the log item: 512 + 33 (sealing) + 4 (list) + 57 (keys,
-    # names, data key id) + 7 (expiry) = 613 bytes: 1 unit, and no KMS call (the data key
-    # is cached)
+    # Then the send is one put of the log item: 512 + 33 (sealing) + 49 (keys, names, data
+    # key id) + 7 (expiry) = 601 bytes: 1 unit, and no KMS call (the data key is cached)
     assert _requests(sent) == {"dynamodb:PutItem": 1}
-    assert (_writes(sent, aws), _item_size(aws, logged)) == (1, 606 + _expiry_bytes(logged))
+    assert (_writes(sent, aws), _item_size(aws, logged)) == (1, 594 + _expiry_bytes(logged))
     # ... indexing reads the shard's last segments and appends to the last one: 1 unit
     assert _requests(indexed) == {"dynamodb:Query": 1, "dynamodb:UpdateItem": 1}
     assert _writes(indexed, aws) == 1
@@ -152,7 +162,7 @@ def test_an_acked_512_byte_message_sent_alone_bills_4_write_units(
     assert (_writes(total, aws), total.index_write_units(), total.failed_conditions) == (4, 0, {})
 
 
-def test_a_waiting_512_byte_message_stores_157_bytes_beside_its_body(
+def test_a_waiting_512_byte_message_stores_89_bytes_beside_its_body_in_its_log_item(
     broker: QueueService, aws: Aws
 ) -> None:
     # Given a queue of one shard
@@ -166,25 +176,27 @@ def test_a_waiting_512_byte_message_stores_157_bytes_beside_its_body(
         sizes.append(_item_size(aws, segment_key))
     logs = [_item_size(aws, item) for item in _log_items(aws, "costs")]
 
-    # Then each log item holds its body and about 101 bytes: 33 of sealing (version, nonce,
-    # tag, header length), 4 of list framing, 57 of keys, names and data key id, and its
-    # expiry (1 + about 6: a number is billed one byte per two significant digits, plus one)
+    # Then each log item holds its body and about 89 bytes: 33 of sealing (version, nonce,
+    # tag, header length), 49 of keys and names (`pk` L#costs#0: 11, `sk` the item id: 28,
+    # `b`: 1, `k` the data key id's 8 bytes: 9), and its expiry (1 + about 6: a number is
+    # billed one byte per two significant digits, plus one). A lone body is `b` itself, not a
+    # list of one (4 bytes), and the key id 8 bytes, not 16 hex digits: 101 before
     expiry = _expiry_bytes(_log_items(aws, "costs")[0])
-    assert logs == [512 + 94 + expiry] * 3
+    assert logs == [512 + 82 + expiry] * 3
     # ... and each waiting reference adds about 56 bytes to the index segment: the
     # reference and its MAC (42), free-from (2), lease token (2), receive count (2), expiry
     # (1 + about 6). (Leased, it grows by 13: a lease end in ms and a token. The segment's
-    # own 66 bytes are shared by its 12 references; the data key's item, 131 bytes, by up to
+    # own 66 bytes are shared by its 10 references; the data key's item, 131 bytes, by up to
     # 10,000 messages.)
     assert [b - a for a, b in zip(sizes, sizes[1:], strict=False)] == [49 + expiry] * 2
-    # about 101 + 56 = 157 bytes a waiting message stores beside its body
+    # about 89 + 56 = 145 bytes a waiting message stores beside its body
 
 
 def test_a_batch_of_ten_512_byte_messages_bills_9_write_units(
     broker: QueueService, aws: Aws, meter: Meter
 ) -> None:
-    # Given a queue in use
-    _warm(broker, "batched")
+    # Given a queue in use, sent batches of ten
+    _warm_with_batch(broker, "batched")
     entries = [(f"e{i}", NewMessage(body=b"x" * 512)) for i in range(10)]
     steps = Steps(meter)
 
@@ -197,17 +209,13 @@ def test_a_batch_of_ten_512_byte_messages_bills_9_write_units(
     broker.ack(P, "batched", [d.receipt for d in received])
     acked = steps.take()
 
-    # Then the ten bodies share one log item: 10 x (512 + 33 + 1) + 3 + 59 + 7 = 5,529 bytes:
-    # 6 units; indexing appends the ten references to the shard's segment (11 of 12 places
-    # taken, under 1 KB): 1 unit
+    # Then the ten bodies share one log item: 10 x (512 + 33 + 1) + 3 + 51 + 7 = 5,521 bytes:
+    # 6 units; indexing puts the ten references in a segment of their own (the last one is
+    # full: it holds the ten before), under 1 KB: 1 unit
     assert (len(done), failed) == (10, [])
-    assert _requests(sent) == {
-        "dynamodb:PutItem": 1,
-        "dynamodb:Query": 1,
-        "dynamodb:UpdateItem": 1,
-    }
+    assert _requests(sent) == {"dynamodb:PutItem": 2, "dynamodb:Query": 1}
     [logged] = _log_items(aws, "batched")[-1:]
-    assert _item_size(aws, logged) == 5_522 + _expiry_bytes(logged)
+    assert _item_size(aws, logged) == 5_514 + _expiry_bytes(logged)
     assert _writes(sent, aws) == 6 + 1
     # ... the ten are leased with one update of that segment, and acked with another
     assert len(received) == 10
@@ -215,6 +223,33 @@ def test_a_batch_of_ten_512_byte_messages_bills_9_write_units(
     assert _requests(acked) == {"dynamodb:UpdateItem": 1}
     # 9 units for ten acknowledged messages: 0.9 a message
     assert _writes(sent + leased + acked, aws) == 9
+
+
+def test_a_batch_after_single_messages_closes_their_segment_once_then_batches_align(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a queue in use by single messages (its segment holds one, with room for nine)
+    _warm(broker, "mixed")
+    steps = Steps(meter)
+
+    # When two batches of ten 512-byte messages are sent (and indexed), each received in one
+    # request and acked in one request
+    bills = []
+    for round in range(2):
+        entries = [(f"e{i}", NewMessage(body=b"%d" % round * 512)) for i in range(10)]
+        done, _ = broker.send_batch(P, "mixed", entries)
+        received = broker.receive(P, "mixed", max_messages=10)
+        broker.ack(P, "mixed", [d.receipt for d in received])
+        assert (len(done), len(received)) == (10, 10)
+        bills.append(steps.take())
+
+    # Then the first batch does not fit the segment's room: it is not split over two
+    # segments (its lease and its ack would be two writes each) but the segment is closed
+    # (1 unit) and the batch starts the next one (1): 6 + 2 + 1 + 1 = 10
+    assert _writes(bills[0], aws) == 10
+    # ... and from then on a batch of ten fills a segment whole: 6 + 1 + 1 + 1 = 9
+    assert _writes(bills[1], aws) == 9
+    assert bills[0].failed_conditions == bills[1].failed_conditions == {}
 
 
 def test_a_16_kb_message_bills_its_size_once(broker: QueueService, aws: Aws, meter: Meter) -> None:
@@ -229,7 +264,7 @@ def test_a_16_kb_message_bills_its_size_once(broker: QueueService, aws: Aws, met
     broker.ack(P, "big", [delivery.receipt])
     settled = steps.take()
 
-    # Then only the send bills the body: 16,384 + 33 + 4 + 55 + 7 = 16,483 bytes, 17 units;
+    # Then only the send bills the body: 16,384 + 33 + 47 + 7 = 16,471 bytes, 17 units;
     # indexing 1; the lease and the ack touch the small segment only: 1 each. S + 4 = 20
     assert _writes(sent, aws) == 17 + 1
     assert _writes(settled, aws) == 1 + 1
@@ -379,17 +414,20 @@ def _topic_process(aws: Aws, clock: ManualClock) -> TopicService:
 def test_a_published_batch_bills_its_bodies_once_and_each_subscriber_3_write_units(
     broker: QueueService, aws: Aws, meter: Meter, clock: ManualClock
 ) -> None:
-    # Given three durable subscriptions to a topic, each with a queue in use
+    # Given three durable subscriptions to a topic, each with a queue in use, published to
+    # in batches of ten
     topics = _topic_process(aws, clock)
     subscribers = ("red", "green", "blue")
     for queue in subscribers:
-        _warm(broker, queue)
+        _warm_with_batch(broker, queue)
         topics.subscribe(P, "paint.>", queue, SubscriptionSettings(queue=queue))
     entries = [(f"e{i}", NewMessage(body=b"x" * 512)) for i in range(10)]
-    topics.publish(P, "paint.red", NewMessage(body=b"warm-up"))
+    warm_up = [(f"w{i}", NewMessage(body=b"warm-up")) for i in range(10)]
+    topics.publish_batch(P, "paint.red", warm_up)
     [warm_item] = [str(i["sk"]) for i in _log_items_of_topic(aws, "paint.red")]
     for queue in subscribers:
-        broker.ack(P, queue, [d.receipt for d in broker.receive(P, queue)])
+        warm = broker.receive(P, queue, max_messages=10)
+        broker.ack(P, queue, [d.receipt for d in warm])
     steps = Steps(meter)
 
     # When ten messages of 512 bytes are published in one batch (and indexed), then each

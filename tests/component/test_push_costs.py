@@ -6,7 +6,8 @@ consumes); what is counted is leasing, recording, pushing and settling. Every wr
 is of an item under 1 KB: one write unit each.
 
 Where the units go (docs/storage-engine.md, `consumers.py`): the queue leases up to 10
-messages per round with one write per index segment (12 references) the round touches,
+messages per round with one write per index segment (10 references: a batch of 10
+sent together fills one) the round touches,
 and settles them with one write per segment; a push consumer in a client ack mode writes
 one delivery record per push, and settles with one more write per cumulative ack (its
 watermark) or per message (`client-individual`: the record's mark).
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from mqless.json_protocol import handle_text
-from mqless.models import NewMessage
+from mqless.models import NewMessage, QueueSettings
 from mqless.outbound import Connection
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
@@ -66,16 +67,16 @@ def _write_units(used: Usage, aws: Aws) -> tuple[float, float]:
 @pytest.mark.parametrize(
     ("ack", "consumer_units", "queue_units"),
     [
-        # auto: no record; the queue's leases (9, below) and one ack per segment of the one
-        # push (its 50 references sit in 5 segments): 9 + 5 = 14, 0.28 per message
-        ("auto", 0, 14),
-        # client: one record for the one push (its 50 leases in 9 runs: ~400 bytes), one
-        # cumulative ack settling 5 segments and moving the watermark: 1 + 1 and 9 + 5,
-        # 16 in all, 0.32 per message
-        ("client", 2, 14),
+        # auto: no record; the queue's leases (5, below) and one ack per segment of the one
+        # push (its 50 references sit in 5 segments): 5 + 5 = 10, 0.2 per message
+        ("auto", 0, 10),
+        # client: one record for the one push (its 50 leases in 5 runs), one cumulative ack
+        # settling 5 segments and moving the watermark: 1 + 1 and 5 + 5, 12 in all, 0.24
+        # per message
+        ("client", 2, 10),
         # client-individual: the record, then per ack one mark of the record and one
-        # segment write: 1 + 50 and 9 + 50, 110 in all, 2.2 per message
-        ("client-individual", 51, 59),
+        # segment write: 1 + 50 and 5 + 50, 106 in all, 2.1 per message
+        ("client-individual", 51, 55),
     ],
 )
 def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_units(
@@ -88,9 +89,8 @@ def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_unit
     consumer_units: int,
     queue_units: int,
 ) -> None:
-    # Given 50 messages of 512 bytes, sent in batches of 10: their references fill index
-    # segments of 12 (12, 12, 12, 12, 2), so lease rounds of 10 touch 1, 2, 2, 2 segments,
-    # then 1 (the fourth segment's last 8) and 1 (the fifth's 2): 9 writes
+    # Given 50 messages of 512 bytes, sent in batches of 10: their references fill 5 index
+    # segments of 10, one batch each, so each lease round of 10 takes one: 5 writes
     queue = f"costs-{ack}"
     _send_batches(broker, queue, 50)
     sessions.open(Connection("c1"), ANONYMOUS)
@@ -126,7 +126,7 @@ def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_unit
     assert _write_units(used, aws) == (2 + consumer_units, queue_units)
 
 
-def test_a_stream_of_batches_acked_cumulatively_bills_0_55_write_units_per_message(
+def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_message(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService, meter: Meter, aws: Aws
 ) -> None:
     # Given a client-mode consumer with prefetch 10 (issue 13's push path: batches of 10
@@ -148,14 +148,15 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_55_write_units_per_messa
         _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
         counted = counted + (meter.usage() - before)
 
-    # Then the 60 references fill 5 segments, and the six leases touch 1, 2, 2, 2, 2 and 1
-    # of them, the six acks the same: 10 + 10 queue writes, and 1 moving the index's floor
-    # past the first 4 settled segments; the consumer writes a record per push and a
-    # watermark per ack: 6 + 6. 33 units for 60 messages: 0.55 each
+    # Then the 60 references fill 6 segments of 10, one batch each, so each lease and each
+    # ack touches one: 6 + 6 queue writes, and 1 moving the index's floor past the first 4
+    # settled segments; the consumer writes a record per push and a watermark per ack:
+    # 6 + 6. 25 units for 60 messages: 0.42 each (0.55 with segments of 12, which split
+    # batches of 10 over two)
     _, counts = broker.get_queue(ANONYMOUS, "stream")
     assert (counts.visible, counts.in_flight) == (0, 0)
     assert counted.failed_conditions == {}
-    assert _write_units(counted, aws) == (12, 21)
+    assert _write_units(counted, aws) == (12, 13)
 
 
 def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could_carry(
@@ -185,3 +186,55 @@ def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could
     _, counts = broker.get_queue(ANONYMOUS, "many")
     assert (counts.visible, counts.in_flight) == (0, 0)
     assert _write_units(meter.usage() - start, aws)[0] == 2 + 3 + 120
+
+
+def test_a_pump_after_new_messages_reads_the_shard_they_are_in_not_the_empty_ones(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a push consumer (issue 13's push path: prefetch 10, cumulative acks) of a queue
+    # of 4 shards, fed once from the shard its one producer sends to (the last: every random
+    # draw here is the highest) while the other three hold nothing, and acked
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    broker.put_queue(ANONYMOUS, "spread", QueueSettings(shards=4))
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(
+        sessions,
+        "c1",
+        action="subscribe",
+        destination="/queue/spread",
+        id="s1",
+        ack="client",
+        prefetch=10,
+    )
+    _send_batches(broker, "spread", 10)
+    sessions.pump("spread")
+    pushed = _new_messages(pusher, 0)
+    assert len(pushed) == 10
+    _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    [home] = {
+        p.rsplit("#", 1)[1]
+        for p in meter.usage().partition_write_units
+        if p.startswith(f"{aws.settings.messages_table} L#spread#")
+    }
+    assert home == "3"
+
+    # When the producer sends ten more and the dispatch function pumps the queue
+    _send_batches(broker, "spread", 10)
+    before = meter.usage()
+    sessions.pump("spread")
+    used = meter.usage() - before
+
+    # Then the ten are pushed, and the pump read no shard but theirs (the three empty ones
+    # cost 0.5 read units each, every pump)
+    assert len(_new_messages(pusher, 10)) == 10
+    index_reads = {
+        p.split(" ", 1)[1]: units
+        for p, units in used.partition_read_units.items()
+        if p.startswith(f"{aws.settings.messages_table} I#spread#")
+    }
+    assert set(index_reads) == {f"I#spread#{home}"}

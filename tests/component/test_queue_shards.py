@@ -37,23 +37,23 @@ def _receive_all(api: HttpApi, queue: str) -> list[str]:
         assert api.post(f"/queues/{queue}/ack", {"receipts": receipts}).status == 200
 
 
-def test_a_queue_made_with_defaults_has_four_shards_and_can_be_made_with_more(
+def test_a_queue_made_with_defaults_has_eight_shards_and_can_be_made_with_more(
     api: HttpApi,
 ) -> None:
-    assert api.put("/queues/plain", {}).json["shards"] == 4
+    assert api.put("/queues/plain", {}).json["shards"] == 8
     assert api.put("/queues/hot", {"shards": 16}).json["shards"] == 16
     assert api.put("/queues/too-hot", {"shards": 65}).is_problem(400, "invalid_request")
 
 
-def test_a_fifo_queue_made_without_shards_has_16_and_a_standard_one_4(api: HttpApi) -> None:
+def test_a_fifo_queue_made_without_shards_has_16_and_a_standard_one_8(api: HttpApi) -> None:
     # Given a FIFO queue and a standard queue made without naming shards
     api.put("/queues/ledger.fifo", {})
     api.put("/queues/ledger", {})
     # When an operator reads their settings
     fifo, standard = api.get("/queues/ledger.fifo").json, api.get("/queues/ledger").json
     # Then the FIFO queue's segments rotate over 16 partition keys (its ceiling with 30
-    # groups is past 3,000 messages/s), the standard queue's over 4
-    assert (fifo["shards"], standard["shards"]) == (16, 4)
+    # groups is past 3,000 messages/s), the standard queue's over 8 (~415 messages/s each)
+    assert (fifo["shards"], standard["shards"]) == (16, 8)
 
 
 def test_growing_a_queue_keeps_every_waiting_message_receivable(api: HttpApi) -> None:

@@ -28,7 +28,7 @@ def _refs(count: int, *, log: str = "L#orders#0", start: int = 0, **extra: Any) 
     ]
 
 
-def test_appended_refs_come_back_in_order_twelve_to_a_segment(index: IndexStore) -> None:
+def test_appended_refs_come_back_in_order_ten_to_a_segment(index: IndexStore) -> None:
     # Given 40 references appended in three stream batches
     refs = _refs(40)
     index.append("orders", 0, refs[:5])
@@ -40,7 +40,7 @@ def test_appended_refs_come_back_in_order_twelve_to_a_segment(index: IndexStore)
 
     # Then they are all there, in order, filling each segment before the next
     assert [e.ref for s in segments for e in s.entries] == [r.ref for r in refs]
-    assert [len(s.entries) for s in segments] == [12, 12, 12, 4]
+    assert [len(s.entries) for s in segments] == [10, 10, 10, 10]
     assert [s.seq for s in segments] == [0, 1, 2, 3]
 
 
@@ -56,6 +56,70 @@ def test_a_retried_batch_appends_nothing_twice(index: IndexStore) -> None:
     assert (report.appended, report.duplicates) == (8, 12)
     segments = index.segments("orders", 0, 0, limit=10, consistent=True)
     assert [e.ref for s in segments for e in s.entries] == [r.ref for r in refs]
+
+
+def _batch(count: int, *, at: int) -> list[NewRef]:
+    """The references of one log item: `count` bodies sent together."""
+    item = keys.new_item_id(NOW + at)
+    return [NewRef(Ref("L#orders#0", item, j), expires_at=NOW // 1000 + 3600) for j in range(count)]
+
+
+def test_a_batch_that_does_not_fit_the_tails_room_starts_a_segment_of_its_own(
+    index: IndexStore,
+) -> None:
+    # Given a segment holding three messages sent one by one
+    index.append("orders", 0, _refs(3))
+
+    # When a batch of ten sent together is appended, then another
+    first, second = _batch(10, at=100), _batch(10, at=200)
+    index.append("orders", 0, first)
+    index.append("orders", 0, second)
+
+    # Then neither batch is split over two segments (a receive of one leases it with one
+    # write, an ack settles it with one): the first segment is closed with its three
+    segments = index.segments("orders", 0, 0, limit=10, consistent=True)
+    assert [len(s.entries) for s in segments] == [3, 10, 10]
+    assert [s.closed for s in segments] == [True, False, False]
+    assert [e.ref for e in segments[1].entries] == [r.ref for r in first]
+    assert [e.ref for e in segments[2].entries] == [r.ref for r in second]
+
+
+def test_a_closed_segment_takes_nothing_more_so_its_successor_stays_after_it(
+    index: IndexStore,
+) -> None:
+    # Given a segment closed by a batch that did not fit its room (the batch went on to the
+    # next segment)
+    index.append("orders", 0, _refs(3))
+    index.append("orders", 0, _batch(10, at=100))
+    [stale] = index.segments("orders", 0, 0, limit=1, consistent=True)
+
+    # When an appender that read the first segment before it was closed fills it (a topic's
+    # dispatch invocation racing the queue's own): its write is refused, and it appends at
+    # the tail instead
+    late = _refs(2, start=500)
+    open_view = type(stale)(stale.queue, stale.shard, stale.seq, stale.entries, logs=stale.logs)
+    with pytest.raises(Exception) as refused:
+        index._fill(open_view, late)
+    assert type(refused.value).__name__ == "_Contended"
+    report = index.append("orders", 0, late)
+
+    # Then the closed segment still holds its three, and the late references follow the batch
+    segments = index.segments("orders", 0, 0, limit=10, consistent=True)
+    assert [len(s.entries) for s in segments] == [3, 10, 2]
+    assert [e.ref for e in segments[2].entries] == [r.ref for r in late]
+    assert report.segments == [2]
+
+
+def test_a_batch_larger_than_a_segment_fills_segments_whole(index: IndexStore) -> None:
+    # Given an empty index
+    # When a log item of 16 bodies is appended (the most one holds)
+    index.append("orders", 0, _batch(16, at=0))
+
+    # Then it fills one segment and starts the next, which takes later messages too
+    index.append("orders", 0, _refs(2, start=100))
+    segments = index.segments("orders", 0, 0, limit=10, consistent=True)
+    assert [len(s.entries) for s in segments] == [10, 8]
+    assert not any(s.closed for s in segments)
 
 
 def test_refs_from_several_logs_share_a_segment(index: IndexStore) -> None:

@@ -31,6 +31,7 @@ from mqless.refs import Mac, genuine, signed
 from mqless.storage import keys
 from mqless.storage.groups import FifoIndex, GroupedRef
 from mqless.storage.index import IndexStore, NewRef, Ref
+from mqless.storage.log import bodies_of
 
 logger = Logger(service="mqless", child=True)
 
@@ -141,7 +142,7 @@ class Indexer:
                     expires,
                     visible_at=visible[j] if j < len(visible) else 0,
                 )
-                for j in range(len(item.get("b") or []))
+                for j in range(len(bodies_of(item)))
             ]
         refs = []
         for source in sources:

@@ -115,7 +115,7 @@ class Leases:
         if config.fifo:
             return self._take_fifo(config, want, lease_ms, oldest_first)
         taken: list[Taken] = []
-        for shard in self._shard_order(config):
+        for shard in self.shard_order(config):
             if len(taken) >= want:
                 break
             got = self._take_standard(config, shard, want - len(taken), lease_ms, oldest_first)
@@ -125,7 +125,10 @@ class Leases:
             taken.extend(got)
         return taken
 
-    def _shard_order(self, config: QueueConfig) -> list[int]:
+    def shard_order(self, config: QueueConfig) -> list[int]:
+        """The shards in the order to look at them: from where this process last found
+        messages (a producer's messages share a shard: that is where the next ones are),
+        otherwise from a random one (competing consumers spread)."""
         with self._lock:
             start = self._home.get(config.name)
         if start is None or start >= config.shards:
@@ -142,6 +145,8 @@ class Leases:
             now = self._clock.now_ms()
             for segment in segments:
                 if any(e.free_at(now) and not e.expired(now) for e in segment.entries):
+                    with self._lock:
+                        self._home[queue] = shard  # look here first next time
                     return True
             if len(segments) < SCAN_SEGMENTS:
                 return False
@@ -279,13 +284,20 @@ class Leases:
         if behind and random.random() < STRAGGLER_SHARE:
             looked_behind = True
             taken += self._take_behind(config, shard, behind, want, lease_ms, strays)
-        for _ in range(MAX_TICKETS):
-            if len(taken) >= want:
+        tickets = 0
+        for _ in range(MAX_TICKETS + MAX_REFS):
+            if len(taken) >= want or tickets >= MAX_TICKETS:
                 break
-            got, at_tail = self._take_by_ticket(config, shard, want - len(taken), lease_ms)
+            got, at_tail, in_holes = self._take_by_ticket(
+                config, shard, want - len(taken), lease_ms
+            )
             taken += got
             if at_tail:
                 break  # nothing further to dispense; another ticket would find nothing
+            if not in_holes:
+                # positions in a closed segment's empty places were no one's: the next
+                # ticket is not one more try but the first that could find something
+                tickets += 1
         if len(taken) < want and not looked_behind:
             with self._lock:
                 cached = self._cursors.get((config.name, shard))
@@ -319,9 +331,10 @@ class Leases:
 
     def _take_by_ticket(
         self, config: QueueConfig, shard: int, want: int, lease_ms: int
-    ) -> tuple[list[Taken], bool]:
-        """Take `want` positions from the dispenser and lease what is free at them; and
-        whether they reached the shard's last reference."""
+    ) -> tuple[list[Taken], bool, bool]:
+        """Take `want` positions from the dispenser and lease what is free at them; whether
+        they reached the shard's last reference; and whether they all fell in the empty
+        places of closed segments (a batch that did not fit whole in a segment's room)."""
         queue = config.name
         now = self._clock.now_ms()
         known = self.floor(queue, shard)
@@ -372,7 +385,14 @@ class Leases:
                     else self._claim_positions(config, fresh, start, end, lease_ms)
                 )
             taken.extend(got or [])
-        return taken, tail is not None and end >= tail
+        by_seq = {segment.seq: segment for segment in read}
+        in_holes = all(
+            (around := by_seq.get(p // MAX_REFS)) is not None
+            and around.closed
+            and p % MAX_REFS >= len(around.entries)
+            for p in range(start, end)
+        )
+        return taken, tail is not None and end >= tail, in_holes
 
     def _claim_positions(
         self, config: QueueConfig, segment: Segment, start: int, end: int, lease_ms: int
@@ -382,13 +402,14 @@ class Leases:
         mine = [
             e
             for e in segment.entries
-            if start <= position(segment.seq, e.slot) < end and e.free_at(now)
+            # (a segment of 12 from before segments of 10: its last two are no position's)
+            if e.slot < MAX_REFS and start <= position(segment.seq, e.slot) < end and e.free_at(now)
         ]
         return self._claim(config, segment, mine, (), lease_ms) if mine else []
 
     def _tail_position(self, queue: str, shard: int) -> int | None:
         last = self._index.tail(queue, shard)
-        return position(last[0].seq, len(last[0].entries)) if last else None
+        return last[0].end if last else None
 
     def _take_behind(
         self,
@@ -823,8 +844,7 @@ def _tail_position(read: Sequence[Segment], asked: int) -> int | None:
     of up to `asked` segments) reached the shard's last segment; None if it did not."""
     if len(read) >= asked:
         return None
-    last = read[-1]
-    return position(last.seq, len(last.entries))
+    return read[-1].end
 
 
 def _taken(config: QueueConfig, segment: Segment, entry: Entry, token: int) -> Taken:

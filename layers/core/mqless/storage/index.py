@@ -1,7 +1,9 @@
 """A queue's index: segments of references to bodies, with each reference's delivery state.
 
 `pk = I#<queue>#<shard>`; segments `sk = S#<seq>` (dense, from 0) and the cursor `sk = C`.
-A segment holds up to 12 references and, per reference, three numbers:
+A segment holds up to 10 references (what one receive takes at most, and a batch of 10 sent
+together: such a batch is leased with one write and settled with one) and, per reference,
+four numbers:
 
 - `u`: 0 or a moment (ms) from which the reference is free to lease (a delay, the end of a
   lease, a nack's delay); -1 once it is settled for good (acked, expired, dead-lettered,
@@ -19,10 +21,16 @@ segment never make them fail. Only the dispatch function appends (in stream orde
 append is conditional on the segment's length, so concurrent appenders never overwrite
 each other, and a retried stream batch does not append a reference twice.
 
+The references of one log item (a batch sent together) are never split over two segments:
+an item that does not fit whole in the last segment's room starts the next one, and the
+last is *closed* (`z`) in the same write (or one of its own). A closed segment takes no more
+(appends are also conditional on `z` being absent), so a segment has a successor only once
+it is full or closed, and a read that shows it so shows every reference it will hold.
+
 The cursor holds `f`, the floor: every segment below it is settled. It is moved forward
 lazily, several segments at a time (`advance_floor`). It also holds the shard's ticket
 dispenser, used only by receivers that compete (`leases.py`): `d`, the next *position* to
-hand out (a position is `seq * 12 + slot`), and `k`, when a ticket was last taken (ms). A
+hand out (a position is `seq * 10 + slot`), and `k`, when a ticket was last taken (ms). A
 ticket is one unconditional UpdateItem (ALL_NEW): it cannot fail, and two receivers never
 get the same positions. A ticket may carry `g`, a floor its receiver read (see `_cursor`).
 """
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 SETTLED: Final = -1
-MAX_REFS: Final = 12
+MAX_REFS: Final = 10  # a receive's most, and a send batch's: batches of 10 fill segments whole
 MAX_SEGMENT_BYTES: Final = 1000  # stay under 1 KB: every update then bills 1 WRU
 MAX_APPEND_ATTEMPTS: Final = 20
 DEDUP_LOOKBACK: Final = 2  # segments read back for refs a retried batch appended already
@@ -114,6 +122,7 @@ class Segment:
     entries: tuple[Entry, ...]
     expires_at: int = 0
     logs: tuple[str, ...] = ()
+    closed: bool = False  # takes no more references, though it holds fewer than MAX_REFS
 
     @property
     def settled(self) -> bool:
@@ -121,7 +130,15 @@ class Segment:
 
     @property
     def full(self) -> bool:
-        return len(self.entries) >= MAX_REFS
+        """Whether it will never hold more references than it does now (only a full segment
+        has a successor; a read that shows it full shows every reference it will hold)."""
+        return self.closed or len(self.entries) >= MAX_REFS
+
+    @property
+    def end(self) -> int:
+        """The position after its last reference, or the next segment's first if it is full
+        (a closed segment's empty places are no one's: tickets skip them)."""
+        return position(self.seq + 1, 0) if self.full else position(self.seq, len(self.entries))
 
 
 @dataclass(frozen=True)
@@ -362,6 +379,7 @@ class IndexStore:
         logs = _logs_of(segment)
         count = _fitting(segment, logs, refs)
         if count == 0:
+            self._close(segment)
             return 0
         taken = refs[:count]
         new_logs = [r.ref.log for r in taken if r.ref.log not in logs]
@@ -385,10 +403,27 @@ class IndexStore:
         if any(reasons) or any(e.reason for e in segment.entries):
             update += ", w = :w"
             values[":w"] = [e.reason for e in segment.entries] + reasons
+        if count < len(refs) and len(segment.entries) + count < MAX_REFS:
+            # the next log item does not fit whole: closed in the same write, so that the
+            # successor the rest goes to is made only after its predecessor takes no more
+            update += ", z = :yes"
+            values[":yes"] = 1
         self._conditional_update(
-            segment.queue, segment.shard, segment.seq, update, "size(r) = :len", values
+            segment.queue, segment.shard, segment.seq, update, _OPEN_AT_LENGTH, values
         )
         return count
+
+    def _close(self, segment: Segment) -> None:
+        """Take no more references into the segment (the next log item does not fit whole in
+        its room), so that a successor may be made: one write, then batches align again."""
+        self._conditional_update(
+            segment.queue,
+            segment.shard,
+            segment.seq,
+            "SET z = :yes",
+            _OPEN_AT_LENGTH,
+            {":yes": 1, ":len": len(segment.entries)},
+        )
 
     def _put_segment(self, queue: str, shard: int, seq: int, refs: Sequence[NewRef]) -> int:
         empty = Segment(queue, shard, seq, ())
@@ -408,6 +443,8 @@ class IndexStore:
         }
         if any(r.reason for r in taken):
             item["w"] = [r.reason for r in taken]
+        if count < len(refs) and count < MAX_REFS:
+            item["z"] = 1  # made closed: the next log item does not fit whole in its room
         if not put_if_absent(self._db, self._table, item):
             raise _Contended
         return count
@@ -550,6 +587,12 @@ class IndexStore:
         return _segment(queue, shard, from_wire(response.get("Attributes", {})))
 
 
+# a fill or a close applies only to the segment as the appender read it, and never to a
+# closed one: a closed segment's successor may exist, and a reference appended behind it
+# could already be below the floor, or behind the dispenser
+_OPEN_AT_LENGTH: Final = "size(r) = :len AND attribute_not_exists(z)"
+
+
 class _Contended(Exception):
     """An append lost a race with another appender."""
 
@@ -602,13 +645,27 @@ def _fitting(segment: Segment, logs: list[str], refs: Sequence[NewRef]) -> int:
         known.append(new.ref.log)
         size += extra
         count += 1
-    return count
+    return _at_item_boundary(refs, count, keep_split=not segment.entries)
+
+
+def _at_item_boundary(refs: Sequence[NewRef], count: int, *, keep_split: bool) -> int:
+    """`count`, lowered so that the references of one log item (a batch sent together) are
+    not split over two segments: a receive of the batch then leases, and an ack settles,
+    one segment (one write) rather than two. An item larger than a whole segment is split
+    (`keep_split`: nothing fitted before it)."""
+    if count >= len(refs) or count == 0:
+        return count
+    cut = count
+    item = (refs[cut].ref.log, refs[cut].ref.item)
+    while cut > 0 and (refs[cut - 1].ref.log, refs[cut - 1].ref.item) == item:
+        cut -= 1
+    return count if cut == 0 and keep_split else cut
 
 
 def _segment_bytes(segment: Segment) -> int:
     """What DynamoDB counts for a segment item (attribute names and values), a bound."""
     queue_bytes = len(keys.index_partition(segment.queue, segment.shard).encode())
-    size = 2 + queue_bytes + 2 + len(keys.segment_key(segment.seq)) + 8 * 3 + 8
+    size = 2 + queue_bytes + 2 + len(keys.segment_key(segment.seq)) + 8 * 3 + 8 + 2
     for log in _logs_of(segment):
         size += len(log.encode()) + 1
     for entry in segment.entries:
@@ -661,6 +718,7 @@ def _segment(queue: str, shard: int, item: dict[str, Any]) -> Segment:
         entries=tuple(entries),
         expires_at=int(item.get("x", 0)),
         logs=tuple(logs),
+        closed="z" in item,
     )
 
 

@@ -6,6 +6,11 @@ message, in order) that share the item's key, its data key id (`k`) and its expi
 DynamoDB's TTL: the item is removed for free when its retention ends). Optional: `v` the
 moment each body may first be delivered (delays), `g` the FIFO group of every body in it.
 
+DynamoDB bills every byte of an item, names and type overheads included, so the common
+case is stored tight: a lone body is `b` itself, not a list of one (a list costs 3 bytes
+and 1 per element), and the data key id is its 8 bytes, not 16 hex digits. Items written
+before (a list of one, a hex id) read the same.
+
 A *reference item* (`f` instead of `b`) holds no body: it points at bodies of other log
 items (a dead letter, a redrive, a move or copy), with the receive count and reason each
 keeps. Its stream record is what makes the dispatch function index those bodies into the
@@ -111,8 +116,8 @@ class LogStore:
         item: dict[str, Any] = {
             "pk": partition,
             "sk": item_id,
-            "b": [b.ciphertext for b in bodies],
-            "k": key_id(encrypted_key),
+            "b": bodies[0].ciphertext if len(bodies) == 1 else [b.ciphertext for b in bodies],
+            "k": bytes.fromhex(key_id(encrypted_key)),
             "x": expires_at,
             "g": group,
         }
@@ -237,8 +242,11 @@ class LogStore:
         )
         encrypted_key = b""
         if "k" in item:
+            named = item["k"]
             try:
-                encrypted_key = self.encrypted_key(destination, str(item["k"]))
+                encrypted_key = self.encrypted_key(
+                    destination, named.hex() if isinstance(named, bytes) else str(named)
+                )
             except IntegrityError:
                 # its bodies fail authentication one by one (no key opens them), and the
                 # items read with it are not held back
@@ -246,13 +254,21 @@ class LogStore:
         return LogItem(
             partition=partition,
             item=str(item["sk"]),
-            bodies=tuple(bytes(b) for b in item.get("b") or []),
+            bodies=bodies_of(item),
             encrypted_key=encrypted_key,
             expires_at=int(item.get("x", 0)),
             group=item.get("g"),
             visible_at=tuple(int(v) for v in item.get("v") or []),
             sources=sources,
         )
+
+
+def bodies_of(item: Item) -> tuple[bytes, ...]:
+    """The sealed bodies of a stored log item: `b` is a lone body, or a list of them."""
+    stored = item.get("b")
+    if isinstance(stored, bytes | bytearray):
+        return (bytes(stored),)
+    return tuple(bytes(b) for b in stored or [])
 
 
 def _destination(partition: str) -> str:
