@@ -885,3 +885,32 @@ def test_patch_of_a_missing_queue_is_404_and_bad_settings_are_400(api: HttpApi) 
     assert api.patch("/queues/tuned", {"delay_seconds": 901}).is_problem(400, "invalid_request")
     assert api.patch("/queues/tuned", {"colour": "red"}).is_problem(400, "invalid_request")
     assert api.get("/queues/tuned").json["delay_seconds"] == 0
+
+
+def test_durable_subscription_with_a_bad_selector_is_400_and_a_good_one_filters(
+    api: HttpApi,
+) -> None:
+    # Given a queue for a durable subscription
+    assert api.put("/queues/eu-orders", {}).status == 201
+
+    # When it is declared with a malformed selector
+    bad = api.put("/topics/orders/subscriptions/eu", {"queue": "eu-orders", "selector": "region ="})
+
+    # Then the answer is a 400 problem naming the position, and nothing was saved
+    assert bad.is_problem(400, "invalid_selector"), bad.text
+    assert bad.json["message"].startswith("invalid selector at position 9:")
+    assert api.get("/topics/orders/subscriptions").json["subscriptions"] == []
+
+    # When it is declared with a good one and messages of two regions are published
+    good = api.put(
+        "/topics/orders/subscriptions/eu", {"queue": "eu-orders", "selector": "region = 'eu'"}
+    )
+    assert good.status == 201 and good.json["selector"] == "region = 'eu'"
+    for region in ("us", "eu"):
+        published = api.post(
+            "/topics/orders/messages", {"body": region, "attributes": {"region": region}}
+        )
+        assert published.status == 201, published.text
+
+    # Then the subscription's queue holds the matching one only
+    assert [m["body"] for m in receive(api, "eu-orders", max_messages=10)] == ["eu"]

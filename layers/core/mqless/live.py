@@ -103,6 +103,7 @@ class LiveTarget:
     connection: Connection
     subscription: str
     ack: str
+    selector: str | None = None  # checked when it subscribed (`selectors.py`)
 
 
 class LiveIndex:
@@ -255,9 +256,11 @@ class LiveSubscriptions:
         *,
         ack: str = "auto",
         credential_expires_at: int | None = None,
+        selector: str | None = None,
     ) -> None:
         """Add a live topic subscription to a connection; it gets no pushes once the
-        connection's credential has expired (`credential_expires_at`)."""
+        connection's credential has expired (`credential_expires_at`), and only the
+        messages its `selector` (checked already) selects."""
         validate_topic_pattern(pattern)
         self._check_room(connection.id)
         expires = self._clock.now_ms() // 1000 + CONNECTION_SECONDS
@@ -274,6 +277,8 @@ class LiveSubscriptions:
         }
         if credential_expires_at is not None:
             live["credential_expires_at"] = credential_expires_at
+        if selector is not None:
+            live["selector"] = selector
         self._write(
             [
                 {
@@ -370,6 +375,7 @@ class LiveSubscriptions:
                 connection=Connection.stored(str(item["connection"]), item),
                 subscription=str(item["subscription"]),
                 ack=str(item.get("ack", "auto")),
+                selector=None if item.get("selector") is None else str(item["selector"]),
             )
             index.add(str(item["pattern"]), target)
         return LiveIndex(index)

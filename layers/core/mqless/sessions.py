@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from mqless import names
+from mqless import names, selectors
 from mqless.clock import Clock
 from mqless.consumers import (
     DEFAULT_PREFETCH,
@@ -57,6 +57,7 @@ from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
 from mqless.sealing import open_logged
+from mqless.selectors import message_lookup
 from mqless.storage import keys
 from mqless.storage.log import LogStore
 
@@ -197,12 +198,15 @@ class Sessions:
         ack: AckMode = "auto",
         prefetch: int = DEFAULT_PREFETCH,
         durable: str | None = None,
+        selector: str | None = None,
     ) -> str | None:
-        """Subscribe to a topic (live, or durable when named) or to a queue (push).
+        """Subscribe to a topic (live, or durable when named) or to a queue (push), to the
+        messages a JMS `selector` selects if one is given (a bad one is refused here).
 
         Returns the queue to `pump` once the client has been answered, if any.
         """
         check_client_id(subscription, "subscription id")
+        selector = selectors.check(selector)
         kind, name = split_destination(destination)
         connection = info.connection
         principal = info.acting_as
@@ -216,6 +220,7 @@ class Sessions:
                 name,
                 ack=ack,
                 credential_expires_at=principal.expires_at,
+                selector=selector,
             )
             return None
         if kind == "topic":
@@ -223,13 +228,18 @@ class Sessions:
             names.validate_queue_name(durable)
             self._topics.check_receive(principal, name)
             # everything that can refuse is asked before anything is created
-            resumed = self._topics.resume(principal, name, durable)
+            resumed = self._topics.resume(principal, name, durable, selector)
             self._queues.open_for_receive(principal, durable)
             if resumed is None:
                 self._topics.subscribe(
-                    principal, name, durable, SubscriptionSettings(queue=durable), as_consumer=True
+                    principal,
+                    name,
+                    durable,
+                    SubscriptionSettings(queue=durable, selector=selector),
+                    as_consumer=True,
                 )
             queue = durable
+            selector = None  # the topic filters what reaches its queue
         else:
             queue = name
         consumer = Consumer(
@@ -240,6 +250,7 @@ class Sessions:
             prefetch=prefetch,
             principal=principal.id,
             destination=destination,
+            selector=selector,
         )
         self.consumers.add(principal, consumer)
         self.live.add_queue_subscription(connection.id, subscription, queue, destination)
@@ -425,6 +436,13 @@ class Sessions:
                 )
                 continue
             headers = opened.headers
+            selected = message_lookup(
+                message_id=message_id,
+                sent_at=keys.id_time_ms(item.item),
+                attributes=headers.attributes,
+                correlation_id=headers.correlation_id,
+                group_id=item.group,
+            )
             pushes.extend(
                 (
                     target,
@@ -444,6 +462,7 @@ class Sessions:
                     ),
                 )
                 for target in targets
+                if selectors.matches(target.selector, selected)
             )
         return pushes
 
