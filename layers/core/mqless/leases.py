@@ -223,9 +223,8 @@ class Leases:
                 free = [e for e in segment.entries if e.free_at(now)]
                 live = [e for e in free if not e.expired(now)]
                 chosen = live if oldest_first else random.sample(live, len(live))
-                if wanted is not None and chosen:
-                    keep = wanted([e.ref for e in chosen])
-                    chosen = [e for e in chosen if e.ref in keep]
+                if wanted is not None:
+                    chosen = _wanted_first(chosen, want - len(taken), wanted)
                 got = self._claim(config, segment, chosen[: want - len(taken)], free, lease_ms)
                 if got is not None:
                     taken.extend(got)
@@ -829,6 +828,19 @@ class Leases:
                 return [False]
         # one of them is stale (or named twice): find out which, one at a time
         return [write([hold]) for hold in holds]
+
+
+def _wanted_first(entries: Sequence[Entry], need: int, wanted: Wanted) -> list[Entry]:
+    """The first `need` entries `wanted` keeps, asking it about no more than it must (each
+    ask reads the log items of the references asked about)."""
+    kept: list[Entry] = []
+    start = 0
+    while len(kept) < need and start < len(entries):
+        batch = entries[start : start + need - len(kept)]
+        start += len(batch)
+        keep = wanted([e.ref for e in batch])
+        kept += [e for e in batch if e.ref in keep]
+    return kept
 
 
 def _behind(
