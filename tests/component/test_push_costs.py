@@ -222,12 +222,13 @@ def test_a_selector_that_selects_every_message_bills_what_no_selector_bills(
         sessions, pusher, meter, "c2", "selected", "JMSDeliveryMode = 'PERSISTENT'"
     )
 
-    # Then both got all 50 and the selector cost no extra write and no extra read: its log
-    # items are read before the claim instead of after it
-    table = aws.settings.messages_table
+    # Then both got all 50 and the selector cost no extra write and no extra log item read:
+    # its log items are read before the claim instead of after it (the index reads vary
+    # from run to run with the shard a receive starts at, with or without a selector)
     assert (plain_count, selected_count) == (50, 50)
     assert _write_units(selected, aws) == _write_units(plain, aws) == (2, 14)
-    assert selected.read_units.get(table, 0) == plain.read_units.get(table, 0)
+    log_reads = "dynamodb:BatchGetItem"
+    assert selected.requests.get(log_reads) == plain.requests.get(log_reads)
 
 
 def test_messages_a_selector_passes_over_bill_no_write_and_are_read_once(
@@ -235,7 +236,6 @@ def test_messages_a_selector_passes_over_bill_no_write_and_are_read_once(
 ) -> None:
     # Given 50 messages of 512 bytes (5 log items: batches of 10) that a selector rejects
     _send_batches(broker, "others", 50)
-    table = aws.settings.messages_table
 
     # When a selector consumer subscribes, then is fed again (a new message, say)
     count, first = _subscribe_and_count(sessions, pusher, meter, "c1", "others", "tier = 'gold'")
