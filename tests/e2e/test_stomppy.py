@@ -250,3 +250,45 @@ def test_stomppy_with_a_wrong_passcode_gets_an_error_and_is_disconnected(
     assert recorder.connected is None
     assert error.headers["message"]
     assert disconnected
+
+
+def test_stomppy_selector_subscription_gets_only_matching_messages(mqless_dev: DevServer) -> None:
+    queue = unique("stomppy-selector")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # Given a subscriber whose selector takes European orders over 100
+        connection.subscribe(
+            f"/queue/{queue}",
+            id="eu",
+            ack="client-individual",
+            headers={"selector": "region = 'eu' AND convert_string_expressions:1 = 1"},
+            receipt="bad",
+        )
+        # (a misplaced prefix is a bad selector: the broker refuses it, naming the position)
+        error = recorder.wait_for("ERROR", lambda: recorder.of("ERROR"))[0]
+    assert error.headers["message"].startswith("invalid selector at position 45:")
+    with stomppy(mqless_dev) as (connection, recorder):
+        connection.subscribe(
+            f"/queue/{queue}",
+            id="eu",
+            ack="client-individual",
+            headers={"selector": "convert_string_expressions:region = 'eu' AND total > 100"},
+            receipt="s",
+        )
+        recorder.receipt("s")
+        # When orders of several regions and totals are sent
+        for body, region, total in [("a", "us", "500"), ("b", "eu", "50"), ("c", "eu", "150")]:
+            connection.send(f"/queue/{queue}", body, headers={"region": region, "total": total})
+        [message] = recorder.messages(1)
+        connection.ack(message.headers["ack"], receipt="acked")
+        recorder.receipt("acked")
+        time.sleep(QUIET)
+        messages = recorder.of("MESSAGE")
+    # Then only the one the selector describes arrived, and the others wait in the queue
+    assert [m.body for m in messages] == ["c"]
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
+        left = http.post(
+            f"/queues/{queue}/receive", json={"wait_seconds": 1, "max_messages": 10}
+        ).json()
+    assert sorted(m["body"] for m in left["messages"]) == ["a", "b"]
