@@ -150,6 +150,16 @@ class TopicService:
         metrics.count("Sent", topic=topic)
         return result
 
+    def publish_advisory(self, topic: str, message: NewMessage) -> SendResult:
+        """Publish a message the broker itself makes (`presence.py`): nobody's grants apply."""
+        validate_topic_name(topic)
+        (result,) = self._store(topic, [message])
+        return result
+
+    def matching(self, topic: str) -> list[Subscription]:
+        """The durable subscriptions a message published to `topic` goes to."""
+        return [subscription for subscription, _, _ in self._matching(topic)]
+
     def publish_batch(
         self, principal: Principal, topic: str, entries: Sequence[tuple[str, NewMessage]]
     ) -> tuple[list[tuple[str, SendResult]], list[EntryFailure]]:

@@ -53,6 +53,7 @@ from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import audit, metrics
 from mqless.outbound import Connection, Push, render
+from mqless.presence import Presence
 from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
@@ -136,6 +137,7 @@ class Sessions:
         self.pusher = pusher
         self._cipher = cipher
         self._clock = clock
+        self.presence = Presence(live, consumers, topics)
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -173,13 +175,19 @@ class Sessions:
             closed.add(connection_id)
             queues: set[str] = set()
             released = 0
+            patterns: set[str] = set()
             for record in self.live.disconnect(connection_id):
                 if record["kind"] != "queue":
+                    patterns.add(str(record.get("pattern", "")))
                     continue
                 consumer = self.consumers.get(record["queue"], connection_id, record["id"])
                 if consumer is not None:
                     released += self.consumers.remove(consumer)
                     queues.add(consumer.queue)
+            for pattern in sorted(patterns):
+                self.presence.changed("Topic", pattern, started=False)
+            for queue in sorted(queues):
+                self.presence.changed("Queue", queue, started=False)
             logger.info(
                 "connection closed",
                 extra={"connection_id": connection_id, "released": released},
@@ -222,6 +230,7 @@ class Sessions:
                 credential_expires_at=principal.expires_at,
                 selector=selector,
             )
+            self.presence.changed("Topic", name, started=True)
             return None
         if kind == "topic":
             assert durable is not None
@@ -254,6 +263,7 @@ class Sessions:
         )
         self.consumers.add(principal, consumer)
         self.live.add_queue_subscription(connection.id, subscription, queue, destination)
+        self.presence.changed("Queue", queue, started=True)
         return queue
 
     def unsubscribe(
@@ -274,11 +284,13 @@ class Sessions:
                 info.acting_as, destination[len("/topic/") :], durable, as_consumer=True
             )
         if record["kind"] != "queue":
+            self.presence.changed("Topic", str(record.get("pattern", "")), started=False)
             return None
         consumer = self.consumers.get(record["queue"], info.connection.id, subscription)
         if consumer is None:
             return None
         self.consumers.remove(consumer)
+        self.presence.changed("Queue", consumer.queue, started=False)
         return consumer.queue
 
     # ---- producing and settling ----------------------------------------------------------
