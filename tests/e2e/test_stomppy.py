@@ -292,3 +292,28 @@ def test_stomppy_selector_subscription_gets_only_matching_messages(mqless_dev: D
             f"/queues/{queue}/receive", json={"wait_seconds": 1, "max_messages": 10}
         ).json()
     assert sorted(m["body"] for m in left["messages"]) == ["a", "b"]
+
+
+def test_stomppy_advisory_topic_tells_of_queue_consumers_and_http_counts_them(
+    mqless_dev: DevServer,
+) -> None:
+    queue = unique("stomppy-presence")
+    with stomppy(mqless_dev) as (watcher, seen):
+        # Given a client watching the queue's consumer advisories
+        watcher.subscribe(
+            f"/topic/ActiveMQ.Advisory.Consumer.Queue.{queue}", id="adv", receipt="watching"
+        )
+        seen.receipt("watching")
+        # When another client subscribes to the queue, is counted, and leaves
+        with stomppy(mqless_dev) as (consumer, recorder):
+            consumer.subscribe(f"/queue/{queue}", id="c", receipt="s")
+            recorder.receipt("s")
+            with httpx.Client(
+                base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+            ) as http:
+                presence = http.get(f"/queues/{queue}/presence").json()
+        advisories = seen.messages(2)
+    # Then HTTP counted it while it was there, and the watcher was told of both changes
+    assert presence == {"queue": queue, "consumers": 1}
+    told = [(m.headers["advisoryType"], m.headers["consumerCount"]) for m in advisories]
+    assert told == [("ConsumerInfo", "1"), ("RemoveInfo", "0")]

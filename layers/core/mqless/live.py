@@ -363,11 +363,12 @@ class LiveSubscriptions:
         """Every live subscription whose pattern matches `topic`."""
         return self.index().match(topic)
 
-    def index(self) -> LiveIndex:
-        """Every live topic subscription, read once (one query), to match many topics."""
+    def index(self, prefix: str | None = None) -> LiveIndex:
+        """Every live topic subscription (or those whose pattern starts with `prefix`), read
+        once (one query), to match many topics."""
         index: TopicIndex[LiveTarget] = TopicIndex()
         now_s = self._clock.now_ms() // 1000
-        for item in partition_items(self._db, self._table, LIVE_PARTITION):
+        for item in partition_items(self._db, self._table, LIVE_PARTITION, prefix=prefix):
             credential_expires_at = _optional_int(item.get("credential_expires_at"))
             if credential_expires_at is not None and credential_expires_at <= now_s:
                 continue  # its key or JWT expired: no more pushes (its next frame closes it)

@@ -11,8 +11,9 @@ starts or stops, the broker publishes to `ActiveMQ.Advisory.Consumer.Queue.<queu
 `ActiveMQ.Advisory.Consumer.Topic.<pattern>` a message whose `consumerCount` header
 (attribute) is the destination's count after the change and whose `advisoryType` is
 `ConsumerInfo` (started) or `RemoveInfo` (stopped); its body is the same as JSON. It is
-published only when someone listens (a live subscription or a durable one matches the
-advisory topic): otherwise a subscribe costs no write for it. Advisories for advisory
+published only when someone listens (a live subscription whose pattern starts with
+`ActiveMQ.`, or a durable one, matches the advisory topic): otherwise a subscribe costs no
+write for it, and one query of the few live subscriptions under `ActiveMQ.`. Advisories for advisory
 topics are not made, and none for a name too long for a topic name.
 """
 
@@ -37,6 +38,7 @@ logger = Logger(service="mqless", child=True)
 
 ADVISORY_PREFIX: Final = "ActiveMQ.Advisory."
 CONSUMER_ADVISORY: Final = ADVISORY_PREFIX + "Consumer."
+LISTENER_PREFIX: Final = "ActiveMQ."  # live subscriptions that may listen to advisories
 Kind = Literal["Queue", "Topic"]
 
 
@@ -100,7 +102,10 @@ class Presence:
         if advisory is None:
             return
         try:
-            if not self._live.index().match(advisory) and not self._topics.matching(advisory):
+            # only subscriptions under `ActiveMQ.` are read (not the whole live partition), so
+            # a `>` subscriber neither costs this read nor makes advisories on its own
+            listening = self._live.index(prefix=LISTENER_PREFIX).match(advisory)
+            if not listening and not self._topics.matching(advisory):
                 return
             count = self.queue(name) if kind == "Queue" else self._live_count(name)
             event = "ConsumerInfo" if started else "RemoveInfo"
