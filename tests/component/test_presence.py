@@ -14,7 +14,7 @@ from mqless import runtime
 from mqless.dynamo import from_wire
 from mqless.sessions import Sessions
 from tests.component.conftest import RecordingPusher
-from tests.component.test_selectors import _bodies, _got, _say, _session
+from tests.component.test_selector_subscriptions import _bodies, _got, _say, _session
 
 
 @pytest.fixture(autouse=True)
