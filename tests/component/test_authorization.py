@@ -306,6 +306,17 @@ ROUTES = [
         (grant("orders", "admin"),), lacking("admin", "orders"), 200,
         given=_a_message, changes=False,
     ),
+    # presence: whoever may receive from the destination may ask
+    Route(
+        "GET", "/queues/{name}/presence", "/queues/orders/presence",
+        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
+        given=_a_queue, changes=False,
+    ),
+    Route(
+        "GET", "/topics/{name}/presence", "/topics/shop.orders/presence",
+        (grant("shop.orders", "receive"),), lacking("receive", "shop.orders"), 200,
+        given=_a_subscription, changes=False,
+    ),
     Route(
         "GET", "/queues/{name}/messages", "/queues/orders/messages",
         (grant("orders", "admin"),), lacking("admin", "orders"), 200,

@@ -350,6 +350,10 @@ EXPECTED: dict[str, Callable[[Reply], bool]] = {
         and r.json["connections"] == 0
     ),
     "queue_stats": lambda r: r.status == 200 and r.json["visible"] == 1,
+    "queue_presence": lambda r: r.status == 200 and r.json == {"queue": "orders", "consumers": 0},
+    "topic_presence": lambda r: (
+        r.status == 200 and r.json["topic"] == "orders.created" and r.json["consumers"] == 0
+    ),
     "messages_browse": lambda r: (
         r.status == 200 and [m["body"] for m in r.json["messages"]] == ["seed"]
     ),

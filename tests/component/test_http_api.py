@@ -885,3 +885,84 @@ def test_patch_of_a_missing_queue_is_404_and_bad_settings_are_400(api: HttpApi) 
     assert api.patch("/queues/tuned", {"delay_seconds": 901}).is_problem(400, "invalid_request")
     assert api.patch("/queues/tuned", {"colour": "red"}).is_problem(400, "invalid_request")
     assert api.get("/queues/tuned").json["delay_seconds"] == 0
+
+
+def test_durable_subscription_with_a_bad_selector_is_400_and_a_good_one_filters(
+    api: HttpApi,
+) -> None:
+    # Given a queue for a durable subscription
+    assert api.put("/queues/eu-orders", {}).status == 201
+
+    # When it is declared with a malformed selector
+    bad = api.put("/topics/orders/subscriptions/eu", {"queue": "eu-orders", "selector": "region ="})
+
+    # Then the answer is a 400 problem naming the position, and nothing was saved
+    assert bad.is_problem(400, "invalid_selector"), bad.text
+    assert bad.json["message"].startswith("invalid selector at position 9:")
+    assert api.get("/topics/orders/subscriptions").json["subscriptions"] == []
+
+    # When it is declared with a good one and messages of two regions are published
+    good = api.put(
+        "/topics/orders/subscriptions/eu", {"queue": "eu-orders", "selector": "region = 'eu'"}
+    )
+    assert good.status == 201 and good.json["selector"] == "region = 'eu'"
+    for region in ("us", "eu"):
+        published = api.post(
+            "/topics/orders/messages", {"body": region, "attributes": {"region": region}}
+        )
+        assert published.status == 201, published.text
+
+    # Then the subscription's queue holds the matching one only
+    assert [m["body"] for m in receive(api, "eu-orders", max_messages=10)] == ["eu"]
+
+
+def test_presence_counts_a_queue_consumer_and_a_topic_subscriber_while_they_are_there(
+    api: HttpApi,
+) -> None:
+    # Given nobody consuming yet
+    from mqless.outbound import Connection
+    from mqless.principals import Action, Grant, Principal
+
+    admin = Principal(
+        id="test-admin",
+        kind="api_key",
+        grants=(Grant(pattern=">", actions=(Action.SEND, Action.RECEIVE, Action.ADMIN)),),
+    )
+
+    assert api.get("/queues/orders/presence").json == {"queue": "orders", "consumers": 0}
+    assert api.put("/queues/audit", {}).status == 201
+    assert api.put("/topics/shop.>/subscriptions/audit", {"queue": "audit"}).status == 201
+
+    # When a WebSocket client subscribes to the queue, to the topic, and durably to the topic
+    sessions = runtime.sessions()
+    sessions.open(Connection("c1"), admin)
+    info = sessions.info("c1")
+    assert info is not None
+    sessions.subscribe(info, "q", "/queue/orders")
+    sessions.subscribe(info, "t", "/topic/shop.*")
+    sessions.subscribe(info, "d", "/topic/shop.>", durable="audit")
+
+    # Then presence counts each where it consumes
+    assert api.get("/queues/orders/presence").json == {"queue": "orders", "consumers": 1}
+    topic = api.get("/topics/shop.orders/presence")
+    assert topic.status == 200, topic.text
+    assert topic.json == {
+        "topic": "shop.orders",
+        "consumers": 2,
+        "live_subscribers": 1,
+        "durable_subscriptions": [{"name": "audit", "queue": "audit", "consumers": 1}],
+    }
+
+    # When the connection goes / Then nobody is counted any more
+    sessions.close("c1")
+    assert api.get("/queues/orders/presence").json["consumers"] == 0
+    assert api.get("/topics/shop.orders/presence").json["consumers"] == 0
+
+
+def test_presence_of_a_bad_name_is_400(api: HttpApi) -> None:
+    # Given / When a topic name that is a pattern, and a queue name with a space
+    topic = api.get("/topics/shop.*/presence")
+    queue = api.get("/queues/no%20spaces/presence")
+    # Then both are 400 problems
+    assert topic.is_problem(400, "invalid_request"), topic.text
+    assert queue.status == 400, queue.text

@@ -256,7 +256,7 @@ def test_a_malformed_frame_gets_an_error_and_only_that_connection_closes(
     ("frame", "complaint"),
     [
         ("SUBSCRIBE\nid:1\ndestination:/exchange/x\n\n\x00", "must be /queue/NAME or /topic/NAME"),
-        ("SUBSCRIBE\nid:1\ndestination:/queue/q\nselector:a = 1\n\n\x00", "selectors"),
+        ("SUBSCRIBE\nid:1\ndestination:/queue/q\nselector:a = = 1\n\n\x00", "at position 5"),
         ("SUBSCRIBE\nid:1\ndestination:/queue/q\nactivemq.prefetchSize:0\n\n\x00", "prefetch"),
         ("SUBSCRIBE\nid:1\ndestination:/queue/q\nack:sometimes\n\n\x00", "ack must be"),
         ("SEND\ndestination:/queue/q\ncontent-length:99\n\nshort\x00", "content-length"),

@@ -344,6 +344,7 @@ def test_transactional_sends_arrive_only_on_commit_and_never_on_abort(
         ("bogus-destination", "/bogus/x"),
         ("bad-queue-name", "no spaces!"),
         ("bad-ack-mode", "sometimes"),
+        ("bad-selector", "invalid selector at position 18"),
     ],
 )
 def test_a_bad_frame_gets_an_error_frame_and_the_socket_closes(
@@ -365,3 +366,17 @@ def test_a_bad_frame_gets_an_error_frame_and_the_socket_closes(
     assert "stillOpenAfterMs" not in result
     assert result["closedAfterError"] is True
     assert result["clientConnectedAfter"] is False
+
+
+def test_selectors_filter_queue_and_topic_subscriptions(node: str, mqless_dev: DevServer) -> None:
+    # Given a queue of red and blue messages, and a topic of quotes and trades
+    queue, topic = unique("stompjs-selector"), unique("stompjs-quotes")
+    # When stompjs subscribers with `selector` headers (and one without) consume them
+    result = run_scenario(node, mqless_dev, "selectors.mjs", queue=queue, topic=topic)
+    # Then the selector consumer got the red ones only, the plain one the blue ones (nothing
+    # lost, nothing twice), and the topic subscriber the quotes priced above 10 only
+    assert bodies(result["reds"]) == ["red-1", "red-2"]
+    assert all(m["headers"]["color"] == "red" for m in result["reds"])
+    assert bodies(result["rest"]) == ["blue-1", "blue-2"]
+    assert bodies(result["quotes"]) == ["dear"]
+    assert receive_over_http(mqless_dev, queue) == []

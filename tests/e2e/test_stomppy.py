@@ -250,3 +250,70 @@ def test_stomppy_with_a_wrong_passcode_gets_an_error_and_is_disconnected(
     assert recorder.connected is None
     assert error.headers["message"]
     assert disconnected
+
+
+def test_stomppy_selector_subscription_gets_only_matching_messages(mqless_dev: DevServer) -> None:
+    queue = unique("stomppy-selector")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # Given a subscriber whose selector takes European orders over 100
+        connection.subscribe(
+            f"/queue/{queue}",
+            id="eu",
+            ack="client-individual",
+            headers={"selector": "region = 'eu' AND convert_string_expressions:1 = 1"},
+            receipt="bad",
+        )
+        # (a misplaced prefix is a bad selector: the broker refuses it, naming the position)
+        error = recorder.wait_for("ERROR", lambda: recorder.of("ERROR"))[0]
+    assert error.headers["message"].startswith("invalid selector at position 45:")
+    with stomppy(mqless_dev) as (connection, recorder):
+        connection.subscribe(
+            f"/queue/{queue}",
+            id="eu",
+            ack="client-individual",
+            headers={"selector": "convert_string_expressions:region = 'eu' AND total > 100"},
+            receipt="s",
+        )
+        recorder.receipt("s")
+        # When orders of several regions and totals are sent
+        for body, region, total in [("a", "us", "500"), ("b", "eu", "50"), ("c", "eu", "150")]:
+            connection.send(f"/queue/{queue}", body, headers={"region": region, "total": total})
+        [message] = recorder.messages(1)
+        connection.ack(message.headers["ack"], receipt="acked")
+        recorder.receipt("acked")
+        time.sleep(QUIET)
+        messages = recorder.of("MESSAGE")
+    # Then only the one the selector describes arrived, and the others wait in the queue
+    assert [m.body for m in messages] == ["c"]
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
+        left = http.post(
+            f"/queues/{queue}/receive", json={"wait_seconds": 1, "max_messages": 10}
+        ).json()
+    assert sorted(m["body"] for m in left["messages"]) == ["a", "b"]
+
+
+def test_stomppy_advisory_topic_tells_of_queue_consumers_and_http_counts_them(
+    mqless_dev: DevServer,
+) -> None:
+    queue = unique("stomppy-presence")
+    with stomppy(mqless_dev) as (watcher, seen):
+        # Given a client watching the queue's consumer advisories
+        watcher.subscribe(
+            f"/topic/ActiveMQ.Advisory.Consumer.Queue.{queue}", id="adv", receipt="watching"
+        )
+        seen.receipt("watching")
+        # When another client subscribes to the queue, is counted, and leaves
+        with stomppy(mqless_dev) as (consumer, recorder):
+            consumer.subscribe(f"/queue/{queue}", id="c", receipt="s")
+            recorder.receipt("s")
+            with httpx.Client(
+                base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+            ) as http:
+                presence = http.get(f"/queues/{queue}/presence").json()
+        advisories = seen.messages(2)
+    # Then HTTP counted it while it was there, and the watcher was told of both changes
+    assert presence == {"queue": queue, "consumers": 1}
+    told = [(m.headers["advisoryType"], m.headers["consumerCount"]) for m in advisories]
+    assert told == [("ConsumerInfo", "1"), ("RemoveInfo", "0")]

@@ -181,6 +181,8 @@ class Consumer:
     """Drawn on subscribe: the key range of this subscription's delivery records."""
     acked: int = -1
     """`client` mode: everything pushed up to this watermark is settled (-1: nothing)."""
+    selector: str | None = None
+    """A JMS selector (checked on subscribe): only the messages it selects are leased."""
 
     @property
     def tag(self) -> str:
@@ -311,6 +313,8 @@ class QueueConsumers:
         }
         if principal.expires_at is not None:
             record["credential_expires_at"] = principal.expires_at
+        if consumer.selector is not None:
+            record["selector"] = consumer.selector
         with translated_errors():
             self._db.put_item(TableName=self._table, Item=to_wire(record))
 
@@ -404,8 +408,10 @@ class QueueConsumers:
                     return
                 outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
                 leased = self._lease_for(consumer, min(want, outbox.room), holdings)
-                if leased is None:  # nothing visible: the queue is drained for now
-                    return
+                if leased is None and consumer.selector is None:
+                    return  # nothing visible: the queue is drained for now
+                if leased is None:  # nothing this selector takes; others may take the rest
+                    continue
                 report.leased += len(leased)
                 outbox.add(leased)
                 # a frame's worth (no point waiting), or as much as one push may hold
@@ -473,6 +479,7 @@ class QueueConsumers:
             max_messages=credit,
             owner=consumer.tag,
             oldest_first=True,
+            selector=consumer.selector,
         )
         if not deliveries:
             return None
@@ -784,6 +791,7 @@ def _consumer(queue: str, item: Item) -> Consumer:
         ),
         epoch=str(item.get("epoch", "")),
         acked=int(item.get("acked", -1)),
+        selector=None if item.get("selector") is None else str(item["selector"]),
     )
 
 

@@ -44,6 +44,13 @@ class Subscribe(BaseModel):
         str | None,
         Field(description="Topics: name a durable subscription (and its queue) to resume."),
     ] = None
+    selector: Annotated[
+        str | None,
+        Field(
+            description="A JMS message selector (SQL-92 subset, as ActiveMQ's): only the "
+            "messages it selects are delivered; a bad one is refused with an error frame."
+        ),
+    ] = None
     receipt: ReceiptId = None
 
 
@@ -133,6 +140,7 @@ def _act(
             ack=frame.ack,
             prefetch=frame.prefetch,
             durable=frame.durable,
+            selector=frame.selector,
         )
         reply = {"type": "subscribed", "id": frame.id, "destination": frame.destination}
         return _with_receipt(reply, frame.receipt), queue

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -63,6 +63,11 @@ RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's 
 STRAGGLER_SHARE: Final = 0.125  # racing receives that look behind the dispenser first
 STRAY_MS: Final = 30_000  # how long a dispensed, never-leased reference waits for its holder
 MAX_TICKETS: Final = 3  # tickets one receive takes when the positions it got were taken
+
+
+Wanted = Callable[[Sequence[Ref]], Collection[Ref]]
+"""Of free references about to be claimed, those the receiver wants (a selector consumer:
+`queues.py` reads and opens their bodies to decide); the others stay free, untouched."""
 
 
 @dataclass(frozen=True)
@@ -109,16 +114,26 @@ class Leases:
     # ---- taking -------------------------------------------------------------------------
 
     def take(
-        self, config: QueueConfig, want: int, lease_ms: int, *, oldest_first: bool = False
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        *,
+        oldest_first: bool = False,
+        wanted: Wanted | None = None,
     ) -> list[Taken]:
-        """Lease up to `want` messages for `lease_ms`."""
+        """Lease up to `want` messages for `lease_ms` (only `wanted` ones, oldest first)."""
+        if wanted is not None:
+            oldest_first = True  # a selector consumer is a push consumer: it does not race
         if config.fifo:
-            return self._take_fifo(config, want, lease_ms, oldest_first)
+            return self._take_fifo(config, want, lease_ms, oldest_first, wanted)
         taken: list[Taken] = []
         for shard in self.shard_order(config):
             if len(taken) >= want:
                 break
-            got = self._take_standard(config, shard, want - len(taken), lease_ms, oldest_first)
+            got = self._take_standard(
+                config, shard, want - len(taken), lease_ms, oldest_first, wanted
+            )
             if got:
                 with self._lock:
                     self._home[config.name] = shard
@@ -154,7 +169,13 @@ class Leases:
         return False
 
     def _take_standard(
-        self, config: QueueConfig, shard: int, want: int, lease_ms: int, oldest_first: bool
+        self,
+        config: QueueConfig,
+        shard: int,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        wanted: Wanted | None = None,
     ) -> list[Taken]:
         queue = config.name
         floor = self.floor(queue, shard)
@@ -167,9 +188,12 @@ class Leases:
             now = self._clock.now_ms()
             self._pass_settled(queue, shard, floor, segments)
             with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
-            if with_free:
-                if oldest_first:
-                    return self._claim_from(config, with_free, want, lease_ms, oldest_first)
+            if with_free and oldest_first:
+                taken = self._claim_from(config, with_free, want, lease_ms, True, wanted)
+                if taken or wanted is None:
+                    return taken
+                # nothing here that this selector takes: look further, as far as a scan goes
+            elif with_free:
                 if self._racing(queue, now):
                     return self._take_racing(config, shard, with_free, want, lease_ms)
                 # competing consumers spread over the oldest segments, not all on the first
@@ -193,6 +217,7 @@ class Leases:
         want: int,
         lease_ms: int,
         oldest_first: bool,
+        wanted: Wanted | None = None,
     ) -> list[Taken]:
         taken: list[Taken] = []
         for segment in segments:
@@ -203,6 +228,8 @@ class Leases:
                 free = [e for e in segment.entries if e.free_at(now)]
                 live = [e for e in free if not e.expired(now)]
                 chosen = live if oldest_first else random.sample(live, len(live))
+                if wanted is not None:
+                    chosen = _wanted_first(chosen, want - len(taken), wanted)
                 got = self._claim(config, segment, chosen[: want - len(taken)], free, lease_ms)
                 if got is not None:
                     taken.extend(got)
@@ -536,7 +563,12 @@ class Leases:
         )
 
     def _take_fifo(
-        self, config: QueueConfig, want: int, lease_ms: int, oldest_first: bool
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        wanted: Wanted | None = None,
     ) -> list[Taken]:
         """Lease up to `want` heads: per group, its first message not settled, if free.
 
@@ -553,7 +585,7 @@ class Leases:
         settled: set[tuple[int, int]] = set()
         for _ in range(2):
             more, newly = self._take_fifo_heads(
-                config, want - len(taken), lease_ms, oldest_first, settled
+                config, want - len(taken), lease_ms, oldest_first, settled, wanted
             )
             taken.extend(more)
             if not newly or len(taken) >= want:
@@ -568,6 +600,7 @@ class Leases:
         lease_ms: int,
         oldest_first: bool,
         settled: set[tuple[int, int]],
+        wanted: Wanted | None = None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
         """One look at the heads: what it leased, and the (segment, slot)s it settled."""
         now = self._clock.now_ms()
@@ -589,6 +622,9 @@ class Leases:
                     expired.append(entry.slot)  # its group waits for the settle (see above)
                 elif entry.free_at(now):
                     chosen.append(entry)
+            if wanted is not None and chosen:  # a head it does not take holds its group back
+                keep = wanted([e.ref for e in chosen])
+                chosen = [e for e in chosen if e.ref in keep]
             if chosen or expired:
                 heads.append((segment, chosen, expired))
                 found += len(chosen)
@@ -813,6 +849,19 @@ class Leases:
                 return [False]
         # one of them is stale (or named twice): find out which, one at a time
         return [write([hold]) for hold in holds]
+
+
+def _wanted_first(entries: Sequence[Entry], need: int, wanted: Wanted) -> list[Entry]:
+    """The first `need` entries `wanted` keeps, asking it about no more than it must (each
+    ask reads the log items of the references asked about)."""
+    kept: list[Entry] = []
+    start = 0
+    while len(kept) < need and start < len(entries):
+        batch = entries[start : start + need - len(kept)]
+        start += len(batch)
+        keep = wanted([e.ref for e in batch])
+        kept += [e for e in batch if e.ref in keep]
+    return kept
 
 
 def _behind(

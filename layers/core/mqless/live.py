@@ -103,6 +103,7 @@ class LiveTarget:
     connection: Connection
     subscription: str
     ack: str
+    selector: str | None = None  # checked when it subscribed (`selectors.py`)
 
 
 class LiveIndex:
@@ -255,9 +256,11 @@ class LiveSubscriptions:
         *,
         ack: str = "auto",
         credential_expires_at: int | None = None,
+        selector: str | None = None,
     ) -> None:
         """Add a live topic subscription to a connection; it gets no pushes once the
-        connection's credential has expired (`credential_expires_at`)."""
+        connection's credential has expired (`credential_expires_at`), and only the
+        messages its `selector` (checked already) selects."""
         validate_topic_pattern(pattern)
         self._check_room(connection.id)
         expires = self._clock.now_ms() // 1000 + CONNECTION_SECONDS
@@ -274,6 +277,8 @@ class LiveSubscriptions:
         }
         if credential_expires_at is not None:
             live["credential_expires_at"] = credential_expires_at
+        if selector is not None:
+            live["selector"] = selector
         self._write(
             [
                 {
@@ -358,11 +363,12 @@ class LiveSubscriptions:
         """Every live subscription whose pattern matches `topic`."""
         return self.index().match(topic)
 
-    def index(self) -> LiveIndex:
-        """Every live topic subscription, read once (one query), to match many topics."""
+    def index(self, prefix: str | None = None) -> LiveIndex:
+        """Every live topic subscription (or those whose pattern starts with `prefix`), read
+        once (one query), to match many topics."""
         index: TopicIndex[LiveTarget] = TopicIndex()
         now_s = self._clock.now_ms() // 1000
-        for item in partition_items(self._db, self._table, LIVE_PARTITION):
+        for item in partition_items(self._db, self._table, LIVE_PARTITION, prefix=prefix):
             credential_expires_at = _optional_int(item.get("credential_expires_at"))
             if credential_expires_at is not None and credential_expires_at <= now_s:
                 continue  # its key or JWT expired: no more pushes (its next frame closes it)
@@ -370,6 +376,7 @@ class LiveSubscriptions:
                 connection=Connection.stored(str(item["connection"]), item),
                 subscription=str(item["subscription"]),
                 ack=str(item.get("ack", "auto")),
+                selector=None if item.get("selector") is None else str(item["selector"]),
             )
             index.add(str(item["pattern"]), target)
         return LiveIndex(index)

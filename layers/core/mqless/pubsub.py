@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from mqless import models, names, quotas
+from mqless import models, names, quotas, selectors
 from mqless.clock import Clock
 from mqless.dynamo import (
     Item,
@@ -44,6 +44,7 @@ from mqless.principals import Action, AllowAll, Policy, Principal
 from mqless.quotas import Quota, Quotas
 from mqless.registry import QueueRegistry
 from mqless.sealing import BodyCipher, Headers, Holder, open_logged, seal_many
+from mqless.selectors import MAX_SELECTOR_LENGTH, Lookup, Selector, message_lookup
 from mqless.storage import keys
 from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body, LogStore
 from mqless.topics import FilterPolicy, TopicIndex, validate_topic_name, validate_topic_pattern
@@ -66,6 +67,7 @@ class Subscription(BaseModel):
     name: str
     queue: str
     filter_policy: dict[str, Any] | None = None
+    selector: str | None = None
     created_at: int = 0
     owner: str | None = Field(
         default=None,
@@ -73,7 +75,7 @@ class Subscription(BaseModel):
     )
 
 
-_Matcher = tuple["Subscription", FilterPolicy | None]
+_Matcher = tuple["Subscription", FilterPolicy | None, Selector | None]
 
 
 class SubscriptionSettings(BaseModel):
@@ -81,6 +83,12 @@ class SubscriptionSettings(BaseModel):
     filter_policy: dict[str, Any] | None = Field(
         default=None,
         description="SNS-style attribute filter policy; null delivers every message.",
+    )
+    selector: str | None = Field(
+        default=None,
+        description="JMS message selector (SQL-92 subset, as ActiveMQ's) the messages "
+        "must match, beside the filter policy; null delivers every message.",
+        max_length=MAX_SELECTOR_LENGTH,
     )
 
 
@@ -142,6 +150,16 @@ class TopicService:
         metrics.count("Sent", topic=topic)
         return result
 
+    def publish_advisory(self, topic: str, message: NewMessage) -> SendResult:
+        """Publish a message the broker itself makes (`presence.py`): nobody's grants apply."""
+        validate_topic_name(topic)
+        (result,) = self._store(topic, [message])
+        return result
+
+    def matching(self, topic: str) -> list[Subscription]:
+        """The durable subscriptions a message published to `topic` goes to."""
+        return [subscription for subscription, _, _ in self._matching(topic)]
+
     def publish_batch(
         self, principal: Principal, topic: str, entries: Sequence[tuple[str, NewMessage]]
     ) -> tuple[list[tuple[str, SendResult]], list[EntryFailure]]:
@@ -192,7 +210,7 @@ class TopicService:
         """How long a published body must stay: the longest retention of the queues it may
         go to (a subscription's queue holds a reference, not a copy); a day if none."""
         longest = 0
-        for subscription, _ in self._matching(topic):
+        for subscription, _, _ in self._matching(topic):
             queue = self._queues.find(subscription.queue)
             if queue is not None:
                 longest = max(longest, queue.retention_seconds)
@@ -210,7 +228,9 @@ class TopicService:
         validate_topic_pattern(pattern)
         self._policy.check(principal, Action.RECEIVE, pattern)
 
-    def resume(self, principal: Principal, topic: str, name: str) -> Subscription | None:
+    def resume(
+        self, principal: Principal, topic: str, name: str, selector: str | None = None
+    ) -> Subscription | None:
         """What a consumer subscribing durably as `name` (its queue too) to `topic` attaches to.
 
         The existing subscription (Conflict if it feeds another queue), or None if there is
@@ -223,7 +243,8 @@ class TopicService:
         self._policy.check(principal, Action.RECEIVE, name)
         existing = self._find(topic, name)
         if existing is not None:
-            return self._reattach(principal, existing, SubscriptionSettings(queue=name))
+            settings = SubscriptionSettings(queue=name, selector=selector)
+            return self._reattach(principal, existing, settings)
         self._policy.check(principal, Action.CREATE, topic)
         charge = self._quotas.charge(principal, Quota.SUBSCRIPTIONS, 1, _what(topic, name))
         if charge is not None:
@@ -263,6 +284,7 @@ class TopicService:
             raise InvalidRequest("durable subscriptions deliver to standard queues only")
         if settings.filter_policy is not None:
             FilterPolicy.parse(settings.filter_policy)
+        selectors.check(settings.selector)  # a bad selector: 400, naming the position
         self._queues.get(settings.queue)  # the queue must exist: QueueNotFound otherwise
         # conditional writes only: whatever another request does meanwhile, a write that
         # would act on what it did not read fails and is looked at again
@@ -330,6 +352,7 @@ class TopicService:
             subscription=saved.name,
             queue=saved.queue,
             filter_policy=saved.filter_policy,
+            selector=saved.selector,
             owner=saved.owner,
             created=created,
         )
@@ -348,6 +371,8 @@ class TopicService:
             differs.append(f"it delivers to {where}, not {settings.queue!r}")
         if settings.filter_policy is not None and settings.filter_policy != existing.filter_policy:
             differs.append("its filter policy differs")
+        if (settings.selector or None) != existing.selector:
+            differs.append(f"its selector is {existing.selector!r}, not {settings.selector!r}")
         if differs:
             raise Conflict(
                 f"durable subscription {existing.name!r} of {existing.topic!r} exists and "
@@ -372,6 +397,7 @@ class TopicService:
             name=name,
             queue=settings.queue,
             filter_policy=settings.filter_policy,
+            selector=selectors.check(settings.selector),
             created_at=self._clock.now_ms(),
             owner=principal.id,
         )
@@ -392,10 +418,19 @@ class TopicService:
     ) -> Subscription | None:
         """`existing` with the new queue and filter; None if it changed since it was read."""
         values: dict[str, Any] = {":queue": settings.queue, ":created": existing.created_at}
-        update = "SET #queue = :queue REMOVE #filter"
+        sets, removes = ["#queue = :queue"], []
         if settings.filter_policy is not None:
-            update = "SET #queue = :queue, #filter = :filter"
+            sets.append("#filter = :filter")
             values[":filter"] = settings.filter_policy
+        else:
+            removes.append("#filter")
+        selector = selectors.check(settings.selector)
+        if selector is not None:
+            sets.append("#selector = :selector")
+            values[":selector"] = selector
+        else:
+            removes.append("#selector")
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             with translated_errors():
                 updated = self._db.update_item(
@@ -403,7 +438,11 @@ class TopicService:
                     Key=to_wire(_key(existing.topic, existing.name)),
                     UpdateExpression=update,
                     ConditionExpression="created_at = :created",
-                    ExpressionAttributeNames={"#queue": "queue", "#filter": "filter_policy"},
+                    ExpressionAttributeNames={
+                        "#queue": "queue",
+                        "#filter": "filter_policy",
+                        "#selector": "selector",
+                    },
                     ExpressionAttributeValues=to_wire(values),
                     ReturnValues="ALL_NEW",
                 )
@@ -434,10 +473,19 @@ class TopicService:
         item = self._log.log_item(image)
         now = self._clock.now_ms()
         attributes: list[dict[str, str] | None] = []
+        lookups: list[Lookup] = []
         for slot in range(len(item.bodies)):
             try:
                 opened = open_logged(self._cipher, item, slot, now_ms=now)
                 attributes.append(dict(opened.headers.attributes))
+                lookups.append(
+                    message_lookup(
+                        message_id=keys.message_id(item.item, slot),
+                        sent_at=keys.id_time_ms(item.item),
+                        attributes=opened.headers.attributes,
+                        correlation_id=opened.headers.correlation_id,
+                    )
+                )
             except IntegrityError as exc:
                 logger.error(
                     "published message failed authentication; delivered to no one",
@@ -448,8 +496,9 @@ class TopicService:
                     },
                 )
                 attributes.append(None)
+                lookups.append(lambda name: None)
         by_queue: dict[str, tuple[QueueConfig, set[int]]] = {}
-        for subscription, policy in matching:
+        for subscription, policy, selector in matching:
             queue = self._queues.find(subscription.queue)
             if queue is None:
                 logger.warning(
@@ -460,13 +509,15 @@ class TopicService:
             bodies = {
                 slot
                 for slot, attrs in enumerate(attributes)
-                if attrs is not None and (policy is None or policy.matches(attrs))
+                if attrs is not None
+                and (policy is None or policy.matches(attrs))
+                and (selector is None or selector.matches(lookups[slot]))
             }
             if bodies:
                 by_queue.setdefault(queue.name, (queue, set()))[1].update(bodies)
         return [(queue, sorted(bodies)) for queue, bodies in by_queue.values()]
 
-    def _matching(self, topic: str) -> list[tuple[Subscription, FilterPolicy | None]]:
+    def _matching(self, topic: str) -> list[_Matcher]:
         index, by_key = self._cached_index()
         return [by_key[key] for key in sorted(index.match(topic))]
 
@@ -486,7 +537,10 @@ class TopicService:
                 if subscription.filter_policy is None
                 else FilterPolicy.parse(subscription.filter_policy)
             )
-            by_key[key] = (subscription, policy)
+            selector = (
+                None if subscription.selector is None else selectors.parse(subscription.selector)
+            )
+            by_key[key] = (subscription, policy, selector)
         with self._lock:
             self._index = (now, index, by_key)
         return index, by_key
@@ -499,6 +553,7 @@ class TopicService:
         found: list[Subscription] = []
         for values in partition_items(self._db, self._destinations, SUBSCRIPTION_PARTITION):
             values.setdefault("filter_policy", None)
+            values.setdefault("selector", None)
             found.append(
                 Subscription.model_validate(
                     {k: v for k, v in values.items() if k not in ("pk", "sk", "kind")}
@@ -544,6 +599,7 @@ def _key(topic: str, name: str) -> dict[str, str]:
 
 def _subscription(values: Item) -> Subscription:
     values.setdefault("filter_policy", None)
+    values.setdefault("selector", None)
     return Subscription.model_validate(values)
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from mqless import names
+from mqless import names, selectors
 from mqless.clock import Clock
 from mqless.consumers import (
     DEFAULT_PREFETCH,
@@ -53,10 +53,12 @@ from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import audit, metrics
 from mqless.outbound import Connection, Push, render
+from mqless.presence import Presence
 from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
 from mqless.sealing import open_logged
+from mqless.selectors import message_lookup
 from mqless.storage import keys
 from mqless.storage.log import LogStore
 
@@ -135,6 +137,7 @@ class Sessions:
         self.pusher = pusher
         self._cipher = cipher
         self._clock = clock
+        self.presence = Presence(live, consumers, topics)
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -172,13 +175,19 @@ class Sessions:
             closed.add(connection_id)
             queues: set[str] = set()
             released = 0
+            patterns: set[str] = set()
             for record in self.live.disconnect(connection_id):
                 if record["kind"] != "queue":
+                    patterns.add(str(record.get("pattern", "")))
                     continue
                 consumer = self.consumers.get(record["queue"], connection_id, record["id"])
                 if consumer is not None:
                     released += self.consumers.remove(consumer)
                     queues.add(consumer.queue)
+            for pattern in sorted(patterns):
+                self.presence.changed("Topic", pattern, started=False)
+            for queue in sorted(queues):
+                self.presence.changed("Queue", queue, started=False)
             logger.info(
                 "connection closed",
                 extra={"connection_id": connection_id, "released": released},
@@ -197,12 +206,15 @@ class Sessions:
         ack: AckMode = "auto",
         prefetch: int = DEFAULT_PREFETCH,
         durable: str | None = None,
+        selector: str | None = None,
     ) -> str | None:
-        """Subscribe to a topic (live, or durable when named) or to a queue (push).
+        """Subscribe to a topic (live, or durable when named) or to a queue (push), to the
+        messages a JMS `selector` selects if one is given (a bad one is refused here).
 
         Returns the queue to `pump` once the client has been answered, if any.
         """
         check_client_id(subscription, "subscription id")
+        selector = selectors.check(selector)
         kind, name = split_destination(destination)
         connection = info.connection
         principal = info.acting_as
@@ -216,20 +228,27 @@ class Sessions:
                 name,
                 ack=ack,
                 credential_expires_at=principal.expires_at,
+                selector=selector,
             )
+            self.presence.changed("Topic", name, started=True)
             return None
         if kind == "topic":
             assert durable is not None
             names.validate_queue_name(durable)
             self._topics.check_receive(principal, name)
             # everything that can refuse is asked before anything is created
-            resumed = self._topics.resume(principal, name, durable)
+            resumed = self._topics.resume(principal, name, durable, selector)
             self._queues.open_for_receive(principal, durable)
             if resumed is None:
                 self._topics.subscribe(
-                    principal, name, durable, SubscriptionSettings(queue=durable), as_consumer=True
+                    principal,
+                    name,
+                    durable,
+                    SubscriptionSettings(queue=durable, selector=selector),
+                    as_consumer=True,
                 )
             queue = durable
+            selector = None  # the topic filters what reaches its queue
         else:
             queue = name
         consumer = Consumer(
@@ -240,9 +259,11 @@ class Sessions:
             prefetch=prefetch,
             principal=principal.id,
             destination=destination,
+            selector=selector,
         )
         self.consumers.add(principal, consumer)
         self.live.add_queue_subscription(connection.id, subscription, queue, destination)
+        self.presence.changed("Queue", queue, started=True)
         return queue
 
     def unsubscribe(
@@ -263,11 +284,13 @@ class Sessions:
                 info.acting_as, destination[len("/topic/") :], durable, as_consumer=True
             )
         if record["kind"] != "queue":
+            self.presence.changed("Topic", str(record.get("pattern", "")), started=False)
             return None
         consumer = self.consumers.get(record["queue"], info.connection.id, subscription)
         if consumer is None:
             return None
         self.consumers.remove(consumer)
+        self.presence.changed("Queue", consumer.queue, started=False)
         return consumer.queue
 
     # ---- producing and settling ----------------------------------------------------------
@@ -425,6 +448,13 @@ class Sessions:
                 )
                 continue
             headers = opened.headers
+            selected = message_lookup(
+                message_id=message_id,
+                sent_at=keys.id_time_ms(item.item),
+                attributes=headers.attributes,
+                correlation_id=headers.correlation_id,
+                group_id=item.group,
+            )
             pushes.extend(
                 (
                     target,
@@ -444,6 +474,7 @@ class Sessions:
                     ),
                 )
                 for target in targets
+                if selectors.matches(target.selector, selected)
             )
         return pushes
 

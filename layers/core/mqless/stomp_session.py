@@ -15,7 +15,8 @@ Behaviour a client can count on:
   subscriptions). SUBSCRIBE honours `ack`, `activemq.prefetchSize` and `prefetch-count`
   (default 10, at most 1000), and `activemq.subscriptionName` for a durable topic
   subscription (its queue has the subscription's name; UNSUBSCRIBE with the same header
-  deletes it). `selector` is refused, not ignored.
+  deletes it). `selector` takes a JMS message selector (`selectors.py`); a bad one gets an
+  ERROR naming the position.
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
   `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `expires` (epoch ms) and every
   other header (an attribute) onto the message; `persistent` and `priority` are
@@ -189,11 +190,6 @@ class StompSession:
 
     def _subscribe(self, frame: Frame) -> None:
         destination = _required(frame, "destination")
-        if frame.header("selector") is not None:
-            raise InvalidRequest(
-                "message selectors are not supported; a durable subscription with a "
-                "filter policy (HTTP API) filters on attributes"
-            )
         subscription = frame.header("id") or destination  # STOMP 1.0 ids are optional
         durable = _durable_name(frame)
         if not destination.startswith("/topic/"):
@@ -205,6 +201,7 @@ class StompSession:
             ack=_ack_mode(frame.header("ack")),
             prefetch=_prefetch(frame),
             durable=durable,
+            selector=frame.header("selector"),
         )
         if queue is not None:
             self._to_pump.add(queue)

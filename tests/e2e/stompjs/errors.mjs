@@ -3,6 +3,7 @@
 //   bogus-destination  SEND to /bogus/x
 //   bad-queue-name     SEND to /queue/<a name with characters queues may not have>
 //   bad-ack-mode       SUBSCRIBE with ack:sometimes
+//   bad-selector       SUBSCRIBE with a selector that does not parse
 // Every bad frame carries receipt:bad-1, which should come back as the ERROR's receipt-id
 // and never as a RECEIPT. Options: case (required), plus the common ones (see lib.mjs).
 import { scenario } from './lib.mjs';
@@ -14,6 +15,8 @@ const BAD_FRAMES = {
     client.publish({ destination: '/queue/no spaces!', body: 'x', headers: { receipt: 'bad-1' } }),
   'bad-ack-mode': client =>
     client.subscribe('/queue/fine', () => {}, { ack: 'sometimes', receipt: 'bad-1' }),
+  'bad-selector': client =>
+    client.subscribe('/queue/fine', () => {}, { selector: "color = 'red' AND", receipt: 'bad-1' }),
 };
 
 scenario(async ctx => {

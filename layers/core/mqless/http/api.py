@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from mqless import __version__, runtime
+from mqless import __version__, names, runtime
 from mqless.access import PrincipalView
 from mqless.apikeys import IssuedKey
 from mqless.auth import http_caller
@@ -42,6 +42,7 @@ from mqless.http.models import (
     BrowseResponse,
     ConnectionList,
     ConnectionView,
+    DurablePresenceView,
     KeyList,
     KeyRequest,
     MessageOut,
@@ -55,6 +56,7 @@ from mqless.http.models import (
     Problem,
     PurgeResponse,
     QueueList,
+    QueuePresence,
     QueueView,
     ReceiveRequest,
     ReceiveResponse,
@@ -64,6 +66,7 @@ from mqless.http.models import (
     SendMessageRequest,
     SendMessageResponse,
     SubscriptionList,
+    TopicPresenceView,
     TopicStats,
     VisibilityRequest,
     VisibilityResponse,
@@ -71,6 +74,7 @@ from mqless.http.models import (
 from mqless.models import EntryFailure, NewMessage, QueueSettings, QueueStats, RedriveResult
 from mqless.principals import EVERY_DESTINATION, Action, Principal
 from mqless.pubsub import Subscription, SubscriptionSettings
+from mqless.topics import validate_topic_name
 
 logger = Logger(service="mqless", child=True)
 
@@ -579,6 +583,34 @@ def overview() -> Overview:
 def queue_stats(name: QueueName) -> QueueStats:
     consumers = len(runtime.sessions().consumers.consumers(name))
     return runtime.queue_service().stats(_principal(), name, consumers=consumers)
+
+
+@app.get("/queues/<name>/presence", summary="How many consumers a queue has now", tags=["presence"])
+def queue_presence(name: QueueName) -> QueuePresence:
+    """Anyone who may receive from the queue may ask (an unknown queue has none)."""
+    names.validate_queue_name(name)
+    runtime.policy().check(_principal(), Action.RECEIVE, name)
+    return QueuePresence(queue=name, consumers=runtime.sessions().presence.queue(name))
+
+
+@app.get(
+    "/topics/<name>/presence", summary="How many subscribers a topic has now", tags=["presence"]
+)
+def topic_presence(name: TopicName) -> TopicPresenceView:
+    """Anyone who may receive from the topic may ask."""
+    topic = unquote(name)
+    validate_topic_name(topic)
+    runtime.policy().check(_principal(), Action.RECEIVE, topic)
+    found = runtime.sessions().presence.topic(topic)
+    return TopicPresenceView(
+        topic=topic,
+        consumers=found.consumers,
+        live_subscribers=found.live_subscribers,
+        durable_subscriptions=[
+            DurablePresenceView(name=d.name, queue=d.queue, consumers=d.consumers)
+            for d in found.durable
+        ],
+    )
 
 
 @app.get(

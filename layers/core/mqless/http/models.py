@@ -398,3 +398,28 @@ class KeyRequest(BaseModel):
 
 class KeyList(BaseModel):
     keys: list[ApiKeyView]
+
+
+class QueuePresence(BaseModel):
+    queue: str
+    consumers: int = Field(
+        description="Push consumers now (WebSocket subscriptions, STOMP or JSON; the "
+        "subscriber of a durable topic subscription counts on its queue)."
+    )
+
+
+class DurablePresenceView(BaseModel):
+    name: str
+    queue: str
+    consumers: int = Field(description="Push consumers of the subscription's queue now.")
+
+
+class TopicPresenceView(BaseModel):
+    topic: str
+    consumers: int = Field(
+        description="Live subscribers plus the consumers of the durable subscriptions."
+    )
+    live_subscribers: int = Field(description="Live subscriptions whose pattern matches the topic.")
+    durable_subscriptions: list[DurablePresenceView] = Field(
+        description="Durable subscriptions whose pattern matches the topic."
+    )
