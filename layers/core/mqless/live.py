@@ -2,10 +2,13 @@
 
 Stored in the destinations table: `CONN#<id>` holds a connection (`#META`: principal,
 protocol, STOMP version and session state) and its subscriptions (`SUB#<id>`: a topic
-pattern, or the queue a push consumer reads); the `LIVE` partition lists every live topic
-subscription (`<pattern>#<connection>#<id>`, with the connection's protocol) so the
-dispatch function finds who matches a published topic with one query. Queue consumers'
-credit and deliveries live with their queue (`consumers.py`).
+pattern, or the queue a push consumer reads, with a copy of what settling needs of the
+consumer's record); the `LIVE` partition lists every live topic subscription
+(`<pattern>#<connection>#<id>`, with the connection's protocol) so the dispatch function
+finds who matches a published topic with one query. A frame reads its connection with the
+first subscriptions in one request, fresh in every invocation as on AWS: an ACK needs no
+other read to find its consumer. Queue consumers' credit and deliveries live with their
+queue (`consumers.py`).
 Connections are pushed to through a `Pusher` (API Gateway's @connections on AWS, the
 local gateway under `mqless dev`); a gone connection is cleaned up when first noticed.
 """
