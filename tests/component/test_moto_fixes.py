@@ -12,6 +12,9 @@ import base64
 import copy
 import datetime
 import json
+import logging
+import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -790,6 +793,31 @@ def test_the_longest_lock_hold_names_its_request() -> None:
     assert stats.requests == 2
     assert stats.longest_hold_operation in {"DynamoDB.PutItem", "DynamoDB.Query"}
     assert "longest lock hold" in stats.summary()
+
+
+def test_a_slow_lock_hold_tells_waiting_from_computing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    def stalled(self: Any, request: Any) -> Any:
+        if b"PutItem" in (request.headers.get("X-Amz-Target") or b""):
+            time.sleep(0.6)  # stands for a thread that waits for the CPU: no computing
+        return served(self, request)
+
+    served = BotocoreStubber.process_request
+    monkeypatch.setattr(BotocoreStubber, "process_request", stalled)
+    with moto(fixed=True) as (db, _), caplog.at_level(logging.WARNING):
+        REQUEST_LOCK.reset()
+        # When a request holds the lock 600 ms while computing almost nothing
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        stats = REQUEST_LOCK.stats
+    # Then its warning and the summary say how little of the hold was its own work
+    [warning] = [r.getMessage() for r in caplog.records if "held the request lock" in r.message]
+    held, computing = re.findall(r"for (\d+) ms .*?(\d+) ms of it computing", warning)[0]
+    assert int(held) >= 600 and int(computing) < 100
+    assert stats.longest_hold_ms >= 600 and stats.longest_hold_cpu_ms < 100
+    assert f"{stats.longest_hold_cpu_ms:.1f} ms of it computing" in stats.summary()
 
 
 # ---- memory and per-request work -----------------------------------------------------------

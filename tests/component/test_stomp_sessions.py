@@ -7,6 +7,8 @@ frames the server posted back to each connection.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -444,3 +446,95 @@ def test_a_nul_inside_a_body_with_content_length_arrives_whole(
 
     [message] = _got(pusher, "c1", "MESSAGE")
     assert message.body == body.encode()
+
+
+@contextlib.contextmanager
+def _connection_reads(aws: Any) -> Iterator[list[tuple[str, str, str]]]:
+    """Every read of a connection's, subscription's or consumer's item while the block runs:
+    (operation, partition, sort key or "" for a query)."""
+    reads: list[tuple[str, str, str]] = []
+
+    def note(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "GetItem":
+            pk, sk = params["Key"]["pk"]["S"], params["Key"]["sk"]["S"]
+            if pk.startswith("CONN#") or sk.startswith("C#"):
+                reads.append(("GetItem", pk, sk))
+        elif model.name == "Query":
+            pk = params["ExpressionAttributeValues"][":p"]["S"]
+            if pk.startswith("CONN#"):
+                reads.append(("Query", pk, ""))
+
+    events = aws.dynamodb.meta.events
+    events.register("before-parameter-build.dynamodb", note)
+    try:
+        yield reads
+    finally:
+        events.unregister("before-parameter-build.dynamodb", note)
+
+
+def test_an_ack_reads_its_connection_subscription_and_consumer_in_one_request(
+    pusher: RecordingPusher, sessions: Sessions, broker: QueueService, aws: Any
+) -> None:
+    # Given a client-individual subscriber that holds a message
+    _session("c1")
+    _sub("c1", "/queue/q", ack="client-individual")
+    _say("c1", "SEND", "x", destination="/queue/q")
+    sessions.pump("q")
+    [message] = _got(pusher, "c1", "MESSAGE")
+
+    # When it ACKs the message
+    with _connection_reads(aws) as reads:
+        _say("c1", "ACK", id=message.header("ack") or "", receipt="done")
+
+    # Then the message is acked, and the connection, the subscription and the consumer
+    # were read fresh in one request (not one each)
+    assert _got(pusher, "c1", "RECEIPT")[-1].header("receipt-id") == "done"
+    _, counts = broker.get_queue(ANONYMOUS, "q")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    assert reads == [("Query", "CONN#c1", "")]
+
+
+def test_an_ack_after_unsubscribe_in_the_same_message_is_refused_as_unsubscribed(
+    pusher: RecordingPusher, sessions: Sessions, broker: QueueService
+) -> None:
+    # Given a client-individual subscriber that holds a message
+    _session("c1")
+    _sub("c1", "/queue/q", ack="client-individual")
+    _say("c1", "SEND", "x", destination="/queue/q")
+    sessions.pump("q")
+    [message] = _got(pusher, "c1", "MESSAGE")
+
+    # When one WebSocket message carries UNSUBSCRIBE and then an ACK of that message
+    frames = f"UNSUBSCRIBE\nid:0\n\n\x00ACK\nid:{message.header('ack')}\n\n\x00"
+    handle_event(websocket_event("MESSAGE", "c1", frames))
+
+    # Then the ACK finds no subscription (the one read with the connection is gone), the
+    # session stays, and the message went back to the queue
+    [error] = _got(pusher, "c1", "ERROR")
+    assert "no subscription '0'" in (error.header("message") or "")
+    assert pusher.closed == []
+    _, counts = broker.get_queue(ANONYMOUS, "q")
+    assert (counts.visible, counts.in_flight) == (1, 0)
+
+
+def test_a_subscription_past_those_read_with_the_connection_is_still_acked(
+    pusher: RecordingPusher, sessions: Sessions, broker: QueueService
+) -> None:
+    # Given a connection with 12 client-individual subscriptions (more than are read with
+    # the connection), and a message held by the one whose id sorts last
+    _session("c1")
+    for n in range(12):
+        _sub("c1", f"/queue/q{n}", sub_id=f"s{n:02d}", ack="client-individual")
+    _say("c1", "SEND", "x", destination="/queue/q11")
+    sessions.pump("q11")
+    [message] = _got(pusher, "c1", "MESSAGE")
+    assert message.header("subscription") == "s11"
+
+    # When it is ACKed
+    _say("c1", "ACK", id=message.header("ack") or "", receipt="done")
+
+    # Then it is acked like any other
+    assert _got(pusher, "c1", "ERROR") == []
+    assert _got(pusher, "c1", "RECEIPT")[-1].header("receipt-id") == "done"
+    _, counts = broker.get_queue(ANONYMOUS, "q11")
+    assert (counts.visible, counts.in_flight) == (0, 0)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import bisect
 import copy
 import functools
+import gc
 import inspect
 import logging
 import threading
@@ -112,6 +113,12 @@ class LockStats:
     requests: int = 0
     longest_hold_ms: float = 0.0
     longest_hold_operation: str = ""
+    longest_hold_cpu_ms: float = 0.0
+    """CPU time the longest hold's own thread used: the rest of it, the thread waited for
+    the CPU (other threads ran: the GIL, a busy machine) or for a garbage collection."""
+    longest_cpu_ms: float = 0.0
+    """The most CPU time any one request used under the lock: its own work."""
+    longest_cpu_operation: str = ""
     longest_wait_ms: float = 0.0
     by_operation: Counter[str] = field(default_factory=Counter)
     """Requests per operation (`DynamoDB.Query`, `KMS.GenerateDataKey`, ...)."""
@@ -121,7 +128,9 @@ class LockStats:
         busiest = ", ".join(f"{name} {n}" for name, n in self.by_operation.most_common(8))
         return (
             f"{self.requests} AWS requests; longest lock hold {self.longest_hold_ms:.1f} ms "
-            f"({self.longest_hold_operation or '-'}), longest wait {self.longest_wait_ms:.1f} ms"
+            f"({self.longest_hold_operation or '-'}, {self.longest_hold_cpu_ms:.1f} ms of it "
+            f"computing), longest wait {self.longest_wait_ms:.1f} ms; most CPU in one request "
+            f"{self.longest_cpu_ms:.1f} ms ({self.longest_cpu_operation or '-'})"
             f"; most requested: {busiest or '-'}"
         )
 
@@ -130,6 +139,15 @@ class _RequestLock:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.stats = LockStats()
+        self.gc_ms = 0.0  # time spent in garbage collections so far (any thread)
+        self._gc_started = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """A `gc.callbacks` hook: collections are timed, to tell them apart in a long hold."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_ms += (time.perf_counter() - self._gc_started) * 1000
 
     def reset(self) -> None:
         self.stats = LockStats()
@@ -175,11 +193,12 @@ def atomic_requests() -> Iterator[None]:
         stats = REQUEST_LOCK.stats
         arrived = time.perf_counter()
         with REQUEST_LOCK.lock:
-            acquired = time.perf_counter()
+            acquired, cpu, gc_ms = time.perf_counter(), time.thread_time(), REQUEST_LOCK.gc_ms
             try:
                 return original(self, request)
             finally:
                 held = (time.perf_counter() - acquired) * 1000
+                cpu = (time.thread_time() - cpu) * 1000
                 operation = _operation(request)
                 stats.requests += 1
                 stats.by_operation[operation] += 1
@@ -187,17 +206,28 @@ def atomic_requests() -> Iterator[None]:
                 if held > stats.longest_hold_ms:
                     stats.longest_hold_ms = held
                     stats.longest_hold_operation = operation
+                    stats.longest_hold_cpu_ms = cpu
+                if cpu > stats.longest_cpu_ms:
+                    stats.longest_cpu_ms = cpu
+                    stats.longest_cpu_operation = operation
                 if held > SLOW_REQUEST_MS:
                     body = request.body or b""
                     log.warning(
-                        "%s held the request lock for %.0f ms (every other request waited): %s",
+                        "%s held the request lock for %.0f ms (every other request waited; "
+                        "%.0f ms of it computing, %.0f ms in garbage collection): %s",
                         operation,
                         held,
+                        cpu,
+                        REQUEST_LOCK.gc_ms - gc_ms,
                         (body if isinstance(body, bytes) else str(body).encode())[:300],
                     )
 
-    with _patched(BotocoreStubber, "process_request", atomic):
-        yield
+    gc.callbacks.append(REQUEST_LOCK.on_gc)
+    try:
+        with _patched(BotocoreStubber, "process_request", atomic):
+            yield
+    finally:
+        gc.callbacks.remove(REQUEST_LOCK.on_gc)
 
 
 # ---- memory: data items are not tracked for the dashboard -----------------------------------

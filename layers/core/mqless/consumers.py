@@ -289,8 +289,9 @@ class QueueConsumers:
 
     # ---- membership ---------------------------------------------------------------------
 
-    def add(self, principal: Principal, consumer: Consumer) -> None:
-        """Register a consumer (replacing one of the same connection and subscription)."""
+    def add(self, principal: Principal, consumer: Consumer) -> Consumer:
+        """Register a consumer (replacing one of the same connection and subscription);
+        the consumer as stored (with the epoch it was given)."""
         if consumer.ack not in ACK_MODES:
             raise InvalidRequest("ack must be auto, client or client-individual")
         if not 1 <= consumer.prefetch <= MAX_PREFETCH:
@@ -317,6 +318,7 @@ class QueueConsumers:
             record["selector"] = consumer.selector
         with translated_errors():
             self._db.put_item(TableName=self._table, Item=to_wire(record))
+        return _consumer(consumer.queue, record)
 
     def get(self, queue: str, connection_id: str, subscription: str) -> Consumer | None:
         with translated_errors():
@@ -773,6 +775,47 @@ class QueueConsumers:
 
     def _recent(self, consumer: Consumer) -> list[DeliveryRecord]:
         return self._records.recent(consumer.queue, consumer.records, floor=seq_of(consumer.acked))
+
+
+def settle_fields(consumer: Consumer) -> Item | None:
+    """What settling needs of a consumer's record, for its subscription's record to carry
+    (`from_settle_fields`); None in `client` mode, whose watermark moves with every ack
+    and must be read where it is kept."""
+    if consumer.ack == "client":
+        return None
+    fields: Item = {
+        "ack": consumer.ack,
+        "prefetch": consumer.prefetch,
+        "principal": consumer.principal,
+        "epoch": consumer.epoch,
+    }
+    if consumer.credential_expires_at is not None:
+        fields["credential_expires_at"] = consumer.credential_expires_at
+    if consumer.selector is not None:
+        fields["selector"] = consumer.selector
+    return fields
+
+
+def from_settle_fields(
+    queue: str, connection: Connection, subscription: str, destination: str, fields: Item
+) -> Consumer:
+    """The consumer as its record holds it, from the copy its subscription carries.
+
+    Nothing in it changes while the consumer exists (a `client` consumer's watermark is
+    never copied), and the subscription's record is written after the consumer's and
+    deleted before it: a subscription found means its consumer exists, as it was stored.
+    """
+    return _consumer(
+        queue,
+        {
+            **fields,
+            "connection": connection.id,
+            "protocol": connection.protocol,
+            "version": connection.version,
+            "subscription": subscription,
+            "destination": destination,
+        },
+    )
 
 
 def _consumer(queue: str, item: Item) -> Consumer:

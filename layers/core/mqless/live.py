@@ -2,18 +2,21 @@
 
 Stored in the destinations table: `CONN#<id>` holds a connection (`#META`: principal,
 protocol, STOMP version and session state) and its subscriptions (`SUB#<id>`: a topic
-pattern, or the queue a push consumer reads); the `LIVE` partition lists every live topic
-subscription (`<pattern>#<connection>#<id>`, with the connection's protocol) so the
-dispatch function finds who matches a published topic with one query. Queue consumers'
-credit and deliveries live with their queue (`consumers.py`).
+pattern, or the queue a push consumer reads, with a copy of what settling needs of the
+consumer's record); the `LIVE` partition lists every live topic subscription
+(`<pattern>#<connection>#<id>`, with the connection's protocol) so the dispatch function
+finds who matches a published topic with one query. A frame reads its connection with the
+first subscriptions in one request, fresh in every invocation as on AWS: an ACK needs no
+other read to find its consumer. Queue consumers' credit and deliveries live with their
+queue (`consumers.py`).
 Connections are pushed to through a `Pusher` (API Gateway's @connections on AWS, the
 local gateway under `mqless dev`); a gone connection is cleaned up when first noticed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -40,6 +43,9 @@ LIVE_PARTITION = "LIVE"
 CONNECTIONS_PARTITION = "CONNECTIONS"
 CONNECTION_SECONDS = 3 * 60 * 60  # API Gateway closes connections after 2 hours
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
+# read with the connection's record in one request (still 1 read unit of 4 KB); a frame that
+# names a subscription past these reads it on its own
+SUBSCRIPTIONS_READ_WITH_CONNECTION = 10
 
 
 class Pusher(Protocol):
@@ -84,6 +90,11 @@ class ConnectionInfo:
     grants: tuple[Grant, ...] = ()
     credential_expires_at: int | None = None
     """When the key or JWT the connection authenticated with expires (epoch seconds)."""
+    subscriptions: Mapping[str, dict[str, Any]] | None = field(default=None, compare=False)
+    """Subscription records read in the same request as the connection: this invocation's
+    read, never kept across invocations, and dropped (None) by whoever changes the
+    connection's subscriptions while still holding it. One not found here is read on its
+    own: there may be more than were read, or a newer one."""
 
     @property
     def acting_as(self) -> Principal:
@@ -215,16 +226,24 @@ class LiveSubscriptions:
         return counts
 
     def connection(self, connection_id: str) -> ConnectionInfo | None:
-        """The connection's record; None if it is not (or no longer) connected."""
+        """The connection's record, with its first subscriptions read in the same request
+        (an ACK then needs no read of its own); None if it is not (or no longer) connected."""
         with translated_errors():
-            found = self._db.get_item(
+            page = self._db.query(
                 TableName=self._table,
-                Key=to_wire({"pk": f"CONN#{connection_id}", "sk": "#META"}),
+                # "#META" sorts before "SUB#...", and "SUB$" after every subscription
+                KeyConditionExpression="pk = :p AND sk BETWEEN :meta AND :subs",
+                ExpressionAttributeValues=to_wire(
+                    {":p": f"CONN#{connection_id}", ":meta": "#META", ":subs": "SUB$"}
+                ),
                 ConsistentRead=True,
+                Limit=1 + SUBSCRIPTIONS_READ_WITH_CONNECTION,
             )
-        if "Item" not in found:
+        items = [from_wire(found) for found in page.get("Items", [])]
+        if not items or items[0]["sk"] != "#META":
             return None
-        item = from_wire(found["Item"])
+        item = items[0]
+        subscriptions = {s["id"]: s for s in map(_subscription, items[1:])}
         return ConnectionInfo(
             connection=Connection.stored(connection_id, item),
             principal=str(item["principal"]),
@@ -232,6 +251,7 @@ class LiveSubscriptions:
             kind=str(item.get("kind", "connection")),
             grants=parse_grants(list(item.get("grants") or [])),
             credential_expires_at=_optional_int(item.get("credential_expires_at")),
+            subscriptions=subscriptions,
         )
 
     def stomp_connected(self, connection_id: str, version: str) -> None:
@@ -293,25 +313,48 @@ class LiveSubscriptions:
         )
 
     def add_queue_subscription(
-        self, connection_id: str, subscription_id: str, queue: str, destination: str
+        self,
+        connection_id: str,
+        subscription_id: str,
+        queue: str,
+        destination: str,
+        *,
+        consumer: Mapping[str, Any] | None = None,
     ) -> None:
-        """Note that a subscription of this connection is a push consumer of `queue`."""
-        self._check_room(connection_id)
-        self._write(
-            [
-                {
-                    "pk": f"CONN#{connection_id}",
-                    "sk": f"SUB#{subscription_id}",
-                    "kind": "queue",
-                    "queue": queue,
-                    "destination": destination,
-                    "expires_at": self._clock.now_ms() // 1000 + CONNECTION_SECONDS,
-                }
-            ]
-        )
+        """Note that a subscription of this connection is a push consumer of `queue`.
 
-    def subscription(self, connection_id: str, subscription_id: str) -> dict[str, Any] | None:
-        """A subscription's record (`kind` topic or queue); None if there is none."""
+        `consumer`: what settling needs of the consumer's own record, which never changes
+        while it exists (`consumers.settle_fields`): an ACK then reads one item, not two.
+        """
+        self._check_room(connection_id)
+        item: dict[str, Any] = {
+            "pk": f"CONN#{connection_id}",
+            "sk": f"SUB#{subscription_id}",
+            "kind": "queue",
+            "queue": queue,
+            "destination": destination,
+            "expires_at": self._clock.now_ms() // 1000 + CONNECTION_SECONDS,
+        }
+        if consumer is not None:
+            item["consumer"] = dict(consumer)
+        self._write([item])
+
+    def subscription(
+        self,
+        connection_id: str,
+        subscription_id: str,
+        *,
+        read_with: ConnectionInfo | None = None,
+    ) -> dict[str, Any] | None:
+        """A subscription's record (`kind` topic or queue); None if there is none.
+
+        `read_with`: the connection as this invocation read it; its subscriptions answer
+        without another read when they can.
+        """
+        if read_with is not None and read_with.subscriptions is not None:
+            record = read_with.subscriptions.get(subscription_id)
+            if record is not None:
+                return record
         with translated_errors():
             found = self._db.get_item(
                 TableName=self._table,

@@ -34,7 +34,9 @@ from mqless.consumers import (
     PumpReport,
     QueueConsumers,
     SettleReport,
+    from_settle_fields,
     parse_ack_id,
+    settle_fields,
 )
 from mqless.dynamo import (
     Item,
@@ -261,8 +263,10 @@ class Sessions:
             destination=destination,
             selector=selector,
         )
-        self.consumers.add(principal, consumer)
-        self.live.add_queue_subscription(connection.id, subscription, queue, destination)
+        stored = self.consumers.add(principal, consumer)
+        self.live.add_queue_subscription(
+            connection.id, subscription, queue, destination, consumer=settle_fields(stored)
+        )
         self.presence.changed("Queue", queue, started=True)
         return queue
 
@@ -318,7 +322,7 @@ class Sessions:
         else:  # STOMP 1.0 names the message only
             candidates = [s["id"] for s in self.live.subscriptions(connection_id)]
         for subscription in candidates:
-            record = self.live.subscription(connection_id, subscription)
+            record = self.live.subscription(connection_id, subscription, read_with=info)
             if record is None:
                 if len(candidates) == 1:
                     raise NotInFlight(f"no subscription {subscription!r} on this connection")
@@ -327,7 +331,7 @@ class Sessions:
                 if len(candidates) == 1:
                     return SettleReport(settled=0, stale=0), None
                 continue
-            consumer = self.consumers.get(record["queue"], connection_id, subscription)
+            consumer = self._consumer_of(info, record)
             if consumer is None:
                 continue
             try:
@@ -346,6 +350,20 @@ class Sessions:
                 continue
             return report, consumer.queue if report.refill else None
         raise NotInFlight(f"message {settle.message_id!r} is not in flight on this connection")
+
+    def _consumer_of(self, info: ConnectionInfo, record: dict[str, Any]) -> Consumer | None:
+        """The push consumer a queue subscription's record names: from the copy the record
+        carries when it has one (no read), else from the consumer's own record."""
+        fields = record.get("consumer")
+        if isinstance(fields, dict):
+            return from_settle_fields(
+                str(record["queue"]),
+                info.connection,
+                str(record["id"]),
+                str(record.get("destination") or f"/queue/{record['queue']}"),
+                fields,
+            )
+        return self.consumers.get(record["queue"], info.connection.id, record["id"])
 
     # ---- feeding -------------------------------------------------------------------------
 

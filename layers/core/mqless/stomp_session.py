@@ -192,6 +192,7 @@ class StompSession:
         destination = _required(frame, "destination")
         subscription = frame.header("id") or destination  # STOMP 1.0 ids are optional
         durable = _durable_name(frame)
+        self._subscriptions_changed()
         if not destination.startswith("/topic/"):
             durable = None
         queue = self._sessions.subscribe(
@@ -208,9 +209,15 @@ class StompSession:
 
     def _unsubscribe(self, frame: Frame) -> None:
         subscription = frame.header("id") or _required(frame, "destination")
+        self._subscriptions_changed()
         queue = self._sessions.unsubscribe(self._info, subscription, durable=_durable_name(frame))
         if queue is not None:
             self._to_pump.add(queue)
+
+    def _subscriptions_changed(self) -> None:
+        """Later frames of this message must not trust the subscriptions read with the
+        connection: they are read again where needed."""
+        self._info = dataclasses.replace(self._info, subscriptions=None)
 
     def _settle(self, frame: Frame, *, nack: bool) -> None:
         if self._version == "1.2":
