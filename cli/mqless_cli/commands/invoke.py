@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import httpx
 
 from mqless_cli.client import ClientError, bearer
-from mqless_cli.commands import (
+from mqless_cli.commands.context import (
     DEFAULT_URL,
     Terminal,
     UsageError,
