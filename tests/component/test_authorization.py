@@ -29,7 +29,7 @@ from mqless.outbound import Connection
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
-from mqless_cli.template import Stack
+from mqless_cli.cfn import Stack
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply, load_function
 from tests.lambda_support import (

@@ -57,10 +57,10 @@ from mqless.receipts import decode_receipt
 from mqless.settings import Settings
 from mqless.stomp import decode_frames
 from mqless.storage import keys
+from mqless_cli.cfn import IdentitySource, Stack, WebSocketApi, load_template
 from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.streams import record_filter
 from mqless_cli.local.ws_gateway import select_route
-from mqless_cli.template import IdentitySource, Stack, WebSocketApi, load_template
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext
 

@@ -25,6 +25,7 @@ from botocore.stub import Stubber
 from websockets.datastructures import Headers as WsHeaders
 from websockets.http11 import Response as WsResponse
 
+from mqless_cli.cfn import Stack
 from mqless_cli.commands.access import ACTIONS, parse_grant
 from mqless_cli.commands.arguments import parse_duration
 from mqless_cli.commands.bootstrap import run_bootstrap
@@ -43,7 +44,6 @@ from mqless_cli.output import (
     message_text,
     timestamp,
 )
-from mqless_cli.template import Stack
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
