@@ -6,7 +6,6 @@ invocation, and tests call `reset()` between cases.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -83,10 +82,7 @@ def clock() -> Clock:
 @cache
 def auth_required() -> bool:
     """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
-    mode = os.environ.get("AUTH_MODE", "required")
-    if mode not in ("required", "off"):
-        raise RuntimeError(f"AUTH_MODE must be 'required' or 'off', not {mode!r}")
-    return mode == "required"
+    return settings().auth_required
 
 
 @cache
@@ -104,14 +100,15 @@ def access() -> AccessControl:
 @cache
 def authenticator() -> Authenticator:
     """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
-    issuer = os.environ.get("JWT_ISSUER", "")
+    config = settings()
+    issuer = config.jwt_issuer
     if not issuer:
         return Authenticator(access())
     jwt_settings = JwtSettings(
         issuer=issuer,
-        audience=os.environ.get("JWT_AUDIENCE", ""),
-        principal_claim=os.environ.get("JWT_PRINCIPAL_CLAIM") or "sub",
-        groups_claim=os.environ.get("JWT_GROUPS_CLAIM") or "cognito:groups",
+        audience=config.jwt_audience,
+        principal_claim=config.jwt_principal_claim,
+        groups_claim=config.jwt_groups_claim,
     )
     return Authenticator(access(), JwtVerifier(jwt_settings, IssuerKeys(issuer)))
 
@@ -135,7 +132,7 @@ def live_subscriptions() -> LiveSubscriptions:
 @cache
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
-    endpoint = os.environ.get("CONNECTIONS_ENDPOINT")
+    endpoint = settings().connections_endpoint
     if not endpoint:
         return NoWebSocketApi()
     return ApiGatewayPusher(
