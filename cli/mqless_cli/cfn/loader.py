@@ -27,6 +27,7 @@ class TemplateError(Exception):
     """The template cannot be read, resolved or provisioned as written."""
 
 
+# Short tags whose long form is ``Fn::<Name>``; ``!Ref`` and ``!Condition`` keep their names.
 _FN_TAGS = (
     "And",
     "Base64",

@@ -180,6 +180,7 @@ class _Clients:
 _Provisioner: TypeAlias = Callable[[Stack, str, dict[str, Json], _Clients], None]
 
 
+# Creation order: keys before the aliases and tables that name them.
 _PROVISIONERS: tuple[tuple[str, _Provisioner], ...] = (
     ("AWS::KMS::Key", _create_key),
     ("AWS::KMS::Alias", _create_alias),

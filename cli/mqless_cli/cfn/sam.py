@@ -113,9 +113,11 @@ class WebSocketApi:
     """Route key -> route."""
 
 
+# The function a Lambda ARN or API Gateway invocation URI names (an alias/version may follow).
 _LAMBDA_FUNCTION = re.compile(r"arn:[^:]+:lambda:[^:]*:[^:]*:function:(?P<name>[^/:]+)")
 
 
+# SAM's Identity lists of an HTTP API Lambda authorizer, and where each looks.
 _SAM_IDENTITY = (
     ("Headers", "header"),
     ("QueryStrings", "querystring"),
@@ -124,12 +126,14 @@ _SAM_IDENTITY = (
 )
 
 
+# An ApiGatewayV2 identity source: route.request.header.X, $request.querystring.x, context.x...
 _IDENTITY_SOURCE = re.compile(
     r"\$?(?:route\.)?(?:request\.)?(?P<location>header|querystring|stageVariables|context)"
     r"\.(?P<name>.+)"
 )
 
 
+# API Gateway's default result TTL where an identity source allows caching.
 _DEFAULT_AUTHORIZER_TTL = 300
 
 
