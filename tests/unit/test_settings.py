@@ -13,7 +13,7 @@ import mqless
 from mqless import runtime
 from mqless.errors import Unauthorized
 from mqless.live import ApiGatewayPusher
-from mqless.settings import Settings, SettingsError
+from mqless.settings import AccessSettings, Settings, SettingsError
 
 TABLES = {"MESSAGES_TABLE": "messages", "DESTINATIONS_TABLE": "destinations", "KMS_KEY_ID": "k"}
 
@@ -112,6 +112,25 @@ def test_a_wrong_environment_is_refused_naming_the_variable(
     with pytest.raises(SettingsError) as refused:
         Settings.from_env(env)
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("section", [Settings, AccessSettings], ids=lambda c: c.__name__)
+def test_a_section_reads_its_variables_by_the_same_rule_without_the_rest(
+    section: type[AccessSettings],
+) -> None:
+    # Given a handler that reads only the access settings (no tables in its environment),
+    # and one that reads them all
+    env = {"AUTH_MODE": "OFF "} if section is AccessSettings else {**TABLES, "AUTH_MODE": "OFF "}
+
+    # When both read a mistyped AUTH_MODE
+    # Then both refuse it with the same words
+    with pytest.raises(SettingsError) as refused:
+        section.from_env(env)
+    assert str(refused.value) == (
+        "the function's environment is wrong: AUTH_MODE must be 'required' or 'off', not 'OFF '"
+    )
+    # and the access settings alone need no tables
+    assert AccessSettings.from_env({"AUTH_MODE": "off"}).auth_required is False
 
 
 @pytest.fixture

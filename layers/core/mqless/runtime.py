@@ -27,7 +27,7 @@ from mqless.queues import QueueService
 from mqless.quotas import Quotas
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
-from mqless.settings import Settings
+from mqless.settings import AccessSettings, Settings, WebSocketSettings
 from mqless.storage.dedup_records import DedupRecords
 from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
@@ -74,6 +74,18 @@ def settings() -> Settings:
 
 
 @cache
+def access_settings() -> AccessSettings:
+    """AUTH_MODE and the JWT settings alone: every handler checks them before anything else."""
+    return AccessSettings.from_env()
+
+
+@cache
+def websocket_settings() -> WebSocketSettings:
+    """Where the WebSocket API is (the pusher, the web console)."""
+    return WebSocketSettings.from_env()
+
+
+@cache
 def clock() -> Clock:
     """The process's time (tests replace it to move time without sleeping)."""
     return SystemClock()
@@ -82,7 +94,7 @@ def clock() -> Clock:
 @cache
 def auth_required() -> bool:
     """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
-    return settings().auth_required
+    return access_settings().auth_required
 
 
 @cache
@@ -100,7 +112,7 @@ def access() -> AccessControl:
 @cache
 def authenticator() -> Authenticator:
     """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
-    config = settings()
+    config = access_settings()
     issuer = config.jwt_issuer
     if not issuer:
         return Authenticator(access())
@@ -132,7 +144,7 @@ def live_subscriptions() -> LiveSubscriptions:
 @cache
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
-    endpoint = settings().connections_endpoint
+    endpoint = websocket_settings().connections_endpoint
     if not endpoint:
         return NoWebSocketApi()
     return ApiGatewayPusher(
@@ -337,6 +349,8 @@ _CACHED = (
     live_subscriptions,
     cipher,
     settings,
+    access_settings,
+    websocket_settings,
     clock,
     kms_client,
     dynamodb_client,

@@ -1,14 +1,16 @@
 """Runtime settings, read from the function's environment (template.yaml sets them).
 
 Every environment variable the core reads is a field here, read once per process
-(`runtime.settings()`), so that one variable has one rule wherever it is used.
+(`runtime.settings()`, and its sections `runtime.access_settings()` and
+`runtime.websocket_settings()` for handlers that need only those), so that one variable
+has one rule wherever it is used.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
@@ -22,16 +24,29 @@ class SettingsError(RuntimeError):
     """The function's environment is wrong: a deployment fault, never the caller's."""
 
 
-class Settings(BaseModel):
-    """What every function needs: its tables and key, authentication, the WebSocket API."""
+class _FromEnvironment(BaseModel):
+    """Settings read from environment variables named as their fields, in capitals."""
 
-    messages_table: str = Field(min_length=1)
-    destinations_table: str = Field(min_length=1)
-    kms_key_id: str = Field(min_length=1)
-    data_key_max_age_seconds: float = Field(default=300, gt=0)
-    data_key_max_messages: int = Field(default=10_000, ge=1)
-    queues_per_principal: int = Field(default=quotas.DEFAULT_QUEUES, ge=0)
-    durable_subscriptions_per_principal: int = Field(default=quotas.DEFAULT_SUBSCRIPTIONS, ge=0)
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read each field from the environment variable of its name in capitals
+        (MESSAGES_TABLE, AUTH_MODE, JWT_ISSUER, ...); SettingsError names the ones that
+        are wrong, by their variable names."""
+        source = os.environ if env is None else env
+        values: dict[str, str] = {}
+        for field_name in cls.model_fields:
+            raw = source.get(field_name.upper())
+            if raw is not None:
+                values[field_name] = raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(_described(exc)) from exc
+
+
+class AccessSettings(_FromEnvironment):
+    """Who must authenticate, and how JWTs are checked: what every handler needs first."""
+
     auth_mode: Annotated[
         Literal["required", "off"],
         Field(description="`required` (template.yaml's) or `off` (`mqless dev --no-auth`)"),
@@ -44,6 +59,26 @@ class Settings(BaseModel):
     jwt_groups_claim: Annotated[
         str, Field(description="the JWT claim that lists groups (empty: `cognito:groups`)")
     ] = DEFAULT_GROUPS_CLAIM
+
+    @field_validator("jwt_principal_claim", "jwt_groups_claim", mode="before")
+    @classmethod
+    def _empty_claim_is_the_default(cls, value: object, info: ValidationInfo) -> object:
+        # the template passes its parameters through: an emptied one means the default
+        if value != "":
+            return value
+        if info.field_name == "jwt_principal_claim":
+            return DEFAULT_PRINCIPAL_CLAIM
+        return DEFAULT_GROUPS_CLAIM
+
+    @property
+    def auth_required(self) -> bool:
+        """Every request needs a principal (AUTH_MODE=required)."""
+        return self.auth_mode == "required"
+
+
+class WebSocketSettings(_FromEnvironment):
+    """Where the WebSocket API is: for pushing to its clients, and for the web console."""
+
     connections_endpoint: Annotated[
         str, Field(description="the @connections endpoint that pushes to WebSocket clients")
     ] = ""
@@ -60,25 +95,25 @@ class Settings(BaseModel):
         ),
     ] = 8081
 
-    @field_validator("jwt_principal_claim", "jwt_groups_claim", mode="before")
-    @classmethod
-    def _empty_claim_is_the_default(cls, value: object, info: ValidationInfo) -> object:
-        # the template passes its parameters through: an emptied one means the default
-        if value != "":
-            return value
-        if info.field_name == "jwt_principal_claim":
-            return DEFAULT_PRINCIPAL_CLAIM
-        return DEFAULT_GROUPS_CLAIM
-
     @field_validator("websocket_url", mode="before")
     @classmethod
     def _stripped(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
 
-    @property
-    def auth_required(self) -> bool:
-        """Every request needs a principal (AUTH_MODE=required)."""
-        return self.auth_mode == "required"
+
+class Settings(AccessSettings, WebSocketSettings):
+    """Everything a function reads from its environment: its tables and key, the data-key
+    cache, quotas, and the access and WebSocket settings. Each variable is one field with
+    one rule; the sections (AccessSettings, WebSocketSettings) read the same fields alone
+    where a handler needs only them."""
+
+    messages_table: str = Field(min_length=1)
+    destinations_table: str = Field(min_length=1)
+    kms_key_id: str = Field(min_length=1)
+    data_key_max_age_seconds: float = Field(default=300, gt=0)
+    data_key_max_messages: int = Field(default=10_000, ge=1)
+    queues_per_principal: int = Field(default=quotas.DEFAULT_QUEUES, ge=0)
+    durable_subscriptions_per_principal: int = Field(default=quotas.DEFAULT_SUBSCRIPTIONS, ge=0)
 
     @property
     def limits(self) -> quotas.Limits:
@@ -87,22 +122,6 @@ class Settings(BaseModel):
             queues=self.queues_per_principal,
             durable_subscriptions=self.durable_subscriptions_per_principal,
         )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read each field from the environment variable of its name in capitals
-        (MESSAGES_TABLE, AUTH_MODE, JWT_ISSUER, ...); SettingsError names the ones that
-        are wrong, by their variable names."""
-        source = os.environ if env is None else env
-        values: dict[str, str] = {}
-        for field_name in cls.model_fields:
-            raw = source.get(field_name.upper())
-            if raw is not None:
-                values[field_name] = raw
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            raise SettingsError(_described(exc)) from exc
 
 
 def _described(exc: ValidationError) -> str:

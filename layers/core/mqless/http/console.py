@@ -8,7 +8,7 @@ All three are public: the page signs in with a token, then sends it on every API
 `mqless dev` points the template's WEBSOCKET_URL at its own WebSocket gateway. When the
 variable is unset and the page was requested from 127.0.0.1 or localhost (the Host
 header), the page gets `ws://<that host>:8081` (`mqless dev`'s default `--ws-port`;
-Settings.loopback_websocket_port), and
+WebSocketSettings.loopback_websocket_port), and
 on those hosts its Content-Security-Policy allows any port, so a URL typed in the page
 (kept in the browser) reaches a gateway started with another `--ws-port`.
 """
@@ -89,7 +89,7 @@ def _request_host(app: APIGatewayHttpResolver) -> str | None:
 
 def websocket_url(app: APIGatewayHttpResolver) -> str | None:
     """The WebSocket API's URL: WEBSOCKET_URL, else the `mqless dev` default on loopback."""
-    configured = runtime.settings().websocket_url
+    configured = runtime.websocket_settings().websocket_url
     if configured:
         if _websocket_origin(configured) is not None:
             return configured
@@ -97,14 +97,14 @@ def websocket_url(app: APIGatewayHttpResolver) -> str | None:
         return None
     host = _request_host(app)
     if host in LOOPBACK_HOSTS:
-        return f"ws://{host}:{runtime.settings().loopback_websocket_port}"
+        return f"ws://{host}:{runtime.websocket_settings().loopback_websocket_port}"
     return None
 
 
 def auth_mode() -> str:
     """AUTH_MODE, by the rule every function reads it with: a typo is a deployment fault
     (SettingsError, an internal error), never a page told that it needs no token."""
-    return runtime.settings().auth_mode
+    return runtime.access_settings().auth_mode
 
 
 def _websocket_origin(url: str) -> str | None:
