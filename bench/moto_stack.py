@@ -22,7 +22,7 @@ os.environ.update(
 import boto3  # noqa: E402
 
 from mqless.settings import Settings  # noqa: E402
-from mqless_cli.template import load_template, provision  # noqa: E402
+from mqless_cli.cfn import load_template, provision  # noqa: E402
 
 
 def provisioned() -> tuple[Any, Any, Settings]:

@@ -19,8 +19,8 @@ from mqless.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.settings import Settings
+from mqless_cli.cfn import Stack, Template, load_template, provision
 from mqless_cli.local.moto_fixes import fixed_moto
-from mqless_cli.template import Stack, Template, load_template, provision
 from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,105 +1,13 @@
-"""The `mqless` command. `mqless dev` runs the whole stack of template.yaml on this machine;
-the other commands (`commands.py`) are a client of a local or deployed API."""
+"""The `mqless` command: its verbs live in `commands/`, one module per verb group;
+`mqless dev` (`commands/dev.py`) runs the whole stack of template.yaml on this machine,
+the other commands are a client of a local or deployed API."""
 
 from __future__ import annotations
 
 import argparse
-import errno
-import signal
-import socket
-import sys
-import threading
 from importlib import metadata
-from pathlib import Path
-from typing import Any
 
 from mqless_cli import commands as client_commands
-from mqless_cli import invoke
-
-
-def _dev(args: argparse.Namespace) -> int:
-    from mqless_cli.local.runtime import DevRuntime
-
-    template = Path(args.template).resolve()
-    if not template.is_file():
-        print(f"mqless dev: no template at {template}", file=sys.stderr)
-        return 2
-    if args.http_port == args.ws_port and args.http_port != 0:
-        print(
-            f"mqless dev: --http-port and --ws-port are both {args.http_port}: "
-            "the two APIs need a port each",
-            file=sys.stderr,
-        )
-        return 2
-    busy = _busy_port(args.host, {"--http-port": args.http_port, "--ws-port": args.ws_port})
-    if busy is not None:
-        flag, port = busy
-        print(
-            f"mqless dev: cannot start: port {port} is in use (another `mqless dev`, or "
-            f"another program): stop it, or choose another port with {flag} PORT",
-            file=sys.stderr,
-        )
-        return 1
-    runtime = DevRuntime(
-        template,
-        host=args.host,
-        http_port=args.http_port,
-        ws_port=args.ws_port,
-        schedule_rate=args.schedule_rate,
-        verbose=args.verbose,
-        auth=not args.no_auth,
-    )
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        runtime.start()
-    except Exception as exc:  # a bad template or a taken port: say so, no traceback
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-            # taken after the check above (a race): which one is not known here
-            reason = (
-                f"port {args.http_port} or {args.ws_port} is in use: choose others with "
-                "--http-port PORT and --ws-port PORT"
-            )
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
-        print(f"mqless dev: cannot start: {reason}", file=sys.stderr)
-        runtime.stop()
-        return 1
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        runtime.console.line("mqless dev: stopping")
-        runtime.stop()
-        runtime.console.line("mqless dev: stopped")
-    return 0
-
-
-def _busy_port(host: str, ports: dict[str, int]) -> tuple[str, int] | None:
-    """The first (flag, port) another program listens on, found before anything starts
-    (the servers would fail with a bare `[Errno 98]` after moto and the tables are up)."""
-    for flag, port in ports.items():
-        if port == 0:
-            continue  # any free port
-        try:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        except OSError:
-            return None  # a host that cannot be resolved: the servers will say so
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            # as the servers bind: a port left in TIME_WAIT by a stopped `mqless dev` is free
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return flag, port
-                return None
-    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,44 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"mqless {metadata.version('mqless')}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser(
-        "dev",
-        help="run the whole stack locally (moto as AWS; no account, no Docker)",
-        description="Run template.yaml's HTTP API, WebSocket API, stream triggers and "
-        "schedules on this machine, with moto as the embedded AWS.",
-    )
-    dev.add_argument(
-        "--template", default="template.yaml", help="SAM template (default: %(default)s)"
-    )
-    dev.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    dev.add_argument(
-        "--http-port",
-        type=int,
-        default=8080,
-        help="HTTP API port; 0: any free one, printed at start (default: %(default)s)",
-    )
-    dev.add_argument(
-        "--ws-port",
-        type=int,
-        default=8081,
-        help="WebSocket API port; 0: any free one, printed at start (default: %(default)s)",
-    )
-    dev.add_argument(
-        "--schedule-rate",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="run scheduled functions this often instead of their template rate",
-    )
-    dev.add_argument("--verbose", action="store_true", help="print function logs in full")
-    dev.add_argument(
-        "--no-auth",
-        action="store_true",
-        help="run no authorizer: every request is let in as `anonymous` (AUTH_MODE=off)",
-    )
-    dev.set_defaults(run=_dev)
     client_commands.register(commands)
-    invoke.register(commands)
     return parser
 
 

@@ -33,8 +33,8 @@ from mqless.settings import Settings
 from mqless.stomp import Frame, decode_frames
 from mqless.storage import keys
 from mqless.storage.log import LogStore, bodies_of
+from mqless_cli.cfn import Stack, provision
 from mqless_cli.local.moto_fixes import fixed_moto
-from mqless_cli.template import Stack, provision
 from tests.conftest import MOTO_CONFIG, project_template
 from tests.inline_dispatch import INLINE_DISPATCH
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mqless_cli.template import HttpRoute
+from mqless_cli.cfn import HttpRoute
 from tests.lambda_support import FakeLambdaContext, http_event
 
 ROOT = Path(__file__).resolve().parents[2]

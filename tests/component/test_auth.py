@@ -34,7 +34,7 @@ from mqless.auth import (
 from mqless.clock import ManualClock
 from mqless.errors import InvalidRequest, Unauthorized
 from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
-from mqless_cli.template import Stack, load_template
+from mqless_cli.cfn import Stack, load_template
 from tests.component.conftest import Aws
 from tests.conftest import TEMPLATE
 

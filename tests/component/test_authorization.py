@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from mqless.outbound import Connection
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
-from mqless_cli.template import Stack
+from mqless_cli.cfn import Stack
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply, load_function
 from tests.lambda_support import (
@@ -179,6 +179,7 @@ class Refusal:
     """Grants that just miss an action, and what the refusal must say is missing."""
 
     label: str
+    _: KW_ONLY
     grants: Grants
     missing: str  # "<action> <destination>", as the 403's message says it
 
@@ -192,9 +193,11 @@ def lacking(action: str, destination: str) -> tuple[Refusal, ...]:
     missing = f"{action} {destination!r}"
     return (
         # `x.*` covers x.a, x.b... but not x itself
-        Refusal("below it", (grant(f"{destination}.*", *ACTIONS),), missing),
+        Refusal("below it", grants=(grant(f"{destination}.*", *ACTIONS),), missing=missing),
         Refusal(
-            "other actions", (grant(destination, *(a for a in ACTIONS if a != action)),), missing
+            "other actions",
+            grants=(grant(destination, *(a for a in ACTIONS if a != action)),),
+            missing=missing,
         ),
     )
 
@@ -202,8 +205,8 @@ def lacking(action: str, destination: str) -> tuple[Refusal, ...]:
 def lacking_everything(missing: str) -> tuple[Refusal, ...]:
     """The near misses of `admin` on every destination (`>` alone grants it)."""
     return (
-        Refusal("admin of orders.>", (grant("orders.>", *ACTIONS),), missing),
-        Refusal("send and receive on >", (grant(">", "send", "receive"),), missing),
+        Refusal("admin of orders.>", grants=(grant("orders.>", *ACTIONS),), missing=missing),
+        Refusal("send and receive on >", grants=(grant(">", "send", "receive"),), missing=missing),
     )
 
 
@@ -218,6 +221,7 @@ class Route:
 
     method: str
     route: str  # as template.yaml declares it
+    _: KW_ONLY
     url: str  # the request's path; {names} come from what `given` returns
     allowed: Grants
     refused: tuple[Refusal, ...]
@@ -234,199 +238,384 @@ class Route:
 ROUTES = [
     # queue admin
     Route(
-        "PUT", "/queues/{name}", "/queues/orders",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 201,
+        "PUT",
+        "/queues/{name}",
+        url="/queues/orders",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=201,
         body={"visibility_timeout": 45},
     ),
     Route(
-        "PATCH", "/queues/{name}", "/queues/orders",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
-        body={"visibility_timeout": 45}, given=_a_queue,
+        "PATCH",
+        "/queues/{name}",
+        url="/queues/orders",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        body={"visibility_timeout": 45},
+        given=_a_queue,
     ),
     Route(
-        "GET", "/queues/{name}", "/queues/orders",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
-        given=_a_queue, changes=False,
+        "GET",
+        "/queues/{name}",
+        url="/queues/orders",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        given=_a_queue,
+        changes=False,
     ),
     Route(
-        "DELETE", "/queues/{name}", "/queues/orders",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 204, given=_a_message,
+        "DELETE",
+        "/queues/{name}",
+        url="/queues/orders",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=204,
+        given=_a_message,
     ),
     Route(
-        "POST", "/queues/{name}/purge", "/queues/orders/purge",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 200, given=_a_message,
+        "POST",
+        "/queues/{name}/purge",
+        url="/queues/orders/purge",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        given=_a_message,
     ),
     Route(
-        "POST", "/queues/{name}/redrive", "/queues/orders.dlq/redrive",
-        (grant("orders.dlq", "admin"), grant("orders", "send")),
-        (
-            Refusal("admin of the DLQ only", (grant("orders.dlq", "admin"),), "send 'orders'"),
+        "POST",
+        "/queues/{name}/redrive",
+        url="/queues/orders.dlq/redrive",
+        allowed=(grant("orders.dlq", "admin"), grant("orders", "send")),
+        refused=(
+            Refusal(
+                "admin of the DLQ only",
+                grants=(grant("orders.dlq", "admin"),),
+                missing="send 'orders'",
+            ),
             Refusal(
                 "no admin of the DLQ",
-                (grant("orders", "send"), grant("orders.dlq", "send", "receive")),
-                "admin 'orders.dlq'",
+                grants=(grant("orders", "send"), grant("orders.dlq", "send", "receive")),
+                missing="admin 'orders.dlq'",
             ),
         ),
-        200, body={"destination": "orders"}, given=_a_message_in_the_dlq,
+        status=200,
+        body={"destination": "orders"},
+        given=_a_message_in_the_dlq,
     ),
     # messages
     Route(
-        "POST", "/queues/{name}/messages", "/queues/orders/messages",
-        (grant("orders", "send"),), lacking("send", "orders"), 201,
-        body={"body": "hello"}, given=_a_queue,
+        "POST",
+        "/queues/{name}/messages",
+        url="/queues/orders/messages",
+        allowed=(grant("orders", "send"),),
+        refused=lacking("send", "orders"),
+        status=201,
+        body={"body": "hello"},
+        given=_a_queue,
     ),
     Route(
-        "POST", "/queues/{name}/messages/batch", "/queues/orders/messages/batch",
-        (grant("orders", "send"),), lacking("send", "orders"), 200,
-        body={"entries": [{"id": "1", "body": "a"}, {"id": "2", "body": "b"}]}, given=_a_queue,
+        "POST",
+        "/queues/{name}/messages/batch",
+        url="/queues/orders/messages/batch",
+        allowed=(grant("orders", "send"),),
+        refused=lacking("send", "orders"),
+        status=200,
+        body={"entries": [{"id": "1", "body": "a"}, {"id": "2", "body": "b"}]},
+        given=_a_queue,
     ),
     Route(
-        "POST", "/queues/{name}/receive", "/queues/orders/receive",
-        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
-        body={}, given=_a_message,
+        "POST",
+        "/queues/{name}/receive",
+        url="/queues/orders/receive",
+        allowed=(grant("orders", "receive"),),
+        refused=lacking("receive", "orders"),
+        status=200,
+        body={},
+        given=_a_message,
     ),
     Route(
-        "POST", "/queues/{name}/ack", "/queues/orders/ack",
-        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
-        body=lambda v: {"receipts": [v["receipt"]]}, given=_a_lease,
+        "POST",
+        "/queues/{name}/ack",
+        url="/queues/orders/ack",
+        allowed=(grant("orders", "receive"),),
+        refused=lacking("receive", "orders"),
+        status=200,
+        body=lambda v: {"receipts": [v["receipt"]]},
+        given=_a_lease,
     ),
     Route(
-        "POST", "/queues/{name}/nack", "/queues/orders/nack",
-        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
-        body=lambda v: {"receipts": [v["receipt"]]}, given=_a_lease,
+        "POST",
+        "/queues/{name}/nack",
+        url="/queues/orders/nack",
+        allowed=(grant("orders", "receive"),),
+        refused=lacking("receive", "orders"),
+        status=200,
+        body=lambda v: {"receipts": [v["receipt"]]},
+        given=_a_lease,
     ),
     Route(
-        "POST", "/queues/{name}/visibility", "/queues/orders/visibility",
-        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
-        body=lambda v: {"receipts": [v["receipt"]], "visibility_timeout": 300}, given=_a_lease,
+        "POST",
+        "/queues/{name}/visibility",
+        url="/queues/orders/visibility",
+        allowed=(grant("orders", "receive"),),
+        refused=lacking("receive", "orders"),
+        status=200,
+        body=lambda v: {"receipts": [v["receipt"]], "visibility_timeout": 300},
+        given=_a_lease,
     ),
     # operations
     Route(
-        "GET", "/queues/{name}/stats", "/queues/orders/stats",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
-        given=_a_message, changes=False,
+        "GET",
+        "/queues/{name}/stats",
+        url="/queues/orders/stats",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        given=_a_message,
+        changes=False,
     ),
     # presence: whoever may receive from the destination may ask
     Route(
-        "GET", "/queues/{name}/presence", "/queues/orders/presence",
-        (grant("orders", "receive"),), lacking("receive", "orders"), 200,
-        given=_a_queue, changes=False,
+        "GET",
+        "/queues/{name}/presence",
+        "/queues/orders/presence",
+        (grant("orders", "receive"),),
+        lacking("receive", "orders"),
+        200,
+        given=_a_queue,
+        changes=False,
     ),
     Route(
-        "GET", "/topics/{name}/presence", "/topics/shop.orders/presence",
-        (grant("shop.orders", "receive"),), lacking("receive", "shop.orders"), 200,
-        given=_a_subscription, changes=False,
+        "GET",
+        "/topics/{name}/presence",
+        "/topics/shop.orders/presence",
+        (grant("shop.orders", "receive"),),
+        lacking("receive", "shop.orders"),
+        200,
+        given=_a_subscription,
+        changes=False,
     ),
     Route(
-        "GET", "/queues/{name}/messages", "/queues/orders/messages",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
-        given=_a_message, changes=False,
+        "GET",
+        "/queues/{name}/messages",
+        url="/queues/orders/messages",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        given=_a_message,
+        changes=False,
     ),
     Route(
-        "DELETE", "/queues/{name}/messages/{message_id}", "/queues/orders/messages/{message_id}",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 204, given=_a_message,
+        "DELETE",
+        "/queues/{name}/messages/{message_id}",
+        url="/queues/orders/messages/{message_id}",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=204,
+        given=_a_message,
     ),
     Route(
-        "POST", "/queues/{name}/messages/{message_id}/move",
-        "/queues/orders/messages/{message_id}/move",
-        (grant("orders", "admin"), grant("archive", "send")),
-        (
-            Refusal("admin of the source only", (grant("orders", "admin"),), "send 'archive'"),
+        "POST",
+        "/queues/{name}/messages/{message_id}/move",
+        url="/queues/orders/messages/{message_id}/move",
+        allowed=(grant("orders", "admin"), grant("archive", "send")),
+        refused=(
+            Refusal(
+                "admin of the source only",
+                grants=(grant("orders", "admin"),),
+                missing="send 'archive'",
+            ),
             Refusal(
                 "no admin of the source",
-                (grant("archive", "send"), grant("orders", "send", "receive")),
-                "admin 'orders'",
+                grants=(grant("archive", "send"), grant("orders", "send", "receive")),
+                missing="admin 'orders'",
             ),
         ),
-        200, body={"to": "archive"}, given=_a_message_and_an_archive,
+        status=200,
+        body={"to": "archive"},
+        given=_a_message_and_an_archive,
     ),
     Route(
-        "GET", "/connections", "/connections",
-        ADMIN_OF_EVERYTHING, lacking_everything(EVERY_DESTINATION), 200, changes=False,
+        "GET",
+        "/connections",
+        url="/connections",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(EVERY_DESTINATION),
+        status=200,
+        changes=False,
     ),
     Route(
-        "DELETE", "/connections/{connection_id}", "/connections/{connection_id}",
-        ADMIN_OF_EVERYTHING, lacking_everything(EVERY_DESTINATION), 204,
+        "DELETE",
+        "/connections/{connection_id}",
+        url="/connections/{connection_id}",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(EVERY_DESTINATION),
+        status=204,
         given=_a_connection,
     ),
     Route(
-        "GET", "/history", "/history?queue=orders",
-        (grant("orders", "admin"),), lacking("admin", "orders"), 200,
-        given=_a_queue, changes=False,
+        "GET",
+        "/history",
+        url="/history?queue=orders",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        given=_a_queue,
+        changes=False,
     ),
     # topics
     Route(
-        "POST", "/topics/{name}/messages", "/topics/shop.orders/messages",
-        (grant("shop.orders", "send"),), lacking("send", "shop.orders"), 201,
+        "POST",
+        "/topics/{name}/messages",
+        url="/topics/shop.orders/messages",
+        allowed=(grant("shop.orders", "send"),),
+        refused=lacking("send", "shop.orders"),
+        status=201,
         body={"body": "hello"},
     ),
     Route(
-        "POST", "/topics/{name}/messages/batch", "/topics/shop.orders/messages/batch",
-        (grant("shop.orders", "send"),), lacking("send", "shop.orders"), 200,
+        "POST",
+        "/topics/{name}/messages/batch",
+        url="/topics/shop.orders/messages/batch",
+        allowed=(grant("shop.orders", "send"),),
+        refused=lacking("send", "shop.orders"),
+        status=200,
         body={"entries": [{"id": "1", "body": "a"}]},
     ),
     Route(
-        "GET", "/topics/{name}/subscriptions", "/topics/shop.orders/subscriptions",
-        (grant("shop.orders", "admin"),), lacking("admin", "shop.orders"), 200,
-        given=_a_subscription, changes=False,
+        "GET",
+        "/topics/{name}/subscriptions",
+        url="/topics/shop.orders/subscriptions",
+        allowed=(grant("shop.orders", "admin"),),
+        refused=lacking("admin", "shop.orders"),
+        status=200,
+        given=_a_subscription,
+        changes=False,
     ),
     Route(
-        "PUT", "/topics/{name}/subscriptions/{sub}", "/topics/shop.orders/subscriptions/audit",
-        (grant("shop.orders", "admin"), grant("audit", "send")),
-        (
-            Refusal("admin of the topic only", (grant("shop.orders", "admin"),), "send 'audit'"),
+        "PUT",
+        "/topics/{name}/subscriptions/{sub}",
+        url="/topics/shop.orders/subscriptions/audit",
+        allowed=(grant("shop.orders", "admin"), grant("audit", "send")),
+        refused=(
+            Refusal(
+                "admin of the topic only",
+                grants=(grant("shop.orders", "admin"),),
+                missing="send 'audit'",
+            ),
             Refusal(
                 "no admin of the topic",
-                (grant("audit", "send"), grant("shop.orders", "send", "receive")),
-                "admin 'shop.orders'",
+                grants=(grant("audit", "send"), grant("shop.orders", "send", "receive")),
+                missing="admin 'shop.orders'",
             ),
         ),
-        201, body={"queue": "audit"}, given=_an_audit_queue,
+        status=201,
+        body={"queue": "audit"},
+        given=_an_audit_queue,
     ),
     Route(
-        "DELETE", "/topics/{name}/subscriptions/{sub}", "/topics/shop.orders/subscriptions/audit",
-        (grant("shop.orders", "admin"),), lacking("admin", "shop.orders"), 204,
+        "DELETE",
+        "/topics/{name}/subscriptions/{sub}",
+        url="/topics/shop.orders/subscriptions/audit",
+        allowed=(grant("shop.orders", "admin"),),
+        refused=lacking("admin", "shop.orders"),
+        status=204,
         given=_a_subscription,
     ),
     # access control: admin of everything only
     Route(
-        "GET", "/access/principals", "/access/principals",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 200,
-        given=_a_principal, changes=False,
+        "GET",
+        "/access/principals",
+        url="/access/principals",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=200,
+        given=_a_principal,
+        changes=False,
     ),
     Route(
-        "PUT", "/access/principals/{principal_id}", "/access/principals/svc",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 201,
+        "PUT",
+        "/access/principals/{principal_id}",
+        url="/access/principals/svc",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=201,
         body={"grants": [grant(">", *ACTIONS)]},
     ),
     Route(
-        "GET", "/access/principals/{principal_id}", "/access/principals/svc",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 200,
-        given=_a_principal, changes=False,
+        "GET",
+        "/access/principals/{principal_id}",
+        url="/access/principals/svc",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=200,
+        given=_a_principal,
+        changes=False,
     ),
     Route(
-        "DELETE", "/access/principals/{principal_id}", "/access/principals/svc",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 204, given=_a_key,
+        "DELETE",
+        "/access/principals/{principal_id}",
+        url="/access/principals/svc",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=204,
+        given=_a_key,
     ),
     Route(
-        "POST", "/access/principals/{principal_id}/keys", "/access/principals/svc/keys",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 201,
-        body={}, given=_a_principal,
+        "POST",
+        "/access/principals/{principal_id}/keys",
+        url="/access/principals/svc/keys",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=201,
+        body={},
+        given=_a_principal,
     ),
     Route(
-        "GET", "/access/keys", "/access/keys",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 200,
-        given=_a_key, changes=False,
+        "GET",
+        "/access/keys",
+        url="/access/keys",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=200,
+        given=_a_key,
+        changes=False,
     ),
     Route(
-        "DELETE", "/access/keys/{key_id}", "/access/keys/{key_id}",
-        ADMIN_OF_EVERYTHING, lacking_everything(MANAGE_ACCESS), 204, given=_a_key,
+        "DELETE",
+        "/access/keys/{key_id}",
+        url="/access/keys/{key_id}",
+        allowed=ADMIN_OF_EVERYTHING,
+        refused=lacking_everything(MANAGE_ACCESS),
+        status=204,
+        given=_a_key,
     ),
-]  # fmt: skip
+]
 # Listings answer everyone, with only what the caller administers (tests further down)
 LISTINGS = [
-    Route("GET", "/queues", "/queues", (), (), 200, given=_a_queue, changes=False),
-    Route("GET", "/stats", "/stats", (), (), 200, given=_a_queue, changes=False),
+    Route(
+        "GET",
+        "/queues",
+        url="/queues",
+        allowed=(),
+        refused=(),
+        status=200,
+        given=_a_queue,
+        changes=False,
+    ),
+    Route(
+        "GET",
+        "/stats",
+        url="/stats",
+        allowed=(),
+        refused=(),
+        status=200,
+        given=_a_queue,
+        changes=False,
+    ),
 ]
 PUBLIC = {("GET", "/console"), ("GET", "/console/{file}"), ("GET", "/openapi.json")}
 
@@ -675,6 +864,7 @@ class JsonAction:
     """A JSON frame, the grants that allow it exactly, and the near misses."""
 
     label: str
+    _: KW_ONLY
     frame: dict[str, Any]
     allowed: Grants
     refused: tuple[Refusal, ...]
@@ -686,77 +876,102 @@ class JsonAction:
 # on both (the subscription is the topic's, the queue is new)
 DURABLE_ALLOWED = (grant("shop.orders", "receive", "create"), grant("audit", "receive", "create"))
 DURABLE_REFUSED = (
-    Refusal("the topic only", (grant("shop.orders", "receive", "create"),), "receive 'audit'"),
-    Refusal("the queue only", (grant("audit", "receive", "create"),), "receive 'shop.orders'"),
+    Refusal(
+        "the topic only",
+        grants=(grant("shop.orders", "receive", "create"),),
+        missing="receive 'audit'",
+    ),
+    Refusal(
+        "the queue only",
+        grants=(grant("audit", "receive", "create"),),
+        missing="receive 'shop.orders'",
+    ),
     Refusal(
         "no create right on the topic",
-        (grant("shop.orders", "receive"), grant("audit", "receive", "create")),
-        "create 'shop.orders'",
+        grants=(grant("shop.orders", "receive"), grant("audit", "receive", "create")),
+        missing="create 'shop.orders'",
     ),
 )
 JSON_ACTIONS = [
     JsonAction(
         "subscribe to a queue",
-        {"action": "subscribe", "destination": "/queue/orders", "id": "s1"},
-        (grant("orders", "receive"),),
-        lacking("receive", "orders"),
-        "subscribed",
+        frame={"action": "subscribe", "destination": "/queue/orders", "id": "s1"},
+        allowed=(grant("orders", "receive"),),
+        refused=lacking("receive", "orders"),
+        answer="subscribed",
         given=lambda: made_by_admin("orders"),
     ),
     JsonAction(
         "subscribe to a topic",
-        {"action": "subscribe", "destination": "/topic/shop.orders", "id": "s1"},
-        (grant("shop.orders", "receive"),),
-        lacking("receive", "shop.orders"),
-        "subscribed",
+        frame={"action": "subscribe", "destination": "/topic/shop.orders", "id": "s1"},
+        allowed=(grant("shop.orders", "receive"),),
+        refused=lacking("receive", "shop.orders"),
+        answer="subscribed",
     ),
     JsonAction(
         "subscribe to a one-segment pattern",
-        {"action": "subscribe", "destination": "/topic/shop.*", "id": "s1"},
-        (grant("shop.*", "receive"),),
-        (
-            Refusal("one topic it matches", (grant("shop.orders", *ACTIONS),), "receive 'shop.*'"),
+        frame={"action": "subscribe", "destination": "/topic/shop.*", "id": "s1"},
+        allowed=(grant("shop.*", "receive"),),
+        refused=(
+            Refusal(
+                "one topic it matches",
+                grants=(grant("shop.orders", *ACTIONS),),
+                missing="receive 'shop.*'",
+            ),
             *lacking("receive", "shop.*"),
         ),
-        "subscribed",
+        answer="subscribed",
     ),
     JsonAction(
         "subscribe to a tail pattern",
-        {"action": "subscribe", "destination": "/topic/shop.>", "id": "s1"},
-        (grant("shop.>", "receive"),),
-        (
+        frame={"action": "subscribe", "destination": "/topic/shop.>", "id": "s1"},
+        allowed=(grant("shop.>", "receive"),),
+        refused=(
             # shop.* covers shop.a but not shop.a.b, which shop.> also matches
-            Refusal("a narrower pattern", (grant("shop.*", *ACTIONS),), "receive 'shop.>'"),
-            Refusal("other actions", (grant("shop.>", "send", "admin"),), "receive 'shop.>'"),
+            Refusal(
+                "a narrower pattern",
+                grants=(grant("shop.*", *ACTIONS),),
+                missing="receive 'shop.>'",
+            ),
+            Refusal(
+                "other actions",
+                grants=(grant("shop.>", "send", "admin"),),
+                missing="receive 'shop.>'",
+            ),
         ),
-        "subscribed",
+        answer="subscribed",
     ),
     JsonAction(
         "subscribe durably to a topic",
-        {
+        frame={
             "action": "subscribe",
             "destination": "/topic/shop.orders",
             "id": "s1",
             "durable": "audit",
         },
-        DURABLE_ALLOWED,
-        DURABLE_REFUSED,
-        "subscribed",
+        allowed=DURABLE_ALLOWED,
+        refused=DURABLE_REFUSED,
+        answer="subscribed",
     ),
     JsonAction(
         "publish to a queue",
-        {"action": "publish", "destination": "/queue/orders", "body": "hi", "receipt": "r1"},
-        (grant("orders", "send"),),
-        lacking("send", "orders"),
-        "receipt",
+        frame={"action": "publish", "destination": "/queue/orders", "body": "hi", "receipt": "r1"},
+        allowed=(grant("orders", "send"),),
+        refused=lacking("send", "orders"),
+        answer="receipt",
         given=lambda: made_by_admin("orders"),
     ),
     JsonAction(
         "publish to a topic",
-        {"action": "publish", "destination": "/topic/shop.orders", "body": "hi", "receipt": "r1"},
-        (grant("shop.orders", "send"),),
-        lacking("send", "shop.orders"),
-        "receipt",
+        frame={
+            "action": "publish",
+            "destination": "/topic/shop.orders",
+            "body": "hi",
+            "receipt": "r1",
+        },
+        allowed=(grant("shop.orders", "send"),),
+        refused=lacking("send", "shop.orders"),
+        answer="receipt",
     ),
 ]
 JSON_REFUSALS = [
@@ -891,6 +1106,7 @@ class StompAction:
     """A STOMP frame (command and headers), the grants that allow it, and the near misses."""
 
     label: str
+    _: KW_ONLY
     command: str
     headers: dict[str, str]
     allowed: Grants
@@ -903,49 +1119,55 @@ DURABLE = {"activemq.subscriptionName": "audit"}
 STOMP_ACTIONS = [
     StompAction(
         "SEND to a queue",
-        "SEND",
-        {"destination": "/queue/orders"},
-        (grant("orders", "send"),),
-        lacking("send", "orders"),
+        command="SEND",
+        headers={"destination": "/queue/orders"},
+        allowed=(grant("orders", "send"),),
+        refused=lacking("send", "orders"),
         body="hello",
         given=lambda: made_by_admin("orders"),
     ),
     StompAction(
         "SEND to a topic",
-        "SEND",
-        {"destination": "/topic/shop.orders"},
-        (grant("shop.orders", "send"),),
-        lacking("send", "shop.orders"),
+        command="SEND",
+        headers={"destination": "/topic/shop.orders"},
+        allowed=(grant("shop.orders", "send"),),
+        refused=lacking("send", "shop.orders"),
         body="hello",
     ),
     StompAction(
         "SUBSCRIBE to a queue",
-        "SUBSCRIBE",
-        {"destination": "/queue/orders", "id": "0"},
-        (grant("orders", "receive"),),
-        lacking("receive", "orders"),
+        command="SUBSCRIBE",
+        headers={"destination": "/queue/orders", "id": "0"},
+        allowed=(grant("orders", "receive"),),
+        refused=lacking("receive", "orders"),
         given=lambda: sent_as_admin("/queue/orders"),
     ),
     StompAction(
         "SUBSCRIBE to a topic",
-        "SUBSCRIBE",
-        {"destination": "/topic/shop.orders", "id": "0"},
-        (grant("shop.orders", "receive"),),
-        lacking("receive", "shop.orders"),
+        command="SUBSCRIBE",
+        headers={"destination": "/topic/shop.orders", "id": "0"},
+        allowed=(grant("shop.orders", "receive"),),
+        refused=lacking("receive", "shop.orders"),
     ),
     StompAction(
         "SUBSCRIBE to a tail pattern",
-        "SUBSCRIBE",
-        {"destination": "/topic/shop.>", "id": "0"},
-        (grant("shop.>", "receive"),),
-        (Refusal("a narrower pattern", (grant("shop.*", *ACTIONS),), "receive 'shop.>'"),),
+        command="SUBSCRIBE",
+        headers={"destination": "/topic/shop.>", "id": "0"},
+        allowed=(grant("shop.>", "receive"),),
+        refused=(
+            Refusal(
+                "a narrower pattern",
+                grants=(grant("shop.*", *ACTIONS),),
+                missing="receive 'shop.>'",
+            ),
+        ),
     ),
     StompAction(
         "SUBSCRIBE durably to a topic",
-        "SUBSCRIBE",
-        {"destination": "/topic/shop.orders", "id": "0", **DURABLE},
-        DURABLE_ALLOWED,
-        DURABLE_REFUSED,
+        command="SUBSCRIBE",
+        headers={"destination": "/topic/shop.orders", "id": "0", **DURABLE},
+        allowed=DURABLE_ALLOWED,
+        refused=DURABLE_REFUSED,
     ),
 ]
 STOMP_REFUSALS = [

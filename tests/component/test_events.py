@@ -57,10 +57,10 @@ from mqless.receipts import decode_receipt
 from mqless.settings import Settings
 from mqless.stomp import decode_frames
 from mqless.storage import keys
+from mqless_cli.cfn import IdentitySource, Stack, WebSocketApi, load_template
 from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.streams import record_filter
 from mqless_cli.local.ws_gateway import select_route
-from mqless_cli.template import IdentitySource, Stack, WebSocketApi, load_template
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext
 
@@ -288,106 +288,179 @@ def sample_signer(message: bytes) -> bytes:
     return hmac.digest(SAMPLE_RECEIPT_SECRET, b"receipt\x00" + message, hashlib.sha256)
 
 
-def _not_this_brokers(reply: Reply) -> bool:
+Expectation = Callable[[Reply], None]
+"""Asserts what a user of the route sees in the reply (plain asserts: a failure shows a diff)."""
+
+
+def _ok(reply: Reply, status: int = 200) -> Any:
+    """The reply's JSON body, once its status is the one expected (else the body shows)."""
+    assert reply.status == status, reply.text[:500]
+    return reply.json
+
+
+def _problem(status: int, error: str) -> Expectation:
+    def expect(reply: Reply) -> None:
+        body = reply.json
+        seen = (reply.status, reply.headers.get("Content-Type"), body.get("error"))
+        assert seen == (status, "application/json", error), reply.text[:500]
+        assert isinstance(body.get("message"), str) and body["message"]
+
+    return expect
+
+
+def _not_this_brokers(reply: Reply) -> None:
     # the sample receipts are real receipts, signed by no deployment: refused before
     # anything is looked up, whichever stack they are sent to
+    _problem(400, "invalid_request")(reply)
     failure = reply.json["failed"][0]
-    return (
-        reply.is_problem(400, "invalid_request")
-        and failure["error"] == "invalid_request"
-        and "not one this broker gave out" in failure["message"]
-    )
+    assert failure["error"] == "invalid_request"
+    assert "not one this broker gave out" in failure["message"]
 
 
-def _created(reply: Reply) -> bool:
-    return reply.status == 201 and bool(reply.json["message_id"])
+def _created(reply: Reply) -> None:
+    assert _ok(reply, 201)["message_id"]
 
 
-EXPECTED: dict[str, Callable[[Reply], bool]] = {
-    "queues_list": lambda r: (
-        r.status == 200 and {"orders", "orders.dlq"} <= {q["name"] for q in r.json["queues"]}
-    ),
-    "queue_get": lambda r: r.status == 200 and r.json["counts"]["visible"] == 1,
-    "queue_delete": lambda r: r.status == 204 and r.text == "",
+def _queues_list(r: Reply) -> None:
+    assert {"orders", "orders.dlq"} <= {q["name"] for q in _ok(r)["queues"]}
+
+
+def _queue_get(r: Reply) -> None:
+    assert _ok(r)["counts"]["visible"] == 1
+
+
+def _queue_delete(r: Reply) -> None:
+    assert (r.status, r.text) == (204, "")
+
+
+def _queue_patch(r: Reply) -> None:
     # a partial update: the field sent changes, the others keep what they were
-    "queue_patch": lambda r: (
-        r.status == 200 and r.json["max_receive_count"] == 3 and r.json["visibility_timeout"] == 30
-    ),
-    "messages_send": _created,
-    "messages_send_binary": _created,
+    body = _ok(r)
+    assert (body["max_receive_count"], body["visibility_timeout"]) == (3, 30)
+
+
+def _messages_send_fifo(r: Reply) -> None:
     # a FIFO send's sequence grows with time (and with every send of a process): a large
     # number, exact in JavaScript
-    "messages_send_fifo": lambda r: (
-        _created(r) and isinstance(r.json["sequence"], int) and 1 < r.json["sequence"] < 2**53
-    ),
-    "messages_batch": lambda r: (
-        r.status == 200
-        and [e["id"] for e in r.json["successful"]] == ["first", "second", "third"]
-        and r.json["failed"] == []
-    ),
-    "messages_receive": lambda r: (
-        r.status == 200 and [m["body"] for m in r.json["messages"]] == ["seed"]
-    ),
+    _created(r)
+    sequence = r.json["sequence"]
+    assert isinstance(sequence, int) and 1 < sequence < 2**53, sequence
+
+
+def _messages_batch(r: Reply) -> None:
+    body = _ok(r)
+    assert [e["id"] for e in body["successful"]] == ["first", "second", "third"]
+    assert body["failed"] == []
+
+
+def _bodies_are_the_seed(r: Reply) -> None:
+    assert [m["body"] for m in _ok(r)["messages"]] == ["seed"]
+
+
+def _json_is(expected: Any) -> Expectation:
+    def expect(reply: Reply) -> None:
+        assert _ok(reply) == expected
+
+    return expect
+
+
+def _openapi_get(r: Reply) -> None:
+    assert _ok(r)["openapi"].startswith("3.1")
+
+
+def _topic_publish_batch(r: Reply) -> None:
+    assert [e["id"] for e in _ok(r)["successful"]] == ["a", "b"]
+
+
+def _subscription_put(r: Reply) -> None:
+    body = _ok(r, 201)
+    assert (body["queue"], body["topic"]) == ("orders", "orders.>")
+
+
+def _stats_get(r: Reply) -> None:
+    body = _ok(r)
+    assert {"orders", "orders.dlq"} <= {q["name"] for q in body["queues"]}
+    assert body["connections"] == 0
+
+
+def _queue_stats(r: Reply) -> None:
+    assert _ok(r)["visible"] == 1
+
+
+def _topic_presence(r: Reply) -> None:
+    body = _ok(r)
+    assert (body["topic"], body["consumers"]) == ("orders.created", 0)
+
+
+def _history_get(r: Reply) -> None:
+    # `orders` was created just now: its history so far, minute by minute
+    body = _ok(r)
+    assert body["queue"] == "orders"
+    assert len(body["timestamps"]) == 60
+    assert set(body["totals"]) == {"sent", "delivered", "acked", "dead_lettered"}
+
+
+def _console_page(r: Reply) -> None:
+    assert r.status == 200, r.text[:500]
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "<html" in r.text
+
+
+def _console_asset(r: Reply) -> None:
+    assert r.status == 200, r.text[:500]
+    assert r.headers["Content-Type"].startswith("text/javascript")
+
+
+def _access_principal_put(r: Reply) -> None:
+    body = _ok(r, 201)
+    assert body["id"] == "orders-service"
+    assert [g["pattern"] for g in body["grants"]] == ["orders", "orders.>"]
+
+
+EXPECTED: dict[str, Expectation] = {
+    "queues_list": _queues_list,
+    "queue_get": _queue_get,
+    "queue_delete": _queue_delete,
+    "queue_patch": _queue_patch,
+    "messages_send": _created,
+    "messages_send_binary": _created,
+    "messages_send_fifo": _messages_send_fifo,
+    "messages_batch": _messages_batch,
+    "messages_receive": _bodies_are_the_seed,
     "messages_ack": _not_this_brokers,
     "messages_nack": _not_this_brokers,
     "messages_visibility": _not_this_brokers,
-    "queue_purge": lambda r: r.status == 200 and r.json == {"purged": 1},
-    "queue_redrive": lambda r: r.status == 200 and r.json == {"moved": 0, "failed": []},
-    "openapi_get": lambda r: r.status == 200 and r.json["openapi"].startswith("3.1"),
+    "queue_purge": _json_is({"purged": 1}),
+    "queue_redrive": _json_is({"moved": 0, "failed": []}),
+    "openapi_get": _openapi_get,
     "topic_publish": _created,
-    "topic_publish_batch": lambda r: (
-        r.status == 200 and [e["id"] for e in r.json["successful"]] == ["a", "b"]
-    ),
-    "subscriptions_list": lambda r: r.status == 200 and r.json == {"subscriptions": []},
-    "subscription_put": lambda r: (
-        r.status == 201 and r.json["queue"] == "orders" and r.json["topic"] == "orders.>"
-    ),
+    "topic_publish_batch": _topic_publish_batch,
+    "subscriptions_list": _json_is({"subscriptions": []}),
+    "subscription_put": _subscription_put,
     # the sample names a subscription that was never made
-    "subscription_delete": lambda r: r.is_problem(404, "not_found"),
-    "stats_get": lambda r: (
-        r.status == 200
-        and {"orders", "orders.dlq"} <= {q["name"] for q in r.json["queues"]}
-        and r.json["connections"] == 0
-    ),
-    "queue_stats": lambda r: r.status == 200 and r.json["visible"] == 1,
-    "queue_presence": lambda r: r.status == 200 and r.json == {"queue": "orders", "consumers": 0},
-    "topic_presence": lambda r: (
-        r.status == 200 and r.json["topic"] == "orders.created" and r.json["consumers"] == 0
-    ),
-    "messages_browse": lambda r: (
-        r.status == 200 and [m["body"] for m in r.json["messages"]] == ["seed"]
-    ),
+    "subscription_delete": _problem(404, "not_found"),
+    "stats_get": _stats_get,
+    "queue_stats": _queue_stats,
+    "queue_presence": _json_is({"queue": "orders", "consumers": 0}),
+    "topic_presence": _topic_presence,
+    "messages_browse": _bodies_are_the_seed,
     # the samples name a message id that no queue holds
-    "message_delete": lambda r: r.is_problem(404, "message_not_found"),
-    "message_move": lambda r: r.is_problem(404, "message_not_found"),
-    "connections_list": lambda r: r.status == 200 and r.json == {"connections": []},
+    "message_delete": _problem(404, "message_not_found"),
+    "message_move": _problem(404, "message_not_found"),
+    "connections_list": _json_is({"connections": []}),
     # the sample names a connection that is not open
-    "connection_close": lambda r: r.is_problem(404, "not_found"),
-    # `orders` was created just now: its history so far, minute by minute
-    "history_get": lambda r: (
-        r.status == 200
-        and r.json["queue"] == "orders"
-        and len(r.json["timestamps"]) == 60
-        and set(r.json["totals"]) == {"sent", "delivered", "acked", "dead_lettered"}
-    ),
-    "console_page": lambda r: (
-        r.status == 200 and r.headers["Content-Type"].startswith("text/html") and "<html" in r.text
-    ),
-    "console_asset": lambda r: (
-        r.status == 200 and r.headers["Content-Type"].startswith("text/javascript")
-    ),
+    "connection_close": _problem(404, "not_found"),
+    "history_get": _history_get,
+    "console_page": _console_page,
+    "console_asset": _console_asset,
     # access control: alone, the samples find no principal or key (see the sequence below)
-    "access_principals_list": lambda r: r.status == 200 and r.json == {"principals": []},
-    "access_principal_put": lambda r: (
-        r.status == 201
-        and r.json["id"] == "orders-service"
-        and [g["pattern"] for g in r.json["grants"]] == ["orders", "orders.>"]
-    ),
-    "access_principal_get": lambda r: r.is_problem(404, "not_found"),
-    "access_principal_delete": lambda r: r.is_problem(404, "not_found"),
-    "access_key_issue": lambda r: r.is_problem(404, "not_found"),
-    "access_keys_list": lambda r: r.status == 200 and r.json == {"keys": []},
-    "access_key_revoke": lambda r: r.is_problem(404, "not_found"),
+    "access_principals_list": _json_is({"principals": []}),
+    "access_principal_put": _access_principal_put,
+    "access_principal_get": _problem(404, "not_found"),
+    "access_principal_delete": _problem(404, "not_found"),
+    "access_key_issue": _problem(404, "not_found"),
+    "access_keys_list": _json_is({"keys": []}),
+    "access_key_revoke": _problem(404, "not_found"),
 }
 
 
@@ -399,7 +472,7 @@ def test_http_event_gets_the_expected_answer(seeded: HttpApi, path: Path) -> Non
     # When the sample event is invoked
     reply = seeded.invoke(load(path))
     # Then the function answers as a user of that route expects
-    assert EXPECTED[path.stem](reply), f"{path.stem}: {reply.status} {reply.text[:500]}"
+    EXPECTED[path.stem](reply)
 
 
 def test_every_http_event_has_an_expectation() -> None:
@@ -445,7 +518,7 @@ def test_http_event_without_the_authorizers_context_is_refused(api: HttpApi, pat
     # When it is invoked
     reply = api.invoke(event)
     # Then the caller is told to authenticate: 401, a problem JSON
-    assert reply.is_problem(401, "unauthorized"), f"{path.stem}: {reply.status} {reply.text}"
+    _problem(401, "unauthorized")(reply)
 
 
 def test_access_events_in_order_manage_a_principal_and_its_key(api: HttpApi) -> None:
@@ -481,8 +554,8 @@ def test_access_events_in_order_manage_a_principal_and_its_key(api: HttpApi) -> 
     assert [k["revoked"] for k in api.invoke(keys).json["keys"]] == [True]
     # When the principal is deleted, it is gone
     deleted = api.invoke(delete)
-    assert deleted.status == 204 and deleted.text == ""
-    assert api.invoke(get).is_problem(404, "not_found")
+    assert (deleted.status, deleted.text) == (204, "")
+    _problem(404, "not_found")(api.invoke(get))
 
 
 def test_queue_put_event_creates_the_queue_with_its_settings(api: HttpApi) -> None:

@@ -21,8 +21,8 @@ from mqless.access import EVERYTHING
 from mqless.observability import metrics
 from mqless.outbound import Connection
 from mqless.principals import Principal
+from mqless_cli.cfn import Stack
 from mqless_cli.local.metrics import EmfToCloudWatch
-from mqless_cli.template import Stack
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import authorizer_context, http_event
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mqless import runtime
 from mqless.queues import QueueService
 from mqless.receipts import Lease
-from mqless_cli.template import Stack
+from mqless_cli.cfn import Stack
 from tests.lambda_support import http_event
 
 KIB = 1024

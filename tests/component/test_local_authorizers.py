@@ -20,10 +20,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from mqless_cli.cfn import Stack, Template, load_template
 from mqless_cli.local.functions import FunctionHost, Invocation
 from mqless_cli.local.http_gateway import HttpGateway
 from mqless_cli.local.ws_gateway import WebSocketGateway
-from mqless_cli.template import Stack, Template, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "e2e" / "fixtures" / "auth_app"

@@ -15,7 +15,7 @@ from mqless.access import EVERYTHING
 from mqless.outbound import Connection
 from mqless.principals import Principal
 from mqless.storage import keys
-from mqless_cli.template import Stack
+from mqless_cli.cfn import Stack
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.storage import keys
-from mqless_cli.local.streams import record_filter
-from mqless_cli.template import (
+from mqless_cli.cfn import (
     HttpRoute,
     Stack,
     StreamSource,
@@ -23,6 +22,7 @@ from mqless_cli.template import (
     parse_template,
     provision,
 )
+from mqless_cli.local.streams import record_filter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

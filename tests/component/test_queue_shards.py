@@ -10,7 +10,7 @@ from mqless import queues
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
-from mqless_cli.template import Stack
+from mqless_cli.cfn import Stack
 from tests.component.conftest import RawItems
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from mqless_cli.cfn import Schedule, Stack, load_template
 from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.schedules import ScheduleRunner
-from mqless_cli.template import Schedule, Stack, load_template
 
 APP = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "stream_app" / "template.yaml"
 

@@ -14,7 +14,7 @@ from mqless.clock import ManualClock
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
-from mqless_cli.template import Stack
+from mqless_cli.cfn import Stack
 from tests.lambda_support import FakeLambdaContext
 
 Sweep = Callable[[], dict[str, Any]]

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from mqless_cli.cfn import Stack, load_template
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.http_gateway import HttpGateway
@@ -35,7 +36,6 @@ from mqless_cli.local.ws_gateway import (
     evaluate_selection_expression,
     select_route,
 )
-from mqless_cli.template import Stack, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "e2e" / "fixtures" / "ws_app"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mqless_cli.cfn import Authorizer, IdentitySource
 from mqless_cli.local.authorizers import (
     InvalidResponse,
     ResponseCache,
@@ -13,7 +14,6 @@ from mqless_cli.local.authorizers import (
     identity_values,
     verdict,
 )
-from mqless_cli.template import Authorizer, IdentitySource
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:api/live/$connect"
 

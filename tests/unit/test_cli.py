@@ -25,11 +25,17 @@ from botocore.stub import Stubber
 from websockets.datastructures import Headers as WsHeaders
 from websockets.http11 import Response as WsResponse
 
-from mqless_cli import commands
-from mqless_cli.commands import Terminal, frames_of, queue_row
+from mqless_cli.cfn import Stack
+from mqless_cli.commands.access import ACTIONS, parse_grant
+from mqless_cli.commands.arguments import parse_duration
+from mqless_cli.commands.bootstrap import run_bootstrap
+from mqless_cli.commands.context import Terminal, WsConnect, run
+from mqless_cli.commands.queues import queue_row, redrive_chunk
+from mqless_cli.commands.topics import frames_of
 from mqless_cli.main import build_parser, main
 from mqless_cli.output import (
     Output,
+    Tracker,
     age,
     count,
     expiry,
@@ -38,7 +44,6 @@ from mqless_cli.output import (
     message_text,
     timestamp,
 )
-from mqless_cli.template import Stack
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -98,11 +103,11 @@ def cli(
     *,
     stdin: io.StringIO | None = None,
     stderr: io.StringIO | None = None,
-    ws: commands.WsConnect | None = None,
+    ws: WsConnect | None = None,
 ) -> Result:
     args = build_parser().parse_args(argv)
     out, err = io.StringIO(), stderr or io.StringIO()
-    code = commands.run(
+    code = run(
         args,
         terminal=Terminal(stdin or io.StringIO(""), out, err),
         transport=httpx.MockTransport(api),
@@ -947,7 +952,7 @@ def test_redrive_counts_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a dead-letter queue of 12 messages, an API that moves as many as it is asked,
     # and a progress bar that records its steps
     steps: list[int] = []
-    monkeypatch.setattr(commands.Tracker, "advance", lambda self, n=1: steps.append(n))
+    monkeypatch.setattr(Tracker, "advance", lambda self, n=1: steps.append(n))
     left = [12]
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -968,7 +973,7 @@ def test_redrive_counts_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
     ("total", "chunk"), [(None, 100), (12, 1), (100, 5), (1000, 50), (10**6, 100)]
 )
 def test_a_redrive_chunk_keeps_the_progress_moving(total: int | None, chunk: int) -> None:
-    assert commands.redrive_chunk(total) == chunk
+    assert redrive_chunk(total) == chunk
 
 
 def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_says_why_and_exits_1() -> None:
@@ -1717,7 +1722,7 @@ def test_a_principal_id_is_one_encoded_path_segment() -> None:
     ],
 )
 def test_grants_parse_to_the_apis_document(text: str, grant: dict[str, Any]) -> None:
-    assert commands.parse_grant(text) == grant
+    assert parse_grant(text) == grant
 
 
 def test_the_cli_knows_every_action_the_broker_grants() -> None:
@@ -1725,7 +1730,7 @@ def test_the_cli_knows_every_action_the_broker_grants() -> None:
     from mqless.principals import Action
 
     # Then the CLI accepts exactly those
-    assert set(commands.ACTIONS) == {action.value for action in Action}
+    assert set(ACTIONS) == {action.value for action in Action}
 
 
 @pytest.mark.parametrize(
@@ -1801,7 +1806,7 @@ def test_keys_issue_json_is_the_api_answer() -> None:
     ],
 )
 def test_durations_are_seconds_or_units(text: str, seconds: int) -> None:
-    assert commands.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["0", "soon", "12x", "-5", "1.5h", ""])
@@ -1879,7 +1884,7 @@ def test_access_commands_without_admin_say_what_is_missing() -> None:
 
 def test_grants_text_round_trips_through_parse_grant() -> None:
     text = grants_text(ALICE["grants"])
-    assert [commands.parse_grant(part) for part in text.split()] == ALICE["grants"]
+    assert [parse_grant(part) for part in text.split()] == ALICE["grants"]
 
 
 def test_key_status_and_expiry_phrases() -> None:
@@ -1895,9 +1900,7 @@ def test_key_status_and_expiry_phrases() -> None:
 def bootstrap(argv: list[str], session: Any = None) -> Result:
     args = build_parser().parse_args(["bootstrap", *argv])
     out, err = io.StringIO(), io.StringIO()
-    code = commands.run_bootstrap(
-        args, terminal=Terminal(io.StringIO(""), out, err), session=session
-    )
+    code = run_bootstrap(args, terminal=Terminal(io.StringIO(""), out, err), session=session)
     return Result(code, out.getvalue(), err.getvalue())
 
 

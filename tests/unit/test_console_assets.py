@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mqless import runtime
 from mqless.http import api
 from tests.lambda_support import FakeLambdaContext, http_event
 
@@ -17,6 +19,11 @@ EVENTS = ROOT / "events"
 LOOPBACK = {"host": "127.0.0.1:8080"}
 DEPLOYED = {"host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"}
 WSS = "wss://f6g7h8i9j0.execute-api.us-east-1.amazonaws.com/live"
+FUNCTION_ENV = {
+    "MESSAGES_TABLE": "messages",
+    "DESTINATIONS_TABLE": "destinations",
+    "KMS_KEY_ID": "key",
+}
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -110,9 +117,15 @@ def elements(html: str) -> _Elements:
 
 
 @pytest.fixture(autouse=True)
-def no_websocket_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_websocket_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # the settings every function has (template.yaml's Globals), nothing about the console
+    for name, value in FUNCTION_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("WEBSOCKET_URL", raising=False)
     monkeypatch.delenv("AUTH_MODE", raising=False)
+    runtime.reset()  # the settings are read once per process: read them again per test
+    yield
+    runtime.reset()
 
 
 def test_the_page_is_html_that_loads_only_relative_files_of_its_own() -> None:
@@ -248,8 +261,6 @@ def test_config_names_the_websocket_api_and_the_version(monkeypatch: pytest.Monk
         (None, "required"),  # absent: the template's default
         ("required", "required"),
         ("off", "off"),  # `mqless dev --no-auth`
-        ("OFF ", "required"),  # anything but `off` asks for a token
-        ("", "required"),
     ],
 )
 def test_config_says_whether_the_page_must_sign_in(
@@ -265,6 +276,31 @@ def test_config_says_whether_the_page_must_sign_in(
     # Then it is told whether to sign in first
     assert result["statusCode"] == 200
     assert json.loads(result["body"])["auth"] == expected
+
+
+@pytest.mark.parametrize("auth_mode", ["OFF ", "", "requierd"])
+def test_a_mistyped_auth_mode_is_the_same_clear_error_for_the_console_and_the_api(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, auth_mode: str
+) -> None:
+    # Given a function deployed with an AUTH_MODE that is neither `required` nor `off`
+    monkeypatch.setenv("AUTH_MODE", auth_mode)
+
+    # When the console asks for its configuration, and a client lists the queues
+    config = get("/console/config.json")
+    queues = api.resolve(http_event("GET", "/queues"), FakeLambdaContext())
+
+    # Then neither is told anything about signing in: both are the same internal error
+    # (a deployment fault, not the caller's), never a page told it may skip the token
+    for answer in (config, queues):
+        assert answer["statusCode"] == 500
+        assert json.loads(answer["body"]) == {
+            "error": "internal_error",
+            "message": "the broker failed; the request may be retried",
+        }
+    # and the function's log says what is wrong, in both places
+    reason = f"AUTH_MODE must be 'required' or 'off', not {auth_mode!r}"
+    logged = [str(r.exc_info[1]) for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert len(logged) == 2 and all(reason in text for text in logged), logged
 
 
 def test_the_page_has_an_accessible_sign_in_form() -> None:

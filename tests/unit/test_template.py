@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mqless.storage import keys, wake
-from mqless_cli.template import (
+from mqless_cli.cfn import (
     Authorizer,
     HttpRoute,
     IdentitySource,

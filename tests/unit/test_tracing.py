@@ -15,7 +15,7 @@ import pytest
 
 from mqless import observability
 from mqless.observability import instrumented
-from mqless_cli.template import Stack, load_template
+from mqless_cli.cfn import Stack, load_template
 from tests.lambda_support import FakeLambdaContext, RecordingTraceProvider
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mqless_cli.template import Authorizer, IdentitySource
+from mqless_cli.cfn import Authorizer, IdentitySource
 
 __all__ = [
     "InvalidResponse",

@@ -11,8 +11,8 @@ import boto3
 import botocore
 from moto import mock_aws
 
+from mqless_cli.cfn import Stack, load_template, provision
 from mqless_cli.local.moto_fixes import fixed_moto
-from mqless_cli.template import Stack, load_template, provision
 
 REGION = "us-east-1"
 # Requests to loopback (our own gateways' @connections API) must reach the real socket,

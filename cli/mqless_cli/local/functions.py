@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mqless_cli.template import Json, Stack
+from mqless_cli.cfn import Json, Stack
 
 
 class FunctionError(Exception):

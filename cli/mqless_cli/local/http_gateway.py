@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from mqless_cli.cfn import HttpRoute, Stack
 from mqless_cli.local.authorizers import (
     InvalidResponse,
     ResponseCache,
@@ -40,7 +41,6 @@ from mqless_cli.local.authorizers import (
 )
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.local.invocations import INVOKE_PATH, InvokeApi
-from mqless_cli.template import HttpRoute, Stack
 
 if TYPE_CHECKING:
     from mqless_cli.billing import Meter

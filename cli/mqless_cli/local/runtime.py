@@ -17,6 +17,7 @@ from typing import Any
 
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.billing.live import LiveBill, record_metrics
+from mqless_cli.cfn import Stack
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.functions import FunctionHost, Invocation
@@ -24,7 +25,6 @@ from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
 from mqless_cli.local.invocations import InvokeApi
 from mqless_cli.local.metrics import EmfToCloudWatch
 from mqless_cli.local.moto_fixes import REQUEST_LOCK
-from mqless_cli.template import Stack
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
 # a WebSocket API's own URL (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)

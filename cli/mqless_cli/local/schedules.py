@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mqless_cli.cfn import Schedule
 from mqless_cli.local.functions import FunctionError, FunctionHost
-from mqless_cli.template import Schedule
 
 __all__ = ["ScheduleRunner", "scheduler_event"]
 

@@ -47,9 +47,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from mqless_cli.cfn import StreamSource
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.local.moto_fixes import discard_shard_iterator, discard_stream_records
-from mqless_cli.template import StreamSource
 
 __all__ = [
     "CHECKPOINTS",

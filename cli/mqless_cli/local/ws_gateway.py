@@ -58,10 +58,10 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from mqless_cli.cfn import Authorizer, Stack, WebSocketApi, WebSocketRoute
 from mqless_cli.local.authorizers import InvalidResponse, identity_values, outcome, verdict
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.local.http_gateway import ConnectionGone
-from mqless_cli.template import Authorizer, Stack, WebSocketApi, WebSocketRoute
 
 if TYPE_CHECKING:
     from mqless_cli.billing import Meter

@@ -6,7 +6,6 @@ invocation, and tests call `reset()` between cases.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from mqless.queues import QueueService
 from mqless.quotas import Quotas
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
-from mqless.settings import Settings
+from mqless.settings import AccessSettings, Settings, WebSocketSettings
 from mqless.storage.dedup_records import DedupRecords
 from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
@@ -75,6 +74,18 @@ def settings() -> Settings:
 
 
 @cache
+def access_settings() -> AccessSettings:
+    """AUTH_MODE and the JWT settings alone: every handler checks them before anything else."""
+    return AccessSettings.from_env()
+
+
+@cache
+def websocket_settings() -> WebSocketSettings:
+    """Where the WebSocket API is (the pusher, the web console)."""
+    return WebSocketSettings.from_env()
+
+
+@cache
 def clock() -> Clock:
     """The process's time (tests replace it to move time without sleeping)."""
     return SystemClock()
@@ -83,10 +94,7 @@ def clock() -> Clock:
 @cache
 def auth_required() -> bool:
     """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
-    mode = os.environ.get("AUTH_MODE", "required")
-    if mode not in ("required", "off"):
-        raise RuntimeError(f"AUTH_MODE must be 'required' or 'off', not {mode!r}")
-    return mode == "required"
+    return access_settings().auth_required
 
 
 @cache
@@ -104,14 +112,15 @@ def access() -> AccessControl:
 @cache
 def authenticator() -> Authenticator:
     """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
-    issuer = os.environ.get("JWT_ISSUER", "")
+    config = access_settings()
+    issuer = config.jwt_issuer
     if not issuer:
         return Authenticator(access())
     jwt_settings = JwtSettings(
         issuer=issuer,
-        audience=os.environ.get("JWT_AUDIENCE", ""),
-        principal_claim=os.environ.get("JWT_PRINCIPAL_CLAIM") or "sub",
-        groups_claim=os.environ.get("JWT_GROUPS_CLAIM") or "cognito:groups",
+        audience=config.jwt_audience,
+        principal_claim=config.jwt_principal_claim,
+        groups_claim=config.jwt_groups_claim,
     )
     return Authenticator(access(), JwtVerifier(jwt_settings, IssuerKeys(issuer)))
 
@@ -135,7 +144,7 @@ def live_subscriptions() -> LiveSubscriptions:
 @cache
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
-    endpoint = os.environ.get("CONNECTIONS_ENDPOINT")
+    endpoint = websocket_settings().connections_endpoint
     if not endpoint:
         return NoWebSocketApi()
     return ApiGatewayPusher(
@@ -340,6 +349,8 @@ _CACHED = (
     live_subscriptions,
     cipher,
     settings,
+    access_settings,
+    websocket_settings,
     clock,
     kms_client,
     dynamodb_client,

@@ -7,7 +7,8 @@ All three are public: the page signs in with a token, then sends it on every API
 
 `mqless dev` points the template's WEBSOCKET_URL at its own WebSocket gateway. When the
 variable is unset and the page was requested from 127.0.0.1 or localhost (the Host
-header), the page gets `ws://<that host>:8081` (`mqless dev`'s default `--ws-port`), and
+header), the page gets `ws://<that host>:8081` (`mqless dev`'s default `--ws-port`;
+WebSocketSettings.loopback_websocket_port), and
 on those hosts its Content-Security-Policy allows any port, so a URL typed in the page
 (kept in the browser) reaches a gateway started with another `--ws-port`.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -27,16 +27,13 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from mqless import __version__
+from mqless import __version__, runtime
 from mqless.errors import NotFound
 
 logger = Logger(service="mqless", child=True)
 
 PACKAGE = "mqless.console"
 PAGE = "index.html"
-WEBSOCKET_URL_ENV = "WEBSOCKET_URL"
-AUTH_MODE_ENV = "AUTH_MODE"
-DEV_WS_PORT = 8081
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 # what may be served, by suffix (all UTF-8 text); anything else in the package is not
@@ -92,7 +89,7 @@ def _request_host(app: APIGatewayHttpResolver) -> str | None:
 
 def websocket_url(app: APIGatewayHttpResolver) -> str | None:
     """The WebSocket API's URL: WEBSOCKET_URL, else the `mqless dev` default on loopback."""
-    configured = os.environ.get(WEBSOCKET_URL_ENV, "").strip()
+    configured = runtime.websocket_settings().websocket_url
     if configured:
         if _websocket_origin(configured) is not None:
             return configured
@@ -100,14 +97,14 @@ def websocket_url(app: APIGatewayHttpResolver) -> str | None:
         return None
     host = _request_host(app)
     if host in LOOPBACK_HOSTS:
-        return f"ws://{host}:{DEV_WS_PORT}"
+        return f"ws://{host}:{runtime.websocket_settings().loopback_websocket_port}"
     return None
 
 
 def auth_mode() -> str:
-    """`off` only when AUTH_MODE says so; absent (or anything else) means `required`."""
-    # fail closed: a typo must not tell the page that it needs no token
-    return "off" if os.environ.get(AUTH_MODE_ENV, "").strip() == "off" else "required"
+    """AUTH_MODE, by the rule every function reads it with: a typo is a deployment fault
+    (SettingsError, an internal error), never a page told that it needs no token."""
+    return runtime.access_settings().auth_mode
 
 
 def _websocket_origin(url: str) -> str | None:

@@ -33,15 +33,15 @@ from typing import Any, TextIO
 
 import httpx
 
+from mqless_cli.cfn import Json, Stack, load_template
 from mqless_cli.client import ClientError, bearer
-from mqless_cli.commands import (
+from mqless_cli.commands.context import (
     DEFAULT_URL,
     Terminal,
     UsageError,
     reported,
     token_from,
 )
-from mqless_cli.template import Json, Stack, load_template
 
 LAMBDA_RUNTIME_SLACK_SECONDS = 30  # beyond the function's own timeout, for the HTTP call
 LAYER_TYPE = "AWS::Serverless::LayerVersion"

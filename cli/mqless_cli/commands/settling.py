@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from mqless_cli.client import MqlessClient
-from mqless_cli.commands import (
+from mqless_cli.commands.arguments import duration_within
+from mqless_cli.commands.context import (
     BATCH,
     AddCommand,
     Context,
-    duration_within,
     items_given,
     report_failures,
 )

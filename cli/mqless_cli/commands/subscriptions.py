@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from mqless_cli.client import ClientError
-from mqless_cli.commands import Context, Handler, run
+from mqless_cli.commands.context import Context, Handler, run
 from mqless_cli.output import Output
 
 

@@ -13,12 +13,11 @@ import json
 from typing import Any
 
 from mqless_cli.client import ApiError, ClientError
-from mqless_cli.commands import (
+from mqless_cli.commands.arguments import bounded, duration_within
+from mqless_cli.commands.context import (
     AddCommand,
     Context,
     UsageError,
-    bounded,
-    duration_within,
     is_terminal,
     items_given,
     print_error,
