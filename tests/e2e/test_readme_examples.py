@@ -58,6 +58,11 @@ NOT_RUN_BY_DESIGN: dict[tuple[str, int], str] = {
         "a stomp.py snippet (needs a `token` and never disconnects); "
         "tests/e2e/test_stomppy.py drives stomp.py"
     ),
+    ("Message selectors", 1): (
+        "a stomp.py session that needs a STOMP client installed beside the shell; "
+        "tests/e2e/test_stomppy.py::test_stomppy_selector_subscription_gets_only_matching_messages "
+        "runs the same subscription"
+    ),
     ("CLI", 2): "`mqless bootstrap --stack` writes to a deployed stack's table",
     ("CLI", 3): (
         "runs from the repository's root (template.yaml, events/); tests/e2e/test_invoke.py "
