@@ -381,8 +381,8 @@ class TtlReaper:
                 # what marks a TTL delete in the stream (DynamoDB Developer Guide, *TTL and
                 # DynamoDB Streams*)
                 shard.items[-1].record["userIdentity"] = {
-                    "type": "Service",
-                    "principalId": "dynamodb.amazonaws.com",
+                    "Type": "Service",
+                    "PrincipalId": "dynamodb.amazonaws.com",
                 }
             deleted += 1
         return deleted
