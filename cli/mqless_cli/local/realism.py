@@ -22,6 +22,10 @@ taken from AWS's documentation:
   can serve up to 3,000 read request units or 1,000 write request units" (AWS Knowledge
   Center, *My on-demand DynamoDB table is throttled*), enforced per partition key value over
   a sliding second; the SDK retries as it does on AWS.
+- `dynamodb_throttle` (0): a share of all DynamoDB requests throttled whatever their
+  partition's load; on-demand tables also throttle when traffic "exceed[s] double your
+  previous traffic's peak within 30 minutes" (same Knowledge Center page). Off in `aws`: a
+  fault for tests (`dynamodb-throttle=1` throttles everything).
 - `ttl` (`random`, `ttl_max_delay_s` 300): "DynamoDB typically deletes expired items within
   two days of expiration ... Items that have expired and not been deleted will still show up
   in reads" (API Reference, *UpdateTimeToLive*); here at a random moment up to 300 s after
@@ -83,6 +87,9 @@ class Realism(BaseModel):
     ] = False
     partition_wcu: Annotated[float, Field(gt=0, description="Write units per key a second.")] = 1000
     partition_rcu: Annotated[float, Field(gt=0, description="Read units per key a second.")] = 3000
+    dynamodb_throttle: Annotated[
+        float, Field(ge=0, le=1, description="Chance any DynamoDB request is throttled.")
+    ] = 0
     ttl: Annotated[TtlMode, Field(description="When expired items are deleted.")] = "never"
     ttl_max_delay_s: Annotated[
         float, Field(ge=0, description="`random` TTL: the latest deletion after expiry.")
@@ -157,6 +164,7 @@ class RealismReport:
 
     throttled_writes: int = 0
     throttled_reads: int = 0
+    throttled_anyway: int = 0
     kms_throttled: int = 0
     ttl_deleted: int = 0
     stream_redelivered: int = 0
@@ -276,7 +284,15 @@ def faulty_aws(realism: Realism, report: RealismReport) -> Iterator[None]:
                 report.count("kms_throttled")
                 return _error("ThrottlingException", _KMS_THROTTLED)
             return original(self, request)
-        if prefix != "DynamoDB_20120810" or not realism.throttle:
+        if prefix != "DynamoDB_20120810":
+            return original(self, request)
+        if realism.dynamodb_throttle and chance(realism.dynamodb_throttle):
+            report.count("throttled_anyway")
+            return _error(
+                "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                "Throughput exceeds the current throughput limit for your account.",
+            )
+        if not realism.throttle:
             return original(self, request)
         write = operation in _WRITES
         if not write and operation not in _READS:
@@ -442,7 +458,7 @@ def realistic_aws(realism: Realism) -> Iterator[RealismReport]:
     with ExitStack() as stack:
         if realism.read_lag_ms:
             report.lag = stack.enter_context(lagging_reads(realism.read_lag_ms, seed=realism.seed))
-        if realism.throttle or realism.kms_throttle:
+        if realism.throttle or realism.kms_throttle or realism.dynamodb_throttle:
             stack.enter_context(faulty_aws(realism, report))
         if realism.ttl != "never":
             reaper = TtlReaper(realism, report)

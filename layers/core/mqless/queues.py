@@ -33,6 +33,7 @@ from mqless.errors import (
     NotADeadLetterQueue,
     QueueNotFound,
     StaleReceipt,
+    Throttled,
 )
 from mqless.leases import Leases, Taken
 from mqless.models import (
@@ -777,6 +778,19 @@ class QueueService:
         return deliveries
 
     def _open_taken(self, config: QueueConfig, taken: Sequence[Taken]) -> list[Delivery]:
+        """Open what was leased. If AWS throttles that midway (reading the bodies, the
+        dedup secret, decrypting) past the SDK's retries, nothing of this round goes out:
+        every lease not already dead-lettered is given back, uncounted."""
+        dead_lettered: set[int] = set()
+        try:
+            return self._open_each(config, taken, dead_lettered)
+        except Throttled:
+            self._give_back_unopened(config, [t for t in taken if id(t) not in dead_lettered])
+            raise
+
+    def _open_each(
+        self, config: QueueConfig, taken: Sequence[Taken], dead_lettered: set[int]
+    ) -> list[Delivery]:
         items = self._log.items((t.ref.log, t.ref.item) for t in taken)
         now = self._clock.now_ms()
         deliveries: list[Delivery] = []
@@ -803,6 +817,7 @@ class QueueService:
                 self._dead_letter(
                     config, t, item, f"max_receive_count exceeded ({limit} deliveries)", t.count - 1
                 )
+                dead_lettered.add(id(t))
                 continue
             try:
                 opened = self._open(item, t.ref)
@@ -816,6 +831,7 @@ class QueueService:
                     },
                 )
                 self._dead_letter(config, t, item, f"integrity: {exc.message}", t.count)
+                dead_lettered.add(id(t))
                 continue
             delivery = self._delivery(config, t, item, opened)
             deliveries.append(delivery)
@@ -826,6 +842,19 @@ class QueueService:
         if gone:
             self.leases.set_until(config, gone, SETTLED)
         return deliveries
+
+    def _give_back_unopened(self, config: QueueConfig, taken: Sequence[Taken]) -> None:
+        """A receive that leased messages and then could not read or decrypt them (AWS
+        throttled it) delivered them to no one: they are free again at once and the failed
+        receive does not count towards the dead-letter queue. If the give-back is throttled
+        too, the leases run out as any lease does (then counted)."""
+        try:
+            self._hand_back(config, taken)
+        except Throttled:
+            logger.warning(
+                "could not give back leases after a throttled receive; they will run out",
+                extra={"queue": config.name, "leases": len(taken)},
+            )
 
     def _delivery(
         self, config: QueueConfig, taken: Taken, item: LogItem, opened: OpenedMessage
