@@ -58,8 +58,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mqless_cli.billing.dynamodb import Capacity
-from mqless_cli.billing.moto_observer import _observe, _schema, _touched, dynamodb_backend
+from mqless_cli.billing.dynamodb import Capacity, item_size, query_read
+from mqless_cli.billing.moto_observer import _charges, _schema, _touched, dynamodb_backend
 from mqless_cli.local.consistency import lagging_reads
 from mqless_cli.local.streams import Record, StreamPoller
 
@@ -198,15 +198,12 @@ class PartitionThroughput:
     def record_dynamodb(
         self, operation: str, charges: Sequence[Capacity], *, failed_conditions: int = 0
     ) -> None:
-        """What a request consumed (called by the billing observer, as its `Meter` is)."""
+        """What a request consumed."""
         now = time.monotonic()
         with self._lock:
             for charge in charges:
                 key = (charge.table, charge.index, charge.partition)
                 self._used[key].append((now, charge.write_units, charge.read_units))
-
-    def record_request(self, service: str, operation: str) -> None:
-        """Other services: nothing to count."""
 
     def over(self, keys: Sequence[tuple[str, str | None, str]], *, write: bool) -> bool:
         """Whether any of these partitions has used its second's worth already."""
@@ -230,17 +227,39 @@ def _error(type_name: str, message: str, **extra: Any) -> tuple[int, dict[str, s
     return 400, {"Content-Type": "application/x-amz-json-1.0"}, body
 
 
-def _partitions(backend: Any, operation: str, params: dict[str, Any]) -> list[Any]:
+def _partitions(backend: Any, operation: str, params: dict[str, Any], touched: Any) -> list[Any]:
     """The (table, index, partition key value) a request touches, as the meter names them."""
     if operation == "Query":
         found = _query_partition(backend, params)
         return [found] if found is not None else []
+    return [(t.schema.name, None, t.schema.partition(t.key)) for t in touched]
+
+
+def _consumed(
+    backend: Any, operation: str, params: dict[str, Any], touched: Any, result: Any
+) -> list[Capacity]:
+    """What an answered request consumed, as the bill counts it; a Query by the items it
+    returned (the bill's own capture of what moto read is not re-entrant)."""
+    if result is None:
+        return []
+    status, _, body = result
+    if operation == "Query":
+        found = _query_partition(backend, params)
+        schema = _schema(backend, params.get("TableName", ""))
+        if found is None or schema is None or not 200 <= int(status) < 300:
+            return []
+        items = json.loads(_text(body) or "{}").get("Items", [])
+        consistent = bool(params.get("ConsistentRead"))
+        _, index, partition = found
+        return [
+            query_read(
+                schema, index, partition, [item_size(i) for i in items], consistent=consistent
+            )
+        ]
     if operation == "Scan":
         return []
-    keys = []
-    for touch in _touched(backend, operation, params):
-        keys.append((touch.schema.name, None, touch.schema.partition(touch.key)))
-    return keys
+    charges, _ = _charges(backend, operation, params, touched, [], status, body)
+    return charges
 
 
 _EQUALS = re.compile(r"([#\w.]+)\s*=\s*(:\w+)")
@@ -299,7 +318,8 @@ def faulty_aws(realism: Realism, report: RealismReport) -> Iterator[None]:
             return original(self, request)
         params = json.loads(_text(request.body) or "{}")
         backend = dynamodb_backend(request)
-        keys = _partitions(backend, operation, params)
+        touched = [] if operation in ("Query", "Scan") else _touched(backend, operation, params)
+        keys = _partitions(backend, operation, params, touched)
         if throughput.over(keys, write=write):
             report.count("throttled_writes" if write else "throttled_reads")
             kind = "Write" if write else "Read"
@@ -309,7 +329,11 @@ def faulty_aws(realism: Realism, report: RealismReport) -> Iterator[None]:
                 "table or index.",
                 ThrottlingReasons=[{"reason": f"Table{kind}KeyRangeThroughputExceeded"}],
             )
-        return _observe(throughput, request, lambda: original(self, request))  # type: ignore[arg-type]
+        result = original(self, request)
+        throughput.record_dynamodb(
+            operation, _consumed(backend, operation, params, touched, result)
+        )
+        return result
 
     BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
     try:

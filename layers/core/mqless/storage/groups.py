@@ -55,6 +55,7 @@ from mqless.storage.index import (
     Ref,
     claim_update,
     holds_update,
+    tail_refs,
 )
 
 if TYPE_CHECKING:
@@ -242,8 +243,8 @@ class FifoIndex:
         for _ in range(MAX_APPEND_ATTEMPTS):
             seq, tail, before = self._tail(queue, shards)
             recent = [s for s in (before, tail) if s is not None]
-            present = {e.ref for s in recent for e in s.entries if not e.settled}
-            fresh = [r for r in pending if r.new.ref not in present]
+            waiting, settled = tail_refs(recent)
+            fresh = [r for r in pending if not r.new.appended_already(waiting, settled)]
             report.duplicates += len(pending) - len(fresh)
             pending = fresh
             if not pending:
