@@ -62,3 +62,30 @@ def test_a_log_item_indexed_again_while_its_message_waits_is_delivered_once(
     [delivery] = broker.receive(P, queue, max_messages=10)
     assert delivery.body == b"once"
     assert broker.receive(P, queue, max_messages=10) == []
+
+
+@pytest.mark.parametrize("queue", ["orders", "orders.fifo"])
+def test_a_redelivered_batch_longer_than_the_last_segments_appends_nothing_twice(
+    broker: QueueService, aws: Aws, raw_items: RawItems, queue: str
+) -> None:
+    # Given 40 messages in one shard (more than the last two index segments hold), each
+    # indexed as it was sent, then 35 of them received and acked
+    broker.put_queue(P, queue, QueueSettings(max_receive_count=None, shards=1))
+    group = "g" if queue.endswith(".fifo") else None
+    for n in range(40):
+        broker.send(P, queue, NewMessage(body=f"m{n}".encode(), group_id=group))
+    acked = set()
+    for _ in range(35):
+        [delivery] = broker.receive(P, queue)
+        assert broker.ack(P, queue, [delivery.receipt])[0]
+        acked.add(delivery.body)
+
+    # When the stream hands the dispatch function all 40 log items again, as one batch
+    INLINE_DISPATCH.index_table(aws.settings.messages_table, _log_items(raw_items, queue))
+
+    # Then only the 5 that were never acked are delivered, each once
+    bodies = []
+    while batch := broker.receive(P, queue, max_messages=10):
+        bodies += [d.body for d in batch]
+        broker.ack(P, queue, [d.receipt for d in batch])
+    assert sorted(bodies) == sorted({f"m{n}".encode() for n in range(40)} - acked)

@@ -349,7 +349,7 @@ class IndexStore:
         report = AppendReport()
         pending = list(refs)
         for _ in range(MAX_APPEND_ATTEMPTS):
-            recent = self.tail(queue, shard, DEDUP_LOOKBACK)
+            recent = self._recent(queue, shard, len(pending))
             # a body may come back after it was settled here (a redrive, a move back); its
             # own log item's reference never does (`NewRef.original`)
             waiting, settled = tail_refs(recent)
@@ -377,6 +377,19 @@ class IndexStore:
             except _Contended:
                 continue  # another appender got there first: read the tail again
         raise Throttled(f"could not append to the index of {queue!r}: too much contention")
+
+    def _recent(self, queue: str, shard: int, refs: int) -> list[Segment]:
+        """The last segments, newest first, enough to hold `refs` references and a segment
+        more. A retried stream batch's references were appended after everything else of
+        its shard, so all of those it appended already are among them: the last
+        DEDUP_LOOKBACK segments alone miss them when the batch filled more than that."""
+        count = DEDUP_LOOKBACK + -(-refs // MAX_REFS)
+        while True:
+            recent = self.tail(queue, shard, count)
+            held = sum(len(s.entries) for s in recent)
+            if len(recent) < count or held >= refs + MAX_REFS:
+                return recent
+            count *= 2  # segments closed by bytes hold fewer references
 
     def _fill(self, segment: Segment, refs: Sequence[NewRef]) -> int:
         """Append what fits to an existing segment; returns how many refs went in."""
