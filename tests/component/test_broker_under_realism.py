@@ -3,7 +3,7 @@
 The whole local runtime runs in this process (`DevRuntime`: moto, the HTTP function, the
 stream poller feeding the dispatch function) with the faults on: lagging reads, partition
 throttling (limits scaled to moto's pace), KMS and DynamoDB throttles, TTL deletes at once,
-stream batches redelivered. Producers send to a standard and a FIFO queue over HTTP;
+stream batches redelivered, stream shards rolled every 12 s. Producers send to a standard and a FIFO queue over HTTP;
 competing consumers receive and ack, nack, crash (drop what they hold), ack late with
 receipts whose lease has run out, and extend. Every request is recorded with the moment it
 went out and the moment its answer came; `tests/delivery_checker.py` then looks for what no
@@ -48,7 +48,7 @@ VISIBILITY = 2
 # DynamoDB's: docs/storage-engine.md), so that hot keys do meet them here.
 FAULTS = (
     "aws,partition-wcu=150,partition-rcu=450,kms-throttle=0.02,dynamodb-throttle=0.02,"
-    "stream-redelivery=0.05,ttl=at-once,seed=15"
+    "stream-redelivery=0.05,shard-roll-minutes=0.2,ttl=at-once,seed=15"
 )
 
 

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from mqless_cli.local.realism import (
     RealismReport,
     RealisticStreamPoller,
+    ShardRoller,
     TtlReaper,
     parse_realism,
 )
@@ -309,3 +310,33 @@ def test_a_shard_is_read_at_most_four_times_a_second(app: StreamApp) -> None:  #
     assert len(calls) <= 5
     assert all(gap >= 0.24 for gap in gaps)
     wait_until(lambda: len(app.deliveries()) == n, what="every record", timeout=5)
+
+
+def test_a_rolled_shard_is_read_to_its_end_before_its_child(app: StreamApp) -> None:  # noqa: F811
+    # Given a poller reading the stream, and shards that roll over on demand
+    roller = ShardRoller(every_s=3600)  # rolled by hand below
+    roller.start()
+    try:
+        poller = app.poller(shard_discovery_seconds=0.05)
+        app.put("before-1")
+        app.put("before-2")
+
+        # When the shard is closed and a child opened, and more is written after
+        assert roller.roll() >= 1
+        app.put("after-1")
+        app.put("after-2")
+
+        # Then the stream lists the parent closed and the child with its parent, and the
+        # function gets every record once, the parent's before the child's
+        streams = boto3.Session(region_name="us-east-1").client("dynamodbstreams")
+        shards = streams.describe_stream(StreamArn=app.source.stream_arn)["StreamDescription"][
+            "Shards"
+        ]
+        parent, child = shards[-2], shards[-1]
+        assert "EndingSequenceNumber" in parent["SequenceNumberRange"]
+        assert child["ParentShardId"] == parent["ShardId"]
+        wait_until(lambda: len(app.deliveries()) == 4, what="all four records")
+        assert app.delivered_keys() == ["before-1", "before-2", "after-1", "after-2"]
+        assert poller.stats.records == 4
+    finally:
+        roller.stop()

@@ -16,6 +16,7 @@ def test_aws_turns_on_every_behaviour_with_its_documented_default() -> None:
     assert realism == AWS
     assert realism.read_lag_ms == 500
     assert realism.stream_poll_ms == 250
+    assert realism.shard_roll_minutes == 240
     assert realism.throttle and realism.partition_wcu == 1000 and realism.partition_rcu == 3000
     assert realism.ttl == "random"
     assert 0 < realism.stream_redelivery < 1 and 0 < realism.kms_throttle < 1

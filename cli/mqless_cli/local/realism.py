@@ -18,6 +18,12 @@ taken from AWS's documentation:
 - `stream_redelivery` (0.01): "Lambda event source mappings process each event at least
   once, and duplicate processing of records can occur" (same page); here a batch that
   succeeded is handed over once more at this rate.
+- `shard_roll_minutes` (240): DynamoDB Streams shards "are ephemeral: they are created and
+  deleted automatically by DynamoDB"; a shard's records must be processed before its
+  children's (Developer Guide, *DynamoDB Streams*: "process a parent shard before you
+  process a child shard"). AWS gives no period; users report a roll over about every 4 hours.
+  Here the open shard of every stream is closed and a child opened this often; the poller
+  finishes the parent, then finds the child (its discovery runs every 2 s).
 - `throttle` (on; `partition_wcu` 1,000, `partition_rcu` 3,000): "Each partition on the table
   can serve up to 3,000 read request units or 1,000 write request units" (AWS Knowledge
   Center, *My on-demand DynamoDB table is throttled*), enforced per partition key value over
@@ -38,7 +44,7 @@ The throttles are answered the way AWS answers them (HTTP 400 with the error typ
 moto sees the request, so botocore retries them exactly as it retries AWS's: what reaches
 the broker is what would reach it on AWS once the SDK has given up.
 
-Not reproduced: shards rolling over (moto keeps one shard per stream), Lambda cold starts,
+Not reproduced: shard splits (a roll always opens one child), Lambda cold starts,
 concurrency caps and timeouts, API Gateway's 29 s integration limit, per-instance clock skew.
 """
 
@@ -90,6 +96,9 @@ class Realism(BaseModel):
     dynamodb_throttle: Annotated[
         float, Field(ge=0, le=1, description="Chance any DynamoDB request is throttled.")
     ] = 0
+    shard_roll_minutes: Annotated[
+        float, Field(ge=0, description="Close each stream shard and open a child this often.")
+    ] = 0
     ttl: Annotated[TtlMode, Field(description="When expired items are deleted.")] = "never"
     ttl_max_delay_s: Annotated[
         float, Field(ge=0, description="`random` TTL: the latest deletion after expiry.")
@@ -117,6 +126,7 @@ class Realism(BaseModel):
 OFF = Realism()
 AWS = Realism(
     read_lag_ms=500,
+    shard_roll_minutes=240,
     stream_poll_ms=250,
     stream_redelivery=0.01,
     throttle=True,
@@ -168,6 +178,7 @@ class RealismReport:
     kms_throttled: int = 0
     ttl_deleted: int = 0
     stream_redelivered: int = 0
+    shards_rolled: int = 0
     lag: Any = None
     """`consistency.LagReport` while reads lag."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -428,6 +439,154 @@ class TtlReaper:
         return deleted
 
 
+# ---- stream shards that roll over ------------------------------------------------------------
+
+
+class ShardRoller:
+    """Closes each stream's open shard and opens a child every `every_s` seconds, as
+    DynamoDB Streams does; DescribeStream lists closed shards with their ending sequence
+    number and the child with its parent, and a closed shard's iterator ends once read."""
+
+    def __init__(self, every_s: float, report: RealismReport | None = None) -> None:
+        self._every = every_s
+        self._report = report or RealismReport()
+        self._closed: dict[str, list[Any]] = {}  # table ARN -> closed shards, oldest first
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stack = ExitStack()
+        self.rolls = 0
+
+    def start(self) -> None:
+        from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+
+        self._stack.enter_context(
+            _patched(DynamoDBStreamsBackend, "describe_stream", self._describe_stream)
+        )
+        self._stack.enter_context(
+            _patched(DynamoDBStreamsBackend, "get_shard_iterator", self._get_shard_iterator)
+        )
+        self._stack.enter_context(_patched(ShardIterator, "get", self._iterator_get))
+        self._thread = threading.Thread(target=self._run, name="realism-shards", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._stack.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self.roll()
+            except Exception:
+                log.exception("realism: rolling stream shards failed")
+
+    def roll(self) -> int:
+        """Close every open shard and open its child now; how many were rolled."""
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.dynamodb.models.table import StreamShard
+
+        from mqless_cli.local.moto_fixes import REQUEST_LOCK
+
+        rolled = 0
+        with REQUEST_LOCK.lock:  # no write may append to a shard while it closes
+            for account in list(dynamodb_backends.keys()):
+                for backend in list(dynamodb_backends[account].values()):
+                    for table in list(backend.tables.values()):
+                        parent = table.stream_shard
+                        if parent is None:
+                            continue
+                        end = int(parent.starting_sequence_number) + len(parent.items)
+                        setattr(parent, "realism_ending", end - 1)  # noqa: B010
+                        child = StreamShard(parent.account_id, table)
+                        child.id = f"shardId-{int(time.time() * 1000):020d}-{self.rolls:08x}"
+                        child.starting_sequence_number = end + 1
+                        setattr(child, "realism_parent", parent.id)  # noqa: B010
+                        table.stream_shard = child
+                        self._closed.setdefault(table.table_arn, []).append(parent)
+                        rolled += 1
+            self.rolls += 1
+        self._report.count("shards_rolled", rolled)
+        return rolled
+
+    def _shards(self, table: Any) -> list[Any]:
+        current = [table.stream_shard] if table.stream_shard is not None else []
+        return [*self._closed.get(table.table_arn, []), *current]
+
+    def _describe_stream(self, backend: Any, arn: str) -> dict[str, Any]:
+        table = backend._get_table_from_arn(arn)
+        described: dict[str, Any] = self._originals["describe_stream"](backend, arn)
+        shards = []
+        for shard in self._shards(table):
+            entry = shard.to_json()
+            ending = getattr(shard, "realism_ending", None)
+            if ending is not None:
+                entry["SequenceNumberRange"]["EndingSequenceNumber"] = str(ending)
+            parent = getattr(shard, "realism_parent", None)
+            if parent is not None:
+                entry["ParentShardId"] = parent
+            shards.append(entry)
+        described["Shards"] = shards
+        return described
+
+    def _get_shard_iterator(
+        self,
+        backend: Any,
+        arn: str,
+        shard_id: str,
+        shard_iterator_type: str,
+        sequence_number: str | None = None,
+    ) -> Any:
+        from moto.dynamodbstreams.models import ShardIterator
+
+        table = backend._get_table_from_arn(arn)
+        for shard in self._shards(table):
+            if shard.id == shard_id:
+                iterator = ShardIterator(
+                    backend,
+                    shard,
+                    shard_iterator_type,
+                    None if sequence_number is None else int(sequence_number),
+                )
+                backend.shard_iterators[iterator.arn] = iterator
+                return iterator
+        from moto.core.exceptions import JsonRESTError
+
+        raise JsonRESTError(
+            "ResourceNotFoundException", f"Requested resource not found: {shard_id}"
+        )
+
+    def _iterator_get(self, iterator: Any, limit: int = 1000) -> dict[str, Any]:
+        answer: dict[str, Any] = self._originals["get"](iterator, limit)
+        ending = getattr(iterator.stream_shard, "realism_ending", None)
+        if ending is not None and not answer["Records"] and iterator.sequence_number > ending:
+            answer.pop("NextShardIterator", None)  # a closed shard, read to its end
+        return answer
+
+    @property
+    def _originals(self) -> dict[str, Any]:
+        return _ORIGINALS
+
+
+_ORIGINALS: dict[str, Any] = {}
+
+
+@contextmanager
+def _patched(owner: Any, name: str, replacement: Callable[..., Any]) -> Iterator[None]:
+    original = getattr(owner, name)
+    _ORIGINALS[name] = original
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return replacement(self, *args, **kwargs)
+
+    setattr(owner, name, method)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 # ---- the stream -> Lambda side ------------------------------------------------------------
 
 
@@ -484,6 +643,10 @@ def realistic_aws(realism: Realism) -> Iterator[RealismReport]:
             report.lag = stack.enter_context(lagging_reads(realism.read_lag_ms, seed=realism.seed))
         if realism.throttle or realism.kms_throttle or realism.dynamodb_throttle:
             stack.enter_context(faulty_aws(realism, report))
+        if realism.shard_roll_minutes:
+            roller = ShardRoller(realism.shard_roll_minutes * 60, report)
+            roller.start()
+            stack.callback(roller.stop)
         if realism.ttl != "never":
             reaper = TtlReaper(realism, report)
             reaper.start()
