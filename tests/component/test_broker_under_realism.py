@@ -4,10 +4,11 @@ The whole local runtime runs in this process (`DevRuntime`: moto, the HTTP funct
 stream poller feeding the dispatch function) with the faults on: lagging reads, partition
 throttling (limits scaled to moto's pace), KMS and DynamoDB throttles, TTL deletes at once,
 stream batches redelivered, stream shards rolled every 12 s. Producers send to a standard
-and a FIFO queue over HTTP; competing consumers receive and ack, nack, crash (drop what they hold), ack late with
-receipts whose lease has run out, and extend. Every request is recorded with the moment it
-went out and the moment its answer came; `tests/delivery_checker.py` then looks for what no
-correct broker could have done. A client that is told 429 waits `Retry-After` and retries.
+and a FIFO queue over HTTP; competing consumers receive and ack, nack, crash (drop what
+they hold), ack late with receipts whose lease has run out, and extend. Every request is
+recorded with the moment it went out and the moment its answer came;
+`tests/delivery_checker.py` then looks for what no correct broker could have done. A
+client that is told 429 waits about `Retry-After` and retries.
 
 MQLESS_CHECKER_FAULTS replaces the faults (a `--realism` spec: one fault at a time finds
 which one a violation needs); MQLESS_CHECKER_MESSAGES (default 300) sets the size, and
