@@ -6,7 +6,7 @@ broker's own clock is never read: each check below is one that no ordering of th
 actions inside those windows could satisfy, so a violation it reports is certain.
 
 - lost: a message whose send was accepted (201) and that was never acked (messages with a
-  `ttl_seconds` may expire instead).
+  `ttl_seconds` may expire instead; an ack that got no answer counts as maybe done).
 - two at once: two deliveries of one message whose leases must have overlapped. A lease
   starts inside its receive's window and lasts at least until `asked + visibility` (later if
   extended) unless a settle of it was asked earlier; two leases are disjoint only if one
@@ -47,6 +47,9 @@ class Sent:
 
 @dataclass(frozen=True)
 class Delivered:
+    """A message as a consumer got it. A push (STOMP) has no receive request: its `asked`
+    is -inf (its lease began at some unknown moment before `got`)."""
+
     consumer: str
     queue: str
     message_id: str
@@ -62,7 +65,7 @@ class Delivered:
 class Settled:
     kind: str  # ack | nack | extend
     receipt: str
-    ok: bool
+    ok: bool | None  # None: no answer came (the client crashed first); it may have been done
     asked: float
     got: float
     visibility: float = 0.0  # extend: the new timeout
@@ -89,13 +92,16 @@ class History:
         with self._lock:
             self.settled.append(event)
 
-    def acked_bodies(self) -> set[str]:
+    def acked_bodies(self, *, maybe: bool = False) -> set[str]:
+        """Bodies acked (`maybe`: or whose ack went out and got no answer)."""
         by_receipt = {d.receipt: d for d in self.delivered}
         with self._lock:
             return {
                 by_receipt[s.receipt].body
                 for s in self.settled
-                if s.kind == "ack" and s.ok and s.receipt in by_receipt
+                if s.kind == "ack"
+                and (s.ok or (maybe and s.ok is None))
+                and s.receipt in by_receipt
             }
 
 
@@ -116,6 +122,8 @@ def violations(history: History) -> list[str]:
 
     def certain_end(d: Delivered) -> float:
         """The earliest moment the lease of `d` could have ended on the server."""
+        if d.asked == float("-inf"):
+            return d.asked  # a push: when its lease began is not known
         end = d.asked + d.visibility
         for s in settles[d.receipt]:
             if not s.ok:
@@ -128,10 +136,18 @@ def violations(history: History) -> list[str]:
         return end
 
     # lost
-    acked = history.acked_bodies()
+    acked = history.acked_bodies(maybe=True)
     for sent in history.sent:
         if sent.ttl_seconds is None and sent.body not in acked:
-            found.append(f"lost: {sent.queue} {sent.body} ({sent.message_id}) was never acked")
+            trail = [
+                f"{d.consumer}:" + "/".join(f"{s.kind}={s.ok}" for s in settles[d.receipt])
+                for d in history.delivered
+                if d.body == sent.body
+            ]
+            found.append(
+                f"lost: {sent.queue} {sent.body} ({sent.message_id}) was never acked "
+                f"(deliveries: {', '.join(trail) or 'none'})"
+            )
 
     for message_id, deliveries in by_message.items():
         deliveries.sort(key=lambda d: d.got)
@@ -191,4 +207,5 @@ def violations(history: History) -> list[str]:
                             f"{d.consumer} at {d.got:.3f} before {earlier} was acked"
                         )
                         break
-    return found
+    # what is most telling first: a run that ran out of time reports its unacked as lost
+    return sorted(found, key=lambda v: v.startswith("lost"))
