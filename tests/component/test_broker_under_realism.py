@@ -140,6 +140,7 @@ class StompConsumer:
         url = runtime.ws.url + (f"/?access_token={runtime.token}" if runtime.token else "")
         self.name = name
         self.queue = queue
+        self._frames: list[str] = []
         self.socket = connect(url, subprotocols=["v12.stomp"], open_timeout=30)  # type: ignore[list-item]
         self.send("CONNECT", {"accept-version": "1.2", "host": "/"})
         assert self.frame(10)[0] == "CONNECTED"
@@ -160,20 +161,19 @@ class StompConsumer:
         self.socket.send("\n".join(lines) + "\n\n\x00")
 
     def frame(self, timeout: float) -> tuple[str, dict[str, str], str]:
-        """The next frame (heart-beats skipped): command, headers, body."""
-        while True:
+        """The next frame (heart-beats skipped): command, headers, body. One WebSocket
+        message may hold several frames (a push of several messages)."""
+        while not self._frames:
             text = self.socket.recv(timeout=timeout)
             assert isinstance(text, str)
-            text = text.lstrip("\n")
-            if text:
-                break
-        head, _, body = text.partition("\n\n")
+            self._frames += [f for f in (part.lstrip("\r\n") for part in text.split("\x00")) if f]
+        head, _, body = self._frames.pop(0).partition("\n\n")
         command, *lines = head.split("\n")
         headers: dict[str, str] = {}
         for line in lines:
             key, _, value = line.partition(":")
             headers.setdefault(key, value)
-        return command, headers, body.rstrip("\x00")
+        return command, headers, body
 
 
 @dataclass
