@@ -21,6 +21,7 @@ from mqless.registry import QueueRegistry
 from mqless.settings import Settings
 from mqless_cli.cfn import Stack, Template, load_template, provision
 from mqless_cli.local.moto_fixes import fixed_moto
+from mqless_cli.local.realism import RealismReport, parse_realism, realistic_aws
 from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,16 @@ def moto_aws(aws_env: None) -> Iterator[None]:
     """moto with the fixes `mqless dev` runs it with (mqless_cli.local.moto_fixes)."""
     with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
         yield
+
+
+@pytest.fixture
+def realism(request: pytest.FixtureRequest) -> Iterator[RealismReport]:
+    """The AWS behaviours moto hides (`mqless dev --realism`), on for one test: the spec of
+    the test's `realism` marker, else $MQLESS_REALISM, else `aws`. Yields what they did."""
+    marker = request.node.get_closest_marker("realism")
+    spec = marker.args[0] if marker else os.environ.get("MQLESS_REALISM") or "aws"
+    with realistic_aws(parse_realism(spec)) as report:
+        yield report
 
 
 @pytest.fixture

@@ -120,6 +120,12 @@ def start_dev(template: Path, *extra: str) -> DevServer:
             "0",
             "--ws-port",
             "0",
+            # MQLESS_REALISM=aws runs every e2e test under the AWS behaviours moto hides
+            *(
+                ["--realism", os.environ["MQLESS_REALISM"]]
+                if os.environ.get("MQLESS_REALISM")
+                else []
+            ),
             *extra,
         ],
         cwd=template.parent,

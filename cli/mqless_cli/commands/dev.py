@@ -44,6 +44,7 @@ def _dev(args: argparse.Namespace) -> int:
         schedule_rate=args.schedule_rate,
         verbose=args.verbose,
         auth=not args.no_auth,
+        realism=args.realism,
     )
     stop = threading.Event()
 
@@ -74,6 +75,15 @@ def _dev(args: argparse.Namespace) -> int:
         runtime.stop()
         runtime.console.line("mqless dev: stopped")
     return 0
+
+
+def _realism(spec: str) -> Any:
+    from mqless_cli.local.realism import parse_realism
+
+    try:
+        return parse_realism(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _busy_port(host: str, ports: dict[str, int]) -> tuple[str, int] | None:
@@ -134,5 +144,14 @@ def register(commands: Any) -> None:
         "--no-auth",
         action="store_true",
         help="run no authorizer: every request is let in as `anonymous` (AUTH_MODE=off)",
+    )
+    dev.add_argument(
+        "--realism",
+        type=_realism,
+        default=None,
+        metavar="SPEC",
+        help="reproduce AWS behaviours moto hides: `aws` (the documented defaults), or "
+        "key=value pairs after it or alone, e.g. `aws,stream-redelivery=0.05` or "
+        "`throttle=on,kms-throttle=0.1` (README, Local development)",
     )
     dev.set_defaults(run=_dev)

@@ -25,6 +25,12 @@ from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
 from mqless_cli.local.invocations import InvokeApi
 from mqless_cli.local.metrics import EmfToCloudWatch
 from mqless_cli.local.moto_fixes import REQUEST_LOCK
+from mqless_cli.local.realism import (
+    Realism,
+    RealismReport,
+    realistic_aws,
+    stream_poller_factory,
+)
 
 _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?")
 # a WebSocket API's own URL (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)
@@ -49,6 +55,7 @@ class DevRuntime:
         schedules: bool = True,
         console: Console | None = None,
         bill_period: float = 60.0,
+        realism: Realism | None = None,
     ) -> None:
         """`streams=False`/`schedules=False` leave stream batches and schedules to the caller
         (`make bench` drives them itself, one batch at a time)."""
@@ -73,6 +80,10 @@ class DevRuntime:
         self.ws: Any = None
         self._pollers: list[Any] = []
         self._schedules: Any = None
+        self.realism = realism or Realism()
+        """The AWS behaviours reproduced on purpose (`--realism`; `local/realism.py`)."""
+        self.faults: RealismReport | None = None
+        self._realism: Any = None
 
     def start(self) -> None:
         self.console.line(f"mqless dev: starting {self.template.name} (moto in-process)")
@@ -87,6 +98,8 @@ class DevRuntime:
         stack = self.cloud.stack
         self._metering = observing_moto(self.meter)
         self._metering.__enter__()
+        self._realism = realistic_aws(self.realism)
+        self.faults = self._realism.__enter__()
         # Functions print Powertools JSON logs; route them through the console, and their
         # metrics to the bill and to CloudWatch (as CloudWatch Logs does with EMF on AWS:
         # GET /history reads them back)
@@ -145,10 +158,8 @@ class DevRuntime:
         self.http.start()
         sources = stack.stream_sources() if self.run_streams else []
         if sources:
-            from mqless_cli.local.streams import StreamPoller
-
             for source in sources:
-                poller = StreamPoller(
+                poller = stream_poller_factory(self.realism, self.faults)(
                     source,
                     functions,
                     LocalCloud.client("dynamodbstreams"),
@@ -178,6 +189,8 @@ class DevRuntime:
         if schedules:
             rate = f"every {self.schedule_rate:g} s" if self.schedule_rate else "template rate"
             self.console.line(f"  schedules      {len(schedules)} ({rate})")
+        if self.realism.active:
+            self.console.line(f"  realism        {self.realism.describe()}")
         if not self.auth:
             self.console.line("  auth           off (--no-auth)")
         elif self.token is not None:
@@ -217,6 +230,9 @@ class DevRuntime:
             self.http.stop()
         if self.ws is not None:
             self.ws.stop()
+        if self._realism is not None:
+            self._realism.__exit__(None, None, None)
+            self._realism = None
         if self._metering is not None:
             self._metering.__exit__(None, None, None)
             self._metering = None

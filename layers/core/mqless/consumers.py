@@ -38,8 +38,9 @@ and it is not settled yet) and returns the lease, which the queue then settles.
 `client`: the records from the watermark up to the acked one are read, every lease they
 hold up to it is settled, one write per index segment, and the watermark moves (one write).
 Steady state (pushes of ten, 512 B, sent in batches of ten: one segment each), per
-message: auto 0.1 writes beyond the queue's lease (the ack, one per segment); client 0.1 (record) + 0.1
-(watermark) beyond the queue's lease and ack; client-individual 0.1 + 1 (the record's mark).
+message: auto 0.1 writes beyond the queue's lease (the ack, one per segment); client 0.1
+(record) + 0.1 (watermark) beyond the queue's lease and ack; client-individual 0.1 + 1 (the
+record's mark).
 
 `pump(queue)` runs when messages arrive (the dispatch function, on the stream), when a
 consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a lease that

@@ -125,6 +125,7 @@ class Indexer:
                 signed(self._mac, target.name, Ref(str(item["pk"]), str(item["sk"]), j)),
                 expires,
                 visible_at=visible,
+                original=True,
             )
             for j in bodies
         ]
@@ -141,6 +142,7 @@ class Indexer:
                     signed(self._mac, queue, Ref(str(item["pk"]), str(item["sk"]), j)),
                     expires,
                     visible_at=visible[j] if j < len(visible) else 0,
+                    original=True,
                 )
                 for j in range(len(bodies_of(item)))
             ]

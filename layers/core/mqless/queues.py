@@ -34,6 +34,7 @@ from mqless.errors import (
     NotADeadLetterQueue,
     QueueNotFound,
     StaleReceipt,
+    Throttled,
 )
 from mqless.leases import Leases, Taken
 from mqless.models import (
@@ -804,7 +805,24 @@ class QueueService:
         taken: Sequence[Taken],
         known: dict[tuple[str, str], LogItem] | None = None,
     ) -> list[Delivery]:
-        known = known or {}
+        """Open what was leased (`known`: log items read already, by a selector's verdict).
+        If AWS throttles that midway (reading the bodies, the dedup secret, decrypting) past
+        the SDK's retries, nothing of this round goes out: every lease not already
+        dead-lettered is given back, uncounted."""
+        dead_lettered: set[int] = set()
+        try:
+            return self._open_each(config, taken, known or {}, dead_lettered)
+        except Throttled:
+            self._give_back_unopened(config, [t for t in taken if id(t) not in dead_lettered])
+            raise
+
+    def _open_each(
+        self,
+        config: QueueConfig,
+        taken: Sequence[Taken],
+        known: dict[tuple[str, str], LogItem],
+        dead_lettered: set[int],
+    ) -> list[Delivery]:
         items = {k: known[k] for k in ((t.ref.log, t.ref.item) for t in taken) if k in known}
         items |= self._log.items(
             (t.ref.log, t.ref.item) for t in taken if (t.ref.log, t.ref.item) not in items
@@ -834,6 +852,7 @@ class QueueService:
                 self._dead_letter(
                     config, t, item, f"max_receive_count exceeded ({limit} deliveries)", t.count - 1
                 )
+                dead_lettered.add(id(t))
                 continue
             try:
                 opened = self._open(item, t.ref)
@@ -847,6 +866,7 @@ class QueueService:
                     },
                 )
                 self._dead_letter(config, t, item, f"integrity: {exc.message}", t.count)
+                dead_lettered.add(id(t))
                 continue
             delivery = self._delivery(config, t, item, opened)
             deliveries.append(delivery)
@@ -857,6 +877,19 @@ class QueueService:
         if gone:
             self.leases.set_until(config, gone, SETTLED)
         return deliveries
+
+    def _give_back_unopened(self, config: QueueConfig, taken: Sequence[Taken]) -> None:
+        """A receive that leased messages and then could not read or decrypt them (AWS
+        throttled it) delivered them to no one: they are free again at once and the failed
+        receive does not count towards the dead-letter queue. If the give-back is throttled
+        too, the leases run out as any lease does (then counted)."""
+        try:
+            self._hand_back(config, taken)
+        except Throttled:
+            logger.warning(
+                "could not give back leases after a throttled receive; they will run out",
+                extra={"queue": config.name, "leases": len(taken)},
+            )
 
     def _delivery(
         self, config: QueueConfig, taken: Taken, item: LogItem, opened: OpenedMessage

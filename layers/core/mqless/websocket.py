@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger
 
 from mqless import runtime
 from mqless.auth import PENDING, event_header, refuse_if_expired, websocket_caller
-from mqless.errors import Unauthorized
+from mqless.errors import Throttled, Unauthorized
 from mqless.json_protocol import handle_text
 from mqless.live import ConnectionInfo
 from mqless.outbound import Connection
@@ -45,6 +45,49 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
     context = event.get("requestContext", {})
     connection_id = str(context.get("connectionId", ""))
     kind = context.get("eventType")
+    try:
+        return _handle_event(event, connection_id, kind)
+    except Throttled as exc:
+        return _throttled(event, connection_id, kind, exc)
+
+
+def _throttled(
+    event: dict[str, Any], connection_id: str, kind: Any, exc: Throttled
+) -> dict[str, Any]:
+    """AWS throttled us past the SDK's retries, before the protocol could answer: tell the
+    client to retry, in its protocol (a function error would reach it as a bare 500 or an
+    "Internal server error" frame, with nothing saying that a retry helps)."""
+    logger.warning("throttled", extra={"connection_id": connection_id, "event_type": kind})
+    if kind == "CONNECT":
+        return {"statusCode": 429, "headers": {"Retry-After": str(exc.retry_after_seconds)}}
+    if kind == "DISCONNECT":
+        # the connection's leases are not released now: they run out as any lease does
+        return {"statusCode": 200}
+    text = event.get("body") or ""
+    why = f"{exc.message} (after {exc.retry_after_seconds} s)"
+    pusher = runtime.sessions().pusher
+    if text.lstrip().startswith("{"):
+        reply = json.dumps({"type": "error", "error": exc.code, "message": why})
+        pusher.post(connection_id, reply.encode())
+        return {"statusCode": 200}
+    # STOMP: an ERROR closes the connection (STOMP 1.2, "ERROR"); the frame was not acted on
+    pusher.post(connection_id, encode_frame(_throttled_frame(text, why)).encode())
+    pusher.close(connection_id)
+    return {"statusCode": 200}
+
+
+def _throttled_frame(text: str, why: str) -> Frame:
+    headers = [("message", why)]
+    try:
+        receipt = next(f.header("receipt") for f in decode_frames(text) if f.header("receipt"))
+    except (StompError, StopIteration):
+        receipt = None
+    if receipt is not None:
+        headers.append(("receipt-id", receipt))
+    return Frame("ERROR", tuple(headers))
+
+
+def _handle_event(event: dict[str, Any], connection_id: str, kind: Any) -> dict[str, Any]:
     sessions = runtime.sessions()
     if kind == "CONNECT":
         try:

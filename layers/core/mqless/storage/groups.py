@@ -55,6 +55,7 @@ from mqless.storage.index import (
     Ref,
     claim_update,
     holds_update,
+    tail_refs,
 )
 
 if TYPE_CHECKING:
@@ -242,8 +243,9 @@ class FifoIndex:
         for _ in range(MAX_APPEND_ATTEMPTS):
             seq, tail, before = self._tail(queue, shards)
             recent = [s for s in (before, tail) if s is not None]
-            present = {e.ref for s in recent for e in s.entries if not e.settled}
-            fresh = [r for r in pending if r.new.ref not in present]
+            recent += self._earlier(queue, shards, seq - 1, len(pending), recent)
+            waiting, settled = tail_refs(recent)
+            fresh = [r for r in pending if not r.new.appended_already(waiting, settled)]
             report.duplicates += len(pending) - len(fresh)
             pending = fresh
             if not pending:
@@ -276,6 +278,26 @@ class FifoIndex:
             except _Contended:
                 self._forget(queue)  # another appender got there first: find the tail again
         raise Throttled(f"could not append to FIFO queue {queue!r}: too much contention")
+
+    def _earlier(
+        self, queue: str, shards: int, below: int, refs: int, recent: Sequence[FifoSegment]
+    ) -> list[FifoSegment]:
+        """Segments before `below`, newest first, until they and `recent` hold `refs`
+        references and a segment more: a retried stream batch's references, appended after
+        everything else of the queue, are all among them (the last two segments alone miss
+        them when the batch filled more than that)."""
+        held = sum(len(s.entries) for s in recent)
+        earlier: list[FifoSegment] = []
+        while held < refs + MAX_REFS and below > 0:
+            first = max(0, below - 1 - -(-refs // MAX_REFS))
+            found = self.segments(queue, shards, range(first, below), consistent=True)
+            if not found:
+                break  # a hole: older than any stream batch still retried
+            for segment in sorted(found.values(), key=lambda s: -s.seq):
+                earlier.append(segment)
+                held += len(segment.entries)
+            below = first
+        return earlier
 
     def _tail(self, queue: str, shards: int) -> tuple[int, FifoSegment | None, FifoSegment | None]:
         """(where the next reference goes, that segment if it exists (and so is not full),

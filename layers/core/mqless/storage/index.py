@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -89,6 +89,27 @@ class NewRef:
     visible_at: int = 0  # ms: not leasable before (a delay)
     count: int = 0  # receive count it carries (a dead letter keeps its count)
     reason: str = ""  # why it is here (dead letters: the reason and the source queue)
+    original: bool = False
+    """From the body's own log item (a send or a publish), not a reference item: appended
+    once ever, so one found in the tail even settled came from a redelivered stream batch
+    (Lambda hands records over at least once). A reference item's may come back after it
+    was settled (a redrive, a move back)."""
+
+    def appended_already(self, waiting: set[Ref], settled: set[Ref]) -> bool:
+        """Whether this reference is in the tail already (`waiting`, `settled`: its refs)."""
+        return self.ref in waiting or (self.original and self.ref in settled)
+
+
+class _HoldsEntries(Protocol):
+    @property
+    def entries(self) -> Sequence[Entry]: ...
+
+
+def tail_refs(segments: Sequence[_HoldsEntries]) -> tuple[set[Ref], set[Ref]]:
+    """The refs of the last segments: (still waiting, settled)."""
+    waiting = {e.ref for s in segments for e in s.entries if not e.settled}
+    settled = {e.ref for s in segments for e in s.entries if e.settled}
+    return waiting, settled
 
 
 @dataclass(frozen=True)
@@ -345,11 +366,11 @@ class IndexStore:
         report = AppendReport()
         pending = list(refs)
         for _ in range(MAX_APPEND_ATTEMPTS):
-            recent = self.tail(queue, shard, DEDUP_LOOKBACK)
-            # a body may come back after it was settled here (a redrive, a move back): only
-            # a reference still waiting is one a retried batch appended already
-            present = {e.ref for s in recent for e in s.entries if not e.settled}
-            fresh = [r for r in pending if r.ref not in present]
+            recent = self._recent(queue, shard, len(pending))
+            # a body may come back after it was settled here (a redrive, a move back); its
+            # own log item's reference never does (`NewRef.original`)
+            waiting, settled = tail_refs(recent)
+            fresh = [r for r in pending if not r.appended_already(waiting, settled)]
             report.duplicates += len(pending) - len(fresh)
             pending = fresh
             if not pending:
@@ -373,6 +394,19 @@ class IndexStore:
             except _Contended:
                 continue  # another appender got there first: read the tail again
         raise Throttled(f"could not append to the index of {queue!r}: too much contention")
+
+    def _recent(self, queue: str, shard: int, refs: int) -> list[Segment]:
+        """The last segments, newest first, enough to hold `refs` references and a segment
+        more. A retried stream batch's references were appended after everything else of
+        its shard, so all of those it appended already are among them: the last
+        DEDUP_LOOKBACK segments alone miss them when the batch filled more than that."""
+        count = DEDUP_LOOKBACK + -(-refs // MAX_REFS)
+        while True:
+            recent = self.tail(queue, shard, count)
+            held = sum(len(s.entries) for s in recent)
+            if len(recent) < count or held >= refs + MAX_REFS:
+                return recent
+            count *= 2  # segments closed by bytes hold fewer references
 
     def _fill(self, segment: Segment, refs: Sequence[NewRef]) -> int:
         """Append what fits to an existing segment; returns how many refs went in."""
