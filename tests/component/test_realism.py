@@ -157,19 +157,21 @@ def test_a_strongly_consistent_query_on_a_global_index_is_an_error(table: str) -
 # ---- read lag ----------------------------------------------------------------------------------
 
 
-@pytest.mark.realism("read-lag-ms=200,seed=7")
+@pytest.mark.realism("read-lag-ms=2000,seed=7")
 def test_eventually_consistent_reads_may_see_an_older_item(
     table: str, realism: RealismReport
 ) -> None:
-    # Given an item written, and written again a moment later (more than the lag apart)
+    # Given an item written, and written again more than the lag later (a lag long enough
+    # that a loaded machine's delay before the reads below still leaves most of it)
     client = boto3.client("dynamodb")
     _put(client, "k", v="old")
-    time.sleep(0.25)
+    time.sleep(2.5)
     _put(client, "k", v="new")
 
     # When it is read eventually and strongly consistent
     eventual = [
-        client.get_item(TableName=TABLE, Key={"pk": {"S": "k"}})["Item"]["v"]["S"] for _ in range(5)
+        client.get_item(TableName=TABLE, Key={"pk": {"S": "k"}})["Item"]["v"]["S"]
+        for _ in range(10)
     ]
     strong = client.get_item(TableName=TABLE, Key={"pk": {"S": "k"}}, ConsistentRead=True)
 
