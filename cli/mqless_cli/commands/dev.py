@@ -152,6 +152,6 @@ def register(commands: Any) -> None:
         metavar="SPEC",
         help="reproduce AWS behaviours moto hides: `aws` (the documented defaults), or "
         "key=value pairs after it or alone, e.g. `aws,stream-redelivery=0.05` or "
-        "`throttle=on,kms-throttle=0.1` (README, Local development)",
+        "`throttle=on,kms-throttle=0.1` (README: `--realism`)",
     )
     dev.set_defaults(run=_dev)
