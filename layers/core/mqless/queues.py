@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import random
@@ -234,6 +235,34 @@ class QueueService:
         """Delete a queue: its settings and its index (its logs expire by themselves)."""
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
+        self._drop(name)
+        audit("queue.delete", principal.id, name)
+
+    def open_temporary(self, name: str) -> QueueConfig:
+        """A connection's temporary queue, made on first use by the broker itself (no
+        create right, no quota: it lives only as long as its connection) and with no
+        dead-letter queue, which would outlive it."""
+        config = self._registry.find(name)
+        if config is not None:
+            return config
+        settings = QueueSettings(max_receive_count=None)
+        created = self._create(
+            QueueConfig.from_settings(name, settings, self._clock.now_ms()), None
+        )
+        return created if created is not None else self._registry.get(name)
+
+    def has_queue(self, name: str) -> bool:
+        """Does the queue exist? (internal: no permission involved)"""
+        return self._registry.find(name) is not None
+
+    def delete_temporary(self, name: str) -> None:
+        """Delete a temporary queue whose connection has gone (none there: nothing to do)."""
+        if not names.is_temp_queue(name):
+            raise InvalidRequest(f"{name!r} is not a temporary queue")
+        with contextlib.suppress(QueueNotFound):  # gone already: a second close, say
+            self._drop(name)
+
+    def _drop(self, name: str) -> None:
         config = self._registry.find(name)
         if not self._registry.delete(name):
             self._registry.get(name)  # raises QueueNotFound
@@ -245,7 +274,6 @@ class QueueService:
         if names.is_fifo(name):
             self._dedup_records.drop(name)
         self.leases.forget_floors(name)
-        audit("queue.delete", principal.id, name)
 
     def purge(self, principal: Principal, name: str) -> int:
         """Drop every message of a queue (dedup records stay, as in SQS); returns the count."""
@@ -1411,6 +1439,11 @@ class QueueService:
 
     def _check_may_create(self, creator: Principal | None, name: str) -> None:
         # As SQS does for a missing queue, a 404: the queue is not there for this sender
+        if creator is not None and names.is_temp_queue(name):
+            raise QueueNotFound(
+                f"temporary queue {name!r} does not exist: only its connection makes it, and "
+                "it goes when that connection closes"
+            )
         if creator is not None and not self._policy.permits(creator, Action.CREATE, name):
             raise QueueNotFound(
                 f"queue {name!r} does not exist, and {creator.id!r} may not create it "

@@ -49,7 +49,14 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.envelope import LEGACY_FORMAT_VERSION, Sealed
-from mqless.errors import Conflict, IntegrityError, InvalidRequest, MqlessError, NotFound
+from mqless.errors import (
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    InvalidRequest,
+    MqlessError,
+    NotFound,
+)
 from mqless.ids import check_client_id
 from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
@@ -75,13 +82,23 @@ TRANSACTION_KEY_DESTINATION: Final = "mqless.transactions"  # one data key for h
 MAX_PUMP_ROUNDS: Final = 5
 
 
+TEMP_QUEUE: Final = "/temp-queue/"
+REMOTE_TEMP_QUEUE: Final = "/remote-temp-queue/"
+
+
 def split_destination(destination: str) -> tuple[str, str]:
-    """`/topic/a.b` -> ("topic", "a.b"); `/queue/x` -> ("queue", "x")."""
-    for kind in ("topic", "queue"):
-        prefix = f"/{kind}/"
+    """`/topic/a.b` -> ("topic", "a.b"); `/queue/x` -> ("queue", "x");
+    `/remote-temp-queue/temp-queue.<owner>.x` -> ("queue", "temp-queue.<owner>.x")."""
+    for kind, prefix in (("topic", "/topic/"), ("queue", "/queue/"), ("queue", REMOTE_TEMP_QUEUE)):
         if destination.startswith(prefix) and len(destination) > len(prefix):
-            return kind, destination[len(prefix) :]
-    raise InvalidRequest(f"destination {destination[:100]!r} must be /queue/NAME or /topic/NAME")
+            name = destination[len(prefix) :]
+            if prefix == REMOTE_TEMP_QUEUE and not names.is_temp_queue(name):
+                break
+            return kind, name
+    raise InvalidRequest(
+        f"destination {destination[:100]!r} must be /queue/NAME, /topic/NAME, "
+        "/temp-queue/NAME or the /remote-temp-queue/... a reply-to header named"
+    )
 
 
 @dataclass
@@ -178,7 +195,8 @@ class Sessions:
             queues: set[str] = set()
             released = 0
             patterns: set[str] = set()
-            for record in self.live.disconnect(connection_id):
+            held = self.live.disconnect(connection_id)
+            for record in held.subscriptions:
                 if record["kind"] != "queue":
                     patterns.add(str(record.get("pattern", "")))
                     continue
@@ -190,9 +208,16 @@ class Sessions:
                 self.presence.changed("Topic", pattern, started=False)
             for queue in sorted(queues):
                 self.presence.changed("Queue", queue, started=False)
+            for temp_queue in held.temp_queues:  # as ActiveMQ: they go with the connection
+                self._queues.delete_temporary(temp_queue)
+                queues.discard(temp_queue)
             logger.info(
                 "connection closed",
-                extra={"connection_id": connection_id, "released": released},
+                extra={
+                    "connection_id": connection_id,
+                    "released": released,
+                    "temp_queues": len(held.temp_queues),
+                },
             )
             for queue in sorted(queues):
                 pending |= self.consumers.pump(queue).gone - closed
@@ -217,7 +242,7 @@ class Sessions:
         """
         check_client_id(subscription, "subscription id")
         selector = selectors.check(selector)
-        kind, name = split_destination(destination)
+        kind, name = self._resolve(info, destination, receiving=True)
         connection = info.connection
         principal = info.acting_as
         if self.live.subscription(connection.id, subscription) is not None:
@@ -297,10 +322,44 @@ class Sessions:
         self.presence.changed("Queue", consumer.queue, started=False)
         return consumer.queue
 
+    # ---- temporary queues ----------------------------------------------------------------
+
+    def reply_to(self, info: ConnectionInfo, reply_to: str | None) -> str | None:
+        """A SEND's `reply-to` as its receiver gets it: `/temp-queue/x` (made now if new)
+        becomes `/remote-temp-queue/<real name>`, a destination the receiver can SEND to,
+        as ActiveMQ rewrites it; any other value travels unchanged."""
+        if reply_to is None or not reply_to.startswith(TEMP_QUEUE):
+            return reply_to
+        _, name = self._resolve(info, reply_to, receiving=False)
+        return REMOTE_TEMP_QUEUE + name
+
+    def _resolve(
+        self, info: ConnectionInfo, destination: str, *, receiving: bool
+    ) -> tuple[str, str]:
+        """A destination's kind and real name; `/temp-queue/x` is the connection's own
+        temporary queue (made on first use). Only the connection that made a temporary
+        queue may receive from it, by whatever name it is reached."""
+        connection_id = info.connection.id
+        if destination.startswith(TEMP_QUEUE):
+            name = names.temp_queue_name(connection_id, destination[len(TEMP_QUEUE) :])
+            if not self._queues.has_queue(name):
+                # recorded first: a queue the connection made is always found when it goes
+                self.live.add_temp_queue(connection_id, name)
+                self._queues.open_temporary(name)
+            return "queue", name
+        kind, name = split_destination(destination)
+        owned = name.startswith(names.temp_queue_owner(connection_id))
+        if receiving and kind == "queue" and names.is_temp_queue(name) and not owned:
+            raise Forbidden(
+                f"temporary queue {name!r} belongs to another connection: only the "
+                "connection that made it may receive from it"
+            )
+        return kind, name
+
     # ---- producing and settling ----------------------------------------------------------
 
     def send(self, info: ConnectionInfo, destination: str, message: NewMessage) -> SendResult:
-        kind, name = split_destination(destination)
+        kind, name = self._resolve(info, destination, receiving=False)
         principal = info.acting_as
         if kind == "topic":
             return self._topics.publish(principal, name, message)
@@ -547,7 +606,7 @@ class Sessions:
         self, info: ConnectionInfo, transaction: str, destination: str, message: NewMessage
     ) -> None:
         # refuse a bad or forbidden destination now, so a COMMIT applies all or nothing
-        kind, name = split_destination(destination)
+        kind, name = self._resolve(info, destination, receiving=False)
         if kind == "topic":
             self._topics.check_publish(info.acting_as, name)
         else:

@@ -182,6 +182,9 @@ class StompSession:
     def _send_frame(self, frame: Frame) -> None:
         destination = _required(frame, "destination")
         message = _message(frame)
+        if message.reply_to is not None:
+            reply_to = self._sessions.reply_to(self._info, message.reply_to)
+            message = message.model_copy(update={"reply_to": reply_to})
         transaction = frame.header("transaction")
         if transaction is not None:
             self._sessions.hold_send(self._info, transaction, destination, message)
