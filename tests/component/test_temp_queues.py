@@ -7,6 +7,7 @@ it can SEND to; the queue goes when its connection does.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -175,3 +176,43 @@ def test_a_reply_to_that_is_no_temp_queue_travels_unchanged(
     # Then the responder gets it as sent
     [request] = _got(pusher, "responder", "MESSAGE")
     assert request.header("reply-to") == "/queue/answers"
+
+
+def _json(connection_id: str, **frame: Any) -> None:
+    handle_event(websocket_event("MESSAGE", connection_id, json.dumps(frame)))
+
+
+def test_json_clients_do_request_reply_through_a_temp_queue_too(
+    pusher: RecordingPusher, sessions: Sessions
+) -> None:
+    # Given two JSON clients: a responder on /queue/requests, a requester on its temp queue
+    for connection_id in ("requester", "responder"):
+        handle_event(websocket_event("CONNECT", connection_id))
+    _json("responder", action="subscribe", destination="/queue/requests", id="0")
+    _json("requester", action="subscribe", destination="/temp-queue/replies", id="r")
+    _json(
+        "requester",
+        action="publish",
+        destination="/queue/requests",
+        body="ping",
+        reply_to="/temp-queue/replies",
+        correlation_id="corr-9",
+    )
+    sessions.pump("requests")
+    [request] = [f for f in pusher.json_frames("responder") if f["type"] == "message"]
+
+    # When the responder publishes its reply to the reply_to it got
+    _json(
+        "responder",
+        action="publish",
+        destination=request["reply_to"],
+        body="pong",
+        correlation_id=request["correlation_id"],
+    )
+    sessions.pump(names.temp_queue_name("requester", "replies"))
+
+    # Then the requester receives it with the request's correlation id
+    [reply] = [f for f in pusher.json_frames("requester") if f["type"] == "message"]
+    assert request["reply_to"].startswith("/remote-temp-queue/temp-queue.")
+    assert (reply["body"], reply["correlation_id"]) == ("pong", "corr-9")
+    assert reply["destination"] == "/temp-queue/replies"

@@ -324,14 +324,14 @@ class Sessions:
 
     # ---- temporary queues ----------------------------------------------------------------
 
-    def reply_to(self, info: ConnectionInfo, reply_to: str | None) -> str | None:
-        """A SEND's `reply-to` as its receiver gets it: `/temp-queue/x` (made now if new)
-        becomes `/remote-temp-queue/<real name>`, a destination the receiver can SEND to,
-        as ActiveMQ rewrites it; any other value travels unchanged."""
-        if reply_to is None or not reply_to.startswith(TEMP_QUEUE):
-            return reply_to
-        _, name = self._resolve(info, reply_to, receiving=False)
-        return REMOTE_TEMP_QUEUE + name
+    def _with_reply_to(self, info: ConnectionInfo, message: NewMessage) -> NewMessage:
+        """A message as its receiver gets it: a `reply_to` of `/temp-queue/x` (made now if
+        new) becomes `/remote-temp-queue/<real name>`, a destination the receiver can send
+        to, as ActiveMQ rewrites it; any other value travels unchanged."""
+        if message.reply_to is None or not message.reply_to.startswith(TEMP_QUEUE):
+            return message
+        _, name = self._resolve(info, message.reply_to, receiving=False)
+        return message.model_copy(update={"reply_to": REMOTE_TEMP_QUEUE + name})
 
     def _resolve(
         self, info: ConnectionInfo, destination: str, *, receiving: bool
@@ -360,6 +360,7 @@ class Sessions:
 
     def send(self, info: ConnectionInfo, destination: str, message: NewMessage) -> SendResult:
         kind, name = self._resolve(info, destination, receiving=False)
+        message = self._with_reply_to(info, message)
         principal = info.acting_as
         if kind == "topic":
             return self._topics.publish(principal, name, message)
@@ -611,6 +612,7 @@ class Sessions:
             self._topics.check_publish(info.acting_as, name)
         else:
             self._queues.check_send(info.acting_as, name)
+        message = self._with_reply_to(info, message)
         position = self._next_position(info, transaction)
         sealed = self._cipher.encrypt(
             message.body,
