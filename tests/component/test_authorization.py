@@ -1979,3 +1979,49 @@ def test_no_topic_message_is_pushed_to_a_live_subscriber_whose_key_expired(
     # Then bob gets nothing
     assert pushed == 0
     assert frames(pusher, "c1", "MESSAGE") == []
+
+
+# ---- temporary queues (request/reply) ------------------------------------------------------
+
+REQUESTER = (grant("requests", "send"), grant("temp-queue.>", "send", "receive"))
+
+
+def _request_through_a_temp_queue(pusher: RecordingPusher, responder: Grants) -> Frame:
+    """bob (a responder with `responder` grants) has received alice's request, whose
+    reply-to is alice's temp queue; the request as bob got it."""
+    made_by_admin("requests")
+    stomp_session("bob", caller("bob", (grant("requests", "receive"), *responder)))
+    stomp("bob", "SUBSCRIBE", destination="/queue/requests", id="0")
+    stomp_session("alice", caller(ALLOWED, REQUESTER))
+    stomp("alice", "SUBSCRIBE", destination="/temp-queue/replies", id="r")
+    stomp("alice", "SEND", "q?", destination="/queue/requests", reply_to="/temp-queue/replies")
+    runtime.sessions().pump("requests")
+    [request] = frames(pusher, "bob", "MESSAGE")
+    return request
+
+
+def test_a_responder_with_send_on_temp_queues_may_reply_to_a_temp_queue(
+    pusher: RecordingPusher,
+) -> None:
+    # Given alice (no create right anywhere) made a temp queue and bob got her request
+    request = _request_through_a_temp_queue(pusher, (grant("temp-queue.>", "send"),))
+    reply_to = request.header("reply-to") or ""
+    # When bob, granted send on temp-queue.>, replies to it
+    stomp("bob", "SEND", "a!", destination=reply_to, receipt="r1")
+    runtime.sessions().pump(reply_to.removeprefix("/remote-temp-queue/"))
+    # Then alice receives the reply
+    assert frames(pusher, "bob", "ERROR") == []
+    assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"a!"]
+
+
+def test_a_responder_without_send_on_temp_queues_may_not_reply_to_one(
+    pusher: RecordingPusher,
+) -> None:
+    # Given bob got alice's request but has no grant on temp-queue.>
+    request = _request_through_a_temp_queue(pusher, ())
+    reply_to = request.header("reply-to") or ""
+    # When bob replies to its reply-to
+    stomp("bob", "SEND", "a!", destination=reply_to)
+    # Then bob is refused, naming the temp queue
+    queue = reply_to.removeprefix("/remote-temp-queue/")
+    assert_refused(pusher, "bob", f"'bob' may not send {queue!r}", "SEND")

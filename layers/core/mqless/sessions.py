@@ -10,6 +10,15 @@ the connection (`TX#<name>`, then `TXOP#<name>#<n>`); a held SEND is sealed like
 message, its fields (attributes and the rest) with its body (AES-GCM under a KMS data key,
 the connection, transaction and position bound in its associated data), so the table holds
 no plaintext. COMMIT applies the held frames in order; ABORT and disconnecting drop them.
+
+Temporary queues (request/reply, as ActiveMQ): `/temp-queue/<name>` is the real queue
+`temp-queue.<16 hex of SHA-256 of the connection id>.<name>`, made by the broker on the
+connection's first use (no `create` right, no quota, no dead-letter queue), recorded on
+the connection (`TMPQ#`, `live.py`) and deleted when it closes. A `reply_to` naming one
+reaches its receiver as `/remote-temp-queue/<queue>`. Only the connection whose hash the
+name holds may subscribe to it, by any name; sending to it (or, for its owner, receiving)
+still needs the grant on the real name, as ActiveMQ's temp-destination entry: `send` (and
+`receive`) on `temp-queue.>`. A send never re-creates one that has gone.
 """
 
 from __future__ import annotations
