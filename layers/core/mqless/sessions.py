@@ -105,8 +105,8 @@ def split_destination(destination: str) -> tuple[str, str]:
                 break
             return kind, name
     raise InvalidRequest(
-        f"destination {destination[:100]!r} must be /queue/NAME, /topic/NAME, "
-        "/temp-queue/NAME or the /remote-temp-queue/... a reply-to header named"
+        f"destination {destination[:100]!r} must be /queue/NAME or /topic/NAME (or "
+        "/temp-queue/NAME, or the /remote-temp-queue/... a reply-to named)"
     )
 
 
