@@ -2025,3 +2025,29 @@ def test_a_responder_without_send_on_temp_queues_may_not_reply_to_one(
     # Then bob is refused, naming the temp queue
     queue = reply_to.removeprefix("/remote-temp-queue/")
     assert_refused(pusher, "bob", f"'bob' may not send {queue!r}", "SEND")
+
+
+def test_another_requester_may_not_receive_from_a_temp_queue_over_http(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given alice's temp queue holds a reply, and carol is a requester too (granted send
+    # and receive on temp-queue.>, as every requester must be)
+    request = _request_through_a_temp_queue(pusher, (grant("temp-queue.>", "send"),))
+    queue = (request.header("reply-to") or "").removeprefix("/remote-temp-queue/")
+    stomp("bob", "SEND", "for alice only", destination=f"/remote-temp-queue/{queue}")
+    # When carol (or alice herself) receives from it over HTTP
+    carols = as_(api, caller("carol", REQUESTER), "POST", f"/queues/{queue}/receive", {})
+    # Then she is refused with a problem naming the rule, and the reply still reaches alice
+    assert carols.is_problem(403, "forbidden"), carols.text
+    assert "private to the WebSocket connection" in carols.json["message"]
+    runtime.sessions().pump(queue)
+    assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"for alice only"]
+
+
+def test_a_queue_may_not_be_made_under_the_temp_queue_prefix_over_http(api: HttpApi) -> None:
+    # Given an admin of everything
+    # When it makes a queue whose name a connection's temp queue could have
+    reply = api.put("/queues/temp-queue.0123456789abcdef.replies", {})
+    # Then it is refused: the prefix is kept for temporary queues, made by the broker alone
+    assert reply.is_problem(400, "invalid_request"), reply.text
+    assert "temp-queue." in reply.json["message"]

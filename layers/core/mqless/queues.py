@@ -28,6 +28,7 @@ from mqless.clock import Clock
 from mqless.dedup import DedupHasher
 from mqless.errors import (
     Conflict,
+    Forbidden,
     IntegrityError,
     InvalidRequest,
     MessageNotFound,
@@ -162,6 +163,11 @@ class QueueService:
     ) -> tuple[QueueConfig, bool]:
         """Create a queue or replace its settings; returns (config, created)."""
         names.validate_queue_name(name)
+        if names.is_temp_queue(name):
+            raise InvalidRequest(
+                f"queue names starting with {names.TEMP_QUEUE_PREFIX!r} are kept for temporary "
+                "queues, which the broker makes for a connection's /temp-queue/ names"
+            )
         self._policy.check(principal, Action.ADMIN, name)
         now = self._clock.now_ms()
         config = QueueConfig.from_settings(name, settings, now)
@@ -776,6 +782,13 @@ class QueueService:
         """
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
+        if owner is None and names.is_temp_queue(queue):
+            # every requester holds `receive` on temp-queue.>: only the connection that made
+            # one (a push consumer, `owner` set, checked on subscribe) may take its messages
+            raise Forbidden(
+                f"temporary queue {queue!r} is private to the WebSocket connection that made "
+                "it: subscribe to its /temp-queue/ name on that connection"
+            )
         if not 1 <= max_messages <= models.MAX_BATCH:
             raise InvalidRequest(f"max_messages must be 1 to {models.MAX_BATCH}")
         if not 0 <= wait_seconds <= models.MAX_WAIT_SECONDS:
