@@ -1979,3 +1979,75 @@ def test_no_topic_message_is_pushed_to_a_live_subscriber_whose_key_expired(
     # Then bob gets nothing
     assert pushed == 0
     assert frames(pusher, "c1", "MESSAGE") == []
+
+
+# ---- temporary queues (request/reply) ------------------------------------------------------
+
+REQUESTER = (grant("requests", "send"), grant("temp-queue.>", "send", "receive"))
+
+
+def _request_through_a_temp_queue(pusher: RecordingPusher, responder: Grants) -> Frame:
+    """bob (a responder with `responder` grants) has received alice's request, whose
+    reply-to is alice's temp queue; the request as bob got it."""
+    made_by_admin("requests")
+    stomp_session("bob", caller("bob", (grant("requests", "receive"), *responder)))
+    stomp("bob", "SUBSCRIBE", destination="/queue/requests", id="0")
+    stomp_session("alice", caller(ALLOWED, REQUESTER))
+    stomp("alice", "SUBSCRIBE", destination="/temp-queue/replies", id="r")
+    stomp("alice", "SEND", "q?", destination="/queue/requests", reply_to="/temp-queue/replies")
+    runtime.sessions().pump("requests")
+    [request] = frames(pusher, "bob", "MESSAGE")
+    return request
+
+
+def test_a_responder_with_send_on_temp_queues_may_reply_to_a_temp_queue(
+    pusher: RecordingPusher,
+) -> None:
+    # Given alice (no create right anywhere) made a temp queue and bob got her request
+    request = _request_through_a_temp_queue(pusher, (grant("temp-queue.>", "send"),))
+    reply_to = request.header("reply-to") or ""
+    # When bob, granted send on temp-queue.>, replies to it
+    stomp("bob", "SEND", "a!", destination=reply_to, receipt="r1")
+    runtime.sessions().pump(reply_to.removeprefix("/remote-temp-queue/"))
+    # Then alice receives the reply
+    assert frames(pusher, "bob", "ERROR") == []
+    assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"a!"]
+
+
+def test_a_responder_without_send_on_temp_queues_may_not_reply_to_one(
+    pusher: RecordingPusher,
+) -> None:
+    # Given bob got alice's request but has no grant on temp-queue.>
+    request = _request_through_a_temp_queue(pusher, ())
+    reply_to = request.header("reply-to") or ""
+    # When bob replies to its reply-to
+    stomp("bob", "SEND", "a!", destination=reply_to)
+    # Then bob is refused, naming the temp queue
+    queue = reply_to.removeprefix("/remote-temp-queue/")
+    assert_refused(pusher, "bob", f"'bob' may not send {queue!r}", "SEND")
+
+
+def test_another_requester_may_not_receive_from_a_temp_queue_over_http(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given alice's temp queue holds a reply, and carol is a requester too (granted send
+    # and receive on temp-queue.>, as every requester must be)
+    request = _request_through_a_temp_queue(pusher, (grant("temp-queue.>", "send"),))
+    queue = (request.header("reply-to") or "").removeprefix("/remote-temp-queue/")
+    stomp("bob", "SEND", "for alice only", destination=f"/remote-temp-queue/{queue}")
+    # When carol (or alice herself) receives from it over HTTP
+    carols = as_(api, caller("carol", REQUESTER), "POST", f"/queues/{queue}/receive", {})
+    # Then she is refused with a problem naming the rule, and the reply still reaches alice
+    assert carols.is_problem(403, "forbidden"), carols.text
+    assert "private to the WebSocket connection" in carols.json["message"]
+    runtime.sessions().pump(queue)
+    assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"for alice only"]
+
+
+def test_a_queue_may_not_be_made_under_the_temp_queue_prefix_over_http(api: HttpApi) -> None:
+    # Given an admin of everything
+    # When it makes a queue whose name a connection's temp queue could have
+    reply = api.put("/queues/temp-queue.0123456789abcdef.replies", {})
+    # Then it is refused: the prefix is kept for temporary queues, made by the broker alone
+    assert reply.is_problem(400, "invalid_request"), reply.text
+    assert "temp-queue." in reply.json["message"]

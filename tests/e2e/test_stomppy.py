@@ -317,3 +317,58 @@ def test_stomppy_advisory_topic_tells_of_queue_consumers_and_http_counts_them(
     assert presence == {"queue": queue, "consumers": 1}
     told = [(m.headers["advisoryType"], m.headers["consumerCount"]) for m in advisories]
     assert told == [("ConsumerInfo", "1"), ("RemoveInfo", "0")]
+
+
+def test_stomppy_request_reply_through_a_temp_queue_that_goes_with_its_connection(
+    mqless_dev: DevServer,
+) -> None:
+    requests = unique("stomppy-requests")
+    with stomppy(mqless_dev) as (responder, served):
+        responder.subscribe(f"/queue/{requests}", id="work", receipt="serving")
+        served.receipt("serving")
+        with stomppy(mqless_dev) as (requester, asked):
+            # Given a requester subscribed to its temp queue, sending a request through it
+            requester.subscribe("/temp-queue/replies", id="replies", receipt="listening")
+            asked.receipt("listening")
+            requester.send(
+                f"/queue/{requests}",
+                "what time is it?",
+                headers={"reply-to": "/temp-queue/replies", "correlation-id": "corr-42"},
+            )
+            # When a responder on another connection replies to the reply-to it got
+            [request] = served.messages(1)
+            reply_to = request.headers["reply-to"]
+            responder.send(
+                reply_to,
+                "noon",
+                headers={"correlation-id": request.headers["correlation-id"]},
+                receipt="replied",
+            )
+            served.receipt("replied")
+            [reply] = asked.messages(1)
+            # and a third connection tries to subscribe to the temp queue
+            with stomppy(mqless_dev) as (thief, refused):
+                thief.subscribe(reply_to, id="steal")
+                [error] = refused.wait_for("ERROR", lambda: refused.of("ERROR"))
+            real = reply_to.removeprefix("/remote-temp-queue/")
+            with httpx.Client(
+                base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+            ) as http:
+                while_connected = http.get(f"/queues/{real}").status_code
+        # (the requester has disconnected here)
+        with httpx.Client(
+            base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+        ) as http:
+            after = http.get(f"/queues/{real}")
+    # Then the reply reached the requester with its correlation-id, the temp queue was
+    # another connection's to read from, and it went when the requester did
+    assert reply_to.startswith("/remote-temp-queue/temp-queue.")
+    assert request.headers["correlation-id"] == "corr-42"
+    assert reply.body == "noon"
+    assert reply.headers["correlation-id"] == "corr-42"
+    assert reply.headers["destination"] == "/temp-queue/replies"
+    assert "belongs to another connection" in error.headers["message"]
+    assert while_connected == 200
+    assert after.status_code == 404
+    assert after.json()["error"]
+    assert served.of("ERROR") == [] and asked.of("ERROR") == []

@@ -13,13 +13,19 @@ from mqless.sessions import split_destination
 
 @pytest.mark.parametrize(
     ("destination", "expected"),
-    [("/topic/a.b", ("topic", "a.b")), ("/queue/jobs", ("queue", "jobs"))],
+    [
+        ("/topic/a.b", ("topic", "a.b")),
+        ("/queue/jobs", ("queue", "jobs")),
+        ("/remote-temp-queue/temp-queue.0123.r", ("queue", "temp-queue.0123.r")),
+    ],
 )
 def test_destinations_name_a_topic_or_a_queue(destination: str, expected: tuple[str, str]) -> None:
     assert split_destination(destination) == expected
 
 
-@pytest.mark.parametrize("destination", ["", "/topic/", "/exchange/x", "queue/x", "/queue"])
+@pytest.mark.parametrize(
+    "destination", ["", "/topic/", "/exchange/x", "queue/x", "/queue", "/remote-temp-queue/jobs"]
+)
 def test_other_destinations_are_refused(destination: str) -> None:
     with pytest.raises(InvalidRequest, match="must be /queue/NAME or /topic/NAME"):
         split_destination(destination)

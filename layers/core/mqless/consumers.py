@@ -621,6 +621,8 @@ class QueueConsumers:
     def _push(self, consumer: Consumer, delivery: Delivery, ack: AckId | None) -> Push:
         if consumer.destination.startswith("/topic/"):
             destination = f"/topic/{delivery.origin or consumer.destination[7:]}"
+        elif consumer.destination.startswith(("/temp-queue/", "/remote-temp-queue/")):
+            destination = consumer.destination  # as subscribed: the client knows no real name
         else:
             destination = f"/queue/{consumer.queue}"
         return Push(

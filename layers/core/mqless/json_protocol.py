@@ -9,6 +9,8 @@ Client frames (a discriminated union on `action`; every one may carry a `receipt
   {"action": "ack", "id": "<the message's ack>"}
   {"action": "nack", "id": "<the message's ack>", "delay_seconds": 0}
   {"action": "ping"}  (keeps an idle connection open: API Gateway closes it after 10 min)
+`/temp-queue/<name>` in `destination` or `reply_to` is the connection's temporary queue,
+as in STOMP (`sessions.py`): a receiver gets `reply_to` as `/remote-temp-queue/<queue>`.
 Server frames: `message` (or `batch`, several messages in one WebSocket message),
 `subscribed`, `unsubscribed`, `receipt`, `pong`, `error`.
 """

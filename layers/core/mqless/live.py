@@ -3,7 +3,8 @@
 Stored in the destinations table: `CONN#<id>` holds a connection (`#META`: principal,
 protocol, STOMP version and session state) and its subscriptions (`SUB#<id>`: a topic
 pattern, or the queue a push consumer reads, with a copy of what settling needs of the
-consumer's record); the `LIVE` partition lists every live topic subscription
+consumer's record) and the temporary queues it made (`TMPQ#<queue>`, deleted when it
+closes); the `LIVE` partition lists every live topic subscription
 (`<pattern>#<connection>#<id>`, with the connection's protocol) so the dispatch function
 finds who matches a published topic with one query. A frame reads its connection with the
 first subscriptions in one request, fresh in every invocation as on AWS: an ACK needs no
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 LIVE_PARTITION = "LIVE"
+_TEMP_QUEUE = "TMPQ#"  # a connection's temporary queue: `CONN#<id>`, `TMPQ#<queue>`
 CONNECTIONS_PARTITION = "CONNECTIONS"
 CONNECTION_SECONDS = 3 * 60 * 60  # API Gateway closes connections after 2 hours
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
@@ -115,6 +117,14 @@ class LiveTarget:
     subscription: str
     ack: str
     selector: str | None = None  # checked when it subscribed (`selectors.py`)
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """What a closed connection held."""
+
+    subscriptions: list[dict[str, Any]]
+    temp_queues: list[str]
 
 
 class LiveIndex:
@@ -388,10 +398,26 @@ class LiveSubscriptions:
             )
         return record
 
-    def disconnect(self, connection_id: str) -> list[dict[str, Any]]:
-        """Forget a connection and everything it held; returns its subscriptions."""
+    def add_temp_queue(self, connection_id: str, queue: str) -> None:
+        """Record that the connection made the temporary queue `queue` (it goes with it)."""
+        self._write(
+            [
+                {
+                    "pk": f"CONN#{connection_id}",
+                    "sk": f"{_TEMP_QUEUE}{queue}",
+                    "expires_at": self._clock.now_ms() // 1000 + CONNECTION_SECONDS,
+                }
+            ]
+        )
+
+    def disconnect(self, connection_id: str) -> Disconnected:
+        """Forget a connection and everything it held; returns its subscriptions and the
+        temporary queues it made (to be deleted now)."""
         items = list(partition_items(self._db, self._table, f"CONN#{connection_id}"))
         subscriptions = [_subscription(i) for i in items if str(i["sk"]).startswith("SUB#")]
+        temp_queues = [
+            str(i["sk"])[len(_TEMP_QUEUE) :] for i in items if str(i["sk"]).startswith(_TEMP_QUEUE)
+        ]
         keys = [(f"CONN#{connection_id}", str(i["sk"])) for i in items]
         keys.append((CONNECTIONS_PARTITION, connection_id))
         keys += [
@@ -400,7 +426,7 @@ class LiveSubscriptions:
             if s["kind"] == "topic"
         ]
         self._delete(keys)
-        return subscriptions
+        return Disconnected(subscriptions, temp_queues)
 
     def matching(self, topic: str) -> list[LiveTarget]:
         """Every live subscription whose pattern matches `topic`."""

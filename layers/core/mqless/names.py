@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from mqless.errors import InvalidRequest
@@ -48,3 +49,31 @@ def default_dead_letter_queue(name: str) -> str | None:
     else:
         candidate = name + DLQ_MARK
     return candidate if len(candidate) <= MAX_NAME_LENGTH else None
+
+
+TEMP_QUEUE_PREFIX = "temp-queue."
+"""Temporary queues (`/temp-queue/NAME` in STOMP) are real queues under this prefix."""
+
+
+def temp_queue_owner(connection_id: str) -> str:
+    """The part of a temporary queue's name that ties it to the connection that made it:
+    16 hex digits of a SHA-256 of the connection id (ids are not shown to other clients)."""
+    digest = hashlib.sha256(connection_id.encode()).hexdigest()[:16]
+    return f"{TEMP_QUEUE_PREFIX}{digest}."
+
+
+def temp_queue_name(connection_id: str, name: str) -> str:
+    """The real queue behind a connection's `/temp-queue/<name>`; InvalidRequest if the
+    result is not a valid queue name (`name` may be 1-52 characters long)."""
+    room = MAX_NAME_LENGTH - len(temp_queue_owner(connection_id))
+    if not _NAME.fullmatch(name) or len(name) > room:
+        raise InvalidRequest(
+            f"invalid temporary queue name {name[:100]!r}: use 1-{room} characters "
+            "from A-Z a-z 0-9 _ . -"
+        )
+    return temp_queue_owner(connection_id) + name
+
+
+def is_temp_queue(name: str) -> bool:
+    """Is `name` the real name of a temporary queue?"""
+    return name.startswith(TEMP_QUEUE_PREFIX)

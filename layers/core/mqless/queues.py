@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import random
@@ -27,6 +28,7 @@ from mqless.clock import Clock
 from mqless.dedup import DedupHasher
 from mqless.errors import (
     Conflict,
+    Forbidden,
     IntegrityError,
     InvalidRequest,
     MessageNotFound,
@@ -161,6 +163,11 @@ class QueueService:
     ) -> tuple[QueueConfig, bool]:
         """Create a queue or replace its settings; returns (config, created)."""
         names.validate_queue_name(name)
+        if names.is_temp_queue(name):
+            raise InvalidRequest(
+                f"queue names starting with {names.TEMP_QUEUE_PREFIX!r} are kept for temporary "
+                "queues, which the broker makes for a connection's /temp-queue/ names"
+            )
         self._policy.check(principal, Action.ADMIN, name)
         now = self._clock.now_ms()
         config = QueueConfig.from_settings(name, settings, now)
@@ -234,6 +241,34 @@ class QueueService:
         """Delete a queue: its settings and its index (its logs expire by themselves)."""
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
+        self._drop(name)
+        audit("queue.delete", principal.id, name)
+
+    def open_temporary(self, name: str) -> QueueConfig:
+        """A connection's temporary queue, made on first use by the broker itself (no
+        create right, no quota: it lives only as long as its connection) and with no
+        dead-letter queue, which would outlive it."""
+        config = self._registry.find(name)
+        if config is not None:
+            return config
+        settings = QueueSettings(max_receive_count=None)
+        created = self._create(
+            QueueConfig.from_settings(name, settings, self._clock.now_ms()), None
+        )
+        return created if created is not None else self._registry.get(name)
+
+    def has_queue(self, name: str) -> bool:
+        """Does the queue exist? (internal: no permission involved)"""
+        return self._registry.find(name) is not None
+
+    def delete_temporary(self, name: str) -> None:
+        """Delete a temporary queue whose connection has gone (none there: nothing to do)."""
+        if not names.is_temp_queue(name):
+            raise InvalidRequest(f"{name!r} is not a temporary queue")
+        with contextlib.suppress(QueueNotFound):  # gone already: a second close, say
+            self._drop(name)
+
+    def _drop(self, name: str) -> None:
         config = self._registry.find(name)
         if not self._registry.delete(name):
             self._registry.get(name)  # raises QueueNotFound
@@ -245,7 +280,6 @@ class QueueService:
         if names.is_fifo(name):
             self._dedup_records.drop(name)
         self.leases.forget_floors(name)
-        audit("queue.delete", principal.id, name)
 
     def purge(self, principal: Principal, name: str) -> int:
         """Drop every message of a queue (dedup records stay, as in SQS); returns the count."""
@@ -748,6 +782,13 @@ class QueueService:
         """
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
+        if owner is None and names.is_temp_queue(queue):
+            # every requester holds `receive` on temp-queue.>: only the connection that made
+            # one (a push consumer, `owner` set, checked on subscribe) may take its messages
+            raise Forbidden(
+                f"temporary queue {queue!r} is private to the WebSocket connection that made "
+                "it: subscribe to its /temp-queue/ name on that connection"
+            )
         if not 1 <= max_messages <= models.MAX_BATCH:
             raise InvalidRequest(f"max_messages must be 1 to {models.MAX_BATCH}")
         if not 0 <= wait_seconds <= models.MAX_WAIT_SECONDS:
@@ -1411,6 +1452,11 @@ class QueueService:
 
     def _check_may_create(self, creator: Principal | None, name: str) -> None:
         # As SQS does for a missing queue, a 404: the queue is not there for this sender
+        if creator is not None and names.is_temp_queue(name):
+            raise QueueNotFound(
+                f"temporary queue {name!r} does not exist: only its connection makes it, and "
+                "it goes when that connection closes"
+            )
         if creator is not None and not self._policy.permits(creator, Action.CREATE, name):
             raise QueueNotFound(
                 f"queue {name!r} does not exist, and {creator.id!r} may not create it "

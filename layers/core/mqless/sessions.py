@@ -10,6 +10,15 @@ the connection (`TX#<name>`, then `TXOP#<name>#<n>`); a held SEND is sealed like
 message, its fields (attributes and the rest) with its body (AES-GCM under a KMS data key,
 the connection, transaction and position bound in its associated data), so the table holds
 no plaintext. COMMIT applies the held frames in order; ABORT and disconnecting drop them.
+
+Temporary queues (request/reply, as ActiveMQ): `/temp-queue/<name>` is the real queue
+`temp-queue.<16 hex of SHA-256 of the connection id>.<name>`, made by the broker on the
+connection's first use (no `create` right, no quota, no dead-letter queue), recorded on
+the connection (`TMPQ#`, `live.py`) and deleted when it closes. A `reply_to` naming one
+reaches its receiver as `/remote-temp-queue/<queue>`. Only the connection whose hash the
+name holds may subscribe to it, by any name; sending to it (or, for its owner, receiving)
+still needs the grant on the real name, as ActiveMQ's temp-destination entry: `send` (and
+`receive`) on `temp-queue.>`. A send never re-creates one that has gone.
 """
 
 from __future__ import annotations
@@ -49,7 +58,14 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.envelope import LEGACY_FORMAT_VERSION, Sealed
-from mqless.errors import Conflict, IntegrityError, InvalidRequest, MqlessError, NotFound
+from mqless.errors import (
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    InvalidRequest,
+    MqlessError,
+    NotFound,
+)
 from mqless.ids import check_client_id
 from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
@@ -75,13 +91,23 @@ TRANSACTION_KEY_DESTINATION: Final = "mqless.transactions"  # one data key for h
 MAX_PUMP_ROUNDS: Final = 5
 
 
+TEMP_QUEUE: Final = "/temp-queue/"
+REMOTE_TEMP_QUEUE: Final = "/remote-temp-queue/"
+
+
 def split_destination(destination: str) -> tuple[str, str]:
-    """`/topic/a.b` -> ("topic", "a.b"); `/queue/x` -> ("queue", "x")."""
-    for kind in ("topic", "queue"):
-        prefix = f"/{kind}/"
+    """`/topic/a.b` -> ("topic", "a.b"); `/queue/x` -> ("queue", "x");
+    `/remote-temp-queue/temp-queue.<owner>.x` -> ("queue", "temp-queue.<owner>.x")."""
+    for kind, prefix in (("topic", "/topic/"), ("queue", "/queue/"), ("queue", REMOTE_TEMP_QUEUE)):
         if destination.startswith(prefix) and len(destination) > len(prefix):
-            return kind, destination[len(prefix) :]
-    raise InvalidRequest(f"destination {destination[:100]!r} must be /queue/NAME or /topic/NAME")
+            name = destination[len(prefix) :]
+            if prefix == REMOTE_TEMP_QUEUE and not names.is_temp_queue(name):
+                break
+            return kind, name
+    raise InvalidRequest(
+        f"destination {destination[:100]!r} must be /queue/NAME or /topic/NAME (or "
+        "/temp-queue/NAME, or the /remote-temp-queue/... a reply-to named)"
+    )
 
 
 @dataclass
@@ -178,7 +204,8 @@ class Sessions:
             queues: set[str] = set()
             released = 0
             patterns: set[str] = set()
-            for record in self.live.disconnect(connection_id):
+            held = self.live.disconnect(connection_id)
+            for record in held.subscriptions:
                 if record["kind"] != "queue":
                     patterns.add(str(record.get("pattern", "")))
                     continue
@@ -190,9 +217,16 @@ class Sessions:
                 self.presence.changed("Topic", pattern, started=False)
             for queue in sorted(queues):
                 self.presence.changed("Queue", queue, started=False)
+            for temp_queue in held.temp_queues:  # as ActiveMQ: they go with the connection
+                self._queues.delete_temporary(temp_queue)
+                queues.discard(temp_queue)
             logger.info(
                 "connection closed",
-                extra={"connection_id": connection_id, "released": released},
+                extra={
+                    "connection_id": connection_id,
+                    "released": released,
+                    "temp_queues": len(held.temp_queues),
+                },
             )
             for queue in sorted(queues):
                 pending |= self.consumers.pump(queue).gone - closed
@@ -217,7 +251,7 @@ class Sessions:
         """
         check_client_id(subscription, "subscription id")
         selector = selectors.check(selector)
-        kind, name = split_destination(destination)
+        kind, name = self._resolve(info, destination, receiving=True)
         connection = info.connection
         principal = info.acting_as
         if self.live.subscription(connection.id, subscription) is not None:
@@ -297,10 +331,45 @@ class Sessions:
         self.presence.changed("Queue", consumer.queue, started=False)
         return consumer.queue
 
+    # ---- temporary queues ----------------------------------------------------------------
+
+    def _with_reply_to(self, info: ConnectionInfo, message: NewMessage) -> NewMessage:
+        """A message as its receiver gets it: a `reply_to` of `/temp-queue/x` (made now if
+        new) becomes `/remote-temp-queue/<real name>`, a destination the receiver can send
+        to, as ActiveMQ rewrites it; any other value travels unchanged."""
+        if message.reply_to is None or not message.reply_to.startswith(TEMP_QUEUE):
+            return message
+        _, name = self._resolve(info, message.reply_to, receiving=False)
+        return message.model_copy(update={"reply_to": REMOTE_TEMP_QUEUE + name})
+
+    def _resolve(
+        self, info: ConnectionInfo, destination: str, *, receiving: bool
+    ) -> tuple[str, str]:
+        """A destination's kind and real name; `/temp-queue/x` is the connection's own
+        temporary queue (made on first use). Only the connection that made a temporary
+        queue may receive from it, by whatever name it is reached."""
+        connection_id = info.connection.id
+        if destination.startswith(TEMP_QUEUE):
+            name = names.temp_queue_name(connection_id, destination[len(TEMP_QUEUE) :])
+            if not self._queues.has_queue(name):
+                # recorded first: a queue the connection made is always found when it goes
+                self.live.add_temp_queue(connection_id, name)
+                self._queues.open_temporary(name)
+            return "queue", name
+        kind, name = split_destination(destination)
+        owned = name.startswith(names.temp_queue_owner(connection_id))
+        if receiving and kind == "queue" and names.is_temp_queue(name) and not owned:
+            raise Forbidden(
+                f"temporary queue {name!r} belongs to another connection: only the "
+                "connection that made it may receive from it"
+            )
+        return kind, name
+
     # ---- producing and settling ----------------------------------------------------------
 
     def send(self, info: ConnectionInfo, destination: str, message: NewMessage) -> SendResult:
-        kind, name = split_destination(destination)
+        kind, name = self._resolve(info, destination, receiving=False)
+        message = self._with_reply_to(info, message)
         principal = info.acting_as
         if kind == "topic":
             return self._topics.publish(principal, name, message)
@@ -547,11 +616,12 @@ class Sessions:
         self, info: ConnectionInfo, transaction: str, destination: str, message: NewMessage
     ) -> None:
         # refuse a bad or forbidden destination now, so a COMMIT applies all or nothing
-        kind, name = split_destination(destination)
+        kind, name = self._resolve(info, destination, receiving=False)
         if kind == "topic":
             self._topics.check_publish(info.acting_as, name)
         else:
             self._queues.check_send(info.acting_as, name)
+        message = self._with_reply_to(info, message)
         position = self._next_position(info, transaction)
         sealed = self._cipher.encrypt(
             message.body,

@@ -17,6 +17,10 @@ Behaviour a client can count on:
   subscription (its queue has the subscription's name; UNSUBSCRIBE with the same header
   deletes it). `selector` takes a JMS message selector (`selectors.py`); a bad one gets an
   ERROR naming the position.
+- Request/reply as ActiveMQ: `/temp-queue/NAME` is a queue private to this connection
+  (`sessions.py`), made on first use and deleted when the connection goes; a SEND's
+  `reply-to: /temp-queue/NAME` reaches its receiver as `/remote-temp-queue/<real name>`,
+  which it may SEND to (with `send` on `temp-queue.>`); only the maker may SUBSCRIBE.
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
   `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `expires` (epoch ms) and every
   other header (an attribute) onto the message; `persistent` and `priority` are
