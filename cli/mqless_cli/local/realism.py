@@ -40,12 +40,29 @@ taken from AWS's documentation:
   returns a ThrottlingException" (KMS Developer Guide, *Throttling AWS KMS requests*); here a
   share of KMS requests, whatever the rate.
 
+- `lambda_concurrency` (1,000): "Concurrent executions | 1,000" per Region (Lambda Developer
+  Guide, *Lambda quotas*); an invocation beyond it is throttled without running. Behind an
+  API Gateway proxy integration Lambda's 429 reaches the client as a 500 "Internal Server
+  Error" (API Gateway maps a Lambda throttle to an integration failure; re:Post, *API Gateway
+  proxy integration does not forward Lambda throttling (HTTP 429)*), so the HTTP gateway
+  answers 500 and the WebSocket gateway an `Internal server error` frame, as on AWS.
+- `lambda_timeouts` (on): a function is stopped at its template `Timeout` ("Task timed out
+  after N seconds"); through an HTTP API that is the 500 of any failed invocation.
+- `integration_timeout_s` (30): an HTTP API waits at most 30 s for its integration ("30
+  seconds for all integration types", API Gateway Developer Guide, *quotas*; REST APIs 29 s),
+  then answers 503 "Service Unavailable".
+- `cold_starts` (on): each new instance of a function (one more running at once) first
+  waits as long as its handler module took to import here, measured on its first load
+  (Lambda's Init phase runs the code outside the handler before the first invocation of
+  each execution environment; Lambda Developer Guide, *Lambda execution environment
+  lifecycle*).
+
 The throttles are answered the way AWS answers them (HTTP 400 with the error type), before
 moto sees the request, so botocore retries them exactly as it retries AWS's: what reaches
 the broker is what would reach it on AWS once the SDK has given up.
 
-Not reproduced: shard splits (a roll always opens one child), Lambda cold starts,
-concurrency caps and timeouts, API Gateway's 29 s integration limit, per-instance clock skew.
+Not reproduced: shard splits (a roll always opens one child), per-instance clock skew,
+the WebSocket API's 29 s integration limit.
 """
 
 from __future__ import annotations
@@ -67,6 +84,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mqless_cli.billing.dynamodb import Capacity, item_size, query_read
 from mqless_cli.billing.moto_observer import _charges, _schema, _touched, dynamodb_backend
 from mqless_cli.local.consistency import lagging_reads
+from mqless_cli.local.functions import LambdaLimits
 from mqless_cli.local.streams import Record, StreamPoller
 
 log = logging.getLogger(__name__)
@@ -106,7 +124,28 @@ class Realism(BaseModel):
     kms_throttle: Annotated[
         float, Field(ge=0, le=1, description="Chance a KMS request is throttled.")
     ] = 0
+    lambda_concurrency: Annotated[
+        int, Field(ge=0, description="Invocations running at once, all functions; 0: no cap.")
+    ] = 0
+    lambda_timeouts: Annotated[
+        bool, Field(description="Stop a function at its template Timeout.")
+    ] = False
+    integration_timeout_s: Annotated[
+        float, Field(ge=0, description="How long an HTTP route waits for its function; 0: ever.")
+    ] = 0
+    cold_starts: Annotated[
+        bool, Field(description="A new function instance waits its handler's import time.")
+    ] = False
     seed: Annotated[int | None, Field(description="Seed of every random draw.")] = None
+
+    @property
+    def lambda_limits(self) -> LambdaLimits:
+        """What the function host enforces."""
+        return LambdaLimits(
+            concurrency=self.lambda_concurrency,
+            timeouts=self.lambda_timeouts,
+            cold_starts=self.cold_starts,
+        )
 
     @property
     def active(self) -> bool:
@@ -132,6 +171,10 @@ AWS = Realism(
     throttle=True,
     ttl="random",
     kms_throttle=0.01,
+    lambda_concurrency=1000,
+    lambda_timeouts=True,
+    integration_timeout_s=30,
+    cold_starts=True,
 )
 _PRESETS = {"aws": AWS, "off": OFF}
 
