@@ -20,7 +20,7 @@ from mqless_cli.local.functions import (
     LambdaLimits,
 )
 from mqless_cli.local.http_gateway import HttpGateway
-from mqless_cli.local.realism import AWS, parse_realism
+from mqless_cli.local.realism import AWS, parse_realism, skewed_clocks
 
 TEMPLATE = """\
 Transform: AWS::Serverless-2016-10-31
@@ -52,6 +52,10 @@ CALLS = []
 def handler(event, context):
     body = json.loads(event.get("body") or "{{}}") if "body" in event else event
     CALLS.append(body)
+    if body.get("clock"):
+        from mqless.clock import SystemClock
+
+        return {{"skew_ms": SystemClock().now_ms() - time.time_ns() // 1_000_000}}
     if "gate" in body:
         GATES.setdefault(body["gate"], threading.Event()).wait(5)
     time.sleep(body.get("sleep", 0))
@@ -159,6 +163,29 @@ def test_a_new_instance_waits_as_long_as_its_handler_took_to_import(app: LocalCl
     # Then that new instance starts cold (the import time again); a warm one does not
     assert warm < 0.1
     assert cold >= 0.3
+    assert host.instances_started["SlowFunction"] == 2
+
+
+def test_each_function_instance_reads_its_own_skewed_clock(app: LocalCloud) -> None:
+    # Given clocks skewed by up to 5 s an instance, and one warm instance
+    host = _host(app, clock_skew_ms=5000, seed=7)
+    with skewed_clocks():
+        first = host.invoke("SlowFunction", {"clock": True})["skew_ms"]
+        again = host.invoke("SlowFunction", {"clock": True})["skew_ms"]
+
+        # When a second instance starts while the first is busy, and reads the time
+        busy = threading.Thread(target=host.invoke, args=("SlowFunction", {"gate": "c"}))
+        busy.start()
+        while host._running < 1:
+            time.sleep(0.01)
+        other = host.invoke("SlowFunction", {"clock": True})["skew_ms"]
+        _open_gate(host, "c")
+        busy.join()
+
+    # Then each instance keeps its own skew, within the bound, and they differ
+    assert abs(again - first) <= 2
+    assert abs(first) <= 5001 and abs(other) <= 5001
+    assert abs(other - first) > 2
     assert host.instances_started["SlowFunction"] == 2
 
 

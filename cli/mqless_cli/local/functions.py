@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib.util
+import random
 import sys
 import threading
 import time
@@ -73,6 +74,15 @@ class LambdaLimits:
     """Cut an invocation off at its template Timeout."""
     cold_starts: bool = False
     """Each new instance waits as long as its handler module took to import."""
+    clock_skew_ms: float = 0
+    """Each new instance's clock is off by a random amount up to this, either way."""
+    seed: int | None = None
+
+
+INSTANCE_CLOCK_SKEW_MS: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "instance_clock_skew_ms", default=0.0
+)
+"""How far the clock of the instance running this invocation is off (`realism.skewed_clocks`)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,8 @@ class FunctionHost:
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._import_seconds: dict[str, float] = {}
-        self._idle: dict[str, int] = {}  # warm instances of each function
+        self._idle: dict[str, list[float]] = {}  # warm instances of each function: their skew
+        self._draw = random.Random(self.limits.seed)
         self._running = 0
         self.instances_started: dict[str, int] = {}
         """New instances of each function started so far (its cold starts)."""
@@ -172,8 +183,9 @@ class FunctionHost:
         out, IntegrationTimedOut if it had not answered within `wait_s`."""
         handler = self._handler(logical_id)
         spec = self.specs[logical_id]
-        cold = self._start_instance(logical_id)
+        cold, skew = self._start_instance(logical_id)
         discard = False
+        on_instance = INSTANCE_CLOCK_SKEW_MS.set(skew)
         try:
             if cold and self.limits.cold_starts and self.instances_started[logical_id] > 1:
                 # the first instance paid for real: its import was the measure
@@ -183,23 +195,26 @@ class FunctionHost:
             discard = True  # still running: this instance is not free again
             raise
         finally:
+            INSTANCE_CLOCK_SKEW_MS.reset(on_instance)
             with self._lock:
                 self._running -= 1
                 if not discard:
-                    self._idle[logical_id] = self._idle.get(logical_id, 0) + 1
+                    self._idle.setdefault(logical_id, []).append(skew)
 
-    def _start_instance(self, logical_id: str) -> bool:
-        """Take a warm instance, or start one; whether it is new. Throttled past the cap."""
+    def _start_instance(self, logical_id: str) -> tuple[bool, float]:
+        """Take a warm instance, or start one: whether it is new, and its clock's skew.
+        Throttled past the cap."""
         cap = self.limits.concurrency
         with self._lock:
             throttled = bool(cap) and self._running >= cap
             if not throttled:
                 self._running += 1
-                if self._idle.get(logical_id, 0):
-                    self._idle[logical_id] -= 1
-                    return False
+                warm = self._idle.get(logical_id)
+                if warm:
+                    return False, warm.pop()
                 self.instances_started[logical_id] = self.instances_started.get(logical_id, 0) + 1
-                return True
+                most = self.limits.clock_skew_ms
+                return True, self._draw.uniform(-most, most) if most else 0.0
         failure = FunctionThrottled(logical_id, cap)
         if self._listener is not None:
             self._listener(Invocation(logical_id, str(uuid.uuid4()), 0.0, failure, "throttled"))

@@ -61,8 +61,14 @@ The throttles are answered the way AWS answers them (HTTP 400 with the error typ
 moto sees the request, so botocore retries them exactly as it retries AWS's: what reaches
 the broker is what would reach it on AWS once the SDK has given up.
 
-Not reproduced: shard splits (a roll always opens one child), per-instance clock skew,
-the WebSocket API's 29 s integration limit.
+- `clock_skew_ms` (0 in `aws`): each new function instance's clock is off by a random
+  amount up to this many ms either way, for every read of the core's `SystemClock`
+  (`skewed_clocks`). AWS documents no bound for Lambda's clocks, so `aws` leaves it off; set
+  it to test how the broker takes skew (`clock-skew-ms=50`).
+
+Not reproduced: shard splits (a roll always opens one child), the WebSocket API's 29 s
+integration limit, skew of the core's direct `time.time()` reads (item TTLs, STOMP
+heart-beats).
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mqless_cli.billing.dynamodb import Capacity, item_size, query_read
 from mqless_cli.billing.moto_observer import _charges, _schema, _touched, dynamodb_backend
 from mqless_cli.local.consistency import lagging_reads
-from mqless_cli.local.functions import LambdaLimits
+from mqless_cli.local.functions import INSTANCE_CLOCK_SKEW_MS, LambdaLimits
 from mqless_cli.local.streams import Record, StreamPoller
 
 log = logging.getLogger(__name__)
@@ -136,6 +142,9 @@ class Realism(BaseModel):
     cold_starts: Annotated[
         bool, Field(description="A new function instance waits its handler's import time.")
     ] = False
+    clock_skew_ms: Annotated[
+        float, Field(ge=0, description="Each function instance's clock off by up to this.")
+    ] = 0
     seed: Annotated[int | None, Field(description="Seed of every random draw.")] = None
 
     @property
@@ -145,6 +154,8 @@ class Realism(BaseModel):
             concurrency=self.lambda_concurrency,
             timeouts=self.lambda_timeouts,
             cold_starts=self.cold_starts,
+            clock_skew_ms=self.clock_skew_ms,
+            seed=self.seed,
         )
 
     @property
@@ -673,6 +684,28 @@ def stream_poller_factory(realism: Realism, report: RealismReport) -> Callable[.
     return make
 
 
+# ---- clocks ------------------------------------------------------------------------------
+
+
+@contextmanager
+def skewed_clocks() -> Iterator[None]:
+    """While the block runs, the core's `SystemClock` reads the time of the function instance
+    that runs the invocation (`FunctionHost` draws each instance's skew); outside any
+    invocation it reads true time."""
+    from mqless.clock import SystemClock
+
+    original = SystemClock.now_ms
+
+    def now_ms(self: SystemClock) -> int:
+        return original(self) + round(INSTANCE_CLOCK_SKEW_MS.get())
+
+    SystemClock.now_ms = now_ms  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SystemClock.now_ms = original  # type: ignore[method-assign]
+
+
 # ---- all together ---------------------------------------------------------------------------
 
 
@@ -690,6 +723,8 @@ def realistic_aws(realism: Realism) -> Iterator[RealismReport]:
             roller = ShardRoller(realism.shard_roll_minutes * 60, report)
             roller.start()
             stack.callback(roller.stop)
+        if realism.clock_skew_ms:
+            stack.enter_context(skewed_clocks())
         if realism.ttl != "never":
             reaper = TtlReaper(realism, report)
             reaper.start()
