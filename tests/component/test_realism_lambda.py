@@ -215,3 +215,37 @@ def test_an_http_route_answers_503_when_its_function_outlasts_the_integration_li
     # Then the client gets the HTTP API's 503, not a 500 and not the late answer
     assert response.status == 503
     assert json.loads(response.read()) == {"message": "Service Unavailable"}
+
+
+@pytest.fixture
+def capped_gateway(app: LocalCloud) -> Iterator[HttpGateway]:
+    served = HttpGateway(app.stack, _host(app, concurrency=1), port=0, run_authorizers=False)
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_an_http_request_a_throttled_function_cannot_take_gets_api_gateways_500(
+    capped_gateway: HttpGateway,
+) -> None:
+    # Given a concurrency cap of one and one request whose function is still running
+    host, port = capped_gateway.url.removeprefix("http://").split(":")
+    first = http.client.HTTPConnection(host, int(port), timeout=10)
+    first.request("POST", "/slow", body=json.dumps({"gate": "d"}))
+    functions = capped_gateway._functions
+    while functions._running < 1:
+        time.sleep(0.01)
+
+    # When another request comes meanwhile
+    second = http.client.HTTPConnection(host, int(port), timeout=10)
+    second.request("POST", "/slow", body=json.dumps({"sleep": 0}))
+    refused = second.getresponse()
+
+    # Then it gets what an HTTP API answers when Lambda throttles its integration (a 500:
+    # API Gateway does not pass Lambda's 429 on), and the running request is unharmed
+    assert refused.status == 500
+    assert json.loads(refused.read()) == {"message": "Internal Server Error"}
+    _open_gate(functions, "d")
+    assert first.getresponse().status == 200
