@@ -43,14 +43,16 @@ taken from AWS's documentation:
 - `lambda_concurrency` (1,000): "Concurrent executions | 1,000" per Region (Lambda Developer
   Guide, *Lambda quotas*); an invocation beyond it is throttled without running. Behind an
   API Gateway proxy integration Lambda's 429 reaches the client as a 500 "Internal Server
-  Error" (API Gateway maps a Lambda throttle to an integration failure; re:Post, *API Gateway
-  proxy integration does not forward Lambda throttling (HTTP 429)*), so the HTTP gateway
-  answers 500 and the WebSocket gateway an `Internal server error` frame, as on AWS.
+  Error": "If the backend service is throttled ... the API Gateway API might return an
+  Internal server error" (AWS Knowledge Center, *API Gateway internal server error*), so the
+  HTTP gateway answers 500 and the WebSocket gateway an `Internal server error` frame.
 - `lambda_timeouts` (on): a function is stopped at its template `Timeout` ("Task timed out
   after N seconds"); through an HTTP API that is the 500 of any failed invocation.
-- `integration_timeout_s` (30): an HTTP API waits at most 30 s for its integration ("30
-  seconds for all integration types", API Gateway Developer Guide, *quotas*; REST APIs 29 s),
-  then answers 503 "Service Unavailable".
+- `integration_timeout_s` (30): an HTTP API waits at most 30 s for its integration
+  ("Maximum integration timeout | 30 seconds | No", API Gateway Developer Guide, *Quotas for
+  configuring and running an HTTP API*; REST APIs 29 s), then answers 503 "Service
+  Unavailable" (what HTTP API users report; the Knowledge Center's *API Gateway 504 errors*
+  names 504 for REST APIs).
 - `cold_starts` (on): each new instance of a function (one more running at once) first
   waits as long as its handler module took to import here, measured on its first load
   (Lambda's Init phase runs the code outside the handler before the first invocation of
