@@ -3,9 +3,10 @@
 The whole local runtime runs in this process (`DevRuntime`: moto, the HTTP function, the
 stream poller feeding the dispatch function) with the faults on: lagging reads, partition
 throttling (limits scaled to moto's pace), KMS and DynamoDB throttles, TTL deletes at once,
-stream batches redelivered, stream shards rolled every 12 s. Producers send to a standard
-and a FIFO queue over HTTP; competing consumers receive and ack, nack, crash (drop what
-they hold), ack late with receipts whose lease has run out, and extend. Every request is
+stream batches redelivered, stream shards rolled every 12 s, each function instance's
+clock off by up to 50 ms, and `aws`'s Lambda limits (timeouts, cold starts). Producers send
+to a standard and a FIFO queue over HTTP; competing consumers receive and ack, nack, crash
+(drop what they hold), ack late with receipts whose lease has run out, and extend. Every request is
 recorded with the moment it went out and the moment its answer came;
 `tests/delivery_checker.py` then looks for what no correct broker could have done. A
 client that is told 429 waits about `Retry-After` and retries.
@@ -51,7 +52,7 @@ VISIBILITY = 2
 # to one key here, where DynamoDB takes a thousand), so that hot keys do meet them.
 FAULTS = (
     "aws,partition-wcu=30,partition-rcu=90,kms-throttle=0.02,dynamodb-throttle=0.02,"
-    "stream-redelivery=0.05,shard-roll-minutes=0.2,ttl=at-once,seed=15"
+    "stream-redelivery=0.05,shard-roll-minutes=0.2,ttl=at-once,clock-skew-ms=50,seed=15"
 )
 
 

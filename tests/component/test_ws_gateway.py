@@ -26,7 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from mqless_cli.cfn import Stack, load_template
 from mqless_cli.local.cloud import LocalCloud
-from mqless_cli.local.functions import FunctionHost
+from mqless_cli.local.functions import FunctionHost, LambdaLimits
 from mqless_cli.local.http_gateway import HttpGateway
 from mqless_cli.local.ws_gateway import (
     MAX_FRAME_BYTES,
@@ -334,6 +334,31 @@ def test_a_failing_function_gets_the_client_an_internal_server_error_frame(
         assert frame.startswith('{"message": "Internal server error", "connectionId":"')
         assert error["connectionId"] == me
         assert isinstance(error["requestId"], str)
+        assert connection_id(client) == me
+
+
+def test_a_message_lambda_throttles_gets_the_client_an_internal_server_error_frame(
+    local: Local,
+) -> None:
+    # Given an open connection, and Lambda's concurrency cap (`--realism`) used up by an
+    # invocation running elsewhere in the account
+    with local.open() as client:
+        me = connection_id(client)
+        local.functions.limits = LambdaLimits(concurrency=1)
+        with local.functions._lock:
+            local.functions._running += 1
+        try:
+            # When the client sends a message
+            client.send("hello")
+            frame = client.recv(timeout=TIMEOUT)
+        finally:
+            with local.functions._lock:
+                local.functions._running -= 1
+            local.functions.limits = LambdaLimits()
+        # Then it gets the error frame API Gateway sends when its integration fails, and the
+        # connection stays open
+        assert isinstance(frame, str)
+        assert frame.startswith('{"message": "Internal server error", "connectionId":"')
         assert connection_id(client) == me
 
 

@@ -39,7 +39,7 @@ from mqless_cli.local.authorizers import (
     outcome,
     verdict,
 )
-from mqless_cli.local.functions import FunctionError, FunctionHost
+from mqless_cli.local.functions import FunctionError, FunctionHost, IntegrationTimedOut
 from mqless_cli.local.invocations import INVOKE_PATH, InvokeApi
 
 if TYPE_CHECKING:
@@ -119,12 +119,15 @@ class HttpGateway:
         run_authorizers: bool = True,
         meter: Meter | None = None,
         bill: Callable[[], dict[str, Any]] | None = None,
+        integration_timeout_s: float | None = None,
     ) -> None:
         """`run_authorizers=False` lets every request through as if its route were public.
         `meter` is told of every request API Gateway would bill; `bill` answers
-        `GET /_local/bill`."""
+        `GET /_local/bill`. `integration_timeout_s`: how long a route waits for its function
+        before answering 503 (an HTTP API's integration limit; `--realism`)."""
         self.meter = meter
         self.bill = bill
+        self.integration_timeout_s = integration_timeout_s
         self._stack = stack
         self._functions = functions
         self._connections = connections
@@ -339,7 +342,12 @@ class HttpGateway:
         self, route: HttpRoute, event: dict[str, Any], summary: Callable[[Any], str]
     ) -> _Reply:
         try:
-            result = self._functions.invoke(route.function, event, summary=summary)
+            result = self._functions.invoke(
+                route.function, event, summary=summary, wait_s=self.integration_timeout_s
+            )
+        except IntegrationTimedOut:
+            # what an HTTP API answers when its integration gives no answer in time
+            return _Reply(503, dict(_JSON), [], b'{"message":"Service Unavailable"}')
         except FunctionError:
             return _server_error()
         return _reply_from(result)

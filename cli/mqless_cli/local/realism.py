@@ -40,12 +40,37 @@ taken from AWS's documentation:
   returns a ThrottlingException" (KMS Developer Guide, *Throttling AWS KMS requests*); here a
   share of KMS requests, whatever the rate.
 
+- `lambda_concurrency` (1,000): "Concurrent executions | 1,000" per Region (Lambda Developer
+  Guide, *Lambda quotas*); an invocation beyond it is throttled without running. Behind an
+  API Gateway proxy integration Lambda's 429 reaches the client as a 500 "Internal Server
+  Error": "If the backend service is throttled ... the API Gateway API might return an
+  Internal server error" (AWS Knowledge Center, *API Gateway internal server error*), so the
+  HTTP gateway answers 500 and the WebSocket gateway an `Internal server error` frame.
+- `lambda_timeouts` (on): a function is stopped at its template `Timeout` ("Task timed out
+  after N seconds"); through an HTTP API that is the 500 of any failed invocation.
+- `integration_timeout_s` (30): an HTTP API waits at most 30 s for its integration
+  ("Maximum integration timeout | 30 seconds | No", API Gateway Developer Guide, *Quotas for
+  configuring and running an HTTP API*; REST APIs 29 s), then answers 503 "Service
+  Unavailable" (what HTTP API users report; the Knowledge Center's *API Gateway 504 errors*
+  names 504 for REST APIs).
+- `cold_starts` (on): each new instance of a function (one more running at once) first
+  waits as long as its handler module took to import here, measured on its first load
+  (Lambda's Init phase runs the code outside the handler before the first invocation of
+  each execution environment; Lambda Developer Guide, *Lambda execution environment
+  lifecycle*).
+
 The throttles are answered the way AWS answers them (HTTP 400 with the error type), before
 moto sees the request, so botocore retries them exactly as it retries AWS's: what reaches
 the broker is what would reach it on AWS once the SDK has given up.
 
-Not reproduced: shard splits (a roll always opens one child), Lambda cold starts,
-concurrency caps and timeouts, API Gateway's 29 s integration limit, per-instance clock skew.
+- `clock_skew_ms` (0 in `aws`): each new function instance's clock is off by a random
+  amount up to this many ms either way, for every read of the core's `SystemClock`
+  (`skewed_clocks`). AWS documents no bound for Lambda's clocks, so `aws` leaves it off; set
+  it to test how the broker takes skew (`clock-skew-ms=50`).
+
+Not reproduced: shard splits (a roll always opens one child), the WebSocket API's 29 s
+integration limit, skew of the core's direct `time.time()` reads (item TTLs, STOMP
+heart-beats).
 """
 
 from __future__ import annotations
@@ -67,6 +92,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mqless_cli.billing.dynamodb import Capacity, item_size, query_read
 from mqless_cli.billing.moto_observer import _charges, _schema, _touched, dynamodb_backend
 from mqless_cli.local.consistency import lagging_reads
+from mqless_cli.local.functions import INSTANCE_CLOCK_SKEW_MS, LambdaLimits
 from mqless_cli.local.streams import Record, StreamPoller
 
 log = logging.getLogger(__name__)
@@ -106,7 +132,33 @@ class Realism(BaseModel):
     kms_throttle: Annotated[
         float, Field(ge=0, le=1, description="Chance a KMS request is throttled.")
     ] = 0
+    lambda_concurrency: Annotated[
+        int, Field(ge=0, description="Invocations running at once, all functions; 0: no cap.")
+    ] = 0
+    lambda_timeouts: Annotated[
+        bool, Field(description="Stop a function at its template Timeout.")
+    ] = False
+    integration_timeout_s: Annotated[
+        float, Field(ge=0, description="How long an HTTP route waits for its function; 0: ever.")
+    ] = 0
+    cold_starts: Annotated[
+        bool, Field(description="A new function instance waits its handler's import time.")
+    ] = False
+    clock_skew_ms: Annotated[
+        float, Field(ge=0, description="Each function instance's clock off by up to this.")
+    ] = 0
     seed: Annotated[int | None, Field(description="Seed of every random draw.")] = None
+
+    @property
+    def lambda_limits(self) -> LambdaLimits:
+        """What the function host enforces."""
+        return LambdaLimits(
+            concurrency=self.lambda_concurrency,
+            timeouts=self.lambda_timeouts,
+            cold_starts=self.cold_starts,
+            clock_skew_ms=self.clock_skew_ms,
+            seed=self.seed,
+        )
 
     @property
     def active(self) -> bool:
@@ -132,6 +184,10 @@ AWS = Realism(
     throttle=True,
     ttl="random",
     kms_throttle=0.01,
+    lambda_concurrency=1000,
+    lambda_timeouts=True,
+    integration_timeout_s=30,
+    cold_starts=True,
 )
 _PRESETS = {"aws": AWS, "off": OFF}
 
@@ -630,6 +686,28 @@ def stream_poller_factory(realism: Realism, report: RealismReport) -> Callable[.
     return make
 
 
+# ---- clocks ------------------------------------------------------------------------------
+
+
+@contextmanager
+def skewed_clocks() -> Iterator[None]:
+    """While the block runs, the core's `SystemClock` reads the time of the function instance
+    that runs the invocation (`FunctionHost` draws each instance's skew); outside any
+    invocation it reads true time."""
+    from mqless.clock import SystemClock
+
+    original = SystemClock.now_ms
+
+    def now_ms(self: SystemClock) -> int:
+        return original(self) + round(INSTANCE_CLOCK_SKEW_MS.get())
+
+    SystemClock.now_ms = now_ms  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SystemClock.now_ms = original  # type: ignore[method-assign]
+
+
 # ---- all together ---------------------------------------------------------------------------
 
 
@@ -647,6 +725,8 @@ def realistic_aws(realism: Realism) -> Iterator[RealismReport]:
             roller = ShardRoller(realism.shard_roll_minutes * 60, report)
             roller.start()
             stack.callback(roller.stop)
+        if realism.clock_skew_ms:
+            stack.enter_context(skewed_clocks())
         if realism.ttl != "never":
             reaper = TtlReaper(realism, report)
             reaper.start()

@@ -111,7 +111,9 @@ class DevRuntime:
 
         self.console.metrics = metrics
         sys.stdout = FunctionOutput(self.console)
-        functions = FunctionHost(stack, self.template.parent, listener=self._invoked)
+        functions = FunctionHost(
+            stack, self.template.parent, listener=self._invoked, limits=self.realism.lambda_limits
+        )
         self.functions = functions
         self.http = HttpGateway(
             stack,
@@ -121,6 +123,7 @@ class DevRuntime:
             run_authorizers=self.auth,
             meter=self.meter,
             bill=self.bill.document,
+            integration_timeout_s=self.realism.integration_timeout_s or None,
         )
         ws_url = f"ws://{self.host}:{self.ws_port}"
         if any(True for _ in stack.declared("AWS::ApiGatewayV2::Api")):
