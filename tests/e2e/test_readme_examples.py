@@ -58,6 +58,12 @@ NOT_RUN_BY_DESIGN: dict[tuple[str, int], str] = {
         "a stomp.py snippet (needs a `token` and never disconnects); "
         "tests/e2e/test_stomppy.py drives stomp.py"
     ),
+    ("STOMP 1.2 (ActiveMQ and RabbitMQ web-STOMP clients)", 3): (
+        "a fragment of two stomp.py sessions (requester and responder); "
+        "tests/e2e/test_stomppy.py::"
+        "test_stomppy_request_reply_through_a_temp_queue_that_goes_with_its_connection "
+        "runs the whole exchange"
+    ),
     ("Message selectors", 1): (
         "a stomp.py session that needs a STOMP client installed beside the shell; "
         "tests/e2e/test_stomppy.py::test_stomppy_selector_subscription_gets_only_matching_messages "
