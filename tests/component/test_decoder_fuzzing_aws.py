@@ -543,11 +543,15 @@ def _record(keys: Any, image: Any, *, name: Any = "INSERT") -> dict[str, Any]:
 def test_a_batch_whose_only_record_is_a_malformed_topic_message_reports_it_regression(
     wired: Sessions,
 ) -> None:
-    # Reproduction: handle_batch({"Records": [<INSERT of pk T#t.a with NewImage {}>]}, ctx)
-    # raises BatchProcessingError ("All records failed processing"): Powertools raises
+    # Reproduction: handle_batch({"Records": [<INSERT whose only record fails>]}, ctx)
+    # raised BatchProcessingError ("All records failed processing"): Powertools raises
     # when every record failed, instead of reporting the record as a batch item failure.
-    record = _record({"pk": _s("T#t.a"), "sk": _s("M#1")}, {"pk": _s("T#t.a")})
+    # Given a batch whose one record cannot be read (its key has an AttributeValue type
+    # DynamoDB does not have: the record handler itself fails, whatever the settings)
+    record = _record({"pk": {"Q": "T#t.a"}, "sk": _s("M#1")}, {"pk": _s("T#t.a")})
+    # When the dispatch function is handed it
     response = handle_batch({"Records": [record]}, FakeLambdaContext())
+    # Then the record is reported for a retry, and nothing is raised
     assert response == {
         "batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]
     }
