@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from mqless.observability import audit
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.functions import (
+    INSTANCE_CLOCK_SKEW_MS,
     FunctionHost,
     FunctionThrottled,
     FunctionTimedOut,
@@ -187,6 +189,25 @@ def test_each_function_instance_reads_its_own_skewed_clock(app: LocalCloud) -> N
     assert abs(first) <= 5001 and abs(other) <= 5001
     assert abs(other - first) > 2
     assert host.instances_started["SlowFunction"] == 2
+
+
+def test_a_skewed_instance_stamps_its_audit_events_with_its_own_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given clock skew on, and an invocation on an instance whose clock is an hour ahead
+    with skewed_clocks():
+        on_instance = INSTANCE_CLOCK_SKEW_MS.set(3_600_000)
+        try:
+            # When it records an administrative action
+            before = time.time_ns() // 1_000_000
+            audit("queue.create", "alice", "orders")
+            after = time.time_ns() // 1_000_000
+        finally:
+            INSTANCE_CLOCK_SKEW_MS.reset(on_instance)
+
+    # Then the audit event carries that instance's (skewed) time
+    [event] = [r.audit for r in caplog.records if r.getMessage() == "audit"]  # type: ignore[attr-defined]
+    assert before + 3_600_000 <= event["at"] <= after + 3_600_000
 
 
 @pytest.fixture

@@ -65,12 +65,13 @@ the broker is what would reach it on AWS once the SDK has given up.
 
 - `clock_skew_ms` (0 in `aws`): each new function instance's clock is off by a random
   amount up to this many ms either way, for every read of the core's `SystemClock`
-  (`skewed_clocks`). AWS documents no bound for Lambda's clocks, so `aws` leaves it off; set
-  it to test how the broker takes skew (`clock-skew-ms=50`).
+  (`skewed_clocks`): leases, message ids, expiry, item TTLs, STOMP `expires`, audit times.
+  Durations the core times with `time.monotonic` (cache ages) are not skewed: an offset
+  does not change an interval. AWS documents no bound for Lambda's clocks, so `aws` leaves
+  it off; set it to test how the broker takes skew (`clock-skew-ms=50`).
 
 Not reproduced: shard splits (a roll always opens one child), the WebSocket API's 29 s
-integration limit, skew of the core's direct `time.time()` reads (item TTLs, STOMP
-heart-beats).
+integration limit.
 """
 
 from __future__ import annotations
