@@ -95,9 +95,14 @@ def test_the_aws_preset_turns_on_lambdas_limits_with_awss_defaults() -> None:
     alone = parse_realism("lambda-concurrency=5")
 
     # Then `aws` caps concurrency at Lambda's default quota, enforces timeouts, waits 30 s
-    # for an HTTP integration and starts instances cold; a setting alone turns on only itself
+    # for an HTTP integration and 29 s for a WebSocket one, and starts instances cold; a
+    # setting alone turns on only itself
     assert (AWS.lambda_concurrency, AWS.lambda_timeouts) == (1000, True)
     assert (AWS.integration_timeout_s, AWS.cold_starts) == (30, True)
+    assert AWS.websocket_integration_timeout_s == 29
+    assert (
+        parse_realism("websocket-integration-timeout-s=0.5").websocket_integration_timeout_s == 0.5
+    )
     assert alone.lambda_limits == LambdaLimits(concurrency=5)
     assert alone.integration_timeout_s == 0
 
