@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from mqless.observability import audit
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.functions import (
+    INSTANCE_CLOCK_SKEW_MS,
     FunctionHost,
     FunctionThrottled,
     FunctionTimedOut,
@@ -93,9 +95,14 @@ def test_the_aws_preset_turns_on_lambdas_limits_with_awss_defaults() -> None:
     alone = parse_realism("lambda-concurrency=5")
 
     # Then `aws` caps concurrency at Lambda's default quota, enforces timeouts, waits 30 s
-    # for an HTTP integration and starts instances cold; a setting alone turns on only itself
+    # for an HTTP integration and 29 s for a WebSocket one, and starts instances cold; a
+    # setting alone turns on only itself
     assert (AWS.lambda_concurrency, AWS.lambda_timeouts) == (1000, True)
     assert (AWS.integration_timeout_s, AWS.cold_starts) == (30, True)
+    assert AWS.websocket_integration_timeout_s == 29
+    assert (
+        parse_realism("websocket-integration-timeout-s=0.5").websocket_integration_timeout_s == 0.5
+    )
     assert alone.lambda_limits == LambdaLimits(concurrency=5)
     assert alone.integration_timeout_s == 0
 
@@ -187,6 +194,25 @@ def test_each_function_instance_reads_its_own_skewed_clock(app: LocalCloud) -> N
     assert abs(first) <= 5001 and abs(other) <= 5001
     assert abs(other - first) > 2
     assert host.instances_started["SlowFunction"] == 2
+
+
+def test_a_skewed_instance_stamps_its_audit_events_with_its_own_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given clock skew on, and an invocation on an instance whose clock is an hour ahead
+    with skewed_clocks():
+        on_instance = INSTANCE_CLOCK_SKEW_MS.set(3_600_000)
+        try:
+            # When it records an administrative action
+            before = time.time_ns() // 1_000_000
+            audit("queue.create", "alice", "orders")
+            after = time.time_ns() // 1_000_000
+        finally:
+            INSTANCE_CLOCK_SKEW_MS.reset(on_instance)
+
+    # Then the audit event carries that instance's (skewed) time
+    [event] = [r.audit for r in caplog.records if r.getMessage() == "audit"]  # type: ignore[attr-defined]
+    assert before + 3_600_000 <= event["at"] <= after + 3_600_000
 
 
 @pytest.fixture

@@ -538,3 +538,22 @@ def test_a_subscription_past_those_read_with_the_connection_is_still_acked(
     assert _got(pusher, "c1", "RECEIPT")[-1].header("receipt-id") == "done"
     _, counts = broker.get_queue(ANONYMOUS, "q11")
     assert (counts.visible, counts.in_flight) == (0, 0)
+
+
+def test_expires_is_measured_against_the_broker_clock(
+    pusher: RecordingPusher, sessions: Sessions, clock: ManualClock
+) -> None:
+    # Given a broker whose clock is a day ahead of the host's wall clock, and two messages
+    # sent over STOMP: one expiring a minute from now on that clock, one in an hour
+    clock.advance(24 * 60 * 60)
+    _session("c1")
+    _say("c1", "SEND", "soon", destination="/queue/q", expires=str(clock.now_ms() + 60_000))
+    _say("c1", "SEND", "later", destination="/queue/q", expires=str(clock.now_ms() + 3_600_000))
+
+    # When two minutes pass on the broker's clock and a consumer subscribes
+    clock.advance(120)
+    _sub("c1", "/queue/q")
+    sessions.pump("q")
+
+    # Then only the message whose expiry is still ahead arrives
+    assert [m.body for m in _got(pusher, "c1", "MESSAGE")] == [b"later"]

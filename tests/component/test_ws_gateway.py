@@ -362,6 +362,31 @@ def test_a_message_lambda_throttles_gets_the_client_an_internal_server_error_fra
         assert connection_id(client) == me
 
 
+def test_a_message_outlasting_the_integration_limit_gets_an_endpoint_timed_out_frame(
+    local: Local,
+) -> None:
+    # Given an open connection, and routes that wait 0.3 s for their function (`--realism`;
+    # 29 s on AWS)
+    with local.open() as client:
+        me = connection_id(client)
+        local.gateway.integration_timeout_s = 0.3
+        try:
+            # When the client sends a message whose function takes 1 s
+            client.send("sleep 1")
+            frame = client.recv(timeout=TIMEOUT)
+            # Then it gets the frame API Gateway sends when an integration times out, and the
+            # connection stays open
+            assert isinstance(frame, str)
+            assert frame.startswith('{"message": "Endpoint request timed out", "connectionId":"')
+            assert json.loads(frame)["connectionId"] == me
+            assert connection_id(client) == me
+            # and the function ran on: what it posts still arrives, as Lambda's would
+            late = json.loads(client.recv(timeout=TIMEOUT))
+            assert late["body"] == "sleep 1"
+        finally:
+            local.gateway.integration_timeout_s = None
+
+
 def test_without_a_default_route_unmatched_messages_get_a_forbidden_frame(local: Local) -> None:
     # Given the same API without its $default route
     template = load_template(TEMPLATE)

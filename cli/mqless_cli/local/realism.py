@@ -53,6 +53,11 @@ taken from AWS's documentation:
   configuring and running an HTTP API*; REST APIs 29 s), then answers 503 "Service
   Unavailable" (what HTTP API users report; the Knowledge Center's *API Gateway 504 errors*
   names 504 for REST APIs).
+- `websocket_integration_timeout_s` (29): a WebSocket API's route waits at most 29 s
+  ("Integration timeout | 50 milliseconds - 29 seconds for all integration types", API
+  Gateway Developer Guide, *Quotas for configuring and running a WebSocket API*), then sends
+  the client `{"message": "Endpoint request timed out", "connectionId":..., "requestId":...}`
+  (the frame AWS users report) and keeps the connection; the function runs on.
 - `cold_starts` (on): each new instance of a function (one more running at once) first
   waits as long as its handler module took to import here, measured on its first load
   (Lambda's Init phase runs the code outside the handler before the first invocation of
@@ -65,12 +70,13 @@ the broker is what would reach it on AWS once the SDK has given up.
 
 - `clock_skew_ms` (0 in `aws`): each new function instance's clock is off by a random
   amount up to this many ms either way, for every read of the core's `SystemClock`
-  (`skewed_clocks`). AWS documents no bound for Lambda's clocks, so `aws` leaves it off; set
-  it to test how the broker takes skew (`clock-skew-ms=50`).
+  (`skewed_clocks`): leases, message ids, expiry, item TTLs, STOMP `expires`, audit times.
+  Durations the core times with `time.monotonic` (cache ages) are not skewed: an offset
+  does not change an interval. AWS documents no bound for Lambda's clocks, so `aws` leaves
+  it off; set it to test how the broker takes skew (`clock-skew-ms=50`).
 
-Not reproduced: shard splits (a roll always opens one child), the WebSocket API's 29 s
-integration limit, skew of the core's direct `time.time()` reads (item TTLs, STOMP
-heart-beats).
+Not reproduced: shard splits (a roll always opens one child); the integration limit on
+the WebSocket API's `$connect` (only message routes are limited).
 """
 
 from __future__ import annotations
@@ -141,6 +147,10 @@ class Realism(BaseModel):
     integration_timeout_s: Annotated[
         float, Field(ge=0, description="How long an HTTP route waits for its function; 0: ever.")
     ] = 0
+    websocket_integration_timeout_s: Annotated[
+        float,
+        Field(ge=0, description="How long a WebSocket route waits for its function; 0: ever."),
+    ] = 0
     cold_starts: Annotated[
         bool, Field(description="A new function instance waits its handler's import time.")
     ] = False
@@ -187,6 +197,7 @@ AWS = Realism(
     lambda_concurrency=1000,
     lambda_timeouts=True,
     integration_timeout_s=30,
+    websocket_integration_timeout_s=29,
     cold_starts=True,
 )
 _PRESETS = {"aws": AWS, "off": OFF}

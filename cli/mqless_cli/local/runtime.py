@@ -136,6 +136,7 @@ class DevRuntime:
                 port=self.ws_port,
                 run_authorizers=self.auth,
                 meter=self.meter,
+                integration_timeout_s=self.realism.websocket_integration_timeout_s or None,
             )
             self.ws.start()
             ws_url = self.ws.url  # the port it got, if asked for any free one (0)

@@ -21,6 +21,12 @@ What API Gateway does, and so this gateway too:
   `$default`, and with no `$default` the client gets a `Forbidden` error frame. A function that
   fails gets the client an `Internal server error` frame. A two-way route (one with a
   RouteResponse) sends the function's body back.
+- Under `--realism`, a message route waits at most `integration_timeout_s` for its function
+  (29 s on AWS: "Integration timeout | 50 milliseconds - 29 seconds", API Gateway Developer
+  Guide, *Quotas for configuring and running a WebSocket API*); then the client gets an
+  `Endpoint request timed out` error frame (what AWS sends) and the connection stays open,
+  while the function runs on to its own Timeout, as Lambda's does (what it posts still
+  arrives). `$connect` is not limited here.
 - `$disconnect` runs after the socket is closed, with `disconnectStatusCode` and
   `disconnectReason`; from the moment the socket closes, the `@connections` operations
   (`post`, `get`, `delete`) answer `ConnectionGone` (API Gateway's 410 GoneException).
@@ -60,7 +66,7 @@ from websockets.typing import Subprotocol
 
 from mqless_cli.cfn import Authorizer, Stack, WebSocketApi, WebSocketRoute
 from mqless_cli.local.authorizers import InvalidResponse, identity_values, outcome, verdict
-from mqless_cli.local.functions import FunctionError, FunctionHost
+from mqless_cli.local.functions import FunctionError, FunctionHost, IntegrationTimedOut
 from mqless_cli.local.http_gateway import ConnectionGone
 
 if TYPE_CHECKING:
@@ -259,10 +265,14 @@ class WebSocketGateway:
         workers: int = 32,
         run_authorizers: bool = True,
         meter: Meter | None = None,
+        integration_timeout_s: float | None = None,
     ) -> None:
         """`run_authorizers=False` opens every connection as if `$connect` had no authorizer.
-        `meter` is told of every message in and out and of connection time, as billed."""
+        `meter` is told of every message in and out and of connection time, as billed.
+        `integration_timeout_s`: how long a message route waits for its function (None:
+        until it returns)."""
         self.meter = meter
+        self.integration_timeout_s = integration_timeout_s
         apis = stack.websocket_apis()
         if not apis:
             raise ValueError(
@@ -509,12 +519,18 @@ class WebSocketGateway:
         return context
 
     async def _invoke(
-        self, function: str, event: dict[str, Any], summary: Callable[[Any], str]
+        self,
+        function: str,
+        event: dict[str, Any],
+        summary: Callable[[Any], str],
+        wait_s: float | None = None,
     ) -> Any:
-        """Run a function on the pool; FunctionError if it raised."""
+        """Run a function on the pool; FunctionError if it raised (IntegrationTimedOut if it
+        had not answered within `wait_s`)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, lambda: self._functions.invoke(function, event, summary=summary)
+            self._pool,
+            lambda: self._functions.invoke(function, event, summary=summary, wait_s=wait_s),
         )
 
     # ---- $connect (inside the handshake) --------------------------------------------------
@@ -741,8 +757,15 @@ class WebSocketGateway:
         event = {"requestContext": context, "body": body, "isBase64Encoded": False}
         try:
             result = await self._invoke(
-                route.function, event, lambda _: f"WS {route_key} {connection.id}"
+                route.function,
+                event,
+                lambda _: f"WS {route_key} {connection.id}",
+                wait_s=self.integration_timeout_s,
             )
+        except IntegrationTimedOut:
+            frame = _error_frame("Endpoint request timed out", connection.id, context["requestId"])
+            await self._send_frame(connection, frame)
+            return
         except FunctionError:
             frame = _error_frame("Internal server error", connection.id, context["requestId"])
             await self._send_frame(connection, frame)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from mqless.clock import SystemClock
 
 logger = Logger(service="mqless")
 tracer = Tracer(service="mqless")
@@ -162,7 +163,7 @@ def audit(action: str, principal: str, destination: str | None = None, **details
                 "action": action,
                 "principal": principal,
                 "destination": destination,
-                "at": int(time.time() * 1000),
+                "at": SystemClock().now_ms(),
                 **details,
             }
         },

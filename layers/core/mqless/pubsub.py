@@ -129,7 +129,7 @@ class TopicService:
     ) -> None:
         self._db = dynamodb
         self._messages = messages_table
-        self._log = log or LogStore(dynamodb, messages_table)
+        self._log = log or LogStore(dynamodb, messages_table, clock)
         self._destinations = destinations_table
         self._queues = queues
         self._cipher = cipher

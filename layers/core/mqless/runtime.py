@@ -211,9 +211,9 @@ def build_queue_service(
     table = settings.messages_table
     return QueueService(
         registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
-        log=log or LogStore(dynamodb, table),
+        log=log or LogStore(dynamodb, table, time),
         index=IndexStore(dynamodb, table),
-        fifo=FifoIndex(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table, time),
         dedup_records=DedupRecords(dynamodb, table),
         wake=WakeMarkers(dynamodb, table),
         cipher=cipher or _cipher(settings, kms, time),
@@ -267,7 +267,7 @@ def build_indexer(
     return Indexer(
         queues=registry,
         index=IndexStore(dynamodb, table),
-        fifo=FifoIndex(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table, time),
         topics=topics,
         clock=time,
         mac=DedupHasher(
@@ -286,7 +286,7 @@ def registry() -> QueueRegistry:
 @cache
 def log_store() -> LogStore:
     """The process-wide log adapter (it caches the data keys bodies name)."""
-    return LogStore(dynamodb_client(), settings().messages_table)
+    return LogStore(dynamodb_client(), settings().messages_table, clock())
 
 
 @cache

@@ -167,6 +167,11 @@ class Sessions:
         self._clock = clock
         self.presence = Presence(live, consumers, topics)
 
+    @property
+    def clock(self) -> Clock:
+        """The broker's time (what a STOMP `expires` header is measured against)."""
+        return self._clock
+
     # ---- connections ---------------------------------------------------------------------
 
     def open(self, connection: Connection, principal: Principal) -> None:

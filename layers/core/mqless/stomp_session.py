@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from typing import Final, NoReturn
 
@@ -185,7 +184,7 @@ class StompSession:
 
     def _send_frame(self, frame: Frame) -> None:
         destination = _required(frame, "destination")
-        message = _message(frame)
+        message = _message(frame, self._sessions.clock.now_ms())
         transaction = frame.header("transaction")
         if transaction is not None:
             self._sessions.hold_send(self._info, transaction, destination, message)
@@ -346,7 +345,7 @@ def _prefetch(frame: Frame) -> int:
     return DEFAULT_PREFETCH
 
 
-def _message(frame: Frame) -> NewMessage:
+def _message(frame: Frame, now_ms: int) -> NewMessage:
     """The message a SEND frame carries."""
     attributes = {name: value for name, value in frame.headers if name not in _MESSAGE_HEADERS}
     # frame.headers keeps repeats; the first occurrence of a header is the one that counts
@@ -369,7 +368,7 @@ def _message(frame: Frame) -> NewMessage:
     if raw_expires is not None and raw_expires != "0":
         if not is_ascii_digits(raw_expires) or len(raw_expires) > 15:
             raise StompError("expires must be a time in epoch milliseconds (0: never)")
-        ttl = max(1, math.ceil((int(raw_expires) - _now_ms()) / 1000))
+        ttl = max(1, math.ceil((int(raw_expires) - now_ms) / 1000))
         ttl = min(ttl, models.MAX_RETENTION_SECONDS)
     try:
         message = NewMessage(
@@ -396,7 +395,3 @@ def _first_error(exc: ValueError) -> str:
         text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         return f"{where}: {text}"
     return str(exc)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
+from mqless.clock import Clock, SystemClock
 from mqless.dynamo import (
     from_wire,
     is_condition_failure,
@@ -139,10 +140,15 @@ class AppendReport:
 class FifoIndex:
     """DynamoDB adapter for FIFO queues' segments; takes its client as an argument."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, table_name: str, clock: Clock | None = None
+    ) -> None:
         self._db = dynamodb
         self._table = table_name
+        self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
+        # how long ago a tail was used is a duration in this process: monotonic, not the
+        # (possibly skewed, possibly stepped) broker clock
         self._tails: dict[str, tuple[int, float]] = {}  # queue: (tail seq, when we used it)
         # queue: the cursor's hint and when its segment was made, as last read or written:
         # moving the hint is a conditional write, billed even when its condition fails
@@ -414,7 +420,7 @@ class FifoIndex:
             # always there (even all empty): appending to a list needs the list
             "w": [r.new.reason for r in taken],
             # counted from when it is made, never from its references (see the module doc)
-            "x": int(time.time()) + SEGMENT_LIFETIME_SECONDS,
+            "x": self._clock.now_ms() // 1000 + SEGMENT_LIFETIME_SECONDS,
         }
         if closed:
             item["z"] = 1
@@ -425,7 +431,7 @@ class FifoIndex:
     def _move_hint(self, queue: str, seq: int) -> None:
         """Point the cursor's hint at a segment just made, if the hint is an hour old or far
         behind (see the module doc: this is what keeps appenders clear of TTL holes)."""
-        now = int(time.time())
+        now = self._clock.now_ms() // 1000
         with self._lock:
             known = self._hints.get(queue)
         if known is None:

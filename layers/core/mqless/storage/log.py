@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from mqless.clock import Clock, SystemClock
 from mqless.dynamo import Item, from_wire, to_wire, translated_errors
 from mqless.errors import IntegrityError
 from mqless.models import MAX_RETENTION_SECONDS
@@ -86,9 +86,12 @@ def key_id(encrypted_key: bytes) -> str:
 class LogStore:
     """DynamoDB adapter for logs and the data keys they use; takes its client as an argument."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, table_name: str, clock: Clock | None = None
+    ) -> None:
         self._db = dynamodb
         self._table = table_name
+        self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._keys_written: set[tuple[str, str]] = set()
         self._keys_read: dict[tuple[str, str], bytes] = {}
@@ -163,7 +166,7 @@ class LogStore:
                         "k": encrypted_key,
                         # a key seals for minutes; what it sealed lives at most the longest
                         # retention: then the key item goes too (DynamoDB's TTL, for free)
-                        "x": int(time.time()) + KEY_SECONDS,
+                        "x": self._clock.now_ms() // 1000 + KEY_SECONDS,
                     }
                 ),
             )
