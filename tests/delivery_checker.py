@@ -10,7 +10,11 @@ actions inside those windows could satisfy, so a violation it reports is certain
 - two at once: two deliveries of one message whose leases must have overlapped. A lease
   starts inside its receive's window and lasts at least until `asked + visibility` (later if
   extended) unless a settle of it was asked earlier; two leases are disjoint only if one
-  could have ended before the other's receive answered.
+  could have ended before the other's receive answered. Leases end by the clocks of the
+  broker's instances: when those differ by up to `clock_skew` each way (`--realism
+  clock-skew-ms`), an instance ahead may see a lease an instance behind made end up to
+  twice that early, as any time-based lease would, so a lease is only certain to last
+  until `asked + visibility - 2 × clock_skew`.
 - stale receipt honoured: an ack, nack or extend that succeeded with the receipt of a
   delivery after the message had been leased again (asked after that delivery was
   answered, the next one asked after it and answered before the settle was asked).
@@ -105,8 +109,9 @@ class History:
             }
 
 
-def violations(history: History) -> list[str]:
-    """What the history proves the broker did wrong (empty: nothing)."""
+def violations(history: History, *, clock_skew: float = 0.0) -> list[str]:
+    """What the history proves the broker did wrong (empty: nothing); `clock_skew`: how far
+    (seconds, each way) the broker instances' clocks may be from true time."""
     found: list[str] = []
     by_receipt = {d.receipt: d for d in history.delivered}
     settles: dict[str, list[Settled]] = defaultdict(list)
@@ -124,12 +129,13 @@ def violations(history: History) -> list[str]:
         """The earliest moment the lease of `d` could have ended on the server."""
         if d.asked == float("-inf"):
             return d.asked  # a push: when its lease began is not known
-        end = d.asked + d.visibility
+        early = 2 * clock_skew  # another instance's clock may run ahead of the leaser's
+        end = d.asked + d.visibility - early
         for s in settles[d.receipt]:
             if not s.ok:
                 continue
             if s.kind == "extend":
-                end = max(end, s.asked + s.visibility)
+                end = max(end, s.asked + s.visibility - early)
         for s in settles[d.receipt]:
             if s.ok and s.kind in ("ack", "nack"):
                 end = min(end, s.asked)

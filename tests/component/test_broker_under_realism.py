@@ -388,7 +388,7 @@ def run(runtime: DevRuntime, workload: Workload, history: History) -> list[str]:
         thread.join(timeout=30)
     if errors:
         raise errors[0]
-    found = violations(history)
+    found = violations(history, clock_skew=runtime.realism.clock_skew_ms / 1000)
     for queue in (STANDARD, FIFO):
         _, view = admin.call("GET", f"/queues/{queue}")
         counts = view["counts"]
