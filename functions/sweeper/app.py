@@ -27,7 +27,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         "queues": report.queues,
         "dead_lettered": report.dead_lettered,
         "expired": report.expired,
-        "errors": report.errors + fed.errors,
+        "errors": report.errors + fed.errors + connections.errors,
         "pushed": fed.pushed,
         "connections_closed": connections.closed,
         "temp_queues_deleted": connections.temp_queues,

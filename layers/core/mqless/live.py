@@ -105,6 +105,8 @@ class ConnectionInfo:
     grants: tuple[Grant, ...] = ()
     credential_expires_at: int | None = None
     """When the key or JWT the connection authenticated with expires (epoch seconds)."""
+    key_id: str | None = None
+    """The API key the connection authenticated with (revoking it closes the connection)."""
     subscriptions: Mapping[str, dict[str, Any]] | None = field(default=None, compare=False)
     """Subscription records read in the same request as the connection: this invocation's
     read, never kept across invocations, and dropped (None) by whoever changes the
@@ -119,6 +121,7 @@ class ConnectionInfo:
             kind=self.kind,
             grants=self.grants,
             expires_at=self.credential_expires_at,
+            key_id=self.key_id,
         )
 
 
@@ -304,6 +307,7 @@ class LiveSubscriptions:
             kind=str(item.get("kind", "connection")),
             grants=parse_grants(list(item.get("grants") or [])),
             credential_expires_at=_optional_int(item.get("credential_expires_at")),
+            key_id=None if item.get("key_id") is None else str(item["key_id"]),
             subscriptions=subscriptions,
         )
 
@@ -515,17 +519,11 @@ class LiveSubscriptions:
         """Temporary queues whose connection has surely ended by now (one query; none
         of the queues of connections that may still be open is read)."""
         now_s = self._clock.now_ms() // 1000
-        with translated_errors():
-            page = self._db.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :p AND sk <= :due",
-                ExpressionAttributeValues=to_wire(
-                    {":p": TEMP_QUEUES_PARTITION, ":due": f"{now_s:012d}$"}
-                ),
-                ConsistentRead=True,
-            )
+        due = partition_items(
+            self._db, self._table, TEMP_QUEUES_PARTITION, between=("0", f"{now_s:012d}$")
+        )
         orphans = []
-        for item in (from_wire(i) for i in page.get("Items", [])):
+        for item in due:
             _due, connection_id, queue = str(item["sk"]).split("#", 2)
             orphans.append(OrphanedTempQueue(connection_id, queue, str(item["sk"])))
         return orphans
@@ -540,16 +538,9 @@ class LiveSubscriptions:
         )
 
     def _credential_items(self, low: str, high: str) -> list[dict[str, Any]]:
-        with translated_errors():
-            page = self._db.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :p AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues=to_wire(
-                    {":p": CREDENTIALS_PARTITION, ":low": low, ":high": high}
-                ),
-                ConsistentRead=True,
-            )
-        return [from_wire(i) for i in page.get("Items", [])]
+        return list(
+            partition_items(self._db, self._table, CREDENTIALS_PARTITION, between=(low, high))
+        )
 
     def matching(self, topic: str) -> list[LiveTarget]:
         """Every live subscription whose pattern matches `topic`."""

@@ -70,7 +70,7 @@ from mqless.errors import (
     Unauthorized,
 )
 from mqless.ids import check_client_id
-from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
+from mqless.live import ConnectionInfo, EndedCredential, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import audit, metrics
 from mqless.outbound import Connection, Push, render
@@ -148,6 +148,7 @@ class ConnectionSweep:
 
     closed: int = 0  # connections whose credential expired or whose key was revoked
     temp_queues: int = 0  # temporary queues of connections that ended unnoticed
+    errors: list[str] = field(default_factory=list)
 
 
 class Sessions:
@@ -230,27 +231,38 @@ class Sessions:
         and delete the temporary queues of connections that ended without `$disconnect`
         (keyed queries: `LiveSubscriptions.ended_credentials`, `orphaned_temp_queues`)."""
         report = ConnectionSweep()
+        # each on its own: one that fails is logged and reported (and found again by the
+        # next sweep), the next ones are still closed
         for ended in self.live.ended_credentials():
-            info = self.live.connection(ended.connection_id)
-            if info is None:
-                self.live.forget_credential(ended)
-                continue
-            if ended.revoked:
-                why = KEY_REVOKED
-            else:
-                why = JWT_EXPIRED if ended.kind == "jwt" else KEY_EXPIRED
-            self.end_session(info, Unauthorized(why))
-            report.closed += 1
+            try:
+                report.closed += self._end_credential(ended)
+            except Exception as exc:
+                logger.exception("closing a connection failed", extra={"ended": ended})
+                report.errors.append(f"connection {ended.connection_id}: {_reason(exc)}")
         for orphan in self.live.orphaned_temp_queues():
-            if self.live.connection(orphan.connection_id) is not None:
-                # past API Gateway's 2-hour limit: the connection ended unnoticed, and
-                # closing it now also gives back its leases and deletes its temp queues
-                self._close_all({orphan.connection_id})
-            else:
-                self._queues.delete_temporary(orphan.queue)
-                self.live.forget_temp_queue(orphan)
-            report.temp_queues += 1
+            try:
+                if self.live.connection(orphan.connection_id) is not None:
+                    # past API Gateway's 2-hour limit: the connection ended unnoticed, and
+                    # closing it now also gives back its leases and deletes its temp queues
+                    self._close_all({orphan.connection_id})
+                else:
+                    self._queues.delete_temporary(orphan.queue)
+                    self.live.forget_temp_queue(orphan)
+                report.temp_queues += 1
+            except Exception as exc:
+                logger.exception("deleting a temporary queue failed", extra={"orphan": orphan})
+                report.errors.append(f"{orphan.queue}: {_reason(exc)}")
         return report
+
+    def _end_credential(self, ended: EndedCredential) -> int:
+        """Close a connection whose credential ended (1), or forget a stale index item (0)."""
+        info = self.live.connection(ended.connection_id)
+        if info is None:
+            self.live.forget_credential(ended)
+            return 0
+        expired = JWT_EXPIRED if ended.kind == "jwt" else KEY_EXPIRED
+        self.end_session(info, Unauthorized(KEY_REVOKED if ended.revoked else expired))
+        return 1
 
     def _close_all(self, connection_ids: set[str]) -> None:
         pending = set(connection_ids)
