@@ -29,6 +29,7 @@ from mqless.outbound import Connection
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
+from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import EVENTS, HttpApi, Reply, load_function
@@ -2199,3 +2200,26 @@ def test_the_sweep_deletes_a_temp_queue_whose_connection_ended_without_disconnec
     assert not runtime.queue_service().has_queue(temp_queue)
     assert runtime.sessions().info("c1") is None
     assert scheduled_sweep()["temp_queues_deleted"] == 0
+
+
+def test_a_sweep_that_closes_nothing_bills_three_queries_however_many_connections_are_open(
+    aws: Aws, clock: ManualClock
+) -> None:
+    # Given 100 open connections, each opened with an API key that expires in an hour
+    sessions = runtime.sessions()
+    in_an_hour = clock.now_ms() // 1000 + 3600
+    for n in range(100):
+        bob = Principal(id="bob", kind="api_key", expires_at=in_an_hour, key_id=f"{n:024x}")
+        sessions.open(Connection(f"c{n}"), bob)
+    # When the sweep looks for connections to close and temporary queues to delete
+    meter = Meter()
+    with observing_moto(meter):
+        report = sessions.sweep_connections()
+    # Then it read no connection: one query of expired credentials, one of revoked keys,
+    # one of temporary queues due, each billed its minimum read unit
+    usage = meter.usage()
+    assert (report.closed, report.temp_queues) == (0, 0)
+    assert {k: v for k, v in usage.requests.items() if k.startswith("dynamodb:")} == {
+        "dynamodb:Query": 3
+    }
+    assert usage.read_units == {aws.settings.destinations_table: 3}
