@@ -617,7 +617,15 @@ def test_sweeper_takes_the_schedule_event(function_env: dict[str, str]) -> None:
     # When the sample schedule event invokes it
     report = handler(load(EVENTS / "sweeper_schedule.json"), FakeLambdaContext())
     # Then it reports its sweep
-    assert report == {"queues": 0, "dead_lettered": 0, "expired": 0, "errors": [], "pushed": 0}
+    assert report == {
+        "queues": 0,
+        "dead_lettered": 0,
+        "expired": 0,
+        "errors": [],
+        "pushed": 0,
+        "connections_closed": 0,
+        "temp_queues_deleted": 0,
+    }
 
 
 # ---- WebSocket API events ------------------------------------------------------------------
