@@ -1,5 +1,7 @@
 """Scheduled sweep: dead-letter over-limit messages and drop expired ones between receives,
-then feed push consumers what became visible without a stream record (ended leases, delays)."""
+then feed push consumers what became visible without a stream record (ended leases, delays),
+close connections whose credential expired or whose API key was revoked, and delete the
+temporary queues of connections that ended without `$disconnect`."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -12,11 +14,21 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     budget_ms = max(1_000, context.get_remaining_time_in_millis() - 10_000)
     report = runtime.queue_service().sweep(budget_ms=budget_ms)
     fed = runtime.sessions().pump_all()
-    logger.info("sweep done", extra={"report": report.__dict__, "pushed": fed.pushed})
+    connections = runtime.sessions().sweep_connections()
+    logger.info(
+        "sweep done",
+        extra={
+            "report": report.__dict__,
+            "pushed": fed.pushed,
+            "connections": connections.__dict__,
+        },
+    )
     return {
         "queues": report.queues,
         "dead_lettered": report.dead_lettered,
         "expired": report.expired,
-        "errors": report.errors + fed.errors,
+        "errors": report.errors + fed.errors + connections.errors,
         "pushed": fed.pushed,
+        "connections_closed": connections.closed,
+        "temp_queues_deleted": connections.temp_queues,
     }

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
+from mqless import names, runtime
 from mqless.access import EVERYTHING, AccessControl
 from mqless.clock import ManualClock, SystemClock
 from mqless.dynamo import from_wire
@@ -29,9 +29,10 @@ from mqless.outbound import Connection
 from mqless.principals import Principal, parse_grants
 from mqless.stomp import Frame
 from mqless.websocket import handle_event
+from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import Aws, RecordingPusher
-from tests.component.conftest_http import HttpApi, Reply, load_function
+from tests.component.conftest_http import EVENTS, HttpApi, Reply, load_function
 from tests.lambda_support import (
     FakeLambdaContext,
     authorizer_context,
@@ -2051,3 +2052,174 @@ def test_a_queue_may_not_be_made_under_the_temp_queue_prefix_over_http(api: Http
     # Then it is refused: the prefix is kept for temporary queues, made by the broker alone
     assert reply.is_problem(400, "invalid_request"), reply.text
     assert "temp-queue." in reply.json["message"]
+
+
+# ---- credentials that end, end: the sweep closes their connections -----------------------
+
+
+def scheduled_sweep() -> dict[str, Any]:
+    """The sweeper function, invoked as its schedule (every minute) does."""
+    event = json.loads((EVENTS / "sweeper_schedule.json").read_text())
+    report: dict[str, Any] = load_function("sweeper").lambda_handler(event, FakeLambdaContext())
+    return report
+
+
+def key_id_of(token: str) -> str:
+    """The id in an API key's token (`mqk_<key id>_<secret>`), as DELETE /access/keys takes it."""
+    return token.removeprefix("mqk_").split("_", 1)[0]
+
+
+def holding_one_message(connection_id: str, who: dict[str, str]) -> None:
+    """A STOMP session of `who`, a push consumer of `orders` holding the lease of the one
+    message there (`made_by_admin` and `sent_as_admin` came first)."""
+    stomp_session(connection_id, who)
+    stomp(connection_id, "SUBSCRIBE", id="0", destination="/queue/orders", ack="client")
+    runtime.sessions().pump("orders")
+
+
+def another_consumer_gets(pusher: RecordingPusher) -> list[str]:
+    """What an admin's new push consumer of `orders` is sent at once."""
+    stomp_session("c2", ADMIN_CTX)
+    stomp("c2", "SUBSCRIBE", id="0", destination="/queue/orders", ack="client")
+    runtime.sessions().pump("orders")
+    return [f.body.decode() for f in frames(pusher, "c2", "MESSAGE")]
+
+
+def test_a_stomp_connection_whose_key_is_revoked_gets_an_error_and_the_next_sweep_closes_it(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given bob's STOMP session, opened with a key that never expires, holding a lease
+    made_by_admin("orders")
+    sent_as_admin("/queue/orders", "held")
+    ok(api.put("/access/principals/bob", {"grants": [grant("orders", "receive")]}), 201)
+    token: str = ok(api.post("/access/principals/bob/keys", {}), 201)["token"]
+    holding_one_message("c1", authorizer_answer(token, websocket=True))
+    assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"held"]
+    # When an admin revokes the key, and the scheduled sweep runs
+    assert api.delete(f"/access/keys/{key_id_of(token)}").status == 204
+    report = scheduled_sweep()
+    # Then bob gets an ERROR saying why, is closed, and another consumer gets the message
+    [error] = frames(pusher, "c1", "ERROR")
+    assert error.header("message") == "this API key was revoked: reconnect with a valid credential"
+    assert pusher.closed == ["c1"]
+    assert runtime.sessions().info("c1") is None
+    assert report["connections_closed"] == 1
+    assert another_consumer_gets(pusher) == ["held"]
+
+
+def test_deleting_a_principal_closes_the_connections_its_keys_opened_at_the_next_sweep(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given bob's JSON connection, opened with his key
+    made_by_admin("orders")
+    ws_connect(
+        "c1",
+        authorizer_answer(bobs_key(api, grant("orders", "send"), ttl_seconds=3600), websocket=True),
+    )
+    # When an admin deletes bob, and the sweep runs
+    assert api.delete("/access/principals/bob").status == 204
+    scheduled_sweep()
+    # Then bob's connection gets an `unauthorized` error saying why and is closed
+    assert pusher.json_frames("c1")[-1] == {
+        "type": "error",
+        "error": "unauthorized",
+        "message": "this API key was revoked: reconnect with a valid credential",
+    }
+    assert pusher.closed == ["c1"]
+
+
+def test_a_stomp_connection_whose_jwt_expired_is_closed_by_the_next_sweep_and_its_lease_freed(
+    pusher: RecordingPusher, clock: ManualClock
+) -> None:
+    # Given alice's STOMP session, opened with a JWT good for 90 s more, holding a lease
+    made_by_admin("orders")
+    sent_as_admin("/queue/orders", "held")
+    jwt_answer = {
+        "principal": "jwt:alice",
+        "kind": "jwt",
+        "grants": json.dumps([grant("orders", "receive")]),
+        "expires_at": str(clock.now_ms() // 1000 + 90),
+    }
+    holding_one_message("c1", jwt_answer)
+    # When the sweep runs before the JWT expires, and again in the minute after
+    clock.advance(89)
+    scheduled_sweep()
+    assert pusher.closed == []
+    clock.advance(1)
+    scheduled_sweep()
+    # Then the second sweep sends an ERROR saying so and closes it; the message is free
+    [error] = frames(pusher, "c1", "ERROR")
+    assert error.header("message") == "this JWT has expired: reconnect with a valid credential"
+    assert pusher.closed == ["c1"]
+    assert another_consumer_gets(pusher) == ["held"]
+
+
+def test_the_sweep_leaves_a_connection_whose_key_is_valid_alone(
+    pusher: RecordingPusher, api: HttpApi
+) -> None:
+    # Given bob's STOMP session with a valid key, holding a lease, and alice's key revoked
+    made_by_admin("orders")
+    sent_as_admin("/queue/orders", "held")
+    holding_one_message(
+        "c1",
+        authorizer_answer(
+            bobs_key(api, grant("orders", "receive"), ttl_seconds=3600), websocket=True
+        ),
+    )
+    ok(api.put("/access/principals/alice", {"grants": []}), 201)
+    alices: str = ok(api.post("/access/principals/alice/keys", {}), 201)["token"]
+    assert api.delete(f"/access/keys/{key_id_of(alices)}").status == 204
+    # When the sweep runs
+    report = scheduled_sweep()
+    # Then bob's session is untouched: no ERROR, open, still holding its message
+    assert report["connections_closed"] == 0
+    assert frames(pusher, "c1", "ERROR") == []
+    assert pusher.closed == []
+    assert runtime.sessions().info("c1") is not None
+    assert another_consumer_gets(pusher) == []
+
+
+def test_the_sweep_deletes_a_temp_queue_whose_connection_ended_without_disconnect(
+    pusher: RecordingPusher, clock: ManualClock
+) -> None:
+    # Given a STOMP session that made a temporary queue, then lost its socket without a
+    # $disconnect reaching mqless
+    stomp_session("c1", ADMIN_CTX)
+    stomp("c1", "SUBSCRIBE", id="r", destination="/temp-queue/replies")
+    temp_queue = names.temp_queue_name("c1", "replies")
+    assert runtime.queue_service().has_queue(temp_queue)
+    # When the sweep runs while the connection might still be open (under API Gateway's
+    # 2-hour limit), and again once it cannot be
+    clock.advance(2 * 60 * 60 - 1)
+    assert scheduled_sweep()["temp_queues_deleted"] == 0
+    assert runtime.queue_service().has_queue(temp_queue)
+    clock.advance(1)
+    report = scheduled_sweep()
+    # Then the second sweep deletes the queue, and forgets the connection
+    assert report["temp_queues_deleted"] == 1
+    assert not runtime.queue_service().has_queue(temp_queue)
+    assert runtime.sessions().info("c1") is None
+    assert scheduled_sweep()["temp_queues_deleted"] == 0
+
+
+def test_a_sweep_that_closes_nothing_bills_three_queries_however_many_connections_are_open(
+    aws: Aws, clock: ManualClock
+) -> None:
+    # Given 100 open connections, each opened with an API key that expires in an hour
+    sessions = runtime.sessions()
+    in_an_hour = clock.now_ms() // 1000 + 3600
+    for n in range(100):
+        bob = Principal(id="bob", kind="api_key", expires_at=in_an_hour, key_id=f"{n:024x}")
+        sessions.open(Connection(f"c{n}"), bob)
+    # When the sweep looks for connections to close and temporary queues to delete
+    meter = Meter()
+    with observing_moto(meter):
+        report = sessions.sweep_connections()
+    # Then it read no connection: one query of expired credentials, one of revoked keys,
+    # one of temporary queues due, each billed its minimum read unit
+    usage = meter.usage()
+    assert (report.closed, report.temp_queues) == (0, 0)
+    assert {k: v for k, v in usage.requests.items() if k.startswith("dynamodb:")} == {
+        "dynamodb:Query": 3
+    }
+    assert usage.read_units == {aws.settings.destinations_table: 3}

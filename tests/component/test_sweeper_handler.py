@@ -18,6 +18,7 @@ from mqless_cli.cfn import Stack
 from tests.lambda_support import FakeLambdaContext
 
 Sweep = Callable[[], dict[str, Any]]
+NO_CONNECTIONS = {"connections_closed": 0, "temp_queues_deleted": 0}
 
 
 @pytest.fixture
@@ -38,7 +39,14 @@ def sweep(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sweep]:
 
 
 def test_sweep_of_an_empty_broker_reports_nothing_to_do(sweep: Sweep) -> None:
-    assert sweep() == {"queues": 0, "dead_lettered": 0, "expired": 0, "errors": [], "pushed": 0}
+    assert sweep() == {
+        "queues": 0,
+        "dead_lettered": 0,
+        "expired": 0,
+        "errors": [],
+        "pushed": 0,
+        **NO_CONNECTIONS,
+    }
 
 
 def test_sweep_dead_letters_and_expires_and_counts_both(
@@ -55,7 +63,14 @@ def test_sweep_dead_letters_and_expires_and_counts_both(
     # When the schedule fires
     report = sweep()
     # Then one was dead-lettered and one dropped, over both queues, without errors
-    assert report == {"queues": 2, "dead_lettered": 1, "expired": 1, "errors": [], "pushed": 0}
+    assert report == {
+        "queues": 2,
+        "dead_lettered": 1,
+        "expired": 1,
+        "errors": [],
+        "pushed": 0,
+        **NO_CONNECTIONS,
+    }
     (dead,) = service.receive(ANONYMOUS, "orders.dlq")
     assert dead.body == b"poison"
     assert service.receive(ANONYMOUS, "orders") == []

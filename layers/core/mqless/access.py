@@ -191,6 +191,7 @@ class AccessControl:
             kind="api_key",
             grants=_grants(record),
             expires_at=holder.expires_at,
+            key_id=holder.key_id,
         )
 
     def grants_of(self, principal_ids: Iterable[str]) -> tuple[Grant, ...]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from mqless.clock import Clock
 from mqless.dynamo import (
+    batch_write,
     from_wire,
     is_condition_failure,
     partition_items,
@@ -32,6 +33,7 @@ from mqless.dynamo import (
     translated_errors,
 )
 from mqless.errors import InvalidRequest, NotFound, Unauthorized
+from mqless.live import revoked_key_marker
 from mqless.principals import validate_principal_id
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 PARTITION: Final = "APIKEY"
 KEY_EXPIRED: Final = "this API key has expired"
+KEY_REVOKED: Final = "this API key was revoked"
 PREFIX: Final = "mqk_"
 MAX_TTL_SECONDS: Final = 10 * 365 * 24 * 60 * 60
 _TOKEN: Final = re.compile(r"mqk_([0-9a-f]{24})_([A-Za-z0-9_-]{43})")
@@ -59,6 +62,7 @@ class KeyHolder(BaseModel):
 
     principal: str
     expires_at: int | None
+    key_id: str
 
 
 class ApiKeyView(BaseModel):
@@ -128,11 +132,13 @@ class ApiKeys:
         if not hmac.compare_digest(expected, _digest(secret)) or record is None:
             raise Unauthorized("unknown or wrong API key")
         if record.get("revoked_at") is not None:
-            raise Unauthorized("this API key was revoked")
+            raise Unauthorized(KEY_REVOKED)
         expires_at = None if record.get("expires_at") is None else int(record["expires_at"])
         if expires_at is not None and expires_at <= self._clock.now_ms() // 1000:
             raise Unauthorized(KEY_EXPIRED)
-        return KeyHolder(principal=str(record["principal"]), expires_at=expires_at)
+        return KeyHolder(
+            principal=str(record["principal"]), expires_at=expires_at, key_id=str(key_id)
+        )
 
     def revoke(self, key_id: str) -> None:
         """Stop a key from working at once (authorizers may cache it for their TTL)."""
@@ -151,6 +157,12 @@ class ApiKeys:
             if is_condition_failure(exc):
                 raise NotFound(f"no API key {key_id!r}") from exc
             raise
+        # the next sweep closes the connections the key opened (`live.py`)
+        batch_write(
+            self._db,
+            self._table,
+            [{"PutRequest": {"Item": to_wire(revoked_key_marker(key_id, self._clock.now_ms()))}}],
+        )
 
     def list(self, principal: str | None = None) -> list[ApiKeyView]:
         """Every key (or `principal`'s), without secrets."""

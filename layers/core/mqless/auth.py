@@ -275,6 +275,8 @@ def _context(principal: Principal) -> dict[str, str]:
         # API Gateway may serve this answer from its cache after the credential expired;
         # the functions refuse it from then on (`principal_from_context`)
         context["expires_at"] = str(principal.expires_at)
+    if principal.key_id is not None:
+        context["key_id"] = principal.key_id
     return context
 
 
@@ -331,6 +333,7 @@ def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Princ
         kind=str(context.get("kind") or "api_key"),
         grants=grants,
         expires_at=expires_at,
+        key_id=str(context["key_id"]) if context.get("key_id") else None,
     )
     refuse_if_expired(principal, now_s)
     return principal

@@ -4,7 +4,14 @@ Stored in the destinations table: `CONN#<id>` holds a connection (`#META`: princ
 protocol, STOMP version and session state) and its subscriptions (`SUB#<id>`: a topic
 pattern, or the queue a push consumer reads, with a copy of what settling needs of the
 consumer's record) and the temporary queues it made (`TMPQ#<queue>`, deleted when it
-closes); the `LIVE` partition lists every live topic subscription
+closes); the `CREDENTIALS` partition lists connections by when their credential expires
+(`EXP#<epoch s>#<connection>`) and by the API key that opened them
+(`KEY#<key id>#<connection>`), with a marker per key revoked in the last minutes
+(`REVOKED#<key id>`), so the sweep finds the connections to close with keyed queries,
+never a scan; the `TEMPQUEUES` partition lists temporary queues by when their connection
+has surely ended (`<epoch s>#<connection>#<queue>`: API Gateway's 2-hour limit), so the
+sweep deletes those whose connection ended without `$disconnect`; the `LIVE` partition
+lists every live topic subscription
 (`<pattern>#<connection>#<id>`, with the connection's protocol) so the dispatch function
 finds who matches a published topic with one query. A frame reads its connection with the
 first subscriptions in one request, fresh in every invocation as on AWS: an ACK needs no
@@ -43,7 +50,13 @@ if TYPE_CHECKING:
 LIVE_PARTITION = "LIVE"
 _TEMP_QUEUE = "TMPQ#"  # a connection's temporary queue: `CONN#<id>`, `TMPQ#<queue>`
 CONNECTIONS_PARTITION = "CONNECTIONS"
+CREDENTIALS_PARTITION = "CREDENTIALS"
+TEMP_QUEUES_PARTITION = "TEMPQUEUES"
 CONNECTION_SECONDS = 3 * 60 * 60  # API Gateway closes connections after 2 hours
+CONNECTION_MAX_SECONDS = 2 * 60 * 60  # ... and no connection outlives that
+# A revoked key's marker outlives the authorizer's cached answers for the key (at most
+# 5 minutes), so a connection opened from such an answer is closed by a later sweep too.
+REVOKED_MARKER_SECONDS = 10 * 60
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
 # read with the connection's record in one request (still 1 read unit of 4 KB); a frame that
 # names a subscription past these reads it on its own
@@ -92,6 +105,8 @@ class ConnectionInfo:
     grants: tuple[Grant, ...] = ()
     credential_expires_at: int | None = None
     """When the key or JWT the connection authenticated with expires (epoch seconds)."""
+    key_id: str | None = None
+    """The API key the connection authenticated with (revoking it closes the connection)."""
     subscriptions: Mapping[str, dict[str, Any]] | None = field(default=None, compare=False)
     """Subscription records read in the same request as the connection: this invocation's
     read, never kept across invocations, and dropped (None) by whoever changes the
@@ -106,7 +121,27 @@ class ConnectionInfo:
             kind=self.kind,
             grants=self.grants,
             expires_at=self.credential_expires_at,
+            key_id=self.key_id,
         )
+
+
+@dataclass(frozen=True)
+class EndedCredential:
+    """A connection whose credential stopped working: expired, or a revoked key."""
+
+    connection_id: str
+    kind: str  # the principal's: `jwt`, `api_key`
+    revoked: bool
+    index_key: str
+
+
+@dataclass(frozen=True)
+class OrphanedTempQueue:
+    """A temporary queue whose connection has surely ended (API Gateway's 2-hour limit)."""
+
+    connection_id: str
+    queue: str
+    index_key: str
 
 
 @dataclass(frozen=True)
@@ -177,11 +212,22 @@ class LiveSubscriptions:
         }
         if principal.expires_at is not None:
             meta["credential_expires_at"] = principal.expires_at
+        if principal.key_id is not None:
+            meta["key_id"] = principal.key_id
         self._write(
             [
                 meta,
                 # the list of connections, for operators (one partition, one query)
                 {"pk": CONNECTIONS_PARTITION, "sk": connection_id, **record},
+                *(
+                    {
+                        "pk": CREDENTIALS_PARTITION,
+                        "sk": sk,
+                        "kind": principal.kind,
+                        "expires_at": record["expires_at"],
+                    }
+                    for sk in _credential_keys(meta, connection_id)
+                ),
             ]
         )
 
@@ -261,6 +307,7 @@ class LiveSubscriptions:
             kind=str(item.get("kind", "connection")),
             grants=parse_grants(list(item.get("grants") or [])),
             credential_expires_at=_optional_int(item.get("credential_expires_at")),
+            key_id=None if item.get("key_id") is None else str(item["key_id"]),
             subscriptions=subscriptions,
         )
 
@@ -399,14 +446,20 @@ class LiveSubscriptions:
         return record
 
     def add_temp_queue(self, connection_id: str, queue: str) -> None:
-        """Record that the connection made the temporary queue `queue` (it goes with it)."""
+        """Record that the connection made the temporary queue `queue` (it goes with it,
+        or with the sweep once the connection has surely ended)."""
+        now_s = self._clock.now_ms() // 1000
+        index_key = _temp_queue_key(now_s + CONNECTION_MAX_SECONDS, connection_id, queue)
         self._write(
             [
                 {
                     "pk": f"CONN#{connection_id}",
                     "sk": f"{_TEMP_QUEUE}{queue}",
-                    "expires_at": self._clock.now_ms() // 1000 + CONNECTION_SECONDS,
-                }
+                    "expires_at": now_s + CONNECTION_SECONDS,
+                    "index_key": index_key,
+                },
+                # no TTL: it must outlive the connection's records to find the queue
+                {"pk": TEMP_QUEUES_PARTITION, "sk": index_key},
             ]
         )
 
@@ -420,6 +473,13 @@ class LiveSubscriptions:
         ]
         keys = [(f"CONN#{connection_id}", str(i["sk"])) for i in items]
         keys.append((CONNECTIONS_PARTITION, connection_id))
+        for item in items:
+            if item["sk"] == "#META":
+                keys += [
+                    (CREDENTIALS_PARTITION, sk) for sk in _credential_keys(item, connection_id)
+                ]
+            elif str(item["sk"]).startswith(_TEMP_QUEUE) and item.get("index_key"):
+                keys.append((TEMP_QUEUES_PARTITION, str(item["index_key"])))
         keys += [
             (LIVE_PARTITION, _live_key(s["pattern"], connection_id, s["id"]))
             for s in subscriptions
@@ -427,6 +487,60 @@ class LiveSubscriptions:
         ]
         self._delete(keys)
         return Disconnected(subscriptions, temp_queues)
+
+    def ended_credentials(self) -> list[EndedCredential]:
+        """Connections whose credential expired by now or whose API key was revoked: one
+        query of the expired (in expiry order, none past now read), one of the revoked
+        keys' markers, and one per key revoked in the last `REVOKED_MARKER_SECONDS`."""
+        now_s = self._clock.now_ms() // 1000
+        ended: dict[str, EndedCredential] = {}
+        # "$" sorts after "#": every connection whose credential expired at or before now
+        for item in self._credential_items("EXP#", f"EXP#{now_s:012d}$"):
+            connection_id = str(item["sk"]).split("#", 2)[2]
+            ended[connection_id] = EndedCredential(
+                connection_id, str(item["kind"]), False, str(item["sk"])
+            )
+        for marker in self._credential_items("REVOKED#", "REVOKED$"):
+            if int(marker.get("expires_at", 0)) <= now_s:
+                continue  # past its life; TTL has not removed it yet
+            key_id = str(marker["sk"])[len("REVOKED#") :]
+            for item in self._credential_items(f"KEY#{key_id}#", f"KEY#{key_id}$"):
+                connection_id = str(item["sk"]).split("#", 2)[2]
+                ended[connection_id] = EndedCredential(
+                    connection_id, str(item["kind"]), True, str(item["sk"])
+                )
+        return [ended[c] for c in sorted(ended)]
+
+    def forget_credential(self, ended: EndedCredential) -> None:
+        """Drop an index item whose connection's records are gone already (TTL)."""
+        self._delete([(CREDENTIALS_PARTITION, ended.index_key)])
+
+    def orphaned_temp_queues(self) -> list[OrphanedTempQueue]:
+        """Temporary queues whose connection has surely ended by now (one query; none
+        of the queues of connections that may still be open is read)."""
+        now_s = self._clock.now_ms() // 1000
+        due = partition_items(
+            self._db, self._table, TEMP_QUEUES_PARTITION, between=("0", f"{now_s:012d}$")
+        )
+        orphans = []
+        for item in due:
+            _due, connection_id, queue = str(item["sk"]).split("#", 2)
+            orphans.append(OrphanedTempQueue(connection_id, queue, str(item["sk"])))
+        return orphans
+
+    def forget_temp_queue(self, orphan: OrphanedTempQueue) -> None:
+        """Drop a deleted temporary queue from the sweep's list."""
+        self._delete(
+            [
+                (TEMP_QUEUES_PARTITION, orphan.index_key),
+                (f"CONN#{orphan.connection_id}", f"{_TEMP_QUEUE}{orphan.queue}"),
+            ]
+        )
+
+    def _credential_items(self, low: str, high: str) -> list[dict[str, Any]]:
+        return list(
+            partition_items(self._db, self._table, CREDENTIALS_PARTITION, between=(low, high))
+        )
 
     def matching(self, topic: str) -> list[LiveTarget]:
         """Every live subscription whose pattern matches `topic`."""
@@ -462,6 +576,29 @@ class LiveSubscriptions:
     def _delete(self, keys: list[tuple[str, str]]) -> None:
         requests = [{"DeleteRequest": {"Key": to_wire({"pk": pk, "sk": sk})}} for pk, sk in keys]
         batch_write(self._db, self._table, requests)
+
+
+def revoked_key_marker(key_id: str, now_ms: int) -> dict[str, Any]:
+    """The item that tells the sweep to close the connections an API key opened."""
+    return {
+        "pk": CREDENTIALS_PARTITION,
+        "sk": f"REVOKED#{key_id}",
+        "expires_at": now_ms // 1000 + REVOKED_MARKER_SECONDS,
+    }
+
+
+def _credential_keys(meta: Mapping[str, Any], connection_id: str) -> list[str]:
+    """The `CREDENTIALS` items of a connection, from its `#META` item."""
+    keys = []
+    if meta.get("credential_expires_at") is not None:
+        keys.append(f"EXP#{int(meta['credential_expires_at']):012d}#{connection_id}")
+    if meta.get("key_id"):
+        keys.append(f"KEY#{meta['key_id']}#{connection_id}")
+    return keys
+
+
+def _temp_queue_key(due_s: int, connection_id: str, queue: str) -> str:
+    return f"{due_s:012d}#{connection_id}#{queue}"
 
 
 def _optional_int(value: Any) -> int | None:

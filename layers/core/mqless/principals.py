@@ -107,6 +107,9 @@ class Principal(BaseModel):
     """When the credential that proved it stops working (epoch seconds); None: never.
     Whoever holds on to a principal (API Gateway's authorizer cache, a WebSocket
     connection) must stop acting as it from then on."""
+    key_id: str | None = None
+    """The API key that proved it (None: a JWT, IAM or no credential): a connection keeps
+    it so that revoking the key closes the connection (`live.py`)."""
 
     def expired(self, now_s: float) -> bool:
         """Whether the credential that proved this principal has stopped working."""

@@ -33,6 +33,8 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from mqless import names, selectors
+from mqless.apikeys import KEY_EXPIRED, KEY_REVOKED
+from mqless.auth import JWT_EXPIRED
 from mqless.clock import Clock
 from mqless.consumers import (
     DEFAULT_PREFETCH,
@@ -65,9 +67,10 @@ from mqless.errors import (
     InvalidRequest,
     MqlessError,
     NotFound,
+    Unauthorized,
 )
 from mqless.ids import check_client_id
-from mqless.live import ConnectionInfo, LiveSubscriptions, LiveTarget, Pusher
+from mqless.live import ConnectionInfo, EndedCredential, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import audit, metrics
 from mqless.outbound import Connection, Push, render
@@ -77,6 +80,7 @@ from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
 from mqless.sealing import open_logged
 from mqless.selectors import message_lookup
+from mqless.stomp import Frame, encode_frame
 from mqless.storage import keys
 from mqless.storage.log import LogStore
 
@@ -136,6 +140,15 @@ class Settle:
     message_id: str | None = None
     nack: bool = False
     delay_seconds: int = 0
+
+
+@dataclass
+class ConnectionSweep:
+    """What one sweep of connections did."""
+
+    closed: int = 0  # connections whose credential expired or whose key was revoked
+    temp_queues: int = 0  # temporary queues of connections that ended unnoticed
+    errors: list[str] = field(default_factory=list)
 
 
 class Sessions:
@@ -199,6 +212,62 @@ class Sessions:
         self.pusher.close(connection_id)
         self.close(connection_id)
         audit("close_connection", by, None, connection=connection_id, subject=info.principal)
+
+    def end_session(self, info: ConnectionInfo, why: Unauthorized) -> None:
+        """Tell a connection its credential stopped working, in its protocol (a STOMP
+        ERROR, as RabbitMQ does, or a JSON error frame), and close it: its leases go back
+        at once, not when `$disconnect` arrives."""
+        connection_id = info.connection.id
+        message = f"{why.message}: reconnect with a valid credential"
+        if info.connection.protocol == "stomp":
+            reply = encode_frame(Frame("ERROR", (("message", message),)))
+        else:
+            reply = json.dumps({"type": "error", "error": why.code, "message": message})
+        self.pusher.post(connection_id, reply.encode())
+        self.close(connection_id)
+        self.pusher.close(connection_id)
+        logger.info(
+            "credential ended: connection closed",
+            extra={"connection_id": connection_id, "reason": why.message},
+        )
+
+    def sweep_connections(self) -> ConnectionSweep:
+        """Close the connections whose credential expired or whose API key was revoked,
+        and delete the temporary queues of connections that ended without `$disconnect`
+        (keyed queries: `LiveSubscriptions.ended_credentials`, `orphaned_temp_queues`)."""
+        report = ConnectionSweep()
+        # each on its own: one that fails is logged and reported (and found again by the
+        # next sweep), the next ones are still closed
+        for ended in self.live.ended_credentials():
+            try:
+                report.closed += self._end_credential(ended)
+            except Exception as exc:
+                logger.exception("closing a connection failed", extra={"ended": ended})
+                report.errors.append(f"connection {ended.connection_id}: {_reason(exc)}")
+        for orphan in self.live.orphaned_temp_queues():
+            try:
+                if self.live.connection(orphan.connection_id) is not None:
+                    # past API Gateway's 2-hour limit: the connection ended unnoticed, and
+                    # closing it now also gives back its leases and deletes its temp queues
+                    self._close_all({orphan.connection_id})
+                else:
+                    self._queues.delete_temporary(orphan.queue)
+                    self.live.forget_temp_queue(orphan)
+                report.temp_queues += 1
+            except Exception as exc:
+                logger.exception("deleting a temporary queue failed", extra={"orphan": orphan})
+                report.errors.append(f"{orphan.queue}: {_reason(exc)}")
+        return report
+
+    def _end_credential(self, ended: EndedCredential) -> int:
+        """Close a connection whose credential ended (1), or forget a stale index item (0)."""
+        info = self.live.connection(ended.connection_id)
+        if info is None:
+            self.live.forget_credential(ended)
+            return 0
+        expired = JWT_EXPIRED if ended.kind == "jwt" else KEY_EXPIRED
+        self.end_session(info, Unauthorized(KEY_REVOKED if ended.revoked else expired))
+        return 1
 
     def _close_all(self, connection_ids: set[str]) -> None:
         pending = set(connection_ids)

@@ -158,17 +158,7 @@ def handle_message(connection_id: str, text: str) -> None:
 
 def _close_expired(info: ConnectionInfo, expired: Unauthorized) -> None:
     """Tell a connection its credential expired, in its protocol, and close it."""
-    sessions = runtime.sessions()
-    connection_id = info.connection.id
-    why = f"{expired.message}: reconnect with a valid credential"
-    logger.info("credential expired: connection closed", extra={"connection_id": connection_id})
-    if info.connection.protocol == "stomp":
-        reply = encode_frame(Frame("ERROR", (("message", why),)))
-    else:
-        reply = json.dumps({"type": "error", "error": expired.code, "message": why})
-    sessions.pusher.post(connection_id, reply.encode())
-    sessions.close(connection_id)  # its leases go back now, not when $disconnect arrives
-    sessions.pusher.close(connection_id)
+    runtime.sessions().end_session(info, expired)
 
 
 def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:
