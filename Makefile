@@ -78,6 +78,7 @@ bench: setup
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py
+	$(BIN)/python bench/push_latency.py
 
 ## bench-local: mqless dev's speed (STOMP, HTTP, stalls, memory, make test) beside ActiveMQ 5.17;
 ## writes bench/results/local.json. Shorter: BENCH_ARGS='--repeat 1 --soak-seconds 300 --no-suite'
