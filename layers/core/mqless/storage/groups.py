@@ -56,6 +56,7 @@ from mqless.storage.index import (
     Ref,
     claim_update,
     holds_update,
+    raise_floor,
     tail_refs,
 )
 
@@ -521,20 +522,7 @@ class FifoIndex:
 
     def advance_floor(self, queue: str, to: int) -> bool:
         """Move the floor up to `to` (never down); False if it was there already."""
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.fifo_partition(queue, 0), "sk": keys.CURSOR}),
-                    UpdateExpression="SET f = :to",
-                    ConditionExpression="attribute_not_exists(f) OR f < :to",
-                    ExpressionAttributeValues=to_wire({":to": to}),
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return raise_floor(self._db, self._table, keys.fifo_partition(queue, 0), to)
 
     def purge(self, queue: str, shards: int) -> int:
         """Settle every reference of the queue; returns how many were unsettled.

@@ -572,20 +572,7 @@ class IndexStore:
 
     def advance_floor(self, queue: str, shard: int, to: int) -> bool:
         """Move the floor up to `to` (never down); False if it was there already."""
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
-                    UpdateExpression="SET f = :to",
-                    ConditionExpression="attribute_not_exists(f) OR f < :to",
-                    ExpressionAttributeValues=to_wire({":to": to}),
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return raise_floor(self._db, self._table, keys.index_partition(queue, shard), to)
 
     # ---- plumbing -------------------------------------------------------------------------
 
@@ -770,3 +757,23 @@ __all__ = [
     "position",
     "replace",
 ]
+
+
+def raise_floor(db: DynamoDBClient, table: str, pk: str, to: int) -> bool:
+    """Move the floor in the cursor of partition `pk` up to `to`, never down (one
+    conditional update); False if it was there already. Standard shards and FIFO queues
+    keep their floors alike."""
+    try:
+        with translated_errors():
+            db.update_item(
+                TableName=table,
+                Key=to_wire({"pk": pk, "sk": keys.CURSOR}),
+                UpdateExpression="SET f = :to",
+                ConditionExpression="attribute_not_exists(f) OR f < :to",
+                ExpressionAttributeValues=to_wire({":to": to}),
+            )
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
