@@ -97,9 +97,11 @@ def test_a_stale_receipt_is_refused_and_the_receive_still_returns_a_message(
         send(broker, body)
     [first] = broker.receive(P, QUEUE)
     assert broker.ack(P, QUEUE, [first.receipt])[0] == [first.receipt]
+    before = meter.usage()
 
     # When its receipt is acked again with the next receive
     result = broker.ack_and_receive(P, QUEUE, [first.receipt])
+    step = meter.usage() - before
 
     # Then that receipt alone is refused as stale, and a message of the same segment is
     # leased all the same (the combined write failed on the stale receipt: the lease was
@@ -109,8 +111,12 @@ def test_a_stale_receipt_is_refused_and_the_receive_still_returns_a_message(
     assert len(result.messages) == 1
     assert result.messages[0].message_id != first.message_id
     assert in_flight(broker) == (1, 1)
-    # (refused twice: the combined write, then the receipt's own, as a stale ack is)
-    assert sum(meter.usage().failed_conditions.values()) == 2
+    # in three writes: the combined one refused, the receipt's own refused (as a stale ack
+    # is), the lease alone; a lone receiver that lost no race does not start racing (no
+    # ticket)
+    assert sum(step.failed_conditions.values()) == 2
+    assert sum(step.write_units.values()) == 3
+    assert broker.leases.stats.tickets == 0
 
 
 def test_a_live_and_a_stale_receipt_in_one_receive_ack_the_live_one(
@@ -148,6 +154,24 @@ def test_an_ack_with_a_receive_that_finds_nothing_is_applied(
     assert (result.acked, result.messages) == ([only.receipt], [])
     assert in_flight(broker) == (0, 0)
     assert [f.error for f in broker.ack(P, QUEUE, [only.receipt])[1]] == ["stale_receipt"]
+
+
+def test_an_ack_of_a_lease_that_ran_out_settles_it_and_does_not_lease_it_again(
+    receivers: list[QueueService], clock: ManualClock
+) -> None:
+    # Given the only message, whose lease ran out before its consumer acked it (free
+    # again, but leased to no one else: its receipt still acks it, as `ack` would)
+    broker = receivers[0]
+    send(broker, "slow")
+    [slow] = broker.receive(P, QUEUE, visibility_timeout=10)
+    clock.advance(11)
+
+    # When it is acked with the next receive
+    result = broker.ack_and_receive(P, QUEUE, [slow.receipt])
+
+    # Then it is acked, and not handed out again by the same request
+    assert (result.acked, result.messages) == ([slow.receipt], [])
+    assert in_flight(broker) == (0, 0)
 
 
 def test_the_message_after_the_last_in_a_segment_arrives_with_the_ack_of_the_last(
