@@ -115,9 +115,11 @@ class Acks:
         return {self.leases[n].position for n in self.pending_in(shard, seq)}
 
     def pending(self) -> list[int]:
+        """The leases not yet settled, in any segment."""
         return [number for number, done in enumerate(self.outcome) if done is None]
 
     def record(self, numbers: Sequence[int], outcome: Sequence[bool]) -> None:
+        """Note how the writes that settled these leases went."""
         for number, ok in zip(numbers, outcome, strict=True):
             self.outcome[number] = ok
 
