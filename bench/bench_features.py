@@ -153,11 +153,12 @@ class Stomp:
         while len(got) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(got)} of {count} messages")
-            self._stack.stream.drain()
             try:
-                got += [h for c, h in self.read(timeout=0.2) if c == "MESSAGE"]
+                got += [h for c, h in self.read(timeout=0.5) if c == "MESSAGE"]
             except TimeoutError:
-                continue
+                # drained only once nothing is running: a drain trims moto's stream, which
+                # must not race a write
+                self._stack.stream.drain()
         return got
 
     def nothing_pushed(self) -> bool:
