@@ -16,7 +16,7 @@ import pytest
 from mqless import pubsub, runtime
 from mqless.clock import ManualClock
 from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.errors import InvalidRequest
+from mqless.errors import Conflict, InvalidRequest
 from mqless.models import NewMessage, QueueSettings
 from mqless.principals import ANONYMOUS
 from mqless.pubsub import REPLAY_JOIN_MS, SubscriptionSettings, TopicService
@@ -319,3 +319,84 @@ def test_a_json_durable_subscriber_from_a_time_gets_what_was_published_since(
     # Then it is pushed the message published since, and nothing before it
     frames = pusher.json_frames("j1")
     assert [f["body"] for f in frames if f.get("type") == "message"] == ["after"]
+
+
+# ---- a replay that stops is resumed where it stopped ------------------------------------------
+
+
+def test_a_replay_cut_short_by_its_deadline_is_resumed_by_the_next_publish_each_message_once(
+    topics: TopicService, broker: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given five retained messages, and a replay that records its place every two log items
+    # and has no time to spare (it hands its shard back at the first record)
+    monkeypatch.setattr(pubsub, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(pubsub, "REPLAY_BUDGET_MS", 0, raising=False)
+    broker.put_queue(ANONYMOUS, "resumed", QueueSettings())
+    _publish(topics, "m1", "m2", "m3", "m4", "m5")
+
+    # When the subscription is created, its replay stops after two of them
+    created, _ = topics.subscribe(
+        ANONYMOUS, TOPIC, "resumed", SubscriptionSettings(queue="resumed", start="oldest")
+    )
+    assert created.replaying == {"0": 0}
+    # and a message published once it is live reaches the dispatch function
+    _publish(topics, "live")
+
+    # Then the dispatch function resumed the replay where it stopped: each once, in order
+    assert _drain(broker, "resumed") == ["m1", "m2", "m3", "m4", "m5", "live"]
+
+
+def test_a_replay_whose_worker_died_is_resumed_once_its_claim_ends_none_twice(
+    topics: TopicService, broker: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given five retained messages, and a replay (recording its place every two log items)
+    # whose worker dies after referring its second chunk, before recording how far it went
+    monkeypatch.setattr(pubsub, "REPLAY_CHUNK", 2)
+    broker.put_queue(ANONYMOUS, "crashed", QueueSettings())
+    _publish(topics, "m1", "m2", "m3", "m4", "m5")
+    replayer = topics._replayer
+    assert replayer is not None
+    real = replayer()
+    calls = []
+
+    class DiesAfterSecondAppend:
+        def append_replayed(self, target: object, items: object) -> int:
+            appended = real.append_replayed(target, items)  # type: ignore[arg-type]
+            calls.append(appended)
+            if len(calls) == 2:
+                raise RuntimeError("Lambda timed out")
+            return appended
+
+    topics.replay_with(DiesAfterSecondAppend)
+    with pytest.raises(RuntimeError, match="timed out"):
+        topics.subscribe(
+            ANONYMOUS, TOPIC, "crashed", SubscriptionSettings(queue="crashed", start="oldest")
+        )
+
+    # When its claim has ended and a message published since reaches the dispatch function
+    clock.advance(pubsub.REPLAY_CLAIM_MS / 1000 + 1)
+    _publish(topics, "live")
+
+    # Then the replay resumed from its last record: what the dead worker referred after it
+    # is not referred twice, and nothing is missing
+    assert _drain(broker, "crashed") == ["m1", "m2", "m3", "m4", "m5", "live"]
+
+
+def test_a_live_message_waits_while_its_shard_is_still_being_replayed(
+    aws: Aws, broker: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a subscription whose replay the dispatch function does (its maker cannot), a
+    # dispatch function with no time to spare, and three retained messages
+    monkeypatch.setattr(pubsub, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(pubsub, "REPLAY_DISPATCH_BUDGET_MS", 0, raising=False)
+    topics = _topics(aws, clock, replays=False)
+    broker.put_queue(ANONYMOUS, "waits", QueueSettings())
+    _publish(topics, "m1", "m2", "m3")
+    topics.subscribe(ANONYMOUS, TOPIC, "waits", SubscriptionSettings(queue="waits", start="oldest"))
+    clock.advance(REPLAY_JOIN_MS / 1000)
+
+    # When a live message reaches the dispatch function, which replays two and stops
+    with pytest.raises(Conflict, match="still being replayed"):
+        _publish(topics, "live")
+    # Then the live one is not delivered ahead of the rest of the replay
+    assert _drain(broker, "waits") == ["m1", "m2"]

@@ -81,7 +81,9 @@ REPLAY_JOIN_MS = int(CACHE_SECONDS * 1000) + 1000
 # how long after `live_from` a publish stamped before it is taken to be in the log
 REPLAY_SETTLE_MS = 2000
 REPLAY_CLAIM_MS = 60_000  # a topic shard's replay taken by one worker, for at most this long
-REPLAY_CHUNK = 100  # log items referred to the queue per index append
+REPLAY_CHUNK = 100  # log items read per index append and position recorded
+REPLAY_BUDGET_MS = 15_000  # a PUT's replay stops after this; the dispatch function resumes it
+REPLAY_DISPATCH_BUDGET_MS = 30_000  # a dispatch function's, after which its batch is retried
 START_OLDEST = "oldest"
 START_NOW = "now"
 
@@ -158,14 +160,14 @@ def parse_start(start: str | None, now_ms: int) -> int | None:
         return 0
     try:
         when = datetime.fromisoformat(start)
-    except ValueError as exc:
+        at = int(when.timestamp() * 1000) if when.tzinfo is not None else None
+    except (ValueError, OverflowError) as exc:
         raise InvalidRequest(
             f"start {start[:64]!r} is not {START_OLDEST!r}, {START_NOW!r} or an ISO-8601 time "
             "such as '2026-12-07T00:00:00Z'"
         ) from exc
-    if when.tzinfo is None:
+    if at is None:
         raise InvalidRequest(f"start {start!r} needs a time zone (Z or +hh:mm)")
-    at = int(when.timestamp() * 1000)
     if at > now_ms:
         raise InvalidRequest(f"start {start!r} is in the future")
     return max(at, 0)
@@ -515,6 +517,8 @@ class TopicService:
             "kind": "subscription",
             **subscription.model_dump(),
             "charged_to": None if charge is None else charge.principal_id,
+            # per topic shard, the last log item a replay went past (where the next resumes)
+            **({"replay_at": {}} if replay else {}),
         }
         if not quotas.put_new(self._db, self._destinations, [item], charge):
             return None
@@ -613,7 +617,15 @@ class TopicService:
         if keys.id_time_ms(item.item) < (subscription.live_from or 0):
             return not pending
         if pending:
-            self._replay_shard(subscription, shard)
+            # bounded below the dispatch function's 60 s: a long replay is resumed by the
+            # retried batch rather than cut by a timeout
+            deadline = self._clock.now_ms() + REPLAY_DISPATCH_BUDGET_MS
+            self._replay_shard(subscription, shard, deadline_ms=deadline)
+            if str(shard) in subscription.replaying:  # handed back: this item must wait
+                raise Conflict(
+                    f"durable subscription {subscription.name!r} of {subscription.topic!r}: "
+                    f"topic shard {shard} is still being replayed; retry"
+                )
         return True
 
     def _finish_replay(self, subscription: Subscription) -> Subscription:
@@ -627,37 +639,44 @@ class TopicService:
         wait_ms = (subscription.live_from or 0) + REPLAY_SETTLE_MS - self._clock.now_ms()
         if wait_ms > 0:
             self._clock.sleep(wait_ms / 1000)
+        deadline = self._clock.now_ms() + REPLAY_BUDGET_MS
         for shard in sorted(subscription.replaying, key=int):
             try:
-                self._replay_shard(subscription, int(shard))
+                self._replay_shard(subscription, int(shard), deadline_ms=deadline)
             except Conflict:
                 continue
         return self._find(subscription.topic, subscription.name) or subscription
 
-    def _replay_shard(self, subscription: Subscription, shard: int) -> None:
+    def _replay_shard(
+        self, subscription: Subscription, shard: int, *, deadline_ms: int | None = None
+    ) -> None:
         """Refer what one shard of the topic's log holds from the subscription's start up to
         `live_from` (filter and selector applied) to its queue, then mark the shard done.
 
         One worker at a time (a conditional claim); Conflict while another holds it (the
-        dispatch function's batch is retried), nothing if it is done already.
+        dispatch function's batch is retried), nothing if it is done already. Every
+        REPLAY_CHUNK log items it records how far it went (`replay_at`), so a worker that
+        stops (its Lambda timed out, or past `deadline_ms`: it hands the shard back) is
+        resumed there, not from the start.
         """
         if self._replayer is None:
             return
         now = self._clock.now_ms()
         claim = now + REPLAY_CLAIM_MS
         key = to_wire(_key(subscription.topic, subscription.name))
-        names_ = {"#r": "replaying", "#s": str(shard)}
+        names_ = {"#r": "replaying", "#a": "replay_at", "#s": str(shard)}
         try:
             with translated_errors():
-                self._db.update_item(
+                claimed = self._db.update_item(
                     TableName=self._destinations,
                     Key=key,
                     UpdateExpression="SET #r.#s = :claim",
                     ConditionExpression="#r.#s < :now AND created_at = :created",
-                    ExpressionAttributeNames=names_,
+                    ExpressionAttributeNames={"#r": "replaying", "#s": str(shard)},
                     ExpressionAttributeValues=to_wire(
                         {":claim": claim, ":now": now, ":created": subscription.created_at}
                     ),
+                    ReturnValues="ALL_NEW",
                 )
         except ClientError as exc:
             if not is_condition_failure(exc):
@@ -672,38 +691,74 @@ class TopicService:
                 ) from exc
             self._replayed(subscription, shard)
             return
-        queue = self._queues.find(subscription.queue)
-        if queue is not None:
-            matcher = _matcher(subscription)
-            found: list[tuple[Item, list[int]]] = []
+        positions = from_wire(claimed["Attributes"]).get("replay_at") or {}
+        position = str(positions.get(str(shard)) or "") or None
+
+        def record(found: list[tuple[Item, list[int]]], *, done: bool = False) -> None:
+            """Refer what was found, then note how far the replay went (or that it is done,
+            or, past the deadline, hand the shard back); Conflict if the claim was lost."""
+            nonlocal claim
+            if found and found_queue is not None:
+                self._replayer_of().append_replayed(found_queue, found)
+            now_ms = self._clock.now_ms()
+            stop = not done and deadline_ms is not None and now_ms >= deadline_ms
+            values: dict[str, Any] = {":claim": claim}
+            if done:
+                update = "REMOVE #r.#s, #a.#s"
+            else:
+                values[":at"] = position or ""
+                values[":next"] = 0 if stop else now_ms + REPLAY_CLAIM_MS
+                update = "SET #r.#s = :next, #a.#s = :at"
+            try:
+                with translated_errors():
+                    self._db.update_item(
+                        TableName=self._destinations,
+                        Key=key,
+                        UpdateExpression=update,
+                        ConditionExpression="#r.#s = :claim",
+                        ExpressionAttributeNames=names_,
+                        ExpressionAttributeValues=to_wire(values),
+                    )
+            except ClientError as exc:
+                if is_condition_failure(exc):
+                    raise Conflict(f"topic shard {shard}'s replay was taken over") from exc
+                raise
+            if stop:
+                raise _ReplayPaused(shard)
+            if not done:
+                claim = int(values[":next"])
+
+        found_queue = self._queues.find(subscription.queue)
+        matcher = _matcher(subscription)
+        found: list[tuple[Item, list[int]]] = []
+        read = 0
+        try:
             for image in self._log.topic_items(
                 subscription.topic,
                 shard,
                 subscription.replay_from or 0,
                 subscription.live_from or 0,
+                after=position,
             ):
+                read += 1
+                position = str(image["sk"])
                 # DynamoDB's TTL deletes expired items late: what has expired is not replayed
-                if int(image.get("x", 0)) <= now // 1000:
-                    continue
-                opened = self._opened(subscription.topic, self._log.log_item(image))
-                slots = _selected(opened, matcher)
-                if slots:
-                    found.append((image, slots))
-                if len(found) >= REPLAY_CHUNK:
-                    self._replayer().append_replayed(queue, found)
+                if found_queue is not None and int(image.get("x", 0)) > now // 1000:
+                    opened = self._opened(subscription.topic, self._log.log_item(image))
+                    slots = _selected(opened, matcher)
+                    if slots:
+                        found.append((image, slots))
+                if read % REPLAY_CHUNK == 0:
+                    record(found)
                     found = []
-            if found:
-                self._replayer().append_replayed(queue, found)
-        with translated_errors():
-            self._db.update_item(
-                TableName=self._destinations,
-                Key=key,
-                UpdateExpression="REMOVE #r.#s",
-                ConditionExpression="#r.#s = :claim",
-                ExpressionAttributeNames=names_,
-                ExpressionAttributeValues=to_wire({":claim": claim}),
-            )
+            record(found, done=True)
+        except _ReplayPaused:
+            return
         self._replayed(subscription, shard)
+
+    def _replayer_of(self) -> Replayer:
+        assert self._replayer is not None  # checked before the claim
+        return self._replayer()
 
     def _replayed(self, subscription: Subscription, shard: int) -> None:
         """Note in the cached view that a shard's replay is done."""
@@ -777,6 +832,10 @@ class TopicService:
                 )
             )
         return found
+
+
+class _ReplayPaused(Exception):
+    """A replay handed its shard back at its deadline (the next worker resumes it)."""
 
 
 def _matcher(subscription: Subscription) -> _Matcher:

@@ -176,6 +176,11 @@ def last_id_before(time_ms: int) -> str:
     return _encode(max((time_ms << 80) - 1, 0))
 
 
+def next_id(item_id: str) -> str:
+    """The lowest item id above `item_id` (a Query's lower bound that leaves it out)."""
+    return _encode(_decode(item_id) + 1)
+
+
 def id_time_ms(item_id: str) -> int:
     """When a log item was written (its id's first 48 bits)."""
     return _decode(item_id) >> 80

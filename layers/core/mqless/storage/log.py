@@ -193,16 +193,20 @@ class LogStore:
                     found[(log_item.partition, log_item.item)] = log_item
         return found
 
-    def topic_items(self, topic: str, shard: int, from_ms: int, before_ms: int) -> Iterator[Item]:
-        """The log items of one shard of a topic written from `from_ms` up to `before_ms`, in
-        publish order (their ids sort as their times), strongly consistent, page by page."""
-        if before_ms <= from_ms:
+    def topic_items(
+        self, topic: str, shard: int, from_ms: int, before_ms: int, *, after: str | None = None
+    ) -> Iterator[Item]:
+        """The log items of one shard of a topic written from `from_ms` up to `before_ms`
+        (and after the item `after`, if given), in publish order (their ids sort as their
+        times), strongly consistent, page by page."""
+        low = keys.first_id_at(from_ms)
+        if after is not None:
+            low = max(low, keys.next_id(after))
+        high = keys.last_id_before(before_ms)
+        if before_ms <= from_ms or low > high:
             return iter(())
         return partition_items(
-            self._db,
-            self._table,
-            keys.topic_log(topic, shard),
-            between=(keys.first_id_at(from_ms), keys.last_id_before(before_ms)),
+            self._db, self._table, keys.topic_log(topic, shard), between=(low, high)
         )
 
     def encrypted_key(self, destination: str, name: str) -> bytes:
