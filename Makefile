@@ -71,10 +71,8 @@ build: $(SAM_VENV)/.installed
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy
 
-## bench: what a message costs on AWS, all in, beside SQS (BENCH_MESSAGES to scale); what
-## features cost (replay, selectors, presence, request/reply, credential sweeps); push
-## delivery, authorization, envelope throughput (moto). Writes bench/results/cost.json and
-## bench/results/features.json.
+## bench: what a message costs on AWS, all in, beside SQS (BENCH_MESSAGES to scale); push
+## delivery, authorization, envelope throughput (moto). Writes bench/results/cost.json.
 bench: setup
 	$(BIN)/python bench/cost.py
 	$(BIN)/python bench/bench_features.py
