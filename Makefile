@@ -75,6 +75,7 @@ deploy: build
 ## delivery, authorization, envelope throughput (moto), each function's cold import. Writes bench/results/cost.json.
 bench: setup
 	$(BIN)/python bench/cost.py
+	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py

@@ -303,7 +303,7 @@ def build_indexer(
     from mqless.storage.index import IndexStore
 
     table = settings.messages_table
-    return Indexer(
+    indexer = Indexer(
         queues=registry,
         index=IndexStore(dynamodb, table),
         fifo=FifoIndex(dynamodb, table, time),
@@ -313,6 +313,8 @@ def build_indexer(
             KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
         ).mac,
     )
+    topics.replay_with(lambda: indexer)  # replays refer their messages as it does
+    return indexer
 
 
 # The process-wide services share one data-key cache and one queue-config cache, so a
@@ -335,7 +337,7 @@ def log_store() -> LogStore:
 @cache
 def topic_service() -> TopicService:
     """The process-wide TopicService, built on first use from the environment."""
-    return build_topic_service(
+    service = build_topic_service(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -345,6 +347,8 @@ def topic_service() -> TopicService:
         time=clock(),
         log=log_store(),
     )
+    service.replay_with(indexer)  # made on first use: a replay refers as the indexer does
+    return service
 
 
 @cache
