@@ -26,12 +26,15 @@ from mqless.pubsub import TopicService
 from mqless.queues import QueueService
 from mqless.quotas import Quotas
 from mqless.registry import QueueRegistry
+from mqless.scheduling import Scheduler
+from mqless.sealing import BodyCipher
 from mqless.sessions import Sessions
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
 from mqless.storage.dedup_records import DedupRecords
 from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
 from mqless.storage.log import LogStore
+from mqless.storage.schedules import ScheduleStore
 from mqless.storage.wake import WakeMarkers
 
 if TYPE_CHECKING:
@@ -182,6 +185,43 @@ def sessions() -> Sessions:
         cipher=cipher(),
         clock=clock(),
         log=log_store(),
+        scheduler=scheduler(),
+    )
+
+
+@cache
+def scheduler() -> Scheduler:
+    """Scheduled sends, their firing by the sweeper, and an admin's list and cancel."""
+    return build_scheduler(
+        settings(),
+        dynamodb=dynamodb_client(),
+        queues=queue_service(),
+        topics=topic_service(),
+        cipher=cipher(),
+        policy=policy(),
+        time=clock(),
+    )
+
+
+def build_scheduler(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    queues: QueueService,
+    topics: TopicService,
+    cipher: BodyCipher,
+    policy: Policy,
+    time: Clock,
+) -> Scheduler:
+    """A Scheduler over the given services (what tests call)."""
+    return Scheduler(
+        store=ScheduleStore(dynamodb, settings.messages_table),
+        queues=queues,
+        topics=topics,
+        cipher=cipher,
+        clock=time,
+        policy=policy,
+        lookahead_seconds=settings.schedule_lookahead_seconds,
     )
 
 
@@ -340,6 +380,7 @@ _CACHED = (
     authenticator,
     iam_principals,
     sessions,
+    scheduler,
     queue_service,
     topic_service,
     indexer,
