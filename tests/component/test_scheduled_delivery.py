@@ -17,6 +17,7 @@ import pytest
 from mqless import runtime
 from mqless.clock import ManualClock
 from mqless.stomp import Frame
+from mqless.storage.schedules import ScheduleStore
 from mqless.websocket import handle_event
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply, load_function
@@ -390,6 +391,27 @@ def test_two_sweeps_at_the_same_moment_deliver_a_scheduled_message_once(
     assert (first["scheduled_fired"], second["scheduled_fired"]) == (1, 0)
     assert receive_bodies(api, "once") == ["one"]
     assert receive_bodies(api, "once") == []
+
+
+def test_a_destination_another_sweep_is_firing_is_left_to_it(
+    api: HttpApi, clock: ManualClock, sweeper: Any, aws: Aws
+) -> None:
+    # Given a message scheduled for 1 h, and, at the hour, another sweep (an overlapping
+    # invocation) that holds the queue's schedules while it fires them
+    api.post("/queues/contended/messages", {"body": "one", "delay_seconds": HOUR})
+    advance_to(clock, HOUR)
+    store = ScheduleStore(aws.dynamodb, aws.settings.messages_table)
+    held = store.hold("/queue/contended", now_ms=clock.now_ms(), until_ms=clock.now_ms() + 110_000)
+    assert held is not None
+    # When this sweep runs meanwhile
+    report = sweep(sweeper)
+    # Then it sends nothing (the other one does)
+    assert report["scheduled_fired"] == 0
+    assert receive_bodies(api, "contended") == []
+    # And once that hold has run out (its sweep died without sending), a sweep sends it
+    advance_to(clock, HOUR + 2 * MINUTE)
+    assert sweep(sweeper)["scheduled_fired"] == 1
+    assert receive_bodies(api, "contended") == ["one"]
 
 
 # ---- bad input ---------------------------------------------------------------------------------
