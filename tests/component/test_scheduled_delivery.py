@@ -375,6 +375,103 @@ def test_a_principal_that_may_not_send_cannot_schedule(api: HttpApi) -> None:
     assert api.get("/queues/orders/scheduled").json["scheduled"] == []
 
 
+# ---- ActiveMQ's scheduler management topic -------------------------------------------------
+
+MANAGEMENT = "/topic/ActiveMQ.Scheduler.Management"
+
+
+def test_browse_on_the_scheduler_management_topic_sends_copies_to_the_reply_to(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given two scheduled messages, one for a queue and one for a topic
+    to_queue = api.post(
+        "/queues/jobs/messages", {"body": "queued job", "delay_seconds": 2 * HOUR}
+    ).json["message_id"]
+    to_topic = api.post("/topics/alerts/messages", {"body": "topic job", "cron": "0 6 * * *"}).json[
+        "message_id"
+    ]
+    # When an admin's STOMP client sends BROWSE to ActiveMQ.Scheduler.Management, as an
+    # ActiveMQ client does, with a reply-to queue
+    stomp_session("admin")
+    stomp(
+        "admin",
+        "SEND",
+        "",
+        destination=MANAGEMENT,
+        AMQ_SCHEDULER_ACTION="BROWSE",
+        **{"reply-to": "/queue/browsed", "receipt": "b"},
+    )
+    assert [f.header("receipt-id") for f in frames(pusher, "admin", "RECEIPT")] == ["b"]
+    # Then the reply-to queue holds a copy of each, with its id and rule in ActiveMQ's headers
+    reply = api.post("/queues/browsed/receive", {"max_messages": 10})
+    copies = {m["attributes"]["scheduledJobId"]: m for m in reply.json["messages"]}
+    assert set(copies) == {to_queue, to_topic}
+    assert copies[to_queue]["body"] == "queued job"
+    assert copies[to_queue]["attributes"]["AMQ_SCHEDULED_DELAY"] == str(2 * HOUR * 1000)
+    assert copies[to_topic]["attributes"]["AMQ_SCHEDULED_CRON"] == "0 6 * * *"
+    assert copies[to_topic]["attributes"]["scheduledDestination"] == "/topic/alerts"
+    # And nothing was delivered or removed: both are still pending
+    assert len(api.get("/queues/jobs/scheduled").json["scheduled"]) == 1
+
+
+def test_remove_and_removeall_on_the_management_topic_cancel_schedules(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given three scheduled messages in two queues
+    first = api.post("/queues/a/messages", {"body": "1", "delay_seconds": 2 * HOUR})
+    api.post("/queues/a/messages", {"body": "2", "delay_seconds": 3 * HOUR})
+    api.post("/queues/b/messages", {"body": "3", "cron": "0 6 * * *"})
+    stomp_session("ops")
+    # When REMOVE names the first one's scheduledJobId
+    stomp(
+        "ops",
+        "SEND",
+        "",
+        destination=MANAGEMENT,
+        AMQ_SCHEDULER_ACTION="REMOVE",
+        scheduledJobId=first.json["message_id"],
+    )
+    # Then only it is gone
+    assert [s["body"] for s in api.get("/queues/a/scheduled").json["scheduled"]] == ["2"]
+    # And REMOVEALL removes the rest
+    stomp("ops", "SEND", "", destination=MANAGEMENT, AMQ_SCHEDULER_ACTION="REMOVEALL")
+    assert api.get("/queues/a/scheduled").json["scheduled"] == []
+    assert api.get("/queues/b/scheduled").json["scheduled"] == []
+    assert frames(pusher, "ops", "ERROR") == []
+
+
+def test_management_acts_only_on_destinations_the_sender_administers(
+    api: HttpApi, pusher: RecordingPusher
+) -> None:
+    # Given a scheduled message in orders, and a client who may send to and receive from
+    # orders but not administer it
+    schedule_id = api.post(
+        "/queues/orders/messages", {"body": "x", "delay_seconds": 2 * HOUR}
+    ).json["message_id"]
+    worker = authorizer_context("worker", [{"pattern": "orders", "actions": ["send", "receive"]}])
+    handle_event(
+        websocket_event(
+            "CONNECT", "w", authorizer=worker, **{"Sec-WebSocket-Protocol": "v12.stomp"}
+        )
+    )
+    stomp("w", "CONNECT", **{"accept-version": "1.2", "host": "/"})
+    # When it sends REMOVE for that schedule
+    stomp(
+        "w",
+        "SEND",
+        "",
+        destination=MANAGEMENT,
+        AMQ_SCHEDULER_ACTION="REMOVE",
+        scheduledJobId=schedule_id,
+    )
+    # Then it gets an ERROR (as if there were no such schedule), and the schedule stays
+    [error] = frames(pusher, "w", "ERROR")
+    assert "no pending schedule" in (error.header("message") or "")
+    assert [s["schedule_id"] for s in api.get("/queues/orders/scheduled").json["scheduled"]] == [
+        schedule_id
+    ]
+
+
 # ---- firing once ------------------------------------------------------------------------------
 
 

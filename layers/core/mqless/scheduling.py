@@ -27,6 +27,7 @@ and sends what is due before.
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -72,6 +73,12 @@ HOLD_MS: Final = 110_000  # the sweeper's timeout (120 s) less its margin
 MISFIRE_MS: Final = 60_000  # repeats missed by more than this (sweeps that did not run) are skipped
 MAX_LIST: Final = 100
 JOB_ID_ATTRIBUTE: Final = "scheduledJobId"  # ActiveMQ sets it on each scheduled delivery
+# ActiveMQ's scheduler management: a message sent to this topic with AMQ_SCHEDULER_ACTION
+# BROWSE (copies of the schedules go to its reply-to), REMOVE (the one its scheduledJobId
+# names) or REMOVEALL, acting on the destinations the sender administers
+MANAGEMENT_TOPIC: Final = "ActiveMQ.Scheduler.Management"
+ACTION_ATTRIBUTE: Final = "AMQ_SCHEDULER_ACTION"
+MAX_BROWSE: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -466,6 +473,83 @@ class Scheduler:
         finally:
             self._store.release(destination, held_until=held_until, fired=None)
         audit("schedule.cancel", principal.id, destination, schedule_id=schedule_id)
+
+    def manage(
+        self, principal: Principal, message: NewMessage, reply_to: tuple[Kind, str] | None
+    ) -> int:
+        """ActiveMQ's scheduler management (a send to `MANAGEMENT_TOPIC`), over the
+        destinations `principal` administers: how many schedules it browsed or removed."""
+        action = message.attributes.get(ACTION_ATTRIBUTE, "").strip().upper()
+        job_id = message.attributes.get(JOB_ID_ATTRIBUTE)
+        if action not in ("BROWSE", "REMOVE", "REMOVEALL"):
+            raise InvalidRequest(
+                f"{ACTION_ATTRIBUTE} must be BROWSE, REMOVE or REMOVEALL on {MANAGEMENT_TOPIC}"
+            )
+        administered = [
+            (destination, *_split(destination))
+            for destination, _ in self._store.cursors()
+            if self._policy.permits(principal, Action.ADMIN, _split(destination)[1])
+        ]
+        if action == "REMOVE":
+            if not job_id:
+                raise InvalidRequest(f"REMOVE needs the {JOB_ID_ATTRIBUTE} header")
+            for _, kind, name in administered:
+                try:
+                    self.cancel(principal, kind, name, job_id)
+                except ScheduleNotFound:
+                    continue
+                return 1
+            raise ScheduleNotFound(f"no pending schedule {job_id[:100]!r} you administer")
+        if action == "REMOVEALL":
+            removed = 0
+            for destination, kind, name in administered:
+                cursor = self._store.cursor(destination)
+                for schedule in list(self._store.pending(destination, after=cursor)):
+                    with contextlib.suppress(ScheduleNotFound):
+                        self.cancel(principal, kind, name, schedule.schedule_id)
+                        removed += 1
+            return removed
+        if reply_to is None:
+            raise InvalidRequest("BROWSE needs a reply-to destination for the schedules")
+        browsed = 0
+        for destination, kind, name in administered:
+            cursor = self._store.cursor(destination)
+            for schedule in self._store.pending(destination, after=cursor, consistent=True):
+                if browsed >= MAX_BROWSE:
+                    return browsed
+                self._send_copy(principal, kind, name, schedule, reply_to)
+                browsed += 1
+        return browsed
+
+    def _send_copy(
+        self,
+        principal: Principal,
+        kind: Kind,
+        name: str,
+        schedule: StoredSchedule,
+        reply_to: tuple[Kind, str],
+    ) -> None:
+        """A schedule's message, sent as `principal` to `reply_to` with its rule in
+        ActiveMQ's headers (what BROWSE answers)."""
+        message = self._open(kind, name, schedule)
+        rule = schedule.rule
+        extra = {
+            "AMQ_SCHEDULED_DELAY": str(rule.delay_ms),
+            "AMQ_SCHEDULED_PERIOD": str(rule.period_ms),
+            "AMQ_SCHEDULED_REPEAT": str(rule.repeat),
+            "scheduledDestination": schedule.destination,
+            "scheduledAt": str(schedule.due_ms),
+        }
+        if rule.cron:
+            extra["AMQ_SCHEDULED_CRON"] = rule.cron
+        room = models.MAX_ATTRIBUTES - len(message.attributes)
+        attributes = {**message.attributes, **dict(list(extra.items())[: max(0, room)])}
+        copy = message.model_copy(update={"attributes": attributes, "group_id": None})
+        target_kind, target = reply_to
+        if target_kind == "topic":
+            self._topics.publish(principal, target, copy)
+        else:
+            self._queues.send(principal, target, copy)
 
     def _admin(self, principal: Principal, kind: Kind, name: str) -> str:
         if kind == "topic":

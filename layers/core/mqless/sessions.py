@@ -79,7 +79,7 @@ from mqless.presence import Presence
 from mqless.principals import Principal
 from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
-from mqless.scheduling import Scheduler, stored
+from mqless.scheduling import MANAGEMENT_TOPIC, Kind, Scheduler, stored
 from mqless.sealing import open_logged
 from mqless.selectors import message_lookup
 from mqless.stomp import Frame, encode_frame
@@ -457,6 +457,13 @@ class Sessions:
         kind, name = self._resolve(info, destination, receiving=False)
         message = self._with_reply_to(info, message)
         principal = info.acting_as
+        if kind == "topic" and name == MANAGEMENT_TOPIC and self.scheduler is not None:
+            reply_to: tuple[Kind, str] | None = None
+            if message.reply_to is not None:
+                reply_kind, reply_name = self._resolve(info, message.reply_to, receiving=False)
+                reply_to = ("topic" if reply_kind == "topic" else "queue", reply_name)
+            done = self.scheduler.manage(principal, message, reply_to)
+            return SendResult(message_id=f"{done} scheduled message(s)")
         if rule is not None and not stored(rule, "topic" if kind == "topic" else "queue"):
             # a delay within 15 minutes is the log item's own (no schedule item)
             delay = math.ceil(rule.delay_ms / 1000) or None

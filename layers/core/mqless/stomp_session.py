@@ -23,7 +23,9 @@ Behaviour a client can count on:
   which it may SEND to (with `send` on `temp-queue.>`); only the maker may SUBSCRIBE.
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
   ActiveMQ's `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `AMQ_SCHEDULED_PERIOD`,
-  `AMQ_SCHEDULED_REPEAT` and `AMQ_SCHEDULED_CRON` (`scheduling.py`), `expires` (epoch ms) and every
+  `AMQ_SCHEDULED_REPEAT` and `AMQ_SCHEDULED_CRON` (`scheduling.py`; a SEND to
+  `/topic/ActiveMQ.Scheduler.Management` browses or removes schedules), `expires` (epoch
+  ms) and every
   other header (an attribute) onto the message; `persistent` and `priority` are
   accepted and ignored (every message is persistent). A header no attribute may be (a
   name starting with `mqless-`, one the broker sets on MESSAGE frames such as
