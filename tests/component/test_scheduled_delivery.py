@@ -575,3 +575,30 @@ def test_a_bad_schedule_header_gets_a_stomp_error_naming_it(
     assert named in (error.header("message") or ""), error
     assert api.get("/queues/orders/scheduled").json["scheduled"] == []
     assert api.get("/queues/orders").is_problem(404, "queue_not_found")
+
+
+def test_cancelling_a_schedule_that_is_not_there_is_a_404_and_writes_nothing(
+    api: HttpApi, aws: Aws
+) -> None:
+    # Given a queue that never had a scheduled message
+    assert api.put("/queues/quiet", {}).status == 201
+    before = aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+    # When an admin cancels a schedule id there
+    reply = api.delete("/queues/quiet/scheduled/01a21b70-add4-766f-996c-ce8548f7ff55")
+    # Then it is a 404 problem, and the messages table is as it was (no cursor made for it)
+    assert reply.is_problem(404, "schedule_not_found"), reply.text
+    assert aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"] == before
+
+
+def test_a_batch_entry_with_a_schedule_fails_alone(api: HttpApi) -> None:
+    # Given a batch of two entries, one with a cron schedule
+    reply = api.post(
+        "/queues/mixed/messages/batch",
+        {"entries": [{"id": "a", "body": "now"}, {"id": "b", "body": "x", "cron": "0 6 * * *"}]},
+    )
+    # Then the plain one is sent and the scheduled one fails, saying to send it alone
+    assert reply.status == 200, reply.text
+    assert [e["id"] for e in reply.json["successful"]] == ["a"]
+    [failed] = reply.json["failed"]
+    assert (failed["id"], failed["error"]) == ("b", "invalid_request")
+    assert "alone" in failed["message"]

@@ -447,6 +447,9 @@ class Scheduler:
     def cancel(self, principal: Principal, kind: Kind, name: str, schedule_id: str) -> None:
         """Delete a pending schedule: none of its deliveries not yet sent will be."""
         destination = self._admin(principal, kind, name)
+        if self._find(destination, schedule_id, self._store.cursor(destination)) is None:
+            # nothing written for a schedule that is not there (or a destination without any)
+            raise ScheduleNotFound(f"no pending schedule {schedule_id[:100]!r} in {destination}")
         for _ in range(10):
             now = self._clock.now_ms()
             held_until = now + HOLD_MS
@@ -457,22 +460,18 @@ class Scheduler:
         else:
             raise Conflict(f"schedules of {destination} are being fired; retry in a minute")
         try:
-            target = next(
-                (
-                    s
-                    for s in self._store.pending(destination, after=cursor, consistent=True)
-                    if s.schedule_id == schedule_id
-                ),
-                None,
-            )
+            # held: no sweep fires it or puts its next time while it is looked up and deleted
+            target = self._find(destination, schedule_id, cursor)
             if target is None:
-                raise ScheduleNotFound(
-                    f"no pending schedule {schedule_id[:100]!r} in {destination}"
-                )
+                raise ScheduleNotFound(f"schedule {schedule_id[:100]!r} was just fired")
             self._store.delete(destination, target.sort_key)
         finally:
             self._store.release(destination, held_until=held_until, fired=None)
         audit("schedule.cancel", principal.id, destination, schedule_id=schedule_id)
+
+    def _find(self, destination: str, schedule_id: str, cursor: str) -> StoredSchedule | None:
+        pending = self._store.pending(destination, after=cursor, consistent=True)
+        return next((s for s in pending if s.schedule_id == schedule_id), None)
 
     def manage(
         self, principal: Principal, message: NewMessage, reply_to: tuple[Kind, str] | None

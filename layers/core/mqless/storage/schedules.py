@@ -203,7 +203,9 @@ class ScheduleStore:
                     TableName=self._table,
                     Key=to_wire({"pk": keys.SCHEDULE_CURSORS, "sk": destination}),
                     UpdateExpression="SET l = :until",
-                    ConditionExpression="attribute_not_exists(l) OR l < :now",
+                    # an existing cursor only: an update would make one for any name
+                    ConditionExpression="attribute_exists(pk) AND "
+                    "(attribute_not_exists(l) OR l < :now)",
                     ExpressionAttributeValues=to_wire({":until": until_ms, ":now": now_ms}),
                     ReturnValues="ALL_NEW",
                 )
