@@ -1,7 +1,8 @@
-"""Scheduled sweep: dead-letter over-limit messages and drop expired ones between receives,
-then feed push consumers what became visible without a stream record (ended leases, delays),
-close connections whose credential expired or whose API key was revoked, and delete the
-temporary queues of connections that ended without `$disconnect`."""
+"""Scheduled sweep: send scheduled messages falling due (`mqless.scheduling`), dead-letter
+over-limit messages and drop expired ones between receives, then feed push consumers what
+became visible without a stream record (ended leases, delays), close connections whose
+credential expired or whose API key was revoked, and delete the temporary queues of
+connections that ended without `$disconnect`."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -11,14 +12,16 @@ from mqless.observability import instrumented, logger
 
 @instrumented()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    budget_ms = max(1_000, context.get_remaining_time_in_millis() - 10_000)
-    report = runtime.queue_service().sweep(budget_ms=budget_ms)
+    # first: scheduled messages are due at a given second, the rest only sooner or later
+    fired = runtime.scheduler().fire_due(budget_ms=_budget_ms(context) // 2)
+    report = runtime.queue_service().sweep(budget_ms=_budget_ms(context))
     fed = runtime.sessions().pump_all()
     connections = runtime.sessions().sweep_connections()
     logger.info(
         "sweep done",
         extra={
             "report": report.__dict__,
+            "scheduled": fired.__dict__,
             "pushed": fed.pushed,
             "connections": connections.__dict__,
         },
@@ -27,8 +30,13 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         "queues": report.queues,
         "dead_lettered": report.dead_lettered,
         "expired": report.expired,
-        "errors": report.errors + fed.errors + connections.errors,
+        "errors": fired.errors + report.errors + fed.errors + connections.errors,
+        "scheduled_fired": fired.fired,
         "pushed": fed.pushed,
         "connections_closed": connections.closed,
         "temp_queues_deleted": connections.temp_queues,
     }
+
+
+def _budget_ms(context: LambdaContext) -> int:
+    return max(1_000, context.get_remaining_time_in_millis() - 10_000)

@@ -131,6 +131,16 @@ def _a_message(api: HttpApi) -> dict[str, str]:
     return {"message_id": sent["message_id"]}
 
 
+def _a_schedule(api: HttpApi) -> dict[str, str]:
+    sent = ok(api.post("/queues/orders/messages", {"body": "later", "delay_seconds": 7200}), 201)
+    return {"schedule_id": sent["message_id"]}
+
+
+def _a_topic_schedule(api: HttpApi) -> dict[str, str]:
+    sent = ok(api.post("/topics/shop.orders/messages", {"body": "later", "cron": "0 * * * *"}), 201)
+    return {"schedule_id": sent["message_id"]}
+
+
 def _a_lease(api: HttpApi) -> dict[str, str]:
     _a_message(api)
     [leased] = ok(api.post("/queues/orders/receive", {}))["messages"]
@@ -525,6 +535,45 @@ ROUTES = [
         refused=lacking("admin", "shop.orders"),
         status=204,
         given=_a_subscription,
+    ),
+    # scheduled messages: an admin's list and cancel (ActiveMQ's BROWSE and REMOVE)
+    Route(
+        "GET",
+        "/queues/{name}/scheduled",
+        url="/queues/orders/scheduled",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=200,
+        given=_a_schedule,
+        changes=False,
+    ),
+    Route(
+        "DELETE",
+        "/queues/{name}/scheduled/{schedule_id}",
+        url="/queues/orders/scheduled/{schedule_id}",
+        allowed=(grant("orders", "admin"),),
+        refused=lacking("admin", "orders"),
+        status=204,
+        given=_a_schedule,
+    ),
+    Route(
+        "GET",
+        "/topics/{name}/scheduled",
+        url="/topics/shop.orders/scheduled",
+        allowed=(grant("shop.orders", "admin"),),
+        refused=lacking("admin", "shop.orders"),
+        status=200,
+        given=_a_topic_schedule,
+        changes=False,
+    ),
+    Route(
+        "DELETE",
+        "/topics/{name}/scheduled/{schedule_id}",
+        url="/topics/shop.orders/scheduled/{schedule_id}",
+        allowed=(grant("shop.orders", "admin"),),
+        refused=lacking("admin", "shop.orders"),
+        status=204,
+        given=_a_topic_schedule,
     ),
     # access control: admin of everything only
     Route(

@@ -461,6 +461,11 @@ EXPECTED: dict[str, Expectation] = {
     "access_key_issue": _problem(404, "not_found"),
     "access_keys_list": _json_is({"keys": []}),
     "access_key_revoke": _problem(404, "not_found"),
+    # scheduled messages: none is pending, so the samples' schedule id is not found
+    "scheduled_list": _json_is({"scheduled": []}),
+    "scheduled_cancel": _problem(404, "schedule_not_found"),
+    "topic_scheduled_list": _json_is({"scheduled": []}),
+    "topic_scheduled_cancel": _problem(404, "schedule_not_found"),
 }
 
 
@@ -622,6 +627,7 @@ def test_sweeper_takes_the_schedule_event(function_env: dict[str, str]) -> None:
         "dead_lettered": 0,
         "expired": 0,
         "errors": [],
+        "scheduled_fired": 0,
         "pushed": 0,
         "connections_closed": 0,
         "temp_queues_deleted": 0,

@@ -570,7 +570,7 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int, str]] = [
         "delay-too-long",
         "POST",
         f"{Q}/messages",
-        {"body": "x", "delay_seconds": 901},
+        {"body": "x", "delay_seconds": 14 * 24 * 60 * 60 + 1},  # over 900 s is scheduled
         400,
         "invalid_request",
     ),

@@ -208,7 +208,7 @@ def test_http_routes_send_each_route_to_the_http_api_function(stack: Stack) -> N
     assert ("POST", "/queues/{name}/receive", "HttpApiFunction") in routes
     assert HttpRoute("GET", "/openapi.json", "HttpApiFunction") in routes
     assert ("POST", "/topics/{name}/messages", "HttpApiFunction") in routes
-    assert len(routes) == len(set(routes)) == 38  # 36, and the two presence routes
+    assert len(routes) == len(set(routes)) == 42  # 36, two presence, four scheduled
 
 
 def test_dispatch_reads_only_new_log_items_and_wake_markers_from_the_stream(stack: Stack) -> None:

@@ -18,7 +18,7 @@ from mqless_cli.cfn import Stack
 from tests.lambda_support import FakeLambdaContext
 
 Sweep = Callable[[], dict[str, Any]]
-NO_CONNECTIONS = {"connections_closed": 0, "temp_queues_deleted": 0}
+NO_CONNECTIONS = {"connections_closed": 0, "temp_queues_deleted": 0, "scheduled_fired": 0}
 
 
 @pytest.fixture

@@ -372,3 +372,48 @@ def test_stomppy_request_reply_through_a_temp_queue_that_goes_with_its_connectio
     assert after.status_code == 404
     assert after.json()["error"]
     assert served.of("ERROR") == [] and asked.of("ERROR") == []
+
+
+def test_stomppy_amq_scheduled_delay_period_and_repeat_deliver_on_time(
+    mqless_dev: DevServer,
+) -> None:
+    # `mqless dev --schedule-rate 1` sweeps every second, so a scheduled message is fired
+    # when due within 2 s (the sweep and a second more) and is stored when due later than
+    # 12 s from its send (docs/scheduled-delivery.md): the repeat below goes through both.
+    queue = unique("stomppy-scheduled")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # Given a subscriber
+        connection.subscribe(f"/queue/{queue}", id="py", ack="auto", receipt="s")
+        recorder.receipt("s")
+        # When a message is sent with ActiveMQ's headers: after 2 s, then once more 14 s later
+        sent_at = time.monotonic()
+        connection.send(
+            f"/queue/{queue}",
+            "scheduled by stomp.py",
+            headers={
+                "AMQ_SCHEDULED_DELAY": "2000",
+                "AMQ_SCHEDULED_PERIOD": "14000",
+                "AMQ_SCHEDULED_REPEAT": "1",
+            },
+            receipt="sent",
+        )
+        recorder.receipt("sent")
+        # Then an admin sees the second delivery pending, due 16 s after the send
+        with httpx.Client(
+            base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+        ) as http:
+            [pending] = http.get(f"/queues/{queue}/scheduled").json()["scheduled"]
+        assert (pending["body"], pending["repeats_left"]) == ("scheduled by stomp.py", 0)
+        # And the message arrives twice: at 2 s and at 16 s, not before
+        [first] = recorder.messages(1)
+        first_after = time.monotonic() - sent_at
+        second = recorder.wait_for("a second MESSAGE", lambda: recorder.of("MESSAGE")[1:], 30)[0]
+        second_after = time.monotonic() - sent_at
+        errors = recorder.of("ERROR")
+    assert errors == []
+    assert first.body == second.body == "scheduled by stomp.py"
+    assert 1.5 <= first_after < 8, first_after
+    assert 15.5 <= second_after < 24, second_after
+    # each delivery carries the schedule's id, as ActiveMQ's do
+    assert first.headers["scheduledJobId"] == second.headers["scheduledJobId"]
+    assert second.headers["scheduledJobId"] == pending["schedule_id"]

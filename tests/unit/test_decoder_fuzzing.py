@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 import time
 from collections.abc import Callable
@@ -51,7 +50,7 @@ from mqless.stomp import (
     parse_heartbeat,
     validate,
 )
-from mqless.stomp_session import _ack_mode, _message, _prefetch, looks_like_connect
+from mqless.stomp_session import _ack_mode, _message, _prefetch, _schedule, looks_like_connect
 from mqless.topics import FilterPolicy, validate_topic_name, validate_topic_pattern
 
 T = TypeVar("T")
@@ -462,6 +461,9 @@ _MAPPED_SEND_HEADERS = {
     "reply-to",
     "JMSXGroupID",
     "AMQ_SCHEDULED_DELAY",
+    "AMQ_SCHEDULED_PERIOD",
+    "AMQ_SCHEDULED_REPEAT",
+    "AMQ_SCHEDULED_CRON",
     "expires",
     "persistent",
     "priority",
@@ -492,17 +494,20 @@ _send_frames = st.builds(
 @example(frame=Frame("SEND", (("destination", "/queue/q"), ("expires", "\u00b2"))))
 def test_a_send_frame_maps_to_a_message_or_an_invalid_request(frame: Frame) -> None:
     # Given a SEND frame with any headers (repeats, digits int() refuses, huge numbers)
-    result = _outcome(lambda: _message(frame, time.time_ns() // 1_000_000))
-    # Then it is the message the headers describe, or an InvalidRequest saying why not
-    if isinstance(result, InvalidRequest):
-        _refusal_is_readable(result)
+    outcome = _outcome(lambda: (_message(frame, time.time_ns() // 1_000_000), _schedule(frame)))
+    # Then it is the message and schedule the headers describe, or an InvalidRequest saying
+    # why not
+    if isinstance(outcome, InvalidRequest):
+        _refusal_is_readable(outcome)
         return
+    result, rule = outcome
     assert isinstance(result, NewMessage)
     assert result.body == frame.body
     assert result.content_type == frame.header("content-type")
     assert result.group_id == frame.header("JMSXGroupID")
     delay = frame.header("AMQ_SCHEDULED_DELAY")
-    assert result.delay_seconds == (math.ceil(int(delay) / 1000) or None if delay else None)
+    assert (rule.delay_ms if rule else 0) == (int(delay) if delay else 0)
+    assert result.delay_seconds is None  # the schedule carries it (scheduling.py)
     assert result.ttl_seconds is None or 1 <= result.ttl_seconds <= models.MAX_RETENTION_SECONDS
     # every other header is an attribute, and the first of repeated ones counts
     others = {name for name, _ in frame.headers if name not in _MAPPED_SEND_HEADERS}
@@ -519,6 +524,7 @@ def test_a_send_header_with_a_digit_int_cannot_read_is_an_invalid_request_regres
     frame = Frame("SEND", (("destination", "/queue/q"), (header, value)))
     with pytest.raises(InvalidRequest, match=header):
         _message(frame, time.time_ns() // 1_000_000)
+        _schedule(frame)
 
 
 _prefetch_frames = st.builds(

@@ -61,6 +61,7 @@ def test_unset_variables_take_the_templates_defaults() -> None:
         "data_key_max_messages": 10_000,
         "queues_per_principal": 100,
         "durable_subscriptions_per_principal": 100,
+        "schedule_lookahead_seconds": 75,
         "auth_mode": "required",
         "jwt_issuer": "",
         "jwt_audience": "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import re
 import sys
@@ -151,6 +152,10 @@ class DevRuntime:
             os.environ[name] = _EXECUTE_API.sub(http_url, value)
         if not self.auth:
             os.environ["AUTH_MODE"] = "off"  # the functions let everyone in, as `anonymous`
+        if self.schedule_rate:
+            # a sweep fires scheduled messages due before the next one (and a second more)
+            lookahead = max(1, math.ceil(self.schedule_rate)) + 1
+            os.environ["SCHEDULE_LOOKAHEAD_SECONDS"] = str(min(lookahead, 600))
         protected = self.auth and _has_authorizers(stack)
         if protected and "DESTINATIONS_TABLE" in os.environ:
             self.token = _dev_token(os.environ["DESTINATIONS_TABLE"])

@@ -33,6 +33,10 @@ class MessageNotFound(NotFound):
     code = "message_not_found"
 
 
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
 class Conflict(MqlessError):
     """The request clashes with the current state."""
 

@@ -31,6 +31,7 @@ from mqless.ids import MAX_CLIENT_ID
 from mqless.live import ConnectionInfo
 from mqless.models import NewMessage
 from mqless.sessions import Sessions, Settle
+from mqless.storage.schedules import Rule
 
 SubscriptionId = Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_ID)]
 ReceiptId = Annotated[str | None, Field(max_length=128)]
@@ -81,6 +82,11 @@ class Publish(SendMessageRequest):
     def to_message(self) -> NewMessage:
         fields = self.model_dump(exclude={"action", "destination", "receipt"})
         return SendMessageRequest.model_validate(fields).to_message()
+
+    def to_scheduled(self) -> tuple[NewMessage, Rule | None]:
+        """The message and its schedule, if the frame asks for one (fields as HTTP's)."""
+        fields = self.model_dump(exclude={"action", "destination", "receipt"})
+        return SendMessageRequest.model_validate(fields).to_scheduled()
 
 
 class Ack(BaseModel):
@@ -163,7 +169,8 @@ def _act(
     if isinstance(frame, Ping):
         return _with_receipt({"type": "pong"}, frame.receipt), None
     if isinstance(frame, Publish):
-        result = sessions.send(info, frame.destination, frame.to_message())
+        message, rule = frame.to_scheduled()
+        result = sessions.send(info, frame.destination, message, rule)
         if frame.receipt is None:
             return None, None
         reply = {"type": "receipt", "receipt": frame.receipt, "message_id": result.message_id}

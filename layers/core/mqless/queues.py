@@ -624,6 +624,13 @@ class QueueService:
             metrics.count("Sent", queue=queue, value=sent)
         return done, failed
 
+    def open_for_send(self, principal: Principal, queue: str) -> QueueConfig:
+        """Check that `principal` may send to `queue`, creating it with defaults if new (and
+        the principal may create it): a scheduled send, which stores its message elsewhere."""
+        names.validate_queue_name(queue)
+        self._policy.check(principal, Action.SEND, queue)
+        return self._ensure_queue(queue, principal)
+
     def _check_message(self, config: QueueConfig, message: NewMessage) -> None:
         message.check_size()
         if config.fifo and not message.group_id:

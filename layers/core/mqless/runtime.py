@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from mqless.pubsub import TopicService
     from mqless.queues import QueueService
     from mqless.registry import QueueRegistry
+    from mqless.scheduling import Scheduler
+    from mqless.sealing import BodyCipher
     from mqless.sessions import Sessions
     from mqless.storage.log import LogStore
 
@@ -196,6 +198,46 @@ def sessions() -> Sessions:
         cipher=cipher(),
         clock=clock(),
         log=log_store(),
+        scheduler=scheduler(),
+    )
+
+
+@cache
+def scheduler() -> Scheduler:
+    """Scheduled sends, their firing by the sweeper, and an admin's list and cancel."""
+    return build_scheduler(
+        settings(),
+        dynamodb=dynamodb_client(),
+        queues=queue_service(),
+        topics=topic_service(),
+        cipher=cipher(),
+        policy=policy(),
+        time=clock(),
+    )
+
+
+def build_scheduler(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    queues: QueueService,
+    topics: TopicService,
+    cipher: BodyCipher,
+    policy: Policy,
+    time: Clock,
+) -> Scheduler:
+    """A Scheduler over the given services (what tests call)."""
+    from mqless.scheduling import Scheduler
+    from mqless.storage.schedules import ScheduleStore
+
+    return Scheduler(
+        store=ScheduleStore(dynamodb, settings.messages_table),
+        queues=queues,
+        topics=topics,
+        cipher=cipher,
+        clock=time,
+        policy=policy,
+        lookahead_seconds=settings.schedule_lookahead_seconds,
     )
 
 
@@ -387,6 +429,7 @@ _CACHED = (
     authenticator,
     iam_principals,
     sessions,
+    scheduler,
     queue_service,
     topic_service,
     indexer,

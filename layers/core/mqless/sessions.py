@@ -24,6 +24,7 @@ still needs the grant on the real name, as ActiveMQ's temp-destination entry: `s
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -78,14 +79,17 @@ from mqless.presence import Presence
 from mqless.principals import Principal
 from mqless.pubsub import START_NOW, SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
+from mqless.scheduling import MANAGEMENT_TOPIC, Kind, Scheduler, stored
 from mqless.sealing import open_logged
 from mqless.selectors import message_lookup
 from mqless.stomp import Frame, encode_frame
 from mqless.storage import keys
 from mqless.storage.log import LogStore
+from mqless.storage.schedules import Rule
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
 
 logger = Logger(service="mqless", child=True)
 
@@ -167,7 +171,9 @@ class Sessions:
         cipher: BodyCipher,
         clock: Clock,
         log: LogStore,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        self.scheduler = scheduler
         self._db = dynamodb
         self._table = table_name
         self._log = log
@@ -448,10 +454,34 @@ class Sessions:
 
     # ---- producing and settling ----------------------------------------------------------
 
-    def send(self, info: ConnectionInfo, destination: str, message: NewMessage) -> SendResult:
+    def send(
+        self,
+        info: ConnectionInfo,
+        destination: str,
+        message: NewMessage,
+        rule: Rule | None = None,
+    ) -> SendResult:
         kind, name = self._resolve(info, destination, receiving=False)
         message = self._with_reply_to(info, message)
         principal = info.acting_as
+        if kind == "topic" and name == MANAGEMENT_TOPIC and self.scheduler is not None:
+            reply_to: tuple[Kind, str] | None = None
+            if message.reply_to is not None:
+                reply_kind, reply_name = self._resolve(info, message.reply_to, receiving=False)
+                reply_to = ("topic" if reply_kind == "topic" else "queue", reply_name)
+            done = self.scheduler.manage(principal, message, reply_to)
+            return SendResult(message_id=f"{done} scheduled message(s)")
+        if rule is not None and not stored(rule, "topic" if kind == "topic" else "queue"):
+            # a delay within 15 minutes is the log item's own (no schedule item)
+            delay = math.ceil(rule.delay_ms / 1000) or None
+            message = message.model_copy(update={"delay_seconds": delay})
+            rule = None
+        if rule is not None:
+            if self.scheduler is None:
+                raise InvalidRequest("scheduled delivery is not available here")
+            if kind == "topic":
+                return self.scheduler.send(principal, "topic", name, message, rule)
+            return self.scheduler.send(principal, "queue", name, message, rule)
         if kind == "topic":
             return self._topics.publish(principal, name, message)
         return self._queues.send(principal, name, message)

@@ -114,6 +114,10 @@ class Settings(AccessSettings, WebSocketSettings):
     data_key_max_messages: int = Field(default=10_000, ge=1)
     queues_per_principal: int = Field(default=quotas.DEFAULT_QUEUES, ge=0)
     durable_subscriptions_per_principal: int = Field(default=quotas.DEFAULT_SUBSCRIPTIONS, ge=0)
+    # how far ahead each sweep fires scheduled messages (a queue's are sent with the rest of
+    # their delay): the sweep period plus room for a late sweep; `mqless dev --schedule-rate`
+    # shortens it with the period
+    schedule_lookahead_seconds: int = Field(default=75, ge=1, le=600)
 
     @property
     def limits(self) -> quotas.Limits:

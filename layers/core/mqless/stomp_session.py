@@ -24,7 +24,10 @@ Behaviour a client can count on:
   `reply-to: /temp-queue/NAME` reaches its receiver as `/remote-temp-queue/<real name>`,
   which it may SEND to (with `send` on `temp-queue.>`); only the maker may SUBSCRIBE.
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
-  `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `expires` (epoch ms) and every
+  ActiveMQ's `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `AMQ_SCHEDULED_PERIOD`,
+  `AMQ_SCHEDULED_REPEAT` and `AMQ_SCHEDULED_CRON` (`scheduling.py`; a SEND to
+  `/topic/ActiveMQ.Scheduler.Management` browses or removes schedules), `expires` (epoch
+  ms) and every
   other header (an attribute) onto the message; `persistent` and `priority` are
   accepted and ignored (every message is persistent). A header no attribute may be (a
   name starting with `mqless-`, one the broker sets on MESSAGE frames such as
@@ -57,6 +60,7 @@ from mqless.live import ConnectionInfo
 from mqless.models import NewMessage
 from mqless.outbound import Connection
 from mqless.pubsub import START_OLDEST
+from mqless.scheduling import STOMP_NAMES, check_rule
 from mqless.sessions import Sessions, Settle
 from mqless.stomp import (
     Frame,
@@ -67,6 +71,7 @@ from mqless.stomp import (
     parse_heartbeat,
     validate,
 )
+from mqless.storage.schedules import Rule
 
 logger = Logger(service="mqless", child=True)
 
@@ -83,6 +88,9 @@ _MESSAGE_HEADERS: Final = frozenset(
         "reply-to",
         "JMSXGroupID",
         "AMQ_SCHEDULED_DELAY",
+        "AMQ_SCHEDULED_PERIOD",
+        "AMQ_SCHEDULED_REPEAT",
+        "AMQ_SCHEDULED_CRON",
         "expires",
         "persistent",
         "priority",
@@ -189,11 +197,21 @@ class StompSession:
     def _send_frame(self, frame: Frame) -> None:
         destination = _required(frame, "destination")
         message = _message(frame, self._sessions.clock.now_ms())
+        rule = _schedule(frame)
         transaction = frame.header("transaction")
         if transaction is not None:
+            if rule is not None:
+                if rule.cron or rule.repeat or rule.delay_ms > models.MAX_DELAY_SECONDS * 1000:
+                    raise StompError(
+                        "a SEND in a transaction may be delayed up to "
+                        f"{models.MAX_DELAY_SECONDS * 1000} ms, not scheduled further "
+                        "(AMQ_SCHEDULED_PERIOD, _REPEAT, _CRON)"
+                    )
+                delay = math.ceil(rule.delay_ms / 1000) or None
+                message = message.model_copy(update={"delay_seconds": delay})
             self._sessions.hold_send(self._info, transaction, destination, message)
         else:
-            self._sessions.send(self._info, destination, message)
+            self._sessions.send(self._info, destination, message, rule)
 
     def _subscribe(self, frame: Frame) -> None:
         destination = _required(frame, "destination")
@@ -375,17 +393,6 @@ def _message(frame: Frame, now_ms: int) -> NewMessage:
     for name, value in reversed(frame.headers):
         if name in attributes:
             attributes[name] = value
-    delay: int | None = None
-    raw_delay = frame.header("AMQ_SCHEDULED_DELAY")
-    if raw_delay is not None:
-        if not is_ascii_digits(raw_delay) or len(raw_delay) > 9:
-            raise StompError("AMQ_SCHEDULED_DELAY must be a whole number of milliseconds")
-        delay = math.ceil(int(raw_delay) / 1000)
-        if delay > models.MAX_DELAY_SECONDS:
-            raise InvalidRequest(
-                f"AMQ_SCHEDULED_DELAY may be at most {models.MAX_DELAY_SECONDS * 1000} ms"
-            )
-        delay = delay or None
     ttl: int | None = None
     raw_expires = frame.header("expires")
     if raw_expires is not None and raw_expires != "0":
@@ -401,13 +408,39 @@ def _message(frame: Frame, now_ms: int) -> NewMessage:
             correlation_id=frame.header("correlation-id"),
             reply_to=frame.header("reply-to"),
             group_id=frame.header("JMSXGroupID"),
-            delay_seconds=delay,
             ttl_seconds=ttl,
         )
     except ValueError as exc:
         raise InvalidRequest(f"SEND: {_first_error(exc)}") from exc
     message.check_size()
     return message
+
+
+def _schedule(frame: Frame) -> Rule | None:
+    """The ActiveMQ scheduling headers of a SEND as a rule (None: deliver at once)."""
+    numbers: dict[str, int] = {}
+    for name in ("AMQ_SCHEDULED_DELAY", "AMQ_SCHEDULED_PERIOD", "AMQ_SCHEDULED_REPEAT"):
+        raw = frame.header(name)
+        if raw is None:
+            continue
+        if not is_ascii_digits(raw) or len(raw) > 12:
+            what = "a count" if name == "AMQ_SCHEDULED_REPEAT" else "milliseconds"
+            raise StompError(
+                f"{name} must be a whole, non-negative number ({what}), not {raw[:40]!r}"
+            )
+        numbers[name] = int(raw)
+    cron = frame.header("AMQ_SCHEDULED_CRON")
+    if not numbers and cron is None:
+        return None
+    return check_rule(
+        Rule(
+            delay_ms=numbers.get("AMQ_SCHEDULED_DELAY", 0),
+            period_ms=numbers.get("AMQ_SCHEDULED_PERIOD", 0),
+            repeat=numbers.get("AMQ_SCHEDULED_REPEAT", 0),
+            cron=cron,
+        ),
+        STOMP_NAMES,
+    )
 
 
 def _first_error(exc: ValueError) -> str:

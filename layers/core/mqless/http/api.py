@@ -61,6 +61,7 @@ from mqless.http.models import (
     ReceiveRequest,
     ReceiveResponse,
     RedriveRequest,
+    ScheduledList,
     SendBatchRequest,
     SendBatchResponse,
     SendMessageRequest,
@@ -364,7 +365,8 @@ def redrive(
     responses={201: _content(SendMessageResponse, "Accepted")},
 )
 def send(name: QueueName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
-    result = runtime.queue_service().send(_principal(), name, request.to_message())
+    message, rule = request.to_scheduled()
+    result = runtime.scheduler().send(_principal(), "queue", name, message, rule)
     return _json(201, SendMessageResponse(**result.model_dump()))
 
 
@@ -489,7 +491,8 @@ TopicName = Annotated[
     responses={201: _content(SendMessageResponse, "Published")},
 )
 def publish(name: TopicName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
-    result = runtime.topic_service().publish(_principal(), unquote(name), request.to_message())
+    message, rule = request.to_scheduled()
+    result = runtime.scheduler().send(_principal(), "topic", unquote(name), message, rule)
     return _json(201, SendMessageResponse(**result.model_dump()))
 
 
@@ -669,6 +672,51 @@ def move_message(
         _principal(), name, message_id, to=request.to, copy=request.copy_only
     )
     return MoveResponse(message_id=moved)
+
+
+# ---- scheduled messages (ActiveMQ's scheduler: BROWSE and REMOVE) --------------------------
+
+ScheduleId = Annotated[str, Path(max_length=100, description="The schedule's id (the send's).")]
+
+
+@app.get(
+    "/queues/<name>/scheduled",
+    summary="List a queue's scheduled messages, soonest first",
+    tags=["operations"],
+)
+def list_queue_schedules(name: QueueName) -> ScheduledList:
+    return ScheduledList(scheduled=runtime.scheduler().list(_principal(), "queue", name))
+
+
+@app.delete(
+    "/queues/<name>/scheduled/<schedule_id>",
+    summary="Cancel a scheduled message (its deliveries not yet sent)",
+    tags=["operations"],
+    responses={204: {"description": "Cancelled", "content": {}}},
+)
+def cancel_queue_schedule(name: QueueName, schedule_id: ScheduleId) -> Response[str]:
+    runtime.scheduler().cancel(_principal(), "queue", name, schedule_id)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+@app.get(
+    "/topics/<name>/scheduled",
+    summary="List a topic's scheduled messages, soonest first",
+    tags=["operations"],
+)
+def list_topic_schedules(name: TopicName) -> ScheduledList:
+    return ScheduledList(scheduled=runtime.scheduler().list(_principal(), "topic", unquote(name)))
+
+
+@app.delete(
+    "/topics/<name>/scheduled/<schedule_id>",
+    summary="Cancel a scheduled topic message (its deliveries not yet sent)",
+    tags=["operations"],
+    responses={204: {"description": "Cancelled", "content": {}}},
+)
+def cancel_topic_schedule(name: TopicName, schedule_id: ScheduleId) -> Response[str]:
+    runtime.scheduler().cancel(_principal(), "topic", unquote(name), schedule_id)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
 
 
 @app.get("/connections", summary="Open WebSocket connections", tags=["operations"])

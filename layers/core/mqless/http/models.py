@@ -23,6 +23,8 @@ from mqless.models import (
 )
 from mqless.principals import MAX_GRANTS, Grant
 from mqless.pubsub import Subscription
+from mqless.scheduling import ScheduledMessage, check_rule
+from mqless.storage.schedules import Rule
 
 Receipts = Annotated[
     list[Annotated[str, Field(max_length=1024)]],
@@ -36,6 +38,9 @@ class Problem(BaseModel):
     error: Annotated[str, Field(description="Machine-readable code, e.g. `queue_not_found`.")]
     message: Annotated[str, Field(description="What is wrong, for a person.")]
     details: list[dict[str, object]] | None = None
+
+
+_SCHEDULE_FIELDS = frozenset({"period_seconds", "repeat", "cron"})
 
 
 class SendMessageRequest(BaseModel):
@@ -55,14 +60,45 @@ class SendMessageRequest(BaseModel):
     reply_to: Annotated[str | None, Field(max_length=256)] = None
     delay_seconds: Annotated[
         int | None,
-        Field(ge=0, le=models.MAX_DELAY_SECONDS, description="Hold back delivery (0-900 s)."),
+        Field(
+            ge=0,
+            le=models.MAX_RETENTION_SECONDS,
+            description="Hold back delivery: up to 900 s as a delayed message, longer (up to "
+            "the queue's retention) as a scheduled one; with `cron`, after each time it fires.",
+        ),
+    ] = None
+    period_seconds: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=models.MAX_RETENTION_SECONDS,
+            description="Scheduled: seconds between the deliveries `repeat` asks for.",
+        ),
+    ] = None
+    repeat: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=1_000_000,
+            description="Scheduled: deliver this many times more, `period_seconds` apart "
+            "(ActiveMQ's AMQ_SCHEDULED_REPEAT).",
+        ),
+    ] = None
+    cron: Annotated[
+        str | None,
+        Field(
+            max_length=120,
+            description="Scheduled: a 5-field cron expression (UTC); each time it fires, the "
+            "delay, period and repeat apply (ActiveMQ's AMQ_SCHEDULED_CRON).",
+        ),
     ] = None
     ttl_seconds: Annotated[
         int | None,
         Field(
             ge=1,
             le=models.MAX_RETENTION_SECONDS,
-            description="Drop the message if not delivered within this time.",
+            description="Drop the message if not delivered within this time (of each "
+            "delivery, for a scheduled one).",
         ),
     ] = None
     group_id: Annotated[
@@ -92,8 +128,47 @@ class SendMessageRequest(BaseModel):
                 raise ValueError("attribute names and values must be valid Unicode text")
         return value
 
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_rule(Rule(cron=value))
+            except InvalidRequest as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    def rule(self) -> Rule | None:
+        """The schedule asked for, if any (a delay alone is one)."""
+        plain = self.period_seconds is None and self.repeat is None and self.cron is None
+        if plain and (self.delay_seconds or 0) <= models.MAX_DELAY_SECONDS:
+            return None
+        return check_rule(
+            Rule(
+                delay_ms=(self.delay_seconds or 0) * 1000,
+                period_ms=(self.period_seconds or 0) * 1000,
+                repeat=self.repeat or 0,
+                cron=self.cron,
+            )
+        )
+
+    def to_scheduled(self) -> tuple[NewMessage, Rule | None]:
+        """The message, and the schedule to send it on (None: send it now, or after
+        `delay_seconds` as a delayed message)."""
+        rule = self.rule()
+        return self._message(with_delay=rule is None), rule
+
     def to_message(self) -> NewMessage:
-        """Decode the body and check the limits the model itself cannot express."""
+        """Decode the body and check the limits the model itself cannot express (no
+        schedule: batches take none)."""
+        if self.rule() is not None:
+            raise InvalidRequest(
+                "period_seconds, repeat, cron and delays over 900 s schedule a message: send "
+                "it alone, not in a batch"
+            )
+        return self._message(with_delay=True)
+
+    def _message(self, *, with_delay: bool) -> NewMessage:
         if len(self.body) > 2 * models.MAX_BODY_BYTES:
             raise PayloadTooLarge(f"body is over the {models.MAX_BODY_BYTES}-byte limit")
         if self.binary:
@@ -104,7 +179,10 @@ class SendMessageRequest(BaseModel):
         else:
             raw = self.body.encode("utf-8", errors="surrogatepass")
         try:
-            return NewMessage(body=raw, **self.model_dump(exclude={"body"}))
+            fields = self.model_dump(exclude={"body", *_SCHEDULE_FIELDS})
+            if not with_delay:
+                fields["delay_seconds"] = None
+            return NewMessage(body=raw, **fields)
         except ValueError as exc:
             raise InvalidRequest(_first_error(exc)) from exc
 
@@ -145,6 +223,12 @@ class SendMessageResponse(BaseModel):
         bool, Field(description="FIFO: the message repeated one sent within 5 minutes.")
     ] = False
     sequence: Annotated[int | None, Field(description="FIFO: position within its group.")] = None
+
+
+class ScheduledList(BaseModel):
+    """A destination's pending scheduled messages, soonest first (at most 100)."""
+
+    scheduled: list[ScheduledMessage]
 
 
 class BatchResultEntry(SendMessageResponse):

@@ -9,6 +9,9 @@ Storage engine v2 (docs/storage-engine.md):
              shard 0, its cursor `sk = C`.
 - dedup      `pk = D#<queue>#<h>`, `sk = <keyed hash>`: FIFO deduplication records.
 - data keys  `pk = K#<destination>`, `sk = <key id>`: a KMS-encrypted data key, stored once.
+- schedules  `pk = J#<destination>`, `sk = <due ms, 13 digits>#<schedule id>`: a message to
+             send later (`storage/schedules.py`); `pk = J`, `sk = <destination>`: the
+             destination's schedule cursor (what has been fired), one per destination.
 
 Message ids are UUIDv7 (time-ordered). A log item holds up to 16 bodies; body `j` of the
 item whose first id is `u` has the id `u + j` (the low 4 bits of `u` are zero), so an id
@@ -32,6 +35,9 @@ INDEX: Final = "I#"
 FIFO_INDEX: Final = "F#"
 DEDUP: Final = "D#"
 DATA_KEYS: Final = "K#"
+SCHEDULES: Final = "J#"
+SCHEDULE_CURSORS: Final = "J"
+DUE_DIGITS: Final = 13  # epoch milliseconds until the year 2286
 CURSOR: Final = "C"
 SEGMENT: Final = "S#"
 SEGMENT_DIGITS: Final = 10
@@ -91,6 +97,29 @@ def dedup_partition(queue: str, digest: str) -> str:
 
 def data_key_partition(destination: str) -> str:
     return f"{DATA_KEYS}{destination}"
+
+
+def schedule_partition(destination: str) -> str:
+    """Where a destination's (`/queue/<name>`, `/topic/<name>`) schedules wait, by due time."""
+    return f"{SCHEDULES}{destination}"
+
+
+def schedule_key(due_ms: int, schedule_id: str) -> str:
+    """Sorts by due time first, so "what falls due by then" is one key range."""
+    return f"{due_ms:0{DUE_DIGITS}d}#{schedule_id}"
+
+
+def parse_schedule_key(sk: str) -> tuple[int, str]:
+    """(due ms, schedule id) of a schedule's sort key; InvalidRequest if it is not one."""
+    due, sep, schedule_id = sk.partition("#")
+    if not sep or len(due) != DUE_DIGITS or not due.isascii() or not due.isdigit():
+        raise InvalidRequest(f"not a schedule key: {sk[:100]!r}")
+    return int(due), schedule_id
+
+
+def due_bound(due_ms: int) -> str:
+    """The highest sort key of anything due at or before `due_ms` (ids sort below `~`)."""
+    return f"{due_ms:0{DUE_DIGITS}d}#~"
 
 
 def segment_key(seq: int) -> str:
