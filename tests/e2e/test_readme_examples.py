@@ -69,6 +69,10 @@ NOT_RUN_BY_DESIGN: dict[tuple[str, int], str] = {
         "tests/e2e/test_stomppy.py::test_stomppy_selector_subscription_gets_only_matching_messages "
         "runs the same subscription"
     ),
+    ("Scheduled messages", 2): (
+        "a stomp.py session; tests/e2e/test_stomppy.py::"
+        "test_stomppy_amq_scheduled_delay_period_and_repeat_deliver_on_time runs the same headers"
+    ),
     ("CLI", 2): "`mqless bootstrap --stack` writes to a deployed stack's table",
     ("CLI", 3): (
         "runs from the repository's root (template.yaml, events/); tests/e2e/test_invoke.py "
