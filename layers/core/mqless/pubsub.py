@@ -484,6 +484,7 @@ class TopicService:
                         sent_at=keys.id_time_ms(item.item),
                         attributes=opened.headers.attributes,
                         correlation_id=opened.headers.correlation_id,
+                        priority=opened.headers.priority,
                     )
                 )
             except IntegrityError as exc:
