@@ -160,6 +160,18 @@ def test_max_priority_is_refused_on_fifo_queues_and_outside_1_to_9(api: HttpApi)
     assert api.put("/queues/wide", {"max_priority": 0}).is_problem(400, "invalid_request")
 
 
+def test_priority_lanes_share_the_default_eight_shards(api: HttpApi) -> None:
+    # When queues with 10, 4 and 2 priority lanes are made without naming shards
+    ten = api.put("/queues/lanes-10", {"max_priority": 9}).json["shards"]
+    four = api.put("/queues/lanes-4", {"max_priority": 3}).json["shards"]
+    two = api.put("/queues/lanes-2", {"max_priority": 1}).json["shards"]
+    # Then each lane gets its share of 8 (at least 1): a receive that looks through every
+    # lane reads about as many partitions as a queue without priorities
+    assert (ten, four, two) == (1, 2, 4)
+    # and an operator who wants more per lane names them
+    assert api.put("/queues/lanes-wide", {"max_priority": 9, "shards": 4}).json["shards"] == 4
+
+
 def test_max_priority_is_fixed_when_a_queue_is_made(api: HttpApi) -> None:
     # Given a queue made with 5 priority lanes
     api.put("/queues/fixed", {"max_priority": 4})

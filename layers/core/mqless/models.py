@@ -121,7 +121,8 @@ class QueueSettings(BaseModel):
             description="Partitions the queue's messages are spread over (default 8, FIFO 16; "
             "each takes about 400 messages/s sent one per request, up to 1,500 in batches of "
             "10). A standard queue's can grow, never shrink; a FIFO queue's are fixed when it "
-            "is made.",
+            "is made. A queue with max_priority has this many per priority lane (default: "
+            "8 shared by its lanes, at least 1 each).",
         ),
     ] = None
 
@@ -223,11 +224,22 @@ class QueueConfig(BaseModel):
             dead_letter_queue=dlq if max_receive is not None else None,
             retention_seconds=settings.retention_seconds or DEFAULT_RETENTION_SECONDS,
             delay_seconds=settings.delay_seconds or 0,
-            shards=settings.shards or (DEFAULT_FIFO_SHARDS if fifo else DEFAULT_SHARDS),
+            shards=settings.shards or _default_shards(fifo, settings.max_priority),
             max_priority=settings.max_priority,
             created_at=now_ms,
             updated_at=now_ms,
         )
+
+
+def _default_shards(fifo: bool, max_priority: int | None) -> int:
+    """Shards a queue made without naming them gets. A queue with priorities has that many
+    per lane: its lanes share the default 8 (10 lanes get 1 each), so that a receive which
+    looks through its lanes reads about as many partitions as a queue without them."""
+    if fifo:
+        return DEFAULT_FIFO_SHARDS
+    if max_priority is not None:
+        return max(1, DEFAULT_SHARDS // (max_priority + 1))
+    return DEFAULT_SHARDS
 
 
 class NewMessage(BaseModel):
