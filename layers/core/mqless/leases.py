@@ -62,6 +62,7 @@ FLOOR_CACHE_MS: Final = 2_000
 FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, ...)
 FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most
 FIFO_FLOOR_STEP: Final = 4  # passable segments at the floor before it is moved (one write)
+LANE_MARKS_CACHE_MS: Final = 2_000  # lane marks that skip no lane are kept this long
 LANE_RECHECK_MS: Final = 60_000  # a quiet lane found holding messages is looked at again after
 RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing
 STRAGGLER_SHARE: Final = 0.125  # racing receives that look behind the dispenser first
@@ -114,6 +115,7 @@ class Leases:
         self._fifo_floors: dict[str, tuple[int, int]] = {}  # (floor, when read) per FIFO queue
         self._fifo_hints: dict[str, int] = {}
         self._lanes_held: dict[tuple[str, int], int] = {}  # quiet lanes seen not empty, when
+        self._lane_marks: dict[str, tuple[LaneMarks, int]] = {}  # (marks, when read) per queue
         self.stats = LeaseStats()
 
     # ---- taking -------------------------------------------------------------------------
@@ -166,7 +168,7 @@ class Leases:
         lower ones), each lane's shards from where this process last found messages. Lanes
         marked empty since their last use are left out, so a receive that finds nothing
         reads the marks (1 RRU) and the lanes in use, not every lane's every shard."""
-        marks = self._index.lane_marks(config.name)
+        marks = self._marks(config.name)
         with self._lock:
             home = self._home.get(config.name)
         start = home % keys.MAX_SHARDS if home is not None else random.randrange(config.shards)
@@ -179,6 +181,22 @@ class Leases:
                 keys.lane_shard(lane, (start + i) % config.shards) for i in range(config.shards)
             ]
         return order
+
+    def _marks(self, queue: str) -> LaneMarks:
+        """A queue's lane marks, read strongly consistent; kept for LANE_MARKS_CACHE_MS only
+        while they skip no lane. Marks that skip a lane are read again every time: an
+        appender marks the lane in use before its append wakes a push pump, and the pump
+        must see that mark, not a copy from before it."""
+        now = self._clock.now_ms()
+        with self._lock:
+            cached = self._lane_marks.get(queue)
+        if cached is not None and now - cached[1] < LANE_MARKS_CACHE_MS:
+            return cached[0]
+        marks = self._index.lane_marks(queue)
+        if not any(marks.skippable(lane) for lane in marks.emptied):
+            with self._lock:
+                self._lane_marks[queue] = (marks, now)
+        return marks
 
     def _lane_drained(self, config: QueueConfig, lane: int, marks: LaneMarks) -> bool:
         """Whether a lane that no appender has marked for LANE_QUIET_MS holds nothing
@@ -200,6 +218,8 @@ class Leases:
                 with self._lock:
                     self._lanes_held[(config.name, lane)] = now
                 return False
+        with self._lock:
+            self._lane_marks.pop(config.name, None)  # it skips a lane from now on
         return self._index.mark_lane_empty(config.name, lane, used)
 
     def visible_in(self, queue: str, shard: int) -> bool:
