@@ -1051,6 +1051,18 @@ def test_create_with_every_setting_flag() -> None:
     assert json.loads(result.stdout) == QUEUE
 
 
+def test_create_with_max_priority_asks_for_priority_lanes_and_shows_them() -> None:
+    # Given no queue `jobs`
+    lanes = {**QUEUE, "name": "jobs", "shards": 1, "max_priority": 9}
+    api = FakeApi().on("GET", "/queues/jobs", NO_QUEUE).on("PUT", "/queues/jobs", ok(lanes, 201))
+    # When it is made with --max-priority 9
+    result = cli(["create", "jobs", "--max-priority", "9"], api)
+    # Then the API is asked for it, and the settings show its ten lanes
+    assert api.bodies("PUT", "/queues/jobs") == [{"max_priority": 9}]
+    assert "priority lanes      10 (0-9)" in result.stdout.splitlines()
+    assert result.code == 0
+
+
 def test_create_no_dead_letter_asks_for_redelivery_forever() -> None:
     forever = {**QUEUE, "max_receive_count": None, "dead_letter_queue": None}
     api = (
@@ -1114,6 +1126,7 @@ def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
         (["create", "q", "--retention", "15d"], "argument --retention: 15d is not within"),
         (["create", "q", "--delay", "901"], "argument --delay: 901 is not within"),
         (["create", "q", "--shards", "65"], "argument --shards: 65 is not within 1-64"),
+        (["create", "q", "--max-priority", "10"], "argument --max-priority: 10 is not within 1-9"),
         (["create", "q", "--max-receive-count", "0"], "argument --max-receive-count: 0"),
         (
             ["create", "q", "--max-receive-count", "3", "--no-dead-letter"],
