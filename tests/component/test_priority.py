@@ -186,6 +186,17 @@ def test_max_priority_is_fixed_when_a_queue_is_made(api: HttpApi) -> None:
     assert (kept.status, kept.json["max_priority"]) == (200, 4)
 
 
+def test_browsing_shows_each_message_s_priority(api: HttpApi) -> None:
+    # Given a queue with priorities holding a message of priority 6 and one without
+    api.put("/queues/peek", {"max_priority": 9})
+    _send(api, "peek", "six", 6)
+    _send(api, "peek", "none")
+    # When an operator browses it
+    browsed = api.get("/queues/peek/messages").json["messages"]
+    # Then each shows the priority it was sent with (oldest first: browsing is in send order)
+    assert [(m["body"], m["priority"]) for m in browsed] == [("six", 6), ("none", None)]
+
+
 # ---- dead letters and redrive -----------------------------------------------------------
 
 
@@ -260,6 +271,33 @@ def test_a_push_consumer_gets_the_highest_priority_first_among_messages_not_yet_
     _frame(sessions, "c1", action="ack", id=first[0]["ack"])
     # Then the freed credit goes to the urgent message, not to the older low ones
     assert [m["body"] for m in _pushed(pusher, "c1")][2:] == ["urgent-2"]
+
+
+def test_json_publish_frames_carry_a_priority_and_a_bad_one_gets_an_error_frame(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+) -> None:
+    # Given a queue with priorities and a JSON WebSocket producer
+    broker.put_queue(ANONYMOUS, "mail", QueueSettings(max_priority=9))
+    sessions.open(Connection("p1"), ANONYMOUS)
+    # When it publishes a message of priority 1, one of priority 9, and one of priority 10
+    for body, priority in [("low", 1), ("high", 9), ("bad", 10)]:
+        _frame(
+            sessions,
+            "p1",
+            action="publish",
+            destination="/queue/mail",
+            body=body,
+            priority=priority,
+            receipt=body,
+        )
+    # Then the third gets an error frame (the connection stays), the others a receipt
+    frames = pusher.json_frames("p1")
+    [error] = [f for f in frames if f["type"] == "error"]
+    assert error["error"] == "invalid_request" and "priority" in error["message"]
+    assert [f["receipt"] for f in frames if f["type"] == "receipt"] == ["low", "high"]
+    # and a consumer receives the priority 9 message first
+    received = broker.receive(ANONYMOUS, "mail", max_messages=10)
+    assert [(d.body, d.priority) for d in received] == [(b"high", 9), (b"low", 1)]
 
 
 def test_a_selector_on_jms_priority_sees_the_priority_a_message_was_sent_with(

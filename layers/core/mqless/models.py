@@ -429,6 +429,7 @@ class BrowsedMessage(BaseModel):
     group_id: str | None = None
     dead_letter_reason: str | None = None
     source_queue: str | None = None
+    priority: int | None = Field(default=None, description="As sent (0-9); null: none.")
     error: str | None = Field(default=None, description="Why the body is unreadable.")
 
 

@@ -503,6 +503,7 @@ class QueueService:
             group_id=group if group is not None else (item.group if item else None),
             dead_letter_reason=why,
             source_queue=source,
+            priority=headers.priority,
             error=error,
         )
 
