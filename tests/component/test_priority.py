@@ -197,6 +197,20 @@ def test_browsing_shows_each_message_s_priority(api: HttpApi) -> None:
     assert [(m["body"], m["priority"]) for m in browsed] == [("six", 6), ("none", None)]
 
 
+def test_a_durable_subscription_queue_with_priorities_orders_what_a_topic_publishes(
+    api: HttpApi,
+) -> None:
+    # Given a queue with priorities that subscribes to a topic
+    api.put("/queues/feed", {"max_priority": 9})
+    assert api.put("/topics/news/subscriptions/feed", {"queue": "feed"}).status in (200, 201)
+    # When the topic publishes messages of priorities 0, 9 and 5
+    for body, priority in [("minor", 0), ("breaking", 9), ("update", 5)]:
+        reply = api.post("/topics/news/messages", {"body": body, "priority": priority})
+        assert reply.status == 201, reply.text
+    # Then the subscription's queue delivers them highest first
+    assert [m["body"] for m in _receive(api, "feed")] == ["breaking", "update", "minor"]
+
+
 # ---- dead letters and redrive -----------------------------------------------------------
 
 

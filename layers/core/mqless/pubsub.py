@@ -200,7 +200,11 @@ class TopicService:
             self._log.put(
                 keys.topic_log(topic, random.randrange(TOPIC_SHARDS)),
                 item_id,
-                [Body(s.ciphertext, s.encrypted_key) for s in sealed],
+                # each body's priority, for subscription queues with priority lanes
+                [
+                    Body(s.ciphertext, s.encrypted_key, priority=m.priority)
+                    for s, m in zip(sealed, chunk, strict=True)
+                ],
                 expires_at=_expiry(chunk[0], keep, now),
             )
             results.extend(SendResult(message_id=i) for i in ids)
