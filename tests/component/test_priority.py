@@ -236,6 +236,26 @@ def test_a_redriven_message_goes_back_into_its_priority_lane(api: HttpApi) -> No
     assert (first["body"], first["priority"]) == ("failed", 8)
 
 
+def test_a_queue_deleted_and_made_again_delivers_into_lanes_its_first_receive_marked_empty(
+    api: HttpApi,
+) -> None:
+    # Given a queue with priorities that took a message of priority 9, deleted and made
+    # again at once (its lane marks go with it)
+    api.put("/queues/again", {"max_priority": 9})
+    _send(api, "again", "before", 9)
+    _ack(api, "again", _receive(api, "again"))
+    assert api.delete("/queues/again").status == 204
+    api.put("/queues/again", {"max_priority": 9})
+    # and a first receive that finds every lane of the new queue empty, and marks them so
+    assert _receive(api, "again") == []
+
+    # When a message of priority 9 is sent to it
+    _send(api, "again", "after", 9)
+
+    # Then it is received: its lane was marked in use again before it was appended
+    assert [m["body"] for m in _receive(api, "again")] == ["after"]
+
+
 # ---- push consumers ----------------------------------------------------------------------
 
 

@@ -12,9 +12,10 @@ deliver it:
 
 A queue with priorities (`max_priority`) has a lane per priority, each its own index
 shards (`keys.lane_shard`): a body goes into its priority's lane (the log item's `p`, a
-reference item's pointer), and the lane is marked in use before the append (at most once
-per 5 minutes per lane and instance: `IndexStore.mark_lane_used`), so that receives that
-skip lanes found empty look there again.
+reference item's pointer). Before appending, the dispatch function reads the queue's lane
+marks and marks in use each lane it appends to that is marked empty or was last marked
+over 5 minutes ago (`IndexStore.mark_lane_used`), so that receives that skip lanes found
+empty look there again.
 
 Appends are idempotent (a retried stream batch appends nothing twice) and grouped: one
 index write per queue shard per batch (a FIFO queue: per queue, whatever the groups),
@@ -23,7 +24,6 @@ however many messages the batch brings.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -80,14 +80,12 @@ class Indexer:
         self._topics = topics
         self._clock = clock
         self._mac = mac
-        self._lock = threading.Lock()
-        self._lanes_marked: dict[tuple[str, int], int] = {}  # (queue, lane): when, by us
 
     def index(self, items: Iterable[Item]) -> IndexReport:
         """Index the new log items of one stream batch (images in stream order)."""
         report = IndexReport()
         standard: dict[tuple[str, int], list[NewRef]] = {}
-        lanes_used: set[tuple[str, int]] = set()
+        lanes_used: dict[str, set[int]] = {}  # a priority queue's lanes appended to
         fifo: dict[str, tuple[QueueConfig, list[GroupedRef]]] = {}
         for item in items:
             try:
@@ -102,7 +100,7 @@ class Indexer:
                     for j, ref in zip(bodies, published, strict=True):
                         lane = target.lane_of(priorities.get(j))
                         if target.max_priority is not None:
-                            lanes_used.add((target.name, lane))
+                            lanes_used.setdefault(target.name, set()).add(lane)
                         standard.setdefault((target.name, keys.lane_shard(lane, into)), []).append(
                             ref
                         )
@@ -116,7 +114,7 @@ class Indexer:
                 base = min(shard, config.shards - 1)
                 for ref, priority in sent:
                     lane = config.lane_of(priority)
-                    lanes_used.add((config.name, lane))
+                    lanes_used.setdefault(config.name, set()).add(lane)
                     standard.setdefault((config.name, keys.lane_shard(lane, base)), []).append(ref)
                 continue
             if config.fifo:
@@ -129,8 +127,8 @@ class Indexer:
                 standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(
                     ref for ref, _ in sent
                 )
-        for queue, lane in sorted(lanes_used):
-            self._mark_lane(queue, lane)
+        for queue, lanes in lanes_used.items():
+            self._mark_lanes(queue, lanes)
         for (queue, shard), refs in standard.items():
             appended = self._index.append(queue, shard, refs)
             report.appended += appended.appended
@@ -143,18 +141,17 @@ class Indexer:
             report.queues.add(queue)
         return report
 
-    def _mark_lane(self, queue: str, lane: int) -> None:
-        """Mark a priority lane in use before appending to it, unless this instance did in
-        the last LANE_MARK_EVERY_MS (a receive marks a lane empty only after twice that)."""
+    def _mark_lanes(self, queue: str, lanes: set[int]) -> None:
+        """Mark in use, before appending to them, the lanes that are marked empty or were
+        last marked over LANE_MARK_EVERY_MS ago (a receive marks a lane empty only after
+        twice that): one strongly consistent read a stream batch, a write a lane now and
+        then. The marks are read, not remembered: a queue made again under the same name
+        starts with none."""
+        marks = self._index.lane_marks(queue)
         now = self._clock.now_ms()
-        with self._lock:
-            if now - self._lanes_marked.get((queue, lane), -LANE_MARK_EVERY_MS) < (
-                LANE_MARK_EVERY_MS
-            ):
-                return
-        self._index.mark_lane_used(queue, lane, now)
-        with self._lock:
-            self._lanes_marked[(queue, lane)] = now
+        for lane in sorted(lanes):
+            if marks.skippable(lane) or now - marks.used.get(lane, 0) >= LANE_MARK_EVERY_MS:
+                self._index.mark_lane_used(queue, lane, now)
 
     def _topic_refs(self, item: Item, target: QueueConfig, bodies: Sequence[int]) -> list[NewRef]:
         now = self._clock.now_ms()

@@ -176,8 +176,9 @@ class LaneMarks:
 
 
 LANE_MARK_EVERY_MS: Final = 5 * 60_000
-"""An appender marks a lane in use before appending to it, unless it did in the last 5
-minutes: one write per lane per 5 minutes per dispatch instance, whatever the traffic."""
+"""An appender marks a lane in use before appending to it when its mark is older than 5
+minutes (or the lane is marked empty): one write per lane per 5 minutes, whatever the
+traffic, and a read of the marks per stream batch."""
 LANE_QUIET_MS: Final = 2 * LANE_MARK_EVERY_MS
 """A receiver marks a lane empty only when no appender has marked it for this long: every
 append since was then made over 5 minutes before the receiver's read, which shows it."""
