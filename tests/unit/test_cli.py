@@ -313,6 +313,16 @@ def test_send_puts_every_flag_into_the_request() -> None:
     assert result.stdout == "sent m-1 to pay.fifo (sequence 3 in its group)\n"
 
 
+def test_send_with_a_priority_puts_it_into_the_request() -> None:
+    # Given a queue to send to
+    api = FakeApi().on("POST", "/queues/alerts/messages", ok({"message_id": "m-1"}, 201))
+    # When a message is sent with --priority 7
+    sent = cli(["send", "alerts", "disk full", "--priority", "7"], api)
+    # Then the request asks for priority 7
+    assert sent.code == 0
+    assert api.bodies("POST", "/queues/alerts/messages") == [{"body": "disk full", "priority": 7}]
+
+
 def test_send_reads_the_body_from_stdin_without_its_final_newline() -> None:
     api = FakeApi().on("POST", "/queues/q/messages", ok({"message_id": "m-1"}, 201))
     cli(["send", "q"], api, stdin=io.StringIO("line one\nline two\n"))
@@ -1127,6 +1137,7 @@ def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
         (["create", "q", "--delay", "901"], "argument --delay: 901 is not within"),
         (["create", "q", "--shards", "65"], "argument --shards: 65 is not within 1-64"),
         (["create", "q", "--max-priority", "10"], "argument --max-priority: 10 is not within 1-9"),
+        (["send", "q", "x", "--priority", "10"], "argument --priority: 10 is not within 0-9"),
         (["create", "q", "--max-receive-count", "0"], "argument --max-receive-count: 0"),
         (
             ["create", "q", "--max-receive-count", "3", "--no-dead-letter"],
