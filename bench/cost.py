@@ -75,9 +75,14 @@ PUSH_LIMIT = 128 * KIB  # API Gateway's WebSocket message quota: a push frame ca
 # a lone consumer that acks each message in the receive that takes the next (`ack` in
 # POST /queues/{name}/receive): one request, and one index write where they share a segment
 ACK_WITH_NEXT = "standard, ack with next"
+# max_priority 9; one per request, message n has priority n % 10; in batches of 10, each
+# batch one priority (batch k: k % 10), as a producer's batch of like messages would be
+PRIORITY_PATH = "standard, priorities 10"
+PRIORITY_SIZES = (512,)  # what lanes add does not depend on the body's size
 ALL_PATHS = (
     "standard",
     ACK_WITH_NEXT,
+    PRIORITY_PATH,
     "fifo",
     "topic, 1 sub",
     "topic, 5 subs",
@@ -88,7 +93,14 @@ ALL_PATHS = (
 PATHS = list(ALL_PATHS)
 if "BENCH_PATHS" in os.environ:
     wanted = os.environ["BENCH_PATHS"].split(",")
-    PATHS = [p for p in ALL_PATHS if any(p.replace(" ", "").startswith(w) for w in wanted)]
+    PATHS = [
+        p
+        for p in ALL_PATHS
+        if any(
+            p.replace(" ", "").startswith(w) or (w == "priorities" and p == PRIORITY_PATH)
+            for w in wanted
+        )
+    ]
 CONSUMERS = int(os.environ.get("BENCH_CONSUMERS", "50"))
 CONTENDED = int(os.environ.get("BENCH_CONTENDED", "1000"))
 # what a receive that finds nothing costs, by shard count (every shard is read): EMPTY_RECEIVES
@@ -269,15 +281,22 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
     name = f"b{run}-{path.split(',')[0].split(' ')[0]}"
     if path == "fifo":
         name += ".fifo"
+    if path == PRIORITY_PATH:
+        name += "-priorities"
+        stack.api("PUT", f"/queues/{name}", {"max_priority": 9})
     counter = iter(range(10**9))
+    requests = iter(range(10**9))
 
     def new_messages(count: int) -> list[dict[str, Any]]:
         entries = []
+        request = next(requests)
         for _ in range(count):
             n = next(counter)
             entry: dict[str, Any] = {"body": body_of(n, size)}
             if path == "fifo":
                 entry["group_id"] = f"g{n % GROUPS}"
+            if path == PRIORITY_PATH:
+                entry["priority"] = n % 10 if count == 1 else request % 10
             entries.append(entry)
         return entries
 
@@ -315,7 +334,7 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
             stack.api("POST", f"/queues/{name}/ack", {"receipts": list(held)})
             held.clear()
 
-    if path in ("standard", "fifo", ACK_WITH_NEXT):
+    if path in ("standard", "fifo", ACK_WITH_NEXT, PRIORITY_PATH):
         destination = f"/queues/{name}"
 
         def step(requests: list[list[dict[str, Any]]]) -> None:
@@ -493,18 +512,33 @@ def stored_overhead(stack: Stack, size: int = 1024) -> dict[str, Any]:
 # ---- receives that find nothing ---------------------------------------------------------------
 
 
-def empty_receives(stack: Stack, shards: int) -> dict[str, Any]:
+def empty_receives(stack: Stack, shards: int, lanes: str = "") -> dict[str, Any]:
     """What a receive of an empty queue of `shards` shards bills (it reads every shard, the
     cursors cached for 2 s), and a long poll of LONG_POLL_S that finds nothing (it looks
-    again after 0.05 s, doubling to every 1 s): all in, Lambda's duration included."""
-    queue = f"b-empty-{shards}"
-    stack.api("PUT", f"/queues/{queue}", {"shards": shards})
+    again after 0.05 s, doubling to every 1 s): all in, Lambda's duration included.
+
+    `lanes`: a queue of 10 priority lanes (`shards` each), "in use" (a message of every
+    priority sent and acked just before: every lane is read) or "quiet" (made and never
+    sent to: its first receive marks the lanes empty, later ones read the marks only)."""
+    queue = f"b-empty-{shards}" + (f"-lanes-{lanes.replace(' ', '-')}" if lanes else "")
+    if lanes:
+        stack.api("PUT", f"/queues/{queue}", {"shards": shards, "max_priority": 9})
+    else:
+        stack.api("PUT", f"/queues/{queue}", {"shards": shards})
+    if lanes == "in use":
+        for priority in range(10):
+            stack.api("POST", f"/queues/{queue}/messages", {"body": "x", "priority": priority})
+        stack.stream.drain()
+        got = stack.api("POST", f"/queues/{queue}/receive", {"max_messages": 10})["messages"]
+        stack.api("POST", f"/queues/{queue}/ack", {"receipts": [m["receipt"] for m in got]})
     stack.api("POST", f"/queues/{queue}/receive", {"max_messages": 1})  # caches warm
     before = stack.meter.usage()
     for _ in range(EMPTY_RECEIVES):
         stack.api("POST", f"/queues/{queue}/receive", {"max_messages": 1})
     quick = stack.meter.usage() - before
     found: dict[str, Any] = {"shards": shards, "receives": EMPTY_RECEIVES}
+    if lanes:
+        found["priority_lanes"] = f"10, {lanes}"
     bill = price(quick, connection_minutes=False).per(EMPTY_RECEIVES)
     found["empty_receive_rru"] = quick.total_read_units() / EMPTY_RECEIVES
     found["empty_receive_dollars_per_million"] = bill.total
@@ -525,8 +559,11 @@ def empty_receives(stack: Stack, shards: int) -> dict[str, Any]:
 
 
 def show_empty(run: dict[str, Any]) -> str:
+    lanes = (
+        f" x 10 lanes ({run['priority_lanes'].split(', ')[1]})" if "priority_lanes" in run else ""
+    )
     line = (
-        f"  {run['shards']:>2} shards: an empty receive {run['empty_receive_rru']:.1f} RRU "
+        f"  {run['shards']:>2} shards{lanes}: an empty receive {run['empty_receive_rru']:.1f} RRU "
         f"(${run['empty_receive_dynamodb_dollars_per_million']:.2f}/M in DynamoDB, "
         f"${run['empty_receive_dollars_per_million']:.2f}/M all in)"
     )
@@ -909,6 +946,8 @@ def main() -> int:
         for path in PATHS:
             path_started = time.perf_counter()
             for size in SIZES:
+                if path == PRIORITY_PATH and size not in PRIORITY_SIZES:
+                    continue
                 # acks ride on the next receive only where both are in one segment: a batch
                 # of 10 fills a segment of its own, so its row would be the standard one
                 for batch in (1,) if path == ACK_WITH_NEXT else (1, 10):
@@ -921,6 +960,8 @@ def main() -> int:
         contended = contention(stack) if CONSUMERS else {}
         stored = stored_overhead(stack)
         empty = [empty_receives(stack, shards) for shards in EMPTY_SHARDS]
+        if PRIORITY_PATH in PATHS:
+            empty += [empty_receives(stack, 1, lanes) for lanes in ("quiet", "in use")]
     finally:
         stack.stop()
     if contended:

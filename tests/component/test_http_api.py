@@ -565,7 +565,14 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int, str]] = [
         400,
         "invalid_request",
     ),
-    ("extra-field", "POST", f"{Q}/messages", {"body": "x", "priority": 9}, 400, "invalid_request"),
+    (
+        "extra-field",
+        "POST",
+        f"{Q}/messages",
+        {"body": "x", "importance": 9},
+        400,
+        "invalid_request",
+    ),
     (
         "delay-too-long",
         "POST",

@@ -112,7 +112,7 @@ def test_selector_sees_jms_headers_of_a_stomp_send(
         "SUBSCRIBE",
         id="0",
         destination="/queue/typed",
-        selector="JMSType = 'order' AND JMSCorrelationID LIKE 'req-%' AND JMSPriority = 4 "
+        selector="JMSType = 'order' AND JMSCorrelationID LIKE 'req-%' AND JMSPriority = 9 "
         "AND JMSDeliveryMode = 'PERSISTENT' AND JMSTimestamp > 0",
     )
 

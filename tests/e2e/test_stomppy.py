@@ -417,3 +417,52 @@ def test_stomppy_amq_scheduled_delay_period_and_repeat_deliver_on_time(
     # each delivery carries the schedule's id, as ActiveMQ's do
     assert first.headers["scheduledJobId"] == second.headers["scheduledJobId"]
     assert second.headers["scheduledJobId"] == pending["schedule_id"]
+
+
+def test_stomppy_priority_header_orders_delivery_in_a_queue_with_max_priority(
+    mqless_dev: DevServer,
+) -> None:
+    queue = unique("stomppy-priority")
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
+        # Given a queue that tells every JMS priority apart
+        assert http.put(f"/queues/{queue}", json={"max_priority": 9}).status_code == 201
+        with stomppy(mqless_dev) as (connection, recorder):
+            # When stomp.py sends messages of priorities 1, 8 and 4, in that order
+            for body, priority in [("routine", 1), ("urgent", 8), ("normal", 4)]:
+                connection.send(
+                    f"/queue/{queue}", body, headers={"priority": str(priority)}, receipt=body
+                )
+                recorder.receipt(body)
+            # (all three indexed before anyone subscribes)
+            deadline = time.monotonic() + WAIT
+            while http.get(f"/queues/{queue}").json()["counts"]["visible"] < 3:
+                assert time.monotonic() < deadline, "the messages were never indexed"
+                time.sleep(0.05)
+            # and a client-individual subscriber with room for all three joins
+            connection.subscribe(f"/queue/{queue}", id="prio", ack="client-individual")
+            messages = recorder.messages(3)
+            errors = recorder.of("ERROR")
+    # Then the highest priority arrives first, each MESSAGE with its priority header
+    assert [(m.body, m.headers["priority"]) for m in messages] == [
+        ("urgent", "8"),
+        ("normal", "4"),
+        ("routine", "1"),
+    ]
+    assert errors == []
+
+
+def test_stomppy_send_with_a_priority_outside_0_to_9_gets_an_error(
+    mqless_dev: DevServer,
+) -> None:
+    queue = unique("stomppy-bad-priority")
+    with stomppy(mqless_dev) as (connection, recorder):
+        # When stomp.py sends with priority 10 (JMS priorities are 0-9)
+        connection.send(f"/queue/{queue}", "too urgent", headers={"priority": "10"}, receipt="s")
+        error = recorder.wait_for("ERROR", lambda: recorder.of("ERROR"))[0]
+        disconnected = recorder.disconnected.wait(WAIT)
+    # Then it gets an ERROR naming the header, for its receipt, and the session ends
+    assert "priority" in error.headers["message"]
+    assert error.headers.get("receipt-id") == "s"
+    assert disconnected

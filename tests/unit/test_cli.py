@@ -313,6 +313,16 @@ def test_send_puts_every_flag_into_the_request() -> None:
     assert result.stdout == "sent m-1 to pay.fifo (sequence 3 in its group)\n"
 
 
+def test_send_with_a_priority_puts_it_into_the_request() -> None:
+    # Given a queue to send to
+    api = FakeApi().on("POST", "/queues/alerts/messages", ok({"message_id": "m-1"}, 201))
+    # When a message is sent with --priority 7
+    sent = cli(["send", "alerts", "disk full", "--priority", "7"], api)
+    # Then the request asks for priority 7
+    assert sent.code == 0
+    assert api.bodies("POST", "/queues/alerts/messages") == [{"body": "disk full", "priority": 7}]
+
+
 def test_send_reads_the_body_from_stdin_without_its_final_newline() -> None:
     api = FakeApi().on("POST", "/queues/q/messages", ok({"message_id": "m-1"}, 201))
     cli(["send", "q"], api, stdin=io.StringIO("line one\nline two\n"))
@@ -1051,6 +1061,18 @@ def test_create_with_every_setting_flag() -> None:
     assert json.loads(result.stdout) == QUEUE
 
 
+def test_create_with_max_priority_asks_for_priority_lanes_and_shows_them() -> None:
+    # Given no queue `jobs`
+    lanes = {**QUEUE, "name": "jobs", "shards": 1, "max_priority": 9}
+    api = FakeApi().on("GET", "/queues/jobs", NO_QUEUE).on("PUT", "/queues/jobs", ok(lanes, 201))
+    # When it is made with --max-priority 9
+    result = cli(["create", "jobs", "--max-priority", "9"], api)
+    # Then the API is asked for it, and the settings show its ten lanes
+    assert api.bodies("PUT", "/queues/jobs") == [{"max_priority": 9}]
+    assert "priority lanes      10 (0-9)" in result.stdout.splitlines()
+    assert result.code == 0
+
+
 def test_create_no_dead_letter_asks_for_redelivery_forever() -> None:
     forever = {**QUEUE, "max_receive_count": None, "dead_letter_queue": None}
     api = (
@@ -1114,6 +1136,8 @@ def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
         (["create", "q", "--retention", "15d"], "argument --retention: 15d is not within"),
         (["create", "q", "--delay", "901"], "argument --delay: 901 is not within"),
         (["create", "q", "--shards", "65"], "argument --shards: 65 is not within 1-64"),
+        (["create", "q", "--max-priority", "10"], "argument --max-priority: 10 is not within 1-9"),
+        (["send", "q", "x", "--priority", "10"], "argument --priority: 10 is not within 0-9"),
         (["create", "q", "--max-receive-count", "0"], "argument --max-receive-count: 0"),
         (
             ["create", "q", "--max-receive-count", "3", "--no-dead-letter"],

@@ -162,7 +162,9 @@ def test_a_message_may_carry_fifty_attributes() -> None:
         {"group_id": "g" * 129},
         {"dedup_id": ""},
         {"dedup_id": "d" * 129},
-        {"priority": 9},
+        {"priority": 10},
+        {"priority": -1},
+        {"importance": 9},
     ],
     ids=[
         "51-attributes",
@@ -177,6 +179,8 @@ def test_a_message_may_carry_fifty_attributes() -> None:
         "long-group",
         "empty-dedup",
         "long-dedup",
+        "priority-over-9",
+        "negative-priority",
         "unknown-field",
     ],
 )

@@ -116,3 +116,9 @@ def message_flags(parser: argparse.ArgumentParser) -> None:
         help="a message attribute (repeatable)",
     )
     parser.add_argument("--content-type", metavar="TYPE", help="the body's content type")
+    parser.add_argument(
+        "--priority",
+        type=bounded(0, 9),
+        metavar="N",
+        help="JMS priority 0-9 (default 4): a queue with --max-priority delivers higher first",
+    )

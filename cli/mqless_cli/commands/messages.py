@@ -42,6 +42,7 @@ def message_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["attributes"] = dict(args.attribute)
     optional = {
         "content_type": args.content_type,
+        "priority": getattr(args, "priority", None),
         "ttl_seconds": getattr(args, "ttl", None),
         "group_id": getattr(args, "group", None),
         "dedup_id": getattr(args, "dedup_id", None),

@@ -32,6 +32,7 @@ MAX_RETENTION_SECONDS = 14 * 24 * 60 * 60
 MAX_DELAY_SECONDS = 900
 MAX_RECEIVE_COUNT = 1000
 MAX_SHARDS = 64
+MAX_PRIORITY = 9
 MAX_BROWSE_PAGE = 100
 
 SETTING_FLAGS = {
@@ -41,6 +42,7 @@ SETTING_FLAGS = {
     "retention_seconds": "--retention",
     "delay_seconds": "--delay",
     "shards": "--shards",
+    "max_priority": "--max-priority",
 }
 """Each setting of the API's queue document and the flag that sets it."""
 
@@ -76,7 +78,11 @@ def settings_rows(queue: dict[str, Any]) -> list[list[str]]:
         ["retention", age(queue.get("retention_seconds"))],
         ["delay", f"{queue.get('delay_seconds', 0)} s"],
         ["shards", str(queue.get("shards", "-"))],
-    ]
+    ] + (
+        [["priority lanes", f"{queue['max_priority'] + 1} (0-{queue['max_priority']})"]]
+        if isinstance(queue.get("max_priority"), int)
+        else []
+    )
 
 
 def _show(out: Output, heading: str, queue: dict[str, Any]) -> None:
@@ -323,6 +329,14 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="partitions (1-64; default 8; a standard queue's may grow, a FIFO queue's are "
         "fixed at creation)",
+    )
+    parser.add_argument(
+        "--max-priority",
+        dest="max_priority",
+        type=bounded(1, MAX_PRIORITY),
+        metavar="N",
+        help="deliver higher priorities first: lanes for priorities 0..N (1-9; 9: every JMS "
+        "priority; standard queues only, fixed at creation)",
     )
 
 

@@ -639,6 +639,7 @@ class QueueConsumers:
             sent_at=delivery.sent_at,
             receive_count=delivery.receive_count,
             group_id=delivery.group_id,
+            priority=delivery.priority,
         )
 
     def _give_back(

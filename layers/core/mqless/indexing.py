@@ -10,6 +10,13 @@ deliver it:
 - a topic's log item (`T#<topic>#<shard>`): its bodies, into the index of every durable
   subscription's queue whose pattern and filter policy match (`TopicRoutes`).
 
+A queue with priorities (`max_priority`) has a lane per priority, each its own index
+shards (`keys.lane_shard`): a body goes into its priority's lane (the log item's `p`, a
+reference item's pointer). Before appending, the dispatch function reads the queue's lane
+marks and marks in use each lane it appends to that is marked empty or was last marked
+over 5 minutes ago (`IndexStore.mark_lane_used`), so that receives that skip lanes found
+empty look there again.
+
 Appends are idempotent (a retried stream batch appends nothing twice) and grouped: one
 index write per queue shard per batch (a FIFO queue: per queue, whatever the groups),
 however many messages the batch brings.
@@ -30,8 +37,8 @@ from mqless.models import QueueConfig
 from mqless.refs import Mac, genuine, signed
 from mqless.storage import keys
 from mqless.storage.groups import FifoIndex, GroupedRef
-from mqless.storage.index import IndexStore, NewRef, Ref
-from mqless.storage.log import bodies_of
+from mqless.storage.index import LANE_MARK_EVERY_MS, IndexStore, NewRef, Ref
+from mqless.storage.log import bodies_of, pointer_priority
 
 logger = Logger(service="mqless", child=True)
 
@@ -78,6 +85,7 @@ class Indexer:
         """Index the new log items of one stream batch (images in stream order)."""
         report = IndexReport()
         standard: dict[tuple[str, int], list[NewRef]] = {}
+        lanes_used: dict[str, set[int]] = {}  # a priority queue's lanes appended to
         fifo: dict[str, tuple[QueueConfig, list[GroupedRef]]] = {}
         for item in items:
             try:
@@ -86,23 +94,41 @@ class Indexer:
                 continue
             if kind == "topic":
                 for target, bodies in self._topics.routes(destination, item):
-                    refs = self._topic_refs(item, target, bodies)
                     into = keys.shard_of(str(item["pk"]), target.shards)
-                    standard.setdefault((target.name, into), []).extend(refs)
+                    priorities = _priorities(item)
+                    published = self._topic_refs(item, target, bodies)
+                    for j, ref in zip(bodies, published, strict=True):
+                        lane = target.lane_of(priorities.get(j))
+                        if target.max_priority is not None:
+                            lanes_used.setdefault(target.name, set()).add(lane)
+                        standard.setdefault((target.name, keys.lane_shard(lane, into)), []).append(
+                            ref
+                        )
                 continue
             config = self._queues.find(destination)
             if config is None:
                 report.skipped += 1
                 continue
-            refs = self._queue_refs(item, config.name)
+            sent = self._queue_refs(item, config.name)
+            if config.max_priority is not None:
+                base = min(shard, config.shards - 1)
+                for ref, priority in sent:
+                    lane = config.lane_of(priority)
+                    lanes_used.setdefault(config.name, set()).add(lane)
+                    standard.setdefault((config.name, keys.lane_shard(lane, base)), []).append(ref)
+                continue
             if config.fifo:
                 # in stream order, whatever the group: a group's messages come from one log
                 # shard, so the stream brings them in the order they were sent
                 group = str(item.get("g") or "")
                 grouped = fifo.setdefault(config.name, (config, []))[1]
-                grouped.extend(GroupedRef(ref, group) for ref in refs)
+                grouped.extend(GroupedRef(ref, group) for ref, _ in sent)
             else:
-                standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(refs)
+                standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(
+                    ref for ref, _ in sent
+                )
+        for queue, lanes in lanes_used.items():
+            self._mark_lanes(queue, lanes)
         for (queue, shard), refs in standard.items():
             appended = self._index.append(queue, shard, refs)
             report.appended += appended.appended
@@ -117,15 +143,37 @@ class Indexer:
 
     def append_replayed(self, target: QueueConfig, items: Sequence[tuple[Item, list[int]]]) -> int:
         """Refer bodies a replay read back from a topic's log to `target` (`pubsub.py`), in
-        the order given, into the queue shards the dispatch function would use for them."""
+        the order given, into the queue shards (and priority lanes) the dispatch function
+        would use for them."""
         by_shard: dict[int, list[NewRef]] = {}
+        lanes: set[int] = set()
         for item, bodies in items:
             into = keys.shard_of(str(item["pk"]), target.shards)
-            by_shard.setdefault(into, []).extend(self._topic_refs(item, target, bodies))
+            priorities = _priorities(item)
+            published = self._topic_refs(item, target, bodies)
+            for j, ref in zip(bodies, published, strict=True):
+                lane = target.lane_of(priorities.get(j))
+                if target.max_priority is not None:
+                    lanes.add(lane)
+                by_shard.setdefault(keys.lane_shard(lane, into), []).append(ref)
+        if lanes:
+            self._mark_lanes(target.name, lanes)
         appended = 0
         for shard, refs in by_shard.items():
             appended += self._index.append(target.name, shard, refs).appended
         return appended
+
+    def _mark_lanes(self, queue: str, lanes: set[int]) -> None:
+        """Mark in use, before appending to them, the lanes that are marked empty or were
+        last marked over LANE_MARK_EVERY_MS ago (a receive marks a lane empty only after
+        twice that): one strongly consistent read a stream batch, a write a lane now and
+        then. The marks are read, not remembered: a queue made again under the same name
+        starts with none."""
+        marks = self._index.lane_marks(queue)
+        now = self._clock.now_ms()
+        for lane in sorted(lanes):
+            if marks.skippable(lane) or now - marks.used.get(lane, 0) >= LANE_MARK_EVERY_MS:
+                self._index.mark_lane_used(queue, lane, now)
 
     def _topic_refs(self, item: Item, target: QueueConfig, bodies: Sequence[int]) -> list[NewRef]:
         now = self._clock.now_ms()
@@ -142,23 +190,28 @@ class Indexer:
             for j in bodies
         ]
 
-    def _queue_refs(self, item: Item, queue: str) -> list[NewRef]:
-        """The references a queue's log item brings: its bodies, or (a reference item) the
-        bodies it points at, each only if the broker signed it for this queue."""
+    def _queue_refs(self, item: Item, queue: str) -> list[tuple[NewRef, int | None]]:
+        """The references a queue's log item brings, each with its body's priority: its
+        bodies, or (a reference item) the bodies it points at, each only if the broker
+        signed it for this queue."""
         expires = int(item.get("x", 0))
         sources: Sequence[Sequence[object]] = item.get("f") or []
         if not sources:
             visible = [int(v) for v in item.get("v") or []]
+            priorities = _priorities(item)
             return [
-                NewRef(
-                    signed(self._mac, queue, Ref(str(item["pk"]), str(item["sk"]), j)),
-                    expires,
-                    visible_at=visible[j] if j < len(visible) else 0,
-                    original=True,
+                (
+                    NewRef(
+                        signed(self._mac, queue, Ref(str(item["pk"]), str(item["sk"]), j)),
+                        expires,
+                        visible_at=visible[j] if j < len(visible) else 0,
+                        original=True,
+                    ),
+                    priorities.get(j),
                 )
                 for j in range(len(bodies_of(item)))
             ]
-        refs = []
+        refs: list[tuple[NewRef, int | None]] = []
         for source in sources:
             ref = Ref(str(source[0]), str(source[1]), int(str(source[2])), str(source[5]))
             if not genuine(self._mac, queue, ref):
@@ -167,5 +220,15 @@ class Indexer:
                     extra={"queue": queue, "item": str(item.get("sk"))},
                 )
                 continue
-            refs.append(NewRef(ref, expires, count=int(str(source[3])), reason=str(source[4])))
+            refs.append(
+                (
+                    NewRef(ref, expires, count=int(str(source[3])), reason=str(source[4])),
+                    pointer_priority(source),
+                )
+            )
         return refs
+
+
+def _priorities(item: Item) -> dict[int, int]:
+    """Body slot -> priority, of the bodies of a log item sent with one (`p`)."""
+    return {j: int(v) for j, v in enumerate(item.get("p") or []) if int(v) >= 0}

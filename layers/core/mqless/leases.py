@@ -47,14 +47,17 @@ from mqless.clock import Clock
 from mqless.models import QueueConfig
 from mqless.observability import metrics
 from mqless.receipts import Lease
+from mqless.storage import keys
 from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
 from mqless.storage.index import (
+    LANE_QUIET_MS,
     MAX_REFS,
     SETTLED,
     Cursor,
     Entry,
     Hold,
     IndexStore,
+    LaneMarks,
     Ref,
     Segment,
     new_token,
@@ -69,6 +72,8 @@ FLOOR_CACHE_MS: Final = 2_000
 FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, ...)
 FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most
 FIFO_FLOOR_STEP: Final = 4  # passable segments at the floor before it is moved (one write)
+LANE_MARKS_CACHE_MS: Final = 2_000  # lane marks that skip no lane are kept this long
+LANE_RECHECK_MS: Final = 60_000  # a quiet lane found holding messages is looked at again after
 RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing
 STRAGGLER_SHARE: Final = 0.125  # racing receives that look behind the dispenser first
 STRAY_MS: Final = 30_000  # how long a dispensed, never-leased reference waits for its holder
@@ -152,6 +157,8 @@ class Leases:
         self._home: dict[str, int] = {}
         self._fifo_floors: dict[str, tuple[int, int]] = {}  # (floor, when read) per FIFO queue
         self._fifo_hints: dict[str, int] = {}
+        self._lanes_held: dict[tuple[str, int], int] = {}  # quiet lanes seen not empty, when
+        self._lane_marks: dict[str, tuple[LaneMarks, int]] = {}  # (marks, when read) per queue
         self.stats = LeaseStats()
 
     # ---- taking -------------------------------------------------------------------------
@@ -190,7 +197,10 @@ class Leases:
         """The shards in the order to look at them: from where this process last found
         messages (a producer's messages share a shard: that is where the next ones are),
         or where the leases being acknowledged are (the next is likely beside them),
-        otherwise from a random one (competing consumers spread)."""
+        otherwise from a random one (competing consumers spread). A queue with priorities:
+        lane by lane, highest first (`_lane_order`)."""
+        if config.max_priority is not None:
+            return self._lane_order(config)
         with self._lock:
             start = self._home.get(config.name)
         if acks is not None and (pending := acks.pending()):
@@ -198,6 +208,68 @@ class Leases:
         if start is None or start >= config.shards:
             start = random.randrange(config.shards)
         return [(start + i) % config.shards for i in range(config.shards)]
+
+    # ---- priority lanes ---------------------------------------------------------------------
+
+    def _lane_order(self, config: QueueConfig) -> list[int]:
+        """A priority queue's index shards in the order to look at them: its lanes highest
+        first (a receive fills its batch from the highest lane that has messages, then the
+        lower ones), each lane's shards from where this process last found messages. Lanes
+        marked empty since their last use are left out, so a receive that finds nothing
+        reads the marks (1 RRU) and the lanes in use, not every lane's every shard."""
+        marks = self._marks(config.name)
+        with self._lock:
+            home = self._home.get(config.name)
+        start = home % keys.MAX_SHARDS if home is not None else random.randrange(config.shards)
+        start = start if start < config.shards else 0
+        order: list[int] = []
+        for lane in reversed(range(config.lanes)):
+            if marks.skippable(lane) or self._lane_drained(config, lane, marks):
+                continue
+            order += [
+                keys.lane_shard(lane, (start + i) % config.shards) for i in range(config.shards)
+            ]
+        return order
+
+    def _marks(self, queue: str) -> LaneMarks:
+        """A queue's lane marks, read strongly consistent; kept for LANE_MARKS_CACHE_MS only
+        while they skip no lane. Marks that skip a lane are read again every time: an
+        appender marks the lane in use before its append wakes a push pump, and the pump
+        must see that mark, not a copy from before it."""
+        now = self._clock.now_ms()
+        with self._lock:
+            cached = self._lane_marks.get(queue)
+        if cached is not None and now - cached[1] < LANE_MARKS_CACHE_MS:
+            return cached[0]
+        marks = self._index.lane_marks(queue)
+        if not any(marks.skippable(lane) for lane in marks.emptied):
+            with self._lock:
+                self._lane_marks[queue] = (marks, now)
+        return marks
+
+    def _lane_drained(self, config: QueueConfig, lane: int, marks: LaneMarks) -> bool:
+        """Whether a lane that no appender has marked for LANE_QUIET_MS holds nothing
+        unsettled in any shard (then marked empty: skipped until its next use). Every
+        append to it was made that long before these reads, so they show it."""
+        now = self._clock.now_ms()
+        used = marks.used.get(lane, 0)
+        with self._lock:
+            held_at = self._lanes_held.get((config.name, lane), -LANE_RECHECK_MS)
+        if now - used < LANE_QUIET_MS or now - held_at < LANE_RECHECK_MS:
+            return False
+        for base in range(config.shards):
+            shard = keys.lane_shard(lane, base)
+            segments = self._index.segments(
+                config.name, shard, self.floor(config.name, shard), limit=SCAN_SEGMENTS
+            )
+            holding = any(not e.settled and not e.expired(now) for s in segments for e in s.entries)
+            if holding or len(segments) >= SCAN_SEGMENTS:
+                with self._lock:
+                    self._lanes_held[(config.name, lane)] = now
+                return False
+        with self._lock:
+            self._lane_marks.pop(config.name, None)  # it skips a lane from now on
+        return self._index.mark_lane_empty(config.name, lane, used)
 
     def visible_in(self, queue: str, shard: int) -> bool:
         """Whether an oldest-first lease (a push consumer's) would find a message in this

@@ -17,6 +17,7 @@ from pydantic import (
 
 from mqless import names
 from mqless.errors import PayloadTooLarge
+from mqless.storage import keys
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ATTRIBUTES = 50
@@ -42,6 +43,8 @@ DEFAULT_SHARDS = 8
 DEFAULT_FIFO_SHARDS = 16
 MAX_SHARDS = 64
 MAX_DEDUP_ID = 128
+MAX_PRIORITY = 9  # JMS priorities are 0-9
+DEFAULT_PRIORITY = 4  # JMS's default: what a message sent without a priority has
 
 VisibilitySeconds = Annotated[
     int,
@@ -118,7 +121,21 @@ class QueueSettings(BaseModel):
             description="Partitions the queue's messages are spread over (default 8, FIFO 16; "
             "each takes about 400 messages/s sent one per request, up to 1,500 in batches of "
             "10). A standard queue's can grow, never shrink; a FIFO queue's are fixed when it "
-            "is made.",
+            "is made. A queue with max_priority has this many per priority lane (default: "
+            "8 shared by its lanes, at least 1 each).",
+        ),
+    ] = None
+
+    max_priority: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=MAX_PRIORITY,
+            description="The highest priority the queue tells apart (RabbitMQ's "
+            "x-max-priority): 1-9 makes max_priority + 1 lanes, higher priorities first; a "
+            "message's priority above it counts as max_priority. Null (the default): one "
+            "lane, priorities kept on messages but not ordered by. Standard queues only; "
+            "fixed when the queue is made.",
         ),
     ] = None
 
@@ -139,10 +156,36 @@ class QueueConfig(BaseModel):
     retention_seconds: int = DEFAULT_RETENTION_SECONDS
     delay_seconds: int = 0
     shards: int = DEFAULT_SHARDS
+    max_priority: int | None = None
     created_at: int = 0
     updated_at: int = 0
     created_by: str | None = None  # the principal whose request created it; None: the broker
     charged_to: str | None = None  # whose quota it counts against (quotas.py)
+
+    @property
+    def lanes(self) -> int:
+        """Priority lanes: max_priority + 1, or 1 (a queue without priorities)."""
+        return 1 if self.max_priority is None else self.max_priority + 1
+
+    def lane_of(self, priority: int | None) -> int:
+        """The lane a message of this priority is indexed in (RabbitMQ's rule: a priority
+        above the queue's highest counts as its highest; none is JMS's default, 4)."""
+        if self.max_priority is None:
+            return 0
+        return min(DEFAULT_PRIORITY if priority is None else priority, self.max_priority)
+
+    def index_shards(self) -> list[int]:
+        """Every index shard of the queue, highest lane first (`keys.lane_shard`)."""
+        return [
+            keys.lane_shard(lane, shard)
+            for lane in reversed(range(self.lanes))
+            for shard in range(self.shards)
+        ]
+
+    def has_index_shard(self, shard: int) -> bool:
+        """Whether a receipt's shard is one of this queue's index shards."""
+        lane, base = divmod(shard, MAX_SHARDS)
+        return shard >= 0 and lane < self.lanes and base < self.shards
 
     @classmethod
     def from_settings(cls, name: str, settings: QueueSettings, now_ms: int) -> QueueConfig:
@@ -162,6 +205,13 @@ class QueueConfig(BaseModel):
                     f"queue name {name!r} is too long to derive a dead-letter queue name; "
                     "set dead_letter_queue or max_receive_count: null"
                 )
+        if fifo and settings.max_priority is not None:
+            from mqless.errors import InvalidRequest
+
+            raise InvalidRequest(
+                f"queue {name!r} is FIFO: a FIFO queue delivers each group in send order, so it "
+                "takes no max_priority (as SQS FIFO has no priority)"
+            )
         return cls(
             name=name,
             fifo=fifo,
@@ -174,10 +224,22 @@ class QueueConfig(BaseModel):
             dead_letter_queue=dlq if max_receive is not None else None,
             retention_seconds=settings.retention_seconds or DEFAULT_RETENTION_SECONDS,
             delay_seconds=settings.delay_seconds or 0,
-            shards=settings.shards or (DEFAULT_FIFO_SHARDS if fifo else DEFAULT_SHARDS),
+            shards=settings.shards or _default_shards(fifo, settings.max_priority),
+            max_priority=settings.max_priority,
             created_at=now_ms,
             updated_at=now_ms,
         )
+
+
+def _default_shards(fifo: bool, max_priority: int | None) -> int:
+    """Shards a queue made without naming them gets. A queue with priorities has that many
+    per lane: its lanes share the default 8 (10 lanes get 1 each), so that a receive which
+    looks through its lanes reads about as many partitions as a queue without them."""
+    if fifo:
+        return DEFAULT_FIFO_SHARDS
+    if max_priority is not None:
+        return max(1, DEFAULT_SHARDS // (max_priority + 1))
+    return DEFAULT_SHARDS
 
 
 class NewMessage(BaseModel):
@@ -195,6 +257,7 @@ class NewMessage(BaseModel):
     ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_RETENTION_SECONDS)
     group_id: str | None = Field(default=None, min_length=1, max_length=MAX_GROUP_ID)
     dedup_id: str | None = Field(default=None, min_length=1, max_length=MAX_DEDUP_ID)
+    priority: int | None = Field(default=None, ge=0, le=MAX_PRIORITY)
 
     @field_validator("content_type", "correlation_id", "reply_to", "group_id", "dedup_id")
     @classmethod
@@ -303,6 +366,7 @@ class Delivery(BaseModel):
     dead_letter_reason: str | None = None
     source_queue: str | None = None
     origin: str | None = None  # where it was sent: the queue, or the topic it was published to
+    priority: int | None = None  # as sent (0-9); None: sent without one (JMS's 4)
 
     def body_text(self) -> str:
         """The body as it travels in JSON: text as is, binary as base64."""
@@ -365,6 +429,7 @@ class BrowsedMessage(BaseModel):
     group_id: str | None = None
     dead_letter_reason: str | None = None
     source_queue: str | None = None
+    priority: int | None = Field(default=None, description="As sent (0-9); null: none.")
     error: str | None = Field(default=None, description="Why the body is unreadable.")
 
 

@@ -61,6 +61,7 @@ class Push:
     sent_at: int = 0
     receive_count: int = 1
     group_id: str | None = None
+    priority: int | None = None  # as sent; None: sent without one
 
 
 def json_frame(push: Push) -> dict[str, Any]:
@@ -84,6 +85,8 @@ def json_frame(push: Push) -> dict[str, Any]:
         frame["ack"] = push.ack
     if push.group_id is not None:
         frame["group_id"] = push.group_id
+    if push.priority is not None:
+        frame["priority"] = push.priority
     return frame
 
 
@@ -114,12 +117,17 @@ def stomp_frame(push: Push, version: str) -> Frame:
         headers.append(("reply-to", push.reply_to))
     if push.group_id is not None:
         headers.append(("JMSXGroupID", push.group_id))
+    if push.priority is not None:
+        headers.append(("priority", str(push.priority)))
     # Sends refuse these names; a message stored before they were refused must still not
     # pass for the broker's own headers.
     headers.extend(
         (name, value)
         for name, value in sorted(push.attributes.items())
-        if name not in BROKER_HEADERS and not name.lower().startswith(RESERVED_PREFIX)
+        if name not in BROKER_HEADERS
+        and not name.lower().startswith(RESERVED_PREFIX)
+        # an attribute named priority (an HTTP sender's) gives way to the message's own
+        and not (name == "priority" and push.priority is not None)
     )
     return Frame("MESSAGE", tuple(headers), body)
 

@@ -286,7 +286,11 @@ class TopicService:
             self._log.put(
                 keys.topic_log(topic, random.randrange(TOPIC_SHARDS)),
                 item_id,
-                [Body(s.ciphertext, s.encrypted_key) for s in sealed],
+                # each body's priority, for subscription queues with priority lanes
+                [
+                    Body(s.ciphertext, s.encrypted_key, priority=m.priority)
+                    for s, m in zip(sealed, chunk, strict=True)
+                ],
                 expires_at=_expiry(chunk[0], keep, now),
             )
             results.extend(SendResult(message_id=i) for i in ids)
@@ -793,6 +797,7 @@ class TopicService:
                 sent_at=keys.id_time_ms(item.item),
                 attributes=opened.headers.attributes,
                 correlation_id=opened.headers.correlation_id,
+                priority=opened.headers.priority,
             )
             opened_bodies.append((dict(opened.headers.attributes), lookup))
         return opened_bodies

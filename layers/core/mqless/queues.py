@@ -195,6 +195,13 @@ class QueueService:
             existing = self._registry.get(name)
         if settings.shards is None:  # a replace that does not name shards keeps them
             config = config.model_copy(update={"shards": existing.shards})
+        if "max_priority" not in settings.model_fields_set:  # nor one that does not name it
+            config = config.model_copy(update={"max_priority": existing.max_priority})
+        if config.max_priority != existing.max_priority:
+            raise Conflict(
+                f"queue {name!r} has max_priority {existing.max_priority}, fixed when it was "
+                "made: its messages wait in the lanes it had"
+            )
         if existing.fifo and config.shards != existing.shards:
             raise Conflict(
                 f"FIFO queue {name!r} has {existing.shards} shards, fixed when it was made: a "
@@ -227,6 +234,7 @@ class QueueService:
             retention_seconds=existing.retention_seconds,
             delay_seconds=existing.delay_seconds,
             shards=existing.shards,
+            max_priority=existing.max_priority,
         )
         merged = kept.model_dump() | changes.model_dump(include=changes.model_fields_set)
         config, _ = self.put_queue(principal, name, QueueSettings.model_validate(merged))
@@ -282,8 +290,8 @@ class QueueService:
         config = self._registry.find(name)
         if not self._registry.delete(name):
             self._registry.get(name)  # raises QueueNotFound
-        shards = config.shards if config is not None else keys.MAX_SHARDS
-        for shard in range(shards):
+        shards = config.index_shards() if config is not None else range(keys.MAX_SHARDS)
+        for shard in shards:
             self._index.drop(name, shard)
             if names.is_fifo(name):
                 self._fifo.drop(name, shard)
@@ -299,7 +307,7 @@ class QueueService:
         purged = 0
         if config.fifo:
             purged = self._fifo.purge(name, config.shards)
-        for shard in range(0 if config.fifo else config.shards):
+        for shard in [] if config.fifo else config.index_shards():
             purged += self._index.purge(name, shard)
         self.leases.forget_floors(name)
         audit("queue.purge", principal.id, name, purged=purged)
@@ -313,7 +321,7 @@ class QueueService:
         visible = in_flight = delayed = 0
         read = 0
         bounded = False
-        for shard in range(config.shards):
+        for shard in config.index_shards():
             for until, count, _ in self._states(config, shard):
                 read += 1
                 if read > COUNT_BOUND:
@@ -386,7 +394,7 @@ class QueueService:
     def _oldest_visible_ms(self, config: QueueConfig, now: int) -> int | None:
         """When the oldest visible message was sent (among the first 100 per shard)."""
         oldest: int | None = None
-        for shard in range(config.shards):
+        for shard in config.index_shards():
             for read, (until, _, ref) in enumerate(self._states(config, shard)):
                 if read >= 100:
                     break
@@ -407,11 +415,13 @@ class QueueService:
         config = self._registry.get(name)
         starts = _decode_cursor(cursor, config)
         candidates: list[tuple[int, _Peeked]] = []
-        for shard in range(config.shards):
-            for count, peeked in enumerate(self._peek_shard(config, shard, starts[shard])):
+        # a cursor holds a position per index shard (a priority queue's lanes' too), in
+        # `index_shards` order
+        for number, shard in enumerate(config.index_shards()):
+            for count, peeked in enumerate(self._peek_shard(config, shard, starts[number])):
                 if count > limit or (config.fifo and len(candidates) > limit):
                     break
-                candidates.append((shard, peeked))
+                candidates.append((number, peeked))
         if not config.fifo:
             candidates.sort(key=lambda c: (keys.id_time_ms(c[1].ref.item), c[1].ref.item))
         page = candidates[:limit]
@@ -503,6 +513,7 @@ class QueueService:
             group_id=group if group is not None else (item.group if item else None),
             dead_letter_reason=why,
             source_queue=source,
+            priority=headers.priority,
             error=error,
         )
 
@@ -560,7 +571,7 @@ class QueueService:
 
     def _find(self, config: QueueConfig, message_id: str) -> _Found | None:
         item_id, slot = keys.locate(message_id)
-        for shard in range(config.shards):
+        for shard in config.index_shards():
             for peeked in self._peek_shard(config, shard, (0, 0)):
                 if peeked.ref.item == item_id and peeked.ref.slot == slot:
                     place = peeked.group if peeked.group is not None else str(peeked.place)
@@ -681,7 +692,12 @@ class QueueService:
             holder=holder,
         )
         bodies = [
-            Body(s.ciphertext, s.encrypted_key, visible_at=_visible_at(config, m, now))
+            Body(
+                s.ciphertext,
+                s.encrypted_key,
+                visible_at=_visible_at(config, m, now),
+                priority=m.priority,
+            )
             for s, m in zip(sealed, messages, strict=True)
         ]
         group = messages[0].group_id if config.fifo else None
@@ -1050,6 +1066,7 @@ class QueueService:
             dead_letter_reason=why,
             source_queue=source,
             origin=opened.origin,
+            priority=opened.headers.priority,
         )
 
     def _open(self, item: LogItem, ref: Ref) -> OpenedMessage:
@@ -1126,7 +1143,7 @@ class QueueService:
         for text in receipts:
             try:
                 lease = decode_receipt(text, queue=queue, sign=self._dedup.sign)
-                if lease.shard >= config.shards or (lease.kind == "g") != config.fifo:
+                if not config.has_index_shard(lease.shard) or (lease.kind == "g") != config.fifo:
                     raise InvalidRequest("malformed receipt")
                 parsed.append((text, lease))
             except InvalidRequest as exc:
@@ -1154,7 +1171,16 @@ class QueueService:
         if target_name is None:
             self._log.append_references(
                 f"{keys.QUEUE_LOG}{config.name}#{QUARANTINE}",
-                [Source(taken.ref.log, taken.ref.item, taken.ref.slot, count, why)],
+                [
+                    Source(
+                        taken.ref.log,
+                        taken.ref.item,
+                        taken.ref.slot,
+                        count,
+                        why,
+                        priority=item.priority(taken.ref.slot),
+                    )
+                ],
                 now_ms=self._clock.now_ms(),
                 expires_at=item.expires_at,
                 group=item.group,
@@ -1216,6 +1242,8 @@ class QueueService:
                 count,
                 reason,
                 ref_mac(self._dedup.mac, target.name, Ref(ref.log, ref.item, ref.slot)),
+                # the body's, kept where it goes: indexed in its lane there (if it has lanes)
+                priority=item.priority(ref.slot),
             )
         ]
         group = item.group if target.fifo else None
@@ -1429,7 +1457,7 @@ class QueueService:
         if config.fifo:
             self._sweep_fifo(config, report)
             return
-        for shard in range(config.shards):
+        for shard in config.index_shards():
             self._sweep_shard(config, shard, report)
 
     def _sweep_shard(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
@@ -1623,7 +1651,7 @@ class QueueService:
         config = self._registry.get(queue)
         valid = [
             lease.queue == queue
-            and lease.shard < config.shards
+            and config.has_index_shard(lease.shard)
             and (lease.kind == "g") == config.fifo
             for lease in leases
         ]
@@ -1697,7 +1725,7 @@ def _encode_cursor(positions: Sequence[tuple[int, int]]) -> str:
 def _decode_cursor(cursor: str | None, config: QueueConfig) -> list[tuple[int, int]]:
     """A cursor this API gave out for this queue (one position per shard), or InvalidRequest."""
     if cursor is None:
-        return [(0, 0)] * config.shards
+        return [(0, 0)] * len(config.index_shards())
     if len(cursor) > 2048:
         raise InvalidRequest("malformed cursor")
     try:
@@ -1706,7 +1734,7 @@ def _decode_cursor(cursor: str | None, config: QueueConfig) -> list[tuple[int, i
         raise InvalidRequest("malformed cursor") from exc
     if (
         not isinstance(value, list)
-        or len(value) != config.shards
+        or len(value) != len(config.index_shards())
         or not all(
             isinstance(p, list)
             and len(p) == 2
@@ -1815,5 +1843,6 @@ class _Selection:
                 attributes=headers.attributes,
                 correlation_id=headers.correlation_id,
                 group_id=item.group,
+                priority=headers.priority,
             )
         )

@@ -97,6 +97,7 @@ class Headers(BaseModel):
     content_dedup: bool = Field(default=False, alias="h")
     binary: bool = Field(default=False, alias="b")
     origin: str | None = Field(default=None, alias="o")  # absent: the holder itself
+    priority: int | None = Field(default=None, alias="p")  # JMS 0-9; absent: sent without
 
     @classmethod
     def of(cls, message: NewMessage, *, content_dedup: bool = False) -> Headers:
@@ -109,6 +110,7 @@ class Headers(BaseModel):
             dedup_id=message.dedup_id,
             content_dedup=content_dedup and message.dedup_id is None,
             binary=message.binary,
+            priority=message.priority,
         )
 
     def encode(self) -> bytes:

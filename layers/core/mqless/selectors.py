@@ -707,11 +707,12 @@ def message_lookup(
     attributes: Mapping[str, str],
     correlation_id: str | None = None,
     group_id: str | None = None,
+    priority: int | None = None,
 ) -> Lookup:
     """Property values a selector sees for a message: the JMS headers ActiveMQ maps from STOMP
     (`JMSMessageID`, `JMSTimestamp`, `JMSCorrelationID`, `JMSType` from the `type` header,
-    `JMSPriority` from `priority`, `JMSDeliveryMode` always `PERSISTENT`, `JMSXGroupID`) and
-    every attribute by its name."""
+    `JMSPriority` the message's priority (else an attribute `priority`, else 4),
+    `JMSDeliveryMode` always `PERSISTENT`, `JMSXGroupID`) and every attribute by its name."""
 
     def lookup(name: str) -> Value:
         if name.startswith("JMS"):
@@ -724,6 +725,8 @@ def message_lookup(
             if name == "JMSType":
                 return attributes.get("type")
             if name == "JMSPriority":
+                if priority is not None:
+                    return priority
                 return _priority(attributes.get("priority"))
             if name == "JMSDeliveryMode":
                 return "PERSISTENT"  # every message is stored before it is acknowledged

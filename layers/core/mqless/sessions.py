@@ -652,6 +652,7 @@ class Sessions:
                 attributes=headers.attributes,
                 correlation_id=headers.correlation_id,
                 group_id=item.group,
+                priority=headers.priority,
             )
             pushes.extend(
                 (
@@ -669,6 +670,7 @@ class Sessions:
                         correlation_id=headers.correlation_id,
                         reply_to=headers.reply_to,
                         sent_at=keys.id_time_ms(item.item),
+                        priority=headers.priority,
                     ),
                 )
                 for target in targets

@@ -27,11 +27,11 @@ Behaviour a client can count on:
   ActiveMQ's `AMQ_SCHEDULED_DELAY` (ms, rounded up to seconds), `AMQ_SCHEDULED_PERIOD`,
   `AMQ_SCHEDULED_REPEAT` and `AMQ_SCHEDULED_CRON` (`scheduling.py`; a SEND to
   `/topic/ActiveMQ.Scheduler.Management` browses or removes schedules), `expires` (epoch
-  ms) and every
-  other header (an attribute) onto the message; `persistent` and `priority` are
-  accepted and ignored (every message is persistent). A header no attribute may be (a
-  name starting with `mqless-`, one the broker sets on MESSAGE frames such as
-  `message-id`, a control character) is refused with an ERROR naming it.
+  ms) and every other header (an attribute) onto the message; `priority` (JMS 0-9, as
+  ActiveMQ takes it) orders delivery in a queue with `max_priority` and travels with the
+  message; `persistent` is accepted and ignored (every message is persistent). A header no
+  attribute may be (a name starting with `mqless-`, one the broker sets on MESSAGE frames
+  such as `message-id`, a control character) is refused with an ERROR naming it.
 - Subscription ids and transaction names become part of storage keys: longer than
   128 characters, they are refused with an ERROR naming the header.
 - BEGIN/COMMIT/ABORT hold SEND, ACK and NACK frames until COMMIT (see `sessions.py`).
@@ -400,6 +400,12 @@ def _message(frame: Frame, now_ms: int) -> NewMessage:
             raise StompError("expires must be a time in epoch milliseconds (0: never)")
         ttl = max(1, math.ceil((int(raw_expires) - now_ms) / 1000))
         ttl = min(ttl, models.MAX_RETENTION_SECONDS)
+    priority: int | None = None
+    raw_priority = frame.header("priority")
+    if raw_priority is not None:
+        if not is_ascii_digits(raw_priority) or len(raw_priority) > 1:
+            raise StompError(f"priority must be a whole number from 0 to {models.MAX_PRIORITY}")
+        priority = int(raw_priority)
     try:
         message = NewMessage(
             body=frame.body,
@@ -409,6 +415,7 @@ def _message(frame: Frame, now_ms: int) -> NewMessage:
             reply_to=frame.header("reply-to"),
             group_id=frame.header("JMSXGroupID"),
             ttl_seconds=ttl,
+            priority=priority,
         )
     except ValueError as exc:
         raise InvalidRequest(f"SEND: {_first_error(exc)}") from exc

@@ -118,6 +118,16 @@ class SendMessageRequest(BaseModel):
             "(default: SHA-256 of the body).",
         ),
     ] = None
+    priority: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=models.MAX_PRIORITY,
+            strict=True,
+            description="JMS priority 0-9 (default 4). A queue with `max_priority` delivers "
+            "higher priorities first; any other queue keeps it on the message only.",
+        ),
+    ] = None
 
     @field_validator("attributes")
     @classmethod
@@ -281,6 +291,9 @@ class MessageOut(BaseModel):
     dedup_id: str | None = None
     dead_letter_reason: str | None = None
     source_queue: str | None = None
+    priority: Annotated[
+        int | None, Field(description="As sent (0-9); null: sent without one (JMS's 4).")
+    ] = None
 
     @classmethod
     def of(cls, delivery: Delivery) -> MessageOut:
@@ -353,6 +366,9 @@ class QueueView(BaseModel):
     retention_seconds: int
     delay_seconds: int
     shards: int = Field(description="Partitions the queue's messages are spread over.")
+    max_priority: int | None = Field(
+        default=None, description="Priority lanes: the highest priority told apart (null: none)."
+    )
     created_at: int
     updated_at: int
     created_by: str | None = Field(

@@ -165,6 +165,28 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class LaneMarks:
+    """A priority queue's lane marks: per lane, when an appender last marked it in use
+    (ms) and when a receiver last found it empty (ms; 0: never). A lane is skipped by
+    receives while it is marked empty after its last use (`empty_after_use`)."""
+
+    used: dict[int, int] = field(default_factory=dict)
+    emptied: dict[int, int] = field(default_factory=dict)
+
+    def skippable(self, lane: int) -> bool:
+        return self.emptied.get(lane, 0) > self.used.get(lane, 0)
+
+
+LANE_MARK_EVERY_MS: Final = 5 * 60_000
+"""An appender marks a lane in use before appending to it when its mark is older than 5
+minutes (or the lane is marked empty): one write per lane per 5 minutes, whatever the
+traffic, and a read of the marks per stream batch."""
+LANE_QUIET_MS: Final = 2 * LANE_MARK_EVERY_MS
+"""A receiver marks a lane empty only when no appender has marked it for this long: every
+append since was then made over 5 minutes before the receiver's read, which shows it."""
+
+
+@dataclass(frozen=True)
 class Hold:
     """A lease on one reference, as a receipt names it."""
 
@@ -370,6 +392,58 @@ class IndexStore:
                 UpdateExpression="SET d = :to",
                 ExpressionAttributeValues=to_wire({":to": to}),
             )
+
+    # ---- lane marks (queues with priorities) ---------------------------------------------
+
+    def lane_marks(self, queue: str) -> LaneMarks:
+        """A priority queue's lane marks, strongly consistent (1 RRU): a mark written
+        before an append must be seen by the receive the append wakes."""
+        with translated_errors():
+            found = self._db.get_item(
+                TableName=self._table,
+                Key=to_wire({"pk": keys.index_partition(queue, 0), "sk": keys.LANE_MARKS}),
+                ConsistentRead=True,
+            )
+        item = from_wire(found.get("Item", {}))
+        marks = LaneMarks()
+        for name, value in item.items():
+            if name[:1] in ("a", "e") and name[1:].isdigit():
+                into = marks.used if name[0] == "a" else marks.emptied
+                into[int(name[1:])] = int(value)
+        return marks
+
+    def mark_lane_used(self, queue: str, lane: int, now_ms: int) -> None:
+        """Mark a lane in use (before appending to it): one unconditional write."""
+        with translated_errors():
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_wire({"pk": keys.index_partition(queue, 0), "sk": keys.LANE_MARKS}),
+                UpdateExpression=f"SET a{lane} = :now",
+                ExpressionAttributeValues=to_wire({":now": now_ms}),
+            )
+
+    def mark_lane_empty(self, queue: str, lane: int, used_seen: int) -> bool:
+        """Mark a lane empty: only while its in-use mark is still `used_seen` (0: none),
+        so that an appender's mark since wins (False). The empty mark is `used_seen + 1`,
+        not a clock: any later in-use mark is higher, whatever the clocks."""
+        if used_seen:
+            condition, values = f"a{lane} = :seen", {":seen": used_seen, ":e": used_seen + 1}
+        else:
+            condition, values = f"attribute_not_exists(a{lane})", {":e": 1}
+        try:
+            with translated_errors():
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire({"pk": keys.index_partition(queue, 0), "sk": keys.LANE_MARKS}),
+                    UpdateExpression=f"SET e{lane} = :e",
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=to_wire(values),
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     # ---- appending (the dispatch function, and moves) -----------------------------------
 
@@ -766,6 +840,7 @@ __all__ = [
     "Entry",
     "Hold",
     "IndexStore",
+    "LaneMarks",
     "NewRef",
     "Ref",
     "Segment",

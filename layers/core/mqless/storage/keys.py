@@ -4,6 +4,9 @@ Storage engine v2 (docs/storage-engine.md):
 - logs       `pk = L#<queue>#<shard>` (a queue's sends) or `T#<topic>#<shard>` (a topic's
              publishes), `sk = <item id>`: bodies, written once.
 - index      `pk = I#<queue>#<shard>`: segments `sk = S#<seq>` and the cursor `sk = C`.
+             A queue with priorities has a lane per priority: lane L's shard s is index
+             shard `L * 64 + s` (`lane_shard`; lane 0 is the plain shard numbers), and
+             `pk = I#<queue>#0, sk = P` holds its lane marks (`storage.index`).
 - FIFO       `pk = F#<queue>#<seq mod shards>`: a FIFO queue's segments `sk = S#<seq>`, one
              sequence for the whole queue (references tagged with their group), and, in
              shard 0, its cursor `sk = C`.
@@ -39,6 +42,7 @@ SCHEDULES: Final = "J#"
 SCHEDULE_CURSORS: Final = "J"
 DUE_DIGITS: Final = 13  # epoch milliseconds until the year 2286
 CURSOR: Final = "C"
+LANE_MARKS: Final = "P"
 SEGMENT: Final = "S#"
 SEGMENT_DIGITS: Final = 10
 MAX_SHARDS: Final = 64
@@ -72,6 +76,16 @@ def parse_log_partition(pk: str) -> tuple[str, str, int]:
 
 def index_partition(queue: str, shard: int) -> str:
     return f"{INDEX}{queue}#{shard}"
+
+
+def lane_shard(lane: int, shard: int) -> int:
+    """The index shard of a priority lane's shard: lanes never share a partition, and
+    lane 0 (every queue without priorities) keeps the plain shard numbers."""
+    return lane * MAX_SHARDS + shard
+
+
+def lane_of_shard(index_shard: int) -> int:
+    return index_shard // MAX_SHARDS
 
 
 def parse_index_partition(pk: str) -> tuple[str, int]:

@@ -4,7 +4,9 @@
 publishes), `sk = <item id>`. An item holds one or more sealed bodies (`b`, one per
 message, in order) that share the item's key, its data key id (`k`) and its expiry (`x`,
 DynamoDB's TTL: the item is removed for free when its retention ends). Optional: `v` the
-moment each body may first be delivered (delays), `g` the FIFO group of every body in it.
+moment each body may first be delivered (delays), `g` the FIFO group of every body in it,
+`p` each body's priority (-1: none; only on items where a sender gave one): the dispatch
+function indexes a body into its priority's lane without opening it.
 
 DynamoDB bills every byte of an item, names and type overheads included, so the common
 case is stored tight: a lone body is `b` itself, not a list of one (a list costs 3 bytes
@@ -50,6 +52,7 @@ class Body:
     ciphertext: bytes
     encrypted_key: bytes
     visible_at: int = 0
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Source:
     count: int = 0
     reason: str = ""
     mac: str = ""  # the reference's MAC in the queue whose log this is (`refs.py`)
+    priority: int | None = None  # the body's, so that it is indexed in its lane there
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ class LogItem:
     group: str | None = None
     visible_at: tuple[int, ...] = ()
     sources: tuple[Source, ...] = ()
+    priorities: tuple[int, ...] = ()  # per body, -1: none (empty: none has one)
+
+    def priority(self, slot: int) -> int | None:
+        """The priority body `slot` was sent with, None if none."""
+        value = self.priorities[slot] if slot < len(self.priorities) else -1
+        return None if value < 0 else value
 
 
 def key_id(encrypted_key: bytes) -> str:
@@ -126,6 +136,8 @@ class LogStore:
         }
         if any(b.visible_at for b in bodies):
             item["v"] = [b.visible_at for b in bodies]
+        if any(b.priority is not None for b in bodies):
+            item["p"] = priorities_attribute([b.priority for b in bodies])
         with translated_errors():
             self._db.put_item(TableName=self._table, Item=to_wire(item))
 
@@ -143,7 +155,7 @@ class LogStore:
         item = {
             "pk": partition,
             "sk": item_id,
-            "f": [[s.log, s.item, s.slot, s.count, s.reason, s.mac] for s in sources],
+            "f": [_pointer(s) for s in sources],
             "x": expires_at,
             "g": group,
         }
@@ -255,9 +267,10 @@ class LogStore:
         partition = str(item["pk"])
         destination = _destination(partition)
         sources = tuple(
-            Source(str(f[0]), str(f[1]), int(f[2]), int(f[3]), str(f[4]), str(f[5]))
+            Source(str(f[0]), str(f[1]), int(f[2]), int(f[3]), str(f[4]), str(f[5]), priority)
             for f in item.get("f") or []
             if len(f) >= 6
+            for priority in [pointer_priority(f)]
         )
         encrypted_key = b""
         if "k" in item:
@@ -279,7 +292,35 @@ class LogStore:
             group=item.get("g"),
             visible_at=tuple(int(v) for v in item.get("v") or []),
             sources=sources,
+            priorities=tuple(int(v) for v in item.get("p") or []),
         )
+
+
+def priorities_attribute(priorities: Sequence[int | None]) -> list[int]:
+    """`p` of a log item: each body's priority, -1 for none."""
+    return [-1 if p is None else p for p in priorities]
+
+
+def _pointer(source: Source) -> list[object]:
+    pointer: list[object] = [
+        source.log,
+        source.item,
+        source.slot,
+        source.count,
+        source.reason,
+        source.mac,
+    ]
+    if source.priority is not None:  # pointers without one stay as they were
+        pointer.append(source.priority)
+    return pointer
+
+
+def pointer_priority(pointer: Sequence[object]) -> int | None:
+    """The priority a reference item's pointer carries (its 7th element), None if none."""
+    if len(pointer) < 7:
+        return None
+    value = int(str(pointer[6]))
+    return value if value >= 0 else None
 
 
 def bodies_of(item: Item) -> tuple[bytes, ...]:
