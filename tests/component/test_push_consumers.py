@@ -652,3 +652,70 @@ def test_a_fifo_consumer_acks_messages_of_groups_named_with_separators(
     assert sorted(m["body"] for m in got) == sorted(f"{g}/{n}" for g in groups for n in (1, 2))
     assert [f for f in pusher.json_frames("c1") if f["type"] == "error"] == []
     assert _counts(broker, "f.fifo") == (0, 0)
+
+
+def test_messages_indexed_while_a_client_consumer_is_full_are_pushed_after_its_ack(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2 holding two messages (its producer
+    # sends to shard 7 of the queue's 8: every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "full", ack="client", prefetch=2)
+    _send(broker, "full", "m1", "m2")
+    sessions.pump("full", indexed=frozenset({7}))
+    first = _messages(pusher, "c1")
+    assert [m["body"] for m in first] == ["m1", "m2"]
+
+    # When a third is indexed and the dispatch function pumps it (the consumer has no
+    # credit: it is marked owed), then the consumer acks the two it holds
+    _send(broker, "full", "m3")
+    sessions.pump("full", indexed=frozenset({7}))
+    assert len(_messages(pusher, "c1")) == 2
+    _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
+
+    # Then the ack's pump pushes the third at once (no sweeper needed)
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _counts(broker, "full") == (0, 1)
+
+
+def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2 holding two messages, and a third
+    # message indexed (shard 7) while it is full
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "racy", ack="client", prefetch=2)
+    _send(broker, "racy", "m1", "m2")
+    sessions.pump("racy", indexed=frozenset({7}))
+    first = _messages(pusher, "c1")
+    assert len(first) == 2
+    _send(broker, "racy", "m3")
+
+    # When the dispatch function's pump has counted no credit, and the consumer's ack
+    # lands just before the pump marks it owed (so the ack sees no mark and pumps nothing)
+    mark = QueueConsumers._mark_owed
+    acked: list[bool] = []
+
+    def ack_first(self: QueueConsumers, consumer: Any) -> Any:
+        if not acked:
+            acked.append(True)
+            _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
+            assert len(_messages(pusher, "c1")) == 2  # the ack pumped nothing
+        return mark(self, consumer)
+
+    monkeypatch.setattr(QueueConsumers, "_mark_owed", ack_first)
+    sessions.pump("racy", indexed=frozenset({7}))
+
+    # Then the pump's mark returns the ack's watermark and it feeds the consumer again:
+    # the third message is pushed by that pump
+    assert acked == [True]
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _counts(broker, "racy") == (0, 1)

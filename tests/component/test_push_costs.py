@@ -127,10 +127,17 @@ def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_unit
 
 
 def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_message(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, meter: Meter, aws: Aws
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 10 (issue 13's push path: batches of 10
-    # sent over HTTP, pushed 10 per frame, one cumulative ack per push)
+    # sent over HTTP, pushed 10 per frame, one cumulative ack per push) of a queue whose
+    # one producer sends to shard 7 (every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
     sessions.open(Connection("c1"), ANONYMOUS)
     _frame(sessions, "c1", action="subscribe", destination="/queue/stream", id="s1", ack="client")
     counted = Usage()
@@ -141,7 +148,7 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_messa
     for _ in range(6):
         _send_batches(broker, "stream", 10)
         before = meter.usage()
-        sessions.pump("stream")
+        sessions.pump("stream", indexed=frozenset({7}))  # as the dispatch function does
         pushed = _new_messages(pusher, seen)
         assert len(pushed) == 10
         seen += len(pushed)
@@ -157,6 +164,40 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_messa
     assert (counts.visible, counts.in_flight) == (0, 0)
     assert counted.failed_conditions == {}
     assert _write_units(counted, aws) == (12, 13)
+
+
+def test_an_ack_of_a_consumer_that_keeps_up_with_its_producer_pumps_nothing(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given issue 13's push path: a client-mode consumer with prefetch 10, and a batch of
+    # 10 sent to shard 7 of the queue's 8, indexed and pushed by the dispatch function
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(sessions, "c1", action="subscribe", destination="/queue/kept", id="s1", ack="client")
+    _send_batches(broker, "kept", 10)
+    sessions.pump("kept", indexed=frozenset({7}))
+    pushed = _new_messages(pusher, 0)
+    assert len(pushed) == 10
+    start = meter.usage()
+
+    # When the consumer acks the push cumulatively (nothing else waits)
+    _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    used = meter.usage() - start
+
+    # Then the ack settles the batch's segment and moves the watermark, and reads no index
+    # shard: no pump follows (it read all 8 shards, 4 units, and the consumers, 1); its
+    # reads are the connection, the consumer and its records, one each
+    _, counts = broker.get_queue(ANONYMOUS, "kept")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    assert _write_units(used, aws) == (1, 1)
+    index_reads = [p for p in used.partition_read_units if " I#kept#" in p]
+    assert index_reads == []
+    assert used.read_units.get(aws.settings.destinations_table) == 3
 
 
 def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could_carry(

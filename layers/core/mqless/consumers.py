@@ -113,6 +113,7 @@ PUSH_LIMIT: Final = 50  # client-individual: messages per push (its record stays
 CONSUMER_SECONDS: Final = 3 * 60 * 60  # outlives API Gateway's 2-hour connection limit
 MAX_SEQ_DIGITS: Final = 10
 MAX_POSITION_DIGITS: Final = 4  # a push holds at most the prefetch (1,000)
+OWED: Final = "owed"  # consumer item: a pump found it without credit (see `_owe`)
 
 
 class NotInFlight(Conflict):
@@ -182,6 +183,9 @@ class Consumer:
     """Drawn on subscribe: the key range of this subscription's delivery records."""
     acked: int = -1
     """`client` mode: everything pushed up to this watermark is settled (-1: nothing)."""
+    owed: bool = False
+    """`client` mode: a pump left it without credit while messages may have waited: the
+    ack that opens its room pumps (and takes the mark off)."""
     selector: str | None = None
     """A JMS selector (checked on subscribe): only the messages it selects are leased."""
 
@@ -243,6 +247,7 @@ class _Holding:
     in_flight: int
     low: int  # the lowest seq that may hold anything (the next record's `lo`)
     lost: bool = False  # another pump wrote a record first: it feeds this consumer now
+    starved: bool = False  # it had no credit when this pump would have leased for it
 
 
 @dataclass
@@ -356,8 +361,14 @@ class QueueConsumers:
 
     # ---- feeding -------------------------------------------------------------------------
 
-    def pump(self, queue: str) -> PumpReport:
+    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit.
+
+        `indexed` (the dispatch function's pump of what it just indexed in these shards of
+        a standard queue): a `client` consumer left without credit is marked owed only if
+        something is left visible there. Whatever else is visible, the pump that made it
+        so was responsible for it (its dispatch pump, or a pump without `indexed`, which
+        marks such consumers whatever it leaves).
 
         A consumer whose post fails (API Gateway erred) gets its messages given back and
         is skipped for the rest of this pump; the others are still fed, those messages
@@ -375,16 +386,22 @@ class QueueConsumers:
         while True:
             undeliverable, failed = report.undeliverable, len(failures)
             outboxes: dict[str, _Outbox] = {}
+            drained = False
             try:
-                self._feed(list(consumers), outboxes, holdings, report, failures)
+                drained = self._feed(list(consumers), outboxes, holdings, report, failures)
             finally:
                 for outbox in outboxes.values():
                     self._flush_guarded(outbox, holdings, report, failures)
             # Feed again now, not at the next pump, when this round freed something: a
             # message dead-lettered as undeliverable (its consumer's credit, its FIFO
             # group), or the messages of a consumer whose post failed (given back for the
-            # others to take). Each such round removes a message or a consumer, and the
-            # budget bounds them all.
+            # others to take), or credit an ack freed while this pump marked its consumer
+            # owed. Each such round removes a message or a consumer or takes an ack's
+            # credit, and the budget bounds them all.
+            refreshed = {} if drained else self._owe(queue, consumers, holdings, indexed)
+            if refreshed:
+                consumers = [refreshed.get(c.tag, c) for c in consumers]
+                continue
             if report.more or (report.undeliverable == undeliverable and len(failures) == failed):
                 break
         if failures:
@@ -398,8 +415,9 @@ class QueueConsumers:
         holdings: dict[str, _Holding],
         report: PumpReport,
         failures: list[Exception],
-    ) -> None:
-        """Lease for consumers in rounds until the queue is drained or the budget is spent."""
+    ) -> bool:
+        """Lease for consumers in rounds until the queue is drained or the budget is spent;
+        whether it was found drained (nothing visible)."""
         while active:
             hungry: list[Consumer] = []
             for consumer in active:
@@ -408,11 +426,11 @@ class QueueConsumers:
                 want = min(models.MAX_BATCH, self._budget - report.leased)
                 if want <= 0:
                     report.more = True
-                    return
+                    return False
                 outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
                 leased = self._lease_for(consumer, min(want, outbox.room), holdings)
                 if leased is None and consumer.selector is None:
-                    return  # nothing visible: the queue is drained for now
+                    return True  # nothing visible: the queue is drained for now
                 if leased is None:  # nothing this selector takes; others may take the rest
                     continue
                 report.leased += len(leased)
@@ -425,6 +443,72 @@ class QueueConsumers:
                 if leased:
                     hungry.append(consumer)
             active = hungry
+        return False
+
+    def _owe(
+        self,
+        queue: str,
+        consumers: Sequence[Consumer],
+        holdings: dict[str, _Holding],
+        indexed: frozenset[int] | None,
+    ) -> dict[str, Consumer]:
+        """Mark the `client` consumers this pump found without credit owed, as messages
+        may wait for them; those whose credit an ack freed meanwhile, as they are now (to
+        be fed at once).
+
+        An ack that opens a consumer's room pumps only if it finds the mark (`settle`),
+        so that a consumer that keeps up with its producer (each push acked before the
+        next message arrives) costs no pump after its acks. The mark and the ack's
+        watermark are one item: the ack's write either sees the mark (and pumps), or came
+        first, and then this write returns its watermark, and this pump feeds again.
+        """
+        refreshed: dict[str, Consumer] = {}
+        starved = [
+            c
+            for c in consumers
+            if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
+        ]
+        for consumer in starved:
+            holdings[consumer.tag].starved = False
+        # a consumer that keeps up is filled to its credit by the pump of what was just
+        # indexed: one strongly consistent look at those shards, not a mark and a pump
+        if starved and indexed is not None and not self._queues.left_visible(queue, indexed):
+            return refreshed
+        for consumer in starved:
+            item = self._mark_owed(consumer)
+            if item is None:
+                continue  # unsubscribed meanwhile
+            acked = int(item.get("acked", -1))
+            if acked > consumer.acked:
+                refreshed[consumer.tag] = replace(consumer, acked=acked, owed=True)
+                holdings.pop(consumer.tag, None)  # counted again from the new watermark
+        return refreshed
+
+    def _mark_owed(self, consumer: Consumer) -> Item | None:
+        """The consumer item, marked owed (a read when it was marked already, as this pump
+        read it: the ack that takes the mark off pumps); None if it is gone."""
+        with translated_errors():
+            if consumer.owed:
+                found = self._db.get_item(
+                    TableName=self._table, Key=to_wire(consumer.key), ConsistentRead=True
+                )
+                item = found.get("Item")
+                if item is None or OWED in item:
+                    return None if item is None else from_wire(item)
+            try:
+                updated = self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire(consumer.key),
+                    UpdateExpression=f"SET {OWED} = :t",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues=to_wire({":t": 1}),
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if is_condition_failure(exc):
+                    return None
+                raise
+        return from_wire(updated["Attributes"])
 
     def _flush_guarded(
         self,
@@ -475,6 +559,7 @@ class QueueConsumers:
                 return []
             credit = min(want, consumer.prefetch - holding.in_flight)
             if credit <= 0:
+                holding.starved = True
                 return []
         deliveries = self._queues.receive(
             consumer.acting_as,
@@ -574,7 +659,9 @@ class QueueConsumers:
         )
         expires_at = until // 1000 + CONSUMER_SECONDS
         if not self._records.put(consumer.queue, consumer.records, record, expires_at=expires_at):
-            holding.lost = True
+            # its leases go back: the pump that won feeds it, and this one marks it owed,
+            # as it leaves the messages it gave back (`_owe`)
+            holding.lost = holding.starved = True
             holding.in_flight -= len(leased)
             return None
         holding.next_seq = seq + 1
@@ -693,12 +780,17 @@ class QueueConsumers:
             raise not_held
         seq, position, gen = target
         leases: list[Lease] | None
-        settled_by = consumer  # as it stands once this settle is written
+        room_opened: bool | None = None  # `client`: known from the records the ack read
         if consumer.ack == "client":
-            leases = self._up_to(consumer, seq, position, gen, now)
+            records = self._recent(consumer)
+            leases = self._up_to(consumer, records, seq, position, gen, now)
             if leases:
-                self._advance(consumer, watermark(seq, position))
-                settled_by = replace(consumer, acked=max(consumer.acked, watermark(seq, position)))
+                held = sum(len(r.held(now, consumer.acked)) for r in records)
+                room_opened = _crosses_refill(consumer, held - len(leases), freed=len(leases))
+                # a pump that left the consumer without credit marked it owed: only then
+                # is a pump worth its reads (an ack of a consumer that keeps up finds none)
+                owed = self._advance(consumer, watermark(seq, position), take_owed=room_opened)
+                room_opened = room_opened and owed is not False
         else:
             marked = self._records.settle(
                 consumer.queue, consumer.records, seq, position, gen=gen, now_ms=now
@@ -721,16 +813,18 @@ class QueueConsumers:
             nack
             or names.is_fifo(consumer.queue)
             or settled < len(done)  # a lease that had run out: its message is visible
-            or self._room_opened(settled_by, freed=len(leases))
+            or (
+                room_opened
+                if room_opened is not None
+                else self._room_opened(consumer, freed=len(leases))
+            )
         )
         return SettleReport(settled=settled, stale=len(done) - settled, refill=refill)
 
     def _room_opened(self, consumer: Consumer, *, freed: int) -> bool:
-        """Whether releasing `freed` messages took the consumer down through its refill
-        threshold (from holding more than prefetch - step to holding no more than that)."""
-        threshold = consumer.prefetch - refill_step(consumer.prefetch)
-        holding = self._holding(consumer, {}).in_flight
-        return holding <= threshold < holding + freed
+        """Whether releasing `freed` messages (settled in its records already) took the
+        consumer down through its refill threshold."""
+        return _crosses_refill(consumer, self._holding(consumer, {}).in_flight, freed=freed)
 
     def _find(self, consumer: Consumer, message_id: str, now: int) -> tuple[int, int, str] | None:
         """(seq, position, gen) of a held message, by its id (STOMP 1.0 and 1.1 ack so)."""
@@ -741,16 +835,20 @@ class QueueConsumers:
         return None
 
     def _up_to(
-        self, consumer: Consumer, seq: int, position: int, gen: str, now: int
+        self,
+        consumer: Consumer,
+        records: Sequence[DeliveryRecord],
+        seq: int,
+        position: int,
+        gen: str,
+        now: int,
     ) -> list[Lease]:
         """`client` mode: every lease held up to and including (seq, position), oldest
-        first; none if that message is not held."""
-        records = self._records.recent(
-            consumer.queue, consumer.records, floor=seq_of(consumer.acked), upto=seq
-        )
-        if not records or records[0].seq != seq or records[0].gen != gen:
-            return []
-        if not records[0].holds(position, now, consumer.acked):
+        first, of the consumer's recent records (newest first); none if that message is
+        not held. A record older than the newest's `lo` held nothing when it was written,
+        and holds nothing since."""
+        acked = next((r for r in records if r.seq == seq), None)
+        if acked is None or acked.gen != gen or not acked.holds(position, now, consumer.acked):
             return []
         mark = watermark(seq, position)
         return [
@@ -760,24 +858,36 @@ class QueueConsumers:
             if watermark(record.seq, p) <= mark
         ]
 
-    def _advance(self, consumer: Consumer, mark: int) -> None:
-        """Move a `client` consumer's watermark forward (never back: acks may race)."""
+    def _advance(self, consumer: Consumer, mark: int, *, take_owed: bool) -> bool | None:
+        """Move a `client` consumer's watermark forward (never back: acks may race), and
+        with `take_owed` take its owed mark off (its pump follows); whether it was marked
+        owed, None if unknown (a racing ack had moved the watermark further)."""
         try:
             with translated_errors():
-                self._db.update_item(
+                found = self._db.update_item(
                     TableName=self._table,
                     Key=to_wire(consumer.key),
-                    UpdateExpression="SET acked = :w",
+                    UpdateExpression="SET acked = :w" + (f" REMOVE {OWED}" if take_owed else ""),
                     ConditionExpression="attribute_exists(pk) AND "
                     "(attribute_not_exists(acked) OR acked < :w)",
                     ExpressionAttributeValues=to_wire({":w": mark}),
+                    ReturnValues="ALL_OLD",
                 )
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
+            return None
+        return OWED in found.get("Attributes", {})
 
     def _recent(self, consumer: Consumer) -> list[DeliveryRecord]:
         return self._records.recent(consumer.queue, consumer.records, floor=seq_of(consumer.acked))
+
+
+def _crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
+    """Whether a consumer that holds `holding` after releasing `freed` went down through
+    its refill threshold (from holding more than prefetch - step to no more than that)."""
+    threshold = consumer.prefetch - refill_step(consumer.prefetch)
+    return holding <= threshold < holding + freed
 
 
 def settle_fields(consumer: Consumer) -> Item | None:
@@ -837,6 +947,7 @@ def _consumer(queue: str, item: Item) -> Consumer:
         ),
         epoch=str(item.get("epoch", "")),
         acked=int(item.get("acked", -1)),
+        owed=item.get(OWED) is not None,
         selector=None if item.get("selector") is None else str(item["selector"]),
     )
 

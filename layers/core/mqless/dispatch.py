@@ -40,6 +40,7 @@ class _Batch:
         self.logged: list[tuple[str, Item]] = []  # (sequence number, new image)
         self.published: list[Item] = []
         self.queues: set[str] = set()
+        self.indexed: dict[str, set[int]] = {}  # standard queues: the shards appended to
 
 
 def handle_record(record: DynamoDBRecord, batch: _Batch) -> None:
@@ -88,6 +89,7 @@ def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
             failures = [*reported, {"itemIdentifier": batch.logged[0][0]}]
             return {"batchItemFailures": failures}
         batch.queues |= report.queues
+        batch.indexed = report.shards
     deliver(batch)
     return result
 
@@ -113,4 +115,6 @@ def deliver(batch: _Batch) -> None:
     except Exception:
         logger.exception("pushing to live subscribers failed")
     for queue in sorted(batch.queues):
-        sessions.try_pump(queue)
+        # a queue woken by a marker (not indexed here) is pumped as any other pump is
+        indexed = batch.indexed.get(queue)
+        sessions.try_pump(queue, indexed=None if indexed is None else frozenset(indexed))

@@ -49,6 +49,8 @@ class Queues(Protocol):
 @dataclass
 class IndexReport:
     queues: set[str] = field(default_factory=set)
+    shards: dict[str, set[int]] = field(default_factory=dict)
+    """The standard queues' shards that references were appended to."""
     appended: int = 0
     duplicates: int = 0
     skipped: int = 0  # log items of queues that no longer exist
@@ -108,6 +110,7 @@ class Indexer:
             report.appended += appended.appended
             report.duplicates += appended.duplicates
             report.queues.add(queue)
+            report.shards.setdefault(queue, set()).add(shard)
         for queue, (config, grouped) in fifo.items():
             fifo_appended = self._fifo.append(queue, config.shards, grouped)
             report.appended += fifo_appended.appended

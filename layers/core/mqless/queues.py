@@ -757,6 +757,16 @@ class QueueService:
                     break
         return False
 
+    def left_visible(self, queue: str, shards: Iterable[int]) -> bool:
+        """Whether anything is leasable now in these shards of a standard queue, strongly
+        consistent (a FIFO queue: True, not looked at)."""
+        config = self._registry.find(queue)
+        if config is None:
+            return False
+        if config.fifo:
+            return True
+        return any(self.leases.visible_in(queue, s, consistent=True) for s in shards)
+
     def visibility_of(self, queue: str) -> int:
         """The queue's lease length in seconds (what a receive without override gets)."""
         return self._registry.get(queue).visibility_timeout

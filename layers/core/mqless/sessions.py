@@ -510,23 +510,24 @@ class Sessions:
 
     # ---- feeding -------------------------------------------------------------------------
 
-    def pump(self, queue: str) -> PumpReport:
-        """Feed a queue's push consumers; connections found gone are closed."""
-        report = self.consumers.pump(queue)
+    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
+        """Feed a queue's push consumers; connections found gone are closed. `indexed`:
+        the dispatch function's pump, for what it indexed in these shards (`consumers.pump`)."""
+        report = self.consumers.pump(queue, indexed=indexed)
         if report.gone:
             self._close_all(report.gone)
         if report.more:
             self._queues.wake(queue)  # a stream record brings the next pump
         return report
 
-    def try_pump(self, queue: str) -> None:
+    def try_pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> None:
         """`pump` after answering a client frame: a failure is logged, not the frame's.
 
         Nothing is lost when a pump fails: its leases go back to the queue, and the next
         pump (a new message, an ack, the sweeper) tries again.
         """
         try:
-            self.pump(queue)
+            self.pump(queue, indexed=indexed)
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
 
