@@ -28,8 +28,11 @@ consumer with room left was given everything visible when it was last fed, and w
 became visible since (a new message indexed, a nack, a lease or delay that ran out) brings
 its own pump. So an ack pumps when it takes the consumer down through `refill_step`
 below its prefetch: from full with prefetch under 20 (every ack of a saturated consumer),
-in steps of 10 with prefetch 100 (one push of 10, not ten of one). What makes a message
-visible always pumps: a nack, a FIFO ack (the next message of its group), a stale ack.
+in steps of 10 with prefetch 100 (one push of 10, not ten of one). In `client` mode it
+pumps only if a pump marked the consumer `owed` (it left it without credit while messages
+may have waited: `_owe`); a consumer that keeps up with its producer never is, and its
+acks read no index. What makes a message visible always pumps: a nack, a FIFO ack (the
+next message of its group), a stale ack.
 
 An ack id is `<seq>.<position>.<gen>:<subscription>`: it names the record and the place
 in it, so settling needs no search. `client-individual`: one conditional update of the
