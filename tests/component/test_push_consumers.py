@@ -23,6 +23,7 @@ from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
+from mqless.storage.deliveries import DeliveryRecords
 from tests.component.conftest import Aws, RecordingPusher
 from tests.lambda_support import FakeLambdaContext
 
@@ -719,3 +720,96 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
     assert acked == [True]
     assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
     assert _counts(broker, "racy") == (0, 1)
+
+
+def test_the_dispatch_functions_pump_is_told_the_shards_it_indexed(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the dispatch function wired to these sessions, and a client-mode consumer
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
+        topics=sessions._topics,
+        time=SystemClock(),
+    )
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "told", ack="client", prefetch=1)
+    _send(broker, "told", "via stream")
+    pumped: list[frozenset[int] | None] = []
+    pump = QueueConsumers.pump
+
+    def spy(self: QueueConsumers, queue: str, *, indexed: frozenset[int] | None = None) -> Any:
+        pumped.append(indexed)
+        return pump(self, queue, indexed=indexed)
+
+    monkeypatch.setattr(QueueConsumers, "pump", spy)
+
+    # When the dispatch function gets the message's log INSERT record
+    [logged] = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("L#told#")
+    ]
+    record = {
+        "eventID": "1",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "Keys": {"pk": logged["pk"], "sk": logged["sk"]},
+            "NewImage": logged,
+            "SequenceNumber": "1",
+            "StreamViewType": "NEW_IMAGE",
+        },
+    }
+    assert handle_batch({"Records": [record]}, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    # Then the message is pushed by a pump that knows the shard it was indexed in (it
+    # looks there, not at every shard, before marking the consumer owed)
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["via stream"]
+    shard = int(logged["pk"]["S"].rsplit("#", 1)[1])
+    assert pumped == [frozenset({shard})]
+
+
+def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 3 and two messages waiting in shard 7
+    # (every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "race", ack="client", prefetch=3)
+    _send(broker, "race", "m1", "m2")
+
+    # When two dispatch pumps count the same credit: the first leases m1 and m2, and
+    # before it writes its record a third message arrives, whose pump leases it and
+    # writes that seq first; the first gives m1 and m2 back
+    put = DeliveryRecords.put
+    raced: list[bool] = []
+
+    def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
+        if not raced:
+            raced.append(True)
+            _send(broker, "race", "m3")
+            sessions.pump("race", indexed=frozenset({7}))
+            assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryRecords, "put", other_pump_first)
+    sessions.pump("race", indexed=frozenset({7}))
+
+    # Then the losing pump counts the consumer's credit again (the winner's record holds
+    # one of three) and pushes it the two it gave back, at once: no ack, no sweeper
+    assert raced == [True]
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m3", "m1", "m2"]
+    assert _counts(broker, "race") == (0, 3)

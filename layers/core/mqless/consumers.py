@@ -386,6 +386,7 @@ class QueueConsumers:
         random.shuffle(consumers)  # no consumer is always first in line
         failures: list[Exception] = []
         holdings: dict[str, _Holding] = {}
+        refed: set[str] = set()  # consumers fed again after a lost record race
         while True:
             undeliverable, failed = report.undeliverable, len(failures)
             outboxes: dict[str, _Outbox] = {}
@@ -401,7 +402,10 @@ class QueueConsumers:
             # others to take), or credit an ack freed while this pump marked its consumer
             # owed. Each such round removes a message or a consumer or takes an ack's
             # credit, and the budget bounds them all.
-            refreshed = {} if drained else self._owe(queue, consumers, holdings, indexed)
+            lost = any(h.lost for h in holdings.values())
+            refreshed = (
+                self._owe(queue, consumers, holdings, indexed, refed) if lost or not drained else {}
+            )
             if refreshed:
                 consumers = [refreshed.get(c.tag, c) for c in consumers]
                 continue
@@ -454,6 +458,7 @@ class QueueConsumers:
         consumers: Sequence[Consumer],
         holdings: dict[str, _Holding],
         indexed: frozenset[int] | None,
+        refed: set[str],
     ) -> dict[str, Consumer]:
         """Mark the `client` consumers this pump found without credit owed, as messages
         may wait for them; those whose credit an ack freed meanwhile, as they are now (to
@@ -471,11 +476,20 @@ class QueueConsumers:
             for c in consumers
             if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
         ]
-        for consumer in starved:
-            holdings[consumer.tag].starved = False
+        for consumer in list(starved):
+            holding = holdings[consumer.tag]
+            holding.starved = False
+            if holding.lost and consumer.tag not in refed:
+                # another pump wrote a record first and this one gave its leases back:
+                # count its credit again from the records (the winner's included) and feed
+                # it what is left, once; a second loss marks it owed like any other
+                refed.add(consumer.tag)
+                holdings.pop(consumer.tag)
+                refreshed[consumer.tag] = consumer
+                starved.remove(consumer)
         # a consumer that keeps up is filled to its credit by the pump of what was just
         # indexed: one strongly consistent look at those shards, not a mark and a pump
-        if starved and indexed is not None and not self._queues.left_visible(queue, indexed):
+        if not starved or (indexed is not None and not self._queues.left_visible(queue, indexed)):
             return refreshed
         for consumer in starved:
             item = self._mark_owed(consumer)
