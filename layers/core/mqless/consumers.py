@@ -186,6 +186,9 @@ class Consumer:
     """Drawn on subscribe: the key range of this subscription's delivery records."""
     acked: int = -1
     """`client` mode: everything pushed up to this watermark is settled (-1: nothing)."""
+    watermark_read: bool = True
+    """False: a copy without `acked` (`from_settle_fields`), -1 standing for not known:
+    a cumulative ack learns it from its own write."""
     owed: bool = False
     """`client` mode: a pump left it without credit while messages may have waited: the
     ack that opens its room pumps (and takes the mark off)."""
@@ -799,15 +802,7 @@ class QueueConsumers:
         leases: list[Lease] | None
         room_opened: bool | None = None  # `client`: known from the records the ack read
         if consumer.ack == "client":
-            records = self._recent(consumer)
-            leases = self._up_to(consumer, records, seq, position, gen, now)
-            if leases:
-                held = sum(len(r.held(now, consumer.acked)) for r in records)
-                room_opened = _crosses_refill(consumer, held - len(leases), freed=len(leases))
-                # a pump that left the consumer without credit marked it owed: only then
-                # is a pump worth its reads (an ack of a consumer that keeps up finds none)
-                owed = self._advance(consumer, watermark(seq, position), take_owed=room_opened)
-                room_opened = room_opened and owed is not False
+            leases, room_opened = self._settle_up_to(consumer, seq, position, gen, now)
         else:
             marked = self._records.settle(
                 consumer.queue, consumer.records, seq, position, gen=gen, now_ms=now
@@ -851,34 +846,47 @@ class QueueConsumers:
                 return record.seq, position, record.gen
         return None
 
-    def _up_to(
-        self,
-        consumer: Consumer,
-        records: Sequence[DeliveryRecord],
-        seq: int,
-        position: int,
-        gen: str,
-        now: int,
-    ) -> list[Lease]:
-        """`client` mode: every lease held up to and including (seq, position), oldest
-        first, of the consumer's recent records (newest first); none if that message is
-        not held. A record older than the newest's `lo` held nothing when it was written,
-        and holds nothing since."""
-        acked = next((r for r in records if r.seq == seq), None)
-        if acked is None or acked.gen != gen or not acked.holds(position, now, consumer.acked):
-            return []
+    def _settle_up_to(
+        self, consumer: Consumer, seq: int, position: int, gen: str, now: int
+    ) -> tuple[list[Lease], bool]:
+        """`client` mode: move the watermark to (seq, position); the leases that frees,
+        oldest first (none if that message is not held), and whether a pump should
+        follow (the ack opened the consumer's room and a pump had marked it owed).
+
+        One read (the consumer's recent records) and one write (the watermark, which
+        returns the item as it was: the watermark before, and the owed mark), whether or
+        not the consumer's watermark was read before (`Consumer.watermark_read`)."""
+        records = self._recent(consumer)
+        target = next((r for r in records if r.seq == seq), None)
+        if target is None or target.gen != gen or not target.holds(position, now, consumer.acked):
+            return [], False
         mark = watermark(seq, position)
-        return [
-            record.leases[p]
+        # with the watermark not read, positions up to it may be among these: they are
+        # left out below, once the write has returned it
+        candidates = [
+            (watermark(record.seq, p), record.leases[p])
             for record in reversed(records)
             for p in record.held(now, consumer.acked)
-            if watermark(record.seq, p) <= mark
         ]
+        after = sum(1 for w, _ in candidates if w > mark)
+        # whether this ack may take the consumer through its refill threshold (it frees at
+        # most every candidate up to the mark): only then may it take the owed mark off
+        may_open = _crosses_refill(consumer, after, freed=len(candidates) - after)
+        advanced = self._advance(consumer, mark, take_owed=may_open)
+        if advanced is None:  # a racing ack moved the watermark to here or past it
+            if not consumer.watermark_read:
+                return [], False
+            return [lease for w, lease in candidates if w <= mark], may_open
+        before, owed = advanced
+        leases = [lease for w, lease in candidates if before < w <= mark]
+        return leases, may_open and owed
 
-    def _advance(self, consumer: Consumer, mark: int, *, take_owed: bool) -> bool | None:
+    def _advance(
+        self, consumer: Consumer, mark: int, *, take_owed: bool
+    ) -> tuple[int, bool] | None:
         """Move a `client` consumer's watermark forward (never back: acks may race), and
-        with `take_owed` take its owed mark off (its pump follows); whether it was marked
-        owed, None if unknown (a racing ack had moved the watermark further)."""
+        with `take_owed` take its owed mark off (its pump follows); (the watermark before,
+        whether it was marked owed), or None if a racing ack had moved it this far."""
         try:
             with translated_errors():
                 found = self._db.update_item(
@@ -894,7 +902,8 @@ class QueueConsumers:
             if not is_condition_failure(exc):
                 raise
             return None
-        return OWED in found.get("Attributes", {})
+        before = from_wire(found.get("Attributes", {}))
+        return int(before.get("acked", -1)), OWED in before
 
     def _recent(self, consumer: Consumer) -> list[DeliveryRecord]:
         return self._records.recent(consumer.queue, consumer.records, floor=seq_of(consumer.acked))
@@ -909,10 +918,8 @@ def _crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
 
 def settle_fields(consumer: Consumer) -> Item | None:
     """What settling needs of a consumer's record, for its subscription's record to carry
-    (`from_settle_fields`); None in `client` mode, whose watermark moves with every ack
-    and must be read where it is kept."""
-    if consumer.ack == "client":
-        return None
+    (`from_settle_fields`): all but a `client` consumer's watermark and owed mark, which
+    move, and which its ack's own write returns."""
     fields: Item = {
         "ack": consumer.ack,
         "prefetch": consumer.prefetch,
@@ -932,10 +939,11 @@ def from_settle_fields(
     """The consumer as its record holds it, from the copy its subscription carries.
 
     Nothing in it changes while the consumer exists (a `client` consumer's watermark is
-    never copied), and the subscription's record is written after the consumer's and
-    deleted before it: a subscription found means its consumer exists, as it was stored.
+    never copied: `watermark_read` is False), and the subscription's record is written
+    after the consumer's and deleted before it: a subscription found means its consumer
+    exists, as it was stored.
     """
-    return _consumer(
+    consumer = _consumer(
         queue,
         {
             **fields,
@@ -946,6 +954,7 @@ def from_settle_fields(
             "destination": destination,
         },
     )
+    return replace(consumer, watermark_read=False) if consumer.ack == "client" else consumer
 
 
 def _consumer(queue: str, item: Item) -> Consumer:
