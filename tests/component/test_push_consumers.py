@@ -25,6 +25,8 @@ from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
 from mqless.storage.deliveries import DeliveryRecords
 from tests.component.conftest import Aws, RecordingPusher
+from tests.component.test_push_costs import _dispatch
+from tests.inline_dispatch import INLINE_DISPATCH
 from tests.lambda_support import FakeLambdaContext
 
 
@@ -813,3 +815,143 @@ def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     assert raced == [True]
     assert [m["body"] for m in _messages(pusher, "c1")] == ["m3", "m1", "m2"]
     assert _counts(broker, "race") == (0, 3)
+
+
+def test_a_consumer_without_credit_gets_nothing_leased_in_the_append_and_the_rest_on_ack(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2 holding two messages
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "credit", ack="client", prefetch=2)
+    with INLINE_DISPATCH.paused():
+        _send(broker, "credit", "m1", "m2")
+    dispatch()
+    held = _messages(pusher, "c1")
+    assert [m["body"] for m in held] == ["m1", "m2"]
+
+    # When a third arrives through the dispatch function
+    with INLINE_DISPATCH.paused():
+        _send(broker, "credit", "m3")
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then it is not leased to the consumer (it stays visible), and its ack brings it
+    assert len(_messages(pusher, "c1")) == 2
+    assert _counts(broker, "credit") == (1, 2)
+    _frame(sessions, "c1", action="ack", id=held[-1]["ack"])
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _messages(pusher, "c1")[-1]["receive_count"] == 1
+
+
+def test_messages_leased_in_the_append_to_a_consumer_that_left_go_to_another(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given two consumers of a queue, and the dispatch function choosing c1 (the first in
+    # its shuffled order) to append the new messages leased to
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    monkeypatch.setattr("random.shuffle", lambda items: items.sort(key=lambda c: c.tag))
+    _connect(sessions, "c1")
+    _connect(sessions, "c2")
+    _subscribe(sessions, "c1", "left", ack="client", prefetch=5)
+    _subscribe(sessions, "c2", "left", ack="client", prefetch=5)
+
+    # When c1's connection goes between the dispatch function's read of the consumers and
+    # its post (the append leased them to c1)
+    with INLINE_DISPATCH.paused():
+        _send(broker, "left", "m1", "m2")
+    plan = sessions.plan_push
+    monkeypatch.setattr(
+        sessions, "plan_push", lambda queue: (plan(queue), pusher.gone.add("c1"))[0]
+    )
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then c1 got nothing, and both went to c2 (given back when c1's post failed, and
+    # counted as a delivery as a nack is)
+    assert _messages(pusher, "c1") == []
+    assert sorted(m["body"] for m in _messages(pusher, "c2")) == ["m1", "m2"]
+    assert _counts(broker, "left") == (0, 2)
+
+
+def test_two_dispatch_invocations_that_plan_the_same_credit_push_it_once(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2, and two dispatch invocations (two
+    # stream shards) that both read its credit (2) before either appends
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "twice", ack="client", prefetch=2)
+    first_plan = sessions.plan_push("twice")
+    assert first_plan is not None
+    with INLINE_DISPATCH.paused():
+        _send(broker, "twice", "m1", "m2")
+    assert dispatch() == {"batchItemFailures": []}  # the other invocation, done first
+    assert len(_messages(pusher, "c1")) == 2
+    with INLINE_DISPATCH.paused():
+        _send(broker, "twice", "m3", "m4")
+    monkeypatch.setattr(sessions, "plan_push", lambda queue: first_plan)
+
+    # When the first invocation appends its messages leased on that credit and pushes them
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then its record loses (the seq is taken), its messages go back unpushed: the
+    # consumer never holds more than its prefetch, and its ack brings them
+    held = _messages(pusher, "c1")
+    assert [m["body"] for m in held] == ["m1", "m2"]
+    assert _counts(broker, "twice") == (2, 2)
+    _frame(sessions, "c1", action="ack", id=held[-1]["ack"])
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3", "m4"]
+
+
+def test_a_stream_batch_handed_over_again_pushes_nothing_twice(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a consumer pushed two messages that the dispatch function appended leased
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "again", ack="client", prefetch=5)
+    with INLINE_DISPATCH.paused():
+        _send(broker, "again", "m1", "m2")
+    logged = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("L#again#")
+    ]
+    dispatch()
+    assert len(_messages(pusher, "c1")) == 2
+
+    # When Lambda hands the same stream batch over again (a retry)
+    records = [
+        {
+            "eventID": str(n),
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "Keys": {"pk": i["pk"], "sk": i["sk"]},
+                "NewImage": i,
+                "SequenceNumber": str(n),
+                "StreamViewType": "NEW_IMAGE",
+            },
+        }
+        for n, i in enumerate(logged)
+    ]
+    assert handle_batch({"Records": records}, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    # Then nothing is appended or pushed again
+    assert len(_messages(pusher, "c1")) == 2
+    assert _counts(broker, "again") == (0, 2)

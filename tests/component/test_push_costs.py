@@ -346,3 +346,95 @@ def test_messages_a_selector_passes_over_bill_no_write_and_are_read_once(
     assert 1 <= first.requests.get("dynamodb:BatchGetItem", 0) <= 5
     assert _write_units(again, aws)[1] == 0
     assert again.requests.get("dynamodb:BatchGetItem", 0) == 0
+
+
+def _dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The dispatch function wired to these sessions: returns a function that hands it the
+    INSERT records of the log items written since the last call (as the stream would)."""
+    from mqless import runtime
+    from mqless.clock import SystemClock
+    from mqless.dispatch import handle_batch
+    from mqless.registry import QueueRegistry
+    from tests.lambda_support import FakeLambdaContext
+
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
+        topics=sessions._topics,
+        time=SystemClock(),
+    )
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    seen: set[tuple[str, str]] = set()
+
+    def run() -> dict[str, Any]:
+        logged = [
+            i
+            for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+            if i["pk"]["S"].startswith("L#") and (i["pk"]["S"], i["sk"]["S"]) not in seen
+        ]
+        seen.update((i["pk"]["S"], i["sk"]["S"]) for i in logged)
+        records = [
+            {
+                "eventID": str(n),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {
+                    "Keys": {"pk": i["pk"], "sk": i["sk"]},
+                    "NewImage": i,
+                    "SequenceNumber": str(n),
+                    "StreamViewType": "NEW_IMAGE",
+                },
+            }
+            for n, i in enumerate(logged)
+        ]
+        return dict(handle_batch({"Records": records}, FakeLambdaContext()))
+
+    return run
+
+
+def test_a_pushed_batch_is_indexed_and_leased_in_one_write(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given issue 13's push path: a client-mode consumer with prefetch 10 that was pushed
+    # a batch and acked it, and a second batch of 10 sent that the dispatch function has
+    # not indexed yet
+    from tests.inline_dispatch import INLINE_DISPATCH
+
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(sessions, "c1", action="subscribe", destination="/queue/one", id="s1", ack="client")
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "one", 10)
+    dispatch()
+    _frame(sessions, "c1", action="ack", id=_new_messages(pusher, 0)[-1]["ack"])
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "one", 10)
+    start = meter.usage()
+
+    # When the dispatch function gets the log item's stream record
+    assert dispatch() == {"batchItemFailures": []}
+    used = meter.usage() - start
+
+    # Then the ten are pushed, each delivered once, and the messages table took one write:
+    # the segment, appended with the ten already leased to the consumer (no lease write,
+    # no read of the log item: its image came with the stream record); the consumer's
+    # record is the other
+    pushed = _new_messages(pusher, 10)
+    assert len(pushed) == 10
+    assert {m["receive_count"] for m in pushed} == {1}
+    assert _write_units(used, aws) == (1, 1)
+    assert used.requests.get("dynamodb:BatchGetItem", 0) == 0
+    _, counts = broker.get_queue(ANONYMOUS, "one")
+    assert (counts.visible, counts.in_flight) == (0, 10)
+    # and the consumer's cumulative ack settles them
+    _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    _, counts = broker.get_queue(ANONYMOUS, "one")
+    assert (counts.visible, counts.in_flight) == (0, 0)

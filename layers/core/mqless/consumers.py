@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -83,8 +83,10 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.errors import Conflict, InvalidRequest
+from mqless.errors import Conflict, InvalidRequest, QueueNotFound
 from mqless.ids import MAX_CLIENT_ID, is_ascii_digits
+from mqless.indexing import PushLease
+from mqless.leases import Taken
 from mqless.live import Pusher
 from mqless.models import Delivery
 from mqless.observability import metrics
@@ -101,6 +103,7 @@ from mqless.storage.deliveries import (
     seq_of,
     watermark,
 )
+from mqless.storage.index import new_token
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -278,6 +281,15 @@ def refill_step(prefetch: int) -> int:
     return max(1, min(models.MAX_BATCH, prefetch // 10))
 
 
+@dataclass
+class PushPlan:
+    """A consumer the dispatch function leases new messages to as it appends them."""
+
+    consumer: Consumer
+    lease: PushLease
+    holdings: dict[str, _Holding]
+
+
 class QueueConsumers:
     """Push consumers of queues: who they are, what they hold, and feeding them."""
 
@@ -364,6 +376,74 @@ class QueueConsumers:
         with translated_errors():
             self._db.delete_item(TableName=self._table, Key=to_wire(consumer.key))
         return len(held)
+
+    # ---- feeding what the dispatch function appends leased ---------------------------------
+
+    def plan_push(self, queue: str) -> PushPlan | None:
+        """Before the dispatch function appends a standard queue's new messages: a push
+        consumer to lease them to in the append itself (`indexing.PushLease`), chosen as a
+        pump's round would choose (at random among those with credit, no selector), and
+        how many it may take; None if none may.
+
+        The consumers are read eventually consistent (half the units: most queues have
+        none, and the pump after the append reads them again, strongly): a consumer not
+        seen yet is fed by that pump, one seen with an old watermark gets less credit
+        (never more), one gone has its messages given back when its post fails."""
+        if names.is_fifo(queue):
+            return None
+        now = self._clock.now_ms()
+        found = partition_items(
+            self._db, self._table, partition(queue), prefix="C#", consistent=False
+        )
+        # a selector's consumer is fed by the pump, which reads what it selects
+        candidates = [
+            c
+            for c in (_consumer(queue, item) for item in found)
+            if not c.credential_expired(now // 1000) and c.selector is None
+        ]
+        random.shuffle(candidates)
+        holdings: dict[str, _Holding] = {}
+        for consumer in candidates:
+            credit = models.MAX_BATCH
+            if consumer.ack != "auto":
+                holding = self._holding(consumer, holdings)
+                credit = min(credit, consumer.prefetch - holding.in_flight)
+            if credit <= 0:
+                continue
+            try:
+                lease_ms = self._queues.visibility_of(queue) * 1000
+            except QueueNotFound:
+                return None
+            return PushPlan(
+                consumer=consumer,
+                lease=PushLease(credit=credit, until=now + lease_ms, token=new_token()),
+                holdings=holdings,
+            )
+        return None
+
+    def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
+        """Push what the append leased to the plan's consumer (`plan_push`), as a pump's
+        flush does: its record first, then the post; given back if the post fails."""
+        consumer, report = plan.consumer, PumpReport()
+        taken = [
+            Taken(
+                lease=Lease(consumer.queue, shard, "s", str(seq), slot, plan.lease.token),
+                ref=ref.ref,
+                count=ref.count + 1,
+            )
+            for ref, shard, seq, slot in plan.lease.leased
+        ]
+        if not taken:
+            return report
+        deliveries = self._queues.open_leased(consumer.queue, taken, images)
+        report.leased = len(deliveries)
+        holding = plan.holdings.get(consumer.tag)
+        if holding is not None:
+            holding.in_flight += len(deliveries)
+        outbox = _Outbox(consumer)
+        outbox.add(deliveries)
+        self._flush(outbox, plan.holdings, report)
+        return report
 
     # ---- feeding -------------------------------------------------------------------------
 

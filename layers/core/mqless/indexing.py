@@ -18,7 +18,7 @@ however many messages the batch brings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -44,6 +44,19 @@ class TopicRoutes(Protocol):
 
 class Queues(Protocol):
     def find(self, name: str) -> QueueConfig | None: ...
+
+
+@dataclass
+class PushLease:
+    """Leases the dispatch function makes in the append itself, for the push consumer it
+    feeds a queue's new messages to: up to `credit` of them, until `until`, as `token`."""
+
+    credit: int
+    until: int
+    token: int
+    leased: list[tuple[NewRef, int, int, int]] = field(default_factory=list)
+    """(reference, shard, segment, slot) of each appended leased."""
+    appended: int = 0  # references of the queue appended by this batch, leased or not
 
 
 @dataclass
@@ -76,8 +89,11 @@ class Indexer:
         self._clock = clock
         self._mac = mac
 
-    def index(self, items: Iterable[Item]) -> IndexReport:
-        """Index the new log items of one stream batch (images in stream order)."""
+    def index(
+        self, items: Iterable[Item], *, push: dict[str, PushLease] | None = None
+    ) -> IndexReport:
+        """Index the new log items of one stream batch (images in stream order); `push`:
+        standard queues whose first new messages are appended leased (`PushLease`)."""
         report = IndexReport()
         standard: dict[tuple[str, int], list[NewRef]] = {}
         fifo: dict[str, tuple[QueueConfig, list[GroupedRef]]] = {}
@@ -106,7 +122,13 @@ class Indexer:
             else:
                 standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(refs)
         for (queue, shard), refs in standard.items():
+            plan = (push or {}).get(queue)
+            if plan is not None:
+                refs = self._leased(refs, plan)
             appended = self._index.append(queue, shard, refs)
+            if plan is not None:
+                plan.appended += appended.appended
+                plan.leased += [(r, shard, seq, slot) for r, seq, slot in appended.leased]
             report.appended += appended.appended
             report.duplicates += appended.duplicates
             report.queues.add(queue)
@@ -117,6 +139,26 @@ class Indexer:
             report.duplicates += fifo_appended.duplicates
             report.queues.add(queue)
         return report
+
+    def _leased(self, refs: Sequence[NewRef], plan: PushLease) -> list[NewRef]:
+        """The references with the plan's leases on the first it may take: a new message
+        of the queue's own, visible now, not expiring (a delayed message, a dead letter
+        or a redrive goes the ordinary way: its receive count and reason matter)."""
+        now_s = self._clock.now_ms() // 1000
+        marked: list[NewRef] = []
+        for ref in refs:
+            if (
+                plan.credit > 0
+                and ref.original
+                and ref.count == 0
+                and not ref.reason
+                and ref.visible_at == 0
+                and ref.expires_at > now_s
+            ):
+                plan.credit -= 1
+                ref = replace(ref, lease=(plan.until, plan.token))
+            marked.append(ref)
+        return marked
 
     def _topic_refs(self, item: Item, target: QueueConfig, bodies: Sequence[int]) -> list[NewRef]:
         now = self._clock.now_ms()

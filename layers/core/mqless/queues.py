@@ -17,9 +17,9 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from aws_lambda_powertools import Logger
 
@@ -1510,6 +1510,16 @@ class QueueService:
             raise Conflict(f"queue {dlq!r} cannot be the dead-letter queue of {config.name!r}")
 
     # ---- push consumers (consumers.py) ---------------------------------------------------
+
+    def open_leased(
+        self, queue: str, leased: Sequence[Taken], images: Mapping[tuple[str, str], dict[str, Any]]
+    ) -> list[Delivery]:
+        """Open messages the dispatch function appended leased (`indexing.PushLease`), from
+        their log items' stream images (`(pk, sk)`: no read), as a receive opens what it
+        leased: checked, counted, the expired and unreadable set aside."""
+        config = self._registry.get(queue)
+        known = {key: self._log.log_item(dict(image)) for key, image in images.items()}
+        return self._open_taken(config, leased, known)
 
     def lease_of(self, queue: str, receipt: str) -> Lease:
         """The lease a receipt of `queue` names (push consumers keep leases, a fifth of a
