@@ -45,6 +45,11 @@ message: auto 0.1 writes beyond the queue's lease (the ack, one per segment); cl
 (record) + 0.1 (watermark) beyond the queue's lease and ack; client-individual 0.1 + 1 (the
 record's mark).
 
+The dispatch function feeds what it indexes without a pump where it can: it reads the
+consumers and one's credit first and appends the new messages leased to that consumer
+(`plan_push`, `push_leased`: the append is the lease), and pumps only if anything it
+appended is left.
+
 `pump(queue)` runs when messages arrive (the dispatch function, on the stream), when a
 consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a lease that
 runs out or a delay that ends makes no stream record). It first asks the queue's index
