@@ -148,7 +148,9 @@ class DestinationMetrics:
                 document(kind, destination, counted=True).add_metric(
                     name=LATENCY, unit=MetricUnit.Milliseconds, value=value
                 )
-        documents = [*by_destination.values(), *([total] if total.metric_set else [])]
+        # Powertools flushes a document by itself once a metric holds 100 values: those
+        # left empty have nothing more to write
+        documents = [m for m in [*by_destination.values(), total] if m.metric_set]
         for metrics in documents:
             metrics.flush_metrics()
         return len(documents)
