@@ -72,13 +72,15 @@ deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy
 
 ## bench: what a message costs on AWS, all in, beside SQS (BENCH_MESSAGES to scale); push
-## delivery, authorization, envelope throughput (moto). Writes bench/results/cost.json.
+## delivery, authorization, envelope throughput (moto), each function's cold import. Writes bench/results/cost.json.
 bench: setup
 	$(BIN)/python bench/cost.py
+	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py
 	$(BIN)/python bench/push_latency.py
+	$(BIN)/python bench/cold_import.py
 
 ## bench-local: mqless dev's speed (STOMP, HTTP, stalls, memory, make test) beside ActiveMQ 5.17;
 ## writes bench/results/local.json. Shorter: BENCH_ARGS='--repeat 1 --soak-seconds 300 --no-suite'

@@ -72,8 +72,12 @@ SIZES = [
     int(s) for s in os.environ.get("BENCH_SIZES", "256,512,1024,4096,16384,65536,262144").split(",")
 ]
 PUSH_LIMIT = 128 * KIB  # API Gateway's WebSocket message quota: a push frame cannot be larger
+# a lone consumer that acks each message in the receive that takes the next (`ack` in
+# POST /queues/{name}/receive): one request, and one index write where they share a segment
+ACK_WITH_NEXT = "standard, ack with next"
 ALL_PATHS = (
     "standard",
+    ACK_WITH_NEXT,
     "fifo",
     "topic, 1 sub",
     "topic, 5 subs",
@@ -285,18 +289,33 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
             result = stack.api("POST", f"{destination}/messages/batch", {"entries": batch_entries})
             assert not result.get("failed"), result
 
+    held: list[str] = []  # ack with next: receipts the next receive acks
+
     def consume(queue: str, expected: int) -> None:
         got = 0
         while got < expected:
-            found = stack.api(
-                "POST", f"/queues/{queue}/receive", {"max_messages": min(batch, expected - got)}
-            )["messages"]
+            request: dict[str, Any] = {"max_messages": min(batch, expected - got)}
+            if path == ACK_WITH_NEXT and held:
+                request["ack"] = list(held)
+            answer = stack.api("POST", f"/queues/{queue}/receive", request)
+            assert len(answer.get("acked", [])) == len(request.get("ack", [])), answer
+            found = answer["messages"]
             if not found:
                 raise AssertionError(f"{queue}: received {got} of {expected}")
-            stack.api("POST", f"/queues/{queue}/ack", {"receipts": [m["receipt"] for m in found]})
+            receipts = [m["receipt"] for m in found]
+            if path == ACK_WITH_NEXT:
+                held[:] = receipts
+            else:
+                stack.api("POST", f"/queues/{queue}/ack", {"receipts": receipts})
             got += len(found)
 
-    if path in ("standard", "fifo"):
+    def ack_held() -> None:
+        """The last receipts of a run: acked on their own (no receive follows)."""
+        if held:
+            stack.api("POST", f"/queues/{name}/ack", {"receipts": list(held)})
+            held.clear()
+
+    if path in ("standard", "fifo", ACK_WITH_NEXT):
         destination = f"/queues/{name}"
 
         def step(requests: list[list[dict[str, Any]]]) -> None:
@@ -306,7 +325,7 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
             for entries in requests:
                 consume(name, len(entries))
 
-        return _run(stack, path, size, batch, new_messages, step)
+        return _run(stack, path, size, batch, new_messages, step, ack_held)
 
     if path.startswith("topic"):
         subscribers = 5 if "5" in path else 1
@@ -350,12 +369,15 @@ def _run(
     batch: int,
     new_messages: Callable[[int], list[dict[str, Any]]],
     step: Callable[[list[list[dict[str, Any]]]], None],
+    finish: Callable[[], None] = lambda: None,
 ) -> Cell:
     """Send `count` messages in requests of `batch`; the dispatch function gets a stream batch
     of STREAM_RECORDS new messages at a time (what Lambda gathers from a busy queue), then
-    the consumers take them."""
+    the consumers take them; `finish` settles what they still hold (each measured message
+    is acked once, within the measure)."""
     requests_per_drain = max(1, STREAM_RECORDS // batch)
     step([new_messages(batch)])  # warm: queue made, data key cached, functions loaded
+    finish()
     wanted = max(10, N // 2) if path in ("fifo", "topic, 5 subs") else N
     if (path, size, batch) == ("fifo", KIB, 1):
         wanted = max(wanted, FIFO_CEILING_MESSAGES)
@@ -368,6 +390,7 @@ def _run(
         ]
         step(requests)
         sent += batch * len(requests)
+    finish()
     return Cell(path, size, batch, count, stack.meter.usage() - before)
 
 
@@ -704,6 +727,11 @@ def issue_13_figures(
         "standard_wru_by_kb": {
             str(b // KIB): wru(find("standard", b, 1)) for b in SIZES if b >= KIB
         },
+        # the same, each ack carried by the receive that takes the next message
+        "standard_512B_x1_ack_with_next_wru": wru(find(ACK_WITH_NEXT, 512, 1)),
+        "standard_wru_by_kb_ack_with_next": {
+            str(b // KIB): wru(find(ACK_WITH_NEXT, b, 1)) for b in SIZES if b >= KIB
+        },
         "bytes_stored_beyond_body": stored.get("bytes_beyond_body"),
         "bytes_stored_in_the_index": stored.get("index_entry_bytes"),
         "fifo_x1_wru": wru(find("fifo", 512, 1)),
@@ -740,11 +768,16 @@ def show_figures(figures: dict[str, Any]) -> list[str]:
     def f(value: Any, digits: int = 1) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    by_kb = ", ".join(f"{kb} KB {f(v, 0)}" for kb, v in figures["standard_wru_by_kb"].items())
+    by_kb = ", ".join(f"{kb} KB {f(v, 1)}" for kb, v in figures["standard_wru_by_kb"].items())
+    by_kb_next = ", ".join(
+        f"{kb} KB {f(v, 1)}" for kb, v in figures["standard_wru_by_kb_ack_with_next"].items()
+    )
     return [
         "Issue 13's figures, today (write units per acked message, table + index):",
         f"  standard 512 B: {f(figures['standard_512B_x1_wru'])} one per request, "
         f"{f(figures['standard_512B_x10_wru'])} in batches of 10; by body: {by_kb}",
+        f"  standard 512 B, one per request, each ack in the next receive: "
+        f"{f(figures['standard_512B_x1_ack_with_next_wru'], 2)}; by body: {by_kb_next}",
         f"  bytes stored per message beyond its body: {f(figures['bytes_stored_beyond_body'], 0)}"
         f" in its log item, {f(figures['bytes_stored_in_the_index'], 0)} in the index",
         f"  topic, batches of 10, per subscriber: "
@@ -876,7 +909,9 @@ def main() -> int:
         for path in PATHS:
             path_started = time.perf_counter()
             for size in SIZES:
-                for batch in (1, 10):
+                # acks ride on the next receive only where both are in one segment: a batch
+                # of 10 fills a segment of its own, so its row would be the standard one
+                for batch in (1,) if path == ACK_WITH_NEXT else (1, 10):
                     run += 1
                     cell = measure(stack, path, min(size, MAX_BODY), batch, run)
                     r = row(cell)

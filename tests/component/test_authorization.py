@@ -2223,3 +2223,41 @@ def test_a_sweep_that_closes_nothing_bills_three_queries_however_many_connection
         "dynamodb:Query": 3
     }
     assert usage.read_units == {aws.settings.destinations_table: 3}
+
+
+def test_replaying_a_topic_into_a_subscription_needs_the_right_to_receive_from_it(
+    api: HttpApi, aws: Aws
+) -> None:
+    # Given a message published to shop.orders and an operator of its subscriptions who
+    # may not receive from it (admin of the topic, send to the audit queue)
+    _an_audit_queue(api)
+    ok(api.post("/topics/shop.orders/messages", {"body": "secret"}), 201)
+    before = snapshot(aws)
+    operator = caller(REFUSED, (grant("shop.orders", "admin"), grant("audit", "send")))
+
+    # When it creates a subscription that replays what the topic holds into audit
+    reply = as_(
+        api,
+        operator,
+        "PUT",
+        "/topics/shop.orders/subscriptions/audit",
+        {"queue": "audit", "start": "oldest"},
+    )
+
+    # Then it is refused as a subscriber would be, and nothing is stored
+    assert reply.is_problem(403, "forbidden"), reply.text
+    assert reply.json["message"] == f"{REFUSED!r} may not receive 'shop.orders'"
+    assert snapshot(aws) == before
+
+
+@pytest.mark.parametrize("start", ["soon", "2026-12-07T00:00:00", "2999-01-01T00:00:00Z", 5])
+def test_a_subscription_with_a_bad_start_is_400_and_nothing_is_stored(
+    api: HttpApi, aws: Aws, start: object
+) -> None:
+    _an_audit_queue(api)
+    before = snapshot(aws)
+
+    reply = api.put("/topics/shop.orders/subscriptions/audit", {"queue": "audit", "start": start})
+
+    assert reply.is_problem(400, "invalid_request"), reply.text
+    assert snapshot(aws) == before

@@ -101,6 +101,52 @@ def test_competing_consumers_get_every_message_exactly_once(workers: list[QueueS
     assert (counts.visible, counts.in_flight) == (0, 0)
 
 
+def test_competing_consumers_acking_with_their_next_receive_lose_no_ack_and_no_message_twice(
+    workers: list[QueueService],
+) -> None:
+    # Given 40 messages on a standard queue of one shard (every receiver in the same
+    # segments, so combined ack-and-lease writes collide)
+    admin = workers[0]
+    admin.put_queue(P, "orders", QueueSettings(visibility_timeout=LEASE, shards=1))
+    sent = set()
+    for batch in range(4):
+        done, _ = admin.send_batch(
+            P, "orders", [(str(i), NewMessage(body=f"{batch}-{i}".encode())) for i in range(10)]
+        )
+        sent.update(result.message_id for _, result in done)
+    deliveries: list[str] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+
+    def consume(_: int, broker: QueueService) -> None:
+        held: list[str] = []
+        empty = 0
+        while empty < 3:
+            if held:
+                result = broker.ack_and_receive(
+                    P, "orders", held, max_messages=2, visibility_timeout=LEASE
+                )
+                received = result.messages
+                with lock:
+                    refused.extend(f.error for f in result.failed)
+            else:
+                received = broker.receive(P, "orders", max_messages=2, visibility_timeout=LEASE)
+            with lock:
+                deliveries.extend(d.message_id for d in received)
+            held = [d.receipt for d in received]
+            empty = 0 if received else empty + 1
+
+    # When eight consumers receive concurrently, each acking what it holds with its next
+    # receive, until the queue is empty
+    _run(workers, consume)
+    # Then every message was delivered once and only once, every ack held, none is left
+    assert Counter(deliveries).most_common(1)[0][1] == 1
+    assert set(deliveries) == sent
+    assert refused == []
+    counts = admin.get_queue(P, "orders")[1]
+    assert (counts.visible, counts.in_flight) == (0, 0)
+
+
 def test_consumers_racing_for_one_message_lease_it_once(workers: list[QueueService]) -> None:
     # Given one message
     admin = workers[0]

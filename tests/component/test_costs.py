@@ -399,6 +399,58 @@ def test_a_stale_ack_changes_nothing_and_bills_one_write_unit(
     assert broker.ack(P, "stale", [second.receipt])[0] == [second.receipt]
 
 
+def test_an_ack_carried_by_the_next_receive_bills_one_write_with_its_lease(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a lone consumer holding the first of two messages that share a segment
+    _warm(broker, "next")
+    broker.send(P, "next", NewMessage(body=b"x" * 512))
+    broker.send(P, "next", NewMessage(body=b"y" * 512))
+    [first] = broker.receive(P, "next")
+    steps = Steps(meter)
+
+    # When it acks the first in the receive that takes the next ("ack and take the next")
+    result = broker.ack_and_receive(P, "next", [first.receipt])
+    both = steps.take()
+
+    # Then the first is acked and the second leased, in one conditional update (1 unit)
+    # where an ack and a receive bill two
+    assert (result.acked, result.failed) == ([first.receipt], [])
+    assert [m.body for m in result.messages] == [({b"x" * 512, b"y" * 512} - {first.body}).pop()]
+    assert _writes(both, aws) == 1
+    assert _requests(both) == {
+        "dynamodb:Query": 1,
+        "dynamodb:UpdateItem": 1,
+        "dynamodb:BatchGetItem": 1,
+    }
+    assert broker.get_queue(P, "next")[1].in_flight == 1
+
+
+def test_an_ack_carried_by_a_receive_from_another_segment_bills_two_writes(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a lone consumer holding the last message of a full segment, the next message
+    # in the segment after it
+    _warm_with_batch(broker, "apart")
+    done, _ = broker.send_batch(
+        P, "apart", [(f"m{i}", NewMessage(body=b"x" * 100)) for i in range(10)]
+    )
+    broker.send(P, "apart", NewMessage(body=b"next"))
+    held = broker.receive(P, "apart", max_messages=10)
+    broker.ack(P, "apart", [d.receipt for d in held[:-1]])
+    steps = Steps(meter)
+
+    # When it acks the last with the receive that takes the next
+    result = broker.ack_and_receive(P, "apart", [held[-1].receipt])
+    apart = steps.take()
+
+    # Then both happen, as two writes: the lease in one segment, the ack in the other
+    assert result.acked == [held[-1].receipt]
+    assert [m.body for m in result.messages] == [b"next"]
+    assert _writes(apart, aws) == 2
+    assert apart.failed_conditions == {}
+
+
 def _topic_process(aws: Aws, clock: ManualClock) -> TopicService:
     """Topics in a function instance (and data-key cache) of their own."""
     return TopicService(

@@ -425,6 +425,79 @@ def test_ack_with_a_malformed_receipt_is_400(api: HttpApi, receipt: str) -> None
     assert reply.json["failed"][0]["id"] == receipt
 
 
+def test_receive_with_ack_acknowledges_the_receipts_and_returns_the_next_message(
+    api: HttpApi,
+) -> None:
+    # Given two messages, the first received
+    send(api, body="first")
+    send(api, body="second")
+    (first,) = receive(api)
+    # When the next receive carries the first's receipt in `ack`
+    reply = api.post(f"{Q}/receive", {"max_messages": 1, "ack": [first["receipt"]]})
+    # Then the first is acked, reported as a batch ack reports it, and the other comes back
+    assert reply.status == 200, reply.text
+    assert reply.json["acked"] == [first["receipt"]]
+    assert reply.json["failed"] == []
+    assert [m["body"] for m in reply.json["messages"]] == (
+        ["second"] if first["body"] == "first" else ["first"]
+    )
+    assert counts(api) == {"visible": 0, "in_flight": 1, "delayed": 0}
+
+
+def test_receive_with_a_stale_ack_answers_200_with_that_entry_failed(api: HttpApi) -> None:
+    # Given a message received and acked, and another waiting
+    send(api)
+    (first,) = receive(api)
+    assert api.post(f"{Q}/ack", {"receipts": [first["receipt"]]}).status == 200
+    send(api, body="next")
+    # When a receive acks the first's receipt again
+    reply = api.post(f"{Q}/receive", {"ack": [first["receipt"]]})
+    # Then the receive succeeds, the receipt alone is reported stale
+    assert reply.status == 200, reply.text
+    assert reply.json["acked"] == []
+    assert [(f["id"], f["error"]) for f in reply.json["failed"]] == [
+        (first["receipt"], "stale_receipt")
+    ]
+    assert [m["body"] for m in reply.json["messages"]] == ["next"]
+
+
+def test_receive_with_a_malformed_ack_receipt_reports_it_and_still_receives(
+    api: HttpApi,
+) -> None:
+    # Given a waiting message
+    send(api)
+    # When a receive carries a receipt this broker never gave out
+    reply = api.post(f"{Q}/receive", {"ack": ["garbage"]})
+    # Then that entry fails as in a batch ack (invalid_request), and the message comes back
+    assert reply.status == 200, reply.text
+    assert [(f["id"], f["error"]) for f in reply.json["failed"]] == [("garbage", "invalid_request")]
+    assert len(reply.json["messages"]) == 1
+
+
+@pytest.mark.parametrize(
+    "ack",
+    [[], ["r"] * 11, [7], "r2.x"],
+    ids=["empty", "eleven", "not-a-string", "not-a-list"],
+)
+def test_receive_with_an_ack_that_is_not_1_to_10_receipts_is_400(api: HttpApi, ack: Any) -> None:
+    # Given a waiting message
+    send(api)
+    # When a receive carries an `ack` that is not a list of 1-10 receipts
+    reply = api.post(f"{Q}/receive", {"ack": ack})
+    # Then it is refused as a problem, and nothing was leased
+    assert reply.is_problem(400, "invalid_request"), reply.text
+    assert counts(api) == {"visible": 1, "in_flight": 0, "delayed": 0}
+
+
+def test_receive_without_ack_reports_no_acks(api: HttpApi) -> None:
+    # Given a waiting message
+    send(api)
+    # When it is received as before
+    reply = api.post(f"{Q}/receive", {})
+    # Then the answer's ack fields are empty
+    assert (reply.json["acked"], reply.json["failed"]) == ([], [])
+
+
 def test_nacked_message_comes_back_with_receive_count_2(api: HttpApi) -> None:
     # Given a received message
     message_id = send(api)

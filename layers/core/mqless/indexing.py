@@ -160,6 +160,18 @@ class Indexer:
             marked.append(ref)
         return marked
 
+    def append_replayed(self, target: QueueConfig, items: Sequence[tuple[Item, list[int]]]) -> int:
+        """Refer bodies a replay read back from a topic's log to `target` (`pubsub.py`), in
+        the order given, into the queue shards the dispatch function would use for them."""
+        by_shard: dict[int, list[NewRef]] = {}
+        for item, bodies in items:
+            into = keys.shard_of(str(item["pk"]), target.shards)
+            by_shard.setdefault(into, []).extend(self._topic_refs(item, target, bodies))
+        appended = 0
+        for shard, refs in by_shard.items():
+            appended += self._index.append(target.name, shard, refs).appended
+        return appended
+
     def _topic_refs(self, item: Item, target: QueueConfig, bodies: Sequence[int]) -> list[NewRef]:
         now = self._clock.now_ms()
         sent_ms = keys.id_time_ms(str(item["sk"]))

@@ -2,7 +2,8 @@
 
 Client frames (a discriminated union on `action`; every one may carry a `receipt`):
   {"action": "subscribe", "destination": "/topic/orders.*" | "/queue/jobs", "id": "s1",
-   "ack": "auto" | "client" | "client-individual", "prefetch": 10, "durable": "name"}
+   "ack": "auto" | "client" | "client-individual", "prefetch": 10, "durable": "name",
+   "start": "oldest"}
   {"action": "unsubscribe", "id": "s1"}
   {"action": "publish", "destination": "/topic/orders.created" | "/queue/jobs",
    "body": "...", "attributes": {...}, ...the fields of an HTTP send...}
@@ -51,6 +52,15 @@ class Subscribe(BaseModel):
         Field(
             description="A JMS message selector (SQL-92 subset, as ActiveMQ's): only the "
             "messages it selects are delivered; a bad one is refused with an error frame."
+        ),
+    ] = None
+    start: Annotated[
+        str | None,
+        Field(
+            description='A new durable subscription: "oldest" (every message the topic '
+            'still holds), an ISO-8601 time (those published at or after it) or "now" '
+            "(the default), before the ones published from now on.",
+            max_length=64,
         ),
     ] = None
     receipt: ReceiptId = None
@@ -143,6 +153,7 @@ def _act(
             prefetch=frame.prefetch,
             durable=frame.durable,
             selector=frame.selector,
+            start=frame.start,
         )
         reply = {"type": "subscribed", "id": frame.id, "destination": frame.destination}
         return _with_receipt(reply, frame.receipt), queue

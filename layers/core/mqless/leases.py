@@ -24,6 +24,15 @@ delay ended) are leased from a strongly consistent read of their segment, now an
 and whenever the tickets found nothing. A receiver that never competes never takes a
 ticket: a single consumer pays what it paid before. Push consumers (`oldest_first`) do
 not compete: the dispatch function feeds them in turn.
+
+Ack and take the next: a receive may carry leases to settle (`Acks`). Where one of them is
+in the segment the receive leases from, the lease's conditional write settles it too (one
+write where an ack and a receive would take two; a lone consumer's next message is most
+often in the segment of the one it acks). If that write's condition fails, the acks are
+settled on their own (a stale receipt fails there alone; none is lost), and the lease is
+tried again alone only if an ack was what failed (otherwise another receiver took a chosen
+reference: a lost race, as without acks). What no lease write carried is settled after the
+receive, as an ack request would (`settle_acks`).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from mqless.receipts import Lease
 from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
 from mqless.storage.index import (
     MAX_REFS,
+    SETTLED,
     Cursor,
     Entry,
     Hold,
@@ -79,6 +89,39 @@ class Taken:
     count: int  # receive count, this lease included
     reason: str = ""  # a dead letter's "<source queue>\n<reason>"
     group: str | None = None
+
+
+class Acks:
+    """Leases a receive settles ("ack and take the next"), and per lease, once known,
+    whether it was still current (False: a stale receipt, nothing changed)."""
+
+    def __init__(self, leases: Sequence[Lease]) -> None:
+        self.leases = list(leases)
+        self.outcome: list[bool | None] = [None] * len(self.leases)
+
+    def pending_in(self, shard: int, seq: int) -> list[int]:
+        """The leases of a segment not yet settled (numbers into `leases`)."""
+        return [
+            number
+            for number, lease in enumerate(self.leases)
+            if self.outcome[number] is None
+            and lease.kind == "s"
+            and (lease.shard, lease.segment) == (shard, seq)
+        ]
+
+    def slots_in(self, shard: int, seq: int) -> set[int]:
+        """The places in a segment of its leases not yet settled (not to be leased again in
+        the write that settles them, though a lease that ran out shows them free)."""
+        return {self.leases[n].position for n in self.pending_in(shard, seq)}
+
+    def pending(self) -> list[int]:
+        """The leases not yet settled, in any segment."""
+        return [number for number, done in enumerate(self.outcome) if done is None]
+
+    def record(self, numbers: Sequence[int], outcome: Sequence[bool]) -> None:
+        """Note how the writes that settled these leases went."""
+        for number, ok in zip(numbers, outcome, strict=True):
+            self.outcome[number] = ok
 
 
 @dataclass
@@ -121,18 +164,21 @@ class Leases:
         *,
         oldest_first: bool = False,
         wanted: Wanted | None = None,
+        acks: Acks | None = None,
     ) -> list[Taken]:
-        """Lease up to `want` messages for `lease_ms` (only `wanted` ones, oldest first)."""
+        """Lease up to `want` messages for `lease_ms` (only `wanted` ones, oldest first);
+        `acks` (a standard queue's) are settled in the lease writes of their segments, where
+        there is one (the rest: `settle_acks`)."""
         if wanted is not None:
             oldest_first = True  # a selector consumer is a push consumer: it does not race
         if config.fifo:
             return self._take_fifo(config, want, lease_ms, oldest_first, wanted)
         taken: list[Taken] = []
-        for shard in self.shard_order(config):
+        for shard in self.shard_order(config, acks):
             if len(taken) >= want:
                 break
             got = self._take_standard(
-                config, shard, want - len(taken), lease_ms, oldest_first, wanted
+                config, shard, want - len(taken), lease_ms, oldest_first, wanted, acks
             )
             if got:
                 with self._lock:
@@ -140,12 +186,15 @@ class Leases:
             taken.extend(got)
         return taken
 
-    def shard_order(self, config: QueueConfig) -> list[int]:
+    def shard_order(self, config: QueueConfig, acks: Acks | None = None) -> list[int]:
         """The shards in the order to look at them: from where this process last found
         messages (a producer's messages share a shard: that is where the next ones are),
+        or where the leases being acknowledged are (the next is likely beside them),
         otherwise from a random one (competing consumers spread)."""
         with self._lock:
             start = self._home.get(config.name)
+        if acks is not None and (pending := acks.pending()):
+            start = acks.leases[pending[0]].shard
         if start is None or start >= config.shards:
             start = random.randrange(config.shards)
         return [(start + i) % config.shards for i in range(config.shards)]
@@ -178,6 +227,7 @@ class Leases:
         lease_ms: int,
         oldest_first: bool,
         wanted: Wanted | None = None,
+        acks: Acks | None = None,
     ) -> list[Taken]:
         queue = config.name
         floor = self.floor(queue, shard)
@@ -197,14 +247,17 @@ class Leases:
                 # nothing here that this selector takes: look further, as far as a scan goes
             elif with_free:
                 if self._racing(queue, now):
-                    return self._take_racing(config, shard, with_free, want, lease_ms)
+                    return self._take_racing(config, shard, with_free, want, lease_ms, acks)
                 # competing consumers spread over the oldest segments, not all on the first
                 random.shuffle(with_free)
-                taken = self._claim_from(config, with_free, want, lease_ms, oldest_first)
+                if acks is not None:
+                    # those whose leases this receive acknowledges first: one write for both
+                    with_free.sort(key=lambda s: not acks.pending_in(shard, s.seq))
+                taken = self._claim_from(config, with_free, want, lease_ms, oldest_first, acks=acks)
                 if len(taken) < want and self._racing(queue, now):
                     # it lost a race: the rest by ticket, not by another guess
                     taken += self._take_racing(
-                        config, shard, with_free, want - len(taken), lease_ms
+                        config, shard, with_free, want - len(taken), lease_ms, acks
                     )
                 return taken
             if len(segments) < scan:
@@ -220,6 +273,7 @@ class Leases:
         lease_ms: int,
         oldest_first: bool,
         wanted: Wanted | None = None,
+        acks: Acks | None = None,
     ) -> list[Taken]:
         taken: list[Taken] = []
         for segment in segments:
@@ -228,11 +282,14 @@ class Leases:
             for attempt in range(2):
                 now = self._clock.now_ms()
                 free = [e for e in segment.entries if e.free_at(now)]
-                live = [e for e in free if not e.expired(now)]
+                acked = set() if acks is None else acks.slots_in(segment.shard, segment.seq)
+                live = [e for e in free if not e.expired(now) and e.slot not in acked]
                 chosen = live if oldest_first else random.sample(live, len(live))
                 if wanted is not None:
                     chosen = _wanted_first(chosen, want - len(taken), wanted)
-                got = self._claim(config, segment, chosen[: want - len(taken)], free, lease_ms)
+                got = self._claim(
+                    config, segment, chosen[: want - len(taken)], free, lease_ms, acks
+                )
                 if got is not None:
                     taken.extend(got)
                     break
@@ -252,11 +309,22 @@ class Leases:
         entries: Sequence[Entry],
         seen: Sequence[Entry],
         lease_ms: int,
+        acks: Acks | None = None,
     ) -> list[Taken] | None:
-        """Lease `entries` (free ones) and settle the expired ones of them and of `seen`, in
-        one conditional write of their segment; None if another receiver took one first."""
+        """Lease `entries` (free ones) and settle the expired ones of them and of `seen`, and
+        `acks` of this segment, in one conditional write of their segment; None if another
+        receiver took one first (the acks are settled all the same)."""
+        acking = [] if acks is None else acks.pending_in(segment.shard, segment.seq)
+        acked_leases = [acks.leases[n] for n in acking] if acks is not None else []
+        holds = [Hold(lease.position, lease.token) for lease in acked_leases]
+        if len({h.slot for h in holds}) != len(holds):
+            acking, holds = [], []  # a receipt named twice: settled on its own (one fails)
+        acked = {h.slot for h in holds}
+        # a lease that ran out shows its reference free: acked, it is neither leased nor
+        # settled as expired here (one write cannot set one place twice)
+        entries = [e for e in entries if e.slot not in acked]
         now = self._clock.now_ms()
-        expired = sorted({e.slot for e in [*entries, *seen] if e.expired(now)})
+        expired = sorted({e.slot for e in [*entries, *seen] if e.expired(now)} - acked)
         chosen = sorted((e for e in entries if not e.expired(now)), key=lambda e: e.slot)
         if not chosen and not expired:
             return []
@@ -270,7 +338,28 @@ class Leases:
             until_ms=now + lease_ms,
             token=token,
             settle=expired,
+            acks=holds,
         )
+        if acks is not None and acking:
+            if claimed is not None:
+                acks.record(acking, [True] * len(acking))
+            else:
+                # a stale receipt, or a chosen reference another receiver took: the acks on
+                # their own first (each stale one found and refused; no ack is lost), then
+                # the lease alone, if a stale receipt may have been all that failed
+                outcome = self._set_segment(
+                    config, segment.shard, segment.seq, acked_leases, SETTLED, release=False
+                )
+                acks.record(acking, outcome)
+                if not all(outcome):
+                    claimed = self._index.claim(
+                        segment,
+                        [e.slot for e in chosen],
+                        now_ms=now,
+                        until_ms=now + lease_ms,
+                        token=token,
+                        settle=expired,
+                    )
         if claimed is None:
             with self._lock:
                 self.stats.lost += 1
@@ -298,7 +387,13 @@ class Leases:
             self._lost_at[queue] = self._clock.now_ms()
 
     def _take_racing(
-        self, config: QueueConfig, shard: int, seen: list[Segment], want: int, lease_ms: int
+        self,
+        config: QueueConfig,
+        shard: int,
+        seen: list[Segment],
+        want: int,
+        lease_ms: int,
+        acks: Acks | None = None,
     ) -> list[Taken]:
         """Lease by ticket; look behind the dispenser now and then, and when the tickets
         found nothing (`seen`: the segments an eventually consistent read showed free)."""
@@ -312,13 +407,13 @@ class Leases:
         looked_behind = False
         if behind and random.random() < STRAGGLER_SHARE:
             looked_behind = True
-            taken += self._take_behind(config, shard, behind, want, lease_ms, strays)
+            taken += self._take_behind(config, shard, behind, want, lease_ms, strays, acks)
         tickets = 0
         for _ in range(MAX_TICKETS + MAX_REFS):
             if len(taken) >= want or tickets >= MAX_TICKETS:
                 break
             got, at_tail, in_holes = self._take_by_ticket(
-                config, shard, want - len(taken), lease_ms
+                config, shard, want - len(taken), lease_ms, acks
             )
             taken += got
             if at_tail:
@@ -332,7 +427,9 @@ class Leases:
                 cached = self._cursors.get((config.name, shard))
             dispensed = cached[0].dispensed if cached is not None else None
             behind = _behind(seen, dispensed, self._clock.now_ms(), strays)
-            taken += self._take_behind(config, shard, behind, want - len(taken), lease_ms, strays)
+            taken += self._take_behind(
+                config, shard, behind, want - len(taken), lease_ms, strays, acks
+            )
         return taken
 
     def _strays(
@@ -359,7 +456,7 @@ class Leases:
         return {place for place, since in current.items() if now - since >= STRAY_MS}
 
     def _take_by_ticket(
-        self, config: QueueConfig, shard: int, want: int, lease_ms: int
+        self, config: QueueConfig, shard: int, want: int, lease_ms: int, acks: Acks | None
     ) -> tuple[list[Taken], bool, bool]:
         """Take `want` positions from the dispenser and lease what is free at them; whether
         they reached the shard's last reference; and whether they all fell in the empty
@@ -402,7 +499,7 @@ class Leases:
             self._own_tickets[(queue, shard)] = (now, int(cursor.dispensed or end))
         taken: list[Taken] = []
         for segment in read:
-            got = self._claim_positions(config, segment, start, end, lease_ms)
+            got = self._claim_positions(config, segment, start, end, lease_ms, acks)
             if got is None:
                 # a receiver that was not racing took one of them: the others are still
                 # this ticket's, and no other ticket will ever name them
@@ -424,7 +521,13 @@ class Leases:
         return taken, tail is not None and end >= tail, in_holes
 
     def _claim_positions(
-        self, config: QueueConfig, segment: Segment, start: int, end: int, lease_ms: int
+        self,
+        config: QueueConfig,
+        segment: Segment,
+        start: int,
+        end: int,
+        lease_ms: int,
+        acks: Acks | None = None,
     ) -> list[Taken] | None:
         """Lease what is free in the segment at positions `start` to `end` (excluded)."""
         now = self._clock.now_ms()
@@ -434,7 +537,7 @@ class Leases:
             # (a segment of 12 from before segments of 10: its last two are no position's)
             if e.slot < MAX_REFS and start <= position(segment.seq, e.slot) < end and e.free_at(now)
         ]
-        return self._claim(config, segment, mine, (), lease_ms) if mine else []
+        return self._claim(config, segment, mine, (), lease_ms, acks) if mine else []
 
     def _tail_position(self, queue: str, shard: int) -> int | None:
         last = self._index.tail(queue, shard)
@@ -448,6 +551,7 @@ class Leases:
         want: int,
         lease_ms: int,
         strays: set[tuple[int, int]],
+        acks: Acks | None = None,
     ) -> list[Taken]:
         """Lease free references behind the dispenser (their first lease was dispensed):
         each segment read strongly consistent first, so a stale read costs a read, not a
@@ -469,7 +573,7 @@ class Leases:
             if not free:
                 continue
             chosen = random.sample(free, min(len(free), want - len(taken)))
-            got = self._claim(config, segment, chosen, (), lease_ms)
+            got = self._claim(config, segment, chosen, (), lease_ms, acks)
             if got is None:
                 self._lost_race(config.name)
                 continue
@@ -750,6 +854,13 @@ class Leases:
                     now,
                     uncount=True,
                 )
+
+    def settle_acks(self, config: QueueConfig, acks: Acks) -> None:
+        """Settle the leases of `acks` that no lease write carried, one write per segment."""
+        pending = acks.pending()
+        if pending:
+            outcome = self.set_until(config, [acks.leases[n] for n in pending], SETTLED)
+            acks.record(pending, outcome)
 
     def holding(self, config: QueueConfig, lease: Lease) -> tuple[Ref, int, str] | None:
         """(ref, receive count, reason) of the message a lease holds, None if it is stale."""

@@ -7,14 +7,23 @@ which of its bodies: the item is opened once (attributes are sealed, and the fil
 policies read them), and each matching subscription's queue gets a reference to the body
 in its index. Nothing is copied and nothing is sealed again: a body stays bound to the
 topic that holds it. Live subscribers are pushed the same bodies (`sessions.py`).
+
+Replay: a durable subscription created with a `start` (the oldest retained message, or a
+time) also gets what the topic's log still holds from then on. The dispatch function
+delivers it the messages published from `live_from` on (its creation plus the time every
+dispatcher's cached view of the subscriptions takes to see it); what was published before
+`live_from` is read from the log (`_replay_shard`, one Query per topic shard) and referred to
+its queue before the first of those, so it gets each message once, in publish order per
+topic shard (docs/storage-engine.md, "Replay").
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -46,7 +55,14 @@ from mqless.registry import QueueRegistry
 from mqless.sealing import BodyCipher, Headers, Holder, open_logged, seal_many
 from mqless.selectors import MAX_SELECTOR_LENGTH, Lookup, Selector, message_lookup
 from mqless.storage import keys
-from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body, LogStore
+from mqless.storage.log import (
+    BODY_OVERHEAD,
+    ITEM_OVERHEAD,
+    MAX_ITEM_BYTES,
+    Body,
+    LogItem,
+    LogStore,
+)
 from mqless.topics import FilterPolicy, TopicIndex, validate_topic_name, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -58,6 +74,18 @@ SUBSCRIPTION_PARTITION = "SUBSCRIPTION"
 TOPIC_MESSAGE_SECONDS = 24 * 60 * 60  # kept a day when no subscription's queue needs longer
 TOPIC_SHARDS = 4  # a topic's log is spread over this many partitions
 CACHE_SECONDS = 5.0
+# a replaying subscription's live part starts this long after its creation: by then every
+# dispatcher's cached view of the subscriptions (CACHE_SECONDS) has seen it, a second of
+# clock difference between Lambda instances included
+REPLAY_JOIN_MS = int(CACHE_SECONDS * 1000) + 1000
+# how long after `live_from` a publish stamped before it is taken to be in the log
+REPLAY_SETTLE_MS = 2000
+REPLAY_CLAIM_MS = 60_000  # a topic shard's replay taken by one worker, for at most this long
+REPLAY_CHUNK = 100  # log items read per index append and position recorded
+REPLAY_BUDGET_MS = 15_000  # a PUT's replay stops after this; the dispatch function resumes it
+REPLAY_DISPATCH_BUDGET_MS = 30_000  # a dispatch function's, after which its batch is retried
+START_OLDEST = "oldest"
+START_NOW = "now"
 
 
 class Subscription(BaseModel):
@@ -73,6 +101,30 @@ class Subscription(BaseModel):
         default=None,
         description="The principal that created it: it may delete it without admin rights.",
     )
+    replay_from: int | None = Field(
+        default=None,
+        description="Replay: messages the topic still held that were published at or after "
+        "this time (epoch ms; 0: the oldest retained) were delivered to it when it was "
+        "created; null: it gets what is published from its creation on.",
+    )
+    live_from: int | None = Field(
+        default=None,
+        description="Replay: messages published from this time (epoch ms) on are delivered "
+        "as published; those before it were read from the topic's log.",
+    )
+    replaying: dict[str, int] = Field(
+        default_factory=dict,
+        description="Replay: the topic log shards whose retained messages are still to be "
+        "delivered (empty once the replay is done).",
+    )
+
+
+class Replayer(Protocol):
+    """Refers published bodies read back from a topic's log to a queue (`indexing.py`)."""
+
+    def append_replayed(
+        self, target: QueueConfig, items: Sequence[tuple[Item, list[int]]]
+    ) -> int: ...
 
 
 _Matcher = tuple["Subscription", FilterPolicy | None, Selector | None]
@@ -90,6 +142,35 @@ class SubscriptionSettings(BaseModel):
         "must match, beside the filter policy; null delivers every message.",
         max_length=MAX_SELECTOR_LENGTH,
     )
+    start: str | None = Field(
+        default=None,
+        description='Replay, for a new subscription of one topic: "oldest" delivers every '
+        "message the topic's log still holds, an ISO-8601 time (with its zone, e.g. "
+        '"2026-12-07T00:00:00Z") those published at or after it, before the ones published '
+        'from now on; "now" or null: only those. Ignored when the subscription exists.',
+        max_length=64,
+    )
+
+
+def parse_start(start: str | None, now_ms: int) -> int | None:
+    """A subscription's start as epoch ms (0: the oldest retained), or None for "now"."""
+    if start is None or start == START_NOW:
+        return None
+    if start == START_OLDEST:
+        return 0
+    try:
+        when = datetime.fromisoformat(start)
+        at = int(when.timestamp() * 1000) if when.tzinfo is not None else None
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequest(
+            f"start {start[:64]!r} is not {START_OLDEST!r}, {START_NOW!r} or an ISO-8601 time "
+            "such as '2026-12-07T00:00:00Z'"
+        ) from exc
+    if at is None:
+        raise InvalidRequest(f"start {start!r} needs a time zone (Z or +hh:mm)")
+    if at > now_ms:
+        raise InvalidRequest(f"start {start!r} is in the future")
+    return max(at, 0)
 
 
 class DispatchReport(BaseModel):
@@ -138,6 +219,11 @@ class TopicService:
         self._quotas = quotas or Quotas(self._policy)
         self._lock = threading.Lock()
         self._index: tuple[int, TopicIndex, dict[tuple[str, str], _Matcher]] | None = None
+        self._replayer: Callable[[], Replayer] | None = None
+
+    def replay_with(self, replayer: Callable[[], Replayer]) -> None:
+        """Where replayed messages are referred to their queues (the indexer, made on use)."""
+        self._replayer = replayer
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -285,6 +371,14 @@ class TopicService:
         if settings.filter_policy is not None:
             FilterPolicy.parse(settings.filter_policy)
         selectors.check(settings.selector)  # a bad selector: 400, naming the position
+        replay_from = parse_start(settings.start, self._clock.now_ms())
+        if replay_from is not None:
+            if any(word in ("*", ">") for word in topic.split(".")):
+                raise InvalidRequest(
+                    "start replays one topic's log: subscribe to a topic name, not a pattern"
+                )
+            # replaying hands over what was published before: the right to subscribe to it
+            self._policy.check(principal, Action.RECEIVE, topic)
         self._queues.get(settings.queue)  # the queue must exist: QueueNotFound otherwise
         # conditional writes only: whatever another request does meanwhile, a write that
         # would act on what it did not read fails and is looked at again
@@ -300,10 +394,12 @@ class TopicService:
                 return replaced, False
             if as_consumer:
                 self._policy.check(principal, Action.CREATE, topic)
-            created = self._create(principal, topic, name, settings)
+            created = self._create(principal, topic, name, settings, replay_from)
             if created is None:
                 continue
             self._audit_save(principal, created, created=True)
+            if created.replaying:
+                created = self._finish_replay(created)
             return created, True
         raise Conflict(f"durable subscription {name!r} of {topic!r} is changing; retry")
 
@@ -389,17 +485,31 @@ class TopicService:
         return _subscription(from_wire(found["Item"])) if "Item" in found else None
 
     def _create(
-        self, principal: Principal, topic: str, name: str, settings: SubscriptionSettings
+        self,
+        principal: Principal,
+        topic: str,
+        name: str,
+        settings: SubscriptionSettings,
+        replay_from: int | None = None,
     ) -> Subscription | None:
         """A new subscription owned by and charged to `principal`; None if one exists."""
+        now = self._clock.now_ms()
+        replay: dict[str, Any] = {}
+        if replay_from is not None:
+            replay = {
+                "replay_from": replay_from,
+                "live_from": now + REPLAY_JOIN_MS,
+                "replaying": {str(shard): 0 for shard in range(TOPIC_SHARDS)},
+            }
         subscription = Subscription(
             topic=topic,
             name=name,
             queue=settings.queue,
             filter_policy=settings.filter_policy,
             selector=selectors.check(settings.selector),
-            created_at=self._clock.now_ms(),
+            created_at=now,
             owner=principal.id,
+            **replay,
         )
         charge = self._quotas.charge(principal, Quota.SUBSCRIPTIONS, 1, _what(topic, name))
         item = {
@@ -407,6 +517,8 @@ class TopicService:
             "kind": "subscription",
             **subscription.model_dump(),
             "charged_to": None if charge is None else charge.principal_id,
+            # per topic shard, the last log item a replay went past (where the next resumes)
+            **({"replay_at": {}} if replay else {}),
         }
         if not quotas.put_new(self._db, self._destinations, [item], charge):
             return None
@@ -471,21 +583,200 @@ class TopicService:
         if not matching:
             return []
         item = self._log.log_item(image)
+        opened = self._opened(topic, item)
+        by_queue: dict[str, tuple[QueueConfig, set[int]]] = {}
+        for matcher in matching:
+            subscription = matcher[0]
+            if subscription.live_from is not None and not self._joined(subscription, item):
+                continue
+            queue = self._queues.find(subscription.queue)
+            if queue is None:
+                logger.warning(
+                    "subscription's queue is gone; message not delivered to it",
+                    extra={"subscription": subscription.name, "queue": subscription.queue},
+                )
+                continue
+            bodies = _selected(opened, matcher)
+            if bodies:
+                by_queue.setdefault(queue.name, (queue, set()))[1].update(bodies)
+        return [(queue, sorted(bodies)) for queue, bodies in by_queue.values()]
+
+    # ---- replay ---------------------------------------------------------------------------
+
+    def _joined(self, subscription: Subscription, item: LogItem) -> bool:
+        """Whether a replaying subscription gets this new log item as it is published.
+
+        From `live_from` on, yes, once the item's topic shard is replayed (the first such
+        item replays it: the replayed references go before its own). Before it, the replay
+        delivers it; one that reaches the dispatch function after its shard's replay (a
+        write that lagged its id's time) goes too, and the index append skips it if the
+        replay had found it already.
+        """
+        _, _, shard = keys.parse_log_partition(item.partition)
+        pending = str(shard) in subscription.replaying
+        if keys.id_time_ms(item.item) < (subscription.live_from or 0):
+            return not pending
+        if pending:
+            # bounded below the dispatch function's 60 s: a long replay is resumed by the
+            # retried batch rather than cut by a timeout
+            deadline = self._clock.now_ms() + REPLAY_DISPATCH_BUDGET_MS
+            self._replay_shard(subscription, shard, deadline_ms=deadline)
+            if str(shard) in subscription.replaying:  # handed back: this item must wait
+                raise Conflict(
+                    f"durable subscription {subscription.name!r} of {subscription.topic!r}: "
+                    f"topic shard {shard} is still being replayed; retry"
+                )
+        return True
+
+    def _finish_replay(self, subscription: Subscription) -> Subscription:
+        """Replay what a new subscription's topic still holds, once the dispatch function
+        delivers the rest (`live_from`) and what was published before it is in the log.
+
+        A shard a dispatcher is replaying (a publish after `live_from` reached it first)
+        is left to it; so is everything if this process cannot refer messages."""
+        if self._replayer is None:
+            return subscription
+        wait_ms = (subscription.live_from or 0) + REPLAY_SETTLE_MS - self._clock.now_ms()
+        if wait_ms > 0:
+            self._clock.sleep(wait_ms / 1000)
+        deadline = self._clock.now_ms() + REPLAY_BUDGET_MS
+        for shard in sorted(subscription.replaying, key=int):
+            try:
+                self._replay_shard(subscription, int(shard), deadline_ms=deadline)
+            except Conflict:
+                continue
+        return self._find(subscription.topic, subscription.name) or subscription
+
+    def _replay_shard(
+        self, subscription: Subscription, shard: int, *, deadline_ms: int | None = None
+    ) -> None:
+        """Refer what one shard of the topic's log holds from the subscription's start up to
+        `live_from` (filter and selector applied) to its queue, then mark the shard done.
+
+        One worker at a time (a conditional claim); Conflict while another holds it (the
+        dispatch function's batch is retried), nothing if it is done already. Every
+        REPLAY_CHUNK log items it records how far it went (`replay_at`), so a worker that
+        stops (its Lambda timed out, or past `deadline_ms`: it hands the shard back) is
+        resumed there, not from the start.
+        """
+        if self._replayer is None:
+            return
         now = self._clock.now_ms()
-        attributes: list[dict[str, str] | None] = []
-        lookups: list[Lookup] = []
+        claim = now + REPLAY_CLAIM_MS
+        key = to_wire(_key(subscription.topic, subscription.name))
+        names_ = {"#r": "replaying", "#a": "replay_at", "#s": str(shard)}
+        try:
+            with translated_errors():
+                claimed = self._db.update_item(
+                    TableName=self._destinations,
+                    Key=key,
+                    UpdateExpression="SET #r.#s = :claim",
+                    ConditionExpression="#r.#s < :now AND created_at = :created",
+                    ExpressionAttributeNames={"#r": "replaying", "#s": str(shard)},
+                    ExpressionAttributeValues=to_wire(
+                        {":claim": claim, ":now": now, ":created": subscription.created_at}
+                    ),
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            current = self._find(subscription.topic, subscription.name)
+            if current is None or current.created_at != subscription.created_at:
+                return
+            if str(shard) in current.replaying:
+                raise Conflict(
+                    f"durable subscription {subscription.name!r} of {subscription.topic!r}: "
+                    f"topic shard {shard} is being replayed; retry"
+                ) from exc
+            self._replayed(subscription, shard)
+            return
+        positions = from_wire(claimed["Attributes"]).get("replay_at") or {}
+        position = str(positions.get(str(shard)) or "") or None
+
+        def record(found: list[tuple[Item, list[int]]], *, done: bool = False) -> None:
+            """Refer what was found, then note how far the replay went (or that it is done,
+            or, past the deadline, hand the shard back); Conflict if the claim was lost."""
+            nonlocal claim
+            if found and found_queue is not None:
+                self._replayer_of().append_replayed(found_queue, found)
+            now_ms = self._clock.now_ms()
+            stop = not done and deadline_ms is not None and now_ms >= deadline_ms
+            values: dict[str, Any] = {":claim": claim}
+            if done:
+                update = "REMOVE #r.#s, #a.#s"
+            else:
+                values[":at"] = position or ""
+                values[":next"] = 0 if stop else now_ms + REPLAY_CLAIM_MS
+                update = "SET #r.#s = :next, #a.#s = :at"
+            try:
+                with translated_errors():
+                    self._db.update_item(
+                        TableName=self._destinations,
+                        Key=key,
+                        UpdateExpression=update,
+                        ConditionExpression="#r.#s = :claim",
+                        ExpressionAttributeNames=names_,
+                        ExpressionAttributeValues=to_wire(values),
+                    )
+            except ClientError as exc:
+                if is_condition_failure(exc):
+                    raise Conflict(f"topic shard {shard}'s replay was taken over") from exc
+                raise
+            if stop:
+                raise _ReplayPaused(shard)
+            if not done:
+                claim = int(values[":next"])
+
+        found_queue = self._queues.find(subscription.queue)
+        matcher = _matcher(subscription)
+        found: list[tuple[Item, list[int]]] = []
+        read = 0
+        try:
+            for image in self._log.topic_items(
+                subscription.topic,
+                shard,
+                subscription.replay_from or 0,
+                subscription.live_from or 0,
+                after=position,
+            ):
+                read += 1
+                position = str(image["sk"])
+                # DynamoDB's TTL deletes expired items late: what has expired is not replayed
+                if found_queue is not None and int(image.get("x", 0)) > now // 1000:
+                    opened = self._opened(subscription.topic, self._log.log_item(image))
+                    slots = _selected(opened, matcher)
+                    if slots:
+                        found.append((image, slots))
+                if read % REPLAY_CHUNK == 0:
+                    record(found)
+                    found = []
+            record(found, done=True)
+        except _ReplayPaused:
+            return
+        self._replayed(subscription, shard)
+
+    def _replayer_of(self) -> Replayer:
+        assert self._replayer is not None  # checked before the claim
+        return self._replayer()
+
+    def _replayed(self, subscription: Subscription, shard: int) -> None:
+        """Note in the cached view that a shard's replay is done."""
+        key = (subscription.topic, subscription.name)
+        subscription.replaying.pop(str(shard), None)
+        with self._lock:
+            if self._index is not None and key in self._index[2]:
+                cached = self._index[2][key][0]
+                cached.replaying.pop(str(shard), None)
+
+    def _opened(self, topic: str, item: LogItem) -> list[tuple[dict[str, str], Lookup] | None]:
+        """Each body's attributes and selector lookup; None for one that fails
+        authentication (logged: delivered to no one, as retrying cannot help)."""
+        now = self._clock.now_ms()
+        opened_bodies: list[tuple[dict[str, str], Lookup] | None] = []
         for slot in range(len(item.bodies)):
             try:
                 opened = open_logged(self._cipher, item, slot, now_ms=now)
-                attributes.append(dict(opened.headers.attributes))
-                lookups.append(
-                    message_lookup(
-                        message_id=keys.message_id(item.item, slot),
-                        sent_at=keys.id_time_ms(item.item),
-                        attributes=opened.headers.attributes,
-                        correlation_id=opened.headers.correlation_id,
-                    )
-                )
             except IntegrityError as exc:
                 logger.error(
                     "published message failed authentication; delivered to no one",
@@ -495,27 +786,16 @@ class TopicService:
                         "reason": exc.message,
                     },
                 )
-                attributes.append(None)
-                lookups.append(lambda name: None)
-        by_queue: dict[str, tuple[QueueConfig, set[int]]] = {}
-        for subscription, policy, selector in matching:
-            queue = self._queues.find(subscription.queue)
-            if queue is None:
-                logger.warning(
-                    "subscription's queue is gone; message not delivered to it",
-                    extra={"subscription": subscription.name, "queue": subscription.queue},
-                )
+                opened_bodies.append(None)
                 continue
-            bodies = {
-                slot
-                for slot, attrs in enumerate(attributes)
-                if attrs is not None
-                and (policy is None or policy.matches(attrs))
-                and (selector is None or selector.matches(lookups[slot]))
-            }
-            if bodies:
-                by_queue.setdefault(queue.name, (queue, set()))[1].update(bodies)
-        return [(queue, sorted(bodies)) for queue, bodies in by_queue.values()]
+            lookup = message_lookup(
+                message_id=keys.message_id(item.item, slot),
+                sent_at=keys.id_time_ms(item.item),
+                attributes=opened.headers.attributes,
+                correlation_id=opened.headers.correlation_id,
+            )
+            opened_bodies.append((dict(opened.headers.attributes), lookup))
+        return opened_bodies
 
     def _matching(self, topic: str) -> list[_Matcher]:
         index, by_key = self._cached_index()
@@ -532,15 +812,7 @@ class TopicService:
             key = (subscription.topic, subscription.name)
             index.add(subscription.topic, key)
             # policies are parsed once per cache refresh, not once per message
-            policy = (
-                None
-                if subscription.filter_policy is None
-                else FilterPolicy.parse(subscription.filter_policy)
-            )
-            selector = (
-                None if subscription.selector is None else selectors.parse(subscription.selector)
-            )
-            by_key[key] = (subscription, policy, selector)
+            by_key[key] = _matcher(subscription)
         with self._lock:
             self._index = (now, index, by_key)
         return index, by_key
@@ -560,6 +832,35 @@ class TopicService:
                 )
             )
         return found
+
+
+class _ReplayPaused(Exception):
+    """A replay handed its shard back at its deadline (the next worker resumes it)."""
+
+
+def _matcher(subscription: Subscription) -> _Matcher:
+    """A subscription with its filter policy and selector parsed."""
+    policy = (
+        None
+        if subscription.filter_policy is None
+        else FilterPolicy.parse(subscription.filter_policy)
+    )
+    selector = None if subscription.selector is None else selectors.parse(subscription.selector)
+    return subscription, policy, selector
+
+
+def _selected(
+    opened: Sequence[tuple[dict[str, str], Lookup] | None], matcher: _Matcher
+) -> list[int]:
+    """The slots of a log item whose bodies a subscription's filter and selector take."""
+    _, policy, selector = matcher
+    return [
+        slot
+        for slot, body in enumerate(opened)
+        if body is not None
+        and (policy is None or policy.matches(body[0]))
+        and (selector is None or selector.matches(body[1]))
+    ]
 
 
 def _check_topic_message(message: NewMessage) -> None:

@@ -38,7 +38,7 @@ from mqless.errors import (
     StaleReceipt,
     Throttled,
 )
-from mqless.leases import Leases, Taken
+from mqless.leases import Acks, Leases, Taken
 from mqless.models import (
     BrowsedMessage,
     Delivery,
@@ -96,6 +96,16 @@ class SweepReport:
     dead_lettered: int = 0
     expired: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AckedAndReceived:
+    """What a receive that acknowledged receipts did: each receipt's outcome, as `ack`
+    reports it, and the messages leased."""
+
+    acked: list[str]
+    failed: list[EntryFailure]
+    messages: list[Delivery]
 
 
 @dataclass(frozen=True)
@@ -790,6 +800,67 @@ class QueueService:
         consumers). With a JMS `selector` (checked already), only messages it selects are
         leased, oldest first: the others are never claimed and stay for other consumers.
         """
+        config, lease_ms = self._open_receive(
+            principal, queue, max_messages, wait_seconds, visibility_timeout, owner
+        )
+        return self._poll(
+            config,
+            max_messages,
+            wait_seconds,
+            lease_ms,
+            oldest_first=oldest_first,
+            selector=selector,
+        )
+
+    def ack_and_receive(
+        self,
+        principal: Principal,
+        queue: str,
+        receipts: Sequence[str],
+        *,
+        max_messages: int = 1,
+        wait_seconds: float = 0,
+        visibility_timeout: int | None = None,
+    ) -> AckedAndReceived:
+        """Acknowledge `receipts` and lease up to `max_messages` ("ack and take the next").
+
+        The acks are applied whatever the receive finds, each as `ack` would (a stale
+        receipt fails alone). In a standard queue, one whose segment the receive leases
+        from is settled in the lease's write: a lone consumer's ack and next lease are
+        most often one write (`leases.py`). A FIFO queue's are settled before the receive,
+        so that a group's next message can be its head.
+        """
+        config, lease_ms = self._open_receive(
+            principal, queue, max_messages, wait_seconds, visibility_timeout, None
+        )
+        _, parsed, failed = self._settle_prelude(principal, queue, receipts)
+        acks = Acks([lease for _, lease in parsed])
+        try:
+            if config.fifo:
+                self.leases.settle_acks(config, acks)
+            deliveries = self._poll(config, max_messages, wait_seconds, lease_ms, acks=acks)
+        finally:
+            self.leases.settle_acks(config, acks)
+        acked: list[str] = []
+        for (text, _), ok in zip(parsed, acks.outcome, strict=True):
+            if ok:
+                acked.append(text)
+            else:
+                failed.append(_stale(text))
+        if acked:
+            metrics.count("Acked", queue=queue, value=len(acked))
+        return AckedAndReceived(acked=acked, failed=failed, messages=deliveries)
+
+    def _open_receive(
+        self,
+        principal: Principal,
+        queue: str,
+        max_messages: int,
+        wait_seconds: float,
+        visibility_timeout: int | None,
+        owner: str | None,
+    ) -> tuple[QueueConfig, int]:
+        """The queue a receive may lease from, and its lease length (ms)."""
         names.validate_queue_name(queue)
         self._policy.check(principal, Action.RECEIVE, queue)
         if owner is None and names.is_temp_queue(queue):
@@ -811,13 +882,30 @@ class QueueService:
         lease_seconds = (
             config.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
+        return config, lease_seconds * 1000
+
+    def _poll(
+        self,
+        config: QueueConfig,
+        max_messages: int,
+        wait_seconds: float,
+        lease_ms: int,
+        *,
+        oldest_first: bool = False,
+        selector: str | None = None,
+        acks: Acks | None = None,
+    ) -> list[Delivery]:
+        """Look for messages until some are leased or `wait_seconds` have passed; `acks`
+        ride on the first look's lease writes, and what they did not settle is settled
+        before any wait (an ack never waits for a message)."""
         deadline = self._clock.now_ms() + int(wait_seconds * 1000)
         pause = FIRST_POLL_SECONDS
         while True:
             selection = None if selector is None else _Selection(self, config, selector)
-            found = self._deliver(
-                config, max_messages, lease_seconds * 1000, oldest_first, selection
-            )
+            found = self._deliver(config, max_messages, lease_ms, oldest_first, selection, acks)
+            if acks is not None:
+                self.leases.settle_acks(config, acks)
+                acks = None
             remaining = (deadline - self._clock.now_ms()) / 1000
             if found or remaining <= 0:
                 return found
@@ -831,6 +919,7 @@ class QueueService:
         lease_ms: int,
         oldest_first: bool,
         selection: _Selection | None = None,
+        acks: Acks | None = None,
     ) -> list[Delivery]:
         """Lease messages and open them; what may not go out is expired or dead-lettered."""
         deliveries: list[Delivery] = []
@@ -841,6 +930,7 @@ class QueueService:
                 lease_ms,
                 oldest_first=oldest_first,
                 wanted=None if selection is None else selection.wanted,
+                acks=acks,
             )
             if not taken:
                 break
@@ -1650,7 +1740,7 @@ def _stale(receipt: str) -> EntryFailure:
     )
 
 
-__all__ = ["BodyCipher", "QueueService", "SweepReport"]
+__all__ = ["AckedAndReceived", "BodyCipher", "QueueService", "SweepReport"]
 
 
 class _Verdicts:

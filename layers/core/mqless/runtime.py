@@ -1,7 +1,10 @@
 """Wiring: the default broker built from the environment, created once per process.
 
 Nothing here runs at import time; handlers call `queue_service()` on their first
-invocation, and tests call `reset()` between cases.
+invocation, and tests call `reset()` between cases. Each factory imports what it builds
+when it is first called, so a function imports only what its own requests use: the
+authorizer and the dispatch function never load the WebSocket sessions or the HTTP API's
+services (issue 18's cold start; `bench/cold_import.py` measures it).
 """
 
 from __future__ import annotations
@@ -12,32 +15,26 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from mqless.access import AccessControl
-from mqless.auth import Authenticator, IamPrincipals, IssuerKeys, JwtSettings, JwtVerifier
 from mqless.clock import Clock, SystemClock
-from mqless.consumers import QueueConsumers
-from mqless.dedup import DedupHasher
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.history import HistoryService
-from mqless.indexing import Indexer
-from mqless.live import ApiGatewayPusher, LiveSubscriptions, Pusher
-from mqless.principals import AllowAll, GrantPolicy, Policy
-from mqless.pubsub import TopicService
-from mqless.queues import QueueService
-from mqless.quotas import Quotas
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
-from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.groups import FifoIndex
-from mqless.storage.index import IndexStore
-from mqless.storage.log import LogStore
-from mqless.storage.wake import WakeMarkers
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kms import KMSClient
+
+    from mqless.access import AccessControl
+    from mqless.auth import Authenticator, IamPrincipals
+    from mqless.envelope import EnvelopeCipher
+    from mqless.history import HistoryService
+    from mqless.indexing import Indexer
+    from mqless.live import LiveSubscriptions, Pusher
+    from mqless.principals import Policy
+    from mqless.pubsub import TopicService
+    from mqless.queues import QueueService
+    from mqless.registry import QueueRegistry
+    from mqless.sessions import Sessions
+    from mqless.storage.log import LogStore
 
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
@@ -65,6 +62,8 @@ def cloudwatch_client() -> CloudWatchClient:
 @cache
 def history() -> HistoryService:
     """The functions' own metrics, read back (the console's charts)."""
+    from mqless.history import HistoryService
+
     return HistoryService(cloudwatch_client(), registry(), policy(), clock())
 
 
@@ -100,18 +99,24 @@ def auth_required() -> bool:
 @cache
 def policy() -> Policy:
     """Grants decide while authentication is on; with AUTH_MODE=off everything is allowed."""
+    from mqless.principals import AllowAll, GrantPolicy
+
     return GrantPolicy() if auth_required() else AllowAll()
 
 
 @cache
 def access() -> AccessControl:
     """Principals and API keys, managed under the process-wide policy."""
+    from mqless.access import AccessControl
+
     return AccessControl(dynamodb_client(), settings().destinations_table, clock(), policy())
 
 
 @cache
 def authenticator() -> Authenticator:
     """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
+    from mqless.auth import Authenticator, IssuerKeys, JwtSettings, JwtVerifier
+
     config = access_settings()
     issuer = config.jwt_issuer
     if not issuer:
@@ -127,6 +132,8 @@ def authenticator() -> Authenticator:
 
 @cache
 def iam_principals() -> IamPrincipals:
+    from mqless.auth import IamPrincipals
+
     return IamPrincipals(access())
 
 
@@ -138,12 +145,16 @@ def cipher() -> EnvelopeCipher:
 
 @cache
 def live_subscriptions() -> LiveSubscriptions:
+    from mqless.live import LiveSubscriptions
+
     return LiveSubscriptions(dynamodb_client(), settings().destinations_table, clock())
 
 
 @cache
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
+    from mqless.live import ApiGatewayPusher
+
     endpoint = websocket_settings().connections_endpoint
     if not endpoint:
         return NoWebSocketApi()
@@ -165,6 +176,9 @@ class NoWebSocketApi:
 @cache
 def sessions() -> Sessions:
     """WebSocket sessions (JSON and STOMP) over the process-wide services."""
+    from mqless.consumers import QueueConsumers
+    from mqless.sessions import Sessions
+
     return Sessions(
         dynamodb=dynamodb_client(),
         table_name=settings().destinations_table,
@@ -186,6 +200,8 @@ def sessions() -> Sessions:
 
 
 def _cipher(settings: Settings, kms: KMSClient, time: Clock) -> EnvelopeCipher:
+    from mqless.envelope import EnvelopeCipher, KmsKeyProvider
+
     return EnvelopeCipher(
         KmsKeyProvider(kms, settings.kms_key_id),
         time,
@@ -206,6 +222,18 @@ def build_queue_service(
     log: LogStore | None = None,
 ) -> QueueService:
     """A QueueService over the given clients (what tests and the local runtime call)."""
+    from mqless.dedup import DedupHasher
+    from mqless.envelope import KmsKeyProvider
+    from mqless.principals import AllowAll
+    from mqless.queues import QueueService
+    from mqless.quotas import Quotas
+    from mqless.registry import QueueRegistry
+    from mqless.storage.dedup_records import DedupRecords
+    from mqless.storage.groups import FifoIndex
+    from mqless.storage.index import IndexStore
+    from mqless.storage.log import LogStore
+    from mqless.storage.wake import WakeMarkers
+
     time = time or SystemClock()
     policy = policy or AllowAll()
     table = settings.messages_table
@@ -238,6 +266,11 @@ def build_topic_service(
     log: LogStore | None = None,
 ) -> TopicService:
     """A TopicService over the given clients."""
+    from mqless.principals import AllowAll
+    from mqless.pubsub import TopicService
+    from mqless.quotas import Quotas
+    from mqless.registry import QueueRegistry
+
     time = time or SystemClock()
     policy = policy or AllowAll()
     return TopicService(
@@ -263,8 +296,14 @@ def build_indexer(
     time: Clock,
 ) -> Indexer:
     """The dispatch function's indexer over the given clients."""
+    from mqless.dedup import DedupHasher
+    from mqless.envelope import KmsKeyProvider
+    from mqless.indexing import Indexer
+    from mqless.storage.groups import FifoIndex
+    from mqless.storage.index import IndexStore
+
     table = settings.messages_table
-    return Indexer(
+    indexer = Indexer(
         queues=registry,
         index=IndexStore(dynamodb, table),
         fifo=FifoIndex(dynamodb, table, time),
@@ -274,25 +313,31 @@ def build_indexer(
             KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
         ).mac,
     )
+    topics.replay_with(lambda: indexer)  # replays refer their messages as it does
+    return indexer
 
 
 # The process-wide services share one data-key cache and one queue-config cache, so a
 # function that both sends and pushes (or fans out) asks KMS and DynamoDB once, not per service.
 @cache
 def registry() -> QueueRegistry:
+    from mqless.registry import QueueRegistry
+
     return QueueRegistry(dynamodb_client(), settings().destinations_table, clock())
 
 
 @cache
 def log_store() -> LogStore:
     """The process-wide log adapter (it caches the data keys bodies name)."""
+    from mqless.storage.log import LogStore
+
     return LogStore(dynamodb_client(), settings().messages_table, clock())
 
 
 @cache
 def topic_service() -> TopicService:
     """The process-wide TopicService, built on first use from the environment."""
-    return build_topic_service(
+    service = build_topic_service(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -302,6 +347,8 @@ def topic_service() -> TopicService:
         time=clock(),
         log=log_store(),
     )
+    service.replay_with(indexer)  # made on first use: a replay refers as the indexer does
+    return service
 
 
 @cache

@@ -77,7 +77,7 @@ from mqless.observability import audit, metrics
 from mqless.outbound import Connection, Push, render
 from mqless.presence import Presence
 from mqless.principals import Principal
-from mqless.pubsub import SubscriptionSettings, TopicService, published_topic
+from mqless.pubsub import START_NOW, SubscriptionSettings, TopicService, published_topic
 from mqless.queues import BodyCipher, QueueService
 from mqless.sealing import open_logged
 from mqless.selectors import message_lookup
@@ -318,9 +318,11 @@ class Sessions:
         prefetch: int = DEFAULT_PREFETCH,
         durable: str | None = None,
         selector: str | None = None,
+        start: str | None = None,
     ) -> str | None:
         """Subscribe to a topic (live, or durable when named) or to a queue (push), to the
         messages a JMS `selector` selects if one is given (a bad one is refused here).
+        A new durable subscription may `start` earlier than now (`pubsub.parse_start`).
 
         Returns the queue to `pump` once the client has been answered, if any.
         """
@@ -329,6 +331,11 @@ class Sessions:
         kind, name = self._resolve(info, destination, receiving=True)
         connection = info.connection
         principal = info.acting_as
+        if start not in (None, START_NOW) and (kind != "topic" or durable is None):
+            raise InvalidRequest(
+                "a start (replay) is for a durable topic subscription: name one "
+                "(STOMP 'activemq.subscriptionName', JSON 'durable')"
+            )
         if self.live.subscription(connection.id, subscription) is not None:
             raise Conflict(f"subscription id {subscription!r} is already in use on this connection")
         if kind == "topic" and durable is None:
@@ -355,7 +362,7 @@ class Sessions:
                     principal,
                     name,
                     durable,
-                    SubscriptionSettings(queue=durable, selector=selector),
+                    SubscriptionSettings(queue=durable, selector=selector, start=start),
                     as_consumer=True,
                 )
             queue = durable

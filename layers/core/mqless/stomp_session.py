@@ -16,7 +16,9 @@ Behaviour a client can count on:
   (default 10, at most 1000), and `activemq.subscriptionName` for a durable topic
   subscription (its queue has the subscription's name; UNSUBSCRIBE with the same header
   deletes it). `selector` takes a JMS message selector (`selectors.py`); a bad one gets an
-  ERROR naming the position.
+  ERROR naming the position. `x-stream-offset` (RabbitMQ streams' header: `first`, `next`,
+  `timestamp=<epoch seconds>`) starts a new durable subscription with what the topic still
+  holds (`pubsub.py`, replay).
 - Request/reply as ActiveMQ: `/temp-queue/NAME` is a queue private to this connection
   (`sessions.py`), made on first use and deleted when the connection goes; a SEND's
   `reply-to: /temp-queue/NAME` reaches its receiver as `/remote-temp-queue/<real name>`,
@@ -42,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Final, NoReturn
 
 from aws_lambda_powertools import Logger
@@ -53,6 +56,7 @@ from mqless.ids import check_client_id, is_ascii_digits
 from mqless.live import ConnectionInfo
 from mqless.models import NewMessage
 from mqless.outbound import Connection
+from mqless.pubsub import START_OLDEST
 from mqless.sessions import Sessions, Settle
 from mqless.stomp import (
     Frame,
@@ -206,6 +210,7 @@ class StompSession:
             prefetch=_prefetch(frame),
             durable=durable,
             selector=frame.header("selector"),
+            start=_stream_offset(frame),
         )
         if queue is not None:
             self._to_pump.add(queue)
@@ -315,6 +320,24 @@ def _durable_name(frame: Frame) -> str | None:
         raise InvalidRequest(
             f"{frame.command} header 'activemq.subscriptionName': {exc.message}"
         ) from exc
+
+
+def _stream_offset(frame: Frame) -> str | None:
+    """Where a new durable subscription starts, as RabbitMQ's stream consumers say it
+    (`x-stream-offset`): `first` (the oldest message the topic holds), `next` (what is
+    published from now on: the default) or `timestamp=<epoch seconds>`."""
+    offset = frame.header("x-stream-offset")
+    if offset is None or offset == "next":
+        return None
+    if offset == "first":
+        return START_OLDEST
+    kind, _, value = offset.partition("=")
+    if kind == "timestamp" and value.isdigit() and len(value) <= 12:
+        return datetime.fromtimestamp(int(value), UTC).isoformat()
+    raise InvalidRequest(
+        f"{frame.command} header 'x-stream-offset': {offset[:64]!r} is not 'first', 'next' "
+        "or 'timestamp=<epoch seconds>' (offsets and 'last' are not supported)"
+    )
 
 
 def _required(frame: Frame, name: str) -> str:

@@ -407,14 +407,31 @@ def receive(
 ) -> ReceiveResponse:
     # every field has a default, so a bare `curl -X POST .../receive` is a valid receive
     request = request or ReceiveRequest()
-    deliveries = runtime.queue_service().receive(
+    service = runtime.queue_service()
+    if request.ack is None:
+        deliveries = service.receive(
+            _principal(),
+            name,
+            max_messages=request.max_messages,
+            wait_seconds=request.wait_seconds,
+            visibility_timeout=request.visibility_timeout,
+        )
+        return ReceiveResponse(messages=[MessageOut.of(d) for d in deliveries])
+    # ack and take the next: a stale receipt fails alone, as in a batch ack; the receive
+    # answers 200 whatever the acks did
+    result = service.ack_and_receive(
         _principal(),
         name,
+        request.ack,
         max_messages=request.max_messages,
         wait_seconds=request.wait_seconds,
         visibility_timeout=request.visibility_timeout,
     )
-    return ReceiveResponse(messages=[MessageOut.of(d) for d in deliveries])
+    return ReceiveResponse(
+        messages=[MessageOut.of(d) for d in result.messages],
+        acked=result.acked,
+        failed=result.failed,
+    )
 
 
 @app.post(

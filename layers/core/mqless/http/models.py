@@ -172,6 +172,14 @@ class ReceiveRequest(BaseModel):
             description="Lease length for these messages (default: the queue's).",
         ),
     ] = None
+    ack: Annotated[
+        Receipts | None,
+        Field(
+            description="1-10 receipts to acknowledge in the same request, whatever it finds "
+            "(the response's `acked` and `failed` say how each went, as POST .../ack does). "
+            "A lone consumer's ack and next lease are then most often one write."
+        ),
+    ] = None
 
 
 class MessageOut(BaseModel):
@@ -198,6 +206,13 @@ class MessageOut(BaseModel):
 
 class ReceiveResponse(BaseModel):
     messages: list[MessageOut]
+    acked: Annotated[
+        list[str], Field(description="Receipts of the request's `ack` acknowledged.")
+    ] = []
+    failed: Annotated[
+        list[EntryFailure],
+        Field(description="Receipts of the request's `ack` that were not (stale, malformed)."),
+    ] = []
 
 
 class AckRequest(BaseModel):

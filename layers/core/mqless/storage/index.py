@@ -15,11 +15,13 @@ four numbers:
   and counted nowhere, without reading its body.
 
 Every write here is one UpdateItem or PutItem of one segment of under 1 KB: 1 WRU, shared
-by every reference it touches. Leases and settlements are conditional per reference, so
-two consumers never hold the same reference, and writes to other references of the same
-segment never make them fail. Only the dispatch function appends (in stream order); an
-append is conditional on the segment's length, so concurrent appenders never overwrite
-each other, and a retried stream batch does not append a reference twice.
+by every reference it touches (a receive that acknowledges leases of the segment it leases
+from settles them in its lease's write: `claim`). Leases and settlements are conditional
+per reference, so two consumers never hold the same reference, and writes to other
+references of the same segment never make them fail. Only the dispatch function appends
+(in stream order); an append is conditional on the segment's length, so concurrent
+appenders never overwrite each other, and a retried stream batch does not append a
+reference twice.
 
 The references of one log item (a batch sent together) are never split over two segments:
 an item that does not fit whole in the last segment's room starts the next one, and the
@@ -218,10 +220,17 @@ def new_token() -> int:
 
 
 def claim_update(
-    slots: Sequence[int], settle: Sequence[int], now_ms: int, until_ms: int, token: int
+    slots: Sequence[int],
+    settle: Sequence[int],
+    now_ms: int,
+    until_ms: int,
+    token: int,
+    acks: Sequence[Hold] = (),
 ) -> tuple[str, str, dict[str, Any]]:
     """The update, condition and values that lease `slots` of a segment (standard or FIFO)
-    under `token` until `until_ms` and settle `settle`, each only while free at `now_ms`."""
+    under `token` until `until_ms` and settle `settle`, each only while free at `now_ms`,
+    and settle `acks` (leases acknowledged in the same request), each only while its lease
+    is the one named and not settled. The slots of the three must not overlap."""
     sets: list[str] = []
     conditions: list[str] = []
     values: dict[str, Any] = {":zero": 0, ":now": now_ms}
@@ -230,11 +239,15 @@ def claim_update(
     for slot in slots:
         sets.append(f"u[{slot}] = :until, t[{slot}] = :tok, n[{slot}] = n[{slot}] + :one")
         conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
-    if settle:
+    if settle or acks:
         values[":done"] = SETTLED
     for slot in settle:
         sets.append(f"u[{slot}] = :done")
         conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+    for number, hold in enumerate(acks):
+        sets.append(f"u[{hold.slot}] = :done")
+        conditions.append(f"t[{hold.slot}] = :a{number} AND u[{hold.slot}] <> :done")
+        values[f":a{number}"] = hold.token
     return "SET " + ", ".join(sets), " AND ".join(conditions), values
 
 
@@ -517,12 +530,15 @@ class IndexStore:
         until_ms: int,
         token: int,
         settle: Sequence[int] = (),
+        acks: Sequence[Hold] = (),
     ) -> Segment | None:
         """Lease `slots` (each must still be free at `now_ms`) under `token` until `until_ms`,
-        and settle `settle` (refs found expired) in the same write; None if any was taken."""
-        if not slots and not settle:
+        and settle `settle` (refs found expired) and `acks` (leases acknowledged in the same
+        request: "ack and take the next") in the same write; None if any was taken, or any
+        of `acks` is no longer its lease (nothing changed: which, the caller finds out)."""
+        if not slots and not settle and not acks:
             return segment
-        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token)
+        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token, acks)
         return self._conditional_update(
             segment.queue, segment.shard, segment.seq, update, condition, values, quiet=True
         )

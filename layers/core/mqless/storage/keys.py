@@ -165,6 +165,22 @@ def locate(message_id_text: str) -> tuple[str, int]:
     return _encode(value - slot), slot
 
 
+def first_id_at(time_ms: int) -> str:
+    """The lowest item id a log item written at `time_ms` or later can have (a Query's
+    lower bound: item ids sort as their times do)."""
+    return _encode(max(time_ms, 0) << 80)
+
+
+def last_id_before(time_ms: int) -> str:
+    """The highest item id a log item written before `time_ms` can have."""
+    return _encode(max((time_ms << 80) - 1, 0))
+
+
+def next_id(item_id: str) -> str:
+    """The lowest item id above `item_id` (a Query's lower bound that leaves it out)."""
+    return _encode(_decode(item_id) + 1)
+
+
 def id_time_ms(item_id: str) -> int:
     """When a log item was written (its id's first 48 bits)."""
     return _decode(item_id) >> 80

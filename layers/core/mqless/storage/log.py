@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from mqless.clock import Clock, SystemClock
-from mqless.dynamo import Item, from_wire, to_wire, translated_errors
+from mqless.dynamo import Item, from_wire, partition_items, to_wire, translated_errors
 from mqless.errors import IntegrityError
 from mqless.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
@@ -192,6 +192,22 @@ class LogStore:
                     log_item = self.log_item(item)
                     found[(log_item.partition, log_item.item)] = log_item
         return found
+
+    def topic_items(
+        self, topic: str, shard: int, from_ms: int, before_ms: int, *, after: str | None = None
+    ) -> Iterator[Item]:
+        """The log items of one shard of a topic written from `from_ms` up to `before_ms`
+        (and after the item `after`, if given), in publish order (their ids sort as their
+        times), strongly consistent, page by page."""
+        low = keys.first_id_at(from_ms)
+        if after is not None:
+            low = max(low, keys.next_id(after))
+        high = keys.last_id_before(before_ms)
+        if before_ms <= from_ms or low > high:
+            return iter(())
+        return partition_items(
+            self._db, self._table, keys.topic_log(topic, shard), between=(low, high)
+        )
 
     def encrypted_key(self, destination: str, name: str) -> bytes:
         """The KMS-encrypted data key a log item names (read once per process)."""
