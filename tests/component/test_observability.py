@@ -14,6 +14,7 @@ from mqless.models import NewMessage, QueueSettings
 from mqless.observability import metrics
 from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
+from mqless_cli.local.metrics import emf_metric_data
 from tests.component.conftest import Aws
 from tests.lambda_support import RecordingTraceProvider
 
@@ -52,9 +53,21 @@ def test_queue_traffic_is_counted_per_queue(broker: QueueService, clock: ManualC
     assert of("DeadLettered") == 2  # both went over max_receive_count = 1
 
 
-def test_flush_writes_one_emf_document_per_destination_and_a_total(
+def _extracted(documents: list[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
+    """What CloudWatch makes of EMF documents: values per (metric, dimensions)."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for document in documents:
+        for _, entries in emf_metric_data(document):
+            for entry in entries:
+                where = ",".join(f"{d['Name']}={d['Value']}" for d in entry["Dimensions"])
+                found.setdefault((entry["MetricName"], where), []).extend(entry["Values"])
+    return found
+
+
+def test_flush_writes_one_emf_document_per_destination_that_counts_in_the_totals_too(
     broker: QueueService, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given sends to two queues and a receive from one
     broker.send(ANONYMOUS, "a", NewMessage(body=b"x"))
     broker.send(ANONYMOUS, "b", NewMessage(body=b"y"))
     broker.send(ANONYMOUS, "b", NewMessage(body=b"z"))
@@ -62,21 +75,27 @@ def test_flush_writes_one_emf_document_per_destination_and_a_total(
     assert delivery
     capsys.readouterr()
 
+    # When the invocation's metrics are flushed
     written = metrics.flush()
     documents = _emf(capsys.readouterr().out)
 
-    assert written == len(documents) == 3
+    # Then there is one document per queue and none of totals: each queue's document has a
+    # second dimension set, the service alone, from which CloudWatch takes the totals that
+    # the alarms and the dashboard read (a separate document doubled the log bytes)
+    assert written == len(documents) == 2
     by_queue = {d.get("Queue"): d for d in documents}
     assert (by_queue["a"]["Sent"], by_queue["b"]["Sent"]) == ([1.0], [2.0])
     assert by_queue["a"]["Delivered"] == [1.0]
     [latency] = by_queue["a"]["PublishToDeliverLatency"]
     assert 0 <= latency < 60_000
-    total = by_queue[None]
-    assert (total["Sent"], total["Delivered"], total["service"]) == ([3.0], [1.0], "mqless")
-    directive = total["_aws"]["CloudWatchMetrics"][0]
+    directive = by_queue["a"]["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "mqless"
-    assert directive["Dimensions"] == [["service"]]
-    assert by_queue["a"]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Queue", "service"]]
+    assert directive["Dimensions"] == [["Queue", "service"], ["service"]]
+    extracted = _extracted(documents)
+    assert sum(extracted[("Sent", "service=mqless")]) == 3.0
+    assert extracted[("Sent", "Queue=b,service=mqless")] == [2.0]
+    assert extracted[("Delivered", "service=mqless")] == [1.0]
+    assert extracted[("PublishToDeliverLatency", "service=mqless")] == [latency]
     assert metrics.flush() == 0  # nothing left
 
 

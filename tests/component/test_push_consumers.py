@@ -23,7 +23,10 @@ from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless.registry import QueueRegistry
 from mqless.sessions import Sessions
+from mqless.storage.deliveries import DeliveryRecords
 from tests.component.conftest import Aws, RecordingPusher
+from tests.component.test_push_costs import _dispatch
+from tests.inline_dispatch import INLINE_DISPATCH
 from tests.lambda_support import FakeLambdaContext
 
 
@@ -652,3 +655,303 @@ def test_a_fifo_consumer_acks_messages_of_groups_named_with_separators(
     assert sorted(m["body"] for m in got) == sorted(f"{g}/{n}" for g in groups for n in (1, 2))
     assert [f for f in pusher.json_frames("c1") if f["type"] == "error"] == []
     assert _counts(broker, "f.fifo") == (0, 0)
+
+
+def test_messages_indexed_while_a_client_consumer_is_full_are_pushed_after_its_ack(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2 holding two messages (its producer
+    # sends to shard 7 of the queue's 8: every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "full", ack="client", prefetch=2)
+    _send(broker, "full", "m1", "m2")
+    sessions.pump("full", indexed=frozenset({7}))
+    first = _messages(pusher, "c1")
+    assert [m["body"] for m in first] == ["m1", "m2"]
+
+    # When a third is indexed and the dispatch function pumps it (the consumer has no
+    # credit: it is marked owed), then the consumer acks the two it holds
+    _send(broker, "full", "m3")
+    sessions.pump("full", indexed=frozenset({7}))
+    assert len(_messages(pusher, "c1")) == 2
+    _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
+
+    # Then the ack's pump pushes the third at once (no sweeper needed)
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _counts(broker, "full") == (0, 1)
+
+
+def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2 holding two messages, and a third
+    # message indexed (shard 7) while it is full
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "racy", ack="client", prefetch=2)
+    _send(broker, "racy", "m1", "m2")
+    sessions.pump("racy", indexed=frozenset({7}))
+    first = _messages(pusher, "c1")
+    assert len(first) == 2
+    _send(broker, "racy", "m3")
+
+    # When the dispatch function's pump has counted no credit, and the consumer's ack
+    # lands just before the pump marks it owed (so the ack sees no mark and pumps nothing)
+    mark = QueueConsumers._mark_owed
+    acked: list[bool] = []
+
+    def ack_first(self: QueueConsumers, consumer: Any) -> Any:
+        if not acked:
+            acked.append(True)
+            _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
+            assert len(_messages(pusher, "c1")) == 2  # the ack pumped nothing
+        return mark(self, consumer)
+
+    monkeypatch.setattr(QueueConsumers, "_mark_owed", ack_first)
+    sessions.pump("racy", indexed=frozenset({7}))
+
+    # Then the pump's mark returns the ack's watermark and it feeds the consumer again:
+    # the third message is pushed by that pump
+    assert acked == [True]
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _counts(broker, "racy") == (0, 1)
+
+
+def test_the_dispatch_functions_pump_is_told_the_shards_it_indexed(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the dispatch function wired to these sessions, and a client-mode consumer
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
+        topics=sessions._topics,
+        time=SystemClock(),
+    )
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "told", ack="client", prefetch=1)
+    _send(broker, "told", "via stream")
+    pumped: list[frozenset[int] | None] = []
+    pump = QueueConsumers.pump
+
+    def spy(self: QueueConsumers, queue: str, *, indexed: frozenset[int] | None = None) -> Any:
+        pumped.append(indexed)
+        return pump(self, queue, indexed=indexed)
+
+    monkeypatch.setattr(QueueConsumers, "pump", spy)
+
+    # When the dispatch function gets the message's log INSERT record
+    [logged] = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("L#told#")
+    ]
+    record = {
+        "eventID": "1",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "Keys": {"pk": logged["pk"], "sk": logged["sk"]},
+            "NewImage": logged,
+            "SequenceNumber": "1",
+            "StreamViewType": "NEW_IMAGE",
+        },
+    }
+    assert handle_batch({"Records": [record]}, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    # Then the message is pushed by a pump that knows the shard it was indexed in (it
+    # looks there, not at every shard, before marking the consumer owed)
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["via stream"]
+    shard = int(logged["pk"]["S"].rsplit("#", 1)[1])
+    assert pumped == [frozenset({shard})]
+
+
+def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 3 and two messages waiting in shard 7
+    # (every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "race", ack="client", prefetch=3)
+    _send(broker, "race", "m1", "m2")
+
+    # When two dispatch pumps count the same credit: the first leases m1 and m2, and
+    # before it writes its record a third message arrives, whose pump leases it and
+    # writes that seq first; the first gives m1 and m2 back
+    put = DeliveryRecords.put
+    raced: list[bool] = []
+
+    def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
+        if not raced:
+            raced.append(True)
+            _send(broker, "race", "m3")
+            sessions.pump("race", indexed=frozenset({7}))
+            assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryRecords, "put", other_pump_first)
+    sessions.pump("race", indexed=frozenset({7}))
+
+    # Then the losing pump counts the consumer's credit again (the winner's record holds
+    # one of three) and pushes it the two it gave back, at once: no ack, no sweeper
+    assert raced == [True]
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m3", "m1", "m2"]
+    assert _counts(broker, "race") == (0, 3)
+
+
+def test_a_consumer_without_credit_gets_nothing_leased_in_the_append_and_the_rest_on_ack(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2 holding two messages
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "credit", ack="client", prefetch=2)
+    with INLINE_DISPATCH.paused():
+        _send(broker, "credit", "m1", "m2")
+    dispatch()
+    held = _messages(pusher, "c1")
+    assert [m["body"] for m in held] == ["m1", "m2"]
+
+    # When a third arrives through the dispatch function
+    with INLINE_DISPATCH.paused():
+        _send(broker, "credit", "m3")
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then it is not leased to the consumer (it stays visible), and its ack brings it
+    assert len(_messages(pusher, "c1")) == 2
+    assert _counts(broker, "credit") == (1, 2)
+    _frame(sessions, "c1", action="ack", id=held[-1]["ack"])
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    assert _messages(pusher, "c1")[-1]["receive_count"] == 1
+
+
+def test_messages_leased_in_the_append_to_a_consumer_that_left_go_to_another(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given two consumers of a queue, and the dispatch function choosing c1 (the first in
+    # its shuffled order) to append the new messages leased to
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    monkeypatch.setattr("random.shuffle", lambda items: items.sort(key=lambda c: c.tag))
+    _connect(sessions, "c1")
+    _connect(sessions, "c2")
+    _subscribe(sessions, "c1", "left", ack="client", prefetch=5)
+    _subscribe(sessions, "c2", "left", ack="client", prefetch=5)
+
+    # When c1's connection goes between the dispatch function's read of the consumers and
+    # its post (the append leased them to c1)
+    with INLINE_DISPATCH.paused():
+        _send(broker, "left", "m1", "m2")
+    plan = sessions.plan_push
+    monkeypatch.setattr(
+        sessions, "plan_push", lambda queue: (plan(queue), pusher.gone.add("c1"))[0]
+    )
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then c1 got nothing, and both went to c2 (given back when c1's post failed, and
+    # counted as a delivery as a nack is)
+    assert _messages(pusher, "c1") == []
+    assert sorted(m["body"] for m in _messages(pusher, "c2")) == ["m1", "m2"]
+    assert _counts(broker, "left") == (0, 2)
+
+
+def test_two_dispatch_invocations_that_plan_the_same_credit_push_it_once(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 2, and two dispatch invocations (two
+    # stream shards) that both read its credit (2) before either appends
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "twice", ack="client", prefetch=2)
+    first_plan = sessions.plan_push("twice")
+    assert first_plan is not None
+    with INLINE_DISPATCH.paused():
+        _send(broker, "twice", "m1", "m2")
+    assert dispatch() == {"batchItemFailures": []}  # the other invocation, done first
+    assert len(_messages(pusher, "c1")) == 2
+    with INLINE_DISPATCH.paused():
+        _send(broker, "twice", "m3", "m4")
+    monkeypatch.setattr(sessions, "plan_push", lambda queue: first_plan)
+
+    # When the first invocation appends its messages leased on that credit and pushes them
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then its record loses (the seq is taken), its messages go back unpushed: the
+    # consumer never holds more than its prefetch, and its ack brings them
+    held = _messages(pusher, "c1")
+    assert [m["body"] for m in held] == ["m1", "m2"]
+    assert _counts(broker, "twice") == (2, 2)
+    _frame(sessions, "c1", action="ack", id=held[-1]["ack"])
+    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3", "m4"]
+
+
+def test_a_stream_batch_handed_over_again_pushes_nothing_twice(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a consumer pushed two messages that the dispatch function appended leased
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "again", ack="client", prefetch=5)
+    with INLINE_DISPATCH.paused():
+        _send(broker, "again", "m1", "m2")
+    logged = [
+        i
+        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+        if i["pk"]["S"].startswith("L#again#")
+    ]
+    dispatch()
+    assert len(_messages(pusher, "c1")) == 2
+
+    # When Lambda hands the same stream batch over again (a retry)
+    records = [
+        {
+            "eventID": str(n),
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "Keys": {"pk": i["pk"], "sk": i["sk"]},
+                "NewImage": i,
+                "SequenceNumber": str(n),
+                "StreamViewType": "NEW_IMAGE",
+            },
+        }
+        for n, i in enumerate(logged)
+    ]
+    assert handle_batch({"Records": records}, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    # Then nothing is appended or pushed again
+    assert len(_messages(pusher, "c1")) == 2
+    assert _counts(broker, "again") == (0, 2)

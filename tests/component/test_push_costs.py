@@ -127,10 +127,17 @@ def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_unit
 
 
 def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_message(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, meter: Meter, aws: Aws
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 10 (issue 13's push path: batches of 10
-    # sent over HTTP, pushed 10 per frame, one cumulative ack per push)
+    # sent over HTTP, pushed 10 per frame, one cumulative ack per push) of a queue whose
+    # one producer sends to shard 7 (every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
     sessions.open(Connection("c1"), ANONYMOUS)
     _frame(sessions, "c1", action="subscribe", destination="/queue/stream", id="s1", ack="client")
     counted = Usage()
@@ -141,7 +148,7 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_messa
     for _ in range(6):
         _send_batches(broker, "stream", 10)
         before = meter.usage()
-        sessions.pump("stream")
+        sessions.pump("stream", indexed=frozenset({7}))  # as the dispatch function does
         pushed = _new_messages(pusher, seen)
         assert len(pushed) == 10
         seen += len(pushed)
@@ -157,6 +164,41 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_42_write_units_per_messa
     assert (counts.visible, counts.in_flight) == (0, 0)
     assert counted.failed_conditions == {}
     assert _write_units(counted, aws) == (12, 13)
+
+
+def test_an_ack_of_a_consumer_that_keeps_up_with_its_producer_pumps_nothing(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given issue 13's push path: a client-mode consumer with prefetch 10, and a batch of
+    # 10 sent to shard 7 of the queue's 8, indexed and pushed by the dispatch function
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(sessions, "c1", action="subscribe", destination="/queue/kept", id="s1", ack="client")
+    _send_batches(broker, "kept", 10)
+    sessions.pump("kept", indexed=frozenset({7}))
+    pushed = _new_messages(pusher, 0)
+    assert len(pushed) == 10
+    start = meter.usage()
+
+    # When the consumer acks the push cumulatively (nothing else waits)
+    _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    used = meter.usage() - start
+
+    # Then the ack settles the batch's segment and moves the watermark, and reads no index
+    # shard: no pump follows (it read all 8 shards, 4 units, and the consumers, 1); its
+    # reads are the subscription (which carries the consumer's settings) and the records,
+    # one each (the consumer item is not read: the watermark write returns what it held)
+    _, counts = broker.get_queue(ANONYMOUS, "kept")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+    assert _write_units(used, aws) == (1, 1)
+    index_reads = [p for p in used.partition_read_units if " I#kept#" in p]
+    assert index_reads == []
+    assert used.read_units.get(aws.settings.destinations_table) == 2
 
 
 def test_each_individual_ack_bills_one_unit_however_many_messages_one_push_could_carry(
@@ -304,3 +346,136 @@ def test_messages_a_selector_passes_over_bill_no_write_and_are_read_once(
     assert 1 <= first.requests.get("dynamodb:BatchGetItem", 0) <= 5
     assert _write_units(again, aws)[1] == 0
     assert again.requests.get("dynamodb:BatchGetItem", 0) == 0
+
+
+def _dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The dispatch function wired to these sessions: returns a function that hands it the
+    INSERT records of the log items written since the last call (as the stream would)."""
+    from mqless import runtime
+    from mqless.clock import SystemClock
+    from mqless.dispatch import handle_batch
+    from mqless.registry import QueueRegistry
+    from tests.lambda_support import FakeLambdaContext
+
+    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    indexer = runtime.build_indexer(
+        aws.settings,
+        dynamodb=aws.dynamodb,
+        kms=aws.kms,
+        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
+        topics=sessions._topics,
+        time=SystemClock(),
+    )
+    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    seen: set[tuple[str, str]] = set()
+
+    def run() -> dict[str, Any]:
+        logged = [
+            i
+            for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+            if i["pk"]["S"].startswith("L#") and (i["pk"]["S"], i["sk"]["S"]) not in seen
+        ]
+        seen.update((i["pk"]["S"], i["sk"]["S"]) for i in logged)
+        records = [
+            {
+                "eventID": str(n),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {
+                    "Keys": {"pk": i["pk"], "sk": i["sk"]},
+                    "NewImage": i,
+                    "SequenceNumber": str(n),
+                    "StreamViewType": "NEW_IMAGE",
+                },
+            }
+            for n, i in enumerate(logged)
+        ]
+        return dict(handle_batch({"Records": records}, FakeLambdaContext()))
+
+    return run
+
+
+def test_a_pushed_batch_is_indexed_and_leased_in_one_write(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given issue 13's push path: a client-mode consumer with prefetch 10 that was pushed
+    # a batch and acked it, and a second batch of 10 sent that the dispatch function has
+    # not indexed yet
+    from tests.inline_dispatch import INLINE_DISPATCH
+
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(sessions, "c1", action="subscribe", destination="/queue/one", id="s1", ack="client")
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "one", 10)
+    dispatch()
+    _frame(sessions, "c1", action="ack", id=_new_messages(pusher, 0)[-1]["ack"])
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "one", 10)
+    start = meter.usage()
+
+    # When the dispatch function gets the log item's stream record
+    assert dispatch() == {"batchItemFailures": []}
+    used = meter.usage() - start
+
+    # Then the ten are pushed, each delivered once, and the messages table took one write:
+    # the segment, appended with the ten already leased to the consumer (no lease write,
+    # no read of the log item: its image came with the stream record); the consumer's
+    # record is the other
+    pushed = _new_messages(pusher, 10)
+    assert len(pushed) == 10
+    assert {m["receive_count"] for m in pushed} == {1}
+    assert _write_units(used, aws) == (1, 1)
+    assert used.requests.get("dynamodb:BatchGetItem", 0) == 0
+    _, counts = broker.get_queue(ANONYMOUS, "one")
+    assert (counts.visible, counts.in_flight) == (0, 10)
+    # and the consumer's cumulative ack settles them
+    _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
+    _, counts = broker.get_queue(ANONYMOUS, "one")
+    assert (counts.visible, counts.in_flight) == (0, 0)
+
+
+def test_a_priority_queues_stream_batch_is_not_leased_in_the_append_its_highest_goes_first(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a queue with priority lanes and a client-mode consumer with room for one
+    from tests.inline_dispatch import INLINE_DISPATCH
+
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    broker.put_queue(ANONYMOUS, "lanes", QueueSettings(max_priority=9))
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(
+        sessions,
+        "c1",
+        action="subscribe",
+        destination="/queue/lanes",
+        id="s1",
+        ack="client",
+        prefetch=1,
+    )
+    # and one batch sent with a low-priority message before an urgent one, not yet indexed
+    with INLINE_DISPATCH.paused():
+        broker.send_batch(
+            ANONYMOUS,
+            "lanes",
+            [
+                ("low", NewMessage(body=b"low", priority=1)),
+                ("urgent", NewMessage(body=b"urgent", priority=9)),
+            ],
+        )
+
+    # When the dispatch function indexes that batch
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then the consumer's one place goes to the urgent message (a pump takes the highest lane
+    # first; leasing in the append would have given it the first of the batch)
+    assert [m["body"] for m in _new_messages(pusher, 0)] == ["urgent"]

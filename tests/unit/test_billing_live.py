@@ -30,6 +30,19 @@ def test_only_the_totals_document_is_counted_not_each_destination_again() -> Non
     assert meter.usage().app_metrics == {"Sent": 5.0, "Acked": 4.0}
 
 
+def test_a_destinations_document_that_also_counts_in_the_totals_is_counted_once() -> None:
+    # Given a queue's counters in one document with two dimension sets, Queue + service and
+    # service alone (CloudWatch extracts the queue's metric and the total from it), and a
+    # gauge's document of totals beside
+    meter = Meter()
+    record_metrics(meter, emf([["Queue", "service"], ["service"]], Sent=[2.0], Acked=1))
+    record_metrics(meter, emf([["Queue", "service"], ["service"]], Sent=[3.0]))
+    record_metrics(meter, emf([["Queue", "service"]], Depth=[7.0]))
+
+    # Then each counter is counted once, as the total's sum; the queue's own gauge is not
+    assert meter.usage().app_metrics == {"Sent": 5.0, "Acked": 1.0}
+
+
 def test_a_period_without_clients_prints_no_line_even_if_a_schedule_ran() -> None:
     meter, lines = Meter(), []
     bill = LiveBill(meter, lines.append)

@@ -22,16 +22,17 @@ ACKED = "Acked"
 
 def record_metrics(meter: Meter, document: Mapping[str, Any]) -> None:
     """Count a function's EMF document: its bytes as a log event CloudWatch Logs ingests
-    (every document), and its counters from the one without dimensions (the totals), so
-    that per-destination documents are not counted twice."""
+    (every document), and its counters where CloudWatch counts them in the totals (a
+    dimension set of the service alone), so that nothing is counted twice."""
     # the line Powertools printed: compact JSON, one document a line
     meter.record_metric_log(len(json.dumps(document, separators=(",", ":")).encode()))
     directives = document.get("_aws", {}).get("CloudWatchMetrics", [])
     for directive in directives:
-        if any(directive.get("Dimensions") or []):
-            dimensions = {name for group in directive["Dimensions"] for name in group}
-            if dimensions - {"service"}:
-                continue
+        # a directive counts in the totals if one of its dimension sets is the service alone
+        # (a destination's counters carry that set beside their own: observability.py)
+        sets = directive.get("Dimensions") or [[]]
+        if not any(set(group) <= {"service"} for group in sets):
+            continue
         for metric in directive.get("Metrics", []):
             value = document.get(metric.get("Name"))
             if isinstance(value, int | float):

@@ -28,8 +28,11 @@ consumer with room left was given everything visible when it was last fed, and w
 became visible since (a new message indexed, a nack, a lease or delay that ran out) brings
 its own pump. So an ack pumps when it takes the consumer down through `refill_step`
 below its prefetch: from full with prefetch under 20 (every ack of a saturated consumer),
-in steps of 10 with prefetch 100 (one push of 10, not ten of one). What makes a message
-visible always pumps: a nack, a FIFO ack (the next message of its group), a stale ack.
+in steps of 10 with prefetch 100 (one push of 10, not ten of one). In `client` mode it
+pumps only if a pump marked the consumer `owed` (it left it without credit while messages
+may have waited: `_owe`); a consumer that keeps up with its producer never is, and its
+acks read no index. What makes a message visible always pumps: a nack, a FIFO ack (the
+next message of its group), a stale ack.
 
 An ack id is `<seq>.<position>.<gen>:<subscription>`: it names the record and the place
 in it, so settling needs no search. `client-individual`: one conditional update of the
@@ -41,6 +44,11 @@ Steady state (pushes of ten, 512 B, sent in batches of ten: one segment each), p
 message: auto 0.1 writes beyond the queue's lease (the ack, one per segment); client 0.1
 (record) + 0.1 (watermark) beyond the queue's lease and ack; client-individual 0.1 + 1 (the
 record's mark).
+
+The dispatch function feeds what it indexes without a pump where it can: it reads the
+consumers and one's credit first and appends the new messages leased to that consumer
+(`plan_push`, `push_leased`: the append is the lease), and pumps only if anything it
+appended is left.
 
 `pump(queue)` runs when messages arrive (the dispatch function, on the stream), when a
 consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a lease that
@@ -63,7 +71,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -80,8 +88,10 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.errors import Conflict, InvalidRequest
+from mqless.errors import Conflict, InvalidRequest, QueueNotFound
 from mqless.ids import MAX_CLIENT_ID, is_ascii_digits
+from mqless.indexing import PushLease
+from mqless.leases import Taken
 from mqless.live import Pusher
 from mqless.models import Delivery
 from mqless.observability import metrics
@@ -98,6 +108,7 @@ from mqless.storage.deliveries import (
     seq_of,
     watermark,
 )
+from mqless.storage.index import new_token
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -113,6 +124,7 @@ PUSH_LIMIT: Final = 50  # client-individual: messages per push (its record stays
 CONSUMER_SECONDS: Final = 3 * 60 * 60  # outlives API Gateway's 2-hour connection limit
 MAX_SEQ_DIGITS: Final = 10
 MAX_POSITION_DIGITS: Final = 4  # a push holds at most the prefetch (1,000)
+OWED: Final = "owed"  # consumer item: a pump found it without credit (see `_owe`)
 
 
 class NotInFlight(Conflict):
@@ -182,6 +194,12 @@ class Consumer:
     """Drawn on subscribe: the key range of this subscription's delivery records."""
     acked: int = -1
     """`client` mode: everything pushed up to this watermark is settled (-1: nothing)."""
+    watermark_read: bool = True
+    """False: a copy without `acked` (`from_settle_fields`), -1 standing for not known:
+    a cumulative ack learns it from its own write."""
+    owed: bool = False
+    """`client` mode: a pump left it without credit while messages may have waited: the
+    ack that opens its room pumps (and takes the mark off)."""
     selector: str | None = None
     """A JMS selector (checked on subscribe): only the messages it selects are leased."""
 
@@ -243,6 +261,7 @@ class _Holding:
     in_flight: int
     low: int  # the lowest seq that may hold anything (the next record's `lo`)
     lost: bool = False  # another pump wrote a record first: it feeds this consumer now
+    starved: bool = False  # it had no credit when this pump would have leased for it
 
 
 @dataclass
@@ -265,6 +284,15 @@ class SettleReport:
 def refill_step(prefetch: int) -> int:
     """How much room an ack must open in a consumer's credit to be worth a pump."""
     return max(1, min(models.MAX_BATCH, prefetch // 10))
+
+
+@dataclass
+class PushPlan:
+    """A consumer the dispatch function leases new messages to as it appends them."""
+
+    consumer: Consumer
+    lease: PushLease
+    holdings: dict[str, _Holding]
 
 
 class QueueConsumers:
@@ -354,10 +382,89 @@ class QueueConsumers:
             self._db.delete_item(TableName=self._table, Key=to_wire(consumer.key))
         return len(held)
 
+    # ---- feeding what the dispatch function appends leased ---------------------------------
+
+    def plan_push(self, queue: str) -> PushPlan | None:
+        """Before the dispatch function appends a standard queue's new messages: a push
+        consumer to lease them to in the append itself (`indexing.PushLease`), chosen as a
+        pump's round would choose (at random among those with credit, no selector), and
+        how many it may take; None if none may.
+
+        The consumers are read eventually consistent (half the units: most queues have
+        none, and the pump after the append reads them again, strongly): a consumer not
+        seen yet is fed by that pump, one seen with an old watermark gets less credit
+        (never more), one gone has its messages given back when its post fails."""
+        if names.is_fifo(queue):
+            return None
+        try:
+            if self._queues.has_priorities(queue):
+                return None  # a pump leases from the highest lane first, not the append
+        except QueueNotFound:
+            return None
+        now = self._clock.now_ms()
+        found = partition_items(
+            self._db, self._table, partition(queue), prefix="C#", consistent=False
+        )
+        # a selector's consumer is fed by the pump, which reads what it selects
+        candidates = [
+            c
+            for c in (_consumer(queue, item) for item in found)
+            if not c.credential_expired(now // 1000) and c.selector is None
+        ]
+        random.shuffle(candidates)
+        holdings: dict[str, _Holding] = {}
+        for consumer in candidates:
+            credit = models.MAX_BATCH
+            if consumer.ack != "auto":
+                holding = self._holding(consumer, holdings)
+                credit = min(credit, consumer.prefetch - holding.in_flight)
+            if credit <= 0:
+                continue
+            try:
+                lease_ms = self._queues.visibility_of(queue) * 1000
+            except QueueNotFound:
+                return None
+            return PushPlan(
+                consumer=consumer,
+                lease=PushLease(credit=credit, until=now + lease_ms, token=new_token()),
+                holdings=holdings,
+            )
+        return None
+
+    def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
+        """Push what the append leased to the plan's consumer (`plan_push`), as a pump's
+        flush does: its record first, then the post; given back if the post fails."""
+        consumer, report = plan.consumer, PumpReport()
+        taken = [
+            Taken(
+                lease=Lease(consumer.queue, shard, "s", str(seq), slot, plan.lease.token),
+                ref=ref.ref,
+                count=ref.count + 1,
+            )
+            for ref, shard, seq, slot in plan.lease.leased
+        ]
+        if not taken:
+            return report
+        deliveries = self._queues.open_leased(consumer.queue, taken, images)
+        report.leased = len(deliveries)
+        holding = plan.holdings.get(consumer.tag)
+        if holding is not None:
+            holding.in_flight += len(deliveries)
+        outbox = _Outbox(consumer)
+        outbox.add(deliveries)
+        self._flush(outbox, plan.holdings, report)
+        return report
+
     # ---- feeding -------------------------------------------------------------------------
 
-    def pump(self, queue: str) -> PumpReport:
+    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit.
+
+        `indexed` (the dispatch function's pump of what it just indexed in these shards of
+        a standard queue): a `client` consumer left without credit is marked owed only if
+        something is left visible there. Whatever else is visible, the pump that made it
+        so was responsible for it (its dispatch pump, or a pump without `indexed`, which
+        marks such consumers whatever it leaves).
 
         A consumer whose post fails (API Gateway erred) gets its messages given back and
         is skipped for the rest of this pump; the others are still fed, those messages
@@ -372,19 +479,29 @@ class QueueConsumers:
         random.shuffle(consumers)  # no consumer is always first in line
         failures: list[Exception] = []
         holdings: dict[str, _Holding] = {}
+        refed: set[str] = set()  # consumers fed again after a lost record race
         while True:
             undeliverable, failed = report.undeliverable, len(failures)
             outboxes: dict[str, _Outbox] = {}
+            drained = False
             try:
-                self._feed(list(consumers), outboxes, holdings, report, failures)
+                drained = self._feed(list(consumers), outboxes, holdings, report, failures)
             finally:
                 for outbox in outboxes.values():
                     self._flush_guarded(outbox, holdings, report, failures)
             # Feed again now, not at the next pump, when this round freed something: a
             # message dead-lettered as undeliverable (its consumer's credit, its FIFO
             # group), or the messages of a consumer whose post failed (given back for the
-            # others to take). Each such round removes a message or a consumer, and the
-            # budget bounds them all.
+            # others to take), or credit an ack freed while this pump marked its consumer
+            # owed. Each such round removes a message or a consumer or takes an ack's
+            # credit, and the budget bounds them all.
+            lost = any(h.lost for h in holdings.values())
+            refreshed = (
+                self._owe(queue, consumers, holdings, indexed, refed) if lost or not drained else {}
+            )
+            if refreshed:
+                consumers = [refreshed.get(c.tag, c) for c in consumers]
+                continue
             if report.more or (report.undeliverable == undeliverable and len(failures) == failed):
                 break
         if failures:
@@ -398,8 +515,9 @@ class QueueConsumers:
         holdings: dict[str, _Holding],
         report: PumpReport,
         failures: list[Exception],
-    ) -> None:
-        """Lease for consumers in rounds until the queue is drained or the budget is spent."""
+    ) -> bool:
+        """Lease for consumers in rounds until the queue is drained or the budget is spent;
+        whether it was found drained (nothing visible)."""
         while active:
             hungry: list[Consumer] = []
             for consumer in active:
@@ -408,11 +526,11 @@ class QueueConsumers:
                 want = min(models.MAX_BATCH, self._budget - report.leased)
                 if want <= 0:
                     report.more = True
-                    return
+                    return False
                 outbox = outboxes.setdefault(consumer.tag, _Outbox(consumer))
                 leased = self._lease_for(consumer, min(want, outbox.room), holdings)
                 if leased is None and consumer.selector is None:
-                    return  # nothing visible: the queue is drained for now
+                    return True  # nothing visible: the queue is drained for now
                 if leased is None:  # nothing this selector takes; others may take the rest
                     continue
                 report.leased += len(leased)
@@ -425,6 +543,82 @@ class QueueConsumers:
                 if leased:
                     hungry.append(consumer)
             active = hungry
+        return False
+
+    def _owe(
+        self,
+        queue: str,
+        consumers: Sequence[Consumer],
+        holdings: dict[str, _Holding],
+        indexed: frozenset[int] | None,
+        refed: set[str],
+    ) -> dict[str, Consumer]:
+        """Mark the `client` consumers this pump found without credit owed, as messages
+        may wait for them; those whose credit an ack freed meanwhile, as they are now (to
+        be fed at once).
+
+        An ack that opens a consumer's room pumps only if it finds the mark (`settle`),
+        so that a consumer that keeps up with its producer (each push acked before the
+        next message arrives) costs no pump after its acks. The mark and the ack's
+        watermark are one item: the ack's write either sees the mark (and pumps), or came
+        first, and then this write returns its watermark, and this pump feeds again.
+        """
+        refreshed: dict[str, Consumer] = {}
+        starved = [
+            c
+            for c in consumers
+            if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
+        ]
+        for consumer in list(starved):
+            holding = holdings[consumer.tag]
+            holding.starved = False
+            if holding.lost and consumer.tag not in refed:
+                # another pump wrote a record first and this one gave its leases back:
+                # count its credit again from the records (the winner's included) and feed
+                # it what is left, once; a second loss marks it owed like any other
+                refed.add(consumer.tag)
+                holdings.pop(consumer.tag)
+                refreshed[consumer.tag] = consumer
+                starved.remove(consumer)
+        # a consumer that keeps up is filled to its credit by the pump of what was just
+        # indexed: one strongly consistent look at those shards, not a mark and a pump
+        if not starved or (indexed is not None and not self._queues.left_visible(queue, indexed)):
+            return refreshed
+        for consumer in starved:
+            item = self._mark_owed(consumer)
+            if item is None:
+                continue  # unsubscribed meanwhile
+            acked = int(item.get("acked", -1))
+            if acked > consumer.acked:
+                refreshed[consumer.tag] = replace(consumer, acked=acked, owed=True)
+                holdings.pop(consumer.tag, None)  # counted again from the new watermark
+        return refreshed
+
+    def _mark_owed(self, consumer: Consumer) -> Item | None:
+        """The consumer item, marked owed (a read when it was marked already, as this pump
+        read it: the ack that takes the mark off pumps); None if it is gone."""
+        with translated_errors():
+            if consumer.owed:
+                found = self._db.get_item(
+                    TableName=self._table, Key=to_wire(consumer.key), ConsistentRead=True
+                )
+                item = found.get("Item")
+                if item is None or OWED in item:
+                    return None if item is None else from_wire(item)
+            try:
+                updated = self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire(consumer.key),
+                    UpdateExpression=f"SET {OWED} = :t",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues=to_wire({":t": 1}),
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if is_condition_failure(exc):
+                    return None
+                raise
+        return from_wire(updated["Attributes"])
 
     def _flush_guarded(
         self,
@@ -475,6 +669,7 @@ class QueueConsumers:
                 return []
             credit = min(want, consumer.prefetch - holding.in_flight)
             if credit <= 0:
+                holding.starved = True
                 return []
         deliveries = self._queues.receive(
             consumer.acting_as,
@@ -574,7 +769,9 @@ class QueueConsumers:
         )
         expires_at = until // 1000 + CONSUMER_SECONDS
         if not self._records.put(consumer.queue, consumer.records, record, expires_at=expires_at):
-            holding.lost = True
+            # its leases go back: the pump that won feeds it, and this one marks it owed,
+            # as it leaves the messages it gave back (`_owe`)
+            holding.lost = holding.starved = True
             holding.in_flight -= len(leased)
             return None
         holding.next_seq = seq + 1
@@ -694,12 +891,9 @@ class QueueConsumers:
             raise not_held
         seq, position, gen = target
         leases: list[Lease] | None
-        settled_by = consumer  # as it stands once this settle is written
+        room_opened: bool | None = None  # `client`: known from the records the ack read
         if consumer.ack == "client":
-            leases = self._up_to(consumer, seq, position, gen, now)
-            if leases:
-                self._advance(consumer, watermark(seq, position))
-                settled_by = replace(consumer, acked=max(consumer.acked, watermark(seq, position)))
+            leases, room_opened = self._settle_up_to(consumer, seq, position, gen, now)
         else:
             marked = self._records.settle(
                 consumer.queue, consumer.records, seq, position, gen=gen, now_ms=now
@@ -722,16 +916,18 @@ class QueueConsumers:
             nack
             or names.is_fifo(consumer.queue)
             or settled < len(done)  # a lease that had run out: its message is visible
-            or self._room_opened(settled_by, freed=len(leases))
+            or (
+                room_opened
+                if room_opened is not None
+                else self._room_opened(consumer, freed=len(leases))
+            )
         )
         return SettleReport(settled=settled, stale=len(done) - settled, refill=refill)
 
     def _room_opened(self, consumer: Consumer, *, freed: int) -> bool:
-        """Whether releasing `freed` messages took the consumer down through its refill
-        threshold (from holding more than prefetch - step to holding no more than that)."""
-        threshold = consumer.prefetch - refill_step(consumer.prefetch)
-        holding = self._holding(consumer, {}).in_flight
-        return holding <= threshold < holding + freed
+        """Whether releasing `freed` messages (settled in its records already) took the
+        consumer down through its refill threshold."""
+        return _crosses_refill(consumer, self._holding(consumer, {}).in_flight, freed=freed)
 
     def _find(self, consumer: Consumer, message_id: str, now: int) -> tuple[int, int, str] | None:
         """(seq, position, gen) of a held message, by its id (STOMP 1.0 and 1.1 ack so)."""
@@ -741,52 +937,80 @@ class QueueConsumers:
                 return record.seq, position, record.gen
         return None
 
-    def _up_to(
+    def _settle_up_to(
         self, consumer: Consumer, seq: int, position: int, gen: str, now: int
-    ) -> list[Lease]:
-        """`client` mode: every lease held up to and including (seq, position), oldest
-        first; none if that message is not held."""
-        records = self._records.recent(
-            consumer.queue, consumer.records, floor=seq_of(consumer.acked), upto=seq
-        )
-        if not records or records[0].seq != seq or records[0].gen != gen:
-            return []
-        if not records[0].holds(position, now, consumer.acked):
-            return []
+    ) -> tuple[list[Lease], bool]:
+        """`client` mode: move the watermark to (seq, position); the leases that frees,
+        oldest first (none if that message is not held), and whether a pump should
+        follow (the ack opened the consumer's room and a pump had marked it owed).
+
+        One read (the consumer's recent records) and one write (the watermark, which
+        returns the item as it was: the watermark before, and the owed mark), whether or
+        not the consumer's watermark was read before (`Consumer.watermark_read`)."""
+        records = self._recent(consumer)
+        target = next((r for r in records if r.seq == seq), None)
+        if target is None or target.gen != gen or not target.holds(position, now, consumer.acked):
+            return [], False
         mark = watermark(seq, position)
-        return [
-            record.leases[p]
+        # with the watermark not read, positions up to it may be among these: they are
+        # left out below, once the write has returned it
+        candidates = [
+            (watermark(record.seq, p), record.leases[p])
             for record in reversed(records)
             for p in record.held(now, consumer.acked)
-            if watermark(record.seq, p) <= mark
         ]
+        after = sum(1 for w, _ in candidates if w > mark)
+        # whether this ack may take the consumer through its refill threshold (it frees at
+        # most every candidate up to the mark): only then may it take the owed mark off
+        may_open = _crosses_refill(consumer, after, freed=len(candidates) - after)
+        advanced = self._advance(consumer, mark, take_owed=may_open)
+        if advanced is None:  # a racing ack moved the watermark to here or past it
+            if not consumer.watermark_read:
+                return [], False
+            return [lease for w, lease in candidates if w <= mark], may_open
+        before, owed = advanced
+        leases = [lease for w, lease in candidates if before < w <= mark]
+        return leases, may_open and owed
 
-    def _advance(self, consumer: Consumer, mark: int) -> None:
-        """Move a `client` consumer's watermark forward (never back: acks may race)."""
+    def _advance(
+        self, consumer: Consumer, mark: int, *, take_owed: bool
+    ) -> tuple[int, bool] | None:
+        """Move a `client` consumer's watermark forward (never back: acks may race), and
+        with `take_owed` take its owed mark off (its pump follows); (the watermark before,
+        whether it was marked owed), or None if a racing ack had moved it this far."""
         try:
             with translated_errors():
-                self._db.update_item(
+                found = self._db.update_item(
                     TableName=self._table,
                     Key=to_wire(consumer.key),
-                    UpdateExpression="SET acked = :w",
+                    UpdateExpression="SET acked = :w" + (f" REMOVE {OWED}" if take_owed else ""),
                     ConditionExpression="attribute_exists(pk) AND "
                     "(attribute_not_exists(acked) OR acked < :w)",
                     ExpressionAttributeValues=to_wire({":w": mark}),
+                    ReturnValues="ALL_OLD",
                 )
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
+            return None
+        before = from_wire(found.get("Attributes", {}))
+        return int(before.get("acked", -1)), OWED in before
 
     def _recent(self, consumer: Consumer) -> list[DeliveryRecord]:
         return self._records.recent(consumer.queue, consumer.records, floor=seq_of(consumer.acked))
 
 
+def _crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
+    """Whether a consumer that holds `holding` after releasing `freed` went down through
+    its refill threshold (from holding more than prefetch - step to no more than that)."""
+    threshold = consumer.prefetch - refill_step(consumer.prefetch)
+    return holding <= threshold < holding + freed
+
+
 def settle_fields(consumer: Consumer) -> Item | None:
     """What settling needs of a consumer's record, for its subscription's record to carry
-    (`from_settle_fields`); None in `client` mode, whose watermark moves with every ack
-    and must be read where it is kept."""
-    if consumer.ack == "client":
-        return None
+    (`from_settle_fields`): all but a `client` consumer's watermark and owed mark, which
+    move, and which its ack's own write returns."""
     fields: Item = {
         "ack": consumer.ack,
         "prefetch": consumer.prefetch,
@@ -806,10 +1030,11 @@ def from_settle_fields(
     """The consumer as its record holds it, from the copy its subscription carries.
 
     Nothing in it changes while the consumer exists (a `client` consumer's watermark is
-    never copied), and the subscription's record is written after the consumer's and
-    deleted before it: a subscription found means its consumer exists, as it was stored.
+    never copied: `watermark_read` is False), and the subscription's record is written
+    after the consumer's and deleted before it: a subscription found means its consumer
+    exists, as it was stored.
     """
-    return _consumer(
+    consumer = _consumer(
         queue,
         {
             **fields,
@@ -820,6 +1045,7 @@ def from_settle_fields(
             "destination": destination,
         },
     )
+    return replace(consumer, watermark_read=False) if consumer.ack == "client" else consumer
 
 
 def _consumer(queue: str, item: Item) -> Consumer:
@@ -838,6 +1064,7 @@ def _consumer(queue: str, item: Item) -> Consumer:
         ),
         epoch=str(item.get("epoch", "")),
         acked=int(item.get("acked", -1)),
+        owed=item.get(OWED) is not None,
         selector=None if item.get("selector") is None else str(item["selector"]),
     )
 

@@ -27,7 +27,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from mqless import runtime
+from mqless.consumers import PushPlan
 from mqless.dynamo import Item, from_stream_image
+from mqless.errors import InvalidRequest
 from mqless.storage import keys, wake
 
 logger = Logger(service="mqless", child=True)
@@ -40,6 +42,8 @@ class _Batch:
         self.logged: list[tuple[str, Item]] = []  # (sequence number, new image)
         self.published: list[Item] = []
         self.queues: set[str] = set()
+        self.indexed: dict[str, set[int]] = {}  # standard queues: the shards appended to
+        self.plans: dict[str, PushPlan] = {}  # queues whose new messages go out leased
 
 
 def handle_record(record: DynamoDBRecord, batch: _Batch) -> None:
@@ -79,8 +83,12 @@ def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     )
     if batch.logged:
+        _plan_pushes(batch)
         try:
-            report = runtime.indexer().index(item for _, item in batch.logged)
+            report = runtime.indexer().index(
+                (item for _, item in batch.logged),
+                push={queue: plan.lease for queue, plan in batch.plans.items()},
+            )
         except Exception:
             logger.exception("indexing a stream batch failed; it will be retried")
             earlier = result.get("batchItemFailures")
@@ -88,8 +96,35 @@ def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
             failures = [*reported, {"itemIdentifier": batch.logged[0][0]}]
             return {"batchItemFailures": failures}
         batch.queues |= report.queues
+        batch.indexed = report.shards
     deliver(batch)
     return result
+
+
+def _plan_pushes(batch: _Batch) -> None:
+    """For each standard queue the batch brings messages to: a push consumer to append
+    them leased to (one write for the index and the lease), if one has credit.
+
+    A plan that cannot be made is no plan: the pump after indexing feeds them as ever.
+    If the append then fails, what it leased runs out with the lease, as any lease whose
+    push never happened (the stream batch is retried and appends nothing twice)."""
+    sessions = runtime.sessions()
+    queues = set()
+    for _, item in batch.logged:
+        try:
+            kind, queue, _ = keys.parse_log_partition(str(item.get("pk", "")))
+        except InvalidRequest:
+            continue
+        if kind == "queue":
+            queues.add(queue)
+    for queue in sorted(queues):
+        try:
+            plan = sessions.plan_push(queue)
+        except Exception:
+            logger.exception("planning a push failed; the pump feeds", extra={"queue": queue})
+            continue
+        if plan is not None:
+            batch.plans[queue] = plan
 
 
 def _is_stream_record(record: Any) -> bool:
@@ -112,5 +147,15 @@ def deliver(batch: _Batch) -> None:
             sessions.push_published(batch.published)
     except Exception:
         logger.exception("pushing to live subscribers failed")
+    images = {(str(item["pk"]), str(item["sk"])): item for _, item in batch.logged}
     for queue in sorted(batch.queues):
-        sessions.try_pump(queue)
+        plan = batch.plans.get(queue)
+        if plan is not None:
+            try:
+                if sessions.push_leased(plan, images):
+                    continue  # all it appended went out: nothing left for a pump
+            except Exception:
+                logger.exception("pushing leased messages failed", extra={"queue": queue})
+        # a queue woken by a marker (not indexed here) is pumped as any other pump is
+        indexed = batch.indexed.get(queue)
+        sessions.try_pump(queue, indexed=None if indexed is None else frozenset(indexed))

@@ -117,8 +117,10 @@ def partition_items(
     *,
     prefix: str | None = None,
     between: tuple[str, str] | None = None,
+    consistent: bool = True,
 ) -> Iterator[Item]:
-    """Items of one partition (`pk = partition`), strongly consistent, page by page.
+    """Items of one partition (`pk = partition`), strongly consistent unless not
+    `consistent`, page by page.
 
     `prefix` keeps the sort keys that begin with it; `between` an inclusive sort-key range.
     """
@@ -134,7 +136,7 @@ def partition_items(
         "TableName": table,
         "KeyConditionExpression": condition,
         "ExpressionAttributeValues": to_wire(values),
-        "ConsistentRead": True,
+        "ConsistentRead": consistent,
     }
     while True:
         with translated_errors():

@@ -25,7 +25,7 @@ however many messages the batch brings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -54,8 +54,23 @@ class Queues(Protocol):
 
 
 @dataclass
+class PushLease:
+    """Leases the dispatch function makes in the append itself, for the push consumer it
+    feeds a queue's new messages to: up to `credit` of them, until `until`, as `token`."""
+
+    credit: int
+    until: int
+    token: int
+    leased: list[tuple[NewRef, int, int, int]] = field(default_factory=list)
+    """(reference, shard, segment, slot) of each appended leased."""
+    appended: int = 0  # references of the queue appended by this batch, leased or not
+
+
+@dataclass
 class IndexReport:
     queues: set[str] = field(default_factory=set)
+    shards: dict[str, set[int]] = field(default_factory=dict)
+    """The standard queues' shards that references were appended to."""
     appended: int = 0
     duplicates: int = 0
     skipped: int = 0  # log items of queues that no longer exist
@@ -81,8 +96,11 @@ class Indexer:
         self._clock = clock
         self._mac = mac
 
-    def index(self, items: Iterable[Item]) -> IndexReport:
-        """Index the new log items of one stream batch (images in stream order)."""
+    def index(
+        self, items: Iterable[Item], *, push: dict[str, PushLease] | None = None
+    ) -> IndexReport:
+        """Index the new log items of one stream batch (images in stream order); `push`:
+        standard queues whose first new messages are appended leased (`PushLease`)."""
         report = IndexReport()
         standard: dict[tuple[str, int], list[NewRef]] = {}
         lanes_used: dict[str, set[int]] = {}  # a priority queue's lanes appended to
@@ -130,16 +148,43 @@ class Indexer:
         for queue, lanes in lanes_used.items():
             self._mark_lanes(queue, lanes)
         for (queue, shard), refs in standard.items():
+            plan = (push or {}).get(queue)
+            if plan is not None:
+                refs = self._leased(refs, plan)
             appended = self._index.append(queue, shard, refs)
+            if plan is not None:
+                plan.appended += appended.appended
+                plan.leased += [(r, shard, seq, slot) for r, seq, slot in appended.leased]
             report.appended += appended.appended
             report.duplicates += appended.duplicates
             report.queues.add(queue)
+            report.shards.setdefault(queue, set()).add(shard)
         for queue, (config, grouped) in fifo.items():
             fifo_appended = self._fifo.append(queue, config.shards, grouped)
             report.appended += fifo_appended.appended
             report.duplicates += fifo_appended.duplicates
             report.queues.add(queue)
         return report
+
+    def _leased(self, refs: Sequence[NewRef], plan: PushLease) -> list[NewRef]:
+        """The references with the plan's leases on the first it may take: a new message
+        of the queue's own, visible now, not expiring (a delayed message, a dead letter
+        or a redrive goes the ordinary way: its receive count and reason matter)."""
+        now_s = self._clock.now_ms() // 1000
+        marked: list[NewRef] = []
+        for ref in refs:
+            if (
+                plan.credit > 0
+                and ref.original
+                and ref.count == 0
+                and not ref.reason
+                and ref.visible_at == 0
+                and ref.expires_at > now_s
+            ):
+                plan.credit -= 1
+                ref = replace(ref, lease=(plan.until, plan.token))
+            marked.append(ref)
+        return marked
 
     def append_replayed(self, target: QueueConfig, items: Sequence[tuple[Item, list[int]]]) -> int:
         """Refer bodies a replay read back from a topic's log to `target` (`pubsub.py`), in

@@ -271,13 +271,15 @@ class Leases:
             self._lane_marks.pop(config.name, None)  # it skips a lane from now on
         return self._index.mark_lane_empty(config.name, lane, used)
 
-    def visible_in(self, queue: str, shard: int) -> bool:
+    def visible_in(self, queue: str, shard: int, *, consistent: bool = False) -> bool:
         """Whether an oldest-first lease (a push consumer's) would find a message in this
         standard queue shard: the segments it would read, from the floor on, looked at with
-        no write."""
+        no write (`consistent`: strongly, so that what was just indexed is seen)."""
         start = self.floor(queue, shard)
         for _ in range(MAX_SCAN_PAGES):
-            segments = self._index.segments(queue, shard, start, limit=SCAN_SEGMENTS)
+            segments = self._index.segments(
+                queue, shard, start, limit=SCAN_SEGMENTS, consistent=consistent
+            )
             now = self._clock.now_ms()
             for segment in segments:
                 if any(e.free_at(now) and not e.expired(now) for e in segment.entries):

@@ -8,11 +8,14 @@
   bodies, which must not leave the customer managed key for X-Ray.
 - `metrics`: per-destination counters, flushed once per invocation as CloudWatch EMF
   (namespace "mqless"), and gauges the sweeper measures (each queue's depth, and
-  dead-letter queues' again as DeadLetterDepth): one
-  document per destination with a
-  `Queue` or `Topic` dimension, and one with the service dimension only, which the
-  template's alarms and dashboard read. Counting in memory and flushing once keeps a busy
-  invocation to a few log lines, not one per message.
+  dead-letter queues' again as DeadLetterDepth). Counters and latencies: one document per
+  destination with two dimension sets, `Queue` (or `Topic`) with `service`, and `service`
+  alone, so CloudWatch extracts both the destination's metric and the total (which the
+  template's alarms and dashboard read) from one log line; the totals' own document holds
+  only the gauges' sums and counters of no destination. CloudWatch Logs bills the bytes
+  ingested ($0.50/GB): a document of totals beside each destination's doubled them.
+  Counting in memory and flushing once keeps a busy invocation to a few log lines, not
+  one per message.
 - `audit`: a structured `audit` log event for every administrative action: who, what,
   on which destination, when.
 - `instrumented`: the decorator every handler wears.
@@ -108,36 +111,46 @@ class DestinationMetrics:
             gauges, self._gauges = self._gauges, {}
         if not counts and not latencies and not gauges:
             return 0
-        by_destination: dict[tuple[str, str], EphemeralMetrics] = {}
+        by_destination: dict[tuple[str, str, bool], EphemeralMetrics] = {}
         total = EphemeralMetrics(namespace=self._namespace, service="mqless")
 
-        def document(kind: str, destination: str) -> EphemeralMetrics:
-            found = by_destination.get((kind, destination))
+        def document(kind: str, destination: str, *, counted: bool) -> EphemeralMetrics:
+            # counters and latencies: one document per destination whose second dimension
+            # set (service alone) makes CloudWatch count them in the totals too, so no
+            # document of totals repeats them; gauges: their own documents, as their total
+            # is their sum (one value), not each queue's level
+            found = by_destination.get((kind, destination, counted))
             if found is None:
                 found = EphemeralMetrics(namespace=self._namespace, service="mqless")
                 found.add_dimension(name=kind, value=destination)
-                by_destination[(kind, destination)] = found
+                if counted:
+                    found.add_dimensions(service="mqless")
+                by_destination[(kind, destination, counted)] = found
             return found
 
-        totals: dict[str, float] = {}
+        gauge_totals: dict[str, float] = {}
         for (kind, destination, name), value in sorted(counts.items()):
             if destination:
-                document(kind, destination).add_metric(
+                document(kind, destination, counted=True).add_metric(
                     name=name, unit=MetricUnit.Count, value=value
                 )
-            totals[name] = totals.get(name, 0) + value
+            else:  # counted for the service alone (Connections)
+                total.add_metric(name=name, unit=MetricUnit.Count, value=value)
         for (kind, destination, name), value in sorted(gauges.items()):
-            document(kind, destination).add_metric(name=name, unit=MetricUnit.Count, value=value)
-            totals[name] = totals.get(name, 0) + value  # the total: all of them together
-        for name, value in sorted(totals.items()):
+            document(kind, destination, counted=False).add_metric(
+                name=name, unit=MetricUnit.Count, value=value
+            )
+            gauge_totals[name] = gauge_totals.get(name, 0) + value  # all of them together
+        for name, value in sorted(gauge_totals.items()):
             total.add_metric(name=name, unit=MetricUnit.Count, value=value)
         for (kind, destination), values in sorted(latencies.items()):
             for value in values[:100]:  # EMF holds at most 100 values per metric
-                document(kind, destination).add_metric(
+                document(kind, destination, counted=True).add_metric(
                     name=LATENCY, unit=MetricUnit.Milliseconds, value=value
                 )
-                total.add_metric(name=LATENCY, unit=MetricUnit.Milliseconds, value=value)
-        documents = [*by_destination.values(), total]
+        # Powertools flushes a document by itself once a metric holds 100 values: those
+        # left empty have nothing more to write
+        documents = [m for m in [*by_destination.values(), total] if m.metric_set]
         for metrics in documents:
             metrics.flush_metrics()
         return len(documents)

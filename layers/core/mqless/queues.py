@@ -17,9 +17,9 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from aws_lambda_powertools import Logger
 
@@ -789,6 +789,20 @@ class QueueService:
                 if read >= 64:
                     break
         return False
+
+    def left_visible(self, queue: str, shards: Iterable[int]) -> bool:
+        """Whether anything is leasable now in these shards of a standard queue, strongly
+        consistent (a FIFO queue: True, not looked at)."""
+        config = self._registry.find(queue)
+        if config is None:
+            return False
+        if config.fifo:
+            return True
+        return any(self.leases.visible_in(queue, s, consistent=True) for s in shards)
+
+    def has_priorities(self, queue: str) -> bool:
+        """Whether the queue has priority lanes (`max_priority`)."""
+        return self._registry.get(queue).max_priority is not None
 
     def visibility_of(self, queue: str) -> int:
         """The queue's lease length in seconds (what a receive without override gets)."""
@@ -1625,6 +1639,16 @@ class QueueService:
             raise Conflict(f"queue {dlq!r} cannot be the dead-letter queue of {config.name!r}")
 
     # ---- push consumers (consumers.py) ---------------------------------------------------
+
+    def open_leased(
+        self, queue: str, leased: Sequence[Taken], images: Mapping[tuple[str, str], dict[str, Any]]
+    ) -> list[Delivery]:
+        """Open messages the dispatch function appended leased (`indexing.PushLease`), from
+        their log items' stream images (`(pk, sk)`: no read), as a receive opens what it
+        leased: checked, counted, the expired and unreadable set aside."""
+        config = self._registry.get(queue)
+        known = {key: self._log.log_item(dict(image)) for key, image in images.items()}
+        return self._open_taken(config, leased, known)
 
     def lease_of(self, queue: str, receipt: str) -> Lease:
         """The lease a receipt of `queue` names (push consumers keep leases, a fifth of a

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -44,6 +44,7 @@ from mqless.consumers import (
     Consumer,
     NotInFlight,
     PumpReport,
+    PushPlan,
     QueueConsumers,
     SettleReport,
     from_settle_fields,
@@ -547,23 +548,45 @@ class Sessions:
 
     # ---- feeding -------------------------------------------------------------------------
 
-    def pump(self, queue: str) -> PumpReport:
-        """Feed a queue's push consumers; connections found gone are closed."""
-        report = self.consumers.pump(queue)
+    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
+        """Feed a queue's push consumers; connections found gone are closed. `indexed`:
+        the dispatch function's pump, for what it indexed in these shards (`consumers.pump`)."""
+        report = self.consumers.pump(queue, indexed=indexed)
         if report.gone:
             self._close_all(report.gone)
         if report.more:
             self._queues.wake(queue)  # a stream record brings the next pump
         return report
 
-    def try_pump(self, queue: str) -> None:
+    def plan_push(self, queue: str) -> PushPlan | None:
+        """Before the dispatch function appends a queue's new messages: a push consumer to
+        lease them to in the append, if one may take them (`consumers.plan_push`)."""
+        return self.consumers.plan_push(queue)
+
+    def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> bool:
+        """Push what the dispatch function appended leased to the plan's consumer; whether
+        that was everything it appended to the queue and all of it went out (so no pump
+        is needed: nothing of it is left, and what else is visible had its own pump)."""
+        report = self.consumers.push_leased(plan, images)
+        if report.gone:
+            self._close_all(report.gone)
+        lease = plan.lease
+        return (
+            lease.appended > 0
+            and len(lease.leased) == lease.appended
+            and report.pushed == lease.appended
+            and not report.gone
+            and not report.failed
+        )
+
+    def try_pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> None:
         """`pump` after answering a client frame: a failure is logged, not the frame's.
 
         Nothing is lost when a pump fails: its leases go back to the queue, and the next
         pump (a new message, an ack, the sweeper) tries again.
         """
         try:
-            self.pump(queue)
+            self.pump(queue, indexed=indexed)
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
 

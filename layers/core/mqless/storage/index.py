@@ -91,6 +91,9 @@ class NewRef:
     visible_at: int = 0  # ms: not leasable before (a delay)
     count: int = 0  # receive count it carries (a dead letter keeps its count)
     reason: str = ""  # why it is here (dead letters: the reason and the source queue)
+    lease: tuple[int, int] | None = None
+    """(until ms, token): appended leased, to the push consumer the dispatch function
+    feeds it to (its receive count 1): the append is the lease, no write of its own."""
     original: bool = False
     """From the body's own log item (a send or a publish), not a reference item: appended
     once ever, so one found in the tail even settled came from a redelivered stream batch
@@ -213,6 +216,24 @@ class AppendReport:
     appended: int = 0
     duplicates: int = 0
     segments: list[int] = field(default_factory=list)
+    leased: list[tuple[NewRef, int, int]] = field(default_factory=list)
+    """The references appended leased (`NewRef.lease`), with their segment and slot."""
+
+
+def _until(ref: NewRef) -> int:
+    return ref.visible_at if ref.lease is None else ref.lease[0]
+
+
+def _token(ref: NewRef) -> int:
+    return 0 if ref.lease is None else ref.lease[1]
+
+
+def _count(ref: NewRef) -> int:
+    return ref.count if ref.lease is None else ref.count + 1
+
+
+def _note_leased(report: AppendReport, appended: Sequence[NewRef], seq: int, first: int) -> None:
+    report.leased += [(r, seq, first + i) for i, r in enumerate(appended) if r.lease is not None]
 
 
 def new_token() -> int:
@@ -469,12 +490,14 @@ class IndexStore:
                     if taken:
                         report.appended += taken
                         report.segments.append(last.seq)
+                        _note_leased(report, pending[:taken], last.seq, len(last.entries))
                         pending = pending[taken:]
                 seq = last.seq + 1 if last is not None else 0
                 while pending:
                     taken = self._put_segment(queue, shard, seq, pending)
                     report.appended += taken
                     report.segments.append(seq)
+                    _note_leased(report, pending[:taken], seq, 0)
                     pending = pending[taken:]
                     seq += 1
                 return report
@@ -508,9 +531,9 @@ class IndexStore:
         all_logs = logs + new_logs
         values: dict[str, Any] = {
             ":r": [_ref_text(r.ref, all_logs) for r in taken],
-            ":u": [r.visible_at for r in taken],
-            ":t": [0] * count,
-            ":n": [r.count for r in taken],
+            ":u": [_until(r) for r in taken],
+            ":t": [_token(r) for r in taken],
+            ":n": [_count(r) for r in taken],
             ":e": [r.expires_at for r in taken],
             ":x": max([segment.expires_at, *(r.expires_at for r in taken)]),
             ":len": len(segment.entries),
@@ -556,9 +579,9 @@ class IndexStore:
             "sk": keys.segment_key(seq),
             "l": logs,
             "r": [_ref_text(r.ref, logs) for r in taken],
-            "u": [r.visible_at for r in taken],
-            "t": [0] * count,
-            "n": [r.count for r in taken],
+            "u": [_until(r) for r in taken],
+            "t": [_token(r) for r in taken],
+            "n": [_count(r) for r in taken],
             "e": [r.expires_at for r in taken],
             "x": max(r.expires_at for r in taken),
         }
