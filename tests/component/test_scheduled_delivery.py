@@ -133,6 +133,28 @@ def test_a_message_delayed_an_hour_is_not_receivable_at_59_minutes_and_is_at_60(
     assert receive_bodies(api, "later") == ["in an hour"]
 
 
+def test_a_scheduled_message_keeps_its_priority_in_a_queue_with_priority_lanes(
+    api: HttpApi, clock: ManualClock, sweeper: Any
+) -> None:
+    # Given a queue with priority lanes, and an urgent message scheduled an hour ahead
+    assert api.put("/queues/urgent-later", {"max_priority": 9}).status == 201
+    sent = api.post(
+        "/queues/urgent-later/messages",
+        {"body": "urgent", "priority": 9, "delay_seconds": HOUR},
+    )
+    assert sent.status == 201, sent.text
+    # When the sweeper fires it at the hour, while a low-priority message waits already
+    assert api.post("/queues/urgent-later/messages", {"body": "low", "priority": 1}).status == 201
+    advance_to(clock, HOUR)
+    sweep(sweeper)
+    # Then it arrives with its priority, before the low one
+    got = api.post("/queues/urgent-later/receive", {"max_messages": 10})
+    assert [(m["body"], m["priority"]) for m in got.json["messages"]] == [
+        ("urgent", 9),
+        ("low", 1),
+    ]
+
+
 def test_a_stomp_send_with_an_hour_long_amq_scheduled_delay_is_delivered_after_an_hour(
     api: HttpApi, clock: ManualClock, sweeper: Any, pusher: RecordingPusher
 ) -> None:

@@ -431,6 +431,7 @@ class Scheduler:
                 reply_to=headers.reply_to,
                 group_id=schedule.group,
                 ttl_seconds=schedule.ttl_seconds,
+                priority=headers.priority,
             ),
             schedule.schedule_id,
         )
