@@ -25,7 +25,6 @@ from mqless.settings import Settings
 from mqless_cli.cfn import Stack, Template, load_template, provision
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.realism import RealismReport, parse_realism, realistic_aws
-from mqless_cli.local.runtime import GC_THRESHOLDS
 from tests.inline_dispatch import INLINE_DISPATCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +44,13 @@ def project_template() -> Template:
     return copy.deepcopy(_parsed_template())
 
 
+GC_THRESHOLDS = (20_000, 10, 10)
+"""The garbage collector runs after 20,000 allocations, not 700 (older generations as often
+relative to that): moto and botocore allocate containers by the thousand per request, and
+with the defaults some 5,000 collections ran in 400 component tests, a fifth of their CPU
+time. Not for `mqless dev`: there it cost ~9 MB resident for no gain, its startup objects
+being frozen already."""
+
 DURATIONS = ROOT / "tests" / "durations.json"
 """Seconds each test file took in a whole run (setup and teardown included), longest first:
 the order in which `make test` hands files to its workers. Refresh it with
@@ -63,9 +69,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # before any client is made: every boto3 client indexes the log items it writes
     INLINE_DISPATCH.install()
-    # moto and botocore allocate containers by the thousand per request: with the default
-    # threshold (700) some 5,000 collections ran in 400 component tests, a fifth of their
-    # CPU time. The thresholds `mqless dev` runs with:
     gc.set_threshold(*GC_THRESHOLDS)
     # pytest-xdist (--dist loadfile) gives its workers the files in collection order; left to
     # itself it first sorts them by how many tests they have, which sends the longest file

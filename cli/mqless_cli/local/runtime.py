@@ -36,9 +36,6 @@ _EXECUTE_API = re.compile(r"^https://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\
 # a WebSocket API's own URL (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)
 _WEBSOCKET_API = re.compile(r"^wss://[^/]+\.execute-api\.[^/]+\.amazonaws\.com(\.cn)?(/[^/]*)?$")
 DEV_PRINCIPAL = "dev"
-GC_THRESHOLDS = (20_000, 10, 10)
-"""`gc.set_threshold` once started: young objects are collected after 20,000 allocations, not
-700, and older ones as often relative to that."""
 
 
 class DevRuntime:
@@ -218,10 +215,6 @@ class DevRuntime:
         # otherwise walk it every time and stall whatever request they fall in.
         gc.collect()
         gc.freeze()
-        # and collect young objects after 20,000 allocations, not 700: moto and botocore
-        # allocate containers by the thousand per request, and the default ran a collection
-        # every few requests (a fifth of the CPU time of a request-heavy run)
-        gc.set_threshold(*GC_THRESHOLDS)
         REQUEST_LOCK.reset()  # what requests wait for from now on, not provisioning
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
