@@ -7,7 +7,8 @@ SAM := $(SAM_VENV)/bin/sam
 CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
 # test files run in parallel on this many workers (each file on one worker, so module
-# fixtures such as a shared mqless dev start once); TEST_WORKERS=0 runs serially
+# fixtures such as a shared mqless dev start once; the longest files first, as timed in
+# tests/durations.json: see tests/conftest.py); TEST_WORKERS=0 runs serially
 TEST_WORKERS ?= 2
 
 .PHONY: setup install dev test unit lint typecheck validate scan build deploy bench bench-local clean

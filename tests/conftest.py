@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
+import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,9 +44,84 @@ def project_template() -> Template:
     return copy.deepcopy(_parsed_template())
 
 
+GC_THRESHOLDS = (20_000, 10, 10)
+"""The garbage collector runs after 20,000 allocations, not 700 (older generations as often
+relative to that): moto and botocore allocate containers by the thousand per request, and
+with the defaults some 5,000 collections ran in 400 component tests, a fifth of their CPU
+time. Not for `mqless dev`: there it cost ~9 MB resident for no gain, its startup objects
+being frozen already."""
+
+DURATIONS = ROOT / "tests" / "durations.json"
+"""Seconds each test file took in a whole run (setup and teardown included), longest first:
+the order in which `make test` hands files to its workers. Refresh it with
+`pytest -n 2 --dist loadfile --store-durations` (the files run are updated, the others
+kept); a file it does not list counts a second a test."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help=f"write how long each test file took to {DURATIONS.relative_to(ROOT)}",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # before any client is made: every boto3 client indexes the log items it writes
     INLINE_DISPATCH.install()
+    gc.set_threshold(*GC_THRESHOLDS)
+    # pytest-xdist (--dist loadfile) gives its workers the files in collection order; left to
+    # itself it first sorts them by how many tests they have, which sends the longest file
+    # (one schemathesis test of minutes) last, to run alone while the other worker idles.
+    # The order of pytest_collection_modifyitems below (longest first) is kept instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+    if config.getoption("--store-durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_DurationRecorder(), "mqless-durations")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # what is loaded by now (pytest, boto3's service models, moto, the test modules) lives
+    # as long as the run: out of the collector's sight, full collections stay short
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(tryfirst=True)  # before --ff/--lf, which then reorder as they say
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the test files longest first (tests/durations.json), each file's tests in their
+    own order: the longest-processing-time-first rule, which keeps two workers finishing
+    together instead of one running the last long file alone."""
+    known: dict[str, float] = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    counts = Counter(_file_of(item) for item in items)
+    first_seen = {name: n for n, name in enumerate(dict.fromkeys(map(_file_of, items)))}
+
+    def weight(name: str) -> tuple[float, int]:
+        return -known.get(name, float(counts[name])), first_seen[name]
+
+    items.sort(key=lambda item: weight(_file_of(item)))
+
+
+def _file_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+class _DurationRecorder:
+    """`--store-durations`: adds up each test file's setup, call and teardown times."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        name = report.nodeid.split("::", 1)[0]
+        self.seconds[name] = self.seconds.get(name, 0.0) + report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        # files this run did not run keep their figures; files gone from tests/ are dropped
+        stored = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        merged = {k: v for k, v in stored.items() if (ROOT / k).exists()} | self.seconds
+        ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+        DURATIONS.write_text(json.dumps({k: round(v, 1) for k, v in ranked}, indent=1) + "\n")
 
 
 @pytest.fixture

@@ -902,3 +902,67 @@ def test_an_update_expression_is_parsed_once_however_many_updates_use_it(
     assert found == {"N": "3"}
     assert refusals == ["ValidationException", "ValidationException"]
     assert parses == 1 + 2
+
+
+def test_creating_a_symmetric_kms_key_generates_no_key_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pairs = 0
+    original = rsa.generate_private_key
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pairs
+        pairs += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rsa, "generate_private_key", counting)
+    with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
+        kms = boto3.client("kms", region_name="us-east-1")
+        # When a symmetric key is made and used as the broker uses it
+        key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+        plain = kms.decrypt(CiphertextBlob=data_key["CiphertextBlob"])["Plaintext"]
+    # Then it works as before, and no RSA key pair was generated for it
+    assert plain == data_key["Plaintext"]
+    assert pairs == 0
+
+
+@pytest.mark.parametrize(
+    ("key_spec", "algorithm"),
+    [("RSA_2048", "RSASSA_PSS_SHA_256"), ("ECC_NIST_P256", "ECDSA_SHA_256")],
+)
+@pytest.mark.parametrize("fixed", [False, True], ids=["moto", "fixed"])
+def test_asymmetric_kms_keys_sign_and_verify_as_moto_does(
+    key_spec: str, algorithm: str, fixed: bool
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    with mock_aws(config=MOTO_CONFIG), fixed_moto() if fixed else nullcontext():  # type: ignore[call-overload]
+        kms = boto3.client("kms", region_name="us-east-1")
+        # Given an asymmetric signing key
+        key_id = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=key_spec)["KeyMetadata"]["KeyId"]
+        # When a message is signed, verified, and the public key is read
+        signed = kms.sign(
+            KeyId=key_id, Message=b"hello", MessageType="RAW", SigningAlgorithm=algorithm
+        )
+        public = kms.get_public_key(KeyId=key_id)
+        checks = [
+            kms.verify(
+                KeyId=key_id,
+                Message=message,
+                MessageType="RAW",
+                Signature=signed["Signature"],
+                SigningAlgorithm=algorithm,
+            )["SignatureValid"]
+            for message in (b"hello", b"other")
+        ]
+    # Then the signature verifies (and not for another message), and the public key is
+    # one of that spec, whether the pair was made at CreateKey or at first use
+    assert checks == [True, False]
+    loaded = serialization.load_der_public_key(public["PublicKey"])
+    assert isinstance(
+        loaded, rsa.RSAPublicKey if key_spec.startswith("RSA") else ec.EllipticCurvePublicKey
+    )

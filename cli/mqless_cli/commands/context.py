@@ -23,7 +23,6 @@ from types import TracebackType
 from typing import Any, Protocol, TextIO
 
 import httpx
-from websockets.sync.client import connect as ws_connect
 
 from mqless_cli.client import (
     TIMEOUT_SECONDS,
@@ -73,6 +72,8 @@ WsConnect = Callable[[str, Mapping[str, str]], WsConnection]
 
 
 def _default_ws_connect(url: str, headers: Mapping[str, str]) -> WsConnection:
+    from websockets.sync.client import connect as ws_connect  # for `tail` only
+
     return ws_connect(url, additional_headers=dict(headers), open_timeout=10)
 
 

@@ -29,11 +29,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 
-from mqless_cli.cfn import Json, Stack, load_template
 from mqless_cli.client import ClientError, bearer
 from mqless_cli.commands.context import (
     DEFAULT_URL,
@@ -42,6 +41,9 @@ from mqless_cli.commands.context import (
     reported,
     token_from,
 )
+
+if TYPE_CHECKING:
+    from mqless_cli.cfn import Json, Stack
 
 LAMBDA_RUNTIME_SLACK_SECONDS = 30  # beyond the function's own timeout, for the HTTP call
 LAYER_TYPE = "AWS::Serverless::LayerVersion"
@@ -207,6 +209,10 @@ def _invoke(
     template = Path(args.template).resolve()
     if not template.is_file():
         raise UsageError(f"no template at {template}")
+    # reading templates (PyYAML, the SAM transform) is for this verb only: every other verb
+    # starts without it
+    from mqless_cli.cfn import Stack, load_template
+
     stack = Stack(load_template(template))
     properties = _function(stack, template, args.function)
     event = _event(args, terminal.stdin)

@@ -29,6 +29,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   Streams does; reading before the oldest record left is a TrimmedDataAccessException.
 - `shard_iterators_expire`: a shard iterator expires 15 minutes after it was issued
   (ExpiredIteratorException), instead of being kept for ever.
+- `kms_key_pairs_made_on_first_use`: a KMS key's asymmetric key pair is generated when a
+  request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
+  2048 pair for every key, symmetric ones included, which never use it.
 
 `fixed_moto()` applies them all. `discard_shard_iterator` and `discard_stream_records` are
 the local runtime's own shortcuts, not fixes: its stream pollers never reuse an iterator, and
@@ -66,6 +69,7 @@ __all__ = [
     "discard_stream_records",
     "fixed_moto",
     "handler_methods_listed_once",
+    "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "shard_iterators_expire",
     "stream_records_expire",
@@ -1076,6 +1080,52 @@ def discard_shard_iterator(stream_arn: str, iterator: str) -> None:
         return
 
 
+# ---- KMS: key pairs made when first used ---------------------------------------------------
+
+
+class _KeyPairOnFirstUse:
+    """Stands in for moto's key pair of a KMS key until something uses it: then the pair is
+    generated (as moto would have at CreateKey) and every attribute is the real pair's."""
+
+    def __init__(self, make: Callable[[str], Any], key_spec: str) -> None:
+        self._make = make
+        self._key_spec = key_spec
+        self._pair: Any = None
+        self._lock = threading.Lock()
+
+    def made(self) -> bool:
+        return self._pair is not None
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._pair is None:
+                self._pair = self._make(self._key_spec)
+        return getattr(self._pair, name)
+
+
+@contextmanager
+def kms_key_pairs_made_on_first_use() -> Iterator[None]:
+    """Generate a KMS key's asymmetric key pair when a request first uses it.
+
+    Upstream behaviour: `Key.__init__` calls `generate_private_key(key_spec)` for every key,
+    and for SYMMETRIC_DEFAULT (and HMAC) specs that is an RSA 2048 pair: a tenth of a second
+    or more of CPU per CreateKey for a pair that Encrypt, Decrypt and GenerateDataKey never
+    touch (they use the key's own `key_material`). Every moto a test provisions pays it.
+
+    Here the pair is made the first time Sign, Verify or GetPublicKey use it, of the same
+    spec, with the same library call: what each request answers is unchanged.
+    """
+    from moto.kms import models, utils
+
+    original = utils.generate_private_key
+
+    def on_first_use(key_spec: str) -> Any:
+        return _KeyPairOnFirstUse(original, key_spec)
+
+    with _patched(models, "generate_private_key", on_first_use):
+        yield
+
+
 FIXES: tuple[Callable[[], Any], ...] = (
     atomic_requests,
     data_models_untracked,
@@ -1087,6 +1137,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,
+    kms_key_pairs_made_on_first_use,
 )
 """What `fixed_moto` applies, in this order."""
 
