@@ -466,3 +466,33 @@ def test_stomppy_send_with_a_priority_outside_0_to_9_gets_an_error(
     assert "priority" in error.headers["message"]
     assert error.headers.get("receipt-id") == "s"
     assert disconnected
+
+
+def test_stomppy_connection_whose_key_is_revoked_gets_an_error_and_is_closed_by_the_sweep(
+    mqless_dev: DevServer,
+) -> None:
+    queue = unique("stomppy-revoked")
+    principal = unique("revokee")
+    with httpx.Client(
+        base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
+    ) as http:
+        # Given a principal that may consume a queue, and a key of its own
+        granted = http.put(
+            f"/access/principals/{principal}",
+            json={"grants": [{"pattern": queue, "actions": ["send", "receive", "create"]}]},
+        )
+        assert granted.status_code == 201, granted.text
+        issued = http.post(f"/access/principals/{principal}/keys", json={"ttl_seconds": 3600})
+        assert issued.status_code == 201, issued.text
+        key = issued.json()
+        # and stomp.py connected with that key, subscribed to the queue
+        with stomppy(mqless_dev, passcode=key["token"]) as (connection, recorder):
+            connection.subscribe(f"/queue/{queue}", id="s", ack="client-individual", receipt="s")
+            recorder.wait_for("RECEIPT s", lambda: bool(recorder.of("RECEIPT")))
+            # When an admin revokes the key (`mqless dev --schedule-rate 1`: a sweep a second)
+            assert http.delete(f"/access/keys/{key['key_id']}").status_code == 204
+            # Then the client gets an ERROR saying why, and the server closes the connection
+            assert recorder.disconnected.wait(30), "the sweep never closed the connection"
+            errors = recorder.of("ERROR")
+    assert len(errors) == 1
+    assert "revoked" in errors[0].headers["message"]
