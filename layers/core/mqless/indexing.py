@@ -112,16 +112,10 @@ class Indexer:
                 continue
             if kind == "topic":
                 for target, bodies in self._topics.routes(destination, item):
-                    into = keys.shard_of(str(item["pk"]), target.shards)
-                    priorities = _priorities(item)
-                    published = self._topic_refs(item, target, bodies)
-                    for j, ref in zip(bodies, published, strict=True):
-                        lane = target.lane_of(priorities.get(j))
+                    for lane, into, ref in self._topic_placed(item, target, bodies):
                         if target.max_priority is not None:
                             lanes_used.setdefault(target.name, set()).add(lane)
-                        standard.setdefault((target.name, keys.lane_shard(lane, into)), []).append(
-                            ref
-                        )
+                        standard.setdefault((target.name, into), []).append(ref)
                 continue
             config = self._queues.find(destination)
             if config is None:
@@ -193,20 +187,31 @@ class Indexer:
         by_shard: dict[int, list[NewRef]] = {}
         lanes: set[int] = set()
         for item, bodies in items:
-            into = keys.shard_of(str(item["pk"]), target.shards)
-            priorities = _priorities(item)
-            published = self._topic_refs(item, target, bodies)
-            for j, ref in zip(bodies, published, strict=True):
-                lane = target.lane_of(priorities.get(j))
+            for lane, into, ref in self._topic_placed(item, target, bodies):
                 if target.max_priority is not None:
                     lanes.add(lane)
-                by_shard.setdefault(keys.lane_shard(lane, into), []).append(ref)
+                by_shard.setdefault(into, []).append(ref)
         if lanes:
             self._mark_lanes(target.name, lanes)
         appended = 0
         for shard, refs in by_shard.items():
             appended += self._index.append(target.name, shard, refs).appended
         return appended
+
+    def _topic_placed(
+        self, item: Item, target: QueueConfig, bodies: Sequence[int]
+    ) -> list[tuple[int, int, NewRef]]:
+        """A published item's references for a subscription's queue, each with its priority
+        lane and the index shard it goes to (the topic shard's, in that lane): what the
+        dispatch function and a replay both append."""
+        into = keys.shard_of(str(item["pk"]), target.shards)
+        priorities = _priorities(item)
+        published = self._topic_refs(item, target, bodies)
+        placed = []
+        for j, ref in zip(bodies, published, strict=True):
+            lane = target.lane_of(priorities.get(j))
+            placed.append((lane, keys.lane_shard(lane, into), ref))
+        return placed
 
     def _mark_lanes(self, queue: str, lanes: set[int]) -> None:
         """Mark in use, before appending to them, the lanes that are marked empty or were

@@ -41,6 +41,7 @@ import random
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Final
 
 from mqless.clock import Clock
@@ -403,15 +404,16 @@ class Leases:
         token = new_token()
         with self._lock:
             self.stats.claims += 1
-        claimed = self._index.claim(
+        lease = partial(
+            self._index.claim,
             segment,
             [e.slot for e in chosen],
             now_ms=now,
             until_ms=now + lease_ms,
             token=token,
             settle=expired,
-            acks=holds,
         )
+        claimed = lease(acks=holds)
         if acks is not None and acking:
             if claimed is not None:
                 acks.record(acking, [True] * len(acking))
@@ -424,14 +426,7 @@ class Leases:
                 )
                 acks.record(acking, outcome)
                 if not all(outcome):
-                    claimed = self._index.claim(
-                        segment,
-                        [e.slot for e in chosen],
-                        now_ms=now,
-                        until_ms=now + lease_ms,
-                        token=token,
-                        settle=expired,
-                    )
+                    claimed = lease()
         if claimed is None:
             with self._lock:
                 self.stats.lost += 1
