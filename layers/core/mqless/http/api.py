@@ -28,9 +28,8 @@ from mqless.errors import (
     Throttled,
     Unauthorized,
 )
-from mqless.http import console
 from mqless.http.models import Problem
-from mqless.http.routes import access, messages, operations, queues, scheduled, topics
+from mqless.http.routes import access, console, messages, operations, queues, scheduled, topics
 
 logger = Logger(service="mqless", child=True)
 
@@ -196,11 +195,7 @@ app.include_router(topics.router)
 app.include_router(operations.router)
 app.include_router(scheduled.router)
 app.include_router(access.router)
-
-
-# ---- the web console -------------------------------------------------------------------------
-
-console.register(app)
+app.include_router(console.router)  # the web console: not in the OpenAPI document
 
 
 # ---- the API describing itself --------------------------------------------------------------
