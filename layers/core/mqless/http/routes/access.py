@@ -12,17 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from mqless import runtime
 from mqless.access import PrincipalView
 from mqless.apikeys import IssuedKey
-from mqless.http.models import (
-    KeyList,
-    KeyRequest,
-    PrincipalList,
-    PrincipalRequest,
-)
-from mqless.http.routes.common import (
-    caller,
-    content,
-    json_response,
-)
+from mqless.http.models import KeyList, KeyRequest, PrincipalList, PrincipalRequest
+from mqless.http.routes.common import caller, content, json_response
 
 router = Router()
 

@@ -20,11 +20,7 @@ from mqless.http.models import (
     TopicPresenceView,
     TopicStats,
 )
-from mqless.http.routes.common import (
-    QueueName,
-    TopicName,
-    caller,
-)
+from mqless.http.routes.common import QueueName, TopicName, caller
 from mqless.models import QueueStats
 from mqless.principals import EVERY_DESTINATION, Action
 from mqless.topics import validate_topic_name

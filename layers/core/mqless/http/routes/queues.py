@@ -9,18 +9,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from mqless import runtime
-from mqless.http.models import (
-    PurgeResponse,
-    QueueList,
-    QueueView,
-    RedriveRequest,
-)
-from mqless.http.routes.common import (
-    QueueName,
-    caller,
-    content,
-    json_response,
-)
+from mqless.http.models import PurgeResponse, QueueList, QueueView, RedriveRequest
+from mqless.http.routes.common import QueueName, caller, content, json_response
 from mqless.models import QueueSettings, RedriveResult
 
 router = Router()

@@ -10,14 +10,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from mqless import runtime
-from mqless.http.models import (
-    ScheduledList,
-)
-from mqless.http.routes.common import (
-    QueueName,
-    TopicName,
-    caller,
-)
+from mqless.http.models import ScheduledList
+from mqless.http.routes.common import QueueName, TopicName, caller
 
 router = Router()
 

@@ -18,13 +18,7 @@ from mqless.http.models import (
     SendMessageResponse,
     SubscriptionList,
 )
-from mqless.http.routes.common import (
-    TopicName,
-    caller,
-    content,
-    decoded_entries,
-    json_response,
-)
+from mqless.http.routes.common import TopicName, caller, content, decoded_entries, json_response
 from mqless.pubsub import Subscription, SubscriptionSettings
 
 router = Router()
