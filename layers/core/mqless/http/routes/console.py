@@ -25,12 +25,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mqless import __version__, runtime
 from mqless.errors import NotFound
 
 logger = Logger(service="mqless", child=True)
+router = Router()
 
 PACKAGE = "mqless.console"
 PAGE = "index.html"
@@ -79,15 +81,15 @@ def _asset(name: str) -> Asset:
     return Asset(body=body, content_type=CONTENT_TYPES[suffix], etag=etag)
 
 
-def _request_host(app: APIGatewayHttpResolver) -> str | None:
+def _request_host() -> str | None:
     """The hostname (no port) the browser asked for, when it is a well-formed one."""
-    host = str(app.current_event.headers.get("host") or "")
+    host = str(router.current_event.headers.get("host") or "")
     if not _HOST.fullmatch(host):
         return None
     return host.rsplit(":", 1)[0].lower()
 
 
-def websocket_url(app: APIGatewayHttpResolver) -> str | None:
+def websocket_url() -> str | None:
     """The WebSocket API's URL: WEBSOCKET_URL, else the `mqless dev` default on loopback."""
     configured = runtime.websocket_settings().websocket_url
     if configured:
@@ -95,7 +97,7 @@ def websocket_url(app: APIGatewayHttpResolver) -> str | None:
             return configured
         logger.warning("ignoring a malformed WEBSOCKET_URL", extra={"value": configured[:200]})
         return None
-    host = _request_host(app)
+    host = _request_host()
     if host in LOOPBACK_HOSTS:
         return f"ws://{host}:{runtime.websocket_settings().loopback_websocket_port}"
     return None
@@ -119,14 +121,14 @@ def _websocket_origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def content_security_policy(app: APIGatewayHttpResolver) -> str:
+def content_security_policy() -> str:
     """Only this origin, plus the WebSocket API (any port of a loopback host under dev)."""
     connect = ["'self'"]
-    url = websocket_url(app)
+    url = websocket_url()
     origin = _websocket_origin(url) if url else None
     if origin:
         connect.append(origin)
-    host = _request_host(app)
+    host = _request_host()
     if host in LOOPBACK_HOSTS:
         connect.append(f"ws://{host}:*")
     return "; ".join(
@@ -143,9 +145,9 @@ def content_security_policy(app: APIGatewayHttpResolver) -> str:
     )
 
 
-def _headers(app: APIGatewayHttpResolver, cache_control: str) -> dict[str, str]:
+def _headers(cache_control: str) -> dict[str, str]:
     return {
-        "Content-Security-Policy": content_security_policy(app),
+        "Content-Security-Policy": content_security_policy(),
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer",
@@ -153,10 +155,10 @@ def _headers(app: APIGatewayHttpResolver, cache_control: str) -> dict[str, str]:
     }
 
 
-def _serve(app: APIGatewayHttpResolver, name: str) -> Response[Any]:
+def _serve(name: str) -> Response[Any]:
     asset = _asset(name)
-    headers = {**_headers(app, REVALIDATE), "ETag": asset.etag}
-    if_none_match = str(app.current_event.headers.get("if-none-match") or "")
+    headers = {**_headers(REVALIDATE), "ETag": asset.etag}
+    if_none_match = str(router.current_event.headers.get("if-none-match") or "")
     if asset.etag in (tag.strip() for tag in if_none_match.split(",")):
         return Response(status_code=304, headers=headers, body="")
     # every asset is UTF-8 text: it travels as text (bytes would be base64-encoded)
@@ -164,31 +166,30 @@ def _serve(app: APIGatewayHttpResolver, name: str) -> Response[Any]:
     return Response(status_code=200, content_type=asset.content_type, headers=headers, body=body)
 
 
-def register(app: APIGatewayHttpResolver) -> None:
-    """Add the console's routes to the resolver."""
+@router.get("/console", include_in_schema=False)
+def console_page() -> Response[Any]:
+    return _serve(PAGE)
 
-    @app.get("/console", include_in_schema=False)
-    def console_page() -> Response[Any]:
-        return _serve(app, PAGE)
 
-    # a static route: Powertools tries these before /console/<file>
-    @app.get("/console/config.json", include_in_schema=False)
-    def console_config() -> Response[str]:
-        config = {
-            "websocket_url": websocket_url(app),
-            "version": __version__,
-            "auth": auth_mode(),
-        }
-        return Response(
-            status_code=200,
-            content_type="application/json",
-            headers=_headers(app, "no-store"),
-            body=json.dumps(config, separators=(",", ":")),
-        )
+# a static route: Powertools tries these before /console/<file>
+@router.get("/console/config.json", include_in_schema=False)
+def console_config() -> Response[str]:
+    config = {
+        "websocket_url": websocket_url(),
+        "version": __version__,
+        "auth": auth_mode(),
+    }
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        headers=_headers("no-store"),
+        body=json.dumps(config, separators=(",", ":")),
+    )
 
-    @app.get("/console/<file>", include_in_schema=False)
-    def console_asset(file: str) -> Response[Any]:
-        # the page is only /console: its relative asset URLs resolve from there
-        if file == PAGE or file not in _asset_names():
-            raise NotFound(f"the console has no file named {file[:100]!r}")
-        return _serve(app, file)
+
+@router.get("/console/<file>", include_in_schema=False)
+def console_asset(file: str) -> Response[Any]:
+    # the page is only /console: its relative asset URLs resolve from there
+    if file == PAGE or file not in _asset_names():
+        raise NotFound(f"the console has no file named {file[:100]!r}")
+    return _serve(file)
