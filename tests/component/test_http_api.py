@@ -20,42 +20,17 @@ from hypothesis import strategies as st
 from mqless import runtime
 from mqless.queues import QueueService
 from mqless.receipts import Lease
-from mqless.settings import Settings
 from mqless_cli.cfn import Stack
-from tests.component.conftest import Aws
-from tests.inline_dispatch import INLINE_DISPATCH
+from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
+    shared_dynamodb,
+    shared_kms,
+    shared_settings,
+    shared_stack,
+)
 from tests.lambda_support import http_event
 
 KIB = 1024
 Q = "/queues/orders"
-
-
-# This module's tests share one moto provisioned from template.yaml and start each from
-# empty tables (tests/component/conftest.py: `aws`), instead of provisioning a new moto per
-# test (~45 ms each). These replace the per-test fixtures of tests/conftest.py of the same
-# names; `function_env`, `service` and `clock` are built on them as before.
-
-
-@pytest.fixture
-def dynamodb(aws: Aws) -> Any:
-    return aws.dynamodb
-
-
-@pytest.fixture
-def kms(aws: Aws) -> Any:
-    return aws.kms
-
-
-@pytest.fixture
-def stack(aws: Aws) -> Stack:
-    assert aws.stack is not None
-    INLINE_DISPATCH.serve(aws.settings)
-    return aws.stack
-
-
-@pytest.fixture(name="settings")  # hypothesis' `settings` keeps its name in this module
-def shared_settings(aws: Aws) -> Settings:
-    return aws.settings
 
 
 @pytest.fixture
