@@ -310,10 +310,13 @@ def keep_alive() -> Iterator[requests.Session]:
     Without a session `case.call` makes a session per case, so a new TCP connection (and a
     new handler thread in `mqless dev`) for each of some 2,000 cases. The requests stay the
     ones it sends without a session: the same session class, no default headers (schemathesis
-    sends none of a session's own), no cookies carried from one case to the next.
+    sends none of a session's own), no cookies carried from one case to the next. Proxy
+    variables and ~/.netrc are not read for each request (`trust_env`): the server is on
+    loopback and the dev token is the credential.
     """
     with ManagedCookiesSession() as session:
         session.headers.clear()
+        session.trust_env = False
         yield session
 
 
