@@ -5,18 +5,40 @@ the other commands are a client of a local or deployed API."""
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
+import sys
+from collections.abc import Sequence
+from typing import Any
 
-from mqless_cli import commands as client_commands
+# httpx imports its own command line client (`httpx._main`: click, pygments, rich) whenever
+# click is installed, and falls back to a stub when that import fails. A user's install has
+# no click, so it never loads; the dev environment has it (schemathesis needs it), and it
+# added ~20 ms to every `mqless` command run by the tests. The CLI never uses it: block it.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from mqless_cli import commands as client_commands  # noqa: E402 - after the block above
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, reading the installed version only when asked (importlib.metadata is
+    one of the slower imports of a command's start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, help="show program's version number and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib import metadata
+
+        sys.stdout.write(f"mqless {metadata.version('mqless')}\n")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqless", description="Broker semantics without a broker to run."
     )
-    parser.add_argument(
-        "--version", action="version", version=f"mqless {metadata.version('mqless')}"
-    )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     client_commands.register(commands)
     return parser

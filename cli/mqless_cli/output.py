@@ -12,21 +12,13 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
+# rich is imported where a table or a progress bar is drawn, not at start: most commands
+# print lines or JSON only, and importing rich's console, table and progress modules is a
+# good part of the start-up of every `mqless` command.
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
 
 # Tables written to a pipe or file are never wrapped to a guessed terminal width.
 PIPE_WIDTH = 10_000
@@ -59,6 +51,10 @@ class Output:
         self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, show_header: bool = True
     ) -> None:
         """Aligned columns; a header starting with `>` makes its column right-aligned."""
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None, pad_edge=False, show_edge=False, show_header=show_header)
         for header in headers:
             right = header.startswith(">")
@@ -74,6 +70,8 @@ class Output:
             self._write(line.rstrip())
 
     def _terminal_width(self) -> int:
+        from rich.console import Console
+
         return Console(file=self.stdout).width
 
     def _write(self, text: str) -> None:
@@ -102,11 +100,21 @@ class Output:
         if not _is_terminal(self.stderr) or self._progress is not None:
             yield Tracker(None, None)
             return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            RateColumn(),
+            rate_column(),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -144,14 +152,19 @@ class Tracker:
             self._progress.update(self._task, total=total)
 
 
-class RateColumn(ProgressColumn):
-    """Items per second."""
+def rate_column() -> ProgressColumn:
+    """A progress bar's column of items per second (defined here: rich loads on first use)."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None:
-            return Text("  -- msg/s", style="progress.data.speed")
-        return Text(f"{speed:7.1f} msg/s", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            if speed is None:
+                return Text("  -- msg/s", style="progress.data.speed")
+            return Text(f"{speed:7.1f} msg/s", style="progress.data.speed")
+
+    return RateColumn()
 
 
 # ---- formatting ------------------------------------------------------------------------------

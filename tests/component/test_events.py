@@ -62,6 +62,12 @@ from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.streams import record_filter
 from mqless_cli.local.ws_gateway import select_route
 from tests.component.conftest import RecordingPusher
+from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
+    shared_dynamodb,
+    shared_kms,
+    shared_settings,
+    shared_stack,
+)
 from tests.lambda_support import FakeLambdaContext
 
 

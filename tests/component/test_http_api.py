@@ -21,6 +21,12 @@ from mqless import runtime
 from mqless.queues import QueueService
 from mqless.receipts import Lease
 from mqless_cli.cfn import Stack
+from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
+    shared_dynamodb,
+    shared_kms,
+    shared_settings,
+    shared_stack,
+)
 from tests.lambda_support import http_event
 
 KIB = 1024

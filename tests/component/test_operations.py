@@ -16,6 +16,12 @@ from mqless.outbound import Connection
 from mqless.principals import Principal
 from mqless.storage import keys
 from mqless_cli.cfn import Stack
+from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
+    shared_dynamodb,
+    shared_kms,
+    shared_settings,
+    shared_stack,
+)
 
 
 @pytest.fixture

@@ -24,6 +24,12 @@ from mqless.websocket import handle_event
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import RecordingPusher
+from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
+    shared_dynamodb,
+    shared_kms,
+    shared_settings,
+    shared_stack,
+)
 from tests.lambda_support import websocket_event
 
 # one send after another, in the order of this list: (body, priority)

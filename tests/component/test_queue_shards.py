@@ -12,6 +12,12 @@ from mqless.principals import ANONYMOUS
 from mqless.queues import QueueService
 from mqless_cli.cfn import Stack
 from tests.component.conftest import RawItems
+from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
+    shared_dynamodb,
+    shared_kms,
+    shared_settings,
+    shared_stack,
+)
 
 
 @pytest.fixture

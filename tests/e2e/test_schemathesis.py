@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -44,6 +45,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.transport.requests import ManagedCookiesSession
 
 from tests.e2e.conftest import ROOT, DevServer, start_dev
 
@@ -301,8 +303,25 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
         request.node._nodeid = request.node.nodeid
 
 
-def _call_and_validate(test: str, case: schemathesis.Case) -> None:
-    response = case.call(timeout=30)
+@pytest.fixture(scope="module")
+def keep_alive() -> Iterator[requests.Session]:
+    """One keep-alive connection for every case.
+
+    Without a session `case.call` makes a session per case, so a new TCP connection (and a
+    new handler thread in `mqless dev`) for each of some 2,000 cases. The requests stay the
+    ones it sends without a session: the same session class, no default headers (schemathesis
+    sends none of a session's own), no cookies carried from one case to the next. Proxy
+    variables and ~/.netrc are not read for each request (`trust_env`): the server is on
+    loopback and the dev token is the credential.
+    """
+    with ManagedCookiesSession() as session:
+        session.headers.clear()
+        session.trust_env = False
+        yield session
+
+
+def _call_and_validate(test: str, case: schemathesis.Case, session: requests.Session) -> None:
+    response = case.call(session=session, timeout=30)
     TALLY.record(test, case, response.status_code)
     case.validate_response(response, checks=CHECKS)
 
@@ -313,17 +332,21 @@ schema_other_methods = schemathesis.pytest.from_fixture("served_schema_other_met
 
 @schema.parametrize()
 @HYPOTHESIS
-def test_every_operation_answers_as_documented(case: schemathesis.Case) -> None:
-    _call_and_validate("fuzz", case)
+def test_every_operation_answers_as_documented(
+    case: schemathesis.Case, keep_alive: requests.Session
+) -> None:
+    _call_and_validate("fuzz", case, keep_alive)
 
 
 @schema_other_methods.parametrize()
 @HYPOTHESIS
-def test_undocumented_methods_are_not_server_errors(case: schemathesis.Case) -> None:
+def test_undocumented_methods_are_not_server_errors(
+    case: schemathesis.Case, keep_alive: requests.Session
+) -> None:
     # the first test already sent this phase's cases with the documented methods
     if case.method.upper() == case.operation.method.upper():
         return
-    _call_and_validate("methods", case)
+    _call_and_validate("methods", case, keep_alive)
 
 
 def test_enough_cases_ran(

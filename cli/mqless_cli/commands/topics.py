@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import websockets
+# the WebSocket client loads when `subscribe` runs, not with every other command
+if TYPE_CHECKING:
+    import websockets
 
 from mqless_cli.client import (
     BadUrl,
@@ -58,6 +60,8 @@ PING = json.dumps({"action": "ping"})
 
 
 def _tail(context: Context, args: argparse.Namespace) -> int:
+    import websockets
+
     out = context.out
     pattern = args.pattern.removeprefix("/topic/")
     destination = f"/topic/{pattern}"
@@ -117,6 +121,8 @@ def _print_frame(out: Output, frame: dict[str, Any]) -> None:
 
 
 def _open_ws(context: Context) -> WsConnection:
+    import websockets
+
     url = context.ws_url
     try:
         return context.ws_connect(url, bearer(context.token))
@@ -140,6 +146,8 @@ def _open_ws(context: Context) -> WsConnection:
 
 
 def _await_subscribed(ws: WsConnection, url: str, timeout: float = 15.0) -> None:
+    import websockets
+
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:
