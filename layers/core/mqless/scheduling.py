@@ -30,7 +30,7 @@ import base64
 import contextlib
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Final, Literal
@@ -393,17 +393,11 @@ class Scheduler:
             due = occurrence.due(rule)
             if due > until:
                 self._store.put(
-                    StoredSchedule(
-                        destination=schedule.destination,
-                        schedule_id=schedule.schedule_id,
+                    replace(
+                        schedule,
                         due_ms=due,
-                        body=schedule.body,
-                        encrypted_key=schedule.encrypted_key,
-                        rule=rule,
                         anchor_ms=occurrence.anchor_ms,
                         index=occurrence.index,
-                        group=schedule.group,
-                        ttl_seconds=schedule.ttl_seconds,
                     )
                 )
                 break
