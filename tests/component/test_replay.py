@@ -100,6 +100,28 @@ def test_a_subscription_from_the_oldest_gets_every_retained_message_then_live_on
     assert _drain(broker, "catch-up") == ["m1", "m2", "m3", "m4", "m5"]
 
 
+def test_a_replay_into_a_queue_with_priority_lanes_delivers_the_highest_first(
+    topics: TopicService, broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a low-priority and an urgent message published before a subscription existed
+    broker.put_queue(ANONYMOUS, "catch-up-lanes", QueueSettings(max_priority=9))
+    for body, priority in (("low", 1), ("urgent", 9)):
+        topics.publish(ANONYMOUS, TOPIC, NewMessage(body=body.encode(), priority=priority))
+    clock.advance(60)
+
+    # When a durable subscription feeding a queue with priority lanes replays them
+    topics.subscribe(
+        ANONYMOUS,
+        TOPIC,
+        "catch-up-lanes",
+        SubscriptionSettings(queue="catch-up-lanes", start="oldest"),
+    )
+
+    # Then the queue delivers them by priority, as it would have had they come live
+    got = broker.receive(ANONYMOUS, "catch-up-lanes", max_messages=10)
+    assert [(d.body, d.priority) for d in got] == [(b"urgent", 9), (b"low", 1)]
+
+
 def test_messages_published_while_a_subscription_joins_are_delivered_once_in_order(
     aws: Aws, broker: QueueService, clock: ManualClock
 ) -> None:
