@@ -397,10 +397,11 @@ class QueueConsumers:
         if names.is_fifo(queue):
             return None
         try:
-            if self._queues.has_priorities(queue):
-                return None  # a pump leases from the highest lane first, not the append
+            config = self._queues.config_of(queue)
         except QueueNotFound:
             return None
+        if config.max_priority is not None:
+            return None  # a pump leases from the highest lane first, not the append
         now = self._clock.now_ms()
         found = partition_items(
             self._db, self._table, partition(queue), prefix="C#", consistent=False
@@ -420,10 +421,7 @@ class QueueConsumers:
                 credit = min(credit, consumer.prefetch - holding.in_flight)
             if credit <= 0:
                 continue
-            try:
-                lease_ms = self._queues.visibility_of(queue) * 1000
-            except QueueNotFound:
-                return None
+            lease_ms = config.visibility_timeout * 1000
             return PushPlan(
                 consumer=consumer,
                 lease=PushLease(credit=credit, until=now + lease_ms, token=new_token()),
@@ -756,7 +754,8 @@ class QueueConsumers:
         refused: dict[int, str],
     ) -> DeliveryRecord | None:
         """Write a push's delivery record; None if another pump wrote that seq first."""
-        until = self._clock.now_ms() + self._queues.visibility_of(consumer.queue) * 1000
+        lease_seconds = self._queues.config_of(consumer.queue).visibility_timeout
+        until = self._clock.now_ms() + lease_seconds * 1000
         by_id = consumer.connection.protocol == "stomp" and consumer.connection.version != "1.2"
         record = DeliveryRecord(
             seq=seq,

@@ -800,13 +800,9 @@ class QueueService:
             return True
         return any(self.leases.visible_in(queue, s, consistent=True) for s in shards)
 
-    def has_priorities(self, queue: str) -> bool:
-        """Whether the queue has priority lanes (`max_priority`)."""
-        return self._registry.get(queue).max_priority is not None
-
-    def visibility_of(self, queue: str) -> int:
-        """The queue's lease length in seconds (what a receive without override gets)."""
-        return self._registry.get(queue).visibility_timeout
+    def config_of(self, queue: str) -> QueueConfig:
+        """The queue's settings, as the registry caches them (QueueNotFound if none)."""
+        return self._registry.get(queue)
 
     def receive(
         self,
