@@ -84,10 +84,6 @@ def lane_shard(lane: int, shard: int) -> int:
     return lane * MAX_SHARDS + shard
 
 
-def lane_of_shard(index_shard: int) -> int:
-    return index_shard // MAX_SHARDS
-
-
 def parse_index_partition(pk: str) -> tuple[str, int]:
     """(queue, shard) of an index partition key; InvalidRequest if it is not one."""
     if not pk.startswith(INDEX):
