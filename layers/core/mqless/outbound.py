@@ -142,6 +142,14 @@ class Rendered:
     """The pushes (by position) this connection cannot be sent, each with the reason."""
 
 
+def error_reply(*, stomp: bool, code: str, message: str) -> bytes:
+    """An error told to a client in its protocol: a STOMP ERROR frame (the message in its
+    `message` header) or a JSON error frame."""
+    if stomp:
+        return encode_frame(Frame("ERROR", (("message", message),))).encode()
+    return json.dumps({"type": "error", "error": code, "message": message}).encode()
+
+
 def render(connection: Connection, pushes: Sequence[Push]) -> Rendered:
     """The WebSocket messages that carry `pushes`, packed within FRAME_BYTES each.
 

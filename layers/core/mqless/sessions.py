@@ -75,7 +75,7 @@ from mqless.ids import check_client_id
 from mqless.live import ConnectionInfo, EndedCredential, LiveSubscriptions, LiveTarget, Pusher
 from mqless.models import NewMessage, SendResult
 from mqless.observability import audit, metrics
-from mqless.outbound import Connection, Push, render
+from mqless.outbound import Connection, Push, error_reply, render
 from mqless.presence import Presence
 from mqless.principals import Principal
 from mqless.pubsub import START_NOW, SubscriptionSettings, TopicService, published_topic
@@ -83,7 +83,6 @@ from mqless.queues import BodyCipher, QueueService
 from mqless.scheduling import MANAGEMENT_TOPIC, Kind, Scheduler, stored
 from mqless.sealing import open_logged
 from mqless.selectors import message_lookup
-from mqless.stomp import Frame, encode_frame
 from mqless.storage import keys
 from mqless.storage.log import LogStore
 from mqless.storage.schedules import Rule
@@ -226,11 +225,9 @@ class Sessions:
         at once, not when `$disconnect` arrives."""
         connection_id = info.connection.id
         message = f"{why.message}: reconnect with a valid credential"
-        if info.connection.protocol == "stomp":
-            reply = encode_frame(Frame("ERROR", (("message", message),)))
-        else:
-            reply = json.dumps({"type": "error", "error": why.code, "message": message})
-        self.pusher.post(connection_id, reply.encode())
+        stomp = info.connection.protocol == "stomp"
+        reply = error_reply(stomp=stomp, code=why.code, message=message)
+        self.pusher.post(connection_id, reply)
         self.close(connection_id)
         self.pusher.close(connection_id)
         logger.info(

@@ -16,7 +16,6 @@ JWT a connection authenticated with expires, its next frame is answered with an 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -26,7 +25,7 @@ from mqless.auth import PENDING, event_header, refuse_if_expired, websocket_call
 from mqless.errors import Throttled, Unauthorized
 from mqless.json_protocol import handle_text
 from mqless.live import ConnectionInfo
-from mqless.outbound import Connection
+from mqless.outbound import Connection, error_reply
 from mqless.stomp import (
     SUBPROTOCOLS,
     Frame,
@@ -67,8 +66,7 @@ def _throttled(
     why = f"{exc.message} (after {exc.retry_after_seconds} s)"
     pusher = runtime.sessions().pusher
     if text.lstrip().startswith("{"):
-        reply = json.dumps({"type": "error", "error": exc.code, "message": why})
-        pusher.post(connection_id, reply.encode())
+        pusher.post(connection_id, error_reply(stomp=False, code=exc.code, message=why))
         return {"statusCode": 200}
     # STOMP: an ERROR closes the connection (STOMP 1.2, "ERROR"); the frame was not acted on
     pusher.post(connection_id, encode_frame(_throttled_frame(text, why)).encode())
@@ -132,12 +130,10 @@ def handle_message(connection_id: str, text: str) -> None:
                 if runtime.auth_required()
                 else "unknown connection; reconnect"
             )
-            reply = encode_frame(Frame("ERROR", (("message", why),)))
+            reply = error_reply(stomp=True, code="unknown_connection", message=why)
         else:
-            reply = json.dumps(
-                {"type": "error", "error": "unknown_connection", "message": "reconnect"}
-            )
-        sessions.pusher.post(connection_id, reply.encode())
+            reply = error_reply(stomp=False, code="unknown_connection", message="reconnect")
+        sessions.pusher.post(connection_id, reply)
         sessions.pusher.close(connection_id)
         return
     try:
@@ -180,8 +176,10 @@ def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:
     except (Unauthorized, StompError, IndexError) as exc:
         reason = exc.message if isinstance(exc, (Unauthorized, StompError)) else "no frame"
         logger.warning("STOMP CONNECT refused", extra={"connection_id": connection_id})
-        error = Frame("ERROR", (("message", reason[:200].replace("\n", " ")),))
-        sessions.pusher.post(connection_id, encode_frame(error).encode())
+        why = reason[:200].replace("\n", " ")
+        sessions.pusher.post(
+            connection_id, error_reply(stomp=True, code="unauthorized", message=why)
+        )
         sessions.pusher.close(connection_id)
         return None
     sessions.open(Connection(connection_id, "stomp", "1.2"), principal)
