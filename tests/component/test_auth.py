@@ -17,8 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mqless.access import EVERYTHING, AccessControl
-from mqless.auth import (
+from mqless.domain.access.authentication import (
     JWT_LEEWAY_SECONDS,
     Authenticator,
     IamPrincipals,
@@ -31,9 +30,10 @@ from mqless.auth import (
     iam_principal_id,
     websocket_caller,
 )
-from mqless.clock import ManualClock
-from mqless.errors import InvalidRequest, Unauthorized
-from mqless.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
+from mqless.domain.access.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
+from mqless.domain.access.users import EVERYTHING, AccessControl
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import InvalidRequest, Unauthorized
 from mqless_cli.cfn import Stack, load_template
 from tests.component.conftest import Aws
 from tests.conftest import TEMPLATE

@@ -21,17 +21,24 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from mqless import runtime
-from mqless.dispatch import handle_batch
-from mqless.errors import InvalidRequest
-from mqless.json_protocol import parse_frame
-from mqless.models import NewMessage
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
-from mqless.stomp import SERVER_COMMANDS, SUBPROTOCOLS, VERSIONS, Frame, StompError, decode_frames
-from mqless.stomp_session import looks_like_connect
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.models import NewMessage
+from mqless.domain.queues.service import QueueService
+from mqless.transports.dispatch import handle_batch
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.json_protocol import parse_frame
+from mqless.transports.websocket.sessions import Sessions
+from mqless.transports.websocket.stomp_frames import (
+    SERVER_COMMANDS,
+    SUBPROTOCOLS,
+    VERSIONS,
+    Frame,
+    StompError,
+    decode_frames,
+)
+from mqless.transports.websocket.stomp_session import looks_like_connect
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext, websocket_event
 
@@ -56,8 +63,8 @@ _ids = itertools.count()
 def wired(sessions: Sessions, broker: QueueService, monkeypatch: pytest.MonkeyPatch) -> Sessions:
     """The handlers' runtime pointed at the test's moto-backed sessions and topics, with
     messages waiting in the queue the fuzzed frames subscribe to most."""
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
-    monkeypatch.setattr(runtime, "topic_service", lambda: sessions._topics)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "topic_service", lambda: sessions._topics)
     for number in range(3):
         broker.send(ANONYMOUS, "jobs", NewMessage(body=f"m{number}".encode()))
     return sessions

@@ -22,7 +22,7 @@ import pytest
 from websockets.sync.client import connect
 
 from mqless import observability
-from mqless import runtime as mqless_runtime
+from mqless import wiring as mqless_runtime
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.runtime import DevRuntime
 from tests.inline_dispatch import INLINE_DISPATCH

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import runtime
-from mqless.access import EVERYTHING
+from mqless import wiring
+from mqless.domain.access.principals import Principal
+from mqless.domain.access.users import EVERYTHING
 from mqless.observability import metrics
-from mqless.outbound import Connection
-from mqless.principals import Principal
+from mqless.transports.websocket.outbound import Connection
 from mqless_cli.cfn import Stack
 from mqless_cli.local.metrics import EmfToCloudWatch
 from tests.component.conftest import RecordingPusher
@@ -32,7 +32,7 @@ READER = authorizer_context("reader", [{"pattern": "orders", "actions": ["send",
 @pytest.fixture
 def pusher(function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> RecordingPusher:
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
     return recording
 
 
@@ -80,7 +80,7 @@ def test_a_queues_history_shows_this_minutes_rates_its_depth_and_totals_since_cr
     assert len(received.json["messages"]) == 1
     assert api.post("/queues/orders/receive", {"max_messages": 1}).json["messages"] == []
     assert api.post("/queues/orders/messages", {"body": "c"}).status == 201
-    runtime.queue_service().sweep()  # the schedule measures every queue's depth
+    wiring.queue_service().sweep()  # the schedule measures every queue's depth
     cloudwatch()
 
     # When its history is asked for
@@ -168,7 +168,7 @@ def test_history_refuses_what_it_cannot_answer(api: HttpApi, cloudwatch: Any) ->
 
 def test_connections_list_their_subscriptions_by_name(api: HttpApi) -> None:
     # Given a WebSocket connection with a live topic subscription and a queue consumer
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     sessions.open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
     info = sessions.info("c1")
     assert info is not None
@@ -191,7 +191,7 @@ def test_an_admin_closes_a_connection_and_its_leases_go_back(
 ) -> None:
     # Given a connection consuming a queue, holding the lease of its one message
     assert api.post("/queues/orders/messages", {"body": "held"}).status == 201
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     sessions.open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
     info = sessions.info("c1")
     assert info is not None

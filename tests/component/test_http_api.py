@@ -17,9 +17,9 @@ from conftest_http import HttpApi, Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqless import runtime
-from mqless.queues import QueueService
-from mqless.receipts import Lease
+from mqless import wiring
+from mqless.domain.queues.receipts import Lease
+from mqless.domain.queues.service import QueueService
 from mqless_cli.cfn import Stack
 from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
     shared_dynamodb,
@@ -823,7 +823,7 @@ PROPERTY_SETTINGS = settings(
 @pytest.fixture
 def fast_api(api: HttpApi, service: QueueService, monkeypatch: pytest.MonkeyPatch) -> HttpApi:
     """The API over the broker on a manual clock: long polls return without real waiting."""
-    monkeypatch.setattr(runtime, "queue_service", lambda: service)
+    monkeypatch.setattr(wiring, "queue_service", lambda: service)
     assert api.put(Q, {}).status == 201
     send(api)
     assert api.post("/queues/orders.fifo/messages", {"body": "f", "group_id": "g"}).status == 201
@@ -1006,8 +1006,8 @@ def test_presence_counts_a_queue_consumer_and_a_topic_subscriber_while_they_are_
     api: HttpApi,
 ) -> None:
     # Given nobody consuming yet
-    from mqless.outbound import Connection
-    from mqless.principals import Action, Grant, Principal
+    from mqless.domain.access.principals import Action, Grant, Principal
+    from mqless.transports.websocket.outbound import Connection
 
     admin = Principal(
         id="test-admin",
@@ -1020,7 +1020,7 @@ def test_presence_counts_a_queue_consumer_and_a_topic_subscriber_while_they_are_
     assert api.put("/topics/shop.>/subscriptions/audit", {"queue": "audit"}).status == 201
 
     # When a WebSocket client subscribes to the queue, to the topic, and durably to the topic
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     sessions.open(Connection("c1"), admin)
     info = sessions.info("c1")
     assert info is not None

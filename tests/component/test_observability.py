@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import observability, runtime
-from mqless.clock import ManualClock
-from mqless.models import NewMessage, QueueSettings
+from mqless import observability, wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.observability import metrics
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
 from mqless_cli.local.metrics import emf_metric_data
 from tests.component.conftest import Aws
 from tests.lambda_support import RecordingTraceProvider
@@ -173,7 +173,7 @@ def test_traces_of_the_http_function_hold_no_issued_token_and_no_body(
     assert aws.stack is not None
     for name, value in aws.stack.environment("HttpApiFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     provider = RecordingTraceProvider()
     monkeypatch.setattr(observability.tracer, "provider", provider)
     api = HttpApi(aws.stack.http_routes())
@@ -188,4 +188,4 @@ def test_traces_of_the_http_function_hold_no_issued_token_and_no_body(
     assert provider.recorded, "the requests ran in traced subsegments"
     assert provider.holding(token) == []
     assert provider.holding("4111-1111") == []
-    runtime.reset()
+    wiring.reset()

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import queues, runtime
-from mqless.access import EVERYTHING
-from mqless.outbound import Connection
-from mqless.principals import Principal
+from mqless import wiring
+from mqless.domain.access.principals import Principal
+from mqless.domain.access.users import EVERYTHING
+from mqless.domain.queues import service as queue_service
 from mqless.storage import keys
+from mqless.transports.websocket.outbound import Connection
 from mqless_cli.cfn import Stack
 from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
     shared_dynamodb,
@@ -68,7 +69,7 @@ def test_counts_are_bounded_and_say_so(api: HttpApi, monkeypatch: pytest.MonkeyP
     for i in range(7):
         _send(api, "deep", str(i))
     # (a count reads at most COUNT_BOUND references: here 5, so that 7 messages pass it)
-    monkeypatch.setattr(queues, "COUNT_BOUND", 5)
+    monkeypatch.setattr(queue_service, "COUNT_BOUND", 5)
 
     stats = api.get("/queues/deep/stats").json
 
@@ -79,7 +80,7 @@ def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
     api.put("/queues/eu-orders", {})
     _send(api, "eu-orders", "x")
     api.put("/topics/shop.%3E/subscriptions/eu", {"queue": "eu-orders"})
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     sessions.open(Connection("c1"), Principal(id="test-admin", grants=EVERYTHING))
     info = sessions.info("c1")
     assert info is not None

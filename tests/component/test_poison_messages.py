@@ -24,16 +24,16 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.access import EVERYTHING
-from mqless.dispatch import _Batch, deliver
-from mqless.dynamo import from_wire, to_wire
-from mqless.models import NewMessage
+from mqless import wiring
+from mqless.domain.access.principals import Principal
+from mqless.domain.access.users import EVERYTHING
+from mqless.domain.models import NewMessage
+from mqless.domain.queues.service import QueueService
 from mqless.observability import metrics
-from mqless.principals import Principal
-from mqless.queues import QueueService
-from mqless.stomp import Frame
-from mqless.websocket import handle_event
+from mqless.storage.dynamo import from_wire, to_wire
+from mqless.transports.dispatch import _Batch, deliver
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.stomp_frames import Frame
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
 from tests.lambda_support import websocket_event
@@ -48,13 +48,13 @@ def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPushe
     assert aws.stack is not None
     for name, value in aws.stack.environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
     metrics.snapshot()  # counters of earlier tests are not ours: start from none
     metrics.flush()
     yield recording
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def dead_letters(api: HttpApi, queue: str) -> list[dict[str, Any]]:
 def publish_and_dispatch(aws: Aws, topic: str, *messages: NewMessage) -> None:
     """Publish, then hand the stream's topic records to the dispatch step, as one batch."""
     for message in messages:
-        runtime.topic_service().publish(ROOT, topic, message)
+        wiring.topic_service().publish(ROOT, topic, message)
     page = aws.dynamodb.scan(
         TableName=aws.settings.messages_table,
         FilterExpression="begins_with(pk, :t)",
@@ -368,7 +368,7 @@ def test_a_poison_stored_before_sends_were_checked_costs_only_itself(
     # before the door refused it (built here without validation, as it was then)
     good = [sent(api, "orders.p1", f"good {n}") for n in range(3)]
     poison = NewMessage.model_construct(body=b"p", binary=False, attributes={"x": "a\x00b"})
-    runtime.queue_service().send(ROOT, "orders.p1", poison)
+    wiring.queue_service().send(ROOT, "orders.p1", poison)
     # When a STOMP 1.2 client subscribes to the queue
     stomp("c1")
     say(
@@ -468,7 +468,7 @@ def test_the_sweeper_goes_on_past_a_queue_it_cannot_sweep(api: HttpApi, aws: Aws
     over = sent(api, "b-healthy")
     api.post("/queues/b-healthy/receive", {"visibility_timeout": 0})
     # When the sweeper runs
-    report = runtime.queue_service().sweep()
+    report = wiring.queue_service().sweep()
     # Then the damaged queue is reported, and the healthy one was swept all the same
     assert report.errors == ["a-damaged: ValueError"]
     assert report.dead_lettered == 1
@@ -485,7 +485,7 @@ def test_feeding_every_queue_goes_on_past_a_queue_whose_consumer_fails(
         sent(api, queue, f"for {connection}")
     pusher.broken.add("broken")
     # When the sweeper feeds every queue's consumers
-    report = runtime.sessions().pump_all()
+    report = wiring.sessions().pump_all()
     # Then the failure is reported, and the second queue's consumer was fed
     assert report.errors == ["a-first: ClientError"]
     assert [m["body"] for m in json_got(pusher, "fine", "message")] == ["for fine"]
@@ -497,7 +497,7 @@ def test_one_consumer_whose_post_fails_does_not_hold_back_the_others(
     api: HttpApi, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a queue with two consumers, the first in line failing, and four messages
-    monkeypatch.setattr("mqless.consumers.random.shuffle", lambda items: None)
+    monkeypatch.setattr("mqless.domain.push.consumers.random.shuffle", lambda items: None)
     for connection, prefetch in (("a-broken", 2), ("b-fine", 10)):
         json_client(connection)
         json_say(
@@ -513,7 +513,7 @@ def test_one_consumer_whose_post_fails_does_not_hold_back_the_others(
         sent(api, "shared", body)
     pusher.broken.add("a-broken")
     # When the queue is pumped (as a stream record makes it)
-    runtime.sessions().try_pump("shared")
+    wiring.sessions().try_pump("shared")
     # Then the other consumer gets every message at once, none stuck in a failed lease
     assert sorted(m["body"] for m in json_got(pusher, "b-fine", "message")) == bodies
     counts = api.get("/queues/shared").json["counts"]
@@ -652,7 +652,7 @@ def test_the_longest_ids_fit_every_key_they_become_part_of(
     say("c1", "BEGIN", [("transaction", LONGEST)])
     say("c1", "SEND", [("destination", "/queue/q"), ("transaction", LONGEST)], "hello")
     say("c1", "COMMIT", [("transaction", LONGEST), ("receipt", "committed")])
-    runtime.sessions().pump("q")  # the stream record's doing when deployed
+    wiring.sessions().pump("q")  # the stream record's doing when deployed
     [message] = got(pusher, "c1", "MESSAGE")
     say("c1", "ACK", [("id", message.header("ack") or ""), ("receipt", "acked")])
     # Then every step worked: no ERROR, the message came and went

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.json_protocol import handle_text
-from mqless.models import NewMessage, QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.storage.index import LANE_QUIET_MS
-from mqless.websocket import handle_event
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.json_protocol import handle_text
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import RecordingPusher
@@ -365,7 +365,7 @@ def test_a_selector_on_jms_priority_sees_the_priority_a_message_was_sent_with(
 
 @pytest.fixture
 def stomp_wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 def _stomp(connection_id: str, frame: str) -> None:

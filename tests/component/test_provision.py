@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.dynamo import from_wire
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
+from mqless.storage.dynamo import from_wire
 from mqless_cli.cfn import (
     HttpRoute,
     Stack,

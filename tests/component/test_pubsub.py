@@ -12,19 +12,19 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.dispatch import handle_batch
-from mqless.dynamo import from_wire, to_wire
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.errors import InvalidRequest, QueueNotFound
-from mqless.indexing import Indexer
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import SubscriptionSettings, TopicService
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import InvalidRequest, QueueNotFound
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.indexing import Indexer
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import SubscriptionSettings, TopicService
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import from_wire, to_wire
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.transports.dispatch import handle_batch
+from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -60,7 +60,7 @@ def _published(aws: Aws) -> list[dict[str, Any]]:
 
 def _indexer(aws: Aws, topics: TopicService, clock: ManualClock) -> Indexer:
     """The dispatch function's indexer, over the test's tables."""
-    return runtime.build_indexer(
+    return wiring.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -154,10 +154,10 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runtime, "topic_service", lambda: topics)
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "topic_service", lambda: topics)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
     indexer = _indexer(aws, topics, clock)
-    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    monkeypatch.setattr(wiring, "indexer", lambda: indexer)
     broker.put_queue(ANONYMOUS, "handler", QueueSettings())
     topics.subscribe(ANONYMOUS, "t.y", "handler", SubscriptionSettings(queue="handler"))
     with INLINE_DISPATCH.paused():

@@ -1751,7 +1751,7 @@ def test_grants_parse_to_the_apis_document(text: str, grant: dict[str, Any]) -> 
 
 def test_the_cli_knows_every_action_the_broker_grants() -> None:
     # Given the broker's actions (the CLI keeps its own list, to start without the core)
-    from mqless.principals import Action
+    from mqless.domain.access.principals import Action
 
     # Then the CLI accepts exactly those
     assert set(ACTIONS) == {action.value for action in Action}
@@ -1929,8 +1929,8 @@ def bootstrap(argv: list[str], session: Any = None) -> Result:
 
 
 def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) -> None:
-    from mqless.access import AccessControl
-    from mqless.clock import SystemClock
+    from mqless.domain.access.users import AccessControl
+    from mqless.domain.clock import SystemClock
 
     table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
     # When the operator bootstraps the deployed table with their AWS credentials

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.http import api
+from mqless import wiring
+from mqless.transports.http import api
 from tests.lambda_support import FakeLambdaContext, http_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,9 +123,9 @@ def no_websocket_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("WEBSOCKET_URL", raising=False)
     monkeypatch.delenv("AUTH_MODE", raising=False)
-    runtime.reset()  # the settings are read once per process: read them again per test
+    wiring.reset()  # the settings are read once per process: read them again per test
     yield
-    runtime.reset()
+    wiring.reset()
 
 
 def test_the_page_is_html_that_loads_only_relative_files_of_its_own() -> None:

@@ -26,15 +26,23 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mqless import models
-from mqless.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
-from mqless.errors import InvalidRequest, MqlessError
-from mqless.ids import MAX_CLIENT_ID
-from mqless.json_protocol import Ack, Nack, Publish, Subscribe, Unsubscribe, parse_frame
-from mqless.models import NewMessage, QueueConfig, QueueSettings
-from mqless.queues import _decode_cursor, _encode_cursor
-from mqless.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
-from mqless.stomp import (
+from mqless.domain import models
+from mqless.domain.errors import InvalidRequest, MqlessError
+from mqless.domain.ids import MAX_CLIENT_ID
+from mqless.domain.models import NewMessage, QueueConfig, QueueSettings
+from mqless.domain.push.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
+from mqless.domain.queues.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
+from mqless.domain.queues.service import _decode_cursor, _encode_cursor
+from mqless.domain.topics.patterns import FilterPolicy, validate_topic_name, validate_topic_pattern
+from mqless.transports.websocket.json_protocol import (
+    Ack,
+    Nack,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    parse_frame,
+)
+from mqless.transports.websocket.stomp_frames import (
     CLIENT_COMMANDS,
     COMMANDS,
     MAX_FRAME_BYTES,
@@ -50,8 +58,13 @@ from mqless.stomp import (
     parse_heartbeat,
     validate,
 )
-from mqless.stomp_session import _ack_mode, _message, _prefetch, _schedule, looks_like_connect
-from mqless.topics import FilterPolicy, validate_topic_name, validate_topic_pattern
+from mqless.transports.websocket.stomp_session import (
+    _ack_mode,
+    _message,
+    _prefetch,
+    _schedule,
+    looks_like_connect,
+)
 
 T = TypeVar("T")
 

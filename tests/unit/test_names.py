@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqless import names
-from mqless.errors import InvalidRequest
+from mqless.domain import names
+from mqless.domain.errors import InvalidRequest
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 

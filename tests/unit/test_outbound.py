@@ -7,8 +7,14 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless.outbound import FRAME_BYTES, MESSAGE_BYTES, Connection, Push, render
-from mqless.stomp import decode_frames
+from mqless.transports.websocket.outbound import (
+    FRAME_BYTES,
+    MESSAGE_BYTES,
+    Connection,
+    Push,
+    render,
+)
+from mqless.transports.websocket.stomp_frames import decode_frames
 
 _bodies = st.lists(
     st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=9000),

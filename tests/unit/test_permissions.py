@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless import names
-from mqless.errors import Forbidden, InvalidRequest
-from mqless.principals import (
+from mqless.domain import names
+from mqless.domain.access.principals import (
     ACCESS_CONTROL,
     EVERY_DESTINATION,
     Action,
@@ -18,7 +17,8 @@ from mqless.principals import (
     parse_grants,
     pattern_covers,
 )
-from mqless.topics import topic_matches
+from mqless.domain.errors import Forbidden, InvalidRequest
+from mqless.domain.topics.patterns import topic_matches
 
 ORDERS_TEAM = Principal(
     id="orders-team",

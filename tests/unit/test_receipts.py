@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqless.errors import InvalidRequest
-from mqless.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.queues.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
 
 SECRET = b"s" * 32
 

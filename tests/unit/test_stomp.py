@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqless.errors import InvalidRequest
-from mqless.stomp import (
+from mqless.domain.errors import InvalidRequest
+from mqless.transports.websocket.stomp_frames import (
     CLIENT_COMMANDS,
     COMMANDS,
     MAX_FRAME_BYTES,

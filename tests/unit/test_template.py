@@ -1054,7 +1054,7 @@ def test_the_authorizer_may_only_read_principals_and_keys(
 def test_the_authorizer_may_read_only_the_partitions_of_keys_and_principals(
     merged_functions: dict[str, Any],
 ) -> None:
-    from mqless import access, apikeys
+    from mqless.domain.access import api_keys, users
 
     # Given the authorizer's one statement
     [statement] = _statements(merged_functions["AuthorizerFunction"])
@@ -1064,7 +1064,7 @@ def test_the_authorizer_may_read_only_the_partitions_of_keys_and_principals(
     # the core keeps keys and principals in (not queues, subscriptions or connections)
     assert list(condition) == ["ForAllValues:StringEquals"]
     leading = condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert sorted(leading) == sorted([apikeys.PARTITION, access.PARTITION])
+    assert sorted(leading) == sorted([api_keys.PARTITION, users.PARTITION])
 
 
 # ---- throttling and the key policy (issue 11, finding 11) -------------------------------------
@@ -1175,8 +1175,8 @@ def test_the_key_refuses_cloudwatch_logs_for_log_groups_of_anything_else(
 
 
 def test_the_kms_condition_matches_what_the_core_sends() -> None:
-    from mqless import dedup
-    from mqless.envelope import encryption_context
+    from mqless.domain.queues import dedup
+    from mqless.storage.envelope import encryption_context
 
     assert encryption_context("/queue/orders")["mqless:purpose"] == "message-body"
     assert dedup.encryption_context() == {"mqless:purpose": "dedup-key"}

@@ -6,9 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless.errors import InvalidRequest
-from mqless.json_protocol import Ack, Nack, Publish, Subscribe, Unsubscribe, _frames, parse_frame
-from mqless.sessions import split_destination
+from mqless.domain.errors import InvalidRequest
+from mqless.transports.websocket.json_protocol import (
+    Ack,
+    Nack,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    _frames,
+    parse_frame,
+)
+from mqless.transports.websocket.sessions import split_destination
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from mqless_cli.commands.context import (
 )
 from mqless_cli.output import Output, age, count, message_text, timestamp
 
-# the API's limits (mqless.models), repeated so that a mistake is a usage error at once
+# the API's limits (mqless.domain.models), repeated so that a mistake is a usage error at once
 MAX_VISIBILITY_SECONDS = 12 * 60 * 60
 MIN_RETENTION_SECONDS = 60
 MAX_RETENTION_SECONDS = 14 * 24 * 60 * 60

@@ -705,7 +705,7 @@ def skewed_clocks() -> Iterator[None]:
     """While the block runs, the core's `SystemClock` reads the time of the function instance
     that runs the invocation (`FunctionHost` draws each instance's skew); outside any
     invocation it reads true time."""
-    from mqless.clock import SystemClock
+    from mqless.domain.clock import SystemClock
 
     original = SystemClock.now_ms
 
