@@ -32,8 +32,8 @@ from mqless.domain.ids import MAX_CLIENT_ID
 from mqless.domain.models import NewMessage, QueueConfig, QueueSettings
 from mqless.domain.push.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
 from mqless.domain.queues.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
-from mqless.domain.queues.service import _decode_cursor, _encode_cursor
 from mqless.domain.topics.patterns import FilterPolicy, validate_topic_name, validate_topic_pattern
+from mqless.storage.browse_cursors import decode_cursor, encode_cursor
 from mqless.transports.websocket.json_protocol import (
     Ack,
     Nack,
@@ -1037,7 +1037,7 @@ _cursors = st.one_of(
         st.integers(1, 400),
     ),
     st.builds(lambda value: _b64(_dumps(value, ascii_only=True)), _json_values),
-    st.builds(lambda position, edits: _mutate(_encode_cursor(position), edits), _positions, _edits),
+    st.builds(lambda position, edits: _mutate(encode_cursor(position), edits), _positions, _edits),
     # only arrays nest a thousand deep in the 1536 octets a 2048-character cursor holds
     st.builds(
         lambda prefix, depth: _b64(prefix + "[" * depth),
@@ -1054,7 +1054,7 @@ def test_a_browse_cursor_is_a_position_in_the_queue_or_an_invalid_request(
 ) -> None:
     # Given any cursor the HTTP API lets through: text, base64 of any JSON (nested deep),
     # or a cursor the API gave out with a few characters changed
-    result = _outcome(lambda: _decode_cursor(cursor, _QUEUE))
+    result = _outcome(lambda: decode_cursor(cursor, _QUEUE))
     # Then it is a position (segment or group, slot) for each of the queue's shards, or
     # "malformed cursor"
     if isinstance(result, InvalidRequest):
@@ -1071,17 +1071,17 @@ def test_a_browse_cursor_is_a_position_in_the_queue_or_an_invalid_request(
 def test_a_cursor_the_api_gives_out_decodes_to_the_same_position(
     position: list[tuple[int, int]],
 ) -> None:
-    assert _decode_cursor(_encode_cursor(position), _QUEUE) == position
+    assert decode_cursor(encode_cursor(position), _QUEUE) == position
 
 
 @pytest.mark.parametrize("nested", ["[" * 1000, '{"pk":' + "[" * 1500])
 def test_a_deeply_nested_cursor_is_a_malformed_cursor_regression(nested: str) -> None:
-    # Reproduction: _decode_cursor(base64.urlsafe_b64encode(b"[" * 1000).decode(), "q")
+    # Reproduction: decode_cursor(base64.urlsafe_b64encode(b"[" * 1000).decode(), "q")
     # raised RecursionError (json.loads) for a 1336-character cursor the API accepts.
     cursor = _b64(nested)
     assert len(cursor) <= MAX_CURSOR_CHARS
     with pytest.raises(InvalidRequest, match="malformed cursor"):
-        _decode_cursor(cursor, _QUEUE)
+        decode_cursor(cursor, _QUEUE)
 
 
 # --- topic names, patterns and filter policies --------------------------------------------
