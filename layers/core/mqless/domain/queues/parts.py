@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from mqless.domain.access.principals import Policy
 from mqless.domain.clock import Clock
 from mqless.domain.queues.dedup import DedupHasher
-from mqless.domain.queues.leases import Leases
 from mqless.domain.queues.refs import genuine
+from mqless.domain.queues.taking import Leases
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore, Ref

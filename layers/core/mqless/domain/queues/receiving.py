@@ -2,7 +2,7 @@
 and the looks a push pump takes before it receives (is anything visible?).
 
 Receivers take free messages of the oldest segments in a random order; once they compete,
-by ticket (`leases.py`). What is leased is opened for delivery by `opening.py`.
+by ticket (`racing.py`). What is leased is opened for delivery by `opening.py`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Receiver:
         """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive.
 
         Receivers take free messages of the oldest segments in a random order; once they
-        compete, by ticket (`leases.py`); `oldest_first` keeps their order instead (push
+        compete, by ticket (`racing.py`); `oldest_first` keeps their order instead (push
         consumers). With a JMS `selector` (checked already), only messages it selects are
         leased, oldest first: the others are never claimed and stay for other consumers.
         """
@@ -107,7 +107,7 @@ class Receiver:
         The acks are applied whatever the receive finds, each as `ack` would (a stale
         receipt fails alone). In a standard queue, one whose segment the receive leases
         from is settled in the lease's write: a lone consumer's ack and next lease are
-        most often one write (`leases.py`). A FIFO queue's are settled before the receive,
+        most often one write (`claiming.py`). A FIFO queue's are settled before the receive,
         so that a group's next message can be its head.
         """
         config, lease_ms = self._open_receive(

@@ -4,7 +4,7 @@ hold them.
 The rules live in those pieces; storage engine v2 keeps the data (docs/storage-engine.md):
 a body is written once into its queue's log (`sending.py`, `storage.log`) and never
 rewritten; the dispatch function indexes it (`indexing.py`); leases and settlements are
-small writes shared by many messages (`leases.py`, `receiving.py`, `settling.py`). Moving a
+small writes shared by many messages (`taking.py`, `receiving.py`, `settling.py`). Moving a
 message (dead letter, redrive, move, copy: `dead_letters.py`, `redriving.py`, `moving.py`)
 writes a reference to its body into the target's log, never the body again. Every
 operation takes the calling principal and asks the policy first, so permissions are
@@ -46,7 +46,7 @@ from mqless.domain.queues.browsing import Browser
 from mqless.domain.queues.counting import MessageCounter
 from mqless.domain.queues.dead_letters import DeadLetters
 from mqless.domain.queues.dedup import DedupHasher
-from mqless.domain.queues.leases import Leases, Taken
+from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.moving import Mover
 from mqless.domain.queues.opening import Opener
 from mqless.domain.queues.parts import QueueParts
@@ -56,6 +56,7 @@ from mqless.domain.queues.redriving import Redriver
 from mqless.domain.queues.sending import Sender
 from mqless.domain.queues.settling import Settler
 from mqless.domain.queues.sweeping import Sweeper, SweepReport
+from mqless.domain.queues.taking import Leases
 from mqless.storage.dedup_records import DedupRecords
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.groups import FifoIndex
