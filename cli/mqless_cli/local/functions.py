@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from mqless_cli.cfn import Json, Stack
+from mqless_cli.local.http_resolver_threads import resolve_on_threads
 
 
 class FunctionError(Exception):
@@ -331,6 +332,7 @@ class FunctionHost:
         began = time.perf_counter()
         module_spec.loader.exec_module(module)
         self._import_seconds[spec.logical_id] = time.perf_counter() - began
+        resolve_on_threads()  # this process runs each handler on a thread per invocation
         handler = getattr(module, spec.handler, None)
         if not callable(handler):
             raise AttributeError(f"{spec.logical_id}: {path} has no {spec.handler}()")
