@@ -281,7 +281,7 @@ def test_the_url_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 # ---- credentials -----------------------------------------------------------------------------
 
-STATS = {"queues": [], "topics": [], "connections": 0}
+EMPTY_OVERVIEW = {"queues": [], "topics": [], "connections": 0}
 
 
 def test_the_token_flag_goes_in_a_bearer_header() -> None:
@@ -289,7 +289,7 @@ def test_the_token_flag_goes_in_a_bearer_header() -> None:
     When `mqless queues` runs
     Then the request carries it as "Authorization: Bearer <token>"
     """
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     cli(["queues", "--token", "mqk_abc_def"], api)
     assert api.requests[0].headers["authorization"] == "Bearer mqk_abc_def"
 
@@ -297,7 +297,7 @@ def test_the_token_flag_goes_in_a_bearer_header() -> None:
 def test_the_token_comes_from_mqless_token_when_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given MQLESS_TOKEN set (with the newline `$(cat file)` keeps) and no --token
     monkeypatch.setenv("MQLESS_TOKEN", "from-env\n")
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     # When a command runs
     cli(["queues"], api)
     # Then the token is sent, trimmed
@@ -310,7 +310,7 @@ def test_the_token_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -
     Then the bearer token sent is the flag's
     """
     monkeypatch.setenv("MQLESS_TOKEN", "from-env")
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     cli(["queues", "--token", "from-flag"], api)
     assert api.requests[0].headers["authorization"] == "Bearer from-flag"
 
@@ -320,7 +320,7 @@ def test_without_a_token_no_authorization_header_is_sent() -> None:
     When `mqless queues` runs
     Then the request has no Authorization header
     """
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     cli(["queues"], api)
     assert "authorization" not in api.requests[0].headers
 
