@@ -722,6 +722,7 @@ def test_a_queue_is_created_with_settings_which_its_page_shows_and_changes(
 ) -> None:
     from playwright.sync_api import expect
 
+    # Given the console, signed in with the dev token
     name = f"settings-{uuid.uuid4().hex[:8]}"
     page.goto(f"{mqless_dev.http_url}/console")
     _sign_in(page, dev_token)
@@ -900,6 +901,7 @@ def test_topics_show_publish_counts_and_durable_subscriptions_made_from_the_cons
 ) -> None:
     from playwright.sync_api import expect
 
+    # Given the console's topics page, signed in with the dev token
     topic = f"shop.t{uuid.uuid4().hex[:8]}"
     queue = f"sub-{uuid.uuid4().hex[:8]}"
     page.goto(f"{mqless_dev.http_url}/console#/topics")
