@@ -91,7 +91,17 @@ class QueueService:
         self._fifo = fifo
         self._dedup = dedup
         self._clock = clock
-        parts = QueueParts(registry, log, index, fifo, cipher, dedup, clock, policy, self.leases)
+        parts = QueueParts(
+            registry=registry,
+            log=log,
+            index=index,
+            fifo=fifo,
+            cipher=cipher,
+            secret=dedup,
+            clock=clock,
+            policy=policy,
+            leases=self.leases,
+        )
         counter = MessageCounter(parts)
         admin = QueueAdmin(
             parts, dedup_records=dedup_records, quotas=quotas or Quotas(policy), counter=counter
