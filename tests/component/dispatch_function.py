@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import SystemClock
-from mqless.dispatch import handle_batch
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.clock import SystemClock
+from mqless.storage.destinations import QueueRegistry
+from mqless.transports.dispatch import handle_batch
+from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.local.streams import record_filter
 from tests.component.conftest import Aws
 from tests.lambda_support import FakeLambdaContext
@@ -41,12 +41,12 @@ class DispatchFunction:
         self._sequence = 0
         self.last: list[Record] = []
         """The records of the last batch handed over (to hand them over again: a retry)."""
-        monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+        monkeypatch.setattr(wiring, "sessions", lambda: sessions)
         registry = QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock())
-        topics = runtime.build_topic_service(
+        topics = wiring.build_topic_service(
             aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, registry=registry
         )
-        indexer = runtime.build_indexer(
+        indexer = wiring.build_indexer(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,
@@ -54,7 +54,7 @@ class DispatchFunction:
             topics=topics,
             time=SystemClock(),
         )
-        monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+        monkeypatch.setattr(wiring, "indexer", lambda: indexer)
 
     def new_records(self) -> list[Record]:
         """The stream records of the items written since the last look that the template's

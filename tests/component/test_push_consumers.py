@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.consumers import QueueConsumers
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.json_protocol import handle_text
-from mqless.models import NewMessage, QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore
+from mqless.transports.websocket.json_protocol import handle_text
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.dispatch_function import DispatchFunction
@@ -445,7 +445,7 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
             aws.dynamodb, aws.settings.destinations_table, broker, pusher, clock, budget=5
         ),
         queues=broker,
-        topics=runtime.build_topic_service(
+        topics=wiring.build_topic_service(
             aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, cipher=cipher, time=clock
         ),
         pusher=pusher,

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.models import NewMessage
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import TopicService
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
-from mqless.stomp import Frame
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import TopicService
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.sessions import Sessions
+from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.dispatch_function import DispatchFunction
@@ -30,14 +30,14 @@ from tests.lambda_support import websocket_event
 
 @pytest.fixture(autouse=True)
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
     """The topic service as the HTTP function builds it (durable subscriptions: what
     `GET /subscriptions` lists)."""
-    return runtime.build_topic_service(aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, time=clock)
+    return wiring.build_topic_service(aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, time=clock)
 
 
 def _open(connection_id: str, offer: str = "v12.stomp") -> dict[str, Any]:
