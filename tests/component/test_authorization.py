@@ -6,7 +6,7 @@ The first succeeds; the others are refused with a message naming who, what and w
 and leave both tables exactly as they were.
 
 Everything goes through the functions' entry points with the template's environment
-(AUTH_MODE=required, so `runtime` wires GrantPolicy): HTTP API payload-2.0 events carrying
+(AUTH_MODE=required, so `wiring` wires GrantPolicy): HTTP API payload-2.0 events carrying
 the authorizer's context, and WebSocket events whose `$connect` carries what the
 WebSocket authorizer allowed.
 """
@@ -71,7 +71,7 @@ def _stack(aws: Aws) -> Stack:
 
 @pytest.fixture(autouse=True)
 def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPusher]:
-    """Every test: empty tables, the functions' environment from the template (so `runtime`
+    """Every test: empty tables, the functions' environment from the template (so `wiring`
     builds the services with GrantPolicy), and pushes recorded instead of posted."""
     for name, value in _stack(aws).environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
