@@ -6,7 +6,7 @@ The first succeeds; the others are refused with a message naming who, what and w
 and leave both tables exactly as they were.
 
 Everything goes through the functions' entry points with the template's environment
-(AUTH_MODE=required, so `runtime` wires GrantPolicy): HTTP API payload-2.0 events carrying
+(AUTH_MODE=required, so `wiring` wires GrantPolicy): HTTP API payload-2.0 events carrying
 the authorizer's context, and WebSocket events whose `$connect` carries what the
 WebSocket authorizer allowed.
 """
@@ -20,15 +20,16 @@ from typing import Any
 
 import pytest
 
-from mqless import names, runtime
-from mqless.access import EVERYTHING, AccessControl
-from mqless.clock import ManualClock, SystemClock
-from mqless.dynamo import from_wire
-from mqless.models import QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import Principal, parse_grants
-from mqless.stomp import Frame
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain import names
+from mqless.domain.access.principals import Principal, parse_grants
+from mqless.domain.access.users import EVERYTHING, AccessControl
+from mqless.domain.clock import ManualClock, SystemClock
+from mqless.domain.models import QueueSettings
+from mqless.storage.dynamo import from_wire
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import Aws, RecordingPusher
@@ -70,15 +71,15 @@ def _stack(aws: Aws) -> Stack:
 
 @pytest.fixture(autouse=True)
 def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPusher]:
-    """Every test: empty tables, the functions' environment from the template (so `runtime`
+    """Every test: empty tables, the functions' environment from the template (so `wiring`
     builds the services with GrantPolicy), and pushes recorded instead of posted."""
     for name, value in _stack(aws).environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
     yield recording
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -110,6 +111,15 @@ def as_(api: HttpApi, who: dict[str, str] | None, method: str, url: str, body: A
 def ok(reply: Reply, status: int = 200) -> Any:
     assert reply.status == status, reply.text
     return reply.json if reply.text else None
+
+
+def assert_problem(reply: Reply, status: int, error: str) -> None:
+    """The reply is a JSON problem with this status and error code, and a message (plain
+    asserts, so a failure shows what came instead)."""
+    seen = (reply.status, reply.headers.get("Content-Type"), reply.json.get("error"))
+    assert seen == (status, "application/json", error), reply.text
+    assert isinstance(reply.json.get("message"), str), reply.text
+    assert reply.json["message"], reply.text
 
 
 # ---- HTTP: one table row per route -------------------------------------------------------
@@ -148,7 +158,7 @@ def _a_lease(api: HttpApi) -> dict[str, str]:
 
 
 def _a_connection(api: HttpApi) -> dict[str, str]:
-    runtime.sessions().open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
+    wiring.sessions().open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
     return {"connection_id": "c1"}
 
 
@@ -732,13 +742,14 @@ def test_a_request_without_an_authorizer_context_is_401_and_changes_nothing(
     # When the request arrives without the authorizer's context (a route left without one)
     reply = route.request(api, None, values)
     # Then it is refused as unauthenticated, and nothing changes
-    assert reply.is_problem(401, "unauthorized"), reply.text
+    assert_problem(reply, 401, "unauthorized")
     assert "Authorization: Bearer" in reply.json["message"]
     assert snapshot(aws) == before
 
 
 def test_the_public_routes_need_no_authorizer_context(api: HttpApi) -> None:
-    # When the OpenAPI document is fetched without credentials
+    # Given a request that reaches the function without the authorizer's context
+    # When it fetches the OpenAPI document
     reply = as_(api, None, "GET", "/openapi.json")
     # Then it is served
     assert reply.status == 200
@@ -844,10 +855,11 @@ UNREADABLE_GRANTS = {"principal": "x", "kind": "api_key", "grants": '[{"pattern"
 
 
 def test_an_authorizer_context_with_unreadable_grants_is_401(api: HttpApi) -> None:
-    # When a request's authorizer context carries grants that do not parse
+    # Given an authorizer context whose grants do not parse (a pattern with an empty part)
+    # When a request carrying it arrives
     reply = as_(api, UNREADABLE_GRANTS, "GET", "/queues")
     # Then the caller is not authenticated (it is not the caller's request that is wrong)
-    assert reply.is_problem(401, "unauthorized"), reply.text
+    assert_problem(reply, 401, "unauthorized")
 
 
 # ---- WebSocket: events as API Gateway sends them -------------------------------------------
@@ -873,7 +885,7 @@ def json_frame(connection_id: str, **frame: Any) -> None:
 
 def made_by_admin(queue: str) -> None:
     """An empty queue an admin of everything made (what is tested is not creating it)."""
-    runtime.queue_service().put_queue(ROOT, queue, QueueSettings())
+    wiring.queue_service().put_queue(ROOT, queue, QueueSettings())
 
 
 def sent_as_admin(destination: str, body: str = "hello") -> None:
@@ -1078,7 +1090,7 @@ def _json_delivery(pusher: RecordingPusher) -> str:
         ack="client-individual",
     )
     sent_as_admin("/queue/orders")
-    runtime.sessions().pump("orders")  # the stream record's doing when deployed
+    wiring.sessions().pump("orders")  # the stream record's doing when deployed
     [message] = [f for f in pusher.json_frames("alice") if f["type"] == "message"]
     ack: str = message["ack"]
     return ack
@@ -1148,7 +1160,7 @@ def assert_refused(pusher: RecordingPusher, connection_id: str, message: str, fr
     assert error.header("message") == message
     assert error.body.decode() == f"{message}\n\nThe frame was {frame}."
     assert pusher.closed == [connection_id]
-    assert runtime.sessions().info(connection_id) is None
+    assert wiring.sessions().info(connection_id) is None
 
 
 @dataclass(frozen=True)
@@ -1266,7 +1278,7 @@ def _stomp_delivery(pusher: RecordingPusher) -> str:
     stomp_session("alice", caller(ALLOWED, (grant("orders", "receive"),)))
     stomp("alice", "SUBSCRIBE", destination="/queue/orders", id="0", ack="client-individual")
     sent_as_admin("/queue/orders")
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
     [message] = frames(pusher, "alice", "MESSAGE")
     return message.header("ack") or ""
 
@@ -1442,7 +1454,7 @@ def test_connect_with_an_api_key_as_passcode_opens_a_session_with_its_grants(
     stomp("c1", "CONNECT", accept_version="1.2", host="/", **credentials)
     # Then the session is bob's: it may send to orders...
     assert len(frames(pusher, "c1", "CONNECTED")) == 1
-    info = runtime.sessions().info("c1")
+    info = wiring.sessions().info("c1")
     assert info is not None and info.principal == "bob"
     stomp("c1", "SEND", "hi", destination="/queue/orders", receipt="r1")
     assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r1"]
@@ -1505,53 +1517,97 @@ RX = (grant("orders.*", "send", "receive"),)
 OPX = (grant("orders.*", "admin"),)
 
 
-@pytest.mark.parametrize(
-    ("who", "grants", "method", "url", "body", "missing"),
-    [
-        ("rx", RX, "POST", "/queues/orders.dlq/receive", {}, "receive 'orders.dlq'"),
-        ("rx", RX, "POST", "/queues/orders.dlq/messages", {"body": "x"}, "send 'orders.dlq'"),
-        ("opx", OPX, "GET", "/queues/orders.dlq/messages", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "GET", "/queues/orders.dlq", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "POST", "/queues/orders.dlq/purge", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "POST", "/queues/orders.dlq/redrive", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "DELETE", "/queues/orders.dlq", None, "admin 'orders.dlq'"),
-        (
-            "opx",
-            OPX,
-            "PUT",
-            "/queues/orders.dlq",
-            {"max_receive_count": 1, "dead_letter_queue": "orders.eu"},
-            "admin 'orders.dlq'",
+@dataclass(frozen=True)
+class DeadLetterReach:
+    """A request on `orders.dlq` by a principal whose grants cover `orders.*`, and what the
+    403 says it may not do."""
+
+    who: str
+    grants: Grants
+    method: str
+    url: str
+    body: Any = None
+    missing: str = "admin 'orders.dlq'"  # "<action> <destination>", as the 403 says it
+
+
+DEAD_LETTER_REACHES = [
+    pytest.param(
+        DeadLetterReach(
+            who="rx",
+            grants=RX,
+            method="POST",
+            url="/queues/orders.dlq/receive",
+            body={},
+            missing="receive 'orders.dlq'",
         ),
-        (
-            "opx",
-            OPX,
-            "PUT",
-            "/queues/orders.eu",
-            {"dead_letter_queue": "orders.dlq"},
-            "admin 'orders.dlq'",
+        id="rx receives from orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(
+            who="rx",
+            grants=RX,
+            method="POST",
+            url="/queues/orders.dlq/messages",
+            body={"body": "x"},
+            missing="send 'orders.dlq'",
         ),
-    ],
-    ids=lambda v: v if isinstance(v, str) and v.startswith(("/", "rx", "opx")) else "",
-)
+        id="rx sends to orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="GET", url="/queues/orders.dlq/messages"),
+        id="opx browses orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="GET", url="/queues/orders.dlq"),
+        id="opx reads orders.dlq's settings",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="POST", url="/queues/orders.dlq/purge"),
+        id="opx purges orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="POST", url="/queues/orders.dlq/redrive"),
+        id="opx redrives orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="DELETE", url="/queues/orders.dlq"),
+        id="opx deletes orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(
+            who="opx",
+            grants=OPX,
+            method="PUT",
+            url="/queues/orders.dlq",
+            body={"max_receive_count": 1, "dead_letter_queue": "orders.eu"},
+        ),
+        id="opx gives orders.dlq a dead-letter queue of its own",
+    ),
+    pytest.param(
+        DeadLetterReach(
+            who="opx",
+            grants=OPX,
+            method="PUT",
+            url="/queues/orders.eu",
+            body={"dead_letter_queue": "orders.dlq"},
+        ),
+        id="opx makes orders.dlq the dead-letter queue of orders.eu",
+    ),
+]
+
+
+@pytest.mark.parametrize("reach", DEAD_LETTER_REACHES)
 def test_a_sibling_wildcard_grant_cannot_reach_a_queues_dead_letters(
-    api: HttpApi,
-    aws: Aws,
-    who: str,
-    grants: Grants,
-    method: str,
-    url: str,
-    body: Any,
-    missing: str,
+    api: HttpApi, aws: Aws, reach: DeadLetterReach
 ) -> None:
     # Given orders with a dead letter in orders.dlq
     _a_message_in_the_dlq(api)
     before = snapshot(aws)
     # When a principal whose grants cover orders.* but not orders acts on orders.dlq
-    reply = as_(api, caller(who, grants), method, url, body)
+    reply = as_(api, caller(reach.who, reach.grants), reach.method, reach.url, reach.body)
     # Then it is refused as for any destination outside its grants, and nothing changes
     assert reply.status == 403, reply.text
-    assert reply.json == {"error": "forbidden", "message": f"{who!r} may not {missing}"}
+    assert reply.json == {"error": "forbidden", "message": f"{reach.who!r} may not {reach.missing}"}
     assert snapshot(aws) == before
 
 
@@ -1640,7 +1696,7 @@ def test_moving_a_message_to_a_missing_queue_needs_the_create_right(api: HttpApi
     url = f"/queues/orders/messages/{values['message_id']}/move"
     reply = as_(api, mover, "POST", url, {"to": "archive"})
     # Then 404 says archive would need creating, and the message stays where it was
-    assert reply.is_problem(404, "queue_not_found"), reply.text
+    assert_problem(reply, 404, "queue_not_found")
     assert "needs the create right on 'archive'" in reply.json["message"]
     assert snapshot(aws) == before
 
@@ -1654,7 +1710,7 @@ def test_redriving_into_a_missing_queue_needs_the_create_right(api: HttpApi, aws
     reply = as_(api, redriver, "POST", "/queues/orders.dlq/redrive", {"destination": "repairs"})
     # Then 404 says repairs would need creating (the rule of sends and moves), and the dead
     # letter stays where it was
-    assert reply.is_problem(404, "queue_not_found"), reply.text
+    assert_problem(reply, 404, "queue_not_found")
     assert "needs the create right on 'repairs'" in reply.json["message"]
     assert snapshot(aws) == before
 
@@ -1883,7 +1939,7 @@ def test_the_owner_of_a_durable_subscription_may_delete_it(
 def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
     """The functions' clock, moved by the test instead of slept through."""
     moved = ManualClock(start_ms=SystemClock().now_ms())
-    monkeypatch.setattr(runtime, "clock", lambda: moved)
+    monkeypatch.setattr(wiring, "clock", lambda: moved)
     return moved
 
 
@@ -1940,7 +1996,7 @@ def test_an_http_request_with_a_cached_allow_for_an_expired_key_is_401(
     clock.advance(60)
     late = as_(api, cached, "POST", "/queues/orders/messages", {"body": "too late"})
     # Then the function refuses it: 401, saying the key expired, and nothing is stored
-    assert late.is_problem(401, "unauthorized"), late.text
+    assert_problem(late, 401, "unauthorized")
     assert "this API key has expired" in late.json["message"]
     assert stored_messages(aws) == before
 
@@ -1965,7 +2021,7 @@ def test_a_stomp_connection_whose_key_expired_gets_an_error_and_is_closed(
     )
     assert len(frames(pusher, "c1", "RECEIPT")) == 1
     assert pusher.closed == ["c1"]
-    assert runtime.sessions().info("c1") is None
+    assert wiring.sessions().info("c1") is None
     assert stored_messages(aws) == before
 
 
@@ -1989,7 +2045,7 @@ def test_a_json_connection_whose_key_expired_gets_an_error_and_is_closed(
         "message": "this API key has expired: reconnect with a valid credential",
     }
     assert pusher.closed == ["c1"]
-    assert runtime.sessions().info("c1") is None
+    assert wiring.sessions().info("c1") is None
     assert stored_messages(aws) == before
 
 
@@ -2002,12 +2058,12 @@ def test_no_queue_message_is_pushed_to_a_consumer_whose_key_expired(
     stomp_session("c1", answer)
     stomp("c1", "SUBSCRIBE", destination="/queue/orders", id="s1", ack="auto")
     ok(api.post("/queues/orders/messages", {"body": "in time"}), 201)
-    runtime.sessions().pump("orders")  # the stream record's doing when deployed
+    wiring.sessions().pump("orders")  # the stream record's doing when deployed
     assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"in time"]
     # When a message arrives after the key expired (the consumer sent nothing since)
     clock.advance(60)
     ok(api.post("/queues/orders/messages", {"body": "too late"}), 201)
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
     # Then it is not pushed to bob; it stays in the queue for someone who may have it
     assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"in time"]
     assert ok(api.get("/queues/orders/stats"))["visible"] == 1
@@ -2025,7 +2081,7 @@ def test_no_topic_message_is_pushed_to_a_live_subscriber_whose_key_expired(
     ok(api.post("/topics/news/messages", {"body": "too late"}), 201)
     published = [from_wire(i) for i in stored_messages(aws) if i["pk"]["S"].startswith("T#")]
     assert published
-    pushed = runtime.sessions().push_published(published)
+    pushed = wiring.sessions().push_published(published)
     # Then bob gets nothing
     assert pushed == 0
     assert frames(pusher, "c1", "MESSAGE") == []
@@ -2045,7 +2101,7 @@ def _request_through_a_temp_queue(pusher: RecordingPusher, responder: Grants) ->
     stomp_session("alice", caller(ALLOWED, REQUESTER))
     stomp("alice", "SUBSCRIBE", destination="/temp-queue/replies", id="r")
     stomp("alice", "SEND", "q?", destination="/queue/requests", reply_to="/temp-queue/replies")
-    runtime.sessions().pump("requests")
+    wiring.sessions().pump("requests")
     [request] = frames(pusher, "bob", "MESSAGE")
     return request
 
@@ -2058,7 +2114,7 @@ def test_a_responder_with_send_on_temp_queues_may_reply_to_a_temp_queue(
     reply_to = request.header("reply-to") or ""
     # When bob, granted send on temp-queue.>, replies to it
     stomp("bob", "SEND", "a!", destination=reply_to, receipt="r1")
-    runtime.sessions().pump(reply_to.removeprefix("/remote-temp-queue/"))
+    wiring.sessions().pump(reply_to.removeprefix("/remote-temp-queue/"))
     # Then alice receives the reply
     assert frames(pusher, "bob", "ERROR") == []
     assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"a!"]
@@ -2088,9 +2144,9 @@ def test_another_requester_may_not_receive_from_a_temp_queue_over_http(
     # When carol (or alice herself) receives from it over HTTP
     carols = as_(api, caller("carol", REQUESTER), "POST", f"/queues/{queue}/receive", {})
     # Then she is refused with a problem naming the rule, and the reply still reaches alice
-    assert carols.is_problem(403, "forbidden"), carols.text
+    assert_problem(carols, 403, "forbidden")
     assert "private to the WebSocket connection" in carols.json["message"]
-    runtime.sessions().pump(queue)
+    wiring.sessions().pump(queue)
     assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"for alice only"]
 
 
@@ -2099,7 +2155,7 @@ def test_a_queue_may_not_be_made_under_the_temp_queue_prefix_over_http(api: Http
     # When it makes a queue whose name a connection's temp queue could have
     reply = api.put("/queues/temp-queue.0123456789abcdef.replies", {})
     # Then it is refused: the prefix is kept for temporary queues, made by the broker alone
-    assert reply.is_problem(400, "invalid_request"), reply.text
+    assert_problem(reply, 400, "invalid_request")
     assert "temp-queue." in reply.json["message"]
 
 
@@ -2123,14 +2179,14 @@ def holding_one_message(connection_id: str, who: dict[str, str]) -> None:
     message there (`made_by_admin` and `sent_as_admin` came first)."""
     stomp_session(connection_id, who)
     stomp(connection_id, "SUBSCRIBE", id="0", destination="/queue/orders", ack="client")
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
 
 
 def another_consumer_gets(pusher: RecordingPusher) -> list[str]:
     """What an admin's new push consumer of `orders` is sent at once."""
     stomp_session("c2", ADMIN_CTX)
     stomp("c2", "SUBSCRIBE", id="0", destination="/queue/orders", ack="client")
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
     return [f.body.decode() for f in frames(pusher, "c2", "MESSAGE")]
 
 
@@ -2151,7 +2207,7 @@ def test_a_stomp_connection_whose_key_is_revoked_gets_an_error_and_the_next_swee
     [error] = frames(pusher, "c1", "ERROR")
     assert error.header("message") == "this API key was revoked: reconnect with a valid credential"
     assert pusher.closed == ["c1"]
-    assert runtime.sessions().info("c1") is None
+    assert wiring.sessions().info("c1") is None
     assert report["connections_closed"] == 1
     assert another_consumer_gets(pusher) == ["held"]
 
@@ -2224,7 +2280,7 @@ def test_the_sweep_leaves_a_connection_whose_key_is_valid_alone(
     assert report["connections_closed"] == 0
     assert frames(pusher, "c1", "ERROR") == []
     assert pusher.closed == []
-    assert runtime.sessions().info("c1") is not None
+    assert wiring.sessions().info("c1") is not None
     assert another_consumer_gets(pusher) == []
 
 
@@ -2236,18 +2292,18 @@ def test_the_sweep_deletes_a_temp_queue_whose_connection_ended_without_disconnec
     stomp_session("c1", ADMIN_CTX)
     stomp("c1", "SUBSCRIBE", id="r", destination="/temp-queue/replies")
     temp_queue = names.temp_queue_name("c1", "replies")
-    assert runtime.queue_service().has_queue(temp_queue)
+    assert wiring.queue_service().has_queue(temp_queue)
     # When the sweep runs while the connection might still be open (under API Gateway's
     # 2-hour limit), and again once it cannot be
     clock.advance(2 * 60 * 60 - 1)
     assert scheduled_sweep()["temp_queues_deleted"] == 0
-    assert runtime.queue_service().has_queue(temp_queue)
+    assert wiring.queue_service().has_queue(temp_queue)
     clock.advance(1)
     report = scheduled_sweep()
     # Then the second sweep deletes the queue, and forgets the connection
     assert report["temp_queues_deleted"] == 1
-    assert not runtime.queue_service().has_queue(temp_queue)
-    assert runtime.sessions().info("c1") is None
+    assert not wiring.queue_service().has_queue(temp_queue)
+    assert wiring.sessions().info("c1") is None
     assert scheduled_sweep()["temp_queues_deleted"] == 0
 
 
@@ -2255,7 +2311,7 @@ def test_a_sweep_that_closes_nothing_bills_three_queries_however_many_connection
     aws: Aws, clock: ManualClock
 ) -> None:
     # Given 100 open connections, each opened with an API key that expires in an hour
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     in_an_hour = clock.now_ms() // 1000 + 3600
     for n in range(100):
         bob = Principal(id="bob", kind="api_key", expires_at=in_an_hour, key_id=f"{n:024x}")
@@ -2294,19 +2350,29 @@ def test_replaying_a_topic_into_a_subscription_needs_the_right_to_receive_from_i
     )
 
     # Then it is refused as a subscriber would be, and nothing is stored
-    assert reply.is_problem(403, "forbidden"), reply.text
+    assert_problem(reply, 403, "forbidden")
     assert reply.json["message"] == f"{REFUSED!r} may not receive 'shop.orders'"
     assert snapshot(aws) == before
 
 
-@pytest.mark.parametrize("start", ["soon", "2026-12-07T00:00:00", "2999-01-01T00:00:00Z", 5])
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param("soon", id="a word"),
+        pytest.param("2026-12-07T00:00:00", id="a time without its zone"),
+        pytest.param("2999-01-01T00:00:00Z", id="a time to come"),
+        pytest.param(5, id="a number, not a string"),
+    ],
+)
 def test_a_subscription_with_a_bad_start_is_400_and_nothing_is_stored(
     api: HttpApi, aws: Aws, start: object
 ) -> None:
+    # Given the queue a durable subscription would deliver to
     _an_audit_queue(api)
     before = snapshot(aws)
-
+    # When an administrator makes a subscription whose start is none of "oldest", "now"
+    # or a past ISO-8601 time with its zone
     reply = api.put("/topics/shop.orders/subscriptions/audit", {"queue": "audit", "start": start})
-
-    assert reply.is_problem(400, "invalid_request"), reply.text
+    # Then 400 says the request is wrong, and nothing is stored
+    assert_problem(reply, 400, "invalid_request")
     assert snapshot(aws) == before

@@ -31,7 +31,7 @@ it is full or closed, and a read that shows it so shows every reference it will 
 
 The cursor holds `f`, the floor: every segment below it is settled. It is moved forward
 lazily, several segments at a time (`advance_floor`). It also holds the shard's ticket
-dispenser, used only by receivers that compete (`leases.py`): `d`, the next *position* to
+dispenser, used only by receivers that compete (`racing.py`): `d`, the next *position* to
 hand out (a position is `seq * 10 + slot`), and `k`, when a ticket was last taken (ms). A
 ticket is one unconditional UpdateItem (ALL_NEW): it cannot fail, and two receivers never
 get the same positions. A ticket may carry `g`, a floor its receiver read (see `_cursor`).
@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import (
+from mqless.domain.errors import Throttled
+from mqless.storage import keys
+from mqless.storage.dynamo import (
     batch_write,
     from_wire,
     is_condition_failure,
@@ -54,8 +56,6 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.errors import Throttled
-from mqless.storage import keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
