@@ -21,7 +21,6 @@ from moto import mock_aws
 
 from mqless import wiring
 from mqless.domain.clock import ManualClock
-from mqless.domain.push.consumers import QueueConsumers
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
 from mqless.settings import Settings
@@ -250,7 +249,7 @@ def sessions(
         dynamodb=aws.dynamodb,
         table_name=table,
         live=LiveSubscriptions(aws.dynamodb, table, clock),
-        consumers=QueueConsumers(aws.dynamodb, table, broker, pusher, clock),
+        consumers=wiring.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
         queues=broker,
         topics=topics,
         pusher=pusher,

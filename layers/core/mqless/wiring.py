@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mqless.domain.access.authentication import Authenticator, IamPrincipals
     from mqless.domain.access.principals import Policy
     from mqless.domain.access.users import AccessControl
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.push.pushes import Pusher as PushPoster
     from mqless.domain.queues.indexing import Indexer
     from mqless.domain.queues.service import QueueService
     from mqless.domain.scheduling import Scheduler
@@ -183,14 +185,13 @@ class NoWebSocketApi:
 @cache
 def sessions() -> Sessions:
     """WebSocket sessions (JSON and STOMP) over the process-wide services."""
-    from mqless.domain.push.consumers import QueueConsumers
     from mqless.transports.websocket.sessions import Sessions
 
     return Sessions(
         dynamodb=dynamodb_client(),
         table_name=settings().destinations_table,
         live=live_subscriptions(),
-        consumers=QueueConsumers(
+        consumers=build_queue_consumers(
             dynamodb_client(),
             settings().destinations_table,
             queue_service(),
@@ -204,6 +205,34 @@ def sessions() -> Sessions:
         clock=clock(),
         log=log_store(),
         scheduler=scheduler(),
+    )
+
+
+def build_queue_consumers(
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    queues: QueueService,
+    pusher: PushPoster,
+    time: Clock,
+    *,
+    budget: int | None = None,
+) -> QueueConsumers:
+    """Queue push consumers over the given client (what tests call), rendering pushes with
+    the WebSocket transport's `render`."""
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.push.feeding import PUMP_BUDGET
+    from mqless.storage.deliveries import DeliveryRecords
+    from mqless.storage.push_consumers import PushConsumers
+    from mqless.transports.websocket.render import render
+
+    return QueueConsumers(
+        PushConsumers(dynamodb, table_name),
+        DeliveryRecords(dynamodb, table_name),
+        queues,
+        pusher,
+        render,
+        time,
+        budget=PUMP_BUDGET if budget is None else budget,
     )
 
 
