@@ -22,7 +22,6 @@ from moto import mock_aws
 from mqless import wiring
 from mqless.domain.clock import ManualClock
 from mqless.domain.queues.service import QueueService
-from mqless.domain.topics.service import TopicService
 from mqless.settings import Settings
 from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
@@ -237,7 +236,7 @@ def sessions(
     """WebSocket sessions over the test broker, pushing into `pusher`."""
     table = aws.settings.destinations_table
     cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
-    topics = TopicService(
+    topics = wiring.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=table,

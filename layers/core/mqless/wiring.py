@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from mqless.domain.access.authentication import Authenticator, IamPrincipals
     from mqless.domain.access.principals import Policy
+    from mqless.domain.access.quotas import Quotas
     from mqless.domain.access.users import AccessControl
     from mqless.domain.push.consumers import QueueConsumers
     from mqless.domain.push.pushes import Pusher as PushPoster
@@ -344,12 +345,11 @@ def build_topic_service(
     """A TopicService over the given clients."""
     from mqless.domain.access.principals import AllowAll
     from mqless.domain.access.quotas import Quotas
-    from mqless.domain.topics.service import TopicService
     from mqless.storage.destinations import QueueRegistry
 
     time = time or SystemClock()
     policy = policy or AllowAll()
-    return TopicService(
+    return topic_service_over(
         dynamodb=dynamodb,
         messages_table=settings.messages_table,
         destinations_table=settings.destinations_table,
@@ -359,6 +359,34 @@ def build_topic_service(
         policy=policy,
         quotas=Quotas(policy, settings.limits),
         log=log,
+    )
+
+
+def topic_service_over(
+    *,
+    dynamodb: DynamoDBClient,
+    messages_table: str,
+    destinations_table: str,
+    queues: QueueRegistry,
+    cipher: BodyCipher,
+    clock: Clock,
+    policy: Policy | None = None,
+    quotas: Quotas | None = None,
+    log: LogStore | None = None,
+) -> TopicService:
+    """A TopicService over one DynamoDB client and the two tables (what tests call)."""
+    from mqless.domain.topics.service import TopicService
+    from mqless.storage.log import LogStore
+    from mqless.storage.subscriptions import SubscriptionStore
+
+    return TopicService(
+        subscriptions=SubscriptionStore(dynamodb, destinations_table),
+        log=log or LogStore(dynamodb, messages_table, clock),
+        queues=queues,
+        cipher=cipher,
+        clock=clock,
+        policy=policy,
+        quotas=quotas,
     )
 
 

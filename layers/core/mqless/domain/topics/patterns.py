@@ -94,6 +94,11 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return len(wanted) == len(segments)
 
 
+def has_wildcard(pattern: str) -> bool:
+    """Whether a pattern has a wildcard segment (it names more than one topic)."""
+    return any(word in (ANY_SEGMENT, ANY_TAIL) for word in pattern.split(SEPARATOR))
+
+
 V = TypeVar("V", bound=Hashable, default=Any)
 
 

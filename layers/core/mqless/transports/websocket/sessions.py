@@ -60,12 +60,8 @@ from mqless.domain.push.settling import NotInFlight, SettleReport
 from mqless.domain.queues.service import BodyCipher, QueueService
 from mqless.domain.scheduling import MANAGEMENT_TOPIC, Kind, Scheduler, stored
 from mqless.domain.selectors import message_lookup
-from mqless.domain.topics.service import (
-    START_NOW,
-    SubscriptionSettings,
-    TopicService,
-    published_topic,
-)
+from mqless.domain.topics.service import TopicService, published_topic
+from mqless.domain.topics.subscription import START_NOW, SubscriptionSettings
 from mqless.observability import audit, metrics
 from mqless.storage import keys
 from mqless.storage.dynamo import (

@@ -60,7 +60,7 @@ from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
 from mqless.domain.push.pushes import Connection
 from mqless.domain.push.settling import NotInFlight
 from mqless.domain.scheduling import STOMP_NAMES, check_rule
-from mqless.domain.topics.service import START_OLDEST
+from mqless.domain.topics.subscription import START_OLDEST
 from mqless.storage.schedules import Rule
 from mqless.transports.websocket.connections import ConnectionInfo
 from mqless.transports.websocket.sessions import Sessions, Settle
