@@ -14,7 +14,8 @@ from mqless.domain import selectors
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError
 from mqless.domain.selectors import Lookup, Selector, message_lookup
-from mqless.domain.topics.patterns import FilterPolicy, TopicIndex
+from mqless.domain.topics.filter_policies import FilterPolicy
+from mqless.domain.topics.patterns import TopicIndex
 from mqless.domain.topics.subscription import Subscription
 from mqless.storage import keys
 from mqless.storage.log import LogItem

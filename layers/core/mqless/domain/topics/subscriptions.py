@@ -15,7 +15,8 @@ from mqless.domain.access.principals import Action, Policy, Principal
 from mqless.domain.access.quotas import Quota, Quotas
 from mqless.domain.clock import Clock
 from mqless.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from mqless.domain.topics.patterns import FilterPolicy, has_wildcard, validate_topic_pattern
+from mqless.domain.topics.filter_policies import FilterPolicy
+from mqless.domain.topics.patterns import validate_topic_pattern
 from mqless.domain.topics.replay import REPLAY_JOIN_MS, TOPIC_SHARDS, Replay
 from mqless.domain.topics.routing import MatchingSubscriptions
 from mqless.domain.topics.subscription import (
@@ -24,6 +25,7 @@ from mqless.domain.topics.subscription import (
     describe,
     parse_start,
 )
+from mqless.domain.wildcards import has_wildcard
 from mqless.observability import audit
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.subscriptions import SubscriptionStore
