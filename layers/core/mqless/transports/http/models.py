@@ -23,7 +23,7 @@ from mqless.domain.models import (
     QueueStats,
 )
 from mqless.domain.scheduling import ScheduledMessage, check_rule
-from mqless.domain.topics.service import Subscription
+from mqless.domain.topics.subscription import Subscription
 from mqless.storage.schedules import Rule
 
 Receipts = Annotated[
