@@ -37,8 +37,10 @@ from mqless.domain.queues.refs import Mac, genuine, signed
 from mqless.storage import keys
 from mqless.storage.dynamo import Item
 from mqless.storage.groups import FifoIndex, GroupedRef
-from mqless.storage.index import LANE_MARK_EVERY_MS, IndexStore, NewRef, Ref
+from mqless.storage.index import IndexStore
+from mqless.storage.lane_marks import LANE_MARK_EVERY_MS
 from mqless.storage.log import bodies_of, pointer_priority
+from mqless.storage.segments import NewRef, Ref
 
 logger = Logger(service="mqless", child=True)
 
