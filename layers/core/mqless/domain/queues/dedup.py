@@ -22,13 +22,13 @@ import struct
 import threading
 from typing import TYPE_CHECKING, Final
 
+from mqless.storage.data_keys import KeyProvider
 from mqless.storage.dynamo import (
     from_wire,
     put_if_absent,
     to_wire,
     translated_errors,
 )
-from mqless.storage.envelope import KeyProvider
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
