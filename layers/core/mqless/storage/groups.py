@@ -3,12 +3,9 @@ tagged with its group (docs/storage-engine.md, "FIFO queues").
 
 Segment `seq` is `pk = F#<queue>#<seq mod shards>`, `sk = S#<seq>`: consecutive segments
 rotate over the queue's shards, so the load spreads evenly whatever the groups, and a
-stream batch's references (any groups) share one segment. A segment holds up to 10
-references in the order they were appended (at most what one receive takes, and under
-1 KB with their tags), and per reference, as a standard segment does (`storage.index`):
-`r` the reference, `u` when it is free (-1: settled), `t` its lease token, `n` its receive
-count, `e` its body's expiry, `w` a dead letter's reason; and `g` its group's tag (48 bits
-of the group name's SHA-256: groups whose tags collide are served one after the other).
+stream batch's references (any groups) share one segment. The layout and its encoding are
+`fifo_segments.py`; appending (the dispatch function) is `fifo_appends.py`; this module is
+the adapter that reads segments, leases and settles references, purges and deletes.
 
 Which reference of a group may be leased is decided by the reader (`leases.py`): the
 group's first one not settled, and only while it is free. Here are the rules that make
