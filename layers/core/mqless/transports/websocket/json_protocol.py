@@ -29,7 +29,7 @@ from mqless.domain.ids import MAX_CLIENT_ID
 from mqless.domain.models import NewMessage
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
 from mqless.storage.schedules import Rule
-from mqless.transports.http.models import SendMessageRequest
+from mqless.transports.http.models.sending import SendMessageRequest
 from mqless.transports.websocket.connections import ConnectionInfo
 from mqless.transports.websocket.sessions import Sessions, Settle
 
