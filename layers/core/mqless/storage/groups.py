@@ -44,10 +44,8 @@ from mqless.storage.fifo_appends import MAX_APPEND_ATTEMPTS, FifoAppender
 from mqless.storage.fifo_segments import (
     AppendReport,
     Cursor,
-    FifoEntry,
     FifoSegment,
     GroupedRef,
-    group_tag,
     segment_from_item,
     segment_key,
 )
@@ -289,14 +287,3 @@ class FifoIndex:
                 raise SegmentChanged from exc
             raise
         return segment_from_item(queue, shards, from_wire(response.get("Attributes", {})))
-
-
-__all__ = [
-    "AppendReport",
-    "Cursor",
-    "FifoEntry",
-    "FifoIndex",
-    "FifoSegment",
-    "GroupedRef",
-    "group_tag",
-]

@@ -25,7 +25,7 @@ from mqless.domain.errors import Throttled
 from mqless.storage import keys, lane_marks
 from mqless.storage.dynamo import drop_partition, from_wire, to_wire, translated_errors
 from mqless.storage.index_appends import MAX_APPEND_ATTEMPTS, AppendReport, SegmentAppender
-from mqless.storage.lane_marks import LANE_QUIET_MS, LaneMarks
+from mqless.storage.lane_marks import LaneMarks
 from mqless.storage.segment_writes import (
     SegmentChanged,
     claim_update,
@@ -34,17 +34,12 @@ from mqless.storage.segment_writes import (
     update_segment,
 )
 from mqless.storage.segments import (
-    MAX_REFS,
     SETTLED,
     Cursor,
-    Entry,
     Hold,
     NewRef,
-    Ref,
     Segment,
     cursor_from_item,
-    new_token,
-    position,
     segment_from_item,
 )
 
@@ -302,21 +297,3 @@ class IndexStore:
             )
         except SegmentChanged:
             return None
-
-
-__all__ = [
-    "LANE_QUIET_MS",
-    "MAX_REFS",
-    "SETTLED",
-    "AppendReport",
-    "Cursor",
-    "Entry",
-    "Hold",
-    "IndexStore",
-    "LaneMarks",
-    "NewRef",
-    "Ref",
-    "Segment",
-    "new_token",
-    "position",
-]

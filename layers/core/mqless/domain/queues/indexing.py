@@ -36,7 +36,8 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.refs import Mac, genuine, signed
 from mqless.storage import keys
 from mqless.storage.dynamo import Item
-from mqless.storage.groups import FifoIndex, GroupedRef
+from mqless.storage.fifo_segments import GroupedRef
+from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
 from mqless.storage.lane_marks import LANE_MARK_EVERY_MS
 from mqless.storage.log import bodies_of, pointer_priority

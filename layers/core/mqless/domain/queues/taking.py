@@ -49,8 +49,10 @@ from mqless.domain.queues.leases import (
 from mqless.domain.queues.racing import Racing
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.shard_memory import ShardMemory
-from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
-from mqless.storage.index import Entry, IndexStore, Ref, Segment, new_token
+from mqless.storage.fifo_segments import FifoEntry, FifoSegment
+from mqless.storage.groups import FifoIndex
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import Entry, Ref, Segment, new_token
 
 WIDE_SCAN_SEGMENTS: Final = 8  # competing receivers choose among more, to collide less
 MAX_SCAN_PAGES: Final = 4  # pages of segments one look at a shard reads at most
