@@ -33,9 +33,11 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
   2048 pair for every key, symmetric ones included, which never use it.
 
-`fixed_moto()` applies them all. `discard_shard_iterator` and `discard_stream_records` are
-the local runtime's own shortcuts, not fixes: its stream pollers never reuse an iterator, and
-are a stream's only readers, so they drop iterators and handled records at once.
+`fixed_moto()` applies them all, and `stream_writes_announced`, which is not a fix: it wakes
+the local runtime's stream pollers when a record is written. `discard_shard_iterator` and
+`discard_stream_records` are the local runtime's own shortcuts, not fixes either: its stream
+pollers never reuse an iterator, and are a stream's only readers, so they drop iterators and
+handled records at once.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ __all__ = [
     "REQUEST_LOCK",
     "STREAM_RETENTION",
     "SHARD_ITERATOR_LIFETIME",
+    "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
     "attribute_values_serialize_directly",
@@ -72,6 +75,7 @@ __all__ = [
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "shard_iterators_expire",
+    "stream_writes_announced",
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
@@ -1126,6 +1130,60 @@ def kms_key_pairs_made_on_first_use() -> Iterator[None]:
         yield
 
 
+# ---- stream writes announced (the local runtime's pollers wait for them) -------------------
+
+
+class _StreamWrites:
+    """How many DynamoDB stream records moto has written, and a wait for the next one."""
+
+    def __init__(self) -> None:
+        self._written = threading.Condition()
+        self.count = 0
+        self.active = False
+        """Whether `stream_writes_announced` is on (else nothing counts: poll as before)."""
+
+    def written(self) -> None:
+        with self._written:
+            self.count += 1
+            self._written.notify_all()
+
+    def wait_after(self, seen: int, timeout: float) -> bool:
+        """Wait until a record is written after `count` was `seen` (or `timeout` passed);
+        whether one was."""
+        with self._written:
+            return self._written.wait_for(lambda: self.count != seen, timeout)
+
+
+STREAM_WRITES = _StreamWrites()
+"""The stream records moto wrote, counted (`stream_writes_announced`)."""
+
+
+@contextmanager
+def stream_writes_announced() -> Iterator[None]:
+    """Count every stream record moto writes, and wake whoever waits for one.
+
+    Not a fix: a hook for the local runtime's stream pollers, which read a shard again as
+    soon as something was written to a stream instead of asking GetRecords every few
+    milliseconds while nothing was (an empty GetRecords costs a full in-process request).
+    """
+    from moto.dynamodb.models.table import StreamShard
+
+    original = StreamShard.add
+
+    def add(self: StreamShard, old: Any, new: Any) -> None:
+        try:
+            original(self, old, new)
+        finally:
+            STREAM_WRITES.written()
+
+    STREAM_WRITES.active = True
+    try:
+        with _patched(StreamShard, "add", add):
+            yield
+    finally:
+        STREAM_WRITES.active = False
+
+
 FIXES: tuple[Callable[[], Any], ...] = (
     atomic_requests,
     data_models_untracked,
@@ -1138,6 +1196,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     stream_records_expire,
     shard_iterators_expire,
     kms_key_pairs_made_on_first_use,
+    stream_writes_announced,
 )
 """What `fixed_moto` applies, in this order."""
 
