@@ -32,6 +32,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `kms_key_pairs_made_on_first_use`: a KMS key's asymmetric key pair is generated when a
   request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
   2048 pair for every key, symmetric ones included, which never use it.
+- `random_strings_drawn_at_once`: a random string (every response's request id) is drawn
+  with one `choices` call, not one `choice` call per character.
 
 `fixed_moto()` applies them all, and `stream_writes_announced`, which is not a fix: it wakes
 the local runtime's stream pollers when a record is written. `discard_shard_iterator` and
@@ -74,6 +76,7 @@ __all__ = [
     "handler_methods_listed_once",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
+    "random_strings_drawn_at_once",
     "shard_iterators_expire",
     "stream_writes_announced",
     "stream_records_expire",
@@ -1130,6 +1133,34 @@ def kms_key_pairs_made_on_first_use() -> Iterator[None]:
         yield
 
 
+# ---- random strings drawn at once -----------------------------------------------------------
+
+
+@contextmanager
+def random_strings_drawn_at_once() -> Iterator[None]:
+    """Draw moto's random strings with one `choices` call instead of a `choice` per character.
+
+    Upstream behaviour: `MotoRandom.get_random_string` calls `self.choice(pool)` once per
+    character, and every response gets a 52-character request id that way: about 2% of an
+    in-process DynamoDB request. `self.choices(pool, k=length)` draws the same uniform
+    characters from the same (seedable) generator in one call; a seeded moto still repeats
+    its strings, they are only not the same strings as upstream's for a given seed.
+    """
+    import string
+
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    def get_random_string(
+        self: MotoRandom, length: int = 20, include_digits: bool = True, lower_case: bool = False
+    ) -> str:
+        pool = string.ascii_letters + (string.digits if include_digits else "")
+        drawn = "".join(self.choices(pool, k=length))
+        return drawn.lower() if lower_case else drawn
+
+    with _patched(MotoRandom, "get_random_string", get_random_string):
+        yield
+
+
 # ---- stream writes announced (the local runtime's pollers wait for them) -------------------
 
 
@@ -1196,6 +1227,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     stream_records_expire,
     shard_iterators_expire,
     kms_key_pairs_made_on_first_use,
+    random_strings_drawn_at_once,
     stream_writes_announced,
 )
 """What `fixed_moto` applies, in this order."""
