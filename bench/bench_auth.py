@@ -21,10 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto_stack import provisioned  # sets moto's AWS variables first
 
-from mqless.access import EVERYTHING, AccessControl  # noqa: E402
-from mqless.auth import Authenticator, IssuerKeys, JwtSettings, JwtVerifier, authorize  # noqa: E402
-from mqless.clock import SystemClock  # noqa: E402
-from mqless.principals import Principal, parse_grants  # noqa: E402
+from mqless.domain.access.authentication import (  # noqa: E402
+    Authenticator,
+    IssuerKeys,
+    JwtSettings,
+    JwtVerifier,
+    authorize,
+)
+from mqless.domain.access.principals import Principal, parse_grants  # noqa: E402
+from mqless.domain.access.users import EVERYTHING, AccessControl  # noqa: E402
+from mqless.domain.clock import SystemClock  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))

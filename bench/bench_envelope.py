@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from mqless.clock import SystemClock
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider, Sealed
+from mqless.domain.clock import SystemClock
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider, Sealed
 
 SENDS = 10_000
 SIZES = {"1 KiB": 1024, "64 KiB": 64 * 1024}

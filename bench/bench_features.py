@@ -395,14 +395,14 @@ def request_reply(stack: Stack) -> list[dict[str, Any]]:
 
 
 def credential_sweep(stack: Stack) -> list[dict[str, Any]]:
-    from mqless import runtime
+    from mqless import wiring
 
     rows = []
     for count in SWEEP_CONNECTIONS:
         clients = [Stomp(stack) for _ in range(count)]
         try:
-            runtime.sessions().sweep_connections()  # warm
-            swept = measured(stack, runtime.sessions().sweep_connections)
+            wiring.sessions().sweep_connections()  # warm
+            swept = measured(stack, wiring.sessions().sweep_connections)
         finally:
             for client in clients:
                 client.close()

@@ -22,17 +22,17 @@ from moto import mock_aws  # noqa: E402
 from moto_stack import provisioned  # sets moto's AWS variables first
 
 from mqless import runtime  # noqa: E402
-from mqless.clock import SystemClock  # noqa: E402
-from mqless.consumers import QueueConsumers  # noqa: E402
-from mqless.dynamo import from_wire  # noqa: E402
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
-from mqless.live import LiveSubscriptions  # noqa: E402
-from mqless.models import NewMessage  # noqa: E402
-from mqless.outbound import Connection  # noqa: E402
-from mqless.principals import ANONYMOUS  # noqa: E402
-from mqless.pubsub import TopicService  # noqa: E402
-from mqless.sessions import Sessions  # noqa: E402
+from mqless.domain.access.principals import ANONYMOUS  # noqa: E402
+from mqless.domain.clock import SystemClock  # noqa: E402
+from mqless.domain.models import NewMessage  # noqa: E402
+from mqless.domain.push.consumers import QueueConsumers  # noqa: E402
+from mqless.domain.topics.service import TopicService  # noqa: E402
+from mqless.storage.dynamo import from_wire  # noqa: E402
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
 from mqless.storage.log import LogStore  # noqa: E402
+from mqless.transports.websocket.connections import LiveSubscriptions  # noqa: E402
+from mqless.transports.websocket.outbound import Connection  # noqa: E402
+from mqless.transports.websocket.sessions import Sessions  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "200"))

@@ -31,12 +31,12 @@ from moto import mock_aws
 from moto_stack import ROOT, provisioned  # sets moto's AWS variables first
 
 from mqless import runtime  # noqa: E402
-from mqless.clock import ManualClock  # noqa: E402
-from mqless.dynamo import from_wire  # noqa: E402
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
-from mqless.models import NewMessage  # noqa: E402
-from mqless.principals import ANONYMOUS, AllowAll  # noqa: E402
-from mqless.registry import QueueRegistry  # noqa: E402
+from mqless.domain.access.principals import ANONYMOUS, AllowAll  # noqa: E402
+from mqless.domain.clock import ManualClock  # noqa: E402
+from mqless.domain.models import NewMessage  # noqa: E402
+from mqless.storage.destinations import QueueRegistry  # noqa: E402
+from mqless.storage.dynamo import from_wire  # noqa: E402
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
 from mqless.storage.schedules import Rule  # noqa: E402
 from mqless_cli.billing import PRICES, Meter, Usage, observing_moto  # noqa: E402
 

@@ -49,8 +49,8 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "cli")]
 
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
-from mqless.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
-from mqless.principals import ANONYMOUS  # noqa: E402
+from mqless.domain.access.principals import ANONYMOUS  # noqa: E402
+from mqless.domain.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
 from mqless.settings import Settings  # noqa: E402
 from mqless.storage.groups import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
@@ -596,7 +596,7 @@ def compete(stack: Stack, queue: str, *, lag_ms: int) -> dict[str, Any]:
     time and acks it, until all CONTENDED are acked."""
     # imported here, once the runtime runs: its logger then writes to the runtime's
     # console, not over the bench's table
-    from mqless.runtime import build_queue_service
+    from mqless.wiring import build_queue_service
 
     for start in range(0, CONTENDED, 10):
         entries = [{"id": f"e{i}", "body": body_of(start + i, 1024)} for i in range(10)]

@@ -16,12 +16,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
+from mqless import wiring
+from mqless.domain.clock import ManualClock
+from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless_cli.cfn import Stack, Template, load_template, provision
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.realism import RealismReport, parse_realism, realistic_aws
@@ -198,7 +198,7 @@ def service(
 ) -> QueueService:
     """The broker on a manual clock: tests move time instead of sleeping."""
     INLINE_DISPATCH.serve(settings, clock)
-    return runtime.build_queue_service(
+    return wiring.build_queue_service(
         settings,
         dynamodb=dynamodb,
         kms=kms,
@@ -214,9 +214,9 @@ def function_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
     env = stack.environment("HttpApiFunction")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     yield env
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,12 @@ On AWS a message is receivable once the dispatch function has indexed it from th
 (docs/storage-engine.md), a fraction of a second after the send. Component tests call the
 broker directly and expect to receive what they just sent, so every boto3 DynamoDB client
 of the test process indexes the log items it writes right after the write succeeds, with
-the real indexer (`mqless.indexing`), as if the dispatch function ran at once. What the
-dispatch function does besides indexing (pushing, pumping) stays explicit in the tests,
-and tests of the dispatch function itself feed it real stream records.
+the real indexer (`mqless.domain.queues.indexing`), as if the dispatch function ran at
+once. What the dispatch function does besides indexing (pushing, pumping) stays explicit
+in the tests, and tests of the dispatch function itself feed it real stream records.
 
 Installed among botocore's built-in handlers, so every client made later (the fixtures',
-the functions' through `mqless.runtime`) has it. `paused()` turns it off, to see what happens
+the functions' through `mqless.wiring`) has it. `paused()` turns it off, to see what happens
 before the dispatch function runs.
 """
 
@@ -23,15 +23,15 @@ from typing import Any
 import boto3
 from botocore.handlers import BUILTIN_HANDLERS
 
-from mqless.clock import Clock, SystemClock
-from mqless.dynamo import from_wire
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.indexing import Indexer
-from mqless.pubsub import TopicService
-from mqless.registry import QueueRegistry
-from mqless.runtime import build_indexer
+from mqless.domain.clock import Clock, SystemClock
+from mqless.domain.queues.indexing import Indexer
+from mqless.domain.topics.service import TopicService
 from mqless.settings import Settings
 from mqless.storage import keys
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import from_wire
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.wiring import build_indexer
 
 _KEY = "inline_dispatch_items"
 

@@ -2,11 +2,11 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mqless import runtime
-from mqless.auth import authorize
+from mqless import wiring
+from mqless.domain.access.authentication import authorize
 from mqless.observability import instrumented
 
 
 @instrumented(correlation_id_path="requestContext.requestId")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return authorize(event, runtime.authenticator())
+    return authorize(event, wiring.authenticator())

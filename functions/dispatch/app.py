@@ -2,8 +2,8 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mqless.dispatch import handle_batch
 from mqless.observability import instrumented
+from mqless.transports.dispatch import handle_batch
 
 
 @instrumented()

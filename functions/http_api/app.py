@@ -3,8 +3,8 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mqless.http.api import resolve
 from mqless.observability import instrumented
+from mqless.transports.http.api import resolve
 
 
 @instrumented(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -1,4 +1,4 @@
-"""Scheduled sweep: send scheduled messages falling due (`mqless.scheduling`), dead-letter
+"""Scheduled sweep: send scheduled messages falling due (`mqless.domain.scheduling`), dead-letter
 over-limit messages and drop expired ones between receives, then feed push consumers what
 became visible without a stream record (ended leases, delays), close connections whose
 credential expired or whose API key was revoked, and delete the temporary queues of
@@ -6,17 +6,17 @@ connections that ended without `$disconnect`."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mqless import runtime
+from mqless import wiring
 from mqless.observability import instrumented, logger
 
 
 @instrumented()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # first: scheduled messages are due at a given second, the rest only sooner or later
-    fired = runtime.scheduler().fire_due(budget_ms=_budget_ms(context) // 2)
-    report = runtime.queue_service().sweep(budget_ms=_budget_ms(context))
-    fed = runtime.sessions().pump_all()
-    connections = runtime.sessions().sweep_connections()
+    fired = wiring.scheduler().fire_due(budget_ms=_budget_ms(context) // 2)
+    report = wiring.queue_service().sweep(budget_ms=_budget_ms(context))
+    fed = wiring.sessions().pump_all()
+    connections = wiring.sessions().sweep_connections()
     logger.info(
         "sweep done",
         extra={

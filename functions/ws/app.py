@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mqless.observability import instrumented
-from mqless.websocket import handle_event
+from mqless.transports.websocket.handler import handle_event
 
 
 @instrumented(correlation_id_path="requestContext.connectionId")

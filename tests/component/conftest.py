@@ -19,20 +19,20 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.consumers import QueueConsumers
-from mqless.dynamo import Item, from_wire, to_wire
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.live import LiveSubscriptions
-from mqless.pubsub import TopicService
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.clock import ManualClock
+from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import TopicService
 from mqless.settings import Settings
-from mqless.stomp import Frame, decode_frames
 from mqless.storage import keys
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import Item, from_wire, to_wire
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore, bodies_of
+from mqless.transports.websocket.connections import LiveSubscriptions
+from mqless.transports.websocket.sessions import Sessions
+from mqless.transports.websocket.stomp_frames import Frame, decode_frames
 from mqless_cli.cfn import Stack, provision
 from mqless_cli.local.moto_fixes import fixed_moto
 from tests.conftest import MOTO_CONFIG, project_template
@@ -102,7 +102,7 @@ def aws(shared_aws: Aws) -> Aws:
 def broker(aws: Aws, clock: ManualClock) -> QueueService:
     """A QueueService over empty tables, on the manual clock (tests move time, never sleep)."""
     INLINE_DISPATCH.serve(aws.settings, clock)
-    return runtime.build_queue_service(
+    return wiring.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

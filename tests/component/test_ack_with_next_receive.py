@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.errors import InvalidRequest
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -38,7 +38,7 @@ def receivers(aws: Aws, clock: ManualClock) -> list[QueueService]:
     of one shard (every message in one sequence of segments)."""
     INLINE_DISPATCH.serve(aws.settings, clock)
     made = [
-        runtime.build_queue_service(
+        wiring.build_queue_service(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,

@@ -9,16 +9,16 @@ from typing import Any
 import boto3
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import SubscriptionSettings, TopicService
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import SubscriptionSettings, TopicService
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.sessions import Sessions
 from tests.component.conftest import Aws
 from tests.lambda_support import websocket_event
 
@@ -151,7 +151,7 @@ def test_held_stomp_sends_keep_their_headers_sealed_until_commit(
     sessions: Sessions, broker: QueueService, aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a STOMP client that sends inside a transaction, with headers of its own
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
     def say(command: str, body: str = "", **headers: str) -> None:
         lines = [command] + [f"{k}:{v}" for k, v in headers.items()]

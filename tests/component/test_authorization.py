@@ -20,15 +20,16 @@ from typing import Any
 
 import pytest
 
-from mqless import names, runtime
-from mqless.access import EVERYTHING, AccessControl
-from mqless.clock import ManualClock, SystemClock
-from mqless.dynamo import from_wire
-from mqless.models import QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import Principal, parse_grants
-from mqless.stomp import Frame
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain import names
+from mqless.domain.access.principals import Principal, parse_grants
+from mqless.domain.access.users import EVERYTHING, AccessControl
+from mqless.domain.clock import ManualClock, SystemClock
+from mqless.domain.models import QueueSettings
+from mqless.storage.dynamo import from_wire
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import Aws, RecordingPusher
@@ -74,11 +75,11 @@ def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPushe
     builds the services with GrantPolicy), and pushes recorded instead of posted."""
     for name, value in _stack(aws).environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
     yield recording
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -148,7 +149,7 @@ def _a_lease(api: HttpApi) -> dict[str, str]:
 
 
 def _a_connection(api: HttpApi) -> dict[str, str]:
-    runtime.sessions().open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
+    wiring.sessions().open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
     return {"connection_id": "c1"}
 
 
@@ -873,7 +874,7 @@ def json_frame(connection_id: str, **frame: Any) -> None:
 
 def made_by_admin(queue: str) -> None:
     """An empty queue an admin of everything made (what is tested is not creating it)."""
-    runtime.queue_service().put_queue(ROOT, queue, QueueSettings())
+    wiring.queue_service().put_queue(ROOT, queue, QueueSettings())
 
 
 def sent_as_admin(destination: str, body: str = "hello") -> None:
@@ -1078,7 +1079,7 @@ def _json_delivery(pusher: RecordingPusher) -> str:
         ack="client-individual",
     )
     sent_as_admin("/queue/orders")
-    runtime.sessions().pump("orders")  # the stream record's doing when deployed
+    wiring.sessions().pump("orders")  # the stream record's doing when deployed
     [message] = [f for f in pusher.json_frames("alice") if f["type"] == "message"]
     ack: str = message["ack"]
     return ack
@@ -1148,7 +1149,7 @@ def assert_refused(pusher: RecordingPusher, connection_id: str, message: str, fr
     assert error.header("message") == message
     assert error.body.decode() == f"{message}\n\nThe frame was {frame}."
     assert pusher.closed == [connection_id]
-    assert runtime.sessions().info(connection_id) is None
+    assert wiring.sessions().info(connection_id) is None
 
 
 @dataclass(frozen=True)
@@ -1266,7 +1267,7 @@ def _stomp_delivery(pusher: RecordingPusher) -> str:
     stomp_session("alice", caller(ALLOWED, (grant("orders", "receive"),)))
     stomp("alice", "SUBSCRIBE", destination="/queue/orders", id="0", ack="client-individual")
     sent_as_admin("/queue/orders")
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
     [message] = frames(pusher, "alice", "MESSAGE")
     return message.header("ack") or ""
 
@@ -1442,7 +1443,7 @@ def test_connect_with_an_api_key_as_passcode_opens_a_session_with_its_grants(
     stomp("c1", "CONNECT", accept_version="1.2", host="/", **credentials)
     # Then the session is bob's: it may send to orders...
     assert len(frames(pusher, "c1", "CONNECTED")) == 1
-    info = runtime.sessions().info("c1")
+    info = wiring.sessions().info("c1")
     assert info is not None and info.principal == "bob"
     stomp("c1", "SEND", "hi", destination="/queue/orders", receipt="r1")
     assert [f.header("receipt-id") for f in frames(pusher, "c1", "RECEIPT")] == ["r1"]
@@ -1883,7 +1884,7 @@ def test_the_owner_of_a_durable_subscription_may_delete_it(
 def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
     """The functions' clock, moved by the test instead of slept through."""
     moved = ManualClock(start_ms=SystemClock().now_ms())
-    monkeypatch.setattr(runtime, "clock", lambda: moved)
+    monkeypatch.setattr(wiring, "clock", lambda: moved)
     return moved
 
 
@@ -1965,7 +1966,7 @@ def test_a_stomp_connection_whose_key_expired_gets_an_error_and_is_closed(
     )
     assert len(frames(pusher, "c1", "RECEIPT")) == 1
     assert pusher.closed == ["c1"]
-    assert runtime.sessions().info("c1") is None
+    assert wiring.sessions().info("c1") is None
     assert stored_messages(aws) == before
 
 
@@ -1989,7 +1990,7 @@ def test_a_json_connection_whose_key_expired_gets_an_error_and_is_closed(
         "message": "this API key has expired: reconnect with a valid credential",
     }
     assert pusher.closed == ["c1"]
-    assert runtime.sessions().info("c1") is None
+    assert wiring.sessions().info("c1") is None
     assert stored_messages(aws) == before
 
 
@@ -2002,12 +2003,12 @@ def test_no_queue_message_is_pushed_to_a_consumer_whose_key_expired(
     stomp_session("c1", answer)
     stomp("c1", "SUBSCRIBE", destination="/queue/orders", id="s1", ack="auto")
     ok(api.post("/queues/orders/messages", {"body": "in time"}), 201)
-    runtime.sessions().pump("orders")  # the stream record's doing when deployed
+    wiring.sessions().pump("orders")  # the stream record's doing when deployed
     assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"in time"]
     # When a message arrives after the key expired (the consumer sent nothing since)
     clock.advance(60)
     ok(api.post("/queues/orders/messages", {"body": "too late"}), 201)
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
     # Then it is not pushed to bob; it stays in the queue for someone who may have it
     assert [f.body for f in frames(pusher, "c1", "MESSAGE")] == [b"in time"]
     assert ok(api.get("/queues/orders/stats"))["visible"] == 1
@@ -2025,7 +2026,7 @@ def test_no_topic_message_is_pushed_to_a_live_subscriber_whose_key_expired(
     ok(api.post("/topics/news/messages", {"body": "too late"}), 201)
     published = [from_wire(i) for i in stored_messages(aws) if i["pk"]["S"].startswith("T#")]
     assert published
-    pushed = runtime.sessions().push_published(published)
+    pushed = wiring.sessions().push_published(published)
     # Then bob gets nothing
     assert pushed == 0
     assert frames(pusher, "c1", "MESSAGE") == []
@@ -2045,7 +2046,7 @@ def _request_through_a_temp_queue(pusher: RecordingPusher, responder: Grants) ->
     stomp_session("alice", caller(ALLOWED, REQUESTER))
     stomp("alice", "SUBSCRIBE", destination="/temp-queue/replies", id="r")
     stomp("alice", "SEND", "q?", destination="/queue/requests", reply_to="/temp-queue/replies")
-    runtime.sessions().pump("requests")
+    wiring.sessions().pump("requests")
     [request] = frames(pusher, "bob", "MESSAGE")
     return request
 
@@ -2058,7 +2059,7 @@ def test_a_responder_with_send_on_temp_queues_may_reply_to_a_temp_queue(
     reply_to = request.header("reply-to") or ""
     # When bob, granted send on temp-queue.>, replies to it
     stomp("bob", "SEND", "a!", destination=reply_to, receipt="r1")
-    runtime.sessions().pump(reply_to.removeprefix("/remote-temp-queue/"))
+    wiring.sessions().pump(reply_to.removeprefix("/remote-temp-queue/"))
     # Then alice receives the reply
     assert frames(pusher, "bob", "ERROR") == []
     assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"a!"]
@@ -2090,7 +2091,7 @@ def test_another_requester_may_not_receive_from_a_temp_queue_over_http(
     # Then she is refused with a problem naming the rule, and the reply still reaches alice
     assert carols.is_problem(403, "forbidden"), carols.text
     assert "private to the WebSocket connection" in carols.json["message"]
-    runtime.sessions().pump(queue)
+    wiring.sessions().pump(queue)
     assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"for alice only"]
 
 
@@ -2123,14 +2124,14 @@ def holding_one_message(connection_id: str, who: dict[str, str]) -> None:
     message there (`made_by_admin` and `sent_as_admin` came first)."""
     stomp_session(connection_id, who)
     stomp(connection_id, "SUBSCRIBE", id="0", destination="/queue/orders", ack="client")
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
 
 
 def another_consumer_gets(pusher: RecordingPusher) -> list[str]:
     """What an admin's new push consumer of `orders` is sent at once."""
     stomp_session("c2", ADMIN_CTX)
     stomp("c2", "SUBSCRIBE", id="0", destination="/queue/orders", ack="client")
-    runtime.sessions().pump("orders")
+    wiring.sessions().pump("orders")
     return [f.body.decode() for f in frames(pusher, "c2", "MESSAGE")]
 
 
@@ -2151,7 +2152,7 @@ def test_a_stomp_connection_whose_key_is_revoked_gets_an_error_and_the_next_swee
     [error] = frames(pusher, "c1", "ERROR")
     assert error.header("message") == "this API key was revoked: reconnect with a valid credential"
     assert pusher.closed == ["c1"]
-    assert runtime.sessions().info("c1") is None
+    assert wiring.sessions().info("c1") is None
     assert report["connections_closed"] == 1
     assert another_consumer_gets(pusher) == ["held"]
 
@@ -2224,7 +2225,7 @@ def test_the_sweep_leaves_a_connection_whose_key_is_valid_alone(
     assert report["connections_closed"] == 0
     assert frames(pusher, "c1", "ERROR") == []
     assert pusher.closed == []
-    assert runtime.sessions().info("c1") is not None
+    assert wiring.sessions().info("c1") is not None
     assert another_consumer_gets(pusher) == []
 
 
@@ -2236,18 +2237,18 @@ def test_the_sweep_deletes_a_temp_queue_whose_connection_ended_without_disconnec
     stomp_session("c1", ADMIN_CTX)
     stomp("c1", "SUBSCRIBE", id="r", destination="/temp-queue/replies")
     temp_queue = names.temp_queue_name("c1", "replies")
-    assert runtime.queue_service().has_queue(temp_queue)
+    assert wiring.queue_service().has_queue(temp_queue)
     # When the sweep runs while the connection might still be open (under API Gateway's
     # 2-hour limit), and again once it cannot be
     clock.advance(2 * 60 * 60 - 1)
     assert scheduled_sweep()["temp_queues_deleted"] == 0
-    assert runtime.queue_service().has_queue(temp_queue)
+    assert wiring.queue_service().has_queue(temp_queue)
     clock.advance(1)
     report = scheduled_sweep()
     # Then the second sweep deletes the queue, and forgets the connection
     assert report["temp_queues_deleted"] == 1
-    assert not runtime.queue_service().has_queue(temp_queue)
-    assert runtime.sessions().info("c1") is None
+    assert not wiring.queue_service().has_queue(temp_queue)
+    assert wiring.sessions().info("c1") is None
     assert scheduled_sweep()["temp_queues_deleted"] == 0
 
 
@@ -2255,7 +2256,7 @@ def test_a_sweep_that_closes_nothing_bills_three_queries_however_many_connection
     aws: Aws, clock: ManualClock
 ) -> None:
     # Given 100 open connections, each opened with an API key that expires in an hour
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     in_an_hour = clock.now_ms() // 1000 + 3600
     for n in range(100):
         bob = Principal(id="bob", kind="api_key", expires_at=in_an_hour, key_id=f"{n:024x}")

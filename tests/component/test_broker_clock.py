@@ -3,12 +3,12 @@ it is given (so a function instance's skew under `--realism` reaches them, as on
 
 from __future__ import annotations
 
-from mqless.clock import ManualClock
-from mqless.dynamo import from_wire
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
+from mqless.storage.dynamo import from_wire
 from mqless.storage.groups import SEGMENT_LIFETIME_SECONDS
 from mqless.storage.log import KEY_SECONDS
 from tests.component.conftest import Aws

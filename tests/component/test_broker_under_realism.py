@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mqless import observability
-from mqless import runtime as mqless_runtime
+from mqless import wiring as mqless_runtime
 from mqless_cli.local.console import Console
 from mqless_cli.local.realism import parse_realism
 from mqless_cli.local.runtime import DevRuntime

@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.dynamo import Item, from_wire
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import SubscriptionSettings, TopicService
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import SubscriptionSettings, TopicService
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import Item, from_wire
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless_cli.billing import Meter, Usage, observing_moto
 from mqless_cli.billing.dynamodb import item_size, number_size
 from tests.component.conftest import Aws

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.dedup import SECRET_KEY, SECRET_PARTITION, DedupHasher
-from mqless.dynamo import from_wire, to_wire
-from mqless.envelope import DataKey, KmsKeyProvider
-from mqless.models import NewMessage
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage
+from mqless.domain.queues.dedup import SECRET_KEY, SECRET_PARTITION, DedupHasher
+from mqless.domain.queues.service import QueueService
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import from_wire, to_wire
+from mqless.storage.envelope import DataKey, KmsKeyProvider
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 
@@ -34,7 +34,7 @@ def _hasher(aws: Aws) -> DedupHasher:
 
 def _process(aws: Aws, clock: ManualClock) -> QueueService:
     """A broker with caches of its own, as another Lambda instance has."""
-    return runtime.build_queue_service(
+    return wiring.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -32,13 +32,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mqless import runtime
-from mqless.dispatch import _Batch, deliver
-from mqless.dynamo import from_wire, to_wire
-from mqless.models import BROKER_HEADERS
+from mqless import wiring
+from mqless.domain.models import BROKER_HEADERS
 from mqless.observability import metrics
-from mqless.stomp import Frame, decode_frames
-from mqless.websocket import handle_event
+from mqless.storage.dynamo import from_wire, to_wire
+from mqless.transports.dispatch import _Batch, deliver
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.stomp_frames import Frame, decode_frames
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi
 from tests.lambda_support import websocket_event
@@ -56,11 +56,11 @@ def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPushe
     assert aws.stack is not None
     for name, value in aws.stack.environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
     yield recording
-    runtime.reset()
+    wiring.reset()
     metrics.flush()
 
 

@@ -11,9 +11,9 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from mqless.clock import ManualClock
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider, Sealed
-from mqless.errors import IntegrityError, Throttled
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import IntegrityError, Throttled
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider, Sealed
 
 BODY = b"x" * 1024
 

@@ -44,19 +44,19 @@ from aws_lambda_powertools.utilities.parser.models import (
 from conftest_http import EVENTS, ROOT, HttpApi, Reply, load_function
 from pydantic import BaseModel
 
-from mqless import runtime
-from mqless.access import AccessControl, bootstrap_admin
-from mqless.clock import SystemClock
-from mqless.dynamo import from_stream_image, from_wire
-from mqless.envelope import FORMAT_VERSION
-from mqless.json_protocol import parse_frame
-from mqless.models import DEFAULT_RETENTION_SECONDS, DEFAULT_SHARDS, NewMessage
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.receipts import decode_receipt
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.access.users import AccessControl, bootstrap_admin
+from mqless.domain.clock import SystemClock
+from mqless.domain.models import DEFAULT_RETENTION_SECONDS, DEFAULT_SHARDS, NewMessage
+from mqless.domain.queues.receipts import decode_receipt
+from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
-from mqless.stomp import decode_frames
 from mqless.storage import keys
+from mqless.storage.dynamo import from_stream_image, from_wire
+from mqless.storage.envelope import FORMAT_VERSION
+from mqless.transports.websocket.json_protocol import parse_frame
+from mqless.transports.websocket.stomp_frames import decode_frames
 from mqless_cli.cfn import IdentitySource, Stack, WebSocketApi, load_template
 from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.streams import record_filter
@@ -854,7 +854,7 @@ def become(function: str, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None
     new Lambda execution environment of that function would."""
     for name, value in stack.environment(function).items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -862,9 +862,9 @@ def pushed(
     function_env: dict[str, str], stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> RecordingPusher:
     """What the functions post to WebSocket connections, recorded instead of sent to the
-    @connections API (runtime.pusher() is what Sessions push through)."""
+    @connections API (wiring.pusher() is what Sessions push through)."""
     recorder = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recorder)
+    monkeypatch.setattr(wiring, "pusher", lambda: recorder)
     become("WebSocketFunction", stack, monkeypatch)
     return recorder
 
@@ -905,7 +905,7 @@ def test_websocket_events_in_order_get_what_the_clients_expect(pushed: Recording
     assert published["receipt"] == publish["receipt"]
     assert uuid.UUID(published["message_id"]).version == 7
     # ... and the disconnected JSON client is forgotten (the STOMP one is still there)
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     assert sessions.info(json_client) is None
     assert sessions.info(stomp_client) is not None
     listed = {c["id"]: c for c in sessions.live.list_connections()}
@@ -970,7 +970,7 @@ def test_pending_stomp_connection_is_opened_by_a_connect_with_a_real_key(
     # Then the handshake goes on with the newest STOMP it offered, and nothing is stored
     assert answer == {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "v12.stomp"}}
     assert stored_about(client, dynamodb, settings) == []
-    assert runtime.sessions().info(client) is None
+    assert wiring.sessions().info(client) is None
     # When its CONNECT carries a real key of `ops-admin` as passcode (login `ops-admin`)
     connect = with_token(ws_event("ws_message_stomp_connect_passcode"), ops_admin_key)
     assert load_function("ws").lambda_handler(connect, FakeLambdaContext()) == {"statusCode": 200}
@@ -978,9 +978,9 @@ def test_pending_stomp_connection_is_opened_by_a_connect_with_a_real_key(
     (connected,) = pushed.stomp_frames(client)
     assert connected.command == "CONNECTED"
     assert connected.header("version") == "1.2"
-    info = runtime.sessions().info(client)
+    info = wiring.sessions().info(client)
     assert info is not None and info.principal == SAMPLE_PRINCIPAL
-    listed = {c["id"]: c for c in runtime.sessions().live.list_connections()}
+    listed = {c["id"]: c for c in wiring.sessions().live.list_connections()}
     assert listed[client]["protocol"] == "stomp"
     assert stored_about(client, dynamodb, settings) != []
     assert pushed.closed == []

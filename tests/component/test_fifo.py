@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.errors import InvalidRequest
-from mqless.models import Delivery, NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.models import Delivery, NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.storage.groups import FifoIndex
 
 P = ANONYMOUS

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import runtime
-from mqless.access import EVERYTHING
+from mqless import wiring
+from mqless.domain.access.principals import Principal
+from mqless.domain.access.users import EVERYTHING
 from mqless.observability import metrics
-from mqless.outbound import Connection
-from mqless.principals import Principal
+from mqless.transports.websocket.outbound import Connection
 from mqless_cli.cfn import Stack
 from mqless_cli.local.metrics import EmfToCloudWatch
 from tests.component.conftest import RecordingPusher
@@ -32,7 +32,7 @@ READER = authorizer_context("reader", [{"pattern": "orders", "actions": ["send",
 @pytest.fixture
 def pusher(function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> RecordingPusher:
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
     return recording
 
 
@@ -80,7 +80,7 @@ def test_a_queues_history_shows_this_minutes_rates_its_depth_and_totals_since_cr
     assert len(received.json["messages"]) == 1
     assert api.post("/queues/orders/receive", {"max_messages": 1}).json["messages"] == []
     assert api.post("/queues/orders/messages", {"body": "c"}).status == 201
-    runtime.queue_service().sweep()  # the schedule measures every queue's depth
+    wiring.queue_service().sweep()  # the schedule measures every queue's depth
     cloudwatch()
 
     # When its history is asked for
@@ -153,8 +153,11 @@ def test_the_overall_history_counts_every_queue_and_each_topics_publishes(
 
 
 def test_history_refuses_what_it_cannot_answer(api: HttpApi, cloudwatch: Any) -> None:
+    # Given a queue, orders
     api.put("/queues/orders", {})
 
+    # When the history is asked for what it cannot answer
+    # Then each is refused with a problem:
     # a queue that does not exist
     assert api.get("/history?queue=nope").is_problem(404, "queue_not_found")
     # a queue and a topic at once, or a malformed name
@@ -168,7 +171,7 @@ def test_history_refuses_what_it_cannot_answer(api: HttpApi, cloudwatch: Any) ->
 
 def test_connections_list_their_subscriptions_by_name(api: HttpApi) -> None:
     # Given a WebSocket connection with a live topic subscription and a queue consumer
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     sessions.open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
     info = sessions.info("c1")
     assert info is not None
@@ -191,7 +194,7 @@ def test_an_admin_closes_a_connection_and_its_leases_go_back(
 ) -> None:
     # Given a connection consuming a queue, holding the lease of its one message
     assert api.post("/queues/orders/messages", {"body": "held"}).status == 201
-    sessions = runtime.sessions()
+    sessions = wiring.sessions()
     sessions.open(Connection("c1"), Principal(id="ops", grants=EVERYTHING))
     info = sessions.info("c1")
     assert info is not None
@@ -218,7 +221,7 @@ def test_an_admin_closes_a_connection_and_its_leases_go_back(
 def test_mqless_dev_keeps_one_statistic_set_per_metric_and_minute(
     api: HttpApi, cloudwatch: Any
 ) -> None:
-    # Given mqless dev's CloudWatch, handed many documents within one minute
+    # Given mqless dev's CloudWatch
     from moto.cloudwatch.models import cloudwatch_backends
     from moto.core.models import DEFAULT_ACCOUNT_ID
 
@@ -226,6 +229,7 @@ def test_mqless_dev_keeps_one_statistic_set_per_metric_and_minute(
     backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     held = len(backend.metric_data)
     now_ms = int(time.time() // 60 * 60 * 1000)  # the start of this minute: all in one
+    # When it is handed 50 documents within one minute, each counting 2 sent for queue busy
     for n in range(50):
         ingest(
             {

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.errors import InvalidRequest
-from mqless.models import Delivery, NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.receipts import decode_receipt
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.models import Delivery, NewMessage, QueueSettings
+from mqless.domain.queues.receipts import decode_receipt
+from mqless.domain.queues.service import QueueService
 
 P = ANONYMOUS
 LEASE = 30

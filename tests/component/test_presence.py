@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.dynamo import from_wire
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.storage.dynamo import from_wire
+from mqless.transports.websocket.sessions import Sessions
 from tests.component.conftest import RecordingPusher
 from tests.component.test_selector_subscriptions import _bodies, _got, _say, _session
 
 
 @pytest.fixture(autouse=True)
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 def _published(aws: Any) -> list[dict[str, Any]]:

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.json_protocol import handle_text
-from mqless.models import NewMessage, QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.storage.index import LANE_QUIET_MS
-from mqless.websocket import handle_event
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.json_protocol import handle_text
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
 from tests.component.conftest import RecordingPusher
@@ -158,8 +158,11 @@ def test_a_priority_outside_0_to_9_is_refused_with_400(api: HttpApi, priority: o
 
 
 def test_max_priority_is_refused_on_fifo_queues_and_outside_1_to_9(api: HttpApi) -> None:
-    # SQS FIFO has no priority: a group's order is its send order
+    # Given a FIFO queue name and a standard one
+    # (SQS FIFO has no priority: a group's order is its send order)
+    # When the FIFO queue is made with max_priority, and the standard one with 10 or 0
     fifo = api.put("/queues/ledger.fifo", {"max_priority": 4})
+    # Then each is a 400 invalid_request problem, the FIFO one naming FIFO
     assert fifo.is_problem(400, "invalid_request")
     assert "FIFO" in fifo.json["message"]
     assert api.put("/queues/wide", {"max_priority": 10}).is_problem(400, "invalid_request")
@@ -167,6 +170,7 @@ def test_max_priority_is_refused_on_fifo_queues_and_outside_1_to_9(api: HttpApi)
 
 
 def test_priority_lanes_share_the_default_eight_shards(api: HttpApi) -> None:
+    # Given the default of eight shards for a queue
     # When queues with 10, 4 and 2 priority lanes are made without naming shards
     ten = api.put("/queues/lanes-10", {"max_priority": 9}).json["shards"]
     four = api.put("/queues/lanes-4", {"max_priority": 3}).json["shards"]
@@ -365,7 +369,7 @@ def test_a_selector_on_jms_priority_sees_the_priority_a_message_was_sent_with(
 
 @pytest.fixture
 def stomp_wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 def _stomp(connection_id: str, frame: str) -> None:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.dynamo import from_wire
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
+from mqless.storage.dynamo import from_wire
 from mqless_cli.cfn import (
     HttpRoute,
     Stack,
@@ -212,6 +212,7 @@ def test_http_routes_send_each_route_to_the_http_api_function(stack: Stack) -> N
 
 
 def test_dispatch_reads_only_new_log_items_and_wake_markers_from_the_stream(stack: Stack) -> None:
+    # Given the stack built from template.yaml
     # When the stream triggers are listed
     [source] = stack.stream_sources()
     # Then the dispatch function gets INSERTs of log items (queue and topic) and of wake

@@ -11,19 +11,19 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock, SystemClock
-from mqless.consumers import QueueConsumers
-from mqless.dispatch import handle_batch
-from mqless.dynamo import to_wire
-from mqless.json_protocol import handle_text
-from mqless.models import NewMessage, QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock, SystemClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import to_wire
+from mqless.transports.dispatch import handle_batch
+from mqless.transports.websocket.json_protocol import handle_text
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.sessions import Sessions
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.test_push_costs import _dispatch
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -350,8 +350,8 @@ def test_a_new_message_on_the_stream_wakes_the_pump(
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
-    indexer = runtime.build_indexer(
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    indexer = wiring.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -359,7 +359,7 @@ def test_a_new_message_on_the_stream_wakes_the_pump(
         topics=sessions._topics,
         time=SystemClock(),
     )
-    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    monkeypatch.setattr(wiring, "indexer", lambda: indexer)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
     _send(broker, "jobs", "via stream")
@@ -732,8 +732,8 @@ def test_the_dispatch_functions_pump_is_told_the_shards_it_indexed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given the dispatch function wired to these sessions, and a client-mode consumer
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
-    indexer = runtime.build_indexer(
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    indexer = wiring.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -741,7 +741,7 @@ def test_the_dispatch_functions_pump_is_told_the_shards_it_indexed(
         topics=sessions._topics,
         time=SystemClock(),
     )
-    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    monkeypatch.setattr(wiring, "indexer", lambda: indexer)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "told", ack="client", prefetch=1)
     _send(broker, "told", "via stream")

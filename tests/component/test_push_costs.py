@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from mqless.json_protocol import handle_text
-from mqless.models import NewMessage, QueueSettings
-from mqless.outbound import Connection
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.sessions import Sessions, Settle
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.transports.websocket.json_protocol import handle_text
+from mqless.transports.websocket.outbound import Connection
+from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless_cli.billing import Meter, Usage, observing_moto
 from tests.component.conftest import Aws, RecordingPusher
 
@@ -351,14 +351,14 @@ def test_messages_a_selector_passes_over_bill_no_write_and_are_read_once(
 def _dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The dispatch function wired to these sessions: returns a function that hands it the
     INSERT records of the log items written since the last call (as the stream would)."""
-    from mqless import runtime
-    from mqless.clock import SystemClock
-    from mqless.dispatch import handle_batch
-    from mqless.registry import QueueRegistry
+    from mqless import wiring
+    from mqless.domain.clock import SystemClock
+    from mqless.storage.destinations import QueueRegistry
+    from mqless.transports.dispatch import handle_batch
     from tests.lambda_support import FakeLambdaContext
 
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
-    indexer = runtime.build_indexer(
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    indexer = wiring.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -366,7 +366,7 @@ def _dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> 
         topics=sessions._topics,
         time=SystemClock(),
     )
-    monkeypatch.setattr(runtime, "indexer", lambda: indexer)
+    monkeypatch.setattr(wiring, "indexer", lambda: indexer)
     seen: set[tuple[str, str]] = set()
 
     def run() -> dict[str, Any]:

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.errors import Forbidden, MqlessError
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS, Action, Principal
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS, Action, Principal
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import Forbidden, MqlessError
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.storage.destinations import QueueRegistry
 
 P = ANONYMOUS
 
@@ -337,7 +337,7 @@ class DenyPrincipal:
 def guarded(aws: Any, clock: ManualClock) -> tuple[QueueService, DenyPrincipal]:
     """A broker over the same tables whose policy refuses "mallory"."""
     policy = DenyPrincipal("mallory")
-    broker = runtime.build_queue_service(
+    broker = wiring.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -403,9 +403,12 @@ def test_every_operation_asks_the_policy_about_the_calling_principal(
 def test_a_listing_shows_only_the_queues_the_caller_administers(
     guarded: tuple[QueueService, DenyPrincipal],
 ) -> None:
+    # Given a queue (with its dead-letter queue), and a policy that refuses mallory everything
     broker, policy = guarded
     _send(broker, "orders", "x")
 
+    # When mallory, then an administrator, lists the queues
+    # Then mallory sees none (the policy was asked about admin on orders), the administrator both
     assert broker.list_queues(MALLORY) == []
     assert [q.name for q in broker.list_queues(P)] == ["orders", "orders.dlq"]
     assert ("mallory", Action.ADMIN, "orders") in policy.asked

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from conftest_http import HttpApi
 
-from mqless import queues
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues import service
+from mqless.domain.queues.service import QueueService
 from mqless_cli.cfn import Stack
 from tests.component.conftest import RawItems
 from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
@@ -46,6 +46,9 @@ def _receive_all(api: HttpApi, queue: str) -> list[str]:
 def test_a_queue_made_with_defaults_has_eight_shards_and_can_be_made_with_more(
     api: HttpApi,
 ) -> None:
+    # Given queue names not used yet
+    # When queues are made with default settings, with 16 shards, and with 65
+    # Then they have 8 and 16 shards, and 65 (over the limit of 64) is a 400 invalid_request problem
     assert api.put("/queues/plain", {}).json["shards"] == 8
     assert api.put("/queues/hot", {"shards": 16}).json["shards"] == 16
     assert api.put("/queues/too-hot", {"shards": 65}).is_problem(400, "invalid_request")
@@ -85,11 +88,13 @@ def test_shards_never_shrink_and_a_replace_that_leaves_them_out_keeps_them(
     api.put("/queues/wide", {"shards": 8})
     _send(api, "wide", "kept")
 
-    # When its settings are replaced without naming shards, it keeps its 8
+    # When its settings are replaced without naming shards
     replaced = api.put("/queues/wide", {"visibility_timeout": 90})
+    # Then it keeps its 8
     assert (replaced.status, replaced.json["shards"]) == (200, 8)
-    # and asking for fewer is refused, changing nothing
+    # When fewer shards are asked for
     refused = api.put("/queues/wide", {"shards": 2, "visibility_timeout": 5})
+    # Then it is refused (409: shards never shrink), changing nothing; the message is still there
     assert refused.is_problem(409, "conflict")
     assert "never shrink" in refused.json["message"]
     settings = api.get("/queues/wide").json
@@ -122,7 +127,7 @@ def test_a_warm_producer_spreads_over_the_new_shards_once_its_queue_grows(
     # Given a producer (one warm function instance) that has sent to a one-shard queue
     broker.put_queue(ANONYMOUS, "widening", QueueSettings(shards=1))
     broker.send(ANONYMOUS, "widening", NewMessage(body=b"before"))
-    monkeypatch.setattr(queues.random, "randrange", lambda n: n - 1)  # the draw: the last
+    monkeypatch.setattr(service.random, "randrange", lambda n: n - 1)  # the draw: the last
 
     # When the queue grows to 64 shards and the same producer sends again
     broker.put_queue(ANONYMOUS, "widening", QueueSettings(shards=64))

@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from mqless import quotas, runtime
-from mqless.errors import QuotaExceeded
-from mqless.models import NewMessage
-from mqless.principals import GrantPolicy, Principal, parse_grants
+from mqless import wiring
+from mqless.domain.access import quotas
+from mqless.domain.access.principals import GrantPolicy, Principal, parse_grants
+from mqless.domain.errors import QuotaExceeded
+from mqless.domain.models import NewMessage
 from mqless.settings import Settings
 from mqless_cli.local.moto_fixes import atomic_requests
 from tests.component.conftest import Aws, RecordingPusher
@@ -52,10 +53,10 @@ def quota(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPusher
     for name, value in _stack_environment(aws).items():
         monkeypatch.setenv(name, value)
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
-    runtime.reset()
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
+    wiring.reset()
     yield recording
-    runtime.reset()
+    wiring.reset()
 
 
 def set_quotas(
@@ -64,7 +65,7 @@ def set_quotas(
     """Lower the quotas as the template's parameters would (the functions read them once)."""
     monkeypatch.setenv("QUEUES_PER_PRINCIPAL", str(queues))
     monkeypatch.setenv("DURABLE_SUBSCRIPTIONS_PER_PRINCIPAL", str(subscriptions))
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -213,7 +214,7 @@ def test_concurrent_creators_never_pass_the_quota(aws: Aws) -> None:
     policy = GrantPolicy()
     maker = Principal(id="maker", grants=parse_grants(list(MAKER)))
     workers = [
-        runtime.build_queue_service(
+        wiring.build_queue_service(
             settings,
             dynamodb=boto3.client("dynamodb", region_name="us-east-1"),
             kms=boto3.client("kms", region_name="us-east-1"),

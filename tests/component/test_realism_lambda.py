@@ -55,7 +55,7 @@ def handler(event, context):
     body = json.loads(event.get("body") or "{{}}") if "body" in event else event
     CALLS.append(body)
     if body.get("clock"):
-        from mqless.clock import SystemClock
+        from mqless.domain.clock import SystemClock
 
         return {{"skew_ms": SystemClock().now_ms() - time.time_ns() // 1_000_000}}
     if "gate" in body:

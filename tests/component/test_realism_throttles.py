@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.sessions import Sessions
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.local.realism import parse_realism, realistic_aws
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
@@ -42,9 +42,9 @@ def api(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpApi]:
     for name, value in aws.stack.environment("HttpApiFunction").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AUTH_MODE", "off")
-    runtime.reset()
+    wiring.reset()
     yield HttpApi(aws.stack.http_routes())
-    runtime.reset()
+    wiring.reset()
 
 
 def _throttled(spec: str) -> Any:
@@ -123,7 +123,7 @@ def test_every_message_operation_aws_throttles_is_a_429_and_the_message_survives
 
 @pytest.fixture
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 @pytest.mark.usefixtures("_wired")

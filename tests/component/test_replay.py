@@ -13,17 +13,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mqless import pubsub, runtime
-from mqless.clock import ManualClock
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.errors import Conflict, InvalidRequest
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import REPLAY_JOIN_MS, SubscriptionSettings, TopicService
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
-from mqless.sessions import Sessions
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import Conflict, InvalidRequest
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics import service as topic_service
+from mqless.domain.topics.service import REPLAY_JOIN_MS, SubscriptionSettings, TopicService
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.sessions import Sessions
 from tests.component.conftest import Aws, RecordingPusher
 from tests.lambda_support import websocket_event
 
@@ -39,8 +40,8 @@ def _topics(aws: Aws, clock: ManualClock, *, replays: bool = True) -> TopicServi
         cipher=EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock),
         clock=clock,
     )
-    if replays:  # as `runtime.topic_service()` is: replays refer messages as the indexer does
-        runtime.build_indexer(
+    if replays:  # as `wiring.topic_service()` is: replays refer messages as the indexer does
+        wiring.build_indexer(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,
@@ -59,7 +60,7 @@ def topics(aws: Aws, clock: ManualClock) -> TopicService:
 @pytest.fixture(autouse=True)
 def one_shard(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every publish goes to topic shard 0: one order for the whole topic."""
-    monkeypatch.setattr(pubsub.random, "randrange", lambda n: 0)
+    monkeypatch.setattr(topic_service.random, "randrange", lambda n: 0)
 
 
 def _publish(topics: TopicService, *bodies: str, **attributes: str) -> None:
@@ -230,14 +231,21 @@ def test_a_start_before_retention_gets_from_the_oldest_message_still_retained(
 def test_a_bad_start_is_refused_and_creates_nothing(
     topics: TopicService, broker: QueueService, start: str, says: str
 ) -> None:
+    # Given a queue
     broker.put_queue(ANONYMOUS, "bad", QueueSettings())
+    # When a subscription would replay from a start that is no time, has no time zone, or is in the
+    # future
+    # Then it is refused, saying why, and no subscription is made
     with pytest.raises(InvalidRequest, match=says):
         topics.subscribe(ANONYMOUS, TOPIC, "bad", SubscriptionSettings(queue="bad", start=start))
     assert topics.subscriptions(ANONYMOUS) == []
 
 
 def test_a_start_on_a_pattern_is_refused(topics: TopicService, broker: QueueService) -> None:
+    # Given a queue
     broker.put_queue(ANONYMOUS, "all", QueueSettings())
+    # When a subscription on the pattern news.> asks to start from the oldest message
+    # Then it is refused (a replay start is not for a pattern), and no subscription is made
     with pytest.raises(InvalidRequest, match="not a pattern"):
         topics.subscribe(
             ANONYMOUS, "news.>", "all", SubscriptionSettings(queue="all", start="oldest")
@@ -253,9 +261,9 @@ def ws(
     sessions: Sessions, aws: Aws, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> TopicService:
     """The WebSocket function over `sessions`, whose topics replay (as `runtime`'s do)."""
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
     topics: TopicService = sessions._topics
-    runtime.build_indexer(
+    wiring.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -310,9 +318,13 @@ def test_a_stomp_durable_subscriber_from_the_first_offset_gets_what_it_missed(
 def test_a_stomp_subscribe_with_a_bad_or_misplaced_offset_gets_an_error_frame(
     ws: TopicService, pusher: RecordingPusher, headers: dict[str, str], says: str
 ) -> None:
+    # Given a STOMP session
     _stomp_session("c1")
+    # When it subscribes durably with x-stream-offset last or timestamp=soon, or with an offset but
+    # no durable name
     _stomp("c1", "SUBSCRIBE", id="0", destination=f"/topic/{TOPIC}", **headers)
 
+    # Then an ERROR frame says why, and no subscription is made
     [error] = [f for f in pusher.stomp_frames("c1") if f.command == "ERROR"]
     assert says in (error.header("message") or "")
     assert ws.subscriptions(ANONYMOUS) == []
@@ -351,8 +363,8 @@ def test_a_replay_cut_short_by_its_deadline_is_resumed_by_the_next_publish_each_
 ) -> None:
     # Given five retained messages, and a replay that records its place every two log items
     # and has no time to spare (it hands its shard back at the first record)
-    monkeypatch.setattr(pubsub, "REPLAY_CHUNK", 2)
-    monkeypatch.setattr(pubsub, "REPLAY_BUDGET_MS", 0, raising=False)
+    monkeypatch.setattr(topic_service, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(topic_service, "REPLAY_BUDGET_MS", 0, raising=False)
     broker.put_queue(ANONYMOUS, "resumed", QueueSettings())
     _publish(topics, "m1", "m2", "m3", "m4", "m5")
 
@@ -373,7 +385,7 @@ def test_a_replay_whose_worker_died_is_resumed_once_its_claim_ends_none_twice(
 ) -> None:
     # Given five retained messages, and a replay (recording its place every two log items)
     # whose worker dies after referring its second chunk, before recording how far it went
-    monkeypatch.setattr(pubsub, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(topic_service, "REPLAY_CHUNK", 2)
     broker.put_queue(ANONYMOUS, "crashed", QueueSettings())
     _publish(topics, "m1", "m2", "m3", "m4", "m5")
     replayer = topics._replayer
@@ -396,7 +408,7 @@ def test_a_replay_whose_worker_died_is_resumed_once_its_claim_ends_none_twice(
         )
 
     # When its claim has ended and a message published since reaches the dispatch function
-    clock.advance(pubsub.REPLAY_CLAIM_MS / 1000 + 1)
+    clock.advance(topic_service.REPLAY_CLAIM_MS / 1000 + 1)
     _publish(topics, "live")
 
     # Then the replay resumed from its last record: what the dead worker referred after it
@@ -409,8 +421,8 @@ def test_a_live_message_waits_while_its_shard_is_still_being_replayed(
 ) -> None:
     # Given a subscription whose replay the dispatch function does (its maker cannot), a
     # dispatch function with no time to spare, and three retained messages
-    monkeypatch.setattr(pubsub, "REPLAY_CHUNK", 2)
-    monkeypatch.setattr(pubsub, "REPLAY_DISPATCH_BUDGET_MS", 0, raising=False)
+    monkeypatch.setattr(topic_service, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(topic_service, "REPLAY_DISPATCH_BUDGET_MS", 0, raising=False)
     topics = _topics(aws, clock, replays=False)
     broker.put_queue(ANONYMOUS, "waits", QueueSettings())
     _publish(topics, "m1", "m2", "m3")

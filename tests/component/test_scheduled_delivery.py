@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.stomp import Frame
+from mqless import wiring
+from mqless.domain.clock import ManualClock
 from mqless.storage.schedules import ScheduleStore
-from mqless.websocket import handle_event
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.stomp_frames import Frame
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply, load_function
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -43,13 +43,13 @@ def pusher(
     assert aws.stack is not None
     for name, value in aws.stack.environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     recording = RecordingPusher()
-    monkeypatch.setattr(runtime, "pusher", lambda: recording)
-    monkeypatch.setattr(runtime, "clock", lambda: clock)
+    monkeypatch.setattr(wiring, "pusher", lambda: recording)
+    monkeypatch.setattr(wiring, "clock", lambda: clock)
     INLINE_DISPATCH.serve(aws.settings, clock)
     yield recording
-    runtime.reset()
+    wiring.reset()
 
 
 @pytest.fixture
@@ -614,6 +614,7 @@ def test_cancelling_a_schedule_that_is_not_there_is_a_404_and_writes_nothing(
 
 def test_a_batch_entry_with_a_schedule_fails_alone(api: HttpApi) -> None:
     # Given a batch of two entries, one with a cron schedule
+    # When it is sent
     reply = api.post(
         "/queues/mixed/messages/batch",
         {"entries": [{"id": "a", "body": "now"}, {"id": "b", "body": "x", "cron": "0 6 * * *"}]},

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.dynamo import Item
-from mqless.errors import InvalidRequest, PayloadTooLarge
-from mqless.models import MAX_BODY_BYTES, NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import InvalidRequest, PayloadTooLarge
+from mqless.domain.models import MAX_BODY_BYTES, NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.storage.dynamo import Item
 from mqless.storage.log import bodies_of
 
 RawItems = Callable[[str], list[Item]]

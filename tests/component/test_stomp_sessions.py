@@ -13,22 +13,22 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.models import NewMessage
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import TopicService
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
-from mqless.stomp import Frame
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import TopicService
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.sessions import Sessions
+from mqless.transports.websocket.stomp_frames import Frame
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import websocket_event
 
 
 @pytest.fixture(autouse=True)
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 def _open(connection_id: str, offer: str = "v12.stomp") -> dict[str, Any]:
@@ -370,7 +370,7 @@ def test_topic_messages_reach_live_stomp_and_json_subscribers(
         for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
         if i["pk"]["S"].startswith("T#")
     ]
-    from mqless.dynamo import from_wire
+    from mqless.storage.dynamo import from_wire
 
     sent = sessions.push_published([from_wire(i) for i in published])
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from tests.component.conftest import Aws, RawItems
 from tests.inline_dispatch import INLINE_DISPATCH
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mqless.clock import ManualClock
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 
 P = ANONYMOUS
 LEASE = 10

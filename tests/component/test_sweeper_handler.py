@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from conftest_http import EVENTS, load_function
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.models import NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
 from mqless_cli.cfn import Stack
 from tests.lambda_support import FakeLambdaContext
 
@@ -26,7 +26,7 @@ def sweep(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sweep]:
     """Invoke the sweeper as its schedule does, in its own environment from the template."""
     for name, value in stack.environment("SweeperFunction").items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
+    wiring.reset()
     handler = load_function("sweeper").lambda_handler
     event = json.loads((EVENTS / "sweeper_schedule.json").read_text())
 
@@ -35,10 +35,13 @@ def sweep(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sweep]:
         return report
 
     yield invoke
-    runtime.reset()
+    wiring.reset()
 
 
 def test_sweep_of_an_empty_broker_reports_nothing_to_do(sweep: Sweep) -> None:
+    # Given no queues, messages or connections
+    # When the sweeper runs as its schedule invokes it
+    # Then its report counts nothing done and no errors
     assert sweep() == {
         "queues": 0,
         "dead_lettered": 0,
@@ -54,7 +57,7 @@ def test_sweep_dead_letters_and_expires_and_counts_both(
 ) -> None:
     # Given the broker on a manual clock, a queue that dead-letters after one delivery,
     # a message delivered once whose lease ran out, and a message with a one-minute TTL
-    monkeypatch.setattr(runtime, "queue_service", lambda: service)
+    monkeypatch.setattr(wiring, "queue_service", lambda: service)
     service.put_queue(ANONYMOUS, "orders", QueueSettings(max_receive_count=1))
     service.send(ANONYMOUS, "orders", NewMessage(body=b"poison"))
     assert len(service.receive(ANONYMOUS, "orders", visibility_timeout=0)) == 1

@@ -21,17 +21,17 @@ from typing import Any
 
 import pytest
 
-from mqless import runtime
-from mqless.clock import ManualClock
-from mqless.dynamo import Item, from_wire, to_wire
-from mqless.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.errors import Conflict
-from mqless.models import BrowsedMessage, NewMessage, QueueSettings
-from mqless.principals import ANONYMOUS
-from mqless.pubsub import SubscriptionSettings, TopicService
-from mqless.queues import QueueService
-from mqless.registry import QueueRegistry
+from mqless import wiring
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import Conflict
+from mqless.domain.models import BrowsedMessage, NewMessage, QueueSettings
+from mqless.domain.queues.service import QueueService
+from mqless.domain.topics.service import SubscriptionSettings, TopicService
 from mqless.storage import keys
+from mqless.storage.destinations import QueueRegistry
+from mqless.storage.dynamo import Item, from_wire, to_wire
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import bodies_of
 from tests.component.conftest import Aws
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -57,7 +57,7 @@ def topics(aws: Aws, clock: ManualClock) -> TopicService:
 def other_process(aws: Aws, clock: ManualClock) -> QueueService:
     """The broker in another function instance: it has written nothing, so it reads every
     data key from the table (the one that wrote a key keeps it, and its plaintext, cached)."""
-    return runtime.build_queue_service(
+    return wiring.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -12,20 +12,21 @@ from typing import Any
 
 import pytest
 
-from mqless import names, runtime
-from mqless.errors import QueueNotFound
-from mqless.principals import ANONYMOUS
-from mqless.queues import QueueService
-from mqless.sessions import Sessions
-from mqless.stomp import Frame
-from mqless.websocket import handle_event
+from mqless import wiring
+from mqless.domain import names
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.errors import QueueNotFound
+from mqless.domain.queues.service import QueueService
+from mqless.transports.websocket.handler import handle_event
+from mqless.transports.websocket.sessions import Sessions
+from mqless.transports.websocket.stomp_frames import Frame
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import websocket_event
 
 
 @pytest.fixture(autouse=True)
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "sessions", lambda: sessions)
+    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
 
 
 def _say(connection_id: str, command: str, body: str = "", **headers: str) -> None:

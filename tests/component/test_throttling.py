@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mqless import runtime
+from mqless import wiring
 from tests.component.conftest_http import load_function
 from tests.lambda_support import FakeLambdaContext, http_event
 
@@ -23,7 +23,7 @@ def test_dynamodb_throttling_is_a_429_with_retry_after(
     lambda_handler = load_function("http_api").lambda_handler
 
     # Given DynamoDB answering every write with a throttling error
-    client = runtime.dynamodb_client()
+    client = wiring.dynamodb_client()
 
     def throttled(*args: Any, **kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": code, "Message": "slow down"}}, "PutItem")

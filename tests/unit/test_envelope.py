@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqless.clock import ManualClock
-from mqless.envelope import (
+from mqless.domain.clock import ManualClock
+from mqless.domain.errors import IntegrityError, Throttled
+from mqless.storage.envelope import (
     FORMAT_VERSION,
     LEGACY_FORMAT_VERSION,
     DataKey,
@@ -26,7 +27,6 @@ from mqless.envelope import (
     Sealed,
     encryption_context,
 )
-from mqless.errors import IntegrityError, Throttled
 
 DEST = "orders"
 MSG = "m-0001"

@@ -7,8 +7,8 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from mqless.errors import InvalidRequest
-from mqless.models import Delivery, NewMessage, QueueConfig, QueueSettings
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.models import Delivery, NewMessage, QueueConfig, QueueSettings
 
 NOW = 1_800_000_000_000
 

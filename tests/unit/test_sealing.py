@@ -6,12 +6,12 @@ import hashlib
 
 import pytest
 
-from mqless.dynamo import Item
-from mqless.envelope import FORMAT_VERSION, LEGACY_FORMAT_VERSION, EnvelopeCipher
-from mqless.errors import IntegrityError
-from mqless.ids import new_message_id
-from mqless.models import NewMessage
-from mqless.sealing import LEGACY_FIELDS, Headers, Holder, open_item, reseal, seal
+from mqless.domain.errors import IntegrityError
+from mqless.domain.ids import new_message_id
+from mqless.domain.models import NewMessage
+from mqless.storage.dynamo import Item
+from mqless.storage.envelope import FORMAT_VERSION, LEGACY_FORMAT_VERSION, EnvelopeCipher
+from mqless.storage.sealing import LEGACY_FIELDS, Headers, Holder, open_item, reseal, seal
 from tests.unit.test_envelope import hand_sealed, make_cipher
 
 NOW = 1_800_000_000_000

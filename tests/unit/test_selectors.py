@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless.errors import InvalidRequest
-from mqless.selectors import InvalidSelector, check, message_lookup, parse
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.selectors import InvalidSelector, check, message_lookup, parse
 
 
 def select(text: str, **properties: object) -> bool | None:

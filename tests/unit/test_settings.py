@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import mqless
-from mqless import runtime
-from mqless.errors import Unauthorized
-from mqless.live import ApiGatewayPusher
+from mqless import wiring
+from mqless.domain.errors import Unauthorized
 from mqless.settings import AccessSettings, Settings, SettingsError
+from mqless.transports.websocket.connections import ApiGatewayPusher
 
 TABLES = {"MESSAGES_TABLE": "messages", "DESTINATIONS_TABLE": "destinations", "KMS_KEY_ID": "k"}
 
@@ -141,22 +141,22 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
     for name in ("AUTH_MODE", "CONNECTIONS_ENDPOINT", "JWT_ISSUER", "JWT_AUDIENCE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    runtime.reset()
+    wiring.reset()
     yield monkeypatch
-    runtime.reset()
+    wiring.reset()
 
 
 def test_the_environment_is_read_once_per_process(function_env: pytest.MonkeyPatch) -> None:
     # Given a function that has read its settings, with authentication required
-    assert runtime.auth_required()
+    assert wiring.auth_required()
 
     # When its environment changes afterwards
     function_env.setenv("AUTH_MODE", "off")
 
     # Then it keeps what it read, until the runtime is reset (as a new process would)
-    assert runtime.auth_required()
-    runtime.reset()
-    assert not runtime.auth_required()
+    assert wiring.auth_required()
+    wiring.reset()
+    assert not wiring.auth_required()
 
 
 @pytest.mark.parametrize(("endpoint", "pushes"), [("https://ws.example/live", True), (None, False)])
@@ -168,7 +168,7 @@ def test_the_pusher_pushes_only_where_the_settings_name_a_connections_endpoint(
         function_env.setenv("CONNECTIONS_ENDPOINT", endpoint)
 
     # When it builds its pusher
-    pusher = runtime.pusher()
+    pusher = wiring.pusher()
 
     # Then it pushes through API Gateway there; with none, a push is a deployment fault
     assert isinstance(pusher, ApiGatewayPusher) is pushes
@@ -194,7 +194,7 @@ def test_jwts_are_taken_only_from_the_issuer_of_the_settings(
     # When a JWT-shaped token authenticates
     # Then it is refused for that reason (no network: neither case fetches keys)
     with pytest.raises(Unauthorized, match=refusal):
-        runtime.authenticator().authenticate("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+        wiring.authenticator().authenticate("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
 
 
 def test_no_module_of_the_core_but_settings_reads_the_environment() -> None:

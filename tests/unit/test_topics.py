@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless.errors import InvalidRequest
-from mqless.topics import (
+from mqless.domain.errors import InvalidRequest
+from mqless.domain.topics.patterns import (
     FilterPolicy,
     TopicIndex,
     topic_matches,

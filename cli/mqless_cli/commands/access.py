@@ -140,7 +140,7 @@ def _keys_revoke(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-ACTIONS = ("send", "receive", "create", "admin")  # mqless.principals.Action
+ACTIONS = ("send", "receive", "create", "admin")  # mqless.domain.access.principals.Action
 
 
 def parse_grant(text: str) -> dict[str, Any]:
@@ -161,8 +161,8 @@ def parse_grant(text: str) -> dict[str, Any]:
             f"unknown action {unknown[0]!r} in {text!r}: the actions are {', '.join(ACTIONS)}"
         )
     # the broker's own rule, so a pattern refused here would be refused by the API too
-    from mqless.errors import InvalidRequest
-    from mqless.principals import MAX_PATTERN, validate_grant_pattern
+    from mqless.domain.access.principals import MAX_PATTERN, validate_grant_pattern
+    from mqless.domain.errors import InvalidRequest
 
     if len(pattern) > MAX_PATTERN:
         raise argparse.ArgumentTypeError(f"pattern longer than {MAX_PATTERN} characters")

@@ -34,9 +34,9 @@ def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:
     from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
     from botocore.exceptions import ClientError as AwsError
 
-    from mqless.access import AccessControl, bootstrap_admin
-    from mqless.clock import SystemClock
-    from mqless.errors import MqlessError
+    from mqless.domain.access.users import AccessControl, bootstrap_admin
+    from mqless.domain.clock import SystemClock
+    from mqless.domain.errors import MqlessError
 
     session = session or boto3.Session()
     table: str | None = args.table

@@ -25,7 +25,7 @@ from mqless_cli.commands.context import (
 )
 from mqless_cli.output import Output, age, count, message_text, timestamp
 
-# the API's limits (mqless.models), repeated so that a mistake is a usage error at once
+# the API's limits (mqless.domain.models), repeated so that a mistake is a usage error at once
 MAX_VISIBILITY_SECONDS = 12 * 60 * 60
 MIN_RETENTION_SECONDS = 60
 MAX_RETENTION_SECONDS = 14 * 24 * 60 * 60
@@ -282,6 +282,12 @@ def _move(context: Context, args: argparse.Namespace) -> int:
 
 
 def _setting_flags(parser: argparse.ArgumentParser) -> None:
+    _delivery_flags(parser)
+    _storage_flags(parser)
+
+
+def _delivery_flags(parser: argparse.ArgumentParser) -> None:
+    """How messages are leased and when they are dead-lettered."""
     parser.add_argument(
         "--visibility-timeout",
         dest="visibility_timeout",
@@ -308,6 +314,10 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
         metavar="QUEUE",
         help="where over-limit messages go (default QUEUE.dlq; BASE.dlq.fifo for FIFO)",
     )
+
+
+def _storage_flags(parser: argparse.ArgumentParser) -> None:
+    """How long messages live, when they may first go out, and how the queue is laid out."""
     parser.add_argument(
         "--retention",
         dest="retention_seconds",

@@ -82,7 +82,7 @@ class DevRuntime:
         self._pollers: list[Any] = []
         self._schedules: Any = None
         self.realism = realism or Realism()
-        """The AWS behaviours reproduced on purpose (`--realism`; `local/realism.py`)."""
+        """The AWS behaviours reproduced on purpose (`--realism`; `local/realism/`)."""
         self.faults: RealismReport | None = None
         self._realism: Any = None
 
@@ -265,8 +265,8 @@ def _has_authorizers(stack: Stack) -> bool:
 
 def _dev_token(destinations_table: str) -> str:
     """A key of principal `dev`, administrator of everything, in the embedded AWS."""
-    from mqless.access import AccessControl, bootstrap_admin
-    from mqless.clock import SystemClock
+    from mqless.domain.access.users import AccessControl, bootstrap_admin
+    from mqless.domain.clock import SystemClock
 
     access = AccessControl(LocalCloud.client("dynamodb"), destinations_table, SystemClock())
     return str(bootstrap_admin(access, DEV_PRINCIPAL).token)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
-from mqless import quotas
+from mqless.domain.access import quotas
 
 DEFAULT_PRINCIPAL_CLAIM = "sub"
 DEFAULT_GROUPS_CLAIM = "cognito:groups"

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
-from mqless.errors import Throttled
+from mqless.domain.errors import Throttled
 from mqless.storage import keys
+from mqless.storage.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

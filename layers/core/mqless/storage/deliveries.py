@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import (
+from mqless.domain.queues.receipts import Lease
+from mqless.storage.dynamo import (
     Item,
     from_wire,
     is_condition_failure,
@@ -42,7 +43,6 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.receipts import Lease
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -37,17 +37,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.clock import Clock, SystemClock
-from mqless.dynamo import (
+from mqless.domain.clock import Clock, SystemClock
+from mqless.domain.errors import Throttled
+from mqless.domain.models import MAX_RETENTION_SECONDS
+from mqless.storage import keys
+from mqless.storage.dynamo import (
     from_wire,
     is_condition_failure,
     put_if_absent,
     to_wire,
     translated_errors,
 )
-from mqless.errors import Throttled
-from mqless.models import MAX_RETENTION_SECONDS
-from mqless.storage import keys
 from mqless.storage.index import (
     SETTLED,
     Entry,

@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import (
+from mqless.domain.errors import Throttled
+from mqless.storage import keys
+from mqless.storage.dynamo import (
     batch_write,
     from_wire,
     is_condition_failure,
@@ -54,8 +56,6 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.errors import Throttled
-from mqless.storage import keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

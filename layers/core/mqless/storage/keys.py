@@ -30,7 +30,7 @@ import uuid
 import zlib
 from typing import Final
 
-from mqless.errors import InvalidRequest
+from mqless.domain.errors import InvalidRequest
 
 QUEUE_LOG: Final = "L#"
 TOPIC_LOG: Final = "T#"

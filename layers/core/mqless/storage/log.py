@@ -30,11 +30,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from mqless.clock import Clock, SystemClock
-from mqless.dynamo import Item, from_wire, partition_items, to_wire, translated_errors
-from mqless.errors import IntegrityError
-from mqless.models import MAX_RETENTION_SECONDS
+from mqless.domain.clock import Clock, SystemClock
+from mqless.domain.errors import IntegrityError
+from mqless.domain.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
+from mqless.storage.dynamo import Item, from_wire, partition_items, to_wire, translated_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

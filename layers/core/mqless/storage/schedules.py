@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.dynamo import (
+from mqless.storage import keys
+from mqless.storage.dynamo import (
     Item,
     from_wire,
     is_condition_failure,
@@ -31,7 +32,6 @@ from mqless.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.storage import keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,0 +1,1 @@
+"""Push consumers: messages leased to WebSocket subscriptions, and who is consuming."""

@@ -1,0 +1,1 @@
+"""Queues: send, lease, settle, dead letters, FIFO groups, deduplication, receipts."""

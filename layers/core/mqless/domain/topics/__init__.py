@@ -1,0 +1,1 @@
+"""Topics: publish once, deliver to durable subscriptions; patterns and filter policies."""

@@ -1,0 +1,1 @@
+"""How requests reach the broker: HTTP, WebSocket (JSON and STOMP), the stream dispatcher."""

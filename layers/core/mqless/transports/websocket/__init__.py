@@ -1,0 +1,1 @@
+"""The WebSocket API: connections, the JSON protocol and STOMP, frames out."""

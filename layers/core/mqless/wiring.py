@@ -1,0 +1,460 @@
+"""Wiring: the default broker built from the environment, created once per process.
+
+Nothing here runs at import time; handlers call `queue_service()` on their first
+invocation, and tests call `reset()` between cases. Each factory imports what it builds
+when it is first called, so a function imports only what its own requests use: the
+authorizer and the dispatch function never load the WebSocket sessions or the HTTP API's
+services (issue 18's cold start; `bench/cold_import.py` measures it).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from mqless.domain.clock import Clock, SystemClock
+from mqless.settings import AccessSettings, Settings, WebSocketSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+
+    from mqless.domain.access.authentication import Authenticator, IamPrincipals
+    from mqless.domain.access.principals import Policy
+    from mqless.domain.access.users import AccessControl
+    from mqless.domain.queues.indexing import Indexer
+    from mqless.domain.queues.service import QueueService
+    from mqless.domain.scheduling import Scheduler
+    from mqless.domain.topics.service import TopicService
+    from mqless.observability.history import HistoryService
+    from mqless.storage.destinations import QueueRegistry
+    from mqless.storage.envelope import EnvelopeCipher
+    from mqless.storage.log import LogStore
+    from mqless.storage.sealing import BodyCipher
+    from mqless.transports.websocket.connections import LiveSubscriptions, Pusher
+    from mqless.transports.websocket.sessions import Sessions
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=10,
+    max_pool_connections=32,
+)
+
+
+@cache
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=_CLIENT_CONFIG)
+
+
+@cache
+def kms_client() -> KMSClient:
+    return boto3.client("kms", config=_CLIENT_CONFIG)
+
+
+@cache
+def cloudwatch_client() -> CloudWatchClient:
+    return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
+
+
+@cache
+def history() -> HistoryService:
+    """The functions' own metrics, read back (the console's charts)."""
+    from mqless.observability.history import HistoryService
+
+    return HistoryService(cloudwatch_client(), registry(), policy(), clock())
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@cache
+def access_settings() -> AccessSettings:
+    """AUTH_MODE and the JWT settings alone: every handler checks them before anything else."""
+    return AccessSettings.from_env()
+
+
+@cache
+def websocket_settings() -> WebSocketSettings:
+    """Where the WebSocket API is (the pusher, the web console)."""
+    return WebSocketSettings.from_env()
+
+
+@cache
+def clock() -> Clock:
+    """The process's time (tests replace it to move time without sleeping)."""
+    return SystemClock()
+
+
+@cache
+def auth_required() -> bool:
+    """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
+    return access_settings().auth_required
+
+
+@cache
+def policy() -> Policy:
+    """Grants decide while authentication is on; with AUTH_MODE=off everything is allowed."""
+    from mqless.domain.access.principals import AllowAll, GrantPolicy
+
+    return GrantPolicy() if auth_required() else AllowAll()
+
+
+@cache
+def access() -> AccessControl:
+    """Principals and API keys, managed under the process-wide policy."""
+    from mqless.domain.access.users import AccessControl
+
+    return AccessControl(dynamodb_client(), settings().destinations_table, clock(), policy())
+
+
+@cache
+def authenticator() -> Authenticator:
+    """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
+    from mqless.domain.access.authentication import (
+        Authenticator,
+        IssuerKeys,
+        JwtSettings,
+        JwtVerifier,
+    )
+
+    config = access_settings()
+    issuer = config.jwt_issuer
+    if not issuer:
+        return Authenticator(access())
+    jwt_settings = JwtSettings(
+        issuer=issuer,
+        audience=config.jwt_audience,
+        principal_claim=config.jwt_principal_claim,
+        groups_claim=config.jwt_groups_claim,
+    )
+    return Authenticator(access(), JwtVerifier(jwt_settings, IssuerKeys(issuer)))
+
+
+@cache
+def iam_principals() -> IamPrincipals:
+    from mqless.domain.access.authentication import IamPrincipals
+
+    return IamPrincipals(access())
+
+
+@cache
+def cipher() -> EnvelopeCipher:
+    """The process-wide body cipher (one data-key cache for every service here)."""
+    return _cipher(settings(), kms_client(), clock())
+
+
+@cache
+def live_subscriptions() -> LiveSubscriptions:
+    from mqless.transports.websocket.connections import LiveSubscriptions
+
+    return LiveSubscriptions(dynamodb_client(), settings().destinations_table, clock())
+
+
+@cache
+def pusher() -> Pusher:
+    """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
+    from mqless.transports.websocket.connections import ApiGatewayPusher
+
+    endpoint = websocket_settings().connections_endpoint
+    if not endpoint:
+        return NoWebSocketApi()
+    return ApiGatewayPusher(
+        boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=_CLIENT_CONFIG)
+    )
+
+
+class NoWebSocketApi:
+    """The pusher where no WebSocket API is configured: pushing is a deployment fault."""
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        raise RuntimeError("CONNECTIONS_ENDPOINT is not set: no WebSocket API to push to")
+
+    def close(self, connection_id: str) -> None:
+        self.post(connection_id, b"")
+
+
+@cache
+def sessions() -> Sessions:
+    """WebSocket sessions (JSON and STOMP) over the process-wide services."""
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.transports.websocket.sessions import Sessions
+
+    return Sessions(
+        dynamodb=dynamodb_client(),
+        table_name=settings().destinations_table,
+        live=live_subscriptions(),
+        consumers=QueueConsumers(
+            dynamodb_client(),
+            settings().destinations_table,
+            queue_service(),
+            pusher(),
+            clock(),
+        ),
+        queues=queue_service(),
+        topics=topic_service(),
+        pusher=pusher(),
+        cipher=cipher(),
+        clock=clock(),
+        log=log_store(),
+        scheduler=scheduler(),
+    )
+
+
+@cache
+def scheduler() -> Scheduler:
+    """Scheduled sends, their firing by the sweeper, and an admin's list and cancel."""
+    return build_scheduler(
+        settings(),
+        dynamodb=dynamodb_client(),
+        queues=queue_service(),
+        topics=topic_service(),
+        cipher=cipher(),
+        policy=policy(),
+        time=clock(),
+    )
+
+
+def build_scheduler(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    queues: QueueService,
+    topics: TopicService,
+    cipher: BodyCipher,
+    policy: Policy,
+    time: Clock,
+) -> Scheduler:
+    """A Scheduler over the given services (what tests call)."""
+    from mqless.domain.scheduling import Scheduler
+    from mqless.storage.schedules import ScheduleStore
+
+    return Scheduler(
+        store=ScheduleStore(dynamodb, settings.messages_table),
+        queues=queues,
+        topics=topics,
+        cipher=cipher,
+        clock=time,
+        policy=policy,
+        lookahead_seconds=settings.schedule_lookahead_seconds,
+    )
+
+
+def _cipher(settings: Settings, kms: KMSClient, time: Clock) -> EnvelopeCipher:
+    from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
+
+    return EnvelopeCipher(
+        KmsKeyProvider(kms, settings.kms_key_id),
+        time,
+        max_key_age_seconds=settings.data_key_max_age_seconds,
+        max_messages_per_key=settings.data_key_max_messages,
+    )
+
+
+def build_queue_service(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    kms: KMSClient,
+    cipher: EnvelopeCipher | None = None,
+    registry: QueueRegistry | None = None,
+    policy: Policy | None = None,
+    time: Clock | None = None,
+    log: LogStore | None = None,
+) -> QueueService:
+    """A QueueService over the given clients (what tests and the local runtime call)."""
+    from mqless.domain.access.principals import AllowAll
+    from mqless.domain.access.quotas import Quotas
+    from mqless.domain.queues.dedup import DedupHasher
+    from mqless.domain.queues.service import QueueService
+    from mqless.storage.dedup_records import DedupRecords
+    from mqless.storage.destinations import QueueRegistry
+    from mqless.storage.envelope import KmsKeyProvider
+    from mqless.storage.groups import FifoIndex
+    from mqless.storage.index import IndexStore
+    from mqless.storage.log import LogStore
+    from mqless.storage.wake import WakeMarkers
+
+    time = time or SystemClock()
+    policy = policy or AllowAll()
+    table = settings.messages_table
+    return QueueService(
+        registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
+        log=log or LogStore(dynamodb, table, time),
+        index=IndexStore(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table, time),
+        dedup_records=DedupRecords(dynamodb, table),
+        wake=WakeMarkers(dynamodb, table),
+        cipher=cipher or _cipher(settings, kms, time),
+        dedup=DedupHasher(
+            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+        ),
+        clock=time,
+        policy=policy,
+        quotas=Quotas(policy, settings.limits),
+    )
+
+
+def build_topic_service(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    kms: KMSClient,
+    cipher: EnvelopeCipher | None = None,
+    registry: QueueRegistry | None = None,
+    policy: Policy | None = None,
+    time: Clock | None = None,
+    log: LogStore | None = None,
+) -> TopicService:
+    """A TopicService over the given clients."""
+    from mqless.domain.access.principals import AllowAll
+    from mqless.domain.access.quotas import Quotas
+    from mqless.domain.topics.service import TopicService
+    from mqless.storage.destinations import QueueRegistry
+
+    time = time or SystemClock()
+    policy = policy or AllowAll()
+    return TopicService(
+        dynamodb=dynamodb,
+        messages_table=settings.messages_table,
+        destinations_table=settings.destinations_table,
+        queues=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
+        cipher=cipher or _cipher(settings, kms, time),
+        clock=time,
+        policy=policy,
+        quotas=Quotas(policy, settings.limits),
+        log=log,
+    )
+
+
+def build_indexer(
+    settings: Settings,
+    *,
+    dynamodb: DynamoDBClient,
+    kms: KMSClient,
+    registry: QueueRegistry,
+    topics: TopicService,
+    time: Clock,
+) -> Indexer:
+    """The dispatch function's indexer over the given clients."""
+    from mqless.domain.queues.dedup import DedupHasher
+    from mqless.domain.queues.indexing import Indexer
+    from mqless.storage.envelope import KmsKeyProvider
+    from mqless.storage.groups import FifoIndex
+    from mqless.storage.index import IndexStore
+
+    table = settings.messages_table
+    indexer = Indexer(
+        queues=registry,
+        index=IndexStore(dynamodb, table),
+        fifo=FifoIndex(dynamodb, table, time),
+        topics=topics,
+        clock=time,
+        mac=DedupHasher(
+            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+        ).mac,
+    )
+    topics.replay_with(lambda: indexer)  # replays refer their messages as it does
+    return indexer
+
+
+# The process-wide services share one data-key cache and one queue-config cache, so a
+# function that both sends and pushes (or fans out) asks KMS and DynamoDB once, not per service.
+@cache
+def registry() -> QueueRegistry:
+    from mqless.storage.destinations import QueueRegistry
+
+    return QueueRegistry(dynamodb_client(), settings().destinations_table, clock())
+
+
+@cache
+def log_store() -> LogStore:
+    """The process-wide log adapter (it caches the data keys bodies name)."""
+    from mqless.storage.log import LogStore
+
+    return LogStore(dynamodb_client(), settings().messages_table, clock())
+
+
+@cache
+def topic_service() -> TopicService:
+    """The process-wide TopicService, built on first use from the environment."""
+    service = build_topic_service(
+        settings(),
+        dynamodb=dynamodb_client(),
+        kms=kms_client(),
+        cipher=cipher(),
+        registry=registry(),
+        policy=policy(),
+        time=clock(),
+        log=log_store(),
+    )
+    service.replay_with(indexer)  # made on first use: a replay refers as the indexer does
+    return service
+
+
+@cache
+def indexer() -> Indexer:
+    """The process-wide indexer (the dispatch function)."""
+    return build_indexer(
+        settings(),
+        dynamodb=dynamodb_client(),
+        kms=kms_client(),
+        registry=registry(),
+        topics=topic_service(),
+        time=clock(),
+    )
+
+
+@cache
+def queue_service() -> QueueService:
+    """The process-wide QueueService, built on first use from the environment."""
+    return build_queue_service(
+        settings(),
+        dynamodb=dynamodb_client(),
+        kms=kms_client(),
+        cipher=cipher(),
+        registry=registry(),
+        policy=policy(),
+        time=clock(),
+        log=log_store(),
+    )
+
+
+# captured here, so reset() clears the real caches even while a test has patched a name
+_CACHED = (
+    auth_required,
+    policy,
+    access,
+    authenticator,
+    iam_principals,
+    sessions,
+    scheduler,
+    queue_service,
+    topic_service,
+    indexer,
+    log_store,
+    registry,
+    pusher,
+    live_subscriptions,
+    cipher,
+    settings,
+    access_settings,
+    websocket_settings,
+    clock,
+    kms_client,
+    dynamodb_client,
+    cloudwatch_client,
+    history,
+)
+
+
+def reset() -> None:
+    """Forget the cached clients, settings and services (tests switch environments)."""
+    for cached in _CACHED:
+        cached.cache_clear()
