@@ -1032,3 +1032,84 @@ def test_a_seeded_moto_repeats_its_random_strings() -> None:
     assert first == again
     assert re.fullmatch(r"[a-z0-9]{8}", first[1])
     assert len(first[0]) == 52
+
+
+# ---- update expressions: structure checked once ----------------------------------------------
+
+UPDATES: list[tuple[str, dict[str, str]]] = [
+    # many actions, as the broker's segment updates have
+    ("SET a = :v, b = :v, c = :v, d = :v, e = :v, f = :v, g = :v, h = :v, i = :v", {}),
+    ("SET #n = :v", {"#n": "x"}),
+    ("SET #n = :v", {"#n": "pk"}),  # the same text, now naming a key attribute: refused
+    ("SET a = :v, a = :v", {}),  # overlapping paths: refused
+    ("SET a.b = :v, a = :v", {}),
+    ("SET a = :v REMOVE b ADD c :n", {}),
+    ("REMOVE sk", {}),
+]
+
+
+def test_update_expressions_are_accepted_and_refused_as_moto_does() -> None:
+    """Given update expressions that moto accepts and ones it refuses (a key attribute, by
+    name or through ExpressionAttributeNames; overlapping paths), when each is used twice
+    (the second time the fix skips the structure checks that passed), then plain and fixed
+    moto answer each alike and leave the same item."""
+
+    def scenario(db: Any, _: Any) -> list[Any]:
+        outcomes: list[Any] = []
+        for expression, names in UPDATES * 2:
+            extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+            values = {":v": {"S": "v"}, ":n": {"N": "1"}}
+            used = {k: v for k, v in values.items() if k in expression}
+            try:
+                db.update_item(
+                    TableName=TABLE,
+                    Key=key("p", "u"),
+                    UpdateExpression=expression,
+                    **({"ExpressionAttributeValues": used} if used else {}),
+                    **extra,
+                )
+                outcomes.append("ok")
+            except ClientError as error:
+                outcomes.append(error.response["Error"])
+        outcomes.append(table_contents(db))
+        return outcomes
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    assert found == expected
+    assert [o for o in expected[: len(UPDATES)] if o != "ok"]  # some were refused
+
+
+def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto, when one expression with many actions updates items twenty times,
+    then its structure checks (quadratic in the number of actions) ran for the first
+    update only."""
+    from moto.dynamodb.parsing import validators
+
+    checks = 0
+    original = validators.ActionCountValidator.verify_action_counts
+
+    def counted(self: Any, node: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        return original(self, node)
+
+    monkeypatch.setattr(validators.ActionCountValidator, "verify_action_counts", counted)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u"))
+
+        def update(n: int) -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression="SET a = :v, b = :v, c = :v, d = :v",
+                ExpressionAttributeValues={":v": {"N": str(n)}},
+            )
+
+        checks = 0
+        update(0)
+        first = checks
+        for n in range(1, 20):
+            update(n)
+        assert db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["d"] == {"N": "19"}
+    assert first > 0
+    assert checks == first  # none after the first update's
