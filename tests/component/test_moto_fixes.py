@@ -1113,3 +1113,81 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
         assert db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["d"] == {"N": "19"}
     assert first > 0
     assert checks == first  # none after the first update's
+
+
+# ---- condition expressions lexed once ---------------------------------------------------------
+
+CONDITIONS: list[tuple[str, dict[str, str]]] = [
+    ("attribute_not_exists(pk)", {}),
+    ("attribute_exists(pk) AND (v = :s OR n < :n)", {}),
+    ("#v IN (:s, :t) AND NOT begins_with(#v, :t)", {"#v": "v"}),
+    ("#v IN (:s, :t)", {"#v": "missing"}),
+    ("n BETWEEN :n AND :m AND size(v) > :n", {}),
+    ("m.a[0] = :s OR contains(l, :s)", {}),
+    ("v = :undefined", {}),  # a value it does not define
+    ("#undefined = :s", {}),  # a name it does not define
+    ("v == :s", {}),  # does not parse
+    ("(v = :s", {}),  # does not parse: refused
+]
+
+
+def test_condition_expressions_hold_and_fail_as_moto_decides() -> None:
+    """Given condition expressions that hold, fail, or are refused (undefined names and
+    values, text that does not parse: moto raises KeyError and ValueError there), when
+    each guards a write twice (the second time from the kept tokens), then plain and fixed
+    moto answer each alike and leave the same item."""
+
+    def scenario(db: Any, _: Any) -> list[Any]:
+        db.put_item(TableName=TABLE, Item=item("p", "c", v={"S": "s"}, n={"N": "1"}))
+        outcomes: list[Any] = []
+        for expression, names in CONDITIONS * 2:
+            values = {":s": {"S": "s"}, ":t": {"S": "t"}, ":n": {"N": "0"}, ":m": {"N": "5"}}
+            used = {k: v for k, v in values.items() if re.search(f"{k}\\b", expression)}
+            extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+            if used:
+                extra["ExpressionAttributeValues"] = used
+            try:
+                db.put_item(
+                    TableName=TABLE,
+                    Item=item("p", "c", v={"S": "s"}, n={"N": str(len(outcomes))}),
+                    ConditionExpression=expression,
+                    **extra,
+                )
+                outcomes.append("ok")
+            except ClientError as error:
+                outcomes.append(error.response["Error"])
+            except (KeyError, ValueError) as error:  # moto's own, for some bad expressions
+                outcomes.append({"Code": type(error).__name__, "Message": str(error)})
+        outcomes.append(table_contents(db))
+        return outcomes
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    assert found == expected
+    kinds = {o if o == "ok" else o["Code"] for o in expected[: len(CONDITIONS)]}
+    assert {"ok", "ConditionalCheckFailedException", "KeyError", "ValueError"} <= kinds
+
+
+def test_a_condition_expression_is_lexed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto, when one condition guards twenty writes, then its text was lexed
+    for the first only."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lexed = 0
+    original = ConditionExpressionParser._lex_one_node
+
+    def counted(self: Any, remaining: str) -> Any:
+        nonlocal lexed
+        lexed += 1
+        return original(self, remaining)
+
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counted)
+    with moto(fixed=True) as (db, _):
+        for n in range(20):
+            db.put_item(
+                TableName=TABLE,
+                Item=item("p", "c", n={"N": str(n)}),
+                ConditionExpression="attribute_not_exists(pk) OR n < :n",
+                ExpressionAttributeValues={":n": {"N": str(n)}},
+            )
+        assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "19"}
+    assert 0 < lexed <= 20  # one text of about a dozen tokens, lexed once
