@@ -984,3 +984,43 @@ def test_a_stream_batch_handed_over_again_pushes_nothing_twice(
     # Then nothing is appended or pushed again
     assert len(_messages(pusher, "c1")) == 2
     assert _counts(broker, "again") == (0, 2)
+
+
+def test_a_consumer_fed_only_by_the_dispatch_function_still_gets_what_waits_behind_its_acks(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    dispatch: DispatchFunction,
+) -> None:
+    # Given a client-individual consumer with prefetch 10 that keeps up: 200 messages came
+    # through the dispatch function ten at a time, each ten leased to it in the append and
+    # acked before the next (no pump leased any: twenty settled segments lie in front)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "kept", ack="client-individual", prefetch=10)
+    for batch in range(20):
+        with INLINE_DISPATCH.paused():
+            send("kept", *(f"m{batch * 10 + n:03d}" for n in range(10)))
+        dispatch()
+        for message in _messages(pusher, "c1")[batch * 10 :]:
+            _frame(sessions, "c1", action="ack", id=message["ack"])
+    assert len(_messages(pusher, "c1")) == 200
+    # and ten more it holds, and five that arrive while it has no credit
+    with INLINE_DISPATCH.paused():
+        send("kept", *(f"m{n:03d}" for n in range(200, 210)))
+    dispatch()
+    held = _messages(pusher, "c1")[200:]
+    assert len(held) == 10
+    with INLINE_DISPATCH.paused():
+        send("kept", *(f"m{n:03d}" for n in range(210, 215)))
+    dispatch()
+    assert _counts(broker, "kept") == (5, 10)
+
+    # When it acks the ten it holds
+    for message in held:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+
+    # Then the five that waited came to it (not a minute later, when the sweeper ran)
+    assert [m["body"] for m in _messages(pusher, "c1")[210:]] == [
+        f"m{n:03d}" for n in range(210, 215)
+    ]
