@@ -51,8 +51,8 @@ def user_agents(made: list[Any]) -> list[str]:
 
 def test_user_agents_are_the_strings_botocore_builds() -> None:
     """Given clients of different services and configs, and request contexts with different
-    features, when their User-Agent is asked with the shortcuts on,
-    then every string is the one botocore builds without them."""
+    features, When their User-Agent is asked with the shortcuts on,
+    Then every string is the one botocore builds without them."""
     made = clients()
     expected = user_agents(made)
     with botocore_shortcuts():
@@ -64,8 +64,8 @@ def test_user_agents_are_the_strings_botocore_builds() -> None:
 def test_a_clients_user_agent_is_built_once_per_set_of_features(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Given a client, when its User-Agent is asked for many requests with the shortcuts on,
-    then botocore builds it once (not twice per request)."""
+    """Given a client, When its User-Agent is asked for many requests with the shortcuts on,
+    Then botocore builds it once (not twice per request)."""
     builds = 0
     original = UserAgentString._build_os_metadata
 
@@ -84,7 +84,7 @@ def test_a_clients_user_agent_is_built_once_per_set_of_features(
 
 
 def test_the_shortcuts_come_off_with_the_last_block() -> None:
-    """Given two overlapping blocks, when the first ends, the shortcuts stay on; when the
+    """Given two overlapping blocks, When the first ends, Then the shortcuts stay on; when the
     last ends, botocore's own method is back."""
     original = UserAgentString.to_string
     first, second = botocore_shortcuts(), botocore_shortcuts()

@@ -981,7 +981,7 @@ def test_asymmetric_kms_keys_sign_and_verify_as_moto_does(
 def test_request_ids_are_drawn_as_moto_draws_them_in_one_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Given plain and fixed moto, when each answers requests, then every request id is 52
+    """Given plain and fixed moto, When each answers requests, Then every request id is 52
     letters and digits, as moto's; with the fix each is drawn in one call, not one per
     character (about 2% of an in-process request)."""
     from moto.moto_api._internal.moto_random import MotoRandom
@@ -1014,7 +1014,7 @@ def test_request_ids_are_drawn_as_moto_draws_them_in_one_call(
 
 
 def test_a_seeded_moto_repeats_its_random_strings() -> None:
-    """Given the fix, when moto's generator is seeded twice alike, then it draws the same
+    """Given the fix, When moto's generator is seeded twice alike, Then it draws the same
     strings (moto's seeding for reproducible ids keeps working), lower case when asked."""
     from moto.moto_api._internal import mock_random
 
@@ -1050,8 +1050,8 @@ UPDATES: list[tuple[str, dict[str, str]]] = [
 
 def test_update_expressions_are_accepted_and_refused_as_moto_does() -> None:
     """Given update expressions that moto accepts and ones it refuses (a key attribute, by
-    name or through ExpressionAttributeNames; overlapping paths), when each is used twice
-    (the second time the fix skips the structure checks that passed), then plain and fixed
+    name or through ExpressionAttributeNames; overlapping paths), When each is used twice
+    (the second time the fix skips the structure checks that passed), Then plain and fixed
     moto answer each alike and leave the same item."""
 
     def scenario(db: Any, _: Any) -> list[Any]:
@@ -1080,8 +1080,8 @@ def test_update_expressions_are_accepted_and_refused_as_moto_does() -> None:
 
 
 def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Given fixed moto, when one expression with many actions updates items twenty times,
-    then its structure checks (quadratic in the number of actions) ran for the first
+    """Given fixed moto, When one expression with many actions updates items twenty times,
+    Then its structure checks (quadratic in the number of actions) ran for the first
     update only."""
     from moto.dynamodb.parsing import validators
 
@@ -1133,8 +1133,8 @@ CONDITIONS: list[tuple[str, dict[str, str]]] = [
 
 def test_condition_expressions_hold_and_fail_as_moto_decides() -> None:
     """Given condition expressions that hold, fail, or are refused (undefined names and
-    values, text that does not parse: moto raises KeyError and ValueError there), when
-    each guards a write twice (the second time from the kept tokens), then plain and fixed
+    values, text that does not parse: moto raises KeyError and ValueError there), When
+    each guards a write twice (the second time from the kept tokens), Then plain and fixed
     moto answer each alike and leave the same item."""
 
     def scenario(db: Any, _: Any) -> list[Any]:
@@ -1168,7 +1168,7 @@ def test_condition_expressions_hold_and_fail_as_moto_decides() -> None:
 
 
 def test_a_condition_expression_is_lexed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Given fixed moto, when one condition guards twenty writes, then its text was lexed
+    """Given fixed moto, When one condition guards twenty writes, Then its text was lexed
     for the first only."""
     from moto.dynamodb.comparisons import ConditionExpressionParser
 

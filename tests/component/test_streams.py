@@ -404,8 +404,8 @@ def test_an_idle_poller_does_not_pile_up_shard_iterators_in_moto(app: StreamApp)
 def test_an_idle_shard_is_read_again_only_once_something_is_written(
     app: StreamApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Given a poller that read its shard to the end, when nothing is written for half a
-    second, then it asks GetRecords at most once more (an empty read costs a whole request
+    """Given a poller that read its shard to the end, When nothing is written for half a
+    second, Then it asks GetRecords at most once more (an empty read costs a whole request
     of the embedded AWS; it used to ask every 5-50 ms); and when a record is then written,
     it reaches the function at once."""
     reads = 0
