@@ -26,11 +26,11 @@ from mqless.domain.access.authentication import (  # noqa: E402
     IssuerKeys,
     JwtSettings,
     JwtVerifier,
-    authorize,
 )
 from mqless.domain.access.principals import Principal, parse_grants  # noqa: E402
 from mqless.domain.access.users import EVERYTHING, AccessControl  # noqa: E402
 from mqless.domain.clock import SystemClock  # noqa: E402
+from mqless.transports.authorizer import authorize  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))

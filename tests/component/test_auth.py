@@ -24,16 +24,15 @@ from mqless.domain.access.authentication import (
     IssuerKeys,
     JwtSettings,
     JwtVerifier,
-    authorize,
-    bearer_token,
-    http_caller,
     iam_principal_id,
-    websocket_caller,
 )
 from mqless.domain.access.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
 from mqless.domain.access.users import EVERYTHING, AccessControl
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, Unauthorized
+from mqless.transports.authorizer import authorize, bearer_token
+from mqless.transports.http.caller import http_caller
+from mqless.transports.websocket.handler import websocket_caller
 from mqless_cli.cfn import Stack, load_template
 from tests.component.conftest import Aws
 from tests.conftest import TEMPLATE
