@@ -33,6 +33,7 @@ from mqless.domain.errors import InvalidRequest, Unauthorized
 from mqless.transports.authorizer import authorize, bearer_token
 from mqless.transports.http.caller import http_caller
 from mqless.transports.websocket.handler import websocket_caller
+from mqless.wiring import build_access_control
 from mqless_cli.cfn import Stack, load_template
 from tests.component.conftest import Aws
 from tests.conftest import TEMPLATE
@@ -93,7 +94,7 @@ def issuer() -> Iterator[Issuer]:
 
 @pytest.fixture
 def access(aws: Aws, clock: ManualClock) -> AccessControl:
-    return AccessControl(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
+    return build_access_control(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ import pytest
 from mqless import wiring
 from mqless.domain import names
 from mqless.domain.access.principals import Principal, parse_grants
-from mqless.domain.access.users import EVERYTHING, AccessControl
+from mqless.domain.access.users import EVERYTHING
 from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import QueueSettings
+from mqless.storage.connections import Connection
 from mqless.storage.dynamo import from_wire
 from mqless.transports.websocket.handler import handle_event
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack
@@ -1406,7 +1406,9 @@ def test_a_session_keeps_the_grants_it_connected_with(
 @pytest.fixture
 def bob_key(aws: Aws) -> str:
     """A real API key of bob, who may send to orders."""
-    access = AccessControl(aws.dynamodb, aws.settings.destinations_table, SystemClock())
+    access = wiring.build_access_control(
+        aws.dynamodb, aws.settings.destinations_table, SystemClock()
+    )
     access.put_principal(ROOT, "bob", parse_grants([grant("orders", "send")]))
     return access.issue_key(ROOT, "bob").token
 

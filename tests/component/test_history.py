@@ -20,7 +20,7 @@ from mqless import wiring
 from mqless.domain.access.principals import Principal
 from mqless.domain.access.users import EVERYTHING
 from mqless.observability import metrics
-from mqless.transports.websocket.outbound import Connection
+from mqless.storage.connections import Connection
 from mqless_cli.cfn import Stack
 from mqless_cli.local.metrics import EmfToCloudWatch
 from tests.component.conftest import RecordingPusher

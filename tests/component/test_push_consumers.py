@@ -17,12 +17,12 @@ from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.push.consumers import QueueConsumers
 from mqless.domain.queues.service import QueueService
+from mqless.storage.connections import Connection
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import to_wire
 from mqless.transports.dispatch import handle_batch
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.sessions import Sessions
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.test_push_costs import _dispatch

@@ -16,11 +16,11 @@ import boto3
 import pytest
 
 from mqless import wiring
-from mqless.domain.access import quotas
 from mqless.domain.access.principals import GrantPolicy, Principal, parse_grants
 from mqless.domain.errors import QuotaExceeded
 from mqless.domain.models import NewMessage
 from mqless.settings import Settings
+from mqless.storage import quotas
 from mqless_cli.local.moto_fixes import atomic_requests
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply

@@ -7,10 +7,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mqless.storage.connections import Connection
 from mqless.transports.websocket.outbound import (
     FRAME_BYTES,
     MESSAGE_BYTES,
-    Connection,
     Push,
     render,
 )

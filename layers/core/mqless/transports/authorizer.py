@@ -26,7 +26,7 @@ from aws_lambda_powertools import Logger
 from mqless.domain.access.authentication import Authenticator, refuse_if_expired
 from mqless.domain.access.principals import Principal, parse_grants
 from mqless.domain.errors import InvalidRequest, Unauthorized
-from mqless.transports.websocket.stomp_frames import choose_subprotocol
+from mqless.transports.websocket.stomp_negotiation import choose_subprotocol
 
 logger = Logger(service="mqless", child=True)
 

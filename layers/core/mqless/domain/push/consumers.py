@@ -89,6 +89,7 @@ from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.service import QueueService
 from mqless.observability import metrics
+from mqless.storage.connections import Connection
 from mqless.storage.deliveries import (
     DeliveryRecord,
     DeliveryRecords,
@@ -107,8 +108,8 @@ from mqless.storage.dynamo import (
     translated_errors,
 )
 from mqless.storage.index import new_token
-from mqless.transports.websocket.connections import Pusher
-from mqless.transports.websocket.outbound import FRAME_BYTES, Connection, Push, render
+from mqless.transports.websocket.outbound import FRAME_BYTES, Push, render
+from mqless.transports.websocket.pusher import Pusher
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -32,7 +32,7 @@ from mqless.domain.topics.patterns import validate_topic_name
 if TYPE_CHECKING:
     from mqless.domain.push.consumers import QueueConsumers
     from mqless.domain.topics.service import TopicService
-    from mqless.transports.websocket.connections import LiveSubscriptions
+    from mqless.storage.connection_store import ConnectionStore
 
 logger = Logger(service="mqless", child=True)
 
@@ -76,7 +76,7 @@ class Presence:
     """Counts consumers and announces changes on advisory topics."""
 
     def __init__(
-        self, live: LiveSubscriptions, consumers: QueueConsumers, topics: TopicService
+        self, live: ConnectionStore, consumers: QueueConsumers, topics: TopicService
     ) -> None:
         self._live = live
         self._consumers = consumers

@@ -30,7 +30,6 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from mqless.domain import models, names, selectors
-from mqless.domain.access import quotas
 from mqless.domain.access.principals import Action, AllowAll, Policy, Principal
 from mqless.domain.access.quotas import Quota, Quotas
 from mqless.domain.clock import Clock
@@ -51,7 +50,7 @@ from mqless.domain.topics.patterns import (
     validate_topic_pattern,
 )
 from mqless.observability import audit, metrics
-from mqless.storage import keys
+from mqless.storage import keys, quotas
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import (
     Item,

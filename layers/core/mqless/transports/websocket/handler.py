@@ -4,7 +4,8 @@
 `v11.stomp`, `v10.stomp`) gets the newest one echoed and speaks STOMP
 (`stomp_session.py`); any other client speaks the JSON protocol (`json_protocol.py`),
 unless its first message is a STOMP CONNECT. `$disconnect` releases what the connection
-held at once. Pushes to subscribers come from `sessions.py` and `consumers.py`.
+held at once. Pushes to subscribers come from `connections.py` (push consumers' pumps,
+`live_pushes.py`).
 
 Authentication happens before `$connect` runs (`transports/authorizer.py`): the
 connection is stored with its principal and grants. A STOMP client that brought no token
@@ -26,18 +27,12 @@ from mqless import wiring
 from mqless.domain.access.authentication import refuse_if_expired
 from mqless.domain.access.principals import ANONYMOUS, Principal
 from mqless.domain.errors import Throttled, Unauthorized
+from mqless.storage.connections import Connection, ConnectionInfo
 from mqless.transports.authorizer import PENDING, event_header, principal_from_context
-from mqless.transports.websocket.connections import ConnectionInfo
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import Connection, error_reply
-from mqless.transports.websocket.stomp_frames import (
-    SUBPROTOCOLS,
-    Frame,
-    StompError,
-    choose_subprotocol,
-    decode_frames,
-    encode_frame,
-)
+from mqless.transports.websocket.outbound import error_reply
+from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
+from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
 from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
 
 logger = Logger(service="mqless", child=True)

@@ -13,35 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from mqless.domain.models import BROKER_HEADERS, RESERVED_PREFIX
+from mqless.storage.connections import Connection
 from mqless.transports.websocket.stomp_frames import Frame, encode_frame
-
-Protocol = Literal["json", "stomp"]
 
 FRAME_BYTES: Final = 32 * 1024  # one billed WebSocket frame
 MESSAGE_BYTES: Final = 128 * 1024  # the most one WebSocket message (one post) carries
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where a push goes and how it must be spoken."""
-
-    id: str
-    protocol: Protocol = "json"
-    version: str = "1.2"
-
-    @classmethod
-    def stored(cls, connection_id: str, item: Mapping[str, Any]) -> Connection:
-        """The connection as a stored item (`protocol`, `version`) records it."""
-        return cls(
-            id=connection_id,
-            protocol="stomp" if item.get("protocol") == "stomp" else "json",
-            version=str(item.get("version", "1.2")),
-        )
 
 
 @dataclass(frozen=True)

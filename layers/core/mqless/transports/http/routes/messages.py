@@ -23,7 +23,6 @@ from mqless.transports.http.models import (
     ReceiveResponse,
     SendBatchRequest,
     SendBatchResponse,
-    SendMessageRequest,
     SendMessageResponse,
     VisibilityRequest,
     VisibilityResponse,
@@ -37,6 +36,7 @@ from mqless.transports.http.routes.common import (
     json_response,
     settled,
 )
+from mqless.transports.send_request import SendMessageRequest
 
 router = Router()
 
