@@ -23,9 +23,9 @@ from typing import Any
 import boto3
 from botocore.handlers import BUILTIN_HANDLERS
 
+from mqless import wiring
 from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.queues.indexing import Indexer
-from mqless.domain.topics.service import TopicService
 from mqless.settings import Settings
 from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
@@ -126,7 +126,7 @@ class InlineDispatch:
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
             registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
-            topics = TopicService(
+            topics = wiring.topic_service_over(
                 dynamodb=dynamodb,
                 messages_table=settings.messages_table,
                 destinations_table=settings.destinations_table,

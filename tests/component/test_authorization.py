@@ -26,7 +26,7 @@ from mqless.domain.access.principals import Principal, parse_grants
 from mqless.domain.access.users import EVERYTHING
 from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import QueueSettings
-from mqless.storage.connections import Connection
+from mqless.domain.push.pushes import Connection
 from mqless.storage.dynamo import from_wire
 from mqless.transports.websocket.handler import handle_event
 from mqless.transports.websocket.stomp_frames import Frame

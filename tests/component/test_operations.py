@@ -13,9 +13,9 @@ from conftest_http import HttpApi
 from mqless import wiring
 from mqless.domain.access.principals import Principal
 from mqless.domain.access.users import EVERYTHING
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues import service as queue_service
 from mqless.storage import keys
-from mqless.storage.connections import Connection
 from mqless_cli.cfn import Stack
 from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
     shared_dynamodb,

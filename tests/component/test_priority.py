@@ -15,8 +15,8 @@ from mqless import wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
-from mqless.storage.connections import Connection
 from mqless.storage.index import LANE_QUIET_MS
 from mqless.transports.websocket.handler import handle_event
 from mqless.transports.websocket.json_protocol import handle_text

@@ -16,11 +16,12 @@ from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
-from mqless.storage.connections import Connection
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import to_wire
+from mqless.storage.push_consumers import PushConsumers
 from mqless.transports.dispatch import handle_batch
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.sessions import Sessions
@@ -396,7 +397,7 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
         dynamodb=aws.dynamodb,
         table_name=aws.settings.destinations_table,
         live=sessions.live,
-        consumers=QueueConsumers(
+        consumers=wiring.build_queue_consumers(
             aws.dynamodb, aws.settings.destinations_table, broker, pusher, clock, budget=5
         ),
         queues=broker,
@@ -704,17 +705,17 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
 
     # When the dispatch function's pump has counted no credit, and the consumer's ack
     # lands just before the pump marks it owed (so the ack sees no mark and pumps nothing)
-    mark = QueueConsumers._mark_owed
+    mark = PushConsumers.mark_owed
     acked: list[bool] = []
 
-    def ack_first(self: QueueConsumers, consumer: Any) -> Any:
+    def ack_first(self: PushConsumers, consumer: Any) -> Any:
         if not acked:
             acked.append(True)
             _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
             assert len(_messages(pusher, "c1")) == 2  # the ack pumped nothing
         return mark(self, consumer)
 
-    monkeypatch.setattr(QueueConsumers, "_mark_owed", ack_first)
+    monkeypatch.setattr(PushConsumers, "mark_owed", ack_first)
     sessions.pump("racy", indexed=frozenset({7}))
 
     # Then the pump's mark returns the ack's watermark and it feeds the consumer again:

@@ -23,8 +23,8 @@ import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
-from mqless.storage.connections import Connection
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless_cli.billing import Meter, Usage, observing_moto

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
     from mqless.domain.access.authentication import Authenticator, IamPrincipals
     from mqless.domain.access.principals import Policy
+    from mqless.domain.access.quotas import Quotas
     from mqless.domain.access.users import AccessControl
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.push.pushes import Pusher as PushPoster
     from mqless.domain.queues.indexing import Indexer
     from mqless.domain.queues.service import QueueService
     from mqless.domain.scheduling import Scheduler
@@ -199,14 +202,13 @@ class NoWebSocketApi:
 @cache
 def sessions() -> Sessions:
     """WebSocket sessions (JSON and STOMP) over the process-wide services."""
-    from mqless.domain.push.consumers import QueueConsumers
     from mqless.transports.websocket.sessions import Sessions
 
     return Sessions(
         dynamodb=dynamodb_client(),
         table_name=settings().destinations_table,
         live=connection_store(),
-        consumers=QueueConsumers(
+        consumers=build_queue_consumers(
             dynamodb_client(),
             settings().destinations_table,
             queue_service(),
@@ -220,6 +222,34 @@ def sessions() -> Sessions:
         clock=clock(),
         log=log_store(),
         scheduler=scheduler(),
+    )
+
+
+def build_queue_consumers(
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    queues: QueueService,
+    pusher: PushPoster,
+    time: Clock,
+    *,
+    budget: int | None = None,
+) -> QueueConsumers:
+    """Queue push consumers over the given client (what tests call), rendering pushes with
+    the WebSocket transport's `render`."""
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.push.feeding import PUMP_BUDGET
+    from mqless.storage.deliveries import DeliveryRecords
+    from mqless.storage.push_consumers import PushConsumers
+    from mqless.transports.websocket.render import render
+
+    return QueueConsumers(
+        PushConsumers(dynamodb, table_name),
+        DeliveryRecords(dynamodb, table_name),
+        queues,
+        pusher,
+        render,
+        time,
+        budget=PUMP_BUDGET if budget is None else budget,
     )
 
 
@@ -331,12 +361,11 @@ def build_topic_service(
     """A TopicService over the given clients."""
     from mqless.domain.access.principals import AllowAll
     from mqless.domain.access.quotas import Quotas
-    from mqless.domain.topics.service import TopicService
     from mqless.storage.destinations import QueueRegistry
 
     time = time or SystemClock()
     policy = policy or AllowAll()
-    return TopicService(
+    return topic_service_over(
         dynamodb=dynamodb,
         messages_table=settings.messages_table,
         destinations_table=settings.destinations_table,
@@ -346,6 +375,34 @@ def build_topic_service(
         policy=policy,
         quotas=Quotas(policy, settings.limits),
         log=log,
+    )
+
+
+def topic_service_over(
+    *,
+    dynamodb: DynamoDBClient,
+    messages_table: str,
+    destinations_table: str,
+    queues: QueueRegistry,
+    cipher: BodyCipher,
+    clock: Clock,
+    policy: Policy | None = None,
+    quotas: Quotas | None = None,
+    log: LogStore | None = None,
+) -> TopicService:
+    """A TopicService over one DynamoDB client and the two tables (what tests call)."""
+    from mqless.domain.topics.service import TopicService
+    from mqless.storage.log import LogStore
+    from mqless.storage.subscriptions import SubscriptionStore
+
+    return TopicService(
+        subscriptions=SubscriptionStore(dynamodb, destinations_table),
+        log=log or LogStore(dynamodb, messages_table, clock),
+        queues=queues,
+        cipher=cipher,
+        clock=clock,
+        policy=policy,
+        quotas=quotas,
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mqless.domain.access.principals import Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import InvalidRequest
+from mqless.domain.push.pushes import Connection
 from mqless.domain.topics.patterns import TopicIndex, validate_topic_pattern
 from mqless.storage.connections import (
     CONNECTION_MAX_SECONDS,
@@ -27,7 +28,6 @@ from mqless.storage.connections import (
     SUBSCRIPTION,
     TEMP_QUEUE,
     TEMP_QUEUES_PARTITION,
-    Connection,
     ConnectionInfo,
     Disconnected,
     LiveIndex,

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from mqless.domain.access.principals import Grant, Principal, parse_grants
+from mqless.domain.push.pushes import Connection
 from mqless.domain.topics.patterns import TopicIndex
 from mqless.storage.dynamo import Item
-
-Protocol = Literal["json", "stomp"]
 
 META: Final = "#META"
 SUBSCRIPTION: Final = "SUB#"
@@ -156,24 +155,6 @@ def _tag(name: str) -> str:
 
 
 # ---- item shapes ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where a push goes and how it must be spoken."""
-
-    id: str
-    protocol: Protocol = "json"
-    version: str = "1.2"
-
-    @classmethod
-    def stored(cls, connection_id: str, item: Mapping[str, Any]) -> Connection:
-        """The connection as a stored item (`protocol`, `version`) records it."""
-        return cls(
-            id=connection_id,
-            protocol="stomp" if item.get("protocol") == "stomp" else "json",
-            version=str(item.get("version", "1.2")),
-        )
 
 
 @dataclass(frozen=True)

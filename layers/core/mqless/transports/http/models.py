@@ -20,7 +20,7 @@ from mqless.domain.models import (
     QueueStats,
 )
 from mqless.domain.scheduling import ScheduledMessage
-from mqless.domain.topics.service import Subscription
+from mqless.domain.topics.subscription import Subscription
 from mqless.transports.send_request import SendMessageRequest
 
 Receipts = Annotated[

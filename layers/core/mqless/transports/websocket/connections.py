@@ -21,23 +21,26 @@ from mqless.domain.access.authentication import JWT_EXPIRED
 from mqless.domain.access.principals import Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import MqlessError, NotFound, Unauthorized
-from mqless.domain.push.consumers import PumpReport, PushPlan, QueueConsumers
+from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.push.feeding import PushPlan
+from mqless.domain.push.posting import PumpReport
 from mqless.domain.push.presence import Presence
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.domain.scheduling import Scheduler
 from mqless.domain.topics.service import TopicService
 from mqless.observability import audit, metrics
 from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.connection_sweep import ConnectionSweepIndex
-from mqless.storage.connections import Connection, ConnectionInfo, EndedCredential
+from mqless.storage.connections import ConnectionInfo, EndedCredential
 from mqless.storage.dynamo import Item
 from mqless.storage.log import LogStore
 from mqless.storage.sealing import BodyCipher
 from mqless.storage.transactions import HeldFrames
 from mqless.transports.websocket.destinations import Destinations
 from mqless.transports.websocket.live_pushes import LivePushes
-from mqless.transports.websocket.outbound import error_reply
 from mqless.transports.websocket.pusher import Pusher
+from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.transactions import Transactions
 
 if TYPE_CHECKING:

@@ -27,10 +27,11 @@ from mqless import wiring
 from mqless.domain.access.authentication import refuse_if_expired
 from mqless.domain.access.principals import ANONYMOUS, Principal
 from mqless.domain.errors import Throttled, Unauthorized
-from mqless.storage.connections import Connection, ConnectionInfo
+from mqless.domain.push.pushes import Connection
+from mqless.storage.connections import ConnectionInfo
 from mqless.transports.authorizer import PENDING, event_header, principal_from_context
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import error_reply
+from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
 from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
 from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect

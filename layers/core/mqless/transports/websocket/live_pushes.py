@@ -2,7 +2,7 @@
 
 The dispatch function hands over the log items that topics' publishes wrote; each body
 is opened, matched against the live subscriptions' patterns and selectors (one query of
-the `LIVE` partition per batch), rendered in each connection's protocol (`outbound.py`)
+the `LIVE` partition per batch), rendered in each connection's protocol (`render.py`)
 and posted. Live pushes are at most once: nothing is leased, nothing is acked.
 """
 
@@ -15,18 +15,19 @@ from aws_lambda_powertools import Logger
 from mqless.domain import selectors
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError
-from mqless.domain.push.consumers import AckId
+from mqless.domain.push.ack_ids import AckId
+from mqless.domain.push.pushes import Connection, Push
 from mqless.domain.selectors import message_lookup
 from mqless.domain.topics.service import published_topic
 from mqless.observability import metrics
 from mqless.storage import keys
 from mqless.storage.connection_store import ConnectionStore
-from mqless.storage.connections import Connection, LiveTarget
+from mqless.storage.connections import LiveTarget
 from mqless.storage.dynamo import Item
 from mqless.storage.log import LogStore
 from mqless.storage.sealing import BodyCipher, open_logged
-from mqless.transports.websocket.outbound import Push, render
 from mqless.transports.websocket.pusher import Pusher
+from mqless.transports.websocket.render import render
 
 logger = Logger(service="mqless", child=True)
 

@@ -1,4 +1,5 @@
-"""Posting to WebSocket connections: the `Pusher` port and its API Gateway adapter.
+"""Posting to WebSocket connections and closing them: the `Pusher` port (the push
+domain's, `domain/push/pushes.py`, with `close`) and its API Gateway adapter.
 
 On AWS a push is a call of API Gateway's @connections API; under `mqless dev` the local
 gateway serves the same API. A connection found gone (GoneException) is cleaned up by
@@ -11,15 +12,15 @@ from typing import TYPE_CHECKING, Protocol
 
 from botocore.exceptions import ClientError
 
+from mqless.domain.push import pushes
 from mqless.storage.dynamo import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 
-class Pusher(Protocol):
-    def post(self, connection_id: str, data: bytes) -> bool:
-        """Send to a connection; False if it is gone."""
+class Pusher(pushes.Pusher, Protocol):
+    """What the push domain posts through, and closing a connection (the transport's)."""
 
     def close(self, connection_id: str) -> None:
         """Close a connection (the client sees the socket close); gone ones are ignored."""

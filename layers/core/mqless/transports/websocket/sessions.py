@@ -21,20 +21,13 @@ from mqless.domain.access.principals import Principal
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.ids import check_client_id
 from mqless.domain.models import NewMessage, SendResult
-from mqless.domain.push.consumers import (
-    DEFAULT_PREFETCH,
-    AckId,
-    AckMode,
-    Consumer,
-    NotInFlight,
-    SettleReport,
-    from_settle_fields,
-    parse_ack_id,
-    settle_fields,
-)
+from mqless.domain.push.ack_ids import AckId, parse_ack_id
+from mqless.domain.push.consumer import DEFAULT_PREFETCH, AckMode, Consumer
+from mqless.domain.push.settling import NotInFlight, SettleReport
 from mqless.domain.scheduling import MANAGEMENT_TOPIC, Kind, stored
-from mqless.domain.topics.service import START_NOW, SubscriptionSettings
+from mqless.domain.topics.subscription import START_NOW, SubscriptionSettings
 from mqless.storage.connections import ConnectionInfo
+from mqless.storage.push_consumers import from_settle_fields, settle_fields
 from mqless.storage.schedules import Rule
 from mqless.transports.websocket.connections import Connections
 from mqless.transports.websocket.transactions import HeldSend

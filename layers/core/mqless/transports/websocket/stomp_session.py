@@ -3,7 +3,7 @@
 Each WebSocket message is decoded (`stomp_frames.decode_frames`), its frames are checked
 (`stomp_headers.py`) and acted on in order through `Sessions`, and the answers
 (CONNECTED, RECEIPT, ERROR) are posted back; MESSAGE frames come from the pushes
-(`consumers.py`, `outbound.py`).
+(`domain/push/`, `render.py`).
 
 Behaviour a client can count on:
 - The subprotocol (`v12.stomp`, `v11.stomp`, `v10.stomp`) is chosen in `$connect`; CONNECT
@@ -54,8 +54,9 @@ from aws_lambda_powertools import Logger
 
 from mqless.domain import models
 from mqless.domain.errors import MqlessError, StaleReceipt
-from mqless.domain.push.consumers import NotInFlight
-from mqless.storage.connections import Connection, ConnectionInfo
+from mqless.domain.push.pushes import Connection
+from mqless.domain.push.settling import NotInFlight
+from mqless.storage.connections import ConnectionInfo
 from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless.transports.websocket.stomp_frames import (
     Frame,

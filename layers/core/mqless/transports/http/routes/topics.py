@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from mqless import wiring
-from mqless.domain.topics.service import Subscription, SubscriptionSettings
+from mqless.domain.topics.subscription import Subscription, SubscriptionSettings
 from mqless.transports.http.models import (
     BatchResultEntry,
     SendBatchRequest,
