@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from mqless_cli.cfn import HttpRoute
+from mqless_cli.local.http_resolver_threads import resolve_on_threads
 from tests.lambda_support import FakeLambdaContext, http_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,7 @@ class HttpApi:
 
     def __init__(self, routes: list[HttpRoute]) -> None:
         self.handler = load_function("http_api").lambda_handler
+        resolve_on_threads()  # as `mqless dev` runs it: tests overlap requests on threads
         self._routes = [(r.method, r.path, _pattern(r.path)) for r in routes]
 
     def route_of(self, method: str, path: str) -> tuple[str, dict[str, str]]:

@@ -109,13 +109,16 @@ def authenticator(access: AccessControl, issuer: Issuer) -> Authenticator:
 def test_a_jwt_is_its_subject_with_the_grants_of_the_subject_and_its_groups(
     authenticator: Authenticator, access: AccessControl, issuer: Issuer
 ) -> None:
+    # Given grants for the JWT principal jwt:alice and for the group ops
     access.put_principal(ROOT, "jwt:alice", ORDERS)
     access.put_principal(ROOT, "group:ops", OPS)
 
+    # When alice's JWT, in the groups ops and nobody, is authenticated
     principal = authenticator.authenticate(
         issuer.token(aud="mqless-app", **{"cognito:groups": ["ops", "nobody"]})
     )
 
+    # Then she is jwt:alice, with her grants and those of ops
     assert (principal.id, principal.kind) == ("jwt:alice", "jwt")
     assert set(principal.grants) == {*ORDERS, *OPS}
 
@@ -123,18 +126,24 @@ def test_a_jwt_is_its_subject_with_the_grants_of_the_subject_and_its_groups(
 def test_a_cognito_access_token_names_its_app_in_client_id(
     authenticator: Authenticator, access: AccessControl, issuer: Issuer
 ) -> None:
+    # Given grants for jwt:alice
     access.put_principal(ROOT, "jwt:alice", ORDERS)
 
+    # When her Cognito access token (its app in client_id, no aud) is authenticated
     principal = authenticator.authenticate(issuer.token(client_id="mqless-app"))
 
+    # Then it is accepted for the app, with her grants
     GrantPolicy().check(principal, Action.SEND, "orders.eu")
 
 
 def test_a_jwt_nobody_granted_anything_may_do_nothing(
     authenticator: Authenticator, issuer: Issuer
 ) -> None:
+    # Given a JWT for a subject nobody granted anything
+    # When it is authenticated
     principal = authenticator.authenticate(issuer.token(aud="mqless-app", sub="stranger"))
 
+    # Then its principal has no grants and may not receive
     assert principal.grants == ()
     assert not GrantPolicy().permits(principal, Action.RECEIVE, "orders.eu")
 
@@ -245,12 +254,16 @@ def test_an_issuer_without_an_audience_refuses_every_jwt_but_api_keys_still_work
 def test_a_jwt_that_is_not_exactly_right_is_refused(
     authenticator: Authenticator, issuer: Issuer, change: dict[str, Any], reason: str
 ) -> None:
+    # Given a JWT wrong in one way (another audience or issuer, expired, no subject, a key id the
+    # issuer does not publish, signed with another key)
     claims: dict[str, Any] = {"aud": "mqless-app", **change}
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = issuer.token(
         key=key if claims.pop("key", None) else None, kid=claims.pop("kid", None), **claims
     )
 
+    # When it is authenticated
+    # Then it is refused as unauthorized, saying why
     with pytest.raises(Unauthorized, match=reason):
         authenticator.authenticate(token)
 
@@ -258,10 +271,12 @@ def test_a_jwt_that_is_not_exactly_right_is_refused(
 def test_issuer_keys_are_fetched_once_and_unknown_key_ids_refetch_at_most_once_a_minute(
     issuer: Issuer,
 ) -> None:
+    # Given the issuer's keys, not yet fetched, on a clock at 0 s
     now = [0.0]
     keys = IssuerKeys(issuer.url, now=lambda: now[0])
     issuer.requests.clear()
 
+    # When its key is asked for twice, an unknown key id three times, and again a minute later
     keys.key("k1")
     keys.key("k1")
     for _ in range(3):
@@ -271,18 +286,24 @@ def test_issuer_keys_are_fetched_once_and_unknown_key_ids_refetch_at_most_once_a
     with pytest.raises(Unauthorized):
         keys.key("forged-kid")
 
-    # discovery + JWKS on first use, and once more after a minute: never per token
+    # Then discovery + JWKS were fetched on first use, and once more after a minute: never per token
     assert issuer.requests.count("/jwks.json") == 2
 
 
 def test_without_an_issuer_only_api_keys_are_accepted(access: AccessControl) -> None:
+    # Given an authenticator with no JWT issuer
+    # When a JWT is presented
+    # Then it is refused as unauthorized: no JWT issuer
     with pytest.raises(Unauthorized, match="no JWT issuer"):
         Authenticator(access).authenticate("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
 
 
 def test_an_unreachable_issuer_refuses_instead_of_failing() -> None:
+    # Given an issuer URL nobody listens on
     keys = IssuerKeys("http://127.0.0.1:9")
 
+    # When a key is asked for
+    # Then the token is refused as unauthorized (its keys cannot be read), not an error
     with pytest.raises(Unauthorized, match="cannot be read"):
         keys.key("k1")
 
@@ -368,13 +389,16 @@ def _ws_authorizer_event(
 def test_the_http_authorizer_passes_the_principal_and_grants_as_context(
     authenticator: Authenticator, access: AccessControl
 ) -> None:
+    # Given a key for billing
     access.put_principal(ROOT, "billing", ORDERS)
     token = access.issue_key(ROOT, "billing").token
 
+    # When the HTTP authorizer answers it as a Bearer token, with a wrong secret, and as Basic
     allowed = authorize(_http_authorizer_event(f"Bearer {token}"), authenticator)
     refused = authorize(_http_authorizer_event(f"Bearer {token}x"), authenticator)
     not_bearer = authorize(_http_authorizer_event(f"Basic {token}"), authenticator)
 
+    # Then only the first is authorized, and its context gives the API billing with its grants
     assert allowed["isAuthorized"] is True
     caller = http_caller(
         {"requestContext": {"authorizer": {"lambda": allowed["context"]}}},
@@ -389,15 +413,20 @@ def test_the_http_authorizer_passes_the_principal_and_grants_as_context(
 def test_the_websocket_authorizer_reads_the_query_string_or_the_header(
     authenticator: Authenticator, access: AccessControl
 ) -> None:
+    # Given a key for billing
     access.put_principal(ROOT, "billing", ORDERS)
     token = access.issue_key(ROOT, "billing").token
 
+    # When the WebSocket authorizer answers it in the access_token query parameter, in the
+    # Authorization header, and an unknown key
     by_query = authorize(_ws_authorizer_event(query={"access_token": token}), authenticator)
     by_header = authorize(
         _ws_authorizer_event(headers={"Authorization": f"Bearer {token}"}), authenticator
     )
     wrong = authorize(_ws_authorizer_event(query={"access_token": "mqk_nope"}), authenticator)
 
+    # Then both ways allow $connect with billing and its grants in the context, and the unknown key
+    # is denied
     for answer in (by_query, by_header):
         [statement] = answer["policyDocument"]["Statement"]
         assert statement["Effect"] == "Allow"
@@ -414,14 +443,19 @@ def test_the_websocket_authorizer_reads_the_query_string_or_the_header(
 def test_a_websocket_handshake_without_a_token_is_401_unless_it_offers_stomp(
     authenticator: Authenticator,
 ) -> None:
+    # Given a handshake without a token
+    # When the authorizer answers it
+    # Then it is 401 (API Gateway's `Unauthorized`)
     with pytest.raises(Exception, match="^Unauthorized$"):
         authorize(_ws_authorizer_event(), authenticator)
 
+    # When it offers STOMP as its subprotocol (whose CONNECT frame carries the credentials)
     pending = authorize(
         _ws_authorizer_event(headers={"Sec-WebSocket-Protocol": "v11.stomp, v12.stomp"}),
         authenticator,
     )
 
+    # Then it is allowed, as a pending caller with no grants
     assert pending["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert pending["context"]["kind"] == "pending"
     caller = websocket_caller(
@@ -510,6 +544,9 @@ def test_a_websocket_connect_with_an_expired_credential_is_refused(
 
 
 def test_with_auth_required_a_request_without_a_principal_is_unauthorized() -> None:
+    # Given auth required
+    # When a request's authorizer context names no principal (none, empty, blank)
+    # Then it is unauthorized
     for authorizer in ({}, {"lambda": {}}, {"lambda": {"principal": ""}}):
         with pytest.raises(Unauthorized):
             http_caller(
@@ -518,6 +555,7 @@ def test_with_auth_required_a_request_without_a_principal_is_unauthorized() -> N
                 now_s=time.time(),
                 iam=lambda arn: ANONYMOUS,
             )
+    # ...and without auth required, such a request is the anonymous caller
     assert http_caller({}, required=False, iam=lambda arn: ROOT, now_s=0) == ANONYMOUS
 
 
@@ -533,13 +571,19 @@ def test_with_auth_required_a_request_without_a_principal_is_unauthorized() -> N
     ],
 )
 def test_iam_callers_are_named_so_an_admin_can_grant_them(arn: str, principal_id: str) -> None:
+    # Given an IAM caller's ARN (a role's session, a user under a path, the account root)
+    # When it is named
+    # Then it has the principal id an admin grants to: iam:ACCOUNT:role:NAME, iam:ACCOUNT:user:NAME,
+    # iam:ACCOUNT:root
     assert iam_principal_id(arn) == principal_id
 
 
 def test_an_iam_caller_gets_the_grants_kept_under_its_name(access: AccessControl) -> None:
+    # Given grants kept under an IAM role's principal id
     access.put_principal(ROOT, "iam:123456789012:role:OrderService", ORDERS)
     iam = IamPrincipals(access)
 
+    # When a request signed by a session of that role arrives
     caller = http_caller(
         {
             "requestContext": {
@@ -553,6 +597,7 @@ def test_an_iam_caller_gets_the_grants_kept_under_its_name(access: AccessControl
         iam=iam.principal,
     )
 
+    # Then the caller is an IAM principal with those grants; an ARN that is no ARN is unauthorized
     assert (caller.kind, caller.grants) == ("iam", ORDERS)
     with pytest.raises(Unauthorized):
         iam_principal_id("not-an-arn")
@@ -572,4 +617,8 @@ def test_an_iam_caller_gets_the_grants_kept_under_its_name(access: AccessControl
 def test_bearer_tokens_are_read_from_the_authorization_header(
     header: str | None, token: str | None
 ) -> None:
+    # Given an Authorization header (Bearer in any case and spacing, Basic, Bearer alone, empty,
+    # none)
+    # When its bearer token is read
+    # Then it is the token, or None when there is none
     assert bearer_token(header) == token

@@ -139,6 +139,7 @@ def test_a_failed_condition_bills_the_existing_item_and_is_counted(
 
 
 def test_a_transaction_bills_two_writes_per_item(aws: Aws, table: str, meter: Meter) -> None:
+    # Given a metered table with an index
     # When a transaction puts a 1,000-byte item (1 unit) and a 2,000-byte one (2 units)
     aws.dynamodb.transact_write_items(
         TransactItems=[
@@ -241,6 +242,7 @@ def test_an_index_query_bills_the_entries_eventually_consistently(
         aws.dynamodb.put_item(TableName=table, Item=item(5000, sk=f"M#{n}"))
     before = meter.usage()
 
+    # When the index is queried
     aws.dynamodb.query(
         TableName=table,
         IndexName=INDEX,
@@ -253,9 +255,12 @@ def test_an_index_query_bills_the_entries_eventually_consistently(
 
 
 def test_reading_a_missing_item_still_bills(aws: Aws, table: str, meter: Meter) -> None:
+    # Given a metered table without the item
+    # When it is read, once strongly and once eventually consistent
     aws.dynamodb.get_item(TableName=table, Key=KEY, ConsistentRead=True)
     aws.dynamodb.get_item(TableName=table, Key=KEY)
 
+    # Then both reads bill: 1 + 0.5 units
     assert meter.usage().read_units == {table: 1.5}
 
 
@@ -284,6 +289,9 @@ def test_a_batch_write_bills_each_item_as_its_own_put_or_delete(
 
 
 def test_kms_requests_are_counted_by_operation(aws: Aws, meter: Meter) -> None:
+    # Given a metered KMS key
+    # When a data key is generated
     aws.kms.generate_data_key(KeyId=aws.settings.kms_key_id, KeySpec="AES_256")
 
+    # Then one kms:GenerateDataKey request is counted
     assert meter.usage().requests == {"kms:GenerateDataKey": 1}

@@ -215,6 +215,9 @@ def test_any_message_on_a_json_connection_is_answered_with_readable_frames(
 ) -> None:
     # Given a JSON connection (no subprotocol offered)
     with _connection() as connection:
+        # When it sends any message, then settles a message it was pushed by an ack id as given or
+        # altered
+        # Then every answer is a JSON frame it can read (_json_connection_answers checks each step)
         _json_connection_answers(broker, pusher, connection, body, settle, how)
 
 
@@ -259,8 +262,11 @@ def test_a_json_ack_with_a_superscript_digit_is_answered_with_an_error_regressio
 ) -> None:
     # Reproduction: on a JSON connection, {"action": "ack", "id": "².0.0123abcd:s1"} made
     # handle_event raise ValueError (parse_ack_id: "²".isdigit(), then int("²")).
+    # Given a JSON connection
     connection = _new_connection()
+    # When it acks id "².0.0123abcd:s1", asking for a receipt
     _say(connection, json.dumps({"action": "ack", "id": "².0.0123abcd:s1", "receipt": "r"}))
+    # Then it gets an invalid_request error frame for that receipt
     [frame] = [json.loads(post) for post in _posts(pusher, connection)]
     assert (frame["type"], frame["error"], frame["receipt"]) == ("error", "invalid_request", "r")
 
@@ -272,10 +278,14 @@ def test_a_json_error_for_a_huge_unknown_field_fits_in_one_post_regression(
     # API Gateway delivers; the error frame quoted the field name, and json.dumps writes
     # each "é" as "\\u00e9": 240 KB, which @connections refuses, so the client heard nothing
     # (and ApiGatewayPusher.post raised the ClientError out of the handler).
+    # Given a JSON connection, and an 80 KB ack with an unknown field named by 40,000 "é" (within
+    # API Gateway's limit)
     connection = _new_connection()
     body = json.dumps({"action": "ack", "id": "1", "é" * 40_000: 1}, ensure_ascii=False)
     assert len(body.encode()) <= MAX_POST_BYTES
+    # When the ack is sent
     _say(connection, body)
+    # Then one invalid_request error frame comes back, small enough for one @connections post
     [post] = pusher.take(connection)
     assert len(post.encode()) <= MAX_POST_BYTES
     assert json.loads(post)["error"] == "invalid_request"
@@ -353,6 +363,9 @@ def test_any_message_on_a_stomp_connection_is_answered_with_readable_stomp_frame
 ) -> None:
     # Given a connected STOMP session of any version
     with _connection(_VERSION_OF_SUBPROTOCOL[version]) as connection:
+        # When it sends any message, then acks or nacks a message it was pushed, as given or altered
+        # Then every answer is STOMP frames its parser reads (_stomp_connection_answers checks each
+        # step)
         _stomp_connection_answers(broker, pusher, connection, version, body, nack, how)
 
 
@@ -417,12 +430,15 @@ def test_a_receipt_with_a_cr_on_a_stomp_1_0_session_is_answered_regression(
     # "BEGIN\ntransaction:t\nreceipt:a\rb\n\n\x00" makes handle_event raise ValueError:
     # STOMP 1.0 does not unescape, so the value keeps its CR, and encode_frame cannot
     # write it back unescaped in the RECEIPT's (or ERROR's) receipt-id.
+    # Given a STOMP 1.0 session
     connection = _new_connection("v10.stomp")
     _say(connection, "CONNECT\naccept-version:1.0\n\n\x00")
     pusher.take(connection)
+    # When it sends SEND, SUBSCRIBE or BEGIN with a receipt holding a CR
     headers = {"SEND": "destination:/queue/jobs", "SUBSCRIBE": "destination:/queue/jobs"}
     _say(connection, f"{command}\n{headers.get(command, 'transaction:t')}\nreceipt:a\rb\n\n\x00")
     answers = _stomp_answers(pusher.take(connection), "1.0")
+    # Then it is answered, not raised on:
     # one answer to the frame (a SUBSCRIBE is also pushed the waiting messages)
     assert [f.command for f in answers if f.command != "MESSAGE"] in (["RECEIPT"], ["ERROR"])
 
@@ -443,10 +459,13 @@ def test_a_header_with_a_superscript_digit_is_answered_with_an_error_regression(
     # Reproduction: on a v12.stomp session, after CONNECT, the message
     # "SEND\ndestination:/queue/jobs\nexpires:²\n\n\x00" made handle_event raise
     # ValueError ("²".isdigit() is True, int("²") fails), and so did the other headers here.
+    # Given a STOMP 1.2 session
     connection = _new_connection("v12.stomp")
     _say(connection, "CONNECT\naccept-version:1.2\n\n\x00")
     pusher.take(connection)
+    # When a number in a header (a delay, expires, prefetch-count, an ack id) holds "²"
     _say(connection, frame)
+    # Then it gets one ERROR, and the session ends
     [error] = _stomp_answers(pusher.take(connection), "1.2")
     assert error.command == "ERROR"
     assert connection in pusher.closed
@@ -610,9 +629,12 @@ def test_a_record_whose_dynamodb_section_is_not_an_object_is_reported_regression
     # <a good REMOVE record>]}, ctx) raises AttributeError ('str' object has no attribute
     # 'get'): handle_record fails on the record, then Powertools' failure collector
     # reads record.dynamodb.sequence_number from the same string.
+    # Given an INSERT record whose dynamodb section is a string, beside a good record it skips
+    # When the dispatch function handles them
     response = handle_batch(
         {"Records": [{"eventID": "1", "eventName": "INSERT", "dynamodb": "x"}, _skipped()]},
         FakeLambdaContext(),
     )
+    # Then it answers, and no record failed:
     # a record without keys is none of ours: skipped, like any record not ours
     assert response == {"batchItemFailures": []}

@@ -111,10 +111,13 @@ def test_the_bill_endpoint_prices_what_clients_did_per_message_beside_sqs(
 
 
 def test_the_bill_endpoint_is_not_itself_billed(dev: tuple[DevRuntime, io.StringIO]) -> None:
+    # Given a running `mqless dev`
     runtime, _ = dev
+    # When its bill is read three times
     call(runtime, "GET", "/_local/bill")
     call(runtime, "GET", "/_local/bill")
 
+    # Then the bill counts no HTTP API request: reading it is not billed
     assert call(runtime, "GET", "/_local/bill")["since_start"]["requests"]["http_api"] == 0
 
 
@@ -146,6 +149,7 @@ def test_a_minute_with_client_activity_prints_one_bill_line(
 def test_websocket_messages_and_connection_time_are_billed(
     dev: tuple[DevRuntime, io.StringIO],
 ) -> None:
+    # Given a running `mqless dev` with its WebSocket gateway
     runtime, _ = dev
     assert runtime.ws is not None
     # When a client connects, sends a JSON frame and gets an answer, then leaves

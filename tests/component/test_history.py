@@ -153,8 +153,11 @@ def test_the_overall_history_counts_every_queue_and_each_topics_publishes(
 
 
 def test_history_refuses_what_it_cannot_answer(api: HttpApi, cloudwatch: Any) -> None:
+    # Given a queue, orders
     api.put("/queues/orders", {})
 
+    # When the history is asked for what it cannot answer
+    # Then each is refused with a problem:
     # a queue that does not exist
     assert api.get("/history?queue=nope").is_problem(404, "queue_not_found")
     # a queue and a topic at once, or a malformed name
@@ -218,7 +221,7 @@ def test_an_admin_closes_a_connection_and_its_leases_go_back(
 def test_mqless_dev_keeps_one_statistic_set_per_metric_and_minute(
     api: HttpApi, cloudwatch: Any
 ) -> None:
-    # Given mqless dev's CloudWatch, handed many documents within one minute
+    # Given mqless dev's CloudWatch
     from moto.cloudwatch.models import cloudwatch_backends
     from moto.core.models import DEFAULT_ACCOUNT_ID
 
@@ -226,6 +229,7 @@ def test_mqless_dev_keeps_one_statistic_set_per_metric_and_minute(
     backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     held = len(backend.metric_data)
     now_ms = int(time.time() // 60 * 60 * 1000)  # the start of this minute: all in one
+    # When it is handed 50 documents within one minute, each counting 2 sent for queue busy
     for n in range(50):
         ingest(
             {

@@ -80,6 +80,7 @@ def test_put_queue_creates_with_201_then_replaces_with_200(api: HttpApi) -> None
 
 
 def test_put_queue_without_a_body_creates_it_with_defaults(api: HttpApi) -> None:
+    # Given no queue named orders
     # When a queue is PUT the way `curl -X PUT .../queues/orders` does it
     reply = api.put(Q)
     # Then it is created with the defaults
@@ -191,6 +192,7 @@ def test_redrive_of_a_queue_that_is_not_a_dead_letter_queue_is_409_and_changes_n
 
 
 def test_send_answers_201_with_a_message_id(api: HttpApi) -> None:
+    # Given no queue named orders
     # When a message is sent to a queue that does not exist yet
     reply = api.post(f"{Q}/messages", {"body": "hello"})
     # Then it is accepted, and the queue now exists
@@ -201,6 +203,7 @@ def test_send_answers_201_with_a_message_id(api: HttpApi) -> None:
 
 
 def test_fifo_send_numbers_a_group_and_drops_a_repeat(api: HttpApi) -> None:
+    # Given the name of a FIFO queue (it ends in .fifo)
     # When two messages go to a FIFO group, then the second again with its dedup id
     first = api.post("/queues/orders.fifo/messages", {"body": "a", "group_id": "g"})
     second = api.post(
@@ -218,22 +221,22 @@ def test_fifo_send_numbers_a_group_and_drops_a_repeat(api: HttpApi) -> None:
 
 
 def test_send_accepts_exactly_256_kib(api: HttpApi) -> None:
+    # Given a body of exactly 256 KiB, the largest allowed
+    # When it is sent
     reply = api.post(f"{Q}/messages", {"body": "x" * (256 * KIB)})
+    # Then it is stored (201)
     assert reply.status == 201, reply.text[:300]
 
 
 def test_send_of_256_kib_plus_one_is_413(api: HttpApi) -> None:
-    # When a body one byte over the limit is sent
+    # Given a queue, and a body of 256 KiB and one byte
+    assert api.put(Q, {}).status == 201
+    # When the body one byte over the limit is sent
     reply = api.post(f"{Q}/messages", {"body": "x" * (256 * KIB + 1)})
     # Then it is refused as too large, and nothing is stored
     assert reply.is_problem(413, "payload_too_large"), reply.text[:300]
-    assert api.get(Q).status in (200, 404)
-    assert receive_or_none(api) == []
-
-
-def receive_or_none(api: HttpApi) -> list[dict[str, Any]]:
-    reply = api.post(f"{Q}/receive", {})
-    return reply.json["messages"] if reply.status == 200 else []
+    received = api.post(f"{Q}/receive", {})
+    assert (received.status, received.json["messages"]) == (200, [])
 
 
 def test_json_body_that_api_gateway_base64_encoded_is_accepted(api: HttpApi) -> None:
@@ -249,8 +252,11 @@ def test_json_body_that_api_gateway_base64_encoded_is_accepted(api: HttpApi) -> 
 
 
 def test_body_flagged_base64_that_is_not_is_a_400(api: HttpApi) -> None:
+    # Given a request flagged as base64 whose body is not base64
     event = http_event("POST", f"{Q}/messages", route="/queues/{name}/messages", raw_body=b"{}")
     event["body"] = "not base64 at all!"
+    # When it is invoked
+    # Then it is a 400 invalid_request problem, not a 500
     assert api.invoke(event).is_problem(400, "invalid_request")
 
 
@@ -280,18 +286,23 @@ def test_batch_reports_each_entry_and_a_bad_one_fails_alone(api: HttpApi) -> Non
 
 
 def test_batch_with_repeated_ids_is_refused_whole(api: HttpApi) -> None:
-    # Given a batch whose repeated id sits on an entry that would fail on its own
+    # Given a queue, and a batch whose repeated id sits on an entry that would fail on its own
+    assert api.put(Q, {}).status == 201
     entries = [{"id": "a", "body": "***", "binary": True}, {"id": "a", "body": "x"}]
     # When it is sent
     reply = api.post(f"{Q}/messages/batch", {"entries": entries})
     # Then the whole batch is refused, and nothing is stored
     assert reply.is_problem(400, "invalid_request"), reply.text
     assert "unique" in reply.json["message"]
-    assert receive_or_none(api) == []
+    received = api.post(f"{Q}/receive", {})
+    assert (received.status, received.json["messages"]) == (200, [])
 
 
 def test_batch_of_eleven_is_refused(api: HttpApi) -> None:
+    # Given a batch of eleven entries, one over the limit of ten
     entries = [{"id": f"e{i}", "body": "x"} for i in range(11)]
+    # When it is sent
+    # Then it is a 400 invalid_request problem
     assert api.post(f"{Q}/messages/batch", {"entries": entries}).is_problem(400, "invalid_request")
 
 
@@ -334,9 +345,12 @@ def test_binary_body_round_trips_byte_for_byte(api: HttpApi) -> None:
 
 
 def test_long_poll_returns_at_once_when_a_message_is_waiting(api: HttpApi) -> None:
+    # Given a message waiting in the queue
     send(api)
+    # When a receive long-polls for up to 20 seconds
     started = time.monotonic()
     messages = receive(api, wait_seconds=20)
+    # Then it returns the message at once, not at the end of the wait
     assert len(messages) == 1
     assert time.monotonic() - started < 5
 
@@ -370,7 +384,10 @@ def test_fifo_group_is_delivered_in_order_one_at_a_time(api: HttpApi) -> None:
 
 
 def test_receive_from_an_unknown_queue_is_404(api: HttpApi) -> None:
+    # Given no queue named nowhere
+    # When a receive asks for it
     reply = api.post("/queues/nowhere/receive", {})
+    # Then it is a 404 queue_not_found problem that names the queue
     assert reply.is_problem(404, "queue_not_found"), reply.text
     assert "nowhere" in reply.json["message"]
 
@@ -425,8 +442,12 @@ def test_ack_with_one_live_and_one_stale_receipt_acks_the_live_one(api: HttpApi)
     ids=["not-a-receipt", "bad-base64", "other-queue"],
 )
 def test_ack_with_a_malformed_receipt_is_400(api: HttpApi, receipt: str) -> None:
+    # Given a queue with a message, and a receipt that is not one (garbage, bad base64, or a receipt
+    # for another queue)
     send(api)
+    # When that receipt is acked
     reply = api.post(f"{Q}/ack", {"receipts": [receipt]})
+    # Then it is a 400 invalid_request problem listing the receipt as failed
     assert reply.is_problem(400, "invalid_request"), reply.text
     assert reply.json["failed"][0]["id"] == receipt
 
@@ -520,9 +541,12 @@ def test_nacked_message_comes_back_with_receive_count_2(api: HttpApi) -> None:
 
 
 def test_nack_with_a_delay_holds_the_message_back(api: HttpApi) -> None:
+    # Given a received message
     send(api)
     (message,) = receive(api)
+    # When it is nacked with a delay of 300 seconds
     reply = api.post(f"{Q}/nack", {"receipts": [message["receipt"]], "delay_seconds": 300})
+    # Then the nack succeeds and the message is not delivered at once
     assert reply.status == 200, reply.text
     assert receive(api) == []
 
@@ -676,7 +700,11 @@ def test_client_mistake_is_a_4xx_json_problem(
 
 
 def test_invalid_field_problem_names_the_field(api: HttpApi) -> None:
+    # Given a receive with wait_seconds over its limit of 20
+    # When it is sent
     reply = api.post(f"{Q}/receive", {"wait_seconds": 21})
+    # Then it is a 400 whose problem's message and details name the field
+    assert reply.is_problem(400, "invalid_request"), reply.text[:300]
     assert reply.json["message"].startswith("wait_seconds:")
     assert reply.json["details"][0]["field"] == "wait_seconds"
 
@@ -685,6 +713,7 @@ def test_invalid_field_problem_names_the_field(api: HttpApi) -> None:
 
 
 def test_openapi_document_is_openapi_3_1_with_every_route(api: HttpApi, stack: Stack) -> None:
+    # Given the API's routes in template.yaml
     # When the document is fetched
     reply = api.get("/openapi.json")
     document = reply.json
@@ -705,9 +734,11 @@ def test_openapi_document_is_openapi_3_1_with_every_route(api: HttpApi, stack: S
 
 
 def test_openapi_document_describes_errors_as_problems(api: HttpApi) -> None:
+    # Given the API
+    # When its OpenAPI document is fetched
     document = api.get("/openapi.json").json
     schemas = document["components"]["schemas"]
-    # The Problem schema is there, with the two fields every error carries
+    # Then the Problem schema is there, with the two fields every error carries
     assert {"error", "message"} <= set(schemas["Problem"]["required"])
     # Every operation points its errors at it, and none promises Powertools' 422 shape
     for path, operations in document["paths"].items():
@@ -723,19 +754,25 @@ def test_openapi_document_describes_errors_as_problems(api: HttpApi) -> None:
 
 
 def test_openapi_document_says_every_route_needs_a_bearer_token(api: HttpApi) -> None:
+    # Given the API
+    # When its OpenAPI document is fetched
     document = api.get("/openapi.json").json
 
+    # Then it asks for a bearer token on every route, and is valid OpenAPI
     assert document["security"] == [{"bearer": []}]
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     OpenAPI.model_validate(document)
 
 
 def test_openapi_document_gives_response_bodies_their_models(api: HttpApi) -> None:
+    # Given the API
+    # When its OpenAPI document is fetched
     paths = api.get("/openapi.json").json["paths"]
 
     def schema(path: str, method: str, status: str) -> Any:
         return paths[path][method]["responses"][status]["content"]["application/json"]["schema"]
 
+    # Then a queue, a sent message and an ack each have their response model
     assert schema("/queues/{name}", "put", "201") == {"$ref": "#/components/schemas/QueueView"}
     assert schema("/queues/{name}/messages", "post", "201") == {
         "$ref": "#/components/schemas/SendMessageResponse"
@@ -841,8 +878,11 @@ def _assert_no_5xx(reply: Reply, route: tuple[str, str], body: Any) -> None:
 def test_any_json_value_to_a_route_is_never_a_5xx(
     fast_api: HttpApi, route: tuple[str, str], queue: str, body: Any
 ) -> None:
+    # Given any JSON value as the body of any route with a body, on any kind of queue
     method, suffix = route
+    # When it is sent
     reply = fast_api.request(method, f"/queues/{queue}{suffix}", raw_body=json.dumps(body))
+    # Then the answer is never a 5xx, and any error is a JSON problem
     _assert_no_5xx(reply, route, body)
 
 
@@ -851,8 +891,12 @@ def test_any_json_value_to_a_route_is_never_a_5xx(
 def test_any_object_of_known_fields_to_a_route_is_never_a_5xx(
     fast_api: HttpApi, route: tuple[str, str], queue: str, body: dict[str, Any]
 ) -> None:
+    # Given an object of known fields with any values, to any route with a body, on any kind of
+    # queue
     method, suffix = route
+    # When it is sent
     reply = fast_api.request(method, f"/queues/{queue}{suffix}", raw_body=json.dumps(body))
+    # Then the answer is never a 5xx, and any error is a JSON problem
     _assert_no_5xx(reply, route, body)
 
 
@@ -863,8 +907,11 @@ def test_any_object_of_known_fields_to_a_route_is_never_a_5xx(
 def test_any_string_as_a_body_is_never_a_5xx(
     fast_api: HttpApi, route: tuple[str, str], raw: str
 ) -> None:
+    # Given any string (JSON or not) as the body of any route with a body
     method, suffix = route
+    # When it is sent
     reply = fast_api.request(method, f"/queues/orders{suffix}", raw_body=raw)
+    # Then the answer is never a 5xx, and any error is a JSON problem
     _assert_no_5xx(reply, route, raw)
 
 
@@ -873,6 +920,7 @@ def test_overlapping_requests_keep_their_own_route(api: HttpApi) -> None:
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
+    # Given four queues, each holding a message named after it
     for name in ("a", "b", "c", "d"):
         send(api, name, body=name)
 
@@ -880,6 +928,7 @@ def test_overlapping_requests_keep_their_own_route(api: HttpApi) -> None:
         reply = api.get(f"/queues/{name}/messages")
         return reply.status, reply.json["messages"][0]["body"] if reply.status == 200 else ""
 
+    # When 200 peeks at them overlap on 16 threads that switch as often as possible
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
     try:
@@ -888,6 +937,7 @@ def test_overlapping_requests_keep_their_own_route(api: HttpApi) -> None:
     finally:
         sys.setswitchinterval(interval)
 
+    # Then each peek got its own queue's message
     assert results == [(200, n) for n in ["a", "b", "c", "d"] * 50]
 
 
@@ -965,9 +1015,15 @@ def test_patch_changes_only_the_settings_it_names_where_put_replaces_them_all(
 
 
 def test_patch_of_a_missing_queue_is_404_and_bad_settings_are_400(api: HttpApi) -> None:
+    # Given no queue named nowhere
+    # When it is patched
+    # Then it is a 404 queue_not_found problem, and the patch did not create it
     assert api.patch("/queues/nowhere", {"delay_seconds": 5}).is_problem(404, "queue_not_found")
     assert api.get("/queues/nowhere").status == 404  # nothing was created
+    # Given a queue with default settings
     api.put("/queues/tuned", {})
+    # When it is patched with an out-of-range delay, or an unknown field
+    # Then each is a 400 invalid_request problem, and its delay is unchanged
     assert api.patch("/queues/tuned", {"delay_seconds": 901}).is_problem(400, "invalid_request")
     assert api.patch("/queues/tuned", {"colour": "red"}).is_problem(400, "invalid_request")
     assert api.get("/queues/tuned").json["delay_seconds"] == 0

@@ -73,6 +73,7 @@ def test_fifty_clients_connecting_at_once_are_all_answered(gateway: HttpGateway)
         except BaseException as error:  # a reset connection is the failure looked for
             errors.append(error)
 
+    # When they all connect and ask for the bill
     threads = [threading.Thread(target=client) for _ in range(50)]
     began = time.perf_counter()
     for thread in threads:

@@ -114,6 +114,7 @@ def test_a_request_without_its_identity_source_is_401_without_invoking_the_autho
 def test_an_authorized_request_reaches_the_route_with_the_authorizer_context(
     local: Local,
 ) -> None:
+    # Given a route behind an authorizer that allows `allow-<who>` tokens
     # When a request's token is allowed as alice
     response = local.get("/private", "allow-alice")
     # Then the route runs, its event carrying the authorizer's context under `lambda`
@@ -124,6 +125,7 @@ def test_an_authorized_request_reaches_the_route_with_the_authorizer_context(
 
 
 def test_the_authorizer_gets_the_payload_2_request_event(local: Local) -> None:
+    # Given a route behind a Lambda authorizer that returns the event it saw
     # When a request with a query string and a cookie is authorized
     token = fresh()
     response = httpx.get(
@@ -161,6 +163,7 @@ def test_a_refusal_is_403_and_the_route_does_not_run(local: Local) -> None:
 
 @pytest.mark.parametrize("token", ["crash", "garbage"])
 def test_an_authorizer_that_fails_or_answers_nonsense_is_a_500(local: Local, token: str) -> None:
+    # Given a route behind an authorizer that raises on `crash` and answers `garbage` with nonsense
     # When the authorizer raises, or returns what is no simple response
     response = local.get("/private", token)
     # Then the caller gets API Gateway's 500
@@ -234,6 +237,7 @@ def test_an_authorizer_without_identity_sources_runs_for_every_request(local: Lo
 
 
 def test_the_authorizer_shows_in_the_console_like_any_invocation(local: Local) -> None:
+    # Given a route behind an authorizer, every invocation recorded as the console lists it
     # When a request is authorized
     local.get("/private", fresh("carol"))
     # Then the authorizer's invocation is reported, saying who it let in
@@ -265,6 +269,7 @@ def test_a_handshake_the_authorizer_calls_unauthorized_is_refused_with_401(local
 def test_a_denied_or_failed_authorization_refuses_the_handshake(
     local: Local, token: str, status: int
 ) -> None:
+    # Given a WebSocket $connect behind an authorizer
     # When the authorizer answers Deny, raises, or answers what is no policy
     # Then the handshake is refused with 403, 500, 500
     assert local.ws_refusal(f"?access_token={token}") == status
@@ -290,6 +295,7 @@ def test_an_allowed_connection_carries_the_authorizer_context_on_every_event(
 
 
 def test_the_websocket_authorizer_gets_the_request_event_of_the_handshake(local: Local) -> None:
+    # Given a WebSocket $connect behind an authorizer that returns the event it saw
     # When a client connects with a token and another query parameter
     with local.ws_open("?access_token=allow-alice&colour=red") as client:
         seen = json.loads(ws_reply(client)["connect"]["seen"])

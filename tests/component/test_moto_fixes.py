@@ -637,6 +637,7 @@ def test_a_query_that_projects_nothing_returns_its_items_uncopied(
 
 
 def test_an_update_that_creates_an_item_streams_one_insert() -> None:
+    # Given a table with a stream, on fixed moto
     with moto(fixed=True) as (db, streams):
         # When an update creates an item that was not there
         db.update_item(
@@ -779,6 +780,7 @@ def test_expired_shard_iterators_are_forgotten(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_the_longest_lock_hold_names_its_request() -> None:
+    # Given fixed moto, its request lock's figures reset
     with moto(fixed=True) as (db, _):
         REQUEST_LOCK.reset()
         # When requests run
@@ -800,6 +802,8 @@ def test_a_slow_lock_hold_tells_waiting_from_computing(
 ) -> None:
     from moto.core.botocore_stubber import BotocoreStubber
 
+    # Given fixed moto, each PutItem stalled 600 ms without computing (as a thread waiting for the
+    # CPU)
     def stalled(self: Any, request: Any) -> Any:
         if b"PutItem" in (request.headers.get("X-Amz-Target") or b""):
             time.sleep(0.6)  # stands for a thread that waits for the CPU: no computing
@@ -850,6 +854,7 @@ def test_a_handlers_methods_are_listed_once_not_per_request(
 ) -> None:
     import inspect
 
+    # Given fixed moto that has served a request, and inspect.getmembers counted
     with moto(fixed=True) as (db, _):
         db.put_item(TableName=TABLE, Item=item("p", "a"))
         listings = 0
@@ -873,6 +878,7 @@ def test_an_update_expression_is_parsed_once_however_many_updates_use_it(
 ) -> None:
     from moto.dynamodb.parsing import tokens
 
+    # Given an item with a counter on fixed moto, and its expression tokenizer counted
     with moto(fixed=True) as (db, _):
         db.put_item(TableName=TABLE, Item=item("p", "a", n={"N": "0"}))
         parses = 0
@@ -909,6 +915,7 @@ def test_creating_a_symmetric_kms_key_generates_no_key_pair(
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
+    # Given RSA key-pair generation counted, and fixed moto
     pairs = 0
     original = rsa.generate_private_key
 

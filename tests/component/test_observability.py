@@ -33,7 +33,10 @@ def _emf(captured: str) -> list[dict[str, Any]]:
 
 
 def test_queue_traffic_is_counted_per_queue(broker: QueueService, clock: ManualClock) -> None:
+    # Given a queue that dead-letters after one receive
     broker.put_queue(ANONYMOUS, "orders", QueueSettings(max_receive_count=1))
+    # When three are sent (one, then a batch of two) and received, one acked, one nacked, and the
+    # queue received from again once the third's lease ran out
     broker.send(ANONYMOUS, "orders", NewMessage(body=b"a"))
     broker.send_batch(
         ANONYMOUS, "orders", [("1", NewMessage(body=b"b")), ("2", NewMessage(body=b"c"))]
@@ -44,6 +47,7 @@ def test_queue_traffic_is_counted_per_queue(broker: QueueService, clock: ManualC
     clock.advance(31)  # the third one's lease runs out: its next receive is over the limit
     broker.receive(ANONYMOUS, "orders", max_messages=3)
 
+    # Then the queue's metrics count 3 sent, 3 delivered, 1 acked, 1 nacked and 2 dead-lettered
     counts = metrics.snapshot()
 
     def of(name: str) -> float:
@@ -102,11 +106,15 @@ def test_flush_writes_one_emf_document_per_destination_that_counts_in_the_totals
 def test_admin_actions_leave_an_audit_trail(
     broker: QueueService, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Given a queue created, with a message
     broker.put_queue(ANONYMOUS, "orders", QueueSettings())
     broker.send(ANONYMOUS, "orders", NewMessage(body=b"x"))
+    # When it is purged and deleted
     broker.purge(ANONYMOUS, "orders")
     broker.delete_queue(ANONYMOUS, "orders")
 
+    # Then the audit log has the create, the purge (of 1 message) and the delete, each with its
+    # queue, principal and time
     audits = [r.audit for r in caplog.records if r.getMessage() == "audit"]  # type: ignore[attr-defined]
 
     assert [(a["action"], a["destination"], a["principal"]) for a in audits] == [
@@ -119,6 +127,9 @@ def test_admin_actions_leave_an_audit_trail(
 
 
 def test_an_unknown_metric_name_is_a_programming_error() -> None:
+    # Given a misspelt metric name
+    # When it is counted
+    # Then it raises ValueError: unknown metric
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.count("Sennt", queue="q")
 
@@ -126,6 +137,7 @@ def test_an_unknown_metric_name_is_a_programming_error() -> None:
 def test_the_sweep_measures_every_dead_letter_queue(
     broker: QueueService, clock: ManualClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given a message that a sweep dead-lettered (over its receive limit)
     broker.put_queue(ANONYMOUS, "orders", QueueSettings(max_receive_count=1))
     broker.send(ANONYMOUS, "orders", NewMessage(body=b"poison"))
     broker.receive(ANONYMOUS, "orders")
@@ -133,9 +145,12 @@ def test_the_sweep_measures_every_dead_letter_queue(
     broker.sweep()  # over the limit: dead-lettered, then the depths are measured
     capsys.readouterr()
 
+    # When the metrics are flushed
     metrics.flush()
     documents = _emf(capsys.readouterr().out)
 
+    # Then the dead-letter queue's depth is emitted for it and in the total, and none for the source
+    # queue
     by_queue = {d.get("Queue"): d for d in documents}
     assert by_queue["orders.dlq"]["DeadLetterDepth"] == [1.0]
     assert by_queue[None]["DeadLetterDepth"] == [1.0]

@@ -38,6 +38,8 @@ def _send(api: HttpApi, queue: str, body: str, **fields: Any) -> str:
 
 
 def test_queue_stats_count_states_age_and_dead_letters(api: HttpApi) -> None:
+    # Given a queue with a dead-letter queue: one message visible, one leased, one delayed ten
+    # minutes
     api.put("/queues/orders", {"max_receive_count": 1})
     _send(api, "orders", "a")
     _send(api, "orders", "b")
@@ -45,8 +47,11 @@ def test_queue_stats_count_states_age_and_dead_letters(api: HttpApi) -> None:
     [leased] = api.post("/queues/orders/receive", {"max_messages": 1}).json["messages"]
     assert leased
 
+    # When its stats are read
     stats = api.get("/queues/orders/stats")
 
+    # Then they count one of each, exactly; the oldest is under a minute old; the dead-letter queue
+    # is named and empty; no consumers
     assert stats.status == 200
     assert {k: stats.json[k] for k in ("visible", "in_flight", "delayed")} == {
         "visible": 1,
@@ -60,23 +65,31 @@ def test_queue_stats_count_states_age_and_dead_letters(api: HttpApi) -> None:
 
 
 def test_an_empty_queue_has_no_oldest_age_and_a_missing_one_is_404(api: HttpApi) -> None:
+    # Given an empty queue
     api.put("/queues/empty", {})
+    # When its stats, and a missing queue's, are read
+    # Then it has no oldest age, and the missing one is a 404 queue_not_found problem
     assert api.get("/queues/empty/stats").json["oldest_age_seconds"] is None
     assert api.get("/queues/nope/stats").is_problem(404, "queue_not_found")
 
 
 def test_counts_are_bounded_and_say_so(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given seven messages, and counts bounded at five
     for i in range(7):
         _send(api, "deep", str(i))
     # (a count reads at most COUNT_BOUND references: here 5, so that 7 messages pass it)
     monkeypatch.setattr(queue_service, "COUNT_BOUND", 5)
 
+    # When the queue's stats are read
     stats = api.get("/queues/deep/stats").json
 
+    # Then they show five visible, marked approximate
     assert (stats["visible"], stats["approximate"]) == (5, True)
 
 
 def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
+    # Given a queue with a message, a subscription feeding it from shop.>, and a JSON connection
+    # subscribed live to shop.>
     api.put("/queues/eu-orders", {})
     _send(api, "eu-orders", "x")
     api.put("/topics/shop.%3E/subscriptions/eu", {"queue": "eu-orders"})
@@ -86,8 +99,11 @@ def test_overview_lists_queues_topics_and_connections(api: HttpApi) -> None:
     assert info is not None
     sessions.subscribe(info, "live", "/topic/shop.>")
 
+    # When the overview is read
     overview = api.get("/stats")
 
+    # Then it lists the queue's count, the topic with its subscription and live subscriber, and one
+    # connection, untruncated; the connections list shows it with its subscription
     assert overview.status == 200
     by_name = {q["name"]: q for q in overview.json["queues"]}
     assert by_name["eu-orders"]["visible"] == 1
@@ -129,19 +145,26 @@ def test_browse_pages_through_messages_without_leasing_them(api: HttpApi) -> Non
 
 
 def test_browse_refuses_a_forged_cursor_and_bad_limits(api: HttpApi) -> None:
+    # Given a queue
     api.put("/queues/jobs", {})
+    # When it is browsed with a forged cursor, a limit of 0, and one of 101
+    # Then each is a 400
     assert api.get("/queues/jobs/messages?cursor=bm9wZQ").is_problem(400, "invalid_request")
     assert api.get("/queues/jobs/messages?limit=0").status == 400
     assert api.get("/queues/jobs/messages?limit=101").status == 400
 
 
 def test_one_message_can_be_deleted(api: HttpApi) -> None:
+    # Given two messages
     keep = _send(api, "jobs", "keep")
     drop = _send(api, "jobs", "drop")
 
+    # When one is deleted by id, twice
     deleted = api.delete(f"/queues/jobs/messages/{drop}")
     again = api.delete(f"/queues/jobs/messages/{drop}")
 
+    # Then the first delete is a 204, the second a 404 message_not_found, and the other message is
+    # left alone
     assert deleted.status == 204
     assert again.is_problem(404, "message_not_found")
     left = api.get("/queues/jobs/messages").json["messages"]
@@ -149,12 +172,15 @@ def test_one_message_can_be_deleted(api: HttpApi) -> None:
 
 
 def test_a_message_moves_or_copies_to_another_queue(api: HttpApi) -> None:
+    # Given two messages in inbox, one with an attribute
     moved = _send(api, "inbox", "move me", attributes={"k": "v"})
     copied = _send(api, "inbox", "copy me")
 
+    # When one is moved to archive and the other copied there
     move = api.post(f"/queues/inbox/messages/{moved}/move", {"to": "archive"})
     copy = api.post(f"/queues/inbox/messages/{copied}/move", {"to": "archive", "copy": True})
 
+    # Then archive holds both, the attribute kept, and inbox only the copied one
     assert (move.status, move.json) == (200, {"message_id": moved})
     assert copy.status == 200
     archive = api.post("/queues/archive/receive", {"max_messages": 10}).json["messages"]
@@ -162,6 +188,7 @@ def test_a_message_moves_or_copies_to_another_queue(api: HttpApi) -> None:
     assert {m["body"]: m["attributes"] for m in archive}["move me"] == {"k": "v"}
     inbox = api.get("/queues/inbox/messages").json["messages"]
     assert [m["body"] for m in inbox] == ["copy me"]
+    # ...moving a message to its own queue is a 400;
     assert api.post(f"/queues/inbox/messages/{copied}/move", {"to": "inbox"}).status == 400
     # a message id no queue holds is not found; one that is no message id at all is refused
     unknown = str(uuid.UUID(int=uuid.UUID(copied).int ^ (1 << 90)))
@@ -174,9 +201,13 @@ def test_a_message_moves_or_copies_to_another_queue(api: HttpApi) -> None:
 
 
 def test_fifo_messages_can_be_browsed_deleted_and_moved(api: HttpApi) -> None:
+    # Given two messages in one group of a FIFO queue
     first = _send(api, "jobs.fifo", "1", group_id="g")
     second = _send(api, "jobs.fifo", "2", group_id="g")
 
+    # When they are browsed, the first deleted and the second moved to another FIFO queue
+    # Then browsing shows their group, the delete and the move succeed, and the other queue delivers
+    # the second
     assert [m["group_id"] for m in api.get("/queues/jobs.fifo/messages").json["messages"]] == [
         "g",
         "g",

@@ -196,8 +196,11 @@ def test_a_send_holding_what_cannot_be_represented_is_refused_naming_it(
 
 
 def test_a_fifo_group_id_holding_a_control_character_is_refused(api: HttpApi) -> None:
+    # Given a group id holding SOH, and a dedup id holding NUL
+    # When each is sent to a FIFO queue
     reply = send(api, "orders.fifo", group_id="g\u0001", dedup_id="d")
     other = send(api, "orders.fifo", group_id="g", dedup_id="d\u0000")
+    # Then each is a 400 invalid_request problem naming its field
     assert reply.is_problem(400, "invalid_request") and "group_id" in reply.json["message"]
     assert other.is_problem(400, "invalid_request") and "dedup_id" in other.json["message"]
 
@@ -219,6 +222,8 @@ def test_what_sqs_accepts_is_accepted_and_delivered_as_sent(api: HttpApi) -> Non
 
 
 def test_a_batch_entry_holding_a_control_character_fails_alone(api: HttpApi) -> None:
+    # Given a batch of a good entry and one whose attribute value is NUL
+    # When it is sent
     reply = api.post(
         "/queues/orders/messages/batch",
         {
@@ -228,6 +233,8 @@ def test_a_batch_entry_holding_a_control_character_fails_alone(api: HttpApi) -> 
             ]
         },
     )
+    # Then the good entry is stored, and the bad one fails alone as invalid_request naming its
+    # attribute
     assert reply.status == 200, reply.text
     assert [e["id"] for e in reply.json["successful"]] == ["good"]
     [failure] = reply.json["failed"]
@@ -238,8 +245,11 @@ def test_a_batch_entry_holding_a_control_character_fails_alone(api: HttpApi) -> 
 def test_a_json_publish_holding_what_cannot_be_represented_gets_an_error_frame(
     pusher: RecordingPusher, api: HttpApi
 ) -> None:
+    # Given a queue and a JSON WebSocket client
     assert api.put("/queues/orders", {}).status == 201
     json_client("j1")
+    # When it publishes an attribute holding NUL to the queue, and the reserved mqless-body-encoding
+    # attribute to a topic
     json_say("j1", action="publish", destination="/queue/orders", body="b", attributes={"x": "\0"})
     json_say(
         "j1",
@@ -248,6 +258,8 @@ def test_a_json_publish_holding_what_cannot_be_represented_gets_an_error_frame(
         body="b",
         attributes={"mqless-body-encoding": "base64"},
     )
+    # Then it gets an invalid_request error frame for each, naming what is wrong, and nothing is
+    # dead-lettered
     first, second = json_got(pusher, "j1", "error")
     assert first["error"] == "invalid_request" and "'x'" in first["message"]
     assert second["error"] == "invalid_request" and "mqless-" in second["message"]
@@ -353,9 +365,12 @@ def test_when_setting_a_message_aside_fails_its_neighbours_still_go_out(
 def test_a_json_consumer_gets_what_a_stomp_1_0_consumer_could_not_carry(
     api: HttpApi, pusher: RecordingPusher
 ) -> None:
+    # Given a message whose attribute holds a line break (which a STOMP 1.0 header cannot carry)
     odd = sent(api, "orders", "odd", attributes={"note": "line one\nline two"})
+    # When a JSON client subscribes to its queue
     json_client("j1")
     json_say("j1", action="subscribe", destination="/queue/orders", id="s1")
+    # Then it gets the message, its attribute as sent, and nothing is dead-lettered
     [message] = json_got(pusher, "j1", "message")
     assert (message["message_id"], message["attributes"]) == (odd, {"note": "line one\nline two"})
     assert api.get("/queues/orders.dlq").status == 404 or dead_letters(api, "orders.dlq") == []
@@ -523,13 +538,16 @@ def test_one_consumer_whose_post_fails_does_not_hold_back_the_others(
 def test_one_live_subscriber_whose_post_fails_costs_the_others_nothing(
     aws: Aws, pusher: RecordingPusher
 ) -> None:
+    # Given two JSON clients subscribed to a topic, posts to one of them failing
     for connection in ("a-broken", "b-fine"):
         json_client(connection)
         json_say(connection, action="subscribe", destination="/topic/news", id="n")
     pusher.broken.add("a-broken")
 
+    # When two messages are published and dispatched
     publish_and_dispatch(aws, "news", NewMessage(body=b"one"), NewMessage(body=b"two"))
 
+    # Then the other gets both
     assert [m["body"] for m in json_got(pusher, "b-fine", "message")] == ["one", "two"]
 
 
@@ -537,16 +555,19 @@ def test_a_stream_batch_feeds_every_queue_even_when_one_pump_fails(
     api: HttpApi, pusher: RecordingPusher
 ) -> None:
     # (dispatch already pumped each queue on its own: this pins it)
+    # Given two queues, each with a message and a JSON consumer, posts to the first consumer failing
     for connection, queue in (("broken", "a-first"), ("fine", "b-second")):
         json_client(connection)
         json_say(connection, action="subscribe", destination=f"/queue/{queue}", id="s")
         sent(api, queue, f"for {connection}")
     pusher.broken.add("broken")
+    # When one stream batch names both queues
     batch = _Batch()
     batch.queues = {"a-first", "b-second"}
 
     deliver(batch)
 
+    # Then the second queue's consumer gets its message
     assert [m["body"] for m in json_got(pusher, "fine", "message")] == ["for fine"]
 
 
@@ -603,9 +624,12 @@ def test_a_stomp_id_over_the_limit_gets_an_error_naming_the_header_and_the_limit
 def test_a_stomp_1_0_subscription_named_by_a_long_destination_is_refused(
     pusher: RecordingPusher,
 ) -> None:
+    # Given a STOMP 1.0 session
     # STOMP 1.0 needs no id: the destination names the subscription
     stomp("c1", "1.0")
+    # When it subscribes to a destination of 207 characters
     say("c1", "SUBSCRIBE", [("destination", "/topic/" + "a" * 200)])
+    # Then an ERROR frame names the destination
     [error] = got(pusher, "c1", "ERROR")
     assert "destination" in (error.header("message") or "")
 
@@ -613,20 +637,27 @@ def test_a_stomp_1_0_subscription_named_by_a_long_destination_is_refused(
 def test_a_durable_subscription_name_that_is_no_queue_name_is_refused_naming_the_header(
     pusher: RecordingPusher,
 ) -> None:
+    # Given a STOMP 1.2 session
     stomp("c1")
+    # When it subscribes to a topic durably, under a name of 81 characters (longer than a queue name
+    # may be)
     say(
         "c1",
         "SUBSCRIBE",
         [("id", "0"), ("destination", "/topic/t"), ("activemq.subscriptionName", "x" * 81)],
     )
+    # Then an ERROR names the header, and the session ends
     _refused(pusher, "c1", "'activemq.subscriptionName'")
 
 
 def test_a_json_subscription_id_over_the_limit_gets_an_error_frame(
     pusher: RecordingPusher,
 ) -> None:
+    # Given a JSON WebSocket client
     json_client("j1")
+    # When it subscribes with an id of 129 characters
     json_say("j1", action="subscribe", destination="/queue/q", id="s" * 129)
+    # Then an invalid_request error frame names the id and the limit of 128
     [error] = json_got(pusher, "j1", "error")
     assert error["error"] == "invalid_request"
     assert "id" in error["message"] and "128" in error["message"]

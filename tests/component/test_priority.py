@@ -158,8 +158,11 @@ def test_a_priority_outside_0_to_9_is_refused_with_400(api: HttpApi, priority: o
 
 
 def test_max_priority_is_refused_on_fifo_queues_and_outside_1_to_9(api: HttpApi) -> None:
-    # SQS FIFO has no priority: a group's order is its send order
+    # Given a FIFO queue name and a standard one
+    # (SQS FIFO has no priority: a group's order is its send order)
+    # When the FIFO queue is made with max_priority, and the standard one with 10 or 0
     fifo = api.put("/queues/ledger.fifo", {"max_priority": 4})
+    # Then each is a 400 invalid_request problem, the FIFO one naming FIFO
     assert fifo.is_problem(400, "invalid_request")
     assert "FIFO" in fifo.json["message"]
     assert api.put("/queues/wide", {"max_priority": 10}).is_problem(400, "invalid_request")
@@ -167,6 +170,7 @@ def test_max_priority_is_refused_on_fifo_queues_and_outside_1_to_9(api: HttpApi)
 
 
 def test_priority_lanes_share_the_default_eight_shards(api: HttpApi) -> None:
+    # Given the default of eight shards for a queue
     # When queues with 10, 4 and 2 priority lanes are made without naming shards
     ten = api.put("/queues/lanes-10", {"max_priority": 9}).json["shards"]
     four = api.put("/queues/lanes-4", {"max_priority": 3}).json["shards"]

@@ -212,6 +212,7 @@ def test_http_routes_send_each_route_to_the_http_api_function(stack: Stack) -> N
 
 
 def test_dispatch_reads_only_new_log_items_and_wake_markers_from_the_stream(stack: Stack) -> None:
+    # Given the stack built from template.yaml
     # When the stream triggers are listed
     [source] = stack.stream_sources()
     # Then the dispatch function gets INSERTs of log items (queue and topic) and of wake

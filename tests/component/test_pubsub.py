@@ -99,12 +99,16 @@ def test_publish_writes_once_whatever_the_number_of_subscriptions(
 def test_a_publish_reaches_every_matching_subscription_with_wildcards(
     topics: TopicService, broker: QueueService, aws: Aws
 ) -> None:
+    # Given subscriptions on orders.>, orders.* and users.>, each feeding its own queue
     for queue, pattern in (("all", "orders.>"), ("created", "orders.*"), ("other", "users.>")):
         broker.put_queue(ANONYMOUS, queue, QueueSettings())
         topics.subscribe(ANONYMOUS, pattern, queue, SubscriptionSettings(queue=queue))
 
+    # When a message with an attribute is published to orders.created
     topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"o1", attributes={"k": "v"}))
 
+    # Then the orders.> and orders.* queues get it, attribute included, and the users.> queue
+    # nothing
     all_ = broker.receive(ANONYMOUS, "all")
     assert [d.body for d in all_] == [b"o1"]
     assert all_[0].attributes == {"k": "v"}
@@ -115,6 +119,7 @@ def test_a_publish_reaches_every_matching_subscription_with_wildcards(
 def test_filter_policy_keeps_only_matching_messages(
     topics: TopicService, broker: QueueService, aws: Aws
 ) -> None:
+    # Given a subscription whose filter policy keeps region=eu
     broker.put_queue(ANONYMOUS, "eu", QueueSettings())
     topics.subscribe(
         ANONYMOUS,
@@ -123,15 +128,18 @@ def test_filter_policy_keeps_only_matching_messages(
         SubscriptionSettings(queue="eu", filter_policy={"region": ["eu"]}),
     )
 
+    # When a message for eu and one for us are published
     topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"eu", attributes={"region": "eu"}))
     topics.publish(ANONYMOUS, "orders.created", NewMessage(body=b"us", attributes={"region": "us"}))
 
+    # Then its queue gets the eu one only
     assert _bodies(broker, "eu") == [b"eu"]
 
 
 def test_a_retried_stream_batch_delivers_once_per_subscription(
     topics: TopicService, broker: QueueService, aws: Aws, clock: ManualClock
 ) -> None:
+    # Given a subscription, and a message published to its topic, not yet indexed
     broker.put_queue(ANONYMOUS, "once", QueueSettings())
     topics.subscribe(ANONYMOUS, "t.x", "once", SubscriptionSettings(queue="once"))
     with INLINE_DISPATCH.paused():
@@ -155,6 +163,8 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Given the dispatch function wired to these services, and a message published to a
+    # subscription, not yet indexed, as a stream record beside an index write's
     monkeypatch.setattr(wiring, "topic_service", lambda: topics)
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
     indexer = _indexer(aws, topics, clock)
@@ -189,10 +199,12 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
         },
     }
 
+    # When the dispatch handler gets both records in one batch
     # Lambda hands the records over as JSON: binary attributes arrive as base64 text
     event = json.loads(json.dumps({"Records": [record, index_record]}, default=_b64))
     response = handle_batch(event, FakeLambdaContext())
 
+    # Then no record failed, and the subscription's queue got the message
     assert response == {"batchItemFailures": []}
     assert _bodies(broker, "handler") == [b"via stream"]
 
@@ -200,14 +212,17 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
 def test_subscriptions_are_listed_replaced_and_deleted(
     topics: TopicService, broker: QueueService
 ) -> None:
+    # Given two queues
     broker.put_queue(ANONYMOUS, "q1", QueueSettings())
     broker.put_queue(ANONYMOUS, "q2", QueueSettings())
+    # When subscription s on a.> is made for q1, made again for q2, listed, and deleted
     _, created = topics.subscribe(ANONYMOUS, "a.>", "s", SubscriptionSettings(queue="q1"))
     _, created_again = topics.subscribe(ANONYMOUS, "a.>", "s", SubscriptionSettings(queue="q2"))
 
     listed = topics.subscriptions(ANONYMOUS, "a.>")
     topics.unsubscribe(ANONYMOUS, "a.>", "s")
 
+    # Then the second replaced the first, the list showed it feeding q2, and then none is left
     assert (created, created_again) == (True, False)
     assert [(s.name, s.queue) for s in listed] == [("s", "q2")]
     assert topics.subscriptions(ANONYMOUS, "a.>") == []
@@ -216,8 +231,12 @@ def test_subscriptions_are_listed_replaced_and_deleted(
 def test_subscribing_needs_an_existing_standard_queue_and_a_valid_policy(
     topics: TopicService, broker: QueueService
 ) -> None:
+    # Given a FIFO queue and a standard one
     broker.put_queue(ANONYMOUS, "f.fifo", QueueSettings())
     broker.put_queue(ANONYMOUS, "ok", QueueSettings())
+    # When a subscription would feed a missing queue, the FIFO queue, or the standard one with a
+    # filter policy that is no policy, or a pattern with > before its end
+    # Then the first is queue not found, and the others invalid requests
     with pytest.raises(QueueNotFound):
         topics.subscribe(ANONYMOUS, "t", "s", SubscriptionSettings(queue="missing"))
     with pytest.raises(InvalidRequest):
@@ -234,6 +253,9 @@ def test_subscribing_needs_an_existing_standard_queue_and_a_valid_policy(
 
 
 def test_publishing_refuses_queue_only_fields_and_wildcards(topics: TopicService) -> None:
+    # Given a message with a FIFO group id, or a topic name with a wildcard
+    # When it is published
+    # Then it is an invalid request
     with pytest.raises(InvalidRequest):
         topics.publish(ANONYMOUS, "t", NewMessage(body=b"x", group_id="g"))
     with pytest.raises(InvalidRequest):

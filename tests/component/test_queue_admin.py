@@ -403,9 +403,12 @@ def test_every_operation_asks_the_policy_about_the_calling_principal(
 def test_a_listing_shows_only_the_queues_the_caller_administers(
     guarded: tuple[QueueService, DenyPrincipal],
 ) -> None:
+    # Given a queue (with its dead-letter queue), and a policy that refuses mallory everything
     broker, policy = guarded
     _send(broker, "orders", "x")
 
+    # When mallory, then an administrator, lists the queues
+    # Then mallory sees none (the policy was asked about admin on orders), the administrator both
     assert broker.list_queues(MALLORY) == []
     assert [q.name for q in broker.list_queues(P)] == ["orders", "orders.dlq"]
     assert ("mallory", Action.ADMIN, "orders") in policy.asked

@@ -46,6 +46,9 @@ def _receive_all(api: HttpApi, queue: str) -> list[str]:
 def test_a_queue_made_with_defaults_has_eight_shards_and_can_be_made_with_more(
     api: HttpApi,
 ) -> None:
+    # Given queue names not used yet
+    # When queues are made with default settings, with 16 shards, and with 65
+    # Then they have 8 and 16 shards, and 65 (over the limit of 64) is a 400 invalid_request problem
     assert api.put("/queues/plain", {}).json["shards"] == 8
     assert api.put("/queues/hot", {"shards": 16}).json["shards"] == 16
     assert api.put("/queues/too-hot", {"shards": 65}).is_problem(400, "invalid_request")
@@ -85,11 +88,13 @@ def test_shards_never_shrink_and_a_replace_that_leaves_them_out_keeps_them(
     api.put("/queues/wide", {"shards": 8})
     _send(api, "wide", "kept")
 
-    # When its settings are replaced without naming shards, it keeps its 8
+    # When its settings are replaced without naming shards
     replaced = api.put("/queues/wide", {"visibility_timeout": 90})
+    # Then it keeps its 8
     assert (replaced.status, replaced.json["shards"]) == (200, 8)
-    # and asking for fewer is refused, changing nothing
+    # When fewer shards are asked for
     refused = api.put("/queues/wide", {"shards": 2, "visibility_timeout": 5})
+    # Then it is refused (409: shards never shrink), changing nothing; the message is still there
     assert refused.is_problem(409, "conflict")
     assert "never shrink" in refused.json["message"]
     settings = api.get("/queues/wide").json

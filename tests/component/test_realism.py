@@ -138,6 +138,7 @@ def test_kms_requests_are_throttled_at_the_configured_rate(
 
 
 def test_a_strongly_consistent_query_on_a_global_index_is_an_error(table: str) -> None:
+    # Given a table with a global secondary index, by-g
     # When a GSI is queried with ConsistentRead
     client = boto3.client("dynamodb")
     with pytest.raises(ClientError) as refused:

@@ -234,14 +234,21 @@ def test_a_start_before_retention_gets_from_the_oldest_message_still_retained(
 def test_a_bad_start_is_refused_and_creates_nothing(
     topics: TopicService, broker: QueueService, start: str, says: str
 ) -> None:
+    # Given a queue
     broker.put_queue(ANONYMOUS, "bad", QueueSettings())
+    # When a subscription would replay from a start that is no time, has no time zone, or is in the
+    # future
+    # Then it is refused, saying why, and no subscription is made
     with pytest.raises(InvalidRequest, match=says):
         topics.subscribe(ANONYMOUS, TOPIC, "bad", SubscriptionSettings(queue="bad", start=start))
     assert topics.subscriptions(ANONYMOUS) == []
 
 
 def test_a_start_on_a_pattern_is_refused(topics: TopicService, broker: QueueService) -> None:
+    # Given a queue
     broker.put_queue(ANONYMOUS, "all", QueueSettings())
+    # When a subscription on the pattern news.> asks to start from the oldest message
+    # Then it is refused (a replay start is not for a pattern), and no subscription is made
     with pytest.raises(InvalidRequest, match="not a pattern"):
         topics.subscribe(
             ANONYMOUS, "news.>", "all", SubscriptionSettings(queue="all", start="oldest")
@@ -314,9 +321,13 @@ def test_a_stomp_durable_subscriber_from_the_first_offset_gets_what_it_missed(
 def test_a_stomp_subscribe_with_a_bad_or_misplaced_offset_gets_an_error_frame(
     ws: TopicService, pusher: RecordingPusher, headers: dict[str, str], says: str
 ) -> None:
+    # Given a STOMP session
     _stomp_session("c1")
+    # When it subscribes durably with x-stream-offset last or timestamp=soon, or with an offset but
+    # no durable name
     _stomp("c1", "SUBSCRIBE", id="0", destination=f"/topic/{TOPIC}", **headers)
 
+    # Then an ERROR frame says why, and no subscription is made
     [error] = [f for f in pusher.stomp_frames("c1") if f.command == "ERROR"]
     assert says in (error.header("message") or "")
     assert ws.subscriptions(ANONYMOUS) == []

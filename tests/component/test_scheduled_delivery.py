@@ -614,6 +614,7 @@ def test_cancelling_a_schedule_that_is_not_there_is_a_404_and_writes_nothing(
 
 def test_a_batch_entry_with_a_schedule_fails_alone(api: HttpApi) -> None:
     # Given a batch of two entries, one with a cron schedule
+    # When it is sent
     reply = api.post(
         "/queues/mixed/messages/batch",
         {"entries": [{"id": "a", "body": "now"}, {"id": "b", "body": "x", "cron": "0 6 * * *"}]},

@@ -148,7 +148,10 @@ def test_an_input_is_sent_as_is_with_context_attributes_filled_in(app: TickApp) 
 
 
 def test_an_input_that_is_not_json_is_refused(app: TickApp) -> None:
+    # Given a schedule whose input is not JSON
     schedule = Schedule(function="TickFunction", expression="rate(1 minute)", input="sweep now")
+    # When a runner is made for it
+    # Then it is refused: the input must be well-formed JSON
     with pytest.raises(ValueError, match="well-formed JSON"):
         app.runner([schedule])
 
@@ -156,22 +159,28 @@ def test_an_input_that_is_not_json_is_refused(app: TickApp) -> None:
 def test_a_cron_schedule_runs_only_with_a_rate_override(
     app: TickApp, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Given a cron schedule
     cron = Schedule(function="TickFunction", expression="cron(0 3 * * ? *)")
-    # Given a cron schedule and no override: it is logged and never fires
+    # When it runs without a rate override
     with caplog.at_level(logging.WARNING):
         idle = app.runner([cron])
     idle.start()
+    # Then it is logged as not run locally
     assert "not run locally" in caplog.text
-    # Given the same schedule with an override: it fires at that rate
+    # When it runs with a rate override
     app.runner([cron], rate_override_seconds=0.05).start()
+    # Then it fires at that rate, and the run without one never fired
     wait_for_ticks(app, 2)
     assert idle.runs == {}
 
 
 def test_stop_ends_the_timers_promptly(app: TickApp) -> None:
+    # Given a started runner whose timer waits (rate 1 minute)
     runner = app.runner()  # rate(1 minute): the timer is waiting
     runner.start()
+    # When it is stopped
     began = time.monotonic()
     runner.stop()
+    # Then stop returns within a second, and nothing ran
     assert time.monotonic() - began < 1.0
     assert app.ticks() == []

@@ -81,9 +81,12 @@ def test_a_stream_batch_that_does_not_fit_the_tail_starts_a_segment_of_its_own(
 
 
 def test_a_retried_stream_batch_appends_nothing_twice(fifo: FifoIndex) -> None:
+    # Given five references, the first three already appended
     refs = _refs(5)
     fifo.append(QUEUE, SHARDS, refs[:3])
+    # When all five are appended (a retried stream batch)
     report = fifo.append(QUEUE, SHARDS, refs)
+    # Then two are appended and three found duplicates: each reference once, in order
     assert (report.appended, report.duplicates) == (2, 3)
     assert [e.ref for s in _all(fifo) for e in s.entries] == [r.new.ref for r in refs]
 
@@ -105,10 +108,14 @@ def test_an_appender_that_remembers_a_deleted_queues_tail_appends_to_the_new_que
 
 
 def test_a_leased_head_cannot_be_leased_again_until_its_lease_ends(fifo: FifoIndex) -> None:
+    # Given a group's head, leased for 1 s
     fifo.append(QUEUE, SHARDS, _refs(3))
     [segment] = _all(fifo)
     first = fifo.claim(segment, [0], now_ms=NOW, until_ms=NOW + 1000, token=new_token())
     assert first is not None
+    # When another lease is tried during that second, and once it ended
+    # Then the first is refused; the head is free exactly when the lease ends, and then leased again
+    # (receive count 2)
     assert fifo.claim(segment, [0], now_ms=NOW, until_ms=NOW + 1000, token=new_token()) is None
     assert not first.entries[0].free_at(NOW + 999) and first.entries[0].free_at(NOW + 1000)
     later = fifo.claim(first, [0], now_ms=NOW + 1000, until_ms=NOW + 2000, token=new_token())
@@ -132,6 +139,7 @@ def test_one_write_leases_the_heads_of_several_groups_and_one_settles_them(
 
 
 def test_a_settle_under_an_old_lease_is_refused(fifo: FifoIndex) -> None:
+    # Given a reference whose lease ran out and which was leased again under another token
     fifo.append(QUEUE, SHARDS, _refs(1))
     [segment] = _all(fifo)
     old = new_token()
@@ -139,6 +147,8 @@ def test_a_settle_under_an_old_lease_is_refused(fifo: FifoIndex) -> None:
     assert leased is not None
     again = fifo.claim(leased, [0], now_ms=NOW + 20, until_ms=NOW + 1000, token=new_token())
     assert again is not None
+    # When it is settled under the old lease's token
+    # Then the settle is refused, and the reference stays unsettled
     assert fifo.set_until(QUEUE, SHARDS, segment.seq, [Hold(0, old)], SETTLED) is None
     [now] = _all(fifo)
     assert not now.entries[0].settled
@@ -148,6 +158,7 @@ def test_readers_stop_at_a_segment_still_filling(fifo: FifoIndex) -> None:
     # Given a full segment and a tail holding 2
     fifo.append(QUEUE, SHARDS, _refs(MAX_REFS))
     fifo.append(QUEUE, SHARDS, _refs(2, start=100))
+    # When the queue's segments are read
     # Then a reader sees both, the tail last, not full
     first, tail = _all(fifo)
     assert (first.full, tail.full, len(tail.entries)) == (True, False, 2)

@@ -125,6 +125,7 @@ def test_a_batch_larger_than_a_segment_fills_segments_whole(index: IndexStore) -
 def test_refs_from_several_logs_share_a_segment(index: IndexStore) -> None:
     # Given references into a topic's log and a queue's own log, alternating
     refs = [*_refs(2, log="T#shop.orders#1"), *_refs(2, log="L#orders#0", start=5)]
+    # When they are appended to one shard, in two batches
     index.append("orders", 0, refs[:1])
     index.append("orders", 0, refs[1:])
 
@@ -134,9 +135,12 @@ def test_refs_from_several_logs_share_a_segment(index: IndexStore) -> None:
 
 
 def test_a_delayed_ref_is_not_free_before_its_time(index: IndexStore) -> None:
+    # Given a reference appended to be visible only in 5 s
     index.append("orders", 0, _refs(1, visible_at=NOW + 5_000))
+    # When its segment is read
     (segment,) = index.segments("orders", 0, consistent=True)
     (entry,) = segment.entries
+    # Then the reference is not free now, and free at its time
     assert not entry.free_at(NOW)
     assert entry.free_at(NOW + 5_000)
 
@@ -156,8 +160,11 @@ def test_two_consumers_never_lease_the_same_ref(index: IndexStore) -> None:
 
 
 def test_leases_of_other_refs_of_a_segment_do_not_collide(index: IndexStore) -> None:
+    # Given a segment of three free references, as one consumer read it
     index.append("orders", 0, _refs(3))
     (seen,) = index.segments("orders", 0, consistent=True)
+    # When the first and then the third are leased from that same reading
+    # Then both leases succeed
     assert index.claim(seen, [0], now_ms=NOW, until_ms=NOW + 1000, token=new_token())
     assert index.claim(seen, [2], now_ms=NOW, until_ms=NOW + 1000, token=new_token())
 
@@ -185,19 +192,26 @@ def test_an_ack_with_the_current_token_settles_and_a_stale_one_does_nothing(
 
 
 def test_a_released_ref_is_free_again_at_once_or_after_a_delay(index: IndexStore) -> None:
+    # Given two references leased for 30 s
     index.append("orders", 0, _refs(2))
     (seen,) = index.segments("orders", 0, consistent=True)
     token = new_token()
     assert index.claim(seen, [0, 1], now_ms=NOW, until_ms=NOW + 30_000, token=token)
 
-    released = index.set_until("orders", 0, 0, [Hold(0, token), Hold(1, token)], NOW + 10)
-    assert released is not None
-    assert not released.entries[0].free_at(NOW) and released.entries[1].free_at(NOW + 10)
+    # When the first is released at once and the second to be free again in 10 ms
+    at_once = index.set_until("orders", 0, 0, [Hold(0, token)], NOW)
+    delayed = index.set_until("orders", 0, 0, [Hold(1, token)], NOW + 10)
+    # Then the first is free now, and the second not before 10 ms, and free from then
+    assert at_once is not None and delayed is not None
+    assert delayed.entries[0].free_at(NOW)
+    assert not delayed.entries[1].free_at(NOW) and delayed.entries[1].free_at(NOW + 10)
 
 
 def test_the_floor_only_moves_forward(index: IndexStore) -> None:
+    # Given a shard whose floor is 0
     assert index.floor("orders", 0) == 0
+    # When the floor is advanced to 3, then back to 2
+    # Then the first moves it, the second is refused, and the floor stays 3
     assert index.advance_floor("orders", 0, 3)
     assert not index.advance_floor("orders", 0, 2)
     assert index.floor("orders", 0, consistent=True) == 3
-    assert index.segments("orders", 0, 3, consistent=True) == []

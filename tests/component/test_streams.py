@@ -393,7 +393,8 @@ def test_stop_returns_promptly(app: StreamApp) -> None:
 def test_an_idle_poller_does_not_pile_up_shard_iterators_in_moto(app: StreamApp) -> None:
     from moto.dynamodbstreams.models import dynamodbstreams_backends
 
-    # Given a poller that has polled an empty stream for a while (dozens of GetRecords)
+    # Given an empty stream
+    # When a poller polls it for a while (dozens of GetRecords)
     app.poller(idle_poll_seconds=0.005)
     time.sleep(0.3)
     # Then moto holds only the iterator in use, not one per poll (1.6 KB each, forever)
@@ -435,14 +436,18 @@ def test_a_poller_that_keeps_records_leaves_the_stream_whole(app: StreamApp) -> 
 
 
 def test_filter_patterns_follow_event_pattern_rules() -> None:
+    # Given a MODIFY record of 120 bytes, key q.a, n = 5 and no old image
     record = {
         "eventName": "MODIFY",
         "dynamodb": {"NewImage": {"n": {"N": "5"}}, "SizeBytes": 120, "Keys": {"pk": {"S": "q.a"}}},
     }
 
+    # When event-pattern filters are matched against it
     def matches(pattern: dict[str, Any]) -> bool:
         return record_filter([json.dumps(pattern)])(record)
 
+    # Then lists, anything-but, numeric ranges, suffix and exists match as in EventBridge (numeric
+    # does not match the N string "5"), and of several patterns one is enough
     assert matches({"eventName": ["INSERT", "MODIFY"]})
     assert not matches({"eventName": [{"anything-but": ["MODIFY"]}]})
     assert matches({"dynamodb": {"SizeBytes": [{"numeric": [">", 100, "<=", 200]}]}})
@@ -457,7 +462,10 @@ def test_filter_patterns_follow_event_pattern_rules() -> None:
 def test_an_unsupported_filter_pattern_is_logged_and_lets_everything_through(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Given a filter pattern using $or, which is not evaluated locally
+    # When the filter is made and a record is tested
     with caplog.at_level(logging.WARNING):
         matches = record_filter([json.dumps({"$or": [{"eventName": ["INSERT"]}]})])
+    # Then the record passes, and a warning says the pattern is not evaluated locally
     assert matches({"eventName": "REMOVE"})
     assert "not evaluated locally" in caplog.text

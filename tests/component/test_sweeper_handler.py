@@ -39,6 +39,9 @@ def sweep(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sweep]:
 
 
 def test_sweep_of_an_empty_broker_reports_nothing_to_do(sweep: Sweep) -> None:
+    # Given no queues, messages or connections
+    # When the sweeper runs as its schedule invokes it
+    # Then its report counts nothing done and no errors
     assert sweep() == {
         "queues": 0,
         "dead_lettered": 0,

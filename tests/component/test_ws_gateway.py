@@ -242,6 +242,7 @@ def test_a_crashing_connect_function_refuses_the_upgrade_with_502(local: Local) 
 
 def test_the_subprotocol_chosen_by_connect_is_echoed(local: Local) -> None:
     # Given a client offering several STOMP versions
+    # When it connects
     with local.open(subprotocols=["v10.stomp", "v11.stomp", "v12.stomp"]) as client:
         # Then the one $connect returned is the connection's subprotocol
         assert client.subprotocol == "v12.stomp"
@@ -251,6 +252,7 @@ def test_without_a_subprotocol_from_connect_the_handshake_completes_without_one(
     local: Local,
 ) -> None:
     # Given a client offering only a subprotocol the $connect function does not pick
+    # When it connects
     with local.open(subprotocols=["chat"]) as client:
         # Then the connection opens, with no subprotocol
         assert client.subprotocol is None
@@ -310,8 +312,9 @@ def test_a_two_way_route_sends_the_functions_body_back(local: Local) -> None:
 
 
 def test_one_connections_messages_are_handled_in_order(local: Local) -> None:
-    # Given a client sending several messages at once
+    # Given a connected client
     with local.open() as client:
+        # When it sends five messages at once
         for n in range(5):
             client.send(f"m{n}")
         # Then the replies come back in the order sent
@@ -501,6 +504,7 @@ def test_post_over_128_kb_is_refused(local: Local) -> None:
 
 def test_unknown_connections_are_gone(local: Local) -> None:
     # Given an id that never connected
+    # When @connections posts to it, gets it, or deletes it
     # Then every @connections operation says it is gone
     with pytest.raises(ConnectionGone):
         local.gateway.post("AAAAAAAAAAAAAAA=", b"x")

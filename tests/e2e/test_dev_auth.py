@@ -31,6 +31,7 @@ def handshake_status(url: str, **kwargs: Any) -> int:
 
 def test_the_dev_token_is_printed_with_how_to_use_it(mqless_dev: DevServer) -> None:
     # Given a started `mqless dev`
+    # When its output is read
     # Then it printed an API key as its dev token, and a line saying how to use it
     assert mqless_dev.token is not None and mqless_dev.token.startswith("mqk_")
     mqless_dev.wait_for_output(f"export MQLESS_TOKEN={mqless_dev.token}")
@@ -48,6 +49,7 @@ def test_the_dev_token_is_printed_with_how_to_use_it(mqless_dev: DevServer) -> N
 def test_a_request_without_a_valid_token_is_refused_by_the_gateway(
     mqless_dev: DevServer, headers: dict[str, str], status: int, message: str
 ) -> None:
+    # Given `mqless dev`, whose routes need its dev token
     # When a protected route is called without the dev token
     response = httpx.get(f"{mqless_dev.http_url}/queues", headers=headers, timeout=30)
     # Then API Gateway's answer comes back: 401 with no Authorization, else 403
@@ -58,6 +60,7 @@ def test_a_request_without_a_valid_token_is_refused_by_the_gateway(
 def test_the_dev_token_lets_a_request_in_and_the_console_shows_the_authorizer(
     mqless_dev: DevServer,
 ) -> None:
+    # Given `mqless dev` and the dev token it printed
     # When a protected route is called with the dev token
     response = httpx.get(
         f"{mqless_dev.http_url}/queues", headers=mqless_dev.auth_headers(), timeout=30
@@ -72,6 +75,7 @@ def test_the_dev_token_lets_a_request_in_and_the_console_shows_the_authorizer(
 def test_the_console_and_the_api_description_need_no_token(
     mqless_dev: DevServer, path: str
 ) -> None:
+    # Given `mqless dev`: the console, its files and /openapi.json are public routes
     # When a public route is called without a token
     response = httpx.get(f"{mqless_dev.http_url}{path}", timeout=30)
     # Then it answers
@@ -79,12 +83,14 @@ def test_the_console_and_the_api_description_need_no_token(
 
 
 def test_a_websocket_handshake_without_a_token_is_refused(mqless_dev: DevServer) -> None:
+    # Given `mqless dev`, whose WebSocket $connect has an authorizer
     # When a client opens a WebSocket with no token and no STOMP subprotocol
     # Then the handshake is refused with 401
     assert handshake_status(mqless_dev.ws_url) == 401
 
 
 def test_a_websocket_handshake_with_a_wrong_token_is_refused(mqless_dev: DevServer) -> None:
+    # Given `mqless dev`, whose WebSocket $connect has an authorizer
     # When a client opens a WebSocket with a token that is no valid key
     # Then the handshake is refused with 403
     assert handshake_status(f"{mqless_dev.ws_url}/?access_token=mqk_nope") == 403
@@ -94,6 +100,7 @@ def test_a_websocket_handshake_with_a_wrong_token_is_refused(mqless_dev: DevServ
 def test_a_websocket_handshake_with_the_dev_token_is_accepted(
     mqless_dev: DevServer, where: str
 ) -> None:
+    # Given `mqless dev` and the dev token it printed
     # When a client opens a WebSocket with the dev token in the URL or a header
     if where == "query":
         status = handshake_status(mqless_dev.authed_ws_url)

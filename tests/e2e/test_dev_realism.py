@@ -16,6 +16,7 @@ def test_mqless_dev_realism_aws_prints_what_it_reproduces_and_serves(
     # Given `mqless dev --realism aws` (the last --realism wins over $MQLESS_REALISM's)
     server = dev_server(ROOT / "template.yaml", "--realism", "aws")
 
+    # When it starts
     # Then it says which behaviours are on
     line = server.wait_for_output("realism", timeout=10)
     assert "read-lag-ms=500.0" in line and "throttle=True" in line and "ttl=random" in line

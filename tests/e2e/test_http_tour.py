@@ -65,6 +65,7 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(mqless_dev: DevServer) -
 
 
 def test_errors_are_json_problems_over_the_wire(mqless_dev: DevServer) -> None:
+    # Given `mqless dev` and a client with its token
     with httpx.Client(
         base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
     ) as http:
@@ -86,10 +87,13 @@ def test_errors_are_json_problems_over_the_wire(mqless_dev: DevServer) -> None:
 
 
 def test_console_prints_one_line_per_invocation(mqless_dev: DevServer) -> None:
+    # Given `mqless dev` printing its console
     with httpx.Client(
         base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
     ) as http:
+        # When a client lists queues
         http.get("/queues")
+    # Then the console prints a line for the HTTP function's invocation: GET /queues -> 200
     line = mqless_dev.wait_for_output("GET /queues -> 200")
     assert "HttpApiFunction" in line
 

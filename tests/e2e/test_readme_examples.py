@@ -443,6 +443,7 @@ def report_blocks_not_run(request: pytest.FixtureRequest) -> Iterator[None]:
 def test_every_readme_code_block_is_run_or_listed_with_the_reason_it_is_not() -> None:
     # Given the README's fenced code blocks (the unlabelled one is printed output, not code)
     code = [b for b in readme_blocks() if b.language]
+    # When they are checked against the blocks run here and the lists of blocks not run
     listed = NOT_RUN_BY_DESIGN.keys() | NOT_RUN_YET.keys()
 
     # Then each is a shell block that runs here, or is listed with a reason; nothing listed

@@ -335,6 +335,10 @@ schema_other_methods = schemathesis.pytest.from_fixture("served_schema_other_met
 def test_every_operation_answers_as_documented(
     case: schemathesis.Case, keep_alive: requests.Session
 ) -> None:
+    # Given a case schemathesis made from /openapi.json as `mqless dev` serves it, for a documented
+    # operation
+    # When it is sent
+    # Then the answer is no 5xx, and its status, content type, body and headers are as documented
     _call_and_validate("fuzz", case, keep_alive)
 
 
@@ -343,19 +347,25 @@ def test_every_operation_answers_as_documented(
 def test_undocumented_methods_are_not_server_errors(
     case: schemathesis.Case, keep_alive: requests.Session
 ) -> None:
+    # Given a case for a path, with a method its operation does not document
     # the first test already sent this phase's cases with the documented methods
     if case.method.upper() == case.operation.method.upper():
         return
+    # When it is sent
+    # Then the answer is no 5xx and conforms to the document
     _call_and_validate("methods", case, keep_alive)
 
 
 def test_enough_cases_ran(
     fuzzed_dev: tuple[DevServer, Seeded], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given the fuzzing tests above have run against one `mqless dev`
     server, _ = fuzzed_dev
+    # When their cases are tallied
     summary = TALLY.summary()
     with capsys.disabled():
         print("\n" + summary)
+    # Then at least MIN_CASES ran, and no function logged an ERROR while fuzzed
     # a failure ends its operation's run early, so failures elsewhere can show up here too
     assert TALLY.total >= MIN_CASES, summary
     failures = [line for line in server.output().splitlines() if " ERROR " in line]

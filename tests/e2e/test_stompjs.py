@@ -195,7 +195,8 @@ def test_a_queue_message_reaches_the_subscriber_with_its_headers(queue_run: Queu
 def test_a_nacked_message_is_redelivered_at_once_marked_redelivered(
     queue_run: QueueRun,
 ) -> None:
-    # Given a second message, delivered and then NACKed with message.nack()
+    # Given a second message, delivered to the client-individual subscriber
+    # When the subscriber NACKs it with message.nack()
     second, again = queue_run.result["second"], queue_run.result["redelivered"]
     assert second["headers"]["redelivered"] == "false"
     # Then the same message comes back to the subscriber, marked as redelivered
@@ -211,7 +212,8 @@ def test_a_nacked_message_is_redelivered_at_once_marked_redelivered(
 
 
 def test_acked_messages_are_gone_from_the_queue(queue_run: QueueRun, mqless_dev: DevServer) -> None:
-    # Given both messages were ACKed (the first directly, the second after its redelivery)
+    # Given two messages delivered to the subscriber
+    # When both were ACKed (the first directly, the second after its redelivery)
     first, second = queue_run.result["first"], queue_run.result["second"]
     assert first["headers"]["message-id"] != second["headers"]["message-id"]
     # Then nothing more reached the subscriber, and nothing is left for anyone else
@@ -220,7 +222,9 @@ def test_acked_messages_are_gone_from_the_queue(queue_run: QueueRun, mqless_dev:
 
 
 def test_disconnect_is_answered_with_its_receipt(queue_run: QueueRun) -> None:
-    # stompjs's deactivate() sends DISCONNECT with receipt close-N and waits for it
+    # Given a connected stompjs consumer
+    # When its deactivate() sends DISCONNECT with receipt close-N and waits for it
+    # Then the RECEIPT came, and the client saw no error, stray message or frame
     consumer = queue_run.consumer
     assert consumer["disconnectReceipt"], consumer
     assert consumer["errors"] == [] and consumer["webSocketErrors"] == []
@@ -240,8 +244,9 @@ def receipts_run(node: str, mqless_dev: DevServer) -> dict[str, Any]:
 
 
 def test_subscribe_and_send_get_their_receipts(receipts_run: dict[str, Any]) -> None:
-    # Given SUBSCRIBE with receipt:sub-r, then SENDs with receipt:r-1 (topic), r-2 (queue)
-    # Then client.watchForReceipt sees each RECEIPT, and no stray ones arrive
+    # Given a stompjs client watching for receipts (client.watchForReceipt)
+    # When it SUBSCRIBEs with receipt:sub-r, then SENDs with receipt:r-1 (topic), r-2 (queue)
+    # Then it sees each RECEIPT, and no stray ones arrive
     assert receipts_run["subscribeReceipt"]["headers"]["receipt-id"] == "sub-r"
     assert receipts_run["sendReceipts"]["r-1"]["headers"]["receipt-id"] == "r-1"
     assert receipts_run["sendReceipts"]["r-2"]["headers"]["receipt-id"] == "r-2"
@@ -251,6 +256,9 @@ def test_subscribe_and_send_get_their_receipts(receipts_run: dict[str, Any]) -> 
 def test_a_receipted_send_reaches_subscribers_without_the_receipt_header(
     receipts_run: dict[str, Any],
 ) -> None:
+    # Given a stompjs client subscribed to a topic
+    # When a SEND to the topic asks for receipt r-1
+    # Then the subscriber gets the message without a receipt header, and nothing else
     message = receipts_run["message"]
     assert message["body"] == "to the topic"
     assert message["headers"]["destination"] == f"/topic/{receipts_run['topic']}"
@@ -262,6 +270,9 @@ def test_a_receipted_send_reaches_subscribers_without_the_receipt_header(
 def test_a_receipted_send_to_a_queue_lands_in_the_queue(
     receipts_run: dict[str, Any], mqless_dev: DevServer
 ) -> None:
+    # Given a SEND to a queue that asked for receipt r-2
+    # When the queue is received from over HTTP
+    # Then it holds that message
     messages = receive_over_http(mqless_dev, receipts_run["queue"])
     assert [m["body"] for m in messages] == ["to the queue"]
 

@@ -456,6 +456,7 @@ def test_stomppy_priority_header_orders_delivery_in_a_queue_with_max_priority(
 def test_stomppy_send_with_a_priority_outside_0_to_9_gets_an_error(
     mqless_dev: DevServer,
 ) -> None:
+    # Given a stomp.py connection
     queue = unique("stomppy-bad-priority")
     with stomppy(mqless_dev) as (connection, recorder):
         # When stomp.py sends with priority 10 (JMS priorities are 0-9)

@@ -76,9 +76,11 @@ def test_live_subscribers_get_matching_topic_messages(mqless_dev: DevServer) -> 
 def test_publish_over_websocket_with_a_receipt(mqless_dev: DevServer) -> None:
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         async with websockets.connect(mqless_dev.authed_ws_url) as ws:
+            # Given a JSON client subscribed to /topic/chat.>
             await ws.send(
                 json.dumps({"action": "subscribe", "destination": "/topic/chat.>", "id": "s"})
             )
+            # When it publishes to /topic/chat.room1, asking for receipt r-1
             await _next(ws, "subscribed")
             await ws.send(
                 json.dumps(
@@ -92,6 +94,7 @@ def test_publish_over_websocket_with_a_receipt(mqless_dev: DevServer) -> None:
             )
             return await _next(ws, "receipt"), await _next(ws, "message")
 
+    # Then it gets the receipt, naming the message id, and the message itself
     receipt, message = asyncio.run(scenario())
     assert receipt["receipt"] == "r-1"
     assert message["message_id"] == receipt["message_id"]
@@ -99,8 +102,10 @@ def test_publish_over_websocket_with_a_receipt(mqless_dev: DevServer) -> None:
 
 
 def test_publish_to_a_queue_over_websocket_lands_in_the_queue(mqless_dev: DevServer) -> None:
+    # Given a JSON WebSocket client
     async def scenario() -> dict[str, Any]:
         async with websockets.connect(mqless_dev.authed_ws_url) as ws:
+            # When it publishes to /queue/ws-jobs, asking for a receipt
             await ws.send(
                 json.dumps(
                     {
@@ -114,6 +119,7 @@ def test_publish_to_a_queue_over_websocket_lands_in_the_queue(mqless_dev: DevSer
             return await _next(ws, "receipt")
 
     receipt = asyncio.run(scenario())
+    # Then a receive over HTTP gets the message the receipt names
     with httpx.Client(
         base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
     ) as http:
@@ -124,9 +130,12 @@ def test_publish_to_a_queue_over_websocket_lands_in_the_queue(mqless_dev: DevSer
 def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
     mqless_dev: DevServer,
 ) -> None:
+    # Given a JSON WebSocket client
     async def scenario() -> list[dict[str, Any]]:
         async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             errors = []
+            # When it sends five bad frames (no JSON, an unknown action, a pattern with > inside, a
+            # prefetch of 0, an unsubscribe of nothing), then a good subscribe
             for frame in (
                 "not json",
                 json.dumps({"action": "dance"}),
@@ -144,6 +153,8 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
             await _next(ws, "subscribed")
             return errors
 
+    # Then each bad frame got an invalid_request error frame saying why (prefetch named), and the
+    # subscribe still worked
     errors = asyncio.run(scenario())
     assert [e["error"] for e in errors] == ["invalid_request"] * 5
     assert all(e["message"] for e in errors)
@@ -151,6 +162,9 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
 
 
 def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
+    # Given a JSON client that subscribed to /topic/gone.x and left
+    subscribed_at = mqless_dev.mark()
+
     async def subscribe_and_leave() -> None:
         async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             await ws.send(
@@ -159,14 +173,17 @@ def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
             await _next(ws, "subscribed")
 
     asyncio.run(subscribe_and_leave())
-    mqless_dev.wait_for_output("WebSocketFunction")
+    mqless_dev.wait_for_output("$disconnect", after=subscribed_at)
+    # When a message is published to that topic over HTTP
+    published_at = mqless_dev.mark()
     with httpx.Client(
         base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
     ) as http:
         published = http.post("/topics/gone.x/messages", json={"body": "anyone?"})
+    # Then the publish is accepted, and:
     assert published.status_code == 201
     # the dispatch function finds no subscriber and fails nothing
-    line = mqless_dev.wait_for_output("DispatchFunction")
+    line = mqless_dev.wait_for_output("DispatchFunction", after=published_at)
     assert "ERROR" not in line
 
 
@@ -229,6 +246,8 @@ def test_queue_consumers_get_pushed_messages_ack_nack_and_share(mqless_dev: DevS
             seen["counts"] = queue.json()["counts"]
         return seen
 
+    # Then the first consumer got "one" and nothing more, then "two" after its nack; the second got
+    # "one" redelivered and, once the first closed, "two" redelivered; their acks emptied the queue
     seen = asyncio.run(scenario())
     assert seen["first"]["body"] == "one" and seen["first"]["redelivered"] is False
     assert seen["held_back"] == []

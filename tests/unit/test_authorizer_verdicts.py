@@ -35,6 +35,7 @@ def statement(effect: str, resource: Any, action: Any = "execute-api:Invoke") ->
     [ARN, [ARN], "arn:aws:execute-api:us-east-1:123456789012:api/*", "arn:aws:execute-api:*"],
 )
 def test_a_policy_allowing_the_arn_or_a_wildcard_over_it_lets_the_call_in(resource: Any) -> None:
+    # Given an authorizer whose IAM policy answer names principal alice
     # When a policy allows the ARN itself, or a wildcard covering it
     found = verdict(policy(statement("Allow", resource)), simple=False, resource=ARN)
     # Then the call is allowed, with the policy's principal
@@ -43,6 +44,11 @@ def test_a_policy_allowing_the_arn_or_a_wildcard_over_it_lets_the_call_in(resour
 
 @pytest.mark.parametrize("action", ["execute-api:*", "*", ["s3:GetObject", "EXECUTE-API:invoke"]])
 def test_invoke_may_be_granted_by_wildcard_or_in_a_list(action: Any) -> None:
+    """Given an IAM policy allowing the ARN with execute-api:*, "*", or a list holding execute-
+    api:Invoke in another case
+    When the authorizer's answer is read
+    Then the call is allowed
+    """
     found = verdict(policy(statement("Allow", ARN, action)), simple=False, resource=ARN)
     assert found.allowed
 
@@ -60,11 +66,20 @@ def test_invoke_may_be_granted_by_wildcard_or_in_a_list(action: Any) -> None:
 def test_without_a_matching_allow_or_with_a_matching_deny_the_call_is_denied(
     statements: list[dict[str, Any]],
 ) -> None:
+    """Given a policy with no statement, an Allow on another resource or for another action, or an
+    Allow overruled by a Deny
+    When the authorizer's answer is read
+    Then the call is denied
+    """
     found = verdict(policy(*statements), simple=False, resource=ARN)
     assert not found.allowed
 
 
 def test_a_policy_keeps_its_context() -> None:
+    """Given an Allow policy answered with a context
+    When the authorizer's answer is read
+    Then the verdict carries that context
+    """
     found = verdict(
         policy(statement("Allow", ARN), context={"kind": "api_key"}), simple=False, resource=ARN
     )
@@ -85,6 +100,9 @@ def test_a_policy_keeps_its_context() -> None:
     ],
 )
 def test_an_unusable_response_is_invalid(response: Any, simple: bool) -> None:
+    # Given an answer that is not a policy or simple response: a string, no policy document,
+    # an unknown effect, a resource that is a number, a context that is not an object, a
+    # string "true", a list context, or nothing
     # When the authorizer answered what API Gateway cannot read
     # Then it is refused (the gateway answers 500)
     with pytest.raises(InvalidResponse):
@@ -93,6 +111,10 @@ def test_an_unusable_response_is_invalid(response: Any, simple: bool) -> None:
 
 @pytest.mark.parametrize("authorized", [True, False])
 def test_a_simple_response_says_yes_or_no_with_its_context(authorized: bool) -> None:
+    """Given a simple response with isAuthorized true or false and a context
+    When it is read
+    Then the verdict says the same, with the context
+    """
     response = {"isAuthorized": authorized, "context": {"principal": "dev"}}
     found = verdict(response, simple=True, resource=ARN)
     assert found == Verdict(allowed=authorized, context={"principal": "dev"})
@@ -127,6 +149,8 @@ def test_identity_values_come_from_headers_in_any_case_query_and_context() -> No
     ],
 )
 def test_a_missing_or_empty_identity_source_means_no_values(source: IdentitySource) -> None:
+    # Given a request with an empty X-Empty header, no query string, no stage variables and
+    # an http context that is an object
     # When one identity source is missing, empty, or not a single value
     values = identity_values(
         (source,), headers={"x-empty": ""}, query={}, context={"http": {"method": "GET"}}
@@ -172,4 +196,8 @@ def test_a_cached_response_lives_for_the_ttl() -> None:
 def test_responses_without_a_ttl_or_identity_source_are_not_cached(
     authorizer: Authorizer,
 ) -> None:
+    """Given an authorizer with a TTL of 0, or with no identity source
+    When its cache key is asked for
+    Then there is none: its answers are not cached
+    """
     assert ResponseCache.key(authorizer, []) is None

@@ -21,6 +21,10 @@ def emf(dimensions: list[list[str]], **values: object) -> dict[str, object]:
 
 
 def test_only_the_totals_document_is_counted_not_each_destination_again() -> None:
+    """Given two queues' documents (Queue + service) and the totals' document (service alone)
+    When the three are recorded
+    Then the app metrics are the totals' values alone, not the queues' again
+    """
     meter = Meter()
     # mqless flushes one document per queue and one of totals (dimension `service` only)
     record_metrics(meter, emf([["Queue", "service"]], Sent=[2.0]))
@@ -35,6 +39,7 @@ def test_a_destinations_document_that_also_counts_in_the_totals_is_counted_once(
     # service alone (CloudWatch extracts the queue's metric and the total from it), and a
     # gauge's document of totals beside
     meter = Meter()
+    # When they are recorded
     record_metrics(meter, emf([["Queue", "service"], ["service"]], Sent=[2.0], Acked=1))
     record_metrics(meter, emf([["Queue", "service"], ["service"]], Sent=[3.0]))
     record_metrics(meter, emf([["Queue", "service"]], Depth=[7.0]))
@@ -44,6 +49,10 @@ def test_a_destinations_document_that_also_counts_in_the_totals_is_counted_once(
 
 
 def test_a_period_without_clients_prints_no_line_even_if_a_schedule_ran() -> None:
+    """Given a minute with a scheduled sweep (an invocation and its reads) and no client request
+    When the bill ticks
+    Then no line is printed, yet the document still counts the invocation
+    """
     meter, lines = Meter(), []
     bill = LiveBill(meter, lines.append)
     # a scheduled sweep: a Lambda invocation and its reads, no client request
@@ -57,6 +66,10 @@ def test_a_period_without_clients_prints_no_line_even_if_a_schedule_ran() -> Non
 
 
 def test_a_period_with_requests_but_no_messages_prints_units_and_dollars() -> None:
+    """Given a minute with one HTTP request and a 1 RRU read, but no message
+    When the bill ticks
+    Then one line gives the units and requests and the dollars they cost
+    """
     meter, lines = Meter(), []
     bill = LiveBill(meter, lines.append)
     meter.record_http_request(100)

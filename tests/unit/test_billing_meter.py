@@ -19,6 +19,11 @@ class FakeClock:
 
 
 def test_sqs_bills_send_receive_and_delete_per_64_kb_chunk() -> None:
+    """Given messages of 1 KB, 256 KB and exactly 64 KB, one per request
+    When SQS's bill for the same work is computed
+    Then send and receive count one request per started 64 KB chunk, delete one, at $0.40 per
+    million
+    """
     # 1 KB, one per request: send 1 + receive 1 + delete 1 = 3 requests at $0.40 per million
     one = sqs_reference(1_000_000, 1024)
     assert one.requests == 3_000_000
@@ -30,6 +35,11 @@ def test_sqs_bills_send_receive_and_delete_per_64_kb_chunk() -> None:
 
 
 def test_sqs_batches_of_ten_share_requests_until_the_batch_passes_64_kb() -> None:
+    """Given batches of ten 1 KB bodies, and of ten 16 KB bodies
+    When SQS's bill is computed
+    Then a batch shares its requests (3 per ten small ones, $0.12 per million) until the batch
+    passes 64 KB, when it counts per chunk (7 for 160 KB)
+    """
     # ten 1 KB bodies: one 10 KB send, one receive, one delete per batch: $0.12 per million
     assert sqs_reference(1_000_000, 1024, batch=10).dollars == pytest.approx(0.12)
     # ten 16 KB bodies = 160 KB: 3 chunks to send, 3 to receive, 1 delete = 7 per batch
@@ -37,6 +47,11 @@ def test_sqs_batches_of_ten_share_requests_until_the_batch_passes_64_kb() -> Non
 
 
 def test_sqs_fifo_and_a_topic_through_sns() -> None:
+    """Given a million 1 KB messages through a FIFO queue, and through a topic with 5 subscriptions
+    When SQS's (and SNS's) bill is computed
+    Then FIFO costs $0.50 per million requests, and the topic one SNS publish plus a receive and
+    delete per subscription: 11 million requests, $4.50
+    """
     # FIFO: 3 requests at $0.50 per million
     assert sqs_reference(1_000_000, 1024, fifo=True).dollars == pytest.approx(1.50)
     # a topic with 5 subscriptions: 1 SNS publish ($0.50/M) + 5 x (receive + delete) at
@@ -47,6 +62,12 @@ def test_sqs_fifo_and_a_topic_through_sns() -> None:
 
 
 def test_a_price_is_units_times_list_prices() -> None:
+    """Given a meter that recorded writes on a table and an index, reads, a 600 KB HTTP request,
+    WebSocket messages of 40 KB and 10 bytes, one invocation and one KMS call
+    When the usage is priced
+    Then each line is its billed units (HTTP per 512 KB, WebSocket per 32 KB, Lambda per started 100
+    ms) times its list price
+    """
     meter = Meter(clock=FakeClock())
     # 10 WRU on the table + 4 on an index, 2 RRU
     meter.record_dynamodb(
@@ -72,6 +93,10 @@ def test_a_price_is_units_times_list_prices() -> None:
 
 
 def test_connection_minutes_count_open_connections_up_to_now() -> None:
+    """Given two connections opened at 0 s, one closed at 60 s, and the clock at 90 s
+    When the usage is read
+    Then it counts 150 connection seconds (the open one up to now), priced as 2.5 minutes
+    """
     clock = FakeClock()
     meter = Meter(clock=clock)
     meter.connection_opened("a")
@@ -86,6 +111,11 @@ def test_connection_minutes_count_open_connections_up_to_now() -> None:
 
 
 def test_the_difference_of_two_snapshots_is_what_happened_in_between() -> None:
+    """Given a usage snapshot taken after one PutItem
+    When an UpdateItem with a failed condition is recorded and the first snapshot is subtracted from
+    a second
+    Then the difference holds only the update: its units, its failed condition and its request
+    """
     meter = Meter(clock=FakeClock())
     meter.record_dynamodb("PutItem", [Capacity("t", None, "a", write_units=3)])
     before = meter.usage()
@@ -101,6 +131,11 @@ def test_the_difference_of_two_snapshots_is_what_happened_in_between() -> None:
 
 
 def test_the_hottest_partition_and_the_ceiling_it_implies() -> None:
+    """Given writes of 6 WRU on a table key and 4 WRU plus 3 RRU on an index key
+    When the hottest partition is asked for
+    Then it is the table key (0.006 of its second against 0.005), and 6 WRU per message on one key
+    caps it at about 166.67 messages a second (no units: no ceiling)
+    """
     meter = Meter(clock=FakeClock())
     meter.record_dynamodb(
         "PutItem",
@@ -123,7 +158,8 @@ def test_stream_reads_by_the_lambda_trigger_cost_nothing() -> None:
     for operation in ("DescribeStream", "GetShardIterator", "GetRecords"):
         meter.record_request("dynamodbstreams", operation)
 
-    # Then they are counted but not billed
+    # When the usage is read and priced
     usage = meter.usage()
+    # Then they are counted but not billed
     assert usage.count("dynamodbstreams") == 3
     assert price(usage).total == 0

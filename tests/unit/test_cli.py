@@ -139,6 +139,10 @@ MESSAGE = {
 
 
 def test_dev_keeps_its_flags() -> None:
+    """Given `mqless dev --http-port 9000 --schedule-rate 2`
+    When it is parsed
+    Then the command is dev with those values, and the WebSocket port keeps its default 8081
+    """
     args = build_parser().parse_args(["dev", "--http-port", "9000", "--schedule-rate", "2"])
     assert (args.command, args.http_port, args.ws_port, args.schedule_rate) == (
         "dev",
@@ -155,6 +159,10 @@ def free_port() -> int:
 
 
 def test_version_says_which_mqless_this_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """Given the installed mqless package
+    When `mqless --version` is parsed
+    Then it exits 0 after printing "mqless" and the package's version
+    """
     from importlib import metadata
 
     with pytest.raises(SystemExit) as exit_info:
@@ -184,6 +192,10 @@ def test_dev_on_a_busy_port_names_it_and_the_flag_and_starts_nothing(
 def test_dev_on_a_busy_websocket_port_names_the_ws_flag(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Given another program listening on the port given as --ws-port
+    When `mqless dev` starts there
+    Then it exits 1, saying to choose another port with --ws-port PORT
+    """
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
@@ -196,12 +208,20 @@ def test_dev_on_a_busy_websocket_port_names_the_ws_flag(
 def test_dev_with_one_port_for_both_apis_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Given `mqless dev` with --http-port and --ws-port both 9000
+    When it runs
+    Then it exits 2, saying both ports are 9000
+    """
     code = main(["dev", "--http-port", "9000", "--ws-port", "9000"])
     assert code == 2
     assert "--http-port and --ws-port are both 9000" in capsys.readouterr().err
 
 
 def test_tail_is_an_alias_of_subscribe() -> None:
+    """Given `mqless tail shop.> --limit 2` and `mqless subscribe shop.>`
+    When both are parsed
+    Then tail runs the subscribe handler, with its pattern and limit
+    """
     tail = build_parser().parse_args(["tail", "shop.>", "--limit", "2"])
     subscribe = build_parser().parse_args(["subscribe", "shop.>"])
     assert tail.handler is subscribe.handler
@@ -223,6 +243,12 @@ def test_tail_is_an_alias_of_subscribe() -> None:
 def test_bad_flags_are_usage_errors_with_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Given a command line with a flag out of range or malformed (delay over 900, an attribute
+    without "=", a count of 0, more than 10 messages, a wait over 20, a limit that is not a
+    number) or an unknown command
+    When it is parsed
+    Then it exits 2 with an argparse "error:" on stderr
+    """
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
     assert exit_info.value.code == 2
@@ -240,6 +266,10 @@ def test_url_comes_from_the_environment_when_no_flag(monkeypatch: pytest.MonkeyP
 
 
 def test_the_url_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given MQLESS_URL set and a different --url
+    When `mqless queues` runs
+    Then the request goes to the --url host
+    """
     monkeypatch.setenv("MQLESS_URL", "http://broker.example:9999")
     api = FakeApi().on("GET", "/stats", ok({"queues": [], "topics": [], "connections": 0}))
     cli(["queues", "--url", "http://other:1234"], api)
@@ -251,11 +281,15 @@ def test_the_url_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 # ---- credentials -----------------------------------------------------------------------------
 
-STATS = {"queues": [], "topics": [], "connections": 0}
+EMPTY_OVERVIEW = {"queues": [], "topics": [], "connections": 0}
 
 
 def test_the_token_flag_goes_in_a_bearer_header() -> None:
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    """Given a --token on the command line
+    When `mqless queues` runs
+    Then the request carries it as "Authorization: Bearer <token>"
+    """
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     cli(["queues", "--token", "mqk_abc_def"], api)
     assert api.requests[0].headers["authorization"] == "Bearer mqk_abc_def"
 
@@ -263,7 +297,7 @@ def test_the_token_flag_goes_in_a_bearer_header() -> None:
 def test_the_token_comes_from_mqless_token_when_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given MQLESS_TOKEN set (with the newline `$(cat file)` keeps) and no --token
     monkeypatch.setenv("MQLESS_TOKEN", "from-env\n")
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     # When a command runs
     cli(["queues"], api)
     # Then the token is sent, trimmed
@@ -271,19 +305,31 @@ def test_the_token_comes_from_mqless_token_when_no_flag(monkeypatch: pytest.Monk
 
 
 def test_the_token_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given MQLESS_TOKEN set and a different --token
+    When `mqless queues` runs
+    Then the bearer token sent is the flag's
+    """
     monkeypatch.setenv("MQLESS_TOKEN", "from-env")
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     cli(["queues", "--token", "from-flag"], api)
     assert api.requests[0].headers["authorization"] == "Bearer from-flag"
 
 
 def test_without_a_token_no_authorization_header_is_sent() -> None:
-    api = FakeApi().on("GET", "/stats", ok(STATS))
+    """Given no --token and no MQLESS_TOKEN
+    When `mqless queues` runs
+    Then the request has no Authorization header
+    """
+    api = FakeApi().on("GET", "/stats", ok(EMPTY_OVERVIEW))
     cli(["queues"], api)
     assert "authorization" not in api.requests[0].headers
 
 
 def test_a_token_with_a_space_inside_is_a_usage_error() -> None:
+    """Given a --token with a space inside
+    When `mqless queues` runs
+    Then it exits 2 without a request, saying the token cannot be sent
+    """
     api = FakeApi()
     result = cli(["queues", "--token", "two words"], api)
     assert (result.code, api.requests) == (2, [])
@@ -293,6 +339,12 @@ def test_a_token_with_a_space_inside_is_a_usage_error() -> None:
 
 
 def test_send_puts_every_flag_into_the_request() -> None:
+    """Given a FIFO queue and `mqless send` with attributes (one value holding "="), a group, a
+    dedup id, a delay and a content type
+    When it runs
+    Then the request body holds each of them, and stdout names the message and its sequence in the
+    group
+    """
     api = FakeApi().on(
         "POST", "/queues/pay.fifo/messages", ok({"message_id": "m-1", "sequence": 3}, 201)
     )
@@ -324,18 +376,30 @@ def test_send_with_a_priority_puts_it_into_the_request() -> None:
 
 
 def test_send_reads_the_body_from_stdin_without_its_final_newline() -> None:
+    """Given a two-line body piped on stdin and no BODY argument
+    When `mqless send q` runs
+    Then the message body is the two lines without the final newline
+    """
     api = FakeApi().on("POST", "/queues/q/messages", ok({"message_id": "m-1"}, 201))
     cli(["send", "q"], api, stdin=io.StringIO("line one\nline two\n"))
     assert api.bodies("POST", "/queues/q/messages")[0]["body"] == "line one\nline two"
 
 
 def test_send_without_a_body_on_a_terminal_is_a_usage_error() -> None:
+    """Given no BODY argument and stdin a terminal
+    When `mqless send q` runs
+    Then it exits 2, saying to give BODY or pipe it on stdin
+    """
     result = cli(["send", "q"], FakeApi(), stdin=TtyStringIO())
     assert result.code == 2
     assert result.stderr == "mqless: no message body: give BODY or pipe it on stdin\n"
 
 
 def test_send_json_prints_the_api_answer() -> None:
+    """Given an API that answers a send with a message id and duplicate: true
+    When `mqless send q x --json` runs
+    Then stdout is that answer as JSON
+    """
     answer = {"message_id": "m-1", "duplicate": True}
     api = FakeApi().on("POST", "/queues/q/messages", ok(answer, 201))
     result = cli(["send", "q", "x", "--json"], api)
@@ -343,6 +407,11 @@ def test_send_json_prints_the_api_answer() -> None:
 
 
 def test_bulk_send_goes_ten_at_a_time_through_the_batch_endpoint() -> None:
+    """Given a batch endpoint that accepts every entry
+    When `mqless send q hello --count 25 --json` runs with an attribute
+    Then it posts batches of 10, 10 and 5 entries carrying body and attributes, and prints 25 sent
+    with every message id, exit 0
+    """
     requests: list[Any] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -385,17 +454,29 @@ def test_bulk_send_from_a_file_reports_failures_by_line(tmp_path: Any) -> None:
 
 
 def test_body_and_file_together_are_refused() -> None:
+    """Given both a BODY argument and --file
+    When `mqless send` runs
+    Then it exits 2, saying to give one, not both
+    """
     result = cli(["send", "q", "x", "--file", "f"], FakeApi())
     assert (result.code, result.stderr) == (2, "mqless: give BODY or --file, not both\n")
 
 
 def test_an_unreadable_file_is_a_usage_error(tmp_path: Any) -> None:
+    """Given --file naming a file that does not exist
+    When `mqless send` runs
+    Then it exits 2, saying it cannot read the file
+    """
     result = cli(["send", "q", "--file", str(tmp_path / "missing")], FakeApi())
     assert result.code == 2
     assert result.stderr.startswith("mqless: cannot read ")
 
 
 def test_publish_encodes_the_topic_and_sends_attributes() -> None:
+    """Given a topic shop.orders
+    When `mqless publish shop.orders hi -a region=eu` runs
+    Then the body and attributes are posted to the topic and stdout names the published message
+    """
     api = FakeApi().on("POST", "/topics/shop.orders/messages", ok({"message_id": "p-1"}, 201))
     result = cli(["publish", "shop.orders", "hi", "-a", "region=eu"], api)
     assert api.bodies("POST", "/topics/shop.orders/messages") == [
@@ -408,6 +489,11 @@ def test_publish_encodes_the_topic_and_sends_attributes() -> None:
 
 
 def test_receive_prints_messages_for_people_and_leaves_them_unacked() -> None:
+    """Given a queue with one message
+    When `mqless receive q --max 5 --wait 2` runs
+    Then it asks for 5 messages with a 2 s wait, prints the message id, its content type and
+    attributes and the indented body, sends no ack, and says on stderr it is not acked
+    """
     api = FakeApi().on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
     result = cli(["receive", "q", "--max", "5", "--wait", "2"], api)
     assert api.bodies("POST", "/queues/q/receive") == [{"max_messages": 5, "wait_seconds": 2.0}]
@@ -419,6 +505,10 @@ def test_receive_prints_messages_for_people_and_leaves_them_unacked() -> None:
 
 
 def test_receive_ack_acks_what_it_printed() -> None:
+    """Given a queue with one message
+    When `mqless receive q --ack --json` runs
+    Then the message is printed as JSON, its receipt is acked, and stderr says "acked 1"
+    """
     api = (
         FakeApi()
         .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
@@ -456,12 +546,20 @@ def test_receive_json_is_one_message_per_line_for_jq() -> None:
 
 
 def test_receive_from_an_empty_queue_says_so_on_stderr_only() -> None:
+    """Given an empty queue
+    When `mqless receive q` runs
+    Then it exits 0 with nothing on stdout and "no messages in q" on stderr
+    """
     api = FakeApi().on("POST", "/queues/q/receive", ok({"messages": []}))
     result = cli(["receive", "q"], api)
     assert (result.code, result.stdout, result.stderr) == (0, "", "no messages in q\n")
 
 
 def test_a_stale_ack_makes_the_exit_status_1() -> None:
+    """Given a received message whose ack is answered 409 stale_receipt
+    When `mqless receive q --ack` runs
+    Then it exits 1 with the API's message on stderr
+    """
     api = (
         FakeApi()
         .on("POST", "/queues/q/receive", ok({"messages": [MESSAGE]}))
@@ -473,6 +571,12 @@ def test_a_stale_ack_makes_the_exit_status_1() -> None:
 
 
 def test_consume_stops_at_its_limit_and_never_leases_more() -> None:
+    """Given a queue answering 10 messages then 2 more
+    When `mqless consume q --limit 12 --json` runs
+    Then it asks for 10 then only 2 (long-polling 20 s), prints the 12 in order, acks all 12 and
+    says it consumed 12
+    """
+
     def message(n: int) -> dict[str, Any]:
         return {**MESSAGE, "message_id": f"m-{n}", "receipt": f"r-{n}"}
 
@@ -497,6 +601,10 @@ def test_consume_stops_at_its_limit_and_never_leases_more() -> None:
 
 
 def test_consume_until_empty_stops_at_an_empty_poll() -> None:
+    """Given a queue with one message, then none
+    When `mqless consume q --until-empty --wait 3` runs
+    Then it stops after the empty poll, both polls waiting 3 s, and says it consumed 1 message
+    """
     api = (
         FakeApi()
         .on("GET", "/queues/q", ok({"name": "q", "counts": {"visible": 1}}))
@@ -557,6 +665,11 @@ def test_consume_until_empty_drains_with_short_polls() -> None:
 
 
 def test_ctrl_c_stops_consume_cleanly_after_acking_what_was_printed() -> None:
+    """Given a consume that has printed one message when the user presses Ctrl-C during the next
+    poll
+    When `mqless consume q` runs
+    Then it exits 0 and says it consumed 1 message
+    """
     calls = {"receive": 0}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -576,6 +689,10 @@ def test_ctrl_c_stops_consume_cleanly_after_acking_what_was_printed() -> None:
 
 
 def test_ack_takes_receipts_as_arguments() -> None:
+    """Given two receipts given as arguments
+    When `mqless ack q r1.a r2.b` runs
+    Then both are acked in one request and stdout says "acked 2 messages in q"
+    """
     api = FakeApi().on("POST", "/queues/q/ack", ok({"acked": ["r1.a", "r2.b"], "failed": []}))
     result = cli(["ack", "q", "r1.a", "r2.b"], api)
     assert api.bodies("POST", "/queues/q/ack") == [{"receipts": ["r1.a", "r2.b"]}]
@@ -611,6 +728,10 @@ def test_ack_takes_the_json_lines_receive_prints() -> None:
 
 
 def test_ack_without_receipts_on_a_terminal_is_a_usage_error() -> None:
+    """Given no receipt arguments and stdin a terminal
+    When `mqless ack q` runs
+    Then it exits 2 without a request, saying to give receipts or pipe them in
+    """
     api = FakeApi()
     result = cli(["ack", "q"], api, stdin=TtyStringIO())
     assert (result.code, api.requests) == (2, [])
@@ -620,6 +741,7 @@ def test_ack_without_receipts_on_a_terminal_is_a_usage_error() -> None:
 def test_ack_of_an_empty_pipe_does_nothing_and_succeeds() -> None:
     # Given a receive that found nothing, piped into ack
     api = FakeApi()
+    # When `mqless ack q` reads the empty pipe
     result = cli(["ack", "q"], api, stdin=io.StringIO(""))
     # Then no request is made and nothing failed
     assert (result.code, result.stdout, api.requests) == (0, "", [])
@@ -646,6 +768,10 @@ def test_a_stale_receipt_is_listed_and_the_exit_status_is_1() -> None:
 
 
 def test_nack_releases_with_the_delay_given() -> None:
+    """Given a leased message's receipt
+    When `mqless nack q r1.a --delay 30` runs
+    Then the release asks for a 30 s delay and stdout says it is delivered again in 30 s
+    """
     api = FakeApi().on("POST", "/queues/q/nack", ok({"released": ["r1.a"], "failed": []}))
     result = cli(["nack", "q", "r1.a", "--delay", "30"], api)
     assert api.bodies("POST", "/queues/q/nack") == [{"receipts": ["r1.a"], "delay_seconds": 30}]
@@ -653,6 +779,10 @@ def test_nack_releases_with_the_delay_given() -> None:
 
 
 def test_nack_without_a_delay_redelivers_now() -> None:
+    """Given a leased message's receipt
+    When `mqless nack q r1.a --json` runs without --delay
+    Then the release asks for delay 0 and stdout is the API's answer
+    """
     api = FakeApi().on("POST", "/queues/q/nack", ok({"released": ["r1.a"], "failed": []}))
     result = cli(["nack", "q", "r1.a", "--json"], api)
     assert api.bodies("POST", "/queues/q/nack") == [{"receipts": ["r1.a"], "delay_seconds": 0}]
@@ -660,6 +790,10 @@ def test_nack_without_a_delay_redelivers_now() -> None:
 
 
 def test_extend_sets_the_lease_to_the_seconds_given() -> None:
+    """Given a leased message's receipt
+    When `mqless extend q r1.a --visibility 120` runs
+    Then the visibility request asks for 120 s and stdout says the lease changed
+    """
     api = FakeApi().on("POST", "/queues/q/visibility", ok({"changed": ["r1.a"], "failed": []}))
     result = cli(["extend", "q", "r1.a", "--visibility", "120"], api)
     assert api.bodies("POST", "/queues/q/visibility") == [
@@ -679,6 +813,8 @@ def test_extend_sets_the_lease_to_the_seconds_given() -> None:
 def test_settling_flags_out_of_range_are_usage_errors(
     argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given an extend without --visibility or over 12 h, or a nack with a negative delay
+    # When the command line is parsed
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
     # Then the command line is refused, naming the flag
@@ -721,6 +857,12 @@ def frame(kind: str, **values: Any) -> dict[str, Any]:
 
 
 def test_tail_subscribes_and_prints_messages_from_batches_until_the_limit() -> None:
+    """Given a WebSocket server that confirms the subscription, then sends a message and a batch of
+    two
+    When `mqless tail shop.> --limit 2 --json --ws-url ws://h:1` runs
+    Then it connects to that URL, subscribes to /topic/shop.>, prints the first 2 messages (one from
+    the batch) and exits 0
+    """
     messages = [
         frame("message", destination="/topic/shop.a", message_id=f"t-{n}", body=f"b{n}")
         for n in range(3)
@@ -750,6 +892,10 @@ def test_tail_subscribes_and_prints_messages_from_batches_until_the_limit() -> N
 
 
 def test_tail_sends_the_token_in_the_handshake_not_in_the_url() -> None:
+    """Given a --token and a WebSocket URL
+    When `mqless tail news` connects
+    Then the token goes in the handshake's Authorization header and the URL is left as given
+    """
     socket = FakeSocket([json.dumps(frame("subscribed"))])
     opened: list[tuple[str, dict[str, str]]] = []
 
@@ -772,6 +918,10 @@ def refused_handshake(status: int) -> Callable[[str, Mapping[str, str]], FakeSoc
 
 
 def test_a_handshake_refused_for_want_of_a_token_says_how_to_give_one() -> None:
+    """Given a WebSocket handshake answered 401 and no token
+    When `mqless tail news` runs
+    Then it exits 1, saying to set MQLESS_TOKEN or pass --token
+    """
     result = cli(["tail", "news"], FakeApi(), ws=refused_handshake(401))
     assert (result.code, result.stderr) == (
         1,
@@ -780,6 +930,10 @@ def test_a_handshake_refused_for_want_of_a_token_says_how_to_give_one() -> None:
 
 
 def test_a_handshake_refused_for_a_bad_token_says_so() -> None:
+    """Given a token the WebSocket handshake answers 403
+    When `mqless tail news --token old` runs
+    Then it exits 1, saying the token was refused
+    """
     result = cli(["tail", "news", "--token", "old"], FakeApi(), ws=refused_handshake(403))
     assert (result.code, result.stderr) == (
         1,
@@ -788,6 +942,10 @@ def test_a_handshake_refused_for_a_bad_token_says_so() -> None:
 
 
 def test_a_subscription_the_grants_do_not_cover_is_forbidden() -> None:
+    """Given a server that answers the subscribe with a forbidden error frame
+    When `mqless tail billing.>` runs
+    Then it exits 1 with "forbidden:" and the server's sentence
+    """
     refused = frame("error", error="forbidden", message="'alice' may not receive 'billing.>'")
     socket = FakeSocket([json.dumps(refused)])
     result = cli(["tail", "billing.>"], FakeApi(), ws=lambda url, headers: socket)
@@ -798,6 +956,10 @@ def test_a_subscription_the_grants_do_not_cover_is_forbidden() -> None:
 
 
 def test_ctrl_c_stops_tail_with_a_summary_and_status_0() -> None:
+    """Given a tail that has printed one message when the user presses Ctrl-C
+    When `mqless tail news.*` stops
+    Then it exits 0, prints the body, and says it received 1 message on /topic/news.*
+    """
     socket = FakeSocket([json.dumps(frame("subscribed")), json.dumps(frame("message", body="x"))])
     result = cli(["tail", "news.*"], FakeApi(), ws=lambda url, headers: socket)
     assert result.code == 0
@@ -806,6 +968,10 @@ def test_ctrl_c_stops_tail_with_a_summary_and_status_0() -> None:
 
 
 def test_a_refused_subscription_is_an_error() -> None:
+    """Given a server that answers the subscribe with an invalid_request error frame
+    When `mqless tail a..b` runs
+    Then it exits 1, saying it cannot subscribe and why
+    """
     refused = frame("error", error="invalid_request", message="bad destination")
     socket = FakeSocket([json.dumps(refused)])
     result = cli(["tail", "a..b"], FakeApi(), ws=lambda url, headers: socket)
@@ -813,6 +979,11 @@ def test_a_refused_subscription_is_an_error() -> None:
 
 
 def test_an_unreachable_websocket_gets_the_dev_hint() -> None:
+    """Given nothing listening at the default WebSocket URL (connection refused)
+    When `mqless tail a` runs
+    Then it exits 1, naming ws://127.0.0.1:8081 and how to set another URL
+    """
+
     def refuse(url: str, headers: Mapping[str, str]) -> FakeSocket:
         raise ConnectionRefusedError(111, "Connection refused")
 
@@ -823,6 +994,10 @@ def test_an_unreachable_websocket_gets_the_dev_hint() -> None:
 
 
 def test_frames_of_opens_batches() -> None:
+    """Given a batch frame of two messages, and a single subscribed frame
+    When each is read with frames_of
+    Then the batch gives its two frames and the single frame gives itself
+    """
     assert frames_of('{"type":"batch","frames":[{"type":"message"},{"type":"message"}]}') == [
         {"type": "message"},
         {"type": "message"},
@@ -847,6 +1022,11 @@ STATS = {
 
 
 def test_queues_prints_an_aligned_table() -> None:
+    """Given stats for an exact queue "a" and an approximate queue "orders"
+    When `mqless queues` runs
+    Then it prints a header and one row each, approximate counts marked "+", numbers right-aligned
+    under their header and no trailing spaces
+    """
     small = {**STATS, "name": "a", "visible": 5, "approximate": False, "oldest_age_seconds": None}
     api = FakeApi().on(
         "GET", "/stats", ok({"queues": [STATS, small], "topics": [], "connections": 0})
@@ -865,11 +1045,19 @@ def test_queues_prints_an_aligned_table() -> None:
 
 
 def test_queues_json_is_the_stats_list() -> None:
+    """Given the stats overview
+    When `mqless queues --json` runs
+    Then stdout is the queues list alone
+    """
     api = FakeApi().on("GET", "/stats", ok({"queues": [STATS], "topics": [], "connections": 1}))
     assert json.loads(cli(["queues", "--json"], api).stdout) == {"queues": [STATS]}
 
 
 def test_stats_of_one_queue_reads_its_stats_endpoint() -> None:
+    """Given the stats of queue orders
+    When `mqless stats orders` runs
+    Then it prints the oldest message's age and the dead-letter queue with its visible count
+    """
     api = FakeApi().on("GET", "/queues/orders/stats", ok(STATS))
     result = cli(["stats", "orders"], api)
     assert "oldest message     3m05s" in result.stdout
@@ -877,6 +1065,10 @@ def test_stats_of_one_queue_reads_its_stats_endpoint() -> None:
 
 
 def test_stats_overview_shows_topics_and_connections() -> None:
+    """Given an overview with a topic pattern, its subscription and 3 connections
+    When `mqless stats` runs
+    Then it prints the pattern, "eu -> eu-orders" and ends with the WebSocket connection count
+    """
     overview = {
         "queues": [STATS],
         "topics": [
@@ -895,6 +1087,10 @@ def test_stats_overview_shows_topics_and_connections() -> None:
 
 
 def test_purge_without_yes_and_without_a_terminal_is_refused() -> None:
+    """Given no --yes and stdin not a terminal
+    When `mqless purge q` runs
+    Then it exits 2 without a request
+    """
     api = FakeApi().on("POST", "/queues/q/purge", ok({"purged": 3}))
     result = cli(["purge", "q"], api)
     assert result.code == 2
@@ -902,6 +1098,10 @@ def test_purge_without_yes_and_without_a_terminal_is_refused() -> None:
 
 
 def test_purge_asks_and_a_no_keeps_the_messages() -> None:
+    """Given a queue with 4 visible messages and a terminal that answers "n"
+    When `mqless purge q` runs
+    Then it asks (naming the count), exits 1 and makes no request but the GET
+    """
     api = FakeApi().on("GET", "/queues/q", ok({"counts": {"visible": 4, "in_flight": 0}}))
     result = cli(["purge", "q"], api, stdin=TtyStringIO("n\n"))
     assert result.code == 1
@@ -910,12 +1110,22 @@ def test_purge_asks_and_a_no_keeps_the_messages() -> None:
 
 
 def test_purge_yes_purges() -> None:
+    """Given --yes
+    When `mqless purge q --yes` runs
+    Then it purges and says how many messages went
+    """
     api = FakeApi().on("POST", "/queues/q/purge", ok({"purged": 3}))
     result = cli(["purge", "q", "--yes"], api)
     assert (result.code, result.stdout) == (0, "purged 3 messages from q\n")
 
 
 def test_redrive_loops_until_nothing_moves_and_reports_each_failure_once() -> None:
+    """Given a dead-letter queue of 2500 whose redrive moves 99, 100, 50, then 0 and fails the same
+    message every time
+    When `mqless redrive q.dlq --json` runs
+    Then it calls four times, the second asking for one more to make up for the known failure,
+    reports 249 moved with the failure once, and exits 1
+    """
     failure = {"id": "m-9", "error": "redrive_failed", "message": "source queue 'x' is gone"}
     api = (
         FakeApi()
@@ -983,6 +1193,10 @@ def test_redrive_counts_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
     ("total", "chunk"), [(None, 100), (12, 1), (100, 5), (1000, 50), (10**6, 100)]
 )
 def test_a_redrive_chunk_keeps_the_progress_moving(total: int | None, chunk: int) -> None:
+    """Given a dead-letter queue's size (unknown, small, or large)
+    When the redrive chunk is chosen
+    Then it is 100 when unknown, else about a twentieth of the size, between 1 and 100
+    """
     assert redrive_chunk(total) == chunk
 
 
@@ -1050,6 +1264,10 @@ def test_create_puts_only_the_settings_named_and_shows_the_result() -> None:
 
 
 def test_create_with_every_setting_flag() -> None:
+    """Given no queue jobs
+    When `mqless create jobs` runs with a dead-letter queue, retention 1d12h, delay and shards
+    Then the PUT holds each setting (retention in seconds) and stdout is the created queue as JSON
+    """
     api = FakeApi().on("GET", "/queues/jobs", NO_QUEUE).on("PUT", "/queues/jobs", ok(QUEUE, 201))
     argv = ["create", "jobs", "--dead-letter-queue", "failed", "--retention", "1d12h"]
     argv += ["--delay", "15", "--shards", "8", "--json"]
@@ -1074,6 +1292,11 @@ def test_create_with_max_priority_asks_for_priority_lanes_and_shows_them() -> No
 
 
 def test_create_no_dead_letter_asks_for_redelivery_forever() -> None:
+    """Given no queue orders
+    When `mqless create orders --no-dead-letter` runs
+    Then the PUT asks for max_receive_count null and the output says it is redelivered until acked
+    or expired
+    """
     forever = {**QUEUE, "max_receive_count": None, "dead_letter_queue": None}
     api = (
         FakeApi()
@@ -1086,6 +1309,10 @@ def test_create_no_dead_letter_asks_for_redelivery_forever() -> None:
 
 
 def test_create_of_a_queue_that_exists_with_those_settings_changes_nothing() -> None:
+    """Given a queue orders that already has a 60 s visibility timeout
+    When `mqless create orders --visibility-timeout 60` runs
+    Then only the GET is sent, it says the queue already exists, and exits 0
+    """
     api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
     result = cli(["create", "orders", "--visibility-timeout", "60"], api)
     assert [r.method for r in api.requests] == ["GET"]
@@ -1108,6 +1335,10 @@ def test_create_of_a_queue_that_exists_with_other_settings_is_refused_and_says_h
 
 
 def test_update_patches_only_the_settings_named() -> None:
+    """Given a queue orders
+    When `mqless update orders --max-receive-count 3` runs
+    Then the PATCH holds only max_receive_count and the output shows 3 deliveries then orders.dlq
+    """
     api = FakeApi().on("PATCH", "/queues/orders", ok({**QUEUE, "max_receive_count": 3}))
     result = cli(["update", "orders", "--max-receive-count", "3"], api)
     assert api.bodies("PATCH", "/queues/orders") == [{"max_receive_count": 3}]
@@ -1116,6 +1347,10 @@ def test_update_patches_only_the_settings_named() -> None:
 
 
 def test_update_without_a_setting_is_a_usage_error() -> None:
+    """Given `mqless update orders` with no setting
+    When it runs
+    Then it exits 2 without a request, saying to name a setting
+    """
     api = FakeApi()
     result = cli(["update", "orders"], api)
     assert (result.code, api.requests) == (2, [])
@@ -1123,6 +1358,10 @@ def test_update_without_a_setting_is_a_usage_error() -> None:
 
 
 def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
+    """Given no queue orders (the PATCH is answered 404)
+    When `mqless update orders --delay 5` runs
+    Then it exits 1 with the API's sentence
+    """
     api = FakeApi().on("PATCH", "/queues/orders", NO_QUEUE)
     result = cli(["update", "orders", "--delay", "5"], api)
     assert (result.code, result.stderr) == (1, "mqless: queue 'orders' does not exist\n")
@@ -1156,6 +1395,9 @@ def test_update_of_a_missing_queue_is_the_apis_sentence() -> None:
 def test_bad_admin_flags_are_usage_errors(
     argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given an admin command line with a setting out of range, flags that exclude each other,
+    # a missing required flag or a filter that is not a JSON object
+    # When it is parsed
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
     # Then the command line is refused before any request, saying which flag and why
@@ -1164,12 +1406,20 @@ def test_bad_admin_flags_are_usage_errors(
 
 
 def test_no_dead_letter_with_a_dead_letter_queue_is_a_usage_error() -> None:
+    """Given --no-dead-letter together with --dead-letter-queue
+    When `mqless create q` runs
+    Then it exits 2, saying --no-dead-letter redelivers forever
+    """
     result = cli(["create", "q", "--no-dead-letter", "--dead-letter-queue", "d"], FakeApi())
     assert result.code == 2
     assert "--no-dead-letter redelivers forever" in result.stderr
 
 
 def test_delete_without_yes_and_without_a_terminal_is_refused() -> None:
+    """Given a queue orders, no --yes and stdin not a terminal
+    When `mqless delete orders` runs
+    Then it exits 2 after only the GET, saying to confirm with --yes
+    """
     api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
     result = cli(["delete", "orders"], api)
     assert result.code == 2
@@ -1199,6 +1449,10 @@ def test_delete_asks_with_the_counts_and_says_the_dead_letter_queue_stays() -> N
 
 
 def test_delete_answered_no_deletes_nothing() -> None:
+    """Given a queue orders and a terminal that answers "n"
+    When `mqless delete orders` runs
+    Then it exits 1 after only the GET, saying orders was not deleted
+    """
     api = FakeApi().on("GET", "/queues/orders", ok(QUEUE))
     result = cli(["delete", "orders"], api, stdin=TtyStringIO("n\n"))
     assert (result.code, [r.method for r in api.requests]) == (1, ["GET"])
@@ -1206,6 +1460,10 @@ def test_delete_answered_no_deletes_nothing() -> None:
 
 
 def test_delete_with_its_dead_letter_queue_deletes_both() -> None:
+    """Given a queue orders whose dead-letter queue orders.dlq serves only it
+    When `mqless delete orders --with-dead-letter-queue --yes --json` runs
+    Then both are deleted, orders first, and the JSON lists both as deleted and none kept
+    """
     api = (
         FakeApi()
         .on("GET", "/queues/orders", ok(QUEUE))
@@ -1249,6 +1507,11 @@ BROWSED = {
 
 
 def test_browse_shows_a_page_and_says_how_to_get_the_next() -> None:
+    """Given a queue page of a visible and an in-flight message, with a next cursor
+    When `mqless browse orders --limit 2` runs
+    Then it asks for 2, prints each with its body and the lease end of the in-flight one, and stderr
+    gives the command for the next page
+    """
     leased = {**BROWSED, "message_id": "m-2", "state": "in_flight", "visible_at": 1795746800127}
     api = FakeApi().on(
         "GET", "/queues/orders/messages", ok({"messages": [BROWSED, leased], "cursor": "c-2"})
@@ -1262,6 +1525,10 @@ def test_browse_shows_a_page_and_says_how_to_get_the_next() -> None:
 
 
 def test_browse_all_follows_the_cursors_to_the_end() -> None:
+    """Given two pages of messages, the first with a cursor
+    When `mqless browse orders --all --json` runs
+    Then it follows the cursor, prints both messages and says nothing on stderr
+    """
     pages = [
         ok({"messages": [BROWSED], "cursor": "c-2"}),
         ok({"messages": [{**BROWSED, "message_id": "m-2"}], "cursor": None}),
@@ -1277,6 +1544,10 @@ def test_browse_all_follows_the_cursors_to_the_end() -> None:
 
 
 def test_browse_from_a_cursor_and_of_an_empty_queue() -> None:
+    """Given a cursor and a page with no messages
+    When `mqless browse orders --cursor c-9` runs
+    Then the cursor is sent, stdout is empty and stderr says there are no messages
+    """
     api = FakeApi().on("GET", "/queues/orders/messages", ok({"messages": [], "cursor": None}))
     result = cli(["browse", "orders", "--cursor", "c-9"], api)
     assert api.requests[0].url.params["cursor"] == "c-9"
@@ -1284,6 +1555,10 @@ def test_browse_from_a_cursor_and_of_an_empty_queue() -> None:
 
 
 def test_move_sends_the_target_and_copy() -> None:
+    """Given a message m-1 in orders
+    When `mqless move orders m-1 --to archive --copy` runs
+    Then the request holds the target and copy: true, and stdout says it was copied
+    """
     api = FakeApi().on("POST", "/queues/orders/messages/m-1/move", ok({"message_id": "m-1"}))
     result = cli(["move", "orders", "m-1", "--to", "archive", "--copy"], api)
     assert api.bodies("POST", "/queues/orders/messages/m-1/move") == [
@@ -1328,6 +1603,11 @@ SUBSCRIPTION = {
 
 
 def test_subscriptions_of_a_topic_are_a_table_and_the_pattern_is_encoded() -> None:
+    """Given a subscription on shop.>
+    When `mqless subscriptions list shop.>` runs
+    Then the pattern is percent-encoded in the path and a table shows topic, name, queue, filter and
+    owner
+    """
     api = FakeApi().on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": [SUBSCRIPTION]}))
     result = cli(["subscriptions", "list", "shop.>"], api)
     assert api.requests[0].url.raw_path == b"/topics/shop.%3E/subscriptions"
@@ -1337,6 +1617,11 @@ def test_subscriptions_of_a_topic_are_a_table_and_the_pattern_is_encoded() -> No
 
 
 def test_subscriptions_without_a_topic_lists_every_pattern_the_stats_name() -> None:
+    """Given stats naming two patterns, one with a subscription
+    When `mqless subscriptions list --json` runs
+    Then it reads the stats, asks only the pattern that has subscriptions, and prints its one
+    subscription
+    """
     overview = {
         "queues": [],
         "topics": [
@@ -1357,6 +1642,10 @@ def test_subscriptions_without_a_topic_lists_every_pattern_the_stats_name() -> N
 
 
 def test_subscriptions_create_puts_the_queue_and_the_filter() -> None:
+    """Given a topic shop.> with no subscriptions
+    When `mqless subscriptions create shop.> eu --queue eu-orders --filter ...` runs
+    Then the PUT holds the queue and the parsed filter, and stdout says what was created
+    """
     api = (
         FakeApi()
         .on("GET", "/topics/shop.>/subscriptions", ok({"subscriptions": []}))
@@ -1387,6 +1676,10 @@ def test_subscriptions_create_never_replaces_another_one_silently() -> None:
 
 
 def test_subscriptions_create_replace_replaces() -> None:
+    """Given a subscription eu on shop.> already
+    When `mqless subscriptions create ... --queue other --replace` runs
+    Then the PUT holds the new queue and no filter, and stdout says it was replaced
+    """
     replaced = {**SUBSCRIPTION, "queue": "other", "filter_policy": None}
     api = (
         FakeApi()
@@ -1401,6 +1694,10 @@ def test_subscriptions_create_replace_replaces() -> None:
 
 
 def test_subscriptions_delete() -> None:
+    """Given a subscription eu on shop.>, named with its /topic/ prefix
+    When `mqless subscriptions delete /topic/shop.> eu` runs
+    Then the DELETE goes to the encoded pattern and stdout says its queue stays
+    """
     api = FakeApi().on("DELETE", "/topics/shop.>/subscriptions/eu", httpx.Response(204))
     result = cli(["subscriptions", "delete", "/topic/shop.>", "eu"], api)
     assert api.requests[0].url.raw_path == b"/topics/shop.%3E/subscriptions/eu"
@@ -1411,6 +1708,10 @@ def test_subscriptions_delete() -> None:
 
 
 def test_an_api_problem_is_one_line_and_status_1() -> None:
+    """Given an API answering 404 queue_not_found
+    When `mqless receive nope` runs
+    Then it exits 1 with nothing on stdout and the API's sentence on one line of stderr
+    """
     api = FakeApi().on(
         "POST",
         "/queues/nope/receive",
@@ -1454,12 +1755,23 @@ def test_an_api_problem_is_one_line_and_status_1() -> None:
 def test_a_refused_credential_is_one_sentence_and_status_1(
     answer: httpx.Response, token: str | None, said: str
 ) -> None:
+    """Given a send refused with 401 or 403, by the gateway (bare message) or by mqless (problem),
+    with or without a token
+    When `mqless send billing x` runs
+    Then it exits 1 with one sentence: how to give a token, that the token was refused, or the API's
+    reason
+    """
     api = FakeApi().on("POST", "/queues/billing/messages", answer)
     result = cli(["send", "billing", "x", *(["--token", token] if token else [])], api)
     assert (result.code, result.stdout, result.stderr) == (1, "", f"mqless: {said}\n")
 
 
 def test_connection_refused_hints_at_mqless_dev() -> None:
+    """Given nothing listening at the default URL (connection refused)
+    When `mqless queues` runs
+    Then it exits 1, naming the URL and asking whether `mqless dev` is running
+    """
+
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
@@ -1472,6 +1784,10 @@ def test_connection_refused_hints_at_mqless_dev() -> None:
 
 
 def test_a_url_without_a_scheme_is_a_usage_error() -> None:
+    """Given --url localhost:8080, without a scheme
+    When `mqless queues` runs
+    Then it exits 2, saying which URL forms it expects
+    """
     result = cli(["queues", "--url", "localhost:8080"], FakeApi())
     assert result.code == 2
     assert result.stderr == (
@@ -1480,6 +1796,10 @@ def test_a_url_without_a_scheme_is_a_usage_error() -> None:
 
 
 def test_a_gateways_bare_not_found_names_the_route() -> None:
+    """Given an API that routes nothing (a bare {"message": "Not Found"})
+    When `mqless stats` runs
+    Then it exits 1, naming the method and URL and asking if the API is up to date
+    """
     result = cli(["stats"], FakeApi())  # nothing routed: {"message": "Not Found"}
     assert result.code == 1
     assert "Not Found (GET http://127.0.0.1:8080/stats: is this an up-to-date mqless API?)" in (
@@ -1488,6 +1808,10 @@ def test_a_gateways_bare_not_found_names_the_route() -> None:
 
 
 def test_a_server_failure_says_the_broker_failed() -> None:
+    """Given an API answering 502 with an HTML page
+    When `mqless stats` runs
+    Then it exits 1, saying the broker failed with HTTP 502
+    """
     api = FakeApi().on("GET", "/stats", httpx.Response(502, text="<html>bad gateway</html>"))
     result = cli(["stats"], api)
     assert result.code == 1
@@ -1495,6 +1819,10 @@ def test_a_server_failure_says_the_broker_failed() -> None:
 
 
 def test_throttling_is_retried_after_the_servers_delay() -> None:
+    """Given a purge answered 429 with Retry-After 0, then 200
+    When `mqless purge q --yes` runs
+    Then it retries once and exits 0
+    """
     throttled = httpx.Response(
         429, json={"error": "throttled", "message": "slow down"}, headers={"Retry-After": "0"}
     )
@@ -1582,6 +1910,7 @@ def every_route() -> FakeApi:
     ids=" ".join,
 )
 def test_json_output_is_one_document_per_line(argv: list[str]) -> None:
+    # Given an API answering every route the client commands call
     # When a command runs with --json
     result = cli([*argv, "--json"], every_route())
     # Then it succeeded, and each line of stdout is a whole JSON document (what jq reads)
@@ -1593,6 +1922,10 @@ def test_json_output_is_one_document_per_line(argv: list[str]) -> None:
 
 
 def test_json_output_stays_clean_while_a_progress_bar_draws_on_a_terminal_stderr() -> None:
+    """Given stderr a terminal, so a progress bar draws
+    When `mqless send q x --count 3 --json` runs
+    Then stdout is still one JSON document (3 sent) and the bar went to stderr
+    """
     api = FakeApi().on(
         "POST",
         "/queues/q/messages/batch",
@@ -1605,6 +1938,10 @@ def test_json_output_stays_clean_while_a_progress_bar_draws_on_a_terminal_stderr
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal() -> None:
+    """Given output whose stderr is not a terminal
+    When a progress bar advances
+    Then it is never shown and stderr stays empty
+    """
     output = Output(io.StringIO(), io.StringIO(), as_json=False)
     with output.progress("work", 10) as bar:
         bar.advance(5)
@@ -1613,6 +1950,11 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal() -> None:
 
 
 def test_a_message_for_people_shows_its_headers_and_indents_its_body() -> None:
+    """Given a message on /topic/a with a group, a third delivery and a two-line body
+    When it is rendered for people
+    Then the header line ends with id, destination, group and delivery, the details line lists
+    content type and attributes, and each body line is indented
+    """
     text = message_text(
         {**MESSAGE, "body": "one\ntwo", "receive_count": 3, "group_id": "g"},
         destination="/topic/a",
@@ -1624,6 +1966,10 @@ def test_a_message_for_people_shows_its_headers_and_indents_its_body() -> None:
 
 
 def test_a_binary_body_is_shown_as_base64_not_raw() -> None:
+    """Given a message with a binary body
+    When it is rendered for people
+    Then its last line shows the base64 text, marked as a binary body
+    """
     text = message_text({**MESSAGE, "binary": True, "body": "AAEC/w==", "attributes": {}})
     assert text.splitlines()[-1] == "  <binary body, base64: AAEC/w==>"
 
@@ -1633,10 +1979,18 @@ def test_a_binary_body_is_shown_as_base64_not_raw() -> None:
     [(None, "-"), (41, "41s"), (185, "3m05s"), (7800, "2h10m"), (273600, "3d04h")],
 )
 def test_ages_are_short(seconds: int | None, shown: str) -> None:
+    """Given an age in seconds (or none)
+    When it is rendered
+    Then it is "-" or two units at most: 41s, 3m05s, 2h10m, 3d04h
+    """
     assert age(seconds) == shown
 
 
 def test_approximate_counts_read_as_at_least() -> None:
+    """Given an approximate count and an exact queue row
+    When they are rendered
+    Then the approximate count reads "1000+" and the exact one has no "+"
+    """
     assert count(1000, approximate=True) == "1000+"
     assert queue_row({**STATS, "approximate": False})[2] == "1200"
 
@@ -1661,6 +2015,10 @@ ADMIN = {
 
 
 def test_principals_list_prints_each_with_its_grants_as_set_takes_them() -> None:
+    """Given principals alice and admin
+    When `mqless principals list` runs
+    Then a table lists admin then alice, each grant written as `principals set` takes it
+    """
     api = FakeApi().on("GET", "/access/principals", ok({"principals": [ALICE, ADMIN]}))
     result = cli(["principals", "list", "--token", "t"], api)
     header, first, second = result.stdout.splitlines()
@@ -1671,12 +2029,20 @@ def test_principals_list_prints_each_with_its_grants_as_set_takes_them() -> None
 
 
 def test_principals_list_json_is_the_api_document() -> None:
+    """Given one principal
+    When `mqless principals list --json` runs
+    Then stdout is the API's document
+    """
     api = FakeApi().on("GET", "/access/principals", ok({"principals": [ALICE]}))
     result = cli(["principals", "list", "--json"], api)
     assert json.loads(result.stdout) == {"principals": [ALICE]}
 
 
 def test_no_principals_is_a_note_not_a_table() -> None:
+    """Given no principals
+    When `mqless principals list` runs
+    Then stdout is empty and stderr says there are no principals yet
+    """
     api = FakeApi().on("GET", "/access/principals", ok({"principals": []}))
     result = cli(["principals", "list"], api)
     assert result.stdout == ""
@@ -1684,6 +2050,10 @@ def test_no_principals_is_a_note_not_a_table() -> None:
 
 
 def test_principals_show_lists_one_grant_per_line() -> None:
+    """Given principal alice with two grants
+    When `mqless principals show alice` runs
+    Then it prints the principal, one grant per line, then created and updated
+    """
     api = FakeApi().on("GET", "/access/principals/alice", ok(ALICE))
     result = cli(["principals", "show", "alice"], api)
     lines = result.stdout.splitlines()
@@ -1696,6 +2066,10 @@ def test_principals_show_lists_one_grant_per_line() -> None:
 
 
 def test_an_unknown_principal_is_the_apis_sentence() -> None:
+    """Given no principal bob (404)
+    When `mqless principals show bob` runs
+    Then it exits 1 with the API's sentence
+    """
     api = FakeApi().on(
         "GET", "/access/principals/bob", problem(404, "not_found", "no principal 'bob'")
     )
@@ -1704,6 +2078,10 @@ def test_an_unknown_principal_is_the_apis_sentence() -> None:
 
 
 def test_principals_set_puts_the_parsed_grants() -> None:
+    """Given two --grant flags
+    When `mqless principals set alice` runs and the API answers 201
+    Then the PUT holds both grants parsed, and stdout says the principal was created with them
+    """
     api = FakeApi().on("PUT", "/access/principals/alice", ok(ALICE, 201))
     result = cli(
         [
@@ -1723,6 +2101,10 @@ def test_principals_set_puts_the_parsed_grants() -> None:
 
 
 def test_replacing_grants_warns_that_tokens_in_use_keep_theirs_a_while() -> None:
+    """Given principal alice already there (the PUT is answered 200)
+    When `mqless principals set alice --grant ...` runs
+    Then stdout says it was updated and stderr warns of up to 5 minutes before tokens see it
+    """
     api = FakeApi().on("PUT", "/access/principals/alice", ok(ALICE, 200))
     result = cli(["principals", "set", "alice", "--grant", "orders.*=send,receive"], api)
     assert result.stdout.startswith("updated principal alice: ")
@@ -1730,6 +2112,10 @@ def test_replacing_grants_warns_that_tokens_in_use_keep_theirs_a_while() -> None
 
 
 def test_a_principal_id_is_one_encoded_path_segment() -> None:
+    """Given a principal id holding ":" and "@"
+    When `mqless principals delete jwt:ann@example.com` runs
+    Then the id is percent-encoded as one path segment and stdout says its keys were revoked
+    """
     api = FakeApi().on("DELETE", "/access/principals/jwt:ann@example.com", httpx.Response(204))
     result = cli(["principals", "delete", "jwt:ann@example.com"], api)
     assert api.requests[0].url.raw_path == b"/access/principals/jwt%3Aann%40example.com"
@@ -1746,6 +2132,10 @@ def test_a_principal_id_is_one_encoded_path_segment() -> None:
     ],
 )
 def test_grants_parse_to_the_apis_document(text: str, grant: dict[str, Any]) -> None:
+    """Given a grant written PATTERN=ACTIONS (with spaces, mixed case or a repeated action)
+    When it is parsed
+    Then it is the API's grant document, actions in lower case and without repeats
+    """
     assert parse_grant(text) == grant
 
 
@@ -1753,6 +2143,7 @@ def test_the_cli_knows_every_action_the_broker_grants() -> None:
     # Given the broker's actions (the CLI keeps its own list, to start without the core)
     from mqless.domain.access.principals import Action
 
+    # When the CLI's own list is compared with them
     # Then the CLI accepts exactly those
     assert set(ACTIONS) == {action.value for action in Action}
 
@@ -1772,6 +2163,10 @@ def test_the_cli_knows_every_action_the_broker_grants() -> None:
 def test_a_malformed_grant_is_refused_before_any_request(
     text: str, said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Given a malformed --grant (no "=", no pattern, no actions, an unknown action, a bad pattern)
+    When `mqless principals set alice` is parsed
+    Then it exits 2, saying what is wrong
+    """
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["principals", "set", "alice", "--grant", text])
     assert exit_info.value.code == 2
@@ -1779,8 +2174,13 @@ def test_a_malformed_grant_is_refused_before_any_request(
 
 
 def test_principals_set_needs_a_grant(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    """Given `mqless principals set alice` with no --grant
+    When it is parsed
+    Then it exits, naming --grant
+    """
+    with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["principals", "set", "alice"])
+    assert exited.value.code == 2  # argparse's usage error
     assert "--grant" in capsys.readouterr().err
 
 
@@ -1793,6 +2193,11 @@ ISSUED: dict[str, Any] = {
 
 
 def test_keys_issue_prints_the_token_alone_on_stdout() -> None:
+    """Given principal alice
+    When `mqless keys issue alice` runs
+    Then stdout is the token alone, and stderr names the key, says it never expires and is shown
+    only now
+    """
     api = FakeApi().on("POST", "/access/principals/alice/keys", ok(ISSUED, 201))
     result = cli(["keys", "issue", "alice"], api)
     assert api.bodies("POST", "/access/principals/alice/keys") == [{}]
@@ -1802,6 +2207,10 @@ def test_keys_issue_prints_the_token_alone_on_stdout() -> None:
 
 
 def test_keys_issue_with_a_ttl_sends_seconds_and_says_when_it_expires() -> None:
+    """Given a --ttl of 30d
+    When `mqless keys issue alice` runs
+    Then the request asks for 2592000 seconds and stderr gives the expiry time and how far off it is
+    """
     expires_at = int(time.time()) + 30 * 86400 - 60  # the API answers a moment later
     answer = ok({**ISSUED, "expires_at": expires_at}, 201)
     api = FakeApi().on("POST", "/access/principals/alice/keys", answer)
@@ -1811,6 +2220,10 @@ def test_keys_issue_with_a_ttl_sends_seconds_and_says_when_it_expires() -> None:
 
 
 def test_keys_issue_json_is_the_api_answer() -> None:
+    """Given principal alice
+    When `mqless keys issue alice --json` runs
+    Then stdout is the API's answer and stderr is empty
+    """
     api = FakeApi().on("POST", "/access/principals/alice/keys", ok(ISSUED, 201))
     result = cli(["keys", "issue", "alice", "--json"], api)
     assert json.loads(result.stdout) == ISSUED
@@ -1830,11 +2243,19 @@ def test_keys_issue_json_is_the_api_answer() -> None:
     ],
 )
 def test_durations_are_seconds_or_units(text: str, seconds: int) -> None:
+    """Given a duration as plain seconds or with units s, m, h, d, W (combined or upper case)
+    When it is parsed
+    Then it is that many seconds
+    """
     assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["0", "soon", "12x", "-5", "1.5h", ""])
 def test_a_bad_duration_is_a_usage_error(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given a --ttl that is zero, a word, an unknown unit, negative, fractional or empty
+    When `mqless keys issue alice` is parsed
+    Then it exits 2, naming --ttl
+    """
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["keys", "issue", "alice", "--ttl", text])
     assert exit_info.value.code == 2
@@ -1867,6 +2288,11 @@ KEYS = [
 
 
 def test_keys_list_shows_each_keys_status() -> None:
+    """Given an expired, an active and a revoked key of two principals
+    When `mqless keys list` runs
+    Then a table lists them by principal and age, each with its status, and a key that never expires
+    says "never"
+    """
     api = FakeApi().on("GET", "/access/keys", ok({"keys": KEYS}))
     result = cli(["keys", "list"], api)
     rows = [line.split() for line in result.stdout.splitlines()]
@@ -1880,6 +2306,10 @@ def test_keys_list_shows_each_keys_status() -> None:
 
 
 def test_keys_list_of_one_principal_asks_the_api_for_just_those() -> None:
+    """Given --principal jwt:ann
+    When `mqless keys list --json` runs
+    Then the request asks for that principal's keys and stdout is the API's document
+    """
     api = FakeApi().on("GET", "/access/keys", ok({"keys": []}))
     result = cli(["keys", "list", "--principal", "jwt:ann", "--json"], api)
     assert api.requests[0].url.params["principal"] == "jwt:ann"
@@ -1887,6 +2317,11 @@ def test_keys_list_of_one_principal_asks_the_api_for_just_those() -> None:
 
 
 def test_keys_revoke_deletes_the_key_and_mentions_the_authorizer_cache() -> None:
+    """Given a key id
+    When `mqless keys revoke` runs
+    Then the key is deleted, stdout says so, and stderr warns of up to 5 minutes of cached
+    authorizations
+    """
     api = FakeApi().on("DELETE", "/access/keys/0123456789abcdef01234567", httpx.Response(204))
     result = cli(["keys", "revoke", "0123456789abcdef01234567"], api)
     assert [r.method for r in api.requests] == ["DELETE"]
@@ -1895,6 +2330,10 @@ def test_keys_revoke_deletes_the_key_and_mentions_the_authorizer_cache() -> None
 
 
 def test_access_commands_without_admin_say_what_is_missing() -> None:
+    """Given a token without admin on ">" (the API answers 403)
+    When `mqless principals list` runs
+    Then it exits 1 with "forbidden:" and the API's sentence
+    """
     refused = problem(
         403, "forbidden", "'alice' may not manage principals and keys (that needs admin on '>')"
     )
@@ -1907,11 +2346,19 @@ def test_access_commands_without_admin_say_what_is_missing() -> None:
 
 
 def test_grants_text_round_trips_through_parse_grant() -> None:
+    """Given alice's grants
+    When they are written as text and each part is parsed again
+    Then the same grants come back
+    """
     text = grants_text(ALICE["grants"])
     assert [parse_grant(part) for part in text.split()] == ALICE["grants"]
 
 
 def test_key_status_and_expiry_phrases() -> None:
+    """Given keys with a past expiry and with none, and expiry times
+    When their status and expiry are rendered
+    Then they read expired, active, "it never expires" and "(in 3h00m)"
+    """
     assert key_status({"revoked": False, "expires_at": 99}, now=100) == "expired"
     assert key_status({"revoked": False, "expires_at": None}, now=100) == "active"
     assert expiry(None).startswith("it never expires")
@@ -1932,6 +2379,7 @@ def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) 
     from mqless.domain.clock import SystemClock
     from mqless.wiring import build_access_control
 
+    # Given the destinations table of a deployed stack (moto)
     table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
     # When the operator bootstraps the deployed table with their AWS credentials
     result = bootstrap(["--table", table, "--region", "us-east-1"])
@@ -1947,6 +2395,10 @@ def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) 
 
 
 def test_bootstrap_with_a_ttl_and_json(stack: Stack) -> None:
+    """Given a deployed destinations table (moto)
+    When `mqless bootstrap --principal ops --ttl 1h --json` runs
+    Then it prints a JSON document of an mqk_ token for ops that expires in an hour
+    """
     table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
     before = int(time.time())
     result = bootstrap(["--table", table, "--principal", "ops", "--ttl", "1h", "--json"])
@@ -1956,6 +2408,10 @@ def test_bootstrap_with_a_ttl_and_json(stack: Stack) -> None:
 
 
 def test_bootstrap_finds_the_table_in_the_stack(stack: Stack) -> None:
+    """Given a stack whose DestinationsTable resource names the deployed table
+    When `mqless bootstrap --stack mqless` runs
+    Then it exits 0, having written the admin into that table
+    """
     table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
     cloudformation = boto3.client("cloudformation", region_name="us-east-1")
     stubber = Stubber(cloudformation)
@@ -1980,12 +2436,20 @@ def test_bootstrap_finds_the_table_in_the_stack(stack: Stack) -> None:
 
 
 def test_bootstrap_of_a_missing_table_says_which(dynamodb: Any) -> None:
+    """Given no table nope in the region
+    When `mqless bootstrap --table nope` runs
+    Then it exits 1 with nothing on stdout, naming the missing table
+    """
     result = bootstrap(["--table", "nope", "--region", "us-east-1"])
     assert (result.code, result.stdout) == (1, "")
     assert result.stderr.startswith("mqless: no table 'nope' in this region: ")
 
 
 def test_bootstrap_of_an_unknown_stack_says_so(aws_env: None) -> None:
+    """Given CloudFormation does not know stack gone
+    When `mqless bootstrap --stack gone` runs
+    Then stderr says it cannot find the stack's destinations table, with CloudFormation's reason
+    """
     cloudformation = boto3.client("cloudformation", region_name="us-east-1")
     stubber = Stubber(cloudformation)
     stubber.add_client_error(
@@ -2001,6 +2465,10 @@ def test_bootstrap_of_an_unknown_stack_says_so(aws_env: None) -> None:
 def test_bootstrap_without_aws_credentials_says_how_to_get_them(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
+    """Given no AWS credentials anywhere (environment, files, instance metadata)
+    When `mqless bootstrap --table t` runs
+    Then it exits 1, starting with "no AWS credentials"
+    """
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
@@ -2013,6 +2481,10 @@ def test_bootstrap_without_aws_credentials_says_how_to_get_them(
 
 
 def test_bootstrap_takes_a_table_or_a_stack_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    """Given both --table and --stack
+    When `mqless bootstrap` is parsed
+    Then it exits 2, saying they are not allowed together
+    """
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["bootstrap", "--table", "t", "--stack", "s"])
     assert exit_info.value.code == 2

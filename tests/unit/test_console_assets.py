@@ -129,6 +129,7 @@ def no_websocket_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_page_is_html_that_loads_only_relative_files_of_its_own() -> None:
+    # Given the API deployed behind API Gateway
     # When the browser asks for the console
     page = get("/console")
 
@@ -163,6 +164,10 @@ def test_every_file_the_page_references_is_served() -> None:
     ],
 )
 def test_an_asset_is_served_with_its_content_type(file: str, content_type: str) -> None:
+    """Given one of the console's assets: its script, style sheet or icon
+    When the browser asks for it under /console/
+    Then it is answered 200, as text (not base64), with a body and its own Content-Type
+    """
     result = get(f"/console/{file}")
 
     assert result["statusCode"] == 200
@@ -173,6 +178,10 @@ def test_an_asset_is_served_with_its_content_type(file: str, content_type: str) 
 
 @pytest.mark.parametrize("file", ["app.js", "app.css"])
 def test_scripts_and_styles_fetch_nothing_from_other_sites(file: str) -> None:
+    """Given the console's script and style sheet
+    When they are fetched
+    Then neither names an http(s) URL nor imports a style sheet
+    """
     body = get(f"/console/{file}")["body"]
 
     assert "http://" not in body and "https://" not in body
@@ -193,6 +202,8 @@ def test_scripts_and_styles_fetch_nothing_from_other_sites(file: str) -> None:
     ],
 )
 def test_anything_else_under_console_is_a_404_problem(file: str) -> None:
+    # Given a name under /console that is no asset: missing, the package's code, the page's
+    # own file, an encoded path out, a NUL, the wrong case, a 2000-character name
     # When a file the console does not have is asked for
     result = get(f"/console/{file}")
 
@@ -205,6 +216,10 @@ def test_anything_else_under_console_is_a_404_problem(file: str) -> None:
 
 
 def test_a_nested_path_under_console_is_no_route() -> None:
+    """Given a path two segments deep under /console
+    When it is asked for
+    Then it is a 404 no_such_route problem
+    """
     result = get("/console/a/app.js")
 
     assert result["statusCode"] == 404
@@ -213,6 +228,11 @@ def test_a_nested_path_under_console_is_no_route() -> None:
 
 @pytest.mark.parametrize("path", ["/console", "/console/app.js", "/console/config.json"])
 def test_every_console_answer_carries_the_security_headers(path: str) -> None:
+    """Given the console's page, script and configuration
+    When each is fetched
+    Then each carries nosniff, a no-cache or no-store Cache-Control, and a Content-Security-Policy
+    that allows only this origin's scripts and styles, nothing by default and no framing
+    """
     result = get(path)
 
     assert header(result, "X-Content-Type-Options") == "nosniff"
@@ -241,6 +261,10 @@ def test_the_page_may_connect_only_to_its_api_and_the_configured_websocket_api(
 
 
 def test_config_names_the_websocket_api_and_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given WEBSOCKET_URL set to the deployed WebSocket API
+    When the console asks for config.json
+    Then it is JSON, never cached, naming that URL, the version and that auth is required
+    """
     monkeypatch.setenv("WEBSOCKET_URL", WSS)
 
     result = get("/console/config.json")
@@ -307,6 +331,7 @@ def test_the_page_has_an_accessible_sign_in_form() -> None:
     # Given the page, as the browser gets it
     page = elements(get("/console")["body"])
 
+    # When its sign-in view is looked for
     # Then there is a sign-in view: a form with a labelled password field for the token,
     # a submit button, and an alert region for its error, which the field points at
     form = page.by_id("signin-form")
@@ -332,6 +357,7 @@ def test_the_script_keeps_the_token_for_this_tab_and_sends_it_with_every_call() 
     # Given the console's script
     script = get("/console/app.js")["body"]
 
+    # When it is read for how it keeps and sends the token
     # Then the token is kept in sessionStorage, under a key localStorage never sees
     assert 'TOKEN_KEY = "mqless.console.token"' in script
     assert 'tabStorage = keptIn("sessionStorage")' in script
@@ -357,6 +383,10 @@ def test_on_loopback_without_configuration_the_websocket_api_is_mqless_devs(host
 
 
 def test_elsewhere_without_configuration_there_is_no_websocket_api() -> None:
+    """Given a deployed API with no WEBSOCKET_URL set
+    When the console's configuration and page are fetched
+    Then the configuration names no WebSocket API and the page may connect only to its own origin
+    """
     result = get("/console/config.json", DEPLOYED)
 
     assert json.loads(result["body"])["websocket_url"] is None
@@ -373,6 +403,12 @@ def test_elsewhere_without_configuration_there_is_no_websocket_api() -> None:
     ],
 )
 def test_a_malformed_websocket_url_is_ignored(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Given a WEBSOCKET_URL that is not a wss:// URL, carries a policy injection, has a bad port or
+    is not a URL
+    When the configuration and page are fetched
+    Then the configuration names no WebSocket API and the policy keeps connect-src and script-src to
+    'self'
+    """
     monkeypatch.setenv("WEBSOCKET_URL", value)
 
     config = get("/console/config.json")
@@ -384,6 +420,10 @@ def test_a_malformed_websocket_url_is_ignored(monkeypatch: pytest.MonkeyPatch, v
 
 
 def test_a_forged_host_header_cannot_widen_the_policy() -> None:
+    """Given a request whose Host header carries "; script-src *"
+    When the page is fetched
+    Then its policy still allows scripts and connections to 'self' only
+    """
     page = get("/console", {"host": "127.0.0.1; script-src *"})
 
     policy = directives(page)
@@ -407,6 +447,10 @@ def test_an_unchanged_asset_is_revalidated_without_a_body() -> None:
 
 
 def test_the_console_is_not_part_of_the_openapi_document() -> None:
+    """Given the API's OpenAPI document
+    When it is fetched
+    Then no path in it starts with /console
+    """
     document = json.loads(get("/openapi.json")["body"])
 
     assert not [path for path in document["paths"] if path.startswith("/console")]
@@ -417,6 +461,8 @@ def test_the_sample_events_are_answered(event: str) -> None:
     # Given the sample events for `sam local invoke`
     payload = json.loads((EVENTS / event).read_text())
 
+    # When the API answers each
     result = api.resolve(payload, FakeLambdaContext())
 
+    # Then each is answered 200
     assert result["statusCode"] == 200

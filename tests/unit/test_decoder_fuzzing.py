@@ -272,6 +272,12 @@ def test_a_botched_message_decodes_to_frames_or_a_short_stomp_error(
 def test_arbitrary_input_at_the_real_limits_decodes_or_is_a_stomp_error(
     data: str | bytes, version: str
 ) -> None:
+    """Given any bytes or text up to 2000 long, at the default frame and header limits
+    (test_stomp.py fuzzes with small ones)
+    When it is decoded as STOMP 1.0, 1.1 or 1.2
+    Then it is frames that encode back to themselves, or a readable StompError, within the time
+    limit
+    """
     # test_stomp.py fuzzes with 256-byte frames and 64-byte headers; these are the defaults
     result = _outcome(lambda: decode_frames(data, version=version))
     if isinstance(result, InvalidRequest):
@@ -405,6 +411,7 @@ def test_negotiation_picks_the_highest_common_version_or_says_there_is_none(
     accept: str | None, supported: list[str]
 ) -> None:
     # Given any accept-version header (or none) and the versions a server speaks
+    # When the version is negotiated
     result = _outcome(lambda: negotiate_version(accept, supported))
     offered = {"1.0"} if accept is None else {part.strip() for part in accept.split(",")}
     common = [v for v in VERSIONS if v in offered and v in supported]
@@ -434,6 +441,7 @@ _heart_beats = st.one_of(
 @given(value=_heart_beats)
 def test_a_heart_beat_header_is_two_ascii_periods_or_a_stomp_error(value: str) -> None:
     # Given any heart-beat header value
+    # When it is parsed
     result = _outcome(lambda: parse_heartbeat(value))
     parts = [part.strip() for part in value.split(",")]
     plain = len(parts) == 2 and all(re.fullmatch(r"[0-9]{1,10}", part) for part in parts)
@@ -453,9 +461,15 @@ def test_a_heart_beat_header_is_two_ascii_periods_or_a_stomp_error(value: str) -
 def test_heart_beat_negotiation_gives_the_specs_periods_or_a_stomp_error(
     value: str, sx: int, sy: int
 ) -> None:
+    """Given any heart-beat header a client sends and any server periods
+    When heart-beats are negotiated
+    Then each direction beats every max of the two periods, 0 if either is 0 (STOMP 1.2 "Heart-
+    beating"), or a StompError about heart-beat
+    """
     result = _outcome(lambda: negotiate_heartbeat(value, (sx, sy)))
     if isinstance(result, InvalidRequest):
         assert isinstance(result, StompError)
+        _refusal_is_readable(result)
         assert "heart-beat" in result.message
         return
     cx, cy = parse_heartbeat(value)
@@ -509,6 +523,7 @@ _send_frames = st.builds(
 @example(frame=Frame("SEND", (("destination", "/queue/q"), ("expires", "\u00b2"))))
 def test_a_send_frame_maps_to_a_message_or_an_invalid_request(frame: Frame) -> None:
     # Given a SEND frame with any headers (repeats, digits int() refuses, huge numbers)
+    # When the message and its schedule are read from it
     outcome = _outcome(lambda: (_message(frame, time.time_ns() // 1_000_000), _schedule(frame)))
     # Then it is the message and schedule the headers describe, or an InvalidRequest saying
     # why not
@@ -534,6 +549,11 @@ def test_a_send_frame_maps_to_a_message_or_an_invalid_request(frame: Frame) -> N
 def test_a_send_header_with_a_digit_int_cannot_read_is_an_invalid_request_regression(
     header: str, value: str
 ) -> None:
+    """Given a SEND whose AMQ_SCHEDULED_DELAY or expires header holds a superscript digit (isdigit()
+    accepts it, int() refuses it)
+    When the message and its schedule are read from the frame
+    Then an InvalidRequest naming the header is raised, not a ValueError
+    """
     # Reproduction: _message(Frame("SEND", (("destination", "/q"), ("expires", "²"))))
     # raised ValueError: str.isdigit() accepts "²", int() refuses it.
     frame = Frame("SEND", (("destination", "/queue/q"), (header, value)))
@@ -559,6 +579,12 @@ _prefetch_frames = st.builds(
 @given(frame=_prefetch_frames)
 @example(frame=Frame("SUBSCRIBE", (("prefetch-count", "\u00b2"),)))
 def test_a_prefetch_header_is_a_credit_in_range_or_a_stomp_error(frame: Frame) -> None:
+    """Given a SUBSCRIBE with any prefetch headers (activemq.prefetchSize, prefetch-count, repeated,
+    any text)
+    When its prefetch is read
+    Then it is the value asked for (activemq.prefetchSize first) or the default, within 1 and the
+    maximum, or a StompError about prefetch
+    """
     result = _outcome(lambda: _prefetch(frame))
     if isinstance(result, InvalidRequest):
         assert isinstance(result, StompError)
@@ -574,6 +600,10 @@ def test_a_prefetch_header_is_a_credit_in_range_or_a_stomp_error(frame: Frame) -
 
 @pytest.mark.parametrize("name", ["activemq.prefetchSize", "prefetch-count"])
 def test_a_prefetch_of_superscript_digits_is_a_stomp_error_regression(name: str) -> None:
+    """Given a SUBSCRIBE whose activemq.prefetchSize or prefetch-count is "²"
+    When its prefetch is read
+    Then a StompError naming the header is raised, not a ValueError
+    """
     # Reproduction: _prefetch(Frame("SUBSCRIBE", (("prefetch-count", "²"),))) raised ValueError
     with pytest.raises(StompError, match=name):
         _prefetch(Frame("SUBSCRIBE", ((name, "²"),)))
@@ -582,6 +612,11 @@ def test_a_prefetch_of_superscript_digits_is_a_stomp_error_regression(name: str)
 @PURE
 @given(value=st.one_of(st.none(), any_text, st.sampled_from(["auto", "client", "Client"])))
 def test_an_ack_header_is_one_of_the_three_modes_or_a_stomp_error(value: str | None) -> None:
+    """Given any SUBSCRIBE ack header value, or none
+    When the ack mode is read
+    Then it is the value given (auto when missing) and one of the three modes, or a StompError
+    saying what ack must be
+    """
     result = _outcome(lambda: _ack_mode(value))
     if isinstance(result, InvalidRequest):
         assert isinstance(result, StompError)
@@ -605,6 +640,10 @@ _offers = st.one_of(
 @PURE
 @given(offer=_offers)
 def test_the_chosen_subprotocol_is_the_newest_offered_one_or_none(offer: str | None) -> None:
+    """Given any Sec-WebSocket-Protocol offer, or none
+    When the subprotocol is chosen
+    Then it is the first of ours that the client offered, or None
+    """
     chosen = choose_subprotocol(offer)
     offered = [part.strip() for part in (offer or "").split(",")]
     ours = [name for name in SUBPROTOCOLS if name in offered]
@@ -626,6 +665,11 @@ def test_the_chosen_subprotocol_is_the_newest_offered_one_or_none(offer: str | N
 def test_a_message_looks_like_connect_only_if_its_first_line_is_connect_or_stomp(
     text: str,
 ) -> None:
+    """Given any text, or a command near CONNECT with leading EOLs and odd line endings
+    When it is asked whether it looks like a CONNECT
+    Then it does exactly when its first line (after heart-beat EOLs, without a CRLF's CR) is CONNECT
+    or STOMP
+    """
     # its first line, after heart-beat EOLs and without the CR of a CRLF, is the command
     head = text.lstrip("\r\n")
     first, newline, _ = head.partition("\n")
@@ -815,6 +859,11 @@ def test_any_json_value_is_a_client_frame_or_an_invalid_request(text: str) -> No
 @BIG
 @given(text=_nested)
 def test_deeply_nested_json_is_refused_quickly(text: str) -> None:
+    """Given JSON nested up to 5000 levels deep (arrays, objects, publish attributes)
+    When it is parsed as a client frame
+    Then it is a client frame or a readable InvalidRequest, within the time limit (no
+    RecursionError)
+    """
     result = _outcome(lambda: parse_frame(text))
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
@@ -832,6 +881,10 @@ def test_deeply_nested_json_is_refused_quickly(text: str) -> None:
     )
 )
 def test_any_text_is_a_client_frame_or_an_invalid_request(text: str) -> None:
+    """Given any text, or text made of JSON punctuation, frame words, digits and a lone surrogate
+    When it is parsed as a client frame
+    Then it is a frame keeping the parser's promises, or a readable InvalidRequest
+    """
     result = _outcome(lambda: parse_frame(text))
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
@@ -851,6 +904,11 @@ def test_any_text_is_a_client_frame_or_an_invalid_request(text: str) -> None:
 def test_a_json_error_message_does_not_echo_the_whole_frame_regression(
     frame: dict[str, Any],
 ) -> None:
+    """Given a JSON frame under 128 KiB with a huge unknown field name, action or attribute name
+    When it is parsed
+    Then it is refused with a message no longer than MAX_ERROR_CHARS, so the error frame fits what
+    @connections accepts
+    """
     # Reproduction: parse_frame(json.dumps({"action": "ack", "id": "1", "é" * 40000: 1}))
     # was refused with a 40 005-character message quoting the field name; handle_text's
     # error frame (json.dumps, ASCII escapes) was then 240 KB, over the 128 KB that
@@ -884,6 +942,7 @@ _ack_ids = st.one_of(
 @example(text="\u00b2.0.0123abcd:s1")
 def test_an_ack_id_is_one_the_server_gives_out_or_an_invalid_request(text: str) -> None:
     # Given any string a client sends as an ack id (JSON ack/nack `id`, STOMP 1.2 `id`)
+    # When it is parsed
     result = _outcome(lambda: parse_ack_id(text))
     # Then it names a subscription and, for a queue message, a delivery record, a position
     # in it and an 8-hex generation
@@ -906,6 +965,10 @@ def test_an_ack_id_is_one_the_server_gives_out_or_an_invalid_request(text: str) 
 def test_an_ack_id_whose_number_has_a_superscript_digit_is_an_invalid_request_regression(
     text: str,
 ) -> None:
+    """Given an ack id whose sequence or position holds a superscript digit
+    When it is parsed
+    Then it is refused as "not an ack id", not a ValueError
+    """
     # Reproduction: parse_ack_id("².0123abcd:s1") (the slot format then) raised ValueError
     # (isdigit, then int); through Sessions.settle it escaped handle_text and StompSession.
     with pytest.raises(InvalidRequest, match="not an ack id"):
@@ -916,6 +979,11 @@ def test_an_ack_id_whose_number_has_a_superscript_digit_is_an_invalid_request_re
 def test_an_ack_id_naming_a_subscription_over_the_id_limit_is_an_invalid_request(
     head: str,
 ) -> None:
+    """Given a topic or queue ack id whose subscription is exactly the id limit long, and one a
+    character longer
+    When each is parsed
+    Then the first is read and the second is refused as "not an ack id" (no such id was given out)
+    """
     # no subscription id is longer than the limit, so no such ack id was given out
     parse_ack_id(f"{head}:{'s' * MAX_CLIENT_ID}")
     with pytest.raises(InvalidRequest, match="not an ack id"):
@@ -990,6 +1058,7 @@ def test_a_mutated_receipt_decodes_for_its_queue_or_is_an_invalid_request(
 ) -> None:
     # Given a real receipt with a few characters deleted, inserted, replaced or cut off
     text = _mutate(receipt, edits)
+    # When it is decoded as a receipt of one queue
     result = _outcome(lambda: decode_receipt(text, queue=queue, sign=_sign))
     # Then it decodes only to a lease of the queue asked about (its MAC still good: an
     # edit that left the receipt whole), else InvalidRequest
@@ -1010,6 +1079,11 @@ def test_a_mutated_receipt_decodes_for_its_queue_or_is_an_invalid_request(
     )
 )
 def test_a_receipt_of_any_type_or_length_decodes_or_is_an_invalid_request(value: Any) -> None:
+    """Given any JSON value, bytes, or a receipt-like string over 1 KiB
+    When it is decoded as a receipt of queue orders
+    Then it is a lease of orders from a string no longer than MAX_RECEIPT_LENGTH, or a readable
+    InvalidRequest
+    """
     result = _outcome(lambda: decode_receipt(value, queue="orders", sign=_sign))
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
@@ -1056,6 +1130,7 @@ def test_a_browse_cursor_is_a_position_in_the_queue_or_an_invalid_request(
 ) -> None:
     # Given any cursor the HTTP API lets through: text, base64 of any JSON (nested deep),
     # or a cursor the API gave out with a few characters changed
+    # When it is decoded
     result = _outcome(lambda: _decode_cursor(cursor, _QUEUE))
     # Then it is a position (segment or group, slot) for each of the queue's shards, or
     # "malformed cursor"
@@ -1073,11 +1148,20 @@ def test_a_browse_cursor_is_a_position_in_the_queue_or_an_invalid_request(
 def test_a_cursor_the_api_gives_out_decodes_to_the_same_position(
     position: list[tuple[int, int]],
 ) -> None:
+    """Given any position (place and slot for each of four shards)
+    When it is encoded as a cursor and decoded again
+    Then the same position comes back
+    """
     assert _decode_cursor(_encode_cursor(position), _QUEUE) == position
 
 
 @pytest.mark.parametrize("nested", ["[" * 1000, '{"pk":' + "[" * 1500])
 def test_a_deeply_nested_cursor_is_a_malformed_cursor_regression(nested: str) -> None:
+    """Given a cursor, within the API's length limit, that is base64 of JSON nested 1000 or more
+    deep
+    When it is decoded
+    Then it is refused as "malformed cursor", not a RecursionError
+    """
     # Reproduction: _decode_cursor(base64.urlsafe_b64encode(b"[" * 1000).decode(), "q")
     # raised RecursionError (json.loads) for a 1336-character cursor the API accepts.
     cursor = _b64(nested)
@@ -1104,6 +1188,11 @@ _topic_texts = st.one_of(
 @PURE
 @given(name=_topic_texts)
 def test_a_topic_name_is_returned_exactly_when_it_follows_the_rule(name: str) -> None:
+    """Given any text, or dotted words with wildcards and odd characters
+    When it is validated as a topic name
+    Then it is returned as is exactly when it is 1 to 80 ASCII word segments joined by dots, else
+    refused with a readable message about the topic name
+    """
     result = _outcome(lambda: validate_topic_name(name))
     valid = 1 <= len(name) <= 80 and re.fullmatch(rf"{_WORD}(\.{_WORD})*", name, re.ASCII)
     if isinstance(result, InvalidRequest):
@@ -1117,6 +1206,11 @@ def test_a_topic_name_is_returned_exactly_when_it_follows_the_rule(name: str) ->
 @PURE
 @given(pattern=_topic_texts)
 def test_a_topic_pattern_is_returned_exactly_when_it_follows_the_rule(pattern: str) -> None:
+    """Given any text, or dotted words with wildcards and odd characters
+    When it is validated as a topic pattern
+    Then it is returned as is exactly when it is 1 to 80 characters of word or "*" segments with an
+    optional final ">", else refused with a readable message about the topic pattern
+    """
     result = _outcome(lambda: validate_topic_pattern(pattern))
     segment = rf"({_WORD}|\*)"
     valid = 1 <= len(pattern) <= 80 and re.fullmatch(
@@ -1157,6 +1251,7 @@ def test_a_filter_policy_object_of_any_json_is_a_policy_or_an_invalid_request(
 ) -> None:
     # Given any JSON value handed over already parsed (as the HTTP model does): not only
     # objects; NaN, infinities, 4250-digit integers, lone surrogates in keys and values
+    # When it is parsed as a filter policy
     result = _outcome(lambda: FilterPolicy.parse(policy))
     # Then it is a policy that round-trips and matches without error, or an InvalidRequest
     if isinstance(result, InvalidRequest):
@@ -1179,7 +1274,9 @@ def test_a_filter_policy_object_of_any_json_is_a_policy_or_an_invalid_request(
 def test_a_filter_policy_text_of_any_json_is_a_policy_or_an_invalid_request(text: str) -> None:
     # Given any JSON text (NaN/Infinity tokens, 6000-digit numbers, deep nesting, lone
     # surrogates escaped and raw) or any text at all
+    # When it is parsed as a filter policy
     result = _outcome(lambda: FilterPolicy.parse(text))
+    # Then it is a policy that round-trips through JSON text, or an "invalid filter policy"
     if isinstance(result, InvalidRequest):
         _refusal_is_readable(result)
         assert result.message.startswith("invalid filter policy")

@@ -9,6 +9,11 @@ from mqless_cli.local.console import Console
 
 
 def test_log_records_are_condensed_and_metrics_documents_left_out() -> None:
+    """Given the functions print a JSON log record, an EMF metrics document and a plain line
+    When `mqless dev`'s console shows them
+    Then the record is one line of level, message and its fields, the plain line is kept, and the
+    metrics document is left out
+    """
     out = io.StringIO()
     console = Console(out)
     console.function_output(json.dumps({"level": "INFO", "message": "queue created", "queue": "q"}))
@@ -22,6 +27,10 @@ def test_log_records_are_condensed_and_metrics_documents_left_out() -> None:
 
 
 def test_verbose_prints_everything_whole() -> None:
+    """Given a verbose console
+    When a function prints an EMF metrics document
+    Then it is printed whole
+    """
     out = io.StringIO()
     console = Console(out, verbose=True)
     document = json.dumps({"_aws": {"CloudWatchMetrics": []}, "Sent": [1.0]})
@@ -31,6 +40,10 @@ def test_verbose_prints_everything_whole() -> None:
 
 
 def test_audit_events_say_who_did_what_where() -> None:
+    """Given a function prints an audit record of a queue purge
+    When the console shows it
+    Then the line gives the action, destination and principal
+    """
     out = io.StringIO()
     record = {
         "level": "INFO",

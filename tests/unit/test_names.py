@@ -162,6 +162,7 @@ def test_a_dead_letter_name_leads_back_to_its_source_queue(name: str, source: st
 @given(name=st.from_regex(r"[A-Za-z0-9_.-]{1,80}", fullmatch=True))
 def test_dead_letter_source_undoes_default_dead_letter_queue(name: str) -> None:
     # Given any valid queue name
+    # When its default dead-letter queue and its dead-letter source are worked out
     dlq = names.default_dead_letter_queue(name)
     source = names.dead_letter_source(name)
     # Then the source of its dead-letter queue is the queue itself, and the dead-letter

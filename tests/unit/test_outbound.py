@@ -37,6 +37,11 @@ def _pushes(bodies: list[str]) -> list[Push]:
 def test_json_posts_stay_within_a_frame_and_keep_every_message_in_order(
     bodies: list[str],
 ) -> None:
+    """Given up to twelve pushes with bodies of up to 9,000 characters, to a JSON connection
+    When they are rendered
+    Then every post is within FRAME_BYTES (unless it holds one message), and the bodies and ack ids
+    arrive in order, none lost
+    """
     posts = render(Connection("c"), _pushes(bodies)).messages
 
     frames = []
@@ -52,6 +57,11 @@ def test_json_posts_stay_within_a_frame_and_keep_every_message_in_order(
 @settings(max_examples=60, deadline=None)
 @given(_bodies)
 def test_stomp_posts_are_concatenated_frames_within_a_frame(bodies: list[str]) -> None:
+    """Given up to twelve pushes with bodies of up to 9,000 characters, to a STOMP 1.2 connection
+    When they are rendered
+    Then each post is STOMP frames within FRAME_BYTES (unless it holds one), the bodies come in
+    order, and every frame carries its attribute and subscription
+    """
     posts = render(Connection("c", "stomp", "1.2"), _pushes(bodies)).messages
 
     frames = [f for post in posts for f in decode_frames(post)]
@@ -62,11 +72,19 @@ def test_stomp_posts_are_concatenated_frames_within_a_frame(bodies: list[str]) -
 
 
 def test_small_messages_share_one_post() -> None:
+    """Given ten one-character pushes
+    When they are rendered for a JSON and for a STOMP connection
+    Then each connection gets them in one post
+    """
     assert len(render(Connection("c"), _pushes(["a"] * 10)).messages) == 1
     assert len(render(Connection("c", "stomp"), _pushes(["a"] * 10)).messages) == 1
 
 
 def test_stomp_1_1_messages_carry_no_ack_header_and_binary_bodies_travel_as_base64() -> None:
+    """Given a binary push to a STOMP 1.1 connection
+    When it is rendered
+    Then its MESSAGE frame has no ack header and its body is base64, marked by mqless-body-encoding
+    """
     push = Push(
         subscription="s",
         destination="/queue/q",
@@ -112,6 +130,11 @@ def test_a_push_stomp_1_0_cannot_carry_is_refused_alone_with_the_reason() -> Non
 
 
 def test_a_header_holding_nul_is_refused_for_every_stomp_version_but_not_json() -> None:
+    """Given a push whose attribute holds a NUL (stored before sends were checked) and a good push
+    When they are rendered for STOMP 1.0, 1.1 and 1.2, and for JSON
+    Then STOMP refuses the first, saying NUL, and sends the second; JSON sends the attribute as it
+    is
+    """
     # a message stored before sends were checked for control characters
     pushes = [_push("m1", x="a\x00b"), _push("m2")]
     for version in ("1.0", "1.1", "1.2"):
@@ -124,6 +147,11 @@ def test_a_header_holding_nul_is_refused_for_every_stomp_version_but_not_json() 
 
 
 def test_a_push_over_the_websocket_message_limit_is_refused_alone() -> None:
+    """Given a small push, one over the WebSocket message limit, and another small one
+    When they are rendered for JSON and for STOMP
+    Then only the big one is refused, naming the limit, every post is within it, and the small ones
+    are sent
+    """
     pushes = [_push("small"), _push("big", "x" * MESSAGE_BYTES), _push("after")]
     for connection in (Connection("c"), Connection("c", "stomp", "1.2")):
         rendered = render(connection, pushes)

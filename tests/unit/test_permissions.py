@@ -51,6 +51,11 @@ ORDERS_TEAM = Principal(
 def test_grants_allow_exactly_their_actions_on_their_destinations(
     action: Action, destination: str, allowed: bool
 ) -> None:
+    """Given the orders team: send and receive on orders.>, admin on orders.*.admin, send on audit
+    When it asks to do an action on a destination
+    Then it is allowed exactly where a grant names both, and otherwise refused with a Forbidden that
+    names the principal and the action
+    """
     policy = GrantPolicy()
     if allowed:
         policy.check(ORDERS_TEAM, action, destination)
@@ -62,11 +67,19 @@ def test_grants_allow_exactly_their_actions_on_their_destinations(
 
 
 def test_a_principal_without_grants_may_do_nothing() -> None:
+    """Given a principal with no grants
+    When it asks to receive from a destination
+    Then it is refused with Forbidden
+    """
     with pytest.raises(Forbidden):
         GrantPolicy().check(Principal(id="nobody", kind="api_key"), Action.RECEIVE, "x")
 
 
 def test_only_an_admin_of_everything_manages_access_or_lists_every_subscription() -> None:
+    """Given a principal with admin on ">" and one with admin on "*"
+    When each asks to manage access control or act on every destination
+    Then only the ">" admin may; and the orders team may send to orders.a and audit but not x
+    """
     root = Principal(id="root", grants=parse_grants([{"pattern": ">", "actions": ["admin"]}]))
     star = Principal(id="star", grants=parse_grants([{"pattern": "*", "actions": ["admin"]}]))
     GrantPolicy().check(root, Action.ADMIN, ACCESS_CONTROL)
@@ -96,6 +109,10 @@ def test_only_an_admin_of_everything_manages_access_or_lists_every_subscription(
 def test_a_subscription_pattern_needs_a_grant_covering_all_it_matches(
     grant: str, subscription: str, covered: bool
 ) -> None:
+    """Given a principal with receive on one pattern
+    When it subscribes with a pattern
+    Then it may exactly when its grant matches every name the subscription can match
+    """
     principal = Principal(id="p", grants=parse_grants([{"pattern": grant, "actions": ["receive"]}]))
     assert GrantPolicy().permits(principal, Action.RECEIVE, subscription) is covered
 
@@ -113,6 +130,11 @@ def test_a_subscription_pattern_needs_a_grant_covering_all_it_matches(
     ],
 )
 def test_malformed_grants_are_refused(grant: dict[str, object]) -> None:
+    """Given a grant with an empty segment, ">" not last, a wildcard inside a segment, no actions,
+    an unknown action, an empty pattern or an extra field
+    When it is parsed
+    Then it is refused with InvalidRequest
+    """
     with pytest.raises(InvalidRequest):
         parse_grants([grant])
 
@@ -129,12 +151,20 @@ _patterns = (
 @settings(max_examples=500, deadline=None)
 @given(_patterns, _names)
 def test_grant_patterns_match_as_topic_subscriptions_do(pattern: str, name: str) -> None:
+    """Given any grant pattern and destination name hypothesis builds
+    When the grant is matched against the name
+    Then it matches exactly when a topic subscription with that pattern would
+    """
     assert pattern_covers(pattern, name) == topic_matches(pattern, name)
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_matching_never_raises(pattern: str, destination: str) -> None:
+    """Given any two texts, valid or not
+    When one is matched as a grant pattern against the other
+    Then matching gives True or False and raises nothing
+    """
     assert pattern_covers(pattern, destination) in (True, False)
 
 
@@ -143,6 +173,10 @@ def test_matching_never_raises(pattern: str, destination: str) -> None:
 def test_a_covered_subscription_matches_only_what_the_grant_matches(
     grant: str, subscription: str, name: str
 ) -> None:
+    """Given a grant, a subscription pattern and a name
+    When the grant covers the subscription and the subscription matches the name
+    Then the grant matches the name too
+    """
     if pattern_covers(grant, subscription) and topic_matches(subscription, name):
         assert topic_matches(grant, name)
 
@@ -217,12 +251,19 @@ def test_a_sibling_wildcard_grant_does_not_reach_the_dead_letters_of_the_queue_a
 def test_a_dead_letter_name_is_reached_through_its_source_or_by_naming_dlq(
     pattern: str, destination: str, covered: bool
 ) -> None:
+    """Given a grant pattern and a destination (dead-letter queues, names that only look like them,
+    and subscription patterns)
+    When the grant is checked against the destination
+    Then dead letters are reached through their source queue or a pattern naming the dlq segment,
+    never by a wildcard alone, and other names match as patterns do
+    """
     assert grant_covers(pattern, destination) is covered
 
 
 def test_an_admin_of_a_queue_administers_its_dead_letters() -> None:
     # Given an admin of orders (and nothing else)
     owner = Principal(id="o", grants=parse_grants([{"pattern": "orders", "actions": ["admin"]}]))
+    # When it asks to administer dead-letter queues
     # Then it may administer orders.dlq, but no other queue's dead letters
     assert GrantPolicy().permits(owner, Action.ADMIN, "orders.dlq")
     assert not GrantPolicy().permits(owner, Action.ADMIN, "payroll.dlq")
@@ -244,6 +285,10 @@ _dlq_patterns = st.one_of(
 @settings(max_examples=500, deadline=None)
 @given(_dlq_patterns, _names)
 def test_names_that_are_not_dead_letters_are_covered_as_before(pattern: str, name: str) -> None:
+    """Given any pattern and a name that is not a dead-letter queue's
+    When the grant is checked against it
+    Then it is covered exactly when the pattern matches it
+    """
     if names.dead_letter_source(name) is None:
         assert grant_covers(pattern, name) == pattern_covers(pattern, name)
 
@@ -253,6 +298,11 @@ def test_names_that_are_not_dead_letters_are_covered_as_before(pattern: str, nam
 def test_a_grant_reaches_dead_letters_exactly_through_their_source_or_a_literal_dlq(
     pattern: str, dead_letters: str
 ) -> None:
+    """Given any pattern and any dead-letter queue name
+    When the grant is checked against the dead letters and against their source
+    Then what reaches the source reaches its dead letters, anything else that reaches them matches
+    them and names dlq, and without a dlq segment only the source leads there
+    """
     source = names.dead_letter_source(dead_letters)
     assert source is not None
     literal = "dlq" in pattern.split(".")
@@ -275,12 +325,20 @@ def test_a_grant_reaches_dead_letters_exactly_through_their_source_or_a_literal_
     [(["create"], True), (["admin"], True), (["send", "receive"], False)],
 )
 def test_creating_needs_the_create_right_or_admin(actions: list[str], may_create: bool) -> None:
+    """Given a principal with create, admin, or send and receive on jobs.*
+    When it asks to create jobs.a, and to create a queue outside its pattern
+    Then it may create jobs.a only with create or admin, and never outside its pattern
+    """
     principal = Principal(id="p", grants=parse_grants([{"pattern": "jobs.*", "actions": actions}]))
     assert GrantPolicy().permits(principal, Action.CREATE, "jobs.a") is may_create
     assert not GrantPolicy().permits(principal, Action.CREATE, "other")
 
 
 def test_the_create_right_allows_nothing_else() -> None:
+    """Given a principal with create on ">"
+    When it asks to send, receive or administer
+    Then it may not
+    """
     creator = Principal(id="c", grants=parse_grants([{"pattern": ">", "actions": ["create"]}]))
     for action in (Action.SEND, Action.RECEIVE, Action.ADMIN):
         assert not GrantPolicy().permits(creator, action, "jobs")

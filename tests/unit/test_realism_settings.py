@@ -23,6 +23,7 @@ def test_aws_turns_on_every_behaviour_with_its_documented_default() -> None:
 
 
 def test_one_behaviour_can_be_turned_on_alone() -> None:
+    # Given every behaviour off by default
     # When only throttling is asked for
     realism = parse_realism("throttle=on")
 
@@ -33,6 +34,10 @@ def test_one_behaviour_can_be_turned_on_alone() -> None:
 
 
 def test_settings_after_a_preset_override_it() -> None:
+    """Given the aws preset followed by three settings, spelt with - and with _
+    When the spec is parsed
+    Then those settings have the values given and the rest stays the preset's
+    """
     realism = parse_realism("aws, stream-redelivery=0.05, ttl=at-once, kms_throttle=0")
 
     assert realism.stream_redelivery == 0.05
@@ -51,11 +56,17 @@ def test_settings_after_a_preset_override_it() -> None:
     ],
 )
 def test_a_bad_spec_says_what_is_wrong(spec: str, says: str) -> None:
+    """Given a spec with a misspelt setting, a probability over 1, an unknown ttl mode, or a preset
+    after a setting
+    When it is parsed
+    Then a ValueError names what is wrong
+    """
     with pytest.raises(ValueError, match=says):
         parse_realism(spec)
 
 
 def test_mqless_dev_takes_the_realism_flag() -> None:
+    # Given the aws preset with throttling turned back off
     # When `mqless dev --realism aws,throttle=off` is parsed
     args = build_parser().parse_args(["dev", "--realism", "aws,throttle=off"])
 
@@ -64,6 +75,10 @@ def test_mqless_dev_takes_the_realism_flag() -> None:
 
 
 def test_mqless_dev_refuses_a_bad_realism_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Given `mqless dev --realism throttle=maybe`
+    When it is parsed
+    Then it exits, naming throttle
+    """
     with pytest.raises(SystemExit):
         build_parser().parse_args(["dev", "--realism", "throttle=maybe"])
     assert "throttle" in capsys.readouterr().err

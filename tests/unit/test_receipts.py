@@ -54,28 +54,53 @@ def test_a_receipt_decodes_to_the_lease_it_names() -> None:
 def test_any_standard_receipt_round_trips(
     queue: str, shard: int, seq: int, slot: int, token: int
 ) -> None:
+    """Given any lease of a standard queue (queue name, shard, segment, slot, token)
+    When its receipt is encoded and decoded for the same queue
+    Then the same lease comes back
+    """
     lease = Lease(queue, shard, "s", str(seq), slot, token)
     assert decode_receipt(lease.encode(sign), queue=queue, sign=sign) == lease
 
 
 @given(queue=queue_names, group=groups, position=st.integers(0, 11), token=numbers)
 def test_any_fifo_receipt_round_trips(queue: str, group: str, position: int, token: int) -> None:
+    """Given any lease of a FIFO queue's group (any group id but the separator), position and token
+    When its receipt is encoded and decoded for the same queue
+    Then the same lease comes back
+    """
     lease = Lease(queue, 0, "g", group, position, token)
     assert decode_receipt(lease.encode(sign), queue=queue, sign=sign) == lease
 
 
 def test_an_encoded_receipt_is_opaque_url_safe_text() -> None:
+    """Given a lease whose queue and group hold ".", "-", "_", "/" and "+"
+    When its receipt is encoded
+    Then it starts with the r2. version and holds only URL-safe characters
+    """
     text = Lease("a.b-c_d", 0, "g", "acct/7+x", 0, 1).encode(sign)
     assert text.startswith("r2.")
     assert all(c.isalnum() or c in "-_." for c in text)
 
 
 def test_a_receipt_another_broker_signed_is_refused() -> None:
-    # Given a receipt made with another secret (or forged without any)
+    # Given a receipt made with another secret
     text = Lease("orders", 0, "s", "0", 0, 5).encode(other_sign)
+    # When it is decoded
     # Then it is refused before anything is looked up
     with pytest.raises(InvalidRequest, match="not one this broker gave out"):
         decode_receipt(text, queue="orders", sign=sign)
+
+
+def test_a_receipt_forged_without_a_mac_is_refused() -> None:
+    # Given a genuine receipt's fields, re-encoded without its MAC
+    genuine = Lease("orders", 0, "s", "4", 2, 1111).encode(sign)
+    payload = genuine[3:]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    forged = _forge("\x1f".join(raw.split("\x1f")[:-1]).encode())
+    # When it is decoded
+    # Then it is refused
+    with pytest.raises(InvalidRequest):
+        decode_receipt(forged, queue="orders", sign=sign)
 
 
 def test_a_receipt_whose_token_was_changed_is_refused() -> None:
@@ -86,12 +111,17 @@ def test_a_receipt_whose_token_was_changed_is_refused() -> None:
     fields = raw.split("\x1f")
     fields[5] = "1112"
     forged = _forge("\x1f".join(fields).encode())
-    # Then the MAC no longer matches
+    # When it is decoded
+    # Then the MAC no longer matches, and it is refused
     with pytest.raises(InvalidRequest):
         decode_receipt(forged, queue="orders", sign=sign)
 
 
 def test_a_receipt_for_another_queue_is_refused() -> None:
+    """Given a genuine receipt of queue orders
+    When it is decoded for queue payments
+    Then it is refused, saying it belongs to queue 'orders'
+    """
     text = Lease("orders", 0, "s", "0", 0, 5).encode(sign)
     with pytest.raises(InvalidRequest, match="belongs to queue 'orders'"):
         decode_receipt(text, queue="payments", sign=sign)
@@ -110,17 +140,30 @@ def test_a_receipt_for_another_queue_is_refused() -> None:
     ],
 )
 def test_malformed_receipts_are_invalid_requests(text: str) -> None:
+    """Given a receipt that is empty, an old or bare version prefix, not base64, over the length
+    limit, not UTF-8, or short of fields
+    When it is decoded
+    Then it is refused with InvalidRequest
+    """
     with pytest.raises(InvalidRequest):
         decode_receipt(text, queue="orders", sign=sign)
 
 
 @given(raw=st.binary(max_size=300))
 def test_any_bytes_in_a_receipt_are_refused_cleanly(raw: bytes) -> None:
+    """Given any bytes wrapped as an r2. receipt
+    When it is decoded
+    Then it is refused with InvalidRequest, nothing else
+    """
     with pytest.raises(InvalidRequest):
         decode_receipt(_forge(raw), queue="orders", sign=sign)
 
 
 def test_a_receipt_whose_mac_is_not_ascii_is_refused_cleanly() -> None:
+    """Given a genuine receipt whose MAC field has an "é" typed into it (fuzzing found a TypeError)
+    When it is decoded
+    Then it is refused with InvalidRequest
+    """
     # Reproduction (fuzzing): hmac.compare_digest refuses non-ASCII str; a receipt whose
     # MAC field had an é typed into it raised TypeError instead of InvalidRequest
     genuine = Lease("orders", 0, "s", "0", 0, 1).encode(sign)

@@ -448,6 +448,8 @@ def test_routes_without_their_own_auth_get_their_apis_default_authorizer() -> No
 
 
 def test_a_route_can_opt_out_of_authorization_or_name_another_authorizer() -> None:
+    # Given a template whose default authorizer is Token, a route with Authorizer NONE and a
+    # route naming Shared
     # When the authorizers of a NONE route and of a route naming `Shared` are read
     authorizers = auth_stack().http_authorizers()
     # Then the first has none; the second gets Shared, IAM responses, API Gateway's 300 s TTL
@@ -462,6 +464,7 @@ def test_a_route_can_opt_out_of_authorization_or_name_another_authorizer() -> No
 
 
 def test_jwt_authorizers_are_not_run_and_foreign_functions_are_unknown() -> None:
+    # Given a route authorized by a JWT authorizer and one by a Lambda ARN not in the template
     # When the authorizers of a JWT route and of a route whose function is not in the template
     authorizers = auth_stack().http_authorizers()
     # Then the JWT route has none the local gateway could run; the other names no function
@@ -470,6 +473,7 @@ def test_jwt_authorizers_are_not_run_and_foreign_functions_are_unknown() -> None
 
 
 def test_events_without_an_api_id_use_the_implicit_apis_global_auth() -> None:
+    # Given an event with no ApiId, and Globals.HttpApi naming a default authorizer
     # When the authorizer of an event of SAM's implicit HTTP API is read
     authorizer = auth_stack().http_authorizers()[HttpRoute("GET", "/f", "Fn")]
     # Then it is Globals.HttpApi's default, uncached since it has no identity source
@@ -926,6 +930,12 @@ def _alarms(resources: Resources) -> dict[str, Any]:
 
 
 def test_the_alarms_an_operator_needs_are_there(resources: Resources) -> None:
+    """Given the project's template.yaml
+    When its CloudWatch alarms are read
+    Then there are the six an operator needs; the dead-letter alarm reads the DeadLettered total the
+    functions write (namespace and service dimension), the depth alarm the DeadLetterDepth maximum,
+    and every alarm notifies the optional SNS topic only when one is given
+    """
     alarms = _alarms(resources)
     assert set(alarms) == {
         "DeadLetterAlarm",
@@ -953,6 +963,12 @@ def test_the_alarms_an_operator_needs_are_there(resources: Resources) -> None:
 
 
 def test_the_dashboard_is_valid_json_naming_metrics_we_write(resources: Resources) -> None:
+    """Given the dashboard body in template.yaml, with its ${...} substitutions filled
+    When it is parsed as JSON and its metric rows are read (with CloudWatch's "." and "..."
+    shorthand)
+    Then every metric of our namespace is one the functions write, and Sent, DeadLettered and the
+    latency are among them
+    """
     import json
 
     from mqless.observability import COUNTS, GAUGES, LATENCY, NAMESPACE
@@ -977,6 +993,10 @@ def test_the_dashboard_is_valid_json_naming_metrics_we_write(resources: Resource
 def test_functions_can_tell_the_console_where_the_websocket_api_is(
     merged_functions: dict[str, Any],
 ) -> None:
+    """Given the template's functions with Globals merged
+    When the HTTP API function's environment is read
+    Then its WEBSOCKET_URL refers to the WebSocket API
+    """
     env = merged_functions["HttpApiFunction"]["Environment"]["Variables"]
     assert "WebSocketApi" in str(env["WEBSOCKET_URL"])
 
@@ -993,6 +1013,12 @@ def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_functions_get_only_the_actions_they_use(merged_functions: dict[str, Any]) -> None:
+    """Given the template's functions with Globals merged
+    When each policy statement is read
+    Then it allows only the DynamoDB, KMS and @connections actions the core uses, on named resources
+    (the metric reads on "*" only for the HTTP API function), KMS only under a purpose encryption
+    context, and ManageConnections only on the WebSocket API's @connections
+    """
     allowed = {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
@@ -1041,6 +1067,11 @@ def _data_path(functions: dict[str, Any]) -> dict[str, Any]:
 def test_the_authorizer_may_only_read_principals_and_keys(
     merged_functions: dict[str, Any],
 ) -> None:
+    """Given the authorizer function's policy statements
+    When they are read
+    Then the one statement allows GetItem and BatchGetItem on the destinations table and nothing
+    else
+    """
     statements = _statements(merged_functions["AuthorizerFunction"])
 
     assert [(s["Action"], s["Resource"]) for s in statements] == [
@@ -1175,6 +1206,10 @@ def test_the_key_refuses_cloudwatch_logs_for_log_groups_of_anything_else(
 
 
 def test_the_kms_condition_matches_what_the_core_sends() -> None:
+    """Given the KMS conditions the template's policies use
+    When the core builds the encryption context for a message body and for a dedup key
+    Then their purposes are message-body and dedup-key, the values the policies require
+    """
     from mqless.domain.queues import dedup
     from mqless.storage.envelope import encryption_context
 
@@ -1213,12 +1248,20 @@ def test_the_functions_that_sign_or_check_receipts_and_references_may_use_the_st
 
 
 def test_the_key_policy_names_no_wildcard_principal(resources: Resources) -> None:
+    """Given the message key's key policy in template.yaml
+    When its statements are read
+    Then no statement's principal is "*"
+    """
     for statement in resources["MessageKey"]["Properties"]["KeyPolicy"]["Statement"]:
         principal = statement["Principal"]
         assert principal != "*" and principal.get("AWS") != "*"
 
 
 def test_log_groups_are_encrypted_and_kept_as_configured(resources: Resources) -> None:
+    """Given the template's log groups, the HTTP API access log among them
+    When their properties are read
+    Then each is encrypted with the message key and kept for LogRetentionDays
+    """
     groups = {n: r for n, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
     assert "HttpApiAccessLogGroup" in groups
     for name, group in groups.items():
@@ -1227,6 +1270,10 @@ def test_log_groups_are_encrypted_and_kept_as_configured(resources: Resources) -
 
 
 def test_every_waived_security_check_says_why(resources: Resources) -> None:
+    """Given the template's resources
+    When their checkov skips are read
+    Then there is at least one, and each names a CKV_ check and says why in more than 40 characters
+    """
     waived = 0
     for name, resource in resources.items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):

@@ -210,38 +210,8 @@ def _charges(
 ) -> tuple[list[Capacity], int]:
     """(capacity billed, failed conditions) of one answered DynamoDB request."""
     error = _error(status, body)
-    consistent = bool(params.get("ConsistentRead"))
     if error is None:
-        if operation in ("Query", "Scan"):
-            return [_read_capacity(backend, r, consistent) for r in reads], 0
-        if operation == "GetItem":
-            t = touched[0]
-            return [item_read(t.schema, t.before, t.key, consistent=consistent)], 0
-        if operation == "BatchGetItem":
-            specs = params.get("RequestItems", {})
-            return [
-                item_read(
-                    t.schema,
-                    t.before,
-                    t.key,
-                    consistent=bool(specs.get(t.schema.name, {}).get("ConsistentRead")),
-                )
-                for t in touched
-            ], 0
-        if operation == "TransactGetItems":
-            return [
-                item_read(t.schema, t.before, t.key, consistent=True, transactional=True)
-                for t in touched
-            ], 0
-        transactional = operation == "TransactWriteItems"
-        charges: list[Capacity] = []
-        for t in touched:
-            if t.action == "ConditionCheck":
-                charges.append(unapplied_write(t.schema, t.before, t.key, transactional=True))
-                continue
-            after = _image(backend, t.schema.name, t.key)
-            charges.extend(item_write(t.schema, t.before, after, transactional=transactional))
-        return charges, 0
+        return _answered_charges(backend, operation, params, touched, reads), 0
     code, reasons = error
     if code == "ConditionalCheckFailedException" and touched:
         t = touched[0]
@@ -253,6 +223,47 @@ def _charges(
             failed
         )
     return [], 0  # validation errors and the like are not billed
+
+
+def _answered_charges(
+    backend: Any,
+    operation: str,
+    params: dict[str, Any],
+    touched: Sequence[_Touch],
+    reads: Sequence[_Read],
+) -> list[Capacity]:
+    """The capacity a request that succeeded bills: its reads, or each write it applied."""
+    consistent = bool(params.get("ConsistentRead"))
+    if operation in ("Query", "Scan"):
+        return [_read_capacity(backend, r, consistent) for r in reads]
+    if operation == "GetItem":
+        t = touched[0]
+        return [item_read(t.schema, t.before, t.key, consistent=consistent)]
+    if operation == "BatchGetItem":
+        specs = params.get("RequestItems", {})
+        return [
+            item_read(
+                t.schema,
+                t.before,
+                t.key,
+                consistent=bool(specs.get(t.schema.name, {}).get("ConsistentRead")),
+            )
+            for t in touched
+        ]
+    if operation == "TransactGetItems":
+        return [
+            item_read(t.schema, t.before, t.key, consistent=True, transactional=True)
+            for t in touched
+        ]
+    transactional = operation == "TransactWriteItems"
+    charges: list[Capacity] = []
+    for t in touched:
+        if t.action == "ConditionCheck":
+            charges.append(unapplied_write(t.schema, t.before, t.key, transactional=True))
+            continue
+        after = _image(backend, t.schema.name, t.key)
+        charges.extend(item_write(t.schema, t.before, after, transactional=transactional))
+    return charges
 
 
 def _error(status: int, body: Any) -> tuple[str, list[dict[str, Any]]] | None:

@@ -3,7 +3,8 @@
 - `loader`: YAML/JSON text -> plain values, short-form tags in their long form;
 - `intrinsics`: bound to parameter values, conditions and intrinsic functions resolved;
 - `sam`: what the template declares for the local runtime (`Stack`: functions, routes,
-  authorizers, stream sources, schedules);
+  authorizers, stream sources, schedules), with `sam_auth` (Lambda authorizers) and
+  `sam_websocket` (WebSocket APIs read from their ApiGatewayV2 resources);
 - `provision`: the stateful resources (keys, aliases, tables) created through boto3.
 """
 
@@ -19,16 +20,9 @@ from mqless_cli.cfn.loader import (
     parse_template,
 )
 from mqless_cli.cfn.provision import provision
-from mqless_cli.cfn.sam import (
-    Authorizer,
-    HttpRoute,
-    IdentitySource,
-    Schedule,
-    Stack,
-    StreamSource,
-    WebSocketApi,
-    WebSocketRoute,
-)
+from mqless_cli.cfn.sam import HttpRoute, Schedule, Stack, StreamSource
+from mqless_cli.cfn.sam_auth import Authorizer, IdentitySource
+from mqless_cli.cfn.sam_websocket import WebSocketApi, WebSocketRoute
 
 __all__ = [
     "Authorizer",

@@ -108,6 +108,21 @@ def _create_table(
     """Create an AWS::DynamoDB::Table with its indexes, stream, encryption, TTL and PITR."""
     properties = _properties(stack, logical_id, resource)
     name = as_text(properties.get("TableName", f"{stack.stack_name}-{logical_id}"), "TableName")
+    dynamodb = clients.dynamodb
+    dynamodb.create_table(**_create_table_request(stack, logical_id, name, properties))
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
+    _set_time_to_live_and_recovery(dynamodb, name, properties)
+    description = dynamodb.describe_table(TableName=name)["Table"]
+    attributes = {"Arn": description["TableArn"]}
+    if "LatestStreamArn" in description:
+        attributes["StreamArn"] = description["LatestStreamArn"]
+    stack.record(logical_id, name, attributes)
+
+
+def _create_table_request(
+    stack: Stack, logical_id: str, name: str, properties: dict[str, Json]
+) -> dict[str, Any]:
+    """CreateTable's arguments from a table's resolved properties."""
     kwargs: dict[str, Any] = {
         "TableName": name,
         "AttributeDefinitions": properties["AttributeDefinitions"],
@@ -129,23 +144,31 @@ def _create_table(
             "StreamViewType": stream["StreamViewType"],
         }
     if "SSESpecification" in properties:
-        sse = as_mapping(properties["SSESpecification"], "SSESpecification")
-        specification: dict[str, Any] = {"Enabled": as_flag(sse.get("SSEEnabled", False))}
-        if "SSEType" in sse:
-            specification["SSEType"] = sse["SSEType"]
-        if "KMSMasterKeyId" in sse:
-            # DynamoDB reports the key by ARN whatever form it was given in; so do we.
-            specification["KMSMasterKeyId"] = stack.key_arn(as_text(sse["KMSMasterKeyId"], name))
-        kwargs["SSESpecification"] = specification
+        kwargs["SSESpecification"] = _sse(stack, name, properties["SSESpecification"])
     for key in ("TableClass", "DeletionProtectionEnabled"):
         if key in properties:
             kwargs[key] = properties[key]
     if "Tags" in properties:
         kwargs["Tags"] = _tags(properties["Tags"])
+    return kwargs
 
-    dynamodb = clients.dynamodb
-    dynamodb.create_table(**kwargs)
-    dynamodb.get_waiter("table_exists").wait(TableName=name)
+
+def _sse(stack: Stack, name: str, value: Json) -> dict[str, Any]:
+    """A table's SSESpecification as CreateTable takes it."""
+    sse = as_mapping(value, "SSESpecification")
+    specification: dict[str, Any] = {"Enabled": as_flag(sse.get("SSEEnabled", False))}
+    if "SSEType" in sse:
+        specification["SSEType"] = sse["SSEType"]
+    if "KMSMasterKeyId" in sse:
+        # DynamoDB reports the key by ARN whatever form it was given in; so do we.
+        specification["KMSMasterKeyId"] = stack.key_arn(as_text(sse["KMSMasterKeyId"], name))
+    return specification
+
+
+def _set_time_to_live_and_recovery(
+    dynamodb: DynamoDBClient, name: str, properties: dict[str, Json]
+) -> None:
+    """What CreateTable cannot set: the TTL attribute and point-in-time recovery."""
     if "TimeToLiveSpecification" in properties:
         ttl = as_mapping(properties["TimeToLiveSpecification"], "TimeToLiveSpecification")
         if as_flag(ttl.get("Enabled", False)):
@@ -162,11 +185,6 @@ def _create_table(
             TableName=name,
             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
         )
-    description = dynamodb.describe_table(TableName=name)["Table"]
-    attributes = {"Arn": description["TableArn"]}
-    if "LatestStreamArn" in description:
-        attributes["StreamArn"] = description["LatestStreamArn"]
-    stack.record(logical_id, name, attributes)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    pass
 from mqless_cli.cfn.intrinsics import BoundTemplate
 from mqless_cli.cfn.loader import (
     Json,
@@ -24,6 +22,8 @@ from mqless_cli.cfn.loader import (
     as_sequence,
     as_text,
 )
+from mqless_cli.cfn.sam_auth import LAMBDA_FUNCTION, Authorizer, IdentitySource
+from mqless_cli.cfn.sam_websocket import WebSocketApi, websocket_apis
 
 
 class HttpRoute(NamedTuple):
@@ -35,32 +35,6 @@ class HttpRoute(NamedTuple):
     method: str
     path: str
     function: str
-
-
-class IdentitySource(NamedTuple):
-    """One part of a request that an authorizer needs: ``("header", "Authorization")``.
-
-    ``location`` is ``header``, ``querystring``, ``stageVariables`` or ``context``.
-    """
-
-    location: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Authorizer:
-    """A Lambda (REQUEST) authorizer, as API Gateway runs it in front of a route."""
-
-    name: str
-    function: str | None
-    """Logical id of the authorizer's function; None if it is no Lambda function of the template."""
-    identity_sources: tuple[IdentitySource, ...] = ()
-    """Checked before the function runs: one missing or empty means 401, uninvoked."""
-    ttl_seconds: int = 0
-    """How long a response is cached per identity-source values (0: not cached)."""
-    simple_responses: bool = False
-    """HTTP APIs: the function answers ``{"isAuthorized": ...}`` rather than an IAM policy."""
-    payload_format_version: str = "2.0"
 
 
 @dataclass(frozen=True)
@@ -88,35 +62,6 @@ _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)"
 _RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
-class WebSocketRoute(NamedTuple):
-    """One WebSocket API route: its key, the function its integration calls, and whether it is
-    two-way (a RouteResponse sends the integration's answer back to the client)."""
-
-    route_key: str
-    function: str | None
-    """Logical id of the Lambda function behind an AWS_PROXY/AWS integration; None otherwise."""
-    two_way: bool
-    authorizer: Authorizer | None = None
-    """The Lambda authorizer of a ``CUSTOM`` route (API Gateway allows one on ``$connect``)."""
-
-
-@dataclass(frozen=True)
-class WebSocketApi:
-    """An ``AWS::ApiGatewayV2::Api`` with ``ProtocolType: WEBSOCKET`` and its routes."""
-
-    logical_id: str
-    api_id: str
-    name: str
-    route_selection_expression: str
-    stage: str | None
-    routes: Mapping[str, WebSocketRoute]
-    """Route key -> route."""
-
-
-# The function a Lambda ARN or API Gateway invocation URI names (an alias/version may follow).
-_LAMBDA_FUNCTION = re.compile(r"arn:[^:]+:lambda:[^:]*:[^:]*:function:(?P<name>[^/:]+)")
-
-
 # SAM's Identity lists of an HTTP API Lambda authorizer, and where each looks.
 _SAM_IDENTITY = (
     ("Headers", "header"),
@@ -126,30 +71,8 @@ _SAM_IDENTITY = (
 )
 
 
-# An ApiGatewayV2 identity source: route.request.header.X, $request.querystring.x, context.x...
-_IDENTITY_SOURCE = re.compile(
-    r"\$?(?:route\.)?(?:request\.)?(?P<location>header|querystring|stageVariables|context)"
-    r"\.(?P<name>.+)"
-)
-
-
 # API Gateway's default result TTL where an identity source allows caching.
 _DEFAULT_AUTHORIZER_TTL = 300
-
-
-def _identity_sources(value: Json, where: str) -> tuple[IdentitySource, ...]:
-    """An ApiGatewayV2 ``IdentitySource`` (a list, or one comma-separated string) as a tuple."""
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else as_sequence(value, where)
-    sources = []
-    for item in items:
-        text = as_text(item, where).strip()
-        match = _IDENTITY_SOURCE.fullmatch(text)
-        if match is None:
-            raise TemplateError(f"{where}: {text!r} is not an identity source")
-        sources.append(IdentitySource(match.group("location"), match.group("name")))
-    return tuple(sources)
 
 
 @dataclass(frozen=True)
@@ -284,10 +207,8 @@ class Stack(BoundTemplate):
         if "FunctionArn" not in spec:
             return None  # a JWT (OAuth2) or IAM authorizer
         arn = as_text(self.resolve(spec["FunctionArn"]), f"{name}.FunctionArn")
-        match = _LAMBDA_FUNCTION.search(arn)
-        functions = {
-            f"{self.stack_name}-{logical_id}": logical_id for logical_id in self.functions()
-        }
+        match = LAMBDA_FUNCTION.search(arn)
+        functions = self.lambda_functions_by_name()
         identity = as_mapping(self.resolve(spec.get("Identity", {})), f"{name}.Identity")
         sources = tuple(
             IdentitySource(location, as_text(item, f"{name}.Identity.{key}"))
@@ -309,107 +230,12 @@ class Stack(BoundTemplate):
         )
 
     def websocket_apis(self) -> list[WebSocketApi]:
-        """The WebSocket APIs declared as raw ``AWS::ApiGatewayV2`` resources, in template order.
+        """The WebSocket APIs declared as raw ``AWS::ApiGatewayV2`` resources (sam_websocket)."""
+        return websocket_apis(self, self.lambda_functions_by_name())
 
-        Routes are joined to their integrations through ``Target: integrations/{id}``, to
-        their route responses through ``RouteId`` and to their authorizers (``CUSTOM``) through
-        ``AuthorizerId``; a route whose integration is not a Lambda function of this template
-        gets ``function=None``. Only the properties needed here are resolved, so unrelated
-        intrinsics (a role ARN, a log group) cannot get in the way.
-        """
-
-        def field(logical_id: str, resource: dict[str, Json], name: str) -> Json:
-            properties = as_mapping(resource.get("Properties", {}), f"{logical_id}.Properties")
-            return self.resolve(properties.get(name))
-
-        apis: dict[str, tuple[str, dict[str, Json]]] = {}  # api id -> (logical id, resource)
-        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Api"):
-            protocol = field(logical_id, resource, "ProtocolType")
-            if str(protocol).upper() == "WEBSOCKET":
-                apis[as_text(self.ref(logical_id), logical_id)] = (logical_id, resource)
-        if not apis:
-            return []
-
-        functions = {
-            f"{self.stack_name}-{logical_id}": logical_id for logical_id in self.functions()
-        }
-        integrations: dict[str, str | None] = {}  # integration id -> function logical id
-        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Integration"):
-            kind = str(field(logical_id, resource, "IntegrationType")).upper()
-            uri = field(logical_id, resource, "IntegrationUri")
-            match = _LAMBDA_FUNCTION.search(uri) if isinstance(uri, str) else None
-            function = None
-            if kind in ("AWS_PROXY", "AWS") and match is not None:
-                function = functions.get(match.group("name"))
-            integrations[as_text(self.ref(logical_id), logical_id)] = function
-
-        two_way = {
-            as_text(field(logical_id, resource, "RouteId"), f"{logical_id}.RouteId")
-            for logical_id, resource in self.declared("AWS::ApiGatewayV2::RouteResponse")
-        }
-        authorizers: dict[str, Authorizer] = {}  # authorizer id -> authorizer
-        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Authorizer"):
-            authorizer_type = field(logical_id, resource, "AuthorizerType")
-            if as_text(authorizer_type, f"{logical_id}.AuthorizerType").upper() != "REQUEST":
-                continue  # JWT authorizers belong to HTTP APIs
-            uri = field(logical_id, resource, "AuthorizerUri")
-            match = _LAMBDA_FUNCTION.search(uri) if isinstance(uri, str) else None
-            name = field(logical_id, resource, "Name")
-            authorizers[as_text(self.ref(logical_id), logical_id)] = Authorizer(
-                name=as_text(name, f"{logical_id}.Name") if name is not None else logical_id,
-                function=functions.get(match.group("name")) if match is not None else None,
-                identity_sources=_identity_sources(
-                    field(logical_id, resource, "IdentitySource"), f"{logical_id}.IdentitySource"
-                ),
-            )
-        routes: dict[str, dict[str, WebSocketRoute]] = {api_id: {} for api_id in apis}
-        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Route"):
-            api_id = as_text(field(logical_id, resource, "ApiId"), f"{logical_id}.ApiId")
-            if api_id not in routes:
-                continue
-            key = as_text(field(logical_id, resource, "RouteKey"), f"{logical_id}.RouteKey")
-            target = field(logical_id, resource, "Target")
-            integration = target.partition("integrations/")[2] if isinstance(target, str) else ""
-            authorizer = None
-            authorization = field(logical_id, resource, "AuthorizationType")
-            where = f"{logical_id}.AuthorizationType"
-            if authorization is not None and as_text(authorization, where) == "CUSTOM":
-                authorizer_id = field(logical_id, resource, "AuthorizerId")
-                authorizer = authorizers.get(as_text(authorizer_id, f"{logical_id}.AuthorizerId"))
-                if authorizer is None:
-                    raise TemplateError(
-                        f"{logical_id}: AuthorizerId names no REQUEST AWS::ApiGatewayV2::Authorizer"
-                    )
-            routes[api_id][key] = WebSocketRoute(
-                route_key=key,
-                function=integrations.get(integration),
-                two_way=as_text(self.ref(logical_id), logical_id) in two_way,
-                authorizer=authorizer,
-            )
-
-        stages: dict[str, str] = {}
-        for logical_id, resource in self.declared("AWS::ApiGatewayV2::Stage"):
-            api_id = as_text(field(logical_id, resource, "ApiId"), f"{logical_id}.ApiId")
-            stages.setdefault(api_id, as_text(self.ref(logical_id), logical_id))
-
-        found = []
-        for api_id, (logical_id, resource) in apis.items():
-            expression = field(logical_id, resource, "RouteSelectionExpression")
-            name = field(logical_id, resource, "Name")
-            found.append(
-                WebSocketApi(
-                    logical_id=logical_id,
-                    api_id=api_id,
-                    name=as_text(name, "Name") if name is not None else logical_id,
-                    route_selection_expression=as_text(
-                        expression if expression is not None else "$request.body.action",
-                        f"{logical_id}.RouteSelectionExpression",
-                    ),
-                    stage=stages.get(api_id),
-                    routes=routes[api_id],
-                )
-            )
-        return found
+    def lambda_functions_by_name(self) -> dict[str, str]:
+        """Deployed function name (``<stack>-<logical id>``) -> the function's logical id."""
+        return {f"{self.stack_name}-{logical_id}": logical_id for logical_id in self.functions()}
 
     def stream_sources(self) -> list[StreamSource]:
         """The DynamoDB stream event sources, with Lambda's defaults filled in."""

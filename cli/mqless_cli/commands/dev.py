@@ -17,25 +17,11 @@ def _dev(args: argparse.Namespace) -> int:
     from mqless_cli.local.runtime import DevRuntime
 
     template = Path(args.template).resolve()
-    if not template.is_file():
-        print(f"mqless dev: no template at {template}", file=sys.stderr)
-        return 2
-    if args.http_port == args.ws_port and args.http_port != 0:
-        print(
-            f"mqless dev: --http-port and --ws-port are both {args.http_port}: "
-            "the two APIs need a port each",
-            file=sys.stderr,
-        )
-        return 2
-    busy = _busy_port(args.host, {"--http-port": args.http_port, "--ws-port": args.ws_port})
-    if busy is not None:
-        flag, port = busy
-        print(
-            f"mqless dev: cannot start: port {port} is in use (another `mqless dev`, or "
-            f"another program): stop it, or choose another port with {flag} PORT",
-            file=sys.stderr,
-        )
-        return 1
+    refused = _refusal(args, template)
+    if refused is not None:
+        message, status = refused
+        print(f"mqless dev: {message}", file=sys.stderr)
+        return status
     runtime = DevRuntime(
         template,
         host=args.host,
@@ -56,15 +42,7 @@ def _dev(args: argparse.Namespace) -> int:
     try:
         runtime.start()
     except Exception as exc:  # a bad template or a taken port: say so, no traceback
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-            # taken after the check above (a race): which one is not known here
-            reason = (
-                f"port {args.http_port} or {args.ws_port} is in use: choose others with "
-                "--http-port PORT and --ws-port PORT"
-            )
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
-        print(f"mqless dev: cannot start: {reason}", file=sys.stderr)
+        print(f"mqless dev: cannot start: {_start_failure(args, exc)}", file=sys.stderr)
         runtime.stop()
         return 1
     try:
@@ -75,6 +53,37 @@ def _dev(args: argparse.Namespace) -> int:
         runtime.stop()
         runtime.console.line("mqless dev: stopped")
     return 0
+
+
+def _refusal(args: argparse.Namespace, template: Path) -> tuple[str, int] | None:
+    """Why `mqless dev` cannot start with these arguments, and its exit status; None: it can."""
+    if not template.is_file():
+        return f"no template at {template}", 2
+    if args.http_port == args.ws_port and args.http_port != 0:
+        return (
+            f"--http-port and --ws-port are both {args.http_port}: the two APIs need a port each",
+            2,
+        )
+    busy = _busy_port(args.host, {"--http-port": args.http_port, "--ws-port": args.ws_port})
+    if busy is not None:
+        flag, port = busy
+        return (
+            f"cannot start: port {port} is in use (another `mqless dev`, or another program): "
+            f"stop it, or choose another port with {flag} PORT",
+            1,
+        )
+    return None
+
+
+def _start_failure(args: argparse.Namespace, exc: Exception) -> str:
+    """What to tell the user when the runtime failed to start."""
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        # taken after the check above (a race): which one is not known here
+        return (
+            f"port {args.http_port} or {args.ws_port} is in use: choose others with "
+            "--http-port PORT and --ws-port PORT"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _realism(spec: str) -> Any:

@@ -136,23 +136,34 @@ def _send_bulk(
                 for entry in answer.get("successful", []):
                     message_ids[int(entry["id"])] = str(entry["message_id"])
                     duplicates += bool(entry.get("duplicate"))
-                for entry in answer.get("failed", []):
-                    index = int(entry["id"])
-                    where = ("line", line_numbers[index]) if line_numbers else ("entry", index + 1)
-                    failed.append(
-                        {
-                            where[0]: where[1],
-                            "error": entry.get("error"),
-                            "message": entry.get("message"),
-                        }
-                    )
+                failed += [_failure(entry, line_numbers) for entry in answer.get("failed", [])]
                 done += len(chunk)
                 bar.advance(len(chunk))
     except (ClientError, KeyboardInterrupt):
         if done:
             out.note(f"sent {len(message_ids)} of {total} messages to {queue} before stopping")
         raise
-    elapsed = time.monotonic() - start
+    _report_bulk(context, queue, message_ids, duplicates, failed, time.monotonic() - start)
+    return report_failures(out, failed, total, "messages failed")
+
+
+def _failure(entry: dict[str, Any], line_numbers: list[int] | None) -> dict[str, Any]:
+    """A failed batch entry, named by its line of the file (or its place among the bodies)."""
+    index = int(entry["id"])
+    where = ("line", line_numbers[index]) if line_numbers else ("entry", index + 1)
+    return {where[0]: where[1], "error": entry.get("error"), "message": entry.get("message")}
+
+
+def _report_bulk(
+    context: Context,
+    queue: str,
+    message_ids: dict[int, str],
+    duplicates: int,
+    failed: list[dict[str, Any]],
+    elapsed: float,
+) -> None:
+    """What a bulk send did: a JSON document, or one line with its rate."""
+    out = context.out
     if out.as_json:
         out.document(
             {
@@ -167,7 +178,6 @@ def _send_bulk(
         rate = f", {len(message_ids) / elapsed:.0f}/s" if elapsed > 0 else ""
         dup = f" ({duplicates} duplicates not stored again)" if duplicates else ""
         out.line(f"sent {len(message_ids)} messages to {queue} in {elapsed:.1f} s{rate}{dup}")
-    return report_failures(out, failed, total, "messages failed")
 
 
 def _settle(context: Context, queue: str, receipts: list[str]) -> list[dict[str, Any]]:
@@ -265,6 +275,12 @@ def _no_bar() -> Iterator[Tracker]:
 
 def register(add: AddCommand) -> None:
     """Add `send`, `receive` and `consume`."""
+    _register_send(add)
+    _register_receive(add)
+    _register_consume(add)
+
+
+def _register_send(add: AddCommand) -> None:
     send = add("send", _send, "send a message (or many) to a queue")
     send.add_argument("queue", metavar="QUEUE")
     send.add_argument("body", metavar="BODY", nargs="?", help="the body (default: stdin)")
@@ -286,6 +302,8 @@ def register(add: AddCommand) -> None:
         help="send each non-blank line of PATH as a message (`-`: stdin), 10 per request",
     )
 
+
+def _register_receive(add: AddCommand) -> None:
     receive = add("receive", _receive, "lease messages from a queue and print them")
     receive.add_argument("queue", metavar="QUEUE")
     receive.add_argument(
@@ -306,6 +324,8 @@ def register(add: AddCommand) -> None:
         help="lease length (default: the queue's visibility timeout)",
     )
 
+
+def _register_consume(add: AddCommand) -> None:
     consume = add(
         "consume",
         _consume,

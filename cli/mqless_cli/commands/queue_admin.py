@@ -282,6 +282,12 @@ def _move(context: Context, args: argparse.Namespace) -> int:
 
 
 def _setting_flags(parser: argparse.ArgumentParser) -> None:
+    _delivery_flags(parser)
+    _storage_flags(parser)
+
+
+def _delivery_flags(parser: argparse.ArgumentParser) -> None:
+    """How messages are leased and when they are dead-lettered."""
     parser.add_argument(
         "--visibility-timeout",
         dest="visibility_timeout",
@@ -308,6 +314,10 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
         metavar="QUEUE",
         help="where over-limit messages go (default QUEUE.dlq; BASE.dlq.fifo for FIFO)",
     )
+
+
+def _storage_flags(parser: argparse.ArgumentParser) -> None:
+    """How long messages live, when they may first go out, and how the queue is laid out."""
     parser.add_argument(
         "--retention",
         dest="retention_seconds",

@@ -69,7 +69,7 @@ def _tail(context: Context, args: argparse.Namespace) -> int:
         {"action": "subscribe", "destination": destination, "id": SUBSCRIPTION_ID}
     )
     limit: int | None = args.limit
-    seen = 0
+    printed: list[dict[str, Any]] = []  # grows as frames are printed, so Ctrl-C counts them
     announced = False
     quick_closes = 0
     try:
@@ -82,22 +82,7 @@ def _tail(context: Context, args: argparse.Namespace) -> int:
                     out.note(f"tailing {destination} on {context.ws_url} (Ctrl-C to stop)")
                     announced = True
                 try:
-                    last_sent = time.monotonic()
-                    while limit is None or seen < limit:
-                        if time.monotonic() - last_sent > PING_SECONDS:
-                            # API Gateway closes a connection idle for 10 minutes
-                            ws.send(PING)
-                            last_sent = time.monotonic()
-                        try:
-                            text = ws.recv(timeout=1.0)
-                        except TimeoutError:
-                            continue
-                        for frame in frames_of(text):
-                            if frame.get("type") == "message" and (limit is None or seen < limit):
-                                _print_frame(out, frame)
-                                seen += 1
-                            elif frame.get("type") == "error":
-                                out.note(f"mqless: the server says: {frame.get('message')}")
+                    _print_until(out, ws, limit, printed)
                     break
                 except websockets.ConnectionClosed as exc:
                     quick_closes = quick_closes + 1 if time.monotonic() - opened < 5 else 0
@@ -109,8 +94,29 @@ def _tail(context: Context, args: argparse.Namespace) -> int:
                     out.note("the connection was closed (going away); reconnecting")
     except KeyboardInterrupt:
         pass
+    seen = len(printed)
     out.note(f"received {seen} message{'s' if seen != 1 else ''} on {destination}")
     return 0
+
+
+def _print_until(out: Output, ws: Any, limit: int | None, printed: list[dict[str, Any]]) -> None:
+    """Print the messages of one connection, adding each to `printed`, until `limit` in all."""
+    last_sent = time.monotonic()
+    while limit is None or len(printed) < limit:
+        if time.monotonic() - last_sent > PING_SECONDS:
+            # API Gateway closes a connection idle for 10 minutes
+            ws.send(PING)
+            last_sent = time.monotonic()
+        try:
+            text = ws.recv(timeout=1.0)
+        except TimeoutError:
+            continue
+        for frame in frames_of(text):
+            if frame.get("type") == "message" and (limit is None or len(printed) < limit):
+                _print_frame(out, frame)
+                printed.append(frame)
+            elif frame.get("type") == "error":
+                out.note(f"mqless: the server says: {frame.get('message')}")
 
 
 def _print_frame(out: Output, frame: dict[str, Any]) -> None:

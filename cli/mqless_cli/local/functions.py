@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from mqless_cli.cfn import Json, Stack
+from mqless_cli.local.http_resolver_threads import resolve_on_threads
 
 
 class FunctionError(Exception):
@@ -66,7 +67,7 @@ class IntegrationTimedOut(FunctionError):
 
 @dataclass(frozen=True)
 class LambdaLimits:
-    """Lambda's limits the host enforces; all off by default (`realism.py` sets them)."""
+    """Lambda's limits the host enforces; all off by default (`realism/` sets them)."""
 
     concurrency: int = 0
     """Invocations running at once across all functions (an account's quota); 0: no cap."""
@@ -331,6 +332,7 @@ class FunctionHost:
         began = time.perf_counter()
         module_spec.loader.exec_module(module)
         self._import_seconds[spec.logical_id] = time.perf_counter() - began
+        resolve_on_threads()  # this process runs each handler on a thread per invocation
         handler = getattr(module, spec.handler, None)
         if not callable(handler):
             raise AttributeError(f"{spec.logical_id}: {path} has no {spec.handler}()")

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
@@ -26,7 +26,6 @@ from mqless.domain.errors import (
     Unauthorized,
 )
 from mqless.transports.http.models import Problem
-from mqless.transports.http.resolver import PerThreadResolver
 from mqless.transports.http.routes import (
     access,
     console,
@@ -57,7 +56,7 @@ def client_json(text: str) -> Any:
         raise json.JSONDecodeError("a number has more than 4,300 digits", text, 0) from exc
 
 
-app = PerThreadResolver(enable_validation=True, json_body_deserializer=client_json)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=client_json)
 
 # One mapping from the core's exceptions to HTTP statuses; the most specific class wins.
 _STATUS: list[tuple[type[MqlessError], HTTPStatus]] = [

@@ -1,9 +1,11 @@
-"""The HTTP API's resolver: Powertools' own, with the request being resolved kept per thread.
+"""`mqless dev` runs the HTTP function's one resolver on many threads: give it per-thread state.
 
-It lives in the layer, not with `mqless dev`, because the resolver is built when
-`mqless.transports.http.api` is imported, by the Lambda handler that `mqless dev` loads as it is; on
-Lambda (one event per process at a time) the per-thread state is one thread's and costs
-nothing.
+On Lambda one process handles one event at a time, so Powertools' resolver keeps the event
+being resolved on itself, and the layer builds it so. `mqless dev` (and the component tests'
+HTTP harness) load the HTTP handler once and call it from a thread per request, where
+overlapping requests would read or clear each other's route arguments. `resolve_on_threads`
+turns the layer's resolver into a `PerThreadResolver` in place, once, after the handler is
+loaded: the one change the local runtime makes to Lambda code, kept here rather than in it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+__all__ = ["PerThreadResolver", "resolve_on_threads"]
 
 
 class PerThreadResolver(APIGatewayHttpResolver):
@@ -60,3 +64,17 @@ class PerThreadResolver(APIGatewayHttpResolver):
         self._local.lambda_context = context
         self._local.context = {}
         return super().resolve(event, context)
+
+
+def resolve_on_threads() -> None:
+    """Make the HTTP function's resolver (`mqless.transports.http.api.app`) per-thread.
+
+    A no-op until the HTTP function has been loaded, and after its first call. The subclass
+    adds properties only, so the instance keeps every route and setting it was built with.
+    """
+    import sys
+
+    api = sys.modules.get("mqless.transports.http.api")
+    resolver = getattr(api, "app", None)
+    if isinstance(resolver, APIGatewayHttpResolver) and not isinstance(resolver, PerThreadResolver):
+        resolver.__class__ = PerThreadResolver
