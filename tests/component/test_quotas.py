@@ -17,6 +17,7 @@ import pytest
 
 from mqless import wiring
 from mqless.domain.access.principals import GrantPolicy, Principal, parse_grants
+from mqless.domain.access.quotas import Limits
 from mqless.domain.errors import QuotaExceeded
 from mqless.domain.models import NewMessage
 from mqless.settings import Settings
@@ -102,7 +103,7 @@ def test_the_templates_quotas_reach_the_functions_as_settings(aws: Aws) -> None:
     # Then the template's defaults are what every principal may create
     assert environment["QUEUES_PER_PRINCIPAL"] == "100"
     assert environment["DURABLE_SUBSCRIPTIONS_PER_PRINCIPAL"] == "100"
-    assert settings.limits == quotas.Limits(queues=100, durable_subscriptions=100)
+    assert settings.limits == Limits(queues=100, durable_subscriptions=100)
 
 
 def test_a_principal_creates_queues_up_to_its_quota_and_not_one_more(
