@@ -43,8 +43,8 @@ from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.dynamo import Item
-from mqless.storage.index import new_token
 from mqless.storage.push_consumers import PushConsumers
+from mqless.storage.segments import new_token
 
 PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `more`)
 
