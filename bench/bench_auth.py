@@ -26,11 +26,12 @@ from mqless.domain.access.authentication import (  # noqa: E402
     IssuerKeys,
     JwtSettings,
     JwtVerifier,
-    authorize,
 )
 from mqless.domain.access.principals import Principal, parse_grants  # noqa: E402
-from mqless.domain.access.users import EVERYTHING, AccessControl  # noqa: E402
+from mqless.domain.access.users import EVERYTHING  # noqa: E402
 from mqless.domain.clock import SystemClock  # noqa: E402
+from mqless.transports.authorizer import authorize  # noqa: E402
+from mqless.wiring import build_access_control  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))
@@ -85,7 +86,7 @@ def main() -> int:
     with mock_aws():
         dynamodb, _, settings = provisioned()
         table = settings.destinations_table
-        access = AccessControl(dynamodb, table, SystemClock())
+        access = build_access_control(dynamodb, table, SystemClock())
         root = Principal(id="root", grants=EVERYTHING)
         grants = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])
         for name in ("billing", "jwt:alice", "group:ops", "group:eu"):

@@ -27,10 +27,10 @@ from mqless.domain.clock import SystemClock  # noqa: E402
 from mqless.domain.models import NewMessage  # noqa: E402
 from mqless.domain.push.pushes import Connection  # noqa: E402
 from mqless.domain.topics.service import TopicService  # noqa: E402
+from mqless.storage.connection_store import ConnectionStore  # noqa: E402
 from mqless.storage.dynamo import from_wire  # noqa: E402
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
 from mqless.storage.log import LogStore  # noqa: E402
-from mqless.transports.websocket.connections import LiveSubscriptions  # noqa: E402
 from mqless.transports.websocket.sessions import Sessions  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
@@ -71,7 +71,7 @@ def build() -> tuple[Sessions, CountingPusher, TopicService, object]:
     sessions = Sessions(
         dynamodb=dynamodb,
         table_name=table,
-        live=LiveSubscriptions(dynamodb, table, clock),
+        live=ConnectionStore(dynamodb, table, clock),
         consumers=runtime.build_queue_consumers(dynamodb, table, queues, pusher, clock),
         queues=queues,
         topics=topics,

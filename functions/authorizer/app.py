@@ -3,8 +3,8 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mqless import wiring
-from mqless.domain.access.authentication import authorize
 from mqless.observability import instrumented
+from mqless.transports.authorizer import authorize
 
 
 @instrumented(correlation_id_path="requestContext.requestId")

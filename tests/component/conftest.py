@@ -24,11 +24,11 @@ from mqless.domain.clock import ManualClock
 from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
 from mqless.storage import keys
+from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import Item, from_wire, to_wire
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore, bodies_of
-from mqless.transports.websocket.connections import LiveSubscriptions
 from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame, decode_frames
 from mqless_cli.cfn import Stack, provision
@@ -247,7 +247,7 @@ def sessions(
     return Sessions(
         dynamodb=aws.dynamodb,
         table_name=table,
-        live=LiveSubscriptions(aws.dynamodb, table, clock),
+        live=ConnectionStore(aws.dynamodb, table, clock),
         consumers=wiring.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
         queues=broker,
         topics=topics,

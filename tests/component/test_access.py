@@ -15,6 +15,7 @@ from mqless.domain.access.principals import Action, GrantPolicy, Principal, pars
 from mqless.domain.access.users import EVERYTHING, AccessControl, bootstrap_admin
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from mqless.wiring import build_access_control
 from tests.component.conftest import Aws
 
 ORDERS = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])
@@ -23,7 +24,7 @@ ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
 
 @pytest.fixture
 def access(aws: Aws, clock: ManualClock) -> AccessControl:
-    return AccessControl(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
+    return build_access_control(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
 
 
 def _principal_with_key(access: AccessControl, name: str = "billing", **kw: Any) -> str:

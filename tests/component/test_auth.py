@@ -24,16 +24,16 @@ from mqless.domain.access.authentication import (
     IssuerKeys,
     JwtSettings,
     JwtVerifier,
-    authorize,
-    bearer_token,
-    http_caller,
     iam_principal_id,
-    websocket_caller,
 )
 from mqless.domain.access.principals import ANONYMOUS, Action, GrantPolicy, Principal, parse_grants
 from mqless.domain.access.users import EVERYTHING, AccessControl
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, Unauthorized
+from mqless.transports.authorizer import authorize, bearer_token
+from mqless.transports.http.caller import http_caller
+from mqless.transports.websocket.handler import websocket_caller
+from mqless.wiring import build_access_control
 from mqless_cli.cfn import Stack, load_template
 from tests.component.conftest import Aws
 from tests.conftest import TEMPLATE
@@ -94,7 +94,7 @@ def issuer() -> Iterator[Issuer]:
 
 @pytest.fixture
 def access(aws: Aws, clock: ManualClock) -> AccessControl:
-    return AccessControl(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
+    return build_access_control(aws.dynamodb, aws.settings.destinations_table, clock, GrantPolicy())
 
 
 @pytest.fixture

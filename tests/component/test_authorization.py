@@ -23,7 +23,7 @@ import pytest
 from mqless import wiring
 from mqless.domain import names
 from mqless.domain.access.principals import Principal, parse_grants
-from mqless.domain.access.users import EVERYTHING, AccessControl
+from mqless.domain.access.users import EVERYTHING
 from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import QueueSettings
 from mqless.domain.push.pushes import Connection
@@ -1417,7 +1417,9 @@ def test_a_session_keeps_the_grants_it_connected_with(
 @pytest.fixture
 def bob_key(aws: Aws) -> str:
     """A real API key of bob, who may send to orders."""
-    access = AccessControl(aws.dynamodb, aws.settings.destinations_table, SystemClock())
+    access = wiring.build_access_control(
+        aws.dynamodb, aws.settings.destinations_table, SystemClock()
+    )
     access.put_principal(ROOT, "bob", parse_grants([grant("orders", "send")]))
     return access.issue_key(ROOT, "bob").token
 

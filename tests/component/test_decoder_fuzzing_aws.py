@@ -32,12 +32,12 @@ from mqless.transports.websocket.json_protocol import parse_frame
 from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import (
     SERVER_COMMANDS,
-    SUBPROTOCOLS,
     VERSIONS,
     Frame,
     StompError,
     decode_frames,
 )
+from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS
 from mqless.transports.websocket.stomp_session import looks_like_connect
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import FakeLambdaContext, websocket_event

@@ -16,11 +16,12 @@ import boto3
 import pytest
 
 from mqless import wiring
-from mqless.domain.access import quotas
 from mqless.domain.access.principals import GrantPolicy, Principal, parse_grants
+from mqless.domain.access.quotas import Limits
 from mqless.domain.errors import QuotaExceeded
 from mqless.domain.models import NewMessage
 from mqless.settings import Settings
+from mqless.storage import quotas
 from mqless_cli.local.moto_fixes import atomic_requests
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
@@ -102,7 +103,7 @@ def test_the_templates_quotas_reach_the_functions_as_settings(aws: Aws) -> None:
     # Then the template's defaults are what every principal may create
     assert environment["QUEUES_PER_PRINCIPAL"] == "100"
     assert environment["DURABLE_SUBSCRIPTIONS_PER_PRINCIPAL"] == "100"
-    assert settings.limits == quotas.Limits(queues=100, durable_subscriptions=100)
+    assert settings.limits == Limits(queues=100, durable_subscriptions=100)
 
 
 def test_a_principal_creates_queues_up_to_its_quota_and_not_one_more(

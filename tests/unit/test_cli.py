@@ -2376,8 +2376,8 @@ def bootstrap(argv: list[str], session: Any = None) -> Result:
 
 
 def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) -> None:
-    from mqless.domain.access.users import AccessControl
     from mqless.domain.clock import SystemClock
+    from mqless.wiring import build_access_control
 
     # Given the destinations table of a deployed stack (moto)
     table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]
@@ -2386,7 +2386,7 @@ def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) 
     # Then a token is printed, and it proves an administrator of everything
     assert result.code == 0, result.stderr
     token = result.stdout.strip()
-    principal = AccessControl(dynamodb, table, SystemClock()).principal_for_key(token)
+    principal = build_access_control(dynamodb, table, SystemClock()).principal_for_key(token)
     assert principal.id == "admin"
     assert [(g.pattern, set(g.actions)) for g in principal.grants] == [
         (">", {"send", "receive", "admin"})

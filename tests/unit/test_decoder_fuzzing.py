@@ -49,25 +49,25 @@ from mqless.transports.websocket.stomp_frames import (
     CLIENT_COMMANDS,
     COMMANDS,
     MAX_FRAME_BYTES,
-    SUBPROTOCOLS,
     VERSIONS,
     Frame,
     StompError,
-    choose_subprotocol,
     decode_frames,
     encode_frame,
+)
+from mqless.transports.websocket.stomp_headers import ack_mode as _ack_mode
+from mqless.transports.websocket.stomp_headers import message_of as _message
+from mqless.transports.websocket.stomp_headers import prefetch as _prefetch
+from mqless.transports.websocket.stomp_headers import schedule_of as _schedule
+from mqless.transports.websocket.stomp_headers import validate
+from mqless.transports.websocket.stomp_negotiation import (
+    SUBPROTOCOLS,
+    choose_subprotocol,
     negotiate_heartbeat,
     negotiate_version,
     parse_heartbeat,
-    validate,
 )
-from mqless.transports.websocket.stomp_session import (
-    _ack_mode,
-    _message,
-    _prefetch,
-    _schedule,
-    looks_like_connect,
-)
+from mqless.transports.websocket.stomp_session import looks_like_connect
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import mqless
 from mqless import wiring
 from mqless.domain.errors import Unauthorized
 from mqless.settings import AccessSettings, Settings, SettingsError
-from mqless.transports.websocket.connections import ApiGatewayPusher
+from mqless.transports.websocket.pusher import ApiGatewayPusher
 
 TABLES = {"MESSAGES_TABLE": "messages", "DESTINATIONS_TABLE": "destinations", "KMS_KEY_ID": "k"}
 

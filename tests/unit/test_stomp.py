@@ -17,10 +17,9 @@ from mqless.transports.websocket.stomp_frames import (
     StompError,
     decode_frames,
     encode_frame,
-    negotiate_heartbeat,
-    negotiate_version,
-    validate,
 )
+from mqless.transports.websocket.stomp_headers import validate
+from mqless.transports.websocket.stomp_negotiation import negotiate_heartbeat, negotiate_version
 
 # Exactly what @stomp/stompjs v7 sends with its defaults: it joins lines with LF, puts
 # accept-version and heart-beat after any user connectHeaders, and sends no host.

@@ -1085,7 +1085,7 @@ def test_the_authorizer_may_only_read_principals_and_keys(
 def test_the_authorizer_may_read_only_the_partitions_of_keys_and_principals(
     merged_functions: dict[str, Any],
 ) -> None:
-    from mqless.domain.access import api_keys, users
+    from mqless.storage import api_keys, principals
 
     # Given the authorizer's one statement
     [statement] = _statements(merged_functions["AuthorizerFunction"])
@@ -1095,7 +1095,7 @@ def test_the_authorizer_may_read_only_the_partitions_of_keys_and_principals(
     # the core keeps keys and principals in (not queues, subscriptions or connections)
     assert list(condition) == ["ForAllValues:StringEquals"]
     leading = condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert sorted(leading) == sorted([api_keys.PARTITION, users.PARTITION])
+    assert sorted(leading) == sorted([api_keys.PARTITION, principals.PARTITION])
 
 
 # ---- throttling and the key policy (issue 11, finding 11) -------------------------------------

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqless.domain.errors import InvalidRequest
+from mqless.transports.websocket.destinations import split_destination
 from mqless.transports.websocket.json_protocol import (
     Ack,
     Nack,
@@ -16,7 +17,6 @@ from mqless.transports.websocket.json_protocol import (
     _frames,
     parse_frame,
 )
-from mqless.transports.websocket.sessions import split_destination
 
 
 @pytest.mark.parametrize(

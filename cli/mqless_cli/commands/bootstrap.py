@@ -34,9 +34,10 @@ def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:
     from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
     from botocore.exceptions import ClientError as AwsError
 
-    from mqless.domain.access.users import AccessControl, bootstrap_admin
+    from mqless.domain.access.users import bootstrap_admin
     from mqless.domain.clock import SystemClock
     from mqless.domain.errors import MqlessError
+    from mqless.wiring import build_access_control
 
     session = session or boto3.Session()
     table: str | None = args.table
@@ -47,7 +48,7 @@ def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:
         else:
             table = args.table
         dynamodb = session.client("dynamodb", region_name=args.region)
-        access = AccessControl(dynamodb, table, SystemClock())
+        access = build_access_control(dynamodb, table, SystemClock())
         issued = bootstrap_admin(access, args.principal, ttl_seconds=args.ttl)
     except NoRegionError as exc:
         raise ClientError("no AWS region: pass --region or set AWS_REGION") from exc

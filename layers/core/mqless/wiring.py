@@ -34,11 +34,12 @@ if TYPE_CHECKING:
     from mqless.domain.scheduling import Scheduler
     from mqless.domain.topics.service import TopicService
     from mqless.observability.history import HistoryService
+    from mqless.storage.connection_store import ConnectionStore
     from mqless.storage.destinations import QueueRegistry
     from mqless.storage.envelope import EnvelopeCipher
     from mqless.storage.log import LogStore
     from mqless.storage.sealing import BodyCipher
-    from mqless.transports.websocket.connections import LiveSubscriptions, Pusher
+    from mqless.transports.websocket.pusher import Pusher
     from mqless.transports.websocket.sessions import Sessions
 
 _CLIENT_CONFIG = Config(
@@ -112,9 +113,24 @@ def policy() -> Policy:
 @cache
 def access() -> AccessControl:
     """Principals and API keys, managed under the process-wide policy."""
-    from mqless.domain.access.users import AccessControl
+    return build_access_control(dynamodb_client(), settings().destinations_table, clock(), policy())
 
-    return AccessControl(dynamodb_client(), settings().destinations_table, clock(), policy())
+
+def build_access_control(
+    dynamodb: DynamoDBClient, table_name: str, time: Clock, policy: Policy | None = None
+) -> AccessControl:
+    """Principals and API keys in the given destinations table (what tests and the CLI call)."""
+    from mqless.domain.access.api_keys import ApiKeys
+    from mqless.domain.access.users import AccessControl
+    from mqless.storage.api_keys import ApiKeyRecords
+    from mqless.storage.principals import PrincipalRecords
+
+    return AccessControl(
+        PrincipalRecords(dynamodb, table_name),
+        ApiKeys(ApiKeyRecords(dynamodb, table_name), time),
+        time,
+        policy,
+    )
 
 
 @cache
@@ -154,16 +170,16 @@ def cipher() -> EnvelopeCipher:
 
 
 @cache
-def live_subscriptions() -> LiveSubscriptions:
-    from mqless.transports.websocket.connections import LiveSubscriptions
+def connection_store() -> ConnectionStore:
+    from mqless.storage.connection_store import ConnectionStore
 
-    return LiveSubscriptions(dynamodb_client(), settings().destinations_table, clock())
+    return ConnectionStore(dynamodb_client(), settings().destinations_table, clock())
 
 
 @cache
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
-    from mqless.transports.websocket.connections import ApiGatewayPusher
+    from mqless.transports.websocket.pusher import ApiGatewayPusher
 
     endpoint = websocket_settings().connections_endpoint
     if not endpoint:
@@ -191,7 +207,7 @@ def sessions() -> Sessions:
     return Sessions(
         dynamodb=dynamodb_client(),
         table_name=settings().destinations_table,
-        live=live_subscriptions(),
+        live=connection_store(),
         consumers=build_queue_consumers(
             dynamodb_client(),
             settings().destinations_table,
@@ -502,7 +518,7 @@ _CACHED = (
     log_store,
     registry,
     pusher,
-    live_subscriptions,
+    connection_store,
     cipher,
     settings,
     access_settings,

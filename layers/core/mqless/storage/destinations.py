@@ -6,11 +6,11 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mqless.domain.access import quotas
 from mqless.domain.access.quotas import Charge, Quota
 from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.models import QueueConfig
+from mqless.storage import quotas
 from mqless.storage.dynamo import (
     from_wire,
     partition_items,

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.domain.access import quotas
 from mqless.domain.access.quotas import Charge, Quota
 from mqless.domain.topics.subscription import Subscription
+from mqless.storage import quotas
 from mqless.storage.dynamo import (
     Item,
     from_wire,

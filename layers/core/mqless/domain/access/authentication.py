@@ -1,25 +1,15 @@
-"""Authentication: who a token proves, the authorizers that ask, and the caller of a request.
+"""Authentication: who a token proves, and who an IAM caller is.
 
-Tokens are mqless API keys (`mqk_...`, `apikeys.py`) or JWTs from one configured OIDC
+Tokens are mqless API keys (`mqk_...`, `api_keys.py`) or JWTs from one configured OIDC
 issuer (Cognito or any other), verified against the issuer's published keys (JWKS) and
 for one audience (required: an issuer mints tokens for many applications). Either way the
-principal's grants come from the access store (`access.py`). A JWT's principal is
+principal's grants come from the user list (`users.py`). A JWT's principal is
 `jwt:<value of a configured claim>` (default `sub`), in a namespace of its own, so that no
 claim value can name a key's principal (`admin`) or a group; each group in the groups
 claim (default `cognito:groups`) adds the grants of `group:<name>`.
 
-The authorizer function (one for both APIs) answers:
-- the HTTP API (payload 2.0, simple responses, cached by API Gateway per token): allowed,
-  with the principal and its grants as context; or not;
-- the WebSocket API's `$connect` (REQUEST, IAM policy): the token from the `access_token`
-  query parameter or the `Authorization: Bearer` header. A handshake with neither that
-  offers a STOMP subprotocol is let through as `pending`: nothing is stored for it, and its
-  CONNECT frame must carry the token as `passcode` (`websocket.py`). Anything else without a
-  token is refused with 401 before any function runs or any state is written.
-
-The HTTP and WebSocket functions read the caller from the authorizer's context
-(`http_caller`, `websocket_caller`); with `AUTH_MODE=off` everyone is `anonymous` and
-every action is allowed.
+The Lambda authorizer's events and answers are a transport's (`transports/authorizer.py`);
+the API functions read their caller from its context there too.
 """
 
 from __future__ import annotations
@@ -28,30 +18,21 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import jwt
 from aws_lambda_powertools import Logger
 
 from mqless.domain.access.api_keys import KEY_EXPIRED as API_KEY_EXPIRED
 from mqless.domain.access.api_keys import PREFIX as API_KEY_PREFIX
-from mqless.domain.access.principals import (
-    ANONYMOUS,
-    Principal,
-    group_principal_id,
-    jwt_principal_id,
-    parse_grants,
-)
+from mqless.domain.access.principals import Principal, group_principal_id, jwt_principal_id
 from mqless.domain.access.users import AccessControl
-from mqless.domain.errors import InvalidRequest, Unauthorized
-from mqless.transports.websocket.stomp_frames import choose_subprotocol
+from mqless.domain.errors import Unauthorized
 
 logger = Logger(service="mqless", child=True)
 
-PENDING: Final = "pending"
-"""The kind of a WebSocket connection that will authenticate with STOMP CONNECT."""
 JWT_ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 JWT_LEEWAY_SECONDS: Final = 30  # clock skew allowed between the issuer and us
 JWT_EXPIRED: Final = "this JWT has expired"
@@ -214,131 +195,6 @@ class Authenticator:
         return Principal(id=principal_id, kind="jwt", grants=grants, expires_at=identity.expires_at)
 
 
-# ---- the authorizer function ------------------------------------------------------------
-
-
-def authorize(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
-    """Answer an HTTP API (payload 2.0) or WebSocket `$connect` authorizer event."""
-    if "methodArn" in event:
-        return _authorize_websocket(event, authenticator)
-    return _authorize_http(event, authenticator)
-
-
-def _authorize_http(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
-    token = bearer_token(event_header(event, "authorization"))
-    try:
-        principal = authenticator.authenticate(token or "")
-    except Unauthorized as refused:
-        _refused(event, refused)
-        return {"isAuthorized": False}
-    return {"isAuthorized": True, "context": _context(principal)}
-
-
-def _authorize_websocket(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
-    query = event.get("queryStringParameters") or {}
-    token = query.get("access_token") or bearer_token(event_header(event, "authorization"))
-    if not token:
-        if choose_subprotocol(event_header(event, "sec-websocket-protocol")) is not None:
-            pending = Principal(id="", kind=PENDING)
-            return _policy("unauthenticated", "Allow", event["methodArn"], _context(pending))
-        # API Gateway answers 401 when the authorizer raises exactly this
-        raise Exception("Unauthorized")  # noqa: TRY002 - the message is API Gateway's contract
-    try:
-        principal = authenticator.authenticate(token)
-    except Unauthorized as refused:
-        _refused(event, refused)
-        return _policy("refused", "Deny", event["methodArn"], {})
-    return _policy(principal.id, "Allow", event["methodArn"], _context(principal))
-
-
-def _policy(
-    principal_id: str, effect: str, resource: str, context: dict[str, str]
-) -> dict[str, Any]:
-    return {
-        "principalId": principal_id,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
-        },
-        "context": context,
-    }
-
-
-def _context(principal: Principal) -> dict[str, str]:
-    grants = [g.model_dump(mode="json") for g in principal.grants]
-    context = {
-        "principal": principal.id,
-        "kind": principal.kind,
-        "grants": json.dumps(grants, separators=(",", ":")),
-    }
-    if principal.expires_at is not None:
-        # API Gateway may serve this answer from its cache after the credential expired;
-        # the functions refuse it from then on (`principal_from_context`)
-        context["expires_at"] = str(principal.expires_at)
-    if principal.key_id is not None:
-        context["key_id"] = principal.key_id
-    return context
-
-
-def _refused(event: Mapping[str, Any], refused: Unauthorized) -> None:
-    context = event.get("requestContext") or {}
-    logger.warning(
-        "authentication refused",
-        extra={
-            "reason": refused.message,
-            "route": event.get("routeKey") or context.get("routeKey"),
-            "source_ip": (context.get("http") or {}).get("sourceIp")
-            or (context.get("identity") or {}).get("sourceIp"),
-        },
-    )
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, or None."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def event_header(event: Mapping[str, Any], name: str) -> str | None:
-    """A header of an API Gateway event, whatever its case (repeats joined with commas)."""
-    for source in ("headers", "multiValueHeaders"):
-        for key, value in (event.get(source) or {}).items():
-            if str(key).lower() == name.lower():
-                return ",".join(value) if isinstance(value, list) else str(value)
-    return None
-
-
-# ---- the caller, as the API functions see it --------------------------------------------
-
-
-def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Principal:
-    """The principal an authorizer's context describes; Unauthorized if it describes none,
-    or if the credential that proved it has expired since (a cached answer)."""
-    principal_id = context.get("principal")
-    if not isinstance(principal_id, str) or not principal_id:
-        raise Unauthorized("authentication required")
-    raw = context.get("grants") or "[]"
-    try:
-        grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
-        raw_expiry = context.get("expires_at")
-        expires_at = None if raw_expiry in (None, "") else int(str(raw_expiry))
-    except (ValueError, InvalidRequest) as exc:
-        raise Unauthorized("the authorizer's context cannot be read") from exc
-    principal = Principal(
-        id=principal_id,
-        kind=str(context.get("kind") or "api_key"),
-        grants=grants,
-        expires_at=expires_at,
-        key_id=str(context["key_id"]) if context.get("key_id") else None,
-    )
-    refuse_if_expired(principal, now_s)
-    return principal
-
-
 def refuse_if_expired(principal: Principal, now_s: float) -> None:
     """Unauthorized once the credential that proved `principal` has expired."""
     if principal.expired(now_s):
@@ -392,33 +248,3 @@ def iam_principal_id(user_arn: str) -> str:
     if kind == "root":
         return f"iam:{account}:root"
     raise Unauthorized("the IAM caller's ARN is of a kind mqless cannot grant")
-
-
-def http_caller(
-    event: Mapping[str, Any],
-    *,
-    required: bool,
-    iam: Callable[[str], Principal],
-    now_s: float,
-) -> Principal:
-    """The caller of an HTTP API request, from its authorizer context (at `now_s`)."""
-    if not required:
-        return ANONYMOUS
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    if "lambda" in authorizer:
-        return principal_from_context(authorizer["lambda"] or {}, now_s=now_s)
-    user_arn = (authorizer.get("iam") or {}).get("userArn")
-    if isinstance(user_arn, str) and user_arn:
-        return iam(user_arn)
-    raise Unauthorized("authentication required: send Authorization: Bearer <token>")
-
-
-def websocket_caller(event: Mapping[str, Any], *, required: bool, now_s: float) -> Principal:
-    """The caller of a `$connect` (at `now_s`); kind `pending` for a STOMP client that will
-    send its token in CONNECT."""
-    if not required:
-        return ANONYMOUS
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    if authorizer.get("kind") == PENDING:
-        return Principal(id="", kind=PENDING)
-    return principal_from_context(authorizer, now_s=now_s)

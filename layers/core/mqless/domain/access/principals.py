@@ -108,7 +108,7 @@ class Principal(BaseModel):
     connection) must stop acting as it from then on."""
     key_id: str | None = None
     """The API key that proved it (None: a JWT, IAM or no credential): a connection keeps
-    it so that revoking the key closes the connection (`live.py`)."""
+    it so that revoking the key closes the connection (`storage/connections.py`)."""
 
     def expired(self, now_s: float) -> bool:
         """Whether the credential that proved this principal has stopped working."""

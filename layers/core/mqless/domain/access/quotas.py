@@ -4,7 +4,7 @@ Queues (a dead-letter queue is a queue too) and durable subscriptions live until
 deletes them, and each one costs the broker on every round: the sweeper walks every
 queue, a publish writes once per matching durable subscription. So a principal that
 creates them (on first send, on subscribe, with PUT) is charged for each on a counter
-item in the destinations table (`pk = USAGE`, `sk = <principal id>`, one number per kind).
+item in the destinations table (`storage/quotas.py`, one number per kind).
 
 Creating and charging are one DynamoDB transaction whose condition keeps the counter at
 or under the limit: concurrent creators cannot pass it together, and a refused creation
@@ -16,29 +16,13 @@ queue that is missing.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, cast
-
-from botocore.exceptions import ClientError
+from typing import Final
 
 from mqless.domain.access.principals import EVERY_DESTINATION, Action, Policy, Principal
-from mqless.domain.errors import Conflict, QuotaExceeded
-from mqless.storage.dynamo import (
-    Item,
-    cancellation_codes,
-    from_wire,
-    is_condition_failure,
-    to_wire,
-    translated_errors,
-)
+from mqless.domain.errors import QuotaExceeded
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
-PARTITION: Final = "USAGE"
 DEFAULT_QUEUES: Final = 100
 DEFAULT_SUBSCRIPTIONS: Final = 100
 
@@ -102,87 +86,3 @@ class Quotas:
         if principal is None or self._policy.permits(principal, Action.ADMIN, EVERY_DESTINATION):
             return None
         return Charge(principal.id, quota, count, self._limits.of(quota), what)
-
-
-def put_new(
-    dynamodb: DynamoDBClient, table: str, items: Sequence[Item], charge: Charge | None
-) -> bool:
-    """Put items that must not exist yet and apply `charge`, all or nothing.
-
-    False (nothing written) if one of the items exists already; QuotaExceeded if the
-    charge would pass its limit.
-    """
-    if charge is not None and charge.count > charge.limit:
-        raise charge.refused()
-    ops: list[dict[str, Any]] = [
-        {
-            "Put": {
-                "TableName": table,
-                "Item": to_wire(item),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        for item in items
-    ]
-    if charge is not None:
-        ops.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": to_wire(_key(charge.principal_id)),
-                    "UpdateExpression": "ADD #quota :count",
-                    "ConditionExpression": "attribute_not_exists(#quota) OR #quota <= :room",
-                    "ExpressionAttributeNames": {"#quota": charge.quota.value},
-                    "ExpressionAttributeValues": to_wire(
-                        {":count": charge.count, ":room": charge.limit - charge.count}
-                    ),
-                }
-            }
-        )
-    for attempt in range(5):
-        try:
-            with translated_errors():
-                dynamodb.transact_write_items(TransactItems=cast(Any, ops))
-            return True
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if not codes:
-                raise
-            failed = [code == "ConditionalCheckFailed" for code in codes]
-            if any(failed[: len(items)]):
-                return False
-            if charge is not None and any(failed[len(items) :]):
-                raise charge.refused() from exc
-            time.sleep(0.01 * 2**attempt)  # TransactionConflict: another writer; retry
-    raise Conflict("the destinations table was busy with the same items; retry")
-
-
-def credit(dynamodb: DynamoDBClient, table: str, principal_id: str, quota: Quota) -> None:
-    """Give one back to the principal a deleted thing was charged to (never below zero)."""
-    try:
-        with translated_errors():
-            dynamodb.update_item(
-                TableName=table,
-                Key=to_wire(_key(principal_id)),
-                UpdateExpression="ADD #quota :minus",
-                ConditionExpression="#quota >= :one",
-                ExpressionAttributeNames={"#quota": quota.value},
-                ExpressionAttributeValues=to_wire({":minus": -1, ":one": 1}),
-            )
-    except ClientError as exc:
-        if not is_condition_failure(exc):
-            raise
-
-
-def used(dynamodb: DynamoDBClient, table: str, principal_id: str) -> dict[Quota, int]:
-    """How many of each the principal has been charged for (and not credited)."""
-    with translated_errors():
-        found = dynamodb.get_item(
-            TableName=table, Key=to_wire(_key(principal_id)), ConsistentRead=True
-        )
-    values = from_wire(found.get("Item") or {})
-    return {quota: int(values.get(quota.value, 0)) for quota in Quota}
-
-
-def _key(principal_id: str) -> dict[str, str]:
-    return {"pk": PARTITION, "sk": principal_id}

@@ -1,8 +1,8 @@
 """Principals and their grants, and the API keys that prove them: the broker's user list.
 
 As in RabbitMQ (users with permissions) and ActiveMQ (an authorization map), what a
-principal may do is stored once, with the principal (`pk = PRINCIPAL`, `sk = <id>`);
-API keys (`apikeys.py`) only prove who is calling. The principals of JWTs
+principal may do is stored once, with the principal (`storage/principals.py`); API keys
+(`api_keys.py`) only prove who is calling. The principals of JWTs
 (`jwt:<claim value>`), of groups (`group:<name>`) and of IAM callers (`iam:...`) get
 their grants from here too, so one admin API manages every kind of caller; no API key is
 issued to them, so each namespace is proven by its own kind of credential only.
@@ -13,9 +13,8 @@ Every change is audited. Deleting a principal revokes its keys.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from mqless.domain.access.api_keys import ApiKeys, ApiKeyView, IssuedKey
@@ -35,18 +34,8 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import InvalidRequest, NotFound, Unauthorized
 from mqless.domain.wildcards import ANY_TAIL
 from mqless.observability import audit
-from mqless.storage.dynamo import (
-    from_wire,
-    is_condition_failure,
-    partition_items,
-    to_wire,
-    translated_errors,
-)
+from mqless.storage.principals import PrincipalRecords, StoredPrincipal
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
-PARTITION: Final = "PRINCIPAL"
 EVERYTHING: Final = (Grant(pattern=ANY_TAIL, actions=(Action.SEND, Action.RECEIVE, Action.ADMIN)),)
 """The grants of an administrator of everything (the bootstrap principal)."""
 
@@ -65,16 +54,15 @@ class AccessControl:
 
     def __init__(
         self,
-        dynamodb: DynamoDBClient,
-        table_name: str,
+        principals: PrincipalRecords,
+        keys: ApiKeys,
         clock: Clock,
         policy: Policy | None = None,
     ) -> None:
-        self._db = dynamodb
-        self._table = table_name
+        self._principals = principals
         self._clock = clock
         self._policy: Policy = policy or AllowAll()
-        self.keys = ApiKeys(dynamodb, table_name, clock)
+        self.keys = keys
 
     # ---- administration (admin on ACCESS_CONTROL) ---------------------------------------
 
@@ -86,17 +74,7 @@ class AccessControl:
         validate_principal_id(principal_id)
         stored = [g.model_dump(mode="json") for g in grants]
         grants = parse_grants(stored)  # the bound on their number holds for every caller
-        now = self._clock.now_ms()
-        with translated_errors():
-            found = self._db.update_item(
-                TableName=self._table,
-                Key=to_wire({"pk": PARTITION, "sk": principal_id}),
-                UpdateExpression="SET grants = :g, updated_at = :now, "
-                "created_at = if_not_exists(created_at, :now)",
-                ExpressionAttributeValues=to_wire({":g": stored, ":now": now}),
-                ReturnValues="ALL_OLD",
-            )
-        created = "Attributes" not in found
+        principal, created = self._principals.put_grants(principal_id, grants, self._clock.now_ms())
         audit(
             "principal.create" if created else "principal.update",
             caller.id,
@@ -104,42 +82,26 @@ class AccessControl:
             subject=principal_id,
             grants=stored,
         )
-        old = from_wire(found["Attributes"]) if not created else {}
-        view = PrincipalView(
-            id=principal_id,
-            grants=list(grants),
-            created_at=int(old.get("created_at", now)),
-            updated_at=now,
-        )
-        return view, created
+        return _view(principal), created
 
     def get_principal(self, caller: Principal, principal_id: str) -> PrincipalView:
         self._policy.check(caller, Action.ADMIN, ACCESS_CONTROL)
         validate_principal_id(principal_id)
-        record = self._record(principal_id)
-        if record is None:
+        principal = self._principals.get(principal_id)
+        if principal is None:
             raise NotFound(f"no principal {principal_id!r}")
-        return _view(record)
+        return _view(principal)
 
     def list_principals(self, caller: Principal) -> list[PrincipalView]:
         self._policy.check(caller, Action.ADMIN, ACCESS_CONTROL)
-        return [_view(item) for item in partition_items(self._db, self._table, PARTITION)]
+        return [_view(principal) for principal in self._principals.list()]
 
     def delete_principal(self, caller: Principal, principal_id: str) -> None:
         """Delete a principal and revoke its keys (they would prove no one anyway)."""
         self._policy.check(caller, Action.ADMIN, ACCESS_CONTROL)
         validate_principal_id(principal_id)
-        try:
-            with translated_errors():
-                self._db.delete_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": PARTITION, "sk": principal_id}),
-                    ConditionExpression="attribute_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise NotFound(f"no principal {principal_id!r}") from exc
-            raise
+        if not self._principals.delete(principal_id):
+            raise NotFound(f"no principal {principal_id!r}")
         for key in self.keys.list(principal_id):
             if not key.revoked:
                 self.keys.revoke(key.key_id)
@@ -156,7 +118,7 @@ class AccessControl:
                 f"no API key for {principal_id!r}: jwt:, group: and iam: principals are "
                 "proven by their own credentials (a JWT, a groups claim, IAM) only"
             )
-        if self._record(principal_id) is None:
+        if self._principals.get(principal_id) is None:
             raise NotFound(f"no principal {principal_id!r}; create it with its grants first")
         issued = self.keys.issue(principal_id, ttl_seconds=ttl_seconds)
         audit(
@@ -183,44 +145,21 @@ class AccessControl:
     def principal_for_key(self, token: str) -> Principal:
         """The principal an API key proves, with its current grants; Unauthorized if none."""
         holder = self.keys.verify(token)
-        record = self._record(holder.principal)
-        if record is None:
+        principal = self._principals.get(holder.principal)
+        if principal is None:
             raise Unauthorized("this API key's principal no longer exists")
         return Principal(
             id=holder.principal,
             kind="api_key",
-            grants=_grants(record),
+            grants=principal.grants,
             expires_at=holder.expires_at,
             key_id=holder.key_id,
         )
 
     def grants_of(self, principal_ids: Iterable[str]) -> tuple[Grant, ...]:
         """The union of the grants stored for these ids (unknown ids add nothing)."""
-        ids = [i for i in dict.fromkeys(principal_ids) if PRINCIPAL_ID.fullmatch(i)][:25]
-        if not ids:
-            return ()
-        with translated_errors():
-            found = self._db.batch_get_item(
-                RequestItems={
-                    self._table: {
-                        "Keys": [to_wire({"pk": PARTITION, "sk": i}) for i in ids],
-                        "ConsistentRead": True,
-                    }
-                }
-            )
-        grants: dict[Grant, None] = {}
-        for item in found.get("Responses", {}).get(self._table, []):
-            grants.update(dict.fromkeys(_grants(from_wire(item))))
-        return tuple(grants)
-
-    def _record(self, principal_id: str) -> dict[str, Any] | None:
-        with translated_errors():
-            found = self._db.get_item(
-                TableName=self._table,
-                Key=to_wire({"pk": PARTITION, "sk": principal_id}),
-                ConsistentRead=True,
-            )
-        return from_wire(found["Item"]) if "Item" in found else None
+        ids = [i for i in dict.fromkeys(principal_ids) if PRINCIPAL_ID.fullmatch(i)]
+        return self._principals.grants_of(ids)
 
 
 def bootstrap_admin(
@@ -236,14 +175,10 @@ def bootstrap_admin(
     return access.issue_key(operator, principal_id, ttl_seconds=ttl_seconds)
 
 
-def _grants(record: dict[str, Any]) -> tuple[Grant, ...]:
-    return parse_grants(list(record.get("grants") or []))
-
-
-def _view(record: dict[str, Any]) -> PrincipalView:
+def _view(principal: StoredPrincipal) -> PrincipalView:
     return PrincipalView(
-        id=str(record["sk"]),
-        grants=list(_grants(record)),
-        created_at=int(record["created_at"]),
-        updated_at=int(record["updated_at"]),
+        id=principal.id,
+        grants=list(principal.grants),
+        created_at=principal.created_at,
+        updated_at=principal.updated_at,
     )

@@ -4,42 +4,36 @@
 `v11.stomp`, `v10.stomp`) gets the newest one echoed and speaks STOMP
 (`stomp_session.py`); any other client speaks the JSON protocol (`json_protocol.py`),
 unless its first message is a STOMP CONNECT. `$disconnect` releases what the connection
-held at once. Pushes to subscribers come from `sessions.py` and `consumers.py`.
+held at once. Pushes to subscribers come from `connections.py` (push consumers' pumps,
+`live_pushes.py`).
 
-Authentication happens before `$connect` runs (`auth.py`): the connection is stored with
-its principal and grants. A STOMP client that brought no token is `pending`: nothing is
-stored for it until its CONNECT frame proves who it is with `passcode` (and, if given,
-a `login` equal to the principal's id); any other first frame closes it. Once the key or
-JWT a connection authenticated with expires, its next frame is answered with an error
-(STOMP ERROR, or a JSON `unauthorized` error) and the connection is closed.
+Authentication happens before `$connect` runs (`transports/authorizer.py`): the
+connection is stored with its principal and grants. A STOMP client that brought no token
+is `pending`: nothing is stored for it until its CONNECT frame proves who it is with
+`passcode` (and, if given, a `login` equal to the principal's id); any other first frame
+closes it. Once the key or JWT a connection authenticated with expires, its next frame
+is answered with an error (STOMP ERROR, or a JSON `unauthorized` error) and the
+connection is closed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from mqless import wiring
-from mqless.domain.access.authentication import (
-    PENDING,
-    event_header,
-    refuse_if_expired,
-    websocket_caller,
-)
+from mqless.domain.access.authentication import refuse_if_expired
+from mqless.domain.access.principals import ANONYMOUS, Principal
 from mqless.domain.errors import Throttled, Unauthorized
 from mqless.domain.push.pushes import Connection
-from mqless.transports.websocket.connections import ConnectionInfo
+from mqless.storage.connections import ConnectionInfo
+from mqless.transports.authorizer import PENDING, event_header, principal_from_context
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.render import error_reply
-from mqless.transports.websocket.stomp_frames import (
-    SUBPROTOCOLS,
-    Frame,
-    StompError,
-    choose_subprotocol,
-    decode_frames,
-    encode_frame,
-)
+from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
+from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
 from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
 
 logger = Logger(service="mqless", child=True)
@@ -116,6 +110,17 @@ def _handle_event(event: dict[str, Any], connection_id: str, kind: Any) -> dict[
         return {"statusCode": 200}
     handle_message(connection_id, event.get("body") or "")
     return {"statusCode": 200}
+
+
+def websocket_caller(event: Mapping[str, Any], *, required: bool, now_s: float) -> Principal:
+    """The caller of a `$connect` (at `now_s`); kind `pending` for a STOMP client that will
+    send its token in CONNECT."""
+    if not required:
+        return ANONYMOUS
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if authorizer.get("kind") == PENDING:
+        return Principal(id="", kind=PENDING)
+    return principal_from_context(authorizer, now_s=now_s)
 
 
 def handle_message(connection_id: str, text: str) -> None:

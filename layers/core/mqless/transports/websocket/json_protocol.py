@@ -28,9 +28,9 @@ from mqless.domain.errors import InvalidRequest, MqlessError, StaleReceipt
 from mqless.domain.ids import MAX_CLIENT_ID
 from mqless.domain.models import NewMessage
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
+from mqless.storage.connections import ConnectionInfo
 from mqless.storage.schedules import Rule
-from mqless.transports.http.models.sending import SendMessageRequest
-from mqless.transports.websocket.connections import ConnectionInfo
+from mqless.transports.send_request import SendMessageRequest
 from mqless.transports.websocket.sessions import Sessions, Settle
 
 SubscriptionId = Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_ID)]

@@ -1,7 +1,9 @@
-"""STOMP 1.2 frames in WebSocket text messages: parse, serialise, validate, negotiate.
+"""STOMP 1.2 frames in WebSocket text messages: parse and serialise.
 
 Pure: no I/O, no AWS, no session state. The STOMP transport feeds each WebSocket message
-to `decode_frames` and sends what `encode_frame` returns.
+to `decode_frames` and sends what `encode_frame` returns; versions and heart-beats are
+negotiated in `stomp_negotiation.py`, a client frame's headers checked in
+`stomp_headers.py`.
 
 Wire rules this module follows (STOMP 1.2, "STOMP Frames" and "Augmented BNF"):
 
@@ -27,7 +29,6 @@ leaves it out of `Frame.headers`, and `encode_frame` writes its own from the bod
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,58 +69,17 @@ MAX_HEADER_BYTES: Final = 8 * 1024
 # backslash in it must not end the session.
 _UNESCAPED_COMMANDS: Final = frozenset({"CONNECT", "CONNECTED", "STOMP"})
 _CONTENT_LENGTH: Final = "content-length"
-_ACK_MODES: Final = frozenset({"auto", "client", "client-individual"})
 # Longer digit strings are over any limit here, and int() refuses beyond 4300 digits.
-_MAX_DIGITS: Final = 10
+MAX_DIGITS: Final = 10
 
 _UNESCAPES: Final = {"r": "\r", "n": "\n", "c": ":", "\\": "\\"}
 _ESCAPE_SEQUENCE: Final = re.compile(r"\\(.?)", re.DOTALL)
-
-# One entry per required header; an entry with several names is satisfied by any of them.
-_Required = dict[str, tuple[tuple[str, ...], ...]]
-_COMMON: Final[_Required] = {
-    "SEND": (("destination",),),
-    "SUBSCRIBE": (("destination",), ("id",)),
-    "UNSUBSCRIBE": (("id",),),
-    "BEGIN": (("transaction",),),
-    "COMMIT": (("transaction",),),
-    "ABORT": (("transaction",),),
-}
-_REQUIRED: Final[dict[str, _Required]] = {
-    # 1.2 acks by the MESSAGE's `ack` value in `id`; 1.1 by message-id and subscription.
-    "1.2": {**_COMMON, "ACK": (("id",),), "NACK": (("id",),)},
-    "1.1": {
-        **_COMMON,
-        "ACK": (("message-id",), ("subscription",)),
-        "NACK": (("message-id",), ("subscription",)),
-    },
-    # 1.0 had no subscription ids: UNSUBSCRIBE names the id or the destination.
-    "1.0": {
-        **_COMMON,
-        "SUBSCRIBE": (("destination",),),
-        "UNSUBSCRIBE": (("id", "destination"),),
-        "ACK": (("message-id",),),
-    },
-}
 
 
 class StompError(InvalidRequest):
     """A frame or header the peer sent breaks STOMP; the message says what is wrong."""
 
     code = "invalid_frame"
-
-
-SUBPROTOCOLS: Final = {"v12.stomp": "1.2", "v11.stomp": "1.1", "v10.stomp": "1.0"}
-"""The WebSocket subprotocols of STOMP, newest first, and their versions."""
-
-
-def choose_subprotocol(offered: str | None) -> str | None:
-    """The STOMP subprotocol to accept from a `Sec-WebSocket-Protocol` offer, if any."""
-    if not offered:
-        return None
-    names = [part.strip() for part in offered.split(",")]
-    ours = [name for name in SUBPROTOCOLS if name in names]
-    return ours[0] if ours else None  # SUBPROTOCOLS lists the newest first
 
 
 @dataclass(frozen=True)
@@ -211,94 +171,15 @@ def encode_frame(frame: Frame, *, version: str = "1.2") -> str:
     return "\n".join(lines) + "\n\n" + body + "\x00"
 
 
-def validate(frame: Frame, *, version: str = "1.2") -> None:
-    """Check a client frame against the spec's required headers for `version`; StompError.
-
-    CONNECT and STOMP need neither ``accept-version`` (absent means a 1.0 client) nor
-    ``host``: the spec makes host REQUIRED for 1.2 clients, but @stomp/stompjs sends none
-    unless the app adds it, and ActiveMQ accepts that, so requiring it would break them.
-    """
-    _check_version(version)
-    command = frame.command
-    if command not in CLIENT_COMMANDS:
-        raise StompError(f"{command} is not a frame a client may send")
-    if version == "1.0" and command == "NACK":
-        raise StompError("NACK is not part of STOMP 1.0")
-    for alternatives in _REQUIRED[version].get(command, ()):
-        if not any(frame.header(name) for name in alternatives):
-            wanted = " or ".join(repr(name) for name in alternatives)
-            raise StompError(f"{command} frame needs a non-empty {wanted} header")
-    if command == "SUBSCRIBE":
-        ack = frame.header("ack")
-        if ack is not None and ack not in _ACK_MODES:
-            raise StompError(
-                f"SUBSCRIBE ack must be auto, client or client-individual, not {_clip(ack)}"
-            )
-    if frame.body and command != "SEND":
-        raise StompError(f"{command} frame must not have a body; only SEND may")
-
-
-def negotiate_version(accept_version: str | None, supported: Iterable[str] = VERSIONS) -> str:
-    """The highest version both sides speak; no accept-version header means STOMP 1.0."""
-    ours = list(supported)
-    for version in ours:
-        _check_version(version)
-    if accept_version is None:
-        offered = {"1.0"}
-    else:
-        offered = {part.strip() for part in accept_version.split(",")}
-    common = [version for version in ours if version in offered]
-    if not common:
-        theirs = "1.0 (no accept-version)" if accept_version is None else _clip(accept_version)
-        raise StompError(
-            f"no common STOMP version: client accepts {theirs}; server supports {','.join(ours)}"
-        )
-    return max(common, key=_version_key)
-
-
-def negotiate_heartbeat(client: str | None, server: tuple[int, int] = (0, 0)) -> tuple[int, int]:
-    """Heart-beat periods in ms as (server sends, server expects); 0 means none.
-
-    `client` is the CONNECT frame's ``heart-beat`` header (``cx,cy``; missing means
-    ``0,0``); `server` is ``(sx, sy)``, what the server puts in CONNECTED. Per the spec the
-    server sends every max(sx, cy) unless either is 0, and the client sends every
-    max(cx, sy) unless either is 0.
-    """
-    sx, sy = server
-    if sx < 0 or sy < 0:
-        raise ValueError("server heart-beat periods must be >= 0")
-    cx, cy = parse_heartbeat(client)
-    sends = 0 if sx == 0 or cy == 0 else max(sx, cy)
-    expects = 0 if cx == 0 or sy == 0 else max(cx, sy)
-    return sends, expects
-
-
-def parse_heartbeat(value: str | None) -> tuple[int, int]:
-    """Parse a ``heart-beat`` header (``x,y`` in ms); a missing header is ``0,0``."""
-    if value is None:
-        return 0, 0
-    parts = [part.strip() for part in value.split(",")]
-    if len(parts) != 2 or not all(is_ascii_digits(part) for part in parts):
-        raise StompError(
-            f"heart-beat must be two integers separated by a comma, not {_clip(value)}"
-        )
-    if any(len(part) > _MAX_DIGITS for part in parts):
-        raise StompError(f"heart-beat periods are too large: {_clip(value)}")
-    return int(parts[0]), int(parts[1])
-
-
-def _check_version(version: str) -> None:
+def check_version(version: str) -> None:
+    """ValueError unless `version` is one this module speaks."""
     if version not in VERSIONS:
         raise ValueError(f"unknown STOMP version {version!r}; expected one of {VERSIONS}")
 
 
 def _escaping(version: str) -> bool:
-    _check_version(version)
+    check_version(version)
     return version != "1.0"
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
 
 
 def _skip_eols(raw: bytes, pos: int) -> int:
@@ -322,16 +203,42 @@ def _decode_one(
     line, pos = _read_line(raw, start, max_header_bytes, what="command")
     command = _text(line, "command")
     if command not in COMMANDS:
-        raise StompError(f"unknown command {_clip(command)} (commands are case-sensitive)")
+        raise StompError(f"unknown command {clip(command)} (commands are case-sensitive)")
     unescape = escaped and command not in _UNESCAPED_COMMANDS
+    headers, content_length, pos = _read_headers(
+        raw,
+        pos,
+        command,
+        unescape=unescape,
+        max_headers=max_headers,
+        max_header_bytes=max_header_bytes,
+        max_frame_bytes=max_frame_bytes,
+    )
+    end = _body_end(raw, start, pos, command, content_length, max_frame_bytes)
+    if end + 1 - start > max_frame_bytes:
+        raise StompError(f"{command} frame is larger than {max_frame_bytes} bytes")
+    return Frame(command, tuple(headers), raw[pos:end]), end + 1
 
+
+def _read_headers(
+    raw: bytes,
+    pos: int,
+    command: str,
+    *,
+    unescape: bool,
+    max_headers: int,
+    max_header_bytes: int,
+    max_frame_bytes: int,
+) -> tuple[list[tuple[str, str]], int | None, int]:
+    """A frame's headers (without content-length), its content-length if it has one, and
+    the position of its body."""
     headers: list[tuple[str, str]] = []
     content_length: int | None = None
     count = 0
     while True:
         line, pos = _read_line(raw, pos, max_header_bytes, what="header")
         if not line:
-            break
+            return headers, content_length, pos
         count += 1
         if count > max_headers:
             raise StompError(f"{command} frame has more than {max_headers} headers")
@@ -342,6 +249,16 @@ def _decode_one(
             # The first wins; later repeats are history and are dropped with it.
             content_length = _content_length(value, max_frame_bytes)
 
+
+def _body_end(
+    raw: bytes,
+    start: int,
+    pos: int,
+    command: str,
+    content_length: int | None,
+    max_frame_bytes: int,
+) -> int:
+    """Where the body that begins at `pos` ends: its NUL."""
     if content_length is None:
         limit = min(len(raw), start + max_frame_bytes)
         end = raw.find(b"\x00", pos, limit)
@@ -349,22 +266,20 @@ def _decode_one(
             if len(raw) >= start + max_frame_bytes:
                 raise StompError(f"{command} frame is larger than {max_frame_bytes} bytes")
             raise StompError(f"{command} frame is not terminated by NUL (incomplete frame?)")
-    else:
-        end = pos + content_length
-        if end >= len(raw):
-            raise StompError(
-                f"{command} frame has content-length {content_length} but only "
-                f"{len(raw) - pos} octets follow its headers (content-length longer than "
-                "the body, or the frame is not terminated by NUL)"
-            )
-        if raw[end] != 0:
-            raise StompError(
-                f"{command} frame's body does not end with NUL after its content-length "
-                f"of {content_length} octets (content-length shorter than the body?)"
-            )
-    if end + 1 - start > max_frame_bytes:
-        raise StompError(f"{command} frame is larger than {max_frame_bytes} bytes")
-    return Frame(command, tuple(headers), raw[pos:end]), end + 1
+        return end
+    end = pos + content_length
+    if end >= len(raw):
+        raise StompError(
+            f"{command} frame has content-length {content_length} but only "
+            f"{len(raw) - pos} octets follow its headers (content-length longer than "
+            "the body, or the frame is not terminated by NUL)"
+        )
+    if raw[end] != 0:
+        raise StompError(
+            f"{command} frame's body does not end with NUL after its content-length "
+            f"of {content_length} octets (content-length shorter than the body?)"
+        )
+    return end
 
 
 def _read_line(raw: bytes, pos: int, max_bytes: int, *, what: str) -> tuple[bytes, int]:
@@ -409,10 +324,10 @@ def _decode_header(line: bytes, *, unescape: bool) -> tuple[str, str]:
 
 
 def _preview(line: bytes) -> str:
-    return _clip(line.decode("utf-8", errors="replace"))
+    return clip(line.decode("utf-8", errors="replace"))
 
 
-def _clip(text: str) -> str:
+def clip(text: str) -> str:
     """Peer text quoted for an error message, cut short: a header line may be 8 KiB."""
     return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
 
@@ -428,7 +343,7 @@ def _unescape(text: str) -> str:
         except KeyError:
             sequence = f"'\\{char}'" if char else "'\\' at the end"
             raise StompError(
-                f"undefined escape sequence {sequence} in header {_clip(text)}; "
+                f"undefined escape sequence {sequence} in header {clip(text)}; "
                 "STOMP 1.2 defines only \\r \\n \\c \\\\"
             ) from None
 
@@ -437,8 +352,8 @@ def _unescape(text: str) -> str:
 
 def _content_length(value: str, max_frame_bytes: int) -> int:
     if not is_ascii_digits(value):
-        raise StompError(f"content-length must be a non-negative integer, not {_clip(value)}")
-    if len(value) > _MAX_DIGITS or int(value) > max_frame_bytes:
+        raise StompError(f"content-length must be a non-negative integer, not {clip(value)}")
+    if len(value) > MAX_DIGITS or int(value) > max_frame_bytes:
         raise StompError(f"content-length is over the {max_frame_bytes}-byte frame limit")
     return int(value)
 

@@ -1,8 +1,9 @@
 """STOMP 1.0/1.1/1.2 sessions over the WebSocket API, as ActiveMQ's WebSocket connector.
 
-Each WebSocket message is decoded (`stomp.decode_frames`), its frames are checked and
-acted on in order through `Sessions`, and the answers (CONNECTED, RECEIPT, ERROR) are
-posted back; MESSAGE frames come from the pushes (`domain/push/`, `render.py`).
+Each WebSocket message is decoded (`stomp_frames.decode_frames`), its frames are checked
+(`stomp_headers.py`) and acted on in order through `Sessions`, and the answers
+(CONNECTED, RECEIPT, ERROR) are posted back; MESSAGE frames come from the pushes
+(`domain/push/`, `render.py`).
 
 Behaviour a client can count on:
 - The subprotocol (`v12.stomp`, `v11.stomp`, `v10.stomp`) is chosen in `$connect`; CONNECT
@@ -18,9 +19,9 @@ Behaviour a client can count on:
   deletes it). `selector` takes a JMS message selector (`selectors.py`); a bad one gets an
   ERROR naming the position. `x-stream-offset` (RabbitMQ streams' header: `first`, `next`,
   `timestamp=<epoch seconds>`) starts a new durable subscription with what the topic still
-  holds (`pubsub.py`, replay).
+  holds (`domain/topics/service.py`, replay).
 - Request/reply as ActiveMQ: `/temp-queue/NAME` is a queue private to this connection
-  (`sessions.py`), made on first use and deleted when the connection goes; a SEND's
+  (`destinations.py`), made on first use and deleted when the connection goes; a SEND's
   `reply-to: /temp-queue/NAME` reaches its receiver as `/remote-temp-queue/<real name>`,
   which it may SEND to (with `send` on `temp-queue.>`); only the maker may SUBSCRIBE.
 - SEND maps `content-type`, `correlation-id`, `reply-to`, `JMSXGroupID` (FIFO group),
@@ -34,7 +35,7 @@ Behaviour a client can count on:
   such as `message-id`, a control character) is refused with an ERROR naming it.
 - Subscription ids and transaction names become part of storage keys: longer than
   128 characters, they are refused with an ERROR naming the header.
-- BEGIN/COMMIT/ABORT hold SEND, ACK and NACK frames until COMMIT (see `sessions.py`).
+- BEGIN/COMMIT/ABORT hold SEND, ACK and NACK frames until COMMIT (`transactions.py`).
 - Any frame but CONNECT may ask for a RECEIPT. An error gets an ERROR frame (with
   `receipt-id` when the frame asked for a receipt) and the connection is closed, as the
   spec says, except an ACK/NACK for a message that is no longer in flight: like
@@ -47,56 +48,39 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Final, NoReturn
 
 from aws_lambda_powertools import Logger
 
-from mqless.domain import models, names
-from mqless.domain.errors import InvalidRequest, MqlessError, StaleReceipt
-from mqless.domain.ids import check_client_id, is_ascii_digits
-from mqless.domain.models import NewMessage
-from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
+from mqless.domain import models
+from mqless.domain.errors import MqlessError, StaleReceipt
 from mqless.domain.push.pushes import Connection
 from mqless.domain.push.settling import NotInFlight
-from mqless.domain.scheduling import STOMP_NAMES, check_rule
-from mqless.domain.topics.subscription import START_OLDEST
-from mqless.storage.schedules import Rule
-from mqless.transports.websocket.connections import ConnectionInfo
+from mqless.storage.connections import ConnectionInfo
 from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless.transports.websocket.stomp_frames import (
     Frame,
     StompError,
     decode_frames,
     encode_frame,
-    negotiate_version,
-    parse_heartbeat,
+)
+from mqless.transports.websocket.stomp_headers import (
+    ack_mode,
+    check_key_headers,
+    durable_name,
+    message_of,
+    prefetch,
+    required,
+    schedule_of,
+    stream_offset,
     validate,
 )
+from mqless.transports.websocket.stomp_negotiation import negotiate_version, parse_heartbeat
 
 logger = Logger(service="mqless", child=True)
 
 SERVER: Final = "mqless/1"
 CLIENT_HEARTBEAT_MS: Final = 300_000  # what we ask of clients: one beat per 5 minutes
-_MESSAGE_HEADERS: Final = frozenset(
-    {
-        "destination",
-        "receipt",
-        "transaction",
-        "content-type",
-        "content-length",
-        "correlation-id",
-        "reply-to",
-        "JMSXGroupID",
-        "AMQ_SCHEDULED_DELAY",
-        "AMQ_SCHEDULED_PERIOD",
-        "AMQ_SCHEDULED_REPEAT",
-        "AMQ_SCHEDULED_CRON",
-        "expires",
-        "persistent",
-        "priority",
-    }
-)
 
 
 def looks_like_connect(text: str) -> bool:
@@ -143,7 +127,7 @@ class StompSession:
                 return
             if not self._info.stomp_connected:
                 raise StompError(f"send CONNECT first; {frame.command} came before it")
-            _check_key_headers(frame)
+            check_key_headers(frame)
             handler = self._handlers()[frame.command]
             handler(frame)
         except (NotInFlight, StaleReceipt) as exc:
@@ -167,7 +151,7 @@ class StompSession:
             "UNSUBSCRIBE": self._unsubscribe,
             "ACK": lambda f: self._settle(f, nack=False),
             "NACK": lambda f: self._settle(f, nack=True),
-            "BEGIN": lambda f: self._sessions.begin(self._info, _required(f, "transaction")),
+            "BEGIN": lambda f: self._sessions.begin(self._info, required(f, "transaction")),
             "COMMIT": self._commit,
             "ABORT": self._abort,
             "DISCONNECT": lambda f: None,
@@ -196,9 +180,9 @@ class StompSession:
         self._send(Frame("CONNECTED", headers))
 
     def _send_frame(self, frame: Frame) -> None:
-        destination = _required(frame, "destination")
-        message = _message(frame, self._sessions.clock.now_ms())
-        rule = _schedule(frame)
+        destination = required(frame, "destination")
+        message = message_of(frame, self._sessions.clock.now_ms())
+        rule = schedule_of(frame)
         transaction = frame.header("transaction")
         if transaction is not None:
             if rule is not None:
@@ -215,9 +199,9 @@ class StompSession:
             self._sessions.send(self._info, destination, message, rule)
 
     def _subscribe(self, frame: Frame) -> None:
-        destination = _required(frame, "destination")
+        destination = required(frame, "destination")
         subscription = frame.header("id") or destination  # STOMP 1.0 ids are optional
-        durable = _durable_name(frame)
+        durable = durable_name(frame)
         self._subscriptions_changed()
         if not destination.startswith("/topic/"):
             durable = None
@@ -225,19 +209,19 @@ class StompSession:
             self._info,
             subscription,
             destination,
-            ack=_ack_mode(frame.header("ack")),
-            prefetch=_prefetch(frame),
+            ack=ack_mode(frame.header("ack")),
+            prefetch=prefetch(frame),
             durable=durable,
             selector=frame.header("selector"),
-            start=_stream_offset(frame),
+            start=stream_offset(frame),
         )
         if queue is not None:
             self._to_pump.add(queue)
 
     def _unsubscribe(self, frame: Frame) -> None:
-        subscription = frame.header("id") or _required(frame, "destination")
+        subscription = frame.header("id") or required(frame, "destination")
         self._subscriptions_changed()
-        queue = self._sessions.unsubscribe(self._info, subscription, durable=_durable_name(frame))
+        queue = self._sessions.unsubscribe(self._info, subscription, durable=durable_name(frame))
         if queue is not None:
             self._to_pump.add(queue)
 
@@ -248,11 +232,11 @@ class StompSession:
 
     def _settle(self, frame: Frame, *, nack: bool) -> None:
         if self._version == "1.2":
-            settle = Settle(ack_id=_required(frame, "id"), nack=nack)
+            settle = Settle(ack_id=required(frame, "id"), nack=nack)
         else:
             settle = Settle(
                 subscription=frame.header("subscription"),
-                message_id=_required(frame, "message-id"),
+                message_id=required(frame, "message-id"),
                 nack=nack,
             )
         transaction = frame.header("transaction")
@@ -269,10 +253,10 @@ class StompSession:
             )
 
     def _abort(self, frame: Frame) -> None:
-        self._sessions.abort(self._info, _required(frame, "transaction"))
+        self._sessions.abort(self._info, required(frame, "transaction"))
 
     def _commit(self, frame: Frame) -> None:
-        self._to_pump |= self._sessions.commit(self._info, _required(frame, "transaction"))
+        self._to_pump |= self._sessions.commit(self._info, required(frame, "transaction"))
 
     # ---- answers -------------------------------------------------------------------------
 
@@ -312,150 +296,3 @@ def _header_safe(text: str) -> str:
 def _one_line(text: str) -> str:
     line = _header_safe(text)
     return line if len(line) <= 300 else line[:297] + "..."
-
-
-def _check_key_headers(frame: Frame) -> None:
-    """Refuse, naming the header, an id too long to be part of a storage key: subscription
-    ids (STOMP 1.0 may name a subscription by its destination) and transaction names."""
-    headers = ["transaction"]
-    if frame.command in ("SUBSCRIBE", "UNSUBSCRIBE"):
-        headers.append("id" if frame.header("id") else "destination")
-    elif frame.command in ("ACK", "NACK"):
-        headers.append("subscription")  # 1.2 acks by an ack id, which parse_ack_id bounds
-    for name in headers:
-        value = frame.header(name)
-        if value is not None:
-            check_client_id(value, f"{frame.command} header {name!r}")
-
-
-def _durable_name(frame: Frame) -> str | None:
-    """A durable subscription's name (it names its queue too), checked as a queue name."""
-    name = frame.header("activemq.subscriptionName")
-    if name is None:
-        return None
-    try:
-        return names.validate_queue_name(name)
-    except InvalidRequest as exc:
-        raise InvalidRequest(
-            f"{frame.command} header 'activemq.subscriptionName': {exc.message}"
-        ) from exc
-
-
-def _stream_offset(frame: Frame) -> str | None:
-    """Where a new durable subscription starts, as RabbitMQ's stream consumers say it
-    (`x-stream-offset`): `first` (the oldest message the topic holds), `next` (what is
-    published from now on: the default) or `timestamp=<epoch seconds>`."""
-    offset = frame.header("x-stream-offset")
-    if offset is None or offset == "next":
-        return None
-    if offset == "first":
-        return START_OLDEST
-    kind, _, value = offset.partition("=")
-    if kind == "timestamp" and value.isdigit() and len(value) <= 12:
-        return datetime.fromtimestamp(int(value), UTC).isoformat()
-    raise InvalidRequest(
-        f"{frame.command} header 'x-stream-offset': {offset[:64]!r} is not 'first', 'next' "
-        "or 'timestamp=<epoch seconds>' (offsets and 'last' are not supported)"
-    )
-
-
-def _required(frame: Frame, name: str) -> str:
-    value = frame.header(name)
-    if not value:
-        raise StompError(f"{frame.command} frame needs a non-empty {name!r} header")
-    return value
-
-
-def _ack_mode(value: str | None) -> AckMode:
-    if value is None or value == "auto":
-        return "auto"
-    if value == "client":
-        return "client"
-    if value == "client-individual":
-        return "client-individual"
-    raise StompError(f"ack must be auto, client or client-individual, not {value[:50]!r}")
-
-
-def _prefetch(frame: Frame) -> int:
-    for name in ("activemq.prefetchSize", "prefetch-count"):
-        value = frame.header(name)
-        if value is None:
-            continue
-        if not is_ascii_digits(value) or len(value) > 7 or not 1 <= int(value) <= MAX_PREFETCH:
-            raise StompError(f"{name} must be a whole number from 1 to {MAX_PREFETCH}")
-        return int(value)
-    return DEFAULT_PREFETCH
-
-
-def _message(frame: Frame, now_ms: int) -> NewMessage:
-    """The message a SEND frame carries."""
-    attributes = {name: value for name, value in frame.headers if name not in _MESSAGE_HEADERS}
-    # frame.headers keeps repeats; the first occurrence of a header is the one that counts
-    for name, value in reversed(frame.headers):
-        if name in attributes:
-            attributes[name] = value
-    ttl: int | None = None
-    raw_expires = frame.header("expires")
-    if raw_expires is not None and raw_expires != "0":
-        if not is_ascii_digits(raw_expires) or len(raw_expires) > 15:
-            raise StompError("expires must be a time in epoch milliseconds (0: never)")
-        ttl = max(1, math.ceil((int(raw_expires) - now_ms) / 1000))
-        ttl = min(ttl, models.MAX_RETENTION_SECONDS)
-    priority: int | None = None
-    raw_priority = frame.header("priority")
-    if raw_priority is not None:
-        if not is_ascii_digits(raw_priority) or len(raw_priority) > 1:
-            raise StompError(f"priority must be a whole number from 0 to {models.MAX_PRIORITY}")
-        priority = int(raw_priority)
-    try:
-        message = NewMessage(
-            body=frame.body,
-            attributes=attributes,
-            content_type=frame.header("content-type"),
-            correlation_id=frame.header("correlation-id"),
-            reply_to=frame.header("reply-to"),
-            group_id=frame.header("JMSXGroupID"),
-            ttl_seconds=ttl,
-            priority=priority,
-        )
-    except ValueError as exc:
-        raise InvalidRequest(f"SEND: {_first_error(exc)}") from exc
-    message.check_size()
-    return message
-
-
-def _schedule(frame: Frame) -> Rule | None:
-    """The ActiveMQ scheduling headers of a SEND as a rule (None: deliver at once)."""
-    numbers: dict[str, int] = {}
-    for name in ("AMQ_SCHEDULED_DELAY", "AMQ_SCHEDULED_PERIOD", "AMQ_SCHEDULED_REPEAT"):
-        raw = frame.header(name)
-        if raw is None:
-            continue
-        if not is_ascii_digits(raw) or len(raw) > 12:
-            what = "a count" if name == "AMQ_SCHEDULED_REPEAT" else "milliseconds"
-            raise StompError(
-                f"{name} must be a whole, non-negative number ({what}), not {raw[:40]!r}"
-            )
-        numbers[name] = int(raw)
-    cron = frame.header("AMQ_SCHEDULED_CRON")
-    if not numbers and cron is None:
-        return None
-    return check_rule(
-        Rule(
-            delay_ms=numbers.get("AMQ_SCHEDULED_DELAY", 0),
-            period_ms=numbers.get("AMQ_SCHEDULED_PERIOD", 0),
-            repeat=numbers.get("AMQ_SCHEDULED_REPEAT", 0),
-            cron=cron,
-        ),
-        STOMP_NAMES,
-    )
-
-
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        return f"{where}: {text}"
-    return str(exc)

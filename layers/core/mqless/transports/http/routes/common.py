@@ -11,10 +11,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from mqless import wiring
-from mqless.domain.access.authentication import http_caller
 from mqless.domain.access.principals import Principal
 from mqless.domain.errors import MqlessError
 from mqless.domain.models import EntryFailure, NewMessage
+from mqless.transports.http.caller import http_caller
 from mqless.transports.http.models.problem import Problem
 from mqless.transports.http.models.sending import SendBatchRequest
 

@@ -27,7 +27,6 @@ from mqless.transports.http.models.sending import (
     BatchResultEntry,
     SendBatchRequest,
     SendBatchResponse,
-    SendMessageRequest,
     SendMessageResponse,
 )
 from mqless.transports.http.routes.common import (
@@ -39,6 +38,7 @@ from mqless.transports.http.routes.common import (
     json_response,
     settled,
 )
+from mqless.transports.send_request import SendMessageRequest
 
 router = Router()
 

@@ -15,7 +15,6 @@ from mqless.transports.http.models.sending import (
     BatchResultEntry,
     SendBatchRequest,
     SendBatchResponse,
-    SendMessageRequest,
     SendMessageResponse,
 )
 from mqless.transports.http.models.topics import SubscriptionList
@@ -26,6 +25,7 @@ from mqless.transports.http.routes.common import (
     decoded_entries,
     json_response,
 )
+from mqless.transports.send_request import SendMessageRequest
 
 router = Router()
 

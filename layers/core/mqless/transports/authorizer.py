@@ -1,0 +1,153 @@
+"""The Lambda authorizer's events and answers, and the context the API functions read back.
+
+One authorizer function serves both APIs (`authorize`):
+- the HTTP API (payload 2.0, simple responses, cached by API Gateway per token): allowed,
+  with the principal and its grants as context; or not;
+- the WebSocket API's `$connect` (REQUEST, IAM policy): the token from the `access_token`
+  query parameter or the `Authorization: Bearer` header. A handshake with neither that
+  offers a STOMP subprotocol is let through as `pending`: nothing is stored for it, and its
+  CONNECT frame must carry the token as `passcode` (`websocket/handler.py`). Anything else
+  without a token is refused with 401 before any function runs or any state is written.
+
+Who a token proves is `domain/access/authentication.py`'s to say; this module only reads
+tokens out of events and writes the answer API Gateway expects. The context it writes
+(`_context`) is read back by the API functions (`principal_from_context`): the two sides
+of one format, kept together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger
+
+from mqless.domain.access.authentication import Authenticator, refuse_if_expired
+from mqless.domain.access.principals import Principal, parse_grants
+from mqless.domain.errors import InvalidRequest, Unauthorized
+from mqless.transports.websocket.stomp_negotiation import choose_subprotocol
+
+logger = Logger(service="mqless", child=True)
+
+PENDING: Final = "pending"
+"""The kind of a WebSocket connection that will authenticate with STOMP CONNECT."""
+
+
+def authorize(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
+    """Answer an HTTP API (payload 2.0) or WebSocket `$connect` authorizer event."""
+    if "methodArn" in event:
+        return _authorize_websocket(event, authenticator)
+    return _authorize_http(event, authenticator)
+
+
+def _authorize_http(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
+    token = bearer_token(event_header(event, "authorization"))
+    try:
+        principal = authenticator.authenticate(token or "")
+    except Unauthorized as refused:
+        _refused(event, refused)
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": _context(principal)}
+
+
+def _authorize_websocket(event: Mapping[str, Any], authenticator: Authenticator) -> dict[str, Any]:
+    query = event.get("queryStringParameters") or {}
+    token = query.get("access_token") or bearer_token(event_header(event, "authorization"))
+    if not token:
+        if choose_subprotocol(event_header(event, "sec-websocket-protocol")) is not None:
+            pending = Principal(id="", kind=PENDING)
+            return _policy("unauthenticated", "Allow", event["methodArn"], _context(pending))
+        # API Gateway answers 401 when the authorizer raises exactly this
+        raise Exception("Unauthorized")  # noqa: TRY002 - the message is API Gateway's contract
+    try:
+        principal = authenticator.authenticate(token)
+    except Unauthorized as refused:
+        _refused(event, refused)
+        return _policy("refused", "Deny", event["methodArn"], {})
+    return _policy(principal.id, "Allow", event["methodArn"], _context(principal))
+
+
+def _policy(
+    principal_id: str, effect: str, resource: str, context: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+        "context": context,
+    }
+
+
+def _context(principal: Principal) -> dict[str, str]:
+    grants = [g.model_dump(mode="json") for g in principal.grants]
+    context = {
+        "principal": principal.id,
+        "kind": principal.kind,
+        "grants": json.dumps(grants, separators=(",", ":")),
+    }
+    if principal.expires_at is not None:
+        # API Gateway may serve this answer from its cache after the credential expired;
+        # the functions refuse it from then on (`principal_from_context`)
+        context["expires_at"] = str(principal.expires_at)
+    if principal.key_id is not None:
+        context["key_id"] = principal.key_id
+    return context
+
+
+def _refused(event: Mapping[str, Any], refused: Unauthorized) -> None:
+    context = event.get("requestContext") or {}
+    logger.warning(
+        "authentication refused",
+        extra={
+            "reason": refused.message,
+            "route": event.get("routeKey") or context.get("routeKey"),
+            "source_ip": (context.get("http") or {}).get("sourceIp")
+            or (context.get("identity") or {}).get("sourceIp"),
+        },
+    )
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def event_header(event: Mapping[str, Any], name: str) -> str | None:
+    """A header of an API Gateway event, whatever its case (repeats joined with commas)."""
+    for source in ("headers", "multiValueHeaders"):
+        for key, value in (event.get(source) or {}).items():
+            if str(key).lower() == name.lower():
+                return ",".join(value) if isinstance(value, list) else str(value)
+    return None
+
+
+def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Principal:
+    """The principal an authorizer's context describes; Unauthorized if it describes none,
+    or if the credential that proved it has expired since (a cached answer)."""
+    principal_id = context.get("principal")
+    if not isinstance(principal_id, str) or not principal_id:
+        raise Unauthorized("authentication required")
+    raw = context.get("grants") or "[]"
+    try:
+        grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
+        raw_expiry = context.get("expires_at")
+        expires_at = None if raw_expiry in (None, "") else int(str(raw_expiry))
+    except (ValueError, InvalidRequest) as exc:
+        raise Unauthorized("the authorizer's context cannot be read") from exc
+    principal = Principal(
+        id=principal_id,
+        kind=str(context.get("kind") or "api_key"),
+        grants=grants,
+        expires_at=expires_at,
+        key_id=str(context["key_id"]) if context.get("key_id") else None,
+    )
+    refuse_if_expired(principal, now_s)
+    return principal
