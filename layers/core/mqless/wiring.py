@@ -9,8 +9,9 @@ services (issue 18's cold start; `bench/cold_import.py` measures it).
 
 from __future__ import annotations
 
-from functools import cache
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import _lru_cache_wrapper, cache
+from typing import TYPE_CHECKING, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -38,6 +39,19 @@ if TYPE_CHECKING:
     from mqless.transports.websocket.connections import LiveSubscriptions, Pusher
     from mqless.transports.websocket.sessions import Sessions
 
+Built = TypeVar("Built")
+# every process-wide accessor's cache, captured when it is defined: reset() clears the real
+# caches even while a test has patched a name
+_ONCE: list[_lru_cache_wrapper[object]] = []
+
+
+def _once(build: Callable[[], Built]) -> _lru_cache_wrapper[Built]:
+    """Build on the first call, then answer the same object until `reset()`."""
+    cached = cache(build)
+    _ONCE.append(cached)
+    return cached
+
+
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
     connect_timeout=2,
@@ -46,22 +60,22 @@ _CLIENT_CONFIG = Config(
 )
 
 
-@cache
+@_once
 def dynamodb_client() -> DynamoDBClient:
     return boto3.client("dynamodb", config=_CLIENT_CONFIG)
 
 
-@cache
+@_once
 def kms_client() -> KMSClient:
     return boto3.client("kms", config=_CLIENT_CONFIG)
 
 
-@cache
+@_once
 def cloudwatch_client() -> CloudWatchClient:
     return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
 
 
-@cache
+@_once
 def history() -> HistoryService:
     """The functions' own metrics, read back (the console's charts)."""
     from mqless.observability.history import HistoryService
@@ -69,36 +83,36 @@ def history() -> HistoryService:
     return HistoryService(cloudwatch_client(), registry(), policy(), clock())
 
 
-@cache
+@_once
 def settings() -> Settings:
     return Settings.from_env()
 
 
-@cache
+@_once
 def access_settings() -> AccessSettings:
     """AUTH_MODE and the JWT settings alone: every handler checks them before anything else."""
     return AccessSettings.from_env()
 
 
-@cache
+@_once
 def websocket_settings() -> WebSocketSettings:
     """Where the WebSocket API is (the pusher, the web console)."""
     return WebSocketSettings.from_env()
 
 
-@cache
+@_once
 def clock() -> Clock:
     """The process's time (tests replace it to move time without sleeping)."""
     return SystemClock()
 
 
-@cache
+@_once
 def auth_required() -> bool:
     """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
     return access_settings().auth_required
 
 
-@cache
+@_once
 def policy() -> Policy:
     """Grants decide while authentication is on; with AUTH_MODE=off everything is allowed."""
     from mqless.domain.access.principals import AllowAll, GrantPolicy
@@ -106,7 +120,7 @@ def policy() -> Policy:
     return GrantPolicy() if auth_required() else AllowAll()
 
 
-@cache
+@_once
 def access() -> AccessControl:
     """Principals and API keys, managed under the process-wide policy."""
     from mqless.domain.access.users import AccessControl
@@ -114,7 +128,7 @@ def access() -> AccessControl:
     return AccessControl(dynamodb_client(), settings().destinations_table, clock(), policy())
 
 
-@cache
+@_once
 def authenticator() -> Authenticator:
     """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
     from mqless.domain.access.authentication import (
@@ -137,27 +151,27 @@ def authenticator() -> Authenticator:
     return Authenticator(access(), JwtVerifier(jwt_settings, IssuerKeys(issuer)))
 
 
-@cache
+@_once
 def iam_principals() -> IamPrincipals:
     from mqless.domain.access.authentication import IamPrincipals
 
     return IamPrincipals(access())
 
 
-@cache
+@_once
 def cipher() -> EnvelopeCipher:
     """The process-wide body cipher (one data-key cache for every service here)."""
     return _cipher(settings(), kms_client(), clock())
 
 
-@cache
+@_once
 def live_subscriptions() -> LiveSubscriptions:
     from mqless.transports.websocket.connections import LiveSubscriptions
 
     return LiveSubscriptions(dynamodb_client(), settings().destinations_table, clock())
 
 
-@cache
+@_once
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
     from mqless.transports.websocket.connections import ApiGatewayPusher
@@ -180,7 +194,7 @@ class NoWebSocketApi:
         self.post(connection_id, b"")
 
 
-@cache
+@_once
 def sessions() -> Sessions:
     """WebSocket sessions (JSON and STOMP) over the process-wide services."""
     from mqless.domain.push.consumers import QueueConsumers
@@ -207,7 +221,7 @@ def sessions() -> Sessions:
     )
 
 
-@cache
+@_once
 def scheduler() -> Scheduler:
     """Scheduled sends, their firing by the sweeper, and an admin's list and cancel."""
     return build_scheduler(
@@ -366,14 +380,14 @@ def build_indexer(
 
 # The process-wide services share one data-key cache and one queue-config cache, so a
 # function that both sends and pushes (or fans out) asks KMS and DynamoDB once, not per service.
-@cache
+@_once
 def registry() -> QueueRegistry:
     from mqless.storage.destinations import QueueRegistry
 
     return QueueRegistry(dynamodb_client(), settings().destinations_table, clock())
 
 
-@cache
+@_once
 def log_store() -> LogStore:
     """The process-wide log adapter (it caches the data keys bodies name)."""
     from mqless.storage.log import LogStore
@@ -381,7 +395,7 @@ def log_store() -> LogStore:
     return LogStore(dynamodb_client(), settings().messages_table, clock())
 
 
-@cache
+@_once
 def topic_service() -> TopicService:
     """The process-wide TopicService, built on first use from the environment."""
     service = build_topic_service(
@@ -398,7 +412,7 @@ def topic_service() -> TopicService:
     return service
 
 
-@cache
+@_once
 def indexer() -> Indexer:
     """The process-wide indexer (the dispatch function)."""
     return build_indexer(
@@ -411,7 +425,7 @@ def indexer() -> Indexer:
     )
 
 
-@cache
+@_once
 def queue_service() -> QueueService:
     """The process-wide QueueService, built on first use from the environment."""
     return build_queue_service(
@@ -426,35 +440,7 @@ def queue_service() -> QueueService:
     )
 
 
-# captured here, so reset() clears the real caches even while a test has patched a name
-_CACHED = (
-    auth_required,
-    policy,
-    access,
-    authenticator,
-    iam_principals,
-    sessions,
-    scheduler,
-    queue_service,
-    topic_service,
-    indexer,
-    log_store,
-    registry,
-    pusher,
-    live_subscriptions,
-    cipher,
-    settings,
-    access_settings,
-    websocket_settings,
-    clock,
-    kms_client,
-    dynamodb_client,
-    cloudwatch_client,
-    history,
-)
-
-
 def reset() -> None:
     """Forget the cached clients, settings and services (tests switch environments)."""
-    for cached in _CACHED:
+    for cached in _ONCE:
         cached.cache_clear()
