@@ -64,12 +64,18 @@ class DevServer:
         self._drain()
         return "\n".join(self.lines)
 
-    def wait_for_output(self, text: str, timeout: float = 10.0) -> str:
-        """Block until a printed line contains `text`; return that line."""
+    def mark(self) -> int:
+        """Where the output is now: `wait_for_output(..., after=mark)` reads only what follows
+        (a server shared by a module has printed earlier tests' lines)."""
+        self._drain()
+        return len(self.lines)
+
+    def wait_for_output(self, text: str, timeout: float = 10.0, *, after: int = 0) -> str:
+        """Block until a line printed after line `after` contains `text`; return that line."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._drain()
-            for line in self.lines:
+            for line in self.lines[after:]:
                 if text in line:
                     return line
             time.sleep(0.05)

@@ -163,6 +163,8 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
 
 def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
     # Given a JSON client that subscribed to /topic/gone.x and left
+    subscribed_at = mqless_dev.mark()
+
     async def subscribe_and_leave() -> None:
         async with websockets.connect(mqless_dev.authed_ws_url) as ws:
             await ws.send(
@@ -171,8 +173,9 @@ def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
             await _next(ws, "subscribed")
 
     asyncio.run(subscribe_and_leave())
-    mqless_dev.wait_for_output("WebSocketFunction")
+    mqless_dev.wait_for_output("$disconnect", after=subscribed_at)
     # When a message is published to that topic over HTTP
+    published_at = mqless_dev.mark()
     with httpx.Client(
         base_url=mqless_dev.http_url, headers=mqless_dev.auth_headers(), timeout=30
     ) as http:
@@ -180,7 +183,7 @@ def test_a_closed_subscriber_is_forgotten(mqless_dev: DevServer) -> None:
     # Then the publish is accepted, and:
     assert published.status_code == 201
     # the dispatch function finds no subscriber and fails nothing
-    line = mqless_dev.wait_for_output("DispatchFunction")
+    line = mqless_dev.wait_for_output("DispatchFunction", after=published_at)
     assert "ERROR" not in line
 
 

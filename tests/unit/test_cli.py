@@ -2178,8 +2178,9 @@ def test_principals_set_needs_a_grant(capsys: pytest.CaptureFixture[str]) -> Non
     When it is parsed
     Then it exits, naming --grant
     """
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["principals", "set", "alice"])
+    assert exited.value.code == 2  # argparse's usage error
     assert "--grant" in capsys.readouterr().err
 
 

@@ -467,6 +467,7 @@ def test_heart_beat_negotiation_gives_the_specs_periods_or_a_stomp_error(
     result = _outcome(lambda: negotiate_heartbeat(value, (sx, sy)))
     if isinstance(result, InvalidRequest):
         assert isinstance(result, StompError)
+        _refusal_is_readable(result)
         assert "heart-beat" in result.message
         return
     cx, cy = parse_heartbeat(value)

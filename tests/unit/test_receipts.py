@@ -83,12 +83,24 @@ def test_an_encoded_receipt_is_opaque_url_safe_text() -> None:
 
 
 def test_a_receipt_another_broker_signed_is_refused() -> None:
-    # Given a receipt made with another secret (or forged without any)
+    # Given a receipt made with another secret
     text = Lease("orders", 0, "s", "0", 0, 5).encode(other_sign)
     # When it is decoded
     # Then it is refused before anything is looked up
     with pytest.raises(InvalidRequest, match="not one this broker gave out"):
         decode_receipt(text, queue="orders", sign=sign)
+
+
+def test_a_receipt_forged_without_a_mac_is_refused() -> None:
+    # Given a genuine receipt's fields, re-encoded without its MAC
+    genuine = Lease("orders", 0, "s", "4", 2, 1111).encode(sign)
+    payload = genuine[3:]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    forged = _forge("\x1f".join(raw.split("\x1f")[:-1]).encode())
+    # When it is decoded
+    # Then it is refused
+    with pytest.raises(InvalidRequest):
+        decode_receipt(forged, queue="orders", sign=sign)
 
 
 def test_a_receipt_whose_token_was_changed_is_refused() -> None:

@@ -95,7 +95,7 @@ def test_bad_frames_say_what_is_wrong() -> None:
         parse_frame('{"action":"ack"}')
     with pytest.raises(InvalidRequest, match="action"):
         parse_frame('{"action":"fly"}')
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match="Invalid JSON"):
         parse_frame("not json")
 
 

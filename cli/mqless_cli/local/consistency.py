@@ -120,54 +120,19 @@ def _answer_from_the_past(
     lag_ms: float,
     report: LagReport,
 ) -> Any:
+    """The answer an eventually consistent read gets `lag_ms` ago (a consistent one as is)."""
+    if operation in ("GetItem", "Query") and params.get("ConsistentRead"):
+        return result
     status, headers, body = result
     document = json.loads(_text(body) or "{}")
-    moment = _now_ms() - lag_ms
-    changed = False
-
-    def past(table: str, item: WireItem | None, key: WireItem) -> WireItem | None:
-        nonlocal changed
-        then = history.as_of(_identity(backend, table, key), moment, item)
-        if then is not item:
-            changed = True
-            report.stale_items += 1
-        return then
-
+    past = _Past(backend, history, _now_ms() - lag_ms, report)
     if operation == "GetItem":
-        if params.get("ConsistentRead"):
-            return result
-        report.reads += 1
-        table = params["TableName"]
-        then = past(table, document.get("Item"), params["Key"])
-        document.pop("Item", None)
-        if then is not None:
-            document["Item"] = _projected(then, params)
+        past.get_item(document, params)
     elif operation == "Query":
-        if params.get("ConsistentRead"):
-            return result
-        report.reads += 1
-        table = params["TableName"]
-        items = []
-        for item in document.get("Items", []):
-            then = past(table, item, _key_of(backend, table, item))
-            if then is not None:
-                items.append(_projected(then, params))
-        document["Items"] = items
-        document["Count"] = len(items)
-    else:  # BatchGetItem: each table's own ConsistentRead
-        responses = document.get("Responses", {})
-        for table, spec in params.get("RequestItems", {}).items():
-            if spec.get("ConsistentRead"):
-                continue
-            report.reads += 1
-            found = {_identity(backend, table, i): i for i in responses.get(table, [])}
-            answered = []
-            for key in spec.get("Keys", []):
-                then = past(table, found.get(_identity(backend, table, key)), key)
-                if then is not None:
-                    answered.append(_projected(then, spec))
-            responses[table] = answered
-    if not changed:
+        past.query(document, params)
+    else:
+        past.batch_get_item(document, params)
+    if not past.changed:
         return result
     text = json.dumps(document)
     headers = dict(headers)
@@ -176,6 +141,57 @@ def _answer_from_the_past(
     if "x-amz-crc32" in headers:  # botocore checks DynamoDB answers against it
         headers["x-amz-crc32"] = str(zlib.crc32(text.encode()))
     return status, headers, text
+
+
+class _Past:
+    """Rewrites a read's answer to what the table held at `moment` (ms)."""
+
+    def __init__(self, backend: Any, history: _History, moment: float, report: LagReport) -> None:
+        self._backend = backend
+        self._history = history
+        self._moment = moment
+        self._report = report
+        self.changed = False
+
+    def _then(self, table: str, item: WireItem | None, key: WireItem) -> WireItem | None:
+        then = self._history.as_of(_identity(self._backend, table, key), self._moment, item)
+        if then is not item:
+            self.changed = True
+            self._report.stale_items += 1
+        return then
+
+    def get_item(self, document: dict[str, Any], params: dict[str, Any]) -> None:
+        self._report.reads += 1
+        then = self._then(params["TableName"], document.get("Item"), params["Key"])
+        document.pop("Item", None)
+        if then is not None:
+            document["Item"] = _projected(then, params)
+
+    def query(self, document: dict[str, Any], params: dict[str, Any]) -> None:
+        self._report.reads += 1
+        table = params["TableName"]
+        items = []
+        for item in document.get("Items", []):
+            then = self._then(table, item, _key_of(self._backend, table, item))
+            if then is not None:
+                items.append(_projected(then, params))
+        document["Items"] = items
+        document["Count"] = len(items)
+
+    def batch_get_item(self, document: dict[str, Any], params: dict[str, Any]) -> None:
+        """Each table's keys as of then, unless that table's read is consistent."""
+        responses = document.get("Responses", {})
+        for table, spec in params.get("RequestItems", {}).items():
+            if spec.get("ConsistentRead"):
+                continue
+            self._report.reads += 1
+            found = {_identity(self._backend, table, i): i for i in responses.get(table, [])}
+            answered = []
+            for key in spec.get("Keys", []):
+                then = self._then(table, found.get(_identity(self._backend, table, key)), key)
+                if then is not None:
+                    answered.append(_projected(then, spec))
+            responses[table] = answered
 
 
 def _projected(item: WireItem, params: dict[str, Any]) -> WireItem:

@@ -67,7 +67,7 @@ class IntegrationTimedOut(FunctionError):
 
 @dataclass(frozen=True)
 class LambdaLimits:
-    """Lambda's limits the host enforces; all off by default (`realism.py` sets them)."""
+    """Lambda's limits the host enforces; all off by default (`realism/` sets them)."""
 
     concurrency: int = 0
     """Invocations running at once across all functions (an account's quota); 0: no cap."""

@@ -82,7 +82,7 @@ class DevRuntime:
         self._pollers: list[Any] = []
         self._schedules: Any = None
         self.realism = realism or Realism()
-        """The AWS behaviours reproduced on purpose (`--realism`; `local/realism.py`)."""
+        """The AWS behaviours reproduced on purpose (`--realism`; `local/realism/`)."""
         self.faults: RealismReport | None = None
         self._realism: Any = None
 
