@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.clock import ManualClock
 from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
@@ -198,7 +198,7 @@ def service(
 ) -> QueueService:
     """The broker on a manual clock: tests move time instead of sleeping."""
     INLINE_DISPATCH.serve(settings, clock)
-    return wiring.build_queue_service(
+    return assembly.build_queue_service(
         settings,
         dynamodb=dynamodb,
         kms=kms,

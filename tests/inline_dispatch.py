@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 from botocore.handlers import BUILTIN_HANDLERS
 
+from mqless.assembly import build_indexer
 from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.queues.indexing import Indexer
 from mqless.domain.topics.service import TopicService
@@ -31,7 +32,6 @@ from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import from_wire
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.wiring import build_indexer
 
 _KEY = "inline_dispatch_items"
 

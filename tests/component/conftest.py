@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.clock import ManualClock
 from mqless.domain.push.consumers import QueueConsumers
 from mqless.domain.queues.service import QueueService
@@ -102,7 +102,7 @@ def aws(shared_aws: Aws) -> Aws:
 def broker(aws: Aws, clock: ManualClock) -> QueueService:
     """A QueueService over empty tables, on the manual clock (tests move time, never sleep)."""
     INLINE_DISPATCH.serve(aws.settings, clock)
-    return wiring.build_queue_service(
+    return assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

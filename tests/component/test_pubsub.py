@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, QueueNotFound
@@ -60,7 +60,7 @@ def _published(aws: Aws) -> list[dict[str, Any]]:
 
 def _indexer(aws: Aws, topics: TopicService, clock: ManualClock) -> Indexer:
     """The dispatch function's indexer, over the test's tables."""
-    return wiring.build_indexer(
+    return assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import NewMessage, QueueSettings
@@ -351,7 +351,7 @@ def test_a_new_message_on_the_stream_wakes_the_pump(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
-    indexer = wiring.build_indexer(
+    indexer = assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -733,7 +733,7 @@ def test_the_dispatch_functions_pump_is_told_the_shards_it_indexed(
 ) -> None:
     # Given the dispatch function wired to these sessions, and a client-mode consumer
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
-    indexer = wiring.build_indexer(
+    indexer = assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 import boto3
 from botocore.config import Config
 
+from mqless import assembly
 from mqless.domain.clock import Clock, SystemClock
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from mqless.storage.destinations import QueueRegistry
     from mqless.storage.envelope import EnvelopeCipher
     from mqless.storage.log import LogStore
-    from mqless.storage.sealing import BodyCipher
     from mqless.transports.websocket.connections import LiveSubscriptions, Pusher
     from mqless.transports.websocket.sessions import Sessions
 
@@ -161,7 +161,7 @@ def iam_principals() -> IamPrincipals:
 @_once
 def cipher() -> EnvelopeCipher:
     """The process-wide body cipher (one data-key cache for every service here)."""
-    return _cipher(settings(), kms_client(), clock())
+    return assembly.build_cipher(settings(), kms_client(), clock())
 
 
 @_once
@@ -224,7 +224,7 @@ def sessions() -> Sessions:
 @_once
 def scheduler() -> Scheduler:
     """Scheduled sends, their firing by the sweeper, and an admin's list and cancel."""
-    return build_scheduler(
+    return assembly.build_scheduler(
         settings(),
         dynamodb=dynamodb_client(),
         queues=queue_service(),
@@ -233,149 +233,6 @@ def scheduler() -> Scheduler:
         policy=policy(),
         time=clock(),
     )
-
-
-def build_scheduler(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    queues: QueueService,
-    topics: TopicService,
-    cipher: BodyCipher,
-    policy: Policy,
-    time: Clock,
-) -> Scheduler:
-    """A Scheduler over the given services (what tests call)."""
-    from mqless.domain.scheduling import Scheduler
-    from mqless.storage.schedules import ScheduleStore
-
-    return Scheduler(
-        store=ScheduleStore(dynamodb, settings.messages_table),
-        queues=queues,
-        topics=topics,
-        cipher=cipher,
-        clock=time,
-        policy=policy,
-        lookahead_seconds=settings.schedule_lookahead_seconds,
-    )
-
-
-def _cipher(settings: Settings, kms: KMSClient, time: Clock) -> EnvelopeCipher:
-    from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
-
-    return EnvelopeCipher(
-        KmsKeyProvider(kms, settings.kms_key_id),
-        time,
-        max_key_age_seconds=settings.data_key_max_age_seconds,
-        max_messages_per_key=settings.data_key_max_messages,
-    )
-
-
-def build_queue_service(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    kms: KMSClient,
-    cipher: EnvelopeCipher | None = None,
-    registry: QueueRegistry | None = None,
-    policy: Policy | None = None,
-    time: Clock | None = None,
-    log: LogStore | None = None,
-) -> QueueService:
-    """A QueueService over the given clients (what tests and the local runtime call)."""
-    from mqless.domain.access.principals import AllowAll
-    from mqless.domain.access.quotas import Quotas
-    from mqless.domain.queues.dedup import DedupHasher
-    from mqless.domain.queues.service import QueueService
-    from mqless.storage.dedup_records import DedupRecords
-    from mqless.storage.destinations import QueueRegistry
-    from mqless.storage.envelope import KmsKeyProvider
-    from mqless.storage.groups import FifoIndex
-    from mqless.storage.index import IndexStore
-    from mqless.storage.log import LogStore
-    from mqless.storage.wake import WakeMarkers
-
-    time = time or SystemClock()
-    policy = policy or AllowAll()
-    table = settings.messages_table
-    return QueueService(
-        registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
-        log=log or LogStore(dynamodb, table, time),
-        index=IndexStore(dynamodb, table),
-        fifo=FifoIndex(dynamodb, table, time),
-        dedup_records=DedupRecords(dynamodb, table),
-        wake=WakeMarkers(dynamodb, table),
-        cipher=cipher or _cipher(settings, kms, time),
-        dedup=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
-        ),
-        clock=time,
-        policy=policy,
-        quotas=Quotas(policy, settings.limits),
-    )
-
-
-def build_topic_service(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    kms: KMSClient,
-    cipher: EnvelopeCipher | None = None,
-    registry: QueueRegistry | None = None,
-    policy: Policy | None = None,
-    time: Clock | None = None,
-    log: LogStore | None = None,
-) -> TopicService:
-    """A TopicService over the given clients."""
-    from mqless.domain.access.principals import AllowAll
-    from mqless.domain.access.quotas import Quotas
-    from mqless.domain.topics.service import TopicService
-    from mqless.storage.destinations import QueueRegistry
-
-    time = time or SystemClock()
-    policy = policy or AllowAll()
-    return TopicService(
-        dynamodb=dynamodb,
-        messages_table=settings.messages_table,
-        destinations_table=settings.destinations_table,
-        queues=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
-        cipher=cipher or _cipher(settings, kms, time),
-        clock=time,
-        policy=policy,
-        quotas=Quotas(policy, settings.limits),
-        log=log,
-    )
-
-
-def build_indexer(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    kms: KMSClient,
-    registry: QueueRegistry,
-    topics: TopicService,
-    time: Clock,
-) -> Indexer:
-    """The dispatch function's indexer over the given clients."""
-    from mqless.domain.queues.dedup import DedupHasher
-    from mqless.domain.queues.indexing import Indexer
-    from mqless.storage.envelope import KmsKeyProvider
-    from mqless.storage.groups import FifoIndex
-    from mqless.storage.index import IndexStore
-
-    table = settings.messages_table
-    indexer = Indexer(
-        queues=registry,
-        index=IndexStore(dynamodb, table),
-        fifo=FifoIndex(dynamodb, table, time),
-        topics=topics,
-        clock=time,
-        mac=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
-        ).mac,
-    )
-    topics.replay_with(lambda: indexer)  # replays refer their messages as it does
-    return indexer
 
 
 # The process-wide services share one data-key cache and one queue-config cache, so a
@@ -398,7 +255,7 @@ def log_store() -> LogStore:
 @_once
 def topic_service() -> TopicService:
     """The process-wide TopicService, built on first use from the environment."""
-    service = build_topic_service(
+    service = assembly.build_topic_service(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -415,7 +272,7 @@ def topic_service() -> TopicService:
 @_once
 def indexer() -> Indexer:
     """The process-wide indexer (the dispatch function)."""
-    return build_indexer(
+    return assembly.build_indexer(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -428,7 +285,7 @@ def indexer() -> Indexer:
 @_once
 def queue_service() -> QueueService:
     """The process-wide QueueService, built on first use from the environment."""
-    return build_queue_service(
+    return assembly.build_queue_service(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
