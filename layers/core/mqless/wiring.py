@@ -1,10 +1,12 @@
 """Wiring: the default broker built from the environment, created once per process.
 
-Nothing here runs at import time; handlers call `queue_service()` on their first
-invocation, and tests call `reset()` between cases. Each factory imports what it builds
-when it is first called, so a function imports only what its own requests use: the
-authorizer and the dispatch function never load the WebSocket sessions or the HTTP API's
-services (issue 18's cold start; `bench/cold_import.py` measures it).
+The handlers' composition root: each accessor builds its service on first use from one
+`Settings` and the process-wide clients (through `mqless.assembly`'s builders, which tests
+call with their own), then answers the same object; tests call `reset()` between cases.
+Nothing here runs at import time, and each builder imports what it builds when it is first
+called, so a function imports only what its own requests use: the authorizer and the
+dispatch function never load the WebSocket sessions or the HTTP API's services (issue 18's
+cold start; `bench/cold_import.py` measures it).
 """
 
 from __future__ import annotations
