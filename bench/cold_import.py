@@ -7,6 +7,12 @@ Two figures per function, each the median of fresh interpreters:
   so that work moved from import time to the first call shows up here and is not hidden.
   The bare first request is a one-route resolver reading one DynamoDB item.
 
+A third reference, `floor`, is the bare handler plus what any traced, validating handler
+loads before its first request is done: Powertools' Logger and Tracer (patching botocore,
+as template.yaml's active tracing has it) and one pydantic model. `import pydantic` alone
+loads none of pydantic's model machinery; the first model class does (about a third of
+the bare import), and every function validates its settings with one.
+
 Each interpreter runs with the environment Lambda gives a function (LAMBDA_TASK_ROOT,
 AWS_LAMBDA_FUNCTION_NAME, a sampled trace id, its variables from template.yaml), so that
 what switches itself on in Lambda (the X-Ray tracer, its patching) is on here too. AWS is
@@ -67,6 +73,16 @@ app.resolve({"version": "2.0", "routeKey": "GET /queues/{name}", "rawPath": "/qu
     "requestContext": {"http": {"method": "GET", "path": "/queues/orders"}, "stage": "$default"},
     "headers": {}, "isBase64Encoded": False}, context)
 """
+FLOOR_IMPORT = f"""{BARE_IMPORT}
+from aws_lambda_powertools import Logger, Tracer
+logger = Logger(service="floor")
+tracer = Tracer(service="floor", patch_modules=("botocore",))
+class Settings(pydantic.BaseModel):
+    destinations_table: str
+"""
+FLOOR_REQUEST = BARE_REQUEST.replace(
+    "app.resolve(", "Settings(destinations_table=os.environ['DESTINATIONS_TABLE'])\napp.resolve("
+)
 HANDLER_IMPORT = "import app"
 HANDLER_REQUEST = "app.lambda_handler(event, context)"
 
@@ -176,7 +192,7 @@ def _measure(endpoint: str, stack: Any) -> dict[str, Any]:
 
     # the queue the sample send goes to (the other samples need nothing)
     _run(HANDLER_IMPORT, HANDLER_REQUEST, env("http_api"), event("queue_put.json"))
-    names = ["bare", *sorted(FUNCTIONS)]
+    names = ["bare", "floor", *sorted(FUNCTIONS)]
     samples: dict[str, dict[str, list[list[float]]]] = {
         name: {"import": [], "request": []} for name in names
     }
@@ -184,6 +200,8 @@ def _measure(endpoint: str, stack: Any) -> dict[str, Any]:
         for name in names:
             if name == "bare":
                 run = _run(BARE_IMPORT, BARE_REQUEST, env("http_api"), "null")
+            elif name == "floor":
+                run = _run(FLOOR_IMPORT, FLOOR_REQUEST, env("http_api"), "null")
             else:
                 run = _run(HANDLER_IMPORT, HANDLER_REQUEST, env(name), event(FUNCTIONS[name][1]))
             for phase in ("import", "request"):
