@@ -6,7 +6,7 @@ The first succeeds; the others are refused with a message naming who, what and w
 and leave both tables exactly as they were.
 
 Everything goes through the functions' entry points with the template's environment
-(AUTH_MODE=required, so `runtime` wires GrantPolicy): HTTP API payload-2.0 events carrying
+(AUTH_MODE=required, so `wiring` wires GrantPolicy): HTTP API payload-2.0 events carrying
 the authorizer's context, and WebSocket events whose `$connect` carries what the
 WebSocket authorizer allowed.
 """
@@ -71,7 +71,7 @@ def _stack(aws: Aws) -> Stack:
 
 @pytest.fixture(autouse=True)
 def pusher(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingPusher]:
-    """Every test: empty tables, the functions' environment from the template (so `runtime`
+    """Every test: empty tables, the functions' environment from the template (so `wiring`
     builds the services with GrantPolicy), and pushes recorded instead of posted."""
     for name, value in _stack(aws).environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
@@ -111,6 +111,15 @@ def as_(api: HttpApi, who: dict[str, str] | None, method: str, url: str, body: A
 def ok(reply: Reply, status: int = 200) -> Any:
     assert reply.status == status, reply.text
     return reply.json if reply.text else None
+
+
+def assert_problem(reply: Reply, status: int, error: str) -> None:
+    """The reply is a JSON problem with this status and error code, and a message (plain
+    asserts, so a failure shows what came instead)."""
+    seen = (reply.status, reply.headers.get("Content-Type"), reply.json.get("error"))
+    assert seen == (status, "application/json", error), reply.text
+    assert isinstance(reply.json.get("message"), str), reply.text
+    assert reply.json["message"], reply.text
 
 
 # ---- HTTP: one table row per route -------------------------------------------------------
@@ -733,13 +742,14 @@ def test_a_request_without_an_authorizer_context_is_401_and_changes_nothing(
     # When the request arrives without the authorizer's context (a route left without one)
     reply = route.request(api, None, values)
     # Then it is refused as unauthenticated, and nothing changes
-    assert reply.is_problem(401, "unauthorized"), reply.text
+    assert_problem(reply, 401, "unauthorized")
     assert "Authorization: Bearer" in reply.json["message"]
     assert snapshot(aws) == before
 
 
 def test_the_public_routes_need_no_authorizer_context(api: HttpApi) -> None:
-    # When the OpenAPI document is fetched without credentials
+    # Given a request that reaches the function without the authorizer's context
+    # When it fetches the OpenAPI document
     reply = as_(api, None, "GET", "/openapi.json")
     # Then it is served
     assert reply.status == 200
@@ -845,10 +855,11 @@ UNREADABLE_GRANTS = {"principal": "x", "kind": "api_key", "grants": '[{"pattern"
 
 
 def test_an_authorizer_context_with_unreadable_grants_is_401(api: HttpApi) -> None:
-    # When a request's authorizer context carries grants that do not parse
+    # Given an authorizer context whose grants do not parse (a pattern with an empty part)
+    # When a request carrying it arrives
     reply = as_(api, UNREADABLE_GRANTS, "GET", "/queues")
     # Then the caller is not authenticated (it is not the caller's request that is wrong)
-    assert reply.is_problem(401, "unauthorized"), reply.text
+    assert_problem(reply, 401, "unauthorized")
 
 
 # ---- WebSocket: events as API Gateway sends them -------------------------------------------
@@ -1506,53 +1517,97 @@ RX = (grant("orders.*", "send", "receive"),)
 OPX = (grant("orders.*", "admin"),)
 
 
-@pytest.mark.parametrize(
-    ("who", "grants", "method", "url", "body", "missing"),
-    [
-        ("rx", RX, "POST", "/queues/orders.dlq/receive", {}, "receive 'orders.dlq'"),
-        ("rx", RX, "POST", "/queues/orders.dlq/messages", {"body": "x"}, "send 'orders.dlq'"),
-        ("opx", OPX, "GET", "/queues/orders.dlq/messages", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "GET", "/queues/orders.dlq", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "POST", "/queues/orders.dlq/purge", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "POST", "/queues/orders.dlq/redrive", None, "admin 'orders.dlq'"),
-        ("opx", OPX, "DELETE", "/queues/orders.dlq", None, "admin 'orders.dlq'"),
-        (
-            "opx",
-            OPX,
-            "PUT",
-            "/queues/orders.dlq",
-            {"max_receive_count": 1, "dead_letter_queue": "orders.eu"},
-            "admin 'orders.dlq'",
+@dataclass(frozen=True)
+class DeadLetterReach:
+    """A request on `orders.dlq` by a principal whose grants cover `orders.*`, and what the
+    403 says it may not do."""
+
+    who: str
+    grants: Grants
+    method: str
+    url: str
+    body: Any = None
+    missing: str = "admin 'orders.dlq'"  # "<action> <destination>", as the 403 says it
+
+
+DEAD_LETTER_REACHES = [
+    pytest.param(
+        DeadLetterReach(
+            who="rx",
+            grants=RX,
+            method="POST",
+            url="/queues/orders.dlq/receive",
+            body={},
+            missing="receive 'orders.dlq'",
         ),
-        (
-            "opx",
-            OPX,
-            "PUT",
-            "/queues/orders.eu",
-            {"dead_letter_queue": "orders.dlq"},
-            "admin 'orders.dlq'",
+        id="rx receives from orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(
+            who="rx",
+            grants=RX,
+            method="POST",
+            url="/queues/orders.dlq/messages",
+            body={"body": "x"},
+            missing="send 'orders.dlq'",
         ),
-    ],
-    ids=lambda v: v if isinstance(v, str) and v.startswith(("/", "rx", "opx")) else "",
-)
+        id="rx sends to orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="GET", url="/queues/orders.dlq/messages"),
+        id="opx browses orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="GET", url="/queues/orders.dlq"),
+        id="opx reads orders.dlq's settings",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="POST", url="/queues/orders.dlq/purge"),
+        id="opx purges orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="POST", url="/queues/orders.dlq/redrive"),
+        id="opx redrives orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(who="opx", grants=OPX, method="DELETE", url="/queues/orders.dlq"),
+        id="opx deletes orders.dlq",
+    ),
+    pytest.param(
+        DeadLetterReach(
+            who="opx",
+            grants=OPX,
+            method="PUT",
+            url="/queues/orders.dlq",
+            body={"max_receive_count": 1, "dead_letter_queue": "orders.eu"},
+        ),
+        id="opx gives orders.dlq a dead-letter queue of its own",
+    ),
+    pytest.param(
+        DeadLetterReach(
+            who="opx",
+            grants=OPX,
+            method="PUT",
+            url="/queues/orders.eu",
+            body={"dead_letter_queue": "orders.dlq"},
+        ),
+        id="opx makes orders.dlq the dead-letter queue of orders.eu",
+    ),
+]
+
+
+@pytest.mark.parametrize("reach", DEAD_LETTER_REACHES)
 def test_a_sibling_wildcard_grant_cannot_reach_a_queues_dead_letters(
-    api: HttpApi,
-    aws: Aws,
-    who: str,
-    grants: Grants,
-    method: str,
-    url: str,
-    body: Any,
-    missing: str,
+    api: HttpApi, aws: Aws, reach: DeadLetterReach
 ) -> None:
     # Given orders with a dead letter in orders.dlq
     _a_message_in_the_dlq(api)
     before = snapshot(aws)
     # When a principal whose grants cover orders.* but not orders acts on orders.dlq
-    reply = as_(api, caller(who, grants), method, url, body)
+    reply = as_(api, caller(reach.who, reach.grants), reach.method, reach.url, reach.body)
     # Then it is refused as for any destination outside its grants, and nothing changes
     assert reply.status == 403, reply.text
-    assert reply.json == {"error": "forbidden", "message": f"{who!r} may not {missing}"}
+    assert reply.json == {"error": "forbidden", "message": f"{reach.who!r} may not {reach.missing}"}
     assert snapshot(aws) == before
 
 
@@ -1641,7 +1696,7 @@ def test_moving_a_message_to_a_missing_queue_needs_the_create_right(api: HttpApi
     url = f"/queues/orders/messages/{values['message_id']}/move"
     reply = as_(api, mover, "POST", url, {"to": "archive"})
     # Then 404 says archive would need creating, and the message stays where it was
-    assert reply.is_problem(404, "queue_not_found"), reply.text
+    assert_problem(reply, 404, "queue_not_found")
     assert "needs the create right on 'archive'" in reply.json["message"]
     assert snapshot(aws) == before
 
@@ -1655,7 +1710,7 @@ def test_redriving_into_a_missing_queue_needs_the_create_right(api: HttpApi, aws
     reply = as_(api, redriver, "POST", "/queues/orders.dlq/redrive", {"destination": "repairs"})
     # Then 404 says repairs would need creating (the rule of sends and moves), and the dead
     # letter stays where it was
-    assert reply.is_problem(404, "queue_not_found"), reply.text
+    assert_problem(reply, 404, "queue_not_found")
     assert "needs the create right on 'repairs'" in reply.json["message"]
     assert snapshot(aws) == before
 
@@ -1941,7 +1996,7 @@ def test_an_http_request_with_a_cached_allow_for_an_expired_key_is_401(
     clock.advance(60)
     late = as_(api, cached, "POST", "/queues/orders/messages", {"body": "too late"})
     # Then the function refuses it: 401, saying the key expired, and nothing is stored
-    assert late.is_problem(401, "unauthorized"), late.text
+    assert_problem(late, 401, "unauthorized")
     assert "this API key has expired" in late.json["message"]
     assert stored_messages(aws) == before
 
@@ -2089,7 +2144,7 @@ def test_another_requester_may_not_receive_from_a_temp_queue_over_http(
     # When carol (or alice herself) receives from it over HTTP
     carols = as_(api, caller("carol", REQUESTER), "POST", f"/queues/{queue}/receive", {})
     # Then she is refused with a problem naming the rule, and the reply still reaches alice
-    assert carols.is_problem(403, "forbidden"), carols.text
+    assert_problem(carols, 403, "forbidden")
     assert "private to the WebSocket connection" in carols.json["message"]
     wiring.sessions().pump(queue)
     assert [f.body for f in frames(pusher, "alice", "MESSAGE")] == [b"for alice only"]
@@ -2100,7 +2155,7 @@ def test_a_queue_may_not_be_made_under_the_temp_queue_prefix_over_http(api: Http
     # When it makes a queue whose name a connection's temp queue could have
     reply = api.put("/queues/temp-queue.0123456789abcdef.replies", {})
     # Then it is refused: the prefix is kept for temporary queues, made by the broker alone
-    assert reply.is_problem(400, "invalid_request"), reply.text
+    assert_problem(reply, 400, "invalid_request")
     assert "temp-queue." in reply.json["message"]
 
 
@@ -2295,19 +2350,29 @@ def test_replaying_a_topic_into_a_subscription_needs_the_right_to_receive_from_i
     )
 
     # Then it is refused as a subscriber would be, and nothing is stored
-    assert reply.is_problem(403, "forbidden"), reply.text
+    assert_problem(reply, 403, "forbidden")
     assert reply.json["message"] == f"{REFUSED!r} may not receive 'shop.orders'"
     assert snapshot(aws) == before
 
 
-@pytest.mark.parametrize("start", ["soon", "2026-12-07T00:00:00", "2999-01-01T00:00:00Z", 5])
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param("soon", id="a word"),
+        pytest.param("2026-12-07T00:00:00", id="a time without its zone"),
+        pytest.param("2999-01-01T00:00:00Z", id="a time to come"),
+        pytest.param(5, id="a number, not a string"),
+    ],
+)
 def test_a_subscription_with_a_bad_start_is_400_and_nothing_is_stored(
     api: HttpApi, aws: Aws, start: object
 ) -> None:
+    # Given the queue a durable subscription would deliver to
     _an_audit_queue(api)
     before = snapshot(aws)
-
+    # When an administrator makes a subscription whose start is none of "oldest", "now"
+    # or a past ISO-8601 time with its zone
     reply = api.put("/topics/shop.orders/subscriptions/audit", {"queue": "audit", "start": start})
-
-    assert reply.is_problem(400, "invalid_request"), reply.text
+    # Then 400 says the request is wrong, and nothing is stored
+    assert_problem(reply, 400, "invalid_request")
     assert snapshot(aws) == before

@@ -233,7 +233,7 @@ def test_racing_receivers_move_the_floor_past_settled_segments_without_a_failed_
     # Given racing receivers (b lost one race), no chance drawn in their favour, and five
     # segments' worth of messages
     a, b, c, _ = receivers
-    monkeypatch.setattr("mqless.domain.queues.leases.random.random", lambda: 0.99)
+    monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
     send(a, "x")
     with stale_reads(b):
         send(a, "y")
@@ -257,7 +257,7 @@ def test_racing_receivers_pass_the_empty_places_a_batch_left_in_a_closed_segment
     # batch of ten that did not fit the rest of their segment: it started the next one and
     # left eight places of the first empty, where the shard's dispenser now points
     a, b, c, _ = receivers
-    monkeypatch.setattr("mqless.domain.queues.leases.random.random", lambda: 0.99)
+    monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
     send(a, "x")
     with stale_reads(b):
         send(a, "y")
@@ -279,7 +279,7 @@ def test_a_racing_receive_gets_no_more_than_it_asked_from_a_segment_of_twelve(
     # Given a segment of 12 references, as segments were before they held 10 (the index
     # written by an earlier version), and ten more messages in a segment after it
     a, b, _, _ = receivers
-    monkeypatch.setattr("mqless.domain.queues.leases.random.random", lambda: 0.99)
+    monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
     with monkeypatch.context() as old:
         old.setattr("mqless.storage.index.MAX_REFS", 12)
         for i in range(12):
@@ -291,9 +291,9 @@ def test_a_racing_receive_gets_no_more_than_it_asked_from_a_segment_of_twelve(
     # dispenser at the tenth (as if tickets had handed out the nine)
     with stale_reads(b), monkeypatch.context() as oldest:
         # (b's guesses go to the oldest: it wants the first, which a took)
-        oldest.setattr("mqless.domain.queues.leases.random.shuffle", lambda items: None)
+        oldest.setattr("mqless.domain.queues.taking.random.shuffle", lambda items: None)
         oldest.setattr(
-            "mqless.domain.queues.leases.random.sample", lambda items, k: list(items)[:k]
+            "mqless.domain.queues.claiming.random.sample", lambda items, k: list(items)[:k]
         )
         assert len(a.receive(P, QUEUE, oldest_first=True, max_messages=9)) == 9
         b.receive(P, QUEUE)

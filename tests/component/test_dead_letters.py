@@ -506,16 +506,16 @@ def test_a_message_two_receivers_find_over_its_limit_at_once_is_dead_lettered_on
         registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, clock),
         time=clock,
     )
-    refer = broker._refer
+    refer = broker._mover.refer
     second: list[Delivery] = []
 
     def racing(*args: Any, **kwargs: Any) -> None:
-        monkeypatch.setattr(broker, "_refer", refer)
+        monkeypatch.setattr(broker._mover, "refer", refer)
         clock.advance(1)  # a second later: the first receiver's lease of 0 s has ended
         second.extend(other.receive(P, "jobs", visibility_timeout=0))
         refer(*args, **kwargs)
 
-    monkeypatch.setattr(broker, "_refer", racing)
+    monkeypatch.setattr(broker._mover, "refer", racing)
     assert broker.receive(P, "jobs", visibility_timeout=0) == []
     # Then neither delivers it, and the dead-letter queue holds it once
     assert second == []

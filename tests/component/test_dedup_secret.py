@@ -12,8 +12,9 @@ from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage
-from mqless.domain.queues.dedup import SECRET_KEY, SECRET_PARTITION, DedupHasher
+from mqless.domain.queues.dedup import DedupHasher
 from mqless.domain.queues.service import QueueService
+from mqless.storage.dedup_secret import SECRET_KEY, SECRET_PARTITION, DedupSecretStore
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import from_wire, to_wire
 from mqless.storage.envelope import DataKey, KmsKeyProvider
@@ -27,8 +28,7 @@ def _hasher(aws: Aws) -> DedupHasher:
     """A dedup hasher as a fresh process builds it."""
     return DedupHasher(
         KmsKeyProvider(aws.kms, aws.settings.kms_key_id),
-        aws.dynamodb,
-        aws.settings.destinations_table,
+        DedupSecretStore(aws.dynamodb, aws.settings.destinations_table),
     )
 
 
@@ -73,8 +73,7 @@ def test_two_first_senders_in_a_race_agree_on_one_secret(aws: Aws) -> None:
 
     late = DedupHasher(
         LateProvider(aws.kms, aws.settings.kms_key_id),
-        aws.dynamodb,
-        aws.settings.destinations_table,
+        DedupSecretStore(aws.dynamodb, aws.settings.destinations_table),
     )
     # When the first one, too late to store its own, asks for a record id
     mine = late.record_id("/queue/q.fifo", "d-1")

@@ -184,6 +184,7 @@ FILE_PREFIX = {
 def test_every_event_file_is_one_kind_of_event() -> None:
     # Given every file in events/
     assert ALL_EVENTS, "events/ is empty"
+    # When each is told apart by its shape (kinds_of)
     # Then each is exactly one of the kinds the functions take, named <what>_<case>.json
     for path in ALL_EVENTS:
         kinds = kinds_of(load(path))
@@ -193,8 +194,14 @@ def test_every_event_file_is_one_kind_of_event() -> None:
         if kind in FILE_PREFIX:
             assert path.name.startswith(FILE_PREFIX[kind]), f"{path.name}: {kind} event"
     # ... every kind has samples, and together they are all the files
-    assert HTTP_EVENTS and WEBSOCKET_EVENTS and STREAM_EVENTS and SCHEDULE_EVENTS
-    assert AUTHORIZER_EVENTS
+    by_kind = {
+        "http": HTTP_EVENTS,
+        "websocket": WEBSOCKET_EVENTS,
+        "stream": STREAM_EVENTS,
+        "schedule": SCHEDULE_EVENTS,
+        "authorizer": AUTHORIZER_EVENTS,
+    }
+    assert [kind for kind, paths in by_kind.items() if not paths] == []
     together = HTTP_EVENTS + WEBSOCKET_EVENTS + STREAM_EVENTS + SCHEDULE_EVENTS + AUTHORIZER_EVENTS
     assert sorted(together) == ALL_EVENTS
 
@@ -204,6 +211,7 @@ def test_http_event_is_shaped_like_api_gateway_payload_v2(path: Path) -> None:
     # Given a sample HTTP API event
     event = load(path)
     context = event["requestContext"]
+    # When it is read as API Gateway's payload format 2.0
     method, route = event["routeKey"].split(" ", 1)
     # Then it carries what API Gateway sends, consistently
     assert event["version"] == "2.0"
@@ -248,6 +256,7 @@ def test_http_event_carries_a_key_exactly_where_the_template_wants_one(template:
     guarded = {f"{r.method} {r.path}": a for r, a in template.http_authorizers().items()}
     public = {f"{r.method} {r.path}" for r in template.http_routes()} - set(guarded)
     assert public == {"GET /console", "GET /console/{file}", "GET /openapi.json"}
+    # When each sample is matched to its route
     for path in HTTP_EVENTS:
         event = load(path)
         authorizer = guarded.get(event["routeKey"])
@@ -272,6 +281,7 @@ def test_schedule_event_targets_a_function_the_template_schedules(stack: Stack) 
     # Given the sample schedule event and the template's schedules
     (path,) = SCHEDULE_EVENTS
     event = load(path)
+    # When the functions the template schedules are listed
     scheduled = {s.function for s in stack.schedules() if s.enabled}
     # Then it is EventBridge Scheduler's default payload, for the sweeper's schedule
     assert "SweeperFunction" in scheduled
@@ -309,7 +319,8 @@ def _problem(status: int, error: str) -> Expectation:
         body = reply.json
         seen = (reply.status, reply.headers.get("Content-Type"), body.get("error"))
         assert seen == (status, "application/json", error), reply.text[:500]
-        assert isinstance(body.get("message"), str) and body["message"]
+        assert isinstance(body.get("message"), str), reply.text[:500]
+        assert body["message"] != ""
 
     return expect
 
@@ -350,7 +361,8 @@ def _messages_send_fifo(r: Reply) -> None:
     # number, exact in JavaScript
     _created(r)
     sequence = r.json["sequence"]
-    assert isinstance(sequence, int) and 1 < sequence < 2**53, sequence
+    assert isinstance(sequence, int), sequence
+    assert 1 < sequence < 2**53, sequence
 
 
 def _messages_batch(r: Reply) -> None:
@@ -487,6 +499,9 @@ def test_http_event_gets_the_expected_answer(seeded: HttpApi, path: Path) -> Non
 
 
 def test_every_http_event_has_an_expectation() -> None:
+    # Given the HTTP samples (queue_put has a test of its own, which invokes it twice)
+    # When their names are looked up in EXPECTED
+    # Then each has an expectation, and no expectation names a sample that is not there
     assert {p.stem for p in HTTP_EVENTS} == set(EXPECTED) | {"queue_put"}
 
 
@@ -694,6 +709,7 @@ def test_websocket_event_is_shaped_like_api_gateway_sends_it(
     event = load(path)
     context = event["requestContext"]
     kind = context["eventType"]
+    # When it is read as API Gateway's event of that type
     # Then Powertools' model of its event type takes it
     WEBSOCKET_MODELS[kind].model_validate(event)
     # ... its route is the one API Gateway picks: by event type, or by the template's route
@@ -726,10 +742,12 @@ def test_websocket_event_is_shaped_like_api_gateway_sends_it(
     # ... a message has its id and a text body, and no HTTP headers
     if kind == "MESSAGE":
         assert API_GATEWAY_ID.fullmatch(context["messageId"])
-        assert isinstance(event["body"], str) and event["body"]
-        assert "headers" not in event and "multiValueHeaders" not in event
+        assert isinstance(event["body"], str), event["body"]
+        assert event["body"] != ""
+        assert sorted({"headers", "multiValueHeaders"} & set(event)) == []
     else:
-        assert "messageId" not in context and "body" not in event
+        assert "messageId" not in context
+        assert "body" not in event
         assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
         assert event["headers"]["Host"] == context["domainName"]
     # ... a query string, where there is one, in both its forms
@@ -738,7 +756,9 @@ def test_websocket_event_is_shaped_like_api_gateway_sends_it(
     # ... and, $connect being authorized, what its authorizer said about the connection
     assert websocket_api.routes["$connect"].authorizer is not None
     assert set(context["authorizer"]) == {"principalId", "principal", "kind", "grants"}
-    assert all(isinstance(v, str) for v in context["authorizer"].values())
+    assert {k: type(v) for k, v in context["authorizer"].items()} == dict.fromkeys(
+        context["authorizer"], str
+    )
     # ... $connect has the upgrade request's headers, sent when the connection was made
     if kind == "CONNECT":
         headers = event["headers"]
@@ -754,12 +774,13 @@ def test_websocket_event_is_shaped_like_api_gateway_sends_it(
         assert context["disconnectReason"]
         assert event["headers"]["X-Forwarded-For"] == ""
     else:
-        assert "disconnectStatusCode" not in context and "disconnectReason" not in context
+        assert sorted({"disconnectStatusCode", "disconnectReason"} & set(context)) == []
 
 
 def test_websocket_samples_use_every_template_route(websocket_api: WebSocketApi) -> None:
     # Given the routes the sample events take
     sampled = {load(p)["requestContext"]["routeKey"] for p in WEBSOCKET_EVENTS}
+    # When they are set beside the template's WebSocket routes
     # Then they are the template's WebSocket routes, every one of them
     assert sampled == set(websocket_api.routes) == {"$connect", "$default", "$disconnect"}
 
@@ -770,6 +791,7 @@ def test_websocket_samples_tell_three_connections_consistently() -> None:
     assert sorted(stem for client in CLIENTS for stem in client) == sorted(
         p.stem for p in WEBSOCKET_EVENTS
     )
+    # When their request contexts are set side by side
     contexts = {p.stem: load(p)["requestContext"] for p in WEBSOCKET_EVENTS}
     # Then all come from one API and stage
     assert len({(c["apiId"], c["domainName"], c["stage"]) for c in contexts.values()}) == 1
@@ -795,15 +817,17 @@ def test_websocket_samples_tell_three_connections_consistently() -> None:
 
 def test_websocket_message_bodies_are_what_the_protocols_take() -> None:
     # Given the sample messages of the JSON client and of the STOMP client
+    # When each body is parsed by its protocol's parser
     # Then the JSON ones are JSON protocol frames ...
     assert parse_frame(ws_event("ws_message_subscribe")["body"]).action == "subscribe"
     assert parse_frame(ws_event("ws_message_publish")["body"]).action == "publish"
     # ... and the STOMP ones one STOMP frame each (content-length, where given, honest)
     (connect,) = decode_frames(ws_event("ws_message_stomp_connect")["body"])
     (send,) = decode_frames(ws_event("ws_message_stomp_send")["body"])
-    assert connect.command == "CONNECT" and connect.header("accept-version") == "1.2,1.1,1.0"
-    assert send.command == "SEND" and send.header("destination") == "/queue/orders"
-    assert send.header("content-type") == "application/json" and send.header("receipt")
+    assert (connect.command, connect.header("accept-version")) == ("CONNECT", "1.2,1.1,1.0")
+    assert (send.command, send.header("destination")) == ("SEND", "/queue/orders")
+    assert send.header("content-type") == "application/json"
+    assert send.header("receipt")
     # ... the STOMP client offering the STOMP subprotocols when it connects
     offered = ws_event("ws_connect_stomp")["headers"]["Sec-WebSocket-Protocol"]
     assert offered == "v12.stomp, v11.stomp, v10.stomp"
@@ -823,6 +847,7 @@ def test_websocket_clients_bring_their_key_the_way_they_can() -> None:
         ws_event(stem)
         for stem in ("ws_connect_json", "ws_connect_stomp", "ws_connect_stomp_pending")
     )
+    # When what each sends with its handshake is looked at
     # Then the browser (which cannot set headers on a WebSocket) puts it in the URL ...
     assert browser["queryStringParameters"] == {"access_token": SAMPLE_TOKEN}
     assert "Authorization" not in browser["headers"]
@@ -830,7 +855,8 @@ def test_websocket_clients_bring_their_key_the_way_they_can() -> None:
     assert stomp["headers"]["Authorization"] == f"Bearer {SAMPLE_TOKEN}"
     assert "queryStringParameters" not in stomp
     # ... and the browser STOMP client nowhere: it offers STOMP and will say it in CONNECT
-    assert "Authorization" not in pending["headers"] and "queryStringParameters" not in pending
+    assert "Authorization" not in pending["headers"]
+    assert "queryStringParameters" not in pending
     assert pending["headers"]["Sec-WebSocket-Protocol"] == "v12.stomp, v11.stomp, v10.stomp"
     # ... so the two with a key are `ops-admin`'s, the other pending (no one yet)
     for event in (browser, stomp):
@@ -875,6 +901,7 @@ def invoke_ws(stem: str) -> dict[str, Any]:
 
 
 def test_websocket_events_in_order_get_what_the_clients_expect(pushed: RecordingPusher) -> None:
+    # Given the samples' JSON client and STOMP client, nothing connected yet
     json_client, stomp_client = connection_of("ws_connect_json"), connection_of("ws_connect_stomp")
     # When the samples are invoked in the order the two clients cause them
     answers = {stem: invoke_ws(stem) for stem in WEBSOCKET_SEQUENCE}
@@ -884,7 +911,7 @@ def test_websocket_events_in_order_get_what_the_clients_expect(pushed: Recording
         "statusCode": 200,
         "headers": {"Sec-WebSocket-Protocol": "v12.stomp"},
     }
-    assert all(answer["statusCode"] == 200 for answer in answers.values())
+    assert {stem: a["statusCode"] for stem, a in answers.items()} == dict.fromkeys(answers, 200)
     # ... the STOMP client gets CONNECTED (STOMP 1.2), then the RECEIPT its SEND asked for
     (send,) = decode_frames(ws_event("ws_message_stomp_send")["body"])
     connected, receipt = pushed.stomp_frames(stomp_client)
@@ -964,8 +991,9 @@ def stored_about(connection_id: str, dynamodb: Any, settings: Settings) -> list[
 def test_pending_stomp_connection_is_opened_by_a_connect_with_a_real_key(
     pushed: RecordingPusher, dynamodb: Any, settings: Settings, ops_admin_key: str
 ) -> None:
+    # Given the samples' STOMP client that brings no key to its handshake
     client = connection_of("ws_connect_stomp_pending")
-    # When the STOMP client that brought no key connects
+    # When it connects
     answer = invoke_ws("ws_connect_stomp_pending")
     # Then the handshake goes on with the newest STOMP it offered, and nothing is stored
     assert answer == {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "v12.stomp"}}
@@ -979,7 +1007,8 @@ def test_pending_stomp_connection_is_opened_by_a_connect_with_a_real_key(
     assert connected.command == "CONNECTED"
     assert connected.header("version") == "1.2"
     info = wiring.sessions().info(client)
-    assert info is not None and info.principal == SAMPLE_PRINCIPAL
+    assert info is not None
+    assert info.principal == SAMPLE_PRINCIPAL
     listed = {c["id"]: c for c in wiring.sessions().live.list_connections()}
     assert listed[client]["protocol"] == "stomp"
     assert stored_about(client, dynamodb, settings) != []
@@ -1024,11 +1053,13 @@ def test_stream_event_is_a_messages_table_insert_that_dispatch_takes(stack: Stac
     event = load(path)
     (record,) = event["Records"]
     (source,) = [s for s in stack.stream_sources() if s.function == "DispatchFunction"]
+    # When it is read as a stream event and passed through the template's filter
     # Then Powertools' model of a DynamoDB stream event takes it
     DynamoDBStreamModel.model_validate(event)
     # ... the template's FilterCriteria let it through (and would stop the same item's MODIFY)
     matches = record_filter(source.filter_patterns)
-    assert source.filter_patterns and matches(record)
+    assert source.filter_patterns != ()
+    assert matches(record)
     assert not matches({**record, "eventName": "MODIFY"})
     assert source.report_batch_item_failures
     # ... it comes from the stream of the messages table, as CloudFormation names the table
@@ -1052,7 +1083,8 @@ def test_stream_event_is_a_messages_table_insert_that_dispatch_takes(stack: Stac
     assert change["StreamViewType"] == stream_spec["StreamViewType"]
     assert "OldImage" not in change  # an INSERT has no old image
     assert re.fullmatch(r"\d{21,40}", change["SequenceNumber"])
-    assert isinstance(change["SizeBytes"], int) and change["SizeBytes"] > 0
+    assert isinstance(change["SizeBytes"], int), change["SizeBytes"]
+    assert change["SizeBytes"] > 0
     # ... and would let no index, group, dedup or data-key write through
     for pk in ("I#orders#0", "F#orders.fifo#0", "D#orders.fifo#a", "K#/queue/orders"):
         other = copy.deepcopy(record)
@@ -1077,8 +1109,10 @@ def test_stream_event_is_a_messages_table_insert_that_dispatch_takes(stack: Stac
     # ... one body, sealed with its headers (binary values are base64 in stream JSON),
     # naming its data key by id (8 bytes); nothing its sender wrote beside them in the clear
     sealed = item["b"]  # a lone body is `b` itself, not a list of one
-    assert isinstance(sealed, bytes) and sealed[0] == FORMAT_VERSION
-    assert isinstance(item["k"], bytes) and len(item["k"]) == 8
+    assert isinstance(sealed, bytes), sealed
+    assert sealed[0] == FORMAT_VERSION
+    assert isinstance(item["k"], bytes), item["k"]
+    assert len(item["k"]) == 8
     assert set(item) == {"pk", "sk", "b", "k", "x"}
     # ... the body of the STOMP client's SEND (its size: the sealed body is the body and its
     # headers plus 33 bytes of framing, nonce and tag)
@@ -1105,6 +1139,7 @@ def test_stream_event_image_has_the_attributes_the_broker_stores(
         for item in page["Items"]
         if item["sk"] == {"S": item_id}
     ]
+    # When its stored item is set beside the sample's new image
     # Then the sample's new image has the same attributes, of the same DynamoDB types
     assert {name: next(iter(value)) for name, value in image.items()} == {
         name: next(iter(value)) for name, value in stored.items()
@@ -1182,11 +1217,13 @@ def test_http_authorizer_event_is_what_api_gateway_sends_before_the_sample_send(
     # Given the HTTP authorizer's sample and the sample request it stands before
     event = load(EVENTS / "authorizer_http_request.json")
     request = load(EVENTS / "messages_send.json")
+    # When it is set beside the event API Gateway builds from that request
     # Then Powertools' model of a payload-2.0 authorizer event takes it
     ApiGatewayAuthorizerRequestV2.model_validate(event)
     # ... it is that request's, as API Gateway would send it (no body, no authorizer's say yet)
     assert event == http_authorizer_event(request)
-    assert "body" not in event and "authorizer" not in event["requestContext"]
+    assert "body" not in event
+    assert "authorizer" not in event["requestContext"]
     # ... its identity source is the template's (the Authorization header), and its route ARN
     # names the request's API, stage, method and path
     guarded = {f"{r.method} {r.path}": a for r, a in template.http_authorizers().items()}
@@ -1207,12 +1244,14 @@ def test_websocket_authorizer_event_is_what_api_gateway_sends_before_the_json_co
     # Given the WebSocket authorizer's sample and the JSON client's handshake
     event = load(EVENTS / "authorizer_ws_connect.json")
     connect = ws_event("ws_connect_json")
+    # When it is set beside the event API Gateway builds from that handshake
     # Then it is that handshake's, as API Gateway sends it to a REQUEST authorizer
     assert event == websocket_authorizer_event(connect)
     assert event["queryStringParameters"] == {"access_token": SAMPLE_TOKEN}
     # ... for the route the template authorizes with AuthorizerFunction, and no other
     authorizer = websocket_api.routes["$connect"].authorizer
-    assert authorizer is not None and authorizer.function == "AuthorizerFunction"
+    assert authorizer is not None
+    assert authorizer.function == "AuthorizerFunction"
     assert authorizer.identity_sources == ()  # the function looks at query and header itself
     authorized = {k for k, r in websocket_api.routes.items() if r.authorizer is not None}
     assert authorized == {"$connect"}
@@ -1239,7 +1278,8 @@ def authorize(
 
 
 def test_http_authorizer_refuses_the_samples_fake_key(authorize: Callable[..., Any]) -> None:
-    # When the HTTP authorizer's sample (the fake key) invokes the authorizer
+    # Given the HTTP authorizer's sample, which carries the samples' fake key
+    # When it invokes the authorizer
     answer = authorize(load(EVENTS / "authorizer_http_request.json"))
     # Then the request is not authorized (API Gateway answers 403 without calling the API)
     assert answer == {"isAuthorized": False}
@@ -1280,7 +1320,8 @@ def _policy_document(effect: str, method_arn: str) -> dict[str, Any]:
 
 
 def test_websocket_authorizer_denies_the_samples_fake_key(authorize: Callable[..., Any]) -> None:
-    # When the WebSocket authorizer's sample (the fake key) invokes the authorizer
+    # Given the WebSocket authorizer's sample, which carries the samples' fake key
+    # When it invokes the authorizer
     event = load(EVENTS / "authorizer_ws_connect.json")
     answer = authorize(event)
     # Then its policy denies `$connect` (API Gateway refuses the handshake with 403)
@@ -1317,6 +1358,7 @@ def test_websocket_authorizer_refuses_a_keyless_handshake_that_offers_no_stomp(
     # Given the JSON client's handshake without its access_token
     event = load(EVENTS / "authorizer_ws_connect.json")
     event["queryStringParameters"] = event["multiValueQueryStringParameters"] = {}
-    # When it invokes the authorizer, then it raises exactly `Unauthorized` (API Gateway's 401)
+    # When it invokes the authorizer
+    # Then it raises exactly `Unauthorized` (API Gateway answers the handshake 401)
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorize(event)

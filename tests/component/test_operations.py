@@ -13,7 +13,7 @@ from conftest_http import HttpApi
 from mqless import wiring
 from mqless.domain.access.principals import Principal
 from mqless.domain.access.users import EVERYTHING
-from mqless.domain.queues import service as queue_service
+from mqless.domain.queues import counting
 from mqless.storage import keys
 from mqless.transports.websocket.outbound import Connection
 from mqless_cli.cfn import Stack
@@ -78,7 +78,7 @@ def test_counts_are_bounded_and_say_so(api: HttpApi, monkeypatch: pytest.MonkeyP
     for i in range(7):
         _send(api, "deep", str(i))
     # (a count reads at most COUNT_BOUND references: here 5, so that 7 messages pass it)
-    monkeypatch.setattr(queue_service, "COUNT_BOUND", 5)
+    monkeypatch.setattr(counting, "COUNT_BOUND", 5)
 
     # When the queue's stats are read
     stats = api.get("/queues/deep/stats").json

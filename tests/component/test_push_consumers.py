@@ -2,32 +2,58 @@
 
 The pushes land in a RecordingPusher (API Gateway's @connections stand-in); the queue is
 the real one over moto, so leases, receive counts and dead letters are the queue's own.
+Each test reads what a user sees: the frames each connection is posted, the queue's counts
+as `GET /queues/{name}` shows them, and the open connections as `GET /connections` lists
+them. Where a test's point is a race between two Lambda invocations, it makes the race
+happen by running the other invocation from inside a step of the first (a patched internal
+step): there is no public way to interleave them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from mqless import assembly, wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
-from mqless.domain.clock import ManualClock, SystemClock
+from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.push.consumers import QueueConsumers
 from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
-from mqless.storage.destinations import QueueRegistry
-from mqless.storage.dynamo import to_wire
-from mqless.transports.dispatch import handle_batch
+from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
+from mqless.storage.log import LogStore
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.sessions import Sessions
+from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws, RecordingPusher
-from tests.component.test_push_costs import _dispatch
+from tests.component.dispatch_function import DispatchFunction
 from tests.inline_dispatch import INLINE_DISPATCH
-from tests.lambda_support import FakeLambdaContext
+
+Send = Callable[..., None]
+
+
+@pytest.fixture
+def send(broker: QueueService, clock: ManualClock) -> Send:
+    """send(queue, *bodies): each body sent to the queue, a millisecond apart (standard
+    queues order by send time, ties in any order)."""
+
+    def send_bodies(queue: str, *bodies: str) -> None:
+        for body in bodies:
+            broker.send(ANONYMOUS, queue, NewMessage(body=body.encode()))
+            clock.advance(0.001)
+
+    return send_bodies
+
+
+@pytest.fixture
+def dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> DispatchFunction:
+    """The dispatch function wired to the test's sessions, handed stream records by hand."""
+    return DispatchFunction(aws, sessions, monkeypatch)
 
 
 def _connect(sessions: Sessions, connection_id: str) -> None:
@@ -44,18 +70,19 @@ def _messages(pusher: RecordingPusher, connection_id: str) -> list[dict[str, Any
     return [f for f in pusher.json_frames(connection_id) if f["type"] == "message"]
 
 
-def _send(broker: QueueService, queue: str, *bodies: str) -> None:
-    # a millisecond apart: standard queues order by send time, ties in any order
-    clock = broker._clock
-    for body in bodies:
-        broker.send(ANONYMOUS, queue, NewMessage(body=body.encode()))
-        assert isinstance(clock, ManualClock)
-        clock.advance(0.001)
+def _bodies(pusher: RecordingPusher, connection_id: str) -> list[str]:
+    return [m["body"] for m in _messages(pusher, connection_id)]
 
 
 def _counts(broker: QueueService, queue: str) -> tuple[int, int]:
-    config, counts = broker.get_queue(ANONYMOUS, queue)
+    """(visible, in flight): the queue's counts as `GET /queues/{name}` shows them."""
+    _, counts = broker.get_queue(ANONYMOUS, queue)
     return counts.visible, counts.in_flight
+
+
+def _connections(sessions: Sessions) -> list[str]:
+    """The open connections, as `GET /connections` lists them."""
+    return sorted(c["id"] for c in sessions.live.list_connections())
 
 
 def _subscribe(sessions: Sessions, connection_id: str, queue: str, **options: Any) -> None:
@@ -70,12 +97,13 @@ def _subscribe(sessions: Sessions, connection_id: str, queue: str, **options: An
 
 
 def test_a_subscriber_gets_at_most_prefetch_messages_until_it_acks(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a queue of five messages
     _connect(sessions, "c1")
-    _send(broker, "jobs", "m1", "m2", "m3", "m4", "m5")
+    send("jobs", "m1", "m2", "m3", "m4", "m5")
 
-    # When a client-individual subscriber with prefetch 2 joins a queue of five
+    # When a client-individual subscriber with prefetch 2 joins it
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=2)
     first = _messages(pusher, "c1")
     # and more pumps come (new messages, the sweeper) before it acks
@@ -85,24 +113,25 @@ def test_a_subscriber_gets_at_most_prefetch_messages_until_it_acks(
     # Then it holds the two oldest, in order, each with an ack id
     assert [m["body"] for m in first] == ["m1", "m2"]
     assert still == first
-    assert all(m["ack"] and m["destination"] == "/queue/jobs" for m in first)
+    assert [m["destination"] for m in first] == ["/queue/jobs"] * 2
+    assert [bool(m["ack"]) for m in first] == [True, True]
     assert _counts(broker, "jobs") == (3, 2)
 
-    # When it acks one, the freed credit pulls the next message at once
+    # When it acks one
     _frame(sessions, "c1", action="ack", id=first[0]["ack"], receipt="r1")
-    frames = pusher.json_frames("c1")
-    assert {"type": "receipt", "receipt": "r1"} in frames
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
+    # Then the ack is receipted, and the freed credit pulls the next message at once
+    assert {"type": "receipt", "receipt": "r1"} in pusher.json_frames("c1")
+    assert _bodies(pusher, "c1") == ["m1", "m2", "m3"]
     assert _counts(broker, "jobs") == (2, 2)
 
 
 def test_a_consumer_holding_more_than_64_messages_gets_more_as_it_acks(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a client-individual subscriber with prefetch 100 holding 100 of 150 messages
     # (one producer: they sit in one shard of the queue, behind each other)
     _connect(sessions, "c1")
-    _send(broker, "jobs", *(f"m{n:03d}" for n in range(150)))
+    send("jobs", *(f"m{n:03d}" for n in range(150)))
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
     held = _messages(pusher, "c1")
     assert len(held) == 100
@@ -119,11 +148,11 @@ def test_a_consumer_holding_more_than_64_messages_gets_more_as_it_acks(
 
 
 def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_ten_at_a_time(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a client-individual subscriber with prefetch 100 holding 100 of 130 messages
     _connect(sessions, "c1")
-    _send(broker, "jobs", *(f"m{n:03d}" for n in range(130)))
+    send("jobs", *(f"m{n:03d}" for n in range(130)))
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
     held = _messages(pusher, "c1")
     assert len(held) == 100
@@ -144,37 +173,37 @@ def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_ten_at_a_time(
 
 
 def test_acks_of_a_consumer_with_room_left_do_not_read_the_queue(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, aws: Aws
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send, aws: Aws
 ) -> None:
+    """What the acks read is the point (a read the consumer could not profit by is billed
+    all the same): it is metered as AWS bills it (`mqless_cli.billing`, as test_costs.py)."""
     # Given a client-individual subscriber with prefetch 10 holding the only three messages
     _connect(sessions, "c1")
-    _send(broker, "jobs", "a", "b", "c")
+    send("jobs", "a", "b", "c")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=10)
     held = _messages(pusher, "c1")
-    queries: list[str] = []
 
-    def note(params: dict[str, Any], **_: Any) -> None:
-        queries.append(str(params["ExpressionAttributeValues"][":p"]["S"]))
-
-    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.Query", note)
-    try:
-        # When it acks all three
+    # When it acks all three
+    meter = Meter()
+    with observing_moto(meter):
         for message in held:
             _frame(sessions, "c1", action="ack", id=message["ack"])
-    finally:
-        aws.dynamodb.meta.events.unregister("provide-client-params.dynamodb.Query", note)
-    # Then every ack was taken, and no ack read the queue's index looking for more (the
-    # queue had nothing a pump could give it that the last pump had not)
+
+    # Then every ack was taken, and nothing more came
     assert _counts(broker, "jobs") == (0, 0)
-    assert [p for p in queries if p.startswith("I#")] == []
     assert len(_messages(pusher, "c1")) == 3
+    # and no ack read the queue's index looking for more (the queue had nothing a pump
+    # could give it that the last pump had not): not one read unit billed on it
+    index = f"{aws.settings.messages_table} I#jobs#"
+    assert [p for p in meter.usage().partition_read_units if p.startswith(index)] == []
 
 
 def test_a_nack_redelivers_and_counts_the_attempt(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a client-individual consumer with prefetch 1 holding a message
     _connect(sessions, "c1")
-    _send(broker, "jobs", "once")
+    send("jobs", "once")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=1)
     [first] = _messages(pusher, "c1")
 
@@ -190,45 +219,56 @@ def test_a_nack_redelivers_and_counts_the_attempt(
 
 
 def test_a_nack_with_a_delay_holds_the_message_back(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, clock: ManualClock
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    clock: ManualClock,
 ) -> None:
+    # Given a client-individual consumer with prefetch 1 holding a message
     _connect(sessions, "c1")
-    _send(broker, "jobs", "later")
+    send("jobs", "later")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=1)
     [first] = _messages(pusher, "c1")
 
+    # When it nacks it with a delay of 60 seconds
     _frame(sessions, "c1", action="nack", id=first["ack"], delay_seconds=60)
-    assert len(_messages(pusher, "c1")) == 1
+    # Then the message does not come back at once
+    assert _bodies(pusher, "c1") == ["later"]
+
+    # When the delay has passed and the sweeper runs
     clock.advance(61)
     sessions.pump_all()  # what the sweeper does on its schedule
-
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["later", "later"]
+    # Then it comes back
+    assert _bodies(pusher, "c1") == ["later", "later"]
 
 
 def test_competing_subscribers_share_a_queue(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given two client-individual subscribers of a queue, each with prefetch 2
     _connect(sessions, "a")
     _connect(sessions, "b")
     _subscribe(sessions, "a", "work", ack="client-individual", prefetch=2)
     _subscribe(sessions, "b", "work", ack="client-individual", prefetch=2)
 
     # When four messages arrive and the stream wakes the pump
-    _send(broker, "work", "1", "2", "3", "4")
+    send("work", "1", "2", "3", "4")
     sessions.pump("work")
 
     # Then each subscriber holds two, and no message went to both
-    got_a = {m["body"] for m in _messages(pusher, "a")}
-    got_b = {m["body"] for m in _messages(pusher, "b")}
-    assert len(got_a) == len(got_b) == 2
-    assert got_a | got_b == {"1", "2", "3", "4"}
+    got_a, got_b = _bodies(pusher, "a"), _bodies(pusher, "b")
+    assert (len(got_a), len(got_b)) == (2, 2)
+    assert sorted(got_a + got_b) == ["1", "2", "3", "4"]
 
 
 def test_a_disconnect_gives_its_messages_to_the_other_subscriber_at_once(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a client-mode subscriber holding both messages of a queue, and a second
+    # subscriber that got none
     _connect(sessions, "a")
-    _send(broker, "work", "x", "y")
+    send("work", "x", "y")
     _subscribe(sessions, "a", "work", ack="client", prefetch=5)
     assert len(_messages(pusher, "a")) == 2
     _connect(sessions, "b")
@@ -238,54 +278,61 @@ def test_a_disconnect_gives_its_messages_to_the_other_subscriber_at_once(
     # When a's connection closes ($disconnect) without acking
     sessions.close("a")
 
-    # Then b gets both now, not after the visibility timeout, marked redelivered
-    got = _messages(pusher, "b")
-    assert sorted(m["body"] for m in got) == ["x", "y"]
-    assert all(m["redelivered"] for m in got)
-    assert sessions.info("a") is None
+    # Then b gets both now, not after the visibility timeout, marked redelivered, and a
+    # is no longer listed among the open connections
+    got = sorted((m["body"], m["redelivered"]) for m in _messages(pusher, "b"))
+    assert got == [("x", True), ("y", True)]
+    assert _connections(sessions) == ["b"]
 
 
 def test_a_connection_found_gone_during_a_push_loses_its_leases(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given two subscribers of a queue, and a's socket dead without API Gateway's
+    # $disconnect reaching us (a post to it answers GoneException)
     _connect(sessions, "a")
     _connect(sessions, "b")
     _subscribe(sessions, "a", "work", ack="client-individual", prefetch=5, id="sa")
     _subscribe(sessions, "b", "work", ack="client-individual", prefetch=1, id="sb")
-    # a's socket died without API Gateway's $disconnect reaching us
     pusher.gone.add("a")
 
-    _send(broker, "work", "1", "2", "3")
+    # When three messages arrive and the pump runs for each
+    send("work", "1", "2", "3")
     for _ in range(3):
         sessions.pump("work")
 
-    # Then nothing is stuck with a: b holds one, the rest wait in the queue, a is forgotten
+    # Then nothing is stuck with a: b holds one, the rest wait in the queue, and a is no
+    # longer listed among the open connections
     assert len(_messages(pusher, "b")) == 1
     assert _counts(broker, "work") == (2, 1)
-    assert sessions.info("a") is None
+    assert _connections(sessions) == ["b"]
 
 
 def test_auto_ack_deletes_what_was_pushed(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a queue of 25 messages
     _connect(sessions, "c1")
-    _send(broker, "feed", *[f"m{i}" for i in range(25)])
+    send("feed", *[f"m{i}" for i in range(25)])
 
-    _subscribe(sessions, "c1", "feed")  # ack: auto (the default)
+    # When a subscriber joins in auto ack mode (the default)
+    _subscribe(sessions, "c1", "feed")
 
+    # Then it gets all 25, in order, none with an ack id, and the queue is empty
     got = _messages(pusher, "c1")
     assert [m["body"] for m in got] == [f"m{i}" for i in range(25)]
-    assert all("ack" not in m for m in got)
+    assert [m for m in got if "ack" in m] == []
     assert _counts(broker, "feed") == (0, 0)
     # leased in rounds of 10, pushed together: one post after the `subscribed` answer
     assert len(pusher.posts["c1"]) == 2
 
 
 def test_client_mode_acks_everything_up_to_the_acked_message(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a client-mode subscriber holding four messages
     _connect(sessions, "c1")
-    _send(broker, "jobs", "1", "2", "3", "4")
+    send("jobs", "1", "2", "3", "4")
     _subscribe(sessions, "c1", "jobs", ack="client", prefetch=4)
     got = _messages(pusher, "c1")
 
@@ -294,18 +341,25 @@ def test_client_mode_acks_everything_up_to_the_acked_message(
 
     # Then the first three are gone, the fourth is still held
     assert _counts(broker, "jobs") == (0, 1)
-    # and acking the first again says it is no longer in flight
+    # When it acks the first again
     _frame(sessions, "c1", action="ack", id=got[0]["ack"])
+    # Then an error says it is no longer in flight
     error = pusher.json_frames("c1")[-1]
-    assert error["type"] == "error" and error["error"] == "not_in_flight"
+    assert (error["type"], error["error"]) == ("error", "not_in_flight")
 
 
 def test_a_lease_that_runs_out_frees_credit_and_a_late_ack_is_refused(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, clock: ManualClock
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    clock: ManualClock,
 ) -> None:
+    # Given a queue with a 30 s visibility timeout, and a consumer with prefetch 1
+    # holding its one message
     broker.put_queue(ANONYMOUS, "slow", QueueSettings(visibility_timeout=30))
     _connect(sessions, "c1")
-    _send(broker, "slow", "m")
+    send("slow", "m")
     _subscribe(sessions, "c1", "slow", ack="client-individual", prefetch=1)
     [first] = _messages(pusher, "c1")
 
@@ -315,83 +369,74 @@ def test_a_lease_that_runs_out_frees_credit_and_a_late_ack_is_refused(
 
     # Then it is delivered again (same consumer: it has credit again)
     second = _messages(pusher, "c1")[-1]
-    assert second["message_id"] == first["message_id"] and second["receive_count"] == 2
-    # and the ack for the first delivery is refused; the second one works
+    assert (second["message_id"], second["receive_count"]) == (first["message_id"], 2)
+    # When it acks the first delivery
     _frame(sessions, "c1", action="ack", id=first["ack"])
+    # Then that ack is refused
     assert pusher.json_frames("c1")[-1]["error"] == "not_in_flight"
+    # When it acks the second delivery
     _frame(sessions, "c1", action="ack", id=second["ack"], receipt="ok")
+    # Then that one is taken, and the queue is empty
     assert pusher.json_frames("c1")[-1] == {"type": "receipt", "receipt": "ok"}
     assert _counts(broker, "slow") == (0, 0)
 
 
 def test_several_messages_share_a_post_within_the_32_kb_frame(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a queue of ten small messages
     _connect(sessions, "small")
-    _send(broker, "tiny", *[f"m{i}" for i in range(10)])
+    send("tiny", *[f"m{i}" for i in range(10)])
+    # When a consumer with prefetch 10 subscribes
     _subscribe(sessions, "small", "tiny", ack="client-individual", prefetch=10)
+    # Then all ten come in one WebSocket message (a batch frame), after the `subscribed`
     posts = [json.loads(p) for p in pusher.posts["small"]]
     assert [p["type"] for p in posts] == ["subscribed", "batch"]
     assert len(posts[1]["frames"]) == 10
 
+    # Given a queue of five messages of 12 KB
     _connect(sessions, "big")
-    _send(broker, "large", *["x" * 12_000 for _ in range(5)])
+    send("large", *["x" * 12_000 for _ in range(5)])
+    # When a consumer with prefetch 5 subscribes
     _subscribe(sessions, "big", "large", ack="client-individual", prefetch=5)
-    big_posts = pusher.posts["big"][1:]
-    # 12 KB bodies: two fit in one 32 KB frame, so five take three posts
-    assert [len(p.encode()) <= 32 * 1024 for p in big_posts] == [True, True, True]
+    # Then two fit in one 32 KB frame, so the five take three posts, none over 32 KB
+    sizes = [len(p.encode()) for p in pusher.posts["big"][1:]]
+    assert len(sizes) == 3, sizes
+    assert max(sizes) <= 32 * 1024, sizes
     assert len(_messages(pusher, "big")) == 5
 
 
 def test_a_new_message_on_the_stream_wakes_the_pump(
-    sessions: Sessions,
-    pusher: RecordingPusher,
-    broker: QueueService,
-    aws: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    sessions: Sessions, pusher: RecordingPusher, send: Send, dispatch: DispatchFunction
 ) -> None:
-    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
-    indexer = assembly.build_indexer(
-        aws.settings,
-        dynamodb=aws.dynamodb,
-        kms=aws.kms,
-        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
-        topics=sessions._topics,
-        time=SystemClock(),
-    )
-    monkeypatch.setattr(wiring, "indexer", lambda: indexer)
+    # Given a subscriber of a queue, and a message sent to it that nothing pushed yet
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
-    _send(broker, "jobs", "via stream")
+    send("jobs", "via stream")
     assert _messages(pusher, "c1") == []
 
     # When the dispatch function gets the message's log INSERT record (twice, as a retried
     # stream batch would: it is indexed once)
-    [logged] = [
-        i
-        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
-        if i["pk"]["S"].startswith("L#jobs#")
-    ]
-    record = {
-        "eventID": "1",
-        "eventName": "INSERT",
-        "eventSource": "aws:dynamodb",
-        "dynamodb": {
-            "Keys": {"pk": logged["pk"], "sk": logged["sk"]},
-            "NewImage": logged,
-            "SequenceNumber": "1",
-            "StreamViewType": "NEW_IMAGE",
-        },
-    }
-    response = handle_batch({"Records": [record, {**record, "eventID": "2"}]}, FakeLambdaContext())
+    [record] = dispatch.new_records()
+    response = dispatch.hand_over([record, {**record, "eventID": "again"}])
 
+    # Then the batch succeeds, and the subscriber is pushed the message once
     assert response == {"batchItemFailures": []}
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["via stream"]
+    assert _bodies(pusher, "c1") == ["via stream"]
 
 
 def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, aws: Any, clock: ManualClock
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    aws: Aws,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Given sessions whose pumps lease at most 5 messages each (a budget), the dispatch
+    # function wired to them, and 8 messages it has handled (nobody consumed them then)
+    cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
     small = Sessions(
         dynamodb=aws.dynamodb,
         table_name=aws.settings.destinations_table,
@@ -400,38 +445,45 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
             aws.dynamodb, aws.settings.destinations_table, broker, pusher, clock, budget=5
         ),
         queues=broker,
-        topics=sessions._topics,
+        topics=assembly.build_topic_service(
+            aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, cipher=cipher, time=clock
+        ),
         pusher=pusher,
-        cipher=sessions._cipher,
+        cipher=cipher,
         clock=clock,
-        log=sessions._log,
+        log=LogStore(aws.dynamodb, aws.settings.messages_table),
     )
+    dispatch = DispatchFunction(aws, small, monkeypatch)
     _connect(small, "c1")
-    _send(broker, "bulk", *[str(i) for i in range(8)])
+    send("bulk", *[str(i) for i in range(8)])
+    assert dispatch() == {"batchItemFailures": []}
 
+    # When an auto-ack consumer subscribes
     _subscribe(small, "c1", "bulk")
-
+    # Then its first pump stops at 5
     assert len(_messages(pusher, "c1")) == 5
-    markers = aws.dynamodb.query(
-        TableName=aws.settings.messages_table,
-        KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues=to_wire({":p": "W#bulk"}),
-    )["Items"]
-    assert len(markers) == 1  # its INSERT record brings the dispatch function back
-    small.pump("bulk")
+
+    # When the stream hands the dispatch function what was written since
+    assert dispatch() == {"batchItemFailures": []}
+    # Then that was one record, the pump's wake-up marker for the queue, and the pump it
+    # brings pushes the other 3
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in dispatch.last] == ["W#bulk"]
     assert len(_messages(pusher, "c1")) == 8
 
 
 def test_unsubscribing_releases_what_the_subscription_held(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
+    # Given a subscriber holding both messages of a queue
     _connect(sessions, "c1")
-    _send(broker, "jobs", "a", "b")
+    send("jobs", "a", "b")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=5)
     assert _counts(broker, "jobs") == (0, 2)
 
+    # When it unsubscribes
     _frame(sessions, "c1", action="unsubscribe", id="s1", receipt="bye")
 
+    # Then it is told so, and both messages are back in the queue at once
     assert pusher.json_frames("c1")[-1] == {"type": "unsubscribed", "id": "s1", "receipt": "bye"}
     assert _counts(broker, "jobs") == (2, 0)
 
@@ -439,14 +491,18 @@ def test_unsubscribing_releases_what_the_subscription_held(
 def test_subscription_mistakes_get_error_frames(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService
 ) -> None:
+    # Given a subscriber
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "jobs", ack="client-individual")
-    _subscribe(sessions, "c1", "jobs")  # same id again
+    # When it subscribes again under the same id, names a bad queue, acks with an id that
+    # is not one, acks a message it does not hold, and unsubscribes an unknown id
+    _subscribe(sessions, "c1", "jobs")
     _frame(sessions, "c1", action="subscribe", destination="/queue/bad name", id="s2")
     _frame(sessions, "c1", action="ack", id="not-an-ack-id")
     _frame(sessions, "c1", action="ack", id="3.0.0a0b0c0d:nosuch")
     _frame(sessions, "c1", action="unsubscribe", id="nosuch")
 
+    # Then each mistake gets its error frame
     errors = [f for f in pusher.json_frames("c1") if f["type"] == "error"]
     assert [e["error"] for e in errors] == [
         "conflict",
@@ -462,9 +518,11 @@ def test_subscription_mistakes_get_error_frames(
 def test_messages_sent_over_the_socket_reach_queue_subscribers(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService
 ) -> None:
+    # Given a subscriber of a queue, and another connection
     _connect(sessions, "producer")
     _connect(sessions, "consumer")
     _subscribe(sessions, "consumer", "chat")
+    # When the other publishes a message to the queue with attributes, asking a receipt
     _frame(
         sessions,
         "producer",
@@ -476,6 +534,7 @@ def test_messages_sent_over_the_socket_reach_queue_subscribers(
     )
     sessions.pump("chat")  # the stream's doing when deployed
 
+    # Then the subscriber gets it with its attributes, and the publisher its receipt
     [message] = _messages(pusher, "consumer")
     assert (message["body"], message["attributes"]) == ("hi", {"k": "v"})
     assert pusher.json_frames("producer")[0]["receipt"] == "sent"
@@ -484,20 +543,23 @@ def test_messages_sent_over_the_socket_reach_queue_subscribers(
 def test_a_ping_keeps_the_connection_and_is_answered(
     sessions: Sessions, pusher: RecordingPusher
 ) -> None:
+    # Given a connection
     _connect(sessions, "c1")
+    # When it pings, once without and once with a receipt
     _frame(sessions, "c1", action="ping")
     _frame(sessions, "c1", action="ping", receipt="p")
-
+    # Then each ping is answered, and the connection stays listed
+    assert _connections(sessions) == ["c1"]
     assert pusher.json_frames("c1") == [{"type": "pong"}, {"type": "pong", "receipt": "p"}]
 
 
 def test_a_cumulative_ack_settles_every_earlier_message_however_close_they_were_pushed(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given 25 messages pushed to a client-mode consumer in one pump: three rounds of
     # leases (10, 10, 5), all within one millisecond of the clock
     _connect(sessions, "c1")
-    _send(broker, "jobs", *[f"m{i}" for i in range(25)])
+    send("jobs", *[f"m{i}" for i in range(25)])
     _subscribe(sessions, "c1", "jobs", ack="client", prefetch=25)
     got = _messages(pusher, "c1")
     assert [m["body"] for m in got] == [f"m{i}" for i in range(25)]
@@ -532,6 +594,7 @@ def test_two_pumps_racing_for_one_consumer_push_no_more_than_its_prefetch(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
+    send: Send,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 3 and six messages, and a second pump
@@ -539,7 +602,7 @@ def test_two_pumps_racing_for_one_consumer_push_no_more_than_its_prefetch(
     # counted the same free credit
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "race", ack="client", prefetch=3)
-    _send(broker, "race", *[f"m{i}" for i in range(6)])
+    send("race", *[f"m{i}" for i in range(6)])
     receive = broker.receive
     raced: list[bool] = []
 
@@ -559,20 +622,21 @@ def test_two_pumps_racing_for_one_consumer_push_no_more_than_its_prefetch(
     got = _messages(pusher, "c1")
     assert [m["body"] for m in got] == ["m0", "m1", "m2"]
     assert _counts(broker, "race") == (3, 3)
-    # and once it acks them it gets the others as first deliveries
+    # When it acks them
     monkeypatch.setattr(broker, "receive", receive)
     _frame(sessions, "c1", action="ack", id=got[-1]["ack"])
+    # Then it gets the others as first deliveries
     rest = _messages(pusher, "c1")[3:]
     assert [(m["body"], m["receive_count"]) for m in rest] == [("m3", 1), ("m4", 1), ("m5", 1)]
 
 
 def test_a_consumer_whose_push_failed_is_fed_again_at_the_next_pump(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a consumer whose pushes fail (API Gateway erred) when its messages arrive
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "flaky", ack="client-individual", prefetch=2)
-    _send(broker, "flaky", "a", "b")
+    send("flaky", "a", "b")
     pusher.broken.add("c1")
     with pytest.raises(Exception, match="gateway failed"):
         sessions.pump("flaky")
@@ -587,11 +651,11 @@ def test_a_consumer_whose_push_failed_is_fed_again_at_the_next_pump(
 
 
 def test_subscribing_again_with_the_same_id_starts_with_the_whole_prefetch(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a consumer that held two messages and unsubscribed (they went back)
     _connect(sessions, "c1")
-    _send(broker, "jobs", "m1", "m2", "m3")
+    send("jobs", "m1", "m2", "m3")
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=2)
     _frame(sessions, "c1", action="unsubscribe", id="s1")
     assert _counts(broker, "jobs") == (3, 0)
@@ -599,20 +663,22 @@ def test_subscribing_again_with_the_same_id_starts_with_the_whole_prefetch(
     # When it subscribes again under the same id
     _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=2)
 
-    # Then it is pushed two again (its earlier deliveries hold nothing), and acks work
+    # Then it is pushed two again (its earlier deliveries hold nothing)
     again = _messages(pusher, "c1")[2:]
     assert [(m["body"], m["redelivered"]) for m in again] == [("m1", True), ("m2", True)]
+    # When it acks one of them
     _frame(sessions, "c1", action="ack", id=again[0]["ack"], receipt="ok")
+    # Then the ack is taken, and the credit it frees brings the third message
     assert pusher.json_frames("c1")[-2] == {"type": "receipt", "receipt": "ok"}
     assert _messages(pusher, "c1")[-1]["body"] == "m3"
 
 
 def test_a_nack_pulls_the_next_message_and_leaves_the_refused_one_to_others(
-    sessions: Sessions, pusher: RecordingPusher, broker: QueueService
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a consumer with prefetch 1 holding the first of two messages
     _connect(sessions, "a")
-    _send(broker, "jobs", "one", "two")
+    send("jobs", "one", "two")
     _subscribe(sessions, "a", "jobs", ack="client-individual", prefetch=1)
     [first] = _messages(pusher, "a")
 
@@ -620,10 +686,11 @@ def test_a_nack_pulls_the_next_message_and_leaves_the_refused_one_to_others(
     _frame(sessions, "a", action="nack", id=first["ack"])
 
     # Then its freed credit takes the next message, not the one it refused
-    assert [m["body"] for m in _messages(pusher, "a")] == ["one", "two"]
-    # and the refused one goes at once to a consumer that has credit, redelivered
+    assert _bodies(pusher, "a") == ["one", "two"]
+    # When a second consumer with credit subscribes
     _connect(sessions, "b")
     _subscribe(sessions, "b", "jobs", ack="client-individual", prefetch=1)
+    # Then the refused message goes to it at once, redelivered
     [again] = _messages(pusher, "b")
     assert (again["body"], again["redelivered"], again["receive_count"]) == ("one", True, 2)
 
@@ -651,8 +718,10 @@ def test_a_fifo_consumer_acks_messages_of_groups_named_with_separators(
             _frame(sessions, "c1", action="ack", id=message["ack"])
 
     # Then every message came once, each group in order, and every ack was taken
-    assert [m["body"] for m in got if m["body"].startswith("a.b,c")] == ["a.b,c/1", "a.b,c/2"]
-    assert sorted(m["body"] for m in got) == sorted(f"{g}/{n}" for g in groups for n in (1, 2))
+    bodies = [m["body"] for m in got]
+    by_group = {g: [b for b in bodies if b.startswith(f"{g}/")] for g in groups}
+    assert by_group == {g: [f"{g}/1", f"{g}/2"] for g in groups}
+    assert len(bodies) == 6
     assert [f for f in pusher.json_frames("c1") if f["type"] == "error"] == []
     assert _counts(broker, "f.fifo") == (0, 0)
 
@@ -661,6 +730,7 @@ def test_messages_indexed_while_a_client_consumer_is_full_are_pushed_after_its_a
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
+    send: Send,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 2 holding two messages (its producer
@@ -668,14 +738,14 @@ def test_messages_indexed_while_a_client_consumer_is_full_are_pushed_after_its_a
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "full", ack="client", prefetch=2)
-    _send(broker, "full", "m1", "m2")
+    send("full", "m1", "m2")
     sessions.pump("full", indexed=frozenset({7}))
     first = _messages(pusher, "c1")
     assert [m["body"] for m in first] == ["m1", "m2"]
 
     # When a third is indexed and the dispatch function pumps it (the consumer has no
     # credit: it is marked owed), then the consumer acks the two it holds
-    _send(broker, "full", "m3")
+    send("full", "m3")
     sessions.pump("full", indexed=frozenset({7}))
     assert len(_messages(pusher, "c1")) == 2
     _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
@@ -689,6 +759,7 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
+    send: Send,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 2 holding two messages, and a third
@@ -696,14 +767,16 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "racy", ack="client", prefetch=2)
-    _send(broker, "racy", "m1", "m2")
+    send("racy", "m1", "m2")
     sessions.pump("racy", indexed=frozenset({7}))
     first = _messages(pusher, "c1")
     assert len(first) == 2
-    _send(broker, "racy", "m3")
+    send("racy", "m3")
 
     # When the dispatch function's pump has counted no credit, and the consumer's ack
-    # lands just before the pump marks it owed (so the ack sees no mark and pumps nothing)
+    # lands just before the pump marks it owed (so the ack sees no mark and pumps nothing):
+    # the ack is run from inside the pump's marking step, the one place the race can be
+    # made to happen
     mark = QueueConsumers._mark_owed
     acked: list[bool] = []
 
@@ -724,66 +797,39 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
     assert _counts(broker, "racy") == (0, 1)
 
 
-def test_the_dispatch_functions_pump_is_told_the_shards_it_indexed(
+def test_the_dispatch_functions_pump_looks_in_the_shards_it_indexed_instead_of_marking_owed(
     sessions: Sessions,
     pusher: RecordingPusher,
-    broker: QueueService,
-    aws: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    send: Send,
+    aws: Aws,
+    dispatch: DispatchFunction,
 ) -> None:
-    # Given the dispatch function wired to these sessions, and a client-mode consumer
-    monkeypatch.setattr(wiring, "sessions", lambda: sessions)
-    indexer = assembly.build_indexer(
-        aws.settings,
-        dynamodb=aws.dynamodb,
-        kms=aws.kms,
-        registry=QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock()),
-        topics=sessions._topics,
-        time=SystemClock(),
-    )
-    monkeypatch.setattr(wiring, "indexer", lambda: indexer)
+    """What the pump writes is the point (a consumer marked owed costs a write, and makes
+    its next ack pump): it is metered as AWS bills it (`mqless_cli.billing`)."""
+    # Given a client-mode consumer with prefetch 1, and a message sent that it was not
+    # pushed yet
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "told", ack="client", prefetch=1)
-    _send(broker, "told", "via stream")
-    pumped: list[frozenset[int] | None] = []
-    pump = QueueConsumers.pump
-
-    def spy(self: QueueConsumers, queue: str, *, indexed: frozenset[int] | None = None) -> Any:
-        pumped.append(indexed)
-        return pump(self, queue, indexed=indexed)
-
-    monkeypatch.setattr(QueueConsumers, "pump", spy)
+    send("told", "via stream")
 
     # When the dispatch function gets the message's log INSERT record
-    [logged] = [
-        i
-        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
-        if i["pk"]["S"].startswith("L#told#")
-    ]
-    record = {
-        "eventID": "1",
-        "eventName": "INSERT",
-        "eventSource": "aws:dynamodb",
-        "dynamodb": {
-            "Keys": {"pk": logged["pk"], "sk": logged["sk"]},
-            "NewImage": logged,
-            "SequenceNumber": "1",
-            "StreamViewType": "NEW_IMAGE",
-        },
-    }
-    assert handle_batch({"Records": [record]}, FakeLambdaContext()) == {"batchItemFailures": []}
+    meter = Meter()
+    with observing_moto(meter):
+        assert dispatch() == {"batchItemFailures": []}
 
-    # Then the message is pushed by a pump that knows the shard it was indexed in (it
-    # looks there, not at every shard, before marking the consumer owed)
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["via stream"]
-    shard = int(logged["pk"]["S"].rsplit("#", 1)[1])
-    assert pumped == [frozenset({shard})]
+    # Then the message is pushed, and the pump, which leaves the consumer without credit,
+    # looked at the shard it had indexed (nothing left there) instead of marking the
+    # consumer owed: the consumer's partition got one write, the push's delivery record
+    assert _bodies(pusher, "c1") == ["via stream"]
+    consumers = f"{aws.settings.destinations_table} QC#told"
+    assert meter.usage().partition_write_units[consumers] == 1
 
 
 def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
+    send: Send,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 3 and two messages waiting in shard 7
@@ -791,7 +837,7 @@ def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "race", ack="client", prefetch=3)
-    _send(broker, "race", "m1", "m2")
+    send("race", "m1", "m2")
 
     # When two dispatch pumps count the same credit: the first leases m1 and m2, and
     # before it writes its record a third message arrives, whose pump leases it and
@@ -802,7 +848,7 @@ def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
         if not raced:
             raced.append(True)
-            _send(broker, "race", "m3")
+            send("race", "m3")
             sessions.pump("race", indexed=frozenset({7}))
             assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
         return put(self, *args, **kwargs)
@@ -821,42 +867,43 @@ def test_a_consumer_without_credit_gets_nothing_leased_in_the_append_and_the_res
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
-    aws: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    send: Send,
+    dispatch: DispatchFunction,
 ) -> None:
-    # Given a client-mode consumer with prefetch 2 holding two messages
-    dispatch = _dispatch(aws, sessions, monkeypatch)
+    # Given a client-mode consumer with prefetch 2 holding two messages (the dispatch
+    # function pushed them)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "credit", ack="client", prefetch=2)
     with INLINE_DISPATCH.paused():
-        _send(broker, "credit", "m1", "m2")
+        send("credit", "m1", "m2")
     dispatch()
     held = _messages(pusher, "c1")
     assert [m["body"] for m in held] == ["m1", "m2"]
 
     # When a third arrives through the dispatch function
     with INLINE_DISPATCH.paused():
-        _send(broker, "credit", "m3")
+        send("credit", "m3")
     assert dispatch() == {"batchItemFailures": []}
 
-    # Then it is not leased to the consumer (it stays visible), and its ack brings it
+    # Then it is not leased to the consumer (it stays visible)
     assert len(_messages(pusher, "c1")) == 2
     assert _counts(broker, "credit") == (1, 2)
+    # When the consumer acks what it holds
     _frame(sessions, "c1", action="ack", id=held[-1]["ack"])
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
-    assert _messages(pusher, "c1")[-1]["receive_count"] == 1
+    # Then the third comes, as its first delivery
+    assert [(m["body"], m["receive_count"]) for m in _messages(pusher, "c1")[2:]] == [("m3", 1)]
 
 
 def test_messages_leased_in_the_append_to_a_consumer_that_left_go_to_another(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
-    aws: Any,
+    send: Send,
+    dispatch: DispatchFunction,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given two consumers of a queue, and the dispatch function choosing c1 (the first in
     # its shuffled order) to append the new messages leased to
-    dispatch = _dispatch(aws, sessions, monkeypatch)
     monkeypatch.setattr("random.shuffle", lambda items: items.sort(key=lambda c: c.tag))
     _connect(sessions, "c1")
     _connect(sessions, "c2")
@@ -866,7 +913,7 @@ def test_messages_leased_in_the_append_to_a_consumer_that_left_go_to_another(
     # When c1's connection goes between the dispatch function's read of the consumers and
     # its post (the append leased them to c1)
     with INLINE_DISPATCH.paused():
-        _send(broker, "left", "m1", "m2")
+        send("left", "m1", "m2")
     plan = sessions.plan_push
     monkeypatch.setattr(
         sessions, "plan_push", lambda queue: (plan(queue), pusher.gone.add("c1"))[0]
@@ -884,73 +931,55 @@ def test_two_dispatch_invocations_that_plan_the_same_credit_push_it_once(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
-    aws: Any,
+    send: Send,
+    dispatch: DispatchFunction,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client-mode consumer with prefetch 2, and two dispatch invocations (two
     # stream shards) that both read its credit (2) before either appends
-    dispatch = _dispatch(aws, sessions, monkeypatch)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "twice", ack="client", prefetch=2)
     first_plan = sessions.plan_push("twice")
     assert first_plan is not None
     with INLINE_DISPATCH.paused():
-        _send(broker, "twice", "m1", "m2")
+        send("twice", "m1", "m2")
     assert dispatch() == {"batchItemFailures": []}  # the other invocation, done first
     assert len(_messages(pusher, "c1")) == 2
     with INLINE_DISPATCH.paused():
-        _send(broker, "twice", "m3", "m4")
+        send("twice", "m3", "m4")
     monkeypatch.setattr(sessions, "plan_push", lambda queue: first_plan)
 
     # When the first invocation appends its messages leased on that credit and pushes them
     assert dispatch() == {"batchItemFailures": []}
 
     # Then its record loses (the seq is taken), its messages go back unpushed: the
-    # consumer never holds more than its prefetch, and its ack brings them
+    # consumer never holds more than its prefetch
     held = _messages(pusher, "c1")
     assert [m["body"] for m in held] == ["m1", "m2"]
     assert _counts(broker, "twice") == (2, 2)
+    # When the consumer acks what it holds
     _frame(sessions, "c1", action="ack", id=held[-1]["ack"])
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3", "m4"]
+    # Then the ack brings the other two
+    assert _bodies(pusher, "c1") == ["m1", "m2", "m3", "m4"]
 
 
 def test_a_stream_batch_handed_over_again_pushes_nothing_twice(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
-    aws: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    send: Send,
+    dispatch: DispatchFunction,
 ) -> None:
     # Given a consumer pushed two messages that the dispatch function appended leased
-    dispatch = _dispatch(aws, sessions, monkeypatch)
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "again", ack="client", prefetch=5)
     with INLINE_DISPATCH.paused():
-        _send(broker, "again", "m1", "m2")
-    logged = [
-        i
-        for i in aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
-        if i["pk"]["S"].startswith("L#again#")
-    ]
-    dispatch()
+        send("again", "m1", "m2")
+    assert dispatch() == {"batchItemFailures": []}
     assert len(_messages(pusher, "c1")) == 2
 
     # When Lambda hands the same stream batch over again (a retry)
-    records = [
-        {
-            "eventID": str(n),
-            "eventName": "INSERT",
-            "eventSource": "aws:dynamodb",
-            "dynamodb": {
-                "Keys": {"pk": i["pk"], "sk": i["sk"]},
-                "NewImage": i,
-                "SequenceNumber": str(n),
-                "StreamViewType": "NEW_IMAGE",
-            },
-        }
-        for n, i in enumerate(logged)
-    ]
-    assert handle_batch({"Records": records}, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert dispatch.hand_over(dispatch.last) == {"batchItemFailures": []}
 
     # Then nothing is appended or pushed again
     assert len(_messages(pusher, "c1")) == 2

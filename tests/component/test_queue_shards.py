@@ -8,7 +8,7 @@ from conftest_http import HttpApi
 
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.models import NewMessage, QueueSettings
-from mqless.domain.queues import service
+from mqless.domain.queues import sending
 from mqless.domain.queues.service import QueueService
 from mqless_cli.cfn import Stack
 from tests.component.conftest import RawItems
@@ -127,7 +127,7 @@ def test_a_warm_producer_spreads_over_the_new_shards_once_its_queue_grows(
     # Given a producer (one warm function instance) that has sent to a one-shard queue
     broker.put_queue(ANONYMOUS, "widening", QueueSettings(shards=1))
     broker.send(ANONYMOUS, "widening", NewMessage(body=b"before"))
-    monkeypatch.setattr(service.random, "randrange", lambda n: n - 1)  # the draw: the last
+    monkeypatch.setattr(sending.random, "randrange", lambda n: n - 1)  # the draw: the last
 
     # When the queue grows to 64 shards and the same producer sends again
     broker.put_queue(ANONYMOUS, "widening", QueueSettings(shards=64))

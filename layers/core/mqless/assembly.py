@@ -82,6 +82,7 @@ def build_queue_service(
     from mqless.domain.queues.dedup import DedupHasher
     from mqless.domain.queues.service import QueueService
     from mqless.storage.dedup_records import DedupRecords
+    from mqless.storage.dedup_secret import DedupSecretStore
     from mqless.storage.destinations import QueueRegistry
     from mqless.storage.envelope import KmsKeyProvider
     from mqless.storage.groups import FifoIndex
@@ -101,7 +102,8 @@ def build_queue_service(
         wake=WakeMarkers(dynamodb, table),
         cipher=cipher or build_cipher(settings, kms, time),
         dedup=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+            KmsKeyProvider(kms, settings.kms_key_id),
+            DedupSecretStore(dynamodb, settings.destinations_table),
         ),
         clock=time,
         policy=policy,
@@ -153,6 +155,7 @@ def build_indexer(
     """The dispatch function's indexer over the given clients."""
     from mqless.domain.queues.dedup import DedupHasher
     from mqless.domain.queues.indexing import Indexer
+    from mqless.storage.dedup_secret import DedupSecretStore
     from mqless.storage.envelope import KmsKeyProvider
     from mqless.storage.groups import FifoIndex
     from mqless.storage.index import IndexStore
@@ -165,7 +168,8 @@ def build_indexer(
         topics=topics,
         clock=time,
         mac=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id), dynamodb, settings.destinations_table
+            KmsKeyProvider(kms, settings.kms_key_id),
+            DedupSecretStore(dynamodb, settings.destinations_table),
         ).mac,
     )
     topics.replay_with(lambda: indexer)  # replays refer their messages as it does

@@ -10,7 +10,7 @@ references in the order they were appended (at most what one receive takes, and 
 count, `e` its body's expiry, `w` a dead letter's reason; and `g` its group's tag (48 bits
 of the group name's SHA-256: groups whose tags collide are served one after the other).
 
-Which reference of a group may be leased is decided by the reader (`leases.py`): the
+Which reference of a group may be leased is decided by the reader (`fifo_leases.py`): the
 group's first one not settled, and only while it is free. Here are the rules that make
 that safe without any group state:
 - references are only appended, at the tail, and a new segment is made only after the one

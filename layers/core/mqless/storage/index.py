@@ -31,7 +31,7 @@ it is full or closed, and a read that shows it so shows every reference it will 
 
 The cursor holds `f`, the floor: every segment below it is settled. It is moved forward
 lazily, several segments at a time (`advance_floor`). It also holds the shard's ticket
-dispenser, used only by receivers that compete (`leases.py`): `d`, the next *position* to
+dispenser, used only by receivers that compete (`racing.py`): `d`, the next *position* to
 hand out (a position is `seq * 10 + slot`), and `k`, when a ticket was last taken (ms). A
 ticket is one unconditional UpdateItem (ALL_NEW): it cannot fail, and two receivers never
 get the same positions. A ticket may carry `g`, a floor its receiver read (see `_cursor`).

@@ -46,6 +46,7 @@ LANE_MARKS: Final = "P"
 SEGMENT: Final = "S#"
 SEGMENT_DIGITS: Final = 10
 MAX_SHARDS: Final = 64
+QUARANTINE: Final = "quarantine"  # a log shard the dispatch function never indexes
 SLOTS_PER_ITEM: Final = 16  # bodies one log item may hold (the low 4 bits of an id)
 
 _ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: ASCII order = value order
@@ -58,6 +59,11 @@ ITEM_ID_LENGTH: Final = 26
 
 def queue_log(queue: str, shard: int) -> str:
     return f"{QUEUE_LOG}{queue}#{shard}"
+
+
+def quarantine_log(queue: str) -> str:
+    """The log a queue with no dead-letter queue keeps failed messages in (never indexed)."""
+    return f"{QUEUE_LOG}{queue}#{QUARANTINE}"
 
 
 def topic_log(topic: str, shard: int) -> str:

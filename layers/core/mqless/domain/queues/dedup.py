@@ -9,8 +9,9 @@ holder (`/queue/<name>`) keeps equal bodies in two queues from sharing a record 
 
 The secret is a 256-bit KMS data key generated once per stack (KMS encryption context
 ``{"mqless:purpose": "dedup-key"}``); only its KMS blob is stored, as one item of the
-destinations table, created with a conditional put so that concurrent first senders agree
-on one secret. Each process decrypts it once and keeps it for its lifetime.
+destinations table (`storage.dedup_secret`), created with a conditional put so that
+concurrent first senders agree on one secret. Each process decrypts it once and keeps it
+for its lifetime.
 """
 
 from __future__ import annotations
@@ -20,22 +21,12 @@ import hashlib
 import hmac
 import struct
 import threading
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from mqless.storage.dynamo import (
-    from_wire,
-    put_if_absent,
-    to_wire,
-    translated_errors,
-)
+from mqless.storage.dedup_secret import DedupSecretStore
 from mqless.storage.envelope import KeyProvider
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
 PURPOSE: Final = "dedup-key"
-SECRET_PARTITION: Final = "SECRET"
-SECRET_KEY: Final = "dedup"
 
 
 def encryption_context() -> dict[str, str]:
@@ -46,10 +37,9 @@ def encryption_context() -> dict[str, str]:
 class DedupHasher:
     """Turns a dedup id into the opaque key of its dedup record."""
 
-    def __init__(self, provider: KeyProvider, dynamodb: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, provider: KeyProvider, store: DedupSecretStore) -> None:
         self._provider = provider
-        self._db = dynamodb
-        self._table = table_name
+        self._store = store
         self._lock = threading.Lock()
         self._secret: bytes | None = None
 
@@ -78,26 +68,11 @@ class DedupHasher:
 
     def _load_or_create(self) -> bytes:
         for _ in range(3):
-            blob = self._stored_blob()
+            blob = self._store.blob()
             if blob is not None:
                 return self._provider.decrypt_data_key(blob, encryption_context())
             data_key = self._provider.generate_data_key(encryption_context())
-            secret = {
-                "pk": SECRET_PARTITION,
-                "sk": SECRET_KEY,
-                "kind": "secret",
-                "blob": data_key.encrypted_key,
-            }
-            if not put_if_absent(self._db, self._table, secret):
+            if not self._store.put_if_absent(data_key.encrypted_key):
                 continue  # another process stored its secret first: all must use that one
             return data_key.plaintext
         raise RuntimeError("the dedup secret could not be read or stored")
-
-    def _stored_blob(self) -> bytes | None:
-        with translated_errors():
-            found = self._db.get_item(
-                TableName=self._table,
-                Key=to_wire({"pk": SECRET_PARTITION, "sk": SECRET_KEY}),
-                ConsistentRead=True,
-            ).get("Item")
-        return bytes(from_wire(found)["blob"]) if found else None

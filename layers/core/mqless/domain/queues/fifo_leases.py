@@ -1,0 +1,238 @@
+"""A FIFO queue's leases: per group, its first message not settled (its head), if free.
+
+A FIFO queue's messages are references in one sequence of segments for the whole queue,
+each tagged with its group (`storage.groups`). Settling is final and references are only
+appended, so a group's first message not settled stays so until it is settled: the
+claim's condition (still free) is all it takes for one message of a group in flight at a
+time, in order.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from mqless.domain.clock import Clock
+from mqless.domain.models import QueueConfig
+from mqless.domain.queues.leases import Taken, Wanted, taken_in_fifo_segment
+from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS, ShardMemory
+from mqless.observability import metrics
+from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
+from mqless.storage.index import new_token
+
+FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, ...)
+FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most
+FIFO_FLOOR_STEP: Final = 4  # passable segments at the floor before it is moved (one write)
+
+Heads = list[tuple[FifoSegment, list[FifoEntry], list[int]]]
+"""Per segment: the free heads to lease there, and the slots of expired heads to settle."""
+
+
+class FifoLeases:
+    """Takes FIFO queues' heads; keeps each queue's floor for a moment."""
+
+    def __init__(self, fifo: FifoIndex, clock: Clock, memory: ShardMemory) -> None:
+        self._fifo = fifo
+        self._clock = clock
+        self._memory = memory
+        self._lock = threading.Lock()
+        self._floors: dict[str, tuple[int, int]] = {}  # (floor, when read) per FIFO queue
+        self._hints: dict[str, int] = {}
+
+    def floor(self, queue: str) -> tuple[int, int]:
+        """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
+        now = self._clock.now_ms()
+        with self._lock:
+            cached = self._floors.get(queue)
+            hint = self._hints.get(queue, 0)
+        if cached is not None and now - cached[1] < FLOOR_CACHE_MS:
+            return cached[0], hint
+        cursor = self._fifo.cursor(queue)
+        with self._lock:
+            self._floors[queue] = (cursor.floor, now)
+            self._hints[queue] = cursor.hint
+        return cursor.floor, cursor.hint
+
+    def advance_floor(self, queue: str, to: int) -> None:
+        """Move a FIFO queue's floor up to segment `to` (one write)."""
+        self._fifo.advance_floor(queue, to)
+        with self._lock:
+            self._floors[queue] = (to, self._clock.now_ms())
+
+    def forget(self, queue: str) -> None:
+        """Forget a queue's floor (it was purged or deleted)."""
+        with self._lock:
+            self._floors.pop(queue, None)
+
+    def segments(
+        self, config: QueueConfig, *, consistent: bool = False, limit: int | None = FIFO_MAX_SCAN
+    ) -> Iterator[FifoSegment]:
+        """A FIFO queue's segments from the floor, in order, as far as they may be used: up
+        to the first missing one or one not full (a reader may have seen it before it
+        filled, so what follows may be newer than what it shows). A segment missing behind
+        others (21 days old, removed by its TTL) comes as an empty closed one."""
+        floor, hint = self.floor(config.name)
+        yield from self._fifo.ordered(
+            config.name,
+            config.shards,
+            floor,
+            hint=hint,
+            consistent=consistent,
+            first_read=FIFO_FIRST_READ,
+            limit=limit,
+        )
+
+    def take(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        wanted: Wanted | None = None,
+    ) -> list[Taken]:
+        """Lease up to `want` heads: per group, its first message not settled, if free.
+
+        A head found expired and free is settled on the way (in the write that leases other
+        heads of its segment, or one of its own), and only then does its group's next
+        message go: a stale read may show a leased head as free, and only that write's
+        condition can tell. So a look that settled some looks once more, counting what it
+        settled as settled whatever the (eventually consistent) reads still show."""
+        taken: list[Taken] = []
+        settled: set[tuple[int, int]] = set()
+        for _ in range(2):
+            more, newly = self._take_heads(
+                config, want - len(taken), lease_ms, oldest_first, settled, wanted
+            )
+            taken.extend(more)
+            if not newly or len(taken) >= want:
+                break
+            settled |= newly
+        return taken
+
+    def _take_heads(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        settled: set[tuple[int, int]],
+        wanted: Wanted | None = None,
+    ) -> tuple[list[Taken], set[tuple[int, int]]]:
+        """One look at the heads: what it leased, and the (segment, slot)s it settled."""
+        heads = self._find_heads(config, want, oldest_first, settled, wanted)
+        if not oldest_first:
+            # competing consumers spread over the heads found, not all on the oldest
+            random.shuffle(heads)
+        taken: list[Taken] = []
+        newly: set[tuple[int, int]] = set()
+        for segment, chosen, expired in heads:
+            if len(taken) >= want:
+                break
+            leased, done = self._claim_heads(
+                config, segment, chosen, expired, want - len(taken), lease_ms
+            )
+            taken.extend(leased)
+            newly |= {(segment.seq, slot) for slot in done}
+        return taken, newly
+
+    def _find_heads(
+        self,
+        config: QueueConfig,
+        want: int,
+        oldest_first: bool,
+        settled: set[tuple[int, int]],
+        wanted: Wanted | None,
+    ) -> Heads:
+        """The groups' heads from the floor on, as far as `want` needs (twice that for
+        competing consumers, to spread over); the floor moved past passable segments."""
+        now = self._clock.now_ms()
+        floor, _ = self.floor(config.name)
+        blocked: set[int] = set()
+        heads: Heads = []
+        found = 0
+        passable = 0  # segments from the floor on that nothing in will be delivered
+        for segment in self.segments(config):
+            if passable == segment.seq - floor and segment.passable(now):
+                passable += 1
+            chosen: list[FifoEntry] = []
+            expired: list[int] = []
+            for entry in segment.entries:
+                if entry.tag in blocked or entry.settled or (segment.seq, entry.slot) in settled:
+                    continue
+                blocked.add(entry.tag)
+                if entry.gone(now):
+                    expired.append(entry.slot)  # its group waits for the settle (see `take`)
+                elif entry.free_at(now):
+                    chosen.append(entry)
+            if wanted is not None and chosen:  # a head it does not take holds its group back
+                keep = wanted([e.ref for e in chosen])
+                chosen = [e for e in chosen if e.ref in keep]
+            if chosen or expired:
+                heads.append((segment, chosen, expired))
+                found += len(chosen)
+            if found >= want and (oldest_first or found >= 2 * want):
+                break
+        if passable >= FIFO_FLOOR_STEP:
+            self.advance_floor(config.name, floor + passable)
+        return heads
+
+    def _claim_heads(
+        self,
+        config: QueueConfig,
+        segment: FifoSegment,
+        heads: list[FifoEntry],
+        expired: list[int],
+        want: int,
+        lease_ms: int,
+    ) -> tuple[list[Taken], list[int]]:
+        """Lease heads of one segment with one write, settling `expired` in it; after a lost
+        race, the ones still free (still their groups' heads: nothing before them can come
+        back) once more. What it leased, and the slots it settled."""
+        chosen = heads[:want]
+        for attempt in range(2):
+            now = self._clock.now_ms()
+            token = new_token()
+            self._memory.counted(claims=1)
+            claimed = self._fifo.claim(
+                segment,
+                [e.slot for e in chosen],
+                now_ms=now,
+                until_ms=now + lease_ms,
+                token=token,
+                settle=expired,
+            )
+            if claimed is not None:
+                if expired:
+                    metrics.count("Expired", queue=config.name, value=len(expired))
+                return [
+                    taken_in_fifo_segment(config, claimed, claimed.entries[e.slot], token)
+                    for e in chosen
+                ], expired
+            self._memory.counted(lost=1)
+            fresh = self._fifo.segment(config.name, config.shards, segment.seq)
+            if fresh is None or attempt == 1:
+                break
+            now = self._clock.now_ms()
+            chosen = [fresh.entries[e.slot] for e in chosen if fresh.entries[e.slot].free_at(now)]
+            expired = [s for s in expired if fresh.entries[s].free_at(now)]
+            segment = fresh
+            if not chosen and not expired:
+                break
+        return [], []
+
+    def take_entries(
+        self, config: QueueConfig, segment: FifoSegment, entries: Sequence[FifoEntry], lease_ms: int
+    ) -> list[Taken]:
+        """Lease these heads of a FIFO segment (the sweeper, for over-limit ones)."""
+        now = self._clock.now_ms()
+        token = new_token()
+        claimed = self._fifo.claim(
+            segment, [e.slot for e in entries], now_ms=now, until_ms=now + lease_ms, token=token
+        )
+        if claimed is None:
+            return []
+        return [
+            taken_in_fifo_segment(config, claimed, claimed.entries[e.slot], token) for e in entries
+        ]

@@ -1,0 +1,148 @@
+"""What this process remembers of each queue's shards between receives: their cursors
+(floor, dispenser) for a moment, where it last found messages, when it last lost a race
+or saw another receiver's ticket, the tickets it took, and its lease counters.
+
+A cursor is cached for FLOOR_CACHE_MS; reading it tells whether someone else took a ticket
+there lately (then this queue's receivers race: `racing.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Final
+
+from mqless.domain.clock import Clock
+from mqless.domain.queues.leases import LeaseStats
+from mqless.storage.index import Cursor, IndexStore
+
+FLOOR_CACHE_MS: Final = 2_000
+RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing
+
+
+class ShardMemory:
+    """Per process and per shard: cached cursors, the racing signals, the home shard."""
+
+    def __init__(self, index: IndexStore, clock: Clock) -> None:
+        self._index = index
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cursors: dict[tuple[str, int], tuple[Cursor, int]] = {}
+        self._lost_at: dict[str, int] = {}  # when this process last lost a race
+        self._others_at: dict[str, int] = {}  # when it last saw another's ticket
+        # per shard: (when it last took a ticket, where its positions ended)
+        self._own_tickets: dict[tuple[str, int], tuple[int, int]] = {}
+        self._floor_hints: dict[tuple[str, int], int] = {}  # for the shard's next ticket
+        self._home: dict[str, int] = {}
+        self.stats = LeaseStats()
+
+    # ---- cursors and floors --------------------------------------------------------------
+
+    def floor(self, queue: str, shard: int) -> int:
+        """The shard's floor: no segment before it holds anything unsettled."""
+        return self.cursor(queue, shard).floor
+
+    def cursor(self, queue: str, shard: int) -> Cursor:
+        """The shard's cursor, read again once the cached one is FLOOR_CACHE_MS old."""
+        now = self._clock.now_ms()
+        with self._lock:
+            cached = self._cursors.get((queue, shard))
+        if cached is not None and now - cached[1] < FLOOR_CACHE_MS:
+            return cached[0]
+        value = self._index.cursor(queue, shard)
+        with self._lock:
+            self._cursors[(queue, shard)] = (value, now)
+            own = self._own_tickets.get((queue, shard))
+        if value.ticket_at and (own is None or value.ticket_at != own[0]):
+            self.saw_others(queue, value.ticket_at)
+        return value
+
+    def dispensed(self, queue: str, shard: int) -> int | None:
+        """Where the shard's dispenser was, as last read (None: not known)."""
+        with self._lock:
+            cached = self._cursors.get((queue, shard))
+        return cached[0].dispensed if cached is not None else None
+
+    def advance_floor(self, queue: str, shard: int, to: int) -> None:
+        """Move the shard's floor up to segment `to` (one write)."""
+        self._index.advance_floor(queue, shard, to)
+        now = self._clock.now_ms()
+        with self._lock:
+            cached = self._cursors.get((queue, shard))
+            known = cached[0] if cached is not None else Cursor()
+            self._cursors[(queue, shard)] = (replace(known, floor=max(known.floor, to)), now)
+
+    def hint_floor(self, queue: str, shard: int, to: int) -> None:
+        """Leave the floor's move to the shard's next ticket (a write that cannot fail)."""
+        with self._lock:
+            self._floor_hints[(queue, shard)] = to
+
+    def take_floor_hint(self, queue: str, shard: int) -> int | None:
+        """The floor move left for this ticket, if any (taken: the next ticket has none)."""
+        with self._lock:
+            return self._floor_hints.pop((queue, shard), None)
+
+    def forget(self, queue: str) -> None:
+        """Forget a queue's shards (it was purged or deleted: it may be made again)."""
+        with self._lock:
+            for key in [k for k in self._cursors if k[0] == queue]:
+                del self._cursors[key]
+            for key in [k for k in self._own_tickets if k[0] == queue]:
+                del self._own_tickets[key]  # a queue made again starts a new dispenser
+            for key in [k for k in self._floor_hints if k[0] == queue]:
+                del self._floor_hints[key]
+
+    # ---- tickets and racing ----------------------------------------------------------------
+
+    def own_ticket_end(self, queue: str, shard: int) -> int | None:
+        """Where the positions of this process's last ticket on the shard ended."""
+        with self._lock:
+            own = self._own_tickets.get((queue, shard))
+        return own[1] if own is not None else None
+
+    def took_ticket(
+        self, queue: str, shard: int, cursor: Cursor, *, end: int, writes: int, at: int
+    ) -> None:
+        """Note a ticket this process took `at` (its time in the cursor: `ticket_at`), in
+        `writes` dispenser writes, and the cursor it left."""
+        now = at
+        with self._lock:
+            self.stats.tickets += writes
+            self._cursors[(queue, shard)] = (cursor, now)
+            self._own_tickets[(queue, shard)] = (now, int(cursor.dispensed or end))
+
+    def racing(self, queue: str, now: int) -> bool:
+        """Whether receivers compete for this queue: this one lost a race lately, or someone
+        took a ticket lately on one of its shards (the cursor says; it is read for the
+        floor anyway). Competing receivers roam over every shard: so does racing."""
+        with self._lock:
+            seen_at = max(self._lost_at.get(queue, 0), self._others_at.get(queue, 0))
+        return now - seen_at < RACING_MS
+
+    def saw_others(self, queue: str, at: int) -> None:
+        """Another receiver took a ticket on this queue at `at`."""
+        with self._lock:
+            self._others_at[queue] = max(self._others_at.get(queue, 0), at)
+
+    def lost_race(self, queue: str) -> None:
+        """A conditional write of this process lost to another receiver's."""
+        with self._lock:
+            self._lost_at[queue] = self._clock.now_ms()
+
+    def counted(self, *, claims: int = 0, lost: int = 0) -> None:
+        """Count lease writes made, and those that lost a race."""
+        with self._lock:
+            self.stats.claims += claims
+            self.stats.lost += lost
+
+    # ---- where messages were last found ------------------------------------------------------
+
+    def home(self, queue: str) -> int | None:
+        """The shard where this process last found messages of `queue`."""
+        with self._lock:
+            return self._home.get(queue)
+
+    def found_in(self, queue: str, shard: int) -> None:
+        """Messages were found in this shard: look here first next time."""
+        with self._lock:
+            self._home[queue] = shard

@@ -1,0 +1,278 @@
+"""Taking messages: finding free messages in a queue, leasing them, and settling them
+(`Leases`, the one entry point the queue service uses), and a standard queue's look at
+its oldest segments.
+
+A standard queue's messages are references in its index segments (`storage.index`); a
+FIFO queue's are references in one sequence of segments for the whole queue, each tagged
+with its group (`fifo_leases.py`). Taking messages is one conditional write per segment,
+whatever the number of messages it takes (`claiming.py`); so is settling them
+(`lease_changes.py`). What is taken is returned as `Taken` (the lease, the reference, the
+receive count); opening bodies and deciding to deliver, expire or dead-letter is the
+queue service's (`opening.py`).
+
+Competing consumers: each process remembers, per queue, the shard where it last found
+messages and starts there (`shard_memory.py`); others start at a random shard. Within the
+oldest segments it takes a random choice of free references (unless `oldest_first`), so
+consumers reading the same segment rarely want the same reference. A lost race costs one
+failed conditional write (billed as a successful one); after one, or once another
+receiver took a ticket, receivers race by ticket (`racing.py`). A receiver that never
+competes never takes a ticket: a single consumer pays what it paid before. Push consumers
+(`oldest_first`) do not compete: the dispatch function feeds them in turn.
+
+Ack and take the next: a receive may carry leases to settle (`Acks`). Where one of them is
+in the segment the receive leases from, the lease's conditional write settles it too (one
+write where an ack and a receive would take two; a lone consumer's next message is most
+often in the segment of the one it acks). What no lease write carried is settled after the
+receive, as an ack request would (`settle_acks`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from mqless.domain.clock import Clock
+from mqless.domain.models import QueueConfig
+from mqless.domain.queues.claiming import Claims
+from mqless.domain.queues.fifo_leases import FIFO_MAX_SCAN, FifoLeases
+from mqless.domain.queues.lanes import PriorityLanes
+from mqless.domain.queues.lease_changes import LeaseChanges
+from mqless.domain.queues.leases import (
+    SCAN_SEGMENTS,
+    Acks,
+    LeaseStats,
+    Taken,
+    Wanted,
+    taken_in_segment,
+)
+from mqless.domain.queues.racing import Racing
+from mqless.domain.queues.receipts import Lease
+from mqless.domain.queues.shard_memory import ShardMemory
+from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
+from mqless.storage.index import Entry, IndexStore, Ref, Segment, new_token
+
+WIDE_SCAN_SEGMENTS: Final = 8  # competing receivers choose among more, to collide less
+MAX_SCAN_PAGES: Final = 4  # pages of segments one look at a shard reads at most
+FLOOR_STEP: Final = 8  # settled segments passed before the floor is moved (one write)
+
+
+class Leases:
+    """Take and settle leases over the index and the FIFO segments."""
+
+    def __init__(self, index: IndexStore, fifo: FifoIndex, clock: Clock) -> None:
+        self._index = index
+        self._clock = clock
+        self._memory = ShardMemory(index, clock)
+        self._changes = LeaseChanges(index, fifo, clock)
+        self._claims = Claims(index, clock, self._memory, self._changes)
+        self._racing = Racing(index, clock, self._memory, self._claims)
+        self._fifo = FifoLeases(fifo, clock, self._memory)
+        self._lanes = PriorityLanes(index, clock, self._memory)
+
+    @property
+    def stats(self) -> LeaseStats:
+        """This process's lease writes: claims, lost races, tickets."""
+        return self._memory.stats
+
+    # ---- taking -------------------------------------------------------------------------
+
+    def take(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        *,
+        oldest_first: bool = False,
+        wanted: Wanted | None = None,
+        acks: Acks | None = None,
+    ) -> list[Taken]:
+        """Lease up to `want` messages for `lease_ms` (only `wanted` ones, oldest first);
+        `acks` (a standard queue's) are settled in the lease writes of their segments, where
+        there is one (the rest: `settle_acks`)."""
+        if wanted is not None:
+            oldest_first = True  # a selector consumer is a push consumer: it does not race
+        if config.fifo:
+            return self._fifo.take(config, want, lease_ms, oldest_first, wanted)
+        taken: list[Taken] = []
+        for shard in self.shard_order(config, acks):
+            if len(taken) >= want:
+                break
+            got = self._take_standard(
+                config, shard, want - len(taken), lease_ms, oldest_first, wanted, acks
+            )
+            if got:
+                self._memory.found_in(config.name, shard)
+            taken.extend(got)
+        return taken
+
+    def shard_order(self, config: QueueConfig, acks: Acks | None = None) -> list[int]:
+        """The shards in the order to look at them: from where this process last found
+        messages (a producer's messages share a shard: that is where the next ones are),
+        or where the leases being acknowledged are (the next is likely beside them),
+        otherwise from a random one (competing consumers spread). A queue with priorities:
+        lane by lane, highest first (`lanes.py`)."""
+        if config.max_priority is not None:
+            return self._lanes.order(config)
+        start = self._memory.home(config.name)
+        if acks is not None and (pending := acks.pending()):
+            start = acks.leases[pending[0]].shard
+        if start is None or start >= config.shards:
+            start = random.randrange(config.shards)
+        return [(start + i) % config.shards for i in range(config.shards)]
+
+    def visible_in(self, queue: str, shard: int, *, consistent: bool = False) -> bool:
+        """Whether an oldest-first lease (a push consumer's) would find a message in this
+        standard queue shard: the segments it would read, from the floor on, looked at with
+        no write (`consistent`: strongly, so that what was just indexed is seen)."""
+        start = self.floor(queue, shard)
+        for _ in range(MAX_SCAN_PAGES):
+            segments = self._index.segments(
+                queue, shard, start, limit=SCAN_SEGMENTS, consistent=consistent
+            )
+            now = self._clock.now_ms()
+            for segment in segments:
+                if any(e.free_at(now) and not e.expired(now) for e in segment.entries):
+                    self._memory.found_in(queue, shard)  # look here first next time
+                    return True
+            if len(segments) < SCAN_SEGMENTS:
+                return False
+            start = segments[-1].seq + 1
+        return False
+
+    def _take_standard(
+        self,
+        config: QueueConfig,
+        shard: int,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        wanted: Wanted | None = None,
+        acks: Acks | None = None,
+    ) -> list[Taken]:
+        queue = config.name
+        floor = self.floor(queue, shard)
+        start = floor
+        for _ in range(MAX_SCAN_PAGES):
+            scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
+            segments = self._index.segments(queue, shard, start, limit=scan)
+            if not segments:
+                return []
+            now = self._clock.now_ms()
+            self._pass_settled(queue, shard, floor, segments)
+            with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
+            if with_free and oldest_first:
+                taken = self._claims.claim_from(config, with_free, want, lease_ms, True, wanted)
+                if taken or wanted is None:
+                    return taken
+                # nothing here that this selector takes: look further, as far as a scan goes
+            elif with_free:
+                if self._memory.racing(queue, now):
+                    return self._racing.take(config, shard, with_free, want, lease_ms, acks)
+                # competing consumers spread over the oldest segments, not all on the first
+                random.shuffle(with_free)
+                if acks is not None:
+                    # those whose leases this receive acknowledges first: one write for both
+                    with_free.sort(key=lambda s: not acks.pending_in(shard, s.seq))
+                taken = self._claims.claim_from(
+                    config, with_free, want, lease_ms, oldest_first, acks=acks
+                )
+                if len(taken) < want and self._memory.racing(queue, now):
+                    # it lost a race: the rest by ticket, not by another guess
+                    taken += self._racing.take(
+                        config, shard, with_free, want - len(taken), lease_ms, acks
+                    )
+                return taken
+            if len(segments) < scan:
+                return []
+            start = segments[-1].seq + 1
+        return []
+
+    def _pass_settled(self, queue: str, shard: int, floor: int, segments: list[Segment]) -> None:
+        """Move the floor past a run of settled segments once it is long enough."""
+        settled = 0
+        for segment in segments:
+            if segment.seq != floor + settled or not segment.settled or not segment.full:
+                break
+            settled += 1
+        if settled < min(FLOOR_STEP, SCAN_SEGMENTS):
+            return
+        if self._memory.racing(queue, self._clock.now_ms()):
+            # racing receivers all see the same settled run: a conditional move would fail
+            # for all but one; the next ticket carries it instead, in a write that cannot
+            self._memory.hint_floor(queue, shard, floor + settled)
+            return
+        self.advance_floor(queue, shard, floor + settled)
+
+    def take_entries(
+        self, config: QueueConfig, segment: Segment, entries: Sequence[Entry], lease_ms: int
+    ) -> list[Taken]:
+        """Lease these references of a segment (the sweeper, for over-limit ones)."""
+        now = self._clock.now_ms()
+        token = new_token()
+        claimed = self._index.claim(
+            segment,
+            [e.slot for e in entries],
+            now_ms=now,
+            until_ms=now + lease_ms,
+            token=token,
+        )
+        if claimed is None:
+            return []
+        return [taken_in_segment(config, claimed, claimed.entries[e.slot], token) for e in entries]
+
+    def take_fifo_entries(
+        self, config: QueueConfig, segment: FifoSegment, entries: Sequence[FifoEntry], lease_ms: int
+    ) -> list[Taken]:
+        """Lease these heads of a FIFO segment (the sweeper, for over-limit ones)."""
+        return self._fifo.take_entries(config, segment, entries, lease_ms)
+
+    # ---- floors ---------------------------------------------------------------------------
+
+    def floor(self, queue: str, shard: int) -> int:
+        """A standard shard's floor: no segment before it holds anything unsettled."""
+        return self._memory.floor(queue, shard)
+
+    def advance_floor(self, queue: str, shard: int, to: int) -> None:
+        """Move a standard shard's floor up to segment `to` (one write)."""
+        self._memory.advance_floor(queue, shard, to)
+
+    def fifo_floor(self, queue: str) -> tuple[int, int]:
+        """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
+        return self._fifo.floor(queue)
+
+    def advance_fifo_floor(self, queue: str, to: int) -> None:
+        """Move a FIFO queue's floor up to segment `to` (one write)."""
+        self._fifo.advance_floor(queue, to)
+
+    def fifo_segments(
+        self, config: QueueConfig, *, consistent: bool = False, limit: int | None = FIFO_MAX_SCAN
+    ) -> Iterator[FifoSegment]:
+        """A FIFO queue's segments from the floor, in order, as far as they may be used."""
+        return self._fifo.segments(config, consistent=consistent, limit=limit)
+
+    def forget_floors(self, queue: str) -> None:
+        """Forget what this process knows of a queue's shards (purged, or deleted)."""
+        self._memory.forget(queue)
+        self._racing.forget(queue)
+        self._fifo.forget(queue)
+
+    # ---- settling (lease_changes.py) --------------------------------------------------------
+
+    def hand_back(self, config: QueueConfig, leases: Sequence[Lease]) -> None:
+        """Give back leases that delivered to no one: free at once, counts as they were."""
+        self._changes.hand_back(config, leases)
+
+    def settle_acks(self, config: QueueConfig, acks: Acks) -> None:
+        """Settle the leases of `acks` that no lease write carried, one write per segment."""
+        self._changes.settle_acks(config, acks)
+
+    def holding(self, config: QueueConfig, lease: Lease) -> tuple[Ref, int, str] | None:
+        """(ref, receive count, reason) of the message a lease holds, None if it is stale."""
+        return self._changes.holding(config, lease)
+
+    def set_until(
+        self, config: QueueConfig, leases: Sequence[Lease], until: int, *, release: bool = False
+    ) -> list[bool]:
+        """Settle, release or extend leases; per lease, whether it was still current."""
+        return self._changes.set_until(config, leases, until, release=release)
