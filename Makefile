@@ -43,8 +43,11 @@ dev: setup
 	$(BIN)/mqless dev $(DEV_ARGS)
 
 ## test: lint, type-check, validate the template, then the whole test suite
+# PYTHONDONTWRITEBYTECODE (set in some shells and CI images) is dropped for the tests: the
+# suite starts a few hundred Python processes (`mqless dev`, every CLI call, `mqless invoke`),
+# and without the .pyc files the first one writes, each compiles the project's modules again
 test: lint typecheck validate
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## unit: the fast tests only (no moto)
 unit: setup

@@ -25,13 +25,12 @@ from mqless import assembly  # noqa: E402
 from mqless.domain.access.principals import ANONYMOUS  # noqa: E402
 from mqless.domain.clock import SystemClock  # noqa: E402
 from mqless.domain.models import NewMessage  # noqa: E402
-from mqless.domain.push.consumers import QueueConsumers  # noqa: E402
+from mqless.domain.push.pushes import Connection  # noqa: E402
 from mqless.domain.topics.service import TopicService  # noqa: E402
 from mqless.storage.dynamo import from_wire  # noqa: E402
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402
 from mqless.storage.log import LogStore  # noqa: E402
 from mqless.transports.websocket.connections import LiveSubscriptions  # noqa: E402
-from mqless.transports.websocket.outbound import Connection  # noqa: E402
 from mqless.transports.websocket.sessions import Sessions  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
@@ -73,7 +72,7 @@ def build() -> tuple[Sessions, CountingPusher, TopicService, object]:
         dynamodb=dynamodb,
         table_name=table,
         live=LiveSubscriptions(dynamodb, table, clock),
-        consumers=QueueConsumers(dynamodb, table, queues, pusher, clock),
+        consumers=assembly.build_queue_consumers(dynamodb, table, queues, pusher, clock),
         queues=queues,
         topics=topics,
         pusher=pusher,

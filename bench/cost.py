@@ -52,7 +52,7 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 from mqless.domain.access.principals import ANONYMOUS  # noqa: E402
 from mqless.domain.models import DEFAULT_FIFO_SHARDS, DEFAULT_SHARDS  # noqa: E402
 from mqless.settings import Settings  # noqa: E402
-from mqless.storage.groups import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
+from mqless.storage.fifo_segments import MAX_REFS as FIFO_SEGMENT_REFS  # noqa: E402
 from mqless_cli.billing import Usage, price, sqs_reference  # noqa: E402
 from mqless_cli.billing.meter import ceiling_per_second  # noqa: E402
 from mqless_cli.billing.prices import PRICES, PRICES_AS_OF, REGION  # noqa: E402

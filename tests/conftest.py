@@ -7,6 +7,7 @@ import functools
 import gc
 import json
 import os
+import resource
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import settings as hypothesis_settings
 from moto import mock_aws
 
 from mqless import assembly, wiring
@@ -26,6 +28,12 @@ from mqless_cli.cfn import Stack, Template, load_template, provision
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.realism import RealismReport, parse_realism, realistic_aws
 from tests.inline_dispatch import INLINE_DISPATCH
+
+# Hypothesis' deadline (200 ms an example) measures the machine, not the code: on a shared
+# 2-core machine a property test of the envelope failed it once. What the properties assert
+# is unchanged; a slow example is not a failure.
+hypothesis_settings.register_profile("mqless", deadline=None)
+hypothesis_settings.load_profile("mqless")
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -57,6 +65,12 @@ the order in which `make test` hands files to its workers. Refresh it with
 `pytest -n 2 --dist loadfile --store-durations` (the files run are updated, the others
 kept); a file it does not list counts a second a test."""
 
+CPU_SECONDS = ROOT / "test-output" / "cpu-seconds.json"
+"""`--store-durations` also writes here the CPU time (user + system) each test file used:
+its test process's and that of the processes it started and waited for (`mqless dev`, CLI
+calls, `mqless invoke`, node). On a shared machine wall time says more about the neighbours
+than about the tests; CPU time says where `make test`'s time goes once both cores are busy."""
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -85,6 +99,31 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # as long as the run: out of the collector's sight, full collections stay short
     gc.collect()
     gc.freeze()
+    global _cpu_mark  # the first test's setup is not charged with the collection
+    _cpu_mark = _cpu_seconds()
+
+
+_cpu_mark = 0.0
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its children that have been waited for."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport() -> Iterator[None]:
+    # each report (setup, call, teardown) carries the CPU time used since the one before it
+    # in this process: a module fixture's teardown (a `mqless dev` reaped) counts in its file
+    global _cpu_mark
+    outcome = yield
+    now = _cpu_seconds()
+    outcome.get_result().user_properties.append(("cpu_seconds", now - _cpu_mark))
+    _cpu_mark = now
 
 
 @pytest.hookimpl(tryfirst=True)  # before --ff/--lf, which then reorder as they say
@@ -111,12 +150,25 @@ class _DurationRecorder:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         name = report.nodeid.split("::", 1)[0]
         self.seconds[name] = self.seconds.get(name, 0.0) + report.duration
+        cpu = sum(value for key, value in report.user_properties if key == "cpu_seconds")
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        total_cpu, total_wall = sum(self.cpu.values()), sum(self.seconds.values())
+        terminalreporter.write_sep("=", "test files: wall and CPU seconds (longest CPU first)")
+        terminalreporter.write_line(f"{total_wall:8.1f} {total_cpu:8.1f}  all files")
+        for name, cpu in sorted(self.cpu.items(), key=lambda kv: -kv[1])[:25]:
+            terminalreporter.write_line(f"{self.seconds[name]:8.1f} {cpu:8.1f}  {name}")
 
     def pytest_sessionfinish(self) -> None:
+        CPU_SECONDS.parent.mkdir(exist_ok=True)
+        ranked_cpu = sorted(self.cpu.items(), key=lambda kv: (-kv[1], kv[0]))
+        CPU_SECONDS.write_text(json.dumps({k: round(v, 1) for k, v in ranked_cpu}, indent=1) + "\n")
         # files this run did not run keep their figures; files gone from tests/ are dropped
         stored = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
         merged = {k: v for k, v in stored.items() if (ROOT / k).exists()} | self.seconds

@@ -21,9 +21,7 @@ from moto import mock_aws
 
 from mqless import assembly
 from mqless.domain.clock import ManualClock
-from mqless.domain.push.consumers import QueueConsumers
 from mqless.domain.queues.service import QueueService
-from mqless.domain.topics.service import TopicService
 from mqless.settings import Settings
 from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
@@ -238,7 +236,7 @@ def sessions(
     """WebSocket sessions over the test broker, pushing into `pusher`."""
     table = aws.settings.destinations_table
     cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
-    topics = TopicService(
+    topics = assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=table,
@@ -250,7 +248,7 @@ def sessions(
         dynamodb=aws.dynamodb,
         table_name=table,
         live=LiveSubscriptions(aws.dynamodb, table, clock),
-        consumers=QueueConsumers(aws.dynamodb, table, broker, pusher, clock),
+        consumers=assembly.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
         queues=broker,
         topics=topics,
         pusher=pusher,

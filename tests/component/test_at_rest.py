@@ -9,12 +9,13 @@ from typing import Any
 import boto3
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.queues.service import QueueService
-from mqless.domain.topics.service import SubscriptionSettings, TopicService
+from mqless.domain.topics.service import TopicService
+from mqless.domain.topics.subscription import SubscriptionSettings
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.transports.websocket.handler import handle_event
@@ -75,7 +76,7 @@ def _found(dump: str, secrets: dict[str, str]) -> list[str]:
 
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
-    return TopicService(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,

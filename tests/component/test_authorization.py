@@ -26,9 +26,9 @@ from mqless.domain.access.principals import Principal, parse_grants
 from mqless.domain.access.users import EVERYTHING, AccessControl
 from mqless.domain.clock import ManualClock, SystemClock
 from mqless.domain.models import QueueSettings
+from mqless.domain.push.pushes import Connection
 from mqless.storage.dynamo import from_wire
 from mqless.transports.websocket.handler import handle_event
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack

@@ -9,7 +9,7 @@ from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
 from mqless.storage.dynamo import from_wire
-from mqless.storage.groups import SEGMENT_LIFETIME_SECONDS
+from mqless.storage.fifo_segments import SEGMENT_LIFETIME_SECONDS
 from mqless.storage.log import KEY_SECONDS
 from tests.component.conftest import Aws
 

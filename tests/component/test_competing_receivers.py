@@ -281,7 +281,7 @@ def test_a_racing_receive_gets_no_more_than_it_asked_from_a_segment_of_twelve(
     a, b, _, _ = receivers
     monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
     with monkeypatch.context() as old:
-        old.setattr("mqless.storage.index.MAX_REFS", 12)
+        old.setattr("mqless.storage.segments.MAX_REFS", 12)
         for i in range(12):
             send(a, f"m{i}")
     for i in range(10):

@@ -14,10 +14,11 @@ from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage
 from mqless.domain.queues.dedup import DedupHasher
 from mqless.domain.queues.service import QueueService
+from mqless.storage.data_keys import DataKey
 from mqless.storage.dedup_secret import SECRET_KEY, SECRET_PARTITION, DedupSecretStore
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import from_wire, to_wire
-from mqless.storage.envelope import DataKey, KmsKeyProvider
+from mqless.storage.envelope import KmsKeyProvider
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
 

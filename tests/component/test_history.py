@@ -19,8 +19,8 @@ from conftest_http import HttpApi
 from mqless import wiring
 from mqless.domain.access.principals import Principal
 from mqless.domain.access.users import EVERYTHING
+from mqless.domain.push.pushes import Connection
 from mqless.observability import metrics
-from mqless.transports.websocket.outbound import Connection
 from mqless_cli.cfn import Stack
 from mqless_cli.local.metrics import EmfToCloudWatch
 from tests.component.conftest import RecordingPusher

@@ -1063,7 +1063,7 @@ def test_presence_counts_a_queue_consumer_and_a_topic_subscriber_while_they_are_
 ) -> None:
     # Given nobody consuming yet
     from mqless.domain.access.principals import Action, Grant, Principal
-    from mqless.transports.websocket.outbound import Connection
+    from mqless.domain.push.pushes import Connection
 
     admin = Principal(
         id="test-admin",

@@ -973,3 +973,221 @@ def test_asymmetric_kms_keys_sign_and_verify_as_moto_does(
     assert isinstance(
         loaded, rsa.RSAPublicKey if key_spec.startswith("RSA") else ec.EllipticCurvePublicKey
     )
+
+
+# ---- random strings drawn at once ------------------------------------------------------------
+
+
+def test_request_ids_are_drawn_as_moto_draws_them_in_one_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given plain and fixed moto, when each answers requests, then every request id is 52
+    letters and digits, as moto's; with the fix each is drawn in one call, not one per
+    character (about 2% of an in-process request)."""
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    draws = 0
+    original = MotoRandom.choice
+
+    def counted(self: MotoRandom, sequence: Any) -> Any:
+        nonlocal draws
+        draws += 1
+        return original(self, sequence)
+
+    monkeypatch.setattr(MotoRandom, "choice", counted)
+
+    def request_ids(db: Any, _: Any) -> tuple[list[str], int]:
+        nonlocal draws
+        draws = 0
+        ids = [
+            db.put_item(TableName=TABLE, Item=item("p", str(n)))["ResponseMetadata"]["RequestId"]
+            for n in range(5)
+        ]
+        return ids, draws
+
+    (plain_ids, plain_draws), (fixed_ids, fixed_draws) = same_on_plain_and_fixed_moto(request_ids)
+    for found in (plain_ids, fixed_ids):
+        assert all(re.fullmatch(r"[A-Za-z0-9]{52}", request_id) for request_id in found)
+        assert len(set(found)) == 5
+    assert plain_draws >= 5 * 52
+    assert fixed_draws == 0
+
+
+def test_a_seeded_moto_repeats_its_random_strings() -> None:
+    """Given the fix, when moto's generator is seeded twice alike, then it draws the same
+    strings (moto's seeding for reproducible ids keeps working), lower case when asked."""
+    from moto.moto_api._internal import mock_random
+
+    with moto_fixes.random_strings_drawn_at_once():
+        mock_random.seed(7)
+        first = [
+            mock_random.get_random_string(52),
+            mock_random.get_random_string(8, lower_case=True),
+        ]
+        mock_random.seed(7)
+        again = [
+            mock_random.get_random_string(52),
+            mock_random.get_random_string(8, lower_case=True),
+        ]
+    assert first == again
+    assert re.fullmatch(r"[a-z0-9]{8}", first[1])
+    assert len(first[0]) == 52
+
+
+# ---- update expressions: structure checked once ----------------------------------------------
+
+UPDATES: list[tuple[str, dict[str, str]]] = [
+    # many actions, as the broker's segment updates have
+    ("SET a = :v, b = :v, c = :v, d = :v, e = :v, f = :v, g = :v, h = :v, i = :v", {}),
+    ("SET #n = :v", {"#n": "x"}),
+    ("SET #n = :v", {"#n": "pk"}),  # the same text, now naming a key attribute: refused
+    ("SET a = :v, a = :v", {}),  # overlapping paths: refused
+    ("SET a.b = :v, a = :v", {}),
+    ("SET a = :v REMOVE b ADD c :n", {}),
+    ("REMOVE sk", {}),
+]
+
+
+def test_update_expressions_are_accepted_and_refused_as_moto_does() -> None:
+    """Given update expressions that moto accepts and ones it refuses (a key attribute, by
+    name or through ExpressionAttributeNames; overlapping paths), when each is used twice
+    (the second time the fix skips the structure checks that passed), then plain and fixed
+    moto answer each alike and leave the same item."""
+
+    def scenario(db: Any, _: Any) -> list[Any]:
+        outcomes: list[Any] = []
+        for expression, names in UPDATES * 2:
+            extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+            values = {":v": {"S": "v"}, ":n": {"N": "1"}}
+            used = {k: v for k, v in values.items() if k in expression}
+            try:
+                db.update_item(
+                    TableName=TABLE,
+                    Key=key("p", "u"),
+                    UpdateExpression=expression,
+                    **({"ExpressionAttributeValues": used} if used else {}),
+                    **extra,
+                )
+                outcomes.append("ok")
+            except ClientError as error:
+                outcomes.append(error.response["Error"])
+        outcomes.append(table_contents(db))
+        return outcomes
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    assert found == expected
+    assert [o for o in expected[: len(UPDATES)] if o != "ok"]  # some were refused
+
+
+def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto, when one expression with many actions updates items twenty times,
+    then its structure checks (quadratic in the number of actions) ran for the first
+    update only."""
+    from moto.dynamodb.parsing import validators
+
+    checks = 0
+    original = validators.ActionCountValidator.verify_action_counts
+
+    def counted(self: Any, node: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        return original(self, node)
+
+    monkeypatch.setattr(validators.ActionCountValidator, "verify_action_counts", counted)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u"))
+
+        def update(n: int) -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression="SET a = :v, b = :v, c = :v, d = :v",
+                ExpressionAttributeValues={":v": {"N": str(n)}},
+            )
+
+        checks = 0
+        update(0)
+        first = checks
+        for n in range(1, 20):
+            update(n)
+        assert db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["d"] == {"N": "19"}
+    assert first > 0
+    assert checks == first  # none after the first update's
+
+
+# ---- condition expressions lexed once ---------------------------------------------------------
+
+CONDITIONS: list[tuple[str, dict[str, str]]] = [
+    ("attribute_not_exists(pk)", {}),
+    ("attribute_exists(pk) AND (v = :s OR n < :n)", {}),
+    ("#v IN (:s, :t) AND NOT begins_with(#v, :t)", {"#v": "v"}),
+    ("#v IN (:s, :t)", {"#v": "missing"}),
+    ("n BETWEEN :n AND :m AND size(v) > :n", {}),
+    ("m.a[0] = :s OR contains(l, :s)", {}),
+    ("v = :undefined", {}),  # a value it does not define
+    ("#undefined = :s", {}),  # a name it does not define
+    ("v == :s", {}),  # does not parse
+    ("(v = :s", {}),  # does not parse: refused
+]
+
+
+def test_condition_expressions_hold_and_fail_as_moto_decides() -> None:
+    """Given condition expressions that hold, fail, or are refused (undefined names and
+    values, text that does not parse: moto raises KeyError and ValueError there), when
+    each guards a write twice (the second time from the kept tokens), then plain and fixed
+    moto answer each alike and leave the same item."""
+
+    def scenario(db: Any, _: Any) -> list[Any]:
+        db.put_item(TableName=TABLE, Item=item("p", "c", v={"S": "s"}, n={"N": "1"}))
+        outcomes: list[Any] = []
+        for expression, names in CONDITIONS * 2:
+            values = {":s": {"S": "s"}, ":t": {"S": "t"}, ":n": {"N": "0"}, ":m": {"N": "5"}}
+            used = {k: v for k, v in values.items() if re.search(f"{k}\\b", expression)}
+            extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+            if used:
+                extra["ExpressionAttributeValues"] = used
+            try:
+                db.put_item(
+                    TableName=TABLE,
+                    Item=item("p", "c", v={"S": "s"}, n={"N": str(len(outcomes))}),
+                    ConditionExpression=expression,
+                    **extra,
+                )
+                outcomes.append("ok")
+            except ClientError as error:
+                outcomes.append(error.response["Error"])
+            except (KeyError, ValueError) as error:  # moto's own, for some bad expressions
+                outcomes.append({"Code": type(error).__name__, "Message": str(error)})
+        outcomes.append(table_contents(db))
+        return outcomes
+
+    expected, found = same_on_plain_and_fixed_moto(scenario)
+    assert found == expected
+    kinds = {o if o == "ok" else o["Code"] for o in expected[: len(CONDITIONS)]}
+    assert {"ok", "ConditionalCheckFailedException", "KeyError", "ValueError"} <= kinds
+
+
+def test_a_condition_expression_is_lexed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto, when one condition guards twenty writes, then its text was lexed
+    for the first only."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lexed = 0
+    original = ConditionExpressionParser._lex_one_node
+
+    def counted(self: Any, remaining: str) -> Any:
+        nonlocal lexed
+        lexed += 1
+        return original(self, remaining)
+
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counted)
+    with moto(fixed=True) as (db, _):
+        for n in range(20):
+            db.put_item(
+                TableName=TABLE,
+                Item=item("p", "c", n={"N": str(n)}),
+                ConditionExpression="attribute_not_exists(pk) OR n < :n",
+                ExpressionAttributeValues={":n": {"N": str(n)}},
+            )
+        assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "19"}
+    assert 0 < lexed <= 20  # one text of about a dozen tokens, lexed once

@@ -512,7 +512,7 @@ def test_one_consumer_whose_post_fails_does_not_hold_back_the_others(
     api: HttpApi, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a queue with two consumers, the first in line failing, and four messages
-    monkeypatch.setattr("mqless.domain.push.consumers.random.shuffle", lambda items: None)
+    monkeypatch.setattr("mqless.domain.push.feeding.random.shuffle", lambda items: None)
     for connection, prefetch in (("a-broken", 2), ("b-fine", 10)):
         json_client(connection)
         json_say(

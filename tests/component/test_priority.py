@@ -15,11 +15,11 @@ from mqless import wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
-from mqless.storage.index import LANE_QUIET_MS
+from mqless.storage.lane_marks import LANE_QUIET_MS
 from mqless.transports.websocket.handler import handle_event
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack

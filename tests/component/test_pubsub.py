@@ -19,7 +19,8 @@ from mqless.domain.errors import InvalidRequest, QueueNotFound
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.queues.indexing import Indexer
 from mqless.domain.queues.service import QueueService
-from mqless.domain.topics.service import SubscriptionSettings, TopicService
+from mqless.domain.topics.service import TopicService
+from mqless.domain.topics.subscription import SubscriptionSettings
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import from_wire, to_wire
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
@@ -33,7 +34,7 @@ from tests.lambda_support import FakeLambdaContext
 
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
-    return TopicService(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,
@@ -266,7 +267,7 @@ def test_routing_opens_a_message_once_whatever_the_number_of_subscriptions(
 ) -> None:
     # Given five subscriptions whose filter policies read the (sealed) attributes
     cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
-    topics = TopicService(
+    topics = assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,

@@ -21,13 +21,13 @@ from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
-from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore
+from mqless.storage.push_consumers import PushConsumers
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws, RecordingPusher
@@ -441,7 +441,7 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
         dynamodb=aws.dynamodb,
         table_name=aws.settings.destinations_table,
         live=sessions.live,
-        consumers=QueueConsumers(
+        consumers=assembly.build_queue_consumers(
             aws.dynamodb, aws.settings.destinations_table, broker, pusher, clock, budget=5
         ),
         queues=broker,
@@ -777,17 +777,17 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
     # lands just before the pump marks it owed (so the ack sees no mark and pumps nothing):
     # the ack is run from inside the pump's marking step, the one place the race can be
     # made to happen
-    mark = QueueConsumers._mark_owed
+    mark = PushConsumers.mark_owed
     acked: list[bool] = []
 
-    def ack_first(self: QueueConsumers, consumer: Any) -> Any:
+    def ack_first(self: PushConsumers, consumer: Any) -> Any:
         if not acked:
             acked.append(True)
             _frame(sessions, "c1", action="ack", id=first[-1]["ack"])
             assert len(_messages(pusher, "c1")) == 2  # the ack pumped nothing
         return mark(self, consumer)
 
-    monkeypatch.setattr(QueueConsumers, "_mark_owed", ack_first)
+    monkeypatch.setattr(PushConsumers, "mark_owed", ack_first)
     sessions.pump("racy", indexed=frozenset({7}))
 
     # Then the pump's mark returns the ack's watermark and it feeds the consumer again:
@@ -984,3 +984,43 @@ def test_a_stream_batch_handed_over_again_pushes_nothing_twice(
     # Then nothing is appended or pushed again
     assert len(_messages(pusher, "c1")) == 2
     assert _counts(broker, "again") == (0, 2)
+
+
+def test_a_consumer_fed_only_by_the_dispatch_function_still_gets_what_waits_behind_its_acks(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    dispatch: DispatchFunction,
+) -> None:
+    # Given a client-individual consumer with prefetch 10 that keeps up: 200 messages came
+    # through the dispatch function ten at a time, each ten leased to it in the append and
+    # acked before the next (no pump leased any: twenty settled segments lie in front)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "kept", ack="client-individual", prefetch=10)
+    for batch in range(20):
+        with INLINE_DISPATCH.paused():
+            send("kept", *(f"m{batch * 10 + n:03d}" for n in range(10)))
+        dispatch()
+        for message in _messages(pusher, "c1")[batch * 10 :]:
+            _frame(sessions, "c1", action="ack", id=message["ack"])
+    assert len(_messages(pusher, "c1")) == 200
+    # and ten more it holds, and five that arrive while it has no credit
+    with INLINE_DISPATCH.paused():
+        send("kept", *(f"m{n:03d}" for n in range(200, 210)))
+    dispatch()
+    held = _messages(pusher, "c1")[200:]
+    assert len(held) == 10
+    with INLINE_DISPATCH.paused():
+        send("kept", *(f"m{n:03d}" for n in range(210, 215)))
+    dispatch()
+    assert _counts(broker, "kept") == (5, 10)
+
+    # When it acks the ten it holds
+    for message in held:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+
+    # Then the five that waited came to it (not a minute later, when the sweeper ran)
+    assert [m["body"] for m in _messages(pusher, "c1")[210:]] == [
+        f"m{n:03d}" for n in range(210, 215)
+    ]

@@ -24,9 +24,9 @@ import pytest
 from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless_cli.billing import Meter, Usage, observing_moto
 from tests.component.conftest import Aws, RecordingPusher

@@ -19,8 +19,11 @@ from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.queues.service import QueueService
+from mqless.domain.topics import replay
 from mqless.domain.topics import service as topic_service
-from mqless.domain.topics.service import REPLAY_JOIN_MS, SubscriptionSettings, TopicService
+from mqless.domain.topics.replay import REPLAY_JOIN_MS
+from mqless.domain.topics.service import TopicService
+from mqless.domain.topics.subscription import SubscriptionSettings
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.transports.websocket.handler import handle_event
@@ -32,7 +35,7 @@ TOPIC = "news.eu"
 
 
 def _topics(aws: Aws, clock: ManualClock, *, replays: bool = True) -> TopicService:
-    service = TopicService(
+    service = assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,
@@ -363,8 +366,8 @@ def test_a_replay_cut_short_by_its_deadline_is_resumed_by_the_next_publish_each_
 ) -> None:
     # Given five retained messages, and a replay that records its place every two log items
     # and has no time to spare (it hands its shard back at the first record)
-    monkeypatch.setattr(topic_service, "REPLAY_CHUNK", 2)
-    monkeypatch.setattr(topic_service, "REPLAY_BUDGET_MS", 0, raising=False)
+    monkeypatch.setattr(replay, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(replay, "REPLAY_BUDGET_MS", 0, raising=False)
     broker.put_queue(ANONYMOUS, "resumed", QueueSettings())
     _publish(topics, "m1", "m2", "m3", "m4", "m5")
 
@@ -385,7 +388,7 @@ def test_a_replay_whose_worker_died_is_resumed_once_its_claim_ends_none_twice(
 ) -> None:
     # Given five retained messages, and a replay (recording its place every two log items)
     # whose worker dies after referring its second chunk, before recording how far it went
-    monkeypatch.setattr(topic_service, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(replay, "REPLAY_CHUNK", 2)
     broker.put_queue(ANONYMOUS, "crashed", QueueSettings())
     _publish(topics, "m1", "m2", "m3", "m4", "m5")
     replayer = topics._replayer
@@ -408,7 +411,7 @@ def test_a_replay_whose_worker_died_is_resumed_once_its_claim_ends_none_twice(
         )
 
     # When its claim has ended and a message published since reaches the dispatch function
-    clock.advance(topic_service.REPLAY_CLAIM_MS / 1000 + 1)
+    clock.advance(replay.REPLAY_CLAIM_MS / 1000 + 1)
     _publish(topics, "live")
 
     # Then the replay resumed from its last record: what the dead worker referred after it
@@ -421,8 +424,8 @@ def test_a_live_message_waits_while_its_shard_is_still_being_replayed(
 ) -> None:
     # Given a subscription whose replay the dispatch function does (its maker cannot), a
     # dispatch function with no time to spare, and three retained messages
-    monkeypatch.setattr(topic_service, "REPLAY_CHUNK", 2)
-    monkeypatch.setattr(topic_service, "REPLAY_DISPATCH_BUDGET_MS", 0, raising=False)
+    monkeypatch.setattr(replay, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(replay, "REPLAY_DISPATCH_BUDGET_MS", 0, raising=False)
     topics = _topics(aws, clock, replays=False)
     broker.put_queue(ANONYMOUS, "waits", QueueSettings())
     _publish(topics, "m1", "m2", "m3")

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from mqless.storage import keys
-from mqless.storage.groups import MAX_REFS, FifoIndex, FifoSegment, GroupedRef, group_tag
-from mqless.storage.index import SETTLED, Hold, NewRef, Ref, new_token
+from mqless.storage.fifo_segments import MAX_REFS, FifoSegment, GroupedRef, group_tag
+from mqless.storage.groups import FifoIndex
+from mqless.storage.segments import SETTLED, Hold, NewRef, Ref, new_token
 
 NOW = 1_800_000_000_000
 QUEUE = "pay.fifo"

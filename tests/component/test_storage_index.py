@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from mqless.storage import keys
-from mqless.storage.index import SETTLED, Hold, IndexStore, NewRef, Ref, new_token
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import SETTLED, Hold, NewRef, Ref, new_token
 
 NOW = 1_800_000_000_000
 
@@ -99,7 +100,7 @@ def test_a_closed_segment_takes_nothing_more_so_its_successor_stays_after_it(
     late = _refs(2, start=500)
     open_view = type(stale)(stale.queue, stale.shard, stale.seq, stale.entries, logs=stale.logs)
     with pytest.raises(Exception) as refused:
-        index._fill(open_view, late)
+        index._appender._fill(open_view, late)
     assert type(refused.value).__name__ == "_Contended"
     report = index.append("orders", 0, late)
 

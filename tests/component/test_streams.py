@@ -401,6 +401,35 @@ def test_an_idle_poller_does_not_pile_up_shard_iterators_in_moto(app: StreamApp)
     assert len(dynamodbstreams_backends["123456789012"]["us-east-1"].shard_iterators) <= 2
 
 
+def test_an_idle_shard_is_read_again_only_once_something_is_written(
+    app: StreamApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a poller that read its shard to the end, when nothing is written for half a
+    second, then it asks GetRecords at most once more (an empty read costs a whole request
+    of the embedded AWS; it used to ask every 5-50 ms); and when a record is then written,
+    it reaches the function at once."""
+    reads = 0
+    original = StreamPoller._get_records
+
+    def counted(self: StreamPoller, iterator: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return original(self, iterator)
+
+    monkeypatch.setattr(StreamPoller, "_get_records", counted)
+    app.poller()
+    app.put("first")
+    wait_until(lambda: len(app.deliveries()) == 1, what="the first record")
+    time.sleep(0.1)  # the read after the batch, which finds the shard's end
+    before = reads
+    time.sleep(0.5)
+    assert reads - before <= 1
+    written = time.time()
+    app.put("second")
+    wait_until(lambda: len(app.deliveries()) == 2, what="the second record")
+    assert app.deliveries()[-1]["received_at"] - written < 0.5
+
+
 def stream_length(app: StreamApp) -> int:
     """How many records the table's stream holds (what a TRIM_HORIZON reader would get)."""
     from moto.dynamodb.models import dynamodb_backends

@@ -27,7 +27,8 @@ from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Conflict
 from mqless.domain.models import BrowsedMessage, NewMessage, QueueSettings
 from mqless.domain.queues.service import QueueService
-from mqless.domain.topics.service import SubscriptionSettings, TopicService
+from mqless.domain.topics.service import TopicService
+from mqless.domain.topics.subscription import SubscriptionSettings
 from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import Item, from_wire, to_wire
@@ -43,7 +44,7 @@ Tamper = Callable[..., Item]
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
     """Topics as a publishing function instance runs them: a key cache of its own."""
-    return TopicService(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,

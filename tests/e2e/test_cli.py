@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -169,7 +170,10 @@ def test_ctrl_c_stops_consume_with_status_0(mqless_dev: DevServer) -> None:
     mqless(mqless_dev, "send", queue, "only")
     consumer = start(mqless_dev, "consume", queue, "--wait", "2")
     try:
-        time.sleep(4)  # it consumed the message and is long-polling again
+        printed = _printed_until(consumer, "  only")
+        # it consumed the message and is long-polling again (a poll lasts 2 s)
+        _acked_soon(mqless_dev, queue)
+        time.sleep(1)
         # When it gets Ctrl-C (SIGINT)
         consumer.send_signal(signal.SIGINT)
         stdout, stderr = consumer.communicate(timeout=30)
@@ -178,11 +182,40 @@ def test_ctrl_c_stops_consume_with_status_0(mqless_dev: DevServer) -> None:
             consumer.kill()
     # Then it exits 0, having printed the message and its count
     assert consumer.returncode == 0, stderr
-    assert "  only" in stdout
+    assert "  only" in printed + stdout
     assert stderr == f"consumed 1 message from {queue}\n"
 
 
 # ---- publish and tail ------------------------------------------------------------------------
+
+
+def _printed_until(process: subprocess.Popen[str], text: str, timeout: float = 30) -> str:
+    """What `process` printed on stdout up to `text`, waiting for it (rather than sleeping
+    for as long as that might take). Read from the pipe itself, so that nothing is left in
+    a buffer out of select's sight and `communicate` gets the rest."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    printed = b""
+    while text.encode() not in printed:
+        assert time.monotonic() < deadline, f"it never printed {text!r}:\n{printed.decode()}"
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"it ended without printing {text!r}:\n{printed.decode()}"
+            printed += chunk
+    return printed.decode()
+
+
+def _acked_soon(server: DevServer, queue: str, timeout: float = 10) -> None:
+    """Wait until `queue` holds nothing visible or in flight: what was sent is acked."""
+    with httpx.Client(base_url=server.http_url, headers=server.auth_headers(), timeout=30) as http:
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = http.get(f"/queues/{queue}").json()["counts"]
+            if counts["visible"] == counts["in_flight"] == 0:
+                return
+            assert time.monotonic() < deadline, f"{queue} was never emptied: {counts}"
+            time.sleep(0.1)
 
 
 def _wait_for_tail(process: subprocess.Popen[str]) -> str:
@@ -223,7 +256,7 @@ def test_ctrl_c_stops_tail_cleanly(mqless_dev: DevServer) -> None:
     try:
         _wait_for_tail(tail)
         mqless(mqless_dev, "publish", topic, "live")
-        time.sleep(2)
+        printed = _printed_until(tail, "  live")
         # When it gets Ctrl-C (SIGINT)
         tail.send_signal(signal.SIGINT)
         stdout, stderr = tail.communicate(timeout=30)
@@ -232,7 +265,7 @@ def test_ctrl_c_stops_tail_cleanly(mqless_dev: DevServer) -> None:
             tail.kill()
     # Then it exits 0, having printed the message and its count
     assert tail.returncode == 0
-    assert "  live" in stdout
+    assert "  live" in printed + stdout
     assert stderr == f"received 1 message on /topic/{topic}\n"
 
 

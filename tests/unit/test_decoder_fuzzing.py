@@ -30,9 +30,11 @@ from mqless.domain import models
 from mqless.domain.errors import InvalidRequest, MqlessError
 from mqless.domain.ids import MAX_CLIENT_ID
 from mqless.domain.models import NewMessage, QueueConfig, QueueSettings
-from mqless.domain.push.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckId, parse_ack_id
+from mqless.domain.push.ack_ids import AckId, parse_ack_id
+from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH
 from mqless.domain.queues.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt
-from mqless.domain.topics.patterns import FilterPolicy, validate_topic_name, validate_topic_pattern
+from mqless.domain.topics.filter_policies import FilterPolicy
+from mqless.domain.topics.patterns import validate_topic_name, validate_topic_pattern
 from mqless.storage.browse_cursors import decode_cursor as _decode_cursor
 from mqless.storage.browse_cursors import encode_cursor as _encode_cursor
 from mqless.transports.websocket.json_protocol import (

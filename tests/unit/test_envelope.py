@@ -18,14 +18,13 @@ from hypothesis import strategies as st
 
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import IntegrityError, Throttled
+from mqless.storage.data_keys import DataKey, encryption_context
 from mqless.storage.envelope import (
     FORMAT_VERSION,
     LEGACY_FORMAT_VERSION,
-    DataKey,
     EnvelopeCipher,
     Opened,
     Sealed,
-    encryption_context,
 )
 
 DEST = "orders"

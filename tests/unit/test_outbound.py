@@ -7,13 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless.transports.websocket.outbound import (
-    FRAME_BYTES,
-    MESSAGE_BYTES,
-    Connection,
-    Push,
-    render,
-)
+from mqless.domain.push.pushes import FRAME_BYTES, Connection, Push
+from mqless.transports.websocket.render import MESSAGE_BYTES, render
 from mqless.transports.websocket.stomp_frames import decode_frames
 
 _bodies = st.lists(

@@ -1211,7 +1211,7 @@ def test_the_kms_condition_matches_what_the_core_sends() -> None:
     Then their purposes are message-body and dedup-key, the values the policies require
     """
     from mqless.domain.queues import dedup
-    from mqless.storage.envelope import encryption_context
+    from mqless.storage.data_keys import encryption_context
 
     assert encryption_context("/queue/orders")["mqless:purpose"] == "message-body"
     assert dedup.encryption_context() == {"mqless:purpose": "dedup-key"}

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqless.domain.errors import InvalidRequest
+from mqless.domain.topics.filter_policies import FilterPolicy
 from mqless.domain.topics.patterns import (
-    FilterPolicy,
     TopicIndex,
     topic_matches,
     validate_topic_name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import botocore
 from moto import mock_aws
 
 from mqless_cli.cfn import Stack, load_template, provision
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes import fixed_moto
 
 REGION = "us-east-1"
@@ -55,8 +57,9 @@ class LocalCloud:
         os.environ.pop("AWS_PROFILE", None)
         mock = mock_aws(config=_PASSTHROUGH)  # type: ignore[call-overload]
         mock.start()
-        fixes = fixed_moto()
-        fixes.__enter__()
+        fixes = ExitStack()
+        fixes.enter_context(fixed_moto())
+        fixes.enter_context(botocore_shortcuts())  # requests moto answers: less client work
         # Clients made from now on (the functions') share this session's event handlers.
         boto3.setup_default_session()
         try:

@@ -14,6 +14,11 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   not with `inspect.getmembers` on every request.
 - `update_expressions_parsed_once`: each UpdateExpression text is parsed once, not twice
   per UpdateItem.
+- `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
+  (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
+  names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
+  every conditional write.
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -32,10 +37,14 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `kms_key_pairs_made_on_first_use`: a KMS key's asymmetric key pair is generated when a
   request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
   2048 pair for every key, symmetric ones included, which never use it.
+- `random_strings_drawn_at_once`: a random string (every response's request id) is drawn
+  with one `choices` call, not one `choice` call per character.
 
-`fixed_moto()` applies them all. `discard_shard_iterator` and `discard_stream_records` are
-the local runtime's own shortcuts, not fixes: its stream pollers never reuse an iterator, and
-are a stream's only readers, so they drop iterators and handled records at once.
+`fixed_moto()` applies them all, and `stream_writes_announced`, which is not a fix: it wakes
+the local runtime's stream pollers when a record is written. `discard_shard_iterator` and
+`discard_stream_records` are the local runtime's own shortcuts, not fixes either: its stream
+pollers never reuse an iterator, and are a stream's only readers, so they drop iterators and
+handled records at once.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ import logging
 import threading
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -61,9 +70,11 @@ __all__ = [
     "REQUEST_LOCK",
     "STREAM_RETENTION",
     "SHARD_ITERATOR_LIFETIME",
+    "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
     "attribute_values_serialize_directly",
+    "condition_expressions_lexed_once",
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
@@ -71,10 +82,13 @@ __all__ = [
     "handler_methods_listed_once",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
+    "random_strings_drawn_at_once",
     "shard_iterators_expire",
+    "stream_writes_announced",
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
+    "update_expression_structures_checked_once",
     "update_expressions_parsed_once",
     "updates_that_create_write_one_record",
 ]
@@ -322,6 +336,116 @@ def update_expressions_parsed_once() -> Iterator[None]:
         return parsed(expression)
 
     with _patched(parser, "make", classmethod(make)):
+        yield
+
+
+# ---- update expressions: structure checked once ---------------------------------------------
+
+_STRUCTURES_KEPT = 4096  # (expression, names, key attributes) whose structure passed
+
+
+@contextmanager
+def update_expression_structures_checked_once() -> Iterator[None]:
+    """Check an UpdateExpression's structure once per expression, names and table keys.
+
+    Upstream behaviour: every UpdateItem (twice when it creates its item) runs the
+    validator's nine passes over a copy of the expression's tree. The first three only
+    check its structure: one SET/ADD/REMOVE clause each (`ActionCountValidator`, which
+    looks for clauses again at every nested node: quadratic in the number of actions),
+    no overlapping paths (`OverlappingPathsValidator`), no key attribute updated
+    (`UpdateHashRangeKeyValidator`). They read only the tree, the ExpressionAttributeNames
+    and the table's key attributes, and change nothing; for the broker's segment updates
+    (ten or more actions) they were a seventh of all the CPU `mqless dev` spent.
+
+    Here, once they have passed for a tree (the parse `update_expressions_parsed_once`
+    keeps for its text), names and key attributes, later validations of the same skip
+    them; the passes that read values and the item run every time. An expression whose
+    structure fails is checked (and refused) every time, as before.
+    """
+    from moto.dynamodb.parsing import validators
+
+    structural = (
+        validators.ActionCountValidator,
+        validators.OverlappingPathsValidator,
+        validators.UpdateHashRangeKeyValidator,
+    )
+    cls: Any = validators.UpdateExpressionValidator
+    original_init = cls.__init__
+    original_validate = cls.validate
+    passed: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, expression, *args, **kwargs)
+        try:
+            names = tuple(sorted((self.expression_attribute_names or {}).items()))
+            keys = tuple(self.table.table_key_attrs)
+            self._structure_key = (id(expression), names, keys)
+        except (AttributeError, TypeError):  # not what this fix knows: validate as before
+            self._structure_key = None
+        self._structure_tree = expression
+
+    def validate(self: Any) -> Any:
+        key = getattr(self, "_structure_key", None)
+        processors = self.processors
+        first = [isinstance(p, structural) for p in processors]
+        # the structure checks must come first (they do in moto 5.2): else as upstream
+        if key is None or first != sorted(first, reverse=True):
+            return original_validate(self)
+        known = key in passed
+        node = self.node_to_validate
+        for processor, checks_structure in zip(processors, first, strict=True):
+            if checks_structure:
+                if known:
+                    continue
+            elif not known:  # every structure check before this one passed
+                with lock:
+                    if len(passed) >= _STRUCTURES_KEPT:
+                        passed.clear()
+                    passed[key] = self._structure_tree  # kept alive: its id stays its own
+                known = True
+            node = processor.traverse(node)
+        return node
+
+    with _patched(cls, "__init__", init), _patched(cls, "validate", validate):
+        yield
+
+
+# ---- condition expressions lexed once ------------------------------------------------------
+
+
+@contextmanager
+def condition_expressions_lexed_once() -> Iterator[None]:
+    """Keep the tokens of each ConditionExpression text instead of lexing it on every use.
+
+    Upstream behaviour: `ConditionExpressionParser.parse` lexes the expression text on
+    every conditional write and transaction item, trying a list of regular expressions at
+    each position: half of the parse, about a twentieth of `mqless dev`'s CPU in the HTTP
+    bench. The tokens depend on the text alone (names and values are looked up in later
+    stages), so the last 512 distinct texts keep theirs; each use gets new token nodes
+    (their `children` lists are fresh), and a text that does not lex is refused as before,
+    every time.
+    """
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    original = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=512)
+    def tokens(expression: str) -> tuple[tuple[Any, Any, Any, Any], ...]:
+        lexed = original(ConditionExpressionParser(expression, None, None))
+        return tuple((n.nonterminal, n.kind, n.text, n.value) for n in lexed)
+
+    def lex(self: ConditionExpressionParser) -> Any:
+        expression = self.condition_expression
+        if not isinstance(expression, str):
+            return original(self)
+        node = self.Node
+        return deque(
+            node(nonterminal=nonterminal, kind=kind, text=text, value=value, children=[])
+            for nonterminal, kind, text, value in tokens(expression)
+        )
+
+    with _patched(ConditionExpressionParser, "_lex_condition_expression", lex):
         yield
 
 
@@ -1126,11 +1250,95 @@ def kms_key_pairs_made_on_first_use() -> Iterator[None]:
         yield
 
 
+# ---- random strings drawn at once -----------------------------------------------------------
+
+
+@contextmanager
+def random_strings_drawn_at_once() -> Iterator[None]:
+    """Draw moto's random strings with one `choices` call instead of a `choice` per character.
+
+    Upstream behaviour: `MotoRandom.get_random_string` calls `self.choice(pool)` once per
+    character, and every response gets a 52-character request id that way: about 2% of an
+    in-process DynamoDB request. `self.choices(pool, k=length)` draws the same uniform
+    characters from the same (seedable) generator in one call; a seeded moto still repeats
+    its strings, they are only not the same strings as upstream's for a given seed.
+    """
+    import string
+
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    def get_random_string(
+        self: MotoRandom, length: int = 20, include_digits: bool = True, lower_case: bool = False
+    ) -> str:
+        pool = string.ascii_letters + (string.digits if include_digits else "")
+        drawn = "".join(self.choices(pool, k=length))
+        return drawn.lower() if lower_case else drawn
+
+    with _patched(MotoRandom, "get_random_string", get_random_string):
+        yield
+
+
+# ---- stream writes announced (the local runtime's pollers wait for them) -------------------
+
+
+class _StreamWrites:
+    """How many DynamoDB stream records moto has written, and a wait for the next one."""
+
+    def __init__(self) -> None:
+        self._written = threading.Condition()
+        self.count = 0
+        self.active = False
+        """Whether `stream_writes_announced` is on (else nothing counts: poll as before)."""
+
+    def written(self) -> None:
+        with self._written:
+            self.count += 1
+            self._written.notify_all()
+
+    def wait_after(self, seen: int, timeout: float) -> bool:
+        """Wait until a record is written after `count` was `seen` (or `timeout` passed);
+        whether one was."""
+        with self._written:
+            return self._written.wait_for(lambda: self.count != seen, timeout)
+
+
+STREAM_WRITES = _StreamWrites()
+"""The stream records moto wrote, counted (`stream_writes_announced`)."""
+
+
+@contextmanager
+def stream_writes_announced() -> Iterator[None]:
+    """Count every stream record moto writes, and wake whoever waits for one.
+
+    Not a fix: a hook for the local runtime's stream pollers, which read a shard again as
+    soon as something was written to a stream instead of asking GetRecords every few
+    milliseconds while nothing was (an empty GetRecords costs a full in-process request).
+    """
+    from moto.dynamodb.models.table import StreamShard
+
+    original = StreamShard.add
+
+    def add(self: StreamShard, old: Any, new: Any) -> None:
+        try:
+            original(self, old, new)
+        finally:
+            STREAM_WRITES.written()
+
+    STREAM_WRITES.active = True
+    try:
+        with _patched(StreamShard, "add", add):
+            yield
+    finally:
+        STREAM_WRITES.active = False
+
+
 FIXES: tuple[Callable[[], Any], ...] = (
     atomic_requests,
     data_models_untracked,
     handler_methods_listed_once,
     update_expressions_parsed_once,
+    update_expression_structures_checked_once,
+    condition_expressions_lexed_once,
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
@@ -1138,6 +1346,8 @@ FIXES: tuple[Callable[[], Any], ...] = (
     stream_records_expire,
     shard_iterators_expire,
     kms_key_pairs_made_on_first_use,
+    random_strings_drawn_at_once,
+    stream_writes_announced,
 )
 """What `fixed_moto` applies, in this order."""
 

@@ -49,7 +49,11 @@ from typing import Any, NamedTuple
 
 from mqless_cli.cfn import StreamSource
 from mqless_cli.local.functions import FunctionError, FunctionHost
-from mqless_cli.local.moto_fixes import discard_shard_iterator, discard_stream_records
+from mqless_cli.local.moto_fixes import (
+    STREAM_WRITES,
+    discard_shard_iterator,
+    discard_stream_records,
+)
 
 __all__ = [
     "CHECKPOINTS",
@@ -69,6 +73,9 @@ DEV_RETRY_CAP = 10
 _GET_RECORDS_LIMIT = 1000  # the DynamoDB Streams maximum
 _FIRST_IDLE_WAIT = 0.005  # the idle backoff starts here and doubles up to idle_poll_seconds
 _WINDOW_POLL = 0.01  # how often to look for more records while a batching window is open
+_QUIET_READ_SECONDS = 1.0
+"""With moto's stream writes announced (`STREAM_WRITES`), a shard read to its end is read
+again when a record is written, and at least this often (a shard closing writes nothing)."""
 
 Record = dict[str, Any]
 
@@ -291,10 +298,20 @@ class StreamPoller:
         window = max(0, self.source.maximum_batching_window_seconds)
         if self._discard_handled:
             CHECKPOINTS.join(self._arn, shard_id, id(self))
+        # what was written to streams when the last read began, and whether it read to the
+        # shard's end: with nothing written since, another read would find nothing
+        written_seen, read_to_end, last_read = -1, False, 0.0
         try:
             while not self._stop.is_set():
                 if iterator is not None and len(pending) < batch_size:
+                    if (
+                        not pending
+                        and read_to_end
+                        and self._nothing_written(written_seen, last_read)
+                    ):
+                        continue
                     was_empty = not pending
+                    written_seen, last_read = STREAM_WRITES.count, time.monotonic()
                     try:
                         raw, iterator = self._get_records(iterator)
                     except Exception as exc:
@@ -304,6 +321,7 @@ class StreamPoller:
                         self._stop.wait(self._idle_poll)
                         iterator = self._reopen(shard_id, last_sequence)
                         continue
+                    read_to_end = STREAM_WRITES.active and len(raw) < self._read_limit
                     for item in raw:
                         last_sequence = item["dynamodb"]["SequenceNumber"]
                         record = lambda_record(item, stream_arn=self._arn, region=self._region)
@@ -318,6 +336,8 @@ class StreamPoller:
                         self._handled(shard_id, last_sequence)  # filtered ones included
                     if iterator is None:
                         return  # the shard is closed and everything in it was handled
+                    if read_to_end:
+                        continue  # the next round waits for a write (`_nothing_written`)
                     idle_wait = min(self._idle_poll, max(idle_wait * 2, _FIRST_IDLE_WAIT))
                     self._stop.wait(idle_wait)
                     continue
@@ -342,14 +362,25 @@ class StreamPoller:
             with self._lock:
                 self._closed.add(shard_id)
 
+    @property
+    def _read_limit(self) -> int:
+        return min(_GET_RECORDS_LIMIT, self.source.batch_size)
+
+    def _nothing_written(self, seen: int, last_read: float) -> bool:
+        """Wait (up to the idle poll) for a stream record written since `seen`; whether
+        there is still none, and a read is not due anyway (`_QUIET_READ_SECONDS`)."""
+        if STREAM_WRITES.count != seen or time.monotonic() - last_read >= _QUIET_READ_SECONDS:
+            return False
+        return not STREAM_WRITES.wait_after(seen, self._idle_poll) and (
+            time.monotonic() - last_read < _QUIET_READ_SECONDS
+        )
+
     def _handled(self, shard_id: str, sequence: str) -> None:
         if self._discard_handled:
             CHECKPOINTS.handled(self._arn, shard_id, id(self), sequence)
 
     def _get_records(self, iterator: str) -> tuple[list[dict[str, Any]], str | None]:
-        response = self._client.get_records(
-            ShardIterator=iterator, Limit=min(_GET_RECORDS_LIMIT, self.source.batch_size)
-        )
+        response = self._client.get_records(ShardIterator=iterator, Limit=self._read_limit)
         discard_shard_iterator(self._arn, iterator)
         return response.get("Records", []), response.get("NextShardIterator")
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
     from mqless.domain.access.principals import Policy
+    from mqless.domain.access.quotas import Quotas
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.push.pushes import Pusher as PushPoster
     from mqless.domain.queues.indexing import Indexer
     from mqless.domain.queues.service import QueueService
     from mqless.domain.scheduling import Scheduler
@@ -125,12 +128,11 @@ def build_topic_service(
     """A TopicService over the given clients."""
     from mqless.domain.access.principals import AllowAll
     from mqless.domain.access.quotas import Quotas
-    from mqless.domain.topics.service import TopicService
     from mqless.storage.destinations import QueueRegistry
 
     time = time or SystemClock()
     policy = policy or AllowAll()
-    return TopicService(
+    return topic_service_over(
         dynamodb=dynamodb,
         messages_table=settings.messages_table,
         destinations_table=settings.destinations_table,
@@ -140,6 +142,62 @@ def build_topic_service(
         policy=policy,
         quotas=Quotas(policy, settings.limits),
         log=log,
+    )
+
+
+def topic_service_over(
+    *,
+    dynamodb: DynamoDBClient,
+    messages_table: str,
+    destinations_table: str,
+    queues: QueueRegistry,
+    cipher: BodyCipher,
+    clock: Clock,
+    policy: Policy | None = None,
+    quotas: Quotas | None = None,
+    log: LogStore | None = None,
+) -> TopicService:
+    """A TopicService over one DynamoDB client and the two tables (what tests call)."""
+    from mqless.domain.topics.service import TopicService
+    from mqless.storage.log import LogStore
+    from mqless.storage.subscriptions import SubscriptionStore
+
+    return TopicService(
+        subscriptions=SubscriptionStore(dynamodb, destinations_table),
+        log=log or LogStore(dynamodb, messages_table, clock),
+        queues=queues,
+        cipher=cipher,
+        clock=clock,
+        policy=policy,
+        quotas=quotas,
+    )
+
+
+def build_queue_consumers(
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    queues: QueueService,
+    pusher: PushPoster,
+    time: Clock,
+    *,
+    budget: int | None = None,
+) -> QueueConsumers:
+    """Queue push consumers over the given client (what tests call), rendering pushes with
+    the WebSocket transport's `render`."""
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.push.feeding import PUMP_BUDGET
+    from mqless.storage.deliveries import DeliveryRecords
+    from mqless.storage.push_consumers import PushConsumers
+    from mqless.transports.websocket.render import render
+
+    return QueueConsumers(
+        PushConsumers(dynamodb, table_name),
+        DeliveryRecords(dynamodb, table_name),
+        queues,
+        pusher,
+        render,
+        time,
+        budget=PUMP_BUDGET if budget is None else budget,
     )
 
 

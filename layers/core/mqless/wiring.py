@@ -199,14 +199,13 @@ class NoWebSocketApi:
 @_once
 def sessions() -> Sessions:
     """WebSocket sessions (JSON and STOMP) over the process-wide services."""
-    from mqless.domain.push.consumers import QueueConsumers
     from mqless.transports.websocket.sessions import Sessions
 
     return Sessions(
         dynamodb=dynamodb_client(),
         table_name=settings().destinations_table,
         live=live_subscriptions(),
-        consumers=QueueConsumers(
+        consumers=assembly.build_queue_consumers(
             dynamodb_client(),
             settings().destinations_table,
             queue_service(),

@@ -13,7 +13,6 @@ this code reads the same figures there.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -106,17 +105,18 @@ class HistoryService:
     def history(
         self, principal: Principal, *, queue: str | None = None, topic: str | None = None
     ) -> History:
+        """The last hour per minute, and totals, of a queue, a topic or (neither) the broker."""
         if queue is not None and topic is not None:
             raise InvalidRequest("ask for a queue's history or a topic's, not both")
         now_ms = self._clock.now_ms()
         # the last hour of whole minutes, this (partial) minute included
         end_s = (now_ms // 1000 // PERIOD_S + 1) * PERIOD_S
-        scope = self._scope(principal, queue, topic, now_ms)
+        since_ms, dimensions, sources = self._scope(principal, queue, topic, now_ms)
         # the totals: one data point covering [since, end), in whole hours (what CloudWatch
         # asks of periods that reach past 63 days)
-        span_s = max(3600, -(-(end_s - scope.since_ms // 1000) // 3600) * 3600)
+        span_s = max(3600, -(-(end_s - since_ms // 1000) // 3600) * 3600)
         topic_names = self._topics(principal) if queue is None and topic is None else []
-        queries = _queries(scope, span_s, topic_names)
+        queries = _queries(dimensions, sources, topic_names, span_s)
         hourly = self._fetch(queries, end_s - WINDOW_S, end_s, PERIOD_S)
         totals = self._fetch(
             [q for q in queries if q["MetricStat"]["Period"] == span_s],
@@ -124,13 +124,40 @@ class HistoryService:
             end_s,
             span_s,
         )
-        return _history(queue, topic, scope, hourly, totals, end_s, span_s, topic_names)
+        starts = list(range(end_s - WINDOW_S, end_s, PERIOD_S))
+        arriving = ["r_sent", *(f"rd_{n}" for n in range(len(sources)))]
+
+        def per_minute(key: str, start: int) -> float:
+            ids = arriving if key == "sent" else [f"r_{key}"]
+            return sum(hourly.get(i, {}).get(start, 0.0) for i in ids)
+
+        rates = {key: [round(per_minute(key, t) / PERIOD_S, 3) for t in starts] for key in COUNTERS}
+        depth_points = hourly.get("depth", {})
+        depth = [int(depth_points[t]) if t in depth_points else None for t in starts]
+        counted = {key: sum(totals.get(f"t_{key}", {}).values()) for key in COUNTERS}
+        counted["sent"] += sum(sum(totals.get(f"td_{n}", {}).values()) for n in range(len(sources)))
+        return History(
+            queue=queue,
+            topic=topic,
+            period_seconds=PERIOD_S,
+            timestamps=[t * 1000 for t in starts],
+            rates=rates,
+            depth=depth,
+            totals=Totals(**{key: int(value) for key, value in counted.items()}),
+            dead_letters_from=sources,
+            # a queue's creation; else the start of the span (data before it is none)
+            totals_since=since_ms if queue is not None else (end_s - span_s) * 1000,
+            topics={
+                name: int(sum(totals.get(f"p_{n}", {}).values()))
+                for n, name in enumerate(topic_names)
+            },
+        )
 
     def _scope(
         self, principal: Principal, queue: str | None, topic: str | None, now_ms: int
-    ) -> _Scope:
-        """What the caller asked for, checked: its dimensions, a dead-letter queue's sources,
-        and since when its totals count."""
+    ) -> tuple[int, list[dict[str, str]], list[str]]:
+        """Check that `principal` administers what it asks about; since when its figures
+        count, the metric dimensions that select it, and (a dead-letter queue) its sources."""
         since_ms = now_ms - RECENT_S * 1000
         dimensions: list[dict[str, str]] = []
         sources: list[str] = []
@@ -151,7 +178,7 @@ class HistoryService:
         else:
             self._policy.check(principal, Action.ADMIN, EVERY_DESTINATION)
         dimensions.append({"Name": "service", "Value": SERVICE})
-        return _Scope(dimensions, sources, since_ms)
+        return since_ms, dimensions, sources
 
     def _topics(self, principal: Principal) -> list[str]:
         """Topics with a `Sent` metric (published to) that the caller administers."""
@@ -197,6 +224,29 @@ class HistoryService:
         return found
 
 
+def _queries(
+    dimensions: list[dict[str, str]], sources: list[str], topic_names: list[str], span_s: int
+) -> list[dict[str, Any]]:
+    """The metric queries of a history: per minute (`r_`, `rd_`, depth) and over the whole
+    span (`t_`, `td_`, `p_`), for the destination, its dead-letter sources and the topics."""
+    queries: list[dict[str, Any]] = []
+    for key, metric in COUNTERS.items():
+        queries.append(_query(f"r_{key}", metric, dimensions, PERIOD_S, "Sum"))
+        queries.append(_query(f"t_{key}", metric, dimensions, span_s, "Sum"))
+    queries.append(_query("depth", DEPTH, dimensions, PERIOD_S, "Maximum"))
+    for n, source in enumerate(sources):
+        source_dims = [
+            {"Name": "Queue", "Value": source},
+            {"Name": "service", "Value": SERVICE},
+        ]
+        queries.append(_query(f"rd_{n}", "DeadLettered", source_dims, PERIOD_S, "Sum"))
+        queries.append(_query(f"td_{n}", "DeadLettered", source_dims, span_s, "Sum"))
+    for n, name in enumerate(topic_names):
+        topic_dims = [{"Name": "Topic", "Value": name}, {"Name": "service", "Value": SERVICE}]
+        queries.append(_query(f"p_{n}", "Sent", topic_dims, span_s, "Sum"))
+    return queries
+
+
 def _query(
     query_id: str, metric: str, dimensions: list[dict[str, str]], period_s: int, stat: str
 ) -> dict[str, Any]:
@@ -209,69 +259,3 @@ def _query(
         },
         "ReturnData": True,
     }
-
-
-@dataclass(frozen=True)
-class _Scope:
-    dimensions: list[dict[str, str]]
-    sources: list[str]  # the queues whose dead letters a dead-letter queue receives
-    since_ms: int
-
-
-def _queries(scope: _Scope, span_s: int, topic_names: list[str]) -> list[dict[str, Any]]:
-    """Every series of the view: per minute (PERIOD_S) and over the whole span."""
-    queries: list[dict[str, Any]] = []
-    for key, metric in COUNTERS.items():
-        queries.append(_query(f"r_{key}", metric, scope.dimensions, PERIOD_S, "Sum"))
-        queries.append(_query(f"t_{key}", metric, scope.dimensions, span_s, "Sum"))
-    queries.append(_query("depth", DEPTH, scope.dimensions, PERIOD_S, "Maximum"))
-    for n, source in enumerate(scope.sources):
-        source_dims = [{"Name": "Queue", "Value": source}, {"Name": "service", "Value": SERVICE}]
-        queries.append(_query(f"rd_{n}", "DeadLettered", source_dims, PERIOD_S, "Sum"))
-        queries.append(_query(f"td_{n}", "DeadLettered", source_dims, span_s, "Sum"))
-    for n, name in enumerate(topic_names):
-        topic_dims = [{"Name": "Topic", "Value": name}, {"Name": "service", "Value": SERVICE}]
-        queries.append(_query(f"p_{n}", "Sent", topic_dims, span_s, "Sum"))
-    return queries
-
-
-def _history(
-    queue: str | None,
-    topic: str | None,
-    scope: _Scope,
-    hourly: dict[str, dict[int, float]],
-    totals: dict[str, dict[int, float]],
-    end_s: int,
-    span_s: int,
-    topic_names: list[str],
-) -> History:
-    """The view from the series fetched: rates and depth per minute, and the totals."""
-    starts = list(range(end_s - WINDOW_S, end_s, PERIOD_S))
-    arriving = ["r_sent", *(f"rd_{n}" for n in range(len(scope.sources)))]
-
-    def per_minute(key: str, start: int) -> float:
-        ids = arriving if key == "sent" else [f"r_{key}"]
-        return sum(hourly.get(i, {}).get(start, 0.0) for i in ids)
-
-    rates = {key: [round(per_minute(key, t) / PERIOD_S, 3) for t in starts] for key in COUNTERS}
-    depth_points = hourly.get("depth", {})
-    depth = [int(depth_points[t]) if t in depth_points else None for t in starts]
-    counted = {key: sum(totals.get(f"t_{key}", {}).values()) for key in COUNTERS}
-    counted["sent"] += sum(
-        sum(totals.get(f"td_{n}", {}).values()) for n in range(len(scope.sources))
-    )
-    return History(
-        queue=queue,
-        topic=topic,
-        period_seconds=PERIOD_S,
-        timestamps=[t * 1000 for t in starts],
-        rates=rates,
-        depth=depth,
-        totals=Totals(**{key: int(value) for key, value in counted.items()}),
-        dead_letters_from=scope.sources,
-        # a queue's creation; else the start of the span (data before it is none)
-        totals_since=scope.since_ms if queue is not None else (end_s - span_s) * 1000,
-        topics={
-            name: int(sum(totals.get(f"p_{n}", {}).values())) for n, name in enumerate(topic_names)
-        },
-    )

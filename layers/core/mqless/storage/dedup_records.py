@@ -15,7 +15,13 @@ from botocore.exceptions import ClientError
 
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
-from mqless.storage.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.storage.dynamo import (
+    drop_partition,
+    from_wire,
+    is_condition_failure,
+    to_wire,
+    translated_errors,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,8 +66,6 @@ class DedupRecords:
 
     def drop(self, queue: str) -> None:
         """Delete a queue's dedup records (the queue is being deleted)."""
-        from mqless.storage.index import drop_partition
-
         for first in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
             drop_partition(self._db, self._table, keys.dedup_partition(queue, first))
 

@@ -1,6 +1,6 @@
 """Delivery records: what a queue push consumer holds, one item per push, not per message.
 
-Destinations table, beside the consumer it belongs to (`consumers.py`), `pk = QC#<queue>`:
+Destinations table, beside the consumer it belongs to (`push_consumers.py`), `pk = QC#<queue>`:
 ```
 sk  D#<tag>#<epoch>#<seq, 10 digits>   one per push (one outbox flush to one consumer)
 g   gen: 8 random hex digits, which the push's ack ids carry

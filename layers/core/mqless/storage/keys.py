@@ -6,7 +6,7 @@ Storage engine v2 (docs/storage-engine.md):
 - index      `pk = I#<queue>#<shard>`: segments `sk = S#<seq>` and the cursor `sk = C`.
              A queue with priorities has a lane per priority: lane L's shard s is index
              shard `L * 64 + s` (`lane_shard`; lane 0 is the plain shard numbers), and
-             `pk = I#<queue>#0, sk = P` holds its lane marks (`storage.index`).
+             `pk = I#<queue>#0, sk = P` holds its lane marks (`storage.lane_marks`).
 - FIFO       `pk = F#<queue>#<seq mod shards>`: a FIFO queue's segments `sk = S#<seq>`, one
              sequence for the whole queue (references tagged with their group), and, in
              shard 0, its cursor `sk = C`.

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from mqless import wiring
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.push.consumers import PushPlan
+from mqless.domain.push.feeding import PushPlan
 from mqless.storage import keys, wake
 from mqless.storage.dynamo import Item, from_stream_image
 

@@ -29,11 +29,10 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mqless.domain import names
+from mqless.domain import names, wildcards
 from mqless.domain.errors import Forbidden, InvalidRequest
+from mqless.domain.wildcards import ANY_SEGMENT, ANY_TAIL, Fault
 
-ANY_SEGMENT = "*"
-ANY_TAIL = ">"
 MAX_GRANTS = 100
 MAX_PATTERN = 200
 ACCESS_CONTROL = "$access"
@@ -184,15 +183,14 @@ def proven_by_api_key(principal_id: str) -> bool:
 
 def validate_grant_pattern(pattern: str) -> None:
     """InvalidRequest unless `pattern` is a well-formed destination pattern."""
-    segments = pattern.split(".")
+    segments = wildcards.segments(pattern)
     for position, segment in enumerate(segments):
-        if not segment:
+        fault = wildcards.fault(segment, position, len(segments))
+        if fault is Fault.EMPTY:
             raise InvalidRequest(f"pattern {pattern[:100]!r} has an empty segment")
-        if segment == ANY_TAIL and position != len(segments) - 1:
+        if fault is Fault.TAIL_NOT_LAST:
             raise InvalidRequest(f"in pattern {pattern[:100]!r}, '>' may only come last")
-        if segment not in (ANY_SEGMENT, ANY_TAIL) and (
-            ANY_SEGMENT in segment or ANY_TAIL in segment
-        ):
+        if fault is Fault.PARTIAL_WILDCARD:
             raise InvalidRequest(
                 f"in pattern {pattern[:100]!r}, wildcards stand alone in their segment"
             )
@@ -205,19 +203,7 @@ def pattern_covers(pattern: str, wanted: str) -> bool:
     matching (`topics.topic_matches`: a final `>` matches zero or more further segments);
     a wildcard in `wanted` is covered only by a wildcard at least as wide.
     """
-    granted = pattern.split(".")
-    segments = wanted.split(".")
-    for position, grant in enumerate(granted):
-        if grant == ANY_TAIL:
-            return True
-        if position >= len(segments):
-            return False
-        segment = segments[position]
-        if segment == ANY_TAIL:
-            return False
-        if grant != ANY_SEGMENT and grant != segment:
-            return False
-    return len(granted) == len(segments)
+    return wildcards.covers(pattern, wanted)
 
 
 def grant_covers(pattern: str, destination: str) -> bool:

@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from mqless.domain.access.api_keys import ApiKeys, ApiKeyView, IssuedKey
 from mqless.domain.access.principals import (
     ACCESS_CONTROL,
-    ANY_TAIL,
     PRINCIPAL_ID,
     Action,
     AllowAll,
@@ -34,6 +33,7 @@ from mqless.domain.access.principals import (
 )
 from mqless.domain.clock import Clock
 from mqless.domain.errors import InvalidRequest, NotFound, Unauthorized
+from mqless.domain.wildcards import ANY_TAIL
 from mqless.observability import audit
 from mqless.storage.dynamo import (
     from_wire,

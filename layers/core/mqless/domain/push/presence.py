@@ -20,8 +20,9 @@ topics are not made, and none for a name too long for a topic name.
 from __future__ import annotations
 
 import json
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -32,7 +33,6 @@ from mqless.domain.topics.patterns import validate_topic_name
 if TYPE_CHECKING:
     from mqless.domain.push.consumers import QueueConsumers
     from mqless.domain.topics.service import TopicService
-    from mqless.transports.websocket.connections import LiveSubscriptions
 
 logger = Logger(service="mqless", child=True)
 
@@ -40,6 +40,21 @@ ADVISORY_PREFIX: Final = "ActiveMQ.Advisory."
 CONSUMER_ADVISORY: Final = ADVISORY_PREFIX + "Consumer."
 LISTENER_PREFIX: Final = "ActiveMQ."  # live subscriptions that may listen to advisories
 Kind = Literal["Queue", "Topic"]
+
+
+class LiveMatches(Protocol):
+    def match(self, topic: str) -> Sized:
+        """The live subscriptions whose pattern matches `topic`."""
+
+
+class LiveSubscribers(Protocol):
+    """What presence reads of the live topic subscriptions (the WebSocket transport's)."""
+
+    def index(self, prefix: str | None = None) -> LiveMatches:
+        """Every live subscription (or those whose pattern starts with `prefix`)."""
+
+    def live_counts(self) -> dict[str, int]:
+        """Live subscriptions per topic pattern."""
 
 
 def advisory_topic(kind: Kind, name: str) -> str | None:
@@ -76,7 +91,7 @@ class Presence:
     """Counts consumers and announces changes on advisory topics."""
 
     def __init__(
-        self, live: LiveSubscriptions, consumers: QueueConsumers, topics: TopicService
+        self, live: LiveSubscribers, consumers: QueueConsumers, topics: TopicService
     ) -> None:
         self._live = live
         self._consumers = consumers

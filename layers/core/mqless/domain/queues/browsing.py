@@ -18,9 +18,9 @@ from mqless.domain.queues.parts import QueueParts
 from mqless.domain.queues.reasons import origin
 from mqless.storage import keys
 from mqless.storage.browse_cursors import DONE, decode_cursor, encode_cursor
-from mqless.storage.index import Ref
 from mqless.storage.log import LogItem
 from mqless.storage.sealing import Headers
+from mqless.storage.segments import Ref
 
 MAX_BROWSE: Final = 100
 

@@ -18,7 +18,8 @@ from mqless.domain.queues.leases import Acks, Taken, Wanted, taken_in_segment
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.shard_memory import ShardMemory
 from mqless.observability import metrics
-from mqless.storage.index import SETTLED, Entry, Hold, IndexStore, Segment, new_token
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import SETTLED, Entry, Hold, Segment, new_token
 
 
 class Claims:

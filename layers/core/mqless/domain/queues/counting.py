@@ -12,7 +12,7 @@ from mqless.domain.access.principals import Action, Principal
 from mqless.domain.models import QueueConfig, QueueCounts, QueueStats
 from mqless.domain.queues.parts import QueueParts
 from mqless.storage import keys
-from mqless.storage.index import Ref
+from mqless.storage.segments import Ref
 
 COUNT_BOUND: Final = 1000  # references a count reads at most per queue
 

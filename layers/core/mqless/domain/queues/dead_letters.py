@@ -22,8 +22,8 @@ from mqless.domain.queues.reasons import dead_letter_reason
 from mqless.domain.queues.settling import Settler
 from mqless.observability import metrics
 from mqless.storage import keys
-from mqless.storage.index import SETTLED
 from mqless.storage.log import LogItem, Source
+from mqless.storage.segments import SETTLED
 
 logger = Logger(service="mqless", child=True)
 

@@ -23,8 +23,8 @@ import struct
 import threading
 from typing import Final
 
+from mqless.storage.data_keys import KeyProvider
 from mqless.storage.dedup_secret import DedupSecretStore
-from mqless.storage.envelope import KeyProvider
 
 PURPOSE: Final = "dedup-key"
 

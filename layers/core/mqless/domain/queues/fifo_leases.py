@@ -19,8 +19,9 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.leases import Taken, Wanted, taken_in_fifo_segment
 from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS, ShardMemory
 from mqless.observability import metrics
-from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
-from mqless.storage.index import new_token
+from mqless.storage.fifo_segments import FifoEntry, FifoSegment
+from mqless.storage.groups import FifoIndex
+from mqless.storage.segments import new_token
 
 FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, ...)
 FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most

@@ -36,9 +36,12 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.refs import Mac, genuine, signed
 from mqless.storage import keys
 from mqless.storage.dynamo import Item
-from mqless.storage.groups import FifoIndex, GroupedRef
-from mqless.storage.index import LANE_MARK_EVERY_MS, IndexStore, NewRef, Ref
+from mqless.storage.fifo_segments import GroupedRef
+from mqless.storage.groups import FifoIndex
+from mqless.storage.index import IndexStore
+from mqless.storage.lane_marks import LANE_MARK_EVERY_MS
 from mqless.storage.log import bodies_of, pointer_priority
+from mqless.storage.segments import NewRef, Ref
 
 logger = Logger(service="mqless", child=True)
 
@@ -76,6 +79,15 @@ class IndexReport:
     skipped: int = 0  # log items of queues that no longer exist
 
 
+@dataclass
+class _Placed:
+    """A stream batch's references, by where they are appended."""
+
+    standard: dict[tuple[str, int], list[NewRef]] = field(default_factory=dict)
+    lanes_used: dict[str, set[int]] = field(default_factory=dict)  # a priority queue's lanes
+    fifo: dict[str, tuple[QueueConfig, list[GroupedRef]]] = field(default_factory=dict)
+
+
 class Indexer:
     """Appends references to queue indexes for new log items, in stream order."""
 
@@ -102,63 +114,79 @@ class Indexer:
         """Index the new log items of one stream batch (images in stream order); `push`:
         standard queues whose first new messages are appended leased (`PushLease`)."""
         report = IndexReport()
-        standard: dict[tuple[str, int], list[NewRef]] = {}
-        lanes_used: dict[str, set[int]] = {}  # a priority queue's lanes appended to
-        fifo: dict[str, tuple[QueueConfig, list[GroupedRef]]] = {}
+        placed = _Placed()
         for item in items:
-            try:
-                kind, destination, shard = keys.parse_log_partition(str(item.get("pk", "")))
-            except InvalidRequest:
-                continue
-            if kind == "topic":
-                for target, bodies in self._topics.routes(destination, item):
-                    for lane, into, ref in self._topic_placed(item, target, bodies):
-                        if target.max_priority is not None:
-                            lanes_used.setdefault(target.name, set()).add(lane)
-                        standard.setdefault((target.name, into), []).append(ref)
-                continue
-            config = self._queues.find(destination)
-            if config is None:
-                report.skipped += 1
-                continue
-            sent = self._queue_refs(item, config.name)
-            if config.max_priority is not None:
-                base = min(shard, config.shards - 1)
-                for ref, priority in sent:
-                    lane = config.lane_of(priority)
-                    lanes_used.setdefault(config.name, set()).add(lane)
-                    standard.setdefault((config.name, keys.lane_shard(lane, base)), []).append(ref)
-                continue
-            if config.fifo:
-                # in stream order, whatever the group: a group's messages come from one log
-                # shard, so the stream brings them in the order they were sent
-                group = str(item.get("g") or "")
-                grouped = fifo.setdefault(config.name, (config, []))[1]
-                grouped.extend(GroupedRef(ref, group) for ref, _ in sent)
-            else:
-                standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(
-                    ref for ref, _ in sent
-                )
-        for queue, lanes in lanes_used.items():
+            self._place(item, placed, report)
+        for queue, lanes in placed.lanes_used.items():
             self._mark_lanes(queue, lanes)
-        for (queue, shard), refs in standard.items():
-            plan = (push or {}).get(queue)
-            if plan is not None:
-                refs = self._leased(refs, plan)
-            appended = self._index.append(queue, shard, refs)
-            if plan is not None:
-                plan.appended += appended.appended
-                plan.leased += [(r, shard, seq, slot) for r, seq, slot in appended.leased]
-            report.appended += appended.appended
-            report.duplicates += appended.duplicates
-            report.queues.add(queue)
-            report.shards.setdefault(queue, set()).add(shard)
-        for queue, (config, grouped) in fifo.items():
+        for (queue, shard), refs in placed.standard.items():
+            self._append_standard(queue, shard, refs, (push or {}).get(queue), report)
+        for queue, (config, grouped) in placed.fifo.items():
             fifo_appended = self._fifo.append(queue, config.shards, grouped)
             report.appended += fifo_appended.appended
             report.duplicates += fifo_appended.duplicates
             report.queues.add(queue)
         return report
+
+    def _place(self, item: Item, placed: _Placed, report: IndexReport) -> None:
+        """Sort one log item's references by where they are appended (a standard queue's
+        shard or lane, a FIFO queue); a topic's go to its routes' queues."""
+        try:
+            kind, destination, shard = keys.parse_log_partition(str(item.get("pk", "")))
+        except InvalidRequest:
+            return
+        if kind == "topic":
+            for target, bodies in self._topics.routes(destination, item):
+                for lane, into, ref in self._topic_placed(item, target, bodies):
+                    if target.max_priority is not None:
+                        placed.lanes_used.setdefault(target.name, set()).add(lane)
+                    placed.standard.setdefault((target.name, into), []).append(ref)
+            return
+        config = self._queues.find(destination)
+        if config is None:
+            report.skipped += 1
+            return
+        sent = self._queue_refs(item, config.name)
+        if config.max_priority is not None:
+            base = min(shard, config.shards - 1)
+            for ref, priority in sent:
+                lane = config.lane_of(priority)
+                placed.lanes_used.setdefault(config.name, set()).add(lane)
+                placed.standard.setdefault((config.name, keys.lane_shard(lane, base)), []).append(
+                    ref
+                )
+            return
+        if config.fifo:
+            # in stream order, whatever the group: a group's messages come from one log
+            # shard, so the stream brings them in the order they were sent
+            group = str(item.get("g") or "")
+            grouped = placed.fifo.setdefault(config.name, (config, []))[1]
+            grouped.extend(GroupedRef(ref, group) for ref, _ in sent)
+        else:
+            placed.standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(
+                ref for ref, _ in sent
+            )
+
+    def _append_standard(
+        self,
+        queue: str,
+        shard: int,
+        refs: list[NewRef],
+        plan: PushLease | None,
+        report: IndexReport,
+    ) -> None:
+        """Append a standard queue shard's references, the first leased to a push consumer
+        where `plan` asks for it."""
+        if plan is not None:
+            refs = self._leased(refs, plan)
+        appended = self._index.append(queue, shard, refs)
+        if plan is not None:
+            plan.appended += appended.appended
+            plan.leased += [(r, shard, seq, slot) for r, seq, slot in appended.leased]
+        report.appended += appended.appended
+        report.duplicates += appended.duplicates
+        report.queues.add(queue)
+        report.shards.setdefault(queue, set()).add(shard)
 
     def _leased(self, refs: Sequence[NewRef], plan: PushLease) -> list[NewRef]:
         """The references with the plan's leases on the first it may take: a new message

@@ -16,7 +16,8 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.leases import SCAN_SEGMENTS
 from mqless.domain.queues.shard_memory import ShardMemory
 from mqless.storage import keys
-from mqless.storage.index import LANE_QUIET_MS, IndexStore, LaneMarks
+from mqless.storage.index import IndexStore
+from mqless.storage.lane_marks import LANE_QUIET_MS, LaneMarks
 
 LANE_MARKS_CACHE_MS: Final = 2_000  # lane marks that skip no lane are kept this long
 LANE_RECHECK_MS: Final = 60_000  # a quiet lane found holding messages is looked at again after

@@ -12,7 +12,8 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.leases import Acks
 from mqless.domain.queues.receipts import Lease
 from mqless.storage.groups import FifoIndex
-from mqless.storage.index import SETTLED, Hold, IndexStore, Ref
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import SETTLED, Hold, Ref
 
 
 class LeaseChanges:

@@ -15,8 +15,8 @@ from typing import Final
 
 from mqless.domain.models import QueueConfig
 from mqless.domain.queues.receipts import Lease
-from mqless.storage.groups import FifoEntry, FifoSegment
-from mqless.storage.index import Entry, Ref, Segment
+from mqless.storage.fifo_segments import FifoEntry, FifoSegment
+from mqless.storage.segments import Entry, Ref, Segment
 
 SCAN_SEGMENTS: Final = 4  # segments of a standard shard read at once from the floor
 

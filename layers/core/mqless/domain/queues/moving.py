@@ -17,8 +17,8 @@ from mqless.domain.queues.parts import QueueParts
 from mqless.domain.queues.refs import ref_mac
 from mqless.observability import audit
 from mqless.storage import keys
-from mqless.storage.index import Ref
 from mqless.storage.log import LogItem, Source
+from mqless.storage.segments import Ref
 
 
 class Mover:

@@ -19,9 +19,9 @@ from mqless.domain.queues.reasons import origin
 from mqless.domain.queues.receipts import Lease
 from mqless.observability import metrics
 from mqless.storage import keys
-from mqless.storage.index import SETTLED
 from mqless.storage.log import LogItem
 from mqless.storage.sealing import OpenedMessage
+from mqless.storage.segments import SETTLED
 
 logger = Logger(service="mqless", child=True)
 

@@ -16,9 +16,10 @@ from mqless.domain.queues.refs import genuine
 from mqless.domain.queues.taking import Leases
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.groups import FifoIndex
-from mqless.storage.index import IndexStore, Ref
+from mqless.storage.index import IndexStore
 from mqless.storage.log import LogItem, LogStore
 from mqless.storage.sealing import BodyCipher, OpenedMessage, open_logged
+from mqless.storage.segments import Ref
 
 
 @dataclass(frozen=True)

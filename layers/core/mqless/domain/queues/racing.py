@@ -24,7 +24,8 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.claiming import Claims
 from mqless.domain.queues.leases import Acks, Taken
 from mqless.domain.queues.shard_memory import ShardMemory
-from mqless.storage.index import MAX_REFS, Entry, IndexStore, Segment, position
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import MAX_REFS, Entry, Segment, position
 
 STRAGGLER_SHARE: Final = 0.125  # racing receives that look behind the dispenser first
 STRAY_MS: Final = 30_000  # how long a dispensed, never-leased reference waits for its holder

@@ -18,7 +18,7 @@ from mqless.domain.queues.moving import Mover
 from mqless.domain.queues.parts import QueueParts
 from mqless.domain.queues.reasons import origin
 from mqless.observability import audit
-from mqless.storage.index import SETTLED
+from mqless.storage.segments import SETTLED
 
 
 class Redriver:

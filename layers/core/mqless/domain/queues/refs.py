@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Callable
 from typing import Final
 
-from mqless.storage.index import Ref
+from mqless.storage.segments import Ref
 
 MAC_BYTES: Final = 8
 

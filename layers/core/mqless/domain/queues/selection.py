@@ -15,9 +15,9 @@ from mqless.domain.models import QueueConfig
 from mqless.domain.queues.parts import QueueParts
 from mqless.domain.selectors import message_lookup
 from mqless.storage import keys
-from mqless.storage.index import Ref
 from mqless.storage.log import LogItem
 from mqless.storage.sealing import open_logged
+from mqless.storage.segments import Ref
 
 
 class Verdicts:

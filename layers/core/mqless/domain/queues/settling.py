@@ -15,7 +15,7 @@ from mqless.domain.models import EntryFailure, QueueConfig
 from mqless.domain.queues.parts import QueueParts
 from mqless.domain.queues.receipts import Lease, decode_receipt
 from mqless.observability import metrics
-from mqless.storage.index import SETTLED
+from mqless.storage.segments import SETTLED
 
 
 class Settler:

@@ -14,7 +14,8 @@ from typing import Final
 
 from mqless.domain.clock import Clock
 from mqless.domain.queues.leases import LeaseStats
-from mqless.storage.index import Cursor, IndexStore
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import Cursor
 
 FLOOR_CACHE_MS: Final = 2_000
 RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing

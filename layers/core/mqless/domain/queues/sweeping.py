@@ -19,8 +19,8 @@ from mqless.domain.queues.dead_letters import DeadLetters
 from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.parts import QueueParts
 from mqless.observability import metrics
-from mqless.storage.groups import FifoEntry, FifoSegment
-from mqless.storage.index import SETTLED, Entry, Segment
+from mqless.storage.fifo_segments import FifoEntry, FifoSegment
+from mqless.storage.segments import SETTLED, Entry, Segment
 
 logger = Logger(service="mqless", child=True)
 

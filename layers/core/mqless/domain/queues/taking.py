@@ -49,11 +49,14 @@ from mqless.domain.queues.leases import (
 from mqless.domain.queues.racing import Racing
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.shard_memory import ShardMemory
-from mqless.storage.groups import FifoEntry, FifoIndex, FifoSegment
-from mqless.storage.index import Entry, IndexStore, Ref, Segment, new_token
+from mqless.storage.fifo_segments import FifoEntry, FifoSegment
+from mqless.storage.groups import FifoIndex
+from mqless.storage.index import IndexStore
+from mqless.storage.segments import Entry, Ref, Segment, new_token
 
 WIDE_SCAN_SEGMENTS: Final = 8  # competing receivers choose among more, to collide less
 MAX_SCAN_PAGES: Final = 4  # pages of segments one look at a shard reads at most
+MAX_PASSED_SEGMENTS: Final = 64  # settled segments at the floor a push pump's look passes free
 FLOOR_STEP: Final = 8  # settled segments passed before the floor is moved (one write)
 
 
@@ -124,21 +127,36 @@ class Leases:
     def visible_in(self, queue: str, shard: int, *, consistent: bool = False) -> bool:
         """Whether an oldest-first lease (a push consumer's) would find a message in this
         standard queue shard: the segments it would read, from the floor on, looked at with
-        no write (`consistent`: strongly, so that what was just indexed is seen)."""
-        start = self.floor(queue, shard)
-        for _ in range(MAX_SCAN_PAGES):
+        no write (`consistent`: strongly, so that what was just indexed is seen).
+
+        A run of settled segments at the floor is passed as a receive passes it (the floor
+        moves past it, one write), and is not counted in the pages looked at: a push
+        consumer fed only by the dispatch function's appends (each acked before the next)
+        leaves nothing else to move the floor, and the look would end in settled segments
+        before what waits behind them, until the sweeper moved it a minute later."""
+        floor = self.floor(queue, shard)
+        start, passed, pages, found = floor, 0, 0, False
+        while pages < MAX_SCAN_PAGES and not found:
             segments = self._index.segments(
                 queue, shard, start, limit=SCAN_SEGMENTS, consistent=consistent
             )
             now = self._clock.now_ms()
             for segment in segments:
-                if any(e.free_at(now) and not e.expired(now) for e in segment.entries):
-                    self._memory.found_in(queue, shard)  # look here first next time
-                    return True
-            if len(segments) < SCAN_SEGMENTS:
-                return False
+                if segment.seq == floor + passed and segment.settled and segment.full:
+                    passed += 1
+                elif any(e.free_at(now) and not e.expired(now) for e in segment.entries):
+                    found = True
+                    break
+            if found or len(segments) < SCAN_SEGMENTS:
+                break
             start = segments[-1].seq + 1
-        return False
+            # a page wholly passed costs no page, up to a bound (the floor moves past it)
+            if start > floor + passed or passed >= MAX_PASSED_SEGMENTS:
+                pages += 1
+        self._pass(queue, shard, floor, passed)
+        if found:
+            self._memory.found_in(queue, shard)  # look here first next time
+        return found
 
     def _take_standard(
         self,
@@ -195,6 +213,10 @@ class Leases:
             if segment.seq != floor + settled or not segment.settled or not segment.full:
                 break
             settled += 1
+        self._pass(queue, shard, floor, settled)
+
+    def _pass(self, queue: str, shard: int, floor: int, settled: int) -> None:
+        """Move the floor past `settled` settled segments from `floor` once they are enough."""
         if settled < min(FLOOR_STEP, SCAN_SEGMENTS):
             return
         if self._memory.racing(queue, self._clock.now_ms()):

@@ -25,7 +25,7 @@ from mqless.domain.errors import (
     Throttled,
     Unauthorized,
 )
-from mqless.transports.http.models import Problem
+from mqless.transports.http.models.problem import Problem
 from mqless.transports.http.routes import (
     access,
     console,

@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from mqless.domain.access.principals import Grant, Principal, parse_grants
 from mqless.domain.clock import Clock
 from mqless.domain.errors import InvalidRequest
+from mqless.domain.push.pushes import Connection
 from mqless.domain.topics.patterns import TopicIndex, validate_topic_pattern
 from mqless.storage.dynamo import (
     batch_write,
@@ -41,7 +42,6 @@ from mqless.storage.dynamo import (
     to_wire,
     translated_errors,
 )
-from mqless.transports.websocket.outbound import Connection
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient

@@ -28,9 +28,10 @@ from mqless.domain.access.authentication import (
     websocket_caller,
 )
 from mqless.domain.errors import Throttled, Unauthorized
+from mqless.domain.push.pushes import Connection
 from mqless.transports.websocket.connections import ConnectionInfo
 from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.outbound import Connection, error_reply
+from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.stomp_frames import (
     SUBPROTOCOLS,
     Frame,

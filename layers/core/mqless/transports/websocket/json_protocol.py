@@ -27,9 +27,9 @@ from mqless.domain import models
 from mqless.domain.errors import InvalidRequest, MqlessError, StaleReceipt
 from mqless.domain.ids import MAX_CLIENT_ID
 from mqless.domain.models import NewMessage
-from mqless.domain.push.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
+from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
 from mqless.storage.schedules import Rule
-from mqless.transports.http.models import SendMessageRequest
+from mqless.transports.http.models.sending import SendMessageRequest
 from mqless.transports.websocket.connections import ConnectionInfo
 from mqless.transports.websocket.sessions import Sessions, Settle
 

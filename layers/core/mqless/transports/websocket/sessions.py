@@ -49,30 +49,19 @@ from mqless.domain.errors import (
 )
 from mqless.domain.ids import check_client_id
 from mqless.domain.models import NewMessage, SendResult
-from mqless.domain.push.consumers import (
-    DEFAULT_PREFETCH,
-    AckId,
-    AckMode,
-    Consumer,
-    NotInFlight,
-    PumpReport,
-    PushPlan,
-    QueueConsumers,
-    SettleReport,
-    from_settle_fields,
-    parse_ack_id,
-    settle_fields,
-)
+from mqless.domain.push.ack_ids import AckId, parse_ack_id
+from mqless.domain.push.consumer import DEFAULT_PREFETCH, AckMode, Consumer
+from mqless.domain.push.consumers import QueueConsumers
+from mqless.domain.push.feeding import PushPlan
+from mqless.domain.push.posting import PumpReport
 from mqless.domain.push.presence import Presence
+from mqless.domain.push.pushes import Connection, Push
+from mqless.domain.push.settling import NotInFlight, SettleReport
 from mqless.domain.queues.service import BodyCipher, QueueService
 from mqless.domain.scheduling import MANAGEMENT_TOPIC, Kind, Scheduler, stored
 from mqless.domain.selectors import message_lookup
-from mqless.domain.topics.service import (
-    START_NOW,
-    SubscriptionSettings,
-    TopicService,
-    published_topic,
-)
+from mqless.domain.topics.service import TopicService, published_topic
+from mqless.domain.topics.subscription import START_NOW, SubscriptionSettings
 from mqless.observability import audit, metrics
 from mqless.storage import keys
 from mqless.storage.dynamo import (
@@ -87,6 +76,7 @@ from mqless.storage.dynamo import (
 )
 from mqless.storage.envelope import LEGACY_FORMAT_VERSION, Sealed
 from mqless.storage.log import LogStore
+from mqless.storage.push_consumers import from_settle_fields, settle_fields
 from mqless.storage.schedules import Rule
 from mqless.storage.sealing import open_logged
 from mqless.transports.websocket.connections import (
@@ -96,7 +86,7 @@ from mqless.transports.websocket.connections import (
     LiveTarget,
     Pusher,
 )
-from mqless.transports.websocket.outbound import Connection, Push, error_reply, render
+from mqless.transports.websocket.render import error_reply, render
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

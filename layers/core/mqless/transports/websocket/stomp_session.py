@@ -2,7 +2,7 @@
 
 Each WebSocket message is decoded (`stomp.decode_frames`), its frames are checked and
 acted on in order through `Sessions`, and the answers (CONNECTED, RECEIPT, ERROR) are
-posted back; MESSAGE frames come from the pushes (`consumers.py`, `outbound.py`).
+posted back; MESSAGE frames come from the pushes (`domain/push/`, `render.py`).
 
 Behaviour a client can count on:
 - The subprotocol (`v12.stomp`, `v11.stomp`, `v10.stomp`) is chosen in `$connect`; CONNECT
@@ -56,12 +56,13 @@ from mqless.domain import models, names
 from mqless.domain.errors import InvalidRequest, MqlessError, StaleReceipt
 from mqless.domain.ids import check_client_id, is_ascii_digits
 from mqless.domain.models import NewMessage
-from mqless.domain.push.consumers import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode, NotInFlight
+from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
+from mqless.domain.push.pushes import Connection
+from mqless.domain.push.settling import NotInFlight
 from mqless.domain.scheduling import STOMP_NAMES, check_rule
-from mqless.domain.topics.service import START_OLDEST
+from mqless.domain.topics.subscription import START_OLDEST
 from mqless.storage.schedules import Rule
 from mqless.transports.websocket.connections import ConnectionInfo
-from mqless.transports.websocket.outbound import Connection
 from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless.transports.websocket.stomp_frames import (
     Frame,

@@ -12,7 +12,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from mqless import wiring
 from mqless.domain.access.api_keys import IssuedKey
 from mqless.domain.access.users import PrincipalView
-from mqless.transports.http.models import KeyList, KeyRequest, PrincipalList, PrincipalRequest
+from mqless.transports.http.models.access import (
+    KeyList,
+    KeyRequest,
+    PrincipalList,
+    PrincipalRequest,
+)
 from mqless.transports.http.routes.common import caller, content, json_response
 
 router = Router()

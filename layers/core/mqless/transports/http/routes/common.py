@@ -15,7 +15,8 @@ from mqless.domain.access.authentication import http_caller
 from mqless.domain.access.principals import Principal
 from mqless.domain.errors import MqlessError
 from mqless.domain.models import EntryFailure, NewMessage
-from mqless.transports.http.models import Problem, SendBatchRequest
+from mqless.transports.http.models.problem import Problem
+from mqless.transports.http.models.sending import SendBatchRequest
 
 QueueName = Annotated[
     str, Path(description="Queue name: 1-80 of A-Z a-z 0-9 _ . - (`.fifo` = FIFO).")

@@ -9,10 +9,9 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from mqless import wiring
-from mqless.transports.http.models import (
+from mqless.transports.http.models.messages import (
     AckRequest,
     AckResponse,
-    BatchResultEntry,
     BrowseResponse,
     MessageOut,
     MoveRequest,
@@ -21,12 +20,15 @@ from mqless.transports.http.models import (
     NackResponse,
     ReceiveRequest,
     ReceiveResponse,
+    VisibilityRequest,
+    VisibilityResponse,
+)
+from mqless.transports.http.models.sending import (
+    BatchResultEntry,
     SendBatchRequest,
     SendBatchResponse,
     SendMessageRequest,
     SendMessageResponse,
-    VisibilityRequest,
-    VisibilityResponse,
 )
 from mqless.transports.http.routes.common import (
     MessageId,

@@ -15,7 +15,7 @@ from mqless.domain.access.principals import EVERY_DESTINATION, Action
 from mqless.domain.models import QueueStats
 from mqless.domain.topics.patterns import validate_topic_name
 from mqless.observability.history import History
-from mqless.transports.http.models import (
+from mqless.transports.http.models.operations import (
     ConnectionList,
     ConnectionView,
     DurablePresenceView,

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from mqless import wiring
 from mqless.domain.models import QueueSettings, RedriveResult
-from mqless.transports.http.models import PurgeResponse, QueueList, QueueView, RedriveRequest
+from mqless.transports.http.models.queues import PurgeResponse, QueueList, QueueView, RedriveRequest
 from mqless.transports.http.routes.common import QueueName, caller, content, json_response
 
 router = Router()

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from mqless import wiring
-from mqless.transports.http.models import ScheduledList
+from mqless.transports.http.models.scheduled import ScheduledList
 from mqless.transports.http.routes.common import QueueName, TopicName, caller
 
 router = Router()

@@ -10,15 +10,15 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from mqless import wiring
-from mqless.domain.topics.service import Subscription, SubscriptionSettings
-from mqless.transports.http.models import (
+from mqless.domain.topics.subscription import Subscription, SubscriptionSettings
+from mqless.transports.http.models.sending import (
     BatchResultEntry,
     SendBatchRequest,
     SendBatchResponse,
     SendMessageRequest,
     SendMessageResponse,
-    SubscriptionList,
 )
+from mqless.transports.http.models.topics import SubscriptionList
 from mqless.transports.http.routes.common import (
     TopicName,
     caller,

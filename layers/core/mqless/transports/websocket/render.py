@@ -1,11 +1,13 @@
-"""Messages on their way to WebSocket clients: one shape, two protocols, packed posts.
+"""Rendering for WebSocket clients: pushes as JSON or STOMP frames, packed posts; errors as
+a STOMP ERROR or JSON error frame.
 
-A `Push` is one message for one subscription of one connection. `render` turns a list of
-them into the text of as few WebSocket messages as the 32 KB frame allows (API Gateway
-bills a WebSocket message per 32 KB, and each post is a call): JSON clients get one
-`message` frame, or a `batch` frame holding several; STOMP clients get MESSAGE frames,
-several concatenated in one WebSocket message, which STOMP's framing (NUL-terminated
-frames) allows and stompjs's parser reads. A push the connection cannot be sent is set
+A `Push` (`domain/push/pushes.py`) is one message for one subscription of one connection;
+the push domain is given `render` as its `Renderer`. `render` turns a list of pushes into
+the text of as few WebSocket messages as the 32 KB frame allows (API Gateway bills a
+WebSocket message per 32 KB, and each post is a call): JSON clients get one `message`
+frame, or a `batch` frame holding several; STOMP clients get MESSAGE frames, several
+concatenated in one WebSocket message, which STOMP's framing (NUL-terminated frames)
+allows and stompjs's parser reads. A push the connection cannot be sent is set
 aside with the reason (`Rendered.refused`); the caller decides its fate.
 """
 
@@ -13,55 +15,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
 
 from mqless.domain.models import BROKER_HEADERS, RESERVED_PREFIX
+from mqless.domain.push.pushes import FRAME_BYTES, Connection, Push, Rendered
 from mqless.transports.websocket.stomp_frames import Frame, encode_frame
 
-Protocol = Literal["json", "stomp"]
-
-FRAME_BYTES: Final = 32 * 1024  # one billed WebSocket frame
 MESSAGE_BYTES: Final = 128 * 1024  # the most one WebSocket message (one post) carries
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where a push goes and how it must be spoken."""
-
-    id: str
-    protocol: Protocol = "json"
-    version: str = "1.2"
-
-    @classmethod
-    def stored(cls, connection_id: str, item: Mapping[str, Any]) -> Connection:
-        """The connection as a stored item (`protocol`, `version`) records it."""
-        return cls(
-            id=connection_id,
-            protocol="stomp" if item.get("protocol") == "stomp" else "json",
-            version=str(item.get("version", "1.2")),
-        )
-
-
-@dataclass(frozen=True)
-class Push:
-    """One message for one subscription."""
-
-    subscription: str
-    destination: str  # "/queue/NAME" or "/topic/NAME"
-    message_id: str
-    body: bytes
-    binary: bool = False
-    ack: str | None = None  # what the client acks with; None when nothing is to be acked
-    attributes: dict[str, str] = field(default_factory=dict)
-    content_type: str | None = None
-    correlation_id: str | None = None
-    reply_to: str | None = None
-    sent_at: int = 0
-    receive_count: int = 1
-    group_id: str | None = None
-    priority: int | None = None  # as sent; None: sent without one
 
 
 def json_frame(push: Push) -> dict[str, Any]:
@@ -130,16 +91,6 @@ def stomp_frame(push: Push, version: str) -> Frame:
         and not (name == "priority" and push.priority is not None)
     )
     return Frame("MESSAGE", tuple(headers), body)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """What `render` made of a list of pushes for one connection."""
-
-    messages: list[str]
-    """The WebSocket messages to post, in order, packed within FRAME_BYTES each."""
-    refused: dict[int, str]
-    """The pushes (by position) this connection cannot be sent, each with the reason."""
 
 
 def error_reply(*, stomp: bool, code: str, message: str) -> bytes:

@@ -1,0 +1,313 @@
+"""Feeding queue push consumers: leasing messages up to each one's credit and pushing them.
+
+`pump(queue)` runs when messages arrive (the dispatch function, on the stream), when a
+consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a lease that
+runs out or a delay that ends makes no stream record). It first asks the queue's index
+whether anything is visible (one read), then serves consumers in rounds of at most 10
+messages so competing consumers share a busy queue, and pushes each round in as few
+posts as the 32 KB frame allows (`posting.py`). It reads each consumer's credit once
+(`credit.py`) and leases under the consumer's name with an ordinary receive, so leases,
+receive counts, dead-lettering and FIFO groups behave as for HTTP receivers.
+
+A `client` consumer a pump leaves without credit while messages may have waited is marked
+owed (`_owe`): the ack that opens its room pumps. A consumer that keeps up with its
+producer never is, and its acks read no index.
+
+The dispatch function feeds what it indexes without a pump where it can: it reads the
+consumers and one's credit first and appends the new messages leased to that consumer
+(`plan_push`, `push_leased`: the append is the lease), and pumps only if anything it
+appended is left.
+
+A consumer whose post fails has its messages given back and the others are fed all the
+same.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Final
+
+from mqless.domain import models, names
+from mqless.domain.clock import Clock
+from mqless.domain.errors import QueueNotFound
+from mqless.domain.models import Delivery
+from mqless.domain.push.consumer import Consumer
+from mqless.domain.push.credit import Holding, holding_of
+from mqless.domain.push.posting import Outbox, Poster, PumpReport
+from mqless.domain.push.pushes import FRAME_BYTES
+from mqless.domain.queues.indexing import PushLease
+from mqless.domain.queues.leases import Taken
+from mqless.domain.queues.receipts import Lease
+from mqless.domain.queues.service import QueueService
+from mqless.storage.deliveries import DeliveryRecords
+from mqless.storage.dynamo import Item
+from mqless.storage.push_consumers import PushConsumers
+from mqless.storage.segments import new_token
+
+PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `more`)
+
+
+@dataclass
+class PushPlan:
+    """A consumer the dispatch function leases new messages to as it appends them."""
+
+    consumer: Consumer
+    lease: PushLease
+    holdings: dict[str, Holding]
+
+
+class Feeder:
+    """Leases messages for a queue's push consumers and pushes them."""
+
+    def __init__(
+        self,
+        store: PushConsumers,
+        records: DeliveryRecords,
+        queues: QueueService,
+        poster: Poster,
+        clock: Clock,
+        *,
+        budget: int = PUMP_BUDGET,
+    ) -> None:
+        self._store = store
+        self._records = records
+        self._queues = queues
+        self._poster = poster
+        self._clock = clock
+        self._budget = budget
+
+    # ---- feeding what the dispatch function appends leased ---------------------------------
+
+    def plan_push(self, queue: str) -> PushPlan | None:
+        """Before the dispatch function appends a standard queue's new messages: a push
+        consumer to lease them to in the append itself (`indexing.PushLease`), chosen as a
+        pump's round would choose (at random among those with credit, no selector), and
+        how many it may take; None if none may.
+
+        The consumers are read eventually consistent (half the units: most queues have
+        none, and the pump after the append reads them again, strongly): a consumer not
+        seen yet is fed by that pump, one seen with an old watermark gets less credit
+        (never more), one gone has its messages given back when its post fails."""
+        if names.is_fifo(queue):
+            return None
+        try:
+            config = self._queues.config_of(queue)
+        except QueueNotFound:
+            return None
+        if config.max_priority is not None:
+            return None  # a pump leases from the highest lane first, not the append
+        now = self._clock.now_ms()
+        # a selector's consumer is fed by the pump, which reads what it selects
+        candidates = [
+            c
+            for c in self._store.of_queue(queue, consistent=False)
+            if not c.credential_expired(now // 1000) and c.selector is None
+        ]
+        random.shuffle(candidates)
+        holdings: dict[str, Holding] = {}
+        for consumer in candidates:
+            credit = models.MAX_BATCH
+            if consumer.ack != "auto":
+                holding = holding_of(self._records, consumer, holdings, self._clock.now_ms())
+                credit = min(credit, consumer.prefetch - holding.in_flight)
+            if credit <= 0:
+                continue
+            lease_ms = config.visibility_timeout * 1000
+            return PushPlan(
+                consumer=consumer,
+                lease=PushLease(credit=credit, until=now + lease_ms, token=new_token()),
+                holdings=holdings,
+            )
+        return None
+
+    def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
+        """Push what the append leased to the plan's consumer (`plan_push`), as a pump's
+        flush does: its record first, then the post; given back if the post fails."""
+        consumer, report = plan.consumer, PumpReport()
+        taken = [
+            Taken(
+                lease=Lease(consumer.queue, shard, "s", str(seq), slot, plan.lease.token),
+                ref=ref.ref,
+                count=ref.count + 1,
+            )
+            for ref, shard, seq, slot in plan.lease.leased
+        ]
+        if not taken:
+            return report
+        deliveries = self._queues.open_leased(consumer.queue, taken, images)
+        report.leased = len(deliveries)
+        holding = plan.holdings.get(consumer.tag)
+        if holding is not None:
+            holding.in_flight += len(deliveries)
+        outbox = Outbox(consumer)
+        outbox.add(deliveries)
+        self._poster.flush(outbox, plan.holdings, report)
+        return report
+
+    # ---- pumping -------------------------------------------------------------------------
+
+    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
+        """Lease and push messages to the queue's consumers while they have credit.
+
+        `indexed` (the dispatch function's pump of what it just indexed in these shards of
+        a standard queue): a `client` consumer left without credit is marked owed only if
+        something is left visible there. Whatever else is visible, the pump that made it
+        so was responsible for it (its dispatch pump, or a pump without `indexed`, which
+        marks such consumers whatever it leaves).
+
+        A consumer whose post fails (API Gateway erred) gets its messages given back and
+        is skipped for the rest of this pump; the others are still fed, those messages
+        included. The first such failure is raised once the others have been fed.
+        """
+        report = PumpReport()
+        now_s = self._clock.now_ms() // 1000
+        # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
+        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
+        if not consumers or not self._queues.has_visible(queue):
+            return report
+        random.shuffle(consumers)  # no consumer is always first in line
+        failures: list[Exception] = []
+        holdings: dict[str, Holding] = {}
+        refed: set[str] = set()  # consumers fed again after a lost record race
+        while True:
+            undeliverable, failed = report.undeliverable, len(failures)
+            outboxes: dict[str, Outbox] = {}
+            drained = False
+            try:
+                drained = self._feed(list(consumers), outboxes, holdings, report, failures)
+            finally:
+                for outbox in outboxes.values():
+                    self._poster.flush_guarded(outbox, holdings, report, failures)
+            # Feed again now, not at the next pump, when this round freed something: a
+            # message dead-lettered as undeliverable (its consumer's credit, its FIFO
+            # group), or the messages of a consumer whose post failed (given back for the
+            # others to take), or credit an ack freed while this pump marked its consumer
+            # owed. Each such round removes a message or a consumer or takes an ack's
+            # credit, and the budget bounds them all.
+            lost = any(h.lost for h in holdings.values())
+            refreshed = (
+                self._owe(queue, consumers, holdings, indexed, refed) if lost or not drained else {}
+            )
+            if refreshed:
+                consumers = [refreshed.get(c.tag, c) for c in consumers]
+                continue
+            if report.more or (report.undeliverable == undeliverable and len(failures) == failed):
+                break
+        if failures:
+            raise failures[0]
+        return report
+
+    def _feed(
+        self,
+        active: list[Consumer],
+        outboxes: dict[str, Outbox],
+        holdings: dict[str, Holding],
+        report: PumpReport,
+        failures: list[Exception],
+    ) -> bool:
+        """Lease for consumers in rounds until the queue is drained or the budget is spent;
+        whether it was found drained (nothing visible)."""
+        while active:
+            hungry: list[Consumer] = []
+            for consumer in active:
+                if consumer.connection.id in report.gone | report.failed:
+                    continue
+                want = min(models.MAX_BATCH, self._budget - report.leased)
+                if want <= 0:
+                    report.more = True
+                    return False
+                outbox = outboxes.setdefault(consumer.tag, Outbox(consumer))
+                leased = self._lease_for(consumer, min(want, outbox.room), holdings)
+                if leased is None and consumer.selector is None:
+                    return True  # nothing visible: the queue is drained for now
+                if leased is None:  # nothing this selector takes; others may take the rest
+                    continue
+                report.leased += len(leased)
+                outbox.add(leased)
+                # a frame's worth (no point waiting), or as much as one push may hold
+                if outbox.size >= FRAME_BYTES or outbox.room == 0:
+                    self._poster.flush_guarded(outbox, holdings, report, failures)
+                # a short round may have stopped at the end of what one look at the index
+                # read, not at the end of the queue: a consumer that got some asks again
+                if leased:
+                    hungry.append(consumer)
+            active = hungry
+        return False
+
+    def _owe(
+        self,
+        queue: str,
+        consumers: Sequence[Consumer],
+        holdings: dict[str, Holding],
+        indexed: frozenset[int] | None,
+        refed: set[str],
+    ) -> dict[str, Consumer]:
+        """Mark the `client` consumers this pump found without credit owed, as messages
+        may wait for them; those whose credit an ack freed meanwhile, as they are now (to
+        be fed at once).
+
+        An ack that opens a consumer's room pumps only if it finds the mark (`settle`),
+        so that a consumer that keeps up with its producer (each push acked before the
+        next message arrives) costs no pump after its acks. The mark and the ack's
+        watermark are one item: the ack's write either sees the mark (and pumps), or came
+        first, and then this write returns its watermark, and this pump feeds again.
+        """
+        refreshed: dict[str, Consumer] = {}
+        starved = [
+            c
+            for c in consumers
+            if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
+        ]
+        for consumer in list(starved):
+            holding = holdings[consumer.tag]
+            holding.starved = False
+            if holding.lost and consumer.tag not in refed:
+                # another pump wrote a record first and this one gave its leases back:
+                # count its credit again from the records (the winner's included) and feed
+                # it what is left, once; a second loss marks it owed like any other
+                refed.add(consumer.tag)
+                holdings.pop(consumer.tag)
+                refreshed[consumer.tag] = consumer
+                starved.remove(consumer)
+        # a consumer that keeps up is filled to its credit by the pump of what was just
+        # indexed: one strongly consistent look at those shards, not a mark and a pump
+        if not starved or (indexed is not None and not self._queues.left_visible(queue, indexed)):
+            return refreshed
+        for consumer in starved:
+            marked = self._store.mark_owed(consumer)
+            if marked is None:
+                continue  # unsubscribed meanwhile
+            if marked.acked > consumer.acked:
+                refreshed[consumer.tag] = replace(consumer, acked=marked.acked, owed=True)
+                holdings.pop(consumer.tag, None)  # counted again from the new watermark
+        return refreshed
+
+    def _lease_for(
+        self, consumer: Consumer, want: int, holdings: dict[str, Holding]
+    ) -> list[Delivery] | None:
+        """Lease up to `want` messages for one consumer; None when the queue had none."""
+        holding: Holding | None = None
+        credit = want
+        if consumer.ack != "auto":
+            holding = holding_of(self._records, consumer, holdings, self._clock.now_ms())
+            if holding.lost:
+                return []
+            credit = min(want, consumer.prefetch - holding.in_flight)
+            if credit <= 0:
+                holding.starved = True
+                return []
+        deliveries = self._queues.receive(
+            consumer.acting_as,
+            consumer.queue,
+            max_messages=credit,
+            owner=consumer.tag,
+            oldest_first=True,
+            selector=consumer.selector,
+        )
+        if not deliveries:
+            return None
+        if holding is not None:
+            holding.in_flight += len(deliveries)
+        return deliveries

@@ -1,0 +1,350 @@
+"""Appending references to a FIFO queue's index: what the dispatch function does with a
+stream batch's new log items (docs/storage-engine.md, "Finding the tail").
+
+References are only appended, at the tail, and a new segment is made only after the one
+before it is full (read strongly consistent): a full segment shows every reference it will
+ever hold, so a reader uses segments up to the first missing or not full one. The appender
+finds the tail from the tail it last used (for 10 minutes) or the cursor's hint, walking
+forward with strongly consistent reads. A segment lives (TTL) 21 days from when it was
+made, 7 past the longest retention, and the hint moves to a new segment whenever it is an
+hour old or 64 segments behind: a segment missing between the hint and the tail was made
+over 21 days ago with everything around it, all expired.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from botocore.exceptions import ClientError
+
+from mqless.domain.clock import Clock
+from mqless.domain.errors import Throttled
+from mqless.storage import keys
+from mqless.storage.dynamo import is_condition_failure, put_if_absent, to_wire, translated_errors
+from mqless.storage.fifo_segments import (
+    MAX_REFS,
+    SEGMENT_LIFETIME_SECONDS,
+    AppendReport,
+    Cursor,
+    FifoSegment,
+    GroupedRef,
+    fitting,
+    group_tag,
+    own_shard,
+    ref_text,
+    segment_key,
+    starts_afresh,
+)
+from mqless.storage.segment_writes import SegmentChanged
+from mqless.storage.segments import tail_refs
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+HINT_MAX_AGE_SECONDS: Final = 60 * 60
+HINT_MAX_LAG: Final = 64  # segments the cursor's hint may fall behind the tail
+TAIL_MEMORY_SECONDS: Final = 10 * 60  # how long an appender trusts the tail it last used
+MAX_APPEND_ATTEMPTS: Final = 20
+
+
+class FifoReads(Protocol):
+    """What an appender reads and writes a FIFO queue's segments with (`FifoIndex`)."""
+
+    def cursor(self, queue: str, *, consistent: bool = False) -> Cursor: ...
+
+    def segments(
+        self, queue: str, shards: int, seqs: Iterable[int], *, consistent: bool = False
+    ) -> dict[int, FifoSegment]: ...
+
+    def update_segment(
+        self,
+        queue: str,
+        shards: int,
+        seq: int,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+    ) -> FifoSegment: ...
+
+
+class FifoAppender:
+    """Appends references to FIFO queues' tails; remembers, per queue, the tail it last used
+    and the cursor's hint as it last read or wrote it."""
+
+    def __init__(
+        self, dynamodb: DynamoDBClient, table_name: str, clock: Clock, index: FifoReads
+    ) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self._clock = clock
+        self._index = index
+        self._lock = threading.Lock()
+        # how long ago a tail was used is a duration in this process: monotonic, not the
+        # (possibly skewed, possibly stepped) broker clock
+        self._tails: dict[str, tuple[int, float]] = {}  # queue: (tail seq, when we used it)
+        # queue: the cursor's hint and when its segment was made, as last read or written:
+        # moving the hint is a conditional write, billed even when its condition fails
+        self._hints: dict[str, tuple[int, int]] = {}
+
+    def saw_cursor(self, queue: str, cursor: Cursor) -> None:
+        """Remember the cursor's hint as just read."""
+        with self._lock:
+            self._hints[queue] = (cursor.hint, cursor.hint_made_at)
+
+    def forget(self, queue: str) -> None:
+        """Forget the queue's tail and hint (it is being deleted)."""
+        self._forget(queue)
+        with self._lock:
+            self._hints.pop(queue, None)
+
+    def append(self, queue: str, shards: int, refs: Sequence[GroupedRef]) -> AppendReport:
+        """Append references in order at the tail, filling the last segment first; one
+        still waiting in the last segments (a retried stream batch) is not appended again."""
+        report = AppendReport()
+        pending = list(refs)
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            seq, tail, before = self.tail(queue, shards)
+            recent = [s for s in (before, tail) if s is not None]
+            recent += self._earlier(queue, shards, seq - 1, len(pending), recent)
+            waiting, settled = tail_refs(recent)
+            fresh = [r for r in pending if not r.new.appended_already(waiting, settled)]
+            report.duplicates += len(pending) - len(fresh)
+            pending = fresh
+            if not pending:
+                return report
+            try:
+                if tail is not None and starts_afresh(tail, pending):
+                    # a batch that does not fit the tail's room but fits a segment of its
+                    # own closes the tail (one write, as filling it would be) and starts
+                    # one: the segments stay aligned with the stream batches, so the next
+                    # batch is again one write
+                    self._close(tail)
+                elif tail is not None:
+                    taken = self._fill(tail, pending)
+                    if taken:
+                        report.appended += taken
+                        report.segments.append(tail.seq)
+                        pending = pending[taken:]
+                        self._remember(queue, tail.seq)
+                if tail is not None:
+                    seq = tail.seq + 1
+                while pending:
+                    taken = self._put_segment(queue, shards, seq, pending)
+                    report.appended += taken
+                    report.segments.append(seq)
+                    pending = pending[taken:]
+                    self._remember(queue, seq)
+                    self._move_hint(queue, seq)
+                    seq += 1
+                return report
+            except SegmentChanged:
+                self._forget(queue)  # another appender got there first: find the tail again
+        raise Throttled(f"could not append to FIFO queue {queue!r}: too much contention")
+
+    def _earlier(
+        self, queue: str, shards: int, below: int, refs: int, recent: Sequence[FifoSegment]
+    ) -> list[FifoSegment]:
+        """Segments before `below`, newest first, until they and `recent` hold `refs`
+        references and a segment more: a retried stream batch's references, appended after
+        everything else of the queue, are all among them (the last two segments alone miss
+        them when the batch filled more than that)."""
+        held = sum(len(s.entries) for s in recent)
+        earlier: list[FifoSegment] = []
+        while held < refs + MAX_REFS and below > 0:
+            first = max(0, below - 1 - -(-refs // MAX_REFS))
+            found = self._index.segments(queue, shards, range(first, below), consistent=True)
+            if not found:
+                break  # a hole: older than any stream batch still retried
+            for segment in sorted(found.values(), key=lambda s: -s.seq):
+                earlier.append(segment)
+                held += len(segment.entries)
+            below = first
+        return earlier
+
+    def tail(self, queue: str, shards: int) -> tuple[int, FifoSegment | None, FifoSegment | None]:
+        """(where the next reference goes, that segment if it exists (and so is not full),
+        the segment before it), strongly consistent: from the tail this process last used,
+        else from the cursor's hint, forward to the first segment missing or not full."""
+        remembered = self._remembered(queue)
+        starts = [remembered] if remembered is not None else []
+        for start in [*starts, None]:
+            asked_cursor = start is None
+            if start is None:
+                start = self._index.cursor(queue, consistent=True).hint
+            first = max(start - 1, 0)
+            found = self._index.segments(queue, shards, range(first, start + 2), consistent=True)
+            if start not in found and not asked_cursor:
+                # gone meanwhile (21 days old, or the queue was deleted and made again by
+                # the time this process comes back to it): ask the cursor
+                continue
+            previous = found.get(start - 1)
+            read_to = start + 2
+            seq = start
+            while True:
+                if seq >= read_to:
+                    # a start behind the tail usually trails it by a few segments
+                    found |= self._index.segments(
+                        queue, shards, range(seq, seq + 4), consistent=True
+                    )
+                    read_to = seq + 4
+                segment = found.get(seq)
+                if segment is None:
+                    return seq, None, previous
+                if not segment.full:
+                    return seq, segment, previous
+                previous = segment
+                seq += 1
+        raise AssertionError("unreachable: the cursor is always asked last")
+
+    def _fill(self, segment: FifoSegment, refs: Sequence[GroupedRef]) -> int:
+        """Append what fits to the tail segment; how many went in. A segment that cannot take
+        the next reference (its bytes, not its count, are full) is closed in the same write:
+        only a full or closed segment may have a successor (see the module doc)."""
+        count = fitting(segment, refs)
+        closing = count < len(refs)
+        if count == 0:
+            self._close(segment)
+            return 0
+        taken = refs[:count]
+        logs = list(segment.logs)
+        new_logs = list(
+            dict.fromkeys(
+                r.new.ref.log
+                for r in taken
+                if own_shard(segment.queue, r.new.ref.log) is None and r.new.ref.log not in logs
+            )
+        )
+        all_logs = logs + new_logs
+        values: dict[str, Any] = {
+            ":r": [ref_text(segment.queue, r.new.ref, all_logs) for r in taken],
+            ":u": [r.new.visible_at for r in taken],
+            ":t": [0] * count,
+            ":n": [r.new.count for r in taken],
+            ":e": [r.new.expires_at for r in taken],
+            ":g": [group_tag(r.group) for r in taken],
+            ":w": [r.new.reason for r in taken],
+            ":len": len(segment.entries),
+        }
+        update = (
+            "SET r = list_append(r, :r), u = list_append(u, :u), t = list_append(t, :t), "
+            "n = list_append(n, :n), e = list_append(e, :e), g = list_append(g, :g), "
+            "w = list_append(w, :w)"
+        )
+        if new_logs:
+            update += ", l = list_append(l, :l)"
+            values[":l"] = new_logs
+        if closing and len(segment.entries) + count < MAX_REFS:
+            update += ", z = :yes"
+            values[":yes"] = 1
+        self._index.update_segment(
+            segment.queue,
+            segment.shards,
+            segment.seq,
+            update,
+            "size(r) = :len AND attribute_not_exists(z)",
+            values,
+        )
+        return count
+
+    def _close(self, segment: FifoSegment) -> None:
+        """Take no more references into the segment, so that a successor may be made."""
+        self._index.update_segment(
+            segment.queue,
+            segment.shards,
+            segment.seq,
+            "SET z = :yes",
+            "size(r) = :len AND attribute_not_exists(z)",
+            {":yes": 1, ":len": len(segment.entries)},
+        )
+
+    def _put_segment(self, queue: str, shards: int, seq: int, refs: Sequence[GroupedRef]) -> int:
+        count = fitting(FifoSegment(queue, shards, seq, ()), refs)
+        taken = refs[:count]
+        # made closed when the rest does not fit by bytes: its successor comes next
+        closed = count < len(refs) and count < MAX_REFS
+        logs = list(
+            dict.fromkeys(r.new.ref.log for r in taken if own_shard(queue, r.new.ref.log) is None)
+        )
+        item: dict[str, Any] = {
+            **segment_key(queue, shards, seq),
+            "l": logs,
+            "r": [ref_text(queue, r.new.ref, logs) for r in taken],
+            "u": [r.new.visible_at for r in taken],
+            "t": [0] * count,
+            "n": [r.new.count for r in taken],
+            "e": [r.new.expires_at for r in taken],
+            "g": [group_tag(r.group) for r in taken],
+            # always there (even all empty): appending to a list needs the list
+            "w": [r.new.reason for r in taken],
+            # counted from when it is made, never from its references (see the module doc)
+            "x": self._clock.now_ms() // 1000 + SEGMENT_LIFETIME_SECONDS,
+        }
+        if closed:
+            item["z"] = 1
+        if not put_if_absent(self._db, self._table, item):
+            raise SegmentChanged
+        return count
+
+    def _move_hint(self, queue: str, seq: int) -> None:
+        """Point the cursor's hint at a segment just made, if the hint is an hour old or far
+        behind (see the module doc: this is what keeps appenders clear of TTL holes)."""
+        now = self._clock.now_ms() // 1000
+        with self._lock:
+            known = self._hints.get(queue)
+        if known is None:
+            self._index.cursor(queue, consistent=True)  # a read is cheaper than a refused write
+            with self._lock:
+                known = self._hints.get(queue)
+        if known is not None and not _hint_due(known, seq, now):
+            return
+        try:
+            with translated_errors():
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire({"pk": keys.fifo_partition(queue, 0), "sk": keys.CURSOR}),
+                    UpdateExpression="SET h = :seq, a = :now",
+                    ConditionExpression=(
+                        "attribute_not_exists(h) OR (h < :seq AND (a < :old OR h <= :behind))"
+                    ),
+                    ExpressionAttributeValues=to_wire(
+                        {
+                            ":seq": seq,
+                            ":now": now,
+                            ":old": now - HINT_MAX_AGE_SECONDS,
+                            ":behind": seq - HINT_MAX_LAG,
+                        }
+                    ),
+                )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            self._index.cursor(queue, consistent=True)  # another appender moved it: learn where
+            return
+        with self._lock:
+            self._hints[queue] = (seq, now)
+
+    def _remember(self, queue: str, seq: int) -> None:
+        with self._lock:
+            self._tails[queue] = (seq, time.monotonic())
+
+    def _remembered(self, queue: str) -> int | None:
+        with self._lock:
+            found = self._tails.get(queue)
+        if found is None or time.monotonic() - found[1] > TAIL_MEMORY_SECONDS:
+            return None
+        return found[0]
+
+    def _forget(self, queue: str) -> None:
+        with self._lock:
+            self._tails.pop(queue, None)
+
+
+def _hint_due(known: tuple[int, int], seq: int, now: int) -> bool:
+    """Whether the cursor's hint (as known) should move to segment `seq`, just made."""
+    hint, made_at = known
+    if made_at == 0:
+        return True  # no hint yet
+    return hint < seq and (made_at < now - HINT_MAX_AGE_SECONDS or hint <= seq - HINT_MAX_LAG)

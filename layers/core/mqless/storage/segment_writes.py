@@ -1,0 +1,132 @@
+"""The conditional writes of index segments, shared by standard and FIFO queues: the
+updates that lease and settle references, one segment's conditional update, the floor.
+
+Leases and settlements are conditional per reference, so two consumers never hold the same
+reference, and writes to other references of the same segment never make them fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from mqless.storage import keys
+from mqless.storage.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.storage.segments import SETTLED, Hold, Segment, segment_from_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class SegmentChanged(Exception):
+    """A conditional write found the segment changed (or, a put, made) since it was read."""
+
+
+def claim_update(
+    slots: Sequence[int],
+    settle: Sequence[int],
+    now_ms: int,
+    until_ms: int,
+    token: int,
+    acks: Sequence[Hold] = (),
+) -> tuple[str, str, dict[str, Any]]:
+    """The update, condition and values that lease `slots` of a segment (standard or FIFO)
+    under `token` until `until_ms` and settle `settle`, each only while free at `now_ms`,
+    and settle `acks` (leases acknowledged in the same request), each only while its lease
+    is the one named and not settled. The slots of the three must not overlap."""
+    sets: list[str] = []
+    conditions: list[str] = []
+    values: dict[str, Any] = {":zero": 0, ":now": now_ms}
+    if slots:
+        values.update({":until": until_ms, ":tok": token, ":one": 1})
+    for slot in slots:
+        sets.append(f"u[{slot}] = :until, t[{slot}] = :tok, n[{slot}] = n[{slot}] + :one")
+        conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+    if settle or acks:
+        values[":done"] = SETTLED
+    for slot in settle:
+        sets.append(f"u[{slot}] = :done")
+        conditions.append(f"u[{slot}] BETWEEN :zero AND :now")
+    for number, hold in enumerate(acks):
+        sets.append(f"u[{hold.slot}] = :done")
+        conditions.append(f"t[{hold.slot}] = :a{number} AND u[{hold.slot}] <> :done")
+        values[f":a{number}"] = hold.token
+    return "SET " + ", ".join(sets), " AND ".join(conditions), values
+
+
+def holds_update(
+    holds: Sequence[Hold], until: int, *, release: bool = False, uncount: bool = False
+) -> tuple[str, str, dict[str, Any]]:
+    """The update, condition and values that set leased refs of a segment (standard or
+    FIFO) to `until` (SETTLED, a new lease end), each only while its lease is the one named
+    and not settled. `release` also ends the lease (its receipts go stale); `uncount` also
+    takes it back out of the receive count (it delivered to no one)."""
+    sets: list[str] = []
+    conditions: list[str] = []
+    values: dict[str, Any] = {":v": until, ":done": SETTLED}
+    if uncount:
+        values[":one"] = 1
+    if release or uncount:
+        values[":none"] = 0
+    for index, hold in enumerate(holds):
+        sets.append(f"u[{hold.slot}] = :v")
+        if release or uncount:
+            sets.append(f"t[{hold.slot}] = :none")
+        if uncount:
+            sets.append(f"n[{hold.slot}] = n[{hold.slot}] - :one")
+        conditions.append(f"t[{hold.slot}] = :t{index} AND u[{hold.slot}] <> :done")
+        values[f":t{index}"] = hold.token
+    return "SET " + ", ".join(sets), " AND ".join(conditions), values
+
+
+def update_segment(
+    db: DynamoDBClient,
+    table: str,
+    queue: str,
+    shard: int,
+    seq: int,
+    update: str,
+    condition: str,
+    values: dict[str, Any],
+) -> Segment:
+    """Update one existing segment of a standard queue's shard on `condition`; the segment
+    after the write. Raises SegmentChanged if the condition failed (nothing was written)."""
+    try:
+        with translated_errors():
+            response = db.update_item(
+                TableName=table,
+                Key=to_wire(
+                    {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+                ),
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+                ExpressionAttributeValues=to_wire(values),
+                ReturnValues="ALL_NEW",
+            )
+    except ClientError as exc:
+        if not is_condition_failure(exc):
+            raise
+        raise SegmentChanged from exc
+    return segment_from_item(queue, shard, from_wire(response.get("Attributes", {})))
+
+
+def raise_floor(db: DynamoDBClient, table: str, pk: str, to: int) -> bool:
+    """Move the floor in the cursor of partition `pk` up to `to`, never down (one
+    conditional update); False if it was there already. Standard shards and FIFO queues
+    keep their floors alike."""
+    try:
+        with translated_errors():
+            db.update_item(
+                TableName=table,
+                Key=to_wire({"pk": pk, "sk": keys.CURSOR}),
+                UpdateExpression="SET f = :to",
+                ConditionExpression="attribute_not_exists(f) OR f < :to",
+                ExpressionAttributeValues=to_wire({":to": to}),
+            )
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True

@@ -1,0 +1,72 @@
+"""Bodies of the operations routes (issue #5): the overview, connections, presence."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from mqless.domain.models import QueueStats
+
+
+class TopicStats(BaseModel):
+    pattern: str
+    subscriptions: list[dict[str, str]] = Field(
+        description="Durable subscriptions declared on this pattern: name and queue."
+    )
+    live_subscribers: int
+
+
+class Overview(BaseModel):
+    queues: list[QueueStats]
+    truncated: bool = Field(
+        description="More queues exist than the first 100 listed here (use /queues)."
+    )
+    topics: list[TopicStats]
+    connections: int | None = Field(
+        description="Open WebSocket connections; null unless the caller administers everything."
+    )
+
+
+class SubscriptionRef(BaseModel):
+    """One subscription of a connection, as its client named it."""
+
+    id: str = Field(description="The client's subscription id.")
+    kind: str = Field(description="topic (live) or queue (push consumer)")
+    destination: str = Field(description="`/topic/<pattern>` or `/queue/<name>`")
+
+
+class ConnectionView(BaseModel):
+    id: str
+    protocol: str
+    principal: str
+    connected_at: int = Field(description="Epoch milliseconds.")
+    subscriptions: int = Field(description="How many subscriptions (subscribed_to lists them).")
+    subscribed_to: list[SubscriptionRef] = Field(default_factory=list)
+
+
+class ConnectionList(BaseModel):
+    connections: list[ConnectionView]
+
+
+class QueuePresence(BaseModel):
+    queue: str
+    consumers: int = Field(
+        description="Push consumers now (WebSocket subscriptions, STOMP or JSON; the "
+        "subscriber of a durable topic subscription counts on its queue)."
+    )
+
+
+class DurablePresenceView(BaseModel):
+    name: str
+    queue: str
+    consumers: int = Field(description="Push consumers of the subscription's queue now.")
+
+
+class TopicPresenceView(BaseModel):
+    topic: str
+    consumers: int = Field(
+        description="Live subscribers plus the consumers of the durable subscriptions."
+    )
+    live_subscribers: int = Field(description="Live subscriptions whose pattern matches the topic.")
+    durable_subscriptions: list[DurablePresenceView] = Field(
+        description="Durable subscriptions whose pattern matches the topic."
+    )
