@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto_stack import provisioned  # sets moto's AWS variables first
 
+from mqless.assembly import build_access_control  # noqa: E402
 from mqless.domain.access.authentication import (  # noqa: E402
     Authenticator,
     IssuerKeys,
@@ -31,7 +32,6 @@ from mqless.domain.access.principals import Principal, parse_grants  # noqa: E40
 from mqless.domain.access.users import EVERYTHING  # noqa: E402
 from mqless.domain.clock import SystemClock  # noqa: E402
 from mqless.transports.authorizer import authorize  # noqa: E402
-from mqless.wiring import build_access_control  # noqa: E402
 from mqless_cli.billing import Meter, observing_moto  # noqa: E402
 
 N = int(os.environ.get("BENCH_AUTHORIZATIONS", "200"))

@@ -21,7 +21,7 @@ import time
 from moto import mock_aws  # noqa: E402
 from moto_stack import provisioned  # sets moto's AWS variables first
 
-from mqless import runtime  # noqa: E402
+from mqless import assembly  # noqa: E402
 from mqless.domain.access.principals import ANONYMOUS  # noqa: E402
 from mqless.domain.clock import SystemClock  # noqa: E402
 from mqless.domain.models import NewMessage  # noqa: E402
@@ -62,9 +62,9 @@ def build() -> tuple[Sessions, CountingPusher, TopicService, object]:
     clock = SystemClock()
     cipher = EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), clock)
     table = settings.destinations_table
-    queues = runtime.build_queue_service(settings, dynamodb=dynamodb, kms=kms, cipher=cipher)
+    queues = assembly.build_queue_service(settings, dynamodb=dynamodb, kms=kms, cipher=cipher)
     log = LogStore(dynamodb, settings.messages_table)
-    topics = runtime.build_topic_service(
+    topics = assembly.build_topic_service(
         settings, dynamodb=dynamodb, kms=kms, cipher=cipher, log=log
     )
     pusher = CountingPusher()
@@ -72,7 +72,7 @@ def build() -> tuple[Sessions, CountingPusher, TopicService, object]:
         dynamodb=dynamodb,
         table_name=table,
         live=ConnectionStore(dynamodb, table, clock),
-        consumers=runtime.build_queue_consumers(dynamodb, table, queues, pusher, clock),
+        consumers=assembly.build_queue_consumers(dynamodb, table, queues, pusher, clock),
         queues=queues,
         topics=topics,
         pusher=pusher,

@@ -30,7 +30,7 @@ from typing import Any
 from moto import mock_aws
 from moto_stack import ROOT, provisioned  # sets moto's AWS variables first
 
-from mqless import runtime  # noqa: E402
+from mqless import assembly  # noqa: E402
 from mqless.domain.access.principals import ANONYMOUS, AllowAll  # noqa: E402
 from mqless.domain.clock import ManualClock  # noqa: E402
 from mqless.domain.models import NewMessage  # noqa: E402
@@ -57,16 +57,16 @@ class Stack:
         self.clock = ManualClock(int(datetime.now(UTC).timestamp() * 1000))
         cipher = EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock)
         registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
-        self.queues = runtime.build_queue_service(
+        self.queues = assembly.build_queue_service(
             settings, dynamodb=dynamodb, kms=kms, cipher=cipher, registry=registry, time=self.clock
         )
-        topics = runtime.build_topic_service(
+        topics = assembly.build_topic_service(
             settings, dynamodb=dynamodb, kms=kms, cipher=cipher, registry=registry, time=self.clock
         )
-        self.indexer = runtime.build_indexer(
+        self.indexer = assembly.build_indexer(
             settings, dynamodb=dynamodb, kms=kms, registry=registry, topics=topics, time=self.clock
         )
-        self.scheduler = runtime.build_scheduler(
+        self.scheduler = assembly.build_scheduler(
             settings,
             dynamodb=dynamodb,
             queues=self.queues,

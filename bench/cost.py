@@ -596,7 +596,7 @@ def compete(stack: Stack, queue: str, *, lag_ms: int) -> dict[str, Any]:
     time and acks it, until all CONTENDED are acked."""
     # imported here, once the runtime runs: its logger then writes to the runtime's
     # console, not over the bench's table
-    from mqless.wiring import build_queue_service
+    from mqless.assembly import build_queue_service
 
     for start in range(0, CONTENDED, 10):
         entries = [{"id": f"e{i}", "body": body_of(start + i, 1024)} for i in range(10)]

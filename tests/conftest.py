@@ -18,7 +18,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from moto import mock_aws
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.clock import ManualClock
 from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
@@ -250,7 +250,7 @@ def service(
 ) -> QueueService:
     """The broker on a manual clock: tests move time instead of sleeping."""
     INLINE_DISPATCH.serve(settings, clock)
-    return wiring.build_queue_service(
+    return assembly.build_queue_service(
         settings,
         dynamodb=dynamodb,
         kms=kms,

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 from botocore.handlers import BUILTIN_HANDLERS
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.queues.indexing import Indexer
 from mqless.settings import Settings
@@ -31,7 +31,6 @@ from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import from_wire
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless.wiring import build_indexer
 
 _KEY = "inline_dispatch_items"
 
@@ -126,7 +125,7 @@ class InlineDispatch:
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
             registry = QueueRegistry(dynamodb, settings.destinations_table, self.clock)
-            topics = wiring.topic_service_over(
+            topics = assembly.topic_service_over(
                 dynamodb=dynamodb,
                 messages_table=settings.messages_table,
                 destinations_table=settings.destinations_table,
@@ -134,7 +133,7 @@ class InlineDispatch:
                 cipher=EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), self.clock),
                 clock=self.clock,
             )
-            found = self._indexers[messages_table] = build_indexer(
+            found = self._indexers[messages_table] = assembly.build_indexer(
                 settings,
                 dynamodb=dynamodb,
                 kms=kms,

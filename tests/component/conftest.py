@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.clock import ManualClock
 from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
@@ -100,7 +100,7 @@ def aws(shared_aws: Aws) -> Aws:
 def broker(aws: Aws, clock: ManualClock) -> QueueService:
     """A QueueService over empty tables, on the manual clock (tests move time, never sleep)."""
     INLINE_DISPATCH.serve(aws.settings, clock)
-    return wiring.build_queue_service(
+    return assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -236,7 +236,7 @@ def sessions(
     """WebSocket sessions over the test broker, pushing into `pusher`."""
     table = aws.settings.destinations_table
     cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
-    topics = wiring.topic_service_over(
+    topics = assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=table,
@@ -248,7 +248,7 @@ def sessions(
         dynamodb=aws.dynamodb,
         table_name=table,
         live=ConnectionStore(aws.dynamodb, table, clock),
-        consumers=wiring.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
+        consumers=assembly.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
         queues=broker,
         topics=topics,
         pusher=pusher,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.clock import SystemClock
 from mqless.storage.destinations import QueueRegistry
 from mqless.transports.dispatch import handle_batch
@@ -43,10 +43,10 @@ class DispatchFunction:
         """The records of the last batch handed over (to hand them over again: a retry)."""
         monkeypatch.setattr(wiring, "sessions", lambda: sessions)
         registry = QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock())
-        topics = wiring.build_topic_service(
+        topics = assembly.build_topic_service(
             aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, registry=registry
         )
-        indexer = wiring.build_indexer(
+        indexer = assembly.build_indexer(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from mqless.assembly import build_access_control
 from mqless.domain.access.principals import Action, GrantPolicy, Principal, parse_grants
 from mqless.domain.access.users import EVERYTHING, AccessControl, bootstrap_admin
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from mqless.wiring import build_access_control
 from tests.component.conftest import Aws
 
 ORDERS = parse_grants([{"pattern": "orders.>", "actions": ["send", "receive"]}])

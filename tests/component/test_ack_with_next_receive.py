@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest
@@ -38,7 +38,7 @@ def receivers(aws: Aws, clock: ManualClock) -> list[QueueService]:
     of one shard (every message in one sequence of segments)."""
     INLINE_DISPATCH.serve(aws.settings, clock)
     made = [
-        wiring.build_queue_service(
+        assembly.build_queue_service(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
@@ -76,7 +76,7 @@ def _found(dump: str, secrets: dict[str, str]) -> list[str]:
 
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
-    return wiring.topic_service_over(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,

@@ -17,6 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mqless.assembly import build_access_control
 from mqless.domain.access.authentication import (
     JWT_LEEWAY_SECONDS,
     Authenticator,
@@ -33,7 +34,6 @@ from mqless.domain.errors import InvalidRequest, Unauthorized
 from mqless.transports.authorizer import authorize, bearer_token
 from mqless.transports.http.caller import http_caller
 from mqless.transports.websocket.handler import websocket_caller
-from mqless.wiring import build_access_control
 from mqless_cli.cfn import Stack, load_template
 from tests.component.conftest import Aws
 from tests.conftest import TEMPLATE

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain import names
 from mqless.domain.access.principals import Principal, parse_grants
 from mqless.domain.access.users import EVERYTHING
@@ -1417,7 +1417,7 @@ def test_a_session_keeps_the_grants_it_connected_with(
 @pytest.fixture
 def bob_key(aws: Aws) -> str:
     """A real API key of bob, who may send to orders."""
-    access = wiring.build_access_control(
+    access = assembly.build_access_control(
         aws.dynamodb, aws.settings.destinations_table, SystemClock()
     )
     access.put_principal(ROOT, "bob", parse_grants([grant("orders", "send")]))

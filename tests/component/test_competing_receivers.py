@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
@@ -37,7 +37,7 @@ def receivers(aws: Aws, clock: ManualClock) -> list[QueueService]:
     """Four receivers, each its own QueueService over the same tables and clock."""
     INLINE_DISPATCH.serve(aws.settings, clock)
     made = [
-        wiring.build_queue_service(
+        assembly.build_queue_service(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,

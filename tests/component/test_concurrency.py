@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 
+from mqless.assembly import build_queue_service
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.models import Delivery, NewMessage, QueueSettings
 from mqless.domain.queues.service import QueueService
-from mqless.wiring import build_queue_service
 
 P = ANONYMOUS
 WORKERS = 8

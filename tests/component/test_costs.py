@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
@@ -457,7 +457,7 @@ def test_an_ack_carried_by_a_receive_from_another_segment_bills_two_writes(
 
 def _topic_process(aws: Aws, clock: ManualClock) -> TopicService:
     """Topics in a function instance (and data-key cache) of their own."""
-    return wiring.topic_service_over(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,

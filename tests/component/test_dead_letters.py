@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS, GrantPolicy, Principal, parse_grants
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, NotADeadLetterQueue
@@ -349,7 +349,7 @@ def test_redriving_back_to_the_source_needs_send_on_it(
     broker.send(P, queue, NewMessage(body=b"poison"))
     _fail_deliveries(broker, clock, queue, 2)
     broker.sweep()
-    guarded = wiring.build_queue_service(
+    guarded = assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -499,7 +499,7 @@ def test_a_message_two_receivers_find_over_its_limit_at_once_is_dead_lettered_on
     [first] = broker.receive(P, "jobs", visibility_timeout=0)
     # When two receivers (two function instances) find it over its limit at the same
     # moment: the other receives while the first is moving it to the dead-letter queue
-    other = wiring.build_queue_service(
+    other = assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage
@@ -35,7 +35,7 @@ def _hasher(aws: Aws) -> DedupHasher:
 
 def _process(aws: Aws, clock: ManualClock) -> QueueService:
     """A broker with caches of its own, as another Lambda instance has."""
-    return wiring.build_queue_service(
+    return assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -44,7 +44,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from conftest_http import EVENTS, ROOT, HttpApi, Reply, load_function
 from pydantic import BaseModel
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.access.users import bootstrap_admin
 from mqless.domain.clock import SystemClock
@@ -973,7 +973,7 @@ def test_json_subscriber_gets_what_the_stomp_client_sent_once_the_stream_says_so
 @pytest.fixture
 def ops_admin_key(dynamodb: Any, settings: Settings) -> str:
     """A real API key of `ops-admin`, the samples' principal, issued in moto's tables."""
-    access = wiring.build_access_control(dynamodb, settings.destinations_table, SystemClock())
+    access = assembly.build_access_control(dynamodb, settings.destinations_table, SystemClock())
     return bootstrap_admin(access, SAMPLE_PRINCIPAL).token
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest_http import HttpApi
 
+import mqless
 from mqless import observability, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
@@ -204,3 +209,31 @@ def test_traces_of_the_http_function_hold_no_issued_token_and_no_body(
     assert provider.holding(token) == []
     assert provider.holding("4111-1111") == []
     wiring.reset()
+
+
+def test_in_lambda_the_tracer_traces_aws_calls_and_loads_no_library_the_core_does_not_call(
+    tmp_path: Any,
+) -> None:
+    # Given a fresh interpreter with the environment Lambda gives a traced function
+    root = Path(mqless.__file__).resolve().parent.parent
+    lambda_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(root),
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "AWS_LAMBDA_FUNCTION_NAME": "mqless-http_api",
+        "AWS_REGION": "us-east-1",
+        "_X_AMZN_TRACE_ID": f"Root=1-00000000-{'0' * 24};Parent={'0' * 16};Sampled=1",
+    }
+    probe = (
+        "import json, sys, mqless.observability\n"
+        "from aws_xray_sdk.core.patcher import _PATCHED_MODULES as patched\n"
+        "loaded = {'requests', 'httpx', 'sqlite3'} & set(sys.modules)\n"
+        "print(json.dumps({'traced': sorted(patched), 'loaded': sorted(loaded)}))"
+    )
+    # When the functions' observability module is imported there (every handler imports it)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=lambda_env, capture_output=True, text=True, check=True
+    )
+    # Then AWS calls (botocore) are traced, and no other library the X-Ray SDK could patch
+    # was imported into the cold start
+    assert json.loads(done.stdout) == {"traced": ["botocore"], "loaded": []}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, QueueNotFound
@@ -34,7 +34,7 @@ from tests.lambda_support import FakeLambdaContext
 
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
-    return wiring.topic_service_over(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,
@@ -61,7 +61,7 @@ def _published(aws: Aws) -> list[dict[str, Any]]:
 
 def _indexer(aws: Aws, topics: TopicService, clock: ManualClock) -> Indexer:
     """The dispatch function's indexer, over the test's tables."""
-    return wiring.build_indexer(
+    return assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,
@@ -267,7 +267,7 @@ def test_routing_opens_a_message_once_whatever_the_number_of_subscriptions(
 ) -> None:
     # Given five subscriptions whose filter policies read the (sealed) attributes
     cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
-    topics = wiring.topic_service_over(
+    topics = assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage, QueueSettings
@@ -441,11 +441,11 @@ def test_a_pump_stops_at_its_budget_and_wakes_itself_through_the_stream(
         dynamodb=aws.dynamodb,
         table_name=aws.settings.destinations_table,
         live=sessions.live,
-        consumers=wiring.build_queue_consumers(
+        consumers=assembly.build_queue_consumers(
             aws.dynamodb, aws.settings.destinations_table, broker, pusher, clock, budget=5
         ),
         queues=broker,
-        topics=wiring.build_topic_service(
+        topics=assembly.build_topic_service(
             aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, cipher=cipher, time=clock
         ),
         pusher=pusher,

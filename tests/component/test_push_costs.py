@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.models import NewMessage, QueueSettings
 from mqless.domain.push.pushes import Connection
@@ -358,7 +359,7 @@ def _dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> 
     from tests.lambda_support import FakeLambdaContext
 
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
-    indexer = wiring.build_indexer(
+    indexer = assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS, Action, Principal
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Forbidden, MqlessError
@@ -337,7 +337,7 @@ class DenyPrincipal:
 def guarded(aws: Any, clock: ManualClock) -> tuple[QueueService, DenyPrincipal]:
     """A broker over the same tables whose policy refuses "mallory"."""
     policy = DenyPrincipal("mallory")
-    broker = wiring.build_queue_service(
+    broker = assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import GrantPolicy, Principal, parse_grants
 from mqless.domain.access.quotas import Limits
 from mqless.domain.errors import QuotaExceeded
@@ -215,7 +215,7 @@ def test_concurrent_creators_never_pass_the_quota(aws: Aws) -> None:
     policy = GrantPolicy()
     maker = Principal(id="maker", grants=parse_grants(list(MAKER)))
     workers = [
-        wiring.build_queue_service(
+        assembly.build_queue_service(
             settings,
             dynamodb=boto3.client("dynamodb", region_name="us-east-1"),
             kms=boto3.client("kms", region_name="us-east-1"),

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Conflict, InvalidRequest
@@ -35,7 +35,7 @@ TOPIC = "news.eu"
 
 
 def _topics(aws: Aws, clock: ManualClock, *, replays: bool = True) -> TopicService:
-    service = wiring.topic_service_over(
+    service = assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,
@@ -44,7 +44,7 @@ def _topics(aws: Aws, clock: ManualClock, *, replays: bool = True) -> TopicServi
         clock=clock,
     )
     if replays:  # as `wiring.topic_service()` is: replays refer messages as the indexer does
-        wiring.build_indexer(
+        assembly.build_indexer(
             aws.settings,
             dynamodb=aws.dynamodb,
             kms=aws.kms,
@@ -266,7 +266,7 @@ def ws(
     """The WebSocket function over `sessions`, whose topics replay (as `runtime`'s do)."""
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
     topics: TopicService = sessions._topics
-    wiring.build_indexer(
+    assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.models import NewMessage
@@ -37,7 +37,9 @@ def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
     """The topic service as the HTTP function builds it (durable subscriptions: what
     `GET /subscriptions` lists)."""
-    return wiring.build_topic_service(aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, time=clock)
+    return assembly.build_topic_service(
+        aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, time=clock
+    )
 
 
 def _open(connection_id: str, offer: str = "v12.stomp") -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from mqless import wiring
+from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Conflict
@@ -44,7 +44,7 @@ Tamper = Callable[..., Item]
 @pytest.fixture
 def topics(aws: Aws, clock: ManualClock) -> TopicService:
     """Topics as a publishing function instance runs them: a key cache of its own."""
-    return wiring.topic_service_over(
+    return assembly.topic_service_over(
         dynamodb=aws.dynamodb,
         messages_table=aws.settings.messages_table,
         destinations_table=aws.settings.destinations_table,
@@ -58,7 +58,7 @@ def topics(aws: Aws, clock: ManualClock) -> TopicService:
 def other_process(aws: Aws, clock: ManualClock) -> QueueService:
     """The broker in another function instance: it has written nothing, so it reads every
     data key from the table (the one that wrote a key keeps it, and its plaintext, cached)."""
-    return wiring.build_queue_service(
+    return assembly.build_queue_service(
         aws.settings,
         dynamodb=aws.dynamodb,
         kms=aws.kms,

@@ -2376,8 +2376,8 @@ def bootstrap(argv: list[str], session: Any = None) -> Result:
 
 
 def test_bootstrap_writes_an_admin_whose_key_works(stack: Stack, dynamodb: Any) -> None:
+    from mqless.assembly import build_access_control
     from mqless.domain.clock import SystemClock
-    from mqless.wiring import build_access_control
 
     # Given the destinations table of a deployed stack (moto)
     table = stack.environment("HttpApiFunction")["DESTINATIONS_TABLE"]

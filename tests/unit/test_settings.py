@@ -197,13 +197,16 @@ def test_jwts_are_taken_only_from_the_issuer_of_the_settings(
         wiring.authenticator().authenticate("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
 
 
-def test_no_module_of_the_core_but_settings_reads_the_environment() -> None:
-    # Given the core's modules
+def test_no_module_of_the_core_nor_any_handler_but_settings_reads_the_environment() -> None:
+    # Given the core's modules and the functions' handlers
     core = Path(mqless.__file__).parent
+    handlers = core.parent.parent.parent / "functions"
+    sources = [*core.rglob("*.py"), *handlers.rglob("*.py")]
+    assert len(sources) > len(list(core.rglob("*.py"))), "the handlers are searched too"
     # When their code is searched for environment reads (os.environ, os.getenv)
     readers = sorted(
-        str(path.relative_to(core))
-        for path in core.rglob("*.py")
+        str(path.relative_to(core.parent.parent.parent))
+        for path in sources
         if path.name != "settings.py" and _reads_environment(path.read_text(encoding="utf-8"))
     )
     # Then there are none: every variable is a field of Settings, read once, one rule each

@@ -34,10 +34,10 @@ def _bootstrap(out: Output, args: argparse.Namespace, session: Any) -> int:
     from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
     from botocore.exceptions import ClientError as AwsError
 
+    from mqless.assembly import build_access_control
     from mqless.domain.access.users import bootstrap_admin
     from mqless.domain.clock import SystemClock
     from mqless.domain.errors import MqlessError
-    from mqless.wiring import build_access_control
 
     session = session or boto3.Session()
     table: str | None = args.table

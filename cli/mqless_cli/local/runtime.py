@@ -265,9 +265,9 @@ def _has_authorizers(stack: Stack) -> bool:
 
 def _dev_token(destinations_table: str) -> str:
     """A key of principal `dev`, administrator of everything, in the embedded AWS."""
+    from mqless.assembly import build_access_control
     from mqless.domain.access.users import bootstrap_admin
     from mqless.domain.clock import SystemClock
-    from mqless.wiring import build_access_control
 
     access = build_access_control(LocalCloud.client("dynamodb"), destinations_table, SystemClock())
     return str(bootstrap_admin(access, DEV_PRINCIPAL).token)

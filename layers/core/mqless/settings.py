@@ -1,9 +1,10 @@
 """Runtime settings, read from the function's environment (template.yaml sets them).
 
-Every environment variable the core reads is a field here, read once per process
-(`runtime.settings()`, and its sections `runtime.access_settings()` and
-`runtime.websocket_settings()` for handlers that need only those), so that one variable
-has one rule wherever it is used.
+Every environment variable the core and the handlers read is a field here, read once per
+process (`wiring.settings()`, and its sections `wiring.access_settings()` and
+`wiring.websocket_settings()` for handlers that need only those), so that one variable
+has one rule wherever it is used. Powertools reads its own (POWERTOOLS_*), as Lambda's
+runtime does AWS_*.
 """
 
 from __future__ import annotations

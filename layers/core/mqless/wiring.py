@@ -1,20 +1,24 @@
 """Wiring: the default broker built from the environment, created once per process.
 
-Nothing here runs at import time; handlers call `queue_service()` on their first
-invocation, and tests call `reset()` between cases. Each factory imports what it builds
-when it is first called, so a function imports only what its own requests use: the
-authorizer and the dispatch function never load the WebSocket sessions or the HTTP API's
-services (issue 18's cold start; `bench/cold_import.py` measures it).
+The handlers' composition root: each accessor builds its service on first use from one
+`Settings` and the process-wide clients (through `mqless.assembly`'s builders, which tests
+call with their own), then answers the same object; tests call `reset()` between cases.
+Nothing here runs at import time, and each builder imports what it builds when it is first
+called, so a function imports only what its own requests use: the authorizer and the
+dispatch function never load the WebSocket sessions or the HTTP API's services (issue 18's
+cold start; `bench/cold_import.py` measures it).
 """
 
 from __future__ import annotations
 
-from functools import cache
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import _lru_cache_wrapper, cache
+from typing import TYPE_CHECKING, TypeVar
 
 import boto3
 from botocore.config import Config
 
+from mqless import assembly
 from mqless.domain.clock import Clock, SystemClock
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
 
@@ -25,10 +29,7 @@ if TYPE_CHECKING:
 
     from mqless.domain.access.authentication import Authenticator, IamPrincipals
     from mqless.domain.access.principals import Policy
-    from mqless.domain.access.quotas import Quotas
     from mqless.domain.access.users import AccessControl
-    from mqless.domain.push.consumers import QueueConsumers
-    from mqless.domain.push.pushes import Pusher as PushPoster
     from mqless.domain.queues.indexing import Indexer
     from mqless.domain.queues.service import QueueService
     from mqless.domain.scheduling import Scheduler
@@ -38,9 +39,21 @@ if TYPE_CHECKING:
     from mqless.storage.destinations import QueueRegistry
     from mqless.storage.envelope import EnvelopeCipher
     from mqless.storage.log import LogStore
-    from mqless.storage.sealing import BodyCipher
     from mqless.transports.websocket.pusher import Pusher
     from mqless.transports.websocket.sessions import Sessions
+
+Built = TypeVar("Built")
+# every process-wide accessor's cache, captured when it is defined: reset() clears the real
+# caches even while a test has patched a name
+_ONCE: list[_lru_cache_wrapper[object]] = []
+
+
+def _once(build: Callable[[], Built]) -> _lru_cache_wrapper[Built]:
+    """Build on the first call, then answer the same object until `reset()`."""
+    cached = cache(build)
+    _ONCE.append(cached)
+    return cached
+
 
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
@@ -50,22 +63,22 @@ _CLIENT_CONFIG = Config(
 )
 
 
-@cache
+@_once
 def dynamodb_client() -> DynamoDBClient:
     return boto3.client("dynamodb", config=_CLIENT_CONFIG)
 
 
-@cache
+@_once
 def kms_client() -> KMSClient:
     return boto3.client("kms", config=_CLIENT_CONFIG)
 
 
-@cache
+@_once
 def cloudwatch_client() -> CloudWatchClient:
     return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
 
 
-@cache
+@_once
 def history() -> HistoryService:
     """The functions' own metrics, read back (the console's charts)."""
     from mqless.observability.history import HistoryService
@@ -73,36 +86,36 @@ def history() -> HistoryService:
     return HistoryService(cloudwatch_client(), registry(), policy(), clock())
 
 
-@cache
+@_once
 def settings() -> Settings:
     return Settings.from_env()
 
 
-@cache
+@_once
 def access_settings() -> AccessSettings:
     """AUTH_MODE and the JWT settings alone: every handler checks them before anything else."""
     return AccessSettings.from_env()
 
 
-@cache
+@_once
 def websocket_settings() -> WebSocketSettings:
     """Where the WebSocket API is (the pusher, the web console)."""
     return WebSocketSettings.from_env()
 
 
-@cache
+@_once
 def clock() -> Clock:
     """The process's time (tests replace it to move time without sleeping)."""
     return SystemClock()
 
 
-@cache
+@_once
 def auth_required() -> bool:
     """AUTH_MODE: `required` (the default, and what template.yaml sets) or `off`."""
     return access_settings().auth_required
 
 
-@cache
+@_once
 def policy() -> Policy:
     """Grants decide while authentication is on; with AUTH_MODE=off everything is allowed."""
     from mqless.domain.access.principals import AllowAll, GrantPolicy
@@ -110,30 +123,15 @@ def policy() -> Policy:
     return GrantPolicy() if auth_required() else AllowAll()
 
 
-@cache
+@_once
 def access() -> AccessControl:
     """Principals and API keys, managed under the process-wide policy."""
-    return build_access_control(dynamodb_client(), settings().destinations_table, clock(), policy())
-
-
-def build_access_control(
-    dynamodb: DynamoDBClient, table_name: str, time: Clock, policy: Policy | None = None
-) -> AccessControl:
-    """Principals and API keys in the given destinations table (what tests and the CLI call)."""
-    from mqless.domain.access.api_keys import ApiKeys
-    from mqless.domain.access.users import AccessControl
-    from mqless.storage.api_keys import ApiKeyRecords
-    from mqless.storage.principals import PrincipalRecords
-
-    return AccessControl(
-        PrincipalRecords(dynamodb, table_name),
-        ApiKeys(ApiKeyRecords(dynamodb, table_name), time),
-        time,
-        policy,
+    return assembly.build_access_control(
+        dynamodb_client(), settings().destinations_table, clock(), policy()
     )
 
 
-@cache
+@_once
 def authenticator() -> Authenticator:
     """API keys always; JWTs too when JWT_ISSUER names an OIDC issuer."""
     from mqless.domain.access.authentication import (
@@ -156,27 +154,27 @@ def authenticator() -> Authenticator:
     return Authenticator(access(), JwtVerifier(jwt_settings, IssuerKeys(issuer)))
 
 
-@cache
+@_once
 def iam_principals() -> IamPrincipals:
     from mqless.domain.access.authentication import IamPrincipals
 
     return IamPrincipals(access())
 
 
-@cache
+@_once
 def cipher() -> EnvelopeCipher:
     """The process-wide body cipher (one data-key cache for every service here)."""
-    return _cipher(settings(), kms_client(), clock())
+    return assembly.build_cipher(settings(), kms_client(), clock())
 
 
-@cache
+@_once
 def connection_store() -> ConnectionStore:
     from mqless.storage.connection_store import ConnectionStore
 
     return ConnectionStore(dynamodb_client(), settings().destinations_table, clock())
 
 
-@cache
+@_once
 def pusher() -> Pusher:
     """Pushes to WebSocket connections through the endpoint in CONNECTIONS_ENDPOINT."""
     from mqless.transports.websocket.pusher import ApiGatewayPusher
@@ -199,7 +197,7 @@ class NoWebSocketApi:
         self.post(connection_id, b"")
 
 
-@cache
+@_once
 def sessions() -> Sessions:
     """WebSocket sessions (JSON and STOMP) over the process-wide services."""
     from mqless.transports.websocket.sessions import Sessions
@@ -208,7 +206,7 @@ def sessions() -> Sessions:
         dynamodb=dynamodb_client(),
         table_name=settings().destinations_table,
         live=connection_store(),
-        consumers=build_queue_consumers(
+        consumers=assembly.build_queue_consumers(
             dynamodb_client(),
             settings().destinations_table,
             queue_service(),
@@ -225,38 +223,10 @@ def sessions() -> Sessions:
     )
 
 
-def build_queue_consumers(
-    dynamodb: DynamoDBClient,
-    table_name: str,
-    queues: QueueService,
-    pusher: PushPoster,
-    time: Clock,
-    *,
-    budget: int | None = None,
-) -> QueueConsumers:
-    """Queue push consumers over the given client (what tests call), rendering pushes with
-    the WebSocket transport's `render`."""
-    from mqless.domain.push.consumers import QueueConsumers
-    from mqless.domain.push.feeding import PUMP_BUDGET
-    from mqless.storage.deliveries import DeliveryRecords
-    from mqless.storage.push_consumers import PushConsumers
-    from mqless.transports.websocket.render import render
-
-    return QueueConsumers(
-        PushConsumers(dynamodb, table_name),
-        DeliveryRecords(dynamodb, table_name),
-        queues,
-        pusher,
-        render,
-        time,
-        budget=PUMP_BUDGET if budget is None else budget,
-    )
-
-
-@cache
+@_once
 def scheduler() -> Scheduler:
     """Scheduled sends, their firing by the sweeper, and an admin's list and cancel."""
-    return build_scheduler(
+    return assembly.build_scheduler(
         settings(),
         dynamodb=dynamodb_client(),
         queues=queue_service(),
@@ -267,190 +237,16 @@ def scheduler() -> Scheduler:
     )
 
 
-def build_scheduler(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    queues: QueueService,
-    topics: TopicService,
-    cipher: BodyCipher,
-    policy: Policy,
-    time: Clock,
-) -> Scheduler:
-    """A Scheduler over the given services (what tests call)."""
-    from mqless.domain.scheduling import Scheduler
-    from mqless.storage.schedules import ScheduleStore
-
-    return Scheduler(
-        store=ScheduleStore(dynamodb, settings.messages_table),
-        queues=queues,
-        topics=topics,
-        cipher=cipher,
-        clock=time,
-        policy=policy,
-        lookahead_seconds=settings.schedule_lookahead_seconds,
-    )
-
-
-def _cipher(settings: Settings, kms: KMSClient, time: Clock) -> EnvelopeCipher:
-    from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
-
-    return EnvelopeCipher(
-        KmsKeyProvider(kms, settings.kms_key_id),
-        time,
-        max_key_age_seconds=settings.data_key_max_age_seconds,
-        max_messages_per_key=settings.data_key_max_messages,
-    )
-
-
-def build_queue_service(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    kms: KMSClient,
-    cipher: EnvelopeCipher | None = None,
-    registry: QueueRegistry | None = None,
-    policy: Policy | None = None,
-    time: Clock | None = None,
-    log: LogStore | None = None,
-) -> QueueService:
-    """A QueueService over the given clients (what tests and the local runtime call)."""
-    from mqless.domain.access.principals import AllowAll
-    from mqless.domain.access.quotas import Quotas
-    from mqless.domain.queues.dedup import DedupHasher
-    from mqless.domain.queues.service import QueueService
-    from mqless.storage.dedup_records import DedupRecords
-    from mqless.storage.dedup_secret import DedupSecretStore
-    from mqless.storage.destinations import QueueRegistry
-    from mqless.storage.envelope import KmsKeyProvider
-    from mqless.storage.groups import FifoIndex
-    from mqless.storage.index import IndexStore
-    from mqless.storage.log import LogStore
-    from mqless.storage.wake import WakeMarkers
-
-    time = time or SystemClock()
-    policy = policy or AllowAll()
-    table = settings.messages_table
-    return QueueService(
-        registry=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
-        log=log or LogStore(dynamodb, table, time),
-        index=IndexStore(dynamodb, table),
-        fifo=FifoIndex(dynamodb, table, time),
-        dedup_records=DedupRecords(dynamodb, table),
-        wake=WakeMarkers(dynamodb, table),
-        cipher=cipher or _cipher(settings, kms, time),
-        dedup=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id),
-            DedupSecretStore(dynamodb, settings.destinations_table),
-        ),
-        clock=time,
-        policy=policy,
-        quotas=Quotas(policy, settings.limits),
-    )
-
-
-def build_topic_service(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    kms: KMSClient,
-    cipher: EnvelopeCipher | None = None,
-    registry: QueueRegistry | None = None,
-    policy: Policy | None = None,
-    time: Clock | None = None,
-    log: LogStore | None = None,
-) -> TopicService:
-    """A TopicService over the given clients."""
-    from mqless.domain.access.principals import AllowAll
-    from mqless.domain.access.quotas import Quotas
-    from mqless.storage.destinations import QueueRegistry
-
-    time = time or SystemClock()
-    policy = policy or AllowAll()
-    return topic_service_over(
-        dynamodb=dynamodb,
-        messages_table=settings.messages_table,
-        destinations_table=settings.destinations_table,
-        queues=registry or QueueRegistry(dynamodb, settings.destinations_table, time),
-        cipher=cipher or _cipher(settings, kms, time),
-        clock=time,
-        policy=policy,
-        quotas=Quotas(policy, settings.limits),
-        log=log,
-    )
-
-
-def topic_service_over(
-    *,
-    dynamodb: DynamoDBClient,
-    messages_table: str,
-    destinations_table: str,
-    queues: QueueRegistry,
-    cipher: BodyCipher,
-    clock: Clock,
-    policy: Policy | None = None,
-    quotas: Quotas | None = None,
-    log: LogStore | None = None,
-) -> TopicService:
-    """A TopicService over one DynamoDB client and the two tables (what tests call)."""
-    from mqless.domain.topics.service import TopicService
-    from mqless.storage.log import LogStore
-    from mqless.storage.subscriptions import SubscriptionStore
-
-    return TopicService(
-        subscriptions=SubscriptionStore(dynamodb, destinations_table),
-        log=log or LogStore(dynamodb, messages_table, clock),
-        queues=queues,
-        cipher=cipher,
-        clock=clock,
-        policy=policy,
-        quotas=quotas,
-    )
-
-
-def build_indexer(
-    settings: Settings,
-    *,
-    dynamodb: DynamoDBClient,
-    kms: KMSClient,
-    registry: QueueRegistry,
-    topics: TopicService,
-    time: Clock,
-) -> Indexer:
-    """The dispatch function's indexer over the given clients."""
-    from mqless.domain.queues.dedup import DedupHasher
-    from mqless.domain.queues.indexing import Indexer
-    from mqless.storage.dedup_secret import DedupSecretStore
-    from mqless.storage.envelope import KmsKeyProvider
-    from mqless.storage.groups import FifoIndex
-    from mqless.storage.index import IndexStore
-
-    table = settings.messages_table
-    indexer = Indexer(
-        queues=registry,
-        index=IndexStore(dynamodb, table),
-        fifo=FifoIndex(dynamodb, table, time),
-        topics=topics,
-        clock=time,
-        mac=DedupHasher(
-            KmsKeyProvider(kms, settings.kms_key_id),
-            DedupSecretStore(dynamodb, settings.destinations_table),
-        ).mac,
-    )
-    topics.replay_with(lambda: indexer)  # replays refer their messages as it does
-    return indexer
-
-
 # The process-wide services share one data-key cache and one queue-config cache, so a
 # function that both sends and pushes (or fans out) asks KMS and DynamoDB once, not per service.
-@cache
+@_once
 def registry() -> QueueRegistry:
     from mqless.storage.destinations import QueueRegistry
 
     return QueueRegistry(dynamodb_client(), settings().destinations_table, clock())
 
 
-@cache
+@_once
 def log_store() -> LogStore:
     """The process-wide log adapter (it caches the data keys bodies name)."""
     from mqless.storage.log import LogStore
@@ -458,10 +254,10 @@ def log_store() -> LogStore:
     return LogStore(dynamodb_client(), settings().messages_table, clock())
 
 
-@cache
+@_once
 def topic_service() -> TopicService:
     """The process-wide TopicService, built on first use from the environment."""
-    service = build_topic_service(
+    service = assembly.build_topic_service(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -475,10 +271,10 @@ def topic_service() -> TopicService:
     return service
 
 
-@cache
+@_once
 def indexer() -> Indexer:
     """The process-wide indexer (the dispatch function)."""
-    return build_indexer(
+    return assembly.build_indexer(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -488,10 +284,10 @@ def indexer() -> Indexer:
     )
 
 
-@cache
+@_once
 def queue_service() -> QueueService:
     """The process-wide QueueService, built on first use from the environment."""
-    return build_queue_service(
+    return assembly.build_queue_service(
         settings(),
         dynamodb=dynamodb_client(),
         kms=kms_client(),
@@ -503,35 +299,7 @@ def queue_service() -> QueueService:
     )
 
 
-# captured here, so reset() clears the real caches even while a test has patched a name
-_CACHED = (
-    auth_required,
-    policy,
-    access,
-    authenticator,
-    iam_principals,
-    sessions,
-    scheduler,
-    queue_service,
-    topic_service,
-    indexer,
-    log_store,
-    registry,
-    pusher,
-    connection_store,
-    cipher,
-    settings,
-    access_settings,
-    websocket_settings,
-    clock,
-    kms_client,
-    dynamodb_client,
-    cloudwatch_client,
-    history,
-)
-
-
 def reset() -> None:
     """Forget the cached clients, settings and services (tests switch environments)."""
-    for cached in _CACHED:
+    for cached in _ONCE:
         cached.cache_clear()

@@ -34,7 +34,10 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from mqless.domain.clock import SystemClock
 
 logger = Logger(service="mqless")
-tracer = Tracer(service="mqless")
+# botocore alone: every AWS call the core makes goes through it, and patching everything the
+# X-Ray SDK knows imports each of those libraries that is installed (requests, httpx,
+# sqlite3, ...) into every cold start for nothing
+tracer = Tracer(service="mqless", patch_modules=("botocore",))
 
 NAMESPACE: Final = "mqless"
 COUNTS: Final = frozenset(
@@ -111,46 +114,67 @@ class DestinationMetrics:
             gauges, self._gauges = self._gauges, {}
         if not counts and not latencies and not gauges:
             return 0
-        by_destination: dict[tuple[str, str, bool], EphemeralMetrics] = {}
-        total = EphemeralMetrics(namespace=self._namespace, service="mqless")
+        documents = _Documents(self._namespace)
+        documents.add_counts(counts)
+        documents.add_gauges(gauges)
+        documents.add_latencies(latencies)
+        return documents.flush()
 
-        def document(kind: str, destination: str, *, counted: bool) -> EphemeralMetrics:
-            # counters and latencies: one document per destination whose second dimension
-            # set (service alone) makes CloudWatch count them in the totals too, so no
-            # document of totals repeats them; gauges: their own documents, as their total
-            # is their sum (one value), not each queue's level
-            found = by_destination.get((kind, destination, counted))
-            if found is None:
-                found = EphemeralMetrics(namespace=self._namespace, service="mqless")
-                found.add_dimension(name=kind, value=destination)
-                if counted:
-                    found.add_dimensions(service="mqless")
-                by_destination[(kind, destination, counted)] = found
-            return found
 
-        gauge_totals: dict[str, float] = {}
+class _Documents:
+    """The EMF documents of one flush: one per destination, and one of the service's totals.
+
+    Counters and latencies go in one document per destination whose second dimension set
+    (service alone) makes CloudWatch count them in the totals too, so no document of totals
+    repeats them; gauges go in documents of their own, as their total is their sum (one
+    value), not each queue's level.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
+        self._by_destination: dict[tuple[str, str, bool], EphemeralMetrics] = {}
+        self._total = EphemeralMetrics(namespace=namespace, service="mqless")
+
+    def _of(self, kind: str, destination: str, *, counted: bool) -> EphemeralMetrics:
+        found = self._by_destination.get((kind, destination, counted))
+        if found is None:
+            found = EphemeralMetrics(namespace=self._namespace, service="mqless")
+            found.add_dimension(name=kind, value=destination)
+            if counted:
+                found.add_dimensions(service="mqless")
+            self._by_destination[(kind, destination, counted)] = found
+        return found
+
+    def add_counts(self, counts: dict[tuple[str, str, str], float]) -> None:
         for (kind, destination, name), value in sorted(counts.items()):
             if destination:
-                document(kind, destination, counted=True).add_metric(
+                self._of(kind, destination, counted=True).add_metric(
                     name=name, unit=MetricUnit.Count, value=value
                 )
             else:  # counted for the service alone (Connections)
-                total.add_metric(name=name, unit=MetricUnit.Count, value=value)
+                self._total.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def add_gauges(self, gauges: dict[tuple[str, str, str], float]) -> None:
+        totals: dict[str, float] = {}
         for (kind, destination, name), value in sorted(gauges.items()):
-            document(kind, destination, counted=False).add_metric(
+            self._of(kind, destination, counted=False).add_metric(
                 name=name, unit=MetricUnit.Count, value=value
             )
-            gauge_totals[name] = gauge_totals.get(name, 0) + value  # all of them together
-        for name, value in sorted(gauge_totals.items()):
-            total.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            totals[name] = totals.get(name, 0) + value  # all of them together
+        for name, value in sorted(totals.items()):
+            self._total.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def add_latencies(self, latencies: dict[tuple[str, str], list[float]]) -> None:
         for (kind, destination), values in sorted(latencies.items()):
             for value in values[:100]:  # EMF holds at most 100 values per metric
-                document(kind, destination, counted=True).add_metric(
+                self._of(kind, destination, counted=True).add_metric(
                     name=LATENCY, unit=MetricUnit.Milliseconds, value=value
                 )
+
+    def flush(self) -> int:
         # Powertools flushes a document by itself once a metric holds 100 values: those
         # left empty have nothing more to write
-        documents = [m for m in [*by_destination.values(), total] if m.metric_set]
+        documents = [m for m in [*self._by_destination.values(), self._total] if m.metric_set]
         for metrics in documents:
             metrics.flush_metrics()
         return len(documents)
