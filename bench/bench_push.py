@@ -24,7 +24,7 @@ from moto_stack import provisioned  # sets moto's AWS variables first
 from mqless import assembly  # noqa: E402
 from mqless.domain.access.principals import ANONYMOUS  # noqa: E402
 from mqless.domain.clock import SystemClock  # noqa: E402
-from mqless.domain.models import NewMessage  # noqa: E402
+from mqless.domain.messages import NewMessage
 from mqless.domain.push.pushes import Connection  # noqa: E402
 from mqless.domain.topics.service import TopicService  # noqa: E402
 from mqless.storage.connection_store import ConnectionStore  # noqa: E402

@@ -33,7 +33,7 @@ from moto_stack import ROOT, provisioned  # sets moto's AWS variables first
 from mqless import assembly  # noqa: E402
 from mqless.domain.access.principals import ANONYMOUS, AllowAll  # noqa: E402
 from mqless.domain.clock import ManualClock  # noqa: E402
-from mqless.domain.models import NewMessage  # noqa: E402
+from mqless.domain.messages import NewMessage
 from mqless.storage.destinations import QueueRegistry  # noqa: E402
 from mqless.storage.dynamo import from_wire  # noqa: E402
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider  # noqa: E402

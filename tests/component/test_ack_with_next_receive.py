@@ -20,7 +20,8 @@ from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider

@@ -12,7 +12,8 @@ import pytest
 from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
 from mqless.domain.topics.subscription import SubscriptionSettings

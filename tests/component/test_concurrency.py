@@ -18,7 +18,8 @@ import pytest
 
 from mqless.assembly import build_queue_service
 from mqless.domain.access.principals import ANONYMOUS
-from mqless.domain.models import Delivery, NewMessage, QueueSettings
+from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 
 P = ANONYMOUS

@@ -11,7 +11,8 @@ from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS, GrantPolicy, Principal, parse_grants
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, NotADeadLetterQueue
-from mqless.domain.models import Delivery, NewMessage, QueueSettings
+from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry

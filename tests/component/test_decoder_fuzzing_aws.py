@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from mqless import wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.queues.service import QueueService
 from mqless.transports.dispatch import handle_batch
 from mqless.transports.websocket.handler import handle_event

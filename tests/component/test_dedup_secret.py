@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.queues.dedup import DedupHasher
 from mqless.domain.queues.service import QueueService
 from mqless.storage.data_keys import DataKey

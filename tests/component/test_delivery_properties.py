@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mqless import wiring
-from mqless.domain.models import BROKER_HEADERS
+from mqless.domain.messages import BROKER_HEADERS
 from mqless.observability import metrics
 from mqless.storage.dynamo import from_wire, to_wire
 from mqless.transports.dispatch import _Batch, deliver

@@ -48,7 +48,8 @@ from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.access.users import bootstrap_admin
 from mqless.domain.clock import SystemClock
-from mqless.domain.models import DEFAULT_RETENTION_SECONDS, DEFAULT_SHARDS, NewMessage
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import DEFAULT_RETENTION_SECONDS, DEFAULT_SHARDS
 from mqless.domain.queues.receipts import decode_receipt
 from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings

@@ -9,7 +9,8 @@ import pytest
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.models import Delivery, NewMessage, QueueSettings
+from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.receipts import decode_receipt
 from mqless.domain.queues.service import QueueService
 

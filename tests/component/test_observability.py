@@ -16,7 +16,8 @@ import mqless
 from mqless import observability, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.observability import metrics
 from mqless_cli.local.metrics import emf_metric_data

@@ -27,7 +27,7 @@ import pytest
 from mqless import wiring
 from mqless.domain.access.principals import Principal
 from mqless.domain.access.users import EVERYTHING
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.queues.service import QueueService
 from mqless.observability import metrics
 from mqless.storage.dynamo import from_wire, to_wire

@@ -14,7 +14,8 @@ from conftest_http import HttpApi
 from mqless import wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.storage.lane_marks import LANE_QUIET_MS

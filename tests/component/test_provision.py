@@ -10,7 +10,8 @@ import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
 from mqless.storage.dynamo import from_wire

@@ -16,7 +16,8 @@ from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, QueueNotFound
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.indexing import Indexer
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService

@@ -23,7 +23,8 @@ import pytest
 
 from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.transports.websocket.json_protocol import handle_text

@@ -10,7 +10,8 @@ from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS, Action, Principal
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Forbidden, MqlessError
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage.destinations import QueueRegistry
 

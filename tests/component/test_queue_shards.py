@@ -7,7 +7,8 @@ import pytest
 from conftest_http import HttpApi
 
 from mqless.domain.access.principals import ANONYMOUS
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues import sending
 from mqless.domain.queues.service import QueueService
 from mqless_cli.cfn import Stack

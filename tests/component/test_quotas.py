@@ -19,7 +19,7 @@ from mqless import assembly, wiring
 from mqless.domain.access.principals import GrantPolicy, Principal, parse_grants
 from mqless.domain.access.quotas import Limits
 from mqless.domain.errors import QuotaExceeded
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.settings import Settings
 from mqless.storage import quotas
 from mqless_cli.local.moto_fixes import atomic_requests

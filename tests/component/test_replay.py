@@ -17,7 +17,8 @@ from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Conflict, InvalidRequest
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics import replay
 from mqless.domain.topics import service as topic_service

@@ -9,7 +9,8 @@ import pytest
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import InvalidRequest, PayloadTooLarge
-from mqless.domain.models import MAX_BODY_BYTES, NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import MAX_BODY_BYTES, QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage.dynamo import Item
 from mqless.storage.log import bodies_of

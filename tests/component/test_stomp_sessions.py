@@ -16,7 +16,7 @@ import pytest
 from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
 from mqless.transports.websocket.handler import handle_event

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from tests.component.conftest import Aws, RawItems
 from tests.inline_dispatch import INLINE_DISPATCH

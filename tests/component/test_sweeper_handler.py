@@ -12,7 +12,8 @@ from conftest_http import EVENTS, load_function
 from mqless import wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.models import NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless_cli.cfn import Stack
 from tests.lambda_support import FakeLambdaContext

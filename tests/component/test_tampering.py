@@ -25,7 +25,8 @@ from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.errors import Conflict
-from mqless.domain.models import BrowsedMessage, NewMessage, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import BrowsedMessage, QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
 from mqless.domain.topics.subscription import SubscriptionSettings

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from mqless.domain import models
 from mqless.domain.errors import InvalidRequest, MqlessError
 from mqless.domain.ids import MAX_CLIENT_ID
-from mqless.domain.models import NewMessage, QueueConfig, QueueSettings
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueConfig, QueueSettings
 from mqless.domain.push.ack_ids import AckId, parse_ack_id
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH
 from mqless.domain.queues.receipts import MAX_RECEIPT_LENGTH, Lease, decode_receipt

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.models import Delivery, NewMessage, QueueConfig, QueueSettings
+from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.models import QueueConfig, QueueSettings
 
 NOW = 1_800_000_000_000
 

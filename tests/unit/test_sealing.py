@@ -8,7 +8,7 @@ import pytest
 
 from mqless.domain.errors import IntegrityError
 from mqless.domain.ids import new_message_id
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.storage.dynamo import Item
 from mqless.storage.envelope import FORMAT_VERSION, LEGACY_FORMAT_VERSION, EnvelopeCipher
 from mqless.storage.sealing import LEGACY_FIELDS, Headers, Holder, open_item, reseal, seal

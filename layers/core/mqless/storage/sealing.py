@@ -38,7 +38,8 @@ from typing import Final, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mqless.domain.errors import IntegrityError
-from mqless.domain.models import MAX_RETENTION_SECONDS, NewMessage
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
 from mqless.storage.dynamo import Item
 from mqless.storage.envelope import LEGACY_FORMAT_VERSION, Opened, Sealed

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqless.domain import models
 from mqless.domain.errors import InvalidRequest, PayloadTooLarge
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.scheduling import check_rule
 from mqless.storage.schedules import Rule
 

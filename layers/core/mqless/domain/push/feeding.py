@@ -32,7 +32,7 @@ from typing import Final
 from mqless.domain import models, names
 from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
-from mqless.domain.models import Delivery
+from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
 from mqless.domain.push.credit import Holding, holding_of
 from mqless.domain.push.posting import Outbox, Poster, PumpReport

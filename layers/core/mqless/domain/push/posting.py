@@ -27,7 +27,7 @@ from typing import Final
 from aws_lambda_powertools import Logger
 
 from mqless.domain.clock import Clock
-from mqless.domain.models import Delivery
+from mqless.domain.messages import Delivery
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.consumer import CONSUMER_SECONDS, MAX_PREFETCH, Consumer
 from mqless.domain.push.credit import Holding, holding_of

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 from aws_lambda_powertools import Logger
 
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.topics.patterns import validate_topic_name
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mqless.domain.errors import IntegrityError, Throttled
-from mqless.domain.models import Delivery, QueueConfig
+from mqless.domain.messages import Delivery
+from mqless.domain.models import QueueConfig
 from mqless.domain.queues.dead_letters import DeadLetters
 from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.parts import QueueParts

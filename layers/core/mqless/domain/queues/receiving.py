@@ -14,7 +14,8 @@ from typing import Final
 from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Principal
 from mqless.domain.errors import Forbidden, InvalidRequest
-from mqless.domain.models import Delivery, EntryFailure, QueueConfig
+from mqless.domain.messages import Delivery
+from mqless.domain.models import EntryFailure, QueueConfig
 from mqless.domain.queues.admin import QueueAdmin
 from mqless.domain.queues.counting import MessageCounter
 from mqless.domain.queues.leases import Acks

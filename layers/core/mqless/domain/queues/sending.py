@@ -13,7 +13,8 @@ from typing import Final
 from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Principal
 from mqless.domain.errors import InvalidRequest, MqlessError
-from mqless.domain.models import EntryFailure, NewMessage, QueueConfig, SendResult
+from mqless.domain.messages import NewMessage, SendResult
+from mqless.domain.models import EntryFailure, QueueConfig
 from mqless.domain.queues.admin import QueueAdmin
 from mqless.domain.queues.parts import QueueParts
 from mqless.observability import metrics

@@ -29,17 +29,15 @@ from typing import Any, Literal
 from mqless.domain.access.principals import AllowAll, Policy, Principal
 from mqless.domain.access.quotas import Quotas
 from mqless.domain.clock import Clock
+from mqless.domain.messages import Delivery, NewMessage, SendResult
 from mqless.domain.models import (
     BrowsedMessage,
-    Delivery,
     EntryFailure,
-    NewMessage,
     QueueConfig,
     QueueCounts,
     QueueSettings,
     QueueStats,
     RedriveResult,
-    SendResult,
 )
 from mqless.domain.queues.admin import QueueAdmin
 from mqless.domain.queues.browsing import Browser

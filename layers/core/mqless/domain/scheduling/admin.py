@@ -14,7 +14,7 @@ from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Policy, Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import Conflict, IntegrityError, InvalidRequest, ScheduleNotFound
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.queues.service import QueueService
 from mqless.domain.scheduling.opening import JOB_ID_ATTRIBUTE, open_schedule
 from mqless.domain.scheduling.rules import Kind, split_destination

@@ -7,7 +7,7 @@ from typing import Final
 
 from mqless.domain import models
 from mqless.domain.access.principals import Action, Grant, Principal
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.scheduling.rules import Kind
 from mqless.storage.schedules import StoredSchedule
 from mqless.storage.sealing import BodyCipher, Holder, open_item

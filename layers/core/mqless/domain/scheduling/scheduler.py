@@ -14,7 +14,7 @@ from mqless.domain import models
 from mqless.domain.access.principals import Policy, Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError, InvalidRequest, MqlessError, NotFound
-from mqless.domain.models import NewMessage, SendResult
+from mqless.domain.messages import NewMessage, SendResult
 from mqless.domain.queues.service import QueueService
 from mqless.domain.scheduling.admin import HOLD_MS, ScheduleAdmin, ScheduledMessage
 from mqless.domain.scheduling.opening import broker, open_schedule, tagged

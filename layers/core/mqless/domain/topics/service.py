@@ -25,7 +25,8 @@ from mqless.domain.access.principals import Action, AllowAll, Policy, Principal
 from mqless.domain.access.quotas import Quotas
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError, InvalidRequest, PayloadTooLarge
-from mqless.domain.models import EntryFailure, NewMessage, QueueConfig, SendResult
+from mqless.domain.messages import NewMessage, SendResult
+from mqless.domain.models import EntryFailure, QueueConfig
 from mqless.domain.topics.patterns import validate_topic_name, validate_topic_pattern
 from mqless.domain.topics.replay import TOPIC_SHARDS, Replay, Replayer
 from mqless.domain.topics.routing import MatchingSubscriptions, opened_bodies, selected

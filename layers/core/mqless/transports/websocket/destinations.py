@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 from mqless.domain import names
 from mqless.domain.errors import Forbidden, InvalidRequest
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.queues.service import QueueService
 from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.connections import ConnectionInfo

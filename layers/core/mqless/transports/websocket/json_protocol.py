@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from mqless.domain import models
 from mqless.domain.errors import InvalidRequest, MqlessError, StaleReceipt
 from mqless.domain.ids import MAX_CLIENT_ID
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
 from mqless.storage.connections import ConnectionInfo
 from mqless.storage.schedules import Rule

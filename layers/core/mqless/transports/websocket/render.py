@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from mqless.domain.models import BROKER_HEADERS, RESERVED_PREFIX
+from mqless.domain.messages import BROKER_HEADERS, RESERVED_PREFIX
 from mqless.domain.push.pushes import FRAME_BYTES, Connection, Push, Rendered
 from mqless.transports.websocket.stomp_frames import Frame, encode_frame
 

@@ -20,7 +20,7 @@ from mqless.domain import names, selectors
 from mqless.domain.access.principals import Principal
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.ids import check_client_id
-from mqless.domain.models import NewMessage, SendResult
+from mqless.domain.messages import NewMessage, SendResult
 from mqless.domain.push.ack_ids import AckId, parse_ack_id
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, AckMode, Consumer
 from mqless.domain.push.settling import NotInFlight, SettleReport

@@ -14,7 +14,7 @@ from typing import Final
 from mqless.domain import models, names
 from mqless.domain.errors import InvalidRequest
 from mqless.domain.ids import check_client_id, is_ascii_digits
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
 from mqless.domain.scheduling import STOMP_NAMES, check_rule
 from mqless.domain.topics.subscription import START_OLDEST

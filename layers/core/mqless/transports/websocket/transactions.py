@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.ids import check_client_id
-from mqless.domain.models import NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.storage.connections import ConnectionInfo, held_frame_id
 from mqless.storage.dynamo import Item
 from mqless.storage.envelope import LEGACY_FORMAT_VERSION, Sealed

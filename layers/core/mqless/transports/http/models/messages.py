@@ -7,7 +7,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from mqless.domain import models
-from mqless.domain.models import BrowsedMessage, Delivery, EntryFailure
+from mqless.domain.messages import Delivery
+from mqless.domain.models import BrowsedMessage, EntryFailure
 
 Receipts = Annotated[
     list[Annotated[str, Field(max_length=1024)]],

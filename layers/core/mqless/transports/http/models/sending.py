@@ -8,7 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqless.domain import models
-from mqless.domain.models import EntryFailure, NewMessage
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import EntryFailure
 from mqless.transports.send_request import SendMessageRequest
 
 

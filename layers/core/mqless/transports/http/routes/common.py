@@ -13,7 +13,8 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from mqless import wiring
 from mqless.domain.access.principals import Principal
 from mqless.domain.errors import MqlessError
-from mqless.domain.models import EntryFailure, NewMessage
+from mqless.domain.messages import NewMessage
+from mqless.domain.models import EntryFailure
 from mqless.transports.http.caller import http_caller
 from mqless.transports.http.models.problem import Problem
 from mqless.transports.http.models.sending import SendBatchRequest
