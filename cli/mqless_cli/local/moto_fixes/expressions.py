@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +46,62 @@ def update_expressions_parsed_once() -> Iterator[None]:
 _STRUCTURES_KEPT = 4096  # (expression, names, key attributes) whose structure passed
 
 
+class _PassedStructures:
+    """The (expression tree id, names, key attributes) whose structure checks passed (the
+    last `_STRUCTURES_KEPT`), each kept with its tree so that the tree's id stays its own."""
+
+    def __init__(self) -> None:
+        self._passed: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._passed
+
+    def add(self, key: tuple[Any, ...], tree: Any) -> None:
+        with self._lock:
+            if len(self._passed) >= _STRUCTURES_KEPT:
+                self._passed.clear()
+            self._passed[key] = tree
+
+
+def _structure_key(validator: Any, expression: Any) -> tuple[Any, ...] | None:
+    """What an UpdateExpressionValidator's structure checks read: the tree (by id), the
+    ExpressionAttributeNames and the table's key attributes; None if they are not there."""
+    try:
+        names = tuple(sorted((validator.expression_attribute_names or {}).items()))
+        keys = tuple(validator.table.table_key_attrs)
+        return (id(expression), names, keys)
+    except (AttributeError, TypeError):  # not what this fix knows: validate as before
+        return None
+
+
+def _validated(
+    validator: Any,
+    structural: tuple[type, ...],
+    passed: _PassedStructures,
+    original_validate: Callable[[Any], Any],
+) -> Any:
+    """`UpdateExpressionValidator.validate`, skipping the `structural` checks where they
+    have passed for the same key before."""
+    key = getattr(validator, "_structure_key", None)
+    processors = validator.processors
+    first = [isinstance(p, structural) for p in processors]
+    # the structure checks must come first (they do in moto 5.2): else as upstream
+    if key is None or first != sorted(first, reverse=True):
+        return original_validate(validator)
+    known = key in passed
+    node = validator.node_to_validate
+    for processor, checks_structure in zip(processors, first, strict=True):
+        if checks_structure:
+            if known:
+                continue
+        elif not known:  # every structure check before this one passed
+            passed.add(key, validator._structure_tree)
+            known = True
+        node = processor.traverse(node)
+    return node
+
+
 @contextmanager
 def update_expression_structures_checked_once() -> Iterator[None]:
     """Check an UpdateExpression's structure once per expression, names and table keys.
@@ -72,42 +128,16 @@ def update_expression_structures_checked_once() -> Iterator[None]:
         validators.UpdateHashRangeKeyValidator,
     )
     cls: Any = validators.UpdateExpressionValidator
-    original_init = cls.__init__
-    original_validate = cls.validate
-    passed: dict[tuple[Any, ...], Any] = {}
-    lock = threading.Lock()
+    original_init, original_validate = cls.__init__, cls.validate
+    passed = _PassedStructures()
 
     def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, expression, *args, **kwargs)
-        try:
-            names = tuple(sorted((self.expression_attribute_names or {}).items()))
-            keys = tuple(self.table.table_key_attrs)
-            self._structure_key = (id(expression), names, keys)
-        except (AttributeError, TypeError):  # not what this fix knows: validate as before
-            self._structure_key = None
+        self._structure_key = _structure_key(self, expression)
         self._structure_tree = expression
 
     def validate(self: Any) -> Any:
-        key = getattr(self, "_structure_key", None)
-        processors = self.processors
-        first = [isinstance(p, structural) for p in processors]
-        # the structure checks must come first (they do in moto 5.2): else as upstream
-        if key is None or first != sorted(first, reverse=True):
-            return original_validate(self)
-        known = key in passed
-        node = self.node_to_validate
-        for processor, checks_structure in zip(processors, first, strict=True):
-            if checks_structure:
-                if known:
-                    continue
-            elif not known:  # every structure check before this one passed
-                with lock:
-                    if len(passed) >= _STRUCTURES_KEPT:
-                        passed.clear()
-                    passed[key] = self._structure_tree  # kept alive: its id stays its own
-                known = True
-            node = processor.traverse(node)
-        return node
+        return _validated(self, structural, passed, original_validate)
 
     with patched(cls, "__init__", init), patched(cls, "validate", validate):
         yield

@@ -91,6 +91,43 @@ _SERVICES = {
 }
 
 
+def _note_request(
+    stats: LockStats,
+    request: Any,
+    arrived: float,
+    acquired: float,
+    cpu_started: float,
+    gc_ms_before: float,
+) -> None:
+    """Measure one request that has just released the lock: it arrived at `arrived`, held
+    the lock from `acquired`, its thread's CPU clock then read `cpu_started` and garbage
+    collections had taken `gc_ms_before`. A hold over SLOW_REQUEST_MS is logged."""
+    held = (time.perf_counter() - acquired) * 1000
+    cpu = (time.thread_time() - cpu_started) * 1000
+    operation = _operation(request)
+    stats.requests += 1
+    stats.by_operation[operation] += 1
+    stats.longest_wait_ms = max(stats.longest_wait_ms, (acquired - arrived) * 1000)
+    if held > stats.longest_hold_ms:
+        stats.longest_hold_ms = held
+        stats.longest_hold_operation = operation
+        stats.longest_hold_cpu_ms = cpu
+    if cpu > stats.longest_cpu_ms:
+        stats.longest_cpu_ms = cpu
+        stats.longest_cpu_operation = operation
+    if held > SLOW_REQUEST_MS:
+        body = request.body or b""
+        log.warning(
+            "%s held the request lock for %.0f ms (every other request waited; "
+            "%.0f ms of it computing, %.0f ms in garbage collection): %s",
+            operation,
+            held,
+            cpu,
+            REQUEST_LOCK.gc_ms - gc_ms_before,
+            (body if isinstance(body, bytes) else str(body).encode())[:300],
+        )
+
+
 @contextmanager
 def atomic_requests() -> Iterator[None]:
     """Give in-process moto DynamoDB's per-request atomicity while the block runs.
@@ -113,30 +150,7 @@ def atomic_requests() -> Iterator[None]:
             try:
                 return original(self, request)
             finally:
-                held = (time.perf_counter() - acquired) * 1000
-                cpu = (time.thread_time() - cpu) * 1000
-                operation = _operation(request)
-                stats.requests += 1
-                stats.by_operation[operation] += 1
-                stats.longest_wait_ms = max(stats.longest_wait_ms, (acquired - arrived) * 1000)
-                if held > stats.longest_hold_ms:
-                    stats.longest_hold_ms = held
-                    stats.longest_hold_operation = operation
-                    stats.longest_hold_cpu_ms = cpu
-                if cpu > stats.longest_cpu_ms:
-                    stats.longest_cpu_ms = cpu
-                    stats.longest_cpu_operation = operation
-                if held > SLOW_REQUEST_MS:
-                    body = request.body or b""
-                    log.warning(
-                        "%s held the request lock for %.0f ms (every other request waited; "
-                        "%.0f ms of it computing, %.0f ms in garbage collection): %s",
-                        operation,
-                        held,
-                        cpu,
-                        REQUEST_LOCK.gc_ms - gc_ms,
-                        (body if isinstance(body, bytes) else str(body).encode())[:300],
-                    )
+                _note_request(stats, request, arrived, acquired, cpu, gc_ms)
 
     gc.callbacks.append(REQUEST_LOCK.on_gc)
     try:

@@ -8,7 +8,7 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -231,6 +231,80 @@ class _CopyOnlyWhatIsChanged:
         return copy.deepcopy(value, memo)
 
 
+def _scoped_all_items(original_all_items: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`Table.all_items` that, inside a windowed query of that table, is the window."""
+
+    def all_items(self: Any) -> list[Any]:
+        scoped = getattr(_query_scope, "items", None)
+        if scoped is not None and scoped[0] is self:
+            # unsorted: Table.query sorts what it keeps by the full key, which is unique
+            return list(scoped[1])
+        result: list[Any] = original_all_items(self)
+        return result
+
+    return all_items
+
+
+def _windowed_query(original_query: Callable[..., Any]) -> Callable[..., Any]:
+    """`Table.query` run over the window `_candidates` finds (when it finds one), its
+    results uncopied when it projects nothing."""
+    signature = inspect.signature(original_query)
+
+    @functools.wraps(original_query)  # keeps its signature for other wrappers (billing)
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        _query_scope.uncopied = not arguments.get("index_name") and not arguments.get(
+            "projection_expressions"
+        )
+        try:
+            candidates = _candidates(self, arguments)
+            if candidates is None:
+                return original_query(self, *args, **kwargs)
+            outer = getattr(_query_scope, "items", None)
+            _query_scope.items = (self, candidates)
+            try:
+                return original_query(self, *args, **kwargs)
+            finally:
+                _query_scope.items = outer
+        finally:
+            _query_scope.uncopied = False
+
+    return query
+
+
+def _reindexing_writes(table_class: Any, backend_class: Any) -> list[tuple[Any, str, Any]]:
+    """(owner, method name, replacement) of each write that keeps the orderings in step:
+    `Table.put_item`, `Table.delete_item` and `DynamoDBBackend.update_item`."""
+    original_put, original_delete = table_class.put_item, table_class.delete_item
+    original_update = backend_class.update_item
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        item = original_put(self, *args, **kwargs)
+        reindex(self, item.hash_key, item.range_key)
+        return item
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        try:
+            return original_delete(self, hash_key, range_key)
+        finally:
+            reindex(self, hash_key, range_key)
+
+    def update_item(self: Any, table_name: str, key: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return original_update(self, table_name, key, *args, **kw)
+        finally:
+            table = self.tables.get(table_name)
+            found = key_of(table, key) if table is not None else None
+            if found is not None:
+                reindex(table, *found)
+
+    return [
+        (table_class, "put_item", put_item),
+        (table_class, "delete_item", delete_item),
+        (backend_class, "update_item", update_item),
+    ]
+
+
 @contextmanager
 def queries_read_one_partition() -> Iterator[None]:
     """Query only the items of the partition asked for, in key order, not the whole table.
@@ -255,62 +329,10 @@ def queries_read_one_partition() -> Iterator[None]:
     from moto.dynamodb.models import table as table_module
     from moto.dynamodb.models.table import Table
 
-    original_query, original_all_items = Table.query, Table.all_items
-    original_put, original_delete = Table.put_item, Table.delete_item
-    original_update = DynamoDBBackend.update_item
-    signature = inspect.signature(original_query)
-
-    def all_items(self: Table) -> list[Any]:
-        scoped = getattr(_query_scope, "items", None)
-        if scoped is not None and scoped[0] is self:
-            # unsorted: Table.query sorts what it keeps by the full key, which is unique
-            return list(scoped[1])
-        return original_all_items(self)
-
-    @functools.wraps(original_query)  # keeps its signature for other wrappers (billing)
-    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
-        arguments = signature.bind(self, *args, **kwargs).arguments
-        _query_scope.uncopied = not arguments.get("index_name") and not arguments.get(
-            "projection_expressions"
-        )
-        try:
-            candidates = _candidates(self, arguments)
-            if candidates is None:
-                return original_query(self, *args, **kwargs)
-            outer = getattr(_query_scope, "items", None)
-            _query_scope.items = (self, candidates)
-            try:
-                return original_query(self, *args, **kwargs)
-            finally:
-                _query_scope.items = outer
-        finally:
-            _query_scope.uncopied = False
-
-    def put_item(self: Table, *args: Any, **kwargs: Any) -> Any:
-        item = original_put(self, *args, **kwargs)
-        reindex(self, item.hash_key, item.range_key)
-        return item
-
-    def delete_item(self: Table, hash_key: Any, range_key: Any) -> Any:
-        try:
-            return original_delete(self, hash_key, range_key)
-        finally:
-            reindex(self, hash_key, range_key)
-
-    def update_item(self: DynamoDBBackend, table_name: str, key: Any, *args: Any, **kw: Any) -> Any:
-        try:
-            return original_update(self, table_name, key, *args, **kw)
-        finally:
-            table = self.tables.get(table_name)
-            found = key_of(table, key) if table is not None else None
-            if found is not None:
-                reindex(table, *found)
-
     with ExitStack() as stack:
         stack.enter_context(patched(table_module, "copy", _CopyOnlyWhatIsChanged()))
-        stack.enter_context(patched(Table, "all_items", all_items))
-        stack.enter_context(patched(Table, "query", query))
-        stack.enter_context(patched(Table, "put_item", put_item))
-        stack.enter_context(patched(Table, "delete_item", delete_item))
-        stack.enter_context(patched(DynamoDBBackend, "update_item", update_item))
+        stack.enter_context(patched(Table, "all_items", _scoped_all_items(Table.all_items)))
+        stack.enter_context(patched(Table, "query", _windowed_query(Table.query)))
+        for owner, name, replacement in _reindexing_writes(Table, DynamoDBBackend):
+            stack.enter_context(patched(owner, name, replacement))
         yield

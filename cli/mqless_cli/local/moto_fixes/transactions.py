@@ -66,6 +66,44 @@ class _CopyKeepingTables:
         return copy.deepcopy(value, memo)
 
 
+_WRITES = (("put_item", "item_attrs"), ("delete_item", "key"), ("update_item", "key"))
+"""The backend writes a transaction is made of, and the argument naming each one's item."""
+
+
+def _undone_on_failure(transact_write_items: Callable[..., Any]) -> Callable[..., Any]:
+    """`transact_write_items` with an undo log open while it runs, played back if it fails."""
+
+    def transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        log = _UndoLog()
+        outer = getattr(_undo, "log", None)
+        _undo.log = log
+        try:
+            transact_write_items(self, transact_items)
+        except BaseException:
+            log.undo()
+            raise
+        finally:
+            _undo.log = outer
+
+    return transact
+
+
+def _recording_prior_images(write: Callable[..., Any], key_argument: str) -> Callable[..., Any]:
+    """A backend write (its item's key given first, or as `key_argument`) that, inside a
+    transaction, first records the prior image of the item it changes in the undo log."""
+
+    @functools.wraps(write)
+    def wrapper(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        log = getattr(_undo, "log", None)
+        if log is not None and table_name in self.tables:
+            table = self.tables[table_name]
+            attributes = args[0] if args else kwargs.get(key_argument)
+            log.remember(table, key_of(table, attributes))
+        return write(self, table_name, *args, **kwargs)
+
+    return wrapper
+
+
 @contextmanager
 def transactions_undo_by_log() -> Iterator[None]:
     """Undo a failed TransactWriteItems from an undo log, not from copies of whole tables.
@@ -87,43 +125,12 @@ def transactions_undo_by_log() -> Iterator[None]:
     from moto.dynamodb.models import DynamoDBBackend
 
     original_transact = DynamoDBBackend.transact_write_items
-    original_put, original_delete = DynamoDBBackend.put_item, DynamoDBBackend.delete_item
-    original_update = DynamoDBBackend.update_item
-
-    def transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-        log = _UndoLog()
-        outer = getattr(_undo, "log", None)
-        _undo.log = log
-        try:
-            original_transact(self, transact_items)
-        except BaseException:
-            log.undo()
-            raise
-        finally:
-            _undo.log = outer
-
-    def recording(write: Callable[..., Any], key_argument: str) -> Callable[..., Any]:
-        @functools.wraps(write)
-        def wrapper(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
-            log = getattr(_undo, "log", None)
-            if log is not None and table_name in self.tables:
-                table = self.tables[table_name]
-                attributes = args[0] if args else kwargs.get(key_argument)
-                log.remember(table, key_of(table, attributes))
-            return write(self, table_name, *args, **kwargs)
-
-        return wrapper
-
     with ExitStack() as stack:
         stack.enter_context(patched(dynamodb_models, "copy", _CopyKeepingTables()))
-        stack.enter_context(patched(DynamoDBBackend, "transact_write_items", transact))
         stack.enter_context(
-            patched(DynamoDBBackend, "put_item", recording(original_put, "item_attrs"))
+            patched(DynamoDBBackend, "transact_write_items", _undone_on_failure(original_transact))
         )
-        stack.enter_context(
-            patched(DynamoDBBackend, "delete_item", recording(original_delete, "key"))
-        )
-        stack.enter_context(
-            patched(DynamoDBBackend, "update_item", recording(original_update, "key"))
-        )
+        for write, key_argument in _WRITES:
+            recording = _recording_prior_images(getattr(DynamoDBBackend, write), key_argument)
+            stack.enter_context(patched(DynamoDBBackend, write, recording))
         yield
