@@ -293,7 +293,7 @@ def discard_stream_records(stream_arn: str, shard_id: str, through_sequence: int
     Not a fix: DynamoDB keeps records 24 hours for any reader. In `mqless dev` the local
     pollers are a stream's only readers (moto lives inside the process), so once every one
     of them has handled a record nobody can read it again, and keeping it would only grow
-    memory with every write (see mqless_cli.local.streams).
+    memory with every write (see mqless_cli.local.stream_checkpoints).
     """
     try:
         from moto.dynamodbstreams.models import dynamodbstreams_backends
