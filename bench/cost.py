@@ -60,7 +60,8 @@ from mqless_cli.local.cloud import LocalCloud  # noqa: E402
 from mqless_cli.local.consistency import lagging_reads  # noqa: E402
 from mqless_cli.local.console import Console  # noqa: E402
 from mqless_cli.local.runtime import DevRuntime  # noqa: E402
-from mqless_cli.local.streams import lambda_record, record_filter  # noqa: E402
+from mqless_cli.local.stream_filters import record_filter  # noqa: E402
+from mqless_cli.local.stream_records import lambda_record  # noqa: E402
 
 N = int(os.environ.get("BENCH_MESSAGES", "20"))
 # new messages in each stream batch the dispatch function is handed: 1 is a trickle (each

@@ -21,7 +21,7 @@ from mqless.domain.clock import SystemClock
 from mqless.storage.destinations import QueueRegistry
 from mqless.transports.dispatch import handle_batch
 from mqless.transports.websocket.sessions import Sessions
-from mqless_cli.local.streams import record_filter
+from mqless_cli.local.stream_filters import record_filter
 from tests.component.conftest import Aws
 from tests.lambda_support import FakeLambdaContext
 

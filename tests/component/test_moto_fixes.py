@@ -33,6 +33,7 @@ from mqless_cli.local.moto_fixes import (
     discard_shard_iterator,
     fixed_moto,
 )
+from mqless_cli.local.moto_fixes import streams as stream_fixes
 from tests.conftest import MOTO_CONFIG
 
 TABLE = "fixes"
@@ -690,7 +691,7 @@ def moved_clock(monkeypatch: pytest.MonkeyPatch, *targets: str, by: datetime.tim
 
 
 def test_stream_records_older_than_24_hours_are_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moto_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
+    monkeypatch.setattr(stream_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
     with moto(fixed=True) as (db, streams):
         arn = stream_arn(db)
         first = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
@@ -721,7 +722,7 @@ def test_stream_records_older_than_24_hours_are_trimmed(monkeypatch: pytest.Monk
 
 
 def test_stream_records_younger_than_24_hours_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moto_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
+    monkeypatch.setattr(stream_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
     with moto(fixed=True) as (db, streams):
         # Given a record written 23 hours ago
         with monkeypatch.context() as past:
@@ -763,7 +764,7 @@ def test_a_dropped_shard_iterator_is_expired_not_an_internal_error() -> None:
 def test_expired_shard_iterators_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.dynamodbstreams.models import dynamodbstreams_backends
 
-    monkeypatch.setattr(moto_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
+    monkeypatch.setattr(stream_fixes, "_HOUSEKEEPING_SECONDS", 0.0)
     with moto(fixed=True) as (db, streams):
         backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
         # Given 50 iterators issued and never used

@@ -23,7 +23,7 @@ from mqless_cli.cfn import (
     parse_template,
     provision,
 )
-from mqless_cli.local.streams import record_filter
+from mqless_cli.local.stream_filters import record_filter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -24,7 +24,8 @@ import pytest
 from mqless_cli.cfn import StreamSource
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.functions import FunctionHost
-from mqless_cli.local.streams import StreamPoller, record_filter
+from mqless_cli.local.stream_filters import record_filter
+from mqless_cli.local.streams import StreamPoller
 
 APP = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "stream_app" / "template.yaml"
 WAIT = 5.0

@@ -31,39 +31,32 @@ source"):
 - Not mirrored: ParallelizationFactor (one batch per shard at a time), tumbling windows,
   the 6 MB invocation payload limit, Lambda's own retry backoff (here: exponential from
   ``retry_backoff_seconds``).
+
+The poller (this module) reads shards and gathers batches; `stream_records` shapes each
+record as Lambda hands it over, `stream_filters` applies FilterCriteria, `stream_delivery`
+invokes the function with Lambda's retry policy and `stream_checkpoints` tracks what every
+poller of a shard has handled.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
-from datetime import datetime
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from mqless_cli.cfn import StreamSource
-from mqless_cli.local.functions import FunctionError, FunctionHost
-from mqless_cli.local.moto_fixes import (
-    STREAM_WRITES,
-    discard_shard_iterator,
-    discard_stream_records,
-)
+from mqless_cli.local.functions import FunctionHost
+from mqless_cli.local.moto_fixes import STREAM_WRITES, discard_shard_iterator
+from mqless_cli.local.stream_checkpoints import CHECKPOINTS
+from mqless_cli.local.stream_delivery import BatchDelivery
+from mqless_cli.local.stream_filters import record_filter
+from mqless_cli.local.stream_records import Record, lambda_record
 
-__all__ = [
-    "CHECKPOINTS",
-    "DEV_RETRY_CAP",
-    "PollerStats",
-    "StreamCheckpoints",
-    "StreamPoller",
-    "lambda_record",
-    "record_filter",
-]
+__all__ = ["DEV_RETRY_CAP", "PollerStats", "StreamPoller"]
+
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +69,6 @@ _WINDOW_POLL = 0.01  # how often to look for more records while a batching windo
 _QUIET_READ_SECONDS = 1.0
 """With moto's stream writes announced (`STREAM_WRITES`), a shard read to its end is read
 again when a record is written, and at least this often (a shard closing writes nothing)."""
-
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,54 +89,28 @@ class PollerStats:
     """Records that matched no filter and were never delivered."""
 
 
-class StreamCheckpoints:
-    """How far each local poller of a shard has handled its records; what all of them have
-    handled is dropped from the (moto) stream.
+@dataclass
+class _ShardRead:
+    """Where the reading of one shard stands."""
 
-    DynamoDB keeps records 24 hours for any reader. Under `mqless dev` the pollers are a
-    stream's only readers (moto lives inside the process), so a record every one of them
-    has handled can never be read again: keeping it for a day would make memory grow with
-    every write (and every full garbage collection slower).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._positions: dict[tuple[str, str], dict[int, int | None]] = {}
-
-    def join(self, stream_arn: str, shard_id: str, reader: int) -> None:
-        """A reader starts on a shard (nothing handled yet: nothing is dropped meanwhile)."""
-        with self._lock:
-            self._positions.setdefault((stream_arn, shard_id), {})[reader] = None
-
-    def leave(self, stream_arn: str, shard_id: str, reader: int) -> None:
-        with self._lock:
-            readers = self._positions.get((stream_arn, shard_id), {})
-            readers.pop(reader, None)
-            if not readers:
-                self._positions.pop((stream_arn, shard_id), None)
-
-    def handled(self, stream_arn: str, shard_id: str, reader: int, sequence: str) -> None:
-        """`reader` is done with every record up to `sequence`."""
-        with self._lock:
-            readers = self._positions.get((stream_arn, shard_id))
-            if readers is None or reader not in readers:
-                return
-            readers[reader] = int(sequence)
-            positions = [p for p in readers.values() if p is not None]
-            everyone = len(positions) == len(readers)
-        if everyone:
-            discard_stream_records(stream_arn, shard_id, min(positions))
-
-
-CHECKPOINTS = StreamCheckpoints()
-"""The checkpoints of every poller of this process."""
-
-
-class _Failed(NamedTuple):
-    """How an invocation failed: retry from this index; raised or reported."""
-
-    retry_from: int
-    function_error: bool
+    shard_id: str
+    iterator: str | None
+    """The next read's iterator; None once the shard is closed and read to its end."""
+    pending: deque[Record] = field(default_factory=deque)
+    """Records read and not handed over yet."""
+    last_sequence: str | None = None
+    """The SequenceNumber of the last record read."""
+    gathering_since: float = 0.0
+    """When the batch being gathered got its first record (for the batching window)."""
+    idle_wait: float = 0.0
+    """How long the last idle round waited (it doubles up to the idle poll)."""
+    written_seen: int = -1
+    """`STREAM_WRITES.count` when the last read began."""
+    read_to_end: bool = False
+    """Whether the last read reached the shard's end: with nothing written since, another
+    read would find nothing."""
+    last_read: float = 0.0
+    """When the last read began (monotonic)."""
 
 
 class StreamPoller:
@@ -169,26 +134,33 @@ class StreamPoller:
         the shard, see `StreamCheckpoints`) has handled; only where they are its only readers.
         """
         self.source = source
-        self._functions = functions
         self._client = streams_client
         self._region = region
         self._idle_poll = idle_poll_seconds
-        self._backoff = retry_backoff_seconds
-        self._max_backoff = max_backoff_seconds
         self._discovery_every = shard_discovery_seconds
-        self._max_retries = (
-            source.maximum_retry_attempts if source.maximum_retry_attempts >= 0 else dev_retry_cap
-        )
         self._dev_retry_cap = dev_retry_cap
         self._matches = record_filter(source.filter_patterns)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys((field.name for field in fields(PollerStats)), 0)
+        self._counts = dict.fromkeys((stat.name for stat in fields(PollerStats)), 0)
         self._shards: dict[str, threading.Thread] = {}
         self._closed: set[str] = set()
         self._supervisor: threading.Thread | None = None
         self._describe_failing = False
         self._discard_handled = discard_handled
+        self._delivery = BatchDelivery(
+            source,
+            functions,
+            stop=self._stop,
+            count=self._count,
+            max_retries=(
+                source.maximum_retry_attempts
+                if source.maximum_retry_attempts >= 0
+                else dev_retry_cap
+            ),
+            backoff_seconds=retry_backoff_seconds,
+            max_backoff_seconds=max_backoff_seconds,
+        )
 
     @property
     def stats(self) -> PollerStats:
@@ -290,77 +262,91 @@ class StreamPoller:
 
     def _read_shard(self, shard_id: str, iterator: str | None) -> None:
         """Read one shard in order, handing batches to the function until stopped or closed."""
-        pending: deque[Record] = deque()
-        last_sequence: str | None = None
-        gathering_since = 0.0
-        idle_wait = 0.0
+        shard = _ShardRead(shard_id, iterator)
         batch_size = max(1, self.source.batch_size)
         window = max(0, self.source.maximum_batching_window_seconds)
         if self._discard_handled:
             CHECKPOINTS.join(self._arn, shard_id, id(self))
-        # what was written to streams when the last read began, and whether it read to the
-        # shard's end: with nothing written since, another read would find nothing
-        written_seen, read_to_end, last_read = -1, False, 0.0
         try:
             while not self._stop.is_set():
-                if iterator is not None and len(pending) < batch_size:
-                    if (
-                        not pending
-                        and read_to_end
-                        and self._nothing_written(written_seen, last_read)
-                    ):
-                        continue
-                    was_empty = not pending
-                    written_seen, last_read = STREAM_WRITES.count, time.monotonic()
-                    try:
-                        raw, iterator = self._get_records(iterator)
-                    except Exception as exc:
-                        log.warning(
-                            "%s: reading %s failed: %s", self.source.function, shard_id, exc
-                        )
-                        self._stop.wait(self._idle_poll)
-                        iterator = self._reopen(shard_id, last_sequence)
-                        continue
-                    read_to_end = STREAM_WRITES.active and len(raw) < self._read_limit
-                    for item in raw:
-                        last_sequence = item["dynamodb"]["SequenceNumber"]
-                        record = lambda_record(item, stream_arn=self._arn, region=self._region)
-                        if self._matches(record):
-                            pending.append(record)
-                        else:
-                            self._count("filtered")
-                    if was_empty and pending:
-                        gathering_since = time.monotonic()
-                if not pending:
-                    if last_sequence is not None:
-                        self._handled(shard_id, last_sequence)  # filtered ones included
-                    if iterator is None:
-                        return  # the shard is closed and everything in it was handled
-                    if read_to_end:
-                        continue  # the next round waits for a write (`_nothing_written`)
-                    idle_wait = min(self._idle_poll, max(idle_wait * 2, _FIRST_IDLE_WAIT))
-                    self._stop.wait(idle_wait)
+                if len(shard.pending) < batch_size and not self._read_more(shard):
                     continue
-                idle_wait = 0.0  # records are flowing: poll again at once
+                if not shard.pending:
+                    if self._idle(shard):
+                        return  # the shard is closed and everything in it was handled
+                    continue
+                shard.idle_wait = 0.0  # records are flowing: poll again at once
                 if (
-                    len(pending) < batch_size
-                    and iterator is not None
-                    and time.monotonic() - gathering_since < window
+                    len(shard.pending) < batch_size
+                    and shard.iterator is not None
+                    and time.monotonic() - shard.gathering_since < window
                 ):
                     self._stop.wait(_WINDOW_POLL)
                     continue
-                batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
-                self._deliver(batch)
-                gathering_since = time.monotonic()
-                if not self._stop.is_set():  # stopped midway: the batch may not be done
-                    done = last_sequence if not pending else batch[-1]["dynamodb"]["SequenceNumber"]
-                    if done is not None:
-                        self._handled(shard_id, done)
+                self._hand_over(shard, batch_size)
         finally:
             if self._discard_handled:
                 CHECKPOINTS.leave(self._arn, shard_id, id(self))
             with self._lock:
                 self._closed.add(shard_id)
+
+    def _read_more(self, shard: _ShardRead) -> bool:
+        """Read the shard's next records into `pending` (those no filter matches are counted
+        and left out); False if the round must start over: nothing was written since the
+        shard was read to its end, or the read failed (and the iterator was reopened)."""
+        iterator = shard.iterator
+        if iterator is None:
+            return True  # closed and read to its end: hand over what is pending
+        if (
+            not shard.pending
+            and shard.read_to_end
+            and self._nothing_written(shard.written_seen, shard.last_read)
+        ):
+            return False
+        was_empty = not shard.pending
+        shard.written_seen, shard.last_read = STREAM_WRITES.count, time.monotonic()
+        try:
+            raw, shard.iterator = self._get_records(iterator)
+        except Exception as exc:
+            log.warning("%s: reading %s failed: %s", self.source.function, shard.shard_id, exc)
+            self._stop.wait(self._idle_poll)
+            shard.iterator = self._reopen(shard.shard_id, shard.last_sequence)
+            return False
+        shard.read_to_end = STREAM_WRITES.active and len(raw) < self._read_limit
+        for item in raw:
+            shard.last_sequence = item["dynamodb"]["SequenceNumber"]
+            record = lambda_record(item, stream_arn=self._arn, region=self._region)
+            if self._matches(record):
+                shard.pending.append(record)
+            else:
+                self._count("filtered")
+        if was_empty and shard.pending:
+            shard.gathering_since = time.monotonic()
+        return True
+
+    def _idle(self, shard: _ShardRead) -> bool:
+        """Nothing to hand over: checkpoint what was read, then wait before reading again;
+        True if the shard is closed and everything in it was handled."""
+        if shard.last_sequence is not None:
+            self._handled(shard.shard_id, shard.last_sequence)  # filtered ones included
+        if shard.iterator is None:
+            return True
+        if shard.read_to_end:
+            return False  # the next round waits for a write (`_nothing_written`)
+        shard.idle_wait = min(self._idle_poll, max(shard.idle_wait * 2, _FIRST_IDLE_WAIT))
+        self._stop.wait(shard.idle_wait)
+        return False
+
+    def _hand_over(self, shard: _ShardRead, batch_size: int) -> None:
+        """Deliver the next batch of pending records, then checkpoint what is done."""
+        pending = shard.pending
+        batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+        self._deliver(batch)
+        shard.gathering_since = time.monotonic()
+        if not self._stop.is_set():  # stopped midway: the batch may not be done
+            done = shard.last_sequence if not pending else batch[-1]["dynamodb"]["SequenceNumber"]
+            if done is not None:
+                self._handled(shard.shard_id, done)
 
     @property
     def _read_limit(self) -> int:
@@ -407,270 +393,8 @@ class StreamPoller:
 
     def _deliver(self, batch: list[Record]) -> None:
         """Invoke until every record of `batch` succeeded or was skipped; in stream order."""
-        segments: deque[tuple[list[Record], int]] = deque([(batch, 0)])
-        while segments and not self._stop.is_set():
-            records, retries = segments.popleft()
-            records = self._drop_expired(records)
-            if not records:
-                continue
-            failed = self._invoke(records)
-            if failed is None:
-                continue
-            bisect = self.source.bisect_batch_on_function_error and failed.function_error
-            if bisect and len(records) > 1:
-                half = len(records) // 2
-                segments.appendleft((records[half:], retries))
-                segments.appendleft((records[:half], retries))
-                self._count("bisections")
-                continue
-            remaining = records[failed.retry_from :]
-            retries += 1
-            if retries > self._max_retries:
-                self._drop(remaining, f"still failing after {self._max_retries} retries")
-                continue
-            self._count("retries")
-            delay = min(self._max_backoff, self._backoff * 2 ** (retries - 1))
-            if self._stop.wait(delay):
-                return
-            segments.appendleft((remaining, retries))
-
-    def _invoke(self, records: list[Record]) -> _Failed | None:
-        """One invocation with `records`; None if the whole batch succeeded."""
-        self._count("batches")
-        self._count("records", len(records))
-        try:
-            response = self._functions.invoke(
-                self.source.function,
-                {"Records": records},
-                summary=lambda result: _summary(records, result),
-            )
-        except FunctionError:
-            return _Failed(0, function_error=True)  # the host's listener has reported it
-        except Exception as exc:  # the function could not even be loaded
-            log.error("%s: cannot invoke: %s", self.source.function, exc)
-            return _Failed(0, function_error=True)
-        if not self.source.report_batch_item_failures:
-            return None
-        return self._reported_failure(response, records)
-
-    def _reported_failure(self, response: Any, records: list[Record]) -> _Failed | None:
-        """Read a partial batch response the way Lambda does."""
-        if response is None:
-            return None
-        failures = response.get("batchItemFailures") if isinstance(response, dict) else response
-        if failures is None or failures == []:
-            return None
-        if not isinstance(response, dict) or not isinstance(failures, list):
-            return self._whole_batch_failed(f"returned {response!r}, not batchItemFailures")
-        positions = {record["dynamodb"]["SequenceNumber"]: i for i, record in enumerate(records)}
-        indexes = []
-        for failure in failures:
-            identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-            if not isinstance(identifier, str) or identifier not in positions:
-                return self._whole_batch_failed(
-                    f"itemIdentifier {identifier!r} is not a SequenceNumber of this batch"
-                )
-            indexes.append(positions[identifier])
-        return _Failed(min(indexes), function_error=False)
-
-    def _whole_batch_failed(self, reason: str) -> _Failed:
-        log.warning("%s: %s: the whole batch failed", self.source.function, reason)
-        return _Failed(0, function_error=False)
-
-    def _drop_expired(self, records: list[Record]) -> list[Record]:
-        """The records not older than MaximumRecordAgeInSeconds; the others are dropped."""
-        max_age = self.source.maximum_record_age_seconds
-        if max_age < 0:
-            return records
-        now = time.time()
-        fresh: list[Record] = []
-        expired: list[Record] = []
-        for record in records:
-            created = record["dynamodb"].get("ApproximateCreationDateTime", now)
-            (expired if now - created > max_age else fresh).append(record)
-        if expired:
-            self._drop(expired, f"older than MaximumRecordAgeInSeconds ({max_age} s)")
-        return fresh
-
-    def _drop(self, records: list[Record], reason: str) -> None:
-        self._count("dropped", len(records))
-        first, last = records[0]["dynamodb"], records[-1]["dynamodb"]
-        log.warning(
-            "%s: skipped %d stream record(s) %s..%s: %s (no OnFailure destination locally)",
-            self.source.function,
-            len(records),
-            first["SequenceNumber"],
-            last["SequenceNumber"],
-            reason,
-        )
+        self._delivery.deliver(batch)
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._counts[name] += amount
-
-
-def _summary(records: list[Record], result: Any) -> str:
-    """The console line for one invocation."""
-    text = f"{len(records)} stream record{'s' if len(records) != 1 else ''}"
-    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
-    if isinstance(failures, list) and failures:
-        text += f", {len(failures)} reported failed"
-    return text
-
-
-# --- the record Lambda hands over ---------------------------------------------------------
-
-
-def lambda_record(raw: Mapping[str, Any], *, stream_arn: str, region: str) -> Record:
-    """A DynamoDB Streams record (as boto3 parses it) in the shape Lambda delivers it."""
-    wire = {key: _wire(value) for key, value in raw.items()}
-    record: Record = {
-        "eventID": wire.pop("eventID", None),
-        "eventName": wire.pop("eventName", None),
-        "eventVersion": "1.1",
-        "eventSource": wire.pop("eventSource", "aws:dynamodb"),
-        "awsRegion": region,
-        "dynamodb": wire.pop("dynamodb", {}),
-    }
-    wire.pop("eventVersion", None)
-    wire.pop("awsRegion", None)
-    record.update(wire)  # userIdentity (TTL deletes) and anything else the stream gives
-    record["eventSourceARN"] = stream_arn
-    return record
-
-
-def _wire(value: Any) -> Any:
-    """boto3's parsed values back to JSON: epoch seconds for times, base64 for binary."""
-    if isinstance(value, datetime):
-        return float(int(value.timestamp()))  # DynamoDB Streams rounds down to the second
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dict):
-        return {key: _wire(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_wire(item) for item in value]
-    return value
-
-
-# --- FilterCriteria ------------------------------------------------------------------------
-
-Matcher = Callable[[Record], bool]
-
-
-class _Unsupported(Exception):
-    """A filter pattern uses syntax this local runtime does not evaluate."""
-
-
-def record_filter(patterns: Iterable[str]) -> Matcher:
-    """A predicate for FilterCriteria patterns: true if any pattern matches (or none given)."""
-    matchers: list[Matcher] = []
-    for text in patterns:
-        try:
-            pattern = json.loads(text)
-            if not isinstance(pattern, dict):
-                raise _Unsupported("a pattern must be a JSON object")
-            _check(pattern)
-        except (ValueError, _Unsupported) as exc:
-            log.warning(
-                "filter pattern %s is not evaluated locally (%s): it matches every record",
-                text,
-                exc,
-            )
-            return lambda record: True
-        matchers.append(functools.partial(_matches, pattern))
-    if not matchers:
-        return lambda record: True
-    return lambda record: any(match(record) for match in matchers)
-
-
-_OPERATORS = {"prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists"}
-
-
-def _check(pattern: dict[str, Any]) -> None:
-    """Raise _Unsupported for any syntax `_matches` does not implement."""
-    for key, value in pattern.items():
-        if key.startswith("$"):
-            raise _Unsupported(f"{key} is not supported")
-        if isinstance(value, dict):
-            _check(value)
-        elif isinstance(value, list):
-            for rule in value:
-                if isinstance(rule, dict):
-                    unknown = set(rule) - _OPERATORS
-                    if unknown or len(rule) != 1:
-                        raise _Unsupported(f"operator {sorted(rule)} is not supported")
-                    if "numeric" in rule:
-                        _numeric_pairs(rule["numeric"])
-                elif isinstance(rule, list):
-                    raise _Unsupported("nested lists are not a pattern")
-        else:
-            raise _Unsupported(f"{key}: values must be in a list or a nested object")
-
-
-def _matches(pattern: dict[str, Any], event: Any) -> bool:
-    for key, rules in pattern.items():
-        present = isinstance(event, dict) and key in event
-        value = event.get(key) if isinstance(event, dict) else None
-        if isinstance(rules, dict):
-            if not present or not _matches(rules, value):
-                return False
-            continue
-        candidates = value if isinstance(value, list) else [value]
-        if not any(_rule(rule, item, present) for rule in rules for item in candidates or [None]):
-            return False
-    return True
-
-
-def _rule(rule: Any, value: Any, present: bool) -> bool:
-    """Does one rule of a pattern's list accept `value` (absent when not `present`)?"""
-    if not isinstance(rule, dict):
-        if not present:
-            return False
-        if _is_number(rule) and _is_number(value):
-            return float(rule) == float(value)
-        return bool(rule == value and type(rule) is type(value))
-    ((operator, operand),) = rule.items()
-    if operator == "exists":
-        return bool(operand) == present
-    if not present:
-        return False
-    if operator == "prefix":
-        return isinstance(value, str) and value.startswith(operand)
-    if operator == "suffix":
-        return isinstance(value, str) and value.endswith(operand)
-    if operator == "equals-ignore-case":
-        return isinstance(value, str) and value.lower() == str(operand).lower()
-    if operator == "anything-but":
-        if isinstance(operand, dict):
-            return not _rule(operand, value, present)
-        excluded = operand if isinstance(operand, list) else [operand]
-        return not any(_rule(item, value, present) for item in excluded)
-    if operator == "numeric":
-        # As in EventBridge patterns, only JSON numbers compare: DynamoDB's {"N": "5"} is a string.
-        if not _is_number(value):
-            return False
-        return all(_COMPARE[op](float(value), bound) for op, bound in _numeric_pairs(operand))
-    return False
-
-
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "=": lambda a, b: a == b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-def _numeric_pairs(operand: Any) -> list[tuple[str, float]]:
-    if not isinstance(operand, list) or len(operand) % 2 or not operand:
-        raise _Unsupported(f"numeric {operand!r} is not [op, value, ...]")
-    pairs = list(zip(operand[::2], operand[1::2], strict=True))
-    for op, bound in pairs:
-        if op not in _COMPARE or not _is_number(bound):
-            raise _Unsupported(f"numeric {operand!r} is not [op, value, ...]")
-    return [(op, float(bound)) for op, bound in pairs]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

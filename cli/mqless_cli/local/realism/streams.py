@@ -12,7 +12,8 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from mqless_cli.local.realism.settings import Realism, RealismReport
-from mqless_cli.local.streams import Record, StreamPoller
+from mqless_cli.local.stream_records import Record
+from mqless_cli.local.streams import StreamPoller
 
 log = logging.getLogger(__name__)
 

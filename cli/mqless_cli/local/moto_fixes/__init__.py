@@ -1,0 +1,166 @@
+"""Every change `mqless dev` (and the test suite) makes to moto 5.2, in one place.
+
+Each fix is a small patch applied as a context manager, written so that it could be offered
+to moto as it stands: it says which behaviour of moto it changes and keeps DynamoDB's
+semantics exactly (atomic transactions, conditional writes, stream order per shard).
+`tests/component/test_moto_fixes.py` compares each one with moto's own behaviour.
+
+- `atomic_requests`: one request at a time, as DynamoDB applies each request atomically
+  (moto's in-process backend lets a thread switch fall between a condition and its write).
+  It also measures how long each request held the lock (`REQUEST_LOCK`).
+- `data_models_untracked`: moto keeps no list of every DynamoDB item, stream record and
+  shard iterator it ever made (memory and garbage collection time grew with every request).
+- `handler_methods_listed_once`: moto lists a response handler's methods once per class,
+  not with `inspect.getmembers` on every request.
+- `update_expressions_parsed_once`: each UpdateExpression text is parsed once, not twice
+  per UpdateItem.
+- `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
+  (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
+  names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
+  every conditional write.
+- `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
+  of each item it wrote, not by putting back a deep copy of every table it touched taken
+  before every transaction (a cost that grew with everything ever stored and streamed).
+  The tables stay the same objects, so stream shard iterators survive a rollback.
+- `queries_read_one_partition`: a Query reads the partition it names (of the base table or
+  an index) in key order, from its sort key condition and start key up to its limit, not
+  every item of the table sorted.
+- `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
+  without asking moto's attribute picker for each of its ten possible members.
+- `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
+  INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
+- `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
+  Streams does; reading before the oldest record left is a TrimmedDataAccessException.
+- `shard_iterators_expire`: a shard iterator expires 15 minutes after it was issued
+  (ExpiredIteratorException), instead of being kept for ever.
+- `kms_key_pairs_made_on_first_use`: a KMS key's asymmetric key pair is generated when a
+  request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
+  2048 pair for every key, symmetric ones included, which never use it.
+- `random_strings_drawn_at_once`: a random string (every response's request id) is drawn
+  with one `choices` call, not one `choice` call per character.
+
+`fixed_moto()` applies them all, and `stream_writes_announced`, which is not a fix: it wakes
+the local runtime's stream pollers when a record is written. `discard_shard_iterator` and
+`discard_stream_records` are the local runtime's own shortcuts, not fixes either: its stream
+pollers never reuse an iterator, and are a stream's only readers, so they drop iterators and
+handled records at once.
+
+Each fix lives in a module named for what it changes: `locking` (atomic requests),
+`bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
+condition expressions), `transactions` (the undo log), `queries` (partition orderings),
+`serialization` (AttributeValues), `streams` (stream records and shard iterators, and the
+local runtime's stream hooks) and `kms`; `items` reads and writes one stored item by its
+key for them, and `patching` puts each patch on and takes it off. Callers import from this
+package only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from mqless_cli.local.moto_fixes.bookkeeping import (
+    data_models_untracked,
+    handler_methods_listed_once,
+    random_strings_drawn_at_once,
+)
+from mqless_cli.local.moto_fixes.expressions import (
+    condition_expressions_lexed_once,
+    update_expression_structures_checked_once,
+    update_expressions_parsed_once,
+)
+from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
+from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
+from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
+from mqless_cli.local.moto_fixes.serialization import attribute_values_serialize_directly
+from mqless_cli.local.moto_fixes.streams import (
+    SHARD_ITERATOR_LIFETIME,
+    STREAM_RETENTION,
+    STREAM_WRITES,
+    discard_shard_iterator,
+    discard_stream_records,
+    shard_iterators_expire,
+    stream_records_expire,
+    stream_writes_announced,
+    trim_stream,
+    updates_that_create_write_one_record,
+)
+from mqless_cli.local.moto_fixes.transactions import transactions_undo_by_log
+
+__all__ = [
+    "REQUEST_LOCK",
+    "STREAM_RETENTION",
+    "SHARD_ITERATOR_LIFETIME",
+    "STREAM_WRITES",
+    "LockStats",
+    "atomic_requests",
+    "attribute_values_serialize_directly",
+    "condition_expressions_lexed_once",
+    "data_models_untracked",
+    "discard_shard_iterator",
+    "discard_stream_records",
+    "fixed_moto",
+    "handler_methods_listed_once",
+    "kms_key_pairs_made_on_first_use",
+    "queries_read_one_partition",
+    "random_strings_drawn_at_once",
+    "shard_iterators_expire",
+    "stream_writes_announced",
+    "stream_records_expire",
+    "transactions_undo_by_log",
+    "trim_stream",
+    "update_expression_structures_checked_once",
+    "update_expressions_parsed_once",
+    "updates_that_create_write_one_record",
+]
+
+FIXES: tuple[Callable[[], Any], ...] = (
+    atomic_requests,
+    data_models_untracked,
+    handler_methods_listed_once,
+    update_expressions_parsed_once,
+    update_expression_structures_checked_once,
+    condition_expressions_lexed_once,
+    transactions_undo_by_log,
+    queries_read_one_partition,
+    attribute_values_serialize_directly,
+    updates_that_create_write_one_record,
+    stream_records_expire,
+    shard_iterators_expire,
+    kms_key_pairs_made_on_first_use,
+    random_strings_drawn_at_once,
+    stream_writes_announced,
+)
+"""What `fixed_moto` applies, in this order."""
+
+_applied = threading.Lock()
+_users = 0
+_stack: ExitStack | None = None
+
+
+@contextmanager
+def fixed_moto() -> Iterator[None]:
+    """Every fix of this package while the block runs; blocks may overlap in any order.
+
+    The patches go on when the first block starts and come off when the last one ends, so
+    two local clouds (or a test's moto next to a runtime's) never undo each other's patches.
+    """
+    global _users, _stack
+    with _applied:
+        if _users == 0:
+            stack = ExitStack()
+            for fix in FIXES:
+                stack.enter_context(fix())
+            _stack = stack
+        _users += 1
+    try:
+        yield
+    finally:
+        with _applied:
+            _users -= 1
+            if _users == 0 and _stack is not None:
+                _stack.close()
+                _stack = None

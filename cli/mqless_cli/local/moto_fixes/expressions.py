@@ -1,0 +1,181 @@
+"""Update and condition expressions parsed, checked and lexed once per text."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mqless_cli.local.moto_fixes.patching import patched
+
+
+@contextmanager
+def update_expressions_parsed_once() -> Iterator[None]:
+    """Keep the parse of each UpdateExpression text instead of parsing it on every use.
+
+    Upstream behaviour: `UpdateExpressionParser.make` tokenizes and parses the expression
+    each time, and an UpdateItem uses it twice (the response handler checks the names and
+    values it uses, the backend validates and runs it): a seventh of an update's time.
+    The tree is only read, or deep-copied by the validator before it is processed, so one
+    parse per distinct text (the last 512) serves every request; a text that does not
+    parse is refused as before, every time.
+    """
+    from moto.dynamodb.parsing import expressions
+
+    parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]
+    original = parser.make.__func__
+
+    @functools.lru_cache(maxsize=512)
+    def parsed(expression: str) -> Any:
+        return original(parser, expression)
+
+    def make(cls: type, expression: str) -> Any:
+        if cls is not parser or not isinstance(expression, str):
+            return original(cls, expression)
+        return parsed(expression)
+
+    with patched(parser, "make", classmethod(make)):
+        yield
+
+
+# ---- update expressions: structure checked once ---------------------------------------------
+
+_STRUCTURES_KEPT = 4096  # (expression, names, key attributes) whose structure passed
+
+
+class _PassedStructures:
+    """The (expression tree id, names, key attributes) whose structure checks passed (the
+    last `_STRUCTURES_KEPT`), each kept with its tree so that the tree's id stays its own."""
+
+    def __init__(self) -> None:
+        self._passed: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._passed
+
+    def add(self, key: tuple[Any, ...], tree: Any) -> None:
+        with self._lock:
+            if len(self._passed) >= _STRUCTURES_KEPT:
+                self._passed.clear()
+            self._passed[key] = tree
+
+
+def _structure_key(validator: Any, expression: Any) -> tuple[Any, ...] | None:
+    """What an UpdateExpressionValidator's structure checks read: the tree (by id), the
+    ExpressionAttributeNames and the table's key attributes; None if they are not there."""
+    try:
+        names = tuple(sorted((validator.expression_attribute_names or {}).items()))
+        keys = tuple(validator.table.table_key_attrs)
+        return (id(expression), names, keys)
+    except (AttributeError, TypeError):  # not what this fix knows: validate as before
+        return None
+
+
+def _validated(
+    validator: Any,
+    structural: tuple[type, ...],
+    passed: _PassedStructures,
+    original_validate: Callable[[Any], Any],
+) -> Any:
+    """`UpdateExpressionValidator.validate`, skipping the `structural` checks where they
+    have passed for the same key before."""
+    key = getattr(validator, "_structure_key", None)
+    processors = validator.processors
+    first = [isinstance(p, structural) for p in processors]
+    # the structure checks must come first (they do in moto 5.2): else as upstream
+    if key is None or first != sorted(first, reverse=True):
+        return original_validate(validator)
+    known = key in passed
+    node = validator.node_to_validate
+    for processor, checks_structure in zip(processors, first, strict=True):
+        if checks_structure:
+            if known:
+                continue
+        elif not known:  # every structure check before this one passed
+            passed.add(key, validator._structure_tree)
+            known = True
+        node = processor.traverse(node)
+    return node
+
+
+@contextmanager
+def update_expression_structures_checked_once() -> Iterator[None]:
+    """Check an UpdateExpression's structure once per expression, names and table keys.
+
+    Upstream behaviour: every UpdateItem (twice when it creates its item) runs the
+    validator's nine passes over a copy of the expression's tree. The first three only
+    check its structure: one SET/ADD/REMOVE clause each (`ActionCountValidator`, which
+    looks for clauses again at every nested node: quadratic in the number of actions),
+    no overlapping paths (`OverlappingPathsValidator`), no key attribute updated
+    (`UpdateHashRangeKeyValidator`). They read only the tree, the ExpressionAttributeNames
+    and the table's key attributes, and change nothing; for the broker's segment updates
+    (ten or more actions) they were a seventh of all the CPU `mqless dev` spent.
+
+    Here, once they have passed for a tree (the parse `update_expressions_parsed_once`
+    keeps for its text), names and key attributes, later validations of the same skip
+    them; the passes that read values and the item run every time. An expression whose
+    structure fails is checked (and refused) every time, as before.
+    """
+    from moto.dynamodb.parsing import validators
+
+    structural = (
+        validators.ActionCountValidator,
+        validators.OverlappingPathsValidator,
+        validators.UpdateHashRangeKeyValidator,
+    )
+    cls: Any = validators.UpdateExpressionValidator
+    original_init, original_validate = cls.__init__, cls.validate
+    passed = _PassedStructures()
+
+    def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, expression, *args, **kwargs)
+        self._structure_key = _structure_key(self, expression)
+        self._structure_tree = expression
+
+    def validate(self: Any) -> Any:
+        return _validated(self, structural, passed, original_validate)
+
+    with patched(cls, "__init__", init), patched(cls, "validate", validate):
+        yield
+
+
+# ---- condition expressions lexed once ------------------------------------------------------
+
+
+@contextmanager
+def condition_expressions_lexed_once() -> Iterator[None]:
+    """Keep the tokens of each ConditionExpression text instead of lexing it on every use.
+
+    Upstream behaviour: `ConditionExpressionParser.parse` lexes the expression text on
+    every conditional write and transaction item, trying a list of regular expressions at
+    each position: half of the parse, about a twentieth of `mqless dev`'s CPU in the HTTP
+    bench. The tokens depend on the text alone (names and values are looked up in later
+    stages), so the last 512 distinct texts keep theirs; each use gets new token nodes
+    (their `children` lists are fresh), and a text that does not lex is refused as before,
+    every time.
+    """
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    original = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=512)
+    def tokens(expression: str) -> tuple[tuple[Any, Any, Any, Any], ...]:
+        lexed = original(ConditionExpressionParser(expression, None, None))
+        return tuple((n.nonterminal, n.kind, n.text, n.value) for n in lexed)
+
+    def lex(self: ConditionExpressionParser) -> Any:
+        expression = self.condition_expression
+        if not isinstance(expression, str):
+            return original(self)
+        node = self.Node
+        return deque(
+            node(nonterminal=nonterminal, kind=kind, text=text, value=value, children=[])
+            for nonterminal, kind, text, value in tokens(expression)
+        )
+
+    with patched(ConditionExpressionParser, "_lex_condition_expression", lex):
+        yield

@@ -1,0 +1,81 @@
+"""`attribute_values_serialize_directly`: AttributeValues written without moto's attribute
+picker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mqless_cli.local.moto_fixes.patching import patched
+
+
+def _written_as_is(value: Any) -> bool:
+    """Whether moto's JSON serializer would write this AttributeValue unchanged: one member,
+    of text, number, boolean or null types (and lists and maps of them); no binary, which
+    it would base64-encode."""
+    if type(value) is not dict or len(value) != 1:
+        return False
+    ((member, inner),) = value.items()
+    if member == "S" or member == "N":
+        return type(inner) is str
+    if member == "L":
+        return type(inner) is list and all(_written_as_is(v) for v in inner)
+    if member == "M":
+        # an empty name: moto writes that member into the map around it (a moto bug this
+        # fix keeps, to answer byte for byte as moto does)
+        return type(inner) is dict and all(
+            type(k) is str and k != "" and _written_as_is(v) for k, v in inner.items()
+        )
+    if member == "BOOL" or member == "NULL":
+        return type(inner) is bool
+    if member == "SS" or member == "NS":
+        return type(inner) is list and all(type(v) is str for v in inner)
+    return False
+
+
+@contextmanager
+def attribute_values_serialize_directly() -> Iterator[None]:
+    """Serialize DynamoDB AttributeValues without moto's attribute picker.
+
+    Upstream behaviour: moto's JSON response serializer fills each structure member through
+    an attribute picker that tries up to six aliases per member. An AttributeValue has ten
+    members of which one is set, so every attribute of every item returned costs some
+    thirty lookups through alias providers: most of the time of a GetItem or a Query.
+
+    Here an AttributeValue that moto built itself (a dict whose keys are member names, the
+    shape `dynamo_to_dict` gives) is serialized member by member with moto's own
+    serializers for each member, skipping only the alias search, which for such a dict
+    always finds the member's own name. One with no binary in it (S, N, BOOL, NULL, SS, NS,
+    and L and M of those) is already what the JSON serializer would write, member for
+    member: it is written as it is, without walking it (a Query of eight index segments,
+    some 600 numbers, spent half its time there). Anything else goes the original way.
+    """
+    from moto.core.serialize import BaseJSONSerializer
+
+    original = BaseJSONSerializer._serialize_type_structure
+
+    def serialize_structure(
+        self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str
+    ) -> None:
+        if shape.name == "AttributeValue" and key and _written_as_is(value):
+            self._default_serialize(serialized, value, shape, key)
+            return
+        if (
+            shape.name == "AttributeValue"
+            and isinstance(value, dict)
+            and all(name in shape.members for name in value)
+        ):
+            wrapper: Any = self.MAP_TYPE() if key else serialized
+            for member_key, member_shape in shape.members.items():
+                member = value.get(member_key)
+                if member is not None:
+                    member_shape.parent = shape
+                    self._serialize(wrapper, member, member_shape, member_key)
+            if key:
+                self._default_serialize(serialized, wrapper, shape, key)
+            return
+        original(self, serialized, value, shape, key)
+
+    with patched(BaseJSONSerializer, "_serialize_type_structure", serialize_structure):
+        yield
