@@ -6,8 +6,8 @@ log items (`L#`), published topic messages (`T#`) and wake markers (`W#`). Push 
 by hand, so that they see what a consumer gets before the dispatch function runs and after.
 
 The records are built from the items as they are stored (a NEW_IMAGE stream record carries
-the whole new item), filtered with the template's own patterns (`mqless_cli.local.streams`,
-what `mqless dev` filters with).
+the whole new item), filtered with the template's own patterns
+(`mqless_cli.local.stream_filters`, what `mqless dev` filters with).
 """
 
 from __future__ import annotations
