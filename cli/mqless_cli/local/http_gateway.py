@@ -41,6 +41,7 @@ from mqless_cli.local.authorizers import (
 )
 from mqless_cli.local.functions import FunctionError, FunctionHost, IntegrationTimedOut
 from mqless_cli.local.invocations import INVOKE_PATH, InvokeApi
+from mqless_cli.local.ws_connections import ConnectionGone
 
 if TYPE_CHECKING:
     from mqless_cli.billing import Meter
@@ -59,10 +60,6 @@ _CONNECTIONS = re.compile(r"^(?:/[^/@]+)?/@connections/(?P<id>[^/?]+)$")
 LOCAL_BILL_PATH = "/_local/bill"
 """The live bill of `mqless dev` (JSON); this gateway's own route, absent from AWS."""
 _JSON = {"content-type": "application/json"}
-
-
-class ConnectionGone(Exception):
-    """The connection is closed or never existed (API Gateway's 410 GoneException)."""
 
 
 class Connections(Protocol):
