@@ -61,7 +61,7 @@ from mqless.transports.websocket.stomp_frames import decode_frames
 from mqless_cli.cfn import IdentitySource, Stack, WebSocketApi, load_template
 from mqless_cli.local.authorizers import verdict
 from mqless_cli.local.stream_filters import record_filter
-from mqless_cli.local.ws_gateway import select_route
+from mqless_cli.local.ws_routes import select_route
 from tests.component.conftest import RecordingPusher
 from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto for the module
     shared_dynamodb,

@@ -28,14 +28,10 @@ from mqless_cli.cfn import Stack, load_template
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.functions import FunctionHost, LambdaLimits
 from mqless_cli.local.http_gateway import HttpGateway
-from mqless_cli.local.ws_gateway import (
-    MAX_FRAME_BYTES,
-    MAX_MESSAGE_BYTES,
-    ConnectionGone,
-    WebSocketGateway,
-    evaluate_selection_expression,
-    select_route,
-)
+from mqless_cli.local.ws_connections import ConnectionGone
+from mqless_cli.local.ws_gateway import WebSocketGateway
+from mqless_cli.local.ws_limits import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES
+from mqless_cli.local.ws_routes import evaluate_selection_expression, select_route
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "e2e" / "fixtures" / "ws_app"

@@ -3,8 +3,11 @@
 Routes come from the template's `HttpApi` events (`Stack.http_routes()`); each request
 becomes the event API Gateway would send, and the function's answer is mapped back the
 way HTTP APIs map it (a dict with `statusCode`, or anything else as a 200 JSON body).
-The same server answers the WebSocket API's `@connections` management calls, so the
-unchanged boto3 `apigatewaymanagementapi` client reaches live sockets.
+The same server answers the WebSocket API's `@connections` management calls
+(`http_connections.py`), so the unchanged boto3 `apigatewaymanagementapi` client reaches
+live sockets. The events and the answers' mapping are `http_payload.py`'s, route matching
+`http_routes.py`'s; this module holds the authorizers' and functions' runs and the server
+loop.
 
 A route with a Lambda authorizer (`Stack.http_authorizers()`) runs it first, as HTTP APIs
 do (`authorizers.py`): a missing identity source is a 401 without invoking it, a denial a
@@ -14,22 +17,15 @@ authorizer's context in `requestContext.authorizer.lambda`.
 
 from __future__ import annotations
 
-import base64
 import copy
-import io
 import json
-import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
-
-from botocore.awsrequest import AWSResponse, HTTPHeaders
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from mqless_cli.cfn import HttpRoute, Stack
 from mqless_cli.local.authorizers import (
@@ -40,68 +36,29 @@ from mqless_cli.local.authorizers import (
     verdict,
 )
 from mqless_cli.local.functions import FunctionError, FunctionHost, IntegrationTimedOut
+from mqless_cli.local.http_connections import (
+    CONNECTIONS_PATH,
+    Connections,
+    answer_in_process,
+    manage,
+)
+from mqless_cli.local.http_payload import (
+    JSON_TYPE,
+    Reply,
+    authorizer_event,
+    reply_from,
+    request_event,
+    server_error,
+)
+from mqless_cli.local.http_routes import RouteTable
 from mqless_cli.local.invocations import INVOKE_PATH, InvokeApi
 
 if TYPE_CHECKING:
     from mqless_cli.billing import Meter
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
-_TEXT_TYPES = (
-    "text/",
-    "application/json",
-    "application/xml",
-    "application/javascript",
-    "application/x-www-form-urlencoded",
-    "+json",
-    "+xml",
-)
-_CONNECTIONS = re.compile(r"^(?:/[^/@]+)?/@connections/(?P<id>[^/?]+)$")
 LOCAL_BILL_PATH = "/_local/bill"
 """The live bill of `mqless dev` (JSON); this gateway's own route, absent from AWS."""
-_JSON = {"content-type": "application/json"}
-
-
-class ConnectionGone(Exception):
-    """The connection is closed or never existed (API Gateway's 410 GoneException)."""
-
-
-class Connections(Protocol):
-    """The @connections operations the WebSocket gateway provides."""
-
-    def post(self, connection_id: str, data: bytes) -> None: ...
-
-    def get(self, connection_id: str) -> dict[str, Any]: ...
-
-    def delete(self, connection_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class _CompiledRoute:
-    route: HttpRoute
-    pattern: re.Pattern[str]
-    params: tuple[str, ...]
-    specificity: tuple[int, int]
-
-
-def _compile(route: HttpRoute) -> _CompiledRoute:
-    params: list[str] = []
-    parts: list[str] = []
-    literal = 0
-    for segment in route.path.strip("/").split("/") if route.path != "/" else []:
-        greedy = re.fullmatch(r"\{(\w+)\+\}", segment)
-        single = re.fullmatch(r"\{(\w+)\}", segment)
-        if greedy:
-            params.append(greedy.group(1))
-            parts.append(f"(?P<{greedy.group(1)}>.+)")
-        elif single:
-            params.append(single.group(1))
-            parts.append(f"(?P<{single.group(1)}>[^/]+)")
-        else:
-            literal += 1
-            parts.append(re.escape(segment))
-    pattern = re.compile("^/" + "/".join(parts) + "$")
-    # API Gateway prefers the most specific route: more literal segments, fewer greedy
-    return _CompiledRoute(route, pattern, tuple(params), (literal, -len(params)))
 
 
 class HttpGateway:
@@ -129,6 +86,8 @@ class HttpGateway:
         self.bill = bill
         self.integration_timeout_s = integration_timeout_s
         self._stack = stack
+        self.account_id = stack.account_id
+        """The account the events name (`requestContext.accountId`)."""
         self._functions = functions
         self._connections = connections
         self.invocations: InvokeApi | None = None
@@ -142,11 +101,7 @@ class HttpGateway:
                     f"locally, not {authorizer.payload_format_version}"
                 )
         self._authorizer_cache = ResponseCache()
-        self._routes = sorted(
-            (_compile(r) for r in stack.http_routes()),
-            key=lambda c: c.specificity,
-            reverse=True,
-        )
+        self.routes = RouteTable(stack.http_routes())
         gateway = self
 
         class Handler(_RequestHandler):
@@ -181,93 +136,9 @@ class HttpGateway:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    # ---- routing ---------------------------------------------------------------------------
+    # ---- a route's run ----------------------------------------------------------------------
 
-    def match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
-        for compiled in self._routes:
-            if compiled.route.method not in (method, "ANY"):
-                continue
-            found = compiled.pattern.match(path)
-            if found:
-                return compiled.route, {k: unquote(v) for k, v in found.groupdict().items()}
-        return None
-
-    def event(
-        self,
-        *,
-        method: str,
-        raw_path: str,
-        query: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        route: HttpRoute,
-        params: dict[str, str],
-        source_ip: str,
-    ) -> dict[str, Any]:
-        """The HTTP API payload-format-2.0 event for this request."""
-        merged: dict[str, str] = {}
-        cookies: list[str] = []
-        for name, value in headers:
-            key = name.lower()
-            if key == "cookie":
-                cookies.extend(c.strip() for c in value.split(";") if c.strip())
-                continue
-            merged[key] = f"{merged[key]},{value}" if key in merged else value
-        query_params: dict[str, str] = {}
-        for name, value in parse_qsl(query, keep_blank_values=True):
-            query_params[name] = f"{query_params[name]},{value}" if name in query_params else value
-        now = datetime.now(UTC)
-        content_type = merged.get("content-type", "")
-        text_body: str | None = None
-        encoded = False
-        if body:
-            if _is_text(content_type):
-                try:
-                    text_body = body.decode("utf-8")
-                except UnicodeDecodeError:
-                    text_body, encoded = base64.b64encode(body).decode(), True
-            else:
-                text_body, encoded = base64.b64encode(body).decode(), True
-        route_key = f"{route.method} {route.path}"
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": route_key,
-            "rawPath": raw_path,
-            "rawQueryString": query,
-            "headers": merged,
-            "requestContext": {
-                "accountId": self._stack.account_id,
-                "apiId": "local",
-                "domainName": merged.get("host", "localhost"),
-                "domainPrefix": merged.get("host", "localhost").split(".")[0],
-                "http": {
-                    "method": method,
-                    "path": raw_path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": source_ip,
-                    "userAgent": merged.get("user-agent", ""),
-                },
-                "requestId": str(uuid.uuid4()),
-                "routeKey": route_key,
-                "stage": "$default",
-                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                "timeEpoch": int(now.timestamp() * 1000),
-            },
-            "isBase64Encoded": encoded,
-        }
-        if cookies:
-            event["cookies"] = cookies
-        if query_params:
-            event["queryStringParameters"] = query_params
-        if params:
-            event["pathParameters"] = params
-        if text_body is not None:
-            event["body"] = text_body
-        return event
-
-    def authorize(
-        self, route: HttpRoute, event: dict[str, Any], request_line: str
-    ) -> _Reply | None:
+    def authorize(self, route: HttpRoute, event: dict[str, Any], request_line: str) -> Reply | None:
         """Run the route's authorizer for `event`: None to go on (the event now carries the
         authorizer's context), else the answer API Gateway gives instead (401, 403, 500)."""
         authorizer = self._authorizers.get(route)
@@ -280,7 +151,7 @@ class HttpGateway:
             context=event["requestContext"],
         )
         if values is None:
-            return _Reply(401, dict(_JSON), [], b'{"message":"Unauthorized"}')
+            return Reply(401, dict(JSON_TYPE), [], b'{"message":"Unauthorized"}')
         context = event["requestContext"]
         resource = (
             f"arn:{self._stack.ref('AWS::Partition')}:execute-api:{self._stack.region}:"
@@ -291,8 +162,8 @@ class HttpGateway:
         cached, response = self._authorizer_cache.get(key) if key is not None else (False, None)
         if not cached:
             if authorizer.function not in self._functions.specs:
-                return _server_error()
-            request = self._authorizer_event(event, values, resource)
+                return server_error()
+            request = authorizer_event(event, values, resource)
             simple = authorizer.simple_responses
             try:
                 response = self._functions.invoke(
@@ -304,108 +175,40 @@ class HttpGateway:
                     ),
                 )
             except FunctionError:
-                return _server_error()
+                return server_error()
         try:
             found = verdict(response, simple=authorizer.simple_responses, resource=resource)
         except InvalidResponse:
-            return _server_error()
+            return server_error()
         if key is not None and not cached:
             self._authorizer_cache.put(key, response, authorizer.ttl_seconds)
         if not found.allowed:
-            return _Reply(403, dict(_JSON), [], b'{"message":"Forbidden"}')
+            return Reply(403, dict(JSON_TYPE), [], b'{"message":"Forbidden"}')
         event["requestContext"]["authorizer"] = {"lambda": copy.deepcopy(found.context)}
         return None
 
-    def _authorizer_event(
-        self, event: dict[str, Any], values: list[str], resource: str
-    ) -> dict[str, Any]:
-        """The payload-format-2.0 REQUEST event an HTTP API sends its Lambda authorizer."""
-        return copy.deepcopy(
-            {
-                "version": "2.0",
-                "type": "REQUEST",
-                "routeArn": resource,
-                "identitySource": values,
-                "routeKey": event["routeKey"],
-                "rawPath": event["rawPath"],
-                "rawQueryString": event["rawQueryString"],
-                "cookies": event.get("cookies", []),
-                "headers": event["headers"],
-                "queryStringParameters": event.get("queryStringParameters", {}),
-                "requestContext": event["requestContext"],
-                "pathParameters": event.get("pathParameters", {}),
-                "stageVariables": {},
-            }
-        )
-
     def invoke(
         self, route: HttpRoute, event: dict[str, Any], summary: Callable[[Any], str]
-    ) -> _Reply:
+    ) -> Reply:
         try:
             result = self._functions.invoke(
                 route.function, event, summary=summary, wait_s=self.integration_timeout_s
             )
         except IntegrationTimedOut:
             # what an HTTP API answers when its integration gives no answer in time
-            return _Reply(503, dict(_JSON), [], b'{"message":"Service Unavailable"}')
+            return Reply(503, dict(JSON_TYPE), [], b'{"message":"Service Unavailable"}')
         except FunctionError:
-            return _server_error()
-        return _reply_from(result)
+            return server_error()
+        return reply_from(result)
 
     def connections(self) -> Connections | None:
         return self._connections
 
-    def manage(self, method: str, connection_id: str, body: bytes) -> _Reply:
-        """The @connections API: POST sends, GET describes, DELETE closes."""
-        connections = self._connections
-        json_type = {"content-type": "application/json"}
-        if connections is None:
-            return _Reply(404, json_type, [], b'{"message":"No WebSocket API is running"}')
-        try:
-            if method == "POST":
-                connections.post(unquote(connection_id), body)
-                return _Reply(200, json_type, [], b"")
-            if method == "GET":
-                info = connections.get(unquote(connection_id))
-                return _Reply(200, json_type, [], json.dumps(_wire_connection(info)).encode())
-            if method == "DELETE":
-                connections.delete(unquote(connection_id))
-                return _Reply(204, json_type, [], b"")
-        except ConnectionGone:
-            return _Reply(
-                410, {**json_type, "x-amzn-errortype": "GoneException"}, [], b'{"message":null}'
-            )
-        except ValueError as exc:
-            return _Reply(
-                413,
-                {**json_type, "x-amzn-errortype": "PayloadTooLargeException"},
-                [],
-                json.dumps({"message": str(exc)}).encode(),
-            )
-        return _Reply(405, json_type, [], b'{"message":"Method Not Allowed"}')
-
     def answer_in_process(self, request: Any, **_: Any) -> Any:
         """A botocore `before-send` handler: @connections calls to this gateway are answered
-        here, without the round trip through a socket and this server's request thread.
-
-        The client is the unchanged boto3 `apigatewaymanagementapi` client and the answer
-        the one the HTTP route gives (status, headers, body), so it parses the same way
-        (410 GoneException, 413 PayloadTooLargeException). Anything else: None (not ours).
-        """
-        parts = urlsplit(str(request.url))
-        if f"{parts.scheme}://{parts.netloc}" != self.url:
-            return None
-        found = _CONNECTIONS.match(parts.path)
-        if found is None:
-            return None
-        body = request.body or b""
-        if not isinstance(body, bytes):
-            body = body.read() if hasattr(body, "read") else str(body).encode()
-        reply = self.manage(str(request.method), found.group("id"), body)
-        headers = HTTPHeaders()
-        for name, value in {**reply.headers, "content-length": str(len(reply.body))}.items():
-            headers[name] = value
-        return AWSResponse(str(request.url), reply.status, headers, _RawBody(reply.body))
+        here, without the round trip through a socket and this server's request thread
+        (`http_connections.answer_in_process`). Anything else: None (not ours)."""
+        return answer_in_process(request, self.url, self._connections)
 
     @property
     def cors(self) -> bool:
@@ -417,62 +220,6 @@ class _Server(ThreadingHTTPServer):
     # the standard library listens with a backlog of 5: a burst of clients connecting at
     # once (50 competing consumers) would be reset
     request_queue_size = 128
-
-
-class _RawBody(io.BytesIO):
-    """A response body as botocore reads it (`stream()`), for in-process answers."""
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        chunk = self.read()
-        while chunk:
-            yield chunk
-            chunk = self.read()
-
-
-@dataclass
-class _Reply:
-    status: int
-    headers: dict[str, str]
-    cookies: list[str]
-    body: bytes
-
-
-def _server_error() -> _Reply:
-    return _Reply(500, dict(_JSON), [], b'{"message":"Internal Server Error"}')
-
-
-def _wire_connection(info: dict[str, Any]) -> dict[str, Any]:
-    """GetConnection's JSON as API Gateway sends it (botocore reads these lower-case names)."""
-    identity = info.get("Identity", {})
-    return {
-        "connectedAt": info.get("ConnectedAt"),
-        "lastActiveAt": info.get("LastActiveAt"),
-        "identity": {"sourceIp": identity.get("SourceIp"), "userAgent": identity.get("UserAgent")},
-    }
-
-
-def _is_text(content_type: str) -> bool:
-    lowered = content_type.lower()
-    return not lowered or any(t in lowered for t in _TEXT_TYPES)
-
-
-def _reply_from(result: Any) -> _Reply:
-    """Map a function's return value the way HTTP APIs do for payload format 2.0."""
-    if isinstance(result, dict) and "statusCode" in result:
-        headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers[str(name).lower()] = ",".join(str(v) for v in values)
-        raw = result.get("body")
-        if raw is None:
-            body = b""
-        elif result.get("isBase64Encoded"):
-            body = base64.b64decode(str(raw))
-        else:
-            body = str(raw).encode()
-        return _Reply(int(result["statusCode"]), headers, list(result.get("cookies") or []), body)
-    if isinstance(result, str):
-        return _Reply(200, {"content-type": "application/json"}, [], result.encode())
-    return _Reply(200, {"content-type": "application/json"}, [], json.dumps(result).encode())
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -518,18 +265,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_REQUEST_BYTES:
-            self._send(
-                _Reply(
-                    413,
-                    {"content-type": "application/json"},
-                    [],
-                    b'{"message":"Request Entity Too Large"}',
-                )
-            )
+            self._send(Reply(413, dict(JSON_TYPE), [], b'{"message":"Request Entity Too Large"}'))
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
-        invoke = INVOKE_PATH.match(parts.path)
+        reply = self._local_answer(parts.path, body)
+        if reply is None:
+            if self.owner.meter is not None:  # every request that reaches the API
+                self.owner.meter.record_http_request(len(body))
+            reply = self._api_answer(parts, body)
+        self._send(reply)
+
+    def _local_answer(self, path: str, body: bytes) -> Reply | None:
+        """The answer of a path of this gateway's own (Lambda's Invoke API, @connections,
+        the bill); None for the API's paths."""
+        invoke = INVOKE_PATH.match(path)
         if invoke and self.owner.invocations is not None:
             answer = self.owner.invocations.handle(
                 self.command,
@@ -537,33 +287,29 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 body,
                 self.headers.get("authorization"),
             )
-            self._send(_Reply(answer.status, dict(answer.headers), [], answer.body))
-            return
-        connections = _CONNECTIONS.match(parts.path)
+            return Reply(answer.status, dict(answer.headers), [], answer.body)
+        connections = CONNECTIONS_PATH.match(path)
         if connections:
-            self._send(self.owner.manage(self.command, connections.group("id"), body))
-            return
-        if parts.path == LOCAL_BILL_PATH and self.owner.bill is not None:
+            return manage(self.owner.connections(), self.command, connections.group("id"), body)
+        if path == LOCAL_BILL_PATH and self.owner.bill is not None:
             bill = json.dumps(self.owner.bill()).encode()
-            self._send(_Reply(200, {**_JSON, "cache-control": "no-store"}, [], bill))
-            return
-        if self.owner.meter is not None:  # every request that reaches the API
-            self.owner.meter.record_http_request(len(body))
+            return Reply(200, {**JSON_TYPE, "cache-control": "no-store"}, [], bill)
+        return None
+
+    def _api_answer(self, parts: SplitResult, body: bytes) -> Reply:
+        """The API's answer: a CORS preflight's, a 404, or the route's (authorizer first)."""
         if (
             self.command == "OPTIONS"
             and self.owner.cors
             and self.headers.get("access-control-request-method")
         ):
-            self._send(_Reply(204, self._cors_headers(preflight=True), [], b""))
-            return
-        found = self.owner.match(self.command, parts.path)
+            return Reply(204, self._cors_headers(preflight=True), [], b"")
+        found = self.owner.routes.match(self.command, parts.path)
         if found is None:
-            self._send(
-                _Reply(404, {"content-type": "application/json"}, [], b'{"message":"Not Found"}')
-            )
-            return
+            return Reply(404, dict(JSON_TYPE), [], b'{"message":"Not Found"}')
         route, params = found
-        event = self.owner.event(
+        event = request_event(
+            account_id=self.owner.account_id,
             method=self.command,
             raw_path=parts.path,
             query=parts.query,
@@ -584,7 +330,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             reply = self.owner.invoke(route, event, summary)
         if self.owner.cors:
             reply.headers.update(self._cors_headers(preflight=False))
-        self._send(reply)
+        return reply
 
     def _cors_headers(self, *, preflight: bool) -> dict[str, str]:
         headers = {"access-control-allow-origin": self.headers.get("origin") or "*"}
@@ -600,7 +346,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
         return headers
 
-    def _send(self, reply: _Reply) -> None:
+    def _send(self, reply: Reply) -> None:
         try:
             self.send_response(
                 reply.status,

@@ -18,7 +18,7 @@ from typing import Any
 
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.billing.live import LiveBill, record_metrics
-from mqless_cli.cfn import Stack
+from mqless_cli.cfn import Schedule, Stack, StreamSource
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
 from mqless_cli.local.functions import FunctionHost, Invocation
@@ -88,19 +88,46 @@ class DevRuntime:
 
     def start(self) -> None:
         self.console.line(f"mqless dev: starting {self.template.name} (moto in-process)")
-        # the runtime's own warnings (dropped stream batches, cron not run...) go to the console
+        self._send_runtime_log_to_console()
+        stack, faults = self._provision()
+        functions = self._host_functions(stack)
+        http, ws_url = self._open_gateways(stack, functions)
+        protected = self._configure_functions(stack, functions, http, ws_url)
+        http.start()
+        sources = self._start_stream_pollers(stack, functions, faults)
+        schedules = self._start_schedules(stack, functions)
+        self._print_banner(http.url, functions, sources, schedules, protected=protected)
+        self.bill.start()
+        # Everything loaded so far (modules, botocore models, moto backends) lives as long as
+        # the process: keep it out of the garbage collector's full collections, which would
+        # otherwise walk it every time and stall whatever request they fall in.
+        gc.collect()
+        gc.freeze()
+        REQUEST_LOCK.reset()  # what requests wait for from now on, not provisioning
+        self.console.line("mqless dev: ready (Ctrl-C to stop)")
+
+    def _send_runtime_log_to_console(self) -> None:
+        """The runtime's own warnings (dropped stream batches, cron not run...) go to the
+        console."""
         handler = logging.StreamHandler(FunctionOutput(self.console))
         handler.setFormatter(logging.Formatter("runtime %(levelname)s %(message)s"))
         runtime_log = logging.getLogger("mqless_cli")
         runtime_log.addHandler(handler)
         runtime_log.setLevel(logging.INFO)
         runtime_log.propagate = False
+
+    def _provision(self) -> tuple[Stack, RealismReport]:
+        """The template's resources in the embedded AWS, metered, with `--realism` applied;
+        the stack and the faults `--realism` injects."""
         self.cloud = LocalCloud.start(self.template)
-        stack = self.cloud.stack
         self._metering = observing_moto(self.meter)
         self._metering.__enter__()
         self._realism = realistic_aws(self.realism)
-        self.faults = self._realism.__enter__()
+        self.faults = faults = self._realism.__enter__()
+        return self.cloud.stack, faults
+
+    def _host_functions(self, stack: Stack) -> FunctionHost:
+        """The template's functions, their output and metrics routed through the console."""
         # Functions print Powertools JSON logs; route them through the console, and their
         # metrics to the bill and to CloudWatch (as CloudWatch Logs does with EMF on AWS:
         # GET /history reads them back)
@@ -112,11 +139,16 @@ class DevRuntime:
 
         self.console.metrics = metrics
         sys.stdout = FunctionOutput(self.console)
-        functions = FunctionHost(
+        self.functions = FunctionHost(
             stack, self.template.parent, listener=self._invoked, limits=self.realism.lambda_limits
         )
-        self.functions = functions
-        self.http = HttpGateway(
+        return self.functions
+
+    def _open_gateways(self, stack: Stack, functions: FunctionHost) -> tuple[HttpGateway, str]:
+        """The HTTP gateway (not yet serving) and the WebSocket one if the template has a
+        WebSocket API (serving, at the URL returned)."""
+        assert self.cloud is not None  # provisioned first
+        self.http = http = HttpGateway(
             stack,
             functions,
             host=self.host,
@@ -141,10 +173,17 @@ class DevRuntime:
             )
             self.ws.start()
             ws_url = self.ws.url  # the port it got, if asked for any free one (0)
-            self.http.set_connections(self.ws)
+            http.set_connections(self.ws)
             # the functions' @connections calls are answered in-process, not over loopback
-            self.cloud.handle("before-send.apigatewaymanagementapi", self.http.answer_in_process)
-        http_url = self.http.url
+            self.cloud.handle("before-send.apigatewaymanagementapi", http.answer_in_process)
+        return http, ws_url
+
+    def _configure_functions(
+        self, stack: Stack, functions: FunctionHost, http: HttpGateway, ws_url: str
+    ) -> bool:
+        """The functions' environment, the dev token and `mqless invoke`; whether the
+        template's routes are protected by authorizers."""
+        http_url = http.url
         for name, value in functions.environment().items():
             # management endpoints of API Gateway become this machine's gateway, and a
             # WebSocket API's URL this machine's WebSocket gateway
@@ -161,22 +200,30 @@ class DevRuntime:
             self.token = _dev_token(os.environ["DESTINATIONS_TABLE"])
         if not protected or self.token is not None:
             # `mqless invoke` runs functions here; behind authorizers, for the dev token only
-            self.http.invocations = InvokeApi(
+            http.invocations = InvokeApi(
                 functions, stack_name=stack.stack_name, token=self.token if protected else None
             )
-        self.http.start()
+        return protected
+
+    def _start_stream_pollers(
+        self, stack: Stack, functions: FunctionHost, faults: RealismReport
+    ) -> list[StreamSource]:
+        """A poller per stream event source (none with `streams=False`); the sources."""
         sources = stack.stream_sources() if self.run_streams else []
-        if sources:
-            for source in sources:
-                poller = stream_poller_factory(self.realism, self.faults)(
-                    source,
-                    functions,
-                    LocalCloud.client("dynamodbstreams"),
-                    region=stack.region,
-                    discard_handled=True,  # the pollers are the embedded streams' only readers
-                )
-                poller.start()
-                self._pollers.append(poller)
+        for source in sources:
+            poller = stream_poller_factory(self.realism, faults)(
+                source,
+                functions,
+                LocalCloud.client("dynamodbstreams"),
+                region=stack.region,
+                discard_handled=True,  # the pollers are the embedded streams' only readers
+            )
+            poller.start()
+            self._pollers.append(poller)
+        return sources
+
+    def _start_schedules(self, stack: Stack, functions: FunctionHost) -> list[Schedule]:
+        """The template's schedules, run (none with `schedules=False`); the schedules."""
         schedules = stack.schedules() if self.run_schedules else []
         if schedules:
             from mqless_cli.local.schedules import ScheduleRunner
@@ -189,6 +236,18 @@ class DevRuntime:
                 account_id=stack.account_id,
             )
             self._schedules.start()
+        return schedules
+
+    def _print_banner(
+        self,
+        http_url: str,
+        functions: FunctionHost,
+        sources: list[StreamSource],
+        schedules: list[Schedule],
+        *,
+        protected: bool,
+    ) -> None:
+        """What runs where, and how to authenticate."""
         self.console.line(f"  HTTP API       {http_url}")
         if self.ws is not None:
             self.console.line(f"  WebSocket API  {self.ws.url}")
@@ -200,6 +259,13 @@ class DevRuntime:
             self.console.line(f"  schedules      {len(schedules)} ({rate})")
         if self.realism.active:
             self.console.line(f"  realism        {self.realism.describe()}")
+        self._print_auth(protected=protected)
+        self.console.line(
+            f"  bill           {http_url}{LOCAL_BILL_PATH} (AWS list prices; a line per "
+            "active minute here)"
+        )
+
+    def _print_auth(self, *, protected: bool) -> None:
         if not self.auth:
             self.console.line("  auth           off (--no-auth)")
         elif self.token is not None:
@@ -210,18 +276,6 @@ class DevRuntime:
             )
         elif protected:
             self.console.line("  auth           authorizers on; no dev token for this template")
-        self.console.line(
-            f"  bill           {http_url}{LOCAL_BILL_PATH} (AWS list prices; a line per "
-            "active minute here)"
-        )
-        self.bill.start()
-        # Everything loaded so far (modules, botocore models, moto backends) lives as long as
-        # the process: keep it out of the garbage collector's full collections, which would
-        # otherwise walk it every time and stall whatever request they fall in.
-        gc.collect()
-        gc.freeze()
-        REQUEST_LOCK.reset()  # what requests wait for from now on, not provisioning
-        self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
     def _invoked(self, call: Invocation) -> None:
         self.console.invocation(call)
