@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Any
 
 from moto import mock_aws  # noqa: E402
 from moto_stack import provisioned  # sets moto's AWS variables first
@@ -57,7 +58,7 @@ class CountingPusher:
         return None
 
 
-def build() -> tuple[Sessions, CountingPusher, TopicService, object]:
+def build() -> tuple[Sessions, CountingPusher, TopicService, Any, str]:
     dynamodb, kms, settings = provisioned()
     clock = SystemClock()
     cipher = EnvelopeCipher(KmsKeyProvider(kms, settings.kms_key_id), clock)
@@ -80,11 +81,11 @@ def build() -> tuple[Sessions, CountingPusher, TopicService, object]:
         clock=clock,
         log=log,
     )
-    return sessions, pusher, topics, dynamodb
+    return sessions, pusher, topics, dynamodb, settings.messages_table
 
 
 def topic_path(subscribers: int) -> dict[str, float]:
-    sessions, pusher, topics, dynamodb = build()
+    sessions, pusher, topics, dynamodb, messages_table = build()
     for i in range(subscribers):
         connection = Connection(f"live-{i}", "json")
         sessions.open(connection, ANONYMOUS)
@@ -96,7 +97,7 @@ def topic_path(subscribers: int) -> dict[str, float]:
         topics.publish(ANONYMOUS, "prices.acme", NewMessage(body=b"y" * 256))
     published = [
         from_wire(i)
-        for i in dynamodb.scan(TableName=topics._messages)["Items"]  # noqa: SLF001
+        for i in dynamodb.scan(TableName=messages_table)["Items"]
         if i["pk"]["S"].startswith("T#")
     ]
     meter = Meter()
