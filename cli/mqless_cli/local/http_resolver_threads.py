@@ -78,3 +78,21 @@ def resolve_on_threads() -> None:
     resolver = getattr(api, "app", None)
     if isinstance(resolver, APIGatewayHttpResolver) and not isinstance(resolver, PerThreadResolver):
         resolver.__class__ = PerThreadResolver
+        _build_middleware_stacks(resolver)
+
+
+def _build_middleware_stacks(resolver: APIGatewayHttpResolver) -> None:
+    """Build every route's middleware stack now, on one thread.
+
+    Powertools builds a route's stack on its first call, by wrapping frames one at a time
+    into an attribute of the route: two threads making the first call at once wrap each
+    other's frames (a 500, `MiddlewareFrame.__call__() got an unexpected keyword argument`).
+    Lambda never overlaps calls in one process; `mqless dev` does. Building the stacks before
+    any request is what the first call would do, once (Powertools' private attributes: the
+    version is pinned in pyproject.toml).
+    """
+    for route in [*resolver._static_routes, *resolver._dynamic_routes]:
+        if not route._middleware_stack_built:
+            route._build_middleware_stack(
+                router_middlewares=resolver._router_middlewares, app=resolver
+            )

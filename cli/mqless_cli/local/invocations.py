@@ -24,7 +24,8 @@ from pathlib import Path
 from mqless_cli.local import functions as host_module
 from mqless_cli.local.functions import FunctionError, FunctionHost
 
-HOST_MODULE = Path(host_module.__file__)
+LOCAL_RUNTIME = Path(host_module.__file__).parent
+"""The local runtime's own code: its frames are not the function's."""
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 DURATION_HEADER = "x-mqless-duration-ms"
@@ -109,12 +110,13 @@ def error_payload(error: BaseException, request_id: str) -> dict[str, object]:
         "errorMessage": str(error),
         "errorType": type(error).__name__,
         "requestId": request_id,
-        # the function's frames: not the local host's that called it
+        # the function's frames: not the local runtime's (the host that called it, and the
+        # per-thread resolver it runs the HTTP function's routing in)
         "stackTrace": traceback.format_list(
             [
                 frame
                 for frame in traceback.extract_tb(error.__traceback__)
-                if Path(frame.filename) != HOST_MODULE
+                if Path(frame.filename).parent != LOCAL_RUNTIME
             ]
         ),
     }
