@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+
+from mqless_cli.local.shared_patches import SharedPatches
 
 __all__ = ["botocore_shortcuts", "user_agents_built_once"]
 
@@ -77,27 +79,10 @@ def user_agents_built_once() -> Iterator[None]:
         UserAgentString.to_string = original  # type: ignore[method-assign]
 
 
-_applied = threading.Lock()
-_users = 0
-_stack: ExitStack | None = None
+_SHORTCUTS = SharedPatches(user_agents_built_once)
 
 
-@contextmanager
-def botocore_shortcuts() -> Iterator[None]:
+def botocore_shortcuts() -> AbstractContextManager[None]:
     """Every shortcut of this module while the block runs; blocks may overlap in any order
     (the patches go on with the first and come off with the last)."""
-    global _users, _stack
-    with _applied:
-        if _users == 0:
-            stack = ExitStack()
-            stack.enter_context(user_agents_built_once())
-            _stack = stack
-        _users += 1
-    try:
-        yield
-    finally:
-        with _applied:
-            _users -= 1
-            if _users == 0 and _stack is not None:
-                _stack.close()
-                _stack = None
+    return _SHORTCUTS.applied()

@@ -57,9 +57,8 @@ package only.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from mqless_cli.local.moto_fixes.bookkeeping import (
@@ -89,6 +88,7 @@ from mqless_cli.local.moto_fixes.streams import (
     updates_that_create_write_one_record,
 )
 from mqless_cli.local.moto_fixes.transactions import transactions_undo_by_log
+from mqless_cli.local.shared_patches import SharedPatches
 
 __all__ = [
     "REQUEST_LOCK",
@@ -136,31 +136,13 @@ FIXES: tuple[Callable[[], Any], ...] = (
 )
 """What `fixed_moto` applies, in this order."""
 
-_applied = threading.Lock()
-_users = 0
-_stack: ExitStack | None = None
+_FIXED = SharedPatches(*FIXES)
 
 
-@contextmanager
-def fixed_moto() -> Iterator[None]:
+def fixed_moto() -> AbstractContextManager[None]:
     """Every fix of this package while the block runs; blocks may overlap in any order.
 
     The patches go on when the first block starts and come off when the last one ends, so
     two local clouds (or a test's moto next to a runtime's) never undo each other's patches.
     """
-    global _users, _stack
-    with _applied:
-        if _users == 0:
-            stack = ExitStack()
-            for fix in FIXES:
-                stack.enter_context(fix())
-            _stack = stack
-        _users += 1
-    try:
-        yield
-    finally:
-        with _applied:
-            _users -= 1
-            if _users == 0 and _stack is not None:
-                _stack.close()
-                _stack = None
+    return _FIXED.applied()
