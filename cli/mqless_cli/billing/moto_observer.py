@@ -92,7 +92,7 @@ def _observe(meter: Meter, request: Any, send: Callable[[], Any]) -> Any:
             meter.record_request(service, operation)
         return result
     with _lock:
-        params = json.loads(_text(request.body) or "{}")
+        params = json.loads(body_text(request.body) or "{}")
         backend = dynamodb_backend(request)
         touched = _touched(backend, operation, params)
         _local.reads = []
@@ -110,14 +110,15 @@ def _observe(meter: Meter, request: Any, send: Callable[[], Any]) -> Any:
 
 
 def _target(request: Any) -> tuple[str, str]:
-    target = _text(request.headers.get("X-Amz-Target"))
+    target = body_text(request.headers.get("X-Amz-Target"))
     prefix, _, operation = target.partition(".")
     if prefix == _TRENT:
         return "kms", operation
     return _SERVICES.get(prefix, ""), operation
 
 
-def _text(body: Any) -> str:
+def body_text(body: Any) -> str:
+    """A header or body moto hands over (bytes, str or None) as text."""
     if body is None:
         return ""
     return body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
@@ -128,7 +129,7 @@ def dynamodb_backend(request: Any) -> Any:
     from moto.dynamodb.models import dynamodb_backends
     from moto.iam.models import get_account_id_from
 
-    found = _CREDENTIAL.search(_text(request.headers.get("Authorization")))
+    found = _CREDENTIAL.search(body_text(request.headers.get("Authorization")))
     access_key, region = (found.group(1), found.group(2)) if found else ("", "us-east-1")
     return dynamodb_backends[get_account_id_from(access_key)][region]
 
@@ -270,7 +271,7 @@ def _error(status: int, body: Any) -> tuple[str, list[dict[str, Any]]] | None:
     if 200 <= int(status) < 300:
         return None
     try:
-        document = json.loads(_text(body))
+        document = json.loads(body_text(body))
     except ValueError:
         return "", []
     code = str(document.get("__type", "")).rpartition("#")[2]

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from mqless_cli.billing.moto_observer import dynamodb_backend
+from mqless_cli.billing.moto_observer import body_text, dynamodb_backend
 
 WireItem = dict[str, Any]
 _WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
@@ -82,7 +82,7 @@ def lagging_reads(max_lag_ms: float, *, seed: int | None = None) -> Iterator[Lag
         operation = _dynamodb_operation(request)
         if operation is None or max_lag_ms <= 0:
             return original(self, request)
-        params = json.loads(_text(request.body) or "{}")
+        params = json.loads(body_text(request.body) or "{}")
         with lock:
             if operation in _WRITES:
                 backend = dynamodb_backend(request)
@@ -124,7 +124,7 @@ def _answer_from_the_past(
     if operation in ("GetItem", "Query") and params.get("ConsistentRead"):
         return result
     status, headers, body = result
-    document = json.loads(_text(body) or "{}")
+    document = json.loads(body_text(body) or "{}")
     past = _Past(backend, history, _now_ms() - lag_ms, report)
     if operation == "GetItem":
         past.get_item(document, params)
@@ -208,7 +208,7 @@ def _projected(item: WireItem, params: dict[str, Any]) -> WireItem:
 
 
 def _dynamodb_operation(request: Any) -> str | None:
-    prefix, _, operation = _text(request.headers.get("X-Amz-Target")).partition(".")
+    prefix, _, operation = body_text(request.headers.get("X-Amz-Target")).partition(".")
     return operation if prefix == "DynamoDB_20120810" else None
 
 
@@ -256,9 +256,3 @@ def _image(backend: Any, key: tuple[str, str]) -> WireItem | None:
 
 def _now_ms() -> float:
     return time.monotonic() * 1000
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8") if isinstance(value, bytes | bytearray) else str(value)

@@ -158,10 +158,3 @@ class RealismReport:
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
-
-
-def text_of(value: Any) -> str:
-    """A header or body moto hands over (bytes or str) as text."""
-    if value is None:
-        return ""
-    return value.decode("utf-8") if isinstance(value, bytes | bytearray) else str(value)

@@ -15,8 +15,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from mqless_cli.billing.dynamodb import Capacity, item_size, query_read
-from mqless_cli.billing.moto_observer import _charges, _schema, _touched, dynamodb_backend
-from mqless_cli.local.realism.settings import Realism, RealismReport, text_of
+from mqless_cli.billing.moto_observer import (
+    _charges,
+    _schema,
+    _touched,
+    body_text,
+    dynamodb_backend,
+)
+from mqless_cli.local.realism.settings import Realism, RealismReport
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +98,7 @@ def _consumed(
         schema = _schema(backend, params.get("TableName", ""))
         if found is None or schema is None or not 200 <= int(status) < 300:
             return []
-        items = json.loads(text_of(body) or "{}").get("Items", [])
+        items = json.loads(body_text(body) or "{}").get("Items", [])
         consistent = bool(params.get("ConsistentRead"))
         _, index, partition = found
         return [
@@ -161,7 +167,7 @@ class _Throttles:
     def answer(self, request: Any, send: Callable[[], Any]) -> Any:
         """A throttling error where AWS would give one; otherwise what `send()` answers."""
         realism = self._realism
-        prefix, _, operation = text_of(request.headers.get("X-Amz-Target")).partition(".")
+        prefix, _, operation = body_text(request.headers.get("X-Amz-Target")).partition(".")
         if prefix == "TrentService":
             if realism.kms_throttle and self._chance(realism.kms_throttle):
                 self._report.count("kms_throttled")
@@ -184,7 +190,7 @@ class _Throttles:
         self, request: Any, operation: str, write: bool, send: Callable[[], Any]
     ) -> Any:
         """Throttle a request whose partitions used their second's units; count what it used."""
-        params = json.loads(text_of(request.body) or "{}")
+        params = json.loads(body_text(request.body) or "{}")
         backend = dynamodb_backend(request)
         touched = [] if operation in ("Query", "Scan") else _touched(backend, operation, params)
         if self._throughput.over(_partitions(backend, operation, params, touched), write=write):
