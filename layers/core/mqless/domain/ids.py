@@ -1,4 +1,4 @@
-"""Identifiers: time-ordered message ids, random lease ids, and the limit on client ids."""
+"""Identifiers: time-ordered message ids, and the limit on client ids."""
 
 from __future__ import annotations
 
@@ -23,11 +23,6 @@ def new_message_id(now_ms: int) -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
     return str(uuid.UUID(int=value))
-
-
-def new_lease_id() -> str:
-    """An unguessable lease id; a receipt is only as good as this secret."""
-    return os.urandom(16).hex()
 
 
 def is_ascii_digits(text: str) -> bool:

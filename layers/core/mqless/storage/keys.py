@@ -90,16 +90,6 @@ def lane_shard(lane: int, shard: int) -> int:
     return lane * MAX_SHARDS + shard
 
 
-def parse_index_partition(pk: str) -> tuple[str, int]:
-    """(queue, shard) of an index partition key; InvalidRequest if it is not one."""
-    if not pk.startswith(INDEX):
-        raise InvalidRequest(f"not an index partition: {pk[:100]!r}")
-    queue, sep, shard = pk[len(INDEX) :].rpartition("#")
-    if not sep or not queue or not shard.isascii() or not shard.isdigit():
-        raise InvalidRequest(f"not an index partition: {pk[:100]!r}")
-    return queue, int(shard)
-
-
 def fifo_partition(queue: str, shard: int) -> str:
     """A FIFO queue's segments rotate over its shards (segment `seq` in shard `seq mod
     shards`); shard 0 also holds the queue's cursor."""
