@@ -1116,6 +1116,161 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
     assert checks == first  # none after the first update's
 
 
+# ---- update expression trees copied node by node, walked with kept maps -------------------
+
+TREE_UPDATES: list[tuple[str, dict[str, Any]]] = [
+    # the broker's segment updates: list elements, arithmetic, many actions
+    ("SET u[0] = :n, t[0] = :n, n[0] = n[0] + :one, u[2] = :n, n[2] = n[2] - :one", {}),
+    ("SET l = list_append(l, :l), m.#k = if_not_exists(m.#k, :n)", {"#k": "key"}),
+    ("SET l = list_append(:l, l) REMOVE u[1], u[0]", {}),
+    ("ADD s :s, c :one DELETE d :s", {}),
+    ("SET m.inner.deep = :n, #r = :n", {"#r": "reserved name"}),
+    ("SET missing.path = :n", {}),  # refused: the path does not exist
+    ("SET n[0] = n[0] + :s", {}),  # refused: a number plus a string
+    ("SET u[9] = :n", {}),  # past the list's end: appended
+]
+
+
+def _tree_scenario(db: Any, _: Any) -> list[Any]:
+    db.put_item(
+        TableName=TABLE,
+        Item=item(
+            "p",
+            "u",
+            u={"L": [{"N": "1"}, {"N": "2"}, {"N": "3"}]},
+            t={"L": [{"N": "0"}, {"N": "0"}, {"N": "0"}]},
+            n={"L": [{"N": "5"}, {"N": "5"}, {"N": "5"}]},
+            l={"L": [{"S": "a"}]},
+            m={"M": {"inner": {"M": {"deep": {"N": "1"}}}}},
+            d={"SS": ["x", "y"]},
+        ),
+    )
+    values = {":n": {"N": "7"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "b"}]}}
+    values[":s"] = {"SS": ["x"]}
+    outcomes: list[Any] = []
+    for expression, names in TREE_UPDATES * 2:
+        used = {k: v for k, v in values.items() if k in expression}
+        extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        try:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression=expression,
+                ExpressionAttributeValues=used,
+                **extra,
+            )
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(error.response["Error"])
+        outcomes.append(table_contents(db))
+    return outcomes
+
+
+def test_updates_of_lists_sets_maps_and_functions_apply_as_moto_applies_them() -> None:
+    """Given an item with lists, sets and a nested map, When updates with list elements,
+    arithmetic, list_append, if_not_exists, ADD, DELETE and REMOVE run on it twice (and
+    ones moto refuses: a missing path, a type mismatch), Then plain and fixed moto answer
+    each alike and leave the same item after each."""
+    expected, found = same_on_plain_and_fixed_moto(_tree_scenario)
+    assert found == expected
+    assert any(o != "ok" and not isinstance(o, list) for o in expected)  # some refused
+
+
+def _shape(node: Any, node_class: type, seen: dict[int, int]) -> Any:
+    """A tree as comparable values: each node's class, state and its parent's visit order."""
+    if not isinstance(node, node_class):
+        return ("value", type(node), node)
+    seen.setdefault(id(node), len(seen))
+    state = {k: v for k, v in vars(node).items() if k not in ("children", "parent")}
+    parent = None if node.parent is None else seen.get(id(node.parent), "outside")
+    children = [_shape(c, node_class, seen) for c in node.children or []]
+    return (type(node), state, parent, children)
+
+
+def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it() -> None:
+    """Given the parsed trees of update expressions, When each is copied node by node,
+    Then the copy has the classes, state, children and parent links of `copy.deepcopy`'s
+    copy, and shares no node with the original."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from mqless_cli.local.moto_fixes.expression_trees import copied_tree
+
+    for expression, _ in TREE_UPDATES + UPDATES:
+        tree = UpdateExpressionParser.make(expression)
+        copied = copied_tree(tree, Node)
+        assert _shape(copied, Node, {}) == _shape(copy.deepcopy(tree), Node, {})
+        originals: set[int] = set()
+        _collect(tree, Node, originals)
+        copies: set[int] = set()
+        _collect(copied, Node, copies)
+        assert originals.isdisjoint(copies)
+
+
+def _collect(node: Any, node_class: type, ids: set[int]) -> None:
+    if isinstance(node, node_class):
+        ids.add(id(node))
+        for child in node.children or []:
+            _collect(child, node_class, ids)
+
+
+def test_an_update_copies_its_tree_without_deepcopy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto and an update with ten list-element actions, When it runs, Then no
+    expression tree goes through `copy.deepcopy`, and the item is updated."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node
+
+    trees_deep_copied = 0
+    original = validators.deepcopy  # type: ignore[attr-defined]
+
+    def counted(value: Any, memo: Any = None) -> Any:
+        nonlocal trees_deep_copied
+        trees_deep_copied += isinstance(value, Node)
+        return original(value, memo)
+
+    monkeypatch.setattr(validators, "deepcopy", counted)  # the name the validator calls
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 10}))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "u"),
+            UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(10)),
+            ExpressionAttributeValues={":v": {"N": "9"}},
+        )
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["u"]
+    assert stored == {"L": [{"N": "9"}] * 10}
+    assert trees_deep_copied == 0
+
+
+def test_a_validation_pass_builds_its_processing_map_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto and an update of twenty list elements (hundreds of tree nodes),
+    When it runs, Then each validation pass built its processing map once (moto validates
+    an update once), not twice per node visited, and the item is updated."""
+    from moto.dynamodb.parsing import validators
+
+    built = 0
+    cls = validators.ExpressionAttributeValueProcessor
+    original = cls._processing_map
+
+    def counted(self: Any) -> Any:
+        nonlocal built
+        built += 1
+        return original(self)
+
+    monkeypatch.setattr(cls, "_processing_map", counted)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 20}))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "u"),
+            UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(20)),
+            ExpressionAttributeValues={":v": {"N": "9"}},
+        )
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["u"]
+    assert stored == {"L": [{"N": "9"}] * 20}
+    assert built == 1
+
+
 # ---- condition expressions lexed once ---------------------------------------------------------
 
 CONDITIONS: list[tuple[str, dict[str, str]]] = [

@@ -17,6 +17,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
   (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
   names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
+  that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
+- `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
+  builds its map of what it processes once, not once per node visited.
 - `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
   every conditional write.
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
@@ -48,10 +52,11 @@ handled records at once.
 
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
-condition expressions), `transactions` (the undo log), `queries` (partition orderings),
-`serialization` (AttributeValues), `streams` (stream records and shard iterators, and the
-local runtime's stream hooks) and `kms`; `items` reads and writes one stored item by its
-key for them, and `patching` puts each patch on and takes it off. Callers import from this
+condition expressions), `expression_trees` (copying and walking an update's tree),
+`transactions` (the undo log), `queries` (partition orderings), `serialization`
+(AttributeValues), `streams` (stream records and shard iterators, and the local runtime's
+stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
+`patching` puts each patch on and takes it off. Callers import from this
 package only.
 """
 
@@ -65,6 +70,10 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     data_models_untracked,
     handler_methods_listed_once,
     random_strings_drawn_at_once,
+)
+from mqless_cli.local.moto_fixes.expression_trees import (
+    expression_passes_walk_with_kept_maps,
+    update_expression_trees_copied_node_by_node,
 )
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
@@ -102,6 +111,7 @@ __all__ = [
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
+    "expression_passes_walk_with_kept_maps",
     "fixed_moto",
     "handler_methods_listed_once",
     "kms_key_pairs_made_on_first_use",
@@ -113,6 +123,7 @@ __all__ = [
     "transactions_undo_by_log",
     "trim_stream",
     "update_expression_structures_checked_once",
+    "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "updates_that_create_write_one_record",
 ]
@@ -123,6 +134,8 @@ FIXES: tuple[Callable[[], Any], ...] = (
     handler_methods_listed_once,
     update_expressions_parsed_once,
     update_expression_structures_checked_once,
+    update_expression_trees_copied_node_by_node,
+    expression_passes_walk_with_kept_maps,
     condition_expressions_lexed_once,
     transactions_undo_by_log,
     queries_read_one_partition,
