@@ -539,6 +539,59 @@ def test_attribute_values_serialize_as_moto_serializes_them(attributes: dict[str
     assert found == expected
 
 
+def moto_result(item_value: dict[str, Any]) -> dict[str, Any]:
+    """A Query result as moto's backend hands it to `dynamo_to_dict` (values as moto holds
+    them: binary as the base64 text the request carried)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    wire = copy.deepcopy(item_value)
+    for value in wire.values():
+        if "B" in value:
+            value["B"] = base64.b64encode(value["B"]).decode()
+    return {"Items": [{k: DynamoType(v) for k, v in wire.items()}], "Count": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes=st.dictionaries(st.text(min_size=1, max_size=6), VALUES, max_size=5))
+def test_dynamo_results_convert_as_moto_converts_them(attributes: dict[str, Any]) -> None:
+    # Given any item (every AttributeValue type, nested maps and lists) in a result
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    expected = dynamo_to_dict(moto_result(attributes))
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(moto_result(attributes))
+    # Then the plain values are the same
+    assert found == expected
+
+
+def test_a_result_of_numbers_is_converted_without_asking_each_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a result item holding a list of 200 numbers, and moto's converter counted
+    from moto.dynamodb import responses
+    from moto.dynamodb.models import utilities
+
+    calls = 0
+    original = utilities.dynamo_to_dict
+
+    def counted(obj: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(obj)
+
+    monkeypatch.setattr(utilities, "dynamo_to_dict", counted)
+    monkeypatch.setattr(responses, "dynamo_to_dict", counted)
+    result = moto_result({"l": {"L": [{"N": str(n)} for n in range(200)]}})
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(result)
+    # Then moto's own converter was never asked, and the numbers are all there
+    assert found["Items"][0]["l"]["L"][199] == {"N": "199"}
+    assert calls == 0
+
+
 def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given an item of 20 attributes
     from moto.core.serialize import AttributePicker

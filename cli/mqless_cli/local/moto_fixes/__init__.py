@@ -32,6 +32,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   every item of the table sorted.
 - `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
   without asking moto's attribute picker for each of its ten possible members.
+- `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
+  value's exact type, not by five questions to every value.
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
   INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
 - `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
@@ -83,7 +85,10 @@ from mqless_cli.local.moto_fixes.expressions import (
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
-from mqless_cli.local.moto_fixes.serialization import attribute_values_serialize_directly
+from mqless_cli.local.moto_fixes.serialization import (
+    attribute_values_serialize_directly,
+    dynamo_results_converted_directly,
+)
 from mqless_cli.local.moto_fixes.streams import (
     SHARD_ITERATOR_LIFETIME,
     STREAM_RETENTION,
@@ -111,6 +116,7 @@ __all__ = [
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
+    "dynamo_results_converted_directly",
     "expression_passes_walk_with_kept_maps",
     "fixed_moto",
     "handler_methods_listed_once",
@@ -140,6 +146,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
+    dynamo_results_converted_directly,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,
