@@ -131,5 +131,10 @@ def dynamo_results_converted_directly() -> Iterator[None]:
     def dynamo_to_dict(obj: Any) -> Any:
         return _converted(obj, DynamoType, original)
 
-    with patched(responses, "dynamo_to_dict", dynamo_to_dict):
+    # moto's own converter calls itself by its module's name (for the items of a result,
+    # which have `to_json`): that name is patched too, so their values come back here
+    with (
+        patched(responses, "dynamo_to_dict", dynamo_to_dict),
+        patched(utilities, "dynamo_to_dict", dynamo_to_dict),
+    ):
         yield
