@@ -592,6 +592,45 @@ def test_a_result_of_numbers_is_converted_without_asking_each_number(
     assert calls == 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(value=VALUES)
+def test_attribute_sizes_are_what_moto_computes(value: dict[str, Any]) -> None:
+    # Given any AttributeValue as moto holds it (binary as base64 text)
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    held = moto_result({"v": value})["Items"][0]["v"]
+    expected = held.size()
+    # When it is sized with the fix on
+    with moto_fixes.attribute_sizes_by_type():
+        found = DynamoType(held.to_json()).size()
+    # Then the size is moto's own
+    assert found == expected
+
+
+def test_a_list_of_numbers_is_sized_without_asking_each_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a list of 200 numbers as moto holds it, and moto's kind questions counted
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    asked = 0
+    original = DynamoType.is_number
+
+    def counted(self: Any) -> bool:
+        nonlocal asked
+        asked += 1
+        return original(self)
+
+    monkeypatch.setattr(DynamoType, "is_number", counted)
+    held = DynamoType({"L": [{"N": str(n)} for n in range(200)]})
+    # When it is sized with the fix on
+    with moto_fixes.attribute_sizes_by_type():
+        found = held.size()
+    # Then its size is the digits it holds, and no number was asked what it is
+    assert found == sum(len(str(n)) for n in range(200))
+    assert asked == 0
+
+
 def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given an item of 20 attributes
     from moto.core.serialize import AttributePicker

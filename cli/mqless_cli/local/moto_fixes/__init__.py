@@ -34,6 +34,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   without asking moto's attribute picker for each of its ten possible members.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
   value's exact type, not by five questions to every value.
+- `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
+  it seven questions (a Query sizes every item it returns twice).
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
   INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
 - `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
@@ -86,6 +88,7 @@ from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.serialization import (
+    attribute_sizes_by_type,
     attribute_values_serialize_directly,
     dynamo_results_converted_directly,
 )
@@ -111,6 +114,7 @@ __all__ = [
     "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
+    "attribute_sizes_by_type",
     "attribute_values_serialize_directly",
     "condition_expressions_lexed_once",
     "data_models_untracked",
@@ -147,6 +151,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     queries_read_one_partition,
     attribute_values_serialize_directly,
     dynamo_results_converted_directly,
+    attribute_sizes_by_type,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,
