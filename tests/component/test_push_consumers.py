@@ -173,6 +173,42 @@ def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_ten_at_a_time(
     assert _counts(broker, "jobs") == (20, 100)
 
 
+def test_a_full_consumer_acking_in_order_gets_pushes_of_ten_and_its_acks_read_no_records(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send, aws: Aws
+) -> None:
+    """What the acks read is the point (counting what the consumer holds would query its
+    delivery records on every ack): it is metered as AWS bills it."""
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 300 messages
+    _connect(sessions, "c1")
+    send("jobs", *(f"m{n:03d}" for n in range(300)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+    fill_posts = len(pusher.posts["c1"])
+
+    # When it acks every message it gets, one ack frame each, in the order they came
+    meter = Meter()
+    with observing_moto(meter):
+        acked = 0
+        while acked < len(held):
+            _frame(sessions, "c1", action="ack", id=held[acked]["ack"])
+            acked += 1
+            held = _messages(pusher, "c1")
+    used = meter.usage()
+
+    # Then it got all 300 in order, the 200 after the first 100 in pushes of 10
+    assert [m["body"] for m in held] == [f"m{n:03d}" for n in range(300)]
+    assert _counts(broker, "jobs") == (0, 0)
+    refills = [json.loads(text) for text in pusher.posts["c1"][fill_posts:]]
+    assert [len(post["frames"]) if post["type"] == "batch" else 1 for post in refills] == [10] * 20
+    # and no ack read the consumer's records to count what it holds (a query of up to 16
+    # records, 1 unit or more, on each of the 300 acks): what was read beside the
+    # consumer's connection (1 unit an ack) is what the 20 pumps read (the consumers and
+    # its records), and its owed mark at the refill points of its first fill
+    consumer_partition = f"{aws.settings.destinations_table} QC#jobs"
+    assert used.partition_read_units[consumer_partition] <= 3 * 20
+
+
 def test_acks_of_a_consumer_with_room_left_do_not_read_the_queue(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send, aws: Aws
 ) -> None:

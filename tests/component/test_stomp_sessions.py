@@ -563,12 +563,10 @@ def test_an_ack_reads_its_connection_subscription_and_consumer_in_one_request(
     assert _receipts(pusher, "c1")[-1] == "done"
     assert _counts(broker, "q") == (0, 0)
     # and the connection, its subscription and its consumer were read fresh in one request:
-    # one query of the connection's partition (no read of each), beside the two writes of
-    # the ack and one read of the consumer's owed mark (its push did not fill it, so its
-    # record cannot tell whether a pump found it without credit since; its records are
-    # not read)
+    # one query of the connection's partition (no read of each), beside the query of the
+    # consumer's delivery records (which the ack id names) and the two writes of the ack
     table = aws.settings.destinations_table
-    assert used.requests == {"dynamodb:Query": 1, "dynamodb:GetItem": 1, "dynamodb:UpdateItem": 2}
+    assert used.requests == {"dynamodb:Query": 2, "dynamodb:UpdateItem": 2}
     assert sorted(used.partition_read_units) == [f"{table} CONN#c1", f"{table} QC#q"]
 
 

@@ -98,6 +98,14 @@ def crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
     return holding <= threshold < holding + freed
 
 
+def by_record(consumer: Consumer) -> bool:
+    """Whether a consumer's acks decide their refill from their records: client-individual
+    with a prefetch of 20 or more. Below, every ack of a saturated consumer pumps (a step
+    of 1), and after its backlog is gone a full push's ack would pump for nothing, where
+    counting what it holds reads a few small records: it counts, as ever."""
+    return consumer.ack == "client-individual" and refill_step(consumer.prefetch) > 1
+
+
 def refill_points(record: DeliveryRecord, step: int) -> int:
     """How many of a push's messages are refill points (every `step`-th pushed)."""
     return (record.base + len(record.leases)) // step - record.base // step
@@ -119,7 +127,7 @@ def refill_by_record(
     """What a client-individual ack of `position` tells from its record, as its write
     returned it (the position settled): pump, no pump, pump if the consumer is marked owed
     below this record's seq, or count the consumer's holding (acked out of push order)."""
-    if any(p < position for p in record.held(now_ms)):
+    if not by_record(consumer) or any(p < position for p in record.held(now_ms)):
         return "count"
     if (record.base + position + 1) % refill_step(consumer.prefetch):
         return "no"

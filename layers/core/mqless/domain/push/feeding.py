@@ -34,7 +34,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import Holding, holding_of
+from mqless.domain.push.credit import Holding, by_record, holding_of
 from mqless.domain.push.posting import Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.queues.indexing import PushLease
@@ -317,7 +317,7 @@ class Feeder:
         found: list[tuple[Consumer, int]] = []
         for consumer in consumers:
             holding = holdings.get(consumer.tag)
-            if consumer.ack != "client-individual" or holding is None or not holding.starved:
+            if not by_record(consumer) or holding is None or not holding.starved:
                 continue
             holding.starved = False
             if not holding.lost and holding.uncovered > consumer.owed_below:

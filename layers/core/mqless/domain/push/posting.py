@@ -30,7 +30,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.messages import Delivery
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.consumer import CONSUMER_SECONDS, MAX_PREFETCH, Consumer
-from mqless.domain.push.credit import Holding, holding_of, needs_mark
+from mqless.domain.push.credit import Holding, by_record, holding_of, needs_mark
 from mqless.domain.push.pushes import Push, Pusher, Rendered, Renderer
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.service import QueueService
@@ -201,7 +201,7 @@ class Poster:
         lease_seconds = self._queues.config_of(consumer.queue).visibility_timeout
         until = self._clock.now_ms() + lease_seconds * 1000
         by_id = consumer.connection.protocol == "stomp" and consumer.connection.version != "1.2"
-        individual = consumer.ack == "client-individual"  # its acks read `base` and `full`
+        individual = by_record(consumer)  # its acks read `base` and `full`
         record = DeliveryRecord(
             seq=seq,
             gen=gen,
