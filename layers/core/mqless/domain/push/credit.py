@@ -30,9 +30,13 @@ refill points would not pump by themselves (`Holding.uncovered`), then counts th
 again, so that an ack that read the mark before it was raised is not missed; a consumer fed
 ten at a time is covered once, by its first fill, and its refills need no mark at all.
 
-Left as it was: a client that acks every message of its pushes but their last ones (held
-each time across a refill point) is not refilled by those acks; the sweeper's pump, its
-own late acks or its leases running out feed it.
+This holds for prefetch 20 or more (`by_record`); below, every ack is a refill point and
+counts the consumer's holding as before. What it gives up: a client that acks the
+messages of each push in order but holds their last ones (across a refill point, every
+time) is not refilled by those acks: its acks of them, the sweeper's pump (every minute)
+or their leases running out feed it. And a full push's refill point pumps even after the
+backlog is gone (a pump that finds nothing visible: the consumers and the index read), as
+today's threshold pumped once on the way down from full.
 """
 
 from __future__ import annotations

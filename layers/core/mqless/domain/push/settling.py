@@ -10,7 +10,11 @@ ten: one segment each), per message: auto 0.1 writes beyond the queue's lease (t
 per segment); client 0.1 (record) + 0.1 (watermark) beyond the queue's lease and ack;
 client-individual 0.1 + 1 (the record's mark).
 
-Whether a pump should follow (`SettleReport.refill`): see `credit.py`. In `client` mode an
+Whether a pump should follow (`SettleReport.refill`): see `credit.py`. A
+`client-individual` ack with prefetch 20 or more decides it from the record its write
+returns (at most one small read, of the consumer's owed mark, at a refill point); with less,
+or acked out of push order, it counts what the consumer holds (a query of its records). In
+`client` mode an
 ack pumps only if a pump marked the consumer owed (it left it without credit while messages
 may have waited, `feeding.py`); a consumer that keeps up with its producer never is, and its
 acks read no index. What makes a message visible always pumps: a nack, a FIFO ack (the next
