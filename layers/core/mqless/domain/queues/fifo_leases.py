@@ -41,6 +41,8 @@ class FifoLeases:
         self._lock = threading.Lock()
         self._floors: dict[str, tuple[int, int]] = {}  # (floor, when read) per FIFO queue
         self._hints: dict[str, int] = {}
+        # one look at a queue's heads at a time in this process (see `_take_heads`)
+        self._looks: dict[str, threading.Lock] = {}
 
     def floor(self, queue: str) -> tuple[int, int]:
         """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
@@ -121,7 +123,29 @@ class FifoLeases:
         settled: set[tuple[int, int]],
         wanted: Wanted | None = None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
-        """One look at the heads: what it leased, and the (segment, slot)s it settled."""
+        """One look at the heads: what it leased, and the (segment, slot)s it settled.
+
+        Looks at one queue take turns in this process: receivers that read the segments at
+        the same moment choose the same heads, and all but one of their claims fail (each a
+        refused write, billed, and a strongly consistent read to learn why); one after
+        another, each reads what the one before it claimed. Looks of other processes still
+        race, and the claim's condition still decides."""
+        with self._look_lock(config.name):
+            return self._look(config, want, lease_ms, oldest_first, settled, wanted)
+
+    def _look_lock(self, queue: str) -> threading.Lock:
+        with self._lock:
+            return self._looks.setdefault(queue, threading.Lock())
+
+    def _look(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        settled: set[tuple[int, int]],
+        wanted: Wanted | None,
+    ) -> tuple[list[Taken], set[tuple[int, int]]]:
         heads = self._find_heads(config, want, oldest_first, settled, wanted)
         if not oldest_first:
             # competing consumers spread over the heads found, not all on the oldest
