@@ -1,0 +1,79 @@
+"""What receiving from a FIFO queue reads and writes when several receivers share a process
+(`mqless dev` serves every consumer from one; docs/storage-engine.md, "FIFO queues").
+
+A FIFO receive reads the queue's segments from the floor and leases the groups' heads it
+found with one conditional write per segment. Receivers of one process that read at the
+same moment would choose the same heads: all but one of their writes refused (billed as
+writes) and each followed by a strongly consistent read. These tests meter what such
+receivers bill (`mqless_cli.billing`, as in test_costs.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.models import QueueSettings
+from mqless.domain.queues.fifo_leases import FifoLeases
+from mqless.domain.queues.service import QueueService
+from mqless_cli.billing import Meter, observing_moto
+from tests.component.conftest import Aws
+
+P = ANONYMOUS
+QUEUE = "turns.fifo"
+
+
+@pytest.fixture
+def meter() -> Iterator[Meter]:
+    found = Meter()
+    with observing_moto(found):
+        yield found
+
+
+def _send_ten_groups(broker: QueueService) -> None:
+    """Ten messages of ten groups in one batch: one segment holds their references."""
+    entries = [(f"e{i}", NewMessage(body=b"m%d" % i, group_id=f"g{i}")) for i in range(10)]
+    done, failed = broker.send_batch(P, QUEUE, entries)
+    assert (len(done), failed) == (10, [])
+
+
+def test_receivers_of_one_process_that_look_at_once_lose_no_claim(
+    broker: QueueService, aws: Aws, meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a FIFO queue holding the heads of ten groups in one segment
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    _send_ten_groups(broker)
+    # ... and two receivers of one process whose looks would overlap: each, having found
+    # its heads, waits (a second at most) for the other to have found its own
+    both_looked = threading.Barrier(2, timeout=1)
+    find_heads = FifoLeases._find_heads
+
+    def find_heads_at_once(self: FifoLeases, *args: Any, **kwargs: Any) -> Any:
+        heads = find_heads(self, *args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other did not look
+            both_looked.wait()
+        return heads
+
+    monkeypatch.setattr(FifoLeases, "_find_heads", find_heads_at_once)
+    before = meter.usage()
+
+    # When both receive up to ten at the same moment
+    def receive(_: int) -> list[Delivery]:
+        return broker.receive(P, QUEUE, max_messages=10)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        received = [d for ds in pool.map(receive, range(2)) for d in ds]
+    used = meter.usage() - before
+
+    # Then the ten messages are delivered once each, leased in one write (1 unit), and no
+    # write was refused: the second look came after the first one's claim
+    assert sorted(d.body for d in received) == sorted(b"m%d" % i for i in range(10))
+    assert used.failed_conditions.get(aws.settings.messages_table, 0) == 0
+    assert used.write_units.get(aws.settings.messages_table, 0) == 1
