@@ -23,8 +23,10 @@ from mqless.domain.messages import Delivery, NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.fifo_leases import FifoLeases
 from mqless.domain.queues.service import QueueService
+from mqless.storage.dynamo import Item, from_wire
 from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws
+from tests.inline_dispatch import INLINE_DISPATCH
 
 P = ANONYMOUS
 QUEUE = "turns.fifo"
@@ -37,11 +39,20 @@ def meter() -> Iterator[Meter]:
         yield found
 
 
-def _send_ten_groups(broker: QueueService) -> None:
-    """Ten messages of ten groups in one batch: one segment holds their references."""
-    entries = [(f"e{i}", NewMessage(body=b"m%d" % i, group_id=f"g{i}")) for i in range(10)]
+def _send_ten_groups(broker: QueueService, round: int = 0) -> None:
+    """Ten messages of ten groups in one batch (bodies `m<i>`, then `.<round>` after the
+    first round: the dedup id is the body's hash)."""
+    suffix = b".%d" % round if round else b""
+    entries = [(f"e{i}", NewMessage(body=b"m%d" % i + suffix, group_id=f"g{i}")) for i in range(10)]
     done, failed = broker.send_batch(P, QUEUE, entries)
     assert (len(done), failed) == (10, [])
+
+
+def _log_items(aws: Aws) -> list[Item]:
+    """The queue's log items, oldest first."""
+    page = aws.dynamodb.scan(TableName=aws.settings.messages_table)["Items"]
+    found = [from_wire(i) for i in page if i["pk"]["S"].startswith(f"L#{QUEUE}#")]
+    return sorted(found, key=lambda i: i["sk"])
 
 
 def test_receivers_of_one_process_that_look_at_once_lose_no_claim(
@@ -77,3 +88,40 @@ def test_receivers_of_one_process_that_look_at_once_lose_no_claim(
     assert sorted(d.body for d in received) == sorted(b"m%d" % i for i in range(10))
     assert used.failed_conditions.get(aws.settings.messages_table, 0) == 0
     assert used.write_units.get(aws.settings.messages_table, 0) == 1
+
+
+def test_indexing_a_stream_batch_larger_than_the_tail_reads_the_segments_once(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a FIFO queue whose index holds three full segments and a tail of three, the
+    # last ones appended by this process's dispatch function
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    for round in range(3):
+        _send_ten_groups(broker, round)
+    for i in range(3):
+        broker.send(P, QUEUE, NewMessage(body=b"t%d" % i, group_id=f"t{i}"))
+    # ... and five messages of five groups sent, not indexed yet
+    with INLINE_DISPATCH.paused():
+        for i in range(5):
+            broker.send(P, QUEUE, NewMessage(body=b"n%d" % i, group_id=f"n{i}"))
+    logged = _log_items(aws)[-5:]
+    before = meter.usage()
+
+    # When the dispatch function indexes them as one stream batch (more than the tail holds:
+    # a retried batch's references could reach back past the segment before the tail)
+    INLINE_DISPATCH.index_table(aws.settings.messages_table, logged)
+    used = meter.usage() - before
+
+    # Then it reads the tail, the segment after it, and the two before it in one request
+    # (strongly consistent, under 4 KB each: 4 units; it was two requests and 5 units),
+    # and appends the five to the tail in one write
+    assert {k: v for k, v in used.requests.items() if k.startswith("dynamodb:")} == {
+        "dynamodb:BatchGetItem": 1,
+        "dynamodb:UpdateItem": 1,
+    }
+    assert used.read_units.get(aws.settings.messages_table, 0) == 4
+    assert used.write_units.get(aws.settings.messages_table, 0) == 1
+    # ... and every message is still received once
+    received = broker.receive(P, QUEUE, max_messages=10)
+    received += broker.receive(P, QUEUE, max_messages=10)
+    assert len(received) == 10 + 3 + 5
