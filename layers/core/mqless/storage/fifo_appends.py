@@ -31,10 +31,9 @@ from mqless.storage.fifo_segments import (
     Cursor,
     FifoSegment,
     GroupedRef,
+    entry_values,
     fitting,
-    group_tag,
     own_shard,
-    ref_text,
     segment_key,
     starts_afresh,
 )
@@ -84,8 +83,9 @@ class FifoAppender:
         self._lock = threading.Lock()
         # how long ago a tail was used is a duration in this process: monotonic, not the
         # (possibly skewed, possibly stepped) broker clock
-        # queue: (tail seq, how many references it held after our write, when we wrote it)
-        self._tails: dict[str, tuple[int, int, float]] = {}
+        # queue: (tail seq, how many references it and the one before it held after our
+        # write, when we wrote it)
+        self._tails: dict[str, tuple[int, int, int, float]] = {}
         # queue: the cursor's hint and when its segment was made, as last read or written:
         # moving the hint is a conditional write, billed even when its condition fails
         self._hints: dict[str, tuple[int, int]] = {}
@@ -120,33 +120,50 @@ class FifoAppender:
             if not pending:
                 return report
             try:
-                if tail is not None and starts_afresh(tail, pending):
-                    # a batch that does not fit the tail's room but fits a segment of its
-                    # own closes the tail (one write, as filling it would be) and starts
-                    # one: the segments stay aligned with the stream batches, so the next
-                    # batch is again one write
-                    self._close(tail)
-                elif tail is not None:
-                    taken = self._fill(tail, pending)
-                    if taken:
-                        report.appended += taken
-                        report.segments.append(tail.seq)
-                        pending = pending[taken:]
-                        self._remember(queue, tail.seq, len(tail.entries) + taken)
-                if tail is not None:
-                    seq = tail.seq + 1
-                while pending:
-                    taken = self._put_segment(queue, shards, seq, pending)
-                    report.appended += taken
-                    report.segments.append(seq)
-                    pending = pending[taken:]
-                    self._remember(queue, seq, taken)
-                    self._move_hint(queue, seq)
-                    seq += 1
+                self._write(queue, shards, seq, tail, before, pending, report)
                 return report
             except SegmentChanged:
                 self._forget(queue)  # another appender got there first: find the tail again
         raise Throttled(f"could not append to FIFO queue {queue!r}: too much contention")
+
+    def _write(
+        self,
+        queue: str,
+        shards: int,
+        seq: int,
+        tail: FifoSegment | None,
+        before: FifoSegment | None,
+        pending: list[GroupedRef],
+        report: AppendReport,
+    ) -> None:
+        """Append `pending` at the tail found (`seq`: where the next reference goes)."""
+        prior = len(before.entries) if before is not None else 0
+        if tail is not None and starts_afresh(tail, pending):
+            # a batch that does not fit the tail's room but fits a segment of its own
+            # closes the tail (one write, as filling it would be) and starts one: the
+            # segments stay aligned with the stream batches, so the next batch is again
+            # one write
+            self._close(tail)
+            prior = len(tail.entries)
+        elif tail is not None:
+            taken = self._fill(tail, pending)
+            prior = len(tail.entries) + taken
+            if taken:
+                report.appended += taken
+                report.segments.append(tail.seq)
+                pending = pending[taken:]
+                self._remember(queue, tail.seq, prior, len(before.entries) if before else 0)
+        if tail is not None:
+            seq = tail.seq + 1
+        while pending:
+            taken = self._put_segment(queue, shards, seq, pending)
+            report.appended += taken
+            report.segments.append(seq)
+            pending = pending[taken:]
+            self._remember(queue, seq, taken, prior)
+            self._move_hint(queue, seq)
+            prior = taken
+            seq += 1
 
     def _earlier(
         self, seen: _Seen, newest: int, refs: int, recent: Sequence[FifoSegment]
@@ -224,21 +241,10 @@ class FifoAppender:
             )
         )
         all_logs = logs + new_logs
-        values: dict[str, Any] = {
-            ":r": [ref_text(segment.queue, r.new.ref, all_logs) for r in taken],
-            ":u": [r.new.visible_at for r in taken],
-            ":t": [0] * count,
-            ":n": [r.new.count for r in taken],
-            ":e": [r.new.expires_at for r in taken],
-            ":g": [group_tag(r.group) for r in taken],
-            ":w": [r.new.reason for r in taken],
-            ":len": len(segment.entries),
-        }
-        update = (
-            "SET r = list_append(r, :r), u = list_append(u, :u), t = list_append(t, :t), "
-            "n = list_append(n, :n), e = list_append(e, :e), g = list_append(g, :g), "
-            "w = list_append(w, :w)"
-        )
+        entries = entry_values(segment.queue, taken, all_logs)
+        values: dict[str, Any] = {f":{k}": v for k, v in entries.items()}
+        values[":len"] = len(segment.entries)
+        update = "SET " + ", ".join(f"{k} = list_append({k}, :{k})" for k in entries)
         if new_logs:
             update += ", l = list_append(l, :l)"
             values[":l"] = new_logs
@@ -277,14 +283,7 @@ class FifoAppender:
         item: dict[str, Any] = {
             **segment_key(queue, shards, seq),
             "l": logs,
-            "r": [ref_text(queue, r.new.ref, logs) for r in taken],
-            "u": [r.new.visible_at for r in taken],
-            "t": [0] * count,
-            "n": [r.new.count for r in taken],
-            "e": [r.new.expires_at for r in taken],
-            "g": [group_tag(r.group) for r in taken],
-            # always there (even all empty): appending to a list needs the list
-            "w": [r.new.reason for r in taken],
+            **entry_values(queue, taken, logs),
             # counted from when it is made, never from its references (see the module doc)
             "x": self._clock.now_ms() // 1000 + SEGMENT_LIFETIME_SECONDS,
         }
@@ -334,25 +333,29 @@ class FifoAppender:
 
     def _behind(self, queue: str, refs: int) -> int:
         """How many segments before the last two the tail's read should also take: those
-        `_earlier` will want (then it reads nothing more: one BatchGetItem where it was two),
-        when the tail this process last wrote held fewer than `refs` (the last two then hold
-        fewer than `refs` + a segment); none when it held more (they are not wanted) or no
-        tail is known (the read starts at the cursor's hint, maybe far behind)."""
+        `_earlier` will want (then it reads nothing more: one BatchGetItem where it was
+        two), judged from what this process last wrote there. None when no tail is known
+        (the read starts at the cursor's hint, maybe far behind)."""
         with self._lock:
             found = self._tails.get(queue)
-        if found is None or time.monotonic() - found[2] > TAIL_MEMORY_SECONDS:
+        if found is None or time.monotonic() - found[3] > TAIL_MEMORY_SECONDS:
             return 0
-        held = found[1] if found[1] < MAX_REFS else 0  # a full one: the next is empty
-        return -(-refs // MAX_REFS) if held < refs else 0
+        _, held, prior, _ = found
+        if held >= MAX_REFS:  # full: the next is the tail, empty
+            prior, held = held, 0
+        wanting = refs + MAX_REFS - prior - held  # references `_earlier` must find
+        return -(-wanting // MAX_REFS) if wanting > 0 else 0
 
-    def _remember(self, queue: str, seq: int, held: int) -> None:
+    def _remember(self, queue: str, seq: int, held: int, prior: int) -> None:
+        """The tail this process last wrote, how many references it and the one before it
+        held then."""
         with self._lock:
-            self._tails[queue] = (seq, held, time.monotonic())
+            self._tails[queue] = (seq, held, prior, time.monotonic())
 
     def _remembered(self, queue: str) -> int | None:
         with self._lock:
             found = self._tails.get(queue)
-        if found is None or time.monotonic() - found[2] > TAIL_MEMORY_SECONDS:
+        if found is None or time.monotonic() - found[3] > TAIL_MEMORY_SECONDS:
             return None
         return found[0]
 
