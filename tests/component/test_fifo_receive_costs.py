@@ -125,3 +125,35 @@ def test_indexing_a_stream_batch_larger_than_the_tail_reads_the_segments_once(
     received = broker.receive(P, QUEUE, max_messages=10)
     received += broker.receive(P, QUEUE, max_messages=10)
     assert len(received) == 10 + 3 + 5
+
+
+def test_a_look_reads_no_settled_segment_again_and_stops_one_past_the_end(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a FIFO queue whose first three segments are full and every message in them
+    # acked (too few for the floor to move: it moves past four, one write)
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    for round in range(3):
+        _send_ten_groups(broker, round)
+        done, _ = broker.ack(
+            P, QUEUE, [d.receipt for d in broker.receive(P, QUEUE, max_messages=10)]
+        )
+        assert len(done) == 10
+    # ... and a fourth holding ten groups' heads, all received and not acked yet
+    _send_ten_groups(broker, 3)
+    assert len(broker.receive(P, QUEUE, max_messages=10)) == 10
+    before = meter.usage()
+
+    # When a consumer receives again (every group has a message in flight)
+    again = broker.receive(P, QUEUE, max_messages=10)
+    used = meter.usage() - before
+
+    # Then it gets nothing, having read in one request the fourth segment and the two after
+    # it (missing: each billed as the smallest read), eventually consistent: 1.5 units.
+    # It read the settled three again before, and, finding them full, eight more: two
+    # requests, 12 segments, 6 units
+    assert again == []
+    assert {k: v for k, v in used.requests.items() if k.startswith("dynamodb:")} == {
+        "dynamodb:BatchGetItem": 1
+    }
+    assert used.read_units.get(aws.settings.messages_table, 0) == 1.5
