@@ -157,34 +157,3 @@ def test_a_look_reads_no_settled_segment_again_and_stops_one_past_the_end(
         "dynamodb:BatchGetItem": 1
     }
     assert used.read_units.get(aws.settings.messages_table, 0) == 1.5
-
-
-def test_stream_batches_smaller_than_a_segment_fill_segments_whole(
-    broker: QueueService, aws: Aws, meter: Meter
-) -> None:
-    # Given a FIFO queue, and 28 messages of 28 groups sent, not indexed yet
-    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
-    with INLINE_DISPATCH.paused():
-        for i in range(28):
-            broker.send(P, QUEUE, NewMessage(body=b"s%d" % i, group_id=f"s{i}"))
-    logged = _log_items(aws)
-    before = meter.usage()
-
-    # When the dispatch function indexes them in stream batches of 7 (as a busy stream
-    # hands them over: a producer's requests do not line up with its batches)
-    for start in range(0, 28, 7):
-        INLINE_DISPATCH.index_table(aws.settings.messages_table, logged[start : start + 7])
-    indexed = meter.usage() - before
-    # ... and a consumer receives them, ten at a time
-    before = meter.usage()
-    received = [d for _ in range(3) for d in broker.receive(P, QUEUE, max_messages=10)]
-    leased = meter.usage() - before
-
-    # Then they fill three segments (10, 10, 8): six writes, one a batch and one more each
-    # time a segment fills, and the cursor's hint set when the first was made: 7 (a batch
-    # that did not fit the tail's room closed it and started its own: four segments of 7,
-    # 8 writes), and each receive of ten leases from one segment (one write each: three;
-    # it was six, over segments of 7)
-    assert sorted(d.body for d in received) == sorted(b"s%d" % i for i in range(28))
-    assert indexed.write_units.get(aws.settings.messages_table, 0) == 7
-    assert leased.write_units.get(aws.settings.messages_table, 0) == 3

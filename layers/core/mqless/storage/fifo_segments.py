@@ -134,12 +134,8 @@ def _parse_ref(queue: str, text: str, logs: Sequence[str]) -> Ref:
 
 def starts_afresh(tail: FifoSegment, refs: Sequence[GroupedRef]) -> bool:
     """Whether to close a (non-empty) tail rather than fill it: the batch does not fit its
-    room but fills a new segment (ten references: a producer's batch of ten, which one
-    receive then takes, one write, and one ack settles). A smaller batch fills the tail
-    and starts the next segment with the rest: as many writes (two), and segments stay
-    full, where closing them short left every stream batch that did not fit its own
-    segment, for the receives and acks to write one by one."""
-    if not tail.entries or len(refs) < MAX_REFS:
+    room but fits a new segment."""
+    if not tail.entries:
         return False
     fresh = FifoSegment(tail.queue, tail.shards, tail.seq + 1, ())
     return fitting(tail, refs) < len(refs) and fitting(fresh, refs) == len(refs)
