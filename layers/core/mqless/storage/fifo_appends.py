@@ -31,10 +31,9 @@ from mqless.storage.fifo_segments import (
     Cursor,
     FifoSegment,
     GroupedRef,
+    entry_values,
     fitting,
-    group_tag,
     own_shard,
-    ref_text,
     segment_key,
     starts_afresh,
 )
@@ -84,7 +83,9 @@ class FifoAppender:
         self._lock = threading.Lock()
         # how long ago a tail was used is a duration in this process: monotonic, not the
         # (possibly skewed, possibly stepped) broker clock
-        self._tails: dict[str, tuple[int, float]] = {}  # queue: (tail seq, when we used it)
+        # queue: (tail seq, how many references it and the one before it held after our
+        # write, when we wrote it)
+        self._tails: dict[str, tuple[int, int, int, float]] = {}
         # queue: the cursor's hint and when its segment was made, as last read or written:
         # moving the hint is a conditional write, billed even when its condition fails
         self._hints: dict[str, tuple[int, int]] = {}
@@ -106,9 +107,12 @@ class FifoAppender:
         report = AppendReport()
         pending = list(refs)
         for _ in range(MAX_APPEND_ATTEMPTS):
-            seq, tail, before = self.tail(queue, shards)
+            seen = _Seen(self._index, queue, shards)
+            seq, tail, before = self.tail(
+                queue, shards, behind=self._behind(queue, len(pending)), seen=seen
+            )
             recent = [s for s in (before, tail) if s is not None]
-            recent += self._earlier(queue, shards, seq - 1, len(pending), recent)
+            recent += self._earlier(seen, seq - 2, len(pending), recent)
             waiting, settled = tail_refs(recent)
             fresh = [r for r in pending if not r.new.appended_already(waiting, settled)]
             report.duplicates += len(pending) - len(fresh)
@@ -116,66 +120,87 @@ class FifoAppender:
             if not pending:
                 return report
             try:
-                if tail is not None and starts_afresh(tail, pending):
-                    # a batch that does not fit the tail's room but fits a segment of its
-                    # own closes the tail (one write, as filling it would be) and starts
-                    # one: the segments stay aligned with the stream batches, so the next
-                    # batch is again one write
-                    self._close(tail)
-                elif tail is not None:
-                    taken = self._fill(tail, pending)
-                    if taken:
-                        report.appended += taken
-                        report.segments.append(tail.seq)
-                        pending = pending[taken:]
-                        self._remember(queue, tail.seq)
-                if tail is not None:
-                    seq = tail.seq + 1
-                while pending:
-                    taken = self._put_segment(queue, shards, seq, pending)
-                    report.appended += taken
-                    report.segments.append(seq)
-                    pending = pending[taken:]
-                    self._remember(queue, seq)
-                    self._move_hint(queue, seq)
-                    seq += 1
+                self._write(queue, shards, seq, tail, before, pending, report)
                 return report
             except SegmentChanged:
                 self._forget(queue)  # another appender got there first: find the tail again
         raise Throttled(f"could not append to FIFO queue {queue!r}: too much contention")
 
+    def _write(
+        self,
+        queue: str,
+        shards: int,
+        seq: int,
+        tail: FifoSegment | None,
+        before: FifoSegment | None,
+        pending: list[GroupedRef],
+        report: AppendReport,
+    ) -> None:
+        """Append `pending` at the tail found (`seq`: where the next reference goes)."""
+        prior = len(before.entries) if before is not None else 0
+        if tail is not None and starts_afresh(tail, pending):
+            # a batch that does not fit the tail's room but fits a segment of its own
+            # closes the tail (one write, as filling it would be) and starts one: the
+            # segments stay aligned with the stream batches, so the next batch is again
+            # one write
+            self._close(tail)
+            prior = len(tail.entries)
+        elif tail is not None:
+            taken = self._fill(tail, pending)
+            prior = len(tail.entries) + taken
+            if taken:
+                report.appended += taken
+                report.segments.append(tail.seq)
+                pending = pending[taken:]
+                self._remember(queue, tail.seq, prior, len(before.entries) if before else 0)
+        if tail is not None:
+            seq = tail.seq + 1
+        while pending:
+            taken = self._put_segment(queue, shards, seq, pending)
+            report.appended += taken
+            report.segments.append(seq)
+            pending = pending[taken:]
+            self._remember(queue, seq, taken, prior)
+            self._move_hint(queue, seq)
+            prior = taken
+            seq += 1
+
     def _earlier(
-        self, queue: str, shards: int, below: int, refs: int, recent: Sequence[FifoSegment]
+        self, seen: _Seen, newest: int, refs: int, recent: Sequence[FifoSegment]
     ) -> list[FifoSegment]:
-        """Segments before `below`, newest first, until they and `recent` hold `refs`
+        """Segments from `newest` down, newest first, until they and `recent` hold `refs`
         references and a segment more: a retried stream batch's references, appended after
         everything else of the queue, are all among them (the last two segments alone miss
         them when the batch filled more than that)."""
         held = sum(len(s.entries) for s in recent)
         earlier: list[FifoSegment] = []
-        while held < refs + MAX_REFS and below > 0:
-            first = max(0, below - 1 - -(-refs // MAX_REFS))
-            found = self._index.segments(queue, shards, range(first, below), consistent=True)
-            if not found:
+        while held < refs + MAX_REFS and newest >= 0:
+            if newest not in seen.asked:
+                seen.read(range(max(0, newest - -(-refs // MAX_REFS)), newest + 1))
+            segment = seen.found.get(newest)
+            if segment is None:
                 break  # a hole: older than any stream batch still retried
-            for segment in sorted(found.values(), key=lambda s: -s.seq):
-                earlier.append(segment)
-                held += len(segment.entries)
-            below = first
+            earlier.append(segment)
+            held += len(segment.entries)
+            newest -= 1
         return earlier
 
-    def tail(self, queue: str, shards: int) -> tuple[int, FifoSegment | None, FifoSegment | None]:
+    def tail(
+        self, queue: str, shards: int, *, behind: int = 0, seen: _Seen | None = None
+    ) -> tuple[int, FifoSegment | None, FifoSegment | None]:
         """(where the next reference goes, that segment if it exists (and so is not full),
         the segment before it), strongly consistent: from the tail this process last used,
-        else from the cursor's hint, forward to the first segment missing or not full."""
+        else from the cursor's hint, forward to the first segment missing or not full. The
+        first read also takes the `behind` segments before those two (into `seen`)."""
+        seen = seen if seen is not None else _Seen(self._index, queue, shards)
         remembered = self._remembered(queue)
         starts = [remembered] if remembered is not None else []
         for start in [*starts, None]:
             asked_cursor = start is None
             if start is None:
                 start = self._index.cursor(queue, consistent=True).hint
-            first = max(start - 1, 0)
-            found = self._index.segments(queue, shards, range(first, start + 2), consistent=True)
+            first = max(start - 1 - behind, 0)
+            found = seen.read(range(first, start + 2))
             if start not in found and not asked_cursor:
                 # gone meanwhile (21 days old, or the queue was deleted and made again by
                 # the time this process comes back to it): ask the cursor
@@ -186,9 +211,7 @@ class FifoAppender:
             while True:
                 if seq >= read_to:
                     # a start behind the tail usually trails it by a few segments
-                    found |= self._index.segments(
-                        queue, shards, range(seq, seq + 4), consistent=True
-                    )
+                    found |= seen.read(range(seq, seq + 4))
                     read_to = seq + 4
                 segment = found.get(seq)
                 if segment is None:
@@ -218,21 +241,10 @@ class FifoAppender:
             )
         )
         all_logs = logs + new_logs
-        values: dict[str, Any] = {
-            ":r": [ref_text(segment.queue, r.new.ref, all_logs) for r in taken],
-            ":u": [r.new.visible_at for r in taken],
-            ":t": [0] * count,
-            ":n": [r.new.count for r in taken],
-            ":e": [r.new.expires_at for r in taken],
-            ":g": [group_tag(r.group) for r in taken],
-            ":w": [r.new.reason for r in taken],
-            ":len": len(segment.entries),
-        }
-        update = (
-            "SET r = list_append(r, :r), u = list_append(u, :u), t = list_append(t, :t), "
-            "n = list_append(n, :n), e = list_append(e, :e), g = list_append(g, :g), "
-            "w = list_append(w, :w)"
-        )
+        entries = entry_values(segment.queue, taken, all_logs)
+        values: dict[str, Any] = {f":{k}": v for k, v in entries.items()}
+        values[":len"] = len(segment.entries)
+        update = "SET " + ", ".join(f"{k} = list_append({k}, :{k})" for k in entries)
         if new_logs:
             update += ", l = list_append(l, :l)"
             values[":l"] = new_logs
@@ -271,14 +283,7 @@ class FifoAppender:
         item: dict[str, Any] = {
             **segment_key(queue, shards, seq),
             "l": logs,
-            "r": [ref_text(queue, r.new.ref, logs) for r in taken],
-            "u": [r.new.visible_at for r in taken],
-            "t": [0] * count,
-            "n": [r.new.count for r in taken],
-            "e": [r.new.expires_at for r in taken],
-            "g": [group_tag(r.group) for r in taken],
-            # always there (even all empty): appending to a list needs the list
-            "w": [r.new.reason for r in taken],
+            **entry_values(queue, taken, logs),
             # counted from when it is made, never from its references (see the module doc)
             "x": self._clock.now_ms() // 1000 + SEGMENT_LIFETIME_SECONDS,
         }
@@ -326,14 +331,31 @@ class FifoAppender:
         with self._lock:
             self._hints[queue] = (seq, now)
 
-    def _remember(self, queue: str, seq: int) -> None:
+    def _behind(self, queue: str, refs: int) -> int:
+        """How many segments before the last two the tail's read should also take: those
+        `_earlier` will want (then it reads nothing more: one BatchGetItem where it was
+        two), judged from what this process last wrote there. None when no tail is known
+        (the read starts at the cursor's hint, maybe far behind)."""
         with self._lock:
-            self._tails[queue] = (seq, time.monotonic())
+            found = self._tails.get(queue)
+        if found is None or time.monotonic() - found[3] > TAIL_MEMORY_SECONDS:
+            return 0
+        _, held, prior, _ = found
+        if held >= MAX_REFS:  # full: the next is the tail, empty
+            prior, held = held, 0
+        wanting = refs + MAX_REFS - prior - held  # references `_earlier` must find
+        return -(-wanting // MAX_REFS) if wanting > 0 else 0
+
+    def _remember(self, queue: str, seq: int, held: int, prior: int) -> None:
+        """The tail this process last wrote, how many references it and the one before it
+        held then."""
+        with self._lock:
+            self._tails[queue] = (seq, held, prior, time.monotonic())
 
     def _remembered(self, queue: str) -> int | None:
         with self._lock:
             found = self._tails.get(queue)
-        if found is None or time.monotonic() - found[1] > TAIL_MEMORY_SECONDS:
+        if found is None or time.monotonic() - found[3] > TAIL_MEMORY_SECONDS:
             return None
         return found[0]
 
@@ -348,3 +370,24 @@ def _hint_due(known: tuple[int, int], seq: int, now: int) -> bool:
     if made_at == 0:
         return True  # no hint yet
     return hint < seq and (made_at < now - HINT_MAX_AGE_SECONDS or hint <= seq - HINT_MAX_LAG)
+
+
+class _Seen:
+    """The segments one attempt of an append read (strongly consistent), and which numbers
+    it asked for: the tail's read and `_earlier` share them."""
+
+    def __init__(self, index: FifoReads, queue: str, shards: int) -> None:
+        self._index = index
+        self._queue = queue
+        self._shards = shards
+        self.found: dict[int, FifoSegment] = {}
+        self.asked: set[int] = set()
+
+    def read(self, seqs: Iterable[int]) -> dict[int, FifoSegment]:
+        """These segments (those that exist), read once in this attempt."""
+        wanted = list(seqs)
+        new = [s for s in wanted if s not in self.asked]
+        if new:
+            self.found |= self._index.segments(self._queue, self._shards, new, consistent=True)
+            self.asked.update(new)
+        return {s: self.found[s] for s in wanted if s in self.found}

@@ -111,6 +111,21 @@ def ref_text(queue: str, ref: Ref, logs: list[str]) -> str:
     return f"{where}.{ref.item}.{ref.slot}.{ref.mac}"
 
 
+def entry_values(queue: str, refs: Sequence[GroupedRef], logs: list[str]) -> dict[str, list[Any]]:
+    """Per attribute of a segment's entries (`r`, `u`, `t`, `n`, `e`, `g`, `w`), the values
+    of these new references, in order; `logs` names the other logs referenced."""
+    return {
+        "r": [ref_text(queue, r.new.ref, logs) for r in refs],
+        "u": [r.new.visible_at for r in refs],
+        "t": [0] * len(refs),
+        "n": [r.new.count for r in refs],
+        "e": [r.new.expires_at for r in refs],
+        "g": [group_tag(r.group) for r in refs],
+        # always there (even all empty): appending to a list needs the list
+        "w": [r.new.reason for r in refs],
+    }
+
+
 def _parse_ref(queue: str, text: str, logs: Sequence[str]) -> Ref:
     where, item_id, slot, mac = (text.split(".") + [""])[:4]
     log = keys.queue_log(queue, int(where[1:])) if where.startswith("q") else logs[int(where)]

@@ -117,17 +117,20 @@ class FifoIndex:
         hint: int = 0,
         consistent: bool = False,
         first_read: int = 4,
+        first_count: int | None = None,
         limit: int | None = None,
     ) -> Iterator[FifoSegment]:
         """Segments from `start` on, in order, as far as a reader may use them: up to the
         first one missing or not full (included). One missing behind a segment that exists,
         or behind the tail `hint`, and still missing when read strongly consistent, was
         removed by its TTL (every reference in it long expired): it comes as an empty closed
-        segment. Reads `first_read` segments, then twice as many each time, `limit` in all."""
+        segment. Reads `first_count` segments (else `first_read`), then `first_read` times
+        2, 4, ... each time, `limit` in all."""
         seq = start
         page = first_read
+        count = first_count or first_read
         while limit is None or seq - start < limit:
-            count = page if limit is None else min(page, start + limit - seq)
+            count = count if limit is None else min(count, start + limit - seq)
             found = self.segments(queue, shards, range(seq, seq + count), consistent=consistent)
             last = max(found, default=-1)
             for at in range(seq, seq + count):
@@ -143,6 +146,7 @@ class FifoIndex:
                     return
             seq += count
             page *= 2
+            count = page
 
     def segment(self, queue: str, shards: int, seq: int) -> FifoSegment | None:
         """One segment, strongly consistent."""

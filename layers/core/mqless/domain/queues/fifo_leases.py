@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from mqless.domain.clock import Clock
@@ -31,6 +32,23 @@ Heads = list[tuple[FifoSegment, list[FifoEntry], list[int]]]
 """Per segment: the free heads to lease there, and the slots of expired heads to settle."""
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What a look saw past a floor: every segment below `done` full and settled, and the
+    sequence's end at `end` (the first segment missing or not full; -1: not known)."""
+
+    floor: int
+    done: int
+    end: int = -1
+
+    def first_read(self) -> int | None:
+        """How many segments the next look reads first: through the one after the end
+        (it may have filled, and a next one been made), FIFO_FIRST_READ at most."""
+        if self.end < 0:
+            return None
+        return max(2, min(FIFO_FIRST_READ, self.end + 2 - self.done))
+
+
 class FifoLeases:
     """Takes FIFO queues' heads; keeps each queue's floor for a moment."""
 
@@ -41,6 +59,10 @@ class FifoLeases:
         self._lock = threading.Lock()
         self._floors: dict[str, tuple[int, int]] = {}  # (floor, when read) per FIFO queue
         self._hints: dict[str, int] = {}
+        # per queue, what the last look saw from the floor it read (see `_find_heads`)
+        self._seen: dict[str, Seen] = {}
+        # one look at a queue's heads at a time in this process (see `_take_heads`)
+        self._looks: dict[str, threading.Lock] = {}
 
     def floor(self, queue: str) -> tuple[int, int]:
         """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
@@ -54,6 +76,7 @@ class FifoLeases:
         with self._lock:
             self._floors[queue] = (cursor.floor, now)
             self._hints[queue] = cursor.hint
+            self._seen.pop(queue, None)  # what it saw lives no longer than the floor it read
         return cursor.floor, cursor.hint
 
     def advance_floor(self, queue: str, to: int) -> None:
@@ -66,22 +89,31 @@ class FifoLeases:
         """Forget a queue's floor (it was purged or deleted)."""
         with self._lock:
             self._floors.pop(queue, None)
+            self._seen.pop(queue, None)
 
     def segments(
-        self, config: QueueConfig, *, consistent: bool = False, limit: int | None = FIFO_MAX_SCAN
+        self,
+        config: QueueConfig,
+        *,
+        consistent: bool = False,
+        limit: int | None = FIFO_MAX_SCAN,
+        start: int | None = None,
+        first_count: int | None = None,
     ) -> Iterator[FifoSegment]:
-        """A FIFO queue's segments from the floor, in order, as far as they may be used: up
-        to the first missing one or one not full (a reader may have seen it before it
-        filled, so what follows may be newer than what it shows). A segment missing behind
-        others (21 days old, removed by its TTL) comes as an empty closed one."""
+        """A FIFO queue's segments from the floor (or `start`, past it), in order, as far as
+        they may be used: up to the first missing one or one not full (a reader may have
+        seen it before it filled, so what follows may be newer than what it shows). A
+        segment missing behind others (21 days old, removed by its TTL) comes as an empty
+        closed one. The first read takes `first_count` segments (else FIFO_FIRST_READ)."""
         floor, hint = self.floor(config.name)
         yield from self._fifo.ordered(
             config.name,
             config.shards,
-            floor,
+            floor if start is None else start,
             hint=hint,
             consistent=consistent,
             first_read=FIFO_FIRST_READ,
+            first_count=first_count,
             limit=limit,
         )
 
@@ -121,7 +153,29 @@ class FifoLeases:
         settled: set[tuple[int, int]],
         wanted: Wanted | None = None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
-        """One look at the heads: what it leased, and the (segment, slot)s it settled."""
+        """One look at the heads: what it leased, and the (segment, slot)s it settled.
+
+        Looks at one queue take turns in this process: receivers that read the segments at
+        the same moment choose the same heads, and all but one of their claims fail (each a
+        refused write, billed, and a strongly consistent read to learn why); one after
+        another, each reads what the one before it claimed. Looks of other processes still
+        race, and the claim's condition still decides."""
+        with self._look_lock(config.name):
+            return self._look(config, want, lease_ms, oldest_first, settled, wanted)
+
+    def _look_lock(self, queue: str) -> threading.Lock:
+        with self._lock:
+            return self._looks.setdefault(queue, threading.Lock())
+
+    def _look(
+        self,
+        config: QueueConfig,
+        want: int,
+        lease_ms: int,
+        oldest_first: bool,
+        settled: set[tuple[int, int]],
+        wanted: Wanted | None,
+    ) -> tuple[list[Taken], set[tuple[int, int]]]:
         heads = self._find_heads(config, want, oldest_first, settled, wanted)
         if not oldest_first:
             # competing consumers spread over the heads found, not all on the oldest
@@ -147,16 +201,34 @@ class FifoLeases:
         wanted: Wanted | None,
     ) -> Heads:
         """The groups' heads from the floor on, as far as `want` needs (twice that for
-        competing consumers, to spread over); the floor moved past passable segments."""
+        competing consumers, to spread over); the floor moved past passable segments.
+
+        Why it is long: one pass over the segments decides the heads, the floor's move and
+        what the next look may skip. The floor moves by FIFO_FLOOR_STEP (a write each time);
+        below that, the settled full segments this look saw right past it are not read again
+        (settling is final) until the floor is read again; and the next look's first read
+        stops one segment past where this one found the sequence's end (a missing segment
+        bills a read as one that exists), reading on as usual if it has grown."""
         now = self._clock.now_ms()
         floor, _ = self.floor(config.name)
+        seen = self._seen_from(config.name, floor)
         blocked: set[int] = set()
         heads: Heads = []
         found = 0
-        passable = 0  # segments from the floor on that nothing in will be delivered
-        for segment in self.segments(config):
+        passable = seen.done - floor  # segments from the floor on nothing in will be delivered
+        done = passable  # of those, the ones all settled (passable: expired ones too)
+        end = seen.done  # where the sequence ended: the first segment missing or not full
+        for segment in self.segments(
+            config,
+            start=seen.done,
+            first_count=seen.first_read(),
+            limit=FIFO_MAX_SCAN - (seen.done - floor),
+        ):
+            end = segment.seq if not segment.full else segment.seq + 1
             if passable == segment.seq - floor and segment.passable(now):
                 passable += 1
+                if done == segment.seq - floor and all(e.settled for e in segment.entries):
+                    done += 1
             chosen: list[FifoEntry] = []
             expired: list[int] = []
             for entry in segment.entries:
@@ -174,10 +246,20 @@ class FifoLeases:
                 heads.append((segment, chosen, expired))
                 found += len(chosen)
             if found >= want and (oldest_first or found >= 2 * want):
+                end = -1  # stopped short of the end: not known
                 break
         if passable >= FIFO_FLOOR_STEP:
             self.advance_floor(config.name, floor + passable)
+        else:
+            with self._lock:
+                self._seen[config.name] = Seen(floor, floor + done, end)
         return heads
+
+    def _seen_from(self, queue: str, floor: int) -> Seen:
+        """What the last look saw from this floor (nothing known if from another one)."""
+        with self._lock:
+            seen = self._seen.get(queue)
+        return seen if seen is not None and seen.floor == floor else Seen(floor, floor)
 
     def _claim_heads(
         self,
