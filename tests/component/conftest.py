@@ -18,6 +18,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
 
 from mqless import assembly
 from mqless.domain.clock import ManualClock
@@ -33,6 +35,7 @@ from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame, decode_frames
 from mqless_cli.cfn import Stack, provision
 from mqless_cli.local.moto_fixes import fixed_moto
+from mqless_cli.local.moto_fixes.queries import reindex
 from tests.conftest import MOTO_CONFIG, project_template
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -80,20 +83,28 @@ def shared_aws() -> Iterator[Aws]:
 @pytest.fixture
 def aws(shared_aws: Aws) -> Aws:
     """The module's moto with both tables emptied: the test starts from nothing."""
-    db = shared_aws.dynamodb
     for table in (shared_aws.settings.messages_table, shared_aws.settings.destinations_table):
-        for page in db.get_paginator("scan").paginate(
-            TableName=table, ProjectionExpression="pk, sk"
-        ):
-            keys = page["Items"]
-            for start in range(0, len(keys), 25):
-                db.batch_write_item(
-                    RequestItems={
-                        table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
-                    }
-                )
+        _empty_table(table)
     INLINE_DISPATCH.forget()
     return shared_aws
+
+
+def _empty_table(name: str) -> None:
+    """Drop every item of a moto table, in moto itself (and from the query orderings that
+    mqless_cli.local.moto_fixes keeps beside its items).
+
+    Deleting them through the API (a scan, then a BatchWriteItem per 25) cost ~90 ms a test,
+    a tenth of a component test's time: each delete is a moto request with its stream record.
+    The table, its indexes, its stream and the records written so far stay, as they did.
+    """
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_table(name)
+    if table.range_key_attr is None:
+        keys = [(hash_key, None) for hash_key in table.items]
+    else:
+        keys = [(h, r) for h, partition in table.items.items() for r in partition]
+    table.items.clear()
+    for hash_key, range_key in keys:
+        reindex(table, hash_key, range_key)
 
 
 @pytest.fixture
