@@ -30,11 +30,9 @@ from mqless.domain.errors import Throttled, Unauthorized
 from mqless.domain.push.pushes import Connection
 from mqless.storage.connections import ConnectionInfo
 from mqless.transports.authorizer import PENDING, event_header, principal_from_context
-from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
 from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
-from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
 
 logger = Logger(service="mqless", child=True)
 
@@ -125,6 +123,11 @@ def websocket_caller(event: Mapping[str, Any], *, required: bool, now_s: float) 
 
 def handle_message(connection_id: str, text: str) -> None:
     """Act on one WebSocket message from a connection, in the protocol it speaks."""
+    # the protocols' modules load with the first message that needs them: `$connect` and
+    # `$disconnect` (a cold start's usual first event) use neither (issue 18's cold start)
+    from mqless.transports.websocket.json_protocol import handle_text
+    from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
+
     sessions = wiring.sessions()
     info = sessions.info(connection_id)
     if info is None and wiring.auth_required() and looks_like_connect(text):
