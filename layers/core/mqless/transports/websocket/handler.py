@@ -30,6 +30,7 @@ from mqless.domain.errors import Throttled, Unauthorized
 from mqless.domain.push.pushes import Connection
 from mqless.storage.connections import ConnectionInfo
 from mqless.transports.authorizer import PENDING, event_header, principal_from_context
+from mqless.transports.websocket.opening import open_connection
 from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
 from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
@@ -84,7 +85,6 @@ def _throttled_frame(text: str, why: str) -> Frame:
 
 
 def _handle_event(event: dict[str, Any], connection_id: str, kind: Any) -> dict[str, Any]:
-    sessions = wiring.sessions()
     if kind == "CONNECT":
         try:
             principal = websocket_caller(
@@ -97,14 +97,17 @@ def _handle_event(event: dict[str, Any], connection_id: str, kind: Any) -> dict[
         if subprotocol is None:
             if principal.kind == PENDING:
                 return {"statusCode": 401}  # only STOMP can authenticate after the handshake
-            sessions.open(Connection(connection_id), principal)
+            # the connection store alone: `wiring.sessions()` would build every service a
+            # connection's frames use, which `$connect` does not need (issue 18's cold start)
+            open_connection(wiring.connection_store(), Connection(connection_id), principal)
             return {"statusCode": 200}
         if principal.kind != PENDING:
             version = SUBPROTOCOLS[subprotocol]
-            sessions.open(Connection(connection_id, "stomp", version), principal)
+            connection = Connection(connection_id, "stomp", version)
+            open_connection(wiring.connection_store(), connection, principal)
         return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": subprotocol}}
     if kind == "DISCONNECT":
-        sessions.close(connection_id)
+        wiring.sessions().close(connection_id)
         return {"statusCode": 200}
     handle_message(connection_id, event.get("body") or "")
     return {"statusCode": 200}
