@@ -31,7 +31,6 @@ from mqless.domain.push.pushes import Connection
 from mqless.storage.connections import ConnectionInfo
 from mqless.transports.authorizer import PENDING, event_header, principal_from_context
 from mqless.transports.websocket.opening import open_connection
-from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
 from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
 
@@ -65,12 +64,20 @@ def _throttled(
     why = f"{exc.message} (after {exc.retry_after_seconds} s)"
     pusher = wiring.sessions().pusher
     if text.lstrip().startswith("{"):
-        pusher.post(connection_id, error_reply(stomp=False, code=exc.code, message=why))
+        pusher.post(connection_id, _error_reply(stomp=False, code=exc.code, message=why))
         return {"statusCode": 200}
     # STOMP: an ERROR closes the connection (STOMP 1.2, "ERROR"); the frame was not acted on
     pusher.post(connection_id, encode_frame(_throttled_frame(text, why)).encode())
     pusher.close(connection_id)
     return {"statusCode": 200}
+
+
+def _error_reply(*, stomp: bool, code: str, message: str) -> bytes:
+    """`render.error_reply`, imported when an error is told: `render.py` loads the message
+    models, which `$connect` does not use (issue 18's cold start)."""
+    from mqless.transports.websocket.render import error_reply
+
+    return error_reply(stomp=stomp, code=code, message=message)
 
 
 def _throttled_frame(text: str, why: str) -> Frame:
@@ -147,9 +154,9 @@ def handle_message(connection_id: str, text: str) -> None:
                 if wiring.auth_required()
                 else "unknown connection; reconnect"
             )
-            reply = error_reply(stomp=True, code="unknown_connection", message=why)
+            reply = _error_reply(stomp=True, code="unknown_connection", message=why)
         else:
-            reply = error_reply(stomp=False, code="unknown_connection", message="reconnect")
+            reply = _error_reply(stomp=False, code="unknown_connection", message="reconnect")
         sessions.pusher.post(connection_id, reply)
         sessions.pusher.close(connection_id)
         return
@@ -195,7 +202,7 @@ def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:
         logger.warning("STOMP CONNECT refused", extra={"connection_id": connection_id})
         why = reason[:200].replace("\n", " ")
         sessions.pusher.post(
-            connection_id, error_reply(stomp=True, code="unauthorized", message=why)
+            connection_id, _error_reply(stomp=True, code="unauthorized", message=why)
         )
         sessions.pusher.close(connection_id)
         return None
