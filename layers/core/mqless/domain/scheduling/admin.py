@@ -8,7 +8,7 @@ import contextlib
 from itertools import islice
 from typing import Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Policy, Principal
@@ -36,6 +36,10 @@ MAX_BROWSE: Final = 1000
 
 class ScheduledMessage(BaseModel):
     """A pending schedule as an admin lists it."""
+
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True)
 
     schedule_id: str
     destination: str
