@@ -42,6 +42,8 @@ class DispatchFunction:
         self.last: list[Record] = []
         """The records of the last batch handed over (to hand them over again: a retry)."""
         monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+        # `$connect` stores the connection through the store alone (no sessions built)
+        monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
         registry = QueueRegistry(aws.dynamodb, aws.settings.destinations_table, SystemClock())
         topics = assembly.build_topic_service(
             aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, registry=registry

@@ -154,6 +154,8 @@ def test_held_stomp_sends_keep_their_headers_sealed_until_commit(
 ) -> None:
     # Given a STOMP client that sends inside a transaction, with headers of its own
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
     def say(command: str, body: str = "", **headers: str) -> None:
         lines = [command] + [f"{k}:{v}" for k, v in headers.items()]

@@ -64,6 +64,8 @@ def wired(sessions: Sessions, broker: QueueService, monkeypatch: pytest.MonkeyPa
     """The handlers' runtime pointed at the test's moto-backed sessions and topics, with
     messages waiting in the queue the fuzzed frames subscribe to most."""
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
     monkeypatch.setattr(wiring, "topic_service", lambda: sessions._topics)
     for number in range(3):
         broker.send(ANONYMOUS, "jobs", NewMessage(body=f"m{number}".encode()))

@@ -20,6 +20,8 @@ from tests.component.test_selector_subscriptions import _bodies, _got, _say, _se
 @pytest.fixture(autouse=True)
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
 
 def _published(aws: Any) -> list[dict[str, Any]]:

@@ -371,6 +371,8 @@ def test_a_selector_on_jms_priority_sees_the_priority_a_message_was_sent_with(
 @pytest.fixture
 def stomp_wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
 
 def _stomp(connection_id: str, frame: str) -> None:

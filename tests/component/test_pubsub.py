@@ -168,6 +168,8 @@ def test_dispatch_handler_takes_a_lambda_stream_batch(
     # subscription, not yet indexed, as a stream record beside an index write's
     monkeypatch.setattr(wiring, "topic_service", lambda: topics)
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
     indexer = _indexer(aws, topics, clock)
     monkeypatch.setattr(wiring, "indexer", lambda: indexer)
     broker.put_queue(ANONYMOUS, "handler", QueueSettings())

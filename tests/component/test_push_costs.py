@@ -360,6 +360,8 @@ def _dispatch(aws: Aws, sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> 
     from tests.lambda_support import FakeLambdaContext
 
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
     indexer = assembly.build_indexer(
         aws.settings,
         dynamodb=aws.dynamodb,

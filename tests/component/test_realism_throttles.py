@@ -124,6 +124,8 @@ def test_every_message_operation_aws_throttles_is_a_429_and_the_message_survives
 @pytest.fixture
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
 
 @pytest.mark.usefixtures("_wired")

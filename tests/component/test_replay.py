@@ -266,6 +266,8 @@ def ws(
 ) -> TopicService:
     """The WebSocket function over `sessions`, whose topics replay (as `runtime`'s do)."""
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
     topics: TopicService = sessions._topics
     assembly.build_indexer(
         aws.settings,

@@ -31,6 +31,8 @@ from tests.lambda_support import websocket_event
 @pytest.fixture(autouse=True)
 def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "sessions", lambda: sessions)
+    # `$connect` stores the connection through the store alone (no sessions built)
+    monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
 
 @pytest.fixture

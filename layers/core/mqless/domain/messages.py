@@ -66,7 +66,9 @@ their names, so a STOMP consumer and a JSON consumer see the same attributes."""
 class NewMessage(BaseModel):
     """A message as a producer hands it over (body already decoded to bytes)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     body: bytes
     binary: bool = False
@@ -171,6 +173,8 @@ def _quote(text: str) -> str:
 class Delivery(BaseModel):
     """A leased message as a consumer sees it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     message_id: str
     receipt: str
     queue: str
@@ -195,6 +199,8 @@ class Delivery(BaseModel):
 
 
 class SendResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     message_id: str
     duplicate: bool = False
     sequence: int | None = None

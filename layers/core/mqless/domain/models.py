@@ -55,7 +55,9 @@ DelaySeconds = Annotated[
 class QueueSettings(BaseModel):
     """The settable part of a queue; omitted fields take defaults on create."""
 
-    model_config = ConfigDict(extra="forbid")
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     visibility_timeout: VisibilitySeconds | None = None
     max_receive_count: Annotated[
@@ -112,6 +114,8 @@ class QueueSettings(BaseModel):
 
 class QueueConfig(BaseModel):
     """A queue as stored: its name, type and resolved settings."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str
     fifo: bool
@@ -208,6 +212,8 @@ def _default_shards(fifo: bool, max_priority: int | None) -> int:
 
 
 class EntryFailure(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     error: str
     message: str
@@ -217,6 +223,8 @@ class QueueCounts(BaseModel):
     """Message counts at the moment of the query: exact unless `approximate`, when a
     count reached its bound (1,000 index entries) and is a lower bound."""
 
+    model_config = ConfigDict(defer_build=True)
+
     visible: int
     in_flight: int
     delayed: int
@@ -225,6 +233,8 @@ class QueueCounts(BaseModel):
 
 class QueueStats(BaseModel):
     """What an operator watches on a queue."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str
     fifo: bool
@@ -242,6 +252,8 @@ class QueueStats(BaseModel):
 
 class BrowsedMessage(BaseModel):
     """A message as an operator peeks at it (nothing is leased)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     message_id: str
     body: str | None = Field(description="Text, or base64 when binary; null if unreadable.")
@@ -262,5 +274,7 @@ class BrowsedMessage(BaseModel):
 
 
 class RedriveResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     moved: int
     failed: list[EntryFailure] = Field(default_factory=list)

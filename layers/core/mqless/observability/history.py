@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mqless.domain import names
 from mqless.domain.access.principals import EVERY_DESTINATION, Action, Policy, Principal
@@ -50,6 +50,10 @@ DEPTH: Final = "Depth"
 
 
 class Totals(BaseModel):
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True)
+
     sent: int
     delivered: int
     acked: int
@@ -58,6 +62,8 @@ class Totals(BaseModel):
 
 class History(BaseModel):
     """A queue's, a topic's or every destination's figures, minute by minute."""
+
+    model_config = ConfigDict(defer_build=True)
 
     queue: str | None = None
     topic: str | None = None

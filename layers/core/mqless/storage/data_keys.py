@@ -14,12 +14,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Final, Protocol, TypeVar
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _DATA_KEY_BYTES: Final = 32
 # NIST SP 800-38D caps random 96-bit nonces at 2**32 messages per key; the default of
@@ -153,7 +154,7 @@ class DataKeyCache:
                 self._stats.generate_calls += 1
             context = encryption_context(destination)
             data_key = self._provider.generate_data_key(context)
-            aead = AESGCM(_checked_key(data_key.plaintext))
+            aead = _aead(data_key.plaintext)
             now = self._clock.now_ms()
             with self._lock:
                 self._active[destination] = _ActiveKey(aead, data_key.encrypted_key, now, uses=uses)
@@ -192,7 +193,7 @@ class DataKeyCache:
             plaintext = self._provider.decrypt_data_key(
                 encrypted_key, encryption_context(destination)
             )
-            aead = AESGCM(_checked_key(plaintext))
+            aead = _aead(plaintext)
             with self._lock:
                 self._remember_opened(encrypted_key, destination, aead, self._clock.now_ms())
             return aead
@@ -235,11 +236,16 @@ class DataKeyCache:
         return self._clock.now_ms() - since_ms < self._max_age_ms
 
 
-def _checked_key(plaintext: bytes) -> bytes:
+def _aead(plaintext: bytes) -> AESGCM:
+    """AES-256-GCM under a data key. cryptography is imported with the first key made or
+    opened, not at import: a request that seals and opens no body (an admin call, an
+    authorizer's, a stream batch with no push consumer) does without it (issue 18)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     # A provider that hands back anything but 32 bytes would silently weaken AES-256.
     if len(plaintext) != _DATA_KEY_BYTES:
         raise IntegrityError(f"data key has {len(plaintext)} bytes, expected {_DATA_KEY_BYTES}")
-    return plaintext
+    return AESGCM(plaintext)
 
 
 def _trim(cache: OrderedDict[_K, _V], size: int) -> None:

@@ -39,14 +39,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError, Throttled
 from mqless.storage.data_keys import DataKey, DataKeyCache, EnvelopeStats, KeyProvider
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from mypy_boto3_kms import KMSClient
 
 FORMAT_VERSION: Final = 0x02
@@ -208,6 +207,8 @@ class EnvelopeCipher:
         if not sealed.encrypted_key:
             raise IntegrityError("message body failed authentication: data key is missing")
         aead = self._keys.key_for_opening(sealed.encrypted_key, destination)
+        from cryptography.exceptions import InvalidTag  # loaded with the key (data_keys._aead)
+
         nonce = ciphertext[1:_PREFIX_BYTES]
         try:
             plaintext = aead.decrypt(

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from mqless.domain.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
-from mqless.storage.segments import Entry, NewRef, Ref
+from mqless.storage.segments import Entry, NewRef, Ref, entries_from_item
 
 MAX_REFS: Final = 10  # what one receive takes at most; 10 tagged references stay under 1 KB
 MAX_SEGMENT_BYTES: Final = 1000  # every write of a segment then bills 1 WRU
@@ -180,32 +180,26 @@ def _entry_bytes(ref: Ref, reason: str) -> int:
 
 
 def segment_from_item(queue: str, shards: int, item: Mapping[str, Any]) -> FifoSegment:
-    logs = [str(v) for v in item.get("l", [])]
-    refs = [str(v) for v in item.get("r", [])]
-    until = [int(v) for v in item.get("u", [])]
-    tokens = [int(v) for v in item.get("t", [])]
-    counts = [int(v) for v in item.get("n", [])]
-    expiry = [int(v) for v in item.get("e", [])]
+    """A FIFO segment, as read from its item: a standard segment's columns, and `g`."""
+    logs, entries = entries_from_item(item, lambda text, logs: _parse_ref(queue, text, logs))
     tags = [int(v) for v in item.get("g", [])]
-    reasons = [str(v) for v in item.get("w", [])]
-    entries = tuple(
-        FifoEntry(
-            slot=slot,
-            ref=_parse_ref(queue, text, logs),
-            tag=tags[slot] if slot < len(tags) else 0,
-            until=until[slot],
-            token=tokens[slot],
-            count=counts[slot],
-            reason=reasons[slot] if slot < len(reasons) else "",
-            expires_at=expiry[slot] if slot < len(expiry) else 0,
-        )
-        for slot, text in enumerate(refs)
-    )
     return FifoSegment(
         queue=queue,
         shards=shards,
         seq=keys.segment_seq(str(item["sk"])),
-        entries=entries,
-        logs=tuple(logs),
+        entries=tuple(
+            FifoEntry(
+                e.slot,
+                e.ref,
+                e.until,
+                e.token,
+                e.count,
+                e.reason,
+                e.expires_at,
+                tag=tags[e.slot] if e.slot < len(tags) else 0,
+            )
+            for e in entries
+        ),
+        logs=logs,
         closed=bool(item.get("z")),
     )

@@ -87,7 +87,9 @@ class Holder:
 class Headers(BaseModel):
     """What a sender wrote besides the body (and, once moved, where it was first sent)."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True, frozen=True, populate_by_name=True)
 
     attributes: dict[str, str] = Field(default_factory=dict, alias="a")
     content_type: str | None = Field(default=None, alias="t")

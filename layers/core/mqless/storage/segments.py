@@ -29,7 +29,7 @@ a floor a ticket carried (see `cursor_from_item`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -246,34 +246,43 @@ def cursor_from_item(item: dict[str, Any]) -> Cursor:
     )
 
 
-def segment_from_item(queue: str, shard: int, item: dict[str, Any]) -> Segment:
+def segment_from_item(queue: str, shard: int, item: Mapping[str, Any]) -> Segment:
     """A segment, as read from its item."""
-    logs = [str(v) for v in item.get("l", [])]
-    refs = [str(v) for v in item.get("r", [])]
-    until = [int(v) for v in item.get("u", [])]
-    tokens = [int(v) for v in item.get("t", [])]
-    counts = [int(v) for v in item.get("n", [])]
-    expiry = [int(v) for v in item.get("e", [])]
-    reasons = [str(v) for v in item.get("w", [])] or [""] * len(refs)
-    entries = []
-    for slot, text in enumerate(refs):
-        entries.append(
-            Entry(
-                slot=slot,
-                ref=parse_ref(text, logs),
-                until=until[slot],
-                token=tokens[slot],
-                count=counts[slot],
-                reason=reasons[slot] if slot < len(reasons) else "",
-                expires_at=expiry[slot] if slot < len(expiry) else 0,
-            )
-        )
+    logs, entries = entries_from_item(item, parse_ref)
     return Segment(
         queue=queue,
         shard=shard,
         seq=keys.segment_seq(str(item["sk"])),
-        entries=tuple(entries),
+        entries=entries,
         expires_at=int(item.get("x", 0)),
-        logs=tuple(logs),
+        logs=logs,
         closed="z" in item,
     )
+
+
+def entries_from_item(
+    item: Mapping[str, Any], parse: Callable[[str, Sequence[str]], Ref]
+) -> tuple[tuple[str, ...], tuple[Entry, ...]]:
+    """A segment item's logs (`l`) and its references with their state (`r u t n e w`),
+    one column per field, read alike for standard and FIFO segments; `parse` reads a
+    reference (a FIFO segment names its own queue's log by shard). A slot past the end
+    of `w` or `e` (written before they existed) has no reason and no expiry."""
+    logs = [str(v) for v in item.get("l", [])]
+    until = [int(v) for v in item.get("u", [])]
+    tokens = [int(v) for v in item.get("t", [])]
+    counts = [int(v) for v in item.get("n", [])]
+    expiry = [int(v) for v in item.get("e", [])]
+    reasons = [str(v) for v in item.get("w", [])]
+    entries = tuple(
+        Entry(
+            slot=slot,
+            ref=parse(str(text), logs),
+            until=until[slot],
+            token=tokens[slot],
+            count=counts[slot],
+            reason=reasons[slot] if slot < len(reasons) else "",
+            expires_at=expiry[slot] if slot < len(expiry) else 0,
+        )
+        for slot, text in enumerate(item.get("r", []))
+    )
+    return tuple(logs), entries

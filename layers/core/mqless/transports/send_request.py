@@ -21,7 +21,8 @@ _SCHEDULE_FIELDS = frozenset({"period_seconds", "repeat", "cron"})
 class SendMessageRequest(BaseModel):
     """A message to send; only `body` is required."""
 
-    model_config = ConfigDict(extra="forbid")
+    # built with the first request that sends (as the HTTP bodies: `http/models/body.py`)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     body: Annotated[
         str, Field(description="Text (UTF-8), or base64 when `binary` is true. Up to 256 KiB.")

@@ -20,7 +20,7 @@ import os
 import re
 from typing import Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from mqless.domain.access.principals import validate_principal_id
 from mqless.domain.clock import Clock
@@ -38,6 +38,10 @@ _KEY_ID: Final = re.compile(r"[0-9a-f]{24}")
 class IssuedKey(BaseModel):
     """What the caller gets once: the token is shown now and never again."""
 
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True)
+
     key_id: str
     token: str
     principal: str
@@ -47,6 +51,8 @@ class IssuedKey(BaseModel):
 class KeyHolder(BaseModel):
     """Who a verified key proves, and until when the key works (epoch seconds)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     principal: str
     expires_at: int | None
     key_id: str
@@ -54,6 +60,8 @@ class KeyHolder(BaseModel):
 
 class ApiKeyView(BaseModel):
     """A key as listed: everything but its secret."""
+
+    model_config = ConfigDict(defer_build=True)
 
     key_id: str
     principal: str

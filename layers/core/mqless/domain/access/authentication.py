@@ -20,9 +20,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import jwt
 from aws_lambda_powertools import Logger
 
 from mqless.domain.access.api_keys import KEY_EXPIRED as API_KEY_EXPIRED
@@ -30,6 +29,11 @@ from mqless.domain.access.api_keys import PREFIX as API_KEY_PREFIX
 from mqless.domain.access.principals import Principal, group_principal_id, jwt_principal_id
 from mqless.domain.access.users import AccessControl
 from mqless.domain.errors import Unauthorized
+
+if TYPE_CHECKING:
+    # PyJWT (and the cryptography it loads) only where a JWT is verified: an API key's
+    # request, and every cold start of a function that verifies none, does without it
+    import jwt
 
 logger = Logger(service="mqless", child=True)
 
@@ -104,6 +108,8 @@ class IssuerKeys:
         return found
 
     def _load(self) -> dict[str, jwt.PyJWK]:
+        import jwt
+
         try:
             discovery = json.loads(self._fetch(f"{self._issuer}/.well-known/openid-configuration"))
             jwks = json.loads(self._fetch(str(discovery["jwks_uri"])))
@@ -144,6 +150,8 @@ class JwtVerifier:
             raise Unauthorized(
                 "JWTs are not accepted: the issuer is configured without an audience"
             )
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.key(str(header.get("kid", "")))

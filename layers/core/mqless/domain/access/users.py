@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from mqless.domain.access.api_keys import ApiKeys, ApiKeyView, IssuedKey
 from mqless.domain.access.principals import (
@@ -42,6 +42,10 @@ EVERYTHING: Final = (Grant(pattern=ANY_TAIL, actions=(Action.SEND, Action.RECEIV
 
 class PrincipalView(BaseModel):
     """A principal as stored and listed."""
+
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     grants: list[Grant]

@@ -6,23 +6,27 @@ from __future__ import annotations
 import base64
 import contextlib
 from itertools import islice
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Policy, Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import Conflict, IntegrityError, InvalidRequest, ScheduleNotFound
 from mqless.domain.messages import NewMessage
-from mqless.domain.queues.service import QueueService
 from mqless.domain.scheduling.opening import JOB_ID_ATTRIBUTE, open_schedule
 from mqless.domain.scheduling.rules import Kind, split_destination
 from mqless.domain.topics.patterns import validate_topic_name
-from mqless.domain.topics.service import TopicService
 from mqless.observability import audit
 from mqless.storage.schedules import ScheduleStore, StoredSchedule
 from mqless.storage.sealing import BodyCipher, Holder
+
+if TYPE_CHECKING:
+    # the services a schedule is sent through, as types: importing scheduling (the HTTP
+    # API's send bodies check rules) does not load the topic service (issue 18)
+    from mqless.domain.queues.service import QueueService
+    from mqless.domain.topics.service import TopicService
 
 HOLD_MS: Final = 110_000  # the sweeper's timeout (120 s) less its margin
 MAX_LIST: Final = 100
@@ -36,6 +40,10 @@ MAX_BROWSE: Final = 1000
 
 class ScheduledMessage(BaseModel):
     """A pending schedule as an admin lists it."""
+
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True)
 
     schedule_id: str
     destination: str

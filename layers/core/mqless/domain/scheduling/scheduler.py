@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aws_lambda_powertools import Logger
 
@@ -15,7 +15,6 @@ from mqless.domain.access.principals import Policy, Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError, InvalidRequest, MqlessError, NotFound
 from mqless.domain.messages import NewMessage, SendResult
-from mqless.domain.queues.service import QueueService
 from mqless.domain.scheduling.admin import HOLD_MS, ScheduleAdmin, ScheduledMessage
 from mqless.domain.scheduling.opening import broker, open_schedule, tagged
 from mqless.domain.scheduling.rules import (
@@ -27,10 +26,15 @@ from mqless.domain.scheduling.rules import (
     split_destination,
     stored,
 )
-from mqless.domain.topics.service import TopicService
 from mqless.storage import keys
 from mqless.storage.schedules import Rule, ScheduleStore, StoredSchedule
 from mqless.storage.sealing import BodyCipher, Headers, Holder
+
+if TYPE_CHECKING:
+    # the services a schedule is sent through, as types: importing scheduling (the HTTP
+    # API's send bodies check rules) does not load the topic service (issue 18)
+    from mqless.domain.queues.service import QueueService
+    from mqless.domain.topics.service import TopicService
 
 logger = Logger(service="mqless", child=True)
 

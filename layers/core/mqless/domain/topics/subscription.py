@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mqless.domain.errors import InvalidRequest
 from mqless.domain.selectors import MAX_SELECTOR_LENGTH
@@ -20,6 +20,10 @@ START_NOW = "now"
 
 class Subscription(BaseModel):
     """A durable subscription: messages published to topics matching `topic` go to `queue`."""
+
+    # built when first used, not at import: a function builds the models its requests use
+    # (issue 18's cold start; the same in every model of this module)
+    model_config = ConfigDict(defer_build=True)
 
     topic: str
     name: str
@@ -50,6 +54,8 @@ class Subscription(BaseModel):
 
 
 class SubscriptionSettings(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     queue: str = Field(description="The standard queue that receives matching messages.")
     filter_policy: dict[str, Any] | None = Field(
         default=None,

@@ -29,7 +29,7 @@ from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.domain.scheduling import Scheduler
 from mqless.domain.topics.service import TopicService
-from mqless.observability import audit, metrics
+from mqless.observability import audit
 from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.connection_sweep import ConnectionSweepIndex
 from mqless.storage.connections import ConnectionInfo, EndedCredential
@@ -39,6 +39,7 @@ from mqless.storage.sealing import BodyCipher
 from mqless.storage.transactions import HeldFrames
 from mqless.transports.websocket.destinations import Destinations
 from mqless.transports.websocket.live_pushes import LivePushes
+from mqless.transports.websocket.opening import open_connection
 from mqless.transports.websocket.pusher import Pusher
 from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.transactions import Transactions
@@ -113,13 +114,7 @@ class Connections:
     # ---- connections ---------------------------------------------------------------------
 
     def open(self, connection: Connection, principal: Principal) -> None:
-        self.live.connect(
-            connection.id,
-            principal,
-            protocol=connection.protocol,
-            version=connection.version,
-        )
-        metrics.count("Connections")
+        open_connection(self.live, connection, principal)
 
     def info(self, connection_id: str) -> ConnectionInfo | None:
         return self.live.connection(connection_id)

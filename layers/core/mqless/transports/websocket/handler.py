@@ -30,11 +30,9 @@ from mqless.domain.errors import Throttled, Unauthorized
 from mqless.domain.push.pushes import Connection
 from mqless.storage.connections import ConnectionInfo
 from mqless.transports.authorizer import PENDING, event_header, principal_from_context
-from mqless.transports.websocket.json_protocol import handle_text
-from mqless.transports.websocket.render import error_reply
+from mqless.transports.websocket.opening import open_connection
 from mqless.transports.websocket.stomp_frames import Frame, StompError, decode_frames, encode_frame
 from mqless.transports.websocket.stomp_negotiation import SUBPROTOCOLS, choose_subprotocol
-from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
 
 logger = Logger(service="mqless", child=True)
 
@@ -66,12 +64,20 @@ def _throttled(
     why = f"{exc.message} (after {exc.retry_after_seconds} s)"
     pusher = wiring.sessions().pusher
     if text.lstrip().startswith("{"):
-        pusher.post(connection_id, error_reply(stomp=False, code=exc.code, message=why))
+        pusher.post(connection_id, _error_reply(stomp=False, code=exc.code, message=why))
         return {"statusCode": 200}
     # STOMP: an ERROR closes the connection (STOMP 1.2, "ERROR"); the frame was not acted on
     pusher.post(connection_id, encode_frame(_throttled_frame(text, why)).encode())
     pusher.close(connection_id)
     return {"statusCode": 200}
+
+
+def _error_reply(*, stomp: bool, code: str, message: str) -> bytes:
+    """`render.error_reply`, imported when an error is told: `render.py` loads the message
+    models, which `$connect` does not use (issue 18's cold start)."""
+    from mqless.transports.websocket.render import error_reply
+
+    return error_reply(stomp=stomp, code=code, message=message)
 
 
 def _throttled_frame(text: str, why: str) -> Frame:
@@ -86,7 +92,6 @@ def _throttled_frame(text: str, why: str) -> Frame:
 
 
 def _handle_event(event: dict[str, Any], connection_id: str, kind: Any) -> dict[str, Any]:
-    sessions = wiring.sessions()
     if kind == "CONNECT":
         try:
             principal = websocket_caller(
@@ -99,14 +104,17 @@ def _handle_event(event: dict[str, Any], connection_id: str, kind: Any) -> dict[
         if subprotocol is None:
             if principal.kind == PENDING:
                 return {"statusCode": 401}  # only STOMP can authenticate after the handshake
-            sessions.open(Connection(connection_id), principal)
+            # the connection store alone: `wiring.sessions()` would build every service a
+            # connection's frames use, which `$connect` does not need (issue 18's cold start)
+            open_connection(wiring.connection_store(), Connection(connection_id), principal)
             return {"statusCode": 200}
         if principal.kind != PENDING:
             version = SUBPROTOCOLS[subprotocol]
-            sessions.open(Connection(connection_id, "stomp", version), principal)
+            connection = Connection(connection_id, "stomp", version)
+            open_connection(wiring.connection_store(), connection, principal)
         return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": subprotocol}}
     if kind == "DISCONNECT":
-        sessions.close(connection_id)
+        wiring.sessions().close(connection_id)
         return {"statusCode": 200}
     handle_message(connection_id, event.get("body") or "")
     return {"statusCode": 200}
@@ -125,6 +133,11 @@ def websocket_caller(event: Mapping[str, Any], *, required: bool, now_s: float) 
 
 def handle_message(connection_id: str, text: str) -> None:
     """Act on one WebSocket message from a connection, in the protocol it speaks."""
+    # the protocols' modules load with the first message that needs them: `$connect` and
+    # `$disconnect` (a cold start's usual first event) use neither (issue 18's cold start)
+    from mqless.transports.websocket.json_protocol import handle_text
+    from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
+
     sessions = wiring.sessions()
     info = sessions.info(connection_id)
     if info is None and wiring.auth_required() and looks_like_connect(text):
@@ -141,9 +154,9 @@ def handle_message(connection_id: str, text: str) -> None:
                 if wiring.auth_required()
                 else "unknown connection; reconnect"
             )
-            reply = error_reply(stomp=True, code="unknown_connection", message=why)
+            reply = _error_reply(stomp=True, code="unknown_connection", message=why)
         else:
-            reply = error_reply(stomp=False, code="unknown_connection", message="reconnect")
+            reply = _error_reply(stomp=False, code="unknown_connection", message="reconnect")
         sessions.pusher.post(connection_id, reply)
         sessions.pusher.close(connection_id)
         return
@@ -189,7 +202,7 @@ def _authenticate_stomp(connection_id: str, text: str) -> ConnectionInfo | None:
         logger.warning("STOMP CONNECT refused", extra={"connection_id": connection_id})
         why = reason[:200].replace("\n", " ")
         sessions.pusher.post(
-            connection_id, error_reply(stomp=True, code="unauthorized", message=why)
+            connection_id, _error_reply(stomp=True, code="unauthorized", message=why)
         )
         sessions.pusher.close(connection_id)
         return None

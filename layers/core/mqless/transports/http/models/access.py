@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mqless.domain.access.api_keys import MAX_TTL_SECONDS, ApiKeyView
 from mqless.domain.access.principals import MAX_GRANTS, Grant
 from mqless.domain.access.users import PrincipalView
+from mqless.transports.http.models.body import Body
 
 
-class PrincipalRequest(BaseModel):
+class PrincipalRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     grants: list[Grant] = Field(
@@ -18,11 +19,11 @@ class PrincipalRequest(BaseModel):
     )
 
 
-class PrincipalList(BaseModel):
+class PrincipalList(Body):
     principals: list[PrincipalView]
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     ttl_seconds: int | None = Field(
@@ -33,5 +34,5 @@ class KeyRequest(BaseModel):
     )
 
 
-class KeyList(BaseModel):
+class KeyList(Body):
     keys: list[ApiKeyView]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mqless.domain import models
 from mqless.domain.messages import Delivery
 from mqless.domain.models import BrowsedMessage, EntryFailure
+from mqless.transports.http.models.body import Body
 
 Receipts = Annotated[
     list[Annotated[str, Field(max_length=1024)]],
@@ -16,7 +17,7 @@ Receipts = Annotated[
 ]
 
 
-class ReceiveRequest(BaseModel):
+class ReceiveRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     max_messages: Annotated[int, Field(ge=1, le=models.MAX_BATCH)] = 1
@@ -42,7 +43,7 @@ class ReceiveRequest(BaseModel):
     ] = None
 
 
-class MessageOut(BaseModel):
+class MessageOut(Body):
     message_id: str
     receipt: Annotated[str, Field(description="Pass to ack, nack or visibility.")]
     body: str
@@ -67,7 +68,7 @@ class MessageOut(BaseModel):
         return cls(body=delivery.body_text(), **values)
 
 
-class ReceiveResponse(BaseModel):
+class ReceiveResponse(Body):
     messages: list[MessageOut]
     acked: Annotated[
         list[str], Field(description="Receipts of the request's `ack` acknowledged.")
@@ -78,13 +79,13 @@ class ReceiveResponse(BaseModel):
     ] = []
 
 
-class AckRequest(BaseModel):
+class AckRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     receipts: Receipts
 
 
-class NackRequest(BaseModel):
+class NackRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     receipts: Receipts
@@ -94,7 +95,7 @@ class NackRequest(BaseModel):
     ] = 0
 
 
-class VisibilityRequest(BaseModel):
+class VisibilityRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     receipts: Receipts
@@ -108,27 +109,27 @@ class VisibilityRequest(BaseModel):
     ]
 
 
-class AckResponse(BaseModel):
+class AckResponse(Body):
     acked: list[str]
     failed: list[EntryFailure]
 
 
-class NackResponse(BaseModel):
+class NackResponse(Body):
     released: list[str]
     failed: list[EntryFailure]
 
 
-class VisibilityResponse(BaseModel):
+class VisibilityResponse(Body):
     changed: list[str]
     failed: list[EntryFailure]
 
 
-class BrowseResponse(BaseModel):
+class BrowseResponse(Body):
     messages: list[BrowsedMessage]
     cursor: str | None = Field(description="Pass back as `cursor` for the next page; null: end.")
 
 
-class MoveRequest(BaseModel):
+class MoveRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     to: Annotated[str, Field(description="Target queue (created with defaults if new).")]
@@ -137,5 +138,5 @@ class MoveRequest(BaseModel):
     ] = False
 
 
-class MoveResponse(BaseModel):
+class MoveResponse(Body):
     message_id: str

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mqless.domain.models import QueueStats
+from mqless.transports.http.models.body import Body
 
 
-class TopicStats(BaseModel):
+class TopicStats(Body):
     pattern: str
     subscriptions: list[dict[str, str]] = Field(
         description="Durable subscriptions declared on this pattern: name and queue."
@@ -15,7 +16,7 @@ class TopicStats(BaseModel):
     live_subscribers: int
 
 
-class Overview(BaseModel):
+class Overview(Body):
     queues: list[QueueStats]
     truncated: bool = Field(
         description="More queues exist than the first 100 listed here (use /queues)."
@@ -26,7 +27,7 @@ class Overview(BaseModel):
     )
 
 
-class SubscriptionRef(BaseModel):
+class SubscriptionRef(Body):
     """One subscription of a connection, as its client named it."""
 
     id: str = Field(description="The client's subscription id.")
@@ -34,7 +35,7 @@ class SubscriptionRef(BaseModel):
     destination: str = Field(description="`/topic/<pattern>` or `/queue/<name>`")
 
 
-class ConnectionView(BaseModel):
+class ConnectionView(Body):
     id: str
     protocol: str
     principal: str
@@ -43,11 +44,11 @@ class ConnectionView(BaseModel):
     subscribed_to: list[SubscriptionRef] = Field(default_factory=list)
 
 
-class ConnectionList(BaseModel):
+class ConnectionList(Body):
     connections: list[ConnectionView]
 
 
-class QueuePresence(BaseModel):
+class QueuePresence(Body):
     queue: str
     consumers: int = Field(
         description="Push consumers now (WebSocket subscriptions, STOMP or JSON; the "
@@ -55,13 +56,13 @@ class QueuePresence(BaseModel):
     )
 
 
-class DurablePresenceView(BaseModel):
+class DurablePresenceView(Body):
     name: str
     queue: str
     consumers: int = Field(description="Push consumers of the subscription's queue now.")
 
 
-class TopicPresenceView(BaseModel):
+class TopicPresenceView(Body):
     topic: str
     consumers: int = Field(
         description="Live subscribers plus the consumers of the durable subscriptions."

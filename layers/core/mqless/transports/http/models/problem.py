@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from mqless.transports.http.models.body import Body
 
 
-class Problem(BaseModel):
+class Problem(Body):
     """Every error response: a stable code and a sentence saying what is wrong."""
 
     error: Annotated[str, Field(description="Machine-readable code, e.g. `queue_not_found`.")]

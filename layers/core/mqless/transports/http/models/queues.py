@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mqless.domain.models import QueueConfig, QueueCounts
+from mqless.transports.http.models.body import Body
 
 
-class QueueView(BaseModel):
+class QueueView(Body):
     name: str
     fifo: bool
     visibility_timeout: int
@@ -33,15 +34,15 @@ class QueueView(BaseModel):
         return cls(counts=counts, **config.model_dump())
 
 
-class QueueList(BaseModel):
+class QueueList(Body):
     queues: list[QueueView]
 
 
-class PurgeResponse(BaseModel):
+class PurgeResponse(Body):
     purged: int
 
 
-class RedriveRequest(BaseModel):
+class RedriveRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     max_messages: Annotated[int, Field(ge=1, le=1000)] = 100

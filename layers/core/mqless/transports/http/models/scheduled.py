@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from mqless.domain.scheduling import ScheduledMessage
+from mqless.transports.http.models.body import Body
 
 
-class ScheduledList(BaseModel):
+class ScheduledList(Body):
     """A destination's pending scheduled messages, soonest first (at most 100)."""
 
     scheduled: list[ScheduledMessage]

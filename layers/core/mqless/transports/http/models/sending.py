@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from mqless.domain import models
 from mqless.domain.messages import NewMessage
 from mqless.domain.models import EntryFailure
+from mqless.transports.http.models.body import Body
 from mqless.transports.send_request import SendMessageRequest
 
 
@@ -28,7 +29,7 @@ class BatchEntry(SendMessageRequest):
         return SendMessageRequest.model_validate(self.model_dump(exclude={"id"})).to_message()
 
 
-class SendBatchRequest(BaseModel):
+class SendBatchRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     entries: Annotated[list[BatchEntry], Field(min_length=1, max_length=models.MAX_BATCH)]
@@ -43,7 +44,7 @@ class SendBatchRequest(BaseModel):
         return entries
 
 
-class SendMessageResponse(BaseModel):
+class SendMessageResponse(Body):
     message_id: str
     duplicate: Annotated[
         bool, Field(description="FIFO: the message repeated one sent within 5 minutes.")
@@ -55,6 +56,6 @@ class BatchResultEntry(SendMessageResponse):
     id: str
 
 
-class SendBatchResponse(BaseModel):
+class SendBatchResponse(Body):
     successful: list[BatchResultEntry]
     failed: list[EntryFailure]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from mqless.domain.topics.subscription import Subscription
+from mqless.transports.http.models.body import Body
 
 
-class SubscriptionList(BaseModel):
+class SubscriptionList(Body):
     subscriptions: list[Subscription]
