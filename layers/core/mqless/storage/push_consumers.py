@@ -137,34 +137,32 @@ class PushConsumers:
                     return None
                 if OWED in item:
                     return _consumer(consumer.queue, from_wire(item))
-            try:
-                updated = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key_of(consumer)),
-                    UpdateExpression=f"SET {OWED} = :t",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues=to_wire({":t": 1}),
-                    ReturnValues="ALL_NEW",
-                )
-            except ClientError as exc:
-                if is_condition_failure(exc):
-                    return None
-                raise
-        return _consumer(consumer.queue, from_wire(updated["Attributes"]))
+        return self._updated_if(consumer, f"SET {OWED} = :t", "attribute_exists(pk)", {":t": 1})
 
     def raise_owed(self, consumer: Consumer, below: int) -> Consumer | None:
         """Mark a `client-individual` consumer owed for its records below seq `below` (never
         lowering the mark: pumps may race); the consumer as stored, or None if it is gone or
         its mark was that high already."""
+        return self._updated_if(
+            consumer,
+            f"SET {OWED_BELOW} = :b",
+            f"attribute_exists(pk) AND (attribute_not_exists({OWED_BELOW}) OR {OWED_BELOW} < :b)",
+            {":b": below},
+        )
+
+    def _updated_if(
+        self, consumer: Consumer, update: str, condition: str, values: Item
+    ) -> Consumer | None:
+        """The consumer as stored after `update`, made only where `condition` holds; None
+        where it does not (the consumer is gone, or already as the update would make it)."""
         try:
             with translated_errors():
                 updated = self._db.update_item(
                     TableName=self._table,
                     Key=to_wire(_key_of(consumer)),
-                    UpdateExpression=f"SET {OWED_BELOW} = :b",
-                    ConditionExpression=f"attribute_exists(pk) AND "
-                    f"(attribute_not_exists({OWED_BELOW}) OR {OWED_BELOW} < :b)",
-                    ExpressionAttributeValues=to_wire({":b": below}),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=to_wire(values),
                     ReturnValues="ALL_NEW",
                 )
         except ClientError as exc:
