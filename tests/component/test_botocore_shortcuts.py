@@ -10,8 +10,11 @@ import pytest
 from botocore.config import Config
 from botocore.context import start_as_current_context
 from botocore.useragent import UserAgentString, register_feature_id
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
+from tests.component.test_moto_fixes import VALUES
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +97,67 @@ def test_the_shortcuts_come_off_with_the_last_block() -> None:
     assert UserAgentString.to_string is not original
     second.__exit__(None, None, None)
     assert UserAgentString.to_string is original
+
+
+def parsed_query(items: list[dict[str, Any]]) -> Any:
+    """A DynamoDB Query response body holding `items` (binary as base64 text, as on the
+    wire), parsed by botocore's JSON parser for the Query output shape."""
+    import base64
+    import json
+
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    def wire(value: Any) -> Any:
+        ((member, inner),) = value.items()
+        if member == "B":
+            return {"B": base64.b64encode(inner).decode()}
+        if member == "BS":
+            return {"BS": [base64.b64encode(b).decode() for b in inner]}
+        if member == "L":
+            return {"L": [wire(v) for v in inner]}
+        if member == "M":
+            return {"M": {k: wire(v) for k, v in inner.items()}}
+        return value
+
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    shape = model.operation_model("Query").output_shape
+    body = {"Items": [{k: wire(v) for k, v in i.items()} for i in items], "Count": len(items)}
+    response = {"body": json.dumps(body).encode(), "headers": {}, "status_code": 200}
+    return create_parser("json").parse(response, shape)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.dictionaries(st.text(min_size=1, max_size=6), VALUES, max_size=5)))
+def test_attribute_values_parse_as_botocore_parses_them(items: list[dict[str, Any]]) -> None:
+    # Given any items (every AttributeValue type, nested maps and lists) in a Query answer
+    expected = parsed_query(items)
+    # When botocore parses the answer with the shortcuts on
+    with botocore_shortcuts():
+        found = parsed_query(items)
+    # Then the parsed items are the same
+    assert found == expected
+
+
+def test_an_item_of_numbers_is_parsed_without_a_shape_walk_per_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an item holding a list of 200 numbers, and botocore's shape walk counted
+    from botocore.parsers import BaseJSONParser
+
+    walked = 0
+    original = BaseJSONParser._parse_shape
+
+    def counted(self: Any, shape: Any, node: Any) -> Any:
+        nonlocal walked
+        walked += 1
+        return original(self, shape, node)
+
+    monkeypatch.setattr(BaseJSONParser, "_parse_shape", counted)
+    item = {"l": {"L": [{"N": str(n)} for n in range(200)]}}
+    # When botocore parses a Query answer holding it with the shortcuts on
+    with botocore_shortcuts():
+        found = parsed_query([item])
+    # Then the numbers are all there, and no number took a walk of its own
+    assert found["Items"] == [item]
+    assert walked < 20

@@ -539,6 +539,98 @@ def test_attribute_values_serialize_as_moto_serializes_them(attributes: dict[str
     assert found == expected
 
 
+def moto_result(item_value: dict[str, Any]) -> dict[str, Any]:
+    """A Query result as moto's backend hands it to `dynamo_to_dict` (values as moto holds
+    them: binary as the base64 text the request carried)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    wire = copy.deepcopy(item_value)
+    for value in wire.values():
+        if "B" in value:
+            value["B"] = base64.b64encode(value["B"]).decode()
+    return {"Items": [{k: DynamoType(v) for k, v in wire.items()}], "Count": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes=st.dictionaries(st.text(min_size=1, max_size=6), VALUES, max_size=5))
+def test_dynamo_results_convert_as_moto_converts_them(attributes: dict[str, Any]) -> None:
+    # Given any item (every AttributeValue type, nested maps and lists) in a result
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    expected = dynamo_to_dict(moto_result(attributes))
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(moto_result(attributes))
+    # Then the plain values are the same
+    assert found == expected
+
+
+def test_a_result_of_numbers_is_converted_without_asking_each_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a result item holding a list of 200 numbers, and moto's converter counted
+    from moto.dynamodb import responses
+    from moto.dynamodb.models import utilities
+
+    calls = 0
+    original = utilities.dynamo_to_dict
+
+    def counted(obj: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(obj)
+
+    monkeypatch.setattr(utilities, "dynamo_to_dict", counted)
+    monkeypatch.setattr(responses, "dynamo_to_dict", counted)
+    result = moto_result({"l": {"L": [{"N": str(n)} for n in range(200)]}})
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(result)
+    # Then moto's own converter was never asked, and the numbers are all there
+    assert found["Items"][0]["l"]["L"][199] == {"N": "199"}
+    assert calls == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=VALUES)
+def test_attribute_sizes_are_what_moto_computes(value: dict[str, Any]) -> None:
+    # Given any AttributeValue as moto holds it (binary as base64 text)
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    held = moto_result({"v": value})["Items"][0]["v"]
+    expected = held.size()
+    # When it is sized with the fix on
+    with moto_fixes.attribute_sizes_by_type():
+        found = DynamoType(held.to_json()).size()
+    # Then the size is moto's own
+    assert found == expected
+
+
+def test_a_list_of_numbers_is_sized_without_asking_each_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a list of 200 numbers as moto holds it, and moto's kind questions counted
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    asked = 0
+    original = DynamoType.is_number
+
+    def counted(self: Any) -> bool:
+        nonlocal asked
+        asked += 1
+        return original(self)
+
+    monkeypatch.setattr(DynamoType, "is_number", counted)
+    held = DynamoType({"L": [{"N": str(n)} for n in range(200)]})
+    # When it is sized with the fix on
+    with moto_fixes.attribute_sizes_by_type():
+        found = held.size()
+    # Then its size is the digits it holds, and no number was asked what it is
+    assert found == sum(len(str(n)) for n in range(200))
+    assert asked == 0
+
+
 def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given an item of 20 attributes
     from moto.core.serialize import AttributePicker
@@ -1114,6 +1206,161 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
         assert db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["d"] == {"N": "19"}
     assert first > 0
     assert checks == first  # none after the first update's
+
+
+# ---- update expression trees copied node by node, walked with kept maps -------------------
+
+TREE_UPDATES: list[tuple[str, dict[str, Any]]] = [
+    # the broker's segment updates: list elements, arithmetic, many actions
+    ("SET u[0] = :n, t[0] = :n, n[0] = n[0] + :one, u[2] = :n, n[2] = n[2] - :one", {}),
+    ("SET l = list_append(l, :l), m.#k = if_not_exists(m.#k, :n)", {"#k": "key"}),
+    ("SET l = list_append(:l, l) REMOVE u[1], u[0]", {}),
+    ("ADD s :s, c :one DELETE d :s", {}),
+    ("SET m.inner.deep = :n, #r = :n", {"#r": "reserved name"}),
+    ("SET missing.path = :n", {}),  # refused: the path does not exist
+    ("SET n[0] = n[0] + :s", {}),  # refused: a number plus a string
+    ("SET u[9] = :n", {}),  # past the list's end: appended
+]
+
+
+def _tree_scenario(db: Any, _: Any) -> list[Any]:
+    db.put_item(
+        TableName=TABLE,
+        Item=item(
+            "p",
+            "u",
+            u={"L": [{"N": "1"}, {"N": "2"}, {"N": "3"}]},
+            t={"L": [{"N": "0"}, {"N": "0"}, {"N": "0"}]},
+            n={"L": [{"N": "5"}, {"N": "5"}, {"N": "5"}]},
+            l={"L": [{"S": "a"}]},
+            m={"M": {"inner": {"M": {"deep": {"N": "1"}}}}},
+            d={"SS": ["x", "y"]},
+        ),
+    )
+    values = {":n": {"N": "7"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "b"}]}}
+    values[":s"] = {"SS": ["x"]}
+    outcomes: list[Any] = []
+    for expression, names in TREE_UPDATES * 2:
+        used = {k: v for k, v in values.items() if k in expression}
+        extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        try:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression=expression,
+                ExpressionAttributeValues=used,
+                **extra,
+            )
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(error.response["Error"])
+        outcomes.append(table_contents(db))
+    return outcomes
+
+
+def test_updates_of_lists_sets_maps_and_functions_apply_as_moto_applies_them() -> None:
+    """Given an item with lists, sets and a nested map, When updates with list elements,
+    arithmetic, list_append, if_not_exists, ADD, DELETE and REMOVE run on it twice (and
+    ones moto refuses: a missing path, a type mismatch), Then plain and fixed moto answer
+    each alike and leave the same item after each."""
+    expected, found = same_on_plain_and_fixed_moto(_tree_scenario)
+    assert found == expected
+    assert any(o != "ok" and not isinstance(o, list) for o in expected)  # some refused
+
+
+def _shape(node: Any, node_class: type, seen: dict[int, int]) -> Any:
+    """A tree as comparable values: each node's class, state and its parent's visit order."""
+    if not isinstance(node, node_class):
+        return ("value", type(node), node)
+    seen.setdefault(id(node), len(seen))
+    state = {k: v for k, v in vars(node).items() if k not in ("children", "parent")}
+    parent = None if node.parent is None else seen.get(id(node.parent), "outside")
+    children = [_shape(c, node_class, seen) for c in node.children or []]
+    return (type(node), state, parent, children)
+
+
+def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it() -> None:
+    """Given the parsed trees of update expressions, When each is copied node by node,
+    Then the copy has the classes, state, children and parent links of `copy.deepcopy`'s
+    copy, and shares no node with the original."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from mqless_cli.local.moto_fixes.expression_trees import copied_tree
+
+    for expression, _ in TREE_UPDATES + UPDATES:
+        tree = UpdateExpressionParser.make(expression)
+        copied = copied_tree(tree, Node)
+        assert _shape(copied, Node, {}) == _shape(copy.deepcopy(tree), Node, {})
+        originals: set[int] = set()
+        _collect(tree, Node, originals)
+        copies: set[int] = set()
+        _collect(copied, Node, copies)
+        assert originals.isdisjoint(copies)
+
+
+def _collect(node: Any, node_class: type, ids: set[int]) -> None:
+    if isinstance(node, node_class):
+        ids.add(id(node))
+        for child in node.children or []:
+            _collect(child, node_class, ids)
+
+
+def test_an_update_copies_its_tree_without_deepcopy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto and an update with ten list-element actions, When it runs, Then no
+    expression tree goes through `copy.deepcopy`, and the item is updated."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node
+
+    trees_deep_copied = 0
+    original = validators.deepcopy  # type: ignore[attr-defined]
+
+    def counted(value: Any, memo: Any = None) -> Any:
+        nonlocal trees_deep_copied
+        trees_deep_copied += isinstance(value, Node)
+        return original(value, memo)
+
+    monkeypatch.setattr(validators, "deepcopy", counted)  # the name the validator calls
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 10}))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "u"),
+            UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(10)),
+            ExpressionAttributeValues={":v": {"N": "9"}},
+        )
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["u"]
+    assert stored == {"L": [{"N": "9"}] * 10}
+    assert trees_deep_copied == 0
+
+
+def test_a_validation_pass_builds_its_processing_map_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto and an update of twenty list elements (hundreds of tree nodes),
+    When it runs, Then each validation pass built its processing map once (moto validates
+    an update once), not twice per node visited, and the item is updated."""
+    from moto.dynamodb.parsing import validators
+
+    built = 0
+    cls = validators.ExpressionAttributeValueProcessor
+    original = cls._processing_map
+
+    def counted(self: Any) -> Any:
+        nonlocal built
+        built += 1
+        return original(self)
+
+    monkeypatch.setattr(cls, "_processing_map", counted)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 20}))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "u"),
+            UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(20)),
+            ExpressionAttributeValues={":v": {"N": "9"}},
+        )
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["u"]
+    assert stored == {"L": [{"N": "9"}] * 20}
+    assert built == 1
 
 
 # ---- condition expressions lexed once ---------------------------------------------------------

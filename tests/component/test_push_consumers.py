@@ -173,6 +173,68 @@ def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_ten_at_a_time(
     assert _counts(broker, "jobs") == (20, 100)
 
 
+def test_a_full_consumer_acking_in_order_gets_pushes_of_ten_and_its_acks_read_no_records(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send, aws: Aws
+) -> None:
+    """What the acks read is the point (counting what the consumer holds would query its
+    delivery records on every ack): it is metered as AWS bills it."""
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 300 messages
+    _connect(sessions, "c1")
+    send("jobs", *(f"m{n:03d}" for n in range(300)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+    fill_posts = len(pusher.posts["c1"])
+
+    # When it acks every message it gets, one ack frame each, in the order they came
+    meter = Meter()
+    with observing_moto(meter):
+        acked = 0
+        while acked < len(held):
+            _frame(sessions, "c1", action="ack", id=held[acked]["ack"])
+            acked += 1
+            held = _messages(pusher, "c1")
+    used = meter.usage()
+
+    # Then it got all 300 in order, the 200 after the first 100 in pushes of 10
+    assert [m["body"] for m in held] == [f"m{n:03d}" for n in range(300)]
+    assert _counts(broker, "jobs") == (0, 0)
+    refills = [json.loads(text) for text in pusher.posts["c1"][fill_posts:]]
+    assert [len(post["frames"]) if post["type"] == "batch" else 1 for post in refills] == [10] * 20
+    # and no ack read the consumer's records to count what it holds (a query of up to 16
+    # records, 1 unit or more, on each of the 300 acks): what was read beside the
+    # consumer's connection (1 unit an ack) is what the 20 pumps read (the consumers and
+    # its records), and its owed mark at the refill points of its first fill
+    consumer_partition = f"{aws.settings.destinations_table} QC#jobs"
+    assert used.partition_read_units[consumer_partition] <= 3 * 20
+
+
+def test_a_full_consumer_acking_out_of_push_order_is_still_refilled_ten_at_a_time(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
+) -> None:
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 130 messages
+    _connect(sessions, "c1")
+    send("jobs", *(f"m{n:03d}" for n in range(130)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+
+    # When it acks nine of them from the 50th back to the 42nd (out of the order pushed,
+    # the first of them the 50th pushed)
+    for message in held[49:40:-1]:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    # Then nothing new comes yet (a push of one after the 50th would be the first of ten)
+    assert len(_messages(pusher, "c1")) == 100
+
+    # When it acks a tenth
+    _frame(sessions, "c1", action="ack", id=held[40]["ack"])
+    # Then the next ten come in one push, and it holds 100 again
+    assert [m["body"] for m in _messages(pusher, "c1")[100:]] == [
+        f"m{n:03d}" for n in range(100, 110)
+    ]
+    assert _counts(broker, "jobs") == (20, 100)
+
+
 def test_acks_of_a_consumer_with_room_left_do_not_read_the_queue(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send, aws: Aws
 ) -> None:
@@ -796,6 +858,48 @@ def test_an_ack_between_a_pumps_credit_read_and_its_owed_mark_is_not_missed(
     assert acked == [True]
     assert [m["body"] for m in _messages(pusher, "c1")] == ["m1", "m2", "m3"]
     assert _counts(broker, "racy") == (0, 1)
+
+
+def test_an_individual_ack_that_reads_no_owed_mark_before_a_pump_raises_it_is_not_missed(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-individual consumer with prefetch 20 (refill step 2) holding 20
+    # messages pushed together, and a 21st message indexed (shard 7) while it is full
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "racy", ack="client-individual", prefetch=20)
+    send("racy", *(f"m{n:02d}" for n in range(20)))
+    sessions.pump("racy", indexed=frozenset({7}))
+    first = _messages(pusher, "c1")
+    assert len(first) == 20
+    send("racy", "m20")
+
+    # When the dispatch function's pump has counted no credit, and the consumer acks two
+    # messages (a refill step) just before the pump marks it owed, so that the second
+    # ack finds no mark and pumps nothing: the acks run from inside the pump's marking
+    # step, the one place the race can be made to happen
+    raise_owed = PushConsumers.raise_owed
+    acked: list[bool] = []
+
+    def ack_first(self: PushConsumers, consumer: Any, below: int) -> Any:
+        if not acked:
+            acked.append(True)
+            for message in first[:2]:
+                _frame(sessions, "c1", action="ack", id=message["ack"])
+            assert len(_messages(pusher, "c1")) == 20  # the acks pumped nothing
+        return raise_owed(self, consumer, below)
+
+    monkeypatch.setattr(PushConsumers, "raise_owed", ack_first)
+    sessions.pump("racy", indexed=frozenset({7}))
+
+    # Then the pump, once its mark is up, counts the consumer again and pushes it the 21st
+    assert acked == [True]
+    assert [m["body"] for m in _messages(pusher, "c1")][20:] == ["m20"]
+    assert _counts(broker, "racy") == (0, 19)
 
 
 def test_the_dispatch_functions_pump_looks_in_the_shards_it_indexed_instead_of_marking_owed(

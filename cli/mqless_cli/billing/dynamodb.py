@@ -48,6 +48,7 @@ no rule here bills them.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,10 +67,10 @@ _ELEMENT_OVERHEAD = 1  # each element of a list or map
 def value_size(value: Mapping[str, Any]) -> int:
     """Bytes of one attribute value, without its name."""
     ((kind, data),) = value.items()
-    if kind == "S":
-        return len(str(data).encode("utf-8"))
     if kind == "N":
         return number_size(str(data))
+    if kind == "S":
+        return len(str(data).encode("utf-8"))
     if kind == "B":
         return len(_raw_bytes(data))
     if kind in ("BOOL", "NULL"):
@@ -81,7 +82,7 @@ def value_size(value: Mapping[str, Any]) -> int:
     if kind == "BS":
         return sum(len(_raw_bytes(b)) for b in data)
     if kind == "L":
-        return _CONTAINER_OVERHEAD + sum(value_size(v) + _ELEMENT_OVERHEAD for v in data)
+        return _CONTAINER_OVERHEAD + sum(map(value_size, data)) + _ELEMENT_OVERHEAD * len(data)
     if kind == "M":
         return _CONTAINER_OVERHEAD + sum(
             len(name.encode("utf-8")) + value_size(v) + _ELEMENT_OVERHEAD
@@ -90,8 +91,11 @@ def value_size(value: Mapping[str, Any]) -> int:
     raise ValueError(f"unknown DynamoDB type {kind!r}")
 
 
+@functools.lru_cache(maxsize=8192)
 def number_size(text: str) -> int:
-    """One byte per two significant digits (leading and trailing zeros trimmed), plus one."""
+    """One byte per two significant digits (leading and trailing zeros trimmed), plus one.
+    Kept per text: the same numbers (counts, positions, timestamps of one moment) recur
+    across every item the meter sizes."""
     mantissa = text.strip().lstrip("+-").lower().partition("e")[0].replace(".", "")
     significant = mantissa.strip("0")
     return (len(significant) + 1) // 2 + 1

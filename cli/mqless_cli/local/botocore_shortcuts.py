@@ -10,6 +10,12 @@ is the same output for less work: requests, responses and errors are unchanged.
   The string depends only on the builder's fields and the features of the request's context,
   so it is built once per distinct set of them.
 
+- `attribute_values_parsed_directly`: botocore parses every DynamoDB AttributeValue of a
+  response as a structure of ten members, through a shape lookup per member and per list
+  element: most of the CPU of a Query that returns index segments (lists of numbers). A
+  value of text, numbers, booleans and null (and lists and maps of them) parses to itself,
+  so such values are copied as they are; binary and anything unusual parse as before.
+
 `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime).
 """
 
@@ -22,7 +28,7 @@ from typing import Any
 
 from mqless_cli.local.shared_patches import SharedPatches
 
-__all__ = ["botocore_shortcuts", "user_agents_built_once"]
+__all__ = ["attribute_values_parsed_directly", "botocore_shortcuts", "user_agents_built_once"]
 
 _USER_AGENTS_KEPT = 256  # distinct (builder, features) pairs: a few per client and operation
 
@@ -79,7 +85,70 @@ def user_agents_built_once() -> Iterator[None]:
         UserAgentString.to_string = original  # type: ignore[method-assign]
 
 
-_SHORTCUTS = SharedPatches(user_agents_built_once)
+_AS_IS = frozenset({"S", "N"})
+_FLAGS = frozenset({"BOOL", "NULL"})
+_TEXT_SETS = frozenset({"SS", "NS"})
+
+
+def _attribute_value(parse: Any, shape: Any, value: Any) -> Any:
+    """An AttributeValue parsed as botocore's JSON parser parses it (`parse`: its structure
+    handler, for what is not copied as it is): one member of text, number, boolean or
+    null, or a list or map of AttributeValues, or a set of texts or numbers."""
+    if type(value) is dict and len(value) == 1:
+        ((member, inner),) = value.items()
+        if member in _AS_IS:
+            if type(inner) is str:
+                return {member: inner}
+        elif member == "L":
+            if type(inner) is list:
+                return {
+                    "L": [None if v is None else _attribute_value(parse, shape, v) for v in inner]
+                }
+        elif member == "M":
+            if type(inner) is dict:
+                return {
+                    "M": {
+                        k: None if v is None else _attribute_value(parse, shape, v)
+                        for k, v in inner.items()
+                    }
+                }
+        elif member in _FLAGS:
+            if type(inner) is bool:
+                return {member: inner}
+        elif member in _TEXT_SETS and type(inner) is list and all(type(v) is str for v in inner):
+            return {member: list(inner)}
+    return parse(shape, value)
+
+
+@contextmanager
+def attribute_values_parsed_directly() -> Iterator[None]:
+    """Parse DynamoDB AttributeValues (tables and streams) without a shape walk per value.
+
+    botocore's `_handle_structure` gives an AttributeValue the members present in the JSON,
+    each parsed by its shape: text and numbers as they are, booleans and null as they are,
+    lists and maps member by member, binary base64-decoded. For every value but binary that
+    is the JSON value itself, which is what is returned here (new dicts and lists, as
+    botocore makes); a value with binary in it, or of any other shape, is parsed by
+    botocore's own handler.
+    """
+    from botocore.parsers import BaseJSONParser
+
+    parser: Any = BaseJSONParser
+    original: Any = parser._handle_structure
+
+    def handle_structure(self: Any, shape: Any, value: Any) -> Any:
+        if shape.name == "AttributeValue":
+            return _attribute_value(lambda s, v: original(self, s, v), shape, value)
+        return original(self, shape, value)
+
+    parser._handle_structure = handle_structure
+    try:
+        yield
+    finally:
+        parser._handle_structure = original
+
+
+_SHORTCUTS = SharedPatches(user_agents_built_once, attribute_values_parsed_directly)
 
 
 def botocore_shortcuts() -> AbstractContextManager[None]:

@@ -17,6 +17,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
   (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
   names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
+  that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
+- `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
+  builds its map of what it processes once, not once per node visited.
 - `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
   every conditional write.
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
@@ -28,6 +32,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   every item of the table sorted.
 - `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
   without asking moto's attribute picker for each of its ten possible members.
+- `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
+  value's exact type, not by five questions to every value.
+- `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
+  it seven questions (a Query sizes every item it returns twice).
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
   INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
 - `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
@@ -48,10 +56,11 @@ handled records at once.
 
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
-condition expressions), `transactions` (the undo log), `queries` (partition orderings),
-`serialization` (AttributeValues), `streams` (stream records and shard iterators, and the
-local runtime's stream hooks) and `kms`; `items` reads and writes one stored item by its
-key for them, and `patching` puts each patch on and takes it off. Callers import from this
+condition expressions), `expression_trees` (copying and walking an update's tree),
+`transactions` (the undo log), `queries` (partition orderings), `serialization`
+(AttributeValues), `streams` (stream records and shard iterators, and the local runtime's
+stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
+`patching` puts each patch on and takes it off. Callers import from this
 package only.
 """
 
@@ -66,6 +75,10 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     handler_methods_listed_once,
     random_strings_drawn_at_once,
 )
+from mqless_cli.local.moto_fixes.expression_trees import (
+    expression_passes_walk_with_kept_maps,
+    update_expression_trees_copied_node_by_node,
+)
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
     update_expression_structures_checked_once,
@@ -74,7 +87,11 @@ from mqless_cli.local.moto_fixes.expressions import (
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
-from mqless_cli.local.moto_fixes.serialization import attribute_values_serialize_directly
+from mqless_cli.local.moto_fixes.serialization import (
+    attribute_sizes_by_type,
+    attribute_values_serialize_directly,
+    dynamo_results_converted_directly,
+)
 from mqless_cli.local.moto_fixes.streams import (
     SHARD_ITERATOR_LIFETIME,
     STREAM_RETENTION,
@@ -97,11 +114,14 @@ __all__ = [
     "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
+    "attribute_sizes_by_type",
     "attribute_values_serialize_directly",
     "condition_expressions_lexed_once",
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
+    "dynamo_results_converted_directly",
+    "expression_passes_walk_with_kept_maps",
     "fixed_moto",
     "handler_methods_listed_once",
     "kms_key_pairs_made_on_first_use",
@@ -113,6 +133,7 @@ __all__ = [
     "transactions_undo_by_log",
     "trim_stream",
     "update_expression_structures_checked_once",
+    "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "updates_that_create_write_one_record",
 ]
@@ -123,10 +144,14 @@ FIXES: tuple[Callable[[], Any], ...] = (
     handler_methods_listed_once,
     update_expressions_parsed_once,
     update_expression_structures_checked_once,
+    update_expression_trees_copied_node_by_node,
+    expression_passes_walk_with_kept_maps,
     condition_expressions_lexed_once,
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
+    dynamo_results_converted_directly,
+    attribute_sizes_by_type,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,

@@ -12,6 +12,8 @@ m   the last 6 bytes of each message id, in the same order, as one binary (STOMP
 a   positions settled one at a time (a number set): client-individual acks and nacks, and
     messages set aside as undeliverable when the push was rendered
 lo  the lowest seq that still held anything when this record was written
+b   how many messages the consumer was pushed before this push (its first message's number)
+f   present if this push left the consumer with no credit (client-individual acks read it)
 expires_at  TTL, hours after the leases end (a consumer lives at most 2 hours)
 ```
 `<epoch>` is drawn when the consumer subscribes, so a subscription id used again on the same
@@ -75,6 +77,8 @@ class DeliveryRecord:
     id_tags: bytes = b""  # `id_tag` of each message, concatenated (STOMP 1.0/1.1 only)
     settled: frozenset[int] = frozenset()
     low: int = 0
+    base: int = 0  # the number of the push's first message among all the consumer was pushed
+    full: bool = False  # the push left the consumer with no credit (`credit.py`)
 
     def holds(self, position: int, now_ms: int, after: int = -1) -> bool:
         """Whether the message at `position` is still this push's, unsettled: its lease has
@@ -165,6 +169,8 @@ class DeliveryRecords:
             "m": record.id_tags or None,
             "a": set(record.settled) or None,
             "lo": record.low,
+            "b": record.base or None,
+            "f": 1 if record.full else None,
             "expires_at": expires_at,
         }
         return put_if_absent(self._db, self._table, item)
@@ -254,6 +260,8 @@ def _record(queue: str, item: Item) -> DeliveryRecord:
         id_tags=bytes(item.get("m", b"")),
         settled=frozenset(int(p) for p in item.get("a", set())),
         low=int(item.get("lo", 0)),
+        base=int(item.get("b", 0)),
+        full="f" in item,
     )
 
 

@@ -8,9 +8,12 @@ subscription, destination, ack, prefetch, principal, selector, credential_expire
 epoch       drawn on subscribe: the key range of its delivery records
 acked       `client` mode: the watermark of its cumulative acks (written once per ack)
 owed        `client` mode: a pump left it without credit while messages may have waited
+owed_below  `client-individual`: a pump left it without credit while messages may have
+            waited, and its records below this seq were live then (`credit.py`)
 expires_at  TTL: outlives API Gateway's 2-hour connection limit
 ```
-Written on subscribe; in `client` mode once more per cumulative ack.
+Written on subscribe; in `client` mode once more per cumulative ack; `owed_below` when a pump
+leaves a client-individual consumer starved with records live that it does not cover yet.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 CONSUMER: Final = "C#"
 OWED: Final = "owed"  # consumer item: a pump found it without credit (`feeding.py`)
+OWED_BELOW: Final = "owed_below"  # the same, client-individual: its records below this seq
 
 
 def key(queue: str, connection_id: str, subscription: str) -> dict[str, str]:
@@ -148,11 +152,33 @@ class PushConsumers:
                 raise
         return _consumer(consumer.queue, from_wire(updated["Attributes"]))
 
+    def raise_owed(self, consumer: Consumer, below: int) -> Consumer | None:
+        """Mark a `client-individual` consumer owed for its records below seq `below` (never
+        lowering the mark: pumps may race); the consumer as stored, or None if it is gone or
+        its mark was that high already."""
+        try:
+            with translated_errors():
+                updated = self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire(_key_of(consumer)),
+                    UpdateExpression=f"SET {OWED_BELOW} = :b",
+                    ConditionExpression=f"attribute_exists(pk) AND "
+                    f"(attribute_not_exists({OWED_BELOW}) OR {OWED_BELOW} < :b)",
+                    ExpressionAttributeValues=to_wire({":b": below}),
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
+        return _consumer(consumer.queue, from_wire(updated["Attributes"]))
+
 
 def settle_fields(consumer: Consumer) -> Item | None:
     """What settling needs of a consumer's record, for its subscription's record to carry
-    (`from_settle_fields`): all but a `client` consumer's watermark and owed mark, which
-    move, and which its ack's own write returns."""
+    (`from_settle_fields`): all but a `client` consumer's watermark and owed marks, which
+    move (its ack's own write returns them; a client-individual ack reads `owed_below`
+    only when its record does not answer, `credit.py`)."""
     fields: Item = {
         "ack": consumer.ack,
         "prefetch": consumer.prefetch,
@@ -207,5 +233,6 @@ def _consumer(queue: str, item: Item) -> Consumer:
         epoch=str(item.get("epoch", "")),
         acked=int(item.get("acked", -1)),
         owed=item.get(OWED) is not None,
+        owed_below=int(item.get(OWED_BELOW, 0)),
         selector=None if item.get("selector") is None else str(item["selector"]),
     )

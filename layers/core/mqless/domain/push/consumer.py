@@ -56,6 +56,10 @@ class Consumer:
     owed: bool = False
     """`client` mode: a pump left it without credit while messages may have waited: the
     ack that opens its room pumps (and takes the mark off)."""
+    owed_below: int = 0
+    """`client-individual`: a pump left it without credit while messages may have waited,
+    when its records below this seq were live: an ack of theirs at a refill step pumps
+    (`credit.py`)."""
     selector: str | None = None
     """A JMS selector (checked on subscribe): only the messages it selects are leased."""
 

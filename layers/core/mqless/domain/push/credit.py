@@ -13,11 +13,36 @@ became visible since (a new message indexed, a nack, a lease or delay that ran o
 its own pump. So an ack pumps when it takes the consumer down through `refill_step` below
 its prefetch: from full with prefetch under 20 (every ack of a saturated consumer), in
 steps of 10 with prefetch 100 (one push of 10, not ten of one).
+
+A `client` ack knows that from its own write (the watermark's item carries the owed mark,
+`settling.py`). A `client-individual` ack writes only its push's record, and counting what
+the consumer holds would read all its records (a strongly consistent query of up to 16, per
+ack): instead the record it gets back answers (`refill_by_record`). Messages are numbered in
+the order they were pushed to the consumer (a record keeps its first one's, `base`), and
+every `refill_step`-th is a refill point: acks in push order reach one per step, as they
+would take a full consumer through its threshold. An ack that is not at a refill point
+pumps nothing. One at a refill point pumps if its push left the consumer with no credit
+(`full`) and holds no other refill point, or else if a pump marked the consumer owed
+(`owed_below`, one small read) while its record was live. An ack that finds an earlier
+message of its push still held (acks out of push order) counts the consumer's holding as
+before. A pump that leaves a consumer without credit raises the mark over the records whose
+refill points would not pump by themselves (`Holding.uncovered`), then counts the consumer
+again, so that an ack that read the mark before it was raised is not missed; a consumer fed
+ten at a time is covered once, by its first fill, and its refills need no mark at all.
+
+This holds for prefetch 20 or more (`by_record`); below, every ack is a refill point and
+counts the consumer's holding as before. What it gives up: a client that acks the
+messages of each push in order but holds their last ones (across a refill point, every
+time) is not refilled by those acks: its acks of them, the sweeper's pump (every minute)
+or their leases running out feed it. And a full push's refill point pumps even after the
+backlog is gone (a pump that finds nothing visible: the consumers and the index read), as
+today's threshold pumped once on the way down from full.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mqless.domain import models
 from mqless.domain.push.consumer import Consumer
@@ -34,6 +59,8 @@ class Holding:
     low: int  # the lowest seq that may hold anything (the next record's `lo`)
     lost: bool = False  # another pump wrote a record first: it feeds this consumer now
     starved: bool = False  # it had no credit when this pump would have leased for it
+    next_base: int = 0  # the number of the next record's first message (`DeliveryRecord.base`)
+    uncovered: int = 0  # client-individual: 1 + the highest seq of a live record `needs_mark`
 
 
 def recent(records: DeliveryRecords, consumer: Consumer) -> list[DeliveryRecord]:
@@ -57,6 +84,8 @@ def holding_of(
         next_seq=next_seq,
         in_flight=sum(len(r.held(now_ms, consumer.acked)) for r in live),
         low=min((r.seq for r in live), default=next_seq),
+        next_base=read[0].base + len(read[0].leases) if read else 0,
+        uncovered=max((r.seq + 1 for r in live if needs_mark(r, consumer.prefetch)), default=0),
     )
     return found
 
@@ -71,3 +100,39 @@ def crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
     its refill threshold (from holding more than prefetch - step to no more than that)."""
     threshold = consumer.prefetch - refill_step(consumer.prefetch)
     return holding <= threshold < holding + freed
+
+
+def by_record(consumer: Consumer) -> bool:
+    """Whether a consumer's acks decide their refill from their records: client-individual
+    with a prefetch of 20 or more. Below, every ack of a saturated consumer pumps (a step
+    of 1), and after its backlog is gone a full push's ack would pump for nothing, where
+    counting what it holds reads a few small records: it counts, as ever."""
+    return consumer.ack == "client-individual" and refill_step(consumer.prefetch) > 1
+
+
+def refill_points(record: DeliveryRecord, step: int) -> int:
+    """How many of a push's messages are refill points (every `step`-th pushed)."""
+    return (record.base + len(record.leases)) // step - record.base // step
+
+
+def needs_mark(record: DeliveryRecord, prefetch: int) -> bool:
+    """Whether an ack at a refill point of this push pumps only if the consumer is marked
+    owed: all but a push that left the consumer full and has at most one refill point
+    (that one pumps by itself)."""
+    return not record.full or refill_points(record, refill_step(prefetch)) > 1
+
+
+Refill = Literal["pump", "no", "if_owed", "count"]
+
+
+def refill_by_record(
+    consumer: Consumer, record: DeliveryRecord, position: int, now_ms: int
+) -> Refill:
+    """What a client-individual ack of `position` tells from its record, as its write
+    returned it (the position settled): pump, no pump, pump if the consumer is marked owed
+    below this record's seq, or count the consumer's holding (acked out of push order)."""
+    if not by_record(consumer) or any(p < position for p in record.held(now_ms)):
+        return "count"
+    if (record.base + position + 1) % refill_step(consumer.prefetch):
+        return "no"
+    return "if_owed" if needs_mark(record, consumer.prefetch) else "pump"

@@ -9,9 +9,9 @@ posts as the 32 KB frame allows (`posting.py`). It reads each consumer's credit 
 (`credit.py`) and leases under the consumer's name with an ordinary receive, so leases,
 receive counts, dead-lettering and FIFO groups behave as for HTTP receivers.
 
-A `client` consumer a pump leaves without credit while messages may have waited is marked
-owed (`_owe`): the ack that opens its room pumps. A consumer that keeps up with its
-producer never is, and its acks read no index.
+A `client` or `client-individual` consumer a pump leaves without credit while messages may
+have waited is marked owed (`_owe`): the ack that opens its room pumps. A consumer that
+keeps up with its producer never is, and its acks read no index.
 
 The dispatch function feeds what it indexes without a pump where it can: it reads the
 consumers and one's credit first and appends the new messages leased to that consumer
@@ -34,7 +34,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import Holding, holding_of
+from mqless.domain.push.credit import Holding, by_record, holding_of
 from mqless.domain.push.posting import Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.queues.indexing import PushLease
@@ -244,17 +244,51 @@ class Feeder:
         indexed: frozenset[int] | None,
         refed: set[str],
     ) -> dict[str, Consumer]:
-        """Mark the `client` consumers this pump found without credit owed, as messages
-        may wait for them; those whose credit an ack freed meanwhile, as they are now (to
-        be fed at once).
+        """Mark the consumers this pump found without credit owed, as messages may wait for
+        them; those whose credit an ack freed meanwhile, as they are now (to be fed at once).
 
-        An ack that opens a consumer's room pumps only if it finds the mark (`settle`),
-        so that a consumer that keeps up with its producer (each push acked before the
-        next message arrives) costs no pump after its acks. The mark and the ack's
-        watermark are one item: the ack's write either sees the mark (and pumps), or came
-        first, and then this write returns its watermark, and this pump feeds again.
+        `client`: an ack that opens a consumer's room pumps only if it finds the mark
+        (`settle`), so that a consumer that keeps up with its producer (each push acked
+        before the next message arrives) costs no pump after its acks. The mark and the
+        ack's watermark are one item: the ack's write either sees the mark (and pumps), or
+        came first, and then this write returns its watermark, and this pump feeds again.
+
+        `client-individual`: the mark (`owed_below`) is raised only over records whose acks
+        would not pump by themselves (`credit.py`); once raised, the consumer is counted
+        again and fed if an ack freed credit meanwhile (that ack may have read the mark
+        before it was raised).
         """
         refreshed: dict[str, Consumer] = {}
+        starved = self._starved_client(consumers, holdings, refed, refreshed)
+        individual = self._uncovered(consumers, holdings)
+        # a consumer that keeps up is filled to its credit by the pump of what was just
+        # indexed: one strongly consistent look at those shards, not a mark and a pump
+        if not (starved or individual) or (
+            indexed is not None and not self._queues.left_visible(queue, indexed)
+        ):
+            return refreshed
+        for consumer in starved:
+            marked = self._store.mark_owed(consumer)
+            if marked is None:
+                continue  # unsubscribed meanwhile
+            if marked.acked > consumer.acked:
+                refreshed[consumer.tag] = replace(consumer, acked=marked.acked, owed=True)
+                holdings.pop(consumer.tag, None)  # counted again from the new watermark
+        for consumer, below in individual:
+            raised = self._store.raise_owed(consumer, below)
+            if raised is not None:  # None: gone, or a racing pump raised it as high
+                refreshed[consumer.tag] = raised
+                holdings.pop(consumer.tag, None)  # counted again: an ack may have missed it
+        return refreshed
+
+    @staticmethod
+    def _starved_client(
+        consumers: Sequence[Consumer],
+        holdings: dict[str, Holding],
+        refed: set[str],
+        refreshed: dict[str, Consumer],
+    ) -> list[Consumer]:
+        """The `client` consumers this pump left without credit, to be marked owed."""
         starved = [
             c
             for c in consumers
@@ -271,18 +305,24 @@ class Feeder:
                 holdings.pop(consumer.tag)
                 refreshed[consumer.tag] = consumer
                 starved.remove(consumer)
-        # a consumer that keeps up is filled to its credit by the pump of what was just
-        # indexed: one strongly consistent look at those shards, not a mark and a pump
-        if not starved or (indexed is not None and not self._queues.left_visible(queue, indexed)):
-            return refreshed
-        for consumer in starved:
-            marked = self._store.mark_owed(consumer)
-            if marked is None:
-                continue  # unsubscribed meanwhile
-            if marked.acked > consumer.acked:
-                refreshed[consumer.tag] = replace(consumer, acked=marked.acked, owed=True)
-                holdings.pop(consumer.tag, None)  # counted again from the new watermark
-        return refreshed
+        return starved
+
+    @staticmethod
+    def _uncovered(
+        consumers: Sequence[Consumer], holdings: dict[str, Holding]
+    ) -> list[tuple[Consumer, int]]:
+        """The `client-individual` consumers this pump left without credit whose owed mark
+        must rise (`credit.py`), each with the seq it must rise to. One whose record another
+        pump wrote first is that pump's to feed and mark."""
+        found: list[tuple[Consumer, int]] = []
+        for consumer in consumers:
+            holding = holdings.get(consumer.tag)
+            if not by_record(consumer) or holding is None or not holding.starved:
+                continue
+            holding.starved = False
+            if not holding.lost and holding.uncovered > consumer.owed_below:
+                found.append((consumer, holding.uncovered))
+        return found
 
     def _lease_for(
         self, consumer: Consumer, want: int, holdings: dict[str, Holding]

@@ -30,7 +30,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.messages import Delivery
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.consumer import CONSUMER_SECONDS, MAX_PREFETCH, Consumer
-from mqless.domain.push.credit import Holding, holding_of
+from mqless.domain.push.credit import Holding, by_record, holding_of, needs_mark
 from mqless.domain.push.pushes import Push, Pusher, Rendered, Renderer
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.service import QueueService
@@ -201,6 +201,7 @@ class Poster:
         lease_seconds = self._queues.config_of(consumer.queue).visibility_timeout
         until = self._clock.now_ms() + lease_seconds * 1000
         by_id = consumer.connection.protocol == "stomp" and consumer.connection.version != "1.2"
+        individual = by_record(consumer)  # its acks read `base` and `full`
         record = DeliveryRecord(
             seq=seq,
             gen=gen,
@@ -209,6 +210,8 @@ class Poster:
             id_tags=b"".join(id_tag(d.message_id) for d in leased) if by_id else b"",
             settled=frozenset(refused),  # set aside below: never held
             low=holding.low,
+            base=holding.next_base if individual else 0,
+            full=individual and holding.in_flight - len(refused) >= consumer.prefetch,
         )
         expires_at = until // 1000 + CONSUMER_SECONDS
         if not self._records.put(consumer.queue, consumer.records, record, expires_at=expires_at):
@@ -218,7 +221,10 @@ class Poster:
             holding.in_flight -= len(leased)
             return None
         holding.next_seq = seq + 1
+        holding.next_base += len(leases)
         holding.in_flight -= len(refused)
+        if individual and needs_mark(record, consumer.prefetch):
+            holding.uncovered = seq + 1
         return record
 
     def _forget(self, consumer: Consumer, holdings: dict[str, Holding], count: int) -> None:

@@ -10,7 +10,11 @@ ten: one segment each), per message: auto 0.1 writes beyond the queue's lease (t
 per segment); client 0.1 (record) + 0.1 (watermark) beyond the queue's lease and ack;
 client-individual 0.1 + 1 (the record's mark).
 
-Whether a pump should follow (`SettleReport.refill`): see `credit.py`. In `client` mode an
+Whether a pump should follow (`SettleReport.refill`): see `credit.py`. A
+`client-individual` ack with prefetch 20 or more decides it from the record its write
+returns (at most one small read, of the consumer's owed mark, at a refill point); with less,
+or acked out of push order, it counts what the consumer holds (a query of its records). In
+`client` mode an
 ack pumps only if a pump marked the consumer owed (it left it without credit while messages
 may have waited, `feeding.py`); a consumer that keeps up with its producer never is, and its
 acks read no index. What makes a message visible always pumps: a nack, a FIFO ack (the next
@@ -21,16 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from mqless.domain import names
 from mqless.domain.clock import Clock
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import crosses_refill, holding_of, recent
+from mqless.domain.push.credit import crosses_refill, holding_of, recent, refill_by_record
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.service import QueueService
-from mqless.storage.deliveries import DeliveryRecords, watermark
+from mqless.storage.deliveries import DeliveryRecord, DeliveryRecords, watermark
 from mqless.storage.push_consumers import PushConsumers
 
 
@@ -101,20 +106,16 @@ class Settlement:
             nack
             or names.is_fifo(consumer.queue)
             or settled < len(done)  # a lease that had run out: its message is visible
-            or (
-                room_opened
-                if room_opened is not None
-                else self._room_opened(consumer, freed=len(leases))
-            )
+            or room_opened()
         )
         return SettleReport(settled=settled, stale=len(done) - settled, refill=refill)
 
     def _let_go(
         self, consumer: Consumer, ack: AckId | None, message_id: str | None, now: int
-    ) -> tuple[list[Lease], bool | None]:
+    ) -> tuple[list[Lease], Callable[[], bool]]:
         """The consumer's record (or watermark) lets go of the acked delivery (and in
-        `client` mode of every one before it); the leases it held, and in `client` mode
-        whether the ack opened the consumer's room (None: not known from what was read).
+        `client` mode of every one before it); the leases it held, and what tells whether
+        the ack opened the consumer's room (asked only when nothing else pumps).
         NotInFlight if it holds none of them."""
         target: tuple[int, int, str] | None
         if ack is not None and ack.seq is not None:
@@ -130,18 +131,29 @@ class Settlement:
         if target is None:
             raise not_held
         seq, position, gen = target
-        leases: list[Lease] | None
-        room_opened: bool | None = None
         if consumer.ack == "client":
-            leases, room_opened = self._settle_up_to(consumer, seq, position, gen, now)
-        else:
-            marked = self._records.settle(
-                consumer.queue, consumer.records, seq, position, gen=gen, now_ms=now
-            )
-            leases = None if marked is None else [marked.leases[position]]
-        if not leases:
+            leases, opened = self._settle_up_to(consumer, seq, position, gen, now)
+            if not leases:
+                raise not_held
+            return leases, lambda: opened
+        marked = self._records.settle(
+            consumer.queue, consumer.records, seq, position, gen=gen, now_ms=now
+        )
+        if marked is None:
             raise not_held
-        return leases, room_opened
+        return [marked.leases[position]], partial(self._refills, consumer, marked, position, now)
+
+    def _refills(self, consumer: Consumer, record: DeliveryRecord, position: int, now: int) -> bool:
+        """`client-individual`: whether the ack of `position` (settled in `record`, as the
+        ack's write returned it) is worth a pump (`credit.refill_by_record`): no read, one
+        small read of the consumer's owed mark, or (acked out of push order) its records."""
+        by_record = refill_by_record(consumer, record, position, now)
+        if by_record == "count":
+            return self._room_opened(consumer, freed=1)
+        if by_record == "if_owed":
+            stored = self._store.get(consumer.queue, consumer.connection.id, consumer.subscription)
+            return stored is not None and record.seq < stored.owed_below
+        return by_record == "pump"
 
     def _room_opened(self, consumer: Consumer, *, freed: int) -> bool:
         """Whether releasing `freed` messages (settled in its records already) took the

@@ -1,0 +1,153 @@
+"""Update expression trees copied node by node, and walked without asking again per node
+what each pass processes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mqless_cli.local.moto_fixes.patching import patched
+
+_SHARED = (str, int, float, bool, bytes, type(None))
+"""Values a copy may share with its original: nothing can change them."""
+
+
+def copied_tree(root: Any, node_class: type) -> Any:
+    """A copy of an expression tree as `copy.deepcopy` makes it, built node by node.
+
+    A node's state is its `type` (text), its `children` (nodes, or the text and numbers
+    of a leaf) and its `parent`; the copy's nodes point at their copied parents, a node
+    reached twice is copied once, and any other value is deep-copied as before."""
+    memo: dict[int, Any] = {}
+
+    def copied(node: Any, parent: Any) -> Any:
+        done = memo.get(id(node))
+        if done is not None:
+            return done
+        state = getattr(node, "__dict__", None)
+        if state is None:
+            return copy.deepcopy(node, memo)
+        new = object.__new__(type(node))
+        memo[id(node)] = new
+        fresh: dict[str, Any] = {}
+        for name, value in state.items():
+            if name == "parent":
+                fresh[name] = parent
+            elif name == "children" and type(value) is list:
+                fresh[name] = [
+                    copied(child, new)
+                    if isinstance(child, node_class)
+                    else child
+                    if isinstance(child, _SHARED)
+                    else copy.deepcopy(child, memo)
+                    for child in value
+                ]
+            else:
+                fresh[name] = value if isinstance(value, _SHARED) else copy.deepcopy(value, memo)
+        new.__dict__.update(fresh)
+        return new
+
+    return copied(root, None)
+
+
+@contextmanager
+def update_expression_trees_copied_node_by_node() -> Iterator[None]:
+    """Copy an UpdateExpression's tree for validation node by node, not with `deepcopy`.
+
+    Upstream behaviour: `Validator.__init__` deep-copies the parsed tree on every
+    UpdateItem (its passes replace nodes in place, so the parse kept for the text must stay
+    as it was). `copy.deepcopy` asks each node and value how to copy itself and keeps a
+    memo of everything; for the broker's segment updates (ten or more actions, a few
+    hundred nodes) that was a twelfth of `mqless dev`'s CPU in the HTTP bench. The copy
+    here is the same tree (`copied_tree`): same classes, same children, parents pointing
+    into the copy. A tree whose root has a parent, and every other value `deepcopy` is
+    asked for (`list_append`'s operand), is deep-copied as before.
+    """
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    original = validators.deepcopy  # type: ignore[attr-defined]
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if memo is None and isinstance(value, Node) and value.parent is None:
+            return copied_tree(value, Node)
+        return original(value, memo)
+
+    with patched(validators, "deepcopy", deepcopy):
+        yield
+
+
+def _processor_for(traverser: Any, kind: type) -> Any:
+    """Which of a pass's processors takes nodes of `kind` (None: none does): the first in
+    its processing map whose class matches, kept on the pass with the map itself."""
+    kept: dict[str, Any] = traverser.__dict__
+    chosen: dict[type, Any] | None = kept.get("_mqless_processors")
+    if chosen is None:
+        chosen = kept["_mqless_processors"] = {}
+        kept["_mqless_map"] = tuple(traverser._processing_map().items())
+    if kind not in chosen:
+        chosen[kind] = next(
+            (step for cls, step in kept["_mqless_map"] if issubclass(kind, cls)), None
+        )
+    return chosen[kind]
+
+
+class _KeptMapWalk:
+    """`DepthFirstTraverser.traverse_node_recursively`, asking what is a node and what
+    processes it once per node type (`node_class` is an ABC: its isinstance is slow)."""
+
+    def __init__(self, node_class: type, no_hook: Any) -> None:
+        self._node_class = node_class
+        self._no_hook = no_hook
+        self._is_node: dict[type, bool] = {}
+
+    def traverse(self, traverser: Any, node: Any, child_id: int = -1) -> Any:
+        kind = type(node)
+        node_like = self._is_node.get(kind)
+        if node_like is None:
+            node_like = self._is_node[kind] = isinstance(node, self._node_class)
+        if not node_like:
+            return node
+        parent_node = node.parent
+        children = node.children
+        if children is not None:
+            hooked = type(traverser).pre_processing_of_child is not self._no_hook
+            for i, child in enumerate(children):
+                if hooked:
+                    traverser.pre_processing_of_child(node, i)
+                self.traverse(traverser, child, i)  # no pass overrides the walk
+        step = _processor_for(traverser, kind)
+        if step is not None:
+            node = step(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+
+@contextmanager
+def expression_passes_walk_with_kept_maps() -> Iterator[None]:
+    """Walk an expression tree asking each pass once per node type what it processes.
+
+    Upstream behaviour: `DepthFirstTraverser.traverse_node_recursively` builds the pass's
+    processing map (a new dict of bound methods) for every node it visits, and again to
+    process a node, and calls `pre_processing_of_child` (a no-op but in one pass) for
+    every child; an UpdateItem runs seven such passes over its tree. Here each pass keeps
+    its map, and which of its processors (if any) takes each node type: the first whose
+    class matches, as upstream picks it; the hook is called where a pass defines it.
+    Nodes are visited, processed and put in their parents in the same order as before.
+    """
+    from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+        DepthFirstTraverser,
+        Node,
+    )
+
+    walk = _KeptMapWalk(Node, DepthFirstTraverser.pre_processing_of_child)
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        return walk.traverse(self, node, child_id)
+
+    with patched(DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively):
+        yield
