@@ -357,3 +357,26 @@ def test_a_racing_ticket_for_a_message_another_receiver_took_is_refused_without_
         "dynamodb:UpdateItem": 1
     }
     assert sum(spent.failed_conditions.values()) == 1
+
+
+def test_a_racing_receiver_reaches_a_message_behind_more_settled_segments_than_a_look_reads(
+    receivers: list[QueueService],
+) -> None:
+    # Given racing receivers (b lost the race for x and took y by ticket), and a push
+    # consumer a that received and acked 40 batches of ten while they raced (it takes no
+    # ticket, so the floor's move it saw was left for one)
+    a, b, _, _ = receivers
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    a.ack(P, QUEUE, [m.receipt for m in leased])
+    for i in range(40):
+        a.send_batch(P, QUEUE, [(str(j), NewMessage(body=f"{i}.{j}".encode())) for j in range(10)])
+        got = a.receive(P, QUEUE, oldest_first=True, max_messages=10)
+        a.ack(P, QUEUE, [m.receipt for m in got])
+    # When a message m is sent after them, and b long-polls for it
+    m = send(a, "m")
+    found = b.receive(P, QUEUE, wait_seconds=2)
+    # Then b receives m
+    assert [d.message_id for d in found] == [m]
