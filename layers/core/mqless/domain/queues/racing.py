@@ -87,10 +87,6 @@ class Racing:
             taken += self._take_by_tickets(
                 config, shard, want - len(taken), lease_ms, acks, read_end
             )
-        if (hint := self._memory.take_floor_hint(config.name, shard)) is not None:
-            # no ticket carried the floor's move (none was taken, or it was refused): a
-            # write of its own, or the floor would stay behind the settled run for good
-            self._memory.advance_floor(config.name, shard, hint)
         if len(taken) < want and not looked_behind:
             dispensed = self._memory.dispensed(config.name, shard)
             behind = _behind(seen, dispensed, self._clock.now_ms(), strays)
