@@ -12,8 +12,9 @@ from settles them in its lease's write: `claim`).
 
 The cursor's floor (every segment below it is settled) is moved forward lazily, several
 segments at a time (`advance_floor`). Its ticket dispenser is used only by receivers that
-compete (`domain/queues/racing.py`): a ticket is one unconditional UpdateItem (ALL_NEW): it
-cannot fail, and two receivers never get the same positions.
+compete (`domain/queues/racing.py`): a ticket is one UpdateItem (ALL_NEW), two receivers
+never get the same positions, and it fails only where its receiver asked for positions
+below the shard's end as it read it and the dispenser is there already.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 A receiver that lost a race on a shard, or that reads in the shard's cursor that someone
 took a ticket there lately, takes positions from the shard's ticket dispenser instead
-(`IndexStore.take_positions`: one unconditional write, 1 WRU, that cannot fail and never
-hands two receivers the same positions), reads the segments of those positions strongly
-consistent (1 RRU: DynamoDB bills a read a fifth of a write, and an eventually consistent
-one may show a reference free that was just taken) and leases what is free there.
+(`IndexStore.take_positions`: one write, 1 WRU, that never hands two receivers the same
+positions, refused only where the receiver's read reached the shard's end and the dispenser
+is past it already: then no positions would hold anything), reads the segments of those
+positions strongly consistent (1 RRU: DynamoDB bills a read a fifth of a write, and an
+eventually consistent one may show a reference free that was just taken) and leases what
+is free there.
 References behind the dispenser that are free again (a lease ran out, a nack, a delay
 ended) are leased from a strongly consistent read of their segment, now and then and
 whenever the tickets found nothing. A receiver that never competes never takes a ticket.
