@@ -97,3 +97,15 @@ def test_a_message_another_process_indexed_is_received_within_a_long_polls_first
     # Then it gets it by its second look, one pause (50 ms) after its first
     assert [d.message_id for d in got] == [sent]
     assert clock.now_ms() - started <= 50
+
+
+def test_a_message_a_selector_passed_over_is_received_at_once_by_a_plain_receive(
+    broker: QueueService, queue: str
+) -> None:
+    # Given a blue message, and a consumer selecting red ones that just looked and took none
+    sent = broker.send(P, queue, NewMessage(body=b"b", attributes={"color": "blue"})).message_id
+    assert broker.receive(P, queue, selector="color = 'red'") == []
+    # When a receive of this process without a selector looks at once
+    got = broker.receive(P, queue)
+    # Then it gets the blue message (its shard was not taken for empty)
+    assert [d.message_id for d in got] == [sent]

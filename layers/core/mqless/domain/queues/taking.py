@@ -343,12 +343,16 @@ class _EmptyLook:
         self.began = began
         self.stamp = stamp
         self.wakes_at = sys.maxsize
+        self.free_seen = False  # (a selector's look passes free messages it does not take)
 
     def saw(self, segments: Sequence[Segment], now: int) -> None:
         ends = [e.until for s in segments for e in s.entries if e.until > now]
         self.wakes_at = min([self.wakes_at, *ends])
+        self.free_seen = self.free_seen or any(e.free_at(now) for s in segments for e in s.entries)
 
     def note(self, memory: ShardMemory, queue: str, shard: int) -> None:
+        if self.free_seen:
+            return  # not empty: free messages this look did not take wait there
         memory.found_empty(
             queue, shard, read_at=self.began, stamp=self.stamp, wakes_at=self.wakes_at
         )
