@@ -307,3 +307,76 @@ def test_a_racing_receive_gets_no_more_than_it_asked_from_a_segment_of_twelve(
     # and 12th are no ticket's position: `seq × 10 + slot` would give them the next
     # segment's first two)
     assert [m.body for m in got] == [b"m9", b"n0"]
+
+
+def test_a_racing_receiver_that_reads_only_messages_dispensed_already_takes_no_ticket(
+    receivers: list[QueueService], meter: Meter
+) -> None:
+    # Given racing receivers: b lost the race for x and took y by ticket, so b knows the
+    # shard's dispenser is past both
+    a, b, _, _ = receivers
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        a.receive(P, QUEUE, oldest_first=True)
+        assert len(b.receive(P, QUEUE)) == 1
+        before = meter.usage()
+        # When b receives again, its read still showing x and y free, and nothing after them
+        got = b.receive(P, QUEUE)
+    # Then it gets nothing, and takes no ticket for positions past the last message: no
+    # write, no read beyond the one it made
+    spent = meter.usage() - before
+    assert got == []
+    assert {k: v for k, v in spent.requests.items() if k.startswith("dynamodb:")} == {}
+
+
+def test_a_racing_ticket_for_a_message_another_receiver_took_is_refused_without_a_read(
+    receivers: list[QueueService], meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given racing receivers (b lost the race for x and took y by ticket), no chance drawn
+    # in their favour, and a message z that c took by ticket while b's read still shows it
+    # free
+    a, b, c, _ = receivers
+    monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        a.receive(P, QUEUE, oldest_first=True)
+        b.receive(P, QUEUE)
+    z = send(a, "z")
+    with stale_reads(b):
+        assert [m.message_id for m in c.receive(P, QUEUE)] == [z]
+        before = meter.usage()
+        # When b receives
+        got = b.receive(P, QUEUE)
+    # Then it gets nothing, for one ticket refused (the dispenser was past the last
+    # message b read): one failed write, and no read of positions past the last message
+    spent = meter.usage() - before
+    assert got == []
+    assert {k: v for k, v in spent.requests.items() if k.startswith("dynamodb:")} == {
+        "dynamodb:UpdateItem": 1
+    }
+    assert sum(spent.failed_conditions.values()) == 1
+
+
+def test_a_racing_receiver_reaches_a_message_behind_more_settled_segments_than_a_look_reads(
+    receivers: list[QueueService],
+) -> None:
+    # Given racing receivers (b lost the race for x and took y by ticket), and a push
+    # consumer a that received and acked 40 batches of ten while they raced (it takes no
+    # ticket, so the floor's move it saw was left for one)
+    a, b, _, _ = receivers
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    a.ack(P, QUEUE, [m.receipt for m in leased])
+    for i in range(40):
+        a.send_batch(P, QUEUE, [(str(j), NewMessage(body=f"{i}.{j}".encode())) for j in range(10)])
+        got = a.receive(P, QUEUE, oldest_first=True, max_messages=10)
+        a.ack(P, QUEUE, [m.receipt for m in got])
+    # When a message m is sent after them, and b long-polls for it
+    m = send(a, "m")
+    found = b.receive(P, QUEUE, wait_seconds=2)
+    # Then b receives m
+    assert [d.message_id for d in found] == [m]

@@ -12,18 +12,29 @@ from settles them in its lease's write: `claim`).
 
 The cursor's floor (every segment below it is settled) is moved forward lazily, several
 segments at a time (`advance_floor`). Its ticket dispenser is used only by receivers that
-compete (`domain/queues/racing.py`): a ticket is one unconditional UpdateItem (ALL_NEW): it
-cannot fail, and two receivers never get the same positions.
+compete (`domain/queues/racing.py`): a ticket is one UpdateItem (ALL_NEW), two receivers
+never get the same positions, and it fails only where its receiver asked for positions
+below the shard's end as it read it and the dispenser is there already.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from mqless.domain.errors import Throttled
 from mqless.storage import keys, lane_marks
-from mqless.storage.dynamo import drop_partition, from_wire, to_wire, translated_errors
+from mqless.storage.dynamo import (
+    drop_partition,
+    from_wire,
+    is_condition_failure,
+    to_wire,
+    translated_errors,
+)
 from mqless.storage.index_appends import MAX_APPEND_ATTEMPTS, AppendReport, SegmentAppender
 from mqless.storage.lane_marks import LaneMarks
 from mqless.storage.segment_writes import (
@@ -45,6 +56,31 @@ from mqless.storage.segments import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class _Freeings:
+    """When this process last wrote what may make a reference of a shard free (an append,
+    a released or shortened lease), as a stamp that only grows. Every IndexStore of the
+    process shares it (the dispatch function's appends, the receivers' releases): a
+    receiver that found a shard empty knows by it whether that can still hold. Writes of
+    other processes are not in it: a receiver's memory of an empty shard is short for them
+    (`domain/queues/shard_memory.py`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamps = itertools.count(1)
+        self._last: dict[tuple[str, int], int] = {}
+
+    def stamp(self, queue: str, shard: int) -> int:
+        with self._lock:
+            return self._last.get((queue, shard), 0)
+
+    def wrote(self, queue: str, shard: int) -> None:
+        with self._lock:
+            self._last[(queue, shard)] = next(self._stamps)
+
+
+_FREEINGS = _Freeings()
 
 
 class IndexStore:
@@ -79,6 +115,12 @@ class IndexStore:
                 ConsistentRead=consistent,
             )
         return [segment_from_item(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+
+    def freeing_stamp(self, queue: str, shard: int) -> int:
+        """A stamp of this process's last write that may have freed a reference of the shard
+        (an append, a release): the same stamp later means no such write was made here since
+        (other processes' writes are not counted)."""
+        return _FREEINGS.stamp(queue, shard)
 
     def segment(self, queue: str, shard: int, seq: int) -> Segment | None:
         """One segment, strongly consistent."""
@@ -132,26 +174,39 @@ class IndexStore:
         first: int,
         now_ms: int,
         floor_hint: int | None = None,
-    ) -> tuple[int, Cursor]:
+        below: int | None = None,
+    ) -> tuple[int, Cursor] | None:
         """Take `count` positions from the shard's dispenser (which starts at `first` the
         first time); returns the first position taken and the cursor after the write.
         `floor_hint`: a floor the receiver read settled below, carried by the same write.
+        `below`: only if the dispenser is below this position (the end of the shard as the
+        receiver read it); None if it is not (nothing was taken: no one's positions move).
 
-        One UpdateItem with no condition: it never fails, and concurrent receivers get
-        disjoint positions."""
+        One UpdateItem, with no condition but `below`: it never fails otherwise, and
+        concurrent receivers get disjoint positions."""
         update = "SET d = if_not_exists(d, :first) + :n, k = :now"
         values: dict[str, Any] = {":first": first, ":n": count, ":now": now_ms}
         if floor_hint is not None:
             update += ", g = :g"
             values[":g"] = floor_hint
-        with translated_errors():
-            response = self._db.update_item(
-                TableName=self._table,
-                Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
-                UpdateExpression=update,
-                ExpressionAttributeValues=to_wire(values),
-                ReturnValues="ALL_NEW",
-            )
+        condition: dict[str, str] = {}
+        if below is not None:
+            condition["ConditionExpression"] = "attribute_not_exists(d) OR d < :below"
+            values[":below"] = below
+        try:
+            with translated_errors():
+                response = self._db.update_item(
+                    TableName=self._table,
+                    Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
+                    UpdateExpression=update,
+                    ExpressionAttributeValues=to_wire(values),
+                    ReturnValues="ALL_NEW",
+                    **condition,  # type: ignore[arg-type]
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
         cursor = cursor_from_item(from_wire(response.get("Attributes", {})))
         return int(cursor.dispensed or 0) - count, cursor
 
@@ -185,7 +240,10 @@ class IndexStore:
     def append(self, queue: str, shard: int, refs: Sequence[NewRef]) -> AppendReport:
         """Append references in order, filling the last segment first; a reference already
         waiting in one of the last segments (a retried stream batch) is not appended again."""
-        return self._appender.append(queue, shard, refs)
+        try:
+            return self._appender.append(queue, shard, refs)
+        finally:
+            _FREEINGS.wrote(queue, shard)
 
     # ---- leasing and settling ----------------------------------------------------------------
 
@@ -227,7 +285,11 @@ class IndexStore:
         `release` ends the lease (its receipts are stale from now on); `uncount` also takes
         it back out of the receive count (it delivered to no one)."""
         update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
-        return self._conditional_update(queue, shard, seq, update, condition, values)
+        try:
+            return self._conditional_update(queue, shard, seq, update, condition, values)
+        finally:
+            if release or until != SETTLED:
+                _FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees
 
     def settle_any(self, queue: str, shard: int, seq: int, slots: Sequence[int]) -> Segment | None:
         """Settle refs whatever their lease (an operator's delete or purge); None if one

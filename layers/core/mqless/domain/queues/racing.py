@@ -2,10 +2,12 @@
 
 A receiver that lost a race on a shard, or that reads in the shard's cursor that someone
 took a ticket there lately, takes positions from the shard's ticket dispenser instead
-(`IndexStore.take_positions`: one unconditional write, 1 WRU, that cannot fail and never
-hands two receivers the same positions), reads the segments of those positions strongly
-consistent (1 RRU: DynamoDB bills a read a fifth of a write, and an eventually consistent
-one may show a reference free that was just taken) and leases what is free there.
+(`IndexStore.take_positions`: one write, 1 WRU, that never hands two receivers the same
+positions, refused only where the receiver's read reached the shard's end and the dispenser
+is past it already: then no positions would hold anything), reads the segments of those
+positions strongly consistent (1 RRU: DynamoDB bills a read a fifth of a write, and an
+eventually consistent one may show a reference free that was just taken) and leases what
+is free there.
 References behind the dispenser that are free again (a lease ran out, a nack, a delay
 ended) are leased from a strongly consistent read of their segment, now and then and
 whenever the tickets found nothing. A receiver that never competes never takes a ticket.
@@ -60,9 +62,20 @@ class Racing:
         want: int,
         lease_ms: int,
         acks: Acks | None = None,
+        *,
+        read_end: int | None = None,
     ) -> list[Taken]:
         """Lease by ticket; look behind the dispenser now and then, and when the tickets
-        found nothing (`seen`: the segments an eventually consistent read showed free)."""
+        found nothing (`seen`: the segments an eventually consistent read showed free;
+        `read_end`: the position after the last reference, if that read reached it).
+
+        Where the read reached the shard's last reference, a ticket is taken only while the
+        dispenser is below it: past it, its positions would be past the last reference or
+        of references dispensed already (the dispenser never goes back below one), a ticket
+        and two reads for nothing. So a read that shows nothing free at or past the
+        dispenser as last known takes no ticket, and a ticket is refused (one failed
+        write, no read) where the dispenser moved past the end meanwhile. What is appended
+        after that read is found by the next look."""
         dispensed = self._memory.dispensed(config.name, shard)
         now = self._clock.now_ms()
         strays = self._strays(config.name, shard, seen, dispensed, now)
@@ -72,13 +85,38 @@ class Racing:
         if behind and random.random() < STRAGGLER_SHARE:
             looked_behind = True
             taken += self._take_behind(config, shard, behind, want, lease_ms, strays, acks)
+        if read_end is None or _free_ahead(seen, dispensed, now):
+            taken += self._take_by_tickets(
+                config, shard, want - len(taken), lease_ms, acks, read_end
+            )
+        if len(taken) < want and not looked_behind:
+            dispensed = self._memory.dispensed(config.name, shard)
+            behind = _behind(seen, dispensed, self._clock.now_ms(), strays)
+            taken += self._take_behind(
+                config, shard, behind, want - len(taken), lease_ms, strays, acks
+            )
+        return taken
+
+    def _take_by_tickets(
+        self,
+        config: QueueConfig,
+        shard: int,
+        want: int,
+        lease_ms: int,
+        acks: Acks | None,
+        read_end: int | None,
+    ) -> list[Taken]:
+        """Lease up to `want` by up to MAX_TICKETS tickets (the first refused if the
+        dispenser is at `read_end` already), until one reaches the shard's last reference."""
+        taken: list[Taken] = []
         tickets = 0
         for _ in range(MAX_TICKETS + MAX_REFS):
             if len(taken) >= want or tickets >= MAX_TICKETS:
                 break
             got, at_tail, in_holes = self._take_by_ticket(
-                config, shard, want - len(taken), lease_ms, acks
+                config, shard, want - len(taken), lease_ms, acks, read_end
             )
+            read_end = None  # a ticket's own read (strongly consistent) knows better now
             taken += got
             if at_tail:
                 break  # nothing further to dispense; another ticket would find nothing
@@ -86,12 +124,6 @@ class Racing:
                 # positions in a closed segment's empty places were no one's: the next
                 # ticket is not one more try but the first that could find something
                 tickets += 1
-        if len(taken) < want and not looked_behind:
-            dispensed = self._memory.dispensed(config.name, shard)
-            behind = _behind(seen, dispensed, self._clock.now_ms(), strays)
-            taken += self._take_behind(
-                config, shard, behind, want - len(taken), lease_ms, strays, acks
-            )
         return taken
 
     def _strays(
@@ -118,13 +150,23 @@ class Racing:
         return {place for place, since in current.items() if now - since >= STRAY_MS}
 
     def _take_by_ticket(
-        self, config: QueueConfig, shard: int, want: int, lease_ms: int, acks: Acks | None
+        self,
+        config: QueueConfig,
+        shard: int,
+        want: int,
+        lease_ms: int,
+        acks: Acks | None,
+        read_end: int | None,
     ) -> tuple[list[Taken], bool, bool]:
         """Take `want` positions from the dispenser and lease what is free at them; whether
-        they reached the shard's last reference; and whether they all fell in the empty
-        places of closed segments (a batch that did not fit whole in a segment's room)."""
+        they reached the shard's last reference (or the ticket was refused: the dispenser
+        was at `read_end` already); and whether they all fell in the empty places of
+        closed segments (a batch that did not fit whole in a segment's room)."""
         queue = config.name
-        start, end, read, tail = self._dispense(queue, shard, want)
+        dispensed = self._dispense(queue, shard, want, read_end)
+        if dispensed is None:
+            return [], True, False
+        start, end, read, tail = dispensed
         taken: list[Taken] = []
         for segment in read:
             got = self._claim_positions(config, segment, start, end, lease_ms, acks)
@@ -149,17 +191,23 @@ class Racing:
         return taken, tail is not None and end >= tail, in_holes
 
     def _dispense(
-        self, queue: str, shard: int, want: int
-    ) -> tuple[int, int, list[Segment], int | None]:
+        self, queue: str, shard: int, want: int, below: int | None
+    ) -> tuple[int, int, list[Segment], int | None] | None:
         """Take a ticket: `want` positions from the shard's dispenser (moved where it ran
-        behind the floor or past the tail). (first position, end, the segments holding them
-        and one more, read strongly consistent, the tail position if that read reached it)."""
+        behind the floor or past the tail), if it is `below` that position. (first
+        position, end, the segments holding them and one more, read strongly consistent,
+        the tail position if that read reached it); None if it was refused."""
         now = self._clock.now_ms()
         known = self._memory.floor(queue, shard)
         hint = self._memory.take_floor_hint(queue, shard)
-        start, cursor = self._index.take_positions(
-            queue, shard, want, first=position(known, 0), now_ms=now, floor_hint=hint
+        ticket = self._index.take_positions(
+            queue, shard, want, first=position(known, 0), now_ms=now, floor_hint=hint, below=below
         )
+        if ticket is None:
+            assert below is not None
+            self._memory.refused_ticket(queue, shard, dispensed=below, floor_hint=hint)
+            return None
+        start, cursor = ticket
         own_end = self._memory.own_ticket_end(queue, shard)
         if own_end is not None and start != own_end:
             self._memory.saw_others(queue, now)  # positions went to someone else since its last
@@ -254,6 +302,18 @@ def _behind(
     return [
         s for s in segments if any(_behind_free(s, e, dispensed, now, strays) for e in s.entries)
     ]
+
+
+def _free_ahead(segments: Sequence[Segment], dispensed: int | None, now: int) -> bool:
+    """Whether a ticket may find something (as read): a reference free at or past the
+    dispenser, or the dispenser not known."""
+    if dispensed is None:
+        return True
+    return any(
+        e.slot < MAX_REFS and e.free_at(now) and position(s.seq, e.slot) >= dispensed
+        for s in segments
+        for e in s.entries
+    )
 
 
 def _behind_free(

@@ -226,17 +226,23 @@ class Receiver:
         before any wait (an ack never waits for a message)."""
         deadline = self._clock.now_ms() + int(wait_seconds * 1000)
         pause = FIRST_POLL_SECONDS
+        # shards that another receiver of this process found empty since this one last
+        # looked are not read again (unless something was freed there: `shard_memory.py`)
+        fresh_since = self._clock.now_ms() - int(FIRST_POLL_SECONDS * 1000)
         while True:
             selection = (
                 None
                 if selector is None
                 else Selection(self._parts, self._verdicts, config, selector)
             )
-            found = self._deliver(config, max_messages, lease_ms, oldest_first, selection, acks)
+            found = self._deliver(
+                config, max_messages, lease_ms, oldest_first, selection, acks, fresh_since
+            )
             if acks is not None:
                 self._leases.settle_acks(config, acks)
                 acks = None
-            remaining = (deadline - self._clock.now_ms()) / 1000
+            fresh_since = self._clock.now_ms()
+            remaining = (deadline - fresh_since) / 1000
             if found or remaining <= 0:
                 return found
             self._clock.sleep(min(pause, remaining))
@@ -250,6 +256,7 @@ class Receiver:
         oldest_first: bool,
         selection: Selection | None = None,
         acks: Acks | None = None,
+        fresh_since: int | None = None,
     ) -> list[Delivery]:
         """Lease messages and open them; what may not go out is expired or dead-lettered."""
         deliveries: list[Delivery] = []
@@ -261,6 +268,7 @@ class Receiver:
                 oldest_first=oldest_first,
                 wanted=None if selection is None else selection.wanted,
                 acks=acks,
+                fresh_since=fresh_since,
             )
             if not taken:
                 break

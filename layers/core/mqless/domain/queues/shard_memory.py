@@ -4,6 +4,16 @@ or saw another receiver's ticket, the tickets it took, and its lease counters.
 
 A cursor is cached for FLOOR_CACHE_MS; reading it tells whether someone else took a ticket
 there lately (then this queue's receivers race: `racing.py`).
+
+A shard a look read to its end and found nothing free in is remembered empty: a receive
+that looks again while that look is newer than its own last one, while this process wrote
+nothing there that may free a reference (an append, a release: `IndexStore.freeing_stamp`)
+and before a lease or delay seen there ends, does not read it again. Receivers of one
+process (`mqless dev`, a WebSocket function's pumps) share what they found, so N of them
+long-polling an idle queue read each shard about once per pause, not N times; a lone
+receiver never skips a shard (its own looks are a pause apart). What other processes free
+is seen by the next look after the one that skipped (a pause later), as a read that was
+just made before the append would have.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ class ShardMemory:
         self._own_tickets: dict[tuple[str, int], tuple[int, int]] = {}
         self._floor_hints: dict[tuple[str, int], int] = {}  # for the shard's next ticket
         self._home: dict[str, int] = {}
+        # per shard: (when found empty, the freeing stamp before that read, when it wakes)
+        self._empty: dict[tuple[str, int], tuple[int, int, int]] = {}
         self.stats = LeaseStats()
 
     # ---- cursors and floors --------------------------------------------------------------
@@ -92,6 +104,8 @@ class ShardMemory:
                 del self._own_tickets[key]  # a queue made again starts a new dispenser
             for key in [k for k in self._floor_hints if k[0] == queue]:
                 del self._floor_hints[key]
+            for key in [k for k in self._empty if k[0] == queue]:
+                del self._empty[key]
 
     # ---- tickets and racing ----------------------------------------------------------------
 
@@ -111,6 +125,19 @@ class ShardMemory:
             self.stats.tickets += writes
             self._cursors[(queue, shard)] = (cursor, now)
             self._own_tickets[(queue, shard)] = (now, int(cursor.dispensed or end))
+
+    def refused_ticket(
+        self, queue: str, shard: int, *, dispensed: int, floor_hint: int | None
+    ) -> None:
+        """A ticket was refused (one failed write): the dispenser is at `dispensed` or past
+        it; the floor's move it was to carry waits for the next ticket."""
+        with self._lock:
+            self.stats.tickets += 1
+            cached = self._cursors.get((queue, shard))
+            if cached is not None and (cached[0].dispensed or 0) < dispensed:
+                self._cursors[(queue, shard)] = (replace(cached[0], dispensed=dispensed), cached[1])
+            if floor_hint is not None:
+                self._floor_hints.setdefault((queue, shard), floor_hint)
 
     def racing(self, queue: str, now: int) -> bool:
         """Whether receivers compete for this queue: this one lost a race lately, or someone
@@ -147,3 +174,32 @@ class ShardMemory:
         """Messages were found in this shard: look here first next time."""
         with self._lock:
             self._home[queue] = shard
+            self._empty.pop((queue, shard), None)
+
+    # ---- shards found empty ------------------------------------------------------------------
+
+    def freeing_stamp(self, queue: str, shard: int) -> int:
+        """The shard's freeing stamp, to take before a read that may find it empty."""
+        return self._index.freeing_stamp(queue, shard)
+
+    def found_empty(
+        self, queue: str, shard: int, *, read_at: int, stamp: int, wakes_at: int
+    ) -> None:
+        """A look read this shard to its end at `read_at` (the freeing stamp `stamp` taken
+        before it) and found nothing free; a lease or delay it saw ends at `wakes_at`."""
+        with self._lock:
+            self._empty[(queue, shard)] = (read_at, stamp, wakes_at)
+
+    def known_empty(self, queue: str, shard: int, *, since: int) -> bool:
+        """Whether a look begun after `since` found this shard empty, and nothing freed there
+        since, that this process knows of (its writes, the leases and delays it saw)."""
+        with self._lock:
+            empty = self._empty.get((queue, shard))
+        if empty is None:
+            return False
+        read_at, stamp, wakes_at = empty
+        return (
+            read_at > since
+            and self._clock.now_ms() < wakes_at
+            and stamp == self._index.freeing_stamp(queue, shard)
+        )

@@ -29,6 +29,7 @@ receive, as an ack request would (`settle_acks`).
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -89,10 +90,13 @@ class Leases:
         oldest_first: bool = False,
         wanted: Wanted | None = None,
         acks: Acks | None = None,
+        fresh_since: int | None = None,
     ) -> list[Taken]:
         """Lease up to `want` messages for `lease_ms` (only `wanted` ones, oldest first);
         `acks` (a standard queue's) are settled in the lease writes of their segments, where
-        there is one (the rest: `settle_acks`)."""
+        there is one (the rest: `settle_acks`). A standard shard that a look since
+        `fresh_since` (ms) found empty, with nothing freed there since that this process
+        knows of, is not read again (`shard_memory.py`)."""
         if wanted is not None:
             oldest_first = True  # a selector consumer is a push consumer: it does not race
         if config.fifo:
@@ -101,6 +105,10 @@ class Leases:
         for shard in self.shard_order(config, acks):
             if len(taken) >= want:
                 break
+            if fresh_since is not None and self._memory.known_empty(
+                config.name, shard, since=fresh_since
+            ):
+                continue
             got = self._take_standard(
                 config, shard, want - len(taken), lease_ms, oldest_first, wanted, acks
             )
@@ -171,12 +179,15 @@ class Leases:
         queue = config.name
         floor = self.floor(queue, shard)
         start = floor
+        empty = _EmptyLook(self._clock.now_ms(), self._memory.freeing_stamp(queue, shard))
         for _ in range(MAX_SCAN_PAGES):
             scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
             segments = self._index.segments(queue, shard, start, limit=scan)
             if not segments:
+                empty.note(self._memory, queue, shard)
                 return []
             now = self._clock.now_ms()
+            empty.saw(segments, now)
             self._pass_settled(queue, shard, floor, segments)
             with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
             if with_free and oldest_first:
@@ -185,26 +196,49 @@ class Leases:
                     return taken
                 # nothing here that this selector takes: look further, as far as a scan goes
             elif with_free:
-                if self._memory.racing(queue, now):
-                    return self._racing.take(config, shard, with_free, want, lease_ms, acks)
-                # competing consumers spread over the oldest segments, not all on the first
-                random.shuffle(with_free)
-                if acks is not None:
-                    # those whose leases this receive acknowledges first: one write for both
-                    with_free.sort(key=lambda s: not acks.pending_in(shard, s.seq))
-                taken = self._claims.claim_from(
-                    config, with_free, want, lease_ms, oldest_first, acks=acks
-                )
-                if len(taken) < want and self._memory.racing(queue, now):
-                    # it lost a race: the rest by ticket, not by another guess
-                    taken += self._racing.take(
-                        config, shard, with_free, want - len(taken), lease_ms, acks
-                    )
-                return taken
+                read_end = segments[-1].end if len(segments) < scan else None
+                return self._compete(config, shard, with_free, want, lease_ms, acks, read_end)
             if len(segments) < scan:
+                empty.note(self._memory, queue, shard)  # read to its end: nothing free
                 return []
             start = segments[-1].seq + 1
+        if (hint := self._memory.take_floor_hint(queue, shard)) is not None:
+            # a look that read its every page without reaching anything free: the floor's
+            # move waits for no ticket (none may come), or the next look would stop here too
+            self.advance_floor(queue, shard, hint)
         return []
+
+    def _compete(
+        self,
+        config: QueueConfig,
+        shard: int,
+        with_free: list[Segment],
+        want: int,
+        lease_ms: int,
+        acks: Acks | None,
+        read_end: int | None,
+    ) -> list[Taken]:
+        """Lease among the free references of these segments as a competing consumer: by
+        ticket if this queue's receivers race, otherwise by a random guess (`read_end`: the
+        position after the shard's last reference, if the read reached it)."""
+        queue = config.name
+        now = self._clock.now_ms()
+        if self._memory.racing(queue, now):
+            return self._racing.take(
+                config, shard, with_free, want, lease_ms, acks, read_end=read_end
+            )
+        # competing consumers spread over the oldest segments, not all on the first
+        random.shuffle(with_free)
+        if acks is not None:
+            # those whose leases this receive acknowledges first: one write for both
+            with_free.sort(key=lambda s: not acks.pending_in(shard, s.seq))
+        taken = self._claims.claim_from(config, with_free, want, lease_ms, False, acks=acks)
+        if len(taken) < want and self._memory.racing(queue, now):
+            # it lost a race: the rest by ticket, not by another guess
+            taken += self._racing.take(
+                config, shard, with_free, want - len(taken), lease_ms, acks, read_end=read_end
+            )
+        return taken
 
     def _pass_settled(self, queue: str, shard: int, floor: int, segments: list[Segment]) -> None:
         """Move the floor past a run of settled segments once it is long enough."""
@@ -298,3 +332,27 @@ class Leases:
     ) -> list[bool]:
         """Settle, release or extend leases; per lease, whether it was still current."""
         return self._changes.set_until(config, leases, until, release=release)
+
+
+class _EmptyLook:
+    """What a look at a standard shard that finds nothing free tells the shard memory: when
+    it began, the freeing stamp before its first read, and the soonest end of a lease or
+    delay it saw (then something may be free without any write)."""
+
+    def __init__(self, began: int, stamp: int) -> None:
+        self.began = began
+        self.stamp = stamp
+        self.wakes_at = sys.maxsize
+        self.free_seen = False  # (a selector's look passes free messages it does not take)
+
+    def saw(self, segments: Sequence[Segment], now: int) -> None:
+        ends = [e.until for s in segments for e in s.entries if e.until > now]
+        self.wakes_at = min([self.wakes_at, *ends])
+        self.free_seen = self.free_seen or any(e.free_at(now) for s in segments for e in s.entries)
+
+    def note(self, memory: ShardMemory, queue: str, shard: int) -> None:
+        if self.free_seen:
+            return  # not empty: free messages this look did not take wait there
+        memory.found_empty(
+            queue, shard, read_at=self.began, stamp=self.stamp, wakes_at=self.wakes_at
+        )
