@@ -210,8 +210,10 @@ def build_indexer(
     registry: QueueRegistry,
     topics: TopicService,
     time: Clock,
+    refer_replays: bool = True,
 ) -> Indexer:
-    """The dispatch function's indexer over the given clients."""
+    """The dispatch function's indexer over the given clients; `topics`' replays refer their
+    messages as it does unless `refer_replays` is false (the caller wires them itself)."""
     from mqless.domain.queues.dedup import DedupHasher
     from mqless.domain.queues.indexing import Indexer
     from mqless.storage.dedup_secret import DedupSecretStore
@@ -231,7 +233,8 @@ def build_indexer(
             DedupSecretStore(dynamodb, settings.destinations_table),
         ).mac,
     )
-    topics.replay_with(lambda: indexer)  # replays refer their messages as it does
+    if refer_replays:
+        topics.replay_with(lambda: indexer)  # replays refer their messages as it does
     return indexer
 
 

@@ -4,7 +4,7 @@ Messages themselves are in `messages.py`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import (
     BaseModel,
@@ -41,6 +41,9 @@ DEFAULT_FIFO_SHARDS = 16
 MAX_SHARDS = 64
 MAX_DEDUP_ID = 128
 MAX_PRIORITY = 9  # JMS priorities are 0-9
+# a JMS selector's text (`domain.selectors` checks it): here, so that the models that take
+# one do not load the selector parser before a selector comes (issue 18)
+MAX_SELECTOR_LENGTH: Final = 4096
 DEFAULT_PRIORITY = 4  # JMS's default: what a message sent without a priority has
 
 VisibilitySeconds = Annotated[

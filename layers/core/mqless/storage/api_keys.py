@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from mqless.storage.connections import revoked_key_marker
 from mqless.storage.dynamo import (
     batch_write,
     from_wire,
@@ -87,6 +86,10 @@ class ApiKeyRecords:
             if is_condition_failure(exc):
                 return False
             raise
+        # the connections' module comes with a revoke: verifying a key (the authorizer)
+        # never loads it (issue 18)
+        from mqless.storage.connections import revoked_key_marker
+
         marker = revoked_key_marker(key_id, now_ms)
         batch_write(self._db, self._table, [{"PutRequest": {"Item": to_wire(marker)}}])
         return True

@@ -26,7 +26,6 @@ from aws_lambda_powertools import Logger
 from mqless.domain.access.authentication import Authenticator, refuse_if_expired
 from mqless.domain.access.principals import Principal, parse_grants
 from mqless.domain.errors import InvalidRequest, Unauthorized
-from mqless.transports.websocket.stomp_negotiation import choose_subprotocol
 
 logger = Logger(service="mqless", child=True)
 
@@ -55,6 +54,9 @@ def _authorize_websocket(event: Mapping[str, Any], authenticator: Authenticator)
     query = event.get("queryStringParameters") or {}
     token = query.get("access_token") or bearer_token(event_header(event, "authorization"))
     if not token:
+        # STOMP's modules load for a WebSocket handshake only, not to authorize HTTP
+        from mqless.transports.websocket.stomp_negotiation import choose_subprotocol
+
         if choose_subprotocol(event_header(event, "sec-websocket-protocol")) is not None:
             pending = Principal(id="", kind=PENDING)
             return _policy("unauthenticated", "Allow", event["methodArn"], _context(pending))

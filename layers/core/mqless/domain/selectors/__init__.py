@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from mqless.domain.models import MAX_SELECTOR_LENGTH
 from mqless.domain.selectors.expressions import Context, Expr, Lookup, Value, truth
 from mqless.domain.selectors.lexer import InvalidSelector, error, tokenize
 from mqless.domain.selectors.parser import Parser
@@ -62,7 +63,6 @@ __all__ = [
     "parse",
 ]
 
-MAX_SELECTOR_LENGTH: Final = 4096
 CONVERT_PREFIX: Final = "convert_string_expressions:"
 DEFAULT_PRIORITY: Final = 4  # JMS's default, what a message sent without a priority has
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mqless.domain.errors import InvalidRequest
-from mqless.domain.selectors import MAX_SELECTOR_LENGTH
+from mqless.domain.models import MAX_SELECTOR_LENGTH
 
 START_OLDEST = "oldest"
 START_NOW = "now"

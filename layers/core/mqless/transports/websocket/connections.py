@@ -16,36 +16,37 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from mqless.domain.access.api_keys import KEY_EXPIRED, KEY_REVOKED
-from mqless.domain.access.authentication import JWT_EXPIRED
 from mqless.domain.access.principals import Principal
 from mqless.domain.clock import Clock
 from mqless.domain.errors import MqlessError, NotFound, Unauthorized
-from mqless.domain.push.consumers import QueueConsumers
 from mqless.domain.push.feeding import PushPlan
 from mqless.domain.push.posting import PumpReport
 from mqless.domain.push.presence import Presence
 from mqless.domain.push.pushes import Connection
-from mqless.domain.queues.service import QueueService
-from mqless.domain.scheduling import Scheduler
-from mqless.domain.topics.service import TopicService
 from mqless.observability import audit
-from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.connection_sweep import ConnectionSweepIndex
 from mqless.storage.connections import ConnectionInfo, EndedCredential
 from mqless.storage.dynamo import Item
-from mqless.storage.log import LogStore
-from mqless.storage.sealing import BodyCipher
 from mqless.storage.transactions import HeldFrames
 from mqless.transports.websocket.destinations import Destinations
 from mqless.transports.websocket.live_pushes import LivePushes
 from mqless.transports.websocket.opening import open_connection
-from mqless.transports.websocket.pusher import Pusher
 from mqless.transports.websocket.render import error_reply
 from mqless.transports.websocket.transactions import Transactions
 
 if TYPE_CHECKING:
+    # the services, as types: a function that only feeds consumers (dispatch, the
+    # sweeper) loads neither the topic service nor the scheduler (issue 18)
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from mqless.domain.push.consumers import QueueConsumers
+    from mqless.domain.queues.service import QueueService
+    from mqless.domain.scheduling import Scheduler
+    from mqless.domain.topics.service import TopicService
+    from mqless.storage.connection_store import ConnectionStore
+    from mqless.storage.log import LogStore
+    from mqless.storage.sealing import BodyCipher
+    from mqless.transports.websocket.pusher import Pusher
 
 
 logger = Logger(service="mqless", child=True)
@@ -183,6 +184,11 @@ class Connections:
         if info is None:
             self._sweep.forget_credential(ended)
             return 0
+        # what the client is told, in the access modules' words (loaded for a sweep that
+        # finds one: the authenticator's modules are no feeding function's)
+        from mqless.domain.access.api_keys import KEY_EXPIRED, KEY_REVOKED
+        from mqless.domain.access.authentication import JWT_EXPIRED
+
         expired = JWT_EXPIRED if ended.kind == "jwt" else KEY_EXPIRED
         self.end_session(info, Unauthorized(KEY_REVOKED if ended.revoked else expired))
         return 1

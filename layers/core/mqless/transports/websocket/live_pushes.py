@@ -18,7 +18,6 @@ from mqless.domain.errors import IntegrityError
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.pushes import Connection, Push
 from mqless.domain.selectors import message_lookup
-from mqless.domain.topics.service import published_topic
 from mqless.observability import metrics
 from mqless.storage import keys
 from mqless.storage.connection_store import ConnectionStore
@@ -58,6 +57,10 @@ class LivePushes:
         subscriber any message. Returns how many were sent and the connections found gone
         (closed without `$disconnect` reaching us: the caller tidies them up).
         """
+        # the topic service's module comes with the first published message: a queue's
+        # batch (dispatch) or a sweep never loads it (issue 18)
+        from mqless.domain.topics.service import published_topic
+
         by_connection: dict[Connection, list[Push]] = {}
         index = self._connections.index() if items else None
         for item in items:

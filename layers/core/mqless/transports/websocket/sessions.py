@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mqless.domain import names, selectors
 from mqless.domain.access.principals import Principal
@@ -24,13 +24,14 @@ from mqless.domain.messages import NewMessage, SendResult
 from mqless.domain.push.ack_ids import AckId, parse_ack_id
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, AckMode, Consumer
 from mqless.domain.push.settling import NotInFlight, SettleReport
-from mqless.domain.scheduling import MANAGEMENT_TOPIC, Kind, stored
-from mqless.domain.topics.subscription import START_NOW, SubscriptionSettings
 from mqless.storage.connections import ConnectionInfo
 from mqless.storage.push_consumers import from_settle_fields, settle_fields
-from mqless.storage.schedules import Rule
 from mqless.transports.websocket.connections import Connections
 from mqless.transports.websocket.transactions import HeldSend
+
+if TYPE_CHECKING:
+    from mqless.domain.scheduling import Kind
+    from mqless.storage.schedules import Rule
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,18 @@ class Settle:
     message_id: str | None = None
     nack: bool = False
     delay_seconds: int = 0
+
+
+def _check_start(start: str | None, *, durable_topic: bool) -> None:
+    """A start (replay) is for a durable topic subscription only."""
+    # the topic subscription's module loads with a subscription, not to feed consumers
+    from mqless.domain.topics.subscription import START_NOW
+
+    if start not in (None, START_NOW) and not durable_topic:
+        raise InvalidRequest(
+            "a start (replay) is for a durable topic subscription: name one "
+            "(STOMP 'activemq.subscriptionName', JSON 'durable')"
+        )
 
 
 class Sessions(Connections):
@@ -72,11 +85,7 @@ class Sessions(Connections):
         kind, name = self._destinations.resolve(info, destination, receiving=True)
         connection = info.connection
         principal = info.acting_as
-        if start not in (None, START_NOW) and (kind != "topic" or durable is None):
-            raise InvalidRequest(
-                "a start (replay) is for a durable topic subscription: name one "
-                "(STOMP 'activemq.subscriptionName', JSON 'durable')"
-            )
+        _check_start(start, durable_topic=kind == "topic" and durable is not None)
         if self.live.subscription(connection.id, subscription) is not None:
             raise Conflict(f"subscription id {subscription!r} is already in use on this connection")
         if kind == "topic" and durable is None:
@@ -144,6 +153,8 @@ class Sessions(Connections):
     ) -> str:
         """The queue of the durable subscription `durable` of `topic`, made if new; a push
         consumer then reads it."""
+        from mqless.domain.topics.subscription import SubscriptionSettings
+
         names.validate_queue_name(durable)
         self._topics.check_receive(principal, topic)
         # everything that can refuse is asked before anything is created
@@ -195,6 +206,8 @@ class Sessions(Connections):
         message: NewMessage,
         rule: Rule | None = None,
     ) -> SendResult:
+        from mqless.domain.scheduling import MANAGEMENT_TOPIC, stored  # with the first send
+
         kind, name = self._destinations.resolve(info, destination, receiving=False)
         message = self._destinations.with_reply_to(info, message)
         principal = info.acting_as
