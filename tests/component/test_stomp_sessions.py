@@ -17,6 +17,7 @@ from mqless import assembly, wiring
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
 from mqless.domain.messages import NewMessage
+from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
 from mqless.transports.websocket.handler import handle_event
@@ -632,3 +633,34 @@ def test_expires_is_measured_against_the_broker_clock(
 
     # Then only the message whose expiry is still ahead arrives
     assert [m.body for m in _got(pusher, "c1", "MESSAGE")] == [b"later"]
+
+
+def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once(
+    pusher: RecordingPusher, sessions: Sessions, broker: QueueService, aws: Aws
+) -> None:
+    """What the refill costs is the point: metered as AWS bills it (`mqless_cli.billing`)."""
+    # Given 300 messages waiting in one shard, and a client-individual subscriber with a
+    # prefetch of 100, pushed the first 100 (ten index segments leased past the floor)
+    broker.put_queue(ANONYMOUS, "deep", QueueSettings(shards=1))
+    for start in range(0, 300, 10):
+        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "deep", entries)
+    _session("c1")
+    _sub("c1", "/queue/deep", ack="client-individual", **{"activemq.prefetchSize": "100"})
+    first = _got(pusher, "c1", "MESSAGE")
+    assert len(first) == 100
+    for message in first[:9]:
+        _say("c1", "ACK", id=message.header("ack") or "")
+
+    # When it acks the tenth, freeing the credit that held the other 200 back
+    meter = Meter()
+    with observing_moto(meter):
+        _say("c1", "ACK", id=first[9].header("ack") or "")
+    used = meter.usage()
+
+    # Then ten more are pushed, and the pump read the shard's index from its floor once:
+    # three pages of four segments to reach past the ten leased ones, 0.5 read units each
+    # (a look whether anything is visible before the receive's own read them twice)
+    assert len(_got(pusher, "c1", "MESSAGE")) == 110
+    index = f"{aws.settings.messages_table} I#deep#0"
+    assert used.partition_read_units[index] == 1.5

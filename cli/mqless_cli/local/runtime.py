@@ -21,6 +21,7 @@ from mqless_cli.billing.live import LiveBill, record_metrics
 from mqless_cli.cfn import Schedule, Stack, StreamSource
 from mqless_cli.local.cloud import LocalCloud
 from mqless_cli.local.console import Console, FunctionOutput
+from mqless_cli.local.full_collections import survivors_frozen
 from mqless_cli.local.functions import FunctionHost, Invocation
 from mqless_cli.local.http_gateway import LOCAL_BILL_PATH, HttpGateway
 from mqless_cli.local.invocations import InvokeApi
@@ -85,6 +86,7 @@ class DevRuntime:
         """The AWS behaviours reproduced on purpose (`--realism`; `local/realism/`)."""
         self.faults: RealismReport | None = None
         self._realism: Any = None
+        self._collections: Any = None
 
     def start(self) -> None:
         self.console.line(f"mqless dev: starting {self.template.name} (moto in-process)")
@@ -103,6 +105,10 @@ class DevRuntime:
         # otherwise walk it every time and stall whatever request they fall in.
         gc.collect()
         gc.freeze()
+        # and so is, at each full collection, what survived it: stored items live as long
+        # (`full_collections.py`: a full collection's pause no longer grows with history)
+        self._collections = survivors_frozen()
+        self._collections.__enter__()
         REQUEST_LOCK.reset()  # what requests wait for from now on, not provisioning
         self.console.line("mqless dev: ready (Ctrl-C to stop)")
 
@@ -285,6 +291,9 @@ class DevRuntime:
 
     def stop(self) -> None:
         self.bill.stop()
+        if self._collections is not None:
+            self._collections.__exit__(None, None, None)
+            self._collections = None
         if self._schedules is not None:
             self._schedules.stop()
         for poller in self._pollers:

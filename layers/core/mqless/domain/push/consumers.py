@@ -117,10 +117,12 @@ class QueueConsumers:
         """Push what the append leased to the plan's consumer (`Feeder.push_leased`)."""
         return self._feeder.push_leased(plan, images)
 
-    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
+    def pump(
+        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+    ) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit
         (`Feeder.pump`)."""
-        return self._feeder.pump(queue, indexed=indexed)
+        return self._feeder.pump(queue, indexed=indexed, refill=refill)
 
     # ---- settling (`settling.py`) ---------------------------------------------------------
 

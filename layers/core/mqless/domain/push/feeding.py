@@ -3,7 +3,10 @@
 `pump(queue)` runs when messages arrive (the dispatch function, on the stream), when a
 consumer subscribes, acks, nacks or leaves, and on the sweeper's schedule (a lease that
 runs out or a delay that ends makes no stream record). It first asks the queue's index
-whether anything is visible (one read), then serves consumers in rounds of at most 10
+whether anything is visible (one read), unless an ack's freed credit asked for it: that
+consumer has credit, and its receive reads the same segments from the floor (a consumer
+holding a prefetch of 100 has some ten segments leased there, pages of reads for each look,
+once, not twice). Then it serves consumers in rounds of at most 10
 messages so competing consumers share a busy queue, and pushes each round in as few
 posts as the 32 KB frame allows (`posting.py`). It reads each consumer's credit once
 (`credit.py`) and leases under the consumer's name with an ordinary receive, so leases,
@@ -148,24 +151,24 @@ class Feeder:
 
     # ---- pumping -------------------------------------------------------------------------
 
-    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
+    def pump(
+        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+    ) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit.
 
         `indexed` (the dispatch function's pump of what it just indexed in these shards of
         a standard queue): a `client` consumer left without credit is marked owed only if
-        something is left visible there. Whatever else is visible, the pump that made it
-        so was responsible for it (its dispatch pump, or a pump without `indexed`, which
-        marks such consumers whatever it leaves).
+        something is left visible there (what else is visible, the pump that made it so
+        marks for). `refill`: an ack's freed credit asked for it (no look first, above).
 
-        A consumer whose post fails (API Gateway erred) gets its messages given back and
-        is skipped for the rest of this pump; the others are still fed, those messages
-        included. The first such failure is raised once the others have been fed.
-        """
+        A consumer whose post fails (API Gateway erred) gets its messages given back and is
+        skipped for the rest of this pump; the others are still fed, those messages included.
+        The first such failure is raised once the others have been fed."""
         report = PumpReport()
         now_s = self._clock.now_ms() // 1000
         # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
         consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
-        if not consumers or not self._queues.has_visible(queue):
+        if not consumers or (not refill and not self._queues.has_visible(queue)):
             return report
         random.shuffle(consumers)  # no consumer is always first in line
         failures: list[Exception] = []

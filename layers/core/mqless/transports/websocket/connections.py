@@ -231,10 +231,13 @@ class Connections:
 
     # ---- feeding -------------------------------------------------------------------------
 
-    def pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> PumpReport:
+    def pump(
+        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+    ) -> PumpReport:
         """Feed a queue's push consumers; connections found gone are closed. `indexed`:
-        the dispatch function's pump, for what it indexed in these shards (`consumers.pump`)."""
-        report = self.consumers.pump(queue, indexed=indexed)
+        the dispatch function's pump, for what it indexed in these shards; `refill`: the
+        pump an ack's freed credit asked for (`consumers.pump`)."""
+        report = self.consumers.pump(queue, indexed=indexed, refill=refill)
         if report.gone:
             self._close_all(report.gone)
         if report.more:
@@ -262,14 +265,16 @@ class Connections:
             and not report.failed
         )
 
-    def try_pump(self, queue: str, *, indexed: frozenset[int] | None = None) -> None:
+    def try_pump(
+        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+    ) -> None:
         """`pump` after answering a client frame: a failure is logged, not the frame's.
 
         Nothing is lost when a pump fails: its leases go back to the queue, and the next
         pump (a new message, an ack, the sweeper) tries again.
         """
         try:
-            self.pump(queue, indexed=indexed)
+            self.pump(queue, indexed=indexed, refill=refill)
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
 

@@ -100,6 +100,8 @@ class StompSession:
         self._sessions = sessions
         self._info = info
         self._to_pump: set[str] = set()
+        # queues to pump for something else than an ACK's freed credit (`Feeder.pump`)
+        self._not_refills: set[str] = set()
 
     @property
     def _version(self) -> str:
@@ -116,7 +118,7 @@ class StompSession:
         except _Fatal:
             return
         for queue in sorted(self._to_pump):
-            self._sessions.try_pump(queue)
+            self._sessions.try_pump(queue, refill=queue not in self._not_refills)
 
     def _one(self, frame: Frame) -> None:
         receipt = frame.header("receipt") if frame.command != "CONNECT" else None
@@ -216,14 +218,14 @@ class StompSession:
             start=stream_offset(frame),
         )
         if queue is not None:
-            self._to_pump.add(queue)
+            self._pump_after(queue)
 
     def _unsubscribe(self, frame: Frame) -> None:
         subscription = frame.header("id") or required(frame, "destination")
         self._subscriptions_changed()
         queue = self._sessions.unsubscribe(self._info, subscription, durable=durable_name(frame))
         if queue is not None:
-            self._to_pump.add(queue)
+            self._pump_after(queue)
 
     def _subscriptions_changed(self) -> None:
         """Later frames of this message must not trust the subscriptions read with the
@@ -245,7 +247,7 @@ class StompSession:
             return
         report, queue = self._sessions.settle(self._info, settle)
         if queue is not None:
-            self._to_pump.add(queue)
+            self._pump_after(queue, refill=not nack)
         if report.stale:
             raise StaleReceipt(
                 f"{'NACK' if nack else 'ACK'} came after the lease ran out: the message "
@@ -256,7 +258,15 @@ class StompSession:
         self._sessions.abort(self._info, required(frame, "transaction"))
 
     def _commit(self, frame: Frame) -> None:
-        self._to_pump |= self._sessions.commit(self._info, required(frame, "transaction"))
+        for queue in self._sessions.commit(self._info, required(frame, "transaction")):
+            self._pump_after(queue)
+
+    def _pump_after(self, queue: str, *, refill: bool = False) -> None:
+        """Pump this queue once the message's frames are handled; `refill`: for an ACK's
+        freed credit only (unless another frame asks for an ordinary pump)."""
+        self._to_pump.add(queue)
+        if not refill:
+            self._not_refills.add(queue)
 
     # ---- answers -------------------------------------------------------------------------
 
