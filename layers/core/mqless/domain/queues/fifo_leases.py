@@ -19,6 +19,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.models import QueueConfig
 from mqless.domain.queues.leases import Taken, Wanted, taken_in_fifo_segment
 from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS, ShardMemory
+from mqless.domain.queues.turns import Turns
 from mqless.observability import metrics
 from mqless.storage.fifo_segments import FifoEntry, FifoSegment
 from mqless.storage.groups import FifoIndex
@@ -62,7 +63,7 @@ class FifoLeases:
         # per queue, what the last look saw from the floor it read (see `_find_heads`)
         self._seen: dict[str, Seen] = {}
         # one look at a queue's heads at a time in this process (see `_take_heads`)
-        self._looks: dict[str, threading.Lock] = {}
+        self._looks = Turns()
 
     def floor(self, queue: str) -> tuple[int, int]:
         """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
@@ -160,12 +161,8 @@ class FifoLeases:
         refused write, billed, and a strongly consistent read to learn why); one after
         another, each reads what the one before it claimed. Looks of other processes still
         race, and the claim's condition still decides."""
-        with self._look_lock(config.name):
+        with self._looks.of(config.name):
             return self._look(config, want, lease_ms, oldest_first, settled, wanted)
-
-    def _look_lock(self, queue: str) -> threading.Lock:
-        with self._lock:
-            return self._looks.setdefault(queue, threading.Lock())
 
     def _look(
         self,
