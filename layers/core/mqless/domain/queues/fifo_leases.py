@@ -254,12 +254,12 @@ class FifoLeases:
         done = passable  # of those, the ones all settled (passable: expired ones too)
         end = seen.done  # where the sequence ended: the first segment missing or not full
         wakes_at = sys.maxsize
+        limit = FIFO_MAX_SCAN - (seen.done - floor)
+        scanned = 0
         for segment in self.segments(
-            config,
-            start=seen.done,
-            first_count=seen.first_read(),
-            limit=FIFO_MAX_SCAN - (seen.done - floor),
+            config, start=seen.done, first_count=seen.first_read(), limit=limit
         ):
+            scanned += 1
             end = segment.seq if not segment.full else segment.seq + 1
             if passable == segment.seq - floor and segment.passable(now):
                 passable += 1
@@ -286,6 +286,8 @@ class FifoLeases:
             if found >= want and (oldest_first or found >= 2 * want):
                 end = -1  # stopped short of the end: not known
                 break
+        if passable >= FIFO_FLOOR_STEP or scanned >= limit:
+            wakes_at = 0  # the next look reaches further (a floor moved, a scan cut short)
         if passable >= FIFO_FLOOR_STEP:
             self.advance_floor(config.name, floor + passable)
         else:
