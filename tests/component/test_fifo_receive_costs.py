@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.clock import ManualClock
 from mqless.domain.messages import Delivery, NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.fifo_leases import FifoLeases
@@ -157,3 +158,71 @@ def test_a_look_reads_no_settled_segment_again_and_stops_one_past_the_end(
         "dynamodb:BatchGetItem": 1
     }
     assert used.read_units.get(aws.settings.messages_table, 0) == 1.5
+
+
+def _reads(meter: Meter) -> int:
+    return int(meter.usage().requests.get("dynamodb:BatchGetItem", 0))
+
+
+def test_a_receive_right_after_one_that_found_every_group_in_flight_reads_nothing(
+    broker: QueueService, meter: Meter
+) -> None:
+    # Given a FIFO queue whose ten groups each have a message in flight, and a receive of
+    # this process that just found no head free (reading the segments)
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    _send_ten_groups(broker)
+    _send_ten_groups(broker, 1)
+    assert len(broker.receive(P, QUEUE, max_messages=10)) == 10
+    assert broker.receive(P, QUEUE, max_messages=10) == []
+    before = _reads(meter)
+    # When another receive of this process looks at once
+    got = broker.receive(P, QUEUE, max_messages=10)
+    # Then it finds nothing without reading the segments again
+    assert got == []
+    assert _reads(meter) == before
+
+
+def test_a_groups_next_message_is_received_at_once_after_its_head_is_acked(
+    broker: QueueService,
+) -> None:
+    # Given a FIFO queue whose ten groups each have a message in flight, and a receive
+    # that just found no head free
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    _send_ten_groups(broker)
+    _send_ten_groups(broker, 1)
+    held = broker.receive(P, QUEUE, max_messages=10)
+    assert broker.receive(P, QUEUE, max_messages=10) == []
+    # When group g3's message is acked
+    (g3,) = [d for d in held if d.group_id == "g3"]
+    assert broker.ack(P, QUEUE, [g3.receipt])[0] == [g3.receipt]
+    # Then the next receive gets that group's next message, with no wait
+    assert [d.body for d in broker.receive(P, QUEUE, max_messages=10)] == [b"m3.1"]
+
+
+def test_a_head_whose_lease_ran_out_is_received_by_a_receive_after_one_that_found_none(
+    broker: QueueService, clock: ManualClock
+) -> None:
+    # Given a FIFO queue of one group whose head was leased for 1 s, and a receive that
+    # then found no head free
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    broker.send(P, QUEUE, NewMessage(body=b"first", group_id="g"))
+    assert len(broker.receive(P, QUEUE, visibility_timeout=1)) == 1
+    assert broker.receive(P, QUEUE) == []
+    # When its lease runs out, with no write since
+    clock.advance(1.001)
+    # Then the next receive gets it again
+    assert [(d.body, d.receive_count) for d in broker.receive(P, QUEUE)] == [(b"first", 2)]
+
+
+def test_a_message_of_a_new_group_is_received_at_once_after_a_receive_that_found_none(
+    broker: QueueService,
+) -> None:
+    # Given a FIFO queue of one group in flight, and a receive that found no head free
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    broker.send(P, QUEUE, NewMessage(body=b"first", group_id="g"))
+    assert len(broker.receive(P, QUEUE)) == 1
+    assert broker.receive(P, QUEUE) == []
+    # When a message of another group is sent (and indexed by this process)
+    broker.send(P, QUEUE, NewMessage(body=b"other", group_id="h"))
+    # Then the next receive gets it, with no wait
+    assert [d.body for d in broker.receive(P, QUEUE)] == [b"other"]

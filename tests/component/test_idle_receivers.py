@@ -89,7 +89,7 @@ def test_a_message_another_process_indexed_is_received_within_a_long_polls_first
     # another process (this one learns of no write)
     assert broker.receive(P, queue) == []
     with monkeypatch.context() as elsewhere:
-        elsewhere.setattr(index._FREEINGS, "wrote", lambda queue, shard: None)
+        elsewhere.setattr(index.FREEINGS, "wrote", lambda queue, shard: None)
         sent = broker.send(P, queue, NewMessage(body=b"from afar")).message_id
     started = clock.now_ms()
     # When a receive long-polls for it

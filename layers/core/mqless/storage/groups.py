@@ -49,6 +49,7 @@ from mqless.storage.fifo_segments import (
     segment_from_item,
     segment_key,
 )
+from mqless.storage.index import FREEINGS
 from mqless.storage.segment_writes import SegmentChanged, claim_update, holds_update, raise_floor
 from mqless.storage.segments import SETTLED, Hold
 
@@ -163,7 +164,16 @@ class FifoIndex:
     def append(self, queue: str, shards: int, refs: Sequence[GroupedRef]) -> AppendReport:
         """Append references in order at the tail, filling the last segment first; one
         still waiting in the last segments (a retried stream batch) is not appended again."""
-        return self._appender.append(queue, shards, refs)
+        try:
+            return self._appender.append(queue, shards, refs)
+        finally:
+            FREEINGS.wrote(queue, 0)
+
+    def freeing_stamp(self, queue: str) -> int:
+        """A stamp of this process's last write that may have freed a head of the queue (an
+        append, a settlement, a release): the same stamp later means no such write was made
+        here since (other processes' writes are not counted)."""
+        return FREEINGS.stamp(queue, 0)
 
     # ---- leasing and settling ---------------------------------------------------------------
 
@@ -183,7 +193,11 @@ class FifoIndex:
         if not slots and not settle:
             return segment
         update, condition, values = claim_update(slots, settle, now_ms, until_ms, token)
-        return self._quiet_update(segment, update, condition, values)
+        try:
+            return self._quiet_update(segment, update, condition, values)
+        finally:
+            if settle:
+                FREEINGS.wrote(segment.queue, 0)  # the next messages of those groups
 
     def set_until(
         self,
@@ -201,7 +215,12 @@ class FifoIndex:
         makes the lease's receipts stale; `uncount` also takes the lease back out of the
         receive count (it delivered to no one)."""
         update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
-        return self._quiet_update(FifoSegment(queue, shards, seq, ()), update, condition, values)
+        try:
+            return self._quiet_update(
+                FifoSegment(queue, shards, seq, ()), update, condition, values
+            )
+        finally:
+            FREEINGS.wrote(queue, 0)  # settled (the group's next is free) or released
 
     def settle_any(
         self, queue: str, shards: int, seq: int, slots: Sequence[int]
@@ -209,12 +228,15 @@ class FifoIndex:
         """Settle refs whatever their lease (an operator's delete or move, a purge); None if
         one of them was settled already."""
         empty = FifoSegment(queue, shards, seq, ())
-        return self._quiet_update(
-            empty,
-            "SET " + ", ".join(f"u[{s}] = :done" for s in slots),
-            " AND ".join(f"u[{s}] <> :done" for s in slots),
-            {":done": SETTLED},
-        )
+        try:
+            return self._quiet_update(
+                empty,
+                "SET " + ", ".join(f"u[{s}] = :done" for s in slots),
+                " AND ".join(f"u[{s}] <> :done" for s in slots),
+                {":done": SETTLED},
+            )
+        finally:
+            FREEINGS.wrote(queue, 0)  # the next messages of those groups
 
     # ---- the floor, purge, delete --------------------------------------------------------
 

@@ -58,13 +58,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
-class _Freeings:
+class Freeings:
     """When this process last wrote what may make a reference of a shard free (an append,
-    a released or shortened lease), as a stamp that only grows. Every IndexStore of the
-    process shares it (the dispatch function's appends, the receivers' releases): a
-    receiver that found a shard empty knows by it whether that can still hold. Writes of
-    other processes are not in it: a receiver's memory of an empty shard is short for them
-    (`domain/queues/shard_memory.py`)."""
+    a released or shortened lease; in a FIFO queue, shard 0 for the whole queue, also a
+    settlement: it frees the group's next message), as a stamp that only grows. Every
+    IndexStore and FifoIndex of the process shares it (the dispatch function's appends, the
+    receivers' releases): a receiver that found a shard empty knows by it whether that can
+    still hold. Writes of other processes are not in it: a receiver's memory of an empty
+    shard is short for them (`domain/queues/shard_memory.py`, `fifo_leases.py`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -80,7 +81,7 @@ class _Freeings:
             self._last[(queue, shard)] = next(self._stamps)
 
 
-_FREEINGS = _Freeings()
+FREEINGS = Freeings()
 
 
 class IndexStore:
@@ -120,7 +121,7 @@ class IndexStore:
         """A stamp of this process's last write that may have freed a reference of the shard
         (an append, a release): the same stamp later means no such write was made here since
         (other processes' writes are not counted)."""
-        return _FREEINGS.stamp(queue, shard)
+        return FREEINGS.stamp(queue, shard)
 
     def segment(self, queue: str, shard: int, seq: int) -> Segment | None:
         """One segment, strongly consistent."""
@@ -243,7 +244,7 @@ class IndexStore:
         try:
             return self._appender.append(queue, shard, refs)
         finally:
-            _FREEINGS.wrote(queue, shard)
+            FREEINGS.wrote(queue, shard)
 
     # ---- leasing and settling ----------------------------------------------------------------
 
@@ -289,7 +290,7 @@ class IndexStore:
             return self._conditional_update(queue, shard, seq, update, condition, values)
         finally:
             if release or until != SETTLED:
-                _FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees
+                FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees
 
     def settle_any(self, queue: str, shard: int, seq: int, slots: Sequence[int]) -> Segment | None:
         """Settle refs whatever their lease (an operator's delete or purge); None if one

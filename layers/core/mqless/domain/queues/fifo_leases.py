@@ -10,6 +10,7 @@ time, in order.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.models import QueueConfig
 from mqless.domain.queues.leases import Taken, Wanted, taken_in_fifo_segment
 from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS, ShardMemory
+from mqless.domain.queues.turns import Turns
 from mqless.observability import metrics
 from mqless.storage.fifo_segments import FifoEntry, FifoSegment
 from mqless.storage.groups import FifoIndex
@@ -62,7 +64,10 @@ class FifoLeases:
         # per queue, what the last look saw from the floor it read (see `_find_heads`)
         self._seen: dict[str, Seen] = {}
         # one look at a queue's heads at a time in this process (see `_take_heads`)
-        self._looks: dict[str, threading.Lock] = {}
+        self._looks = Turns()
+        # per queue, a look that found no head free: (when it began, the freeing stamp
+        # before it, the soonest end of a head's lease or delay it saw; see `_known_busy`)
+        self._busy: dict[str, tuple[int, int, int]] = {}
 
     def floor(self, queue: str) -> tuple[int, int]:
         """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
@@ -90,6 +95,7 @@ class FifoLeases:
         with self._lock:
             self._floors.pop(queue, None)
             self._seen.pop(queue, None)
+            self._busy.pop(queue, None)
 
     def segments(
         self,
@@ -124,8 +130,11 @@ class FifoLeases:
         lease_ms: int,
         oldest_first: bool,
         wanted: Wanted | None = None,
+        fresh_since: int | None = None,
     ) -> list[Taken]:
         """Lease up to `want` heads: per group, its first message not settled, if free.
+        A look since `fresh_since` (ms) that found no head free, with nothing freed since
+        that this process knows of, is not made again (`_known_busy`).
 
         A head found expired and free is settled on the way (in the write that leases other
         heads of its segment, or one of its own), and only then does its group's next
@@ -136,8 +145,9 @@ class FifoLeases:
         settled: set[tuple[int, int]] = set()
         for _ in range(2):
             more, newly = self._take_heads(
-                config, want - len(taken), lease_ms, oldest_first, settled, wanted
+                config, want - len(taken), lease_ms, oldest_first, settled, wanted, fresh_since
             )
+            fresh_since = None  # a look once more, after settling: what it settled frees
             taken.extend(more)
             if not newly or len(taken) >= want:
                 break
@@ -152,6 +162,7 @@ class FifoLeases:
         oldest_first: bool,
         settled: set[tuple[int, int]],
         wanted: Wanted | None = None,
+        fresh_since: int | None = None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
         """One look at the heads: what it leased, and the (segment, slot)s it settled.
 
@@ -160,12 +171,29 @@ class FifoLeases:
         refused write, billed, and a strongly consistent read to learn why); one after
         another, each reads what the one before it claimed. Looks of other processes still
         race, and the claim's condition still decides."""
-        with self._look_lock(config.name):
+        with self._looks.of(config.name):
+            if fresh_since is not None and self._known_busy(config.name, fresh_since):
+                return [], set()
             return self._look(config, want, lease_ms, oldest_first, settled, wanted)
 
-    def _look_lock(self, queue: str) -> threading.Lock:
+    def _known_busy(self, queue: str, since: int) -> bool:
+        """Whether a look begun after `since` found no head free, and nothing was freed
+        since that this process knows of: no append, settlement or release it wrote
+        (`FifoIndex.freeing_stamp`), no lease or delay of a head it saw ended. Receivers of
+        one process long-polling a queue whose groups are all in flight (`mqless dev`, a
+        WebSocket function's pumps) then read its segments about once per poll pause, not
+        once each; what other processes free is seen by the next look after the one that
+        skipped, as a read made just before their write would have seen it."""
         with self._lock:
-            return self._looks.setdefault(queue, threading.Lock())
+            busy = self._busy.get(queue)
+        if busy is None:
+            return False
+        began, stamp, wakes_at = busy
+        return (
+            began > since
+            and self._clock.now_ms() < wakes_at
+            and stamp == self._fifo.freeing_stamp(queue)
+        )
 
     def _look(
         self,
@@ -176,7 +204,13 @@ class FifoLeases:
         settled: set[tuple[int, int]],
         wanted: Wanted | None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
-        heads = self._find_heads(config, want, oldest_first, settled, wanted)
+        began, stamp = self._clock.now_ms(), self._fifo.freeing_stamp(config.name)
+        heads, wakes_at = self._find_heads(config, want, oldest_first, settled, wanted)
+        with self._lock:
+            if heads or wanted is not None:  # (a selector's look may pass free heads over)
+                self._busy.pop(config.name, None)
+            else:
+                self._busy[config.name] = (began, stamp, wakes_at)
         if not oldest_first:
             # competing consumers spread over the heads found, not all on the oldest
             random.shuffle(heads)
@@ -199,9 +233,10 @@ class FifoLeases:
         oldest_first: bool,
         settled: set[tuple[int, int]],
         wanted: Wanted | None,
-    ) -> Heads:
+    ) -> tuple[Heads, int]:
         """The groups' heads from the floor on, as far as `want` needs (twice that for
-        competing consumers, to spread over); the floor moved past passable segments.
+        competing consumers, to spread over), and the soonest end of a lease or delay that
+        holds a head back; the floor moved past passable segments.
 
         Why it is long: one pass over the segments decides the heads, the floor's move and
         what the next look may skip. The floor moves by FIFO_FLOOR_STEP (a write each time);
@@ -218,12 +253,13 @@ class FifoLeases:
         passable = seen.done - floor  # segments from the floor on nothing in will be delivered
         done = passable  # of those, the ones all settled (passable: expired ones too)
         end = seen.done  # where the sequence ended: the first segment missing or not full
+        wakes_at = sys.maxsize
+        limit = FIFO_MAX_SCAN - (seen.done - floor)
+        scanned = 0
         for segment in self.segments(
-            config,
-            start=seen.done,
-            first_count=seen.first_read(),
-            limit=FIFO_MAX_SCAN - (seen.done - floor),
+            config, start=seen.done, first_count=seen.first_read(), limit=limit
         ):
+            scanned += 1
             end = segment.seq if not segment.full else segment.seq + 1
             if passable == segment.seq - floor and segment.passable(now):
                 passable += 1
@@ -239,6 +275,8 @@ class FifoLeases:
                     expired.append(entry.slot)  # its group waits for the settle (see `take`)
                 elif entry.free_at(now):
                     chosen.append(entry)
+                else:
+                    wakes_at = min(wakes_at, entry.until)  # leased, or delayed
             if wanted is not None and chosen:  # a head it does not take holds its group back
                 keep = wanted([e.ref for e in chosen])
                 chosen = [e for e in chosen if e.ref in keep]
@@ -248,12 +286,14 @@ class FifoLeases:
             if found >= want and (oldest_first or found >= 2 * want):
                 end = -1  # stopped short of the end: not known
                 break
+        if passable >= FIFO_FLOOR_STEP or scanned >= limit:
+            wakes_at = 0  # the next look reaches further (a floor moved, a scan cut short)
         if passable >= FIFO_FLOOR_STEP:
             self.advance_floor(config.name, floor + passable)
         else:
             with self._lock:
                 self._seen[config.name] = Seen(floor, floor + done, end)
-        return heads
+        return heads, wakes_at
 
     def _seen_from(self, queue: str, floor: int) -> Seen:
         """What the last look saw from this floor (nothing known if from another one)."""

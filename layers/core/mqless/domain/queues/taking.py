@@ -50,6 +50,7 @@ from mqless.domain.queues.leases import (
 from mqless.domain.queues.racing import Racing
 from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.shard_memory import ShardMemory
+from mqless.domain.queues.turns import Turns
 from mqless.storage.fifo_segments import FifoEntry, FifoSegment
 from mqless.storage.groups import FifoIndex
 from mqless.storage.index import IndexStore
@@ -73,6 +74,7 @@ class Leases:
         self._racing = Racing(index, clock, self._memory, self._claims)
         self._fifo = FifoLeases(fifo, clock, self._memory)
         self._lanes = PriorityLanes(index, clock, self._memory)
+        self._turns = Turns()
 
     @property
     def stats(self) -> LeaseStats:
@@ -96,22 +98,26 @@ class Leases:
         `acks` (a standard queue's) are settled in the lease writes of their segments, where
         there is one (the rest: `settle_acks`). A standard shard that a look since
         `fresh_since` (ms) found empty, with nothing freed there since that this process
-        knows of, is not read again (`shard_memory.py`)."""
+        knows of, is not read again (`shard_memory.py`); nor are a FIFO queue's heads that
+        a look since then found all held (`fifo_leases.py`)."""
         if wanted is not None:
             oldest_first = True  # a selector consumer is a push consumer: it does not race
         if config.fifo:
-            return self._fifo.take(config, want, lease_ms, oldest_first, wanted)
+            return self._fifo.take(config, want, lease_ms, oldest_first, wanted, fresh_since)
         taken: list[Taken] = []
         for shard in self.shard_order(config, acks):
             if len(taken) >= want:
                 break
-            if fresh_since is not None and self._memory.known_empty(
-                config.name, shard, since=fresh_since
-            ):
-                continue
-            got = self._take_standard(
-                config, shard, want - len(taken), lease_ms, oldest_first, wanted, acks
-            )
+            # one look at a shard at a time in this process: one that waited for another's
+            # reads what that one claimed, or skips the shard if that one found it empty
+            with self._turns.of(config.name, shard):
+                if fresh_since is not None and self._memory.known_empty(
+                    config.name, shard, since=fresh_since
+                ):
+                    continue
+                got = self._take_standard(
+                    config, shard, want - len(taken), lease_ms, oldest_first, wanted, acks
+                )
             if got:
                 self._memory.found_in(config.name, shard)
             taken.extend(got)

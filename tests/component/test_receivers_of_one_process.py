@@ -1,0 +1,71 @@
+"""Receivers of one standard queue that share a process (`mqless dev` serves every consumer
+from one; a WebSocket function's pumps share theirs): their looks at a shard take turns
+(`domain/queues/turns.py`), so they never race one another. Measured as AWS bills it
+(`mqless_cli.billing`, as in test_costs.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from mqless.domain.access.principals import ANONYMOUS
+from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.models import QueueSettings
+from mqless.domain.queues.claiming import Claims
+from mqless.domain.queues.service import QueueService
+from mqless.storage import keys
+from mqless_cli.billing import Meter, observing_moto
+from tests.component.conftest import Aws
+
+P = ANONYMOUS
+QUEUE = "turns"
+
+
+@pytest.fixture
+def meter() -> Iterator[Meter]:
+    found = Meter()
+    with observing_moto(found):
+        yield found
+
+
+def test_receivers_of_one_process_that_look_at_once_lose_no_race(
+    broker: QueueService, aws: Aws, meter: Meter, raw_items: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a standard queue of one shard holding ten messages sent together (one segment)
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    entries = [(f"e{i}", NewMessage(body=b"m%d" % i)) for i in range(10)]
+    assert broker.send_batch(P, QUEUE, entries)[1] == []
+    # ... and two receivers of one process whose looks would overlap: each, having read the
+    # segment and chosen its messages, waits (a second at most) for the other to have too
+    both_looked = threading.Barrier(2, timeout=1)
+    claim_from = Claims.claim_from
+
+    def claim_from_at_once(self: Claims, *args: Any, **kwargs: Any) -> Any:
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other did not look
+            both_looked.wait()
+        return claim_from(self, *args, **kwargs)
+
+    monkeypatch.setattr(Claims, "claim_from", claim_from_at_once)
+    before = meter.usage()
+
+    # When both receive up to ten at the same moment
+    def receive(_: int) -> list[Delivery]:
+        return broker.receive(P, QUEUE, max_messages=10)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        received = [d for ds in pool.map(receive, range(2)) for d in ds]
+    used = meter.usage() - before
+
+    # Then the ten messages are delivered once each, leased in one write (1 unit); no write
+    # was refused, and no ticket was taken: the second look came after the first one's claim
+    assert sorted(d.body for d in received) == sorted(b"m%d" % i for i in range(10))
+    assert used.failed_conditions.get(aws.settings.messages_table, 0) == 0
+    assert used.write_units.get(aws.settings.messages_table, 0) == 1
+    cursor = [i for i in raw_items(QUEUE) if i["sk"] == keys.CURSOR]
+    assert all("d" not in i and "k" not in i for i in cursor)
