@@ -1,0 +1,204 @@
+"""moto's handling of one request around the backend's work, made cheaper: DynamoDB request
+bodies read without a shape walk per AttributeValue (`request_attribute_values_read_directly`),
+JSON responses not searched for an XML request id (`request_ids_not_searched_in_json`)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from io import BytesIO
+from typing import Any
+
+from mqless_cli.local.moto_fixes.patching import patched
+from mqless_cli.local.moto_fixes.serialization import written_as_is
+
+
+def _plain_map(value: Any) -> bool:
+    """Whether a JSON object of AttributeValues (an item, a key, expression values) holds
+    only values that moto's request parser would hand back as they are."""
+    return type(value) is dict and all(
+        type(k) is str and written_as_is(v) for k, v in value.items()
+    )
+
+
+@contextmanager
+def request_attribute_values_read_directly() -> Iterator[None]:
+    """Read a DynamoDB request's AttributeValues without walking their shape.
+
+    Upstream behaviour: moto parses every JSON request body (already decoded by
+    `json.loads`) through the operation's input shape. An AttributeValue is a structure of
+    ten members: each is looked up in the value, and the one present parsed by its own shape
+    (lists and maps element by element), into new dicts and lists. For text, numbers,
+    booleans and null, and lists and maps of those, what comes out is the decoded JSON value
+    itself (dicts and lists that nothing else holds): here such a value, or a map of them
+    (an item, a key, ExpressionAttributeValues), is returned as it was decoded. Binary
+    (base64-decoded by the parser), and anything unusual, is parsed as before; so is every
+    value when the parser builds another kind of map than `dict`, or reads another protocol
+    (REST JSON parses text and booleans its own way).
+    """
+    from moto.core.parse import BaseJSONParser, JSONParser
+
+    parse_structure: Any = BaseJSONParser._parse_structure
+    parse_map: Any = BaseJSONParser._parse_map
+
+    def structure(self: Any, shape: Any, value: Any) -> Any:
+        if (
+            shape.name == "AttributeValue"
+            and type(self) is JSONParser
+            and self.MAP_TYPE is dict
+            and written_as_is(value)
+        ):
+            return value
+        return parse_structure(self, shape, value)
+
+    def map_of(self: Any, shape: Any, value: Any) -> Any:
+        if (
+            shape.value.name == "AttributeValue"
+            and shape.key.type_name == "string"
+            and type(self) is JSONParser
+            and self.MAP_TYPE is dict
+            and _plain_map(value)
+        ):
+            return value
+        return parse_map(self, shape, value)
+
+    with ExitStack() as stack:
+        stack.enter_context(patched(BaseJSONParser, "_parse_structure", structure))
+        stack.enter_context(patched(BaseJSONParser, "_parse_map", map_of))
+        yield
+
+
+@contextmanager
+def request_ids_not_searched_in_json() -> Iterator[None]:
+    """Give a response its request id without searching a body that has no XML request id.
+
+    Upstream behaviour: `BaseResponse._enrich_response` draws a request id for the
+    `x-amzn-requestid` header, then writes it into the body with a regular expression that
+    looks for `<RequestId>...</RequestId>` by trying a lookbehind at every character of the
+    body: for a DynamoDB Query answer of a few kilobytes of JSON, about a percent of the
+    request. A body without the text `<RequestId>` cannot match, so it is left as it is
+    without the search (and a body that is not text, which the expression cannot search,
+    is left as it is, as moto leaves it); any other body goes through moto's own code.
+    """
+    from moto.core import responses
+    from moto.utilities.aws_headers import gen_amzn_requestid_long
+
+    original = responses.BaseResponse._enrich_response
+
+    def enrich(headers: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]:
+        if isinstance(body, str) and (type(body) is not str or "<RequestId>" in body):
+            return original(headers, body)
+        if "status" in headers:
+            headers["status"] = str(headers["status"])
+        gen_amzn_requestid_long(headers)
+        return headers, body
+
+    with patched(responses.BaseResponse, "_enrich_response", staticmethod(enrich)):
+        yield
+
+
+_PLAIN_ORIGIN = re.compile(
+    r"(https?)://([a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*)(?::([1-9][0-9]{0,3}))?/\Z"
+)
+"""A URL of a JSON-protocol request (every DynamoDB, Streams and KMS one): scheme, host of
+lower-case labels, an optional port below 10000, path `/`, nothing else (anything else is
+built by werkzeug, which lower-cases, punycodes and checks what this leaves out)."""
+
+
+def _environ(
+    method: str,
+    scheme: str,
+    host: str,
+    port: str | None,
+    headers: list[tuple[str, str]],
+    data: bytes,
+) -> dict[str, Any] | None:
+    """The WSGI environ werkzeug's `EnvironBuilder` builds for a request with a non-empty body
+    to `scheme://host[:port]/` (None for a header werkzeug would refuse: moto's own code
+    raises its error)."""
+    netloc = f"{host}:{port}" if port else host
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "REQUEST_URI": "/",
+        "RAW_URI": "/",
+        "SERVER_NAME": host,
+        "SERVER_PORT": port or ("443" if scheme == "https" else "80"),
+        "HTTP_HOST": netloc,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": BytesIO(data),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    content_type = None
+    combined: dict[str, list[str]] = {}
+    for key, value in headers:
+        if "\r" in value or "\n" in value:
+            return None
+        lowered = key.lower()
+        if lowered == "content-type":
+            if content_type is None:
+                content_type = value
+        elif lowered != "content-length":
+            combined.setdefault(f"HTTP_{key.upper().replace('-', '_')}", []).append(value)
+    if content_type is not None:
+        environ["CONTENT_TYPE"] = content_type
+    environ["CONTENT_LENGTH"] = str(len(data))
+    for name, values in combined.items():
+        environ[name] = ", ".join(values)
+    return environ
+
+
+@contextmanager
+def requests_normalized_directly() -> Iterator[None]:
+    """Turn a botocore request into moto's werkzeug request without werkzeug's test builder.
+
+    Upstream behaviour: `Request.from_primitives` hands the method, URL, headers and body to
+    werkzeug's `EnvironBuilder`, a general tool for tests (URL quoting, forms, files, header
+    objects rebuilt twice), to get a WSGI environ: some four per cent of an in-process
+    DynamoDB request. For the requests of JSON-protocol services (a non-empty body, sent to
+    `https://host/`) the environ it builds is a fixed set of keys, the headers but
+    Content-Type and Content-Length as `HTTP_` keys (repeated ones joined by commas),
+    Content-Type as `CONTENT_TYPE` and the body's length as `CONTENT_LENGTH`: that environ is
+    built here directly, and the request made from it as moto makes it. Any other request
+    (another URL, an empty or streamed body) is built by werkzeug as before.
+    """
+    from moto.core import request as moto_request
+
+    original = vars(moto_request.Request)["from_primitives"]
+
+    def from_primitives(cls: Any, method: str, url: str, headers: Any, body: Any = None) -> Any:
+        origin = _PLAIN_ORIGIN.match(url) if type(url) is str else None
+        if origin is None or type(method) is not str or type(body) not in (bytes, str) or not body:
+            return original.__func__(cls, method, url, headers, body)
+        items = [
+            (key, value.decode("utf-8") if isinstance(value, bytes) else value)
+            for key, value in headers.items()
+            if key.lower() not in ["transfer-encoding"]
+        ]
+        if not all(type(k) is str and type(v) is str for k, v in items):
+            return original.__func__(cls, method, url, headers, body)
+        data = body.encode() if type(body) is str else body
+        scheme, host, port = origin.groups()
+        environ = _environ(method, scheme, host, port, items, data)
+        if environ is None:
+            return original.__func__(cls, method, url, headers, body)
+        request = cls(environ)
+        request.environ[moto_request.PRESERVED_HEADER_NAMES_ENVIRON_KEY] = {
+            moto_request.environ_key_for_header(key): key
+            for key, _ in items
+            if moto_request.should_preserve_original_header_name(key)
+        }
+        request.environ.setdefault("CONTENT_LENGTH", "0")
+        return request
+
+    with patched(moto_request.Request, "from_primitives", classmethod(from_primitives)):
+        yield
