@@ -9,6 +9,7 @@ every parsed response and error; the others count the work each shortcut leaves 
 from __future__ import annotations
 
 import copy
+import datetime
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -27,6 +28,8 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.request_attribute_values_read_directly,
     moto_fixes.attribute_maps_written_at_once,
     moto_fixes.request_ids_not_searched_in_json,
+    moto_fixes.response_dates_formatted_once_a_second,
+    moto_fixes.backends_found_without_the_lock,
     shortcuts.attribute_maps_parsed_directly,
 )
 """The shortcuts this file checks."""
@@ -310,6 +313,23 @@ def test_a_dynamodb_request_is_built_without_werkzeugs_test_builder(
     assert builds == 0
 
 
+def test_requests_to_one_host_compute_their_url_root_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given ten DynamoDB requests' primitives, and werkzeug's URL building counted
+    from werkzeug.sansio import request as sansio_request
+
+    rebuilt = count_calls(monkeypatch, sansio_request, "get_current_url")
+    headers = [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "A.B")]
+    url = "https://dynamodb.eu-west-3.amazonaws.com/"
+    # When moto builds its requests with the shortcut on
+    with moto_fixes.requests_normalized_directly():
+        found = {built(url, headers, b"{}")[1] for _ in range(10)}
+    # Then each has the URL werkzeug gives, built once
+    assert found == {url}
+    assert rebuilt() == 1
+
+
 # ---- request_attribute_values_read_directly -----------------------------------------------
 
 
@@ -419,3 +439,74 @@ def test_the_shortcuts_are_on_in_mqless_dev() -> None:
     Then every shortcut of this file is one of them."""
     applied_by_dev = set(moto_fixes.FIXES) | set(shortcuts._SHORTCUTS._patches)
     assert set(ON_THE_WAY) <= applied_by_dev
+
+
+# ---- backends_found_without_the_lock ------------------------------------------------------
+
+
+def test_a_request_finds_its_backend_without_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a moto holding an item, and moto's backend creation path counted
+    from moto.core.base_backend import BackendDict
+    from moto.dynamodb.models import dynamodb_backends
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        created = count_calls(monkeypatch, BackendDict, "_create_account_specific_backend")
+        # When it is read, and a backend of an account never used is asked for
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+        other = dynamodb_backends["111122223333"]["us-east-1"]
+        registered = "111122223333" in dynamodb_backends
+    # Then the read went without it, and the new account's backend was made by moto's path
+    assert found == item("p", "a")
+    assert created() == 1
+    assert other.account_id == "111122223333" and registered
+
+
+# ---- response_dates_formatted_once_a_second ------------------------------------------------
+
+TIMES = st.one_of(
+    st.datetimes(),
+    st.datetimes(timezones=st.just(datetime.timezone(datetime.timedelta(hours=2)))),
+    st.dates(),
+    st.integers(min_value=0, max_value=2**33),
+)
+
+
+def formatted(http_date: Callable[[Any], str], time: Any) -> Any:
+    """The date text for `time`, or the error raised."""
+    try:
+        return http_date(time)
+    except Exception as error:
+        return ("error", type(error))
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(TIMES, min_size=1, max_size=5))
+def test_response_dates_are_the_text_werkzeug_writes(times: list[Any]) -> None:
+    # Given any times (naive, aware, dates, timestamps), some within one second
+    from moto.core import responses
+    from werkzeug.http import http_date
+
+    times += [t.replace(microsecond=999_999) for t in times if type(t) is datetime.datetime]
+    expected = [formatted(http_date, t) for t in times]
+    # When moto's responses format them with the shortcut on
+    with moto_fixes.response_dates_formatted_once_a_second():
+        found = [formatted(responses.http_date, t) for t in times]  # type: ignore[attr-defined]
+    # Then each text (or error, out of range) is werkzeug's
+    assert found == expected
+
+
+def test_a_second_of_responses_formats_its_date_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 100 response times within one second, and the date formatting counted
+    import email.utils
+
+    from moto.core import responses
+
+    formats = count_calls(monkeypatch, email.utils, "format_datetime")
+    times = [datetime.datetime(2026, 12, 7, 9, 0, 0, n * 1000) for n in range(100)]
+    # When moto's responses format them with the shortcut on
+    with moto_fixes.response_dates_formatted_once_a_second():
+        found = {responses.http_date(t) for t in times}  # type: ignore[attr-defined]
+    # Then they all read that second, formatted once
+    assert found == {"Mon, 07 Dec 2026 09:00:00 GMT"}
+    assert formats() == 1

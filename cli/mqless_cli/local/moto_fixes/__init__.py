@@ -41,6 +41,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   from the WSGI environ werkzeug's test builder would make, built directly.
 - `request_ids_not_searched_in_json`: a response body without `<RequestId>` is not
   searched, character by character, for an XML request id to replace.
+- `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
+  once per second, not for every response.
+- `backends_found_without_the_lock`: an account's backend that exists already is found
+  without moto's global lock and its Python `==` over every backend in use.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
@@ -86,9 +90,11 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     random_strings_drawn_at_once,
 )
 from mqless_cli.local.moto_fixes.dispatch import (
+    backends_found_without_the_lock,
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    response_dates_formatted_once_a_second,
 )
 from mqless_cli.local.moto_fixes.expression_trees import (
     expression_passes_walk_with_kept_maps,
@@ -132,6 +138,7 @@ __all__ = [
     "atomic_requests",
     "attribute_maps_written_at_once",
     "attribute_sizes_by_type",
+    "backends_found_without_the_lock",
     "attribute_values_serialize_directly",
     "condition_expressions_lexed_once",
     "data_models_untracked",
@@ -147,6 +154,7 @@ __all__ = [
     "request_attribute_values_read_directly",
     "request_ids_not_searched_in_json",
     "requests_normalized_directly",
+    "response_dates_formatted_once_a_second",
     "shard_iterators_expire",
     "stream_writes_announced",
     "stream_records_expire",
@@ -174,6 +182,8 @@ FIXES: tuple[Callable[[], Any], ...] = (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    response_dates_formatted_once_a_second,
+    backends_found_without_the_lock,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
     updates_that_create_write_one_record,

@@ -1,6 +1,9 @@
-"""moto's handling of one request around the backend's work, made cheaper: DynamoDB request
-bodies read without a shape walk per AttributeValue (`request_attribute_values_read_directly`),
-JSON responses not searched for an XML request id (`request_ids_not_searched_in_json`)."""
+"""moto's handling of one request around the backend's work, made cheaper: the werkzeug
+request built without werkzeug's test builder (`requests_normalized_directly`), DynamoDB
+request bodies read without a shape walk per AttributeValue
+(`request_attribute_values_read_directly`), JSON responses not searched for an XML request
+id (`request_ids_not_searched_in_json`), the date header formatted once a second
+(`response_dates_formatted_once_a_second`)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from io import BytesIO
 from typing import Any
 
@@ -157,6 +161,32 @@ def _environ(
     return environ
 
 
+_URL_ROOTS: dict[tuple[Any, ...], str] = {}
+"""werkzeug's `url_root` of a request, by everything it is computed from (a handful of hosts)."""
+
+
+def _keep_url_root(request: Any, cls: Any, environ: dict[str, Any]) -> None:
+    """Give `request` the `url_root` werkzeug computed for an earlier request of the same
+    scheme, host and server (it reads nothing else; trusted hosts, if set, are checked)."""
+    if cls.trusted_hosts is not None:
+        return
+    key = (
+        cls,
+        environ["wsgi.url_scheme"],
+        environ.get("HTTP_HOST"),
+        environ["SERVER_NAME"],
+        environ["SERVER_PORT"],
+        environ["SCRIPT_NAME"],
+    )
+    root = _URL_ROOTS.get(key)
+    if root is None:
+        if len(_URL_ROOTS) > 64:
+            _URL_ROOTS.clear()
+        _URL_ROOTS[key] = request.url_root  # computed by werkzeug, kept on the request
+    else:
+        request.__dict__["url_root"] = root  # where werkzeug's cached_property keeps it
+
+
 @contextmanager
 def requests_normalized_directly() -> Iterator[None]:
     """Turn a botocore request into moto's werkzeug request without werkzeug's test builder.
@@ -169,7 +199,10 @@ def requests_normalized_directly() -> Iterator[None]:
     Content-Type and Content-Length as `HTTP_` keys (repeated ones joined by commas),
     Content-Type as `CONTENT_TYPE` and the body's length as `CONTENT_LENGTH`: that environ is
     built here directly, and the request made from it as moto makes it. Any other request
-    (another URL, an empty or streamed body) is built by werkzeug as before.
+    (another URL, an empty or streamed body) is built by werkzeug as before. The request's
+    `url_root` (which moto reads twice a request, and werkzeug derives from the scheme, host
+    and server through two URL re-encodings) is the one werkzeug computed for the first
+    request to the same place.
     """
     from moto.core import request as moto_request
 
@@ -192,6 +225,7 @@ def requests_normalized_directly() -> Iterator[None]:
         if environ is None:
             return original.__func__(cls, method, url, headers, body)
         request = cls(environ)
+        _keep_url_root(request, cls, environ)
         request.environ[moto_request.PRESERVED_HEADER_NAMES_ENVIRON_KEY] = {
             moto_request.environ_key_for_header(key): key
             for key, _ in items
@@ -201,4 +235,57 @@ def requests_normalized_directly() -> Iterator[None]:
         return request
 
     with patched(moto_request.Request, "from_primitives", classmethod(from_primitives)):
+        yield
+
+
+@contextmanager
+def response_dates_formatted_once_a_second() -> Iterator[None]:
+    """Format each response's `date` header once per second, not once per response.
+
+    Upstream behaviour: `BaseResponse.setup_class` formats the current time as an HTTP date
+    (werkzeug's `http_date`, through `email.utils`) for every request: about a percent of an
+    in-process DynamoDB request. The text names the second, no finer, and a naive datetime
+    is taken as UTC: the text of the last second formatted is kept and given again for any
+    naive datetime within that same second; anything else is formatted as before.
+    """
+    from moto.core import responses
+
+    original = responses.http_date  # type: ignore[attr-defined]
+    last: list[Any] = [None, ""]
+
+    def http_date(timestamp: Any = None) -> str:
+        if type(timestamp) is not datetime or timestamp.tzinfo is not None:
+            return str(original(timestamp))
+        second = timestamp.replace(microsecond=0)
+        if second != last[0]:
+            last[:] = [second, original(second)]
+        return str(last[1])
+
+    with patched(responses, "http_date", http_date):
+        yield
+
+
+@contextmanager
+def backends_found_without_the_lock() -> Iterator[None]:
+    """Find an account's backend that exists already without taking moto's backend lock.
+
+    Upstream behaviour: every `backends[account]` (several per request) takes moto's global
+    backend lock, lists the accounts, and looks for the backend dict among all those in use
+    by `==`, which moto defines in Python: about two per cent of an in-process DynamoDB
+    request. When the account's backend exists and the dict is registered (found by
+    identity), nothing would be created or registered: it is returned as it is. Otherwise
+    moto's own code runs, lock and all.
+    """
+    from moto.core.base_backend import BackendDict
+
+    original = BackendDict.__getitem__
+
+    def getitem(self: Any, account_id: str) -> Any:
+        if dict.__contains__(self, account_id):
+            for registered in BackendDict._instances:  # type: ignore[misc]
+                if registered is self:
+                    return dict.__getitem__(self, account_id)
+        return original(self, account_id)
+
+    with patched(BackendDict, "__getitem__", getitem):
         yield

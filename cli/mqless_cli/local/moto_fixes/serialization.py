@@ -123,8 +123,10 @@ _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 """Values `dynamo_to_dict` gives back as they are (exactly these types: a subclass, such as
 a datetime, goes the original way)."""
 
+_BINARY = frozenset({"B", "BS"})
 
-def _converted(obj: Any, dynamo_type: type, original: Any) -> Any:
+
+def _converted(obj: Any, dynamo_type: Any, original: Any) -> Any:
     """`dynamo_to_dict(obj)`, with plain values, lists, dicts and non-binary DynamoTypes
     converted here and anything else by `original`."""
     kind = type(obj)
@@ -132,16 +134,27 @@ def _converted(obj: Any, dynamo_type: type, original: Any) -> Any:
         return obj
     if kind is dynamo_type:
         member = obj.type
-        if member == "B" or member == "BS":
+        if member in _BINARY:
             return original(obj)
         value = obj.value
         return {
             member: value if type(value) in _PLAIN else _converted(value, dynamo_type, original)
         }
+    # a text or number inside a list or map (most of a result) is converted right here
     if kind is list:
-        return [_converted(v, dynamo_type, original) for v in obj]
+        return [
+            {v.type: v.value}
+            if type(v) is dynamo_type and type(v.value) in _PLAIN and v.type not in _BINARY
+            else _converted(v, dynamo_type, original)
+            for v in obj
+        ]
     if kind is dict:
-        return {k: _converted(v, dynamo_type, original) for k, v in obj.items()}
+        return {
+            k: {v.type: v.value}
+            if type(v) is dynamo_type and type(v.value) in _PLAIN and v.type not in _BINARY
+            else _converted(v, dynamo_type, original)
+            for k, v in obj.items()
+        }
     return original(obj)
 
 
