@@ -16,6 +16,10 @@ is the same output for less work: requests, responses and errors are unchanged.
   value of text, numbers, booleans and null (and lists and maps of them) parses to itself,
   so such values are copied as they are; binary and anything unusual parse as before.
 
+- `attribute_maps_parsed_directly`: a map of AttributeValues (an item, a key) is parsed in
+  one step, each value by the structure handler, not through a handler lookup per name and
+  per value.
+
 `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime).
 """
 
@@ -28,7 +32,12 @@ from typing import Any
 
 from mqless_cli.local.shared_patches import SharedPatches
 
-__all__ = ["attribute_values_parsed_directly", "botocore_shortcuts", "user_agents_built_once"]
+__all__ = [
+    "attribute_maps_parsed_directly",
+    "attribute_values_parsed_directly",
+    "botocore_shortcuts",
+    "user_agents_built_once",
+]
 
 _USER_AGENTS_KEPT = 256  # distinct (builder, features) pairs: a few per client and operation
 
@@ -148,7 +157,44 @@ def attribute_values_parsed_directly() -> Iterator[None]:
         parser._handle_structure = original
 
 
-_SHORTCUTS = SharedPatches(user_agents_built_once, attribute_values_parsed_directly)
+@contextmanager
+def attribute_maps_parsed_directly() -> Iterator[None]:
+    """Parse a DynamoDB map of AttributeValues (an item, a key) in one step.
+
+    botocore's `_handle_map` parses each name by the key's shape (text: itself) and each
+    value by the value's shape, through a handler lookup for each: for an item of a dozen
+    attributes, two dozen lookups. For a map of AttributeValues read by botocore's JSON
+    parser, each name is kept as it is and each value parsed as botocore's structure
+    handler parses it (`_handle_structure`, with whatever shortcut is on it), which is what
+    the map handler would have done; any other map is parsed as before.
+    """
+    from botocore.parsers import BaseJSONParser, JSONParser
+
+    parser: Any = BaseJSONParser
+    original: Any = parser._handle_map
+
+    def handle_map(self: Any, shape: Any, value: Any) -> Any:
+        member = shape.value
+        if (
+            member.name == "AttributeValue"
+            and shape.key.type_name == "string"
+            and type(self) is JSONParser
+            and type(value) is dict
+        ):
+            structure = parser._handle_structure  # with whatever shortcut is on it
+            return {k: structure(self, member, v) for k, v in value.items()}
+        return original(self, shape, value)
+
+    parser._handle_map = handle_map
+    try:
+        yield
+    finally:
+        parser._handle_map = original
+
+
+_SHORTCUTS = SharedPatches(
+    user_agents_built_once, attribute_values_parsed_directly, attribute_maps_parsed_directly
+)
 
 
 def botocore_shortcuts() -> AbstractContextManager[None]:

@@ -32,6 +32,19 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   every item of the table sorted.
 - `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
   without asking moto's attribute picker for each of its ten possible members.
+- `attribute_maps_written_at_once`: a map of AttributeValues (an item, a key) with no
+  binary in it is written in one step, not value by value through the generic serializer.
+- `request_attribute_values_read_directly`: a DynamoDB request's AttributeValues (items,
+  keys, expression values) are taken as JSON decoded them when parsing would give them back
+  unchanged, not walked through their ten-member shape.
+- `requests_normalized_directly`: a JSON-protocol request becomes moto's werkzeug request
+  from the WSGI environ werkzeug's test builder would make, built directly.
+- `request_ids_not_searched_in_json`: a response body without `<RequestId>` is not
+  searched, character by character, for an XML request id to replace.
+- `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
+  once per second, not for every response.
+- `backends_found_without_the_lock`: an account's backend that exists already is found
+  without moto's global lock and its Python `==` over every backend in use.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
@@ -58,7 +71,8 @@ Each fix lives in a module named for what it changes: `locking` (atomic requests
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
 condition expressions), `expression_trees` (copying and walking an update's tree),
 `transactions` (the undo log), `queries` (partition orderings), `serialization`
-(AttributeValues), `streams` (stream records and shard iterators, and the local runtime's
+(AttributeValues), `dispatch` (a request's way around the backend: its body read, its
+request id), `streams` (stream records and shard iterators, and the local runtime's
 stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
 `patching` puts each patch on and takes it off. Callers import from this
 package only.
@@ -75,6 +89,13 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     handler_methods_listed_once,
     random_strings_drawn_at_once,
 )
+from mqless_cli.local.moto_fixes.dispatch import (
+    backends_found_without_the_lock,
+    request_attribute_values_read_directly,
+    request_ids_not_searched_in_json,
+    requests_normalized_directly,
+    response_dates_formatted_once_a_second,
+)
 from mqless_cli.local.moto_fixes.expression_trees import (
     expression_passes_walk_with_kept_maps,
     update_expression_trees_copied_node_by_node,
@@ -88,6 +109,7 @@ from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.serialization import (
+    attribute_maps_written_at_once,
     attribute_sizes_by_type,
     attribute_values_serialize_directly,
     dynamo_results_converted_directly,
@@ -114,7 +136,9 @@ __all__ = [
     "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
+    "attribute_maps_written_at_once",
     "attribute_sizes_by_type",
+    "backends_found_without_the_lock",
     "attribute_values_serialize_directly",
     "condition_expressions_lexed_once",
     "data_models_untracked",
@@ -127,6 +151,10 @@ __all__ = [
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "random_strings_drawn_at_once",
+    "request_attribute_values_read_directly",
+    "request_ids_not_searched_in_json",
+    "requests_normalized_directly",
+    "response_dates_formatted_once_a_second",
     "shard_iterators_expire",
     "stream_writes_announced",
     "stream_records_expire",
@@ -150,6 +178,12 @@ FIXES: tuple[Callable[[], Any], ...] = (
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
+    attribute_maps_written_at_once,
+    request_attribute_values_read_directly,
+    request_ids_not_searched_in_json,
+    requests_normalized_directly,
+    response_dates_formatted_once_a_second,
+    backends_found_without_the_lock,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
     updates_that_create_write_one_record,

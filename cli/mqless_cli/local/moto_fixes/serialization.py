@@ -12,7 +12,7 @@ from typing import Any
 from mqless_cli.local.moto_fixes.patching import patched
 
 
-def _written_as_is(value: Any) -> bool:
+def written_as_is(value: Any) -> bool:
     """Whether moto's JSON serializer would write this AttributeValue unchanged: one member,
     of text, number, boolean or null types (and lists and maps of them); no binary, which
     it would base64-encode."""
@@ -22,12 +22,12 @@ def _written_as_is(value: Any) -> bool:
     if member == "S" or member == "N":
         return type(inner) is str
     if member == "L":
-        return type(inner) is list and all(_written_as_is(v) for v in inner)
+        return type(inner) is list and all(written_as_is(v) for v in inner)
     if member == "M":
         # an empty name: moto writes that member into the map around it (a moto bug this
         # fix keeps, to answer byte for byte as moto does)
         return type(inner) is dict and all(
-            type(k) is str and k != "" and _written_as_is(v) for k, v in inner.items()
+            type(k) is str and k != "" and written_as_is(v) for k, v in inner.items()
         )
     if member == "BOOL" or member == "NULL":
         return type(inner) is bool
@@ -60,7 +60,7 @@ def attribute_values_serialize_directly() -> Iterator[None]:
     def serialize_structure(
         self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str
     ) -> None:
-        if shape.name == "AttributeValue" and key and _written_as_is(value):
+        if shape.name == "AttributeValue" and key and written_as_is(value):
             self._default_serialize(serialized, value, shape, key)
             return
         if (
@@ -83,12 +83,50 @@ def attribute_values_serialize_directly() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def attribute_maps_written_at_once() -> Iterator[None]:
+    """Write a map of AttributeValues (an item, a key) at once when each value would be
+    written as it is.
+
+    Upstream behaviour: moto's JSON serializer writes a map member by member, each through
+    its generic `_serialize` (a method lookup and a path push and pop, then the structure
+    serializer): for a Query of eight index segments, some thirty calls per item. When every
+    name is non-empty text and every value is one that JSON writes unchanged (no binary:
+    see `written_as_is`), the map written is a copy of the map with the same values, which
+    is what is written here. Anything else (binary, an empty name, another serializer than
+    moto's JSON one) is written as before.
+    """
+    from moto.core.serialize import BaseJSONSerializer, JSONSerializer
+
+    original = BaseJSONSerializer._serialize_type_map
+
+    def serialize_map(
+        self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str
+    ) -> None:
+        member = shape.value
+        if (
+            member.name == "AttributeValue"
+            and type(self) is JSONSerializer
+            and not member.serialization
+            and type(value) is dict
+            and all(type(k) is str and k != "" and written_as_is(v) for k, v in value.items())
+        ):
+            self._default_serialize(serialized, self.MAP_TYPE(value), shape, key)
+            return
+        original(self, serialized, value, shape, key)
+
+    with patched(BaseJSONSerializer, "_serialize_type_map", serialize_map):
+        yield
+
+
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 """Values `dynamo_to_dict` gives back as they are (exactly these types: a subclass, such as
 a datetime, goes the original way)."""
 
+_BINARY = frozenset({"B", "BS"})
 
-def _converted(obj: Any, dynamo_type: type, original: Any) -> Any:
+
+def _converted(obj: Any, dynamo_type: Any, original: Any) -> Any:
     """`dynamo_to_dict(obj)`, with plain values, lists, dicts and non-binary DynamoTypes
     converted here and anything else by `original`."""
     kind = type(obj)
@@ -96,16 +134,27 @@ def _converted(obj: Any, dynamo_type: type, original: Any) -> Any:
         return obj
     if kind is dynamo_type:
         member = obj.type
-        if member == "B" or member == "BS":
+        if member in _BINARY:
             return original(obj)
         value = obj.value
         return {
             member: value if type(value) in _PLAIN else _converted(value, dynamo_type, original)
         }
+    # a text or number inside a list or map (most of a result) is converted right here
     if kind is list:
-        return [_converted(v, dynamo_type, original) for v in obj]
+        return [
+            {v.type: v.value}
+            if type(v) is dynamo_type and type(v.value) in _PLAIN and v.type not in _BINARY
+            else _converted(v, dynamo_type, original)
+            for v in obj
+        ]
     if kind is dict:
-        return {k: _converted(v, dynamo_type, original) for k, v in obj.items()}
+        return {
+            k: {v.type: v.value}
+            if type(v) is dynamo_type and type(v.value) in _PLAIN and v.type not in _BINARY
+            else _converted(v, dynamo_type, original)
+            for k, v in obj.items()
+        }
     return original(obj)
 
 

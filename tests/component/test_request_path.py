@@ -1,0 +1,512 @@
+"""The shortcuts on the way of one in-process request (botocore to moto and back): each one
+answers what moto and botocore answer without it, and does less work.
+
+The end-to-end check sends the same requests (every kind `mqless dev` sends, errors included)
+to a moto with every other fix and shortcut, then to the same with these on, and compares
+every parsed response and error; the others count the work each shortcut leaves out.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mqless_cli.local import botocore_shortcuts as shortcuts
+from mqless_cli.local import moto_fixes
+from tests.component.test_moto_fixes import TABLE, VALUES, item, key, moto
+
+ON_THE_WAY: tuple[Callable[[], Any], ...] = (
+    moto_fixes.requests_normalized_directly,
+    moto_fixes.request_attribute_values_read_directly,
+    moto_fixes.attribute_maps_written_at_once,
+    moto_fixes.request_ids_not_searched_in_json,
+    moto_fixes.response_dates_formatted_once_a_second,
+    moto_fixes.backends_found_without_the_lock,
+    shortcuts.attribute_maps_parsed_directly,
+)
+"""The shortcuts this file checks."""
+
+
+@pytest.fixture(autouse=True)
+def _credentials(aws_env: None) -> None:
+    """Fake credentials (tests/conftest.py); each test starts its own motos."""
+
+
+@contextmanager
+def applied(patches: tuple[Callable[[], Any], ...]) -> Iterator[None]:
+    with ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch())
+        yield
+
+
+@contextmanager
+def everything_else() -> Iterator[None]:
+    """Every moto fix and botocore shortcut of `mqless dev` but those of this file."""
+    others = [p for p in moto_fixes.FIXES if p not in ON_THE_WAY]
+    others += [
+        shortcuts.user_agents_built_once,
+        shortcuts.attribute_values_parsed_directly,
+    ]
+    with applied(tuple(others)):
+        yield
+
+
+_RANDOM = {"RequestId", "x-amzn-requestid", "date", "x-amz-crc32", "content-length"}
+_RANDOM_RECORD = {"eventID", "ApproximateCreationDateTime", "SizeBytes"}
+
+
+def plain(answer: Any) -> Any:
+    """An answer without what differs between any two runs (request ids, times, event ids)."""
+    if isinstance(answer, dict):
+        return {k: plain(v) for k, v in answer.items() if k not in _RANDOM | _RANDOM_RECORD}
+    if isinstance(answer, list):
+        return [plain(v) for v in answer]
+    return answer
+
+
+def ask(call: Callable[..., Any], **params: Any) -> Any:
+    """A call's parsed answer, or its error's parsed answer (or what botocore raised: moto
+    writes a map member with an empty name into the map around it, which botocore cannot
+    parse)."""
+    try:
+        return plain(call(**copy.deepcopy(params)))
+    except ClientError as error:
+        return ("error", plain(error.response))
+    except Exception as error:
+        return ("raised", type(error).__name__, str(error))
+
+
+def requests_of_mqless(db: Any, streams: Any, values: list[dict[str, Any]]) -> list[Any]:
+    """Every kind of request `mqless dev` sends (and some refused), holding `values`; the
+    answers."""
+    attributes = {f"a{n}": v for n, v in enumerate(values)}
+    index = {"L": [{"N": str(n)} for n in range(30)]}
+    answers = [
+        ask(db.put_item, TableName=TABLE, Item=item("p", "s1", idx=index, **attributes)),
+        ask(db.put_item, TableName=TABLE, Item=item("p", "s2", gk={"S": "g"}, gr={"N": "1"})),
+        ask(
+            db.put_item,
+            TableName=TABLE,
+            Item=item("p", "s1"),
+            ConditionExpression="attribute_not_exists(pk)",
+        ),
+        ask(db.get_item, TableName=TABLE, Key=key("p", "s1"), ConsistentRead=False),
+        ask(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "c"),
+            UpdateExpression="SET d = if_not_exists(d, :first) + :n, k = :now",
+            ExpressionAttributeValues={":first": {"N": "0"}, ":n": {"N": "10"}, ":now": {"N": "7"}},
+            ReturnValues="ALL_NEW",
+        ),
+        ask(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "s1"),
+            UpdateExpression="SET #x = :v",
+            ExpressionAttributeNames={"#x": "x"},
+            ExpressionAttributeValues={":v": values[0] if values else {"S": "v"}},
+            ReturnValues="ALL_OLD",
+        ),
+        ask(db.update_item, TableName=TABLE, Key=key("p", "s1"), UpdateExpression="SET = :v"),
+        ask(
+            db.query,
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p AND sk >= :s",
+            ExpressionAttributeValues={":p": {"S": "p"}, ":s": {"S": "s"}},
+            Limit=8,
+        ),
+        ask(
+            db.query,
+            TableName=TABLE,
+            IndexName="by_g",
+            KeyConditionExpression="gk = :g",
+            ExpressionAttributeValues={":g": {"S": "g"}},
+        ),
+        ask(db.query, TableName="missing", KeyConditionExpression="pk = :p"),
+        ask(
+            db.batch_get_item,
+            RequestItems={TABLE: {"Keys": [key("p", "s1"), key("p", "s9")]}},
+        ),
+        ask(
+            db.transact_write_items,
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": item("t", "1", **attributes)}},
+                {
+                    "Put": {
+                        "TableName": TABLE,
+                        "Item": item("p", "s2"),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ],
+        ),
+        ask(db.delete_item, TableName=TABLE, Key=key("p", "s2"), ReturnValues="ALL_OLD"),
+    ]
+    arn = db.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    start = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = ask(streams.get_records, ShardIterator=start, Limit=100)
+    if isinstance(records, dict):
+        records.pop("NextShardIterator")
+    answers.append(records)
+    answers.append(ask(streams.get_records, ShardIterator="nonsense"))
+    return answers
+
+
+def compared(values: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """The answers to `requests_of_mqless` without, then with, this file's shortcuts."""
+    with moto(fixed=False) as (db, streams), everything_else():
+        expected = requests_of_mqless(db, streams, values)
+    with moto(fixed=False) as (db, streams), everything_else(), applied(ON_THE_WAY):
+        found = requests_of_mqless(db, streams, values)
+    return expected, found
+
+
+def test_every_request_of_mqless_is_answered_as_without_the_shortcuts() -> None:
+    # Given items of text, numbers, lists and maps, and one of binary
+    values = [{"S": "text"}, {"N": "12.5"}, {"L": [{"N": "1"}, {"S": "x"}]}, {"B": b"\x00\xff"}]
+    # When mqless' requests (refused ones too) go to moto without and with the shortcuts
+    expected, found = compared(values)
+    # Then every answer and every error is the same
+    assert found == expected
+    assert any(isinstance(a, tuple) and a[0] == "error" for a in expected)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(values=st.lists(VALUES, min_size=1, max_size=4))
+def test_any_values_are_answered_as_without_the_shortcuts(values: list[dict[str, Any]]) -> None:
+    # Given any AttributeValues (binary, sets, nested lists and maps, empty names)
+    # When mqless' requests holding them go to moto without and with the shortcuts
+    expected, found = compared(values)
+    # Then every answer is the same
+    assert found == expected
+
+
+# ---- requests_normalized_directly --------------------------------------------------------
+
+
+HEADER_NAMES = st.sampled_from(
+    [
+        "Content-Type",
+        "content-type",
+        "Content-Length",
+        "X-Amz-Target",
+        "x-amz-target",
+        "User-Agent",
+        "Transfer-Encoding",
+        "Host",
+        "X-Amz-Meta-My_Key",
+        "amz-sdk-request",
+        "Accept-Encoding",
+    ]
+)
+HEADER_VALUES = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+    st.sampled_from(["application/x-amz-json-1.0", "a\nb", "x\r"]),
+    st.binary(max_size=6).map(lambda b: b.hex().encode()),
+)
+URLS = st.one_of(
+    st.sampled_from(
+        [
+            "https://dynamodb.us-east-1.amazonaws.com/",
+            "https://streams.dynamodb.us-east-1.amazonaws.com/",
+            "http://localhost:4566/",
+            "https://kms.us-east-1.amazonaws.com:443/",
+            "https://dynamodb.us-east-1.amazonaws.com/path",
+            "https://dynamodb.us-east-1.amazonaws.com/?a=1",
+            "https://Dynamodb.us-east-1.amazonaws.com/",
+            "https://a..b/",
+            "https://host:99999/",
+        ]
+    ),
+    st.builds(
+        lambda scheme, host, port: f"{scheme}://{host}{port}/",
+        st.sampled_from(["http", "https"]),
+        st.from_regex(r"[a-z0-9-]{1,8}(\.[a-z0-9-]{1,8}){0,2}", fullmatch=True),
+        st.sampled_from(["", ":80", ":8080", ":1"]),
+    ),
+)
+
+
+def built(url: str, headers: list[tuple[str, Any]], body: Any) -> Any:
+    """moto's request for these primitives: its environ (the body read out of it), or the
+    error raised."""
+    from botocore.compat import HTTPHeaders
+    from moto.core.request import Request
+
+    sent = HTTPHeaders()
+    for name, value in headers:
+        sent[name] = value
+    try:
+        request = Request.from_primitives("POST", url, sent, body)
+        environ = dict(request.environ)
+        environ["wsgi.input"] = environ["wsgi.input"].getvalue()
+        environ.pop("werkzeug.request")
+        return environ, request.raw_url, list(request.headers.items()), read(request)
+    except Exception as error:  # moto's own error for what it refuses
+        return ("error", type(error), str(error))
+
+
+def read(request: Any) -> Any:
+    """The body werkzeug reads from a request, or the error it raises."""
+    try:
+        return request.data
+    except Exception as error:
+        return ("error", type(error), str(error))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=URLS,
+    headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=8),
+    body=st.one_of(st.binary(max_size=20), st.text(max_size=20), st.none()),
+)
+def test_requests_are_built_as_werkzeug_builds_them(
+    url: str, headers: list[tuple[str, Any]], body: Any
+) -> None:
+    # Given any method, URL, headers (repeated, odd, refused) and body
+    # When moto builds its request from them without and with the shortcut
+    expected = built(url, headers, body)
+    with moto_fixes.requests_normalized_directly():
+        found = built(url, headers, body)
+    # Then the environ, body, URL and headers are the same (or the same error is raised)
+    assert found == expected
+
+
+def test_a_dynamodb_request_is_built_without_werkzeugs_test_builder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto with the shortcut, and werkzeug's test builder counted
+    from werkzeug.test import EnvironBuilder
+
+    with moto(fixed=True) as (db, _):
+        builds = 0
+        original = EnvironBuilder.__init__
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+            nonlocal builds
+            builds += 1
+            original(self, *args, **kwargs)
+
+        monkeypatch.setattr(EnvironBuilder, "__init__", counted)
+        # When an item is written and read
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then it reads back, and werkzeug's test builder built neither request
+    assert found["v"] == {"N": "1"}
+    assert builds == 0
+
+
+def test_requests_to_one_host_compute_their_url_root_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given ten DynamoDB requests' primitives, and werkzeug's URL building counted
+    from werkzeug.sansio import request as sansio_request
+
+    rebuilt = count_calls(monkeypatch, sansio_request, "get_current_url")
+    headers = [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "A.B")]
+    url = "https://dynamodb.eu-west-3.amazonaws.com/"
+    # When moto builds its requests with the shortcut on
+    with moto_fixes.requests_normalized_directly():
+        found = {built(url, headers, b"{}")[1] for _ in range(10)}
+    # Then each has the URL werkzeug gives, built once
+    assert found == {url}
+    assert rebuilt() == 1
+
+
+# ---- request_attribute_values_read_directly -----------------------------------------------
+
+
+def parsed_put_item(item_value: dict[str, Any]) -> Any:
+    """A PutItem body holding `item_value` (binary as base64 text, as on the wire), as moto's
+    JSON request parser reads it."""
+    from botocore.serialize import create_serializer
+    from moto.core.parse import JSONParser
+    from moto.core.utils import get_service_model
+
+    model = get_service_model("dynamodb").operation_model("PutItem")
+    body = create_serializer("json").serialize_to_request(
+        {"TableName": TABLE, "Item": item_value, "ExpressionAttributeValues": item_value}, model
+    )["body"]
+    return JSONParser(model).parse({"body": body, "headers": {}})  # type: ignore[typeddict-item]
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes=st.dictionaries(st.text(max_size=6), VALUES, max_size=5))
+def test_request_values_are_read_as_moto_reads_them(attributes: dict[str, Any]) -> None:
+    # Given any item (every AttributeValue type, nested maps and lists, empty names)
+    expected = parsed_put_item(attributes)
+    # When moto reads a request holding it with the shortcut on
+    with moto_fixes.request_attribute_values_read_directly():
+        found = parsed_put_item(attributes)
+    # Then what the handler gets is the same
+    assert found == expected
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> Callable[[], int]:
+    """Count the calls of `owner.name` from now on; how many so far."""
+    calls = 0
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return lambda: calls
+
+
+def test_a_written_item_is_read_without_a_walk_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an item holding 20 texts and a list of 200 numbers, and moto's parser counted
+    from moto.core.parse import JSONParser
+
+    written = item("p", "a", l={"L": [{"N": str(n)} for n in range(200)]})
+    written.update({f"a{n}": {"S": str(n)} for n in range(20)})
+    walks = count_calls(monkeypatch, JSONParser, "_parse_shape")
+    # When moto reads a request writing it with the shortcut on
+    with moto_fixes.request_attribute_values_read_directly():
+        found = parsed_put_item(written)
+    # Then the item is all there, and no value took a walk of its own
+    assert found["Item"] == written
+    assert walks() < 20
+
+
+# ---- attribute_maps_written_at_once, attribute_maps_parsed_directly ----------------------
+
+
+def test_an_item_is_written_and_parsed_in_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an item of 40 attributes in a moto with the shortcuts, and both walks counted
+    from botocore.parsers import JSONParser
+    from moto.core.serialize import BaseJSONSerializer
+
+    stored = item("p", "a", **{f"a{n}": {"S": str(n)} for n in range(40)})
+    with moto(fixed=True) as (db, _), shortcuts.botocore_shortcuts():
+        db.put_item(TableName=TABLE, Item=stored)
+        written = count_calls(monkeypatch, BaseJSONSerializer, "_serialize")
+        parsed = count_calls(monkeypatch, JSONParser, "_parse_shape")
+        # When it is read
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then it reads back whole, and neither side visited its attributes one by one
+    assert found == stored
+    assert written() < 10
+    assert parsed() < 10
+
+
+# ---- request_ids_not_searched_in_json ------------------------------------------------------
+
+
+def test_a_json_answer_is_not_searched_for_an_xml_request_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given moto's responses, with their regular expression searches counted
+    from moto.core import responses
+
+    searches = count_calls(monkeypatch, responses.re, "sub")
+    headers: dict[str, Any] = {"status": 200}
+    # When a JSON answer and an XML one get their request ids with the shortcut on
+    with moto_fixes.request_ids_not_searched_in_json():
+        _, json_body = responses.BaseResponse._enrich_response(headers, '{"Items": []}')
+        xml_headers: dict[str, Any] = {}
+        _, xml_body = responses.BaseResponse._enrich_response(
+            xml_headers, "<R><RequestId>x</RequestId></R>"
+        )
+    # Then both have a request id, the XML one in its body too, and only it was searched
+    assert json_body == '{"Items": []}'
+    assert headers["status"] == "200" and len(headers["x-amzn-requestid"]) == 52
+    assert xml_body == f"<R><RequestId>{xml_headers['x-amzn-requestid']}</RequestId></R>"
+    assert searches() == 1
+
+
+def test_the_shortcuts_are_on_in_mqless_dev() -> None:
+    """Given `mqless dev`'s patches (moto_fixes.FIXES and botocore_shortcuts), When listed,
+    Then every shortcut of this file is one of them."""
+    applied_by_dev = set(moto_fixes.FIXES) | set(shortcuts._SHORTCUTS._patches)
+    assert set(ON_THE_WAY) <= applied_by_dev
+
+
+# ---- backends_found_without_the_lock ------------------------------------------------------
+
+
+def test_a_request_finds_its_backend_without_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a moto holding an item, and moto's backend creation path counted
+    from moto.core.base_backend import BackendDict
+    from moto.dynamodb.models import dynamodb_backends
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        created = count_calls(monkeypatch, BackendDict, "_create_account_specific_backend")
+        # When it is read, and a backend of an account never used is asked for
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+        other = dynamodb_backends["111122223333"]["us-east-1"]
+        registered = "111122223333" in dynamodb_backends
+    # Then the read went without it, and the new account's backend was made by moto's path
+    assert found == item("p", "a")
+    assert created() == 1
+    assert other.account_id == "111122223333" and registered
+
+
+# ---- response_dates_formatted_once_a_second ------------------------------------------------
+
+TIMES = st.one_of(
+    st.datetimes(),
+    st.datetimes(timezones=st.just(datetime.timezone(datetime.timedelta(hours=2)))),
+    st.dates(),
+    st.integers(min_value=0, max_value=2**33),
+)
+
+
+def formatted(http_date: Callable[[Any], str], time: Any) -> Any:
+    """The date text for `time`, or the error raised."""
+    try:
+        return http_date(time)
+    except Exception as error:
+        return ("error", type(error))
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(TIMES, min_size=1, max_size=5))
+def test_response_dates_are_the_text_werkzeug_writes(times: list[Any]) -> None:
+    # Given any times (naive, aware, dates, timestamps), some within one second
+    from moto.core import responses
+    from werkzeug.http import http_date
+
+    times += [t.replace(microsecond=999_999) for t in times if type(t) is datetime.datetime]
+    expected = [formatted(http_date, t) for t in times]
+    # When moto's responses format them with the shortcut on
+    with moto_fixes.response_dates_formatted_once_a_second():
+        found = [formatted(responses.http_date, t) for t in times]  # type: ignore[attr-defined]
+    # Then each text (or error, out of range) is werkzeug's
+    assert found == expected
+
+
+def test_a_second_of_responses_formats_its_date_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 100 response times within one second, and the date formatting counted
+    import email.utils
+
+    from moto.core import responses
+
+    formats = count_calls(monkeypatch, email.utils, "format_datetime")
+    times = [datetime.datetime(2026, 12, 7, 9, 0, 0, n * 1000) for n in range(100)]
+    # When moto's responses format them with the shortcut on
+    with moto_fixes.response_dates_formatted_once_a_second():
+        found = {responses.http_date(t) for t in times}  # type: ignore[attr-defined]
+    # Then they all read that second, formatted once
+    assert found == {"Mon, 07 Dec 2026 09:00:00 GMT"}
+    assert formats() == 1
