@@ -25,6 +25,7 @@ from mqless.settings import Settings
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless_cli.cfn import Stack, Template, load_template, provision
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts, requests_unsigned
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.realism import RealismReport, parse_realism, realistic_aws
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -194,8 +195,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
-    """moto with the fixes `mqless dev` runs it with (mqless_cli.local.moto_fixes)."""
-    with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
+    """moto as `mqless dev` runs it: its fixes (mqless_cli.local.moto_fixes), botocore's
+    shortcuts and unsigned requests (mqless_cli.local.botocore_shortcuts)."""
+    with (
+        mock_aws(config=MOTO_CONFIG),  # type: ignore[call-overload]
+        fixed_moto(),
+        botocore_shortcuts(),
+        requests_unsigned(),
+    ):
         yield
 
 

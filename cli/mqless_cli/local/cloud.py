@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore
 from moto import mock_aws
 
 from mqless_cli.cfn import Stack, load_template, provision
-from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts, requests_unsigned
 from mqless_cli.local.moto_fixes import fixed_moto
 
 REGION = "us-east-1"
@@ -31,11 +30,6 @@ _AWS_ENV = {
     # boto3 >= 1.36 sends DynamoDB Streams calls to account endpoints moto cannot match
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
-
-
-def _unsigned(**_: Any) -> Any:
-    """botocore `choose-signer`: send requests unsigned."""
-    return botocore.UNSIGNED
 
 
 @dataclass
@@ -62,6 +56,8 @@ class LocalCloud:
         fixes.enter_context(botocore_shortcuts())  # requests moto answers: less client work
         # Clients made from now on (the functions') share this session's event handlers.
         boto3.setup_default_session()
+        # moto checks no signature: signing (about a fifth of an in-process call) is skipped
+        fixes.enter_context(requests_unsigned())
         try:
             stack = provision(
                 load_template(template_path),
@@ -74,10 +70,7 @@ class LocalCloud:
             fixes.__exit__(None, None, None)
             mock.stop()
             raise
-        cloud = cls(template_path=template_path, stack=stack, _mock=mock, _fixes=fixes)
-        # moto checks no signature: signing (about a fifth of an in-process call) is skipped
-        cloud.handle("choose-signer", _unsigned)
-        return cloud
+        return cls(template_path=template_path, stack=stack, _mock=mock, _fixes=fixes)
 
     def handle(self, event_name: str, handler: Any) -> None:
         """Register a botocore event handler for every client made from now on (until stop)."""
