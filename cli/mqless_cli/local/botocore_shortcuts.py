@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from mqless_cli.local.moto_fixes.patching import patched
 from mqless_cli.local.shared_patches import SharedPatches
 
 __all__ = [
@@ -94,11 +95,8 @@ def user_agents_built_once() -> Iterator[None]:
             built[key] = value
         return value
 
-    UserAgentString.to_string = to_string  # type: ignore[method-assign]
-    try:
+    with patched(UserAgentString, "to_string", to_string):
         yield
-    finally:
-        UserAgentString.to_string = original  # type: ignore[method-assign]
 
 
 _AS_IS = frozenset({"S", "N"})
@@ -157,11 +155,8 @@ def attribute_values_parsed_directly() -> Iterator[None]:
             return _attribute_value(lambda s, v: original(self, s, v), shape, value)
         return original(self, shape, value)
 
-    parser._handle_structure = handle_structure
-    try:
+    with patched(parser, "_handle_structure", handle_structure):
         yield
-    finally:
-        parser._handle_structure = original
 
 
 @contextmanager
@@ -192,11 +187,8 @@ def attribute_maps_parsed_directly() -> Iterator[None]:
             return {k: structure(self, member, v) for k, v in value.items()}
         return original(self, shape, value)
 
-    parser._handle_map = handle_map
-    try:
+    with patched(parser, "_handle_map", handle_map):
         yield
-    finally:
-        parser._handle_map = original
 
 
 _SHORTCUTS = SharedPatches(
