@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.storage.dynamo import (
     batch_write,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
@@ -73,19 +71,16 @@ class ApiKeyRecords:
     def revoke(self, key_id: str, now_ms: int) -> bool:
         """Mark a key revoked and tell the sweep to close its connections; False if there
         is no such key."""
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key(key_id)),
-                    UpdateExpression="SET revoked_at = :now",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues=to_wire({":now": now_ms}),
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
+        revoked = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(_key(key_id)),
+            UpdateExpression="SET revoked_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_wire({":now": now_ms}),
+        )
+        if revoked is None:
+            return False
         # the connections' module comes with a revoke: verifying a key (the authorizer)
         # never loads it (issue 18)
         from mqless.storage.connections import revoked_key_marker

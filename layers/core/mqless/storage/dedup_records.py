@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
 from mqless.storage.dynamo import (
+    conditional_write,
     drop_partition,
     from_wire,
-    is_condition_failure,
     to_wire,
     translated_errors,
 )
@@ -42,18 +40,15 @@ class DedupRecords:
         key = {"pk": keys.dedup_partition(queue, record_id), "sk": record_id}
         until = now_ms + window_ms
         for _ in range(3):
-            try:
-                with translated_errors():
-                    self._db.put_item(
-                        TableName=self._table,
-                        Item=to_wire({**key, "m": message_id, "w": until, "x": until // 1000 + 60}),
-                        ConditionExpression="attribute_not_exists(pk) OR w < :now",
-                        ExpressionAttributeValues=to_wire({":now": now_ms}),
-                    )
+            claimed = conditional_write(
+                self._db.put_item,
+                TableName=self._table,
+                Item=to_wire({**key, "m": message_id, "w": until, "x": until // 1000 + 60}),
+                ConditionExpression="attribute_not_exists(pk) OR w < :now",
+                ExpressionAttributeValues=to_wire({":now": now_ms}),
+            )
+            if claimed is not None:
                 return None
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise
             with translated_errors():
                 found = self._db.get_item(
                     TableName=self._table, Key=to_wire(key), ConsistentRead=True
@@ -71,14 +66,10 @@ class DedupRecords:
 
     def forget(self, queue: str, record_id: str, message_id: str) -> None:
         """Drop a record this send made, when the send itself failed after it."""
-        try:
-            with translated_errors():
-                self._db.delete_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.dedup_partition(queue, record_id), "sk": record_id}),
-                    ConditionExpression="m = :m",
-                    ExpressionAttributeValues=to_wire({":m": message_id}),
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        conditional_write(
+            self._db.delete_item,
+            TableName=self._table,
+            Key=to_wire({"pk": keys.dedup_partition(queue, record_id), "sk": record_id}),
+            ConditionExpression="m = :m",
+            ExpressionAttributeValues=to_wire({":m": message_id}),
+        )

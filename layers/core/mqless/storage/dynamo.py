@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -28,6 +28,9 @@ THROTTLING_CODES = frozenset(
 
 Item = dict[str, Any]
 WireItem = dict[str, Any]
+
+Request = ParamSpec("Request")
+Answer = TypeVar("Answer")
 
 
 def to_wire(values: Mapping[str, Any]) -> WireItem:
@@ -179,18 +182,28 @@ def translated_errors() -> Iterator[None]:
         raise
 
 
+def conditional_write(
+    write: Callable[Request, Answer], /, *args: Request.args, **request: Request.kwargs
+) -> Answer | None:
+    """`write(**request)`: a PutItem, UpdateItem or DeleteItem with a ConditionExpression;
+    its answer, or None where the condition failed (nothing written, billed as DynamoDB
+    bills a failed condition). Other errors are raised as `translated_errors` raises them."""
+    try:
+        with translated_errors():
+            return write(*args, **request)
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return None
+        raise
+
+
 def put_if_absent(client: Any, table: str, item: Mapping[str, Any]) -> bool:
     """Write `item` (plain values) only if no item has its key; False if one has (a failed
     condition, billed as DynamoDB bills it)."""
-    try:
-        with translated_errors():
-            client.put_item(
-                TableName=table,
-                Item=to_wire(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-    except ClientError as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
+    written = conditional_write(
+        client.put_item,
+        TableName=table,
+        Item=to_wire(item),
+        ConditionExpression="attribute_not_exists(pk)",
+    )
+    return written is not None

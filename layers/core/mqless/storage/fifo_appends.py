@@ -18,12 +18,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.clock import Clock
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
-from mqless.storage.dynamo import is_condition_failure, put_if_absent, to_wire, translated_errors
+from mqless.storage.dynamo import conditional_write, put_if_absent, to_wire
 from mqless.storage.fifo_segments import (
     MAX_REFS,
     SEGMENT_LIFETIME_SECONDS,
@@ -305,27 +303,24 @@ class FifoAppender:
                 known = self._hints.get(queue)
         if known is not None and not _hint_due(known, seq, now):
             return
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.fifo_partition(queue, 0), "sk": keys.CURSOR}),
-                    UpdateExpression="SET h = :seq, a = :now",
-                    ConditionExpression=(
-                        "attribute_not_exists(h) OR (h < :seq AND (a < :old OR h <= :behind))"
-                    ),
-                    ExpressionAttributeValues=to_wire(
-                        {
-                            ":seq": seq,
-                            ":now": now,
-                            ":old": now - HINT_MAX_AGE_SECONDS,
-                            ":behind": seq - HINT_MAX_LAG,
-                        }
-                    ),
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        moved = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire({"pk": keys.fifo_partition(queue, 0), "sk": keys.CURSOR}),
+            UpdateExpression="SET h = :seq, a = :now",
+            ConditionExpression=(
+                "attribute_not_exists(h) OR (h < :seq AND (a < :old OR h <= :behind))"
+            ),
+            ExpressionAttributeValues=to_wire(
+                {
+                    ":seq": seq,
+                    ":now": now,
+                    ":old": now - HINT_MAX_AGE_SECONDS,
+                    ":behind": seq - HINT_MAX_LAG,
+                }
+            ),
+        )
+        if moved is None:
             self._index.cursor(queue, consistent=True)  # another appender moved it: learn where
             return
         with self._lock:

@@ -28,15 +28,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
 from mqless.storage.dynamo import (
+    conditional_write,
     drop_partition,
     from_wire,
-    is_condition_failure,
     to_wire,
     translated_errors,
 )
@@ -298,18 +296,15 @@ class FifoIndex:
         condition: str,
         values: dict[str, Any],
     ) -> FifoSegment:
-        try:
-            with translated_errors():
-                response = self._db.update_item(
-                    TableName=self._table,
-                    Key=self._key(queue, shards, seq),
-                    UpdateExpression=update,
-                    ConditionExpression=f"attribute_exists(pk) AND ({condition})",
-                    ExpressionAttributeValues=to_wire(values),
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise SegmentChanged from exc
-            raise
+        response = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=self._key(queue, shards, seq),
+            UpdateExpression=update,
+            ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+            ExpressionAttributeValues=to_wire(values),
+            ReturnValues="ALL_NEW",
+        )
+        if response is None:
+            raise SegmentChanged
         return segment_from_item(queue, shards, from_wire(response.get("Attributes", {})))

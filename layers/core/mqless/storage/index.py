@@ -24,14 +24,12 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.errors import Throttled
 from mqless.storage import keys, lane_marks
 from mqless.storage.dynamo import (
+    conditional_write,
     drop_partition,
     from_wire,
-    is_condition_failure,
     to_wire,
     translated_errors,
 )
@@ -194,20 +192,17 @@ class IndexStore:
         if below is not None:
             condition["ConditionExpression"] = "attribute_not_exists(d) OR d < :below"
             values[":below"] = below
-        try:
-            with translated_errors():
-                response = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
-                    UpdateExpression=update,
-                    ExpressionAttributeValues=to_wire(values),
-                    ReturnValues="ALL_NEW",
-                    **condition,  # type: ignore[arg-type]
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
+        response = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.CURSOR}),
+            UpdateExpression=update,
+            ExpressionAttributeValues=to_wire(values),
+            ReturnValues="ALL_NEW",
+            **condition,  # type: ignore[arg-type]
+        )
+        if response is None:
+            return None
         cursor = cursor_from_item(from_wire(response.get("Attributes", {})))
         return int(cursor.dispensed or 0) - count, cursor
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.storage import keys
-from mqless.storage.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.storage.dynamo import conditional_write, from_wire, to_wire, translated_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -78,17 +76,12 @@ def mark_lane_empty(db: DynamoDBClient, table: str, queue: str, lane: int, used_
         condition, values = f"a{lane} = :seen", {":seen": used_seen, ":e": used_seen + 1}
     else:
         condition, values = f"attribute_not_exists(a{lane})", {":e": 1}
-    try:
-        with translated_errors():
-            db.update_item(
-                TableName=table,
-                Key=to_wire({"pk": keys.index_partition(queue, 0), "sk": keys.LANE_MARKS}),
-                UpdateExpression=f"SET e{lane} = :e",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=to_wire(values),
-            )
-    except ClientError as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
+    marked = conditional_write(
+        db.update_item,
+        TableName=table,
+        Key=to_wire({"pk": keys.index_partition(queue, 0), "sk": keys.LANE_MARKS}),
+        UpdateExpression=f"SET e{lane} = :e",
+        ConditionExpression=condition,
+        ExpressionAttributeValues=to_wire(values),
+    )
+    return marked is not None

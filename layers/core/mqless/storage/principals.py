@@ -11,13 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.access.principals import Grant, parse_grants
 from mqless.storage.dynamo import (
     Item,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
@@ -83,18 +81,13 @@ class PrincipalRecords:
 
     def delete(self, principal_id: str) -> bool:
         """Delete a principal's item; False if there was none."""
-        try:
-            with translated_errors():
-                self._db.delete_item(
-                    TableName=self._table,
-                    Key=to_wire(_key(principal_id)),
-                    ConditionExpression="attribute_exists(pk)",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        deleted = conditional_write(
+            self._db.delete_item,
+            TableName=self._table,
+            Key=to_wire(_key(principal_id)),
+            ConditionExpression="attribute_exists(pk)",
+        )
+        return deleted is not None
 
     def grants_of(self, principal_ids: Sequence[str]) -> tuple[Grant, ...]:
         """The union of the grants stored for these ids (the first MAX_READ; unknown ids

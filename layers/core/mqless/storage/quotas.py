@@ -19,8 +19,8 @@ from mqless.domain.errors import Conflict
 from mqless.storage.dynamo import (
     Item,
     cancellation_codes,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     to_wire,
     translated_errors,
 )
@@ -89,19 +89,15 @@ def _charging(table: str, charge: Charge) -> dict[str, Any]:
 
 def credit(dynamodb: DynamoDBClient, table: str, principal_id: str, quota: Quota) -> None:
     """Give one back to the principal a deleted thing was charged to (never below zero)."""
-    try:
-        with translated_errors():
-            dynamodb.update_item(
-                TableName=table,
-                Key=to_wire(_key(principal_id)),
-                UpdateExpression="ADD #quota :minus",
-                ConditionExpression="#quota >= :one",
-                ExpressionAttributeNames={"#quota": quota.value},
-                ExpressionAttributeValues=to_wire({":minus": -1, ":one": 1}),
-            )
-    except ClientError as exc:
-        if not is_condition_failure(exc):
-            raise
+    conditional_write(
+        dynamodb.update_item,
+        TableName=table,
+        Key=to_wire(_key(principal_id)),
+        UpdateExpression="ADD #quota :minus",
+        ConditionExpression="#quota >= :one",
+        ExpressionAttributeNames={"#quota": quota.value},
+        ExpressionAttributeValues=to_wire({":minus": -1, ":one": 1}),
+    )
 
 
 def used(dynamodb: DynamoDBClient, table: str, principal_id: str) -> dict[Quota, int]:

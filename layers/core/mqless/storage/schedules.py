@@ -21,13 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.storage import keys
 from mqless.storage.dynamo import (
     Item,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     put_if_absent,
     to_wire,
     translated_errors,
@@ -197,22 +195,18 @@ class ScheduleStore:
     def hold(self, destination: str, *, now_ms: int, until_ms: int) -> str | None:
         """Take the destination until `until_ms` (None if someone else holds it); the
         cursor as it is now."""
-        try:
-            with translated_errors():
-                answer = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.SCHEDULE_CURSORS, "sk": destination}),
-                    UpdateExpression="SET l = :until",
-                    # an existing cursor only: an update would make one for any name
-                    ConditionExpression="attribute_exists(pk) AND "
-                    "(attribute_not_exists(l) OR l < :now)",
-                    ExpressionAttributeValues=to_wire({":until": until_ms, ":now": now_ms}),
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
+        answer = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire({"pk": keys.SCHEDULE_CURSORS, "sk": destination}),
+            UpdateExpression="SET l = :until",
+            # an existing cursor only: an update would make one for any name
+            ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(l) OR l < :now)",
+            ExpressionAttributeValues=to_wire({":until": until_ms, ":now": now_ms}),
+            ReturnValues="ALL_NEW",
+        )
+        if answer is None:
+            return None
         return str(from_wire(answer["Attributes"]).get("f", ""))
 
     def release(self, destination: str, *, held_until: int, fired: str | None) -> None:
@@ -222,19 +216,16 @@ class ScheduleStore:
         if fired is not None:
             update = "SET f = :fired REMOVE l"
             values[":fired"] = fired
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": keys.SCHEDULE_CURSORS, "sk": destination}),
-                    UpdateExpression=update,
-                    ConditionExpression="l = :held",
-                    ExpressionAttributeValues=to_wire(values),
-                )
-        except ClientError as exc:
-            # our hold ran out and another sweeper took over: it goes on from the cursor
-            if not is_condition_failure(exc):
-                raise
+        # a failed condition: our hold ran out and another sweeper took over; it goes on
+        # from the cursor
+        conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire({"pk": keys.SCHEDULE_CURSORS, "sk": destination}),
+            UpdateExpression=update,
+            ConditionExpression="l = :held",
+            ExpressionAttributeValues=to_wire(values),
+        )
 
     def _ensure_cursor(self, destination: str) -> None:
         if destination in self._cursors_known:

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from mqless.storage import keys
-from mqless.storage.dynamo import from_wire, is_condition_failure, to_wire, translated_errors
+from mqless.storage.dynamo import conditional_write, from_wire, to_wire
 from mqless.storage.segments import SETTLED, Hold, Segment, segment_from_item
 
 if TYPE_CHECKING:
@@ -93,22 +91,17 @@ def update_segment(
 ) -> Segment:
     """Update one existing segment of a standard queue's shard on `condition`; the segment
     after the write. Raises SegmentChanged if the condition failed (nothing was written)."""
-    try:
-        with translated_errors():
-            response = db.update_item(
-                TableName=table,
-                Key=to_wire(
-                    {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
-                ),
-                UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(pk) AND ({condition})",
-                ExpressionAttributeValues=to_wire(values),
-                ReturnValues="ALL_NEW",
-            )
-    except ClientError as exc:
-        if not is_condition_failure(exc):
-            raise
-        raise SegmentChanged from exc
+    response = conditional_write(
+        db.update_item,
+        TableName=table,
+        Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}),
+        UpdateExpression=update,
+        ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+        ExpressionAttributeValues=to_wire(values),
+        ReturnValues="ALL_NEW",
+    )
+    if response is None:
+        raise SegmentChanged
     return segment_from_item(queue, shard, from_wire(response.get("Attributes", {})))
 
 
@@ -116,17 +109,12 @@ def raise_floor(db: DynamoDBClient, table: str, pk: str, to: int) -> bool:
     """Move the floor in the cursor of partition `pk` up to `to`, never down (one
     conditional update); False if it was there already. Standard shards and FIFO queues
     keep their floors alike."""
-    try:
-        with translated_errors():
-            db.update_item(
-                TableName=table,
-                Key=to_wire({"pk": pk, "sk": keys.CURSOR}),
-                UpdateExpression="SET f = :to",
-                ConditionExpression="attribute_not_exists(f) OR f < :to",
-                ExpressionAttributeValues=to_wire({":to": to}),
-            )
-    except ClientError as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
+    raised = conditional_write(
+        db.update_item,
+        TableName=table,
+        Key=to_wire({"pk": pk, "sk": keys.CURSOR}),
+        UpdateExpression="SET f = :to",
+        ConditionExpression="attribute_not_exists(f) OR f < :to",
+        ExpressionAttributeValues=to_wire({":to": to}),
+    )
+    return raised is not None

@@ -13,15 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.access.quotas import Charge, Quota
 from mqless.domain.topics.subscription import Subscription
 from mqless.storage import quotas
 from mqless.storage.dynamo import (
     Item,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
@@ -106,25 +104,22 @@ class SubscriptionStore:
         else:
             removes.append("#selector")
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        try:
-            with translated_errors():
-                updated = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key(existing.topic, existing.name)),
-                    UpdateExpression=update,
-                    ConditionExpression="created_at = :created",
-                    ExpressionAttributeNames={
-                        "#queue": "queue",
-                        "#filter": "filter_policy",
-                        "#selector": "selector",
-                    },
-                    ExpressionAttributeValues=to_wire(values),
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
+        updated = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(_key(existing.topic, existing.name)),
+            UpdateExpression=update,
+            ConditionExpression="created_at = :created",
+            ExpressionAttributeNames={
+                "#queue": "queue",
+                "#filter": "filter_policy",
+                "#selector": "selector",
+            },
+            ExpressionAttributeValues=to_wire(values),
+            ReturnValues="ALL_NEW",
+        )
+        if updated is None:
+            return None
         return _subscription(from_wire(updated["Attributes"]))
 
     def delete(self, topic: str, name: str, *, owner: str | None = None) -> Removed | None:
@@ -137,17 +132,14 @@ class SubscriptionStore:
                 "ExpressionAttributeNames": {"#owner": "owner"},
                 "ExpressionAttributeValues": to_wire({":me": owner}),
             }
-        try:
-            with translated_errors():
-                old = self._db.delete_item(
-                    TableName=self._table,
-                    Key=to_wire(_key(topic, name)),
-                    ReturnValues="ALL_OLD",
-                    **condition,
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        old = conditional_write(
+            self._db.delete_item,
+            TableName=self._table,
+            Key=to_wire(_key(topic, name)),
+            ReturnValues="ALL_OLD",
+            **condition,
+        )
+        if old is None:
             return None
         charged_to = from_wire(old["Attributes"]).get("charged_to")
         return Removed(str(charged_to) if charged_to else None)
@@ -167,22 +159,19 @@ class SubscriptionStore:
     ) -> ShardClaim | None:
         """Claim a topic shard's replay until `until_ms` (only if no claim is running and the
         subscription is the one read); None if the claim was refused."""
-        try:
-            with translated_errors():
-                claimed = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key(subscription.topic, subscription.name)),
-                    UpdateExpression="SET #r.#s = :claim",
-                    ConditionExpression="#r.#s < :now AND created_at = :created",
-                    ExpressionAttributeNames={"#r": "replaying", "#s": str(shard)},
-                    ExpressionAttributeValues=to_wire(
-                        {":claim": until_ms, ":now": now_ms, ":created": subscription.created_at}
-                    ),
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        claimed = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(_key(subscription.topic, subscription.name)),
+            UpdateExpression="SET #r.#s = :claim",
+            ConditionExpression="#r.#s < :now AND created_at = :created",
+            ExpressionAttributeNames={"#r": "replaying", "#s": str(shard)},
+            ExpressionAttributeValues=to_wire(
+                {":claim": until_ms, ":now": now_ms, ":created": subscription.created_at}
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        if claimed is None:
             return None
         positions = from_wire(claimed["Attributes"]).get("replay_at") or {}
         return ShardClaim(str(positions.get(str(shard)) or "") or None)
@@ -207,21 +196,16 @@ class SubscriptionStore:
             values[":at"] = position or ""
             values[":next"] = next_claim
             update = "SET #r.#s = :next, #a.#s = :at"
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key(subscription.topic, subscription.name)),
-                    UpdateExpression=update,
-                    ConditionExpression="#r.#s = :claim",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=to_wire(values),
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        noted = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(_key(subscription.topic, subscription.name)),
+            UpdateExpression=update,
+            ConditionExpression="#r.#s = :claim",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_wire(values),
+        )
+        return noted is not None
 
 
 def _subscription(values: Item) -> Subscription:

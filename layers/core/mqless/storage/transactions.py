@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.clock import Clock
 from mqless.storage.connections import (
     CONNECTION_SECONDS,
@@ -25,8 +23,8 @@ from mqless.storage.connections import (
 from mqless.storage.dynamo import (
     Item,
     batch_write,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     partition_items,
     put_if_absent,
     to_wire,
@@ -73,19 +71,16 @@ class HeldFrames:
     def next_position(self, connection_id: str, transaction: str, most: int) -> int | None:
         """The position of the transaction's next held frame; None if it has not begun
         or holds `most` already."""
-        try:
-            with translated_errors():
-                updated = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(transaction_key(connection_id, transaction)),
-                    UpdateExpression="SET frames = frames + :one",
-                    ConditionExpression="attribute_exists(pk) AND frames < :max",
-                    ExpressionAttributeValues=to_wire({":one": 1, ":max": most}),
-                    ReturnValues="UPDATED_NEW",
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        updated = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(transaction_key(connection_id, transaction)),
+            UpdateExpression="SET frames = frames + :one",
+            ConditionExpression="attribute_exists(pk) AND frames < :max",
+            ExpressionAttributeValues=to_wire({":one": 1, ":max": most}),
+            ReturnValues="UPDATED_NEW",
+        )
+        if updated is None:
             return None
         return int(from_wire(updated["Attributes"])["frames"])
 
