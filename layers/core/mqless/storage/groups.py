@@ -167,12 +167,6 @@ class FifoIndex:
         finally:
             FREEINGS.wrote(queue, 0)
 
-    def freeing_stamp(self, queue: str) -> int:
-        """A stamp of this process's last write that may have freed a head of the queue (an
-        append, a settlement, a release): the same stamp later means no such write was made
-        here since (other processes' writes are not counted)."""
-        return FREEINGS.stamp(queue, 0)
-
     # ---- leasing and settling ---------------------------------------------------------------
 
     def claim(

@@ -30,6 +30,8 @@ FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, .
 FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most
 FIFO_FLOOR_STEP: Final = 4  # passable segments at the floor before it is moved (one write)
 
+_HEADS: Final = 0  # a FIFO queue's heads, as the shard memory and freeing stamps know them
+
 Heads = list[tuple[FifoSegment, list[FifoEntry], list[int]]]
 """Per segment: the free heads to lease there, and the slots of expired heads to settle."""
 
@@ -65,9 +67,6 @@ class FifoLeases:
         self._seen: dict[str, Seen] = {}
         # one look at a queue's heads at a time in this process (see `_take_heads`)
         self._looks = Turns()
-        # per queue, a look that found no head free: (when it began, the freeing stamp
-        # before it, the soonest end of a head's lease or delay it saw; see `_known_busy`)
-        self._busy: dict[str, tuple[int, int, int]] = {}
 
     def floor(self, queue: str) -> tuple[int, int]:
         """(floor, tail hint) of a FIFO queue's sequence, cached for a moment."""
@@ -95,7 +94,6 @@ class FifoLeases:
         with self._lock:
             self._floors.pop(queue, None)
             self._seen.pop(queue, None)
-            self._busy.pop(queue, None)
 
     def segments(
         self,
@@ -134,7 +132,7 @@ class FifoLeases:
     ) -> list[Taken]:
         """Lease up to `want` heads: per group, its first message not settled, if free.
         A look since `fresh_since` (ms) that found no head free, with nothing freed since
-        that this process knows of, is not made again (`_known_busy`).
+        that this process knows of, is not made again (`_take_heads`).
 
         A head found expired and free is settled on the way (in the write that leases other
         heads of its segment, or one of its own), and only then does its group's next
@@ -170,30 +168,22 @@ class FifoLeases:
         the same moment choose the same heads, and all but one of their claims fail (each a
         refused write, billed, and a strongly consistent read to learn why); one after
         another, each reads what the one before it claimed. Looks of other processes still
-        race, and the claim's condition still decides."""
+        race, and the claim's condition still decides.
+
+        A look that found no head free is remembered as a standard shard found empty is
+        (`ShardMemory`, the queue's heads as its shard 0, whose freeing stamp the FIFO
+        index's appends, settlements and releases move): until this process frees something
+        there, or a lease or delay that look saw ends, a look begun before it is not made
+        again. Receivers of one process long-polling a queue whose groups are all in flight
+        (`mqless dev`, a WebSocket function's pumps) then read its segments about once per
+        poll pause, not once each; what other processes free is seen by the next look after
+        the one that skipped, as a read made just before their write would have seen it."""
         with self._looks.of(config.name):
-            if fresh_since is not None and self._known_busy(config.name, fresh_since):
+            if fresh_since is not None and self._memory.known_empty(
+                config.name, _HEADS, since=fresh_since
+            ):
                 return [], set()
             return self._look(config, want, lease_ms, oldest_first, settled, wanted)
-
-    def _known_busy(self, queue: str, since: int) -> bool:
-        """Whether a look begun after `since` found no head free, and nothing was freed
-        since that this process knows of: no append, settlement or release it wrote
-        (`FifoIndex.freeing_stamp`), no lease or delay of a head it saw ended. Receivers of
-        one process long-polling a queue whose groups are all in flight (`mqless dev`, a
-        WebSocket function's pumps) then read its segments about once per poll pause, not
-        once each; what other processes free is seen by the next look after the one that
-        skipped, as a read made just before their write would have seen it."""
-        with self._lock:
-            busy = self._busy.get(queue)
-        if busy is None:
-            return False
-        began, stamp, wakes_at = busy
-        return (
-            began > since
-            and self._clock.now_ms() < wakes_at
-            and stamp == self._fifo.freeing_stamp(queue)
-        )
 
     def _look(
         self,
@@ -204,13 +194,14 @@ class FifoLeases:
         settled: set[tuple[int, int]],
         wanted: Wanted | None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
-        began, stamp = self._clock.now_ms(), self._fifo.freeing_stamp(config.name)
+        began, stamp = self._clock.now_ms(), self._memory.freeing_stamp(config.name, _HEADS)
         heads, wakes_at = self._find_heads(config, want, oldest_first, settled, wanted)
-        with self._lock:
-            if heads or wanted is not None:  # (a selector's look may pass free heads over)
-                self._busy.pop(config.name, None)
-            else:
-                self._busy[config.name] = (began, stamp, wakes_at)
+        if heads or wanted is not None:  # (a selector's look may pass free heads over)
+            self._memory.found_in(config.name, _HEADS)
+        else:
+            self._memory.found_empty(
+                config.name, _HEADS, read_at=began, stamp=stamp, wakes_at=wakes_at
+            )
         if not oldest_first:
             # competing consumers spread over the heads found, not all on the oldest
             random.shuffle(heads)
