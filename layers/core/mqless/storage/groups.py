@@ -32,7 +32,6 @@ from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
 from mqless.storage.dynamo import (
-    conditional_write,
     drop_partition,
     from_wire,
     to_wire,
@@ -48,7 +47,13 @@ from mqless.storage.fifo_segments import (
     segment_key,
 )
 from mqless.storage.index import FREEINGS
-from mqless.storage.segment_writes import SegmentChanged, claim_update, holds_update, raise_floor
+from mqless.storage.segment_writes import (
+    SegmentChanged,
+    claim_update,
+    holds_update,
+    raise_floor,
+    updated_segment_item,
+)
 from mqless.storage.segments import SETTLED, Hold
 
 if TYPE_CHECKING:
@@ -290,15 +295,6 @@ class FifoIndex:
         condition: str,
         values: dict[str, Any],
     ) -> FifoSegment:
-        response = conditional_write(
-            self._db.update_item,
-            TableName=self._table,
-            Key=self._key(queue, shards, seq),
-            UpdateExpression=update,
-            ConditionExpression=f"attribute_exists(pk) AND ({condition})",
-            ExpressionAttributeValues=to_wire(values),
-            ReturnValues="ALL_NEW",
-        )
-        if response is None:
-            raise SegmentChanged
-        return segment_from_item(queue, shards, from_wire(response.get("Attributes", {})))
+        key = segment_key(queue, shards, seq)
+        item = updated_segment_item(self._db, self._table, key, update, condition, values)
+        return segment_from_item(queue, shards, item)

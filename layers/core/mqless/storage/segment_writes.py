@@ -7,7 +7,7 @@ reference, and writes to other references of the same segment never make them fa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mqless.storage import keys
@@ -91,10 +91,26 @@ def update_segment(
 ) -> Segment:
     """Update one existing segment of a standard queue's shard on `condition`; the segment
     after the write. Raises SegmentChanged if the condition failed (nothing was written)."""
+    key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+    item = updated_segment_item(db, table, key, update, condition, values)
+    return segment_from_item(queue, shard, item)
+
+
+def updated_segment_item(
+    db: DynamoDBClient,
+    table: str,
+    key: Mapping[str, Any],
+    update: str,
+    condition: str,
+    values: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Update the existing segment item at `key` (a standard or FIFO one) on `condition`;
+    its attributes after the write. Raises SegmentChanged if the condition failed or the
+    item is gone (nothing was written)."""
     response = conditional_write(
         db.update_item,
         TableName=table,
-        Key=to_wire({"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}),
+        Key=to_wire(key),
         UpdateExpression=update,
         ConditionExpression=f"attribute_exists(pk) AND ({condition})",
         ExpressionAttributeValues=to_wire(values),
@@ -102,7 +118,7 @@ def update_segment(
     )
     if response is None:
         raise SegmentChanged
-    return segment_from_item(queue, shard, from_wire(response.get("Attributes", {})))
+    return from_wire(response.get("Attributes", {}))
 
 
 def raise_floor(db: DynamoDBClient, table: str, pk: str, to: int) -> bool:
