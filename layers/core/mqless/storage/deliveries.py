@@ -34,13 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.queues.receipts import Lease
 from mqless.storage.dynamo import (
     Item,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     put_if_absent,
     to_wire,
     translated_errors,
@@ -181,23 +179,20 @@ class DeliveryRecords:
         """Mark a position of a record settled, only while the record's gen is `gen`, its
         leases have not ended and that position is not settled already; the record as it
         is now, or None (also for a position the record does not have)."""
-        try:
-            with translated_errors():
-                found = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": partition(queue), "sk": _sk(prefix, seq)}),
-                    UpdateExpression="ADD a :ps",
-                    ConditionExpression="g = :g AND u > :now "
-                    "AND (attribute_not_exists(a) OR NOT contains(a, :p))",
-                    ExpressionAttributeValues=to_wire(
-                        {":g": gen, ":now": now_ms, ":ps": {position}, ":p": position}
-                    ),
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
+        found = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire({"pk": partition(queue), "sk": _sk(prefix, seq)}),
+            UpdateExpression="ADD a :ps",
+            ConditionExpression="g = :g AND u > :now "
+            "AND (attribute_not_exists(a) OR NOT contains(a, :p))",
+            ExpressionAttributeValues=to_wire(
+                {":g": gen, ":now": now_ms, ":ps": {position}, ":p": position}
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        if found is None:
+            return None
         record = _record(queue, from_wire(found["Attributes"]))
         # a position past the record's end (an ack id made up) settled nothing real
         return record if position < len(record.leases) else None
@@ -207,18 +202,14 @@ class DeliveryRecords:
     ) -> None:
         """Mark positions settled whatever their state (a push that did not reach its
         client gave them back to the queue): they free their credit at once."""
-        try:
-            with translated_errors():
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire({"pk": partition(queue), "sk": _sk(prefix, record.seq)}),
-                    UpdateExpression="ADD a :ps",
-                    ConditionExpression="g = :g",
-                    ExpressionAttributeValues=to_wire({":g": record.gen, ":ps": set(positions)}),
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        conditional_write(  # refused: the record was written again (another gen)
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire({"pk": partition(queue), "sk": _sk(prefix, record.seq)}),
+            UpdateExpression="ADD a :ps",
+            ConditionExpression="g = :g",
+            ExpressionAttributeValues=to_wire({":g": record.gen, ":ps": set(positions)}),
+        )
 
     def _query(
         self,

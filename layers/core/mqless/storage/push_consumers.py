@@ -21,15 +21,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
-
 from mqless.domain.push.consumer import Consumer, ack_mode, tag
 from mqless.domain.push.pushes import Connection
 from mqless.storage.deliveries import partition
 from mqless.storage.dynamo import (
     Item,
+    conditional_write,
     from_wire,
-    is_condition_failure,
     partition_items,
     to_wire,
     translated_errors,
@@ -106,20 +104,17 @@ class PushConsumers:
         """Move a `client` consumer's watermark forward (never back: acks may race), and
         with `take_owed` take its owed mark off; (the watermark before, whether it was
         marked owed), or None if a racing ack had moved it this far (or it is gone)."""
-        try:
-            with translated_errors():
-                found = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key_of(consumer)),
-                    UpdateExpression="SET acked = :w" + (f" REMOVE {OWED}" if take_owed else ""),
-                    ConditionExpression="attribute_exists(pk) AND "
-                    "(attribute_not_exists(acked) OR acked < :w)",
-                    ExpressionAttributeValues=to_wire({":w": mark}),
-                    ReturnValues="ALL_OLD",
-                )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        found = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(_key_of(consumer)),
+            UpdateExpression="SET acked = :w" + (f" REMOVE {OWED}" if take_owed else ""),
+            ConditionExpression="attribute_exists(pk) AND "
+            "(attribute_not_exists(acked) OR acked < :w)",
+            ExpressionAttributeValues=to_wire({":w": mark}),
+            ReturnValues="ALL_OLD",
+        )
+        if found is None:
             return None
         before = from_wire(found.get("Attributes", {}))
         return int(before.get("acked", -1)), OWED in before
@@ -155,20 +150,17 @@ class PushConsumers:
     ) -> Consumer | None:
         """The consumer as stored after `update`, made only where `condition` holds; None
         where it does not (the consumer is gone, or already as the update would make it)."""
-        try:
-            with translated_errors():
-                updated = self._db.update_item(
-                    TableName=self._table,
-                    Key=to_wire(_key_of(consumer)),
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=to_wire(values),
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
+        updated = conditional_write(
+            self._db.update_item,
+            TableName=self._table,
+            Key=to_wire(_key_of(consumer)),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=to_wire(values),
+            ReturnValues="ALL_NEW",
+        )
+        if updated is None:
+            return None
         return _consumer(consumer.queue, from_wire(updated["Attributes"]))
 
 
