@@ -181,25 +181,17 @@ def _entry_bytes(ref: Ref, reason: str) -> int:
 
 def segment_from_item(queue: str, shards: int, item: Mapping[str, Any]) -> FifoSegment:
     """A FIFO segment, as read from its item: a standard segment's columns, and `g`."""
-    logs, entries = entries_from_item(item, lambda text, logs: _parse_ref(queue, text, logs))
     tags = [int(v) for v in item.get("g", [])]
+
+    def entry(*, slot: int, **fields: Any) -> FifoEntry:
+        return FifoEntry(slot=slot, **fields, tag=tags[slot] if slot < len(tags) else 0)
+
+    logs, entries = entries_from_item(item, lambda text, logs: _parse_ref(queue, text, logs), entry)
     return FifoSegment(
         queue=queue,
         shards=shards,
         seq=keys.segment_seq(str(item["sk"])),
-        entries=tuple(
-            FifoEntry(
-                e.slot,
-                e.ref,
-                e.until,
-                e.token,
-                e.count,
-                e.reason,
-                e.expires_at,
-                tag=tags[e.slot] if e.slot < len(tags) else 0,
-            )
-            for e in entries
-        ),
+        entries=entries,
         logs=logs,
         closed=bool(item.get("z")),
     )

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from mqless.storage import keys
 
@@ -111,6 +111,10 @@ class Entry:
 
     def expired(self, now_ms: int) -> bool:
         return 0 < self.expires_at <= now_ms // 1000
+
+
+SomeEntry = TypeVar("SomeEntry", bound=Entry)
+"""An entry of a standard segment, or of a FIFO one (with its group's tag)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ def cursor_from_item(item: dict[str, Any]) -> Cursor:
 
 def segment_from_item(queue: str, shard: int, item: Mapping[str, Any]) -> Segment:
     """A segment, as read from its item."""
-    logs, entries = entries_from_item(item, parse_ref)
+    logs, entries = entries_from_item(item, parse_ref, Entry)
     return Segment(
         queue=queue,
         shard=shard,
@@ -261,12 +265,15 @@ def segment_from_item(queue: str, shard: int, item: Mapping[str, Any]) -> Segmen
 
 
 def entries_from_item(
-    item: Mapping[str, Any], parse: Callable[[str, Sequence[str]], Ref]
-) -> tuple[tuple[str, ...], tuple[Entry, ...]]:
+    item: Mapping[str, Any],
+    parse: Callable[[str, Sequence[str]], Ref],
+    entry: Callable[..., SomeEntry],
+) -> tuple[tuple[str, ...], tuple[SomeEntry, ...]]:
     """A segment item's logs (`l`) and its references with their state (`r u t n e w`),
     one column per field, read alike for standard and FIFO segments; `parse` reads a
-    reference (a FIFO segment names its own queue's log by shard). A slot past the end
-    of `w` or `e` (written before they existed) has no reason and no expiry."""
+    reference (a FIFO segment names its own queue's log by shard), `entry` makes each
+    (Entry's fields by name; a FIFO segment's adds the group's tag by slot). A slot past
+    the end of `w` or `e` (written before they existed) has no reason and no expiry."""
     logs = [str(v) for v in item.get("l", [])]
     until = [int(v) for v in item.get("u", [])]
     tokens = [int(v) for v in item.get("t", [])]
@@ -274,7 +281,7 @@ def entries_from_item(
     expiry = [int(v) for v in item.get("e", [])]
     reasons = [str(v) for v in item.get("w", [])]
     entries = tuple(
-        Entry(
+        entry(
             slot=slot,
             ref=parse(str(text), logs),
             until=until[slot],
