@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
+from tests.call_counts import count_calls
 from tests.component.test_moto_fixes import VALUES
 
 
@@ -69,21 +70,13 @@ def test_a_clients_user_agent_is_built_once_per_set_of_features(
 ) -> None:
     """Given a client, When its User-Agent is asked for many requests with the shortcuts on,
     Then botocore builds it once (not twice per request)."""
-    builds = 0
-    original = UserAgentString._build_os_metadata
-
-    def counted(self: UserAgentString) -> Any:
-        nonlocal builds
-        builds += 1
-        return original(self)
-
     client = boto3.client("dynamodb", region_name="us-east-1")
-    monkeypatch.setattr(UserAgentString, "_build_os_metadata", counted)
+    builds = count_calls(monkeypatch, UserAgentString, "_build_os_metadata")
     with botocore_shortcuts():
         for _ in range(10):
             with start_as_current_context():
                 client._user_agent_creator.to_string()
-    assert builds == 1
+    assert builds() == 1
 
 
 def test_the_shortcuts_come_off_with_the_last_block() -> None:
@@ -145,19 +138,11 @@ def test_an_item_of_numbers_is_parsed_without_a_shape_walk_per_number(
     # Given an item holding a list of 200 numbers, and botocore's shape walk counted
     from botocore.parsers import BaseJSONParser
 
-    walked = 0
-    original = BaseJSONParser._parse_shape
-
-    def counted(self: Any, shape: Any, node: Any) -> Any:
-        nonlocal walked
-        walked += 1
-        return original(self, shape, node)
-
-    monkeypatch.setattr(BaseJSONParser, "_parse_shape", counted)
+    walked = count_calls(monkeypatch, BaseJSONParser, "_parse_shape")
     item = {"l": {"L": [{"N": str(n)} for n in range(200)]}}
     # When botocore parses a Query answer holding it with the shortcuts on
     with botocore_shortcuts():
         found = parsed_query([item])
     # Then the numbers are all there, and no number took a walk of its own
     assert found["Items"] == [item]
-    assert walked < 20
+    assert walked() < 20

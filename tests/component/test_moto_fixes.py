@@ -34,6 +34,7 @@ from mqless_cli.local.moto_fixes import (
     fixed_moto,
 )
 from mqless_cli.local.moto_fixes import streams as stream_fixes
+from tests.call_counts import count_calls
 from tests.conftest import MOTO_CONFIG
 
 TABLE = "fixes"
@@ -573,23 +574,15 @@ def test_a_result_of_numbers_is_converted_without_asking_each_number(
     from moto.dynamodb import responses
     from moto.dynamodb.models import utilities
 
-    calls = 0
-    original = utilities.dynamo_to_dict
-
-    def counted(obj: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return original(obj)
-
-    monkeypatch.setattr(utilities, "dynamo_to_dict", counted)
-    monkeypatch.setattr(responses, "dynamo_to_dict", counted)
+    calls = count_calls(monkeypatch, utilities, "dynamo_to_dict")
+    responses_calls = count_calls(monkeypatch, responses, "dynamo_to_dict")
     result = moto_result({"l": {"L": [{"N": str(n)} for n in range(200)]}})
     # When the DynamoDB responses convert it with the fix on
     with moto_fixes.dynamo_results_converted_directly():
         found = responses.dynamo_to_dict(result)
     # Then moto's own converter was never asked, and the numbers are all there
     assert found["Items"][0]["l"]["L"][199] == {"N": "199"}
-    assert calls == 0
+    assert calls() + responses_calls() == 0
 
 
 @settings(max_examples=200, deadline=None)
@@ -613,22 +606,14 @@ def test_a_list_of_numbers_is_sized_without_asking_each_what_it_is(
     # Given a list of 200 numbers as moto holds it, and moto's kind questions counted
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    asked = 0
-    original = DynamoType.is_number
-
-    def counted(self: Any) -> bool:
-        nonlocal asked
-        asked += 1
-        return original(self)
-
-    monkeypatch.setattr(DynamoType, "is_number", counted)
+    asked = count_calls(monkeypatch, DynamoType, "is_number")
     held = DynamoType({"L": [{"N": str(n)} for n in range(200)]})
     # When it is sized with the fix on
     with moto_fixes.attribute_sizes_by_type():
         found = held.size()
     # Then its size is the digits it holds, and no number was asked what it is
     assert found == sum(len(str(n)) for n in range(200))
-    assert asked == 0
+    assert asked() == 0
 
 
 def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1178,15 +1163,7 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
     update only."""
     from moto.dynamodb.parsing import validators
 
-    checks = 0
-    original = validators.ActionCountValidator.verify_action_counts
-
-    def counted(self: Any, node: Any) -> Any:
-        nonlocal checks
-        checks += 1
-        return original(self, node)
-
-    monkeypatch.setattr(validators.ActionCountValidator, "verify_action_counts", counted)
+    checks = count_calls(monkeypatch, validators.ActionCountValidator, "verify_action_counts")
     with moto(fixed=True) as (db, _):
         db.put_item(TableName=TABLE, Item=item("p", "u"))
 
@@ -1198,14 +1175,14 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
                 ExpressionAttributeValues={":v": {"N": str(n)}},
             )
 
-        checks = 0
+        before = checks()
         update(0)
-        first = checks
+        first = checks() - before
         for n in range(1, 20):
             update(n)
         assert db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["d"] == {"N": "19"}
     assert first > 0
-    assert checks == first  # none after the first update's
+    assert checks() - before == first  # none after the first update's
 
 
 # ---- update expression trees copied node by node, walked with kept maps -------------------
@@ -1340,16 +1317,9 @@ def test_a_validation_pass_builds_its_processing_map_once(monkeypatch: pytest.Mo
     an update once), not twice per node visited, and the item is updated."""
     from moto.dynamodb.parsing import validators
 
-    built = 0
-    cls = validators.ExpressionAttributeValueProcessor
-    original = cls._processing_map
-
-    def counted(self: Any) -> Any:
-        nonlocal built
-        built += 1
-        return original(self)
-
-    monkeypatch.setattr(cls, "_processing_map", counted)
+    built = count_calls(
+        monkeypatch, validators.ExpressionAttributeValueProcessor, "_processing_map"
+    )
     with moto(fixed=True) as (db, _):
         db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 20}))
         db.update_item(
@@ -1360,7 +1330,7 @@ def test_a_validation_pass_builds_its_processing_map_once(monkeypatch: pytest.Mo
         )
         stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["u"]
     assert stored == {"L": [{"N": "9"}] * 20}
-    assert built == 1
+    assert built() == 1
 
 
 # ---- condition expressions lexed once ---------------------------------------------------------
@@ -1420,15 +1390,7 @@ def test_a_condition_expression_is_lexed_once(monkeypatch: pytest.MonkeyPatch) -
     for the first only."""
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    lexed = 0
-    original = ConditionExpressionParser._lex_one_node
-
-    def counted(self: Any, remaining: str) -> Any:
-        nonlocal lexed
-        lexed += 1
-        return original(self, remaining)
-
-    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counted)
+    lexed = count_calls(monkeypatch, ConditionExpressionParser, "_lex_one_node")
     with moto(fixed=True) as (db, _):
         for n in range(20):
             db.put_item(
@@ -1438,4 +1400,4 @@ def test_a_condition_expression_is_lexed_once(monkeypatch: pytest.MonkeyPatch) -
                 ExpressionAttributeValues={":n": {"N": str(n)}},
             )
         assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "19"}
-    assert 0 < lexed <= 20  # one text of about a dozen tokens, lexed once
+    assert 0 < lexed() <= 20  # one text of about a dozen tokens, lexed once

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from mqless_cli.local import botocore_shortcuts as shortcuts
 from mqless_cli.local import moto_fixes
+from tests.call_counts import count_calls
 from tests.component.test_moto_fixes import TABLE, VALUES, item, key, moto
 
 ON_THE_WAY: tuple[Callable[[], Any], ...] = (
@@ -296,21 +297,13 @@ def test_a_dynamodb_request_is_built_without_werkzeugs_test_builder(
     from werkzeug.test import EnvironBuilder
 
     with moto(fixed=True) as (db, _):
-        builds = 0
-        original = EnvironBuilder.__init__
-
-        def counted(self: Any, *args: Any, **kwargs: Any) -> None:
-            nonlocal builds
-            builds += 1
-            original(self, *args, **kwargs)
-
-        monkeypatch.setattr(EnvironBuilder, "__init__", counted)
+        builds = count_calls(monkeypatch, EnvironBuilder, "__init__")
         # When an item is written and read
         db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
         found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
     # Then it reads back, and werkzeug's test builder built neither request
     assert found["v"] == {"N": "1"}
-    assert builds == 0
+    assert builds() == 0
 
 
 def test_requests_to_one_host_compute_their_url_root_once(
@@ -357,20 +350,6 @@ def test_request_values_are_read_as_moto_reads_them(attributes: dict[str, Any]) 
         found = parsed_put_item(attributes)
     # Then what the handler gets is the same
     assert found == expected
-
-
-def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> Callable[[], int]:
-    """Count the calls of `owner.name` from now on; how many so far."""
-    calls = 0
-    original = getattr(owner, name)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, counted)
-    return lambda: calls
 
 
 def test_a_written_item_is_read_without_a_walk_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
