@@ -33,6 +33,7 @@ from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore, bodies_of
 from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame, decode_frames
+from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack, provision
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.moto_fixes.queries import reindex
@@ -105,6 +106,14 @@ def _empty_table(name: str) -> None:
     table.items.clear()
     for hash_key, range_key in keys:
         reindex(table, hash_key, range_key)
+
+
+@pytest.fixture
+def meter() -> Iterator[Meter]:
+    """What the test's AWS requests bill, by AWS's rules (`mqless_cli.billing`)."""
+    found = Meter()
+    with observing_moto(found):
+        yield found
 
 
 @pytest.fixture

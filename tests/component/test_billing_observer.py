@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mqless_cli.billing import Meter, Usage, observing_moto
+from mqless_cli.billing import Meter, Usage
 from tests.component.conftest import Aws
 
 INDEX = "by_visibility"
@@ -51,13 +51,6 @@ def table(aws: Aws) -> Iterator[str]:
     )
     yield name
     aws.dynamodb.delete_table(TableName=name)
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 def item(body: int, *, sk: str = "M#1", visible_at: int = 1000, **extra: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless_cli.billing import Meter, observing_moto
+from mqless_cli.billing import Meter
 from tests.component.conftest import Aws
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -50,13 +50,6 @@ def receivers(aws: Aws, clock: ManualClock) -> list[QueueService]:
     ]
     made[0].put_queue(P, QUEUE, QueueSettings(shards=1, visibility_timeout=60))
     return made
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 @contextmanager

@@ -7,7 +7,6 @@ storage request raises it (throttling as `Throttled`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from mqless.domain.errors import Throttled
 from mqless.storage.dynamo import conditional_write, from_wire, to_wire
-from mqless_cli.billing import Meter, observing_moto
+from mqless_cli.billing import Meter
 from tests.component.conftest import Aws
 
 KEY = {"pk": "CW#test", "sk": "cursor"}
@@ -24,13 +23,6 @@ KEY = {"pk": "CW#test", "sk": "cursor"}
 @pytest.fixture
 def table(aws: Aws) -> str:
     return aws.settings.messages_table
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 def _move_to(aws: Aws, table: str, to: int) -> Any:

@@ -18,10 +18,7 @@ measured apart from its indexing, indexing is paused around it and run on its ow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
@@ -34,20 +31,13 @@ from mqless.domain.topics.subscription import SubscriptionSettings
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.dynamo import Item, from_wire
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
-from mqless_cli.billing import Meter, Usage, observing_moto
+from mqless_cli.billing import Meter, Usage
 from mqless_cli.billing.dynamodb import item_size, number_size
 from tests.component.conftest import Aws
 from tests.inline_dispatch import INLINE_DISPATCH
 
 P = ANONYMOUS
 ONE_SHARD = QueueSettings(shards=1)
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 class Steps:

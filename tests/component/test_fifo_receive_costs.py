@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,19 +24,12 @@ from mqless.domain.models import QueueSettings
 from mqless.domain.queues.fifo_leases import FifoLeases
 from mqless.domain.queues.service import QueueService
 from mqless.storage.dynamo import Item, from_wire
-from mqless_cli.billing import Meter, observing_moto
+from mqless_cli.billing import Meter
 from tests.component.conftest import Aws
 from tests.inline_dispatch import INLINE_DISPATCH
 
 P = ANONYMOUS
 QUEUE = "turns.fifo"
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 def _send_ten_groups(broker: QueueService, round: int = 0) -> None:

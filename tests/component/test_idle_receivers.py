@@ -10,8 +10,6 @@ function's pumps) read each shard about once per pause, not N times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
@@ -20,18 +18,11 @@ from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage import index
-from mqless_cli.billing import Meter, observing_moto
+from mqless_cli.billing import Meter
 
 P = ANONYMOUS
 QUEUE = "idle"
 SHARDS = 8
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ watermark) or per message (`client-individual`: the record's mark).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,17 +28,10 @@ from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.sessions import Sessions, Settle
-from mqless_cli.billing import Meter, Usage, observing_moto
+from mqless_cli.billing import Meter, Usage
 from tests.component.conftest import Aws, RecordingPusher
 
 BODY = b"x" * 512
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 def _frame(sessions: Sessions, connection_id: str, **frame: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,18 +19,11 @@ from mqless.domain.models import QueueSettings
 from mqless.domain.queues.claiming import Claims
 from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
-from mqless_cli.billing import Meter, observing_moto
+from mqless_cli.billing import Meter
 from tests.component.conftest import Aws
 
 P = ANONYMOUS
 QUEUE = "turns"
-
-
-@pytest.fixture
-def meter() -> Iterator[Meter]:
-    found = Meter()
-    with observing_moto(found):
-        yield found
 
 
 def test_receivers_of_one_process_that_look_at_once_lose_no_race(
