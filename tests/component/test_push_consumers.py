@@ -86,6 +86,19 @@ def _connections(sessions: Sessions) -> list[str]:
     return sorted(c["id"] for c in sessions.live.list_connections())
 
 
+def _full_consumer(
+    sessions: Sessions, pusher: RecordingPusher, send: Send, messages: int
+) -> list[dict[str, Any]]:
+    """Connection `c1`, subscribed client-individual with prefetch 100 to `jobs` after
+    `messages` (`m000`, `m001`, ...) were sent there: the 100 it holds."""
+    _connect(sessions, "c1")
+    send("jobs", *(f"m{n:03d}" for n in range(messages)))
+    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
+    held = _messages(pusher, "c1")
+    assert len(held) == 100
+    return held
+
+
 def _subscribe(sessions: Sessions, connection_id: str, queue: str, **options: Any) -> None:
     _frame(
         sessions,
@@ -131,11 +144,7 @@ def test_a_consumer_holding_more_than_64_messages_gets_more_as_it_acks(
 ) -> None:
     # Given a client-individual subscriber with prefetch 100 holding 100 of 150 messages
     # (one producer: they sit in one shard of the queue, behind each other)
-    _connect(sessions, "c1")
-    send("jobs", *(f"m{n:03d}" for n in range(150)))
-    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
-    held = _messages(pusher, "c1")
-    assert len(held) == 100
+    held = _full_consumer(sessions, pusher, send, 150)
 
     # When it acks twenty of them
     for message in held[:20]:
@@ -152,11 +161,7 @@ def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_ten_at_a_time(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a client-individual subscriber with prefetch 100 holding 100 of 130 messages
-    _connect(sessions, "c1")
-    send("jobs", *(f"m{n:03d}" for n in range(130)))
-    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
-    held = _messages(pusher, "c1")
-    assert len(held) == 100
+    held = _full_consumer(sessions, pusher, send, 130)
 
     # When it acks nine of them
     for message in held[:9]:
@@ -179,11 +184,7 @@ def test_a_full_consumer_acking_in_order_gets_pushes_of_ten_and_its_acks_read_no
     """What the acks read is the point (counting what the consumer holds would query its
     delivery records on every ack): it is metered as AWS bills it."""
     # Given a client-individual subscriber with prefetch 100 holding 100 of 300 messages
-    _connect(sessions, "c1")
-    send("jobs", *(f"m{n:03d}" for n in range(300)))
-    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
-    held = _messages(pusher, "c1")
-    assert len(held) == 100
+    held = _full_consumer(sessions, pusher, send, 300)
     fill_posts = len(pusher.posts["c1"])
 
     # When it acks every message it gets, one ack frame each, in the order they came
@@ -213,11 +214,7 @@ def test_a_full_consumer_acking_out_of_push_order_is_still_refilled_ten_at_a_tim
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
 ) -> None:
     # Given a client-individual subscriber with prefetch 100 holding 100 of 130 messages
-    _connect(sessions, "c1")
-    send("jobs", *(f"m{n:03d}" for n in range(130)))
-    _subscribe(sessions, "c1", "jobs", ack="client-individual", prefetch=100)
-    held = _messages(pusher, "c1")
-    assert len(held) == 100
+    held = _full_consumer(sessions, pusher, send, 130)
 
     # When it acks nine of them from the 50th back to the 42nd (out of the order pushed,
     # the first of them the 50th pushed)
