@@ -19,7 +19,7 @@ import pytest
 from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.messages import NewMessage
+from mqless.domain.messages import Delivery, NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
@@ -78,6 +78,15 @@ def send(broker: QueueService, body: str) -> str:
     return broker.send(P, QUEUE, NewMessage(body=body.encode())).message_id
 
 
+def b_loses_a_race(a: QueueService, b: QueueService) -> list[Delivery]:
+    """Messages x and y sent; a leases x while b, reading stale, loses the race for it and
+    takes y by ticket: from now on the queue's receivers race. What a and b leased."""
+    send(a, "x")
+    with stale_reads(b):
+        send(a, "y")
+        return a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+
+
 def failed_writes(meter: Meter) -> int:
     return int(sum(meter.usage().failed_conditions.values()))
 
@@ -126,11 +135,7 @@ def test_messages_sent_after_racing_receivers_ran_past_the_last_one_are_received
 ) -> None:
     # Given racing receivers whose stale reads made them take tickets past the last message
     a, b, c, _ = receivers
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        a.receive(P, QUEUE, oldest_first=True)
-        b.receive(P, QUEUE)
+    b_loses_a_race(a, b)
     with stale_reads(c):
         assert c.receive(P, QUEUE) == []
     with stale_reads(b):
@@ -183,11 +188,7 @@ def test_a_ticket_holder_that_lost_one_of_its_positions_still_leases_the_others(
 ) -> None:
     # Given racing receivers (b leased by ticket), and two new messages m1 and m2
     a, b, _, _ = receivers
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        a.receive(P, QUEUE, oldest_first=True)
-        b.receive(P, QUEUE)
+    b_loses_a_race(a, b)
     m1, m2 = send(a, "m1"), send(a, "m2")
     # When b reads both free, a leases m1 before b's write lands, and b receives two
     with stale_reads(b, consistent_too=True):
@@ -203,11 +204,7 @@ def test_a_message_whose_ticket_holder_stopped_before_leasing_it_is_received_lat
     # Given racing receivers, and a message m whose position went to a receiver that
     # stopped right after taking its ticket (a Lambda cut off by its timeout)
     a, b, c, d = receivers
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        a.receive(P, QUEUE, oldest_first=True)
-        b.receive(P, QUEUE)
+    b_loses_a_race(a, b)
     m = send(a, "m")
     b.leases._index.take_positions(QUEUE, 0, 1, first=0, now_ms=clock.now_ms())
     assert c.receive(P, QUEUE) == []  # c sees m free, but its position was dispensed
@@ -228,10 +225,7 @@ def test_racing_receivers_move_the_floor_past_settled_segments_without_a_failed_
     # segments' worth of messages
     a, b, c, _ = receivers
     monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    leased = b_loses_a_race(a, b)
     a.ack(P, QUEUE, [m.receipt for m in leased])
     for i in range(0, 60, 10):
         a.send_batch(P, QUEUE, [(str(j), NewMessage(body=f"{i + j}".encode())) for j in range(10)])
@@ -252,10 +246,7 @@ def test_racing_receivers_pass_the_empty_places_a_batch_left_in_a_closed_segment
     # left eight places of the first empty, where the shard's dispenser now points
     a, b, c, _ = receivers
     monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    leased = b_loses_a_race(a, b)
     a.ack(P, QUEUE, [m.receipt for m in leased])
     batch = [(str(j), NewMessage(body=f"batch {j}".encode())) for j in range(10)]
     sent = [r.message_id for _, r in a.send_batch(P, QUEUE, batch)[0]]
@@ -331,11 +322,7 @@ def test_a_racing_ticket_for_a_message_another_receiver_took_is_refused_without_
     # free
     a, b, c, _ = receivers
     monkeypatch.setattr("mqless.domain.queues.racing.random.random", lambda: 0.99)
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        a.receive(P, QUEUE, oldest_first=True)
-        b.receive(P, QUEUE)
+    b_loses_a_race(a, b)
     z = send(a, "z")
     with stale_reads(b):
         assert [m.message_id for m in c.receive(P, QUEUE)] == [z]
@@ -359,10 +346,7 @@ def test_a_racing_receiver_reaches_a_message_behind_more_settled_segments_than_a
     # consumer a that received and acked 40 batches of ten while they raced (it takes no
     # ticket, so the floor's move it saw was left for one)
     a, b, _, _ = receivers
-    send(a, "x")
-    with stale_reads(b):
-        send(a, "y")
-        leased = a.receive(P, QUEUE, oldest_first=True) + b.receive(P, QUEUE)
+    leased = b_loses_a_race(a, b)
     a.ack(P, QUEUE, [m.receipt for m in leased])
     for i in range(40):
         a.send_batch(P, QUEUE, [(str(j), NewMessage(body=f"{i}.{j}".encode())) for j in range(10)])
