@@ -251,15 +251,18 @@ def response_dates_formatted_once_a_second() -> Iterator[None]:
     from moto.core import responses
 
     original = responses.http_date  # type: ignore[attr-defined]
-    last: list[Any] = [None, ""]
+    # (the second, its text) as one tuple, read and replaced whole: requests run in threads
+    last: list[tuple[datetime, str] | None] = [None]
 
     def http_date(timestamp: Any = None) -> str:
         if type(timestamp) is not datetime or timestamp.tzinfo is not None:
             return str(original(timestamp))
         second = timestamp.replace(microsecond=0)
-        if second != last[0]:
-            last[:] = [second, original(second)]
-        return str(last[1])
+        kept = last[0]
+        if kept is None or kept[0] != second:
+            kept = (second, str(original(second)))
+            last[0] = kept
+        return kept[1]
 
     with patched(responses, "http_date", http_date):
         yield
