@@ -12,12 +12,10 @@ from collections.abc import Sequence
 
 from aws_lambda_powertools import Logger
 
-from mqless.domain import selectors
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.pushes import Connection, Push
-from mqless.domain.selectors import message_lookup
 from mqless.observability import metrics
 from mqless.storage import keys
 from mqless.storage.connection_store import ConnectionStore
@@ -100,6 +98,10 @@ class LivePushes:
     ) -> list[tuple[LiveTarget, Push]]:
         """The pushes of every body of a published log item (one that fails authentication
         is logged and skipped alone)."""
+        # the selector module loads with the first published message, not with every
+        # function that feeds queues (the dispatch function's queue batches never need it)
+        from mqless.domain import selectors
+
         item = self._log.log_item(image)
         now = self._clock.now_ms()
         pushes: list[tuple[LiveTarget, Push]] = []
@@ -114,7 +116,7 @@ class LivePushes:
                 )
                 continue
             headers = opened.headers
-            selected = message_lookup(
+            selected = selectors.message_lookup(
                 message_id=message_id,
                 sent_at=keys.id_time_ms(item.item),
                 attributes=headers.attributes,
