@@ -24,13 +24,13 @@ checked in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from mqless.domain.access.principals import AllowAll, Policy, Principal
 from mqless.domain.access.quotas import Quotas
 from mqless.domain.clock import Clock
 from mqless.domain.queues.parts import QueueParts
+from mqless.domain.queues.pieces import OperationPieces
 from mqless.domain.queues.taking import Leases
 
 if TYPE_CHECKING:
@@ -44,20 +44,11 @@ if TYPE_CHECKING:
         QueueStats,
         RedriveResult,
     )
-    from mqless.domain.queues.admin import QueueAdmin
-    from mqless.domain.queues.browsing import Browser
-    from mqless.domain.queues.counting import MessageCounter
-    from mqless.domain.queues.dead_letters import DeadLetters
     from mqless.domain.queues.dedup import DedupHasher
     from mqless.domain.queues.leases import Taken
-    from mqless.domain.queues.moving import Mover
-    from mqless.domain.queues.opening import Opener
     from mqless.domain.queues.receipts import Lease
-    from mqless.domain.queues.receiving import AckedAndReceived, Receiver
-    from mqless.domain.queues.redriving import Redriver
-    from mqless.domain.queues.sending import Sender
-    from mqless.domain.queues.settling import Settler
-    from mqless.domain.queues.sweeping import Sweeper, SweepReport
+    from mqless.domain.queues.receiving import AckedAndReceived
+    from mqless.domain.queues.sweeping import SweepReport
     from mqless.storage.dedup_records import DedupRecords
     from mqless.storage.destinations import QueueRegistry
     from mqless.storage.groups import FifoIndex
@@ -67,7 +58,7 @@ if TYPE_CHECKING:
     from mqless.storage.wake import WakeMarkers
 
 
-class QueueService:
+class QueueService(OperationPieces):
     """The broker's queue operations, over a registry, the storage engine and a body cipher."""
 
     def __init__(
@@ -103,94 +94,7 @@ class QueueService:
             policy=policy,
             leases=self.leases,
         )
-        self._parts = parts
-        self._dedup_records = dedup_records
-        self._quotas = quotas or Quotas(policy)
-
-    # Each piece is built, and its module imported, on its first use: a function's request
-    # uses a few of them (a send: the sender and admin; the sweeper: sweeping and dead
-    # letters), and a cold start pays for the modules it imports (issue 18). Built once per
-    # service (`cached_property`, locked on Python 3.11), so the pieces that share one
-    # (dead letters and the receiver, the same admin) share the same object.
-
-    @cached_property
-    def _counter(self) -> MessageCounter:
-        from mqless.domain.queues.counting import MessageCounter
-
-        return MessageCounter(self._parts)
-
-    @cached_property
-    def _admin(self) -> QueueAdmin:
-        from mqless.domain.queues.admin import QueueAdmin
-
-        return QueueAdmin(
-            self._parts,
-            dedup_records=self._dedup_records,
-            quotas=self._quotas,
-            counter=self._counter,
-        )
-
-    @cached_property
-    def _browser(self) -> Browser:
-        from mqless.domain.queues.browsing import Browser
-
-        return Browser(self._parts)
-
-    @cached_property
-    def _mover(self) -> Mover:
-        from mqless.domain.queues.moving import Mover
-
-        return Mover(self._parts, admin=self._admin, browser=self._browser)
-
-    @cached_property
-    def _settler(self) -> Settler:
-        from mqless.domain.queues.settling import Settler
-
-        return Settler(self._parts)
-
-    @cached_property
-    def _dead_letters(self) -> DeadLetters:
-        from mqless.domain.queues.dead_letters import DeadLetters
-
-        return DeadLetters(self._parts, admin=self._admin, mover=self._mover, settler=self._settler)
-
-    @cached_property
-    def _opener(self) -> Opener:
-        from mqless.domain.queues.opening import Opener
-
-        return Opener(self._parts, dead_letters=self._dead_letters)
-
-    @cached_property
-    def _sender(self) -> Sender:
-        from mqless.domain.queues.sending import Sender
-
-        return Sender(self._parts, admin=self._admin, dedup_records=self._dedup_records)
-
-    @cached_property
-    def _receiver(self) -> Receiver:
-        from mqless.domain.queues.receiving import Receiver
-
-        return Receiver(
-            self._parts,
-            admin=self._admin,
-            counter=self._counter,
-            settler=self._settler,
-            opener=self._opener,
-        )
-
-    @cached_property
-    def _redriver(self) -> Redriver:
-        from mqless.domain.queues.redriving import Redriver
-
-        return Redriver(
-            self._parts, admin=self._admin, mover=self._mover, dead_letters=self._dead_letters
-        )
-
-    @cached_property
-    def _sweeper(self) -> Sweeper:
-        from mqless.domain.queues.sweeping import Sweeper
-
-        return Sweeper(self._parts, counter=self._counter, dead_letters=self._dead_letters)
+        super().__init__(parts, dedup_records=dedup_records, quotas=quotas or Quotas(policy))
 
     # ---- queue admin (admin.py, counting.py) ----------------------------------------------
 

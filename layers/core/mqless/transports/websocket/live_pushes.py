@@ -9,6 +9,7 @@ and posted. Live pushes are at most once: nothing is leased, nothing is acked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 
 from aws_lambda_powertools import Logger
 
@@ -98,10 +99,6 @@ class LivePushes:
     ) -> list[tuple[LiveTarget, Push]]:
         """The pushes of every body of a published log item (one that fails authentication
         is logged and skipped alone)."""
-        # the selector module loads with the first published message, not with every
-        # function that feeds queues (the dispatch function's queue batches never need it)
-        from mqless.domain import selectors
-
         item = self._log.log_item(image)
         now = self._clock.now_ms()
         pushes: list[tuple[LiveTarget, Push]] = []
@@ -116,7 +113,7 @@ class LivePushes:
                 )
                 continue
             headers = opened.headers
-            selected = selectors.message_lookup(
+            selected = _selectors().message_lookup(
                 message_id=message_id,
                 sent_at=keys.id_time_ms(item.item),
                 attributes=headers.attributes,
@@ -144,7 +141,7 @@ class LivePushes:
                     ),
                 )
                 for target in targets
-                if selectors.matches(target.selector, selected)
+                if _selectors().matches(target.selector, selected)
             )
         return pushes
 
@@ -176,3 +173,11 @@ class LivePushes:
             metrics.count("Delivered", topic=topic)
             metrics.latency(now - push.sent_at, topic=topic)
         return len(delivered)
+
+
+def _selectors() -> ModuleType:
+    """The selector module, loaded with the first published message: the functions that
+    only feed queues (the dispatch function's queue batches) never need it."""
+    from mqless.domain import selectors
+
+    return selectors
