@@ -209,15 +209,24 @@ _NOT_FOR_A_SEND = {
 }
 
 
+# the HTTP API's routes modules other than the messages' one
+_OTHER_ROUTES = {
+    f"mqless.transports.http.routes.{name}"
+    for name in ("queues", "topics", "operations", "scheduled", "access", "console")
+}
+
+
 def test_a_cold_send_over_http_loads_no_module_of_the_operations_it_does_not_run() -> None:
     # Given a new HTTP function (a fresh interpreter)
     # When its first request is the sample send
     answer, loaded = _cold_function("http_api", "HttpApiFunction", "messages_send.json")
     # Then the message was accepted, and neither browsing, moving, redriving, sweeping,
-    # receiving nor the selector parser was loaded for it
+    # receiving nor the selector parser was loaded for it, nor the routes (and their
+    # models) of queues, topics, schedules, operators, access and the console
     assert answer["statusCode"] == 201
     assert "mqless.domain.queues.sending" in loaded
-    assert loaded & _NOT_FOR_A_SEND == set()
+    assert "mqless.transports.http.routes.messages" in loaded
+    assert loaded & (_NOT_FOR_A_SEND | _OTHER_ROUTES) == set()
 
 
 def test_a_cold_queue_batch_loads_no_queue_operation_module() -> None:
