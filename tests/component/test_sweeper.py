@@ -196,3 +196,21 @@ def test_a_shard_the_sweep_changed_is_read_again_for_its_depth(
     # Then the depth it publishes is what is left after the move: one message, not two
     assert report.dead_lettered == 1
     assert gauges[("Depth", queue)] == 1
+
+
+def test_a_sweep_reads_each_queues_floors_in_one_request(
+    aws: Aws, broker: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a queue with a message, and its dead-letter queue, whose floors this process
+    # read long enough ago to read them again
+    broker.send(P, "eu", NewMessage(body=b"1"))
+    assert broker.receive(P, "eu", max_messages=1)
+    clock.advance(60)
+    single = count_calls(monkeypatch, aws.dynamodb, "get_item")
+    together = count_calls(monkeypatch, aws.dynamodb, "batch_get_item")
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then it read each queue's shard floors in one request, and no floor alone
+    assert report.errors == []
+    assert together() == 2
+    assert single() == 0

@@ -102,7 +102,9 @@ class Sweeper:
         if config.fifo:
             self._sweep_fifo(config, report)
             return
-        for shard in config.index_shards():
+        shards = config.index_shards()
+        self._leases.read_floors(config.name, shards)
+        for shard in shards:
             self._sweep_shard(config, shard, report, seen)
 
     def _sweep_shard(
