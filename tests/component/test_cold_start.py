@@ -241,3 +241,22 @@ def test_a_cold_queue_batch_loads_no_queue_operation_module() -> None:
     assert answer == {"batchItemFailures": []}
     assert "mqless.domain.queues.indexing" in loaded
     assert loaded & (_NOT_FOR_A_SEND | {"mqless.domain.queues.sending"}) == set()
+
+
+def test_the_dispatch_function_imports_no_parser_models_it_never_validates_with() -> None:
+    # Given the dispatch function's module, imported in a new interpreter as Lambda does
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'layers' / 'core'}:{ROOT / 'functions' / 'dispatch'}",
+    }
+    code = "import json, sys, app; print(json.dumps(sorted(sys.modules)))"
+    # When it has been imported
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    # Then Powertools' batch processing is there, without the parser models (stream records
+    # are read as data classes: the batch module leaves its models out when it is imported
+    # before pydantic)
+    assert "aws_lambda_powertools.utilities.batch" in loaded
+    assert "aws_lambda_powertools.utilities.parser" not in loaded
