@@ -149,10 +149,12 @@ _including = threading.Lock()
 def include_routes(*modules: str) -> None:
     """Import these routes modules and include their routers, once each.
 
-    A request needs one module's routes (`routes.module_serving`); importing all of them
-    and their models cost a cold send ~9 ms CPU (issue 18). Each new route's middleware
-    stack is built here, under the lock, as its first call would build it: a resolver
-    that serves threads must not build one route's stack on two of them at once.
+    A request needs one module's routes (`routes.module_serving`); importing all seven and
+    their models made a cold send's import and first request ~30 ms CPU longer (issue 18,
+    bench/cold_import.py). Each new route's middleware stack is built here, under the
+    lock, as its first call would build it: a resolver that serves threads must not build
+    one route's stack on two of them at once (Powertools' private attributes, as in
+    `mqless dev`'s resolver: the version is pinned in pyproject.toml).
     """
     if _included.issuperset(modules):
         return
