@@ -19,6 +19,12 @@ what switches itself on in Lambda (the X-Ray tracer, its patching) is on here to
 moto in this process, served on loopback (`AWS_ENDPOINT_URL`): the functions make real
 botocore clients and HTTP requests, and nothing leaves the machine.
 
+Python's cyclic garbage collector runs while modules load: ~15 ms of the bare import and
+~20-40 ms of a function's (each full collection scans every object made so far). Where the
+first full collection falls moves with what is imported: a function that imports less may
+see it fall in its first request instead, so its import figure drops by more than it saved.
+Read the two figures together.
+
 The machine is shared, so each round runs the bare import and every function once in
 turn (load drifts alike for all), and each figure is given as CPU time (user + sys of the
 interpreter, what load inflates least) and wall time; the ratios divide medians of the

@@ -10,16 +10,95 @@ builds the topic service. `bench/cold_import.py` measures what that saves.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-from conftest_http import EVENTS, HttpApi, load_function
+from conftest_http import EVENTS, ROOT, HttpApi, load_function
 
 from mqless import wiring
 from mqless_cli.cfn import Stack
 from tests.lambda_support import FakeLambdaContext
+
+# A fresh interpreter, as a new execution environment is: template.yaml in moto, an optional
+# setup (events to functions), then the modules of mqless that one function's import and
+# first event load. The setup's modules are forgotten first, so only the measured function's
+# own loads are reported.
+_FRESH_FUNCTION = """
+import importlib.util, json, os, sys
+import boto3
+from moto import mock_aws
+from mqless_cli.cfn import load_template, provision
+from tests.lambda_support import FakeLambdaContext
+
+root, function, logical_id, event_file, setup = sys.argv[1], *sys.argv[2:6]
+
+
+def invoke(name, logical, event):
+    os.environ.update(stack.environment(logical))
+    spec = importlib.util.spec_from_file_location("app", f"{root}/functions/{name}/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sample = json.loads(open(f"{root}/events/{event}").read())
+    return module.lambda_handler(sample, FakeLambdaContext())
+
+
+with mock_aws():
+    stack = provision(
+        load_template(f"{root}/template.yaml"),
+        dynamodb=boto3.client("dynamodb"),
+        kms=boto3.client("kms"),
+    )
+    for step in json.loads(setup):
+        invoke(*step)
+    for name in [m for m in sys.modules if m == "mqless" or m.startswith("mqless.")]:
+        del sys.modules[name]
+    before = set(sys.modules)
+    answer = invoke(function, logical_id, event_file)
+    loaded = sorted(m for m in set(sys.modules) - before if m.startswith("mqless"))
+    print(json.dumps({"answer": answer, "loaded": loaded}))
+"""
+
+
+def _cold_function(
+    function: str, logical_id: str, event: str, *, setup: tuple[tuple[str, str, str], ...] = ()
+) -> tuple[Any, set[str]]:
+    """What `function`'s first `event` answers in a new interpreter, and the mqless modules
+    it loaded (after `setup`: (function, logical id, event) invoked before, in that same
+    interpreter)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "layers" / "core"), str(ROOT / "cli"), str(ROOT)]
+        ),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FRESH_FUNCTION,
+            str(ROOT),
+            function,
+            logical_id,
+            event,
+            json.dumps(setup),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["answer"], set(result["loaded"])
 
 
 def _become(function: str, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,3 +195,68 @@ def test_a_send_to_a_queue_over_http_builds_no_topic_service(
     assert sent.status == 201
     assert [m["body"] for m in received.json["messages"]] == ["hello"]
     assert topic_service_asked == []
+
+
+# the modules of the queue operations a send never runs, and of the selector parser
+_NOT_FOR_A_SEND = {
+    "mqless.domain.queues.browsing",
+    "mqless.domain.queues.moving",
+    "mqless.domain.queues.redriving",
+    "mqless.domain.queues.sweeping",
+    "mqless.domain.queues.receiving",
+    "mqless.domain.queues.selection",
+    "mqless.domain.selectors",
+}
+
+
+# the HTTP API's routes modules other than the messages' one
+_OTHER_ROUTES = {
+    f"mqless.transports.http.routes.{name}"
+    for name in ("queues", "topics", "operations", "scheduled", "access", "console")
+}
+
+
+def test_a_cold_send_over_http_loads_no_module_of_the_operations_it_does_not_run() -> None:
+    # Given a new HTTP function (a fresh interpreter)
+    # When its first request is the sample send
+    answer, loaded = _cold_function("http_api", "HttpApiFunction", "messages_send.json")
+    # Then the message was accepted, and neither browsing, moving, redriving, sweeping,
+    # receiving nor the selector parser was loaded for it, nor the routes (and their
+    # models) of queues, topics, schedules, operators, access and the console
+    assert answer["statusCode"] == 201
+    assert "mqless.domain.queues.sending" in loaded
+    assert "mqless.transports.http.routes.messages" in loaded
+    assert loaded & (_NOT_FOR_A_SEND | _OTHER_ROUTES) == set()
+
+
+def test_a_cold_queue_batch_loads_no_queue_operation_module() -> None:
+    # Given a queue (made over HTTP), and a new dispatch function in that process
+    put_queue = ("http_api", "HttpApiFunction", "queue_put.json")
+    # When its first event is the sample batch (a message of that queue, no push consumer)
+    answer, loaded = _cold_function(
+        "dispatch", "DispatchFunction", "dispatch_queue_insert.json", setup=(put_queue,)
+    )
+    # Then the batch was indexed without a failure, and no module of a queue operation
+    # (sending, receiving, settling, sweeping...) or the selector parser was loaded
+    assert answer == {"batchItemFailures": []}
+    assert "mqless.domain.queues.indexing" in loaded
+    assert loaded & (_NOT_FOR_A_SEND | {"mqless.domain.queues.sending"}) == set()
+
+
+def test_the_dispatch_function_imports_no_parser_models_it_never_validates_with() -> None:
+    # Given the dispatch function's module, imported in a new interpreter as Lambda does
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'layers' / 'core'}:{ROOT / 'functions' / 'dispatch'}",
+    }
+    code = "import json, sys, app; print(json.dumps(sorted(sys.modules)))"
+    # When it has been imported
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    # Then Powertools' batch processing is there, without the parser models (stream records
+    # are read as data classes: the batch module leaves its models out when it is imported
+    # before pydantic)
+    assert "aws_lambda_powertools.utilities.batch" in loaded
+    assert "aws_lambda_powertools.utilities.parser" not in loaded

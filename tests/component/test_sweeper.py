@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
@@ -9,6 +11,9 @@ from mqless.domain.clock import ManualClock
 from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
+from mqless.observability import metrics
+from tests.call_counts import count_calls
+from tests.component.conftest import Aws
 
 P = ANONYMOUS
 LEASE = 10
@@ -19,6 +24,18 @@ def queue(broker: QueueService) -> str:
     """A queue that dead-letters after two deliveries."""
     broker.put_queue(P, "orders", QueueSettings(visibility_timeout=LEASE, max_receive_count=2))
     return "orders"
+
+
+@pytest.fixture
+def gauges(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], float]:
+    """The gauges measured from now on, by (name, queue): the last value of each."""
+    measured: dict[tuple[str, str], float] = {}
+
+    def gauge(name: str, value: float, *, queue: str) -> None:
+        measured[(name, queue)] = value
+
+    monkeypatch.setattr(metrics, "gauge", gauge)
+    return measured
 
 
 def _use_up_deliveries(broker: QueueService, clock: ManualClock, queue: str) -> None:
@@ -146,3 +163,54 @@ def test_sweeping_twice_does_nothing_the_second_time(
     # Then it finds nothing to do and the dead letter is still there, once
     assert (report.dead_lettered, report.expired) == (0, 0)
     assert broker.get_queue(P, "orders.dlq")[1].visible == 1
+
+
+def test_a_sweep_reads_each_shard_once_for_its_work_and_the_depth_it_publishes(
+    aws: Aws, broker: QueueService, monkeypatch: pytest.MonkeyPatch, gauges: dict[Any, float]
+) -> None:
+    # Given a queue holding three messages, one of them leased (nothing for the sweep to do),
+    # and its dead-letter queue
+    for body in (b"1", b"2", b"3"):
+        broker.send(P, "eu", NewMessage(body=body))
+    assert broker.receive(P, "eu", max_messages=1)
+    shards = sum(len(broker.config_of(q).index_shards()) for q in broker.queue_names())
+    queries = count_calls(monkeypatch, aws.dynamodb, "query")
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then it published the queue's depth, three, having queried each shard of both queues
+    # once (the registry's listing aside): the sweep's own read is what it counted
+    assert report.errors == []
+    assert gauges[("Depth", "eu")] == 3
+    assert queries() == shards + 1
+
+
+def test_a_shard_the_sweep_changed_is_read_again_for_its_depth(
+    broker: QueueService, clock: ManualClock, queue: str, gauges: dict[Any, float]
+) -> None:
+    # Given a message past its receive limit, and another one waiting
+    broker.send(P, queue, NewMessage(body=b"poison"))
+    _use_up_deliveries(broker, clock, queue)
+    broker.send(P, queue, NewMessage(body=b"fine"))
+    # When the sweeper dead-letters the first
+    report = broker.sweep()
+    # Then the depth it publishes is what is left after the move: one message, not two
+    assert report.dead_lettered == 1
+    assert gauges[("Depth", queue)] == 1
+
+
+def test_a_sweep_reads_each_queues_floors_in_one_request(
+    aws: Aws, broker: QueueService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a queue with a message, and its dead-letter queue, whose floors this process
+    # read long enough ago to read them again
+    broker.send(P, "eu", NewMessage(body=b"1"))
+    assert broker.receive(P, "eu", max_messages=1)
+    clock.advance(60)
+    single = count_calls(monkeypatch, aws.dynamodb, "get_item")
+    together = count_calls(monkeypatch, aws.dynamodb, "batch_get_item")
+    # When the sweeper runs
+    report = broker.sweep()
+    # Then it read each queue's shard floors in one request, and no floor alone
+    assert report.errors == []
+    assert together() == 2
+    assert single() == 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from mqless.domain.access.principals import Principal
 from mqless.domain.clock import Clock
@@ -36,10 +36,12 @@ from mqless.domain.push.posting import Poster, PumpReport
 from mqless.domain.push.pushes import Pusher, Renderer
 from mqless.domain.push.settling import Settlement, SettleReport
 from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.dynamo import Item
 from mqless.storage.push_consumers import PushConsumers
+
+if TYPE_CHECKING:
+    from mqless.domain.queues.service import QueueService
 
 EPOCH_BYTES: Final = 4
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from mqless.domain import models, names
 from mqless.domain.clock import Clock
@@ -43,11 +43,13 @@ from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.queues.indexing import PushLease
 from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.dynamo import Item
 from mqless.storage.push_consumers import PushConsumers
 from mqless.storage.segments import new_token
+
+if TYPE_CHECKING:
+    from mqless.domain.queues.service import QueueService
 
 PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `more`)
 

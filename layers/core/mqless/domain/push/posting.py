@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aws_lambda_powertools import Logger
 
@@ -33,9 +33,11 @@ from mqless.domain.push.consumer import CONSUMER_SECONDS, MAX_PREFETCH, Consumer
 from mqless.domain.push.credit import Holding, by_record, holding_of, needs_mark
 from mqless.domain.push.pushes import Push, Pusher, Rendered, Renderer
 from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.service import QueueService
 from mqless.observability import metrics
 from mqless.storage.deliveries import DeliveryRecord, DeliveryRecords, id_tag
+
+if TYPE_CHECKING:
+    from mqless.domain.queues.service import QueueService
 
 logger = Logger(service="mqless", child=True)
 

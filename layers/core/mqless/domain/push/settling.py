@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from mqless.domain import names
 from mqless.domain.clock import Clock
@@ -34,9 +35,11 @@ from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.consumer import Consumer
 from mqless.domain.push.credit import crosses_refill, holding_of, recent, refill_by_record
 from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.service import QueueService
 from mqless.storage.deliveries import DeliveryRecord, DeliveryRecords, watermark
 from mqless.storage.push_consumers import PushConsumers
+
+if TYPE_CHECKING:
+    from mqless.domain.queues.service import QueueService
 
 
 class NotInFlight(Conflict):

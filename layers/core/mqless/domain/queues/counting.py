@@ -4,7 +4,7 @@ message's age, the dead-letter depth), from bounded reads of its references.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from mqless.domain import names
@@ -12,7 +12,7 @@ from mqless.domain.access.principals import Action, Principal
 from mqless.domain.models import QueueConfig, QueueCounts, QueueStats
 from mqless.domain.queues.parts import QueueParts
 from mqless.storage import keys
-from mqless.storage.segments import Ref
+from mqless.storage.segments import Ref, Segment
 
 COUNT_BOUND: Final = 1000  # references a count reads at most per queue
 
@@ -27,16 +27,27 @@ class MessageCounter:
         self._policy = parts.policy
         self._leases = parts.leases
 
-    def counts(self, config: QueueConfig) -> QueueCounts:
-        """Visible, in flight and delayed, exact up to COUNT_BOUND references read."""
+    def counts(
+        self, config: QueueConfig, *, read: Mapping[int, Sequence[Segment]] | None = None
+    ) -> QueueCounts:
+        """Visible, in flight and delayed, exact up to COUNT_BOUND references read.
+
+        `read`: standard shards whose every segment from the floor on the caller has just
+        read (strongly consistent) and left unchanged, as the sweep does; they are counted
+        from those segments, not read again."""
         now = self._clock.now_ms()
         visible = in_flight = delayed = 0
-        read = 0
+        read_refs = 0
         bounded = False
         for shard in config.index_shards():
-            for until, count, _ in self.states(config, shard):
-                read += 1
-                if read > COUNT_BOUND:
+            states = (
+                self._states_in(read[shard], now)
+                if read is not None and shard in read and not config.fifo
+                else self.states(config, shard)
+            )
+            for until, count, _ in states:
+                read_refs += 1
+                if read_refs > COUNT_BOUND:
                     bounded = True
                     break
                 if 0 <= until <= now:
@@ -65,14 +76,18 @@ class MessageCounter:
         start = self._leases.floor(config.name, shard)
         while True:
             segments = self._index.segments(config.name, shard, start, limit=8)
-            now = self._clock.now_ms()
-            for segment in segments:
-                for entry in segment.entries:
-                    if not entry.settled and not entry.expired(now):
-                        yield entry.until, entry.count, entry.ref
+            yield from self._states_in(segments, self._clock.now_ms())
             if len(segments) < 8:
                 return
             start = segments[-1].seq + 1
+
+    @staticmethod
+    def _states_in(segments: Iterable[Segment], now: int) -> Iterable[tuple[int, int, Ref]]:
+        """(until, receive count, ref) of the unsettled references of these segments."""
+        for segment in segments:
+            for entry in segment.entries:
+                if not entry.settled and not entry.expired(now):
+                    yield entry.until, entry.count, entry.ref
 
     def stats(self, principal: Principal, name: str, *, consumers: int = 0) -> QueueStats:
         """Counts, the oldest message's age and the dead-letter depth, from bounded reads."""

@@ -9,11 +9,9 @@ import threading
 from collections.abc import Sequence
 from typing import Final
 
-from mqless.domain import selectors
 from mqless.domain.errors import IntegrityError
 from mqless.domain.models import QueueConfig
 from mqless.domain.queues.parts import QueueParts
-from mqless.domain.selectors import message_lookup
 from mqless.storage import keys
 from mqless.storage.log import LogItem
 from mqless.storage.sealing import open_logged
@@ -60,7 +58,11 @@ class Selection:
         self._verdicts = verdicts
         self._config = config
         self._selector = selector
+        # the parser is loaded with the first selector consumer: most consumers have none
+        from mqless.domain import selectors
+
         self._parsed = selectors.parse(selector)
+        self._message_lookup = selectors.message_lookup
         self.items: dict[tuple[str, str], LogItem] = {}
 
     def wanted(self, refs: Sequence[Ref]) -> set[Ref]:
@@ -102,7 +104,7 @@ class Selection:
             return None
         headers = opened.headers
         return self._parsed.matches(
-            message_lookup(
+            self._message_lookup(
                 message_id=ref.message_id,
                 sent_at=keys.id_time_ms(ref.item),
                 attributes=headers.attributes,

@@ -24,47 +24,41 @@ checked in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mqless.domain.access.principals import AllowAll, Policy, Principal
 from mqless.domain.access.quotas import Quotas
 from mqless.domain.clock import Clock
-from mqless.domain.messages import Delivery, NewMessage, SendResult
-from mqless.domain.models import (
-    BrowsedMessage,
-    EntryFailure,
-    QueueConfig,
-    QueueCounts,
-    QueueSettings,
-    QueueStats,
-    RedriveResult,
-)
-from mqless.domain.queues.admin import QueueAdmin
-from mqless.domain.queues.browsing import Browser
-from mqless.domain.queues.counting import MessageCounter
-from mqless.domain.queues.dead_letters import DeadLetters
-from mqless.domain.queues.dedup import DedupHasher
-from mqless.domain.queues.leases import Taken
-from mqless.domain.queues.moving import Mover
-from mqless.domain.queues.opening import Opener
 from mqless.domain.queues.parts import QueueParts
-from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.receiving import AckedAndReceived, Receiver
-from mqless.domain.queues.redriving import Redriver
-from mqless.domain.queues.sending import Sender
-from mqless.domain.queues.settling import Settler
-from mqless.domain.queues.sweeping import Sweeper, SweepReport
+from mqless.domain.queues.pieces import OperationPieces
 from mqless.domain.queues.taking import Leases
-from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.destinations import QueueRegistry
-from mqless.storage.groups import FifoIndex
-from mqless.storage.index import IndexStore
-from mqless.storage.log import LogStore
-from mqless.storage.sealing import BodyCipher
-from mqless.storage.wake import WakeMarkers
+
+if TYPE_CHECKING:
+    from mqless.domain.messages import Delivery, NewMessage, SendResult
+    from mqless.domain.models import (
+        BrowsedMessage,
+        EntryFailure,
+        QueueConfig,
+        QueueCounts,
+        QueueSettings,
+        QueueStats,
+        RedriveResult,
+    )
+    from mqless.domain.queues.dedup import DedupHasher
+    from mqless.domain.queues.leases import Taken
+    from mqless.domain.queues.receipts import Lease
+    from mqless.domain.queues.receiving import AckedAndReceived
+    from mqless.domain.queues.sweeping import SweepReport
+    from mqless.storage.dedup_records import DedupRecords
+    from mqless.storage.destinations import QueueRegistry
+    from mqless.storage.groups import FifoIndex
+    from mqless.storage.index import IndexStore
+    from mqless.storage.log import LogStore
+    from mqless.storage.sealing import BodyCipher
+    from mqless.storage.wake import WakeMarkers
 
 
-class QueueService:
+class QueueService(OperationPieces):
     """The broker's queue operations, over a registry, the storage engine and a body cipher."""
 
     def __init__(
@@ -100,23 +94,7 @@ class QueueService:
             policy=policy,
             leases=self.leases,
         )
-        counter = MessageCounter(parts)
-        admin = QueueAdmin(
-            parts, dedup_records=dedup_records, quotas=quotas or Quotas(policy), counter=counter
-        )
-        browser = Browser(parts)
-        mover = Mover(parts, admin=admin, browser=browser)
-        settler = Settler(parts)
-        dead_letters = DeadLetters(parts, admin=admin, mover=mover, settler=settler)
-        opener = Opener(parts, dead_letters=dead_letters)
-        self._counter, self._admin, self._browser, self._mover = counter, admin, browser, mover
-        self._settler, self._dead_letters, self._opener = settler, dead_letters, opener
-        self._sender = Sender(parts, admin=admin, dedup_records=dedup_records)
-        self._receiver = Receiver(
-            parts, admin=admin, counter=counter, settler=settler, opener=opener
-        )
-        self._redriver = Redriver(parts, admin=admin, mover=mover, dead_letters=dead_letters)
-        self._sweeper = Sweeper(parts, counter=counter, dead_letters=dead_letters)
+        super().__init__(parts, dedup_records=dedup_records, quotas=quotas or Quotas(policy))
 
     # ---- queue admin (admin.py, counting.py) ----------------------------------------------
 
@@ -338,4 +316,4 @@ class QueueService:
         return self._sweeper.sweep(budget_ms=budget_ms)
 
 
-__all__ = ["AckedAndReceived", "BodyCipher", "QueueService", "SweepReport"]
+__all__ = ["QueueService"]

@@ -19,6 +19,7 @@ just made before the append would have.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -63,12 +64,31 @@ class ShardMemory:
         if cached is not None and now - cached[1] < FLOOR_CACHE_MS:
             return cached[0]
         value = self._index.cursor(queue, shard)
+        self._remember_cursor(queue, shard, value, now)
+        return value
+
+    def read_cursors(self, queue: str, shards: Sequence[int]) -> None:
+        """Read the cursors of these shards not cached, together, for the `cursor` and
+        `floor` calls that follow (a sweep's round: one request for a queue's shards, not
+        one per shard; a cold sweep of two 8-shard queues made 16)."""
+        now = self._clock.now_ms()
         with self._lock:
-            self._cursors[(queue, shard)] = (value, now)
+            stale = [
+                shard
+                for shard in shards
+                if (cached := self._cursors.get((queue, shard))) is None
+                or now - cached[1] >= FLOOR_CACHE_MS
+            ]
+        if len(stale) > 1:
+            for shard, value in self._index.cursors(queue, stale).items():
+                self._remember_cursor(queue, shard, value, now)
+
+    def _remember_cursor(self, queue: str, shard: int, value: Cursor, read_at: int) -> None:
+        with self._lock:
+            self._cursors[(queue, shard)] = (value, read_at)
             own = self._own_tickets.get((queue, shard))
         if value.ticket_at and (own is None or value.ticket_at != own[0]):
             self.saw_others(queue, value.ticket_at)
-        return value
 
     def dispensed(self, queue: str, shard: int) -> int | None:
         """Where the shard's dispenser was, as last read (None: not known)."""

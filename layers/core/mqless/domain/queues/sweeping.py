@@ -26,6 +26,9 @@ logger = Logger(service="mqless", child=True)
 
 SWEEP_SEGMENTS: Final = 16
 
+# a queue's shards the sweep read to their end and changed nothing in: their segments
+_Seen = dict[int, Sequence[Segment]]
+
 
 @dataclass
 class SweepReport:
@@ -54,32 +57,37 @@ class Sweeper:
         """Dead-letter over-limit messages without waiting for receivers, and move floors."""
         report = SweepReport()
         start = self._clock.now_ms()
-        for config in self._registry.list():
+        configs = self._registry.list()
+        seen: dict[str, _Seen] = {}
+        for config in configs:
             if self._clock.now_ms() - start > budget_ms:
                 break
             report.queues += 1
+            seen[config.name] = {}
             try:
-                self._sweep_queue(config, report)
+                self._sweep_queue(config, report, seen[config.name])
             except Exception as exc:  # one queue's trouble must not starve the next ones
                 logger.exception("sweeping a queue failed", extra={"queue": config.name})
                 reason = exc.message if isinstance(exc, MqlessError) else type(exc).__name__
                 report.errors.append(f"{config.name}: {reason}")
-        self._measure_depths(report)
+        self._measure_depths(report, configs, seen)
         return report
 
-    def _measure_depths(self, report: SweepReport) -> None:
+    def _measure_depths(
+        self, report: SweepReport, configs: Sequence[QueueConfig], seen: dict[str, _Seen]
+    ) -> None:
         """Publish every queue's depth (the console's depth chart), and every dead-letter
         queue's as `DeadLetterDepth` too (the alarm's "DLQ not empty").
 
         One bounded read of each queue's references per sweep: a cost per queue and
-        minute, none per message."""
-        configs = self._registry.list()
+        minute, none per message. A shard the sweep has just read whole and left as it
+        was is counted from that read (half a cold sweep's queries were these re-reads)."""
         dead_letter_queues = {c.dead_letter_queue for c in configs if c.dead_letter_queue}
         # a queue the sweep could not read is reported once, not again for its depth
         failed = {error.split(": ", 1)[0] for error in report.errors}
         for config in configs:
             try:
-                counts = self._counter.counts(config)
+                counts = self._counter.counts(config, read=seen.get(config.name))
             except Exception as exc:
                 logger.exception("measuring a queue failed", extra={"queue": config.name})
                 if config.name not in failed:
@@ -90,22 +98,29 @@ class Sweeper:
             if config.name in dead_letter_queues or names.is_dead_letter_name(config.name):
                 metrics.gauge("DeadLetterDepth", depth, queue=config.name)
 
-    def _sweep_queue(self, config: QueueConfig, report: SweepReport) -> None:
+    def _sweep_queue(self, config: QueueConfig, report: SweepReport, seen: _Seen) -> None:
         if config.fifo:
             self._sweep_fifo(config, report)
             return
-        for shard in config.index_shards():
-            self._sweep_shard(config, shard, report)
+        shards = config.index_shards()
+        self._leases.read_floors(config.name, shards)
+        for shard in shards:
+            self._sweep_shard(config, shard, report, seen)
 
-    def _sweep_shard(self, config: QueueConfig, shard: int, report: SweepReport) -> None:
+    def _sweep_shard(
+        self, config: QueueConfig, shard: int, report: SweepReport, seen: _Seen
+    ) -> None:
         """Settle expired references and dead-letter over-limit ones of a shard's oldest
-        segments (one write per segment), and move its floor past settled ones."""
+        segments (one write per segment), and move its floor past settled ones. A shard
+        read to its end and left unchanged (past a floor moved over settled segments, which
+        count nothing) goes into `seen`."""
         floor = self._leases.floor(config.name, shard)
         segments = self._index.segments(
             config.name, shard, floor, limit=SWEEP_SEGMENTS, consistent=True
         )
         limit = config.max_receive_count
         settled = 0
+        changed = False
         for segment in segments:
             now = self._clock.now_ms()
             free = [e for e in segment.entries if e.free_at(now)]
@@ -118,6 +133,7 @@ class Sweeper:
             over = [e for e in free if not e.expired(now) and limit and e.count >= limit]
             if over and limit is not None:
                 report.dead_lettered += self._dead_letter_entries(config, segment, over, limit)
+            changed = changed or bool(expired) or bool(over)
             if (
                 segment.seq == floor + settled
                 and segment.full
@@ -126,6 +142,8 @@ class Sweeper:
                 settled += 1
         if settled:
             self._leases.advance_floor(config.name, shard, floor + settled)
+        if not changed and len(segments) < SWEEP_SEGMENTS:
+            seen[shard] = segments
 
     def _dead_letter_entries(
         self, config: QueueConfig, segment: Segment, entries: Sequence[Entry], limit: int

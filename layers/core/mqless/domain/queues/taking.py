@@ -295,6 +295,10 @@ class Leases:
         """A standard shard's floor: no segment before it holds anything unsettled."""
         return self._memory.floor(queue, shard)
 
+    def read_floors(self, queue: str, shards: Sequence[int]) -> None:
+        """Read these shards' floors together, for the `floor` calls that follow."""
+        self._memory.read_cursors(queue, shards)
+
     def advance_floor(self, queue: str, shard: int, to: int) -> None:
         """Move a standard shard's floor up to segment `to` (one write)."""
         self._memory.advance_floor(queue, shard, to)

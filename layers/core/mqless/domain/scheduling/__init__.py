@@ -26,12 +26,41 @@ and sends what is due before.
 The package: `rules` (what a schedule asks for and when it delivers), `scheduler` (the
 `Scheduler`: scheduled sends and the sweeper's firing), `admin` (an admin's list and
 cancel, ActiveMQ's management topic) and `opening` (a stored schedule's message). Callers
-import what they use from here.
+import what they use from here; each module loads when one of its names is first used.
 """
 
-from mqless.domain.scheduling.admin import MANAGEMENT_TOPIC, ScheduledMessage
-from mqless.domain.scheduling.rules import STOMP_NAMES, Kind, check_rule, stored
-from mqless.domain.scheduling.scheduler import Scheduler
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mqless.domain.scheduling.admin import MANAGEMENT_TOPIC, ScheduledMessage
+    from mqless.domain.scheduling.rules import STOMP_NAMES, Kind, check_rule, stored
+    from mqless.domain.scheduling.scheduler import Scheduler
+
+# Each name is imported from its module when it is first asked for (PEP 562): a send checks
+# its rule (`rules`) without loading the scheduler and the admin's pydantic model, which
+# only a scheduled send or the sweeper uses (issue 18's cold start).
+_MODULE_OF = {
+    "MANAGEMENT_TOPIC": "admin",
+    "ScheduledMessage": "admin",
+    "STOMP_NAMES": "rules",
+    "Kind": "rules",
+    "check_rule": "rules",
+    "stored": "rules",
+    "Scheduler": "scheduler",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MANAGEMENT_TOPIC",

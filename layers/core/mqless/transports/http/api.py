@@ -4,7 +4,9 @@ the routers of `mqless.transports.http.routes` (one per resource) included into 
 from __future__ import annotations
 
 import binascii
+import importlib
 import json
+import threading
 from http import HTTPStatus
 from typing import Any
 
@@ -26,15 +28,7 @@ from mqless.domain.errors import (
     Unauthorized,
 )
 from mqless.transports.http.models.problem import Problem
-from mqless.transports.http.routes import (
-    access,
-    console,
-    messages,
-    operations,
-    queues,
-    scheduled,
-    topics,
-)
+from mqless.transports.http.routes import MODULES, module_serving
 
 logger = Logger(service="mqless", child=True)
 
@@ -146,15 +140,37 @@ def _unexpected(exc: Exception) -> Response[str]:
     return _problem(500, "internal_error", "the broker failed; the request may be retried")
 
 
-# ---- the routes, one router per resource ---------------------------------------------------
+# ---- the routes, one router per resource, included with the first request for it ----------
 
-app.include_router(queues.router)
-app.include_router(messages.router)
-app.include_router(topics.router)
-app.include_router(operations.router)
-app.include_router(scheduled.router)
-app.include_router(access.router)
-app.include_router(console.router)  # the web console: not in the OpenAPI document
+_included: set[str] = set()
+_including = threading.Lock()
+
+
+def include_routes(*modules: str) -> None:
+    """Import these routes modules and include their routers, once each.
+
+    A request needs one module's routes (`routes.module_serving`); importing all seven and
+    their models made a cold send's import and first request ~30 ms CPU longer (issue 18,
+    bench/cold_import.py). Each new route's middleware stack is built here, under the
+    lock, as its first call would build it: a resolver that serves threads must not build
+    one route's stack on two of them at once (Powertools' private attributes, as in
+    `mqless dev`'s resolver: the version is pinned in pyproject.toml).
+    """
+    if _included.issuperset(modules):
+        return
+    with _including:
+        for name in modules:
+            if name in _included:
+                continue
+            router = importlib.import_module(f"mqless.transports.http.routes.{name}").router
+            before = {id(route) for route in [*app._static_routes, *app._dynamic_routes]}
+            app.include_router(router)
+            for route in [*app._static_routes, *app._dynamic_routes]:
+                if id(route) not in before and not route._middleware_stack_built:
+                    route._build_middleware_stack(
+                        router_middlewares=app._router_middlewares, app=app
+                    )
+            _included.add(name)
 
 
 # ---- the API describing itself --------------------------------------------------------------
@@ -162,14 +178,28 @@ app.include_router(console.router)  # the web console: not in the OpenAPI docume
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
+    include_routes(*MODULES)  # the console's routes stay out of the document as before
     document = app.get_openapi_json_schema(
         title="mqless",
         version=__version__,
         description="Queues with acks, redelivery, dead letters and FIFO groups, "
         'serverless on AWS. Errors are JSON problems: {"error", "message"}.',
     )
-    document = json.dumps(_with_problems(json.loads(document)))
+    document = json.dumps(_with_problems(_in_module_order(json.loads(document))))
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document)
+
+
+def _in_module_order(document: dict[str, Any]) -> dict[str, Any]:
+    """The paths in the order of `routes.MODULES`, as Powertools lists them (paths with a
+    parameter first), whichever requests included their routers first."""
+
+    def place(path: str) -> tuple[bool, int]:
+        module = module_serving(path)
+        return "{" not in path, MODULES.index(module) if module else len(MODULES)
+
+    paths = document.get("paths", {})
+    document["paths"] = {path: paths[path] for path in sorted(paths, key=place)}
+    return document
 
 
 def _with_problems(document: dict[str, Any]) -> dict[str, Any]:
@@ -230,5 +260,8 @@ def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
     content_type = str(headers.get("content-type", "")).lower()
     if event.get("body") and not content_type.startswith("application/json"):
         event = {**event, "headers": {**headers, "content-type": "application/json"}}
+    serving = module_serving(str(event.get("rawPath") or ""))
+    # a path no module serves is looked for in all of them, and is Powertools' 404 as before
+    include_routes(*((serving,) if serving else MODULES))
     result: dict[str, Any] = app.resolve(event, context)
     return result

@@ -14,14 +14,16 @@ re-creates one that has gone.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from mqless.domain import names
 from mqless.domain.errors import Forbidden, InvalidRequest
 from mqless.domain.messages import NewMessage
-from mqless.domain.queues.service import QueueService
 from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.connections import ConnectionInfo
+
+if TYPE_CHECKING:
+    from mqless.domain.queues.service import QueueService
 
 TEMP_QUEUE: Final = "/temp-queue/"
 REMOTE_TEMP_QUEUE: Final = "/remote-temp-queue/"

@@ -9,15 +9,14 @@ and posted. Live pushes are at most once: nothing is leased, nothing is acked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 
 from aws_lambda_powertools import Logger
 
-from mqless.domain import selectors
 from mqless.domain.clock import Clock
 from mqless.domain.errors import IntegrityError
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.pushes import Connection, Push
-from mqless.domain.selectors import message_lookup
 from mqless.observability import metrics
 from mqless.storage import keys
 from mqless.storage.connection_store import ConnectionStore
@@ -114,7 +113,7 @@ class LivePushes:
                 )
                 continue
             headers = opened.headers
-            selected = message_lookup(
+            selected = _selectors().message_lookup(
                 message_id=message_id,
                 sent_at=keys.id_time_ms(item.item),
                 attributes=headers.attributes,
@@ -142,7 +141,7 @@ class LivePushes:
                     ),
                 )
                 for target in targets
-                if selectors.matches(target.selector, selected)
+                if _selectors().matches(target.selector, selected)
             )
         return pushes
 
@@ -174,3 +173,11 @@ class LivePushes:
             metrics.count("Delivered", topic=topic)
             metrics.latency(now - push.sent_at, topic=topic)
         return len(delivered)
+
+
+def _selectors() -> ModuleType:
+    """The selector module, loaded with the first published message: the functions that
+    only feed queues (the dispatch function's queue batches) never need it."""
+    from mqless.domain import selectors
+
+    return selectors

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mqless.domain import names, selectors
+from mqless.domain import names
 from mqless.domain.access.principals import Principal
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.ids import check_client_id
@@ -81,6 +81,9 @@ class Sessions(Connections):
         Returns the queue to `pump` once the client has been answered, if any.
         """
         check_client_id(subscription, "subscription id")
+        # the selector module loads with a subscription, not to feed consumers
+        from mqless.domain import selectors
+
         selector = selectors.check(selector)
         kind, name = self._destinations.resolve(info, destination, receiving=True)
         connection = info.connection
