@@ -4,7 +4,10 @@ moto runs in this process. Every request a boto3 client sends reaches
 `BotocoreStubber.process_request`; the observer wraps it. For a DynamoDB request it reads
 from moto's backend the images of the items the request names before moto applies it and
 again after, all under one lock (so no other request runs in between: `mqless dev`
-serialises moto's requests the same way), and bills them by `dynamodb.py`'s rules. A
+serialises moto's requests the same way), and bills them by `dynamodb.py`'s rules. On a
+table without secondary indexes an image is only what the rules read there, the key
+attributes and the item's size, sized from moto's stored values (`stored_item_size`)
+rather than written out as JSON. A
 Query or Scan bills the items it read before any filter or projection: moto's
 `Table.query`/`Table.scan` are wrapped to see them. Any other service's request (KMS,
 DynamoDB Streams) is counted by operation.
