@@ -1401,3 +1401,119 @@ def test_a_condition_expression_is_lexed_once(monkeypatch: pytest.MonkeyPatch) -
             )
         assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "19"}
     assert 0 < lexed() <= 20  # one text of about a dozen tokens, lexed once
+
+
+# ---- condition expressions: parsed once ---------------------------------------------------
+
+OPERANDS = st.sampled_from(["n", "v", "m.a", "l[0]", "#a", "size(v)", ":x", ":y", ":z"])
+COMPARISONS = st.one_of(
+    st.builds(
+        lambda a, op, b: f"{a} {op} {b}",
+        OPERANDS,
+        st.sampled_from(["=", "<>", "<", "<=", ">", ">="]),
+        OPERANDS,
+    ),
+    st.builds(lambda a, b, c: f"{a} BETWEEN {b} AND {c}", OPERANDS, OPERANDS, OPERANDS),
+    st.builds(lambda a, b, c: f"{a} IN ({b}, {c})", OPERANDS, OPERANDS, OPERANDS),
+    st.builds(
+        lambda f, a: f"{f}({a})",
+        st.sampled_from(["attribute_exists", "attribute_not_exists"]),
+        OPERANDS,
+    ),
+    st.builds(
+        lambda f, a, b: f"{f}({a}, {b})",
+        st.sampled_from(["begins_with", "contains"]),
+        OPERANDS,
+        OPERANDS,
+    ),
+)
+CONDITION_TEXTS = st.recursive(
+    COMPARISONS,
+    lambda inner: st.one_of(
+        st.builds(lambda a, op, b: f"{a} {op} {b}", inner, st.sampled_from(["AND", "OR"]), inner),
+        st.builds(lambda a: f"NOT {a}", inner),
+        st.builds(lambda a: f"({a})", inner),
+    ),
+    max_leaves=6,
+)
+CONDITION_VALUES = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.sampled_from([":x", ":y"]),
+        st.one_of(
+            st.integers(-3, 3).map(lambda n: {"N": str(n)}),
+            st.sampled_from(["", "a", "ab", "b"]).map(lambda s: {"S": s}),
+        ),
+    ),
+)
+CONDITION_NAMES = st.one_of(st.none(), st.sampled_from([{"#a": "n"}, {"#a": "v"}, {"#a": "gone"}]))
+
+
+def condition_verdict(text: str, names: Any, values: Any) -> Any:
+    """What moto's condition parser makes of `text` on one item: its verdict, and the
+    names and values it found; or the error it raised."""
+    from moto.dynamodb.comparisons import create_condition_expression_parser
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    stored = Item(
+        DynamoType({"S": "p"}),
+        DynamoType({"S": "c"}),
+        {
+            "pk": {"S": "p"},
+            "sk": {"S": "c"},
+            "n": {"N": "1"},
+            "v": {"S": "ab"},
+            "m": {"M": {"a": {"N": "2"}}},
+            "l": {"L": [{"S": "a"}]},
+        },
+    )
+    parser = create_condition_expression_parser(text, names, values)
+    try:
+        verdict = parser.parse().expr(stored)
+    except Exception as error:  # moto raises its own errors, KeyError and ValueError
+        return type(error).__name__, str(error)
+    return verdict, parser.expr_attr_names_found, parser.expr_attr_values_found
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    uses=st.lists(
+        st.tuples(CONDITION_TEXTS, CONDITION_NAMES, CONDITION_VALUES), min_size=1, max_size=6
+    ),
+    again=st.lists(st.tuples(CONDITION_NAMES, CONDITION_VALUES), min_size=1, max_size=3),
+)
+def test_kept_condition_trees_decide_as_moto_decides(
+    uses: list[tuple[str, Any, Any]], again: list[tuple[Any, Any]]
+) -> None:
+    # Given condition texts (comparisons, BETWEEN, IN, functions, AND/OR/NOT, parentheses,
+    # names through a placeholder, undefined values) and the values and names of each use,
+    # where every text is used again with other values and names
+    used = [*uses, *((text, names, values) for text, _, _ in uses for names, values in again)]
+    # When moto's parser decides each use on one item, with its trees kept and without
+    expected = [condition_verdict(*use) for use in used]
+    with moto_fixes.condition_expressions_parsed_once():
+        found = [condition_verdict(*use) for use in used]
+    # Then every verdict, and the names and values found, are moto's own
+    assert found == expected
+
+
+def test_a_condition_expression_is_parsed_once_whatever_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto, When one condition, with a new value each time, guards twenty
+    updates, Then its text was parsed for the first only, and each update was decided on its
+    own value (a condition holding for the first value only would refuse the later ones)."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    parsed = count_calls(monkeypatch, ConditionExpressionParser, "_parse_paths")
+    with moto(fixed=True) as (db, _):
+        for n in range(1, 21):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "c"),
+                UpdateExpression="SET n = :n",
+                ConditionExpression="attribute_not_exists(n) OR n < :n",
+                ExpressionAttributeValues={":n": {"N": str(n)}},
+            )
+        assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "20"}
+    assert parsed() == 1

@@ -60,8 +60,8 @@ WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
 PARTITION_WRITE_UNITS_PER_SECOND = 1000
 PARTITION_READ_UNITS_PER_SECOND = 3000
-_CONTAINER_OVERHEAD = 3  # a list or map, whatever it holds
-_ELEMENT_OVERHEAD = 1  # each element of a list or map
+CONTAINER_OVERHEAD = 3  # a list or map, whatever it holds
+ELEMENT_OVERHEAD = 1  # each element of a list or map
 
 
 def value_size(value: Mapping[str, Any]) -> int:
@@ -82,11 +82,10 @@ def value_size(value: Mapping[str, Any]) -> int:
     if kind == "BS":
         return sum(len(_raw_bytes(b)) for b in data)
     if kind == "L":
-        return _CONTAINER_OVERHEAD + sum(map(value_size, data)) + _ELEMENT_OVERHEAD * len(data)
+        return CONTAINER_OVERHEAD + sum(map(value_size, data)) + ELEMENT_OVERHEAD * len(data)
     if kind == "M":
-        return _CONTAINER_OVERHEAD + sum(
-            len(name.encode("utf-8")) + value_size(v) + _ELEMENT_OVERHEAD
-            for name, v in data.items()
+        return CONTAINER_OVERHEAD + sum(
+            len(name.encode("utf-8")) + value_size(v) + ELEMENT_OVERHEAD for name, v in data.items()
         )
     raise ValueError(f"unknown DynamoDB type {kind!r}")
 
@@ -105,7 +104,23 @@ def item_size(item: WireItem | None) -> int:
     """Bytes of an item as DynamoDB counts them for capacity (0 for no item)."""
     if not item:
         return 0
+    if isinstance(item, SizedKeys):
+        return item.size
     return sum(len(name.encode("utf-8")) + value_size(value) for name, value in item.items())
+
+
+class SizedKeys(dict[str, Mapping[str, Any]]):
+    """An item's key attributes (wire format) and the size of the whole item.
+
+    On a table without secondary indexes the rules read nothing else of an item: its
+    partition key and its size. An observer that can size a stored item without writing it
+    out whole hands these over instead of the full image; never for a table with indexes,
+    whose entries are made of the other attributes.
+    """
+
+    def __init__(self, keys: Mapping[str, Mapping[str, Any]], size: int) -> None:
+        super().__init__(keys)
+        self.size = size
 
 
 def write_units(size: int) -> int:

@@ -4,7 +4,10 @@ moto runs in this process. Every request a boto3 client sends reaches
 `BotocoreStubber.process_request`; the observer wraps it. For a DynamoDB request it reads
 from moto's backend the images of the items the request names before moto applies it and
 again after, all under one lock (so no other request runs in between: `mqless dev`
-serialises moto's requests the same way), and bills them by `dynamodb.py`'s rules. A
+serialises moto's requests the same way), and bills them by `dynamodb.py`'s rules. On a
+table without secondary indexes an image is only what the rules read there, the key
+attributes and the item's size, sized from moto's stored values (`stored_item_size`)
+rather than written out as JSON. A
 Query or Scan bills the items it read before any filter or projection: moto's
 `Table.query`/`Table.scan` are wrapped to see them. Any other service's request (KMS,
 DynamoDB Streams) is counted by operation.
@@ -16,6 +19,7 @@ moto's.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -26,15 +30,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from mqless_cli.billing.dynamodb import (
+    CONTAINER_OVERHEAD,
+    ELEMENT_OVERHEAD,
     Capacity,
+    SizedKeys,
     TableSchema,
     WireItem,
     item_read,
-    item_size,
     item_write,
     key_of,
+    number_size,
     query_read,
     unapplied_write,
+    value_size,
 )
 from mqless_cli.billing.meter import Meter
 
@@ -162,12 +170,62 @@ def _schema(backend: Any, table_name: str) -> TableSchema | None:
     return found
 
 
-def _image(backend: Any, table_name: str, key: Mapping[str, Any]) -> WireItem | None:
+def _image(schema: TableSchema, backend: Any, key: Mapping[str, Any]) -> WireItem | None:
+    """The item stored under `key` as the rules read it: the whole item in wire format, or
+    on a table without indexes its key attributes and its size (`SizedKeys`)."""
     try:
-        item = backend.get_item(table_name, dict(key))
+        item = backend.get_item(schema.name, dict(key))
     except Exception:  # a missing table or a malformed key: moto answers the request
         return None
-    return None if item is None else dict(item.to_json()["Attributes"])
+    if item is None:
+        return None
+    if schema.indexes:
+        return dict(item.to_json()["Attributes"])
+    keys = {n: {item.attrs[n].type: item.attrs[n].value} for n in schema.keys if n in item.attrs}
+    return SizedKeys(keys, stored_item_size(item))
+
+
+def stored_item_size(item: Any) -> int:
+    """`item_size` of a moto Item, read from its DynamoTypes: the figure of
+    `item_size(item.to_json()["Attributes"])` without writing the item out (which copies
+    every list and map element) first."""
+    size = 0
+    for name, value in item.attrs.items():
+        size += len(name.encode("utf-8")) + _stored_value_size(value)
+    return size
+
+
+def _stored_value_size(value: Any) -> int:
+    """`value_size` of a stored DynamoType: text and numbers (the most of what is stored)
+    directly, lists and maps element by element, anything else as the wire holds it."""
+    kind, data = value.type, value.value
+    if type(data) is str:
+        if kind == "N":
+            return number_size(data)
+        if kind == "S":
+            return len(data.encode("utf-8"))
+    elif kind == "L" and type(data) is list:
+        return CONTAINER_OVERHEAD + sum(
+            _stored_value_size(v) + ELEMENT_OVERHEAD
+            if type(v) is _dynamo_type()
+            else value_size(v) + ELEMENT_OVERHEAD
+            for v in data
+        )
+    elif kind == "M" and type(data) is dict:
+        return CONTAINER_OVERHEAD + sum(
+            len(k.encode("utf-8"))
+            + (_stored_value_size(v) if type(v) is _dynamo_type() else value_size(v))
+            + ELEMENT_OVERHEAD
+            for k, v in data.items()
+        )
+    return value_size({kind: data})
+
+
+@functools.cache
+def _dynamo_type() -> type:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    return DynamoType
 
 
 def _touched(backend: Any, operation: str, params: dict[str, Any]) -> list[_Touch]:
@@ -193,7 +251,7 @@ def _touched(backend: Any, operation: str, params: dict[str, Any]) -> list[_Touc
         if schema is None:
             continue
         key = body.get("Key") or key_of(schema, body.get("Item", {}))
-        touched.append(_Touch(action, schema, dict(key), _image(backend, table, key)))
+        touched.append(_Touch(action, schema, dict(key), _image(schema, backend, key)))
     return touched
 
 
@@ -262,7 +320,7 @@ def _answered_charges(
         if t.action == "ConditionCheck":
             charges.append(unapplied_write(t.schema, t.before, t.key, transactional=True))
             continue
-        after = _image(backend, t.schema.name, t.key)
+        after = _image(t.schema, backend, t.key)
         charges.extend(item_write(t.schema, t.before, after, transactional=transactional))
     return charges
 
@@ -309,7 +367,7 @@ def _capturing(original: Callable[..., Any], describe: Callable[..., Any]) -> An
         bound.arguments[filter_arg] = None
         bound.arguments[projection_arg] = None
         results, scanned, last_key = original(*bound.args, **bound.kwargs)
-        sizes = tuple(item_size(r.to_json()["Attributes"]) for r in results)
+        sizes = tuple(stored_item_size(r) for r in results)
         reads.append(_Read(table.name, bound.arguments.get("index_name"), describe(bound), sizes))
         if condition is not None:
             results = [r for r in results if condition.expr(r)]

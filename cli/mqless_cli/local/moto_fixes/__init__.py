@@ -23,6 +23,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   builds its map of what it processes once, not once per node visited.
 - `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
   every conditional write.
+- `condition_expressions_parsed_once`: each ConditionExpression (text, names and value
+  placeholders) is parsed into its syntax tree once; each use builds its conditions from the
+  tree with its own values.
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -102,6 +105,7 @@ from mqless_cli.local.moto_fixes.expression_trees import (
 )
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
+    condition_expressions_parsed_once,
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
@@ -141,6 +145,7 @@ __all__ = [
     "backends_found_without_the_lock",
     "attribute_values_serialize_directly",
     "condition_expressions_lexed_once",
+    "condition_expressions_parsed_once",
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
@@ -175,6 +180,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
     condition_expressions_lexed_once,
+    condition_expressions_parsed_once,
     transactions_undo_by_log,
     queries_read_one_partition,
     attribute_values_serialize_directly,
