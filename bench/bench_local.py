@@ -467,6 +467,7 @@ class Figures:
     messages: int = 0
     rss_mb: float | None = None
     rss_peak_mb: float | None = None
+    soak_from: tuple[int, float] | None = None  # (messages, RSS MB) when the soak began
     suite_seconds: float | None = None
     memory_guard: bool = False
 
@@ -551,6 +552,8 @@ def run(args: argparse.Namespace) -> Figures:
                         f" = {fifo.rate:.1f}/s ({fifo.errors} request errors)"
                     )
                 soak_deadline = time.monotonic() + args.soak_seconds
+                if server.alive:
+                    figures.soak_from = (figures.messages, server.rss_mb())
                 while (
                     server.alive
                     and figures.messages < SOAK_MESSAGES
@@ -609,6 +612,23 @@ def run(args: argparse.Namespace) -> Figures:
             log(f"make test failed ({done.returncode}): its wall time is not the figure")
             figures.suite_seconds = None
     return figures
+
+
+def rss_projection(figures: Figures) -> tuple[float, float] | None:
+    """(KB of RSS per message the soak added, RSS projected at SOAK_MESSAGES) from the
+    growth measured over the soak; None if the soak reached SOAK_MESSAGES or measured nothing.
+
+    A projection, not a measurement: it assumes the growth per message stays what it was.
+    """
+    if figures.soak_from is None or figures.rss_mb is None:
+        return None
+    messages, rss = figures.soak_from
+    soaked = figures.messages - messages
+    if figures.messages >= SOAK_MESSAGES or soaked < 1000:
+        return None
+    per_message_mb = (figures.rss_mb - rss) / soaked
+    projected = figures.rss_mb + per_message_mb * (SOAK_MESSAGES - figures.messages)
+    return per_message_mb * 1024, projected
 
 
 def _stomp_line(result: dict[str, Any]) -> str:
@@ -779,6 +799,20 @@ def report(figures: Figures, args: argparse.Namespace) -> list[dict[str, str]]:
             ),
         )
     )
+    projection = rss_projection(figures)
+    if projection is not None and figures.soak_from is not None:
+        per_message_kb, projected = projection
+        rows.append(
+            (
+                f"  RSS PROJECTED at {SOAK_MESSAGES:,} (not measured: +{per_message_kb:.1f} KB"
+                f"/msg over the soak's {figures.messages - figures.soak_from[0]:,} messages)",
+                _fmt(projected, " MB"),
+                "-",
+                "-",
+                "<= 400 MB",
+                "projection",
+            )
+        )
     rows.append(
         (
             "make test wall time",

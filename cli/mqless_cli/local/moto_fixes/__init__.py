@@ -73,7 +73,8 @@ handled records at once.
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
 condition expressions), `expression_trees` (copying and walking an update's tree),
-`transactions` (the undo log), `queries` (partition orderings), `serialization`
+`transactions` (the undo log), `queries` (partition orderings), `compact_items` (what a
+stored item holds once), `serialization`
 (AttributeValues), `dispatch` (a request's way around the backend: its body read, its
 request id), `streams` (stream records and shard iterators, and the local runtime's
 stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
@@ -92,6 +93,7 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     handler_methods_listed_once,
     random_strings_drawn_at_once,
 )
+from mqless_cli.local.moto_fixes.compact_items import items_hold_keys_once
 from mqless_cli.local.moto_fixes.dispatch import (
     backends_found_without_the_lock,
     request_attribute_values_read_directly,
@@ -153,6 +155,7 @@ __all__ = [
     "expression_passes_walk_with_kept_maps",
     "fixed_moto",
     "handler_methods_listed_once",
+    "items_hold_keys_once",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "random_strings_drawn_at_once",
@@ -192,6 +195,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     backends_found_without_the_lock,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
+    items_hold_keys_once,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,

@@ -1,0 +1,123 @@
+"""What `mqless dev`'s embedded DynamoDB keeps per stored item (issue 14: RSS after 50,000
+messages), and that keeping it more compactly changes no answer moto gives."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from mqless_cli.local.moto_fixes.compact_items import items_hold_keys_once
+from tests.conftest import MOTO_CONFIG
+
+TABLE = "memory"
+ITEMS = 600
+
+
+@contextmanager
+def table(*, compact: bool) -> Iterator[Any]:
+    """A fresh moto table keyed like the messages table (pk, sk), compact items or not."""
+    with mock_aws(config=MOTO_CONFIG), items_hold_keys_once() if compact else nullcontext():  # type: ignore[call-overload]
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        db.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield db
+
+
+def dedup_record(n: int) -> dict[str, Any]:
+    """An item shaped like the broker's FIFO dedup record (`storage/dedup_records.py`)."""
+    return {
+        "pk": {"S": f"D#orders.fifo#{n % 16:x}"},
+        "sk": {"S": f"record-{n:08d}-Fz9kq0ymq3mJkq0Cj2dVh1T0QqT3gQ"},
+        "m": {"S": f"01a25033-2dd7-73c2-877b-{n:012d}"},
+        "w": {"N": str(1796642161079 + n)},
+        "x": {"N": str(1796642221 + n)},
+    }
+
+
+def retained_bytes_per_item(db: Any) -> float:
+    """Bytes the table keeps per item after ITEMS puts (tracemalloc, collected garbage)."""
+    db.put_item(TableName=TABLE, Item=dedup_record(-1))  # the first request's one-time costs
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(ITEMS):
+            db.put_item(TableName=TABLE, Item=dedup_record(n))
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - before) / ITEMS
+    finally:
+        tracemalloc.stop()
+
+
+def answers(db: Any) -> list[Any]:
+    """What a client sees of items written, read, queried, updated and deleted."""
+    seen: list[Any] = []
+    for n in range(40):
+        db.put_item(TableName=TABLE, Item=dedup_record(n))
+    key = {"pk": {"S": "D#orders.fifo#3"}, "sk": dedup_record(3)["sk"]}
+    seen.append(db.get_item(TableName=TABLE, Key=key)["Item"])
+    seen.append(
+        db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p AND sk > :s",
+            ExpressionAttributeValues={":p": {"S": "D#orders.fifo#3"}, ":s": {"S": "record-"}},
+        )["Items"]
+    )
+    seen.append(
+        db.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET w = w + :one, extra = :pk",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":pk": {"S": "D#orders.fifo#3"}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+    )
+    seen.append(
+        db.put_item(
+            TableName=TABLE,
+            Item={**dedup_record(3), "m": {"S": "replaced"}},
+            ReturnValues="ALL_OLD",
+        )["Attributes"]
+    )
+    seen.append(db.delete_item(TableName=TABLE, Key=key, ReturnValues="ALL_OLD")["Attributes"])
+    seen.append(db.get_item(TableName=TABLE, Key=key).get("Item"))
+    seen.append(sorted(str(i) for i in db.scan(TableName=TABLE)["Items"]))
+    return seen
+
+
+def test_compact_items_answer_every_request_as_moto_does() -> None:
+    # Given the same requests to plain moto and to moto whose items hold their keys once
+    with table(compact=False) as plain:
+        expected = answers(plain)
+    with table(compact=True) as compact:
+        # When a client writes, reads, queries, updates, overwrites and deletes items
+        seen = answers(compact)
+    # Then every answer is the same
+    assert seen == expected
+
+
+def test_a_stored_item_keeps_its_key_values_once() -> None:
+    # Given 600 dedup records stored in plain moto, and in moto with compact items
+    with table(compact=False) as plain:
+        upstream = retained_bytes_per_item(plain)
+    with table(compact=True) as compact:
+        # When the table holds them all
+        kept = retained_bytes_per_item(compact)
+    # Then each costs at least a key object (about 100 bytes) and a name string less
+    assert kept <= upstream - 120, (upstream, kept)
