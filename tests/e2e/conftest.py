@@ -187,13 +187,33 @@ def dev_server() -> Iterator[Callable[..., DevServer]]:
         assert code == 0, f"`mqless dev` exited with {code}:\n{server.output()}"
 
 
+SWEEP_EVERY_SECOND = ("--schedule-rate", "1")
+"""`mqless_dev_flags` of a module whose tests wait for the sweeper (scheduled messages fired,
+revoked connections closed): it runs each second instead of each minute."""
+
+
 @pytest.fixture(scope="module")
-def mqless_dev(request: pytest.FixtureRequest) -> Iterator[DevServer]:
+def mqless_dev_flags() -> tuple[str, ...]:
+    """The flags of the module's shared `mqless dev`: none, so its schedules run at the
+    template's rate (the sweeper each minute, as on AWS). A module whose tests wait for a
+    sweep overrides this fixture to return SWEEP_EVERY_SECOND.
+
+    Not a sweep a second everywhere: each sweep reads every queue on the server, and a shared
+    server gathers queues test by test (some 80 in test_cli.py), until its sweeps ran back
+    to back and took two thirds of its CPU time, for tests that never wait for one.
+    """
+    return ()
+
+
+@pytest.fixture(scope="module")
+def mqless_dev(
+    request: pytest.FixtureRequest, mqless_dev_flags: tuple[str, ...]
+) -> Iterator[DevServer]:
     """One `mqless dev` of the project's own template.yaml, shared by a module's tests.
 
     What it printed is kept in test-output/mqless-dev-<module>.log, to read after a failure.
     """
-    server = start_dev(ROOT / "template.yaml", "--schedule-rate", "1")
+    server = start_dev(ROOT / "template.yaml", *mqless_dev_flags)
     yield server
     code = server.stop()
     log = ROOT / "test-output" / f"mqless-dev-{request.module.__name__.rsplit('.', 1)[-1]}.log"

@@ -19,14 +19,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import stomp
 from stomp.adapter.ws import WSStompConnection
 from stomp.utils import Frame
 
-from tests.e2e.conftest import DevServer
+from tests.e2e.conftest import SWEEP_EVERY_SECOND, DevServer
 
 WAIT = 10.0
 QUIET = 1.0
+
+
+@pytest.fixture(scope="module")
+def mqless_dev_flags() -> tuple[str, ...]:
+    # scheduled messages fire, and revoked keys' connections close, at a sweep
+    return SWEEP_EVERY_SECOND
 
 
 class Recorder(stomp.ConnectionListener):

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -274,6 +275,33 @@ def test_the_url_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     api = FakeApi().on("GET", "/stats", ok({"queues": [], "topics": [], "connections": 0}))
     cli(["queues", "--url", "http://other:1234"], api)
     assert api.requests[0].url.host == "other"
+
+
+@pytest.mark.parametrize(("scheme", "bundles_loaded"), [("http", 0), ("https", 1)])
+def test_only_an_https_api_loads_the_certificates_to_check_it_with(
+    scheme: str, bundles_loaded: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an API URL nobody listens on, and the CA bundles that TLS settings load counted
+    loaded: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loaded.append(args or kwargs)
+        load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    args = build_parser().parse_args(["queues", "--url", f"{scheme}://127.0.0.1:{_closed_port()}"])
+    # When a command runs against it
+    code = run(args, terminal=Terminal(io.StringIO(""), io.StringIO(), io.StringIO()))
+    # Then it fails to connect either way, having loaded a CA bundle for https only
+    assert code == 1
+    assert len(loaded) == bundles_loaded
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # ---- send and publish ------------------------------------------------------------------------
