@@ -99,3 +99,60 @@ def test_an_update_that_returns_no_old_image_does_not_write_the_old_item_out(
     # Then the first wrote the old item out and the second did not: one item fewer
     assert old["Attributes"]["n"] == {"N": "0"}
     assert after_none == after_all_old - 1
+
+
+def test_an_update_is_not_walked_by_passes_that_cannot_act_on_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing import validators
+
+    # Given a stored item on fixed moto, with the function, type and empty-key passes counted
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "l": {"L": []}})
+        walks = {
+            name: count_calls(monkeypatch, getattr(validators, name), "traverse")
+            for name in (
+                "UpdateExpressionFunctionEvaluator",
+                "TypeMismatchValidator",
+                "EmptyStringKeyValueValidator",
+            )
+        }
+
+        def update(expression: str, values: dict[str, Any]) -> dict[str, int]:
+            before = {name: count() for name, count in walks.items()}
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression=expression,
+                ExpressionAttributeValues=values,
+            )
+            return {name: count() - before[name] for name, count in walks.items()}
+
+        # When one update sets plain attributes, one appends to a list, one sets an index key
+        plain = update("SET n = :n, s = :s", {":n": {"N": "1"}, ":s": {"S": "x"}})
+        appending = update("SET l = list_append(l, :l)", {":l": {"L": [{"S": "x"}]}})
+        keyed = update("SET gk = :g, gr = :r", {":g": {"S": "g"}, ":r": {"N": "1"}})
+        stored = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then the first is walked by none of them, the second by the function pass only,
+    # the third by the two key passes only; and every update was applied
+    assert plain == dict.fromkeys(walks, 0)
+    assert appending == {**dict.fromkeys(walks, 0), "UpdateExpressionFunctionEvaluator": 1}
+    assert keyed == {**dict.fromkeys(walks, 1), "UpdateExpressionFunctionEvaluator": 0}
+    assert stored["l"] == {"L": [{"S": "x"}]}
+    assert (stored["n"], stored["gk"]) == ({"N": "1"}, {"S": "g"})
+
+
+def test_updates_refused_by_the_value_passes_are_refused_as_moto_refuses_them() -> None:
+    # Given updates that a function, a key type or an empty key make moto refuse
+    refused = [
+        ("a", ("SET l = list_append(l, :v)", {":v": {"S": "not a list"}}), "NONE"),
+        ("a", ("SET gk = :v", {":v": {"N": "1"}}), "NONE"),
+        ("a", ("SET gk = :v", {":v": {"S": ""}}), "ALL_NEW"),
+    ]
+    # When plain and fixed moto each apply them to a new item, then to a stored one
+    setup = [("a", ("SET l = :v", {":v": {"L": []}}), "NONE")]
+    expected = answers(refused + setup + refused, fixed=False)
+    found = answers(refused + setup + refused, fixed=True)
+    # Then both refuse them alike (and the refusals are refusals)
+    assert found == expected
+    assert all(isinstance(a, tuple) for a in expected[:3] + expected[4:])
