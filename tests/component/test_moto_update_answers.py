@@ -156,3 +156,62 @@ def test_updates_refused_by_the_value_passes_are_refused_as_moto_refuses_them() 
     # Then both refuse them alike (and the refusals are refusals)
     assert found == expected
     assert all(isinstance(a, tuple) for a in expected[:3] + expected[4:])
+
+
+# ---- the meter's capture of a Query or Scan --------------------------------------------
+
+
+def reads(fixed: bool, metered: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    """A filtered, projected Query (in pages) and Scan on moto: their answers, the meter's
+    read units, and how many times `inspect` bound a call's arguments meanwhile."""
+    import inspect
+    from contextlib import nullcontext
+
+    from mqless_cli.billing import Meter, observing_moto
+
+    meter = Meter()
+    with moto(fixed=fixed) as (db, _), observing_moto(meter) if metered else nullcontext():
+        for n in range(5):
+            db.put_item(TableName=TABLE, Item={**key("p", f"s{n}"), "n": {"N": str(n)}})
+        binds = count_calls(monkeypatch, inspect.Signature, "bind")
+        pages = []
+        request: dict[str, Any] = {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :p",
+            "FilterExpression": "n > :one",
+            "ProjectionExpression": "sk, n",
+            "ExpressionAttributeValues": {":p": {"S": "p"}, ":one": {"N": "1"}},
+            "Limit": 2,
+        }
+        while True:
+            page = db.query(**request)
+            page.pop("ResponseMetadata")
+            pages.append(page)
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        scanned = db.scan(
+            TableName=TABLE,
+            FilterExpression="n < :one",
+            ProjectionExpression="n",
+            ExpressionAttributeValues={":one": {"N": "3"}},
+        )
+        scanned.pop("ResponseMetadata")
+        monkeypatch.undo()
+        return pages, scanned, dict(meter.usage().read_units), binds()
+
+
+def test_a_metered_query_answers_as_moto_answers_without_binding_its_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given plain moto unmetered, and fixed moto metered
+    # When each answers a filtered, projected Query in pages and a Scan
+    plain_pages, plain_scan, _, _ = reads(False, False, monkeypatch)
+    pages, scan, read_units, binds = reads(True, True, monkeypatch)
+    # Then the metered answers are moto's, the meter billed what was read before the filter
+    # (five small items twice: three query pages and a scan, rounded up each), and the
+    # meter never asked `inspect` to bind a call (fixed moto's own Query asks once a page)
+    assert (pages, scan) == (plain_pages, plain_scan)
+    assert [p["Count"] for p in pages] == [0, 2, 1]
+    assert read_units == {TABLE: 2.0}
+    assert binds == len(pages)
