@@ -15,6 +15,9 @@ DynamoDB Streams) is counted by operation.
 Pointed at real AWS instead, the same `Meter` would take DynamoDB's own
 `ConsumedCapacity` (ReturnConsumedCapacity=INDEXES) per request; only this observer is
 moto's.
+
+Why it is long: its three parts (item images, what each request bills, the capture inside
+moto's Query and Scan) share the request's private shapes (`_Touch`, `_Read`) and one lock.
 """
 
 from __future__ import annotations
