@@ -21,11 +21,15 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
 - `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
   builds its map of what it processes once, not once per node visited.
+- `update_old_images_copied_when_returned`: an UpdateItem copies and writes out the item
+  as it was before only when its ReturnValues answer with it (not for NONE or ALL_NEW).
 - `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
   every conditional write.
 - `condition_expressions_parsed_once`: each ConditionExpression (text, names and value
   placeholders) is parsed into its syntax tree once; each use builds its conditions from the
   tree with its own values.
+- `items_hold_keys_once`: a stored item holds each key value once (its key attributes' own
+  objects) and shares its attribute names with every other item (memory per message).
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -73,8 +77,8 @@ handled records at once.
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
 condition expressions), `expression_trees` (copying and walking an update's tree),
-`transactions` (the undo log), `queries` (partition orderings), `compact_items` (what a
-stored item holds once), `serialization`
+`old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
+orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues), `dispatch` (a request's way around the backend: its body read, its
 request id), `streams` (stream records and shard iterators, and the local runtime's
 stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
@@ -113,6 +117,7 @@ from mqless_cli.local.moto_fixes.expressions import (
 )
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
+from mqless_cli.local.moto_fixes.old_images import update_old_images_copied_when_returned
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.serialization import (
     attribute_maps_written_at_once,
@@ -171,6 +176,7 @@ __all__ = [
     "update_expression_structures_checked_once",
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
+    "update_old_images_copied_when_returned",
     "updates_that_create_write_one_record",
 ]
 
@@ -182,6 +188,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_expression_structures_checked_once,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
+    update_old_images_copied_when_returned,
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
     transactions_undo_by_log,

@@ -80,9 +80,10 @@ def _validated(
     structural: tuple[type, ...],
     passed: _PassedStructures,
     original_validate: Callable[[Any], Any],
+    idle: Callable[[Any, Any, Any], bool] = lambda processor, node, validator: False,
 ) -> Any:
     """`UpdateExpressionValidator.validate`, skipping the `structural` checks where they
-    have passed for the same key before."""
+    have passed for the same key before, and each pass that is `idle` on the tree."""
     key = getattr(validator, "_structure_key", None)
     processors = validator.processors
     first = [isinstance(p, structural) for p in processors]
@@ -98,8 +99,51 @@ def _validated(
         elif not known:  # every structure check before this one passed
             passed.add(key, validator._structure_tree)
             known = True
+        if not checks_structure and idle(processor, node, validator):
+            continue
         node = processor.traverse(node)
     return node
+
+
+def _has_functions(tree: Any, function_class: type) -> bool:
+    """Whether a parsed UpdateExpression calls a function (kept on the parse: it is only read)."""
+    kept = tree.__dict__.get("_mqless_has_functions")
+    if kept is None:
+        pending, kept = [tree], False
+        while pending and not kept:
+            node = pending.pop()
+            kept = isinstance(node, function_class)
+            pending.extend(c for c in node.children or () if hasattr(c, "children"))
+        tree.__dict__["_mqless_has_functions"] = kept
+    return bool(kept)
+
+
+def _set_targets(node: Any, set_action: type) -> list[Any]:
+    """The attribute each SET action of a validated tree assigns, read as moto's
+    `TypeMismatchValidator` and `EmptyStringKeyValueValidator` read it."""
+    return [a.children[0].children[0].children[0] for a in node.find_clauses([set_action])]
+
+
+def _idle_passes() -> Callable[[Any, Any, Any], bool]:
+    """Which of moto's value passes cannot act on a tree: `idle(processor, node, validator)`."""
+    from moto.dynamodb.parsing import ast_nodes, validators
+
+    function_class = ast_nodes.UpdateExpressionFunction  # type: ignore[attr-defined]
+    set_action = ast_nodes.UpdateExpressionSetAction  # type: ignore[attr-defined]
+
+    def idle(processor: Any, node: Any, validator: Any) -> bool:
+        kind = type(processor)
+        if kind is validators.UpdateExpressionFunctionEvaluator:
+            return not _has_functions(validator._structure_tree, function_class)
+        if kind is validators.TypeMismatchValidator:
+            defined = [d["AttributeName"] for d in processor.key_attributes_type]
+            return not any(t in defined for t in _set_targets(node, set_action))
+        if kind is validators.EmptyStringKeyValueValidator:
+            keys = list(processor.key_attributes)
+            return not any(t in keys for t in _set_targets(node, set_action))
+        return False
+
+    return idle
 
 
 @contextmanager
@@ -119,6 +163,13 @@ def update_expression_structures_checked_once() -> Iterator[None]:
     keeps for its text), names and key attributes, later validations of the same skip
     them; the passes that read values and the item run every time. An expression whose
     structure fails is checked (and refused) every time, as before.
+
+    And three of the value passes are skipped on a tree they cannot act on (each walks
+    the whole tree): `UpdateExpressionFunctionEvaluator` when the expression calls no
+    function, `TypeMismatchValidator` and `EmptyStringKeyValueValidator` when no SET
+    action assigns an attribute of the table's definitions or keys (read from the
+    action as those passes read it). Those are the only nodes they act on, and acting
+    is all they can do: change a node or refuse the update.
     """
     from moto.dynamodb.parsing import validators
 
@@ -130,6 +181,7 @@ def update_expression_structures_checked_once() -> Iterator[None]:
     cls: Any = validators.UpdateExpressionValidator
     original_init, original_validate = cls.__init__, cls.validate
     passed = _PassedStructures()
+    idle = _idle_passes()
 
     def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, expression, *args, **kwargs)
@@ -137,7 +189,7 @@ def update_expression_structures_checked_once() -> Iterator[None]:
         self._structure_tree = expression
 
     def validate(self: Any) -> Any:
-        return _validated(self, structural, passed, original_validate)
+        return _validated(self, structural, passed, original_validate, idle)
 
     with patched(cls, "__init__", init), patched(cls, "validate", validate):
         yield
