@@ -43,7 +43,9 @@ def update_expressions_parsed_once() -> Iterator[None]:
 
 # ---- update expressions: structure checked once ---------------------------------------------
 
-_STRUCTURES_KEPT = 4096  # (expression, names, key attributes) whose structure passed
+# as many as the parse cache keeps: each kept tree holds ~16 KB, and the broker writes new
+# texts as long as it runs (list positions are part of a text), ~66 per 1,000 messages
+_STRUCTURES_KEPT = 512  # (expression, names, key attributes) whose structure passed
 
 
 class _PassedStructures:
@@ -235,7 +237,8 @@ def condition_expressions_lexed_once() -> Iterator[None]:
 
 # ---- condition expressions parsed once -----------------------------------------------------
 
-_CONDITIONS_KEPT = 4096  # (text, names, value placeholders) whose parse is kept
+# as many as the update parses above (memory grows with distinct texts, not messages)
+_CONDITIONS_KEPT = 512  # (text, names, value placeholders) whose parse is kept
 
 
 _ParsedCondition = tuple[Any, tuple[str, ...], tuple[str, ...]]
