@@ -54,11 +54,15 @@ PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `
 
 @dataclass
 class PushPlan:
-    """A consumer the dispatch function leases new messages to as it appends them."""
+    """What the dispatch function read of a queue's push consumers before it appends: the
+    consumers (strongly consistent) and the credit it counted, and the consumer it leases
+    the new messages to as it appends them, if one has credit. The pump after the append
+    starts from them (`Feeder.pump`): it reads neither again."""
 
-    consumer: Consumer
-    lease: PushLease
+    consumers: list[Consumer]
     holdings: dict[str, Holding]
+    consumer: Consumer | None = None
+    lease: PushLease | None = None
 
 
 class Feeder:
@@ -84,15 +88,15 @@ class Feeder:
     # ---- feeding what the dispatch function appends leased ---------------------------------
 
     def plan_push(self, queue: str) -> PushPlan | None:
-        """Before the dispatch function appends a standard queue's new messages: a push
-        consumer to lease them to in the append itself (`indexing.PushLease`), chosen as a
-        pump's round would choose (at random among those with credit, no selector), and
-        how many it may take; None if none may.
+        """Before the dispatch function appends a standard queue's new messages: its push
+        consumers, and one to lease them to in the append itself (`indexing.PushLease`),
+        chosen as a pump's round would choose (at random among those with credit, no
+        selector), and how many it may take; None for a FIFO queue or one with priorities
+        (their pumps read as ever).
 
-        The consumers are read eventually consistent (half the units: most queues have
-        none, and the pump after the append reads them again, strongly): a consumer not
-        seen yet is fed by that pump, one seen with an old watermark gets less credit
-        (never more), one gone has its messages given back when its post fails."""
+        The consumers are read strongly consistent, once: the pump after the append starts
+        from this read (a consumer that subscribes later pumps itself), and one gone has
+        its messages given back when its post fails."""
         if names.is_fifo(queue):
             return None
         try:
@@ -102,33 +106,32 @@ class Feeder:
         if config.max_priority is not None:
             return None  # a pump leases from the highest lane first, not the append
         now = self._clock.now_ms()
-        # a selector's consumer is fed by the pump, which reads what it selects
-        candidates = [
-            c
-            for c in self._store.of_queue(queue, consistent=False)
-            if not c.credential_expired(now // 1000) and c.selector is None
+        consumers = [
+            c for c in self._store.of_queue(queue) if not c.credential_expired(now // 1000)
         ]
+        plan = PushPlan(consumers=consumers, holdings={})
+        # a selector's consumer is fed by the pump, which reads what it selects
+        candidates = [c for c in consumers if c.selector is None]
         random.shuffle(candidates)
-        holdings: dict[str, Holding] = {}
         for consumer in candidates:
             credit = models.MAX_BATCH
             if consumer.ack != "auto":
-                holding = holding_of(self._records, consumer, holdings, self._clock.now_ms())
+                holding = holding_of(self._records, consumer, plan.holdings, now)
                 credit = min(credit, consumer.prefetch - holding.in_flight)
             if credit <= 0:
                 continue
             lease_ms = config.visibility_timeout * 1000
-            return PushPlan(
-                consumer=consumer,
-                lease=PushLease(credit=credit, until=now + lease_ms, token=new_token()),
-                holdings=holdings,
-            )
-        return None
+            plan.consumer = consumer
+            plan.lease = PushLease(credit=credit, until=now + lease_ms, token=new_token())
+            break
+        return plan
 
     def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
         """Push what the append leased to the plan's consumer (`plan_push`), as a pump's
         flush does: its record first, then the post; given back if the post fails."""
         consumer, report = plan.consumer, PumpReport()
+        if consumer is None or plan.lease is None:
+            return report
         taken = [
             Taken(
                 lease=Lease(consumer.queue, shard, "s", str(seq), slot, plan.lease.token),
@@ -147,12 +150,19 @@ class Feeder:
         outbox = Outbox(consumer)
         outbox.add(deliveries)
         self._poster.flush(outbox, plan.holdings, report)
+        if report.gone:  # closed: the pump after this one feeds the others
+            plan.consumers = [c for c in plan.consumers if c.connection.id not in report.gone]
         return report
 
     # ---- pumping -------------------------------------------------------------------------
 
     def pump(
-        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+        self,
+        queue: str,
+        *,
+        indexed: frozenset[int] | None = None,
+        refill: bool = False,
+        planned: PushPlan | None = None,
     ) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit.
 
@@ -160,19 +170,31 @@ class Feeder:
         a standard queue): a `client` consumer left without credit is marked owed only if
         something is left visible there (what else is visible, the pump that made it so
         marks for). `refill`: an ack's freed credit asked for it (no look first, above).
+        `planned`: the dispatch function's read of the consumers and their credit before
+        it appended (`plan_push`), not read again; when it found every consumer full, the
+        pump looks at no index (nothing could be leased) and only marks them owed.
 
         A consumer whose post fails (API Gateway erred) gets its messages given back and is
         skipped for the rest of this pump; the others are still fed, those messages included.
         The first such failure is raised once the others have been fed."""
         report = PumpReport()
         now_s = self._clock.now_ms() // 1000
-        # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
-        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
-        if not consumers or (not refill and not self._queues.has_visible(queue)):
+        holdings: dict[str, Holding] = {}
+        if planned is None:
+            # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
+            consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
+        else:
+            consumers = [c for c in planned.consumers if not c.credential_expired(now_s)]
+            # a record race the plan's push lost: counted again (the winner's record too)
+            holdings = {tag: h for tag, h in planned.holdings.items() if not h.lost}
+        if not consumers:
+            return report
+        # every consumer full: nothing to lease whatever is visible (no look at the index)
+        full = not refill and _all_full(consumers, holdings)
+        if not refill and not full and not self._queues.has_visible(queue):
             return report
         random.shuffle(consumers)  # no consumer is always first in line
         failures: list[Exception] = []
-        holdings: dict[str, Holding] = {}
         refed: set[str] = set()  # consumers fed again after a lost record race
         while True:
             undeliverable, failed = report.undeliverable, len(failures)
@@ -354,3 +376,12 @@ class Feeder:
         if holding is not None:
             holding.in_flight += len(deliveries)
         return deliveries
+
+
+def _all_full(consumers: Sequence[Consumer], holdings: Mapping[str, Holding]) -> bool:
+    """Whether every consumer is known to have no credit: each acknowledges by hand and
+    its holding, as counted already, fills its prefetch."""
+    return all(
+        c.ack != "auto" and (h := holdings.get(c.tag)) is not None and h.in_flight >= c.prefetch
+        for c in consumers
+    )
