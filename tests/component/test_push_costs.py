@@ -437,6 +437,54 @@ def test_a_pushed_batch_is_indexed_and_leased_in_one_write(
     assert (counts.visible, counts.in_flight) == (0, 0)
 
 
+def test_a_stream_batch_for_a_full_consumer_reads_its_consumers_once_and_no_index_page(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-individual consumer with prefetch 10 of a queue whose one producer
+    # sends to shard 7, pushed ten by the dispatch function and acking none (it is full)
+    from tests.inline_dispatch import INLINE_DISPATCH
+
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(
+        sessions,
+        "c1",
+        action="subscribe",
+        destination="/queue/full",
+        id="s1",
+        ack="client-individual",
+        prefetch=10,
+    )
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "full", 10)
+    dispatch()
+    assert len(_new_messages(pusher, 0)) == 10
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "full", 10)
+    start = meter.usage()
+
+    # When the dispatch function gets the next batch's stream record
+    assert dispatch() == {"batchItemFailures": []}
+    used = meter.usage() - start
+
+    # Then nothing more is pushed, the ten wait, and the batch cost three queries: the
+    # consumers and their credit (once each: the pump after the append starts from them)
+    # and the index's tail for the append, with no look at the index from its floor (the
+    # consumer could lease nothing, whatever waits there)
+    assert len(_new_messages(pusher, 10)) == 0
+    _, counts = broker.get_queue(ANONYMOUS, "full")
+    assert (counts.visible, counts.in_flight) == (10, 10)
+    assert used.requests.get("dynamodb:Query", 0) == 3
+    index = f"{aws.settings.messages_table} I#full#7"
+    assert used.partition_read_units[index] == 1  # the tail, strongly consistent
+
+
 def test_a_priority_queues_stream_batch_is_not_leased_in_the_append_its_highest_goes_first(
     sessions: Sessions,
     pusher: RecordingPusher,
