@@ -485,6 +485,50 @@ def test_a_stream_batch_for_a_full_consumer_reads_its_consumers_once_and_no_inde
     assert used.partition_read_units[index] == 1  # the tail, strongly consistent
 
 
+def test_the_credit_of_a_consumer_fed_in_small_pushes_is_counted_in_one_query(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-individual consumer with prefetch 100, pushed two messages by each of
+    # 20 stream batches (20 delivery records live: more than one first page of 16)
+    from tests.inline_dispatch import INLINE_DISPATCH
+
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _frame(
+        sessions,
+        "c1",
+        action="subscribe",
+        destination="/queue/small",
+        id="s1",
+        ack="client-individual",
+        prefetch=100,
+    )
+    two = [(f"e{i}", NewMessage(body=BODY)) for i in range(2)]
+    for _ in range(20):
+        with INLINE_DISPATCH.paused():
+            broker.send_batch(ANONYMOUS, "small", two)
+        dispatch()
+    assert len(_new_messages(pusher, 0)) == 40
+    with INLINE_DISPATCH.paused():
+        broker.send_batch(ANONYMOUS, "small", two)
+    start = meter.usage()
+
+    # When the next stream batch of two arrives
+    assert dispatch() == {"batchItemFailures": []}
+    used = meter.usage() - start
+
+    # Then the two are pushed, and the batch cost three queries: the consumers, their
+    # records (one page as long as the last count needed, not a page of 16 and the rest)
+    # and the index's tail
+    assert len(_new_messages(pusher, 40)) == 2
+    assert used.requests.get("dynamodb:Query", 0) == 3
+
+
 def test_a_priority_queues_stream_batch_is_not_leased_in_the_append_its_highest_goes_first(
     sessions: Sessions,
     pusher: RecordingPusher,
