@@ -437,7 +437,7 @@ def test_a_pushed_batch_is_indexed_and_leased_in_one_write(
     assert (counts.visible, counts.in_flight) == (0, 0)
 
 
-def test_a_stream_batch_for_a_full_consumer_reads_its_consumers_once_and_no_index_page(
+def test_a_stream_batch_for_a_full_consumer_counts_its_credit_once_and_reads_no_index_page(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
@@ -473,14 +473,15 @@ def test_a_stream_batch_for_a_full_consumer_reads_its_consumers_once_and_no_inde
     assert dispatch() == {"batchItemFailures": []}
     used = meter.usage() - start
 
-    # Then nothing more is pushed, the ten wait, and the batch cost three queries: the
-    # consumers and their credit (once each: the pump after the append starts from them)
-    # and the index's tail for the append, with no look at the index from its floor (the
-    # consumer could lease nothing, whatever waits there)
+    # Then nothing more is pushed, the ten wait, and the batch cost four queries: the
+    # consumers before the append and after it (strongly, for one that just subscribed),
+    # their credit once (the pump after the append takes the plan's count) and the index's
+    # tail for the append, with no look at the index from its floor (the consumer could
+    # lease nothing, whatever waits there)
     assert len(_new_messages(pusher, 10)) == 0
     _, counts = broker.get_queue(ANONYMOUS, "full")
     assert (counts.visible, counts.in_flight) == (10, 10)
-    assert used.requests.get("dynamodb:Query", 0) == 3
+    assert used.requests.get("dynamodb:Query", 0) == 4
     index = f"{aws.settings.messages_table} I#full#7"
     assert used.partition_read_units[index] == 1  # the tail, strongly consistent
 

@@ -55,9 +55,9 @@ PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `
 @dataclass
 class PushPlan:
     """What the dispatch function read of a queue's push consumers before it appends: the
-    consumers (strongly consistent) and the credit it counted, and the consumer it leases
-    the new messages to as it appends them, if one has credit. The pump after the append
-    starts from them (`Feeder.pump`): it reads neither again."""
+    consumers (eventually consistent) and the credit it counted, and the consumer it
+    leases the new messages to as it appends them, if one has credit. The pump after the
+    append counts no credit again (`Feeder.pump`)."""
 
     consumers: list[Consumer]
     holdings: dict[str, Holding]
@@ -94,9 +94,10 @@ class Feeder:
         selector), and how many it may take; None for a FIFO queue or one with priorities
         (their pumps read as ever).
 
-        The consumers are read strongly consistent, once: the pump after the append starts
-        from this read (a consumer that subscribes later pumps itself), and one gone has
-        its messages given back when its post fails."""
+        The consumers are read eventually consistent (half the units: most queues have
+        none, and the pump after the append reads them again, strongly): a consumer not
+        seen yet is fed by that pump, one seen with an old watermark gets less credit
+        (never more), one gone has its messages given back when its post fails."""
         if names.is_fifo(queue):
             return None
         try:
@@ -107,7 +108,9 @@ class Feeder:
             return None  # a pump leases from the highest lane first, not the append
         now = self._clock.now_ms()
         consumers = [
-            c for c in self._store.of_queue(queue) if not c.credential_expired(now // 1000)
+            c
+            for c in self._store.of_queue(queue, consistent=False)
+            if not c.credential_expired(now // 1000)
         ]
         plan = PushPlan(consumers=consumers, holdings={})
         # a selector's consumer is fed by the pump, which reads what it selects
@@ -150,8 +153,6 @@ class Feeder:
         outbox = Outbox(consumer)
         outbox.add(deliveries)
         self._poster.flush(outbox, plan.holdings, report)
-        if report.gone:  # closed: the pump after this one feeds the others
-            plan.consumers = [c for c in plan.consumers if c.connection.id not in report.gone]
         return report
 
     # ---- pumping -------------------------------------------------------------------------
@@ -170,8 +171,8 @@ class Feeder:
         a standard queue): a `client` consumer left without credit is marked owed only if
         something is left visible there (what else is visible, the pump that made it so
         marks for). `refill`: an ack's freed credit asked for it (no look first, above).
-        `planned`: the dispatch function's read of the consumers and their credit before
-        it appended (`plan_push`), not read again; when it found every consumer full, the
+        `planned`: the dispatch function's count of the consumers' credit before it
+        appended (`plan_push`), not counted again; when every consumer is known full, the
         pump looks at no index (nothing could be leased) and only marks them owed.
 
         A consumer whose post fails (API Gateway erred) gets its messages given back and is
@@ -179,16 +180,11 @@ class Feeder:
         The first such failure is raised once the others have been fed."""
         report = PumpReport()
         now_s = self._clock.now_ms() // 1000
-        holdings: dict[str, Holding] = {}
-        if planned is None:
-            # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
-            consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
-        else:
-            consumers = [c for c in planned.consumers if not c.credential_expired(now_s)]
-            # a record race the plan's push lost: counted again (the winner's record too)
-            holdings = {tag: h for tag, h in planned.holdings.items() if not h.lost}
+        # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
+        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
         if not consumers:
             return report
+        holdings = {} if planned is None else _counted(planned, consumers)
         # every consumer full: nothing to lease whatever is visible (no look at the index)
         full = not refill and _all_full(consumers, holdings)
         if not refill and not full and not self._queues.has_visible(queue):
@@ -376,6 +372,20 @@ class Feeder:
         if holding is not None:
             holding.in_flight += len(deliveries)
         return deliveries
+
+
+def _counted(planned: PushPlan, consumers: Sequence[Consumer]) -> dict[str, Holding]:
+    """The holdings a plan counted that still stand for these consumers: the same
+    subscription (not one made again since, with a new epoch), and no record race lost
+    (the winner's record is counted again)."""
+    epochs = {c.tag: c.epoch for c in planned.consumers}
+    return {
+        c.tag: holding
+        for c in consumers
+        if (holding := planned.holdings.get(c.tag)) is not None
+        and not holding.lost
+        and epochs.get(c.tag) == c.epoch
+    }
 
 
 def _all_full(consumers: Sequence[Consumer], holdings: Mapping[str, Holding]) -> bool:
