@@ -12,7 +12,6 @@ step): there is no public way to interleave them.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -1127,41 +1126,3 @@ def test_a_consumer_fed_only_by_the_dispatch_function_still_gets_what_waits_behi
     assert [m["body"] for m in _messages(pusher, "c1")[210:]] == [
         f"m{n:03d}" for n in range(210, 215)
     ]
-
-
-def test_a_pump_asked_for_while_another_thread_pumps_the_queue_is_done_by_that_one(
-    sessions: Sessions,
-    pusher: RecordingPusher,
-    broker: QueueService,
-    send: Send,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given a subscriber of `busy`, and a pump of the queue in another thread that is
-    # posting it the first message (API Gateway is slow to answer)
-    _connect(sessions, "c1")
-    _subscribe(sessions, "c1", "busy", prefetch=100)
-    send("busy", "first")
-    posting, answered = threading.Event(), threading.Event()
-    post = pusher.post
-
-    def slow_post(connection_id: str, data: bytes) -> bool:
-        posting.set()
-        answered.wait(2)
-        return post(connection_id, data)
-
-    monkeypatch.setattr(pusher, "post", slow_post)
-    running = threading.Thread(target=sessions.pump, args=("busy",))
-    running.start()
-    assert posting.wait(5)
-
-    # When a second message arrives and this thread pumps the queue meanwhile
-    send("busy", "second")
-    sessions.pump("busy")
-
-    # Then this pump is over at once, leasing nothing (no race for the subscriber's
-    # credit), and the running pump pushes the second message too, once it is done
-    assert _counts(broker, "busy") == (1, 1)
-    answered.set()
-    running.join(5)
-    assert _bodies(pusher, "c1") == ["first", "second"]
-    assert _counts(broker, "busy") == (0, 0)

@@ -39,7 +39,6 @@ from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
 from mqless.domain.push.credit import Holding, by_record, holding_of
 from mqless.domain.push.posting import Outbox, Poster, PumpReport
-from mqless.domain.push.pump_turns import TURNS, PumpAsk
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.queues.indexing import PushLease
 from mqless.domain.queues.leases import Taken
@@ -107,8 +106,6 @@ class Feeder:
             return None
         if config.max_priority is not None:
             return None  # a pump leases from the highest lane first, not the append
-        if TURNS.busy_elsewhere(queue):
-            return None  # its record would race that pump's: its next round takes them
         now = self._clock.now_ms()
         consumers = [
             c
@@ -180,35 +177,7 @@ class Feeder:
 
         A consumer whose post fails (API Gateway erred) gets its messages given back and is
         skipped for the rest of this pump; the others are still fed, those messages included.
-        The first such failure is raised once the others have been fed.
-
-        While another thread of this process pumps the queue, this pump is folded into
-        that one, which runs once more after (`pump_turns.py`): this returns at once."""
-        ask = PumpAsk(indexed=indexed, refill=refill)
-        if not TURNS.take(queue, ask):
-            return PumpReport()
-        report = PumpReport()
-        failure: Exception | None = None
-        while True:
-            try:
-                _add(report, self._pump(queue, ask, planned))
-            except Exception as exc:  # the folded asks are still done; then it is raised
-                failure = failure or exc
-            except BaseException:
-                TURNS.leave(queue)  # the process is going down: nothing more here
-                raise
-            planned = None  # counted before this round: the next counts again
-            folded = TURNS.done(queue)
-            if folded is None:
-                break
-            ask = folded
-        if failure is not None:
-            raise failure
-        return report
-
-    def _pump(self, queue: str, ask: PumpAsk, planned: PushPlan | None) -> PumpReport:
-        """One pump (`pump`), as asked."""
-        indexed, refill = ask.indexed, ask.refill
+        The first such failure is raised once the others have been fed."""
         report = PumpReport()
         now_s = self._clock.now_ms() // 1000
         # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
@@ -403,16 +372,6 @@ class Feeder:
         if holding is not None:
             holding.in_flight += len(deliveries)
         return deliveries
-
-
-def _add(total: PumpReport, report: PumpReport) -> None:
-    """Add one round's report to a pump's (its rounds of folded asks)."""
-    total.leased += report.leased
-    total.pushed += report.pushed
-    total.gone |= report.gone
-    total.failed |= report.failed
-    total.undeliverable += report.undeliverable
-    total.more = total.more or report.more
 
 
 def _counted(planned: PushPlan, consumers: Sequence[Consumer]) -> dict[str, Holding]:
