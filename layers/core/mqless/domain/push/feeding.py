@@ -37,7 +37,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import Holding, by_record, holding_of
+from mqless.domain.push.credit import Holding, all_full, by_record, holding_of, still_counted
 from mqless.domain.push.posting import Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.queues.indexing import PushLease
@@ -167,27 +167,16 @@ class Feeder:
     ) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit.
 
-        `indexed` (the dispatch function's pump of what it just indexed in these shards of
-        a standard queue): a `client` consumer left without credit is marked owed only if
-        something is left visible there (what else is visible, the pump that made it so
-        marks for). `refill`: an ack's freed credit asked for it (no look first, above).
-        `planned`: the dispatch function's count of the consumers' credit before it
-        appended (`plan_push`), not counted again; when every consumer is known full, the
-        pump looks at no index (nothing could be leased) and only marks them owed.
-
-        A consumer whose post fails (API Gateway erred) gets its messages given back and is
-        skipped for the rest of this pump; the others are still fed, those messages included.
-        The first such failure is raised once the others have been fed."""
+        `indexed`: the dispatch function's pump of what it just indexed in these shards (a
+        `client` consumer left without credit is marked owed only if something is left
+        visible there; what else is visible, the pump that made it so marks for); `refill`:
+        an ack's freed credit asked for it (no look first, above); `planned`: the credit
+        the dispatch function counted before it appended. A consumer whose post fails gets
+        its messages given back and is skipped for the rest of this pump (the others are
+        still fed, those included); the first such failure is raised after."""
         report = PumpReport()
-        now_s = self._clock.now_ms() // 1000
-        # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
-        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
-        if not consumers:
-            return report
-        holdings = {} if planned is None else _counted(planned, consumers)
-        # every consumer full: nothing to lease whatever is visible (no look at the index)
-        full = not refill and _all_full(consumers, holdings)
-        if not refill and not full and not self._queues.has_visible(queue):
+        consumers, holdings = self._live_consumers(queue, planned)
+        if not consumers or not (refill or self._has_work(queue, consumers, holdings)):
             return report
         random.shuffle(consumers)  # no consumer is always first in line
         failures: list[Exception] = []
@@ -201,12 +190,10 @@ class Feeder:
             finally:
                 for outbox in outboxes.values():
                     self._poster.flush_guarded(outbox, holdings, report, failures)
-            # Feed again now, not at the next pump, when this round freed something: a
-            # message dead-lettered as undeliverable (its consumer's credit, its FIFO
-            # group), or the messages of a consumer whose post failed (given back for the
-            # others to take), or credit an ack freed while this pump marked its consumer
-            # owed. Each such round removes a message or a consumer or takes an ack's
-            # credit, and the budget bounds them all.
+            # Feed again now when this round freed something: a message dead-lettered as
+            # undeliverable (its consumer's credit, its FIFO group), a failed post's given
+            # back, credit an ack freed while this pump marked its consumer owed. Each such
+            # round removes a message or a consumer or takes an ack's credit (bounded).
             lost = any(h.lost for h in holdings.values())
             refreshed = (
                 self._owe(queue, consumers, holdings, indexed, refed) if lost or not drained else {}
@@ -219,6 +206,26 @@ class Feeder:
         if failures:
             raise failures[0]
         return report
+
+    def _live_consumers(
+        self, queue: str, planned: PushPlan | None
+    ) -> tuple[list[Consumer], dict[str, Holding]]:
+        """The queue's consumers (strongly consistent) but those whose key or JWT expired
+        (they get nothing more: their next frame closes them), and the credit `planned`
+        counted for them that still stands."""
+        now_s = self._clock.now_ms() // 1000
+        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
+        if planned is None:
+            return consumers, {}
+        return consumers, still_counted(planned.consumers, planned.holdings, consumers)
+
+    def _has_work(
+        self, queue: str, consumers: Sequence[Consumer], holdings: Mapping[str, Holding]
+    ) -> bool:
+        """Whether a pump (not a refill) has anything to do: every consumer known full (to
+        be marked owed: nothing could be leased, so no look at the index), or something
+        visible to lease (`plan_push` counted `holdings` for what follows an append)."""
+        return all_full(consumers, holdings) or self._queues.has_visible(queue)
 
     def _feed(
         self,
@@ -372,26 +379,3 @@ class Feeder:
         if holding is not None:
             holding.in_flight += len(deliveries)
         return deliveries
-
-
-def _counted(planned: PushPlan, consumers: Sequence[Consumer]) -> dict[str, Holding]:
-    """The holdings a plan counted that still stand for these consumers: the same
-    subscription (not one made again since, with a new epoch), and no record race lost
-    (the winner's record is counted again)."""
-    epochs = {c.tag: c.epoch for c in planned.consumers}
-    return {
-        c.tag: holding
-        for c in consumers
-        if (holding := planned.holdings.get(c.tag)) is not None
-        and not holding.lost
-        and epochs.get(c.tag) == c.epoch
-    }
-
-
-def _all_full(consumers: Sequence[Consumer], holdings: Mapping[str, Holding]) -> bool:
-    """Whether every consumer is known to have no credit: each acknowledges by hand and
-    its holding, as counted already, fills its prefetch."""
-    return all(
-        c.ack != "auto" and (h := holdings.get(c.tag)) is not None and h.in_flight >= c.prefetch
-        for c in consumers
-    )

@@ -183,15 +183,12 @@ class Leases:
         floor = self.floor(queue, shard)
         began = self._clock.now_ms()
         empty = _EmptyLook(began, self._memory.freeing_stamp(queue, shard))
-        start = floor
         held: HeldRun | None = None
         if oldest_first:  # a push consumer's: past the run of held segments a look found
             held = self._memory.look_start(queue, shard, floor)
-            start, empty.wakes_at = held.start, held.wakes_at
+            empty.wakes_at = held.wakes_at
         try:
-            return self._look(
-                config, shard, start, floor, want, lease_ms, empty, held, wanted, acks
-            )
+            return self._look(config, shard, floor, want, lease_ms, empty, held, wanted, acks)
         finally:
             if held is not None:
                 self._passed_held(queue, shard, floor, held)
@@ -200,7 +197,6 @@ class Leases:
         self,
         config: QueueConfig,
         shard: int,
-        start: int,
         floor: int,
         want: int,
         lease_ms: int,
@@ -209,11 +205,10 @@ class Leases:
         wanted: Wanted | None,
         acks: Acks | None,
     ) -> list[Taken]:
-        """Read a standard shard's segments from `start` and lease what is free there (a push
-        consumer's look, `held` not None: oldest first, and pages of held segments it passes
-        count as settled ones do, up to a bound)."""
+        """Read a standard shard's segments and lease what is free there (a push consumer's
+        look, `held` given: oldest first, from where the run of held segments ends)."""
         queue, oldest_first = config.name, held is not None
-        pages = 0
+        start, pages = floor if held is None else held.start, 0
         while pages < MAX_SCAN_PAGES:
             scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
             segments = self._index.segments(queue, shard, start, limit=scan)
