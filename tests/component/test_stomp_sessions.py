@@ -616,6 +616,62 @@ def test_a_subscription_past_those_read_with_the_connection_is_still_acked(
     assert _counts(broker, "q11") == (0, 0)
 
 
+def test_a_message_nacked_behind_the_leased_segments_a_look_passed_is_the_next_pushed(
+    pusher: RecordingPusher, sessions: Sessions, broker: QueueService
+) -> None:
+    # Given 300 messages waiting in one shard and a client-individual subscriber with a
+    # prefetch of 100, pushed the first 100, whose ack of the tenth pushed ten more (that
+    # pump's look began past the ten leased segments, and the next would begin there too)
+    broker.put_queue(ANONYMOUS, "nacked", QueueSettings(shards=1))
+    for start in range(0, 300, 10):
+        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "nacked", entries)
+    _session("c1")
+    _sub("c1", "/queue/nacked", ack="client-individual", **{"activemq.prefetchSize": "100"})
+    first = _got(pusher, "c1", "MESSAGE")
+    for message in first[:10]:
+        _say("c1", "ACK", id=message.header("ack") or "")
+    assert len(_got(pusher, "c1", "MESSAGE")) == 110
+
+    # When it NACKs one of the leased ones, then acks the ten before it
+    _say("c1", "NACK", id=first[20].header("ack") or "")
+    for message in first[10:20]:
+        _say("c1", "ACK", id=message.header("ack") or "")
+
+    # Then the refused message is among the next pushed (the oldest free one), not left
+    # behind the run the earlier look passed
+    later = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[110:]]
+    assert first[20].header("message-id") in later
+    assert _got(pusher, "c1", "ERROR") == []
+
+
+def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pushed_again(
+    pusher: RecordingPusher, sessions: Sessions, broker: QueueService, clock: ManualClock
+) -> None:
+    # Given 300 messages waiting in one shard and a client-individual subscriber with a
+    # prefetch of 100, pushed the first 100, whose ack of the tenth pushed ten more (that
+    # pump's look began past the ten leased segments, and the next would begin there too)
+    broker.put_queue(ANONYMOUS, "lapsed", QueueSettings(shards=1, visibility_timeout=1))
+    for start in range(0, 300, 10):
+        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "lapsed", entries)
+    _session("c1")
+    _sub("c1", "/queue/lapsed", ack="client-individual", **{"activemq.prefetchSize": "100"})
+    first = _got(pusher, "c1", "MESSAGE")
+    for message in first[:10]:
+        _say("c1", "ACK", id=message.header("ack") or "")
+    assert len(_got(pusher, "c1", "MESSAGE")) == 110
+
+    # When their one-second leases run out unacked (sooner than the look's memory of the
+    # run would lapse) and the sweeper's pump comes
+    clock.advance(1.5)
+    sessions.pump("lapsed")
+
+    # Then the oldest of them are pushed again first, not the messages after the run
+    again = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[110:]]
+    assert again[:10] == [m.header("message-id") for m in first[10:20]]
+
+
 def test_expires_is_measured_against_the_broker_clock(
     pusher: RecordingPusher, sessions: Sessions, clock: ManualClock
 ) -> None:
@@ -658,9 +714,9 @@ def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once(
         _say("c1", "ACK", id=first[9].header("ack") or "")
     used = meter.usage()
 
-    # Then ten more are pushed, and the pump read the shard's index from its floor once:
-    # three pages of four segments to reach past the ten leased ones, 0.5 read units each
-    # (a look whether anything is visible before the receive's own read them twice)
+    # Then ten more are pushed, and the pump read the shard's index once, one page of four
+    # segments, 0.5 read units: its look began past the ten leased ones, where the look
+    # that leased them found them held (three pages from the floor before)
     assert len(_got(pusher, "c1", "MESSAGE")) == 110
     index = f"{aws.settings.messages_table} I#deep#0"
-    assert used.partition_read_units[index] == 1.5
+    assert used.partition_read_units[index] == 0.5

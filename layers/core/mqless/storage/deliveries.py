@@ -52,6 +52,11 @@ SEQ_DIGITS: Final = 10
 # records read at once from the newest: usually all that may be live (a prefetch-100 consumer
 # pushed ten at a time holds ten; a page of 8 made its every credit read two queries)
 FIRST_PAGE: Final = 16
+# a consumer fed in small pushes (the dispatch function's, a stream batch each: 1-5
+# messages under a burst) holds more: its first page is as long as its last read needed,
+# up to this (the same bytes as the two queries it took, in one)
+LONGEST_FIRST_PAGE: Final = 64
+SPANS_KEPT: Final = 1024  # consumers whose last read's length a process keeps
 
 
 def partition(queue: str) -> str:
@@ -132,6 +137,7 @@ class DeliveryRecords:
     def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self._db = dynamodb
         self._table = table_name
+        self._spans: dict[tuple[str, str], int] = {}  # records the last `recent` returned
 
     def recent(
         self, queue: str, prefix: str, *, floor: int = 0, upto: int | None = None
@@ -140,7 +146,9 @@ class DeliveryRecords:
         (or `upto`) down to the `lo` it names, and not below `floor`. Strongly consistent:
         what a pump counts as in flight is never less than what is."""
         high = _sk(prefix, upto) if upto is not None else prefix + "~"  # "~" sorts after digits
-        page = self._query(queue, _sk(prefix, floor), high, limit=FIRST_PAGE)
+        span = self._spans.get((queue, prefix), 0)
+        first_page = min(LONGEST_FIRST_PAGE, max(FIRST_PAGE, span + 2))
+        page = self._query(queue, _sk(prefix, floor), high, limit=first_page)
         records = [_record(queue, from_wire(item)) for item in page.get("Items", [])]
         if not records:
             return []
@@ -154,7 +162,11 @@ class DeliveryRecords:
                 start = more.get("LastEvaluatedKey")
                 if start is None:
                     break
-        return [r for r in records if r.seq >= bound]
+        found = [r for r in records if r.seq >= bound]
+        if len(self._spans) >= SPANS_KEPT:
+            self._spans.clear()
+        self._spans[(queue, prefix)] = len(found)
+        return found
 
     def put(self, queue: str, prefix: str, record: DeliveryRecord, *, expires_at: int) -> bool:
         """Write a new record; False if its seq is taken (another pump wrote it first)."""

@@ -82,6 +82,11 @@ class Freeings:
 
 
 FREEINGS = Freeings()
+RELEASES = Freeings()
+"""The same, for writes that may free a reference already in a full segment: a lease that
+ends or ends sooner (a release, a nack, a delay, a hand-back), not an append (appends fill
+only the tail). What a push consumer's look passed as held stays held until one of these,
+or until a lease or delay it saw ends (`domain/queues/shard_memory.py`)."""
 
 
 class IndexStore:
@@ -122,6 +127,11 @@ class IndexStore:
         (an append, a release): the same stamp later means no such write was made here since
         (other processes' writes are not counted)."""
         return FREEINGS.stamp(queue, shard)
+
+    def release_stamp(self, queue: str, shard: int) -> int:
+        """A stamp of this process's last write that may have freed a reference of the shard
+        in a segment before its tail (a lease that ends or ends sooner): `RELEASES`."""
+        return RELEASES.stamp(queue, shard)
 
     def segment(self, queue: str, shard: int, seq: int) -> Segment | None:
         """One segment, strongly consistent."""
@@ -316,6 +326,7 @@ class IndexStore:
         finally:
             if release or until != SETTLED:
                 FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees
+                RELEASES.wrote(queue, shard)
 
     def settle_any(self, queue: str, shard: int, seq: int, slots: Sequence[int]) -> Segment | None:
         """Settle refs whatever their lease (an operator's delete or purge); None if one

@@ -91,7 +91,11 @@ def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             report = wiring.indexer().index(
                 (item for _, item in batch.logged),
-                push={queue: plan.lease for queue, plan in batch.plans.items()},
+                push={
+                    queue: plan.lease
+                    for queue, plan in batch.plans.items()
+                    if plan.lease is not None
+                },
             )
         except Exception:
             logger.exception("indexing a stream batch failed; it will be retried")
@@ -106,8 +110,8 @@ def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _plan_pushes(batch: _Batch) -> None:
-    """For each standard queue the batch brings messages to: a push consumer to append
-    them leased to (one write for the index and the lease), if one has credit.
+    """For each standard queue the batch brings messages to: its push consumers, and one to
+    append them leased to (one write for the index and the lease), if one has credit.
 
     A plan that cannot be made is no plan: the pump after indexing feeds them as ever.
     If the append then fails, what it leased runs out with the lease, as any lease whose
@@ -154,12 +158,15 @@ def deliver(batch: _Batch) -> None:
     images = {(str(item["pk"]), str(item["sk"])): item for _, item in batch.logged}
     for queue in sorted(batch.queues):
         plan = batch.plans.get(queue)
-        if plan is not None:
+        if plan is not None and plan.lease is not None:
             try:
                 if sessions.push_leased(plan, images):
                     continue  # all it appended went out: nothing left for a pump
             except Exception:
                 logger.exception("pushing leased messages failed", extra={"queue": queue})
+                plan = None  # what it counted may be wrong now: the pump reads again
         # a queue woken by a marker (not indexed here) is pumped as any other pump is
         indexed = batch.indexed.get(queue)
-        sessions.try_pump(queue, indexed=None if indexed is None else frozenset(indexed))
+        sessions.try_pump(
+            queue, indexed=None if indexed is None else frozenset(indexed), planned=plan
+        )

@@ -112,7 +112,8 @@ class QueueConsumers:
     # ---- feeding (`feeding.py`) -----------------------------------------------------------
 
     def plan_push(self, queue: str) -> PushPlan | None:
-        """A consumer to lease what the dispatch function appends to (`Feeder.plan_push`)."""
+        """The consumers read before the dispatch function appends, and one to lease what it
+        appends to (`Feeder.plan_push`)."""
         return self._feeder.plan_push(queue)
 
     def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
@@ -120,11 +121,16 @@ class QueueConsumers:
         return self._feeder.push_leased(plan, images)
 
     def pump(
-        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+        self,
+        queue: str,
+        *,
+        indexed: frozenset[int] | None = None,
+        refill: bool = False,
+        planned: PushPlan | None = None,
     ) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit
         (`Feeder.pump`)."""
-        return self._feeder.pump(queue, indexed=indexed, refill=refill)
+        return self._feeder.pump(queue, indexed=indexed, refill=refill, planned=planned)
 
     # ---- settling (`settling.py`) ---------------------------------------------------------
 

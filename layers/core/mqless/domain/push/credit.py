@@ -41,6 +41,7 @@ today's threshold pumped once on the way down from full.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -136,3 +137,28 @@ def refill_by_record(
     if (record.base + position + 1) % refill_step(consumer.prefetch):
         return "no"
     return "if_owed" if needs_mark(record, consumer.prefetch) else "pump"
+
+
+def still_counted(
+    counted_for: Sequence[Consumer], holdings: Mapping[str, Holding], consumers: Sequence[Consumer]
+) -> dict[str, Holding]:
+    """The holdings counted for `counted_for` (the dispatch function's plan) that still
+    stand for these consumers: the same subscription (not one made again since, with a new
+    epoch), and no record race lost (the winner's record is counted again)."""
+    epochs = {c.tag: c.epoch for c in counted_for}
+    return {
+        c.tag: holding
+        for c in consumers
+        if (holding := holdings.get(c.tag)) is not None
+        and not holding.lost
+        and epochs.get(c.tag) == c.epoch
+    }
+
+
+def all_full(consumers: Sequence[Consumer], holdings: Mapping[str, Holding]) -> bool:
+    """Whether every consumer is known to have no credit: each acknowledges by hand and
+    its holding, as counted already, fills its prefetch."""
+    return all(
+        c.ack != "auto" and (h := holdings.get(c.tag)) is not None and h.in_flight >= c.prefetch
+        for c in consumers
+    )

@@ -37,7 +37,7 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import Holding, by_record, holding_of
+from mqless.domain.push.credit import Holding, all_full, by_record, holding_of, still_counted
 from mqless.domain.push.posting import Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.queues.indexing import PushLease
@@ -56,11 +56,15 @@ PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `
 
 @dataclass
 class PushPlan:
-    """A consumer the dispatch function leases new messages to as it appends them."""
+    """What the dispatch function read of a queue's push consumers before it appends: the
+    consumers (eventually consistent) and the credit it counted, and the consumer it
+    leases the new messages to as it appends them, if one has credit. The pump after the
+    append counts no credit again (`Feeder.pump`)."""
 
-    consumer: Consumer
-    lease: PushLease
+    consumers: list[Consumer]
     holdings: dict[str, Holding]
+    consumer: Consumer | None = None
+    lease: PushLease | None = None
 
 
 class Feeder:
@@ -86,10 +90,11 @@ class Feeder:
     # ---- feeding what the dispatch function appends leased ---------------------------------
 
     def plan_push(self, queue: str) -> PushPlan | None:
-        """Before the dispatch function appends a standard queue's new messages: a push
-        consumer to lease them to in the append itself (`indexing.PushLease`), chosen as a
-        pump's round would choose (at random among those with credit, no selector), and
-        how many it may take; None if none may.
+        """Before the dispatch function appends a standard queue's new messages: its push
+        consumers, and one to lease them to in the append itself (`indexing.PushLease`),
+        chosen as a pump's round would choose (at random among those with credit, no
+        selector), and how many it may take; None for a FIFO queue or one with priorities
+        (their pumps read as ever).
 
         The consumers are read eventually consistent (half the units: most queues have
         none, and the pump after the append reads them again, strongly): a consumer not
@@ -104,33 +109,34 @@ class Feeder:
         if config.max_priority is not None:
             return None  # a pump leases from the highest lane first, not the append
         now = self._clock.now_ms()
-        # a selector's consumer is fed by the pump, which reads what it selects
-        candidates = [
+        consumers = [
             c
             for c in self._store.of_queue(queue, consistent=False)
-            if not c.credential_expired(now // 1000) and c.selector is None
+            if not c.credential_expired(now // 1000)
         ]
+        plan = PushPlan(consumers=consumers, holdings={})
+        # a selector's consumer is fed by the pump, which reads what it selects
+        candidates = [c for c in consumers if c.selector is None]
         random.shuffle(candidates)
-        holdings: dict[str, Holding] = {}
         for consumer in candidates:
             credit = models.MAX_BATCH
             if consumer.ack != "auto":
-                holding = holding_of(self._records, consumer, holdings, self._clock.now_ms())
+                holding = holding_of(self._records, consumer, plan.holdings, now)
                 credit = min(credit, consumer.prefetch - holding.in_flight)
             if credit <= 0:
                 continue
             lease_ms = config.visibility_timeout * 1000
-            return PushPlan(
-                consumer=consumer,
-                lease=PushLease(credit=credit, until=now + lease_ms, token=new_token()),
-                holdings=holdings,
-            )
-        return None
+            plan.consumer = consumer
+            plan.lease = PushLease(credit=credit, until=now + lease_ms, token=new_token())
+            break
+        return plan
 
     def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
         """Push what the append leased to the plan's consumer (`plan_push`), as a pump's
         flush does: its record first, then the post; given back if the post fails."""
         consumer, report = plan.consumer, PumpReport()
+        if consumer is None or plan.lease is None:
+            return report
         taken = [
             Taken(
                 lease=Lease(consumer.queue, shard, "s", str(seq), slot, plan.lease.token),
@@ -154,27 +160,28 @@ class Feeder:
     # ---- pumping -------------------------------------------------------------------------
 
     def pump(
-        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+        self,
+        queue: str,
+        *,
+        indexed: frozenset[int] | None = None,
+        refill: bool = False,
+        planned: PushPlan | None = None,
     ) -> PumpReport:
         """Lease and push messages to the queue's consumers while they have credit.
 
-        `indexed` (the dispatch function's pump of what it just indexed in these shards of
-        a standard queue): a `client` consumer left without credit is marked owed only if
-        something is left visible there (what else is visible, the pump that made it so
-        marks for). `refill`: an ack's freed credit asked for it (no look first, above).
-
-        A consumer whose post fails (API Gateway erred) gets its messages given back and is
-        skipped for the rest of this pump; the others are still fed, those messages included.
-        The first such failure is raised once the others have been fed."""
+        `indexed`: the dispatch function's pump of what it just indexed in these shards (a
+        `client` consumer left without credit is marked owed only if something is left
+        visible there; what else is visible, the pump that made it so marks for); `refill`:
+        an ack's freed credit asked for it (no look first, above); `planned`: the credit
+        the dispatch function counted before it appended. A consumer whose post fails gets
+        its messages given back and is skipped for the rest of this pump (the others are
+        still fed, those included); the first such failure is raised after."""
         report = PumpReport()
-        now_s = self._clock.now_ms() // 1000
-        # a consumer whose key or JWT expired gets nothing more (its next frame closes it)
-        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
-        if not consumers or (not refill and not self._queues.has_visible(queue)):
+        consumers, holdings = self._live_consumers(queue, planned)
+        if not consumers or not (refill or self._has_work(queue, consumers, holdings)):
             return report
         random.shuffle(consumers)  # no consumer is always first in line
         failures: list[Exception] = []
-        holdings: dict[str, Holding] = {}
         refed: set[str] = set()  # consumers fed again after a lost record race
         while True:
             undeliverable, failed = report.undeliverable, len(failures)
@@ -185,12 +192,10 @@ class Feeder:
             finally:
                 for outbox in outboxes.values():
                     self._poster.flush_guarded(outbox, holdings, report, failures)
-            # Feed again now, not at the next pump, when this round freed something: a
-            # message dead-lettered as undeliverable (its consumer's credit, its FIFO
-            # group), or the messages of a consumer whose post failed (given back for the
-            # others to take), or credit an ack freed while this pump marked its consumer
-            # owed. Each such round removes a message or a consumer or takes an ack's
-            # credit, and the budget bounds them all.
+            # Feed again now when this round freed something: a message dead-lettered as
+            # undeliverable (its consumer's credit, its FIFO group), a failed post's given
+            # back, credit an ack freed while this pump marked its consumer owed. Each such
+            # round removes a message or a consumer or takes an ack's credit (bounded).
             lost = any(h.lost for h in holdings.values())
             refreshed = (
                 self._owe(queue, consumers, holdings, indexed, refed) if lost or not drained else {}
@@ -203,6 +208,26 @@ class Feeder:
         if failures:
             raise failures[0]
         return report
+
+    def _live_consumers(
+        self, queue: str, planned: PushPlan | None
+    ) -> tuple[list[Consumer], dict[str, Holding]]:
+        """The queue's consumers (strongly consistent) but those whose key or JWT expired
+        (they get nothing more: their next frame closes them), and the credit `planned`
+        counted for them that still stands."""
+        now_s = self._clock.now_ms() // 1000
+        consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
+        if planned is None:
+            return consumers, {}
+        return consumers, still_counted(planned.consumers, planned.holdings, consumers)
+
+    def _has_work(
+        self, queue: str, consumers: Sequence[Consumer], holdings: Mapping[str, Holding]
+    ) -> bool:
+        """Whether a pump (not a refill) has anything to do: every consumer known full (to
+        be marked owed: nothing could be leased, so no look at the index), or something
+        visible to lease (`plan_push` counted `holdings` for what follows an append)."""
+        return all_full(consumers, holdings) or self._queues.has_visible(queue)
 
     def _feed(
         self,

@@ -14,10 +14,21 @@ long-polling an idle queue read each shard about once per pause, not N times; a 
 receiver never skips a shard (its own looks are a pause apart). What other processes free
 is seen by the next look after the one that skipped (a pause later), as a read that was
 just made before the append would have.
+
+A push consumer's look (oldest first) also remembers where the run of full segments it
+passed from where it began ended, every reference in them held (leased or delayed) or
+settled: a consumer with a prefetch of 100 holds some ten segments at the floor, which
+every look would otherwise read again, page by page, before what waits behind them. The
+next such look begins there while this process released nothing in the shard (a nack, a
+hand-back, a shortened lease: `IndexStore.release_stamp`; appends fill only the tail), no
+lease or delay it saw has ended, and for at most HELD_MEMORY_MS (what other processes
+release: each pumps what it releases itself, so this only delays their messages for this
+process's looks). The floor itself moves as before, by the look that begins there.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,9 +37,10 @@ from typing import Final
 from mqless.domain.clock import Clock
 from mqless.domain.queues.leases import LeaseStats
 from mqless.storage.index import IndexStore
-from mqless.storage.segments import Cursor
+from mqless.storage.segments import Cursor, Segment
 
 FLOOR_CACHE_MS: Final = 2_000
+HELD_MEMORY_MS: Final = FLOOR_CACHE_MS  # how long a push look's run of held segments is kept
 RACING_MS: Final = 30_000  # how long a lost race, or a ticket, keeps a queue's receivers racing
 
 
@@ -48,6 +60,8 @@ class ShardMemory:
         self._home: dict[str, int] = {}
         # per shard: (when found empty, the freeing stamp before that read, when it wakes)
         self._empty: dict[tuple[str, int], tuple[int, int, int]] = {}
+        # per shard: the run of held segments a push consumer's look last passed
+        self._held: dict[tuple[str, int], HeldRun] = {}
         self.stats = LeaseStats()
 
     # ---- cursors and floors --------------------------------------------------------------
@@ -126,6 +140,8 @@ class ShardMemory:
                 del self._floor_hints[key]
             for key in [k for k in self._empty if k[0] == queue]:
                 del self._empty[key]
+            for key in [k for k in self._held if k[0] == queue]:
+                del self._held[key]
 
     # ---- tickets and racing ----------------------------------------------------------------
 
@@ -223,3 +239,75 @@ class ShardMemory:
             and self._clock.now_ms() < wakes_at
             and stamp == self._index.freeing_stamp(queue, shard)
         )
+
+    # ---- runs of held segments (push consumers' looks) ---------------------------------------
+
+    def passed_held(self, queue: str, shard: int, run: HeldRun) -> None:
+        """A push consumer's look found the segments before `run.past` (from where it began)
+        full, each reference held or settled; those before `run.settled_to` settled."""
+        with self._lock:
+            self._held[(queue, shard)] = run
+
+    def look_start(self, queue: str, shard: int, floor: int) -> HeldRun:
+        """Where a push consumer's look at the shard begins (call it before the look reads):
+        past the held run a recent look found (`passed_held`) while nothing there can have
+        come free, else at the floor."""
+        stamp = self._index.release_stamp(queue, shard)
+        with self._lock:
+            held = self._held.get((queue, shard))
+        now = self._clock.now_ms()
+        if (
+            held is None
+            or held.past <= floor
+            or now - held.read_at >= HELD_MEMORY_MS
+            or now >= held.wakes_at
+            or held.stamp != stamp
+        ):
+            return HeldRun(start=floor, settled_to=floor, read_at=now, stamp=stamp)
+        return HeldRun(
+            start=held.past,
+            settled_to=max(floor, held.settled_to),
+            read_at=held.read_at,
+            stamp=stamp,
+            wakes_at=held.wakes_at,
+        )
+
+
+class HeldRun:
+    """The run of full segments a push consumer's look passed from where it began, each
+    reference held (leased, delayed) or settled: where the next look may begin. Those from
+    the floor up to `settled_to` are all settled (the floor may move past them)."""
+
+    def __init__(
+        self, *, start: int, settled_to: int, read_at: int, stamp: int, wakes_at: int = sys.maxsize
+    ) -> None:
+        self.start = start
+        self.past = start  # the first segment not known held
+        self.settled_to = settled_to
+        self.read_at = read_at  # when the oldest part of the run was read
+        self.stamp = stamp  # the release stamp taken before that read
+        self.wakes_at = wakes_at  # when a lease or delay in the run ends
+        self._open = True
+
+    @property
+    def length(self) -> int:
+        return self.past - self.start
+
+    def passed(self, seq: int) -> bool:
+        """Whether every segment before `seq` (from the start) was found held."""
+        return self.past >= seq
+
+    def saw(self, segments: Sequence[Segment], now: int) -> None:
+        """Extend the run over the segments just read (in order, from `past` on)."""
+        for segment in segments:
+            if not self._open or segment.seq != self.past:
+                self._open = False
+                return
+            if not segment.full or any(e.free_at(now) for e in segment.entries):
+                self._open = False
+                return
+            ends = [e.until for e in segment.entries if e.until > now]
+            self.wakes_at = min([self.wakes_at, *ends])
+            if self.settled_to == segment.seq and segment.settled:
+                self.settled_to = segment.seq + 1
+            self.past = segment.seq + 1

@@ -49,7 +49,7 @@ from mqless.domain.queues.leases import (
 )
 from mqless.domain.queues.racing import Racing
 from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.shard_memory import ShardMemory
+from mqless.domain.queues.shard_memory import HeldRun, ShardMemory
 from mqless.domain.queues.turns import Turns
 from mqless.storage.fifo_segments import FifoEntry, FifoSegment
 from mqless.storage.groups import FifoIndex
@@ -149,25 +149,22 @@ class Leases:
         leaves nothing else to move the floor, and the look would end in settled segments
         before what waits behind them, until the sweeper moved it a minute later."""
         floor = self.floor(queue, shard)
-        start, passed, pages, found = floor, 0, 0, False
+        held = self._memory.look_start(queue, shard, floor)
+        start, pages, found = held.start, 0, False
         while pages < MAX_SCAN_PAGES and not found:
             segments = self._index.segments(
                 queue, shard, start, limit=SCAN_SEGMENTS, consistent=consistent
             )
             now = self._clock.now_ms()
-            for segment in segments:
-                if segment.seq == floor + passed and segment.settled and segment.full:
-                    passed += 1
-                elif any(e.free_at(now) and not e.expired(now) for e in segment.entries):
-                    found = True
-                    break
+            held.saw(segments, now)
+            found = any(e.free_at(now) and not e.expired(now) for s in segments for e in s.entries)
             if found or len(segments) < SCAN_SEGMENTS:
                 break
             start = segments[-1].seq + 1
-            # a page wholly passed costs no page, up to a bound (the floor moves past it)
-            if start > floor + passed or passed >= MAX_PASSED_SEGMENTS:
+            # a page wholly passed (held or settled) costs no page, up to a bound
+            if not held.passed(start) or held.length >= MAX_PASSED_SEGMENTS:
                 pages += 1
-        self._pass(queue, shard, floor, passed)
+        self._passed_held(queue, shard, floor, held)
         if found:
             self._memory.found_in(queue, shard)  # look here first next time
         return found
@@ -184,9 +181,35 @@ class Leases:
     ) -> list[Taken]:
         queue = config.name
         floor = self.floor(queue, shard)
-        start = floor
-        empty = _EmptyLook(self._clock.now_ms(), self._memory.freeing_stamp(queue, shard))
-        for _ in range(MAX_SCAN_PAGES):
+        began = self._clock.now_ms()
+        empty = _EmptyLook(began, self._memory.freeing_stamp(queue, shard))
+        held: HeldRun | None = None
+        if oldest_first:  # a push consumer's: past the run of held segments a look found
+            held = self._memory.look_start(queue, shard, floor)
+            empty.wakes_at = held.wakes_at
+        try:
+            return self._look(config, shard, floor, want, lease_ms, empty, held, wanted, acks)
+        finally:
+            if held is not None:
+                self._passed_held(queue, shard, floor, held)
+
+    def _look(
+        self,
+        config: QueueConfig,
+        shard: int,
+        floor: int,
+        want: int,
+        lease_ms: int,
+        empty: _EmptyLook,
+        held: HeldRun | None,
+        wanted: Wanted | None,
+        acks: Acks | None,
+    ) -> list[Taken]:
+        """Read a standard shard's segments and lease what is free there (a push consumer's
+        look, `held` given: oldest first, from where the run of held segments ends)."""
+        queue, oldest_first = config.name, held is not None
+        start, pages = floor if held is None else held.start, 0
+        while pages < MAX_SCAN_PAGES:
             scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
             segments = self._index.segments(queue, shard, start, limit=scan)
             if not segments:
@@ -194,7 +217,10 @@ class Leases:
                 return []
             now = self._clock.now_ms()
             empty.saw(segments, now)
-            self._pass_settled(queue, shard, floor, segments)
+            if held is not None:
+                held.saw(segments, now)
+            else:
+                self._pass_settled(queue, shard, floor, segments)
             with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
             if with_free and oldest_first:
                 taken = self._claims.claim_from(config, with_free, want, lease_ms, True, wanted)
@@ -208,6 +234,9 @@ class Leases:
                 empty.note(self._memory, queue, shard)  # read to its end: nothing free
                 return []
             start = segments[-1].seq + 1
+            # a page wholly passed as held costs no page, up to a bound
+            if held is None or not held.passed(start) or held.length >= MAX_PASSED_SEGMENTS:
+                pages += 1
         if (hint := self._memory.take_floor_hint(queue, shard)) is not None:
             # a look that read its every page without reaching anything free: the floor's
             # move waits for no ticket (none may come), or the next look would stop here too
@@ -245,6 +274,13 @@ class Leases:
                 config, shard, with_free, want - len(taken), lease_ms, acks, read_end=read_end
             )
         return taken
+
+    def _passed_held(self, queue: str, shard: int, floor: int, held: HeldRun) -> None:
+        """Keep where a push consumer's look found the held run to end, and move the floor
+        past the settled segments at its start once they are enough."""
+        if held.length:
+            self._memory.passed_held(queue, shard, held)
+        self._pass(queue, shard, floor, held.settled_to - floor)
 
     def _pass_settled(self, queue: str, shard: int, floor: int, segments: list[Segment]) -> None:
         """Move the floor past a run of settled segments once it is long enough."""

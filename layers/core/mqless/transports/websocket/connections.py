@@ -232,12 +232,18 @@ class Connections:
     # ---- feeding -------------------------------------------------------------------------
 
     def pump(
-        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+        self,
+        queue: str,
+        *,
+        indexed: frozenset[int] | None = None,
+        refill: bool = False,
+        planned: PushPlan | None = None,
     ) -> PumpReport:
         """Feed a queue's push consumers; connections found gone are closed. `indexed`:
         the dispatch function's pump, for what it indexed in these shards; `refill`: the
-        pump an ack's freed credit asked for (`consumers.pump`)."""
-        report = self.consumers.pump(queue, indexed=indexed, refill=refill)
+        pump an ack's freed credit asked for; `planned`: what the dispatch function read
+        of the consumers before it appended (`consumers.pump`)."""
+        report = self.consumers.pump(queue, indexed=indexed, refill=refill, planned=planned)
         if report.gone:
             self._close_all(report.gone)
         if report.more:
@@ -245,8 +251,9 @@ class Connections:
         return report
 
     def plan_push(self, queue: str) -> PushPlan | None:
-        """Before the dispatch function appends a queue's new messages: a push consumer to
-        lease them to in the append, if one may take them (`consumers.plan_push`)."""
+        """Before the dispatch function appends a queue's new messages: its push consumers,
+        and one to lease them to in the append, if one may take them
+        (`consumers.plan_push`)."""
         return self.consumers.plan_push(queue)
 
     def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> bool:
@@ -258,7 +265,8 @@ class Connections:
             self._close_all(report.gone)
         lease = plan.lease
         return (
-            lease.appended > 0
+            lease is not None
+            and lease.appended > 0
             and len(lease.leased) == lease.appended
             and report.pushed == lease.appended
             and not report.gone
@@ -266,7 +274,12 @@ class Connections:
         )
 
     def try_pump(
-        self, queue: str, *, indexed: frozenset[int] | None = None, refill: bool = False
+        self,
+        queue: str,
+        *,
+        indexed: frozenset[int] | None = None,
+        refill: bool = False,
+        planned: PushPlan | None = None,
     ) -> None:
         """`pump` after answering a client frame: a failure is logged, not the frame's.
 
@@ -274,7 +287,7 @@ class Connections:
         pump (a new message, an ack, the sweeper) tries again.
         """
         try:
-            self.pump(queue, indexed=indexed, refill=refill)
+            self.pump(queue, indexed=indexed, refill=refill, planned=planned)
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
 
