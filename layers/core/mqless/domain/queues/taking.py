@@ -1,29 +1,25 @@
-"""Taking messages: finding free messages in a queue, leasing them, and settling them
-(`Leases`, the one entry point the queue service uses), and a standard queue's look at
-its oldest segments.
+"""Taking messages: finding, leasing and settling them (`Leases`, the queue service's one
+entry point), and a standard queue's look at its oldest segments.
 
 A standard queue's messages are references in its index segments (`storage.index`); a
 FIFO queue's are references in one sequence of segments for the whole queue, each tagged
 with its group (`fifo_leases.py`). Taking messages is one conditional write per segment,
-whatever the number of messages it takes (`claiming.py`); so is settling them
-(`lease_changes.py`). What is taken is returned as `Taken` (the lease, the reference, the
-receive count); opening bodies and deciding to deliver, expire or dead-letter is the
-queue service's (`opening.py`).
+however many it takes (`claiming.py`); so is settling them (`lease_changes.py`). What is
+taken is a `Taken` (the lease, the reference, the receive count); opening bodies and
+deciding to deliver, expire or dead-letter is the queue service's (`opening.py`).
 
 Competing consumers: each process remembers, per queue, the shard where it last found
 messages and starts there (`shard_memory.py`); others start at a random shard. Within the
 oldest segments it takes a random choice of free references (unless `oldest_first`), so
 consumers reading the same segment rarely want the same reference. A lost race costs one
 failed conditional write (billed as a successful one); after one, or once another
-receiver took a ticket, receivers race by ticket (`racing.py`). A receiver that never
-competes never takes a ticket: a single consumer pays what it paid before. Push consumers
-(`oldest_first`) do not compete: the dispatch function feeds them in turn.
+receiver took a ticket, receivers race by ticket (`racing.py`); one alone never does.
+Push consumers (`oldest_first`) do not compete: the dispatch function feeds them in turn.
 
-Ack and take the next: a receive may carry leases to settle (`Acks`). Where one of them is
-in the segment the receive leases from, the lease's conditional write settles it too (one
-write where an ack and a receive would take two; a lone consumer's next message is most
-often in the segment of the one it acks). What no lease write carried is settled after the
-receive, as an ack request would (`settle_acks`).
+Ack and take the next: a receive may carry leases to settle (`Acks`). One in the segment
+the receive leases from is settled by the lease's own conditional write (one write, not
+two: a lone consumer's next message is most often in the segment of the one it acks); the
+rest after the receive, as an ack request would (`settle_acks`).
 """
 
 from __future__ import annotations
