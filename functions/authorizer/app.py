@@ -1,10 +1,13 @@
 """Lambda authorizer of both APIs: HTTP API requests and WebSocket `$connect` land here."""
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from mqless.start_up import start_up_frozen
 
-from mqless import wiring
-from mqless.observability import instrumented
-from mqless.transports.authorizer import authorize
+with start_up_frozen():  # in Lambda: the collector pauses while the function loads
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from mqless import wiring
+    from mqless.observability import instrumented
+    from mqless.transports.authorizer import authorize
 
 
 @instrumented(correlation_id_path="requestContext.requestId")

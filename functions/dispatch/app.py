@@ -1,9 +1,12 @@
 """Stream trigger: topic fan-out to durable and live subscribers; queue push consumers fed."""
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from mqless.start_up import start_up_frozen
 
-from mqless.observability import instrumented
-from mqless.transports.dispatch import handle_batch
+with start_up_frozen():  # in Lambda: the collector pauses while the function loads
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from mqless.observability import instrumented
+    from mqless.transports.dispatch import handle_batch
 
 
 @instrumented()

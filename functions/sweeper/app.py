@@ -4,10 +4,13 @@ became visible without a stream record (ended leases, delays), close connections
 credential expired or whose API key was revoked, and delete the temporary queues of
 connections that ended without `$disconnect`."""
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from mqless.start_up import start_up_frozen
 
-from mqless import wiring
-from mqless.observability import instrumented, logger
+with start_up_frozen():  # in Lambda: the collector pauses while the function loads
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from mqless import wiring
+    from mqless.observability import instrumented, logger
 
 
 @instrumented()

@@ -14,7 +14,8 @@ other request waits: stompjs runs of 500, 2,000 and 10,000 messages in one `mqle
 next full collection walks only what was made since. What is frozen is still freed when its
 last reference goes (stored items and their values hold no cycles); only a reference cycle
 that was alive at a full collection and dies later is left to the process's end, which
-Python's own `gc.freeze` documentation accepts for the same purpose.
+Python's own `gc.freeze` documentation accepts for the same purpose. Deployed functions
+freeze their own start-up in the same way (`mqless/start_up.py`, in Lambda only).
 """
 
 from __future__ import annotations

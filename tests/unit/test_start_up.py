@@ -1,0 +1,92 @@
+"""In Lambda a function's start-up objects are made without the garbage collector and then
+frozen out of its sight; anywhere else (tests, `mqless dev`) CPython's default stays."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mqless.start_up import start_up_frozen
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
+
+# A new execution environment: the interpreter imports the handler module, as Lambda's
+# runtime does, and reports the collector's state after it.
+_IMPORT_HANDLER = """
+import gc, json
+import app
+print(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def _after_cold_import(function: str, *, runtime_api: str | None) -> dict[str, int]:
+    """The collector's state once `function`'s handler module is imported in a new interpreter
+    (with Lambda's `AWS_LAMBDA_RUNTIME_API` set to `runtime_api`, or unset)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("AWS_LAMBDA_RUNTIME_API", "PYTHONPATH")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "layers" / "core"), str(ROOT / "functions" / function)]
+    )
+    if runtime_api is not None:
+        env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_HANDLER],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_in_lambda_a_function_s_start_up_is_frozen_and_the_collector_runs_after(
+    function: str,
+) -> None:
+    """Given Lambda's runtime (it sets AWS_LAMBDA_RUNTIME_API)
+    When a new execution environment imports the function's handler module
+    Then what the import made is in the permanent generation, out of every collection's walk,
+    and the collector is on again for what requests make
+    """
+    after = _after_cold_import(function, runtime_api="127.0.0.1:9001")
+
+    assert after["enabled"]
+    assert after["frozen"] > 50_000  # the modules, botocore's models, pydantic's validators
+
+
+def test_outside_lambda_importing_a_function_freezes_nothing() -> None:
+    """Given no Lambda runtime (tests, `mqless dev`, a script)
+    When the handler module is imported in a new interpreter
+    Then CPython's default stays: nothing frozen, the collector on
+    """
+    after = _after_cold_import("http_api", runtime_api=None)
+
+    assert after == {"enabled": True, "frozen": 0}
+
+
+def test_a_handler_import_that_fails_in_lambda_leaves_the_collector_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given Lambda's runtime and a handler module whose import raises
+    When the runtime has the error to report
+    Then the collector is on again (the process goes on making objects)
+    """
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    assert gc.isenabled()
+
+    with pytest.raises(ImportError), start_up_frozen():
+        raise ImportError("No module named 'missing'")
+
+    assert gc.isenabled()
