@@ -40,6 +40,14 @@ def _frame(sessions: Sessions, connection_id: str, **frame: Any) -> None:
     handle_text(sessions, info, json.dumps(frame))
 
 
+def _subscribe(sessions: Sessions, queue: str, ack: str, prefetch: int | None = None) -> None:
+    """Connection c1 subscribes to `queue` as s1 (each test's consumer)."""
+    frame: dict[str, Any] = {"destination": f"/queue/{queue}", "id": "s1", "ack": ack}
+    if prefetch is not None:
+        frame["prefetch"] = prefetch
+    _frame(sessions, "c1", action="subscribe", **frame)
+
+
 def _send_batches(broker: QueueService, queue: str, count: int) -> None:
     for start in range(0, count, 10):
         entries = [(f"e{i}", NewMessage(body=BODY)) for i in range(start, start + 10)]
@@ -92,15 +100,7 @@ def test_pushing_and_acking_50_messages_with_prefetch_100_bills_these_write_unit
 
     # When a consumer subscribes with prefetch 100 and acks what it is pushed as its mode
     # says: nothing (auto), the last message (client), each message (client-individual)
-    _frame(
-        sessions,
-        "c1",
-        action="subscribe",
-        destination=f"/queue/{queue}",
-        id="s1",
-        ack=ack,
-        prefetch=100,
-    )
+    _subscribe(sessions, queue, ack, prefetch=100)
     pushed = _new_messages(pusher, 0)
     if ack == "client":
         _frame(sessions, "c1", action="ack", id=pushed[-1]["ack"])
@@ -133,7 +133,7 @@ def test_a_stream_of_batches_acked_cumulatively_bills_0_4_write_units_per_messag
     # one producer sends to shard 7 (every random draw is the highest)
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(sessions, "c1", action="subscribe", destination="/queue/stream", id="s1", ack="client")
+    _subscribe(sessions, "stream", "client")
     counted = Usage()
     seen = 0
 
@@ -173,7 +173,7 @@ def test_an_ack_of_a_consumer_that_keeps_up_with_its_producer_pumps_nothing(
     # 10 sent to shard 7 of the queue's 8, indexed and pushed by the dispatch function
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(sessions, "c1", action="subscribe", destination="/queue/kept", id="s1", ack="client")
+    _subscribe(sessions, "kept", "client")
     _send_batches(broker, "kept", 10)
     sessions.pump("kept", indexed=frozenset({7}))
     pushed = _new_messages(pusher, 0)
@@ -239,15 +239,7 @@ def test_a_pump_after_new_messages_reads_the_shard_they_are_in_not_the_empty_one
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     broker.put_queue(ANONYMOUS, "spread", QueueSettings(shards=4))
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(
-        sessions,
-        "c1",
-        action="subscribe",
-        destination="/queue/spread",
-        id="s1",
-        ack="client",
-        prefetch=10,
-    )
+    _subscribe(sessions, "spread", "client", prefetch=10)
     _send_batches(broker, "spread", 10)
     sessions.pump("spread")
     pushed = _new_messages(pusher, 0)
@@ -407,7 +399,7 @@ def test_a_pushed_batch_is_indexed_and_leased_in_one_write(
 
     dispatch = _dispatch(aws, sessions, monkeypatch)
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(sessions, "c1", action="subscribe", destination="/queue/one", id="s1", ack="client")
+    _subscribe(sessions, "one", "client")
     with INLINE_DISPATCH.paused():
         _send_batches(broker, "one", 10)
     dispatch()
@@ -452,15 +444,7 @@ def test_a_stream_batch_for_a_full_consumer_counts_its_credit_once_and_reads_no_
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     dispatch = _dispatch(aws, sessions, monkeypatch)
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(
-        sessions,
-        "c1",
-        action="subscribe",
-        destination="/queue/full",
-        id="s1",
-        ack="client-individual",
-        prefetch=10,
-    )
+    _subscribe(sessions, "full", "client-individual", prefetch=10)
     with INLINE_DISPATCH.paused():
         _send_batches(broker, "full", 10)
     dispatch()
@@ -500,15 +484,7 @@ def test_the_credit_of_a_consumer_fed_in_small_pushes_is_counted_in_one_query(
 
     dispatch = _dispatch(aws, sessions, monkeypatch)
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(
-        sessions,
-        "c1",
-        action="subscribe",
-        destination="/queue/small",
-        id="s1",
-        ack="client-individual",
-        prefetch=100,
-    )
+    _subscribe(sessions, "small", "client-individual", prefetch=100)
     two = [(f"e{i}", NewMessage(body=BODY)) for i in range(2)]
     for _ in range(20):
         with INLINE_DISPATCH.paused():
@@ -543,15 +519,7 @@ def test_a_priority_queues_stream_batch_is_not_leased_in_the_append_its_highest_
     dispatch = _dispatch(aws, sessions, monkeypatch)
     broker.put_queue(ANONYMOUS, "lanes", QueueSettings(max_priority=9))
     sessions.open(Connection("c1"), ANONYMOUS)
-    _frame(
-        sessions,
-        "c1",
-        action="subscribe",
-        destination="/queue/lanes",
-        id="s1",
-        ack="client",
-        prefetch=1,
-    )
+    _subscribe(sessions, "lanes", "client", prefetch=1)
     # and one batch sent with a low-priority message before an urgent one, not yet indexed
     with INLINE_DISPATCH.paused():
         broker.send_batch(
