@@ -616,19 +616,27 @@ def test_a_subscription_past_those_read_with_the_connection_is_still_acked(
     assert _counts(broker, "q11") == (0, 0)
 
 
+def _hundred_pushed_of_300(
+    broker: QueueService, pusher: RecordingPusher, queue: str, **settings: Any
+) -> list[Frame]:
+    """300 messages sent to a one-shard `queue`, and the first 100 of them pushed to c1, a
+    client-individual subscriber with a prefetch of 100 (ten index segments leased)."""
+    broker.put_queue(ANONYMOUS, queue, QueueSettings(shards=1, **settings))
+    for start in range(0, 300, 10):
+        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, queue, entries)
+    _session("c1")
+    _sub("c1", f"/queue/{queue}", ack="client-individual", **{"activemq.prefetchSize": "100"})
+    return _got(pusher, "c1", "MESSAGE")
+
+
 def test_a_message_nacked_behind_the_leased_segments_a_look_passed_is_the_next_pushed(
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given 300 messages waiting in one shard and a client-individual subscriber with a
     # prefetch of 100, pushed the first 100, whose ack of the tenth pushed ten more (that
     # pump's look began past the ten leased segments, and the next would begin there too)
-    broker.put_queue(ANONYMOUS, "nacked", QueueSettings(shards=1))
-    for start in range(0, 300, 10):
-        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
-        broker.send_batch(ANONYMOUS, "nacked", entries)
-    _session("c1")
-    _sub("c1", "/queue/nacked", ack="client-individual", **{"activemq.prefetchSize": "100"})
-    first = _got(pusher, "c1", "MESSAGE")
+    first = _hundred_pushed_of_300(broker, pusher, "nacked")
     for message in first[:10]:
         _say("c1", "ACK", id=message.header("ack") or "")
     assert len(_got(pusher, "c1", "MESSAGE")) == 110
@@ -651,13 +659,7 @@ def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pus
     # Given 300 messages waiting in one shard and a client-individual subscriber with a
     # prefetch of 100, pushed the first 100, whose ack of the tenth pushed ten more (that
     # pump's look began past the ten leased segments, and the next would begin there too)
-    broker.put_queue(ANONYMOUS, "lapsed", QueueSettings(shards=1, visibility_timeout=1))
-    for start in range(0, 300, 10):
-        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
-        broker.send_batch(ANONYMOUS, "lapsed", entries)
-    _session("c1")
-    _sub("c1", "/queue/lapsed", ack="client-individual", **{"activemq.prefetchSize": "100"})
-    first = _got(pusher, "c1", "MESSAGE")
+    first = _hundred_pushed_of_300(broker, pusher, "lapsed", visibility_timeout=1)
     for message in first[:10]:
         _say("c1", "ACK", id=message.header("ack") or "")
     assert len(_got(pusher, "c1", "MESSAGE")) == 110
@@ -697,13 +699,7 @@ def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once(
     """What the refill costs is the point: metered as AWS bills it (`mqless_cli.billing`)."""
     # Given 300 messages waiting in one shard, and a client-individual subscriber with a
     # prefetch of 100, pushed the first 100 (ten index segments leased past the floor)
-    broker.put_queue(ANONYMOUS, "deep", QueueSettings(shards=1))
-    for start in range(0, 300, 10):
-        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
-        broker.send_batch(ANONYMOUS, "deep", entries)
-    _session("c1")
-    _sub("c1", "/queue/deep", ack="client-individual", **{"activemq.prefetchSize": "100"})
-    first = _got(pusher, "c1", "MESSAGE")
+    first = _hundred_pushed_of_300(broker, pusher, "deep")
     assert len(first) == 100
     for message in first[:9]:
         _say("c1", "ACK", id=message.header("ack") or "")
