@@ -927,18 +927,33 @@ def test_the_dispatch_functions_pump_looks_in_the_shards_it_indexed_instead_of_m
     assert meter.usage().partition_write_units[consumers] == 1
 
 
+@pytest.mark.parametrize(
+    ("ack", "prefetch"),
+    [
+        ("client", 3),
+        # STOMP's default prefetch: every ack counts the consumer's holding
+        ("client-individual", 10),
+        # acks decide their refill from their records (`credit.by_record`)
+        ("client-individual", 20),
+    ],
+)
 def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
     send: Send,
     monkeypatch: pytest.MonkeyPatch,
+    ack: str,
+    prefetch: int,
 ) -> None:
-    # Given a client-mode consumer with prefetch 3 and two messages waiting in shard 7
-    # (every random draw is the highest)
+    """The shape of a durable subscriber joining a replay (tests/e2e/test_replay_dev.py):
+    the subscribe's pump pushes the replayed messages while the dispatch function's pump
+    of one published just after races it for the consumer's first record."""
+    # Given a consumer acking by hand and two messages waiting in shard 7 (every random
+    # draw is the highest)
     monkeypatch.setattr("random.randrange", lambda n: n - 1)
     _connect(sessions, "c1")
-    _subscribe(sessions, "c1", "race", ack="client", prefetch=3)
+    _subscribe(sessions, "c1", "race", ack=ack, prefetch=prefetch)
     send("race", "m1", "m2")
 
     # When two dispatch pumps count the same credit: the first leases m1 and m2, and
@@ -959,7 +974,7 @@ def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     sessions.pump("race", indexed=frozenset({7}))
 
     # Then the losing pump counts the consumer's credit again (the winner's record holds
-    # one of three) and pushes it the two it gave back, at once: no ack, no sweeper
+    # one message) and pushes it the two it gave back, at once: no ack, no sweeper
     assert raced == [True]
     assert [m["body"] for m in _messages(pusher, "c1")] == ["m3", "m1", "m2"]
     assert _counts(broker, "race") == (0, 3)

@@ -6,21 +6,13 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 
-from tests.e2e.conftest import SWEEP_EVERY_SECOND, DevServer
+from tests.e2e.conftest import DevServer
 from tests.e2e.test_stomppy import QUIET, stomppy, unique
 
 # the subscribe answers once the replay is in the queue: the join waits for every
 # dispatcher's view of the subscriptions (about 8 s, docs/storage-engine.md "Replay")
 REPLAY_WAIT = 30.0
-
-
-@pytest.fixture(scope="module")
-def mqless_dev_flags() -> tuple[str, ...]:
-    """This module's `mqless dev` sweeps every second, as every e2e server did before: the
-    live message after a replay's join reaches the subscriber at a sweep (being examined)."""
-    return SWEEP_EVERY_SECOND
 
 
 def test_stomppy_durable_subscriber_from_the_first_offset_gets_what_it_missed_then_live_ones(

@@ -58,7 +58,7 @@ class Holding:
     next_seq: int  # the seq of the next record
     in_flight: int
     low: int  # the lowest seq that may hold anything (the next record's `lo`)
-    lost: bool = False  # another pump wrote a record first: it feeds this consumer now
+    lost: bool = False  # another pump wrote a record first: this one counts and feeds again
     starved: bool = False  # it had no credit when this pump would have leased for it
     next_base: int = 0  # the number of the next record's first message (`DeliveryRecord.base`)
     uncovered: int = 0  # client-individual: 1 + the highest seq of a live record `needs_mark`

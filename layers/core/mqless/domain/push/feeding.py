@@ -288,8 +288,8 @@ class Feeder:
         again and fed if an ack freed credit meanwhile (that ack may have read the mark
         before it was raised).
         """
-        refreshed: dict[str, Consumer] = {}
-        starved = self._starved_client(consumers, holdings, refed, refreshed)
+        refreshed = self._refed_after_lost_race(consumers, holdings, refed)
+        starved = self._starved_client(consumers, holdings)
         individual = self._uncovered(consumers, holdings)
         # a consumer that keeps up is filled to its credit by the pump of what was just
         # indexed: one strongly consistent look at those shards, not a mark and a pump
@@ -312,11 +312,30 @@ class Feeder:
         return refreshed
 
     @staticmethod
+    def _refed_after_lost_race(
+        consumers: Sequence[Consumer], holdings: dict[str, Holding], refed: set[str]
+    ) -> dict[str, Consumer]:
+        """The consumers, in either client mode, for which another pump wrote a delivery
+        record first, so that this one gave its leases back: to be counted again from the
+        records (the winner's included) and fed what is left, once.
+
+        The winner cannot be left to feed them: it may have looked at the queue before
+        what this pump leased was appended (a subscribe's pump racing the dispatch
+        function's pump of a message published just after), and then nothing but the
+        sweeper would push it. A second loss is left as any consumer without credit."""
+        refreshed: dict[str, Consumer] = {}
+        for consumer in consumers:
+            holding = holdings.get(consumer.tag)
+            if holding is None or not holding.lost or consumer.tag in refed:
+                continue
+            refed.add(consumer.tag)
+            holdings.pop(consumer.tag)
+            refreshed[consumer.tag] = consumer
+        return refreshed
+
+    @staticmethod
     def _starved_client(
-        consumers: Sequence[Consumer],
-        holdings: dict[str, Holding],
-        refed: set[str],
-        refreshed: dict[str, Consumer],
+        consumers: Sequence[Consumer], holdings: dict[str, Holding]
     ) -> list[Consumer]:
         """The `client` consumers this pump left without credit, to be marked owed."""
         starved = [
@@ -324,17 +343,8 @@ class Feeder:
             for c in consumers
             if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
         ]
-        for consumer in list(starved):
-            holding = holdings[consumer.tag]
-            holding.starved = False
-            if holding.lost and consumer.tag not in refed:
-                # another pump wrote a record first and this one gave its leases back:
-                # count its credit again from the records (the winner's included) and feed
-                # it what is left, once; a second loss marks it owed like any other
-                refed.add(consumer.tag)
-                holdings.pop(consumer.tag)
-                refreshed[consumer.tag] = consumer
-                starved.remove(consumer)
+        for consumer in starved:
+            holdings[consumer.tag].starved = False
         return starved
 
     @staticmethod
@@ -343,7 +353,8 @@ class Feeder:
     ) -> list[tuple[Consumer, int]]:
         """The `client-individual` consumers this pump left without credit whose owed mark
         must rise (`credit.py`), each with the seq it must rise to. One whose record another
-        pump wrote first is that pump's to feed and mark."""
+        pump wrote first is fed again (`_refed_after_lost_race`), or, lost twice, left to
+        that pump."""
         found: list[tuple[Consumer, int]] = []
         for consumer in consumers:
             holding = holdings.get(consumer.tag)

@@ -151,7 +151,7 @@ class Poster:
         record: DeliveryRecord | None = None
         if holding is not None:
             record = self._record(consumer, holding, seq, gen, leased, leases, rendered.refused)
-            if record is None:  # another pump took this seq: it feeds this consumer now
+            if record is None:  # another pump took this seq: counted again, fed again
                 self._queues.settle_leases(principal, consumer.queue, leases, outcome="hand_back")
                 return
         self._post(consumer, leased, leases, rendered, record, report)
@@ -217,8 +217,8 @@ class Poster:
         )
         expires_at = until // 1000 + CONSUMER_SECONDS
         if not self._records.put(consumer.queue, consumer.records, record, expires_at=expires_at):
-            # its leases go back: the pump that won feeds it, and this one marks it owed,
-            # as it leaves the messages it gave back (`feeding.py`)
+            # its leases go back: this pump counts the consumer again, the winner's record
+            # included, and feeds it what it gave back (`feeding.py`)
             holding.lost = holding.starved = True
             holding.in_flight -= len(leased)
             return None
