@@ -10,22 +10,18 @@ receivers bill (`mqless_cli.billing`, as in test_costs.py).
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.fifo_leases import FifoLeases
 from mqless.domain.queues.service import QueueService
 from mqless.storage.dynamo import Item, from_wire
 from mqless_cli.billing import Meter
 from tests.component.conftest import Aws
+from tests.component.receivers_at_once import meet_between_look_and_claim, receive_at_once
 from tests.inline_dispatch import INLINE_DISPATCH
 
 P = ANONYMOUS
@@ -56,24 +52,11 @@ def test_receivers_of_one_process_that_look_at_once_lose_no_claim(
     _send_ten_groups(broker)
     # ... and two receivers of one process whose looks would overlap: each, having found
     # its heads, waits (a second at most) for the other to have found its own
-    both_looked = threading.Barrier(2, timeout=1)
-    find_heads = FifoLeases._find_heads
-
-    def find_heads_at_once(self: FifoLeases, *args: Any, **kwargs: Any) -> Any:
-        heads = find_heads(self, *args, **kwargs)
-        with contextlib.suppress(threading.BrokenBarrierError):  # the other did not look
-            both_looked.wait()
-        return heads
-
-    monkeypatch.setattr(FifoLeases, "_find_heads", find_heads_at_once)
+    meet_between_look_and_claim(monkeypatch, FifoLeases, "_find_heads", after=True)
     before = meter.usage()
 
     # When both receive up to ten at the same moment
-    def receive(_: int) -> list[Delivery]:
-        return broker.receive(P, QUEUE, max_messages=10)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        received = [d for ds in pool.map(receive, range(2)) for d in ds]
+    received = receive_at_once(broker, P, QUEUE)
     used = meter.usage() - before
 
     # Then the ten messages are delivered once each, leased in one write (1 unit), and no

@@ -6,21 +6,19 @@ from one; a WebSocket function's pumps share theirs): their looks at a shard tak
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from mqless.domain.access.principals import ANONYMOUS
-from mqless.domain.messages import Delivery, NewMessage
+from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.claiming import Claims
 from mqless.domain.queues.service import QueueService
 from mqless.storage import keys
 from mqless_cli.billing import Meter
 from tests.component.conftest import Aws
+from tests.component.receivers_at_once import meet_between_look_and_claim, receive_at_once
 
 P = ANONYMOUS
 QUEUE = "turns"
@@ -35,23 +33,11 @@ def test_receivers_of_one_process_that_look_at_once_lose_no_race(
     assert broker.send_batch(P, QUEUE, entries)[1] == []
     # ... and two receivers of one process whose looks would overlap: each, having read the
     # segment and chosen its messages, waits (a second at most) for the other to have too
-    both_looked = threading.Barrier(2, timeout=1)
-    claim_from = Claims.claim_from
-
-    def claim_from_at_once(self: Claims, *args: Any, **kwargs: Any) -> Any:
-        with contextlib.suppress(threading.BrokenBarrierError):  # the other did not look
-            both_looked.wait()
-        return claim_from(self, *args, **kwargs)
-
-    monkeypatch.setattr(Claims, "claim_from", claim_from_at_once)
+    meet_between_look_and_claim(monkeypatch, Claims, "claim_from", after=False)
     before = meter.usage()
 
     # When both receive up to ten at the same moment
-    def receive(_: int) -> list[Delivery]:
-        return broker.receive(P, QUEUE, max_messages=10)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        received = [d for ds in pool.map(receive, range(2)) for d in ds]
+    received = receive_at_once(broker, P, QUEUE)
     used = meter.usage() - before
 
     # Then the ten messages are delivered once each, leased in one write (1 unit); no write
