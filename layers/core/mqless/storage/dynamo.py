@@ -113,6 +113,35 @@ def batch_write(client: Any, table: str, requests: Sequence[Any]) -> None:
             time.sleep(min(0.05 * 2**attempt, 1.0))
 
 
+BATCH_GET_KEYS = 100  # DynamoDB's limit of keys per BatchGetItem
+
+
+def batch_get(
+    client: Any, table: str, keys: Sequence[WireItem], *, consistent: bool = False, tries: int = 8
+) -> tuple[list[WireItem], list[WireItem]]:
+    """The items of these keys, 100 keys per BatchGetItem, each call again with what DynamoDB
+    left unprocessed, up to `tries` calls: (the items found, in wire form; the keys still
+    unprocessed after the last call). A key with no item is in neither."""
+    found: list[WireItem] = []
+    unprocessed: list[WireItem] = []
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        request: dict[str, Any] = {
+            table: {
+                "Keys": list(keys[start : start + BATCH_GET_KEYS]),
+                "ConsistentRead": consistent,
+            }
+        }
+        for _ in range(tries):
+            with translated_errors():
+                response = client.batch_get_item(RequestItems=request)
+            found.extend(response.get("Responses", {}).get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        unprocessed.extend(request.get(table, {}).get("Keys", []) if request else [])
+    return found, unprocessed
+
+
 def drop_partition(client: Any, table: str, partition: str) -> None:
     """Delete every item of a partition, 25 per request."""
     kwargs: dict[str, Any] = {

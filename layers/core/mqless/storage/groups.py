@@ -32,6 +32,7 @@ from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
 from mqless.storage.dynamo import (
+    batch_get,
     drop_partition,
     from_wire,
     to_wire,
@@ -92,24 +93,12 @@ class FifoIndex:
         self, queue: str, shards: int, seqs: Iterable[int], *, consistent: bool = False
     ) -> dict[int, FifoSegment]:
         """The segments of these numbers that exist (one BatchGetItem per 100)."""
-        wanted = list(dict.fromkeys(seqs))
+        wanted = [self._key(queue, shards, s) for s in dict.fromkeys(seqs)]
+        items, _ = batch_get(self._db, self._table, wanted, consistent=consistent)
         found: dict[int, FifoSegment] = {}
-        for start in range(0, len(wanted), MAX_BATCH_GET):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [self._key(queue, shards, s) for s in wanted[start : start + 100]],
-                    "ConsistentRead": consistent,
-                }
-            }
-            for _ in range(8):
-                with translated_errors():
-                    response = self._db.batch_get_item(RequestItems=request)
-                for raw in response.get("Responses", {}).get(self._table, []):
-                    segment = segment_from_item(queue, shards, from_wire(raw))
-                    found[segment.seq] = segment
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
+        for raw in items:
+            segment = segment_from_item(queue, shards, from_wire(raw))
+            found[segment.seq] = segment
         return found
 
     def ordered(

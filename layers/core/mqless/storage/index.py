@@ -22,11 +22,12 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from mqless.domain.errors import Throttled
 from mqless.storage import keys, lane_marks
 from mqless.storage.dynamo import (
+    batch_get,
     conditional_write,
     drop_partition,
     from_wire,
@@ -54,8 +55,6 @@ from mqless.storage.segments import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-MAX_BATCH_GET: Final = 100  # keys per BatchGetItem
 
 
 class Freeings:
@@ -171,27 +170,16 @@ class IndexStore:
         eventually consistent, billed as the same reads one by one). A shard whose key
         DynamoDB still left unprocessed after a few tries is not in the answer."""
         shard_of = {keys.index_partition(queue, shard): shard for shard in shards}
-        partitions = list(shard_of)
+        wanted = [to_wire({"pk": pk, "sk": keys.CURSOR}) for pk in shard_of]
+        items, left = batch_get(self._db, self._table, wanted, tries=4)
         found: dict[int, Cursor] = {}
-        for start in range(0, len(partitions), MAX_BATCH_GET):
-            asked = partitions[start : start + MAX_BATCH_GET]
-            request: dict[str, Any] = {
-                self._table: {"Keys": [to_wire({"pk": pk, "sk": keys.CURSOR}) for pk in asked]}
-            }
-            for _ in range(4):
-                with translated_errors():
-                    response = self._db.batch_get_item(RequestItems=request)
-                for raw in response.get("Responses", {}).get(self._table, []):
-                    item = from_wire(raw)
-                    found[shard_of[str(item["pk"])]] = cursor_from_item(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            left = request.get(self._table, {}).get("Keys", []) if request else []
-            unread = {str(from_wire(key)["pk"]) for key in left}
-            for pk in asked:
-                if pk not in unread:
-                    found.setdefault(shard_of[pk], Cursor())  # no item yet: a new shard's
+        for raw in items:
+            item = from_wire(raw)
+            found[shard_of[str(item["pk"])]] = cursor_from_item(item)
+        unread = {str(from_wire(key)["pk"]) for key in left}
+        for pk, shard in shard_of.items():
+            if pk not in unread:
+                found.setdefault(shard, Cursor())  # no item yet: a new shard's
         return found
 
     def cursor(self, queue: str, shard: int, *, consistent: bool = False) -> Cursor:

@@ -34,7 +34,14 @@ from mqless.domain.clock import Clock, SystemClock
 from mqless.domain.errors import IntegrityError
 from mqless.domain.models import MAX_RETENTION_SECONDS
 from mqless.storage import keys
-from mqless.storage.dynamo import Item, from_wire, partition_items, to_wire, translated_errors
+from mqless.storage.dynamo import (
+    Item,
+    batch_get,
+    from_wire,
+    partition_items,
+    to_wire,
+    translated_errors,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -244,23 +251,8 @@ class LogStore:
         return blob
 
     def _batch_get(self, wanted: list[tuple[str, str]], consistent: bool) -> list[dict[str, Any]]:
-        if not wanted:
-            return []
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": [to_wire({"pk": pk, "sk": sk}) for pk, sk in wanted],
-                "ConsistentRead": consistent,
-            }
-        }
-        got: list[dict[str, Any]] = []
-        for _ in range(8):
-            with translated_errors():
-                response = self._db.batch_get_item(RequestItems=request)
-            got.extend(response.get("Responses", {}).get(self._table, []))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        return got
+        keys = [to_wire({"pk": pk, "sk": sk}) for pk, sk in wanted]
+        return batch_get(self._db, self._table, keys, consistent=consistent)[0]
 
     def log_item(self, item: Item) -> LogItem:
         """A log item from its stored image (a read, or a stream record's NewImage)."""
