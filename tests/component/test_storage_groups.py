@@ -12,6 +12,7 @@ from mqless.storage import keys
 from mqless.storage.fifo_segments import MAX_REFS, FifoSegment, GroupedRef, group_tag
 from mqless.storage.groups import FifoIndex
 from mqless.storage.segments import SETTLED, Hold, NewRef, Ref, new_token
+from mqless_cli.billing import Meter
 
 NOW = 1_800_000_000_000
 QUEUE = "pay.fifo"
@@ -79,6 +80,28 @@ def test_a_stream_batch_that_does_not_fit_the_tail_starts_a_segment_of_its_own(
     first, second = _all(fifo)
     assert (len(first.entries), first.full, len(second.entries)) == (3, True, 10)
     assert report.segments == [1]
+
+
+def test_a_stream_batch_that_leaves_less_room_than_itself_closes_its_segment_at_once(
+    fifo: FifoIndex, meter: Meter, settings: Any
+) -> None:
+    # Given a stream batch of 6 appended to an empty queue (the room left, 4, is less
+    # than the batch: the next batch, much like it, would not fit)
+    fifo.append(QUEUE, SHARDS, _refs(6))
+    before = meter.usage()
+    # When the next stream batch of 5 comes
+    report = fifo.append(QUEUE, SHARDS, _refs(5, start=100))
+    used = meter.usage() - before
+    # Then it goes into a new segment with one write, the first one having been closed when
+    # it was made (a close of its own was one more write: 2 WRU where 1 does)
+    first, second = _all(fifo)
+    assert (len(first.entries), first.full, len(second.entries)) == (6, True, 5)
+    assert report.segments == [1]
+    assert {k: v for k, v in used.requests.items() if "Item" in k} == {
+        "dynamodb:BatchGetItem": 1,
+        "dynamodb:PutItem": 1,
+    }
+    assert used.write_units.get(settings.messages_table, 0) == 1
 
 
 def test_a_retried_stream_batch_appends_nothing_twice(fifo: FifoIndex) -> None:
