@@ -157,9 +157,10 @@ def test_one_write_leases_the_heads_of_several_groups_and_one_settles_them(
     leased = fifo.claim(segment, [0, 1, 2], now_ms=NOW, until_ms=NOW + 1000, token=token)
     assert leased is not None
     holds = [Hold(slot, token) for slot in (0, 1, 2)]
-    settled = fifo.set_until(QUEUE, SHARDS, segment.seq, holds, SETTLED)
+    assert fifo.set_until(QUEUE, SHARDS, segment.seq, holds, SETTLED)
     # Then all three are settled
-    assert settled is not None and all(e.settled for e in settled.entries)
+    [settled] = _all(fifo)
+    assert all(e.settled for e in settled.entries)
 
 
 def test_a_settle_under_an_old_lease_is_refused(fifo: FifoIndex) -> None:
@@ -173,7 +174,7 @@ def test_a_settle_under_an_old_lease_is_refused(fifo: FifoIndex) -> None:
     assert again is not None
     # When it is settled under the old lease's token
     # Then the settle is refused, and the reference stays unsettled
-    assert fifo.set_until(QUEUE, SHARDS, segment.seq, [Hold(0, old)], SETTLED) is None
+    assert not fifo.set_until(QUEUE, SHARDS, segment.seq, [Hold(0, old)], SETTLED)
     [now] = _all(fifo)
     assert not now.entries[0].settled
 

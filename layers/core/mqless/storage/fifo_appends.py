@@ -56,7 +56,7 @@ class FifoReads(Protocol):
         self, queue: str, shards: int, seqs: Iterable[int], *, consistent: bool = False
     ) -> dict[int, FifoSegment]: ...
 
-    def update_segment(
+    def write_segment(
         self,
         queue: str,
         shards: int,
@@ -64,7 +64,7 @@ class FifoReads(Protocol):
         update: str,
         condition: str,
         values: dict[str, Any],
-    ) -> FifoSegment: ...
+    ) -> None: ...
 
 
 class FifoAppender:
@@ -257,7 +257,7 @@ class FifoAppender:
         if closing:
             update += ", z = :yes"
             values[":yes"] = 1
-        self._index.update_segment(
+        self._index.write_segment(
             segment.queue,
             segment.shards,
             segment.seq,
@@ -269,7 +269,7 @@ class FifoAppender:
 
     def _close(self, segment: FifoSegment) -> None:
         """Take no more references into the segment, so that a successor may be made."""
-        self._index.update_segment(
+        self._index.write_segment(
             segment.queue,
             segment.shards,
             segment.seq,
