@@ -29,6 +29,7 @@ from mqless.storage.fifo_segments import (
     Cursor,
     FifoSegment,
     GroupedRef,
+    closes_early,
     entry_values,
     fitting,
     own_shard,
@@ -81,8 +82,8 @@ class FifoAppender:
         self._lock = threading.Lock()
         # how long ago a tail was used is a duration in this process: monotonic, not the
         # (possibly skewed, possibly stepped) broker clock
-        # queue: (tail seq, how many references it and the one before it held after our
-        # write, whether that write closed it, when we wrote it)
+        # queue: (tail seq, how many refs it and the one before it held after our write,
+        # whether that write closed it, when we wrote it)
         self._tails: dict[str, tuple[int, int, int, bool, float]] = {}
         # queue: the cursor's hint and when its segment was made, as last read or written:
         # moving the hint is a conditional write, billed even when its condition fails
@@ -227,10 +228,9 @@ class FifoAppender:
         self, segment: FifoSegment, refs: Sequence[GroupedRef], batch: int
     ) -> tuple[int, bool]:
         """Append what fits to the tail segment; how many went in, and whether the write
-        closed it. A segment that cannot take the next reference (its bytes, not its count,
-        are full) is closed in the same write: only a full or closed segment may have a
-        successor (see the module doc); so is one whose room is less than this stream
-        batch of `batch` references (`closes_early`)."""
+        closed it: only a full or closed segment may have a successor (see the module doc),
+        so one that cannot take the next reference (by bytes) is closed in the same write,
+        as is one left with less room than the stream batch (`closes_early`)."""
         count = fitting(segment, refs)
         if count == 0:
             self._close(segment)
@@ -281,12 +281,10 @@ class FifoAppender:
     def _put_segment(
         self, queue: str, shards: int, seq: int, refs: Sequence[GroupedRef], batch: int
     ) -> tuple[int, bool]:
-        """Make segment `seq` with what fits of `refs` (of a stream batch of `batch`); how
-        many went in, and whether it was made closed."""
+        """Make segment `seq` with what fits of `refs`; how many went in, and if closed."""
         count = fitting(FifoSegment(queue, shards, seq, ()), refs)
         taken = refs[:count]
-        # made closed when the rest does not fit by bytes (its successor comes next), or
-        # when the next stream batch will likely not fit its room either
+        # closed when the rest does not fit by bytes, or the next batch likely will not
         closed = (count < len(refs) and count < MAX_REFS) or closes_early(count, batch)
         logs = list(
             dict.fromkeys(r.new.ref.log for r in taken if own_shard(queue, r.new.ref.log) is None)
@@ -354,9 +352,7 @@ class FifoAppender:
         wanting = refs + MAX_REFS - prior - held  # references `_earlier` must find
         return -(-wanting // MAX_REFS) if wanting > 0 else 0
 
-    def _remember(
-        self, queue: str, seq: int, held: int, prior: int, *, closed: bool = False
-    ) -> None:
+    def _remember(self, queue: str, seq: int, held: int, prior: int, *, closed: bool) -> None:
         """The tail this process last wrote, how many references it and the one before it
         held then, and whether it closed it."""
         with self._lock:
@@ -372,18 +368,6 @@ class FifoAppender:
     def _forget(self, queue: str) -> None:
         with self._lock:
             self._tails.pop(queue, None)
-
-
-def closes_early(held: int, batch: int) -> bool:
-    """Whether a write of a stream batch of `batch` references that leaves a segment
-    holding `held` closes it too, though it has room left: when the room is less than the
-    batch, the next (stream batches of a queue are much alike) would likely not fit either,
-    and closing then would take a write of its own (1 WRU), as it did for about one stream
-    batch in two under `mqless dev`. A batch that would have fit goes into the next
-    segment instead: one write either way. A batch larger than a segment fills the room it
-    finds (it could not start a segment of its own anyway), so it leaves its last one
-    open: segments stay full."""
-    return batch <= MAX_REFS and 0 < MAX_REFS - held < batch
 
 
 def _hint_due(known: tuple[int, int], seq: int, now: int) -> bool:
