@@ -23,7 +23,7 @@ from typing import Any
 from mqless import assembly
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.messages import NewMessage
+from mqless.domain.messages import Delivery, NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
@@ -344,6 +344,52 @@ def test_a_fifo_batch_of_ten_groups_bills_under_2_5_write_units_a_message(
     assert (_writes(leased, aws), _writes(acked, aws)) == (1, 1)
     # 23 units for ten acknowledged messages: 2.3 a message
     assert _writes(sent + indexed + leased + acked, aws) == 23
+
+
+def test_fifo_stream_batches_of_six_groups_are_indexed_with_one_write_each(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    queue = "sixes.fifo"
+
+    def index_six(round: int) -> Usage:
+        """Six 512-byte messages of six groups sent in one request, then indexed as one
+        stream batch (`mqless dev`'s stream batches hold ~5): what the indexing billed."""
+        entries = [
+            (f"e{i}", NewMessage(body=b"%d.%d." % (round, i) * 128, group_id=f"g{i}"))
+            for i in range(6)
+        ]
+        with INLINE_DISPATCH.paused():
+            done, failed = broker.send_batch(P, queue, entries)
+        assert (len(done), failed) == (6, [])
+        logged = _log_items(aws, queue)[-6:]
+        steps.take()
+        INLINE_DISPATCH.index_table(aws.settings.messages_table, logged)
+        return steps.take()
+
+    # Given a FIFO queue in use (its segment holds one message, with room for nine)
+    _warm(broker, queue, group_id="g0")
+    steps = Steps(meter)
+
+    # When three batches of six groups are sent, each indexed as one stream batch
+    indexed = [index_six(round) for round in range(3)]
+
+    # Then each is indexed with one write: the first fills the segment to seven and, its
+    # room (3) being less than the batch, closes it in the same write; the next two each
+    # start a segment, closed when made (room 4). A segment was closed in a write of its
+    # own when the next batch did not fit: 1, 2, 2
+    assert [_writes(used, aws) for used in indexed] == [1, 1, 1]
+    assert all(used.failed_conditions == {} for used in indexed)
+    # ... and all eighteen are received, each group in order
+    received: list[Delivery] = []
+    for _ in range(6):
+        batch = broker.receive(P, queue, max_messages=10)
+        if batch:
+            broker.ack(P, queue, [d.receipt for d in batch])
+        received += batch
+    assert len(received) == 18
+    for group in range(6):
+        bodies = [d.body for d in received if d.group_id == f"g{group}"]
+        assert bodies == [b"%d.%d." % (round, group) * 128 for round in range(3)]
 
 
 def test_a_duplicate_fifo_send_bills_one_failed_condition_and_writes_no_body(

@@ -18,8 +18,10 @@ from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.fifo_leases import FifoLeases
 from mqless.domain.queues.service import QueueService
+from mqless.storage import groups
 from mqless.storage.dynamo import Item, from_wire
 from mqless_cli.billing import Meter
+from tests.call_counts import count_calls
 from tests.component.conftest import Aws
 from tests.component.receivers_at_once import meet_between_look_and_claim, receive_at_once
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -201,3 +203,27 @@ def test_a_message_of_a_new_group_is_received_at_once_after_a_receive_that_found
     broker.send(P, QUEUE, NewMessage(body=b"other", group_id="h"))
     # Then the next receive gets it, with no wait
     assert [d.body for d in broker.receive(P, QUEUE)] == [b"other"]
+
+
+def test_acking_a_fifo_receive_decodes_no_segment(
+    broker: QueueService, meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given ten messages of ten groups received in one request (their heads leased from
+    # one segment)
+    broker.put_queue(P, QUEUE, QueueSettings(shards=1))
+    _send_ten_groups(broker)
+    received = broker.receive(P, QUEUE, max_messages=10)
+    decoded = count_calls(monkeypatch, groups, "segment_from_item")
+    before = meter.usage()
+    # When they are acked in one request
+    acked, failed = broker.ack(P, QUEUE, [d.receipt for d in received])
+    # Then all ten are acked with one write, and no segment came back to be decoded: an ack
+    # needs only to know that its write held (the segment's seven lists were sent back,
+    # serialised and parsed on every ack)
+    assert (len(acked), failed) == (10, [])
+    assert (
+        meter.usage().requests.get("dynamodb:UpdateItem", 0)
+        - before.requests.get("dynamodb:UpdateItem", 0)
+        == 1
+    )
+    assert decoded() == 0

@@ -12,6 +12,7 @@ from mqless.storage import keys
 from mqless.storage.fifo_segments import MAX_REFS, FifoSegment, GroupedRef, group_tag
 from mqless.storage.groups import FifoIndex
 from mqless.storage.segments import SETTLED, Hold, NewRef, Ref, new_token
+from mqless_cli.billing import Meter
 
 NOW = 1_800_000_000_000
 QUEUE = "pay.fifo"
@@ -81,6 +82,28 @@ def test_a_stream_batch_that_does_not_fit_the_tail_starts_a_segment_of_its_own(
     assert report.segments == [1]
 
 
+def test_a_stream_batch_that_leaves_less_room_than_itself_closes_its_segment_at_once(
+    fifo: FifoIndex, meter: Meter, settings: Any
+) -> None:
+    # Given a stream batch of 6 appended to an empty queue (the room left, 4, is less
+    # than the batch: the next batch, much like it, would not fit)
+    fifo.append(QUEUE, SHARDS, _refs(6))
+    before = meter.usage()
+    # When the next stream batch of 5 comes
+    report = fifo.append(QUEUE, SHARDS, _refs(5, start=100))
+    used = meter.usage() - before
+    # Then it goes into a new segment with one write, the first one having been closed when
+    # it was made (a close of its own was one more write: 2 WRU where 1 does)
+    first, second = _all(fifo)
+    assert (len(first.entries), first.full, len(second.entries)) == (6, True, 5)
+    assert report.segments == [1]
+    assert {k: v for k, v in used.requests.items() if "Item" in k} == {
+        "dynamodb:BatchGetItem": 1,
+        "dynamodb:PutItem": 1,
+    }
+    assert used.write_units.get(settings.messages_table, 0) == 1
+
+
 def test_a_retried_stream_batch_appends_nothing_twice(fifo: FifoIndex) -> None:
     # Given five references, the first three already appended
     refs = _refs(5)
@@ -134,9 +157,10 @@ def test_one_write_leases_the_heads_of_several_groups_and_one_settles_them(
     leased = fifo.claim(segment, [0, 1, 2], now_ms=NOW, until_ms=NOW + 1000, token=token)
     assert leased is not None
     holds = [Hold(slot, token) for slot in (0, 1, 2)]
-    settled = fifo.set_until(QUEUE, SHARDS, segment.seq, holds, SETTLED)
+    assert fifo.set_until(QUEUE, SHARDS, segment.seq, holds, SETTLED)
     # Then all three are settled
-    assert settled is not None and all(e.settled for e in settled.entries)
+    [settled] = _all(fifo)
+    assert all(e.settled for e in settled.entries)
 
 
 def test_a_settle_under_an_old_lease_is_refused(fifo: FifoIndex) -> None:
@@ -150,7 +174,7 @@ def test_a_settle_under_an_old_lease_is_refused(fifo: FifoIndex) -> None:
     assert again is not None
     # When it is settled under the old lease's token
     # Then the settle is refused, and the reference stays unsettled
-    assert fifo.set_until(QUEUE, SHARDS, segment.seq, [Hold(0, old)], SETTLED) is None
+    assert not fifo.set_until(QUEUE, SHARDS, segment.seq, [Hold(0, old)], SETTLED)
     [now] = _all(fifo)
     assert not now.entries[0].settled
 

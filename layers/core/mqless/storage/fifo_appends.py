@@ -29,6 +29,7 @@ from mqless.storage.fifo_segments import (
     Cursor,
     FifoSegment,
     GroupedRef,
+    closes_early,
     entry_values,
     fitting,
     own_shard,
@@ -56,7 +57,7 @@ class FifoReads(Protocol):
         self, queue: str, shards: int, seqs: Iterable[int], *, consistent: bool = False
     ) -> dict[int, FifoSegment]: ...
 
-    def update_segment(
+    def write_segment(
         self,
         queue: str,
         shards: int,
@@ -64,7 +65,7 @@ class FifoReads(Protocol):
         update: str,
         condition: str,
         values: dict[str, Any],
-    ) -> FifoSegment: ...
+    ) -> None: ...
 
 
 class FifoAppender:
@@ -81,9 +82,9 @@ class FifoAppender:
         self._lock = threading.Lock()
         # how long ago a tail was used is a duration in this process: monotonic, not the
         # (possibly skewed, possibly stepped) broker clock
-        # queue: (tail seq, how many references it and the one before it held after our
-        # write, when we wrote it)
-        self._tails: dict[str, tuple[int, int, int, float]] = {}
+        # queue: (tail seq, how many refs it and the one before it held after our write,
+        # whether that write closed it, when we wrote it)
+        self._tails: dict[str, tuple[int, int, int, bool, float]] = {}
         # queue: the cursor's hint and when its segment was made, as last read or written:
         # moving the hint is a conditional write, billed even when its condition fails
         self._hints: dict[str, tuple[int, int]] = {}
@@ -136,6 +137,7 @@ class FifoAppender:
     ) -> None:
         """Append `pending` at the tail found (`seq`: where the next reference goes)."""
         prior = len(before.entries) if before is not None else 0
+        batch = len(pending)
         if tail is not None and starts_afresh(tail, pending):
             # a batch that does not fit the tail's room but fits a segment of its own
             # closes the tail (one write, as filling it would be) and starts one: the
@@ -144,21 +146,23 @@ class FifoAppender:
             self._close(tail)
             prior = len(tail.entries)
         elif tail is not None:
-            taken = self._fill(tail, pending)
+            taken, closed = self._fill(tail, pending, batch)
             prior = len(tail.entries) + taken
             if taken:
                 report.appended += taken
                 report.segments.append(tail.seq)
                 pending = pending[taken:]
-                self._remember(queue, tail.seq, prior, len(before.entries) if before else 0)
+                self._remember(
+                    queue, tail.seq, prior, len(before.entries) if before else 0, closed=closed
+                )
         if tail is not None:
             seq = tail.seq + 1
         while pending:
-            taken = self._put_segment(queue, shards, seq, pending)
+            taken, closed = self._put_segment(queue, shards, seq, pending, batch)
             report.appended += taken
             report.segments.append(seq)
             pending = pending[taken:]
-            self._remember(queue, seq, taken, prior)
+            self._remember(queue, seq, taken, prior, closed=closed)
             self._move_hint(queue, seq)
             prior = taken
             seq += 1
@@ -220,15 +224,19 @@ class FifoAppender:
                 seq += 1
         raise AssertionError("unreachable: the cursor is always asked last")
 
-    def _fill(self, segment: FifoSegment, refs: Sequence[GroupedRef]) -> int:
-        """Append what fits to the tail segment; how many went in. A segment that cannot take
-        the next reference (its bytes, not its count, are full) is closed in the same write:
-        only a full or closed segment may have a successor (see the module doc)."""
+    def _fill(
+        self, segment: FifoSegment, refs: Sequence[GroupedRef], batch: int
+    ) -> tuple[int, bool]:
+        """Append what fits to the tail segment; how many went in, and whether the write
+        closed it: only a full or closed segment may have a successor (see the module doc),
+        so one that cannot take the next reference (by bytes) is closed in the same write,
+        as is one left with less room than the stream batch (`closes_early`)."""
         count = fitting(segment, refs)
-        closing = count < len(refs)
         if count == 0:
             self._close(segment)
-            return 0
+            return 0, True
+        held = len(segment.entries) + count
+        closing = (count < len(refs) and held < MAX_REFS) or closes_early(held, batch)
         taken = refs[:count]
         logs = list(segment.logs)
         new_logs = list(
@@ -246,10 +254,10 @@ class FifoAppender:
         if new_logs:
             update += ", l = list_append(l, :l)"
             values[":l"] = new_logs
-        if closing and len(segment.entries) + count < MAX_REFS:
+        if closing:
             update += ", z = :yes"
             values[":yes"] = 1
-        self._index.update_segment(
+        self._index.write_segment(
             segment.queue,
             segment.shards,
             segment.seq,
@@ -257,11 +265,11 @@ class FifoAppender:
             "size(r) = :len AND attribute_not_exists(z)",
             values,
         )
-        return count
+        return count, closing
 
     def _close(self, segment: FifoSegment) -> None:
         """Take no more references into the segment, so that a successor may be made."""
-        self._index.update_segment(
+        self._index.write_segment(
             segment.queue,
             segment.shards,
             segment.seq,
@@ -270,11 +278,14 @@ class FifoAppender:
             {":yes": 1, ":len": len(segment.entries)},
         )
 
-    def _put_segment(self, queue: str, shards: int, seq: int, refs: Sequence[GroupedRef]) -> int:
+    def _put_segment(
+        self, queue: str, shards: int, seq: int, refs: Sequence[GroupedRef], batch: int
+    ) -> tuple[int, bool]:
+        """Make segment `seq` with what fits of `refs`; how many went in, and if closed."""
         count = fitting(FifoSegment(queue, shards, seq, ()), refs)
         taken = refs[:count]
-        # made closed when the rest does not fit by bytes: its successor comes next
-        closed = count < len(refs) and count < MAX_REFS
+        # closed when the rest does not fit by bytes, or the next batch likely will not
+        closed = (count < len(refs) and count < MAX_REFS) or closes_early(count, batch)
         logs = list(
             dict.fromkeys(r.new.ref.log for r in taken if own_shard(queue, r.new.ref.log) is None)
         )
@@ -289,7 +300,7 @@ class FifoAppender:
             item["z"] = 1
         if not put_if_absent(self._db, self._table, item):
             raise SegmentChanged
-        return count
+        return count, closed
 
     def _move_hint(self, queue: str, seq: int) -> None:
         """Point the cursor's hint at a segment just made, if the hint is an hour old or far
@@ -333,24 +344,24 @@ class FifoAppender:
         (the read starts at the cursor's hint, maybe far behind)."""
         with self._lock:
             found = self._tails.get(queue)
-        if found is None or time.monotonic() - found[3] > TAIL_MEMORY_SECONDS:
+        if found is None or time.monotonic() - found[-1] > TAIL_MEMORY_SECONDS:
             return 0
-        _, held, prior, _ = found
-        if held >= MAX_REFS:  # full: the next is the tail, empty
+        _, held, prior, closed, _ = found
+        if held >= MAX_REFS or closed:  # full: the next is the tail, empty
             prior, held = held, 0
         wanting = refs + MAX_REFS - prior - held  # references `_earlier` must find
         return -(-wanting // MAX_REFS) if wanting > 0 else 0
 
-    def _remember(self, queue: str, seq: int, held: int, prior: int) -> None:
+    def _remember(self, queue: str, seq: int, held: int, prior: int, *, closed: bool) -> None:
         """The tail this process last wrote, how many references it and the one before it
-        held then."""
+        held then, and whether it closed it."""
         with self._lock:
-            self._tails[queue] = (seq, held, prior, time.monotonic())
+            self._tails[queue] = (seq, held, prior, closed, time.monotonic())
 
     def _remembered(self, queue: str) -> int | None:
         with self._lock:
             found = self._tails.get(queue)
-        if found is None or time.monotonic() - found[3] > TAIL_MEMORY_SECONDS:
+        if found is None or time.monotonic() - found[-1] > TAIL_MEMORY_SECONDS:
             return None
         return found[0]
 

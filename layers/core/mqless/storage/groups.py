@@ -53,6 +53,7 @@ from mqless.storage.segment_writes import (
     claim_update,
     holds_update,
     raise_floor,
+    segment_written,
     updated_segment_item,
 )
 from mqless.storage.segments import SETTLED, Hold
@@ -195,28 +196,25 @@ class FifoIndex:
         *,
         release: bool = False,
         uncount: bool = False,
-    ) -> FifoSegment | None:
+    ) -> bool:
         """Settle (`until` = SETTLED), release or extend leased refs, each only while its
-        lease is the one named; None if any of them is not (a stale receipt). `release`
-        makes the lease's receipts stale; `uncount` also takes the lease back out of the
-        receive count (it delivered to no one)."""
+        lease is the one named; False if any of them is not (a stale receipt: nothing
+        written). `release` makes the lease's receipts stale; `uncount` also takes the lease
+        back out of the receive count (it delivered to no one)."""
         update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
         try:
-            return self._quiet_update(
-                FifoSegment(queue, shards, seq, ()), update, condition, values
-            )
+            return self._written(queue, shards, seq, update, condition, values)
         finally:
             FREEINGS.wrote(queue, 0)  # settled (the group's next is free) or released
 
-    def settle_any(
-        self, queue: str, shards: int, seq: int, slots: Sequence[int]
-    ) -> FifoSegment | None:
-        """Settle refs whatever their lease (an operator's delete or move, a purge); None if
-        one of them was settled already."""
-        empty = FifoSegment(queue, shards, seq, ())
+    def settle_any(self, queue: str, shards: int, seq: int, slots: Sequence[int]) -> bool:
+        """Settle refs whatever their lease (an operator's delete or move, a purge); False
+        if one of them was settled already (nothing written)."""
         try:
-            return self._quiet_update(
-                empty,
+            return self._written(
+                queue,
+                shards,
+                seq,
                 "SET " + ", ".join(f"u[{s}] = :done" for s in slots),
                 " AND ".join(f"u[{s}] <> :done" for s in slots),
                 {":done": SETTLED},
@@ -249,7 +247,7 @@ class FifoIndex:
                 purged += sum(1 for s in found.values() for e in s.entries if not e.settled)
                 start = stop
             open_slots = [e.slot for e in last.entries if not e.settled]
-            if open_slots and self.settle_any(queue, shards, last.seq, open_slots) is None:
+            if open_slots and not self.settle_any(queue, shards, last.seq, open_slots):
                 continue  # one was settled meanwhile: look again
             self.advance_floor(queue, last.seq)
             return purged + len(open_slots)
@@ -274,6 +272,32 @@ class FifoIndex:
             )
         except SegmentChanged:
             return None
+
+    def _written(
+        self,
+        queue: str,
+        shards: int,
+        seq: int,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+    ) -> bool:
+        key = segment_key(queue, shards, seq)
+        return segment_written(self._db, self._table, key, update, condition, values)
+
+    def write_segment(
+        self,
+        queue: str,
+        shards: int,
+        seq: int,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+    ) -> None:
+        """Update one existing segment on `condition`, with no answer; SegmentChanged if the
+        condition failed (nothing was written)."""
+        if not self._written(queue, shards, seq, update, condition, values):
+            raise SegmentChanged
 
     def update_segment(
         self,

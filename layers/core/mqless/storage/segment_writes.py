@@ -121,6 +121,28 @@ def updated_segment_item(
     return from_wire(response.get("Attributes", {}))
 
 
+def segment_written(
+    db: DynamoDBClient,
+    table: str,
+    key: Mapping[str, Any],
+    update: str,
+    condition: str,
+    values: Mapping[str, Any],
+) -> bool:
+    """`updated_segment_item` for a writer that needs no answer (acks, releases, appends):
+    whether the write was made. DynamoDB bills it the same; the item is not sent back, so
+    neither serialised nor parsed (a FIFO segment's seven lists, on every ack)."""
+    response = conditional_write(
+        db.update_item,
+        TableName=table,
+        Key=to_wire(key),
+        UpdateExpression=update,
+        ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+        ExpressionAttributeValues=to_wire(values),
+    )
+    return response is not None
+
+
 def raise_floor(db: DynamoDBClient, table: str, pk: str, to: int) -> bool:
     """Move the floor in the cursor of partition `pk` up to `to`, never down (one
     conditional update); False if it was there already. Standard shards and FIFO queues

@@ -132,17 +132,8 @@ class LeaseChanges:
         holds = [Hold(lease.position, lease.token) for lease in leases]
 
         def write(chosen: list[Hold]) -> bool:
-            return (
-                self._fifo.set_until(
-                    config.name,
-                    config.shards,
-                    seq,
-                    chosen,
-                    until,
-                    release=release,
-                    uncount=uncount,
-                )
-                is not None
+            return self._fifo.set_until(
+                config.name, config.shards, seq, chosen, until, release=release, uncount=uncount
             )
 
         if len({h.slot for h in holds}) == len(holds):

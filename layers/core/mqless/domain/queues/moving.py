@@ -134,10 +134,9 @@ class Mover:
 
     def _settle_found(self, config: QueueConfig, found: Found) -> bool:
         if config.fifo:
-            fifo = self._fifo.settle_any(
+            return self._fifo.settle_any(
                 config.name, config.shards, int(found.place), [found.position]
             )
-            return fifo is not None
         return (
             self._index.settle_any(config.name, found.shard, int(found.place), [found.position])
             is not None
