@@ -31,6 +31,7 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.request_ids_not_searched_in_json,
     moto_fixes.response_dates_formatted_once_a_second,
     moto_fixes.backends_found_without_the_lock,
+    moto_fixes.requests_routed_once,
     shortcuts.attribute_maps_parsed_directly,
 )
 """The shortcuts this file checks."""
@@ -439,6 +440,33 @@ def test_a_request_finds_its_backend_without_the_lock(monkeypatch: pytest.Monkey
     assert found == item("p", "a")
     assert created() == 1
     assert other.account_id == "111122223333" and registered
+
+
+# ---- requests_routed_once --------------------------------------------------------------
+
+
+def test_requests_to_one_url_find_their_handler_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a moto holding an item, and the walks over moto's service URL patterns counted
+    import moto.backend_index as backend_index
+
+    walks = [0]
+
+    class Counted(list):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            walks[0] += 1
+            return super().__iter__()
+
+    counted = Counted(backend_index.backend_url_patterns)
+    monkeypatch.setattr(backend_index, "backend_url_patterns", counted)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        first = walks[0]
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and none walked the services' patterns again
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert first > 0
+    assert walks[0] == first
 
 
 # ---- response_dates_formatted_once_a_second ------------------------------------------------

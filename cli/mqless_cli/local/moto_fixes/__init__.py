@@ -50,6 +50,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
   once per second, not for every response.
+- `requests_routed_once`: the handler of a JSON-protocol request's URL is found once per
+  URL, not by trying every service's URL pattern and the backend's whole URL table on
+  every request.
 - `backends_found_without_the_lock`: an account's backend that exists already is found
   without moto's global lock and its Python `==` over every backend in use.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
@@ -103,6 +106,7 @@ from mqless_cli.local.moto_fixes.dispatch import (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    requests_routed_once,
     response_dates_formatted_once_a_second,
 )
 from mqless_cli.local.moto_fixes.expression_trees import (
@@ -167,6 +171,7 @@ __all__ = [
     "request_attribute_values_read_directly",
     "request_ids_not_searched_in_json",
     "requests_normalized_directly",
+    "requests_routed_once",
     "response_dates_formatted_once_a_second",
     "shard_iterators_expire",
     "stream_writes_announced",
@@ -181,6 +186,7 @@ __all__ = [
 ]
 
 FIXES: tuple[Callable[[], Any], ...] = (
+    requests_routed_once,  # first: the lock and the meter wrap it
     atomic_requests,
     data_models_untracked,
     handler_methods_listed_once,
