@@ -33,6 +33,8 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.backends_found_without_the_lock,
     moto_fixes.requests_routed_once,
     shortcuts.attribute_maps_parsed_directly,
+    shortcuts.attribute_values_validated_directly,
+    shortcuts.attribute_values_serialized_directly,
 )
 """The shortcuts this file checks."""
 
