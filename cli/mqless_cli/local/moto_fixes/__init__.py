@@ -41,6 +41,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   without asking moto's attribute picker for each of its ten possible members.
 - `attribute_maps_written_at_once`: a map of AttributeValues (an item, a key) with no
   binary in it is written in one step, not value by value through the generic serializer.
+- `result_members_picked_by_kept_names`: each member of a result held in a dict is picked
+  by the names moto would try for it, listed once per member shape, not by asking six alias
+  providers made anew for every member of every response.
 - `request_attribute_values_read_directly`: a DynamoDB request's AttributeValues (items,
   keys, expression values) are taken as JSON decoded them when parsing would give them back
   unchanged, not walked through their ten-member shape.
@@ -128,6 +131,7 @@ from mqless_cli.local.moto_fixes.serialization import (
     attribute_sizes_by_type,
     attribute_values_serialize_directly,
     dynamo_results_converted_directly,
+    result_members_picked_by_kept_names,
 )
 from mqless_cli.local.moto_fixes.streams import (
     SHARD_ITERATOR_LIFETIME,
@@ -173,6 +177,7 @@ __all__ = [
     "requests_normalized_directly",
     "requests_routed_once",
     "response_dates_formatted_once_a_second",
+    "result_members_picked_by_kept_names",
     "shard_iterators_expire",
     "stream_writes_announced",
     "stream_records_expire",
@@ -201,6 +206,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     queries_read_one_partition,
     attribute_values_serialize_directly,
     attribute_maps_written_at_once,
+    result_members_picked_by_kept_names,
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
