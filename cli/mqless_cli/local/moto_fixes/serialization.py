@@ -199,8 +199,8 @@ def attribute_sizes_by_type() -> Iterator[None]:
     item they return, against the 1 MB page limit) asks each value in turn whether it is
     a number, a set, a list, a map, a boolean, down to every element of every list. Here a
     number (its text's length), a string (its UTF-8 bytes) and a list (the sum of its
-    elements) are sized by their type at once, to the same figure; every other value as
-    before.
+    elements, a number among them sized in place, without a call of its own) are sized by
+    their type at once, to the same figure; every other value as before.
     """
     from moto.dynamodb.models.dynamo_type import DynamoType
 
@@ -213,7 +213,13 @@ def attribute_sizes_by_type() -> Iterator[None]:
         if kind == "S" and type(value) is str:
             return len(value.encode("utf-8"))
         if kind == "L" and type(value) is list:
-            return sum([v.size() for v in value])
+            # a number in the list (an index segment is all numbers) is sized right here
+            return sum(
+                [
+                    len(str(v.value)) if type(v) is DynamoType and v.type == "N" else v.size()
+                    for v in value
+                ]
+            )
         return original(self)
 
     with patched(DynamoType, "size", size):
