@@ -7,6 +7,7 @@ id (`request_ids_not_searched_in_json`), the date header formatted once a second
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -310,8 +311,9 @@ def requests_routed_once() -> Iterator[None]:
     the URL (the service patterns are fixed at import) and on the backend's class (its
     table comes from its module's `url_bases` and `url_paths`) and moto's ISO-region
     setting, so for a request to `scheme://host[:port]/` (every DynamoDB, Streams and KMS
-    request) they are kept per URL. What the request goes through otherwise is moto's own,
-    in moto's order: the URL's AWS-domain equivalent, the passthrough URLs and services,
+    request) they are kept per URL; so is the URL's AWS-domain equivalent (it depends on
+    the URL and on moto's S3 custom endpoints variable, read each time). What the request
+    goes through otherwise is moto's own, in moto's order: the passthrough URLs and services,
     the service allow-list, the backend, the request recorder, the handler and its
     HTTPException. A URL no service's table handles, and any other URL, goes through
     moto's own code; so does every request when `process_request` is not moto's own when
@@ -331,8 +333,21 @@ def requests_routed_once() -> Iterator[None]:
     if getattr(original, "__module__", None) != stubber.__name__:
         yield
         return
+    # URL and moto's S3 custom endpoints setting -> the URL in AWS's domain, as moto cleans it
+    clean_urls: dict[tuple[str, str | None], str] = {}
     services: dict[str, Any] = {}  # URL -> service of the first pattern matching it
     handlers: dict[tuple[Any, ...], Any] = {}  # (backend class, ISO, URL) -> handler
+
+    def clean_url_of(url: str) -> str:
+        key = (url, os.environ.get("MOTO_S3_CUSTOM_ENDPOINTS"))
+        found = clean_urls.get(key)
+        if found is None:
+            parsed_url, _ = stubber.get_equivalent_url_in_aws_domain(url)
+            found = f"{parsed_url.scheme}://{parsed_url.netloc}{parsed_url.path}"
+            if len(clean_urls) >= _ROUTES_KEPT:
+                clean_urls.clear()
+            clean_urls[key] = found
+        return found
 
     def service_of(clean_url: str) -> Any:
         found = services.get(clean_url, _UNKNOWN)
@@ -363,8 +378,7 @@ def requests_routed_once() -> Iterator[None]:
         url = request.url
         if type(url) is not str or _PLAIN_ORIGIN.match(url) is None:
             return original(self, request)
-        parsed_url, _ = stubber.get_equivalent_url_in_aws_domain(url)
-        clean_url = f"{parsed_url.scheme}://{parsed_url.netloc}{parsed_url.path}"
+        clean_url = clean_url_of(url)
         if stubber.passthrough_url(clean_url):
             return None
         service = service_of(clean_url)
