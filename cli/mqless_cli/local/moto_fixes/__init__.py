@@ -85,11 +85,11 @@ Each fix lives in a module named for what it changes: `locking` (atomic requests
 condition expressions), `expression_trees` (copying and walking an update's tree),
 `old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
 orderings), `compact_items` (what a stored item holds once), `serialization`
-(AttributeValues), `dispatch` (a request's way around the backend: its body read, its
-request id), `streams` (stream records and shard iterators, and the local runtime's
-stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
-`patching` puts each patch on and takes it off. Callers import from this
-package only.
+(AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
+its route, its body read, its request id), `streams` (stream records and shard iterators,
+and the local runtime's stream hooks) and `kms`; `items` reads and writes one stored item
+by its key for them, and `patching` puts each patch on and takes it off. Callers import
+from this package only.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ request built without werkzeug's test builder (`requests_normalized_directly`), 
 request bodies read without a shape walk per AttributeValue
 (`request_attribute_values_read_directly`), JSON responses not searched for an XML request
 id (`request_ids_not_searched_in_json`), the date header formatted once a second
-(`response_dates_formatted_once_a_second`)."""
+(`response_dates_formatted_once_a_second`), an existing backend found without moto's lock
+(`backends_found_without_the_lock`), a request's handler found once per URL
+(`requests_routed_once`)."""
 
 from __future__ import annotations
 
