@@ -4,6 +4,7 @@ requests as botocore makes, for less work."""
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import boto3
@@ -154,3 +155,94 @@ def test_an_item_of_numbers_is_parsed_without_a_shape_walk_per_number(
     # Then the numbers are all there, and no number took a walk of its own
     assert found["Items"] == [item]
     assert walked() < 20
+
+
+# ---- attribute_values_validated_directly, attribute_values_serialized_directly ------------
+
+ODD_VALUES = st.one_of(
+    VALUES,
+    st.sampled_from(
+        [
+            {"S": 1},
+            {"N": 1.5},
+            {"BOOL": "yes"},
+            {"NULL": 1},
+            {"X": "unknown"},
+            {},
+            {"S": "a", "N": "1"},
+            {"L": ({"S": "tuple"},)},
+            {"M": {1: {"S": "number name"}}},
+            {"M": {"": {"S": "empty name"}}},
+            {"SS": ["a", 2]},
+            {"NS": ("1", "2")},
+            {"L": [{"S": None}]},
+            {"B": "text as binary"},
+            "not a value",
+            None,
+        ]
+    ),
+)
+"""Any AttributeValue, and values botocore refuses or reads its own way."""
+
+
+def request_of(operation: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of a DynamoDB write holding `values` in its item or key and expression values."""
+    holder = "Item" if operation == "PutItem" else "Key"
+    return {
+        "TableName": "t",
+        holder: values,
+        "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+    }
+
+
+def validated_and_serialized(operation: str, params: dict[str, Any]) -> Any:
+    """botocore's validation report of a request, and its serialized body when valid."""
+    import botocore.session
+    from botocore.serialize import create_serializer
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    operation_model = model.operation_model(operation)
+    report = ParamValidator().validate(params, operation_model.input_shape)
+    if report.has_errors():
+        return "invalid", report.generate_report()
+    return "valid", create_serializer("json").serialize_to_request(params, operation_model)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    operation=st.sampled_from(["PutItem", "UpdateItem", "DeleteItem"]),
+    values=st.dictionaries(st.text(max_size=4), ODD_VALUES, max_size=4),
+)
+def test_requests_are_validated_and_written_as_botocore_does(
+    operation: str, values: dict[str, Any]
+) -> None:
+    # Given any AttributeValues (binary, sets, nested, wrong types, unknown members)
+    params = request_of(operation, values)
+    expected = validated_and_serialized(operation, params)
+    # When botocore validates and writes a request holding them with the shortcuts on
+    with botocore_shortcuts():
+        found = validated_and_serialized(operation, params)
+    # Then the report of errors, or the request written (body bytes included), is the same
+    assert found == expected
+
+
+def test_an_item_of_numbers_is_validated_and_written_without_a_walk_per_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an item holding a list of 200 numbers, and botocore's walks counted
+    from botocore.serialize import JSONSerializer
+    from botocore.validate import ParamValidator
+
+    item = {"pk": {"S": "p"}, "l": {"L": [{"N": str(n)} for n in range(200)]}}
+    params = request_of("PutItem", item)
+    with botocore_shortcuts():
+        checked = count_calls(monkeypatch, ParamValidator, "_validate_structure")
+        written = count_calls(monkeypatch, JSONSerializer, "_serialize")
+        # When botocore validates and writes a PutItem of it with the shortcuts on
+        verdict, request = validated_and_serialized("PutItem", params)
+    # Then the body holds every number, and no number took a walk of its own
+    assert verdict == "valid"
+    assert json.loads(request["body"])["Item"] == item
+    assert checked() < 5
+    assert written() < 10

@@ -616,6 +616,23 @@ def test_a_list_of_numbers_is_sized_without_asking_each_what_it_is(
     assert asked() == 0
 
 
+def test_a_list_of_numbers_is_sized_without_a_call_per_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a list of 200 numbers and a text as moto holds them, with the fix on, and the
+    # sizing calls counted
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    held = DynamoType({"L": [{"N": str(n)} for n in range(200)] + [{"S": "héllo"}]})
+    with moto_fixes.attribute_sizes_by_type():
+        sized = count_calls(monkeypatch, DynamoType, "size")
+        # When the list is sized
+        found = held.size()
+    # Then its size is its digits and the text's bytes, in one call and one for the text
+    assert found == sum(len(str(n)) for n in range(200)) + len("héllo".encode())
+    assert sized() == 2
+
+
 def test_an_item_is_serialized_without_searching_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given an item of 20 attributes
     from moto.core.serialize import AttributePicker

@@ -31,7 +31,11 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.request_ids_not_searched_in_json,
     moto_fixes.response_dates_formatted_once_a_second,
     moto_fixes.backends_found_without_the_lock,
+    moto_fixes.requests_routed_once,
+    moto_fixes.result_members_picked_by_kept_names,
     shortcuts.attribute_maps_parsed_directly,
+    shortcuts.attribute_values_validated_directly,
+    shortcuts.attribute_values_serialized_directly,
 )
 """The shortcuts this file checks."""
 
@@ -439,6 +443,98 @@ def test_a_request_finds_its_backend_without_the_lock(monkeypatch: pytest.Monkey
     assert found == item("p", "a")
     assert created() == 1
     assert other.account_id == "111122223333" and registered
+
+
+# ---- requests_routed_once --------------------------------------------------------------
+
+
+def test_requests_to_one_url_find_their_handler_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a moto holding an item, and the walks over moto's service URL patterns counted
+    import moto.backend_index as backend_index
+
+    walks = [0]
+
+    class Counted(list):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            walks[0] += 1
+            return super().__iter__()
+
+    counted = Counted(backend_index.backend_url_patterns)
+    monkeypatch.setattr(backend_index, "backend_url_patterns", counted)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        first = walks[0]
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and none walked the services' patterns again
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert first > 0
+    assert walks[0] == first
+
+
+# ---- result_members_picked_by_kept_names ------------------------------------------------
+
+
+def results_of_moto() -> list[tuple[str, str, Any]]:
+    """moto's results to DescribeTable, DescribeStream and Query (nested structures, lists
+    and maps, members present and absent): (service, operation, result)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    with moto(fixed=False) as (db, streams):
+        db.put_item(TableName=TABLE, Item=item("p", "a", gk={"S": "g"}, gr={"N": "1"}))
+        table = dynamodb_backends["123456789012"]["us-east-1"].tables[TABLE]
+        arn = db.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+        return [
+            ("dynamodb", "DescribeTable", {"Table": table.describe(base_key="TableDescription")}),
+            ("dynamodb", "DescribeTable", table.describe(base_key="Table")),
+            ("dynamodbstreams", "DescribeStream", streams.describe_stream(StreamArn=arn)),
+            ("dynamodb", "Query", {"Items": [item("p", "a")], "Count": 1, "ScannedCount": 1}),
+            ("dynamodb", "Query", {"Count": 0, "LastEvaluatedKey": key("p", "a")}),
+        ]
+
+
+def written(results: list[tuple[str, str, Any]]) -> list[str]:
+    """Each result as moto's JSON serializer writes it."""
+    from moto.core.serialize import XFormedAttributePicker, get_serializer_class
+    from moto.core.utils import get_service_model
+
+    answers = []
+    for service, operation, result in results:
+        serializer = get_serializer_class(service, "json")(
+            operation_model=get_service_model(service).operation_model(operation),
+            value_picker=XFormedAttributePicker(),
+        )
+        answers.append(str(serializer.serialize(copy.deepcopy(result))["body"]))
+    return answers
+
+
+def test_results_are_written_as_moto_writes_them() -> None:
+    # Given moto's results of table and stream descriptions and queries
+    results = results_of_moto()
+    expected = written(results)
+    # When moto's serializer writes them with the shortcut on (twice: names listed, then kept)
+    with moto_fixes.result_members_picked_by_kept_names():
+        found = [written(results), written(results)]
+    # Then every answer is the same text
+    assert found == [expected, expected]
+    assert '"KeySchema"' in expected[1] and '"StreamLabel"' in expected[2]
+
+
+def test_members_of_results_are_picked_without_asking_aliases_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto holding an item, and moto's alias providers counted
+    from moto.core.serialize import NoAlias
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        db.get_item(TableName=TABLE, Key=key("p", "a"))
+        asked = count_calls(monkeypatch, NoAlias, "has_alias")
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and no alias was asked for
+    assert found == [item("p", "a")] * 10
+    assert asked() == 0
 
 
 # ---- response_dates_formatted_once_a_second ------------------------------------------------

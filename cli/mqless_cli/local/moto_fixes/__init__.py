@@ -41,6 +41,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   without asking moto's attribute picker for each of its ten possible members.
 - `attribute_maps_written_at_once`: a map of AttributeValues (an item, a key) with no
   binary in it is written in one step, not value by value through the generic serializer.
+- `result_members_picked_by_kept_names`: each member of a result held in a dict is picked
+  by the names moto would try for it, listed once per member shape, not by asking six alias
+  providers made anew for every member of every response.
 - `request_attribute_values_read_directly`: a DynamoDB request's AttributeValues (items,
   keys, expression values) are taken as JSON decoded them when parsing would give them back
   unchanged, not walked through their ten-member shape.
@@ -50,6 +53,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
   once per second, not for every response.
+- `requests_routed_once`: the handler of a JSON-protocol request's URL is found once per
+  URL, not by trying every service's URL pattern and the backend's whole URL table on
+  every request.
 - `backends_found_without_the_lock`: an account's backend that exists already is found
   without moto's global lock and its Python `==` over every backend in use.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
@@ -79,11 +85,11 @@ Each fix lives in a module named for what it changes: `locking` (atomic requests
 condition expressions), `expression_trees` (copying and walking an update's tree),
 `old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
 orderings), `compact_items` (what a stored item holds once), `serialization`
-(AttributeValues), `dispatch` (a request's way around the backend: its body read, its
-request id), `streams` (stream records and shard iterators, and the local runtime's
-stream hooks) and `kms`; `items` reads and writes one stored item by its key for them, and
-`patching` puts each patch on and takes it off. Callers import from this
-package only.
+(AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
+its route, its body read, its request id), `streams` (stream records and shard iterators,
+and the local runtime's stream hooks) and `kms`; `items` reads and writes one stored item
+by its key for them, and `patching` puts each patch on and takes it off. Callers import
+from this package only.
 """
 
 from __future__ import annotations
@@ -103,6 +109,7 @@ from mqless_cli.local.moto_fixes.dispatch import (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    requests_routed_once,
     response_dates_formatted_once_a_second,
 )
 from mqless_cli.local.moto_fixes.expression_trees import (
@@ -124,6 +131,7 @@ from mqless_cli.local.moto_fixes.serialization import (
     attribute_sizes_by_type,
     attribute_values_serialize_directly,
     dynamo_results_converted_directly,
+    result_members_picked_by_kept_names,
 )
 from mqless_cli.local.moto_fixes.streams import (
     SHARD_ITERATOR_LIFETIME,
@@ -167,7 +175,9 @@ __all__ = [
     "request_attribute_values_read_directly",
     "request_ids_not_searched_in_json",
     "requests_normalized_directly",
+    "requests_routed_once",
     "response_dates_formatted_once_a_second",
+    "result_members_picked_by_kept_names",
     "shard_iterators_expire",
     "stream_writes_announced",
     "stream_records_expire",
@@ -181,6 +191,7 @@ __all__ = [
 ]
 
 FIXES: tuple[Callable[[], Any], ...] = (
+    requests_routed_once,  # first: the lock and the meter wrap it
     atomic_requests,
     data_models_untracked,
     handler_methods_listed_once,
@@ -195,6 +206,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     queries_read_one_partition,
     attribute_values_serialize_directly,
     attribute_maps_written_at_once,
+    result_members_picked_by_kept_names,
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,

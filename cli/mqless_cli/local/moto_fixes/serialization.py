@@ -1,7 +1,8 @@
 """DynamoDB responses made with less of moto's generic machinery: results turned into plain
 values by type (`dynamo_results_converted_directly`), AttributeValues written without the
-attribute picker (`attribute_values_serialize_directly`), values sized by type against a
-page's size limit (`attribute_sizes_by_type`)."""
+attribute picker (`attribute_values_serialize_directly`), result members picked by names
+listed once (`result_members_picked_by_kept_names`), values sized by type against a page's
+size limit (`attribute_sizes_by_type`)."""
 
 from __future__ import annotations
 
@@ -198,8 +199,8 @@ def attribute_sizes_by_type() -> Iterator[None]:
     item they return, against the 1 MB page limit) asks each value in turn whether it is
     a number, a set, a list, a map, a boolean, down to every element of every list. Here a
     number (its text's length), a string (its UTF-8 bytes) and a list (the sum of its
-    elements) are sized by their type at once, to the same figure; every other value as
-    before.
+    elements, a number among them sized in place, without a call of its own) are sized by
+    their type at once, to the same figure; every other value as before.
     """
     from moto.dynamodb.models.dynamo_type import DynamoType
 
@@ -212,8 +213,76 @@ def attribute_sizes_by_type() -> Iterator[None]:
         if kind == "S" and type(value) is str:
             return len(value.encode("utf-8"))
         if kind == "L" and type(value) is list:
-            return sum([v.size() for v in value])
+            # a number in the list (an index segment is all numbers) is sized right here
+            return sum(
+                [
+                    len(str(v.value)) if type(v) is DynamoType and v.type == "N" else v.size()
+                    for v in value
+                ]
+            )
         return original(self)
 
     with patched(DynamoType, "size", size):
+        yield
+
+
+_KEYS_KEPT = 4096  # (member shape, parent, name) triples: a few hundred per service in use
+
+
+@contextmanager
+def result_members_picked_by_kept_names() -> Iterator[None]:
+    """Pick each member of a result held in a dict by the names moto would try, listed once.
+
+    Upstream behaviour: moto's JSON serializer finds each member of a structure it writes
+    (every output member of every response: `Items`, `Count`, `LastEvaluatedKey`,
+    `ConsumedCapacity`...) by asking six alias providers, made anew for each member, which
+    names to try (the shape's name, the member's own, its snake_case form, its name less a
+    prefix...), then trying each in turn. For a plain `dict` those names depend only on the
+    member's name, its shape and the structure it belongs to (a dict has no `Meta` aliases,
+    and its class name is always `dict`): here they are listed once per member shape and
+    tried in the same order, with moto's own lookup. Anything else (an object, a dict
+    subclass, a picker with other providers or with response transformers) is picked as
+    before.
+    """
+    from moto.core import serialize as moto_serialize
+    from moto.core import utils as moto_utils
+
+    serializer: Any = moto_serialize.ResponseSerializer
+    original = serializer.get_value
+    kept: dict[tuple[int, int, str], tuple[Any, Any, tuple[str, ...]]] = {}
+    context_of: Any = moto_serialize.AttributePickerContext
+    xformed: Any = moto_serialize.XFormedAttributePicker
+    utils: Any = moto_utils
+    missing: Any = utils.MISSING
+    get_value: Any = moto_serialize.get_value  # type: ignore[attr-defined]
+
+    def names(picker: Any, key: str, shape: Any) -> tuple[str, ...]:
+        parent = getattr(shape, "parent", None)
+        found = kept.get((id(shape), id(parent), key))
+        if found is not None and found[0] is shape and found[1] is parent:
+            return found[2]
+        context = context_of(obj={}, key=key, shape=shape)
+        listed = tuple(picker.get_possible_keys(context))
+        if len(kept) >= _KEYS_KEPT:
+            kept.clear()
+        kept[(id(shape), id(parent), key)] = (shape, parent, listed)
+        return listed
+
+    def pick(self: Any, value: Any, key: str, shape: Any) -> Any:
+        picker = self._value_picker
+        if (
+            type(value) is not dict
+            or type(picker) is not xformed
+            or picker.alias_providers is not moto_serialize.DEFAULT_ALIAS_PROVIDERS
+            or picker.response_transformers
+            or shape is None
+        ):
+            return original(self, value, key, shape)
+        for name in names(picker, key, shape):
+            found = get_value(value, name, missing)
+            if found is not missing:
+                return found
+        return None
+
+    with patched(serializer, "get_value", pick):
         yield
