@@ -243,20 +243,48 @@ def test_a_cold_queue_batch_loads_no_queue_operation_module() -> None:
     assert loaded & (_NOT_FOR_A_SEND | {"mqless.domain.queues.sending"}) == set()
 
 
-def test_the_dispatch_function_imports_no_parser_models_it_never_validates_with() -> None:
-    # Given the dispatch function's module, imported in a new interpreter as Lambda does
+def _modules_after_import(function: str) -> set[str]:
+    """The modules loaded once `function`'s handler module is imported in a new interpreter,
+    as Lambda imports it (before any event)."""
     env = {
         **os.environ,
-        "PYTHONPATH": f"{ROOT / 'layers' / 'core'}:{ROOT / 'functions' / 'dispatch'}",
+        "PYTHONPATH": f"{ROOT / 'layers' / 'core'}:{ROOT / 'functions' / function}",
     }
     code = "import json, sys, app; print(json.dumps(sorted(sys.modules)))"
-    # When it has been imported
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_dispatch_function_imports_no_parser_models_it_never_validates_with() -> None:
+    # Given the dispatch function's module
+    # When it has been imported in a new interpreter, as Lambda does
+    loaded = _modules_after_import("dispatch")
     # Then Powertools' batch processing is there, without the parser models (stream records
     # are read as data classes: the batch module leaves its models out when it is imported
     # before pydantic)
     assert "aws_lambda_powertools.utilities.batch" in loaded
     assert "aws_lambda_powertools.utilities.parser" not in loaded
+
+
+def test_the_dispatch_function_plans_pushes_with_its_first_batch_not_at_import() -> None:
+    # Given the dispatch function's module
+    # When it has been imported in a new interpreter, as Lambda does
+    loaded = _modules_after_import("dispatch")
+    # Then its batch handling is there, but not the push planning and the modules it brings
+    # (indexing, consumers, deliveries): they load with the first batch that indexes
+    # (test_a_cold_queue_batch_loads_no_queue_operation_module sees them loaded there)
+    assert "mqless.transports.dispatch" in loaded
+    assert "mqless.domain.push.feeding" not in loaded
+    assert "mqless.domain.queues.indexing" not in loaded
+
+
+def test_the_websocket_function_imports_no_principals_management() -> None:
+    # Given the WebSocket function's module (its $connect is authorized before it runs)
+    # When it has been imported in a new interpreter, as Lambda does
+    loaded = _modules_after_import("ws")
+    # Then authentication is there, but not the principals' management and its store
+    assert "mqless.domain.access.authentication" in loaded
+    assert "mqless.domain.access.users" not in loaded
+    assert "mqless.storage.principals" not in loaded

@@ -90,3 +90,63 @@ def test_a_handler_import_that_fails_in_lambda_leaves_the_collector_on(
         raise ImportError("No module named 'missing'")
 
     assert gc.isenabled()
+
+
+# A new execution environment past its import: what its first request builds once per process
+# (a service through `mqless.wiring`, the routes module serving the HTTP path).
+_BUILD_ONCE = """
+import gc, json
+from mqless import wiring
+from mqless.transports.http import api
+frozen = gc.get_freeze_count()
+wiring.clock()
+after_service = gc.get_freeze_count()
+api.include_routes("queues")
+after_routes = gc.get_freeze_count()
+print(json.dumps({"enabled": gc.isenabled(), "service": after_service - frozen,
+                  "routes": after_routes - after_service}))
+"""
+
+
+def _first_builds(*, runtime_api: str | None) -> dict[str, int]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("AWS_LAMBDA_RUNTIME_API", "PYTHONPATH")
+    }
+    env["PYTHONPATH"] = str(ROOT / "layers" / "core")
+    if runtime_api is not None:
+        env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD_ONCE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_in_lambda_what_a_first_request_builds_once_is_frozen_too() -> None:
+    """Given Lambda's runtime and a function past its import
+    When its first request builds a process-wide service and imports a routes module
+    Then each is made with the collector paused and frozen after (the clients' models and
+    the modules live as long as the process), and the collector is on again
+    """
+    after = _first_builds(runtime_api="127.0.0.1:9001")
+
+    assert after["enabled"]
+    assert after["service"] > 0
+    assert after["routes"] > 1_000  # the routes module, its models and its routes
+
+
+def test_outside_lambda_what_a_first_request_builds_is_not_frozen() -> None:
+    """Given no Lambda runtime (tests, `mqless dev`)
+    When a process-wide service is built and a routes module imported
+    Then nothing is frozen and the collector stays on
+    """
+    after = _first_builds(runtime_api=None)
+
+    assert after == {"enabled": True, "service": 0, "routes": 0}

@@ -12,7 +12,7 @@ cold start; `bench/cold_import.py` measures it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import _lru_cache_wrapper, cache
+from functools import _lru_cache_wrapper, cache, wraps
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import boto3
@@ -21,6 +21,7 @@ from botocore.config import Config
 from mqless import assembly
 from mqless.domain.clock import Clock, SystemClock
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
+from mqless.start_up import start_up_frozen
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -50,8 +51,16 @@ _ONCE: list[_lru_cache_wrapper[object]] = []
 
 
 def _once(build: Callable[[], Built]) -> _lru_cache_wrapper[Built]:
-    """Build on the first call, then answer the same object until `reset()`."""
-    cached = cache(build)
+    """Build on the first call, then answer the same object until `reset()`. In Lambda the
+    build runs as the handler's import does (`mqless.start_up`): what it makes lives as long
+    as the process."""
+
+    @wraps(build)
+    def build_frozen() -> Built:
+        with start_up_frozen():
+            return build()
+
+    cached = cache(build_frozen)
     _ONCE.append(cached)
     return cached
 

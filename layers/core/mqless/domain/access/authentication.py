@@ -27,13 +27,16 @@ from aws_lambda_powertools import Logger
 from mqless.domain.access.api_keys import KEY_EXPIRED as API_KEY_EXPIRED
 from mqless.domain.access.api_keys import PREFIX as API_KEY_PREFIX
 from mqless.domain.access.principals import Principal, group_principal_id, jwt_principal_id
-from mqless.domain.access.users import AccessControl
 from mqless.domain.errors import Unauthorized
 
 if TYPE_CHECKING:
     # PyJWT (and the cryptography it loads) only where a JWT is verified: an API key's
     # request, and every cold start of a function that verifies none, does without it
     import jwt
+
+    # the principals' management (users, their store) where a request looks one up: the
+    # WebSocket function's import, whose $connect was authorized before it ran, does without
+    from mqless.domain.access.users import AccessControl
 
 logger = Logger(service="mqless", child=True)
 

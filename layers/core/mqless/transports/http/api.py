@@ -27,6 +27,7 @@ from mqless.domain.errors import (
     Throttled,
     Unauthorized,
 )
+from mqless.start_up import start_up_frozen
 from mqless.transports.http.models.problem import Problem
 from mqless.transports.http.routes import MODULES, module_serving
 
@@ -158,7 +159,8 @@ def include_routes(*modules: str) -> None:
     """
     if _included.issuperset(modules):
         return
-    with _including:
+    # what a routes module loads lives as long as the process, as the handler's imports do
+    with _including, start_up_frozen():
         for name in modules:
             if name in _included:
                 continue
