@@ -121,3 +121,29 @@ def test_a_stored_item_keeps_its_key_values_once() -> None:
         kept = retained_bytes_per_item(compact)
     # Then each costs at least a key object (about 100 bytes) and a name string less
     assert kept <= upstream - 120, (upstream, kept)
+
+
+def retained_bytes_per_item_with_orderings(*, queried: bool) -> float:
+    """Bytes kept per dedup record put with every moto fix, after the table was queried
+    (its query ordering built, kept in step by each put) or not."""
+    from mqless_cli.local.moto_fixes import fixed_moto
+
+    with table(compact=False) as db, fixed_moto():
+        if queried:
+            db.query(
+                TableName=TABLE,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "none"}},
+            )
+        return retained_bytes_per_item(db)
+
+
+def test_a_query_ordering_keeps_no_copy_of_an_item_key() -> None:
+    # Given a table with every moto fix, queried once (so Query reads one partition in key
+    # order from then on), and the same table never queried
+    unordered = retained_bytes_per_item_with_orderings(queried=False)
+    # When 600 dedup records are put in each
+    ordered = retained_bytes_per_item_with_orderings(queried=True)
+    # Then the ordering costs an item its places in a list and a dict and two small tuples
+    # (~230 bytes), not also copies of its key values (~300 bytes more)
+    assert ordered - unordered <= 300, (unordered, ordered)
