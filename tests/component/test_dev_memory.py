@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -50,15 +50,29 @@ def dedup_record(n: int) -> dict[str, Any]:
     }
 
 
-def retained_bytes_per_item(db: Any) -> float:
+def log_item(n: int, *, repeated: bool = True) -> dict[str, Any]:
+    """An item shaped like a log item (`storage/log.py`): the items a queue writes within a
+    second share their data key id `k` and expiry `x` (`repeated`), or each has its own."""
+    differ = 0 if repeated else n
+    return {
+        "pk": {"S": "L#orders#3"},
+        "sk": {"S": f"01M98DNJ1TECYAYV1K{n:08d}"},
+        "b": {"B": bytes(n % 251 for _ in range(64)) * 16},
+        "k": {"B": (12345678 + differ).to_bytes(8, "big")},
+        "x": {"N": str(1796998445 + differ)},
+        "s": {"SS": ["a"]},
+    }
+
+
+def retained_bytes_per_item(db: Any, make: Callable[[int], dict[str, Any]] = dedup_record) -> float:
     """Bytes the table keeps per item after ITEMS puts (tracemalloc, collected garbage)."""
-    db.put_item(TableName=TABLE, Item=dedup_record(-1))  # the first request's one-time costs
+    db.put_item(TableName=TABLE, Item=make(-1))  # the first request's one-time costs
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for n in range(ITEMS):
-            db.put_item(TableName=TABLE, Item=dedup_record(n))
+            db.put_item(TableName=TABLE, Item=make(n))
         gc.collect()
         return (tracemalloc.get_traced_memory()[0] - before) / ITEMS
     finally:
@@ -94,6 +108,23 @@ def answers(db: Any) -> list[Any]:
             Item={**dedup_record(3), "m": {"S": "replaced"}},
             ReturnValues="ALL_OLD",
         )["Attributes"]
+    )
+    # two items holding the same small values; one of them changed after
+    for sk in ("twin-1", "twin-2"):
+        db.put_item(TableName=TABLE, Item={**log_item(0), "sk": {"S": sk}})
+    twin = {"pk": log_item(0)["pk"], "sk": {"S": "twin-1"}}
+    db.update_item(
+        TableName=TABLE,
+        Key=twin,
+        UpdateExpression="SET x = x + :one, k = :k ADD s :s",
+        ExpressionAttributeValues={":one": {"N": "1"}, ":k": {"B": b"other"}, ":s": {"SS": ["b"]}},
+    )
+    seen.append(
+        db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": log_item(0)["pk"]},
+        )["Items"]
     )
     seen.append(db.delete_item(TableName=TABLE, Key=key, ReturnValues="ALL_OLD")["Attributes"])
     seen.append(db.get_item(TableName=TABLE, Key=key).get("Item"))
@@ -137,6 +168,18 @@ def retained_bytes_per_item_with_orderings(*, queried: bool) -> float:
                 ExpressionAttributeValues={":p": {"S": "none"}},
             )
         return retained_bytes_per_item(db)
+
+
+def test_items_with_the_same_small_values_share_them() -> None:
+    # Given moto with compact items
+    with table(compact=True) as db:
+        # When 600 log items that share their data key id and expiry are stored
+        repeated = retained_bytes_per_item(db, log_item)
+    with table(compact=True) as db:
+        # and 600 whose every value differs
+        distinct = retained_bytes_per_item(db, lambda n: log_item(n, repeated=False))
+    # Then the first keep those two values once, not twice 100 bytes and more an item
+    assert distinct - repeated >= 200, (distinct, repeated)
 
 
 def test_a_query_ordering_keeps_no_copy_of_an_item_key() -> None:

@@ -29,8 +29,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   placeholders) is parsed into its syntax tree once; each use builds its conditions from the
   tree with its own values.
 - `items_hold_keys_once`: a stored item holds each key value once (the objects its table
-  files it under), shares its hash key with the items of its partition and its attribute
-  names with every other item (memory per message).
+  files it under), shares its hash key with the items of its partition, a small value
+  equal to the last item's under the same name with it, and its attribute names with every
+  other item (memory per message).
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).

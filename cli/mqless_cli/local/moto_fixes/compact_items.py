@@ -27,6 +27,29 @@ def _hold(attrs: dict[str, Any], key: Any, held: Any) -> Any:
     return held
 
 
+_SHARED_BYTES = 64
+"""The longest S, N or B value shared (a body is not: it is never repeated)."""
+
+
+def _share_small_values(attrs: dict[str, Any], keys: tuple[Any, Any], last: dict[str, Any]) -> None:
+    """Let each small scalar attribute of `attrs` (not a key) hold the DynamoType that the
+    last item made with that attribute held, if its value is the same (`last` keeps one
+    value per attribute name: a queue's data key id, an expiry second, repeat)."""
+    for name, value in attrs.items():
+        if value.type not in _SCALARS or value is keys[0] or value is keys[1]:
+            continue
+        if type(value.value) not in (str, bytes) or len(value.value) > _SHARED_BYTES:
+            continue
+        found = last.get(name)
+        if found is None or found.type != value.type or found.value != value.value:
+            last[name] = value
+        elif found is not value:
+            dict.__setitem__(attrs, name, found)  # the same value: no size check to redo
+
+
+_SCALARS = frozenset(("S", "N", "B"))
+
+
 @contextmanager
 def items_hold_keys_once() -> Iterator[None]:
     """Let a stored item hold each key value once and share its attribute names.
@@ -42,19 +65,24 @@ def items_hold_keys_once() -> Iterator[None]:
     Here the key attributes hold the key objects the item was made with (the ones
     `Table.put_item` files it under), an item put in a partition that holds items already
     shares their hash key object (a scalar DynamoType is never changed in place, and a key
-    attribute cannot be updated), and attribute names are interned: one string per
-    distinct name. Values, types, order and size checks are as before.
+    attribute cannot be updated), a small S, N or B attribute equal to the one the last
+    item made held under the same name shares its object (the log items a queue writes
+    within a second have the same data key id and expiry), and attribute names are
+    interned: one string per distinct name. Values, types, order and size checks are as
+    before.
     """
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
 
     original_init, original_put = Item.__init__, Table.put_item
+    last: dict[str, Any] = {}  # attribute name -> the last small value made for it
 
     def init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
         interned = {sys.intern(name) if type(name) is str else name: v for name, v in attrs.items()}
         original_init(self, hash_key, range_key, interned)
         self.hash_key = _hold(self.attrs, hash_key, hash_key)
         self.range_key = _hold(self.attrs, range_key, range_key)
+        _share_small_values(self.attrs, (self.hash_key, self.range_key), last)
 
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         item = original_put(self, *args, **kwargs)
