@@ -28,8 +28,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `condition_expressions_parsed_once`: each ConditionExpression (text, names and value
   placeholders) is parsed into its syntax tree once; each use builds its conditions from the
   tree with its own values.
-- `items_hold_keys_once`: a stored item holds each key value once (its key attributes' own
-  objects) and shares its attribute names with every other item (memory per message).
+- `items_hold_keys_once`: a stored item holds each key value once (the objects its table
+  files it under), shares its hash key with the items of its partition, a small value
+  equal to the last item's under the same name with it, and its attribute names with every
+  other item (memory per message).
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -203,6 +205,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
     transactions_undo_by_log,
+    items_hold_keys_once,  # before the query orderings: they keep the keys it shares
     queries_read_one_partition,
     attribute_values_serialize_directly,
     attribute_maps_written_at_once,
@@ -214,7 +217,6 @@ FIXES: tuple[Callable[[], Any], ...] = (
     backends_found_without_the_lock,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
-    items_hold_keys_once,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,

@@ -24,7 +24,10 @@ class _Ordering:
 
     For the base table or one index: `partitions` maps the partition key values to the
     sort tuples (index sort key, table hash key, table sort key) of its items, sorted as
-    `Table.query` sorts them; `where` says where each item key is filed.
+    `Table.query` sorts them; `where` says where each item key is filed. What it keeps of
+    an item are the item's own key values (scalars: moto never changes one in place), one
+    tuple of partition key values per partition, its entry in a list and a dict, and two
+    tuples: no copies (an ordering kept copies of each key value, ~300 bytes an item).
     """
 
     def __init__(
@@ -37,25 +40,25 @@ class _Ordering:
         self.table_range_name: str | None = table.range_key_attr
         self.partitions: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         self.where: dict[tuple[Any, Any], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+        self.partition_keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # each key itself
         for item in all_stored(table):
             self.place((item.hash_key, item.range_key), item)
 
     def sort_tuple(self, values: Any, hash_key: Any, range_key: Any) -> tuple[Any, ...] | None:
         """(sort key, table hash key[, table range key]) from attribute values; None if a
-        part is missing. Copies: moto may change an item's values in place."""
-        from moto.dynamodb.models.dynamo_type import DynamoType
-
+        part is missing. A scalar value (S, N, B: what keys are) is held as it is, moto never
+        changes one in place; other values are copied, moto may change those in place."""
         parts = []
         if self.range_attribute is not None:
             value = values.get(self.range_attribute)
             if value is None:
                 return None
-            parts.append(DynamoType(value))
+            parts.append(_held(value))
         if hash_key is None or (self.has_table_range and range_key is None):
             return None
-        parts.append(DynamoType(hash_key))
+        parts.append(_held(hash_key))
         if self.has_table_range:
-            parts.append(DynamoType(range_key))
+            parts.append(_held(range_key))
         return tuple(parts)
 
     def place(self, key: tuple[Any, Any], item: Any) -> None:
@@ -66,7 +69,8 @@ class _Ordering:
             values = tuple(item.attrs.get(name) for name in self.hash_attributes)
             order = self.sort_tuple(item.attrs, item.hash_key, item.range_key)
             if order is not None and all(value is not None for value in values):
-                filed = (values, order)
+                # one tuple of partition key values per partition, shared by its items
+                filed = (self.partition_keys.get(values, values), order)
         if filed == before:
             return
         if before is not None:
@@ -74,10 +78,15 @@ class _Ordering:
             del entries[bisect.bisect_left(entries, before[1])]
             if not entries:
                 del self.partitions[before[0]]
+                del self.partition_keys[before[0]]
             del self.where[key]
         if filed is not None:
+            self.partition_keys.setdefault(filed[0], filed[0])
             bisect.insort(self.partitions.setdefault(filed[0], []), filed[1])
-            self.where[key] = filed
+            # filed under the item's own key values (equal to `key`), not a copy of them
+            self.where[(item.hash_key, key[1] if item.range_key is None else item.range_key)] = (
+                filed
+            )
 
     def window(self, values: tuple[Any, ...], arguments: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The sort tuples moto's query can look at, in moto's order: those of the partition
@@ -121,6 +130,18 @@ class _Ordering:
         # and one item on each side, whatever it is: moto answers with a LastEvaluatedKey
         # when any item follows the last one it returned, met the sort key condition or not
         return entries[max(0, low - 1) : high + 1]
+
+
+def _held(value: Any) -> Any:
+    """`value` as a DynamoType an ordering can keep: itself if it is a scalar one."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if type(value) is DynamoType and value.type in _SCALARS:
+        return value
+    return DynamoType(value)
+
+
+_SCALARS = frozenset(("S", "N", "B"))
 
 
 def _position(comparison: str, bounds: list[Any], value: Any) -> int:
