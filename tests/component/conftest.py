@@ -254,6 +254,14 @@ def sessions(
     aws: Aws, broker: QueueService, clock: ManualClock, pusher: RecordingPusher
 ) -> Sessions:
     """WebSocket sessions over the test broker, pushing into `pusher`."""
+    return build_sessions(aws, broker, clock, pusher)
+
+
+def build_sessions(
+    aws: Aws, broker: QueueService, clock: ManualClock, pusher: RecordingPusher
+) -> Sessions:
+    """The WebSocket function's sessions, as one function instance (container) builds them:
+    a second one shares the tables but none of the first's memory."""
     table = aws.settings.destinations_table
     cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
     topics = assembly.topic_service_over(

@@ -24,7 +24,7 @@ from mqless.transports.websocket.handler import handle_event
 from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
-from tests.component.conftest import Aws, RecordingPusher
+from tests.component.conftest import Aws, RecordingPusher, build_sessions
 from tests.component.dispatch_function import DispatchFunction
 from tests.lambda_support import websocket_event
 
@@ -545,7 +545,12 @@ def test_a_nul_inside_a_body_with_content_length_arrives_whole(
 
 
 def test_an_ack_reads_its_connection_subscription_and_consumer_in_one_request(
-    pusher: RecordingPusher, sessions: Sessions, broker: QueueService, aws: Aws
+    pusher: RecordingPusher,
+    sessions: Sessions,
+    broker: QueueService,
+    aws: Aws,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What the ACK costs is the point (how many reads API Gateway's request pays for): it
     is metered as AWS bills it (`mqless_cli.billing`, as test_costs.py does)."""
@@ -556,7 +561,10 @@ def test_an_ack_reads_its_connection_subscription_and_consumer_in_one_request(
     sessions.pump("q")
     [message] = _got(pusher, "c1", "MESSAGE")
 
-    # When it ACKs the message
+    # When it ACKs the message, through a function instance that never read the connection
+    # (the one that did remembers it: test_stomp_function_instances.py)
+    another = build_sessions(aws, broker, clock, pusher)
+    monkeypatch.setattr(wiring, "sessions", lambda: another)
     meter = Meter()
     with observing_moto(meter):
         _say("c1", "ACK", id=message.header("ack") or "", receipt="done")

@@ -1,11 +1,11 @@
 """WebSocket connections' reads and writes: who is connected, how they speak, what they
 subscribed to, and the indexes the sweep and the dispatch function query.
 
-Keys and item shapes are `connections.py`'s. A frame reads its connection with the first
-subscriptions in one request, fresh in every invocation as on AWS: an ACK needs no other
-read to find its consumer. Queue consumers' credit and deliveries live with their queue
-(`domain/push/consumers.py`); the sweep finds the connections to close and the
-temporary queues to delete with keyed queries, never a scan.
+Keys and item shapes are `connections.py`'s. A frame reads its connection with its first
+subscriptions in one request, or once its STOMP session is connected takes it from this
+process's memory (`remembered_connections.py`: what may be remembered on AWS, how long).
+Push consumers' credit and deliveries live with their queue (`domain/push/consumers.py`);
+the sweep finds connections to close and temporary queues to delete by keyed queries.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from mqless.storage.dynamo import (
     to_wire,
     translated_errors,
 )
+from mqless.storage.remembered_connections import RememberedConnections
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -70,6 +71,7 @@ class ConnectionStore:
         self._db = dynamodb
         self._table = table_name
         self._clock = clock
+        self._remembered = RememberedConnections()
 
     def connect(
         self,
@@ -94,6 +96,7 @@ class ConnectionStore:
             "expires_at": now // 1000 + CONNECTION_SECONDS,
         }
         meta = meta_item(connection_id, principal, record)
+        self._remembered.forget(connection_id)
         self._write(
             [
                 meta,
@@ -161,6 +164,14 @@ class ConnectionStore:
             counts[pattern] = counts.get(pattern, 0) + 1
         return counts
 
+    def for_frame(self, connection_id: str) -> ConnectionInfo | None:
+        """The connection as its frames need it: remembered by this process (no read) when it
+        may be (`remembered_connections.py`), else read (`connection`) and remembered."""
+        now = self._clock.now_ms()
+        if (info := self._remembered.get(connection_id, now)) is None:
+            self._remembered.read(info := self.connection(connection_id), now)
+        return info
+
     def connection(self, connection_id: str) -> ConnectionInfo | None:
         """The connection's record, with its first subscriptions read in the same request
         (an ACK then needs no read of its own); None if it is not (or no longer) connected."""
@@ -182,10 +193,8 @@ class ConnectionStore:
 
     def stomp_connected(self, connection_id: str, version: str) -> None:
         """Note that the STOMP session is open, in the version CONNECT negotiated."""
-        for key in (
-            meta_key(connection_id),
-            listed_key(connection_id),
-        ):
+        self._remembered.forget(connection_id)
+        for key in (meta_key(connection_id), listed_key(connection_id)):
             with translated_errors():
                 self._db.update_item(
                     TableName=self._table,
@@ -204,9 +213,8 @@ class ConnectionStore:
         credential_expires_at: int | None = None,
         selector: str | None = None,
     ) -> None:
-        """Add a live topic subscription to a connection; it gets no pushes once the
-        connection's credential has expired (`credential_expires_at`), and only the
-        messages its `selector` (checked already) selects."""
+        """Add a live topic subscription to a connection; no pushes once its credential
+        has expired (`credential_expires_at`), and only what its `selector` selects."""
         validate_topic_pattern(pattern)
         self._check_room(connection.id)
         expires = self._clock.now_ms() // 1000 + CONNECTION_SECONDS
@@ -225,6 +233,7 @@ class ConnectionStore:
             live["credential_expires_at"] = credential_expires_at
         if selector is not None:
             live["selector"] = selector
+        self._remembered.saw(connection.id, subscription_id, None)  # topics are not remembered
         self._write(
             [
                 {
@@ -246,11 +255,9 @@ class ConnectionStore:
         *,
         consumer: Mapping[str, Any] | None = None,
     ) -> None:
-        """Note that a subscription of this connection is a push consumer of `queue`.
-
+        """Note that a subscription of this connection is a push consumer of `queue`;
         `consumer`: what settling needs of the consumer's own record, which never changes
-        while it exists (`consumers.settle_fields`): an ACK then reads one item, not two.
-        """
+        while it exists (`consumers.settle_fields`): an ACK then reads one item, not two."""
         self._check_room(connection_id)
         item: dict[str, Any] = {
             **subscription_key(connection_id, subscription_id),
@@ -262,6 +269,7 @@ class ConnectionStore:
         if consumer is not None:
             item["consumer"] = dict(consumer)
         self._write([item])
+        self._remembered.saw(connection_id, subscription_id, subscription_record(item))
 
     def subscription(
         self,
@@ -272,8 +280,9 @@ class ConnectionStore:
     ) -> dict[str, Any] | None:
         """A subscription's record (`kind` topic or queue); None if there is none.
 
-        `read_with`: the connection as this invocation read it; its subscriptions answer
-        without another read when they can.
+        `read_with`: the connection as this invocation has it; its subscriptions answer
+        without another read when they can (those of a `remembered` connection may have
+        changed in another process since: see `remembered_connections.py`).
         """
         if read_with is not None and read_with.subscriptions is not None:
             record = read_with.subscriptions.get(subscription_id)
@@ -285,7 +294,9 @@ class ConnectionStore:
                 Key=to_wire(subscription_key(connection_id, subscription_id)),
                 ConsistentRead=True,
             )
-        return subscription_record(from_wire(found["Item"])) if "Item" in found else None
+        record = subscription_record(from_wire(found["Item"])) if "Item" in found else None
+        self._remembered.saw(connection_id, subscription_id, record)
+        return record
 
     def subscriptions(self, connection_id: str) -> list[dict[str, Any]]:
         return [
@@ -297,6 +308,7 @@ class ConnectionStore:
 
     def unsubscribe(self, connection_id: str, subscription_id: str) -> dict[str, Any] | None:
         """Remove one subscription; its record, or None if the connection had none."""
+        self._remembered.saw(connection_id, subscription_id, None)
         with translated_errors():
             old = self._db.delete_item(
                 TableName=self._table,
@@ -331,6 +343,7 @@ class ConnectionStore:
     def disconnect(self, connection_id: str) -> Disconnected:
         """Forget a connection and everything it held; returns its subscriptions and the
         temporary queues it made (to be deleted now)."""
+        self._remembered.forget(connection_id)
         partition = connection_partition(connection_id)
         items = list(partition_items(self._db, self._table, partition))
         subscriptions = [

@@ -171,10 +171,13 @@ class ConnectionInfo:
     key_id: str | None = None
     """The API key the connection authenticated with (revoking it closes the connection)."""
     subscriptions: Mapping[str, dict[str, Any]] | None = field(default=None, compare=False)
-    """Subscription records read in the same request as the connection: this invocation's
-    read, never kept across invocations, and dropped (None) by whoever changes the
-    connection's subscriptions while still holding it. One not found here is read on its
-    own: there may be more than were read, or a newer one."""
+    """Subscription records read in the same request as the connection, or (`remembered`)
+    the queue subscriptions this process last read or wrote; dropped (None) by whoever
+    changes the connection's subscriptions while still holding it. One not found here is
+    read on its own: there may be more than were read, or a newer one."""
+    remembered: bool = field(default=False, compare=False)
+    """Served from this process's memory of the connection (`connection_store.py`), not
+    read by this invocation: its subscriptions may have changed in another process since."""
 
     @property
     def acting_as(self) -> Principal:

@@ -103,15 +103,20 @@ class PushConsumers:
     def advance(self, consumer: Consumer, mark: int, *, take_owed: bool) -> tuple[int, bool] | None:
         """Move a `client` consumer's watermark forward (never back: acks may race), and
         with `take_owed` take its owed mark off; (the watermark before, whether it was
-        marked owed), or None if a racing ack had moved it this far (or it is gone)."""
+        marked owed), or None if a racing ack had moved it this far (or it is gone, or is
+        another incarnation: a copy a process remembered may be an unsubscribed one's)."""
+        values: Item = {":w": mark}
+        same = ""
+        if consumer.epoch:
+            same, values[":e"] = "epoch = :e AND ", consumer.epoch
         found = conditional_write(
             self._db.update_item,
             TableName=self._table,
             Key=to_wire(_key_of(consumer)),
             UpdateExpression="SET acked = :w" + (f" REMOVE {OWED}" if take_owed else ""),
-            ConditionExpression="attribute_exists(pk) AND "
+            ConditionExpression=f"attribute_exists(pk) AND {same}"
             "(attribute_not_exists(acked) OR acked < :w)",
-            ExpressionAttributeValues=to_wire({":w": mark}),
+            ExpressionAttributeValues=to_wire(values),
             ReturnValues="ALL_OLD",
         )
         if found is None:

@@ -118,7 +118,9 @@ class Connections:
         open_connection(self.live, connection, principal)
 
     def info(self, connection_id: str) -> ConnectionInfo | None:
-        return self.live.connection(connection_id)
+        """The connection as its frames need it (no read when this process may remember it:
+        `storage/remembered_connections.py`)."""
+        return self.live.for_frame(connection_id)
 
     def close(self, connection_id: str) -> None:
         """Forget a connection: its leases go back to their queues at once."""

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from mqless.storage.schedules import Rule
 
 
+class _NextCandidate(Exception):
+    """STOMP 1.0 acks by message id: the message is not this subscription's, try the next."""
+
+
 @dataclass(frozen=True)
 class Settle:
     """An ack or nack as a client gave it: by ack id, or by message id (STOMP 1.0/1.1)."""
@@ -43,6 +47,16 @@ class Settle:
     message_id: str | None = None
     nack: bool = False
     delay_seconds: int = 0
+
+
+def _incarnation(record: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What tells one push consumer of a subscription id from the next: its queue and the
+    epoch drawn when it subscribed (`Consumer.epoch`)."""
+    if record is None:
+        return None
+    consumer = record.get("consumer")
+    epoch = consumer.get("epoch") if isinstance(consumer, dict) else None
+    return (record["kind"], record.get("queue"), epoch)
 
 
 def _check_start(start: str | None, *, durable_topic: bool) -> None:
@@ -250,35 +264,65 @@ class Sessions(Connections):
             candidates = [check_client_id(settle.subscription, "subscription id")]
         else:  # STOMP 1.0 names the message only
             candidates = [s["id"] for s in self.live.subscriptions(connection_id)]
+        # only a queue message's ack (its ack id, or a subscription and message id) takes a
+        # remembered record: topic subscriptions are not remembered (a remembered queue one
+        # may since have been replaced by one), and STOMP 1.0 read them all already
+        queue_ack = ack.seq is not None if ack is not None else settle.subscription is not None
+        read_with = info if queue_ack or not info.remembered else None
         for subscription in candidates:
-            record = self.live.subscription(connection_id, subscription, read_with=info)
-            if record is None:
-                if len(candidates) == 1:
-                    raise NotInFlight(f"no subscription {subscription!r} on this connection")
-                continue
-            if record["kind"] == "topic":
-                if len(candidates) == 1:
-                    return SettleReport(settled=0, stale=0), None
-                continue
-            consumer = self._consumer_of(info, record)
-            if consumer is None:
-                continue
+            record = self.live.subscription(connection_id, subscription, read_with=read_with)
             try:
-                report = self.consumers.settle(
-                    consumer,
-                    ack=ack,
-                    message_id=settle.message_id,
-                    nack=settle.nack,
-                    delay_seconds=settle.delay_seconds,
-                    # the credit a nack frees pulls the next message, not the refused one
-                    before_release=partial(self.try_pump, consumer.queue),
-                )
+                return self._settle_with(info, record, subscription, ack, settle, len(candidates))
             except NotInFlight:
-                if len(candidates) == 1:
+                if record is None or not info.remembered:
                     raise
+                # remembered: another process may have subscribed again under this id since
+                # (`storage/remembered_connections.py`): settle by what is stored now
+                fresh = self.live.subscription(connection_id, subscription)
+                if _incarnation(fresh) == _incarnation(record):
+                    raise
+                return self._settle_with(info, fresh, subscription, ack, settle, len(candidates))
+            except _NextCandidate:
                 continue
-            return report, consumer.queue if report.refill else None
         raise NotInFlight(f"message {settle.message_id!r} is not in flight on this connection")
+
+    def _settle_with(
+        self,
+        info: ConnectionInfo,
+        record: dict[str, Any] | None,
+        subscription: str,
+        ack: AckId | None,
+        settle: Settle,
+        candidates: int,
+    ) -> tuple[SettleReport, str | None]:
+        """Settle through one subscription's record (`settle`); _NextCandidate when the
+        message may be another candidate subscription's."""
+        if record is None:
+            if candidates == 1:
+                raise NotInFlight(f"no subscription {subscription!r} on this connection")
+            raise _NextCandidate
+        if record["kind"] == "topic":
+            if candidates == 1:
+                return SettleReport(settled=0, stale=0), None
+            raise _NextCandidate
+        consumer = self._consumer_of(info, record)
+        if consumer is None:
+            raise _NextCandidate
+        try:
+            report = self.consumers.settle(
+                consumer,
+                ack=ack,
+                message_id=settle.message_id,
+                nack=settle.nack,
+                delay_seconds=settle.delay_seconds,
+                # the credit a nack frees pulls the next message, not the refused one
+                before_release=partial(self.try_pump, consumer.queue),
+            )
+        except NotInFlight:
+            if candidates == 1:
+                raise
+            raise _NextCandidate from None
+        return report, consumer.queue if report.refill else None
 
     def _consumer_of(self, info: ConnectionInfo, record: dict[str, Any]) -> Consumer | None:
         """The push consumer a queue subscription's record names: from the copy the record

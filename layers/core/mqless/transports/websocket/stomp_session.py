@@ -53,7 +53,7 @@ from typing import Final, NoReturn
 from aws_lambda_powertools import Logger
 
 from mqless.domain import models
-from mqless.domain.errors import MqlessError, StaleReceipt
+from mqless.domain.errors import MqlessError, StaleReceipt, Throttled
 from mqless.domain.push.pushes import Connection
 from mqless.domain.push.settling import NotInFlight
 from mqless.storage.connections import ConnectionInfo
@@ -135,6 +135,10 @@ class StompSession:
         except (NotInFlight, StaleReceipt) as exc:
             self._send(_error(exc.message, receipt, frame))
             return
+        except Throttled:
+            # the handler tells the client to retry, once (closing here would be throttled
+            # too, and the client told twice)
+            raise
         except MqlessError as exc:
             self._fatal(exc.message, receipt, frame)
         if frame.command == "DISCONNECT":
