@@ -25,9 +25,10 @@ from mqless.settings import Settings
 from mqless.storage.destinations import QueueRegistry
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless_cli.cfn import Stack, Template, load_template, provision
-from mqless_cli.local.botocore_shortcuts import botocore_shortcuts, requests_unsigned
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.realism import RealismReport, parse_realism, realistic_aws
+from mqless_cli.local.unsigned_requests import requests_unsigned
 from tests.inline_dispatch import INLINE_DISPATCH
 
 # Hypothesis' deadline (200 ms an example) measures the machine, not the code: on a shared

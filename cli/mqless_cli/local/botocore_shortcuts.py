@@ -35,10 +35,7 @@ is the same output for less work: requests, responses and errors are unchanged.
 `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime, and so does the
 test suite's `moto_aws` fixture).
 
-- `requests_unsigned`: clients of boto3's default session send requests unsigned while it
-  holds (moto checks no signature; signing is about a fifth of an in-process call). It is
-  apart from the shortcuts above because it changes the request: only for clients whose
-  every request moto answers.
+`requests_unsigned` (in `unsigned_requests`) is apart from these: it changes the request.
 """
 
 from __future__ import annotations
@@ -58,7 +55,6 @@ __all__ = [
     "attribute_values_serialized_directly",
     "attribute_values_validated_directly",
     "botocore_shortcuts",
-    "requests_unsigned",
     "user_agents_built_once",
 ]
 
@@ -376,26 +372,3 @@ def botocore_shortcuts() -> AbstractContextManager[None]:
     """Every shortcut of this module while the block runs; blocks may overlap in any order
     (the patches go on with the first and come off with the last)."""
     return _SHORTCUTS.applied()
-
-
-def _unsigned(**_: Any) -> Any:
-    """botocore `choose-signer`: send the request unsigned."""
-    import botocore
-
-    return botocore.UNSIGNED
-
-
-@contextmanager
-def requests_unsigned() -> Iterator[None]:
-    """Clients of boto3's default session (made before or during the block) send their
-    requests unsigned while the block runs: for clients whose every request moto answers."""
-    import boto3
-
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
-    events.register("choose-signer", _unsigned)
-    try:
-        yield
-    finally:
-        events.unregister("choose-signer", _unsigned)

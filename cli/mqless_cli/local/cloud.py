@@ -12,8 +12,9 @@ import boto3
 from moto import mock_aws
 
 from mqless_cli.cfn import Stack, load_template, provision
-from mqless_cli.local.botocore_shortcuts import botocore_shortcuts, requests_unsigned
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes import fixed_moto
+from mqless_cli.local.unsigned_requests import requests_unsigned
 
 REGION = "us-east-1"
 # Requests to loopback (our own gateways' @connections API) must reach the real socket,

@@ -88,10 +88,10 @@ condition expressions), `expression_trees` (copying and walking an update's tree
 `old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
 orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
-its route, its body read, its request id), `streams` (stream records and shard iterators,
-and the local runtime's stream hooks) and `kms`; `items` reads and writes one stored item
-by its key for them, and `patching` puts each patch on and takes it off. Callers import
-from this package only.
+its body read, its request id), `routing` (its handler, found once per URL), `streams`
+(stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
+`items` reads and writes one stored item by its key for them, and `patching` puts each
+patch on and takes it off. Callers import from this package only.
 """
 
 from __future__ import annotations
@@ -111,7 +111,6 @@ from mqless_cli.local.moto_fixes.dispatch import (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
-    requests_routed_once,
     response_dates_formatted_once_a_second,
 )
 from mqless_cli.local.moto_fixes.expression_trees import (
@@ -128,6 +127,7 @@ from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import update_old_images_copied_when_returned
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
+from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
     attribute_maps_written_at_once,
     attribute_sizes_by_type,

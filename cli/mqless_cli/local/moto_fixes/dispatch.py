@@ -4,12 +4,11 @@ request bodies read without a shape walk per AttributeValue
 (`request_attribute_values_read_directly`), JSON responses not searched for an XML request
 id (`request_ids_not_searched_in_json`), the date header formatted once a second
 (`response_dates_formatted_once_a_second`), an existing backend found without moto's lock
-(`backends_found_without_the_lock`), a request's handler found once per URL
-(`requests_routed_once`)."""
+(`backends_found_without_the_lock`); a request's handler is found once per URL in
+`routing` (`requests_routed_once`)."""
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -106,7 +105,7 @@ def request_ids_not_searched_in_json() -> Iterator[None]:
         yield
 
 
-_PLAIN_ORIGIN = re.compile(
+PLAIN_ORIGIN = re.compile(
     r"(https?)://([a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*)(?::([1-9][0-9]{0,3}))?/\Z"
 )
 """A URL of a JSON-protocol request (every DynamoDB, Streams and KMS one): scheme, host of
@@ -212,7 +211,7 @@ def requests_normalized_directly() -> Iterator[None]:
     original = vars(moto_request.Request)["from_primitives"]
 
     def from_primitives(cls: Any, method: str, url: str, headers: Any, body: Any = None) -> Any:
-        origin = _PLAIN_ORIGIN.match(url) if type(url) is str else None
+        origin = PLAIN_ORIGIN.match(url) if type(url) is str else None
         if origin is None or type(method) is not str or type(body) not in (bytes, str) or not body:
             return original.__func__(cls, method, url, headers, body)
         items = [
@@ -294,124 +293,4 @@ def backends_found_without_the_lock() -> Iterator[None]:
         return original(self, account_id)
 
     with patched(BackendDict, "__getitem__", getitem):
-        yield
-
-
-_UNKNOWN = object()
-_ROUTES_KEPT = 256  # distinct URLs of JSON-protocol requests: a handful per process
-
-
-@contextmanager
-def requests_routed_once() -> Iterator[None]:
-    """Find the handler of a JSON-protocol request's URL once per URL, not on every request.
-
-    Upstream behaviour: `BotocoreStubber.process_request` matches the request's URL against
-    the URL pattern of every service moto knows until one matches (DynamoDB is some way down
-    the list), then builds the backend's whole URL table (`BaseBackend.urls`: its url bases
-    times its paths, each also rewritten for China's domain) and compiles and tries each
-    entry: about a twentieth of an in-process DynamoDB request. Both answers depend only on
-    the URL (the service patterns are fixed at import) and on the backend's class (its
-    table comes from its module's `url_bases` and `url_paths`) and moto's ISO-region
-    setting, so for a request to `scheme://host[:port]/` (every DynamoDB, Streams and KMS
-    request) they are kept per URL; so is the URL's AWS-domain equivalent (it depends on
-    the URL and on moto's S3 custom endpoints variable, read each time). What the request
-    goes through otherwise is moto's own, in moto's order: the passthrough URLs and services,
-    the service allow-list, the backend, the request recorder, the handler and its
-    HTTPException. A URL no service's table handles, and any other URL, goes through
-    moto's own code; so does every request when `process_request` is not moto's own when
-    the block starts (someone wraps it: their wrapper runs as it is).
-    """
-    import moto.backends
-    from moto import core, moto_api
-    from moto.core import base_backend, botocore_stubber, exceptions
-
-    stubber: Any = botocore_stubber  # its names, as moto's own code reads them
-    backends: Any = moto.backends
-    iso_regions: Any = base_backend.enable_iso_regions  # type: ignore[attr-defined]
-    http_exception: Any = exceptions.HTTPException  # type: ignore[attr-defined]
-    default_account: str = core.DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
-
-    original: Any = stubber.BotocoreStubber.process_request
-    if getattr(original, "__module__", None) != stubber.__name__:
-        yield
-        return
-    # URL and moto's S3 custom endpoints setting -> the URL in AWS's domain, as moto cleans it
-    clean_urls: dict[tuple[str, str | None], str] = {}
-    services: dict[str, Any] = {}  # URL -> service of the first pattern matching it
-    handlers: dict[tuple[Any, ...], Any] = {}  # (backend class, ISO, URL) -> handler
-
-    def clean_url_of(url: str) -> str:
-        key = (url, os.environ.get("MOTO_S3_CUSTOM_ENDPOINTS"))
-        found = clean_urls.get(key)
-        if found is None:
-            parsed_url, _ = stubber.get_equivalent_url_in_aws_domain(url)
-            found = f"{parsed_url.scheme}://{parsed_url.netloc}{parsed_url.path}"
-            if len(clean_urls) >= _ROUTES_KEPT:
-                clean_urls.clear()
-            clean_urls[key] = found
-        return found
-
-    def service_of(clean_url: str) -> Any:
-        found = services.get(clean_url, _UNKNOWN)
-        if found is _UNKNOWN:
-            found = next(
-                (s for s, p in stubber.backend_index.backend_url_patterns if p.match(clean_url)),
-                None,
-            )
-            if len(services) >= _ROUTES_KEPT:
-                services.clear()
-            services[clean_url] = found
-        return found
-
-    def handler_of(backend: Any, clean_url: str) -> Any:
-        key = (type(backend), iso_regions(), clean_url)
-        found = handlers.get(key, _UNKNOWN)
-        if found is _UNKNOWN:
-            found = next(
-                (h for url, h in backend.urls.items() if re.compile(url).match(clean_url)),
-                None,
-            )
-            if len(handlers) >= _ROUTES_KEPT:
-                handlers.clear()
-            handlers[key] = found
-        return found
-
-    def process_request(self: Any, request: Any) -> Any:
-        url = request.url
-        if type(url) is not str or _PLAIN_ORIGIN.match(url) is None:
-            return original(self, request)
-        clean_url = clean_url_of(url)
-        if stubber.passthrough_url(clean_url):
-            return None
-        service = service_of(clean_url)
-        if service is None:
-            return original(self, request)
-        if stubber.passthrough_service(service):
-            return None
-        if not stubber.service_whitelisted(service):
-            raise stubber.ServiceNotWhitelisted(service)
-        backend_dict = backends.get_backend(service)
-        if isinstance(backend_dict, base_backend.BackendDict):
-            if "us-east-1" in backend_dict[default_account]:
-                backend = backend_dict[default_account]["us-east-1"]
-            else:
-                backend = backend_dict[default_account]["aws"]
-        else:
-            backend = backend_dict["global"]
-        handler = handler_of(backend, clean_url)
-        if handler is None:  # moto tries the next services' patterns: its own code does
-            return original(self, request)
-        normalized_request = stubber.normalize_request(request)
-        try:
-            moto_api.recorder._record_request(normalized_request)
-            status, headers, body = handler(
-                normalized_request, normalized_request.raw_url, normalized_request.headers
-            )
-        except http_exception as e:
-            status = e.code
-            headers = e.get_headers()
-            body = e.get_body()
-        return status, headers, body
-
-    with patched(stubber.BotocoreStubber, "process_request", process_request):
         yield

@@ -243,6 +243,9 @@ def result_members_picked_by_kept_names() -> Iterator[None]:
     tried in the same order, with moto's own lookup. Anything else (an object, a dict
     subclass, a picker with other providers or with response transformers) is picked as
     before.
+
+    Why it is long: this docstring (what moto does and why the names tried are the same);
+    the code is two short closures.
     """
     from moto.core import serialize as moto_serialize
     from moto.core import utils as moto_utils
