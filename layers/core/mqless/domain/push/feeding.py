@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from mqless.domain.queues.service import QueueService
 
 PUMP_BUDGET: Final = 500  # messages one pump pushes before it hands over (see `more`)
-UNSEEN_QUEUES: Final = 10_000  # queues remembered without a consumer (then forgotten at once)
 
 
 @dataclass
@@ -87,8 +86,7 @@ class Feeder:
         self._poster = poster
         self._clock = clock
         self._budget = budget
-        # queues whose last pump here read no live consumer: no plan is made for them
-        self._unseen: set[str] = set()
+        self._unseen: set[str] = set()  # queues whose last pump here read no consumer
 
     # ---- feeding what the dispatch function appends leased ---------------------------------
 
@@ -96,20 +94,14 @@ class Feeder:
         """Before the dispatch function appends a standard queue's new messages: its push
         consumers, and one to lease them to in the append itself (`indexing.PushLease`),
         chosen as a pump's round would choose (at random among those with credit, no
-        selector), and how many it may take; None for a FIFO queue or one with priorities
-        (their pumps read as ever).
+        selector), and how many it may take; None for a FIFO queue, one with priorities
+        (their pumps read as ever) or one whose last pump here read no consumer (no read:
+        docs/storage-engine.md, "A queue nobody is pushed").
 
-        The consumers are read eventually consistent (half the units: most queues have
-        none, and the pump after the append reads them again, strongly): a consumer not
-        seen yet is fed by that pump, one seen with an old watermark gets less credit
-        (never more), one gone has its messages given back when its post fails.
-
-        Nor is any read made (None) for a queue whose last pump in this container (the pump
-        after the previous batch's append) read no consumer, strongly: most queues have
-        none, and a plan is only a saving. A consumer that subscribed since, here or in
-        another container, is fed by the pump after this append, whose read of the
-        consumers comes after the append (the read that cannot miss it: `_live_consumers`),
-        and is planned for from the next batch on."""
+        The consumers are read eventually consistent (half the units; the pump after the
+        append reads them strongly and feeds one that subscribed since, in any container):
+        one seen with an old watermark gets less credit (never more), one gone has its
+        messages given back when its post fails."""
         if names.is_fifo(queue) or queue in self._unseen:
             return None
         try:
@@ -227,19 +219,13 @@ class Feeder:
         counted for them that still stands."""
         now_s = self._clock.now_ms() // 1000
         consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
-        self._note_seen(queue, bool(consumers))
+        if consumers:
+            self._unseen.discard(queue)  # planned for again from the next batch
+        elif len(self._unseen) < 10_000:  # beyond that, their plans read as before
+            self._unseen.add(queue)
         if planned is None:
             return consumers, {}
         return consumers, still_counted(planned.consumers, planned.holdings, consumers)
-
-    def _note_seen(self, queue: str, seen: bool) -> None:
-        """Remember whether a pump read any live consumer of the queue (`plan_push`)."""
-        if seen:
-            self._unseen.discard(queue)
-            return
-        if len(self._unseen) >= UNSEEN_QUEUES:
-            self._unseen.clear()  # forgetting costs a plan's read each, no more
-        self._unseen.add(queue)
 
     def _has_work(
         self, queue: str, consumers: Sequence[Consumer], holdings: Mapping[str, Holding]
