@@ -24,6 +24,7 @@ from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
+from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore
@@ -31,6 +32,7 @@ from mqless.storage.push_consumers import PushConsumers
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
+from tests.call_counts import count_calls
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.dispatch_function import DispatchFunction
 from tests.inline_dispatch import INLINE_DISPATCH
@@ -1141,3 +1143,88 @@ def test_a_consumer_fed_only_by_the_dispatch_function_still_gets_what_waits_behi
     assert [m["body"] for m in _messages(pusher, "c1")[210:]] == [
         f"m{n:03d}" for n in range(210, 215)
     ]
+
+
+def _another_container(
+    aws: Aws, broker: QueueService, pusher: RecordingPusher, clock: ManualClock
+) -> Sessions:
+    """The sessions of another Lambda container: nothing in memory shared with the test's."""
+    cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
+    table = aws.settings.destinations_table
+    return Sessions(
+        dynamodb=aws.dynamodb,
+        table_name=table,
+        live=ConnectionStore(aws.dynamodb, table, clock),
+        consumers=assembly.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
+        queues=broker,
+        topics=assembly.build_topic_service(
+            aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, cipher=cipher, time=clock
+        ),
+        pusher=pusher,
+        cipher=cipher,
+        clock=clock,
+        log=LogStore(aws.dynamodb, aws.settings.messages_table),
+    )
+
+
+def test_a_stream_batch_for_a_queue_nobody_is_pushed_reads_its_consumers_once(
+    broker: QueueService,
+    send: Send,
+    dispatch: DispatchFunction,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a queue read over HTTP only (no push consumer) whose first batch the dispatch
+    # function has handled
+    with INLINE_DISPATCH.paused():
+        send("quiet", "m1")
+    assert dispatch() == {"batchItemFailures": []}
+    reads = count_calls(monkeypatch, PushConsumers, "of_queue")
+    before = meter.usage()
+
+    # When the stream brings it another batch
+    with INLINE_DISPATCH.paused():
+        send("quiet", "m2", "m3")
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then the dispatch function read the queue's consumers once (the strongly consistent
+    # read after the append, 1 unit), not also before it to plan a push (another half)
+    used = meter.usage() - before
+    assert reads() == 1
+    consumers = f"{aws.settings.destinations_table} QC#quiet"
+    assert used.partition_read_units.get(consumers) == 1
+    # and the messages wait for a receive
+    assert _counts(broker, "quiet") == (3, 0)
+
+
+def test_a_consumer_that_subscribes_in_another_container_is_pushed_the_next_batch(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    dispatch: DispatchFunction,
+    aws: Aws,
+    clock: ManualClock,
+) -> None:
+    # Given the dispatch function handled a batch for a queue that had no push consumer
+    with INLINE_DISPATCH.paused():
+        send("joined", "before")
+    assert dispatch() == {"batchItemFailures": []}
+
+    # When a consumer subscribes through another container (its pump takes what waits),
+    # then two more batches arrive
+    other = _another_container(aws, broker, pusher, clock)
+    _connect(other, "c1")
+    _subscribe(other, "c1", "joined", prefetch=10)
+    assert _bodies(pusher, "c1") == ["before"]
+    with INLINE_DISPATCH.paused():
+        send("joined", "next")
+    assert dispatch() == {"batchItemFailures": []}
+    with INLINE_DISPATCH.paused():
+        send("joined", "last")
+    assert dispatch() == {"batchItemFailures": []}
+
+    # Then the dispatch function pushed each as it came (no sweeper involved)
+    assert _bodies(pusher, "c1") == ["before", "next", "last"]
+    assert _counts(broker, "joined") == (0, 0)  # auto acks: each settled as it went out

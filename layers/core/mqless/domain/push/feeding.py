@@ -86,6 +86,7 @@ class Feeder:
         self._poster = poster
         self._clock = clock
         self._budget = budget
+        self._unseen: set[str] = set()  # queues whose last pump here read no consumer
 
     # ---- feeding what the dispatch function appends leased ---------------------------------
 
@@ -93,14 +94,15 @@ class Feeder:
         """Before the dispatch function appends a standard queue's new messages: its push
         consumers, and one to lease them to in the append itself (`indexing.PushLease`),
         chosen as a pump's round would choose (at random among those with credit, no
-        selector), and how many it may take; None for a FIFO queue or one with priorities
-        (their pumps read as ever).
+        selector), and how many it may take; None for a FIFO queue, one with priorities
+        (their pumps read as ever) or one whose last pump here read no consumer (no read:
+        docs/storage-engine.md, "A queue nobody is pushed").
 
-        The consumers are read eventually consistent (half the units: most queues have
-        none, and the pump after the append reads them again, strongly): a consumer not
-        seen yet is fed by that pump, one seen with an old watermark gets less credit
-        (never more), one gone has its messages given back when its post fails."""
-        if names.is_fifo(queue):
+        The consumers are read eventually consistent (half the units; the pump after the
+        append reads them strongly and feeds one that subscribed since, in any container):
+        one seen with an old watermark gets less credit (never more), one gone has its
+        messages given back when its post fails."""
+        if names.is_fifo(queue) or queue in self._unseen:
             return None
         try:
             config = self._queues.config_of(queue)
@@ -217,6 +219,10 @@ class Feeder:
         counted for them that still stands."""
         now_s = self._clock.now_ms() // 1000
         consumers = [c for c in self._store.of_queue(queue) if not c.credential_expired(now_s)]
+        if consumers:
+            self._unseen.discard(queue)  # planned for again from the next batch
+        elif len(self._unseen) < 10_000:  # beyond that, their plans read as before
+            self._unseen.add(queue)
         if planned is None:
             return consumers, {}
         return consumers, still_counted(planned.consumers, planned.holdings, consumers)
