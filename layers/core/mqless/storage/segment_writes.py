@@ -16,6 +16,7 @@ from mqless.storage.segments import SETTLED, Hold, Segment, segment_from_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.literals import ReturnValueType
 
 
 class SegmentChanged(Exception):
@@ -107,15 +108,7 @@ def updated_segment_item(
     """Update the existing segment item at `key` (a standard or FIFO one) on `condition`;
     its attributes after the write. Raises SegmentChanged if the condition failed or the
     item is gone (nothing was written)."""
-    response = conditional_write(
-        db.update_item,
-        TableName=table,
-        Key=to_wire(key),
-        UpdateExpression=update,
-        ConditionExpression=f"attribute_exists(pk) AND ({condition})",
-        ExpressionAttributeValues=to_wire(values),
-        ReturnValues="ALL_NEW",
-    )
+    response = _segment_update(db, table, key, update, condition, values, "ALL_NEW")
     if response is None:
         raise SegmentChanged
     return from_wire(response.get("Attributes", {}))
@@ -132,15 +125,29 @@ def segment_written(
     """`updated_segment_item` for a writer that needs no answer (acks, releases, appends):
     whether the write was made. DynamoDB bills it the same; the item is not sent back, so
     neither serialised nor parsed (a FIFO segment's seven lists, on every ack)."""
-    response = conditional_write(
+    return _segment_update(db, table, key, update, condition, values) is not None
+
+
+def _segment_update(
+    db: DynamoDBClient,
+    table: str,
+    key: Mapping[str, Any],
+    update: str,
+    condition: str,
+    values: Mapping[str, Any],
+    answer: ReturnValueType = "NONE",
+) -> Any:
+    """The conditional UpdateItem of an existing segment both writers make (`answer`: its
+    ReturnValues; NONE is DynamoDB's default); None if the condition failed."""
+    return conditional_write(
         db.update_item,
         TableName=table,
         Key=to_wire(key),
         UpdateExpression=update,
         ConditionExpression=f"attribute_exists(pk) AND ({condition})",
         ExpressionAttributeValues=to_wire(values),
+        ReturnValues=answer,
     )
-    return response is not None
 
 
 def raise_floor(db: DynamoDBClient, table: str, pk: str, to: int) -> bool:
