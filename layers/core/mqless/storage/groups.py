@@ -266,12 +266,14 @@ class FifoIndex:
     def _quiet_update(
         self, segment: FifoSegment, update: str, condition: str, values: dict[str, Any]
     ) -> FifoSegment | None:
+        """Update `segment` on `condition`; the segment after the write, or None if the
+        condition failed (nothing was written)."""
+        key = segment_key(segment.queue, segment.shards, segment.seq)
         try:
-            return self.update_segment(
-                segment.queue, segment.shards, segment.seq, update, condition, values
-            )
+            item = updated_segment_item(self._db, self._table, key, update, condition, values)
         except SegmentChanged:
             return None
+        return segment_from_item(segment.queue, segment.shards, item)
 
     def _written(
         self,
@@ -298,16 +300,3 @@ class FifoIndex:
         condition failed (nothing was written)."""
         if not self._written(queue, shards, seq, update, condition, values):
             raise SegmentChanged
-
-    def update_segment(
-        self,
-        queue: str,
-        shards: int,
-        seq: int,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-    ) -> FifoSegment:
-        key = segment_key(queue, shards, seq)
-        item = updated_segment_item(self._db, self._table, key, update, condition, values)
-        return segment_from_item(queue, shards, item)
