@@ -29,18 +29,25 @@ print(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
 def _after_cold_import(function: str, *, runtime_api: str | None) -> dict[str, int]:
     """The collector's state once `function`'s handler module is imported in a new interpreter
     (with Lambda's `AWS_LAMBDA_RUNTIME_API` set to `runtime_api`, or unset)."""
+    paths = [ROOT / "layers" / "core", ROOT / "functions" / function]
+    return _in_new_interpreter(_IMPORT_HANDLER, paths, runtime_api=runtime_api)
+
+
+def _in_new_interpreter(
+    script: str, paths: list[Path], *, runtime_api: str | None
+) -> dict[str, int]:
+    """What `script` prints last (JSON), run by a new interpreter with `paths` as its
+    PYTHONPATH and Lambda's `AWS_LAMBDA_RUNTIME_API` set to `runtime_api` (or unset)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("AWS_LAMBDA_RUNTIME_API", "PYTHONPATH")
     }
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "layers" / "core"), str(ROOT / "functions" / function)]
-    )
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in paths)
     if runtime_api is not None:
         env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
     done = subprocess.run(
-        [sys.executable, "-c", _IMPORT_HANDLER],
+        [sys.executable, "-c", script],
         env=env,
         capture_output=True,
         text=True,
@@ -109,24 +116,7 @@ print(json.dumps({"enabled": gc.isenabled(), "service": after_service - frozen,
 
 
 def _first_builds(*, runtime_api: str | None) -> dict[str, int]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("AWS_LAMBDA_RUNTIME_API", "PYTHONPATH")
-    }
-    env["PYTHONPATH"] = str(ROOT / "layers" / "core")
-    if runtime_api is not None:
-        env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
-    done = subprocess.run(
-        [sys.executable, "-c", _BUILD_ONCE],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return _in_new_interpreter(_BUILD_ONCE, [ROOT / "layers" / "core"], runtime_api=runtime_api)
 
 
 def test_in_lambda_what_a_first_request_builds_once_is_frozen_too() -> None:
