@@ -1,5 +1,6 @@
 """In Lambda a function's clients come from its own boto3 session, whose loader finds a
-service's model without listing every service botocore knows; the models are the same."""
+service's model without listing every service botocore knows and reads botocore's files as
+plain dicts; the models and data are the same."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def test_a_service_s_model_is_the_one_botocore_loads(type_name: str) -> None:
     assert not any(key[0] == "list_available_services" for key in own._cache)
 
 
+@pytest.mark.parametrize("name", ["endpoints", "partitions", "sdk-default-configuration"])
+def test_botocore_s_data_files_read_the_same(name: str) -> None:
+    # Given botocore's loader and the function's one
+    botocore_loader, own = Loader(), ServiceLoader()
+    # When each reads one of botocore's data files
+    theirs, ours = botocore_loader.load_data(name), own.load_data(name)
+    # Then the data are equal, in the same order, as plain dicts
+    assert ours == theirs
+    assert json.dumps(ours) == json.dumps(theirs)
+    assert type(ours) is dict
+
+
 def test_an_unknown_service_is_refused_as_botocore_refuses_it() -> None:
     # Given the function's loader
     own = ServiceLoader()
@@ -43,11 +56,19 @@ def test_an_unknown_service_is_refused_as_botocore_refuses_it() -> None:
 
 _CLIENT_LOADER = """
 import json
+import botocore.session
 from mqless import wiring
 client = wiring.dynamodb_client()
 loader = client._loader
+plain = botocore.session.get_session().create_client("dynamodb")
+model, plain_model = client.meta.service_model, plain.meta.service_model
+same = all(getattr(client.meta, a) == getattr(plain.meta, a)
+           for a in ("region_name", "endpoint_url", "partition")) and all(
+    getattr(model, a) == getattr(plain_model, a)
+    for a in ("metadata", "operation_names", "shape_names", "signing_name"))
 print(json.dumps({"loader": type(loader).__name__, "region": client.meta.region_name,
-                  "listed": any(key[0] == "list_available_services" for key in loader._cache)}))
+                  "listed": any(key[0] == "list_available_services" for key in loader._cache),
+                  "as_botocore_makes_it": same}))
 """
 
 
@@ -71,7 +92,12 @@ def test_in_lambda_the_function_s_first_client_lists_no_service() -> None:
     """
     made = _client_loader(runtime_api="127.0.0.1:9001")
 
-    assert made == {"loader": "ServiceLoader", "region": "eu-west-1", "listed": False}
+    assert made == {
+        "loader": "ServiceLoader",
+        "region": "eu-west-1",
+        "listed": False,
+        "as_botocore_makes_it": True,
+    }
 
 
 def test_outside_lambda_clients_come_from_boto3_s_default_session_as_it_is() -> None:
@@ -82,4 +108,9 @@ def test_outside_lambda_clients_come_from_boto3_s_default_session_as_it_is() -> 
     """
     made = _client_loader(runtime_api=None)
 
-    assert made == {"loader": "Loader", "region": "eu-west-1", "listed": True}
+    assert made == {
+        "loader": "Loader",
+        "region": "eu-west-1",
+        "listed": True,
+        "as_botocore_makes_it": True,
+    }
