@@ -11,7 +11,6 @@ cold start; `bench/cold_import.py` measures it).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import _lru_cache_wrapper, cache, wraps
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -22,7 +21,7 @@ from botocore.config import Config
 from mqless import assembly
 from mqless.domain.clock import Clock, SystemClock
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
-from mqless.start_up import LAMBDA_RUNTIME_API, start_up_frozen
+from mqless.start_up import in_lambda, start_up_frozen
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -96,7 +95,7 @@ _CLIENT_CONFIG = Config(
 def _client(service: str, **options: Any) -> Any:
     """A client of boto3's default session; in Lambda, that session is the function's own,
     whose loader finds a service without listing them all (`mqless.aws_session`)."""
-    if LAMBDA_RUNTIME_API in os.environ:
+    if in_lambda():
         from mqless.aws_session import use_own_default_session
 
         use_own_default_session()
