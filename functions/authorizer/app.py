@@ -6,6 +6,7 @@ with start_up_frozen():  # in Lambda: the collector pauses while the function lo
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from mqless import wiring
+    from mqless.domain.access import authentication  # noqa: F401 - every request authenticates
     from mqless.observability import instrumented
     from mqless.transports.authorizer import authorize
 

@@ -280,11 +280,16 @@ def test_the_dispatch_function_plans_pushes_with_its_first_batch_not_at_import()
     assert "mqless.domain.queues.indexing" not in loaded
 
 
-def test_the_websocket_function_imports_no_principals_management() -> None:
+def test_the_websocket_function_imports_no_authentication_or_principals_management() -> None:
     # Given the WebSocket function's module (its $connect is authorized before it runs)
     # When it has been imported in a new interpreter, as Lambda does
     loaded = _modules_after_import("ws")
-    # Then authentication is there, but not the principals' management and its store
-    assert "mqless.domain.access.authentication" in loaded
+    # Then what $connect uses is there (the authorizer's context, the connection store), but
+    # not authentication (API keys, JWTs: a STOMP CONNECT's passcode and an expired
+    # principal load it), nor the principals' management and its store
+    assert "mqless.transports.authorizer" in loaded
+    assert "mqless.storage.connection_store" in loaded
+    assert "mqless.domain.access.authentication" not in loaded
+    assert "mqless.domain.access.api_keys" not in loaded
     assert "mqless.domain.access.users" not in loaded
     assert "mqless.storage.principals" not in loaded

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mqless.start_up import start_up_frozen
+from mqless_cli.cfn import Stack, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
@@ -34,15 +35,21 @@ def _after_cold_import(function: str, *, runtime_api: str | None) -> dict[str, i
 
 
 def _in_new_interpreter(
-    script: str, paths: list[Path], *, runtime_api: str | None
+    script: str,
+    paths: list[Path],
+    *,
+    runtime_api: str | None,
+    variables: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """What `script` prints last (JSON), run by a new interpreter with `paths` as its
-    PYTHONPATH and Lambda's `AWS_LAMBDA_RUNTIME_API` set to `runtime_api` (or unset)."""
+    PYTHONPATH, Lambda's `AWS_LAMBDA_RUNTIME_API` set to `runtime_api` (or unset), and
+    `variables` added to the environment."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("AWS_LAMBDA_RUNTIME_API", "PYTHONPATH")
     }
+    env.update(variables or {})
     env["PYTHONPATH"] = os.pathsep.join(str(path) for path in paths)
     if runtime_api is not None:
         env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
@@ -140,3 +147,41 @@ def test_outside_lambda_what_a_first_request_builds_is_not_frozen() -> None:
     after = _first_builds(runtime_api=None)
 
     assert after == {"enabled": True, "service": 0, "routes": 0}
+
+
+# What pydantic did about plugins once a handler module was imported and its settings read
+# (models built and validated with), as a first request does.
+_PLUGINS_AFTER_SETTINGS = """
+import json
+import app
+from mqless import wiring
+from pydantic.plugin import _loader
+print(json.dumps({"validated": wiring.settings().auth_required,
+                  "scanned": _loader._plugins is not None}))
+"""
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_function_s_cold_start_does_not_scan_the_installed_packages_for_pydantic_plugins(
+    function: str,
+) -> None:
+    """Given a function's environment as template.yaml deploys it (Globals merged)
+    When a new execution environment imports its handler module and reads its settings
+    (pydantic models, built and validated with)
+    Then pydantic looked for no plugin: none is installed, and its look reads the metadata
+    of every installed distribution (a cold start's CPU, for nothing)
+    """
+    stack = Stack(load_template(ROOT / "template.yaml"))
+    logical_id = next(
+        name
+        for name, properties in stack.functions().items()
+        if properties.get("CodeUri") == f"functions/{function}/"
+    )
+    variables = {k: v for k, v in stack.environment(logical_id).items() if isinstance(v, str)}
+    paths = [ROOT / "layers" / "core", ROOT / "functions" / function]
+
+    after = _in_new_interpreter(
+        _PLUGINS_AFTER_SETTINGS, paths, runtime_api="127.0.0.1:9001", variables=variables
+    )
+
+    assert after == {"validated": True, "scanned": False}

@@ -37,10 +37,15 @@ from contextlib import contextmanager
 LAMBDA_RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
 
 
+def in_lambda() -> bool:
+    """Whether Lambda's runtime runs this process (it sets AWS_LAMBDA_RUNTIME_API)."""
+    return LAMBDA_RUNTIME_API in os.environ
+
+
 @contextmanager
 def start_up_frozen() -> Iterator[None]:
     """In Lambda, what the block imports is made with the collector paused, then frozen."""
-    if LAMBDA_RUNTIME_API not in os.environ:
+    if not in_lambda():
         yield
         return
     was_enabled = gc.isenabled()

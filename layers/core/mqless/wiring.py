@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import _lru_cache_wrapper, cache, wraps
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -21,7 +21,7 @@ from botocore.config import Config
 from mqless import assembly
 from mqless.domain.clock import Clock, SystemClock
 from mqless.settings import AccessSettings, Settings, WebSocketSettings
-from mqless.start_up import start_up_frozen
+from mqless.start_up import in_lambda, start_up_frozen
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -92,19 +92,29 @@ _CLIENT_CONFIG = Config(
 )
 
 
+def _client(service: str, **options: Any) -> Any:
+    """A client of boto3's default session; in Lambda, that session is the function's own,
+    whose loader finds a service without listing them all (`mqless.aws_session`)."""
+    if in_lambda():
+        from mqless.aws_session import use_own_default_session
+
+        use_own_default_session()
+    return boto3.client(service, config=_CLIENT_CONFIG, **options)  # type: ignore[call-overload]
+
+
 @_once
 def dynamodb_client() -> DynamoDBClient:
-    return boto3.client("dynamodb", config=_CLIENT_CONFIG)
+    return cast("DynamoDBClient", _client("dynamodb"))
 
 
 @_once
 def kms_client() -> KMSClient:
-    return boto3.client("kms", config=_CLIENT_CONFIG)
+    return cast("KMSClient", _client("kms"))
 
 
 @_once
 def cloudwatch_client() -> CloudWatchClient:
-    return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
+    return cast("CloudWatchClient", _client("cloudwatch"))
 
 
 def _kms_on_first_use() -> KMSClient:
@@ -219,13 +229,7 @@ def pusher() -> Pusher:
         return NoWebSocketApi()
     # the client is made with the first post: most pumps find no consumer to post to
     return ApiGatewayPusher(
-        _on_first_use(
-            cache(
-                lambda: boto3.client(
-                    "apigatewaymanagementapi", endpoint_url=endpoint, config=_CLIENT_CONFIG
-                )
-            )
-        )
+        _on_first_use(cache(lambda: _client("apigatewaymanagementapi", endpoint_url=endpoint)))
     )
 
 

@@ -24,7 +24,6 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mqless import wiring
-from mqless.domain.access.authentication import refuse_if_expired
 from mqless.domain.access.principals import ANONYMOUS, Principal
 from mqless.domain.errors import Throttled, Unauthorized
 from mqless.domain.push.pushes import Connection
@@ -135,6 +134,7 @@ def handle_message(connection_id: str, text: str) -> None:
     """Act on one WebSocket message from a connection, in the protocol it speaks."""
     # the protocols' modules load with the first message that needs them: `$connect` and
     # `$disconnect` (a cold start's usual first event) use neither (issue 18's cold start)
+    from mqless.domain.access.authentication import refuse_if_expired
     from mqless.transports.websocket.json_protocol import handle_text
     from mqless.transports.websocket.stomp_session import StompSession, looks_like_connect
 
