@@ -62,6 +62,8 @@ class Holding:
     starved: bool = False  # it had no credit when this pump would have leased for it
     next_base: int = 0  # the number of the next record's first message (`DeliveryRecord.base`)
     uncovered: int = 0  # client-individual: 1 + the highest seq of a live record `needs_mark`
+    recalled: bool = False  # kept by the container, not read (`remembered_credit.py`)
+    counted_at: int = 0  # recalled: when the records it follows from were read (ms)
 
 
 def recent(records: DeliveryRecords, consumer: Consumer) -> list[DeliveryRecord]:
@@ -144,13 +146,16 @@ def still_counted(
 ) -> dict[str, Holding]:
     """The holdings counted for `counted_for` (the dispatch function's plan) that still
     stand for these consumers: the same subscription (not one made again since, with a new
-    epoch), and no record race lost (the winner's record is counted again)."""
+    epoch), no record race lost (the winner's record is counted again) and read, not
+    recalled (a recalled count may say less room than there is: enough for a plan, not to
+    decide that a consumer is full)."""
     epochs = {c.tag: c.epoch for c in counted_for}
     return {
         c.tag: holding
         for c in consumers
         if (holding := holdings.get(c.tag)) is not None
         and not holding.lost
+        and not holding.recalled
         and epochs.get(c.tag) == c.epoch
     }
 
@@ -162,3 +167,33 @@ def all_full(consumers: Sequence[Consumer], holdings: Mapping[str, Holding]) -> 
         c.ack != "auto" and (h := holdings.get(c.tag)) is not None and h.in_flight >= c.prefetch
         for c in consumers
     )
+
+
+def starved_client(consumers: Sequence[Consumer], holdings: dict[str, Holding]) -> list[Consumer]:
+    """The `client` consumers this pump left without credit, to be marked owed."""
+    starved = [
+        c
+        for c in consumers
+        if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
+    ]
+    for consumer in starved:
+        holdings[consumer.tag].starved = False
+    return starved
+
+
+def uncovered(
+    consumers: Sequence[Consumer], holdings: dict[str, Holding]
+) -> list[tuple[Consumer, int]]:
+    """The `client-individual` consumers this pump left without credit whose owed mark
+    must rise (above), each with the seq it must rise to. One whose record another
+    pump wrote first is fed again (`Feeder._refed_after_lost_race`), or, lost twice, left to
+    that pump."""
+    found: list[tuple[Consumer, int]] = []
+    for consumer in consumers:
+        holding = holdings.get(consumer.tag)
+        if not by_record(consumer) or holding is None or not holding.starved:
+            continue
+        holding.starved = False
+        if not holding.lost and holding.uncovered > consumer.owed_below:
+            found.append((consumer, holding.uncovered))
+    return found

@@ -37,9 +37,17 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import Holding, all_full, by_record, holding_of, still_counted
+from mqless.domain.push.credit import (
+    Holding,
+    all_full,
+    holding_of,
+    starved_client,
+    still_counted,
+    uncovered,
+)
 from mqless.domain.push.posting import Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
+from mqless.domain.push.remembered_credit import RememberedCredit
 from mqless.domain.queues.indexing import PushLease
 from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.receipts import Lease
@@ -87,6 +95,7 @@ class Feeder:
         self._clock = clock
         self._budget = budget
         self._unseen: set[str] = set()  # queues whose last pump here read no consumer
+        self._credit = RememberedCredit()  # what this container's pushes left consumers
 
     # ---- feeding what the dispatch function appends leased ---------------------------------
 
@@ -123,7 +132,10 @@ class Feeder:
         for consumer in candidates:
             credit = models.MAX_BATCH
             if consumer.ack != "auto":
-                holding = holding_of(self._records, consumer, plan.holdings, now)
+                holding = self._credit.recall(consumer, now) or holding_of(
+                    self._records, consumer, plan.holdings, now
+                )
+                plan.holdings[consumer.tag] = holding
                 credit = min(credit, consumer.prefetch - holding.in_flight)
             if credit <= 0:
                 continue
@@ -156,7 +168,12 @@ class Feeder:
             holding.in_flight += len(deliveries)
         outbox = Outbox(consumer)
         outbox.add(deliveries)
-        self._poster.flush(outbox, plan.holdings, report)
+        kept = None  # what this push left the consumer holding, once it went out
+        try:
+            self._poster.flush(outbox, plan.holdings, report)
+            kept = None if consumer.connection.id in report.gone else holding
+        finally:
+            self._credit.keep(consumer, kept, self._clock.now_ms())
         return report
 
     # ---- pumping -------------------------------------------------------------------------
@@ -179,6 +196,7 @@ class Feeder:
         its messages given back and is skipped for the rest of this pump (the others are
         still fed, those included); the first such failure is raised after."""
         report = PumpReport()
+        self._credit.forget(queue)  # its pushes write records this container did not count
         consumers, holdings = self._live_consumers(queue, planned)
         if not consumers or not (refill or self._has_work(queue, consumers, holdings)):
             return report
@@ -295,8 +313,8 @@ class Feeder:
         before it was raised).
         """
         refreshed = self._refed_after_lost_race(consumers, holdings, refed)
-        starved = self._starved_client(consumers, holdings)
-        individual = self._uncovered(consumers, holdings)
+        starved = starved_client(consumers, holdings)
+        individual = uncovered(consumers, holdings)
         # a consumer that keeps up is filled to its credit by the pump of what was just
         # indexed: one strongly consistent look at those shards, not a mark and a pump
         if not (starved or individual) or (
@@ -338,38 +356,6 @@ class Feeder:
             holdings.pop(consumer.tag)
             refreshed[consumer.tag] = consumer
         return refreshed
-
-    @staticmethod
-    def _starved_client(
-        consumers: Sequence[Consumer], holdings: dict[str, Holding]
-    ) -> list[Consumer]:
-        """The `client` consumers this pump left without credit, to be marked owed."""
-        starved = [
-            c
-            for c in consumers
-            if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
-        ]
-        for consumer in starved:
-            holdings[consumer.tag].starved = False
-        return starved
-
-    @staticmethod
-    def _uncovered(
-        consumers: Sequence[Consumer], holdings: dict[str, Holding]
-    ) -> list[tuple[Consumer, int]]:
-        """The `client-individual` consumers this pump left without credit whose owed mark
-        must rise (`credit.py`), each with the seq it must rise to. One whose record another
-        pump wrote first is fed again (`_refed_after_lost_race`), or, lost twice, left to
-        that pump."""
-        found: list[tuple[Consumer, int]] = []
-        for consumer in consumers:
-            holding = holdings.get(consumer.tag)
-            if not by_record(consumer) or holding is None or not holding.starved:
-                continue
-            holding.starved = False
-            if not holding.lost and holding.uncovered > consumer.owed_below:
-                found.append((consumer, holding.uncovered))
-        return found
 
     def _lease_for(
         self, consumer: Consumer, want: int, holdings: dict[str, Holding]
