@@ -12,7 +12,8 @@ consumer with room left was given everything visible when it was last fed, and w
 became visible since (a new message indexed, a nack, a lease or delay that ran out) brings
 its own pump. So an ack pumps when it takes the consumer down through `refill_step` below
 its prefetch: from full with prefetch under 20 (every ack of a saturated consumer), in
-steps of 10 with prefetch 100 (one push of 10, not ten of one).
+steps of half the prefetch from 20 on, at most 50 (prefetch 100: one push of 50, not fifty
+of one, nor five of ten: a pump costs the same few requests whatever it refills).
 
 A `client` ack knows that from its own write (the watermark's item carries the owed mark,
 `settling.py`). A `client-individual` ack writes only its push's record, and counting what
@@ -27,8 +28,8 @@ pumps nothing. One at a refill point pumps if its push left the consumer with no
 message of its push still held (acks out of push order) counts the consumer's holding as
 before. A pump that leaves a consumer without credit raises the mark over the records whose
 refill points would not pump by themselves (`Holding.uncovered`), then counts the consumer
-again, so that an ack that read the mark before it was raised is not missed; a consumer fed
-ten at a time is covered once, by its first fill, and its refills need no mark at all.
+again, so that an ack that read the mark before it was raised is not missed; a consumer
+refilled a step at a time is covered once, by its first fill, and its refills need no mark.
 
 This holds for prefetch 20 or more (`by_record`); below, every ack is a refill point and
 counts the consumer's holding as before. What it gives up: a client that acks the
@@ -43,9 +44,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-from mqless.domain import models
 from mqless.domain.push.consumer import Consumer
 from mqless.storage.deliveries import DeliveryRecord, DeliveryRecords, seq_of
 
@@ -93,9 +93,17 @@ def holding_of(
     return found
 
 
+REFILL_MOST: Final = 50  # what one client-individual push carries (`posting.PUSH_LIMIT`)
+BY_RECORD_PREFETCH: Final = 20  # client-individual from this prefetch up: `by_record`
+
+
 def refill_step(prefetch: int) -> int:
-    """How much room an ack must open in a consumer's credit to be worth a pump."""
-    return max(1, min(models.MAX_BATCH, prefetch // 10))
+    """How much room an ack must open in a consumer's credit to be worth a pump: half its
+    prefetch, at most one push's worth. A pump costs the same few requests whatever it
+    refills (the consumers, their credit, a look at the index, the record, the post), so
+    fewer, larger refills cost less a message; the consumer still holds half its prefetch
+    when one starts. Below `BY_RECORD_PREFETCH`, every ack of a full consumer pumps (1)."""
+    return 1 if prefetch < BY_RECORD_PREFETCH else min(REFILL_MOST, prefetch // 2)
 
 
 def crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
@@ -110,7 +118,7 @@ def by_record(consumer: Consumer) -> bool:
     with a prefetch of 20 or more. Below, every ack of a saturated consumer pumps (a step
     of 1), and after its backlog is gone a full push's ack would pump for nothing, where
     counting what it holds reads a few small records: it counts, as ever."""
-    return consumer.ack == "client-individual" and refill_step(consumer.prefetch) > 1
+    return consumer.ack == "client-individual" and consumer.prefetch >= BY_RECORD_PREFETCH
 
 
 def refill_points(record: DeliveryRecord, step: int) -> int:
@@ -133,8 +141,12 @@ def refill_by_record(
 ) -> Refill:
     """What a client-individual ack of `position` tells from its record, as its write
     returned it (the position settled): pump, no pump, pump if the consumer is marked owed
-    below this record's seq, or count the consumer's holding (acked out of push order)."""
+    below this record's seq, or count the consumer's holding (acked out of push order:
+    an earlier message still held, or a later one settled already, whose ack may have been
+    the refill point's while earlier ones were held, so that this one ends the run)."""
     if not by_record(consumer) or any(p < position for p in record.held(now_ms)):
+        return "count"
+    if any(p > position for p in record.settled):
         return "count"
     if (record.base + position + 1) % refill_step(consumer.prefetch):
         return "no"
