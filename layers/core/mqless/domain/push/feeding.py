@@ -45,7 +45,7 @@ from mqless.domain.push.credit import (
     still_counted,
     uncovered,
 )
-from mqless.domain.push.posting import Outbox, Poster, PumpReport
+from mqless.domain.push.posting import PUSH_LIMIT, Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.push.remembered_credit import RememberedCredit
 from mqless.domain.queues.indexing import PushLease
@@ -126,24 +126,33 @@ class Feeder:
             if not c.credential_expired(now // 1000)
         ]
         plan = PushPlan(consumers=consumers, holdings={})
-        # a selector's consumer is fed by the pump, which reads what it selects
-        candidates = [c for c in consumers if c.selector is None]
+        self._choose(plan, config.visibility_timeout * 1000, now)
+        return plan
+
+    def _choose(self, plan: PushPlan, lease_ms: int, now: int) -> None:
+        """Choose the plan's consumer (at random among those with credit and no selector:
+        a selector's consumer is fed by the pump, which reads what it selects) and what it
+        may take: a round's worth (`MAX_BATCH`) where consumers share the queue, as a
+        pump's rounds share it; a lone consumer as much as one push carries (the pump
+        after the append would lease the rest for it, a look and a lease write more)."""
+        candidates = [c for c in plan.consumers if c.selector is None]
         random.shuffle(candidates)
+        most = models.MAX_BATCH if len(plan.consumers) > 1 else PUSH_LIMIT
         for consumer in candidates:
-            credit = models.MAX_BATCH
+            credit = most
             if consumer.ack != "auto":
                 holding = self._credit.recall(consumer, now) or holding_of(
                     self._records, consumer, plan.holdings, now
                 )
                 plan.holdings[consumer.tag] = holding
-                credit = min(credit, consumer.prefetch - holding.in_flight)
+                # a recalled count may show less room than there is: never fill it
+                room = consumer.prefetch - holding.in_flight - holding.recalled
+                credit = min(credit, room)
             if credit <= 0:
                 continue
-            lease_ms = config.visibility_timeout * 1000
             plan.consumer = consumer
             plan.lease = PushLease(credit=credit, until=now + lease_ms, token=new_token())
-            break
-        return plan
+            return
 
     def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
         """Push what the append leased to the plan's consumer (`plan_push`), as a pump's

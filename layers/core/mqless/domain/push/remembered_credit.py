@@ -19,11 +19,12 @@ So credit counted from it is never more than the consumer's: the prefetch holds.
 record's `lo` is never above the lowest live record (no record written since could be
 live but this container's own), and its `base` follows the last record exactly.
 
-It is used only while it shows room for more than a plan ever leases (`MAX_BATCH`): the
-plan is then the one a read would make (a read shows at least as much room, and a plan
-takes at most `MAX_BATCH`). It does not mark its push full (`DeliveryRecord.full`, which
-would make an ack pump): with room for more than the push, the push leaves room. Below
-that, or `RECALL_MS` after the records were last read, the plan reads them, as does any pump
+It is used only while it shows room for more than a round (`MAX_BATCH`). A plan made from
+it leases at most one less than that room (and no more than a plan from a read: a read shows
+at least as much): its push never marks the consumer full (`DeliveryRecord.full`, which
+makes an ack pump) unless a read would, and what it could not lease the pump after the
+append leases, counting from the records. Below that room, or `RECALL_MS` after the
+records were last read, the plan reads them, as does any pump
 (`Feeder.pump` drops the queue's counts, as its pushes write records too; a pump after the
 append never takes a remembered count, `credit.still_counted`).
 """
@@ -50,7 +51,7 @@ class RememberedCredit:
 
     def recall(self, consumer: Consumer, now_ms: int) -> Holding | None:
         """The kept holding of `consumer` (a copy, marked `recalled`), if it is recent and
-        shows room for more than a plan leases; None: count from the records."""
+        shows room for more than a round (`MAX_BATCH`); None: count from the records."""
         kept = self._kept.get(consumer.queue, {}).get((consumer.tag, consumer.epoch))
         if kept is None:
             return None
