@@ -145,8 +145,9 @@ class Feeder:
                     self._records, consumer, plan.holdings, now
                 )
                 plan.holdings[consumer.tag] = holding
-                # a recalled count may show less room than there is: never fill it
-                room = consumer.prefetch - holding.in_flight - holding.recalled
+                room = consumer.prefetch - holding.in_flight
+                if holding.recalled:  # it may show less room than there is: never fill it
+                    room -= 1
                 credit = min(credit, room)
             if credit <= 0:
                 continue
