@@ -478,13 +478,15 @@ def test_the_credit_of_a_consumer_fed_in_small_pushes_is_counted_in_one_query(
     aws: Aws,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a client-individual consumer with prefetch 100, pushed two messages by each of
-    # 20 stream batches (20 delivery records live: more than one first page of 16)
+    # Given a client-individual consumer with prefetch 45, pushed two messages by each of
+    # 20 stream batches (20 delivery records live: more than one first page of 16; with
+    # room for 5 left, too little for the container's own count to stand in for a read,
+    # `remembered_credit.py`)
     from tests.inline_dispatch import INLINE_DISPATCH
 
     dispatch = _dispatch(aws, sessions, monkeypatch)
     sessions.open(Connection("c1"), ANONYMOUS)
-    _subscribe(sessions, "small", "client-individual", prefetch=100)
+    _subscribe(sessions, "small", "client-individual", prefetch=45)
     two = [(f"e{i}", NewMessage(body=BODY)) for i in range(2)]
     for _ in range(20):
         with INLINE_DISPATCH.paused():
@@ -537,3 +539,38 @@ def test_a_priority_queues_stream_batch_is_not_leased_in_the_append_its_highest_
     # Then the consumer's one place goes to the urgent message (a pump takes the highest lane
     # first; leasing in the append would have given it the first of the batch)
     assert [m["body"] for m in _new_messages(pusher, 0)] == ["urgent"]
+
+
+def test_a_stream_batch_of_thirty_for_a_lone_consumer_is_leased_whole_in_the_append(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    meter: Meter,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a queue's only consumer, client-individual with prefetch 100, and 30 messages
+    # sent in batches of ten that the dispatch function has not indexed yet
+    from tests.inline_dispatch import INLINE_DISPATCH
+
+    dispatch = _dispatch(aws, sessions, monkeypatch)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _subscribe(sessions, "lone", "client-individual", prefetch=100)
+    with INLINE_DISPATCH.paused():
+        _send_batches(broker, "lone", 30)
+    start = meter.usage()
+
+    # When the dispatch function gets their stream batch
+    assert dispatch() == {"batchItemFailures": []}
+    used = meter.usage() - start
+
+    # Then all 30 are pushed, each delivered once, leased in the append itself: no pump
+    # after it looked at the index for the 20 past a round's ten, leased them (a write
+    # each segment) and read their log items
+    pushed = _new_messages(pusher, 0)
+    assert len(pushed) == 30
+    assert {m["receive_count"] for m in pushed} == {1}
+    assert used.requests.get("dynamodb:BatchGetItem", 0) == 0
+    assert used.requests.get("dynamodb:UpdateItem", 0) == 0  # appends are puts here
+    _, counts = broker.get_queue(ANONYMOUS, "lone")
+    assert (counts.visible, counts.in_flight) == (0, 30)

@@ -642,22 +642,22 @@ def test_a_message_nacked_behind_the_leased_segments_a_look_passed_is_the_next_p
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given 300 messages waiting in one shard and a client-individual subscriber with a
-    # prefetch of 100, pushed the first 100, whose ack of the tenth pushed ten more (that
-    # pump's look began past the ten leased segments, and the next would begin there too)
+    # prefetch of 100, pushed the first 100, whose ack of the 50th pushed 50 more (that
+    # pump's look began past the leased segments, and the next would begin there too)
     first = _hundred_pushed_of_300(broker, pusher, "nacked")
-    for message in first[:10]:
+    for message in first[:50]:
         _say("c1", "ACK", id=message.header("ack") or "")
-    assert len(_got(pusher, "c1", "MESSAGE")) == 110
+    assert len(_got(pusher, "c1", "MESSAGE")) == 150
 
-    # When it NACKs one of the leased ones, then acks the ten before it
-    _say("c1", "NACK", id=first[20].header("ack") or "")
-    for message in first[10:20]:
+    # When it NACKs one of the leased ones, then acks the others of its push
+    _say("c1", "NACK", id=first[60].header("ack") or "")
+    for message in first[50:60] + first[61:100]:
         _say("c1", "ACK", id=message.header("ack") or "")
 
     # Then the refused message is among the next pushed (the oldest free one), not left
     # behind the run the earlier look passed
-    later = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[110:]]
-    assert first[20].header("message-id") in later
+    later = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[150:]]
+    assert first[60].header("message-id") in later
     assert _got(pusher, "c1", "ERROR") == []
 
 
@@ -665,12 +665,12 @@ def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pus
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService, clock: ManualClock
 ) -> None:
     # Given 300 messages waiting in one shard and a client-individual subscriber with a
-    # prefetch of 100, pushed the first 100, whose ack of the tenth pushed ten more (that
-    # pump's look began past the ten leased segments, and the next would begin there too)
+    # prefetch of 100, pushed the first 100, whose ack of the 50th pushed 50 more (that
+    # pump's look began past the leased segments, and the next would begin there too)
     first = _hundred_pushed_of_300(broker, pusher, "lapsed", visibility_timeout=1)
-    for message in first[:10]:
+    for message in first[:50]:
         _say("c1", "ACK", id=message.header("ack") or "")
-    assert len(_got(pusher, "c1", "MESSAGE")) == 110
+    assert len(_got(pusher, "c1", "MESSAGE")) == 150
 
     # When their one-second leases run out unacked (sooner than the look's memory of the
     # run would lapse) and the sweeper's pump comes
@@ -678,8 +678,8 @@ def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pus
     sessions.pump("lapsed")
 
     # Then the oldest of them are pushed again first, not the messages after the run
-    again = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[110:]]
-    assert again[:10] == [m.header("message-id") for m in first[10:20]]
+    again = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[150:]]
+    assert again[:10] == [m.header("message-id") for m in first[50:60]]
 
 
 def test_expires_is_measured_against_the_broker_clock(
@@ -701,7 +701,7 @@ def test_expires_is_measured_against_the_broker_clock(
     assert [m.body for m in _got(pusher, "c1", "MESSAGE")] == [b"later"]
 
 
-def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once(
+def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once_a_round(
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService, aws: Aws
 ) -> None:
     """What the refill costs is the point: metered as AWS bills it (`mqless_cli.billing`)."""
@@ -709,18 +709,19 @@ def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once(
     # prefetch of 100, pushed the first 100 (ten index segments leased past the floor)
     first = _hundred_pushed_of_300(broker, pusher, "deep")
     assert len(first) == 100
-    for message in first[:9]:
+    for message in first[:49]:
         _say("c1", "ACK", id=message.header("ack") or "")
 
-    # When it acks the tenth, freeing the credit that held the other 200 back
+    # When it acks the 50th, freeing the credit that held the other 200 back
     meter = Meter()
     with observing_moto(meter):
-        _say("c1", "ACK", id=first[9].header("ack") or "")
+        _say("c1", "ACK", id=first[49].header("ack") or "")
     used = meter.usage()
 
-    # Then ten more are pushed, and the pump read the shard's index once, one page of four
-    # segments, 0.5 read units: its look began past the ten leased ones, where the look
-    # that leased them found them held (three pages from the floor before)
-    assert len(_got(pusher, "c1", "MESSAGE")) == 110
+    # Then 50 more are pushed, and the pump read the shard's index once a round of ten
+    # (a receive's most), one page of four segments, 0.5 read units, five times: each look
+    # began past the leased ones, where the look before found them held (three pages from
+    # the floor each before)
+    assert len(_got(pusher, "c1", "MESSAGE")) == 150
     index = f"{aws.settings.messages_table} I#deep#0"
-    assert used.partition_read_units[index] == 0.5
+    assert used.partition_read_units[index] == 5 * 0.5

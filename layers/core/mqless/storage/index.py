@@ -41,6 +41,7 @@ from mqless.storage.segment_writes import (
     claim_update,
     holds_update,
     raise_floor,
+    segment_written,
     update_segment,
 )
 from mqless.storage.segments import (
@@ -303,14 +304,16 @@ class IndexStore:
         *,
         release: bool = False,
         uncount: bool = False,
-    ) -> Segment | None:
+    ) -> bool:
         """Settle (`until` = SETTLED), release or extend leased refs, each only while its
-        lease is still the one named; None if any of them is not (a stale receipt).
+        lease is still the one named; False if any of them is not (a stale receipt).
         `release` ends the lease (its receipts are stale from now on); `uncount` also takes
-        it back out of the receive count (it delivered to no one)."""
+        it back out of the receive count (it delivered to no one). The segment is not asked
+        back (an ack's every write: nothing reads it)."""
         update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
+        key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
         try:
-            return self._conditional_update(queue, shard, seq, update, condition, values)
+            return segment_written(self._db, self._table, key, update, condition, values)
         finally:
             if release or until != SETTLED:
                 FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees

@@ -12,7 +12,8 @@ consumer with room left was given everything visible when it was last fed, and w
 became visible since (a new message indexed, a nack, a lease or delay that ran out) brings
 its own pump. So an ack pumps when it takes the consumer down through `refill_step` below
 its prefetch: from full with prefetch under 20 (every ack of a saturated consumer), in
-steps of 10 with prefetch 100 (one push of 10, not ten of one).
+steps of half the prefetch from 20 on, at most 50 (prefetch 100: one push of 50, not fifty
+of one, nor five of ten: a pump costs the same few requests whatever it refills).
 
 A `client` ack knows that from its own write (the watermark's item carries the owed mark,
 `settling.py`). A `client-individual` ack writes only its push's record, and counting what
@@ -27,8 +28,8 @@ pumps nothing. One at a refill point pumps if its push left the consumer with no
 message of its push still held (acks out of push order) counts the consumer's holding as
 before. A pump that leaves a consumer without credit raises the mark over the records whose
 refill points would not pump by themselves (`Holding.uncovered`), then counts the consumer
-again, so that an ack that read the mark before it was raised is not missed; a consumer fed
-ten at a time is covered once, by its first fill, and its refills need no mark at all.
+again, so that an ack that read the mark before it was raised is not missed; a consumer
+refilled a step at a time is covered once, by its first fill, and its refills need no mark.
 
 This holds for prefetch 20 or more (`by_record`); below, every ack is a refill point and
 counts the consumer's holding as before. What it gives up: a client that acks the
@@ -43,9 +44,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-from mqless.domain import models
 from mqless.domain.push.consumer import Consumer
 from mqless.storage.deliveries import DeliveryRecord, DeliveryRecords, seq_of
 
@@ -62,6 +62,8 @@ class Holding:
     starved: bool = False  # it had no credit when this pump would have leased for it
     next_base: int = 0  # the number of the next record's first message (`DeliveryRecord.base`)
     uncovered: int = 0  # client-individual: 1 + the highest seq of a live record `needs_mark`
+    recalled: bool = False  # kept by the container, not read (`remembered_credit.py`)
+    counted_at: int = 0  # recalled: when the records it follows from were read (ms)
 
 
 def recent(records: DeliveryRecords, consumer: Consumer) -> list[DeliveryRecord]:
@@ -91,9 +93,17 @@ def holding_of(
     return found
 
 
+REFILL_MOST: Final = 50  # what one client-individual push carries (`posting.PUSH_LIMIT`)
+BY_RECORD_PREFETCH: Final = 20  # client-individual from this prefetch up: `by_record`
+
+
 def refill_step(prefetch: int) -> int:
-    """How much room an ack must open in a consumer's credit to be worth a pump."""
-    return max(1, min(models.MAX_BATCH, prefetch // 10))
+    """How much room an ack must open in a consumer's credit to be worth a pump: half its
+    prefetch, at most one push's worth. A pump costs the same few requests whatever it
+    refills (the consumers, their credit, a look at the index, the record, the post), so
+    fewer, larger refills cost less a message; the consumer still holds half its prefetch
+    when one starts. Below `BY_RECORD_PREFETCH`, every ack of a full consumer pumps (1)."""
+    return 1 if prefetch < BY_RECORD_PREFETCH else min(REFILL_MOST, prefetch // 2)
 
 
 def crosses_refill(consumer: Consumer, holding: int, *, freed: int) -> bool:
@@ -108,7 +118,7 @@ def by_record(consumer: Consumer) -> bool:
     with a prefetch of 20 or more. Below, every ack of a saturated consumer pumps (a step
     of 1), and after its backlog is gone a full push's ack would pump for nothing, where
     counting what it holds reads a few small records: it counts, as ever."""
-    return consumer.ack == "client-individual" and refill_step(consumer.prefetch) > 1
+    return consumer.ack == "client-individual" and consumer.prefetch >= BY_RECORD_PREFETCH
 
 
 def refill_points(record: DeliveryRecord, step: int) -> int:
@@ -131,8 +141,12 @@ def refill_by_record(
 ) -> Refill:
     """What a client-individual ack of `position` tells from its record, as its write
     returned it (the position settled): pump, no pump, pump if the consumer is marked owed
-    below this record's seq, or count the consumer's holding (acked out of push order)."""
+    below this record's seq, or count the consumer's holding (acked out of push order:
+    an earlier message still held, or a later one settled already, whose ack may have been
+    the refill point's while earlier ones were held, so that this one ends the run)."""
     if not by_record(consumer) or any(p < position for p in record.held(now_ms)):
+        return "count"
+    if any(p > position for p in record.settled):
         return "count"
     if (record.base + position + 1) % refill_step(consumer.prefetch):
         return "no"
@@ -144,13 +158,16 @@ def still_counted(
 ) -> dict[str, Holding]:
     """The holdings counted for `counted_for` (the dispatch function's plan) that still
     stand for these consumers: the same subscription (not one made again since, with a new
-    epoch), and no record race lost (the winner's record is counted again)."""
+    epoch), no record race lost (the winner's record is counted again) and read, not
+    recalled (a recalled count may say less room than there is: enough for a plan, not to
+    decide that a consumer is full)."""
     epochs = {c.tag: c.epoch for c in counted_for}
     return {
         c.tag: holding
         for c in consumers
         if (holding := holdings.get(c.tag)) is not None
         and not holding.lost
+        and not holding.recalled
         and epochs.get(c.tag) == c.epoch
     }
 
@@ -162,3 +179,33 @@ def all_full(consumers: Sequence[Consumer], holdings: Mapping[str, Holding]) -> 
         c.ack != "auto" and (h := holdings.get(c.tag)) is not None and h.in_flight >= c.prefetch
         for c in consumers
     )
+
+
+def starved_client(consumers: Sequence[Consumer], holdings: dict[str, Holding]) -> list[Consumer]:
+    """The `client` consumers this pump left without credit, to be marked owed."""
+    starved = [
+        c
+        for c in consumers
+        if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
+    ]
+    for consumer in starved:
+        holdings[consumer.tag].starved = False
+    return starved
+
+
+def uncovered(
+    consumers: Sequence[Consumer], holdings: dict[str, Holding]
+) -> list[tuple[Consumer, int]]:
+    """The `client-individual` consumers this pump left without credit whose owed mark
+    must rise (above), each with the seq it must rise to. One whose record another
+    pump wrote first is fed again (`Feeder._refed_after_lost_race`), or, lost twice, left to
+    that pump."""
+    found: list[tuple[Consumer, int]] = []
+    for consumer in consumers:
+        holding = holdings.get(consumer.tag)
+        if not by_record(consumer) or holding is None or not holding.starved:
+            continue
+        holding.starved = False
+        if not holding.lost and holding.uncovered > consumer.owed_below:
+            found.append((consumer, holding.uncovered))
+    return found

@@ -37,9 +37,17 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import QueueNotFound
 from mqless.domain.messages import Delivery
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import Holding, all_full, by_record, holding_of, still_counted
-from mqless.domain.push.posting import Outbox, Poster, PumpReport
+from mqless.domain.push.credit import (
+    Holding,
+    all_full,
+    holding_of,
+    starved_client,
+    still_counted,
+    uncovered,
+)
+from mqless.domain.push.posting import PUSH_LIMIT, Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
+from mqless.domain.push.remembered_credit import RememberedCredit
 from mqless.domain.queues.indexing import PushLease
 from mqless.domain.queues.leases import Taken
 from mqless.domain.queues.receipts import Lease
@@ -87,6 +95,7 @@ class Feeder:
         self._clock = clock
         self._budget = budget
         self._unseen: set[str] = set()  # queues whose last pump here read no consumer
+        self._credit = RememberedCredit()  # what this container's pushes left consumers
 
     # ---- feeding what the dispatch function appends leased ---------------------------------
 
@@ -117,21 +126,34 @@ class Feeder:
             if not c.credential_expired(now // 1000)
         ]
         plan = PushPlan(consumers=consumers, holdings={})
-        # a selector's consumer is fed by the pump, which reads what it selects
-        candidates = [c for c in consumers if c.selector is None]
+        self._choose(plan, config.visibility_timeout * 1000, now)
+        return plan
+
+    def _choose(self, plan: PushPlan, lease_ms: int, now: int) -> None:
+        """Choose the plan's consumer (at random among those with credit and no selector:
+        a selector's consumer is fed by the pump, which reads what it selects) and what it
+        may take: a round's worth (`MAX_BATCH`) where consumers share the queue, as a
+        pump's rounds share it; a lone consumer as much as one push carries (the pump
+        after the append would lease the rest for it, a look and a lease write more)."""
+        candidates = [c for c in plan.consumers if c.selector is None]
         random.shuffle(candidates)
+        most = models.MAX_BATCH if len(plan.consumers) > 1 else PUSH_LIMIT
         for consumer in candidates:
-            credit = models.MAX_BATCH
+            credit = most
             if consumer.ack != "auto":
-                holding = holding_of(self._records, consumer, plan.holdings, now)
-                credit = min(credit, consumer.prefetch - holding.in_flight)
+                holding = self._credit.recall(consumer, now) or holding_of(
+                    self._records, consumer, plan.holdings, now
+                )
+                plan.holdings[consumer.tag] = holding
+                room = consumer.prefetch - holding.in_flight
+                if holding.recalled:  # it may show less room than there is: never fill it
+                    room -= 1
+                credit = min(credit, room)
             if credit <= 0:
                 continue
-            lease_ms = config.visibility_timeout * 1000
             plan.consumer = consumer
             plan.lease = PushLease(credit=credit, until=now + lease_ms, token=new_token())
-            break
-        return plan
+            return
 
     def push_leased(self, plan: PushPlan, images: Mapping[tuple[str, str], Item]) -> PumpReport:
         """Push what the append leased to the plan's consumer (`plan_push`), as a pump's
@@ -156,7 +178,12 @@ class Feeder:
             holding.in_flight += len(deliveries)
         outbox = Outbox(consumer)
         outbox.add(deliveries)
-        self._poster.flush(outbox, plan.holdings, report)
+        kept = None  # what this push left the consumer holding, once it went out
+        try:
+            self._poster.flush(outbox, plan.holdings, report)
+            kept = None if consumer.connection.id in report.gone else holding
+        finally:
+            self._credit.keep(consumer, kept, self._clock.now_ms())
         return report
 
     # ---- pumping -------------------------------------------------------------------------
@@ -179,6 +206,7 @@ class Feeder:
         its messages given back and is skipped for the rest of this pump (the others are
         still fed, those included); the first such failure is raised after."""
         report = PumpReport()
+        self._credit.forget(queue)  # its pushes write records this container did not count
         consumers, holdings = self._live_consumers(queue, planned)
         if not consumers or not (refill or self._has_work(queue, consumers, holdings)):
             return report
@@ -295,8 +323,8 @@ class Feeder:
         before it was raised).
         """
         refreshed = self._refed_after_lost_race(consumers, holdings, refed)
-        starved = self._starved_client(consumers, holdings)
-        individual = self._uncovered(consumers, holdings)
+        starved = starved_client(consumers, holdings)
+        individual = uncovered(consumers, holdings)
         # a consumer that keeps up is filled to its credit by the pump of what was just
         # indexed: one strongly consistent look at those shards, not a mark and a pump
         if not (starved or individual) or (
@@ -338,38 +366,6 @@ class Feeder:
             holdings.pop(consumer.tag)
             refreshed[consumer.tag] = consumer
         return refreshed
-
-    @staticmethod
-    def _starved_client(
-        consumers: Sequence[Consumer], holdings: dict[str, Holding]
-    ) -> list[Consumer]:
-        """The `client` consumers this pump left without credit, to be marked owed."""
-        starved = [
-            c
-            for c in consumers
-            if c.ack == "client" and (h := holdings.get(c.tag)) is not None and h.starved
-        ]
-        for consumer in starved:
-            holdings[consumer.tag].starved = False
-        return starved
-
-    @staticmethod
-    def _uncovered(
-        consumers: Sequence[Consumer], holdings: dict[str, Holding]
-    ) -> list[tuple[Consumer, int]]:
-        """The `client-individual` consumers this pump left without credit whose owed mark
-        must rise (`credit.py`), each with the seq it must rise to. One whose record another
-        pump wrote first is fed again (`_refed_after_lost_race`), or, lost twice, left to
-        that pump."""
-        found: list[tuple[Consumer, int]] = []
-        for consumer in consumers:
-            holding = holdings.get(consumer.tag)
-            if not by_record(consumer) or holding is None or not holding.starved:
-                continue
-            holding.starved = False
-            if not holding.lost and holding.uncovered > consumer.owed_below:
-                found.append((consumer, holding.uncovered))
-        return found
 
     def _lease_for(
         self, consumer: Consumer, want: int, holdings: dict[str, Holding]
