@@ -41,8 +41,9 @@ TABLE = "fixes"
 
 
 @contextmanager
-def moto(*, fixed: bool) -> Iterator[tuple[Any, Any]]:
-    """A fresh moto (with every fix, or none): a DynamoDB and a DynamoDB Streams client."""
+def moto(*, fixed: bool, stream: str | None = "NEW_AND_OLD_IMAGES") -> Iterator[tuple[Any, Any]]:
+    """A fresh moto (with every fix, or none): a DynamoDB and a DynamoDB Streams client.
+    `stream`: the table's StreamViewType (None: no stream)."""
     with mock_aws(config=MOTO_CONFIG), fixed_moto() if fixed else nullcontext():  # type: ignore[call-overload]
         db = boto3.client("dynamodb", region_name="us-east-1")
         streams = boto3.client("dynamodbstreams", region_name="us-east-1")
@@ -80,7 +81,11 @@ def moto(*, fixed: bool) -> Iterator[tuple[Any, Any]]:
                 }
             ],
             BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            StreamSpecification=(
+                {"StreamEnabled": True, "StreamViewType": stream}
+                if stream
+                else {"StreamEnabled": False}
+            ),
         )
         yield db, streams
 

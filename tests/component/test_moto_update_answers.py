@@ -215,3 +215,88 @@ def test_a_metered_query_answers_as_moto_answers_without_binding_its_arguments(
     assert [p["Count"] for p in pages] == [0, 2, 1]
     assert read_units == {TABLE: 2.0}
     assert binds == len(pages)
+
+
+# ---- the backend's prior copy of the item --------------------------------------------------
+
+
+def streamed_updates(stream: str | None, fixed: bool) -> list[Any]:
+    """The stream records (sizes included) and answers of updates that change and fail to
+    change an item, on a table whose stream is `stream` (plain moto streams an update that
+    creates its item twice: `test_an_update_that_creates_an_item_streams_one_insert`)."""
+    from tests.component.test_moto_fixes import iterator, read_all
+
+    with moto(fixed=fixed, stream=stream) as (db, streams):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "n": {"N": "0"}})
+        found: list[Any] = []
+        for sort_key, expression, condition in [
+            ("a", "SET n = :n, l = :l", None),
+            ("a", "SET l = list_append(l, :l) REMOVE n", None),
+            ("a", "SET n = :n", "attribute_not_exists(pk)"),  # refused
+            ("b", "SET n = :n", "attribute_exists(pk)"),  # refused: no item
+            ("a", "ADD n :n", "attribute_exists(pk)"),
+        ]:
+            request: dict[str, Any] = {
+                "TableName": TABLE,
+                "Key": key("p", sort_key),
+                "UpdateExpression": expression,
+                "ExpressionAttributeValues": {
+                    ":n": {"N": "1"},
+                    ":l": {"L": [{"S": "x"}, {"M": {"k": {"N": "2"}}}]},
+                },
+                "ReturnValues": "ALL_NEW",
+            }
+            if condition:
+                request["ConditionExpression"] = condition
+            try:
+                found.append(db.update_item(**request)["Attributes"])
+            except ClientError as refused:
+                found.append(refused.response["Error"]["Code"])
+        if stream:
+            found.extend(
+                (r["eventName"], r["dynamodb"])
+                for r in read_all(streams, iterator(db, streams))
+                if r["dynamodb"].pop("ApproximateCreationDateTime")
+            )
+    return found
+
+
+@pytest.mark.parametrize("stream", ["NEW_IMAGE", "KEYS_ONLY", "NEW_AND_OLD_IMAGES", None])
+def test_updates_stream_and_answer_as_moto_whatever_the_stream_keeps(
+    stream: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table whose stream keeps new images, keys, both images, or that has none (and
+    # a clock that stands still: a record's size counts the digits of its time)
+    from moto.core.utils import utcnow
+
+    now = utcnow().replace(microsecond=678000)
+    monkeypatch.setattr("moto.dynamodb.models.table.utcnow", lambda: now)
+    # When plain moto and fixed moto each apply the same updates
+    # Then the answers and the stream records (keys, images, sizes, order) are the same
+    assert streamed_updates(stream, fixed=True) == streamed_updates(stream, fixed=False)
+
+
+def test_an_update_on_a_table_streaming_new_images_copies_nothing_of_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an item of a list of 50 values, on a table whose stream keeps new images only
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with moto(fixed=True, stream="NEW_IMAGE") as (db, _):
+        values = {":l": {"L": [{"S": str(i)} for i in range(50)]}, ":n": {"N": "1"}}
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET l = :l",
+            ExpressionAttributeValues={":l": values[":l"]},
+        )
+        copies = count_calls(monkeypatch, DynamoType, "__deepcopy__")
+        # When it is updated (answering nothing)
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": values[":n"]},
+        )
+    # Then none of its values was copied (the stream's record reads its keys alone)
+    assert copies() == 0

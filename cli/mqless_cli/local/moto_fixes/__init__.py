@@ -85,8 +85,8 @@ handled records at once.
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
 condition expressions), `expression_trees` (copying and walking an update's tree),
-`old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
-orderings), `compact_items` (what a stored item holds once), `serialization`
+`old_images` (an update's answer and prior copy), `transactions` (the undo log), `queries`
+(partition orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
 its body read, its request id), `routing` (its handler, found once per URL), `streams`
 (stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
@@ -125,7 +125,10 @@ from mqless_cli.local.moto_fixes.expressions import (
 )
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
-from mqless_cli.local.moto_fixes.old_images import update_old_images_copied_when_returned
+from mqless_cli.local.moto_fixes.old_images import (
+    update_old_images_copied_when_returned,
+    update_prior_items_copied_when_streamed,
+)
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
@@ -189,6 +192,7 @@ __all__ = [
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "update_old_images_copied_when_returned",
+    "update_prior_items_copied_when_streamed",
     "updates_that_create_write_one_record",
 ]
 
@@ -205,6 +209,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
     transactions_undo_by_log,
+    update_prior_items_copied_when_streamed,  # after the undo log: both set the models' copy
     items_hold_keys_once,  # before the query orderings: they keep the keys it shares
     queries_read_one_partition,
     attribute_values_serialize_directly,
