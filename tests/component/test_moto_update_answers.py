@@ -300,3 +300,91 @@ def test_an_update_on_a_table_streaming_new_images_copies_nothing_of_the_item(
         )
     # Then none of its values was copied (the stream's record reads its keys alone)
     assert copies() == 0
+
+
+# ---- the clauses of a kept parse -------------------------------------------------------------
+
+SEGMENT_UPDATE = ", ".join(f"u[{i}] = :u, #t[{i}] = :t" for i in range(10))
+
+
+def names_and_values_answers(fixed: bool) -> list[Any]:
+    """Answers to one update text sent with its names and values, then with a name and a
+    value more than it uses, then with one fewer (each twice)."""
+    found: list[Any] = []
+    with moto(fixed=fixed) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "u": {"L": []}, "t": {"L": []}})
+        for names, values in 2 * [
+            ({"#t": "t"}, {":u": {"N": "1"}, ":t": {"S": "x"}}),
+            ({"#t": "t", "#x": "x"}, {":u": {"N": "1"}, ":t": {"S": "x"}, ":x": {"N": "0"}}),
+            ({}, {":u": {"N": "1"}}),
+        ]:
+            request: dict[str, Any] = {"ExpressionAttributeValues": values}
+            if names:
+                request["ExpressionAttributeNames"] = names
+            try:
+                db.update_item(
+                    TableName=TABLE,
+                    Key=key("p", "a"),
+                    UpdateExpression=f"SET {SEGMENT_UPDATE}",
+                    ReturnValues="ALL_NEW",
+                    **request,
+                )
+                found.append("applied")
+            except ClientError as refused:
+                error = refused.response["Error"]
+                found.append((error["Code"], error["Message"]))
+    return found
+
+
+def test_an_update_text_used_again_checks_its_names_and_values_as_moto_does() -> None:
+    # Given one update text, When it is sent with the names and values it uses, with more,
+    # and with fewer, again and again, on plain and on fixed moto
+    # Then each answers alike: applied, refused for the unused, refused for the undefined
+    found = names_and_values_answers(fixed=True)
+    assert found == names_and_values_answers(fixed=False)
+    assert found[0] == "applied" and found[1] != "applied" and found[2] != "applied"
+
+
+def test_an_update_text_used_again_is_not_searched_again_for_its_names_and_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    # Given an update of twenty actions applied once on fixed moto
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "u": {"L": []}, "t": {"L": []}})
+
+        def update() -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression=f"SET {SEGMENT_UPDATE}",
+                ExpressionAttributeNames={"#t": "t"},
+                ExpressionAttributeValues={":u": {"N": "1"}, ":t": {"S": "x"}},
+            )
+
+        update()
+        kept = UpdateExpressionParser.make(f"SET {SEGMENT_UPDATE}")
+        searched: list[Any] = []
+        original = Node.find_clauses
+
+        def noted(self: Any, clause_types: Any) -> Any:
+            searched.append(self)
+            return original(self, clause_types)
+
+        monkeypatch.setattr(Node, "find_clauses", noted)
+        # When it is applied again
+        update()
+    # Then no part of its kept parse below the top is searched again for clauses
+    below_the_top = [n for n in searched if n is not kept and _within(n, kept)]
+    assert below_the_top == []
+
+
+def _within(node: Any, tree: Any) -> bool:
+    """Whether `node` is part of `tree` (follows its parents up)."""
+    while node is not None:
+        if node is tree:
+            return True
+        node = getattr(node, "parent", None)
+    return False

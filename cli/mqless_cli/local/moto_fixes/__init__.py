@@ -19,6 +19,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   names and table keys, not on every UpdateItem; the checks of values and item still do.
 - `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
   that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
+- `clauses_of_kept_parses_found_once`: the clauses UpdateItem's handler looks for in a
+  kept parse (the names and values it uses) are found once per parse, not on every request.
 - `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
   builds its map of what it processes once, not once per node visited.
 - `update_old_images_copied_when_returned`: an UpdateItem copies and writes out the item
@@ -84,7 +86,7 @@ handled records at once.
 
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
-condition expressions), `expression_trees` (copying and walking an update's tree),
+condition expressions), `expression_trees` (copying and walking an update's tree, its clauses),
 `old_images` (an update's answer and prior copy), `transactions` (the undo log), `queries`
 (partition orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
@@ -114,6 +116,7 @@ from mqless_cli.local.moto_fixes.dispatch import (
     response_dates_formatted_once_a_second,
 )
 from mqless_cli.local.moto_fixes.expression_trees import (
+    clauses_of_kept_parses_found_once,
     expression_passes_walk_with_kept_maps,
     update_expression_trees_copied_node_by_node,
 )
@@ -164,6 +167,7 @@ __all__ = [
     "attribute_sizes_by_type",
     "backends_found_without_the_lock",
     "attribute_values_serialize_directly",
+    "clauses_of_kept_parses_found_once",
     "condition_expressions_lexed_once",
     "condition_expressions_parsed_once",
     "data_models_untracked",
@@ -205,6 +209,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_expression_structures_checked_once,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
+    clauses_of_kept_parses_found_once,
     update_old_images_copied_when_returned,
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,

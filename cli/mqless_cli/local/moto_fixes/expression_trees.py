@@ -1,9 +1,10 @@
-"""Update expression trees copied node by node, and walked without asking again per node
-what each pass processes."""
+"""Update expression trees copied node by node, walked without asking again per node what
+each pass processes, and the clauses of a kept parse found once."""
 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -150,4 +151,68 @@ def expression_passes_walk_with_kept_maps() -> Iterator[None]:
         return walk.traverse(self, node, child_id)
 
     with patched(DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively):
+        yield
+
+
+# ---- clauses of a kept parse found once ----------------------------------------------------
+
+_PARSES_KEPT = 512  # as many as `update_expressions_parsed_once` keeps
+
+
+class _KeptParses:
+    """The parsed UpdateExpressions kept for their text (by id, each held with its tree so
+    that the id stays its own), with the clauses found in each so far, by clause types."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[Any, dict[tuple[type, ...], list[Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def keep(self, tree: Any) -> None:
+        """Note `tree` as a kept parse: it is only read from now on."""
+        entry = self._kept.get(id(tree))
+        if entry is not None and entry[0] is tree:
+            return
+        with self._lock:
+            if len(self._kept) >= _PARSES_KEPT:
+                self._kept.clear()
+            self._kept[id(tree)] = (tree, {})
+
+    def clauses(self, tree: Any) -> dict[tuple[type, ...], list[Any]] | None:
+        """The clauses found in `tree` so far, if it is a kept parse."""
+        entry = self._kept.get(id(tree))
+        return entry[1] if entry is not None and entry[0] is tree else None
+
+
+KEPT_PARSES = _KeptParses()
+"""The parses `update_expressions_parsed_once` hands out (`clauses_of_kept_parses_found_once`
+keeps their clauses)."""
+
+
+@contextmanager
+def clauses_of_kept_parses_found_once() -> Iterator[None]:
+    """Find the clauses of a kept UpdateExpression parse once per clause types.
+
+    Upstream behaviour: `DynamoHandler.update_item` walks the parsed expression twice on
+    every UpdateItem (`Node.find_clauses`) for the ExpressionAttributeNames and values it
+    uses, to refuse those defined but unused. With `update_expressions_parsed_once` the
+    parse of a text is kept and only read (the validator works on a copy), so what it
+    holds never changes: here the nodes found in a kept parse (`KEPT_PARSES`) are kept
+    with it, per clause types, and each call gets a new list of them. Any other tree (the
+    validator's copy, which its passes change) is walked as before.
+    """
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    original = Node.find_clauses
+
+    def find_clauses(self: Any, clause_types: Any) -> Any:
+        found = KEPT_PARSES.clauses(self)
+        if found is None:
+            return original(self, clause_types)
+        kinds = tuple(clause_types)
+        clauses = found.get(kinds)
+        if clauses is None:
+            clauses = found[kinds] = list(original(self, clause_types))
+        return list(clauses)
+
+    with patched(Node, "find_clauses", find_clauses):
         yield

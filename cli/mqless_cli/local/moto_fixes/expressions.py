@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mqless_cli.local.moto_fixes.expression_trees import KEPT_PARSES
 from mqless_cli.local.moto_fixes.patching import patched
 
 
@@ -35,7 +36,9 @@ def update_expressions_parsed_once() -> Iterator[None]:
     def make(cls: type, expression: str) -> Any:
         if cls is not parser or not isinstance(expression, str):
             return original(cls, expression)
-        return parsed(expression)
+        tree = parsed(expression)
+        KEPT_PARSES.keep(tree)  # only read from now on: its clauses may be kept
+        return tree
 
     with patched(parser, "make", classmethod(make)):
         yield
