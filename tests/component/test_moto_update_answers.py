@@ -158,6 +158,53 @@ def test_updates_refused_by_the_value_passes_are_refused_as_moto_refuses_them() 
     assert all(isinstance(a, tuple) for a in expected[:3] + expected[4:])
 
 
+def test_updates_reading_missing_attributes_answer_as_moto_answers() -> None:
+    # Given updates whose values read attributes an item may not have (refused, unless
+    # if_not_exists gives a default), and ones that read only what it has
+    reading = [
+        ("a", ("SET n = gone + :v", {":v": {"N": "1"}}), "ALL_NEW"),
+        ("a", ("SET o = if_not_exists(gone, :e), p = :v", {":v": {"N": "1"}}), "ALL_NEW"),
+        ("a", ("SET l = list_append(gone, :v)", {":v": {"L": []}}), "NONE"),
+        ("a", ("SET n = n + :v", {":v": {"N": "1"}}), "UPDATED_NEW"),
+        ("a", ("SET m.x = :v", {":v": {"N": "1"}}), "NONE"),
+        ("a", ("SET l[3] = :v", {":v": {"N": "1"}}), "ALL_NEW"),
+    ]
+    # When plain and fixed moto each apply them to a new item, then to a stored one
+    setup = [("a", ("SET l = :v, n = :n", {":v": {"L": []}, ":n": {"N": "0"}}), "NONE")]
+    expected = answers(reading + setup + reading, fixed=False)
+    found = answers(reading + setup + reading, fixed=True)
+    # Then both answer them alike (refusing the reads of what is missing)
+    assert found == expected
+    assert isinstance(expected[0], tuple) and not isinstance(expected[1], tuple)
+
+
+def test_an_update_reading_only_stored_attributes_is_not_checked_for_missing_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing import validators
+
+    # Given a stored item, on fixed moto, with the pass refusing missing attributes counted
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "n": {"N": "1"}})
+        checks = count_calls(monkeypatch, validators.NoneExistingPathChecker, "traverse")
+
+        def update(expression: str) -> int:
+            before = checks()
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression=expression,
+                ExpressionAttributeValues={":v": {"N": "2"}},
+            )
+            return checks() - before
+
+        # When one update reads a stored attribute, and one a missing one with a default
+        stored = update("SET n = n + :v, s = :v")
+        defaulted = update("SET d = if_not_exists(gone, :v)")
+    # Then only the second is walked by that pass
+    assert (stored, defaulted) == (0, 1)
+
+
 # ---- the meter's capture of a Query or Scan --------------------------------------------
 
 
