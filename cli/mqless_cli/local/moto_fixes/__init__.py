@@ -66,6 +66,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
   it seven questions (a Query sizes every item it returns twice).
+- `items_written_out_directly`: a stored item (a stream record's image, an answer's
+  attributes) is written out as JSON in one pass, not by deep-copying each list and map and
+  then every copied element again.
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
   INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
 - `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
@@ -86,12 +89,13 @@ handled records at once.
 
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
-condition expressions), `expression_trees` (copying and walking an update's tree, its clauses),
-`old_images` (an update's answer and prior copy), `transactions` (the undo log), `queries`
-(partition orderings), `compact_items` (what a stored item holds once), `serialization`
-(AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
-its body read, its request id), `routing` (its handler, found once per URL), `streams`
-(stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
+condition expressions), `expression_trees` (copying and walking an update's tree, its
+clauses), `old_images` (an update's answer and prior copy), `transactions` (the undo log),
+`item_images` (an item written out), `queries` (partition orderings), `compact_items`
+(what a stored item holds once), `serialization` (AttributeValues, result members, sizes),
+`dispatch` (a request's way around the backend: its body read, its request id), `routing`
+(its handler, found once per URL), `streams` (stream records and shard iterators, and the
+local runtime's stream hooks) and `kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
 patch on and takes it off. Callers import from this package only.
 """
@@ -126,6 +130,7 @@ from mqless_cli.local.moto_fixes.expressions import (
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
+from mqless_cli.local.moto_fixes.item_images import items_written_out_directly
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import (
@@ -178,6 +183,7 @@ __all__ = [
     "fixed_moto",
     "handler_methods_listed_once",
     "items_hold_keys_once",
+    "items_written_out_directly",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "random_strings_drawn_at_once",
@@ -227,6 +233,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     backends_found_without_the_lock,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
+    items_written_out_directly,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,
