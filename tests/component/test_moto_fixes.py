@@ -1298,6 +1298,55 @@ def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it() -> None:
         assert originals.isdisjoint(copies)
 
 
+def test_an_update_expression_tree_is_copied_by_its_program_as_deepcopy_copies_it() -> None:
+    """Given the parsed trees of update expressions, When each is copied by its copy
+    program, twice, Then each copy has the classes, state, children and parent links of
+    `copy.deepcopy`'s copy, and shares no node with the original or the other copy."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from mqless_cli.local.moto_fixes.expression_trees import copy_program, run_copy_program
+
+    for expression, _ in TREE_UPDATES + UPDATES:
+        tree = UpdateExpressionParser.make(expression)
+        program = copy_program(tree, Node)
+        assert program is not None
+        first, second = run_copy_program(program), run_copy_program(program)
+        for copied in (first, second):
+            assert _shape(copied, Node, {}) == _shape(copy.deepcopy(tree), Node, {})
+        found: list[set[int]] = [set(), set(), set()]
+        for ids, root in zip(found, (tree, first, second), strict=True):
+            _collect(root, Node, ids)
+        assert found[0].isdisjoint(found[1]) and found[1].isdisjoint(found[2])
+
+
+def test_an_update_used_again_copies_its_tree_by_its_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and an update of ten list elements applied once, When it is applied
+    again, Then its tree is not copied node by node (its copy program makes it), and the
+    item is updated."""
+    from mqless_cli.local.moto_fixes import expression_trees
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 10}))
+
+        def update(value: str) -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(10)),
+                ExpressionAttributeValues={":v": {"N": value}},
+            )
+
+        update("8")
+        walked = count_calls(monkeypatch, expression_trees, "copied_tree")
+        update("9")
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]
+    assert walked() == 0
+    assert stored["u"]["L"] == [{"N": "9"}] * 10
+
+
 def _collect(node: Any, node_class: type, ids: set[int]) -> None:
     if isinstance(node, node_class):
         ids.add(id(node))

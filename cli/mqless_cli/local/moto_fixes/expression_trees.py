@@ -53,6 +53,65 @@ def copied_tree(root: Any, node_class: type) -> Any:
     return copied(root, None)
 
 
+_Step = tuple[type, str, "list[Any] | None", tuple[tuple[int, int], ...]]
+"""One node of a copy program: its class, its `type` text, its children list (None: no
+list) with the values shared as they are and None where a node goes, and those places,
+each with the node made earlier (by its place in the program) that goes there."""
+
+_NODE_STATE = ("type", "children", "parent")
+
+
+def copy_program(root: Any, node_class: type) -> list[_Step] | None:
+    """How to make `copied_tree(root)` again and again: its nodes children first, each
+    with what `copied_tree` gives it. None for a tree it does not describe (a node with
+    other state, reached twice, or a child value it would deep-copy)."""
+    program: list[_Step] = []
+    placed: dict[int, int] = {}
+
+    def place(node: Any) -> int:
+        state = getattr(node, "__dict__", None)
+        if id(node) in placed or state is None or tuple(state) != _NODE_STATE:
+            raise ValueError
+        children, text = state["children"], state["type"]
+        if (children is not None and type(children) is not list) or type(text) is not str:
+            raise ValueError
+        template: list[Any] = []
+        places: list[tuple[int, int]] = []
+        for at, child in enumerate(children or ()):
+            if isinstance(child, node_class):
+                places.append((at, place(child)))
+                template.append(None)
+            elif type(child) in _SHARED:
+                template.append(child)
+            else:
+                raise ValueError
+        placed[id(node)] = len(program)
+        program.append((type(node), text, None if children is None else template, tuple(places)))
+        return placed[id(node)]
+
+    try:
+        place(root)
+    except (ValueError, RecursionError):
+        return None
+    return program
+
+
+def run_copy_program(program: list[_Step]) -> Any:
+    """A new tree made by `program` (`copy_program`): the root, its parent None."""
+    made: list[Any] = []
+    new_node, keep = object.__new__, made.append
+    for cls, text, template, places in program:
+        node: Any = new_node(cls)
+        children = None if template is None else template.copy()
+        for at, index in places:
+            child = made[index]
+            children[at] = child  # type: ignore[index]
+            child.parent = node
+        node.__dict__ = {"type": text, "children": children, "parent": None}
+        keep(node)
+    return made[-1]
+
+
 @contextmanager
 def update_expression_trees_copied_node_by_node() -> Iterator[None]:
     """Copy an UpdateExpression's tree for validation node by node, not with `deepcopy`.
@@ -64,7 +123,9 @@ def update_expression_trees_copied_node_by_node() -> Iterator[None]:
     hundred nodes) that was a twelfth of `mqless dev`'s CPU in the HTTP bench. The copy
     here is the same tree (`copied_tree`): same classes, same children, parents pointing
     into the copy. A tree whose root has a parent, and every other value `deepcopy` is
-    asked for (`list_append`'s operand), is deep-copied as before.
+    asked for (`list_append`'s operand), is deep-copied as before. The copy of a kept
+    parse (`KEPT_PARSES`) is made from a program worked out once (`copy_program`): its
+    nodes in the order `copied_tree` finishes them, each with its class and children.
     """
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
@@ -73,7 +134,8 @@ def update_expression_trees_copied_node_by_node() -> Iterator[None]:
 
     def deepcopy(value: Any, memo: Any = None) -> Any:
         if memo is None and isinstance(value, Node) and value.parent is None:
-            return copied_tree(value, Node)
+            program = KEPT_PARSES.copy_program(value, Node)
+            return copied_tree(value, Node) if program is None else run_copy_program(program)
         return original(value, memo)
 
     with patched(validators, "deepcopy", deepcopy):
@@ -161,10 +223,11 @@ _PARSES_KEPT = 512  # as many as `update_expressions_parsed_once` keeps
 
 class _KeptParses:
     """The parsed UpdateExpressions kept for their text (by id, each held with its tree so
-    that the id stays its own), with the clauses found in each so far, by clause types."""
+    that the id stays its own), with the clauses found in each so far, by clause types,
+    and its copy program (`copy_program`)."""
 
     def __init__(self) -> None:
-        self._kept: dict[int, tuple[Any, dict[tuple[type, ...], list[Any]]]] = {}
+        self._kept: dict[int, tuple[Any, dict[Any, Any]]] = {}
         self._lock = threading.Lock()
 
     def keep(self, tree: Any) -> None:
@@ -177,10 +240,23 @@ class _KeptParses:
                 self._kept.clear()
             self._kept[id(tree)] = (tree, {})
 
-    def clauses(self, tree: Any) -> dict[tuple[type, ...], list[Any]] | None:
-        """The clauses found in `tree` so far, if it is a kept parse."""
+    def clauses(self, tree: Any) -> dict[Any, Any] | None:
+        """The clauses found in `tree` so far (by clause types), if it is a kept parse."""
         entry = self._kept.get(id(tree))
         return entry[1] if entry is not None and entry[0] is tree else None
+
+    def copy_program(self, tree: Any, node_class: type) -> list[_Step] | None:
+        """The copy program of `tree` (worked out on first use), if it is a kept parse."""
+        found = self.clauses(tree)
+        if found is None:
+            return None
+        if _PROGRAM not in found:
+            found[_PROGRAM] = copy_program(tree, node_class)
+        program: list[_Step] | None = found[_PROGRAM]
+        return program
+
+
+_PROGRAM = "copy program"  # kept with a parse's clauses (whose keys are tuples of types)
 
 
 KEPT_PARSES = _KeptParses()
