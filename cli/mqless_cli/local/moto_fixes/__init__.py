@@ -66,6 +66,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
   it seven questions (a Query sizes every item it returns twice).
+- `reserved_words_looked_up_by_name`: a name is looked up among DynamoDB's reserved
+  words in a set, not compared with each of the 573 in turn (every path of every update).
 - `items_written_out_directly`: a stored item (a stream record's image, an answer's
   attributes) is written out as JSON in one pass, not by deep-copying each list and map and
   then every copied element again.
@@ -91,11 +93,11 @@ Each fix lives in a module named for what it changes: `locking` (atomic requests
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
 condition expressions), `expression_trees` (copying and walking an update's tree, its
 clauses), `old_images` (an update's answer and prior copy), `transactions` (the undo log),
-`item_images` (an item written out), `queries` (partition orderings), `compact_items`
-(what a stored item holds once), `serialization` (AttributeValues, result members, sizes),
-`dispatch` (a request's way around the backend: its body read, its request id), `routing`
-(its handler, found once per URL), `streams` (stream records and shard iterators, and the
-local runtime's stream hooks) and `kms`;
+`item_images` (an item written out), `keywords` (reserved words), `queries` (partition
+orderings), `compact_items` (what a stored item holds once), `serialization`
+(AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
+its body read, its request id), `routing` (its handler, found once per URL), `streams`
+(stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
 patch on and takes it off. Callers import from this package only.
 """
@@ -131,6 +133,7 @@ from mqless_cli.local.moto_fixes.expressions import (
     update_expressions_parsed_once,
 )
 from mqless_cli.local.moto_fixes.item_images import items_written_out_directly
+from mqless_cli.local.moto_fixes.keywords import reserved_words_looked_up_by_name
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import (
@@ -192,6 +195,7 @@ __all__ = [
     "requests_normalized_directly",
     "requests_routed_once",
     "response_dates_formatted_once_a_second",
+    "reserved_words_looked_up_by_name",
     "result_members_picked_by_kept_names",
     "shard_iterators_expire",
     "stream_writes_announced",
@@ -234,6 +238,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
     items_written_out_directly,
+    reserved_words_looked_up_by_name,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,
