@@ -435,3 +435,50 @@ def _within(node: Any, tree: Any) -> bool:
             return True
         node = getattr(node, "parent", None)
     return False
+
+
+def test_an_update_resolves_its_paths_without_asking_each_node_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import abc
+
+    from moto.dynamodb.parsing.ast_nodes import UpdateExpressionDeleteAction
+
+    # Given a stored item of a list, and an update of its ten elements applied once
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "u": {"L": [{"N": "0"}] * 10}})
+
+        def update(value: str) -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(10)),
+                ExpressionAttributeValues={":v": {"N": value}},
+            )
+
+        update("1")
+        asked: list[Any] = []
+        original = abc.ABCMeta.__instancecheck__
+
+        def noted(cls: Any, instance: Any) -> bool:
+            if cls is UpdateExpressionDeleteAction and _asker() == "pre_processing_of_child":
+                asked.append(instance)
+            return original(cls, instance)
+
+        monkeypatch.setattr(abc.ABCMeta, "__instancecheck__", noted)
+        # When it is applied again
+        update("2")
+        monkeypatch.undo()
+        stored = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then the path resolving pass asked no node whether it is a DELETE action (one of the
+    # four it asks about), and the update was applied
+    assert asked == []
+    assert stored["u"]["L"] == [{"N": "2"}] * 10
+
+
+def _asker() -> str:
+    """The function that called `isinstance` (the frame above this one's caller: the
+    check itself runs in C)."""
+    import sys
+
+    return sys._getframe(2).f_code.co_name

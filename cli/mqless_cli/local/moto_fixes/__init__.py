@@ -21,6 +21,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
 - `clauses_of_kept_parses_found_once`: the clauses UpdateItem's handler looks for in a
   kept parse (the names and values it uses) are found once per parse, not on every request.
+- `resolving_hooks_ask_node_types_once`: the path resolving pass tells an update's actions
+  from its other nodes by type, once per type, not with four ABC checks before every child.
 - `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
   builds its map of what it processes once, not once per node visited.
 - `update_old_images_copied_when_returned`: an UpdateItem copies and writes out the item
@@ -124,6 +126,7 @@ from mqless_cli.local.moto_fixes.dispatch import (
 from mqless_cli.local.moto_fixes.expression_trees import (
     clauses_of_kept_parses_found_once,
     expression_passes_walk_with_kept_maps,
+    resolving_hooks_ask_node_types_once,
     update_expression_trees_copied_node_by_node,
 )
 from mqless_cli.local.moto_fixes.expressions import (
@@ -196,6 +199,7 @@ __all__ = [
     "requests_routed_once",
     "response_dates_formatted_once_a_second",
     "reserved_words_looked_up_by_name",
+    "resolving_hooks_ask_node_types_once",
     "result_members_picked_by_kept_names",
     "shard_iterators_expire",
     "stream_writes_announced",
@@ -219,6 +223,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_expression_structures_checked_once,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
+    resolving_hooks_ask_node_types_once,
     clauses_of_kept_parses_found_once,
     update_old_images_copied_when_returned,
     condition_expressions_lexed_once,

@@ -292,3 +292,42 @@ def clauses_of_kept_parses_found_once() -> Iterator[None]:
 
     with patched(Node, "find_clauses", find_clauses):
         yield
+
+
+# ---- the path resolving pass's hook: what an action is, asked once per node type -----------
+
+
+@contextmanager
+def resolving_hooks_ask_node_types_once() -> Iterator[None]:
+    """Tell an update's actions from other nodes by type, once per type, in the hook of
+    the path resolving pass.
+
+    Upstream behaviour: `ExpressionAttributeResolvingProcessor.pre_processing_of_child`
+    runs before each child of each node of an UpdateItem's tree, and asks `isinstance` of
+    the node against four action classes (ABCs: each answer goes through ABCMeta's
+    check), to resolve the paths of an action's operands and not its target: a seventh of
+    validating the broker's segment updates. Here the answer is kept per node type (a
+    class is an action or not for good); the pass's state changes as before.
+    """
+    from moto.dynamodb.parsing import ast_nodes, validators
+
+    resolver: Any = validators.ExpressionAttributeResolvingProcessor
+    nodes: Any = ast_nodes
+    actions = (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+        nodes.UpdateExpressionAddAction,
+    )
+    is_action: dict[type, bool] = {}
+
+    def pre_processing_of_child(self: Any, parent_node: Any, child_id: int) -> None:
+        kind = type(parent_node)
+        action = is_action.get(kind)
+        if action is None:
+            action = is_action[kind] = isinstance(parent_node, actions)
+        if action:
+            self.resolving = child_id != 0
+
+    with patched(resolver, "pre_processing_of_child", pre_processing_of_child):
+        yield
