@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqless_cli.local.moto_fixes import items_written_out_directly
+from mqless_cli.local.moto_fixes import items_written_out_directly, values_deep_copied_directly
 from tests.call_counts import count_calls
 from tests.component.test_moto_fixes import VALUES
 
@@ -90,3 +90,60 @@ def test_a_stream_record_of_a_long_list_copies_none_of_its_values(
     assert copies() == 0
     assert image["l"]["L"][299] == {"N": "299"}
     assert json.dumps(image["m"]["M"]["29"]) == '{"S": "x"}'
+
+
+# ---- values deep-copied directly -----------------------------------------------------------
+
+
+def copy_shape(value: Any, seen: dict[int, int]) -> Any:
+    """A DynamoType copy as comparable values: types, values, and which objects repeat."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if not isinstance(value, DynamoType):
+        return ("raw", type(value).__name__, repr(value))
+    first = seen.setdefault(id(value), len(seen))
+    data = value.value
+    if isinstance(data, list):
+        data = [copy_shape(v, seen) for v in data]
+    elif isinstance(data, dict):
+        data = {k: copy_shape(v, seen) for k, v in data.items()}
+    else:
+        data = (type(data).__name__, data)
+    return (first, value.type, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=VALUES, binary_as_text=st.booleans())
+def test_values_are_deep_copied_as_moto_copies_them(value: Any, binary_as_text: bool) -> None:
+    # Given any value as moto holds it, an element of it repeated in a list beside it
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    stored = held({"v": value}, binary_as_text).attrs["v"]
+    twice = DynamoType({"L": []})
+    twice.value = [stored, stored, DynamoType({"S": "x"})]
+    expected = copy_shape(copy.deepcopy(twice), {})
+    # When it is deep-copied with the fix on
+    with values_deep_copied_directly():
+        found = copy.deepcopy(twice)
+    # Then the copy is moto's (repeats copied once), and shares no DynamoType with it
+    assert copy_shape(found, {}) == expected
+    originals: dict[int, int] = {}
+    copy_shape(twice, originals)
+    copies: dict[int, int] = {}
+    copy_shape(found, copies)
+    assert not set(originals) & set(copies)
+
+
+def test_a_long_list_is_deep_copied_without_a_deepcopy_per_element(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a list of 300 numbers as moto holds it
+    stored = held({"l": {"L": [{"N": str(n)} for n in range(300)]}}, True).attrs["l"]
+    # When it is deep-copied with the fix on (as list_append copies the list it extends)
+    with values_deep_copied_directly():
+        copies = count_calls(monkeypatch, copy, "deepcopy")
+        found = copy.deepcopy(stored)
+    # Then `copy.deepcopy` ran once (for the list itself), and every element was copied
+    assert copies() == 1
+    assert [v.value for v in found.value] == [str(n) for n in range(300)]
+    assert all(a is not b for a, b in zip(found.value, stored.value, strict=True))

@@ -68,6 +68,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
   it seven questions (a Query sizes every item it returns twice).
+- `values_deep_copied_directly`: a list or map value is deep-copied element by element by
+  its own copier, not through `copy.deepcopy` for each element (list_append, undo log).
 - `reserved_words_looked_up_by_name`: a name is looked up among DynamoDB's reserved
   words in a set, not compared with each of the 573 in turn (every path of every update).
 - `items_written_out_directly`: a stored item (a stream record's image, an answer's
@@ -95,8 +97,8 @@ Each fix lives in a module named for what it changes: `locking` (atomic requests
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
 condition expressions), `expression_trees` (copying and walking an update's tree, its
 clauses), `old_images` (an update's answer and prior copy), `transactions` (the undo log),
-`item_images` (an item written out), `keywords` (reserved words), `queries` (partition
-orderings), `compact_items` (what a stored item holds once), `serialization`
+`item_images` (an item written out and copied), `keywords` (reserved words), `queries`
+(partition orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
 its body read, its request id), `routing` (its handler, found once per URL), `streams`
 (stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
@@ -135,7 +137,10 @@ from mqless_cli.local.moto_fixes.expressions import (
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
-from mqless_cli.local.moto_fixes.item_images import items_written_out_directly
+from mqless_cli.local.moto_fixes.item_images import (
+    items_written_out_directly,
+    values_deep_copied_directly,
+)
 from mqless_cli.local.moto_fixes.keywords import reserved_words_looked_up_by_name
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
@@ -211,6 +216,7 @@ __all__ = [
     "update_expressions_parsed_once",
     "update_old_images_copied_when_returned",
     "update_prior_items_copied_when_streamed",
+    "values_deep_copied_directly",
     "updates_that_create_write_one_record",
 ]
 
@@ -243,6 +249,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
     items_written_out_directly,
+    values_deep_copied_directly,
     reserved_words_looked_up_by_name,
     updates_that_create_write_one_record,
     stream_records_expire,

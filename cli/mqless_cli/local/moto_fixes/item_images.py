@@ -1,4 +1,5 @@
-"""Stored items written out as JSON images without copying each value twice first."""
+"""Stored items written out as JSON images without copying each value twice first, and
+their values deep-copied without `copy.deepcopy` for each element."""
 
 from __future__ import annotations
 
@@ -121,4 +122,60 @@ def items_written_out_directly() -> Iterator[None]:
         stack.enter_context(
             patched(DynamoType, "to_regular_json", _falling_back(value_json, original_value))
         )
+        yield
+
+
+# ---- values deep-copied directly --------------------------------------------------------------
+
+
+def _copier(
+    dynamo_type: type, deepcopy: Callable[..., Any]
+) -> Callable[[Any, dict[int, Any]], Any]:
+    """`DynamoType.__deepcopy__` (moto 5.2's), calling itself for the DynamoTypes a list or
+    map holds instead of going through `copy.deepcopy` for each."""
+
+    def copied(self: Any, memo: dict[int, Any]) -> Any:
+        found = memo.get(id(self))
+        if found is not None:
+            return found
+        cls: Any = type(self)
+        result = cls.__new__(cls)
+        memo[id(self)] = result
+        result.type = kind = self.type
+        value = self.value
+        if kind == "L":
+            result.value = [
+                copied(v, memo) if type(v) is dynamo_type else deepcopy(v, memo) for v in value
+            ]
+        elif kind == "M":
+            result.value = {
+                k: copied(v, memo) if type(v) is dynamo_type else deepcopy(v, memo)
+                for k, v in value.items()
+            }
+        elif kind in ("SS", "NS", "BS"):
+            result.value = list(value)
+        else:
+            result.value = value
+        return result
+
+    return copied
+
+
+@contextmanager
+def values_deep_copied_directly() -> Iterator[None]:
+    """Deep-copy a list or map DynamoType element by element without `copy.deepcopy`.
+
+    Upstream behaviour: `DynamoType.__deepcopy__` copies each element of a list or map with
+    `copy.deepcopy`, which looks the element up in its memo, asks its class for a copier,
+    finds `__deepcopy__`, calls it, and notes the copy twice in the memo: several times
+    the copy itself. `list_append` copies the whole list it appends to, on every such
+    update (a FIFO segment's lists), as do a transaction's undo log and old images.
+    Here an element that is exactly a DynamoType is copied by the same method directly
+    (same copy, same memo entry for it); anything else goes through `copy.deepcopy`.
+    """
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with patched(DynamoType, "__deepcopy__", _copier(DynamoType, copy.deepcopy)):
         yield
