@@ -1347,6 +1347,30 @@ def test_an_update_used_again_copies_its_tree_by_its_program(
     assert stored["u"]["L"] == [{"N": "9"}] * 10
 
 
+def test_copy_programs_are_kept_for_a_bounded_number_of_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given copy programs kept for 60 nodes at most, When forty different update texts
+    (list slots 0..k) are applied, Then the programs kept hold 60 nodes or fewer (those
+    of the last texts), and every update was applied."""
+    from mqless_cli.local.moto_fixes import expression_trees
+
+    monkeypatch.setattr(expression_trees, "_PROGRAM_NODES_KEPT", 60)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 40}))
+        for k in range(40):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression=f"SET u[{k}] = :v",
+                ExpressionAttributeValues={":v": {"N": "1"}},
+            )
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]
+        kept = expression_trees.KEPT_PARSES._programs.values()
+        assert 0 < sum(len(program or ()) for _, program in kept) <= 60
+    assert stored["u"]["L"] == [{"N": "1"}] * 40
+
+
 def _collect(node: Any, node_class: type, ids: set[int]) -> None:
     if isinstance(node, node_class):
         ids.add(id(node))

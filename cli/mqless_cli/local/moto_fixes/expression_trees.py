@@ -228,6 +228,8 @@ class _KeptParses:
 
     def __init__(self) -> None:
         self._kept: dict[int, tuple[Any, dict[Any, Any]]] = {}
+        self._programs: dict[int, tuple[Any, list[_Step] | None]] = {}
+        self._program_nodes = 0
         self._lock = threading.Lock()
 
     def keep(self, tree: Any) -> None:
@@ -246,17 +248,27 @@ class _KeptParses:
         return entry[1] if entry is not None and entry[0] is tree else None
 
     def copy_program(self, tree: Any, node_class: type) -> list[_Step] | None:
-        """The copy program of `tree` (worked out on first use), if it is a kept parse."""
-        found = self.clauses(tree)
-        if found is None:
+        """The copy program of `tree` (worked out on first use), if it is a kept parse.
+        Programs are kept for `_PROGRAM_NODES_KEPT` nodes in all (then all dropped)."""
+        if self.clauses(tree) is None:
             return None
-        if _PROGRAM not in found:
-            found[_PROGRAM] = copy_program(tree, node_class)
-        program: list[_Step] | None = found[_PROGRAM]
+        kept = self._programs.get(id(tree))
+        if kept is not None and kept[0] is tree:
+            return kept[1]
+        program = copy_program(tree, node_class)
+        size = len(program or ())
+        with self._lock:
+            if self._program_nodes + size > _PROGRAM_NODES_KEPT:
+                self._programs.clear()
+                self._program_nodes = 0
+            self._programs[id(tree)] = (tree, program)
+            self._program_nodes += size
         return program
 
 
-_PROGRAM = "copy program"  # kept with a parse's clauses (whose keys are tuples of types)
+_PROGRAM_NODES_KEPT = 20_000
+"""Nodes of copy programs kept (~400 bytes each: ~8 MB). A FIFO queue's updates make a
+text per segment slot count, some of a thousand nodes; HTTP's and STOMP's are few."""
 
 
 KEPT_PARSES = _KeptParses()
