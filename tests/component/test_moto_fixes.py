@@ -41,8 +41,9 @@ TABLE = "fixes"
 
 
 @contextmanager
-def moto(*, fixed: bool) -> Iterator[tuple[Any, Any]]:
-    """A fresh moto (with every fix, or none): a DynamoDB and a DynamoDB Streams client."""
+def moto(*, fixed: bool, stream: str | None = "NEW_AND_OLD_IMAGES") -> Iterator[tuple[Any, Any]]:
+    """A fresh moto (with every fix, or none): a DynamoDB and a DynamoDB Streams client.
+    `stream`: the table's StreamViewType (None: no stream)."""
     with mock_aws(config=MOTO_CONFIG), fixed_moto() if fixed else nullcontext():  # type: ignore[call-overload]
         db = boto3.client("dynamodb", region_name="us-east-1")
         streams = boto3.client("dynamodbstreams", region_name="us-east-1")
@@ -80,7 +81,11 @@ def moto(*, fixed: bool) -> Iterator[tuple[Any, Any]]:
                 }
             ],
             BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            StreamSpecification=(
+                {"StreamEnabled": True, "StreamViewType": stream}
+                if stream
+                else {"StreamEnabled": False}
+            ),
         )
         yield db, streams
 
@@ -1291,6 +1296,79 @@ def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it() -> None:
         copies: set[int] = set()
         _collect(copied, Node, copies)
         assert originals.isdisjoint(copies)
+
+
+def test_an_update_expression_tree_is_copied_by_its_program_as_deepcopy_copies_it() -> None:
+    """Given the parsed trees of update expressions, When each is copied by its copy
+    program, twice, Then each copy has the classes, state, children and parent links of
+    `copy.deepcopy`'s copy, and shares no node with the original or the other copy."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from mqless_cli.local.moto_fixes.expression_trees import copy_program, run_copy_program
+
+    for expression, _ in TREE_UPDATES + UPDATES:
+        tree = UpdateExpressionParser.make(expression)
+        program = copy_program(tree, Node)
+        assert program is not None
+        first, second = run_copy_program(program), run_copy_program(program)
+        for copied in (first, second):
+            assert _shape(copied, Node, {}) == _shape(copy.deepcopy(tree), Node, {})
+        found: list[set[int]] = [set(), set(), set()]
+        for ids, root in zip(found, (tree, first, second), strict=True):
+            _collect(root, Node, ids)
+        assert found[0].isdisjoint(found[1]) and found[1].isdisjoint(found[2])
+
+
+def test_an_update_used_again_copies_its_tree_by_its_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and an update of ten list elements applied once, When it is applied
+    again, Then its tree is not copied node by node (its copy program makes it), and the
+    item is updated."""
+    from mqless_cli.local.moto_fixes import expression_trees
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 10}))
+
+        def update(value: str) -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(10)),
+                ExpressionAttributeValues={":v": {"N": value}},
+            )
+
+        update("8")
+        walked = count_calls(monkeypatch, expression_trees, "copied_tree")
+        update("9")
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]
+    assert walked() == 0
+    assert stored["u"]["L"] == [{"N": "9"}] * 10
+
+
+def test_copy_programs_are_kept_for_a_bounded_number_of_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given copy programs kept for 60 nodes at most, When forty different update texts
+    (list slots 0..k) are applied, Then the programs kept hold 60 nodes or fewer (those
+    of the last texts), and every update was applied."""
+    from mqless_cli.local.moto_fixes import expression_trees
+
+    monkeypatch.setattr(expression_trees, "_PROGRAM_NODES_KEPT", 60)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", u={"L": [{"N": "0"}] * 40}))
+        for k in range(40):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression=f"SET u[{k}] = :v",
+                ExpressionAttributeValues={":v": {"N": "1"}},
+            )
+        stored = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]
+        kept = expression_trees.KEPT_PARSES._programs.values()
+        assert 0 < sum(len(program or ()) for _, program in kept) <= 60
+    assert stored["u"]["L"] == [{"N": "1"}] * 40
 
 
 def _collect(node: Any, node_class: type, ids: set[int]) -> None:

@@ -158,6 +158,53 @@ def test_updates_refused_by_the_value_passes_are_refused_as_moto_refuses_them() 
     assert all(isinstance(a, tuple) for a in expected[:3] + expected[4:])
 
 
+def test_updates_reading_missing_attributes_answer_as_moto_answers() -> None:
+    # Given updates whose values read attributes an item may not have (refused, unless
+    # if_not_exists gives a default), and ones that read only what it has
+    reading = [
+        ("a", ("SET n = gone + :v", {":v": {"N": "1"}}), "ALL_NEW"),
+        ("a", ("SET o = if_not_exists(gone, :e), p = :v", {":v": {"N": "1"}}), "ALL_NEW"),
+        ("a", ("SET l = list_append(gone, :v)", {":v": {"L": []}}), "NONE"),
+        ("a", ("SET n = n + :v", {":v": {"N": "1"}}), "UPDATED_NEW"),
+        ("a", ("SET m.x = :v", {":v": {"N": "1"}}), "NONE"),
+        ("a", ("SET l[3] = :v", {":v": {"N": "1"}}), "ALL_NEW"),
+    ]
+    # When plain and fixed moto each apply them to a new item, then to a stored one
+    setup = [("a", ("SET l = :v, n = :n", {":v": {"L": []}, ":n": {"N": "0"}}), "NONE")]
+    expected = answers(reading + setup + reading, fixed=False)
+    found = answers(reading + setup + reading, fixed=True)
+    # Then both answer them alike (refusing the reads of what is missing)
+    assert found == expected
+    assert isinstance(expected[0], tuple) and not isinstance(expected[1], tuple)
+
+
+def test_an_update_reading_only_stored_attributes_is_not_checked_for_missing_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing import validators
+
+    # Given a stored item, on fixed moto, with the pass refusing missing attributes counted
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "n": {"N": "1"}})
+        checks = count_calls(monkeypatch, validators.NoneExistingPathChecker, "traverse")
+
+        def update(expression: str) -> int:
+            before = checks()
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression=expression,
+                ExpressionAttributeValues={":v": {"N": "2"}},
+            )
+            return checks() - before
+
+        # When one update reads a stored attribute, and one a missing one with a default
+        stored = update("SET n = n + :v, s = :v")
+        defaulted = update("SET d = if_not_exists(gone, :v)")
+    # Then only the second is walked by that pass
+    assert (stored, defaulted) == (0, 1)
+
+
 # ---- the meter's capture of a Query or Scan --------------------------------------------
 
 
@@ -215,3 +262,223 @@ def test_a_metered_query_answers_as_moto_answers_without_binding_its_arguments(
     assert [p["Count"] for p in pages] == [0, 2, 1]
     assert read_units == {TABLE: 2.0}
     assert binds == len(pages)
+
+
+# ---- the backend's prior copy of the item --------------------------------------------------
+
+
+def streamed_updates(stream: str | None, fixed: bool) -> list[Any]:
+    """The stream records (sizes included) and answers of updates that change and fail to
+    change an item, on a table whose stream is `stream` (plain moto streams an update that
+    creates its item twice: `test_an_update_that_creates_an_item_streams_one_insert`)."""
+    from tests.component.test_moto_fixes import iterator, read_all
+
+    with moto(fixed=fixed, stream=stream) as (db, streams):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "n": {"N": "0"}})
+        found: list[Any] = []
+        for sort_key, expression, condition in [
+            ("a", "SET n = :n, l = :l", None),
+            ("a", "SET l = list_append(l, :l) REMOVE n", None),
+            ("a", "SET n = :n", "attribute_not_exists(pk)"),  # refused
+            ("b", "SET n = :n", "attribute_exists(pk)"),  # refused: no item
+            ("a", "ADD n :n", "attribute_exists(pk)"),
+        ]:
+            request: dict[str, Any] = {
+                "TableName": TABLE,
+                "Key": key("p", sort_key),
+                "UpdateExpression": expression,
+                "ExpressionAttributeValues": {
+                    ":n": {"N": "1"},
+                    ":l": {"L": [{"S": "x"}, {"M": {"k": {"N": "2"}}}]},
+                },
+                "ReturnValues": "ALL_NEW",
+            }
+            if condition:
+                request["ConditionExpression"] = condition
+            try:
+                found.append(db.update_item(**request)["Attributes"])
+            except ClientError as refused:
+                found.append(refused.response["Error"]["Code"])
+        if stream:
+            found.extend(
+                (r["eventName"], r["dynamodb"])
+                for r in read_all(streams, iterator(db, streams))
+                if r["dynamodb"].pop("ApproximateCreationDateTime")
+            )
+    return found
+
+
+@pytest.mark.parametrize("stream", ["NEW_IMAGE", "KEYS_ONLY", "NEW_AND_OLD_IMAGES", None])
+def test_updates_stream_and_answer_as_moto_whatever_the_stream_keeps(
+    stream: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table whose stream keeps new images, keys, both images, or that has none (and
+    # a clock that stands still: a record's size counts the digits of its time)
+    from moto.core.utils import utcnow
+
+    now = utcnow().replace(microsecond=678000)
+    monkeypatch.setattr("moto.dynamodb.models.table.utcnow", lambda: now)
+    # When plain moto and fixed moto each apply the same updates
+    # Then the answers and the stream records (keys, images, sizes, order) are the same
+    assert streamed_updates(stream, fixed=True) == streamed_updates(stream, fixed=False)
+
+
+def test_an_update_on_a_table_streaming_new_images_copies_nothing_of_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an item of a list of 50 values, on a table whose stream keeps new images only
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with moto(fixed=True, stream="NEW_IMAGE") as (db, _):
+        values = {":l": {"L": [{"S": str(i)} for i in range(50)]}, ":n": {"N": "1"}}
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET l = :l",
+            ExpressionAttributeValues={":l": values[":l"]},
+        )
+        copies = count_calls(monkeypatch, DynamoType, "__deepcopy__")
+        # When it is updated (answering nothing)
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": values[":n"]},
+        )
+    # Then none of its values was copied (the stream's record reads its keys alone)
+    assert copies() == 0
+
+
+# ---- the clauses of a kept parse -------------------------------------------------------------
+
+SEGMENT_UPDATE = ", ".join(f"u[{i}] = :u, #t[{i}] = :t" for i in range(10))
+
+
+def names_and_values_answers(fixed: bool) -> list[Any]:
+    """Answers to one update text sent with its names and values, then with a name and a
+    value more than it uses, then with one fewer (each twice)."""
+    found: list[Any] = []
+    with moto(fixed=fixed) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "u": {"L": []}, "t": {"L": []}})
+        for names, values in 2 * [
+            ({"#t": "t"}, {":u": {"N": "1"}, ":t": {"S": "x"}}),
+            ({"#t": "t", "#x": "x"}, {":u": {"N": "1"}, ":t": {"S": "x"}, ":x": {"N": "0"}}),
+            ({}, {":u": {"N": "1"}}),
+        ]:
+            request: dict[str, Any] = {"ExpressionAttributeValues": values}
+            if names:
+                request["ExpressionAttributeNames"] = names
+            try:
+                db.update_item(
+                    TableName=TABLE,
+                    Key=key("p", "a"),
+                    UpdateExpression=f"SET {SEGMENT_UPDATE}",
+                    ReturnValues="ALL_NEW",
+                    **request,
+                )
+                found.append("applied")
+            except ClientError as refused:
+                error = refused.response["Error"]
+                found.append((error["Code"], error["Message"]))
+    return found
+
+
+def test_an_update_text_used_again_checks_its_names_and_values_as_moto_does() -> None:
+    # Given one update text, When it is sent with the names and values it uses, with more,
+    # and with fewer, again and again, on plain and on fixed moto
+    # Then each answers alike: applied, refused for the unused, refused for the undefined
+    found = names_and_values_answers(fixed=True)
+    assert found == names_and_values_answers(fixed=False)
+    assert found[0] == "applied" and found[1] != "applied" and found[2] != "applied"
+
+
+def test_an_update_text_used_again_is_not_searched_again_for_its_names_and_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    # Given an update of twenty actions applied once on fixed moto
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "u": {"L": []}, "t": {"L": []}})
+
+        def update() -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression=f"SET {SEGMENT_UPDATE}",
+                ExpressionAttributeNames={"#t": "t"},
+                ExpressionAttributeValues={":u": {"N": "1"}, ":t": {"S": "x"}},
+            )
+
+        update()
+        kept = UpdateExpressionParser.make(f"SET {SEGMENT_UPDATE}")
+        searched: list[Any] = []
+        original = Node.find_clauses
+
+        def noted(self: Any, clause_types: Any) -> Any:
+            searched.append(self)
+            return original(self, clause_types)
+
+        monkeypatch.setattr(Node, "find_clauses", noted)
+        # When it is applied again
+        update()
+    # Then no part of its kept parse below the top is searched again for clauses
+    below_the_top = [n for n in searched if n is not kept and _within(n, kept)]
+    assert below_the_top == []
+
+
+def _within(node: Any, tree: Any) -> bool:
+    """Whether `node` is part of `tree` (follows its parents up)."""
+    while node is not None:
+        if node is tree:
+            return True
+        node = getattr(node, "parent", None)
+    return False
+
+
+def test_an_update_resolves_its_paths_without_asking_each_node_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import abc
+
+    from moto.dynamodb.parsing.ast_nodes import UpdateExpressionDeleteAction
+
+    # Given a stored item of a list, and an update of its ten elements applied once
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "u": {"L": [{"N": "0"}] * 10}})
+
+        def update(value: str) -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "a"),
+                UpdateExpression="SET " + ", ".join(f"u[{i}] = :v" for i in range(10)),
+                ExpressionAttributeValues={":v": {"N": value}},
+            )
+
+        update("1")
+        asked: list[Any] = []
+        original = abc.ABCMeta.__instancecheck__
+
+        def noted(cls: Any, instance: Any) -> bool:
+            if cls is UpdateExpressionDeleteAction and _asker() == "pre_processing_of_child":
+                asked.append(instance)
+            return original(cls, instance)
+
+        monkeypatch.setattr(abc.ABCMeta, "__instancecheck__", noted)
+        # When it is applied again
+        update("2")
+        monkeypatch.undo()
+        stored = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    # Then the path resolving pass asked no node whether it is a DELETE action (one of the
+    # four it asks about), and the update was applied
+    assert asked == []
+    assert stored["u"]["L"] == [{"N": "2"}] * 10
+
+
+def _asker() -> str:
+    """The function that called `isinstance` (the frame above this one's caller: the
+    check itself runs in C)."""
+    import sys
+
+    return sys._getframe(2).f_code.co_name

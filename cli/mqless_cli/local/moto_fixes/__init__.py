@@ -19,6 +19,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   names and table keys, not on every UpdateItem; the checks of values and item still do.
 - `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
   that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
+- `clauses_of_kept_parses_found_once`: the clauses UpdateItem's handler looks for in a
+  kept parse (the names and values it uses) are found once per parse, not on every request.
+- `resolving_hooks_ask_node_types_once`: the path resolving pass tells an update's actions
+  from its other nodes by type, once per type, not with four ABC checks before every child.
 - `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
   builds its map of what it processes once, not once per node visited.
 - `update_old_images_copied_when_returned`: an UpdateItem copies and writes out the item
@@ -64,6 +68,13 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
   it seven questions (a Query sizes every item it returns twice).
+- `values_deep_copied_directly`: a list or map value is deep-copied element by element by
+  its own copier, not through `copy.deepcopy` for each element (list_append, undo log).
+- `reserved_words_looked_up_by_name`: a name is looked up among DynamoDB's reserved
+  words in a set, not compared with each of the 573 in turn (every path of every update).
+- `items_written_out_directly`: a stored item (a stream record's image, an answer's
+  attributes) is written out as JSON in one pass, not by deep-copying each list and map and
+  then every copied element again.
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
   INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
 - `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
@@ -84,9 +95,10 @@ handled records at once.
 
 Each fix lives in a module named for what it changes: `locking` (atomic requests),
 `bookkeeping` (model tracking, handler methods, random strings), `expressions` (update and
-condition expressions), `expression_trees` (copying and walking an update's tree),
-`old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
-orderings), `compact_items` (what a stored item holds once), `serialization`
+condition expressions), `expression_trees` (copying and walking an update's tree, its
+clauses), `old_images` (an update's answer and prior copy), `transactions` (the undo log),
+`item_images` (an item written out and copied), `keywords` (reserved words), `queries`
+(partition orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
 its body read, its request id), `routing` (its handler, found once per URL), `streams`
 (stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
@@ -114,7 +126,9 @@ from mqless_cli.local.moto_fixes.dispatch import (
     response_dates_formatted_once_a_second,
 )
 from mqless_cli.local.moto_fixes.expression_trees import (
+    clauses_of_kept_parses_found_once,
     expression_passes_walk_with_kept_maps,
+    resolving_hooks_ask_node_types_once,
     update_expression_trees_copied_node_by_node,
 )
 from mqless_cli.local.moto_fixes.expressions import (
@@ -123,9 +137,17 @@ from mqless_cli.local.moto_fixes.expressions import (
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
+from mqless_cli.local.moto_fixes.item_images import (
+    items_written_out_directly,
+    values_deep_copied_directly,
+)
+from mqless_cli.local.moto_fixes.keywords import reserved_words_looked_up_by_name
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
-from mqless_cli.local.moto_fixes.old_images import update_old_images_copied_when_returned
+from mqless_cli.local.moto_fixes.old_images import (
+    update_old_images_copied_when_returned,
+    update_prior_items_copied_when_streamed,
+)
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
@@ -161,6 +183,7 @@ __all__ = [
     "attribute_sizes_by_type",
     "backends_found_without_the_lock",
     "attribute_values_serialize_directly",
+    "clauses_of_kept_parses_found_once",
     "condition_expressions_lexed_once",
     "condition_expressions_parsed_once",
     "data_models_untracked",
@@ -171,6 +194,7 @@ __all__ = [
     "fixed_moto",
     "handler_methods_listed_once",
     "items_hold_keys_once",
+    "items_written_out_directly",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "random_strings_drawn_at_once",
@@ -179,6 +203,8 @@ __all__ = [
     "requests_normalized_directly",
     "requests_routed_once",
     "response_dates_formatted_once_a_second",
+    "reserved_words_looked_up_by_name",
+    "resolving_hooks_ask_node_types_once",
     "result_members_picked_by_kept_names",
     "shard_iterators_expire",
     "stream_writes_announced",
@@ -189,6 +215,8 @@ __all__ = [
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "update_old_images_copied_when_returned",
+    "update_prior_items_copied_when_streamed",
+    "values_deep_copied_directly",
     "updates_that_create_write_one_record",
 ]
 
@@ -201,10 +229,13 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_expression_structures_checked_once,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
+    resolving_hooks_ask_node_types_once,
+    clauses_of_kept_parses_found_once,
     update_old_images_copied_when_returned,
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
     transactions_undo_by_log,
+    update_prior_items_copied_when_streamed,  # after the undo log: both set the models' copy
     items_hold_keys_once,  # before the query orderings: they keep the keys it shares
     queries_read_one_partition,
     attribute_values_serialize_directly,
@@ -217,6 +248,9 @@ FIXES: tuple[Callable[[], Any], ...] = (
     backends_found_without_the_lock,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
+    items_written_out_directly,
+    values_deep_copied_directly,
+    reserved_words_looked_up_by_name,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,

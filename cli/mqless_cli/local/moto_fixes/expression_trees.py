@@ -1,9 +1,10 @@
-"""Update expression trees copied node by node, and walked without asking again per node
-what each pass processes."""
+"""Update expression trees copied node by node, walked without asking again per node what
+each pass processes, and the clauses of a kept parse found once."""
 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,6 +53,65 @@ def copied_tree(root: Any, node_class: type) -> Any:
     return copied(root, None)
 
 
+_Step = tuple[type, str, "list[Any] | None", tuple[tuple[int, int], ...]]
+"""One node of a copy program: its class, its `type` text, its children list (None: no
+list) with the values shared as they are and None where a node goes, and those places,
+each with the node made earlier (by its place in the program) that goes there."""
+
+_NODE_STATE = ("type", "children", "parent")
+
+
+def copy_program(root: Any, node_class: type) -> list[_Step] | None:
+    """How to make `copied_tree(root)` again and again: its nodes children first, each
+    with what `copied_tree` gives it. None for a tree it does not describe (a node with
+    other state, reached twice, or a child value it would deep-copy)."""
+    program: list[_Step] = []
+    placed: dict[int, int] = {}
+
+    def place(node: Any) -> int:
+        state = getattr(node, "__dict__", None)
+        if id(node) in placed or state is None or tuple(state) != _NODE_STATE:
+            raise ValueError
+        children, text = state["children"], state["type"]
+        if (children is not None and type(children) is not list) or type(text) is not str:
+            raise ValueError
+        template: list[Any] = []
+        places: list[tuple[int, int]] = []
+        for at, child in enumerate(children or ()):
+            if isinstance(child, node_class):
+                places.append((at, place(child)))
+                template.append(None)
+            elif type(child) in _SHARED:
+                template.append(child)
+            else:
+                raise ValueError
+        placed[id(node)] = len(program)
+        program.append((type(node), text, None if children is None else template, tuple(places)))
+        return placed[id(node)]
+
+    try:
+        place(root)
+    except (ValueError, RecursionError):
+        return None
+    return program
+
+
+def run_copy_program(program: list[_Step]) -> Any:
+    """A new tree made by `program` (`copy_program`): the root, its parent None."""
+    made: list[Any] = []
+    new_node, keep = object.__new__, made.append
+    for cls, text, template, places in program:
+        node: Any = new_node(cls)
+        children = None if template is None else template.copy()
+        for at, index in places:
+            child = made[index]
+            children[at] = child  # type: ignore[index]
+            child.parent = node
+        node.__dict__ = {"type": text, "children": children, "parent": None}
+        keep(node)
+    return made[-1]
+
+
 @contextmanager
 def update_expression_trees_copied_node_by_node() -> Iterator[None]:
     """Copy an UpdateExpression's tree for validation node by node, not with `deepcopy`.
@@ -63,7 +123,9 @@ def update_expression_trees_copied_node_by_node() -> Iterator[None]:
     hundred nodes) that was a twelfth of `mqless dev`'s CPU in the HTTP bench. The copy
     here is the same tree (`copied_tree`): same classes, same children, parents pointing
     into the copy. A tree whose root has a parent, and every other value `deepcopy` is
-    asked for (`list_append`'s operand), is deep-copied as before.
+    asked for (`list_append`'s operand), is deep-copied as before. The copy of a kept
+    parse (`KEPT_PARSES`) is made from a program worked out once (`copy_program`): its
+    nodes in the order `copied_tree` finishes them, each with its class and children.
     """
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
@@ -72,7 +134,8 @@ def update_expression_trees_copied_node_by_node() -> Iterator[None]:
 
     def deepcopy(value: Any, memo: Any = None) -> Any:
         if memo is None and isinstance(value, Node) and value.parent is None:
-            return copied_tree(value, Node)
+            program = KEPT_PARSES.copy_program(value, Node)
+            return copied_tree(value, Node) if program is None else run_copy_program(program)
         return original(value, memo)
 
     with patched(validators, "deepcopy", deepcopy):
@@ -150,4 +213,133 @@ def expression_passes_walk_with_kept_maps() -> Iterator[None]:
         return walk.traverse(self, node, child_id)
 
     with patched(DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively):
+        yield
+
+
+# ---- clauses of a kept parse found once ----------------------------------------------------
+
+_PARSES_KEPT = 512  # as many as `update_expressions_parsed_once` keeps
+
+
+class _KeptParses:
+    """The parsed UpdateExpressions kept for their text (by id, each held with its tree so
+    that the id stays its own), with the clauses found in each so far, by clause types,
+    and its copy program (`copy_program`)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[Any, dict[Any, Any]]] = {}
+        self._programs: dict[int, tuple[Any, list[_Step] | None]] = {}
+        self._program_nodes = 0
+        self._lock = threading.Lock()
+
+    def keep(self, tree: Any) -> None:
+        """Note `tree` as a kept parse: it is only read from now on."""
+        entry = self._kept.get(id(tree))
+        if entry is not None and entry[0] is tree:
+            return
+        with self._lock:
+            if len(self._kept) >= _PARSES_KEPT:
+                self._kept.clear()
+            self._kept[id(tree)] = (tree, {})
+
+    def clauses(self, tree: Any) -> dict[Any, Any] | None:
+        """The clauses found in `tree` so far (by clause types), if it is a kept parse."""
+        entry = self._kept.get(id(tree))
+        return entry[1] if entry is not None and entry[0] is tree else None
+
+    def copy_program(self, tree: Any, node_class: type) -> list[_Step] | None:
+        """The copy program of `tree` (worked out on first use), if it is a kept parse.
+        Programs are kept for `_PROGRAM_NODES_KEPT` nodes in all (then all dropped)."""
+        if self.clauses(tree) is None:
+            return None
+        kept = self._programs.get(id(tree))
+        if kept is not None and kept[0] is tree:
+            return kept[1]
+        program = copy_program(tree, node_class)
+        size = len(program or ())
+        with self._lock:
+            if self._program_nodes + size > _PROGRAM_NODES_KEPT:
+                self._programs.clear()
+                self._program_nodes = 0
+            self._programs[id(tree)] = (tree, program)
+            self._program_nodes += size
+        return program
+
+
+_PROGRAM_NODES_KEPT = 20_000
+"""Nodes of copy programs kept (~400 bytes each: ~8 MB). A FIFO queue's updates make a
+text per segment slot count, some of a thousand nodes; HTTP's and STOMP's are few."""
+
+
+KEPT_PARSES = _KeptParses()
+"""The parses `update_expressions_parsed_once` hands out (`clauses_of_kept_parses_found_once`
+keeps their clauses)."""
+
+
+@contextmanager
+def clauses_of_kept_parses_found_once() -> Iterator[None]:
+    """Find the clauses of a kept UpdateExpression parse once per clause types.
+
+    Upstream behaviour: `DynamoHandler.update_item` walks the parsed expression twice on
+    every UpdateItem (`Node.find_clauses`) for the ExpressionAttributeNames and values it
+    uses, to refuse those defined but unused. With `update_expressions_parsed_once` the
+    parse of a text is kept and only read (the validator works on a copy), so what it
+    holds never changes: here the nodes found in a kept parse (`KEPT_PARSES`) are kept
+    with it, per clause types, and each call gets a new list of them. Any other tree (the
+    validator's copy, which its passes change) is walked as before.
+    """
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    original = Node.find_clauses
+
+    def find_clauses(self: Any, clause_types: Any) -> Any:
+        found = KEPT_PARSES.clauses(self)
+        if found is None:
+            return original(self, clause_types)
+        kinds = tuple(clause_types)
+        clauses = found.get(kinds)
+        if clauses is None:
+            clauses = found[kinds] = list(original(self, clause_types))
+        return list(clauses)
+
+    with patched(Node, "find_clauses", find_clauses):
+        yield
+
+
+# ---- the path resolving pass's hook: what an action is, asked once per node type -----------
+
+
+@contextmanager
+def resolving_hooks_ask_node_types_once() -> Iterator[None]:
+    """Tell an update's actions from other nodes by type, once per type, in the hook of
+    the path resolving pass.
+
+    Upstream behaviour: `ExpressionAttributeResolvingProcessor.pre_processing_of_child`
+    runs before each child of each node of an UpdateItem's tree, and asks `isinstance` of
+    the node against four action classes (ABCs: each answer goes through ABCMeta's
+    check), to resolve the paths of an action's operands and not its target: a seventh of
+    validating the broker's segment updates. Here the answer is kept per node type (a
+    class is an action or not for good); the pass's state changes as before.
+    """
+    from moto.dynamodb.parsing import ast_nodes, validators
+
+    resolver: Any = validators.ExpressionAttributeResolvingProcessor
+    nodes: Any = ast_nodes
+    actions = (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+        nodes.UpdateExpressionAddAction,
+    )
+    is_action: dict[type, bool] = {}
+
+    def pre_processing_of_child(self: Any, parent_node: Any, child_id: int) -> None:
+        kind = type(parent_node)
+        action = is_action.get(kind)
+        if action is None:
+            action = is_action[kind] = isinstance(parent_node, actions)
+        if action:
+            self.resolving = child_id != 0
+
+    with patched(resolver, "pre_processing_of_child", pre_processing_of_child):
         yield

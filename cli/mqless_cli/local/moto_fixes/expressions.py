@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mqless_cli.local.moto_fixes.expression_trees import KEPT_PARSES
 from mqless_cli.local.moto_fixes.patching import patched
 
 
@@ -35,7 +36,9 @@ def update_expressions_parsed_once() -> Iterator[None]:
     def make(cls: type, expression: str) -> Any:
         if cls is not parser or not isinstance(expression, str):
             return original(cls, expression)
-        return parsed(expression)
+        tree = parsed(expression)
+        KEPT_PARSES.keep(tree)  # only read from now on: its clauses may be kept
+        return tree
 
     with patched(parser, "make", classmethod(make)):
         yield
@@ -143,9 +146,39 @@ def _idle_passes() -> Callable[[Any, Any, Any], bool]:
         if kind is validators.EmptyStringKeyValueValidator:
             keys = list(processor.key_attributes)
             return not any(t in keys for t in _set_targets(node, set_action))
+        if kind is validators.NoneExistingPathChecker:
+            return _no_missing_paths_made(validator.processors, processor)
         return False
 
     return idle
+
+
+def _no_missing_paths_made(processors: list[Any], checker: Any) -> bool:
+    """Whether the path resolving pass ran before `checker` and put no NoneExistingPath in
+    the tree (the only pass that makes one: `_noting_missing_paths`)."""
+    from moto.dynamodb.parsing import validators
+
+    resolving = validators.ExpressionAttributeResolvingProcessor
+    before = processors[: processors.index(checker)]
+    resolvers = [p for p in before if type(p) is resolving]
+    return bool(resolvers) and not any(p.__dict__.get(_MADE_MISSING) for p in resolvers)
+
+
+_MADE_MISSING = "_mqless_made_missing_paths"
+
+
+def _noting_missing_paths(process: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`ExpressionAttributeResolvingProcessor.process_expression_path_node`, noting on the
+    pass when it puts a NoneExistingPath in the tree."""
+    from moto.dynamodb.parsing.ast_nodes import NoneExistingPath  # type: ignore[attr-defined]
+
+    def process_expression_path_node(self: Any, node: Any) -> Any:
+        result = process(self, node)
+        if isinstance(result, NoneExistingPath):
+            self.__dict__[_MADE_MISSING] = True
+        return result
+
+    return process_expression_path_node
 
 
 @contextmanager
@@ -166,12 +199,14 @@ def update_expression_structures_checked_once() -> Iterator[None]:
     them; the passes that read values and the item run every time. An expression whose
     structure fails is checked (and refused) every time, as before.
 
-    And three of the value passes are skipped on a tree they cannot act on (each walks
+    And four of the value passes are skipped on a tree they cannot act on (each walks
     the whole tree): `UpdateExpressionFunctionEvaluator` when the expression calls no
     function, `TypeMismatchValidator` and `EmptyStringKeyValueValidator` when no SET
     action assigns an attribute of the table's definitions or keys (read from the
-    action as those passes read it). Those are the only nodes they act on, and acting
-    is all they can do: change a node or refuse the update.
+    action as those passes read it), `NoneExistingPathChecker` when the path resolving
+    pass before it resolved no path to a missing attribute (it makes the only
+    NoneExistingPath nodes that pass refuses). Those are the only nodes they act on, and
+    acting is all they can do: change a node or refuse the update.
     """
     from moto.dynamodb.parsing import validators
 
@@ -193,7 +228,13 @@ def update_expression_structures_checked_once() -> Iterator[None]:
     def validate(self: Any) -> Any:
         return _validated(self, structural, passed, original_validate, idle)
 
-    with patched(cls, "__init__", init), patched(cls, "validate", validate):
+    resolver: Any = validators.ExpressionAttributeResolvingProcessor
+    noting = _noting_missing_paths(resolver.process_expression_path_node)
+    with (
+        patched(cls, "__init__", init),
+        patched(cls, "validate", validate),
+        patched(resolver, "process_expression_path_node", noting),
+    ):
         yield
 
 
