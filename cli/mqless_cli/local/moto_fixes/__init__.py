@@ -55,6 +55,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
   once per second, not for every response.
+- `answers_handed_over`: a successful DynamoDB answer to botocore in the same process is
+  handed over as the dict moto's serializer built, not written out as JSON text (and
+  checksummed) to be read back with `json.loads`; it is written out only if read as text.
 - `requests_routed_once`: the handler of a JSON-protocol request's URL is found once per
   URL, not by trying every service's URL pattern and the backend's whole URL table on
   every request.
@@ -87,7 +90,8 @@ Each fix lives in a module named for what it changes: `locking` (atomic requests
 condition expressions), `expression_trees` (copying and walking an update's tree),
 `old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
 orderings), `compact_items` (what a stored item holds once), `serialization`
-(AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
+(AttributeValues, result members, sizes), `handover` (answers handed to botocore as
+dicts), `dispatch` (a request's way around the backend:
 its body read, its request id), `routing` (its handler, found once per URL), `streams`
 (stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
@@ -123,6 +127,7 @@ from mqless_cli.local.moto_fixes.expressions import (
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
+from mqless_cli.local.moto_fixes.handover import answers_handed_over
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import update_old_images_copied_when_returned
@@ -157,6 +162,7 @@ __all__ = [
     "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
+    "answers_handed_over",
     "attribute_maps_written_at_once",
     "attribute_sizes_by_type",
     "backends_found_without_the_lock",
@@ -213,6 +219,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    answers_handed_over,
     response_dates_formatted_once_a_second,
     backends_found_without_the_lock,
     dynamo_results_converted_directly,
