@@ -52,28 +52,60 @@ class HandedOver:
         return f"HandedOver({self.written!r})"
 
 
+_PLANS_KEPT = 256  # (handler class, action, content type): a few dozen per process
+_PLANS: dict[tuple[Any, ...], Any] = {}
+_UNKNOWN = object()
+
+
+def _plan(handler: Any) -> Any:
+    """(operation model, serializer class, status code, content type) of a handler's answer,
+    or None where the answer is not JSON (another protocol, an event stream, an unknown
+    operation): what `BaseResponse.serialized` and the serializer it makes work out from the
+    handler's class, its action and its request's content type, worked out once for each."""
+    from botocore.model import OperationNotFoundError
+    from moto.core.serialize import JSONSerializer, get_serializer_class
+    from moto.core.utils import get_service_model
+
+    action = handler._get_action()
+    key = (type(handler), handler.boto3_service_name, action, handler.headers.get("Content-Type"))
+    found = _PLANS.get(key, _UNKNOWN)
+    if found is not _UNKNOWN:
+        return found
+    service_model = get_service_model(handler.boto3_service_name)
+    try:
+        operation_model = service_model.operation_model(action)
+    except OperationNotFoundError:
+        found = None
+    else:
+        protocol = handler.determine_response_protocol(service_model)
+        serializer_cls = get_serializer_class(service_model.service_name, protocol)
+        found = None
+        if serializer_cls is JSONSerializer and not operation_model.has_event_stream_output:
+            serializer = serializer_cls(operation_model=operation_model)
+            status = serializer._create_default_response()["status_code"]
+            content_type = serializer._get_protocol_specific_content_type()
+            found = (operation_model, serializer_cls, status, content_type)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[key] = found
+    return found
+
+
 def _written_answer(handler: Any, action_result: Any) -> Any:
     """`BaseResponse.serialized(action_result)` with the body left as moto's serializer built
     it (`HandedOver`), for a DynamoDB result of plain values; None for anything else.
 
     The steps are moto's own, in its order: the operation's model, the response protocol and
-    its serializer class (`serialized`), the serializer as `ActionResult.execute_result` makes
-    it, then `serialize` / `_serialize_result` / `_serialized_result_to_response` without the
-    final `json.dumps`."""
-    from botocore.model import OperationNotFoundError
+    its serializer class (`serialized`, worked out once: `_plan`), the serializer as
+    `ActionResult.execute_result` makes it, then `serialize` / `_serialize_result` /
+    `_serialized_result_to_response` without the final `json.dumps`."""
     from moto import settings
-    from moto.core.serialize import JSONSerializer, XFormedAttributePicker, get_serializer_class
-    from moto.core.utils import get_service_model
+    from moto.core.serialize import XFormedAttributePicker
 
-    service_model = get_service_model(handler.boto3_service_name)
-    try:
-        operation_model = service_model.operation_model(handler._get_action())
-    except OperationNotFoundError:
+    plan = _plan(handler)
+    if plan is None:
         return None
-    protocol = handler.determine_response_protocol(service_model)
-    serializer_cls = get_serializer_class(service_model.service_name, protocol)
-    if serializer_cls is not JSONSerializer or operation_model.has_event_stream_output:
-        return None
+    operation_model, serializer_cls, status, content_type = plan
     serializer = serializer_cls(
         operation_model=operation_model,
         pretty_print=settings.PRETTIFY_RESPONSES,
@@ -83,15 +115,13 @@ def _written_answer(handler: Any, action_result: Any) -> Any:
     )
     if serializer.MAP_TYPE is not dict:
         return None
-    response = serializer._create_default_response()
     written: dict[str, Any] = {}
     output_shape = operation_model.output_shape
     if output_shape is not None:
         serializer._serialize(written, action_result.result, output_shape, "")
-    headers = response["headers"]
-    headers["Content-Type"] = serializer._get_protocol_specific_content_type()
+    headers = {"Content-Type": content_type}
     headers.update(handler.response_headers)
-    return response["status_code"], headers, HandedOver(serializer, written)
+    return status, headers, HandedOver(serializer, written)
 
 
 @contextmanager
