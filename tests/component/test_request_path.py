@@ -26,6 +26,7 @@ from tests.component.test_moto_fixes import TABLE, VALUES, item, key, moto
 
 ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.requests_normalized_directly,
+    moto_fixes.dynamodb_requests_left_plain,
     moto_fixes.request_attribute_values_read_directly,
     moto_fixes.attribute_maps_written_at_once,
     moto_fixes.request_ids_not_searched_in_json,
@@ -676,3 +677,77 @@ def test_a_handed_over_answer_read_as_text_is_the_text_moto_writes() -> None:
     # Then the answers were handed over (the error as text), and read the same
     assert [type(body).__name__ for body in found] == ["HandedOver", "HandedOver", "str"]
     assert texts == expected
+
+
+# ---- dynamodb_requests_left_plain ----------------------------------------------------------
+
+TARGETS = st.sampled_from(
+    ["DynamoDB_20120810.GetItem", "DynamoDBStreams_20120810.GetRecords", "TrentService.Sign"]
+)
+
+
+def set_up(url: str, headers: list[tuple[str, Any]], body: Any) -> Any:
+    """What moto's DynamoDB handler holds once set up for a request of these primitives (its
+    request aside), or the error raised."""
+    from botocore.compat import HTTPHeaders
+    from moto.core.request import normalize_request
+    from moto.dynamodb.responses import DynamoHandler
+
+    sent = HTTPHeaders()
+    for name, value in headers:
+        sent[name] = value
+    try:
+        from botocore.awsrequest import AWSPreparedRequest
+
+        request = normalize_request(AWSPreparedRequest("POST", url, sent, body, False))
+        handler = DynamoHandler()
+        handler.setup_class(request, request.raw_url, request.headers)
+    except Exception as error:
+        return ("error", type(error), str(error))
+    held = dict(vars(handler))
+    held.pop("normalized_request")
+    held["headers"] = list(held["headers"].items())
+    held["form_data"] = dict(held["form_data"])
+    held["response_headers"].pop("date")
+    return held, request.raw_url, list(request.headers.items()), request.data
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    url=URLS,
+    target=TARGETS,
+    headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=6),
+    body=st.one_of(
+        st.just(b'{"TableName": "t", "Key": {"pk": {"S": "a"}}}'),
+        st.text(max_size=20),
+        st.binary(max_size=10),
+    ),
+)
+def test_dynamodb_requests_are_set_up_as_from_werkzeugs_request(
+    url: str, target: str, headers: list[tuple[str, Any]], body: Any
+) -> None:
+    # Given any DynamoDB-like request (URLs, odd headers, bodies), JSON-typed or not
+    headers = [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", target), *headers]
+    with moto_fixes.requests_normalized_directly():
+        expected = set_up(url, headers, body)
+        # When moto's handler is set up for it with the shortcut on
+        with moto_fixes.dynamodb_requests_left_plain():
+            found = set_up(url, headers, body)
+    # Then it holds the same parameters, headers, URL parts and body (or raises the same)
+    assert found == expected
+
+
+def test_a_dynamodb_request_is_set_up_without_a_werkzeug_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto holding an item, and werkzeug's requests counted
+    from werkzeug.wrappers import Request
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        made = count_calls(monkeypatch, Request, "__init__")
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and no werkzeug request was made for any
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert made() == 0

@@ -51,6 +51,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   unchanged, not walked through their ten-member shape.
 - `requests_normalized_directly`: a JSON-protocol request becomes moto's werkzeug request
   from the WSGI environ werkzeug's test builder would make, built directly.
+- `dynamodb_requests_left_plain`: a DynamoDB JSON request reaches moto's handler as the
+  values its set-up reads (method, URL, headers, body), not as a werkzeug request.
 - `request_ids_not_searched_in_json`: a response body without `<RequestId>` is not
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
@@ -91,9 +93,10 @@ condition expressions), `expression_trees` (copying and walking an update's tree
 `old_images` (an update's answer), `transactions` (the undo log), `queries` (partition
 orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `handover` (answers handed to botocore as
-dicts), `dispatch` (a request's way around the backend:
-its body read, its request id), `routing` (its handler, found once per URL), `streams`
-(stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
+dicts), `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way
+around the backend: its body read, its request id), `routing` (its handler, found once per
+URL), `streams` (stream records and shard iterators, and the local runtime's stream hooks)
+and `kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
 patch on and takes it off. Callers import from this package only.
 """
@@ -131,6 +134,7 @@ from mqless_cli.local.moto_fixes.handover import answers_handed_over
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import update_old_images_copied_when_returned
+from mqless_cli.local.moto_fixes.plain_requests import dynamodb_requests_left_plain
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
@@ -173,6 +177,7 @@ __all__ = [
     "discard_shard_iterator",
     "discard_stream_records",
     "dynamo_results_converted_directly",
+    "dynamodb_requests_left_plain",
     "expression_passes_walk_with_kept_maps",
     "fixed_moto",
     "handler_methods_listed_once",
@@ -219,6 +224,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    dynamodb_requests_left_plain,  # after it: it builds werkzeug's request when asked
     answers_handed_over,
     response_dates_formatted_once_a_second,
     backends_found_without_the_lock,

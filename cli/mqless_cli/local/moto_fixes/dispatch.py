@@ -163,6 +163,18 @@ def _environ(
     return environ
 
 
+def environ_of(
+    method: str, url: str, headers: list[tuple[str, str]], data: bytes
+) -> dict[str, Any] | None:
+    """The WSGI environ werkzeug builds for a request with a non-empty body to a URL of
+    `PLAIN_ORIGIN` (None for another URL, or a header werkzeug would refuse)."""
+    origin = PLAIN_ORIGIN.match(url)
+    if origin is None:
+        return None
+    scheme, host, port = origin.groups()
+    return _environ(method, scheme, host, port, headers, data)
+
+
 _URL_ROOTS: dict[tuple[Any, ...], str] = {}
 """werkzeug's `url_root` of a request, by everything it is computed from (a handful of hosts)."""
 
