@@ -33,9 +33,7 @@ is the same output for less work: requests, responses and errors are unchanged.
   put into the body to be written out as JSON.
 
 - `answers_read_as_handed_over`: an answer moto handed over as the dict its serializer built
-  (`moto_fixes.answers_handed_over`: a successful DynamoDB answer to a request that came
-  through `before-send`) is read as that dict, which is what `json.loads` of its text gives,
-  not written out as JSON text and decoded again.
+  (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
 `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime, and so does the
 test suite's `moto_aws` fixture).
@@ -368,13 +366,9 @@ def attribute_values_serialized_directly() -> Iterator[None]:
 
 @contextmanager
 def answers_read_as_handed_over() -> Iterator[None]:
-    """Read an answer moto handed over in-process (`HandedOver`) without writing it out.
-
-    botocore's JSON parser decodes a response body and reads it with `json.loads`; a body
-    moto handed over holds the dict its serializer built (from a fresh result of plain
-    values), which is what `json.loads` of its text gives back: that dict is taken as it is.
-    Any other body is read as before.
-    """
+    """Take a body moto handed over (`HandedOver`: the dict its serializer built from fresh
+    plain values, which `json.loads` of its text gives back) as that dict, not decoded from
+    JSON text. Any other body is read as before."""
     from botocore.parsers import BaseJSONParser
 
     parser: Any = BaseJSONParser

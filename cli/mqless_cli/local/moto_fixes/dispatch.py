@@ -236,8 +236,7 @@ def requests_normalized_directly() -> Iterator[None]:
     `url_root` (which moto reads twice a request, and werkzeug derives from the scheme, host
     and server through two URL re-encodings) is the one werkzeug computed for the first
     request to the same place. A JSON-protocol body (not form data, not compressed) is read
-    as werkzeug's `data` reads it, without asking its form parser (which, for these content
-    types, hands the stream back untouched).
+    as `data` without asking werkzeug's form parser (which hands such a stream back as is).
     """
     from moto.core import request as moto_request
 

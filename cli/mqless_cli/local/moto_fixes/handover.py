@@ -145,13 +145,27 @@ def answers_handed_over() -> Iterator[None]:
     text as before.
     """
     from moto.core import botocore_stubber, responses
-    from moto.dynamodb.responses import DynamoHandler, DynamoResult
     from moto.utilities import aws_headers
 
     serialized = responses.BaseResponse.serialized
     checksum = aws_headers.gen_amz_crc32
-    module: Any = botocore_stubber  # its names, as moto's own `__call__` reads them
-    stubber: Any = module.BotocoreStubber
+
+    def gen_amz_crc32(response: Any, headerdict: Any = None) -> int:
+        if type(response) is HandedOver:
+            return 0  # no text was written: nothing to checksum, no header
+        return int(checksum(response, headerdict))
+
+    with ExitStack() as stack:
+        stack.enter_context(patched(responses.BaseResponse, "serialized", _serializing(serialized)))
+        stack.enter_context(patched(aws_headers, "gen_amz_crc32", gen_amz_crc32))
+        stack.enter_context(patched(botocore_stubber.BotocoreStubber, "__call__", _stubbing()))
+        yield
+
+
+def _serializing(serialized: Any) -> Any:
+    """`BaseResponse.serialized`, answering a DynamoDB result with a `HandedOver` body while a
+    request from botocore's `before-send` is answered."""
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
     def handed_over(self: Any, action_result: Any) -> Any:
         if (
@@ -165,10 +179,16 @@ def answers_handed_over() -> Iterator[None]:
                 return answer
         return serialized(self, action_result)
 
-    def gen_amz_crc32(response: Any, headerdict: Any = None) -> int:
-        if type(response) is HandedOver:
-            return 0  # no text was written: nothing to checksum, no header
-        return int(checksum(response, headerdict))
+    return handed_over
+
+
+def _stubbing() -> Any:
+    """moto's `BotocoreStubber.__call__` (botocore's `before-send` handler), answering a
+    `HandedOver` body with a `HandedOverResponse`; while it answers, the request is one
+    from botocore's `before-send`."""
+    from moto.core import botocore_stubber
+
+    module: Any = botocore_stubber  # its names, as moto's own `__call__` reads them
 
     def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
         if not self.enabled:
@@ -185,11 +205,7 @@ def answers_handed_over() -> Iterator[None]:
             return HandedOverResponse(request.url, status, headers, body)
         return module.AWSResponse(request.url, status, headers, module.MockRawResponse(body))
 
-    with ExitStack() as stack:
-        stack.enter_context(patched(responses.BaseResponse, "serialized", handed_over))
-        stack.enter_context(patched(aws_headers, "gen_amz_crc32", gen_amz_crc32))
-        stack.enter_context(patched(stubber, "__call__", call))
-        yield
+    return call
 
 
 def _response_class() -> Any:
