@@ -26,6 +26,7 @@ from tests.component.test_moto_fixes import TABLE, VALUES, item, key, moto
 
 ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.requests_normalized_directly,
+    moto_fixes.dynamodb_requests_left_plain,
     moto_fixes.request_attribute_values_read_directly,
     moto_fixes.attribute_maps_written_at_once,
     moto_fixes.request_ids_not_searched_in_json,
@@ -33,9 +34,11 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.backends_found_without_the_lock,
     moto_fixes.requests_routed_once,
     moto_fixes.result_members_picked_by_kept_names,
+    moto_fixes.answers_handed_over,
     shortcuts.attribute_maps_parsed_directly,
     shortcuts.attribute_values_validated_directly,
     shortcuts.attribute_values_serialized_directly,
+    shortcuts.answers_read_as_handed_over,
 )
 """The shortcuts this file checks."""
 
@@ -219,11 +222,14 @@ HEADER_NAMES = st.sampled_from(
         "X-Amz-Meta-My_Key",
         "amz-sdk-request",
         "Accept-Encoding",
+        "Content-Encoding",
     ]
 )
 HEADER_VALUES = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
-    st.sampled_from(["application/x-amz-json-1.0", "a\nb", "x\r"]),
+    st.sampled_from(
+        ["application/x-amz-json-1.0", "application/x-amz-json-1.1", "gzip", "a\nb", "x\r"]
+    ),
     st.binary(max_size=6).map(lambda b: b.hex().encode()),
 )
 URLS = st.one_of(
@@ -250,8 +256,8 @@ URLS = st.one_of(
 
 
 def built(url: str, headers: list[tuple[str, Any]], body: Any) -> Any:
-    """moto's request for these primitives: its environ (the body read out of it), or the
-    error raised."""
+    """moto's request for these primitives: its environ (the body read out of it), its
+    data, then its form, files and what is left of its stream; or the error raised."""
     from botocore.compat import HTTPHeaders
     from moto.core.request import Request
 
@@ -263,7 +269,9 @@ def built(url: str, headers: list[tuple[str, Any]], body: Any) -> Any:
         environ = dict(request.environ)
         environ["wsgi.input"] = environ["wsgi.input"].getvalue()
         environ.pop("werkzeug.request")
-        return environ, request.raw_url, list(request.headers.items()), read(request)
+        data = read(request)
+        after = (dict(request.form), dict(request.files), request.stream.read())
+        return environ, request.raw_url, list(request.headers.items()), data, after
     except Exception as error:  # moto's own error for what it refuses
         return ("error", type(error), str(error))
 
@@ -585,3 +593,161 @@ def test_a_second_of_responses_formats_its_date_once(monkeypatch: pytest.MonkeyP
     # Then they all read that second, formatted once
     assert found == {"Mon, 07 Dec 2026 09:00:00 GMT"}
     assert formats() == 1
+
+
+def test_a_json_request_body_is_read_without_werkzeugs_form_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto holding an item, and werkzeug's form parsing counted
+    from werkzeug.formparser import FormDataParser
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        parsed = count_calls(monkeypatch, FormDataParser, "parse")
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and no request body went through the form parser
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert parsed() == 0
+
+
+# ---- answers_handed_over, answers_read_as_handed_over ----------------------------------
+
+
+def test_an_answer_is_handed_over_without_json_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a moto holding an item with the shortcuts, and JSON writing and reading counted
+    import json
+
+    from moto.core.serialize import BaseJSONSerializer
+
+    with moto(fixed=True) as (db, _), shortcuts.botocore_shortcuts():
+        db.put_item(TableName=TABLE, Item=item("p", "a", l={"L": [{"N": "1"}, {"S": "x"}]}))
+        written = count_calls(monkeypatch, BaseJSONSerializer, "_serialize_body")
+        loaded = count_calls(monkeypatch, json, "loads")
+        # When it is read, queried, and another item written
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))
+        page = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )
+        db.put_item(TableName=TABLE, Item=item("p", "b"))
+    # Then each answers as moto answers, and no answer was written out as JSON to be read back
+    assert found["Item"] == item("p", "a", l={"L": [{"N": "1"}, {"S": "x"}]})
+    assert found["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert len(found["ResponseMetadata"]["RequestId"]) == 52
+    assert page["Count"] == 1 and page["Items"] == [found["Item"]]
+    assert written() == 0
+    assert loaded() == 3  # the three request bodies moto reads
+
+
+def answered_bodies(patches: tuple[Callable[[], Any], ...]) -> list[Any]:
+    """The bodies moto answers a write, a Query and a refused write with, as
+    `process_request` hands them back (to the meter, to realism), with `patches` on."""
+    from moto.core import botocore_stubber
+
+    bodies: list[Any] = []
+    with moto(fixed=False) as (db, _), applied(patches):
+        original = botocore_stubber.BotocoreStubber.process_request
+
+        def recorded(self: Any, request: Any) -> Any:
+            answer = original(self, request)
+            bodies.append(answer[2])
+            return answer
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(botocore_stubber.BotocoreStubber, "process_request", recorded)
+            db.put_item(TableName=TABLE, Item=item("p", "a", m={"M": {"x": {"BOOL": True}}}))
+            db.query(
+                TableName=TABLE,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "p"}},
+            )
+            ask(db.update_item, TableName=TABLE, Key=key("p", "a"), UpdateExpression="SET = :v")
+    return bodies
+
+
+def test_a_handed_over_answer_read_as_text_is_the_text_moto_writes() -> None:
+    # Given the bodies moto answers with, without and with the answers handed over
+    others = tuple(p for p in moto_fixes.FIXES if p is not moto_fixes.answers_handed_over)
+    expected = answered_bodies(others)
+    found = answered_bodies((*others, moto_fixes.answers_handed_over))
+    # When they are read as text (as a wrapper of process_request reads them)
+    texts = [str(body) for body in found]
+    # Then the answers were handed over (the error as text), and read the same
+    assert [type(body).__name__ for body in found] == ["HandedOver", "HandedOver", "str"]
+    assert texts == expected
+
+
+# ---- dynamodb_requests_left_plain ----------------------------------------------------------
+
+TARGETS = st.sampled_from(
+    ["DynamoDB_20120810.GetItem", "DynamoDBStreams_20120810.GetRecords", "TrentService.Sign"]
+)
+
+
+def set_up(url: str, headers: list[tuple[str, Any]], body: Any) -> Any:
+    """What moto's DynamoDB handler holds once set up for a request of these primitives (its
+    request aside), or the error raised."""
+    from botocore.compat import HTTPHeaders
+    from moto.core.request import normalize_request
+    from moto.dynamodb.responses import DynamoHandler
+
+    sent = HTTPHeaders()
+    for name, value in headers:
+        sent[name] = value
+    try:
+        from botocore.awsrequest import AWSPreparedRequest
+
+        request = normalize_request(AWSPreparedRequest("POST", url, sent, body, False))
+        handler = DynamoHandler()
+        handler.setup_class(request, request.raw_url, request.headers)
+    except Exception as error:
+        return ("error", type(error), str(error))
+    held = dict(vars(handler))
+    held.pop("normalized_request")
+    held["headers"] = list(held["headers"].items())
+    held["form_data"] = dict(held["form_data"])
+    held["response_headers"].pop("date")
+    return held, request.raw_url, list(request.headers.items()), request.data
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    url=URLS,
+    target=TARGETS,
+    headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=6),
+    body=st.one_of(
+        st.just(b'{"TableName": "t", "Key": {"pk": {"S": "a"}}}'),
+        st.text(max_size=20),
+        st.binary(max_size=10),
+    ),
+)
+def test_dynamodb_requests_are_set_up_as_from_werkzeugs_request(
+    url: str, target: str, headers: list[tuple[str, Any]], body: Any
+) -> None:
+    # Given any DynamoDB-like request (URLs, odd headers, bodies), JSON-typed or not
+    headers = [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", target), *headers]
+    with moto_fixes.requests_normalized_directly():
+        expected = set_up(url, headers, body)
+        # When moto's handler is set up for it with the shortcut on
+        with moto_fixes.dynamodb_requests_left_plain():
+            found = set_up(url, headers, body)
+    # Then it holds the same parameters, headers, URL parts and body (or raises the same)
+    assert found == expected
+
+
+def test_a_dynamodb_request_is_set_up_without_a_werkzeug_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto holding an item, and werkzeug's requests counted
+    from werkzeug.wrappers import Request
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        made = count_calls(monkeypatch, Request, "__init__")
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and no werkzeug request was made for any
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert made() == 0

@@ -32,6 +32,9 @@ is the same output for less work: requests, responses and errors are unchanged.
   values (no binary, which it base64-encodes) that is the value itself, which is what is
   put into the body to be written out as JSON.
 
+- `answers_read_as_handed_over`: an answer moto handed over as the dict its serializer built
+  (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
+
 `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime, and so does the
 test suite's `moto_aws` fixture).
 
@@ -45,11 +48,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from mqless_cli.local.moto_fixes.handover import parsed_body
 from mqless_cli.local.moto_fixes.patching import patched
 from mqless_cli.local.moto_fixes.serialization import written_as_is
 from mqless_cli.local.shared_patches import SharedPatches
 
 __all__ = [
+    "answers_read_as_handed_over",
     "attribute_maps_parsed_directly",
     "attribute_values_parsed_directly",
     "attribute_values_serialized_directly",
@@ -359,12 +364,33 @@ def attribute_values_serialized_directly() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def answers_read_as_handed_over() -> Iterator[None]:
+    """Take a body moto handed over (`HandedOver`: the dict its serializer built from fresh
+    plain values, which `json.loads` of its text gives back) as that dict, not decoded from
+    JSON text. Any other body is read as before."""
+    from botocore.parsers import BaseJSONParser
+
+    parser: Any = BaseJSONParser
+    original: Any = parser._parse_body_as_json
+
+    def parse_body_as_json(self: Any, body_contents: Any) -> Any:
+        written = parsed_body(body_contents)
+        if written is not None:
+            return written
+        return original(self, body_contents)
+
+    with patched(parser, "_parse_body_as_json", parse_body_as_json):
+        yield
+
+
 _SHORTCUTS = SharedPatches(
     user_agents_built_once,
     attribute_values_parsed_directly,
     attribute_maps_parsed_directly,
     attribute_values_validated_directly,
     attribute_values_serialized_directly,
+    answers_read_as_handed_over,
 )
 
 

@@ -55,10 +55,15 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   unchanged, not walked through their ten-member shape.
 - `requests_normalized_directly`: a JSON-protocol request becomes moto's werkzeug request
   from the WSGI environ werkzeug's test builder would make, built directly.
+- `dynamodb_requests_left_plain`: a DynamoDB JSON request reaches moto's handler as the
+  values its set-up reads (method, URL, headers, body), not as a werkzeug request.
 - `request_ids_not_searched_in_json`: a response body without `<RequestId>` is not
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
   once per second, not for every response.
+- `answers_handed_over`: a successful DynamoDB answer to botocore in the same process is
+  handed over as the dict moto's serializer built, not written out as JSON text (and
+  checksummed) to be read back with `json.loads`; it is written out only if read as text.
 - `requests_routed_once`: the handler of a JSON-protocol request's URL is found once per
   URL, not by trying every service's URL pattern and the backend's whole URL table on
   every request.
@@ -99,9 +104,11 @@ condition expressions), `expression_trees` (copying and walking an update's tree
 clauses), `old_images` (an update's answer and prior copy), `transactions` (the undo log),
 `item_images` (an item written out and copied), `keywords` (reserved words), `queries`
 (partition orderings), `compact_items` (what a stored item holds once), `serialization`
-(AttributeValues, result members, sizes), `dispatch` (a request's way around the backend:
-its body read, its request id), `routing` (its handler, found once per URL), `streams`
-(stream records and shard iterators, and the local runtime's stream hooks) and `kms`;
+(AttributeValues, result members, sizes), `handover` (answers handed to botocore as dicts),
+`plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
+the backend: its body read, its request id), `routing` (its handler, found once per URL),
+`streams` (stream records and shard iterators, and the local runtime's stream hooks) and
+`kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
 patch on and takes it off. Callers import from this package only.
 """
@@ -137,6 +144,7 @@ from mqless_cli.local.moto_fixes.expressions import (
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
+from mqless_cli.local.moto_fixes.handover import answers_handed_over
 from mqless_cli.local.moto_fixes.item_images import (
     items_written_out_directly,
     values_deep_copied_directly,
@@ -148,6 +156,7 @@ from mqless_cli.local.moto_fixes.old_images import (
     update_old_images_copied_when_returned,
     update_prior_items_copied_when_streamed,
 )
+from mqless_cli.local.moto_fixes.plain_requests import dynamodb_requests_left_plain
 from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
@@ -179,6 +188,7 @@ __all__ = [
     "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
+    "answers_handed_over",
     "attribute_maps_written_at_once",
     "attribute_sizes_by_type",
     "backends_found_without_the_lock",
@@ -190,6 +200,7 @@ __all__ = [
     "discard_shard_iterator",
     "discard_stream_records",
     "dynamo_results_converted_directly",
+    "dynamodb_requests_left_plain",
     "expression_passes_walk_with_kept_maps",
     "fixed_moto",
     "handler_methods_listed_once",
@@ -244,6 +255,8 @@ FIXES: tuple[Callable[[], Any], ...] = (
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
     requests_normalized_directly,
+    dynamodb_requests_left_plain,  # after it: it builds werkzeug's request when asked
+    answers_handed_over,
     response_dates_formatted_once_a_second,
     backends_found_without_the_lock,
     dynamo_results_converted_directly,

@@ -163,6 +163,18 @@ def _environ(
     return environ
 
 
+def environ_of(
+    method: str, url: str, headers: list[tuple[str, str]], data: bytes
+) -> dict[str, Any] | None:
+    """The WSGI environ werkzeug builds for a request with a non-empty body to a URL of
+    `PLAIN_ORIGIN` (None for another URL, or a header werkzeug would refuse)."""
+    origin = PLAIN_ORIGIN.match(url)
+    if origin is None:
+        return None
+    scheme, host, port = origin.groups()
+    return _environ(method, scheme, host, port, headers, data)
+
+
 _URL_ROOTS: dict[tuple[Any, ...], str] = {}
 """werkzeug's `url_root` of a request, by everything it is computed from (a handful of hosts)."""
 
@@ -189,6 +201,25 @@ def _keep_url_root(request: Any, cls: Any, environ: dict[str, Any]) -> None:
         request.__dict__["url_root"] = root  # where werkzeug's cached_property keeps it
 
 
+_JSON_TYPES = frozenset({"application/x-amz-json-1.0", "application/x-amz-json-1.1"})
+"""Content types of JSON-protocol requests: not form data, which werkzeug would parse."""
+
+
+def _read_as_data(request: Any) -> None:
+    """Read a JSON-protocol request's body as werkzeug's `data` reads it: no form data for
+    such a content type (werkzeug's form parser hands the stream back, with an empty form and
+    no files), then the whole stream, kept. A compressed body is left to moto (it swaps the
+    stream for a decompressing one before reading)."""
+    environ = request.environ
+    if environ.get("CONTENT_TYPE") not in _JSON_TYPES or "HTTP_CONTENT_ENCODING" in environ:
+        return
+    stream = request.stream  # werkzeug's own, kept on the request as it keeps it
+    found = request.__dict__
+    found["form"] = request.parameter_storage_class()
+    found["files"] = request.parameter_storage_class()
+    request._cached_data = stream.read()
+
+
 @contextmanager
 def requests_normalized_directly() -> Iterator[None]:
     """Turn a botocore request into moto's werkzeug request without werkzeug's test builder.
@@ -204,7 +235,8 @@ def requests_normalized_directly() -> Iterator[None]:
     (another URL, an empty or streamed body) is built by werkzeug as before. The request's
     `url_root` (which moto reads twice a request, and werkzeug derives from the scheme, host
     and server through two URL re-encodings) is the one werkzeug computed for the first
-    request to the same place.
+    request to the same place. A JSON-protocol body (not form data, not compressed) is read
+    as `data` without asking werkzeug's form parser (which hands such a stream back as is).
     """
     from moto.core import request as moto_request
 
@@ -234,6 +266,7 @@ def requests_normalized_directly() -> Iterator[None]:
             if moto_request.should_preserve_original_header_name(key)
         }
         request.environ.setdefault("CONTENT_LENGTH", "0")
+        _read_as_data(request)
         return request
 
     with patched(moto_request.Request, "from_primitives", classmethod(from_primitives)):
