@@ -186,10 +186,10 @@ def test_an_ack_with_the_current_token_settles_and_a_stale_one_does_nothing(
     stale = index.set_until("orders", 0, 0, [Hold(0, old)], SETTLED)
 
     # Then nothing changes; the current holder's ack settles it
-    assert stale is None
-    done = index.set_until("orders", 0, 0, [Hold(0, new)], SETTLED)
-    assert done is not None and done.entries[0].settled
-    assert index.set_until("orders", 0, 0, [Hold(0, new)], SETTLED) is None  # twice: stale
+    assert not stale
+    assert index.set_until("orders", 0, 0, [Hold(0, new)], SETTLED)
+    assert index.segments("orders", 0, consistent=True)[0].entries[0].settled
+    assert not index.set_until("orders", 0, 0, [Hold(0, new)], SETTLED)  # twice: stale
 
 
 def test_a_released_ref_is_free_again_at_once_or_after_a_delay(index: IndexStore) -> None:
@@ -203,7 +203,8 @@ def test_a_released_ref_is_free_again_at_once_or_after_a_delay(index: IndexStore
     at_once = index.set_until("orders", 0, 0, [Hold(0, token)], NOW)
     delayed = index.set_until("orders", 0, 0, [Hold(1, token)], NOW + 10)
     # Then the first is free now, and the second not before 10 ms, and free from then
-    assert at_once is not None and delayed is not None
+    assert at_once and delayed
+    (delayed,) = index.segments("orders", 0, consistent=True)
     assert delayed.entries[0].free_at(NOW)
     assert not delayed.entries[1].free_at(NOW) and delayed.entries[1].free_at(NOW + 10)
 

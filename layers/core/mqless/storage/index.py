@@ -2,9 +2,9 @@
 cursor, takes tickets, leases and settles references, appends, purges and deletes.
 
 The layout, the types read from it and their encoding are `segments.py`; the conditional
-writes that lease and settle are built in `segment_writes.py`, appends are
-`index_appends.py`, a priority queue's lane marks `lane_marks.py`. Callers name the index's
-vocabulary (`Ref`, `Segment`, `Entry`, ...) through this module (`__all__`).
+writes that lease and settle are built in `segment_writes.py` (whole: `whole_writes.py`),
+appends are `index_appends.py`, a priority queue's lane marks `lane_marks.py`. Callers
+name the index's vocabulary (`Ref`, `Segment`, `Entry`, ...) through this module.
 
 Every write here is one UpdateItem or PutItem of one segment of under 1 KB: 1 WRU, shared
 by every reference it touches (a receive that acknowledges leases of the segment it leases
@@ -41,6 +41,7 @@ from mqless.storage.segment_writes import (
     claim_update,
     holds_update,
     raise_floor,
+    segment_written,
     update_segment,
 )
 from mqless.storage.segments import (
@@ -52,6 +53,7 @@ from mqless.storage.segments import (
     cursor_from_item,
     segment_from_item,
 )
+from mqless.storage.whole_writes import WholeWrite, whole_claim, whole_holds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -288,6 +290,10 @@ class IndexStore:
         of `acks` is no longer its lease (nothing changed: which, the caller finds out)."""
         if not slots and not settle and not acks:
             return segment
+        whole = whole_claim(segment, slots, settle, now_ms, until_ms, token, acks)
+        if whole is not None:  # the lists at once, the same write (`whole_writes.py`)
+            written = self._written(segment.queue, segment.shard, segment.seq, whole[0])
+            return whole[1] if written else None
         update, condition, values = claim_update(slots, settle, now_ms, until_ms, token, acks)
         return self._conditional_update(
             segment.queue, segment.shard, segment.seq, update, condition, values
@@ -303,14 +309,16 @@ class IndexStore:
         *,
         release: bool = False,
         uncount: bool = False,
-    ) -> Segment | None:
+    ) -> bool:
         """Settle (`until` = SETTLED), release or extend leased refs, each only while its
-        lease is still the one named; None if any of them is not (a stale receipt).
+        lease is still the one named; False if any of them is not (a stale receipt).
         `release` ends the lease (its receipts are stale from now on); `uncount` also takes
         it back out of the receive count (it delivered to no one)."""
-        update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
+        write = whole_holds(holds, until, release=release, uncount=uncount) or holds_update(
+            holds, until, release=release, uncount=uncount
+        )
         try:
-            return self._conditional_update(queue, shard, seq, update, condition, values)
+            return self._written(queue, shard, seq, write)
         finally:
             if release or until != SETTLED:
                 FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees
@@ -368,6 +376,11 @@ class IndexStore:
         return raise_floor(self._db, self._table, keys.index_partition(queue, shard), to)
 
     # ---- plumbing -------------------------------------------------------------------------
+
+    def _written(self, queue: str, shard: int, seq: int, write: WholeWrite) -> bool:
+        """Make a conditional update of a segment that needs no answer; whether it was made."""
+        key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+        return segment_written(self._db, self._table, key, *write)
 
     def _conditional_update(
         self,

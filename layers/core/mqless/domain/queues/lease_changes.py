@@ -105,15 +105,12 @@ class LeaseChanges:
         holds = [Hold(lease.position, lease.token) for lease in leases]
         write = self._index.set_until
         if len({h.slot for h in holds}) == len(holds):
-            if write(config.name, shard, seq, holds, until, release=release) is not None:
+            if write(config.name, shard, seq, holds, until, release=release):
                 return [True] * len(holds)
             if len(holds) == 1:
                 return [False]
         # one of them is stale (or named twice): find out which, one at a time
-        return [
-            write(config.name, shard, seq, [hold], until, release=release) is not None
-            for hold in holds
-        ]
+        return [write(config.name, shard, seq, [hold], until, release=release) for hold in holds]
 
     def _set_fifo_segment(
         self,
