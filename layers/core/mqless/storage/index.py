@@ -36,6 +36,7 @@ from mqless.storage.dynamo import (
 )
 from mqless.storage.index_appends import MAX_APPEND_ATTEMPTS, AppendReport, SegmentAppender
 from mqless.storage.lane_marks import LaneMarks
+from mqless.storage.segment_wire import segment_from_wire
 from mqless.storage.segment_writes import (
     SegmentChanged,
     claim_update,
@@ -51,7 +52,6 @@ from mqless.storage.segments import (
     NewRef,
     Segment,
     cursor_from_item,
-    segment_from_item,
 )
 from mqless.storage.whole_writes import WholeWrite, whole_claim, whole_holds
 
@@ -121,7 +121,7 @@ class IndexStore:
                 Limit=limit,
                 ConsistentRead=consistent,
             )
-        return [segment_from_item(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+        return [segment_from_wire(queue, shard, i) for i in page.get("Items", [])]
 
     def freeing_stamp(self, queue: str, shard: int) -> int:
         """A stamp of this process's last write that may have freed a reference of the shard
@@ -144,9 +144,7 @@ class IndexStore:
                 ),
                 ConsistentRead=True,
             )
-        return (
-            segment_from_item(queue, shard, from_wire(found["Item"])) if "Item" in found else None
-        )
+        return segment_from_wire(queue, shard, found["Item"]) if "Item" in found else None
 
     def tail(self, queue: str, shard: int, count: int = 1) -> list[Segment]:
         """The last `count` segments, newest first (strongly consistent)."""
@@ -161,7 +159,7 @@ class IndexStore:
                 Limit=count,
                 ConsistentRead=True,
             )
-        return [segment_from_item(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+        return [segment_from_wire(queue, shard, i) for i in page.get("Items", [])]
 
     def floor(self, queue: str, shard: int, *, consistent: bool = False) -> int:
         """The first segment that may hold an unsettled reference."""
