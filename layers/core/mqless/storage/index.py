@@ -2,9 +2,9 @@
 cursor, takes tickets, leases and settles references, appends, purges and deletes.
 
 The layout, the types read from it and their encoding are `segments.py`; the conditional
-writes that lease and settle are built in `segment_writes.py`, appends are
-`index_appends.py`, a priority queue's lane marks `lane_marks.py`. Callers name the index's
-vocabulary (`Ref`, `Segment`, `Entry`, ...) through this module (`__all__`).
+writes that lease and settle are built in `segment_writes.py` (whole: `whole_writes.py`),
+appends are `index_appends.py`, a priority queue's lane marks `lane_marks.py`. Callers
+name the index's vocabulary (`Ref`, `Segment`, `Entry`, ...) through this module.
 
 Every write here is one UpdateItem or PutItem of one segment of under 1 KB: 1 WRU, shared
 by every reference it touches (a receive that acknowledges leases of the segment it leases
@@ -36,6 +36,7 @@ from mqless.storage.dynamo import (
 )
 from mqless.storage.index_appends import MAX_APPEND_ATTEMPTS, AppendReport, SegmentAppender
 from mqless.storage.lane_marks import LaneMarks
+from mqless.storage.segment_wire import segment_from_wire
 from mqless.storage.segment_writes import (
     SegmentChanged,
     claim_update,
@@ -51,8 +52,8 @@ from mqless.storage.segments import (
     NewRef,
     Segment,
     cursor_from_item,
-    segment_from_item,
 )
+from mqless.storage.whole_writes import WholeWrite, whole_claim, whole_holds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -120,7 +121,7 @@ class IndexStore:
                 Limit=limit,
                 ConsistentRead=consistent,
             )
-        return [segment_from_item(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+        return [segment_from_wire(queue, shard, i) for i in page.get("Items", [])]
 
     def freeing_stamp(self, queue: str, shard: int) -> int:
         """A stamp of this process's last write that may have freed a reference of the shard
@@ -143,9 +144,7 @@ class IndexStore:
                 ),
                 ConsistentRead=True,
             )
-        return (
-            segment_from_item(queue, shard, from_wire(found["Item"])) if "Item" in found else None
-        )
+        return segment_from_wire(queue, shard, found["Item"]) if "Item" in found else None
 
     def tail(self, queue: str, shard: int, count: int = 1) -> list[Segment]:
         """The last `count` segments, newest first (strongly consistent)."""
@@ -160,7 +159,7 @@ class IndexStore:
                 Limit=count,
                 ConsistentRead=True,
             )
-        return [segment_from_item(queue, shard, from_wire(i)) for i in page.get("Items", [])]
+        return [segment_from_wire(queue, shard, i) for i in page.get("Items", [])]
 
     def floor(self, queue: str, shard: int, *, consistent: bool = False) -> int:
         """The first segment that may hold an unsettled reference."""
@@ -289,6 +288,10 @@ class IndexStore:
         of `acks` is no longer its lease (nothing changed: which, the caller finds out)."""
         if not slots and not settle and not acks:
             return segment
+        whole = whole_claim(segment, slots, settle, now_ms, until_ms, token, acks)
+        if whole is not None:  # the lists at once, the same write (`whole_writes.py`)
+            written = self._written(segment.queue, segment.shard, segment.seq, whole[0])
+            return whole[1] if written else None
         update, condition, values = claim_update(slots, settle, now_ms, until_ms, token, acks)
         return self._conditional_update(
             segment.queue, segment.shard, segment.seq, update, condition, values
@@ -310,10 +313,11 @@ class IndexStore:
         `release` ends the lease (its receipts are stale from now on); `uncount` also takes
         it back out of the receive count (it delivered to no one). The segment is not asked
         back (an ack's every write: nothing reads it)."""
-        update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
-        key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+        write = whole_holds(holds, until, release=release, uncount=uncount) or holds_update(
+            holds, until, release=release, uncount=uncount
+        )
         try:
-            return segment_written(self._db, self._table, key, update, condition, values)
+            return self._written(queue, shard, seq, write)
         finally:
             if release or until != SETTLED:
                 FREEINGS.wrote(queue, shard)  # a lease that ends, or ends sooner, frees
@@ -371,6 +375,11 @@ class IndexStore:
         return raise_floor(self._db, self._table, keys.index_partition(queue, shard), to)
 
     # ---- plumbing -------------------------------------------------------------------------
+
+    def _written(self, queue: str, shard: int, seq: int, write: WholeWrite) -> bool:
+        """Make a conditional update of a segment that needs no answer; whether it was made."""
+        key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+        return segment_written(self._db, self._table, key, *write)
 
     def _conditional_update(
         self,
