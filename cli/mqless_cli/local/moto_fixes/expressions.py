@@ -130,7 +130,17 @@ def _set_targets(node: Any, set_action: type) -> list[Any]:
 
 
 def _idle_passes() -> Callable[[Any, Any, Any], bool]:
-    """Which of moto's value passes cannot act on a tree: `idle(processor, node, validator)`."""
+    """Which of moto's value passes cannot act on a tree: `idle(processor, node, validator)`.
+
+    Four are skipped on a tree they cannot act on (each walks the whole tree):
+    `UpdateExpressionFunctionEvaluator` when the expression calls no function,
+    `TypeMismatchValidator` and `EmptyStringKeyValueValidator` when no SET action assigns
+    an attribute of the table's definitions or keys (read from the action as those passes
+    read it), `NoneExistingPathChecker` when the path resolving pass before it resolved no
+    path to a missing attribute (it makes the only NoneExistingPath nodes that pass
+    refuses). Those are the only nodes they act on, and acting is all they can do: change
+    a node or refuse the update.
+    """
     from moto.dynamodb.parsing import ast_nodes, validators
 
     function_class = ast_nodes.UpdateExpressionFunction  # type: ignore[attr-defined]
@@ -199,14 +209,7 @@ def update_expression_structures_checked_once() -> Iterator[None]:
     them; the passes that read values and the item run every time. An expression whose
     structure fails is checked (and refused) every time, as before.
 
-    And four of the value passes are skipped on a tree they cannot act on (each walks
-    the whole tree): `UpdateExpressionFunctionEvaluator` when the expression calls no
-    function, `TypeMismatchValidator` and `EmptyStringKeyValueValidator` when no SET
-    action assigns an attribute of the table's definitions or keys (read from the
-    action as those passes read it), `NoneExistingPathChecker` when the path resolving
-    pass before it resolved no path to a missing attribute (it makes the only
-    NoneExistingPath nodes that pass refuses). Those are the only nodes they act on, and
-    acting is all they can do: change a node or refuse the update.
+    And value passes that cannot act on a tree are skipped (`_idle_passes`).
     """
     from moto.dynamodb.parsing import validators
 
