@@ -4,7 +4,9 @@
 publishes), `sk = <item id>`. An item holds one or more sealed bodies (`b`, one per
 message, in order) that share the item's key, its data key id (`k`) and its expiry (`x`,
 DynamoDB's TTL: the item is removed for free when its retention ends). Optional: `v` the
-moment each body may first be delivered (delays), `g` the FIFO group of every body in it,
+moment each body may first be delivered (delays), `g` the FIFO group of every body in it
+(or, an item whose bodies are of several groups that share its log shard, a list: each
+body's),
 `p` each body's priority (-1: none; only on items where a sender gave one): the dispatch
 function indexes a body into its priority's lane without opening it.
 
@@ -84,10 +86,17 @@ class LogItem:
     bodies: tuple[bytes, ...]
     encrypted_key: bytes
     expires_at: int
-    group: str | None = None
+    group: str | None = None  # the FIFO group of every body (None: none, or several)
     visible_at: tuple[int, ...] = ()
     sources: tuple[Source, ...] = ()
     priorities: tuple[int, ...] = ()  # per body, -1: none (empty: none has one)
+    groups: tuple[str, ...] = ()  # per body, where the bodies are of several groups
+
+    def group_of(self, slot: int) -> str | None:
+        """The FIFO group body `slot` was sent in, None if none."""
+        if self.groups:
+            return self.groups[slot] if slot < len(self.groups) else None
+        return self.group
 
     def priority(self, slot: int) -> int | None:
         """The priority body `slot` was sent with, None if none."""
@@ -122,10 +131,10 @@ class LogStore:
         bodies: Sequence[Body],
         *,
         expires_at: int,
-        group: str | None = None,
+        group: str | Sequence[str] | None = None,
     ) -> None:
         """Write one log item: bodies sealed under one data key (`keys.message_id(item_id, j)`
-        is body j's message id)."""
+        is body j's message id); `group`: the FIFO group of every body, or each body's."""
         if not 1 <= len(bodies) <= keys.SLOTS_PER_ITEM:
             raise ValueError(f"a log item holds 1 to {keys.SLOTS_PER_ITEM} bodies")
         encrypted = {b.encrypted_key for b in bodies}
@@ -139,7 +148,7 @@ class LogStore:
             "b": bodies[0].ciphertext if len(bodies) == 1 else [b.ciphertext for b in bodies],
             "k": bytes.fromhex(key_id(encrypted_key)),
             "x": expires_at,
-            "g": group,
+            "g": group_attribute(group, len(bodies)),
         }
         if any(b.visible_at for b in bodies):
             item["v"] = [b.visible_at for b in bodies]
@@ -275,17 +284,29 @@ class LogStore:
                 # its bodies fail authentication one by one (no key opens them), and the
                 # items read with it are not held back
                 encrypted_key = b""
+        stored_group = item.get("g")
         return LogItem(
             partition=partition,
             item=str(item["sk"]),
             bodies=bodies_of(item),
             encrypted_key=encrypted_key,
             expires_at=int(item.get("x", 0)),
-            group=item.get("g"),
+            group=None if isinstance(stored_group, list) else stored_group,
+            groups=tuple(str(g) for g in stored_group) if isinstance(stored_group, list) else (),
             visible_at=tuple(int(v) for v in item.get("v") or []),
             sources=sources,
             priorities=tuple(int(v) for v in item.get("p") or []),
         )
+
+
+def group_attribute(group: str | Sequence[str] | None, bodies: int) -> str | list[str] | None:
+    """`g` of a log item: one group for every body (the common case, and items written
+    before), or a list of each body's where they differ."""
+    if group is None or isinstance(group, str):
+        return group
+    if len(group) != bodies:
+        raise ValueError("a log item's groups are one per body")
+    return group[0] if len(set(group)) == 1 else list(group)
 
 
 def priorities_attribute(priorities: Sequence[int | None]) -> list[int]:

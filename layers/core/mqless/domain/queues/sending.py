@@ -148,16 +148,16 @@ class Sender:
             )
             for s, m in zip(sealed, messages, strict=True)
         ]
-        group = messages[0].group_id if config.fifo else None
+        first = messages[0].group_id if config.fifo else None
         shard = (
-            keys.shard_of(group, config.shards) if group is not None else self._send_shard(config)
+            keys.shard_of(first, config.shards) if first is not None else self._send_shard(config)
         )
         self._log.put(
             keys.queue_log(config.name, shard),
             item_id,
             bodies,
             expires_at=_expires_at(config, messages[0], now),
-            group=group,
+            group=[m.group_id or "" for m in messages] if config.fifo else None,
         )
 
     def _send_shard(self, config: QueueConfig) -> int:
@@ -174,8 +174,7 @@ class Sender:
     def _deduplicate(
         self, config: QueueConfig, message: NewMessage, message_id: str, now: int
     ) -> str | None:
-        # SQS's rule (the client's id, else the body's SHA-256), stored only as a keyed hash
-        dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
+        dedup_id = _dedup_id(message)
         record_id = self._secret.record_id(str(Holder.queue(config.name)), dedup_id)
         return self._dedup_records.claim(
             config.name,
@@ -197,31 +196,50 @@ def _check_message(config: QueueConfig, message: NewMessage) -> None:
 
 
 def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) -> list[list[int]]:
-    """Positions of messages that share a log item: consecutive ones of one FIFO group and
-    one expiry, at most 16 and within DynamoDB's item size."""
+    """Positions of messages that share a log item, in the order the items are written: at
+    most 16 of one expiry, within DynamoDB's item size. A standard queue's are consecutive
+    ones. A FIFO queue's share their log shard (the shard of each one's group): a message
+    joins the last item of its shard, so each group's messages are in its shard's items in
+    the order sent (the stream's order there), and a batch of ten groups makes one item per
+    shard they fall in, not one per group. A batch that repeats a dedup id keeps the
+    consecutive rule (one group an item): its first copy is the one claimed first."""
+    spread = config.fifo and not _repeats_dedup_id(messages)
     groups: list[list[int]] = []
-    size = ITEM_OVERHEAD
+    last: dict[int | None, tuple[int, int]] = {}  # shard (None: any): last item there, size
     for position, message in enumerate(messages):
         length = (
             len(message.body)
             + len(Headers.of(message, content_dedup=config.fifo).encode())
             + SEALING_OVERHEAD
             + BODY_OVERHEAD
+            + (len(message.group_id or "") + 3 if spread else 0)  # its group in the list
         )
-        if groups:
-            first = messages[groups[-1][0]]
+        shard = keys.shard_of(message.group_id or "", config.shards) if spread else None
+        if shard in last:
+            index, size = last[shard]
+            first = messages[groups[index][0]]
             if (
-                len(groups[-1]) < keys.SLOTS_PER_ITEM
+                len(groups[index]) < keys.SLOTS_PER_ITEM
                 and size + length <= MAX_ITEM_BYTES
-                and first.group_id == message.group_id
+                and (spread or first.group_id == message.group_id)
                 and _expires_at(config, first, now) == _expires_at(config, message, now)
             ):
-                groups[-1].append(position)
-                size += length
+                groups[index].append(position)
+                last[shard] = (index, size + length)
                 continue
         groups.append([position])
-        size = ITEM_OVERHEAD + length
+        last[shard] = (len(groups) - 1, ITEM_OVERHEAD + length)
     return groups
+
+
+def _dedup_id(message: NewMessage) -> str:
+    """SQS's rule: the client's dedup id, else the body's SHA-256 (stored only keyed)."""
+    return message.dedup_id or hashlib.sha256(message.body).hexdigest()
+
+
+def _repeats_dedup_id(messages: Sequence[NewMessage]) -> bool:
+    ids = [_dedup_id(m) for m in messages]
+    return len(set(ids)) != len(ids)
 
 
 def _visible_at(config: QueueConfig, message: NewMessage, now: int) -> int:
