@@ -349,6 +349,31 @@ def test_a_fifo_batch_of_ten_groups_bills_under_2_5_write_units_a_message(
     assert _writes(sent + indexed + leased + acked, aws) == 19
 
 
+def test_a_fifo_batch_of_ten_groups_over_ten_log_shards_writes_its_items_in_one_request(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a FIFO queue of 16 shards in use, whose groups g0-g9 fall in ten log shards
+    queue = "spread.fifo"
+    broker.put_queue(P, queue, QueueSettings(shards=16))
+    broker.send(P, queue, NewMessage(body=b"warm-up", group_id="g0"))
+    steps = Steps(meter)
+    steps.take()
+
+    # When ten 512-byte messages of the ten groups are sent in one batch
+    entries = [
+        (f"e{i}", NewMessage(body=b"1.%d." % i * 128, group_id=f"g{i}")) for i in range(10)
+    ]
+    with INLINE_DISPATCH.paused():
+        done, failed = broker.send_batch(P, queue, entries)
+    sent = steps.take()
+
+    # Then each message claims its dedup record (a conditional put each) and the ten log
+    # items are written with one BatchWriteItem, billed as ten puts: 20 units
+    assert (len(done), failed) == (10, [])
+    assert _requests(sent) == {"dynamodb:PutItem": 10, "dynamodb:BatchWriteItem": 1}
+    assert _writes(sent, aws) == 20
+
+
 def test_fifo_stream_batches_of_six_groups_are_indexed_with_one_write_each(
     broker: QueueService, aws: Aws, meter: Meter
 ) -> None:

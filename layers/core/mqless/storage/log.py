@@ -39,6 +39,7 @@ from mqless.storage import keys
 from mqless.storage.dynamo import (
     Item,
     batch_get,
+    batch_write,
     from_wire,
     partition_items,
     to_wire,
@@ -62,6 +63,18 @@ class Body:
     encrypted_key: bytes
     visible_at: int = 0
     priority: int | None = None
+
+
+@dataclass(frozen=True)
+class NewLogItem:
+    """A log item to write: `keys.message_id(item_id, j)` is body j's message id; `group`
+    the FIFO group of every body, or each body's."""
+
+    partition: str
+    item_id: str
+    bodies: tuple[Body, ...]
+    expires_at: int
+    group: str | Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,27 +148,52 @@ class LogStore:
     ) -> None:
         """Write one log item: bodies sealed under one data key (`keys.message_id(item_id, j)`
         is body j's message id); `group`: the FIFO group of every body, or each body's."""
+        self.put_many([NewLogItem(partition, item_id, tuple(bodies), expires_at, group)])
+
+    def put_many(self, items: Sequence[NewLogItem]) -> None:
+        """Write log items: one PutItem for one, else BatchWriteItem (billed the same, per
+        item) in rounds that each hold at most one item of a log partition, written in the
+        order given: a batch write orders nothing among its items, and a FIFO group's
+        messages must reach its shard's stream in the order they were sent."""
+        wire = [to_wire(self._item(new)) for new in items]
+        if len(wire) == 1:
+            with translated_errors():
+                self._db.put_item(TableName=self._table, Item=wire[0])
+            return
+        rounds: list[list[Any]] = []
+        taken: dict[str, int] = {}  # partition: rounds it has an item in
+        for new, item in zip(items, wire, strict=True):
+            number = taken.get(new.partition, 0)
+            taken[new.partition] = number + 1
+            if number == len(rounds):
+                rounds.append([])
+            rounds[number].append({"PutRequest": {"Item": item}})
+        for requests in rounds:
+            batch_write(self._db, self._table, requests)
+
+    def _item(self, new: NewLogItem) -> dict[str, Any]:
+        """A new log item as stored (its data key remembered first, once per process)."""
+        bodies = new.bodies
         if not 1 <= len(bodies) <= keys.SLOTS_PER_ITEM:
             raise ValueError(f"a log item holds 1 to {keys.SLOTS_PER_ITEM} bodies")
         encrypted = {b.encrypted_key for b in bodies}
         if len(encrypted) != 1:
             raise ValueError("the bodies of one log item share one data key")
         (encrypted_key,) = encrypted
-        self._remember_key(_destination(partition), encrypted_key)
+        self._remember_key(_destination(new.partition), encrypted_key)
         item: dict[str, Any] = {
-            "pk": partition,
-            "sk": item_id,
+            "pk": new.partition,
+            "sk": new.item_id,
             "b": bodies[0].ciphertext if len(bodies) == 1 else [b.ciphertext for b in bodies],
             "k": bytes.fromhex(key_id(encrypted_key)),
-            "x": expires_at,
-            "g": group_attribute(group, len(bodies)),
+            "x": new.expires_at,
+            "g": group_attribute(new.group, len(bodies)),
         }
         if any(b.visible_at for b in bodies):
             item["v"] = [b.visible_at for b in bodies]
         if any(b.priority is not None for b in bodies):
             item["p"] = priorities_attribute([b.priority for b in bodies])
-        with translated_errors():
-            self._db.put_item(TableName=self._table, Item=to_wire(item))
+        return item
 
     def append_references(
         self,

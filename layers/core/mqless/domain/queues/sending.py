@@ -20,7 +20,7 @@ from mqless.domain.queues.parts import QueueParts
 from mqless.observability import metrics
 from mqless.storage import keys
 from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body
+from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body, NewLogItem
 from mqless.storage.sealing import Headers, Holder, seal_many
 
 SEALING_OVERHEAD: Final = 1 + 12 + 16 + 4  # version, nonce, tag, header length
@@ -100,32 +100,40 @@ class Sender:
             self._admin.check_may_create(principal, queue)
 
     def _store(self, config: QueueConfig, messages: Sequence[NewMessage]) -> list[SendResult]:
-        """Write messages into the queue's log, as few items as possible, in order."""
+        """Write messages into the queue's log, as few items as possible, in order: a FIFO
+        queue's dedup records claimed first, in the order sent (the first of two copies in
+        a batch is the one kept), then every item in one request (`LogStore.put_many`)."""
         now = self._clock.now_ms()
         results: list[SendResult | None] = [None] * len(messages)
-        for positions in _item_groups(config, messages, now):
-            item_id = keys.new_item_id(now)
-            kept: list[int] = []
-            for position in positions:
-                message = messages[position]
-                message_id = keys.message_id(item_id, len(kept))
-                if config.fifo:
-                    original = self._deduplicate(config, message, message_id, now)
-                    if original is not None:
-                        results[position] = SendResult(message_id=original, duplicate=True)
-                        continue
-                kept.append(position)
-                results[position] = SendResult(
-                    message_id=message_id,
-                    sequence=keys.next_sequence(now) if config.fifo else None,
-                )
-            if kept:
-                self._write_item(config, item_id, [messages[p] for p in kept], now)
+        items = _item_groups(config, messages, now)
+        item_ids = [keys.new_item_id(now) for _ in items]
+        kept: list[list[int]] = [[] for _ in items]
+        item_of = {p: index for index, positions in enumerate(items) for p in positions}
+        for position, message in enumerate(messages):
+            index = item_of[position]
+            message_id = keys.message_id(item_ids[index], len(kept[index]))
+            if config.fifo:
+                original = self._deduplicate(config, message, message_id, now)
+                if original is not None:
+                    results[position] = SendResult(message_id=original, duplicate=True)
+                    continue
+            kept[index].append(position)
+            results[position] = SendResult(
+                message_id=message_id,
+                sequence=keys.next_sequence(now) if config.fifo else None,
+            )
+        self._log.put_many(
+            [
+                self._new_item(config, item_id, [messages[p] for p in positions], now)
+                for item_id, positions in zip(item_ids, kept, strict=True)
+                if positions
+            ]
+        )
         return [r for r in results if r is not None]
 
-    def _write_item(
+    def _new_item(
         self, config: QueueConfig, item_id: str, messages: Sequence[NewMessage], now: int
-    ) -> None:
+    ) -> NewLogItem:
         holder = Holder.queue(config.name)
         sealed = seal_many(
             self._cipher,
@@ -139,7 +147,7 @@ class Sender:
             ],
             holder=holder,
         )
-        bodies = [
+        bodies = tuple(
             Body(
                 s.ciphertext,
                 s.encrypted_key,
@@ -147,12 +155,12 @@ class Sender:
                 priority=m.priority,
             )
             for s, m in zip(sealed, messages, strict=True)
-        ]
+        )
         first = messages[0].group_id if config.fifo else None
         shard = (
             keys.shard_of(first, config.shards) if first is not None else self._send_shard(config)
         )
-        self._log.put(
+        return NewLogItem(
             keys.queue_log(config.name, shard),
             item_id,
             bodies,
@@ -201,9 +209,8 @@ def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) 
     ones. A FIFO queue's share their log shard (the shard of each one's group): a message
     joins the last item of its shard, so each group's messages are in its shard's items in
     the order sent (the stream's order there), and a batch of ten groups makes one item per
-    shard they fall in, not one per group. A batch that repeats a dedup id keeps the
-    consecutive rule (one group an item): its first copy is the one claimed first."""
-    spread = config.fifo and not _repeats_dedup_id(messages)
+    shard they fall in, not one per group."""
+    spread = config.fifo
     groups: list[list[int]] = []
     last: dict[int | None, tuple[int, int]] = {}  # shard (None: any): last item there, size
     for position, message in enumerate(messages):
@@ -235,11 +242,6 @@ def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) 
 def _dedup_id(message: NewMessage) -> str:
     """SQS's rule: the client's dedup id, else the body's SHA-256 (stored only keyed)."""
     return message.dedup_id or hashlib.sha256(message.body).hexdigest()
-
-
-def _repeats_dedup_id(messages: Sequence[NewMessage]) -> bool:
-    ids = [_dedup_id(m) for m in messages]
-    return len(set(ids)) != len(ids)
 
 
 def _visible_at(config: QueueConfig, message: NewMessage, now: int) -> int:
