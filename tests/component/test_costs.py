@@ -360,9 +360,7 @@ def test_a_fifo_batch_of_ten_groups_over_ten_log_shards_writes_its_items_in_one_
     steps.take()
 
     # When ten 512-byte messages of the ten groups are sent in one batch
-    entries = [
-        (f"e{i}", NewMessage(body=b"1.%d." % i * 128, group_id=f"g{i}")) for i in range(10)
-    ]
+    entries = [(f"e{i}", NewMessage(body=b"1.%d." % i * 128, group_id=f"g{i}")) for i in range(10)]
     with INLINE_DISPATCH.paused():
         done, failed = broker.send_batch(P, queue, entries)
     sent = steps.take()
