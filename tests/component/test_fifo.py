@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.errors import InvalidRequest
+from mqless.domain.errors import InvalidRequest, Throttled
 from mqless.domain.messages import Delivery, NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage.groups import FifoIndex
+from tests.component.conftest import Aws
 
 P = ANONYMOUS
 Q = "jobs.fifo"
@@ -433,3 +435,29 @@ def test_a_group_sent_with_changing_lifetimes_in_one_batch_keeps_its_order(
         broker.ack(P, Q, [d.receipt for d in batch])
     assert [d.body for d in received if d.group_id == "g"] == [b"m0", b"m2", b"m3", b"m5"]
     assert [d.body for d in received if d.group_id == "h"] == [b"m1", b"m4"]
+
+
+def test_a_batch_whose_log_write_is_throttled_can_be_sent_again_without_being_taken_for_a_copy(
+    broker: QueueService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB refusing batch writes (throttled), and a batch of three groups
+    def throttled(**_: object) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "BatchWriteItem",
+        )
+
+    entries = [
+        (f"e{i}", NewMessage(body=f"m{i}".encode(), group_id=group, dedup_id=f"d{i}"))
+        for i, group in enumerate(["g0", "g1", "g2"])
+    ]
+    monkeypatch.setattr(aws.dynamodb, "batch_write_item", throttled)
+    # When it is sent, fails, and is sent again once DynamoDB takes writes
+    with pytest.raises(Throttled):
+        broker.send_batch(P, Q, entries)
+    monkeypatch.undo()
+    done, failed = broker.send_batch(P, Q, entries)
+    # Then the second send is accepted as new messages, and all three are delivered
+    assert failed == [] and [r.duplicate for _, r in done] == [False, False, False]
+    received = broker.receive(P, Q, max_messages=10)
+    assert sorted(d.body for d in received) == [b"m0", b"m1", b"m2"]

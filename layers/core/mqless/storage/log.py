@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,12 +39,12 @@ from mqless.storage import keys
 from mqless.storage.dynamo import (
     Item,
     batch_get,
-    batch_write,
     from_wire,
     partition_items,
     to_wire,
     translated_errors,
 )
+from mqless.storage.log_writes import write_in_rounds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -150,26 +150,22 @@ class LogStore:
         is body j's message id); `group`: the FIFO group of every body, or each body's."""
         self.put_many([NewLogItem(partition, item_id, tuple(bodies), expires_at, group)])
 
-    def put_many(self, items: Sequence[NewLogItem]) -> None:
+    def put_many(
+        self,
+        items: Sequence[NewLogItem],
+        *,
+        unwritten: Callable[[set[str]], None] = lambda _: None,
+    ) -> None:
         """Write log items: one PutItem for one, else BatchWriteItem (billed the same, per
-        item) in rounds that each hold at most one item of a log partition, written in the
-        order given: a batch write orders nothing among its items, and a FIFO group's
-        messages must reach its shard's stream in the order they were sent."""
+        item) in rounds of at most one item a log partition (`log_writes.py`). If a write
+        fails, `unwritten` hears the ids of the items certainly not written first."""
         wire = [to_wire(self._item(new)) for new in items]
-        if len(wire) == 1:
-            with translated_errors():
-                self._db.put_item(TableName=self._table, Item=wire[0])
-            return
-        rounds: list[list[Any]] = []
-        taken: dict[str, int] = {}  # partition: rounds it has an item in
-        for new, item in zip(items, wire, strict=True):
-            number = taken.get(new.partition, 0)
-            taken[new.partition] = number + 1
-            if number == len(rounds):
-                rounds.append([])
-            rounds[number].append({"PutRequest": {"Item": item}})
-        for requests in rounds:
-            batch_write(self._db, self._table, requests)
+        write_in_rounds(
+            self._db,
+            self._table,
+            [(new.partition, item) for new, item in zip(items, wire, strict=True)],
+            unwritten,
+        )
 
     def _item(self, new: NewLogItem) -> dict[str, Any]:
         """A new log item as stored (its data key remembered first, once per process)."""

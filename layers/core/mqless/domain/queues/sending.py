@@ -10,6 +10,8 @@ import random
 from collections.abc import Sequence
 from typing import Final
 
+from aws_lambda_powertools import Logger
+
 from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Principal
 from mqless.domain.errors import InvalidRequest, MqlessError
@@ -22,6 +24,8 @@ from mqless.storage import keys
 from mqless.storage.dedup_records import DedupRecords
 from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body, NewLogItem
 from mqless.storage.sealing import Headers, Holder, seal_many
+
+logger = Logger(service="mqless", child=True)
 
 SEALING_OVERHEAD: Final = 1 + 12 + 16 + 4  # version, nonce, tag, header length
 
@@ -102,34 +106,59 @@ class Sender:
     def _store(self, config: QueueConfig, messages: Sequence[NewMessage]) -> list[SendResult]:
         """Write messages into the queue's log, as few items as possible, in order: a FIFO
         queue's dedup records claimed first, in the order sent (the first of two copies in
-        a batch is the one kept), then every item in one request (`LogStore.put_many`)."""
+        a batch is the one kept), then every item in one request (`LogStore.put_many`).
+        If the send fails, the dedup records of what was certainly not written are given
+        up, so that the client's retry is not taken for a duplicate of nothing."""
         now = self._clock.now_ms()
         results: list[SendResult | None] = [None] * len(messages)
         items = _item_groups(config, messages, now)
         item_ids = [keys.new_item_id(now) for _ in items]
         kept: list[list[int]] = [[] for _ in items]
+        claims: dict[str, list[tuple[str, str]]] = {}  # item id: (record id, message id)
         item_of = {p: index for index, positions in enumerate(items) for p in positions}
-        for position, message in enumerate(messages):
-            index = item_of[position]
-            message_id = keys.message_id(item_ids[index], len(kept[index]))
-            if config.fifo:
-                original = self._deduplicate(config, message, message_id, now)
-                if original is not None:
-                    results[position] = SendResult(message_id=original, duplicate=True)
-                    continue
-            kept[index].append(position)
-            results[position] = SendResult(
-                message_id=message_id,
-                sequence=keys.next_sequence(now) if config.fifo else None,
-            )
+        try:
+            for position, message in enumerate(messages):
+                index = item_of[position]
+                message_id = keys.message_id(item_ids[index], len(kept[index]))
+                if config.fifo:
+                    record_id = self._record_id(config, message)
+                    original = self._claim(config, record_id, message_id, now)
+                    if original is not None:
+                        results[position] = SendResult(message_id=original, duplicate=True)
+                        continue
+                    claims.setdefault(item_ids[index], []).append((record_id, message_id))
+                kept[index].append(position)
+                results[position] = SendResult(
+                    message_id=message_id,
+                    sequence=keys.next_sequence(now) if config.fifo else None,
+                )
+        except Exception:
+            self._give_up(config, claims, set(claims))
+            raise
         self._log.put_many(
             [
                 self._new_item(config, item_id, [messages[p] for p in positions], now)
                 for item_id, positions in zip(item_ids, kept, strict=True)
                 if positions
-            ]
+            ],
+            unwritten=lambda unwritten: self._give_up(config, claims, unwritten),
         )
         return [r for r in results if r is not None]
+
+    def _give_up(
+        self, config: QueueConfig, claims: dict[str, list[tuple[str, str]]], items: set[str]
+    ) -> None:
+        """Drop the dedup records this send claimed for messages of `items` (not written);
+        one that cannot be dropped now runs out with its window."""
+        for item_id in items:
+            for record_id, message_id in claims.get(item_id, []):
+                try:
+                    self._dedup_records.forget(config.name, record_id, message_id)
+                except Exception:  # the send's own error is the one to raise
+                    logger.warning(
+                        "could not drop the dedup record of a message not written",
+                        extra={"queue": config.name, "message_id": message_id},
+                    )
 
     def _new_item(
         self, config: QueueConfig, item_id: str, messages: Sequence[NewMessage], now: int
@@ -179,11 +208,11 @@ class Sender:
             self._send_shards[config.name] = (config.shards, shard)
         return shard
 
-    def _deduplicate(
-        self, config: QueueConfig, message: NewMessage, message_id: str, now: int
-    ) -> str | None:
-        dedup_id = _dedup_id(message)
-        record_id = self._secret.record_id(str(Holder.queue(config.name)), dedup_id)
+    def _record_id(self, config: QueueConfig, message: NewMessage) -> str:
+        return self._secret.record_id(str(Holder.queue(config.name)), _dedup_id(message))
+
+    def _claim(self, config: QueueConfig, record_id: str, message_id: str, now: int) -> str | None:
+        """Claim a dedup record for `message_id`; the original's id if it is a duplicate."""
         return self._dedup_records.claim(
             config.name,
             record_id,
