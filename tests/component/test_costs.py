@@ -492,6 +492,30 @@ def test_an_ack_carried_by_the_next_receive_bills_one_write_with_its_lease(
     assert broker.get_queue(P, "next")[1].in_flight == 1
 
 
+def test_a_fifo_ack_carried_by_the_next_receive_of_another_group_bills_one_write(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a lone consumer of a FIFO queue holding group a's message, group b's message
+    # in the same segment (one per request, as bench/cost.py's FIFO row sends them)
+    _warm(broker, "next.fifo", group_id="g")
+    broker.send(P, "next.fifo", NewMessage(body=b"a" * 512, group_id="a"))
+    broker.send(P, "next.fifo", NewMessage(body=b"b" * 512, group_id="b"))
+    [first] = broker.receive(P, "next.fifo", oldest_first=True)
+    assert first.group_id == "a"
+    steps = Steps(meter)
+
+    # When it acks a's message in the receive that takes the next
+    result = broker.ack_and_receive(P, "next.fifo", [first.receipt])
+    both = steps.take()
+
+    # Then a's message is acked and b's leased in one conditional update of their segment
+    # (1 unit), where an ack written before the receive bills two
+    assert (result.acked, result.failed) == ([first.receipt], [])
+    assert [m.body for m in result.messages] == [b"b" * 512]
+    assert _writes(both, aws) == 1
+    assert _requests(both)["dynamodb:UpdateItem"] == 1
+
+
 def test_an_ack_carried_by_a_receive_from_another_segment_bills_two_writes(
     broker: QueueService, aws: Aws, meter: Meter
 ) -> None:
