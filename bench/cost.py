@@ -76,6 +76,9 @@ PUSH_LIMIT = 128 * KIB  # API Gateway's WebSocket message quota: a push frame ca
 # a lone consumer that acks each message in the receive that takes the next (`ack` in
 # POST /queues/{name}/receive): one request, and one index write where they share a segment
 ACK_WITH_NEXT = "standard, ack with next"
+FIFO_ACK_WITH_NEXT = "fifo, ack with next"
+ACKS_WITH_NEXT = (ACK_WITH_NEXT, FIFO_ACK_WITH_NEXT)
+FIFO_PATHS = ("fifo", FIFO_ACK_WITH_NEXT)
 # max_priority 9; one per request, message n has priority n % 10; in batches of 10, each
 # batch one priority (batch k: k % 10), as a producer's batch of like messages would be
 PRIORITY_PATH = "standard, priorities 10"
@@ -85,6 +88,7 @@ ALL_PATHS = (
     ACK_WITH_NEXT,
     PRIORITY_PATH,
     "fifo",
+    FIFO_ACK_WITH_NEXT,
     "topic, 1 sub",
     "topic, 5 subs",
     "push, auto",
@@ -280,7 +284,7 @@ def body_of(n: int, size: int) -> str:
 def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
     """Run N messages down `path`; what the measured part billed."""
     name = f"b{run}-{path.split(',')[0].split(' ')[0]}"
-    if path == "fifo":
+    if path in FIFO_PATHS:
         name += ".fifo"
     if path == PRIORITY_PATH:
         name += "-priorities"
@@ -294,7 +298,7 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
         for _ in range(count):
             n = next(counter)
             entry: dict[str, Any] = {"body": body_of(n, size)}
-            if path == "fifo":
+            if path in FIFO_PATHS:
                 entry["group_id"] = f"g{n % GROUPS}"
             if path == PRIORITY_PATH:
                 entry["priority"] = n % 10 if count == 1 else request % 10
@@ -315,7 +319,7 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
         got = 0
         while got < expected:
             request: dict[str, Any] = {"max_messages": min(batch, expected - got)}
-            if path == ACK_WITH_NEXT and held:
+            if path in ACKS_WITH_NEXT and held:
                 request["ack"] = list(held)
             answer = stack.api("POST", f"/queues/{queue}/receive", request)
             assert len(answer.get("acked", [])) == len(request.get("ack", [])), answer
@@ -323,7 +327,7 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
             if not found:
                 raise AssertionError(f"{queue}: received {got} of {expected}")
             receipts = [m["receipt"] for m in found]
-            if path == ACK_WITH_NEXT:
+            if path in ACKS_WITH_NEXT:
                 held[:] = receipts
             else:
                 stack.api("POST", f"/queues/{queue}/ack", {"receipts": receipts})
@@ -335,7 +339,7 @@ def measure(stack: Stack, path: str, size: int, batch: int, run: int) -> Cell:
             stack.api("POST", f"/queues/{name}/ack", {"receipts": list(held)})
             held.clear()
 
-    if path in ("standard", "fifo", ACK_WITH_NEXT, PRIORITY_PATH):
+    if path in ("standard", *FIFO_PATHS, ACK_WITH_NEXT, PRIORITY_PATH):
         destination = f"/queues/{name}"
 
         def step(requests: list[list[dict[str, Any]]]) -> None:
@@ -398,7 +402,7 @@ def _run(
     requests_per_drain = max(1, STREAM_RECORDS // batch)
     step([new_messages(batch)])  # warm: queue made, data key cached, functions loaded
     finish()
-    wanted = max(10, N // 2) if path in ("fifo", "topic, 5 subs") else N
+    wanted = max(10, N // 2) if path in (*FIFO_PATHS, "topic, 5 subs") else N
     if (path, size, batch) == ("fifo", KIB, 1):
         wanted = max(wanted, FIFO_CEILING_MESSAGES)
     count = max(batch, wanted // batch * batch)
@@ -704,7 +708,11 @@ def row(cell: Cell) -> dict[str, Any]:
     u = cell.usage
     subscribers = 5 if "5 subs" in cell.path else 1 if "1 sub" in cell.path else 0
     sqs = sqs_reference(
-        1_000_000, cell.body, batch=cell.batch, fifo=cell.path == "fifo", subscribers=subscribers
+        1_000_000,
+        cell.body,
+        batch=cell.batch,
+        fifo=cell.path in FIFO_PATHS,
+        subscribers=subscribers,
     )
     if not m:
         return {"path": cell.path, "body": cell.body, "batch": cell.batch, "note": cell.note}
@@ -774,6 +782,7 @@ def issue_13_figures(
         "bytes_stored_in_the_index": stored.get("index_entry_bytes"),
         "fifo_x1_wru": wru(find("fifo", 512, 1)),
         "fifo_x10_wru": wru(find("fifo", 512, 10)),
+        "fifo_x1_ack_with_next_wru": wru(find(FIFO_ACK_WITH_NEXT, 512, 1)),
         # one producer's messages share one shard (its order kept); many producers (Lambda
         # instances) spread a busy queue over every shard, each its own partition keys
         "ceiling_standard_1KB_msg_s": _times(
@@ -822,7 +831,8 @@ def show_figures(figures: dict[str, Any]) -> list[str]:
         f"{f(figures['topic_1_subs_x10_wru_per_subscriber'])} (1 sub), "
         f"{f(figures['topic_5_subs_x10_wru_per_subscriber'])} (5 subs)",
         f"  FIFO 512 B: {f(figures['fifo_x1_wru'])} one per request, "
-        f"{f(figures['fifo_x10_wru'])} in batches of 10",
+        f"{f(figures['fifo_x10_wru'])} in batches of 10, "
+        f"{f(figures['fifo_x1_ack_with_next_wru'])} one per request, each ack in the next receive",
         f"  one queue's ceiling (1 KB, one per request): standard "
         f"{f(figures['ceiling_standard_1KB_msg_s'], 0)} msg/s ({DEFAULT_SHARDS} shards), "
         f"FIFO ({GROUPS} groups) {f(figures['ceiling_fifo_1KB_msg_s'], 0)} msg/s",
@@ -951,7 +961,7 @@ def main() -> int:
                     continue
                 # acks ride on the next receive only where both are in one segment: a batch
                 # of 10 fills a segment of its own, so its row would be the standard one
-                for batch in (1,) if path == ACK_WITH_NEXT else (1, 10):
+                for batch in (1,) if path in ACKS_WITH_NEXT else (1, 10):
                     run += 1
                     cell = measure(stack, path, min(size, MAX_BODY), batch, run)
                     r = row(cell)

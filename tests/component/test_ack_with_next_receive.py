@@ -237,6 +237,53 @@ def test_a_fifo_ack_with_the_next_receive_hands_over_the_groups_next_message(
     assert [m.message_id for m in result.messages] == [second]
 
 
+def test_a_fifo_ack_with_the_next_receive_takes_other_groups_heads_and_the_acked_groups_next(
+    receivers: list[QueueService],
+) -> None:
+    # Given FIFO groups a and b of two messages each, a's first received
+    broker = receivers[0]
+    broker.put_queue(P, "mixed.fifo", QueueSettings(shards=1))
+    a1 = send(broker, "a1", "mixed.fifo", group_id="a")
+    a2 = send(broker, "a2", "mixed.fifo", group_id="a")
+    b1 = send(broker, "b1", "mixed.fifo", group_id="b")
+    send(broker, "b2", "mixed.fifo", group_id="b")
+    [first] = broker.receive(P, "mixed.fifo", oldest_first=True)
+    assert first.message_id == a1
+
+    # When it is acked with a receive of up to ten
+    result = broker.ack_and_receive(P, "mixed.fifo", [first.receipt], max_messages=10)
+
+    # Then a1 is acked, and the receive gets b's head and a's next: one of each group
+    assert result.acked == [first.receipt]
+    assert sorted(m.message_id for m in result.messages) == sorted([a2, b1])
+    assert broker.receive(P, "mixed.fifo", max_messages=10) == []
+
+
+def test_a_stale_fifo_receipt_with_the_next_receive_fails_alone_and_its_group_stays_held(
+    receivers: list[QueueService], clock: ManualClock
+) -> None:
+    # Given FIFO group a's head received by one receiver, its lease run out and the head
+    # received again by the other, and group b's head waiting in the same segment
+    first, second = receivers
+    first.put_queue(P, "held.fifo", QueueSettings(shards=1, visibility_timeout=30))
+    a1 = send(first, "a1", "held.fifo", group_id="a")
+    send(first, "a2", "held.fifo", group_id="a")
+    b1 = send(first, "b1", "held.fifo", group_id="b")
+    [old] = first.receive(P, "held.fifo", oldest_first=True)
+    clock.advance(31)
+    [again] = second.receive(P, "held.fifo", oldest_first=True)
+    assert old.message_id == again.message_id == a1
+
+    # When the first acks its stale receipt with a receive of up to ten
+    result = first.ack_and_receive(P, "held.fifo", [old.receipt], max_messages=10)
+
+    # Then the stale receipt is refused, the receive gets b's head only (a1 is still held
+    # by the second receiver, so a2 is not a head), and the second's lease still acks
+    assert (result.acked, [f.id for f in result.failed]) == ([], [old.receipt[:200]])
+    assert [m.message_id for m in result.messages] == [b1]
+    assert second.ack(P, "held.fifo", [again.receipt]) == ([again.receipt], [])
+
+
 @pytest.mark.parametrize("count", [0, 11])
 def test_an_ack_of_no_receipts_or_more_than_ten_is_refused_and_leases_nothing(
     receivers: list[QueueService], count: int

@@ -311,11 +311,13 @@ def test_a_fifo_batch_of_ten_groups_bills_under_2_5_write_units_a_message(
             (f"e{i}", NewMessage(body=b"%d.%d." % (round, i) * 128, group_id=f"g{i}"))
             for i in range(10)
         ]
+        before = {i["sk"] for i in _log_items(aws, queue)}
+        steps.take()
         with INLINE_DISPATCH.paused():
             done, failed = broker.send_batch(P, queue, entries)
         assert (len(done), failed) == (10, [])
         sent = steps.take()
-        logged = _log_items(aws, queue)[-10:]
+        logged = [i for i in _log_items(aws, queue) if i["sk"] not in before]
         steps.take()
         INLINE_DISPATCH.index_table(aws.settings.messages_table, logged)
         return sent, steps.take()
@@ -335,15 +337,39 @@ def test_a_fifo_batch_of_ten_groups_bills_under_2_5_write_units_a_message(
     broker.ack(P, queue, [d.receipt for d in received])
     acked = steps.take()
 
-    # Then each message claims its dedup record and puts its group's log item (1 unit
-    # each: 20), and the ten groups' references share one segment: indexing them is one
-    # write, leasing all ten groups' heads one write, acking them one write
-    assert _writes(sent, aws) == 20
+    # Then each message claims its dedup record (1 unit each: 10) and the ten groups, in
+    # the queue's one log shard, share one log item (6 units of ~700 bytes, not ten items
+    # of one unit each); their references share one segment: indexing them is one write,
+    # leasing all ten groups' heads one write, acking them one write
+    assert _writes(sent, aws) == 16
     assert _writes(indexed, aws) == 1
     assert sorted(d.group_id or "" for d in received) == sorted(f"g{i}" for i in range(10))
     assert (_writes(leased, aws), _writes(acked, aws)) == (1, 1)
-    # 23 units for ten acknowledged messages: 2.3 a message
-    assert _writes(sent + indexed + leased + acked, aws) == 23
+    # 19 units for ten acknowledged messages: 1.9 a message
+    assert _writes(sent + indexed + leased + acked, aws) == 19
+
+
+def test_a_fifo_batch_of_ten_groups_over_ten_log_shards_writes_its_items_in_one_request(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a FIFO queue of 16 shards in use, whose groups g0-g9 fall in ten log shards
+    queue = "spread.fifo"
+    broker.put_queue(P, queue, QueueSettings(shards=16))
+    broker.send(P, queue, NewMessage(body=b"warm-up", group_id="g0"))
+    steps = Steps(meter)
+    steps.take()
+
+    # When ten 512-byte messages of the ten groups are sent in one batch
+    entries = [(f"e{i}", NewMessage(body=b"1.%d." % i * 128, group_id=f"g{i}")) for i in range(10)]
+    with INLINE_DISPATCH.paused():
+        done, failed = broker.send_batch(P, queue, entries)
+    sent = steps.take()
+
+    # Then each message claims its dedup record (a conditional put each) and the ten log
+    # items are written with one BatchWriteItem, billed as ten puts: 20 units
+    assert (len(done), failed) == (10, [])
+    assert _requests(sent) == {"dynamodb:PutItem": 10, "dynamodb:BatchWriteItem": 1}
+    assert _writes(sent, aws) == 20
 
 
 def test_fifo_stream_batches_of_six_groups_are_indexed_with_one_write_each(
@@ -358,10 +384,11 @@ def test_fifo_stream_batches_of_six_groups_are_indexed_with_one_write_each(
             (f"e{i}", NewMessage(body=b"%d.%d." % (round, i) * 128, group_id=f"g{i}"))
             for i in range(6)
         ]
+        before = {i["sk"] for i in _log_items(aws, queue)}
         with INLINE_DISPATCH.paused():
             done, failed = broker.send_batch(P, queue, entries)
         assert (len(done), failed) == (6, [])
-        logged = _log_items(aws, queue)[-6:]
+        logged = [i for i in _log_items(aws, queue) if i["sk"] not in before]
         steps.take()
         INLINE_DISPATCH.index_table(aws.settings.messages_table, logged)
         return steps.take()
@@ -463,6 +490,30 @@ def test_an_ack_carried_by_the_next_receive_bills_one_write_with_its_lease(
         "dynamodb:BatchGetItem": 1,
     }
     assert broker.get_queue(P, "next")[1].in_flight == 1
+
+
+def test_a_fifo_ack_carried_by_the_next_receive_of_another_group_bills_one_write(
+    broker: QueueService, aws: Aws, meter: Meter
+) -> None:
+    # Given a lone consumer of a FIFO queue holding group a's message, group b's message
+    # in the same segment (one per request, as bench/cost.py's FIFO row sends them)
+    _warm(broker, "next.fifo", group_id="g")
+    broker.send(P, "next.fifo", NewMessage(body=b"a" * 512, group_id="a"))
+    broker.send(P, "next.fifo", NewMessage(body=b"b" * 512, group_id="b"))
+    [first] = broker.receive(P, "next.fifo", oldest_first=True)
+    assert first.group_id == "a"
+    steps = Steps(meter)
+
+    # When it acks a's message in the receive that takes the next
+    result = broker.ack_and_receive(P, "next.fifo", [first.receipt])
+    both = steps.take()
+
+    # Then a's message is acked and b's leased in one conditional update of their segment
+    # (1 unit), where an ack written before the receive bills two
+    assert (result.acked, result.failed) == ([first.receipt], [])
+    assert [m.body for m in result.messages] == [b"b" * 512]
+    assert _writes(both, aws) == 1
+    assert _requests(both)["dynamodb:UpdateItem"] == 1
 
 
 def test_an_ack_carried_by_a_receive_from_another_segment_bills_two_writes(

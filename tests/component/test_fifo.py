@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from mqless.domain.access.principals import ANONYMOUS
 from mqless.domain.clock import ManualClock
-from mqless.domain.errors import InvalidRequest
+from mqless.domain.errors import InvalidRequest, Throttled
 from mqless.domain.messages import Delivery, NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.storage.groups import FifoIndex
+from tests.component.conftest import Aws
 
 P = ANONYMOUS
 Q = "jobs.fifo"
@@ -351,3 +353,111 @@ def test_a_stale_read_of_an_expired_head_still_in_flight_does_not_free_its_group
     received = broker.receive(P, Q, max_messages=10)
     # Then the group's second message is not delivered while its head is still in flight
     assert (head.body, received) == (b"m0", [])
+
+
+ONE_LOG_SHARD = QueueSettings(visibility_timeout=LEASE, max_receive_count=2, shards=1)
+
+
+def test_groups_that_share_a_log_item_each_keep_their_order_and_their_group(
+    broker: QueueService,
+) -> None:
+    # Given a FIFO queue of one log shard, sent two batches that interleave three groups
+    # (each batch's bodies share one log item, whatever their groups)
+    broker.put_queue(P, "shared.fifo", ONE_LOG_SHARD)
+    for round in range(2):
+        entries = [
+            (f"e{i}", NewMessage(body=f"{group}{round}{i}".encode(), group_id=group))
+            for i, group in enumerate("abcab")
+        ]
+        broker.send_batch(P, "shared.fifo", entries)
+    # When a consumer takes everything, acking each receive
+    received: list[Delivery] = []
+    while batch := broker.receive(P, "shared.fifo", max_messages=10):
+        received += batch
+        broker.ack(P, "shared.fifo", [d.receipt for d in batch])
+    # Then each group's messages come with their group, in the order sent
+    assert len(received) == 10
+    for group in "abc":
+        bodies = [d.body.decode() for d in received if d.group_id == group]
+        assert bodies == sorted(bodies, key=lambda b: (b[1], b[2]))
+        assert all(body[0] == group for body in bodies)
+        assert len(bodies) == (4 if group in "ab" else 2)
+
+
+def test_a_dead_letter_from_a_shared_log_item_is_redriven_into_its_own_group(
+    broker: QueueService,
+) -> None:
+    # Given a batch of two groups sharing a log item, whose group b message was nacked
+    # past its limit into the dead-letter queue
+    broker.put_queue(P, "poison.fifo", ONE_LOG_SHARD)
+    broker.send_batch(
+        P,
+        "poison.fifo",
+        [
+            ("a", NewMessage(body=b"fine", group_id="a")),
+            ("b", NewMessage(body=b"poison", group_id="b")),
+        ],
+    )
+    for _ in range(2):
+        for d in broker.receive(P, "poison.fifo", max_messages=10):
+            if d.group_id == "b":
+                broker.nack(P, "poison.fifo", [d.receipt])
+            else:
+                broker.ack(P, "poison.fifo", [d.receipt])
+    assert broker.receive(P, "poison.fifo", max_messages=10) == []
+    [dead] = broker.receive(P, "poison.dlq.fifo")
+    assert (dead.body, dead.group_id) == (b"poison", "b")
+    broker.nack(P, "poison.dlq.fifo", [dead.receipt])
+    # When the dead-letter queue is redriven
+    broker.redrive(P, "poison.dlq.fifo")
+    # Then the message is back in its source queue, in its own group
+    [back] = broker.receive(P, "poison.fifo", max_messages=10)
+    assert (back.body, back.group_id) == (b"poison", "b")
+
+
+def test_a_group_sent_with_changing_lifetimes_in_one_batch_keeps_its_order(
+    broker: QueueService,
+) -> None:
+    # Given one batch of a group whose messages alternate between two lifetimes (bodies
+    # of one log item share one expiry), with another group between them
+    entries = [
+        (f"e{i}", NewMessage(body=f"m{i}".encode(), group_id=group, ttl_seconds=ttl))
+        for i, (group, ttl) in enumerate(
+            [("g", 600), ("h", 600), ("g", 900), ("g", 600), ("h", 900), ("g", 900)]
+        )
+    ]
+    # When it is sent and the group drained
+    broker.send_batch(P, Q, entries)
+    # Then each group comes out in the order sent
+    received: list[Delivery] = []
+    while batch := broker.receive(P, Q, max_messages=10):
+        received += batch
+        broker.ack(P, Q, [d.receipt for d in batch])
+    assert [d.body for d in received if d.group_id == "g"] == [b"m0", b"m2", b"m3", b"m5"]
+    assert [d.body for d in received if d.group_id == "h"] == [b"m1", b"m4"]
+
+
+def test_a_batch_whose_log_write_is_throttled_can_be_sent_again_without_being_taken_for_a_copy(
+    broker: QueueService, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB refusing batch writes (throttled), and a batch of three groups
+    def throttled(**_: object) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "BatchWriteItem",
+        )
+
+    entries = [
+        (f"e{i}", NewMessage(body=f"m{i}".encode(), group_id=group, dedup_id=f"d{i}"))
+        for i, group in enumerate(["g0", "g1", "g2"])
+    ]
+    monkeypatch.setattr(aws.dynamodb, "batch_write_item", throttled)
+    # When it is sent, fails, and is sent again once DynamoDB takes writes
+    with pytest.raises(Throttled):
+        broker.send_batch(P, Q, entries)
+    monkeypatch.undo()
+    done, failed = broker.send_batch(P, Q, entries)
+    # Then the second send is accepted as new messages, and all three are delivered
+    assert failed == [] and [r.duplicate for _, r in done] == [False, False, False]
+    received = broker.receive(P, Q, max_messages=10)
+    assert sorted(d.body for d in received) == [b"m0", b"m1", b"m2"]

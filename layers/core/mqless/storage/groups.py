@@ -173,17 +173,19 @@ class FifoIndex:
         until_ms: int,
         token: int,
         settle: Sequence[int] = (),
+        acks: Sequence[Hold] = (),
     ) -> FifoSegment | None:
         """Lease `slots` (each must still be free at `now_ms`) under `token` until `until_ms`,
-        and settle `settle` (refs found expired and free) in the same write; None if any of
-        them was taken meanwhile."""
-        if not slots and not settle:
+        and settle `settle` (refs found expired and free) and `acks` (leases acknowledged,
+        each only while current) in the same write; None if any of them was taken
+        meanwhile, or an ack was stale (nothing written)."""
+        if not slots and not settle and not acks:
             return segment
-        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token)
+        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token, acks)
         try:
             return self._quiet_update(segment, update, condition, values)
         finally:
-            if settle:
+            if settle or acks:
                 FREEINGS.wrote(segment.queue, 0)  # the next messages of those groups
 
     def set_until(

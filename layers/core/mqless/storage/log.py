@@ -4,7 +4,9 @@
 publishes), `sk = <item id>`. An item holds one or more sealed bodies (`b`, one per
 message, in order) that share the item's key, its data key id (`k`) and its expiry (`x`,
 DynamoDB's TTL: the item is removed for free when its retention ends). Optional: `v` the
-moment each body may first be delivered (delays), `g` the FIFO group of every body in it,
+moment each body may first be delivered (delays), `g` the FIFO group of every body in it
+(or, an item whose bodies are of several groups that share its log shard, a list: each
+body's),
 `p` each body's priority (-1: none; only on items where a sender gave one): the dispatch
 function indexes a body into its priority's lane without opening it.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,6 +44,7 @@ from mqless.storage.dynamo import (
     to_wire,
     translated_errors,
 )
+from mqless.storage.log_writes import write_in_rounds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,6 +63,18 @@ class Body:
     encrypted_key: bytes
     visible_at: int = 0
     priority: int | None = None
+
+
+@dataclass(frozen=True)
+class NewLogItem:
+    """A log item to write: `keys.message_id(item_id, j)` is body j's message id; `group`
+    the FIFO group of every body, or each body's."""
+
+    partition: str
+    item_id: str
+    bodies: tuple[Body, ...]
+    expires_at: int
+    group: str | Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,17 @@ class LogItem:
     bodies: tuple[bytes, ...]
     encrypted_key: bytes
     expires_at: int
-    group: str | None = None
+    group: str | None = None  # the FIFO group of every body (None: none, or several)
     visible_at: tuple[int, ...] = ()
     sources: tuple[Source, ...] = ()
     priorities: tuple[int, ...] = ()  # per body, -1: none (empty: none has one)
+    groups: tuple[str, ...] = ()  # per body, where the bodies are of several groups
+
+    def group_of(self, slot: int) -> str | None:
+        """The FIFO group body `slot` was sent in, None if none."""
+        if self.groups:
+            return self.groups[slot] if slot < len(self.groups) else None
+        return self.group
 
     def priority(self, slot: int) -> int | None:
         """The priority body `slot` was sent with, None if none."""
@@ -122,31 +144,52 @@ class LogStore:
         bodies: Sequence[Body],
         *,
         expires_at: int,
-        group: str | None = None,
+        group: str | Sequence[str] | None = None,
     ) -> None:
         """Write one log item: bodies sealed under one data key (`keys.message_id(item_id, j)`
-        is body j's message id)."""
+        is body j's message id); `group`: the FIFO group of every body, or each body's."""
+        self.put_many([NewLogItem(partition, item_id, tuple(bodies), expires_at, group)])
+
+    def put_many(
+        self,
+        items: Sequence[NewLogItem],
+        *,
+        unwritten: Callable[[set[str]], None] = lambda _: None,
+    ) -> None:
+        """Write log items: one PutItem for one, else BatchWriteItem (billed the same, per
+        item) in rounds of at most one item a log partition (`log_writes.py`). If a write
+        fails, `unwritten` hears the ids of the items certainly not written first."""
+        wire = [to_wire(self._item(new)) for new in items]
+        write_in_rounds(
+            self._db,
+            self._table,
+            [(new.partition, item) for new, item in zip(items, wire, strict=True)],
+            unwritten,
+        )
+
+    def _item(self, new: NewLogItem) -> dict[str, Any]:
+        """A new log item as stored (its data key remembered first, once per process)."""
+        bodies = new.bodies
         if not 1 <= len(bodies) <= keys.SLOTS_PER_ITEM:
             raise ValueError(f"a log item holds 1 to {keys.SLOTS_PER_ITEM} bodies")
         encrypted = {b.encrypted_key for b in bodies}
         if len(encrypted) != 1:
             raise ValueError("the bodies of one log item share one data key")
         (encrypted_key,) = encrypted
-        self._remember_key(_destination(partition), encrypted_key)
+        self._remember_key(_destination(new.partition), encrypted_key)
         item: dict[str, Any] = {
-            "pk": partition,
-            "sk": item_id,
+            "pk": new.partition,
+            "sk": new.item_id,
             "b": bodies[0].ciphertext if len(bodies) == 1 else [b.ciphertext for b in bodies],
             "k": bytes.fromhex(key_id(encrypted_key)),
-            "x": expires_at,
-            "g": group,
+            "x": new.expires_at,
+            "g": group_attribute(new.group, len(bodies)),
         }
         if any(b.visible_at for b in bodies):
             item["v"] = [b.visible_at for b in bodies]
         if any(b.priority is not None for b in bodies):
             item["p"] = priorities_attribute([b.priority for b in bodies])
-        with translated_errors():
-            self._db.put_item(TableName=self._table, Item=to_wire(item))
+        return item
 
     def append_references(
         self,
@@ -275,17 +318,29 @@ class LogStore:
                 # its bodies fail authentication one by one (no key opens them), and the
                 # items read with it are not held back
                 encrypted_key = b""
+        stored_group = item.get("g")
         return LogItem(
             partition=partition,
             item=str(item["sk"]),
             bodies=bodies_of(item),
             encrypted_key=encrypted_key,
             expires_at=int(item.get("x", 0)),
-            group=item.get("g"),
+            group=None if isinstance(stored_group, list) else stored_group,
+            groups=tuple(str(g) for g in stored_group) if isinstance(stored_group, list) else (),
             visible_at=tuple(int(v) for v in item.get("v") or []),
             sources=sources,
             priorities=tuple(int(v) for v in item.get("p") or []),
         )
+
+
+def group_attribute(group: str | Sequence[str] | None, bodies: int) -> str | list[str] | None:
+    """`g` of a log item: one group for every body (the common case, and items written
+    before), or a list of each body's where they differ."""
+    if group is None or isinstance(group, str):
+        return group
+    if len(group) != bodies:
+        raise ValueError("a log item's groups are one per body")
+    return group[0] if len(set(group)) == 1 else list(group)
 
 
 def priorities_attribute(priorities: Sequence[int | None]) -> list[int]:

@@ -179,7 +179,7 @@ class Browser:
             receive_count=count,
             state=state,
             visible_at=until if until > 0 else None,
-            group_id=group if group is not None else (item.group if item else None),
+            group_id=group if group is not None else (item.group_of(ref.slot) if item else None),
             dead_letter_reason=why,
             source_queue=source,
             priority=headers.priority,

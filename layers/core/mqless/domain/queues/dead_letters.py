@@ -88,7 +88,7 @@ class DeadLetters:
             ],
             now_ms=self._clock.now_ms(),
             expires_at=item.expires_at,
-            group=item.group,
+            group=item.group_of(ref.slot),
         )
         logger.warning(
             "message quarantined (queue has no dead-letter queue)",

@@ -18,13 +18,14 @@ from typing import Final
 
 from mqless.domain.clock import Clock
 from mqless.domain.models import QueueConfig
-from mqless.domain.queues.leases import Taken, Wanted, taken_in_fifo_segment
+from mqless.domain.queues.leases import Acks, Taken, Wanted, taken_in_fifo_segment
+from mqless.domain.queues.receipts import Lease
 from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS, ShardMemory
 from mqless.domain.queues.turns import Turns
 from mqless.observability import metrics
 from mqless.storage.fifo_segments import FifoEntry, FifoSegment
 from mqless.storage.groups import FifoIndex
-from mqless.storage.segments import new_token
+from mqless.storage.segments import Hold, new_token
 
 FIFO_FIRST_READ: Final = 4  # segments a FIFO receive reads first (then 8, 16, ...)
 FIFO_MAX_SCAN: Final = 64  # segments past the floor a FIFO receive looks at, at most
@@ -129,8 +130,11 @@ class FifoLeases:
         oldest_first: bool,
         wanted: Wanted | None = None,
         fresh_since: int | None = None,
+        acks: Acks | None = None,
     ) -> list[Taken]:
-        """Lease up to `want` heads: per group, its first message not settled, if free.
+        """Lease up to `want` heads: per group, its first message not settled, if free;
+        `acks` (receipts acknowledged in the same request) ride on the lease write of their
+        segment, where it has a head to lease (`_claim_heads`; the rest: `settle_acks`).
         A look since `fresh_since` (ms) that found no head free, with nothing freed since
         that this process knows of, is not made again (`_take_heads`).
 
@@ -143,7 +147,14 @@ class FifoLeases:
         settled: set[tuple[int, int]] = set()
         for _ in range(2):
             more, newly = self._take_heads(
-                config, want - len(taken), lease_ms, oldest_first, settled, wanted, fresh_since
+                config,
+                want - len(taken),
+                lease_ms,
+                oldest_first,
+                settled,
+                wanted,
+                fresh_since,
+                acks,
             )
             fresh_since = None  # a look once more, after settling: what it settled frees
             taken.extend(more)
@@ -161,6 +172,7 @@ class FifoLeases:
         settled: set[tuple[int, int]],
         wanted: Wanted | None = None,
         fresh_since: int | None = None,
+        acks: Acks | None = None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
         """One look at the heads: what it leased, and the (segment, slot)s it settled.
 
@@ -183,7 +195,7 @@ class FifoLeases:
                 config.name, _HEADS, since=fresh_since
             ):
                 return [], set()
-            return self._look(config, want, lease_ms, oldest_first, settled, wanted)
+            return self._look(config, want, lease_ms, oldest_first, settled, wanted, acks)
 
     def _look(
         self,
@@ -193,6 +205,7 @@ class FifoLeases:
         oldest_first: bool,
         settled: set[tuple[int, int]],
         wanted: Wanted | None,
+        acks: Acks | None = None,
     ) -> tuple[list[Taken], set[tuple[int, int]]]:
         began, stamp = self._clock.now_ms(), self._memory.freeing_stamp(config.name, _HEADS)
         heads, wakes_at = self._find_heads(config, want, oldest_first, settled, wanted)
@@ -205,13 +218,15 @@ class FifoLeases:
         if not oldest_first:
             # competing consumers spread over the heads found, not all on the oldest
             random.shuffle(heads)
+        if acks is not None:  # segments whose lease write can carry acks first
+            heads.sort(key=lambda found: not acks.fifo_pending_in(found[0].seq))
         taken: list[Taken] = []
         newly: set[tuple[int, int]] = set()
         for segment, chosen, expired in heads:
             if len(taken) >= want:
                 break
             leased, done = self._claim_heads(
-                config, segment, chosen, expired, want - len(taken), lease_ms
+                config, segment, chosen, expired, want - len(taken), lease_ms, acks
             )
             taken.extend(leased)
             newly |= {(segment.seq, slot) for slot in done}
@@ -300,11 +315,13 @@ class FifoLeases:
         expired: list[int],
         want: int,
         lease_ms: int,
+        acks: Acks | None = None,
     ) -> tuple[list[Taken], list[int]]:
-        """Lease heads of one segment with one write, settling `expired` in it; after a lost
-        race, the ones still free (still their groups' heads: nothing before them can come
-        back) once more. What it leased, and the slots it settled."""
-        chosen = heads[:want]
+        """Lease heads of one segment with one write, settling `expired` and the acks of its
+        leases (`_riding`; their groups are not among the heads: held until acked); after a
+        lost race, the heads still free once more (nothing before them can come back),
+        without the acks (one may be stale: `settle_acks`). What it leased and settled."""
+        acking, holds, chosen = _riding(acks, segment, heads, expired, want)
         for attempt in range(2):
             now = self._clock.now_ms()
             token = new_token()
@@ -316,8 +333,11 @@ class FifoLeases:
                 until_ms=now + lease_ms,
                 token=token,
                 settle=expired,
+                acks=holds,
             )
             if claimed is not None:
+                if acks is not None and holds:
+                    acks.record(acking, [True] * len(acking))
                 if expired:
                     metrics.count("Expired", queue=config.name, value=len(expired))
                 return [
@@ -325,6 +345,7 @@ class FifoLeases:
                     for e in chosen
                 ], expired
             self._memory.counted(lost=1)
+            holds = []  # the acks go apart (`settle_acks`): one of them may be stale
             fresh = self._fifo.segment(config.name, config.shards, segment.seq)
             if fresh is None or attempt == 1:
                 break
@@ -350,3 +371,23 @@ class FifoLeases:
         return [
             taken_in_fifo_segment(config, claimed, claimed.entries[e.slot], token) for e in entries
         ]
+
+
+def _hold(lease: Lease) -> Hold:
+    """An acknowledged FIFO lease as its segment's write names it: its slot and token."""
+    return Hold(lease.position, lease.token)
+
+
+def _riding(
+    acks: Acks | None, segment: FifoSegment, heads: list[FifoEntry], expired: list[int], want: int
+) -> tuple[list[int], list[Hold], list[FifoEntry]]:
+    """The acks that ride on a segment's lease write (numbers into `acks`, and as holds),
+    and the heads it leases: none that an ack names (a lease of our own that ran out shows
+    free: settled, never leased again by the write that settles it)."""
+    acking = [] if acks is None else acks.fifo_pending_in(segment.seq)
+    holds = [] if acks is None else [_hold(acks.leases[n]) for n in acking]
+    acked = {h.slot for h in holds}
+    chosen = [e for e in heads if e.slot not in acked][:want]
+    if len(acked) != len(holds) or acked & set(expired) or not (chosen or expired):
+        return [], [], chosen  # apart (`settle_acks`): a receipt named twice, or no lease
+    return acking, holds, chosen

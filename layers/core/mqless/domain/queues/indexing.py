@@ -159,9 +159,11 @@ class Indexer:
         if config.fifo:
             # in stream order, whatever the group: a group's messages come from one log
             # shard, so the stream brings them in the order they were sent
-            group = str(item.get("g") or "")
             grouped = placed.fifo.setdefault(config.name, (config, []))[1]
-            grouped.extend(GroupedRef(ref, group) for ref, _ in sent)
+            groups = _groups(item, len(sent))
+            grouped.extend(
+                GroupedRef(ref, group) for (ref, _), group in zip(sent, groups, strict=True)
+            )
         else:
             placed.standard.setdefault((config.name, min(shard, config.shards - 1)), []).extend(
                 ref for ref, _ in sent
@@ -305,6 +307,15 @@ class Indexer:
                 )
             )
         return refs
+
+
+def _groups(item: Item, count: int) -> list[str]:
+    """The FIFO group of each of a log item's first `count` references: `g`, one for all
+    (a reference item's, and most items'), or a list of each body's."""
+    stored = item.get("g")
+    if isinstance(stored, list):
+        return [str(g) for g in stored[:count]] + [""] * (count - len(stored))
+    return [str(stored or "")] * count
 
 
 def _priorities(item: Item) -> dict[int, int]:

@@ -54,6 +54,19 @@ class Acks:
             and (lease.shard, lease.segment) == (shard, seq)
         ]
 
+    def fifo_pending_in(self, seq: int) -> list[int]:
+        """The leases of a FIFO queue's segment `seq` not yet settled (numbers into
+        `leases`)."""
+        return [
+            number
+            for number, lease in enumerate(self.leases)
+            if self.outcome[number] is None
+            and lease.kind == "g"
+            and lease.place.isascii()
+            and lease.place.isdigit()
+            and int(lease.place) == seq
+        ]
+
     def slots_in(self, shard: int, seq: int) -> set[int]:
         """The places in a segment of its leases not yet settled (not to be leased again in
         the write that settles them, though a lease that ran out shows them free)."""

@@ -66,7 +66,7 @@ class Mover:
                 priority=item.priority(ref.slot),
             )
         ]
-        group = item.group if target.fifo else None
+        group = item.group_of(ref.slot) if target.fifo else None
         shard = (
             keys.shard_of(group, target.shards)
             if group is not None
@@ -110,7 +110,7 @@ class Mover:
         item = self._parts.log_item(found.ref)
         if item is None:
             raise MessageNotFound(f"message {message_id[:100]!r} has expired")
-        if target.fifo and not item.group:
+        if target.fifo and not item.group_of(found.ref.slot):
             raise InvalidRequest(f"queue {to!r} is FIFO and the message has no group")
         try:
             if not self._parts.genuine(config.name, found.ref):

@@ -167,7 +167,7 @@ class Opener:
             reply_to=opened.headers.reply_to,
             receive_count=taken.count,
             sent_at=keys.id_time_ms(taken.ref.item),
-            group_id=item.group,
+            group_id=item.group_of(taken.ref.slot),
             dedup_id=opened.dedup_id,
             dead_letter_reason=why,
             source_queue=source,

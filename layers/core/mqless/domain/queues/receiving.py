@@ -106,10 +106,12 @@ class Receiver:
         """Acknowledge `receipts` and lease up to `max_messages` ("ack and take the next").
 
         The acks are applied whatever the receive finds, each as `ack` would (a stale
-        receipt fails alone). In a standard queue, one whose segment the receive leases
-        from is settled in the lease's write: a lone consumer's ack and next lease are
-        most often one write (`claiming.py`). A FIFO queue's are settled before the receive,
-        so that a group's next message can be its head.
+        receipt fails alone). One whose segment the receive leases from is settled in the
+        lease's write: a lone consumer's ack and next lease are most often one write
+        (`claiming.py`, `fifo_leases.py`). In a FIFO queue an acked message's group is not
+        among the heads that write leases (its next message is a head only once the ack is
+        written), so a receive that found fewer than it wants looks again, at once, after
+        its acks: the acked groups' next messages are heads then.
         """
         config, lease_ms = self._open_receive(
             principal, queue, max_messages, wait_seconds, visibility_timeout, None
@@ -117,8 +119,6 @@ class Receiver:
         _, parsed, failed = self._settler.parse_receipts(principal, queue, receipts)
         acks = Acks([lease for _, lease in parsed])
         try:
-            if config.fifo:
-                self._leases.settle_acks(config, acks)
             deliveries = self._poll(config, max_messages, wait_seconds, lease_ms, acks=acks)
         finally:
             self._leases.settle_acks(config, acks)
@@ -240,6 +240,10 @@ class Receiver:
             )
             if acks is not None:
                 self._leases.settle_acks(config, acks)
+                if config.fifo and len(found) < max_messages and any(acks.outcome):
+                    found += self._deliver(
+                        config, max_messages - len(found), lease_ms, oldest_first, selection
+                    )
                 acks = None
             fresh_since = self._clock.now_ms()
             remaining = (deadline - fresh_since) / 1000

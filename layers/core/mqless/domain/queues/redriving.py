@@ -134,7 +134,7 @@ class Redriver:
             problem = f"source queue {target_name!r} does not exist; pass destination"
         elif not self._policy.permits(principal, Action.SEND, target.name):
             problem = f"{principal.id!r} may not send {target.name!r}"
-        elif target.fifo and not item.group:
+        elif target.fifo and not item.group_of(taken.ref.slot):
             problem = f"queue {target.name!r} is FIFO and the message has no group"
         elif not self._parts.genuine(config.name, taken.ref):
             self._dead_letters.drop_forged(config, taken)

@@ -109,7 +109,7 @@ class Selection:
                 sent_at=keys.id_time_ms(ref.item),
                 attributes=headers.attributes,
                 correlation_id=headers.correlation_id,
-                group_id=item.group,
+                group_id=item.group_of(ref.slot),
                 priority=headers.priority,
             )
         )

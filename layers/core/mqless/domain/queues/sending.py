@@ -10,6 +10,8 @@ import random
 from collections.abc import Sequence
 from typing import Final
 
+from aws_lambda_powertools import Logger
+
 from mqless.domain import models, names
 from mqless.domain.access.principals import Action, Principal
 from mqless.domain.errors import InvalidRequest, MqlessError
@@ -20,8 +22,10 @@ from mqless.domain.queues.parts import QueueParts
 from mqless.observability import metrics
 from mqless.storage import keys
 from mqless.storage.dedup_records import DedupRecords
-from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body
+from mqless.storage.log import BODY_OVERHEAD, ITEM_OVERHEAD, MAX_ITEM_BYTES, Body, NewLogItem
 from mqless.storage.sealing import Headers, Holder, seal_many
+
+logger = Logger(service="mqless", child=True)
 
 SEALING_OVERHEAD: Final = 1 + 12 + 16 + 4  # version, nonce, tag, header length
 
@@ -100,32 +104,65 @@ class Sender:
             self._admin.check_may_create(principal, queue)
 
     def _store(self, config: QueueConfig, messages: Sequence[NewMessage]) -> list[SendResult]:
-        """Write messages into the queue's log, as few items as possible, in order."""
+        """Write messages into the queue's log, as few items as possible, in order: a FIFO
+        queue's dedup records claimed first, in the order sent (the first of two copies in
+        a batch is the one kept), then every item in one request (`LogStore.put_many`).
+        If the send fails, the dedup records of what was certainly not written are given
+        up, so that the client's retry is not taken for a duplicate of nothing."""
         now = self._clock.now_ms()
         results: list[SendResult | None] = [None] * len(messages)
-        for positions in _item_groups(config, messages, now):
-            item_id = keys.new_item_id(now)
-            kept: list[int] = []
-            for position in positions:
-                message = messages[position]
-                message_id = keys.message_id(item_id, len(kept))
+        items = _item_groups(config, messages, now)
+        item_ids = [keys.new_item_id(now) for _ in items]
+        kept: list[list[int]] = [[] for _ in items]
+        claims: dict[str, list[tuple[str, str]]] = {}  # item id: (record id, message id)
+        item_of = {p: index for index, positions in enumerate(items) for p in positions}
+        try:
+            for position, message in enumerate(messages):
+                index = item_of[position]
+                message_id = keys.message_id(item_ids[index], len(kept[index]))
                 if config.fifo:
-                    original = self._deduplicate(config, message, message_id, now)
+                    record_id = self._record_id(config, message)
+                    original = self._claim(config, record_id, message_id, now)
                     if original is not None:
                         results[position] = SendResult(message_id=original, duplicate=True)
                         continue
-                kept.append(position)
+                    claims.setdefault(item_ids[index], []).append((record_id, message_id))
+                kept[index].append(position)
                 results[position] = SendResult(
                     message_id=message_id,
                     sequence=keys.next_sequence(now) if config.fifo else None,
                 )
-            if kept:
-                self._write_item(config, item_id, [messages[p] for p in kept], now)
+        except Exception:
+            self._give_up(config, claims, set(claims))
+            raise
+        self._log.put_many(
+            [
+                self._new_item(config, item_id, [messages[p] for p in positions], now)
+                for item_id, positions in zip(item_ids, kept, strict=True)
+                if positions
+            ],
+            unwritten=lambda unwritten: self._give_up(config, claims, unwritten),
+        )
         return [r for r in results if r is not None]
 
-    def _write_item(
-        self, config: QueueConfig, item_id: str, messages: Sequence[NewMessage], now: int
+    def _give_up(
+        self, config: QueueConfig, claims: dict[str, list[tuple[str, str]]], items: set[str]
     ) -> None:
+        """Drop the dedup records this send claimed for messages of `items` (not written);
+        one that cannot be dropped now runs out with its window."""
+        for item_id in items:
+            for record_id, message_id in claims.get(item_id, []):
+                try:
+                    self._dedup_records.forget(config.name, record_id, message_id)
+                except Exception:  # the send's own error is the one to raise
+                    logger.warning(
+                        "could not drop the dedup record of a message not written",
+                        extra={"queue": config.name, "message_id": message_id},
+                    )
+
+    def _new_item(
+        self, config: QueueConfig, item_id: str, messages: Sequence[NewMessage], now: int
+    ) -> NewLogItem:
         holder = Holder.queue(config.name)
         sealed = seal_many(
             self._cipher,
@@ -139,7 +176,7 @@ class Sender:
             ],
             holder=holder,
         )
-        bodies = [
+        bodies = tuple(
             Body(
                 s.ciphertext,
                 s.encrypted_key,
@@ -147,17 +184,17 @@ class Sender:
                 priority=m.priority,
             )
             for s, m in zip(sealed, messages, strict=True)
-        ]
-        group = messages[0].group_id if config.fifo else None
-        shard = (
-            keys.shard_of(group, config.shards) if group is not None else self._send_shard(config)
         )
-        self._log.put(
+        first = messages[0].group_id if config.fifo else None
+        shard = (
+            keys.shard_of(first, config.shards) if first is not None else self._send_shard(config)
+        )
+        return NewLogItem(
             keys.queue_log(config.name, shard),
             item_id,
             bodies,
             expires_at=_expires_at(config, messages[0], now),
-            group=group,
+            group=[m.group_id or "" for m in messages] if config.fifo else None,
         )
 
     def _send_shard(self, config: QueueConfig) -> int:
@@ -171,12 +208,11 @@ class Sender:
             self._send_shards[config.name] = (config.shards, shard)
         return shard
 
-    def _deduplicate(
-        self, config: QueueConfig, message: NewMessage, message_id: str, now: int
-    ) -> str | None:
-        # SQS's rule (the client's id, else the body's SHA-256), stored only as a keyed hash
-        dedup_id = message.dedup_id or hashlib.sha256(message.body).hexdigest()
-        record_id = self._secret.record_id(str(Holder.queue(config.name)), dedup_id)
+    def _record_id(self, config: QueueConfig, message: NewMessage) -> str:
+        return self._secret.record_id(str(Holder.queue(config.name)), _dedup_id(message))
+
+    def _claim(self, config: QueueConfig, record_id: str, message_id: str, now: int) -> str | None:
+        """Claim a dedup record for `message_id`; the original's id if it is a duplicate."""
         return self._dedup_records.claim(
             config.name,
             record_id,
@@ -197,31 +233,44 @@ def _check_message(config: QueueConfig, message: NewMessage) -> None:
 
 
 def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) -> list[list[int]]:
-    """Positions of messages that share a log item: consecutive ones of one FIFO group and
-    one expiry, at most 16 and within DynamoDB's item size."""
+    """Positions of messages that share a log item, in the order the items are written: at
+    most 16 of one expiry, within DynamoDB's item size. A standard queue's are consecutive
+    ones. A FIFO queue's share their log shard (the shard of each one's group): a message
+    joins the last item of its shard, so each group's messages are in its shard's items in
+    the order sent (the stream's order there), and a batch of ten groups makes one item per
+    shard they fall in, not one per group."""
+    spread = config.fifo
     groups: list[list[int]] = []
-    size = ITEM_OVERHEAD
+    last: dict[int | None, tuple[int, int]] = {}  # shard (None: any): last item there, size
     for position, message in enumerate(messages):
         length = (
             len(message.body)
             + len(Headers.of(message, content_dedup=config.fifo).encode())
             + SEALING_OVERHEAD
             + BODY_OVERHEAD
+            + (len(message.group_id or "") + 3 if spread else 0)  # its group in the list
         )
-        if groups:
-            first = messages[groups[-1][0]]
+        shard = keys.shard_of(message.group_id or "", config.shards) if spread else None
+        if shard in last:
+            index, size = last[shard]
+            first = messages[groups[index][0]]
             if (
-                len(groups[-1]) < keys.SLOTS_PER_ITEM
+                len(groups[index]) < keys.SLOTS_PER_ITEM
                 and size + length <= MAX_ITEM_BYTES
-                and first.group_id == message.group_id
+                and (spread or first.group_id == message.group_id)
                 and _expires_at(config, first, now) == _expires_at(config, message, now)
             ):
-                groups[-1].append(position)
-                size += length
+                groups[index].append(position)
+                last[shard] = (index, size + length)
                 continue
         groups.append([position])
-        size = ITEM_OVERHEAD + length
+        last[shard] = (len(groups) - 1, ITEM_OVERHEAD + length)
     return groups
+
+
+def _dedup_id(message: NewMessage) -> str:
+    """SQS's rule: the client's dedup id, else the body's SHA-256 (stored only keyed)."""
+    return message.dedup_id or hashlib.sha256(message.body).hexdigest()
 
 
 def _visible_at(config: QueueConfig, message: NewMessage, now: int) -> int:

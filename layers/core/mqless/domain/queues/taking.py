@@ -91,15 +91,15 @@ class Leases:
         fresh_since: int | None = None,
     ) -> list[Taken]:
         """Lease up to `want` messages for `lease_ms` (only `wanted` ones, oldest first);
-        `acks` (a standard queue's) are settled in the lease writes of their segments, where
-        there is one (the rest: `settle_acks`). A standard shard that a look since
+        `acks` are settled in the lease writes of their segments, where there is one (the
+        rest: `settle_acks`). A standard shard that a look since
         `fresh_since` (ms) found empty, with nothing freed there since that this process
         knows of, is not read again (`shard_memory.py`); nor are a FIFO queue's heads that
         a look since then found all held (`fifo_leases.py`)."""
         if wanted is not None:
             oldest_first = True  # a selector consumer is a push consumer: it does not race
         if config.fifo:
-            return self._fifo.take(config, want, lease_ms, oldest_first, wanted, fresh_since)
+            return self._fifo.take(config, want, lease_ms, oldest_first, wanted, fresh_since, acks)
         taken: list[Taken] = []
         for shard in self.shard_order(config, acks):
             if len(taken) >= want:
