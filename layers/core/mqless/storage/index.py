@@ -39,6 +39,7 @@ from mqless.storage.lane_marks import LaneMarks
 from mqless.storage.segment_wire import segment_from_wire
 from mqless.storage.segment_writes import (
     SegmentChanged,
+    SegmentUpdate,
     claim_update,
     holds_update,
     raise_floor,
@@ -53,7 +54,7 @@ from mqless.storage.segments import (
     Segment,
     cursor_from_item,
 )
-from mqless.storage.whole_writes import WholeWrite, whole_claim, whole_holds
+from mqless.storage.whole_writes import whole_claim, whole_holds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -376,7 +377,7 @@ class IndexStore:
 
     # ---- plumbing -------------------------------------------------------------------------
 
-    def _written(self, queue: str, shard: int, seq: int, write: WholeWrite) -> bool:
+    def _written(self, queue: str, shard: int, seq: int, write: SegmentUpdate) -> bool:
         """Make a conditional update of a segment that needs no answer; whether it was made."""
         key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
         return segment_written(self._db, self._table, key, *write)

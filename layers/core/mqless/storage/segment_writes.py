@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.literals import ReturnValueType
 
 
+SegmentUpdate = tuple[str, str, dict[str, Any]]
+"""An UpdateItem of a segment: its update expression, condition and values."""
+
+
 class SegmentChanged(Exception):
     """A conditional write found the segment changed (or, a put, made) since it was read."""
 
@@ -30,7 +34,7 @@ def claim_update(
     until_ms: int,
     token: int,
     acks: Sequence[Hold] = (),
-) -> tuple[str, str, dict[str, Any]]:
+) -> SegmentUpdate:
     """The update, condition and values that lease `slots` of a segment (standard or FIFO)
     under `token` until `until_ms` and settle `settle`, each only while free at `now_ms`,
     and settle `acks` (leases acknowledged in the same request), each only while its lease
@@ -57,7 +61,7 @@ def claim_update(
 
 def holds_update(
     holds: Sequence[Hold], until: int, *, release: bool = False, uncount: bool = False
-) -> tuple[str, str, dict[str, Any]]:
+) -> SegmentUpdate:
     """The update, condition and values that set leased refs of a segment (standard or
     FIFO) to `until` (SETTLED, a new lease end), each only while its lease is the one named
     and not settled. `release` also ends the lease (its receipts go stale); `uncount` also

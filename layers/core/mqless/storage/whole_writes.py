@@ -30,10 +30,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from mqless.storage.segment_writes import SegmentUpdate
 from mqless.storage.segments import MAX_REFS, SETTLED, Hold, Segment
-
-WholeWrite = tuple[str, str, dict[str, Any]]
-"""An UpdateItem's update expression, condition and values."""
 
 
 def whole_claim(
@@ -44,7 +42,7 @@ def whole_claim(
     until_ms: int,
     token: int,
     acks: Sequence[Hold] = (),
-) -> tuple[WholeWrite, Segment] | None:
+) -> tuple[SegmentUpdate, Segment] | None:
     """The write that leases `slots` and settles `settle` and `acks` of `segment` (as
     read) whole, and the segment after it; None where a whole write would not be exactly
     the per-reference one (`segment_writes.claim_update`)."""
@@ -89,7 +87,7 @@ def whole_claim(
 
 def whole_holds(
     holds: Sequence[Hold], until: int, *, release: bool = False, uncount: bool = False
-) -> WholeWrite | None:
+) -> SegmentUpdate | None:
     """The write that sets every leased reference of a segment to `until` (`release`: its
     lease ended too) whole, if `holds` name each place of a full segment under one token;
     None otherwise (`segment_writes.holds_update` writes them)."""
