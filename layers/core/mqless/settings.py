@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 from mqless.domain.access.limits import DEFAULT_QUEUES, DEFAULT_SUBSCRIPTIONS
 
 if TYPE_CHECKING:
-    # the quotas and the principals' models load where a service charges (~3.5 ms CPU cold)
+    # the quotas and the principals' models load where a service charges (~2 ms CPU cold)
     from mqless.domain.access.quotas import Limits
 
 DEFAULT_PRINCIPAL_CLAIM = "sub"
