@@ -293,3 +293,14 @@ def test_the_websocket_function_imports_no_authentication_or_principals_manageme
     assert "mqless.domain.access.api_keys" not in loaded
     assert "mqless.domain.access.users" not in loaded
     assert "mqless.storage.principals" not in loaded
+
+
+def test_the_dispatch_function_reads_its_settings_without_the_principals_models() -> None:
+    # Given the dispatch function's module (its settings name the default quotas)
+    # When it has been imported in a new interpreter, as Lambda does
+    loaded = _modules_after_import("dispatch")
+    # Then its settings are there, but not the quotas and the principals' models: they load
+    # with the first batch's queue service, which charges creations
+    assert "mqless.settings" in loaded
+    assert "mqless.domain.access.quotas" not in loaded
+    assert "mqless.domain.access.principals" not in loaded

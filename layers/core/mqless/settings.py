@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
-from mqless.domain.access import quotas
+from mqless.domain.access.limits import DEFAULT_QUEUES, DEFAULT_SUBSCRIPTIONS
+
+if TYPE_CHECKING:
+    # the quotas and the principals' models load where a service charges (~2 ms CPU cold)
+    from mqless.domain.access.quotas import Limits
 
 DEFAULT_PRINCIPAL_CLAIM = "sub"
 DEFAULT_GROUPS_CLAIM = "cognito:groups"
@@ -113,17 +117,19 @@ class Settings(AccessSettings, WebSocketSettings):
     kms_key_id: str = Field(min_length=1)
     data_key_max_age_seconds: float = Field(default=300, gt=0)
     data_key_max_messages: int = Field(default=10_000, ge=1)
-    queues_per_principal: int = Field(default=quotas.DEFAULT_QUEUES, ge=0)
-    durable_subscriptions_per_principal: int = Field(default=quotas.DEFAULT_SUBSCRIPTIONS, ge=0)
+    queues_per_principal: int = Field(default=DEFAULT_QUEUES, ge=0)
+    durable_subscriptions_per_principal: int = Field(default=DEFAULT_SUBSCRIPTIONS, ge=0)
     # how far ahead each sweep fires scheduled messages (a queue's are sent with the rest of
     # their delay): the sweep period plus room for a late sweep; `mqless dev --schedule-rate`
     # shortens it with the period
     schedule_lookahead_seconds: int = Field(default=75, ge=1, le=600)
 
     @property
-    def limits(self) -> quotas.Limits:
+    def limits(self) -> Limits:
         """What each principal may create (admins of everything are not counted)."""
-        return quotas.Limits(
+        from mqless.domain.access.quotas import Limits
+
+        return Limits(
             queues=self.queues_per_principal,
             durable_subscriptions=self.durable_subscriptions_per_principal,
         )

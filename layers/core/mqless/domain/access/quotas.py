@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
 
+from mqless.domain.access.limits import DEFAULT_QUEUES, DEFAULT_SUBSCRIPTIONS
 from mqless.domain.access.principals import EVERY_DESTINATION, Action, Policy, Principal
 from mqless.domain.errors import QuotaExceeded
-
-DEFAULT_QUEUES: Final = 100
-DEFAULT_SUBSCRIPTIONS: Final = 100
 
 
 class Quota(StrEnum):
