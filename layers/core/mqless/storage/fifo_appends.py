@@ -36,7 +36,7 @@ from mqless.storage.fifo_segments import (
     segment_key,
     starts_afresh,
 )
-from mqless.storage.segment_writes import SegmentChanged
+from mqless.storage.segment_writes import OPEN_AT_LENGTH, SegmentChanged, SegmentUpdate
 from mqless.storage.segments import tail_refs
 
 if TYPE_CHECKING:
@@ -57,15 +57,7 @@ class FifoReads(Protocol):
         self, queue: str, shards: int, seqs: Iterable[int], *, consistent: bool = False
     ) -> dict[int, FifoSegment]: ...
 
-    def write_segment(
-        self,
-        queue: str,
-        shards: int,
-        seq: int,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-    ) -> None: ...
+    def write_segment(self, queue: str, shards: int, seq: int, write: SegmentUpdate) -> None: ...
 
 
 class FifoAppender:
@@ -258,12 +250,7 @@ class FifoAppender:
             update += ", z = :yes"
             values[":yes"] = 1
         self._index.write_segment(
-            segment.queue,
-            segment.shards,
-            segment.seq,
-            update,
-            "size(r) = :len AND attribute_not_exists(z)",
-            values,
+            segment.queue, segment.shards, segment.seq, (update, OPEN_AT_LENGTH, values)
         )
         return count, closing
 
@@ -273,9 +260,7 @@ class FifoAppender:
             segment.queue,
             segment.shards,
             segment.seq,
-            "SET z = :yes",
-            "size(r) = :len AND attribute_not_exists(z)",
-            {":yes": 1, ":len": len(segment.entries)},
+            ("SET z = :yes", OPEN_AT_LENGTH, {":yes": 1, ":len": len(segment.entries)}),
         )
 
     def _put_segment(

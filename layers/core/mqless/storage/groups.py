@@ -50,13 +50,15 @@ from mqless.storage.fifo_segments import (
 from mqless.storage.index import FREEINGS
 from mqless.storage.segment_writes import (
     SegmentChanged,
+    SegmentUpdate,
     claim_update,
     holds_update,
     raise_floor,
     segment_written,
+    settle_any_update,
     updated_segment_item,
 )
-from mqless.storage.segments import SETTLED, Hold
+from mqless.storage.segments import Hold
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -181,9 +183,9 @@ class FifoIndex:
         meanwhile, or an ack was stale (nothing written)."""
         if not slots and not settle and not acks:
             return segment
-        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token, acks)
+        write = claim_update(slots, settle, now_ms, until_ms, token, acks)
         try:
-            return self._quiet_update(segment, update, condition, values)
+            return self._quiet_update(segment, write)
         finally:
             if settle or acks:
                 FREEINGS.wrote(segment.queue, 0)  # the next messages of those groups
@@ -203,9 +205,9 @@ class FifoIndex:
         lease is the one named; False if any of them is not (a stale receipt: nothing
         written). `release` makes the lease's receipts stale; `uncount` also takes the lease
         back out of the receive count (it delivered to no one)."""
-        update, condition, values = holds_update(holds, until, release=release, uncount=uncount)
+        write = holds_update(holds, until, release=release, uncount=uncount)
         try:
-            return self._written(queue, shards, seq, update, condition, values)
+            return self._written(queue, shards, seq, write)
         finally:
             FREEINGS.wrote(queue, 0)  # settled (the group's next is free) or released
 
@@ -213,14 +215,7 @@ class FifoIndex:
         """Settle refs whatever their lease (an operator's delete or move, a purge); False
         if one of them was settled already (nothing written)."""
         try:
-            return self._written(
-                queue,
-                shards,
-                seq,
-                "SET " + ", ".join(f"u[{s}] = :done" for s in slots),
-                " AND ".join(f"u[{s}] <> :done" for s in slots),
-                {":done": SETTLED},
-            )
+            return self._written(queue, shards, seq, settle_any_update(slots))
         finally:
             FREEINGS.wrote(queue, 0)  # the next messages of those groups
 
@@ -265,40 +260,22 @@ class FifoIndex:
     def _key(self, queue: str, shards: int, seq: int) -> dict[str, Any]:
         return to_wire(segment_key(queue, shards, seq))
 
-    def _quiet_update(
-        self, segment: FifoSegment, update: str, condition: str, values: dict[str, Any]
-    ) -> FifoSegment | None:
-        """Update `segment` on `condition`; the segment after the write, or None if the
-        condition failed (nothing was written)."""
+    def _quiet_update(self, segment: FifoSegment, write: SegmentUpdate) -> FifoSegment | None:
+        """Make `write` to `segment`; the segment after it, or None if its condition failed
+        (nothing was written)."""
         key = segment_key(segment.queue, segment.shards, segment.seq)
         try:
-            item = updated_segment_item(self._db, self._table, key, update, condition, values)
+            item = updated_segment_item(self._db, self._table, key, write)
         except SegmentChanged:
             return None
         return segment_from_item(segment.queue, segment.shards, item)
 
-    def _written(
-        self,
-        queue: str,
-        shards: int,
-        seq: int,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-    ) -> bool:
-        key = segment_key(queue, shards, seq)
-        return segment_written(self._db, self._table, key, update, condition, values)
+    def _written(self, queue: str, shards: int, seq: int, write: SegmentUpdate) -> bool:
+        """Make `write` to one segment, with no answer; whether it was made."""
+        return segment_written(self._db, self._table, segment_key(queue, shards, seq), write)
 
-    def write_segment(
-        self,
-        queue: str,
-        shards: int,
-        seq: int,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-    ) -> None:
-        """Update one existing segment on `condition`, with no answer; SegmentChanged if the
+    def write_segment(self, queue: str, shards: int, seq: int, write: SegmentUpdate) -> None:
+        """Make `write` to one existing segment, with no answer; SegmentChanged if its
         condition failed (nothing was written)."""
-        if not self._written(queue, shards, seq, update, condition, values):
+        if not self._written(queue, shards, seq, write):
             raise SegmentChanged

@@ -44,6 +44,7 @@ from mqless.storage.segment_writes import (
     holds_update,
     raise_floor,
     segment_written,
+    settle_any_update,
     update_segment,
 )
 from mqless.storage.segments import (
@@ -293,10 +294,8 @@ class IndexStore:
         if whole is not None:  # the lists at once, the same write (`whole_writes.py`)
             written = self._written(segment.queue, segment.shard, segment.seq, whole[0])
             return whole[1] if written else None
-        update, condition, values = claim_update(slots, settle, now_ms, until_ms, token, acks)
-        return self._conditional_update(
-            segment.queue, segment.shard, segment.seq, update, condition, values
-        )
+        write = claim_update(slots, settle, now_ms, until_ms, token, acks)
+        return self._conditional_update(segment.queue, segment.shard, segment.seq, write)
 
     def set_until(
         self,
@@ -327,16 +326,7 @@ class IndexStore:
     def settle_any(self, queue: str, shard: int, seq: int, slots: Sequence[int]) -> Segment | None:
         """Settle refs whatever their lease (an operator's delete or purge); None if one
         of them was settled already."""
-        sets = [f"u[{s}] = :done" for s in slots]
-        conditions = [f"u[{s}] <> :done" for s in slots]
-        return self._conditional_update(
-            queue,
-            shard,
-            seq,
-            "SET " + ", ".join(sets),
-            " AND ".join(conditions),
-            {":done": SETTLED},
-        )
+        return self._conditional_update(queue, shard, seq, settle_any_update(slots))
 
     def purge(self, queue: str, shard: int) -> int:
         """Settle every reference of a shard; returns how many were unsettled.
@@ -380,20 +370,12 @@ class IndexStore:
     def _written(self, queue: str, shard: int, seq: int, write: SegmentUpdate) -> bool:
         """Make a conditional update of a segment that needs no answer; whether it was made."""
         key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
-        return segment_written(self._db, self._table, key, *write)
+        return segment_written(self._db, self._table, key, write)
 
     def _conditional_update(
-        self,
-        queue: str,
-        shard: int,
-        seq: int,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
+        self, queue: str, shard: int, seq: int, write: SegmentUpdate
     ) -> Segment | None:
         try:
-            return update_segment(
-                self._db, self._table, queue, shard, seq, update, condition, values
-            )
+            return update_segment(self._db, self._table, queue, shard, seq, write)
         except SegmentChanged:
             return None

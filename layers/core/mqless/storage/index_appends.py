@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mqless.domain.errors import Throttled
 from mqless.storage import keys
 from mqless.storage.dynamo import put_if_absent
-from mqless.storage.segment_writes import SegmentChanged, update_segment
+from mqless.storage.segment_writes import OPEN_AT_LENGTH, SegmentChanged, update_segment
 from mqless.storage.segments import (
     MAX_REFS,
     NewRef,
@@ -37,11 +37,6 @@ if TYPE_CHECKING:
 
 MAX_APPEND_ATTEMPTS: Final = 20
 DEDUP_LOOKBACK: Final = 2  # segments read back for refs a retried batch appended already
-
-# a fill or a close applies only to the segment as the appender read it, and never to a
-# closed one: a closed segment's successor may exist, and a reference appended behind it
-# could already be below the floor, or behind the dispenser
-_OPEN_AT_LENGTH: Final = "size(r) = :len AND attribute_not_exists(z)"
 
 
 class _Contended(Exception):
@@ -211,9 +206,7 @@ class SegmentAppender:
                 segment.queue,
                 segment.shard,
                 segment.seq,
-                update,
-                _OPEN_AT_LENGTH,
-                values,
+                (update, OPEN_AT_LENGTH, values),
             )
         except SegmentChanged as exc:
             raise _Contended from exc

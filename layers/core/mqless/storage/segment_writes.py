@@ -8,7 +8,7 @@ reference, and writes to other references of the same segment never make them fa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mqless.storage import keys
 from mqless.storage.dynamo import conditional_write, from_wire, to_wire
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 SegmentUpdate = tuple[str, str, dict[str, Any]]
 """An UpdateItem of a segment: its update expression, condition and values."""
+
+OPEN_AT_LENGTH: Final = "size(r) = :len AND attribute_not_exists(z)"
+"""The condition of an appender's fill or close (standard and FIFO alike): it applies only
+to the segment as the appender read it, and never to a closed one: a closed segment's
+successor may exist, and a reference appended behind it could already be below the floor,
+or behind the dispenser."""
 
 
 class SegmentChanged(Exception):
@@ -84,65 +90,57 @@ def holds_update(
     return "SET " + ", ".join(sets), " AND ".join(conditions), values
 
 
+def settle_any_update(slots: Sequence[int]) -> SegmentUpdate:
+    """The update, condition and values that settle `slots` whatever their lease (an
+    operator's delete or move, a purge), each only while not settled already."""
+    return (
+        "SET " + ", ".join(f"u[{s}] = :done" for s in slots),
+        " AND ".join(f"u[{s}] <> :done" for s in slots),
+        {":done": SETTLED},
+    )
+
+
 def update_segment(
-    db: DynamoDBClient,
-    table: str,
-    queue: str,
-    shard: int,
-    seq: int,
-    update: str,
-    condition: str,
-    values: dict[str, Any],
+    db: DynamoDBClient, table: str, queue: str, shard: int, seq: int, write: SegmentUpdate
 ) -> Segment:
-    """Update one existing segment of a standard queue's shard on `condition`; the segment
-    after the write. Raises SegmentChanged if the condition failed (nothing was written)."""
+    """Make `write` to one existing segment of a standard queue's shard; the segment after
+    it. Raises SegmentChanged if its condition failed (nothing was written)."""
     key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
-    item = updated_segment_item(db, table, key, update, condition, values)
+    item = updated_segment_item(db, table, key, write)
     return segment_from_item(queue, shard, item)
 
 
 def updated_segment_item(
-    db: DynamoDBClient,
-    table: str,
-    key: Mapping[str, Any],
-    update: str,
-    condition: str,
-    values: Mapping[str, Any],
+    db: DynamoDBClient, table: str, key: Mapping[str, Any], write: SegmentUpdate
 ) -> dict[str, Any]:
-    """Update the existing segment item at `key` (a standard or FIFO one) on `condition`;
-    its attributes after the write. Raises SegmentChanged if the condition failed or the
-    item is gone (nothing was written)."""
-    response = _segment_update(db, table, key, update, condition, values, "ALL_NEW")
+    """Make `write` to the existing segment item at `key` (a standard or FIFO one); its
+    attributes after it. Raises SegmentChanged if its condition failed or the item is gone
+    (nothing was written)."""
+    response = _segment_update(db, table, key, write, "ALL_NEW")
     if response is None:
         raise SegmentChanged
     return from_wire(response.get("Attributes", {}))
 
 
 def segment_written(
-    db: DynamoDBClient,
-    table: str,
-    key: Mapping[str, Any],
-    update: str,
-    condition: str,
-    values: Mapping[str, Any],
+    db: DynamoDBClient, table: str, key: Mapping[str, Any], write: SegmentUpdate
 ) -> bool:
     """`updated_segment_item` for a writer that needs no answer (acks, releases, appends):
     whether the write was made. DynamoDB bills it the same; the item is not sent back, so
     neither serialised nor parsed (a FIFO segment's seven lists, on every ack)."""
-    return _segment_update(db, table, key, update, condition, values) is not None
+    return _segment_update(db, table, key, write) is not None
 
 
 def _segment_update(
     db: DynamoDBClient,
     table: str,
     key: Mapping[str, Any],
-    update: str,
-    condition: str,
-    values: Mapping[str, Any],
+    write: SegmentUpdate,
     answer: ReturnValueType = "NONE",
 ) -> Any:
     """The conditional UpdateItem of an existing segment both writers make (`answer`: its
     ReturnValues; NONE is DynamoDB's default); None if the condition failed."""
+    update, condition, values = write
     return conditional_write(
         db.update_item,
         TableName=table,
