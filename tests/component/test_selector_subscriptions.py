@@ -22,9 +22,9 @@ from mqless.domain.topics.service import TopicService
 from mqless.storage.dynamo import from_wire
 from mqless.transports.websocket.handler import handle_event
 from mqless.transports.websocket.sessions import Sessions
-from mqless.transports.websocket.stomp_frames import Frame
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import websocket_event
+from tests.stomp_frames_sent import got, say, stomp_session
 
 
 @pytest.fixture(autouse=True)
@@ -34,25 +34,8 @@ def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
 
-def _say(connection_id: str, command: str, body: str = "", **headers: str) -> None:
-    lines = [command] + [f"{k}:{v}" for k, v in headers.items()]
-    handle_event(
-        websocket_event("MESSAGE", connection_id, "\n".join(lines) + "\n\n" + body + "\x00")
-    )
-
-
-def _session(connection_id: str) -> None:
-    offer = {"Sec-WebSocket-Protocol": "v12.stomp"}
-    handle_event(websocket_event("CONNECT", connection_id, **offer))
-    _say(connection_id, "CONNECT", **{"accept-version": "1.2", "host": "/"})
-
-
-def _got(pusher: RecordingPusher, connection_id: str, command: str) -> list[Frame]:
-    return [f for f in pusher.stomp_frames(connection_id) if f.command == command]
-
-
 def _bodies(pusher: RecordingPusher, connection_id: str) -> list[bytes]:
-    return [f.body for f in _got(pusher, connection_id, "MESSAGE")]
+    return [f.body for f in got(pusher, connection_id, "MESSAGE")]
 
 
 def _send(broker: QueueService, clock: ManualClock, queue: str, body: str, **attrs: str) -> None:
@@ -79,10 +62,10 @@ def test_queue_consumer_with_a_selector_gets_only_matching_messages_and_leaves_t
     # Given a queue holding red and blue messages, and a STOMP consumer that selects red ones
     for i, color in enumerate(["red", "blue", "red", "blue"]):
         _send(broker, clock, "paint", f"{color}-{i}", color=color)
-    _session("reds")
+    stomp_session("reds")
 
     # When it subscribes with a selector
-    _say(
+    say(
         "reds",
         "SUBSCRIBE",
         id="0",
@@ -93,14 +76,14 @@ def test_queue_consumer_with_a_selector_gets_only_matching_messages_and_leaves_t
     )
 
     # Then it is pushed the red ones only, and the blue ones stay in the queue, not leased
-    assert _got(pusher, "reds", "RECEIPT")[0].header("receipt-id") == "sub"
+    assert got(pusher, "reds", "RECEIPT")[0].header("receipt-id") == "sub"
     assert _bodies(pusher, "reds") == [b"red-0", b"red-2"]
     _, counts = broker.get_queue(ANONYMOUS, "paint")
     assert (counts.visible, counts.in_flight) == (2, 2)
 
     # and a consumer without a selector gets the blue ones, none lost
-    _session("all")
-    _say("all", "SUBSCRIBE", id="0", destination="/queue/paint", ack="client-individual")
+    stomp_session("all")
+    say("all", "SUBSCRIBE", id="0", destination="/queue/paint", ack="client-individual")
     assert _bodies(pusher, "all") == [b"blue-1", b"blue-3"]
 
 
@@ -108,8 +91,8 @@ def test_selector_sees_jms_headers_of_a_stomp_send(
     pusher: RecordingPusher, sessions: Sessions
 ) -> None:
     # Given a consumer selecting on JMS headers that STOMP SEND sets
-    _session("c1")
-    _say(
+    stomp_session("c1")
+    say(
         "c1",
         "SUBSCRIBE",
         id="0",
@@ -119,8 +102,8 @@ def test_selector_sees_jms_headers_of_a_stomp_send(
     )
 
     # When messages are sent with and without those headers
-    _say("c1", "SEND", "no", destination="/queue/typed", type="order", **{"correlation-id": "x"})
-    _say(
+    say("c1", "SEND", "no", destination="/queue/typed", type="order", **{"correlation-id": "x"})
+    say(
         "c1",
         "SEND",
         "yes",
@@ -142,10 +125,10 @@ def test_messages_behind_non_matching_ones_still_reach_a_selector_consumer(
     for i in range(60):
         _send(broker, clock, "deep", f"skip-{i}", kind="noise")
     _send(broker, clock, "deep", "wanted", kind="signal")
-    _session("c1")
+    stomp_session("c1")
 
     # When a selector consumer subscribes
-    _say("c1", "SUBSCRIBE", id="0", destination="/queue/deep", selector="kind = 'signal'")
+    say("c1", "SUBSCRIBE", id="0", destination="/queue/deep", selector="kind = 'signal'")
 
     # Then it finds the matching one past the others, and leased nothing else
     assert _bodies(pusher, "c1") == [b"wanted"]
@@ -164,10 +147,10 @@ def test_fifo_consumer_with_a_selector_keeps_group_order(
             NewMessage(body=body.encode(), group_id=group, attributes={"tier": tier}),
         )
         clock.advance(0.001)
-    _session("gold")
+    stomp_session("gold")
 
     # When a consumer selects gold messages
-    _say("gold", "SUBSCRIBE", id="0", destination="/queue/tiers.fifo", selector="tier = 'gold'")
+    say("gold", "SUBSCRIBE", id="0", destination="/queue/tiers.fifo", selector="tier = 'gold'")
 
     # Then it gets group b's head, never a2 before a1 has gone
     assert _bodies(pusher, "gold") == [b"b1"]
@@ -178,11 +161,11 @@ def test_fifo_consumer_with_a_selector_keeps_group_order(
 
 def test_bad_stomp_selector_gets_an_error_naming_the_position(pusher: RecordingPusher) -> None:
     # Given a STOMP session / When it subscribes with a malformed selector
-    _session("c1")
-    _say("c1", "SUBSCRIBE", id="0", destination="/queue/q", selector="color = 'red' AND")
+    stomp_session("c1")
+    say("c1", "SUBSCRIBE", id="0", destination="/queue/q", selector="color = 'red' AND")
 
     # Then an ERROR says where, and the socket closes (STOMP's rule for an ERROR)
-    [error] = _got(pusher, "c1", "ERROR")
+    [error] = got(pusher, "c1", "ERROR")
     assert (error.header("message") or "").startswith("invalid selector at position 18:")
     assert pusher.closed == ["c1"]
 
@@ -240,14 +223,14 @@ def test_live_topic_subscriber_with_a_selector_gets_only_matching_messages(
     pusher: RecordingPusher, sessions: Sessions, aws: Any
 ) -> None:
     # Given two live subscribers of one topic, one with a selector
-    _session("cheap")
-    _session("every")
-    _say("cheap", "SUBSCRIBE", id="0", destination="/topic/prices", selector="currency = 'EUR'")
-    _say("every", "SUBSCRIBE", id="0", destination="/topic/prices")
+    stomp_session("cheap")
+    stomp_session("every")
+    say("cheap", "SUBSCRIBE", id="0", destination="/topic/prices", selector="currency = 'EUR'")
+    say("every", "SUBSCRIBE", id="0", destination="/topic/prices")
 
     # When prices in two currencies are published
-    _say("every", "SEND", "10", destination="/topic/prices", currency="EUR")
-    _say("every", "SEND", "11", destination="/topic/prices", currency="USD")
+    say("every", "SEND", "10", destination="/topic/prices", currency="EUR")
+    say("every", "SEND", "11", destination="/topic/prices", currency="USD")
     _publish_live(sessions, aws)
 
     # Then the selector subscriber gets the EUR one, the other both
@@ -260,8 +243,8 @@ def test_durable_subscription_with_a_selector_keeps_only_matching_messages(
 ) -> None:
     # Given a durable STOMP subscription with a selector, whose subscriber went away
     topics: TopicService = sessions._topics
-    _session("c1")
-    _say(
+    stomp_session("c1")
+    say(
         "c1",
         "SUBSCRIBE",
         id="0",
@@ -269,7 +252,7 @@ def test_durable_subscription_with_a_selector_keeps_only_matching_messages(
         selector="severity = 'high'",
         **{"activemq.subscriptionName": "alarms"},
     )
-    _say("c1", "DISCONNECT")
+    say("c1", "DISCONNECT")
 
     # When messages are published while it is away
     for severity in ("low", "high"):
@@ -280,8 +263,8 @@ def test_durable_subscription_with_a_selector_keeps_only_matching_messages(
     _, counts = broker.get_queue(ANONYMOUS, "alarms")
     assert counts.visible == 1
     # and the subscriber coming back with the same selector gets it
-    _session("c2")
-    _say(
+    stomp_session("c2")
+    say(
         "c2",
         "SUBSCRIBE",
         id="0",
@@ -297,15 +280,15 @@ def test_resuming_a_durable_subscription_with_another_selector_is_refused(
     pusher: RecordingPusher,
 ) -> None:
     # Given a durable subscription made with a selector
-    _session("c1")
+    stomp_session("c1")
     durable = {"activemq.subscriptionName": "picky"}
-    _say("c1", "SUBSCRIBE", id="0", destination="/topic/t", selector="a = 1", **durable)
-    _say("c1", "DISCONNECT")
+    say("c1", "SUBSCRIBE", id="0", destination="/topic/t", selector="a = 1", **durable)
+    say("c1", "DISCONNECT")
 
     # When it is resumed with another selector
-    _session("c2")
-    _say("c2", "SUBSCRIBE", id="0", destination="/topic/t", selector="a = 2", **durable)
+    stomp_session("c2")
+    say("c2", "SUBSCRIBE", id="0", destination="/topic/t", selector="a = 2", **durable)
 
     # Then an ERROR says the selector differs (the subscription is never changed silently)
-    [error] = _got(pusher, "c2", "ERROR")
+    [error] = got(pusher, "c2", "ERROR")
     assert "its selector is 'a = 1'" in (error.header("message") or "")

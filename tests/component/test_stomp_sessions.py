@@ -27,6 +27,7 @@ from mqless_cli.billing import Meter, observing_moto
 from tests.component.conftest import Aws, RecordingPusher, build_sessions
 from tests.component.dispatch_function import DispatchFunction
 from tests.lambda_support import websocket_event
+from tests.stomp_frames_sent import got, open_connection, say, stomp_session
 
 
 @pytest.fixture(autouse=True)
@@ -45,43 +46,17 @@ def topics(aws: Aws, clock: ManualClock) -> TopicService:
     )
 
 
-def _open(connection_id: str, offer: str = "v12.stomp") -> dict[str, Any]:
-    result: dict[str, Any] = handle_event(
-        websocket_event("CONNECT", connection_id, **{"Sec-WebSocket-Protocol": offer})
-    )
-    return result
-
-
-def _say(connection_id: str, command: str, body: str = "", **headers: str) -> None:
-    # content_type= is content-type:, as STOMP spells it; upper-case names stay as given
-    names = {k: k if k.isupper() else k.replace("_", "-") for k in headers}
-    lines = [command] + [f"{names[k]}:{v}" for k, v in headers.items()]
-    handle_event(
-        websocket_event("MESSAGE", connection_id, "\n".join(lines) + "\n\n" + body + "\x00")
-    )
-
-
-def _session(connection_id: str, version: str = "1.2") -> None:
-    _open(connection_id, {"1.2": "v12.stomp", "1.1": "v11.stomp", "1.0": "v10.stomp"}[version])
-    _say(connection_id, "CONNECT", accept_version=version, host="/")
-
-
-def _got(pusher: RecordingPusher, connection_id: str, command: str | None = None) -> list[Frame]:
-    frames = pusher.stomp_frames(connection_id)
-    return [f for f in frames if command is None or f.command == command]
-
-
 def _sub(connection_id: str, destination: str, sub_id: str = "0", **headers: str) -> None:
-    _say(connection_id, "SUBSCRIBE", id=sub_id, destination=destination, **headers)
+    say(connection_id, "SUBSCRIBE", id=sub_id, destination=destination, **headers)
 
 
 def _receipts(pusher: RecordingPusher, connection_id: str) -> list[str | None]:
-    return [f.header("receipt-id") for f in _got(pusher, connection_id, "RECEIPT")]
+    return [f.header("receipt-id") for f in got(pusher, connection_id, "RECEIPT")]
 
 
 def _error_message(pusher: RecordingPusher, connection_id: str) -> str:
     """The message of the one ERROR frame the connection got."""
-    [error] = _got(pusher, connection_id, "ERROR")
+    [error] = got(pusher, connection_id, "ERROR")
     return error.header("message") or ""
 
 
@@ -100,13 +75,13 @@ def test_connect_negotiates_the_subprotocol_the_version_and_heart_beats(
     pusher: RecordingPusher,
 ) -> None:
     # Given a client offering STOMP 1.0, 1.1 and 1.2 as WebSocket subprotocols
-    response = _open("c1", "v10.stomp, v11.stomp, v12.stomp")
+    response = open_connection("c1", "v10.stomp, v11.stomp, v12.stomp")
     # When it sends CONNECT accepting all three, asking for heart-beats every 10 s
-    _say("c1", "CONNECT", accept_version="1.0,1.1,1.2", heart_beat="10000,10000", host="/")
+    say("c1", "CONNECT", accept_version="1.0,1.1,1.2", heart_beat="10000,10000", host="/")
 
     # Then the handshake picks the newest subprotocol, and CONNECTED says version 1.2
     assert response["headers"] == {"Sec-WebSocket-Protocol": "v12.stomp"}
-    [connected] = _got(pusher, "c1")
+    [connected] = got(pusher, "c1")
     assert (connected.command, connected.header("version")) == ("CONNECTED", "1.2")
     # and the server sends no beats and asks for one every five minutes
     assert connected.header("heart-beat") == "0,300000"
@@ -118,22 +93,22 @@ def test_a_client_without_a_stomp_subprotocol_is_served_json_unless_it_sends_con
     # Given a client that offered no subprotocol (the handshake names none)
     response = handle_event(websocket_event("CONNECT", "plain"))
     # When its first frame is a STOMP frame
-    _say("plain", "STOMP", accept_version="1.2")
+    say("plain", "STOMP", accept_version="1.2")
 
     # Then it is served STOMP
     assert "headers" not in response
-    assert [f.command for f in _got(pusher, "plain")] == ["CONNECTED"]
+    assert [f.command for f in got(pusher, "plain")] == ["CONNECTED"]
 
 
 def test_queue_subscriber_gets_sent_messages_with_their_headers_and_acks_them(
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given a client-individual subscriber of a queue
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/orders", ack="client-individual", receipt="sub-1")
 
     # When a SEND with headers of every kind reaches the queue (and the stream wakes the pump)
-    _say(
+    say(
         "c1",
         "SEND",
         "hello\nworld",
@@ -147,7 +122,7 @@ def test_queue_subscriber_gets_sent_messages_with_their_headers_and_acks_them(
     sessions.pump("orders")  # the stream record's doing when deployed
 
     # Then both receipts came, and the MESSAGE carries the body and every header
-    [message] = _got(pusher, "c1", "MESSAGE")
+    [message] = got(pusher, "c1", "MESSAGE")
     assert _receipts(pusher, "c1") == ["sub-1", "send-1"]
     assert message.body == b"hello\nworld"
     assert message.header("destination") == "/queue/orders"
@@ -160,7 +135,7 @@ def test_queue_subscriber_gets_sent_messages_with_their_headers_and_acks_them(
     assert message.header("message-id") and message.header("ack")
 
     # When it ACKs the message
-    _say("c1", "ACK", id=message.header("ack") or "", receipt="ack-1")
+    say("c1", "ACK", id=message.header("ack") or "", receipt="ack-1")
 
     # Then the ACK's receipt comes and the queue holds nothing, visible or in flight
     assert _receipts(pusher, "c1")[-1] == "ack-1"
@@ -169,17 +144,17 @@ def test_queue_subscriber_gets_sent_messages_with_their_headers_and_acks_them(
 
 def test_nack_redelivers_the_message(pusher: RecordingPusher, sessions: Sessions) -> None:
     # Given a client-individual subscriber holding a message
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/q", ack="client-individual")
-    _say("c1", "SEND", "again", destination="/queue/q")
+    say("c1", "SEND", "again", destination="/queue/q")
     sessions.pump("q")
-    [first] = _got(pusher, "c1", "MESSAGE")
+    [first] = got(pusher, "c1", "MESSAGE")
 
     # When it NACKs it
-    _say("c1", "NACK", id=first.header("ack") or "")
+    say("c1", "NACK", id=first.header("ack") or "")
 
     # Then the same message comes again, marked redelivered
-    [_, second] = _got(pusher, "c1", "MESSAGE")
+    [_, second] = got(pusher, "c1", "MESSAGE")
     assert second.header("message-id") == first.header("message-id")
     assert (second.header("redelivered"), second.body) == ("true", b"again")
 
@@ -191,31 +166,31 @@ def test_prefetch_headers_limit_unacked_messages(
     for i in range(6):
         broker.send(ANONYMOUS, "deep", NewMessage(body=str(i).encode()))
         clock.advance(0.001)
-    _session("amq")
-    _session("rabbit")
+    stomp_session("amq")
+    stomp_session("rabbit")
 
     # When they subscribe in client mode with ActiveMQ's and RabbitMQ's prefetch headers
     _sub("amq", "/queue/deep", ack="client", **{"activemq.prefetchSize": "2"})
     _sub("rabbit", "/queue/deep", ack="client", **{"prefetch-count": "3"})
 
     # Then each holds as many unacked messages as its header says
-    assert len(_got(pusher, "amq", "MESSAGE")) == 2
-    assert len(_got(pusher, "rabbit", "MESSAGE")) == 3
+    assert len(got(pusher, "amq", "MESSAGE")) == 2
+    assert len(got(pusher, "rabbit", "MESSAGE")) == 3
 
 
 def test_stomp_1_1_acks_by_message_id_and_subscription(
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given a STOMP 1.1 client-mode subscriber holding a message (1.1 has no ack header)
-    _session("old", version="1.1")
+    stomp_session("old", version="1.1")
     _sub("old", "/queue/v11", sub_id="sub-a", ack="client")
-    _say("old", "SEND", "x", destination="/queue/v11")
+    say("old", "SEND", "x", destination="/queue/v11")
     sessions.pump("v11")
-    [message] = _got(pusher, "old", "MESSAGE")
+    [message] = got(pusher, "old", "MESSAGE")
     assert message.header("ack") is None
 
     # When it ACKs by subscription and message-id, as 1.1 does
-    _say(
+    say(
         "old",
         "ACK",
         subscription="sub-a",
@@ -232,15 +207,15 @@ def test_transactions_hold_sends_and_acks_until_commit(
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given a transaction holding two SENDs
-    _session("c1")
-    _say("c1", "BEGIN", transaction="tx1")
-    _say("c1", "SEND", "one", destination="/queue/tx", transaction="tx1")
-    _say("c1", "SEND", "two", destination="/queue/tx", transaction="tx1")
+    stomp_session("c1")
+    say("c1", "BEGIN", transaction="tx1")
+    say("c1", "SEND", "one", destination="/queue/tx", transaction="tx1")
+    say("c1", "SEND", "two", destination="/queue/tx", transaction="tx1")
     # (the queue is not even created yet)
     assert broker.list_queues(ANONYMOUS) == []
 
     # When it is committed
-    _say("c1", "COMMIT", transaction="tx1", receipt="done")
+    say("c1", "COMMIT", transaction="tx1", receipt="done")
 
     # Then both messages are in the queue, and the COMMIT's receipt came
     assert _counts(broker, "tx") == (2, 0)
@@ -248,15 +223,15 @@ def test_transactions_hold_sends_and_acks_until_commit(
 
     # Given a subscriber holding one of them, and an ACK of it inside a transaction
     _sub("c1", "/queue/tx", ack="client-individual", prefetch_count="1")
-    [message] = _got(pusher, "c1", "MESSAGE")
-    _say("c1", "BEGIN", transaction="tx2")
-    _say("c1", "ACK", id=message.header("ack") or "", transaction="tx2")
+    [message] = got(pusher, "c1", "MESSAGE")
+    say("c1", "BEGIN", transaction="tx2")
+    say("c1", "ACK", id=message.header("ack") or "", transaction="tx2")
     # Then before COMMIT the message is still held
     assert _counts(broker, "tx") == (1, 1)
     # When the transaction is committed
-    _say("c1", "COMMIT", transaction="tx2")
+    say("c1", "COMMIT", transaction="tx2")
     # Then the ACK takes effect: one message is left, now pushed on the credit it freed
-    assert [m.body for m in _got(pusher, "c1", "MESSAGE")] == [b"one", b"two"]
+    assert [m.body for m in got(pusher, "c1", "MESSAGE")] == [b"one", b"two"]
     assert _counts(broker, "tx") == (0, 1)
 
 
@@ -265,22 +240,22 @@ def test_abort_and_disconnect_drop_held_frames(
 ) -> None:
     # Given a SEND held in a transaction that is aborted, and one in a transaction left
     # open when the client disconnects
-    _session("c1")
-    _say("c1", "BEGIN", transaction="t")
-    _say("c1", "SEND", "never", destination="/queue/dropped", transaction="t")
-    _say("c1", "ABORT", transaction="t")
-    _say("c1", "BEGIN", transaction="u")
-    _say("c1", "SEND", "never either", destination="/queue/dropped", transaction="u")
+    stomp_session("c1")
+    say("c1", "BEGIN", transaction="t")
+    say("c1", "SEND", "never", destination="/queue/dropped", transaction="t")
+    say("c1", "ABORT", transaction="t")
+    say("c1", "BEGIN", transaction="u")
+    say("c1", "SEND", "never either", destination="/queue/dropped", transaction="u")
     # When the connection ends
     handle_event(websocket_event("DISCONNECT", "c1"))
     # Then neither SEND reached anything: no queue was made
     assert broker.list_queues(ANONYMOUS) == []
 
     # When another client COMMITs a transaction it aborted
-    _session("c2")
-    _say("c2", "BEGIN", transaction="t")
-    _say("c2", "ABORT", transaction="t")
-    _say("c2", "COMMIT", transaction="t")
+    stomp_session("c2")
+    say("c2", "BEGIN", transaction="t")
+    say("c2", "ABORT", transaction="t")
+    say("c2", "COMMIT", transaction="t")
     # Then that is an error, and the session ends
     assert "has not begun" in _error_message(pusher, "c2")
     assert pusher.closed == ["c2"]
@@ -290,10 +265,10 @@ def test_held_bodies_are_stored_encrypted(sessions: Sessions, aws: Aws) -> None:
     """What is stored is the point here (no user sees a held SEND until COMMIT): the table
     of connections and transactions is read as someone with read access to it could."""
     # Given a session with a transaction open
-    _session("c1")
-    _say("c1", "BEGIN", transaction="t")
+    stomp_session("c1")
+    say("c1", "BEGIN", transaction="t")
     # When a SEND is held in it
-    _say("c1", "SEND", "secret payload", destination="/queue/x", transaction="t")
+    say("c1", "SEND", "secret payload", destination="/queue/x", transaction="t")
     # Then the body is nowhere in the table in clear
     scan = aws.dynamodb.scan(TableName=aws.settings.destinations_table)
     assert scan["Items"] != []
@@ -304,15 +279,15 @@ def test_a_malformed_frame_gets_an_error_and_only_that_connection_closes(
     pusher: RecordingPusher, sessions: Sessions
 ) -> None:
     # Given two sessions, one of them subscribed to a topic
-    _session("bad")
-    _session("good")
+    stomp_session("bad")
+    stomp_session("good")
     _sub("good", "/topic/news")
 
     # When one sends a frame with an invalid escape in a header, and the other a SEND
     handle_event(
         websocket_event("MESSAGE", "bad", "SEND\ndestination:/queue/x\nbad\\xheader:1\n\nx\x00")
     )
-    _say("good", "SEND", "still here", destination="/topic/news", receipt="ok")
+    say("good", "SEND", "still here", destination="/topic/news", receipt="ok")
 
     # Then the first gets an ERROR about the escape and is closed and forgotten; the other
     # is served as before
@@ -353,7 +328,7 @@ def test_client_mistakes_get_a_useful_error_then_the_socket_closes(
     pusher: RecordingPusher, frame: str, complaint: str
 ) -> None:
     # Given a connected session
-    _session("c1")
+    stomp_session("c1")
     # When it sends a frame it should not
     handle_event(websocket_event("MESSAGE", "c1", frame))
     # Then one ERROR says what is wrong, and the socket is closed
@@ -363,11 +338,11 @@ def test_client_mistakes_get_a_useful_error_then_the_socket_closes(
 
 def test_a_frame_before_connect_is_refused(pusher: RecordingPusher) -> None:
     # Given a STOMP WebSocket that has not sent CONNECT
-    _open("c1")
+    open_connection("c1")
     # When it sends a SEND asking for a receipt
-    _say("c1", "SEND", "x", destination="/queue/q", receipt="r-9")
+    say("c1", "SEND", "x", destination="/queue/q", receipt="r-9")
     # Then an ERROR tells it to CONNECT first, naming the receipt it asked for
-    [error] = _got(pusher, "c1", "ERROR")
+    [error] = got(pusher, "c1", "ERROR")
     assert "CONNECT first" in (error.header("message") or "")
     assert error.header("receipt-id") == "r-9"
 
@@ -376,12 +351,12 @@ def test_an_ack_for_a_message_no_longer_held_is_an_error_that_keeps_the_session(
     pusher: RecordingPusher,
 ) -> None:
     # Given a client-individual subscriber holding nothing
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/q", ack="client-individual")
 
     # When it ACKs an id no message is held under, then sends
-    _say("c1", "ACK", id="5.0.00000000:0")
-    _say("c1", "SEND", "after", destination="/queue/q", receipt="alive")
+    say("c1", "ACK", id="5.0.00000000:0")
+    say("c1", "SEND", "after", destination="/queue/q", receipt="alive")
 
     # Then the ERROR says it is not in flight, and the session goes on
     assert "not in flight" in _error_message(pusher, "c1")
@@ -391,12 +366,12 @@ def test_an_ack_for_a_message_no_longer_held_is_an_error_that_keeps_the_session(
 
 def test_heart_beats_are_accepted_and_ignored(pusher: RecordingPusher) -> None:
     # Given a connected session
-    _session("c1")
+    stomp_session("c1")
     # When it sends heart-beats (a bare EOL, and CRLF then LF)
     handle_event(websocket_event("MESSAGE", "c1", "\n"))
     handle_event(websocket_event("MESSAGE", "c1", "\r\n\n"))
     # Then nothing is answered and the socket stays open
-    assert [f.command for f in _got(pusher, "c1")] == ["CONNECTED"]
+    assert [f.command for f in got(pusher, "c1")] == ["CONNECTED"]
     assert pusher.closed == []
 
 
@@ -404,18 +379,18 @@ def test_disconnect_answers_its_receipt_releases_leases_and_closes(
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given a client-individual subscriber holding a message
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/held", ack="client-individual")
-    _say("c1", "SEND", "x", destination="/queue/held")
+    say("c1", "SEND", "x", destination="/queue/held")
     sessions.pump("held")
-    assert len(_got(pusher, "c1", "MESSAGE")) == 1
+    assert len(got(pusher, "c1", "MESSAGE")) == 1
 
     # When it sends DISCONNECT asking for a receipt
-    _say("c1", "DISCONNECT", receipt="bye")
+    say("c1", "DISCONNECT", receipt="bye")
 
     # Then the receipt is its last frame, the socket is closed, and the message it held is
     # back in the queue at once
-    assert _got(pusher, "c1")[-1] == Frame("RECEIPT", (("receipt-id", "bye"),))
+    assert got(pusher, "c1")[-1] == Frame("RECEIPT", (("receipt-id", "bye"),))
     assert pusher.closed == ["c1"]
     assert _counts(broker, "held") == (1, 0)
 
@@ -424,9 +399,9 @@ def test_send_headers_become_message_fields(
     pusher: RecordingPusher, broker: QueueService, clock: ManualClock
 ) -> None:
     # Given a connected session
-    _session("c1")
+    stomp_session("c1")
     # When it sends a grouped message to a FIFO queue, and one with a scheduled delay
-    _say(
+    say(
         "c1",
         "SEND",
         "grouped",
@@ -436,7 +411,7 @@ def test_send_headers_become_message_fields(
         priority="4",
         color="blue",
     )
-    _say("c1", "SEND", "later", destination="/queue/delayed", AMQ_SCHEDULED_DELAY="1500")
+    say("c1", "SEND", "later", destination="/queue/delayed", AMQ_SCHEDULED_DELAY="1500")
 
     # Then a receiver gets the group id, and the other headers as attributes (STOMP's own
     # persistent and priority are not attributes)
@@ -453,7 +428,7 @@ def test_topic_messages_reach_live_stomp_and_json_subscribers(
 ) -> None:
     # Given a STOMP subscriber of prices.* and a JSON subscriber of prices.>
     dispatch = DispatchFunction(aws, sessions, monkeypatch)
-    _session("stomp")
+    stomp_session("stomp")
     handle_event(websocket_event("CONNECT", "json"))
     _sub("stomp", "/topic/prices.*", ack="client-individual")
     handle_event(
@@ -462,17 +437,17 @@ def test_topic_messages_reach_live_stomp_and_json_subscribers(
         )
     )
     # When a message is sent to prices.acme and the dispatch function gets its record
-    _say("stomp", "SEND", "42", destination="/topic/prices.acme", currency="EUR")
+    say("stomp", "SEND", "42", destination="/topic/prices.acme", currency="EUR")
     assert dispatch() == {"batchItemFailures": []}
 
     # Then each subscriber gets it once, in its own protocol, with its headers
-    [message] = _got(pusher, "stomp", "MESSAGE")
+    [message] = got(pusher, "stomp", "MESSAGE")
     assert message.header("destination") == "/topic/prices.acme"
     assert message.header("currency") == "EUR"
     [json_message] = [f for f in pusher.json_frames("json") if f["type"] == "message"]
     assert (json_message["body"], json_message["subscription"]) == ("42", "j")
     # When the STOMP subscriber acks it (a topic message needs no ack)
-    _say("stomp", "ACK", id=message.header("ack") or "", receipt="fine")
+    say("stomp", "ACK", id=message.header("ack") or "", receipt="fine")
     # Then that is accepted
     assert _receipts(pusher, "stomp")[-1] == "fine"
 
@@ -482,32 +457,32 @@ def test_a_durable_subscription_keeps_messages_while_the_subscriber_is_away(
 ) -> None:
     # Given a durable subscriber of audit.> that disconnected
     durable = {"activemq.subscriptionName": "auditor"}
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/topic/audit.>", ack="client-individual", **durable)
-    _say("c1", "DISCONNECT")
+    say("c1", "DISCONNECT")
     # and a message published to audit.login while nobody is connected
-    _session("producer")
-    _say("producer", "SEND", "who", destination="/topic/audit.login")
+    stomp_session("producer")
+    say("producer", "SEND", "who", destination="/topic/audit.login")
 
     # When the subscriber comes back under the same subscription name
-    _session("c2")
+    stomp_session("c2")
     _sub("c2", "/topic/audit.>", ack="client-individual", **durable)
 
     # Then it gets the message published while it was away
-    [message] = _got(pusher, "c2", "MESSAGE")
+    [message] = got(pusher, "c2", "MESSAGE")
     assert message.body == b"who"
     assert message.header("destination") == "/topic/audit.login"
 
     # When it UNSUBSCRIBEs naming the subscription
     assert [s.name for s in topics.subscriptions(ANONYMOUS)] == ["auditor"]
-    _say("c2", "UNSUBSCRIBE", id="0", **durable)
+    say("c2", "UNSUBSCRIBE", id="0", **durable)
     # Then the subscription is deleted (GET /subscriptions lists none)
     assert topics.subscriptions(ANONYMOUS) == []
 
 
 def test_the_first_of_repeated_headers_wins(pusher: RecordingPusher, broker: QueueService) -> None:
     # Given a connected session
-    _session("c1")
+    stomp_session("c1")
     # When it sends a SEND naming two destinations and two colours
     handle_event(
         websocket_event(
@@ -527,7 +502,7 @@ def test_a_nul_inside_a_body_with_content_length_arrives_whole(
     pusher: RecordingPusher, sessions: Sessions
 ) -> None:
     # Given a subscriber of a queue
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/nul")
     # When a SEND's body holds a NUL and its content-length covers the whole body
     body = "before\x00after"
@@ -540,7 +515,7 @@ def test_a_nul_inside_a_body_with_content_length_arrives_whole(
     )
     sessions.pump("nul")
     # Then the subscriber gets the whole body
-    [message] = _got(pusher, "c1", "MESSAGE")
+    [message] = got(pusher, "c1", "MESSAGE")
     assert message.body == body.encode()
 
 
@@ -555,11 +530,11 @@ def test_an_ack_reads_its_connection_subscription_and_consumer_in_one_request(
     """What the ACK costs is the point (how many reads API Gateway's request pays for): it
     is metered as AWS bills it (`mqless_cli.billing`, as test_costs.py does)."""
     # Given a client-individual subscriber that holds a message
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/q", ack="client-individual")
-    _say("c1", "SEND", "x", destination="/queue/q")
+    say("c1", "SEND", "x", destination="/queue/q")
     sessions.pump("q")
-    [message] = _got(pusher, "c1", "MESSAGE")
+    [message] = got(pusher, "c1", "MESSAGE")
 
     # When it ACKs the message, through a function instance that never read the connection
     # (the one that did remembers it: test_stomp_function_instances.py)
@@ -567,7 +542,7 @@ def test_an_ack_reads_its_connection_subscription_and_consumer_in_one_request(
     monkeypatch.setattr(wiring, "sessions", lambda: another)
     meter = Meter()
     with observing_moto(meter):
-        _say("c1", "ACK", id=message.header("ack") or "", receipt="done")
+        say("c1", "ACK", id=message.header("ack") or "", receipt="done")
     used = meter.usage()
 
     # Then the message is acked
@@ -585,11 +560,11 @@ def test_an_ack_after_unsubscribe_in_the_same_message_is_refused_as_unsubscribed
     pusher: RecordingPusher, sessions: Sessions, broker: QueueService
 ) -> None:
     # Given a client-individual subscriber that holds a message
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/q", ack="client-individual")
-    _say("c1", "SEND", "x", destination="/queue/q")
+    say("c1", "SEND", "x", destination="/queue/q")
     sessions.pump("q")
-    [message] = _got(pusher, "c1", "MESSAGE")
+    [message] = got(pusher, "c1", "MESSAGE")
 
     # When one WebSocket message carries UNSUBSCRIBE and then an ACK of that message
     frames = f"UNSUBSCRIBE\nid:0\n\n\x00ACK\nid:{message.header('ack')}\n\n\x00"
@@ -607,19 +582,19 @@ def test_a_subscription_past_those_read_with_the_connection_is_still_acked(
 ) -> None:
     # Given a connection with 12 client-individual subscriptions (more than are read with
     # the connection), and a message held by the one whose id sorts last
-    _session("c1")
+    stomp_session("c1")
     for n in range(12):
         _sub("c1", f"/queue/q{n}", sub_id=f"s{n:02d}", ack="client-individual")
-    _say("c1", "SEND", "x", destination="/queue/q11")
+    say("c1", "SEND", "x", destination="/queue/q11")
     sessions.pump("q11")
-    [message] = _got(pusher, "c1", "MESSAGE")
+    [message] = got(pusher, "c1", "MESSAGE")
     assert message.header("subscription") == "s11"
 
     # When it is ACKed
-    _say("c1", "ACK", id=message.header("ack") or "", receipt="done")
+    say("c1", "ACK", id=message.header("ack") or "", receipt="done")
 
     # Then it is acked like any other
-    assert _got(pusher, "c1", "ERROR") == []
+    assert got(pusher, "c1", "ERROR") == []
     assert _receipts(pusher, "c1")[-1] == "done"
     assert _counts(broker, "q11") == (0, 0)
 
@@ -633,9 +608,9 @@ def _hundred_pushed_of_300(
     for start in range(0, 300, 10):
         entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
         broker.send_batch(ANONYMOUS, queue, entries)
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", f"/queue/{queue}", ack="client-individual", **{"activemq.prefetchSize": "100"})
-    return _got(pusher, "c1", "MESSAGE")
+    return got(pusher, "c1", "MESSAGE")
 
 
 def test_a_message_nacked_behind_the_leased_segments_a_look_passed_is_the_next_pushed(
@@ -646,19 +621,19 @@ def test_a_message_nacked_behind_the_leased_segments_a_look_passed_is_the_next_p
     # pump's look began past the leased segments, and the next would begin there too)
     first = _hundred_pushed_of_300(broker, pusher, "nacked")
     for message in first[:50]:
-        _say("c1", "ACK", id=message.header("ack") or "")
-    assert len(_got(pusher, "c1", "MESSAGE")) == 150
+        say("c1", "ACK", id=message.header("ack") or "")
+    assert len(got(pusher, "c1", "MESSAGE")) == 150
 
     # When it NACKs one of the leased ones, then acks the others of its push
-    _say("c1", "NACK", id=first[60].header("ack") or "")
+    say("c1", "NACK", id=first[60].header("ack") or "")
     for message in first[50:60] + first[61:100]:
-        _say("c1", "ACK", id=message.header("ack") or "")
+        say("c1", "ACK", id=message.header("ack") or "")
 
     # Then the refused message is among the next pushed (the oldest free one), not left
     # behind the run the earlier look passed
-    later = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[150:]]
+    later = [m.header("message-id") for m in got(pusher, "c1", "MESSAGE")[150:]]
     assert first[60].header("message-id") in later
-    assert _got(pusher, "c1", "ERROR") == []
+    assert got(pusher, "c1", "ERROR") == []
 
 
 def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pushed_again(
@@ -669,8 +644,8 @@ def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pus
     # pump's look began past the leased segments, and the next would begin there too)
     first = _hundred_pushed_of_300(broker, pusher, "lapsed", visibility_timeout=1)
     for message in first[:50]:
-        _say("c1", "ACK", id=message.header("ack") or "")
-    assert len(_got(pusher, "c1", "MESSAGE")) == 150
+        say("c1", "ACK", id=message.header("ack") or "")
+    assert len(got(pusher, "c1", "MESSAGE")) == 150
 
     # When their one-second leases run out unacked (sooner than the look's memory of the
     # run would lapse) and the sweeper's pump comes
@@ -678,7 +653,7 @@ def test_messages_whose_leases_ran_out_behind_the_segments_a_look_passed_are_pus
     sessions.pump("lapsed")
 
     # Then the oldest of them are pushed again first, not the messages after the run
-    again = [m.header("message-id") for m in _got(pusher, "c1", "MESSAGE")[150:]]
+    again = [m.header("message-id") for m in got(pusher, "c1", "MESSAGE")[150:]]
     assert again[:10] == [m.header("message-id") for m in first[50:60]]
 
 
@@ -688,9 +663,9 @@ def test_expires_is_measured_against_the_broker_clock(
     # Given a broker whose clock is a day ahead of the host's wall clock, and two messages
     # sent over STOMP: one expiring a minute from now on that clock, one in an hour
     clock.advance(24 * 60 * 60)
-    _session("c1")
-    _say("c1", "SEND", "soon", destination="/queue/q", expires=str(clock.now_ms() + 60_000))
-    _say("c1", "SEND", "later", destination="/queue/q", expires=str(clock.now_ms() + 3_600_000))
+    stomp_session("c1")
+    say("c1", "SEND", "soon", destination="/queue/q", expires=str(clock.now_ms() + 60_000))
+    say("c1", "SEND", "later", destination="/queue/q", expires=str(clock.now_ms() + 3_600_000))
 
     # When two minutes pass on the broker's clock and a consumer subscribes
     clock.advance(120)
@@ -698,7 +673,7 @@ def test_expires_is_measured_against_the_broker_clock(
     sessions.pump("q")
 
     # Then only the message whose expiry is still ahead arrives
-    assert [m.body for m in _got(pusher, "c1", "MESSAGE")] == [b"later"]
+    assert [m.body for m in got(pusher, "c1", "MESSAGE")] == [b"later"]
 
 
 def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once_a_round(
@@ -710,18 +685,18 @@ def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once_a_roun
     first = _hundred_pushed_of_300(broker, pusher, "deep")
     assert len(first) == 100
     for message in first[:49]:
-        _say("c1", "ACK", id=message.header("ack") or "")
+        say("c1", "ACK", id=message.header("ack") or "")
 
     # When it acks the 50th, freeing the credit that held the other 200 back
     meter = Meter()
     with observing_moto(meter):
-        _say("c1", "ACK", id=first[49].header("ack") or "")
+        say("c1", "ACK", id=first[49].header("ack") or "")
     used = meter.usage()
 
     # Then 50 more are pushed, and the pump read the shard's index once a round of ten
     # (a receive's most), one page of four segments, 0.5 read units, five times: each look
     # began past the leased ones, where the look before found them held (three pages from
     # the floor each before)
-    assert len(_got(pusher, "c1", "MESSAGE")) == 150
+    assert len(got(pusher, "c1", "MESSAGE")) == 150
     index = f"{aws.settings.messages_table} I#deep#0"
     assert used.partition_read_units[index] == 5 * 0.5

@@ -22,6 +22,7 @@ from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame
 from tests.component.conftest import RecordingPusher
 from tests.lambda_support import websocket_event
+from tests.stomp_frames_sent import got, say, stomp_session
 
 
 @pytest.fixture(autouse=True)
@@ -31,33 +32,14 @@ def _wired(sessions: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "connection_store", lambda: sessions.live)
 
 
-def _say(connection_id: str, command: str, body: str = "", **headers: str) -> None:
-    names_ = {k: k.replace("_", "-") for k in headers}
-    lines = [command] + [f"{names_[k]}:{v}" for k, v in headers.items()]
-    handle_event(
-        websocket_event("MESSAGE", connection_id, "\n".join(lines) + "\n\n" + body + "\x00")
-    )
-
-
-def _session(connection_id: str) -> None:
-    handle_event(
-        websocket_event("CONNECT", connection_id, **{"Sec-WebSocket-Protocol": "v12.stomp"})
-    )
-    _say(connection_id, "CONNECT", accept_version="1.2", host="/")
-
-
-def _got(pusher: RecordingPusher, connection_id: str, command: str) -> list[Frame]:
-    return [f for f in pusher.stomp_frames(connection_id) if f.command == command]
-
-
 def _request(sessions: Sessions, pusher: RecordingPusher) -> Frame:
     """The requester subscribes to its temp queue and sends a request; the responder
     receives it. Returns the request as the responder got it."""
-    _session("requester")
-    _session("responder")
-    _say("responder", "SUBSCRIBE", id="0", destination="/queue/requests")
-    _say("requester", "SUBSCRIBE", id="r", destination="/temp-queue/replies")
-    _say(
+    stomp_session("requester")
+    stomp_session("responder")
+    say("responder", "SUBSCRIBE", id="0", destination="/queue/requests")
+    say("requester", "SUBSCRIBE", id="r", destination="/temp-queue/replies")
+    say(
         "requester",
         "SEND",
         "what time is it?",
@@ -66,7 +48,7 @@ def _request(sessions: Sessions, pusher: RecordingPusher) -> Frame:
         correlation_id="corr-7",
     )
     sessions.pump("requests")  # the stream record's doing when deployed
-    [request] = _got(pusher, "responder", "MESSAGE")
+    [request] = got(pusher, "responder", "MESSAGE")
     return request
 
 
@@ -80,7 +62,7 @@ def test_a_reply_sent_to_reply_to_reaches_the_requester_with_its_correlation_id(
     assert request.header("correlation-id") == "corr-7"
 
     # When the responder sends its reply to the reply-to it got
-    _say(
+    say(
         "responder",
         "SEND",
         "noon",
@@ -91,8 +73,8 @@ def test_a_reply_sent_to_reply_to_reaches_the_requester_with_its_correlation_id(
     sessions.pump(real)
 
     # Then the requester receives it on its temp queue, with the same correlation-id
-    assert _got(pusher, "responder", "ERROR") == []
-    [reply] = _got(pusher, "requester", "MESSAGE")
+    assert got(pusher, "responder", "ERROR") == []
+    [reply] = got(pusher, "requester", "MESSAGE")
     assert reply.body == b"noon"
     assert reply.header("correlation-id") == "corr-7"
     assert reply.header("destination") == "/temp-queue/replies"
@@ -112,8 +94,8 @@ def test_a_temp_queue_is_deleted_when_its_connection_goes(
     # Then the queue is gone, and a late reply to it is refused, not queued in a new one
     with pytest.raises(QueueNotFound):
         broker.get_queue(ANONYMOUS, real)
-    _say("responder", "SEND", "late", destination=f"/remote-temp-queue/{real}")
-    [error] = _got(pusher, "responder", "ERROR")
+    say("responder", "SEND", "late", destination=f"/remote-temp-queue/{real}")
+    [error] = got(pusher, "responder", "ERROR")
     assert "does not exist" in (error.header("message") or "")
     with pytest.raises(QueueNotFound):
         broker.get_queue(ANONYMOUS, real)
@@ -128,10 +110,10 @@ def test_another_connection_may_not_receive_from_a_temp_queue(
     real = names.temp_queue_name("requester", "replies")
 
     # When the responder subscribes to it, by either name
-    _say("responder", "SUBSCRIBE", id="steal", destination=how.format(real=real))
+    say("responder", "SUBSCRIBE", id="steal", destination=how.format(real=real))
 
     # Then it gets an ERROR saying the queue is another connection's
-    [error] = _got(pusher, "responder", "ERROR")
+    [error] = got(pusher, "responder", "ERROR")
     assert "belongs to another connection" in (error.header("message") or "")
 
 
@@ -139,30 +121,30 @@ def test_the_same_temp_queue_name_on_two_connections_is_two_queues(
     pusher: RecordingPusher, sessions: Sessions
 ) -> None:
     # Given two connections that each subscribe to /temp-queue/replies
-    _session("a")
-    _session("b")
-    _say("a", "SUBSCRIBE", id="0", destination="/temp-queue/replies")
-    _say("b", "SUBSCRIBE", id="0", destination="/temp-queue/replies")
+    stomp_session("a")
+    stomp_session("b")
+    say("a", "SUBSCRIBE", id="0", destination="/temp-queue/replies")
+    say("b", "SUBSCRIBE", id="0", destination="/temp-queue/replies")
 
     # When a sends to its own temp queue
-    _say("a", "SEND", "mine", destination="/temp-queue/replies")
+    say("a", "SEND", "mine", destination="/temp-queue/replies")
     sessions.pump(names.temp_queue_name("a", "replies"))
     sessions.pump(names.temp_queue_name("b", "replies"))
 
     # Then only a receives it
-    assert [f.body for f in _got(pusher, "a", "MESSAGE")] == [b"mine"]
-    assert _got(pusher, "b", "MESSAGE") == []
+    assert [f.body for f in got(pusher, "a", "MESSAGE")] == [b"mine"]
+    assert got(pusher, "b", "MESSAGE") == []
 
 
 def test_a_temp_queue_name_too_long_for_a_queue_name_is_an_error(
     pusher: RecordingPusher,
 ) -> None:
     # Given a connection; When it subscribes to a temp queue of 53 characters
-    _session("c1")
-    _say("c1", "SUBSCRIBE", id="0", destination="/temp-queue/" + "x" * 53)
+    stomp_session("c1")
+    say("c1", "SUBSCRIBE", id="0", destination="/temp-queue/" + "x" * 53)
 
     # Then it gets an ERROR that says how long a name may be
-    [error] = _got(pusher, "c1", "ERROR")
+    [error] = got(pusher, "c1", "ERROR")
     assert "use 1-52 characters" in (error.header("message") or "")
 
 
@@ -170,14 +152,14 @@ def test_a_reply_to_that_is_no_temp_queue_travels_unchanged(
     pusher: RecordingPusher, sessions: Sessions, aws: Any
 ) -> None:
     # Given a responder; When a request names a plain queue as reply-to
-    _session("requester")
-    _session("responder")
-    _say("responder", "SUBSCRIBE", id="0", destination="/queue/requests")
-    _say("requester", "SEND", "q", destination="/queue/requests", reply_to="/queue/answers")
+    stomp_session("requester")
+    stomp_session("responder")
+    say("responder", "SUBSCRIBE", id="0", destination="/queue/requests")
+    say("requester", "SEND", "q", destination="/queue/requests", reply_to="/queue/answers")
     sessions.pump("requests")
 
     # Then the responder gets it as sent
-    [request] = _got(pusher, "responder", "MESSAGE")
+    [request] = got(pusher, "responder", "MESSAGE")
     assert request.header("reply-to") == "/queue/answers"
 
 
