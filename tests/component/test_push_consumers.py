@@ -24,7 +24,6 @@ from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
-from mqless.storage.connection_store import ConnectionStore
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.envelope import EnvelopeCipher, KmsKeyProvider
 from mqless.storage.log import LogStore
@@ -33,7 +32,7 @@ from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.billing import Meter, observing_moto
 from tests.call_counts import count_calls
-from tests.component.conftest import Aws, RecordingPusher
+from tests.component.conftest import Aws, RecordingPusher, build_sessions
 from tests.component.dispatch_function import DispatchFunction
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -1145,28 +1144,6 @@ def test_a_consumer_fed_only_by_the_dispatch_function_still_gets_what_waits_behi
     ]
 
 
-def _another_container(
-    aws: Aws, broker: QueueService, pusher: RecordingPusher, clock: ManualClock
-) -> Sessions:
-    """The sessions of another Lambda container: nothing in memory shared with the test's."""
-    cipher = EnvelopeCipher(KmsKeyProvider(aws.kms, aws.settings.kms_key_id), clock)
-    table = aws.settings.destinations_table
-    return Sessions(
-        dynamodb=aws.dynamodb,
-        table_name=table,
-        live=ConnectionStore(aws.dynamodb, table, clock),
-        consumers=assembly.build_queue_consumers(aws.dynamodb, table, broker, pusher, clock),
-        queues=broker,
-        topics=assembly.build_topic_service(
-            aws.settings, dynamodb=aws.dynamodb, kms=aws.kms, cipher=cipher, time=clock
-        ),
-        pusher=pusher,
-        cipher=cipher,
-        clock=clock,
-        log=LogStore(aws.dynamodb, aws.settings.messages_table),
-    )
-
-
 def test_a_stream_batch_for_a_queue_nobody_is_pushed_reads_its_consumers_once(
     broker: QueueService,
     send: Send,
@@ -1214,7 +1191,7 @@ def test_a_consumer_that_subscribes_in_another_container_is_pushed_the_next_batc
 
     # When a consumer subscribes through another container (its pump takes what waits),
     # then two more batches arrive
-    other = _another_container(aws, broker, pusher, clock)
+    other = build_sessions(aws, broker, clock, pusher)  # another container's
     _connect(other, "c1")
     _subscribe(other, "c1", "joined", prefetch=10)
     assert _bodies(pusher, "c1") == ["before"]
