@@ -148,6 +148,17 @@ def table_contents(db: Any) -> list[str]:
     return sorted(json.dumps(i, sort_keys=True) for i in db.scan(TableName=TABLE)["Items"])
 
 
+def answer_of(call: Callable[..., Any], **request: Any) -> Any:
+    """What moto answers a request: its result (without ResponseMetadata), or its error's
+    code and message."""
+    try:
+        result = call(**request)
+    except ClientError as refused:
+        return (refused.response["Error"]["Code"], refused.response["Error"]["Message"])
+    result.pop("ResponseMetadata", None)
+    return result
+
+
 def same_on_plain_and_fixed_moto(scenario: Callable[[Any, Any], Any]) -> Any:
     """Run `scenario(db, streams)` on plain moto, then on fixed moto; both results."""
     with moto(fixed=False) as (db, streams):

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from mqless_cli.local.moto_fixes import reserved_words_looked_up_by_name
-from tests.component.test_moto_fixes import TABLE, key, moto
+from tests.component.test_moto_fixes import TABLE, answer_of, key, moto
 
 
 @pytest.fixture(autouse=True)
@@ -39,14 +38,7 @@ def answers(fixed: bool) -> list[Any]:
             request: dict[str, Any] = {"TableName": TABLE, "Key": key("p", "a"), **extra}
             if operation == "update_item":
                 request["ExpressionAttributeValues"] = {":v": {"N": "2"}}
-            try:
-                result = getattr(db, operation)(**request)
-                result.pop("ResponseMetadata", None)
-                found.append(result)
-            except ClientError as refused:
-                found.append(
-                    (refused.response["Error"]["Code"], refused.response["Error"]["Message"])
-                )
+            found.append(answer_of(getattr(db, operation), **request))
     return found
 
 

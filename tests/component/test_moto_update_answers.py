@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.call_counts import count_calls
-from tests.component.test_moto_fixes import TABLE, key, moto
+from tests.component.test_moto_fixes import TABLE, answer_of, key, moto
 
 
 @pytest.fixture(autouse=True)
@@ -56,14 +56,7 @@ def answers(updates: list[tuple[str, tuple[str, dict[str, Any] | None], str]], f
                 if "if_not_exists" in expression:
                     values[":e"] = {"L": []}
                 request["ExpressionAttributeValues"] = values
-            try:
-                result = db.update_item(**request)
-                result.pop("ResponseMetadata", None)
-                found.append(result)
-            except ClientError as refused:
-                found.append(
-                    (refused.response["Error"]["Code"], refused.response["Error"]["Message"])
-                )
+            found.append(answer_of(db.update_item, **request))
     return found
 
 
