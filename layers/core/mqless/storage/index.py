@@ -54,6 +54,7 @@ from mqless.storage.segments import (
     NewRef,
     Segment,
     cursor_from_item,
+    segment_key,
 )
 from mqless.storage.whole_writes import whole_claim, whole_holds
 
@@ -141,9 +142,7 @@ class IndexStore:
         with translated_errors():
             found = self._db.get_item(
                 TableName=self._table,
-                Key=to_wire(
-                    {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
-                ),
+                Key=to_wire(segment_key(queue, shard, seq)),
                 ConsistentRead=True,
             )
         return segment_from_wire(queue, shard, found["Item"]) if "Item" in found else None
@@ -369,8 +368,7 @@ class IndexStore:
 
     def _written(self, queue: str, shard: int, seq: int, write: SegmentUpdate) -> bool:
         """Make a conditional update of a segment that needs no answer; whether it was made."""
-        key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
-        return segment_written(self._db, self._table, key, write)
+        return segment_written(self._db, self._table, segment_key(queue, shard, seq), write)
 
     def _conditional_update(
         self, queue: str, shard: int, seq: int, write: SegmentUpdate

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mqless.storage import keys
 from mqless.storage.dynamo import conditional_write, from_wire, to_wire
-from mqless.storage.segments import SETTLED, Hold, Segment, segment_from_item
+from mqless.storage.segments import SETTLED, Hold, Segment, segment_from_item, segment_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -105,8 +105,7 @@ def update_segment(
 ) -> Segment:
     """Make `write` to one existing segment of a standard queue's shard; the segment after
     it. Raises SegmentChanged if its condition failed (nothing was written)."""
-    key = {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
-    item = updated_segment_item(db, table, key, write)
+    item = updated_segment_item(db, table, segment_key(queue, shard, seq), write)
     return segment_from_item(queue, shard, item)
 
 

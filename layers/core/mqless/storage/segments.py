@@ -238,6 +238,11 @@ def _entry_bytes(until: int, count: int, reason: str) -> int:
     return 45 + 1 + 9 + 7 + 4 + 7 + (len(reason.encode()) + 1 if reason else 0)
 
 
+def segment_key(queue: str, shard: int, seq: int) -> dict[str, str]:
+    """The key of segment `seq` of a standard queue's shard."""
+    return {"pk": keys.index_partition(queue, shard), "sk": keys.segment_key(seq)}
+
+
 def cursor_from_item(item: dict[str, Any]) -> Cursor:
     """A shard's cursor, as read from its item."""
     return Cursor(
