@@ -14,7 +14,8 @@ from mqless import wiring
 from mqless.storage.dynamo import from_wire
 from mqless.transports.websocket.sessions import Sessions
 from tests.component.conftest import RecordingPusher
-from tests.component.test_selector_subscriptions import _bodies, _got, _say, _session
+from tests.component.test_selector_subscriptions import _bodies
+from tests.stomp_frames_sent import got, say, stomp_session
 
 
 @pytest.fixture(autouse=True)
@@ -43,24 +44,24 @@ def test_advisory_subscriber_is_told_when_queue_consumers_start_and_stop(
     pusher: RecordingPusher, sessions: Sessions, aws: Any
 ) -> None:
     # Given a client watching the consumer advisories of queue `orders`
-    _session("watch")
-    _say("watch", "SUBSCRIBE", id="0", destination="/topic/ActiveMQ.Advisory.Consumer.Queue.orders")
+    stomp_session("watch")
+    say("watch", "SUBSCRIBE", id="0", destination="/topic/ActiveMQ.Advisory.Consumer.Queue.orders")
     done: set[str] = set()
 
     # When two consumers subscribe to the queue, then one disconnects
-    _session("c1")
-    _session("c2")
-    _say("c1", "SUBSCRIBE", id="0", destination="/queue/orders")
+    stomp_session("c1")
+    stomp_session("c2")
+    say("c1", "SUBSCRIBE", id="0", destination="/queue/orders")
     _deliver_new(sessions, aws, done)
-    _say("c2", "SUBSCRIBE", id="0", destination="/queue/orders")
+    say("c2", "SUBSCRIBE", id="0", destination="/queue/orders")
     _deliver_new(sessions, aws, done)
-    _say("c1", "DISCONNECT")
+    say("c1", "DISCONNECT")
     _deliver_new(sessions, aws, done)
 
     # Then it was told of each change, with the count after it
     told = [
         (m.header("advisoryType"), m.header("consumerCount"))
-        for m in _got(pusher, "watch", "MESSAGE")
+        for m in got(pusher, "watch", "MESSAGE")
     ]
     assert told == [("ConsumerInfo", "1"), ("ConsumerInfo", "2"), ("RemoveInfo", "1")]
     body = json.loads(_bodies(pusher, "watch")[0])
@@ -75,23 +76,23 @@ def test_topic_subscribers_are_advised_by_topic_name_and_wildcard_patterns_are_n
     pusher: RecordingPusher, sessions: Sessions, aws: Any
 ) -> None:
     # Given a client watching every topic consumer advisory
-    _session("watch")
-    _say("watch", "SUBSCRIBE", id="0", destination="/topic/ActiveMQ.Advisory.Consumer.Topic.>")
+    stomp_session("watch")
+    say("watch", "SUBSCRIBE", id="0", destination="/topic/ActiveMQ.Advisory.Consumer.Topic.>")
     done: set[str] = set()
 
     # When a client subscribes to a wildcard pattern, leaves it, then subscribes to a topic
-    _session("c1")
-    _say("c1", "SUBSCRIBE", id="p", destination="/topic/prices.*")
-    _say("c1", "UNSUBSCRIBE", id="p")
+    stomp_session("c1")
+    say("c1", "SUBSCRIBE", id="p", destination="/topic/prices.*")
+    say("c1", "UNSUBSCRIBE", id="p")
     _deliver_new(sessions, aws, done)
-    nothing = _got(pusher, "watch", "MESSAGE")
-    _say("c1", "SUBSCRIBE", id="q", destination="/topic/prices.acme")
+    nothing = got(pusher, "watch", "MESSAGE")
+    say("c1", "SUBSCRIBE", id="q", destination="/topic/prices.acme")
     _deliver_new(sessions, aws, done)
 
     # Then a pattern (no topic name: `*` and `>` may not be in one) made no advisory, and the
     # topic's did, with its count
     assert nothing == []
-    [started] = _got(pusher, "watch", "MESSAGE")
+    [started] = got(pusher, "watch", "MESSAGE")
     assert started.header("destination") == "/topic/ActiveMQ.Advisory.Consumer.Topic.prices.acme"
     assert (started.header("advisoryType"), started.header("consumerCount")) == (
         "ConsumerInfo",
@@ -101,9 +102,9 @@ def test_topic_subscribers_are_advised_by_topic_name_and_wildcard_patterns_are_n
 
 def test_no_advisory_is_published_when_nobody_listens(sessions: Sessions, aws: Any) -> None:
     # Given no advisory subscriber / When consumers come and go
-    _session("c1")
-    _say("c1", "SUBSCRIBE", id="0", destination="/queue/quiet")
-    _say("c1", "SUBSCRIBE", id="1", destination="/topic/news")
-    _say("c1", "DISCONNECT")
+    stomp_session("c1")
+    say("c1", "SUBSCRIBE", id="0", destination="/queue/quiet")
+    say("c1", "SUBSCRIBE", id="1", destination="/topic/news")
+    say("c1", "DISCONNECT")
     # Then nothing was published (no write for presence)
     assert _published(aws) == []

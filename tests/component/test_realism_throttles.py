@@ -22,8 +22,9 @@ from mqless.transports.websocket.sessions import Sessions
 from mqless_cli.local.realism import parse_realism, realistic_aws
 from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
-from tests.component.test_stomp_sessions import _got, _say, _session, _sub
+from tests.component.test_stomp_sessions import _sub
 from tests.lambda_support import websocket_event
+from tests.stomp_frames_sent import got, say, stomp_session
 
 Q = "/queues/orders"
 
@@ -134,17 +135,17 @@ def test_a_stomp_send_aws_throttles_is_an_error_that_says_to_retry(
     pusher: RecordingPusher, no_backoff_sleep: list[float], spec: str
 ) -> None:
     # Given a connected STOMP client
-    _session("c1")
+    stomp_session("c1")
 
     # When it sends while AWS throttles every request
     with _throttled(spec):
-        _say("c1", "SEND", "hello", destination="/queue/orders", receipt="s1")
+        say("c1", "SEND", "hello", destination="/queue/orders", receipt="s1")
 
     # Then it gets an ERROR telling it to retry, not a RECEIPT
-    (error,) = _got(pusher, "c1", "ERROR")
+    (error,) = got(pusher, "c1", "ERROR")
     assert "retry" in (error.header("message") or "")
     assert error.header("receipt-id") == "s1"
-    assert not [f for f in _got(pusher, "c1", "RECEIPT") if f.header("receipt-id") == "s1"]
+    assert not [f for f in got(pusher, "c1", "RECEIPT") if f.header("receipt-id") == "s1"]
 
 
 @pytest.mark.usefixtures("_wired")
@@ -152,27 +153,27 @@ def test_a_stomp_ack_aws_throttles_is_an_error_and_the_message_comes_back(
     pusher: RecordingPusher, sessions: Sessions, no_backoff_sleep: list[float]
 ) -> None:
     # Given a subscriber holding a message
-    _session("c1")
+    stomp_session("c1")
     _sub("c1", "/queue/orders", ack="client-individual")
-    _say("c1", "SEND", "kept", destination="/queue/orders")
+    say("c1", "SEND", "kept", destination="/queue/orders")
     sessions.pump("orders")
-    (message,) = _got(pusher, "c1", "MESSAGE")
+    (message,) = got(pusher, "c1", "MESSAGE")
 
     # When its ACK meets DynamoDB throttling every request
     with _throttled("dynamodb-throttle=1"):
-        _say("c1", "ACK", id=message.header("ack") or "", receipt="a1")
+        say("c1", "ACK", id=message.header("ack") or "", receipt="a1")
 
     # Then it gets an ERROR saying to retry and its socket is closed; the message was not
     # acked: once the gateway's $disconnect has released c1's leases, a new subscriber gets it
-    (error,) = _got(pusher, "c1", "ERROR")
+    (error,) = got(pusher, "c1", "ERROR")
     assert "retry" in (error.header("message") or "")
     assert error.header("receipt-id") == "a1"
     assert "c1" in pusher.closed
     handle_event(websocket_event("DISCONNECT", "c1"))
-    _session("c2")
+    stomp_session("c2")
     _sub("c2", "/queue/orders", ack="client-individual")
     sessions.pump("orders")
-    (again,) = _got(pusher, "c2", "MESSAGE")
+    (again,) = got(pusher, "c2", "MESSAGE")
     assert again.body == b"kept"
 
 
