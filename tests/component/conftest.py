@@ -78,7 +78,8 @@ def shared_aws() -> Iterator[Aws]:
             stack = provision(project_template(), dynamodb=dynamodb, kms=kms)
             settings = Settings.from_env(stack.environment("HttpApiFunction"))
             INLINE_DISPATCH.serve(settings)
-            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)
+            with INLINE_DISPATCH.clients_kept():
+                yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)
 
 
 @pytest.fixture
