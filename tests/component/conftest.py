@@ -21,7 +21,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
-from mqless import assembly
+from mqless import assembly, wiring
 from mqless.domain.clock import ManualClock
 from mqless.domain.queues.service import QueueService
 from mqless.settings import Settings
@@ -78,7 +78,29 @@ def shared_aws() -> Iterator[Aws]:
             stack = provision(project_template(), dynamodb=dynamodb, kms=kms)
             settings = Settings.from_env(stack.environment("HttpApiFunction"))
             INLINE_DISPATCH.serve(settings)
-            yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)
+            with INLINE_DISPATCH.clients_kept():
+                yield Aws(dynamodb=dynamodb, kms=kms, settings=settings, stack=stack)
+
+
+@pytest.fixture(scope="module")
+def wiring_clients_kept(shared_aws: Aws) -> Iterator[None]:
+    """The functions' boto3 clients (`mqless.wiring`) made once for the module, as a warm
+    Lambda container keeps them, not again after each test's `wiring.reset()`: a client
+    holds no data (the services over it are still rebuilt), and making one cost ~10-25 ms
+    CPU a test. For modules over one moto whose tests neither throttle nor retry (a
+    client's retry quota would carry over) nor change a client's event handlers."""
+    made: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+    make = wiring._client
+
+    def kept(service: str, **options: Any) -> Any:
+        key = (service, tuple(sorted(options.items())))
+        if key not in made:
+            made[key] = make(service, **options)
+        return made[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wiring, "_client", kept)
+        yield
 
 
 @pytest.fixture

@@ -41,6 +41,9 @@ from tests.lambda_support import (
     websocket_event,
 )
 
+# the functions' boto3 clients are made once for the module (tests/component/conftest.py)
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")
+
 ACTIONS = ("send", "receive", "admin")
 ALLOWED = "alice"
 REFUSED = "mallory"

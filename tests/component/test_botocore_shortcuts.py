@@ -121,12 +121,17 @@ def parsed_query(items: list[dict[str, Any]]) -> Any:
 
 @functools.cache
 def _query_output_shape() -> Any:
-    """DynamoDB's Query output shape, loaded once: a new botocore session reads the service
-    model again (~20 ms), twice an example, which was two thirds of the property's time."""
+    """DynamoDB's Query output shape, loaded once (`_dynamodb_model`)."""
+    return _dynamodb_model().operation_model("Query").output_shape
+
+
+@functools.cache
+def _dynamodb_model() -> Any:
+    """DynamoDB's service model, loaded once, as a client's is: a new botocore session reads
+    it again (~20 ms), twice an example, which was most of the properties' time."""
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("dynamodb")
-    return model.operation_model("Query").output_shape
+    return botocore.session.get_session().get_service_model("dynamodb")
 
 
 @settings(max_examples=200, deadline=None)
@@ -197,12 +202,10 @@ def request_of(operation: str, values: dict[str, Any]) -> dict[str, Any]:
 
 def validated_and_serialized(operation: str, params: dict[str, Any]) -> Any:
     """botocore's validation report of a request, and its serialized body when valid."""
-    import botocore.session
     from botocore.serialize import create_serializer
     from botocore.validate import ParamValidator
 
-    model = botocore.session.get_session().get_service_model("dynamodb")
-    operation_model = model.operation_model(operation)
+    operation_model = _dynamodb_model().operation_model(operation)
     report = ParamValidator().validate(params, operation_model.input_shape)
     if report.has_errors():
         return "invalid", report.generate_report()

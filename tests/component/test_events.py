@@ -71,6 +71,9 @@ from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto fo
 )
 from tests.lambda_support import FakeLambdaContext
 
+# the functions' boto3 clients are made once for the module (tests/component/conftest.py)
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")
+
 
 def load(path: Path) -> dict[str, Any]:
     event: dict[str, Any] = json.loads(path.read_text())

@@ -29,6 +29,9 @@ from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto fo
 )
 from tests.lambda_support import http_event
 
+# the functions' boto3 clients are made once for the module (tests/component/conftest.py)
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")
+
 KIB = 1024
 Q = "/queues/orders"
 
