@@ -10,7 +10,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.context import start_as_current_context
+from botocore.context import get_context, start_as_current_context
+from botocore.regions import EndpointResolverBuiltins
 from botocore.useragent import UserAgentString, register_feature_id
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -246,3 +247,100 @@ def test_an_item_of_numbers_is_validated_and_written_without_a_walk_per_number(
     assert json.loads(request["body"])["Item"] == item
     assert checked() < 5
     assert written() < 10
+
+
+def endpoint_clients() -> list[Any]:
+    """Clients whose endpoint parameters differ: services, regions, FIPS, dual-stack, an
+    endpoint URL, account-id endpoint modes, an account id in the credentials."""
+    session = boto3.session.Session(
+        aws_access_key_id="a", aws_secret_access_key="b", aws_account_id="123456789012"
+    )
+    return [
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("dynamodbstreams", region_name="eu-west-1"),
+        boto3.client("kms", region_name="us-east-1"),
+        boto3.client(
+            "dynamodb", region_name="us-gov-west-1", config=Config(use_fips_endpoint=True)
+        ),
+        boto3.client(
+            "dynamodb", region_name="us-east-1", config=Config(use_dualstack_endpoint=True)
+        ),
+        boto3.client("dynamodb", region_name="us-east-1", endpoint_url="http://localhost:4566"),
+        session.client(
+            "dynamodb", region_name="us-east-1", config=Config(account_id_endpoint_mode="required")
+        ),
+        session.client("dynamodb", region_name="us-east-1"),
+    ]
+
+
+ENDPOINT_ARGUMENTS: list[dict[str, Any]] = [
+    {},
+    {"TableName": "t"},
+    {"TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/t"},
+    {"StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"},
+    {"TransactItems": [{"Put": {"TableName": "a"}}, {"Update": {"TableName": "b"}}]},
+    {"RequestItems": {"a": {}, "b": {}}},
+    {"KeyId": "k"},
+]
+"""Request arguments that some operations take endpoint parameters from."""
+
+
+def endpoints(made: list[Any]) -> list[Any]:
+    """For every client, operation and arguments: the endpoint parameters botocore resolves
+    and the feature ids it registers (or the error it raises), and the endpoint's URL."""
+    found: list[Any] = []
+    for client in made:
+        resolver = client._ruleset_resolver
+        model = client.meta.service_model
+        for name in model.operation_names:
+            operation = model.operation_model(name)
+            for arguments in ENDPOINT_ARGUMENTS:
+                with start_as_current_context():
+                    try:
+                        params = resolver._get_provider_params(operation, arguments, {})
+                        url = client._resolve_endpoint_ruleset(operation, arguments, {})[0]
+                        features = sorted(get_context().features)  # type: ignore[union-attr]
+                        found.append((name, params, url, features))
+                    except Exception as error:
+                        found.append((name, "raised", type(error).__name__, str(error)))
+    return found
+
+
+def test_endpoint_parameters_are_the_ones_botocore_resolves() -> None:
+    # Given clients of different services, regions and endpoint settings, and a handler that
+    # customizes a builtin for one of them
+    made = endpoint_clients()
+
+    def customized(builtins: dict[Any, Any], **_: Any) -> None:
+        builtins[EndpointResolverBuiltins.AWS_REGION] = "eu-central-1"
+
+    made[1].meta.events.register("before-endpoint-resolution.dynamodb-streams", customized)
+    expected = endpoints(made)
+    # When every operation's endpoint is resolved with the shortcuts on (twice: the second
+    # time from the plans the first made)
+    with botocore_shortcuts():
+        found = [endpoints(made), endpoints(made)]
+    # Then the parameters, features, URLs and errors are the ones botocore gives
+    assert found == [expected, expected]
+    assert any("eu-central-1" in str(entry) for entry in expected)
+    assert any(entry[1] == "raised" for entry in expected)
+
+
+def test_endpoint_parameters_are_not_asked_of_four_sources_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client, and botocore's look-up of a parameter's sources counted
+    from botocore.regions import EndpointRulesetResolver
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    operation = client.meta.service_model.operation_model("PutItem")
+    asked = count_calls(monkeypatch, EndpointRulesetResolver, "_resolve_param_from_context")
+    with botocore_shortcuts():
+        # When the endpoint of ten PutItem requests is resolved with the shortcuts on
+        urls = {
+            client._resolve_endpoint_ruleset(operation, {"TableName": f"t{n}"}, {})[0]
+            for n in range(10)
+        }
+    # Then each has its endpoint, and no parameter's sources were asked one by one
+    assert urls == {"https://dynamodb.us-east-1.amazonaws.com"}
+    assert asked() == 0
