@@ -751,3 +751,65 @@ def test_a_dynamodb_request_is_set_up_without_a_werkzeug_request(
     # Then every read answers, and no werkzeug request was made for any
     assert found == [item("p", "a", v={"N": "1"})] * 10
     assert made() == 0
+
+
+# ---- dynamo_results_converted_directly: items already written out ----------------------
+
+
+def written_out_result(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Query result as moto's handler gives it to `dynamo_to_dict`: each item written out
+    (`Item.to_json`: AttributeValues as plain maps), the last one still of DynamoTypes."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    out = [copy.deepcopy(i) for i in items]
+    if out:
+        out[-1] = {k: DynamoType(v) for k, v in out[-1].items()}
+    return {"Items": out, "Count": len(out), "ScannedCount": len(out)}
+
+
+def containers(value: Any) -> list[int]:
+    """The ids of every dict and list in `value`."""
+    if isinstance(value, dict):
+        return [id(value), *(i for v in value.values() for i in containers(v))]
+    if isinstance(value, list):
+        return [id(value), *(i for v in value for i in containers(v))]
+    return []
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.dictionaries(st.text(max_size=4), VALUES, max_size=4), max_size=3))
+def test_results_of_written_out_items_convert_as_moto_converts_them(
+    items: list[dict[str, Any]],
+) -> None:
+    # Given a result of items written out as plain maps (and one of DynamoTypes)
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    result = written_out_result(items)
+    expected = dynamo_to_dict(result)
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(result)
+    # Then the plain values are the same, in new maps and lists (none of the result's own)
+    assert found == expected
+    assert not set(containers(found)) & set(containers(result))
+
+
+def test_a_written_out_item_of_numbers_is_converted_without_a_call_per_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a result holding an item written out with a list of 200 numbers, and the
+    # conversions counted
+    from moto.dynamodb import responses
+
+    from mqless_cli.local.moto_fixes import serialization
+
+    numbers = {"L": [{"N": str(n)} for n in range(200)]}
+    result = {"Items": [{"pk": {"S": "p"}, "l": numbers}], "Count": 1}
+    conversions = count_calls(monkeypatch, serialization, "_converted")
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(result)
+    # Then every number is there, and no number took a conversion of its own
+    assert found == result
+    assert conversions() < 10
