@@ -344,3 +344,41 @@ def test_endpoint_parameters_are_not_asked_of_four_sources_per_request(
     # Then each has its endpoint, and no parameter's sources were asked one by one
     assert urls == {"https://dynamodb.us-east-1.amazonaws.com"}
     assert asked() == 0
+
+
+def test_a_builder_changed_after_its_string_was_kept_gets_the_string_botocore_builds() -> None:
+    # Given a client's User-Agent builder asked once with the shortcuts on
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    creator = client._user_agent_creator
+    with botocore_shortcuts(), start_as_current_context():
+        creator.to_string()
+        # When its client features and its extra text change, and it is asked again
+        creator._client_features.add("W")
+        with_feature = creator.to_string()
+        creator._session_user_agent_extra = "other/2"
+        with_extra = creator.to_string()
+    # Then each string is the one botocore builds for the builder as it is then
+    with start_as_current_context():
+        creator._session_user_agent_extra = "other/2"
+        assert with_extra == creator.to_string()
+        assert "other/2" in with_extra and "W" in with_feature.split(" m/")[1]
+
+
+def test_a_clients_user_agent_is_not_keyed_anew_for_each_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client's User-Agent builder, and the shortcut's key building counted
+    from mqless_cli.local import botocore_shortcuts as shortcuts
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    keyed = count_calls(monkeypatch, shortcuts, "_hashable")
+    with botocore_shortcuts():
+        # When its User-Agent is asked twice in each of ten request contexts
+        found = set()
+        for _ in range(10):
+            with start_as_current_context():
+                register_feature_id("RETRY_MODE_STANDARD")
+                found |= {client._user_agent_creator.to_string() for _ in range(2)}
+    # Then it is one string, and the key was built from the builder's fields only once
+    assert len(found) == 1
+    assert keyed() <= len(vars(client._user_agent_creator))

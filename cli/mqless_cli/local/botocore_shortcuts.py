@@ -8,7 +8,8 @@ is the same output for less work: requests, responses and errors are unchanged.
   each sanitized character by character, twice per request (when the request is made and
   again in a `request-created` handler): about a twelfth of an in-process DynamoDB request.
   The string depends only on the builder's fields and the features of the request's context,
-  so it is built once per distinct set of them.
+  so it is built once per distinct set of them; a builder asked again with the same
+  features is answered after one comparison of its fields, not a key built from each.
 
 - `attribute_values_parsed_directly`: botocore parses every DynamoDB AttributeValue of a
   response as a structure of ten members, through a shape lookup per member and per list
@@ -84,6 +85,18 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _snapshot(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """A builder's fields as they are now, to compare with them later: a set copied (its
+    elements are hashable), the rest as they are; None if a field is a list or a dict (its
+    elements could change unseen)."""
+    snapshot: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, list | dict):
+            return None
+        snapshot[name] = frozenset(value) if isinstance(value, set) else value
+    return snapshot
+
+
 @contextmanager
 def user_agents_built_once() -> Iterator[None]:
     """Keep each User-Agent string botocore builds, keyed by everything it is built from.
@@ -92,30 +105,45 @@ def user_agents_built_once() -> Iterator[None]:
     client config, client features) and the features recorded in the current request
     context; the key is all of them, so the string returned is the one botocore would
     build. A field that cannot be part of a key builds the string as before.
+
+    A builder asked again with the same features (twice per request) is answered from the
+    string it was last given for them, when its fields are still equal to what they were
+    then (one comparison of its fields, not a key rebuilt from each of them).
     """
     from botocore.context import get_context
     from botocore.useragent import UserAgentString
 
     original: Any = UserAgentString.to_string
     built: dict[Any, str] = {}
+    # (builder id, features) -> (builder, its fields then, its string)
+    last: dict[tuple[int, frozenset[str]], tuple[Any, dict[str, Any], str]] = {}
     lock = threading.Lock()
 
     def to_string(self: UserAgentString) -> str:
         context = get_context()
         features = frozenset(context.features) if context is not None else frozenset()
+        fields = vars(self)
+        recent = last.get((id(self), features))
+        if recent is not None and recent[0] is self and recent[1] == fields:
+            return recent[2]
         try:
-            key = (tuple((k, _hashable(v)) for k, v in vars(self).items()), features)
+            key = (tuple((k, _hashable(v)) for k, v in fields.items()), features)
             found = built.get(key)
         except TypeError:  # an unhashable field: no key, build it
             return str(original(self))
-        if found is not None:
-            return found
-        value = str(original(self))
-        with lock:
-            if len(built) >= _USER_AGENTS_KEPT:
-                built.clear()
-            built[key] = value
-        return value
+        if found is None:
+            found = str(original(self))
+            with lock:
+                if len(built) >= _USER_AGENTS_KEPT:
+                    built.clear()
+                built[key] = found
+        snapshot = _snapshot(fields)
+        if snapshot is not None:
+            with lock:
+                if len(last) >= _USER_AGENTS_KEPT:
+                    last.clear()
+                last[(id(self), features)] = (self, snapshot, found)
+        return found
 
     with patched(UserAgentString, "to_string", to_string):
         yield
