@@ -35,10 +35,13 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.requests_routed_once,
     moto_fixes.result_members_picked_by_kept_names,
     moto_fixes.answers_handed_over,
+    moto_fixes.action_names_converted_once,
+    moto_fixes.dynamo_results_converted_directly,
     shortcuts.attribute_maps_parsed_directly,
     shortcuts.attribute_values_validated_directly,
     shortcuts.attribute_values_serialized_directly,
     shortcuts.answers_read_as_handed_over,
+    shortcuts.endpoint_parameters_resolved_by_plan,
 )
 """The shortcuts this file checks."""
 
@@ -478,6 +481,58 @@ def test_requests_to_one_url_find_their_handler_once(monkeypatch: pytest.MonkeyP
     assert found == [item("p", "a", v={"N": "1"})] * 10
     assert first > 0
     assert walks[0] == first
+
+
+def test_requests_take_their_backends_from_the_imported_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto holding an item, and moto's imports of a service's backends counted
+    from moto import backends
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        imports = count_calls(monkeypatch, backends, "_import_backend")
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and none imported the backends' module again
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert imports() == 0
+
+
+# ---- action_names_converted_once --------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(
+        st.one_of(st.text(max_size=12), st.from_regex(r"[A-Z][a-zA-Z]{0,14}")), max_size=4
+    )
+)
+def test_action_names_convert_as_moto_converts_them(names: list[str]) -> None:
+    # Given any texts (action names, and odd ones), each asked twice
+    from moto.core import responses
+
+    expected = [responses.camelcase_to_underscores(n) for n in names * 2]  # type: ignore[attr-defined]
+    # When the responses convert them with the fix on
+    with moto_fixes.action_names_converted_once():
+        found = [responses.camelcase_to_underscores(n) for n in names * 2]  # type: ignore[attr-defined]
+    # Then every name is the one moto gives
+    assert found == expected
+
+
+def test_an_action_is_converted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given moto's conversion of action names counted, and a moto holding an item
+    from moto.core import responses
+
+    conversions = count_calls(monkeypatch, responses, "camelcase_to_underscores")
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        before = conversions()
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and GetItem was converted once
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert conversions() - before == 1
 
 
 # ---- result_members_picked_by_kept_names ------------------------------------------------
