@@ -382,3 +382,107 @@ def test_a_clients_user_agent_is_not_keyed_anew_for_each_request(
     # Then it is one string, and the key was built from the builder's fields only once
     assert len(found) == 1
     assert keyed() <= len(vars(client._user_agent_creator))
+
+
+def retry_handlers() -> list[Any]:
+    """The legacy retry handler of clients of DynamoDB, Streams and KMS, and of one
+    configured with its own retry settings."""
+    made = [
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("dynamodbstreams", region_name="us-east-1"),
+        boto3.client("kms", region_name="us-east-1"),
+        boto3.client(
+            "dynamodb", region_name="us-east-1", config=Config(retries={"max_attempts": 2})
+        ),
+    ]
+    return [
+        handler
+        for client in made
+        for handler in client.meta.events._emitter._handlers.prefix_search(
+            "needs-retry.dynamodb.GetItem"
+            if client.meta.service_model.service_name == "dynamodb"
+            else f"needs-retry.{client.meta.service_model.service_id.hyphenize()}.Op"
+        )
+        if type(handler).__name__ == "RetryHandler"
+    ]
+
+
+RETRY_CASES: list[tuple[int, dict[str, str], dict[str, Any], Exception | None]] = [
+    (200, {}, {}, None),
+    (200, {"x-amz-crc32": "0"}, {}, None),  # the body's checksum is 0: no retry
+    (200, {"x-amz-crc32": "12345"}, {}, None),  # a wrong checksum: ChecksumError
+    (400, {}, {"Error": {"Code": "ProvisionedThroughputExceededException"}}, None),
+    (400, {}, {"Error": {"Code": "ThrottlingException"}}, None),
+    (400, {}, {"Error": {"Code": "ConditionalCheckFailedException"}}, None),
+    (429, {}, {}, None),
+    (500, {}, {}, None),
+    (503, {}, {}, None),
+    (509, {}, {}, None),
+    (204, {}, {}, None),
+    (0, {}, {}, ConnectionError("refused")),
+]
+"""Responses (status, headers, parsed answer) and exceptions a retry check is asked about."""
+
+
+def retry_verdicts(handlers: list[Any]) -> list[Any]:
+    """What each handler answers for each case at each attempt: the delay, or the error."""
+    from botocore.awsrequest import AWSResponse
+
+    found = []
+    for handler in handlers:
+        for status, headers, parsed, exception in RETRY_CASES:
+            for attempt in (1, 5):
+                response = None
+                if exception is None:
+                    http = AWSResponse("https://h/", status, headers, None)
+                    http._content = b""
+                    response = (http, {"ResponseMetadata": {}, **parsed})
+                context: dict[str, Any] = {"retries": {"attempt": attempt}}
+                try:
+                    verdict = handler(
+                        attempts=attempt,
+                        response=response,
+                        caught_exception=exception,
+                        request_dict={"context": context},
+                    )
+                    found.append(("delay" if verdict else verdict, context))
+                except Exception as error:
+                    found.append(("raised", type(error).__name__))
+    return found
+
+
+def test_retry_checks_answer_as_botocores_do() -> None:
+    # Given the legacy retry handlers of several clients, and responses of every kind:
+    # successes, checksums right and wrong, throttles, errors, server errors, exceptions
+    handlers = retry_handlers()
+    expected = retry_verdicts(handlers)
+    # When each is asked about each response with the shortcuts on
+    with botocore_shortcuts():
+        found = retry_verdicts(handlers)
+    # Then each answers as botocore does: the same retries, errors and raised exceptions
+    assert found == expected
+    assert ("raised", "ChecksumError") in expected and (
+        "delay",
+        {"retries": {"attempt": 1, "max": 5}},
+    ) in expected
+
+
+def test_a_success_is_not_asked_of_each_retry_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a DynamoDB client's retry handler, and its status checks counted
+    from botocore.awsrequest import AWSResponse
+    from botocore.retryhandler import HTTPStatusCodeChecker
+
+    handler = retry_handlers()[0]
+    asked = count_calls(monkeypatch, HTTPStatusCodeChecker, "_check_response")
+    response = (AWSResponse("https://h/", 200, {}, None), {"ResponseMetadata": {}})
+    with botocore_shortcuts():
+        # When it is asked about ten successful responses
+        verdicts = [
+            handler(
+                attempts=1, response=response, caught_exception=None, request_dict={"context": {}}
+            )
+            for _ in range(10)
+        ]
+    # Then none is retried, and no status check was asked
+    assert verdicts == [None] * 10
+    assert asked() == 0

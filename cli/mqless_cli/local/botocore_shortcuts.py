@@ -36,6 +36,10 @@ is the same output for less work: requests, responses and errors are unchanged.
 - `answers_read_as_handed_over`: an answer moto handed over as the dict its serializer built
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
+- `successes_not_checked_for_retries`: botocore's legacy retry checks (fifteen for DynamoDB)
+  are not asked one by one about a response none of them can retry: no exception, a status
+  none of them looks for, no checksum header.
+
 - `endpoint_parameters_resolved_by_plan`: the endpoint ruleset's parameters of a request are
   resolved from a list, made once per operation, of where each one's value comes from,
   not by asking each of the nine parameters four sources in turn through cached look-ups
@@ -49,6 +53,7 @@ test suite's `moto_aws` fixture).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -67,6 +72,7 @@ __all__ = [
     "attribute_values_validated_directly",
     "botocore_shortcuts",
     "endpoint_parameters_resolved_by_plan",
+    "successes_not_checked_for_retries",
     "user_agents_built_once",
 ]
 
@@ -504,6 +510,81 @@ def endpoint_parameters_resolved_by_plan() -> Iterator[None]:
         yield
 
 
+_CHECKS_KEPT = 256  # retry checkers: one per client
+
+
+def _retry_plan(checkers: Any) -> tuple[frozenset[int], tuple[str, ...]] | None:
+    """What a legacy `MultiChecker`'s checks look at: the statuses that some check may retry
+    and the checksum headers checked; None if a check is of another kind."""
+    from botocore import retryhandler
+
+    statuses = set()
+    headers = []
+    for checker in checkers:
+        kind = type(checker)
+        if kind in (retryhandler.HTTPStatusCodeChecker, retryhandler.ServiceErrorCodeChecker):
+            statuses.add(checker._status_code)
+        elif kind is retryhandler.CRC32Checker:
+            headers.append(checker._header_name)
+        elif kind is not retryhandler.ExceptionRaiser:
+            return None
+    return frozenset(statuses), tuple(headers)
+
+
+@contextmanager
+def successes_not_checked_for_retries() -> Iterator[None]:
+    """Answer that a response needs no retry without asking each legacy retry check.
+
+    botocore's legacy retry mode (the default) runs every check of a `MultiChecker` on
+    every response until one says retry: for DynamoDB fifteen (five HTTP statuses, seven
+    error codes each with its status, the CRC32 checksum, an exception raiser), some 10 µs
+    for each successful request. A status check and an error-code check retry only their
+    own status; the exception raiser only acts on an exception; the checksum check only
+    when its header is present (it then compares, or raises). So for a response with no
+    exception, a status no check looks for and no checksum header, none of them retries
+    and the answer is no (as botocore's own loop gives), without the loop. Any other
+    response, a checker of another kind, or botocore's retry log at DEBUG (the checksum
+    check logs that it skipped) goes botocore's own way.
+    """
+    from botocore import retryhandler
+
+    multi: Any = retryhandler.MultiChecker
+    original: Any = multi.__call__
+    plans: dict[int, tuple[Any, Any, int, Any]] = {}  # id -> (checker, its list, length, plan)
+    log = retryhandler.logger
+
+    def call(self: Any, attempt_number: Any, response: Any, caught_exception: Any) -> Any:
+        if caught_exception is None and response is not None and type(self) is multi:
+            checkers = self._checkers
+            kept = plans.get(id(self))
+            if (
+                kept is None
+                or kept[0] is not self
+                or kept[1] is not checkers
+                or kept[2] != len(checkers)
+            ):
+                kept = (self, checkers, len(checkers), _retry_plan(checkers))
+                if len(plans) >= _CHECKS_KEPT:
+                    plans.clear()
+                plans[id(self)] = kept
+            plan = kept[3]
+            if plan is not None:
+                statuses, headers = plan
+                http_response = response[0]
+                if http_response.status_code not in statuses and not (
+                    headers
+                    and (
+                        log.isEnabledFor(logging.DEBUG)
+                        or any(http_response.headers.get(h) is not None for h in headers)
+                    )
+                ):
+                    return False
+        return original(self, attempt_number, response, caught_exception)
+
+    with patched(multi, "__call__", call):
+        yield
+
+
 _SHORTCUTS = SharedPatches(
     user_agents_built_once,
     attribute_values_parsed_directly,
@@ -512,6 +593,7 @@ _SHORTCUTS = SharedPatches(
     attribute_values_serialized_directly,
     answers_read_as_handed_over,
     endpoint_parameters_resolved_by_plan,
+    successes_not_checked_for_retries,
 )
 
 
