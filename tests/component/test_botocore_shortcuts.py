@@ -10,7 +10,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.context import start_as_current_context
+from botocore.context import get_context, start_as_current_context
+from botocore.regions import EndpointResolverBuiltins
 from botocore.useragent import UserAgentString, register_feature_id
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -249,3 +250,242 @@ def test_an_item_of_numbers_is_validated_and_written_without_a_walk_per_number(
     assert json.loads(request["body"])["Item"] == item
     assert checked() < 5
     assert written() < 10
+
+
+def endpoint_clients() -> list[Any]:
+    """Clients whose endpoint parameters differ: services, regions, FIPS, dual-stack, an
+    endpoint URL, account-id endpoint modes, an account id in the credentials."""
+    session = boto3.session.Session(
+        aws_access_key_id="a", aws_secret_access_key="b", aws_account_id="123456789012"
+    )
+    return [
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("dynamodbstreams", region_name="eu-west-1"),
+        boto3.client("kms", region_name="us-east-1"),
+        boto3.client(
+            "dynamodb", region_name="us-gov-west-1", config=Config(use_fips_endpoint=True)
+        ),
+        boto3.client(
+            "dynamodb", region_name="us-east-1", config=Config(use_dualstack_endpoint=True)
+        ),
+        boto3.client("dynamodb", region_name="us-east-1", endpoint_url="http://localhost:4566"),
+        session.client(
+            "dynamodb", region_name="us-east-1", config=Config(account_id_endpoint_mode="required")
+        ),
+        session.client("dynamodb", region_name="us-east-1"),
+    ]
+
+
+ENDPOINT_ARGUMENTS: list[dict[str, Any]] = [
+    {},
+    {"TableName": "t"},
+    {"TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/t"},
+    {"StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"},
+    {"TransactItems": [{"Put": {"TableName": "a"}}, {"Update": {"TableName": "b"}}]},
+    {"RequestItems": {"a": {}, "b": {}}},
+    {"KeyId": "k"},
+]
+"""Request arguments that some operations take endpoint parameters from."""
+
+
+def endpoints(made: list[Any]) -> list[Any]:
+    """For every client, operation and arguments: the endpoint parameters botocore resolves
+    and the feature ids it registers (or the error it raises), and the endpoint's URL."""
+    found: list[Any] = []
+    for client in made:
+        resolver = client._ruleset_resolver
+        model = client.meta.service_model
+        for name in model.operation_names:
+            operation = model.operation_model(name)
+            for arguments in ENDPOINT_ARGUMENTS:
+                with start_as_current_context():
+                    try:
+                        params = resolver._get_provider_params(operation, arguments, {})
+                        url = client._resolve_endpoint_ruleset(operation, arguments, {})[0]
+                        features = sorted(get_context().features)  # type: ignore[union-attr]
+                        found.append((name, params, url, features))
+                    except Exception as error:
+                        found.append((name, "raised", type(error).__name__, str(error)))
+    return found
+
+
+def test_endpoint_parameters_are_the_ones_botocore_resolves() -> None:
+    # Given clients of different services, regions and endpoint settings, and a handler that
+    # customizes a builtin for one of them
+    made = endpoint_clients()
+
+    def customized(builtins: dict[Any, Any], **_: Any) -> None:
+        builtins[EndpointResolverBuiltins.AWS_REGION] = "eu-central-1"
+
+    made[1].meta.events.register("before-endpoint-resolution.dynamodb-streams", customized)
+    expected = endpoints(made)
+    # When every operation's endpoint is resolved with the shortcuts on (twice: the second
+    # time from the plans the first made)
+    with botocore_shortcuts():
+        found = [endpoints(made), endpoints(made)]
+    # Then the parameters, features, URLs and errors are the ones botocore gives
+    assert found == [expected, expected]
+    assert any("eu-central-1" in str(entry) for entry in expected)
+    assert any(entry[1] == "raised" for entry in expected)
+
+
+def test_endpoint_parameters_are_not_asked_of_four_sources_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client, and botocore's look-up of a parameter's sources counted
+    from botocore.regions import EndpointRulesetResolver
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    operation = client.meta.service_model.operation_model("PutItem")
+    asked = count_calls(monkeypatch, EndpointRulesetResolver, "_resolve_param_from_context")
+    with botocore_shortcuts():
+        # When the endpoint of ten PutItem requests is resolved with the shortcuts on
+        urls = {
+            client._resolve_endpoint_ruleset(operation, {"TableName": f"t{n}"}, {})[0]
+            for n in range(10)
+        }
+    # Then each has its endpoint, and no parameter's sources were asked one by one
+    assert urls == {"https://dynamodb.us-east-1.amazonaws.com"}
+    assert asked() == 0
+
+
+def test_a_builder_changed_after_its_string_was_kept_gets_the_string_botocore_builds() -> None:
+    # Given a client's User-Agent builder asked once with the shortcuts on
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    creator = client._user_agent_creator
+    with botocore_shortcuts(), start_as_current_context():
+        creator.to_string()
+        # When its client features and its extra text change, and it is asked again
+        creator._client_features.add("W")
+        with_feature = creator.to_string()
+        creator._session_user_agent_extra = "other/2"
+        with_extra = creator.to_string()
+    # Then each string is the one botocore builds for the builder as it is then
+    with start_as_current_context():
+        creator._session_user_agent_extra = "other/2"
+        assert with_extra == creator.to_string()
+        assert "other/2" in with_extra and "W" in with_feature.split(" m/")[1]
+
+
+def test_a_clients_user_agent_is_not_keyed_anew_for_each_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client's User-Agent builder, and the shortcut's key building counted
+    from mqless_cli.local import botocore_shortcuts as shortcuts
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    keyed = count_calls(monkeypatch, shortcuts, "_hashable")
+    with botocore_shortcuts():
+        # When its User-Agent is asked twice in each of ten request contexts
+        found = set()
+        for _ in range(10):
+            with start_as_current_context():
+                register_feature_id("RETRY_MODE_STANDARD")
+                found |= {client._user_agent_creator.to_string() for _ in range(2)}
+    # Then it is one string, and the key was built from the builder's fields only once
+    assert len(found) == 1
+    assert keyed() <= len(vars(client._user_agent_creator))
+
+
+def retry_handlers() -> list[Any]:
+    """The legacy retry handler of clients of DynamoDB, Streams and KMS, and of one
+    configured with its own retry settings."""
+    made = [
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("dynamodbstreams", region_name="us-east-1"),
+        boto3.client("kms", region_name="us-east-1"),
+        boto3.client(
+            "dynamodb", region_name="us-east-1", config=Config(retries={"max_attempts": 2})
+        ),
+    ]
+    return [
+        handler
+        for client in made
+        for handler in client.meta.events._emitter._handlers.prefix_search(
+            "needs-retry.dynamodb.GetItem"
+            if client.meta.service_model.service_name == "dynamodb"
+            else f"needs-retry.{client.meta.service_model.service_id.hyphenize()}.Op"
+        )
+        if type(handler).__name__ == "RetryHandler"
+    ]
+
+
+RETRY_CASES: list[tuple[int, dict[str, str], dict[str, Any], Exception | None]] = [
+    (200, {}, {}, None),
+    (200, {"x-amz-crc32": "0"}, {}, None),  # the body's checksum is 0: no retry
+    (200, {"x-amz-crc32": "12345"}, {}, None),  # a wrong checksum: ChecksumError
+    (400, {}, {"Error": {"Code": "ProvisionedThroughputExceededException"}}, None),
+    (400, {}, {"Error": {"Code": "ThrottlingException"}}, None),
+    (400, {}, {"Error": {"Code": "ConditionalCheckFailedException"}}, None),
+    (429, {}, {}, None),
+    (500, {}, {}, None),
+    (503, {}, {}, None),
+    (509, {}, {}, None),
+    (204, {}, {}, None),
+    (0, {}, {}, ConnectionError("refused")),
+]
+"""Responses (status, headers, parsed answer) and exceptions a retry check is asked about."""
+
+
+def retry_verdicts(handlers: list[Any]) -> list[Any]:
+    """What each handler answers for each case at each attempt: the delay, or the error."""
+    from botocore.awsrequest import AWSResponse
+
+    found = []
+    for handler in handlers:
+        for status, headers, parsed, exception in RETRY_CASES:
+            for attempt in (1, 5):
+                response = None
+                if exception is None:
+                    http = AWSResponse("https://h/", status, headers, None)
+                    http._content = b""
+                    response = (http, {"ResponseMetadata": {}, **parsed})
+                context: dict[str, Any] = {"retries": {"attempt": attempt}}
+                try:
+                    verdict = handler(
+                        attempts=attempt,
+                        response=response,
+                        caught_exception=exception,
+                        request_dict={"context": context},
+                    )
+                    found.append(("delay" if verdict else verdict, context))
+                except Exception as error:
+                    found.append(("raised", type(error).__name__))
+    return found
+
+
+def test_retry_checks_answer_as_botocores_do() -> None:
+    # Given the legacy retry handlers of several clients, and responses of every kind:
+    # successes, checksums right and wrong, throttles, errors, server errors, exceptions
+    handlers = retry_handlers()
+    expected = retry_verdicts(handlers)
+    # When each is asked about each response with the shortcuts on
+    with botocore_shortcuts():
+        found = retry_verdicts(handlers)
+    # Then each answers as botocore does: the same retries, errors and raised exceptions
+    assert found == expected
+    assert ("raised", "ChecksumError") in expected and (
+        "delay",
+        {"retries": {"attempt": 1, "max": 5}},
+    ) in expected
+
+
+def test_a_success_is_not_asked_of_each_retry_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a DynamoDB client's retry handler, and its status checks counted
+    from botocore.awsrequest import AWSResponse
+    from botocore.retryhandler import HTTPStatusCodeChecker
+
+    handler = retry_handlers()[0]
+    asked = count_calls(monkeypatch, HTTPStatusCodeChecker, "_check_response")
+    response = (AWSResponse("https://h/", 200, {}, None), {"ResponseMetadata": {}})
+    with botocore_shortcuts():
+        # When it is asked about ten successful responses
+        verdicts = [
+            handler(
+                attempts=1, response=response, caught_exception=None, request_dict={"context": {}}
+            )
+            for _ in range(10)
+        ]
+    # Then none is retried, and no status check was asked
+    assert verdicts == [None] * 10
+    assert asked() == 0

@@ -35,10 +35,13 @@ ON_THE_WAY: tuple[Callable[[], Any], ...] = (
     moto_fixes.requests_routed_once,
     moto_fixes.result_members_picked_by_kept_names,
     moto_fixes.answers_handed_over,
+    moto_fixes.action_names_converted_once,
+    moto_fixes.dynamo_results_converted_directly,
     shortcuts.attribute_maps_parsed_directly,
     shortcuts.attribute_values_validated_directly,
     shortcuts.attribute_values_serialized_directly,
     shortcuts.answers_read_as_handed_over,
+    shortcuts.endpoint_parameters_resolved_by_plan,
 )
 """The shortcuts this file checks."""
 
@@ -480,6 +483,58 @@ def test_requests_to_one_url_find_their_handler_once(monkeypatch: pytest.MonkeyP
     assert walks[0] == first
 
 
+def test_requests_take_their_backends_from_the_imported_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a moto holding an item, and moto's imports of a service's backends counted
+    from moto import backends
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        imports = count_calls(monkeypatch, backends, "_import_backend")
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and none imported the backends' module again
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert imports() == 0
+
+
+# ---- action_names_converted_once --------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(
+        st.one_of(st.text(max_size=12), st.from_regex(r"[A-Z][a-zA-Z]{0,14}")), max_size=4
+    )
+)
+def test_action_names_convert_as_moto_converts_them(names: list[str]) -> None:
+    # Given any texts (action names, and odd ones), each asked twice
+    from moto.core import responses
+
+    expected = [responses.camelcase_to_underscores(n) for n in names * 2]  # type: ignore[attr-defined]
+    # When the responses convert them with the fix on
+    with moto_fixes.action_names_converted_once():
+        found = [responses.camelcase_to_underscores(n) for n in names * 2]  # type: ignore[attr-defined]
+    # Then every name is the one moto gives
+    assert found == expected
+
+
+def test_an_action_is_converted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given moto's conversion of action names counted, and a moto holding an item
+    from moto.core import responses
+
+    conversions = count_calls(monkeypatch, responses, "camelcase_to_underscores")
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a", v={"N": "1"}))
+        before = conversions()
+        # When it is read ten times
+        found = [db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"] for _ in range(10)]
+    # Then every read answers, and GetItem was converted once
+    assert found == [item("p", "a", v={"N": "1"})] * 10
+    assert conversions() - before == 1
+
+
 # ---- result_members_picked_by_kept_names ------------------------------------------------
 
 
@@ -751,3 +806,65 @@ def test_a_dynamodb_request_is_set_up_without_a_werkzeug_request(
     # Then every read answers, and no werkzeug request was made for any
     assert found == [item("p", "a", v={"N": "1"})] * 10
     assert made() == 0
+
+
+# ---- dynamo_results_converted_directly: items already written out ----------------------
+
+
+def written_out_result(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Query result as moto's handler gives it to `dynamo_to_dict`: each item written out
+    (`Item.to_json`: AttributeValues as plain maps), the last one still of DynamoTypes."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    out = [copy.deepcopy(i) for i in items]
+    if out:
+        out[-1] = {k: DynamoType(v) for k, v in out[-1].items()}
+    return {"Items": out, "Count": len(out), "ScannedCount": len(out)}
+
+
+def containers(value: Any) -> list[int]:
+    """The ids of every dict and list in `value`."""
+    if isinstance(value, dict):
+        return [id(value), *(i for v in value.values() for i in containers(v))]
+    if isinstance(value, list):
+        return [id(value), *(i for v in value for i in containers(v))]
+    return []
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.dictionaries(st.text(max_size=4), VALUES, max_size=4), max_size=3))
+def test_results_of_written_out_items_convert_as_moto_converts_them(
+    items: list[dict[str, Any]],
+) -> None:
+    # Given a result of items written out as plain maps (and one of DynamoTypes)
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    result = written_out_result(items)
+    expected = dynamo_to_dict(result)
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(result)
+    # Then the plain values are the same, in new maps and lists (none of the result's own)
+    assert found == expected
+    assert not set(containers(found)) & set(containers(result))
+
+
+def test_a_written_out_item_of_numbers_is_converted_without_a_call_per_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a result holding an item written out with a list of 200 numbers, and the
+    # conversions counted
+    from moto.dynamodb import responses
+
+    from mqless_cli.local.moto_fixes import serialization
+
+    numbers = {"L": [{"N": str(n)} for n in range(200)]}
+    result = {"Items": [{"pk": {"S": "p"}, "l": numbers}], "Count": 1}
+    conversions = count_calls(monkeypatch, serialization, "_converted")
+    # When the DynamoDB responses convert it with the fix on
+    with moto_fixes.dynamo_results_converted_directly():
+        found = responses.dynamo_to_dict(result)
+    # Then every number is there, and no number took a conversion of its own
+    assert found == result
+    assert conversions() < 10

@@ -69,6 +69,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   every request.
 - `backends_found_without_the_lock`: an account's backend that exists already is found
   without moto's global lock and its Python `==` over every backend in use.
+- `action_names_converted_once`: a request's action becomes its handler method's name once
+  per action, not character by character on every request.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
   value's exact type, not by five questions to every value.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
@@ -126,6 +128,7 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
 )
 from mqless_cli.local.moto_fixes.compact_items import items_hold_keys_once
 from mqless_cli.local.moto_fixes.dispatch import (
+    action_names_converted_once,
     backends_found_without_the_lock,
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
@@ -188,6 +191,7 @@ __all__ = [
     "STREAM_WRITES",
     "LockStats",
     "atomic_requests",
+    "action_names_converted_once",
     "answers_handed_over",
     "attribute_maps_written_at_once",
     "attribute_sizes_by_type",
@@ -259,6 +263,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     answers_handed_over,
     response_dates_formatted_once_a_second,
     backends_found_without_the_lock,
+    action_names_converted_once,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
     items_written_out_directly,

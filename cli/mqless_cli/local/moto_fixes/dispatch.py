@@ -4,8 +4,9 @@ request bodies read without a shape walk per AttributeValue
 (`request_attribute_values_read_directly`), JSON responses not searched for an XML request
 id (`request_ids_not_searched_in_json`), the date header formatted once a second
 (`response_dates_formatted_once_a_second`), an existing backend found without moto's lock
-(`backends_found_without_the_lock`); a request's handler is found once per URL in
-`routing` (`requests_routed_once`)."""
+(`backends_found_without_the_lock`), an action's method name worked out once
+(`action_names_converted_once`); a request's handler is found once per URL in `routing`
+(`requests_routed_once`)."""
 
 from __future__ import annotations
 
@@ -326,4 +327,37 @@ def backends_found_without_the_lock() -> Iterator[None]:
         return original(self, account_id)
 
     with patched(BackendDict, "__getitem__", getitem):
+        yield
+
+
+_ACTION_NAMES_KEPT = 1024  # operation names: a few dozen per process
+
+
+@contextmanager
+def action_names_converted_once() -> Iterator[None]:
+    """Turn each action name into its handler method's name once, not on every request.
+
+    Upstream behaviour: `BaseResponse.call_action` turns the request's action (`UpdateItem`)
+    into the name of the handler's method (`update_item`) with `camelcase_to_underscores`,
+    which walks the name character by character, asking each whether it is title case: some
+    6 µs, for the same few names over and over. The name depends only on the text: each
+    text's name is kept (for text only; anything else is converted as before).
+    """
+    from moto.core import responses
+
+    original = responses.camelcase_to_underscores  # type: ignore[attr-defined]
+    kept: dict[str, str] = {}
+
+    def camelcase_to_underscores(argument: Any) -> Any:
+        if type(argument) is not str:
+            return original(argument)
+        found = kept.get(argument)
+        if found is None:
+            found = original(argument)
+            if len(kept) >= _ACTION_NAMES_KEPT:
+                kept.clear()
+            kept[argument] = found
+        return found
+
+    with patched(responses, "camelcase_to_underscores", camelcase_to_underscores):
         yield

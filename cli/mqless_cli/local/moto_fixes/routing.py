@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,7 +31,9 @@ def requests_routed_once() -> Iterator[None]:
     table comes from its module's `url_bases` and `url_paths`) and moto's ISO-region
     setting, so for a request to `scheme://host[:port]/` (every DynamoDB, Streams and KMS
     request) they are kept per URL; so is the URL's AWS-domain equivalent (it depends on
-    the URL and on moto's S3 custom endpoints variable, read each time). What the request
+    the URL and on moto's S3 custom endpoints variable, read each time). The service's
+    backends are `get_backend`'s, taken from its module when that is imported, not through
+    `importlib.import_module` on every request. What the request
     goes through otherwise is moto's own, in moto's order: the passthrough URLs and services,
     the service allow-list, the backend, the request recorder, the handler and its
     HTTPException. A URL no service's table handles, and any other URL, goes through
@@ -96,6 +99,24 @@ def requests_routed_once() -> Iterator[None]:
             handlers[key] = found
         return found
 
+    modules_of: dict[str, tuple[str, str]] = {}  # service -> (its module, its backends' name)
+
+    def backends_of(service: str) -> Any:
+        """`get_backend(service)`, taken from its module when that is imported (and not
+        being imported by another thread: `import_module` would wait for it)."""
+        names = modules_of.get(service)
+        if names is None:
+            safe = service.replace("-", "")
+            names = (
+                "moto." + backends.ALT_SERVICE_NAMES.get(safe, safe),
+                f"{backends.ALT_BACKEND_NAMES.get(safe, safe)}_backends",
+            )
+            modules_of[service] = names
+        module = sys.modules.get(names[0])
+        if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return backends.get_backend(service)
+        return getattr(module, names[1])
+
     def process_request(self: Any, request: Any) -> Any:
         url = request.url
         if type(url) is not str or PLAIN_ORIGIN.match(url) is None:
@@ -110,7 +131,7 @@ def requests_routed_once() -> Iterator[None]:
             return None
         if not stubber.service_whitelisted(service):
             raise stubber.ServiceNotWhitelisted(service)
-        backend_dict = backends.get_backend(service)
+        backend_dict = backends_of(service)
         if isinstance(backend_dict, base_backend.BackendDict):
             if "us-east-1" in backend_dict[default_account]:
                 backend = backend_dict[default_account]["us-east-1"]
