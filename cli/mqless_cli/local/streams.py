@@ -56,7 +56,7 @@ from mqless_cli.cfn import StreamSource
 from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.moto_fixes import STREAM_WRITES, discard_shard_iterator
 from mqless_cli.local.stream_checkpoints import CHECKPOINTS
-from mqless_cli.local.stream_delivery import BatchDelivery
+from mqless_cli.local.stream_delivery import BatchDelivery, PollerStats
 from mqless_cli.local.stream_filters import record_filter
 from mqless_cli.local.stream_records import Record, lambda_record
 
@@ -76,24 +76,6 @@ POLL_INTERVAL_SECONDS = 0.25
 _QUIET_READ_SECONDS = 1.0
 """With moto's stream writes announced (`STREAM_WRITES`), a shard read to its end is read
 again when a record is written, and at least this often (a shard closing writes nothing)."""
-
-
-@dataclass(frozen=True)
-class PollerStats:
-    """What a poller has done so far."""
-
-    batches: int = 0
-    """Invocations of the function."""
-    records: int = 0
-    """Records handed to the function, redeliveries included."""
-    retries: int = 0
-    """Re-invocations after a failure (bisected halves are not retries)."""
-    bisections: int = 0
-    """Failed batches split in two."""
-    dropped: int = 0
-    """Records skipped after their retries ran out or they grew too old."""
-    filtered: int = 0
-    """Records that matched no filter and were never delivered."""
 
 
 @dataclass
