@@ -938,7 +938,7 @@ def test_the_dispatch_functions_pump_looks_in_the_shards_it_indexed_instead_of_m
         ("client-individual", 20),
     ],
 )
-def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
+def test_a_pump_that_loses_its_record_race_pushes_what_it_leased_under_the_next_seq(
     sessions: Sessions,
     pusher: RecordingPusher,
     broker: QueueService,
@@ -956,10 +956,19 @@ def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "race", ack=ack, prefetch=prefetch)
     send("race", "m1", "m2")
+    settle = broker.settle_leases
+    handed_back: list[int] = []
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("outcome") == "hand_back":
+            handed_back.append(len(args[2]))
+        return settle(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "settle_leases", noted)
 
     # When two dispatch pumps count the same credit: the first leases m1 and m2, and
     # before it writes its record a third message arrives, whose pump leases it and
-    # writes that seq first; the first gives m1 and m2 back
+    # writes that seq first
     put = DeliveryRecords.put
     raced: list[bool] = []
 
@@ -975,10 +984,17 @@ def test_a_pump_that_loses_its_record_race_feeds_the_consumer_what_it_gave_back(
     sessions.pump("race", indexed=frozenset({7}))
 
     # Then the losing pump counts the consumer's credit again (the winner's record holds
-    # one message) and pushes it the two it gave back, at once: no ack, no sweeper
+    # one message), finds room for the two it leased and pushes them at once under the
+    # next record: nothing went back to the queue to be leased again
     assert raced == [True]
-    assert [m["body"] for m in _messages(pusher, "c1")] == ["m3", "m1", "m2"]
+    pushed = _messages(pusher, "c1")
+    assert [m["body"] for m in pushed] == ["m3", "m1", "m2"]
+    assert handed_back == []
     assert _counts(broker, "race") == (0, 3)
+    # and each of them is acked by its own ack id
+    for message in pushed:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    assert _counts(broker, "race") == (0, 0)
 
 
 def test_a_consumer_without_credit_gets_nothing_leased_in_the_append_and_the_rest_on_ack(

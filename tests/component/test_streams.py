@@ -431,6 +431,37 @@ def test_an_idle_shard_is_read_again_only_once_something_is_written(
     assert app.deliveries()[-1]["received_at"] - written < 0.5
 
 
+def test_a_shard_read_to_its_end_is_read_at_lambdas_base_rate(
+    app: StreamApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a poller that read its shard to the end, When records are written one by one
+    for a third of a second, Then it reads the shard no more than Lambda's 4 times a second
+    ("polls shards ... at a base rate of 4 times per second"), so they reach the function in
+    a few batches, not one per write."""
+    reads: list[float] = []
+    original = StreamPoller._get_records
+
+    def timed(self: StreamPoller, iterator: str) -> Any:
+        reads.append(time.monotonic())
+        return original(self, iterator)
+
+    monkeypatch.setattr(StreamPoller, "_get_records", timed)
+    app.poller()
+    app.put("first")
+    wait_until(lambda: len(app.deliveries()) == 1, what="the first record")
+    batches_before = len(app.batches())
+    # When
+    for n in range(12):
+        app.put(f"k{n:02}")
+        time.sleep(0.03)
+    wait_until(lambda: len(app.deliveries()) == 13, what="13 records")
+    # Then
+    gaps = [later - earlier for earlier, later in zip(reads, reads[1:], strict=False)]
+    assert min(gaps) >= 0.24, gaps
+    assert len(app.batches()) - batches_before <= 3, app.batches()
+    assert app.delivered_keys() == ["first", *(f"k{n:02}" for n in range(12))]
+
+
 def stream_length(app: StreamApp) -> int:
     """How many records the table's stream holds (what a TRIM_HORIZON reader would get)."""
     from moto.dynamodb.models import dynamodb_backends

@@ -9,13 +9,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mqless_cli.cfn import StreamSource
 from mqless_cli.local.functions import FunctionError, FunctionHost
 from mqless_cli.local.stream_records import Record
 
-__all__ = ["BatchDelivery"]
+__all__ = ["BatchDelivery", "PollerStats"]
 
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,24 @@ class _Failed(NamedTuple):
 
     retry_from: int
     function_error: bool
+
+
+@dataclass(frozen=True)
+class PollerStats:
+    """What a poller has done so far."""
+
+    batches: int = 0
+    """Invocations of the function."""
+    records: int = 0
+    """Records handed to the function, redeliveries included."""
+    retries: int = 0
+    """Re-invocations after a failure (bisected halves are not retries)."""
+    bisections: int = 0
+    """Failed batches split in two."""
+    dropped: int = 0
+    """Records skipped after their retries ran out or they grew too old."""
+    filtered: int = 0
+    """Records that matched no filter and were never delivered."""
 
 
 class BatchDelivery:

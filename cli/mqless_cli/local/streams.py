@@ -7,6 +7,11 @@ source"):
 
 - One reader per shard, records handed over in stream order; the shard waits while its
   batch is being processed or retried. Shards that appear later are read from their start.
+- A shard read to its end is read again no sooner than `poll_interval_seconds` (0.25 s)
+  after that read began: "Lambda polls shards in your DynamoDB stream for records at a base
+  rate of 4 times per second" (Lambda developer guide, "Using AWS Lambda with Amazon
+  DynamoDB"), so what is written meanwhile goes out in one batch, not one per write. A read
+  that filled a batch (more may wait) is followed at once.
 - Batches of up to BatchSize records. With MaximumBatchingWindowInSeconds 0 a batch goes
   out as soon as records are there; otherwise records are gathered until the batch is
   full or the window has passed.
@@ -51,7 +56,7 @@ from mqless_cli.cfn import StreamSource
 from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.moto_fixes import STREAM_WRITES, discard_shard_iterator
 from mqless_cli.local.stream_checkpoints import CHECKPOINTS
-from mqless_cli.local.stream_delivery import BatchDelivery
+from mqless_cli.local.stream_delivery import BatchDelivery, PollerStats
 from mqless_cli.local.stream_filters import record_filter
 from mqless_cli.local.stream_records import Record, lambda_record
 
@@ -66,27 +71,11 @@ DEV_RETRY_CAP = 10
 _GET_RECORDS_LIMIT = 1000  # the DynamoDB Streams maximum
 _FIRST_IDLE_WAIT = 0.005  # the idle backoff starts here and doubles up to idle_poll_seconds
 _WINDOW_POLL = 0.01  # how often to look for more records while a batching window is open
+POLL_INTERVAL_SECONDS = 0.25
+"""Lambda's base polling rate of a DynamoDB stream shard: 4 times a second."""
 _QUIET_READ_SECONDS = 1.0
 """With moto's stream writes announced (`STREAM_WRITES`), a shard read to its end is read
 again when a record is written, and at least this often (a shard closing writes nothing)."""
-
-
-@dataclass(frozen=True)
-class PollerStats:
-    """What a poller has done so far."""
-
-    batches: int = 0
-    """Invocations of the function."""
-    records: int = 0
-    """Records handed to the function, redeliveries included."""
-    retries: int = 0
-    """Re-invocations after a failure (bisected halves are not retries)."""
-    bisections: int = 0
-    """Failed batches split in two."""
-    dropped: int = 0
-    """Records skipped after their retries ran out or they grew too old."""
-    filtered: int = 0
-    """Records that matched no filter and were never delivered."""
 
 
 @dataclass
@@ -129,14 +118,18 @@ class StreamPoller:
         dev_retry_cap: int = DEV_RETRY_CAP,
         shard_discovery_seconds: float = 2.0,
         discard_handled: bool = False,
+        poll_interval_seconds: float = POLL_INTERVAL_SECONDS,
     ) -> None:
         """`discard_handled`: drop from the stream what this poller (and every other one of
         the shard, see `StreamCheckpoints`) has handled; only where they are its only readers.
+        `poll_interval_seconds`: the least time between the start of a read that reached
+        the shard's end and the next read of it (Lambda's base rate, above).
         """
         self.source = source
         self._client = streams_client
         self._region = region
         self._idle_poll = idle_poll_seconds
+        self._poll_interval = poll_interval_seconds
         self._discovery_every = shard_discovery_seconds
         self._dev_retry_cap = dev_retry_cap
         self._matches = record_filter(source.filter_patterns)
@@ -297,6 +290,13 @@ class StreamPoller:
         iterator = shard.iterator
         if iterator is None:
             return True  # closed and read to its end: hand over what is pending
+        if shard.read_to_end:
+            early = shard.last_read + self._poll_interval - time.monotonic()
+            if early > 0:  # Lambda's base rate: what is written meanwhile waits for the read
+                if shard.pending:
+                    return True  # a batching window gathers: it hands over what it has
+                self._stop.wait(early)
+                return False
         if (
             not shard.pending
             and shard.read_to_end

@@ -181,6 +181,8 @@ class Feeder:
         kept = None  # what this push left the consumer holding, once it went out
         try:
             self._poster.flush(outbox, plan.holdings, report)
+            # counted again if its record lost a race (`Poster.flush`)
+            holding = plan.holdings.get(consumer.tag, holding)
             kept = None if consumer.connection.id in report.gone else holding
         finally:
             self._credit.keep(consumer, kept, self._clock.now_ms())

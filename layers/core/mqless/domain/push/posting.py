@@ -136,6 +136,28 @@ class Poster:
         holding = None
         if consumer.ack != "auto":
             holding = holding_of(self._records, consumer, holdings, self._clock.now_ms())
+        rendered, record = self._recorded(consumer, holding, leased, leases)
+        if (
+            holding is not None
+            and record is None
+            and self._room_after_lost_race(consumer, holdings, len(leased))
+        ):
+            rendered, record = self._recorded(consumer, holdings[consumer.tag], leased, leases)
+        if holding is not None and record is None:  # no room left: counted again, fed again
+            self._queues.settle_leases(principal, consumer.queue, leases, outcome="hand_back")
+            return
+        self._post(consumer, leased, leases, rendered, record, report)
+
+    def _recorded(
+        self,
+        consumer: Consumer,
+        holding: Holding | None,
+        leased: Sequence[Delivery],
+        leases: Sequence[Lease],
+    ) -> tuple[Rendered, DeliveryRecord | None]:
+        """A push rendered with its ack ids, and (in a client ack mode) its delivery record
+        written under the consumer's next seq; None for the record if another pump wrote
+        that seq first."""
         seq, gen = (0, "") if holding is None else (holding.next_seq, os.urandom(4).hex())
         rendered = self._render(
             consumer.connection,
@@ -148,13 +170,26 @@ class Poster:
                 for i, d in enumerate(leased)
             ],
         )
-        record: DeliveryRecord | None = None
-        if holding is not None:
-            record = self._record(consumer, holding, seq, gen, leased, leases, rendered.refused)
-            if record is None:  # another pump took this seq: counted again, fed again
-                self._queues.settle_leases(principal, consumer.queue, leases, outcome="hand_back")
-                return
-        self._post(consumer, leased, leases, rendered, record, report)
+        if holding is None:
+            return rendered, None
+        return rendered, self._record(consumer, holding, seq, gen, leased, leases, rendered.refused)
+
+    def _room_after_lost_race(
+        self, consumer: Consumer, holdings: dict[str, Holding], count: int
+    ) -> bool:
+        """After another pump wrote the record seq this one counted on: whether the consumer,
+        counted again (the winner's record included, strongly consistent), still has room
+        for the `count` messages this pump leased. If so its holding is the new count, with
+        them in it, and the push is recorded under the next seq instead of its messages
+        going back to the queue to be leased again (a write per index segment, and a look,
+        a lease and a read of the bodies). If not, the lost count stays: they go back."""
+        lost = holdings.pop(consumer.tag)
+        fresh = holding_of(self._records, consumer, holdings, self._clock.now_ms())
+        if fresh.in_flight + count > consumer.prefetch:
+            holdings[consumer.tag] = lost
+            return False
+        fresh.in_flight += count
+        return True
 
     def _post(
         self,
