@@ -204,7 +204,7 @@ class Leases:
         """Read a standard shard's segments and lease what is free there (a push consumer's
         look, `held` given: oldest first, from where the run of held segments ends)."""
         queue, oldest_first = config.name, held is not None
-        start, pages = floor if held is None else held.start, 0
+        start, pages = held.start if held else self._memory.settled_to(queue, shard, floor), 0
         while pages < MAX_SCAN_PAGES:
             scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
             segments = self._index.segments(queue, shard, start, limit=scan)
@@ -279,13 +279,9 @@ class Leases:
         self._pass(queue, shard, floor, held.settled_to - floor)
 
     def _pass_settled(self, queue: str, shard: int, floor: int, segments: list[Segment]) -> None:
-        """Move the floor past a run of settled segments once it is long enough."""
-        settled = 0
-        for segment in segments:
-            if segment.seq != floor + settled or not segment.settled or not segment.full:
-                break
-            settled += 1
-        self._pass(queue, shard, floor, settled)
+        """Move the floor past the run of settled segments from it once it is long enough
+        (with what looks of this process read of it before: `ShardMemory.settled_run`)."""
+        self._pass(queue, shard, floor, self._memory.settled_run(queue, shard, floor, segments))
 
     def _pass(self, queue: str, shard: int, floor: int, settled: int) -> None:
         """Move the floor past `settled` settled segments from `floor` once they are enough."""
