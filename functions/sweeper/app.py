@@ -18,12 +18,12 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # first: scheduled messages are due at a given second, the rest only sooner or later
     fired = wiring.scheduler().fire_due(budget_ms=_budget_ms(context) // 2)
     report = wiring.queue_service().sweep(budget_ms=_budget_ms(context))
-    fed = wiring.sessions().pump_all()
+    fed = wiring.sessions().pump_all(report.listed)  # the queues the sweep listed
     connections = wiring.sessions().sweep_connections()
     logger.info(
         "sweep done",
         extra={
-            "report": report.__dict__,
+            "report": {k: v for k, v in report.__dict__.items() if k != "listed"},
             "scheduled": fired.__dict__,
             "pushed": fed.pushed,
             "connections": connections.__dict__,

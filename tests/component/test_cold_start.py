@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 from conftest_http import EVENTS, ROOT, HttpApi, load_function
 
 from mqless import wiring
@@ -155,6 +156,47 @@ def test_a_sweep_with_nothing_scheduled_or_subscribed_asks_dynamodb_alone(
     # was opened or sealed) and no @connections client (nobody to push to)
     assert report["errors"] == []
     assert clients_made == ["dynamodb"]
+    wiring.reset()
+
+
+@pytest.fixture
+def dynamodb_queries(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The parameters of every DynamoDB Query made from now on, in order."""
+    made: list[dict[str, Any]] = []
+    real = BaseClient._make_api_call
+
+    def make_api_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if client.meta.service_model.service_name == "dynamodb" and operation == "Query":
+            made.append(params)
+        return real(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    return made
+
+
+def test_a_sweep_lists_the_queues_once(
+    function_env: dict[str, str],
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    dynamodb_queries: list[dict[str, Any]],
+) -> None:
+    # Given two queues (made over HTTP) and a cold sweeper function
+    api = HttpApi(stack.http_routes())
+    assert api.put("/queues/orders", {}).status == 201
+    assert api.put("/queues/invoices", {}).status == 201
+    _become("SweeperFunction", stack, monkeypatch)
+    dynamodb_queries.clear()
+    handler = load_function("sweeper").lambda_handler
+    # When its schedule invokes it
+    report = handler(_event("sweeper_schedule.json"), FakeLambdaContext())
+    # Then it swept both and their dead-letter queues, and read the list of queues once:
+    # feeding their push consumers went over the list the sweep read
+    assert report["queues"] == 4
+    assert report["errors"] == []
+    listings = [
+        q for q in dynamodb_queries if {"S": "QUEUE"} in q["ExpressionAttributeValues"].values()
+    ]
+    assert len(listings) == 1
     wiring.reset()
 
 

@@ -36,6 +36,9 @@ class SweepReport:
     dead_lettered: int = 0
     expired: int = 0
     errors: list[str] = field(default_factory=list)
+    # every queue the sweep listed, swept or not (the budget may end it first): what feeds
+    # their push consumers next goes over this list rather than listing the queues again
+    listed: list[str] = field(default_factory=list)
 
 
 class Sweeper:
@@ -58,6 +61,7 @@ class Sweeper:
         report = SweepReport()
         start = self._clock.now_ms()
         configs = self._registry.list()
+        report.listed = [config.name for config in configs]
         seen: dict[str, _Seen] = {}
         for config in configs:
             if self._clock.now_ms() - start > budget_ms:

@@ -293,14 +293,16 @@ class Connections:
         except Exception:
             logger.exception("feeding push consumers failed", extra={"queue": queue})
 
-    def pump_all(self) -> FeedReport:
-        """Feed every queue's consumers (the sweeper: expired leases, ended delays).
+    def pump_all(self, queues: Sequence[str] | None = None) -> FeedReport:
+        """Feed every queue's consumers (the sweeper: expired leases, ended delays);
+        `queues`: every queue as the caller has just listed them (the sweeper's sweep), so
+        that they are not listed again.
 
         Each queue on its own: one that fails is logged and reported, the next ones are
         still fed (nothing is lost: a failed pump's leases went back to its queue).
         """
         report = FeedReport()
-        for queue in self._queues.queue_names():
+        for queue in self._queues.queue_names() if queues is None else queues:
             try:
                 if self.consumers.consumers(queue):
                     report.pushed += self.pump(queue).pushed
