@@ -271,6 +271,18 @@ def test_a_cold_send_over_http_loads_no_module_of_the_operations_it_does_not_run
     assert loaded & (_NOT_FOR_A_SEND | _OTHER_ROUTES) == set()
 
 
+def test_a_cold_send_by_an_authorizers_caller_loads_no_authentication_or_principals() -> None:
+    # Given a new HTTP function (a fresh interpreter)
+    # When its first request is the sample send, whose caller the Lambda authorizer named
+    answer, loaded = _cold_function("http_api", "HttpApiFunction", "messages_send.json")
+    # Then the message was accepted without authentication (API keys, JWTs) or the
+    # principals' management loaded: only an IAM caller's request reads its grants there
+    assert answer["statusCode"] == 201
+    assert "mqless.domain.access.authentication" not in loaded
+    assert "mqless.domain.access.api_keys" not in loaded
+    assert "mqless.domain.access.users" not in loaded
+
+
 def test_a_cold_queue_batch_loads_no_queue_operation_module() -> None:
     # Given a queue (made over HTTP), and a new dispatch function in that process
     put_queue = ("http_api", "HttpApiFunction", "queue_put.json")
