@@ -239,8 +239,11 @@ def test_a_send_to_a_queue_over_http_builds_no_topic_service(
     assert topic_service_asked == []
 
 
-# the modules of the queue operations a send never runs, and of the selector parser
+# the modules of the queue operations a send never runs, of the selector parser, and of
+# scheduled delivery (a send with no schedule goes to the queue service)
 _NOT_FOR_A_SEND = {
+    "mqless.domain.scheduling.scheduler",
+    "mqless.domain.scheduling.admin",
     "mqless.domain.queues.browsing",
     "mqless.domain.queues.moving",
     "mqless.domain.queues.redriving",
@@ -263,8 +266,8 @@ def test_a_cold_send_over_http_loads_no_module_of_the_operations_it_does_not_run
     # When its first request is the sample send
     answer, loaded = _cold_function("http_api", "HttpApiFunction", "messages_send.json")
     # Then the message was accepted, and neither browsing, moving, redriving, sweeping,
-    # receiving nor the selector parser was loaded for it, nor the routes (and their
-    # models) of queues, topics, schedules, operators, access and the console
+    # receiving, the selector parser nor the scheduler was loaded for it, nor the routes
+    # (and their models) of queues, topics, schedules, operators, access and the console
     assert answer["statusCode"] == 201
     assert "mqless.domain.queues.sending" in loaded
     assert "mqless.transports.http.routes.messages" in loaded

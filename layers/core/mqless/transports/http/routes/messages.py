@@ -51,7 +51,12 @@ router = Router()
 )
 def send(name: QueueName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
     message, rule = request.to_scheduled()
-    result = wiring.scheduler().send(caller(router), "queue", name, message, rule)
+    if rule is None:
+        # sent now, or delayed within 15 minutes (the log item's own delay): the scheduler
+        # and its modules load with the first scheduled send, as on the WebSocket API
+        result = wiring.queue_service().send(caller(router), name, message)
+    else:
+        result = wiring.scheduler().send(caller(router), "queue", name, message, rule)
     return json_response(201, SendMessageResponse(**result.model_dump()))
 
 

@@ -38,7 +38,10 @@ router = Router()
 )
 def publish(name: TopicName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
     message, rule = request.to_scheduled()
-    result = wiring.scheduler().send(caller(router), "topic", unquote(name), message, rule)
+    if rule is None:  # published now: the scheduler loads with the first scheduled publish
+        result = wiring.topic_service().publish(caller(router), unquote(name), message)
+    else:
+        result = wiring.scheduler().send(caller(router), "topic", unquote(name), message, rule)
     return json_response(201, SendMessageResponse(**result.model_dump()))
 
 
