@@ -17,7 +17,8 @@ Each interpreter runs with the environment Lambda gives a function (LAMBDA_TASK_
 AWS_LAMBDA_FUNCTION_NAME, a sampled trace id, its variables from template.yaml), so that
 what switches itself on in Lambda (the X-Ray tracer, its patching) is on here too. AWS is
 moto in this process, served on loopback (`AWS_ENDPOINT_URL`): the functions make real
-botocore clients and HTTP requests, and nothing leaves the machine.
+botocore clients and HTTP requests, and nothing leaves the machine. Each function's line
+also says how many AWS requests its first event made (the median count moto answered).
 
 Python's cyclic garbage collector runs while modules load: ~15 ms of the bare import and
 ~20-40 ms of a function's (each full collection scans every object made so far). The
@@ -157,6 +158,7 @@ class _MotoOnLoopback(BaseHTTPRequestHandler):
     """Hands each request to moto's botocore stubber, as a client in this process would."""
 
     lock = threading.Lock()
+    requests = 0  # answered so far (each run's own: the difference before and after it)
     scope = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/([^/]+)/")
 
     def do_POST(self) -> None:
@@ -174,6 +176,7 @@ class _MotoOnLoopback(BaseHTTPRequestHandler):
         )
         with self.lock:
             status, headers, answer = botocore_stubber.process_request(request)  # type: ignore[misc]
+            _MotoOnLoopback.requests += 1
         payload = answer.encode() if isinstance(answer, str) else answer
         self.send_response(status)
         for name, value in headers.items():
@@ -206,8 +209,10 @@ def _measure(endpoint: str, stack: Any) -> dict[str, Any]:
     samples: dict[str, dict[str, list[list[float]]]] = {
         name: {"import": [], "request": []} for name in names
     }
+    aws_requests: dict[str, list[int]] = {name: [] for name in names}
     for _ in range(RUNS):
         for name in names:
+            before = _MotoOnLoopback.requests
             if name == "bare":
                 run = _run(BARE_IMPORT, BARE_REQUEST, env("http_api"), "null")
             elif name == "floor":
@@ -216,6 +221,7 @@ def _measure(endpoint: str, stack: Any) -> dict[str, Any]:
                 run = _run(HANDLER_IMPORT, HANDLER_REQUEST, env(name), event(FUNCTIONS[name][1]))
             for phase in ("import", "request"):
                 samples[name][phase].append(run[phase])
+            aws_requests[name].append(_MotoOnLoopback.requests - before)
     medians = {
         name: {
             f"{phase}_{clock}_ms": round(_median([s[i] for s in samples[name][phase]]), 1)
@@ -228,6 +234,7 @@ def _measure(endpoint: str, stack: Any) -> dict[str, Any]:
     rows = [
         {
             "function": name,
+            "first_request_aws_requests": round(statistics.median(aws_requests[name])),
             **medians[name],
             **{
                 f"{key.removesuffix('_ms')}_times_bare": round(value / bare[key], 2)
@@ -273,7 +280,8 @@ def _print(result: dict[str, Any]) -> None:
             f"  {row['function']:<12} import {row['import_cpu_ms']:>6} ({row['import_wall_ms']:>6})"
             f" {row['import_cpu_times_bare']:>5}x ({row['import_wall_times_bare']:>5}x)"
             f"   + first request {row['request_cpu_ms']:>6} ({row['request_wall_ms']:>6})"
-            f" {row['request_cpu_times_bare']:>5}x{mark}"
+            f" {row['request_cpu_times_bare']:>5}x,"
+            f" AWS requests: {row['first_request_aws_requests']}{mark}"
         )
 
 
