@@ -1156,6 +1156,12 @@ UPDATES: list[tuple[str, dict[str, str]]] = [
     ("SET a.b = :v, a = :v", {}),
     ("SET a = :v REMOVE b ADD c :n", {}),
     ("REMOVE sk", {}),
+    # refused at a nested node with another error than the root's (b.c and b, not a and a)
+    ("SET a = :v, b.c = :v, b = :v, a = :v", {}),
+    ("SET #x = :v, y = :v, #z = :v", {"#x": "q", "#z": "q"}),  # the same name twice
+    ("SET a = :v SET b = :v", {}),  # two clauses of a kind: refused
+    ("ADD c :n REMOVE b ADD d :n", {}),
+    ("SET x = :v, y = :v REMOVE z, x", {}),
 ]
 
 
@@ -1216,6 +1222,52 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
         assert db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["d"] == {"N": "19"}
     assert first > 0
     assert checks() - before == first  # none after the first update's
+
+
+def test_an_update_expressions_structure_is_checked_at_its_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given moto with the root check on, When an expression of thirty actions (the
+    broker's lease of ten segment slots) updates an item, Then its clause counts and its
+    paths were checked once each (moto checks them at each of its ~100 nested nodes), and
+    the update applied."""
+    from moto.dynamodb.parsing import validators
+
+    counted = count_calls(monkeypatch, validators.ActionCountValidator, "verify_action_counts")
+    overlaps = validators.OverlappingPathsValidator
+    paths = count_calls(monkeypatch, overlaps, "check_for_overlapping_paths")
+    slots = range(10)
+    expression = "SET " + ", ".join(
+        f"u[{i}] = :until, t[{i}] = :tok, n[{i}] = n[{i}] + :one" for i in slots
+    )
+    numbers = {"L": [{"N": "0"} for _ in slots]}
+    with (
+        mock_aws(config=MOTO_CONFIG),
+        moto_fixes.update_expression_structures_checked_at_the_root(),
+    ):
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        db.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        db.put_item(
+            TableName=TABLE, Item={"pk": {"S": "s"}, "u": numbers, "t": numbers, "n": numbers}
+        )
+        db.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": "s"}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={
+                ":until": {"N": "9"},
+                ":tok": {"N": "7"},
+                ":one": {"N": "1"},
+            },
+        )
+        stored = db.get_item(TableName=TABLE, Key={"pk": {"S": "s"}})["Item"]
+    assert (counted(), paths()) == (1, 1)
+    assert stored["n"] == {"L": [{"N": "1"} for _ in slots]}
 
 
 # ---- update expression trees copied node by node, walked with kept maps -------------------

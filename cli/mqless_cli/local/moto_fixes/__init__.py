@@ -17,6 +17,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
   (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
   names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `update_expression_structures_checked_at_the_root`: those checks of clause counts and
+  overlapping paths run once at the root, not again at every nested node (quadratic).
 - `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
   that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
 - `clauses_of_kept_parses_found_once`: the clauses UpdateItem's handler looks for in a
@@ -141,6 +143,7 @@ from mqless_cli.local.moto_fixes.expression_trees import (
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
+    update_expression_structures_checked_at_the_root,
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
@@ -222,6 +225,7 @@ __all__ = [
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
+    "update_expression_structures_checked_at_the_root",
     "update_expression_structures_checked_once",
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
@@ -238,6 +242,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     handler_methods_listed_once,
     update_expressions_parsed_once,
     update_expression_structures_checked_once,
+    update_expression_structures_checked_at_the_root,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
     resolving_hooks_ask_node_types_once,

@@ -241,6 +241,95 @@ def update_expression_structures_checked_once() -> Iterator[None]:
         yield
 
 
+# ---- update expressions: structure checked at the root -------------------------------------
+
+
+def _found_everywhere(root: Any, kinds: tuple[type, ...], node_class: Any) -> bool:
+    """Whether every node of `kinds` in the tree under `root` is among those the root's own
+    `find_clauses(kinds)` finds: then what any node of the tree finds is part of that."""
+    found = {id(n) for n in root.find_clauses(list(kinds))}
+    pending: list[Any] = list(root.children or ())
+    everywhere = 0
+    while pending:
+        node = pending.pop()
+        if isinstance(node, node_class):
+            if type(node) in kinds:
+                if id(node) not in found:
+                    return False
+                everywhere += 1
+            pending.extend(node.children or ())
+    return everywhere == len(found)
+
+
+def _checked_at_the_root(kinds: Callable[[], tuple[type, ...]], check: str) -> Callable[..., Any]:
+    """`traverse` of a structure check that runs `check` on the root alone when that decides."""
+    from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+        DepthFirstTraverser,
+        Node,
+        UpdateExpression,
+    )
+
+    original = DepthFirstTraverser.traverse
+
+    def traverse(self: Any, node: Any) -> Any:
+        looked_for = kinds()
+        if (
+            type(node) is not UpdateExpression
+            or node.parent is not None
+            or not _found_everywhere(node, looked_for, Node)
+        ):
+            return original(self, node)
+        try:
+            getattr(self, check)(node)
+        except Exception:  # refused: find the first node moto refuses at, as moto does
+            return original(self, node)
+        return node
+
+    return traverse
+
+
+@contextmanager
+def update_expression_structures_checked_at_the_root() -> Iterator[None]:
+    """Check an UpdateExpression's clause counts and overlapping paths once, at its root.
+
+    Upstream behaviour: `ActionCountValidator` and `OverlappingPathsValidator` run their
+    check at every UpdateExpression node of the tree, bottom up, and each check looks for
+    clauses (or actions) in the node's whole subtree again: an expression of n actions
+    nests n action lists, so it is quadratic (thirty actions: a few hundred walks). The
+    broker writes segment updates of up to thirty actions, a new text for each range of
+    slots, each checked in full the first time (`update_expression_structures_checked_once`
+    keeps what passed).
+
+    Both checks refuse a node for what it finds (two clauses of a kind, two paths that
+    overlap or repeat): what a node finds is part of what the root finds when every such
+    clause in the tree is among the root's (checked here in one walk), and what passes for
+    the root passes for each part. So the root is checked alone; when it is refused, or
+    the tree is not a whole parsed expression, the check runs at every node as before,
+    refusing at the same node with the same error.
+    """
+    from moto.dynamodb.parsing import ast_nodes, validators
+
+    nodes: Any = ast_nodes
+    clauses = (
+        nodes.UpdateExpressionAddClause,
+        nodes.UpdateExpressionRemoveClause,
+        nodes.UpdateExpressionSetClause,
+    )
+    actions = (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionAddAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+    )
+    counts = _checked_at_the_root(lambda: clauses, "verify_action_counts")
+    overlaps = _checked_at_the_root(lambda: actions, "check_for_overlapping_paths")
+    with (
+        patched(validators.ActionCountValidator, "traverse", counts),
+        patched(validators.OverlappingPathsValidator, "traverse", overlaps),
+    ):
+        yield
+
+
 # ---- condition expressions lexed once ------------------------------------------------------
 
 
