@@ -1282,6 +1282,9 @@ TREE_UPDATES: list[tuple[str, dict[str, Any]]] = [
     ("SET missing.path = :n", {}),  # refused: the path does not exist
     ("SET n[0] = n[0] + :s", {}),  # refused: a number plus a string
     ("SET u[9] = :n", {}),  # past the list's end: appended
+    ("SET gr = :n, gk = :n", {}),  # refused: an index key of another type
+    ("SET #g = :e", {"#g": "gk"}),  # refused: an empty index key
+    ("SET gr = gr + :one, m.#i.deep = if_not_exists(m.#o, :n) - :one", {"#i": "inner", "#o": "o"}),
 ]
 
 
@@ -1297,10 +1300,12 @@ def _tree_scenario(db: Any, _: Any) -> list[Any]:
             l={"L": [{"S": "a"}]},
             m={"M": {"inner": {"M": {"deep": {"N": "1"}}}}},
             d={"SS": ["x", "y"]},
+            gr={"N": "1"},
         ),
     )
     values = {":n": {"N": "7"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "b"}]}}
     values[":s"] = {"SS": ["x"]}
+    values[":e"] = {"S": ""}
     outcomes: list[Any] = []
     for expression, names in TREE_UPDATES * 2:
         used = {k: v for k, v in values.items() if k in expression}
@@ -1339,6 +1344,45 @@ def _shape(node: Any, node_class: type, seen: dict[int, int]) -> Any:
     parent = None if node.parent is None else seen.get(id(node.parent), "outside")
     children = [_shape(c, node_class, seen) for c in node.children or []]
     return (type(node), state, parent, children)
+
+
+def test_an_updates_passes_do_not_walk_the_paths_it_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto and an item with three lists, When a segment lease (SET u[i] = ...,
+    t[i] = ..., n[i] = n[i] + ...) updates it a second time, Then its validation visits no
+    element of a path (`u`, `[0]`: no pass acts on them), and the update applies."""
+    from moto.dynamodb.parsing import ast_nodes
+
+    from mqless_cli.local.moto_fixes import expression_trees
+
+    visited: list[str] = []
+    original = expression_trees._KeptMapWalk.traverse
+
+    def traverse(self: Any, traverser: Any, node: Any, child_id: int = -1) -> Any:
+        visited.append(type(node).__name__)
+        return original(self, traverser, node, child_id)
+
+    monkeypatch.setattr(expression_trees._KeptMapWalk, "traverse", traverse)
+    expression = ", ".join(f"u[{i}] = :u, t[{i}] = :t, n[{i}] = n[{i}] + :one" for i in range(3))
+    numbers = {"L": [{"N": "0"}] * 3}
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "s", u=numbers, t=numbers, n=numbers))
+
+        def lease() -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "s"),
+                UpdateExpression="SET " + expression,
+                ExpressionAttributeValues={":u": {"N": "9"}, ":t": {"N": "7"}, ":one": {"N": "1"}},
+            )
+
+        lease()
+        visited.clear()
+        lease()
+        found = db.get_item(TableName=TABLE, Key=key("p", "s"))["Item"]
+    path_elements = {ast_nodes.ExpressionAttribute.__name__, ast_nodes.ExpressionSelector.__name__}
+    assert visited  # the passes ran
+    assert path_elements.isdisjoint(visited)
+    assert found["n"] == {"L": [{"N": "2"}] * 3}
 
 
 def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it() -> None:

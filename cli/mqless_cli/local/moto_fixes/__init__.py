@@ -27,6 +27,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   from its other nodes by type, once per type, not with four ABC checks before every child.
 - `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
   builds its map of what it processes once, not once per node visited.
+- `update_passes_skip_what_they_cannot_act_on`: each validation pass enters only the
+  subtrees where a node it acts on can be (not the path each action sets, say).
 - `update_old_images_copied_when_returned`: an UpdateItem copies and writes out the item
   as it was before only when its ReturnValues answer with it (not for NONE or ALL_NEW).
 - `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
@@ -139,6 +141,7 @@ from mqless_cli.local.moto_fixes.expression_trees import (
     expression_passes_walk_with_kept_maps,
     resolving_hooks_ask_node_types_once,
     update_expression_trees_copied_node_by_node,
+    update_passes_skip_what_they_cannot_act_on,
 )
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
@@ -230,6 +233,7 @@ __all__ = [
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "update_old_images_copied_when_returned",
+    "update_passes_skip_what_they_cannot_act_on",
     "update_prior_items_copied_when_streamed",
     "values_deep_copied_directly",
     "updates_that_create_write_one_record",
@@ -245,6 +249,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_expression_structures_checked_at_the_root,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
+    update_passes_skip_what_they_cannot_act_on,  # after the structure checks: wraps their init
     resolving_hooks_ask_node_types_once,
     clauses_of_kept_parses_found_once,
     update_old_images_copied_when_returned,
