@@ -700,6 +700,62 @@ def test_an_item_of_text_and_numbers_is_written_without_walking_its_values(
     assert walked < 20
 
 
+def _big_items_paged(db: Any, _: Any) -> list[Any]:
+    """Twelve items of ~200 KB (a 1 MB page holds five), read by Query and by Scan, page
+    by page: what each page holds and where it ends."""
+    for n in range(12):
+        db.put_item(TableName=TABLE, Item=item("p", f"s{n:02d}", b={"S": "x" * (200_000 + n)}))
+    pages: list[Any] = []
+    for read, request in (
+        (
+            db.query,
+            {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p"}}},
+        ),
+        (db.scan, {}),
+    ):
+        start: dict[str, Any] = {}
+        for _ in range(10):
+            page = read(TableName=TABLE, **request, **start)
+            pages.append(
+                (
+                    [i["sk"] for i in page["Items"]],
+                    page["Count"],
+                    page["ScannedCount"],
+                    page.get("LastEvaluatedKey"),
+                )
+            )
+            if "LastEvaluatedKey" not in page:
+                break
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    return pages
+
+
+def test_queries_and_scans_page_big_items_as_moto_pages_them() -> None:
+    """Given twelve items of ~200 KB, When they are read by Query and by Scan page by
+    page (each page ends at 1 MB), Then plain and fixed moto answer each page alike."""
+    expected, found = same_on_plain_and_fixed_moto(_big_items_paged)
+    assert found == expected
+    assert len(expected) > 2  # each read took more than one page
+
+
+def test_a_query_sizes_each_item_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given five items of three attributes, with the fix on, When a Query reads them,
+    Then each attribute was sized once (moto sizes each item twice), and all were read."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with moto(fixed=False) as (db, _), moto_fixes.query_items_sized_once():
+        for n in range(5):
+            db.put_item(TableName=TABLE, Item=item("p", f"s{n}", v={"N": str(n)}))
+        sized = count_calls(monkeypatch, DynamoType, "size")
+        found = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )
+    assert found["Count"] == 5
+    assert sized() == 5 * 3
+
+
 def test_a_query_that_projects_nothing_returns_its_items_uncopied(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -47,6 +47,7 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `queries_read_one_partition`: a Query reads the partition it names (of the base table or
   an index) in key order, from its sort key condition and start key up to its limit, not
   every item of the table sorted.
+- `query_items_sized_once`: a Query or Scan sizes each item it reads once, not twice.
 - `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
   without asking moto's attribute picker for each of its ten possible members.
 - `attribute_maps_written_at_once`: a map of AttributeValues (an item, a key) with no
@@ -163,7 +164,10 @@ from mqless_cli.local.moto_fixes.old_images import (
     update_prior_items_copied_when_streamed,
 )
 from mqless_cli.local.moto_fixes.plain_requests import dynamodb_requests_left_plain
-from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
+from mqless_cli.local.moto_fixes.queries import (
+    queries_read_one_partition,
+    query_items_sized_once,
+)
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
     attribute_maps_written_at_once,
@@ -214,6 +218,7 @@ __all__ = [
     "items_written_out_directly",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
+    "query_items_sized_once",
     "random_strings_drawn_at_once",
     "request_attribute_values_read_directly",
     "request_ids_not_searched_in_json",
@@ -259,6 +264,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_prior_items_copied_when_streamed,  # after the undo log: both set the models' copy
     items_hold_keys_once,  # before the query orderings: they keep the keys it shares
     queries_read_one_partition,
+    query_items_sized_once,  # after it: wraps its Table.query
     attribute_values_serialize_directly,
     attribute_maps_written_at_once,
     result_members_picked_by_kept_names,
