@@ -386,10 +386,10 @@ def query_items_sized_once() -> Iterator[None]:
     Upstream behaviour: `Table.query` and `Table.scan` size every item they return twice
     (`Item.size()`: once against the 1 MB page limit, once to add it to the page's size),
     each time walking all its attributes (in the stompjs bench, a quarter of a Query's
-    time in moto's handler went to sizing items). Nothing changes an item while the table reads it (a
-    request runs alone: `atomic_requests`), so here an item's size is kept from its first
-    sizing to the end of the query or scan, by the item (held, so that its id stays its
-    own); the same figure, as before, everywhere else.
+    time in moto's handler went to sizing items). Nothing changes an item while the table
+    reads it (a request runs alone: `atomic_requests`), so here an item's size is kept from
+    its first sizing to the end of the query or scan, by the item (held, so that its id
+    stays its own); the same figure, as before, everywhere else.
     """
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
