@@ -1280,6 +1280,37 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
     assert checks() - before == first  # none after the first update's
 
 
+def test_an_update_expressions_spaces_are_removed_once_per_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto, When the same UpdateExpression text updates an item three times,
+    Then moto's rewrite of the spaces around its operators ran for the first update only,
+    and each update applied."""
+    import re as re_module
+
+    rewrites = 0
+    original = re_module.sub
+
+    def sub(pattern: Any, repl: Any, string: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal rewrites
+        rewrites += pattern == r"\s*([=\+-])\s*"
+        return original(pattern, repl, string, *args, **kwargs)
+
+    monkeypatch.setattr(re_module, "sub", sub)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", n={"N": "0"}))
+        for _ in range(3):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression="SET n = n + :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        found = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["n"]
+    assert found == {"N": "3"}
+    assert rewrites == 1
+
+
 def test_an_update_expressions_structure_is_checked_at_its_root(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

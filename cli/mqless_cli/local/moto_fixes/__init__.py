@@ -17,6 +17,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
   (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
   names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `update_expression_spaces_removed_once`: the spaces around an UpdateExpression's
+  operators are removed once per text, not with `re.sub` on every UpdateItem.
 - `update_expression_structures_checked_at_the_root`: those checks of clause counts and
   overlapping paths run once at the root, not again at every nested node (quadratic).
 - `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
@@ -82,6 +84,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   its own copier, not through `copy.deepcopy` for each element (list_append, undo log).
 - `reserved_words_looked_up_by_name`: a name is looked up among DynamoDB's reserved
   words in a set, not compared with each of the 573 in turn (every path of every update).
+- `update_paths_checked_against_reserved_words_directly`: each name of an update's paths
+  is looked up in that set at once, not through three calls.
 - `items_written_out_directly`: a stored item (a stream record's image, an answer's
   attributes) is written out as JSON in one pass, not by deep-copying each list and map and
   then every copied element again.
@@ -147,6 +151,7 @@ from mqless_cli.local.moto_fixes.expression_trees import (
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
+    update_expression_spaces_removed_once,
     update_expression_structures_checked_at_the_root,
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
@@ -156,7 +161,10 @@ from mqless_cli.local.moto_fixes.item_images import (
     items_written_out_directly,
     values_deep_copied_directly,
 )
-from mqless_cli.local.moto_fixes.keywords import reserved_words_looked_up_by_name
+from mqless_cli.local.moto_fixes.keywords import (
+    reserved_words_looked_up_by_name,
+    update_paths_checked_against_reserved_words_directly,
+)
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import (
@@ -233,12 +241,14 @@ __all__ = [
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
+    "update_expression_spaces_removed_once",
     "update_expression_structures_checked_at_the_root",
     "update_expression_structures_checked_once",
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "update_old_images_copied_when_returned",
     "update_passes_skip_what_they_cannot_act_on",
+    "update_paths_checked_against_reserved_words_directly",
     "update_prior_items_copied_when_streamed",
     "values_deep_copied_directly",
     "updates_that_create_write_one_record",
@@ -280,6 +290,8 @@ FIXES: tuple[Callable[[], Any], ...] = (
     items_written_out_directly,
     values_deep_copied_directly,
     reserved_words_looked_up_by_name,
+    update_paths_checked_against_reserved_words_directly,
+    update_expression_spaces_removed_once,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,

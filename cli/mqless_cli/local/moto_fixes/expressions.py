@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -238,6 +239,44 @@ def update_expression_structures_checked_once() -> Iterator[None]:
         patched(cls, "validate", validate),
         patched(resolver, "process_expression_path_node", noting),
     ):
+        yield
+
+
+# ---- update expressions: spaces around operators removed once per text ---------------------
+
+
+class _SubstitutionsKept:
+    """`re` for moto.dynamodb.models: `sub` of text by text gives back the result it gave
+    for the same three texts before (the last 512); everything else is `re`'s own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=512)
+    def _substituted(pattern: str, repl: str, string: str) -> str:
+        return re.sub(pattern, repl, string)
+
+    def sub(self, pattern: Any, repl: Any, string: Any, count: int = 0, flags: int = 0) -> Any:
+        if count == 0 and flags == 0 and type(pattern) is type(repl) is type(string) is str:
+            return self._substituted(pattern, repl, string)
+        return re.sub(pattern, repl, string, count=count, flags=flags)
+
+
+@contextmanager
+def update_expression_spaces_removed_once() -> Iterator[None]:
+    """Remove the spaces around an UpdateExpression's operators once per text.
+
+    Upstream behaviour: `DynamoDBBackend.update_item` rewrites the expression text with
+    `re.sub(r"\\s*([=\\+-])\\s*", ...)` on every UpdateItem (the pattern looked up in re's
+    cache, the text scanned, the result built): a fortieth of an update for the broker's
+    segment updates. The result depends on the three texts alone, so here moto's models
+    module sees an `re` whose `sub` keeps the last 512 results of text arguments
+    (`_SubstitutionsKept`); any other call is `re.sub`'s.
+    """
+    from moto.dynamodb import models
+
+    with patched(models, "re", _SubstitutionsKept()):
         yield
 
 
