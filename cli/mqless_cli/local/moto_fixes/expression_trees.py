@@ -1,5 +1,11 @@
 """Update expression trees copied node by node, walked without asking again per node what
-each pass processes, and the clauses of a kept parse found once."""
+each pass processes (nor into subtrees it cannot act on), and the clauses of a kept parse
+found once.
+
+Why it is long: these fixes all work on the trees `KEPT_PARSES` keeps (their copy
+programs, clauses and node kinds) and on one walk (`_KeptMapWalk`); split apart, each
+would reach into the others' state.
+"""
 
 from __future__ import annotations
 
@@ -446,6 +452,9 @@ def update_passes_skip_what_they_cannot_act_on() -> Iterator[None]:
     (`expression_passes_walk_with_kept_maps`) does not enter them. What it leaves out it
     would have visited without acting, so every node is processed, and every hook called,
     as before; any other pass, or tree, is walked whole.
+
+    Why it is long: it lists moto's ten update passes, each checked to keep the hook moto
+    gives it, and this docstring says why leaving subtrees out changes nothing.
     """
     from moto.dynamodb.parsing import ast_nodes, validators
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]

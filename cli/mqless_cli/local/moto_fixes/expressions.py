@@ -1,4 +1,10 @@
-"""Update and condition expressions parsed, checked and lexed once per text."""
+"""Update and condition expressions parsed, checked and lexed once per text.
+
+Why it is long: each step moto takes with an expression's text (parse, structure checks,
+spaces, lexing, condition trees) has its own fix here, each with the docstring that says
+what moto does and why the answer stays the same; they share the kept parses and their
+keys, and read best next to each other.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""`queries_read_one_partition`: a Query reads the partition it names, in key order."""
+"""`queries_read_one_partition`: a Query reads the partition it names, in key order;
+`query_items_sized_once`: it sizes each item it reads once.
+
+Why it is long: the partition orderings are kept in step by every write that changes an
+item's keys (put, delete, update, rollback), and their docstrings say why each query's
+answer stays moto's; the sizing fix wraps the same `Table.query`.
+"""
 
 from __future__ import annotations
 
