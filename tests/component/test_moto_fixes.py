@@ -700,6 +700,62 @@ def test_an_item_of_text_and_numbers_is_written_without_walking_its_values(
     assert walked < 20
 
 
+def _big_items_paged(db: Any, _: Any) -> list[Any]:
+    """Twelve items of ~200 KB (a 1 MB page holds five), read by Query and by Scan, page
+    by page: what each page holds and where it ends."""
+    for n in range(12):
+        db.put_item(TableName=TABLE, Item=item("p", f"s{n:02d}", b={"S": "x" * (200_000 + n)}))
+    pages: list[Any] = []
+    for read, request in (
+        (
+            db.query,
+            {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p"}}},
+        ),
+        (db.scan, {}),
+    ):
+        start: dict[str, Any] = {}
+        for _ in range(10):
+            page = read(TableName=TABLE, **request, **start)
+            pages.append(
+                (
+                    [i["sk"] for i in page["Items"]],
+                    page["Count"],
+                    page["ScannedCount"],
+                    page.get("LastEvaluatedKey"),
+                )
+            )
+            if "LastEvaluatedKey" not in page:
+                break
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    return pages
+
+
+def test_queries_and_scans_page_big_items_as_moto_pages_them() -> None:
+    """Given twelve items of ~200 KB, When they are read by Query and by Scan page by
+    page (each page ends at 1 MB), Then plain and fixed moto answer each page alike."""
+    expected, found = same_on_plain_and_fixed_moto(_big_items_paged)
+    assert found == expected
+    assert len(expected) > 2  # each read took more than one page
+
+
+def test_a_query_sizes_each_item_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given five items of three attributes, with the fix on, When a Query reads them,
+    Then each attribute was sized once (moto sizes each item twice), and all were read."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with moto(fixed=False) as (db, _), moto_fixes.query_items_sized_once():
+        for n in range(5):
+            db.put_item(TableName=TABLE, Item=item("p", f"s{n}", v={"N": str(n)}))
+        sized = count_calls(monkeypatch, DynamoType, "size")
+        found = db.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "p"}},
+        )
+    assert found["Count"] == 5
+    assert sized() == 5 * 3
+
+
 def test_a_query_that_projects_nothing_returns_its_items_uncopied(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1156,6 +1212,12 @@ UPDATES: list[tuple[str, dict[str, str]]] = [
     ("SET a.b = :v, a = :v", {}),
     ("SET a = :v REMOVE b ADD c :n", {}),
     ("REMOVE sk", {}),
+    # refused at a nested node with another error than the root's (b.c and b, not a and a)
+    ("SET a = :v, b.c = :v, b = :v, a = :v", {}),
+    ("SET #x = :v, y = :v, #z = :v", {"#x": "q", "#z": "q"}),  # the same name twice
+    ("SET a = :v SET b = :v", {}),  # two clauses of a kind: refused
+    ("ADD c :n REMOVE b ADD d :n", {}),
+    ("SET x = :v, y = :v REMOVE z, x", {}),
 ]
 
 
@@ -1218,6 +1280,83 @@ def test_an_update_expressions_structure_is_checked_once(monkeypatch: pytest.Mon
     assert checks() - before == first  # none after the first update's
 
 
+def test_an_update_expressions_spaces_are_removed_once_per_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto, When the same UpdateExpression text updates an item three times,
+    Then moto's rewrite of the spaces around its operators ran for the first update only,
+    and each update applied."""
+    import re as re_module
+
+    rewrites = 0
+    original = re_module.sub
+
+    def sub(pattern: Any, repl: Any, string: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal rewrites
+        rewrites += pattern == r"\s*([=\+-])\s*"
+        return original(pattern, repl, string, *args, **kwargs)
+
+    monkeypatch.setattr(re_module, "sub", sub)
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "u", n={"N": "0"}))
+        for _ in range(3):
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "u"),
+                UpdateExpression="SET n = n + :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        found = db.get_item(TableName=TABLE, Key=key("p", "u"))["Item"]["n"]
+    assert found == {"N": "3"}
+    assert rewrites == 1
+
+
+def test_an_update_expressions_structure_is_checked_at_its_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given moto with the root check on, When an expression of thirty actions (the
+    broker's lease of ten segment slots) updates an item, Then its clause counts and its
+    paths were checked once each (moto checks them at each of its ~100 nested nodes), and
+    the update applied."""
+    from moto.dynamodb.parsing import validators
+
+    counted = count_calls(monkeypatch, validators.ActionCountValidator, "verify_action_counts")
+    overlaps = validators.OverlappingPathsValidator
+    paths = count_calls(monkeypatch, overlaps, "check_for_overlapping_paths")
+    slots = range(10)
+    expression = "SET " + ", ".join(
+        f"u[{i}] = :until, t[{i}] = :tok, n[{i}] = n[{i}] + :one" for i in slots
+    )
+    numbers = {"L": [{"N": "0"} for _ in slots]}
+    with (
+        mock_aws(config=MOTO_CONFIG),
+        moto_fixes.update_expression_structures_checked_at_the_root(),
+    ):
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        db.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        db.put_item(
+            TableName=TABLE, Item={"pk": {"S": "s"}, "u": numbers, "t": numbers, "n": numbers}
+        )
+        db.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": "s"}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={
+                ":until": {"N": "9"},
+                ":tok": {"N": "7"},
+                ":one": {"N": "1"},
+            },
+        )
+        stored = db.get_item(TableName=TABLE, Key={"pk": {"S": "s"}})["Item"]
+    assert (counted(), paths()) == (1, 1)
+    assert stored["n"] == {"L": [{"N": "1"} for _ in slots]}
+
+
 # ---- update expression trees copied node by node, walked with kept maps -------------------
 
 TREE_UPDATES: list[tuple[str, dict[str, Any]]] = [
@@ -1230,6 +1369,9 @@ TREE_UPDATES: list[tuple[str, dict[str, Any]]] = [
     ("SET missing.path = :n", {}),  # refused: the path does not exist
     ("SET n[0] = n[0] + :s", {}),  # refused: a number plus a string
     ("SET u[9] = :n", {}),  # past the list's end: appended
+    ("SET gr = :n, gk = :n", {}),  # refused: an index key of another type
+    ("SET #g = :e", {"#g": "gk"}),  # refused: an empty index key
+    ("SET gr = gr + :one, m.#i.deep = if_not_exists(m.#o, :n) - :one", {"#i": "inner", "#o": "o"}),
 ]
 
 
@@ -1245,10 +1387,12 @@ def _tree_scenario(db: Any, _: Any) -> list[Any]:
             l={"L": [{"S": "a"}]},
             m={"M": {"inner": {"M": {"deep": {"N": "1"}}}}},
             d={"SS": ["x", "y"]},
+            gr={"N": "1"},
         ),
     )
     values = {":n": {"N": "7"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "b"}]}}
     values[":s"] = {"SS": ["x"]}
+    values[":e"] = {"S": ""}
     outcomes: list[Any] = []
     for expression, names in TREE_UPDATES * 2:
         used = {k: v for k, v in values.items() if k in expression}
@@ -1287,6 +1431,45 @@ def _shape(node: Any, node_class: type, seen: dict[int, int]) -> Any:
     parent = None if node.parent is None else seen.get(id(node.parent), "outside")
     children = [_shape(c, node_class, seen) for c in node.children or []]
     return (type(node), state, parent, children)
+
+
+def test_an_updates_passes_do_not_walk_the_paths_it_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto and an item with three lists, When a segment lease (SET u[i] = ...,
+    t[i] = ..., n[i] = n[i] + ...) updates it a second time, Then its validation visits no
+    element of a path (`u`, `[0]`: no pass acts on them), and the update applies."""
+    from moto.dynamodb.parsing import ast_nodes
+
+    from mqless_cli.local.moto_fixes import expression_trees
+
+    visited: list[str] = []
+    original = expression_trees._KeptMapWalk.traverse
+
+    def traverse(self: Any, traverser: Any, node: Any, child_id: int = -1) -> Any:
+        visited.append(type(node).__name__)
+        return original(self, traverser, node, child_id)
+
+    monkeypatch.setattr(expression_trees._KeptMapWalk, "traverse", traverse)
+    expression = ", ".join(f"u[{i}] = :u, t[{i}] = :t, n[{i}] = n[{i}] + :one" for i in range(3))
+    numbers = {"L": [{"N": "0"}] * 3}
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "s", u=numbers, t=numbers, n=numbers))
+
+        def lease() -> None:
+            db.update_item(
+                TableName=TABLE,
+                Key=key("p", "s"),
+                UpdateExpression="SET " + expression,
+                ExpressionAttributeValues={":u": {"N": "9"}, ":t": {"N": "7"}, ":one": {"N": "1"}},
+            )
+
+        lease()
+        visited.clear()
+        lease()
+        found = db.get_item(TableName=TABLE, Key=key("p", "s"))["Item"]
+    path_elements = {ast_nodes.ExpressionAttribute.__name__, ast_nodes.ExpressionSelector.__name__}
+    assert visited  # the passes ran
+    assert path_elements.isdisjoint(visited)
+    assert found["n"] == {"L": [{"N": "2"}] * 3}
 
 
 def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it() -> None:

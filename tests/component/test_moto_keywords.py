@@ -77,3 +77,35 @@ def test_a_name_is_looked_up_among_the_reserved_words_not_searched_for(
     assert found == [False, True, True]
     assert _Scanned.scans == 0
     assert list(words) == list(read) and len(words) > 500
+
+
+def test_an_updates_path_names_are_checked_without_asking_for_the_word_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and an item with a number, When an update resolves paths (n, twice)
+    a second time, Then moto's list of reserved words was not asked for (moto asks once per
+    name), and the update applied."""
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item={**key("p", "a"), "n": {"N": "1"}})
+        request: dict[str, Any] = {
+            "TableName": TABLE,
+            "Key": key("p", "a"),
+            "UpdateExpression": "SET m = n + :v, n = n + :v",
+            "ExpressionAttributeValues": {":v": {"N": "2"}},
+        }
+        db.update_item(**request)
+        asked = 0
+        original = ReservedKeywords.get_reserved_keywords
+
+        def get_reserved_keywords() -> list[str]:
+            nonlocal asked
+            asked += 1
+            return original()
+
+        monkeypatch.setattr(ReservedKeywords, "get_reserved_keywords", get_reserved_keywords)
+        db.update_item(**request)
+        found = db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]
+    assert asked == 0
+    assert (found["m"], found["n"]) == ({"N": "5"}, {"N": "5"})

@@ -17,6 +17,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `update_expression_structures_checked_once`: the checks of an UpdateExpression's structure
   (one clause of each kind, no overlapping paths, no key attribute) run once per expression,
   names and table keys, not on every UpdateItem; the checks of values and item still do.
+- `update_expression_spaces_removed_once`: the spaces around an UpdateExpression's
+  operators are removed once per text, not with `re.sub` on every UpdateItem.
+- `update_expression_structures_checked_at_the_root`: those checks of clause counts and
+  overlapping paths run once at the root, not again at every nested node (quadratic).
 - `update_expression_trees_copied_node_by_node`: the copy of an UpdateExpression's tree
   that each UpdateItem validates is built node by node, not with `copy.deepcopy`.
 - `clauses_of_kept_parses_found_once`: the clauses UpdateItem's handler looks for in a
@@ -25,6 +29,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   from its other nodes by type, once per type, not with four ABC checks before every child.
 - `expression_passes_walk_with_kept_maps`: each validation pass over an expression tree
   builds its map of what it processes once, not once per node visited.
+- `update_passes_skip_what_they_cannot_act_on`: each validation pass enters only the
+  subtrees where a node it acts on can be (not the path each action sets, say).
 - `update_old_images_copied_when_returned`: an UpdateItem copies and writes out the item
   as it was before only when its ReturnValues answer with it (not for NONE or ALL_NEW).
 - `condition_expressions_lexed_once`: each ConditionExpression text is lexed once, not on
@@ -43,6 +49,7 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `queries_read_one_partition`: a Query reads the partition it names (of the base table or
   an index) in key order, from its sort key condition and start key up to its limit, not
   every item of the table sorted.
+- `query_items_sized_once`: a Query or Scan sizes each item it reads once, not twice.
 - `attribute_values_serialize_directly`: DynamoDB responses write each AttributeValue
   without asking moto's attribute picker for each of its ten possible members.
 - `attribute_maps_written_at_once`: a map of AttributeValues (an item, a key) with no
@@ -79,6 +86,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   its own copier, not through `copy.deepcopy` for each element (list_append, undo log).
 - `reserved_words_looked_up_by_name`: a name is looked up among DynamoDB's reserved
   words in a set, not compared with each of the 573 in turn (every path of every update).
+- `update_paths_checked_against_reserved_words_directly`: each name of an update's paths
+  is looked up in that set at once, not through three calls.
 - `items_written_out_directly`: a stored item (a stream record's image, an answer's
   attributes) is written out as JSON in one pass, not by deep-copying each list and map and
   then every copied element again.
@@ -140,10 +149,13 @@ from mqless_cli.local.moto_fixes.expression_trees import (
     expression_passes_walk_with_kept_maps,
     resolving_hooks_ask_node_types_once,
     update_expression_trees_copied_node_by_node,
+    update_passes_skip_what_they_cannot_act_on,
 )
 from mqless_cli.local.moto_fixes.expressions import (
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
+    update_expression_spaces_removed_once,
+    update_expression_structures_checked_at_the_root,
     update_expression_structures_checked_once,
     update_expressions_parsed_once,
 )
@@ -152,7 +164,10 @@ from mqless_cli.local.moto_fixes.item_images import (
     items_written_out_directly,
     values_deep_copied_directly,
 )
-from mqless_cli.local.moto_fixes.keywords import reserved_words_looked_up_by_name
+from mqless_cli.local.moto_fixes.keywords import (
+    reserved_words_looked_up_by_name,
+    update_paths_checked_against_reserved_words_directly,
+)
 from mqless_cli.local.moto_fixes.kms import kms_key_pairs_made_on_first_use
 from mqless_cli.local.moto_fixes.locking import REQUEST_LOCK, LockStats, atomic_requests
 from mqless_cli.local.moto_fixes.old_images import (
@@ -160,7 +175,10 @@ from mqless_cli.local.moto_fixes.old_images import (
     update_prior_items_copied_when_streamed,
 )
 from mqless_cli.local.moto_fixes.plain_requests import dynamodb_requests_left_plain
-from mqless_cli.local.moto_fixes.queries import queries_read_one_partition
+from mqless_cli.local.moto_fixes.queries import (
+    queries_read_one_partition,
+    query_items_sized_once,
+)
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
     attribute_maps_written_at_once,
@@ -212,6 +230,7 @@ __all__ = [
     "items_written_out_directly",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
+    "query_items_sized_once",
     "random_strings_drawn_at_once",
     "request_attribute_values_read_directly",
     "request_ids_not_searched_in_json",
@@ -226,10 +245,14 @@ __all__ = [
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
+    "update_expression_spaces_removed_once",
+    "update_expression_structures_checked_at_the_root",
     "update_expression_structures_checked_once",
     "update_expression_trees_copied_node_by_node",
     "update_expressions_parsed_once",
     "update_old_images_copied_when_returned",
+    "update_passes_skip_what_they_cannot_act_on",
+    "update_paths_checked_against_reserved_words_directly",
     "update_prior_items_copied_when_streamed",
     "values_deep_copied_directly",
     "updates_that_create_write_one_record",
@@ -242,8 +265,10 @@ FIXES: tuple[Callable[[], Any], ...] = (
     handler_methods_listed_once,
     update_expressions_parsed_once,
     update_expression_structures_checked_once,
+    update_expression_structures_checked_at_the_root,
     update_expression_trees_copied_node_by_node,
     expression_passes_walk_with_kept_maps,
+    update_passes_skip_what_they_cannot_act_on,  # after the structure checks: wraps their init
     resolving_hooks_ask_node_types_once,
     clauses_of_kept_parses_found_once,
     update_old_images_copied_when_returned,
@@ -253,6 +278,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_prior_items_copied_when_streamed,  # after the undo log: both set the models' copy
     items_hold_keys_once,  # before the query orderings: they keep the keys it shares
     queries_read_one_partition,
+    query_items_sized_once,  # after it: wraps its Table.query
     attribute_values_serialize_directly,
     attribute_maps_written_at_once,
     result_members_picked_by_kept_names,
@@ -269,6 +295,8 @@ FIXES: tuple[Callable[[], Any], ...] = (
     items_written_out_directly,
     values_deep_copied_directly,
     reserved_words_looked_up_by_name,
+    update_paths_checked_against_reserved_words_directly,
+    update_expression_spaces_removed_once,
     updates_that_create_write_one_record,
     stream_records_expire,
     shard_iterators_expire,

@@ -1,5 +1,11 @@
 """Update expression trees copied node by node, walked without asking again per node what
-each pass processes, and the clauses of a kept parse found once."""
+each pass processes (nor into subtrees it cannot act on), and the clauses of a kept parse
+found once.
+
+Why it is long: these fixes all work on the trees `KEPT_PARSES` keeps (their copy
+programs, clauses and node kinds) and on one walk (`_KeptMapWalk`); split apart, each
+would reach into the others' state.
+"""
 
 from __future__ import annotations
 
@@ -142,6 +148,10 @@ def update_expression_trees_copied_node_by_node() -> Iterator[None]:
         yield
 
 
+_KEPT_MAP = "_mqless_map"
+"""Where a pass keeps its processing map, as (class, processor) pairs."""
+
+
 def _processor_for(traverser: Any, kind: type) -> Any:
     """Which of a pass's processors takes nodes of `kind` (None: none does): the first in
     its processing map whose class matches, kept on the pass with the map itself."""
@@ -149,12 +159,16 @@ def _processor_for(traverser: Any, kind: type) -> Any:
     chosen: dict[type, Any] | None = kept.get("_mqless_processors")
     if chosen is None:
         chosen = kept["_mqless_processors"] = {}
-        kept["_mqless_map"] = tuple(traverser._processing_map().items())
+        if _KEPT_MAP not in kept:  # (`_ActedOn` may have built it)
+            kept[_KEPT_MAP] = tuple(traverser._processing_map().items())
     if kind not in chosen:
-        chosen[kind] = next(
-            (step for cls, step in kept["_mqless_map"] if issubclass(kind, cls)), None
-        )
+        chosen[kind] = next((step for cls, step in kept[_KEPT_MAP] if issubclass(kind, cls)), None)
     return chosen[kind]
+
+
+SKIPPED_KINDS = "_mqless_skipped_kinds"
+"""Where a pass holds the node classes whose subtrees it cannot act on (set by
+`update_passes_skip_what_they_cannot_act_on`): the walk does not enter them."""
 
 
 class _KeptMapWalk:
@@ -177,9 +191,12 @@ class _KeptMapWalk:
         children = node.children
         if children is not None:
             hooked = type(traverser).pre_processing_of_child is not self._no_hook
+            skip = traverser.__dict__.get(SKIPPED_KINDS, ())
             for i, child in enumerate(children):
                 if hooked:
                     traverser.pre_processing_of_child(node, i)
+                if type(child) in skip:  # nothing under it the pass acts on
+                    continue
                 self.traverse(traverser, child, i)  # no pass overrides the walk
         step = _processor_for(traverser, kind)
         if step is not None:
@@ -230,6 +247,7 @@ class _KeptParses:
         self._kept: dict[int, tuple[Any, dict[Any, Any]]] = {}
         self._programs: dict[int, tuple[Any, list[_Step] | None]] = {}
         self._program_nodes = 0
+        self._kinds: dict[int, tuple[Any, dict[type, frozenset[type]], dict[Any, Any]]] = {}
         self._lock = threading.Lock()
 
     def keep(self, tree: Any) -> None:
@@ -264,6 +282,51 @@ class _KeptParses:
             self._programs[id(tree)] = (tree, program)
             self._program_nodes += size
         return program
+
+    def skipped_kinds(
+        self, tree: Any, node_class: type, acted_on: tuple[type, ...], outputs: frozenset[type]
+    ) -> frozenset[type] | None:
+        """The node classes of `tree` (a kept parse), and `outputs`, under whose instances
+        no class of a copy of the tree is a subclass of `acted_on`, after passes put nodes of
+        `outputs` in it; None if the tree is not a kept parse."""
+        if self.clauses(tree) is None:
+            return None
+        entry = self._kinds.get(id(tree))
+        if entry is None or entry[0] is not tree:
+            entry = (tree, subtree_kinds(tree, node_class), {})
+            with self._lock:
+                if len(self._kinds) >= _PARSES_KEPT:
+                    self._kinds.clear()
+                self._kinds[id(tree)] = entry
+        kinds, skips = entry[1], entry[2]
+        skipped = skips.get((acted_on, outputs))
+        if skipped is None:
+            if any(issubclass(k, acted_on) for k in outputs):
+                skipped = frozenset()
+            else:
+                skipped = outputs.union(
+                    kind
+                    for kind, under in kinds.items()
+                    if not any(issubclass(k, acted_on) for k in under)
+                )
+            skips[(acted_on, outputs)] = skipped
+        return skipped
+
+
+def subtree_kinds(tree: Any, node_class: type) -> dict[type, frozenset[type]]:
+    """Each node class in `tree`, with every class found under its instances (itself too)."""
+    kinds: dict[type, set[type]] = {}
+
+    def under(node: Any) -> set[type]:
+        found = {type(node)}
+        for child in node.children or ():
+            if isinstance(child, node_class):
+                found |= under(child)
+        kinds.setdefault(type(node), set()).update(found)
+        return found
+
+    under(tree)
+    return {kind: frozenset(found) for kind, found in kinds.items()}
 
 
 _PROGRAM_NODES_KEPT = 20_000
@@ -342,4 +405,100 @@ def resolving_hooks_ask_node_types_once() -> Iterator[None]:
             self.resolving = child_id != 0
 
     with patched(resolver, "pre_processing_of_child", pre_processing_of_child):
+        yield
+
+
+# ---- update passes skip the subtrees they cannot act on -------------------------------------
+
+
+class _ActedOn:
+    """The node classes each of moto's update passes processes, and those its hook acts on
+    (`hooked`, by pass class), listed once per pass class."""
+
+    def __init__(self, hooked: dict[type, tuple[type, ...]]) -> None:
+        self._hooked = hooked
+        self._acted_on: dict[type, tuple[type, ...]] = {}
+
+    def __call__(self, processor: Any) -> tuple[type, ...] | None:
+        """What `processor` acts on; None if it is not a pass this fix knows."""
+        kind = type(processor)
+        acted_on = self._acted_on.get(kind)
+        if acted_on is None:
+            hooked = self._hooked.get(kind)
+            if hooked is None:
+                return None
+            # moto's passes map the same classes whatever their instance holds; the walk
+            # takes this instance's map as it is (`_processor_for`)
+            steps = processor.__dict__[_KEPT_MAP] = tuple(processor._processing_map().items())
+            acted_on = self._acted_on[kind] = tuple(cls for cls, _ in steps) + hooked
+        return acted_on
+
+
+@contextmanager
+def update_passes_skip_what_they_cannot_act_on() -> Iterator[None]:
+    """Each pass of an UpdateItem's validation enters only the subtrees it can act on.
+
+    Upstream behaviour: `UpdateExpressionValidator` runs its passes (values, paths,
+    functions, missing paths, operations, ...) over the whole tree, each visiting every
+    node, though each acts on nodes of one or two classes only: the value pass on
+    `:placeholders`, the operations pass on values; neither on the path an action sets
+    (`u[3]`: three nodes of each of the broker's ~thirty actions).
+
+    Here, for the copy of a kept parse (`KEPT_PARSES`), each of moto's passes gets the
+    node classes under whose instances (in the parse) no class it processes is found, nor
+    one its hook acts on (an action, for the path resolving pass), nor one that passes
+    put in the tree (`DDBTypedValue`, `NoneExistingPath`; every other node a pass returns
+    comes from the subtree it replaces, so it was under the same nodes): the walk
+    (`expression_passes_walk_with_kept_maps`) does not enter them. What it leaves out it
+    would have visited without acting, so every node is processed, and every hook called,
+    as before; any other pass, or tree, is walked whole.
+
+    Why it is long: it lists moto's ten update passes, each checked to keep the hook moto
+    gives it, and this docstring says why leaving subtrees out changes nothing.
+    """
+    from moto.dynamodb.parsing import ast_nodes, validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+
+    nodes: Any = ast_nodes
+    actions = (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+        nodes.UpdateExpressionAddAction,
+    )
+    outputs = frozenset((nodes.DDBTypedValue, nodes.NoneExistingPath))
+    passes: Any = validators
+    known: dict[type, tuple[type, ...]] = {
+        kind: ()
+        for kind in (
+            passes.ActionCountValidator,
+            passes.OverlappingPathsValidator,
+            passes.UpdateHashRangeKeyValidator,
+            passes.ExpressionAttributeValueProcessor,
+            passes.UpdateExpressionFunctionEvaluator,
+            passes.NoneExistingPathChecker,
+            passes.ExecuteOperations,
+            passes.TypeMismatchValidator,
+            passes.EmptyStringKeyValueValidator,
+        )
+        if kind.pre_processing_of_child is DepthFirstTraverser.pre_processing_of_child
+    }
+    known[passes.ExpressionAttributeResolvingProcessor] = actions
+    acted_on_by = _ActedOn(known)
+    cls: Any = validators.UpdateExpressionValidator
+    original_init = cls.__init__
+
+    def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, expression, *args, **kwargs)
+        for processor in self.processors:
+            acted_on = acted_on_by(processor)
+            skipped = (
+                None
+                if acted_on is None
+                else KEPT_PARSES.skipped_kinds(expression, Node, acted_on, outputs)
+            )
+            if skipped:
+                processor.__dict__[SKIPPED_KINDS] = skipped
+
+    with patched(cls, "__init__", init):
         yield

@@ -1,8 +1,15 @@
-"""Update and condition expressions parsed, checked and lexed once per text."""
+"""Update and condition expressions parsed, checked and lexed once per text.
+
+Why it is long: each step moto takes with an expression's text (parse, structure checks,
+spaces, lexing, condition trees) has its own fix here, each with the docstring that says
+what moto does and why the answer stays the same; they share the kept parses and their
+keys, and read best next to each other.
+"""
 
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -237,6 +244,133 @@ def update_expression_structures_checked_once() -> Iterator[None]:
         patched(cls, "__init__", init),
         patched(cls, "validate", validate),
         patched(resolver, "process_expression_path_node", noting),
+    ):
+        yield
+
+
+# ---- update expressions: spaces around operators removed once per text ---------------------
+
+
+class _SubstitutionsKept:
+    """`re` for moto.dynamodb.models: `sub` of text by text gives back the result it gave
+    for the same three texts before (the last 512); everything else is `re`'s own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=512)
+    def _substituted(pattern: str, repl: str, string: str) -> str:
+        return re.sub(pattern, repl, string)
+
+    def sub(self, pattern: Any, repl: Any, string: Any, count: int = 0, flags: int = 0) -> Any:
+        if count == 0 and flags == 0 and type(pattern) is type(repl) is type(string) is str:
+            return self._substituted(pattern, repl, string)
+        return re.sub(pattern, repl, string, count=count, flags=flags)
+
+
+@contextmanager
+def update_expression_spaces_removed_once() -> Iterator[None]:
+    """Remove the spaces around an UpdateExpression's operators once per text.
+
+    Upstream behaviour: `DynamoDBBackend.update_item` rewrites the expression text with
+    `re.sub(r"\\s*([=\\+-])\\s*", ...)` on every UpdateItem (the pattern looked up in re's
+    cache, the text scanned, the result built): a fortieth of an update for the broker's
+    segment updates. The result depends on the three texts alone, so here moto's models
+    module sees an `re` whose `sub` keeps the last 512 results of text arguments
+    (`_SubstitutionsKept`); any other call is `re.sub`'s.
+    """
+    from moto.dynamodb import models
+
+    with patched(models, "re", _SubstitutionsKept()):
+        yield
+
+
+# ---- update expressions: structure checked at the root -------------------------------------
+
+
+def _found_everywhere(root: Any, kinds: tuple[type, ...], node_class: Any) -> bool:
+    """Whether every node of `kinds` in the tree under `root` is among those the root's own
+    `find_clauses(kinds)` finds: then what any node of the tree finds is part of that."""
+    found = {id(n) for n in root.find_clauses(list(kinds))}
+    pending: list[Any] = list(root.children or ())
+    everywhere = 0
+    while pending:
+        node = pending.pop()
+        if isinstance(node, node_class):
+            if type(node) in kinds:
+                if id(node) not in found:
+                    return False
+                everywhere += 1
+            pending.extend(node.children or ())
+    return everywhere == len(found)
+
+
+def _checked_at_the_root(kinds: Callable[[], tuple[type, ...]], check: str) -> Callable[..., Any]:
+    """`traverse` of a structure check that runs `check` on the root alone when that decides."""
+    from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+        DepthFirstTraverser,
+        Node,
+        UpdateExpression,
+    )
+
+    original = DepthFirstTraverser.traverse
+
+    def traverse(self: Any, node: Any) -> Any:
+        looked_for = kinds()
+        if (
+            type(node) is not UpdateExpression
+            or node.parent is not None
+            or not _found_everywhere(node, looked_for, Node)
+        ):
+            return original(self, node)
+        try:
+            getattr(self, check)(node)
+        except Exception:  # refused: find the first node moto refuses at, as moto does
+            return original(self, node)
+        return node
+
+    return traverse
+
+
+@contextmanager
+def update_expression_structures_checked_at_the_root() -> Iterator[None]:
+    """Check an UpdateExpression's clause counts and overlapping paths once, at its root.
+
+    Upstream behaviour: `ActionCountValidator` and `OverlappingPathsValidator` run their
+    check at every UpdateExpression node of the tree, bottom up, and each check looks for
+    clauses (or actions) in the node's whole subtree again: an expression of n actions
+    nests n action lists, so it is quadratic (thirty actions: a few hundred walks). The
+    broker writes segment updates of up to thirty actions, a new text for each range of
+    slots, each checked in full the first time (`update_expression_structures_checked_once`
+    keeps what passed).
+
+    Both checks refuse a node for what it finds (two clauses of a kind, two paths that
+    overlap or repeat): what a node finds is part of what the root finds when every such
+    clause in the tree is among the root's (checked here in one walk), and what passes for
+    the root passes for each part. So the root is checked alone; when it is refused, or
+    the tree is not a whole parsed expression, the check runs at every node as before,
+    refusing at the same node with the same error.
+    """
+    from moto.dynamodb.parsing import ast_nodes, validators
+
+    nodes: Any = ast_nodes
+    clauses = (
+        nodes.UpdateExpressionAddClause,
+        nodes.UpdateExpressionRemoveClause,
+        nodes.UpdateExpressionSetClause,
+    )
+    actions = (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionAddAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+    )
+    counts = _checked_at_the_root(lambda: clauses, "verify_action_counts")
+    overlaps = _checked_at_the_root(lambda: actions, "check_for_overlapping_paths")
+    with (
+        patched(validators.ActionCountValidator, "traverse", counts),
+        patched(validators.OverlappingPathsValidator, "traverse", overlaps),
     ):
         yield
 

@@ -47,3 +47,36 @@ def reserved_words_looked_up_by_name() -> Iterator[None]:
 
     with patched(ReservedKeywords, "get_reserved_keywords", classmethod(get_reserved_keywords)):
         yield
+
+
+@contextmanager
+def update_paths_checked_against_reserved_words_directly() -> Iterator[None]:
+    """Check each name of an UpdateItem's paths against the reserved words in one step.
+
+    Upstream behaviour: `ExpressionPathResolver.raise_exception_if_keyword` runs for every
+    name of every path an UpdateItem resolves (`n[3]` in `n[3] + :one`, on every update)
+    and asks `ReservedKeywords.get_reserved_keywords()` for the list each time, then the
+    list whether it holds the name: three calls per name. Here a text name is looked up at
+    once in the set of moto's list (the one `get_reserved_keywords` hands out, read as it
+    stands: `reserved_words_looked_up_by_name` makes that lookup a set's); a reserved one
+    is refused by moto's own check, with its error, as is any other value.
+    """
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+    from moto.dynamodb.parsing.validators import ExpressionPathResolver
+
+    original: Any = ExpressionPathResolver.raise_exception_if_keyword.__func__  # type: ignore[attr-defined]
+    kept: list[Any] = [None, frozenset(), 0]  # moto's list, its words, its length
+
+    def raise_exception_if_keyword(cls: type, attribute: Any) -> None:
+        words = ReservedKeywords.KEYWORDS
+        if type(attribute) is not str or words is None:
+            return original(cls, attribute)  # type: ignore[no-any-return]
+        if kept[0] is not words or kept[2] != len(words):
+            kept[:] = [words, frozenset(w for w in words if type(w) is str), len(words)]
+        if attribute.upper() in kept[1]:
+            original(cls, attribute)  # refused as moto refuses it
+        return None
+
+    resolver: Any = ExpressionPathResolver
+    with patched(resolver, "raise_exception_if_keyword", classmethod(raise_exception_if_keyword)):
+        yield
