@@ -371,7 +371,7 @@ def test_a_clients_user_agent_is_not_keyed_anew_for_each_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a client's User-Agent builder, and the shortcut's key building counted
-    from mqless_cli.local import botocore_shortcuts as shortcuts
+    from mqless_cli.local import botocore_client_shortcuts as shortcuts
 
     client = boto3.client("dynamodb", region_name="us-east-1")
     keyed = count_calls(monkeypatch, shortcuts, "_hashable")
