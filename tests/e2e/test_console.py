@@ -26,6 +26,9 @@ from tests.e2e.conftest import ROOT, DevServer
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
+# each test's queues go when it ends: the page's /stats reads every queue there is
+pytestmark = pytest.mark.usefixtures("queues_deleted_after")
+
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = ROOT / "test-output"
 WAIT_MS = 10_000
@@ -134,28 +137,6 @@ def page(
             + "\n".join(failures),
             pytrace=False,
         )
-
-
-@pytest.fixture(autouse=True)
-def _queues_deleted_after(mqless_dev: DevServer, dev_token: str) -> Iterator[None]:
-    """Each test's queues are deleted when it ends, so the next test's console opens on the
-    module's `mqless dev` with none of them. The page polls /stats, which reads every
-    queue's counts (~15 DynamoDB queries a queue): with the queues of all earlier tests
-    kept, a poll grew to ~1 s of the server's CPU and the server's CPU to half this file's."""
-    yield
-    with _admin(mqless_dev, dev_token) as client:
-        left = _queue_names(client)
-        while left:  # a queue another one names as its dead-letter queue goes after it
-            refused = {n: client.delete(f"/queues/{n}") for n in left}
-            refused = {n: r for n, r in refused.items() if r.status_code != 204}
-            assert len(refused) < len(left), {n: r.text for n, r in refused.items()}
-            left = _queue_names(client)
-
-
-def _queue_names(client: httpx.Client) -> list[str]:
-    listed = client.get("/queues")
-    listed.raise_for_status()
-    return [queue["name"] for queue in listed.json()["queues"]]
 
 
 def _note_console(message: Any, problems: list[str], allowed: list[re.Pattern[str]]) -> None:
