@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,3 +221,27 @@ def mqless_dev(
     log.parent.mkdir(exist_ok=True)
     log.write_text(server.output() + "\n")
     assert code == 0, f"`mqless dev` exited with {code}:\n{server.output()}"
+
+
+@pytest.fixture
+def queues_deleted_after(mqless_dev: DevServer) -> Iterator[None]:
+    """Each test's queues are deleted from the module's `mqless dev` when it ends: the next
+    test starts with none of them, and what reads every queue stays as cheap as one test's
+    queues make it (the console's /stats, ~15 DynamoDB queries a queue, which grew to ~1 s a
+    poll; each sweep, once a second under SWEEP_EVERY_SECOND)."""
+    yield
+    with httpx.Client(
+        base_url=mqless_dev.http_url, timeout=30, headers=mqless_dev.auth_headers()
+    ) as client:
+        left = _queue_names(client)
+        while left:  # a queue another one names as its dead-letter queue goes after it
+            answers = {name: client.delete(f"/queues/{name}") for name in left}
+            refused = {name: a.text for name, a in answers.items() if a.status_code != 204}
+            assert len(refused) < len(left), f"queues not deleted: {refused}"
+            left = _queue_names(client)
+
+
+def _queue_names(client: httpx.Client) -> list[str]:
+    listed = client.get("/queues")
+    listed.raise_for_status()
+    return [queue["name"] for queue in listed.json()["queues"]]

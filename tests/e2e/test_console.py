@@ -26,6 +26,9 @@ from tests.e2e.conftest import ROOT, DevServer
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
+# each test's queues go when it ends: the page's /stats reads every queue there is
+pytestmark = pytest.mark.usefixtures("queues_deleted_after")
+
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = ROOT / "test-output"
 WAIT_MS = 10_000

@@ -36,6 +36,10 @@ def mqless_dev_flags() -> tuple[str, ...]:
     return SWEEP_EVERY_SECOND
 
 
+# a sweep a second reads every queue there is: each test's queues go when it ends
+pytestmark = pytest.mark.usefixtures("queues_deleted_after")
+
+
 class Recorder(stomp.ConnectionListener):
     """Every frame stomp.py hands its listener, in arrival order."""
 
