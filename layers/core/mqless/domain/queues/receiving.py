@@ -27,6 +27,10 @@ from mqless.observability import metrics
 
 FIRST_POLL_SECONDS: Final = 0.05
 MAX_POLL_SECONDS: Final = 1.0
+# a push consumer's pump (an internal caller, `owner` set) may lease more in one receive than
+# the HTTP API's limit (`models.MAX_BATCH`): a lone consumer's refill takes what one push
+# carries in one look (one index read, one read of bodies), not a look per 10
+MAX_PUSH_TAKE: Final = 50
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class Receiver:
         oldest_first: bool = False,
         selector: str | None = None,
     ) -> list[Delivery]:
-        """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive.
+        """Lease up to `max_messages` (1 to 10; a push consumer's pump, `owner` set, up to
+        `MAX_PUSH_TAKE`), waiting up to `wait_seconds` for the first to arrive.
 
         Receivers take free messages of the oldest segments in a random order; once they
         compete, by ticket (`racing.py`); `oldest_first` keeps their order instead (push
@@ -196,8 +201,9 @@ class Receiver:
                 f"temporary queue {queue!r} is private to the WebSocket connection that made "
                 "it: subscribe to its /temp-queue/ name on that connection"
             )
-        if not 1 <= max_messages <= models.MAX_BATCH:
-            raise InvalidRequest(f"max_messages must be 1 to {models.MAX_BATCH}")
+        most = models.MAX_BATCH if owner is None else MAX_PUSH_TAKE
+        if not 1 <= max_messages <= most:
+            raise InvalidRequest(f"max_messages must be 1 to {most}")
         if not 0 <= wait_seconds <= models.MAX_WAIT_SECONDS:
             raise InvalidRequest(f"wait_seconds must be 0 to {models.MAX_WAIT_SECONDS}")
         if visibility_timeout is not None and not (
