@@ -6,13 +6,11 @@ runs out or a delay that ends makes no stream record). It first asks the queue's
 whether anything is visible (one read), unless an ack's freed credit asked for it: that
 consumer has credit, and its receive reads the same segments from the floor (a consumer
 holding a prefetch of 100 has some ten segments leased there, pages of reads for each look,
-once, not twice). Then it serves consumers in rounds of at most 10
-messages so competing consumers share a busy queue (a lone consumer of a standard queue: as
-many as one push carries, 50, in one look: a refill of 50 is one index read, one read of
-bodies and a lease write per segment, not five of each), and pushes each round in as few
-posts as the 32 KB frame allows (`posting.py`). It reads each consumer's credit once
-(`credit.py`) and leases under the consumer's name with an ordinary receive, so leases,
-receive counts, dead-lettering and FIFO groups behave as for HTTP receivers.
+once, not twice). Then it serves consumers in rounds of at most 10 messages so competing
+consumers share a busy queue (a lone one of a standard queue: 50, a push's worth, in one
+look), and pushes each round in as few posts as the 32 KB frame allows (`posting.py`). It
+reads each consumer's credit once (`credit.py`) and leases under the consumer's name with an
+ordinary receive: leases, receive counts, dead-lettering, FIFO groups are as for HTTP's.
 
 A `client` or `client-individual` consumer a pump leaves without credit while messages may
 have waited is marked owed (`_owe`): the ack that opens its room pumps. A consumer that
@@ -23,8 +21,7 @@ consumers and one's credit first and appends the new messages leased to that con
 (`plan_push`, `push_leased`: the append is the lease), and pumps only if anything it
 appended is left.
 
-A consumer whose post fails has its messages given back and the others are fed all the
-same.
+A consumer whose post fails has its messages given back; the others are fed all the same.
 """
 
 from __future__ import annotations
@@ -51,9 +48,8 @@ from mqless.domain.push.posting import PUSH_LIMIT, Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.push.remembered_credit import RememberedCredit
 from mqless.domain.queues.indexing import PushLease
-from mqless.domain.queues.leases import Taken
+from mqless.domain.queues.leases import MAX_PUSH_TAKE, Taken
 from mqless.domain.queues.receipts import Lease
-from mqless.domain.queues.receiving import MAX_PUSH_TAKE
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.dynamo import Item
 from mqless.storage.push_consumers import PushConsumers
@@ -216,10 +212,6 @@ class Feeder:
         if not consumers or not (refill or self._has_work(queue, consumers, holdings)):
             return report
         random.shuffle(consumers)  # no consumer is always first in line
-        # competing consumers share a busy queue in rounds of 10; a lone one takes at once
-        # what one push carries (FIFO: its leases go by group heads, `fifo_leases.py`)
-        lone = len(consumers) == 1 and not names.is_fifo(queue)
-        round_size = MAX_PUSH_TAKE if lone else models.MAX_BATCH
         failures: list[Exception] = []
         refed: set[str] = set()  # consumers fed again after a lost record race
         while True:
@@ -227,9 +219,7 @@ class Feeder:
             outboxes: dict[str, Outbox] = {}
             drained = False
             try:
-                drained = self._feed(
-                    list(consumers), outboxes, holdings, report, failures, most=round_size
-                )
+                drained = self._feed(list(consumers), outboxes, holdings, report, failures)
             finally:
                 for outbox in outboxes.values():
                     self._poster.flush_guarded(outbox, holdings, report, failures)
@@ -281,11 +271,11 @@ class Feeder:
         holdings: dict[str, Holding],
         report: PumpReport,
         failures: list[Exception],
-        *,
-        most: int = models.MAX_BATCH,
     ) -> bool:
-        """Lease for consumers in rounds of up to `most` each until the queue is drained or
-        the budget is spent; whether it was found drained (nothing visible)."""
+        """Lease for consumers in rounds until the queue is drained or the budget is spent
+        (a lone consumer of a standard queue: 50 a round); whether it was found drained."""
+        lone = len(active) == 1 and not names.is_fifo(active[0].queue)  # FIFO: group heads
+        most = MAX_PUSH_TAKE if lone else models.MAX_BATCH
         while active:
             hungry: list[Consumer] = []
             for consumer in active:

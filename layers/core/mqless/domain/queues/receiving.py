@@ -18,7 +18,7 @@ from mqless.domain.messages import Delivery
 from mqless.domain.models import EntryFailure, QueueConfig
 from mqless.domain.queues.admin import QueueAdmin
 from mqless.domain.queues.counting import MessageCounter
-from mqless.domain.queues.leases import Acks
+from mqless.domain.queues.leases import MAX_PUSH_TAKE, Acks
 from mqless.domain.queues.opening import Opener
 from mqless.domain.queues.parts import QueueParts
 from mqless.domain.queues.selection import Selection, Verdicts
@@ -27,10 +27,6 @@ from mqless.observability import metrics
 
 FIRST_POLL_SECONDS: Final = 0.05
 MAX_POLL_SECONDS: Final = 1.0
-# a push consumer's pump (an internal caller, `owner` set) may lease more in one receive than
-# the HTTP API's limit (`models.MAX_BATCH`): a lone consumer's refill takes what one push
-# carries in one look (one index read, one read of bodies), not a look per 10
-MAX_PUSH_TAKE: Final = 50
 
 
 @dataclass(frozen=True)

@@ -209,9 +209,8 @@ class Leases:
         while pages < MAX_SCAN_PAGES:
             scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
             segments = self._index.segments(queue, shard, start, limit=scan)
-            if not segments:
-                if not taken:
-                    empty.note(self._memory, queue, shard)
+            if not segments:  # (a look that took something saw free ones: noted not empty)
+                empty.note(self._memory, queue, shard)
                 return taken
             now = self._clock.now_ms()
             empty.saw(segments, now)
@@ -221,28 +220,14 @@ class Leases:
                 self._pass_settled(queue, shard, floor, segments)
             with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
             if with_free and oldest_first:
-                need = want - len(taken)
-                free = [e for s in with_free for e in s.entries if e.free_at(now)]
-                if wanted is not None:
-                    # the first `need` free ones' log items in one read (the claim asks
-                    # segment by segment, and would read them one segment at a time)
-                    wanted([e.ref for e in free if not e.expired(now)][:need])
-                got = self._claims.claim_from(config, with_free, need, lease_ms, True, wanted)
-                taken += got
-                if len(got) >= need or (wanted is None and len(got) < len(free)):
-                    # all it wants, or all it could have here (some ran out or were taken)
+                done = self._claims.claim_oldest(config, with_free, want, lease_ms, wanted, taken)
+                if done or len(segments) < scan:
                     return taken
-                if len(segments) < scan:
-                    return taken  # read to the shard's end
-                # a lone consumer's refill (`receiving.MAX_PUSH_TAKE`) wants more than a
-                # page holds: the next page's, in this look (one read of bodies, not one a
-                # page); a selector looks further for what it takes, as far as a scan goes
             elif with_free:
                 read_end = segments[-1].end if len(segments) < scan else None
                 return self._compete(config, shard, with_free, want, lease_ms, acks, read_end)
             if len(segments) < scan:
-                if not taken:
-                    empty.note(self._memory, queue, shard)  # read to its end: nothing free
+                empty.note(self._memory, queue, shard)  # read to its end: nothing free
                 return taken
             start = segments[-1].seq + 1
             # a page wholly passed as held costs no page, up to a bound
