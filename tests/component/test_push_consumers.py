@@ -179,6 +179,34 @@ def test_a_saturated_consumer_with_a_large_prefetch_is_refilled_half_its_prefetc
     assert _counts(broker, "jobs") == (10, 100)
 
 
+def test_a_lone_consumers_refill_of_fifty_reads_their_bodies_at_once_not_ten_at_a_time(
+    sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send
+) -> None:
+    # Given a client-individual subscriber with prefetch 100 holding 100 of 160 messages,
+    # the only consumer of its queue, that acked 49 of them
+    held = _full_consumer(sessions, pusher, send, 160)
+    for message in held[:49]:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    posts = len(pusher.posts["c1"])
+
+    # When it acks the 50th (half its prefetch is free: the refill)
+    meter = Meter()
+    with observing_moto(meter):
+        _frame(sessions, "c1", action="ack", id=held[49]["ack"])
+    requests = meter.usage().requests
+
+    # Then the next fifty come, in order, in one push, and it holds 100 again
+    assert [m["body"] for m in _messages(pusher, "c1")[100:]] == [
+        f"m{n:03d}" for n in range(100, 150)
+    ]
+    assert len(pusher.posts["c1"]) == posts + 1
+    assert _counts(broker, "jobs") == (10, 100)
+    # and their bodies were read in one request, in one look at the queue's index, not in
+    # five, a receive of ten at a time (5 body reads and 9 queries before)
+    assert requests.get("dynamodb:BatchGetItem", 0) == 1
+    assert requests.get("dynamodb:Query", 0) <= 7, requests
+
+
 def test_a_full_consumer_acking_in_order_gets_pushes_of_fifty_and_its_acks_read_no_records(
     sessions: Sessions, pusher: RecordingPusher, broker: QueueService, send: Send, aws: Aws
 ) -> None:

@@ -693,10 +693,10 @@ def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once_a_roun
         say("c1", "ACK", id=first[49].header("ack") or "")
     used = meter.usage()
 
-    # Then 50 more are pushed, and the pump read the shard's index once a round of ten
-    # (a receive's most), one page of four segments, 0.5 read units, five times: each look
-    # began past the leased ones, where the look before found them held (three pages from
-    # the floor each before)
+    # Then 50 more are pushed, and the pump read the shard's index in one look (a lone
+    # consumer's pump takes what one push carries, not a receive's ten a look): three
+    # pages of four segments, 0.5 read units each, beginning past the leased ones, where
+    # the look before found them held (five looks of a page each before)
     assert len(got(pusher, "c1", "MESSAGE")) == 150
     index = f"{aws.settings.messages_table} I#deep#0"
-    assert used.partition_read_units[index] == 5 * 0.5
+    assert used.partition_read_units[index] == 3 * 0.5

@@ -6,11 +6,11 @@ runs out or a delay that ends makes no stream record). It first asks the queue's
 whether anything is visible (one read), unless an ack's freed credit asked for it: that
 consumer has credit, and its receive reads the same segments from the floor (a consumer
 holding a prefetch of 100 has some ten segments leased there, pages of reads for each look,
-once, not twice). Then it serves consumers in rounds of at most 10
-messages so competing consumers share a busy queue, and pushes each round in as few
-posts as the 32 KB frame allows (`posting.py`). It reads each consumer's credit once
-(`credit.py`) and leases under the consumer's name with an ordinary receive, so leases,
-receive counts, dead-lettering and FIFO groups behave as for HTTP receivers.
+once, not twice). Then it serves consumers in rounds of at most 10 messages so competing
+consumers share a busy queue (a lone one of a standard queue: 50, a push's worth, in one
+look), and pushes each round in as few posts as the 32 KB frame allows (`posting.py`). It
+reads each consumer's credit once (`credit.py`) and leases under the consumer's name with an
+ordinary receive: leases, receive counts, dead-lettering, FIFO groups are as for HTTP's.
 
 A `client` or `client-individual` consumer a pump leaves without credit while messages may
 have waited is marked owed (`_owe`): the ack that opens its room pumps. A consumer that
@@ -21,8 +21,7 @@ consumers and one's credit first and appends the new messages leased to that con
 (`plan_push`, `push_leased`: the append is the lease), and pumps only if anything it
 appended is left.
 
-A consumer whose post fails has its messages given back and the others are fed all the
-same.
+A consumer whose post fails has its messages given back; the others are fed all the same.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from mqless.domain.push.posting import PUSH_LIMIT, Outbox, Poster, PumpReport
 from mqless.domain.push.pushes import FRAME_BYTES
 from mqless.domain.push.remembered_credit import RememberedCredit
 from mqless.domain.queues.indexing import PushLease
-from mqless.domain.queues.leases import Taken
+from mqless.domain.queues.leases import MAX_PUSH_TAKE, Taken
 from mqless.domain.queues.receipts import Lease
 from mqless.storage.deliveries import DeliveryRecords
 from mqless.storage.dynamo import Item
@@ -273,14 +272,16 @@ class Feeder:
         report: PumpReport,
         failures: list[Exception],
     ) -> bool:
-        """Lease for consumers in rounds until the queue is drained or the budget is spent;
-        whether it was found drained (nothing visible)."""
+        """Lease for consumers in rounds until the queue is drained or the budget is spent
+        (a lone consumer of a standard queue: 50 a round); whether it was found drained."""
+        lone = len(active) == 1 and not names.is_fifo(active[0].queue)  # FIFO: group heads
+        most = MAX_PUSH_TAKE if lone else models.MAX_BATCH
         while active:
             hungry: list[Consumer] = []
             for consumer in active:
                 if consumer.connection.id in report.gone | report.failed:
                     continue
-                want = min(models.MAX_BATCH, self._budget - report.leased)
+                want = min(most, self._budget - report.leased)
                 if want <= 0:
                     report.more = True
                     return False

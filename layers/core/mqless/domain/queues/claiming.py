@@ -70,6 +70,32 @@ class Claims:
                 segment = fresh
         return taken
 
+    def claim_oldest(
+        self,
+        config: QueueConfig,
+        segments: list[Segment],
+        want: int,
+        lease_ms: int,
+        wanted: Wanted | None,
+        taken: list[Taken],
+    ) -> bool:
+        """A push consumer's claims on one page of a look, oldest first, added to what it
+        `taken` on the pages before (up to `want` in all); whether the look is done (all it
+        wants, or, with no selector, less than was free here: some ran out or were taken).
+        Otherwise it reads the next page: a lone
+        consumer's refill (`leases.MAX_PUSH_TAKE`) wants more than a page of 4 segments
+        holds (one read of bodies, not one a page); a selector looks further for what it
+        takes."""
+        now, need = self._clock.now_ms(), want - len(taken)
+        free = [e for s in segments for e in s.entries if e.free_at(now)]
+        if wanted is not None:
+            # the first `need` free ones' log items in one read (the claim asks segment by
+            # segment, and would read them one segment at a time)
+            wanted([e.ref for e in free if not e.expired(now)][:need])
+        got = self.claim_from(config, segments, need, lease_ms, True, wanted)
+        taken += got
+        return len(got) >= need or (wanted is None and len(got) < len(free))
+
     def claim(
         self,
         config: QueueConfig,

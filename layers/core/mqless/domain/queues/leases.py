@@ -19,6 +19,9 @@ from mqless.storage.fifo_segments import FifoEntry, FifoSegment
 from mqless.storage.segments import Entry, Ref, Segment
 
 SCAN_SEGMENTS: Final = 4  # segments of a standard shard read at once from the floor
+# what a push consumer's pump (an internal caller) may lease in one receive, beyond the HTTP
+# API's 10: a lone consumer's refill takes one push's worth in one look
+MAX_PUSH_TAKE: Final = 50
 
 Wanted = Callable[[Sequence[Ref]], Collection[Ref]]
 """Of free references about to be claimed, those the receiver wants (a selector consumer:

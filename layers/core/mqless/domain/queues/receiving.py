@@ -18,7 +18,7 @@ from mqless.domain.messages import Delivery
 from mqless.domain.models import EntryFailure, QueueConfig
 from mqless.domain.queues.admin import QueueAdmin
 from mqless.domain.queues.counting import MessageCounter
-from mqless.domain.queues.leases import Acks
+from mqless.domain.queues.leases import MAX_PUSH_TAKE, Acks
 from mqless.domain.queues.opening import Opener
 from mqless.domain.queues.parts import QueueParts
 from mqless.domain.queues.selection import Selection, Verdicts
@@ -74,7 +74,8 @@ class Receiver:
         oldest_first: bool = False,
         selector: str | None = None,
     ) -> list[Delivery]:
-        """Lease up to `max_messages`, waiting up to `wait_seconds` for the first to arrive.
+        """Lease up to `max_messages` (1 to 10; a push consumer's pump, `owner` set, up to
+        `MAX_PUSH_TAKE`), waiting up to `wait_seconds` for the first to arrive.
 
         Receivers take free messages of the oldest segments in a random order; once they
         compete, by ticket (`racing.py`); `oldest_first` keeps their order instead (push
@@ -196,8 +197,9 @@ class Receiver:
                 f"temporary queue {queue!r} is private to the WebSocket connection that made "
                 "it: subscribe to its /temp-queue/ name on that connection"
             )
-        if not 1 <= max_messages <= models.MAX_BATCH:
-            raise InvalidRequest(f"max_messages must be 1 to {models.MAX_BATCH}")
+        most = models.MAX_BATCH if owner is None else MAX_PUSH_TAKE
+        if not 1 <= max_messages <= most:
+            raise InvalidRequest(f"max_messages must be 1 to {most}")
         if not 0 <= wait_seconds <= models.MAX_WAIT_SECONDS:
             raise InvalidRequest(f"wait_seconds must be 0 to {models.MAX_WAIT_SECONDS}")
         if visibility_timeout is not None and not (

@@ -205,12 +205,13 @@ class Leases:
         look, `held` given: oldest first, from where the run of held segments ends)."""
         queue, oldest_first = config.name, held is not None
         start, pages = held.start if held else self._memory.settled_to(queue, shard, floor), 0
+        taken: list[Taken] = []  # a push consumer's, from pages before this one
         while pages < MAX_SCAN_PAGES:
             scan = SCAN_SEGMENTS if oldest_first else WIDE_SCAN_SEGMENTS
             segments = self._index.segments(queue, shard, start, limit=scan)
-            if not segments:
+            if not segments:  # (a look that took something saw free ones: noted not empty)
                 empty.note(self._memory, queue, shard)
-                return []
+                return taken
             now = self._clock.now_ms()
             empty.saw(segments, now)
             if held is not None:
@@ -219,25 +220,24 @@ class Leases:
                 self._pass_settled(queue, shard, floor, segments)
             with_free = [s for s in segments if any(e.free_at(now) for e in s.entries)]
             if with_free and oldest_first:
-                taken = self._claims.claim_from(config, with_free, want, lease_ms, True, wanted)
-                if taken or wanted is None:
+                done = self._claims.claim_oldest(config, with_free, want, lease_ms, wanted, taken)
+                if done or len(segments) < scan:
                     return taken
-                # nothing here that this selector takes: look further, as far as a scan goes
             elif with_free:
                 read_end = segments[-1].end if len(segments) < scan else None
                 return self._compete(config, shard, with_free, want, lease_ms, acks, read_end)
             if len(segments) < scan:
                 empty.note(self._memory, queue, shard)  # read to its end: nothing free
-                return []
+                return taken
             start = segments[-1].seq + 1
             # a page wholly passed as held costs no page, up to a bound
             if held is None or not held.passed(start) or held.length >= MAX_PASSED_SEGMENTS:
                 pages += 1
-        if (hint := self._memory.take_floor_hint(queue, shard)) is not None:
+        if not taken and (hint := self._memory.take_floor_hint(queue, shard)) is not None:
             # a look that read its every page without reaching anything free: the floor's
             # move waits for no ticket (none may come), or the next look would stop here too
             self.advance_floor(queue, shard, hint)
-        return []
+        return taken
 
     def _compete(
         self,
