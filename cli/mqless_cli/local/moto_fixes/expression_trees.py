@@ -118,6 +118,16 @@ def run_copy_program(program: list[_Step]) -> Any:
     return made[-1]
 
 
+def _update_actions(nodes: Any) -> tuple[type, ...]:
+    """moto's four UpdateExpression action node classes (SET, REMOVE, DELETE, ADD)."""
+    return (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+        nodes.UpdateExpressionAddAction,
+    )
+
+
 @contextmanager
 def update_expression_trees_copied_node_by_node() -> Iterator[None]:
     """Copy an UpdateExpression's tree for validation node by node, not with `deepcopy`.
@@ -388,12 +398,7 @@ def resolving_hooks_ask_node_types_once() -> Iterator[None]:
 
     resolver: Any = validators.ExpressionAttributeResolvingProcessor
     nodes: Any = ast_nodes
-    actions = (
-        nodes.UpdateExpressionSetAction,
-        nodes.UpdateExpressionRemoveAction,
-        nodes.UpdateExpressionDeleteAction,
-        nodes.UpdateExpressionAddAction,
-    )
+    actions = _update_actions(nodes)
     is_action: dict[type, bool] = {}
 
     def pre_processing_of_child(self: Any, parent_node: Any, child_id: int) -> None:
@@ -460,12 +465,7 @@ def update_passes_skip_what_they_cannot_act_on() -> Iterator[None]:
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
 
     nodes: Any = ast_nodes
-    actions = (
-        nodes.UpdateExpressionSetAction,
-        nodes.UpdateExpressionRemoveAction,
-        nodes.UpdateExpressionDeleteAction,
-        nodes.UpdateExpressionAddAction,
-    )
+    actions = _update_actions(nodes)
     outputs = frozenset((nodes.DDBTypedValue, nodes.NoneExistingPath))
     passes: Any = validators
     known: dict[type, tuple[type, ...]] = {
