@@ -35,7 +35,7 @@ from mqless.transports.http.routes.common import (
     caller,
     content,
     decoded_entries,
-    json_response,
+    sent,
     settled,
 )
 from mqless.transports.send_request import SendMessageRequest
@@ -50,14 +50,7 @@ router = Router()
     responses={201: content(SendMessageResponse, "Accepted")},
 )
 def send(name: QueueName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
-    message, rule = request.to_scheduled()
-    if rule is None:
-        # sent now, or delayed within 15 minutes (the log item's own delay): the scheduler
-        # and its modules load with the first scheduled send, as on the WebSocket API
-        result = wiring.queue_service().send(caller(router), name, message)
-    else:
-        result = wiring.scheduler().send(caller(router), "queue", name, message, rule)
-    return json_response(201, SendMessageResponse(**result.model_dump()))
+    return sent(router, "queue", name, request)
 
 
 @router.post(

@@ -24,6 +24,7 @@ from mqless.transports.http.routes.common import (
     content,
     decoded_entries,
     json_response,
+    sent,
 )
 from mqless.transports.send_request import SendMessageRequest
 
@@ -37,12 +38,7 @@ router = Router()
     responses={201: content(SendMessageResponse, "Published")},
 )
 def publish(name: TopicName, request: Annotated[SendMessageRequest, Body()]) -> Response[str]:
-    message, rule = request.to_scheduled()
-    if rule is None:  # published now: the scheduler loads with the first scheduled publish
-        result = wiring.topic_service().publish(caller(router), unquote(name), message)
-    else:
-        result = wiring.scheduler().send(caller(router), "topic", unquote(name), message, rule)
-    return json_response(201, SendMessageResponse(**result.model_dump()))
+    return sent(router, "topic", unquote(name), request)
 
 
 @router.post(
