@@ -136,11 +136,8 @@ class ShardMemory:
         with eight consumers acknowledging as they go (bench/bench_local.py), about a third of
         first pages held nothing free, and the look read a second."""
         with self._lock:
-            run = self._settled.get((queue, shard))
-            cached = self._cursors.get((queue, shard))
-        if run is None or cached is None or run[1] != cached[1]:
-            return floor
-        return max(floor, run[0])
+            known = self._settled_end(queue, shard)
+        return floor if known is None else max(floor, known)
 
     def settled_run(self, queue: str, shard: int, floor: int, segments: Sequence[Segment]) -> int:
         """How many segments from the floor are known full and settled, once the run a look
@@ -153,11 +150,19 @@ class ShardMemory:
             end += 1
         with self._lock:
             cached = self._cursors.get((queue, shard))
-            run = self._settled.get((queue, shard))
-            known = run[0] if run is not None and cached is not None and run[1] == cached[1] else 0
+            known = self._settled_end(queue, shard) or 0
             if cached is not None and max(cached[0].floor, known) < end:
                 self._settled[(queue, shard)] = (end, cached[1])
         return end - floor
+
+    def _settled_end(self, queue: str, shard: int) -> int | None:
+        """Where the remembered settled run of the shard ends, while the cursor it was read
+        over is still the cached one; None otherwise (the lock held)."""
+        run = self._settled.get((queue, shard))
+        cached = self._cursors.get((queue, shard))
+        if run is None or cached is None or run[1] != cached[1]:
+            return None
+        return run[0]
 
     def hint_floor(self, queue: str, shard: int, to: int) -> None:
         """Leave the floor's move to the shard's next ticket (a write that cannot fail)."""
