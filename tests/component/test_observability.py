@@ -109,6 +109,32 @@ def test_flush_writes_one_emf_document_per_destination_that_counts_in_the_totals
     assert metrics.flush() == 0  # nothing left
 
 
+def test_a_flush_of_one_queues_counters_builds_no_provider_for_totals_it_has_none_of(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Powertools metrics providers that are counted as they are built (each costs more
+    # than the rest of such a flush, and every invocation flushes)
+    built: list[object] = []
+
+    class Counted(observability.EphemeralMetrics):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(observability, "EphemeralMetrics", Counted)
+    # and an invocation that counted one acknowledgement on one queue
+    metrics.count("Acked", queue="orders")
+
+    # When its metrics are flushed
+    written = metrics.flush()
+
+    # Then one document is written, by the one provider built: the queue's
+    [document] = _emf(capsys.readouterr().out)
+    assert written == 1
+    assert (document["Queue"], document["Acked"]) == ("orders", [1.0])
+    assert len(built) == 1
+
+
 def test_admin_actions_leave_an_audit_trail(
     broker: QueueService, caplog: pytest.LogCaptureFixture
 ) -> None:

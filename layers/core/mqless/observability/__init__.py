@@ -133,7 +133,15 @@ class _Documents:
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
         self._by_destination: dict[tuple[str, str, bool], EphemeralMetrics] = {}
-        self._total = EphemeralMetrics(namespace=namespace, service="mqless")
+        # made when first needed: most flushes (one queue's counters) have no totals document,
+        # and a Powertools provider costs more to build than the rest of such a flush
+        self._totals: EphemeralMetrics | None = None
+
+    @property
+    def _total(self) -> EphemeralMetrics:
+        if self._totals is None:
+            self._totals = EphemeralMetrics(namespace=self._namespace, service="mqless")
+        return self._totals
 
     def _of(self, kind: str, destination: str, *, counted: bool) -> EphemeralMetrics:
         found = self._by_destination.get((kind, destination, counted))
@@ -174,7 +182,8 @@ class _Documents:
     def flush(self) -> int:
         # Powertools flushes a document by itself once a metric holds 100 values: those
         # left empty have nothing more to write
-        documents = [m for m in [*self._by_destination.values(), self._total] if m.metric_set]
+        every = [*self._by_destination.values(), *([self._totals] if self._totals else [])]
+        documents = [m for m in every if m.metric_set]
         for metrics in documents:
             metrics.flush_metrics()
         return len(documents)
