@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from mqless_cli.billing.dynamodb import Capacity
 from mqless_cli.billing.live import LiveBill, record_metrics
 from mqless_cli.billing.meter import Meter, price
+from mqless_cli.local.console import Console
 
 
 def emf(dimensions: list[list[str]], **values: object) -> dict[str, object]:
@@ -96,3 +98,18 @@ def test_every_emf_document_is_billed_as_the_log_event_it_is() -> None:
     assert usage.metric_log_bytes == sum(printed) + 2 * 26
     dollars = price(usage).lines["CloudWatch Logs (EMF metrics)"]
     assert dollars == pytest.approx(usage.metric_log_bytes / 1024**3 * 0.50)
+
+
+def test_an_emf_document_is_billed_by_the_line_the_function_printed() -> None:
+    # Given the console handing the functions' EMF documents to the bill, as `mqless dev`
+    # does, and a document printed with spaces (not in Powertools' compact form)
+    meter = Meter()
+    console = Console(io.StringIO())
+    console.metrics = lambda document, line: record_metrics(meter, document, line)
+    line = json.dumps(emf([["Queue", "service"]], Sent=[2.0]), separators=(", ", ": "))
+
+    # When a function prints it
+    console.function_output(line)
+
+    # Then CloudWatch Logs' bytes are those of the line as printed (plus 26 for the event)
+    assert meter.usage().metric_log_bytes == len(line.encode()) + 26

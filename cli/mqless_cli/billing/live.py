@@ -20,12 +20,14 @@ SENT = "Sent"
 ACKED = "Acked"
 
 
-def record_metrics(meter: Meter, document: Mapping[str, Any]) -> None:
+def record_metrics(meter: Meter, document: Mapping[str, Any], line: str | None = None) -> None:
     """Count a function's EMF document: its bytes as a log event CloudWatch Logs ingests
-    (every document), and its counters where CloudWatch counts them in the totals (a
-    dimension set of the service alone), so that nothing is counted twice."""
-    # the line Powertools printed: compact JSON, one document a line
-    meter.record_metric_log(len(json.dumps(document, separators=(",", ":")).encode()))
+    (every document: `line`, as printed, else as Powertools prints it), and its counters
+    where CloudWatch counts them in the totals (a dimension set of the service alone), so
+    that nothing is counted twice."""
+    # Powertools prints compact JSON, one document a line
+    printed = line if line is not None else json.dumps(document, separators=(",", ":"))
+    meter.record_metric_log(len(printed.encode()))
     directives = document.get("_aws", {}).get("CloudWatchMetrics", [])
     for directive in directives:
         # a directive counts in the totals if one of its dimension sets is the service alone

@@ -27,8 +27,9 @@ class Console:
         self._out = out or sys.__stdout__ or sys.stdout
         self._verbose = verbose
         self._lock = threading.Lock()
-        self.metrics: Callable[[dict[str, Any]], None] | None = None
-        """Handed each EMF metrics document the functions print (the live bill counts them)."""
+        self.metrics: Callable[[dict[str, Any], str], None] | None = None
+        """Handed each EMF metrics document the functions print, and the line it was printed
+        as (the live bill counts both)."""
 
     def line(self, text: str) -> None:
         with self._lock:
@@ -49,7 +50,7 @@ class Console:
         except ValueError:
             record = None
         if self.metrics is not None and isinstance(record, dict) and "_aws" in record:
-            self.metrics(record)
+            self.metrics(record, text)
         if self._verbose:
             self.line(text)
             return

@@ -139,8 +139,8 @@ class DevRuntime:
         # GET /history reads them back)
         to_cloudwatch = EmfToCloudWatch.in_this_process()
 
-        def metrics(document: dict[str, Any]) -> None:
-            record_metrics(self.meter, document)
+        def metrics(document: dict[str, Any], line: str) -> None:
+            record_metrics(self.meter, document, line)
             to_cloudwatch(document)
 
         self.console.metrics = metrics

@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mqless_cli.local.stream_records import Record
+from mqless_cli.local.stream_records import Record, lambda_record
 
-__all__ = ["Matcher", "record_filter"]
+__all__ = ["Matcher", "raw_filter", "record_filter"]
 
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,49 @@ def record_filter(patterns: Iterable[str]) -> Matcher:
     if not matchers:
         return lambda record: True
     return lambda record: any(match(record) for match in matchers)
+
+
+def raw_filter(
+    patterns: Iterable[str], stream_arn: str, region: str
+) -> Callable[[Mapping[str, Any]], Record | None]:
+    """The record Lambda hands over for a stream item (as boto3 parses it) if a pattern
+    matches it, else None.
+
+    Where the patterns look at some of a record's `dynamodb` fields only (the template's look
+    at `Keys`), an item is first tried in a view holding just those: the ones no pattern
+    matches (most of a busy table's) are never converted whole, images included."""
+    patterns = list(patterns)
+    convert = functools.partial(lambda_record, stream_arn=stream_arn, region=region)
+    matches = record_filter(patterns)
+    seen = _dynamodb_fields(patterns)
+    if seen is None:
+        return lambda raw: record if matches(record := convert(raw)) else None
+
+    def accept(raw: Mapping[str, Any]) -> Record | None:
+        fields = raw.get("dynamodb") or {}
+        view = {**raw, "dynamodb": {key: fields[key] for key in seen if key in fields}}
+        return convert(raw) if matches(convert(view)) else None
+
+    return accept
+
+
+def _dynamodb_fields(patterns: list[str]) -> frozenset[str] | None:
+    """The `dynamodb` fields some pattern looks at; None if it may look at all of them (or
+    there is no filter, or one not evaluated here)."""
+    fields: set[str] = set()
+    for text in patterns:
+        try:
+            pattern = json.loads(text)
+            if not isinstance(pattern, dict):
+                return None
+            _check(pattern)
+        except (ValueError, _Unsupported):
+            return None
+        looked_at = pattern.get("dynamodb", {})
+        if not isinstance(looked_at, dict):
+            return None
+        fields.update(looked_at)
+    return frozenset(fields) if patterns else None
 
 
 _OPERATORS = {"prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists"}

@@ -57,8 +57,8 @@ from mqless_cli.local.functions import FunctionHost
 from mqless_cli.local.moto_fixes import STREAM_WRITES, discard_shard_iterator
 from mqless_cli.local.stream_checkpoints import CHECKPOINTS
 from mqless_cli.local.stream_delivery import BatchDelivery, PollerStats
-from mqless_cli.local.stream_filters import record_filter
-from mqless_cli.local.stream_records import Record, lambda_record
+from mqless_cli.local.stream_filters import raw_filter
+from mqless_cli.local.stream_records import Record
 
 __all__ = ["DEV_RETRY_CAP", "PollerStats", "StreamPoller"]
 
@@ -127,12 +127,11 @@ class StreamPoller:
         """
         self.source = source
         self._client = streams_client
-        self._region = region
         self._idle_poll = idle_poll_seconds
         self._poll_interval = poll_interval_seconds
         self._discovery_every = shard_discovery_seconds
         self._dev_retry_cap = dev_retry_cap
-        self._matches = record_filter(source.filter_patterns)
+        self._accept = raw_filter(source.filter_patterns, source.stream_arn, region)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._counts = dict.fromkeys((stat.name for stat in fields(PollerStats)), 0)
@@ -315,8 +314,8 @@ class StreamPoller:
         shard.read_to_end = STREAM_WRITES.active and len(raw) < self._read_limit
         for item in raw:
             shard.last_sequence = item["dynamodb"]["SequenceNumber"]
-            record = lambda_record(item, stream_arn=self._arn, region=self._region)
-            if self._matches(record):
+            record = self._accept(item)
+            if record is not None:
                 shard.pending.append(record)
             else:
                 self._count("filtered")

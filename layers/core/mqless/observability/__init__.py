@@ -133,12 +133,20 @@ class _Documents:
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
         self._by_destination: dict[tuple[str, str, bool], EphemeralMetrics] = {}
-        self._total = EphemeralMetrics(namespace=namespace, service="mqless")
+        # made when first needed: most flushes (one queue's counters) have no totals document,
+        # and a Powertools provider costs more to build than the rest of such a flush
+        self._totals: EphemeralMetrics | None = None
+
+    @property
+    def _total(self) -> EphemeralMetrics:
+        if self._totals is None:
+            self._totals = _PROVIDERS.take(self._namespace)
+        return self._totals
 
     def _of(self, kind: str, destination: str, *, counted: bool) -> EphemeralMetrics:
         found = self._by_destination.get((kind, destination, counted))
         if found is None:
-            found = EphemeralMetrics(namespace=self._namespace, service="mqless")
+            found = _PROVIDERS.take(self._namespace)
             found.add_dimension(name=kind, value=destination)
             if counted:
                 found.add_dimensions(service="mqless")
@@ -174,10 +182,41 @@ class _Documents:
     def flush(self) -> int:
         # Powertools flushes a document by itself once a metric holds 100 values: those
         # left empty have nothing more to write
-        documents = [m for m in [*self._by_destination.values(), self._total] if m.metric_set]
+        every = [*self._by_destination.values(), *([self._totals] if self._totals else [])]
+        documents = [m for m in every if m.metric_set]
         for metrics in documents:
             metrics.flush_metrics()
+        _PROVIDERS.give_back(self._namespace, every)
         return len(documents)
+
+
+class _Providers:
+    """Powertools providers, blank, kept per thread for the next flush: every invocation
+    flushes, and building a provider costs more than the rest of a one-queue flush."""
+
+    _KEPT: Final = 16
+
+    def __init__(self) -> None:
+        self._idle = threading.local()
+
+    def _pool(self, namespace: str) -> list[EphemeralMetrics]:
+        pools: dict[str, list[EphemeralMetrics]] | None = getattr(self._idle, "pools", None)
+        if pools is None:
+            pools = self._idle.pools = {}
+        return pools.setdefault(namespace, [])
+
+    def take(self, namespace: str) -> EphemeralMetrics:
+        pool = self._pool(namespace)
+        return pool.pop() if pool else EphemeralMetrics(namespace=namespace, service="mqless")
+
+    def give_back(self, namespace: str, providers: list[EphemeralMetrics]) -> None:
+        pool = self._pool(namespace)
+        for provider in providers[: max(0, self._KEPT - len(pool))]:
+            provider.clear_metrics()  # a flush clears too, unless metrics are disabled
+            pool.append(provider)
+
+
+_PROVIDERS = _Providers()
 
 
 def _dimension(queue: str | None, topic: str | None) -> tuple[str, str]:
