@@ -1,0 +1,66 @@
+"""What one poll of the console's overview (`GET /stats`) costs on AWS, by the number of
+queues, billed as AWS bills (the stack and meter of bench/cost.py).
+
+N queues (BENCH_STATS_QUEUES, default "10,100"), each with its dead-letter queue (the
+default, `max_receive_count` 10) and a few messages in the first; then one poll of
+`/stats` as the console makes it, and as a client that asks for no page makes it. Figures:
+DynamoDB requests and read units (4 KB units, half for eventually consistent reads), the
+page's queues, and the poll's price per million polls.
+
+    PYTHONPATH=layers/core:cli python bench/bench_stats.py
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from cost import Stack, say  # sets sys.path for the core
+
+from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS  # noqa: E402
+from mqless_cli.billing import Usage, price  # noqa: E402
+
+COUNTS = [int(n) for n in os.environ.get("BENCH_STATS_QUEUES", "10,100").split(",")]
+POLLS = {"no page asked (/stats)": "/stats", "console page (/stats?limit=25)": "/stats?limit=25"}
+
+
+def _dynamodb(usage: Usage) -> tuple[int, float]:
+    requests = sum(v for k, v in usage.requests.items() if k.startswith("dynamodb:"))
+    return int(requests), usage.total_read_units()
+
+
+def _poll(stack: Stack, path: str) -> tuple[Usage, Any]:
+    stack.api("GET", path)  # warm: queue configs cached, as in a console that keeps polling
+    # the console polls every 2 s: by then the shards' cursors cached by the last poll are
+    # stale and read again, as they would be on AWS
+    time.sleep(FLOOR_CACHE_MS / 1000)
+    before = stack.meter.usage()
+    answer = stack.api("GET", path)
+    return stack.meter.usage() - before, answer
+
+
+def main() -> None:
+    stack = Stack()
+    try:
+        made = 0
+        for count in COUNTS:
+            for i in range(made, count):
+                stack.api("PUT", f"/queues/bench-{i:03d}", {})
+                stack.api("POST", f"/queues/bench-{i:03d}/messages", {"body": "x" * 200})
+            made = count
+            for label, path in POLLS.items():
+                usage, answer = _poll(stack, path)
+                requests, units = _dynamodb(usage)
+                dollars = price(usage).total * 1_000_000
+                say(
+                    f"{count:4d} queues ({2 * count} with dead-letter queues), {label}: "
+                    f"{len(answer['queues'])} listed, {requests} DynamoDB requests, "
+                    f"{units:g} read units; ${dollars:,.2f} per million polls"
+                )
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
