@@ -1,11 +1,12 @@
 """What one poll of the console's overview (`GET /stats`) costs on AWS, by the number of
 queues, billed as AWS bills (the stack and meter of bench/cost.py).
 
-N queues (BENCH_STATS_QUEUES, default "10,100"), each with its dead-letter queue (the
-default, `max_receive_count` 10) and a few messages in the first; then one poll of
-`/stats` as the console makes it, and as a client that asks for no page makes it. Figures:
-DynamoDB requests and read units (4 KB units, half for eventually consistent reads), the
-page's queues, and the poll's price per million polls.
+N queues (BENCH_STATS_QUEUES, default "10,100") of the default settings, each with the
+dead-letter queue they make and one message; then one poll of `/stats` as a client that
+asks for no page makes it (the first 100 queues by name) and as the console makes it (its
+page of 25), 2.5 s after the last (the console's pace: the shards' cached floors are read
+again). Figures: DynamoDB requests and read units (4 KB units, half for eventually
+consistent reads) and the poll's price per million polls, all in (API Gateway, Lambda).
 
     PYTHONPATH=layers/core:cli python bench/bench_stats.py
 """
@@ -32,9 +33,9 @@ def _dynamodb(usage: Usage) -> tuple[int, float]:
 
 def _poll(stack: Stack, path: str) -> tuple[Usage, Any]:
     stack.api("GET", path)  # warm: queue configs cached, as in a console that keeps polling
-    # the console polls every 2 s: by then the shards' cursors cached by the last poll are
-    # stale and read again, as they would be on AWS
-    time.sleep(FLOOR_CACHE_MS / 1000)
+    # the console polls 2 s after the last answer: by then every shard cursor the last poll
+    # cached is stale and read again, as on AWS (a margin, so that none turns stale mid-poll)
+    time.sleep(FLOOR_CACHE_MS / 1000 + 0.5)
     before = stack.meter.usage()
     answer = stack.api("GET", path)
     return stack.meter.usage() - before, answer

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest_http import HttpApi
 
+from mqless import wiring
 from mqless.domain.models import DEFAULT_SHARDS
 from mqless.storage.index import IndexStore
 from mqless_cli.billing import Meter
@@ -143,3 +144,42 @@ def test_a_polls_requests_do_not_grow_with_the_queues_beyond_its_page(
     # for its consumers; the queue list, the topics' subscriptions and live subscribers, and
     # the connection count
     assert many == few <= 2 * (DEFAULT_SHARDS + 1) + 4
+
+
+def test_a_polls_consumer_counts_bill_half_a_read_unit_a_queue(api: HttpApi, meter: Meter) -> None:
+    # Given two queues
+    _queues(api, "a", "b")
+
+    # When the overview is read
+    before = meter.usage()
+    api.get("/stats")
+    usage = meter.usage() - before
+
+    # Then each queue's consumers were read eventually consistent: half a unit each (a count
+    # the console shows for 2 s; GET /queues/{name}/stats still reads it strongly consistent)
+    consumers = {
+        key.rpartition(" ")[2]: units
+        for key, units in usage.partition_read_units.items()
+        if key.rpartition(" ")[2].startswith("QC#")
+    }
+    assert consumers == {"QC#a": 0.5, "QC#b": 0.5}
+
+
+def test_a_poll_reads_a_dead_letter_queues_settings_from_the_list_not_again(
+    api: HttpApi, meter: Meter
+) -> None:
+    # Given a queue with its dead-letter queue, their settings no longer cached (the cache
+    # keeps them 5 s; the console polls every 2 s or so)
+    _queues(api, "orders", settings={"max_receive_count": 3})
+    for name in ("orders", "orders.dlq"):
+        wiring.registry().forget(name)
+
+    # When the overview is read
+    before = meter.usage()
+    overview = api.get("/stats").json
+    usage = meter.usage() - before
+
+    # Then the source names its dead-letter queue's depth, from the one query listing the
+    # queues: no queue's settings were read on their own
+    assert overview["queues"][0]["dead_letter_visible"] == 0
+    assert usage.count("dynamodb", "GetItem") == 0

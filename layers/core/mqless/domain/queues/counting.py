@@ -148,7 +148,7 @@ class MessageCounter:
         """Counts, the oldest message's age and the dead-letter depth, from bounded reads."""
         names.validate_queue_name(name)
         self._policy.check(principal, Action.ADMIN, name)
-        return self._stats(self._registry.get(name), consumers, {})
+        return self._stats(self._registry.get(name), consumers, {}, {})
 
     def page(
         self,
@@ -157,26 +157,36 @@ class MessageCounter:
         limit: int,
         after: str | None,
         consumers: Callable[[str], int],
+        known: Mapping[str, QueueConfig],
     ) -> StatsPage:
         """The stats of the first `limit` of these queues by name after `after`, each read
-        once: a dead-letter queue on the page is read once for its row and its source's."""
+        once: a dead-letter queue on the page is read once for its row and its source's.
+        `known`: queues' settings just listed (a dead-letter queue's, not read again)."""
         rest = sorted((c for c in configs if after is None or c.name > after), key=_name)
         shown = rest[:limit]
         surveys: dict[str, _Tally] = {}
         return StatsPage(
-            queues=[self._stats(c, consumers(c.name), surveys) for c in shown],
+            queues=[self._stats(c, consumers(c.name), surveys, known) for c in shown],
             more=len(rest) > limit,
             cursor=shown[-1].name if shown and len(rest) > limit else None,
             total=len(configs),
         )
 
-    def _stats(self, config: QueueConfig, consumers: int, surveys: dict[str, _Tally]) -> QueueStats:
+    def _stats(
+        self,
+        config: QueueConfig,
+        consumers: int,
+        surveys: dict[str, _Tally],
+        known: Mapping[str, QueueConfig],
+    ) -> QueueStats:
         """A queue's stats; `surveys`: the reads of queues made for this page so far."""
         survey = self._survey_once(config, surveys)
         dlq_visible: int | None = None
         approximate = survey.bounded
         if config.dead_letter_queue:
-            dlq = self._registry.find(config.dead_letter_queue)
+            dlq = known.get(config.dead_letter_queue) or self._registry.find(
+                config.dead_letter_queue
+            )
             if dlq is not None:
                 dlq_survey = self._survey_once(dlq, surveys)
                 dlq_visible = dlq_survey.visible

@@ -160,9 +160,15 @@ class QueueService(OperationPieces):
     ) -> StatsPage:
         """A page of the stats of the queues the principal administers, by name: the first
         `limit` after `after` of those whose name contains `name_contains` (any case)."""
+        listed = self.list_queues(principal)
         wanted = (name_contains or "").lower()
-        configs = [c for c in self.list_queues(principal) if wanted in c.name.lower()]
-        return self._counter.page(configs, limit=limit, after=after, consumers=consumers)
+        return self._counter.page(
+            [c for c in listed if wanted in c.name.lower()],
+            limit=limit,
+            after=after,
+            consumers=consumers,
+            known={c.name: c for c in listed},
+        )
 
     # ---- the operator's view and actions (browsing.py, moving.py) --------------------------
 
