@@ -452,11 +452,13 @@
   function poll(task, onError) {
     let timer = null;
     let running = false;
+    let again = false; // asked for now while a poll ran: what it read may predate the change
     let stopped = false;
     const tick = async () => {
       timer = null;
       if (stopped || document.hidden) return;
       running = true;
+      again = false;
       try {
         await task();
       } catch (error) {
@@ -464,9 +466,10 @@
       } finally {
         running = false;
       }
-      if (!stopped) timer = setTimeout(tick, POLL_MS);
+      if (!stopped) timer = setTimeout(tick, again ? 0 : POLL_MS);
     };
     const wake = () => {
+      again = running;
       if (stopped || document.hidden || running) return;
       clearTimeout(timer);
       tick();
