@@ -3,10 +3,11 @@ queues, billed as AWS bills (the stack and meter of bench/cost.py).
 
 N queues (BENCH_STATS_QUEUES, default "10,100") of the default settings, each with the
 dead-letter queue they make and one message; then one poll of `/stats` as a client that
-asks for no page makes it (the first 100 queues by name) and as the console makes it (its
-page of 25), 2.5 s after the last (the console's pace: the shards' cached floors are read
-again). Figures: DynamoDB requests and read units (4 KB units, half for eventually
-consistent reads) and the poll's price per million polls, all in (API Gateway, Lambda).
+asks for no page makes it (the first 100 queues by name), as the console makes it (its
+page of 25), and of one queue's stats (the console's queue page), each 2.5 s after the
+last (the console's pace: the shards' cached floors are read again). Figures: DynamoDB
+requests and read units (4 KB units, half for eventually consistent reads) and the poll's
+price per million polls, all in (API Gateway, Lambda).
 
     PYTHONPATH=layers/core:cli python bench/bench_stats.py
 """
@@ -23,7 +24,11 @@ from mqless.domain.queues.shard_memory import FLOOR_CACHE_MS  # noqa: E402
 from mqless_cli.billing import Usage, price  # noqa: E402
 
 COUNTS = [int(n) for n in os.environ.get("BENCH_STATS_QUEUES", "10,100").split(",")]
-POLLS = {"no page asked (/stats)": "/stats", "console page (/stats?limit=25)": "/stats?limit=25"}
+POLLS = {
+    "no page asked (/stats)": "/stats",
+    "console page (/stats?limit=25)": "/stats?limit=25",
+    "one queue's page (/queues/bench-000/stats)": "/queues/bench-000/stats",
+}
 
 
 def _dynamodb(usage: Usage) -> tuple[int, float]:
@@ -56,7 +61,7 @@ def main() -> None:
                 dollars = price(usage).total * 1_000_000
                 say(
                     f"{count:4d} queues ({2 * count} with dead-letter queues), {label}: "
-                    f"{len(answer['queues'])} listed, {requests} DynamoDB requests, "
+                    f"{len(answer.get('queues', [answer]))} listed, {requests} DynamoDB requests, "
                     f"{units:g} read units; ${dollars:,.2f} per million polls"
                 )
     finally:
