@@ -9,6 +9,7 @@
   // queues a page of the overview shows: each costs its polls about one DynamoDB read per
   // index shard, so the console asks for the page it shows, not for every queue
   const QUEUE_PAGE = 25;
+  const SEARCH_PAUSE_MS = 250; // a search is asked for once typing pauses, not per keystroke
   const TAIL_LIMIT = 200;
   const PING_MS = 5 * 60 * 1000; // API Gateway closes a WebSocket idle for 10 minutes
   const WS_URL_KEY = "mqless.console.websocket_url";
@@ -564,7 +565,8 @@
 
   // the table's order and filter: kept while the page is open, not across visits; `cursors`:
   // where each page shown so far started (the first: null), the last one the page shown
-  const queueTable = { sort: "name", descending: false, stats: [], cursors: [null], next: null };
+  // `search`: the name asked for (the search box's, once typing paused)
+  const queueTable = { sort: "name", descending: false, stats: [], cursors: [null], next: null, search: "" };
 
   // the page of /stats shown: the search asks the API (it filters every queue's name, which
   // costs nothing), the filter and the sort order the page's rows
@@ -572,8 +574,7 @@
     const query = new URLSearchParams({ limit: String(QUEUE_PAGE) });
     const cursor = queueTable.cursors[queueTable.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
-    const search = $("#queue-search").value.trim();
-    if (search) query.set("name", search);
+    if (queueTable.search) query.set("name", queueTable.search);
     return `stats?${query}`;
   }
 
@@ -676,7 +677,7 @@
       if (tbody.rows[index] !== row) tbody.insertBefore(row, tbody.rows[index] || null);
     });
     for (const row of existing.values()) row.remove();
-    const search = $("#queue-search").value.trim();
+    const search = queueTable.search;
     setText(
       $("#queues-empty"),
       search ? `No queue's name contains “${search}”.` : "No queues yet: create one above, or send a message to a new name.",
@@ -695,10 +696,15 @@
   // a new search or page is asked for at once (the poll's next request)
   function showQueuePage(cursors) {
     queueTable.cursors = cursors;
+    queueTable.search = $("#queue-search").value.trim();
     if (queuesView.poller) queuesView.poller.now();
   }
 
-  $("#queue-search").addEventListener("input", () => showQueuePage([null]));
+  let searchTimer = null;
+  $("#queue-search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => showQueuePage([null]), SEARCH_PAUSE_MS);
+  });
   $("#queues-next").addEventListener("click", () => showQueuePage([...queueTable.cursors, queueTable.next]));
   $("#queues-previous").addEventListener("click", () => showQueuePage(queueTable.cursors.slice(0, -1)));
   $("#queue-filter").addEventListener("change", rerenderQueues);
@@ -729,6 +735,7 @@
     enter() {
       resetForms($("#view-queues"));
       queueTable.cursors = [null];
+      queueTable.search = $("#queue-search").value.trim(); // kept while the page is open
       this.history = null;
       this.poller = poll(
         async () => {
