@@ -82,6 +82,7 @@ deploy: build
 bench: setup
 	$(BIN)/python bench/cost.py
 	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_stats.py
 	$(BIN)/python bench/bench_push.py
 	$(BIN)/python bench/bench_auth.py
 	$(BIN)/python bench/bench_envelope.py

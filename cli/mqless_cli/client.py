@@ -108,9 +108,10 @@ class MqlessClient:
     def queue_stats(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/queues/{segment(name)}/stats")
 
-    def overview(self) -> dict[str, Any]:
-        """Every queue's stats, the topics and the connection count (`GET /stats`)."""
-        return self._call("GET", "/stats")
+    def overview(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """A page of the queues' stats, the topics and the connection count (`GET /stats`)."""
+        params = {k: str(v) for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        return self._call("GET", "/stats", params=params)
 
     def purge(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/queues/{segment(name)}/purge")

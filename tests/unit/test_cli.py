@@ -1081,6 +1081,25 @@ def test_queues_json_is_the_stats_list() -> None:
     assert json.loads(cli(["queues", "--json"], api).stdout) == {"queues": [STATS]}
 
 
+def test_queues_lists_every_page_of_the_stats() -> None:
+    """Given stats paged two queues a page over three queues
+    When `mqless queues --json` runs
+    Then it asks for each page with the last one's cursor and prints all three
+    """
+    pages = {
+        None: {"queues": [STATS, {**STATS, "name": "p"}], "truncated": True, "cursor": "p"},
+        "p": {"queues": [{**STATS, "name": "z"}], "truncated": False, "cursor": None},
+    }
+
+    def page(request: httpx.Request) -> httpx.Response:
+        return ok({**pages[request.url.params.get("cursor")], "topics": [], "connections": 0})
+
+    api = FakeApi().on("GET", "/stats", page)
+    printed = json.loads(cli(["queues", "--json"], api).stdout)
+    assert [q["name"] for q in printed["queues"]] == ["orders", "p", "z"]
+    assert [r.url.params.get("cursor") for r in api.requests] == [None, "p"]
+
+
 def test_stats_of_one_queue_reads_its_stats_endpoint() -> None:
     """Given the stats of queue orders
     When `mqless stats orders` runs
@@ -1647,8 +1666,8 @@ def test_subscriptions_of_a_topic_are_a_table_and_the_pattern_is_encoded() -> No
 def test_subscriptions_without_a_topic_lists_every_pattern_the_stats_name() -> None:
     """Given stats naming two patterns, one with a subscription
     When `mqless subscriptions list --json` runs
-    Then it reads the stats, asks only the pattern that has subscriptions, and prints its one
-    subscription
+    Then it reads the stats' topics (no queue counted: limit 0), asks only the pattern that
+    has subscriptions, and prints its one subscription
     """
     overview = {
         "queues": [],
@@ -1667,6 +1686,7 @@ def test_subscriptions_without_a_topic_lists_every_pattern_the_stats_name() -> N
     result = cli(["subscriptions", "list", "--json"], api)
     assert [json.loads(line) for line in result.stdout.splitlines()] == [SUBSCRIPTION]
     assert [r.url.path for r in api.requests] == ["/stats", "/topics/shop.>/subscriptions"]
+    assert dict(api.requests[0].url.params) == {"limit": "0"}
 
 
 def test_subscriptions_create_puts_the_queue_and_the_filter() -> None:

@@ -67,8 +67,19 @@ def _queue_table(out: Output, queues: list[dict[str, Any]]) -> None:
         out.note("N+: at least N (a count reached its bound)")
 
 
+def _every_queue(context: Context) -> dict[str, Any]:
+    """The overview with every queue: its pages, each asked for with the last one's cursor."""
+    overview = context.api.overview()
+    queues = list(overview.get("queues", []))
+    while overview.get("cursor"):
+        page = context.api.overview(cursor=overview["cursor"])
+        queues += page.get("queues", [])
+        overview = {**page, "queues": queues}
+    return overview
+
+
 def _queues(context: Context, args: argparse.Namespace) -> int:
-    queues = context.api.overview().get("queues", [])
+    queues = _every_queue(context).get("queues", [])
     if context.out.as_json:
         context.out.document({"queues": queues})
     else:
@@ -85,7 +96,7 @@ def _stats(context: Context, args: argparse.Namespace) -> int:
         else:
             out.table(["FIELD", "VALUE"], queue_fields(stats), show_header=False)
         return 0
-    overview = context.api.overview()
+    overview = _every_queue(context)
     if out.as_json:
         out.document(overview)
         return 0

@@ -58,8 +58,8 @@ def _list(context: Context, args: argparse.Namespace) -> int:
     if args.topic is not None:
         patterns = [topic_of(args.topic)]
     else:
-        # every pattern the overview names with a durable subscription
-        topics = context.api.overview().get("topics", [])
+        # every pattern the overview names with a durable subscription (no queue counted)
+        topics = context.api.overview(limit=0).get("topics", [])
         patterns = [str(t.get("pattern")) for t in topics if t.get("subscriptions")]
     found = [s for pattern in patterns for s in context.api.subscriptions(pattern)]
     if out.as_json:

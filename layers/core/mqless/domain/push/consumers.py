@@ -91,8 +91,9 @@ class QueueConsumers:
     def get(self, queue: str, connection_id: str, subscription: str) -> Consumer | None:
         return self._store.get(queue, connection_id, subscription)
 
-    def consumers(self, queue: str) -> list[Consumer]:
-        return self._store.of_queue(queue)
+    def consumers(self, queue: str, *, consistent: bool = True) -> list[Consumer]:
+        """The queue's push consumers (eventually consistent reads bill half)."""
+        return self._store.of_queue(queue, consistent=consistent)
 
     def remove(self, consumer: Consumer) -> int:
         """Drop a consumer and give back what it held at once; returns how many.

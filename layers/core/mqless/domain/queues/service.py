@@ -23,7 +23,7 @@ checked in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from mqless.domain.access.principals import AllowAll, Policy, Principal
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         QueueStats,
         RedriveResult,
     )
+    from mqless.domain.queues.counting import StatsPage
     from mqless.domain.queues.dedup import DedupHasher
     from mqless.domain.queues.leases import Taken
     from mqless.domain.queues.receipts import Lease
@@ -147,6 +148,27 @@ class QueueService(OperationPieces):
     def stats(self, principal: Principal, name: str, *, consumers: int = 0) -> QueueStats:
         """Counts, the oldest message's age and the dead-letter depth, from bounded reads."""
         return self._counter.stats(principal, name, consumers=consumers)
+
+    def stats_page(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        after: str | None = None,
+        name_contains: str | None = None,
+        consumers: Callable[[str], int],
+    ) -> StatsPage:
+        """A page of the stats of the queues the principal administers, by name: the first
+        `limit` after `after` of those whose name contains `name_contains` (any case)."""
+        listed = self.list_queues(principal)
+        wanted = (name_contains or "").lower()
+        return self._counter.page(
+            [c for c in listed if wanted in c.name.lower()],
+            limit=limit,
+            after=after,
+            consumers=consumers,
+            known={c.name: c for c in listed},
+        )
 
     # ---- the operator's view and actions (browsing.py, moving.py) --------------------------
 

@@ -6,6 +6,10 @@
 (() => {
   const API_ROOT = new URL("./", location.href);
   const POLL_MS = 2000;
+  // queues a page of the overview shows: each costs its polls about one DynamoDB read per
+  // index shard, so the console asks for the page it shows, not for every queue
+  const QUEUE_PAGE = 25;
+  const SEARCH_PAUSE_MS = 250; // a search is asked for once typing pauses, not per keystroke
   const TAIL_LIMIT = 200;
   const PING_MS = 5 * 60 * 1000; // API Gateway closes a WebSocket idle for 10 minutes
   const WS_URL_KEY = "mqless.console.websocket_url";
@@ -449,11 +453,13 @@
   function poll(task, onError) {
     let timer = null;
     let running = false;
+    let again = false; // asked for now while a poll ran: what it read may predate the change
     let stopped = false;
     const tick = async () => {
       timer = null;
       if (stopped || document.hidden) return;
       running = true;
+      again = false;
       try {
         await task();
       } catch (error) {
@@ -461,9 +467,10 @@
       } finally {
         running = false;
       }
-      if (!stopped) timer = setTimeout(tick, POLL_MS);
+      if (!stopped) timer = setTimeout(tick, again ? 0 : POLL_MS);
     };
     const wake = () => {
+      again = running;
       if (stopped || document.hidden || running) return;
       clearTimeout(timer);
       tick();
@@ -556,8 +563,30 @@
     setText(cells[7], String(stats.consumers ?? "–"));
   }
 
-  // the table's order and filter: kept while the page is open, not across visits
-  const queueTable = { sort: "name", descending: false, stats: [] };
+  // the table's order and filter: kept while the page is open, not across visits; `cursors`:
+  // where each page shown so far started (the first: null), the last one the page shown
+  // `search`: the name asked for (the search box's, once typing paused)
+  const queueTable = { sort: "name", descending: false, stats: [], cursors: [null], next: null, search: "" };
+
+  // the page of /stats shown: the search asks the API (it filters every queue's name, which
+  // costs nothing), the filter and the sort order the page's rows
+  function overviewPath() {
+    const query = new URLSearchParams({ limit: String(QUEUE_PAGE) });
+    const cursor = queueTable.cursors[queueTable.cursors.length - 1];
+    if (cursor) query.set("cursor", cursor);
+    if (queueTable.search) query.set("name", queueTable.search);
+    return `stats?${query}`;
+  }
+
+  function renderPager(stats) {
+    queueTable.next = stats.truncated ? stats.cursor : null;
+    const first = (queueTable.cursors.length - 1) * QUEUE_PAGE;
+    const total = stats.total ?? stats.queues.length;
+    $("#queues-previous").hidden = queueTable.cursors.length === 1;
+    $("#queues-next").hidden = !queueTable.next;
+    const paged = queueTable.cursors.length > 1 || queueTable.next;
+    setText($("#queues-page"), paged ? `Queues ${first + 1}–${first + stats.queues.length} of ${total}` : "");
+  }
 
   // Each dead-letter queue's source (the first, by name, of the queues naming it)
   function sourcesOf(queues) {
@@ -579,12 +608,10 @@
   // What the table shows: filtered, sorted, and each dead-letter queue right under its
   // source (when both are shown)
   function shownQueues(queues) {
-    const search = $("#queue-search").value.trim().toLowerCase();
     const filter = $("#queue-filter").value;
     const sources = sourcesOf(queues);
     const isDlq = (q) => sources.has(q.name) || DEAD_LETTER_NAME.test(q.name);
     const kept = queues.filter((q) => {
-      if (search && !q.name.toLowerCase().includes(search)) return false;
       if (filter === "standard") return !q.fifo;
       if (filter === "fifo") return q.fifo;
       if (filter === "dlq") return isDlq(q);
@@ -650,6 +677,11 @@
       if (tbody.rows[index] !== row) tbody.insertBefore(row, tbody.rows[index] || null);
     });
     for (const row of existing.values()) row.remove();
+    const search = queueTable.search;
+    setText(
+      $("#queues-empty"),
+      search ? `No queue's name contains “${search}”.` : "No queues yet: create one above, or send a message to a new name.",
+    );
     $("#queues-empty").hidden = queues.length > 0;
     setText(
       $("#queues-shown"),
@@ -661,7 +693,20 @@
     renderQueues(queueTable.stats);
   }
 
-  $("#queue-search").addEventListener("input", rerenderQueues);
+  // a new search or page is asked for at once (the poll's next request)
+  function showQueuePage(cursors) {
+    queueTable.cursors = cursors;
+    queueTable.search = $("#queue-search").value.trim();
+    if (queuesView.poller) queuesView.poller.now();
+  }
+
+  let searchTimer = null;
+  $("#queue-search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => showQueuePage([null]), SEARCH_PAUSE_MS);
+  });
+  $("#queues-next").addEventListener("click", () => showQueuePage([...queueTable.cursors, queueTable.next]));
+  $("#queues-previous").addEventListener("click", () => showQueuePage(queueTable.cursors.slice(0, -1)));
   $("#queue-filter").addEventListener("change", rerenderQueues);
   for (const th of document.querySelectorAll("#queue-table th[data-sort]")) {
     th.querySelector("button").addEventListener("click", () => {
@@ -689,16 +734,23 @@
   const queuesView = {
     enter() {
       resetForms($("#view-queues"));
+      queueTable.cursors = [null];
+      queueTable.search = $("#queue-search").value.trim(); // kept while the page is open
       this.history = null;
       this.poller = poll(
         async () => {
-          const stats = await api("GET", "stats");
+          let path;
+          let stats;
+          do {
+            path = overviewPath();
+            stats = await api("GET", path);
+          } while (path !== overviewPath()); // searched or paged meanwhile: ask for that page
           renderQueues(stats.queues);
+          renderPager(stats);
           renderConnectionCount(stats.connections);
           // every destination's history is for those who administer everything
           if (noteAdmin(stats) && !this.history) this.history = pollHistory($("#overview-history"), "history");
-          const some = stats.truncated ? ` (only the first ${stats.queues.length} queues are listed)` : "";
-          setText($("#queues-updated"), `Updated ${stamp()}${some}`);
+          setText($("#queues-updated"), `Updated ${stamp()}`);
         },
         (error) => setText($("#queues-updated"), `Could not refresh: ${error.message}`),
       );
@@ -1453,7 +1505,8 @@
       };
       this.poller = poll(
         async () => {
-          const stats = await api("GET", "stats");
+          // the topics and connections only: no queue is counted for this view
+          const stats = await api("GET", "stats?limit=0");
           renderConnectionCount(stats.connections);
           if (noteAdmin(stats)) this.tickPublished();
           // rebuild only on change: the table holds links a keyboard user may be on
@@ -1761,7 +1814,7 @@
       this.error("");
       try {
         // any page of the API checks the token: the authorizer runs before the route
-        await api("GET", "stats", undefined, { token });
+        await api("GET", "stats?limit=0", undefined, { token });
       } catch (error) {
         if (error.refused) {
           this.error(`The API did not accept that token (${error.status} ${error.message}).`);

@@ -17,9 +17,16 @@ class TopicStats(Body):
 
 
 class Overview(Body):
-    queues: list[QueueStats]
-    truncated: bool = Field(
-        description="More queues exist than the first 100 listed here (use /queues)."
+    queues: list[QueueStats] = Field(
+        description="One page of the queues the caller administers, by name (`limit` of them)."
+    )
+    truncated: bool = Field(description="More queues follow this page (ask for `cursor`'s).")
+    cursor: str | None = Field(
+        default=None,
+        description="Pass as `cursor` for the next page; null on the last page.",
+    )
+    total: int = Field(
+        default=0, description="How many queues there are in all (of the `name` asked for)."
     )
     topics: list[TopicStats]
     connections: int | None = Field(

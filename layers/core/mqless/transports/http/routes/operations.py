@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mqless import wiring
 from mqless.domain import names
-from mqless.domain.access.principals import EVERY_DESTINATION, Action
+from mqless.domain.access.principals import EVERY_DESTINATION, Action, Principal
 from mqless.domain.models import QueueStats
 from mqless.domain.topics.patterns import validate_topic_name
 from mqless.observability.history import History
@@ -26,22 +26,58 @@ from mqless.transports.http.models.operations import (
 )
 from mqless.transports.http.routes.common import QueueName, TopicName, caller
 
+if TYPE_CHECKING:
+    from mqless.transports.websocket.sessions import Sessions
+
 router = Router()
 
 
 MAX_OVERVIEW_QUEUES = 100
+"""Queues a page of /stats counts at most: each costs about one read per index shard."""
 
 
-@router.get("/stats", summary="Every queue's counts, topics and connections", tags=["operations"])
-def overview() -> Overview:
+@router.get(
+    "/stats",
+    summary="A page of the queues' counts, the topics and the connections",
+    description="Queues by name, `limit` a page (each costs about one eventually consistent "
+    "read per index shard, its dead-letter queue's included); `cursor` from the last page "
+    "for the next. `limit=0`: only the topics and connections.",
+    tags=["operations"],
+)
+def overview(
+    limit: Annotated[
+        int, Query(ge=0, le=MAX_OVERVIEW_QUEUES, description="Queues per page.")
+    ] = MAX_OVERVIEW_QUEUES,
+    cursor: Annotated[
+        str | None, Query(max_length=80, description="From the last page: the next one.")
+    ] = None,
+    name: Annotated[
+        str | None, Query(max_length=80, description="Only queues whose name contains this.")
+    ] = None,
+) -> Overview:
     principal = caller(router)
-    queues = wiring.queue_service()
     sessions = wiring.sessions()
-    stats = {}
-    configs = queues.list_queues(principal)
-    for config in configs[:MAX_OVERVIEW_QUEUES]:
-        consumers = len(sessions.consumers.consumers(config.name))
-        stats[config.name] = queues.stats(principal, config.name, consumers=consumers)
+    page = wiring.queue_service().stats_page(
+        principal,
+        limit=limit,
+        after=cursor,
+        name_contains=name,
+        # a count a poll shows for 2 s: eventually consistent (half the read units)
+        consumers=lambda queue: len(sessions.consumers.consumers(queue, consistent=False)),
+    )
+    sees_all = wiring.policy().permits(principal, Action.ADMIN, EVERY_DESTINATION)
+    return Overview(
+        queues=page.queues,
+        truncated=page.more,
+        cursor=page.cursor,
+        total=page.total,
+        topics=_topics(principal, sessions),
+        connections=sessions.live.count_connections() if sees_all else None,
+    )
+
+
+def _topics(principal: Principal, sessions: Sessions) -> list[TopicStats]:
+    """Every topic pattern the principal administers with live or durable subscribers."""
     live = {
         pattern: count
         for pattern, count in sessions.live.live_counts().items()
@@ -52,7 +88,7 @@ def overview() -> Overview:
         durable.setdefault(subscription.topic, []).append(
             {"name": subscription.name, "queue": subscription.queue}
         )
-    topics = [
+    return [
         TopicStats(
             pattern=pattern,
             subscriptions=durable.get(pattern, []),
@@ -60,13 +96,6 @@ def overview() -> Overview:
         )
         for pattern in sorted(set(live) | set(durable))
     ]
-    sees_all = wiring.policy().permits(principal, Action.ADMIN, EVERY_DESTINATION)
-    return Overview(
-        queues=list(stats.values()),
-        truncated=len(configs) > MAX_OVERVIEW_QUEUES,
-        topics=topics,
-        connections=sessions.live.count_connections() if sees_all else None,
-    )
 
 
 @router.get("/queues/<name>/stats", summary="A queue's counts and health", tags=["operations"])
