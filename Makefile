@@ -8,8 +8,12 @@ CHECKS_VENV := .venv-checks
 PYTEST_ARGS ?=
 # test files run in parallel on this many workers (each file on one worker, so module
 # fixtures such as a shared mqless dev start once; the longest files first, as timed in
-# tests/durations.json: see tests/conftest.py); TEST_WORKERS=0 runs serially
-TEST_WORKERS ?= 2
+# tests/durations.json: see tests/conftest.py); TEST_WORKERS=0 runs serially. 4 workers on
+# a 2-core machine: the end-to-end files spend much of their time waiting (on a `mqless dev`
+# in another process, a long poll, a sweep a second, "nothing else arrives" pauses), and
+# with one file per core that left the cores about half idle (a quiet run: 275 s wall for
+# ~290 CPU-s); more workers than cores fill those waits with other files' work
+TEST_WORKERS ?= 4
 
 .PHONY: setup install dev test unit lint typecheck validate scan build deploy bench bench-local clean
 

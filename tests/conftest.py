@@ -64,8 +64,8 @@ being frozen already."""
 DURATIONS = ROOT / "tests" / "durations.json"
 """Seconds each test file took in a whole run (setup and teardown included), longest first:
 the order in which `make test` hands files to its workers. Refresh it with
-`pytest -n 2 --dist loadfile --store-durations` (the files run are updated, the others
-kept); a file it does not list counts a second a test."""
+`pytest -n 4 --dist loadfile --store-durations`, on 4 workers as `make test` runs them (the
+files run are updated, the others kept); a file it does not list counts a second a test."""
 
 CPU_SECONDS = ROOT / "test-output" / "cpu-seconds.json"
 """`--store-durations` also writes here the CPU time (user + system) each test file used:

@@ -36,7 +36,10 @@ import pytest
 from tests.e2e.conftest import ROOT, DevServer, _mqless_command
 
 README = ROOT / "README.md"
-BLOCK_TIMEOUT = 120  # seconds; a block that waits for Ctrl-C fails here, it does not hang
+BLOCK_TIMEOUT = 300
+"""Seconds a block may run: one that waits for Ctrl-C fails here, it does not hang. Not a
+speed limit: the CLI block makes ~50 `mqless` calls, and with `make test`'s 4 workers on a
+busy 2-core machine (load 15-20) it ran out of 120 s; alone, at load 8, it took 21 s."""
 
 TOUR = "A 30-second tour"
 """The heading (its start) whose block defines `API`, `MQLESS_TOKEN` and `curl()`."""
