@@ -227,8 +227,8 @@ def mqless_dev(
 def queues_deleted_after(mqless_dev: DevServer) -> Iterator[None]:
     """Each test's queues are deleted from the module's `mqless dev` when it ends: the next
     test starts with none of them, and what reads every queue stays as cheap as one test's
-    queues make it (the console's /stats, ~15 DynamoDB queries a queue, which grew to ~1 s a
-    poll; each sweep, once a second under SWEEP_EVERY_SECOND)."""
+    queues make it (the console's page of /stats, about one read per index shard of each
+    queue it shows; each sweep, once a second under SWEEP_EVERY_SECOND)."""
     yield
     with httpx.Client(
         base_url=mqless_dev.http_url, timeout=30, headers=mqless_dev.auth_headers()
