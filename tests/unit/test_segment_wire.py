@@ -45,3 +45,42 @@ def test_a_segment_with_a_value_of_another_kind_is_read_the_general_way() -> Non
     # Then each is what the general reader makes of it
     assert segment_from_wire("orders", 3, odd) == segment_from_item("orders", 3, from_wire(odd))
     assert segment_from_wire("orders", 3, flagged).closed
+
+
+def test_an_unchanged_segment_read_again_is_not_built_again() -> None:
+    # Given a segment read once from the wire (a receiver's poll)
+    first = segment_from_wire("orders", 3, to_wire(ITEM))
+
+    # When a later poll reads the same item again (a new answer, equal values)
+    again = segment_from_wire("orders", 3, to_wire(ITEM))
+
+    # Then it is the segment already read: its entries are not parsed a second time
+    assert again is first
+
+
+def test_a_changed_segment_read_again_is_read_anew() -> None:
+    # Given a segment read once from the wire
+    first = segment_from_wire("orders", 3, to_wire(ITEM))
+
+    # When its first reference is leased (a new `u` and `t`) and it is read again
+    leased = segment_from_wire(
+        "orders", 3, to_wire({**ITEM, "u": [1_800_000_060_000, ITEM["u"][1]], "t": [7, 2]})
+    )
+
+    # Then the read shows the lease, and the first read is unchanged
+    assert (leased.entries[0].until, leased.entries[0].token) == (1_800_000_060_000, 7)
+    assert leased.entries[1].token == 2
+    assert first.entries[0].settled and first.entries[1].token == 2_000_000_000
+
+
+def test_the_same_item_of_another_queue_or_shard_is_that_queue_s_segment() -> None:
+    # Given a segment read from one queue's shard
+    segment_from_wire("orders", 3, to_wire(ITEM))
+
+    # When an equal item is read for another shard and another queue
+    other_shard = segment_from_wire("orders", 4, to_wire(ITEM))
+    other_queue = segment_from_wire("invoices", 3, to_wire(ITEM))
+
+    # Then each names its own queue and shard
+    assert (other_shard.queue, other_shard.shard) == ("orders", 4)
+    assert (other_queue.queue, other_queue.shard) == ("invoices", 3)

@@ -17,6 +17,7 @@ of one format, kept together.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -135,24 +136,22 @@ def event_header(event: Mapping[str, Any], name: str) -> str | None:
 
 def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Principal:
     """The principal an authorizer's context describes; Unauthorized if it describes none,
-    or if the credential that proved it has expired since (a cached answer)."""
-    principal_id = context.get("principal")
-    if not isinstance(principal_id, str) or not principal_id:
-        raise Unauthorized("authentication required")
-    raw = context.get("grants") or "[]"
-    try:
-        grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
-        raw_expiry = context.get("expires_at")
-        expires_at = None if raw_expiry in (None, "") else int(str(raw_expiry))
-    except (ValueError, InvalidRequest) as exc:
-        raise Unauthorized("the authorizer's context cannot be read") from exc
-    principal = Principal(
-        id=principal_id,
-        kind=str(context.get("kind") or "api_key"),
-        grants=grants,
-        expires_at=expires_at,
-        key_id=str(context["key_id"]) if context.get("key_id") else None,
+    or if the credential that proved it has expired since (a cached answer).
+
+    Every request of a caller carries the same context (API Gateway caches the answer per
+    token): the principal it describes is read once and kept (`_known_principal`), and only
+    its expiry is checked on each request."""
+    values = (
+        context.get("principal"),
+        context.get("kind"),
+        context.get("grants"),
+        context.get("expires_at"),
+        context.get("key_id"),
     )
+    try:
+        principal = _known_principal(*values)
+    except TypeError:  # a value that cannot be a key (a list of grants): read every time
+        principal = _principal(*values)
     if principal.expired(now_s):
         # authentication's modules (API keys, JWTs) load for an expired principal alone:
         # the API functions that read a context never authenticate (issue 18's cold start)
@@ -160,3 +159,28 @@ def principal_from_context(context: Mapping[str, Any], *, now_s: float) -> Princ
 
         refuse_if_expired(principal, now_s)
     return principal
+
+
+def _principal(
+    principal_id: Any, kind: Any, raw_grants: Any, raw_expiry: Any, key_id: Any
+) -> Principal:
+    """The principal of an authorizer context's values (immutable: it may be kept)."""
+    if not isinstance(principal_id, str) or not principal_id:
+        raise Unauthorized("authentication required")
+    raw = raw_grants or "[]"
+    try:
+        grants = parse_grants(json.loads(raw) if isinstance(raw, str) else raw)
+        expires_at = None if raw_expiry in (None, "") else int(str(raw_expiry))
+    except (ValueError, InvalidRequest) as exc:
+        raise Unauthorized("the authorizer's context cannot be read") from exc
+    return Principal(
+        id=principal_id,
+        kind=str(kind or "api_key"),
+        grants=grants,
+        expires_at=expires_at,
+        key_id=str(key_id) if key_id else None,
+    )
+
+
+# typed: a context's `1` and `True` are different kinds ("1", "True")
+_known_principal = functools.lru_cache(maxsize=1024, typed=True)(_principal)
