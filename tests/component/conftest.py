@@ -35,8 +35,10 @@ from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame, decode_frames
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack, provision
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.moto_fixes.queries import reindex
+from mqless_cli.local.unsigned_requests import requests_unsigned
 from tests.conftest import MOTO_CONFIG, project_template
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -66,13 +68,19 @@ class Aws:
 
 @pytest.fixture(scope="module")
 def shared_aws() -> Iterator[Aws]:
-    """One moto with template.yaml's tables and key, for a whole test module (with the fixes
-    `mqless dev` runs moto with: mqless_cli.local.moto_fixes)."""
+    """One moto with template.yaml's tables and key, for a whole test module, run as `mqless
+    dev` runs it (as the per-test `moto_aws` of tests/conftest.py does): its fixes
+    (mqless_cli.local.moto_fixes), botocore's shortcuts and unsigned requests."""
     with pytest.MonkeyPatch.context() as env:
         for name, value in FAKE_AWS_ENV.items():
             env.setenv(name, value)
         env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
+        with (
+            mock_aws(config=MOTO_CONFIG),  # type: ignore[call-overload]
+            fixed_moto(),
+            botocore_shortcuts(),
+            requests_unsigned(),
+        ):
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
             stack = provision(project_template(), dynamodb=dynamodb, kms=kms)
