@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -64,6 +66,27 @@ class Aws:
     settings: Settings
     stack: Stack | None = None
     """What was provisioned from template.yaml (routes, function environments)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_botocore_loader() -> Iterator[None]:
+    """Every botocore session of the run reads AWS's service models, endpoints and rulesets
+    through one loader, which keeps each file it read, as the sessions of one process would
+    if they were one session. `LocalCloud.start` (and the `mqless dev` runtime over it) sets
+    up a new default boto3 session, as moto's start does unless told not to: each new
+    session read and parsed the models again for its first clients, ~0.3 CPU-s a test of
+    test_streams. What is read is AWS's published data, never changed by a client."""
+    shared: dict[str | None, botocore.loaders.Loader] = {}
+    create = botocore.loaders.create_loader
+
+    def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in shared:
+            shared[search_path_string] = create(search_path_string)
+        return shared[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", create_loader)
+        yield
 
 
 @pytest.fixture(scope="module")
