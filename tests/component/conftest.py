@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -35,8 +37,10 @@ from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame, decode_frames
 from mqless_cli.billing import Meter, observing_moto
 from mqless_cli.cfn import Stack, provision
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes import fixed_moto
 from mqless_cli.local.moto_fixes.queries import reindex
+from mqless_cli.local.unsigned_requests import requests_unsigned
 from tests.conftest import MOTO_CONFIG, project_template
 from tests.inline_dispatch import INLINE_DISPATCH
 
@@ -64,15 +68,42 @@ class Aws:
     """What was provisioned from template.yaml (routes, function environments)."""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_botocore_loader() -> Iterator[None]:
+    """Every botocore session of the run reads AWS's service models, endpoints and rulesets
+    through one loader, which keeps each file it read, as the sessions of one process would
+    if they were one session. `LocalCloud.start` (and the `mqless dev` runtime over it) sets
+    up a new default boto3 session, as moto's start does unless told not to: each new
+    session read and parsed the models again for its first clients, ~0.3 CPU-s a test of
+    test_streams. What is read is AWS's published data, never changed by a client."""
+    shared: dict[str | None, botocore.loaders.Loader] = {}
+    create = botocore.loaders.create_loader
+
+    def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in shared:
+            shared[search_path_string] = create(search_path_string)
+        return shared[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", create_loader)
+        yield
+
+
 @pytest.fixture(scope="module")
 def shared_aws() -> Iterator[Aws]:
-    """One moto with template.yaml's tables and key, for a whole test module (with the fixes
-    `mqless dev` runs moto with: mqless_cli.local.moto_fixes)."""
+    """One moto with template.yaml's tables and key, for a whole test module, run as `mqless
+    dev` runs it (as the per-test `moto_aws` of tests/conftest.py does): its fixes
+    (mqless_cli.local.moto_fixes), botocore's shortcuts and unsigned requests."""
     with pytest.MonkeyPatch.context() as env:
         for name, value in FAKE_AWS_ENV.items():
             env.setenv(name, value)
         env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws(config=MOTO_CONFIG), fixed_moto():  # type: ignore[call-overload]
+        with (
+            mock_aws(config=MOTO_CONFIG),  # type: ignore[call-overload]
+            fixed_moto(),
+            botocore_shortcuts(),
+            requests_unsigned(),
+        ):
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
             kms = boto3.client("kms", region_name="us-east-1")
             stack = provision(project_template(), dynamodb=dynamodb, kms=kms)

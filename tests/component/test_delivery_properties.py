@@ -43,6 +43,8 @@ from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi
 from tests.lambda_support import websocket_event
 
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")  # no test throttles or retries
+
 KINDS = ("json", "1.0", "1.1", "1.2")  # a JSON client, and STOMP clients of each version
 SUBPROTOCOL = {"1.0": "v10.stomp", "1.1": "v11.stomp", "1.2": "v12.stomp"}
 # SQS's characters (the XML 1.0 Char production); a name also loses TAB, LF, CR and ':'

@@ -203,11 +203,18 @@ def failing_transaction(db: Any) -> dict[str, Any]:
 
 
 def seed(db: Any, count: int = 3) -> None:
-    for n, sk in enumerate(["a", "b", "c", *(f"x{i}" for i in range(count - 3))]):
-        db.put_item(
-            TableName=TABLE,
-            Item=item("p", sk, v={"S": sk}, gk={"S": "g"}, gr={"N": str(n)}, lr={"N": str(n)}),
-        )
+    """`count` items of partition `p` (a, b, c, x0, x1, ...): one PutItem each for the first
+    three, a BatchWriteItem per 25 for the rest (the same items and INSERT records, with a
+    twenty-fifth of the requests)."""
+    seeded = [
+        item("p", sk, v={"S": sk}, gk={"S": "g"}, gr={"N": str(n)}, lr={"N": str(n)})
+        for n, sk in enumerate(["a", "b", "c", *(f"x{i}" for i in range(count - 3))])
+    ]
+    for each in seeded[:3]:
+        db.put_item(TableName=TABLE, Item=each)
+    for start in range(3, len(seeded), 25):
+        batch = [{"PutRequest": {"Item": each}} for each in seeded[start : start + 25]]
+        assert not db.batch_write_item(RequestItems={TABLE: batch})["UnprocessedItems"]
 
 
 def test_a_cancelled_transaction_leaves_items_and_stream_as_moto_leaves_them() -> None:

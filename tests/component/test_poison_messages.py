@@ -38,6 +38,8 @@ from tests.component.conftest import Aws, RecordingPusher
 from tests.component.conftest_http import HttpApi, Reply
 from tests.lambda_support import websocket_event
 
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")  # no test throttles or retries
+
 ROOT = Principal(id="root", kind="api_key", grants=EVERYTHING)
 SUBPROTOCOL = {"1.0": "v10.stomp", "1.1": "v11.stomp", "1.2": "v12.stomp"}
 

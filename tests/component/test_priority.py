@@ -33,6 +33,8 @@ from tests.component.shared_stack import (  # noqa: F401 - fixtures: one moto fo
 )
 from tests.lambda_support import websocket_event
 
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")  # no test throttles or retries
+
 # one send after another, in the order of this list: (body, priority)
 MIXED = [
     ("a4", 4),

@@ -39,6 +39,8 @@ from tests.component.test_authorization import (
     ws_connect,
 )
 
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")  # no test throttles or retries
+
 MAKER = (grant("jobs.*", "send", "receive", "create"),)
 
 

@@ -24,6 +24,8 @@ from tests.component.conftest_http import HttpApi, Reply, load_function
 from tests.inline_dispatch import INLINE_DISPATCH
 from tests.lambda_support import FakeLambdaContext, authorizer_context, http_event, websocket_event
 
+pytestmark = pytest.mark.usefixtures("wiring_clients_kept")  # no test throttles or retries
+
 MINUTE = 60
 HOUR = 60 * MINUTE
 START_MS = 1_800_000_000_000  # 2027-01-15 08:00:00 UTC: a whole hour
