@@ -1,17 +1,25 @@
 """moto's DynamoDB Streams records with the SizeBytes DynamoDB gives them
 (`moto_fixes.stream_record_sizes_as_dynamodb_counts`): DynamoDB's documented examples, the
-records otherwise as moto writes them, and no record written out as JSON to be sized."""
+records otherwise as moto writes them, and no record written out as JSON to be sized; and
+GetRecords answers written from a plan of their shape and handed over
+(`moto_fixes.stream_records_handed_over`): as moto writes them, sharing nothing stored."""
 
 from __future__ import annotations
 
+import copy
+import datetime
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
+from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes import fixed_moto
 from tests.call_counts import count_calls
 from tests.conftest import MOTO_CONFIG
@@ -156,3 +164,136 @@ def test_a_record_is_not_written_out_as_json_to_be_sized(monkeypatch: pytest.Mon
     # Then each record was sized without writing it out as JSON text
     assert len(written) == 3
     assert dumped() == 0
+
+
+# ---- GetRecords answers handed over (moto_fixes.stream_records_handed_over) -----------------
+
+ATTRIBUTE_VALUES = st.recursive(
+    st.one_of(
+        st.builds(lambda s: {"S": s}, st.text(max_size=5)),
+        st.builds(lambda n: {"N": str(n)}, st.integers(-(10**6), 10**6)),
+        st.builds(lambda b: {"B": b}, st.binary(max_size=6)),
+        st.builds(lambda b: {"BOOL": b}, st.booleans()),
+        st.just({"NULL": True}),
+        st.builds(
+            lambda s: {"SS": sorted(s)}, st.sets(st.text(max_size=3), min_size=1, max_size=3)
+        ),
+        st.builds(
+            lambda s: {"BS": sorted(s)}, st.sets(st.binary(max_size=3), min_size=1, max_size=2)
+        ),
+    ),
+    lambda inner: st.one_of(
+        st.builds(lambda v: {"L": v}, st.lists(inner, max_size=3)),
+        st.builds(lambda v: {"M": v}, st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    ),
+    max_leaves=6,
+)
+IMAGES = st.dictionaries(st.text(max_size=4), ATTRIBUTE_VALUES, max_size=4)
+
+
+@st.composite
+def stored_records(draw: Any) -> dict[str, Any]:
+    """A record as moto's stream shard holds it (members left out at random)."""
+    part = {
+        "StreamViewType": draw(st.sampled_from(["KEYS_ONLY", "NEW_IMAGE", "NEW_AND_OLD_IMAGES"])),
+        "ApproximateCreationDateTime": datetime.datetime(
+            2026, 1, 2, 3, 4, 5, draw(st.integers(0, 999999))
+        ),
+        "SequenceNumber": str(draw(st.integers(0, 10**22))),
+        "SizeBytes": draw(st.integers(1, 10**6)),
+        "Keys": draw(IMAGES),
+    }
+    for image in ("NewImage", "OldImage"):
+        if draw(st.booleans()):
+            part[image] = draw(IMAGES)
+    record = {
+        "eventID": draw(st.text(max_size=8)),
+        "eventName": draw(st.sampled_from(["INSERT", "MODIFY", "REMOVE"])),
+        "eventSource": "aws:dynamodb",
+        "eventVersion": "1.0",
+        "awsRegion": "us-east-1",
+        "dynamodb": part,
+    }
+    if draw(st.booleans()):
+        record["userIdentity"] = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
+    return record
+
+
+def get_records_serializer() -> tuple[Any, Any, Any]:
+    """moto's serializer of a GetRecords answer, its attribute picker and the answer's shape."""
+    from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+    from moto.core.utils import get_service_model
+
+    operation = get_service_model("dynamodbstreams").operation_model("GetRecords")
+    picker = XFormedAttributePicker(response_transformers=None)
+    return JSONSerializer(operation_model=operation, value_picker=picker), picker, operation
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=st.lists(stored_records(), max_size=3))
+def test_get_records_answers_are_written_as_moto_writes_them(records: list[dict[str, Any]]) -> None:
+    # Given stored stream records, and the text moto's own serializer writes of them
+    from moto.dynamodbstreams import responses  # noqa: F401 (moto's models loaded)
+
+    from mqless_cli.local.moto_fixes import stream_answers
+
+    result = {"NextShardIterator": "next", "Records": records}
+    serializer, _, _ = get_records_serializer()
+    text = serializer.serialize(copy.deepcopy(result))["body"]
+    # When the answer is written from its shape's plan (on fixed moto)
+    with fixed_moto():
+        serializer, picker, operation = get_records_serializer()
+        written = stream_answers._structure(serializer, picker, operation.output_shape, result)
+    # Then it is what moto writes, member for member and in moto's order
+    assert json.dumps(written) == text
+    # And it shares no dict or list with the stored records
+    assert json.dumps(result, default=str) == json.dumps(copy.deepcopy(result), default=str)
+    held = {id(v) for v in _containers(result)}
+    assert not held & {id(v) for v in _containers(written)}
+
+
+def _containers(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict | list):
+        yield value
+        for inner in value.values() if isinstance(value, dict) else value:
+            yield from _containers(inner)
+
+
+def test_a_reader_changing_its_records_does_not_change_the_stream() -> None:
+    # Given a stream with a record, read once (on fixed moto)
+    with streamed_table([("Id", "HASH", "N")], "NEW_IMAGE") as (db, streams):
+        db.put_item(TableName="T", Item={"Id": {"N": "1"}, "l": {"L": [{"S": "a"}]}})
+        (first,) = records(db, streams)
+        # When that reader changes what it was given
+        first["dynamodb"]["NewImage"]["l"]["L"].append({"S": "changed"})
+        first["dynamodb"]["Keys"]["Id"]["N"] = "2"
+        # Then the next reader reads the record as written
+        (again,) = records(db, streams)
+    assert again["dynamodb"]["NewImage"] == {"Id": {"N": "1"}, "l": {"L": [{"S": "a"}]}}
+    assert again["dynamodb"]["Keys"] == {"Id": {"N": "1"}}
+
+
+def test_a_get_records_answer_is_neither_walked_nor_written_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a stream of a few records (on fixed moto)
+    from moto.core import serialize
+
+    with (
+        streamed_table([("Id", "HASH", "N")], "NEW_IMAGE") as (db, streams),
+        botocore_shortcuts(),  # as `mqless dev` reads answers: a handed-over one as a dict
+    ):
+        for n in range(3):
+            db.put_item(TableName="T", Item={"Id": {"N": str(n)}, "b": {"B": b"body"}})
+        arn = db.describe_table(TableName="T")["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        position = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        walked = count_calls(monkeypatch, serialize.ResponseSerializer, "_serialize")
+        written_out = count_calls(monkeypatch, serialize.BaseJSONSerializer, "_serialize_body")
+        # When they are read
+        answer = streams.get_records(ShardIterator=position)
+    # Then the answer holds them, written without moto's generic walk or JSON text
+    assert [r["dynamodb"]["NewImage"]["b"] for r in answer["Records"]] == [{"B": b"body"}] * 3
+    assert (walked(), written_out()) == (0, 0)

@@ -71,6 +71,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `answers_handed_over`: a successful DynamoDB answer to botocore in the same process is
   handed over as the dict moto's serializer built, not written out as JSON text (and
   checksummed) to be read back with `json.loads`; it is written out only if read as text.
+- `stream_records_handed_over`: a DynamoDB Streams GetRecords answer to botocore in the same
+  process is written member by member from a plan of its shape made once (not through the
+  attribute picker and generic dispatch for every member of every record) and handed over
+  as that dict, like a DynamoDB answer.
 - `requests_routed_once`: the handler of a JSON-protocol request's URL is found once per
   URL, not by trying every service's URL pattern and the backend's whole URL table on
   every request.
@@ -123,7 +127,8 @@ clauses), `old_images` (an update's answer and prior copy), `transactions` (the 
 `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
 the backend: its body read, its request id), `routing` (its handler, found once per URL),
 `streams` (stream records and shard iterators, and the local runtime's stream hooks),
-`record_sizes` (a stream record's SizeBytes) and `kms`;
+`record_sizes` (a stream record's SizeBytes), `stream_answers` (GetRecords answers handed
+over) and `kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
 patch on and takes it off. Callers import from this package only.
 """
@@ -192,6 +197,7 @@ from mqless_cli.local.moto_fixes.serialization import (
     dynamo_results_converted_directly,
     result_members_picked_by_kept_names,
 )
+from mqless_cli.local.moto_fixes.stream_answers import stream_records_handed_over
 from mqless_cli.local.moto_fixes.streams import (
     SHARD_ITERATOR_LIFETIME,
     STREAM_RETENTION,
@@ -248,6 +254,7 @@ __all__ = [
     "shard_iterators_expire",
     "stream_writes_announced",
     "stream_record_sizes_as_dynamodb_counts",
+    "stream_records_handed_over",
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
@@ -293,6 +300,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     requests_normalized_directly,
     dynamodb_requests_left_plain,  # after it: it builds werkzeug's request when asked
     answers_handed_over,
+    stream_records_handed_over,  # after it: wraps its BaseResponse.serialized
     response_dates_formatted_once_a_second,
     backends_found_without_the_lock,
     action_names_converted_once,
