@@ -3,6 +3,8 @@ botocore in-process as the dict moto's serializer would build (`stream_records_h
 
 from __future__ import annotations
 
+import calendar
+import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +69,26 @@ def _plan(picker: Any, shape: Any) -> Any:
     return plan
 
 
+def _unix_time(serializer: Any, shape: Any, value: Any) -> Any:
+    """A time as moto's timestamp serializer writes it. A naive datetime in the JSON default
+    format (which moto takes as UTC: `parse_to_aware_datetime`) is its epoch seconds, with
+    its milliseconds if it has microseconds (`_timestamp_unixtimestamp`), worked out here
+    without making it aware first (a datetime made anew, a tzinfo's singleton looked up)."""
+    times = serializer._timestamp_serializer
+    if (
+        type(value) is datetime.datetime
+        and value.tzinfo is None
+        and shape.serialization.get("timestampFormat", times.default_format) == "unixtimestamp"
+    ):
+        seconds = calendar.timegm(value.timetuple())
+        if value.microsecond:
+            return seconds + (value.microsecond // 1000) / 1000.0
+        return seconds
+    found: dict[str, Any] = {}
+    times.serialize(found, value, shape, "time")
+    return found["time"]
+
+
 def _item(serializer: Any, shape: Any, value: dict[str, Any]) -> dict[str, Any]:
     """A map of AttributeValues as moto's serializer writes it (no dict shared with `value`):
     a value it writes as it is copied, a binary one base64-encoded, any other (and any under
@@ -120,7 +142,7 @@ def _write(
     if type(found) is _TAKEN_AS_IS.get(kind):
         written[key] = found  # what moto writes of them: str(text), int(integer)
     elif kind == "timestamp":
-        serializer._timestamp_serializer.serialize(written, found, member, key)
+        written[key] = _unix_time(serializer, member, found)
     elif kind == "item" and type(found) is dict:
         written[key] = _item(serializer, member, found)
     elif kind == "structure":
@@ -181,7 +203,7 @@ def stream_records_handed_over() -> Iterator[None]:
     does for DynamoDB), a structure held in a dict whose keys are its members' own names
     (the picker would find each there and nowhere else: checked once per shape) is written
     member by member in the shape's order: text and integers as they are, times by moto's
-    own timestamp serializer, AttributeValues written as they are copied, binary
+    own timestamp rules, AttributeValues written as they are copied, binary
     base64-encoded, anything else by moto's serializer (and copied): the dict moto's
     serializer builds, sharing nothing with the stored records (which `json.loads` of its
     text gives back). It is handed over as `HandedOver` (its text, if read, is moto's byte
