@@ -302,7 +302,7 @@ def _local_time(value: Any) -> Any:
     tzlocal())`), for a local zone without daylight saving time: the UTC time shifted by
     the zone's one offset, in a new `tzlocal` (dateutil finds no fold in such a zone); None
     for a zone with daylight saving time."""
-    from dateutil.tz import tzlocal
+    from dateutil.tz import tzlocal  # type: ignore[import-untyped]
 
     zone = tzlocal()
     if zone._hasdst:
@@ -328,7 +328,7 @@ def epoch_times_parsed_directly() -> Iterator[None]:
     time goes botocore's way.
     """
     from botocore import parsers, utils
-    from dateutil.tz import tzlocal
+    from dateutil.tz import tzlocal  # type: ignore[import-untyped]
 
     parser: Any = parsers.BaseJSONParser
     original: Any = parser._handle_timestamp
