@@ -43,12 +43,7 @@ def stored_value_size(value: Any) -> int:
         if kind == "S":
             return len(data.encode("utf-8"))
     elif kind == "L" and type(data) is list:
-        return CONTAINER_OVERHEAD + sum(
-            stored_value_size(v) + ELEMENT_OVERHEAD
-            if type(v) is _dynamo_type()
-            else value_size(v) + ELEMENT_OVERHEAD
-            for v in data
-        )
+        return CONTAINER_OVERHEAD + ELEMENT_OVERHEAD * len(data) + _elements_size(data)
     elif kind == "M" and type(data) is dict:
         return CONTAINER_OVERHEAD + sum(
             len(k.encode("utf-8"))
@@ -57,6 +52,21 @@ def stored_value_size(value: Any) -> int:
             for k, v in data.items()
         )
     return value_size({kind: data})
+
+
+def _elements_size(elements: list[Any]) -> int:
+    """`value_size` of each element of a stored list, a number (an index segment is all
+    numbers) sized right here without a call of its own."""
+    dynamo_type: Any = _dynamo_type()
+    size = 0
+    for v in elements:
+        if type(v) is not dynamo_type:
+            size += value_size(v)
+        elif v.type == "N" and type(v.value) is str:
+            size += number_size(v.value)
+        else:
+            size += stored_value_size(v)
+    return size
 
 
 @functools.cache

@@ -328,7 +328,7 @@ def epoch_times_parsed_directly() -> Iterator[None]:
     time goes botocore's way.
     """
     from botocore import parsers, utils
-    from dateutil.tz import tzlocal  # type: ignore[import-untyped]
+    from dateutil.tz import tzlocal
 
     parser: Any = parsers.BaseJSONParser
     original: Any = parser._handle_timestamp
