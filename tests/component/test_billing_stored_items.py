@@ -140,3 +140,21 @@ def test_an_update_on_a_table_without_indexes_bills_the_larger_image(aws: Aws) -
     assert usage.write_units == {aws.settings.messages_table: 4}
     assert usage.partition_write_units == {f"{aws.settings.messages_table} I#q#0": 4}
     assert usage.failed_conditions == {aws.settings.messages_table: 1}
+
+
+def test_a_list_of_numbers_is_sized_without_a_call_per_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a stored item holding a list of forty numbers (an index segment's positions)
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    from mqless_cli.billing import stored_sizes
+
+    numbers = {"L": [{"N": str(1_700_000_000_000 + n)} for n in range(40)]}
+    stored = Item(DynamoType({"S": "p"}), None, {"pk": {"S": "p"}, "u": numbers})
+    sized = count_calls(monkeypatch, stored_sizes, "stored_value_size")
+    # When the observer sizes it
+    size = stored_item_size(stored)
+    # Then it counts what the rules count, sizing each number in place: one call per attribute
+    assert size == item_size(stored.to_json()["Attributes"])
+    assert sized() == 2

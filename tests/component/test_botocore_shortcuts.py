@@ -489,3 +489,64 @@ def test_a_success_is_not_asked_of_each_retry_check(monkeypatch: pytest.MonkeyPa
     # Then none is retried, and no status check was asked
     assert verdicts == [None] * 10
     assert asked() == 0
+
+
+# ---- epoch times --------------------------------------------------------------------------
+
+
+@functools.cache
+def time_shape() -> Any:
+    """The shape of a StreamRecord's ApproximateCreationDateTime."""
+    from botocore.loaders import Loader
+    from botocore.model import ServiceModel
+
+    model = ServiceModel(Loader().load_service_model("dynamodbstreams", "service-2"))
+    return model.shape_for("StreamRecord").members["ApproximateCreationDateTime"]
+
+
+def parsed_time(value: Any) -> Any:
+    """What botocore's JSON parser makes of a StreamRecord's ApproximateCreationDateTime."""
+    from botocore.parsers import JSONParser
+
+    return JSONParser()._handle_timestamp(time_shape(), value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(
+        st.integers(-(2**33), 2**34),
+        st.floats(-(2.0**33), 2.0**34, allow_nan=False, allow_infinity=False),
+    )
+)
+def test_epoch_times_parse_as_botocore_parses_them(value: Any) -> None:
+    # Given botocore's own reading of an epoch time (in this process's zone)
+    expected = parsed_time(value)
+    # When it is read with the shortcuts on
+    with botocore_shortcuts():
+        found = parsed_time(value)
+    # Then it is the same datetime: same instant, wall time, zone class, offset and fold
+    assert (found, found.replace(tzinfo=None), found.fold) == (
+        expected,
+        expected.replace(tzinfo=None),
+        expected.fold,
+    )
+    assert (type(found.tzinfo), found.utcoffset(), found.tzname()) == (
+        type(expected.tzinfo),
+        expected.utcoffset(),
+        expected.tzname(),
+    )
+
+
+def test_an_epoch_time_is_read_without_dateutils_fromutc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a zone without daylight saving time (this process's, as in a container on UTC)
+    from dateutil.tz import tzlocal
+
+    if tzlocal()._hasdst:
+        pytest.skip("the local zone has daylight saving time: botocore's own way is taken")
+    converted = count_calls(monkeypatch, tzlocal, "fromutc")
+    # When an answer's epoch time is read with the shortcuts on
+    with botocore_shortcuts():
+        found = parsed_time(1_767_229_261.005)
+    # Then it is botocore's datetime, made without dateutil's conversion from UTC
+    assert found.timestamp() == 1_767_229_261.005
+    assert converted() == 0

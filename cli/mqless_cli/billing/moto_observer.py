@@ -6,7 +6,7 @@ from moto's backend the images of the items the request names before moto applie
 again after, all under one lock (so no other request runs in between: `mqless dev`
 serialises moto's requests the same way), and bills them by `dynamodb.py`'s rules. On a
 table without secondary indexes an image is only what the rules read there, the key
-attributes and the item's size, sized from moto's stored values (`stored_item_size`)
+attributes and the item's size, sized from moto's stored values (`stored_sizes`)
 rather than written out as JSON. A
 Query or Scan bills the items it read before any filter or projection: moto's
 `Table.query`/`Table.scan` are wrapped to see them. Any other service's request (KMS,
@@ -22,7 +22,6 @@ moto's Query and Scan) share the request's private shapes (`_Touch`, `_Read`) an
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import re
@@ -33,8 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mqless_cli.billing.dynamodb import (
-    CONTAINER_OVERHEAD,
-    ELEMENT_OVERHEAD,
     Capacity,
     SizedKeys,
     TableSchema,
@@ -42,12 +39,11 @@ from mqless_cli.billing.dynamodb import (
     item_read,
     item_write,
     key_of,
-    number_size,
     query_read,
     unapplied_write,
-    value_size,
 )
 from mqless_cli.billing.meter import Meter
+from mqless_cli.billing.stored_sizes import stored_item_size
 
 _SERVICES = {"DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodbstreams"}
 _TRENT = "TrentService"  # KMS's JSON target prefix
@@ -186,49 +182,6 @@ def _image(schema: TableSchema, backend: Any, key: Mapping[str, Any]) -> WireIte
         return dict(item.to_json()["Attributes"])
     keys = {n: {item.attrs[n].type: item.attrs[n].value} for n in schema.keys if n in item.attrs}
     return SizedKeys(keys, stored_item_size(item))
-
-
-def stored_item_size(item: Any) -> int:
-    """`item_size` of a moto Item, read from its DynamoTypes: the figure of
-    `item_size(item.to_json()["Attributes"])` without writing the item out (which copies
-    every list and map element) first."""
-    size = 0
-    for name, value in item.attrs.items():
-        size += len(name.encode("utf-8")) + _stored_value_size(value)
-    return size
-
-
-def _stored_value_size(value: Any) -> int:
-    """`value_size` of a stored DynamoType: text and numbers (the most of what is stored)
-    directly, lists and maps element by element, anything else as the wire holds it."""
-    kind, data = value.type, value.value
-    if type(data) is str:
-        if kind == "N":
-            return number_size(data)
-        if kind == "S":
-            return len(data.encode("utf-8"))
-    elif kind == "L" and type(data) is list:
-        return CONTAINER_OVERHEAD + sum(
-            _stored_value_size(v) + ELEMENT_OVERHEAD
-            if type(v) is _dynamo_type()
-            else value_size(v) + ELEMENT_OVERHEAD
-            for v in data
-        )
-    elif kind == "M" and type(data) is dict:
-        return CONTAINER_OVERHEAD + sum(
-            len(k.encode("utf-8"))
-            + (_stored_value_size(v) if type(v) is _dynamo_type() else value_size(v))
-            + ELEMENT_OVERHEAD
-            for k, v in data.items()
-        )
-    return value_size({kind: data})
-
-
-@functools.cache
-def _dynamo_type() -> type:
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    return DynamoType
 
 
 def _touched(backend: Any, operation: str, params: dict[str, Any]) -> list[_Touch]:

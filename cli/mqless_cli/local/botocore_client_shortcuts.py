@@ -14,6 +14,10 @@ module applies these too). Requests, responses and errors are unchanged.
   not by asking each of the nine parameters four sources in turn through cached look-ups
   (a twentieth of an in-process DynamoDB request).
 
+- `epoch_times_parsed_directly`: a time an answer gives in epoch seconds (every stream
+  record's) is made the local-zone datetime botocore makes of it, without dateutil's
+  Python `fromutc` (some 25 µs each), where the local zone has no daylight saving time.
+
 - `successes_not_checked_for_retries`: botocore's legacy retry checks (fifteen for DynamoDB)
   are not asked one by one about a response none of them can retry: no exception, a status
   none of them looks for, no checksum header.
@@ -21,6 +25,7 @@ module applies these too). Requests, responses and errors are unchanged.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Iterator
@@ -31,6 +36,7 @@ from mqless_cli.local.moto_fixes.patching import patched
 
 __all__ = [
     "endpoint_parameters_resolved_by_plan",
+    "epoch_times_parsed_directly",
     "successes_not_checked_for_retries",
     "user_agents_built_once",
 ]
@@ -288,4 +294,59 @@ def successes_not_checked_for_retries() -> Iterator[None]:
         return original(self, attempt_number, response, caught_exception)
 
     with patched(multi, "__call__", call):
+        yield
+
+
+def _local_time(value: Any) -> Any:
+    """What botocore's `parse_timestamp` makes of an epoch time (`fromtimestamp(value,
+    tzlocal())`), for a local zone without daylight saving time: the UTC time shifted by
+    the zone's one offset, in a new `tzlocal` (dateutil finds no fold in such a zone); None
+    for a zone with daylight saving time."""
+    from dateutil.tz import tzlocal  # type: ignore[import-untyped]
+
+    zone = tzlocal()
+    if zone._hasdst:
+        return None
+    utc = datetime.datetime.fromtimestamp(value, datetime.UTC)
+    return (utc.replace(tzinfo=None) + zone._std_offset).replace(tzinfo=zone)
+
+
+@contextmanager
+def epoch_times_parsed_directly() -> Iterator[None]:
+    """Make an answer's epoch time the datetime botocore makes of it, without dateutil's
+    `fromutc`.
+
+    botocore's JSON parser reads a timestamp given in epoch seconds with `parse_timestamp`:
+    `datetime.fromtimestamp(value, tzlocal())`, whose conversion from UTC runs dateutil's
+    `tzlocal.fromutc` in Python (the zone's offset and daylight saving time asked of
+    `time.localtime` three times, the fold worked out): some 25 µs for each stream record
+    a GetRecords answers. In a zone without daylight saving time (`time.daylight` 0, as in
+    a container on UTC) the offset is one constant and no wall time is ambiguous: the result
+    is the UTC time plus that offset, in a new `tzlocal`, fold 0, which is made here
+    directly. A parser with another timestamp parser, a value that is not an int or a
+    float, a platform where botocore tries other zones, or a zone with daylight saving
+    time goes botocore's way.
+    """
+    from botocore import parsers, utils
+    from dateutil.tz import tzlocal
+
+    parser: Any = parsers.BaseJSONParser
+    original: Any = parser._handle_timestamp
+    default = parsers.DEFAULT_TIMESTAMP_PARSER
+
+    def handle_timestamp(self: Any, shape: Any, value: Any) -> Any:
+        if (
+            self._timestamp_parser is default
+            and type(value) in (int, float)
+            and utils.get_tzinfo_options() == (tzlocal,)
+        ):
+            try:
+                found = _local_time(value)
+            except (OverflowError, OSError, ValueError):
+                found = None
+            if found is not None:
+                return found
+        return original(self, shape, value)
+
+    with patched(parser, "_handle_timestamp", handle_timestamp):
         yield

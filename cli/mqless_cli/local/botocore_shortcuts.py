@@ -29,7 +29,7 @@ is the same output for less work: requests, responses and errors are unchanged.
 - `answers_read_as_handed_over`: an answer moto handed over as the dict its serializer built
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
-The client's own shortcuts (User-Agent, endpoint parameters, retry checks) are in
+The client's own shortcuts (User-Agent, endpoint parameters, epoch times, retry checks) are in
 `botocore_client_shortcuts`. `botocore_shortcuts()` applies both modules' (`LocalCloud`
 does, for its lifetime, and so does the test suite's `moto_aws` fixture).
 
@@ -44,6 +44,7 @@ from typing import Any
 
 from mqless_cli.local.botocore_client_shortcuts import (
     endpoint_parameters_resolved_by_plan,
+    epoch_times_parsed_directly,
     successes_not_checked_for_retries,
     user_agents_built_once,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "attribute_values_validated_directly",
     "botocore_shortcuts",
     "endpoint_parameters_resolved_by_plan",
+    "epoch_times_parsed_directly",
     "successes_not_checked_for_retries",
     "user_agents_built_once",
 ]
@@ -342,6 +344,7 @@ _SHORTCUTS = SharedPatches(
     attribute_values_serialized_directly,
     answers_read_as_handed_over,
     endpoint_parameters_resolved_by_plan,
+    epoch_times_parsed_directly,
     successes_not_checked_for_retries,
 )
 

@@ -71,6 +71,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
 - `answers_handed_over`: a successful DynamoDB answer to botocore in the same process is
   handed over as the dict moto's serializer built, not written out as JSON text (and
   checksummed) to be read back with `json.loads`; it is written out only if read as text.
+- `stream_records_handed_over`: a DynamoDB Streams GetRecords answer to botocore in the same
+  process is written member by member from a plan of its shape made once (not through the
+  attribute picker and generic dispatch for every member of every record) and handed over
+  as that dict, like a DynamoDB answer.
 - `requests_routed_once`: the handler of a JSON-protocol request's URL is found once per
   URL, not by trying every service's URL pattern and the backend's whole URL table on
   every request.
@@ -93,6 +97,10 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   then every copied element again.
 - `updates_that_create_write_one_record`: an UpdateItem that creates its item writes one
   INSERT stream record, as DynamoDB does (moto writes a key-only INSERT first).
+- `stream_record_sizes_as_dynamodb_counts`: a stream record's SizeBytes is the size of its
+  keys and images by DynamoDB's item size rules, as DynamoDB gives it, not the length of the
+  record's `dynamodb` part written out as JSON text (and an item is written out only for an
+  image the record holds).
 - `stream_records_expire`: stream records older than 24 hours are trimmed, as DynamoDB
   Streams does; reading before the oldest record left is a TrimmedDataAccessException.
 - `shard_iterators_expire`: a shard iterator expires 15 minutes after it was issued
@@ -118,8 +126,9 @@ clauses), `old_images` (an update's answer and prior copy), `transactions` (the 
 (AttributeValues, result members, sizes), `handover` (answers handed to botocore as dicts),
 `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
 the backend: its body read, its request id), `routing` (its handler, found once per URL),
-`streams` (stream records and shard iterators, and the local runtime's stream hooks) and
-`kms`;
+`streams` (stream records and shard iterators, and the local runtime's stream hooks),
+`record_sizes` (a stream record's SizeBytes), `stream_answers` (GetRecords answers handed
+over) and `kms`;
 `items` reads and writes one stored item by its key for them, and `patching` puts each
 patch on and takes it off. Callers import from this package only.
 """
@@ -179,6 +188,7 @@ from mqless_cli.local.moto_fixes.queries import (
     queries_read_one_partition,
     query_items_sized_once,
 )
+from mqless_cli.local.moto_fixes.record_sizes import stream_record_sizes_as_dynamodb_counts
 from mqless_cli.local.moto_fixes.routing import requests_routed_once
 from mqless_cli.local.moto_fixes.serialization import (
     attribute_maps_written_at_once,
@@ -187,6 +197,7 @@ from mqless_cli.local.moto_fixes.serialization import (
     dynamo_results_converted_directly,
     result_members_picked_by_kept_names,
 )
+from mqless_cli.local.moto_fixes.stream_answers import stream_records_handed_over
 from mqless_cli.local.moto_fixes.streams import (
     SHARD_ITERATOR_LIFETIME,
     STREAM_RETENTION,
@@ -242,6 +253,8 @@ __all__ = [
     "result_members_picked_by_kept_names",
     "shard_iterators_expire",
     "stream_writes_announced",
+    "stream_record_sizes_as_dynamodb_counts",
+    "stream_records_handed_over",
     "stream_records_expire",
     "transactions_undo_by_log",
     "trim_stream",
@@ -287,6 +300,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     requests_normalized_directly,
     dynamodb_requests_left_plain,  # after it: it builds werkzeug's request when asked
     answers_handed_over,
+    stream_records_handed_over,  # after it: wraps its BaseResponse.serialized
     response_dates_formatted_once_a_second,
     backends_found_without_the_lock,
     action_names_converted_once,
@@ -298,6 +312,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_paths_checked_against_reserved_words_directly,
     update_expression_spaces_removed_once,
     updates_that_create_write_one_record,
+    stream_record_sizes_as_dynamodb_counts,
     stream_records_expire,
     shard_iterators_expire,
     kms_key_pairs_made_on_first_use,

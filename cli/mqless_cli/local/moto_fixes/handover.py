@@ -11,7 +11,7 @@ from typing import Any
 
 from mqless_cli.local.moto_fixes.patching import patched
 
-_HANDING_OVER: contextvars.ContextVar[bool] = contextvars.ContextVar(
+HANDING_OVER: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "mqless_handing_over", default=False
 )
 """Whether the request being answered came through botocore's `before-send` (the stubber's
@@ -57,7 +57,7 @@ _PLANS: dict[tuple[Any, ...], Any] = {}
 _UNKNOWN = object()
 
 
-def _plan(handler: Any) -> Any:
+def answer_plan(handler: Any) -> Any:
     """(operation model, serializer class, status code, content type) of a handler's answer,
     or None where the answer is not JSON (another protocol, an event stream, an unknown
     operation): what `BaseResponse.serialized` and the serializer it makes work out from the
@@ -96,13 +96,13 @@ def _written_answer(handler: Any, action_result: Any) -> Any:
     it (`HandedOver`), for a DynamoDB result of plain values; None for anything else.
 
     The steps are moto's own, in its order: the operation's model, the response protocol and
-    its serializer class (`serialized`, worked out once: `_plan`), the serializer as
+    its serializer class (`serialized`, worked out once: `answer_plan`), the serializer as
     `ActionResult.execute_result` makes it, then `serialize` / `_serialize_result` /
     `_serialized_result_to_response` without the final `json.dumps`."""
     from moto import settings
     from moto.core.serialize import XFormedAttributePicker
 
-    plan = _plan(handler)
+    plan = answer_plan(handler)
     if plan is None:
         return None
     operation_model, serializer_cls, status, content_type = plan
@@ -169,7 +169,7 @@ def _serializing(serialized: Any) -> Any:
 
     def handed_over(self: Any, action_result: Any) -> Any:
         if (
-            _HANDING_OVER.get()
+            HANDING_OVER.get()
             and type(action_result) is DynamoResult
             and type(self) is DynamoHandler
             and not isinstance(action_result.result, Exception)
@@ -193,11 +193,11 @@ def _stubbing() -> Any:
     def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
         if not self.enabled:
             return None
-        token = _HANDING_OVER.set(True)
+        token = HANDING_OVER.set(True)
         try:
             response = self.process_request(request)
         finally:
-            _HANDING_OVER.reset(token)
+            HANDING_OVER.reset(token)
         if response is None:
             return None
         status, headers, body = response
@@ -237,4 +237,11 @@ def parsed_body(body: Any) -> Any:
     return None
 
 
-__all__ = ["HandedOver", "HandedOverResponse", "answers_handed_over", "parsed_body"]
+__all__ = [
+    "HANDING_OVER",
+    "HandedOver",
+    "HandedOverResponse",
+    "answer_plan",
+    "answers_handed_over",
+    "parsed_body",
+]
