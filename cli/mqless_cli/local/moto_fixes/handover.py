@@ -91,14 +91,16 @@ def answer_plan(handler: Any) -> Any:
     return found
 
 
-def _written_answer(handler: Any, action_result: Any) -> Any:
-    """`BaseResponse.serialized(action_result)` with the body left as moto's serializer built
-    it (`HandedOver`), for a DynamoDB result of plain values; None for anything else.
+def handed_over_answer(handler: Any, write: Any) -> Any:
+    """(status, headers, `HandedOver`) of a handler's answer whose members `write(serializer,
+    picker, output shape)` builds into a dict; None where the answer is not JSON built as a
+    dict (`answer_plan`, the serializer's map type) or `write` gives None.
 
     The steps are moto's own, in its order: the operation's model, the response protocol and
-    its serializer class (`serialized`, worked out once: `answer_plan`), the serializer as
-    `ActionResult.execute_result` makes it, then `serialize` / `_serialize_result` /
-    `_serialized_result_to_response` without the final `json.dumps`."""
+    its serializer class (`serialized`, worked out once: `answer_plan`), the serializer and
+    its attribute picker as `ActionResult.execute_result` makes them, then `write` in place
+    of `serialize` / `_serialize_result` / `_serialized_result_to_response` and their final
+    `json.dumps`."""
     from moto import settings
     from moto.core.serialize import XFormedAttributePicker
 
@@ -106,22 +108,35 @@ def _written_answer(handler: Any, action_result: Any) -> Any:
     if plan is None:
         return None
     operation_model, serializer_cls, status, content_type = plan
+    picker = XFormedAttributePicker(
+        response_transformers=getattr(handler, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None)
+    )
     serializer = serializer_cls(
         operation_model=operation_model,
         pretty_print=settings.PRETTIFY_RESPONSES,
-        value_picker=XFormedAttributePicker(
-            response_transformers=getattr(handler, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None)
-        ),
+        value_picker=picker,
     )
     if serializer.MAP_TYPE is not dict:
         return None
-    written: dict[str, Any] = {}
-    output_shape = operation_model.output_shape
-    if output_shape is not None:
-        serializer._serialize(written, action_result.result, output_shape, "")
+    written = write(serializer, picker, operation_model.output_shape)
+    if written is None:
+        return None
     headers = {"Content-Type": content_type}
     headers.update(handler.response_headers)
     return status, headers, HandedOver(serializer, written)
+
+
+def _written_answer(handler: Any, action_result: Any) -> Any:
+    """`BaseResponse.serialized(action_result)` with the body left as moto's serializer built
+    it (`HandedOver`), for a DynamoDB result of plain values; None for anything else."""
+
+    def write(serializer: Any, picker: Any, output_shape: Any) -> dict[str, Any]:
+        written: dict[str, Any] = {}
+        if output_shape is not None:
+            serializer._serialize(written, action_result.result, output_shape, "")
+        return written
+
+    return handed_over_answer(handler, write)
 
 
 @contextmanager
@@ -243,5 +258,6 @@ __all__ = [
     "HandedOverResponse",
     "answer_plan",
     "answers_handed_over",
+    "handed_over_answer",
     "parsed_body",
 ]

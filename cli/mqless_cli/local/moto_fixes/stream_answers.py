@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mqless_cli.local.moto_fixes.handover import HANDING_OVER, HandedOver, answer_plan
+from mqless_cli.local.moto_fixes.handover import HANDING_OVER, handed_over_answer
 from mqless_cli.local.moto_fixes.patching import patched
 from mqless_cli.local.moto_fixes.serialization import written_as_is
 
@@ -163,30 +163,17 @@ def _write(
 def _records_answer(handler: Any, result: Any) -> Any:
     """(status, headers, `HandedOver`) of a GetRecords result, written from its shape's plan;
     None where moto's own serializer must write it."""
-    from moto import settings
     from moto.core import serialize
 
-    plan = answer_plan(handler)
-    if plan is None or type(result) is not dict:
+    if type(result) is not dict or getattr(handler, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None):
         return None
-    operation_model, serializer_cls, status, content_type = plan
-    transformers = getattr(handler, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None)
-    if transformers or operation_model.output_shape is None:
-        return None
-    picker = serialize.XFormedAttributePicker(response_transformers=transformers)
-    if picker.alias_providers is not serialize.DEFAULT_ALIAS_PROVIDERS:
-        return None
-    serializer = serializer_cls(
-        operation_model=operation_model,
-        pretty_print=settings.PRETTIFY_RESPONSES,
-        value_picker=picker,
-    )
-    written = _structure(serializer, picker, operation_model.output_shape, result)
-    if written is None or serializer.MAP_TYPE is not dict:
-        return None
-    headers = {"Content-Type": content_type}
-    headers.update(handler.response_headers)
-    return status, headers, HandedOver(serializer, written)
+
+    def write(serializer: Any, picker: Any, output_shape: Any) -> Any:
+        if output_shape is None or picker.alias_providers is not serialize.DEFAULT_ALIAS_PROVIDERS:
+            return None
+        return _structure(serializer, picker, output_shape, result)
+
+    return handed_over_answer(handler, write)
 
 
 @contextmanager
