@@ -45,18 +45,19 @@ def stored_value_size(value: Any) -> int:
     elif kind == "L" and type(data) is list:
         return CONTAINER_OVERHEAD + ELEMENT_OVERHEAD * len(data) + _elements_size(data)
     elif kind == "M" and type(data) is dict:
-        return CONTAINER_OVERHEAD + sum(
-            len(k.encode("utf-8"))
-            + (stored_value_size(v) if type(v) is _dynamo_type() else value_size(v))
-            + ELEMENT_OVERHEAD
-            for k, v in data.items()
+        names = sum(len(k.encode("utf-8")) for k in data)
+        return (
+            CONTAINER_OVERHEAD
+            + ELEMENT_OVERHEAD * len(data)
+            + names
+            + _elements_size(list(data.values()))
         )
     return value_size({kind: data})
 
 
 def _elements_size(elements: list[Any]) -> int:
-    """`value_size` of each element of a stored list, a number (an index segment is all
-    numbers) sized right here without a call of its own."""
+    """`value_size` of each element of a stored list or map's values, a number (an index
+    segment is all numbers) sized right here without a call of its own."""
     dynamo_type: Any = _dynamo_type()
     size = 0
     for v in elements:
