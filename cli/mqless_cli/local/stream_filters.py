@@ -31,10 +31,7 @@ def record_filter(patterns: Iterable[str]) -> Matcher:
     matchers: list[Matcher] = []
     for text in patterns:
         try:
-            pattern = json.loads(text)
-            if not isinstance(pattern, dict):
-                raise _Unsupported("a pattern must be a JSON object")
-            _check(pattern)
+            pattern = _parsed(text)
         except (ValueError, _Unsupported) as exc:
             log.warning(
                 "filter pattern %s is not evaluated locally (%s): it matches every record",
@@ -78,10 +75,7 @@ def _dynamodb_fields(patterns: list[str]) -> frozenset[str] | None:
     fields: set[str] = set()
     for text in patterns:
         try:
-            pattern = json.loads(text)
-            if not isinstance(pattern, dict):
-                return None
-            _check(pattern)
+            pattern = _parsed(text)
         except (ValueError, _Unsupported):
             return None
         looked_at = pattern.get("dynamodb", {})
@@ -89,6 +83,16 @@ def _dynamodb_fields(patterns: list[str]) -> frozenset[str] | None:
             return None
         fields.update(looked_at)
     return frozenset(fields) if patterns else None
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    """A pattern's JSON object, checked: ValueError or _Unsupported if it is not one this
+    runtime evaluates."""
+    pattern = json.loads(text)
+    if not isinstance(pattern, dict):
+        raise _Unsupported("a pattern must be a JSON object")
+    _check(pattern)
+    return pattern
 
 
 _OPERATORS = {"prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists"}
