@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import boto3
@@ -16,6 +16,7 @@ from mqless_cli.local import moto_fixes
 from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from mqless_cli.local.moto_fixes.compact_items import items_hold_keys_once
 from mqless_cli.local.unsigned_requests import requests_unsigned
+from tests.component.test_request_path import applied
 from tests.conftest import MOTO_CONFIG
 
 TABLE = "memory"
@@ -43,21 +44,13 @@ bytes a table keeps per item are the same either way (within 1%)."""
 
 
 @contextmanager
-def _request_path() -> Iterator[None]:
-    with ExitStack() as stack:
-        for shortcut in REQUEST_PATH:
-            stack.enter_context(shortcut())
-        yield
-
-
-@contextmanager
 def table(*, compact: bool, dev_requests: bool = True) -> Iterator[Any]:
     """A fresh moto table keyed like the messages table (pk, sk), compact items or not,
     reached as `mqless dev` reaches it (`REQUEST_PATH`) or as moto's upstream does."""
     with (
         mock_aws(config=MOTO_CONFIG),  # type: ignore[call-overload]
         items_hold_keys_once() if compact else nullcontext(),
-        _request_path() if dev_requests else nullcontext(),
+        applied(REQUEST_PATH) if dev_requests else nullcontext(),
     ):
         db = boto3.client("dynamodb", region_name="us-east-1")
         db.create_table(
