@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:
+    import httpx  # imported by the command that makes the `httpx.Client` (`context.run`)
 
 # Receive may long-poll for up to 20 s; everything else answers well within API Gateway's 30 s.
 TIMEOUT_SECONDS = 35.0
@@ -311,6 +312,8 @@ class MqlessClient:
         params: Mapping[str, str] | None,
         timeout: float,
     ) -> httpx.Response:
+        import httpx  # already loaded: the caller made `self._http`
+
         base = str(self._http.base_url).rstrip("/") or "(no URL)"
         try:
             return self._http.request(

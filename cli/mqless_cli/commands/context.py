@@ -20,9 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, TextIO
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from mqless_cli.client import (
     TIMEOUT_SECONDS,
@@ -33,6 +31,9 @@ from mqless_cli.client import (
 from mqless_cli.output import (
     Output,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -188,6 +189,10 @@ def token_from(flag: str | None) -> str | None:
 
 
 def _http_client(url: str, transport: httpx.BaseTransport | None) -> httpx.Client:
+    # httpx (with httpcore, h11 and much of the standard library's HTTP and email modules)
+    # is a third of a command's start: loaded here, so `--help` and a usage mistake go without
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:

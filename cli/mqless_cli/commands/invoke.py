@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import httpx
-
 from mqless_cli.client import ClientError, bearer
 from mqless_cli.commands.context import (
     DEFAULT_URL,
@@ -43,6 +41,8 @@ from mqless_cli.commands.context import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from mqless_cli.cfn import Json, Stack
 
 LAMBDA_RUNTIME_SLACK_SECONDS = 30  # beyond the function's own timeout, for the HTTP call
@@ -114,6 +114,8 @@ def _on_dev(
     transport: httpx.BaseTransport | None,
 ) -> Outcome | None:
     """Invoke through `mqless dev`'s Invoke API; None when nothing listens at `url`."""
+    import httpx  # for this verb and the client commands only: `--help` starts without it
+
     path = f"/2015-03-31/functions/{logical_id}/invocations"
     try:
         with httpx.Client(base_url=url, transport=transport, timeout=timeout) as http:
