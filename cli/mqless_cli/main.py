@@ -5,6 +5,7 @@ the other commands are a client of a local or deployed API."""
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -45,9 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result: int = args.run(args)
-    return result
+    """Run a command: from the command line (`argv` None), the process ends with it."""
+    try:
+        args = build_parser().parse_args(argv)
+        result: int = args.run(args)
+        return result
+    finally:
+        if argv is None:
+            # The interpreter's shutdown runs full collections over every object the
+            # command's imports made (~15 ms of a ~115 ms `mqless send`) and finds no garbage
+            # worth the walk: the process is ending. Frozen objects are left out of them.
+            gc.freeze()
 
 
 if __name__ == "__main__":

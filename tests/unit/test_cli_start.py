@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The stack's code and the libraries no client command needs to start or to make a call.
@@ -82,3 +84,48 @@ def test_a_client_command_loads_its_http_client_and_nothing_heavy() -> None:
     assert code == 1
     assert "httpx" in loaded
     assert not loaded & set(HEAVY)
+
+
+_RUN_AS_PROGRAM = """
+import contextlib, gc, io, json, sys
+from mqless_cli.main import main
+sys.argv = ["mqless", *sys.argv[1:]]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main()
+    except SystemExit:
+        pass
+print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}))
+"""
+
+
+def test_a_command_line_run_leaves_its_objects_out_of_the_shutdown_collections() -> None:
+    # Given `mqless --help` run from the command line (main() reads sys.argv)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "cli")}
+    # When it has answered
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_AS_PROGRAM, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    # Then what its imports made is frozen: the interpreter's shutdown collections skip it
+    report = json.loads(result.stdout)
+    assert report["frozen"] > 10_000
+    assert report["tracked"] < 1_000
+
+
+def test_main_called_with_arguments_freezes_nothing() -> None:
+    # Given a caller in this process (a test, a script) that passes the arguments
+    import gc
+
+    from mqless_cli.main import main
+
+    before = gc.get_freeze_count()
+    # When it runs a command that ends in a usage mistake
+    with pytest.raises(SystemExit):
+        main(["send", "q", "x", "--delay", "-1"])
+    # Then the caller's objects stay in the collector's sight
+    assert gc.get_freeze_count() == before
