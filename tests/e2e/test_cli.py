@@ -356,12 +356,15 @@ def test_redrive_of_a_live_queue_is_refused_and_leaves_its_messages_alone(
 
 def visible_soon(server: DevServer, queue: str, count: int, timeout: float = 10) -> None:
     """Wait until `queue` shows `count` visible (a sent or moved message is counted, and
-    receivable, once the dispatch function has indexed it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if as_json(mqless(server, "stats", queue, "--json"))["visible"] == count:
-            return
-        time.sleep(0.1)
+    receivable, once the dispatch function has indexed it). A wait between a test's steps,
+    not a command under test: it asks the API (`mqless stats` reads the same document),
+    without starting a CLI process a poll."""
+    with httpx.Client(base_url=server.http_url, headers=server.auth_headers(), timeout=30) as http:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if http.get(f"/queues/{queue}/stats").json()["visible"] == count:
+                return
+            time.sleep(0.1)
     raise AssertionError(f"{queue} never showed {count} visible")
 
 
