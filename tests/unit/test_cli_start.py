@@ -117,6 +117,23 @@ def test_a_command_line_run_leaves_its_objects_out_of_the_shutdown_collections()
     assert report["tracked"] < 1_000
 
 
+def test_mqless_dev_from_the_command_line_freezes_nothing() -> None:
+    # Given `mqless dev` run from the command line, ending at once (both ports 9000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "cli")}
+    # When it has answered
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_AS_PROGRAM, "dev", "--http-port", "9000", "--ws-port", "9000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    # Then it said why and left every object to the shutdown's collections, as a server does
+    assert "--http-port and --ws-port are both 9000" in result.stderr
+    assert json.loads(result.stdout)["frozen"] == 0
+
+
 def test_main_called_with_arguments_freezes_nothing() -> None:
     # Given a caller in this process (a test, a script) that passes the arguments
     import gc
