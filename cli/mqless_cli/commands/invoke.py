@@ -25,7 +25,6 @@ import math
 import os
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +169,8 @@ def _restored() -> Iterator[None]:
 
 def _fresh(template: Path, logical_id: str, event: Any, logs: TextIO) -> Outcome:
     """Provision the template in moto, in this process, and invoke the function once."""
+    import uuid  # (and platform): loaded by this path only, not by every command's start
+
     from mqless_cli.local.cloud import LocalCloud
     from mqless_cli.local.functions import FunctionError, FunctionHost
     from mqless_cli.local.invocations import error_payload
