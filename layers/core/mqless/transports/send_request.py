@@ -165,12 +165,17 @@ class SendMessageRequest(BaseModel):
         else:
             raw = self.body.encode("utf-8", errors="surrogatepass")
         try:
-            fields = self.model_dump(exclude={"body", *_SCHEDULE_FIELDS})
+            # this model's own fields only: a batch entry's `id` is not the message's
+            fields = self.model_dump(include=_MESSAGE_FIELDS)
             if not with_delay:
                 fields["delay_seconds"] = None
             return NewMessage(body=raw, **fields)
         except ValueError as exc:
             raise InvalidRequest(_first_error(exc)) from exc
+
+
+_MESSAGE_FIELDS = set(SendMessageRequest.model_fields) - {"body", *_SCHEDULE_FIELDS}
+"""What a send request hands its message besides the body (not its schedule)."""
 
 
 def _is_unicode(text: str) -> bool:

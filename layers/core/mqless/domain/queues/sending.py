@@ -111,7 +111,10 @@ class Sender:
         up, so that the client's retry is not taken for a duplicate of nothing."""
         now = self._clock.now_ms()
         results: list[SendResult | None] = [None] * len(messages)
-        items = _item_groups(config, messages, now)
+        # each message's headers and id are made once, for sizing and for sealing
+        headers = [Headers.of(m, content_dedup=config.fifo) for m in messages]
+        message_ids: list[str] = [""] * len(messages)
+        items = _item_groups(config, messages, headers, now)
         item_ids = [keys.new_item_id(now) for _ in items]
         kept: list[list[int]] = [[] for _ in items]
         claims: dict[str, list[tuple[str, str]]] = {}  # item id: (record id, message id)
@@ -128,6 +131,7 @@ class Sender:
                         continue
                     claims.setdefault(item_ids[index], []).append((record_id, message_id))
                 kept[index].append(position)
+                message_ids[position] = message_id
                 results[position] = SendResult(
                     message_id=message_id,
                     sequence=keys.next_sequence(now) if config.fifo else None,
@@ -137,7 +141,12 @@ class Sender:
             raise
         self._log.put_many(
             [
-                self._new_item(config, item_id, [messages[p] for p in positions], now)
+                self._new_item(
+                    config,
+                    item_id,
+                    [(messages[p], headers[p], message_ids[p]) for p in positions],
+                    now,
+                )
                 for item_id, positions in zip(item_ids, kept, strict=True)
                 if positions
             ],
@@ -161,21 +170,20 @@ class Sender:
                     )
 
     def _new_item(
-        self, config: QueueConfig, item_id: str, messages: Sequence[NewMessage], now: int
+        self,
+        config: QueueConfig,
+        item_id: str,
+        entries: Sequence[tuple[NewMessage, Headers, str]],
+        now: int,
     ) -> NewLogItem:
+        """Log item `item_id` of (message, its headers, its id) in slot order."""
         holder = Holder.queue(config.name)
         sealed = seal_many(
             self._cipher,
-            [
-                (
-                    Headers.of(m, content_dedup=config.fifo),
-                    m.body,
-                    keys.message_id(item_id, j),
-                )
-                for j, m in enumerate(messages)
-            ],
+            [(headers, m.body, message_id) for m, headers, message_id in entries],
             holder=holder,
         )
+        messages = [m for m, _, _ in entries]
         bodies = tuple(
             Body(
                 s.ciphertext,
@@ -232,7 +240,9 @@ def _check_message(config: QueueConfig, message: NewMessage) -> None:
         )
 
 
-def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) -> list[list[int]]:
+def _item_groups(
+    config: QueueConfig, messages: Sequence[NewMessage], headers: Sequence[Headers], now: int
+) -> list[list[int]]:
     """Positions of messages that share a log item, in the order the items are written: at
     most 16 of one expiry, within DynamoDB's item size. A standard queue's are consecutive
     ones. A FIFO queue's share their log shard (the shard of each one's group): a message
@@ -245,7 +255,7 @@ def _item_groups(config: QueueConfig, messages: Sequence[NewMessage], now: int) 
     for position, message in enumerate(messages):
         length = (
             len(message.body)
-            + len(Headers.of(message, content_dedup=config.fifo).encode())
+            + len(headers[position].encode())
             + SEALING_OVERHEAD
             + BODY_OVERHEAD
             + (len(message.group_id or "") + 3 if spread else 0)  # its group in the list

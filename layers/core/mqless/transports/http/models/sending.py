@@ -8,7 +8,6 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, field_validator
 
 from mqless.domain import models
-from mqless.domain.messages import NewMessage
 from mqless.domain.models import EntryFailure
 from mqless.transports.http.models.body import Body
 from mqless.transports.send_request import SendMessageRequest
@@ -24,9 +23,6 @@ class BatchEntry(SendMessageRequest):
             description="Your id for this entry, echoed in the result.",
         ),
     ]
-
-    def to_message(self) -> NewMessage:
-        return SendMessageRequest.model_validate(self.model_dump(exclude={"id"})).to_message()
 
 
 class SendBatchRequest(Body):
