@@ -1025,6 +1025,65 @@ def test_a_pump_that_loses_its_record_race_pushes_what_it_leased_under_the_next_
     assert _counts(broker, "race") == (0, 0)
 
 
+@pytest.mark.parametrize("ack", ["client", "client-individual"])
+def test_a_pump_that_loses_its_record_race_keeps_what_the_consumer_still_has_room_for(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    monkeypatch: pytest.MonkeyPatch,
+    ack: str,
+) -> None:
+    # Given a consumer acking by hand with prefetch 2 and two messages waiting in shard 7
+    # (every random draw is the highest)
+    monkeypatch.setattr("random.randrange", lambda n: n - 1)
+    _connect(sessions, "c1")
+    _subscribe(sessions, "c1", "race", ack=ack, prefetch=2)
+    send("race", "m1", "m2")
+    settle = broker.settle_leases
+    handed_back: list[int] = []
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("outcome") == "hand_back":
+            handed_back.append(len(args[2]))
+        return settle(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "settle_leases", noted)
+
+    # When two pumps count the same credit: the first leases m1 and m2, and before it
+    # writes its record a third message arrives, whose pump leases it and writes that
+    # seq first
+    put = DeliveryRecords.put
+    raced: list[bool] = []
+
+    def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
+        if not raced:
+            raced.append(True)
+            send("race", "m3")
+            sessions.pump("race", indexed=frozenset({7}))
+            assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryRecords, "put", other_pump_first)
+    sessions.pump("race", indexed=frozenset({7}))
+
+    # Then the losing pump, counted again, has room for one of its two: it pushes the
+    # older under the next record and gives back only the other (one index write), not
+    # both to lease one of them again
+    assert raced == [True]
+    pushed = _messages(pusher, "c1")
+    assert [(m["body"], m["receive_count"]) for m in pushed] == [("m3", 1), ("m1", 1)]
+    assert handed_back == [1]
+    assert _counts(broker, "race") == (1, 2)
+    # and when it acks them, it gets the one given back, as a first delivery
+    for message in pushed:
+        _frame(sessions, "c1", action="ack", id=message["ack"])
+    rest = _messages(pusher, "c1")[2:]
+    assert [(m["body"], m["receive_count"]) for m in rest] == [("m2", 1)]
+    _frame(sessions, "c1", action="ack", id=rest[0]["ack"])
+    assert _counts(broker, "race") == (0, 0)
+
+
 def test_a_consumer_without_credit_gets_nothing_leased_in_the_append_and_the_rest_on_ack(
     sessions: Sessions,
     pusher: RecordingPusher,

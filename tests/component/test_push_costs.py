@@ -26,9 +26,12 @@ from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.push.pushes import Connection
 from mqless.domain.queues.service import QueueService
+from mqless.storage.deliveries import DeliveryRecords
+from mqless.storage.index import IndexStore
 from mqless.transports.websocket.json_protocol import handle_text
 from mqless.transports.websocket.sessions import Sessions, Settle
 from mqless_cli.billing import Meter, Usage
+from tests.call_counts import count_calls
 from tests.component.conftest import Aws, RecordingPusher
 
 BODY = b"x" * 512
@@ -578,3 +581,66 @@ def test_a_stream_batch_of_thirty_for_a_lone_consumer_is_leased_whole_in_the_app
     assert used.requests.get("dynamodb:UpdateItem", 0) == 0  # appends are puts here
     _, counts = broker.get_queue(ANONYMOUS, "lone")
     assert (counts.visible, counts.in_flight) == (0, 30)
+
+
+@pytest.mark.parametrize("ack", ["client", "client-individual"])
+def test_an_ack_that_refills_its_consumer_reads_the_consumers_delivery_records_once(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+    ack: str,
+) -> None:
+    # Given a consumer with STOMP's default prefetch of 10 holding 10 of 20 waiting messages
+    _send_batches(broker, f"refill-{ack}", 20)
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _subscribe(sessions, f"refill-{ack}", ack, prefetch=10)
+    pushed = _new_messages(pusher, 0)
+    assert len(pushed) == 10
+    reads = count_calls(monkeypatch, DeliveryRecords, "recent")
+
+    # When it acks: in client mode the push's last message (all ten), in client-individual
+    # mode the first
+    _frame(sessions, "c1", action="ack", id=pushed[-1 if ack == "client" else 0]["ack"])
+
+    # Then the room it opened is filled at once
+    assert len(_new_messages(pusher, 10)) == (10 if ack == "client" else 1)
+    assert not [f for f in pusher.json_frames("c1") if f["type"] == "error"]
+    # and its delivery records were read once (a strongly consistent query): by the ack,
+    # whose count of what the consumer holds the pump after it takes, not counts again
+    assert reads() == 1
+
+
+def test_a_pump_that_lost_its_record_race_gives_back_a_segments_leases_in_one_write(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-mode consumer with prefetch 3 and six messages sent together (one
+    # index segment), and a second pump (another Lambda instance) that runs whole while the
+    # first one is leasing: both counted the same free credit
+    sessions.open(Connection("c1"), ANONYMOUS)
+    _subscribe(sessions, "lost", "client", prefetch=3)
+    broker.send_batch(ANONYMOUS, "lost", [(f"e{i}", NewMessage(body=BODY)) for i in range(6)])
+    receive = broker.receive
+    raced: list[bool] = []
+
+    def receive_after_a_racing_pump(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            sessions.pump("lost")
+        return receive(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "receive", receive_after_a_racing_pump)
+    writes = count_calls(monkeypatch, IndexStore, "set_until")
+
+    # When the first pump goes on after the second one pushed, and finds no room left
+    sessions.pump("lost")
+
+    # Then the consumer holds the second pump's three, the first pump's three are visible
+    # again, and they went back in one index write, not one each
+    assert len(_new_messages(pusher, 0)) == 3
+    _, counts = broker.get_queue(ANONYMOUS, "lost")
+    assert (counts.visible, counts.in_flight) == (3, 3)
+    assert writes() == 1

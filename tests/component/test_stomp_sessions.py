@@ -20,10 +20,12 @@ from mqless.domain.messages import NewMessage
 from mqless.domain.models import QueueSettings
 from mqless.domain.queues.service import QueueService
 from mqless.domain.topics.service import TopicService
+from mqless.storage.deliveries import DeliveryRecords
 from mqless.transports.websocket.handler import handle_event
 from mqless.transports.websocket.sessions import Sessions
 from mqless.transports.websocket.stomp_frames import Frame
 from mqless_cli.billing import Meter, observing_moto
+from tests.call_counts import count_calls
 from tests.component.conftest import Aws, RecordingPusher, build_sessions
 from tests.component.dispatch_function import DispatchFunction
 from tests.lambda_support import websocket_event
@@ -700,3 +702,30 @@ def test_the_ack_that_refills_a_full_consumer_reads_the_queues_index_once_a_roun
     assert len(got(pusher, "c1", "MESSAGE")) == 150
     index = f"{aws.settings.messages_table} I#deep#0"
     assert used.partition_read_units[index] == 3 * 0.5
+
+
+def test_an_ack_that_refills_its_subscriber_reads_its_delivery_records_once(
+    pusher: RecordingPusher,
+    sessions: Sessions,
+    broker: QueueService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client-individual subscriber with STOMP's default prefetch (10), pushed 10 of
+    # the 20 messages waiting
+    for start in range(0, 20, 10):
+        entries = [(f"e{i}", NewMessage(body=b"x")) for i in range(start, start + 10)]
+        broker.send_batch(ANONYMOUS, "refilled", entries)
+    stomp_session("c1")
+    _sub("c1", "/queue/refilled", ack="client-individual")
+    first = got(pusher, "c1", "MESSAGE")
+    assert len(first) == 10
+    reads = count_calls(monkeypatch, DeliveryRecords, "recent")
+
+    # When it ACKs the first
+    say("c1", "ACK", id=first[0].header("ack") or "")
+
+    # Then the next message is pushed at once, and its delivery records were read once: the
+    # ACK counted what it holds, and the refill after it took that count
+    assert len(got(pusher, "c1", "MESSAGE")) == 11
+    assert got(pusher, "c1", "ERROR") == []
+    assert reads() == 1

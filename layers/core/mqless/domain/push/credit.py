@@ -78,19 +78,24 @@ def holding_of(
     found = holdings.get(consumer.tag)
     if found is not None:
         return found
-    read = recent(records, consumer)
+    found = holdings[consumer.tag] = counted_from(recent(records, consumer), consumer, now_ms)
+    return found
+
+
+def counted_from(read: Sequence[DeliveryRecord], consumer: Consumer, now_ms: int) -> Holding:
+    """What a client-mode consumer holds, from its records as `recent` read them (newest
+    first) and its watermark."""
     next_seq = read[0].seq + 1 if read else 0
     if consumer.acked >= 0:  # the acked record exists: never write below it
         next_seq = max(next_seq, seq_of(consumer.acked) + 1)
     live = [r for r in read if r.held(now_ms, consumer.acked)]
-    found = holdings[consumer.tag] = Holding(
+    return Holding(
         next_seq=next_seq,
         in_flight=sum(len(r.held(now_ms, consumer.acked)) for r in live),
         low=min((r.seq for r in live), default=next_seq),
         next_base=read[0].base + len(read[0].leases) if read else 0,
         uncovered=max((r.seq + 1 for r in live if needs_mark(r, consumer.prefetch)), default=0),
     )
-    return found
 
 
 REFILL_MOST: Final = 50  # what one client-individual push carries (`posting.PUSH_LIMIT`)

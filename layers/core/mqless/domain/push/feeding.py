@@ -66,7 +66,7 @@ class PushPlan:
     """What the dispatch function read of a queue's push consumers before it appends: the
     consumers (eventually consistent) and the credit it counted, and the consumer it
     leases the new messages to as it appends them, if one has credit. The pump after the
-    append counts no credit again (`Feeder.pump`)."""
+    append counts no credit again (`Feeder.pump`), nor after an ack that counted it."""
 
     consumers: list[Consumer]
     holdings: dict[str, Holding]
@@ -202,9 +202,9 @@ class Feeder:
         `indexed`: the dispatch function's pump of what it just indexed in these shards (a
         `client` consumer left without credit is marked owed only if something is left
         visible there; what else is visible, the pump that made it so marks for); `refill`:
-        an ack's freed credit asked for it (no look first, above); `planned`: the credit
-        the dispatch function counted before it appended. A consumer whose post fails gets
-        its messages given back and is skipped for the rest of this pump (the others are
+        an ack's freed credit asked for it (no look first, above); `planned`: credit the
+        dispatch function (or an ack) counted. A consumer whose post fails gets its
+        messages given back and is skipped for the rest of this pump (the others are
         still fed, those included); the first such failure is raised after."""
         report = PumpReport()
         self._credit.forget(queue)  # its pushes write records this container did not count

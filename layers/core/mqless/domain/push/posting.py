@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from aws_lambda_powertools import Logger
 
+from mqless.domain import names
 from mqless.domain.clock import Clock
 from mqless.domain.messages import Delivery
 from mqless.domain.push.ack_ids import AckId
@@ -137,14 +138,18 @@ class Poster:
         if consumer.ack != "auto":
             holding = holding_of(self._records, consumer, holdings, self._clock.now_ms())
         rendered, record = self._recorded(consumer, holding, leased, leases)
-        if (
-            holding is not None
-            and record is None
-            and self._room_after_lost_race(consumer, holdings, len(leased))
-        ):
-            rendered, record = self._recorded(consumer, holdings[consumer.tag], leased, leases)
+        if holding is not None and record is None:
+            kept = self._room_after_lost_race(consumer, holdings, len(leased))
+            if kept < len(leased):  # no room for these: back now, uncounted
+                self._queues.settle_leases(
+                    principal, consumer.queue, leases[kept:], outcome="hand_back"
+                )
+                leased, leases = leased[:kept], leases[:kept]
+            if kept:
+                rendered, record = self._recorded(consumer, holdings[consumer.tag], leased, leases)
         if holding is not None and record is None:  # no room left: counted again, fed again
-            self._queues.settle_leases(principal, consumer.queue, leases, outcome="hand_back")
+            if leases:
+                self._queues.settle_leases(principal, consumer.queue, leases, outcome="hand_back")
             return
         self._post(consumer, leased, leases, rendered, record, report)
 
@@ -176,20 +181,27 @@ class Poster:
 
     def _room_after_lost_race(
         self, consumer: Consumer, holdings: dict[str, Holding], count: int
-    ) -> bool:
-        """After another pump wrote the record seq this one counted on: whether the consumer,
-        counted again (the winner's record included, strongly consistent), still has room
-        for the `count` messages this pump leased. If so its holding is the new count, with
-        them in it, and the push is recorded under the next seq instead of its messages
-        going back to the queue to be leased again (a write per index segment, and a look,
-        a lease and a read of the bodies). If not, the lost count stays: they go back."""
+    ) -> int:
+        """After another pump wrote the record seq this one counted on: how many of the
+        `count` messages this pump leased the consumer, counted again (the winner's record
+        included, strongly consistent), still has room for. Those are recorded under the
+        next seq (its holding is the new count, with them in it) instead of going back to
+        the queue to be leased again (a write per lease given back, then a look, a lease
+        and a read of the bodies); only the rest go back. A FIFO queue's push is kept whole
+        or not at all (its leases are its groups' heads, as leased together). With no room
+        the lost count stays: they all go back, and the consumer is counted and fed again.
+        With some, the new count is marked lost as well: the consumer, left full while
+        messages went back, is counted again and marked owed (`Feeder._owe`)."""
         lost = holdings.pop(consumer.tag)
         fresh = holding_of(self._records, consumer, holdings, self._clock.now_ms())
-        if fresh.in_flight + count > consumer.prefetch:
+        room = max(0, consumer.prefetch - fresh.in_flight)
+        kept = count if room >= count else 0 if names.is_fifo(consumer.queue) else room
+        if not kept:
             holdings[consumer.tag] = lost
-            return False
-        fresh.in_flight += count
-        return True
+            return 0
+        fresh.in_flight += kept
+        fresh.lost = kept < count
+        return kept
 
     def _post(
         self,

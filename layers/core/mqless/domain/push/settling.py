@@ -24,7 +24,7 @@ message of its group), a stale ack.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -33,7 +33,15 @@ from mqless.domain.clock import Clock
 from mqless.domain.errors import Conflict, InvalidRequest
 from mqless.domain.push.ack_ids import AckId
 from mqless.domain.push.consumer import Consumer
-from mqless.domain.push.credit import crosses_refill, holding_of, recent, refill_by_record
+from mqless.domain.push.credit import (
+    Holding,
+    counted_from,
+    crosses_refill,
+    holding_of,
+    recent,
+    refill_by_record,
+)
+from mqless.domain.push.feeding import PushPlan
 from mqless.domain.queues.receipts import Lease
 from mqless.storage.deliveries import DeliveryRecord, DeliveryRecords, watermark
 from mqless.storage.push_consumers import PushConsumers
@@ -53,6 +61,12 @@ class SettleReport:
     settled: int
     stale: int
     refill: bool = True  # the credit freed is worth a pump (`credit.py`)
+    # what the consumer holds as the ack counted it, after letting go (prefetch under 20,
+    # acks out of push order, a `client` ack that pumps): the pump after it counts no
+    # credit again (`Feeder.pump`'s `planned`). It never shows more room than there is but
+    # by a push recorded since, and that record took the seq this count names next: the
+    # pump's record write is refused, and it counts again (a lost race, `posting.py`)
+    counted: PushPlan | None = None
 
 
 class Settlement:
@@ -93,7 +107,8 @@ class Settlement:
                 "subscribe with ack client or client-individual to ack"
             )
         now = self._clock.now_ms()
-        leases, room_opened = self._let_go(consumer, ack, message_id, now)
+        counted: dict[str, Holding] = {}  # what the consumer holds, if the ack counted it
+        leases, room_opened = self._let_go(consumer, ack, message_id, now, counted)
         if nack and not delay_seconds and before_release is not None:
             before_release()
         done = self._queues.settle_leases(
@@ -111,14 +126,25 @@ class Settlement:
             or settled < len(done)  # a lease that had run out: its message is visible
             or room_opened()
         )
-        return SettleReport(settled=settled, stale=len(done) - settled, refill=refill)
+        return SettleReport(
+            settled=settled,
+            stale=len(done) - settled,
+            refill=refill,
+            counted=PushPlan(consumers=[consumer], holdings=counted) if counted else None,
+        )
 
     def _let_go(
-        self, consumer: Consumer, ack: AckId | None, message_id: str | None, now: int
+        self,
+        consumer: Consumer,
+        ack: AckId | None,
+        message_id: str | None,
+        now: int,
+        counted: dict[str, Holding],
     ) -> tuple[list[Lease], Callable[[], bool]]:
         """The consumer's record (or watermark) lets go of the acked delivery (and in
         `client` mode of every one before it); the leases it held, and what tells whether
-        the ack opened the consumer's room (asked only when nothing else pumps).
+        the ack opened the consumer's room (asked only when nothing else pumps), which puts
+        what the consumer holds in `counted` where it counted that (for the pump after it).
         NotInFlight if it holds none of them."""
         target: tuple[int, int, str] | None
         if ack is not None and ack.seq is not None:
@@ -135,7 +161,7 @@ class Settlement:
             raise not_held
         seq, position, gen = target
         if consumer.ack == "client":
-            leases, opened = self._settle_up_to(consumer, seq, position, gen, now)
+            leases, opened = self._settle_up_to(consumer, seq, position, gen, now, counted)
             if not leases:
                 raise not_held
             return leases, lambda: opened
@@ -144,24 +170,32 @@ class Settlement:
         )
         if marked is None:
             raise not_held
-        return [marked.leases[position]], partial(self._refills, consumer, marked, position, now)
+        refills = partial(self._refills, consumer, marked, position, now, counted)
+        return [marked.leases[position]], refills
 
-    def _refills(self, consumer: Consumer, record: DeliveryRecord, position: int, now: int) -> bool:
+    def _refills(
+        self,
+        consumer: Consumer,
+        record: DeliveryRecord,
+        position: int,
+        now: int,
+        counted: dict[str, Holding],
+    ) -> bool:
         """`client-individual`: whether the ack of `position` (settled in `record`, as the
         ack's write returned it) is worth a pump (`credit.refill_by_record`): no read, one
         small read of the consumer's owed mark, or (acked out of push order) its records."""
         by_record = refill_by_record(consumer, record, position, now)
         if by_record == "count":
-            return self._room_opened(consumer, freed=1)
+            return self._room_opened(consumer, counted, freed=1)
         if by_record == "if_owed":
             stored = self._store.get(consumer.queue, consumer.connection.id, consumer.subscription)
             return stored is not None and record.seq < stored.owed_below
         return by_record == "pump"
 
-    def _room_opened(self, consumer: Consumer, *, freed: int) -> bool:
+    def _room_opened(self, consumer: Consumer, counted: dict[str, Holding], *, freed: int) -> bool:
         """Whether releasing `freed` messages (settled in its records already) took the
-        consumer down through its refill threshold."""
-        holding = holding_of(self._records, consumer, {}, self._clock.now_ms())
+        consumer down through its refill threshold; what it holds now goes in `counted`."""
+        holding = holding_of(self._records, consumer, counted, self._clock.now_ms())
         return crosses_refill(consumer, holding.in_flight, freed=freed)
 
     def _find(self, consumer: Consumer, message_id: str, now: int) -> tuple[int, int, str] | None:
@@ -173,7 +207,13 @@ class Settlement:
         return None
 
     def _settle_up_to(
-        self, consumer: Consumer, seq: int, position: int, gen: str, now: int
+        self,
+        consumer: Consumer,
+        seq: int,
+        position: int,
+        gen: str,
+        now: int,
+        counted: dict[str, Holding],
     ) -> tuple[list[Lease], bool]:
         """`client` mode: move the watermark to (seq, position); the leases that frees,
         oldest first (none if that message is not held), and whether a pump should
@@ -205,4 +245,6 @@ class Settlement:
             return [lease for w, lease in candidates if w <= mark], may_open
         before, owed = advanced
         leases = [lease for w, lease in candidates if before < w <= mark]
+        if may_open and owed:  # a pump follows: what the consumer holds past the mark
+            counted[consumer.tag] = counted_from(records, replace(consumer, acked=mark), now)
         return leases, may_open and owed

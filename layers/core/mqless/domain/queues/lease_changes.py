@@ -34,6 +34,15 @@ class LeaseChanges:
             if group[0].kind == "g":
                 self._set_fifo_segment(config, place, group, now, release=True, uncount=True)
                 continue
+            # one write for the segment (a push's leases of it share their token), unless
+            # one of them is stale: then the others go back one at a time
+            holds = [Hold(lease.position, lease.token) for lease in group]
+            if (
+                len(holds) > 1
+                and len({h.slot for h in holds}) == len(holds)
+                and self._index.set_until(config.name, shard, int(place), holds, now, uncount=True)
+            ):
+                continue
             for lease in group:
                 self._index.set_until(
                     config.name,

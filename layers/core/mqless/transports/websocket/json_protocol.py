@@ -28,6 +28,7 @@ from mqless.domain.errors import InvalidRequest, MqlessError, StaleReceipt
 from mqless.domain.ids import MAX_CLIENT_ID
 from mqless.domain.messages import NewMessage
 from mqless.domain.push.consumer import DEFAULT_PREFETCH, MAX_PREFETCH, AckMode
+from mqless.domain.push.feeding import PushPlan
 from mqless.storage.connections import ConnectionInfo
 from mqless.storage.schedules import Rule
 from mqless.transports.send_request import SendMessageRequest
@@ -132,10 +133,11 @@ def handle_text(sessions: Sessions, info: ConnectionInfo, text: str) -> None:
     """Act on one WebSocket message of a JSON connection and answer it."""
     receipt: str | None = None
     to_pump: str | None = None
+    counted: PushPlan | None = None  # what an ack counted its consumer holding
     try:
         frame = parse_frame(text)
         receipt = frame.receipt
-        reply, to_pump = _act(sessions, info, frame)
+        reply, to_pump, counted = _act(sessions, info, frame)
     except MqlessError as exc:
         reply = {"type": "error", "error": exc.code, "message": exc.message}
         if receipt is not None:
@@ -143,13 +145,14 @@ def handle_text(sessions: Sessions, info: ConnectionInfo, text: str) -> None:
     if reply is not None:
         sessions.pusher.post(info.connection.id, json.dumps(reply).encode())
     if to_pump is not None:
-        sessions.try_pump(to_pump)
+        sessions.try_pump(to_pump, planned=counted)
 
 
 def _act(
     sessions: Sessions, info: ConnectionInfo, frame: ClientFrame
-) -> tuple[dict[str, Any] | None, str | None]:
-    """(the answer frame, the queue to feed after answering)."""
+) -> tuple[dict[str, Any] | None, str | None, PushPlan | None]:
+    """(the answer frame, the queue to feed after answering, what an ack counted its
+    consumer holding: the pump counts no credit again)."""
     if isinstance(frame, Subscribe):
         queue = sessions.subscribe(
             info,
@@ -162,19 +165,19 @@ def _act(
             start=frame.start,
         )
         reply = {"type": "subscribed", "id": frame.id, "destination": frame.destination}
-        return _with_receipt(reply, frame.receipt), queue
+        return _with_receipt(reply, frame.receipt), queue, None
     if isinstance(frame, Unsubscribe):
         queue = sessions.unsubscribe(info, frame.id)
-        return _with_receipt({"type": "unsubscribed", "id": frame.id}, frame.receipt), queue
+        return _with_receipt({"type": "unsubscribed", "id": frame.id}, frame.receipt), queue, None
     if isinstance(frame, Ping):
-        return _with_receipt({"type": "pong"}, frame.receipt), None
+        return _with_receipt({"type": "pong"}, frame.receipt), None, None
     if isinstance(frame, Publish):
         message, rule = frame.to_scheduled()
         result = sessions.send(info, frame.destination, message, rule)
         if frame.receipt is None:
-            return None, None
+            return None, None, None
         reply = {"type": "receipt", "receipt": frame.receipt, "message_id": result.message_id}
-        return reply, None
+        return reply, None, None
     nack = isinstance(frame, Nack)
     settle = Settle(
         ack_id=frame.id,
@@ -188,10 +191,10 @@ def _act(
             "and the message went back to the queue"
         )
         error = {"type": "error", "error": stale.code, "message": stale.message}
-        return _with_receipt(error, frame.receipt), queue
+        return _with_receipt(error, frame.receipt), queue, report.counted
     if frame.receipt is None:
-        return None, queue
-    return {"type": "receipt", "receipt": frame.receipt}, queue
+        return None, queue, report.counted
+    return {"type": "receipt", "receipt": frame.receipt}, queue, report.counted
 
 
 def _with_receipt(reply: dict[str, Any], receipt: str | None) -> dict[str, Any]:

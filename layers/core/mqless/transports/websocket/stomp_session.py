@@ -54,6 +54,7 @@ from aws_lambda_powertools import Logger
 
 from mqless.domain import models
 from mqless.domain.errors import MqlessError, StaleReceipt, Throttled
+from mqless.domain.push.feeding import PushPlan
 from mqless.domain.push.pushes import Connection
 from mqless.domain.push.settling import NotInFlight
 from mqless.storage.connections import ConnectionInfo
@@ -102,6 +103,8 @@ class StompSession:
         self._to_pump: set[str] = set()
         # queues to pump for something else than an ACK's freed credit (`Feeder.pump`)
         self._not_refills: set[str] = set()
+        # what an ACK counted its consumer holding: its pump counts no credit again
+        self._counted: dict[str, PushPlan] = {}
 
     @property
     def _version(self) -> str:
@@ -118,7 +121,9 @@ class StompSession:
         except _Fatal:
             return
         for queue in sorted(self._to_pump):
-            self._sessions.try_pump(queue, refill=queue not in self._not_refills)
+            self._sessions.try_pump(
+                queue, refill=queue not in self._not_refills, planned=self._counted.get(queue)
+            )
 
     def _one(self, frame: Frame) -> None:
         receipt = frame.header("receipt") if frame.command != "CONNECT" else None
@@ -252,6 +257,8 @@ class StompSession:
         report, queue = self._sessions.settle(self._info, settle)
         if queue is not None:
             self._pump_after(queue, refill=not nack)
+            if report.counted is not None:  # the latest count: acks only take from it
+                self._counted[queue] = report.counted
         if report.stale:
             raise StaleReceipt(
                 f"{'NACK' if nack else 'ACK'} came after the lease ran out: the message "
