@@ -92,8 +92,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # The order of pytest_collection_modifyitems below (longest first) is kept instead.
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
-    if config.getoption("--store-durations") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(_DurationRecorder(), "mqless-durations")
+    if config.getoption("--store-durations"):
+        # on each process that runs tests (the workers under xdist): what each report cost
+        config.pluginmanager.register(_CpuMeter(), "mqless-cpu-meter")
+        if not hasattr(config, "workerinput"):
+            config.pluginmanager.register(_DurationRecorder(), "mqless-durations")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -101,11 +104,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # as long as the run: out of the collector's sight, full collections stay short
     gc.collect()
     gc.freeze()
-    global _cpu_mark  # the first test's setup is not charged with the collection
-    _cpu_mark = _cpu_seconds()
-
-
-_cpu_mark = 0.0
 
 
 def _cpu_seconds() -> float:
@@ -154,15 +152,25 @@ def _running() -> float:
     return total
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport() -> Iterator[None]:
-    # each report (setup, call, teardown) carries the CPU time used since the one before it
-    # in this process: a module fixture's teardown (a `mqless dev` reaped) counts in its file
-    global _cpu_mark
-    outcome = yield
-    now = _cpu_seconds()
-    outcome.get_result().user_properties.append(("cpu_seconds", now - _cpu_mark))
-    _cpu_mark = now
+class _CpuMeter:
+    """`--store-durations`: each report (setup, call, teardown) carries the CPU time used
+    since the one before it in this process; a module fixture's teardown (a `mqless dev`
+    reaped) counts in its file. Only then: reading /proc for every thread of the process at
+    each of the ~9,000 reports of a run costs a worker ~0.1-3 ms a report (more threads,
+    more files read), for a figure nothing else reads."""
+
+    def __init__(self) -> None:
+        self.mark = 0.0
+
+    def pytest_collection_finish(self) -> None:
+        self.mark = _cpu_seconds()  # the first test's setup is not charged with the collection
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self) -> Iterator[None]:
+        outcome = yield
+        now = _cpu_seconds()
+        outcome.get_result().user_properties.append(("cpu_seconds", now - self.mark))
+        self.mark = now
 
 
 @pytest.hookimpl(tryfirst=True)  # before --ff/--lf, which then reorder as they say
