@@ -1813,3 +1813,115 @@ def test_a_condition_expression_is_parsed_once_whatever_its_values(
             )
         assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "20"}
     assert parsed() == 1
+
+
+# ---- errors: JSON errors written once --------------------------------------------------------
+
+
+def _refusals(db: Any, _: Any) -> list[Any]:
+    """Requests DynamoDB refuses (failed conditions, invalid expressions, a missing table) and
+    updates whose ADD reaches a missing attribute (moto raises and catches an error there):
+    each answer, with the whole error an SDK reads (code, message, the failed item)."""
+    db.put_item(TableName=TABLE, Item=item("p", "a", n={"N": "1"}))
+
+    def refused(call: Callable[..., Any], **request: Any) -> Any:
+        try:
+            result = call(**request)
+        except ClientError as error:
+            answer = dict(error.response)
+            answer.pop("ResponseMetadata", None)
+            return answer
+        result.pop("ResponseMetadata", None)
+        return result
+
+    return [
+        refused(
+            db.put_item,
+            TableName=TABLE,
+            Item=item("p", "a"),
+            ConditionExpression="attribute_not_exists(pk)",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET n = :v",
+            ConditionExpression="n > :v",
+            ExpressionAttributeValues={":v": {"N": "5"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        refused(
+            db.delete_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            ConditionExpression="attribute_not_exists(n)",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="ADD c :one SET d = if_not_exists(d, :one)",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "b"),
+            UpdateExpression="ADD c :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_OLD",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET pk = :v",
+            ExpressionAttributeValues={":v": {"S": "x"}},
+        ),
+        refused(
+            db.update_item, TableName=TABLE, Key=key("p", "a"), UpdateExpression="SET n = :missing"
+        ),
+        refused(
+            db.query,
+            TableName=TABLE,
+            KeyConditionExpression="sk = :s",
+            ExpressionAttributeValues={":s": {"S": "a"}},
+        ),
+        refused(db.get_item, TableName="no-such-table", Key=key("p", "a")),
+        table_contents(db),
+    ]
+
+
+def test_errors_are_answered_as_moto_answers_them() -> None:
+    """Given failed conditions (with and without the item returned), invalid updates and
+    queries, a missing table, and updates whose ADD reaches a missing attribute, When each
+    is requested of plain and of fixed moto, Then both answer alike (every error's code,
+    message and item) and leave the same items."""
+    expected, found = same_on_plain_and_fixed_moto(_refusals)
+    assert found == expected
+    assert expected[0]["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert expected[1]["Item"] == item("p", "a", n={"N": "1"})
+
+
+def test_a_failed_condition_is_not_written_out_as_xml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto, When a conditional PutItem fails and an UpdateItem ADDs to a missing
+    attribute, Then no error was written out as XML (only the JSON answer a DynamoDB client
+    reads), and the update applied."""
+    import xmltodict
+
+    unparsed = count_calls(monkeypatch, xmltodict, "unparse")
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        with pytest.raises(db.exceptions.ConditionalCheckFailedException):
+            db.put_item(
+                TableName=TABLE, Item=item("p", "a"), ConditionExpression="attribute_not_exists(pk)"
+            )
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="ADD c :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+        assert db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]["c"] == {"N": "1"}
+    assert unparsed() == 0

@@ -64,6 +64,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   from the WSGI environ werkzeug's test builder would make, built directly.
 - `dynamodb_requests_left_plain`: a DynamoDB JSON request reaches moto's handler as the
   values its set-up reads (method, URL, headers, body), not as a werkzeug request.
+- `json_errors_written_once`: a JSON-protocol error (a failed condition, an attribute an
+  UpdateItem's ADD finds missing) is written out as JSON only, not first as XML.
 - `request_ids_not_searched_in_json`: a response body without `<RequestId>` is not
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
@@ -125,7 +127,8 @@ clauses), `old_images` (an update's answer and prior copy), `transactions` (the 
 (partition orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `handover` (answers handed to botocore as dicts),
 `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
-the backend: its body read, its request id), `routing` (its handler, found once per URL),
+the backend: its body read, its request id), `errors` (JSON errors written once),
+`routing` (its handler, found once per URL),
 `streams` (stream records and shard iterators, and the local runtime's stream hooks),
 `record_sizes` (a stream record's SizeBytes), `stream_answers` (GetRecords answers handed
 over) and `kms`;
@@ -153,6 +156,7 @@ from mqless_cli.local.moto_fixes.dispatch import (
     requests_normalized_directly,
     response_dates_formatted_once_a_second,
 )
+from mqless_cli.local.moto_fixes.errors import json_errors_written_once
 from mqless_cli.local.moto_fixes.expression_trees import (
     clauses_of_kept_parses_found_once,
     expression_passes_walk_with_kept_maps,
@@ -239,6 +243,7 @@ __all__ = [
     "handler_methods_listed_once",
     "items_hold_keys_once",
     "items_written_out_directly",
+    "json_errors_written_once",
     "kms_key_pairs_made_on_first_use",
     "queries_read_one_partition",
     "query_items_sized_once",
@@ -297,6 +302,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     result_members_picked_by_kept_names,
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
+    json_errors_written_once,
     requests_normalized_directly,
     dynamodb_requests_left_plain,  # after it: it builds werkzeug's request when asked
     answers_handed_over,
