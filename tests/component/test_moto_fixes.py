@@ -1925,3 +1925,81 @@ def test_a_failed_condition_is_not_written_out_as_xml(monkeypatch: pytest.Monkey
         )
         assert db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]["c"] == {"N": "1"}
     assert unparsed() == 0
+
+
+# ---- dynamo_types: plain values compared directly ------------------------------------------
+
+
+def _comparisons(left: dict[str, Any], right: dict[str, Any]) -> list[Any]:
+    """What moto's DynamoType answers for `left` against `right`: its hash, equality and
+    orderings (an ordering that raises answers the exception's type)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    a, b = DynamoType(copy.deepcopy(left)), DynamoType(copy.deepcopy(right))
+    answers: list[Any] = [hash(a) if left.keys() & {"S", "N", "B", "BOOL", "NULL"} else None]
+    for compare in (
+        lambda: a == b,
+        lambda: a != b,
+        lambda: a < b,
+        lambda: a <= b,
+        lambda: a > b,
+        lambda: a >= b,
+        lambda: a == left,  # not a DynamoType: through the cast, as before
+    ):
+        try:
+            answers.append(compare())
+        except Exception as error:  # noqa: BLE001 - the answer moto gives
+            answers.append(type(error).__name__)
+    return answers
+
+
+COMPARED = st.one_of(
+    LEAVES,
+    st.sampled_from([{"S": "a"}, {"S": "b"}, {"S": "1"}, {"N": "1"}, {"N": "1.0"}, {"B": b"a"}]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(left=COMPARED, right=COMPARED)
+def test_values_compare_and_hash_as_moto_compares_them(
+    left: dict[str, Any], right: dict[str, Any]
+) -> None:
+    # Given two values of any type (the same text as a string and a number, among them)
+    # When moto hashes and compares them with and without the fix
+    expected = _comparisons(left, right)
+    with moto_fixes.plain_values_compared_directly():
+        found = _comparisons(left, right)
+    # Then every answer is the same (a refused ordering refused alike)
+    assert found == expected
+
+
+def test_string_keys_are_hashed_and_compared_without_casting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and a table keyed by strings, When items are put, updated and read
+    back by their keys, Then no string was cast to hash or compare it, and the answers are
+    right."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    casts = 0
+    original = DynamoType.cast_value
+
+    def counted(self: Any) -> Any:
+        nonlocal casts
+        if self.type == "S":
+            casts += 1
+        return original.fget(self)  # type: ignore[attr-defined]
+
+    with moto(fixed=True, stream=None) as (db, _):
+        monkeypatch.setattr(DynamoType, "cast_value", property(counted))
+        for sk in ("a", "b", "c"):
+            db.put_item(TableName=TABLE, Item=item("p", sk))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "b"),
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"N": "1"}},
+        )
+        got = db.get_item(TableName=TABLE, Key=key("p", "b"))["Item"]
+    assert got == item("p", "b", v={"N": "1"})
+    assert casts == 0

@@ -86,6 +86,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   per action, not character by character on every request.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
   value's exact type, not by five questions to every value.
+- `plain_values_compared_directly`: a string, binary or boolean value (every key lookup
+  hashes and compares key values) is hashed and compared by its value, not by its cast,
+  which asks it five questions first.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
   it seven questions (a Query sizes every item it returns twice).
 - `values_deep_copied_directly`: a list or map value is deep-copied element by element by
@@ -128,6 +131,7 @@ clauses), `old_images` (an update's answer and prior copy), `transactions` (the 
 (AttributeValues, result members, sizes), `handover` (answers handed to botocore as dicts),
 `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
 the backend: its body read, its request id), `errors` (JSON errors written once),
+`dynamo_types` (values compared without their cast),
 `routing` (its handler, found once per URL),
 `streams` (stream records and shard iterators, and the local runtime's stream hooks),
 `record_sizes` (a stream record's SizeBytes), `stream_answers` (GetRecords answers handed
@@ -156,6 +160,7 @@ from mqless_cli.local.moto_fixes.dispatch import (
     requests_normalized_directly,
     response_dates_formatted_once_a_second,
 )
+from mqless_cli.local.moto_fixes.dynamo_types import plain_values_compared_directly
 from mqless_cli.local.moto_fixes.errors import json_errors_written_once
 from mqless_cli.local.moto_fixes.expression_trees import (
     clauses_of_kept_parses_found_once,
@@ -245,6 +250,7 @@ __all__ = [
     "items_written_out_directly",
     "json_errors_written_once",
     "kms_key_pairs_made_on_first_use",
+    "plain_values_compared_directly",
     "queries_read_one_partition",
     "query_items_sized_once",
     "random_strings_drawn_at_once",
@@ -312,6 +318,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     action_names_converted_once,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
+    plain_values_compared_directly,
     items_written_out_directly,
     values_deep_copied_directly,
     reserved_words_looked_up_by_name,
