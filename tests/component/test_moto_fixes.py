@@ -1152,23 +1152,30 @@ def test_asymmetric_kms_keys_sign_and_verify_as_moto_does(
 # ---- random strings drawn at once ------------------------------------------------------------
 
 
-def test_request_ids_are_drawn_as_moto_draws_them_in_one_call(
+def test_request_ids_are_drawn_as_moto_draws_them_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Given plain and fixed moto, When each answers requests, Then every request id is 52
-    letters and digits, as moto's; with the fix each is drawn in one call, not one per
-    character (about 2% of an in-process request)."""
+    letters and digits, as moto's; with the fix none is drawn character by character
+    (`choice` or `choices`), but from one run of random bytes (about 2% of an in-process
+    request)."""
     from moto.moto_api._internal.moto_random import MotoRandom
 
     draws = 0
-    original = MotoRandom.choice
+    original, original_choices = MotoRandom.choice, MotoRandom.choices
 
     def counted(self: MotoRandom, sequence: Any) -> Any:
         nonlocal draws
         draws += 1
         return original(self, sequence)
 
+    def counted_choices(self: MotoRandom, sequence: Any, **kwargs: Any) -> Any:
+        nonlocal draws
+        draws += kwargs.get("k", 1)
+        return original_choices(self, sequence, **kwargs)
+
     monkeypatch.setattr(MotoRandom, "choice", counted)
+    monkeypatch.setattr(MotoRandom, "choices", counted_choices)
 
     def request_ids(db: Any, _: Any) -> tuple[list[str], int]:
         nonlocal draws
@@ -1206,6 +1213,30 @@ def test_a_seeded_moto_repeats_its_random_strings() -> None:
     assert first == again
     assert re.fullmatch(r"[a-z0-9]{8}", first[1])
     assert len(first[0]) == 52
+
+
+def test_random_strings_draw_each_character_alike() -> None:
+    """Given the fix and a seeded generator, When many strings are drawn (with and without
+    digits), Then every character of the pool turns up about as often as any other (as
+    moto's `choice` draws them), and only those."""
+    import collections
+    import string
+
+    from moto.moto_api._internal import mock_random
+
+    with moto_fixes.random_strings_drawn_at_once():
+        mock_random.seed(11)
+        for digits, pool in (
+            (True, string.ascii_letters + string.digits),
+            (False, string.ascii_letters),
+        ):
+            drawn = "".join(
+                mock_random.get_random_string(52, include_digits=digits) for _ in range(600)
+            )
+            counts = collections.Counter(drawn)
+            assert set(counts) == set(pool)
+            mean = len(drawn) / len(pool)
+            assert all(0.8 * mean < n < 1.2 * mean for n in counts.values())
 
 
 # ---- update expressions: structure checked once ----------------------------------------------

@@ -114,7 +114,7 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
   2048 pair for every key, symmetric ones included, which never use it.
 - `random_strings_drawn_at_once`: a random string (every response's request id) is drawn
-  with one `choices` call, not one `choice` call per character.
+  from one run of random bytes, not with one `choice` call per character.
 
 `fixed_moto()` applies them all, and `stream_writes_announced`, which is not a fix: it wakes
 the local runtime's stream pollers when a record is written. `discard_shard_iterator` and
