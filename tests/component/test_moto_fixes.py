@@ -2034,3 +2034,92 @@ def test_string_keys_are_hashed_and_compared_without_casting(
         got = db.get_item(TableName=TABLE, Key=key("p", "b"))["Item"]
     assert got == item("p", "b", v={"N": "1"})
     assert casts == 0
+
+
+# ---- conditions: contains without a DynamoType per element -----------------------------------
+
+CONTAINED = {
+    "ss": {"SS": ["a", "b", "1"]},
+    "ns": {"NS": ["1", "2.50", "-3"]},
+    "bs": {"BS": [b"a", b"b"]},
+    "l": {"L": [{"N": "1"}, {"S": "a"}, {"L": [{"N": "2"}]}, {"M": {"k": {"S": "v"}}}]},
+    "s": {"S": "abc"},
+    "m": {"M": {"a": {"S": "a"}}},
+    "n": {"N": "1"},
+}
+OPERANDS = [
+    {"S": "a"},
+    {"S": "1"},
+    {"S": "zz"},
+    {"S": "b"},
+    {"N": "1"},
+    {"N": "1.0"},
+    {"N": "2.5"},
+    {"N": "7"},
+    {"B": b"a"},
+    {"L": [{"N": "2"}]},
+    {"M": {"k": {"S": "v"}}},
+    {"SS": ["a"]},
+    {"BOOL": True},
+    {"NULL": True},
+]
+
+
+def _contains_answers(db: Any, _: Any) -> list[Any]:
+    """Whether a conditional update with `contains` (and `NOT contains`) on each attribute
+    (every set type, a list, text, a map, a number, a missing one) applies, for each
+    operand, and the item after them."""
+    db.put_item(TableName=TABLE, Item=item("p", "c", **CONTAINED))
+    answers: list[Any] = []
+    for name in [*CONTAINED, "missing"]:
+        for operand in OPERANDS:
+            for condition in ("contains(#a, :o)", "NOT contains(#a, :o)"):
+                answers.append(
+                    answer_of(
+                        db.update_item,
+                        TableName=TABLE,
+                        Key=key("p", "c"),
+                        UpdateExpression="ADD tries :one",
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames={"#a": name},
+                        ExpressionAttributeValues={":o": operand, ":one": {"N": "1"}},
+                    )
+                )
+    answers.append(db.scan(TableName=TABLE)["Items"])
+    return answers
+
+
+def test_contains_conditions_are_met_and_failed_as_moto_decides() -> None:
+    """Given an item with sets of every type, a nested list, text, a map and a number, When
+    conditional updates check `contains` and `NOT contains` of operands of every type on
+    each (and on a missing attribute), Then plain and fixed moto apply and refuse the same
+    ones, alike."""
+    expected, found = same_on_plain_and_fixed_moto(_contains_answers)
+    assert found == expected
+    refused = expected.count(("ConditionalCheckFailedException", "The conditional request failed"))
+    assert 0 < refused < len(expected) - 1  # some applied, some refused
+
+
+def test_contains_on_a_set_casts_its_elements_without_a_dynamotype_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and an item with a set of 200 numbers, When a conditional update
+    checks `NOT contains` on it, Then no DynamoType was made for each element, and the
+    update applied."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with moto(fixed=True, stream=None) as (db, _):
+        numbers = [str(n) for n in range(200)]
+        db.put_item(TableName=TABLE, Item=item("p", "c", a={"NS": numbers}))
+        made = count_calls(monkeypatch, DynamoType, "__init__")
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "c"),
+            UpdateExpression="ADD a :ps",
+            ConditionExpression="NOT contains(a, :p)",
+            ExpressionAttributeValues={":ps": {"NS": ["500"]}, ":p": {"N": "500"}},
+        )
+        count = made()
+        got = db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]
+    assert "500" in got["a"]["NS"]
+    assert count < 200

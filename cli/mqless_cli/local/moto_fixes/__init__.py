@@ -42,6 +42,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   files it under), shares its hash key with the items of its partition, a small value
   equal to the last item's under the same name with it, and its attribute names with every
   other item (memory per message).
+- `contains_casts_elements_directly`: `contains(path, operand)` on a set or a list casts its
+  elements directly, not through a DynamoType made for each (a condition on a set that
+  grows with every acknowledgement).
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -131,7 +134,7 @@ clauses), `old_images` (an update's answer and prior copy), `transactions` (the 
 (AttributeValues, result members, sizes), `handover` (answers handed to botocore as dicts),
 `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
 the backend: its body read, its request id), `errors` (JSON errors written once),
-`dynamo_types` (values compared without their cast),
+`dynamo_types` (values compared without their cast), `conditions` (condition functions),
 `routing` (its handler, found once per URL),
 `streams` (stream records and shard iterators, and the local runtime's stream hooks),
 `record_sizes` (a stream record's SizeBytes), `stream_answers` (GetRecords answers handed
@@ -152,6 +155,7 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     random_strings_drawn_at_once,
 )
 from mqless_cli.local.moto_fixes.compact_items import items_hold_keys_once
+from mqless_cli.local.moto_fixes.conditions import contains_casts_elements_directly
 from mqless_cli.local.moto_fixes.dispatch import (
     action_names_converted_once,
     backends_found_without_the_lock,
@@ -238,6 +242,7 @@ __all__ = [
     "clauses_of_kept_parses_found_once",
     "condition_expressions_lexed_once",
     "condition_expressions_parsed_once",
+    "contains_casts_elements_directly",
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
@@ -298,6 +303,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_old_images_copied_when_returned,
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
+    contains_casts_elements_directly,
     transactions_undo_by_log,
     update_prior_items_copied_when_streamed,  # after the undo log: both set the models' copy
     items_hold_keys_once,  # before the query orderings: they keep the keys it shares
