@@ -18,11 +18,11 @@ def json_errors_written_once() -> Iterator[None]:
     Upstream behaviour: `JsonRESTError.__init__` calls `_RESTError.__init__`, which writes the
     error out as an XML document with `xmltodict.unparse` (about 0.15 ms), then replaces that
     body and its content type with the JSON ones at once. DynamoDB raises such errors on
-    every failed condition, and inside an UpdateItem whose ADD or SET (`if_not_exists`,
-    `list_append`) reaches an attribute the item does not have yet (moto finds the attribute
-    missing by raising `ProvidedKeyDoesNotExist`, and catches it). Here the error gets the
-    same attributes (`error_type`, `message`, `description`, `content_type`, and werkzeug's
-    `response`) with only the JSON body written.
+    every failed condition, and inside an UpdateItem whose ADD (or DELETE) reaches an
+    attribute the item does not have yet (moto finds the attribute missing by raising
+    `ProvidedKeyDoesNotExist`, and catches it). Here the error gets the same attributes
+    (`error_type`, `message`, `description`, `content_type`, and werkzeug's `response`)
+    with only the JSON body written.
     """
     from moto.core.exceptions import JsonRESTError
     from werkzeug.exceptions import HTTPException
