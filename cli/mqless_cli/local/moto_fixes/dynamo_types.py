@@ -26,45 +26,34 @@ def plain_values_compared_directly() -> Iterator[None]:
     values (a partition by its hash key, an item by its range key), and a Query sorts and
     bounds its items by theirs. Here a value of those three types is hashed and compared by
     its value at once: the same figure and the same answers, as the cast is the value. Any
-    other value, and a comparison with anything but a DynamoType, goes through the cast.
+    other value, and a comparison with anything but a DynamoType, goes through the cast, in
+    the same expression as moto's.
     """
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    originals: dict[str, Callable[..., Any]] = {
-        name: vars(DynamoType)[name]
-        for name in ("__hash__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
-    }
-    original_hash, original_eq, original_ne = (
-        originals["__hash__"],
-        originals["__eq__"],
-        originals["__ne__"],
-    )
-
+    # each as moto's own (the same expression over the casts), the cast skipped for a value
+    # whose cast is the value itself
     def hash_(self: Any) -> int:
         kind = self.type
-        if kind in _AS_IS:
-            return hash((kind, self.value))
-        return int(original_hash(self))
+        return hash((kind, self.value if kind in _AS_IS else self.cast_value))
 
     def eq(self: Any, other: Any) -> Any:
         kind = self.type
         if kind in _AS_IS and type(other) is DynamoType:
             return kind == other.type and self.value == other.value
-        return original_eq(self, other)
+        return kind == other.type and self.cast_value == other.cast_value
 
     def ne(self: Any, other: Any) -> Any:
         kind = self.type
         if kind in _AS_IS and type(other) is DynamoType:
             return kind != other.type or self.value != other.value
-        return original_ne(self, other)
+        return kind != other.type or self.cast_value != other.cast_value
 
-    def ordering(name: str, compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        original = originals[name]
-
+    def ordering(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def ordered(self: Any, other: Any) -> Any:
             if self.type in _AS_IS and type(other) is DynamoType and other.type in _AS_IS:
                 return compare(self.value, other.value)
-            return original(self, other)
+            return compare(self.cast_value, other.cast_value)
 
         return ordered
 
@@ -72,10 +61,10 @@ def plain_values_compared_directly() -> Iterator[None]:
         "__hash__": hash_,
         "__eq__": eq,
         "__ne__": ne,
-        "__lt__": ordering("__lt__", operator.lt),
-        "__le__": ordering("__le__", operator.le),
-        "__gt__": ordering("__gt__", operator.gt),
-        "__ge__": ordering("__ge__", operator.ge),
+        "__lt__": ordering(operator.lt),
+        "__le__": ordering(operator.le),
+        "__gt__": ordering(operator.gt),
+        "__ge__": ordering(operator.ge),
     }
     with ExitStack() as stack:
         for name, replacement in replacements.items():
