@@ -288,3 +288,28 @@ def test_kms_requests_are_counted_by_operation(aws: Aws, meter: Meter) -> None:
 
     # Then one kms:GenerateDataKey request is counted
     assert meter.usage().requests == {"kms:GenerateDataKey": 1}
+
+
+def test_the_meter_reads_an_updates_images_without_asking_moto_for_them(
+    aws: Aws, table: str, meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a stored item, When it is updated under the meter, Then the meter read its
+    images (before and after) from the table itself: moto's own `get_item` ran only for
+    moto's handler, and the update billed as before."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from tests.call_counts import count_calls
+
+    aws.dynamodb.put_item(TableName=table, Item=item(974))
+    before = meter.usage()
+    lookups = count_calls(monkeypatch, DynamoDBBackend, "get_item")
+
+    aws.dynamodb.update_item(
+        TableName=table,
+        Key=KEY,
+        UpdateExpression="SET extra = :x",
+        ExpressionAttributeValues={":x": {"B": b"y" * 2000}},
+    )
+
+    assert lookups() == 1  # the handler's, which finds the item to update
+    assert units(meter.usage() - before, table) == (3, 0, 0)

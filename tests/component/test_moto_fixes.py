@@ -1152,23 +1152,30 @@ def test_asymmetric_kms_keys_sign_and_verify_as_moto_does(
 # ---- random strings drawn at once ------------------------------------------------------------
 
 
-def test_request_ids_are_drawn_as_moto_draws_them_in_one_call(
+def test_request_ids_are_drawn_as_moto_draws_them_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Given plain and fixed moto, When each answers requests, Then every request id is 52
-    letters and digits, as moto's; with the fix each is drawn in one call, not one per
-    character (about 2% of an in-process request)."""
+    letters and digits, as moto's; with the fix none is drawn character by character
+    (`choice` or `choices`), but from one run of random bytes (about 2% of an in-process
+    request)."""
     from moto.moto_api._internal.moto_random import MotoRandom
 
     draws = 0
-    original = MotoRandom.choice
+    original, original_choices = MotoRandom.choice, MotoRandom.choices
 
     def counted(self: MotoRandom, sequence: Any) -> Any:
         nonlocal draws
         draws += 1
         return original(self, sequence)
 
+    def counted_choices(self: MotoRandom, sequence: Any, **kwargs: Any) -> Any:
+        nonlocal draws
+        draws += kwargs.get("k", 1)
+        return original_choices(self, sequence, **kwargs)
+
     monkeypatch.setattr(MotoRandom, "choice", counted)
+    monkeypatch.setattr(MotoRandom, "choices", counted_choices)
 
     def request_ids(db: Any, _: Any) -> tuple[list[str], int]:
         nonlocal draws
@@ -1206,6 +1213,30 @@ def test_a_seeded_moto_repeats_its_random_strings() -> None:
     assert first == again
     assert re.fullmatch(r"[a-z0-9]{8}", first[1])
     assert len(first[0]) == 52
+
+
+def test_random_strings_draw_each_character_alike() -> None:
+    """Given the fix and a seeded generator, When many strings are drawn (with and without
+    digits), Then every character of the pool turns up about as often as any other (as
+    moto's `choice` draws them), and only those."""
+    import collections
+    import string
+
+    from moto.moto_api._internal import mock_random
+
+    with moto_fixes.random_strings_drawn_at_once():
+        mock_random.seed(11)
+        for digits, pool in (
+            (True, string.ascii_letters + string.digits),
+            (False, string.ascii_letters),
+        ):
+            drawn = "".join(
+                mock_random.get_random_string(52, include_digits=digits) for _ in range(600)
+            )
+            counts = collections.Counter(drawn)
+            assert set(counts) == set(pool)
+            mean = len(drawn) / len(pool)
+            assert all(0.8 * mean < n < 1.2 * mean for n in counts.values())
 
 
 # ---- update expressions: structure checked once ----------------------------------------------
@@ -1813,3 +1844,282 @@ def test_a_condition_expression_is_parsed_once_whatever_its_values(
             )
         assert db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]["n"] == {"N": "20"}
     assert parsed() == 1
+
+
+# ---- errors: JSON errors written once --------------------------------------------------------
+
+
+def _refusals(db: Any, _: Any) -> list[Any]:
+    """Requests DynamoDB refuses (failed conditions, invalid expressions, a missing table) and
+    updates whose ADD reaches a missing attribute (moto raises and catches an error there):
+    each answer, with the whole error an SDK reads (code, message, the failed item)."""
+    db.put_item(TableName=TABLE, Item=item("p", "a", n={"N": "1"}))
+
+    def refused(call: Callable[..., Any], **request: Any) -> Any:
+        try:
+            result = call(**request)
+        except ClientError as error:
+            answer = dict(error.response)
+            answer.pop("ResponseMetadata", None)
+            return answer
+        result.pop("ResponseMetadata", None)
+        return result
+
+    return [
+        refused(
+            db.put_item,
+            TableName=TABLE,
+            Item=item("p", "a"),
+            ConditionExpression="attribute_not_exists(pk)",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET n = :v",
+            ConditionExpression="n > :v",
+            ExpressionAttributeValues={":v": {"N": "5"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        refused(
+            db.delete_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            ConditionExpression="attribute_not_exists(n)",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="ADD c :one SET d = if_not_exists(d, :one)",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "b"),
+            UpdateExpression="ADD c :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_OLD",
+        ),
+        refused(
+            db.update_item,
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="SET pk = :v",
+            ExpressionAttributeValues={":v": {"S": "x"}},
+        ),
+        refused(
+            db.update_item, TableName=TABLE, Key=key("p", "a"), UpdateExpression="SET n = :missing"
+        ),
+        refused(
+            db.query,
+            TableName=TABLE,
+            KeyConditionExpression="sk = :s",
+            ExpressionAttributeValues={":s": {"S": "a"}},
+        ),
+        refused(db.get_item, TableName="no-such-table", Key=key("p", "a")),
+        table_contents(db),
+    ]
+
+
+def test_errors_are_answered_as_moto_answers_them() -> None:
+    """Given failed conditions (with and without the item returned), invalid updates and
+    queries, a missing table, and updates whose ADD reaches a missing attribute, When each
+    is requested of plain and of fixed moto, Then both answer alike (every error's code,
+    message and item) and leave the same items."""
+    expected, found = same_on_plain_and_fixed_moto(_refusals)
+    assert found == expected
+    assert expected[0]["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert expected[1]["Item"] == item("p", "a", n={"N": "1"})
+
+
+def test_a_failed_condition_is_not_written_out_as_xml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given fixed moto, When a conditional PutItem fails and an UpdateItem ADDs to a missing
+    attribute, Then no error was written out as XML (only the JSON answer a DynamoDB client
+    reads), and the update applied."""
+    import xmltodict
+
+    unparsed = count_calls(monkeypatch, xmltodict, "unparse")
+    with moto(fixed=True) as (db, _):
+        db.put_item(TableName=TABLE, Item=item("p", "a"))
+        with pytest.raises(db.exceptions.ConditionalCheckFailedException):
+            db.put_item(
+                TableName=TABLE, Item=item("p", "a"), ConditionExpression="attribute_not_exists(pk)"
+            )
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "a"),
+            UpdateExpression="ADD c :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+        assert db.get_item(TableName=TABLE, Key=key("p", "a"))["Item"]["c"] == {"N": "1"}
+    assert unparsed() == 0
+
+
+# ---- dynamo_types: plain values compared directly ------------------------------------------
+
+
+def _comparisons(left: dict[str, Any], right: dict[str, Any]) -> list[Any]:
+    """What moto's DynamoType answers for `left` against `right`: its hash, equality and
+    orderings (an ordering that raises answers the exception's type)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    a, b = DynamoType(copy.deepcopy(left)), DynamoType(copy.deepcopy(right))
+    answers: list[Any] = [hash(a) if left.keys() & {"S", "N", "B", "BOOL", "NULL"} else None]
+    for compare in (
+        lambda: a == b,
+        lambda: a != b,
+        lambda: a < b,
+        lambda: a <= b,
+        lambda: a > b,
+        lambda: a >= b,
+        lambda: a == left,  # not a DynamoType: through the cast, as before
+    ):
+        try:
+            answers.append(compare())
+        except Exception as error:  # noqa: BLE001 - the answer moto gives
+            answers.append(type(error).__name__)
+    return answers
+
+
+COMPARED = st.one_of(
+    LEAVES,
+    st.sampled_from([{"S": "a"}, {"S": "b"}, {"S": "1"}, {"N": "1"}, {"N": "1.0"}, {"B": b"a"}]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(left=COMPARED, right=COMPARED)
+def test_values_compare_and_hash_as_moto_compares_them(
+    left: dict[str, Any], right: dict[str, Any]
+) -> None:
+    # Given two values of any type (the same text as a string and a number, among them)
+    # When moto hashes and compares them with and without the fix
+    expected = _comparisons(left, right)
+    with moto_fixes.plain_values_compared_directly():
+        found = _comparisons(left, right)
+    # Then every answer is the same (a refused ordering refused alike)
+    assert found == expected
+
+
+def test_string_keys_are_hashed_and_compared_without_casting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and a table keyed by strings, When items are put, updated and read
+    back by their keys, Then no string was cast to hash or compare it, and the answers are
+    right."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    casts = 0
+    original = DynamoType.cast_value
+
+    def counted(self: Any) -> Any:
+        nonlocal casts
+        if self.type == "S":
+            casts += 1
+        return original.fget(self)  # type: ignore[attr-defined]
+
+    with moto(fixed=True, stream=None) as (db, _):
+        monkeypatch.setattr(DynamoType, "cast_value", property(counted))
+        for sk in ("a", "b", "c"):
+            db.put_item(TableName=TABLE, Item=item("p", sk))
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "b"),
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"N": "1"}},
+        )
+        got = db.get_item(TableName=TABLE, Key=key("p", "b"))["Item"]
+    assert got == item("p", "b", v={"N": "1"})
+    assert casts == 0
+
+
+# ---- conditions: contains without a DynamoType per element -----------------------------------
+
+CONTAINED = {
+    "ss": {"SS": ["a", "b", "1"]},
+    "ns": {"NS": ["1", "2.50", "-3"]},
+    "bs": {"BS": [b"a", b"b"]},
+    "l": {"L": [{"N": "1"}, {"S": "a"}, {"L": [{"N": "2"}]}, {"M": {"k": {"S": "v"}}}]},
+    "s": {"S": "abc"},
+    "m": {"M": {"a": {"S": "a"}}},
+    "n": {"N": "1"},
+}
+OPERANDS = [
+    {"S": "a"},
+    {"S": "1"},
+    {"S": "zz"},
+    {"S": "b"},
+    {"N": "1"},
+    {"N": "1.0"},
+    {"N": "2.5"},
+    {"N": "7"},
+    {"B": b"a"},
+    {"L": [{"N": "2"}]},
+    {"M": {"k": {"S": "v"}}},
+    {"SS": ["a"]},
+    {"BOOL": True},
+    {"NULL": True},
+]
+
+
+def _contains_answers(db: Any, _: Any) -> list[Any]:
+    """Whether a conditional update with `contains` (and `NOT contains`) on each attribute
+    (every set type, a list, text, a map, a number, a missing one) applies, for each
+    operand, and the item after them."""
+    db.put_item(TableName=TABLE, Item=item("p", "c", **CONTAINED))
+    answers: list[Any] = []
+    for name in [*CONTAINED, "missing"]:
+        for operand in OPERANDS:
+            for condition in ("contains(#a, :o)", "NOT contains(#a, :o)"):
+                answers.append(
+                    answer_of(
+                        db.update_item,
+                        TableName=TABLE,
+                        Key=key("p", "c"),
+                        UpdateExpression="ADD tries :one",
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames={"#a": name},
+                        ExpressionAttributeValues={":o": operand, ":one": {"N": "1"}},
+                    )
+                )
+    answers.append(db.scan(TableName=TABLE)["Items"])
+    return answers
+
+
+def test_contains_conditions_are_met_and_failed_as_moto_decides() -> None:
+    """Given an item with sets of every type, a nested list, text, a map and a number, When
+    conditional updates check `contains` and `NOT contains` of operands of every type on
+    each (and on a missing attribute), Then plain and fixed moto apply and refuse the same
+    ones, alike."""
+    expected, found = same_on_plain_and_fixed_moto(_contains_answers)
+    assert found == expected
+    refused = expected.count(("ConditionalCheckFailedException", "The conditional request failed"))
+    assert 0 < refused < len(expected) - 1  # some applied, some refused
+
+
+def test_contains_on_a_set_casts_its_elements_without_a_dynamotype_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given fixed moto and an item with a set of 200 numbers, When a conditional update
+    checks `NOT contains` on it, Then no DynamoType was made for each element, and the
+    update applied."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with moto(fixed=True, stream=None) as (db, _):
+        numbers = [str(n) for n in range(200)]
+        db.put_item(TableName=TABLE, Item=item("p", "c", a={"NS": numbers}))
+        made = count_calls(monkeypatch, DynamoType, "__init__")
+        db.update_item(
+            TableName=TABLE,
+            Key=key("p", "c"),
+            UpdateExpression="ADD a :ps",
+            ConditionExpression="NOT contains(a, :p)",
+            ExpressionAttributeValues={":ps": {"NS": ["500"]}, ":p": {"N": "500"}},
+        )
+        count = made()
+        got = db.get_item(TableName=TABLE, Key=key("p", "c"))["Item"]
+    assert "500" in got["a"]["NS"]
+    assert count < 200

@@ -136,7 +136,8 @@ def dynamodb_backend(request: Any) -> Any:
     from moto.dynamodb.models import dynamodb_backends
     from moto.iam.models import get_account_id_from
 
-    found = _CREDENTIAL.search(body_text(request.headers.get("Authorization")))
+    authorization = request.headers.get("Authorization")
+    found = _CREDENTIAL.search(body_text(authorization)) if authorization else None
     access_key, region = (found.group(1), found.group(2)) if found else ("", "us-east-1")
     return dynamodb_backends[get_account_id_from(access_key)][region]
 
@@ -154,14 +155,14 @@ class _Touch:
     before: WireItem | None
 
 
-_schemas: dict[tuple[str, str], TableSchema] = {}
+_schemas: dict[tuple[str, Any], TableSchema] = {}
 
 
 def _schema(backend: Any, table_name: str) -> TableSchema | None:
     table = backend.tables.get(table_name)
     if table is None:
         return None
-    cache_key = (table.table_arn, str(table.created_at))
+    cache_key = (table.table_arn, table.created_at)
     found = _schemas.get(cache_key)
     if found is None:
         found = TableSchema.from_description(table.describe()["TableDescription"])
@@ -169,13 +170,31 @@ def _schema(backend: Any, table_name: str) -> TableSchema | None:
     return found
 
 
+def _stored(backend: Any, table_name: str, key: Mapping[str, Any]) -> Any:
+    """The moto Item stored under `key` (None if there is none), as `backend.get_item`
+    finds it, without its validation and copies: None, too, where it would refuse the key
+    (a key attribute missing or malformed). No partition is made by looking."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table = backend.tables.get(table_name)
+    if table is None:
+        return None
+    hash_name, range_name = table.hash_key_attr, table.range_key_attr
+    try:
+        hash_key = DynamoType(key[hash_name])
+        range_key = None if range_name is None else DynamoType(key[range_name])
+        partition = table.items.get(hash_key)
+        if range_name is None or partition is None:
+            return partition
+        return partition.get(range_key)
+    except Exception:  # a malformed key: moto refuses the request
+        return None
+
+
 def _image(schema: TableSchema, backend: Any, key: Mapping[str, Any]) -> WireItem | None:
     """The item stored under `key` as the rules read it: the whole item in wire format, or
     on a table without indexes its key attributes and its size (`SizedKeys`)."""
-    try:
-        item = backend.get_item(schema.name, dict(key))
-    except Exception:  # a missing table or a malformed key: moto answers the request
-        return None
+    item = _stored(backend, schema.name, key)
     if item is None:
         return None
     if schema.indexes:

@@ -42,6 +42,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   files it under), shares its hash key with the items of its partition, a small value
   equal to the last item's under the same name with it, and its attribute names with every
   other item (memory per message).
+- `contains_casts_elements_directly`: `contains(path, operand)` on a set or a list casts its
+  elements directly, not through a DynamoType made for each (a condition on a set that
+  grows with every acknowledgement).
 - `transactions_undo_by_log`: a failed TransactWriteItems is undone from the prior image
   of each item it wrote, not by putting back a deep copy of every table it touched taken
   before every transaction (a cost that grew with everything ever stored and streamed).
@@ -64,6 +67,8 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   from the WSGI environ werkzeug's test builder would make, built directly.
 - `dynamodb_requests_left_plain`: a DynamoDB JSON request reaches moto's handler as the
   values its set-up reads (method, URL, headers, body), not as a werkzeug request.
+- `json_errors_written_once`: a JSON-protocol error (a failed condition, an attribute an
+  UpdateItem's ADD finds missing) is written out as JSON only, not first as XML.
 - `request_ids_not_searched_in_json`: a response body without `<RequestId>` is not
   searched, character by character, for an XML request id to replace.
 - `response_dates_formatted_once_a_second`: the `date` header of a response is formatted
@@ -84,6 +89,9 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   per action, not character by character on every request.
 - `dynamo_results_converted_directly`: a DynamoDB result becomes plain values by each
   value's exact type, not by five questions to every value.
+- `plain_values_compared_directly`: a string, binary or boolean value (every key lookup
+  hashes and compares key values) is hashed and compared by its value, not by its cast,
+  which asks it five questions first.
 - `attribute_sizes_by_type`: a number, string or list is sized by its type, not by asking
   it seven questions (a Query sizes every item it returns twice).
 - `values_deep_copied_directly`: a list or map value is deep-copied element by element by
@@ -109,7 +117,7 @@ semantics exactly (atomic transactions, conditional writes, stream order per sha
   request first uses it (Sign, Verify, GetPublicKey), not on CreateKey: moto made an RSA
   2048 pair for every key, symmetric ones included, which never use it.
 - `random_strings_drawn_at_once`: a random string (every response's request id) is drawn
-  with one `choices` call, not one `choice` call per character.
+  from one run of random bytes, not with one `choice` call per character.
 
 `fixed_moto()` applies them all, and `stream_writes_announced`, which is not a fix: it wakes
 the local runtime's stream pollers when a record is written. `discard_shard_iterator` and
@@ -125,7 +133,9 @@ clauses), `old_images` (an update's answer and prior copy), `transactions` (the 
 (partition orderings), `compact_items` (what a stored item holds once), `serialization`
 (AttributeValues, result members, sizes), `handover` (answers handed to botocore as dicts),
 `plain_requests` (DynamoDB requests without werkzeug), `dispatch` (a request's way around
-the backend: its body read, its request id), `routing` (its handler, found once per URL),
+the backend: its body read, its request id), `errors` (JSON errors written once),
+`dynamo_types` (values compared without their cast), `conditions` (condition functions),
+`routing` (its handler, found once per URL),
 `streams` (stream records and shard iterators, and the local runtime's stream hooks),
 `record_sizes` (a stream record's SizeBytes), `stream_answers` (GetRecords answers handed
 over) and `kms`;
@@ -145,6 +155,7 @@ from mqless_cli.local.moto_fixes.bookkeeping import (
     random_strings_drawn_at_once,
 )
 from mqless_cli.local.moto_fixes.compact_items import items_hold_keys_once
+from mqless_cli.local.moto_fixes.conditions import contains_casts_elements_directly
 from mqless_cli.local.moto_fixes.dispatch import (
     action_names_converted_once,
     backends_found_without_the_lock,
@@ -153,6 +164,8 @@ from mqless_cli.local.moto_fixes.dispatch import (
     requests_normalized_directly,
     response_dates_formatted_once_a_second,
 )
+from mqless_cli.local.moto_fixes.dynamo_types import plain_values_compared_directly
+from mqless_cli.local.moto_fixes.errors import json_errors_written_once
 from mqless_cli.local.moto_fixes.expression_trees import (
     clauses_of_kept_parses_found_once,
     expression_passes_walk_with_kept_maps,
@@ -229,6 +242,7 @@ __all__ = [
     "clauses_of_kept_parses_found_once",
     "condition_expressions_lexed_once",
     "condition_expressions_parsed_once",
+    "contains_casts_elements_directly",
     "data_models_untracked",
     "discard_shard_iterator",
     "discard_stream_records",
@@ -239,7 +253,9 @@ __all__ = [
     "handler_methods_listed_once",
     "items_hold_keys_once",
     "items_written_out_directly",
+    "json_errors_written_once",
     "kms_key_pairs_made_on_first_use",
+    "plain_values_compared_directly",
     "queries_read_one_partition",
     "query_items_sized_once",
     "random_strings_drawn_at_once",
@@ -287,6 +303,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     update_old_images_copied_when_returned,
     condition_expressions_lexed_once,
     condition_expressions_parsed_once,
+    contains_casts_elements_directly,
     transactions_undo_by_log,
     update_prior_items_copied_when_streamed,  # after the undo log: both set the models' copy
     items_hold_keys_once,  # before the query orderings: they keep the keys it shares
@@ -297,6 +314,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     result_members_picked_by_kept_names,
     request_attribute_values_read_directly,
     request_ids_not_searched_in_json,
+    json_errors_written_once,
     requests_normalized_directly,
     dynamodb_requests_left_plain,  # after it: it builds werkzeug's request when asked
     answers_handed_over,
@@ -306,6 +324,7 @@ FIXES: tuple[Callable[[], Any], ...] = (
     action_names_converted_once,
     dynamo_results_converted_directly,
     attribute_sizes_by_type,
+    plain_values_compared_directly,
     items_written_out_directly,
     values_deep_copied_directly,
     reserved_words_looked_up_by_name,
