@@ -88,6 +88,7 @@ class DevRuntime:
         self._realism: Any = None
         self._collections: Any = None
         self._handing_over = False
+        self._handed_over_before: Any = None
 
     def start(self) -> None:
         self.console.line(f"mqless dev: starting {self.template.name} (moto in-process)")
@@ -160,7 +161,7 @@ class DevRuntime:
         # read theirs (POWERTOOLS_*) when first imported
         from mqless.observability import hand_emf_over
 
-        hand_emf_over(self.console.metrics_document)
+        self._handed_over_before = hand_emf_over(self.console.metrics_document)
         self._handing_over = True
 
     def _open_gateways(self, stack: Stack, functions: FunctionHost) -> tuple[HttpGateway, str]:
@@ -307,7 +308,8 @@ class DevRuntime:
         if self._handing_over:
             from mqless.observability import hand_emf_over
 
-            hand_emf_over(None)  # printed again, as on AWS
+            # printed again, as on AWS (or handed to another runtime of this process)
+            hand_emf_over(self._handed_over_before)
             self._handing_over = False
         if self._collections is not None:
             self._collections.__exit__(None, None, None)

@@ -130,15 +130,17 @@ EmfHandOver = Callable[[dict[str, Any], str], None]
 _hand_over: EmfHandOver | None = None
 
 
-def hand_emf_over(to: EmfHandOver | None) -> None:
+def hand_emf_over(to: EmfHandOver | None) -> EmfHandOver | None:
     """`mqless dev`'s hook: each EMF document, and the line it is printed as on AWS, is
-    handed to `to` in this process instead of printed (None: printed again, as on AWS).
+    handed to `to` in this process instead of printed (None: printed again, as on AWS);
+    returns the hook it replaces, to be put back.
 
     The dev runtime feeds its CloudWatch and its bill from them; printing the line only to
     parse it back cost more than writing it.
     """
     global _hand_over
-    _hand_over = to
+    previous, _hand_over = _hand_over, to
+    return previous
 
 
 def _write(document: dict[str, Any], line: str) -> None:
