@@ -317,7 +317,15 @@ def instrumented(*, correlation_id_path: str | None = None) -> Callable[[Handler
         # Powertools would store the response (tokens, bodies) and the exception as
         # segment metadata by default; template.yaml also sets the env vars to false.
         traced = tracer.capture_lambda_handler(run, capture_response=False, capture_error=False)
-        wrapped = logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+
+        @functools.wraps(handler)
+        def maybe_traced(event: Any, context: Any) -> Any:
+            # off outside Lambda (tests, `mqless dev`): its subsegment would record nothing
+            return run(event, context) if tracer.disabled else traced(event, context)
+
+        wrapped = logger.inject_lambda_context(
+            maybe_traced, correlation_id_path=correlation_id_path
+        )
         return cast(Handler, wrapped)
 
     return wrap
