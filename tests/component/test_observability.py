@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,44 @@ def test_flush_writes_one_emf_document_per_destination_that_counts_in_the_totals
     assert extracted[("Delivered", "service=mqless")] == [1.0]
     assert extracted[("PublishToDeliverLatency", "service=mqless")] == [latency]
     assert metrics.flush() == 0  # nothing left
+
+
+def test_successive_flushes_of_one_queues_counters_build_one_metrics_provider_in_all(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Powertools metrics providers that are counted as they are built (each costs more
+    # than the rest of such a flush, and every invocation flushes)
+    built: list[object] = []
+
+    class Counted(observability.EphemeralMetrics):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(observability, "EphemeralMetrics", Counted)
+
+    # When two invocations in turn, on one thread (a Lambda instance's), count an
+    # acknowledgement on a queue, each flushing its metrics
+    def invocations() -> None:
+        for queue in ("orders", "orders", "invoices"):
+            metrics.count("Acked", queue=queue)
+            metrics.flush()
+
+    worker = threading.Thread(target=invocations)
+    worker.start()
+    worker.join()
+
+    # Then each wrote its queue's document alone, with no dimension left from the one before
+    documents = _emf(capsys.readouterr().out)
+    assert [(d["Queue"], d["Acked"]) for d in documents] == [
+        ("orders", [1.0]),
+        ("orders", [1.0]),
+        ("invoices", [1.0]),
+    ]
+    assert {d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0] for d in documents} == {"Queue"}
+    assert all(set(d) == {"_aws", "Queue", "service", "Acked"} for d in documents)
+    # and one provider was built in all: none for totals they had none of, none anew
+    assert len(built) == 1
 
 
 def test_admin_actions_leave_an_audit_trail(

@@ -15,9 +15,9 @@
   only the gauges' sums and counters of no destination. CloudWatch Logs bills the bytes
   ingested ($0.50/GB): a document of totals beside each destination's doubled them.
   Counting in memory and flushing once keeps a busy invocation to a few log lines, not
-  one per message. The documents are written here, line for line as Powertools' EMF
-  provider prints them; under `mqless dev` they are handed over in-process with their
-  lines (`hand_emf_over`), not printed and parsed back.
+  one per message. Powertools' EMF provider builds and serializes each document; under
+  `mqless dev` the document and its line are handed over in-process (`hand_emf_over`),
+  not printed and parsed back.
 - `audit`: a structured `audit` log event for every administrative action: who, what,
   on which destination, when.
 - `instrumented`: the decorator every handler wears.
@@ -28,12 +28,11 @@ from __future__ import annotations
 import functools
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from mqless.domain.clock import SystemClock
@@ -118,87 +117,12 @@ class DestinationMetrics:
             latencies, self._latencies = self._latencies, {}
             gauges, self._gauges = self._gauges, {}
         if not counts and not latencies and not gauges:
-            return 0  # most invocations of some functions (authorizer, sweeps of nothing)
+            return 0
         documents = _Documents(self._namespace)
         documents.add_counts(counts)
         documents.add_gauges(gauges)
         documents.add_latencies(latencies)
-        return documents.write()
-
-
-EmfHandOver = Callable[[dict[str, Any], str], None]
-_hand_over: EmfHandOver | None = None
-
-
-def hand_emf_over(to: EmfHandOver | None) -> EmfHandOver | None:
-    """`mqless dev`'s hook: each EMF document, and the line it is printed as on AWS, is
-    handed to `to` in this process instead of printed (None: printed again, as on AWS);
-    returns the hook it replaces, to be put back.
-
-    The dev runtime feeds its CloudWatch and its bill from them; printing the line only to
-    parse it back cost more than writing it.
-    """
-    global _hand_over
-    previous, _hand_over = _hand_over, to
-    return previous
-
-
-def _write(document: dict[str, Any], line: str) -> None:
-    to = _hand_over
-    if to is None:
-        print(line)  # what Powertools prints: CloudWatch Logs extracts the metrics
-    else:
-        to(document, line)
-
-
-class _Document:
-    """One EMF document, laid out as Powertools' `serialize_metric_set` lays it out."""
-
-    __slots__ = ("_dimensions", "_sets", "_metrics")
-
-    def __init__(self, dimensions: dict[str, str], sets: list[list[str]]) -> None:
-        self._dimensions = dimensions
-        self._sets = sets
-        self._metrics: dict[str, tuple[str, list[float]]] = {}  # name: (unit, values)
-
-    def __bool__(self) -> bool:
-        return bool(self._metrics)
-
-    def add(self, name: str, unit: str, value: float) -> bool:
-        """Add a value; whether the document is full (Powertools then prints it at once)."""
-        found = self._metrics.get(name)
-        if found is None:
-            found = self._metrics[name] = (unit, [])
-        found[1].append(float(value))
-        return len(found[1]) == _EMF_MOST or len(self._metrics) == _EMF_MOST
-
-    def take(self, namespace: str, timestamp: int) -> dict[str, Any]:
-        """The EMF document, its metrics taken out of this one (its dimensions kept)."""
-        metrics, self._metrics = self._metrics, {}
-        document: dict[str, Any] = {
-            "_aws": {
-                "Timestamp": timestamp,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": namespace,
-                        "Dimensions": self._sets,
-                        "Metrics": [
-                            {"Name": name, "Unit": unit} for name, (unit, _) in metrics.items()
-                        ],
-                    }
-                ],
-            },
-            **self._dimensions,
-        }
-        for name, (_, values) in metrics.items():
-            document[name] = values
-        return document
-
-
-_EMF_MOST: Final = 100  # metrics per document, and values per metric, EMF holds
-_SERVICE: Final = {"service": "mqless"}
-_COUNT: Final = MetricUnit.Count.value
-_MILLISECONDS: Final = MetricUnit.Milliseconds.value
+        return documents.flush()
 
 
 class _Documents:
@@ -208,72 +132,124 @@ class _Documents:
     (service alone) makes CloudWatch count them in the totals too, so no document of totals
     repeats them; gauges go in documents of their own, as their total is their sum (one
     value), not each queue's level.
-
-    Written here, not through Powertools' providers (building and serializing those was
-    most of a flush's cost), to the byte as Powertools writes them: the same keys in the same
-    order, each value a list of floats, one compact JSON line per document, in the same
-    order; a document whose latencies reach 100 values is printed as Powertools prints it
-    then, at once and with spaces, and not again.
     """
 
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
-        self._by_destination: dict[tuple[str, str, bool], _Document] = {}
-        self._totals: _Document | None = None
+        self._by_destination: dict[tuple[str, str, bool], EphemeralMetrics] = {}
+        # made when first needed: most flushes (one queue's counters) have no totals document,
+        # and a Powertools provider costs more to build than the rest of such a flush
+        self._totals: EphemeralMetrics | None = None
 
     @property
-    def _total(self) -> _Document:
+    def _total(self) -> EphemeralMetrics:
         if self._totals is None:
-            self._totals = _Document(dict(_SERVICE), [["service"]])
+            self._totals = _PROVIDERS.take(self._namespace)
         return self._totals
 
-    def _of(self, kind: str, destination: str, *, counted: bool) -> _Document:
+    def _of(self, kind: str, destination: str, *, counted: bool) -> EphemeralMetrics:
         found = self._by_destination.get((kind, destination, counted))
         if found is None:
-            sets = [[kind, "service"], ["service"]] if counted else [[kind, "service"]]
-            found = _Document({kind: destination, **_SERVICE}, sets)
+            found = _PROVIDERS.take(self._namespace)
+            found.add_dimension(name=kind, value=destination)
+            if counted:
+                found.add_dimensions(service="mqless")
             self._by_destination[(kind, destination, counted)] = found
         return found
 
     def add_counts(self, counts: dict[tuple[str, str, str], float]) -> None:
         for (kind, destination, name), value in sorted(counts.items()):
             if destination:
-                self._of(kind, destination, counted=True).add(name, _COUNT, value)
+                self._of(kind, destination, counted=True).add_metric(
+                    name=name, unit=MetricUnit.Count, value=value
+                )
             else:  # counted for the service alone (Connections)
-                self._total.add(name, _COUNT, value)
+                self._total.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
     def add_gauges(self, gauges: dict[tuple[str, str, str], float]) -> None:
         totals: dict[str, float] = {}
         for (kind, destination, name), value in sorted(gauges.items()):
-            self._of(kind, destination, counted=False).add(name, _COUNT, value)
+            self._of(kind, destination, counted=False).add_metric(
+                name=name, unit=MetricUnit.Count, value=value
+            )
             totals[name] = totals.get(name, 0) + value  # all of them together
         for name, value in sorted(totals.items()):
-            self._total.add(name, _COUNT, value)
+            self._total.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
     def add_latencies(self, latencies: dict[tuple[str, str], list[float]]) -> None:
         for (kind, destination), values in sorted(latencies.items()):
-            document = self._of(kind, destination, counted=True)
-            for value in values[:_EMF_MOST]:  # EMF holds at most 100 values per metric
-                if document.add(LATENCY, _MILLISECONDS, value):
-                    # Powertools prints a full document at once (with spaces, whether metrics
-                    # are disabled or not), and goes on with it empty
-                    full = document.take(self._namespace, _now_ms())
-                    _write(full, json.dumps(full))
+            for value in values[:100]:  # EMF holds at most 100 values per metric
+                self._of(kind, destination, counted=True).add_metric(
+                    name=LATENCY, unit=MetricUnit.Milliseconds, value=value
+                )
 
-    def write(self) -> int:
-        """Print (or hand over) every document left; how many."""
+    def flush(self) -> int:
+        # Powertools flushes a document by itself once a metric holds 100 values: those
+        # left empty have nothing more to write
         every = [*self._by_destination.values(), *([self._totals] if self._totals else [])]
-        documents = [d for d in every if d]
-        if documents and not is_metrics_disabled():
-            timestamp = _now_ms()
-            for each in documents:
-                document = each.take(self._namespace, timestamp)
+        documents = [m for m in every if m.metric_set]
+        if not is_metrics_disabled():
+            for metrics in documents:
+                # as Powertools' flush_metrics writes it, but handed over under `mqless dev`
+                document = cast(dict[str, Any], metrics.serialize_metric_set())
                 _write(document, json.dumps(document, separators=(",", ":")))
+        _PROVIDERS.give_back(self._namespace, every)
         return len(documents)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+EmfHandOver = Callable[[dict[str, Any], str], None]
+_hand_over: EmfHandOver | None = None
+
+
+def hand_emf_over(to: EmfHandOver | None) -> EmfHandOver | None:
+    """`mqless dev`'s hook: each EMF document a flush writes, and the line it is printed as
+    on AWS, is handed to `to` in this process instead of printed (None: printed, as on
+    AWS); returns the hook it replaces, to be put back.
+
+    The dev runtime feeds its CloudWatch and its bill from them: printing the line only to
+    parse it back cost more than writing it. (A document Powertools prints by itself, once
+    a metric holds 100 values, is printed and read back as before.)
+    """
+    global _hand_over
+    previous, _hand_over = _hand_over, to
+    return previous
+
+
+def _write(document: dict[str, Any], line: str) -> None:
+    to = _hand_over
+    if to is None:
+        print(line)  # what Powertools' flush_metrics prints: CloudWatch extracts the metrics
+    else:
+        to(document, line)
+
+
+class _Providers:
+    """Powertools providers, blank, kept per thread for the next flush: every invocation
+    flushes, and building a provider costs more than the rest of a one-queue flush."""
+
+    _KEPT: Final = 16
+
+    def __init__(self) -> None:
+        self._idle = threading.local()
+
+    def _pool(self, namespace: str) -> list[EphemeralMetrics]:
+        pools: dict[str, list[EphemeralMetrics]] | None = getattr(self._idle, "pools", None)
+        if pools is None:
+            pools = self._idle.pools = {}
+        return pools.setdefault(namespace, [])
+
+    def take(self, namespace: str) -> EphemeralMetrics:
+        pool = self._pool(namespace)
+        return pool.pop() if pool else EphemeralMetrics(namespace=namespace, service="mqless")
+
+    def give_back(self, namespace: str, providers: list[EphemeralMetrics]) -> None:
+        pool = self._pool(namespace)
+        for provider in providers[: max(0, self._KEPT - len(pool))]:
+            provider.clear_metrics()  # a flush clears too, unless metrics are disabled
+            pool.append(provider)
+
+
+_PROVIDERS = _Providers()
 
 
 def _dimension(queue: str | None, topic: str | None) -> tuple[str, str]:
