@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def dev() -> Iterator[tuple[DevRuntime, io.StringIO]]:
+def dev(request: pytest.FixtureRequest) -> Iterator[tuple[DevRuntime, io.StringIO]]:
+    """`mqless dev`, its console written to the StringIO (`--verbose` if the test's
+    indirect parameter says so)."""
     environment = dict(os.environ)
     # counters other tests left in this process's metrics would be flushed by our first
     # invocation and counted as ours: `mqless dev` starts with none
@@ -42,7 +44,7 @@ def dev() -> Iterator[tuple[DevRuntime, io.StringIO]]:
         http_port=0,  # any free ports: another test worker may be serving too
         ws_port=0,
         schedules=False,
-        console=Console(out),
+        console=Console(out, verbose=getattr(request, "param", False)),
         bill_period=3600,  # the test closes periods itself
     )
     # mqless dev indexes sent messages through its own stream poller and dispatch function;
@@ -168,3 +170,30 @@ def test_websocket_messages_and_connection_time_are_billed(
     assert bill["requests"]["websocket_messages_out"] >= 1
     assert bill["connection_minutes"] > 0
     assert bill["lines"]["API Gateway WebSocket"] > 0
+
+
+@pytest.mark.parametrize("dev", [True], indirect=True)  # --verbose: EMF lines shown whole
+def test_the_functions_metrics_reach_the_bill_and_history_as_the_lines_aws_prints(
+    dev: tuple[DevRuntime, io.StringIO], capsys: pytest.CaptureFixture[str]
+) -> None:
+    runtime, out = dev
+    # Given `mqless dev`, the functions' stdout left to pytest (not routed to the console)
+    before = runtime.meter.usage().metric_log_bytes
+    # When a client sends two messages
+    for n in range(2):
+        call(runtime, "POST", "/queues/counted/messages", {"body": f"m{n}"})
+
+    # Then their metrics came to the console as the compact EMF lines printed on AWS
+    shown = [line for line in out.getvalue().splitlines() if line.startswith('{"_aws":')]
+    documents = [json.loads(line) for line in shown]
+    assert shown and [json.dumps(d, separators=(",", ":")) for d in documents] == shown
+    assert sum(d.get("Sent", [0.0])[0] for d in documents if d.get("Queue") == "counted") == 2
+    # and none was printed (they are handed over, not parsed back)
+    assert '"_aws"' not in capsys.readouterr().out
+    # and the bill counts each as CloudWatch Logs ingests it: its bytes and 26 more
+    logged = runtime.meter.usage().metric_log_bytes - before
+    assert logged == sum(len(line.encode()) + 26 for line in shown)
+    assert call(runtime, "GET", "/_local/bill")["since_start"]["messages"]["sent"] == 2
+    # and GET /history reads the two sent from CloudWatch
+    history = call(runtime, "GET", "/history?queue=counted")
+    assert history["totals"]["sent"] == 2

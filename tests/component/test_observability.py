@@ -236,6 +236,7 @@ def test_traces_of_the_http_function_hold_no_issued_token_and_no_body(
     wiring.reset()
     provider = RecordingTraceProvider()
     monkeypatch.setattr(observability.tracer, "provider", provider)
+    monkeypatch.setattr(observability.tracer, "disabled", False)  # on, as in Lambda
     api = HttpApi(aws.stack.http_routes())
     # When an admin issues a key, and a message is sent and received
     assert api.put("/access/principals/billing", {"grants": []}).status == 201

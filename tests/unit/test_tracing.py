@@ -24,11 +24,12 @@ SECRET = "mqk_0123456789abcdef01234567_secret-token-that-must-stay-out-of-traces
 
 @pytest.fixture
 def provider(monkeypatch: pytest.MonkeyPatch) -> RecordingTraceProvider:
-    """The tracer's provider replaced by a recorder, with Powertools' defaults in effect."""
+    """The tracer on, its provider replaced by a recorder, with Powertools' defaults in effect."""
     for name in ("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "POWERTOOLS_TRACER_CAPTURE_ERROR"):
         monkeypatch.delenv(name, raising=False)
     recording = RecordingTraceProvider()
     monkeypatch.setattr(observability.tracer, "provider", recording)
+    monkeypatch.setattr(observability.tracer, "disabled", False)  # on, as in Lambda
     return recording
 
 

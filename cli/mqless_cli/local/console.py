@@ -2,7 +2,9 @@
 
 Powertools logs are JSON lines on stdout. By default each becomes a short line (level
 and message, with the queue or connection when present) and EMF metrics documents are
-left out; `--verbose` prints them whole.
+left out; `--verbose` prints them whole. The core's own EMF documents are not printed
+under `mqless dev` but handed over as they are written (`metrics_document`), with the
+line AWS would print.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class Console:
         self.line(f"{stamp} {call.function:<22} {call.milliseconds:7.1f} ms  {outcome}")
         if call.error and self._verbose:
             self.line(call.error.trace.rstrip())
+
+    def metrics_document(self, document: dict[str, Any], line: str) -> None:
+        """An EMF metrics document a function wrote, handed over in this process with the
+        line it prints on AWS (`observability.hand_emf_over`): taken as that line printed."""
+        if self.metrics is not None:
+            self.metrics(document, line)
+        if self._verbose:
+            self.line(line)
 
     def function_output(self, text: str) -> None:
         """A line a function printed: condensed if it is a Powertools JSON log record."""

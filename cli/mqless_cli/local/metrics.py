@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 
 def emf_metric_data(document: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -73,7 +73,7 @@ class EmfToCloudWatch:
 
         self._backend = cloudwatch_backends[account_id][region]
         self._lock = threading.Lock()
-        self._minutes: dict[tuple[Any, ...], Any] = {}
+        self._minutes: dict[tuple[str, str, tuple[tuple[str, str], ...], str, datetime], Any] = {}
 
     @classmethod
     def in_this_process(cls) -> EmfToCloudWatch:
@@ -85,17 +85,46 @@ class EmfToCloudWatch:
         return cls(DEFAULT_ACCOUNT_ID, REGION)
 
     def __call__(self, document: Mapping[str, Any]) -> None:
+        """Add a document's values, read as `emf_metric_data` reads them (every document of
+        every invocation passes here: no entry dicts are built for values only added up)."""
+        aws = document.get("_aws") or {}
+        millis = aws.get("Timestamp")
+        # the minute it falls in (moto keeps naive UTC datetimes); none: the current one
+        minute = (
+            _EPOCH + timedelta(minutes=millis // 60_000)
+            if isinstance(millis, int | float)
+            else datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+        )
         with self._lock:
-            for namespace, entries in emf_metric_data(document):
-                for entry in entries:
-                    self._add(namespace, entry)
+            for directive in aws.get("CloudWatchMetrics") or []:
+                namespace = directive.get("Namespace")
+                if not isinstance(namespace, str):
+                    continue
+                measured: list[tuple[str, str, list[float]]] = []  # (name, unit, values)
+                for metric in directive.get("Metrics") or []:
+                    name = metric.get("Name")
+                    value = document.get(name)
+                    values = value if isinstance(value, list) else [value]
+                    numbers = [float(v) for v in values if isinstance(v, int | float)]
+                    if numbers:
+                        measured.append((name, metric.get("Unit", "None"), numbers))
+                # each dimension set is a metric of its own (EMF's rule)
+                for dimension_set in directive.get("Dimensions") or [[]]:
+                    dimensions = [
+                        (name, str(document[name])) for name in dimension_set if name in document
+                    ]
+                    series = tuple(sorted(dimensions))
+                    for name, unit, numbers in measured:
+                        self._add((namespace, name, series, unit, minute), dimensions, numbers)
 
-    def _add(self, namespace: str, entry: dict[str, Any]) -> None:
-        when = entry.get("Timestamp") or datetime.now(UTC).replace(tzinfo=None)
-        minute = when.replace(second=0, microsecond=0)
-        dimensions = tuple(sorted((d["Name"], d["Value"]) for d in entry["Dimensions"]))
-        key = (namespace, entry["MetricName"], dimensions, entry["Unit"], minute)
-        values = entry["Values"]
+    def _add(
+        self,
+        key: tuple[str, str, tuple[tuple[str, str], ...], str, datetime],
+        dimensions: list[tuple[str, str]],
+        values: list[float],
+    ) -> None:
+        """Values of a metric (namespace, name, sorted dimensions, unit, minute)."""
+        namespace, name, _, unit, minute = key
         found = self._minutes.get(key)
         if found is not None:
             found.sum += sum(values)
@@ -113,10 +142,10 @@ class EmfToCloudWatch:
             namespace,
             [
                 {
-                    "MetricName": entry["MetricName"],
+                    "MetricName": name,
                     "StatisticValues": statistics,
-                    "Dimensions": entry["Dimensions"],
-                    "Unit": entry["Unit"],
+                    "Dimensions": [{"Name": n, "Value": v} for n, v in dimensions],
+                    "Unit": unit,
                     "Timestamp": minute,
                 }
             ],
@@ -125,3 +154,6 @@ class EmfToCloudWatch:
         # only the current minutes are added to: forget older ones' handles
         for old in [k for k in self._minutes if k[-1] < minute - timedelta(minutes=2)]:
             del self._minutes[old]
+
+
+_EPOCH: Final = datetime(1970, 1, 1)

@@ -87,6 +87,8 @@ class DevRuntime:
         self.faults: RealismReport | None = None
         self._realism: Any = None
         self._collections: Any = None
+        self._handing_over = False
+        self._handed_over_before: Any = None
 
     def start(self) -> None:
         self.console.line(f"mqless dev: starting {self.template.name} (moto in-process)")
@@ -95,6 +97,7 @@ class DevRuntime:
         functions = self._host_functions(stack)
         http, ws_url = self._open_gateways(stack, functions)
         protected = self._configure_functions(stack, functions, http, ws_url)
+        self._hand_metrics_over()
         http.start()
         sources = self._start_stream_pollers(stack, functions, faults)
         schedules = self._start_schedules(stack, functions)
@@ -136,7 +139,8 @@ class DevRuntime:
         """The template's functions, their output and metrics routed through the console."""
         # Functions print Powertools JSON logs; route them through the console, and their
         # metrics to the bill and to CloudWatch (as CloudWatch Logs does with EMF on AWS:
-        # GET /history reads them back)
+        # GET /history reads them back), whether printed or handed over
+        # (`_hand_metrics_over`)
         to_cloudwatch = EmfToCloudWatch.in_this_process()
 
         def metrics(document: dict[str, Any], line: str) -> None:
@@ -149,6 +153,16 @@ class DevRuntime:
             stack, self.template.parent, listener=self._invoked, limits=self.realism.lambda_limits
         )
         return self.functions
+
+    def _hand_metrics_over(self) -> None:
+        """The core's EMF documents come to the console as they are written, not printed and
+        parsed back (the same documents, and lines of the same size, as AWS prints)."""
+        # imported once the functions' environment is set: the core's Logger and Tracer
+        # read theirs (POWERTOOLS_*) when first imported
+        from mqless.observability import hand_emf_over
+
+        self._handed_over_before = hand_emf_over(self.console.metrics_document)
+        self._handing_over = True
 
     def _open_gateways(self, stack: Stack, functions: FunctionHost) -> tuple[HttpGateway, str]:
         """The HTTP gateway (not yet serving) and the WebSocket one if the template has a
@@ -291,6 +305,12 @@ class DevRuntime:
 
     def stop(self) -> None:
         self.bill.stop()
+        if self._handing_over:
+            from mqless.observability import hand_emf_over
+
+            # printed again, as on AWS (or handed to another runtime of this process)
+            hand_emf_over(self._handed_over_before)
+            self._handing_over = False
         if self._collections is not None:
             self._collections.__exit__(None, None, None)
             self._collections = None

@@ -15,7 +15,9 @@
   only the gauges' sums and counters of no destination. CloudWatch Logs bills the bytes
   ingested ($0.50/GB): a document of totals beside each destination's doubled them.
   Counting in memory and flushing once keeps a busy invocation to a few log lines, not
-  one per message.
+  one per message. Powertools' EMF provider builds and serializes each document; under
+  `mqless dev` the document and its line are handed over in-process (`hand_emf_over`),
+  not printed and parsed back.
 - `audit`: a structured `audit` log event for every administrative action: who, what,
   on which destination, when.
 - `instrumented`: the decorator every handler wears.
@@ -24,12 +26,14 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from mqless.domain.clock import SystemClock
 
@@ -184,10 +188,39 @@ class _Documents:
         # left empty have nothing more to write
         every = [*self._by_destination.values(), *([self._totals] if self._totals else [])]
         documents = [m for m in every if m.metric_set]
-        for metrics in documents:
-            metrics.flush_metrics()
+        if not is_metrics_disabled():
+            for metrics in documents:
+                # as Powertools' flush_metrics writes it, but handed over under `mqless dev`
+                document = cast(dict[str, Any], metrics.serialize_metric_set())
+                _write(document, json.dumps(document, separators=(",", ":")))
         _PROVIDERS.give_back(self._namespace, every)
         return len(documents)
+
+
+EmfHandOver = Callable[[dict[str, Any], str], None]
+_hand_over: EmfHandOver | None = None
+
+
+def hand_emf_over(to: EmfHandOver | None) -> EmfHandOver | None:
+    """`mqless dev`'s hook: each EMF document a flush writes, and the line it is printed as
+    on AWS, is handed to `to` in this process instead of printed (None: printed, as on
+    AWS); returns the hook it replaces, to be put back.
+
+    The dev runtime feeds its CloudWatch and its bill from them: printing the line only to
+    parse it back cost more than writing it. (A document Powertools prints by itself, once
+    a metric holds 100 values, is printed and read back as before.)
+    """
+    global _hand_over
+    previous, _hand_over = _hand_over, to
+    return previous
+
+
+def _write(document: dict[str, Any], line: str) -> None:
+    to = _hand_over
+    if to is None:
+        print(line)  # what Powertools' flush_metrics prints: CloudWatch extracts the metrics
+    else:
+        to(document, line)
 
 
 class _Providers:
@@ -260,7 +293,15 @@ def instrumented(*, correlation_id_path: str | None = None) -> Callable[[Handler
         # Powertools would store the response (tokens, bodies) and the exception as
         # segment metadata by default; template.yaml also sets the env vars to false.
         traced = tracer.capture_lambda_handler(run, capture_response=False, capture_error=False)
-        wrapped = logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+
+        @functools.wraps(handler)
+        def maybe_traced(event: Any, context: Any) -> Any:
+            # off outside Lambda (tests, `mqless dev`): its subsegment would record nothing
+            return run(event, context) if tracer.disabled else traced(event, context)
+
+        wrapped = logger.inject_lambda_context(
+            maybe_traced, correlation_id_path=correlation_id_path
+        )
         return cast(Handler, wrapped)
 
     return wrap
