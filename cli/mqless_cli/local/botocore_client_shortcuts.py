@@ -21,6 +21,18 @@ module applies these too). Requests, responses and errors are unchanged.
 - `successes_not_checked_for_retries`: botocore's legacy retry checks (fifteen for DynamoDB)
   are not asked one by one about a response none of them can retry: no exception, a status
   none of them looks for, no checksum header.
+
+- `standard_successes_not_checked_for_retries`: the same for the standard retry mode (the
+  functions' clients): no retry context built and six checks asked about a response that
+  raised nothing, parsed no error code, has a status and headers none of them retries.
+
+- `request_members_validated_directly`: a request's text, boolean, integer and name-map
+  members (TableName, expressions, ReturnValues, ConsistentRead, ExpressionAttributeNames)
+  are checked for type and least length in one step each, not through botocore's
+  validator walk; anything that fails or is of another shape is validated by botocore.
+
+- `events_emitted_directly`: a client's events reach their handlers in fewer steps (the
+  aliaser calls the emitter's `_emit`, which asks once, not per handler, whether it logs).
 """
 
 from __future__ import annotations
@@ -37,6 +49,9 @@ from mqless_cli.local.moto_fixes.patching import patched
 __all__ = [
     "endpoint_parameters_resolved_by_plan",
     "epoch_times_parsed_directly",
+    "events_emitted_directly",
+    "request_members_validated_directly",
+    "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
     "user_agents_built_once",
 ]
@@ -349,4 +364,304 @@ def epoch_times_parsed_directly() -> Iterator[None]:
         return original(self, shape, value)
 
     with patched(parser, "_handle_timestamp", handle_timestamp):
+        yield
+
+
+_KINDS_KEPT = 1024  # structure shapes: the inputs of a few dozen operations and their parts
+_MEMBER_KINDS: dict[int, tuple[Any, dict[str, Any]]] = {}
+"""For a structure shape (by id, kept alive here): how each member is checked at once."""
+
+
+def _least(shape: Any) -> float:
+    """The least length or value botocore's `range_check` lets through for `shape`."""
+    if "min" in shape.metadata:
+        return float(shape.metadata["min"])
+    if shape.serialization.get("hostLabel"):
+        return 1.0
+    return float("-inf")
+
+
+def _member_kind(shape: Any) -> Any:
+    """How a member of this shape is checked without botocore's walk: ("string", least
+    length), ("boolean",), ("integer", least value), ("names", least key length, least
+    value length) for a map of text to text; None for any other shape (botocore checks it)."""
+    from botocore.utils import is_json_value_header
+
+    kind = shape.type_name
+    if kind == "string" and not is_json_value_header(shape):
+        return ("string", _least(shape))
+    if kind == "boolean":
+        return ("boolean",)
+    if kind in ("integer", "long"):
+        return ("integer", _least(shape))
+    if kind == "map":
+        key, value = shape.key, shape.value
+        plain = (
+            key.type_name == "string"
+            and value.type_name == "string"
+            and not is_json_value_header(key)
+            and not is_json_value_header(value)
+        )
+        if plain:
+            return ("names", _least(key), _least(value))
+    return None
+
+
+def _member_kinds(shape: Any) -> dict[str, Any]:
+    found = _MEMBER_KINDS.get(id(shape))
+    if found is not None and found[0] is shape:
+        return found[1]
+    kinds = {name: _member_kind(member) for name, member in shape.members.items()}
+    if len(_MEMBER_KINDS) >= _KINDS_KEPT:
+        _MEMBER_KINDS.clear()
+    _MEMBER_KINDS[id(shape)] = (shape, kinds)
+    return kinds
+
+
+def _passes(kind: Any, value: Any) -> bool:
+    """Whether botocore's checks of a member of this kind report nothing for `value` (its
+    type as `isinstance` sees it, a length or value no less than the least allowed)."""
+    what = kind[0]
+    if what == "string":
+        return isinstance(value, str) and len(value) >= kind[1]
+    if what == "boolean":
+        return isinstance(value, bool)
+    if what == "integer":
+        return isinstance(value, int) and value >= kind[1]
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and len(k) >= kind[1] and isinstance(v, str) and len(v) >= kind[2]
+        for k, v in value.items()
+    )
+
+
+@contextmanager
+def request_members_validated_directly() -> Iterator[None]:
+    """Check a request's text, boolean, integer and name-map members in one step each.
+
+    botocore's `ParamValidator._validate_structure` checks the required members and the
+    unknown ones, then each member through `_validate` (a special-case check, a handler
+    looked up by type name, a type-check wrapper, `range_check`): some 2 µs for each of a
+    DynamoDB request's TableName, expressions, ReturnValues, ConsistentRead and names. For
+    a member of text, boolean, integer or a map of text to text (not a JSON-value header),
+    botocore reports nothing when the value is of a type `isinstance` accepts and its length
+    or value is no less than the shape's least: that is checked here directly, and such a
+    member is let through. A member that fails that check, or of any other shape, is
+    validated by botocore's own `_validate` (with whatever shortcut is on it), in botocore's
+    order; a structure missing a required member, holding an unknown one, a tagged union,
+    or a value that is not a dict, is validated by botocore's own code: every error is
+    reported as botocore reports it.
+    """
+    from botocore.validate import ParamValidator
+
+    validator: Any = ParamValidator
+    original: Any = validator._validate_structure
+
+    def validate(self: Any, value: Any, shape: Any, errors: Any, name: str) -> None:
+        self._validate(value, shape, errors, name)  # with whatever shortcut is on it
+
+    def validate_structure(self: Any, params: Any, shape: Any, errors: Any, name: str) -> None:
+        if (
+            type(self) is not ParamValidator
+            or not isinstance(params, dict)
+            or shape.is_tagged_union
+        ):
+            return original(self, params, shape, errors, name)  # type: ignore[no-any-return]
+        members = shape.members
+        if any(p not in members for p in params) or any(
+            r not in params for r in shape.metadata.get("required", ())
+        ):
+            return original(self, params, shape, errors, name)  # type: ignore[no-any-return]
+        kinds = _member_kinds(shape)
+        for param, value in params.items():
+            kind = kinds[param]
+            if kind is None or not _passes(kind, value):
+                validate(self, value, members[param], errors, f"{name}.{param}")
+        return None
+
+    with patched(validator, "_validate_structure", validate_structure):
+        yield
+
+
+def _standard_plan(handler: Any) -> Any:
+    """What the standard retry conditions of `handler` look at when no error code was
+    parsed and nothing was raised: (its max attempts, the statuses it retries as transient,
+    the checksum header DynamoDB's case checks); None if its policy is not botocore's
+    standard composition (max attempts, then transient, throttled, modeled, or the IDP and
+    DynamoDB checksum special cases) or a list of error codes holds None."""
+    from botocore.retries import special, standard
+
+    def kinds(*found: Any) -> list[type]:
+        return [type(f) for f in found]
+
+    policy: Any = handler._retry_policy
+    conditions: Any = getattr(policy, "_retry_checker", None)
+    if kinds(policy, conditions) != [standard.RetryPolicy, standard.StandardRetryConditions]:
+        return None
+    attempts: Any = conditions._max_attempts_checker
+    either: Any = conditions._additional_checkers
+    if kinds(attempts, either) != [standard.MaxAttemptsChecker, standard.OrRetryChecker]:
+        return None
+    if kinds(*either._checkers) != [
+        standard.TransientRetryableChecker,
+        standard.ThrottledRetryableChecker,
+        standard.ModeledRetryableChecker,
+        standard.OrRetryChecker,
+    ]:
+        return None
+    transient, throttled, _, special_cases = either._checkers
+    if kinds(*special_cases._checkers) != [
+        special.RetryIDPCommunicationError,
+        special.RetryDDBChecksumError,
+    ]:
+        return None
+    if None in transient._transient_error_codes or None in throttled._throttled_error_codes:
+        return None
+    checksum: Any = special.RetryDDBChecksumError
+    return (
+        attempts._max_attempts,
+        frozenset(transient._transient_status_codes),
+        checksum._CHECKSUM_HEADER,
+    )
+
+
+_STANDARD_KEPT = 256  # retry handlers: one per client
+
+
+@contextmanager
+def standard_successes_not_checked_for_retries() -> Iterator[None]:
+    """Answer that a response needs no retry without building a retry context and asking
+    each of the standard retry mode's checks.
+
+    botocore's standard retry mode (`retries={"mode": "standard"}`, which the functions'
+    clients use) answers every response's `needs-retry` by making a `RetryContext` and
+    asking the max-attempts check, then the transient, throttled and modeled checks and the
+    IDP and DynamoDB checksum special cases in turn: some 8 µs for each successful request.
+    When nothing was raised and the answer parsed holds no error code, the throttled,
+    modeled and IDP checks say no; the transient check says no unless the status is one it
+    retries; the checksum case says no unless the `x-amz-crc32` header is there (DynamoDB
+    only). So for such a response, with a status no check retries and no checksum header,
+    at an attempt below the maximum, the answer is no retry (None), after doing what
+    botocore does on the way: the request's retries context records the max attempts, "Not
+    retrying request." is logged, and the answer's `ResponseMetadata` is there. Any other
+    response, a handler of another class or a policy of other checks goes botocore's own way.
+    """
+    from botocore.retries import standard
+
+    handler_class: Any = standard.RetryHandler
+    original: Any = handler_class.needs_retry
+    plans: dict[int, tuple[Any, Any, Any]] = {}  # id -> (handler, its policy, plan)
+    log = standard.logger
+
+    def needs_retry(self: Any, **kwargs: Any) -> Any:
+        response = kwargs.get("response")
+        if (
+            type(self) is handler_class
+            and response is not None
+            and kwargs.get("caught_exception") is None
+            and kwargs.get("operation") is not None
+        ):
+            kept = plans.get(id(self))
+            if kept is None or kept[0] is not self or kept[1] is not self._retry_policy:
+                kept = (self, self._retry_policy, _standard_plan(self))
+                if len(plans) >= _STANDARD_KEPT:
+                    plans.clear()
+                plans[id(self)] = kept
+            plan = kept[2]
+            http, parsed = response
+            if (
+                plan is not None
+                and http is not None
+                and type(parsed) is dict
+                and _no_error_code(parsed)
+                and kwargs["attempts"] < plan[0]
+                and http.status_code not in plan[1]
+                and not (
+                    kwargs["operation"].service_model.service_name == "dynamodb"
+                    and http.headers.get(plan[2]) is not None
+                )
+            ):
+                context = kwargs["request_dict"]["context"]
+                retries = context.get("retries") if context is not None else None
+                if retries:
+                    retries["max"] = max(retries.get("max", 0), plan[0])
+                log.debug("Not retrying request.")
+                parsed.setdefault("ResponseMetadata", {})
+                return None
+        return original(self, **kwargs)
+
+    with patched(handler_class, "needs_retry", needs_retry):
+        yield
+
+
+def _no_error_code(parsed: dict[str, Any]) -> bool:
+    """Whether botocore's `RetryContext.get_error_code` finds no code in a parsed answer."""
+    error = parsed.get("Error", {})
+    return not isinstance(error, dict) or error.get("Code") is None
+
+
+@contextmanager
+def events_emitted_directly() -> Iterator[None]:
+    """Emit a client's events with fewer steps on the way, calling the same handlers.
+
+    A client emits a dozen events per request through its `EventAliaser` (the alias of the
+    name, kept), then `HierarchicalEmitter.emit` or `emit_until_response`, then `_emit`
+    (the handlers, kept per name), which logs at DEBUG before calling each handler: some
+    0.5 µs of steps per event and 0.2 µs per handler, a dozen handlers a request. Here the
+    aliaser takes the kept alias and calls the emitter's `_emit` itself (for a
+    `HierarchicalEmitter`, whose `emit` and `emit_until_response` do only that), and `_emit`
+    asks once whether its logger is at DEBUG: when it is not, the handlers are called in
+    the same order with the same arguments, and the same responses are returned, without
+    the per-handler log call that would write nothing. At DEBUG, a name whose handlers are
+    not yet kept, or another emitter or aliaser class, goes botocore's own way.
+    """
+    from botocore import hooks
+
+    aliaser: Any = hooks.EventAliaser
+    emitter_class: Any = hooks.HierarchicalEmitter
+    original_emit: Any = aliaser.emit
+    original_until: Any = aliaser.emit_until_response
+    original_inner: Any = emitter_class._emit
+    log = hooks.logger
+
+    def emit(self: Any, event_name: str, **kwargs: Any) -> Any:
+        emitter = self._emitter
+        if type(self) is not aliaser or type(emitter) is not emitter_class:
+            return original_emit(self, event_name, **kwargs)
+        aliased = self._alias_name_cache.get(event_name)
+        if aliased is None:
+            aliased = self._alias_event_name(event_name)
+        return emitter._emit(aliased, kwargs)
+
+    def emit_until_response(self: Any, event_name: str, **kwargs: Any) -> Any:
+        emitter = self._emitter
+        if type(self) is not aliaser or type(emitter) is not emitter_class:
+            return original_until(self, event_name, **kwargs)
+        aliased = self._alias_name_cache.get(event_name)
+        if aliased is None:
+            aliased = self._alias_event_name(event_name)
+        responses = emitter._emit(aliased, kwargs, stop_on_response=True)
+        return responses[-1] if responses else (None, None)
+
+    def inner_emit(
+        self: Any, event_name: str, kwargs: dict[str, Any], stop_on_response: bool = False
+    ) -> Any:
+        handlers = self._lookup_cache.get(event_name)
+        if handlers is None or log.isEnabledFor(logging.DEBUG):
+            return original_inner(self, event_name, kwargs, stop_on_response)
+        if not handlers:
+            return []
+        kwargs["event_name"] = event_name
+        responses = []
+        for handler in handlers:
+            response = handler(**kwargs)
+            responses.append((handler, response))
+            if stop_on_response and response is not None:
+                return responses
+        return responses
+
+    with (
+        patched(aliaser, "emit", emit),
+        patched(aliaser, "emit_until_response", emit_until_response),
+        patched(emitter_class, "_emit", inner_emit),
+    ):
         yield
