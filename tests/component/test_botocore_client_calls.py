@@ -288,3 +288,64 @@ def test_an_event_calls_its_handlers_without_a_log_call_each(
             client.meta.events.emit("before-parse.dynamodb.GetItem", params={})
     # Then no log call was made for a handler
     assert logged() == 0
+
+
+# ---- header_dicts_read_directly ---------------------------------------------------------
+
+NAMES = st.sampled_from(["Content-Length", "content-length", "X-Amz-Target", "x-amz-crc32", "É"])
+
+
+def read_headers(pairs: list[tuple[Any, str]], asked: list[Any]) -> Any:
+    """What botocore reads of a `HeadersDict` of `pairs`: whether each asked name is there,
+    its value (or a default), the parser's lowercase copy (or the errors raised)."""
+    from botocore.awsrequest import HeadersDict
+    from botocore.parsers import lowercase_dict
+
+    def attempt(read: Any) -> Any:
+        try:
+            return read()
+        except Exception as error:
+            return ("raised", type(error).__name__)
+
+    headers = HeadersDict(pairs)
+    return (
+        [attempt(lambda n=name: n in headers) for name in asked],
+        [attempt(lambda n=name: headers.get(n, "absent")) for name in asked],
+        [attempt(lambda n=name: headers.get(n)) for name in asked],
+        attempt(lambda: lowercase_dict(headers)),
+        attempt(lambda: lowercase_dict({"A": 1, "b": 2})),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.one_of(NAMES, st.text(max_size=3)), st.text(max_size=3))),
+    asked=st.lists(st.one_of(NAMES, st.text(max_size=2), st.integers(0, 1), st.none())),
+)
+def test_headers_are_read_as_botocore_reads_them(pairs: list[Any], asked: list[Any]) -> None:
+    # Given headers of any names (the same name in other cases included), and names asked
+    # about (present, absent, not text)
+    expected = read_headers(pairs, asked)
+    # When botocore reads them with the shortcuts on
+    with botocore_shortcuts():
+        found = read_headers(pairs, asked)
+    # Then it finds the same names, values and lowercase copy (or the same errors)
+    assert found == expected
+
+
+def test_headers_are_read_without_a_lookup_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an answer's headers, and botocore's lookups by name counted
+    from botocore import parsers
+    from botocore.awsrequest import HeadersDict
+
+    headers = HeadersDict({"x-amzn-RequestId": "r", "Content-Type": "json", "Date": "d"})
+    looked_up = count_calls(monkeypatch, HeadersDict, "__getitem__")
+    # When the parser copies them, and absent names are asked about, with the shortcuts on
+    with botocore_shortcuts():
+        copied = parsers.lowercase_dict(headers)  # as the parser finds it
+        absent = ["Transfer-Encoding" in headers, headers.get("x-amz-crc32")]
+    # Then the copy has every header, the absent names are absent, and no name was looked
+    # up through a raised KeyError
+    assert copied == {"x-amzn-requestid": "r", "content-type": "json", "date": "d"}
+    assert absent == [False, None]
+    assert looked_up() == 0
