@@ -96,6 +96,31 @@ def test_a_requests_plain_members_are_not_walked_one_by_one(
     assert maps() == 0
 
 
+def test_a_requests_plain_members_are_written_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a Query of text, boolean and integer members, and botocore's default writer counted
+    from botocore.serialize import JSONSerializer
+
+    params = {
+        "TableName": "messages",
+        "IndexName": "by-time",
+        "KeyConditionExpression": "pk = :p",
+        "ExpressionAttributeValues": {":p": {"S": "q"}},
+        "ConsistentRead": False,
+        "ScanIndexForward": True,
+        "Limit": 25,
+    }
+    expected = validated_and_serialized("Query", params)
+    with botocore_shortcuts():
+        defaults = count_calls(monkeypatch, JSONSerializer, "_default_serialize")
+        # When it is written with the shortcuts on
+        found = validated_and_serialized("Query", params)
+    # Then the body is botocore's, byte for byte, and no member went to the default writer
+    assert found == expected
+    assert defaults() == 0
+
+
 # ---- standard_successes_not_checked_for_retries -----------------------------------------
 
 

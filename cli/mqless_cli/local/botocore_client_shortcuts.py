@@ -34,6 +34,10 @@ module applies these too). Requests, responses and errors are unchanged.
 - `events_emitted_directly`: a client's events reach their handlers in fewer steps (the
   aliaser calls the emitter's `_emit`, which asks once, not per handler, whether it logs).
 
+- `request_members_serialized_directly`: a JSON request's top-level text, boolean and
+  integer members are put in its body as they are, not through a failed lookup of a
+  method for their type and botocore's default writer.
+
 - `header_dicts_read_directly`: a request's or answer's `HeadersDict` is asked for a name
   without a `KeyError` raised for each absent one, and the parser's lowercase copy of an
   answer's headers is made from its dict in one step.
@@ -55,6 +59,7 @@ __all__ = [
     "epoch_times_parsed_directly",
     "events_emitted_directly",
     "header_dicts_read_directly",
+    "request_members_serialized_directly",
     "request_members_validated_directly",
     "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
@@ -718,4 +723,67 @@ def header_dicts_read_directly() -> Iterator[None]:
         patched(headers_class, "get", get),
         patched(parsers, "lowercase_dict", lowercase_dict),
     ):
+        yield
+
+
+_WRITTEN_AS_IS = ("string", "boolean", "integer", "long")
+"""Shape types botocore's JSON serializer writes as they are (by `_default_serialize`)."""
+
+_STRUCTURE_PLANS: dict[tuple[int, type], tuple[Any, dict[str, tuple[str, bool]]]] = {}
+
+
+def _structure_plan(serializer_class: type, shape: Any) -> dict[str, tuple[str, bool]]:
+    """For each member of a structure shape: the name it is written under, and whether
+    `serializer_class` writes its value as it is (a text, boolean or integer shape that
+    its `_serialize` sends to `_default_serialize`, having no method of its own)."""
+    key = (id(shape), serializer_class)
+    found = _STRUCTURE_PLANS.get(key)
+    if found is not None and found[0] is shape:
+        return found[1]
+    plan = {}
+    for name, member in shape.members.items():
+        kind = member.type_name
+        as_is = kind in _WRITTEN_AS_IS and not hasattr(serializer_class, f"_serialize_type_{kind}")
+        plan[name] = (member.serialization.get("name", name), as_is)
+    if len(_STRUCTURE_PLANS) >= _KINDS_KEPT:
+        _STRUCTURE_PLANS.clear()
+    _STRUCTURE_PLANS[key] = (shape, plan)
+    return plan
+
+
+@contextmanager
+def request_members_serialized_directly() -> Iterator[None]:
+    """Write a JSON request's text, boolean and integer members into its body as they are.
+
+    botocore's `JSONSerializer._serialize_type_structure` writes each member of a request
+    through `_serialize`, which looks up a method named for the member's type
+    (`_serialize_type_string`, ...) and, finding none for text, booleans and integers,
+    falls back to `_default_serialize`, which puts the value in the body under the
+    member's name (its wire name if the model gives one): a failed attribute lookup and
+    two calls for each of a DynamoDB request's TableName, expressions, ReturnValues and
+    ConsistentRead. Here the request's top-level members of those types are put in the
+    body under the same name, in the same order, directly; every other member is written
+    by `_serialize` as before (with whatever shortcut is on it). A nested structure, a
+    document, or a serializer of another class is written by botocore's own code.
+    """
+    from botocore.serialize import JSONSerializer
+
+    serializer: Any = JSONSerializer
+    original: Any = serializer._serialize_type_structure
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: Any) -> None:
+        write = self._serialize  # with whatever shortcut is on the writers it calls
+        if key is not None or type(self) is not JSONSerializer or shape.is_document_type:
+            original(self, serialized, value, shape, key)
+            return
+        plan = _structure_plan(serializer, shape)
+        members = shape.members
+        for name, member_value in value.items():
+            wire_name, as_is = plan[name]
+            if as_is:
+                serialized[wire_name] = member_value
+            else:
+                write(serialized, member_value, members[name], wire_name)
+
+    with patched(serializer, "_serialize_type_structure", serialize_structure):
         yield

@@ -30,7 +30,7 @@ is the same output for less work: requests, responses and errors are unchanged.
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
 The client's own shortcuts (User-Agent, endpoint parameters, epoch times, retry checks,
-request members' validation, event emission, header lookups) are in
+request members' validation and serialization, event emission, header lookups) are in
 `botocore_client_shortcuts`. `botocore_shortcuts()` applies both modules' (`LocalCloud`
 does, for its lifetime, and so does the test suite's `moto_aws` fixture).
 
@@ -48,6 +48,7 @@ from mqless_cli.local.botocore_client_shortcuts import (
     epoch_times_parsed_directly,
     events_emitted_directly,
     header_dicts_read_directly,
+    request_members_serialized_directly,
     request_members_validated_directly,
     standard_successes_not_checked_for_retries,
     successes_not_checked_for_retries,
@@ -69,6 +70,7 @@ __all__ = [
     "epoch_times_parsed_directly",
     "events_emitted_directly",
     "header_dicts_read_directly",
+    "request_members_serialized_directly",
     "request_members_validated_directly",
     "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
@@ -379,6 +381,7 @@ _SHORTCUTS = SharedPatches(
     request_members_validated_directly,
     events_emitted_directly,
     header_dicts_read_directly,
+    request_members_serialized_directly,
 )
 
 
