@@ -374,3 +374,95 @@ def test_headers_are_read_without_a_lookup_per_name(monkeypatch: pytest.MonkeyPa
     assert copied == {"x-amzn-requestid": "r", "content-type": "json", "date": "d"}
     assert absent == [False, None]
     assert looked_up() == 0
+
+
+def built_headers(given: Any) -> Any:
+    """A `HeadersDict` built from `given`: its names as spelled, values, and lookups in any
+    case (or the error raised)."""
+    from botocore.awsrequest import HeadersDict
+
+    try:
+        headers = HeadersDict(given)
+    except Exception as error:
+        return ("raised", type(error).__name__)
+    return list(headers.items()), [headers.get(str(n).upper()) for n in headers]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    given=st.one_of(
+        st.dictionaries(st.one_of(NAMES, st.text(max_size=3)), st.text(max_size=3)),
+        st.lists(st.tuples(st.one_of(NAMES, st.text(max_size=3)), st.text(max_size=3))),
+        st.lists(st.one_of(st.tuples(st.text(max_size=1)), st.text(min_size=3, max_size=3))),
+        st.lists(st.tuples(st.integers(0, 2), st.text(max_size=1)), min_size=1),
+    )
+)
+def test_headers_are_built_as_botocore_builds_them(given: Any) -> None:
+    # Given header dicts and lists of pairs (names equal but for case, malformed pairs,
+    # names that are not text)
+    expected = built_headers(given)
+    # When botocore builds a HeadersDict of each with the shortcuts on
+    with botocore_shortcuts():
+        found = built_headers(given)
+    # Then it holds the same names, spellings and values (or raises the same error)
+    assert found == expected
+
+
+def test_headers_are_built_without_a_call_per_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a request's header pairs, and HeadersDict's writes counted
+    from botocore.awsrequest import HeadersDict
+
+    pairs = [("X-Amz-Target", "DynamoDB_20120810.GetItem"), ("Content-Type", "json")]
+    written = count_calls(monkeypatch, HeadersDict, "__setitem__")
+    # When a HeadersDict is built of them with the shortcuts on
+    with botocore_shortcuts():
+        headers = HeadersDict(pairs)
+    # Then it holds them, and no header went through a call of its own
+    assert dict(headers.items()) == dict(pairs)
+    assert written() == 0
+
+
+URL_CASES = [
+    ("https://dynamodb.us-east-1.amazonaws.com", "/", None),
+    ("https://dynamodb.us-east-1.amazonaws.com/", "/", None),
+    ("https://h.example/base/", "/path", None),
+    ("https://h.example/base", "/path?x=1", "prefix."),
+    ("http://127.0.0.1:3001/stage", "", None),
+    ("https://h.example", "/a b", "p-"),
+]
+
+
+def joined_urls() -> list[Any]:
+    """The URL `prepare_request_dict` gives requests to each endpoint and path, twice."""
+    from botocore.awsrequest import prepare_request_dict
+
+    found = []
+    for endpoint, path, prefix in URL_CASES * 2:
+        request = {"url_path": path, "query_string": "", "headers": {}, "host_prefix": prefix}
+        prepare_request_dict(request, endpoint_url=endpoint)
+        found.append(request["url"])
+    return found
+
+
+def test_request_urls_are_the_ones_botocore_joins() -> None:
+    # Given endpoints with and without paths and host prefixes, and request paths
+    expected = joined_urls()
+    # When requests are given their URLs with the shortcuts on (each twice)
+    with botocore_shortcuts():
+        found = joined_urls()
+    # Then each URL is the one botocore joins
+    assert found == expected
+
+
+def test_a_request_url_is_joined_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given botocore's URL splitting counted
+    from botocore import awsrequest
+
+    with botocore_shortcuts():
+        split = count_calls(monkeypatch, awsrequest, "urlsplit")
+        # When ten requests to one endpoint and path are given their URLs
+        for _ in range(10):
+            request = {"url_path": "/", "query_string": "", "headers": {}}
+            awsrequest.prepare_request_dict(request, endpoint_url="https://u.example")
+    # Then the endpoint URL was split once
+    assert split() == 1

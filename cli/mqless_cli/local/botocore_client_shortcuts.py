@@ -41,6 +41,12 @@ module applies these too). Requests, responses and errors are unchanged.
 - `header_dicts_read_directly`: a request's or answer's `HeadersDict` is asked for a name
   without a `KeyError` raised for each absent one, and the parser's lowercase copy of an
   answer's headers is made from its dict in one step.
+
+- `header_dicts_built_directly`: a `HeadersDict` made from a dict or a list of pairs puts
+  them in its dict directly, not through `MutableMapping.update` and a call per header.
+
+- `request_urls_joined_once`: a request's URL (endpoint URL joined with its path) is made
+  once per distinct endpoint, path and host prefix, not split and rejoined per request.
 """
 
 from __future__ import annotations
@@ -58,8 +64,10 @@ __all__ = [
     "endpoint_parameters_resolved_by_plan",
     "epoch_times_parsed_directly",
     "events_emitted_directly",
+    "header_dicts_built_directly",
     "header_dicts_read_directly",
     "request_members_serialized_directly",
+    "request_urls_joined_once",
     "request_members_validated_directly",
     "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
@@ -786,4 +794,85 @@ def request_members_serialized_directly() -> Iterator[None]:
                 write(serialized, member_value, members[name], wire_name)
 
     with patched(serializer, "_serialize_type_structure", serialize_structure):
+        yield
+
+
+@contextmanager
+def header_dicts_built_directly() -> Iterator[None]:
+    """Build a `HeadersDict` from a dict or a list of pairs without `MutableMapping.update`.
+
+    botocore builds two `HeadersDict` a request (the prepared request's, from the request's
+    header pairs, and the answer's, from the dict the stubber answered), each through
+    `MutableMapping.update`: an ABC check of the argument, then `__setitem__` called per
+    header. For one positional argument that is exactly a dict or a list, and no keyword,
+    each name and value is put in its dict under a `_HeaderKey`, in the same order, as
+    `__setitem__` puts it (a later name equal to an earlier one but for case replaces its
+    value and keeps the first spelling, as there). Anything else is built as before.
+    """
+    from botocore import awsrequest
+
+    headers_class: Any = awsrequest.HeadersDict
+    key_class: Any = awsrequest._HeaderKey
+    original: Any = headers_class.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        if type(self) is not headers_class or kwargs or len(args) != 1:
+            original(self, *args, **kwargs)
+            return
+        (given,) = args
+        kind = type(given)
+        if kind is dict:
+            pairs = given.items()
+        elif kind is list:
+            pairs = given
+        else:
+            original(self, *args, **kwargs)
+            return
+        self._dict = held = {}
+        for name, value in pairs:
+            held[key_class(name)] = value
+
+    with patched(headers_class, "__init__", init):
+        yield
+
+
+_URLS_KEPT = 256  # (endpoint URL, request path, host prefix): a few per client
+
+
+@contextmanager
+def request_urls_joined_once() -> Iterator[None]:
+    """Join a request's endpoint URL and path once per distinct pair, not per request.
+
+    `prepare_request_dict` gives every request its URL through `awsrequest._urljoin`,
+    which splits the endpoint URL, joins its path with the request's and puts it back
+    together (`urlunsplit`): some 3 µs a request, for a result that depends only on its
+    three arguments, text (the endpoint URL, the request's path, a host prefix or None).
+    Here the URL made for each such triple is kept (a few hundred at most) and given
+    again; any other arguments are joined by botocore's own function.
+    """
+    from botocore import awsrequest
+
+    module: Any = awsrequest
+    original: Any = module._urljoin
+    joined: dict[tuple[str, str, str | None], Any] = {}
+    lock = threading.Lock()
+
+    def urljoin(endpoint_url: Any, url_path: Any, host_prefix: Any) -> Any:
+        if (
+            type(endpoint_url) is not str
+            or type(url_path) is not str
+            or (host_prefix is not None and type(host_prefix) is not str)
+        ):
+            return original(endpoint_url, url_path, host_prefix)
+        key = (endpoint_url, url_path, host_prefix)
+        found = joined.get(key)
+        if found is None:
+            found = original(endpoint_url, url_path, host_prefix)
+            with lock:
+                if len(joined) >= _URLS_KEPT:
+                    joined.clear()
+                joined[key] = found
+        return found
+
+    with patched(module, "_urljoin", urljoin):
         yield

@@ -30,7 +30,7 @@ is the same output for less work: requests, responses and errors are unchanged.
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
 The client's own shortcuts (User-Agent, endpoint parameters, epoch times, retry checks,
-request members' validation and serialization, event emission, header lookups) are in
+request members' validation and serialization, event emission, headers, URLs) are in
 `botocore_client_shortcuts`. `botocore_shortcuts()` applies both modules' (`LocalCloud`
 does, for its lifetime, and so does the test suite's `moto_aws` fixture).
 
@@ -47,9 +47,11 @@ from mqless_cli.local.botocore_client_shortcuts import (
     endpoint_parameters_resolved_by_plan,
     epoch_times_parsed_directly,
     events_emitted_directly,
+    header_dicts_built_directly,
     header_dicts_read_directly,
     request_members_serialized_directly,
     request_members_validated_directly,
+    request_urls_joined_once,
     standard_successes_not_checked_for_retries,
     successes_not_checked_for_retries,
     user_agents_built_once,
@@ -69,9 +71,11 @@ __all__ = [
     "endpoint_parameters_resolved_by_plan",
     "epoch_times_parsed_directly",
     "events_emitted_directly",
+    "header_dicts_built_directly",
     "header_dicts_read_directly",
     "request_members_serialized_directly",
     "request_members_validated_directly",
+    "request_urls_joined_once",
     "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
     "user_agents_built_once",
@@ -381,7 +385,9 @@ _SHORTCUTS = SharedPatches(
     request_members_validated_directly,
     events_emitted_directly,
     header_dicts_read_directly,
+    header_dicts_built_directly,
     request_members_serialized_directly,
+    request_urls_joined_once,
 )
 
 
