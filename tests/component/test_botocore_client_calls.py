@@ -17,6 +17,7 @@ from mqless_cli.local.botocore_shortcuts import botocore_shortcuts
 from tests.call_counts import count_calls
 from tests.component.test_botocore_shortcuts import (
     RETRY_CASES,
+    _dynamodb_model,
     validated_and_serialized,
 )
 
@@ -466,3 +467,64 @@ def test_a_request_url_is_joined_once(monkeypatch: pytest.MonkeyPatch) -> None:
             awsrequest.prepare_request_dict(request, endpoint_url="https://u.example")
     # Then the endpoint URL was split once
     assert split() == 1
+
+
+# ---- response_parsers_made_once ---------------------------------------------------------
+
+ANSWERS: list[tuple[str, int, bytes]] = [
+    ("GetItem", 200, b'{"Item": {"pk": {"S": "a"}, "b": {"B": "AAE="}}}'),
+    ("GetItem", 200, b"{}"),
+    ("PutItem", 400, b'{"__type": "x#ConditionalCheckFailedException", "message": "no"}'),
+    ("DescribeTable", 200, b'{"Table": {"CreationDateTime": 1767229261.5, "TableName": "t"}}'),
+    ("Query", 500, b""),
+]
+"""DynamoDB answers: items with binary, empty, a modeled error, a time, a bare 500."""
+
+
+def parsed_answers(factory: Any) -> list[Any]:
+    """What the parsers `factory` makes for JSON make of each answer, asked each time."""
+    model = _dynamodb_model()
+    found = []
+    for operation, status, body in ANSWERS * 2:
+        response = {"body": body, "headers": {"x-amzn-requestid": "r"}, "status_code": status}
+        shape = model.operation_model(operation).output_shape
+        found.append(factory.create_parser("json").parse(response, shape))
+    return found
+
+
+def parsed_by_factories() -> list[Any]:
+    """Answers parsed through a new factory, and through one whose defaults are set, then
+    changed (a parser asked of the factory for each answer)."""
+    from botocore.parsers import ResponseParserFactory
+
+    plain, customized = ResponseParserFactory(), ResponseParserFactory()
+    customized.set_parser_defaults(timestamp_parser=lambda value: ("parsed", value))
+    found = [parsed_answers(plain), parsed_answers(customized)]
+    customized.set_parser_defaults(timestamp_parser=lambda value: ("again", value))
+    return [*found, parsed_answers(customized)]
+
+
+def test_answers_are_parsed_as_by_new_parsers() -> None:
+    # Given answers of every kind, and parser factories with defaults set and changed
+    expected = parsed_by_factories()
+    # When each answer is parsed by a parser asked of a factory, with the shortcuts on
+    with botocore_shortcuts():
+        found = parsed_by_factories()
+    # Then every answer is parsed as a new parser parses it, changed defaults included
+    assert found == expected
+    times = [a.get("Table", {}).get("CreationDateTime") for a in found[2]]
+    assert ("again", 1767229261.5) in times
+
+
+def test_a_factory_makes_one_parser_for_many_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a parser factory, and parsers made counted
+    from botocore.parsers import JSONParser, ResponseParserFactory
+
+    factory = ResponseParserFactory()
+    made = count_calls(monkeypatch, JSONParser, "__init__")
+    # When it is asked for a JSON parser for ten answers with the shortcuts on
+    with botocore_shortcuts():
+        parsers = {id(factory.create_parser("json")) for _ in range(10)}
+    # Then one parser was made
+    assert len(parsers) == 1
+    assert made() == 1

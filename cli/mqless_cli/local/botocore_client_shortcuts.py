@@ -47,6 +47,9 @@ module applies these too). Requests, responses and errors are unchanged.
 
 - `request_urls_joined_once`: a request's URL (endpoint URL joined with its path) is made
   once per distinct endpoint, path and host prefix, not split and rejoined per request.
+
+- `response_parsers_made_once`: a client's answers are parsed by one parser per protocol
+  (a parser keeps nothing of what it parsed), not by two new objects per answer.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ __all__ = [
     "header_dicts_read_directly",
     "request_members_serialized_directly",
     "request_urls_joined_once",
+    "response_parsers_made_once",
     "request_members_validated_directly",
     "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
@@ -875,4 +879,45 @@ def request_urls_joined_once() -> Iterator[None]:
         return found
 
     with patched(module, "_urljoin", urljoin):
+        yield
+
+
+_PARSERS_KEPT = 64  # (parser factory, protocol): one factory per client
+
+
+@contextmanager
+def response_parsers_made_once() -> Iterator[None]:
+    """Parse a client's answers with one parser per protocol, not a new one per answer.
+
+    botocore's endpoint asks its `ResponseParserFactory` for a parser for every answer,
+    and the factory makes a new one each time (for JSON, a `JSONParser` and the event
+    stream parser it makes in `__init__`): some 2 µs an answer. A parser holds only what
+    it was made with (the factory's timestamp and blob parsers, its event stream parser)
+    and keeps nothing of an answer it parses, so one made with the same defaults parses
+    every answer alike. Here a factory gives the parser it made for a protocol again while
+    its defaults and the protocol's parser class are the ones it was made with; a factory
+    of another class, or changed defaults, makes a new parser as before.
+    """
+    from botocore import parsers
+
+    factory_class: Any = parsers.ResponseParserFactory
+    original: Any = factory_class.create_parser
+    made: dict[tuple[int, str], tuple[Any, dict[str, Any], Any, Any]] = {}
+    lock = threading.Lock()
+
+    def create_parser(self: Any, protocol_name: Any) -> Any:
+        if type(self) is not factory_class:
+            return original(self, protocol_name)
+        kind = parsers.PROTOCOL_PARSERS.get(protocol_name)
+        kept = made.get((id(self), protocol_name))
+        if kept is not None and kept[0] is self and kept[2] is kind and kept[1] == self._defaults:
+            return kept[3]
+        parser = original(self, protocol_name)
+        with lock:
+            if len(made) >= _PARSERS_KEPT:
+                made.clear()
+            made[(id(self), protocol_name)] = (self, dict(self._defaults), kind, parser)
+        return parser
+
+    with patched(factory_class, "create_parser", create_parser):
         yield

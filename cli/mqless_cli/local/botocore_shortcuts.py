@@ -30,7 +30,7 @@ is the same output for less work: requests, responses and errors are unchanged.
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
 The client's own shortcuts (User-Agent, endpoint parameters, epoch times, retry checks,
-request members' validation and serialization, event emission, headers, URLs) are in
+request members' validation and serialization, event emission, headers, URLs, parsers) are in
 `botocore_client_shortcuts`. `botocore_shortcuts()` applies both modules' (`LocalCloud`
 does, for its lifetime, and so does the test suite's `moto_aws` fixture).
 
@@ -52,6 +52,7 @@ from mqless_cli.local.botocore_client_shortcuts import (
     request_members_serialized_directly,
     request_members_validated_directly,
     request_urls_joined_once,
+    response_parsers_made_once,
     standard_successes_not_checked_for_retries,
     successes_not_checked_for_retries,
     user_agents_built_once,
@@ -76,6 +77,7 @@ __all__ = [
     "request_members_serialized_directly",
     "request_members_validated_directly",
     "request_urls_joined_once",
+    "response_parsers_made_once",
     "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
     "user_agents_built_once",
@@ -388,6 +390,7 @@ _SHORTCUTS = SharedPatches(
     header_dicts_built_directly,
     request_members_serialized_directly,
     request_urls_joined_once,
+    response_parsers_made_once,
 )
 
 
