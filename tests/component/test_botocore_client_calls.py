@@ -230,6 +230,29 @@ def test_a_standard_mode_success_is_not_asked_of_each_retry_check(
     assert asked() == 0
 
 
+def test_a_clients_retry_checks_are_botocores_once_the_shortcuts_are_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client made while the shortcuts were on (its retry handler registered then)
+    from botocore.awsrequest import AWSResponse
+    from botocore.retries.standard import StandardRetryConditions
+
+    with botocore_shortcuts():
+        handler, operation = standard_handlers()[0]
+    asked = count_calls(monkeypatch, StandardRetryConditions, "is_retryable")
+    # When it is asked about a success after they came off
+    verdict = handler(
+        attempts=1,
+        response=(AWSResponse("https://h/", 200, {}, None), {}),
+        caught_exception=None,
+        request_dict={"context": {}},
+        operation=operation,
+    )
+    # Then botocore's own checks answer
+    assert verdict is None
+    assert asked() == 1
+
+
 # ---- events_emitted_directly ------------------------------------------------------------
 
 

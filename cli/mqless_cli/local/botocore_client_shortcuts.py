@@ -565,19 +565,23 @@ def standard_successes_not_checked_for_retries() -> Iterator[None]:
     at an attempt below the maximum, the answer is no retry (None), after doing what
     botocore does on the way: the request's retries context records the max attempts, "Not
     retrying request." is logged, and the answer's `ResponseMetadata` is there. Any other
-    response, a handler of another class or a policy of other checks goes botocore's own way.
+    response, a handler of another class or a policy of other checks goes botocore's own way,
+    and so does every response once the block has ended (a client made during it keeps the
+    method it registered).
     """
     from botocore.retries import standard
 
     handler_class: Any = standard.RetryHandler
     original: Any = handler_class.needs_retry
     plans: dict[int, tuple[Any, Any, Any]] = {}  # id -> (handler, its policy, plan)
+    on = [True]  # a client registers the bound method: it outlives the patch
     log = standard.logger
 
     def needs_retry(self: Any, **kwargs: Any) -> Any:
         response = kwargs.get("response")
         if (
-            type(self) is handler_class
+            on[0]
+            and type(self) is handler_class
             and response is not None
             and kwargs.get("caught_exception") is None
             and kwargs.get("operation") is not None
@@ -611,8 +615,11 @@ def standard_successes_not_checked_for_retries() -> Iterator[None]:
                 return None
         return original(self, **kwargs)
 
-    with patched(handler_class, "needs_retry", needs_retry):
-        yield
+    try:
+        with patched(handler_class, "needs_retry", needs_retry):
+            yield
+    finally:
+        on[0] = False
 
 
 def _no_error_code(parsed: dict[str, Any]) -> bool:
