@@ -1,6 +1,7 @@
 """`mqless dev`'s shortcuts through a botocore client's call (cli/mqless_cli/local/
-botocore_client_shortcuts.py): request members validated, standard-mode retry checks and
-event emission answer as botocore answers, for less work."""
+botocore_request_shortcuts.py and botocore_call_shortcuts.py): request members validated
+and written, headers, URLs, standard-mode retry checks, event emission and parsers answer
+as botocore answers, for less work."""
 
 from __future__ import annotations
 

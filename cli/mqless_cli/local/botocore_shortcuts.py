@@ -29,10 +29,11 @@ is the same output for less work: requests, responses and errors are unchanged.
 - `answers_read_as_handed_over`: an answer moto handed over as the dict its serializer built
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
-The client's own shortcuts (User-Agent, endpoint parameters, epoch times, retry checks,
-request members' validation and serialization, event emission, headers, URLs, parsers) are in
-`botocore_client_shortcuts`. `botocore_shortcuts()` applies both modules' (`LocalCloud`
-does, for its lifetime, and so does the test suite's `moto_aws` fixture).
+The client's own shortcuts are in `botocore_client_shortcuts` (User-Agent, endpoint
+parameters, epoch times, legacy retry checks), `botocore_request_shortcuts` (a request's
+members, headers and URL) and `botocore_call_shortcuts` (events, standard retry checks,
+parsers). `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime,
+and so does the test suite's `moto_aws` fixture).
 
 `requests_unsigned` (in `unsigned_requests`) is apart from these: it changes the request.
 """
@@ -43,19 +44,23 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from mqless_cli.local.botocore_call_shortcuts import (
+    events_emitted_directly,
+    response_parsers_made_once,
+    standard_successes_not_checked_for_retries,
+)
 from mqless_cli.local.botocore_client_shortcuts import (
     endpoint_parameters_resolved_by_plan,
     epoch_times_parsed_directly,
-    events_emitted_directly,
+    successes_not_checked_for_retries,
+    user_agents_built_once,
+)
+from mqless_cli.local.botocore_request_shortcuts import (
     header_dicts_built_directly,
     header_dicts_read_directly,
     request_members_serialized_directly,
     request_members_validated_directly,
     request_urls_joined_once,
-    response_parsers_made_once,
-    standard_successes_not_checked_for_retries,
-    successes_not_checked_for_retries,
-    user_agents_built_once,
 )
 from mqless_cli.local.moto_fixes.handover import parsed_body
 from mqless_cli.local.moto_fixes.patching import patched
@@ -71,14 +76,6 @@ __all__ = [
     "botocore_shortcuts",
     "endpoint_parameters_resolved_by_plan",
     "epoch_times_parsed_directly",
-    "events_emitted_directly",
-    "header_dicts_built_directly",
-    "header_dicts_read_directly",
-    "request_members_serialized_directly",
-    "request_members_validated_directly",
-    "request_urls_joined_once",
-    "response_parsers_made_once",
-    "standard_successes_not_checked_for_retries",
     "successes_not_checked_for_retries",
     "user_agents_built_once",
 ]
