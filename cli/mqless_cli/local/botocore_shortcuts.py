@@ -29,9 +29,11 @@ is the same output for less work: requests, responses and errors are unchanged.
 - `answers_read_as_handed_over`: an answer moto handed over as the dict its serializer built
   (`moto_fixes.answers_handed_over`) is read as that dict, what `json.loads` of its text gives.
 
-The client's own shortcuts (User-Agent, endpoint parameters, epoch times, retry checks) are in
-`botocore_client_shortcuts`. `botocore_shortcuts()` applies both modules' (`LocalCloud`
-does, for its lifetime, and so does the test suite's `moto_aws` fixture).
+The client's own shortcuts are in `botocore_client_shortcuts` (User-Agent, endpoint
+parameters, epoch times, legacy retry checks), `botocore_request_shortcuts` (a request's
+members, headers and URL) and `botocore_call_shortcuts` (events, standard retry checks,
+parsers). `botocore_shortcuts()` applies them all (`LocalCloud` does, for its lifetime,
+and so does the test suite's `moto_aws` fixture).
 
 `requests_unsigned` (in `unsigned_requests`) is apart from these: it changes the request.
 """
@@ -42,11 +44,23 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from mqless_cli.local.botocore_call_shortcuts import (
+    events_emitted_directly,
+    response_parsers_made_once,
+    standard_successes_not_checked_for_retries,
+)
 from mqless_cli.local.botocore_client_shortcuts import (
     endpoint_parameters_resolved_by_plan,
     epoch_times_parsed_directly,
     successes_not_checked_for_retries,
     user_agents_built_once,
+)
+from mqless_cli.local.botocore_request_shortcuts import (
+    header_dicts_built_directly,
+    header_dicts_read_directly,
+    request_members_serialized_directly,
+    request_members_validated_directly,
+    request_urls_joined_once,
 )
 from mqless_cli.local.moto_fixes.handover import parsed_body
 from mqless_cli.local.moto_fixes.patching import patched
@@ -229,14 +243,34 @@ def _attribute_value_shape(shape: Any) -> bool:
     )
 
 
+_MAPS_CHECKED: dict[int, tuple[Any, bool]] = {}
+"""Whether a botocore map shape (by id, kept alive here) maps unconstrained text names to
+DynamoDB's AttributeValue."""
+
+
+def _attribute_value_map(shape: Any) -> bool:
+    """Whether the map shape `shape` maps unconstrained text names to AttributeValues
+    (worked out once per shape: its key's constraints are read from its metadata)."""
+    found = _MAPS_CHECKED.get(id(shape))
+    if found is not None and found[0] is shape:
+        return found[1]
+    verdict = (
+        _is_attribute_value(shape.value)
+        and shape.key.type_name == "string"
+        and _unconstrained(shape.key)
+    )
+    if len(_MAPS_CHECKED) > 1024:
+        _MAPS_CHECKED.clear()
+    _MAPS_CHECKED[id(shape)] = (shape, verdict)
+    return verdict
+
+
 def _plain_map(shape: Any, value: Any) -> bool:
     """Whether `value`, for a map shape, is a dict of text names to AttributeValues that
     are written as they are (see `written_as_is`), its names unconstrained text."""
     return (
         type(value) is dict
-        and _is_attribute_value(shape.value)
-        and shape.key.type_name == "string"
-        and _unconstrained(shape.key)
+        and _attribute_value_map(shape)
         and all(type(k) is str and written_as_is(v) for k, v in value.items())
     )
 
@@ -346,6 +380,14 @@ _SHORTCUTS = SharedPatches(
     endpoint_parameters_resolved_by_plan,
     epoch_times_parsed_directly,
     successes_not_checked_for_retries,
+    standard_successes_not_checked_for_retries,
+    request_members_validated_directly,
+    events_emitted_directly,
+    header_dicts_read_directly,
+    header_dicts_built_directly,
+    request_members_serialized_directly,
+    request_urls_joined_once,
+    response_parsers_made_once,
 )
 
 
