@@ -31,33 +31,41 @@ def plain_values_compared_directly() -> Iterator[None]:
     """
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    # each as moto's own (the same expression over the casts), the cast skipped for a value
-    # whose cast is the value itself
+    with ExitStack() as stack:
+        for name, replacement in _replacements(DynamoType).items():
+            stack.enter_context(patched(DynamoType, name, replacement))
+        yield
+
+
+def _replacements(dynamo_type: Any) -> dict[str, Callable[..., Any]]:
+    """`DynamoType`'s hash, equality and orderings, each as moto's own (the same expression
+    over the casts), the cast skipped for a value whose cast is the value itself."""
+
     def hash_(self: Any) -> int:
         kind = self.type
         return hash((kind, self.value if kind in _AS_IS else self.cast_value))
 
     def eq(self: Any, other: Any) -> Any:
         kind = self.type
-        if kind in _AS_IS and type(other) is DynamoType:
+        if kind in _AS_IS and type(other) is dynamo_type:
             return kind == other.type and self.value == other.value
         return kind == other.type and self.cast_value == other.cast_value
 
     def ne(self: Any, other: Any) -> Any:
         kind = self.type
-        if kind in _AS_IS and type(other) is DynamoType:
+        if kind in _AS_IS and type(other) is dynamo_type:
             return kind != other.type or self.value != other.value
         return kind != other.type or self.cast_value != other.cast_value
 
     def ordering(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def ordered(self: Any, other: Any) -> Any:
-            if self.type in _AS_IS and type(other) is DynamoType and other.type in _AS_IS:
+            if self.type in _AS_IS and type(other) is dynamo_type and other.type in _AS_IS:
                 return compare(self.value, other.value)
             return compare(self.cast_value, other.cast_value)
 
         return ordered
 
-    replacements = {
+    return {
         "__hash__": hash_,
         "__eq__": eq,
         "__ne__": ne,
@@ -66,7 +74,3 @@ def plain_values_compared_directly() -> Iterator[None]:
         "__gt__": ordering(operator.gt),
         "__ge__": ordering(operator.ge),
     }
-    with ExitStack() as stack:
-        for name, replacement in replacements.items():
-            stack.enter_context(patched(DynamoType, name, replacement))
-        yield
