@@ -984,32 +984,11 @@ def test_a_pump_that_loses_its_record_race_pushes_what_it_leased_under_the_next_
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "race", ack=ack, prefetch=prefetch)
     send("race", "m1", "m2")
-    settle = broker.settle_leases
-    handed_back: list[int] = []
-
-    def noted(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("outcome") == "hand_back":
-            handed_back.append(len(args[2]))
-        return settle(*args, **kwargs)
-
-    monkeypatch.setattr(broker, "settle_leases", noted)
 
     # When two dispatch pumps count the same credit: the first leases m1 and m2, and
     # before it writes its record a third message arrives, whose pump leases it and
     # writes that seq first
-    put = DeliveryRecords.put
-    raced: list[bool] = []
-
-    def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
-        if not raced:
-            raced.append(True)
-            send("race", "m3")
-            sessions.pump("race", indexed=frozenset({7}))
-            assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
-        return put(self, *args, **kwargs)
-
-    monkeypatch.setattr(DeliveryRecords, "put", other_pump_first)
-    sessions.pump("race", indexed=frozenset({7}))
+    raced, handed_back = _pumps_race_for_a_record(sessions, pusher, broker, send, monkeypatch)
 
     # Then the losing pump counts the consumer's credit again (the winner's record holds
     # one message), finds room for the two it leased and pushes them at once under the
@@ -1040,32 +1019,11 @@ def test_a_pump_that_loses_its_record_race_keeps_what_the_consumer_still_has_roo
     _connect(sessions, "c1")
     _subscribe(sessions, "c1", "race", ack=ack, prefetch=2)
     send("race", "m1", "m2")
-    settle = broker.settle_leases
-    handed_back: list[int] = []
-
-    def noted(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("outcome") == "hand_back":
-            handed_back.append(len(args[2]))
-        return settle(*args, **kwargs)
-
-    monkeypatch.setattr(broker, "settle_leases", noted)
 
     # When two pumps count the same credit: the first leases m1 and m2, and before it
     # writes its record a third message arrives, whose pump leases it and writes that
     # seq first
-    put = DeliveryRecords.put
-    raced: list[bool] = []
-
-    def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
-        if not raced:
-            raced.append(True)
-            send("race", "m3")
-            sessions.pump("race", indexed=frozenset({7}))
-            assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
-        return put(self, *args, **kwargs)
-
-    monkeypatch.setattr(DeliveryRecords, "put", other_pump_first)
-    sessions.pump("race", indexed=frozenset({7}))
+    raced, handed_back = _pumps_race_for_a_record(sessions, pusher, broker, send, monkeypatch)
 
     # Then the losing pump, counted again, has room for one of its two: it pushes the
     # older under the next record and gives back only the other (one index write), not
@@ -1308,3 +1266,38 @@ def test_a_consumer_that_subscribes_in_another_container_is_pushed_the_next_batc
     # Then the dispatch function pushed each as it came (no sweeper involved)
     assert _bodies(pusher, "c1") == ["before", "next", "last"]
     assert _counts(broker, "joined") == (0, 0)  # auto acks: each settled as it went out
+
+
+def _pumps_race_for_a_record(
+    sessions: Sessions,
+    pusher: RecordingPusher,
+    broker: QueueService,
+    send: Send,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[bool], list[int]]:
+    """Pump queue `race`'s shard 7 for consumer c1 while, just before the pump writes its
+    delivery record, a message m3 is sent and another pump pushes it under that record's
+    seq first; (whether the race happened, the size of each hand-back of leases)."""
+    settle = broker.settle_leases
+    handed_back: list[int] = []
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("outcome") == "hand_back":
+            handed_back.append(len(args[2]))
+        return settle(*args, **kwargs)
+
+    monkeypatch.setattr(broker, "settle_leases", noted)
+    put = DeliveryRecords.put
+    raced: list[bool] = []
+
+    def other_pump_first(self: DeliveryRecords, *args: Any, **kwargs: Any) -> bool:
+        if not raced:
+            raced.append(True)
+            send("race", "m3")
+            sessions.pump("race", indexed=frozenset({7}))
+            assert [m["body"] for m in _messages(pusher, "c1")] == ["m3"]
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryRecords, "put", other_pump_first)
+    sessions.pump("race", indexed=frozenset({7}))
+    return raced, handed_back
