@@ -10,53 +10,57 @@ to moto's CloudWatch backend directly, not through a boto3 client, so that the l
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+Series = tuple[str, str, str, list[tuple[str, str]], list[float]]
+"""One metric of an EMF document: (namespace, name, unit, dimensions as (name, value) pairs,
+its values)."""
+
+
+def emf_series(document: Mapping[str, Any]) -> Iterator[Series]:
+    """Each metric an EMF document holds, by EMF's rules: every dimension set of a
+    directive is a metric of its own; a metric's value is a number or a list of them."""
+    for directive in (document.get("_aws") or {}).get("CloudWatchMetrics") or []:
+        namespace = directive.get("Namespace")
+        if not isinstance(namespace, str):
+            continue
+        measured: list[tuple[str, str, list[float]]] = []  # (name, unit, values)
+        for metric in directive.get("Metrics") or []:
+            name = metric.get("Name")
+            value = document.get(name)
+            values = value if isinstance(value, list) else [value]
+            numbers = [float(v) for v in values if isinstance(v, int | float)]
+            if numbers:
+                measured.append((name, metric.get("Unit", "None"), numbers))
+        for dimension_set in directive.get("Dimensions") or [[]]:
+            dimensions = [(name, str(document[name])) for name in dimension_set if name in document]
+            for name, unit, numbers in measured:
+                yield namespace, name, unit, dimensions, numbers
+
 
 def emf_metric_data(document: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(namespace, PutMetricData-shaped entries) for each directive of an EMF document."""
-    aws = document.get("_aws") or {}
-    millis = aws.get("Timestamp")
+    """(namespace, PutMetricData-shaped entries) of an EMF document's metrics (`emf_series`)."""
+    millis = (document.get("_aws") or {}).get("Timestamp")
     # moto keeps naive UTC datetimes
     when = (
         datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None)
         if isinstance(millis, int | float)
         else None
     )
-    found: list[tuple[str, list[dict[str, Any]]]] = []
-    for directive in aws.get("CloudWatchMetrics") or []:
-        namespace = directive.get("Namespace")
-        if not isinstance(namespace, str):
-            continue
-        entries: list[dict[str, Any]] = []
-        # each dimension set is a metric of its own (EMF's rule)
-        for dimension_set in directive.get("Dimensions") or [[]]:
-            dimensions = [
-                {"Name": name, "Value": str(document[name])}
-                for name in dimension_set
-                if name in document
-            ]
-            for metric in directive.get("Metrics") or []:
-                name = metric.get("Name")
-                value = document.get(name)
-                values = value if isinstance(value, list) else [value]
-                numbers = [float(v) for v in values if isinstance(v, int | float)]
-                if not numbers:
-                    continue
-                entry: dict[str, Any] = {
-                    "MetricName": name,
-                    "Values": numbers,
-                    "Dimensions": dimensions,
-                    "Unit": metric.get("Unit", "None"),
-                }
-                if when is not None:
-                    entry["Timestamp"] = when
-                entries.append(entry)
-        if entries:
-            found.append((namespace, entries))
-    return found
+    found: dict[str, list[dict[str, Any]]] = {}
+    for namespace, name, unit, dimensions, numbers in emf_series(document):
+        entry: dict[str, Any] = {
+            "MetricName": name,
+            "Values": numbers,
+            "Dimensions": [{"Name": n, "Value": v} for n, v in dimensions],
+            "Unit": unit,
+        }
+        if when is not None:
+            entry["Timestamp"] = when
+        found.setdefault(namespace, []).append(entry)
+    return list(found.items())
 
 
 class EmfToCloudWatch:
@@ -85,8 +89,8 @@ class EmfToCloudWatch:
         return cls(DEFAULT_ACCOUNT_ID, REGION)
 
     def __call__(self, document: Mapping[str, Any]) -> None:
-        """Add a document's values, read as `emf_metric_data` reads them (every document of
-        every invocation passes here: no entry dicts are built for values only added up)."""
+        """Add a document's values (`emf_series`): every document of every invocation passes
+        here, so no PutMetricData entries are built for values only added up."""
         aws = document.get("_aws") or {}
         millis = aws.get("Timestamp")
         # the minute it falls in (moto keeps naive UTC datetimes); none: the current one
@@ -96,26 +100,9 @@ class EmfToCloudWatch:
             else datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
         )
         with self._lock:
-            for directive in aws.get("CloudWatchMetrics") or []:
-                namespace = directive.get("Namespace")
-                if not isinstance(namespace, str):
-                    continue
-                measured: list[tuple[str, str, list[float]]] = []  # (name, unit, values)
-                for metric in directive.get("Metrics") or []:
-                    name = metric.get("Name")
-                    value = document.get(name)
-                    values = value if isinstance(value, list) else [value]
-                    numbers = [float(v) for v in values if isinstance(v, int | float)]
-                    if numbers:
-                        measured.append((name, metric.get("Unit", "None"), numbers))
-                # each dimension set is a metric of its own (EMF's rule)
-                for dimension_set in directive.get("Dimensions") or [[]]:
-                    dimensions = [
-                        (name, str(document[name])) for name in dimension_set if name in document
-                    ]
-                    series = tuple(sorted(dimensions))
-                    for name, unit, numbers in measured:
-                        self._add((namespace, name, series, unit, minute), dimensions, numbers)
+            for namespace, name, unit, dimensions, numbers in emf_series(document):
+                key = (namespace, name, tuple(sorted(dimensions)), unit, minute)
+                self._add(key, dimensions, numbers)
 
     def _add(
         self,
