@@ -46,8 +46,8 @@ class Console:
             self.line(call.error.trace.rstrip())
 
     def metrics_document(self, document: dict[str, Any], line: str) -> None:
-        """An EMF metrics document a function wrote, handed over in this process with the
-        line it prints on AWS (`observability.hand_emf_over`): taken as that line printed."""
+        """An EMF metrics document a function printed, or handed over in this process with
+        the line it prints on AWS (`observability.hand_emf_over`): taken as that line."""
         if self.metrics is not None:
             self.metrics(document, line)
         if self._verbose:
@@ -59,16 +59,17 @@ class Console:
             record: Any = json.loads(text)
         except ValueError:
             record = None
-        if self.metrics is not None and isinstance(record, dict) and "_aws" in record:
-            self.metrics(record, text)
+        if isinstance(record, dict) and "_aws" in record:
+            # a CloudWatch EMF metrics document printed (not handed over): for CloudWatch,
+            # shown with --verbose
+            self.metrics_document(record, text)
+            return
         if self._verbose:
             self.line(text)
             return
         if record is None:
             self.line(f"         {text}")
             return
-        if isinstance(record, dict) and "_aws" in record:
-            return  # a CloudWatch EMF metrics document: for CloudWatch, shown with --verbose
         if not isinstance(record, dict) or "message" not in record:
             self.line(f"         {text}")
             return
