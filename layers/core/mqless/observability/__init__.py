@@ -245,7 +245,7 @@ class _Providers:
     def give_back(self, namespace: str, providers: list[EphemeralMetrics]) -> None:
         pool = self._pool(namespace)
         for provider in providers[: max(0, self._KEPT - len(pool))]:
-            provider.clear_metrics()  # a flush clears too, unless metrics are disabled
+            provider.clear_metrics()  # written or not (metrics disabled), it goes back blank
             pool.append(provider)
 
 
