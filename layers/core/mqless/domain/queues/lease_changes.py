@@ -34,24 +34,8 @@ class LeaseChanges:
             if group[0].kind == "g":
                 self._set_fifo_segment(config, place, group, now, release=True, uncount=True)
                 continue
-            # one write for the segment (a push's leases of it share their token), unless
-            # one of them is stale: then the others go back one at a time
-            holds = [Hold(lease.position, lease.token) for lease in group]
-            if (
-                len(holds) > 1
-                and len({h.slot for h in holds}) == len(holds)
-                and self._index.set_until(config.name, shard, int(place), holds, now, uncount=True)
-            ):
-                continue
-            for lease in group:
-                self._index.set_until(
-                    config.name,
-                    shard,
-                    int(place),
-                    [Hold(lease.position, lease.token)],
-                    now,
-                    uncount=True,
-                )
+            # one write for the segment (a push's leases of it share their token)
+            self.set_segment(config, shard, int(place), group, now, release=False, uncount=True)
 
     def settle_acks(self, config: QueueConfig, acks: Acks) -> None:
         """Settle the leases of `acks` that no lease write carried, one write per segment."""
@@ -109,17 +93,24 @@ class LeaseChanges:
         leases: list[Lease],
         until: int,
         release: bool,
+        *,
+        uncount: bool = False,
     ) -> list[bool]:
         """`set_until` for leases of one standard segment: one write, unless one is stale."""
         holds = [Hold(lease.position, lease.token) for lease in leases]
-        write = self._index.set_until
+
+        def write(these: list[Hold]) -> bool:
+            return self._index.set_until(
+                config.name, shard, seq, these, until, release=release, uncount=uncount
+            )
+
         if len({h.slot for h in holds}) == len(holds):
-            if write(config.name, shard, seq, holds, until, release=release):
+            if write(holds):
                 return [True] * len(holds)
             if len(holds) == 1:
                 return [False]
         # one of them is stale (or named twice): find out which, one at a time
-        return [write(config.name, shard, seq, [hold], until, release=release) for hold in holds]
+        return [write([hold]) for hold in holds]
 
     def _set_fifo_segment(
         self,
