@@ -24,7 +24,7 @@ Requests and errors are unchanged.
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -323,8 +323,7 @@ def request_urls_joined_once() -> Iterator[None]:
 
     module: Any = awsrequest
     original: Any = module._urljoin
-    joined: dict[tuple[str, str, str | None], Any] = {}
-    lock = threading.Lock()
+    joined = functools.lru_cache(maxsize=_URLS_KEPT)(original)
 
     def urljoin(endpoint_url: Any, url_path: Any, host_prefix: Any) -> Any:
         if (
@@ -333,15 +332,7 @@ def request_urls_joined_once() -> Iterator[None]:
             or (host_prefix is not None and type(host_prefix) is not str)
         ):
             return original(endpoint_url, url_path, host_prefix)
-        key = (endpoint_url, url_path, host_prefix)
-        found = joined.get(key)
-        if found is None:
-            found = original(endpoint_url, url_path, host_prefix)
-            with lock:
-                if len(joined) >= _URLS_KEPT:
-                    joined.clear()
-                joined[key] = found
-        return found
+        return joined(endpoint_url, url_path, host_prefix)
 
     with patched(module, "_urljoin", urljoin):
         yield
