@@ -99,18 +99,22 @@ print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects
 """
 
 
-def test_a_command_line_run_leaves_its_objects_out_of_the_shutdown_collections() -> None:
-    # Given `mqless --help` run from the command line (main() reads sys.argv)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "cli")}
-    # When it has answered
-    result = subprocess.run(
-        [sys.executable, "-c", _RUN_AS_PROGRAM, "--help"],
+def _run_as_program(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`mqless <argv>` run from the command line in a new interpreter (`_RUN_AS_PROGRAM`)."""
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_AS_PROGRAM, *argv],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "cli")},
         timeout=60,
         check=True,
     )
+
+
+def test_a_command_line_run_leaves_its_objects_out_of_the_shutdown_collections() -> None:
+    # Given `mqless --help` run from the command line (main() reads sys.argv)
+    # When it has answered
+    result = _run_as_program("--help")
     # Then what its imports made is frozen: the interpreter's shutdown collections skip it
     report = json.loads(result.stdout)
     assert report["frozen"] > 10_000
@@ -119,16 +123,8 @@ def test_a_command_line_run_leaves_its_objects_out_of_the_shutdown_collections()
 
 def test_mqless_dev_from_the_command_line_freezes_nothing() -> None:
     # Given `mqless dev` run from the command line, ending at once (both ports 9000)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "cli")}
     # When it has answered
-    result = subprocess.run(
-        [sys.executable, "-c", _RUN_AS_PROGRAM, "dev", "--http-port", "9000", "--ws-port", "9000"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
+    result = _run_as_program("dev", "--http-port", "9000", "--ws-port", "9000")
     # Then it said why and left every object to the shutdown's collections, as a server does
     assert "--http-port and --ws-port are both 9000" in result.stderr
     assert json.loads(result.stdout)["frozen"] == 0
